@@ -1,0 +1,1 @@
+//! cmksim-hsm (being written).

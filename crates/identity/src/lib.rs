@@ -1,0 +1,1 @@
+//! cmksim-identity (being written).

@@ -1,0 +1,1 @@
+//! cmksim-ingest (being written).

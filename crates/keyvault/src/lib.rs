@@ -1,0 +1,1 @@
+//! cmksim-keyvault (being written).

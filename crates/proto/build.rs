@@ -1,0 +1,32 @@
+//! Compiles every `.proto` file under the workspace's `proto/` directory with protox (a pure-Rust
+//! protobuf compiler, so no `protoc` install is needed) and generates prost messages and tonic
+//! clients/servers with tonic-prost-build. The encoded descriptor set is written next to the
+//! generated code for gRPC server reflection (tonic-prost-build's `file_descriptor_set_path` is
+//! ignored by `compile_fds`, so we write it ourselves).
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&proto_dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
+        .collect();
+    // Sorted so that the generated code does not depend on directory order.
+    files.sort();
+    println!("cargo:rerun-if-changed={}", proto_dir.display());
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+
+    let fds = protox::compile(&files, [&proto_dir])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("cmksim_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! Generated protobuf messages and gRPC stubs for every cmksim service.
+//!
+//! The `.proto` files in the workspace's `proto/` directory are the contract between the services;
+//! this crate only includes what `build.rs` generates from them, one module per protobuf package,
+//! plus the encoded descriptor set that the servers publish through gRPC reflection.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// Types shared by every service (the Azure error body carried in gRPC status details).
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("common.v1");
+    }
+}
+
+/// The identity authority: principals, managed identities and ES256 access tokens.
+pub mod identity {
+    pub mod v1 {
+        tonic::include_proto!("identity.v1");
+    }
+}
+
+/// Key Vault and its chaos control.
+pub mod keyvault {
+    pub mod v1 {
+        tonic::include_proto!("keyvault.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every service, for tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cmksim_descriptor.bin"));

@@ -1,0 +1,1 @@
+//! cmksim-scenario (being written).

@@ -1,0 +1,295 @@
+//! The event log: the one record of everything that happens in a run.
+//!
+//! Every state change anywhere (a key disabled, a poll result, a storage state transition, a batch
+//! stored or dropped, an expectation met or missed) is recorded once as an [`Event`]: its
+//! simulated time, its source, a kind, a sentence a person can follow, and typed data. The
+//! narrated timeline, the JSONL file, the report chart and the oracle all read these same events.
+//!
+//! Each crate declares its own events as a serde-serialisable enum implementing [`EventKind`], so
+//! the domain stays typed while this crate needs to know none of them. Serialisation is
+//! deterministic: fields in declaration order, maps (serde_json's default `BTreeMap`) sorted, and
+//! sequence numbers assigned under one lock, so the same run gives the same bytes.
+//!
+//! The in-memory log is bounded (`capacity_events`); sinks (a JSONL writer, a narrator) see every
+//! event even when the oldest have been evicted from memory, and evictions are counted.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::SimTime;
+
+/// A typed event of one domain. `Serialize` gives the event's data (use
+/// `#[serde(tag = "kind")]`-free plain enums or structs; the kind is taken from [`EventKind::kind`]).
+pub trait EventKind: Serialize {
+    /// A stable dotted name, e.g. `keyvault.key.disabled`, `storage.state.revoked`.
+    fn kind(&self) -> &'static str;
+    /// One sentence a person can follow: what happened and, where it matters, why.
+    fn narrate(&self) -> String;
+}
+
+/// One recorded event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the run, from 1.
+    pub seq: u64,
+    /// Simulated time in Unix milliseconds.
+    pub at_ms: i64,
+    /// The same time, RFC 3339.
+    pub time: String,
+    /// Who recorded it: `keyvault`, `storage/c1`, `ingest`, `agent/a1`, `scenario`, `oracle`.
+    pub source: String,
+    /// [`EventKind::kind`].
+    pub kind: String,
+    /// [`EventKind::narrate`].
+    pub message: String,
+    /// The event's typed fields.
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// The simulated time of the event.
+    pub fn at(&self) -> SimTime {
+        SimTime(self.at_ms)
+    }
+
+    /// The event as one JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        // Serialising a struct of strings, integers and a Value cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A consumer that sees every event as it is recorded (narrator, JSONL writer, metrics).
+pub type EventSink = Box<dyn FnMut(&Event) + Send>;
+
+struct Inner {
+    events: VecDeque<Event>,
+    capacity_events: usize,
+    evicted_events: u64,
+    next_seq: u64,
+    sinks: Vec<EventSink>,
+}
+
+/// A shared, bounded, append-only event log. Cloning shares the same log.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("EventLog")
+            .field("events", &inner.events.len())
+            .field("evicted_events", &inner.evicted_events)
+            .finish()
+    }
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog::new(EventLog::DEFAULT_CAPACITY_EVENTS)
+    }
+}
+
+impl EventLog {
+    /// Enough for a 30-day soak of one cluster with polls every 6–60 s and a batch a minute.
+    pub const DEFAULT_CAPACITY_EVENTS: usize = 1_000_000;
+
+    /// An empty log holding at most `capacity_events` events in memory.
+    pub fn new(capacity_events: usize) -> EventLog {
+        EventLog {
+            inner: Arc::new(Mutex::new(Inner {
+                events: VecDeque::new(),
+                capacity_events: capacity_events.max(1),
+                evicted_events: 0,
+                next_seq: 1,
+                sinks: Vec::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves a log that is still consistent (pushes are
+        // atomic), so a poisoned lock is taken over rather than propagated.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a sink that sees every event recorded from now on.
+    pub fn add_sink(&self, sink: EventSink) {
+        self.lock().sinks.push(sink);
+    }
+
+    /// Records an event at simulated time `at` and returns it.
+    pub fn record<K: EventKind>(&self, at: SimTime, source: &str, event: &K) -> Event {
+        let data = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+        self.record_raw(at, source, event.kind(), event.narrate(), data)
+    }
+
+    /// Records an event whose kind and data were built by hand (used by the scenario runner for
+    /// narration lines and by tests).
+    pub fn record_raw(
+        &self,
+        at: SimTime,
+        source: &str,
+        kind: &str,
+        message: String,
+        data: serde_json::Value,
+    ) -> Event {
+        let mut inner = self.lock();
+        let event = Event {
+            seq: inner.next_seq,
+            at_ms: at.0,
+            time: at.to_rfc3339(),
+            source: source.to_string(),
+            kind: kind.to_string(),
+            message,
+            data,
+        };
+        inner.next_seq += 1;
+        for sink in inner.sinks.iter_mut() {
+            sink(&event);
+        }
+        if inner.events.len() == inner.capacity_events {
+            inner.events.pop_front();
+            inner.evicted_events += 1;
+        }
+        inner.events.push_back(event.clone());
+        event
+    }
+
+    /// A copy of the events still in memory, oldest first.
+    pub fn snapshot(&self) -> Vec<Event> {
+        self.lock().events.iter().cloned().collect()
+    }
+
+    /// Events in memory whose kind starts with `prefix`.
+    pub fn of_kind(&self, prefix: &str) -> Vec<Event> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|e| e.kind.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// How many events were recorded in all.
+    pub fn recorded_events(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// How many events were evicted from memory because the log was full.
+    pub fn evicted_events(&self) -> u64 {
+        self.lock().evicted_events
+    }
+
+    /// The events in memory as JSON Lines.
+    pub fn to_jsonl(&self) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        for event in &inner.events {
+            out.push_str(&event.to_json_line());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    enum Sample {
+        KeyDisabled { vault: String, key: String },
+        Tagged { tags: BTreeMap<String, String> },
+    }
+
+    impl EventKind for Sample {
+        fn kind(&self) -> &'static str {
+            match self {
+                Sample::KeyDisabled { .. } => "keyvault.key.disabled",
+                Sample::Tagged { .. } => "test.tagged",
+            }
+        }
+        fn narrate(&self) -> String {
+            match self {
+                Sample::KeyDisabled { vault, key } => format!("key {key} in {vault} disabled"),
+                Sample::Tagged { tags } => format!("{} tags", tags.len()),
+            }
+        }
+    }
+
+    #[test]
+    fn records_in_order_with_sequence_numbers() {
+        let log = EventLog::new(10);
+        let e1 = log.record(
+            SimTime(1000),
+            "keyvault",
+            &Sample::KeyDisabled {
+                vault: "v".into(),
+                key: "k".into(),
+            },
+        );
+        let e2 = log.record(
+            SimTime(2000),
+            "keyvault",
+            &Sample::Tagged {
+                tags: BTreeMap::new(),
+            },
+        );
+        assert_eq!((e1.seq, e2.seq), (1, 2));
+        assert_eq!(e1.kind, "keyvault.key.disabled");
+        assert_eq!(e1.message, "key k in v disabled");
+        assert_eq!(e1.data["KeyDisabled"]["vault"], "v");
+        assert_eq!(log.of_kind("keyvault.key").len(), 1);
+    }
+
+    #[test]
+    fn jsonl_is_byte_stable_and_sorted() {
+        let make = || {
+            let log = EventLog::new(10);
+            let mut tags = BTreeMap::new();
+            tags.insert("z".to_string(), "1".to_string());
+            tags.insert("a".to_string(), "2".to_string());
+            log.record(SimTime(5), "s", &Sample::Tagged { tags });
+            log.to_jsonl()
+        };
+        let a = make();
+        assert_eq!(a, make());
+        assert!(a.find("\"a\"").unwrap() < a.find("\"z\"").unwrap(), "{a}");
+        assert!(
+            a.starts_with("{\"seq\":1,\"at_ms\":5,\"time\":\"1970-01-01T00:00:00.005Z\""),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn bounded_memory_and_sinks_see_everything() {
+        let log = EventLog::new(2);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen_in_sink = seen.clone();
+        log.add_sink(Box::new(move |e| seen_in_sink.lock().unwrap().push(e.seq)));
+        for i in 0..5 {
+            log.record(
+                SimTime(i),
+                "s",
+                &Sample::Tagged {
+                    tags: BTreeMap::new(),
+                },
+            );
+        }
+        assert_eq!(
+            log.snapshot().iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+        assert_eq!(log.evicted_events(), 3);
+        assert_eq!(log.recorded_events(), 5);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+}

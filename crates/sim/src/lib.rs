@@ -1,0 +1,24 @@
+//! The simulation core every cmksim service is built on.
+//!
+//! The simulator promises that the same scenario and seed give the same event log byte for byte,
+//! and that the same code runs in simulated time (days in seconds) and live. Both promises rest on
+//! this crate being the only place that knows where time and randomness come from:
+//!
+//! - [`time`]: [`SimTime`] (a point in simulated time) and the [`Clock`] that produces it, either
+//!   from tokio's (possibly virtual) clock or, in live mode only, from the wall clock, scaled.
+//! - [`rng`]: one root seed and an independent, named stream per component ([`SeedTree`]), so that
+//!   adding a component never shifts another's random choices.
+//! - [`ids`]: GUIDs and 32-hex key versions drawn from those streams.
+//! - [`duration`]: "90s", "1h30m", "14d" parsing with precise errors, and the inverse formatting.
+//! - [`event`]: the typed event log that narration, reports and the oracle all read.
+
+pub mod duration;
+pub mod event;
+pub mod ids;
+pub mod rng;
+pub mod time;
+
+pub use duration::{format_duration, parse_duration, DurationParseError};
+pub use event::{Event, EventKind, EventLog};
+pub use rng::{RandomSource, SeedTree};
+pub use time::{Clock, SimTime};

@@ -1,0 +1,1 @@
+//! cmksim-storage (being written).
