@@ -11,14 +11,17 @@
 //! - [`ids`]: GUIDs and 32-hex key versions drawn from those streams.
 //! - [`duration`]: "90s", "1h30m", "14d" parsing with precise errors, and the inverse formatting.
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
+//! - [`profile`]: the behaviour profiles of `sim-config/` (every timing and limit, by name).
 
 pub mod duration;
 pub mod event;
 pub mod ids;
+pub mod profile;
 pub mod rng;
 pub mod time;
 
 pub use duration::{format_duration, parse_duration, DurationParseError};
 pub use event::{Event, EventKind, EventLog};
+pub use profile::Profile;
 pub use rng::{RandomSource, SeedTree};
 pub use time::{Clock, SimTime};

@@ -1,0 +1,311 @@
+//! Behaviour profiles: every timing, limit and window of the simulated Azure, by name.
+//!
+//! The seeds were written years apart and sometimes disagree; SPEC.md resolves that by offering
+//! both behaviours as profiles. The TOML files in `sim-config/` are the single source of the
+//! values (each with a comment citing where it comes from); this module gives them types, checks
+//! them, and lets a scenario override any value before the run. Nothing else in the simulator
+//! hard-codes a timing or a limit.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::duration::{format_duration, parse_duration};
+
+const AZURE_2020_TOML: &str = include_str!("../../../sim-config/azure-2020.toml");
+const AZURE_CURRENT_TOML: &str = include_str!("../../../sim-config/azure-current.toml");
+
+/// The names of the built-in profiles; the first is the default.
+pub const BUILTIN_PROFILES: [&str; 2] = ["azure-2020", "azure-current"];
+
+/// Which seed's wording the error catalogue uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorWording {
+    /// Seed 000 (2020): "Workspace association or disassociation operation in process."
+    #[serde(rename = "seed-000")]
+    Seed000,
+    /// Seed 001 (2021): "Workspace link or unlink operation in process."
+    #[serde(rename = "seed-001")]
+    Seed001,
+}
+
+/// What happens to a link requested before the cluster finished provisioning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkBeforeProvisioned {
+    /// Seed 000: accepted; data ingested before provisioning ends is dropped, unrecoverably.
+    AcceptAndDrop,
+    /// Seed 001: refused until provisioning succeeded.
+    Reject,
+}
+
+/// Which key seals the hot tier (the last 14 days).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HotTierKey {
+    /// Seed 000: the hot cache stays under Microsoft-managed keys (yet is deleted on revocation).
+    Mmk,
+    /// Current documentation: the hot cache is sealed under the customer's key.
+    Cmk,
+}
+
+/// A complete behaviour profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub error_wording: ErrorWording,
+    pub cluster: ClusterProfile,
+    pub key_access: KeyAccessProfile,
+    pub data: DataProfile,
+    pub workspace: WorkspaceProfile,
+    pub agent: AgentProfile,
+}
+
+/// Cluster control-plane durations and limits (SPEC §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterProfile {
+    #[serde(with = "dur")]
+    pub provisioning_duration: Duration,
+    #[serde(with = "dur")]
+    pub key_update_duration: Duration,
+    #[serde(with = "dur")]
+    pub link_duration: Duration,
+    #[serde(with = "dur")]
+    pub unlink_duration: Duration,
+    #[serde(with = "dur")]
+    pub soft_delete_retention: Duration,
+    pub max_active_per_region_subscription: u32,
+    pub max_reserved_per_region_subscription: u32,
+    pub capacity_min_gb_per_day: u32,
+    pub capacity_max_gb_per_day: u32,
+    pub capacity_step_gb_per_day: u32,
+    #[serde(with = "dur")]
+    pub capacity_decrease_lock: Duration,
+    pub max_workspaces_per_cluster: u32,
+    pub link_operations_max: u32,
+    #[serde(with = "dur")]
+    pub link_operations_window: Duration,
+    pub link_before_provisioned: LinkBeforeProvisioned,
+    pub double_encryption_default: bool,
+}
+
+/// The storage's Key Vault access loop (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAccessProfile {
+    #[serde(with = "dur")]
+    pub poll_interval_min: Duration,
+    #[serde(with = "dur")]
+    pub poll_interval_max: Duration,
+    /// `None`: transient outages are ridden on the cached AEK without a fixed limit.
+    #[serde(with = "opt_dur")]
+    pub outage_grace: Option<Duration>,
+    #[serde(with = "dur")]
+    pub buffer_window: Duration,
+    #[serde(with = "dur")]
+    pub revocation_deadline: Duration,
+    #[serde(with = "dur")]
+    pub resume_delay: Duration,
+    pub versionless_keys: bool,
+    #[serde(with = "dur")]
+    pub version_follow_deadline: Duration,
+}
+
+/// The data plane (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataProfile {
+    #[serde(with = "dur")]
+    pub hot_tier_window: Duration,
+    pub hot_tier_key: HotTierKey,
+}
+
+/// Workspace settings (seed 003).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceProfile {
+    pub retention_default_days: u32,
+    pub retention_min_days: u32,
+    pub retention_max_days: u32,
+}
+
+/// Agents (seed 003).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProfile {
+    #[serde(with = "dur")]
+    pub retry_interval: Duration,
+    #[serde(with = "dur")]
+    pub retry_for: Duration,
+    pub queue_capacity_records: u64,
+    pub drop_first_table: String,
+}
+
+/// Why a profile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("unknown profile {0:?}: the built-in profiles are azure-2020 and azure-current")]
+    Unknown(String),
+    #[error("profile {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+impl Profile {
+    /// A built-in profile by name (`azure-2020`, `azure-current`).
+    pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
+        Profile::builtin_with_overrides(name, None)
+    }
+
+    /// The default profile, azure-2020.
+    pub fn azure_2020() -> Profile {
+        Profile::builtin("azure-2020").expect("the embedded azure-2020 profile is valid")
+    }
+
+    /// The azure-current profile.
+    pub fn azure_current() -> Profile {
+        Profile::builtin("azure-current").expect("the embedded azure-current profile is valid")
+    }
+
+    /// A built-in profile with a scenario's overrides merged in (tables merge key by key).
+    pub fn builtin_with_overrides(
+        name: &str,
+        overrides: Option<&toml::Table>,
+    ) -> Result<Profile, ProfileError> {
+        let text = match name {
+            "azure-2020" => AZURE_2020_TOML,
+            "azure-current" => AZURE_CURRENT_TOML,
+            other => return Err(ProfileError::Unknown(other.to_string())),
+        };
+        Profile::from_toml(name, text, overrides)
+    }
+
+    /// A profile from TOML text, with optional overrides merged in, then checked.
+    pub fn from_toml(
+        name: &str,
+        text: &str,
+        overrides: Option<&toml::Table>,
+    ) -> Result<Profile, ProfileError> {
+        let invalid = |message: String| ProfileError::Invalid { name: name.to_string(), message };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        if let Some(overrides) = overrides {
+            merge(&mut table, overrides);
+        }
+        let profile: Profile = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        profile.check().map_err(invalid)?;
+        Ok(profile)
+    }
+
+    /// Cross-field checks that serde cannot express.
+    fn check(&self) -> Result<(), String> {
+        let ka = &self.key_access;
+        if ka.poll_interval_min.is_zero() || ka.poll_interval_min > ka.poll_interval_max {
+            return Err("key_access.poll_interval_min must be > 0 and <= poll_interval_max".into());
+        }
+        let c = &self.cluster;
+        if c.capacity_step_gb_per_day == 0 || c.capacity_min_gb_per_day > c.capacity_max_gb_per_day {
+            return Err("cluster capacity range is empty or its step is 0".into());
+        }
+        if c.max_active_per_region_subscription > c.max_reserved_per_region_subscription {
+            return Err("cluster.max_active_per_region_subscription exceeds max_reserved".into());
+        }
+        let w = &self.workspace;
+        if !(w.retention_min_days..=w.retention_max_days).contains(&w.retention_default_days) {
+            return Err("workspace.retention_default_days is outside min..max".into());
+        }
+        if self.agent.retry_interval.is_zero() {
+            return Err("agent.retry_interval must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Merges `overrides` into `base`: nested tables key by key, other values replaced.
+fn merge(base: &mut toml::Table, overrides: &toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {
+                merge(base_table, override_table)
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+mod dur {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_dur {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_str("unlimited"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "unlimited" {
+            return Ok(None);
+        }
+        parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_load_with_seed_values() {
+        let p = Profile::azure_2020();
+        assert_eq!(p.key_access.poll_interval_min, Duration::from_secs(6));
+        assert_eq!(p.key_access.poll_interval_max, Duration::from_secs(60));
+        assert_eq!(p.key_access.outage_grace, Some(Duration::from_secs(1800)));
+        assert_eq!(p.key_access.revocation_deadline, Duration::from_secs(3600));
+        assert_eq!(p.cluster.max_active_per_region_subscription, 2);
+        assert_eq!(p.error_wording, ErrorWording::Seed000);
+        let c = Profile::azure_current();
+        assert_eq!(c.key_access.outage_grace, None);
+        assert!(c.key_access.versionless_keys);
+        assert_eq!((c.cluster.max_active_per_region_subscription, c.cluster.max_reserved_per_region_subscription), (5, 7));
+        assert_eq!(c.cluster.capacity_min_gb_per_day, 100);
+    }
+
+    #[test]
+    fn overrides_merge_and_are_checked() {
+        let overrides: toml::Table = "[key_access]\nbuffer_window = \"2h\"\n".parse().unwrap();
+        let p = Profile::builtin_with_overrides("azure-2020", Some(&overrides)).unwrap();
+        assert_eq!(p.key_access.buffer_window, Duration::from_secs(7200));
+        assert_eq!(p.key_access.resume_delay, Duration::from_secs(1800));
+
+        let bad: toml::Table = "[key_access]\nbuffer_widow = \"2h\"\n".parse().unwrap();
+        let e = Profile::builtin_with_overrides("azure-2020", Some(&bad)).unwrap_err();
+        assert!(e.to_string().contains("buffer_widow"), "{e}");
+
+        let bad_duration: toml::Table = "[key_access]\nresume_delay = \"30 minutes\"\n".parse().unwrap();
+        assert!(Profile::builtin_with_overrides("azure-2020", Some(&bad_duration)).is_err());
+
+        let inverted: toml::Table = "[key_access]\npoll_interval_min = \"2m\"\n".parse().unwrap();
+        assert!(Profile::builtin_with_overrides("azure-2020", Some(&inverted)).is_err());
+        assert!(matches!(Profile::builtin("azure-2019"), Err(ProfileError::Unknown(_))));
+    }
+}

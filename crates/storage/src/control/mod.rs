@@ -1,0 +1,1 @@
+//! The dedicated-cluster control plane (being written).

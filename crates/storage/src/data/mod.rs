@@ -1,0 +1,1 @@
+//! The encrypted data plane (being written).

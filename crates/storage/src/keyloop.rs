@@ -1,0 +1,1 @@
+//! The Key Vault access loop (being written).
