@@ -11,11 +11,13 @@
 //! - [`ids`]: GUIDs and 32-hex key versions drawn from those streams.
 //! - [`duration`]: "90s", "1h30m", "14d" parsing with precise errors, and the inverse formatting.
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
+//! - [`net`]: one network code path: real TCP live, turmoil's simulated TCP in simulation.
 //! - [`profile`]: the behaviour profiles of `sim-config/` (every timing and limit, by name).
 
 pub mod duration;
 pub mod event;
 pub mod ids;
+pub mod net;
 pub mod profile;
 pub mod rng;
 pub mod time;

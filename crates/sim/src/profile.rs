@@ -188,8 +188,13 @@ impl Profile {
         text: &str,
         overrides: Option<&toml::Table>,
     ) -> Result<Profile, ProfileError> {
-        let invalid = |message: String| ProfileError::Invalid { name: name.to_string(), message };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let invalid = |message: String| ProfileError::Invalid {
+            name: name.to_string(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
         if let Some(overrides) = overrides {
             merge(&mut table, overrides);
         }
@@ -207,7 +212,8 @@ impl Profile {
             return Err("key_access.poll_interval_min must be > 0 and <= poll_interval_max".into());
         }
         let c = &self.cluster;
-        if c.capacity_step_gb_per_day == 0 || c.capacity_min_gb_per_day > c.capacity_max_gb_per_day {
+        if c.capacity_step_gb_per_day == 0 || c.capacity_min_gb_per_day > c.capacity_max_gb_per_day
+        {
             return Err("cluster capacity range is empty or its step is 0".into());
         }
         if c.max_active_per_region_subscription > c.max_reserved_per_region_subscription {
@@ -266,7 +272,9 @@ mod opt_dur {
         if text == "unlimited" {
             return Ok(None);
         }
-        parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+        parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -286,7 +294,13 @@ mod tests {
         let c = Profile::azure_current();
         assert_eq!(c.key_access.outage_grace, None);
         assert!(c.key_access.versionless_keys);
-        assert_eq!((c.cluster.max_active_per_region_subscription, c.cluster.max_reserved_per_region_subscription), (5, 7));
+        assert_eq!(
+            (
+                c.cluster.max_active_per_region_subscription,
+                c.cluster.max_reserved_per_region_subscription
+            ),
+            (5, 7)
+        );
         assert_eq!(c.cluster.capacity_min_gb_per_day, 100);
     }
 
@@ -301,11 +315,18 @@ mod tests {
         let e = Profile::builtin_with_overrides("azure-2020", Some(&bad)).unwrap_err();
         assert!(e.to_string().contains("buffer_widow"), "{e}");
 
-        let bad_duration: toml::Table = "[key_access]\nresume_delay = \"30 minutes\"\n".parse().unwrap();
+        let bad_duration: toml::Table = "[key_access]\nresume_delay = \"30 minutes\"\n"
+            .parse()
+            .unwrap();
         assert!(Profile::builtin_with_overrides("azure-2020", Some(&bad_duration)).is_err());
 
-        let inverted: toml::Table = "[key_access]\npoll_interval_min = \"2m\"\n".parse().unwrap();
+        let inverted: toml::Table = "[key_access]\npoll_interval_min = \"2m\"\n"
+            .parse()
+            .unwrap();
         assert!(Profile::builtin_with_overrides("azure-2020", Some(&inverted)).is_err());
-        assert!(matches!(Profile::builtin("azure-2019"), Err(ProfileError::Unknown(_))));
+        assert!(matches!(
+            Profile::builtin("azure-2019"),
+            Err(ProfileError::Unknown(_))
+        ));
     }
 }
