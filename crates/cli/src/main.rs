@@ -1,1 +1,51 @@
-fn main() {}
+//! `cmksim`: the command line of the simulator.
+//!
+//! Each subcommand is a thin layer over a library crate, so everything the binary does is also
+//! testable without it: `serve` starts the real gRPC services, `bench` runs the benchmarks that
+//! compare with references measured in the same run, and `profile` shows the behaviour profiles.
+
+mod bench;
+mod profile;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cmksim",
+    version,
+    about = "A local simulator of customer-managed keys for Azure Monitor Logs dedicated clusters",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start services for real (live mode): real TCP, real or scaled time.
+    Serve(serve::ServeArgs),
+    /// Run a benchmark; ratios are against references measured in the same run.
+    Bench(bench::BenchArgs),
+    /// Show a behaviour profile (every timing and limit, with its value).
+    Profile(profile::ProfileArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Profile(args) => profile::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("cmksim: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

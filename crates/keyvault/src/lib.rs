@@ -1,1 +1,45 @@
-//! cmksim-keyvault (being written).
+//! cmksim-keyvault: the simulated Azure Key Vault (SPEC §2).
+//!
+//! Vaults with soft delete, purge protection and access policies; RSA/EC keys, software or in
+//! the emulated HSM, with versions, rotation, soft delete, recovery and scheduled purge; wrapKey,
+//! unwrapKey, encrypt, decrypt, sign and verify with Azure's check order and Azure's exact
+//! errors; an audit log; chaos control. The crate is layered so each part fits in one head:
+//!
+//! - domain (no I/O): [`model`] (data), [`validate`] (input rules), [`state`] + [`vaults`] +
+//!   [`keys`] (the rules, as functions of `now`, caller and input), [`errors`] (the catalogue of
+//!   Azure errors and the sources of their strings), [`events`], [`audit`], [`chaos`] (decisions);
+//! - cryptography: [`crypto`] (software keys, public-key operations, sealing at rest),
+//!   [`hsm`] (HSM keys through `cmksim_hsm::Module`), [`backend`] (the trait the domain uses);
+//! - persistence: [`store`] (sled, write-through, flushed before every answer);
+//! - edge: [`auth`] (tokens), [`status`] (errors ↔ gRPC status with `AzureError` details),
+//!   [`convert`] (domain ↔ proto), [`service`] (the gRPC handlers), [`server`] (open + serve),
+//!   [`client`] (typed client for other services).
+
+pub mod audit;
+pub mod auth;
+pub mod backend;
+pub mod chaos;
+pub mod client;
+pub mod convert;
+pub mod crypto;
+pub mod errors;
+pub mod events;
+pub mod hsm;
+pub mod keys;
+pub mod model;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod validate;
+pub mod vaults;
+
+pub use client::{ClientError, KeyVaultClient};
+pub use errors::{AzureErrorBody, KvError, Plane};
+pub use events::KeyVaultEvent;
+pub use server::{KeyVaultConfig, KeyVaultServer, ServerError};
+pub use status::azure_error;
+
+#[cfg(test)]
+mod tests;

@@ -27,6 +27,13 @@ pub mod keyvault {
     }
 }
 
+/// The ingestion front end: ingest, custom tables, metrics and query.
+pub mod ingest {
+    pub mod v1 {
+        tonic::include_proto!("ingest.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cmksim_descriptor.bin"));

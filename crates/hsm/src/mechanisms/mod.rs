@@ -1,0 +1,30 @@
+//! The cryptography behind the mechanisms, one file per key family, free of sessions and
+//! attributes: each function takes key material and bytes and returns bytes or the exact `CKR_*`
+//! code PKCS#11 prescribes for that failure. Keeping the mapping from library errors to return
+//! codes here, next to the library call, is what makes the refusal codes precise (the point where
+//! common software tokens go wrong).
+//!
+//! - [`rsa`]: aws-lc-rs (constant-time, about 3x faster than the `rsa` crate for private
+//!   operations, and free of RUSTSEC-2023-0071). RSA key generation and OAEP/PSS padding draw from
+//!   aws-lc's own OS-seeded generator, which cannot be seeded: RSA keys are never deterministic.
+//! - [`ec`]: the `p256` crate, with randomness handed in (deterministic under a seeded source).
+//! - [`aes`]: AES key wrap (RFC 3394) and key wrap with padding (RFC 5649) from aws-lc-rs.
+
+pub(crate) mod aes;
+pub(crate) mod ec;
+pub(crate) mod rsa;
+
+use std::sync::Arc;
+
+/// A key ready for use: unsealed and parsed once, then shared (behind an `Arc`) by calls that run
+/// outside the module lock. Dropping it zeroises the secret parts.
+pub(crate) enum LoadedKey {
+    RsaPrivate(Box<rsa::RsaPrivate>),
+    RsaPublic(Box<rsa::RsaPublic>),
+    EcPrivate(Box<p256::ecdsa::SigningKey>),
+    EcPublic(Box<p256::ecdsa::VerifyingKey>),
+    Aes(aes::AesKey),
+}
+
+/// A shared loaded key.
+pub(crate) type SharedKey = Arc<LoadedKey>;

@@ -1,0 +1,251 @@
+//! [`IdentityAuthority`]: the directory, the token signer and the store as one unit.
+//!
+//! Every mutation runs the pure directory function first, then writes the changed record and
+//! flushes; if the write fails the in-memory change is undone, so a caller never sees a success
+//! that a restart would forget, nor a failure that left half a change behind. Tokens are issued
+//! only against the principal's secret: "a caller cannot act as a principal whose token it cannot
+//! obtain".
+
+use std::path::Path;
+
+use cmksim_sim::{RandomSource, SimTime};
+
+use crate::directory::{Directory, DirectoryError, Principal, PrincipalKind, Tenant};
+use crate::store::{IdentityStore, StoreError};
+use crate::token::{audience, Authority, Jwk, TokenVerifier};
+
+/// Why an identity operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown audience {0:?}: expected {aud_vault} or {aud_mgmt}", aud_vault = audience::VAULT, aud_mgmt = audience::MANAGEMENT)]
+    UnknownAudience(String),
+}
+
+/// The identity authority of one process.
+pub struct IdentityAuthority {
+    directory: Directory,
+    authority: Authority,
+    store: Option<IdentityStore>,
+    rng: RandomSource,
+}
+
+impl std::fmt::Debug for IdentityAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityAuthority")
+            .field("tenants", &self.directory.tenants.len())
+            .field("principals", &self.directory.principals.len())
+            .field("kid", &self.authority.kid())
+            .finish()
+    }
+}
+
+impl IdentityAuthority {
+    /// Opens the authority persisted in `dir` (creating it, with a new signing key drawn from
+    /// `rng`, on first use). `rng` also draws ids and secrets.
+    pub fn open(dir: &Path, mut rng: RandomSource) -> Result<IdentityAuthority, IdentityError> {
+        let store = IdentityStore::open(dir)?;
+        let directory = store.load_directory()?;
+        let authority = match store.load_signing_key()? {
+            Some(scalar) => Authority::from_secret_scalar(&scalar).map_err(|e| {
+                StoreError::Corrupt {
+                    key: "signing-key".into(),
+                    reason: e.to_string(),
+                }
+            })?,
+            None => {
+                let authority = Authority::generate(&mut rng);
+                store.save_signing_key(&authority.secret_scalar())?;
+                authority
+            }
+        };
+        Ok(IdentityAuthority {
+            directory,
+            authority,
+            store: Some(store),
+            rng,
+        })
+    }
+
+    /// An authority that keeps nothing on disk (unit tests, throw-away runs).
+    pub fn in_memory(mut rng: RandomSource) -> IdentityAuthority {
+        let authority = Authority::generate(&mut rng);
+        IdentityAuthority {
+            directory: Directory::default(),
+            authority,
+            store: None,
+            rng,
+        }
+    }
+
+    /// The directory (read-only).
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// A verifier for this authority's tokens.
+    pub fn verifier(&self) -> TokenVerifier {
+        self.authority.verifier()
+    }
+
+    /// The public signing keys.
+    pub fn signing_keys(&self) -> Vec<Jwk> {
+        vec![self.authority.jwk()]
+    }
+
+    /// The signer itself (tests build deliberately bad tokens with it).
+    pub fn signer(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Creates a tenant.
+    pub fn create_tenant(&mut self, name: &str, tenant_id: &str) -> Result<Tenant, IdentityError> {
+        let tenant = self
+            .directory
+            .create_tenant(name, tenant_id, &mut self.rng)?;
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save_tenant(&tenant) {
+                self.directory.tenants.remove(&tenant.tenant_id);
+                return Err(e.into());
+            }
+        }
+        Ok(tenant)
+    }
+
+    fn persist_new(&mut self, created: (Principal, String)) -> Result<(Principal, String), IdentityError> {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save_principal(&created.0) {
+                self.directory.principals.remove(&created.0.object_id);
+                return Err(e.into());
+            }
+        }
+        Ok(created)
+    }
+
+    /// Creates a user or service principal; the secret is returned only now.
+    pub fn create_principal(
+        &mut self,
+        tenant_id: &str,
+        display_name: &str,
+        kind: PrincipalKind,
+    ) -> Result<(Principal, String), IdentityError> {
+        let created =
+            self.directory
+                .create_principal(tenant_id, display_name, kind, &mut self.rng)?;
+        self.persist_new(created)
+    }
+
+    /// Creates the system-assigned managed identity of a resource.
+    pub fn create_managed_identity(
+        &mut self,
+        tenant_id: &str,
+        resource_id: &str,
+    ) -> Result<(Principal, String), IdentityError> {
+        let created =
+            self.directory
+                .create_managed_identity(tenant_id, resource_id, &mut self.rng)?;
+        self.persist_new(created)
+    }
+
+    /// Deletes a principal: it can no longer obtain tokens.
+    pub fn delete_principal(&mut self, object_id: &str) -> Result<Principal, IdentityError> {
+        let principal = self.directory.delete_principal(object_id)?;
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save_principal(&principal) {
+                if let Some(p) = self.directory.principals.get_mut(object_id) {
+                    p.deleted = false;
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(principal)
+    }
+
+    /// Issues an access token for `object_id` if `secret` is its secret. Only the two audiences
+    /// of the simulated world are accepted.
+    pub fn issue_token(
+        &self,
+        object_id: &str,
+        secret: &str,
+        aud: &str,
+        lifetime_seconds: u64,
+        now: SimTime,
+    ) -> Result<(String, SimTime), IdentityError> {
+        let canonical = aud.trim_end_matches('/');
+        if canonical != audience::VAULT && canonical != audience::MANAGEMENT {
+            return Err(IdentityError::UnknownAudience(aud.to_string()));
+        }
+        let principal = self.directory.authenticate(object_id, secret)?;
+        Ok(self
+            .authority
+            .issue(principal, canonical, now, lifetime_seconds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmksim_sim::SeedTree;
+
+    #[test]
+    fn restart_keeps_tenants_principals_and_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SimTime::DEFAULT_EPOCH;
+        let (oid, secret, kid, tenant) = {
+            let mut a =
+                IdentityAuthority::open(dir.path(), SeedTree::new(5).source("identity")).unwrap();
+            let t = a.create_tenant("contoso", "").unwrap();
+            let (p, secret) = a
+                .create_principal(&t.tenant_id, "alice", PrincipalKind::User)
+                .unwrap();
+            let (gone, _) = a
+                .create_principal(&t.tenant_id, "bob", PrincipalKind::User)
+                .unwrap();
+            a.delete_principal(&gone.object_id).unwrap();
+            (p.object_id, secret, a.signer().kid().to_string(), t.tenant_id)
+        };
+        let a = IdentityAuthority::open(dir.path(), SeedTree::new(6).source("identity")).unwrap();
+        assert_eq!(a.signer().kid(), kid);
+        assert_eq!(a.directory().tenants.len(), 1);
+        assert_eq!(a.directory().principals.len(), 2);
+        assert_eq!(
+            a.directory().principals.values().filter(|p| p.deleted).count(),
+            1
+        );
+        let (token, _) = a
+            .issue_token(&oid, &secret, audience::VAULT, 0, now)
+            .unwrap();
+        let claims = a
+            .verifier()
+            .verify(&token, audience::VAULT, Some(&tenant), now)
+            .unwrap()
+            .claims;
+        assert_eq!(claims.oid, oid);
+    }
+
+    #[test]
+    fn tokens_need_the_secret_and_a_known_audience() {
+        let mut a = IdentityAuthority::in_memory(SeedTree::new(1).source("identity"));
+        let t = a.create_tenant("t", "").unwrap();
+        let (p, secret) = a
+            .create_principal(&t.tenant_id, "app", PrincipalKind::ServicePrincipal)
+            .unwrap();
+        let now = SimTime::DEFAULT_EPOCH;
+        assert!(matches!(
+            a.issue_token(&p.object_id, "guess", audience::VAULT, 0, now),
+            Err(IdentityError::Directory(DirectoryError::InvalidSecret(_)))
+        ));
+        assert!(matches!(
+            a.issue_token(&p.object_id, &secret, "https://graph.microsoft.com", 0, now),
+            Err(IdentityError::UnknownAudience(_))
+        ));
+        a.delete_principal(&p.object_id).unwrap();
+        assert!(matches!(
+            a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now),
+            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(_)))
+        ));
+    }
+}

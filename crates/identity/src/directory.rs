@@ -1,0 +1,352 @@
+//! The directory: tenants, principals and system-assigned managed identities.
+//!
+//! Pure domain logic (no I/O, no clock): every function takes the inputs it needs, including the
+//! random source for ids and secrets, and returns the new state or a typed error, changing
+//! nothing when it fails. Secrets are returned once, at creation, and stored only as a salted
+//! PBKDF2-HMAC-SHA256 hash, so that neither the data directory nor a memory dump of the directory
+//! lets anyone obtain a principal's token. Deleted principals are kept (marked deleted) so that
+//! an audit trail still resolves their object id, but they can no longer authenticate.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use cmksim_sim::ids;
+
+/// The Azure CLI's public client id: what Azure shows as `appid` for a user signed in with `az`.
+pub const AZURE_CLI_APP_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+/// At most this many tenants in one directory.
+pub const MAX_TENANTS: usize = 10_000;
+/// At most this many principals (including deleted ones) in one directory.
+pub const MAX_PRINCIPALS: usize = 100_000;
+/// Longest display name, tenant name or resource id accepted.
+pub const MAX_NAME_CHARS: usize = 512;
+/// PBKDF2 work factor for secret hashes: modest, because secrets are 256-bit random values (the
+/// hash protects against disclosure, not against guessing a weak password).
+const SECRET_HASH_ITERATIONS: u32 = 1_000;
+const SECRET_BYTES: usize = 32;
+
+/// Why a directory operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("tenant {0} was not found")]
+    TenantNotFound(String),
+    #[error("tenant {0} already exists")]
+    TenantExists(String),
+    #[error("principal {0} was not found")]
+    PrincipalNotFound(String),
+    #[error("principal {0} has been deleted")]
+    PrincipalDeleted(String),
+    #[error("the secret does not match principal {0}")]
+    InvalidSecret(String),
+    #[error("resource {0} already has a system-assigned managed identity")]
+    ManagedIdentityExists(String),
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: &'static str, reason: String },
+    #[error("the directory is full: at most {0} entries")]
+    Full(usize),
+}
+
+/// A tenant (an Entra ID directory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub name: String,
+}
+
+/// What kind of principal this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrincipalKind {
+    User,
+    ServicePrincipal,
+    SystemAssigned,
+    UserAssigned,
+}
+
+/// A principal. The secret hash never leaves this crate's API except to the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub object_id: String,
+    pub tenant_id: String,
+    /// The application (client) id Azure would put in the token's `appid` claim.
+    pub app_id: String,
+    pub display_name: String,
+    pub kind: PrincipalKind,
+    /// For managed identities: the ARM id of the resource the identity belongs to.
+    pub resource_id: String,
+    pub deleted: bool,
+    secret_salt_hex: String,
+    secret_hash_hex: String,
+}
+
+impl Principal {
+    /// True when `secret` is this principal's secret (constant-time comparison).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        let (Ok(salt), Ok(hash)) = (
+            hex::decode(&self.secret_salt_hex),
+            hex::decode(&self.secret_hash_hex),
+        ) else {
+            return false;
+        };
+        ring::pbkdf2::verify(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            iterations(),
+            &salt,
+            secret.as_bytes(),
+            &hash,
+        )
+        .is_ok()
+    }
+}
+
+fn iterations() -> NonZeroU32 {
+    NonZeroU32::new(SECRET_HASH_ITERATIONS).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Tenants and principals, ordered by id so that listings are deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    pub tenants: BTreeMap<String, Tenant>,
+    pub principals: BTreeMap<String, Principal>,
+}
+
+fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), DirectoryError> {
+    if required && value.trim().is_empty() {
+        return Err(DirectoryError::InvalidInput {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if value.chars().count() > MAX_NAME_CHARS {
+        return Err(DirectoryError::InvalidInput {
+            field,
+            reason: format!("at most {MAX_NAME_CHARS} characters"),
+        });
+    }
+    Ok(())
+}
+
+/// A new random secret (base64url, 256 bits) and its salted hash.
+fn new_secret(rng: &mut impl RngCore) -> (String, String, String) {
+    use base64::Engine;
+    let mut secret_bytes = [0u8; SECRET_BYTES];
+    rng.fill_bytes(&mut secret_bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
+    let mut salt = [0u8; 16];
+    rng.fill_bytes(&mut salt);
+    let mut hash = [0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations(),
+        &salt,
+        secret.as_bytes(),
+        &mut hash,
+    );
+    (secret, hex::encode(salt), hex::encode(hash))
+}
+
+impl Directory {
+    /// Creates a tenant; `tenant_id` empty means a new GUID.
+    pub fn create_tenant(
+        &mut self,
+        name: &str,
+        tenant_id: &str,
+        rng: &mut impl RngCore,
+    ) -> Result<Tenant, DirectoryError> {
+        check_text("name", name, true)?;
+        if self.tenants.len() >= MAX_TENANTS {
+            return Err(DirectoryError::Full(MAX_TENANTS));
+        }
+        let tenant_id = if tenant_id.is_empty() {
+            ids::guid(rng)
+        } else if ids::is_guid(tenant_id) {
+            tenant_id.to_ascii_lowercase()
+        } else {
+            return Err(DirectoryError::InvalidInput {
+                field: "tenant_id",
+                reason: format!("{tenant_id:?} is not a GUID"),
+            });
+        };
+        if self.tenants.contains_key(&tenant_id) {
+            return Err(DirectoryError::TenantExists(tenant_id));
+        }
+        let tenant = Tenant {
+            tenant_id: tenant_id.clone(),
+            name: name.to_string(),
+        };
+        self.tenants.insert(tenant_id, tenant.clone());
+        Ok(tenant)
+    }
+
+    fn new_principal(
+        &mut self,
+        tenant_id: &str,
+        display_name: &str,
+        kind: PrincipalKind,
+        resource_id: &str,
+        rng: &mut impl RngCore,
+    ) -> Result<(Principal, String), DirectoryError> {
+        if !self.tenants.contains_key(tenant_id) {
+            return Err(DirectoryError::TenantNotFound(tenant_id.to_string()));
+        }
+        if self.principals.len() >= MAX_PRINCIPALS {
+            return Err(DirectoryError::Full(MAX_PRINCIPALS));
+        }
+        let object_id = ids::guid(rng);
+        let app_id = match kind {
+            PrincipalKind::User => AZURE_CLI_APP_ID.to_string(),
+            _ => ids::guid(rng),
+        };
+        let (secret, salt, hash) = new_secret(rng);
+        let principal = Principal {
+            object_id: object_id.clone(),
+            tenant_id: tenant_id.to_string(),
+            app_id,
+            display_name: display_name.to_string(),
+            kind,
+            resource_id: resource_id.to_string(),
+            deleted: false,
+            secret_salt_hex: salt,
+            secret_hash_hex: hash,
+        };
+        self.principals.insert(object_id, principal.clone());
+        Ok((principal, secret))
+    }
+
+    /// Creates a user or service principal; returns it with its secret (shown only now).
+    pub fn create_principal(
+        &mut self,
+        tenant_id: &str,
+        display_name: &str,
+        kind: PrincipalKind,
+        rng: &mut impl RngCore,
+    ) -> Result<(Principal, String), DirectoryError> {
+        check_text("display_name", display_name, true)?;
+        if matches!(
+            kind,
+            PrincipalKind::SystemAssigned | PrincipalKind::UserAssigned
+        ) {
+            return Err(DirectoryError::InvalidInput {
+                field: "kind",
+                reason: "managed identities are created with CreateManagedIdentity".into(),
+            });
+        }
+        self.new_principal(tenant_id, display_name, kind, "", rng)
+    }
+
+    /// Creates the system-assigned managed identity of `resource_id` (at most one live identity
+    /// per resource, as in Azure).
+    pub fn create_managed_identity(
+        &mut self,
+        tenant_id: &str,
+        resource_id: &str,
+        rng: &mut impl RngCore,
+    ) -> Result<(Principal, String), DirectoryError> {
+        check_text("resource_id", resource_id, true)?;
+        let exists = self.principals.values().any(|p| {
+            !p.deleted && p.kind == PrincipalKind::SystemAssigned && p.resource_id == resource_id
+        });
+        if exists {
+            return Err(DirectoryError::ManagedIdentityExists(
+                resource_id.to_string(),
+            ));
+        }
+        // Azure names a system-assigned identity after its resource.
+        let display_name = resource_id.rsplit('/').next().unwrap_or(resource_id);
+        self.new_principal(
+            tenant_id,
+            display_name,
+            PrincipalKind::SystemAssigned,
+            resource_id,
+            rng,
+        )
+    }
+
+    /// Marks a principal deleted: it keeps its record but can no longer obtain tokens.
+    pub fn delete_principal(&mut self, object_id: &str) -> Result<Principal, DirectoryError> {
+        let principal = self
+            .principals
+            .get_mut(object_id)
+            .ok_or_else(|| DirectoryError::PrincipalNotFound(object_id.to_string()))?;
+        if principal.deleted {
+            return Err(DirectoryError::PrincipalDeleted(object_id.to_string()));
+        }
+        principal.deleted = true;
+        Ok(principal.clone())
+    }
+
+    /// The principal `object_id` if `secret` is its secret and it is not deleted.
+    pub fn authenticate(&self, object_id: &str, secret: &str) -> Result<&Principal, DirectoryError> {
+        let principal = self
+            .principals
+            .get(object_id)
+            .ok_or_else(|| DirectoryError::PrincipalNotFound(object_id.to_string()))?;
+        if principal.deleted {
+            return Err(DirectoryError::PrincipalDeleted(object_id.to_string()));
+        }
+        if !principal.secret_matches(secret) {
+            return Err(DirectoryError::InvalidSecret(object_id.to_string()));
+        }
+        Ok(principal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmksim_sim::SeedTree;
+
+    fn dir() -> (Directory, String, cmksim_sim::RandomSource) {
+        let mut rng = SeedTree::new(1).source("identity");
+        let mut d = Directory::default();
+        let t = d.create_tenant("contoso", "", &mut rng).unwrap();
+        (d, t.tenant_id, rng)
+    }
+
+    #[test]
+    fn secret_check_accepts_only_the_right_secret() {
+        let (mut d, tid, mut rng) = dir();
+        let (p, secret) = d
+            .create_principal(&tid, "alice", PrincipalKind::User, &mut rng)
+            .unwrap();
+        assert_eq!(p.app_id, AZURE_CLI_APP_ID);
+        assert!(d.authenticate(&p.object_id, &secret).is_ok());
+        assert_eq!(
+            d.authenticate(&p.object_id, "wrong"),
+            Err(DirectoryError::InvalidSecret(p.object_id.clone()))
+        );
+        // The stored form is a hash: the secret itself appears nowhere in the record.
+        let stored = serde_json::to_string(&d).unwrap();
+        assert!(!stored.contains(&secret));
+        d.delete_principal(&p.object_id).unwrap();
+        assert_eq!(
+            d.authenticate(&p.object_id, &secret),
+            Err(DirectoryError::PrincipalDeleted(p.object_id.clone()))
+        );
+    }
+
+    #[test]
+    fn one_managed_identity_per_resource_and_bad_input_changes_nothing() {
+        let (mut d, tid, mut rng) = dir();
+        let rid = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/clusters/c1";
+        let (mi, _) = d.create_managed_identity(&tid, rid, &mut rng).unwrap();
+        assert_eq!(mi.display_name, "c1");
+        assert_eq!(mi.kind, PrincipalKind::SystemAssigned);
+        let before = d.clone();
+        assert_eq!(
+            d.create_managed_identity(&tid, rid, &mut rng),
+            Err(DirectoryError::ManagedIdentityExists(rid.into()))
+        );
+        assert!(matches!(
+            d.create_principal("nope", "x", PrincipalKind::User, &mut rng),
+            Err(DirectoryError::TenantNotFound(_))
+        ));
+        assert!(matches!(
+            d.create_tenant("t", "not-a-guid", &mut rng),
+            Err(DirectoryError::InvalidInput { .. })
+        ));
+        assert_eq!(d, before);
+    }
+}

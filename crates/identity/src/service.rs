@@ -1,0 +1,186 @@
+//! The `identity.v1.Identity` gRPC adapter.
+//!
+//! A thin translation layer: decode the request, call [`IdentityAuthority`] with the simulated
+//! time from the [`Clock`], encode the answer, and map each [`IdentityError`] to the gRPC code a
+//! caller can act on (NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED for a wrong secret,
+//! FAILED_PRECONDITION for a deleted principal, ALREADY_EXISTS). No rule lives here.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tonic::{Request, Response, Status};
+
+use cmksim_proto::identity::v1 as pb;
+use cmksim_sim::Clock;
+
+use crate::authority::{IdentityAuthority, IdentityError};
+use crate::directory::{DirectoryError, Principal, PrincipalKind};
+
+/// The gRPC service over a shared authority.
+#[derive(Clone)]
+pub struct IdentityService {
+    authority: Arc<Mutex<IdentityAuthority>>,
+    clock: Clock,
+}
+
+impl IdentityService {
+    /// A service over `authority`, reading simulated time from `clock`.
+    pub fn new(authority: Arc<Mutex<IdentityAuthority>>, clock: Clock) -> IdentityService {
+        IdentityService { authority, clock }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> pb::identity_server::IdentityServer<IdentityService> {
+        pb::identity_server::IdentityServer::new(self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, IdentityAuthority> {
+        self.authority
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The proto form of a principal (never the secret hash).
+pub fn principal_to_pb(p: &Principal) -> pb::Principal {
+    pb::Principal {
+        object_id: p.object_id.clone(),
+        tenant_id: p.tenant_id.clone(),
+        display_name: p.display_name.clone(),
+        kind: match p.kind {
+            PrincipalKind::User => pb::PrincipalKind::User,
+            PrincipalKind::ServicePrincipal => pb::PrincipalKind::ServicePrincipal,
+            PrincipalKind::SystemAssigned => pb::PrincipalKind::SystemAssigned,
+            PrincipalKind::UserAssigned => pb::PrincipalKind::UserAssigned,
+        } as i32,
+        resource_id: p.resource_id.clone(),
+        app_id: p.app_id.clone(),
+        deleted: p.deleted,
+    }
+}
+
+fn to_status(error: IdentityError) -> Status {
+    let message = error.to_string();
+    match error {
+        IdentityError::Directory(d) => match d {
+            DirectoryError::TenantNotFound(_) | DirectoryError::PrincipalNotFound(_) => {
+                Status::not_found(message)
+            }
+            DirectoryError::TenantExists(_) | DirectoryError::ManagedIdentityExists(_) => {
+                Status::already_exists(message)
+            }
+            DirectoryError::PrincipalDeleted(_) => Status::failed_precondition(message),
+            DirectoryError::InvalidSecret(_) => Status::unauthenticated(message),
+            DirectoryError::InvalidInput { .. } => Status::invalid_argument(message),
+            DirectoryError::Full(_) => Status::resource_exhausted(message),
+        },
+        IdentityError::UnknownAudience(_) => Status::invalid_argument(message),
+        IdentityError::Store(_) => Status::internal(message),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::identity_server::Identity for IdentityService {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let r = request.into_inner();
+        let tenant = self
+            .lock()
+            .create_tenant(&r.name, &r.tenant_id)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::Tenant {
+            tenant_id: tenant.tenant_id,
+            name: tenant.name,
+        }))
+    }
+
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Result<Response<pb::PrincipalWithSecret>, Status> {
+        let r = request.into_inner();
+        let kind = match pb::PrincipalKind::try_from(r.kind) {
+            Ok(pb::PrincipalKind::User) => PrincipalKind::User,
+            Ok(pb::PrincipalKind::ServicePrincipal) => PrincipalKind::ServicePrincipal,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "kind must be PRINCIPAL_KIND_USER or PRINCIPAL_KIND_SERVICE_PRINCIPAL; \
+                     managed identities are created with CreateManagedIdentity",
+                ))
+            }
+        };
+        let (principal, secret) = self
+            .lock()
+            .create_principal(&r.tenant_id, &r.display_name, kind)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::PrincipalWithSecret {
+            principal: Some(principal_to_pb(&principal)),
+            secret,
+        }))
+    }
+
+    async fn create_managed_identity(
+        &self,
+        request: Request<pb::CreateManagedIdentityRequest>,
+    ) -> Result<Response<pb::PrincipalWithSecret>, Status> {
+        let r = request.into_inner();
+        let (principal, secret) = self
+            .lock()
+            .create_managed_identity(&r.tenant_id, &r.resource_id)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::PrincipalWithSecret {
+            principal: Some(principal_to_pb(&principal)),
+            secret,
+        }))
+    }
+
+    async fn delete_principal(
+        &self,
+        request: Request<pb::DeletePrincipalRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        self.lock()
+            .delete_principal(&r.object_id)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::AccessToken>, Status> {
+        let r = request.into_inner();
+        let now = self.clock.now();
+        let (token, expires_on) = self
+            .lock()
+            .issue_token(&r.object_id, &r.secret, &r.audience, r.lifetime_seconds, now)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AccessToken {
+            token,
+            expires_on_unix_ms: expires_on.0,
+        }))
+    }
+
+    async fn get_signing_keys(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::SigningKeys>, Status> {
+        let keys = self
+            .lock()
+            .signing_keys()
+            .into_iter()
+            .map(|k| pb::Jwk {
+                kid: k.kid,
+                kty: k.kty,
+                crv: k.crv,
+                x: k.x,
+                y: k.y,
+            })
+            .collect();
+        Ok(Response::new(pb::SigningKeys {
+            issuer: "https://sts.windows.net/{tenantid}/".into(),
+            keys,
+        }))
+    }
+}

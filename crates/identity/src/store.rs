@@ -1,0 +1,111 @@
+//! sled persistence for the identity authority.
+//!
+//! Layout (one sled database in the identity data directory):
+//! - tree `tenants`: tenant id → JSON [`Tenant`]
+//! - tree `principals`: object id → JSON [`Principal`] (secret only as salt + PBKDF2 hash)
+//! - tree `authority`: `signing-key` → the 32-byte P-256 private scalar of the token signer.
+//!
+//! The signing key is stored unencrypted inside the data directory: the data directory is the
+//! simulator's trust boundary (like a real STS's key store), it never leaves it, and encrypting it
+//! under a key kept in the same directory would add no protection. sled's background flusher is
+//! off (it runs on wall time); every write is flushed before the caller is answered.
+
+use std::path::Path;
+
+use crate::directory::{Directory, Principal, Tenant};
+
+const SIGNING_KEY: &[u8] = b"signing-key";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("identity store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("identity store: corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// The sled database of one identity authority.
+pub struct IdentityStore {
+    db: sled::Db,
+    tenants: sled::Tree,
+    principals: sled::Tree,
+    authority: sled::Tree,
+}
+
+impl IdentityStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<IdentityStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()?;
+        Ok(IdentityStore {
+            tenants: db.open_tree("tenants")?,
+            principals: db.open_tree("principals")?,
+            authority: db.open_tree("authority")?,
+            db,
+        })
+    }
+
+    /// Loads the whole directory.
+    pub fn load_directory(&self) -> Result<Directory, StoreError> {
+        let mut directory = Directory::default();
+        for entry in self.tenants.iter() {
+            let (key, value) = entry?;
+            let tenant: Tenant = decode(&key, &value)?;
+            directory.tenants.insert(tenant.tenant_id.clone(), tenant);
+        }
+        for entry in self.principals.iter() {
+            let (key, value) = entry?;
+            let principal: Principal = decode(&key, &value)?;
+            directory
+                .principals
+                .insert(principal.object_id.clone(), principal);
+        }
+        Ok(directory)
+    }
+
+    /// The stored signing key, if any.
+    pub fn load_signing_key(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(self
+            .authority
+            .get(SIGNING_KEY)?
+            .map(|v| zeroize::Zeroizing::new(v.to_vec())))
+    }
+
+    /// Stores the signing key and flushes.
+    pub fn save_signing_key(&self, scalar: &[u8]) -> Result<(), StoreError> {
+        self.authority.insert(SIGNING_KEY, scalar)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes a tenant and flushes.
+    pub fn save_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        self.tenants
+            .insert(tenant.tenant_id.as_bytes(), encode(tenant))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes a principal and flushes.
+    pub fn save_principal(&self, principal: &Principal) -> Result<(), StoreError> {
+        self.principals
+            .insert(principal.object_id.as_bytes(), encode(principal))?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Plain data structs always serialise.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,460 @@
+//! The front end's application layer: validate → route → append → account, and query fan-out.
+//!
+//! Every step that decides something is a pure function of the modules beside this one; this
+//! layer sequences them around the storage calls, keeps the shared state (custom tables, routing
+//! history, metrics) and records the events. Nothing is applied before the last fallible step:
+//! a refused batch changes no table, no history and no counter except the refusal counter.
+//!
+//! Declarations of new custom-table columns are serialised by one async lock held across the
+//! append, so two batches cannot register conflicting types for the same column; batches without
+//! a declaration never take it. The state mutex is never held across an await.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use cmksim_sim::{Clock, EventLog, Profile, SimTime};
+
+use crate::backend::{AppendRequest, BackendError, StorageBackend};
+use crate::error::{IngestError, QueryError};
+use crate::events::IngestEvent;
+use crate::metrics::IngestMetrics;
+use crate::outcome::{DropReason, RecordOutcome};
+use crate::query::{check_query, merge, QueryAnswer, QuerySpec};
+use crate::record::RawRecord;
+use crate::routing::{decide, Destination, RouteDecision, RoutingHistory};
+use crate::schema::{CustomTables, TableSchema};
+use crate::validate::{check_size, validate_records, IngestLimits};
+
+/// The event source of the front end.
+pub const EVENT_SOURCE: &str = "ingest";
+
+/// A batch as received.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IngestInput {
+    pub workspace: String,
+    pub table: String,
+    pub records: Vec<RawRecord>,
+    /// Custom-table column declarations carried with the batch: (name, type).
+    pub declare_columns: Vec<(String, String)>,
+}
+
+/// The truth about an accepted batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestOutput {
+    pub workspace: String,
+    pub table: String,
+    pub routed_to: Option<Destination>,
+    /// One per input record, in order.
+    pub outcomes: Vec<RecordOutcome>,
+    pub ingested_at: SimTime,
+}
+
+#[derive(Default)]
+struct State {
+    tables: CustomTables,
+    history: RoutingHistory,
+    metrics: IngestMetrics,
+}
+
+/// The ingestion front end.
+pub struct Frontend {
+    backend: Arc<dyn StorageBackend>,
+    profile: Profile,
+    limits: IngestLimits,
+    clock: Clock,
+    events: EventLog,
+    state: Mutex<State>,
+    declare_lock: tokio::sync::Mutex<()>,
+}
+
+impl Frontend {
+    /// A front end over `backend`.
+    pub fn new(
+        clock: Clock,
+        events: EventLog,
+        profile: Profile,
+        backend: Arc<dyn StorageBackend>,
+    ) -> Frontend {
+        Frontend {
+            backend,
+            profile,
+            limits: IngestLimits::default(),
+            clock,
+            events,
+            state: Mutex::new(State::default()),
+            declare_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The validation bounds.
+    pub fn limits(&self) -> &IngestLimits {
+        &self.limits
+    }
+
+    /// A copy of the counters.
+    pub fn metrics(&self) -> IngestMetrics {
+        self.lock().metrics.clone()
+    }
+
+    /// The counters as Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        self.lock().metrics.render_prometheus()
+    }
+
+    /// The destination history of a workspace.
+    pub fn history(
+        &self,
+        workspace: &str,
+    ) -> BTreeMap<Destination, crate::routing::DestinationSpan> {
+        self.lock().history.spans(workspace)
+    }
+
+    /// Ingests a batch: the truth per record, or a refusal with nothing applied.
+    pub async fn ingest(&self, input: IngestInput) -> Result<IngestOutput, IngestError> {
+        let now = self.clock.now();
+        let (workspace, table, records) = (
+            input.workspace.clone(),
+            input.table.clone(),
+            input.records.len() as u64,
+        );
+        let result = self.ingest_at(input, now).await;
+        if let Err(error) = &result {
+            let code = error.shape().inner_code;
+            self.lock().metrics.count_rejected(&workspace, code);
+            let event = IngestEvent::BatchRejected {
+                workspace,
+                table,
+                records,
+                error: code.to_string(),
+                message: error.to_string(),
+            };
+            self.events.record(now, EVENT_SOURCE, &event);
+        }
+        result
+    }
+
+    async fn ingest_at(
+        &self,
+        input: IngestInput,
+        now: SimTime,
+    ) -> Result<IngestOutput, IngestError> {
+        check_size(&input.records, &self.limits)?;
+        let routing = self
+            .backend
+            .routing(input.workspace.clone())
+            .await
+            .map_err(ingest_backend_error)?;
+        let _declaring = if input.declare_columns.is_empty() {
+            None
+        } else {
+            Some(self.declare_lock.lock().await)
+        };
+        let (schema, declaration) = {
+            let state = self.lock();
+            if input.declare_columns.is_empty() {
+                let schema = state
+                    .tables
+                    .lookup(&input.workspace, &input.table)
+                    .ok_or_else(|| IngestError::UnknownTable {
+                        workspace: input.workspace.clone(),
+                        table: input.table.clone(),
+                    })?;
+                (schema, None)
+            } else {
+                let d = state.tables.check_declaration(
+                    &input.workspace,
+                    &input.table,
+                    &input.declare_columns,
+                )?;
+                (d.schema.clone(), Some(d))
+            }
+        };
+        let records = validate_records(&schema, &input.records, now, &self.limits)?;
+        let (tg_min, tg_max) = records
+            .iter()
+            .fold((SimTime(i64::MAX), SimTime(i64::MIN)), |(lo, hi), r| {
+                (lo.min(r.time_generated), hi.max(r.time_generated))
+            });
+        let count = records.len();
+        let (routed_to, outcomes) = match decide(
+            &routing.link,
+            self.profile.cluster.link_before_provisioned,
+        ) {
+            RouteDecision::Route(destination) => {
+                let request = AppendRequest {
+                    destination: destination.clone(),
+                    workspace: input.workspace.clone(),
+                    table: input.table.clone(),
+                    records,
+                };
+                let mut outcomes = self
+                    .backend
+                    .append(request)
+                    .await
+                    .map_err(ingest_backend_error)?;
+                complete_outcomes(&mut outcomes, count, &destination);
+                (Some(destination), outcomes)
+            }
+            RouteDecision::DropNotProvisioned { cluster } => {
+                let detail = format!(
+                        "workspace {} was linked to cluster {cluster} before the cluster finished provisioning; data sent before completion is dropped and cannot be recovered",
+                        input.workspace
+                    );
+                let dropped = RecordOutcome::Dropped {
+                    destination: None,
+                    reason: DropReason::NotProvisioned,
+                    detail,
+                };
+                (None, vec![dropped; count])
+            }
+        };
+        self.commit(
+            &input,
+            &schema,
+            declaration,
+            routed_to.as_ref(),
+            &outcomes,
+            now,
+            (tg_min, tg_max),
+        );
+        Ok(IngestOutput {
+            workspace: input.workspace,
+            table: input.table,
+            routed_to,
+            outcomes,
+            ingested_at: now,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        input: &IngestInput,
+        schema: &TableSchema,
+        declaration: Option<crate::schema::Declaration>,
+        routed_to: Option<&Destination>,
+        outcomes: &[RecordOutcome],
+        now: SimTime,
+        (tg_min, tg_max): (SimTime, SimTime),
+    ) {
+        let mut state = self.lock();
+        if let Some(d) = declaration {
+            if d.changes {
+                let columns = schema
+                    .columns
+                    .iter()
+                    .map(|(c, t)| (c.clone(), t.name().to_string()))
+                    .collect();
+                self.events.record(
+                    now,
+                    EVENT_SOURCE,
+                    &IngestEvent::TableRegistered {
+                        workspace: input.workspace.clone(),
+                        table: input.table.clone(),
+                        columns,
+                    },
+                );
+            }
+            state.tables.apply(d);
+        }
+        let kept = outcomes
+            .iter()
+            .filter(|o| !matches!(o, RecordOutcome::Dropped { .. }))
+            .count() as u64;
+        if let (Some(destination), true) = (routed_to, kept > 0) {
+            state
+                .history
+                .note(&input.workspace, destination, now, tg_min, tg_max, kept);
+        }
+        state.metrics.count_outcomes(&input.workspace, outcomes);
+        let totals = state
+            .metrics
+            .records
+            .get(&input.workspace)
+            .cloned()
+            .unwrap_or_default();
+        drop(state);
+        let mut dropped = BTreeMap::new();
+        let mut keys = Vec::new();
+        let (mut stored, mut buffered) = (0, 0);
+        for outcome in outcomes {
+            match outcome {
+                RecordOutcome::Stored { key, .. } => {
+                    stored += 1;
+                    let k = key.to_string();
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+                RecordOutcome::Buffered { .. } => buffered += 1,
+                RecordOutcome::Dropped { reason, .. } => {
+                    *dropped.entry(reason.label().to_string()).or_insert(0) += 1
+                }
+            }
+        }
+        keys.sort();
+        let event = IngestEvent::BatchIngested {
+            workspace: input.workspace.clone(),
+            table: input.table.clone(),
+            routed_to: routed_to.map(|d| d.label()),
+            accepted: outcomes.len() as u64,
+            stored,
+            buffered,
+            dropped,
+            keys,
+            totals,
+        };
+        self.events.record(now, EVENT_SOURCE, &event);
+    }
+
+    /// Declares (or extends) a custom table of a workspace.
+    pub async fn register_custom_table(
+        &self,
+        workspace: &str,
+        table: &str,
+        columns: &[(String, String)],
+    ) -> Result<(TableSchema, bool), IngestError> {
+        let now = self.clock.now();
+        self.backend
+            .routing(workspace.to_string())
+            .await
+            .map_err(ingest_backend_error)?;
+        let _declaring = self.declare_lock.lock().await;
+        let mut state = self.lock();
+        let d = state.tables.check_declaration(workspace, table, columns)?;
+        let (schema, changed) = (d.schema.clone(), d.changes);
+        state.tables.apply(d);
+        drop(state);
+        if changed {
+            let columns = schema
+                .columns
+                .iter()
+                .map(|(c, t)| (c.clone(), t.name().to_string()))
+                .collect();
+            self.events.record(
+                now,
+                EVENT_SOURCE,
+                &IngestEvent::TableRegistered {
+                    workspace: workspace.to_string(),
+                    table: table.to_string(),
+                    columns,
+                },
+            );
+        }
+        Ok((schema, changed))
+    }
+
+    /// Queries a workspace across every storage that holds its data.
+    pub async fn query(&self, spec: QuerySpec) -> Result<QueryAnswer, QueryError> {
+        let now = self.clock.now();
+        let result = self.query_inner(&spec).await;
+        let (label, event) = match &result {
+            Ok(answer) => (
+                "ok".to_string(),
+                IngestEvent::QueryServed {
+                    workspace: spec.workspace.clone(),
+                    table: spec.table.clone(),
+                    rows: answer.rows.len() as u64,
+                    count: answer.count,
+                    served_by: answer
+                        .served_by
+                        .iter()
+                        .map(|((d, t), n)| (format!("{} ({})", d.label(), t.label()), *n))
+                        .collect(),
+                },
+            ),
+            Err(e) => (
+                e.shape().inner_code.to_string(),
+                IngestEvent::QueryFailed {
+                    workspace: spec.workspace.clone(),
+                    table: spec.table.clone(),
+                    error: e.shape().inner_code.to_string(),
+                    message: e.to_string(),
+                },
+            ),
+        };
+        self.lock().metrics.count_query(&spec.workspace, &label);
+        self.events.record(now, EVENT_SOURCE, &event);
+        result
+    }
+
+    async fn query_inner(&self, spec: &QuerySpec) -> Result<QueryAnswer, QueryError> {
+        let routing = self
+            .backend
+            .routing(spec.workspace.clone())
+            .await
+            .map_err(query_backend_error)?;
+        let destinations = {
+            let state = self.lock();
+            let schema = state
+                .tables
+                .lookup(&spec.workspace, &spec.table)
+                .ok_or_else(|| QueryError::UnknownTable {
+                    workspace: spec.workspace.clone(),
+                    table: spec.table.clone(),
+                })?;
+            check_query(spec, &schema)?;
+            state.history.destinations_for(&routing, &spec.range)
+        };
+        // Sequential and in sorted order: the answer and the first error are deterministic.
+        let mut parts = Vec::with_capacity(destinations.len());
+        for destination in destinations {
+            let mut part = self
+                .backend
+                .query(destination.clone(), spec.clone())
+                .await
+                .map_err(query_backend_error)?;
+            part.destination = destination;
+            parts.push(part);
+        }
+        Ok(merge(spec, parts))
+    }
+}
+
+/// Storage returned fewer or more outcomes than records: the missing ones are accounted as
+/// dropped (never silently lost), the extra ones ignored.
+fn complete_outcomes(outcomes: &mut Vec<RecordOutcome>, count: usize, destination: &Destination) {
+    outcomes.truncate(count);
+    while outcomes.len() < count {
+        outcomes.push(RecordOutcome::Dropped {
+            destination: Some(destination.clone()),
+            reason: DropReason::StorageError,
+            detail: "storage returned no outcome for this record".into(),
+        });
+    }
+}
+
+fn ingest_backend_error(e: BackendError) -> IngestError {
+    match e {
+        BackendError::WorkspaceNotFound { workspace } => {
+            IngestError::WorkspaceNotFound { workspace }
+        }
+        BackendError::Inaccessible { .. } | BackendError::Unreachable { .. } => {
+            IngestError::StorageUnreachable {
+                reason: e.to_string(),
+            }
+        }
+    }
+}
+
+fn query_backend_error(e: BackendError) -> QueryError {
+    match e {
+        BackendError::WorkspaceNotFound { workspace } => {
+            QueryError::WorkspaceNotFound { workspace }
+        }
+        BackendError::Inaccessible {
+            destination,
+            state,
+            detail,
+        } => QueryError::StorageInaccessible {
+            destination,
+            state,
+            detail,
+        },
+        BackendError::Unreachable { reason } => QueryError::StorageUnreachable { reason },
+    }
+}

@@ -1,0 +1,236 @@
+//! Conversions between the `ingest.v1` protobuf messages and the domain types.
+//!
+//! Wire input is untrusted: a record without `time_generated` becomes a [`RawRecord`] without a
+//! time (validation refuses it with its index), a value without a kind is a conversion error
+//! naming the record and column. Output conversions cannot fail.
+
+use cmksim_proto::common::v1::SimTime as PbTime;
+use cmksim_proto::ingest::v1 as pb;
+use cmksim_sim::SimTime;
+
+use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
+use crate::query::{CmpOp, Filter, Order, QueryAnswer, Tier};
+use crate::record::{RawRecord, Record, Value};
+use crate::routing::Destination;
+
+/// A malformed message (a required field or oneof is missing).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConvertError(pub String);
+
+pub fn time_to_pb(t: SimTime) -> PbTime {
+    PbTime {
+        unix_ms: t.unix_ms(),
+    }
+}
+
+pub fn value_to_pb(value: &Value) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match value {
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Long(v) => Kind::LongValue(*v),
+        Value::Real(v) => Kind::RealValue(*v),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::DateTime(t) => Kind::DatetimeValue(time_to_pb(*t)),
+        Value::Dynamic(s) => Kind::DynamicJson(s.clone()),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+pub fn value_from_pb(value: &pb::Value, what: &str) -> Result<Value, ConvertError> {
+    use pb::value::Kind;
+    Ok(match &value.kind {
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::LongValue(v)) => Value::Long(*v),
+        Some(Kind::RealValue(v)) => Value::Real(*v),
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::DatetimeValue(t)) => Value::DateTime(SimTime(t.unix_ms)),
+        Some(Kind::DynamicJson(s)) => Value::Dynamic(s.clone()),
+        None => return Err(ConvertError(format!("{what}: the value has no type"))),
+    })
+}
+
+pub fn record_to_pb(record: &Record) -> pb::Record {
+    pb::Record {
+        time_generated: Some(time_to_pb(record.time_generated)),
+        columns: record
+            .columns
+            .iter()
+            .map(|(name, value)| pb::Column {
+                name: name.clone(),
+                value: Some(value_to_pb(value)),
+            })
+            .collect(),
+    }
+}
+
+pub fn raw_record_from_pb(record: &pb::Record, index: usize) -> Result<RawRecord, ConvertError> {
+    let columns = record
+        .columns
+        .iter()
+        .map(|c| {
+            let what = format!("record {index}: column {:?}", c.name);
+            let value = c
+                .value
+                .as_ref()
+                .ok_or_else(|| ConvertError(format!("{what}: the value is missing")))?;
+            Ok((c.name.clone(), value_from_pb(value, &what)?))
+        })
+        .collect::<Result<_, ConvertError>>()?;
+    Ok(RawRecord {
+        time_generated: record.time_generated.map(|t| SimTime(t.unix_ms)),
+        columns,
+    })
+}
+
+/// A record read back from storage (its time is required).
+pub fn record_from_pb(record: &pb::Record) -> Result<Record, ConvertError> {
+    let raw = raw_record_from_pb(record, 0)?;
+    Ok(Record {
+        time_generated: raw
+            .time_generated
+            .ok_or_else(|| ConvertError("a stored record has no TimeGenerated".into()))?,
+        columns: raw.columns.into_iter().collect(),
+    })
+}
+
+pub fn storage_to_pb(destination: &Destination) -> pb::Storage {
+    match destination {
+        Destination::Shared => pb::Storage {
+            kind: pb::StorageKind::Shared as i32,
+            cluster: String::new(),
+        },
+        Destination::Cluster(name) => pb::Storage {
+            kind: pb::StorageKind::Cluster as i32,
+            cluster: name.clone(),
+        },
+    }
+}
+
+pub fn key_to_pb(key: &KeyProtection) -> pb::KeyProtection {
+    match key {
+        KeyProtection::Mmk => pb::KeyProtection {
+            kind: pb::KeyKind::Mmk as i32,
+            kid: String::new(),
+            version: String::new(),
+        },
+        KeyProtection::Cmk { kid, version } => pb::KeyProtection {
+            kind: pb::KeyKind::Cmk as i32,
+            kid: kid.clone(),
+            version: version.clone(),
+        },
+    }
+}
+
+fn drop_reason_to_pb(reason: DropReason) -> pb::DropReason {
+    match reason {
+        DropReason::Revoked => pb::DropReason::Revoked,
+        DropReason::NotProvisioned => pb::DropReason::NotProvisioned,
+        DropReason::BufferExpired => pb::DropReason::BufferExpired,
+        DropReason::CryptoShredded => pb::DropReason::CryptoShredded,
+        DropReason::StorageError => pb::DropReason::StorageError,
+    }
+}
+
+pub fn outcome_to_pb(outcome: &RecordOutcome) -> pb::RecordOutcome {
+    use pb::record_outcome::Outcome;
+    let outcome = match outcome {
+        RecordOutcome::Stored { destination, key } => Outcome::Stored(pb::Stored {
+            storage: Some(storage_to_pb(destination)),
+            key: Some(key_to_pb(key)),
+        }),
+        RecordOutcome::Buffered { destination } => Outcome::Buffered(pb::Buffered {
+            storage: Some(storage_to_pb(destination)),
+        }),
+        RecordOutcome::Dropped {
+            destination,
+            reason,
+            detail,
+        } => Outcome::Dropped(pb::Dropped {
+            storage: destination.as_ref().map(storage_to_pb),
+            reason: drop_reason_to_pb(*reason) as i32,
+            reason_label: reason.label().to_string(),
+            detail: detail.clone(),
+        }),
+    };
+    pb::RecordOutcome {
+        outcome: Some(outcome),
+    }
+}
+
+pub fn filter_from_pb(filter: &pb::Filter, index: usize) -> Result<Filter, ConvertError> {
+    use pb::filter::Op;
+    let column = filter.column.clone();
+    match &filter.op {
+        Some(Op::Equals(v)) => Ok(Filter::Equals {
+            value: value_from_pb(v, &format!("filter {index}"))?,
+            column,
+        }),
+        Some(Op::Contains(text)) => Ok(Filter::Contains {
+            column,
+            text: text.clone(),
+        }),
+        Some(Op::Compare(c)) => {
+            let op = match pb::Comparison::try_from(c.op) {
+                Ok(pb::Comparison::Lt) => CmpOp::Lt,
+                Ok(pb::Comparison::Le) => CmpOp::Le,
+                Ok(pb::Comparison::Gt) => CmpOp::Gt,
+                Ok(pb::Comparison::Ge) => CmpOp::Ge,
+                _ => {
+                    return Err(ConvertError(format!(
+                        "filter {index}: comparison operator {} is not one of <, <=, >, >=",
+                        c.op
+                    )))
+                }
+            };
+            Ok(Filter::Compare {
+                column,
+                op,
+                value: c.value,
+            })
+        }
+        None => Err(ConvertError(format!("filter {index}: no operator"))),
+    }
+}
+
+pub fn order_from_pb(order: i32) -> Result<Order, ConvertError> {
+    match pb::Order::try_from(order) {
+        Ok(pb::Order::Asc) => Ok(Order::Asc),
+        Ok(pb::Order::Desc) => Ok(Order::Desc),
+        Err(_) => Err(ConvertError(format!(
+            "order {order} is neither ASC nor DESC"
+        ))),
+    }
+}
+
+pub fn tier_to_pb(tier: Tier) -> pb::Tier {
+    match tier {
+        Tier::Hot => pb::Tier::Hot,
+        Tier::Cold => pb::Tier::Cold,
+    }
+}
+
+pub fn answer_to_pb(answer: &QueryAnswer) -> pb::QueryResponse {
+    pb::QueryResponse {
+        rows: answer
+            .rows
+            .iter()
+            .map(|row| pb::Row {
+                record: Some(record_to_pb(&row.record)),
+                storage: Some(storage_to_pb(&row.destination)),
+                tier: tier_to_pb(row.tier) as i32,
+            })
+            .collect(),
+        count: answer.count,
+        served_by: answer
+            .served_by
+            .iter()
+            .map(|((destination, tier), n)| pb::ServedBy {
+                storage: Some(storage_to_pb(destination)),
+                tier: tier_to_pb(*tier) as i32,
+                rows_matched: *n,
+            })
+            .collect(),
+        truncated: answer.truncated,
+    }
+}

@@ -1,0 +1,65 @@
+//! Domain errors → gRPC statuses carrying a `common.v1.AzureError` in their details, so that a
+//! client (or a later REST facade) gets the Azure code, HTTP status and exact message.
+
+use cmksim_proto::common::v1::AzureError;
+use prost::Message;
+use tonic::codegen::Bytes;
+use tonic::{Code, Status};
+
+use crate::error::{ErrorClass, ErrorShape, IngestError, QueryError};
+
+fn code(class: ErrorClass) -> Code {
+    match class {
+        ErrorClass::InvalidArgument => Code::InvalidArgument,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::FailedPrecondition => Code::FailedPrecondition,
+        ErrorClass::Unavailable => Code::Unavailable,
+        ErrorClass::Internal => Code::Internal,
+    }
+}
+
+/// A status of the given shape and message, with the Azure error in its details.
+pub fn status_of(shape: &ErrorShape, message: String) -> Status {
+    let azure = AzureError {
+        code: shape.code.to_string(),
+        message: message.clone(),
+        http_status: shape.http_status,
+        inner_code: shape.inner_code.to_string(),
+    };
+    Status::with_details(
+        code(shape.class),
+        message,
+        Bytes::from(azure.encode_to_vec()),
+    )
+}
+
+/// A refused batch or declaration.
+pub fn ingest_status(error: &IngestError) -> Status {
+    status_of(&error.shape(), error.to_string())
+}
+
+/// A refused or failed query.
+pub fn query_status(error: &QueryError) -> Status {
+    status_of(&error.shape(), error.to_string())
+}
+
+/// A malformed request (missing field or oneof): INVALID_ARGUMENT, `BadArgumentError`.
+pub fn malformed(message: String) -> Status {
+    status_of(
+        &ErrorShape {
+            class: ErrorClass::InvalidArgument,
+            code: "BadArgumentError",
+            inner_code: "MalformedRequest",
+            http_status: 400,
+        },
+        message,
+    )
+}
+
+/// The Azure error carried by a status, if any (for clients and tests).
+pub fn azure_error(status: &Status) -> Option<AzureError> {
+    AzureError::decode(status.details())
+        .ok()
+        .filter(|e| !e.code.is_empty())
+}

@@ -1,0 +1,120 @@
+//! [`IngestServer`]: the front end as a gRPC server (Ingestion, Query, health, reflection), plus
+//! the live `/metrics` listener.
+//!
+//! `serve_with_incoming` takes any stream of connections, like tonic's
+//! `serve_with_incoming_shutdown`, so the same server runs on real TCP, on an in-process listener
+//! in tests, or on turmoil's simulated network.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cmksim_proto::ingest::v1 as pb;
+use cmksim_sim::{Clock, EventLog, Profile};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_stream::Stream;
+use tonic::transport::server::Connected;
+
+use crate::backend::StorageBackend;
+use crate::frontend::Frontend;
+use crate::grpc::service::{IngestionService, QueryService};
+use crate::http_metrics;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid storage endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint { endpoint: String, reason: String },
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The ingestion front end server.
+#[derive(Clone)]
+pub struct IngestServer {
+    frontend: Arc<Frontend>,
+}
+
+impl IngestServer {
+    /// A server over any storage backend (the in-memory one in tests).
+    pub fn with_backend(
+        clock: Clock,
+        events: EventLog,
+        profile: Profile,
+        backend: Arc<dyn StorageBackend>,
+    ) -> IngestServer {
+        IngestServer {
+            frontend: Arc::new(Frontend::new(clock, events, profile, backend)),
+        }
+    }
+
+    /// The front end (counters, history, direct calls).
+    pub fn frontend(&self) -> Arc<Frontend> {
+        self.frontend.clone()
+    }
+
+    /// Serves on the given connections until `shutdown` completes.
+    pub async fn serve_with_incoming<I, IO, IE, F>(
+        &self,
+        incoming: I,
+        shutdown: F,
+    ) -> Result<(), ServerError>
+    where
+        I: Stream<Item = Result<IO, IE>>,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+        F: Future<Output = ()>,
+    {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_serving::<pb::ingestion_server::IngestionServer<IngestionService>>()
+            .await;
+        reporter
+            .set_serving::<pb::query_server::QueryServer<QueryService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(pb::ingestion_server::IngestionServer::new(
+                IngestionService::new(self.frontend.clone()),
+            ))
+            .add_service(pb::query_server::QueryServer::new(QueryService::new(
+                self.frontend.clone(),
+            )))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
+    }
+
+    /// Serves on `addr` (real TCP) until the process ends.
+    pub async fn serve(&self, addr: SocketAddr) -> Result<(), ServerError> {
+        let listener = TcpListener::bind(addr).await?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        self.serve_with_incoming(incoming, std::future::pending())
+            .await
+    }
+
+    /// Serves the Prometheus `/metrics` endpoint on `listener` until `shutdown` completes.
+    pub async fn serve_metrics<F>(
+        &self,
+        listener: TcpListener,
+        shutdown: F,
+    ) -> Result<(), ServerError>
+    where
+        F: Future<Output = ()>,
+    {
+        let frontend = self.frontend.clone();
+        let render: http_metrics::Render = Arc::new(move || frontend.metrics_text());
+        http_metrics::serve_metrics(listener, render, shutdown).await?;
+        Ok(())
+    }
+}

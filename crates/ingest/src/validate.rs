@@ -1,0 +1,327 @@
+//! Batch validation: a batch is accepted whole or refused whole.
+//!
+//! Checks run in a fixed order so the same bad batch always gives the same error: empty batch,
+//! size, then each record in order (TimeGenerated present and not too far in the future, each
+//! column known, unique, of the declared type, and well-formed). Table and workspace are resolved
+//! by the caller before the records are looked at.
+//!
+//! **How "1 MiB" is measured.** The Logs Ingestion API limits one call to 1 MB; the simulator
+//! measures the batch as that API would receive it: the compact JSON array of the records, each
+//! an object with `TimeGenerated` (RFC 3339) and its columns (dynamic columns embedded as JSON),
+//! uncompressed, in UTF-8 bytes; the limit is 1 MiB = 1,048,576 bytes. The measure does not
+//! depend on the transport (protobuf sizes differ), so a batch refused over gRPC would be refused
+//! by a REST facade too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cmksim_sim::SimTime;
+
+use crate::error::IngestError;
+use crate::record::{ColumnType, RawRecord, Record, Value};
+use crate::schema::{TableSchema, TIME_GENERATED};
+
+/// The Logs Ingestion API's limit on one call: 1 MiB of JSON body.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// How far in the future a `TimeGenerated` may be (Azure's standard-column rule: not more than a
+/// day ahead of the time the service received it; Azure silently substitutes the ingestion time,
+/// the simulator refuses so that the error is visible).
+pub const FUTURE_SKEW_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// The bounds validation applies; every value is named with its unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestLimits {
+    pub batch_bytes_max: usize,
+    pub future_skew_max: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            batch_bytes_max: BATCH_BYTES_MAX,
+            future_skew_max: FUTURE_SKEW_MAX,
+        }
+    }
+}
+
+/// The size of the batch as a compact JSON body (see the module doc).
+pub fn batch_json_bytes(records: &[RawRecord]) -> usize {
+    // "[" + records joined by "," + "]"
+    let separators = records.len().saturating_sub(1);
+    2 + separators + records.iter().map(record_json_bytes).sum::<usize>()
+}
+
+fn record_json_bytes(record: &RawRecord) -> usize {
+    let mut object = serde_json::Map::new();
+    if let Some(t) = record.time_generated {
+        object.insert(
+            TIME_GENERATED.to_string(),
+            serde_json::Value::String(t.to_rfc3339()),
+        );
+    }
+    // Duplicate names are measured as sent (each occurrence counts), before they are refused.
+    let mut duplicates = 0usize;
+    for (name, value) in &record.columns {
+        let json = value.to_json();
+        if let Some(previous) = object.insert(name.clone(), json) {
+            duplicates += serde_json::to_string(name).map_or(0, |s| s.len())
+                + serde_json::to_string(&previous).map_or(0, |s| s.len())
+                + 2;
+        }
+    }
+    serde_json::to_string(&serde_json::Value::Object(object)).map_or(0, |s| s.len()) + duplicates
+}
+
+/// Checks the batch's size before anything else is looked at.
+pub fn check_size(records: &[RawRecord], limits: &IngestLimits) -> Result<(), IngestError> {
+    if records.is_empty() {
+        return Err(IngestError::EmptyBatch);
+    }
+    let bytes = batch_json_bytes(records);
+    if bytes > limits.batch_bytes_max {
+        return Err(IngestError::BatchTooLarge {
+            bytes,
+            limit_bytes: limits.batch_bytes_max,
+        });
+    }
+    Ok(())
+}
+
+/// Validates every record against `schema`; all or nothing.
+pub fn validate_records(
+    schema: &TableSchema,
+    records: &[RawRecord],
+    now: SimTime,
+    limits: &IngestLimits,
+) -> Result<Vec<Record>, IngestError> {
+    check_size(records, limits)?;
+    let latest_allowed = now.add(limits.future_skew_max);
+    records
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| validate_record(schema, index, raw, now, latest_allowed, limits))
+        .collect()
+}
+
+fn validate_record(
+    schema: &TableSchema,
+    record_index: usize,
+    raw: &RawRecord,
+    now: SimTime,
+    latest_allowed: SimTime,
+    limits: &IngestLimits,
+) -> Result<Record, IngestError> {
+    let time_generated = raw
+        .time_generated
+        .ok_or(IngestError::MissingTimeGenerated { record_index })?;
+    if time_generated > latest_allowed {
+        return Err(IngestError::TimeGeneratedInFuture {
+            record_index,
+            time: time_generated,
+            now,
+            future_skew_max_secs: limits.future_skew_max.as_secs(),
+        });
+    }
+    let mut columns = BTreeMap::new();
+    for (column, value) in &raw.columns {
+        if column == TIME_GENERATED {
+            return Err(IngestError::DuplicateColumn {
+                record_index,
+                column: column.clone(),
+            });
+        }
+        let expected =
+            schema
+                .columns
+                .get(column)
+                .copied()
+                .ok_or_else(|| IngestError::UnknownColumn {
+                    table: schema.name.clone(),
+                    record_index,
+                    column: column.clone(),
+                })?;
+        if value.column_type() != expected {
+            return Err(IngestError::WrongColumnType {
+                table: schema.name.clone(),
+                record_index,
+                column: column.clone(),
+                expected,
+                got: value.column_type(),
+            });
+        }
+        check_value(record_index, column, value, expected)?;
+        if columns.insert(column.clone(), value.clone()).is_some() {
+            return Err(IngestError::DuplicateColumn {
+                record_index,
+                column: column.clone(),
+            });
+        }
+    }
+    Ok(Record {
+        time_generated,
+        columns,
+    })
+}
+
+fn check_value(
+    record_index: usize,
+    column: &str,
+    value: &Value,
+    expected: ColumnType,
+) -> Result<(), IngestError> {
+    match (expected, value) {
+        (ColumnType::Dynamic, Value::Dynamic(text)) => {
+            serde_json::from_str::<serde_json::Value>(text)
+                .map(|_| ())
+                .map_err(|e| IngestError::InvalidDynamic {
+                    record_index,
+                    column: column.to_string(),
+                    reason: e.to_string(),
+                })
+        }
+        (ColumnType::Real, Value::Real(v)) if !v.is_finite() => Err(IngestError::NonFiniteReal {
+            record_index,
+            column: column.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::standard_table;
+
+    const NOW: SimTime = SimTime::DEFAULT_EPOCH;
+
+    fn perf(time: Option<SimTime>, cols: Vec<(&str, Value)>) -> RawRecord {
+        RawRecord {
+            time_generated: time,
+            columns: cols.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    fn ok_perf() -> RawRecord {
+        perf(
+            Some(NOW),
+            vec![
+                ("Computer", Value::String("vm1".into())),
+                ("CounterValue", Value::Real(12.5)),
+            ],
+        )
+    }
+
+    fn check(records: Vec<RawRecord>) -> Result<Vec<Record>, IngestError> {
+        validate_records(
+            &standard_table("Perf").unwrap(),
+            &records,
+            NOW,
+            &IngestLimits::default(),
+        )
+    }
+
+    #[test]
+    fn accepts_a_good_batch() {
+        let out = check(vec![ok_perf(), ok_perf()]).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].columns["CounterValue"], Value::Real(12.5));
+    }
+
+    #[test]
+    fn each_fault_has_its_own_error() {
+        assert_eq!(check(vec![]).unwrap_err(), IngestError::EmptyBatch);
+        let e = check(vec![ok_perf(), perf(None, vec![])]).unwrap_err();
+        assert_eq!(e, IngestError::MissingTimeGenerated { record_index: 1 });
+        let e = check(vec![perf(Some(NOW), vec![("Nope", Value::Long(1))])]).unwrap_err();
+        assert!(matches!(e, IngestError::UnknownColumn { ref column, .. } if column == "Nope"));
+        let e = check(vec![perf(
+            Some(NOW),
+            vec![("CounterValue", Value::Long(1))],
+        )])
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            IngestError::WrongColumnType {
+                expected: ColumnType::Real,
+                got: ColumnType::Long,
+                ..
+            }
+        ));
+        let e = check(vec![perf(
+            Some(NOW),
+            vec![
+                ("Computer", Value::String("a".into())),
+                ("Computer", Value::String("b".into())),
+            ],
+        )])
+        .unwrap_err();
+        assert!(matches!(e, IngestError::DuplicateColumn { .. }));
+        let e = check(vec![perf(
+            Some(NOW),
+            vec![("CounterValue", Value::Real(f64::NAN))],
+        )])
+        .unwrap_err();
+        assert!(matches!(e, IngestError::NonFiniteReal { .. }));
+    }
+
+    #[test]
+    fn future_bound_is_inclusive_and_named() {
+        let edge = NOW.add(FUTURE_SKEW_MAX);
+        assert!(check(vec![perf(Some(edge), vec![])]).is_ok());
+        let e = check(vec![perf(Some(SimTime(edge.0 + 1)), vec![])]).unwrap_err();
+        assert!(e.to_string().contains("future_skew_max"), "{e}");
+    }
+
+    #[test]
+    fn size_is_the_json_body_and_the_limit_is_one_mib() {
+        let one = perf(
+            Some(SimTime(0)),
+            vec![("Computer", Value::String("x".into()))],
+        );
+        let expected = r#"[{"Computer":"x","TimeGenerated":"1970-01-01T00:00:00.000Z"}]"#.len();
+        assert_eq!(batch_json_bytes(std::slice::from_ref(&one)), expected);
+        // Fill up to exactly the limit: accepted; one byte more: refused.
+        let overhead = batch_json_bytes(&[perf(
+            Some(NOW),
+            vec![("Computer", Value::String(String::new()))],
+        )]);
+        let exact = perf(
+            Some(NOW),
+            vec![(
+                "Computer",
+                Value::String("a".repeat(BATCH_BYTES_MAX - overhead)),
+            )],
+        );
+        assert_eq!(
+            batch_json_bytes(std::slice::from_ref(&exact)),
+            BATCH_BYTES_MAX
+        );
+        assert!(check(vec![exact.clone()]).is_ok());
+        let mut over = exact;
+        over.columns[0].1 = Value::String("a".repeat(BATCH_BYTES_MAX - overhead + 1));
+        assert!(matches!(
+            check(vec![over]).unwrap_err(),
+            IngestError::BatchTooLarge {
+                bytes: 1_048_577,
+                limit_bytes: 1_048_576
+            }
+        ));
+    }
+
+    #[test]
+    fn dynamic_must_be_json() {
+        let mut schema = standard_table("Perf").unwrap();
+        schema.columns.insert("Props".into(), ColumnType::Dynamic);
+        let good = perf(
+            Some(NOW),
+            vec![("Props", Value::Dynamic("{\"a\":1}".into()))],
+        );
+        let bad = perf(Some(NOW), vec![("Props", Value::Dynamic("{a:1".into()))]);
+        let limits = IngestLimits::default();
+        assert!(validate_records(&schema, &[good], NOW, &limits).is_ok());
+        assert!(matches!(
+            validate_records(&schema, &[bad], NOW, &limits).unwrap_err(),
+            IngestError::InvalidDynamic { .. }
+        ));
+    }
+}

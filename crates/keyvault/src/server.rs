@@ -1,0 +1,213 @@
+//! [`KeyVaultServer`]: the Key Vault process — open on a data directory, then serve.
+//!
+//! Data directory layout:
+//! - `keyvault/`: the sled database of vaults, keys and audit ([`crate::store`]);
+//! - `master.key`: the vault service's 32-byte master key. Software keys are sealed under it
+//!   with AES-256-GCM; the HSM PINs are derived from it. It is a plain file (mode 0600 on Unix)
+//!   in the data directory, the simulator's trust boundary: whoever reads the data directory can
+//!   read the software keys, as whoever holds a real HSM-less vault's storage and key-encryption
+//!   key could. HSM keys do not depend on it for secrecy: they are sealed by the HSM's own
+//!   master key in `hsm/`.
+//! - `hsm/`: the emulated HSM's token (premium vaults' `-HSM` keys);
+//! - `identity/`: the identity authority (it lives in the Key Vault process for now).
+//!
+//! One server hosts `keyvault.v1.KeyVault`, `keyvault.v1.ChaosControl`, `identity.v1.Identity`,
+//! `grpc.health.v1.Health` and server reflection. A background task purges soft-deleted vaults
+//! and keys at their scheduled purge date, sleeping on the simulation clock.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_stream::Stream;
+use tonic::transport::server::Connected;
+
+use cmksim_identity::{IdentityAuthority, IdentityService};
+use cmksim_proto::keyvault::v1 as pb;
+use cmksim_sim::{Clock, EventLog, RandomSource, SeedTree};
+
+use crate::backend::Crypto;
+use crate::chaos::Chaos;
+use crate::errors::KvError;
+use crate::hsm::HsmKeys;
+use crate::service::{ChaosControlService, Core, Inner, KeyVaultService};
+use crate::store::KeyVaultStore;
+
+/// Longest the purge task sleeps between checks (simulated), so that a purge scheduled while it
+/// sleeps is noticed within this bound.
+pub const PURGE_CHECK_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+
+/// Server configuration.
+#[derive(Clone, Debug, Default)]
+pub struct KeyVaultConfig {
+    /// Draw key material (master key, EC keys, nonces) from the OS instead of the seed tree (live
+    /// mode). Key versions, ids and chaos draws stay seeded either way.
+    pub os_key_material: bool,
+    /// Run without the emulated HSM (HSM key types are then refused with an internal error).
+    pub without_hsm: bool,
+}
+
+/// Why the server could not open or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("Key Vault data directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("Key Vault: {0}")]
+    KeyVault(#[from] KvError),
+    #[error("identity authority: {0}")]
+    Identity(#[from] cmksim_identity::IdentityError),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// An opened Key Vault process, ready to serve.
+pub struct KeyVaultServer {
+    core: Arc<Core>,
+    identity: Arc<Mutex<IdentityAuthority>>,
+    clock: Clock,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::Io { path: path.to_path_buf(), source }
+}
+
+fn load_or_create_master_key(path: &Path, rng: &mut RandomSource) -> Result<[u8; 32], ServerError> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&bytes);
+            Ok(key)
+        }
+        Ok(bytes) => Err(ServerError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("master key has {} bytes, expected 32", bytes.len())),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            rng.fill_bytes(&mut key);
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, key).map_err(io_error(&tmp))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io_error(&tmp))?;
+            }
+            std::fs::rename(&tmp, path).map_err(io_error(path))?;
+            Ok(key)
+        }
+        Err(e) => Err(ServerError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+impl KeyVaultServer {
+    /// Opens (or creates) the Key Vault state in `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        clock: Clock,
+        seeds: SeedTree,
+        events: EventLog,
+        config: KeyVaultConfig,
+    ) -> Result<KeyVaultServer, ServerError> {
+        std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let mut material_rng = if config.os_key_material { RandomSource::Os } else { seeds.source("keyvault/key-material") };
+        let master_key = load_or_create_master_key(&data_dir.join("master.key"), &mut material_rng)?;
+        let hsm = if config.without_hsm {
+            None
+        } else {
+            let hsm_rng = if config.os_key_material { RandomSource::Os } else { seeds.source("keyvault/hsm") };
+            Some(HsmKeys::open(&data_dir.join("hsm"), &master_key, hsm_rng)?)
+        };
+        let crypto = Crypto::new(&master_key, material_rng, hsm)?;
+        let store = KeyVaultStore::open(&data_dir.join("keyvault"))?;
+        let state = store.load()?;
+        let identity_rng = if config.os_key_material { RandomSource::Os } else { seeds.source("identity") };
+        let identity = IdentityAuthority::open(&data_dir.join("identity"), identity_rng)?;
+        let verifier = identity.verifier();
+        let core = Arc::new(Core {
+            inner: Mutex::new(Inner { state, crypto, store, version_rng: seeds.source("keyvault/key-versions") }),
+            clock: clock.clone(),
+            events,
+            verifier,
+            chaos: Chaos::new(clock.clone(), seeds.source("keyvault/chaos")),
+        });
+        Ok(KeyVaultServer { core, identity: Arc::new(Mutex::new(identity)), clock })
+    }
+
+    /// The identity authority hosted by this process (scenario setup creates tenants and
+    /// principals through it directly or over gRPC).
+    pub fn identity(&self) -> Arc<Mutex<IdentityAuthority>> {
+        self.identity.clone()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// Purges what is due now (the background task calls this; tests may too).
+    pub fn purge_due(&self) -> Result<usize, KvError> {
+        self.core.purge_due()
+    }
+
+    /// Serves on `addr` until `shutdown` completes.
+    pub async fn serve(self, addr: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServerError::Io { path: PathBuf::from(addr.to_string()), source: e })?;
+        self.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown).await
+    }
+
+    /// Serves the connections of `incoming` (real TCP, turmoil, in-memory) until `shutdown`.
+    pub async fn serve_with_incoming<I, IO, IE>(self, incoming: I, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError>
+    where
+        I: Stream<Item = Result<IO, IE>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<pb::key_vault_server::KeyVaultServer<KeyVaultService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let keyvault = pb::key_vault_server::KeyVaultServer::new(KeyVaultService { core: self.core.clone() });
+        let chaos = pb::chaos_control_server::ChaosControlServer::new(ChaosControlService { core: self.core.clone() });
+        let identity = IdentityService::new(self.identity.clone(), self.clock.clone()).into_server();
+
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let purge_core = self.core.clone();
+        let clock = self.clock.clone();
+        let purge_task = tokio::spawn(async move {
+            loop {
+                let now = clock.now();
+                let wait = purge_core
+                    .next_purge()
+                    .map(|at| at.since(now))
+                    .unwrap_or(PURGE_CHECK_INTERVAL_MAX)
+                    .min(PURGE_CHECK_INTERVAL_MAX);
+                tokio::select! {
+                    _ = clock.sleep(wait) => {}
+                    _ = stop_rx.changed() => break,
+                }
+                if let Err(e) = purge_core.purge_due() {
+                    tracing::warn!("scheduled purge failed: {e}");
+                }
+            }
+        });
+        let result = tonic::transport::Server::builder()
+            .add_service(keyvault)
+            .add_service(chaos)
+            .add_service(identity)
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = purge_task.await;
+        result.map_err(ServerError::from)
+    }
+}

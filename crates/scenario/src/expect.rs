@@ -1,0 +1,399 @@
+//! Judging a scenario's expectations against the events of its run.
+//!
+//! Pure functions: the validated scenario and the event log in, one [`Verdict`] per expectation
+//! out, each with the events that decided it. Every subject reduces to "occurrences" (moments
+//! where the thing is seen: the storage is in the state, a batch had the outcome, a query had
+//! the outcome); every timing is a question about the first occurrence in a window, or about
+//! none occurring. That keeps the semantics of `at`, `by`, `within` and `never` the same for
+//! every subject, as the format reference promises.
+
+use std::time::Duration;
+
+use cmksim_sim::{Event, SimTime};
+
+use crate::events::{self, str_field, u64_field};
+use crate::history::{self, RunSpan};
+use crate::model::{Expectation, IngestOutcome, Scenario, Subject, Success, Timing};
+use crate::verdict::{Evidence, Outcome, Verdict};
+
+/// How long after `at` a probe query's event may be recorded (the query's own latency).
+pub const PROBE_SLACK_MS: i64 = 60_000;
+
+/// Judges every expectation of the scenario, in file order.
+pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
+    let run = RunSpan::of(events);
+    scenario
+        .expectations
+        .iter()
+        .map(|e| evaluate_one(e, events, run))
+        .collect()
+}
+
+/// Judges one expectation.
+pub fn evaluate_one(expectation: &Expectation, events: &[Event], run: RunSpan) -> Verdict {
+    let (outcome, detail, evidence) = judge(expectation, events, run);
+    Verdict::new(
+        expectation.label(),
+        expectation.description.clone(),
+        outcome,
+        detail,
+        evidence,
+    )
+}
+
+type Judgement = (Outcome, String, Vec<Evidence>);
+
+fn at(run: RunSpan, offset: Duration) -> SimTime {
+    run.start.add(offset)
+}
+
+fn label(run: RunSpan, t: SimTime) -> String {
+    t.offset_label(run.start)
+}
+
+/// When a step actually ran: its `scenario.step` event, else its planned offset.
+fn step_time(events: &[Event], run: RunSpan, step: &str, planned: Duration) -> SimTime {
+    events
+        .iter()
+        .find(|e| e.kind == events::SCENARIO_STEP && str_field(e, "step") == Some(step))
+        .map(Event::at)
+        .unwrap_or_else(|| at(run, planned))
+}
+
+fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
+    match (&x.subject, &x.timing) {
+        (Subject::Step { step, outcome, error_code }, _) => {
+            judge_step(events, step, *outcome, error_code.as_deref())
+        }
+        (Subject::NoLossBefore { offset, workspace }, _) => {
+            judge_no_loss(events, run, at(run, *offset), workspace.as_deref())
+        }
+        (subject, Timing::At(offset)) => {
+            let t = at(run, *offset);
+            match subject {
+                Subject::Storage { cluster, state } => {
+                    match history::state_event_at(events, cluster, t) {
+                        Some(e) if events::storage_state(e) == Some(*state) => (
+                            Outcome::Held,
+                            format!("{cluster} is {} at {}", state.as_str(), label(run, t)),
+                            vec![Evidence::of(e, "state in force at that moment")],
+                        ),
+                        Some(e) => (
+                            Outcome::Broken,
+                            format!(
+                                "{cluster} is {} at {}, not {}",
+                                events::storage_state(e).map(|s| s.as_str()).unwrap_or("?"),
+                                label(run, t),
+                                state.as_str()
+                            ),
+                            vec![Evidence::of(e, "state in force at that moment")],
+                        ),
+                        None => (
+                            Outcome::Broken,
+                            format!("no storage state of {cluster} recorded by {}", label(run, t)),
+                            vec![],
+                        ),
+                    }
+                }
+                _ => {
+                    // A probe query made at `t`: the first query of the workspace from `t`.
+                    let probe = events.iter().find(|e| {
+                        is_query(e)
+                            && e.at_ms >= t.0
+                            && e.at_ms <= t.0 + PROBE_SLACK_MS
+                            && str_field(e, "workspace") == subject_workspace(subject)
+                    });
+                    match probe {
+                        Some(e) if matches(subject, e) => (
+                            Outcome::Held,
+                            format!("the query at {} {}", label(run, e.at()), e.message),
+                            vec![Evidence::of(e, "the probe query")],
+                        ),
+                        Some(e) => (
+                            Outcome::Broken,
+                            format!("the query at {}: {}", label(run, e.at()), e.message),
+                            vec![Evidence::of(e, "the probe query")],
+                        ),
+                        None => (
+                            Outcome::Broken,
+                            format!("no query of the workspace was recorded at {}", label(run, t)),
+                            vec![],
+                        ),
+                    }
+                }
+            }
+        }
+        (subject, Timing::By(offset)) => {
+            let until = at(run, *offset);
+            match first_occurrence(subject, events, run.start, until) {
+                Some((t, ev)) => (
+                    Outcome::Held,
+                    format!("seen at {}, by {}", label(run, t), label(run, until)),
+                    ev,
+                ),
+                None => (
+                    Outcome::Broken,
+                    format!("not seen by {}", label(run, until)),
+                    last_relevant(subject, events, until),
+                ),
+            }
+        }
+        (subject, Timing::Within { step, step_offset, within }) => {
+            let from = step_time(events, run, step, *step_offset);
+            let until = from.add(*within);
+            let mut ev: Vec<Evidence> = events
+                .iter()
+                .find(|e| e.kind == events::SCENARIO_STEP && str_field(e, "step") == Some(step))
+                .map(|e| vec![Evidence::of(e, "the step")])
+                .unwrap_or_default();
+            match first_occurrence(subject, events, from, until) {
+                Some((t, found)) => {
+                    ev.extend(found);
+                    (
+                        Outcome::Held,
+                        format!(
+                            "seen {} after {step} (at {}; allowed {})",
+                            cmksim_sim::format_duration(t.since(from)),
+                            label(run, t),
+                            cmksim_sim::format_duration(*within)
+                        ),
+                        ev,
+                    )
+                }
+                None => {
+                    ev.extend(last_relevant(subject, events, until));
+                    let why = if run.end < until {
+                        format!("the run ended at {} before the window closed", label(run, run.end))
+                    } else {
+                        format!("not seen between {} and {}", label(run, from), label(run, until))
+                    };
+                    (Outcome::Broken, why, ev)
+                }
+            }
+        }
+        (subject, Timing::Never { from, until }) => {
+            let (from, until) = (at(run, *from), at(run, *until));
+            match first_occurrence(subject, events, from, until) {
+                Some((t, ev)) => (
+                    Outcome::Broken,
+                    format!("seen at {}", label(run, t)),
+                    ev,
+                ),
+                None => (
+                    Outcome::Held,
+                    format!("not seen between {} and {}", label(run, from), label(run, until)),
+                    vec![],
+                ),
+            }
+        }
+        (_, Timing::Implicit) => (
+            Outcome::Broken,
+            "this expectation has no time (a validation bug)".to_string(),
+            vec![],
+        ),
+    }
+}
+
+fn is_query(e: &Event) -> bool {
+    e.kind == events::QUERY_OK || e.kind == events::QUERY_FAILED
+}
+
+fn subject_workspace(subject: &Subject) -> Option<&str> {
+    match subject {
+        Subject::Ingest { workspace, .. } | Subject::Query { workspace, .. } => Some(workspace),
+        _ => None,
+    }
+}
+
+/// Whether one event is an occurrence of an ingest or query subject.
+fn matches(subject: &Subject, e: &Event) -> bool {
+    match subject {
+        Subject::Ingest {
+            workspace,
+            outcome: IngestOutcome::Expired,
+            ..
+        } => {
+            e.kind == events::BUFFER_EXPIRED
+                && str_field(e, "workspace") == Some(workspace)
+                && u64_field(e, "records") > 0
+        }
+        Subject::Ingest {
+            workspace,
+            outcome,
+            reason,
+        } => {
+            e.kind == events::INGEST_BATCH
+                && str_field(e, "workspace") == Some(workspace)
+                && u64_field(e, outcome.as_str()) > 0
+                && (*outcome != IngestOutcome::Dropped
+                    || reason.is_none()
+                    || str_field(e, "reason") == reason.as_deref())
+        }
+        Subject::Query {
+            workspace,
+            outcome,
+            min_records,
+            reason,
+        } => {
+            str_field(e, "workspace") == Some(workspace)
+                && match outcome {
+                    Success::Succeeds => {
+                        e.kind == events::QUERY_OK
+                            && min_records.is_none_or(|m| u64_field(e, "records") >= m)
+                    }
+                    Success::Fails => {
+                        e.kind == events::QUERY_FAILED
+                            && (reason.is_none() || str_field(e, "reason") == reason.as_deref())
+                    }
+                }
+        }
+        _ => false,
+    }
+}
+
+/// The first moment in `[from, until]` the subject is seen, with its evidence.
+fn first_occurrence(
+    subject: &Subject,
+    events: &[Event],
+    from: SimTime,
+    until: SimTime,
+) -> Option<(SimTime, Vec<Evidence>)> {
+    match subject {
+        Subject::Storage { cluster, state } => {
+            if let Some(e) = history::state_event_at(events, cluster, from) {
+                if events::storage_state(e) == Some(*state) {
+                    return Some((from, vec![Evidence::of(e, "already in that state")]));
+                }
+            }
+            events
+                .iter()
+                .filter(|e| e.at_ms > from.0 && e.at_ms <= until.0)
+                .find(|e| {
+                    events::cluster_of(e) == Some(cluster.as_str())
+                        && events::storage_state(e) == Some(*state)
+                })
+                .map(|e| (e.at(), vec![Evidence::of(e, "state entered")]))
+        }
+        _ => events
+            .iter()
+            .filter(|e| e.at_ms >= from.0 && e.at_ms <= until.0)
+            .find(|e| matches(subject, e))
+            .map(|e| (e.at(), vec![Evidence::of(e, "seen")])),
+    }
+}
+
+/// For a broken expectation: the last related event before `until` (what was seen instead).
+fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evidence> {
+    let related = |e: &&Event| match subject {
+        Subject::Storage { cluster, .. } => {
+            events::storage_state(e).is_some() && events::cluster_of(e) == Some(cluster.as_str())
+        }
+        Subject::Ingest { workspace, .. } => {
+            (e.kind == events::INGEST_BATCH || e.kind == events::BUFFER_EXPIRED)
+                && str_field(e, "workspace") == Some(workspace)
+        }
+        Subject::Query { workspace, .. } => {
+            is_query(e) && str_field(e, "workspace") == Some(workspace)
+        }
+        _ => false,
+    };
+    events
+        .iter()
+        .filter(|e| e.at_ms <= until.0)
+        .filter(related)
+        .last()
+        .map(|e| vec![Evidence::of(e, "last seen instead")])
+        .unwrap_or_default()
+}
+
+fn judge_step(events: &[Event], step: &str, outcome: Success, error_code: Option<&str>) -> Judgement {
+    let result = events.iter().find(|e| {
+        (e.kind == events::SCENARIO_STEP_OK || e.kind == events::SCENARIO_STEP_FAILED)
+            && str_field(e, "step") == Some(step)
+    });
+    let Some(e) = result else {
+        return (
+            Outcome::Broken,
+            format!("no result was recorded for step {step}"),
+            vec![],
+        );
+    };
+    let succeeded = e.kind == events::SCENARIO_STEP_OK;
+    let ev = vec![Evidence::of(e, "the step's answer")];
+    match (outcome, succeeded) {
+        (Success::Succeeds, true) => (Outcome::Held, format!("step {step} succeeded"), ev),
+        (Success::Succeeds, false) => (Outcome::Broken, e.message.clone(), ev),
+        (Success::Fails, true) => (
+            Outcome::Broken,
+            format!("step {step} succeeded, but was expected to fail"),
+            ev,
+        ),
+        (Success::Fails, false) => {
+            let code = str_field(e, "error_code").unwrap_or("");
+            match error_code {
+                Some(expected) if expected != code => (
+                    Outcome::Broken,
+                    format!("step {step} failed with {code:?}, expected {expected:?}"),
+                    ev,
+                ),
+                _ => (Outcome::Held, e.message.clone(), ev),
+            }
+        }
+    }
+}
+
+fn judge_no_loss(events: &[Event], run: RunSpan, before: SimTime, workspace: Option<&str>) -> Judgement {
+    let in_scope = |e: &Event| workspace.is_none() || str_field(e, "workspace") == workspace;
+    let mut broken: Vec<Evidence> = Vec::new();
+    let mut buffered_before: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut flushed: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut accepted = 0u64;
+    for e in events.iter().filter(|e| in_scope(e)) {
+        let ws = str_field(e, "workspace").unwrap_or("").to_string();
+        match e.kind.as_str() {
+            events::INGEST_BATCH if e.at_ms < before.0 => {
+                accepted += u64_field(e, "accepted");
+                if u64_field(e, "dropped") > 0 {
+                    broken.push(Evidence::of(e, "records accepted before the deadline were dropped"));
+                }
+                *buffered_before.entry(ws).or_default() += u64_field(e, "buffered");
+            }
+            events::BUFFER_FLUSHED => *flushed.entry(ws).or_default() += u64_field(e, "records"),
+            events::BUFFER_EXPIRED if e.data.get("ingested_from_ms").and_then(|v| v.as_i64()).is_some_and(|t| t < before.0) => {
+                broken.push(Evidence::of(e, "buffered records from before the deadline expired"));
+            }
+            _ => {}
+        }
+    }
+    for (ws, buffered) in &buffered_before {
+        let written = flushed.get(ws).copied().unwrap_or(0);
+        if written < *buffered {
+            let last = events
+                .iter()
+                .rev()
+                .find(|e| e.kind == events::INGEST_BATCH && str_field(e, "workspace") == Some(ws) && e.at_ms < before.0);
+            if let Some(e) = last {
+                broken.push(Evidence::of(
+                    e,
+                    format!("{buffered} records of {ws} buffered before the deadline, only {written} written by the end"),
+                ));
+            }
+        }
+    }
+    if broken.is_empty() {
+        (
+            Outcome::Held,
+            format!(
+                "{accepted} records accepted before {}; none dropped, every buffered one written",
+                label(run, before)
+            ),
+            vec![],
+        )
+    } else {
+        (
+            Outcome::Broken,
+            format!("records accepted before {} were lost", label(run, before)),
+            broken,
+        )
+    }
+}

@@ -1,0 +1,813 @@
+//! The validated scenario: what a run executes and what the oracle judges.
+//!
+//! These types are the output of validation, never of serde directly: every name here has been
+//! checked to refer to something that exists, every duration parsed, every step placed at an
+//! absolute offset from the start. The runner can therefore execute a [`Scenario`] without
+//! re-checking anything, and the oracle can read step times without resolving `after` chains.
+//! Small closed vocabularies (key types, permissions, fault modes) are enums so that an illegal
+//! value cannot be represented; their serde names are exactly the words of the file format.
+
+use std::time::Duration;
+
+use cmksim_sim::Profile;
+use serde::{Deserialize, Serialize};
+
+/// A whole scenario, validated.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub meta: Meta,
+    /// The behaviour profile with the scenario's overrides applied.
+    pub profile: Profile,
+    /// The raw `[profile]` overrides, as written (for the runner to hand to other processes).
+    pub profile_overrides: Option<toml::Table>,
+    pub world: World,
+    pub agents: Vec<Agent>,
+    /// Steps sorted by offset; steps at the same offset keep their order in the file.
+    pub timeline: Vec<Step>,
+    pub expectations: Vec<Expectation>,
+}
+
+/// `[scenario]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub title: String,
+    /// The teaching text shown before the run.
+    pub story: String,
+    pub seed: u64,
+    /// `azure-2020` (default) or `azure-current`.
+    pub profile_name: String,
+    pub duration: Duration,
+}
+
+/// The world as it stands at T+0: everything here exists, is provisioned and linked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct World {
+    pub tenants: Vec<Tenant>,
+    pub principals: Vec<Principal>,
+    pub vaults: Vec<Vault>,
+    pub keys: Vec<Key>,
+    pub access_policies: Vec<AccessPolicy>,
+    pub clusters: Vec<Cluster>,
+    pub workspaces: Vec<Workspace>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub name: String,
+}
+
+/// A user principal (whoever drives the scenario, or a colleague whose access is revoked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub tenant: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sku {
+    Standard,
+    Premium,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vault {
+    pub name: String,
+    pub location: String,
+    pub tenant: String,
+    pub sku: Sku,
+    pub soft_delete: bool,
+    pub retention_days: u32,
+    pub purge_protection: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    #[serde(rename = "RSA")]
+    Rsa,
+    #[serde(rename = "RSA-HSM")]
+    RsaHsm,
+    #[serde(rename = "EC")]
+    Ec,
+    #[serde(rename = "EC-HSM")]
+    EcHsm,
+}
+
+impl KeyType {
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyType::Rsa | KeyType::RsaHsm)
+    }
+    pub fn is_hsm(self) -> bool {
+        matches!(self, KeyType::RsaHsm | KeyType::EcHsm)
+    }
+    /// The sizes the format accepts: RSA modulus bits, or 256 for P-256.
+    pub fn sizes(self) -> &'static [u32] {
+        if self.is_rsa() {
+            &[2048, 3072, 4096]
+        } else {
+            &[256]
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Rsa => "RSA",
+            KeyType::RsaHsm => "RSA-HSM",
+            KeyType::Ec => "EC",
+            KeyType::EcHsm => "EC-HSM",
+        }
+    }
+}
+
+/// Key Vault `key_ops`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyOp {
+    Encrypt,
+    Decrypt,
+    Sign,
+    Verify,
+    WrapKey,
+    UnwrapKey,
+}
+
+impl KeyOp {
+    /// The operations a key gets when `ops` is not given.
+    pub fn defaults(kty: KeyType) -> Vec<KeyOp> {
+        if kty.is_rsa() {
+            vec![
+                KeyOp::Encrypt,
+                KeyOp::Decrypt,
+                KeyOp::Sign,
+                KeyOp::Verify,
+                KeyOp::WrapKey,
+                KeyOp::UnwrapKey,
+            ]
+        } else {
+            vec![KeyOp::Sign, KeyOp::Verify]
+        }
+    }
+    /// Whether a key of this type can perform the operation at all.
+    pub fn valid_for(self, kty: KeyType) -> bool {
+        kty.is_rsa() || matches!(self, KeyOp::Sign | KeyOp::Verify)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub vault: String,
+    pub name: String,
+    pub kty: KeyType,
+    pub size: u32,
+    pub ops: Vec<KeyOp>,
+    pub enabled: bool,
+}
+
+/// Key permissions of an access policy (the Azure list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyPermission {
+    Get,
+    List,
+    Create,
+    Update,
+    Import,
+    Delete,
+    Recover,
+    Backup,
+    Restore,
+    Purge,
+    WrapKey,
+    UnwrapKey,
+    Encrypt,
+    Decrypt,
+    Sign,
+    Verify,
+    Rotate,
+    GetRotationPolicy,
+    SetRotationPolicy,
+    Release,
+}
+
+/// Who an access policy is for: a user, or the system-assigned identity of a cluster
+/// (written `cluster:<name>`: its object id only exists once the cluster does).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PrincipalRef {
+    User(String),
+    Cluster(String),
+}
+
+impl PrincipalRef {
+    /// As written in the file: `alice` or `cluster:c1`.
+    pub fn label(&self) -> String {
+        match self {
+            PrincipalRef::User(name) => name.clone(),
+            PrincipalRef::Cluster(name) => format!("cluster:{name}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessPolicy {
+    pub vault: String,
+    pub principal: PrincipalRef,
+    pub permissions: Vec<KeyPermission>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BillingType {
+    Cluster,
+    Workspaces,
+}
+
+/// Which version of a key is meant. Versions are random 32-hex strings chosen at run time, so a
+/// file names them by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionSel {
+    /// No version: the cluster follows the newest version (only honoured where the profile has
+    /// versionless keys; the service says no otherwise).
+    Versionless,
+    /// `latest`: the newest version at the moment the step runs (a pinned version).
+    Latest,
+    /// `v1`, `v2`, ...: the n-th version created (1-based).
+    Nth(u32),
+}
+
+impl VersionSel {
+    pub fn label(self) -> String {
+        match self {
+            VersionSel::Versionless => "versionless".to_string(),
+            VersionSel::Latest => "latest".to_string(),
+            VersionSel::Nth(n) => format!("v{n}"),
+        }
+    }
+}
+
+/// A cluster's `keyVaultProperties`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    pub vault: String,
+    pub key: String,
+    pub version: VersionSel,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub tenant: String,
+    pub subscription: String,
+    pub resource_group: String,
+    pub location: String,
+    pub capacity_gb_per_day: u32,
+    pub billing_type: BillingType,
+    pub double_encryption: bool,
+    /// Applied once provisioned (world clusters are provisioned at T+0).
+    pub key: Option<KeyRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    pub name: String,
+    pub location: String,
+    pub retention_days: u32,
+    /// Linked (link completed) at T+0.
+    pub link: Option<String>,
+}
+
+/// A simulated agent: each table sends `records` records every `every`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    pub name: String,
+    pub workspace: String,
+    pub tables: Vec<AgentTable>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentTable {
+    pub table: String,
+    pub every: Duration,
+    pub records: u64,
+}
+
+/// One timeline step, placed at an absolute offset from the start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// Position in the file, from 1.
+    pub index: usize,
+    pub id: Option<String>,
+    pub offset: Duration,
+    pub what: StepKind,
+    /// A teaching line printed at that moment.
+    pub narrate: Option<String>,
+    /// Line in the file, for messages.
+    pub line: usize,
+}
+
+impl Step {
+    /// The step's id, or `#n` for an anonymous step.
+    pub fn label(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("#{}", self.index))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepKind {
+    Action(Action),
+    /// A fault, restored automatically after `duration` when given.
+    Fault {
+        fault: Fault,
+        duration: Option<Duration>,
+    },
+    /// A step that only narrates.
+    Narrate,
+}
+
+/// Every management operation a timeline can perform.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    CreateVault(Vault),
+    UpdateVault {
+        vault: String,
+        soft_delete: Option<bool>,
+        retention_days: Option<u32>,
+        purge_protection: Option<bool>,
+    },
+    DeleteVault { vault: String },
+    RecoverVault { vault: String },
+    PurgeVault { vault: String },
+    CreateKey(Key),
+    UpdateKey {
+        vault: String,
+        key: String,
+        version: VersionSel,
+        enabled: Option<bool>,
+        /// Offsets from the scenario start.
+        not_before: Option<Duration>,
+        expires: Option<Duration>,
+        ops: Option<Vec<KeyOp>>,
+    },
+    RotateKey { vault: String, key: String },
+    DeleteKey { vault: String, key: String },
+    RecoverKey { vault: String, key: String },
+    PurgeKey { vault: String, key: String },
+    SetAccessPolicy(AccessPolicy),
+    RemoveAccessPolicy { vault: String, principal: PrincipalRef },
+    /// Starts provisioning (it takes the profile's provisioning duration).
+    CreateCluster(Cluster),
+    UpdateCluster {
+        cluster: String,
+        capacity_gb_per_day: Option<u32>,
+        billing_type: Option<BillingType>,
+        key: Option<KeyRef>,
+    },
+    DeleteCluster { cluster: String },
+    RecoverCluster { cluster: String },
+    CreateWorkspace(Workspace),
+    LinkWorkspace { workspace: String, cluster: String },
+    UnlinkWorkspace { workspace: String },
+    SetWorkspaceRetention { workspace: String, retention_days: u32 },
+    SetWorkspaceLock { workspace: String, locked: bool },
+    Ingest { workspace: String, table: String, records: u64 },
+    Query {
+        workspace: String,
+        table: Option<String>,
+        /// Look back this far from the query time; the whole history when absent.
+        since: Option<Duration>,
+    },
+}
+
+/// The action names of the file format, in the order of [`Action`].
+pub const ACTION_NAMES: [&str; 24] = [
+    "create-vault",
+    "update-vault",
+    "delete-vault",
+    "recover-vault",
+    "purge-vault",
+    "create-key",
+    "update-key",
+    "rotate-key",
+    "delete-key",
+    "recover-key",
+    "purge-key",
+    "set-access-policy",
+    "remove-access-policy",
+    "create-cluster",
+    "update-cluster",
+    "delete-cluster",
+    "recover-cluster",
+    "create-workspace",
+    "link-workspace",
+    "unlink-workspace",
+    "set-workspace-retention",
+    "set-workspace-lock",
+    "ingest",
+    "query",
+];
+
+impl Action {
+    /// The action's name in the file format.
+    pub fn name(&self) -> &'static str {
+        let index = match self {
+            Action::CreateVault(_) => 0,
+            Action::UpdateVault { .. } => 1,
+            Action::DeleteVault { .. } => 2,
+            Action::RecoverVault { .. } => 3,
+            Action::PurgeVault { .. } => 4,
+            Action::CreateKey(_) => 5,
+            Action::UpdateKey { .. } => 6,
+            Action::RotateKey { .. } => 7,
+            Action::DeleteKey { .. } => 8,
+            Action::RecoverKey { .. } => 9,
+            Action::PurgeKey { .. } => 10,
+            Action::SetAccessPolicy(_) => 11,
+            Action::RemoveAccessPolicy { .. } => 12,
+            Action::CreateCluster(_) => 13,
+            Action::UpdateCluster { .. } => 14,
+            Action::DeleteCluster { .. } => 15,
+            Action::RecoverCluster { .. } => 16,
+            Action::CreateWorkspace(_) => 17,
+            Action::LinkWorkspace { .. } => 18,
+            Action::UnlinkWorkspace { .. } => 19,
+            Action::SetWorkspaceRetention { .. } => 20,
+            Action::SetWorkspaceLock { .. } => 21,
+            Action::Ingest { .. } => 22,
+            Action::Query { .. } => 23,
+        };
+        ACTION_NAMES[index]
+    }
+}
+
+/// A service host of the simulation (a turmoil host, a process, a container).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Host {
+    Keyvault,
+    Storage,
+    Ingest,
+    Identity,
+}
+
+impl Host {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Host::Keyvault => "keyvault",
+            Host::Storage => "storage",
+            Host::Ingest => "ingest",
+            Host::Identity => "identity",
+        }
+    }
+}
+
+/// How Key Vault misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VaultFault {
+    /// Refuses connections (fails fast).
+    Down,
+    /// Accepts nothing and answers nothing (requests time out).
+    Blackhole,
+    /// Answers 429.
+    Throttle,
+    /// Answers 5xx to this fraction of requests (0 < rate ≤ 1).
+    ErrorRate(f64),
+    /// Answers after this extra delay.
+    Latency(Duration),
+    /// Back to normal.
+    Up,
+}
+
+/// How the emulated HSM misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HsmFault {
+    DeviceError,
+    /// All keys zeroised: the data under them is gone forever.
+    Tamper,
+    Latency(Duration),
+    Ok,
+}
+
+/// A fault injected by a timeline step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    Keyvault(VaultFault),
+    Partition(Host, Host),
+    Repair(Host, Host),
+    /// Messages between the two hosts are held (delivered on release).
+    Hold(Host, Host),
+    Release(Host, Host),
+    Crash(Host),
+    Restart(Host),
+    Hsm(HsmFault),
+}
+
+impl Fault {
+    /// The fault that undoes this one (for a step's `duration`); `None` when it cannot be
+    /// undone (tamper) or is itself a restoration.
+    pub fn restoring(&self) -> Option<Fault> {
+        match *self {
+            Fault::Keyvault(VaultFault::Up) => None,
+            Fault::Keyvault(_) => Some(Fault::Keyvault(VaultFault::Up)),
+            Fault::Partition(a, b) => Some(Fault::Repair(a, b)),
+            Fault::Hold(a, b) => Some(Fault::Release(a, b)),
+            Fault::Crash(h) => Some(Fault::Restart(h)),
+            Fault::Hsm(HsmFault::DeviceError) | Fault::Hsm(HsmFault::Latency(_)) => {
+                Some(Fault::Hsm(HsmFault::Ok))
+            }
+            Fault::Hsm(HsmFault::Tamper | HsmFault::Ok)
+            | Fault::Repair(..)
+            | Fault::Release(..)
+            | Fault::Restart(_) => None,
+        }
+    }
+
+    /// Whether this fault makes Key Vault unreachable or unreliable for the storage (used by
+    /// invariant 4); restorations are not.
+    pub fn impairs_vault(&self) -> bool {
+        match *self {
+            Fault::Keyvault(VaultFault::Latency(_) | VaultFault::Up) => false,
+            Fault::Keyvault(_) => true,
+            Fault::Partition(a, b) | Fault::Hold(a, b) => {
+                let pair = [a, b];
+                pair.contains(&Host::Keyvault) && pair.contains(&Host::Storage)
+            }
+            Fault::Crash(Host::Keyvault) => true,
+            _ => false,
+        }
+    }
+
+    /// A short description, e.g. `keyvault down`, `partition storage/keyvault`.
+    pub fn describe(&self) -> String {
+        let pair = |verb: &str, a: Host, b: Host| format!("{verb} {}/{}", a.as_str(), b.as_str());
+        match *self {
+            Fault::Keyvault(VaultFault::Down) => "keyvault down".into(),
+            Fault::Keyvault(VaultFault::Blackhole) => "keyvault blackhole".into(),
+            Fault::Keyvault(VaultFault::Throttle) => "keyvault throttle".into(),
+            Fault::Keyvault(VaultFault::ErrorRate(rate)) => format!("keyvault error-rate {rate}"),
+            Fault::Keyvault(VaultFault::Latency(d)) => {
+                format!("keyvault latency {}", cmksim_sim::format_duration(d))
+            }
+            Fault::Keyvault(VaultFault::Up) => "keyvault up".into(),
+            Fault::Partition(a, b) => pair("partition", a, b),
+            Fault::Repair(a, b) => pair("repair", a, b),
+            Fault::Hold(a, b) => pair("hold", a, b),
+            Fault::Release(a, b) => pair("release", a, b),
+            Fault::Crash(h) => format!("crash {}", h.as_str()),
+            Fault::Restart(h) => format!("restart {}", h.as_str()),
+            Fault::Hsm(HsmFault::DeviceError) => "hsm device-error".into(),
+            Fault::Hsm(HsmFault::Tamper) => "hsm tamper".into(),
+            Fault::Hsm(HsmFault::Latency(d)) => {
+                format!("hsm latency {}", cmksim_sim::format_duration(d))
+            }
+            Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
+        }
+    }
+}
+
+/// The storage states a cluster goes through (the event kinds `storage.state.<name>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageState {
+    /// Created, not yet provisioned.
+    Provisioning,
+    /// Key access works (under the CMK, or the MMK before a key is configured).
+    Healthy,
+    /// Transient key-access failures, serving from the cached AEK.
+    Degraded,
+    /// Key Vault unreachable longer than the grace: queries fail, ingest is buffered.
+    Unavailable,
+    /// Access denied: ingest dropped, queries fail, hot cache deleted.
+    Revoked,
+    /// Access is back; ingest and query resume after the resume delay.
+    Resuming,
+    /// The key material is gone for good (KEK purged, HSM zeroised, cluster purged).
+    Shredded,
+    /// The cluster is (soft-)deleted.
+    Deleted,
+}
+
+/// All storage states, in lane order.
+pub const STORAGE_STATES: [StorageState; 8] = [
+    StorageState::Provisioning,
+    StorageState::Healthy,
+    StorageState::Degraded,
+    StorageState::Unavailable,
+    StorageState::Revoked,
+    StorageState::Resuming,
+    StorageState::Shredded,
+    StorageState::Deleted,
+];
+
+impl StorageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageState::Provisioning => "provisioning",
+            StorageState::Healthy => "healthy",
+            StorageState::Degraded => "degraded",
+            StorageState::Unavailable => "unavailable",
+            StorageState::Revoked => "revoked",
+            StorageState::Resuming => "resuming",
+            StorageState::Shredded => "shredded",
+            StorageState::Deleted => "deleted",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StorageState> {
+        STORAGE_STATES.iter().copied().find(|s| s.as_str() == name)
+    }
+}
+
+/// What happened to ingested records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestOutcome {
+    Stored,
+    Buffered,
+    Dropped,
+    /// Buffered records dropped later because they outlived the buffer window
+    /// (`storage.buffer.expired`).
+    Expired,
+}
+
+impl IngestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestOutcome::Stored => "stored",
+            IngestOutcome::Buffered => "buffered",
+            IngestOutcome::Dropped => "dropped",
+            IngestOutcome::Expired => "expired",
+        }
+    }
+}
+
+/// Whether a query (or a step) succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Success {
+    Succeeds,
+    Fails,
+}
+
+impl Success {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Success::Succeeds => "succeeds",
+            Success::Fails => "fails",
+        }
+    }
+}
+
+/// One `[[expect]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expectation {
+    /// Position in the file, from 1.
+    pub index: usize,
+    pub id: Option<String>,
+    /// Human text; a default is derived from the subject when absent.
+    pub description: String,
+    pub subject: Subject,
+    pub timing: Timing,
+    pub line: usize,
+}
+
+impl Expectation {
+    pub fn label(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("expect#{}", self.index))
+    }
+}
+
+/// What an expectation is about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Subject {
+    /// `storage = "c1"`, `state = "revoked"`.
+    Storage { cluster: String, state: StorageState },
+    /// `ingest_to = "ws1"`, `outcome = "dropped"`, optional `reason`: a batch to the workspace
+    /// had records with that outcome (`expired`: buffered records of it expired).
+    Ingest {
+        workspace: String,
+        outcome: IngestOutcome,
+        reason: Option<String>,
+    },
+    /// `query = "ws1"`, `outcome = "fails" | "succeeds"`, optional `min_records`, `reason`.
+    Query {
+        workspace: String,
+        outcome: Success,
+        min_records: Option<u64>,
+        reason: Option<String>,
+    },
+    /// `step = "id"`, `outcome = "succeeds" | "fails"`, optional `error_code`: the management
+    /// operation's answer.
+    Step {
+        step: String,
+        outcome: Success,
+        error_code: Option<String>,
+    },
+    /// `no_loss_before = "2h"` (optional `workspace`): no record accepted before that offset is
+    /// dropped, and every record buffered before it is written by the end.
+    NoLossBefore {
+        offset: Duration,
+        workspace: Option<String>,
+    },
+}
+
+/// When an expectation must hold. Offsets are from the scenario start.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Timing {
+    /// `at = "5h"`: at that instant (a storage state; a query the runner makes then).
+    At(Duration),
+    /// `by = "4h"`: first true at or before that offset.
+    By(Duration),
+    /// `within = "1h"` + `after_step = "id"`: first true within that long after the step.
+    Within {
+        step: String,
+        step_offset: Duration,
+        within: Duration,
+    },
+    /// `never = true` (optional `from`, `until`): not once in that window.
+    Never { from: Duration, until: Duration },
+    /// Step results and `no_loss_before` carry their own time.
+    Implicit,
+}
+
+/// One scheduled moment of a run: a step, or the automatic end of a fault with a `duration`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scheduled<'a> {
+    pub offset: Duration,
+    pub step: &'a Step,
+    pub what: ScheduledKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScheduledKind {
+    /// Run the step as written.
+    Run,
+    /// Undo the step's fault (its `duration` has passed).
+    Restore(Fault),
+}
+
+impl Scenario {
+    /// The timeline with automatic fault restorations inserted, in execution order (stable: a
+    /// restoration at the same offset as a step runs after the steps written for that offset).
+    pub fn schedule(&self) -> Vec<Scheduled<'_>> {
+        let mut out: Vec<Scheduled<'_>> = Vec::with_capacity(self.timeline.len());
+        for step in &self.timeline {
+            out.push(Scheduled {
+                offset: step.offset,
+                step,
+                what: ScheduledKind::Run,
+            });
+        }
+        for step in &self.timeline {
+            if let StepKind::Fault {
+                fault,
+                duration: Some(duration),
+            } = &step.what
+            {
+                if let Some(restore) = fault.restoring() {
+                    out.push(Scheduled {
+                        offset: step.offset + *duration,
+                        step,
+                        what: ScheduledKind::Restore(restore),
+                    });
+                }
+            }
+        }
+        // sort_by_key is stable: runs precede restorations at equal offsets.
+        out.sort_by_key(|s| s.offset);
+        out
+    }
+
+    /// Queries the runner must make for `query` expectations with `at` (workspace, offset).
+    pub fn query_probes(&self) -> Vec<(Duration, String)> {
+        let mut probes: Vec<(Duration, String)> = self
+            .expectations
+            .iter()
+            .filter_map(|e| match (&e.subject, &e.timing) {
+                (Subject::Query { workspace, .. }, Timing::At(at)) => {
+                    Some((*at, workspace.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        probes.sort();
+        probes.dedup();
+        probes
+    }
+
+    /// A step by id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.timeline.iter().find(|s| s.id.as_deref() == Some(id))
+    }
+
+    /// The key a cluster starts with (world clusters only).
+    pub fn initial_cluster_key(&self, cluster: &str) -> Option<&KeyRef> {
+        self.world
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .and_then(|c| c.key.as_ref())
+    }
+}

@@ -1,0 +1,524 @@
+//! `cmksim bench storage`: what sealing and durable acknowledgement cost, measured against sled.
+//!
+//! Three measurements, each bounded by bytes and by wall time (a benchmark measures real time;
+//! this is the one place the data plane looks at a clock, and nothing here reaches the event log):
+//!
+//! 1. **Append**: 1 KiB records appended in blocks of 64 KiB and 1 MiB, double encryption, under
+//!    the CMK, each append flushed before it returns — beside raw sled inserts of values of the
+//!    same size, flushed the same way, in the same run. Ratio = ours / raw (goal ≥ 0.7). Records
+//!    are older than the hot window (one cold write per block, like the raw insert); a third line
+//!    shows the 2020 profile's recent data, which also writes a hot copy.
+//! 2. **Query**: a scan of a workspace of `query_workspace_bytes` (decrypting both layers and
+//!    decoding every record) beside raw sled reads of the same blocks (goal ≥ 0.5).
+//! 3. **Outage buffer**: peak RSS (`VmHWM`) while `buffer_bytes` of data is held in the buffer;
+//!    the buffer is on disk, so RSS must stay far below its size (goal < 256 MiB). It runs first so
+//!    that the other phases cannot raise the peak.
+//!
+//! Plus the record encoding alone (serde_json), so that its share of the cost is visible.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use cmksim_sim::{Profile, RandomSource, SimTime};
+
+use super::record::{self, Record, Value};
+use super::{DataConfig, DataPlane, Result, Sealing};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// What to measure, and how much.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchConfig {
+    /// A directory for the benchmark's data (a subdirectory is created and removed).
+    pub work_dir: PathBuf,
+    /// Encoded size of each record, in bytes.
+    pub record_bytes: usize,
+    /// Block sizes to measure appends with, in bytes.
+    pub block_sizes_bytes: Vec<usize>,
+    /// Payload appended per block size (and per raw baseline), in bytes.
+    pub append_bytes: u64,
+    /// Size of the workspace scanned by the query measurement, in bytes.
+    pub query_workspace_bytes: u64,
+    /// Size of the outage buffer held for the RSS measurement, in bytes (0 skips it).
+    pub buffer_bytes: u64,
+    /// Upper bound on each phase's duration.
+    pub phase_time_max: Duration,
+}
+
+impl BenchConfig {
+    /// The CLI's defaults: 256 MiB workspace, 1 GiB outage buffer.
+    pub fn cli_default(work_dir: &Path) -> BenchConfig {
+        BenchConfig {
+            work_dir: work_dir.to_path_buf(),
+            record_bytes: KIB,
+            block_sizes_bytes: vec![64 * KIB, MIB],
+            append_bytes: 128 * MIB as u64,
+            query_workspace_bytes: 256 * MIB as u64,
+            buffer_bytes: 1024 * MIB as u64,
+            phase_time_max: Duration::from_secs(60),
+        }
+    }
+
+    /// Small sizes for tests and quick looks.
+    pub fn small(work_dir: &Path) -> BenchConfig {
+        BenchConfig {
+            work_dir: work_dir.to_path_buf(),
+            record_bytes: KIB,
+            block_sizes_bytes: vec![64 * KIB, MIB],
+            append_bytes: 2 * MIB as u64,
+            query_workspace_bytes: 2 * MIB as u64,
+            buffer_bytes: 2 * MIB as u64,
+            phase_time_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Throughput of one writer or reader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Throughput {
+    pub bytes: u64,
+    pub records: u64,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+    pub records_per_s: f64,
+}
+
+impl Throughput {
+    fn new(bytes: u64, records: u64, elapsed: Duration) -> Throughput {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        Throughput {
+            bytes,
+            records,
+            seconds,
+            mb_per_s: bytes as f64 / MIB as f64 / seconds,
+            records_per_s: records as f64 / seconds,
+        }
+    }
+}
+
+/// Appends of one block size beside raw sled inserts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppendBench {
+    pub label: String,
+    pub block_bytes: usize,
+    pub appends: u64,
+    pub ours: Throughput,
+    pub raw_sled: Throughput,
+    /// ours / raw (MB/s); goal ≥ 0.7.
+    pub ratio: f64,
+}
+
+/// A workspace scan beside raw sled reads of the same blocks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryBench {
+    pub blocks: u64,
+    pub ours: Throughput,
+    pub raw_sled: Throughput,
+    /// ours / raw (MB/s); goal ≥ 0.5.
+    pub ratio: f64,
+}
+
+/// Memory while a large outage buffer is held.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BufferBench {
+    pub buffered: Throughput,
+    pub peak_rss_before_bytes: u64,
+    pub peak_rss_after_bytes: u64,
+    pub rss_after_bytes: u64,
+}
+
+/// serde_json record encoding alone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncodingBench {
+    pub encode: Throughput,
+    pub decode: Throughput,
+}
+
+/// The whole report (`--json` prints it; otherwise [`BenchReport::table`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub config: BenchConfig,
+    pub encoding: EncodingBench,
+    pub buffer: Option<BufferBench>,
+    pub append: Vec<AppendBench>,
+    pub query: QueryBench,
+}
+
+impl BenchReport {
+    /// A plain-text table of the figures.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mb =
+            |t: &Throughput| format!("{:>9.1} MB/s {:>10.0} rec/s", t.mb_per_s, t.records_per_s);
+        out.push_str(&format!(
+            "{:<34} {:<32} {:<32} {:>6}\n",
+            "storage bench", "cmksim data plane", "raw sled", "ratio"
+        ));
+        for a in &self.append {
+            out.push_str(&format!(
+                "{:<34} {:<32} {:<32} {:>6.2}\n",
+                a.label,
+                mb(&a.ours),
+                mb(&a.raw_sled),
+                a.ratio
+            ));
+        }
+        let q = &self.query;
+        let label = format!(
+            "query scan {} MiB ({} blocks)",
+            q.ours.bytes / MIB as u64,
+            q.blocks
+        );
+        out.push_str(&format!(
+            "{:<34} {:<32} {:<32} {:>6.2}\n",
+            label,
+            mb(&q.ours),
+            mb(&q.raw_sled),
+            q.ratio
+        ));
+        out.push_str(&format!(
+            "{:<34} {}\n",
+            "record encode (serde_json)",
+            mb(&self.encoding.encode)
+        ));
+        out.push_str(&format!(
+            "{:<34} {}\n",
+            "record decode (serde_json)",
+            mb(&self.encoding.decode)
+        ));
+        if let Some(b) = &self.buffer {
+            out.push_str(&format!(
+                "outage buffer {} MiB on disk: {}; peak RSS {} MiB (before: {} MiB), RSS after {} MiB\n",
+                b.buffered.bytes / MIB as u64,
+                mb(&b.buffered),
+                b.peak_rss_after_bytes / MIB as u64,
+                b.peak_rss_before_bytes / MIB as u64,
+                b.rss_after_bytes / MIB as u64
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the benchmark in a fresh subdirectory of `config.work_dir` (removed afterwards).
+pub fn run(config: &BenchConfig) -> Result<BenchReport> {
+    let dir = config
+        .work_dir
+        .join(format!("cmksim-bench-storage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(config, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(config: &BenchConfig, dir: &Path) -> Result<BenchReport> {
+    let now = SimTime::DEFAULT_EPOCH.add(Duration::from_secs(100 * 86_400));
+    let profile = Profile::azure_2020();
+    let old = now
+        .sub(profile.data.hot_tier_window)
+        .sub(Duration::from_secs(86_400))
+        .0;
+    let recent = now.sub(Duration::from_secs(3_600)).0;
+    let template = record_of(config.record_bytes, "Syslog", 0)?;
+    let encoding = bench_encoding(&template, config)?;
+    let buffer = (config.buffer_bytes > 0)
+        .then(|| bench_buffer(config, &dir.join("buffer"), now, old))
+        .transpose()?;
+    let mut append = Vec::new();
+    for (i, &block) in config.block_sizes_bytes.iter().enumerate() {
+        append.push(bench_append(
+            config,
+            &dir.join(format!("append-{i}")),
+            block,
+            now,
+            old,
+            "",
+        )?);
+    }
+    if let Some(&last) = config.block_sizes_bytes.last() {
+        append.push(bench_append(
+            config,
+            &dir.join("append-hot"),
+            last,
+            now,
+            recent,
+            " + hot copy",
+        )?);
+    }
+    let query = bench_query(config, &dir.join("query"), now, old)?;
+    Ok(BenchReport {
+        config: config.clone(),
+        encoding,
+        buffer,
+        append,
+        query,
+    })
+}
+
+/// A record whose encoding is `bytes` long (at least the fixed part).
+fn record_of(bytes: usize, table: &str, time_ms: i64) -> Result<Record> {
+    let base = Record::new(table, time_ms)
+        .with("Computer", Value::String("vm-000001".into()))
+        .with("Message", Value::String(String::new()));
+    let fixed = record::encode_one(&base)?.len();
+    Ok(base.with(
+        "Message",
+        Value::String("x".repeat(bytes.saturating_sub(fixed))),
+    ))
+}
+
+fn batch_for(
+    template: &Record,
+    block_bytes: usize,
+    record_bytes: usize,
+    time_ms: i64,
+) -> Vec<Record> {
+    let per_block = ((block_bytes - 2) / (record_bytes + 1)).max(1);
+    (0..per_block)
+        .map(|i| Record {
+            time_generated_ms: time_ms + i as i64,
+            ..template.clone()
+        })
+        .collect()
+}
+
+fn open_plane(dir: &Path, block_bytes: usize, buffer_bytes: u64) -> Result<DataPlane> {
+    let mut config = DataConfig::from_profile(&Profile::azure_2020());
+    config.block_max_bytes = block_bytes;
+    config.batch_max_bytes = config.batch_max_bytes.max(block_bytes);
+    config.buffer_max_bytes = buffer_bytes * 2 + 2 * MIB as u64;
+    DataPlane::open_with_config(dir, RandomSource::from_seed([0x5e; 32]), config)
+}
+
+/// Creates a double-encrypted account with CMK configured; returns its AEK.
+fn cmk_account(plane: &DataPlane, account: &str, now: SimTime) -> Result<super::Aek> {
+    plane.create_account(account, true, now)?;
+    let aek = plane.unwrap_with_mmk(account)?;
+    plane.set_kek_wrapping(
+        account,
+        &aek,
+        "https://bench.vault.azure.net/keys/kek",
+        "v1",
+        &[0u8; 256],
+    )?;
+    Ok(aek)
+}
+
+fn sealing(aek: &super::Aek) -> Sealing<'_> {
+    Sealing::Cmk {
+        aek,
+        kid: "https://bench.vault.azure.net/keys/kek",
+        version: "v1",
+    }
+}
+
+fn bench_encoding(template: &Record, config: &BenchConfig) -> Result<EncodingBench> {
+    let records = batch_for(template, MIB, config.record_bytes, 0);
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let mut count = 0u64;
+    let mut payload = Vec::new();
+    while bytes < config.append_bytes && started.elapsed() < config.phase_time_max {
+        let encoded: Vec<Vec<u8>> = records
+            .iter()
+            .map(record::encode_one)
+            .collect::<Result<_>>()?;
+        payload = record::join(&encoded);
+        bytes += payload.len() as u64;
+        count += records.len() as u64;
+    }
+    let encode = Throughput::new(bytes, count, started.elapsed());
+    let started = Instant::now();
+    let (mut bytes, mut count) = (0u64, 0u64);
+    while bytes < config.append_bytes && started.elapsed() < config.phase_time_max {
+        count += record::decode(&payload, "Syslog")?.len() as u64;
+        bytes += payload.len() as u64;
+    }
+    Ok(EncodingBench {
+        encode,
+        decode: Throughput::new(bytes, count, started.elapsed()),
+    })
+}
+
+fn bench_append(
+    config: &BenchConfig,
+    dir: &Path,
+    block: usize,
+    now: SimTime,
+    time_ms: i64,
+    suffix: &str,
+) -> Result<AppendBench> {
+    let template = record_of(config.record_bytes, "Syslog", time_ms)?;
+    let batch = batch_for(&template, block, config.record_bytes, time_ms);
+    let plane = open_plane(&dir.join("ours"), block, 0)?;
+    let aek = cmk_account(&plane, "cluster:bench", now)?;
+    let started = Instant::now();
+    let (mut bytes, mut records, mut appends) = (0u64, 0u64, 0u64);
+    while bytes < config.append_bytes && started.elapsed() < config.phase_time_max {
+        let receipt = plane.append(
+            "cluster:bench",
+            sealing(&aek),
+            "ws-bench",
+            "Syslog",
+            &batch,
+            now,
+        )?;
+        assert_eq!(receipt.block_ids.len(), 1, "a batch is sized to one block");
+        bytes += receipt.payload_bytes;
+        records += receipt.records;
+        appends += 1;
+    }
+    let ours = Throughput::new(bytes, records, started.elapsed());
+    drop(plane);
+
+    // Raw sled: the same number of values of the same size, flushed after each insert.
+    let db = sled::Config::new()
+        .path(dir.join("raw"))
+        .flush_every_ms(None)
+        .cache_capacity(64 << 20)
+        .open()?;
+    let tree = db.open_tree("raw")?;
+    let value = vec![0xA5u8; (bytes / appends.max(1)) as usize];
+    let started = Instant::now();
+    for i in 0..appends {
+        tree.insert(i.to_be_bytes(), value.as_slice())?;
+        db.flush()?;
+    }
+    let raw_sled = Throughput::new(value.len() as u64 * appends, records, started.elapsed());
+    let label = format!("append {} KiB blocks{suffix}", block / KIB);
+    Ok(AppendBench {
+        label,
+        block_bytes: block,
+        appends,
+        ratio: ours.mb_per_s / raw_sled.mb_per_s,
+        ours,
+        raw_sled,
+    })
+}
+
+fn bench_query(config: &BenchConfig, dir: &Path, now: SimTime, time_ms: i64) -> Result<QueryBench> {
+    let plane = open_plane(dir, MIB, 0)?;
+    let aek = cmk_account(&plane, "cluster:bench", now)?;
+    let template = record_of(config.record_bytes, "Syslog", time_ms)?;
+    let mut written = 0u64;
+    let mut t = time_ms;
+    let started = Instant::now();
+    while written < config.query_workspace_bytes && started.elapsed() < config.phase_time_max * 4 {
+        let batch = batch_for(&template, MIB, config.record_bytes, t);
+        t += batch.len() as i64;
+        written += plane
+            .append(
+                "cluster:bench",
+                sealing(&aek),
+                "ws-bench",
+                "Syslog",
+                &batch,
+                now,
+            )?
+            .payload_bytes;
+    }
+    let (from, to) = (SimTime(time_ms), SimTime(t));
+    // Raw: read every value of the same blocks (warms the OS cache for both sides too).
+    let raw_pass = || -> Result<(u64, u64)> {
+        let (mut blocks, mut bytes) = (0u64, 0u64);
+        for item in plane.trees.cold.iter() {
+            let (_, v) = item?;
+            blocks += 1;
+            bytes += std::hint::black_box(v).len() as u64;
+        }
+        Ok((blocks, bytes))
+    };
+    raw_pass()?;
+    let started = Instant::now();
+    let (blocks, _) = raw_pass()?;
+    let raw_elapsed = started.elapsed();
+    let started = Instant::now();
+    let mut records = 0u64;
+    let stats = plane.scan(
+        "cluster:bench",
+        Some(&aek),
+        "ws-bench",
+        "Syslog",
+        from,
+        to,
+        now,
+        &mut |r| {
+            records += 1;
+            std::hint::black_box(r);
+        },
+    )?;
+    let ours = Throughput::new(written, records, started.elapsed());
+    assert_eq!(stats.blocks_read, blocks, "the scan read every block");
+    let raw_sled = Throughput::new(written, records, raw_elapsed);
+    Ok(QueryBench {
+        blocks,
+        ratio: ours.mb_per_s / raw_sled.mb_per_s,
+        ours,
+        raw_sled,
+    })
+}
+
+fn bench_buffer(
+    config: &BenchConfig,
+    dir: &Path,
+    now: SimTime,
+    time_ms: i64,
+) -> Result<BufferBench> {
+    let peak_rss_before_bytes = proc_status_bytes("VmHWM:").unwrap_or(0);
+    let plane = open_plane(dir, MIB, config.buffer_bytes)?;
+    plane.create_account("cluster:bench", true, now)?;
+    let template = record_of(config.record_bytes, "Syslog", time_ms)?;
+    let batch = batch_for(&template, MIB, config.record_bytes, time_ms);
+    let started = Instant::now();
+    let (mut bytes, mut records) = (0u64, 0u64);
+    while bytes < config.buffer_bytes && started.elapsed() < config.phase_time_max * 4 {
+        let receipt = plane.buffer_append("cluster:bench", "ws-bench", "Syslog", &batch, now)?;
+        bytes += receipt.bytes;
+        records += receipt.records;
+    }
+    let buffered = Throughput::new(bytes, records, started.elapsed());
+    assert_eq!(plane.buffer_len("cluster:bench")?.records, records);
+    Ok(BufferBench {
+        buffered,
+        peak_rss_before_bytes,
+        peak_rss_after_bytes: proc_status_bytes("VmHWM:").unwrap_or(0),
+        rss_after_bytes: proc_status_bytes("VmRSS:").unwrap_or(0),
+    })
+}
+
+/// A `kB` field of /proc/self/status, in bytes (None off Linux).
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bench_runs_and_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BenchConfig::small(dir.path());
+        config.append_bytes = 256 * KIB as u64;
+        config.query_workspace_bytes = 512 * KIB as u64;
+        config.buffer_bytes = 256 * KIB as u64;
+        let report = run(&config).unwrap();
+        assert_eq!(report.append.len(), 3);
+        assert!(report.query.ours.records > 0 && report.query.ratio > 0.0);
+        assert!(report.table().contains("append 64 KiB blocks"));
+        assert!(serde_json::to_string(&report)
+            .unwrap()
+            .contains("\"ratio\""));
+    }
+}

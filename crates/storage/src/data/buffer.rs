@@ -1,0 +1,229 @@
+//! The outage buffer: data accepted while Key Vault is unreachable, kept on disk under the MMK.
+//!
+//! Seed 000: when the vault is unavailable for longer than the grace, "ingested data is cached for
+//! several hours using Microsoft key to avoid data loss. When access to Key Vault is restored ...
+//! the temporary cached data is ingested to the data-store and encrypted with CMK." Here each
+//! `buffer_append` writes sealed entries (blocks of tier "buffer", under the MMK, with the
+//! account's double encryption) to the `buffer` tree, keyed by account and a sequence number that
+//! gives arrival order. The buffer lives on disk, not in memory, and is bounded by
+//! `buffer_max_bytes` per account: a full buffer is a typed error, nothing half-written.
+//!
+//! Draining is exactly once: for each entry, in arrival order, the new CMK block (cold, plus hot
+//! copy when recent) is inserted **and the entry removed in the same sled transaction**. A crash
+//! at any point leaves each entry either still buffered (drained again next time) or written and
+//! gone, never both and never neither. Entries buffered more than `buffer_window` before `now`
+//! are dropped (removed, counted in `dropped_expired_records`) instead of written.
+
+use serde::{Deserialize, Serialize};
+
+use cmksim_sim::SimTime;
+
+use super::block::Tier;
+use super::error::DataError;
+use super::store::{self, check_account, check_name};
+use super::tier::{Chunk, Prepared};
+use super::{DataPlane, Result, Sealing};
+use crate::data::record::{self, Record};
+
+/// What `buffer_append` held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferReceipt {
+    pub entries: u64,
+    pub records: u64,
+    /// Sealed bytes added to the buffer.
+    pub bytes: u64,
+    /// Sealed bytes the account's buffer holds now.
+    pub buffered_bytes: u64,
+}
+
+/// What `drain_buffer` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// Records written to blocks under the CMK, in arrival order.
+    pub written: u64,
+    pub written_blocks: u64,
+    /// Records dropped because they were buffered longer than `buffer_window` ago.
+    pub dropped_expired: u64,
+    pub dropped_entries: u64,
+}
+
+/// The buffer's size for one account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferLen {
+    pub entries: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl DataPlane {
+    /// Buffers records of one workspace and table under the MMK, on disk, flushed before return.
+    pub fn buffer_append(
+        &self,
+        account: &str,
+        workspace: &str,
+        table: &str,
+        records: &[Record],
+        now: SimTime,
+    ) -> Result<BufferReceipt> {
+        check_account(account)?;
+        check_name("workspace", workspace)?;
+        check_name("table", table)?;
+        let account_record = self.account_record(account)?;
+        let chunks = self.split(records, table)?;
+        let mut write = self.lock_write();
+        let mut next_id = write.next_block_id;
+        let mut entries = Vec::with_capacity(chunks.len());
+        {
+            let mut rng = self.lock_rng();
+            for chunk in chunks {
+                let records = u64::from(chunk.records);
+                let sealed = self.seal(
+                    Tier::Buffer,
+                    &account_record,
+                    Sealing::Mmk,
+                    workspace,
+                    table,
+                    chunk,
+                    next_id,
+                    now,
+                    &mut *rng,
+                );
+                entries.push((store::buffer_key(account, next_id), sealed, records));
+                next_id += 1;
+            }
+        }
+        let bytes: u64 = entries.iter().map(|(_, e, _)| e.len() as u64).sum();
+        let buffered_bytes = self.trees.counters(account)?.buffered_bytes;
+        if buffered_bytes + bytes > self.config.buffer_max_bytes {
+            return Err(DataError::BufferFull {
+                account: account.to_string(),
+                buffered_bytes,
+                incoming_bytes: bytes,
+                buffer_max_bytes: self.config.buffer_max_bytes,
+            });
+        }
+        self.trees.transact(|tx| {
+            for (key, sealed, _) in &entries {
+                tx.buffer.insert(key.as_slice(), sealed.as_slice())?;
+            }
+            tx.update_counters(account, |c| {
+                c.buffered_entries += entries.len() as u64;
+                c.buffered_bytes += bytes;
+                c.buffered_records += records.len() as u64;
+                c.buffered_in_records += records.len() as u64;
+                c.accepted_records += records.len() as u64;
+            })?;
+            tx.set_next_block_id(next_id)
+        })?;
+        write.next_block_id = next_id;
+        self.trees.db.flush()?;
+        Ok(BufferReceipt {
+            entries: entries.len() as u64,
+            records: records.len() as u64,
+            bytes,
+            buffered_bytes: buffered_bytes + bytes,
+        })
+    }
+
+    /// Writes the buffer into blocks sealed per `sealing` (the CMK once access returns), in
+    /// arrival order, exactly once; drops entries older than the profile's `buffer_window`.
+    pub fn drain_buffer(
+        &self,
+        account: &str,
+        sealing: Sealing<'_>,
+        now: SimTime,
+    ) -> Result<DrainReport> {
+        let account_record = self.account_record(account)?;
+        self.check_sealing(&account_record, &sealing)?;
+        let expired_before_ms = now.sub(self.config.buffer_window).0;
+        let mut write = self.lock_write();
+        let mut report = DrainReport::default();
+        // Bounded: each pass removes the first entry of the account's buffer, which is finite.
+        while let Some(item) = self
+            .trees
+            .buffer
+            .scan_prefix(store::account_prefix(account))
+            .next()
+        {
+            let (key, sealed) = item?;
+            let (header, records) = self.open_stored(Tier::Buffer, &key, &sealed, None)?;
+            let entry_bytes = sealed.len() as u64;
+            let count = u64::from(header.record_count);
+            if header.written_at_ms < expired_before_ms {
+                self.trees.transact(|tx| {
+                    tx.buffer.remove(&key)?;
+                    tx.update_counters(account, |c| {
+                        c.buffered_entries -= 1;
+                        c.buffered_bytes -= entry_bytes;
+                        c.buffered_records -= count;
+                        c.dropped_expired_records += count;
+                    })
+                })?;
+                report.dropped_expired += count;
+                report.dropped_entries += 1;
+                continue;
+            }
+            let encoded: Vec<Vec<u8>> = records
+                .iter()
+                .map(record::encode_one)
+                .collect::<Result<_>>()?;
+            let chunk = Chunk {
+                payload: record::join(&encoded),
+                records: header.record_count,
+                min_time_ms: header.min_time_ms,
+                max_time_ms: header.max_time_ms,
+            };
+            let block_id = write.next_block_id;
+            let Prepared {
+                key: block_key,
+                cold,
+                hot,
+            } = self.prepare(
+                &account_record,
+                sealing,
+                &header.workspace,
+                &header.table,
+                chunk,
+                block_id,
+                now,
+            );
+            self.trees.transact(|tx| {
+                tx.buffer.remove(&key)?;
+                tx.cold.insert(block_key.as_slice(), cold.clone())?;
+                if let Some(hot) = &hot {
+                    tx.hot.insert(block_key.as_slice(), hot.clone())?;
+                }
+                tx.update_counters(account, |c| {
+                    c.buffered_entries -= 1;
+                    c.buffered_bytes -= entry_bytes;
+                    c.buffered_records -= count;
+                    c.drained_records += count;
+                    c.stored_blocks += 1;
+                    c.stored_bytes += cold.len() as u64;
+                    c.stored_records += count;
+                    if let Some(hot) = &hot {
+                        c.hot_blocks += 1;
+                        c.hot_bytes += hot.len() as u64;
+                    }
+                })?;
+                tx.set_next_block_id(block_id + 1)
+            })?;
+            write.next_block_id = block_id + 1;
+            report.written += count;
+            report.written_blocks += 1;
+        }
+        self.trees.db.flush()?;
+        Ok(report)
+    }
+
+    /// The account's outage buffer now.
+    pub fn buffer_len(&self, account: &str) -> Result<BufferLen> {
+        self.account_record(account)?;
+        let c = self.trees.counters(account)?;
+        Ok(BufferLen {
+            entries: c.buffered_entries,
+            records: c.buffered_records,
+            bytes: c.buffered_bytes,
+        })
+    }
+}

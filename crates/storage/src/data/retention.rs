@@ -1,0 +1,192 @@
+//! Retention per workspace, and the purge that crypto-shreds an account.
+//!
+//! Retention removes whole blocks (cold and hot copies) whose newest record is older than
+//! `now - retention`: blocks are keyed by max time, so these are a prefix of each table's range.
+//! It needs no key: the header that says how old a block is is plaintext (and authenticated).
+//!
+//! A purge first deletes the account record (the only copy of the wrapped AEK) and writes a
+//! tombstone, in one flushed step: from then on nothing under the CMK can ever be decrypted, and
+//! every call for the account answers [`DataError::PermanentlyUnreadable`]. Then it deletes every
+//! block, hot copy and buffered entry (which also removes the data under the MMK) in bounded
+//! transactions; a purge interrupted by a crash is finished on the next open.
+
+use std::time::Duration;
+
+use sled::{IVec, Transactional};
+
+use cmksim_sim::SimTime;
+
+use super::block::{BlockHeader, Tier};
+use super::error::DataError;
+use super::store::{self, check_account, check_name, Tombstone};
+use super::tier::{malformed, DELETE_CHUNK_BLOCKS};
+use super::{DataPlane, Result};
+
+impl DataPlane {
+    /// Removes blocks of `workspace` (all tables) whose newest record is older than
+    /// `now - retention`. Returns the number of blocks removed.
+    pub fn apply_retention(
+        &self,
+        account: &str,
+        workspace: &str,
+        retention: Duration,
+        now: SimTime,
+    ) -> Result<usize> {
+        check_name("workspace", workspace)?;
+        self.account_record(account)?;
+        let cutoff_ms = now.sub(retention).0;
+        let prefix = store::workspace_prefix(account, workspace);
+        let _write = self.lock_write();
+        let mut removed = 0;
+        loop {
+            // (key, sealed bytes, records, hot bytes)
+            let mut chunk: Vec<(IVec, u64, u64, Option<u64>)> = Vec::new();
+            for item in self.trees.cold.scan_prefix(&prefix) {
+                let (key, cold) = item?;
+                if store::block_key_max_time(&key).is_some_and(|t| t < cutoff_ms) {
+                    let (header, _) = BlockHeader::parse(&cold)
+                        .map_err(|reason| malformed(Tier::Cold, &key, reason))?;
+                    let hot = self.trees.hot.get(&key)?.map(|h| h.len() as u64);
+                    chunk.push((key, cold.len() as u64, u64::from(header.record_count), hot));
+                    if chunk.len() == DELETE_CHUNK_BLOCKS {
+                        break;
+                    }
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            self.trees.transact(|tx| {
+                for (key, _, _, hot) in &chunk {
+                    tx.cold.remove(key)?;
+                    if hot.is_some() {
+                        tx.hot.remove(key)?;
+                    }
+                }
+                tx.update_counters(account, |c| {
+                    for (_, bytes, records, hot) in &chunk {
+                        c.stored_blocks -= 1;
+                        c.stored_bytes -= bytes;
+                        c.stored_records -= records;
+                        c.retention_removed_records += records;
+                        if let Some(hot_bytes) = hot {
+                            c.hot_blocks -= 1;
+                            c.hot_bytes -= hot_bytes;
+                        }
+                    }
+                })
+            })?;
+            removed += chunk.len();
+        }
+        self.trees.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Crypto-shreds the account: the wrapped AEK is deleted (durably, first), then every block
+    /// and buffered entry. Afterwards reads answer [`DataError::PermanentlyUnreadable`].
+    pub fn purge_account(&self, account: &str, now: SimTime) -> Result<()> {
+        check_account(account)?;
+        let _write = self.lock_write();
+        self.refuse_purged(account)?;
+        if !self.trees.accounts.contains_key(account.as_bytes())? {
+            return Err(DataError::AccountNotFound(account.to_string()));
+        }
+        let tombstone = Tombstone {
+            purged_at: now,
+            blocks_deleted: false,
+        };
+        (&self.trees.accounts, &self.trees.purged).transaction(|(accounts, purged)| {
+            accounts.remove(account.as_bytes())?;
+            purged.insert(
+                account.as_bytes(),
+                serde_json::to_vec(&tombstone).expect("a tombstone serialises"),
+            )?;
+            Ok::<_, sled::transaction::ConflictableTransactionError<DataError>>(())
+        })?;
+        self.trees.db.flush()?;
+        self.delete_account_data(account)?;
+        let done = Tombstone {
+            purged_at: now,
+            blocks_deleted: true,
+        };
+        self.trees
+            .purged
+            .insert(account.as_bytes(), serde_json::to_vec(&done)?)?;
+        self.trees.db.flush()?;
+        Ok(())
+    }
+
+    /// Deletes every cold block, hot copy and buffered entry of an account, in bounded chunks.
+    fn delete_account_data(&self, account: &str) -> Result<()> {
+        let prefix = store::account_prefix(account);
+        self.delete_prefix_hot(account, &prefix, |_| true)?;
+        for tier in [Tier::Cold, Tier::Buffer] {
+            let tree = if tier == Tier::Cold {
+                &self.trees.cold
+            } else {
+                &self.trees.buffer
+            };
+            loop {
+                let mut chunk: Vec<(IVec, u64, u64)> = Vec::new();
+                for item in tree.scan_prefix(&prefix).take(DELETE_CHUNK_BLOCKS) {
+                    let (key, value) = item?;
+                    let (header, _) = BlockHeader::parse(&value)
+                        .map_err(|reason| malformed(tier, &key, reason))?;
+                    chunk.push((key, value.len() as u64, u64::from(header.record_count)));
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                self.trees.transact(|tx| {
+                    let t = if tier == Tier::Cold {
+                        tx.cold
+                    } else {
+                        tx.buffer
+                    };
+                    for (key, _, _) in &chunk {
+                        t.remove(key)?;
+                    }
+                    tx.update_counters(account, |c| {
+                        for (_, bytes, records) in &chunk {
+                            if tier == Tier::Cold {
+                                c.stored_blocks -= 1;
+                                c.stored_bytes -= bytes;
+                                c.stored_records -= records;
+                            } else {
+                                c.buffered_entries -= 1;
+                                c.buffered_bytes -= bytes;
+                                c.buffered_records -= records;
+                            }
+                            c.purged_records += records;
+                        }
+                    })
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes purges that a crash interrupted (called by `open`).
+    pub(crate) fn finish_interrupted_purges(&self) -> Result<()> {
+        let mut pending = Vec::new();
+        for item in self.trees.purged.iter() {
+            let (key, value) = item?;
+            let tombstone: Tombstone = serde_json::from_slice(&value)?;
+            if !tombstone.blocks_deleted {
+                pending.push((String::from_utf8_lossy(&key).into_owned(), tombstone));
+            }
+        }
+        for (account, tombstone) in pending {
+            self.delete_account_data(&account)?;
+            let done = Tombstone {
+                blocks_deleted: true,
+                ..tombstone
+            };
+            self.trees
+                .purged
+                .insert(account.as_bytes(), serde_json::to_vec(&done)?)?;
+        }
+        self.trees.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,363 @@
+//! The sled layout of the data plane: trees, key encodings, account records and counters.
+//!
+//! One `sled::Db` per data directory, with one tree per concern:
+//!
+//! | tree | key | value |
+//! |------|-----|-------|
+//! | `accounts` | account | [`AccountRecord`] (JSON): the wrapped AEK, its fingerprint, the double-encryption flag |
+//! | `purged` | account | [`Tombstone`] (JSON): when the account was crypto-shredded |
+//! | `cold` | account ␀ workspace ␀ table ␀ max time (8) block id (8) | sealed block |
+//! | `hot` | same key as the block's cold copy | sealed hot copy |
+//! | `buffer` | account ␀ sequence (8) | sealed outage-buffer entry (a block of tier "buffer") |
+//! | `counters` | account | [`AccountCounters`] (JSON) |
+//! | `meta` | `next_block_id` | u64 |
+//!
+//! Names never contain NUL, so `account ␀ workspace ␀ table ␀` is a prefix that no other table
+//! shares, and a query for a time range is one range scan. Times are stored big-endian with the
+//! sign bit flipped, so that byte order is time order. Blocks are keyed by their *max* time: a
+//! query for `[from, to)` starts at `from` and reads forward (nothing older can overlap), and
+//! retention deletes a prefix of the range. Every change that spans trees is one sled
+//! transaction, so counters never disagree with the blocks they count.
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
+use sled::Tree;
+
+use cmksim_sim::SimTime;
+
+use super::error::DataError;
+
+/// The longest account, workspace or table name, in bytes.
+pub const NAME_MAX_BYTES: usize = 256;
+
+/// How an account's AEK is wrapped, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "lowercase")]
+pub(crate) enum StoredWrapping {
+    /// AES-256-GCM under the MMK: nonce ‖ ciphertext ‖ tag, hex.
+    Mmk { wrapped_hex: String },
+    /// Wrapped through Key Vault by the customer's key.
+    Kek {
+        kid: String,
+        version: String,
+        algorithm: String,
+        wrapped_hex: String,
+    },
+}
+
+/// The persistent record of one storage account. Never holds the AEK unwrapped.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AccountRecord {
+    pub account: String,
+    pub double_encryption: bool,
+    pub created_at: SimTime,
+    /// HMAC fingerprint of the AEK (see `keys::Aek::fingerprint`), hex.
+    pub aek_fingerprint_hex: String,
+    pub wrapping: StoredWrapping,
+}
+
+/// A crypto-shredded account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Tombstone {
+    pub purged_at: SimTime,
+    /// False while the blocks are still being deleted (finished at the next open after a crash).
+    pub blocks_deleted: bool,
+}
+
+/// Per-account counters, updated in the same transaction as the data they count.
+///
+/// Conservation (SPEC §8 invariant 1, as seen by the data plane):
+/// `accepted_records = stored_records + buffered_records + dropped_expired_records
+///  + retention_removed_records + purged_records`, where `accepted_records` counts every record
+/// the data plane acknowledged (appended, or buffered). [`AccountCounters::conserved`] checks it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCounters {
+    /// Cold blocks now stored, their sealed bytes and records.
+    pub stored_blocks: u64,
+    pub stored_bytes: u64,
+    pub stored_records: u64,
+    /// Hot copies now stored and their sealed bytes.
+    pub hot_blocks: u64,
+    pub hot_bytes: u64,
+    /// Outage-buffer entries now held, their sealed bytes and records.
+    pub buffered_entries: u64,
+    pub buffered_bytes: u64,
+    pub buffered_records: u64,
+    /// Lifetime: records acknowledged by `append` or `buffer_append`.
+    pub accepted_records: u64,
+    /// Lifetime: records written to blocks by `append`.
+    pub appended_records: u64,
+    /// Lifetime: records accepted into the outage buffer.
+    pub buffered_in_records: u64,
+    /// Lifetime: records moved from the buffer into blocks by `drain_buffer`.
+    pub drained_records: u64,
+    /// Lifetime: buffered records dropped because they were older than the buffer window.
+    pub dropped_expired_records: u64,
+    /// Lifetime: records of blocks removed by retention.
+    pub retention_removed_records: u64,
+    /// Lifetime: records (stored or buffered) deleted by a purge.
+    pub purged_records: u64,
+}
+
+impl AccountCounters {
+    /// True when every accepted record is accounted for (stored, buffered, dropped or removed).
+    pub fn conserved(&self) -> bool {
+        let accounted = self.stored_records
+            + self.buffered_records
+            + self.dropped_expired_records
+            + self.retention_removed_records
+            + self.purged_records;
+        self.accepted_records == accounted
+            && self.accepted_records == self.appended_records + self.buffered_in_records
+    }
+}
+
+/// The trees of one data directory.
+pub(crate) struct Trees {
+    pub db: sled::Db,
+    pub accounts: Tree,
+    pub purged: Tree,
+    pub cold: Tree,
+    pub hot: Tree,
+    pub buffer: Tree,
+    pub counters: Tree,
+    pub meta: Tree,
+}
+
+/// The transactional view handed to [`Trees::transact`]'s closure.
+pub(crate) struct Tx<'a> {
+    pub cold: &'a TransactionalTree,
+    pub hot: &'a TransactionalTree,
+    pub buffer: &'a TransactionalTree,
+    pub counters: &'a TransactionalTree,
+    pub meta: &'a TransactionalTree,
+}
+
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<DataError>>;
+
+const NEXT_BLOCK_ID: &[u8] = b"next_block_id";
+
+impl Trees {
+    pub(crate) fn open(db: sled::Db) -> Result<Trees, DataError> {
+        Ok(Trees {
+            accounts: db.open_tree("accounts")?,
+            purged: db.open_tree("purged")?,
+            cold: db.open_tree("cold")?,
+            hot: db.open_tree("hot")?,
+            buffer: db.open_tree("buffer")?,
+            counters: db.open_tree("counters")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Runs `f` as one atomic transaction over the block, hot, buffer, counter and meta trees.
+    pub(crate) fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> TxResult<R>) -> Result<R, DataError> {
+        let trees = (
+            &self.cold,
+            &self.hot,
+            &self.buffer,
+            &self.counters,
+            &self.meta,
+        );
+        let result = trees.transaction(|(cold, hot, buffer, counters, meta)| {
+            f(&Tx {
+                cold,
+                hot,
+                buffer,
+                counters,
+                meta,
+            })
+        });
+        Ok(result?)
+    }
+
+    /// The next unused block id (persisted by [`Tx::set_next_block_id`]).
+    pub(crate) fn next_block_id(&self) -> Result<u64, DataError> {
+        Ok(match self.meta.get(NEXT_BLOCK_ID)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                DataError::MalformedBlock {
+                    tier: "meta",
+                    key_hex: hex::encode(NEXT_BLOCK_ID),
+                    reason: "next_block_id is not 8 bytes".into(),
+                }
+            })?),
+            None => 1,
+        })
+    }
+
+    pub(crate) fn account(&self, account: &str) -> Result<Option<AccountRecord>, DataError> {
+        match self.accounts.get(account.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn tombstone(&self, account: &str) -> Result<Option<Tombstone>, DataError> {
+        match self.purged.get(account.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn counters(&self, account: &str) -> Result<AccountCounters, DataError> {
+        match self.counters.get(account.as_bytes())? {
+            Some(v) => Ok(serde_json::from_slice(&v)?),
+            None => Ok(AccountCounters::default()),
+        }
+    }
+}
+
+impl Tx<'_> {
+    /// Reads, changes and writes back the counters of `account` inside the transaction.
+    pub(crate) fn update_counters(
+        &self,
+        account: &str,
+        change: impl FnOnce(&mut AccountCounters),
+    ) -> TxResult<()> {
+        let mut counters: AccountCounters = match self.counters.get(account.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| ConflictableTransactionError::Abort(e.into()))?,
+            None => AccountCounters::default(),
+        };
+        change(&mut counters);
+        assert!(
+            counters.conserved(),
+            "data-plane counters of {account} lost a record: {counters:?}"
+        );
+        let bytes = serde_json::to_vec(&counters)
+            .map_err(|e| ConflictableTransactionError::Abort(e.into()))?;
+        self.counters.insert(account.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    pub(crate) fn set_next_block_id(&self, next: u64) -> TxResult<()> {
+        self.meta.insert(NEXT_BLOCK_ID, &next.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+/// Checks a name that becomes part of a key and a header.
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), DataError> {
+    let reason = if value.is_empty() {
+        Some("must not be empty")
+    } else if value.len() > NAME_MAX_BYTES {
+        Some("is longer than NAME_MAX_BYTES (256)")
+    } else if value.contains('\0') {
+        Some("must not contain NUL")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(DataError::InvalidName {
+            what,
+            value: value.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks an account name: `cluster:<clusterId>` or `shared:<region>`.
+pub(crate) fn check_account(account: &str) -> Result<(), DataError> {
+    check_name("account", account)?;
+    let rest = account
+        .strip_prefix("cluster:")
+        .or_else(|| account.strip_prefix("shared:"));
+    match rest {
+        Some(rest) if !rest.is_empty() => Ok(()),
+        _ => Err(DataError::InvalidName {
+            what: "account",
+            value: account.to_string(),
+            reason: "must be cluster:<clusterId> or shared:<region>",
+        }),
+    }
+}
+
+/// A time as 8 bytes whose byte order is time order.
+pub(crate) fn time_key(ms: i64) -> [u8; 8] {
+    ((ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_from_key(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// `account ␀`
+pub(crate) fn account_prefix(account: &str) -> Vec<u8> {
+    let mut k = account.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// `account ␀ workspace ␀`
+pub(crate) fn workspace_prefix(account: &str, workspace: &str) -> Vec<u8> {
+    let mut k = account_prefix(account);
+    k.extend_from_slice(workspace.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `account ␀ workspace ␀ table ␀`
+pub(crate) fn table_prefix(account: &str, workspace: &str, table: &str) -> Vec<u8> {
+    let mut k = workspace_prefix(account, workspace);
+    k.extend_from_slice(table.as_bytes());
+    k.push(0);
+    k
+}
+
+/// The first key after every key that starts with `prefix` (which ends in NUL).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    let last = end.last_mut().expect("prefixes end with NUL");
+    debug_assert_eq!(*last, 0);
+    *last = 1;
+    end
+}
+
+/// The key of a block (cold copy and hot copy alike).
+pub(crate) fn block_key(
+    account: &str,
+    workspace: &str,
+    table: &str,
+    max_time_ms: i64,
+    block_id: u64,
+) -> Vec<u8> {
+    let mut k = table_prefix(account, workspace, table);
+    k.extend_from_slice(&time_key(max_time_ms));
+    k.extend_from_slice(&block_id.to_be_bytes());
+    k
+}
+
+/// The max time encoded in a block key (its last 16 bytes are max time and block id).
+pub(crate) fn block_key_max_time(key: &[u8]) -> Option<i64> {
+    let n = key.len();
+    let bytes: [u8; 8] = key.get(n.checked_sub(16)?..n - 8)?.try_into().ok()?;
+    Some(time_from_key(bytes))
+}
+
+/// The key of an outage-buffer entry: arrival order within the account.
+pub(crate) fn buffer_key(account: &str, sequence: u64) -> Vec<u8> {
+    let mut k = account_prefix(account);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_is_time_order_and_prefixes_do_not_collide() {
+        let a = block_key("cluster:c", "ws", "T", -5, 9);
+        let b = block_key("cluster:c", "ws", "T", 3, 1);
+        assert!(a < b);
+        assert_eq!(block_key_max_time(&a), Some(-5));
+        let p = table_prefix("cluster:c", "ws", "T");
+        assert!(a.starts_with(&p) && b < prefix_end(&p));
+        assert!(!block_key("cluster:c", "ws", "TT", 0, 0).starts_with(&p));
+        assert!(check_account("cluster:").is_err());
+        assert!(check_account("shared:westeurope").is_ok());
+        assert!(check_name("table", "a\0b").is_err());
+    }
+}

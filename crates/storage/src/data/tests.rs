@@ -1,0 +1,786 @@
+//! Tests of the data plane through its public facade (plus direct sled access to tamper).
+
+use std::path::Path;
+use std::time::Duration;
+
+use cmksim_sim::{Profile, RandomSource, SimTime};
+
+use super::*;
+
+const ACCOUNT: &str = "cluster:c1";
+const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3_600);
+
+fn now() -> SimTime {
+    SimTime::DEFAULT_EPOCH.add(DAY * 100)
+}
+
+fn open(dir: &Path, profile: &Profile) -> DataPlane {
+    DataPlane::open(dir, RandomSource::from_seed([7; 32]), profile).unwrap()
+}
+
+fn open_with(dir: &Path, change: impl FnOnce(&mut DataConfig)) -> DataPlane {
+    let mut config = DataConfig::from_profile(&Profile::azure_2020());
+    change(&mut config);
+    DataPlane::open_with_config(dir, RandomSource::from_seed([7; 32]), config).unwrap()
+}
+
+fn records(table: &str, start: SimTime, n: usize, tag: &str) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            Record::new(table, start.0 + i as i64 * 1000)
+                .with("Computer", Value::String(format!("{tag}-{i}")))
+                .with("Seq", Value::Long(i as i64))
+        })
+        .collect()
+}
+
+fn seqs(result: &QueryResult) -> Vec<String> {
+    result
+        .records
+        .iter()
+        .map(|r| match &r.columns["Computer"] {
+            Value::String(s) => s.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// Configures CMK the way the access loop does: unwrap under the MMK, "wrap through Key Vault".
+fn configure_cmk(plane: &DataPlane, account: &str) -> Aek {
+    let aek = plane.unwrap_with_mmk(account).unwrap();
+    plane
+        .set_kek_wrapping(
+            account,
+            &aek,
+            "https://v1.vault.azure.net/keys/k1",
+            "v1",
+            b"wrapped-by-key-vault",
+        )
+        .unwrap();
+    aek
+}
+
+fn cmk<'a>(aek: &'a Aek) -> Sealing<'a> {
+    Sealing::Cmk {
+        aek,
+        kid: "https://v1.vault.azure.net/keys/k1",
+        version: "v1",
+    }
+}
+
+fn all_time() -> (SimTime, SimTime) {
+    (SimTime(i64::MIN / 2), SimTime(i64::MAX / 2))
+}
+
+#[test]
+fn data_plane_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<DataPlane>();
+}
+
+#[test]
+fn round_trip_with_and_without_double_encryption() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020());
+    let (from, to) = all_time();
+    for (account, double) in [("cluster:single", false), ("cluster:double", true)] {
+        plane.create_account(account, double, now()).unwrap();
+        let aek = configure_cmk(&plane, account);
+        let batch = records("Heartbeat", now().sub(HOUR), 50, "r");
+        let receipt = plane
+            .append(account, cmk(&aek), "ws1", "Heartbeat", &batch, now())
+            .unwrap();
+        assert_eq!((receipt.records, receipt.block_ids.len()), (50, 1));
+        let result = plane
+            .query(account, Some(&aek), "ws1", "Heartbeat", from, to, now())
+            .unwrap();
+        assert_eq!(result.records, batch);
+        // The sealed cold copy is marked with its algorithms in the authenticated header.
+        let (_, cold) = plane
+            .trees
+            .cold
+            .scan_prefix(store::account_prefix(account))
+            .next()
+            .unwrap()
+            .unwrap();
+        let (header, _) = BlockHeader::parse(&cold).unwrap();
+        assert_eq!(header.double_encryption, double);
+        assert!(matches!(header.key_ref, KeyRef::Cmk { .. }));
+        assert!(plane.stats(account).unwrap().counters.conserved());
+        // Another workspace or table sees nothing (invariant 8).
+        assert!(plane
+            .query(account, Some(&aek), "ws2", "Heartbeat", from, to, now())
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(plane
+            .query(account, Some(&aek), "ws1", "Perf", from, to, now())
+            .unwrap()
+            .records
+            .is_empty());
+    }
+    assert!(matches!(
+        plane.unwrap_with_mmk("cluster:single"),
+        Err(DataError::NotMmkWrapped { .. })
+    ));
+}
+
+#[test]
+fn blocks_split_at_block_max_bytes_and_keep_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open_with(dir.path(), |c| c.block_max_bytes = 1024);
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let batch = records("Perf", now().sub(HOUR), 100, "r");
+    let receipt = plane
+        .append(ACCOUNT, Sealing::Mmk, "ws1", "Perf", &batch, now())
+        .unwrap();
+    assert!(receipt.block_ids.len() > 5, "{receipt:?}");
+    let (from, to) = all_time();
+    let result = plane
+        .query(ACCOUNT, None, "ws1", "Perf", from, to, now())
+        .unwrap();
+    assert_eq!(result.records, batch);
+    assert_eq!(result.stats.blocks_read, receipt.block_ids.len() as u64);
+    // Time range is [from, to).
+    let part = plane
+        .query(
+            ACCOUNT,
+            None,
+            "ws1",
+            "Perf",
+            SimTime(batch[10].time_generated_ms),
+            SimTime(batch[20].time_generated_ms),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(part.records, batch[10..20].to_vec());
+    // Too large a record, a bad table, bad names: typed errors, nothing written.
+    let big = vec![Record::new("Perf", 0).with("x", Value::String("y".repeat(2000)))];
+    assert!(matches!(
+        plane.append(ACCOUNT, Sealing::Mmk, "ws1", "Perf", &big, now()),
+        Err(DataError::RecordTooLarge { .. })
+    ));
+    assert!(matches!(
+        plane.append(ACCOUNT, Sealing::Mmk, "ws1", "Heartbeat", &batch, now()),
+        Err(DataError::InvalidRecord { index: 0, .. })
+    ));
+    assert!(matches!(
+        plane.append(ACCOUNT, Sealing::Mmk, "w\0s", "Perf", &batch, now()),
+        Err(DataError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        plane.create_account("c1", false, now()),
+        Err(DataError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        plane.create_account(ACCOUNT, false, now()),
+        Err(DataError::AccountExists(_))
+    ));
+    assert_eq!(plane.stats(ACCOUNT).unwrap().counters.stored_records, 100);
+}
+
+#[test]
+fn mmk_then_cmk_data_is_queried_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    // Old data (outside the hot window) so that the cold tier answers.
+    let before = records("T", now().sub(DAY * 30), 5, "mmk");
+    plane
+        .append(ACCOUNT, Sealing::Mmk, "ws1", "T", &before, now())
+        .unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    assert!(
+        matches!(plane.account_wrapping(ACCOUNT).unwrap(), AekWrapping::Kek { ref version, .. } if version == "v1")
+    );
+    // Once CMK is configured, new data cannot go under the MMK.
+    assert!(matches!(
+        plane.append(ACCOUNT, Sealing::Mmk, "ws1", "T", &before, now()),
+        Err(DataError::SealingMismatch { .. })
+    ));
+    let after = records("T", now().sub(DAY * 20), 5, "cmk");
+    plane
+        .append(ACCOUNT, cmk(&aek), "ws1", "T", &after, now())
+        .unwrap();
+    let (from, to) = all_time();
+    let result = plane
+        .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+        .unwrap();
+    assert_eq!(result.records, [before.clone(), after].concat());
+    assert_eq!(result.stats.served_from_cold, 2);
+    // Without the AEK the MMK data is readable, the CMK data is a typed error.
+    let mmk_only = plane
+        .query(
+            ACCOUNT,
+            None,
+            "ws1",
+            "T",
+            from,
+            SimTime(now().sub(DAY * 25).0),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(mmk_only.records, before);
+    assert!(matches!(
+        plane.query(ACCOUNT, None, "ws1", "T", from, to, now()),
+        Err(DataError::KeyUnavailable { .. })
+    ));
+    // Rotation: a new KEK version rewraps the same AEK; every block still decrypts (invariant 6).
+    plane
+        .set_kek_wrapping(
+            ACCOUNT,
+            &aek,
+            "https://v1.vault.azure.net/keys/k1",
+            "v2",
+            b"rewrapped",
+        )
+        .unwrap();
+    assert_eq!(
+        plane
+            .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+            .unwrap()
+            .records
+            .len(),
+        10
+    );
+}
+
+#[test]
+fn wrong_aek_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_current());
+    plane.create_account(ACCOUNT, false, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    plane
+        .append(
+            ACCOUNT,
+            cmk(&aek),
+            "ws1",
+            "T",
+            &records("T", now(), 3, "r"),
+            now(),
+        )
+        .unwrap();
+    let wrong = Aek::from_bytes(&[0x42; 32]).unwrap();
+    let (from, to) = all_time();
+    assert!(matches!(
+        plane.query(ACCOUNT, Some(&wrong), "ws1", "T", from, to, now()),
+        Err(DataError::WrongAek { .. })
+    ));
+    assert!(matches!(
+        plane.append(ACCOUNT, cmk(&wrong), "ws1", "T", &[], now()),
+        Err(DataError::WrongAek { .. })
+    ));
+    assert!(matches!(
+        plane.set_kek_wrapping(ACCOUNT, &wrong, "k", "v", b"w"),
+        Err(DataError::WrongAek { .. })
+    ));
+    // Even past the fingerprint check, a wrong key fails authentication rather than giving garbage.
+    let (key, cold) = plane.trees.cold.iter().next().unwrap().unwrap();
+    assert!(matches!(
+        plane.open_stored(Tier::Cold, &key, &cold, Some(&wrong)),
+        Err(DataError::Integrity { .. })
+    ));
+}
+
+#[test]
+fn tampered_blocks_and_headers_fail_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_current());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    plane
+        .append(
+            ACCOUNT,
+            cmk(&aek),
+            "ws1",
+            "T",
+            &records("T", now().sub(DAY * 30), 3, "r"),
+            now(),
+        )
+        .unwrap();
+    let (from, to) = all_time();
+    let (key, original) = plane.trees.cold.iter().next().unwrap().unwrap();
+    let (_, header_len) = BlockHeader::parse(&original).unwrap();
+    // Offsets: 30 = record count, 44 = outer algorithm, 70 = inside the account name,
+    // header_len + 5 = ciphertext, last byte = the outer tag.
+    for offset in [30, 44, 70, header_len + 5, original.len() - 1] {
+        let mut tampered = original.to_vec();
+        tampered[offset] ^= 0x01;
+        plane.trees.cold.insert(&key, tampered).unwrap();
+        let err = plane
+            .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::Integrity { .. } | DataError::MalformedBlock { .. }
+            ),
+            "offset {offset}: {err}"
+        );
+    }
+    // A header byte change that still parses is an integrity failure, not a parse error.
+    let mut tampered = original.to_vec();
+    tampered[30 + 3] ^= 0x01;
+    plane.trees.cold.insert(&key, tampered).unwrap();
+    assert!(matches!(
+        plane.query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now()),
+        Err(DataError::Integrity { .. })
+    ));
+    // A genuine block moved under another table's key is refused too.
+    plane.trees.cold.insert(&key, original.clone()).unwrap();
+    let moved = store::block_key(ACCOUNT, "ws1", "U", i64::MAX / 4, 1);
+    plane.trees.cold.insert(&moved, original.clone()).unwrap();
+    assert!(matches!(
+        plane.query(ACCOUNT, Some(&aek), "ws1", "U", from, to, now()),
+        Err(DataError::Integrity { .. })
+    ));
+    assert_eq!(
+        plane
+            .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+            .unwrap()
+            .records
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn hot_tier_is_deleted_then_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    let recent = records("T", now().sub(DAY), 4, "recent");
+    let old = records("T", now().sub(DAY * 20), 4, "old");
+    plane
+        .append(ACCOUNT, cmk(&aek), "ws1", "T", &recent, now())
+        .unwrap();
+    plane
+        .append(ACCOUNT, cmk(&aek), "ws1", "T", &old, now())
+        .unwrap();
+    let (from, to) = all_time();
+    let result = plane
+        .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+        .unwrap();
+    assert_eq!(
+        (result.stats.served_from_hot, result.stats.served_from_cold),
+        (1, 1)
+    );
+    assert_eq!(plane.delete_hot_tier(ACCOUNT).unwrap(), 1);
+    assert_eq!(plane.stats(ACCOUNT).unwrap().counters.hot_blocks, 0);
+    let result = plane
+        .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+        .unwrap();
+    assert_eq!(
+        (result.stats.served_from_hot, result.stats.served_from_cold),
+        (0, 2)
+    );
+    assert_eq!(
+        plane.rebuild_hot_tier(ACCOUNT, Some(&aek), now()).unwrap(),
+        1
+    );
+    assert_eq!(
+        plane.rebuild_hot_tier(ACCOUNT, Some(&aek), now()).unwrap(),
+        0
+    );
+    let result = plane
+        .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+        .unwrap();
+    assert_eq!(
+        (result.stats.served_from_hot, result.stats.served_from_cold),
+        (1, 1)
+    );
+    assert_eq!(result.records, [old, recent].concat());
+    // Fifteen days later the hot copy has left the window: eviction removes it.
+    assert_eq!(
+        plane.evict_hot_tier(ACCOUNT, now().add(DAY * 15)).unwrap(),
+        1
+    );
+    assert_eq!(plane.stats(ACCOUNT).unwrap().counters.hot_blocks, 0);
+}
+
+#[test]
+fn hot_tier_key_follows_the_profile() {
+    let (from, to) = all_time();
+    for (profile, opens_without_aek) in [
+        (Profile::azure_2020(), true),
+        (Profile::azure_current(), false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = open(dir.path(), &profile);
+        plane.create_account(ACCOUNT, false, now()).unwrap();
+        let aek = configure_cmk(&plane, ACCOUNT);
+        let batch = records("T", now().sub(HOUR), 3, "r");
+        plane
+            .append(ACCOUNT, cmk(&aek), "ws1", "T", &batch, now())
+            .unwrap();
+        let (_, hot) = plane.trees.hot.iter().next().unwrap().unwrap();
+        let (header, _) = BlockHeader::parse(&hot).unwrap();
+        let without = plane.query(ACCOUNT, None, "ws1", "T", from, to, now());
+        if opens_without_aek {
+            assert_eq!(header.key_ref, KeyRef::Mmk);
+            assert_eq!(without.unwrap().records, batch);
+        } else {
+            assert!(matches!(header.key_ref, KeyRef::Cmk { .. }));
+            assert!(matches!(without, Err(DataError::KeyUnavailable { .. })));
+        }
+        let with = plane
+            .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+            .unwrap();
+        assert_eq!((with.records, with.stats.served_from_hot), (batch, 1));
+    }
+}
+
+#[test]
+fn buffer_drains_in_order_exactly_once_and_drops_expired_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020()); // buffer_window = 6h
+    let window = plane.config().buffer_window;
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    let t0 = now();
+    let expired = records("T", t0, 3, "expired");
+    let kept_a = records("T", t0.add(HOUR * 2), 4, "a");
+    let kept_b = records("T", t0.add(HOUR * 3), 5, "b");
+    plane
+        .buffer_append(ACCOUNT, "ws1", "T", &expired, t0)
+        .unwrap();
+    plane
+        .buffer_append(ACCOUNT, "ws1", "T", &kept_a, t0.add(HOUR * 2))
+        .unwrap();
+    plane
+        .buffer_append(ACCOUNT, "ws1", "T", &kept_b, t0.add(HOUR * 3))
+        .unwrap();
+    assert_eq!(plane.buffer_len(ACCOUNT).unwrap().records, 12);
+    // Buffered entries are under the MMK, not the CMK.
+    let (_, entry) = plane.trees.buffer.iter().next().unwrap().unwrap();
+    assert_eq!(BlockHeader::parse(&entry).unwrap().0.key_ref, KeyRef::Mmk);
+    let drain_at = t0.add(window).add(HOUR); // the first entry is 7h old, the others 5h and 4h
+    let report = plane.drain_buffer(ACCOUNT, cmk(&aek), drain_at).unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            written: 9,
+            written_blocks: 2,
+            dropped_expired: 3,
+            dropped_entries: 1
+        }
+    );
+    assert_eq!(
+        plane.drain_buffer(ACCOUNT, cmk(&aek), drain_at).unwrap(),
+        DrainReport::default()
+    );
+    let (from, to) = all_time();
+    let result = plane
+        .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, drain_at)
+        .unwrap();
+    assert_eq!(
+        seqs(&result),
+        seqs(&QueryResult {
+            records: [kept_a, kept_b].concat(),
+            stats: ScanStats::default()
+        })
+    );
+    // Every block written by the drain is under the CMK.
+    for item in plane.trees.cold.iter() {
+        let (_, v) = item.unwrap();
+        assert!(matches!(
+            BlockHeader::parse(&v).unwrap().0.key_ref,
+            KeyRef::Cmk { .. }
+        ));
+    }
+    let c = plane.stats(ACCOUNT).unwrap().counters;
+    assert_eq!(
+        (
+            c.accepted_records,
+            c.stored_records,
+            c.buffered_records,
+            c.dropped_expired_records
+        ),
+        (12, 9, 0, 3)
+    );
+    assert!(c.conserved());
+}
+
+#[test]
+fn buffer_lives_on_disk_and_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = records("T", now(), 20, "buffered");
+    {
+        let plane = open_with(dir.path(), |c| c.buffer_max_bytes = 4096);
+        plane.create_account(ACCOUNT, false, now()).unwrap();
+        let receipt = plane
+            .buffer_append(ACCOUNT, "ws1", "T", &batch, now())
+            .unwrap();
+        assert!(receipt.bytes < 4096);
+        let err = plane
+            .buffer_append(
+                ACCOUNT,
+                "ws1",
+                "T",
+                &[batch.clone(), batch.clone()].concat(),
+                now(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::BufferFull {
+                    buffer_max_bytes: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(plane.buffer_len(ACCOUNT).unwrap().records, 20);
+    }
+    let plane = open_with(dir.path(), |c| c.buffer_max_bytes = 4096);
+    assert_eq!(plane.buffer_len(ACCOUNT).unwrap().records, 20);
+    let aek = configure_cmk(&plane, ACCOUNT);
+    assert_eq!(
+        plane
+            .drain_buffer(ACCOUNT, cmk(&aek), now())
+            .unwrap()
+            .written,
+        20
+    );
+    let (from, to) = all_time();
+    assert_eq!(
+        plane
+            .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+            .unwrap()
+            .records,
+        batch
+    );
+}
+
+#[test]
+fn retention_removes_old_blocks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020());
+    plane.create_account(ACCOUNT, false, now()).unwrap();
+    let old = records("T", now().sub(DAY * 40), 3, "old");
+    let old_other_table = records("U", now().sub(DAY * 35), 2, "old");
+    let young = records("T", now().sub(DAY * 10), 3, "young");
+    let other_ws = records("T", now().sub(DAY * 40), 3, "other");
+    plane
+        .append(ACCOUNT, Sealing::Mmk, "ws1", "T", &old, now())
+        .unwrap();
+    plane
+        .append(ACCOUNT, Sealing::Mmk, "ws1", "U", &old_other_table, now())
+        .unwrap();
+    plane
+        .append(ACCOUNT, Sealing::Mmk, "ws1", "T", &young, now())
+        .unwrap();
+    plane
+        .append(ACCOUNT, Sealing::Mmk, "ws2", "T", &other_ws, now())
+        .unwrap();
+    assert_eq!(
+        plane
+            .apply_retention(ACCOUNT, "ws1", DAY * 31, now())
+            .unwrap(),
+        2
+    );
+    let (from, to) = all_time();
+    assert_eq!(
+        plane
+            .query(ACCOUNT, None, "ws1", "T", from, to, now())
+            .unwrap()
+            .records,
+        young
+    );
+    assert!(plane
+        .query(ACCOUNT, None, "ws1", "U", from, to, now())
+        .unwrap()
+        .records
+        .is_empty());
+    assert_eq!(
+        plane
+            .query(ACCOUNT, None, "ws2", "T", from, to, now())
+            .unwrap()
+            .records,
+        other_ws
+    );
+    let c = plane.stats(ACCOUNT).unwrap().counters;
+    assert_eq!(
+        (
+            c.retention_removed_records,
+            c.stored_records,
+            c.stored_blocks
+        ),
+        (5, 6, 2)
+    );
+    assert!(c.conserved());
+}
+
+#[test]
+fn purge_makes_data_permanently_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let plane = open(dir.path(), &Profile::azure_2020());
+        plane.create_account(ACCOUNT, true, now()).unwrap();
+        plane
+            .append(
+                ACCOUNT,
+                Sealing::Mmk,
+                "ws1",
+                "T",
+                &records("T", now(), 3, "mmk"),
+                now(),
+            )
+            .unwrap();
+        let aek = configure_cmk(&plane, ACCOUNT);
+        plane
+            .append(
+                ACCOUNT,
+                cmk(&aek),
+                "ws1",
+                "T",
+                &records("T", now(), 3, "cmk"),
+                now(),
+            )
+            .unwrap();
+        plane
+            .buffer_append(ACCOUNT, "ws1", "T", &records("T", now(), 2, "buf"), now())
+            .unwrap();
+        plane.purge_account(ACCOUNT, now()).unwrap();
+        let (from, to) = all_time();
+        let err = plane
+            .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+            .unwrap_err();
+        assert!(matches!(err, DataError::PermanentlyUnreadable { .. }));
+        assert!(err.to_string().contains("permanently unreadable"), "{err}");
+        assert!(matches!(
+            plane.unwrap_with_mmk(ACCOUNT),
+            Err(DataError::PermanentlyUnreadable { .. })
+        ));
+        assert!(matches!(
+            plane.create_account(ACCOUNT, true, now()),
+            Err(DataError::PermanentlyUnreadable { .. })
+        ));
+        let c = plane.stats(ACCOUNT).unwrap().counters;
+        assert_eq!(
+            (c.purged_records, c.stored_records, c.buffered_records),
+            (8, 0, 0)
+        );
+        assert!(c.conserved());
+        assert_eq!(
+            plane.trees.cold.len() + plane.trees.hot.len() + plane.trees.buffer.len(),
+            0
+        );
+    }
+    let plane = open(dir.path(), &Profile::azure_2020());
+    assert!(matches!(
+        plane.account_wrapping(ACCOUNT),
+        Err(DataError::PermanentlyUnreadable { .. })
+    ));
+}
+
+#[test]
+fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = records("T", now().sub(HOUR), 10, "r");
+    let first_ids;
+    {
+        let plane = open(dir.path(), &Profile::azure_2020());
+        plane.create_account(ACCOUNT, true, now()).unwrap();
+        let aek = configure_cmk(&plane, ACCOUNT);
+        first_ids = plane
+            .append(ACCOUNT, cmk(&aek), "ws1", "T", &batch, now())
+            .unwrap()
+            .block_ids;
+    }
+    let plane = open(dir.path(), &Profile::azure_2020());
+    let AekWrapping::Kek { wrapped, .. } = plane.account_wrapping(ACCOUNT).unwrap() else {
+        panic!("not KEK-wrapped")
+    };
+    assert_eq!(wrapped, b"wrapped-by-key-vault");
+    // Block ids keep increasing across a restart (they are HKDF salts: never reused).
+    plane.create_account("cluster:c2", false, now()).unwrap();
+    let ids = plane
+        .append("cluster:c2", Sealing::Mmk, "ws1", "T", &batch, now())
+        .unwrap()
+        .block_ids;
+    assert!(ids[0] > first_ids[0]);
+    let stats = plane.stats(ACCOUNT).unwrap();
+    assert_eq!(
+        (stats.counters.stored_records, stats.counters.hot_blocks),
+        (10, 1)
+    );
+    let (from, to) = all_time();
+    assert!(
+        matches!(plane.query(ACCOUNT, None, "ws1", "T", from, to, now()), Ok(r) if r.records == batch)
+    ); // hot copy under the MMK (2020)
+}
+
+#[test]
+fn canary_no_plaintext_or_aek_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "CANARY-5f0e2b7c-plaintext-must-never-reach-disk";
+    let aek_bytes;
+    {
+        let plane = open(dir.path(), &Profile::azure_2020());
+        plane.create_account(ACCOUNT, false, now()).unwrap();
+        let batch: Vec<Record> = (0..50)
+            .map(|i| {
+                Record::new("T", now().sub(HOUR).0 + i)
+                    .with("Message", Value::String(format!("{marker} {i}")))
+            })
+            .collect();
+        plane
+            .append(ACCOUNT, Sealing::Mmk, "ws1", "T", &batch, now())
+            .unwrap();
+        let aek = configure_cmk(&plane, ACCOUNT);
+        aek_bytes = aek.expose_bytes().to_vec();
+        plane
+            .append(ACCOUNT, cmk(&aek), "ws1", "T", &batch, now())
+            .unwrap();
+        plane
+            .buffer_append(ACCOUNT, "ws1", "T", &batch, now())
+            .unwrap();
+        plane.drain_buffer(ACCOUNT, cmk(&aek), now()).unwrap();
+        plane
+            .buffer_append(ACCOUNT, "ws1", "T", &batch, now())
+            .unwrap();
+        plane.delete_hot_tier(ACCOUNT).unwrap();
+        plane.rebuild_hot_tier(ACCOUNT, Some(&aek), now()).unwrap();
+        let (from, to) = all_time();
+        assert_eq!(
+            plane
+                .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+                .unwrap()
+                .records
+                .len(),
+            150
+        );
+        plane.trees.db.flush().unwrap();
+    }
+    let needles: [(&str, Vec<u8>); 3] = [
+        ("marker", marker.as_bytes().to_vec()),
+        ("AEK", aek_bytes.clone()),
+        ("AEK hex", hex::encode(&aek_bytes).into_bytes()),
+    ];
+    let mut files = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        files += 1;
+        for (name, needle) in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{name} found in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        files >= 3,
+        "expected sled files and service keys, found {files}"
+    );
+}

@@ -1,0 +1,625 @@
+//! Append and query over the cold tier and the hot tier.
+//!
+//! Every block is written to the cold tier (the durable store, under the key the account uses at
+//! write time). A block whose newest record is within `hot_tier_window` of `now` also gets a hot
+//! copy (the SSD cache of the real service), sealed under the MMK in the 2020 profile (seed 000:
+//! "remains encrypted with Microsoft keys regardless CMK configuration") or under the AEK in the
+//! current profile. Queries read a block's hot copy when there is one and it is still in the
+//! window, the cold copy otherwise. On revocation the service deletes the hot tier
+//! ([`DataPlane::delete_hot_tier`]); when access returns it rebuilds it from the cold tier
+//! ([`DataPlane::rebuild_hot_tier`]). Cold blocks are never rewritten by either.
+
+use serde::{Deserialize, Serialize};
+use sled::IVec;
+
+use cmksim_sim::SimTime;
+
+use super::block::{self, BlockHeader, KeyRef, Tier};
+use super::error::DataError;
+use super::keys::{self, Aek, SecretKey};
+use super::record::{self, Record};
+use super::store::{self, check_account, check_name, AccountRecord, StoredWrapping};
+use super::{DataPlane, Result, Sealing};
+
+/// Blocks deleted per transaction when a tier is cleared (bounds a transaction's memory).
+pub(crate) const DELETE_CHUNK_BLOCKS: usize = 1024;
+
+/// What an append stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendReceipt {
+    /// Ids of the blocks written, in record order.
+    pub block_ids: Vec<u64>,
+    pub records: u64,
+    /// Encoded (plaintext) record bytes.
+    pub payload_bytes: u64,
+    /// Sealed bytes written to the cold tier.
+    pub stored_bytes: u64,
+    /// Blocks that also got a hot copy.
+    pub hot_blocks: u64,
+    pub key_ref: KeyRef,
+}
+
+/// Where a scan's blocks came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanStats {
+    pub blocks_read: u64,
+    pub served_from_hot: u64,
+    pub served_from_cold: u64,
+    pub records: u64,
+    /// Sealed bytes read.
+    pub bytes_read: u64,
+}
+
+/// The answer to a query: records in TimeGenerated order (ties in write order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub records: Vec<Record>,
+    pub stats: ScanStats,
+}
+
+/// One block's worth of encoded records.
+pub(crate) struct Chunk {
+    pub payload: Vec<u8>,
+    pub records: u32,
+    pub min_time_ms: i64,
+    pub max_time_ms: i64,
+}
+
+/// A block sealed and ready to insert.
+pub(crate) struct Prepared {
+    pub key: Vec<u8>,
+    pub cold: IVec,
+    pub hot: Option<IVec>,
+}
+
+impl DataPlane {
+    /// Appends `records` of one workspace and table, sealed per `sealing`. Splits them into
+    /// blocks of at most `block_max_bytes`, writes the cold tier and (for recent blocks) the hot
+    /// tier in one transaction, and returns only after the write is flushed to disk.
+    pub fn append(
+        &self,
+        account: &str,
+        sealing: Sealing<'_>,
+        workspace: &str,
+        table: &str,
+        records: &[Record],
+        now: SimTime,
+    ) -> Result<AppendReceipt> {
+        check_account(account)?;
+        check_name("workspace", workspace)?;
+        check_name("table", table)?;
+        let account_record = self.account_record(account)?;
+        self.check_sealing(&account_record, &sealing)?;
+        let chunks = self.split(records, table)?;
+        let payload_bytes = chunks.iter().map(|c| c.payload.len() as u64).sum();
+
+        let mut write = self.lock_write();
+        let mut prepared = Vec::with_capacity(chunks.len());
+        let mut block_ids = Vec::with_capacity(chunks.len());
+        let mut next_id = write.next_block_id;
+        for chunk in chunks {
+            block_ids.push(next_id);
+            prepared.push(self.prepare(
+                &account_record,
+                sealing,
+                workspace,
+                table,
+                chunk,
+                next_id,
+                now,
+            ));
+            next_id += 1;
+        }
+        let receipt = AppendReceipt {
+            block_ids,
+            records: records.len() as u64,
+            payload_bytes,
+            stored_bytes: prepared.iter().map(|p| p.cold.len() as u64).sum(),
+            hot_blocks: prepared.iter().filter(|p| p.hot.is_some()).count() as u64,
+            key_ref: sealing.key_ref(),
+        };
+        self.trees.transact(|tx| {
+            for p in &prepared {
+                tx.cold.insert(p.key.as_slice(), p.cold.clone())?;
+                if let Some(hot) = &p.hot {
+                    tx.hot.insert(p.key.as_slice(), hot.clone())?;
+                }
+            }
+            tx.update_counters(account, |c| {
+                c.stored_blocks += prepared.len() as u64;
+                c.stored_bytes += receipt.stored_bytes;
+                c.stored_records += receipt.records;
+                c.hot_blocks += receipt.hot_blocks;
+                c.hot_bytes += prepared
+                    .iter()
+                    .filter_map(|p| p.hot.as_ref())
+                    .map(|h| h.len() as u64)
+                    .sum::<u64>();
+                c.accepted_records += receipt.records;
+                c.appended_records += receipt.records;
+            })?;
+            tx.set_next_block_id(next_id)?;
+            Ok(())
+        })?;
+        write.next_block_id = next_id;
+        self.trees.db.flush()?;
+        Ok(receipt)
+    }
+
+    /// Queries records of one workspace and table with `from <= TimeGenerated < to`. Blocks under
+    /// the MMK need no AEK; blocks under the CMK need `aek` (else [`DataError::KeyUnavailable`]).
+    pub fn query(
+        &self,
+        account: &str,
+        aek: Option<&Aek>,
+        workspace: &str,
+        table: &str,
+        from: SimTime,
+        to: SimTime,
+        now: SimTime,
+    ) -> Result<QueryResult> {
+        let mut records = Vec::new();
+        let limit = self.config.query_records_max;
+        let mut over = false;
+        let stats = self.scan(account, aek, workspace, table, from, to, now, &mut |r| {
+            if records.len() < limit {
+                records.push(r);
+            } else {
+                over = true;
+            }
+        })?;
+        if over {
+            return Err(DataError::QueryTooLarge {
+                account: account.to_string(),
+                workspace: workspace.to_string(),
+                table: table.to_string(),
+                query_records_max: limit,
+            });
+        }
+        // Blocks come in max-time order and may overlap: restore TimeGenerated order (stable).
+        records.sort_by_key(|r| r.time_generated_ms);
+        Ok(QueryResult { records, stats })
+    }
+
+    /// As [`DataPlane::query`], streaming each record to `visit` in block order (unsorted).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan(
+        &self,
+        account: &str,
+        aek: Option<&Aek>,
+        workspace: &str,
+        table: &str,
+        from: SimTime,
+        to: SimTime,
+        now: SimTime,
+        visit: &mut dyn FnMut(Record),
+    ) -> Result<ScanStats> {
+        check_name("workspace", workspace)?;
+        check_name("table", table)?;
+        if from > to {
+            return Err(DataError::InvalidTimeRange { from, to });
+        }
+        let account_record = self.account_record(account)?;
+        if let Some(aek) = aek {
+            self.check_aek(&account_record, aek)?;
+        }
+        let hot_from_ms = now.sub(self.config.hot_tier_window).0;
+        let prefix = store::table_prefix(account, workspace, table);
+        let start = store::block_key(account, workspace, table, from.0, 0);
+        let mut stats = ScanStats::default();
+        for item in self.trees.cold.range(start..store::prefix_end(&prefix)) {
+            let (key, cold) = item?;
+            let (header, _) =
+                BlockHeader::parse(&cold).map_err(|reason| malformed(Tier::Cold, &key, reason))?;
+            if header.min_time_ms >= to.0 {
+                continue;
+            }
+            let hot = if header.max_time_ms >= hot_from_ms {
+                self.trees.hot.get(&key)?
+            } else {
+                None
+            };
+            let (records, bytes) = match hot {
+                Some(hot) => {
+                    stats.served_from_hot += 1;
+                    (self.open_stored(Tier::Hot, &key, &hot, aek)?.1, hot.len())
+                }
+                None => {
+                    stats.served_from_cold += 1;
+                    (
+                        self.open_stored(Tier::Cold, &key, &cold, aek)?.1,
+                        cold.len(),
+                    )
+                }
+            };
+            stats.blocks_read += 1;
+            stats.bytes_read += bytes as u64;
+            for r in records {
+                if r.time_generated_ms >= from.0 && r.time_generated_ms < to.0 {
+                    stats.records += 1;
+                    visit(r);
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Deletes every hot copy of the account (on revocation). Returns the number deleted.
+    pub fn delete_hot_tier(&self, account: &str) -> Result<usize> {
+        self.account_record(account)?;
+        let _write = self.lock_write();
+        let deleted = self.delete_prefix_hot(account, &store::account_prefix(account), |_| true)?;
+        self.trees.db.flush()?;
+        Ok(deleted)
+    }
+
+    /// Deletes hot copies whose newest record left the hot window. Returns the number deleted.
+    pub fn evict_hot_tier(&self, account: &str, now: SimTime) -> Result<usize> {
+        self.account_record(account)?;
+        let hot_from_ms = now.sub(self.config.hot_tier_window).0;
+        let _write = self.lock_write();
+        let deleted = self.delete_prefix_hot(account, &store::account_prefix(account), |key| {
+            store::block_key_max_time(key).is_some_and(|t| t < hot_from_ms)
+        })?;
+        self.trees.db.flush()?;
+        Ok(deleted)
+    }
+
+    /// Recreates the hot copy of every cold block within the hot window that has none (after
+    /// access returns). Needs the AEK for blocks under the CMK. Returns the number created.
+    pub fn rebuild_hot_tier(
+        &self,
+        account: &str,
+        aek: Option<&Aek>,
+        now: SimTime,
+    ) -> Result<usize> {
+        let account_record = self.account_record(account)?;
+        if let Some(aek) = aek {
+            self.check_aek(&account_record, aek)?;
+        }
+        let hot_from_ms = now.sub(self.config.hot_tier_window).0;
+        let _write = self.lock_write();
+        let mut created = 0;
+        for item in self.trees.cold.scan_prefix(store::account_prefix(account)) {
+            let (key, cold) = item?;
+            if store::block_key_max_time(&key).is_none_or(|t| t < hot_from_ms)
+                || self.trees.hot.contains_key(&key)?
+            {
+                continue;
+            }
+            let (header, records) = self.open_stored(Tier::Cold, &key, &cold, aek)?;
+            let cold_sealing = match (&header.key_ref, aek) {
+                (KeyRef::Mmk, _) => Sealing::Mmk,
+                (KeyRef::Cmk { kid, version }, Some(aek)) => Sealing::Cmk { aek, kid, version },
+                (KeyRef::Cmk { .. }, None) => {
+                    unreachable!("open_stored refuses CMK blocks without the AEK")
+                }
+            };
+            let encoded: Vec<Vec<u8>> = records
+                .iter()
+                .map(record::encode_one)
+                .collect::<Result<_>>()?;
+            let hot = {
+                let mut rng = self.lock_rng();
+                self.seal(
+                    Tier::Hot,
+                    &account_record,
+                    self.hot_sealing(cold_sealing),
+                    &header.workspace,
+                    &header.table,
+                    Chunk {
+                        payload: record::join(&encoded),
+                        records: header.record_count,
+                        min_time_ms: header.min_time_ms,
+                        max_time_ms: header.max_time_ms,
+                    },
+                    header.block_id,
+                    SimTime(header.written_at_ms),
+                    &mut *rng,
+                )
+            };
+            let hot_bytes = hot.len() as u64;
+            self.trees.transact(|tx| {
+                tx.hot.insert(key.as_ref(), hot.as_slice())?;
+                tx.update_counters(account, |c| {
+                    c.hot_blocks += 1;
+                    c.hot_bytes += hot_bytes;
+                })
+            })?;
+            created += 1;
+        }
+        self.trees.db.flush()?;
+        Ok(created)
+    }
+
+    // ---- shared with buffer.rs and retention.rs ----
+
+    /// Refuses a sealing that does not match how the account's AEK is wrapped, or a wrong AEK.
+    pub(crate) fn check_sealing(
+        &self,
+        record: &AccountRecord,
+        sealing: &Sealing<'_>,
+    ) -> Result<()> {
+        let wrapping = match record.wrapping {
+            StoredWrapping::Mmk { .. } => "the Microsoft-managed key",
+            StoredWrapping::Kek { .. } => "the customer-managed key",
+        };
+        match (sealing, &record.wrapping) {
+            (Sealing::Mmk, StoredWrapping::Mmk { .. }) => Ok(()),
+            (Sealing::Cmk { aek, .. }, StoredWrapping::Kek { .. }) => self.check_aek(record, aek),
+            (Sealing::Mmk, _) => Err(DataError::SealingMismatch {
+                account: record.account.clone(),
+                wrapping,
+                sealing: "the Microsoft-managed key",
+            }),
+            (Sealing::Cmk { .. }, _) => Err(DataError::SealingMismatch {
+                account: record.account.clone(),
+                wrapping,
+                sealing: "the customer-managed key",
+            }),
+        }
+    }
+
+    /// Validates and encodes records, split into chunks of at most `block_max_bytes`.
+    pub(crate) fn split(&self, records: &[Record], table: &str) -> Result<Vec<Chunk>> {
+        let block_max_bytes = self.config.block_max_bytes;
+        let mut chunks = Vec::new();
+        let mut current: Vec<Vec<u8>> = Vec::new();
+        let mut current_bytes = 2; // the array's brackets
+        let mut total_bytes = 0usize;
+        let mut times = (i64::MAX, i64::MIN);
+        let flush =
+            |current: &mut Vec<Vec<u8>>, times: &mut (i64, i64), chunks: &mut Vec<Chunk>| {
+                chunks.push(Chunk {
+                    payload: record::join(current),
+                    records: current.len() as u32,
+                    min_time_ms: times.0,
+                    max_time_ms: times.1,
+                });
+                current.clear();
+                *times = (i64::MAX, i64::MIN);
+            };
+        for (index, r) in records.iter().enumerate() {
+            record::validate(index, r, table)?;
+            let encoded = record::encode_one(r)?;
+            if encoded.len() + 2 > block_max_bytes {
+                return Err(DataError::RecordTooLarge {
+                    index,
+                    bytes: encoded.len(),
+                    block_max_bytes,
+                });
+            }
+            total_bytes += encoded.len() + 1;
+            if total_bytes > self.config.batch_max_bytes {
+                return Err(DataError::BatchTooLarge {
+                    bytes: total_bytes,
+                    batch_max_bytes: self.config.batch_max_bytes,
+                });
+            }
+            if !current.is_empty() && current_bytes + 1 + encoded.len() > block_max_bytes {
+                flush(&mut current, &mut times, &mut chunks);
+                current_bytes = 2;
+            }
+            current_bytes += encoded.len() + usize::from(!current.is_empty());
+            times = (
+                times.0.min(r.time_generated_ms),
+                times.1.max(r.time_generated_ms),
+            );
+            current.push(encoded);
+        }
+        if !current.is_empty() {
+            flush(&mut current, &mut times, &mut chunks);
+        }
+        Ok(chunks)
+    }
+
+    /// Seals a chunk as a cold block (and a hot copy when recent); the caller holds the write lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn prepare(
+        &self,
+        account_record: &AccountRecord,
+        sealing: Sealing<'_>,
+        workspace: &str,
+        table: &str,
+        chunk: Chunk,
+        block_id: u64,
+        now: SimTime,
+    ) -> Prepared {
+        let key = store::block_key(
+            &account_record.account,
+            workspace,
+            table,
+            chunk.max_time_ms,
+            block_id,
+        );
+        let is_hot = chunk.max_time_ms >= now.sub(self.config.hot_tier_window).0;
+        let mut rng = self.lock_rng();
+        let hot = is_hot.then(|| {
+            let hot_chunk = Chunk {
+                payload: chunk.payload.clone(),
+                ..chunk
+            };
+            IVec::from(self.seal(
+                Tier::Hot,
+                account_record,
+                self.hot_sealing(sealing),
+                workspace,
+                table,
+                hot_chunk,
+                block_id,
+                now,
+                &mut *rng,
+            ))
+        });
+        let cold = IVec::from(self.seal(
+            Tier::Cold,
+            account_record,
+            sealing,
+            workspace,
+            table,
+            chunk,
+            block_id,
+            now,
+            &mut *rng,
+        ));
+        Prepared { key, cold, hot }
+    }
+
+    /// Seals one chunk into a block of `tier`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn seal(
+        &self,
+        tier: Tier,
+        account_record: &AccountRecord,
+        sealing: Sealing<'_>,
+        workspace: &str,
+        table: &str,
+        chunk: Chunk,
+        block_id: u64,
+        now: SimTime,
+        rng: &mut dyn rand::RngCore,
+    ) -> Vec<u8> {
+        let header = BlockHeader {
+            tier,
+            block_id,
+            min_time_ms: chunk.min_time_ms,
+            max_time_ms: chunk.max_time_ms,
+            record_count: chunk.records,
+            written_at_ms: now.0,
+            key_ref: sealing.key_ref(),
+            double_encryption: account_record.double_encryption,
+            inner_nonce: [0; keys::NONCE_LEN_BYTES],
+            outer_nonce: [0; keys::NONCE_LEN_BYTES],
+            account: account_record.account.clone(),
+            workspace: workspace.to_string(),
+            table: table.to_string(),
+            ciphertext_bytes: 0,
+        };
+        let (dek, outer) = self.layer_keys(&header, sealing.aek());
+        block::seal(header, chunk.payload, &dek, outer.as_ref(), rng)
+    }
+
+    /// The DEK and (with double encryption) the outer-layer key of a block.
+    fn layer_keys(
+        &self,
+        header: &BlockHeader,
+        aek: Option<&Aek>,
+    ) -> (SecretKey, Option<SecretKey>) {
+        let dek = match (&header.key_ref, aek) {
+            (KeyRef::Mmk, _) => keys::dek_from_mmk(
+                &self.keys.mmk,
+                header.block_id,
+                &header.account,
+                &header.workspace,
+                &header.table,
+            ),
+            (KeyRef::Cmk { .. }, Some(aek)) => {
+                keys::dek_from_aek(aek, header.block_id, &header.workspace, &header.table)
+            }
+            (KeyRef::Cmk { .. }, None) => {
+                unreachable!("callers check that CMK blocks come with the AEK")
+            }
+        };
+        let outer = header
+            .double_encryption
+            .then(|| keys::infra_layer_key(&self.keys.infra, header.block_id, &header.account));
+        (dek, outer)
+    }
+
+    /// Opens a stored block of `tier` found under `key`: checks that the header belongs under
+    /// that key, then authenticates and decrypts. Never returns unauthenticated data.
+    pub(crate) fn open_stored(
+        &self,
+        tier: Tier,
+        key: &[u8],
+        bytes: &[u8],
+        aek: Option<&Aek>,
+    ) -> Result<(BlockHeader, Vec<Record>)> {
+        let (header, header_len) =
+            BlockHeader::parse(bytes).map_err(|reason| malformed(tier, key, reason))?;
+        let integrity = || DataError::Integrity {
+            account: header.account.clone(),
+            block_id: header.block_id,
+            tier: tier.name(),
+        };
+        let expected_key = match tier {
+            Tier::Buffer => store::buffer_key(&header.account, header.block_id),
+            Tier::Cold | Tier::Hot => store::block_key(
+                &header.account,
+                &header.workspace,
+                &header.table,
+                header.max_time_ms,
+                header.block_id,
+            ),
+        };
+        if header.tier != tier || expected_key != key {
+            return Err(integrity());
+        }
+        if matches!(header.key_ref, KeyRef::Cmk { .. }) && aek.is_none() {
+            return Err(DataError::KeyUnavailable {
+                account: header.account.clone(),
+                block_id: header.block_id,
+                key_ref: header.key_ref.clone(),
+            });
+        }
+        let (dek, outer) = self.layer_keys(&header, aek);
+        let payload =
+            block::open(bytes, &header, header_len, &dek, outer.as_ref()).ok_or_else(integrity)?;
+        let records = record::decode(&payload, &header.table)
+            .map_err(|e| malformed(tier, key, e.to_string()))?;
+        let times_match = records
+            .iter()
+            .all(|r| (header.min_time_ms..=header.max_time_ms).contains(&r.time_generated_ms));
+        if records.len() != header.record_count as usize || !times_match {
+            return Err(malformed(
+                tier,
+                key,
+                "records disagree with the authenticated header".into(),
+            ));
+        }
+        Ok((header, records))
+    }
+
+    /// Deletes the hot copies under `prefix` selected by `select`, in bounded transactions.
+    pub(crate) fn delete_prefix_hot(
+        &self,
+        account: &str,
+        prefix: &[u8],
+        select: impl Fn(&[u8]) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let mut chunk: Vec<(IVec, u64)> = Vec::new();
+            for item in self.trees.hot.scan_prefix(prefix) {
+                let (key, value) = item?;
+                if select(&key) {
+                    chunk.push((key, value.len() as u64));
+                    if chunk.len() == DELETE_CHUNK_BLOCKS {
+                        break;
+                    }
+                }
+            }
+            if chunk.is_empty() {
+                return Ok(deleted);
+            }
+            self.trees.transact(|tx| {
+                for (key, _) in &chunk {
+                    tx.hot.remove(key)?;
+                }
+                tx.update_counters(account, |c| {
+                    c.hot_blocks -= chunk.len() as u64;
+                    c.hot_bytes -= chunk.iter().map(|(_, n)| n).sum::<u64>();
+                })
+            })?;
+            deleted += chunk.len();
+        }
+    }
+}
+
+pub(crate) fn malformed(tier: Tier, key: &[u8], reason: String) -> DataError {
+    DataError::MalformedBlock {
+        tier: tier.name(),
+        key_hex: hex::encode(key),
+        reason,
+    }
+}

@@ -1,1 +1,0 @@
-//! The Key Vault access loop (being written).

@@ -1,0 +1,445 @@
+//! The poll driver: the async task that feeds one cluster's [`KeyAccessMachine`].
+//!
+//! It owns no rules. It sleeps a uniform random 6–60 s (the profile's `poll_interval_min/max`,
+//! drawn from the seeded stream `storage/<cluster>/poll-interval`) on the simulation [`Clock`],
+//! wakes early for the machine's own deadlines (outage grace, resume time), calls unwrapKey
+//! through a [`VaultAccess`] with a per-call timeout, feeds the classified result to the machine,
+//! and carries out the machine's [`Effect`]s: events go to the [`EventLog`], key wrapping goes
+//! back to the vault, and everything touching stored data goes to a [`KeyLoopHost`] that the
+//! storage service implements. Both seams are traits so that the driver runs against a fake
+//! vault and a fake host in tests, in paused tokio time.
+//!
+//! The machine sits behind a mutex shared with a [`KeyLoopHandle`], which the ingest, query
+//! and control-plane paths use to ask questions and to report provisioning, key updates and
+//! deletion; commands from the handle are applied at once and their non-event effects are
+//! queued (bounded) for the driver, which is woken through a `Notify`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cmksim_sim::{Clock, EventLog, RandomSource, SimTime};
+use rand::Rng;
+use tokio::sync::Notify;
+use zeroize::Zeroizing;
+
+use super::machine::KeyAccessMachine;
+use super::outcome::{AccessFailure, PollOutcome, TransientFailure, TransientKind};
+use super::state::{Effect, IngestDecision, KeyRef, KeyTarget, Refusal, State, StateName};
+
+/// At most this many non-event effects wait for the driver (commands are rare; a full queue
+/// means the driver is stuck, and the command is refused rather than lost).
+pub const MAX_PENDING_EFFECTS: usize = 64;
+/// At most this many rounds of "effect → vault call → more effects" per wake-up.
+pub const MAX_EFFECT_ROUNDS: usize = 8;
+/// With nothing to poll and no deadline, the driver still wakes this often (simulated).
+pub const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The AEK as stored: wrapped by the customer's key at a concrete version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedAek {
+    pub target: KeyTarget,
+    /// The JWE algorithm used (`RSA-OAEP-256`).
+    pub algorithm: String,
+    pub ciphertext: Vec<u8>,
+}
+
+/// An AEK the vault just unwrapped, with the key version that did it.
+pub struct UnwrappedAek {
+    pub kid_version: String,
+    pub aek: Zeroizing<Vec<u8>>,
+}
+
+/// The Key Vault operations the loop needs. Errors are already classified.
+pub trait VaultAccess: Send + Sync + 'static {
+    /// unwrapKey of the stored AEK with the version that wrapped it.
+    fn unwrap_aek(
+        &self,
+        wrapped: &WrappedAek,
+    ) -> impl Future<Output = Result<UnwrappedAek, AccessFailure>> + Send;
+    /// wrapKey of the AEK under `key` (empty version: the newest).
+    fn wrap_aek(
+        &self,
+        key: &KeyRef,
+        aek: &[u8],
+    ) -> impl Future<Output = Result<WrappedAek, AccessFailure>> + Send;
+    /// The newest version of a key (GetKey with an empty version).
+    fn newest_version(
+        &self,
+        vault_name: &str,
+        key_name: &str,
+    ) -> impl Future<Output = Result<String, AccessFailure>> + Send;
+}
+
+/// A host operation that failed (a sled write, a missing AEK).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage host: {0}")]
+pub struct HostError(pub String);
+
+/// What the storage service does for the loop: it holds the wrapped AEK (durably) and the
+/// unwrapped one (in memory only), and carries out the data effects.
+pub trait KeyLoopHost: Send + Sync + 'static {
+    /// The AEK as wrapped by the customer's key, or `None` under the MMK.
+    fn wrapped_aek(&self) -> Option<WrappedAek>;
+    /// The unwrapped AEK in memory, if cached (needed to rewrap it).
+    fn cached_aek(&self) -> Option<Zeroizing<Vec<u8>>>;
+    /// A poll unwrapped the AEK: refresh the in-memory cache.
+    fn aek_unwrapped(&self, now: SimTime, aek: Zeroizing<Vec<u8>>);
+    /// Store a newly wrapped AEK durably (flushed before this returns).
+    fn store_wrapped_aek(&self, now: SimTime, wrapped: WrappedAek) -> Result<(), HostError>;
+    /// Carry out a data effect (`DropAekCache`, `DeleteHotTier`, `RebuildHotTier`,
+    /// `DrainBuffer`, `ExpireBuffer`). Events and rewraps are handled by the driver.
+    fn apply(&self, now: SimTime, effect: &Effect) -> Result<(), HostError>;
+}
+
+/// Driver settings that are not behaviour (those come from the profile).
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Per Key Vault call, in tokio time (real time in live mode, virtual in simulation): a
+    /// hung vault becomes a transient `Timeout` after this.
+    pub call_timeout_real: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            call_timeout_real: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a command from the handle was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyLoopError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("the key loop of {cluster} has {MAX_PENDING_EFFECTS} effects waiting; try again")]
+    Busy { cluster: String },
+}
+
+struct Shared {
+    machine: Mutex<KeyAccessMachine>,
+    pending: Mutex<VecDeque<Effect>>,
+    wake: Notify,
+    events: EventLog,
+    source: String,
+}
+
+impl Shared {
+    fn machine(&self) -> MutexGuard<'_, KeyAccessMachine> {
+        // A panic while holding the lock cannot leave the machine half-updated in a way later
+        // calls cannot handle (every transition assigns whole states), so take it over.
+        self.machine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, VecDeque<Effect>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records events at once, queues the rest for the driver.
+    fn dispatch(&self, now: SimTime, effects: Vec<Effect>) {
+        let mut pending = self.pending();
+        for effect in effects {
+            match effect {
+                Effect::Event(event) => {
+                    self.events.record(now, &self.source, &event);
+                }
+                other => pending.push_back(other),
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+}
+
+/// The shared, cheap-to-clone view of one cluster's key loop.
+#[derive(Clone)]
+pub struct KeyLoopHandle {
+    shared: Arc<Shared>,
+}
+
+impl KeyLoopHandle {
+    /// A snapshot of the state.
+    pub fn state(&self) -> State {
+        self.shared.machine().state().clone()
+    }
+
+    /// The state's name.
+    pub fn state_name(&self) -> StateName {
+        self.shared.machine().state_name()
+    }
+
+    /// The key wrapping the AEK (`None`: the MMK).
+    pub fn key(&self) -> Option<KeyTarget> {
+        self.shared.machine().key().cloned()
+    }
+
+    /// The rewrap in progress, if any.
+    pub fn pending_rewrap(&self) -> Option<KeyRef> {
+        self.shared.machine().pending_rewrap().cloned()
+    }
+
+    /// What to do with a record ingested now.
+    pub fn ingest_decision(&self, now: SimTime) -> IngestDecision {
+        self.shared.machine().ingest_decision(now)
+    }
+
+    /// Whether a query may read this storage now.
+    pub fn query_allowed(&self, now: SimTime) -> Result<(), Refusal> {
+        self.shared.machine().query_allowed(now)
+    }
+
+    /// Whether the key may be changed now (refused while revoked or unavailable).
+    pub fn key_update_allowed(&self) -> Result<(), Refusal> {
+        self.shared.machine().key_update_allowed()
+    }
+
+    /// Provisioning finished.
+    pub fn provisioned(&self, now: SimTime) -> Result<(), KeyLoopError> {
+        self.command(now, |m| Ok(m.on_provisioned(now)))
+    }
+
+    /// Configure or change the customer's key; the driver rewraps the AEK.
+    pub fn update_key(&self, now: SimTime, key: KeyRef) -> Result<(), KeyLoopError> {
+        self.command(now, |m| {
+            if m.key().is_none() {
+                m.on_cmk_configured(now, key)
+            } else {
+                m.on_key_update(now, key)
+            }
+        })
+    }
+
+    /// The cluster was deleted.
+    pub fn deleted(&self, now: SimTime) -> Result<(), KeyLoopError> {
+        self.command(now, |m| Ok(m.on_deleted(now)))
+    }
+
+    /// The cluster was recovered.
+    pub fn recovered(&self, now: SimTime) -> Result<(), KeyLoopError> {
+        self.command(now, |m| Ok(m.on_recovered(now)))
+    }
+
+    fn command(
+        &self,
+        now: SimTime,
+        f: impl FnOnce(&mut KeyAccessMachine) -> Result<Vec<Effect>, Refusal>,
+    ) -> Result<(), KeyLoopError> {
+        if self.shared.pending().len() >= MAX_PENDING_EFFECTS {
+            return Err(KeyLoopError::Busy {
+                cluster: self.shared.machine().cluster().to_string(),
+            });
+        }
+        let effects = f(&mut self.shared.machine())?;
+        self.shared.dispatch(now, effects);
+        Ok(())
+    }
+}
+
+/// The poll task of one cluster's storage.
+pub struct KeyLoopDriver<V, H> {
+    shared: Arc<Shared>,
+    vault: V,
+    host: Arc<H>,
+    clock: Clock,
+    rng: RandomSource,
+    config: DriverConfig,
+    next_poll_at: SimTime,
+}
+
+impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
+    /// A driver around `machine`; `rng` should be the stream `storage/<cluster>/poll-interval`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        machine: KeyAccessMachine,
+        vault: V,
+        host: Arc<H>,
+        clock: Clock,
+        rng: RandomSource,
+        events: EventLog,
+        config: DriverConfig,
+    ) -> (KeyLoopDriver<V, H>, KeyLoopHandle) {
+        let source = format!("storage/{}", machine.cluster());
+        let next_poll_at = clock.now();
+        let shared = Arc::new(Shared {
+            machine: Mutex::new(machine),
+            pending: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            events,
+            source,
+        });
+        let handle = KeyLoopHandle {
+            shared: shared.clone(),
+        };
+        let driver = KeyLoopDriver {
+            shared,
+            vault,
+            host,
+            clock,
+            rng,
+            config,
+            next_poll_at,
+        };
+        (driver, handle)
+    }
+
+    /// Runs until `shutdown` completes. The first poll is immediate (it refills the cache).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.step().await;
+            let wake_at = self.next_wake();
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.shared.wake.notified() => {}
+                _ = self.clock.sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    /// One wake-up: queued effects, a poll if due, a version check if due, deadlines.
+    pub async fn step(&mut self) {
+        self.drain_pending().await;
+        let now = self.clock.now();
+        if self.shared.machine().wants_poll() && now >= self.next_poll_at {
+            self.poll().await;
+            self.next_poll_at = self.clock.now().add(self.poll_interval());
+        }
+        let now = self.clock.now();
+        let due = self.shared.machine().version_check_due(now);
+        if due {
+            self.check_version().await;
+        }
+        let now = self.clock.now();
+        let effects = self.shared.machine().on_tick(now);
+        self.shared.dispatch(now, effects);
+        self.drain_pending().await;
+    }
+
+    /// When the driver should wake next: the next poll or the machine's deadline.
+    pub fn next_wake(&self) -> SimTime {
+        let machine = self.shared.machine();
+        let poll_at = if machine.wants_poll() {
+            self.next_poll_at
+        } else {
+            self.clock.now().add(IDLE_WAKE_INTERVAL)
+        };
+        machine.next_deadline().map_or(poll_at, |d| d.min(poll_at))
+    }
+
+    fn poll_interval(&mut self) -> Duration {
+        let machine = self.shared.machine();
+        let min_ms = machine.config().poll_interval_min.as_millis() as u64;
+        let max_ms = machine.config().poll_interval_max.as_millis() as u64;
+        drop(machine);
+        Duration::from_millis(self.rng.gen_range(min_ms..=max_ms.max(min_ms)))
+    }
+
+    async fn poll(&mut self) {
+        let Some(wrapped) = self.host.wrapped_aek() else {
+            return;
+        };
+        let outcome = match self.bounded(self.vault.unwrap_aek(&wrapped)).await {
+            Ok(unwrapped) => {
+                let version = unwrapped.kid_version.clone();
+                self.host.aek_unwrapped(self.clock.now(), unwrapped.aek);
+                PollOutcome::Success {
+                    kid_version: version,
+                }
+            }
+            Err(failure) => failure.into(),
+        };
+        let now = self.clock.now();
+        let effects = self.shared.machine().on_poll(now, outcome);
+        self.shared.dispatch(now, effects);
+    }
+
+    async fn check_version(&mut self) {
+        let Some(key) = self.shared.machine().key().cloned() else {
+            return;
+        };
+        let result = self
+            .bounded(self.vault.newest_version(&key.key.vault_name, &key.key.key_name))
+            .await;
+        let now = self.clock.now();
+        let effects = match result {
+            Ok(newest) => self.shared.machine().on_newest_version(now, &newest),
+            // Access itself is judged by unwrapKey; a failed GetKey only delays the follow.
+            Err(_) => Vec::new(),
+        };
+        self.shared.dispatch(now, effects);
+    }
+
+    async fn drain_pending(&mut self) {
+        for _round in 0..MAX_EFFECT_ROUNDS {
+            let batch: Vec<Effect> = self.shared.pending().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            for effect in batch {
+                self.carry_out(effect).await;
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, effect: Effect) {
+        let now = self.clock.now();
+        match effect {
+            Effect::Event(event) => {
+                self.shared.events.record(now, &self.shared.source, &event);
+            }
+            Effect::RewrapAek { to } => self.rewrap(to).await,
+            other => {
+                if let Err(error) = self.host.apply(now, &other) {
+                    tracing::error!(source = %self.shared.source, %error, effect = %other.label(), "storage effect failed");
+                }
+            }
+        }
+    }
+
+    async fn rewrap(&mut self, to: KeyRef) {
+        let result = match self.host.cached_aek() {
+            None => Err(AccessFailure::Transient(TransientFailure {
+                kind: TransientKind::Cancelled,
+                detail: "the AEK is not in memory".to_string(),
+            })),
+            Some(aek) => self.bounded(self.vault.wrap_aek(&to, &aek)).await,
+        };
+        let now = self.clock.now();
+        let effects = match result {
+            Ok(wrapped) => {
+                let target = wrapped.target.clone();
+                match self.host.store_wrapped_aek(now, wrapped) {
+                    Ok(()) => self.shared.machine().on_rewrap_completed(now, target),
+                    Err(e) => self.shared.machine().on_rewrap_failed(
+                        now,
+                        &AccessFailure::Transient(TransientFailure {
+                            kind: TransientKind::Cancelled,
+                            detail: e.to_string(),
+                        }),
+                    ),
+                }
+            }
+            Err(failure) => self.shared.machine().on_rewrap_failed(now, &failure),
+        };
+        self.shared.dispatch(now, effects);
+    }
+
+    /// A vault call bounded by the per-call timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, AccessFailure>>,
+    ) -> Result<T, AccessFailure> {
+        match tokio::time::timeout(self.config.call_timeout_real, call).await {
+            Ok(result) => result,
+            Err(_) => Err(AccessFailure::Transient(TransientFailure {
+                kind: TransientKind::Timeout,
+                detail: format!(
+                    "no answer within {} ms",
+                    self.config.call_timeout_real.as_millis()
+                ),
+            })),
+        }
+    }
+}
