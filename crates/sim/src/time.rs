@@ -26,12 +26,15 @@ impl SimTime {
         self.0
     }
 
-    /// This time plus a duration (saturating).
+    /// This time plus a duration (saturating). A method rather than `ops::Add` because it
+    /// saturates instead of overflowing, and callers across the workspace use it by name.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, duration: Duration) -> SimTime {
         SimTime(self.0.saturating_add(duration_ms(duration)))
     }
 
     /// This time minus a duration (saturating).
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, duration: Duration) -> SimTime {
         SimTime(self.0.saturating_sub(duration_ms(duration)))
     }
@@ -154,7 +157,7 @@ impl Clock {
     pub fn wall_now_unix_ms() -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| duration_ms(d))
+            .map(duration_ms)
             .unwrap_or(0)
     }
 
