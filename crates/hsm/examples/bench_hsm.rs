@@ -4,5 +4,8 @@
 fn main() {
     let report = cmksim_hsm::bench::run(&cmksim_hsm::bench::BenchOptions::default());
     print!("{}", report.to_table());
-    println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("report serialises")
+    );
 }

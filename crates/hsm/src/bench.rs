@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use cmksim_sim::RandomSource;
 use serde::Serialize;
 
-use crate::{Attribute, Mechanism, Module, ModuleConfig, SessionHandle, SlotId, UserType, P256_EC_PARAMS_DER};
+use crate::{
+    Attribute, Mechanism, Module, ModuleConfig, SessionHandle, SlotId, UserType, P256_EC_PARAMS_DER,
+};
 
 /// Most iterations of one row, whatever the time budget.
 pub const ROW_ITERATIONS_MAX: u64 = 1_000_000;
@@ -38,7 +40,11 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { row_duration: Duration::from_secs(1), openssl: true, softhsm: true }
+        BenchOptions {
+            row_duration: Duration::from_secs(1),
+            openssl: true,
+            softhsm: true,
+        }
     }
 }
 
@@ -94,12 +100,18 @@ impl BenchOp {
     }
 
     fn oaep_sha256(self) -> bool {
-        matches!(self, BenchOp::Rsa2048OaepSha256Decrypt | BenchOp::Rsa3072OaepSha256Decrypt)
+        matches!(
+            self,
+            BenchOp::Rsa2048OaepSha256Decrypt | BenchOp::Rsa3072OaepSha256Decrypt
+        )
     }
 
     /// True for the RSA private-key rows (the ones held to 0.9x OpenSSL).
     pub fn is_rsa_private(self) -> bool {
-        !matches!(self, BenchOp::Rsa2048OaepSha1Encrypt | BenchOp::EcdsaP256Sign | BenchOp::Aes256KwpUnwrap)
+        !matches!(
+            self,
+            BenchOp::Rsa2048OaepSha1Encrypt | BenchOp::EcdsaP256Sign | BenchOp::Aes256KwpUnwrap
+        )
     }
 }
 
@@ -135,14 +147,17 @@ pub struct BenchReport {
 
 /// Runs `op` repeatedly for `budget` (at most [`ROW_ITERATIONS_MAX`] times) and returns
 /// operations per second, or the first error.
-pub(crate) fn measure<E>(budget: Duration, mut op: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
+pub(crate) fn measure<E>(
+    budget: Duration,
+    mut op: impl FnMut() -> Result<(), E>,
+) -> Result<f64, E> {
     op()?; // warm-up, and fail fast
     let start = Instant::now();
     let mut iterations = 0u64;
     while iterations < ROW_ITERATIONS_MAX {
         op()?;
         iterations += 1;
-        if iterations % 8 == 0 && start.elapsed() >= budget {
+        if iterations.is_multiple_of(8) && start.elapsed() >= budget {
             break;
         }
     }
@@ -167,7 +182,7 @@ pub fn run(options: &BenchOptions) -> BenchReport {
         }
     };
     let softhsm = if options.softhsm {
-        match softhsm::measure_all(options.row_duration) {
+        match softhsm::measure_all(options.row_duration, &mut notes) {
             Ok(figures) => figures,
             Err(note) => {
                 notes.push(note);
@@ -201,14 +216,24 @@ pub fn run(options: &BenchOptions) -> BenchReport {
             ratio_openssl: ratio(cmksim[i], openssl[i]),
         })
         .collect();
-    BenchReport { row_duration_ms: options.row_duration.as_millis() as u64, rows, notes }
+    BenchReport {
+        row_duration_ms: options.row_duration.as_millis() as u64,
+        rows,
+        notes,
+    }
 }
 
 impl BenchReport {
     /// The human-readable table.
     pub fn to_table(&self) -> String {
-        let cell = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".to_string());
-        let ratio = |v: Option<f64>| v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".to_string());
+        let cell = |v: Option<f64>| {
+            v.map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        let ratio = |v: Option<f64>| {
+            v.map(|v| format!("{v:.2}x"))
+                .unwrap_or_else(|| "-".to_string())
+        };
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -242,9 +267,17 @@ fn measure_cmksim(budget: Duration) -> Result<Vec<Option<f64>>, String> {
     let dir = std::env::temp_dir().join(format!("cmksim-hsm-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = (|| {
-        let hsm = Module::open(&dir, ModuleConfig::default(), RandomSource::Os).map_err(|e| e.to_string())?;
+        let hsm = Module::open(&dir, ModuleConfig::default(), RandomSource::Os)
+            .map_err(|e| e.to_string())?;
         let s = login(&hsm).map_err(|e| e.to_string())?;
-        BenchOp::ALL.iter().map(|op| measure_cmksim_op(&hsm, s, *op, budget).map(Some).map_err(|e| e.to_string())).collect()
+        BenchOp::ALL
+            .iter()
+            .map(|op| {
+                measure_cmksim_op(&hsm, s, *op, budget)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -260,17 +293,27 @@ fn login(hsm: &Module) -> Result<SessionHandle, crate::Ckr> {
     Ok(s)
 }
 
-fn measure_cmksim_op(hsm: &Module, s: SessionHandle, op: BenchOp, budget: Duration) -> Result<f64, crate::Ckr> {
+fn measure_cmksim_op(
+    hsm: &Module,
+    s: SessionHandle,
+    op: BenchOp,
+    budget: Duration,
+) -> Result<f64, crate::Ckr> {
     let payload = [0x5Au8; 32];
     match op {
         BenchOp::EcdsaP256Sign => {
             let ec_params = Attribute::EcParams(P256_EC_PARAMS_DER.to_vec());
-            let (_, private) = hsm.c_generate_key_pair(s, &Mechanism::EcKeyPairGen, &[ec_params], &[])?;
-            measure(budget, || hsm.c_sign(s, &Mechanism::Ecdsa, private, &payload).map(drop))
+            let (_, private) =
+                hsm.c_generate_key_pair(s, &Mechanism::EcKeyPairGen, &[ec_params], &[])?;
+            measure(budget, || {
+                hsm.c_sign(s, &Mechanism::Ecdsa, private, &payload)
+                    .map(drop)
+            })
         }
         BenchOp::Aes256KwpUnwrap => {
             let kek = hsm.c_generate_key(s, &Mechanism::AesKeyGen, &[Attribute::ValueLen(32)])?;
-            let dek = hsm.c_generate_key(s, &Mechanism::AesKeyGen, &[Attribute::Extractable(true)])?;
+            let dek =
+                hsm.c_generate_key(s, &Mechanism::AesKeyGen, &[Attribute::Extractable(true)])?;
             let wrapped = hsm.c_wrap_key(s, &Mechanism::AesKeyWrapKwp, kek, dek)?;
             measure(budget, || {
                 let key = hsm.c_unwrap_key(s, &Mechanism::AesKeyWrapKwp, kek, &wrapped, &[])?;
@@ -279,13 +322,22 @@ fn measure_cmksim_op(hsm: &Module, s: SessionHandle, op: BenchOp, budget: Durati
         }
         _ => {
             let bits = Attribute::ModulusBits(op.modulus_bits());
-            let (public, private) = hsm.c_generate_key_pair(s, &Mechanism::RsaPkcsKeyPairGen, &[bits], &[])?;
-            let mechanism = if op.oaep_sha256() { Mechanism::rsa_oaep_sha256() } else { Mechanism::rsa_oaep_sha1() };
+            let (public, private) =
+                hsm.c_generate_key_pair(s, &Mechanism::RsaPkcsKeyPairGen, &[bits], &[])?;
+            let mechanism = if op.oaep_sha256() {
+                Mechanism::rsa_oaep_sha256()
+            } else {
+                Mechanism::rsa_oaep_sha1()
+            };
             if op == BenchOp::Rsa2048OaepSha1Encrypt {
-                return measure(budget, || hsm.c_encrypt(s, &mechanism, public, &payload).map(drop));
+                return measure(budget, || {
+                    hsm.c_encrypt(s, &mechanism, public, &payload).map(drop)
+                });
             }
             let wrapped = hsm.c_encrypt(s, &mechanism, public, &payload)?;
-            measure(budget, || hsm.c_decrypt(s, &mechanism, private, &wrapped).map(drop))
+            measure(budget, || {
+                hsm.c_decrypt(s, &mechanism, private, &wrapped).map(drop)
+            })
         }
     }
 }

@@ -46,7 +46,10 @@ impl ModuleConfig {
             return Err(format!("slot_count {} not in 1..=64", self.slot_count));
         }
         if !(1..=100).contains(&self.pin_attempts_max) {
-            return Err(format!("pin_attempts_max {} not in 1..=100", self.pin_attempts_max));
+            return Err(format!(
+                "pin_attempts_max {} not in 1..=100",
+                self.pin_attempts_max
+            ));
         }
         if self.pin_len_min_bytes == 0 || self.pin_len_min_bytes > self.pin_len_max_bytes {
             return Err("pin_len_min_bytes must be in 1..=pin_len_max_bytes".to_string());
@@ -55,10 +58,15 @@ impl ModuleConfig {
             return Err("pin_len_max_bytes must be at most 256".to_string());
         }
         if !(1..=1_000_000).contains(&self.pin_kdf_iterations) {
-            return Err(format!("pin_kdf_iterations {} not in 1..=1000000", self.pin_kdf_iterations));
+            return Err(format!(
+                "pin_kdf_iterations {} not in 1..=1000000",
+                self.pin_kdf_iterations
+            ));
         }
         if self.sessions_max == 0 || self.objects_max == 0 || self.find_results_max == 0 {
-            return Err("sessions_max, objects_max and find_results_max must be positive".to_string());
+            return Err(
+                "sessions_max, objects_max and find_results_max must be positive".to_string(),
+            );
         }
         Ok(())
     }

@@ -81,7 +81,8 @@ pub use mechanisms::ec::P256_EC_PARAMS_DER;
 pub use mechanisms::rsa::sha256_digest_info;
 pub use module::Module;
 pub use types::{
-    Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle, SessionHandle, SlotId, TokenInfo, UserType,
+    Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle, SessionHandle, SlotId, TokenInfo,
+    UserType,
 };
 
 #[cfg(test)]

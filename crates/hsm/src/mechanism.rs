@@ -57,12 +57,20 @@ pub struct OaepParams {
 impl OaepParams {
     /// SHA-1 with MGF1-SHA-1, empty label (Key Vault's `RSA-OAEP`).
     pub fn sha1() -> OaepParams {
-        OaepParams { hash: HashAlg::Sha1, mgf: Mgf::Mgf1Sha1, source_data: Vec::new() }
+        OaepParams {
+            hash: HashAlg::Sha1,
+            mgf: Mgf::Mgf1Sha1,
+            source_data: Vec::new(),
+        }
     }
 
     /// SHA-256 with MGF1-SHA-256, empty label (Key Vault's `RSA-OAEP-256`).
     pub fn sha256() -> OaepParams {
-        OaepParams { hash: HashAlg::Sha256, mgf: Mgf::Mgf1Sha256, source_data: Vec::new() }
+        OaepParams {
+            hash: HashAlg::Sha256,
+            mgf: Mgf::Mgf1Sha256,
+            source_data: Vec::new(),
+        }
     }
 }
 
@@ -81,7 +89,11 @@ pub struct PssParams {
 impl PssParams {
     /// SHA-256, MGF1-SHA-256, 32-byte salt (Key Vault's `PS256`).
     pub fn sha256() -> PssParams {
-        PssParams { hash: HashAlg::Sha256, mgf: Mgf::Mgf1Sha256, salt_len_bytes: 32 }
+        PssParams {
+            hash: HashAlg::Sha256,
+            mgf: Mgf::Mgf1Sha256,
+            salt_len_bytes: 32,
+        }
     }
 }
 

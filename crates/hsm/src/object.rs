@@ -55,8 +55,13 @@ impl Usage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum PublicPart {
     None,
-    Rsa { modulus: Vec<u8>, public_exponent: Vec<u8> },
-    Ec { point: Vec<u8> },
+    Rsa {
+        modulus: Vec<u8>,
+        public_exponent: Vec<u8>,
+    },
+    Ec {
+        point: Vec<u8>,
+    },
 }
 
 /// One object as the module holds it (and, for token objects, as sled stores it).
@@ -148,9 +153,9 @@ impl Template {
                 Attribute::PublicExponent(v) => set_once(&mut t.public_exponent, v)?,
                 Attribute::EcParams(v) => set_once(&mut t.ec_params, v)?,
                 Attribute::ValueLen(v) => set_once(&mut t.value_len, v)?,
-                Attribute::Local(_) | Attribute::AlwaysSensitive(_) | Attribute::NeverExtractable(_) => {
-                    return Err(Ckr::AttributeReadOnly)
-                }
+                Attribute::Local(_)
+                | Attribute::AlwaysSensitive(_)
+                | Attribute::NeverExtractable(_) => return Err(Ckr::AttributeReadOnly),
                 Attribute::Modulus(_)
                 | Attribute::PrivateExponent(_)
                 | Attribute::EcPoint(_)
@@ -198,7 +203,13 @@ impl ObjectRecord {
         let rsa = key_type == KeyType::Rsa;
         let aes = key_type == KeyType::Aes;
         // Attributes that do not exist for this class are CKR_ATTRIBUTE_TYPE_INVALID.
-        let not_for_public = [template.sensitive, template.extractable, template.decrypt, template.sign, template.unwrap];
+        let not_for_public = [
+            template.sensitive,
+            template.extractable,
+            template.decrypt,
+            template.sign,
+            template.unwrap,
+        ];
         let not_for_private = [template.encrypt, template.verify, template.wrap];
         if (is_public && not_for_public.iter().any(Option::is_some))
             || (is_private && not_for_private.iter().any(Option::is_some))
@@ -294,7 +305,10 @@ impl ObjectRecord {
             A::Wrap => Attribute::Wrap(self.usage.wrap),
             A::Unwrap => Attribute::Unwrap(self.usage.unwrap),
             A::Modulus | A::PublicExponent | A::ModulusBits => match &self.public {
-                PublicPart::Rsa { modulus, public_exponent } => match attribute {
+                PublicPart::Rsa {
+                    modulus,
+                    public_exponent,
+                } => match attribute {
                     A::Modulus => Attribute::Modulus(modulus.clone()),
                     A::PublicExponent => Attribute::PublicExponent(public_exponent.clone()),
                     _ => Attribute::ModulusBits(modulus_bits(modulus)),
@@ -326,7 +340,8 @@ impl ObjectRecord {
     pub(crate) fn matches(&self, template: &[Attribute]) -> bool {
         template.iter().all(|wanted| {
             let secret = || Err(Ckr::AttributeSensitive);
-            self.read(wanted.attribute_type(), secret).is_ok_and(|actual| &actual == wanted)
+            self.read(wanted.attribute_type(), secret)
+                .is_ok_and(|actual| &actual == wanted)
         })
     }
 

@@ -56,7 +56,9 @@ impl Store {
         let master_bytes = if master_key_path.exists() {
             let bytes = Zeroizing::new(fs::read(&master_key_path)?);
             if bytes.len() != MASTER_KEY_LEN_BYTES {
-                return Err(OpenError::Corrupt(format!("{MASTER_KEY_FILE} is not {MASTER_KEY_LEN_BYTES} bytes")));
+                return Err(OpenError::Corrupt(format!(
+                    "{MASTER_KEY_FILE} is not {MASTER_KEY_LEN_BYTES} bytes"
+                )));
             }
             bytes
         } else {
@@ -65,7 +67,10 @@ impl Store {
             write_master_key(&master_key_path, &bytes)?;
             bytes
         };
-        let db = sled::Config::new().path(dir.join(DB_DIR)).flush_every_ms(None).open()?;
+        let db = sled::Config::new()
+            .path(dir.join(DB_DIR))
+            .flush_every_ms(None)
+            .open()?;
         match db.get(FORMAT_KEY)? {
             Some(format) if format.as_ref() != FORMAT_VALUE => {
                 return Err(OpenError::Corrupt("unknown store format".to_string()));
@@ -76,7 +81,11 @@ impl Store {
                 db.flush()?;
             }
         }
-        Ok(Store { db, master: master_key(&master_bytes), master_key_path })
+        Ok(Store {
+            db,
+            master: master_key(&master_bytes),
+            master_key_path,
+        })
     }
 
     /// Every stored token, by slot number.
@@ -96,7 +105,8 @@ impl Store {
             let id_bytes: [u8; 8] = key[prefix.len()..]
                 .try_into()
                 .map_err(|_| OpenError::Corrupt("bad key".to_string()))?;
-            let record = serde_json::from_slice(&value).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+            let record =
+                serde_json::from_slice(&value).map_err(|e| OpenError::Corrupt(e.to_string()))?;
             out.push((u64::from_be_bytes(id_bytes), record));
         }
         Ok(out)
@@ -106,7 +116,10 @@ impl Store {
     pub(crate) fn handle_reserved(&self) -> Result<u64, OpenError> {
         Ok(match self.db.get(HANDLE_RESERVED_KEY)? {
             Some(bytes) => u64::from_be_bytes(
-                bytes.as_ref().try_into().map_err(|_| OpenError::Corrupt("handle counter".to_string()))?,
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| OpenError::Corrupt("handle counter".to_string()))?,
             ),
             None => 1,
         })
@@ -114,7 +127,9 @@ impl Store {
 
     /// Records that handles below `reserved` may be in use, durably.
     pub(crate) fn set_handle_reserved(&self, reserved: u64) -> Result<(), Ckr> {
-        self.db.insert(HANDLE_RESERVED_KEY, &reserved.to_be_bytes()).map_err(device)?;
+        self.db
+            .insert(HANDLE_RESERVED_KEY, &reserved.to_be_bytes())
+            .map_err(device)?;
         self.flush()
     }
 
@@ -130,7 +145,9 @@ impl Store {
 
     /// Removes a token object (the caller flushes).
     pub(crate) fn remove_object(&self, handle: ObjectHandle) -> Result<(), Ckr> {
-        self.db.remove(key(OBJECT_PREFIX, handle.0)).map_err(device)?;
+        self.db
+            .remove(key(OBJECT_PREFIX, handle.0))
+            .map_err(device)?;
         Ok(())
     }
 
@@ -156,7 +173,11 @@ impl Store {
 
     /// Opens a secret sealed for `handle`. Fails (`CKR_DEVICE_ERROR`) after tamper: the master
     /// key that sealed it is gone.
-    pub(crate) fn unseal(&self, handle: ObjectHandle, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Ckr> {
+    pub(crate) fn unseal(
+        &self,
+        handle: ObjectHandle,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Ckr> {
         let mut buffer = Zeroizing::new(sealed.to_vec());
         let len = self
             .master
@@ -169,8 +190,12 @@ impl Store {
 
     /// Tamper response: forget every object and replace the master key (crypto-shredding).
     pub(crate) fn zeroise(&mut self, rng: &mut dyn RngCore) -> Result<(), Ckr> {
-        let keys: Vec<sled::IVec> =
-            self.db.scan_prefix(OBJECT_PREFIX).keys().collect::<Result<_, _>>().map_err(device)?;
+        let keys: Vec<sled::IVec> = self
+            .db
+            .scan_prefix(OBJECT_PREFIX)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(device)?;
         for k in keys {
             self.db.remove(k).map_err(device)?;
         }

@@ -30,13 +30,30 @@ impl PinHash {
         let mut salt = vec![0u8; PIN_SALT_LEN_BYTES];
         rng.fill_bytes(&mut salt);
         let mut hash = vec![0u8; PIN_HASH_LEN_BYTES];
-        pbkdf2::derive(PIN_KDF, iterations_nz(iterations), &salt, pin.as_bytes(), &mut hash);
-        PinHash { salt, iterations, hash }
+        pbkdf2::derive(
+            PIN_KDF,
+            iterations_nz(iterations),
+            &salt,
+            pin.as_bytes(),
+            &mut hash,
+        );
+        PinHash {
+            salt,
+            iterations,
+            hash,
+        }
     }
 
     /// Constant-time comparison (ring's `verify`).
     fn matches(&self, pin: &str) -> bool {
-        pbkdf2::verify(PIN_KDF, iterations_nz(self.iterations), &self.salt, pin.as_bytes(), &self.hash).is_ok()
+        pbkdf2::verify(
+            PIN_KDF,
+            iterations_nz(self.iterations),
+            &self.salt,
+            pin.as_bytes(),
+            &self.hash,
+        )
+        .is_ok()
     }
 }
 
@@ -60,7 +77,12 @@ impl TokenRecord {
     /// Checks `pin` for `user`, counting consecutive failures. Once `attempts_max` failures are
     /// reached the PIN is locked: `CKR_PIN_LOCKED`, even for the right PIN. A right PIN before
     /// that resets the counter. The caller persists the record whatever the outcome.
-    pub(crate) fn check_pin(&mut self, user: UserType, pin: &str, attempts_max: u32) -> Result<(), Ckr> {
+    pub(crate) fn check_pin(
+        &mut self,
+        user: UserType,
+        pin: &str,
+        attempts_max: u32,
+    ) -> Result<(), Ckr> {
         let (hash, failures) = match user {
             UserType::So => (self.so_pin.as_ref(), &mut self.so_failures),
             UserType::User => (self.user_pin.as_ref(), &mut self.user_failures),

@@ -50,12 +50,12 @@ impl IdentityAuthority {
         let store = IdentityStore::open(dir)?;
         let directory = store.load_directory()?;
         let authority = match store.load_signing_key()? {
-            Some(scalar) => Authority::from_secret_scalar(&scalar).map_err(|e| {
-                StoreError::Corrupt {
+            Some(scalar) => {
+                Authority::from_secret_scalar(&scalar).map_err(|e| StoreError::Corrupt {
                     key: "signing-key".into(),
                     reason: e.to_string(),
-                }
-            })?,
+                })?
+            }
             None => {
                 let authority = Authority::generate(&mut rng);
                 store.save_signing_key(&authority.secret_scalar())?;
@@ -115,7 +115,10 @@ impl IdentityAuthority {
         Ok(tenant)
     }
 
-    fn persist_new(&mut self, created: (Principal, String)) -> Result<(Principal, String), IdentityError> {
+    fn persist_new(
+        &mut self,
+        created: (Principal, String),
+    ) -> Result<(Principal, String), IdentityError> {
         if let Some(store) = &self.store {
             if let Err(e) = store.save_principal(&created.0) {
                 self.directory.principals.remove(&created.0.object_id);
@@ -205,14 +208,23 @@ mod tests {
                 .create_principal(&t.tenant_id, "bob", PrincipalKind::User)
                 .unwrap();
             a.delete_principal(&gone.object_id).unwrap();
-            (p.object_id, secret, a.signer().kid().to_string(), t.tenant_id)
+            (
+                p.object_id,
+                secret,
+                a.signer().kid().to_string(),
+                t.tenant_id,
+            )
         };
         let a = IdentityAuthority::open(dir.path(), SeedTree::new(6).source("identity")).unwrap();
         assert_eq!(a.signer().kid(), kid);
         assert_eq!(a.directory().tenants.len(), 1);
         assert_eq!(a.directory().principals.len(), 2);
         assert_eq!(
-            a.directory().principals.values().filter(|p| p.deleted).count(),
+            a.directory()
+                .principals
+                .values()
+                .filter(|p| p.deleted)
+                .count(),
             1
         );
         let (token, _) = a
@@ -245,7 +257,9 @@ mod tests {
         a.delete_principal(&p.object_id).unwrap();
         assert!(matches!(
             a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now),
-            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(_)))
+            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(
+                _
+            )))
         ));
     }
 }

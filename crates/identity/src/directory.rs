@@ -278,7 +278,11 @@ impl Directory {
     }
 
     /// The principal `object_id` if `secret` is its secret and it is not deleted.
-    pub fn authenticate(&self, object_id: &str, secret: &str) -> Result<&Principal, DirectoryError> {
+    pub fn authenticate(
+        &self,
+        object_id: &str,
+        secret: &str,
+    ) -> Result<&Principal, DirectoryError> {
         let principal = self
             .principals
             .get(object_id)

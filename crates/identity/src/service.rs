@@ -154,7 +154,13 @@ impl pb::identity_server::Identity for IdentityService {
         let now = self.clock.now();
         let (token, expires_on) = self
             .lock()
-            .issue_token(&r.object_id, &r.secret, &r.audience, r.lifetime_seconds, now)
+            .issue_token(
+                &r.object_id,
+                &r.secret,
+                &r.audience,
+                r.lifetime_seconds,
+                now,
+            )
             .map_err(to_status)?;
         Ok(Response::new(pb::AccessToken {
             token,

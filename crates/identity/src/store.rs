@@ -36,10 +36,7 @@ pub struct IdentityStore {
 impl IdentityStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<IdentityStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()?;
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         Ok(IdentityStore {
             tenants: db.open_tree("tenants")?,
             principals: db.open_tree("principals")?,

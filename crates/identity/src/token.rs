@@ -235,7 +235,9 @@ impl TokenVerifier {
             let x = decode_part(&jwk.x, "JWK x")?;
             let y = decode_part(&jwk.y, "JWK y")?;
             if x.len() != 32 || y.len() != 32 {
-                return Err(VerifyError::Malformed("JWK coordinates must be 32 bytes".into()));
+                return Err(VerifyError::Malformed(
+                    "JWK coordinates must be 32 bytes".into(),
+                ));
             }
             let mut sec1 = Vec::with_capacity(65);
             sec1.push(4u8);
@@ -368,7 +370,10 @@ mod tests {
             .verify(&token, audience::VAULT, Some(&f.tenant), NOW)
             .unwrap();
         assert_eq!(v.claims.oid, f.principal.object_id);
-        assert_eq!(v.claims.iss, format!("https://sts.windows.net/{}/", f.tenant));
+        assert_eq!(
+            v.claims.iss,
+            format!("https://sts.windows.net/{}/", f.tenant)
+        );
         let remote = TokenVerifier::from_jwks(&[f.authority.jwk()]).unwrap();
         assert!(remote.verify(&token, audience::VAULT, None, NOW).is_ok());
         let header: serde_json::Value =
@@ -398,7 +403,9 @@ mod tests {
         let other = fixture(2);
         let (token, _) = other.authority.issue(&f.principal, audience::VAULT, NOW, 0);
         assert!(matches!(
-            f.authority.verifier().verify(&token, audience::VAULT, None, NOW),
+            f.authority
+                .verifier()
+                .verify(&token, audience::VAULT, None, NOW),
             Err(VerifyError::UnknownKid { .. })
         ));
     }
@@ -414,7 +421,9 @@ mod tests {
         parts[1] = B64.encode(serde_json::to_vec(&claims).unwrap());
         let forged = parts.join(".");
         assert_eq!(
-            f.authority.verifier().verify(&forged, audience::VAULT, None, NOW),
+            f.authority
+                .verifier()
+                .verify(&forged, audience::VAULT, None, NOW),
             Err(VerifyError::InvalidSignature)
         );
         // A token signed by another key that claims this authority's kid.
@@ -438,7 +447,9 @@ mod tests {
     #[test]
     fn wrong_audience_is_refused() {
         let f = fixture(1);
-        let (token, _) = f.authority.issue(&f.principal, audience::MANAGEMENT, NOW, 0);
+        let (token, _) = f
+            .authority
+            .issue(&f.principal, audience::MANAGEMENT, NOW, 0);
         assert_eq!(
             f.authority
                 .verifier()
@@ -474,7 +485,12 @@ mod tests {
         let skew = std::time::Duration::from_secs(MAX_CLOCK_SKEW_SECONDS as u64);
         // Inside the skew after expiry: still accepted.
         assert!(v
-            .verify(&token, audience::VAULT, None, exp.add(skew).sub(std::time::Duration::from_secs(1)))
+            .verify(
+                &token,
+                audience::VAULT,
+                None,
+                exp.add(skew).sub(std::time::Duration::from_secs(1))
+            )
             .is_ok());
         assert!(matches!(
             v.verify(&token, audience::VAULT, None, exp.add(skew)),

@@ -177,7 +177,7 @@ mod tests {
             reason: DropReason::Revoked,
             detail: String::new(),
         };
-        m.count_outcomes("ws2", &[stored.clone()]);
+        m.count_outcomes("ws2", std::slice::from_ref(&stored));
         m.count_outcomes("ws1", &[stored, dropped]);
         m.count_rejected("ws1", "UnknownTable");
         m.count_query("ws\"1", "ok");

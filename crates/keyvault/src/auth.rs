@@ -34,22 +34,36 @@ pub fn authenticate(
         Plane::Data => audience::VAULT,
         Plane::Management => audience::MANAGEMENT,
     };
-    let verified = verifier.verify(&token, expected, None, now).map_err(|e| match e {
-        VerifyError::Malformed(reason) => KvError::MalformedToken { plane, reason },
-        VerifyError::UnknownKid { encoded_header, .. } => KvError::UnknownSigningKey { plane, encoded_header },
-        VerifyError::InvalidSignature => KvError::InvalidSignature { plane },
-        VerifyError::WrongAudience { found, .. } => KvError::InvalidAudience { plane, found },
-        VerifyError::WrongTenant { expected, found } => KvError::InvalidIssuer {
-            plane,
-            expected_tenant: expected
-                .trim_start_matches("https://sts.windows.net/")
-                .trim_end_matches('/')
-                .to_string(),
-            found_issuer: found,
-        },
-        VerifyError::Expired { exp_s, now_s } => KvError::TokenExpired { plane, exp_unix_s: exp_s, now_unix_s: now_s },
-        VerifyError::NotYetValid { .. } => KvError::TokenNotYetValid { plane },
-    })?;
+    let verified = verifier
+        .verify(&token, expected, None, now)
+        .map_err(|e| match e {
+            VerifyError::Malformed(reason) => KvError::MalformedToken { plane, reason },
+            VerifyError::UnknownKid { encoded_header, .. } => KvError::UnknownSigningKey {
+                plane,
+                encoded_header,
+            },
+            VerifyError::InvalidSignature => KvError::InvalidSignature { plane },
+            VerifyError::WrongAudience { found, .. } => KvError::InvalidAudience { plane, found },
+            VerifyError::WrongTenant { expected, found } => KvError::InvalidIssuer {
+                plane,
+                expected_tenant: expected
+                    .trim_start_matches("https://sts.windows.net/")
+                    .trim_end_matches('/')
+                    .to_string(),
+                found_issuer: found,
+            },
+            VerifyError::Expired { exp_s, now_s } => KvError::TokenExpired {
+                plane,
+                exp_unix_s: exp_s,
+                now_unix_s: now_s,
+            },
+            VerifyError::NotYetValid { .. } => KvError::TokenNotYetValid { plane },
+        })?;
     let claims = verified.claims;
-    Ok(Caller { object_id: claims.oid, tenant_id: claims.tid, app_id: claims.appid, issuer: claims.iss })
+    Ok(Caller {
+        object_id: claims.oid,
+        tenant_id: claims.tid,
+        app_id: claims.appid,
+        issuer: claims.iss,
+    })
 }

@@ -19,7 +19,12 @@ use crate::model::{EncryptionAlgorithm, KeyType, PrivateMaterial, PublicKey, Sig
 /// Generates keys and performs private-key operations.
 pub trait KeyBackend {
     /// A new key of `kty` (and `key_size_bits` for RSA).
-    fn generate(&mut self, kty: KeyType, key_size_bits: u32, key_id: &str) -> Result<(PublicKey, PrivateMaterial), KvError>;
+    fn generate(
+        &mut self,
+        kty: KeyType,
+        key_size_bits: u32,
+        key_id: &str,
+    ) -> Result<(PublicKey, PrivateMaterial), KvError>;
     /// Decrypt / unwrapKey.
     fn decrypt(
         &mut self,
@@ -52,30 +57,51 @@ pub struct Crypto {
 
 impl std::fmt::Debug for Crypto {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Crypto").field("hsm", &self.hsm.is_some()).finish()
+        f.debug_struct("Crypto")
+            .field("hsm", &self.hsm.is_some())
+            .finish()
     }
 }
 
 impl Crypto {
     /// A backend sealing software keys under `master_key`, drawing nonces and EC keys from `rng`,
     /// with HSM keys in `hsm` (None: HSM key types are refused).
-    pub fn new(master_key: &[u8; 32], rng: RandomSource, hsm: Option<HsmKeys>) -> Result<Crypto, KvError> {
-        Ok(Crypto { sealer: Sealer::new(master_key)?, rng, hsm })
+    pub fn new(
+        master_key: &[u8; 32],
+        rng: RandomSource,
+        hsm: Option<HsmKeys>,
+    ) -> Result<Crypto, KvError> {
+        Ok(Crypto {
+            sealer: Sealer::new(master_key)?,
+            rng,
+            hsm,
+        })
     }
 
     /// Opens sealed software material (tests check that it never appears in a response).
     #[cfg(test)]
-    pub(crate) fn open_sealed(&self, key_id: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KvError> {
+    pub(crate) fn open_sealed(
+        &self,
+        key_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KvError> {
         self.sealer.open(key_id, sealed)
     }
 
     fn hsm(&mut self) -> Result<&mut HsmKeys, KvError> {
-        self.hsm.as_mut().ok_or_else(|| KvError::Internal { message: "no HSM is attached to this Key Vault".into() })
+        self.hsm.as_mut().ok_or_else(|| KvError::Internal {
+            message: "no HSM is attached to this Key Vault".into(),
+        })
     }
 }
 
 impl KeyBackend for Crypto {
-    fn generate(&mut self, kty: KeyType, key_size_bits: u32, key_id: &str) -> Result<(PublicKey, PrivateMaterial), KvError> {
+    fn generate(
+        &mut self,
+        kty: KeyType,
+        key_size_bits: u32,
+        key_id: &str,
+    ) -> Result<(PublicKey, PrivateMaterial), KvError> {
         if kty.is_hsm() {
             return self.hsm()?.generate(kty, key_size_bits, key_id);
         }

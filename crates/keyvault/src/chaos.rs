@@ -65,7 +65,12 @@ pub struct ChaosSettings {
 
 impl Default for ChaosSettings {
     fn default() -> Self {
-        ChaosSettings { mode: ChaosMode::Up, error_rate: 0.0, retry_after_seconds: 0, added_latency_ms: 0 }
+        ChaosSettings {
+            mode: ChaosMode::Up,
+            error_rate: 0.0,
+            retry_after_seconds: 0,
+            added_latency_ms: 0,
+        }
     }
 }
 
@@ -77,20 +82,29 @@ pub enum Verdict {
     Hold,
     /// 503.
     Fail(),
-    Throttle { retry_after_seconds: u32 },
+    Throttle {
+        retry_after_seconds: u32,
+    },
 }
 
 impl ChaosSettings {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.error_rate) || self.error_rate.is_nan() {
-            return Err(format!("error_rate must be in [0, 1], got {}", self.error_rate));
+            return Err(format!(
+                "error_rate must be in [0, 1], got {}",
+                self.error_rate
+            ));
         }
         if self.added_latency_ms > ADDED_LATENCY_MAX_MS {
-            return Err(format!("added_latency_ms must be at most {ADDED_LATENCY_MAX_MS}"));
+            return Err(format!(
+                "added_latency_ms must be at most {ADDED_LATENCY_MAX_MS}"
+            ));
         }
         if self.retry_after_seconds > RETRY_AFTER_MAX_SECONDS {
-            return Err(format!("retry_after_seconds must be at most {RETRY_AFTER_MAX_SECONDS}"));
+            return Err(format!(
+                "retry_after_seconds must be at most {RETRY_AFTER_MAX_SECONDS}"
+            ));
         }
         Ok(())
     }
@@ -103,7 +117,9 @@ impl ChaosSettings {
             ChaosMode::Blackhole => Verdict::Hold,
             ChaosMode::ErrorRate if draw < self.error_rate => Verdict::Fail(),
             ChaosMode::ErrorRate => Verdict::Pass,
-            ChaosMode::Throttle => Verdict::Throttle { retry_after_seconds: self.retry_after_seconds.max(1) },
+            ChaosMode::Throttle => Verdict::Throttle {
+                retry_after_seconds: self.retry_after_seconds.max(1),
+            },
         }
     }
 }
@@ -128,14 +144,20 @@ pub struct Chaos {
 
 impl std::fmt::Debug for Chaos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chaos").field("settings", &self.settings()).finish()
+        f.debug_struct("Chaos")
+            .field("settings", &self.settings())
+            .finish()
     }
 }
 
 impl Chaos {
     /// A control starting in `up`, drawing from `rng`.
     pub fn new(clock: Clock, rng: RandomSource) -> Chaos {
-        Chaos { settings: Mutex::new(ChaosSettings::default()), rng: Mutex::new(rng), clock }
+        Chaos {
+            settings: Mutex::new(ChaosSettings::default()),
+            rng: Mutex::new(rng),
+            clock,
+        }
     }
 
     /// The current settings.
@@ -155,10 +177,15 @@ impl Chaos {
     pub async fn gate(&self, deadline: Option<Duration>) -> Result<(), GateError> {
         let settings = self.settings();
         if settings.added_latency_ms > 0 {
-            self.clock.sleep(Duration::from_millis(settings.added_latency_ms)).await;
+            self.clock
+                .sleep(Duration::from_millis(settings.added_latency_ms))
+                .await;
         }
         let draw = if settings.mode == ChaosMode::ErrorRate {
-            self.rng.lock().unwrap_or_else(|p| p.into_inner()).gen::<f64>()
+            self.rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .gen::<f64>()
         } else {
             0.0
         };
@@ -171,7 +198,11 @@ impl Chaos {
                 Err(GateError::DeadlineExceeded)
             }
             Verdict::Fail() => Err(GateError::Azure(KvError::ServiceUnavailable)),
-            Verdict::Throttle { retry_after_seconds } => Err(GateError::Azure(KvError::Throttled { retry_after_seconds })),
+            Verdict::Throttle {
+                retry_after_seconds,
+            } => Err(GateError::Azure(KvError::Throttled {
+                retry_after_seconds,
+            })),
         }
     }
 }
@@ -208,7 +239,12 @@ mod tests {
         assert_eq!(s.decide(0.3), Verdict::Pass);
         s.mode = ChaosMode::Throttle;
         s.retry_after_seconds = 7;
-        assert_eq!(s.decide(0.0), Verdict::Throttle { retry_after_seconds: 7 });
+        assert_eq!(
+            s.decide(0.0),
+            Verdict::Throttle {
+                retry_after_seconds: 7
+            }
+        );
         s.error_rate = 1.5;
         assert!(s.validate().is_err());
     }

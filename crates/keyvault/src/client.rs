@@ -32,20 +32,30 @@ impl ClientError {
             Some(a) => a.http_status == 429 || a.http_status >= 500,
             None => matches!(
                 self.code,
-                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::ResourceExhausted
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Unknown
+                    | Code::ResourceExhausted
             ),
         }
     }
 
     /// True for denials (403, 404, 401): the key is not usable by this caller.
     pub fn is_denial(&self) -> bool {
-        self.azure.as_ref().is_some_and(|a| matches!(a.http_status, 401 | 403 | 404))
+        self.azure
+            .as_ref()
+            .is_some_and(|a| matches!(a.http_status, 401 | 403 | 404))
     }
 }
 
 impl From<Status> for ClientError {
     fn from(status: Status) -> Self {
-        ClientError { code: status.code(), message: status.message().to_string(), azure: crate::status::azure_error(&status) }
+        ClientError {
+            code: status.code(),
+            message: status.message().to_string(),
+            azure: crate::status::azure_error(&status),
+        }
     }
 }
 
@@ -59,17 +69,28 @@ pub struct KeyVaultClient {
 impl KeyVaultClient {
     /// A client over an existing channel.
     pub fn new(channel: Channel, token: impl Into<String>) -> KeyVaultClient {
-        KeyVaultClient { inner: pb::key_vault_client::KeyVaultClient::new(channel), token: token.into() }
+        KeyVaultClient {
+            inner: pb::key_vault_client::KeyVaultClient::new(channel),
+            token: token.into(),
+        }
     }
 
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:7001`).
-    pub async fn connect(endpoint: String, token: impl Into<String>) -> Result<KeyVaultClient, ClientError> {
-        let invalid = |e: String| ClientError { code: Code::InvalidArgument, message: e, azure: None };
+    pub async fn connect(
+        endpoint: String,
+        token: impl Into<String>,
+    ) -> Result<KeyVaultClient, ClientError> {
+        let invalid = |e: String| ClientError {
+            code: Code::InvalidArgument,
+            message: e,
+            azure: None,
+        };
         let endpoint = Channel::from_shared(endpoint).map_err(|e| invalid(e.to_string()))?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError { code: Code::Unavailable, message: e.to_string(), azure: None })?;
+        let channel = endpoint.connect().await.map_err(|e| ClientError {
+            code: Code::Unavailable,
+            message: e.to_string(),
+            azure: None,
+        })?;
         Ok(KeyVaultClient::new(channel, token))
     }
 
@@ -93,24 +114,59 @@ impl KeyVaultClient {
     }
 
     fn key_ref(vault: &str, key: &str, version: &str) -> Option<pb::KeyRef> {
-        Some(pb::KeyRef { vault_name: vault.into(), key_name: key.into(), version: version.into() })
+        Some(pb::KeyRef {
+            vault_name: vault.into(),
+            key_name: key.into(),
+            version: version.into(),
+        })
     }
 
     /// wrapKey (version "" = newest).
-    pub async fn wrap_key(&mut self, vault: &str, key: &str, version: &str, algorithm: &str, value: &[u8]) -> Result<pb::KeyOperationResult, ClientError> {
-        let request = self.request(pb::KeyOperationRequest { key: Self::key_ref(vault, key, version), algorithm: algorithm.into(), value: value.to_vec() });
+    pub async fn wrap_key(
+        &mut self,
+        vault: &str,
+        key: &str,
+        version: &str,
+        algorithm: &str,
+        value: &[u8],
+    ) -> Result<pb::KeyOperationResult, ClientError> {
+        let request = self.request(pb::KeyOperationRequest {
+            key: Self::key_ref(vault, key, version),
+            algorithm: algorithm.into(),
+            value: value.to_vec(),
+        });
         Ok(self.inner.wrap_key(request).await?.into_inner())
     }
 
     /// unwrapKey with the version the value was wrapped under.
-    pub async fn unwrap_key(&mut self, vault: &str, key: &str, version: &str, algorithm: &str, value: &[u8]) -> Result<pb::KeyOperationResult, ClientError> {
-        let request = self.request(pb::KeyOperationRequest { key: Self::key_ref(vault, key, version), algorithm: algorithm.into(), value: value.to_vec() });
+    pub async fn unwrap_key(
+        &mut self,
+        vault: &str,
+        key: &str,
+        version: &str,
+        algorithm: &str,
+        value: &[u8],
+    ) -> Result<pb::KeyOperationResult, ClientError> {
+        let request = self.request(pb::KeyOperationRequest {
+            key: Self::key_ref(vault, key, version),
+            algorithm: algorithm.into(),
+            value: value.to_vec(),
+        });
         Ok(self.inner.unwrap_key(request).await?.into_inner())
     }
 
     /// get (version "" = newest).
-    pub async fn get_key(&mut self, vault: &str, key: &str, version: &str) -> Result<pb::KeyBundle, ClientError> {
-        let request = self.request(pb::KeyRef { vault_name: vault.into(), key_name: key.into(), version: version.into() });
+    pub async fn get_key(
+        &mut self,
+        vault: &str,
+        key: &str,
+        version: &str,
+    ) -> Result<pb::KeyBundle, ClientError> {
+        let request = self.request(pb::KeyRef {
+            vault_name: vault.into(),
+            key_name: key.into(),
+            version: version.into(),
+        });
         Ok(self.inner.get_key(request).await?.into_inner())
     }
 }

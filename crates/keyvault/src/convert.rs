@@ -21,7 +21,9 @@ pub fn sku_from_pb(value: i32) -> Result<Sku, KvError> {
     match pb::Sku::try_from(value) {
         Ok(pb::Sku::Unspecified) | Ok(pb::Sku::Standard) => Ok(Sku::Standard),
         Ok(pb::Sku::Premium) => Ok(Sku::Premium),
-        Err(_) => Err(KvError::BadRequest { message: format!("Invalid SKU {value}: expected standard or premium.") }),
+        Err(_) => Err(KvError::BadRequest {
+            message: format!("Invalid SKU {value}: expected standard or premium."),
+        }),
     }
 }
 
@@ -42,7 +44,11 @@ pub fn vault_to_pb(v: &Vault) -> pb::Vault {
             .map(|p| pb::AccessPolicy {
                 tenant_id: p.tenant_id.clone(),
                 object_id: p.object_id.clone(),
-                key_permissions: p.key_permissions.iter().map(|k| k.as_str().to_string()).collect(),
+                key_permissions: p
+                    .key_permissions
+                    .iter()
+                    .map(|k| k.as_str().to_string())
+                    .collect(),
             })
             .collect(),
         subscription_id: v.subscription_id.clone(),
@@ -106,7 +112,10 @@ pub fn key_to_pb(view: &KeyView) -> pb::KeyBundle {
 
 /// A deleted key.
 pub fn deleted_key_to_pb(view: &KeyView) -> pb::DeletedKeyBundle {
-    let d = view.deleted.unwrap_or(Deletion { deleted_ms: 0, scheduled_purge_ms: 0 });
+    let d = view.deleted.unwrap_or(Deletion {
+        deleted_ms: 0,
+        scheduled_purge_ms: 0,
+    });
     pb::DeletedKeyBundle {
         key: Some(key_to_pb(view)),
         recovery_id: view.recovery_id(),

@@ -17,8 +17,8 @@ use aws_lc_rs::digest::{Digest, SHA256};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
     KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
-    Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
-    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+    Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1,
+    OAEP_SHA256_MGF1SHA256,
 };
 use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
@@ -57,14 +57,20 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer over a 32-byte master key.
     pub fn new(master_key: &[u8; 32]) -> Result<Sealer, KvError> {
-        let unbound = UnboundKey::new(&AES_256_GCM, master_key).map_err(|_| internal("master key"))?;
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, master_key).map_err(|_| internal("master key"))?;
         Ok(Sealer {
             key: LessSafeKey::new(unbound),
         })
     }
 
     /// `nonce || ciphertext || tag`, bound to `aad`.
-    pub fn seal(&self, aad: &str, plaintext: &[u8], rng: &mut impl RngCore) -> Result<Vec<u8>, KvError> {
+    pub fn seal(
+        &self,
+        aad: &str,
+        plaintext: &[u8],
+        rng: &mut impl RngCore,
+    ) -> Result<Vec<u8>, KvError> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let mut buffer = plaintext.to_vec();
@@ -125,7 +131,10 @@ pub fn generate_software(
         }
         KeyType::Ec => {
             let signing = p256::ecdsa::SigningKey::random(rng);
-            Ok((ec_public(signing.verifying_key()), Zeroizing::new(signing.to_bytes().to_vec())))
+            Ok((
+                ec_public(signing.verifying_key()),
+                Zeroizing::new(signing.to_bytes().to_vec()),
+            ))
         }
         KeyType::RsaHsm | KeyType::EcHsm => Err(internal("HSM keys are generated in the HSM")),
     }
@@ -195,10 +204,17 @@ pub fn public_encrypt(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, KvError> {
     let PublicKey::Rsa { n, e } = public else {
-        return Err(bad(format!("Algorithm {alg} is not supported by an EC key.")));
+        return Err(bad(format!(
+            "Algorithm {alg} is not supported by an EC key."
+        )));
     };
-    let key = PublicEncryptingKey::from_der(&rsa_spki_der(n, e)).map_err(|_| internal("public key"))?;
-    let too_long = || bad(format!("The value is too long for algorithm {alg} with this key."));
+    let key =
+        PublicEncryptingKey::from_der(&rsa_spki_der(n, e)).map_err(|_| internal("public key"))?;
+    let too_long = || {
+        bad(format!(
+            "The value is too long for algorithm {alg} with this key."
+        ))
+    };
     match alg {
         EncryptionAlgorithm::RsaOaep | EncryptionAlgorithm::RsaOaep256 => {
             let algorithm = if alg == EncryptionAlgorithm::RsaOaep {
@@ -224,7 +240,10 @@ pub fn public_encrypt(
                 return Err(too_long());
             }
             let mut out = vec![0u8; key.ciphertext_size()];
-            let len = key.encrypt(plaintext, &mut out).map_err(|_| too_long())?.len();
+            let len = key
+                .encrypt(plaintext, &mut out)
+                .map_err(|_| too_long())?
+                .len();
             out.truncate(len);
             Ok(out)
         }
@@ -254,7 +273,9 @@ pub fn software_decrypt(
         }
         EncryptionAlgorithm::Rsa15 => {
             let key = Pkcs1PrivateDecryptingKey::new(key).map_err(|_| internal("PKCS#1 key"))?;
-            key.decrypt(ciphertext, &mut out).map_err(|_| invalid())?.len()
+            key.decrypt(ciphertext, &mut out)
+                .map_err(|_| invalid())?
+                .len()
         }
     };
     out.truncate(len);
@@ -282,7 +303,8 @@ pub fn software_sign(
         (KeyType::Rsa, SignatureAlgorithm::Rs256 | SignatureAlgorithm::Ps256) => {
             let digest = sha256_digest(digest)?;
             let pair = RsaKeyPair::from_pkcs8(secret).map_err(|_| internal("private key"))?;
-            let encoding: &'static dyn signature::RsaEncoding = if alg == SignatureAlgorithm::Rs256 {
+            let encoding: &'static dyn signature::RsaEncoding = if alg == SignatureAlgorithm::Rs256
+            {
                 &signature::RSA_PKCS1_SHA256
             } else {
                 &signature::RSA_PSS_SHA256
@@ -299,12 +321,16 @@ pub fn software_sign(
                     digest.len()
                 )));
             }
-            let key = p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| internal("EC key"))?;
-            let signature: p256::ecdsa::Signature =
-                key.sign_prehash(digest).map_err(|_| internal("ECDSA signature"))?;
+            let key =
+                p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| internal("EC key"))?;
+            let signature: p256::ecdsa::Signature = key
+                .sign_prehash(digest)
+                .map_err(|_| internal("ECDSA signature"))?;
             Ok(signature.to_bytes().to_vec())
         }
-        _ => Err(bad(format!("Algorithm {alg} is not supported by key type {kty}."))),
+        _ => Err(bad(format!(
+            "Algorithm {alg} is not supported by key type {kty}."
+        ))),
     }
 }
 
@@ -336,14 +362,19 @@ pub fn public_verify(
             let mut sec1 = vec![4u8];
             sec1.extend_from_slice(x);
             sec1.extend_from_slice(y);
-            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| internal("EC public key"))?;
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| internal("EC public key"))?;
             let Ok(signature) = p256::ecdsa::Signature::from_slice(signature_bytes) else {
                 return Ok(false);
             };
             Ok(key.verify_prehash(digest, &signature).is_ok())
         }
-        (PublicKey::Rsa { .. }, _) => Err(bad(format!("Algorithm {alg} is not supported by an RSA key."))),
-        (PublicKey::Ec { .. }, _) => Err(bad(format!("Algorithm {alg} is not supported by an EC key."))),
+        (PublicKey::Rsa { .. }, _) => Err(bad(format!(
+            "Algorithm {alg} is not supported by an RSA key."
+        ))),
+        (PublicKey::Ec { .. }, _) => Err(bad(format!(
+            "Algorithm {alg} is not supported by an EC key."
+        ))),
     }
 }
 
@@ -365,7 +396,10 @@ mod tests {
         for alg in EncryptionAlgorithm::ALL {
             let wrapped = public_encrypt(&public, *alg, &dek).unwrap();
             assert_eq!(wrapped.len(), 256);
-            assert_eq!(&software_decrypt(&secret, *alg, &wrapped).unwrap()[..], &dek);
+            assert_eq!(
+                &software_decrypt(&secret, *alg, &wrapped).unwrap()[..],
+                &dek
+            );
         }
         let digest = sha256(b"hello");
         for alg in [SignatureAlgorithm::Rs256, SignatureAlgorithm::Ps256] {

@@ -91,6 +91,17 @@ pub enum Plane {
     Management,
 }
 
+/// Who was refused what, for the AccessDenied message (boxed: it is the largest variant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessDenied {
+    pub app_id: String,
+    pub object_id: String,
+    pub issuer: String,
+    pub permission: String,
+    pub vault: String,
+    pub location: String,
+}
+
 /// Every error Key Vault answers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
@@ -100,7 +111,10 @@ pub enum KvError {
     #[error("malformed token: {reason}")]
     MalformedToken { plane: Plane, reason: String },
     #[error("unknown signing key")]
-    UnknownSigningKey { plane: Plane, encoded_header: String },
+    UnknownSigningKey {
+        plane: Plane,
+        encoded_header: String,
+    },
     #[error("invalid token signature")]
     InvalidSignature { plane: Plane },
     #[error("invalid audience {found}")]
@@ -122,14 +136,7 @@ pub enum KvError {
 
     // ---- 403 ----
     #[error("access denied")]
-    AccessDenied {
-        app_id: String,
-        object_id: String,
-        issuer: String,
-        permission: String,
-        vault: String,
-        location: String,
-    },
+    AccessDenied(Box<AccessDenied>),
     #[error("key disabled")]
     KeyDisabled { operation: String },
     #[error("key operation forbidden")]
@@ -145,7 +152,10 @@ pub enum KvError {
     #[error("deleted key not found")]
     DeletedKeyNotFound { name: String },
     #[error("vault not found")]
-    VaultNotFound { name: String, resource_group: String },
+    VaultNotFound {
+        name: String,
+        resource_group: String,
+    },
     #[error("deleted vault not found")]
     DeletedVaultNotFound { name: String },
 
@@ -198,7 +208,11 @@ fn dotnet_time(unix_s: i64) -> String {
         12 => (12, "PM"),
         _ => (hour - 12, "PM"),
     };
-    format!("{month}/{day}/{year} {h12}:{}:{} {ampm}", &iso[14..16], &iso[17..19])
+    format!(
+        "{month}/{day}/{year} {h12}:{}:{} {ampm}",
+        &iso[14..16],
+        &iso[17..19]
+    )
 }
 
 impl KvError {
@@ -319,18 +333,14 @@ impl KvError {
                 ),
             },
             TokenNotYetValid { .. } => body("Unauthorized", "", 401, "Token not yet valid".into()),
-            AccessDenied {
-                app_id,
-                object_id,
-                issuer,
-                permission,
-                vault,
-                location,
-            } => body(
+            AccessDenied(denied) => body(
                 "Forbidden",
                 "AccessDenied",
                 403,
-                format!("The user, group or application 'appid={app_id};oid={object_id};iss={issuer}' does not have keys {permission} permission on key vault '{vault};location={location}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287"),
+                format!(
+                    "The user, group or application 'appid={};oid={};iss={}' does not have keys {} permission on key vault '{};location={}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+                    denied.app_id, denied.object_id, denied.issuer, denied.permission, denied.vault, denied.location
+                ),
             ),
             KeyDisabled { operation } => body(
                 "Forbidden",
@@ -482,14 +492,14 @@ mod tests {
         };
         assert_eq!(e.azure().http_status, 404);
         assert_eq!(e.grpc_code(), Code::NotFound);
-        let e = KvError::AccessDenied {
+        let e = KvError::AccessDenied(Box::new(AccessDenied {
             app_id: "a".into(),
             object_id: "o".into(),
             issuer: "https://sts.windows.net/t/".into(),
             permission: "unwrapKey".into(),
             vault: "v".into(),
             location: "eastus".into(),
-        };
+        }));
         assert_eq!(e.grpc_code(), Code::PermissionDenied);
         assert_eq!(e.azure().inner_code, "AccessDenied");
         assert_eq!(

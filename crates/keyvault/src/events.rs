@@ -12,22 +12,86 @@ use cmksim_sim::EventKind;
 /// A state change in Key Vault.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum KeyVaultEvent {
-    VaultCreated { vault: String, location: String, sku: String, purge_protection: bool, retention_days: u32 },
-    VaultUpdated { vault: String, soft_delete: bool, purge_protection: bool, retention_days: u32 },
-    VaultDeleted { vault: String, scheduled_purge_ms: i64 },
-    VaultRecovered { vault: String },
-    VaultPurged { vault: String, automatic: bool },
-    PolicySet { vault: String, object_id: String, permissions: Vec<String> },
-    PolicyRemoved { vault: String, object_id: String },
-    KeyCreated { vault: String, key: String, version: String, kty: String },
-    KeyRotated { vault: String, key: String, version: String, previous_version: String },
-    KeyEnabled { vault: String, key: String, version: String },
-    KeyDisabled { vault: String, key: String, version: String },
-    KeyUpdated { vault: String, key: String, version: String },
-    KeyDeleted { vault: String, key: String, scheduled_purge_ms: i64 },
-    KeyRecovered { vault: String, key: String },
-    KeyPurged { vault: String, key: String, automatic: bool },
-    ChaosChanged { mode: String, error_rate: f64, retry_after_seconds: u32, added_latency_ms: u64 },
+    VaultCreated {
+        vault: String,
+        location: String,
+        sku: String,
+        purge_protection: bool,
+        retention_days: u32,
+    },
+    VaultUpdated {
+        vault: String,
+        soft_delete: bool,
+        purge_protection: bool,
+        retention_days: u32,
+    },
+    VaultDeleted {
+        vault: String,
+        scheduled_purge_ms: i64,
+    },
+    VaultRecovered {
+        vault: String,
+    },
+    VaultPurged {
+        vault: String,
+        automatic: bool,
+    },
+    PolicySet {
+        vault: String,
+        object_id: String,
+        permissions: Vec<String>,
+    },
+    PolicyRemoved {
+        vault: String,
+        object_id: String,
+    },
+    KeyCreated {
+        vault: String,
+        key: String,
+        version: String,
+        kty: String,
+    },
+    KeyRotated {
+        vault: String,
+        key: String,
+        version: String,
+        previous_version: String,
+    },
+    KeyEnabled {
+        vault: String,
+        key: String,
+        version: String,
+    },
+    KeyDisabled {
+        vault: String,
+        key: String,
+        version: String,
+    },
+    KeyUpdated {
+        vault: String,
+        key: String,
+        version: String,
+    },
+    KeyDeleted {
+        vault: String,
+        key: String,
+        scheduled_purge_ms: i64,
+    },
+    KeyRecovered {
+        vault: String,
+        key: String,
+    },
+    KeyPurged {
+        vault: String,
+        key: String,
+        automatic: bool,
+    },
+    ChaosChanged {
+        mode: String,
+        error_rate: f64,
+        retry_after_seconds: u32,
+        added_latency_ms: u64,
+    },
 }
 
 impl EventKind for KeyVaultEvent {

@@ -18,10 +18,13 @@ use crate::backend::KeyBackend;
 use crate::errors::KvError;
 use crate::events::KeyVaultEvent;
 use crate::model::{
-    Deletion, EncryptionAlgorithm, Key, KeyOp, KeyPermission, KeyType, KeyVersion, SignatureAlgorithm,
-    VaultEntry,
+    Deletion, EncryptionAlgorithm, Key, KeyOp, KeyPermission, KeyType, KeyVersion,
+    SignatureAlgorithm, VaultEntry,
 };
-use crate::state::{Caller, Change, KeyVaultState, DAY_MS, MAX_KEYS_PER_VAULT, MAX_PURGES_PER_TICK, MAX_VERSIONS_PER_KEY};
+use crate::state::{
+    Caller, Change, KeyVaultState, DAY_MS, MAX_KEYS_PER_VAULT, MAX_PURGES_PER_TICK,
+    MAX_VERSIONS_PER_KEY,
+};
 use crate::validate;
 
 /// A key creation request, as received.
@@ -70,18 +73,33 @@ impl KeyView {
             name: key.name.clone(),
             version: version.clone(),
             recovery_level: entry.vault.recovery_level(),
-            recoverable_days: if entry.vault.enable_soft_delete { entry.vault.soft_delete_retention_days } else { 0 },
+            recoverable_days: if entry.vault.enable_soft_delete {
+                entry.vault.soft_delete_retention_days
+            } else {
+                0
+            },
             deleted: key.deleted,
         }
     }
     /// `https://{vault}.vault.azure.net/keys/{name}/{version}`
     pub fn kid(&self) -> String {
-        format!("{}/keys/{}/{}", self.vault_uri, self.name, self.version.version)
+        format!(
+            "{}/keys/{}/{}",
+            self.vault_uri, self.name, self.version.version
+        )
     }
     /// `https://{vault}.vault.azure.net/deletedkeys/{name}`
     pub fn recovery_id(&self) -> String {
         format!("{}/deletedkeys/{}", self.vault_uri, self.name)
     }
+}
+
+/// Which key version a request names (version "" = newest).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyAddr<'a> {
+    pub vault: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
 }
 
 /// A validated algorithm.
@@ -105,18 +123,29 @@ pub fn permission_for(op: KeyOp) -> KeyPermission {
 
 /// The `vault/key/version` id that binds sealed material and names HSM objects.
 pub fn key_id(vault: &str, key: &str, version: &str) -> String {
-    format!("{}/{}/{}", vault.to_ascii_lowercase(), key.to_ascii_lowercase(), version)
+    format!(
+        "{}/{}/{}",
+        vault.to_ascii_lowercase(),
+        key.to_ascii_lowercase(),
+        version
+    )
 }
 
 fn not_found(name: &str, version: &str) -> KvError {
     KvError::KeyNotFound {
-        name_id: if version.is_empty() { name.to_string() } else { format!("{name}/{version}") },
+        name_id: if version.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}/{version}")
+        },
     }
 }
 
 fn parse_algorithm(op: KeyOp, kty: KeyType, alg: &str) -> Result<Algorithm, KvError> {
     let unsupported = || KvError::BadParameter {
-        message: format!("Algorithm '{alg}' is not supported for operation {op} with key type {kty}."),
+        message: format!(
+            "Algorithm '{alg}' is not supported for operation {op} with key type {kty}."
+        ),
     };
     match op {
         KeyOp::Encrypt | KeyOp::Decrypt | KeyOp::WrapKey | KeyOp::UnwrapKey => {
@@ -132,21 +161,37 @@ fn parse_algorithm(op: KeyOp, kty: KeyType, alg: &str) -> Result<Algorithm, KvEr
                 SignatureAlgorithm::Rs256 | SignatureAlgorithm::Ps256 => kty.is_rsa(),
                 SignatureAlgorithm::Es256 => !kty.is_rsa(),
             };
-            if fits { Ok(Algorithm::Signature(parsed)) } else { Err(unsupported()) }
+            if fits {
+                Ok(Algorithm::Signature(parsed))
+            } else {
+                Err(unsupported())
+            }
         }
     }
 }
 
 impl KeyVaultState {
     fn view_of(&self, vault_key: &str, key_key: &str, version: &str) -> Result<KeyView, KvError> {
-        let entry = self.vaults.get(vault_key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
-        let key = entry.keys.get(key_key).ok_or_else(|| KvError::Internal { message: "key vanished".into() })?;
-        let v = key.version(version).ok_or_else(|| KvError::Internal { message: "version vanished".into() })?;
+        let entry = self
+            .vaults
+            .get(vault_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "vault vanished".into(),
+            })?;
+        let key = entry.keys.get(key_key).ok_or_else(|| KvError::Internal {
+            message: "key vanished".into(),
+        })?;
+        let v = key.version(version).ok_or_else(|| KvError::Internal {
+            message: "version vanished".into(),
+        })?;
         Ok(KeyView::new(entry, key, v))
     }
 
     fn live_key<'a>(entry: &'a VaultEntry, name: &str) -> Option<&'a Key> {
-        entry.keys.get(&name.to_ascii_lowercase()).filter(|k| k.deleted.is_none())
+        entry
+            .keys
+            .get(&name.to_ascii_lowercase())
+            .filter(|k| k.deleted.is_none())
     }
 
     fn new_version_id(key: Option<&Key>, rng: &mut impl RngCore) -> String {
@@ -179,7 +224,10 @@ impl KeyVaultState {
         validate::tags(&req.tags)?;
         validate::validity(req.nbf_ms, req.exp_ms)?;
         if kty.is_hsm() && entry.vault.sku != crate::model::Sku::Premium {
-            return Err(KvError::HsmRequiresPremium { kty: kty.as_str().into(), vault: entry.vault.name.clone() });
+            return Err(KvError::HsmRequiresPremium {
+                kty: kty.as_str().into(),
+                vault: entry.vault.name.clone(),
+            });
         }
         let lower = req.name.to_ascii_lowercase();
         let existing = entry.keys.get(&lower);
@@ -187,14 +235,19 @@ impl KeyVaultState {
             return Err(KvError::KeyDeletedButRecoverable { name: req.name });
         }
         if existing.is_none() && entry.keys.len() >= MAX_KEYS_PER_VAULT {
-            return Err(KvError::BadParameter { message: format!("A vault can hold at most {MAX_KEYS_PER_VAULT} keys.") });
+            return Err(KvError::BadParameter {
+                message: format!("A vault can hold at most {MAX_KEYS_PER_VAULT} keys."),
+            });
         }
         if existing.is_some_and(|k| k.versions.len() >= MAX_VERSIONS_PER_KEY) {
-            return Err(KvError::BadParameter { message: format!("A key can have at most {MAX_VERSIONS_PER_KEY} versions.") });
+            return Err(KvError::BadParameter {
+                message: format!("A key can have at most {MAX_VERSIONS_PER_KEY} versions."),
+            });
         }
         let version_id = Self::new_version_id(existing, rng);
         let vault_name = entry.vault.name.clone();
-        let (public, private) = backend.generate(kty, key_size_bits, &key_id(vault, &req.name, &version_id))?;
+        let (public, private) =
+            backend.generate(kty, key_size_bits, &key_id(vault, &req.name, &version_id))?;
         let version = KeyVersion {
             version: version_id.clone(),
             kty,
@@ -210,23 +263,45 @@ impl KeyVaultState {
             private,
         };
         let vault_key = vault.to_ascii_lowercase();
-        let entry = self.vaults.get_mut(&vault_key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
-        let key = entry.keys.entry(lower.clone()).or_insert_with(|| Key { name: req.name.clone(), versions: Vec::new(), deleted: None });
+        let entry = self
+            .vaults
+            .get_mut(&vault_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "vault vanished".into(),
+            })?;
+        let key = entry.keys.entry(lower.clone()).or_insert_with(|| Key {
+            name: req.name.clone(),
+            versions: Vec::new(),
+            deleted: None,
+        });
         key.versions.push(version);
         let view = self.view_of(&vault_key, &lower, &version_id)?;
         self.record(
             Change::Key(vault_key, lower),
-            Some(KeyVaultEvent::KeyCreated { vault: vault_name, key: req.name, version: version_id.clone(), kty: kty.as_str().into() }),
+            Some(KeyVaultEvent::KeyCreated {
+                vault: vault_name,
+                key: req.name,
+                version: version_id.clone(),
+                kty: kty.as_str().into(),
+            }),
         );
         Ok(view)
     }
 
     /// A key version (empty = newest). A disabled key can still be read.
-    pub fn get_key(&self, caller: &Caller, vault: &str, name: &str, version: &str) -> Result<KeyView, KvError> {
+    pub fn get_key(
+        &self,
+        caller: &Caller,
+        vault: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<KeyView, KvError> {
         let entry = self.authorize(caller, vault, KeyPermission::Get)?;
         validate::key_version(version)?;
         let key = Self::live_key(entry, name).ok_or_else(|| not_found(name, version))?;
-        let v = key.version(version).ok_or_else(|| not_found(name, version))?;
+        let v = key
+            .version(version)
+            .ok_or_else(|| not_found(name, version))?;
         Ok(KeyView::new(entry, key, v))
     }
 
@@ -242,10 +317,19 @@ impl KeyVaultState {
     }
 
     /// Every version of a live key, oldest first.
-    pub fn list_key_versions(&self, caller: &Caller, vault: &str, name: &str) -> Result<Vec<KeyView>, KvError> {
+    pub fn list_key_versions(
+        &self,
+        caller: &Caller,
+        vault: &str,
+        name: &str,
+    ) -> Result<Vec<KeyView>, KvError> {
         let entry = self.authorize(caller, vault, KeyPermission::List)?;
         let key = Self::live_key(entry, name).ok_or_else(|| not_found(name, ""))?;
-        Ok(key.versions.iter().map(|v| KeyView::new(entry, key, v)).collect())
+        Ok(key
+            .versions
+            .iter()
+            .map(|v| KeyView::new(entry, key, v))
+            .collect())
     }
 
     /// Updates one version's attributes.
@@ -261,7 +345,9 @@ impl KeyVaultState {
         let entry = self.authorize(caller, vault, KeyPermission::Update)?;
         validate::key_version(version)?;
         let key = Self::live_key(entry, name).ok_or_else(|| not_found(name, version))?;
-        let current = key.version(version).ok_or_else(|| not_found(name, version))?;
+        let current = key
+            .version(version)
+            .ok_or_else(|| not_found(name, version))?;
         let mut updated = current.clone();
         if !patch.key_ops.is_empty() {
             updated.key_ops = validate::key_ops(&patch.key_ops, updated.kty)?;
@@ -286,18 +372,42 @@ impl KeyVaultState {
         }
         updated.updated_ms = now.0;
         let event = match (current.enabled, updated.enabled) {
-            (true, false) => KeyVaultEvent::KeyDisabled { vault: entry.vault.name.clone(), key: key.name.clone(), version: updated.version.clone() },
-            (false, true) => KeyVaultEvent::KeyEnabled { vault: entry.vault.name.clone(), key: key.name.clone(), version: updated.version.clone() },
-            _ => KeyVaultEvent::KeyUpdated { vault: entry.vault.name.clone(), key: key.name.clone(), version: updated.version.clone() },
+            (true, false) => KeyVaultEvent::KeyDisabled {
+                vault: entry.vault.name.clone(),
+                key: key.name.clone(),
+                version: updated.version.clone(),
+            },
+            (false, true) => KeyVaultEvent::KeyEnabled {
+                vault: entry.vault.name.clone(),
+                key: key.name.clone(),
+                version: updated.version.clone(),
+            },
+            _ => KeyVaultEvent::KeyUpdated {
+                vault: entry.vault.name.clone(),
+                key: key.name.clone(),
+                version: updated.version.clone(),
+            },
         };
         let (vault_key, key_key) = (vault.to_ascii_lowercase(), name.to_ascii_lowercase());
-        let entry = self.vaults.get_mut(&vault_key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
-        let key = entry.keys.get_mut(&key_key).ok_or_else(|| KvError::Internal { message: "key vanished".into() })?;
+        let entry = self
+            .vaults
+            .get_mut(&vault_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "vault vanished".into(),
+            })?;
+        let key = entry
+            .keys
+            .get_mut(&key_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "key vanished".into(),
+            })?;
         let slot = key
             .versions
             .iter_mut()
             .find(|v| v.version == updated.version)
-            .ok_or_else(|| KvError::Internal { message: "version vanished".into() })?;
+            .ok_or_else(|| KvError::Internal {
+                message: "version vanished".into(),
+            })?;
         *slot = updated.clone();
         let view = self.view_of(&vault_key, &key_key, &updated.version)?;
         self.record(Change::Key(vault_key, key_key), Some(event));
@@ -318,11 +428,18 @@ impl KeyVaultState {
         let key = Self::live_key(entry, name).ok_or_else(|| not_found(name, ""))?;
         let newest = key.newest().ok_or_else(|| not_found(name, ""))?;
         if key.versions.len() >= MAX_VERSIONS_PER_KEY {
-            return Err(KvError::BadParameter { message: format!("A key can have at most {MAX_VERSIONS_PER_KEY} versions.") });
+            return Err(KvError::BadParameter {
+                message: format!("A key can have at most {MAX_VERSIONS_PER_KEY} versions."),
+            });
         }
         let version_id = Self::new_version_id(Some(key), rng);
-        let (kty, size, ops, tags, previous) =
-            (newest.kty, newest.key_size_bits, newest.key_ops.clone(), newest.tags.clone(), newest.version.clone());
+        let (kty, size, ops, tags, previous) = (
+            newest.kty,
+            newest.key_size_bits,
+            newest.key_ops.clone(),
+            newest.tags.clone(),
+            newest.version.clone(),
+        );
         let (vault_name, key_name) = (entry.vault.name.clone(), key.name.clone());
         let (public, private) = backend.generate(kty, size, &key_id(vault, name, &version_id))?;
         let version = KeyVersion {
@@ -340,13 +457,28 @@ impl KeyVaultState {
             private,
         };
         let (vault_key, key_key) = (vault.to_ascii_lowercase(), name.to_ascii_lowercase());
-        let entry = self.vaults.get_mut(&vault_key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
-        let key = entry.keys.get_mut(&key_key).ok_or_else(|| KvError::Internal { message: "key vanished".into() })?;
+        let entry = self
+            .vaults
+            .get_mut(&vault_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "vault vanished".into(),
+            })?;
+        let key = entry
+            .keys
+            .get_mut(&key_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "key vanished".into(),
+            })?;
         key.versions.push(version);
         let view = self.view_of(&vault_key, &key_key, &version_id)?;
         self.record(
             Change::Key(vault_key, key_key),
-            Some(KeyVaultEvent::KeyRotated { vault: vault_name, key: key_name, version: version_id.clone(), previous_version: previous }),
+            Some(KeyVaultEvent::KeyRotated {
+                vault: vault_name,
+                key: key_name,
+                version: version_id.clone(),
+                previous_version: previous,
+            }),
         );
         Ok(view)
     }
@@ -373,51 +505,106 @@ impl KeyVaultState {
         let soft = entry.vault.enable_soft_delete;
         let (vault_key, key_key) = (vault.to_ascii_lowercase(), name.to_ascii_lowercase());
         if !soft {
-            view.deleted = Some(Deletion { deleted_ms: now.0, scheduled_purge_ms: now.0 });
+            view.deleted = Some(Deletion {
+                deleted_ms: now.0,
+                scheduled_purge_ms: now.0,
+            });
             self.purge_key_now(&vault_key, &key_key, false, backend);
             return Ok(view);
         }
-        let entry = self.vaults.get_mut(&vault_key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
+        let entry = self
+            .vaults
+            .get_mut(&vault_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "vault vanished".into(),
+            })?;
         let vault_name = entry.vault.name.clone();
-        let key = entry.keys.get_mut(&key_key).ok_or_else(|| KvError::Internal { message: "key vanished".into() })?;
+        let key = entry
+            .keys
+            .get_mut(&key_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "key vanished".into(),
+            })?;
         key.deleted = Some(deletion);
         let key_name = key.name.clone();
         self.record(
             Change::Key(vault_key, key_key),
-            Some(KeyVaultEvent::KeyDeleted { vault: vault_name, key: key_name, scheduled_purge_ms: deletion.scheduled_purge_ms }),
+            Some(KeyVaultEvent::KeyDeleted {
+                vault: vault_name,
+                key: key_name,
+                scheduled_purge_ms: deletion.scheduled_purge_ms,
+            }),
         );
         Ok(view)
     }
 
-    fn deleted_key<'a>(&'a self, caller: &Caller, vault: &str, name: &str, permission: KeyPermission) -> Result<(&'a VaultEntry, &'a Key), KvError> {
+    fn deleted_key<'a>(
+        &'a self,
+        caller: &Caller,
+        vault: &str,
+        name: &str,
+        permission: KeyPermission,
+    ) -> Result<(&'a VaultEntry, &'a Key), KvError> {
         let entry = self.authorize(caller, vault, permission)?;
         let key = entry
             .keys
             .get(&name.to_ascii_lowercase())
             .filter(|k| k.deleted.is_some())
-            .ok_or_else(|| KvError::DeletedKeyNotFound { name: name.to_string() })?;
+            .ok_or_else(|| KvError::DeletedKeyNotFound {
+                name: name.to_string(),
+            })?;
         Ok((entry, key))
     }
 
     /// A soft-deleted key (its newest version).
-    pub fn get_deleted_key(&self, caller: &Caller, vault: &str, name: &str) -> Result<KeyView, KvError> {
+    pub fn get_deleted_key(
+        &self,
+        caller: &Caller,
+        vault: &str,
+        name: &str,
+    ) -> Result<KeyView, KvError> {
         let (entry, key) = self.deleted_key(caller, vault, name, KeyPermission::Get)?;
-        let newest = key.newest().ok_or_else(|| KvError::DeletedKeyNotFound { name: name.to_string() })?;
+        let newest = key.newest().ok_or_else(|| KvError::DeletedKeyNotFound {
+            name: name.to_string(),
+        })?;
         Ok(KeyView::new(entry, key, newest))
     }
 
     /// Recovers a soft-deleted key with all its versions.
-    pub fn recover_deleted_key(&mut self, caller: &Caller, vault: &str, name: &str) -> Result<KeyView, KvError> {
+    pub fn recover_deleted_key(
+        &mut self,
+        caller: &Caller,
+        vault: &str,
+        name: &str,
+    ) -> Result<KeyView, KvError> {
         let (entry, key) = self.deleted_key(caller, vault, name, KeyPermission::Recover)?;
         let (vault_name, key_name) = (entry.vault.name.clone(), key.name.clone());
         let (vault_key, key_key) = (vault.to_ascii_lowercase(), name.to_ascii_lowercase());
-        let entry = self.vaults.get_mut(&vault_key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
-        let key = entry.keys.get_mut(&key_key).ok_or_else(|| KvError::Internal { message: "key vanished".into() })?;
+        let entry = self
+            .vaults
+            .get_mut(&vault_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "vault vanished".into(),
+            })?;
+        let key = entry
+            .keys
+            .get_mut(&key_key)
+            .ok_or_else(|| KvError::Internal {
+                message: "key vanished".into(),
+            })?;
         key.deleted = None;
         let key = &entry.keys[&key_key];
-        let newest = key.newest().ok_or_else(|| KvError::Internal { message: "key has no versions".into() })?;
+        let newest = key.newest().ok_or_else(|| KvError::Internal {
+            message: "key has no versions".into(),
+        })?;
         let view = KeyView::new(entry, key, newest);
-        self.record(Change::Key(vault_key, key_key), Some(KeyVaultEvent::KeyRecovered { vault: vault_name, key: key_name }));
+        self.record(
+            Change::Key(vault_key, key_key),
+            Some(KeyVaultEvent::KeyRecovered {
+                vault: vault_name,
+                key: key_name,
+            }),
+        );
         Ok(view)
     }
 
@@ -431,24 +618,49 @@ impl KeyVaultState {
         backend: &mut dyn KeyBackend,
     ) -> Result<(), KvError> {
         let (entry, key) = self.deleted_key(caller, vault, name, KeyPermission::Purge)?;
-        let scheduled = key.deleted.map(|d| d.scheduled_purge_ms).unwrap_or(i64::MAX);
+        let scheduled = key
+            .deleted
+            .map(|d| d.scheduled_purge_ms)
+            .unwrap_or(i64::MAX);
         if entry.vault.enable_purge_protection && now.0 < scheduled {
-            return Err(KvError::PurgeProtected { vault: entry.vault.name.clone(), location: entry.vault.location.clone() });
+            return Err(KvError::PurgeProtected {
+                vault: entry.vault.name.clone(),
+                location: entry.vault.location.clone(),
+            });
         }
-        self.purge_key_now(&vault.to_ascii_lowercase(), &name.to_ascii_lowercase(), false, backend);
+        self.purge_key_now(
+            &vault.to_ascii_lowercase(),
+            &name.to_ascii_lowercase(),
+            false,
+            backend,
+        );
         Ok(())
     }
 
-    fn purge_key_now(&mut self, vault_key: &str, key_key: &str, automatic: bool, backend: &mut dyn KeyBackend) {
-        let Some(entry) = self.vaults.get_mut(vault_key) else { return };
-        let Some(key) = entry.keys.remove(key_key) else { return };
+    fn purge_key_now(
+        &mut self,
+        vault_key: &str,
+        key_key: &str,
+        automatic: bool,
+        backend: &mut dyn KeyBackend,
+    ) {
+        let Some(entry) = self.vaults.get_mut(vault_key) else {
+            return;
+        };
+        let Some(key) = entry.keys.remove(key_key) else {
+            return;
+        };
         for version in &key.versions {
             backend.destroy(&version.private);
         }
         let vault_name = entry.vault.name.clone();
         self.record(
             Change::KeyRemoved(vault_key.to_string(), key_key.to_string()),
-            Some(KeyVaultEvent::KeyPurged { vault: vault_name, key: key.name, automatic }),
+            Some(KeyVaultEvent::KeyPurged {
+                vault: vault_name,
+                key: key.name,
+                automatic,
+            }),
         );
     }
 
@@ -491,7 +703,12 @@ impl KeyVaultState {
                     .deleted
                     .map(|d| d.scheduled_purge_ms)
                     .into_iter()
-                    .chain(entry.keys.values().filter_map(|k| k.deleted.map(|d| d.scheduled_purge_ms)))
+                    .chain(
+                        entry
+                            .keys
+                            .values()
+                            .filter_map(|k| k.deleted.map(|d| d.scheduled_purge_ms)),
+                    )
             })
             .min()
     }
@@ -502,25 +719,37 @@ impl KeyVaultState {
         &self,
         now: SimTime,
         caller: &Caller,
-        vault: &str,
-        name: &str,
-        version: &str,
+        key: KeyAddr<'_>,
         op: KeyOp,
         alg: &str,
     ) -> Result<(KeyView, Algorithm), KvError> {
+        let KeyAddr {
+            vault,
+            name,
+            version,
+        } = key;
         let entry = self.authorize(caller, vault, permission_for(op))?;
         validate::key_version(version)?;
         let key = Self::live_key(entry, name).ok_or_else(|| not_found(name, version))?;
-        let v = key.version(version).ok_or_else(|| not_found(name, version))?;
+        let v = key
+            .version(version)
+            .ok_or_else(|| not_found(name, version))?;
         if !v.enabled {
-            return Err(KvError::KeyDisabled { operation: op.as_str().into() });
+            return Err(KvError::KeyDisabled {
+                operation: op.as_str().into(),
+            });
         }
-        let allowed_outside_validity = matches!(op, KeyOp::Decrypt | KeyOp::UnwrapKey | KeyOp::Verify);
+        let allowed_outside_validity =
+            matches!(op, KeyOp::Decrypt | KeyOp::UnwrapKey | KeyOp::Verify);
         if !allowed_outside_validity && !v.in_validity_period(now.0) {
-            return Err(KvError::KeyNotYetValidOrExpired { operation: op.as_str().into() });
+            return Err(KvError::KeyNotYetValidOrExpired {
+                operation: op.as_str().into(),
+            });
         }
         if !v.key_ops.contains(&op) {
-            return Err(KvError::KeyOperationForbidden { operation: op.as_str().into() });
+            return Err(KvError::KeyOperationForbidden {
+                operation: op.as_str().into(),
+            });
         }
         let algorithm = parse_algorithm(op, v.kty, alg)?;
         Ok((KeyView::new(entry, key, v), algorithm))

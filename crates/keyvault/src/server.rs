@@ -13,13 +13,14 @@
 //!
 //! One server hosts `keyvault.v1.KeyVault`, `keyvault.v1.ChaosControl`, `identity.v1.Identity`,
 //! `grpc.health.v1.Health` and server reflection. A background task purges soft-deleted vaults
-//! and keys at their scheduled purge date, sleeping on the simulation clock.
+//! and keys at their scheduled purge date: it sleeps on the simulation clock until the earliest
+//! one, and is woken whenever records change (a new deletion may be earlier). With nothing
+//! scheduled it holds no timer at all, so a paused or simulated runtime never jumps for it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -37,10 +38,6 @@ use crate::hsm::HsmKeys;
 use crate::service::{ChaosControlService, Core, Inner, KeyVaultService};
 use crate::store::KeyVaultStore;
 
-/// Longest the purge task sleeps between checks (simulated), so that a purge scheduled while it
-/// sleeps is noticed within this bound.
-pub const PURGE_CHECK_INTERVAL_MAX: Duration = Duration::from_secs(3600);
-
 /// Server configuration.
 #[derive(Clone, Debug, Default)]
 pub struct KeyVaultConfig {
@@ -55,7 +52,10 @@ pub struct KeyVaultConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("Key Vault data directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("Key Vault: {0}")]
     KeyVault(#[from] KvError),
     #[error("identity authority: {0}")]
@@ -74,7 +74,10 @@ pub struct KeyVaultServer {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
-    move |source| ServerError::Io { path: path.to_path_buf(), source }
+    move |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn load_or_create_master_key(path: &Path, rng: &mut RandomSource) -> Result<[u8; 32], ServerError> {
@@ -86,7 +89,10 @@ fn load_or_create_master_key(path: &Path, rng: &mut RandomSource) -> Result<[u8;
         }
         Ok(bytes) => Err(ServerError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("master key has {} bytes, expected 32", bytes.len())),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("master key has {} bytes, expected 32", bytes.len()),
+            ),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
@@ -96,12 +102,16 @@ fn load_or_create_master_key(path: &Path, rng: &mut RandomSource) -> Result<[u8;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io_error(&tmp))?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io_error(&tmp))?;
             }
             std::fs::rename(&tmp, path).map_err(io_error(path))?;
             Ok(key)
         }
-        Err(e) => Err(ServerError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(ServerError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -115,28 +125,51 @@ impl KeyVaultServer {
         config: KeyVaultConfig,
     ) -> Result<KeyVaultServer, ServerError> {
         std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
-        let mut material_rng = if config.os_key_material { RandomSource::Os } else { seeds.source("keyvault/key-material") };
-        let master_key = load_or_create_master_key(&data_dir.join("master.key"), &mut material_rng)?;
+        let mut material_rng = if config.os_key_material {
+            RandomSource::Os
+        } else {
+            seeds.source("keyvault/key-material")
+        };
+        let master_key =
+            load_or_create_master_key(&data_dir.join("master.key"), &mut material_rng)?;
         let hsm = if config.without_hsm {
             None
         } else {
-            let hsm_rng = if config.os_key_material { RandomSource::Os } else { seeds.source("keyvault/hsm") };
+            let hsm_rng = if config.os_key_material {
+                RandomSource::Os
+            } else {
+                seeds.source("keyvault/hsm")
+            };
             Some(HsmKeys::open(&data_dir.join("hsm"), &master_key, hsm_rng)?)
         };
         let crypto = Crypto::new(&master_key, material_rng, hsm)?;
         let store = KeyVaultStore::open(&data_dir.join("keyvault"))?;
         let state = store.load()?;
-        let identity_rng = if config.os_key_material { RandomSource::Os } else { seeds.source("identity") };
+        let identity_rng = if config.os_key_material {
+            RandomSource::Os
+        } else {
+            seeds.source("identity")
+        };
         let identity = IdentityAuthority::open(&data_dir.join("identity"), identity_rng)?;
         let verifier = identity.verifier();
         let core = Arc::new(Core {
-            inner: Mutex::new(Inner { state, crypto, store, version_rng: seeds.source("keyvault/key-versions") }),
+            inner: Mutex::new(Inner {
+                state,
+                crypto,
+                store,
+                version_rng: seeds.source("keyvault/key-versions"),
+            }),
             clock: clock.clone(),
             events,
             verifier,
             chaos: Chaos::new(clock.clone(), seeds.source("keyvault/chaos")),
+            schedule_changed: tokio::sync::Notify::new(),
         });
-        Ok(KeyVaultServer { core, identity: Arc::new(Mutex::new(identity)), clock })
+        Ok(KeyVaultServer {
+            core,
+            identity: Arc::new(Mutex::new(identity)),
+            clock,
+        })
     }
 
     /// The identity authority hosted by this process (scenario setup creates tenants and
@@ -156,45 +189,72 @@ impl KeyVaultServer {
     }
 
     /// Serves on `addr` until `shutdown` completes.
-    pub async fn serve(self, addr: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServerError::Io { path: PathBuf::from(addr.to_string()), source: e })?;
-        self.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown).await
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServerError::Io {
+                path: PathBuf::from(addr.to_string()),
+                source: e,
+            })?;
+        self.serve_with_incoming(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
     }
 
     /// Serves the connections of `incoming` (real TCP, turmoil, in-memory) until `shutdown`.
-    pub async fn serve_with_incoming<I, IO, IE>(self, incoming: I, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError>
+    pub async fn serve_with_incoming<I, IO, IE>(
+        self,
+        incoming: I,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError>
     where
         I: Stream<Item = Result<IO, IE>> + Send + 'static,
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<pb::key_vault_server::KeyVaultServer<KeyVaultService>>().await;
+        health_reporter
+            .set_serving::<pb::key_vault_server::KeyVaultServer<KeyVaultService>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
-        let keyvault = pb::key_vault_server::KeyVaultServer::new(KeyVaultService { core: self.core.clone() });
-        let chaos = pb::chaos_control_server::ChaosControlServer::new(ChaosControlService { core: self.core.clone() });
-        let identity = IdentityService::new(self.identity.clone(), self.clock.clone()).into_server();
+        let keyvault = pb::key_vault_server::KeyVaultServer::new(KeyVaultService {
+            core: self.core.clone(),
+        });
+        let chaos = pb::chaos_control_server::ChaosControlServer::new(ChaosControlService {
+            core: self.core.clone(),
+        });
+        let identity =
+            IdentityService::new(self.identity.clone(), self.clock.clone()).into_server();
 
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let purge_core = self.core.clone();
         let clock = self.clock.clone();
         let purge_task = tokio::spawn(async move {
             loop {
-                let now = clock.now();
-                let wait = purge_core
-                    .next_purge()
-                    .map(|at| at.since(now))
-                    .unwrap_or(PURGE_CHECK_INTERVAL_MAX)
-                    .min(PURGE_CHECK_INTERVAL_MAX);
+                let next = purge_core.next_purge();
+                let due = async {
+                    match next {
+                        Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    _ = clock.sleep(wait) => {}
+                    _ = due => {
+                        if let Err(e) = purge_core.purge_due() {
+                            tracing::warn!("scheduled purge failed: {e}");
+                        }
+                    }
+                    _ = purge_core.schedule_changed.notified() => {}
                     _ = stop_rx.changed() => break,
-                }
-                if let Err(e) = purge_core.purge_due() {
-                    tracing::warn!("scheduled purge failed: {e}");
                 }
             }
         });

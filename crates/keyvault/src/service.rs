@@ -20,7 +20,7 @@ use crate::chaos::{self, Chaos, ChaosMode, ChaosSettings, GateError};
 use crate::convert;
 use crate::errors::{KvError, Plane};
 use crate::events::KeyVaultEvent;
-use crate::keys::{key_id, Algorithm, KeyPatch, NewKey};
+use crate::keys::{key_id, Algorithm, KeyAddr, KeyPatch, NewKey};
 use crate::model::KeyOp;
 use crate::state::{Caller, KeyVaultState};
 use crate::status::to_status;
@@ -45,6 +45,8 @@ pub struct Core {
     pub(crate) events: EventLog,
     pub(crate) verifier: TokenVerifier,
     pub(crate) chaos: Chaos,
+    /// Woken whenever records change, so the purge task re-reads the next scheduled purge.
+    pub(crate) schedule_changed: tokio::sync::Notify,
 }
 
 /// The result of a domain call: the answer and the key version it resolved to (for the audit).
@@ -60,6 +62,7 @@ impl Core {
         let effects = inner.state.take_effects();
         if !effects.changes.is_empty() {
             inner.store.apply(&inner.state, &effects.changes)?;
+            self.schedule_changed.notify_one();
         }
         for event in &effects.events {
             self.events.record(now, EVENT_SOURCE, event);
@@ -100,8 +103,16 @@ impl Core {
             .and_then(chaos::parse_grpc_timeout);
         match self.chaos.gate(deadline).await {
             Ok(()) => {}
-            Err(GateError::Refused) => return Err(Status::unavailable("tcp connect error: Connection refused (os error 111)")),
-            Err(GateError::DeadlineExceeded) => return Err(Status::deadline_exceeded("Key Vault did not answer (blackhole)")),
+            Err(GateError::Refused) => {
+                return Err(Status::unavailable(
+                    "tcp connect error: Connection refused (os error 111)",
+                ))
+            }
+            Err(GateError::DeadlineExceeded) => {
+                return Err(Status::deadline_exceeded(
+                    "Key Vault did not answer (blackhole)",
+                ))
+            }
             Err(GateError::Azure(e)) => return Err(to_status(&e)),
         }
         let now = self.clock.now();
@@ -136,9 +147,14 @@ impl Core {
             result: status.0.to_string(),
             http_status: status.1,
         };
-        inner.store.append_audit(&record).map_err(|e| to_status(&e))?;
+        inner
+            .store
+            .append_audit(&record)
+            .map_err(|e| to_status(&e))?;
         drop(inner);
-        result.map(|(t, _)| Response::new(t)).map_err(|e| to_status(&e))
+        result
+            .map(|(t, _)| Response::new(t))
+            .map_err(|e| to_status(&e))
     }
 }
 
@@ -161,7 +177,11 @@ fn key_ref(r: Option<pb::KeyRef>) -> pb::KeyRef {
 fn new_vault(r: pb::CreateVaultRequest) -> Result<NewVault, KvError> {
     Ok(NewVault {
         sku: convert::sku_from_pb(r.sku)?,
-        access_policies: r.access_policies.iter().map(convert::policy_from_pb).collect::<Result<_, _>>()?,
+        access_policies: r
+            .access_policies
+            .iter()
+            .map(convert::policy_from_pb)
+            .collect::<Result<_, _>>()?,
         name: r.name,
         location: r.location,
         tenant_id: r.tenant_id,
@@ -182,333 +202,746 @@ fn crypto_op(
     alg: &str,
     value: &[u8],
 ) -> Outcome<pb::KeyOperationResult> {
-    let (view, algorithm) = inner.state.prepare_operation(now, caller, &r.vault_name, &r.key_name, &r.version, op, alg)?;
+    let (view, algorithm) = inner.state.prepare_operation(
+        now,
+        caller,
+        KeyAddr {
+            vault: &r.vault_name,
+            name: &r.key_name,
+            version: &r.version,
+        },
+        op,
+        alg,
+    )?;
     let Algorithm::Encryption(alg) = algorithm else {
-        return Err(KvError::Internal { message: "not an encryption algorithm".into() });
+        return Err(KvError::Internal {
+            message: "not an encryption algorithm".into(),
+        });
     };
     let v = &view.version;
     let out = match op {
         KeyOp::Encrypt | KeyOp::WrapKey => crate::crypto::public_encrypt(&v.public, alg, value)?,
         _ => inner
             .crypto
-            .decrypt(v.kty, &v.private, &key_id(&r.vault_name, &r.key_name, &v.version), alg, value)?
+            .decrypt(
+                v.kty,
+                &v.private,
+                &key_id(&r.vault_name, &r.key_name, &v.version),
+                alg,
+                value,
+            )?
             .to_vec(),
     };
-    Ok((pb::KeyOperationResult { kid: view.kid(), value: out }, v.version.clone()))
+    Ok((
+        pb::KeyOperationResult {
+            kid: view.kid(),
+            value: out,
+        },
+        v.version.clone(),
+    ))
 }
 
 #[tonic::async_trait]
 impl pb::key_vault_server::KeyVault for KeyVaultService {
-    async fn create_vault(&self, request: Request<pb::CreateVaultRequest>) -> Result<Response<pb::Vault>, Status> {
+    async fn create_vault(
+        &self,
+        request: Request<pb::CreateVaultRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
         let r = request.get_ref().clone();
         let name = r.name.clone();
         self.core
-            .handle(&request, Plane::Management, "VaultPut", &name, "", "", |inner, caller, now| {
-                let v = inner.state.create_vault(now, caller, new_vault(r)?)?;
-                Ok((convert::vault_to_pb(&v), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultPut",
+                &name,
+                "",
+                "",
+                |inner, caller, now| {
+                    let v = inner.state.create_vault(now, caller, new_vault(r)?)?;
+                    Ok((convert::vault_to_pb(&v), String::new()))
+                },
+            )
             .await
     }
 
-    async fn get_vault(&self, request: Request<pb::VaultRef>) -> Result<Response<pb::Vault>, Status> {
+    async fn get_vault(
+        &self,
+        request: Request<pb::VaultRef>,
+    ) -> Result<Response<pb::Vault>, Status> {
         let name = request.get_ref().vault_name.clone();
         self.core
-            .handle(&request, Plane::Management, "VaultGet", &name, "", "", |inner, caller, _| {
-                Ok((convert::vault_to_pb(inner.state.get_vault(caller, &name)?), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultGet",
+                &name,
+                "",
+                "",
+                |inner, caller, _| {
+                    Ok((
+                        convert::vault_to_pb(inner.state.get_vault(caller, &name)?),
+                        String::new(),
+                    ))
+                },
+            )
             .await
     }
 
-    async fn list_vaults(&self, request: Request<pb::ListVaultsRequest>) -> Result<Response<pb::VaultList>, Status> {
+    async fn list_vaults(
+        &self,
+        request: Request<pb::ListVaultsRequest>,
+    ) -> Result<Response<pb::VaultList>, Status> {
         self.core
-            .handle(&request, Plane::Management, "VaultList", "", "", "", |inner, caller, _| {
-                let vaults = inner.state.list_vaults(caller).into_iter().map(convert::vault_to_pb).collect();
-                Ok((pb::VaultList { vaults }, String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultList",
+                "",
+                "",
+                "",
+                |inner, caller, _| {
+                    let vaults = inner
+                        .state
+                        .list_vaults(caller)
+                        .into_iter()
+                        .map(convert::vault_to_pb)
+                        .collect();
+                    Ok((pb::VaultList { vaults }, String::new()))
+                },
+            )
             .await
     }
 
-    async fn update_vault(&self, request: Request<pb::UpdateVaultRequest>) -> Result<Response<pb::Vault>, Status> {
+    async fn update_vault(
+        &self,
+        request: Request<pb::UpdateVaultRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Management, "VaultPatch", &r.vault_name, "", "", |inner, caller, _| {
-                let patch = VaultPatch {
-                    enable_soft_delete: r.enable_soft_delete,
-                    enable_purge_protection: r.enable_purge_protection,
-                    soft_delete_retention_days: r.soft_delete_retention_in_days,
-                };
-                Ok((convert::vault_to_pb(&inner.state.update_vault(caller, &r.vault_name, patch)?), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultPatch",
+                &r.vault_name,
+                "",
+                "",
+                |inner, caller, _| {
+                    let patch = VaultPatch {
+                        enable_soft_delete: r.enable_soft_delete,
+                        enable_purge_protection: r.enable_purge_protection,
+                        soft_delete_retention_days: r.soft_delete_retention_in_days,
+                    };
+                    Ok((
+                        convert::vault_to_pb(&inner.state.update_vault(
+                            caller,
+                            &r.vault_name,
+                            patch,
+                        )?),
+                        String::new(),
+                    ))
+                },
+            )
             .await
     }
 
-    async fn delete_vault(&self, request: Request<pb::VaultRef>) -> Result<Response<pb::DeletedVault>, Status> {
+    async fn delete_vault(
+        &self,
+        request: Request<pb::VaultRef>,
+    ) -> Result<Response<pb::DeletedVault>, Status> {
         let name = request.get_ref().vault_name.clone();
         self.core
-            .handle(&request, Plane::Management, "VaultDelete", &name, "", "", |inner, caller, now| {
-                let Inner { state, crypto, .. } = inner;
-                let (v, d) = state.delete_vault(now, caller, &name, crypto)?;
-                Ok((convert::deleted_vault_to_pb(&v, d), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultDelete",
+                &name,
+                "",
+                "",
+                |inner, caller, now| {
+                    let Inner { state, crypto, .. } = inner;
+                    let (v, d) = state.delete_vault(now, caller, &name, crypto)?;
+                    Ok((convert::deleted_vault_to_pb(&v, d), String::new()))
+                },
+            )
             .await
     }
 
-    async fn get_deleted_vault(&self, request: Request<pb::VaultRef>) -> Result<Response<pb::DeletedVault>, Status> {
+    async fn get_deleted_vault(
+        &self,
+        request: Request<pb::VaultRef>,
+    ) -> Result<Response<pb::DeletedVault>, Status> {
         let name = request.get_ref().vault_name.clone();
         self.core
-            .handle(&request, Plane::Management, "VaultGetDeleted", &name, "", "", |inner, caller, _| {
-                let (v, d) = inner.state.get_deleted_vault(caller, &name)?;
-                Ok((convert::deleted_vault_to_pb(&v, d), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultGetDeleted",
+                &name,
+                "",
+                "",
+                |inner, caller, _| {
+                    let (v, d) = inner.state.get_deleted_vault(caller, &name)?;
+                    Ok((convert::deleted_vault_to_pb(&v, d), String::new()))
+                },
+            )
             .await
     }
 
-    async fn recover_deleted_vault(&self, request: Request<pb::VaultRef>) -> Result<Response<pb::Vault>, Status> {
+    async fn recover_deleted_vault(
+        &self,
+        request: Request<pb::VaultRef>,
+    ) -> Result<Response<pb::Vault>, Status> {
         let name = request.get_ref().vault_name.clone();
         self.core
-            .handle(&request, Plane::Management, "VaultRecover", &name, "", "", |inner, caller, _| {
-                Ok((convert::vault_to_pb(&inner.state.recover_vault(caller, &name)?), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultRecover",
+                &name,
+                "",
+                "",
+                |inner, caller, _| {
+                    Ok((
+                        convert::vault_to_pb(&inner.state.recover_vault(caller, &name)?),
+                        String::new(),
+                    ))
+                },
+            )
             .await
     }
 
-    async fn purge_deleted_vault(&self, request: Request<pb::VaultRef>) -> Result<Response<pb::Empty>, Status> {
+    async fn purge_deleted_vault(
+        &self,
+        request: Request<pb::VaultRef>,
+    ) -> Result<Response<pb::Empty>, Status> {
         let name = request.get_ref().vault_name.clone();
         self.core
-            .handle(&request, Plane::Management, "VaultPurge", &name, "", "", |inner, caller, now| {
-                let Inner { state, crypto, .. } = inner;
-                state.purge_vault(now, caller, &name, crypto)?;
-                Ok((pb::Empty {}, String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultPurge",
+                &name,
+                "",
+                "",
+                |inner, caller, now| {
+                    let Inner { state, crypto, .. } = inner;
+                    state.purge_vault(now, caller, &name, crypto)?;
+                    Ok((pb::Empty {}, String::new()))
+                },
+            )
             .await
     }
 
-    async fn set_access_policy(&self, request: Request<pb::SetAccessPolicyRequest>) -> Result<Response<pb::Vault>, Status> {
+    async fn set_access_policy(
+        &self,
+        request: Request<pb::SetAccessPolicyRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Management, "VaultAccessPolicyChange", &r.vault_name, "", "", |inner, caller, _| {
-                let policy = r.policy.as_ref().ok_or_else(|| KvError::BadRequest { message: "The request must contain a policy.".into() })?;
-                let policy = convert::policy_from_pb(policy)?;
-                Ok((convert::vault_to_pb(&inner.state.set_access_policy(caller, &r.vault_name, policy)?), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultAccessPolicyChange",
+                &r.vault_name,
+                "",
+                "",
+                |inner, caller, _| {
+                    let policy = r.policy.as_ref().ok_or_else(|| KvError::BadRequest {
+                        message: "The request must contain a policy.".into(),
+                    })?;
+                    let policy = convert::policy_from_pb(policy)?;
+                    Ok((
+                        convert::vault_to_pb(&inner.state.set_access_policy(
+                            caller,
+                            &r.vault_name,
+                            policy,
+                        )?),
+                        String::new(),
+                    ))
+                },
+            )
             .await
     }
 
-    async fn remove_access_policy(&self, request: Request<pb::RemoveAccessPolicyRequest>) -> Result<Response<pb::Vault>, Status> {
+    async fn remove_access_policy(
+        &self,
+        request: Request<pb::RemoveAccessPolicyRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Management, "VaultAccessPolicyChange", &r.vault_name, "", "", |inner, caller, _| {
-                Ok((convert::vault_to_pb(&inner.state.remove_access_policy(caller, &r.vault_name, &r.object_id)?), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "VaultAccessPolicyChange",
+                &r.vault_name,
+                "",
+                "",
+                |inner, caller, _| {
+                    Ok((
+                        convert::vault_to_pb(&inner.state.remove_access_policy(
+                            caller,
+                            &r.vault_name,
+                            &r.object_id,
+                        )?),
+                        String::new(),
+                    ))
+                },
+            )
             .await
     }
 
-    async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Result<Response<pb::KeyBundle>, Status> {
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::KeyBundle>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyCreate", &r.vault_name, &r.key_name, "", |inner, caller, now| {
-                let Inner { state, crypto, version_rng, .. } = inner;
-                let req = NewKey {
-                    name: r.key_name.clone(),
-                    kty: r.kty.clone(),
-                    key_size_bits: r.key_size,
-                    curve: r.curve.clone(),
-                    key_ops: r.key_ops.clone(),
-                    enabled: r.enabled,
-                    nbf_ms: r.nbf_unix_ms,
-                    exp_ms: r.exp_unix_ms,
-                    tags: r.tags.clone().into_iter().collect(),
-                };
-                let view = state.create_key(now, caller, &r.vault_name, req, crypto, version_rng)?;
-                Ok((convert::key_to_pb(&view), view.version.version.clone()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyCreate",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, now| {
+                    let Inner {
+                        state,
+                        crypto,
+                        version_rng,
+                        ..
+                    } = inner;
+                    let req = NewKey {
+                        name: r.key_name.clone(),
+                        kty: r.kty.clone(),
+                        key_size_bits: r.key_size,
+                        curve: r.curve.clone(),
+                        key_ops: r.key_ops.clone(),
+                        enabled: r.enabled,
+                        nbf_ms: r.nbf_unix_ms,
+                        exp_ms: r.exp_unix_ms,
+                        tags: r.tags.clone().into_iter().collect(),
+                    };
+                    let view =
+                        state.create_key(now, caller, &r.vault_name, req, crypto, version_rng)?;
+                    Ok((convert::key_to_pb(&view), view.version.version.clone()))
+                },
+            )
             .await
     }
 
-    async fn get_key(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::KeyBundle>, Status> {
+    async fn get_key(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::KeyBundle>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyGet", &r.vault_name, &r.key_name, &r.version, |inner, caller, _| {
-                let view = inner.state.get_key(caller, &r.vault_name, &r.key_name, &r.version)?;
-                Ok((convert::key_to_pb(&view), view.version.version.clone()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyGet",
+                &r.vault_name,
+                &r.key_name,
+                &r.version,
+                |inner, caller, _| {
+                    let view =
+                        inner
+                            .state
+                            .get_key(caller, &r.vault_name, &r.key_name, &r.version)?;
+                    Ok((convert::key_to_pb(&view), view.version.version.clone()))
+                },
+            )
             .await
     }
 
-    async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> Result<Response<pb::KeyBundle>, Status> {
+    async fn update_key(
+        &self,
+        request: Request<pb::UpdateKeyRequest>,
+    ) -> Result<Response<pb::KeyBundle>, Status> {
         let r = request.get_ref().clone();
         let k = key_ref(r.key.clone());
         self.core
-            .handle(&request, Plane::Data, "KeyUpdate", &k.vault_name, &k.key_name, &k.version, |inner, caller, now| {
-                let patch = KeyPatch {
-                    enabled: r.enabled,
-                    nbf_ms: r.nbf_unix_ms,
-                    exp_ms: r.exp_unix_ms,
-                    clear_nbf: r.clear_nbf,
-                    clear_exp: r.clear_exp,
-                    key_ops: r.key_ops.clone(),
-                    tags: r.tags.clone().into_iter().collect(),
-                };
-                let view = inner.state.update_key(now, caller, &k.vault_name, &k.key_name, &k.version, patch)?;
-                Ok((convert::key_to_pb(&view), view.version.version.clone()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyUpdate",
+                &k.vault_name,
+                &k.key_name,
+                &k.version,
+                |inner, caller, now| {
+                    let patch = KeyPatch {
+                        enabled: r.enabled,
+                        nbf_ms: r.nbf_unix_ms,
+                        exp_ms: r.exp_unix_ms,
+                        clear_nbf: r.clear_nbf,
+                        clear_exp: r.clear_exp,
+                        key_ops: r.key_ops.clone(),
+                        tags: r.tags.clone().into_iter().collect(),
+                    };
+                    let view = inner.state.update_key(
+                        now,
+                        caller,
+                        &k.vault_name,
+                        &k.key_name,
+                        &k.version,
+                        patch,
+                    )?;
+                    Ok((convert::key_to_pb(&view), view.version.version.clone()))
+                },
+            )
             .await
     }
 
-    async fn list_keys(&self, request: Request<pb::VaultRef>) -> Result<Response<pb::KeyList>, Status> {
+    async fn list_keys(
+        &self,
+        request: Request<pb::VaultRef>,
+    ) -> Result<Response<pb::KeyList>, Status> {
         let name = request.get_ref().vault_name.clone();
         self.core
-            .handle(&request, Plane::Data, "KeyList", &name, "", "", |inner, caller, _| {
-                let keys = inner.state.list_keys(caller, &name)?.iter().map(convert::key_to_pb).collect();
-                Ok((pb::KeyList { keys }, String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyList",
+                &name,
+                "",
+                "",
+                |inner, caller, _| {
+                    let keys = inner
+                        .state
+                        .list_keys(caller, &name)?
+                        .iter()
+                        .map(convert::key_to_pb)
+                        .collect();
+                    Ok((pb::KeyList { keys }, String::new()))
+                },
+            )
             .await
     }
 
-    async fn list_key_versions(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::KeyList>, Status> {
+    async fn list_key_versions(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::KeyList>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyListVersions", &r.vault_name, &r.key_name, "", |inner, caller, _| {
-                let keys = inner.state.list_key_versions(caller, &r.vault_name, &r.key_name)?.iter().map(convert::key_to_pb).collect();
-                Ok((pb::KeyList { keys }, String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyListVersions",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, _| {
+                    let keys = inner
+                        .state
+                        .list_key_versions(caller, &r.vault_name, &r.key_name)?
+                        .iter()
+                        .map(convert::key_to_pb)
+                        .collect();
+                    Ok((pb::KeyList { keys }, String::new()))
+                },
+            )
             .await
     }
 
-    async fn rotate_key(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::KeyBundle>, Status> {
+    async fn rotate_key(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::KeyBundle>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyRotate", &r.vault_name, &r.key_name, "", |inner, caller, now| {
-                let Inner { state, crypto, version_rng, .. } = inner;
-                let view = state.rotate_key(now, caller, &r.vault_name, &r.key_name, crypto, version_rng)?;
-                Ok((convert::key_to_pb(&view), view.version.version.clone()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyRotate",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, now| {
+                    let Inner {
+                        state,
+                        crypto,
+                        version_rng,
+                        ..
+                    } = inner;
+                    let view = state.rotate_key(
+                        now,
+                        caller,
+                        &r.vault_name,
+                        &r.key_name,
+                        crypto,
+                        version_rng,
+                    )?;
+                    Ok((convert::key_to_pb(&view), view.version.version.clone()))
+                },
+            )
             .await
     }
 
-    async fn delete_key(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::DeletedKeyBundle>, Status> {
+    async fn delete_key(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::DeletedKeyBundle>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyDelete", &r.vault_name, &r.key_name, "", |inner, caller, now| {
-                let Inner { state, crypto, .. } = inner;
-                let view = state.delete_key(now, caller, &r.vault_name, &r.key_name, crypto)?;
-                Ok((convert::deleted_key_to_pb(&view), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyDelete",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, now| {
+                    let Inner { state, crypto, .. } = inner;
+                    let view = state.delete_key(now, caller, &r.vault_name, &r.key_name, crypto)?;
+                    Ok((convert::deleted_key_to_pb(&view), String::new()))
+                },
+            )
             .await
     }
 
-    async fn get_deleted_key(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::DeletedKeyBundle>, Status> {
+    async fn get_deleted_key(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::DeletedKeyBundle>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyGetDeleted", &r.vault_name, &r.key_name, "", |inner, caller, _| {
-                let view = inner.state.get_deleted_key(caller, &r.vault_name, &r.key_name)?;
-                Ok((convert::deleted_key_to_pb(&view), String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyGetDeleted",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, _| {
+                    let view = inner
+                        .state
+                        .get_deleted_key(caller, &r.vault_name, &r.key_name)?;
+                    Ok((convert::deleted_key_to_pb(&view), String::new()))
+                },
+            )
             .await
     }
 
-    async fn recover_deleted_key(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::KeyBundle>, Status> {
+    async fn recover_deleted_key(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::KeyBundle>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyRecover", &r.vault_name, &r.key_name, "", |inner, caller, _| {
-                let view = inner.state.recover_deleted_key(caller, &r.vault_name, &r.key_name)?;
-                Ok((convert::key_to_pb(&view), view.version.version.clone()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyRecover",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, _| {
+                    let view =
+                        inner
+                            .state
+                            .recover_deleted_key(caller, &r.vault_name, &r.key_name)?;
+                    Ok((convert::key_to_pb(&view), view.version.version.clone()))
+                },
+            )
             .await
     }
 
-    async fn purge_deleted_key(&self, request: Request<pb::KeyRef>) -> Result<Response<pb::Empty>, Status> {
+    async fn purge_deleted_key(
+        &self,
+        request: Request<pb::KeyRef>,
+    ) -> Result<Response<pb::Empty>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Data, "KeyPurge", &r.vault_name, &r.key_name, "", |inner, caller, now| {
-                let Inner { state, crypto, .. } = inner;
-                state.purge_deleted_key(now, caller, &r.vault_name, &r.key_name, crypto)?;
-                Ok((pb::Empty {}, String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyPurge",
+                &r.vault_name,
+                &r.key_name,
+                "",
+                |inner, caller, now| {
+                    let Inner { state, crypto, .. } = inner;
+                    state.purge_deleted_key(now, caller, &r.vault_name, &r.key_name, crypto)?;
+                    Ok((pb::Empty {}, String::new()))
+                },
+            )
             .await
     }
 
-    async fn wrap_key(&self, request: Request<pb::KeyOperationRequest>) -> Result<Response<pb::KeyOperationResult>, Status> {
+    async fn wrap_key(
+        &self,
+        request: Request<pb::KeyOperationRequest>,
+    ) -> Result<Response<pb::KeyOperationResult>, Status> {
         self.key_operation(request, KeyOp::WrapKey, "KeyWrap").await
     }
 
-    async fn unwrap_key(&self, request: Request<pb::KeyOperationRequest>) -> Result<Response<pb::KeyOperationResult>, Status> {
-        self.key_operation(request, KeyOp::UnwrapKey, "KeyUnwrap").await
-    }
-
-    async fn encrypt(&self, request: Request<pb::KeyOperationRequest>) -> Result<Response<pb::KeyOperationResult>, Status> {
-        self.key_operation(request, KeyOp::Encrypt, "KeyEncrypt").await
-    }
-
-    async fn decrypt(&self, request: Request<pb::KeyOperationRequest>) -> Result<Response<pb::KeyOperationResult>, Status> {
-        self.key_operation(request, KeyOp::Decrypt, "KeyDecrypt").await
-    }
-
-    async fn sign(&self, request: Request<pb::SignRequest>) -> Result<Response<pb::SignResult>, Status> {
-        let r = request.get_ref().clone();
-        let k = key_ref(r.key.clone());
-        self.core
-            .handle(&request, Plane::Data, "KeySign", &k.vault_name, &k.key_name, &k.version, |inner, caller, now| {
-                let (view, algorithm) =
-                    inner.state.prepare_operation(now, caller, &k.vault_name, &k.key_name, &k.version, KeyOp::Sign, &r.algorithm)?;
-                let Algorithm::Signature(alg) = algorithm else {
-                    return Err(KvError::Internal { message: "not a signature algorithm".into() });
-                };
-                let v = &view.version;
-                let signature =
-                    inner.crypto.sign(v.kty, &v.private, &key_id(&k.vault_name, &k.key_name, &v.version), alg, &r.digest)?;
-                Ok((pb::SignResult { kid: view.kid(), signature }, v.version.clone()))
-            })
+    async fn unwrap_key(
+        &self,
+        request: Request<pb::KeyOperationRequest>,
+    ) -> Result<Response<pb::KeyOperationResult>, Status> {
+        self.key_operation(request, KeyOp::UnwrapKey, "KeyUnwrap")
             .await
     }
 
-    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResult>, Status> {
-        let r = request.get_ref().clone();
-        let k = key_ref(r.key.clone());
-        self.core
-            .handle(&request, Plane::Data, "KeyVerify", &k.vault_name, &k.key_name, &k.version, |inner, caller, now| {
-                let (view, algorithm) =
-                    inner.state.prepare_operation(now, caller, &k.vault_name, &k.key_name, &k.version, KeyOp::Verify, &r.algorithm)?;
-                let Algorithm::Signature(alg) = algorithm else {
-                    return Err(KvError::Internal { message: "not a signature algorithm".into() });
-                };
-                let valid = crate::crypto::public_verify(&view.version.public, alg, &r.digest, &r.signature)?;
-                Ok((pb::VerifyResult { valid }, view.version.version.clone()))
-            })
+    async fn encrypt(
+        &self,
+        request: Request<pb::KeyOperationRequest>,
+    ) -> Result<Response<pb::KeyOperationResult>, Status> {
+        self.key_operation(request, KeyOp::Encrypt, "KeyEncrypt")
             .await
     }
 
-    async fn query_audit(&self, request: Request<pb::AuditQuery>) -> Result<Response<pb::AuditRecords>, Status> {
+    async fn decrypt(
+        &self,
+        request: Request<pb::KeyOperationRequest>,
+    ) -> Result<Response<pb::KeyOperationResult>, Status> {
+        self.key_operation(request, KeyOp::Decrypt, "KeyDecrypt")
+            .await
+    }
+
+    async fn sign(
+        &self,
+        request: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResult>, Status> {
+        let r = request.get_ref().clone();
+        let k = key_ref(r.key.clone());
+        self.core
+            .handle(
+                &request,
+                Plane::Data,
+                "KeySign",
+                &k.vault_name,
+                &k.key_name,
+                &k.version,
+                |inner, caller, now| {
+                    let (view, algorithm) = inner.state.prepare_operation(
+                        now,
+                        caller,
+                        KeyAddr {
+                            vault: &k.vault_name,
+                            name: &k.key_name,
+                            version: &k.version,
+                        },
+                        KeyOp::Sign,
+                        &r.algorithm,
+                    )?;
+                    let Algorithm::Signature(alg) = algorithm else {
+                        return Err(KvError::Internal {
+                            message: "not a signature algorithm".into(),
+                        });
+                    };
+                    let v = &view.version;
+                    let signature = inner.crypto.sign(
+                        v.kty,
+                        &v.private,
+                        &key_id(&k.vault_name, &k.key_name, &v.version),
+                        alg,
+                        &r.digest,
+                    )?;
+                    Ok((
+                        pb::SignResult {
+                            kid: view.kid(),
+                            signature,
+                        },
+                        v.version.clone(),
+                    ))
+                },
+            )
+            .await
+    }
+
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResult>, Status> {
+        let r = request.get_ref().clone();
+        let k = key_ref(r.key.clone());
+        self.core
+            .handle(
+                &request,
+                Plane::Data,
+                "KeyVerify",
+                &k.vault_name,
+                &k.key_name,
+                &k.version,
+                |inner, caller, now| {
+                    let (view, algorithm) = inner.state.prepare_operation(
+                        now,
+                        caller,
+                        KeyAddr {
+                            vault: &k.vault_name,
+                            name: &k.key_name,
+                            version: &k.version,
+                        },
+                        KeyOp::Verify,
+                        &r.algorithm,
+                    )?;
+                    let Algorithm::Signature(alg) = algorithm else {
+                        return Err(KvError::Internal {
+                            message: "not a signature algorithm".into(),
+                        });
+                    };
+                    let valid = crate::crypto::public_verify(
+                        &view.version.public,
+                        alg,
+                        &r.digest,
+                        &r.signature,
+                    )?;
+                    Ok((pb::VerifyResult { valid }, view.version.version.clone()))
+                },
+            )
+            .await
+    }
+
+    async fn query_audit(
+        &self,
+        request: Request<pb::AuditQuery>,
+    ) -> Result<Response<pb::AuditRecords>, Status> {
         let r = request.get_ref().clone();
         self.core
-            .handle(&request, Plane::Management, "AuditQuery", &r.vault_name, &r.key_name, &r.key_version, |inner, caller, _| {
-                // Reading a vault's audit log is a management right on that vault.
-                inner.state.get_vault(caller, &r.vault_name)?;
-                let query = AuditQuery {
-                    vault: r.vault_name.clone(),
-                    key: r.key_name.clone(),
-                    version: r.key_version.clone(),
-                    from_ms: r.from_unix_ms,
-                    to_ms: r.to_unix_ms,
-                    limit: r.limit as usize,
-                };
-                let answer = inner.store.query_audit(&query)?;
-                let records = answer
-                    .records
-                    .into_iter()
-                    .map(|a| pb::AuditRecord {
-                        time_unix_ms: a.time_ms,
-                        principal_object_id: a.principal_object_id,
-                        operation: a.operation,
-                        vault_name: a.vault,
-                        key_name: a.key,
-                        key_version: a.version,
-                        result: a.result,
-                        http_status: u32::from(a.http_status),
-                    })
-                    .collect();
-                Ok((pb::AuditRecords { records, total_matched: answer.total_matched }, String::new()))
-            })
+            .handle(
+                &request,
+                Plane::Management,
+                "AuditQuery",
+                &r.vault_name,
+                &r.key_name,
+                &r.key_version,
+                |inner, caller, _| {
+                    // Reading a vault's audit log is a management right on that vault.
+                    inner.state.get_vault(caller, &r.vault_name)?;
+                    let query = AuditQuery {
+                        vault: r.vault_name.clone(),
+                        key: r.key_name.clone(),
+                        version: r.key_version.clone(),
+                        from_ms: r.from_unix_ms,
+                        to_ms: r.to_unix_ms,
+                        limit: r.limit as usize,
+                    };
+                    let answer = inner.store.query_audit(&query)?;
+                    let records = answer
+                        .records
+                        .into_iter()
+                        .map(|a| pb::AuditRecord {
+                            time_unix_ms: a.time_ms,
+                            principal_object_id: a.principal_object_id,
+                            operation: a.operation,
+                            vault_name: a.vault,
+                            key_name: a.key,
+                            key_version: a.version,
+                            result: a.result,
+                            http_status: u32::from(a.http_status),
+                        })
+                        .collect();
+                    Ok((
+                        pb::AuditRecords {
+                            records,
+                            total_matched: answer.total_matched,
+                        },
+                        String::new(),
+                    ))
+                },
+            )
             .await
     }
 }
@@ -523,9 +956,15 @@ impl KeyVaultService {
         let r = request.get_ref().clone();
         let k = key_ref(r.key.clone());
         self.core
-            .handle(&request, Plane::Data, operation, &k.vault_name, &k.key_name, &k.version, |inner, caller, now| {
-                crypto_op(inner, caller, now, &k, op, &r.algorithm, &r.value)
-            })
+            .handle(
+                &request,
+                Plane::Data,
+                operation,
+                &k.vault_name,
+                &k.key_name,
+                &k.version,
+                |inner, caller, now| crypto_op(inner, caller, now, &k, op, &r.algorithm, &r.value),
+            )
             .await
     }
 }
@@ -547,7 +986,10 @@ fn settings_to_pb(s: ChaosSettings) -> pb::ChaosSettings {
 
 #[tonic::async_trait]
 impl pb::chaos_control_server::ChaosControl for ChaosControlService {
-    async fn set_chaos(&self, request: Request<pb::ChaosSettings>) -> Result<Response<pb::ChaosSettings>, Status> {
+    async fn set_chaos(
+        &self,
+        request: Request<pb::ChaosSettings>,
+    ) -> Result<Response<pb::ChaosSettings>, Status> {
         let r = request.into_inner();
         let mode = match pb::ChaosMode::try_from(r.mode) {
             Ok(pb::ChaosMode::Up) | Ok(pb::ChaosMode::Unspecified) => ChaosMode::Up,
@@ -555,7 +997,12 @@ impl pb::chaos_control_server::ChaosControl for ChaosControlService {
             Ok(pb::ChaosMode::Blackhole) => ChaosMode::Blackhole,
             Ok(pb::ChaosMode::ErrorRate) => ChaosMode::ErrorRate,
             Ok(pb::ChaosMode::Throttle) => ChaosMode::Throttle,
-            Err(_) => return Err(Status::invalid_argument(format!("unknown chaos mode {}", r.mode))),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown chaos mode {}",
+                    r.mode
+                )))
+            }
         };
         let settings = ChaosSettings {
             mode,
@@ -563,7 +1010,10 @@ impl pb::chaos_control_server::ChaosControl for ChaosControlService {
             retry_after_seconds: r.retry_after_seconds,
             added_latency_ms: r.added_latency_ms,
         };
-        self.core.chaos.set(settings).map_err(Status::invalid_argument)?;
+        self.core
+            .chaos
+            .set(settings)
+            .map_err(Status::invalid_argument)?;
         self.core.events.record(
             self.core.clock.now(),
             EVENT_SOURCE,
@@ -577,7 +1027,10 @@ impl pb::chaos_control_server::ChaosControl for ChaosControlService {
         Ok(Response::new(settings_to_pb(settings)))
     }
 
-    async fn get_chaos(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ChaosSettings>, Status> {
+    async fn get_chaos(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ChaosSettings>, Status> {
         Ok(Response::new(settings_to_pb(self.core.chaos.settings())))
     }
 }

@@ -100,7 +100,11 @@ impl KeyVaultState {
     }
 
     /// The tenant check: the token's tenant must be the vault's.
-    pub(crate) fn check_tenant(entry: &VaultEntry, caller: &Caller, plane: Plane) -> Result<(), KvError> {
+    pub(crate) fn check_tenant(
+        entry: &VaultEntry,
+        caller: &Caller,
+        plane: Plane,
+    ) -> Result<(), KvError> {
         if caller.tenant_id == entry.vault.tenant_id {
             Ok(())
         } else {
@@ -133,18 +137,22 @@ impl KeyVaultState {
             .vault
             .access_policies
             .get(&caller.object_id)
-            .is_some_and(|p| p.tenant_id == caller.tenant_id && p.key_permissions.contains(&permission));
+            .is_some_and(|p| {
+                p.tenant_id == caller.tenant_id && p.key_permissions.contains(&permission)
+            });
         if granted {
             Ok(entry)
         } else {
-            Err(KvError::AccessDenied {
-                app_id: caller.app_id.clone(),
-                object_id: caller.object_id.clone(),
-                issuer: caller.issuer.clone(),
-                permission: permission.as_str().to_string(),
-                vault: entry.vault.name.clone(),
-                location: entry.vault.location.clone(),
-            })
+            Err(KvError::AccessDenied(Box::new(
+                crate::errors::AccessDenied {
+                    app_id: caller.app_id.clone(),
+                    object_id: caller.object_id.clone(),
+                    issuer: caller.issuer.clone(),
+                    permission: permission.as_str().to_string(),
+                    vault: entry.vault.name.clone(),
+                    location: entry.vault.location.clone(),
+                },
+            )))
         }
     }
 }

@@ -27,7 +27,10 @@ pub fn to_status(error: &KvError) -> Status {
     if let Ok(value) = MetadataValue::try_from(body.code) {
         status.metadata_mut().insert("x-ms-error-code", value);
     }
-    if let KvError::Throttled { retry_after_seconds } = error {
+    if let KvError::Throttled {
+        retry_after_seconds,
+    } = error
+    {
         if let Ok(value) = MetadataValue::try_from(retry_after_seconds.to_string()) {
             status.metadata_mut().insert("retry-after", value);
         }

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditAnswer, AuditQuery, AuditRecord, MAX_AUDIT_RECORDS, MAX_AUDIT_SCAN_RECORDS};
+use crate::audit::{
+    AuditAnswer, AuditQuery, AuditRecord, MAX_AUDIT_RECORDS, MAX_AUDIT_SCAN_RECORDS,
+};
 use crate::errors::KvError;
 use crate::model::{Deletion, Key, Vault, VaultEntry};
 use crate::state::{Change, KeyVaultState};
@@ -27,7 +29,9 @@ struct VaultRecord {
 }
 
 fn store_error(e: impl std::fmt::Display) -> KvError {
-    KvError::Internal { message: format!("Key Vault store: {e}") }
+    KvError::Internal {
+        message: format!("Key Vault store: {e}"),
+    }
 }
 
 fn key_key(vault: &str, key: &str) -> Vec<u8> {
@@ -57,7 +61,11 @@ pub struct KeyVaultStore {
 impl KeyVaultStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<KeyVaultStore, KvError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(store_error)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(store_error)?;
         let audit = db.open_tree("audit").map_err(store_error)?;
         let audit_records = audit.len() as u64;
         let audit_seq = audit
@@ -87,12 +95,19 @@ impl KeyVaultStore {
             let record: VaultRecord = serde_json::from_slice(&v).map_err(store_error)?;
             entries.insert(
                 String::from_utf8_lossy(&k).into_owned(),
-                VaultEntry { vault: record.vault, deleted: record.deleted, keys: Default::default() },
+                VaultEntry {
+                    vault: record.vault,
+                    deleted: record.deleted,
+                    keys: Default::default(),
+                },
             );
         }
         for item in self.keys.iter() {
             let (k, v) = item.map_err(store_error)?;
-            let split = k.iter().position(|b| *b == 0).ok_or_else(|| store_error("bad key record id"))?;
+            let split = k
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| store_error("bad key record id"))?;
             let vault = String::from_utf8_lossy(&k[..split]).into_owned();
             let name = String::from_utf8_lossy(&k[split + 1..]).into_owned();
             let key: Key = serde_json::from_slice(&v).map_err(store_error)?;
@@ -104,21 +119,35 @@ impl KeyVaultStore {
     }
 
     /// Writes the changed records of `state` and flushes.
-    pub fn apply(&mut self, state: &KeyVaultState, changes: &std::collections::BTreeSet<Change>) -> Result<(), KvError> {
+    pub fn apply(
+        &mut self,
+        state: &KeyVaultState,
+        changes: &std::collections::BTreeSet<Change>,
+    ) -> Result<(), KvError> {
         for change in changes {
             match change {
                 Change::Vault(name) => {
                     if let Some(entry) = state.entry(name) {
-                        let record = VaultRecord { vault: entry.vault.clone(), deleted: entry.deleted };
+                        let record = VaultRecord {
+                            vault: entry.vault.clone(),
+                            deleted: entry.deleted,
+                        };
                         let bytes = serde_json::to_vec(&record).map_err(store_error)?;
-                        self.vaults.insert(name.as_bytes(), bytes).map_err(store_error)?;
+                        self.vaults
+                            .insert(name.as_bytes(), bytes)
+                            .map_err(store_error)?;
                     }
                 }
                 Change::VaultRemoved(name) => {
                     self.vaults.remove(name.as_bytes()).map_err(store_error)?;
                     let mut prefix = name.as_bytes().to_vec();
                     prefix.push(0);
-                    let doomed: Vec<_> = self.keys.scan_prefix(&prefix).keys().filter_map(Result::ok).collect();
+                    let doomed: Vec<_> = self
+                        .keys
+                        .scan_prefix(&prefix)
+                        .keys()
+                        .filter_map(Result::ok)
+                        .collect();
                     for k in doomed {
                         self.keys.remove(k).map_err(store_error)?;
                     }
@@ -126,7 +155,9 @@ impl KeyVaultStore {
                 Change::Key(vault, key) => {
                     if let Some(k) = state.entry(vault).and_then(|e| e.keys.get(key)) {
                         let bytes = serde_json::to_vec(k).map_err(store_error)?;
-                        self.keys.insert(key_key(vault, key), bytes).map_err(store_error)?;
+                        self.keys
+                            .insert(key_key(vault, key), bytes)
+                            .map_err(store_error)?;
                     }
                 }
                 Change::KeyRemoved(vault, key) => {
@@ -141,7 +172,9 @@ impl KeyVaultStore {
     /// Appends an audit record (flushed with the next flush; `flush_audit` forces it).
     pub fn append_audit(&mut self, record: &AuditRecord) -> Result<(), KvError> {
         let bytes = serde_json::to_vec(record).map_err(store_error)?;
-        self.audit.insert(audit_key(record.time_ms, self.audit_seq), bytes).map_err(store_error)?;
+        self.audit
+            .insert(audit_key(record.time_ms, self.audit_seq), bytes)
+            .map_err(store_error)?;
         self.audit_seq += 1;
         self.audit_records += 1;
         while self.audit_records > MAX_AUDIT_RECORDS {
@@ -160,7 +193,12 @@ impl KeyVaultStore {
         let to = audit_key(query.to_ms.unwrap_or(i64::MAX), 0);
         let limit = query.effective_limit();
         let mut answer = AuditAnswer::default();
-        for item in self.audit.range(from..to).rev().take(MAX_AUDIT_SCAN_RECORDS) {
+        for item in self
+            .audit
+            .range(from..to)
+            .rev()
+            .take(MAX_AUDIT_SCAN_RECORDS)
+        {
             let (_, v) = item.map_err(store_error)?;
             let record: AuditRecord = serde_json::from_slice(&v).map_err(store_error)?;
             if query.matches(&record) {

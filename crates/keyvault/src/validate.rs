@@ -30,7 +30,9 @@ pub const MAX_TEXT_CHARS: usize = 256;
 pub fn vault_name(name: &str) -> Result<(), KvError> {
     let bytes = name.as_bytes();
     let ok = (3..=24).contains(&bytes.len())
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && bytes[0].is_ascii_alphabetic()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !name.contains("--");
@@ -86,7 +88,9 @@ pub fn text(field: &str, value: &str, required: bool) -> Result<(), KvError> {
     }
     if value.chars().count() > MAX_TEXT_CHARS {
         return Err(KvError::BadRequest {
-            message: format!("The property \"{field}\" is longer than {MAX_TEXT_CHARS} characters."),
+            message: format!(
+                "The property \"{field}\" is longer than {MAX_TEXT_CHARS} characters."
+            ),
         });
     }
     Ok(())
@@ -152,9 +156,7 @@ pub fn key_ops(names: &[String], kty: KeyType) -> Result<Vec<KeyOp>, KvError> {
 /// Parses a key type.
 pub fn key_type(kty: &str) -> Result<KeyType, KvError> {
     KeyType::parse(kty).ok_or_else(|| KvError::BadParameter {
-        message: format!(
-            "Invalid kty '{kty}'. Supported key types: RSA, RSA-HSM, EC, EC-HSM."
-        ),
+        message: format!("Invalid kty '{kty}'. Supported key types: RSA, RSA-HSM, EC, EC-HSM."),
     })
 }
 
@@ -252,7 +254,10 @@ mod tests {
         let p = permissions(&["get".into(), "UnwrapKey".into(), "wrapKey".into()]).unwrap();
         assert!(p.contains(&KeyPermission::UnwrapKey));
         assert!(permissions(&["gett".into()]).is_err());
-        assert_eq!(key_ops(&[], KeyType::Ec).unwrap(), vec![KeyOp::Sign, KeyOp::Verify]);
+        assert_eq!(
+            key_ops(&[], KeyType::Ec).unwrap(),
+            vec![KeyOp::Sign, KeyOp::Verify]
+        );
         assert!(key_ops(&["wrapKey".into()], KeyType::Ec).is_err());
         assert_eq!(key_params(KeyType::Rsa, 0, "").unwrap(), 2048);
         assert!(key_params(KeyType::Rsa, 1024, "").is_err());

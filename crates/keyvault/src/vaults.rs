@@ -42,12 +42,21 @@ pub struct VaultPatch {
 
 impl KeyVaultState {
     /// Creates a vault in the caller's tenant.
-    pub fn create_vault(&mut self, now: SimTime, caller: &Caller, req: NewVault) -> Result<Vault, KvError> {
+    pub fn create_vault(
+        &mut self,
+        now: SimTime,
+        caller: &Caller,
+        req: NewVault,
+    ) -> Result<Vault, KvError> {
         validate::vault_name(&req.name)?;
         validate::text("location", &req.location, true)?;
         validate::text("subscriptionId", &req.subscription_id, false)?;
         validate::text("resourceGroup", &req.resource_group, false)?;
-        let tenant_id = if req.tenant_id.is_empty() { caller.tenant_id.clone() } else { req.tenant_id.clone() };
+        let tenant_id = if req.tenant_id.is_empty() {
+            caller.tenant_id.clone()
+        } else {
+            req.tenant_id.clone()
+        };
         if tenant_id != caller.tenant_id {
             return Err(KvError::InvalidIssuer {
                 plane: Plane::Management,
@@ -56,12 +65,15 @@ impl KeyVaultState {
             });
         }
         let retention = validate::retention_days(
-            req.soft_delete_retention_days.unwrap_or(validate::RETENTION_DEFAULT_DAYS),
+            req.soft_delete_retention_days
+                .unwrap_or(validate::RETENTION_DEFAULT_DAYS),
         )?;
         let soft_delete = req.enable_soft_delete.unwrap_or(true);
         if req.enable_purge_protection && !soft_delete {
             return Err(KvError::BadRequest {
-                message: "Purge protection can only be enabled on a vault with soft delete enabled.".into(),
+                message:
+                    "Purge protection can only be enabled on a vault with soft delete enabled."
+                        .into(),
             });
         }
         let mut policies = BTreeMap::new();
@@ -113,12 +125,20 @@ impl KeyVaultState {
             self.effects.events.push(KeyVaultEvent::PolicySet {
                 vault: vault.name.clone(),
                 object_id: policy.object_id.clone(),
-                permissions: policy.key_permissions.iter().map(|p| p.as_str().to_string()).collect(),
+                permissions: policy
+                    .key_permissions
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
             });
         }
         self.vaults.insert(
             key.clone(),
-            VaultEntry { vault: vault.clone(), deleted: None, keys: BTreeMap::new() },
+            VaultEntry {
+                vault: vault.clone(),
+                deleted: None,
+                keys: BTreeMap::new(),
+            },
         );
         self.effects.changes.insert(Change::Vault(key));
         Ok(vault)
@@ -139,7 +159,12 @@ impl KeyVaultState {
     }
 
     /// Updates soft delete, purge protection and retention, refusing to turn either off.
-    pub fn update_vault(&mut self, caller: &Caller, name: &str, patch: VaultPatch) -> Result<Vault, KvError> {
+    pub fn update_vault(
+        &mut self,
+        caller: &Caller,
+        name: &str,
+        patch: VaultPatch,
+    ) -> Result<Vault, KvError> {
         let entry = self.manage(caller, name)?;
         let mut vault = entry.vault.clone();
         if let Some(soft_delete) = patch.enable_soft_delete {
@@ -154,7 +179,9 @@ impl KeyVaultState {
             }
             if purge_protection && !vault.enable_soft_delete {
                 return Err(KvError::BadRequest {
-                    message: "Purge protection can only be enabled on a vault with soft delete enabled.".into(),
+                    message:
+                        "Purge protection can only be enabled on a vault with soft delete enabled."
+                            .into(),
                 });
             }
             vault.enable_purge_protection = purge_protection;
@@ -193,28 +220,50 @@ impl KeyVaultState {
         let key = name.to_ascii_lowercase();
         if !vault.enable_soft_delete {
             self.purge_vault_now(&key, false, backend);
-            return Ok((vault, Deletion { deleted_ms: now.0, scheduled_purge_ms: now.0 }));
+            return Ok((
+                vault,
+                Deletion {
+                    deleted_ms: now.0,
+                    scheduled_purge_ms: now.0,
+                },
+            ));
         }
         if let Some(entry) = self.vaults.get_mut(&key) {
             entry.deleted = Some(deletion);
         }
         self.record(
             Change::Vault(key),
-            Some(KeyVaultEvent::VaultDeleted { vault: vault.name.clone(), scheduled_purge_ms: deletion.scheduled_purge_ms }),
+            Some(KeyVaultEvent::VaultDeleted {
+                vault: vault.name.clone(),
+                scheduled_purge_ms: deletion.scheduled_purge_ms,
+            }),
         );
         Ok((vault, deletion))
     }
 
-    fn deleted_vault(&self, caller: &Caller, name: &str) -> Result<(&VaultEntry, Deletion), KvError> {
-        let not_found = || KvError::DeletedVaultNotFound { name: name.to_string() };
-        let entry = self.vaults.get(&name.to_ascii_lowercase()).ok_or_else(not_found)?;
+    fn deleted_vault(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(&VaultEntry, Deletion), KvError> {
+        let not_found = || KvError::DeletedVaultNotFound {
+            name: name.to_string(),
+        };
+        let entry = self
+            .vaults
+            .get(&name.to_ascii_lowercase())
+            .ok_or_else(not_found)?;
         let deletion = entry.deleted.ok_or_else(not_found)?;
         Self::check_tenant(entry, caller, Plane::Management)?;
         Ok((entry, deletion))
     }
 
     /// A soft-deleted vault.
-    pub fn get_deleted_vault(&self, caller: &Caller, name: &str) -> Result<(Vault, Deletion), KvError> {
+    pub fn get_deleted_vault(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(Vault, Deletion), KvError> {
         let (entry, deletion) = self.deleted_vault(caller, name)?;
         Ok((entry.vault.clone(), deletion))
     }
@@ -227,7 +276,12 @@ impl KeyVaultState {
         if let Some(entry) = self.vaults.get_mut(&key) {
             entry.deleted = None;
         }
-        self.record(Change::Vault(key), Some(KeyVaultEvent::VaultRecovered { vault: vault.name.clone() }));
+        self.record(
+            Change::Vault(key),
+            Some(KeyVaultEvent::VaultRecovered {
+                vault: vault.name.clone(),
+            }),
+        );
         Ok(vault)
     }
 
@@ -251,8 +305,15 @@ impl KeyVaultState {
     }
 
     /// Removes a vault and destroys every key version in it.
-    pub(crate) fn purge_vault_now(&mut self, key: &str, automatic: bool, backend: &mut dyn KeyBackend) {
-        let Some(entry) = self.vaults.remove(key) else { return };
+    pub(crate) fn purge_vault_now(
+        &mut self,
+        key: &str,
+        automatic: bool,
+        backend: &mut dyn KeyBackend,
+    ) {
+        let Some(entry) = self.vaults.remove(key) else {
+            return;
+        };
         for k in entry.keys.values() {
             for version in &k.versions {
                 backend.destroy(&version.private);
@@ -260,15 +321,25 @@ impl KeyVaultState {
         }
         self.record(
             Change::VaultRemoved(key.to_string()),
-            Some(KeyVaultEvent::VaultPurged { vault: entry.vault.name.clone(), automatic }),
+            Some(KeyVaultEvent::VaultPurged {
+                vault: entry.vault.name.clone(),
+                automatic,
+            }),
         );
     }
 
     /// Sets (replaces) the access policy of `policy.object_id`.
-    pub fn set_access_policy(&mut self, caller: &Caller, name: &str, policy: AccessPolicy) -> Result<Vault, KvError> {
+    pub fn set_access_policy(
+        &mut self,
+        caller: &Caller,
+        name: &str,
+        policy: AccessPolicy,
+    ) -> Result<Vault, KvError> {
         let entry = self.manage(caller, name)?;
         if policy.object_id.is_empty() {
-            return Err(KvError::BadRequest { message: "The access policy must name an objectId.".into() });
+            return Err(KvError::BadRequest {
+                message: "The access policy must name an objectId.".into(),
+            });
         }
         if policy.tenant_id != entry.vault.tenant_id {
             return Err(KvError::BadRequest {
@@ -278,33 +349,56 @@ impl KeyVaultState {
                 ),
             });
         }
-        if entry.vault.access_policies.len() >= 1024 && !entry.vault.access_policies.contains_key(&policy.object_id) {
-            return Err(KvError::BadRequest { message: "A vault can have at most 1024 access policies.".into() });
+        if entry.vault.access_policies.len() >= 1024
+            && !entry.vault.access_policies.contains_key(&policy.object_id)
+        {
+            return Err(KvError::BadRequest {
+                message: "A vault can have at most 1024 access policies.".into(),
+            });
         }
         let key = name.to_ascii_lowercase();
         let event = KeyVaultEvent::PolicySet {
             vault: entry.vault.name.clone(),
             object_id: policy.object_id.clone(),
-            permissions: policy.key_permissions.iter().map(|p| p.as_str().to_string()).collect(),
+            permissions: policy
+                .key_permissions
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
         };
-        let entry = self.vaults.get_mut(&key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
-        entry.vault.access_policies.insert(policy.object_id.clone(), policy);
+        let entry = self.vaults.get_mut(&key).ok_or_else(|| KvError::Internal {
+            message: "vault vanished".into(),
+        })?;
+        entry
+            .vault
+            .access_policies
+            .insert(policy.object_id.clone(), policy);
         let vault = entry.vault.clone();
         self.record(Change::Vault(key), Some(event));
         Ok(vault)
     }
 
     /// Removes the access policy of `object_id` (no error if it had none, as in Azure).
-    pub fn remove_access_policy(&mut self, caller: &Caller, name: &str, object_id: &str) -> Result<Vault, KvError> {
+    pub fn remove_access_policy(
+        &mut self,
+        caller: &Caller,
+        name: &str,
+        object_id: &str,
+    ) -> Result<Vault, KvError> {
         self.manage(caller, name)?;
         let key = name.to_ascii_lowercase();
-        let entry = self.vaults.get_mut(&key).ok_or_else(|| KvError::Internal { message: "vault vanished".into() })?;
+        let entry = self.vaults.get_mut(&key).ok_or_else(|| KvError::Internal {
+            message: "vault vanished".into(),
+        })?;
         let removed = entry.vault.access_policies.remove(object_id).is_some();
         let vault = entry.vault.clone();
         if removed {
             self.record(
                 Change::Vault(key),
-                Some(KeyVaultEvent::PolicyRemoved { vault: vault.name.clone(), object_id: object_id.to_string() }),
+                Some(KeyVaultEvent::PolicyRemoved {
+                    vault: vault.name.clone(),
+                    object_id: object_id.to_string(),
+                }),
             );
         }
         Ok(vault)

@@ -18,8 +18,10 @@ pub type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     pub scenario: S<RawMeta>,
+    /// Not `Spanned`: toml 0.8 cannot deserialise a `Table` inside `Spanned` (keys arrive as
+    /// owned strings where the span wrapper wants borrowed ones); validation finds the header.
     #[serde(default)]
-    pub profile: Option<S<toml::Table>>,
+    pub profile: Option<toml::Table>,
     #[serde(default)]
     pub tenants: Vec<S<RawTenant>>,
     #[serde(default)]

@@ -16,8 +16,12 @@ impl Speed {
     /// encryption; none for AES key wrap (`openssl speed` has no such row).
     pub(crate) fn for_op(&self, op: BenchOp) -> Option<f64> {
         match op {
-            BenchOp::Rsa2048OaepSha1Decrypt | BenchOp::Rsa2048OaepSha256Decrypt => self.rsa2048.map(|(p, _)| p),
-            BenchOp::Rsa3072OaepSha1Decrypt | BenchOp::Rsa3072OaepSha256Decrypt => self.rsa3072.map(|(p, _)| p),
+            BenchOp::Rsa2048OaepSha1Decrypt | BenchOp::Rsa2048OaepSha256Decrypt => {
+                self.rsa2048.map(|(p, _)| p)
+            }
+            BenchOp::Rsa3072OaepSha1Decrypt | BenchOp::Rsa3072OaepSha256Decrypt => {
+                self.rsa3072.map(|(p, _)| p)
+            }
             BenchOp::Rsa2048OaepSha1Encrypt => self.rsa2048.map(|(_, v)| v),
             BenchOp::EcdsaP256Sign => self.ecdsa_p256_sign,
             BenchOp::Aes256KwpUnwrap => None,
@@ -32,7 +36,10 @@ pub(crate) fn speed() -> Result<Speed, String> {
         .output()
         .map_err(|e| format!("openssl not available ({e}): openssl column left empty"))?;
     if !output.status.success() {
-        return Err(format!("openssl speed failed with {}: openssl column left empty", output.status));
+        return Err(format!(
+            "openssl speed failed with {}: openssl column left empty",
+            output.status
+        ));
     }
     Ok(parse(&String::from_utf8_lossy(&output.stdout)))
 }
@@ -40,7 +47,10 @@ pub(crate) fn speed() -> Result<Speed, String> {
 /// The last two numbers of the first line containing `marker` (`sign/s verify/s`).
 fn last_two(text: &str, marker: &str) -> Option<(f64, f64)> {
     let line = text.lines().find(|l| l.contains(marker))?;
-    let numbers: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let numbers: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     match numbers.as_slice() {
         [.., a, b] => Some((*a, *b)),
         _ => None,

@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 use crate::error::Ckr;
 
 /// DER of the OID 1.2.840.10045.3.1.7 (prime256v1 / P-256).
-pub const P256_EC_PARAMS_DER: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+pub const P256_EC_PARAMS_DER: [u8; 10] =
+    [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 
 /// Length of an uncompressed P-256 point (`04 || x || y`), in bytes.
 const POINT_LEN_BYTES: usize = 65;
@@ -25,7 +26,11 @@ const SIGNATURE_LEN_BYTES: usize = 64;
 pub(crate) fn generate(rng: &mut (impl RngCore + CryptoRng)) -> (Zeroizing<Vec<u8>>, Vec<u8>) {
     let key = SigningKey::random(rng);
     let scalar = Zeroizing::new(key.to_bytes().to_vec());
-    let point = key.verifying_key().to_encoded_point(false).as_bytes().to_vec();
+    let point = key
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
     debug_assert_eq!(point.len(), POINT_LEN_BYTES);
     (scalar, point)
 }
@@ -48,11 +53,17 @@ pub(crate) fn verifying_key(point: &[u8]) -> Result<VerifyingKey, Ckr> {
 }
 
 /// `C_Sign` with `CKM_ECDSA` over a 32-byte digest.
-pub(crate) fn sign(key: &SigningKey, digest: &[u8], rng: &mut (impl RngCore + CryptoRng)) -> Result<Vec<u8>, Ckr> {
+pub(crate) fn sign(
+    key: &SigningKey,
+    digest: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Vec<u8>, Ckr> {
     if digest.len() != DIGEST_LEN_BYTES {
         return Err(Ckr::DataLenRange);
     }
-    let signature: Signature = key.sign_prehash_with_rng(rng, digest).map_err(|_| Ckr::DeviceError)?;
+    let signature: Signature = key
+        .sign_prehash_with_rng(rng, digest)
+        .map_err(|_| Ckr::DeviceError)?;
     Ok(signature.to_bytes().to_vec())
 }
 
@@ -65,5 +76,6 @@ pub(crate) fn verify(key: &VerifyingKey, digest: &[u8], signature: &[u8]) -> Res
         return Err(Ckr::SignatureLenRange);
     }
     let signature = Signature::from_slice(signature).map_err(|_| Ckr::SignatureInvalid)?;
-    key.verify_prehash(digest, &signature).map_err(|_| Ckr::SignatureInvalid)
+    key.verify_prehash(digest, &signature)
+        .map_err(|_| Ckr::SignatureInvalid)
 }

@@ -50,7 +50,11 @@ pub(crate) fn generate(modulus_bits: u64) -> Result<Generated, Ckr> {
     let pkcs8 = Zeroizing::new(der.as_ref().to_vec());
     let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| Ckr::DeviceError)?;
     let components = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-    Ok(Generated { pkcs8, modulus: components.n, public_exponent: components.e })
+    Ok(Generated {
+        pkcs8,
+        modulus: components.n,
+        public_exponent: components.e,
+    })
 }
 
 /// A parsed private key.
@@ -66,14 +70,24 @@ impl RsaPrivate {
     pub(crate) fn from_pkcs8(pkcs8: &[u8]) -> Result<RsaPrivate, Ckr> {
         let decrypting = PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|_| Ckr::DeviceError)?;
         let modulus_len_bytes = decrypting.key_size_bytes();
-        let oaep = OaepPrivateDecryptingKey::new(decrypting.clone()).map_err(|_| Ckr::DeviceError)?;
+        let oaep =
+            OaepPrivateDecryptingKey::new(decrypting.clone()).map_err(|_| Ckr::DeviceError)?;
         let pkcs1 = Pkcs1PrivateDecryptingKey::new(decrypting).map_err(|_| Ckr::DeviceError)?;
         let signing = RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| Ckr::DeviceError)?;
-        Ok(RsaPrivate { oaep, pkcs1, signing, modulus_len_bytes })
+        Ok(RsaPrivate {
+            oaep,
+            pkcs1,
+            signing,
+            modulus_len_bytes,
+        })
     }
 
     /// `C_Decrypt` (and the decryption inside `C_UnwrapKey`).
-    pub(crate) fn decrypt(&self, mechanism: &Mechanism, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, Ckr> {
+    pub(crate) fn decrypt(
+        &self,
+        mechanism: &Mechanism,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Ckr> {
         if ciphertext.len() != self.modulus_len_bytes {
             return Err(Ckr::EncryptedDataLenRange);
         }
@@ -86,9 +100,11 @@ impl RsaPrivate {
                     .map_err(|_| Ckr::EncryptedDataInvalid)?
                     .len()
             }
-            Mechanism::RsaPkcs => {
-                self.pkcs1.decrypt(ciphertext, &mut out).map_err(|_| Ckr::EncryptedDataInvalid)?.len()
-            }
+            Mechanism::RsaPkcs => self
+                .pkcs1
+                .decrypt(ciphertext, &mut out)
+                .map_err(|_| Ckr::EncryptedDataInvalid)?
+                .len(),
             _ => return Err(Ckr::MechanismInvalid),
         };
         out.truncate(plaintext_len);
@@ -140,12 +156,19 @@ pub(crate) struct RsaPublic {
 
 impl RsaPublic {
     /// Builds the key from `CKA_MODULUS` and `CKA_PUBLIC_EXPONENT`.
-    pub(crate) fn from_components(modulus: &[u8], public_exponent: &[u8]) -> Result<RsaPublic, Ckr> {
-        let components = RsaPublicKeyComponents { n: modulus, e: public_exponent };
+    pub(crate) fn from_components(
+        modulus: &[u8],
+        public_exponent: &[u8],
+    ) -> Result<RsaPublic, Ckr> {
+        let components = RsaPublicKeyComponents {
+            n: modulus,
+            e: public_exponent,
+        };
         let encrypting: PublicEncryptingKey =
-            components.clone().try_into().map_err(|_| Ckr::DeviceError)?;
+            components.try_into().map_err(|_| Ckr::DeviceError)?;
         let modulus_len_bytes = encrypting.key_size_bytes();
-        let oaep = OaepPublicEncryptingKey::new(encrypting.clone()).map_err(|_| Ckr::DeviceError)?;
+        let oaep =
+            OaepPublicEncryptingKey::new(encrypting.clone()).map_err(|_| Ckr::DeviceError)?;
         let pkcs1 = Pkcs1PublicEncryptingKey::new(encrypting).map_err(|_| Ckr::DeviceError)?;
         let pkcs1_sha256 = components
             .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
@@ -153,7 +176,13 @@ impl RsaPublic {
         let pss_sha256 = components
             .to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA256)
             .map_err(|_| Ckr::DeviceError)?;
-        Ok(RsaPublic { oaep, pkcs1, pkcs1_sha256, pss_sha256, modulus_len_bytes })
+        Ok(RsaPublic {
+            oaep,
+            pkcs1,
+            pkcs1_sha256,
+            pss_sha256,
+            modulus_len_bytes,
+        })
     }
 
     /// `C_Encrypt` (and the encryption inside `C_WrapKey`).
@@ -165,13 +194,19 @@ impl RsaPublic {
                 if plaintext.len() > self.oaep.max_plaintext_size(algorithm) {
                     return Err(Ckr::DataLenRange);
                 }
-                self.oaep.encrypt(algorithm, plaintext, &mut out, None).map_err(|_| Ckr::DeviceError)?.len()
+                self.oaep
+                    .encrypt(algorithm, plaintext, &mut out, None)
+                    .map_err(|_| Ckr::DeviceError)?
+                    .len()
             }
             Mechanism::RsaPkcs => {
                 if plaintext.len() > self.pkcs1.max_plaintext_size() {
                     return Err(Ckr::DataLenRange);
                 }
-                self.pkcs1.encrypt(plaintext, &mut out).map_err(|_| Ckr::DeviceError)?.len()
+                self.pkcs1
+                    .encrypt(plaintext, &mut out)
+                    .map_err(|_| Ckr::DeviceError)?
+                    .len()
             }
             _ => return Err(Ckr::MechanismInvalid),
         };
@@ -190,10 +225,13 @@ impl RsaPublic {
                 check_pss(params)?;
                 self.pss_sha256.verify_sig(data, sig)
             }
-            Mechanism::RsaPkcs => self.pkcs1_sha256.verify_digest_sig(&digest_from_digest_info(data)?, sig),
+            Mechanism::RsaPkcs => self
+                .pkcs1_sha256
+                .verify_digest_sig(&digest_from_digest_info(data)?, sig),
             Mechanism::RsaPkcsPss(params) => {
                 check_pss(params)?;
-                self.pss_sha256.verify_digest_sig(&import_sha256(data)?, sig)
+                self.pss_sha256
+                    .verify_digest_sig(&import_sha256(data)?, sig)
             }
             _ => return Err(Ckr::MechanismInvalid),
         };
@@ -285,7 +323,9 @@ fn der_read(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         if len_len == 0 || len_len > 4 || rest.len() < len_len {
             return None;
         }
-        let len = rest[..len_len].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..len_len]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         rest = &rest[len_len..];
         len
     };

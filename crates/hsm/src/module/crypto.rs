@@ -30,8 +30,13 @@ fn required_key(operation: Use, mechanism: &Mechanism) -> Result<(ObjectClass, K
         (Use::Encrypt | Use::Wrap, M::RsaPkcs | M::RsaPkcsOaep(_)) => Ok(rsa_public),
         (Use::Decrypt | Use::Unwrap, M::RsaPkcs | M::RsaPkcsOaep(_)) => Ok(rsa_private),
         (Use::Wrap | Use::Unwrap, M::AesKeyWrap | M::AesKeyWrapKwp) => Ok(aes),
-        (Use::Sign, M::RsaPkcs | M::RsaPkcsPss(_) | M::Sha256RsaPkcs | M::Sha256RsaPkcsPss(_)) => Ok(rsa_private),
-        (Use::Verify, M::RsaPkcs | M::RsaPkcsPss(_) | M::Sha256RsaPkcs | M::Sha256RsaPkcsPss(_)) => Ok(rsa_public),
+        (Use::Sign, M::RsaPkcs | M::RsaPkcsPss(_) | M::Sha256RsaPkcs | M::Sha256RsaPkcsPss(_)) => {
+            Ok(rsa_private)
+        }
+        (
+            Use::Verify,
+            M::RsaPkcs | M::RsaPkcsPss(_) | M::Sha256RsaPkcs | M::Sha256RsaPkcsPss(_),
+        ) => Ok(rsa_public),
         (Use::Sign, M::Ecdsa) => Ok((ObjectClass::PrivateKey, KeyType::Ec)),
         (Use::Verify, M::Ecdsa) => Ok((ObjectClass::PublicKey, KeyType::Ec)),
         _ => Err(Ckr::MechanismInvalid),
@@ -45,9 +50,14 @@ struct KeyErrors {
     type_inconsistent: Ckr,
 }
 
-const KEY: KeyErrors = KeyErrors { handle_invalid: Ckr::KeyHandleInvalid, type_inconsistent: Ckr::KeyTypeInconsistent };
-const WRAPPING_KEY: KeyErrors =
-    KeyErrors { handle_invalid: Ckr::WrappingKeyHandleInvalid, type_inconsistent: Ckr::WrappingKeyTypeInconsistent };
+const KEY: KeyErrors = KeyErrors {
+    handle_invalid: Ckr::KeyHandleInvalid,
+    type_inconsistent: Ckr::KeyTypeInconsistent,
+};
+const WRAPPING_KEY: KeyErrors = KeyErrors {
+    handle_invalid: Ckr::WrappingKeyHandleInvalid,
+    type_inconsistent: Ckr::WrappingKeyTypeInconsistent,
+};
 const UNWRAPPING_KEY: KeyErrors = KeyErrors {
     handle_invalid: Ckr::UnwrappingKeyHandleInvalid,
     type_inconsistent: Ckr::UnwrappingKeyTypeInconsistent,
@@ -56,7 +66,14 @@ const UNWRAPPING_KEY: KeyErrors = KeyErrors {
 impl Module {
     /// Checks everything about using `key` for `operation` with `mechanism` and returns the
     /// parsed key (the lock is released on return).
-    fn key_for(&self, session: SessionHandle, key: ObjectHandle, operation: Use, mechanism: &Mechanism, errors: KeyErrors) -> Result<SharedKey, Ckr> {
+    fn key_for(
+        &self,
+        session: SessionHandle,
+        key: ObjectHandle,
+        operation: Use,
+        mechanism: &Mechanism,
+        errors: KeyErrors,
+    ) -> Result<SharedKey, Ckr> {
         let mut s = self.begin()?;
         let live = s.session(session)?;
         let record = s.object(live, key, errors.handle_invalid)?;
@@ -71,7 +88,13 @@ impl Module {
     }
 
     /// `C_Encrypt` (single part): RSA OAEP or PKCS#1 v1.5 with a public key.
-    pub fn c_encrypt(&self, session: SessionHandle, mechanism: &Mechanism, key: ObjectHandle, plaintext: &[u8]) -> Result<Vec<u8>, Ckr> {
+    pub fn c_encrypt(
+        &self,
+        session: SessionHandle,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Ckr> {
         let loaded = self.key_for(session, key, Use::Encrypt, mechanism, KEY)?;
         match &*loaded {
             LoadedKey::RsaPublic(k) => k.encrypt(mechanism, plaintext),
@@ -82,7 +105,13 @@ impl Module {
     /// `C_Decrypt` (single part): RSA OAEP or PKCS#1 v1.5 with a private key. A ciphertext of
     /// the wrong length is `CKR_ENCRYPTED_DATA_LEN_RANGE`; one that fails to decrypt is
     /// `CKR_ENCRYPTED_DATA_INVALID`.
-    pub fn c_decrypt(&self, session: SessionHandle, mechanism: &Mechanism, key: ObjectHandle, ciphertext: &[u8]) -> Result<Vec<u8>, Ckr> {
+    pub fn c_decrypt(
+        &self,
+        session: SessionHandle,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, Ckr> {
         let loaded = self.key_for(session, key, Use::Decrypt, mechanism, KEY)?;
         match &*loaded {
             LoadedKey::RsaPrivate(k) => k.decrypt(mechanism, ciphertext).map(|p| p.to_vec()),
@@ -92,7 +121,13 @@ impl Module {
 
     /// `C_Sign` (single part): RSA (see [`Mechanism`] for message vs digest input) or ECDSA over
     /// a 32-byte digest (`r || s`).
-    pub fn c_sign(&self, session: SessionHandle, mechanism: &Mechanism, key: ObjectHandle, data: &[u8]) -> Result<Vec<u8>, Ckr> {
+    pub fn c_sign(
+        &self,
+        session: SessionHandle,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> Result<Vec<u8>, Ckr> {
         let loaded = self.key_for(session, key, Use::Sign, mechanism, KEY)?;
         match &*loaded {
             LoadedKey::RsaPrivate(k) => k.sign(mechanism, data),
@@ -110,7 +145,14 @@ impl Module {
 
     /// `C_Verify` (single part): `Ok(())` or `CKR_SIGNATURE_INVALID` /
     /// `CKR_SIGNATURE_LEN_RANGE`.
-    pub fn c_verify(&self, session: SessionHandle, mechanism: &Mechanism, key: ObjectHandle, data: &[u8], signature: &[u8]) -> Result<(), Ckr> {
+    pub fn c_verify(
+        &self,
+        session: SessionHandle,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Ckr> {
         let loaded = self.key_for(session, key, Use::Verify, mechanism, KEY)?;
         match &*loaded {
             LoadedKey::RsaPublic(k) => k.verify(mechanism, data, signature),
@@ -122,7 +164,13 @@ impl Module {
     /// `C_WrapKey`: wraps the secret (AES) key `key` with an RSA public key (OAEP, PKCS#1 v1.5)
     /// or an AES key (`CKM_AES_KEY_WRAP`, `CKM_AES_KEY_WRAP_KWP`). The key must be extractable
     /// (`CKR_KEY_UNEXTRACTABLE`); private keys are not wrappable here (`CKR_KEY_NOT_WRAPPABLE`).
-    pub fn c_wrap_key(&self, session: SessionHandle, mechanism: &Mechanism, wrapping_key: ObjectHandle, key: ObjectHandle) -> Result<Vec<u8>, Ckr> {
+    pub fn c_wrap_key(
+        &self,
+        session: SessionHandle,
+        mechanism: &Mechanism,
+        wrapping_key: ObjectHandle,
+        key: ObjectHandle,
+    ) -> Result<Vec<u8>, Ckr> {
         let wrapping = self.key_for(session, wrapping_key, Use::Wrap, mechanism, WRAPPING_KEY)?;
         let value = {
             let mut s = self.begin()?;
@@ -162,7 +210,13 @@ impl Module {
     ) -> Result<ObjectHandle, Ckr> {
         let t = Template::parse(template)?;
         t.expect(ObjectClass::SecretKey, KeyType::Aes)?;
-        let unwrapping = self.key_for(session, unwrapping_key, Use::Unwrap, mechanism, UNWRAPPING_KEY)?;
+        let unwrapping = self.key_for(
+            session,
+            unwrapping_key,
+            Use::Unwrap,
+            mechanism,
+            UNWRAPPING_KEY,
+        )?;
         {
             let s = self.begin()?;
             let live = s.session(session)?;
@@ -190,7 +244,13 @@ impl Module {
         s.check_can_create(live, t.token.unwrap_or(false), t.private.unwrap_or(true))?;
         let handle = s.allocate_handle()?;
         let record = ObjectRecord::new_key(
-            handle, live.slot, ObjectClass::SecretKey, KeyType::Aes, &t, Origin::Unwrapped, PublicPart::None,
+            handle,
+            live.slot,
+            ObjectClass::SecretKey,
+            KeyType::Aes,
+            &t,
+            Origin::Unwrapped,
+            PublicPart::None,
             Some(value_len),
         )?;
         let token = record.token;

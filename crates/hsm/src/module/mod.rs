@@ -68,7 +68,11 @@ impl Module {
     /// Opens the device whose state lives in the directory `dir` (created if absent; see
     /// [`crate::store`] for its layout). `rng` supplies the master key, EC and AES keys, PIN
     /// salts and ECDSA randomness; RSA keys come from aws-lc's own generator.
-    pub fn open(dir: impl AsRef<Path>, config: ModuleConfig, mut rng: RandomSource) -> Result<Module, OpenError> {
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: ModuleConfig,
+        mut rng: RandomSource,
+    ) -> Result<Module, OpenError> {
         config.validate().map_err(OpenError::Config)?;
         let store = Store::open(dir.as_ref(), &mut rng)?;
         let slot_count = config.slot_count as usize;
@@ -81,7 +85,9 @@ impl Module {
         let mut objects = BTreeMap::new();
         for (handle, record) in store.load_objects()? {
             if handle != record.handle.0 {
-                return Err(OpenError::Corrupt(format!("object {handle} stored under another handle")));
+                return Err(OpenError::Corrupt(format!(
+                    "object {handle} stored under another handle"
+                )));
             }
             objects.insert(record.handle, record);
         }
@@ -155,7 +161,10 @@ impl Module {
         s.objects.clear();
         s.loaded.clear();
         for (slot, token) in s.tokens.iter_mut().enumerate() {
-            *token = TokenRecord { tampered: true, ..TokenRecord::default() };
+            *token = TokenRecord {
+                tampered: true,
+                ..TokenRecord::default()
+            };
             s.store.put_token(slot as u64, token)?;
         }
         s.logins.iter_mut().for_each(|login| *login = None);
@@ -166,12 +175,18 @@ impl Module {
 impl State {
     /// The token index of `slot`, or `CKR_SLOT_ID_INVALID`.
     pub(crate) fn slot_index(&self, slot: SlotId) -> Result<usize, Ckr> {
-        usize::try_from(slot.0).ok().filter(|i| *i < self.tokens.len()).ok_or(Ckr::SlotIdInvalid)
+        usize::try_from(slot.0)
+            .ok()
+            .filter(|i| *i < self.tokens.len())
+            .ok_or(Ckr::SlotIdInvalid)
     }
 
     /// A live session on a working token.
     pub(crate) fn session(&self, handle: SessionHandle) -> Result<Session, Ckr> {
-        let session = *self.sessions.get(&handle).ok_or(Ckr::SessionHandleInvalid)?;
+        let session = *self
+            .sessions
+            .get(&handle)
+            .ok_or(Ckr::SessionHandleInvalid)?;
         if self.tokens[session.slot as usize].tampered {
             return Err(Ckr::DeviceRemoved);
         }
@@ -184,8 +199,17 @@ impl State {
 
     /// An object visible to `session`: `invalid` when unknown or on another token,
     /// `CKR_USER_NOT_LOGGED_IN` for a private object without a user login.
-    pub(crate) fn object(&self, session: Session, handle: ObjectHandle, invalid: Ckr) -> Result<&ObjectRecord, Ckr> {
-        let object = self.objects.get(&handle).filter(|o| o.slot == session.slot).ok_or(invalid)?;
+    pub(crate) fn object(
+        &self,
+        session: Session,
+        handle: ObjectHandle,
+        invalid: Ckr,
+    ) -> Result<&ObjectRecord, Ckr> {
+        let object = self
+            .objects
+            .get(&handle)
+            .filter(|o| o.slot == session.slot)
+            .ok_or(invalid)?;
         if object.private && !self.user_logged_in(session.slot) {
             return Err(Ckr::UserNotLoggedIn);
         }
@@ -193,7 +217,12 @@ impl State {
     }
 
     /// Refuses to create an object the session may not create.
-    pub(crate) fn check_can_create(&self, session: Session, token: bool, private: bool) -> Result<(), Ckr> {
+    pub(crate) fn check_can_create(
+        &self,
+        session: Session,
+        token: bool,
+        private: bool,
+    ) -> Result<(), Ckr> {
         if token && !session.rw {
             return Err(Ckr::SessionReadOnly);
         }
@@ -214,7 +243,10 @@ impl State {
     /// A new object handle, never used before on this device (even across restarts).
     pub(crate) fn allocate_handle(&mut self) -> Result<ObjectHandle, Ckr> {
         if self.handle_next >= self.handle_reserved {
-            let reserved = self.handle_next.checked_add(HANDLE_RESERVE_BLOCK).ok_or(Ckr::DeviceMemory)?;
+            let reserved = self
+                .handle_next
+                .checked_add(HANDLE_RESERVE_BLOCK)
+                .ok_or(Ckr::DeviceMemory)?;
             self.store.set_handle_reserved(reserved)?;
             self.handle_reserved = reserved;
         }
@@ -261,11 +293,21 @@ impl State {
             (ObjectClass::PrivateKey, KeyType::Rsa, _) => {
                 LoadedKey::RsaPrivate(Box::new(rsa::RsaPrivate::from_pkcs8(&secret()?)?))
             }
-            (ObjectClass::PrivateKey, KeyType::Ec, _) => LoadedKey::EcPrivate(Box::new(ec::signing_key(&secret()?)?)),
-            (ObjectClass::SecretKey, KeyType::Aes, _) => LoadedKey::Aes(secret()?),
-            (ObjectClass::PublicKey, KeyType::Rsa, PublicPart::Rsa { modulus, public_exponent }) => {
-                LoadedKey::RsaPublic(Box::new(rsa::RsaPublic::from_components(modulus, public_exponent)?))
+            (ObjectClass::PrivateKey, KeyType::Ec, _) => {
+                LoadedKey::EcPrivate(Box::new(ec::signing_key(&secret()?)?))
             }
+            (ObjectClass::SecretKey, KeyType::Aes, _) => LoadedKey::Aes(secret()?),
+            (
+                ObjectClass::PublicKey,
+                KeyType::Rsa,
+                PublicPart::Rsa {
+                    modulus,
+                    public_exponent,
+                },
+            ) => LoadedKey::RsaPublic(Box::new(rsa::RsaPublic::from_components(
+                modulus,
+                public_exponent,
+            )?)),
             (ObjectClass::PublicKey, KeyType::Ec, PublicPart::Ec { point }) => {
                 LoadedKey::EcPublic(Box::new(ec::verifying_key(point)?))
             }

@@ -12,6 +12,9 @@ use crate::mechanisms::{aes, ec, rsa, LoadedKey, SharedKey};
 use crate::object::{ObjectRecord, Origin, PublicPart, Template};
 use crate::types::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle, SessionHandle};
 
+/// A new object ready to insert: its record, its secret (to seal), its parsed key.
+type NewObject = (ObjectRecord, Option<Zeroizing<Vec<u8>>>, SharedKey);
+
 /// Key material generated for a pair, before it becomes two objects.
 struct PairMaterial {
     key_type: KeyType,
@@ -23,7 +26,12 @@ struct PairMaterial {
 
 impl State {
     /// Phase 1 of a creation: the session may create objects like these, and there is room.
-    fn check_creation(&self, session: Session, templates: &[&Template], default_private: &[bool]) -> Result<(), Ckr> {
+    fn check_creation(
+        &self,
+        session: Session,
+        templates: &[&Template],
+        default_private: &[bool],
+    ) -> Result<(), Ckr> {
         for (template, default_private) in templates.iter().zip(default_private) {
             let token = template.token.unwrap_or(false);
             let private = template.private.unwrap_or(*default_private);
@@ -33,11 +41,16 @@ impl State {
     }
 
     /// Phase 2: inserts the objects, then makes token objects durable.
-    fn insert_all(&mut self, session: SessionHandle, items: Vec<(ObjectRecord, Option<Zeroizing<Vec<u8>>>, SharedKey)>) -> Result<(), Ckr> {
+    fn insert_all(&mut self, session: SessionHandle, items: Vec<NewObject>) -> Result<(), Ckr> {
         self.check_room(items.len())?;
         let any_token = items.iter().any(|(record, _, _)| record.token);
         for (record, secret, loaded) in items {
-            self.insert_object(record, secret.as_deref().map(|s| s.as_slice()), loaded, session)?;
+            self.insert_object(
+                record,
+                secret.as_deref().map(|s| s.as_slice()),
+                loaded,
+                session,
+            )?;
         }
         if any_token {
             self.store.flush()?;
@@ -83,25 +96,46 @@ impl Module {
         let key_type = material.key_type;
         let value_len = None;
         let public = ObjectRecord::new_key(
-            public_handle, live.slot, ObjectClass::PublicKey, key_type, &public_t, Origin::Generated,
-            material.public.clone(), value_len,
+            public_handle,
+            live.slot,
+            ObjectClass::PublicKey,
+            key_type,
+            &public_t,
+            Origin::Generated,
+            material.public.clone(),
+            value_len,
         )?;
         let private = ObjectRecord::new_key(
-            private_handle, live.slot, ObjectClass::PrivateKey, key_type, &private_t, Origin::Generated,
-            material.public, value_len,
+            private_handle,
+            live.slot,
+            ObjectClass::PrivateKey,
+            key_type,
+            &private_t,
+            Origin::Generated,
+            material.public,
+            value_len,
         )?;
         s.insert_all(
             session,
             vec![
                 (public, None, Arc::new(material.public_key)),
-                (private, Some(material.secret), Arc::new(material.private_key)),
+                (
+                    private,
+                    Some(material.secret),
+                    Arc::new(material.private_key),
+                ),
             ],
         )?;
         Ok((public_handle, private_handle))
     }
 
     /// `C_GenerateKey` with `CKM_AES_KEY_GEN` (`CKA_VALUE_LEN` 16 or 32 bytes, default 32).
-    pub fn c_generate_key(&self, session: SessionHandle, mechanism: &Mechanism, template: &[Attribute]) -> Result<ObjectHandle, Ckr> {
+    pub fn c_generate_key(
+        &self,
+        session: SessionHandle,
+        mechanism: &Mechanism,
+        template: &[Attribute],
+    ) -> Result<ObjectHandle, Ckr> {
         if *mechanism != Mechanism::AesKeyGen {
             return Err(Ckr::MechanismInvalid);
         }
@@ -121,7 +155,13 @@ impl Module {
         rand::RngCore::fill_bytes(&mut s.rng, &mut value);
         let handle = s.allocate_handle()?;
         let record = ObjectRecord::new_key(
-            handle, live.slot, ObjectClass::SecretKey, KeyType::Aes, &t, Origin::Generated, PublicPart::None,
+            handle,
+            live.slot,
+            ObjectClass::SecretKey,
+            KeyType::Aes,
+            &t,
+            Origin::Generated,
+            PublicPart::None,
             Some(value_len),
         )?;
         let loaded = Arc::new(LoadedKey::Aes(value.clone()));
@@ -133,7 +173,11 @@ impl Module {
     /// the objects on the session's token whose attributes equal every attribute of `template`,
     /// in handle order, at most `find_results_max`. Private objects are only found when the user
     /// is logged in; secret values never match.
-    pub fn c_find_objects(&self, session: SessionHandle, template: &[Attribute]) -> Result<Vec<ObjectHandle>, Ckr> {
+    pub fn c_find_objects(
+        &self,
+        session: SessionHandle,
+        template: &[Attribute],
+    ) -> Result<Vec<ObjectHandle>, Ckr> {
         let s = self.begin()?;
         let live = s.session(session)?;
         let user = s.user_logged_in(live.slot);
@@ -147,7 +191,12 @@ impl Module {
 
     /// `C_GetAttributeValue`: the values in the order asked. Fails as a whole on the first
     /// attribute that cannot be read (`CKR_ATTRIBUTE_SENSITIVE`, `CKR_ATTRIBUTE_TYPE_INVALID`).
-    pub fn c_get_attribute_value(&self, session: SessionHandle, object: ObjectHandle, types: &[AttributeType]) -> Result<Vec<Attribute>, Ckr> {
+    pub fn c_get_attribute_value(
+        &self,
+        session: SessionHandle,
+        object: ObjectHandle,
+        types: &[AttributeType],
+    ) -> Result<Vec<Attribute>, Ckr> {
         let s = self.begin()?;
         let live = s.session(session)?;
         let record = s.object(live, object, Ckr::ObjectHandleInvalid)?;
@@ -163,7 +212,12 @@ impl Module {
     }
 
     /// `C_SetAttributeValue` (see [`ObjectRecord::apply`] for what may change).
-    pub fn c_set_attribute_value(&self, session: SessionHandle, object: ObjectHandle, template: &[Attribute]) -> Result<(), Ckr> {
+    pub fn c_set_attribute_value(
+        &self,
+        session: SessionHandle,
+        object: ObjectHandle,
+        template: &[Attribute],
+    ) -> Result<(), Ckr> {
         let mut s = self.begin()?;
         let live = s.session(session)?;
         let mut record = s.object(live, object, Ckr::ObjectHandleInvalid)?.clone();
@@ -180,7 +234,11 @@ impl Module {
     }
 
     /// `C_DestroyObject`. Its handle is never reused.
-    pub fn c_destroy_object(&self, session: SessionHandle, object: ObjectHandle) -> Result<(), Ckr> {
+    pub fn c_destroy_object(
+        &self,
+        session: SessionHandle,
+        object: ObjectHandle,
+    ) -> Result<(), Ckr> {
         let mut s = self.begin()?;
         let live = s.session(session)?;
         let token = s.object(live, object, Ckr::ObjectHandleInvalid)?.token;
@@ -198,7 +256,10 @@ impl Module {
 fn generate_rsa(public_t: &Template, private_t: &Template) -> Result<PairMaterial, Ckr> {
     public_t.expect(ObjectClass::PublicKey, KeyType::Rsa)?;
     private_t.expect(ObjectClass::PrivateKey, KeyType::Rsa)?;
-    if public_t.ec_params.is_some() || private_t.ec_params.is_some() || private_t.modulus_bits.is_some() {
+    if public_t.ec_params.is_some()
+        || private_t.ec_params.is_some()
+        || private_t.modulus_bits.is_some()
+    {
         return Err(Ckr::TemplateInconsistent);
     }
     let bits = public_t.modulus_bits.ok_or(Ckr::TemplateIncomplete)?;
@@ -209,7 +270,8 @@ fn generate_rsa(public_t: &Template, private_t: &Template) -> Result<PairMateria
         }
     }
     let generated = rsa::generate(bits)?;
-    let private_key = LoadedKey::RsaPrivate(Box::new(rsa::RsaPrivate::from_pkcs8(&generated.pkcs8)?));
+    let private_key =
+        LoadedKey::RsaPrivate(Box::new(rsa::RsaPrivate::from_pkcs8(&generated.pkcs8)?));
     let public_key = LoadedKey::RsaPublic(Box::new(rsa::RsaPublic::from_components(
         &generated.modulus,
         &generated.public_exponent,
@@ -217,16 +279,26 @@ fn generate_rsa(public_t: &Template, private_t: &Template) -> Result<PairMateria
     Ok(PairMaterial {
         key_type: KeyType::Rsa,
         secret: generated.pkcs8,
-        public: PublicPart::Rsa { modulus: generated.modulus, public_exponent: generated.public_exponent },
+        public: PublicPart::Rsa {
+            modulus: generated.modulus,
+            public_exponent: generated.public_exponent,
+        },
         private_key,
         public_key,
     })
 }
 
-fn generate_ec(public_t: &Template, private_t: &Template, rng: &mut cmksim_sim::RandomSource) -> Result<PairMaterial, Ckr> {
+fn generate_ec(
+    public_t: &Template,
+    private_t: &Template,
+    rng: &mut cmksim_sim::RandomSource,
+) -> Result<PairMaterial, Ckr> {
     public_t.expect(ObjectClass::PublicKey, KeyType::Ec)?;
     private_t.expect(ObjectClass::PrivateKey, KeyType::Ec)?;
-    if public_t.modulus_bits.is_some() || public_t.public_exponent.is_some() || private_t.ec_params.is_some() {
+    if public_t.modulus_bits.is_some()
+        || public_t.public_exponent.is_some()
+        || private_t.ec_params.is_some()
+    {
         return Err(Ckr::TemplateInconsistent);
     }
     let params = public_t.ec_params.as_ref().ok_or(Ckr::TemplateIncomplete)?;
@@ -236,5 +308,11 @@ fn generate_ec(public_t: &Template, private_t: &Template, rng: &mut cmksim_sim::
     let (scalar, point) = ec::generate(rng);
     let private_key = LoadedKey::EcPrivate(Box::new(ec::signing_key(&scalar)?));
     let public_key = LoadedKey::EcPublic(Box::new(ec::verifying_key(&point)?));
-    Ok(PairMaterial { key_type: KeyType::Ec, secret: scalar, public: PublicPart::Ec { point }, private_key, public_key })
+    Ok(PairMaterial {
+        key_type: KeyType::Ec,
+        secret: scalar,
+        public: PublicPart::Ec { point },
+        private_key,
+        public_key,
+    })
 }

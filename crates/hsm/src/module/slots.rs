@@ -63,7 +63,11 @@ impl Module {
             so_pin_failures: token.so_failures,
             tampered: token.tampered,
             session_count: s.sessions_on(slot.0).count() as u64,
-            object_count: s.objects.values().filter(|o| o.slot == slot.0 && o.token).count() as u64,
+            object_count: s
+                .objects
+                .values()
+                .filter(|o| o.slot == slot.0 && o.token)
+                .count() as u64,
             pin_len_min_bytes: s.config.pin_len_min_bytes,
             pin_len_max_bytes: s.config.pin_len_max_bytes,
         })
@@ -89,7 +93,12 @@ impl Module {
         if s.tokens[index].initialized {
             s.verify_pin(index, UserType::So, so_pin)?;
         }
-        let doomed: Vec<_> = s.objects.values().filter(|o| o.slot == slot.0).map(|o| o.handle).collect();
+        let doomed: Vec<_> = s
+            .objects
+            .values()
+            .filter(|o| o.slot == slot.0)
+            .map(|o| o.handle)
+            .collect();
         for handle in doomed {
             s.remove_object(handle)?;
         }
@@ -126,8 +135,16 @@ impl Module {
     /// `C_CloseSession`: its session objects vanish; closing a token's last session logs out.
     pub fn c_close_session(&self, session: SessionHandle) -> Result<(), Ckr> {
         let mut s = self.begin()?;
-        let closed = s.sessions.remove(&session).ok_or(Ckr::SessionHandleInvalid)?;
-        let owned: Vec<_> = s.objects.values().filter(|o| o.owner == Some(session)).map(|o| o.handle).collect();
+        let closed = s
+            .sessions
+            .remove(&session)
+            .ok_or(Ckr::SessionHandleInvalid)?;
+        let owned: Vec<_> = s
+            .objects
+            .values()
+            .filter(|o| o.owner == Some(session))
+            .map(|o| o.handle)
+            .collect();
         for handle in owned {
             s.remove_object(handle)?;
         }
@@ -163,7 +180,9 @@ impl Module {
     pub fn c_logout(&self, session: SessionHandle) -> Result<(), Ckr> {
         let mut s = self.begin()?;
         let session = s.session(session)?;
-        s.logins[session.slot as usize].take().ok_or(Ckr::UserNotLoggedIn)?;
+        s.logins[session.slot as usize]
+            .take()
+            .ok_or(Ckr::UserNotLoggedIn)?;
         Ok(())
     }
 
@@ -188,7 +207,12 @@ impl Module {
 
     /// `C_SetPIN`: changes the PIN of the logged-in user (the normal user when nobody is logged
     /// in). Needs a read-write session; a wrong old PIN counts towards the lockout.
-    pub fn c_set_pin(&self, session: SessionHandle, old_pin: &str, new_pin: &str) -> Result<(), Ckr> {
+    pub fn c_set_pin(
+        &self,
+        session: SessionHandle,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<(), Ckr> {
         let mut s = self.begin()?;
         let session = s.session(session)?;
         let index = session.slot as usize;
@@ -198,7 +222,11 @@ impl Module {
         s.check_pin_len(new_pin)?;
         let user = s.logins[index].unwrap_or(UserType::User);
         s.verify_pin(index, user, old_pin)?;
-        let hash = Some(PinHash::new(new_pin, s.config.pin_kdf_iterations, &mut s.rng));
+        let hash = Some(PinHash::new(
+            new_pin,
+            s.config.pin_kdf_iterations,
+            &mut s.rng,
+        ));
         match user {
             UserType::So => s.tokens[index].so_pin = hash,
             _ => s.tokens[index].user_pin = hash,

@@ -22,8 +22,26 @@ use crate::server::{KeyVaultConfig, KeyVaultServer};
 use crate::service::Core;
 
 pub const ALL_KEY_PERMISSIONS: &[&str] = &[
-    "get", "list", "update", "create", "import", "delete", "recover", "backup", "restore", "decrypt", "encrypt",
-    "unwrapKey", "wrapKey", "verify", "sign", "purge", "rotate", "getrotationpolicy", "setrotationpolicy", "release",
+    "get",
+    "list",
+    "update",
+    "create",
+    "import",
+    "delete",
+    "recover",
+    "backup",
+    "restore",
+    "decrypt",
+    "encrypt",
+    "unwrapKey",
+    "wrapKey",
+    "verify",
+    "sign",
+    "purge",
+    "rotate",
+    "getrotationpolicy",
+    "setrotationpolicy",
+    "release",
 ];
 
 pub struct Principal {
@@ -39,6 +57,8 @@ pub struct Harness {
     pub core: Arc<Core>,
     pub kv: pb::key_vault_client::KeyVaultClient<Channel>,
     pub chaos: pb::chaos_control_client::ChaosControlClient<Channel>,
+    /// Lifetime of the tokens `token` issues (0 = the authority's default).
+    pub token_lifetime_seconds: u64,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), crate::server::ServerError>>,
 }
@@ -51,7 +71,14 @@ impl Harness {
     pub async fn start_with(dir: &Path, seed: u64, clock: Clock, events: EventLog) -> Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = KeyVaultServer::open(dir, clock.clone(), SeedTree::new(seed), events.clone(), KeyVaultConfig::default()).unwrap();
+        let server = KeyVaultServer::open(
+            dir,
+            clock.clone(),
+            SeedTree::new(seed),
+            events.clone(),
+            KeyVaultConfig::default(),
+        )
+        .unwrap();
         let identity = server.identity();
         let core = server.core();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -61,7 +88,11 @@ impl Harness {
                 let _ = stopped.await;
             },
         ));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         Harness {
             _addr: addr,
             clock,
@@ -70,13 +101,22 @@ impl Harness {
             core,
             kv: pb::key_vault_client::KeyVaultClient::new(channel.clone()),
             chaos: pb::chaos_control_client::ChaosControlClient::new(channel),
+            token_lifetime_seconds: 0,
             stop,
             task,
         }
     }
 
     pub async fn stop(self) {
-        let Harness { stop, task, kv, chaos, core, identity, .. } = self;
+        let Harness {
+            stop,
+            task,
+            kv,
+            chaos,
+            core,
+            identity,
+            ..
+        } = self;
         drop((kv, chaos, core, identity));
         let _ = stop.send(());
         task.await.unwrap().unwrap();
@@ -95,17 +135,40 @@ impl Harness {
     }
 
     pub fn other_tenant(&self) -> String {
-        self.identity.lock().unwrap().create_tenant("fabrikam", "").unwrap().tenant_id
+        self.identity
+            .lock()
+            .unwrap()
+            .create_tenant("fabrikam", "")
+            .unwrap()
+            .tenant_id
     }
 
     pub fn principal(&self, tenant: &str, name: &str) -> Principal {
-        let (p, secret) =
-            self.identity.lock().unwrap().create_principal(tenant, name, PrincipalKind::ServicePrincipal).unwrap();
-        Principal { oid: p.object_id, secret }
+        let (p, secret) = self
+            .identity
+            .lock()
+            .unwrap()
+            .create_principal(tenant, name, PrincipalKind::ServicePrincipal)
+            .unwrap();
+        Principal {
+            oid: p.object_id,
+            secret,
+        }
     }
 
     pub fn token(&self, p: &Principal, aud: &str) -> String {
-        self.identity.lock().unwrap().issue_token(&p.oid, &p.secret, aud, 0, self.now()).unwrap().0
+        self.identity
+            .lock()
+            .unwrap()
+            .issue_token(
+                &p.oid,
+                &p.secret,
+                aud,
+                self.token_lifetime_seconds,
+                self.now(),
+            )
+            .unwrap()
+            .0
     }
 
     pub fn vault_token(&self, p: &Principal) -> String {
@@ -120,13 +183,18 @@ impl Harness {
 pub fn req<T>(token: &str, message: T) -> Request<T> {
     let mut r = Request::new(message);
     if !token.is_empty() {
-        r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     r
 }
 
 pub fn key_ref(vault: &str, key: &str, version: &str) -> pb::KeyRef {
-    pb::KeyRef { vault_name: vault.into(), key_name: key.into(), version: version.into() }
+    pb::KeyRef {
+        vault_name: vault.into(),
+        key_name: key.into(),
+        version: version.into(),
+    }
 }
 
 /// Asserts a status: gRPC code, Azure code, HTTP status and exact message (and the metadata).
@@ -137,7 +205,15 @@ pub fn assert_azure(status: &Status, code: Code, azure_code: &str, http: u32, me
     assert_eq!(azure.code, azure_code, "{azure:?}");
     assert_eq!(azure.http_status, http, "{azure:?}");
     assert_eq!(azure.message, message);
-    assert_eq!(status.metadata().get("x-ms-error-code").unwrap().to_str().unwrap(), azure_code);
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-ms-error-code")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        azure_code
+    );
 }
 
 pub fn inner_code(status: &Status) -> String {
@@ -155,10 +231,21 @@ pub async fn world(h: &mut Harness, name: &str, sku: pb::Sku, purge_protection: 
     let tenant = h.tenant();
     let admin = h.principal(&tenant, "admin");
     create_vault(h, &admin, &tenant, name, sku, purge_protection).await;
-    World { tenant, admin, vault: name.to_string() }
+    World {
+        tenant,
+        admin,
+        vault: name.to_string(),
+    }
 }
 
-pub async fn create_vault(h: &mut Harness, admin: &Principal, tenant: &str, name: &str, sku: pb::Sku, purge_protection: bool) -> pb::Vault {
+pub async fn create_vault(
+    h: &mut Harness,
+    admin: &Principal,
+    tenant: &str,
+    name: &str,
+    sku: pb::Sku,
+    purge_protection: bool,
+) -> pb::Vault {
     let token = h.mgmt_token(admin);
     h.kv.create_vault(req(
         &token,
@@ -186,7 +273,12 @@ pub async fn create_key(h: &mut Harness, w: &World, name: &str, kty: &str) -> pb
     let token = h.vault_token(&w.admin);
     h.kv.create_key(req(
         &token,
-        pb::CreateKeyRequest { vault_name: w.vault.clone(), key_name: name.into(), kty: kty.into(), ..Default::default() },
+        pb::CreateKeyRequest {
+            vault_name: w.vault.clone(),
+            key_name: name.into(),
+            kty: kty.into(),
+            ..Default::default()
+        },
     ))
     .await
     .unwrap()
@@ -194,7 +286,15 @@ pub async fn create_key(h: &mut Harness, w: &World, name: &str, kty: &str) -> pb
 }
 
 pub fn version_of(bundle: &pb::KeyBundle) -> String {
-    bundle.key.as_ref().unwrap().kid.rsplit('/').next().unwrap().to_string()
+    bundle
+        .key
+        .as_ref()
+        .unwrap()
+        .kid
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 pub fn clock() -> Clock {

@@ -27,6 +27,19 @@ use crate::model::{Meta, Scenario};
 use crate::parse::{parse_raw, read_source};
 use crate::raw::{RawFile, S};
 
+/// The (required, optional) parameters of a timeline action, by its name in the format.
+pub fn action_parameters(
+    action: &str,
+) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    let index = crate::model::ACTION_NAMES.iter().position(|a| *a == action)?;
+    let name: crate::raw::ActionName =
+        serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
+            crate::model::ACTION_NAMES[index],
+        ))
+        .ok()?;
+    Some(timeline::params_of(name))
+}
+
 /// Reads, parses and validates a scenario file (what `cmksim validate FILE` calls).
 pub fn validate_file(path: impl AsRef<Path>) -> Result<Scenario, Vec<Diagnostic>> {
     let path = path.as_ref();
@@ -61,7 +74,7 @@ pub fn validate_str(path: &Path, text: &str) -> Result<Scenario, Vec<Diagnostic>
 
 fn build(ctx: &mut Ctx<'_>, raw: RawFile) -> Option<Scenario> {
     let meta = meta(ctx, &raw);
-    let overrides = raw.profile.as_ref().map(|p| p.get_ref().clone());
+    let overrides = raw.profile.clone();
     let profile = profile(ctx, &raw, meta.as_ref().map(|m| m.profile_name.as_str()));
     ctx.duration = meta.as_ref().map(|m| m.duration);
     let profile_for_defaults = profile.clone().unwrap_or_else(Profile::azure_2020);
@@ -145,12 +158,14 @@ fn profile(ctx: &mut Ctx<'_>, raw: &RawFile, name: Option<&str>) -> Option<Profi
         );
         return None;
     }
-    let overrides = raw.profile.as_ref();
-    match Profile::builtin_with_overrides(name, overrides.map(|o| o.get_ref())) {
+    match Profile::builtin_with_overrides(name, raw.profile.as_ref()) {
         Ok(p) => Some(p),
         Err(e) => {
-            // Point at the offending key when the message names one.
-            let span = overrides.map(|o| o.span()).unwrap_or(0..0);
+            // Point at the offending key when the message names one, searching from the first
+            // `[profile` header.
+            let text = ctx.map.text();
+            let start = text.find("[profile").unwrap_or(0);
+            let span = start..text.len();
             let message = e.to_string();
             let offset = backticked(&message)
                 .and_then(|word| {

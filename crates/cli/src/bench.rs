@@ -1,0 +1,48 @@
+//! `cmksim bench …`: benchmarks that report ratios against references measured in the same run
+//! (SoftHSM2 and `openssl speed` for the HSM). Speed is measured here, never in timed tests.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    target: Target,
+}
+
+#[derive(Subcommand)]
+enum Target {
+    /// The emulated HSM beside SoftHSM2 (Debian package softhsm2) and `openssl speed`.
+    Hsm {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Seconds spent measuring each row on each implementation.
+        #[arg(long, default_value_t = 1.0)]
+        row_seconds: f64,
+    },
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.target {
+        Target::Hsm { json, row_seconds } => {
+            anyhow::ensure!(
+                row_seconds.is_finite() && (0.05..=60.0).contains(&row_seconds),
+                "--row-seconds must be between 0.05 and 60"
+            );
+            let options = cmksim_hsm::bench::BenchOptions {
+                row_duration: Duration::from_secs_f64(row_seconds),
+                ..Default::default()
+            };
+            let report = cmksim_hsm::bench::run(&options);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
