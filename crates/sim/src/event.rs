@@ -125,8 +125,13 @@ impl EventLog {
     }
 
     /// Records an event at simulated time `at` and returns it.
+    ///
+    /// The event's fields become `data` at the top level: an externally tagged enum variant
+    /// (`{"KeyDisabled": {...}}`, serde's default for enums) is unwrapped, since the kind already
+    /// names the variant. Consumers (oracle, report) can then read `data.cluster` whatever crate
+    /// the event came from.
     pub fn record<K: EventKind>(&self, at: SimTime, source: &str, event: &K) -> Event {
-        let data = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+        let data = unwrap_variant(serde_json::to_value(event).unwrap_or(serde_json::Value::Null));
         self.record_raw(at, source, event.kind(), event.narrate(), data)
     }
 
@@ -199,6 +204,21 @@ impl EventLog {
     }
 }
 
+/// `{"Variant": {fields}}` → `{fields}`; anything else unchanged. Variant names are
+/// CamelCase and field names snake_case, which tells a wrapper from a one-field struct.
+fn unwrap_variant(value: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(map) = &value {
+        if map.len() == 1 {
+            let (name, inner) = map.iter().next().expect("one entry");
+            let is_variant = name.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+            if is_variant && inner.is_object() {
+                return inner.clone();
+            }
+        }
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +266,7 @@ mod tests {
         assert_eq!((e1.seq, e2.seq), (1, 2));
         assert_eq!(e1.kind, "keyvault.key.disabled");
         assert_eq!(e1.message, "key k in v disabled");
-        assert_eq!(e1.data["KeyDisabled"]["vault"], "v");
+        assert_eq!(e1.data["vault"], "v", "the variant wrapper is unwrapped");
         assert_eq!(log.of_kind("keyvault.key").len(), 1);
     }
 
