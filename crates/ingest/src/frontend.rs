@@ -191,13 +191,15 @@ impl Frontend {
                     table: input.table.clone(),
                     records,
                 };
-                let mut outcomes = self
+                let result = self
                     .backend
                     .append(request)
                     .await
                     .map_err(ingest_backend_error)?;
-                complete_outcomes(&mut outcomes, count, &destination);
-                (Some(destination), outcomes)
+                let mut outcomes = result.outcomes;
+                let fallback = result.routed_to.clone().unwrap_or(destination);
+                complete_outcomes(&mut outcomes, count, &fallback);
+                (result.routed_to, outcomes)
             }
             RouteDecision::DropNotProvisioned { cluster } => {
                 let detail = format!(
@@ -388,7 +390,7 @@ impl Frontend {
             .routing(spec.workspace.clone())
             .await
             .map_err(query_backend_error)?;
-        let destinations = {
+        let (destinations, schema) = {
             let state = self.lock();
             let schema = state
                 .tables
@@ -398,19 +400,17 @@ impl Frontend {
                     table: spec.table.clone(),
                 })?;
             check_query(spec, &schema)?;
-            state.history.destinations_for(&routing, &spec.range)
+            (
+                state.history.destinations_for(&routing, &spec.range),
+                schema,
+            )
         };
-        // Sequential and in sorted order: the answer and the first error are deterministic.
-        let mut parts = Vec::with_capacity(destinations.len());
-        for destination in destinations {
-            let mut part = self
-                .backend
-                .query(destination.clone(), spec.clone())
-                .await
-                .map_err(query_backend_error)?;
-            part.destination = destination;
-            parts.push(part);
-        }
+        // Destinations are sorted, so the answer and the first error are deterministic.
+        let parts = self
+            .backend
+            .query(destinations, spec.clone(), schema)
+            .await
+            .map_err(query_backend_error)?;
         Ok(merge(spec, parts))
     }
 }

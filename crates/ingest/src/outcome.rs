@@ -39,6 +39,12 @@ pub enum DropReason {
     BufferExpired,
     /// The cluster's key material is gone for good (purged, HSM zeroised).
     CryptoShredded,
+    /// Access restored after a revocation, but ingest has not resumed yet (resume delay).
+    Resuming,
+    /// The cluster was deleted.
+    ClusterDeleted,
+    /// The outage buffer was full.
+    BufferFull,
     /// Storage reported a failure for this record (the detail says which).
     StorageError,
 }
@@ -51,6 +57,9 @@ impl DropReason {
             DropReason::NotProvisioned => "not provisioned",
             DropReason::BufferExpired => "buffer expired",
             DropReason::CryptoShredded => "crypto-shredded",
+            DropReason::Resuming => "resuming",
+            DropReason::ClusterDeleted => "cluster deleted",
+            DropReason::BufferFull => "buffer full",
             DropReason::StorageError => "storage error",
         }
     }

@@ -240,6 +240,8 @@ pub struct StoragePart {
     pub rows: Vec<(Record, Tier)>,
     /// Matching rows per tier before the limit was applied.
     pub matched: BTreeMap<Tier, u64>,
+    /// True when storage stopped scanning at its own cap, so `matched` is a lower bound.
+    pub scan_truncated: bool,
 }
 
 /// One row of the answer.
@@ -258,7 +260,8 @@ pub struct QueryAnswer {
     pub count: u64,
     /// Matching rows per (storage, tier).
     pub served_by: BTreeMap<(Destination, Tier), u64>,
-    /// True when the limit cut rows off.
+    /// True when the limit cut rows off, or a storage stopped scanning at its cap (then `count`
+    /// is a lower bound).
     pub truncated: bool,
 }
 
@@ -283,6 +286,7 @@ pub fn filter_part(
         destination,
         rows: kept,
         matched,
+        scan_truncated: false,
     }
 }
 
@@ -300,6 +304,7 @@ pub fn merge(spec: &QuerySpec, mut parts: Vec<StoragePart>) -> QueryAnswer {
     let mut served_by = BTreeMap::new();
     let mut count = 0u64;
     let mut rows: Vec<(SimTime, usize, usize, ResultRow)> = Vec::new();
+    let scan_truncated = parts.iter().any(|p| p.scan_truncated);
     for (part_index, part) in parts.into_iter().enumerate() {
         for (tier, n) in &part.matched {
             *served_by
@@ -329,7 +334,7 @@ pub fn merge(spec: &QuerySpec, mut parts: Vec<StoragePart>) -> QueryAnswer {
         Order::Desc => rows.sort_by_key(|(t, p, i, _)| (std::cmp::Reverse(*t), *p, *i)),
     }
     let limit = if spec.count_only { 0 } else { spec.row_limit() };
-    let truncated = !spec.count_only && count > limit as u64;
+    let truncated = scan_truncated || (!spec.count_only && count > limit as u64);
     let rows = rows.into_iter().take(limit).map(|(_, _, _, r)| r).collect();
     QueryAnswer {
         rows,

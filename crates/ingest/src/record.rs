@@ -161,3 +161,26 @@ impl Record {
         }
     }
 }
+
+/// Restores the schema's types on a record read back from storage as plain JSON: integers in
+/// datetime columns become datetimes, integers in real columns reals, and any value in a dynamic
+/// column its JSON text. Values already of the right type, and columns the schema does not know,
+/// are left as they are.
+pub fn conform(mut record: Record, schema: &crate::schema::TableSchema) -> Record {
+    for (name, value) in record.columns.iter_mut() {
+        let Some(expected) = schema.columns.get(name) else {
+            continue;
+        };
+        let converted = match (*expected, &*value) {
+            (ColumnType::DateTime, Value::Long(ms)) => Some(Value::DateTime(SimTime(*ms))),
+            (ColumnType::Real, Value::Long(v)) => Some(Value::Real(*v as f64)),
+            (ColumnType::Dynamic, Value::Dynamic(_)) => None,
+            (ColumnType::Dynamic, other) => Some(Value::Dynamic(other.to_json().to_string())),
+            _ => None,
+        };
+        if let Some(v) = converted {
+            *value = v;
+        }
+    }
+    record
+}

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_stream::Stream;
 use tonic::transport::server::Connected;
 
+use crate::backend::grpc::GrpcStorage;
 use crate::backend::StorageBackend;
 use crate::frontend::Frontend;
 use crate::grpc::service::{IngestionService, QueryService};
@@ -41,6 +42,23 @@ pub struct IngestServer {
 }
 
 impl IngestServer {
+    /// A server whose storage is the storage service at `storage_endpoint`
+    /// (e.g. `http://127.0.0.1:7002`); the connection is made lazily, on first use.
+    pub fn new(
+        clock: Clock,
+        events: EventLog,
+        profile: Profile,
+        storage_endpoint: &str,
+    ) -> Result<IngestServer, ServerError> {
+        let storage = GrpcStorage::connect_lazy(storage_endpoint)?;
+        Ok(IngestServer::with_backend(
+            clock,
+            events,
+            profile,
+            Arc::new(storage),
+        ))
+    }
+
     /// A server over any storage backend (the in-memory one in tests).
     pub fn with_backend(
         clock: Clock,

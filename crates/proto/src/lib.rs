@@ -34,6 +34,13 @@ pub mod ingest {
     }
 }
 
+/// Cluster storage: clusters, workspaces and the encrypted data plane.
+pub mod storage {
+    pub mod v1 {
+        tonic::include_proto!("storage.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cmksim_descriptor.bin"));

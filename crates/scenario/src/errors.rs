@@ -172,10 +172,7 @@ mod tests {
         let quote = text.find('"').unwrap();
         assert_eq!(map.line_column(quote), (2, 6));
         assert_eq!(map.line_column(text.len()), (4, 2));
-        assert_eq!(
-            map.at(quote, "m").to_string(),
-            "f.toml:2:6: m".to_string()
-        );
+        assert_eq!(map.at(quote, "m").to_string(), "f.toml:2:6: m".to_string());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! The services record their own typed events (`cmksim_sim::EventKind`); these constants are
 //! the agreement on the *names* and on the few `data` fields the judges depend on. A service may
 //! put more in `data`; it must put at least what is listed here, as JSON strings or integers,
-//! at the top level of `data` (no enum wrapper object: serialise the event struct itself, or
-//! use `#[serde(untagged)]` on the event enum).
+//! either at the top level of `data` or inside the single variant wrapper that serde's default
+//! (externally tagged) enum serialisation produces, e.g. `{"KeyDisabled": {"vault": ...}}`
+//! (see [`fields`]).
 //!
 //! | kind | source | data (required) |
 //! |---|---|---|
@@ -21,14 +22,15 @@
 //! | `keyvault.key.{created,rotated}` | `keyvault` | `vault`, `key`, `version` (the new one) |
 //! | `keyvault.key.{enabled,disabled,updated}` | `keyvault` | `vault`, `key`, `version` |
 //! | `keyvault.key.{deleted,recovered,purged}` | `keyvault` | `vault`, `key` |
-//! | `keyvault.policy.set` | `keyvault` | `vault`, `principal` (scenario name or `cluster:<name>`), `permissions` (array), `cluster` when it is a cluster identity |
-//! | `keyvault.policy.removed` | `keyvault` | `vault`, `principal`, `cluster` when it is a cluster identity |
+//! | `scenario.identity` | `scenario` | `cluster`, `object_id` (the cluster's managed identity, once created) |
+//! | `keyvault.policy.set` | `keyvault` | `vault`, `permissions` (array), and who: `cluster`, `principal` (`cluster:<name>`) or `object_id` |
+//! | `keyvault.policy.removed` | `keyvault` | `vault`, and who: `cluster`, `principal` or `object_id` |
 //! | `hsm.device.{error,ok}`, `hsm.tampered` | `hsm` | — (`keys_zeroised` for tamper) |
 //! | `storage.cluster.{created,provisioned,deleted,recovered,purged}` | `storage/<cluster>` | `cluster` |
-//! | `storage.cluster.key_updated` | `storage/<cluster>` | `cluster`, `vault`, `key`, `version` (empty: versionless) |
+//! | `storage.cluster.key_updated` | `storage/<cluster>` | `cluster`, and `vault`, `key`, `version` (empty: versionless) or `new_key_id` (a key URI) |
 //! | `storage.workspace.{link_requested,linked,unlinked}` | `storage/<cluster>` | `cluster`, `workspace` |
-//! | `storage.poll.{ok,transient,denied}` | `storage/<cluster>` | `cluster`, `reason` (transient, denied), `version` (ok) |
-//! | `storage.state.<state>` | `storage/<cluster>` | `cluster`, `from` (previous state), `reason` |
+//! | `storage.poll.{succeeded,transient,denied}` | `storage/<cluster>` | `cluster`, `reason` (transient, denied), `version` (succeeded) |
+//! | `storage.state.<state>` | `storage/<cluster>` | `cluster`, `from` (previous state), `reason` (`healthy_cmk` and `healthy_mmk` count as `healthy`) |
 //! | `storage.blocks.verified` | `storage/<cluster>` | `cluster`, `blocks_checked`, `blocks_failed` (after each key update) |
 //! | `storage.buffer.flushed` | `storage/<cluster>` | `cluster`, `workspace`, `records`, `ingested_from_ms` |
 //! | `storage.buffer.expired` | `storage/<cluster>` | `cluster`, `workspace`, `records`, `ingested_from_ms` |
@@ -56,6 +58,9 @@ pub const SCENARIO_NARRATE: &str = "scenario.narrate";
 pub const FAULT_APPLIED: &str = "scenario.fault.applied";
 pub const FAULT_RESTORED: &str = "scenario.fault.restored";
 pub const SCENARIO_FINISHED: &str = "scenario.finished";
+/// The runner ties a cluster to its managed identity's object id (so that policy events that
+/// only carry `object_id` can be attributed).
+pub const SCENARIO_IDENTITY: &str = "scenario.identity";
 
 pub const VAULT_CREATED: &str = "keyvault.vault.created";
 pub const VAULT_UPDATED: &str = "keyvault.vault.updated";
@@ -86,7 +91,7 @@ pub const CLUSTER_KEY_UPDATED: &str = "storage.cluster.key_updated";
 pub const WORKSPACE_LINK_REQUESTED: &str = "storage.workspace.link_requested";
 pub const WORKSPACE_LINKED: &str = "storage.workspace.linked";
 pub const WORKSPACE_UNLINKED: &str = "storage.workspace.unlinked";
-pub const POLL_OK: &str = "storage.poll.ok";
+pub const POLL_OK: &str = "storage.poll.succeeded";
 pub const POLL_TRANSIENT: &str = "storage.poll.transient";
 pub const POLL_DENIED: &str = "storage.poll.denied";
 /// Prefix of the state transitions: `storage.state.<state>`.
@@ -125,27 +130,101 @@ pub mod reason {
 /// The key permissions a cluster identity needs (SPEC §4): without any of them, access is denied.
 pub const CLUSTER_REQUIRED_PERMISSIONS: [&str; 3] = ["get", "wrapKey", "unwrapKey"];
 
-/// The storage state an event records, if it is a `storage.state.*` event.
+/// The storage state an event records, if it is a `storage.state.*` event. `healthy_cmk`
+/// (under the customer's key) and `healthy_mmk` (under the Microsoft key, before CMK is
+/// configured) are both `healthy` for expectations and invariants.
 pub fn storage_state(event: &Event) -> Option<StorageState> {
-    event
-        .kind
-        .strip_prefix(STATE_PREFIX)
-        .and_then(StorageState::from_name)
+    match event.kind.strip_prefix(STATE_PREFIX)? {
+        "healthy_cmk" | "healthy_mmk" => Some(StorageState::Healthy),
+        other => StorageState::from_name(other),
+    }
+}
+
+/// The fields of an event's data: `data` itself, or, when a service serialised its event enum
+/// externally tagged (`{"KeyDisabled": {...}}`, serde's default), the object inside that single
+/// variant wrapper.
+pub fn fields(event: &Event) -> &Value {
+    match event.data.as_object() {
+        Some(map) if map.len() == 1 => match map.values().next() {
+            Some(inner) if inner.is_object() => inner,
+            _ => &event.data,
+        },
+        _ => &event.data,
+    }
 }
 
 /// A string field of an event's data.
 pub fn str_field<'e>(event: &'e Event, field: &str) -> Option<&'e str> {
-    event.data.get(field).and_then(Value::as_str)
+    fields(event).get(field).and_then(Value::as_str)
 }
 
 /// An integer field of an event's data (0 when absent).
 pub fn u64_field(event: &Event, field: &str) -> u64 {
-    event.data.get(field).and_then(Value::as_u64).unwrap_or(0)
+    fields(event)
+        .get(field)
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// A boolean field of an event's data.
+pub fn bool_field(event: &Event, field: &str) -> Option<bool> {
+    fields(event).get(field).and_then(Value::as_bool)
 }
 
 /// The cluster an event is about: `data.cluster`, else the `storage/<cluster>` source.
 pub fn cluster_of(event: &Event) -> Option<&str> {
     str_field(event, "cluster").or_else(|| event.source.strip_prefix("storage/"))
+}
+
+/// (vault, key, version) of a key identifier: a Key Vault URI
+/// `https://{vault}.vault.azure.net/keys/{key}/{version}` or `{vault}/{key}[/{version}]`.
+/// The version is empty for a versionless identifier.
+pub fn parse_key_id(key_id: &str) -> Option<(String, String, String)> {
+    if let Some(rest) = key_id.split_once("://").map(|(_, r)| r) {
+        let mut parts = rest.split('/');
+        let host = parts.next()?;
+        let vault = host.split('.').next()?.to_string();
+        if parts.next()? != "keys" {
+            return None;
+        }
+        let key = parts.next()?.to_string();
+        let version = parts.next().unwrap_or("").to_string();
+        return Some((vault, key, version));
+    }
+    let mut parts = key_id.split('/');
+    let vault = parts.next()?.to_string();
+    let key = parts.next()?.to_string();
+    let version = parts.next().unwrap_or("").to_string();
+    Some((vault, key, version))
+}
+
+/// The key a `storage.cluster.key_updated` event moves to: `vault`/`key`/`version` fields, or
+/// a `new_key_id` (or `key_id`) identifier.
+pub fn updated_key(event: &Event) -> Option<(String, String, String)> {
+    if let (Some(vault), Some(key)) = (str_field(event, "vault"), str_field(event, "key")) {
+        let version = str_field(event, "version").unwrap_or("").to_string();
+        return Some((vault.to_string(), key.to_string(), version));
+    }
+    str_field(event, "new_key_id")
+        .or_else(|| str_field(event, "key_id"))
+        .and_then(parse_key_id)
+}
+
+/// The cluster whose managed identity a policy event is about: its `cluster` field, a
+/// `principal` of the form `cluster:<name>`, or an `object_id` that some event (e.g. the
+/// runner's `scenario.identity`) tied to a cluster with `cluster` + `object_id` fields.
+pub fn policy_cluster<'e>(events: &'e [Event], event: &'e Event) -> Option<&'e str> {
+    if let Some(c) = str_field(event, "cluster") {
+        return Some(c);
+    }
+    if let Some(c) = str_field(event, "principal").and_then(|p| p.strip_prefix("cluster:")) {
+        return Some(c);
+    }
+    let object_id = str_field(event, "object_id")?;
+    events
+        .iter()
+        .filter(|e| str_field(e, "object_id") == Some(object_id))
+        .find_map(|e| str_field(e, "cluster"))
 }
 
 /// Helpers that record contract events with the right kind, source and data (used by the
@@ -159,7 +238,14 @@ impl Emit<'_> {
         self.log.record_raw(at, source, kind, message, data)
     }
 
-    pub fn started(&self, at: SimTime, name: &str, seed: u64, profile: &str, duration_ms: u64) -> Event {
+    pub fn started(
+        &self,
+        at: SimTime,
+        name: &str,
+        seed: u64,
+        profile: &str,
+        duration_ms: u64,
+    ) -> Event {
         self.raw(
             at,
             "scenario",
@@ -248,7 +334,14 @@ impl Emit<'_> {
         )
     }
 
-    pub fn policy(&self, at: SimTime, kind: &str, vault: &str, principal: &str, permissions: &[&str]) -> Event {
+    pub fn policy(
+        &self,
+        at: SimTime,
+        kind: &str,
+        vault: &str,
+        principal: &str,
+        permissions: &[&str],
+    ) -> Event {
         let mut data = json!({"vault": vault, "principal": principal, "permissions": permissions});
         if let Some(cluster) = principal.strip_prefix("cluster:") {
             data["cluster"] = json!(cluster);
@@ -257,12 +350,22 @@ impl Emit<'_> {
             at,
             "keyvault",
             kind,
-            format!("access policy of {principal} on {vault}: {}", permissions.join(", ")),
+            format!(
+                "access policy of {principal} on {vault}: {}",
+                permissions.join(", ")
+            ),
             data,
         )
     }
 
-    pub fn state(&self, at: SimTime, cluster: &str, from: Option<StorageState>, to: StorageState, reason: &str) -> Event {
+    pub fn state(
+        &self,
+        at: SimTime,
+        cluster: &str,
+        from: Option<StorageState>,
+        to: StorageState,
+        reason: &str,
+    ) -> Event {
         self.raw(
             at,
             &format!("storage/{cluster}"),
@@ -277,12 +380,22 @@ impl Emit<'_> {
             at,
             &format!("storage/{cluster}"),
             kind,
-            format!("{cluster} polled Key Vault: {}", kind.rsplit('.').next().unwrap_or(kind)),
+            format!(
+                "{cluster} polled Key Vault: {}",
+                kind.rsplit('.').next().unwrap_or(kind)
+            ),
             json!({"cluster": cluster, "reason": reason}),
         )
     }
 
-    pub fn key_updated(&self, at: SimTime, cluster: &str, vault: &str, key: &str, version: &str) -> Event {
+    pub fn key_updated(
+        &self,
+        at: SimTime,
+        cluster: &str,
+        vault: &str,
+        key: &str,
+        version: &str,
+    ) -> Event {
         self.raw(
             at,
             &format!("storage/{cluster}"),
@@ -302,7 +415,15 @@ impl Emit<'_> {
         )
     }
 
-    pub fn buffer(&self, at: SimTime, kind: &str, cluster: &str, workspace: &str, records: u64, ingested_from: SimTime) -> Event {
+    pub fn buffer(
+        &self,
+        at: SimTime,
+        kind: &str,
+        cluster: &str,
+        workspace: &str,
+        records: u64,
+        ingested_from: SimTime,
+    ) -> Event {
         self.raw(
             at,
             &format!("storage/{cluster}"),
@@ -313,7 +434,14 @@ impl Emit<'_> {
     }
 
     /// One batch: `counts` = (stored, buffered, dropped); accepted is their sum.
-    pub fn batch(&self, at: SimTime, workspace: &str, table: &str, counts: (u64, u64, u64), reason: Option<&str>) -> Event {
+    pub fn batch(
+        &self,
+        at: SimTime,
+        workspace: &str,
+        table: &str,
+        counts: (u64, u64, u64),
+        reason: Option<&str>,
+    ) -> Event {
         let (stored, buffered, dropped) = counts;
         let mut data = json!({
             "workspace": workspace, "table": table, "route": "shared",
@@ -332,7 +460,13 @@ impl Emit<'_> {
         )
     }
 
-    pub fn query_ok(&self, at: SimTime, workspace: &str, records: u64, record_workspaces: &[&str]) -> Event {
+    pub fn query_ok(
+        &self,
+        at: SimTime,
+        workspace: &str,
+        records: u64,
+        record_workspaces: &[&str],
+    ) -> Event {
         self.raw(
             at,
             "ingest",

@@ -62,9 +62,14 @@ fn step_time(events: &[Event], run: RunSpan, step: &str, planned: Duration) -> S
 
 fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
     match (&x.subject, &x.timing) {
-        (Subject::Step { step, outcome, error_code }, _) => {
-            judge_step(events, step, *outcome, error_code.as_deref())
-        }
+        (
+            Subject::Step {
+                step,
+                outcome,
+                error_code,
+            },
+            _,
+        ) => judge_step(events, step, *outcome, error_code.as_deref()),
         (Subject::NoLossBefore { offset, workspace }, _) => {
             judge_no_loss(events, run, at(run, *offset), workspace.as_deref())
         }
@@ -90,7 +95,10 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
                         ),
                         None => (
                             Outcome::Broken,
-                            format!("no storage state of {cluster} recorded by {}", label(run, t)),
+                            format!(
+                                "no storage state of {cluster} recorded by {}",
+                                label(run, t)
+                            ),
                             vec![],
                         ),
                     }
@@ -116,7 +124,10 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
                         ),
                         None => (
                             Outcome::Broken,
-                            format!("no query of the workspace was recorded at {}", label(run, t)),
+                            format!(
+                                "no query of the workspace was recorded at {}",
+                                label(run, t)
+                            ),
                             vec![],
                         ),
                     }
@@ -138,7 +149,14 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
                 ),
             }
         }
-        (subject, Timing::Within { step, step_offset, within }) => {
+        (
+            subject,
+            Timing::Within {
+                step,
+                step_offset,
+                within,
+            },
+        ) => {
             let from = step_time(events, run, step, *step_offset);
             let until = from.add(*within);
             let mut ev: Vec<Evidence> = events
@@ -163,9 +181,16 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
                 None => {
                     ev.extend(last_relevant(subject, events, until));
                     let why = if run.end < until {
-                        format!("the run ended at {} before the window closed", label(run, run.end))
+                        format!(
+                            "the run ended at {} before the window closed",
+                            label(run, run.end)
+                        )
                     } else {
-                        format!("not seen between {} and {}", label(run, from), label(run, until))
+                        format!(
+                            "not seen between {} and {}",
+                            label(run, from),
+                            label(run, until)
+                        )
                     };
                     (Outcome::Broken, why, ev)
                 }
@@ -174,14 +199,14 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
         (subject, Timing::Never { from, until }) => {
             let (from, until) = (at(run, *from), at(run, *until));
             match first_occurrence(subject, events, from, until) {
-                Some((t, ev)) => (
-                    Outcome::Broken,
-                    format!("seen at {}", label(run, t)),
-                    ev,
-                ),
+                Some((t, ev)) => (Outcome::Broken, format!("seen at {}", label(run, t)), ev),
                 None => (
                     Outcome::Held,
-                    format!("not seen between {} and {}", label(run, from), label(run, until)),
+                    format!(
+                        "not seen between {} and {}",
+                        label(run, from),
+                        label(run, until)
+                    ),
                     vec![],
                 ),
             }
@@ -300,13 +325,17 @@ fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evi
     events
         .iter()
         .filter(|e| e.at_ms <= until.0)
-        .filter(related)
-        .last()
+        .rfind(related)
         .map(|e| vec![Evidence::of(e, "last seen instead")])
         .unwrap_or_default()
 }
 
-fn judge_step(events: &[Event], step: &str, outcome: Success, error_code: Option<&str>) -> Judgement {
+fn judge_step(
+    events: &[Event],
+    step: &str,
+    outcome: Success,
+    error_code: Option<&str>,
+) -> Judgement {
     let result = events.iter().find(|e| {
         (e.kind == events::SCENARIO_STEP_OK || e.kind == events::SCENARIO_STEP_FAILED)
             && str_field(e, "step") == Some(step)
@@ -342,7 +371,12 @@ fn judge_step(events: &[Event], step: &str, outcome: Success, error_code: Option
     }
 }
 
-fn judge_no_loss(events: &[Event], run: RunSpan, before: SimTime, workspace: Option<&str>) -> Judgement {
+fn judge_no_loss(
+    events: &[Event],
+    run: RunSpan,
+    before: SimTime,
+    workspace: Option<&str>,
+) -> Judgement {
     let in_scope = |e: &Event| workspace.is_none() || str_field(e, "workspace") == workspace;
     let mut broken: Vec<Evidence> = Vec::new();
     let mut buffered_before: std::collections::BTreeMap<String, u64> = Default::default();
@@ -354,13 +388,24 @@ fn judge_no_loss(events: &[Event], run: RunSpan, before: SimTime, workspace: Opt
             events::INGEST_BATCH if e.at_ms < before.0 => {
                 accepted += u64_field(e, "accepted");
                 if u64_field(e, "dropped") > 0 {
-                    broken.push(Evidence::of(e, "records accepted before the deadline were dropped"));
+                    broken.push(Evidence::of(
+                        e,
+                        "records accepted before the deadline were dropped",
+                    ));
                 }
                 *buffered_before.entry(ws).or_default() += u64_field(e, "buffered");
             }
             events::BUFFER_FLUSHED => *flushed.entry(ws).or_default() += u64_field(e, "records"),
-            events::BUFFER_EXPIRED if e.data.get("ingested_from_ms").and_then(|v| v.as_i64()).is_some_and(|t| t < before.0) => {
-                broken.push(Evidence::of(e, "buffered records from before the deadline expired"));
+            events::BUFFER_EXPIRED
+                if events::fields(e)
+                    .get("ingested_from_ms")
+                    .and_then(|v| v.as_i64())
+                    .is_some_and(|t| t < before.0) =>
+            {
+                broken.push(Evidence::of(
+                    e,
+                    "buffered records from before the deadline expired",
+                ));
             }
             _ => {}
         }
@@ -368,10 +413,11 @@ fn judge_no_loss(events: &[Event], run: RunSpan, before: SimTime, workspace: Opt
     for (ws, buffered) in &buffered_before {
         let written = flushed.get(ws).copied().unwrap_or(0);
         if written < *buffered {
-            let last = events
-                .iter()
-                .rev()
-                .find(|e| e.kind == events::INGEST_BATCH && str_field(e, "workspace") == Some(ws) && e.at_ms < before.0);
+            let last = events.iter().rev().find(|e| {
+                e.kind == events::INGEST_BATCH
+                    && str_field(e, "workspace") == Some(ws)
+                    && e.at_ms < before.0
+            });
             if let Some(e) = last {
                 broken.push(Evidence::of(
                     e,

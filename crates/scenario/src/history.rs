@@ -85,11 +85,9 @@ pub fn storage_spans(events: &[Event], end: SimTime) -> BTreeMap<String, Vec<Spa
 
 /// The last `storage.state.*` event of `cluster` at or before `at`.
 pub fn state_event_at<'e>(events: &'e [Event], cluster: &str, at: SimTime) -> Option<&'e Event> {
-    events
-        .iter()
-        .filter(|e| e.at_ms <= at.0 && cluster_of(e) == Some(cluster))
-        .filter(|e| events::storage_state(e).is_some())
-        .last()
+    events.iter().rev().find(|e| {
+        e.at_ms <= at.0 && cluster_of(e) == Some(cluster) && events::storage_state(e).is_some()
+    })
 }
 
 /// The storage state of `cluster` at `at`.
@@ -124,7 +122,9 @@ pub fn key_versions(events: &[Event], until: SimTime) -> BTreeMap<String, Vec<St
         if e.kind == events::KEY_CREATED || e.kind == events::KEY_ROTATED {
             if let (Some(vault), Some(key)) = (str_field(e, "vault"), str_field(e, "key")) {
                 let version = str_field(e, "version").unwrap_or("").to_string();
-                out.entry(format!("{vault}/{key}")).or_default().push(version);
+                out.entry(format!("{vault}/{key}"))
+                    .or_default()
+                    .push(version);
             }
         }
     }
@@ -139,7 +139,9 @@ pub fn key_spans(events: &[Event], end: SimTime) -> BTreeMap<String, Vec<Span<Ke
     let mut before_delete: BTreeMap<String, KeyState> = BTreeMap::new();
     let mut vault_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in events {
-        let Some(vault) = str_field(e, "vault") else { continue };
+        let Some(vault) = str_field(e, "vault") else {
+            continue;
+        };
         let mut targets: Vec<String> = Vec::new();
         let key = str_field(e, "key");
         let name = key.map(|k| format!("{vault}/{k}"));
@@ -235,13 +237,28 @@ mod tests {
         let t = |m: i64| SimTime(m * 60_000);
         emit.started(t(0), "s", 1, "azure-2020", 0);
         emit.state(t(0), "c1", None, StorageState::Healthy, "start");
-        emit.state(t(60), "c1", Some(StorageState::Healthy), StorageState::Revoked, "403");
-        emit.state(t(150), "c1", Some(StorageState::Revoked), StorageState::Resuming, "ok");
+        emit.state(
+            t(60),
+            "c1",
+            Some(StorageState::Healthy),
+            StorageState::Revoked,
+            "403",
+        );
+        emit.state(
+            t(150),
+            "c1",
+            Some(StorageState::Revoked),
+            StorageState::Resuming,
+            "ok",
+        );
         let events = log.snapshot();
         let spans = storage_spans(&events, t(240));
         let c1 = &spans["c1"];
         assert_eq!(c1.len(), 3);
-        assert_eq!((c1[1].state, c1[1].from_ms, c1[1].until_ms), (StorageState::Revoked, t(60).0, t(150).0));
+        assert_eq!(
+            (c1[1].state, c1[1].from_ms, c1[1].until_ms),
+            (StorageState::Revoked, t(60).0, t(150).0)
+        );
         assert_eq!(c1[2].until_ms, t(240).0);
         assert_eq!(state_at(&events, "c1", t(59)), Some(StorageState::Healthy));
         assert_eq!(state_at(&events, "c1", t(60)), Some(StorageState::Revoked));
@@ -264,7 +281,12 @@ mod tests {
         let states: Vec<KeyState> = spans["kv/k"].iter().map(|s| s.state).collect();
         assert_eq!(
             states,
-            vec![KeyState::Enabled, KeyState::Disabled, KeyState::Deleted, KeyState::Disabled]
+            vec![
+                KeyState::Enabled,
+                KeyState::Disabled,
+                KeyState::Deleted,
+                KeyState::Disabled
+            ]
         );
         assert_eq!(key_versions(&events, t(60))["kv/k"], vec!["v1", "v2"]);
     }

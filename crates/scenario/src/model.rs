@@ -335,9 +335,15 @@ pub enum Action {
         retention_days: Option<u32>,
         purge_protection: Option<bool>,
     },
-    DeleteVault { vault: String },
-    RecoverVault { vault: String },
-    PurgeVault { vault: String },
+    DeleteVault {
+        vault: String,
+    },
+    RecoverVault {
+        vault: String,
+    },
+    PurgeVault {
+        vault: String,
+    },
     CreateKey(Key),
     UpdateKey {
         vault: String,
@@ -349,12 +355,27 @@ pub enum Action {
         expires: Option<Duration>,
         ops: Option<Vec<KeyOp>>,
     },
-    RotateKey { vault: String, key: String },
-    DeleteKey { vault: String, key: String },
-    RecoverKey { vault: String, key: String },
-    PurgeKey { vault: String, key: String },
+    RotateKey {
+        vault: String,
+        key: String,
+    },
+    DeleteKey {
+        vault: String,
+        key: String,
+    },
+    RecoverKey {
+        vault: String,
+        key: String,
+    },
+    PurgeKey {
+        vault: String,
+        key: String,
+    },
     SetAccessPolicy(AccessPolicy),
-    RemoveAccessPolicy { vault: String, principal: PrincipalRef },
+    RemoveAccessPolicy {
+        vault: String,
+        principal: PrincipalRef,
+    },
     /// Starts provisioning (it takes the profile's provisioning duration).
     CreateCluster(Cluster),
     UpdateCluster {
@@ -363,14 +384,33 @@ pub enum Action {
         billing_type: Option<BillingType>,
         key: Option<KeyRef>,
     },
-    DeleteCluster { cluster: String },
-    RecoverCluster { cluster: String },
+    DeleteCluster {
+        cluster: String,
+    },
+    RecoverCluster {
+        cluster: String,
+    },
     CreateWorkspace(Workspace),
-    LinkWorkspace { workspace: String, cluster: String },
-    UnlinkWorkspace { workspace: String },
-    SetWorkspaceRetention { workspace: String, retention_days: u32 },
-    SetWorkspaceLock { workspace: String, locked: bool },
-    Ingest { workspace: String, table: String, records: u64 },
+    LinkWorkspace {
+        workspace: String,
+        cluster: String,
+    },
+    UnlinkWorkspace {
+        workspace: String,
+    },
+    SetWorkspaceRetention {
+        workspace: String,
+        retention_days: u32,
+    },
+    SetWorkspaceLock {
+        workspace: String,
+        locked: bool,
+    },
+    Ingest {
+        workspace: String,
+        table: String,
+        records: u64,
+    },
     Query {
         workspace: String,
         table: Option<String>,
@@ -683,7 +723,10 @@ impl Expectation {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Subject {
     /// `storage = "c1"`, `state = "revoked"`.
-    Storage { cluster: String, state: StorageState },
+    Storage {
+        cluster: String,
+        state: StorageState,
+    },
     /// `ingest_to = "ws1"`, `outcome = "dropped"`, optional `reason`: a batch to the workspace
     /// had records with that outcome (`expired`: buffered records of it expired).
     Ingest {

@@ -134,8 +134,21 @@ fn routine(e: &Event) -> Option<(String, String)> {
 
 fn colour_of(e: &Event) -> &'static str {
     let k = e.kind.as_str();
-    let bad = ["revoked", "denied", "failed", "dropped", "broken", "shredded", "tampered", "purged", "expired"];
-    let warn = ["unavailable", "transient", "degraded", "disabled", "deleted", "fault", "error", "buffered", "resuming"];
+    let bad = [
+        "revoked", "denied", "failed", "dropped", "broken", "shredded", "tampered", "purged",
+        "expired",
+    ];
+    let warn = [
+        "unavailable",
+        "transient",
+        "degraded",
+        "disabled",
+        "deleted",
+        "fault",
+        "error",
+        "buffered",
+        "resuming",
+    ];
     if k == events::INGEST_BATCH {
         return if u64_field(e, "dropped") > 0 {
             RED
@@ -151,7 +164,12 @@ fn colour_of(e: &Event) -> &'static str {
         YELLOW
     } else if k.starts_with("scenario.") {
         MAGENTA
-    } else if k.ends_with(".healthy") || k.ends_with(".ok") || k.ends_with(".held") || k.ends_with(".enabled") {
+    } else if k.ends_with(".healthy")
+        || k.ends_with(".ok")
+        || k.ends_with(".succeeded")
+        || k.ends_with(".held")
+        || k.ends_with(".enabled")
+    {
         GREEN
     } else {
         ""
@@ -185,7 +203,13 @@ mod tests {
         emit.narrate(m(3), "disable", "The customer disables the key.");
         emit.poll(m(4), "c1", events::POLL_DENIED, "KeyDisabled");
         emit.poll(m(5), "c1", events::POLL_DENIED, "KeyDisabled");
-        emit.state(m(5), "c1", Some(StorageState::Healthy), StorageState::Revoked, "403");
+        emit.state(
+            m(5),
+            "c1",
+            Some(StorageState::Healthy),
+            StorageState::Revoked,
+            "403",
+        );
         log.snapshot()
     }
 
@@ -205,7 +229,10 @@ mod tests {
 
     #[test]
     fn verbose_and_colour() {
-        let options = NarrateOptions { color: true, verbose: true };
+        let options = NarrateOptions {
+            color: true,
+            verbose: true,
+        };
         let text = render_timeline(&sample(), SimTime::DEFAULT_EPOCH, options);
         assert_eq!(text.lines().count(), 7);
         assert!(text.contains(RED) && text.contains(CYAN));

@@ -42,7 +42,8 @@ fn t(run: RunSpan, at: i64) -> String {
 /// reason, no buffer writes or expires more than it held, final counters agree.
 pub fn no_silent_loss(events: &[Event]) -> Verdict {
     const ID: &str = "invariant-1";
-    const TITLE: &str = "no silent loss: accepted = stored + buffered + dropped, each drop with its reason";
+    const TITLE: &str =
+        "no silent loss: accepted = stored + buffered + dropped, each drop with its reason";
     let mut broken: Vec<Evidence> = Vec::new();
     let mut sums: BTreeMap<String, [u64; 4]> = BTreeMap::new();
     let mut buffer_out: BTreeMap<String, u64> = BTreeMap::new();
@@ -52,12 +53,19 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
         match e.kind.as_str() {
             events::INGEST_BATCH => {
                 batches += 1;
-                let [a, s, b, d] = ["accepted", "stored", "buffered", "dropped"].map(|f| u64_field(e, f));
+                let [a, s, b, d] =
+                    ["accepted", "stored", "buffered", "dropped"].map(|f| u64_field(e, f));
                 if a != s + b + d {
-                    broken.push(Evidence::of(e, format!("accepted {a} ≠ {s} stored + {b} buffered + {d} dropped")));
+                    broken.push(Evidence::of(
+                        e,
+                        format!("accepted {a} ≠ {s} stored + {b} buffered + {d} dropped"),
+                    ));
                 }
                 if d > 0 && str_field(e, "reason").is_none_or(str::is_empty) {
-                    broken.push(Evidence::of(e, format!("{d} records dropped without a reason")));
+                    broken.push(Evidence::of(
+                        e,
+                        format!("{d} records dropped without a reason"),
+                    ));
                 }
                 let entry = sums.entry(ws).or_default();
                 for (slot, v) in entry.iter_mut().zip([a, s, b, d]) {
@@ -84,7 +92,13 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
         }
     }
     if batches == 0 {
-        return Verdict::new(ID, TITLE, Outcome::NotApplicable, "no batch was ingested", vec![]);
+        return Verdict::new(
+            ID,
+            TITLE,
+            Outcome::NotApplicable,
+            "no batch was ingested",
+            vec![],
+        );
     }
     let total = sums.values().fold([0u64; 4], |mut acc, s| {
         for (a, v) in acc.iter_mut().zip(s) {
@@ -99,7 +113,13 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
     if broken.is_empty() {
         Verdict::new(ID, TITLE, Outcome::Held, summary, vec![])
     } else {
-        Verdict::new(ID, TITLE, Outcome::Broken, format!("{} violations; {summary}", broken.len()), broken)
+        Verdict::new(
+            ID,
+            TITLE,
+            Outcome::Broken,
+            format!("{} violations; {summary}", broken.len()),
+            broken,
+        )
     }
 }
 
@@ -113,16 +133,20 @@ struct Binding {
 
 /// The key each cluster uses over time: the scenario's initial keys (versions resolved from
 /// `keyvault.key.created` events) then `storage.cluster.key_updated` events.
-fn binding_at(scenario: &Scenario, events: &[Event], cluster: &str, at: SimTime) -> Option<Binding> {
-    let updated = events
-        .iter()
-        .filter(|e| e.at_ms <= at.0 && e.kind == events::CLUSTER_KEY_UPDATED && cluster_of(e) == Some(cluster))
-        .last();
-    if let Some(e) = updated {
+fn binding_at(
+    scenario: &Scenario,
+    events: &[Event],
+    cluster: &str,
+    at: SimTime,
+) -> Option<Binding> {
+    let updated = events.iter().rev().find(|e| {
+        e.at_ms <= at.0 && e.kind == events::CLUSTER_KEY_UPDATED && cluster_of(e) == Some(cluster)
+    });
+    if let Some((vault, key, version)) = updated.and_then(events::updated_key) {
         return Some(Binding {
-            vault: str_field(e, "vault")?.to_string(),
-            key: str_field(e, "key")?.to_string(),
-            version: str_field(e, "version").unwrap_or("").to_string(),
+            vault,
+            key,
+            version,
         });
     }
     let initial = scenario.initial_cluster_key(cluster)?;
@@ -139,7 +163,10 @@ fn binding_at(scenario: &Scenario, events: &[Event], cluster: &str, at: SimTime)
             .or_else(|| list.and_then(|l| l.first()))
             .cloned()
             .unwrap_or_default(),
-        VersionSel::Nth(n) => list.and_then(|l| l.get(n as usize - 1)).cloned().unwrap_or_default(),
+        VersionSel::Nth(n) => list
+            .and_then(|l| l.get(n as usize - 1))
+            .cloned()
+            .unwrap_or_default(),
     };
     Some(Binding {
         vault: initial.vault.clone(),
@@ -150,7 +177,12 @@ fn binding_at(scenario: &Scenario, events: &[Event], cluster: &str, at: SimTime)
 
 /// Every cluster named by the scenario or by storage events.
 fn clusters(scenario: &Scenario, events: &[Event]) -> Vec<String> {
-    let mut out: Vec<String> = scenario.world.clusters.iter().map(|c| c.name.clone()).collect();
+    let mut out: Vec<String> = scenario
+        .world
+        .clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     for e in events.iter().filter(|e| e.kind.starts_with("storage.")) {
         if let Some(c) = cluster_of(e) {
             if !out.iter().any(|x| x == c) {
@@ -192,21 +224,22 @@ fn access_effect(scenario: &Scenario, events: &[Event], e: &Event, cluster: &str
         events::VAULT_DELETED | events::VAULT_PURGED => Some(true),
         events::VAULT_RECOVERED => Some(false),
         events::POLICY_REMOVED | events::POLICY_SET => {
-            let for_cluster = str_field(e, "cluster") == Some(cluster)
-                || str_field(e, "principal") == Some(&format!("cluster:{cluster}"));
-            if !for_cluster {
+            if events::policy_cluster(events, e) != Some(cluster) {
                 return None;
             }
             if e.kind == events::POLICY_REMOVED {
                 return Some(true);
             }
-            let perms: Vec<&str> = e
-                .data
+            let perms: Vec<&str> = events::fields(e)
                 .get("permissions")
                 .and_then(|p| p.as_array())
                 .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
                 .unwrap_or_default();
-            Some(!events::CLUSTER_REQUIRED_PERMISSIONS.iter().all(|p| perms.contains(p)))
+            Some(
+                !events::CLUSTER_REQUIRED_PERMISSIONS
+                    .iter()
+                    .all(|p| perms.contains(p)),
+            )
         }
         _ => None,
     }
@@ -229,7 +262,9 @@ pub fn revocation_honoured(scenario: &Scenario, events: &[Event]) -> Verdict {
     for cluster in clusters(scenario, events) {
         let mut denied_since: Option<&Event> = None;
         for e in events {
-            let Some(denies) = access_effect(scenario, events, e, &cluster) else { continue };
+            let Some(denies) = access_effect(scenario, events, e, &cluster) else {
+                continue;
+            };
             match (denies, denied_since) {
                 (true, None) => denied_since = Some(e),
                 (false, Some(_)) => denied_since = None,
@@ -246,45 +281,80 @@ pub fn revocation_honoured(scenario: &Scenario, events: &[Event]) -> Verdict {
                 .find(|r| access_effect(scenario, events, r, &cluster) == Some(false));
             let limit = t0.add(deadline);
             let already = history::state_at(events, &cluster, t0);
-            let revoked = events.iter().filter(|s| s.seq > e.seq || s.at_ms > t0.0).find(|s| {
-                cluster_of(s) == Some(cluster.as_str())
-                    && matches!(events::storage_state(s), Some(StorageState::Revoked | StorageState::Shredded))
-            });
+            let revoked = events
+                .iter()
+                .filter(|s| s.seq > e.seq || s.at_ms > t0.0)
+                .find(|s| {
+                    cluster_of(s) == Some(cluster.as_str())
+                        && matches!(
+                            events::storage_state(s),
+                            Some(StorageState::Revoked | StorageState::Shredded)
+                        )
+                });
             let in_time = revoked.filter(|s| s.at_ms <= limit.0);
-            if matches!(already, Some(StorageState::Revoked | StorageState::Shredded | StorageState::Deleted)) {
-                notes.push(format!("{cluster} was already {} at {}", already.map(|s| s.as_str()).unwrap_or(""), t(run, t0.0)));
+            if matches!(
+                already,
+                Some(StorageState::Revoked | StorageState::Shredded | StorageState::Deleted)
+            ) {
+                notes.push(format!(
+                    "{cluster} was already {} at {}",
+                    already.map(|s| s.as_str()).unwrap_or(""),
+                    t(run, t0.0)
+                ));
                 continue;
             }
             match in_time {
                 Some(r) => {
                     held.push(Evidence::of(e, format!("access of {cluster} denied")));
-                    held.push(Evidence::of(r, format!("revoked {} later", cmksim_sim::format_duration(r.at().since(t0)))));
+                    held.push(Evidence::of(
+                        r,
+                        format!(
+                            "revoked {} later",
+                            cmksim_sim::format_duration(r.at().since(t0))
+                        ),
+                    ));
                     // Stays revoked until access returns.
                     let left = events.iter().filter(|s| s.seq > r.seq).find(|s| {
                         cluster_of(s) == Some(cluster.as_str())
                             && matches!(
                                 events::storage_state(s),
-                                Some(StorageState::Healthy | StorageState::Resuming | StorageState::Degraded)
+                                Some(
+                                    StorageState::Healthy
+                                        | StorageState::Resuming
+                                        | StorageState::Degraded
+                                )
                             )
                     });
                     if let Some(left) = left {
                         if restore.is_none_or(|back| left.seq < back.seq) {
                             broken.push(Evidence::of(r, format!("{cluster} revoked")));
-                            broken.push(Evidence::of(left, "left the revoked state before access returned"));
+                            broken.push(Evidence::of(
+                                left,
+                                "left the revoked state before access returned",
+                            ));
                         }
                     }
                 }
                 None => {
                     if restore.is_some_and(|back| back.at_ms < limit.0) {
-                        notes.push(format!("access of {cluster} returned before the deadline at {}", t(run, limit.0)));
+                        notes.push(format!(
+                            "access of {cluster} returned before the deadline at {}",
+                            t(run, limit.0)
+                        ));
                     } else if run.end < limit {
-                        notes.push(format!("the run ended before the deadline of the denial at {}", t(run, t0.0)));
+                        notes.push(format!(
+                            "the run ended before the deadline of the denial at {}",
+                            t(run, t0.0)
+                        ));
                     } else {
                         broken.push(Evidence::of(e, format!("access of {cluster} denied")));
                         let note = match revoked {
                             Some(late) => {
                                 broken.push(Evidence::of(late, "revoked too late"));
-                                format!("revoked only after {}", cmksim_sim::format_duration(late.at().since(t0)))
+                                format!(
+                                    "revoked only after {}",
+                                    cmksim_sim::format_duration(late.at().since(t0))
+                                )
                             }
                             None => format!("{cluster} was never revoked"),
                         };
@@ -302,9 +372,22 @@ pub fn revocation_honoured(scenario: &Scenario, events: &[Event]) -> Verdict {
     verdict(ID, title, cases, held, broken, detail)
 }
 
-fn verdict(id: &str, title: String, cases: usize, held: Vec<Evidence>, broken: Vec<Evidence>, detail: String) -> Verdict {
+fn verdict(
+    id: &str,
+    title: String,
+    cases: usize,
+    held: Vec<Evidence>,
+    broken: Vec<Evidence>,
+    detail: String,
+) -> Verdict {
     if cases == 0 {
-        Verdict::new(id, title, Outcome::NotApplicable, "nothing in this run exercised it", vec![])
+        Verdict::new(
+            id,
+            title,
+            Outcome::NotApplicable,
+            "nothing in this run exercised it",
+            vec![],
+        )
     } else if broken.is_empty() {
         Verdict::new(id, title, Outcome::Held, detail, held)
     } else {
@@ -325,20 +408,32 @@ pub fn resume_within_deadline(scenario: &Scenario, events: &[Event]) -> Verdict 
     let (mut held, mut broken, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     let mut cases = 0usize;
     for (cluster, spans) in history::storage_spans(events, run.end) {
-        for span in spans.iter().filter(|s| matches!(s.state, StorageState::Revoked | StorageState::Unavailable)) {
+        for span in spans
+            .iter()
+            .filter(|s| matches!(s.state, StorageState::Revoked | StorageState::Unavailable))
+        {
             let back = events.iter().find(|e| {
-                e.kind == events::POLL_OK && cluster_of(e) == Some(cluster.as_str()) && e.at_ms >= span.from_ms
+                e.kind == events::POLL_OK
+                    && cluster_of(e) == Some(cluster.as_str())
+                    && e.at_ms >= span.from_ms
             });
             let Some(back) = back else { continue };
             cases += 1;
             let limit = back.at().add(deadline);
             let healthy = events.iter().filter(|e| e.seq > back.seq).find(|e| {
-                cluster_of(e) == Some(cluster.as_str()) && events::storage_state(e) == Some(StorageState::Healthy)
+                cluster_of(e) == Some(cluster.as_str())
+                    && events::storage_state(e) == Some(StorageState::Healthy)
             });
             match healthy {
                 Some(h) if h.at_ms <= limit.0 => {
                     held.push(Evidence::of(back, "access returned"));
-                    held.push(Evidence::of(h, format!("healthy {} later", cmksim_sim::format_duration(h.at().since(back.at())))));
+                    held.push(Evidence::of(
+                        h,
+                        format!(
+                            "healthy {} later",
+                            cmksim_sim::format_duration(h.at().since(back.at()))
+                        ),
+                    ));
                 }
                 _ if run.end < limit => notes.push(format!(
                     "{cluster}: the run ended before the resume deadline at {}",
@@ -373,8 +468,12 @@ pub fn short_outages_invisible(scenario: &Scenario, events: &[Event]) -> Verdict
     let ka = &scenario.profile.key_access;
     let grace = ka.outage_grace;
     let title = match grace {
-        Some(g) => format!("vault failures shorter than {} cause no query failure and no drop", cmksim_sim::format_duration(g)),
-        None => "vault failures (ridden on the cached key) cause no query failure and no drop".to_string(),
+        Some(g) => format!(
+            "vault failures shorter than {} cause no query failure and no drop",
+            cmksim_sim::format_duration(g)
+        ),
+        None => "vault failures (ridden on the cached key) cause no query failure and no drop"
+            .to_string(),
     };
     let run = RunSpan::of(events);
     let (mut held, mut broken, mut notes) = (Vec::new(), Vec::new(), Vec::new());
@@ -383,18 +482,24 @@ pub fn short_outages_invisible(scenario: &Scenario, events: &[Event]) -> Verdict
     while i < events.len() {
         let e = &events[i];
         i += 1;
-        let impairs = e.kind == events::FAULT_APPLIED && e.data.get("impairs_vault").and_then(|v| v.as_bool()) == Some(true);
+        let impairs = e.kind == events::FAULT_APPLIED
+            && e.data.get("impairs_vault").and_then(|v| v.as_bool()) == Some(true);
         if !impairs {
             continue;
         }
         let end = events[i..].iter().find(|r| {
             r.kind == events::FAULT_RESTORED
-                || (r.kind == events::FAULT_APPLIED && r.data.get("impairs_vault").and_then(|v| v.as_bool()) == Some(false))
+                || (r.kind == events::FAULT_APPLIED
+                    && r.data.get("impairs_vault").and_then(|v| v.as_bool()) == Some(false))
         });
         let end_at = end.map(Event::at).unwrap_or(run.end);
         let length = end_at.since(e.at());
         if grace.is_some_and(|g| length >= g) {
-            notes.push(format!("the failure at {} lasted {} (not shorter than the grace)", t(run, e.at_ms), cmksim_sim::format_duration(length)));
+            notes.push(format!(
+                "the failure at {} lasted {} (not shorter than the grace)",
+                t(run, e.at_ms),
+                cmksim_sim::format_duration(length)
+            ));
             continue;
         }
         cases += 1;
@@ -408,19 +513,30 @@ pub fn short_outages_invisible(scenario: &Scenario, events: &[Event]) -> Verdict
                     Some(events::reason::UNAVAILABLE | events::reason::BUFFER_EXPIRED)
                 );
                 (x.kind == events::QUERY_FAILED && outage_reason)
-                    || (x.kind == events::INGEST_BATCH && u64_field(x, "dropped") > 0 && outage_reason)
+                    || (x.kind == events::INGEST_BATCH
+                        && u64_field(x, "dropped") > 0
+                        && outage_reason)
                     || events::storage_state(x) == Some(StorageState::Unavailable)
             })
             .collect();
         if visible.is_empty() {
-            held.push(Evidence::of(e, format!("vault failure of {}", cmksim_sim::format_duration(length))));
+            held.push(Evidence::of(
+                e,
+                format!("vault failure of {}", cmksim_sim::format_duration(length)),
+            ));
             if let Some(end) = end {
                 held.push(Evidence::of(end, "restored"));
             }
         } else {
-            broken.push(Evidence::of(e, format!("vault failure of {}", cmksim_sim::format_duration(length))));
+            broken.push(Evidence::of(
+                e,
+                format!("vault failure of {}", cmksim_sim::format_duration(length)),
+            ));
             for x in visible.into_iter().take(4) {
-                broken.push(Evidence::of(x, "visible to users during a failure shorter than the grace"));
+                broken.push(Evidence::of(
+                    x,
+                    "visible to users during a failure shorter than the grace",
+                ));
             }
         }
     }
@@ -435,7 +551,11 @@ pub fn blocks_decrypt_after_key_update(events: &[Event]) -> Verdict {
     let title = "after a successful key update every stored block still decrypts".to_string();
     let (mut held, mut broken) = (Vec::new(), Vec::new());
     let mut cases = 0usize;
-    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.kind == events::CLUSTER_KEY_UPDATED) {
+    for (i, e) in events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == events::CLUSTER_KEY_UPDATED)
+    {
         cases += 1;
         let cluster = cluster_of(e);
         let verified = events[i + 1..]
@@ -445,14 +565,23 @@ pub fn blocks_decrypt_after_key_update(events: &[Event]) -> Verdict {
         match verified {
             Some(v) if u64_field(v, "blocks_failed") == 0 => {
                 held.push(Evidence::of(e, "key updated"));
-                held.push(Evidence::of(v, format!("{} blocks decrypt", u64_field(v, "blocks_checked"))));
+                held.push(Evidence::of(
+                    v,
+                    format!("{} blocks decrypt", u64_field(v, "blocks_checked")),
+                ));
             }
             Some(v) => {
                 broken.push(Evidence::of(e, "key updated"));
-                broken.push(Evidence::of(v, format!("{} blocks failed to decrypt", u64_field(v, "blocks_failed"))));
+                broken.push(Evidence::of(
+                    v,
+                    format!("{} blocks failed to decrypt", u64_field(v, "blocks_failed")),
+                ));
             }
             None => {
-                broken.push(Evidence::of(e, "key updated, but no storage.blocks.verified followed"));
+                broken.push(Evidence::of(
+                    e,
+                    "key updated, but no storage.blocks.verified followed",
+                ));
             }
         }
     }
@@ -467,16 +596,25 @@ pub fn no_cross_workspace_records(events: &[Event]) -> Verdict {
     let (mut held, mut broken) = (Vec::new(), Vec::new());
     let mut cases = 0usize;
     for e in events.iter().filter(|e| e.kind == events::QUERY_OK) {
-        let Some(seen) = e.data.get("record_workspaces").and_then(|v| v.as_array()) else { continue };
+        let Some(seen) = e.data.get("record_workspaces").and_then(|v| v.as_array()) else {
+            continue;
+        };
         cases += 1;
         let ws = str_field(e, "workspace").unwrap_or("");
-        let foreign: Vec<&str> = seen.iter().filter_map(|v| v.as_str()).filter(|w| *w != ws).collect();
+        let foreign: Vec<&str> = seen
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|w| *w != ws)
+            .collect();
         if foreign.is_empty() {
             if held.is_empty() {
                 held.push(Evidence::of(e, "first query checked"));
             }
         } else {
-            broken.push(Evidence::of(e, format!("query of {ws} returned records of {}", foreign.join(", "))));
+            broken.push(Evidence::of(
+                e,
+                format!("query of {ws} returned records of {}", foreign.join(", ")),
+            ));
         }
     }
     let detail = format!("{cases} successful queries checked");
@@ -492,14 +630,29 @@ pub fn deterministic(first: &[Event], second: &[Event]) -> Verdict {
         let (a, b) = (first.get(i), second.get(i));
         let (la, lb) = (a.map(Event::to_json_line), b.map(Event::to_json_line));
         if la != lb {
-            let evidence: Vec<Evidence> = [a.map(|e| Evidence::of(e, "first run")), b.map(|e| Evidence::of(e, "second run"))]
-                .into_iter()
-                .flatten()
-                .collect();
-            return Verdict::new(ID, title, Outcome::Broken, format!("the logs differ at event {}", i + 1), evidence);
+            let evidence: Vec<Evidence> = [
+                a.map(|e| Evidence::of(e, "first run")),
+                b.map(|e| Evidence::of(e, "second run")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            return Verdict::new(
+                ID,
+                title,
+                Outcome::Broken,
+                format!("the logs differ at event {}", i + 1),
+                evidence,
+            );
         }
     }
-    Verdict::new(ID, title, Outcome::Held, format!("{n} events identical"), vec![])
+    Verdict::new(
+        ID,
+        title,
+        Outcome::Held,
+        format!("{n} events identical"),
+        vec![],
+    )
 }
 
 /// How long a check may wait: exposed for the report's explanations.

@@ -38,9 +38,8 @@ pub fn read_source(path: &Path) -> Result<String, Diagnostic> {
             ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::whole_file(path, format!("cannot read scenario file: {e}"))
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::whole_file(path, format!("cannot read scenario file: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
@@ -63,6 +62,8 @@ pub fn parse_raw(map: &SourceMap<'_>) -> Result<RawFile, Diagnostic> {
 /// error" prefix some versions add are trimmed.
 fn tidy_message(message: &str) -> String {
     let message = message.trim();
-    let message = message.strip_prefix("TOML parse error: ").unwrap_or(message);
+    let message = message
+        .strip_prefix("TOML parse error: ")
+        .unwrap_or(message);
     message.replace('\n', " ")
 }

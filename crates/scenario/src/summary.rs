@@ -105,7 +105,12 @@ fn mark(outcome: Outcome, color: bool) -> String {
 }
 
 /// The summary table.
-pub fn render_summary(expectations: &[Verdict], invariants: &[Verdict], counts: &Counts, color: bool) -> String {
+pub fn render_summary(
+    expectations: &[Verdict],
+    invariants: &[Verdict],
+    counts: &Counts,
+    color: bool,
+) -> String {
     let mut out = String::new();
     let section = |out: &mut String, name: &str, verdicts: &[Verdict]| {
         out.push_str(&format!("{name}\n"));
@@ -113,7 +118,12 @@ pub fn render_summary(expectations: &[Verdict], invariants: &[Verdict], counts: 
             out.push_str("  (none)\n");
         }
         for v in verdicts {
-            out.push_str(&format!("  {}  {:<14} {}\n", mark(v.outcome, color), v.id, v.title));
+            out.push_str(&format!(
+                "  {}  {:<14} {}\n",
+                mark(v.outcome, color),
+                v.id,
+                v.title
+            ));
             out.push_str(&format!("          {:<14} {}\n", "", v.detail));
         }
     };
@@ -123,23 +133,47 @@ pub fn render_summary(expectations: &[Verdict], invariants: &[Verdict], counts: 
         out.push_str("Ingest and query\n");
         out.push_str(&format!(
             "  {:<16} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}\n",
-            "workspace", "batches", "accepted", "stored", "buffered", "dropped", "query ok", "failed"
+            "workspace",
+            "batches",
+            "accepted",
+            "stored",
+            "buffered",
+            "dropped",
+            "query ok",
+            "failed"
         ));
         for (ws, w) in &counts.workspaces {
             out.push_str(&format!(
                 "  {:<16} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}\n",
-                ws, w.batches, w.accepted, w.stored, w.buffered, w.dropped, w.queries_ok, w.queries_failed
+                ws,
+                w.batches,
+                w.accepted,
+                w.stored,
+                w.buffered,
+                w.dropped,
+                w.queries_ok,
+                w.queries_failed
             ));
         }
     }
     if !counts.clusters.is_empty() {
         out.push_str("Key Vault polls\n");
-        out.push_str(&format!("  {:<16} {:>8} {:>10} {:>8}\n", "cluster", "ok", "transient", "denied"));
+        out.push_str(&format!(
+            "  {:<16} {:>8} {:>10} {:>8}\n",
+            "cluster", "ok", "transient", "denied"
+        ));
         for (c, p) in &counts.clusters {
-            out.push_str(&format!("  {:<16} {:>8} {:>10} {:>8}\n", c, p.ok, p.transient, p.denied));
+            out.push_str(&format!(
+                "  {:<16} {:>8} {:>10} {:>8}\n",
+                c, p.ok, p.transient, p.denied
+            ));
         }
     }
-    let broken = expectations.iter().chain(invariants).filter(|v| !v.held()).count();
+    let broken = expectations
+        .iter()
+        .chain(invariants)
+        .filter(|v| !v.held())
+        .count();
     out.push_str(&format!(
         "{} events; {}\n",
         counts.events,

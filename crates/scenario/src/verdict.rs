@@ -113,7 +113,13 @@ impl Verdict {
             Outcome::NotApplicable => "not-applicable",
         };
         let kind = format!("oracle.{family}.{state}");
-        let message = format!("{} {}: {} ({})", family, self.id, self.outcome.as_str(), self.title);
+        let message = format!(
+            "{} {}: {} ({})",
+            family,
+            self.id,
+            self.outcome.as_str(),
+            self.title
+        );
         let data = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         (kind, message, data)
     }

@@ -18,7 +18,10 @@ fn errors(text: &str) -> Vec<String> {
 /// `t.toml:LINE:COLUMN` of the `nth` byte of the first occurrence of `needle` (1-based lines
 /// and columns), computed independently of the crate's own source map.
 fn at(text: &str, needle: &str, nth: usize) -> String {
-    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in text")) + nth;
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"))
+        + nth;
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
@@ -28,7 +31,8 @@ fn at(text: &str, needle: &str, nth: usize) -> String {
 fn assert_one(text: &str, position: &str, message_part: &str) {
     let errs = errors(text);
     assert!(
-        errs.iter().any(|e| e.starts_with(&format!("{position}: ")) && e.contains(message_part)),
+        errs.iter()
+            .any(|e| e.starts_with(&format!("{position}: ")) && e.contains(message_part)),
         "expected {position}: …{message_part}…, got:\n{}",
         errs.join("\n")
     );
@@ -51,15 +55,22 @@ fn toml_syntax_error() {
 
 #[test]
 fn unknown_field() {
-    let text = format!("{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\npurge_protecton = true\n");
+    let text =
+        format!("{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\npurge_protecton = true\n");
     assert_one(&text, "t.toml:8:1", "unknown field `purge_protecton`");
     assert_one(&text, &at(&text, "purge_protecton", 0), "expected one of");
 }
 
 #[test]
 fn wrong_type() {
-    let text = format!("{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\nretention_days = \"ninety\"\n");
-    assert_one(&text, "t.toml:8:18", "invalid type: string \"ninety\", expected i64");
+    let text = format!(
+        "{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\nretention_days = \"ninety\"\n"
+    );
+    assert_one(
+        &text,
+        "t.toml:8:18",
+        "invalid type: string \"ninety\", expected i64",
+    );
 }
 
 #[test]
@@ -67,7 +78,11 @@ fn unknown_word_of_a_closed_vocabulary() {
     let text = format!(
         "{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\n[[keys]]\nvault = \"kv\"\nname = \"k\"\nkty = \"AES\"\n"
     );
-    assert_one(&text, &at(&text, "\"AES\"", 0), "unknown variant `AES`, expected one of `RSA`, `RSA-HSM`, `EC`, `EC-HSM`");
+    assert_one(
+        &text,
+        &at(&text, "\"AES\"", 0),
+        "unknown variant `AES`, expected one of `RSA`, `RSA-HSM`, `EC`, `EC-HSM`",
+    );
 }
 
 #[test]
@@ -75,14 +90,21 @@ fn missing_required_field() {
     let text = "[scenario]\nname = \"t\"\ntitle = \"T\"\n";
     let errs = errors(text);
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("t.toml:1:1: missing field `duration`"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.toml:1:1: missing field `duration`"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn bad_duration_points_inside_the_string() {
     // "1h5x": the bad unit `x` is the 4th character of the value.
     let text = format!("{HEAD}[[timeline]]\nat = \"1h5x\"\nnarrate = \"n\"\n");
-    assert_one(&text, "t.toml:6:10", "at: invalid duration \"1h5x\": expected a unit: ms, s, m, h, d or w");
+    assert_one(
+        &text,
+        "t.toml:6:10",
+        "at: invalid duration \"1h5x\": expected a unit: ms, s, m, h, d or w",
+    );
     assert_eq!(at(&text, "1h5x", 3), "t.toml:6:10");
     // Units out of order, in the scenario's own duration.
     let text = "[scenario]\nname = \"t\"\ntitle = \"T\"\nduration = \"30m2h\"\n";
@@ -93,7 +115,11 @@ fn bad_duration_points_inside_the_string() {
 #[test]
 fn key_in_unknown_vault() {
     let text = format!("{HEAD}[[keys]]\nvault = \"nope\"\nname = \"k\"\nkty = \"RSA\"\n");
-    assert_one(&text, &at(&text, "\"nope\"", 0), "unknown vault `nope` (no vault is defined)");
+    assert_one(
+        &text,
+        &at(&text, "\"nope\"", 0),
+        "unknown vault `nope` (no vault is defined)",
+    );
 }
 
 #[test]
@@ -101,7 +127,11 @@ fn step_after_unknown_step() {
     let text = format!(
         "{HEAD}[[timeline]]\nid = \"a\"\nat = \"1h\"\nnarrate = \"n\"\n[[timeline]]\nafter = {{ step = \"disable-key\", by = \"10m\" }}\nnarrate = \"m\"\n"
     );
-    assert_one(&text, &at(&text, "\"disable-key\"", 0), "unknown step id `disable-key` (known: `a`)");
+    assert_one(
+        &text,
+        &at(&text, "\"disable-key\"", 0),
+        "unknown step id `disable-key` (known: `a`)",
+    );
 }
 
 #[test]
@@ -111,8 +141,16 @@ fn after_cycle() {
          [[timeline]]\nid = \"b\"\nafter = {{ step = \"a\", by = \"1m\" }}\nnarrate = \"m\"\n"
     );
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.contains("`after` steps form a cycle: a → b")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.starts_with(&at(&text, "{ step = \"b\"", 0))), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("`after` steps form a cycle: a → b")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&at(&text, "{ step = \"b\"", 0))),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -136,9 +174,21 @@ fn out_of_range_values() {
          [[agents]]\nname = \"a1\"\nworkspace = \"ws1\"\ntables = [{{ table = \"Perf\", every = \"10s\", records = -5 }}]\n\
          [[timeline]]\nat = \"1h\"\nfault = {{ keyvault = \"error-rate\", error_rate = 1.5 }}\n"
     );
-    assert_one(&text, &at(&text, "800", 0), "retention_days must be between 7 and 730, got 800");
-    assert_one(&text, &at(&text, "-5", 0), "records must be between 1 and 1000000, got -5");
-    assert_one(&text, &at(&text, "1.5", 0), "error_rate must be more than 0 and at most 1, got 1.5");
+    assert_one(
+        &text,
+        &at(&text, "800", 0),
+        "retention_days must be between 7 and 730, got 800",
+    );
+    assert_one(
+        &text,
+        &at(&text, "-5", 0),
+        "records must be between 1 and 1000000, got -5",
+    );
+    assert_one(
+        &text,
+        &at(&text, "1.5", 0),
+        "error_rate must be more than 0 and at most 1, got 1.5",
+    );
 }
 
 #[test]
@@ -146,7 +196,11 @@ fn too_fast_agent_rate() {
     let text = format!(
         "{HEAD}[[workspaces]]\nname = \"ws1\"\nlocation = \"eu\"\n[[agents]]\nname = \"a1\"\nworkspace = \"ws1\"\ntables = [{{ table = \"Perf\", every = \"100ms\" }}]\n"
     );
-    assert_one(&text, &at(&text, "\"100ms\"", 0), "every must be at least 1000ms");
+    assert_one(
+        &text,
+        &at(&text, "\"100ms\"", 0),
+        "every must be at least 1000ms",
+    );
 }
 
 #[test]
@@ -154,18 +208,30 @@ fn duplicate_names() {
     let text = format!(
         "{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\n[[vaults]]\nname = \"kv\"\nlocation = \"us\"\n"
     );
-    assert_one(&text, "t.toml:9:8", "duplicate vault `kv` (first defined at line 6)");
+    assert_one(
+        &text,
+        "t.toml:9:8",
+        "duplicate vault `kv` (first defined at line 6)",
+    );
 }
 
 #[test]
 fn step_beyond_duration() {
     let text = format!("{HEAD}[[timeline]]\nat = \"3h\"\nnarrate = \"late\"\n");
-    assert_one(&text, "t.toml:6:6", "step at T+03:00:00 is after the end of the scenario (duration 2h)");
+    assert_one(
+        &text,
+        "t.toml:6:6",
+        "step at T+03:00:00 is after the end of the scenario (duration 2h)",
+    );
     // Through an `after` chain too.
     let text = format!(
         "{HEAD}[[timeline]]\nid = \"a\"\nat = \"1h30m\"\nnarrate = \"n\"\n[[timeline]]\nafter = {{ step = \"a\", by = \"45m\" }}\nnarrate = \"m\"\n"
     );
-    assert_one(&text, &at(&text, "{ step", 0), "step at T+02:15:00 is after the end");
+    assert_one(
+        &text,
+        &at(&text, "{ step", 0),
+        "step at T+02:15:00 is after the end",
+    );
 }
 
 #[test]
@@ -174,19 +240,42 @@ fn action_parameters() {
         "{HEAD}[[vaults]]\nname = \"kv\"\nlocation = \"eu\"\n[[timeline]]\nat = \"1h\"\naction = \"update-key\"\nvault = \"kv\"\ncapacity = 5\n"
     );
     assert_one(&text, &at(&text, "5\n", 0), "`capacity` does not apply to action `update-key` (it takes: vault, key, version, enabled, not_before, expires, ops)");
-    assert_one(&text, &at(&text, "\"update-key\"", 0), "action `update-key` needs `key`");
+    assert_one(
+        &text,
+        &at(&text, "\"update-key\"", 0),
+        "action `update-key` needs `key`",
+    );
     let text = format!("{HEAD}[[timeline]]\nat = \"1h\"\naction = \"disable-key\"\n");
-    assert_one(&text, &at(&text, "\"disable-key\"", 0), "unknown variant `disable-key`");
+    assert_one(
+        &text,
+        &at(&text, "\"disable-key\"", 0),
+        "unknown variant `disable-key`",
+    );
 }
 
 #[test]
 fn fault_shapes() {
-    let text = format!("{HEAD}[[timeline]]\nat = \"1h\"\nfault = {{ hsm = \"tamper\" }}\nduration = \"5m\"\n");
-    assert_one(&text, &at(&text, "\"5m\"", 0), "`hsm tamper` cannot be undone automatically");
-    let text = format!("{HEAD}[[timeline]]\nat = \"1h\"\nfault = {{ partition = [\"storage\"] }}\n");
-    assert_one(&text, &at(&text, "[\"storage\"]", 0), "partition takes two different hosts");
+    let text = format!(
+        "{HEAD}[[timeline]]\nat = \"1h\"\nfault = {{ hsm = \"tamper\" }}\nduration = \"5m\"\n"
+    );
+    assert_one(
+        &text,
+        &at(&text, "\"5m\"", 0),
+        "`hsm tamper` cannot be undone automatically",
+    );
+    let text =
+        format!("{HEAD}[[timeline]]\nat = \"1h\"\nfault = {{ partition = [\"storage\"] }}\n");
+    assert_one(
+        &text,
+        &at(&text, "[\"storage\"]", 0),
+        "partition takes two different hosts",
+    );
     let text = format!("{HEAD}[[timeline]]\nat = \"1h\"\nfault = {{ crash = \"storage\", restart = \"storage\" }}\n");
-    assert_one(&text, &at(&text, "\"storage\" }", 0), "a fault names one target; `restart` is a second one");
+    assert_one(
+        &text,
+        &at(&text, "\"storage\" }", 0),
+        "a fault names one target; `restart` is a second one",
+    );
 }
 
 #[test]
@@ -194,7 +283,11 @@ fn expectation_shapes() {
     let text = format!(
         "{HEAD}[[clusters]]\nname = \"c1\"\nlocation = \"eu\"\n[[expect]]\nstorage = \"c1\"\nstate = \"revoked\"\nmin_records = 3\nby = \"1h\"\n"
     );
-    assert_one(&text, &at(&text, "3\nby", 0), "`min_records` does not apply to a `storage` expectation");
+    assert_one(
+        &text,
+        &at(&text, "3\nby", 0),
+        "`min_records` does not apply to a `storage` expectation",
+    );
     let text = format!(
         "{HEAD}[[clusters]]\nname = \"c1\"\nlocation = \"eu\"\n[[expect]]\nstorage = \"c1\"\nstate = \"revoked\"\nwithin = \"1h\"\nafter_step = \"nope\"\n"
     );
@@ -202,19 +295,36 @@ fn expectation_shapes() {
     let text = format!(
         "{HEAD}[[clusters]]\nname = \"c1\"\nlocation = \"eu\"\n[[expect]]\nstorage = \"c1\"\nstate = \"revoked\"\nby = \"5h\"\n"
     );
-    assert_one(&text, &at(&text, "\"5h\"", 0), "by at T+05:00:00 is after the end of the scenario");
+    assert_one(
+        &text,
+        &at(&text, "\"5h\"", 0),
+        "by at T+05:00:00 is after the end of the scenario",
+    );
     let text = format!(
         "{HEAD}[[workspaces]]\nname = \"ws1\"\nlocation = \"eu\"\n[[expect]]\ningest_to = \"ws1\"\noutcome = \"lost\"\nby = \"1h\"\n"
     );
-    assert_one(&text, &at(&text, "\"lost\"", 0), "outcome \"lost\" for `ingest_to`: expected one of stored, buffered, dropped, expired");
+    assert_one(
+        &text,
+        &at(&text, "\"lost\"", 0),
+        "outcome \"lost\" for `ingest_to`: expected one of stored, buffered, dropped, expired",
+    );
 }
 
 #[test]
 fn profile_override_errors() {
     let text = format!("{HEAD}[profile.key_access]\nbuffer_widow = \"2h\"\n");
-    assert_one(&text, &at(&text, "buffer_widow", 0), "[profile] override: profile azure-2020: unknown field `buffer_widow`");
-    let text = "[scenario]\nname = \"t\"\ntitle = \"T\"\nduration = \"2h\"\nprofile = \"azure-2019\"\n";
-    assert_one(text, "t.toml:5:11", "unknown profile \"azure-2019\": expected one of azure-2020, azure-current");
+    assert_one(
+        &text,
+        &at(&text, "buffer_widow", 0),
+        "[profile] override: profile azure-2020: unknown field `buffer_widow`",
+    );
+    let text =
+        "[scenario]\nname = \"t\"\ntitle = \"T\"\nduration = \"2h\"\nprofile = \"azure-2019\"\n";
+    assert_one(
+        text,
+        "t.toml:5:11",
+        "unknown profile \"azure-2019\": expected one of azure-2020, azure-current",
+    );
 }
 
 #[test]
@@ -225,13 +335,20 @@ fn several_errors_are_collected_in_file_order() {
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs[0].starts_with("t.toml:6:9: unknown vault"), "{errs:?}");
-    assert!(errs[1].starts_with("t.toml:10:6: step at T+09:00:00"), "{errs:?}");
+    assert!(
+        errs[1].starts_with("t.toml:10:6: step at T+09:00:00"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn bad_names() {
     let text = format!("{HEAD}[[vaults]]\nname = \"my vault\"\nlocation = \"eu\"\n");
-    assert_one(&text, &at(&text, " vault\"", 0), "vault name \"my vault\": unexpected character ' '");
+    assert_one(
+        &text,
+        &at(&text, " vault\"", 0),
+        "vault name \"my vault\": unexpected character ' '",
+    );
 }
 
 #[test]
@@ -252,10 +369,16 @@ fn file_errors_carry_the_path() {
     let errs = validate_file(&path).unwrap_err();
     assert_eq!(
         errs[0].to_string(),
-        format!("{}:6:8: invalid type: integer `5`, expected a string", path.display())
+        format!(
+            "{}:6:8: invalid type: integer `5`, expected a string",
+            path.display()
+        )
     );
     let big = dir.path().join("big.toml");
     std::fs::write(&big, vec![b'#'; 2 * 1024 * 1024]).unwrap();
     let errs = validate_file(&big).unwrap_err();
-    assert!(errs[0].to_string().contains("the limit is 1048576 bytes"), "{errs:?}");
+    assert!(
+        errs[0].to_string().contains("the limit is 1048576 bytes"),
+        "{errs:?}"
+    );
 }

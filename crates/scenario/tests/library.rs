@@ -27,15 +27,28 @@ fn every_library_scenario_validates() {
     for file in &files {
         match validate_file(file) {
             Ok(s) => {
-                assert!(!s.meta.story.trim().is_empty(), "{}: no story", file.display());
-                assert!(!s.expectations.is_empty(), "{}: no expectations", file.display());
+                assert!(
+                    !s.meta.story.trim().is_empty(),
+                    "{}: no story",
+                    file.display()
+                );
+                assert!(
+                    !s.expectations.is_empty(),
+                    "{}: no expectations",
+                    file.display()
+                );
                 assert!(
                     s.timeline.iter().any(|t| t.narrate.is_some()),
                     "{}: no narration",
                     file.display()
                 );
                 let stem = file.file_stem().unwrap().to_str().unwrap();
-                assert_eq!(s.meta.name, stem, "{}: name must match the file", file.display());
+                assert_eq!(
+                    s.meta.name,
+                    stem,
+                    "{}: name must match the file",
+                    file.display()
+                );
             }
             Err(diags) => failures.extend(diags.iter().map(|d| d.to_string())),
         }
@@ -66,7 +79,10 @@ fn the_library_has_every_story_the_brief_lists() {
         "third-link-refused",
         "link-before-provisioning",
     ] {
-        assert!(names.iter().any(|n| n == wanted), "missing scenarios/{wanted}.toml");
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "missing scenarios/{wanted}.toml"
+        );
     }
 }
 
@@ -81,10 +97,16 @@ fn flagship_revocation_shape() {
     assert_eq!(disable.offset.as_secs(), 3600);
     assert!(matches!(
         &disable.what,
-        StepKind::Action(Action::UpdateKey { enabled: Some(false), .. })
+        StepKind::Action(Action::UpdateKey {
+            enabled: Some(false),
+            ..
+        })
     ));
     // `after` resolved to an absolute offset.
-    assert_eq!(s.step("query-while-revoked").unwrap().offset.as_secs(), 2 * 3600);
+    assert_eq!(
+        s.step("query-while-revoked").unwrap().offset.as_secs(),
+        2 * 3600
+    );
     let revoked = &s.expectations[0];
     assert!(matches!(revoked.subject, Subject::Storage { .. }));
     assert!(matches!(
@@ -92,4 +114,23 @@ fn flagship_revocation_shape() {
         Timing::Within { ref step, .. } if step == "disable-key"
     ));
     assert_eq!(s.query_probes().len(), 2);
+}
+
+#[test]
+fn schedule_inserts_automatic_restorations() {
+    use cmksim_scenario::model::{Fault, ScheduledKind, VaultFault};
+    let s = validate_file(library().join("vault-blip-5m.toml")).unwrap();
+    let schedule = s.schedule();
+    let restore = schedule
+        .iter()
+        .find(|x| matches!(x.what, ScheduledKind::Restore(_)))
+        .expect("the blip is undone");
+    assert_eq!(restore.offset.as_secs(), 3600 + 300);
+    assert_eq!(
+        restore.what,
+        ScheduledKind::Restore(Fault::Keyvault(VaultFault::Up))
+    );
+    assert_eq!(restore.step.label(), "blip");
+    let offsets: Vec<u64> = schedule.iter().map(|x| x.offset.as_secs()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
 }

@@ -13,26 +13,37 @@ use cmksim_sim::EventLog;
 mod common;
 use common::{flagship, m, Run, START};
 
-
 fn library(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(name);
     validate_file(path).unwrap()
 }
 
 fn by_id<'v>(verdicts: &'v [Verdict], id: &str) -> &'v Verdict {
-    verdicts.iter().find(|v| v.id == id).unwrap_or_else(|| panic!("no verdict {id}"))
+    verdicts
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("no verdict {id}"))
 }
 
 #[test]
 fn flagship_expectations_hold_on_a_correct_run() {
     let scenario = library("revocation.toml");
-    let events = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
+    let events = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
     let verdicts = evaluate(&scenario, &events);
     for v in &verdicts {
         assert_eq!(v.outcome, Outcome::Held, "{v:#?}");
     }
     let revoked = by_id(&verdicts, "revoked-within-1h");
-    assert!(revoked.detail.contains("seen 30s after disable-key"), "{}", revoked.detail);
+    assert!(
+        revoked.detail.contains("seen 30s after disable-key"),
+        "{}",
+        revoked.detail
+    );
     assert_eq!(revoked.evidence.len(), 2);
     assert_eq!(revoked.evidence[1].kind, "storage.state.revoked");
     let invariants = oracle::check_invariants(&scenario, &events);
@@ -42,32 +53,50 @@ fn flagship_expectations_hold_on_a_correct_run() {
     assert_eq!(by_id(&invariants, "invariant-2").outcome, Outcome::Held);
     assert_eq!(by_id(&invariants, "invariant-3").outcome, Outcome::Held);
     assert_eq!(by_id(&invariants, "invariant-1").outcome, Outcome::Held);
-    assert_eq!(by_id(&invariants, "invariant-6").outcome, Outcome::NotApplicable);
+    assert_eq!(
+        by_id(&invariants, "invariant-6").outcome,
+        Outcome::NotApplicable
+    );
 }
 
 #[test]
 fn late_revocation_breaks_the_expectation_and_invariant_2() {
     let scenario = library("revocation.toml");
-    let events = flagship(Run { revoke_after: 70.0, resume_after: 30.0 });
+    let events = flagship(Run {
+        revoke_after: 70.0,
+        resume_after: 30.0,
+    });
     let verdicts = evaluate(&scenario, &events);
     let v = by_id(&verdicts, "revoked-within-1h");
     assert_eq!(v.outcome, Outcome::Broken);
-    assert!(v.detail.contains("not seen between T+01:00:00 and T+02:00:00"), "{}", v.detail);
+    assert!(
+        v.detail
+            .contains("not seen between T+01:00:00 and T+02:00:00"),
+        "{}",
+        v.detail
+    );
     let inv = by_id(&oracle::check_invariants(&scenario, &events), "invariant-2").clone();
     assert_eq!(inv.outcome, Outcome::Broken, "{inv:#?}");
-    assert!(inv.detail.contains("revoked only after 1h10m"), "{}", inv.detail);
+    assert!(
+        inv.detail.contains("revoked only after 1h10m"),
+        "{}",
+        inv.detail
+    );
     assert_eq!(inv.evidence[0].kind, "keyvault.key.disabled");
 }
 
 #[test]
 fn slow_resume_breaks_the_expectation_and_invariant_3() {
     let scenario = library("revocation.toml");
-    let events = flagship(Run { revoke_after: 0.5, resume_after: 45.0 });
+    let events = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 45.0,
+    });
     let verdicts = evaluate(&scenario, &events);
     assert_eq!(by_id(&verdicts, "resumed").outcome, Outcome::Broken);
     let inv = by_id(&oracle::check_invariants(&scenario, &events), "invariant-3").clone();
     assert_eq!(inv.outcome, Outcome::Broken, "{inv:#?}");
-    assert_eq!(inv.evidence[0].kind, "storage.poll.ok");
+    assert_eq!(inv.evidence[0].kind, events::POLL_OK);
     assert_eq!(inv.evidence[1].kind, "storage.state.healthy");
 }
 
@@ -105,10 +134,24 @@ fn invariant_1_no_silent_loss() {
     let v = oracle::no_silent_loss(&l.snapshot());
     assert_eq!(v.outcome, Outcome::Broken);
     let notes: Vec<&str> = v.evidence.iter().map(|e| e.note.as_str()).collect();
-    assert!(notes.iter().any(|n| n.contains("dropped without a reason")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("accepted 10 ≠ 3 stored")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("released 7 records but only 2")), "{notes:?}");
-    assert_eq!(oracle::no_silent_loss(&log().snapshot()).outcome, Outcome::NotApplicable);
+    assert!(
+        notes.iter().any(|n| n.contains("dropped without a reason")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("accepted 10 ≠ 3 stored")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("released 7 records but only 2")),
+        "{notes:?}"
+    );
+    assert_eq!(
+        oracle::no_silent_loss(&log().snapshot()).outcome,
+        Outcome::NotApplicable
+    );
 }
 
 #[test]
@@ -120,10 +163,19 @@ fn invariant_2_via_access_policy_and_stays_revoked() {
     e.state(START, "c1", None, Healthy, "start");
     e.policy(m(60.0), events::POLICY_SET, "kv", "cluster:c1", &["get"]); // lost wrapKey/unwrapKey
     e.state(m(61.0), "c1", Some(Healthy), Revoked, "403");
-    e.policy(m(90.0), events::POLICY_SET, "kv", "cluster:c1", &["get", "wrapKey", "unwrapKey"]);
+    e.policy(
+        m(90.0),
+        events::POLICY_SET,
+        "kv",
+        "cluster:c1",
+        &["get", "wrapKey", "unwrapKey"],
+    );
     e.poll(m(91.0), "c1", events::POLL_OK, "");
     e.state(m(100.0), "c1", Some(Revoked), Healthy, "resumed");
-    assert_eq!(oracle::revocation_honoured(&s, &l.snapshot()).outcome, Outcome::Held);
+    assert_eq!(
+        oracle::revocation_honoured(&s, &l.snapshot()).outcome,
+        Outcome::Held
+    );
 
     // Leaving the revoked state before access returned breaks it.
     let l = log();
@@ -135,7 +187,10 @@ fn invariant_2_via_access_policy_and_stays_revoked() {
     e.state(m(70.0), "c1", Some(Revoked), Healthy, "wrongly resumed");
     let v = oracle::revocation_honoured(&s, &l.snapshot());
     assert_eq!(v.outcome, Outcome::Broken, "{v:#?}");
-    assert!(v.evidence.iter().any(|x| x.note.contains("before access returned")));
+    assert!(v
+        .evidence
+        .iter()
+        .any(|x| x.note.contains("before access returned")));
 }
 
 #[test]
@@ -149,7 +204,13 @@ fn invariant_2_ignores_other_keys_and_old_versions() {
     e.key(m(10.0), events::KEY_DISABLED, "kv", "other", "o1");
     e.key(m(20.0), events::KEY_ROTATED, "kv", "k", "v2");
     e.key(m(30.0), events::KEY_DISABLED, "kv", "k", "v2"); // not the pinned v1
-    l.record_raw(m(240.0), "scenario", events::SCENARIO_FINISHED, "done".into(), serde_json::json!({}));
+    l.record_raw(
+        m(240.0),
+        "scenario",
+        events::SCENARIO_FINISHED,
+        "done".into(),
+        serde_json::json!({}),
+    );
     let v = oracle::revocation_honoured(&s, &l.snapshot());
     assert_eq!(v.outcome, Outcome::NotApplicable, "{v:#?}");
 }
@@ -197,7 +258,10 @@ fn invariant_6_blocks_decrypt_after_key_update() {
         }
         l.snapshot()
     };
-    assert_eq!(oracle::blocks_decrypt_after_key_update(&make(Some(0))).outcome, Outcome::Held);
+    assert_eq!(
+        oracle::blocks_decrypt_after_key_update(&make(Some(0))).outcome,
+        Outcome::Held
+    );
     let v = oracle::blocks_decrypt_after_key_update(&make(Some(3)));
     assert_eq!(v.outcome, Outcome::Broken);
     assert!(v.evidence[1].note.contains("3 blocks failed"));
@@ -211,7 +275,10 @@ fn invariant_8_no_cross_workspace_records() {
     let l = log();
     let e = Emit { log: &l };
     e.query_ok(m(10.0), "ws1", 3, &["ws1"]);
-    assert_eq!(oracle::no_cross_workspace_records(&l.snapshot()).outcome, Outcome::Held);
+    assert_eq!(
+        oracle::no_cross_workspace_records(&l.snapshot()).outcome,
+        Outcome::Held
+    );
     e.query_ok(m(11.0), "ws1", 3, &["ws1", "ws2"]);
     let v = oracle::no_cross_workspace_records(&l.snapshot());
     assert_eq!(v.outcome, Outcome::Broken);
@@ -220,10 +287,19 @@ fn invariant_8_no_cross_workspace_records() {
 
 #[test]
 fn invariant_7_determinism() {
-    let a = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
-    let b = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
+    let a = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
+    let b = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
     assert_eq!(oracle::deterministic(&a, &b).outcome, Outcome::Held);
-    let c = flagship(Run { revoke_after: 1.0, resume_after: 30.0 });
+    let c = flagship(Run {
+        revoke_after: 1.0,
+        resume_after: 30.0,
+    });
     let v = oracle::deterministic(&a, &c);
     assert_eq!(v.outcome, Outcome::Broken);
     assert!(v.detail.starts_with("the logs differ at event"));
@@ -233,14 +309,25 @@ fn invariant_7_determinism() {
 fn step_expectations() {
     let s = small("[[expect]]\nstep = \"s1\"\noutcome = \"fails\"\nerror_code = \"Conflict\"\n");
     let l = log();
-    Emit { log: &l }.step_failed(m(60.0), "s1", "link-workspace", "Conflict", 409, "name reserved");
+    Emit { log: &l }.step_failed(
+        m(60.0),
+        "s1",
+        "link-workspace",
+        "Conflict",
+        409,
+        "name reserved",
+    );
     assert_eq!(evaluate(&s, &l.snapshot())[0].outcome, Outcome::Held);
     let l = log();
     Emit { log: &l }.step_failed(m(60.0), "s1", "link-workspace", "BadRequest", 400, "no");
     let v = &evaluate(&s, &l.snapshot())[0];
     assert_eq!(v.outcome, Outcome::Broken);
-    assert!(v.detail.contains("failed with \"BadRequest\", expected \"Conflict\""));
-    assert!(evaluate(&s, &log().snapshot())[0].detail.contains("no result was recorded"));
+    assert!(v
+        .detail
+        .contains("failed with \"BadRequest\", expected \"Conflict\""));
+    assert!(evaluate(&s, &log().snapshot())[0]
+        .detail
+        .contains("no result was recorded"));
 }
 
 #[test]
@@ -252,11 +339,21 @@ fn never_and_by_expectations() {
     let l = log();
     let e = Emit { log: &l };
     e.state(START, "c1", None, Healthy, "start");
-    e.state(m(10.0), "c1", Some(Healthy), Unavailable, "before the window");
+    e.state(
+        m(10.0),
+        "c1",
+        Some(Healthy),
+        Unavailable,
+        "before the window",
+    );
     e.state(m(20.0), "c1", Some(Unavailable), Healthy, "back");
     e.batch(m(100.0), "ws1", "T", (0, 4, 0), None);
     let v = evaluate(&s, &l.snapshot());
-    assert_eq!((v[0].outcome, v[1].outcome), (Outcome::Held, Outcome::Held), "{v:#?}");
+    assert_eq!(
+        (v[0].outcome, v[1].outcome),
+        (Outcome::Held, Outcome::Held),
+        "{v:#?}"
+    );
     e.state(m(150.0), "c1", Some(Healthy), Unavailable, "in the window");
     let v = evaluate(&s, &l.snapshot());
     assert_eq!(v[0].outcome, Outcome::Broken);
@@ -285,5 +382,103 @@ fn no_loss_before() {
     e.buffer(m(200.0), events::BUFFER_EXPIRED, "c1", "ws1", 10, m(60.0));
     let v = &evaluate(&s, &l.snapshot())[0];
     assert_eq!(v.outcome, Outcome::Broken);
-    assert!(v.evidence.iter().any(|x| x.kind == "storage.buffer.expired"));
+    assert!(v
+        .evidence
+        .iter()
+        .any(|x| x.kind == "storage.buffer.expired"));
+}
+
+/// The services serialise their event enums externally tagged (`{"KeyDisabled": {...}}`), name
+/// policies by object id, healthy states `healthy_cmk`/`healthy_mmk` and key updates by key URI:
+/// the oracle reads all of these.
+#[test]
+fn reads_the_services_event_shapes() {
+    use serde_json::json;
+    let s = small("");
+    let l = log();
+    let raw = |t: f64, source: &str, kind: &str, data: serde_json::Value| {
+        l.record_raw(m(t), source, kind, kind.to_string(), data);
+    };
+    raw(
+        0.0,
+        "keyvault",
+        "keyvault.key.created",
+        json!({"KeyCreated": {"vault": "kv", "key": "k", "version": "aa11", "kty": "RSA"}}),
+    );
+    raw(
+        0.0,
+        "scenario",
+        events::SCENARIO_IDENTITY,
+        json!({"cluster": "c1", "object_id": "0000-c1"}),
+    );
+    raw(
+        0.0,
+        "storage/c1",
+        "storage.state.healthy_cmk",
+        json!({"StateChanged": {"cluster": "c1", "from": "Provisioning", "to": "HealthyCmk"}}),
+    );
+    raw(
+        60.0,
+        "keyvault",
+        "keyvault.policy.removed",
+        json!({"PolicyRemoved": {"vault": "kv", "object_id": "0000-c1"}}),
+    );
+    raw(
+        60.5,
+        "storage/c1",
+        "storage.poll.denied",
+        json!({"PollDenied": {"cluster": "c1", "http_status": 403}}),
+    );
+    raw(
+        60.5,
+        "storage/c1",
+        "storage.state.revoked",
+        json!({"StateChanged": {"cluster": "c1", "from": "HealthyCmk", "to": "Revoked"}}),
+    );
+    raw(
+        90.0,
+        "keyvault",
+        "keyvault.policy.set",
+        json!({"PolicySet": {"vault": "kv", "object_id": "0000-c1", "permissions": ["get", "wrapKey", "unwrapKey"]}}),
+    );
+    raw(
+        90.5,
+        "storage/c1",
+        "storage.poll.succeeded",
+        json!({"PollSucceeded": {"cluster": "c1", "key": "k", "version": "aa11"}}),
+    );
+    raw(
+        100.0,
+        "storage/c1",
+        "storage.state.healthy_cmk",
+        json!({"StateChanged": {"cluster": "c1", "from": "Resuming", "to": "HealthyCmk"}}),
+    );
+    // The cluster moves to another key, named by URI; disabling the old one no longer matters.
+    raw(
+        120.0,
+        "storage/c1",
+        "storage.cluster.key_updated",
+        json!({"keyUpdated": {"cluster": "c1", "new_key_id": "https://kv.vault.azure.net/keys/k2/bb22"}}),
+    );
+    raw(
+        130.0,
+        "keyvault",
+        "keyvault.key.disabled",
+        json!({"KeyDisabled": {"vault": "kv", "key": "k", "version": "aa11"}}),
+    );
+    raw(240.0, "scenario", events::SCENARIO_FINISHED, json!({}));
+    let events = l.snapshot();
+    let v = oracle::revocation_honoured(&s, &events);
+    assert_eq!(v.outcome, Outcome::Held, "{v:#?}");
+    assert!(v.detail.starts_with("1 denials checked"), "{}", v.detail);
+    let v = oracle::resume_within_deadline(&s, &events);
+    assert_eq!(v.outcome, Outcome::Held, "{v:#?}");
+    assert_eq!(
+        events::parse_key_id("https://kv.vault.azure.net/keys/k2/bb22"),
+        Some(("kv".into(), "k2".into(), "bb22".into()))
+    );
+    assert_eq!(
+        events::parse_key_id("kv/k"),
+        Some(("kv".into(), "k".into(), String::new()))
+    );
 }

@@ -51,11 +51,22 @@ fn balanced(doc: &str) -> Result<Vec<String>, String> {
 }
 
 fn report() -> String {
-    let scenario = validate_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/revocation.toml")).unwrap();
-    let events = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
+    let scenario = validate_file(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/revocation.toml"),
+    )
+    .unwrap();
+    let events = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
     let expectations = evaluate(&scenario, &events);
     let invariants = check_invariants(&scenario, &events);
-    render_html(&ReportInput::new(&scenario, &events, &expectations, &invariants))
+    render_html(&ReportInput::new(
+        &scenario,
+        &events,
+        &expectations,
+        &invariants,
+    ))
 }
 
 #[test]
@@ -68,7 +79,9 @@ fn html_report_is_self_contained_well_formed_and_deterministic() {
     assert_eq!(written, report(), "same events → same bytes");
 
     let tags = balanced(&written).unwrap_or_else(|e| panic!("{e}"));
-    for tag in ["html", "svg", "style", "table", "rect", "line", "circle", "title"] {
+    for tag in [
+        "html", "svg", "style", "table", "rect", "line", "circle", "title",
+    ] {
         assert!(tags.iter().any(|t| t == tag), "no <{tag}>");
     }
     assert!(!written.contains("<script"), "no JavaScript");
@@ -84,19 +97,41 @@ fn html_report_is_self_contained_well_formed_and_deterministic() {
     ] {
         assert!(written.contains(lane), "missing lane {lane}");
     }
-    for class in ["s-healthy", "s-revoked", "s-resuming", "k-disabled", "p-denied", "i-dropped", "i-stored", "fault"] {
-        assert!(written.contains(&format!("class=\"{class}\"")), "no band of class {class}");
+    for class in [
+        "s-healthy",
+        "s-revoked",
+        "s-resuming",
+        "k-disabled",
+        "p-denied",
+        "i-dropped",
+        "i-stored",
+        "fault",
+    ] {
+        assert!(
+            written.contains(&format!("class=\"{class}\"")),
+            "no band of class {class}"
+        );
     }
     assert!(written.contains("revoked-within-1h"), "verdicts listed");
     assert!(written.contains("T+01:00"), "time axis in T+hh:mm");
-    assert!(written.contains("» The cluster is healthy.") || written.contains("The cluster is healthy."));
+    assert!(
+        written.contains("» The cluster is healthy.")
+            || written.contains("The cluster is healthy.")
+    );
 }
 
 #[test]
 fn svg_alone_is_well_formed_and_escapes_text() {
-    let mut events = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
+    let mut events = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
     events[1].data["key"] = serde_json::json!("<k&\"1\">");
-    let svg = render_swimlanes(&events, START, START.add(std::time::Duration::from_secs(4 * 3600)));
+    let svg = render_swimlanes(
+        &events,
+        START,
+        START.add(std::time::Duration::from_secs(4 * 3600)),
+    );
     balanced(&svg).unwrap_or_else(|e| panic!("{e}"));
     assert!(svg.contains("&lt;k&amp;&quot;1&quot;&gt;"));
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
@@ -104,18 +139,33 @@ fn svg_alone_is_well_formed_and_escapes_text() {
 
 #[test]
 fn summary_and_exit_code() {
-    let scenario = validate_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/revocation.toml")).unwrap();
-    let good = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
-    let (e, i) = (evaluate(&scenario, &good), check_invariants(&scenario, &good));
+    let scenario = validate_file(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/revocation.toml"),
+    )
+    .unwrap();
+    let good = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
+    let (e, i) = (
+        evaluate(&scenario, &good),
+        check_invariants(&scenario, &good),
+    );
     assert_eq!(exit_code(&e, &i), 0);
     let counts = Counts::from_events(&good);
     assert_eq!(counts.workspaces["ws-ops"].batches, 240);
     let text = render_summary(&e, &i, &counts, false);
     assert!(text.contains("HELD    revoked-within-1h"), "{text}");
-    assert!(text.contains("every expectation and invariant held"), "{text}");
+    assert!(
+        text.contains("every expectation and invariant held"),
+        "{text}"
+    );
     assert!(!text.contains('\x1b'));
 
-    let bad = flagship(Run { revoke_after: 70.0, resume_after: 30.0 });
+    let bad = flagship(Run {
+        revoke_after: 70.0,
+        resume_after: 30.0,
+    });
     let (e, i) = (evaluate(&scenario, &bad), check_invariants(&scenario, &bad));
     assert_eq!(exit_code(&e, &i), 1);
     let text = render_summary(&e, &i, &Counts::from_events(&bad), true);
@@ -124,12 +174,27 @@ fn summary_and_exit_code() {
 
 #[test]
 fn timeline_and_jsonl_are_deterministic() {
-    let a = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
-    let b = flagship(Run { revoke_after: 0.5, resume_after: 30.0 });
+    let a = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
+    let b = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
     assert_eq!(render_jsonl(&a), render_jsonl(&b));
     let text = render_timeline(&a, START, NarrateOptions::default());
     assert_eq!(text, render_timeline(&b, START, NarrateOptions::default()));
-    assert!(text.lines().any(|l| l.starts_with("T+01:00:30  storage/contoso-logs") && l.contains("revoked")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("T+01:00:30  storage/contoso-logs") && l.contains("revoked")),
+        "{text}"
+    );
     // Routine polls are folded: far fewer lines than events.
-    assert!(text.lines().count() * 10 < a.len(), "{} lines for {} events", text.lines().count(), a.len());
+    assert!(
+        text.lines().count() * 10 < a.len(),
+        "{} lines for {} events",
+        text.lines().count(),
+        a.len()
+    );
 }

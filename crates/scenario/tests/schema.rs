@@ -64,18 +64,30 @@ fn check(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut Vec
         }
     }
     if let Some(n) = value.as_f64() {
-        if s.get("minimum").and_then(Value::as_f64).is_some_and(|m| n < m) {
+        if s.get("minimum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| n < m)
+        {
             errors.push(format!("{at}: {n} below minimum"));
         }
-        if s.get("maximum").and_then(Value::as_f64).is_some_and(|m| n > m) {
+        if s.get("maximum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| n > m)
+        {
             errors.push(format!("{at}: {n} above maximum"));
         }
-        if s.get("exclusiveMinimum").and_then(Value::as_f64).is_some_and(|m| n <= m) {
+        if s.get("exclusiveMinimum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| n <= m)
+        {
             errors.push(format!("{at}: {n} not above exclusiveMinimum"));
         }
     }
     if let Some(text) = value.as_str() {
-        if s.get("minLength").and_then(Value::as_u64).is_some_and(|m| (text.chars().count() as u64) < m) {
+        if s.get("minLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| (text.chars().count() as u64) < m)
+        {
             errors.push(format!("{at}: {text:?} too short"));
         }
         if let Some(p) = s.get("pattern").and_then(Value::as_str) {
@@ -85,10 +97,16 @@ fn check(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut Vec
         }
     }
     if let Some(items) = value.as_array() {
-        if s.get("minItems").and_then(Value::as_u64).is_some_and(|m| (items.len() as u64) < m) {
+        if s.get("minItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| (items.len() as u64) < m)
+        {
             errors.push(format!("{at}: too few items"));
         }
-        if s.get("maxItems").and_then(Value::as_u64).is_some_and(|m| (items.len() as u64) > m) {
+        if s.get("maxItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| (items.len() as u64) > m)
+        {
             errors.push(format!("{at}: too many items"));
         }
         if let Some(item_schema) = s.get("items") {
@@ -108,7 +126,12 @@ fn check(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut Vec
                 None => {}
             }
         }
-        for key in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for key in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !object.contains_key(key.as_str().unwrap()) {
                 errors.push(format!("{at}: missing {key}"));
             }
@@ -177,7 +200,14 @@ fn schema_is_draft_2020_12() {
 fn every_scenario_and_the_fixture_validate_against_the_schema_and_the_parser() {
     for file in scenario_files() {
         if let Err(diags) = validate_file(&file) {
-            panic!("{}", diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+            panic!(
+                "{}",
+                diags
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
         let errors = schema_errors(&toml_to_json(&file));
         assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
@@ -187,13 +217,24 @@ fn every_scenario_and_the_fixture_validate_against_the_schema_and_the_parser() {
 #[test]
 fn the_schema_rejects_what_the_parser_rejects() {
     let base = toml_to_json(&root().join("scenarios/revocation.toml"));
-    let mutations: [(&str, fn(&mut Value)); 7] = [
-        ("unknown key", |v| v["vaults"][0]["purge_protecton"] = true.into()),
-        ("wrong type", |v| v["vaults"][0]["retention_days"] = "ninety".into()),
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 7] = [
+        ("unknown key", |v| {
+            v["vaults"][0]["purge_protecton"] = true.into()
+        }),
+        ("wrong type", |v| {
+            v["vaults"][0]["retention_days"] = "ninety".into()
+        }),
         ("unknown kty", |v| v["keys"][0]["kty"] = "AES".into()),
-        ("bad duration", |v| v["scenario"]["duration"] = "4 hours".into()),
-        ("unknown action", |v| v["timeline"][1]["action"] = "disable-key".into()),
-        ("two subjects", |v| v["expect"][0]["query"] = "ws-ops".into()),
+        ("bad duration", |v| {
+            v["scenario"]["duration"] = "4 hours".into()
+        }),
+        ("unknown action", |v| {
+            v["timeline"][1]["action"] = "disable-key".into()
+        }),
+        ("two subjects", |v| {
+            v["expect"][0]["query"] = "ws-ops".into()
+        }),
         ("within without after_step", |v| {
             v["expect"][0].as_object_mut().unwrap().remove("after_step");
         }),
@@ -222,7 +263,9 @@ fn schema_vocabularies_match_the_parser() {
         .map(String::as_str)
         .collect();
     step_keys.sort();
-    let mut expected: Vec<&str> = vec!["id", "at", "after", "action", "fault", "narrate", "duration"];
+    let mut expected: Vec<&str> = vec![
+        "id", "at", "after", "action", "fault", "narrate", "duration",
+    ];
     for action in ACTION_NAMES {
         let (required, optional) = action_parameters(action).unwrap();
         expected.extend(required.iter().chain(optional));

@@ -100,6 +100,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 enum Source {
     /// tokio's clock: virtual in simulation (turmoil, `tokio::time::pause`), real otherwise.
     Tokio { origin: tokio::time::Instant },
+    /// turmoil's simulation clock: shared by every host of a simulation and unaffected by a
+    /// host's crash and restart (a restarted host gets a new tokio runtime, but not a new epoch).
+    Turmoil,
     /// The wall clock, for live processes that must agree on simulated time: `epoch` corresponds
     /// to the wall-clock instant `wall_origin_unix_ms`.
     Wall { wall_origin_unix_ms: i64 },
@@ -131,6 +134,12 @@ impl Clock {
                 origin: tokio::time::Instant::now(),
             },
         }
+    }
+
+    /// A clock for a turmoil host or client: `epoch` at the start of the simulation, advancing
+    /// with turmoil's virtual time. Outside a simulation it stays at `epoch`.
+    pub fn turmoil(epoch: SimTime) -> Clock {
+        Clock { epoch, time_scale: 1.0, source: Source::Turmoil }
     }
 
     /// A live clock for separate processes: simulated time `epoch` corresponds to the wall-clock
@@ -175,6 +184,7 @@ impl Clock {
     pub fn now(&self) -> SimTime {
         let elapsed_ms = match &self.source {
             Source::Tokio { origin } => origin.elapsed().as_secs_f64() * 1000.0,
+            Source::Turmoil => turmoil::sim_elapsed().unwrap_or_default().as_secs_f64() * 1000.0,
             Source::Wall {
                 wall_origin_unix_ms,
             } => (Self::wall_now_unix_ms() - wall_origin_unix_ms) as f64,

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use cmksim_sim::{Clock, SimTime};
 
-use super::{AppendRequest, BackendError, StorageBackend};
+use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
 use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::Record;
 use crate::routing::{Destination, LinkState, WorkspaceRouting};
+use crate::schema::TableSchema;
 use crate::BoxFuture;
 
 /// A simulated cluster's key-access state.
@@ -320,18 +321,25 @@ impl StorageBackend for MemoryStorage {
         Box::pin(std::future::ready(result))
     }
 
-    fn append(
-        &self,
-        request: AppendRequest,
-    ) -> BoxFuture<'_, Result<Vec<RecordOutcome>, BackendError>> {
-        Box::pin(std::future::ready(self.append_now(request)))
+    fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>> {
+        let routed_to = Some(request.destination.clone());
+        let result = self.append_now(request).map(|outcomes| AppendResult {
+            routed_to,
+            outcomes,
+        });
+        Box::pin(std::future::ready(result))
     }
 
     fn query(
         &self,
-        destination: Destination,
+        destinations: Vec<Destination>,
         spec: QuerySpec,
-    ) -> BoxFuture<'_, Result<StoragePart, BackendError>> {
-        Box::pin(std::future::ready(self.query_now(destination, spec)))
+        _schema: TableSchema,
+    ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
+        let result = destinations
+            .into_iter()
+            .map(|d| self.query_now(d, spec.clone()))
+            .collect();
+        Box::pin(std::future::ready(result))
     }
 }

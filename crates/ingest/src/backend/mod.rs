@@ -1,5 +1,8 @@
 //! What the front end needs from cluster storage, and nothing more.
 //!
+//! Implementations: [`grpc::GrpcStorage`] (the storage service's `storage.v1` data plane and
+//! workspaces API) and [`memory::MemoryStorage`] (in-process, for tests).
+//!
 //! Three calls: the workspace's link state ([`StorageBackend::routing`]), appending a batch to
 //! one storage with an outcome per record ([`StorageBackend::append`]), and querying one
 //! storage's part of a workspace ([`StorageBackend::query`]). Keeping the interface this narrow
@@ -7,12 +10,14 @@
 //! in-memory [`memory::MemoryStorage`] in tests, with the same code. The trait returns boxed
 //! futures so it can be used as `Arc<dyn StorageBackend>`.
 
+pub mod grpc;
 pub mod memory;
 
 use crate::outcome::RecordOutcome;
 use crate::query::{QuerySpec, StoragePart};
 use crate::record::Record;
 use crate::routing::{Destination, WorkspaceRouting};
+use crate::schema::TableSchema;
 use crate::BoxFuture;
 
 /// A batch for one storage.
@@ -22,6 +27,16 @@ pub struct AppendRequest {
     pub workspace: String,
     pub table: String,
     pub records: Vec<Record>,
+}
+
+/// What storage did with a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendResult {
+    /// Where storage actually routed the batch (it may decide itself); `None` when dropped
+    /// before reaching any storage.
+    pub routed_to: Option<Destination>,
+    /// One per record, in order.
+    pub outcomes: Vec<RecordOutcome>,
 }
 
 /// Why storage could not answer.
@@ -46,17 +61,18 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// The workspace's link state (`WorkspaceNotFound` for an unknown workspace).
     fn routing(&self, workspace: String) -> BoxFuture<'_, Result<WorkspaceRouting, BackendError>>;
 
-    /// Appends a batch to one storage; one outcome per record, in order.
-    fn append(
-        &self,
-        request: AppendRequest,
-    ) -> BoxFuture<'_, Result<Vec<RecordOutcome>, BackendError>>;
+    /// Appends a batch to the storage the front end routed it to (a backend whose storage
+    /// routes by itself reports where it went in [`AppendResult::routed_to`]).
+    fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>>;
 
-    /// One storage's matching rows for the query (at most the query's limit, in its order) and
-    /// its matched counts per tier.
+    /// The matching rows of the query in each of `destinations` (sorted; at most the query's
+    /// limit per part, in its order) with matched counts per tier. `schema` is the table's, for
+    /// backends whose storage does not keep column types. Fails with `Inaccessible`, naming the
+    /// storage and its state, if any of them cannot serve reads.
     fn query(
         &self,
-        destination: Destination,
+        destinations: Vec<Destination>,
         spec: QuerySpec,
-    ) -> BoxFuture<'_, Result<StoragePart, BackendError>>;
+        schema: TableSchema,
+    ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>>;
 }

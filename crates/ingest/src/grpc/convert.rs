@@ -128,6 +128,9 @@ fn drop_reason_to_pb(reason: DropReason) -> pb::DropReason {
         DropReason::NotProvisioned => pb::DropReason::NotProvisioned,
         DropReason::BufferExpired => pb::DropReason::BufferExpired,
         DropReason::CryptoShredded => pb::DropReason::CryptoShredded,
+        DropReason::Resuming => pb::DropReason::Resuming,
+        DropReason::ClusterDeleted => pb::DropReason::ClusterDeleted,
+        DropReason::BufferFull => pb::DropReason::BufferFull,
         DropReason::StorageError => pb::DropReason::StorageError,
     }
 }

@@ -109,7 +109,11 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         if narrator.line(e).is_none() {
             continue;
         }
-        let class = if e.kind == crate::events::SCENARIO_NARRATE { " class=\"narration\"" } else { "" };
+        let class = if e.kind == crate::events::SCENARIO_NARRATE {
+            " class=\"narration\""
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "<tr{class}><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -118,7 +122,11 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
             escape(&e.message)
         );
     }
-    let _ = write!(out, "</table>\n<p class=\"meta\">{} events.</p>\n</body>\n</html>\n", input.events.len());
+    let _ = write!(
+        out,
+        "</table>\n<p class=\"meta\">{} events.</p>\n</body>\n</html>\n",
+        input.events.len()
+    );
     out
 }
 

@@ -63,15 +63,22 @@ impl Axis {
 
 /// Renders the chart for events between `start` and `end`.
 pub fn render_swimlanes(events: &[Event], start: SimTime, end: SimTime) -> String {
-    let end = if end <= start { SimTime(start.0 + 60_000) } else { end };
-    let axis = Axis { start: start.0, end: end.0 };
+    let end = if end <= start {
+        SimTime(start.0 + 60_000)
+    } else {
+        end
+    };
+    let axis = Axis {
+        start: start.0,
+        end: end.0,
+    };
     let mut lanes = String::new();
     let mut y = TOP_PX;
     let lane = |label: &str, body: &str, lanes: &mut String, y: &mut f64| {
-        let _ = write!(
+        let _ = writeln!(
             lanes,
             "<g class=\"lane\"><rect class=\"lane-bg\" x=\"{lx:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\"/>\
-             <text class=\"lane-label\" x=\"4\" y=\"{ty:.1}\">{label}</text>{body}</g>\n",
+             <text class=\"lane-label\" x=\"4\" y=\"{ty:.1}\">{label}</text>{body}</g>",
             lx = LABEL_WIDTH_PX,
             w = CHART_WIDTH_PX,
             h = LANE_HEIGHT_PX,
@@ -83,22 +90,38 @@ pub fn render_swimlanes(events: &[Event], start: SimTime, end: SimTime) -> Strin
 
     // Faults.
     let faults = fault_bands(events, &axis, end);
-    lane("faults", &bands_body(&faults, &axis, y, start), &mut lanes, &mut y);
+    lane(
+        "faults",
+        &bands_body(&faults, &axis, y, start),
+        &mut lanes,
+        &mut y,
+    );
 
     // Keys.
-    for (name, spans) in history::key_spans(events, end).iter().take(LANES_PER_KIND_MAX) {
+    for (name, spans) in history::key_spans(events, end)
+        .iter()
+        .take(LANES_PER_KIND_MAX)
+    {
         let bands: Vec<(String, Span<String>)> = spans
             .iter()
             .map(|s| {
-                (format!("k-{}", s.state.as_str()), Span {
-                    state: s.state.as_str().to_string(),
-                    from_ms: s.from_ms,
-                    until_ms: s.until_ms,
-                    seq: s.seq,
-                })
+                (
+                    format!("k-{}", s.state.as_str()),
+                    Span {
+                        state: s.state.as_str().to_string(),
+                        from_ms: s.from_ms,
+                        until_ms: s.until_ms,
+                        seq: s.seq,
+                    },
+                )
             })
             .collect();
-        lane(&format!("key {name}"), &bands_body(&bands, &axis, y, start), &mut lanes, &mut y);
+        lane(
+            &format!("key {name}"),
+            &bands_body(&bands, &axis, y, start),
+            &mut lanes,
+            &mut y,
+        );
     }
 
     // Storage state per cluster, then polls per cluster.
@@ -107,19 +130,33 @@ pub fn render_swimlanes(events: &[Event], start: SimTime, end: SimTime) -> Strin
         let bands: Vec<(String, Span<String>)> = spans
             .iter()
             .map(|s| {
-                (format!("s-{}", s.state.as_str()), Span {
-                    state: s.state.as_str().to_string(),
-                    from_ms: s.from_ms,
-                    until_ms: s.until_ms,
-                    seq: s.seq,
-                })
+                (
+                    format!("s-{}", s.state.as_str()),
+                    Span {
+                        state: s.state.as_str().to_string(),
+                        from_ms: s.from_ms,
+                        until_ms: s.until_ms,
+                        seq: s.seq,
+                    },
+                )
             })
             .collect();
-        lane(&format!("storage {cluster}"), &bands_body(&bands, &axis, y, start), &mut lanes, &mut y);
+        lane(
+            &format!("storage {cluster}"),
+            &bands_body(&bands, &axis, y, start),
+            &mut lanes,
+            &mut y,
+        );
     }
     let mut polls: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.kind.starts_with("storage.poll.")) {
-        polls.entry(cluster_of(e).unwrap_or("").to_string()).or_default().push(e);
+    for e in events
+        .iter()
+        .filter(|e| e.kind.starts_with("storage.poll."))
+    {
+        polls
+            .entry(cluster_of(e).unwrap_or("").to_string())
+            .or_default()
+            .push(e);
     }
     for (cluster, list) in polls.iter().take(LANES_PER_KIND_MAX) {
         let mut body = String::new();
@@ -129,7 +166,11 @@ pub fn render_swimlanes(events: &[Event], start: SimTime, end: SimTime) -> Strin
                 events::POLL_DENIED => "p-denied",
                 _ => "p-transient",
             };
-            let (top, height) = if class == "p-ok" { (y + 8.0, LANE_HEIGHT_PX - 8.0) } else { (y, LANE_HEIGHT_PX) };
+            let (top, height) = if class == "p-ok" {
+                (y + 8.0, LANE_HEIGHT_PX - 8.0)
+            } else {
+                (y, LANE_HEIGHT_PX)
+            };
             let _ = write!(
                 body,
                 "<rect class=\"{class}\" x=\"{:.1}\" y=\"{top:.1}\" width=\"1.2\" height=\"{height:.1}\"><title>{} {}</title></rect>",
@@ -163,7 +204,11 @@ pub fn render_swimlanes(events: &[Event], start: SimTime, end: SimTime) -> Strin
             }
             let x = LABEL_WIDTH_PX + i as f64 * width;
             let mut top = y;
-            for (count, class) in counts.iter().zip(["i-stored", "i-buffered", "i-dropped"]).rev() {
+            for (count, class) in counts
+                .iter()
+                .zip(["i-stored", "i-buffered", "i-dropped"])
+                .rev()
+            {
                 if *count == 0 {
                     continue;
                 }
@@ -277,7 +322,11 @@ fn bands_body(bands: &[(String, Span<String>)], axis: &Axis, y: f64, start: SimT
 /// Bands while faults are in force: from `scenario.fault.applied` to the next restoration.
 fn fault_bands(events: &[Event], axis: &Axis, end: SimTime) -> Vec<(String, Span<String>)> {
     let mut out = Vec::new();
-    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.kind == events::FAULT_APPLIED) {
+    for (i, e) in events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == events::FAULT_APPLIED)
+    {
         let fault = str_field(e, "fault").unwrap_or("");
         // Restorations are recorded as applied faults too when written as steps ("keyvault up").
         if is_restoration(fault) {
@@ -287,25 +336,39 @@ fn fault_bands(events: &[Event], axis: &Axis, end: SimTime) -> Vec<(String, Span
             .iter()
             .find(|r| {
                 r.kind == events::FAULT_RESTORED
-                    || (r.kind == events::FAULT_APPLIED && is_restoration(str_field(r, "fault").unwrap_or("")))
+                    || (r.kind == events::FAULT_APPLIED
+                        && is_restoration(str_field(r, "fault").unwrap_or("")))
             })
             .map(|r| r.at_ms)
             .unwrap_or(end.0)
             .min(axis.end);
-        out.push(("fault".to_string(), Span { state: fault.to_string(), from_ms: e.at_ms, until_ms: until, seq: e.seq }));
+        out.push((
+            "fault".to_string(),
+            Span {
+                state: fault.to_string(),
+                from_ms: e.at_ms,
+                until_ms: until,
+                seq: e.seq,
+            },
+        ));
     }
     out
 }
 
 fn is_restoration(fault: &str) -> bool {
-    ["keyvault up", "repair", "release", "restart", "hsm ok"].iter().any(|p| fault.starts_with(p))
+    ["keyvault up", "repair", "release", "restart", "hsm ok"]
+        .iter()
+        .any(|p| fault.starts_with(p))
 }
 
 /// A tick interval giving at most about a dozen ticks.
 fn tick_step_ms(span_ms: i64) -> i64 {
     const MINUTE: i64 = 60_000;
     let steps = [1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080].map(|m| m * MINUTE);
-    steps.into_iter().find(|s| span_ms / s <= 12).unwrap_or(30 * 1440 * MINUTE)
+    steps
+        .into_iter()
+        .find(|s| span_ms / s <= 12)
+        .unwrap_or(30 * 1440 * MINUTE)
 }
 
 /// `T+hh:mm` for an offset in milliseconds.

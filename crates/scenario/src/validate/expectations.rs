@@ -79,7 +79,10 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             min_records,
             ..
         } => match min_records {
-            Some(n) => format!("a query of {workspace} {} with at least {n} records", outcome.as_str()),
+            Some(n) => format!(
+                "a query of {workspace} {} with at least {n} records",
+                outcome.as_str()
+            ),
             None => format!("a query of {workspace} {}", outcome.as_str()),
         },
         Subject::Step {
@@ -136,9 +139,21 @@ fn expectation(
     steps: &[Step],
 ) -> Option<(Subject, Timing)> {
     let subjects: Vec<(SubjectKey, &str, Range<usize>)> = [
-        (SubjectKey::Storage, "storage", r.storage.as_ref().map(|s| s.span())),
-        (SubjectKey::Ingest, "ingest_to", r.ingest_to.as_ref().map(|s| s.span())),
-        (SubjectKey::Query, "query", r.query.as_ref().map(|s| s.span())),
+        (
+            SubjectKey::Storage,
+            "storage",
+            r.storage.as_ref().map(|s| s.span()),
+        ),
+        (
+            SubjectKey::Ingest,
+            "ingest_to",
+            r.ingest_to.as_ref().map(|s| s.span()),
+        ),
+        (
+            SubjectKey::Query,
+            "query",
+            r.query.as_ref().map(|s| s.span()),
+        ),
         (SubjectKey::Step, "step", r.step.as_ref().map(|s| s.span())),
         (
             SubjectKey::NoLoss,
@@ -169,8 +184,14 @@ fn expectation(
 
     // Keys each subject accepts besides itself, id and description.
     let (predicates, timings): (&[&str], &[&str]) = match key {
-        SubjectKey::Storage => (&["state"], &["at", "by", "within", "after_step", "never", "from", "until"]),
-        SubjectKey::Ingest => (&["outcome", "reason"], &["by", "within", "after_step", "never", "from", "until"]),
+        SubjectKey::Storage => (
+            &["state"],
+            &["at", "by", "within", "after_step", "never", "from", "until"],
+        ),
+        SubjectKey::Ingest => (
+            &["outcome", "reason"],
+            &["by", "within", "after_step", "never", "from", "until"],
+        ),
         SubjectKey::Query => (
             &["outcome", "reason", "min_records"],
             &["at", "by", "within", "after_step", "never", "from", "until"],
@@ -226,11 +247,19 @@ fn expectation(
     Some((subject, timing))
 }
 
-fn outcome<'v>(ctx: &mut Ctx<'_>, r: &RawExpect, key_name: &str, words: &[&'v str]) -> Option<&'v str> {
+fn outcome<'v>(
+    ctx: &mut Ctx<'_>,
+    r: &RawExpect,
+    key_name: &str,
+    words: &[&'v str],
+) -> Option<&'v str> {
     let Some(o) = &r.outcome else {
         ctx.err(
             r_span(r),
-            format!("a `{key_name}` expectation needs `outcome` ({})", words.join(" | ")),
+            format!(
+                "a `{key_name}` expectation needs `outcome` ({})",
+                words.join(" | ")
+            ),
         );
         return None;
     };
@@ -252,12 +281,18 @@ fn outcome<'v>(ctx: &mut Ctx<'_>, r: &RawExpect, key_name: &str, words: &[&'v st
 
 /// The span of the subject key (where "missing X" errors point).
 fn r_span(r: &RawExpect) -> Range<usize> {
-    [&r.storage, &r.ingest_to, &r.query, &r.step, &r.no_loss_before]
-        .into_iter()
-        .flatten()
-        .map(|s| s.span())
-        .next()
-        .unwrap_or(0..0)
+    [
+        &r.storage,
+        &r.ingest_to,
+        &r.query,
+        &r.step,
+        &r.no_loss_before,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| s.span())
+    .next()
+    .unwrap_or(0..0)
 }
 
 fn success(word: &str) -> Success {
@@ -287,7 +322,12 @@ fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject>
         }
         SubjectKey::Ingest => {
             let workspace = ctx.reference(Kind::Workspace, r.ingest_to.as_ref()?);
-            let word = outcome(ctx, r, "ingest_to", &["stored", "buffered", "dropped", "expired"])?;
+            let word = outcome(
+                ctx,
+                r,
+                "ingest_to",
+                &["stored", "buffered", "dropped", "expired"],
+            )?;
             let outcome = match word {
                 "stored" => IngestOutcome::Stored,
                 "buffered" => IngestOutcome::Buffered,
@@ -316,7 +356,9 @@ fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject>
                     ctx.err(m.span(), "`min_records` goes with outcome = \"succeeds\"");
                     return None;
                 }
-                Some(m) => Some(ctx.int_in(m, "min_records", 0, BATCH_RECORDS_MAX as i64 * 1000)? as u64),
+                Some(m) => {
+                    Some(ctx.int_in(m, "min_records", 0, BATCH_RECORDS_MAX as i64 * 1000)? as u64)
+                }
                 None => None,
             };
             let reason = match &r.reason {
@@ -362,12 +404,7 @@ fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject>
     })
 }
 
-fn timing(
-    ctx: &mut Ctx<'_>,
-    r: &RawExpect,
-    span: Range<usize>,
-    steps: &[Step],
-) -> Option<Timing> {
+fn timing(ctx: &mut Ctx<'_>, r: &RawExpect, span: Range<usize>, steps: &[Step]) -> Option<Timing> {
     let forms: Vec<(&str, Range<usize>)> = [
         ("at", r.at.as_ref().map(|x| x.span())),
         ("by", r.by.as_ref().map(|x| x.span())),

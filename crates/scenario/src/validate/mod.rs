@@ -31,12 +31,15 @@ use crate::raw::{RawFile, S};
 pub fn action_parameters(
     action: &str,
 ) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    let index = crate::model::ACTION_NAMES.iter().position(|a| *a == action)?;
-    let name: crate::raw::ActionName =
-        serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
+    let index = crate::model::ACTION_NAMES
+        .iter()
+        .position(|a| *a == action)?;
+    let name: crate::raw::ActionName = serde::Deserialize::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
             crate::model::ACTION_NAMES[index],
-        ))
-        .ok()?;
+        ),
+    )
+    .ok()?;
     Some(timeline::params_of(name))
 }
 
@@ -340,7 +343,9 @@ impl<'a> Ctx<'a> {
         match parse_duration(s.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
-                let offset = self.map.offset_in_string(&s.span(), s.get_ref(), e.position);
+                let offset = self
+                    .map
+                    .offset_in_string(&s.span(), s.get_ref(), e.position);
                 self.err(
                     offset..offset,
                     format!(

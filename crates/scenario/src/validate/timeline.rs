@@ -24,7 +24,10 @@ pub(super) fn register_created(ctx: &mut Ctx<'_>, raw: &RawFile) {
         let step = step.get_ref();
         let Some(action) = &step.action else { continue };
         let created = match action.get_ref() {
-            ActionName::CreateVault => step.vault.as_ref().map(|v| (Kind::Vault, v.get_ref().clone(), v.span())),
+            ActionName::CreateVault => step
+                .vault
+                .as_ref()
+                .map(|v| (Kind::Vault, v.get_ref().clone(), v.span())),
             ActionName::CreateKey => match (&step.vault, &step.key) {
                 (Some(v), Some(k)) => Some((
                     Kind::Key,
@@ -33,8 +36,14 @@ pub(super) fn register_created(ctx: &mut Ctx<'_>, raw: &RawFile) {
                 )),
                 _ => None,
             },
-            ActionName::CreateCluster => step.cluster.as_ref().map(|c| (Kind::Cluster, c.get_ref().clone(), c.span())),
-            ActionName::CreateWorkspace => step.workspace.as_ref().map(|w| (Kind::Workspace, w.get_ref().clone(), w.span())),
+            ActionName::CreateCluster => step
+                .cluster
+                .as_ref()
+                .map(|c| (Kind::Cluster, c.get_ref().clone(), c.span())),
+            ActionName::CreateWorkspace => step
+                .workspace
+                .as_ref()
+                .map(|w| (Kind::Workspace, w.get_ref().clone(), w.span())),
             _ => None,
         };
         if let Some((kind, name, span)) = created {
@@ -67,11 +76,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Vec<
         });
         ids.push(id);
     }
-    let places: Vec<Place> = raw
-        .timeline
-        .iter()
-        .map(|s| place(ctx, s))
-        .collect();
+    let places: Vec<Place> = raw.timeline.iter().map(|s| place(ctx, s)).collect();
     let offsets = resolve(ctx, raw, &ids, &places);
     let default_tenant = ctx
         .names
@@ -149,7 +154,11 @@ fn resolve(
                 break;
             }
             if chain.contains(&current) {
-                let span = raw.timeline[start].get_ref().after.as_ref().map(|a| a.span());
+                let span = raw.timeline[start]
+                    .get_ref()
+                    .after
+                    .as_ref()
+                    .map(|a| a.span());
                 let names: Vec<String> = chain
                     .iter()
                     .map(|&i| ids[i].clone().unwrap_or_else(|| format!("#{}", i + 1)))
@@ -210,7 +219,10 @@ fn kind(
     let params = present_params(step);
     match (&step.action, &step.fault) {
         (Some(_), Some(fault)) => {
-            ctx.err(fault.span(), "a step has either `action` or `fault`, not both");
+            ctx.err(
+                fault.span(),
+                "a step has either `action` or `fault`, not both",
+            );
             None
         }
         (Some(action), None) => {
@@ -256,7 +268,10 @@ fn kind(
         }
         (None, None) => {
             if step.narrate.is_none() {
-                ctx.err(span, "a step needs an `action`, a `fault` or at least `narrate`");
+                ctx.err(
+                    span,
+                    "a step needs an `action`, a `fault` or at least `narrate`",
+                );
                 return None;
             }
             for (name, span) in &params {
@@ -282,10 +297,34 @@ fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
         };
     }
     collect!(
-        vault, key, version, cluster, workspace, principal, permissions, enabled, not_before,
-        expires, ops, location, tenant, sku, soft_delete, retention_days, purge_protection, kty,
-        size, capacity, billing_type, double_encryption, subscription, resource_group, table,
-        records, locked, since
+        vault,
+        key,
+        version,
+        cluster,
+        workspace,
+        principal,
+        permissions,
+        enabled,
+        not_before,
+        expires,
+        ops,
+        location,
+        tenant,
+        sku,
+        soft_delete,
+        retention_days,
+        purge_protection,
+        kty,
+        size,
+        capacity,
+        billing_type,
+        double_encryption,
+        subscription,
+        resource_group,
+        table,
+        records,
+        locked,
+        since
     );
     out
 }
@@ -296,9 +335,18 @@ pub(crate) fn params_of(action: ActionName) -> (&'static [&'static str], &'stati
     match action {
         CreateVault => (
             &["vault", "location"],
-            &["tenant", "sku", "soft_delete", "retention_days", "purge_protection"],
+            &[
+                "tenant",
+                "sku",
+                "soft_delete",
+                "retention_days",
+                "purge_protection",
+            ],
         ),
-        UpdateVault => (&["vault"], &["soft_delete", "retention_days", "purge_protection"]),
+        UpdateVault => (
+            &["vault"],
+            &["soft_delete", "retention_days", "purge_protection"],
+        ),
         DeleteVault | RecoverVault | PurgeVault => (&["vault"], &[]),
         CreateKey => (&["vault", "key", "kty"], &["size", "ops", "enabled"]),
         UpdateKey => (
@@ -361,10 +409,7 @@ fn check_params(
     }
     for param in required {
         if !params.iter().any(|(p, _)| p == param) {
-            ctx.err(
-                action.span(),
-                format!("action `{name}` needs `{param}`"),
-            );
+            ctx.err(action.span(), format!("action `{name}` needs `{param}`"));
             ok = false;
         }
     }
@@ -372,7 +417,7 @@ fn check_params(
 }
 
 /// A required parameter (presence was checked by `check_params`).
-fn req<'r, T>(p: &'r Option<S<T>>) -> Option<&'r S<T>> {
+fn req<T>(p: &Option<S<T>>) -> Option<&S<T>> {
     p.as_ref()
 }
 
@@ -423,14 +468,12 @@ fn build_action(
             }
             let retention_days = match &s.retention_days {
                 None => None,
-                Some(r) => Some(
-                    ctx.int_in(
-                        r,
-                        "retention_days",
-                        i64::from(crate::limits::VAULT_RETENTION_MIN_DAYS),
-                        i64::from(crate::limits::VAULT_RETENTION_MAX_DAYS),
-                    )? as u32,
-                ),
+                Some(r) => Some(ctx.int_in(
+                    r,
+                    "retention_days",
+                    i64::from(crate::limits::VAULT_RETENTION_MIN_DAYS),
+                    i64::from(crate::limits::VAULT_RETENTION_MAX_DAYS),
+                )? as u32),
             };
             Action::UpdateVault {
                 vault,
@@ -439,9 +482,15 @@ fn build_action(
                 purge_protection: bool_of(&s.purge_protection),
             }
         }
-        DeleteVault => Action::DeleteVault { vault: vault_ref(ctx)? },
-        RecoverVault => Action::RecoverVault { vault: vault_ref(ctx)? },
-        PurgeVault => Action::PurgeVault { vault: vault_ref(ctx)? },
+        DeleteVault => Action::DeleteVault {
+            vault: vault_ref(ctx)?,
+        },
+        RecoverVault => Action::RecoverVault {
+            vault: vault_ref(ctx)?,
+        },
+        PurgeVault => Action::PurgeVault {
+            vault: vault_ref(ctx)?,
+        },
         CreateKey => Action::CreateKey(world::key(
             ctx,
             &KeyArgs {
@@ -455,7 +504,10 @@ fn build_action(
         )?),
         UpdateKey => {
             let (vault, key) = key_pair(ctx)?;
-            if s.enabled.is_none() && s.not_before.is_none() && s.expires.is_none() && s.ops.is_none()
+            if s.enabled.is_none()
+                && s.not_before.is_none()
+                && s.expires.is_none()
+                && s.ops.is_none()
             {
                 ctx.err(
                     action.span(),
@@ -571,8 +623,12 @@ fn build_action(
                 key,
             }
         }
-        DeleteCluster => Action::DeleteCluster { cluster: cluster_ref(ctx)? },
-        RecoverCluster => Action::RecoverCluster { cluster: cluster_ref(ctx)? },
+        DeleteCluster => Action::DeleteCluster {
+            cluster: cluster_ref(ctx)?,
+        },
+        RecoverCluster => Action::RecoverCluster {
+            cluster: cluster_ref(ctx)?,
+        },
         CreateWorkspace => Action::CreateWorkspace(world::workspace(
             ctx,
             req(&s.workspace)?,
@@ -588,7 +644,9 @@ fn build_action(
                 cluster: cluster?,
             }
         }
-        UnlinkWorkspace => Action::UnlinkWorkspace { workspace: workspace_ref(ctx)? },
+        UnlinkWorkspace => Action::UnlinkWorkspace {
+            workspace: workspace_ref(ctx)?,
+        },
         SetWorkspaceRetention => {
             let workspace = workspace_ref(ctx)?;
             let days = world::workspace_retention(ctx, req(&s.retention_days)?, profile)?;
@@ -687,7 +745,10 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
     let wants_latency = raw.keyvault.as_ref().map(|m| *m.get_ref()) == Some(VaultMode::Latency)
         || raw.hsm.as_ref().map(|m| *m.get_ref()) == Some(HsmMode::Latency);
     if let (Some(rate), false) = (&raw.error_rate, wants_rate) {
-        ctx.err(rate.span(), "`error_rate` goes with keyvault = \"error-rate\"");
+        ctx.err(
+            rate.span(),
+            "`error_rate` goes with keyvault = \"error-rate\"",
+        );
         return None;
     }
     if let (Some(latency), false) = (&raw.latency, wants_latency) {
@@ -715,7 +776,10 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
                 VaultMode::Latency => VaultFault::Latency(latency(ctx, mode.span())?),
                 VaultMode::ErrorRate => match &raw.error_rate {
                     None => {
-                        ctx.err(mode.span(), "this mode needs `error_rate = 0.5` (0 < rate ≤ 1)");
+                        ctx.err(
+                            mode.span(),
+                            "this mode needs `error_rate = 0.5` (0 < rate ≤ 1)",
+                        );
                         return None;
                     }
                     Some(rate) => {

@@ -15,7 +15,7 @@ use crate::limits::{
 };
 use crate::model::{
     AccessPolicy, Agent, AgentTable, BillingType, Cluster, Key, KeyOp, KeyPermission, KeyRef,
-    KeyType, PrincipalRef, Principal, Sku, Tenant, VersionSel, Vault, Workspace, World,
+    KeyType, Principal, PrincipalRef, Sku, Tenant, Vault, VersionSel, Workspace, World,
 };
 use crate::raw::{RawFile, RawKeyRef, S};
 
@@ -102,7 +102,11 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
             enabled: k.enabled.as_ref(),
         };
         if let Some(key) = key(ctx, &args) {
-            ctx.define(Kind::Key, &format!("{}/{}", key.vault, key.name), k.name.span());
+            ctx.define(
+                Kind::Key,
+                &format!("{}/{}", key.vault, key.name),
+                k.name.span(),
+            );
             world.keys.push(key);
         }
     }
@@ -167,8 +171,13 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
     check_count(ctx, &raw.workspaces, "workspaces");
     for w in &raw.workspaces {
         let w = w.get_ref();
-        if let Some(mut ws) = workspace(ctx, &w.name, &w.location, w.retention_days.as_ref(), profile)
-        {
+        if let Some(mut ws) = workspace(
+            ctx,
+            &w.name,
+            &w.location,
+            w.retention_days.as_ref(),
+            profile,
+        ) {
             ctx.define(Kind::Workspace, &ws.name, w.name.span());
             if let Some(link) = &w.link {
                 ws.link = Some(ctx.reference(Kind::Cluster, link));
@@ -490,11 +499,7 @@ pub(super) fn workspace(
     })
 }
 
-pub(super) fn workspace_retention(
-    ctx: &mut Ctx<'_>,
-    r: &S<i64>,
-    profile: &Profile,
-) -> Option<u32> {
+pub(super) fn workspace_retention(ctx: &mut Ctx<'_>, r: &S<i64>, profile: &Profile) -> Option<u32> {
     ctx.int_in(
         r,
         "retention_days",
@@ -510,9 +515,7 @@ pub(super) fn principal_ref(ctx: &mut Ctx<'_>, p: &S<String>) -> PrincipalRef {
     match text.strip_prefix("cluster:") {
         Some(cluster) => {
             let span: Range<usize> = p.span();
-            let offset = ctx
-                .map
-                .offset_in_string(&span, text, "cluster:".len());
+            let offset = ctx.map.offset_in_string(&span, text, "cluster:".len());
             ctx.reference_str(Kind::Cluster, cluster, offset..offset);
             PrincipalRef::Cluster(cluster.to_string())
         }

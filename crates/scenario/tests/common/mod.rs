@@ -26,8 +26,20 @@ pub fn flagship(run: Run) -> Vec<Event> {
     let log = EventLog::new(100_000);
     let e = Emit { log: &log };
     e.started(START, "revocation", 7, "azure-2020", 4 * 3_600_000);
-    e.key(START, events::KEY_CREATED, "contoso-kv", "logs-cmk", "v1hex");
-    e.policy(START, events::POLICY_SET, "contoso-kv", "cluster:contoso-logs", &["get", "wrapKey", "unwrapKey"]);
+    e.key(
+        START,
+        events::KEY_CREATED,
+        "contoso-kv",
+        "logs-cmk",
+        "v1hex",
+    );
+    e.policy(
+        START,
+        events::POLICY_SET,
+        "contoso-kv",
+        "cluster:contoso-logs",
+        &["get", "wrapKey", "unwrapKey"],
+    );
     e.state(START, CLUSTER, None, Healthy, "provisioned with CMK");
     e.narrate(START, "#1", "The cluster is healthy.");
     e.fault(m(20.0), "#9", "keyvault latency 2s", false);
@@ -70,8 +82,17 @@ pub fn flagship(run: Run) -> Vec<Event> {
             e.query_ok(m(225.0), "ws-ops", 180, &["ws-ops"]);
         }
         let state = state_at(minute);
-        let poll = if state == Revoked { events::POLL_DENIED } else { events::POLL_OK };
-        e.poll(m(minute), CLUSTER, poll, if state == Revoked { "KeyDisabled" } else { "" });
+        let poll = if state == Revoked {
+            events::POLL_DENIED
+        } else {
+            events::POLL_OK
+        };
+        e.poll(
+            m(minute),
+            CLUSTER,
+            poll,
+            if state == Revoked { "KeyDisabled" } else { "" },
+        );
         if state != current {
             e.state(m(minute), CLUSTER, Some(current), state, "poll");
             current = state;
@@ -87,7 +108,12 @@ pub fn flagship(run: Run) -> Vec<Event> {
         }
         minute += 0.5;
     }
-    log.record_raw(m(240.0), "scenario", events::SCENARIO_FINISHED, "done".into(), serde_json::json!({}));
+    log.record_raw(
+        m(240.0),
+        "scenario",
+        events::SCENARIO_FINISHED,
+        "done".into(),
+        serde_json::json!({}),
+    );
     log.snapshot()
 }
-

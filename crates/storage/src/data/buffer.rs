@@ -4,15 +4,25 @@
 //! several hours using Microsoft key to avoid data loss. When access to Key Vault is restored ...
 //! the temporary cached data is ingested to the data-store and encrypted with CMK." Here each
 //! `buffer_append` writes sealed entries (blocks of tier "buffer", under the MMK, with the
-//! account's double encryption) to the `buffer` tree, keyed by account and a sequence number that
-//! gives arrival order. The buffer lives on disk, not in memory, and is bounded by
-//! `buffer_max_bytes` per account: a full buffer is a typed error, nothing half-written.
+//! account's double encryption). The sealed bytes go to one file per entry,
+//! `<data dir>/buffer/<sequence>.blk`, written and fsynced before the entry is indexed; the sled
+//! tree `buffer` holds only the index (account ␀ sequence → sealed length, record count), so the
+//! sequence gives arrival order. Why files: sled 0.34 keeps written values resident whatever its
+//! `cache_capacity` (measured: a 1 GiB buffer in sled held 1 GiB of RSS), and a buffer that exists
+//! to survive hours of outage must not grow the process. It is bounded by `buffer_max_bytes` per
+//! account: a full buffer is a typed error, nothing half-written.
 //!
 //! Draining is exactly once: for each entry, in arrival order, the new CMK block (cold, plus hot
 //! copy when recent) is inserted **and the entry removed in the same sled transaction**. A crash
 //! at any point leaves each entry either still buffered (drained again next time) or written and
-//! gone, never both and never neither. Entries buffered more than `buffer_window` before `now`
+//! gone, never both and never neither. Entry files are deleted only after the index change is
+//! flushed; a file whose index entry is gone (a crash in between, or a write never indexed) is
+//! an orphan and is deleted at the next open. Entries buffered more than `buffer_window` before `now`
 //! are dropped (removed, counted in `dropped_expired_records`) instead of written.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +31,7 @@ use cmksim_sim::SimTime;
 use super::block::Tier;
 use super::error::DataError;
 use super::store::{self, check_account, check_name};
-use super::tier::{Chunk, Prepared};
+use super::tier::{malformed, Chunk, Prepared};
 use super::{DataPlane, Result, Sealing};
 use crate::data::record::{self, Record};
 
@@ -102,9 +112,16 @@ impl DataPlane {
                 buffer_max_bytes: self.config.buffer_max_bytes,
             });
         }
-        self.trees.transact(|tx| {
-            for (key, sealed, _) in &entries {
-                tx.buffer.insert(key.as_slice(), sealed.as_slice())?;
+        for (key, sealed, _) in &entries {
+            write_entry_file(&self.entry_path(key), sealed)?;
+        }
+        sync_dir(&self.buffer_dir)?;
+        let indexed = self.trees.transact(|tx| {
+            for (key, sealed, records) in &entries {
+                tx.buffer.insert(
+                    key.as_slice(),
+                    &index_value(sealed.len() as u64, *records)[..],
+                )?;
             }
             tx.update_counters(account, |c| {
                 c.buffered_entries += entries.len() as u64;
@@ -114,7 +131,13 @@ impl DataPlane {
                 c.accepted_records += records.len() as u64;
             })?;
             tx.set_next_block_id(next_id)
-        })?;
+        });
+        if let Err(e) = indexed {
+            for (key, _, _) in &entries {
+                let _ = fs::remove_file(self.entry_path(key));
+            }
+            return Err(e);
+        }
         write.next_block_id = next_id;
         self.trees.db.flush()?;
         Ok(BufferReceipt {
@@ -138,6 +161,7 @@ impl DataPlane {
         let expired_before_ms = now.sub(self.config.buffer_window).0;
         let mut write = self.lock_write();
         let mut report = DrainReport::default();
+        let mut done_files = Vec::new();
         // Bounded: each pass removes the first entry of the account's buffer, which is finite.
         while let Some(item) = self
             .trees
@@ -145,8 +169,10 @@ impl DataPlane {
             .scan_prefix(store::account_prefix(account))
             .next()
         {
-            let (key, sealed) = item?;
+            let (key, index) = item?;
+            let sealed = self.read_entry(&key, &index)?;
             let (header, records) = self.open_stored(Tier::Buffer, &key, &sealed, None)?;
+            done_files.push(self.entry_path(&key));
             let entry_bytes = sealed.len() as u64;
             let count = u64::from(header.record_count);
             if header.written_at_ms < expired_before_ms {
@@ -213,6 +239,12 @@ impl DataPlane {
             report.written_blocks += 1;
         }
         self.trees.db.flush()?;
+        for path in done_files {
+            fs::remove_file(&path).map_err(|e| DataError::BufferFile {
+                path,
+                reason: e.to_string(),
+            })?;
+        }
         Ok(report)
     }
 
@@ -226,4 +258,93 @@ impl DataPlane {
             bytes: c.buffered_bytes,
         })
     }
+
+    /// The file of the buffer entry indexed under `key` (its last 8 bytes are the sequence).
+    pub(crate) fn entry_path(&self, key: &[u8]) -> PathBuf {
+        let sequence = u64::from_be_bytes(
+            key[key.len() - 8..]
+                .try_into()
+                .expect("buffer keys end in 8 bytes"),
+        );
+        self.buffer_dir.join(format!("{sequence:020}.blk"))
+    }
+
+    /// Reads and length-checks the sealed bytes of the entry indexed under `key`.
+    pub(crate) fn read_entry(&self, key: &[u8], index: &[u8]) -> Result<Vec<u8>> {
+        let path = self.entry_path(key);
+        let (len, _) = parse_index(index)
+            .ok_or_else(|| malformed(Tier::Buffer, key, "bad index value".into()))?;
+        let sealed = fs::read(&path).map_err(|e| DataError::BufferFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if sealed.len() as u64 != len {
+            return Err(malformed(
+                Tier::Buffer,
+                key,
+                format!("entry file is {} bytes, index says {len}", sealed.len()),
+            ));
+        }
+        Ok(sealed)
+    }
+
+    /// Deletes entry files that no index entry refers to (called by `open`).
+    pub(crate) fn remove_orphan_entry_files(&self) -> Result<usize> {
+        let mut indexed = std::collections::BTreeSet::new();
+        for item in self.trees.buffer.iter() {
+            let (key, _) = item?;
+            indexed.insert(self.entry_path(&key));
+        }
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.buffer_dir)? {
+            let path = entry?.path();
+            if !indexed.contains(&path) {
+                fs::remove_file(&path).map_err(|e| DataError::BufferFile {
+                    path,
+                    reason: e.to_string(),
+                })?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The index value of a buffer entry: sealed length (u64 BE) ‖ record count (u64 BE).
+fn index_value(sealed_bytes: u64, records: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&sealed_bytes.to_be_bytes());
+    out[8..].copy_from_slice(&records.to_be_bytes());
+    out
+}
+
+/// (sealed length, record count) of an index value.
+pub(crate) fn parse_index(value: &[u8]) -> Option<(u64, u64)> {
+    let bytes: [u8; 16] = value.try_into().ok()?;
+    Some((
+        u64::from_be_bytes(bytes[..8].try_into().ok()?),
+        u64::from_be_bytes(bytes[8..].try_into().ok()?),
+    ))
+}
+
+/// Writes a file durably: temporary name, fsync, rename (the directory is synced by the caller).
+fn write_entry_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let failed = |e: std::io::Error| DataError::BufferFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(failed)?;
+    file.write_all(bytes).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    fs::rename(&tmp, path).map_err(failed)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| DataError::BufferFile {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })
 }

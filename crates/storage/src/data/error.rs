@@ -93,6 +93,8 @@ pub enum DataError {
     },
     #[error("invalid time range: from {from} is after to {to}")]
     InvalidTimeRange { from: SimTime, to: SimTime },
+    #[error("outage buffer file {path}: {reason}")]
+    BufferFile { path: PathBuf, reason: String },
     #[error("service key {path}: {reason}")]
     ServiceKey { path: PathBuf, reason: String },
     #[error("sled: {0}")]

@@ -34,7 +34,7 @@ pub mod tier;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -164,13 +164,15 @@ pub struct DataPlane {
     pub(crate) trees: Trees,
     pub(crate) keys: ServiceKeys,
     pub(crate) config: DataConfig,
+    /// Where outage-buffer entries live, one file each (see [`buffer`]).
+    pub(crate) buffer_dir: PathBuf,
     rng: Mutex<RandomSource>,
     write: Mutex<WriteState>,
 }
 
 impl DataPlane {
     /// Opens (or creates) the data plane in `dir`: sled in `dir/data.sled`, the service keys in
-    /// `dir/service-keys/`. Timings come from `profile`; limits are the defaults.
+    /// `dir/service-keys/`, outage-buffer entries in `dir/buffer/`. Timings come from `profile`; limits are the defaults.
     pub fn open(dir: &Path, rng: RandomSource, profile: &Profile) -> Result<DataPlane> {
         DataPlane::open_with_config(dir, rng, DataConfig::from_profile(profile))
     }
@@ -191,15 +193,19 @@ impl DataPlane {
             .cache_capacity(config.sled_cache_max_bytes)
             .open()?;
         let trees = Trees::open(db)?;
+        let buffer_dir = dir.join("buffer");
+        std::fs::create_dir_all(&buffer_dir)?;
         let next_block_id = trees.next_block_id()?;
         let plane = DataPlane {
             trees,
             keys,
             config,
+            buffer_dir,
             rng: Mutex::new(rng),
             write: Mutex::new(WriteState { next_block_id }),
         };
         plane.finish_interrupted_purges()?;
+        plane.remove_orphan_entry_files()?;
         Ok(plane)
     }
 

@@ -20,7 +20,7 @@ use super::block::{BlockHeader, Tier};
 use super::error::DataError;
 use super::store::{self, check_account, check_name, Tombstone};
 use super::tier::{malformed, DELETE_CHUNK_BLOCKS};
-use super::{DataPlane, Result};
+use super::{buffer, DataPlane, Result};
 
 impl DataPlane {
     /// Removes blocks of `workspace` (all tables) whose newest record is older than
@@ -130,9 +130,15 @@ impl DataPlane {
                 let mut chunk: Vec<(IVec, u64, u64)> = Vec::new();
                 for item in tree.scan_prefix(&prefix).take(DELETE_CHUNK_BLOCKS) {
                     let (key, value) = item?;
-                    let (header, _) = BlockHeader::parse(&value)
-                        .map_err(|reason| malformed(tier, &key, reason))?;
-                    chunk.push((key, value.len() as u64, u64::from(header.record_count)));
+                    let (bytes, records) = if tier == Tier::Cold {
+                        let (header, _) = BlockHeader::parse(&value)
+                            .map_err(|reason| malformed(tier, &key, reason))?;
+                        (value.len() as u64, u64::from(header.record_count))
+                    } else {
+                        buffer::parse_index(&value)
+                            .ok_or_else(|| malformed(tier, &key, "bad index value".into()))?
+                    };
+                    chunk.push((key, bytes, records));
                 }
                 if chunk.is_empty() {
                     break;
@@ -161,6 +167,17 @@ impl DataPlane {
                         }
                     })
                 })?;
+                if tier == Tier::Buffer {
+                    // Flushed first: a crash before the files go leaves orphans, removed at open.
+                    self.trees.db.flush()?;
+                    for (key, _, _) in &chunk {
+                        let path = self.entry_path(key);
+                        std::fs::remove_file(&path).map_err(|e| DataError::BufferFile {
+                            path,
+                            reason: e.to_string(),
+                        })?;
+                    }
+                }
             }
         }
         Ok(())

@@ -455,7 +455,8 @@ fn buffer_drains_in_order_exactly_once_and_drops_expired_entries() {
         .unwrap();
     assert_eq!(plane.buffer_len(ACCOUNT).unwrap().records, 12);
     // Buffered entries are under the MMK, not the CMK.
-    let (_, entry) = plane.trees.buffer.iter().next().unwrap().unwrap();
+    let (key, index) = plane.trees.buffer.iter().next().unwrap().unwrap();
+    let entry = plane.read_entry(&key, &index).unwrap();
     assert_eq!(BlockHeader::parse(&entry).unwrap().0.key_ref, KeyRef::Mmk);
     let drain_at = t0.add(window).add(HOUR); // the first entry is 7h old, the others 5h and 4h
     let report = plane.drain_buffer(ACCOUNT, cmk(&aek), drain_at).unwrap();
@@ -536,7 +537,16 @@ fn buffer_lives_on_disk_and_is_bounded() {
         );
         assert_eq!(plane.buffer_len(ACCOUNT).unwrap().records, 20);
     }
+    let entry_files = |dir: &Path| std::fs::read_dir(dir.join("buffer")).unwrap().count();
+    assert_eq!(entry_files(dir.path()), 1, "one entry, one file");
+    // An entry file nobody indexed (a crash between file write and index) is removed at open.
+    std::fs::write(
+        dir.path().join("buffer").join("00000000000000999999.blk"),
+        b"orphan",
+    )
+    .unwrap();
     let plane = open_with(dir.path(), |c| c.buffer_max_bytes = 4096);
+    assert_eq!(entry_files(dir.path()), 1);
     assert_eq!(plane.buffer_len(ACCOUNT).unwrap().records, 20);
     let aek = configure_cmk(&plane, ACCOUNT);
     assert_eq!(
@@ -545,6 +555,11 @@ fn buffer_lives_on_disk_and_is_bounded() {
             .unwrap()
             .written,
         20
+    );
+    assert_eq!(
+        entry_files(dir.path()),
+        0,
+        "drained entries' files are deleted"
     );
     let (from, to) = all_time();
     assert_eq!(
@@ -667,7 +682,12 @@ fn purge_makes_data_permanently_unreadable() {
         );
         assert!(c.conserved());
         assert_eq!(
-            plane.trees.cold.len() + plane.trees.hot.len() + plane.trees.buffer.len(),
+            plane.trees.cold.len()
+                + plane.trees.hot.len()
+                + plane.trees.buffer.len()
+                + std::fs::read_dir(dir.path().join("buffer"))
+                    .unwrap()
+                    .count(),
             0
         );
     }

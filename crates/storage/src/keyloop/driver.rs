@@ -137,7 +137,8 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records events at once, queues the rest for the driver.
+    /// Records events at once, queues the rest for the driver (which the caller then wakes, if
+    /// the caller is not the driver itself: a stored wake-up would spin the driver).
     fn dispatch(&self, now: SimTime, effects: Vec<Effect>) {
         let mut pending = self.pending();
         for effect in effects {
@@ -148,8 +149,6 @@ impl Shared {
                 other => pending.push_back(other),
             }
         }
-        drop(pending);
-        self.wake.notify_one();
     }
 }
 
@@ -233,6 +232,7 @@ impl KeyLoopHandle {
         }
         let effects = f(&mut self.shared.machine())?;
         self.shared.dispatch(now, effects);
+        self.shared.wake.notify_one();
         Ok(())
     }
 }
@@ -360,7 +360,10 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
             return;
         };
         let result = self
-            .bounded(self.vault.newest_version(&key.key.vault_name, &key.key.key_name))
+            .bounded(
+                self.vault
+                    .newest_version(&key.key.vault_name, &key.key.key_name),
+            )
             .await;
         let now = self.clock.now();
         let effects = match result {

@@ -126,7 +126,11 @@ struct FakeHost(Mutex<HostState>);
 impl FakeHost {
     fn applied(&self, label: &str) -> Vec<SimTime> {
         let s = self.0.lock().unwrap();
-        s.applied.iter().filter(|(_, l)| l == label).map(|(t, _)| *t).collect()
+        s.applied
+            .iter()
+            .filter(|(_, l)| l == label)
+            .map(|(t, _)| *t)
+            .collect()
     }
 }
 
@@ -187,7 +191,15 @@ impl Rig {
             let _ = stopped.await;
         }));
         handle.update_key(clock.now(), key).unwrap();
-        let rig = Rig { handle, vault, host, events, clock, stop: Some(stop), task };
+        let rig = Rig {
+            handle,
+            vault,
+            host,
+            events,
+            clock,
+            stop: Some(stop),
+            task,
+        };
         rig.sleep(Duration::from_secs(1)).await;
         assert_eq!(rig.handle.state_name(), StateName::HealthyCmk);
         rig
@@ -226,7 +238,10 @@ async fn denial_revokes_at_next_poll_and_access_resumes_after_the_delay() {
     let revoked_at = rig.first("storage.state.revoked").unwrap();
     assert!(revoked_at.since(disabled_at) <= Duration::from_secs(60));
     assert_eq!(rig.host.applied("DeleteHotTier"), vec![revoked_at]);
-    assert!(rig.host.0.lock().unwrap().cached.is_none(), "AEK cache dropped");
+    assert!(
+        rig.host.0.lock().unwrap().cached.is_none(),
+        "AEK cache dropped"
+    );
     assert_eq!(
         rig.handle.ingest_decision(rig.clock.now()),
         IngestDecision::Drop(DropReason::Revoked)
@@ -257,7 +272,10 @@ async fn outage_of_45_minutes_under_2020_makes_storage_unavailable_then_drains_o
     rig.vault.set_mode(Mode::Down);
     rig.sleep(mins(45)).await;
     assert_eq!(rig.handle.state_name(), StateName::Unavailable);
-    assert_eq!(rig.handle.ingest_decision(rig.clock.now()), IngestDecision::Buffer);
+    assert_eq!(
+        rig.handle.ingest_decision(rig.clock.now()),
+        IngestDecision::Buffer
+    );
     assert!(rig.handle.query_allowed(rig.clock.now()).is_err());
     let degraded_at = rig.first("storage.state.degraded").unwrap();
     let unavailable_at = rig.first("storage.state.unavailable").unwrap();
@@ -278,7 +296,7 @@ async fn a_hung_vault_times_out_as_transient_and_never_interrupts_under_current(
     assert!(rig.handle.query_allowed(rig.clock.now()).is_ok());
     let transient = rig.events.of_kind("storage.poll.transient");
     assert!(transient.len() > 50);
-    assert_eq!(transient[0].data["PollTransient"]["kind"], "timeout");
+    assert_eq!(transient[0].data["kind"], "timeout", "{:?}", transient[0]);
     assert!(rig.first("storage.state.unavailable").is_none());
     rig.vault.set_mode(Mode::Up);
     rig.sleep(mins(2)).await;
@@ -297,7 +315,12 @@ async fn versionless_key_follows_rotation_within_the_deadline() {
     rig.sleep(mins(61)).await;
     assert_eq!(rig.handle.key().unwrap().wrapped_version, V2);
     assert_eq!(rig.host.wrapped_aek().unwrap().target.wrapped_version, V2);
-    let followed_at = rig.events.of_kind("storage.key.rewrapped").last().unwrap().at();
+    let followed_at = rig
+        .events
+        .of_kind("storage.key.rewrapped")
+        .last()
+        .unwrap()
+        .at();
     assert!(followed_at.since(rotated_at) <= profile.key_access.version_follow_deadline);
     // Disabling the old version after the follow changes nothing.
     rig.vault.set_enabled(V1, false);
@@ -312,7 +335,9 @@ async fn pinned_key_ignores_rotation_until_updated() {
     rig.vault.rotate(V2);
     rig.sleep(mins(120)).await;
     assert_eq!(rig.handle.key().unwrap().wrapped_version, V1);
-    rig.handle.update_key(rig.clock.now(), KeyRef::pinned("kv1", "k1", V2)).unwrap();
+    rig.handle
+        .update_key(rig.clock.now(), KeyRef::pinned("kv1", "k1", V2))
+        .unwrap();
     rig.sleep(Duration::from_secs(1)).await;
     assert_eq!(rig.handle.key().unwrap().wrapped_version, V2);
     rig.vault.set_enabled(V1, false);
@@ -330,7 +355,10 @@ async fn polls_are_6_to_60_seconds_apart_and_the_log_is_reproducible() {
         let polls = events.of_kind("storage.poll.succeeded");
         for pair in polls.windows(2) {
             let gap = pair[1].at().since(pair[0].at());
-            assert!(gap >= Duration::from_secs(6) && gap <= Duration::from_secs(60), "{gap:?}");
+            assert!(
+                gap >= Duration::from_secs(6) && gap <= Duration::from_secs(60),
+                "{gap:?}"
+            );
         }
         events.to_jsonl()
     }

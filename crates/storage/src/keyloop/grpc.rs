@@ -164,7 +164,8 @@ impl VaultAccess for GrpcVaultAccess {
             .with_token(|mut client, bearer| {
                 let request = self.request(message.clone(), &bearer);
                 async move {
-                    let request = request.map_err(|_| tonic::Status::unauthenticated("bad token"))?;
+                    let request =
+                        request.map_err(|_| tonic::Status::unauthenticated("bad token"))?;
                     client.unwrap_key(request).await
                 }
             })
@@ -190,7 +191,8 @@ impl VaultAccess for GrpcVaultAccess {
             .with_token(|mut client, bearer| {
                 let request = self.request(message.clone(), &bearer);
                 async move {
-                    let request = request.map_err(|_| tonic::Status::unauthenticated("bad token"))?;
+                    let request =
+                        request.map_err(|_| tonic::Status::unauthenticated("bad token"))?;
                     client.wrap_key(request).await
                 }
             })
@@ -214,7 +216,11 @@ impl VaultAccess for GrpcVaultAccess {
         })
     }
 
-    async fn newest_version(&self, vault_name: &str, key_name: &str) -> Result<String, AccessFailure> {
+    async fn newest_version(
+        &self,
+        vault_name: &str,
+        key_name: &str,
+    ) -> Result<String, AccessFailure> {
         let message = ProtoKeyRef {
             vault_name: vault_name.to_string(),
             key_name: key_name.to_string(),
@@ -224,7 +230,8 @@ impl VaultAccess for GrpcVaultAccess {
             .with_token(|mut client, bearer| {
                 let request = self.request(message.clone(), &bearer);
                 async move {
-                    let request = request.map_err(|_| tonic::Status::unauthenticated("bad token"))?;
+                    let request =
+                        request.map_err(|_| tonic::Status::unauthenticated("bad token"))?;
                     client.get_key(request).await
                 }
             })

@@ -179,7 +179,10 @@ impl KeyAccessMachine {
     fn aek_in_memory(&self) -> bool {
         matches!(
             self.state_name(),
-            StateName::HealthyMmk | StateName::HealthyCmk | StateName::Degraded | StateName::Resuming
+            StateName::HealthyMmk
+                | StateName::HealthyCmk
+                | StateName::Degraded
+                | StateName::Resuming
         )
     }
 
@@ -289,7 +292,12 @@ impl KeyAccessMachine {
         self.request_rewrap(now, key, "key identifier updated on the cluster")
     }
 
-    fn request_rewrap(&mut self, now: SimTime, to: KeyRef, why: &str) -> Result<Vec<Effect>, Refusal> {
+    fn request_rewrap(
+        &mut self,
+        now: SimTime,
+        to: KeyRef,
+        why: &str,
+    ) -> Result<Vec<Effect>, Refusal> {
         self.key_update_allowed()?;
         let _ = now;
         let from = match &self.key {
@@ -312,8 +320,9 @@ impl KeyAccessMachine {
     pub fn on_rewrap_completed(&mut self, now: SimTime, target: KeyTarget) -> Vec<Effect> {
         let pending = self.pending_rewrap.take();
         debug_assert!(
-            pending.as_ref().is_none_or(|p| p.vault_name == target.key.vault_name
-                && p.key_name == target.key.key_name),
+            pending.as_ref().is_none_or(
+                |p| p.vault_name == target.key.vault_name && p.key_name == target.key.key_name
+            ),
             "rewrap completed for a key that was not requested"
         );
         let mut effects = vec![Effect::Event(KeyLoopEvent::Rewrapped {
@@ -375,7 +384,10 @@ impl KeyAccessMachine {
             Effect::Event(KeyLoopEvent::RewrapRequested {
                 cluster: self.cluster.clone(),
                 from: current.to_string(),
-                to: format!("{}/{}/{}", current.key.vault_name, current.key.key_name, newest),
+                to: format!(
+                    "{}/{}/{}",
+                    current.key.vault_name, current.key.key_name, newest
+                ),
                 why: "a versionless key follows its newest version".to_string(),
             }),
             Effect::RewrapAek { to: current.key },
@@ -434,7 +446,10 @@ impl KeyAccessMachine {
                 ..
             } if now >= resume_at => {
                 let next = match transient_since {
-                    Some(t) => State::Degraded { since: t, failures: 1 },
+                    Some(t) => State::Degraded {
+                        since: t,
+                        failures: 1,
+                    },
                     None => State::HealthyCmk { since: now },
                 };
                 self.transition(
@@ -554,7 +569,9 @@ impl KeyAccessMachine {
                         transient_since: None,
                     },
                     "unwrapKey succeeded again: key access restored",
-                    format!("ingest and query resume at {resume_at}; until then new ingest is dropped"),
+                    format!(
+                        "ingest and query resume at {resume_at}; until then new ingest is dropped"
+                    ),
                     0,
                     effects,
                 );
@@ -659,7 +676,12 @@ impl KeyAccessMachine {
         let label = if denial.code == denial.kind.default_code() {
             format!("{} {}", denial.http_status, denial.code)
         } else {
-            format!("{} {}/{}", denial.http_status, denial.code, denial.kind.default_code())
+            format!(
+                "{} {}/{}",
+                denial.http_status,
+                denial.code,
+                denial.kind.default_code()
+            )
         };
         self.transition(
             now,

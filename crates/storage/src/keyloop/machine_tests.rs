@@ -50,8 +50,15 @@ fn in_state(profile: &KeyAccessProfile, state: StateName) -> (KeyAccessMachine, 
         return (m, now);
     }
     now = now.add(secs(60));
-    m.on_cmk_configured(now, KeyRef::pinned("kv1", "k1", V1)).unwrap();
-    m.on_rewrap_completed(now, KeyTarget { key: KeyRef::pinned("kv1", "k1", V1), wrapped_version: V1.into() });
+    m.on_cmk_configured(now, KeyRef::pinned("kv1", "k1", V1))
+        .unwrap();
+    m.on_rewrap_completed(
+        now,
+        KeyTarget {
+            key: KeyRef::pinned("kv1", "k1", V1),
+            wrapped_version: V1.into(),
+        },
+    );
     now = now.add(secs(30));
     m.on_poll(now, PollOutcome::success(V1));
     match state {
@@ -65,10 +72,16 @@ fn in_state(profile: &KeyAccessProfile, state: StateName) -> (KeyAccessMachine, 
             now = now.add(secs(30));
             let start = now;
             while now.since(start) < grace {
-                m.on_poll(now, PollOutcome::transient(TransientKind::ConnectionRefused));
+                m.on_poll(
+                    now,
+                    PollOutcome::transient(TransientKind::ConnectionRefused),
+                );
                 now = now.add(secs(30));
             }
-            m.on_poll(now, PollOutcome::transient(TransientKind::ConnectionRefused));
+            m.on_poll(
+                now,
+                PollOutcome::transient(TransientKind::ConnectionRefused),
+            );
         }
         StateName::Revoked => {
             now = now.add(secs(30));
@@ -89,6 +102,16 @@ fn in_state(profile: &KeyAccessProfile, state: StateName) -> (KeyAccessMachine, 
     assert_eq!(m.state_name(), state, "builder reached the wrong state");
     (m, now)
 }
+
+/// One row of the transition table: name, profile, from, input, expected state, effects.
+type Row = (
+    &'static str,
+    KeyAccessProfile,
+    StateName,
+    Input,
+    StateName,
+    Vec<&'static str>,
+);
 
 #[derive(Clone, Debug)]
 enum Input {
@@ -119,10 +142,15 @@ fn apply(m: &mut KeyAccessMachine, entered: SimTime, input: &Input) -> Vec<Effec
 fn every_transition_row() {
     use Input::*;
     use StateName as S;
-    let revoke = ["event:storage.poll.denied", "event:storage.state.revoked", "DeleteHotTier", "DropAekCache"];
+    let revoke = [
+        "event:storage.poll.denied",
+        "event:storage.state.revoked",
+        "DeleteHotTier",
+        "DropAekCache",
+    ];
     let deleted = ["event:storage.state.deleted", "DropAekCache"];
     #[rustfmt::skip]
-    let rows: Vec<(&str, KeyAccessProfile, S, Input, S, Vec<&str>)> = vec![
+    let rows: Vec<Row> = vec![
         ("provisioned", p2020(), S::Provisioning, Provisioned, S::HealthyMmk, vec!["event:storage.state.healthy_mmk"]),
         ("no poll while provisioning", p2020(), S::Provisioning, Success, S::Provisioning, vec![]),
         ("delete while provisioning", p2020(), S::Provisioning, Deleted, S::Deleted, deleted.to_vec()),
@@ -173,7 +201,10 @@ fn every_transition_row() {
 fn ingest_and_query_per_state() {
     use StateName as S;
     let cmk = IngestDecision::Store {
-        key: StoreKey::Cmk(KeyTarget { key: KeyRef::pinned("kv1", "k1", V1), wrapped_version: V1.into() }),
+        key: StoreKey::Cmk(KeyTarget {
+            key: KeyRef::pinned("kv1", "k1", V1),
+            wrapped_version: V1.into(),
+        }),
     };
     #[rustfmt::skip]
     let rows: Vec<(S, IngestDecision, bool)> = vec![
@@ -218,9 +249,14 @@ fn key_updates_per_state() {
         match result {
             Ok(effects) => {
                 assert!(allowed, "{state}");
-                assert_eq!(labels(&effects), ["event:storage.key.rewrap_requested", "RewrapAek"]);
+                assert_eq!(
+                    labels(&effects),
+                    ["event:storage.key.rewrap_requested", "RewrapAek"]
+                );
                 // One update at a time.
-                assert!(m.on_key_update(now, KeyRef::pinned("kv1", "k1", V2)).is_err());
+                assert!(m
+                    .on_key_update(now, KeyRef::pinned("kv1", "k1", V2))
+                    .is_err());
             }
             Err(refusal) => {
                 assert!(!allowed, "{state}");
@@ -236,14 +272,33 @@ fn key_updates_per_state() {
 #[test]
 fn cmk_configuration_rewraps_then_goes_healthy_cmk() {
     let (mut m, now) = in_state(&p2020(), StateName::HealthyMmk);
-    let effects = m.on_cmk_configured(now, KeyRef::pinned("kv1", "k1", V1)).unwrap();
-    assert_eq!(effects[1], Effect::RewrapAek { to: KeyRef::pinned("kv1", "k1", V1) });
+    let effects = m
+        .on_cmk_configured(now, KeyRef::pinned("kv1", "k1", V1))
+        .unwrap();
+    assert_eq!(
+        effects[1],
+        Effect::RewrapAek {
+            to: KeyRef::pinned("kv1", "k1", V1)
+        }
+    );
     // Until the rewrap is done, data stays under the MMK and nothing is polled.
-    assert_eq!(m.ingest_decision(now), IngestDecision::Store { key: StoreKey::Mmk });
+    assert_eq!(
+        m.ingest_decision(now),
+        IngestDecision::Store { key: StoreKey::Mmk }
+    );
     assert!(!m.wants_poll());
-    let target = KeyTarget { key: KeyRef::pinned("kv1", "k1", V1), wrapped_version: V1.into() };
+    let target = KeyTarget {
+        key: KeyRef::pinned("kv1", "k1", V1),
+        wrapped_version: V1.into(),
+    };
     let effects = m.on_rewrap_completed(now.add(secs(1)), target.clone());
-    assert_eq!(labels(&effects), ["event:storage.key.rewrapped", "event:storage.state.healthy_cmk"]);
+    assert_eq!(
+        labels(&effects),
+        [
+            "event:storage.key.rewrapped",
+            "event:storage.state.healthy_cmk"
+        ]
+    );
     assert_eq!(m.key(), Some(&target));
     assert!(m.wants_poll());
 }
@@ -251,7 +306,8 @@ fn cmk_configuration_rewraps_then_goes_healthy_cmk() {
 #[test]
 fn failed_rewrap_keeps_the_previous_key() {
     let (mut m, now) = in_state(&p2020(), StateName::HealthyCmk);
-    m.on_key_update(now, KeyRef::pinned("kv2", "k9", V2)).unwrap();
+    m.on_key_update(now, KeyRef::pinned("kv2", "k9", V2))
+        .unwrap();
     let failure = AccessFailure::Denial(DenialFailure {
         kind: DenialKind::PermissionRemoved,
         http_status: 403,
@@ -276,14 +332,20 @@ fn run(
     mut each: impl FnMut(&KeyAccessMachine, SimTime, &[Effect]),
 ) -> SimTime {
     let mut rng = SeedTree::new(seed).stream("test/poll-interval");
-    let (lo, hi) = (m.config().poll_interval_min.as_millis() as i64, m.config().poll_interval_max.as_millis() as i64);
+    let (lo, hi) = (
+        m.config().poll_interval_min.as_millis() as i64,
+        m.config().poll_interval_max.as_millis() as i64,
+    );
     let mut now = start;
     let mut next_poll = start;
     let mut steps = 0u32;
     while now < end {
         steps += 1;
         assert!(steps < 1_000_000, "runaway loop");
-        let wake = m.next_deadline().map_or(next_poll, |d| d.min(next_poll)).max(now);
+        let wake = m
+            .next_deadline()
+            .map_or(next_poll, |d| d.min(next_poll))
+            .max(now);
         now = wake;
         let effects = if now >= next_poll {
             next_poll = SimTime(now.0 + rng.gen_range(lo..=hi));
@@ -306,17 +368,31 @@ fn vault_down_ten_minutes_never_interrupts() {
         let (mut m, start) = in_state(&profile, StateName::HealthyCmk);
         let down_from = start.add(mins(5));
         let down_until = down_from.add(mins(10));
-        run(&mut m, start, start.add(mins(60)), 7, |now| {
-            if now >= down_from && now < down_until {
-                PollOutcome::transient(TransientKind::ConnectionRefused)
-            } else {
-                PollOutcome::success(V1)
-            }
-        }, |m, now, _| {
-            assert!(matches!(m.state_name(), StateName::HealthyCmk | StateName::Degraded), "{}", m.state_name());
-            assert!(m.query_allowed(now).is_ok());
-            assert!(matches!(m.ingest_decision(now), IngestDecision::Store { .. }));
-        });
+        run(
+            &mut m,
+            start,
+            start.add(mins(60)),
+            7,
+            |now| {
+                if now >= down_from && now < down_until {
+                    PollOutcome::transient(TransientKind::ConnectionRefused)
+                } else {
+                    PollOutcome::success(V1)
+                }
+            },
+            |m, now, _| {
+                assert!(
+                    matches!(m.state_name(), StateName::HealthyCmk | StateName::Degraded),
+                    "{}",
+                    m.state_name()
+                );
+                assert!(m.query_allowed(now).is_ok());
+                assert!(matches!(
+                    m.ingest_decision(now),
+                    IngestDecision::Store { .. }
+                ));
+            },
+        );
         assert_eq!(m.state_name(), StateName::HealthyCmk);
     }
 }
@@ -330,27 +406,34 @@ fn vault_down_45_minutes_under_2020_buffers_and_recovers() {
     let mut first_failure = None;
     let mut unavailable_at = None;
     let mut recovered = Vec::new();
-    run(&mut m, start, start.add(mins(120)), 11, |now| {
-        if now >= down_from && now < down_until {
-            PollOutcome::transient(TransientKind::Timeout)
-        } else {
-            PollOutcome::success(V1)
-        }
-    }, |m, now, effects| {
-        if m.state_name() == StateName::Degraded && first_failure.is_none() {
-            first_failure = Some(now);
-        }
-        if m.state_name() == StateName::Unavailable {
-            unavailable_at.get_or_insert(now);
-            assert_eq!(m.ingest_decision(now), IngestDecision::Buffer);
-            assert!(m.query_allowed(now).is_err());
-        }
-        for e in effects {
-            if let Effect::DrainBuffer { expired_before } = e {
-                recovered.push((now, *expired_before));
+    run(
+        &mut m,
+        start,
+        start.add(mins(120)),
+        11,
+        |now| {
+            if now >= down_from && now < down_until {
+                PollOutcome::transient(TransientKind::Timeout)
+            } else {
+                PollOutcome::success(V1)
             }
-        }
-    });
+        },
+        |m, now, effects| {
+            if m.state_name() == StateName::Degraded && first_failure.is_none() {
+                first_failure = Some(now);
+            }
+            if m.state_name() == StateName::Unavailable {
+                unavailable_at.get_or_insert(now);
+                assert_eq!(m.ingest_decision(now), IngestDecision::Buffer);
+                assert!(m.query_allowed(now).is_err());
+            }
+            for e in effects {
+                if let Effect::DrainBuffer { expired_before } = e {
+                    recovered.push((now, *expired_before));
+                }
+            }
+        },
+    );
     let first_failure = first_failure.unwrap();
     // Unavailable exactly when the grace has passed since the first failed poll (≈30 min).
     assert_eq!(unavailable_at.unwrap(), first_failure.add(mins(30)));
@@ -367,12 +450,23 @@ fn vault_down_45_minutes_under_2020_buffers_and_recovers() {
 fn vault_down_45_minutes_under_current_never_unavailable() {
     let (mut m, start) = in_state(&pcurrent(), StateName::HealthyCmk);
     let down_until = start.add(mins(45));
-    run(&mut m, start, start.add(mins(90)), 3, |now| {
-        if now < down_until { PollOutcome::transient(TransientKind::ServerError5xx) } else { PollOutcome::success(V1) }
-    }, |m, now, _| {
-        assert_ne!(m.state_name(), StateName::Unavailable);
-        assert!(m.query_allowed(now).is_ok());
-    });
+    run(
+        &mut m,
+        start,
+        start.add(mins(90)),
+        3,
+        |now| {
+            if now < down_until {
+                PollOutcome::transient(TransientKind::ServerError5xx)
+            } else {
+                PollOutcome::success(V1)
+            }
+        },
+        |m, now, _| {
+            assert_ne!(m.state_name(), StateName::Unavailable);
+            assert!(m.query_allowed(now).is_ok());
+        },
+    );
     assert_eq!(m.state_name(), StateName::HealthyCmk);
 }
 
@@ -380,9 +474,19 @@ fn vault_down_45_minutes_under_current_never_unavailable() {
 fn outage_longer_than_the_buffer_window_expires_the_oldest() {
     let (mut m, start) = in_state(&p2020(), StateName::HealthyCmk);
     let mut expiries = 0;
-    run(&mut m, start, start.add(mins(8 * 60)), 5, |_| PollOutcome::transient(TransientKind::NameResolution), |_, _, effects| {
-        expiries += effects.iter().filter(|e| matches!(e, Effect::ExpireBuffer { .. })).count();
-    });
+    run(
+        &mut m,
+        start,
+        start.add(mins(8 * 60)),
+        5,
+        |_| PollOutcome::transient(TransientKind::NameResolution),
+        |_, _, effects| {
+            expiries += effects
+                .iter()
+                .filter(|e| matches!(e, Effect::ExpireBuffer { .. }))
+                .count();
+        },
+    );
     assert_eq!(m.state_name(), StateName::Unavailable);
     // Buffering began ≈30 min in; the window (6 h) passed ≈6h30 in; expiry runs from then on.
     assert!(expiries > 0);
@@ -398,28 +502,46 @@ fn denial_revokes_at_next_poll_and_restore_resumes_after_the_delay() {
     let mut restored_at = None;
     let mut resumed_at = None;
     let mut detected_within_ms = 0;
-    run(&mut m, start, start.add(mins(150)), 21, |now| {
-        if now >= disabled_at && now < enabled_at {
-            PollOutcome::denial(DenialKind::KeyDisabled)
-        } else {
-            PollOutcome::success(V1)
-        }
-    }, |m, now, effects| {
-        for e in effects {
-            if let Effect::Event(KeyLoopEvent::StateChanged { to, detected_within_ms: d, .. }) = e {
-                match to {
-                    StateName::Revoked => { revoked_at = Some(now); detected_within_ms = *d; }
-                    StateName::Resuming => restored_at = Some(now),
-                    StateName::HealthyCmk if restored_at.is_some() => resumed_at = Some(now),
-                    _ => {}
+    run(
+        &mut m,
+        start,
+        start.add(mins(150)),
+        21,
+        |now| {
+            if now >= disabled_at && now < enabled_at {
+                PollOutcome::denial(DenialKind::KeyDisabled)
+            } else {
+                PollOutcome::success(V1)
+            }
+        },
+        |m, now, effects| {
+            for e in effects {
+                if let Effect::Event(KeyLoopEvent::StateChanged {
+                    to,
+                    detected_within_ms: d,
+                    ..
+                }) = e
+                {
+                    match to {
+                        StateName::Revoked => {
+                            revoked_at = Some(now);
+                            detected_within_ms = *d;
+                        }
+                        StateName::Resuming => restored_at = Some(now),
+                        StateName::HealthyCmk if restored_at.is_some() => resumed_at = Some(now),
+                        _ => {}
+                    }
                 }
             }
-        }
-        if m.state_name() == StateName::Revoked {
-            assert_eq!(m.ingest_decision(now), IngestDecision::Drop(DropReason::Revoked));
-            assert!(m.query_allowed(now).is_err());
-        }
-    });
+            if m.state_name() == StateName::Revoked {
+                assert_eq!(
+                    m.ingest_decision(now),
+                    IngestDecision::Drop(DropReason::Revoked)
+                );
+                assert!(m.query_allowed(now).is_err());
+            }
+        },
+    );
     let revoked_at = revoked_at.unwrap();
     assert!(revoked_at.since(disabled_at) <= profile.poll_interval_max);
     assert!(revoked_at.since(disabled_at) <= profile.revocation_deadline);
@@ -447,14 +569,20 @@ fn pinned_rotation_changes_nothing_and_disabling_the_old_version_revokes() {
     m.on_poll(now, PollOutcome::denial(DenialKind::KeyDisabled));
     assert_eq!(m.state_name(), StateName::Revoked);
     // ...and the cluster cannot be updated to the new version while revoked.
-    assert!(m.on_key_update(now, KeyRef::pinned("kv1", "k1", V2)).is_err());
+    assert!(m
+        .on_key_update(now, KeyRef::pinned("kv1", "k1", V2))
+        .is_err());
 }
 
 #[test]
 fn pinned_update_after_rotation_rewraps() {
     let (mut m, now) = in_state(&p2020(), StateName::HealthyCmk);
-    m.on_key_update(now, KeyRef::pinned("kv1", "k1", V2)).unwrap();
-    let target = KeyTarget { key: KeyRef::pinned("kv1", "k1", V2), wrapped_version: V2.into() };
+    m.on_key_update(now, KeyRef::pinned("kv1", "k1", V2))
+        .unwrap();
+    let target = KeyTarget {
+        key: KeyRef::pinned("kv1", "k1", V2),
+        wrapped_version: V2.into(),
+    };
     m.on_rewrap_completed(now.add(secs(2)), target);
     assert_eq!(m.key().unwrap().wrapped_version, V2);
     assert_eq!(m.state_name(), StateName::HealthyCmk);
@@ -469,7 +597,13 @@ fn versionless_key_follows_the_newest_version_within_the_deadline() {
     let mut m = KeyAccessMachine::provisioned("c1", &profile, t0(), None);
     let key = KeyRef::versionless("kv1", "k1");
     m.on_cmk_configured(t0(), key.clone()).unwrap();
-    m.on_rewrap_completed(t0(), KeyTarget { key: key.clone(), wrapped_version: V1.into() });
+    m.on_rewrap_completed(
+        t0(),
+        KeyTarget {
+            key: key.clone(),
+            wrapped_version: V1.into(),
+        },
+    );
     assert!(m.follows_newest_version());
     let rotated_at = t0().add(mins(7));
     let mut followed_at = None;
@@ -485,9 +619,22 @@ fn versionless_key_follows_the_newest_version_within_the_deadline() {
             let newest = if now >= rotated_at { V2 } else { V1 };
             let effects = m.on_newest_version(now, newest);
             if newest == V2 {
-                assert_eq!(labels(&effects), ["event:storage.key.new_version_detected", "event:storage.key.rewrap_requested", "RewrapAek"]);
+                assert_eq!(
+                    labels(&effects),
+                    [
+                        "event:storage.key.new_version_detected",
+                        "event:storage.key.rewrap_requested",
+                        "RewrapAek"
+                    ]
+                );
                 assert!(!m.version_check_due(now));
-                m.on_rewrap_completed(now.add(secs(1)), KeyTarget { key: key.clone(), wrapped_version: V2.into() });
+                m.on_rewrap_completed(
+                    now.add(secs(1)),
+                    KeyTarget {
+                        key: key.clone(),
+                        wrapped_version: V2.into(),
+                    },
+                );
                 followed_at = Some(now.add(secs(1)));
             } else {
                 assert!(effects.is_empty());
@@ -503,7 +650,13 @@ fn versionless_reference_is_not_followed_under_2020() {
     let mut m = KeyAccessMachine::provisioned("c1", &p2020(), t0(), None);
     let key = KeyRef::versionless("kv1", "k1");
     m.on_cmk_configured(t0(), key.clone()).unwrap();
-    m.on_rewrap_completed(t0(), KeyTarget { key, wrapped_version: V1.into() });
+    m.on_rewrap_completed(
+        t0(),
+        KeyTarget {
+            key,
+            wrapped_version: V1.into(),
+        },
+    );
     assert!(!m.follows_newest_version());
     assert!(!m.version_check_due(t0().add(mins(120))));
     assert!(m.on_newest_version(t0().add(mins(120)), V2).is_empty());
@@ -512,11 +665,16 @@ fn versionless_reference_is_not_followed_under_2020() {
 #[test]
 fn narration_reads_like_the_brief() {
     let (mut m, now) = in_state(&p2020(), StateName::HealthyCmk);
-    let effects = m.on_poll(now.add(secs(30)), PollOutcome::denial(DenialKind::KeyDisabled));
+    let effects = m.on_poll(
+        now.add(secs(30)),
+        PollOutcome::denial(DenialKind::KeyDisabled),
+    );
     let message = effects
         .iter()
         .find_map(|e| match e {
-            Effect::Event(ev @ KeyLoopEvent::StateChanged { .. }) => Some(cmksim_sim::EventKind::narrate(ev)),
+            Effect::Event(ev @ KeyLoopEvent::StateChanged { .. }) => {
+                Some(cmksim_sim::EventKind::narrate(ev))
+            }
             _ => None,
         })
         .unwrap();
@@ -539,32 +697,49 @@ fn invariants_hold_under_random_vault_behaviour() {
         let end = at;
         let mut last_denial_change: Option<SimTime> = None;
         let mut last_restore: Option<SimTime> = None;
-        run(&mut m, start, end, seed, |now| {
-            let phase = phases.iter().rev().find(|(t, _)| *t <= now).map_or(0, |p| p.1);
-            match phase {
-                0 => PollOutcome::success(V1),
-                1 => PollOutcome::transient(TransientKind::Timeout),
-                _ => PollOutcome::denial(DenialKind::PermissionRemoved),
-            }
-        }, |m, now, effects| {
-            if profile.outage_grace.is_none() {
-                assert_ne!(m.state_name(), StateName::Unavailable);
-            }
-            for e in effects {
-                if let Effect::Event(KeyLoopEvent::StateChanged { to, from, detected_within_ms, .. }) = e {
-                    if *to == StateName::Revoked {
-                        assert!(*detected_within_ms <= 60_000);
-                        last_denial_change = Some(now);
-                    }
-                    if *to == StateName::Resuming {
-                        last_restore = Some(now);
-                    }
-                    if *from == StateName::Resuming && *to != StateName::Revoked {
-                        assert_eq!(now, last_restore.unwrap().add(profile.resume_delay));
+        run(
+            &mut m,
+            start,
+            end,
+            seed,
+            |now| {
+                let phase = phases
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| *t <= now)
+                    .map_or(0, |p| p.1);
+                match phase {
+                    0 => PollOutcome::success(V1),
+                    1 => PollOutcome::transient(TransientKind::Timeout),
+                    _ => PollOutcome::denial(DenialKind::PermissionRemoved),
+                }
+            },
+            |m, now, effects| {
+                if profile.outage_grace.is_none() {
+                    assert_ne!(m.state_name(), StateName::Unavailable);
+                }
+                for e in effects {
+                    if let Effect::Event(KeyLoopEvent::StateChanged {
+                        to,
+                        from,
+                        detected_within_ms,
+                        ..
+                    }) = e
+                    {
+                        if *to == StateName::Revoked {
+                            assert!(*detected_within_ms <= 60_000);
+                            last_denial_change = Some(now);
+                        }
+                        if *to == StateName::Resuming {
+                            last_restore = Some(now);
+                        }
+                        if *from == StateName::Resuming && *to != StateName::Revoked {
+                            assert_eq!(now, last_restore.unwrap().add(profile.resume_delay));
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         let _ = last_denial_change;
     }
 }

@@ -28,8 +28,8 @@ mod driver_tests;
 mod machine_tests;
 
 pub use driver::{
-    DriverConfig, HostError, KeyLoopDriver, KeyLoopError, KeyLoopHandle, KeyLoopHost,
-    UnwrappedAek, VaultAccess, WrappedAek,
+    DriverConfig, HostError, KeyLoopDriver, KeyLoopError, KeyLoopHandle, KeyLoopHost, UnwrappedAek,
+    VaultAccess, WrappedAek,
 };
 pub use events::KeyLoopEvent;
 pub use grpc::{GrpcVaultAccess, ManagedIdentityCredentials};

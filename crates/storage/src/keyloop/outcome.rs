@@ -129,7 +129,9 @@ impl fmt::Display for AccessFailure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum PollOutcome {
     /// The vault unwrapped the AEK with this key version.
-    Success { kid_version: String },
+    Success {
+        kid_version: String,
+    },
     Transient(TransientFailure),
     Denial(DenialFailure),
 }
@@ -252,7 +254,10 @@ pub fn classify_key_vault_status(status: &tonic::Status) -> AccessFailure {
             if served_5xx {
                 transient(TransientKind::ServerError5xx, message)
             } else {
-                transient(transport_hint(&lower).unwrap_or(TransientKind::ConnectionRefused), message)
+                transient(
+                    transport_hint(&lower).unwrap_or(TransientKind::ConnectionRefused),
+                    message,
+                )
             }
         }
         _ => transient(
@@ -275,7 +280,10 @@ pub fn classify_identity_status(status: &tonic::Status) -> AccessFailure {
                     .map(|e| e.code)
                     .filter(|c| !c.is_empty())
                     .unwrap_or_else(|| "Unauthorized".to_string()),
-                message: format!("the cluster's managed identity cannot obtain a token: {}", status.message()),
+                message: format!(
+                    "the cluster's managed identity cannot obtain a token: {}",
+                    status.message()
+                ),
             })
         }
         _ => match classify_key_vault_status(status) {

@@ -107,7 +107,10 @@ pub enum State {
     /// Polls fail transiently since `since`; serving from the cached AEK.
     Degraded { since: SimTime, failures: u32 },
     /// Unreachable longer than the outage grace: queries fail, ingest buffered under the MMK.
-    Unavailable { since: SimTime, outage_since: SimTime },
+    Unavailable {
+        since: SimTime,
+        outage_since: SimTime,
+    },
     /// The vault denied access: ingest dropped, queries fail, hot tier deleted.
     Revoked { since: SimTime, denial: DenialKind },
     /// Access restored after a revocation; ingest and query resume at `resume_at`.
@@ -266,7 +269,9 @@ impl DropReason {
 /// What to do with a record ingested now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum IngestDecision {
-    Store { key: StoreKey },
+    Store {
+        key: StoreKey,
+    },
     /// Keep it in the outage buffer under the MMK until access returns.
     Buffer,
     Drop(DropReason),

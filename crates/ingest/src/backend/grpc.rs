@@ -1,0 +1,534 @@
+//! [`StorageBackend`] over the storage service's gRPC API (`storage.v1`).
+//!
+//! The storage service decides routing itself when it appends (its control plane knows the link
+//! and provisioning state), so this backend passes the batch on and reports the destination
+//! storage chose (`routed_to`) rather than the front end's guess. Its query fans out over the
+//! workspace's storages itself, without filters: this backend first asks the storage state of
+//! every cluster the query needs (a revoked or unavailable cluster fails the query, naming the
+//! cluster and its state), then reads the range once, capped at [`QUERY_SCAN_ROWS_MAX`], groups
+//! the rows by storage and filters them in the front end.
+//!
+//! Identifiers: workspaces are named by their ARM resource id
+//! (`/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}`),
+//! clusters by theirs ([`Destination::Cluster`] holds the id as storage reports it). Records
+//! travel as `body_json`: a JSON object of the columns (strings, integers, reals with a fraction
+//! part, booleans, datetimes as Unix milliseconds, dynamic values embedded as JSON); on the way
+//! back the declared types are restored with [`crate::record::conform`] before filtering.
+
+use std::collections::BTreeMap;
+
+use cmksim_proto::storage::v1 as sb;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
+use crate::grpc::status::azure_error;
+use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
+use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
+use crate::record::{conform, Record, Value};
+use crate::routing::{Destination, LinkState, WorkspaceRouting};
+use crate::schema::TableSchema;
+use crate::server::ServerError;
+use crate::BoxFuture;
+
+/// The most rows one query reads from storage before filtering (storage may cap lower).
+pub const QUERY_SCAN_ROWS_MAX: u32 = 100_000;
+
+/// Storage states in which a cluster cannot serve reads (storage.v1 `StorageState.state`).
+const UNREADABLE_STATES: [&str; 4] = ["unavailable", "revoked", "resuming", "deleted"];
+
+/// The storage service, reached over gRPC.
+#[derive(Clone, Debug)]
+pub struct GrpcStorage {
+    channel: Channel,
+}
+
+impl GrpcStorage {
+    /// A backend over an existing channel.
+    pub fn new(channel: Channel) -> GrpcStorage {
+        GrpcStorage { channel }
+    }
+
+    /// A backend connecting lazily to `endpoint` (e.g. `http://127.0.0.1:7002`).
+    pub fn connect_lazy(endpoint: &str) -> Result<GrpcStorage, ServerError> {
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| ServerError::InvalidEndpoint {
+                endpoint: endpoint.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_lazy();
+        Ok(GrpcStorage::new(channel))
+    }
+
+    fn data(&self) -> sb::data_plane_client::DataPlaneClient<Channel> {
+        sb::data_plane_client::DataPlaneClient::new(self.channel.clone())
+    }
+
+    async fn routing_of(&self, workspace: String) -> Result<WorkspaceRouting, BackendError> {
+        let not_found = || BackendError::WorkspaceNotFound {
+            workspace: workspace.clone(),
+        };
+        let reference = workspace_ref(&workspace).ok_or_else(not_found)?;
+        let mut client = sb::workspaces_client::WorkspacesClient::new(self.channel.clone());
+        let ws = match client.get_workspace(reference).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => return Err(not_found()),
+            Err(s) => return Err(unreachable(&s)),
+        };
+        Ok(routing_of_workspace(workspace, &ws))
+    }
+
+    async fn append_batch(&self, request: AppendRequest) -> Result<AppendResult, BackendError> {
+        let message = sb::AppendRequest {
+            workspace_id: request.workspace.clone(),
+            table: request.table.clone(),
+            records: request.records.iter().map(encode_record).collect(),
+        };
+        let response = match self.data().append(message).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => {
+                return Err(BackendError::WorkspaceNotFound {
+                    workspace: request.workspace,
+                })
+            }
+            Err(s) => return Err(unreachable(&s)),
+        };
+        let routed_to = destination_of(&response.routed_to);
+        let fallback = routed_to.clone().unwrap_or(request.destination);
+        let outcomes = response
+            .outcomes
+            .iter()
+            .map(|o| outcome_of(o, &fallback))
+            .collect();
+        Ok(AppendResult {
+            routed_to,
+            outcomes,
+        })
+    }
+
+    async fn check_readable(&self, destination: &Destination) -> Result<(), BackendError> {
+        let Destination::Cluster(id) = destination else {
+            return Ok(());
+        };
+        let Some(reference) = cluster_ref(id) else {
+            return Ok(());
+        };
+        match self.data().get_storage_state(reference).await {
+            Ok(r) => {
+                let state = r.into_inner();
+                if UNREADABLE_STATES.contains(&state.state.as_str()) {
+                    let detail = if state.reason.is_empty() {
+                        format!("the cluster's storage is {}", state.state)
+                    } else {
+                        state.reason.clone()
+                    };
+                    return Err(BackendError::Inaccessible {
+                        destination: destination.clone(),
+                        state: state.state,
+                        detail,
+                    });
+                }
+                Ok(())
+            }
+            // A cluster storage no longer knows holds nothing this query can read.
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(unreachable(&s)),
+        }
+    }
+
+    async fn query_all(
+        &self,
+        destinations: Vec<Destination>,
+        spec: QuerySpec,
+        schema: TableSchema,
+    ) -> Result<Vec<StoragePart>, BackendError> {
+        for destination in &destinations {
+            self.check_readable(destination).await?;
+        }
+        let message = sb::QueryRequest {
+            workspace_id: spec.workspace.clone(),
+            table: spec.table.clone(),
+            from_unix_ms: spec.range.from.unix_ms(),
+            to_unix_ms: spec.range.to.unix_ms(),
+            limit: QUERY_SCAN_ROWS_MAX,
+        };
+        let response = match self.data().query(message).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Err(query_failure(&s, &spec.workspace, &destinations)),
+        };
+        let mut groups: BTreeMap<Destination, Vec<(Record, Tier)>> = destinations
+            .iter()
+            .map(|d| (d.clone(), Vec::new()))
+            .collect();
+        for queried in &response.records {
+            let Some(record) = queried.record.as_ref() else {
+                continue;
+            };
+            let destination = destination_of(&queried.storage).unwrap_or(Destination::Shared);
+            let tier = if queried.tier == sb::Tier::Cold as i32 {
+                Tier::Cold
+            } else {
+                Tier::Hot
+            };
+            groups
+                .entry(destination)
+                .or_default()
+                .push((conform(decode_record(record), &schema), tier));
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(destination, rows)| {
+                let mut part = filter_part(destination, rows, &spec);
+                part.scan_truncated = response.truncated;
+                part
+            })
+            .collect())
+    }
+}
+
+impl StorageBackend for GrpcStorage {
+    fn routing(&self, workspace: String) -> BoxFuture<'_, Result<WorkspaceRouting, BackendError>> {
+        Box::pin(self.routing_of(workspace))
+    }
+
+    fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>> {
+        Box::pin(self.append_batch(request))
+    }
+
+    fn query(
+        &self,
+        destinations: Vec<Destination>,
+        spec: QuerySpec,
+        schema: TableSchema,
+    ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
+        Box::pin(self.query_all(destinations, spec, schema))
+    }
+}
+
+fn unreachable(status: &tonic::Status) -> BackendError {
+    BackendError::Unreachable {
+        reason: format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+fn query_failure(
+    status: &tonic::Status,
+    workspace: &str,
+    destinations: &[Destination],
+) -> BackendError {
+    match (status.code(), azure_error(status)) {
+        (Code::NotFound, _) => BackendError::WorkspaceNotFound {
+            workspace: workspace.to_string(),
+        },
+        (Code::FailedPrecondition | Code::Unavailable | Code::PermissionDenied, Some(azure)) => {
+            let destination = destinations
+                .iter()
+                .find(|d| matches!(d, Destination::Cluster(id) if status.message().contains(id.as_str())))
+                .or_else(|| destinations.iter().find(|d| matches!(d, Destination::Cluster(_))))
+                .cloned()
+                .unwrap_or(Destination::Shared);
+            let state = if azure.inner_code.is_empty() {
+                azure.code
+            } else {
+                azure.inner_code
+            };
+            BackendError::Inaccessible {
+                destination,
+                state: state.to_ascii_lowercase(),
+                detail: status.message().to_string(),
+            }
+        }
+        _ => unreachable(status),
+    }
+}
+
+/// `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{kind}/{name}` → (s, rg, name).
+fn parse_arm(id: &str, kind: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = id.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [sub_kw, sub, rg_kw, rg, prov_kw, _provider, k, name]
+            if sub_kw.eq_ignore_ascii_case("subscriptions")
+                && rg_kw.eq_ignore_ascii_case("resourceGroups")
+                && prov_kw.eq_ignore_ascii_case("providers")
+                && k.eq_ignore_ascii_case(kind) =>
+        {
+            Some((sub.to_string(), rg.to_string(), name.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// A workspace ARM id as a `storage.v1.WorkspaceRef`.
+pub fn workspace_ref(id: &str) -> Option<sb::WorkspaceRef> {
+    parse_arm(id, "workspaces").map(|(subscription_id, resource_group, workspace_name)| {
+        sb::WorkspaceRef {
+            subscription_id,
+            resource_group,
+            workspace_name,
+        }
+    })
+}
+
+/// A cluster ARM id as a `storage.v1.ClusterRef`.
+pub fn cluster_ref(id: &str) -> Option<sb::ClusterRef> {
+    parse_arm(id, "clusters").map(|(subscription_id, resource_group, cluster_name)| {
+        sb::ClusterRef {
+            subscription_id,
+            resource_group,
+            cluster_name,
+        }
+    })
+}
+
+/// `shared` → shared storage, a cluster id → that cluster, empty → none.
+pub fn destination_of(storage: &str) -> Option<Destination> {
+    match storage {
+        "" => None,
+        s if s.eq_ignore_ascii_case("shared") => Some(Destination::Shared),
+        s => Some(Destination::Cluster(s.to_string())),
+    }
+}
+
+/// The front end's link state from storage's workspace.
+pub fn routing_of_workspace(workspace: String, ws: &sb::Workspace) -> WorkspaceRouting {
+    let cluster = ws.cluster_resource_id.clone();
+    let link = match ws.link_state.to_ascii_lowercase().as_str() {
+        "linked" if !cluster.is_empty() => LinkState::Linked {
+            cluster: cluster.clone(),
+        },
+        "unlinking" if !cluster.is_empty() => LinkState::Unlinking {
+            cluster: cluster.clone(),
+        },
+        // Storage routes and drops (not provisioned) itself; the front end only needs to know a
+        // link is pending.
+        "linking" => LinkState::Linking {
+            cluster: cluster.clone(),
+            cluster_provisioned: true,
+        },
+        _ => LinkState::Unlinked,
+    };
+    WorkspaceRouting {
+        workspace,
+        link,
+        clusters_ever: if cluster.is_empty() {
+            vec![]
+        } else {
+            vec![cluster]
+        },
+    }
+}
+
+/// A kid with version (`https://v.vault.azure.net/keys/name/version`) as key id + version.
+pub fn key_of(key: &sb::ProtectingKey) -> KeyProtection {
+    match &key.key {
+        Some(sb::protecting_key::Key::CmkKid(kid)) => {
+            let trimmed = kid.trim_end_matches('/');
+            match trimmed.rsplit_once('/') {
+                Some((base, version))
+                    if base.contains("/keys/") && base.rsplit('/').nth(1) == Some("keys") =>
+                {
+                    KeyProtection::Cmk {
+                        kid: base.to_string(),
+                        version: version.to_string(),
+                    }
+                }
+                _ => KeyProtection::Cmk {
+                    kid: trimmed.to_string(),
+                    version: String::new(),
+                },
+            }
+        }
+        _ => KeyProtection::Mmk,
+    }
+}
+
+/// One storage outcome as the front end's.
+pub fn outcome_of(outcome: &sb::RecordOutcome, destination: &Destination) -> RecordOutcome {
+    use sb::record_outcome::Outcome;
+    match &outcome.outcome {
+        Some(Outcome::Stored(key)) => RecordOutcome::Stored {
+            destination: destination.clone(),
+            key: key_of(key),
+        },
+        Some(Outcome::Buffered(_)) => RecordOutcome::Buffered {
+            destination: destination.clone(),
+        },
+        Some(Outcome::Dropped(reason)) => {
+            let reason = match sb::DropReason::try_from(*reason) {
+                Ok(sb::DropReason::Revoked) => DropReason::Revoked,
+                Ok(sb::DropReason::Resuming) => DropReason::Resuming,
+                Ok(sb::DropReason::NotProvisioned) => DropReason::NotProvisioned,
+                Ok(sb::DropReason::ClusterDeleted) => DropReason::ClusterDeleted,
+                Ok(sb::DropReason::BufferExpired) => DropReason::BufferExpired,
+                Ok(sb::DropReason::BufferFull) => DropReason::BufferFull,
+                _ => DropReason::StorageError,
+            };
+            RecordOutcome::Dropped {
+                destination: Some(destination.clone()),
+                reason,
+                detail: outcome.detail.clone(),
+            }
+        }
+        None => RecordOutcome::Dropped {
+            destination: Some(destination.clone()),
+            reason: DropReason::StorageError,
+            detail: "storage returned an empty outcome".into(),
+        },
+    }
+}
+
+/// A record as storage's `body_json` record.
+pub fn encode_record(record: &Record) -> sb::Record {
+    let body: serde_json::Map<String, serde_json::Value> = record
+        .columns
+        .iter()
+        .map(|(name, value)| {
+            let json = match value {
+                Value::DateTime(t) => serde_json::Value::from(t.unix_ms()),
+                other => other.to_json(),
+            };
+            (name.clone(), json)
+        })
+        .collect();
+    sb::Record {
+        time_unix_ms: record.time_generated.unix_ms(),
+        body_json: serde_json::Value::Object(body).to_string(),
+    }
+}
+
+/// A storage record back, typed by the JSON alone ([`crate::record::conform`] restores the
+/// schema's types). A body that is not a JSON object yields a record without columns.
+pub fn decode_record(record: &sb::Record) -> Record {
+    let mut out = Record::new(cmksim_sim::SimTime(record.time_unix_ms));
+    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&record.body_json) {
+        for (name, json) in body {
+            let value = match json {
+                serde_json::Value::String(s) => Value::String(s),
+                serde_json::Value::Bool(b) => Value::Bool(b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Long(i),
+                    None => Value::Real(n.as_f64().unwrap_or(0.0)),
+                },
+                other => Value::Dynamic(other.to_string()),
+            };
+            out.columns.insert(name, value);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ColumnType;
+    use cmksim_sim::SimTime;
+
+    #[test]
+    fn arm_ids_parse_to_references() {
+        let ws = workspace_ref("/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.OperationalInsights/workspaces/ws1").unwrap();
+        assert_eq!(
+            (
+                ws.subscription_id.as_str(),
+                ws.resource_group.as_str(),
+                ws.workspace_name.as_str()
+            ),
+            ("s1", "rg1", "ws1")
+        );
+        assert!(workspace_ref("ws1").is_none());
+        let c = cluster_ref("/subscriptions/s1/resourcegroups/rg1/providers/Microsoft.OperationalInsights/clusters/c1").unwrap();
+        assert_eq!(c.cluster_name, "c1");
+        assert_eq!(destination_of("shared"), Some(Destination::Shared));
+        assert_eq!(destination_of(""), None);
+    }
+
+    #[test]
+    fn keys_and_outcomes_map() {
+        let cmk = sb::ProtectingKey {
+            key: Some(sb::protecting_key::Key::CmkKid(
+                "https://kv1.vault.azure.net/keys/k1/0123abcd".into(),
+            )),
+        };
+        assert_eq!(
+            key_of(&cmk),
+            KeyProtection::Cmk {
+                kid: "https://kv1.vault.azure.net/keys/k1".into(),
+                version: "0123abcd".into()
+            }
+        );
+        let mmk = sb::ProtectingKey {
+            key: Some(sb::protecting_key::Key::Mmk(sb::Empty {})),
+        };
+        assert_eq!(key_of(&mmk), KeyProtection::Mmk);
+        let dropped = sb::RecordOutcome {
+            outcome: Some(sb::record_outcome::Outcome::Dropped(
+                sb::DropReason::Resuming as i32,
+            )),
+            detail: "resuming".into(),
+        };
+        let d = Destination::Cluster("c".into());
+        assert!(matches!(
+            outcome_of(&dropped, &d),
+            RecordOutcome::Dropped {
+                reason: DropReason::Resuming,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn records_round_trip_through_body_json() {
+        let record = Record::new(SimTime(5))
+            .with("S", Value::String("x".into()))
+            .with("L", Value::Long(7))
+            .with("R", Value::Real(2.0))
+            .with("B", Value::Bool(true))
+            .with("D", Value::DateTime(SimTime(99)))
+            .with("J", Value::Dynamic("{\"a\":[1,2]}".into()));
+        let wire = encode_record(&record);
+        let schema = TableSchema {
+            name: "T_CL".into(),
+            kind: crate::schema::TableKind::Custom,
+            columns: [
+                ("S", ColumnType::String),
+                ("L", ColumnType::Long),
+                ("R", ColumnType::Real),
+                ("B", ColumnType::Bool),
+                ("D", ColumnType::DateTime),
+                ("J", ColumnType::Dynamic),
+            ]
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect(),
+        };
+        assert_eq!(conform(decode_record(&wire), &schema), record);
+    }
+
+    #[test]
+    fn workspace_link_states_map() {
+        let ws = |state: &str, cluster: &str| sb::Workspace {
+            link_state: state.into(),
+            cluster_resource_id: cluster.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            routing_of_workspace("w".into(), &ws("None", "")).link,
+            LinkState::Unlinked
+        );
+        assert_eq!(
+            routing_of_workspace("w".into(), &ws("Linked", "c")).link,
+            LinkState::Linked {
+                cluster: "c".into()
+            }
+        );
+        assert_eq!(
+            routing_of_workspace("w".into(), &ws("Unlinking", "c")).link,
+            LinkState::Unlinking {
+                cluster: "c".into()
+            }
+        );
+        assert!(matches!(
+            routing_of_workspace("w".into(), &ws("Linking", "")).link,
+            LinkState::Linking { .. }
+        ));
+    }
+}

@@ -1,0 +1,44 @@
+//! A cluster's key-loop state as the `storage.v1.StorageState` message (`GetStorageState`).
+//!
+//! Kept apart from the server so that the scenario runner and tests can render the same view
+//! without a network round trip.
+
+use cmksim_proto::storage::v1::StorageState;
+use cmksim_sim::SimTime;
+
+use crate::keyloop::{KeyLoopHandle, State};
+
+/// The state of one cluster's storage at `now`.
+pub fn storage_state(
+    cluster_resource_id: &str,
+    handle: &KeyLoopHandle,
+    now: SimTime,
+) -> StorageState {
+    let state = handle.state();
+    let key_kid = handle
+        .key()
+        .map(|k| {
+            format!(
+                "https://{}.vault.azure.net/keys/{}/{}",
+                k.key.vault_name, k.key.key_name, k.wrapped_version
+            )
+        })
+        .unwrap_or_default();
+    let resume_unix_ms = match &state {
+        State::Resuming { resume_at, .. } => Some(resume_at.unix_ms()),
+        _ => None,
+    };
+    let reason = handle
+        .query_allowed(now)
+        .err()
+        .map(|r| r.reason)
+        .unwrap_or_default();
+    StorageState {
+        cluster_resource_id: cluster_resource_id.to_string(),
+        state: state.name().as_str().to_string(),
+        since_unix_ms: state.since().unix_ms(),
+        key_kid,
+        resume_unix_ms,
+        reason,
+    }
+}

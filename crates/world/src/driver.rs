@@ -1,0 +1,636 @@
+//! The driver: the scenario's hands.
+//!
+//! It runs as a turmoil client. First it builds the world (tenants, principals, vaults, keys,
+//! access policies, clusters, workspaces) through the services' gRPC APIs, as a person would
+//! with PowerShell or REST, and waits for the asynchronous operations to finish; the moment the
+//! world stands is T+0. Then it walks the timeline: it sleeps (virtual time) until each step's
+//! offset, records the step, applies it, and records the result, `scenario.step.ok` or
+//! `scenario.step.failed` with the Azure code and message the service answered. Faults that need
+//! the simulation itself (crash, restart) are handed to the harness through [`HarnessCommands`].
+//!
+//! The driver never decides what the services do; it only acts and writes down what it did.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cmksim_proto::identity::v1 as idp;
+use cmksim_proto::keyvault::v1 as kvp;
+use cmksim_scenario::model::{self, Action, Fault, HsmFault, Scenario, StepKind, VaultFault};
+use cmksim_sim::net::{ClientTimeouts, Network};
+use cmksim_sim::{Clock, EventLog, SimTime};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::names::{Credential, Names};
+
+/// Where the services listen inside the simulation.
+pub const KEYVAULT_URI: &str = "http://keyvault:50051";
+
+const VAULT_AUDIENCE: &str = "https://vault.azure.net";
+const MANAGEMENT_AUDIENCE: &str = "https://management.azure.com";
+
+/// Every key permission: the driver's operator owns the vaults it creates.
+const ALL_KEY_PERMISSIONS: [&str; 20] = [
+    "get", "list", "update", "create", "import", "delete", "recover", "backup", "restore",
+    "decrypt", "encrypt", "unwrapKey", "wrapKey", "verify", "sign", "purge", "rotate",
+    "getrotationpolicy", "setrotationpolicy", "release",
+];
+
+/// Requests from the driver to the harness, for faults only the simulation can apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HarnessCommand {
+    Crash(String),
+    Restart(String),
+}
+
+/// A queue the driver fills and the harness drains between simulation steps.
+pub type HarnessCommands = Arc<Mutex<Vec<HarnessCommand>>>;
+
+/// Why a step failed, as the service said it.
+#[derive(Debug)]
+pub struct StepError {
+    pub code: String,
+    pub status: u32,
+    pub message: String,
+}
+
+impl From<tonic::Status> for StepError {
+    fn from(status: tonic::Status) -> Self {
+        let azure = cmksim_keyvault::azure_error(&status);
+        match azure {
+            Some(a) => StepError { code: a.code, status: a.http_status, message: a.message },
+            None => StepError {
+                code: format!("{:?}", status.code()),
+                status: 0,
+                message: status.message().to_string(),
+            },
+        }
+    }
+}
+
+impl From<crate::names::UnknownName> for StepError {
+    fn from(e: crate::names::UnknownName) -> Self {
+        StepError { code: "UnknownName".into(), status: 0, message: e.to_string() }
+    }
+}
+
+/// Serialises a scenario enum to its file-format word (`wrapKey`, `unwrapKey`, ...).
+fn wire<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The driver client.
+pub struct Driver {
+    scenario: Arc<Scenario>,
+    events: EventLog,
+    clock: Clock,
+    commands: HarnessCommands,
+    names: Names,
+    identity: idp::identity_client::IdentityClient<Channel>,
+    keyvault: kvp::key_vault_client::KeyVaultClient<Channel>,
+    chaos: kvp::chaos_control_client::ChaosControlClient<Channel>,
+    /// Set when the world is built: the simulated time of T+0.
+    start: SimTime,
+}
+
+impl Driver {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        events: EventLog,
+        clock: Clock,
+        commands: HarnessCommands,
+        network: Network,
+    ) -> Result<Driver, cmksim_sim::net::EndpointError> {
+        let timeouts = ClientTimeouts::default();
+        let kv_channel = network.channel(KEYVAULT_URI, timeouts)?;
+        Ok(Driver {
+            scenario,
+            events,
+            start: clock.now(),
+            clock,
+            commands,
+            names: Names::default(),
+            identity: idp::identity_client::IdentityClient::new(kv_channel.clone()),
+            keyvault: kvp::key_vault_client::KeyVaultClient::new(kv_channel.clone()),
+            chaos: kvp::chaos_control_client::ChaosControlClient::new(kv_channel),
+        })
+    }
+
+    /// Builds the world, then plays the timeline to the scenario's end.
+    pub async fn run(mut self) -> Result<(), StepError> {
+        self.build_world().await?;
+        self.start = self.clock.now();
+        let meta = &self.scenario.meta;
+        self.events.record_raw(
+            self.start,
+            "scenario",
+            "scenario.started",
+            format!("scenario {} starts: {}", meta.name, meta.title),
+            json!({
+                "name": meta.name,
+                "seed": meta.seed,
+                "profile": meta.profile_name,
+                "duration_ms": meta.duration.as_millis() as u64,
+            }),
+        );
+        let scenario = self.scenario.clone();
+        let mut restorations: Vec<(Duration, model::Step, Fault)> = Vec::new();
+        for step in &scenario.timeline {
+            // Restore faults whose duration ends before this step.
+            restorations.sort_by_key(|(at, ..)| *at);
+            while restorations.first().is_some_and(|(at, ..)| *at <= step.offset) {
+                let (at, origin, fault) = restorations.remove(0);
+                self.sleep_until_offset(at).await;
+                self.restore_fault(&origin, fault).await;
+            }
+            self.sleep_until_offset(step.offset).await;
+            if let Some(restore) = self.play_step(step).await {
+                restorations.push(restore);
+            }
+        }
+        restorations.sort_by_key(|(at, ..)| *at);
+        for (at, origin, fault) in restorations {
+            if at <= scenario.meta.duration {
+                self.sleep_until_offset(at).await;
+                self.restore_fault(&origin, fault).await;
+            }
+        }
+        self.sleep_until_offset(scenario.meta.duration).await;
+        self.events.record_raw(
+            self.clock.now(),
+            "scenario",
+            "scenario.finished",
+            format!("scenario {} finished", scenario.meta.name),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    async fn sleep_until_offset(&self, offset: Duration) {
+        self.clock.sleep_until(self.start.add(offset)).await;
+    }
+
+    /// Records and applies one step; returns the restoration to schedule for a timed fault.
+    async fn play_step(&mut self, step: &model::Step) -> Option<(Duration, model::Step, Fault)> {
+        let label = step.label();
+        let what = match &step.what {
+            StepKind::Action(action) => action.name().to_string(),
+            StepKind::Fault { fault, .. } => fault_label(fault),
+            StepKind::Narrate => "narrate".to_string(),
+        };
+        let now = self.clock.now();
+        self.events.record_raw(
+            now,
+            "scenario",
+            "scenario.step",
+            format!("step {label}: {what}"),
+            json!({ "step": label, "index": step.index, "what": what }),
+        );
+        if let Some(text) = &step.narrate {
+            self.events.record_raw(now, "scenario", "scenario.narrate", text.clone(), json!({ "step": label, "text": text }));
+        }
+        match &step.what {
+            StepKind::Narrate => None,
+            StepKind::Action(action) => {
+                let result = self.apply_action(action).await;
+                self.record_result(&label, action.name(), result);
+                None
+            }
+            StepKind::Fault { fault, duration } => {
+                self.apply_fault(&label, *fault).await;
+                match (duration, fault.restoring()) {
+                    (Some(d), Some(restore)) => Some((step.offset + *d, step.clone(), restore)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn record_result(&self, label: &str, action: &str, result: Result<(), StepError>) {
+        let now = self.clock.now();
+        match result {
+            Ok(()) => {
+                self.events.record_raw(
+                    now,
+                    "scenario",
+                    "scenario.step.ok",
+                    format!("step {label}: {action} succeeded"),
+                    json!({ "step": label, "action": action }),
+                );
+            }
+            Err(e) => {
+                self.events.record_raw(
+                    now,
+                    "scenario",
+                    "scenario.step.failed",
+                    format!("step {label}: {action} failed: {} {} {}", e.status, e.code, e.message),
+                    json!({
+                        "step": label,
+                        "action": action,
+                        "error_code": e.code,
+                        "status": e.status,
+                        "message": e.message,
+                    }),
+                );
+            }
+        }
+    }
+
+    // ---- tokens -------------------------------------------------------------------------
+
+    async fn token(&mut self, credential: &Credential, audience: &str) -> Result<String, StepError> {
+        let token = self
+            .identity
+            .issue_token(idp::IssueTokenRequest {
+                object_id: credential.object_id.clone(),
+                secret: credential.secret.clone(),
+                audience: audience.to_string(),
+                lifetime_seconds: 0,
+            })
+            .await?
+            .into_inner();
+        Ok(token.token)
+    }
+
+    /// A request carrying the vault tenant's operator token for `audience`.
+    async fn authorized<T>(&mut self, vault: &str, audience: &str, message: T) -> Result<tonic::Request<T>, StepError> {
+        let tenant_id = self.names.vault_tenant(vault)?.to_string();
+        let operator = self.names.operator(&tenant_id)?.clone();
+        let token = self.token(&operator, audience).await?;
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| StepError { code: "BadToken".into(), status: 0, message: "token is not ASCII".into() })?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+
+    // ---- the world ------------------------------------------------------------------------
+
+    async fn build_world(&mut self) -> Result<(), StepError> {
+        let world = self.scenario.world.clone();
+        for tenant in &world.tenants {
+            let created = self
+                .identity
+                .create_tenant(idp::CreateTenantRequest { name: tenant.name.clone(), tenant_id: String::new() })
+                .await?
+                .into_inner();
+            let operator = self
+                .identity
+                .create_principal(idp::CreatePrincipalRequest {
+                    tenant_id: created.tenant_id.clone(),
+                    display_name: format!("cmksim-operator@{}", tenant.name),
+                    kind: idp::PrincipalKind::User as i32,
+                })
+                .await?
+                .into_inner();
+            let principal = operator.principal.unwrap_or_default();
+            self.names.operators.insert(
+                created.tenant_id.clone(),
+                Credential { object_id: principal.object_id, secret: operator.secret, tenant_id: created.tenant_id.clone() },
+            );
+            self.names.tenants.insert(tenant.name.clone(), created.tenant_id);
+        }
+        for user in &world.principals {
+            let tenant_id = self.names.tenant_id(&user.tenant)?.to_string();
+            let created = self
+                .identity
+                .create_principal(idp::CreatePrincipalRequest {
+                    tenant_id: tenant_id.clone(),
+                    display_name: user.name.clone(),
+                    kind: idp::PrincipalKind::User as i32,
+                })
+                .await?
+                .into_inner();
+            let principal = created.principal.unwrap_or_default();
+            self.names
+                .users
+                .insert(user.name.clone(), Credential { object_id: principal.object_id, secret: created.secret, tenant_id });
+        }
+        for vault in &world.vaults {
+            self.create_vault(vault).await?;
+        }
+        for key in &world.keys {
+            self.create_key(key).await?;
+        }
+        for policy in &world.access_policies {
+            // Policies naming a cluster identity are set once the cluster exists.
+            if matches!(policy.principal, model::PrincipalRef::User(_)) {
+                self.set_access_policy(policy).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- Key Vault actions ------------------------------------------------------------------
+
+    async fn create_vault(&mut self, vault: &model::Vault) -> Result<(), StepError> {
+        let tenant_id = self.names.tenant_id(&vault.tenant)?.to_string();
+        self.names.vault_tenants.insert(vault.name.clone(), tenant_id.clone());
+        let operator = self.names.operator(&tenant_id)?.clone();
+        let request = kvp::CreateVaultRequest {
+            name: vault.name.clone(),
+            location: vault.location.clone(),
+            tenant_id: tenant_id.clone(),
+            sku: match vault.sku {
+                model::Sku::Standard => kvp::Sku::Standard as i32,
+                model::Sku::Premium => kvp::Sku::Premium as i32,
+            },
+            enable_soft_delete: Some(vault.soft_delete),
+            soft_delete_retention_in_days: Some(vault.retention_days),
+            enable_purge_protection: vault.purge_protection,
+            access_policies: vec![kvp::AccessPolicy {
+                tenant_id,
+                object_id: operator.object_id.clone(),
+                key_permissions: ALL_KEY_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+            }],
+            subscription_id: String::new(),
+            resource_group: String::new(),
+        };
+        let request = self.authorized(&vault.name, MANAGEMENT_AUDIENCE, request).await?;
+        self.keyvault.create_vault(request).await?;
+        Ok(())
+    }
+
+    async fn create_key(&mut self, key: &model::Key) -> Result<(), StepError> {
+        let request = kvp::CreateKeyRequest {
+            vault_name: key.vault.clone(),
+            key_name: key.name.clone(),
+            kty: key.kty.as_str().to_string(),
+            key_size: if key.kty.is_rsa() { key.size } else { 0 },
+            curve: if key.kty.is_rsa() { String::new() } else { "P-256".to_string() },
+            key_ops: key.ops.iter().map(wire).collect(),
+            enabled: Some(key.enabled),
+            nbf_unix_ms: None,
+            exp_unix_ms: None,
+            tags: BTreeMap::new().into_iter().collect(),
+        };
+        let request = self.authorized(&key.vault, VAULT_AUDIENCE, request).await?;
+        self.keyvault.create_key(request).await?;
+        Ok(())
+    }
+
+    async fn set_access_policy(&mut self, policy: &model::AccessPolicy) -> Result<(), StepError> {
+        let tenant_id = self.names.vault_tenant(&policy.vault)?.to_string();
+        let object_id = self.names.principal_object_id(&policy.principal)?;
+        let request = kvp::SetAccessPolicyRequest {
+            vault_name: policy.vault.clone(),
+            policy: Some(kvp::AccessPolicy {
+                tenant_id,
+                object_id,
+                key_permissions: policy.permissions.iter().map(wire).collect(),
+            }),
+        };
+        let request = self.authorized(&policy.vault, MANAGEMENT_AUDIENCE, request).await?;
+        self.keyvault.set_access_policy(request).await?;
+        Ok(())
+    }
+
+    /// The concrete version a scenario's version selector names (`""` = newest).
+    async fn resolve_version(&mut self, vault: &str, key: &str, version: &model::VersionSel) -> Result<String, StepError> {
+        match version {
+            model::VersionSel::Versionless | model::VersionSel::Latest => Ok(String::new()),
+            model::VersionSel::Nth(n) => {
+                let request = kvp::KeyRef { vault_name: vault.into(), key_name: key.into(), version: String::new() };
+                let request = self.authorized(vault, VAULT_AUDIENCE, request).await?;
+                let list = self.keyvault.list_key_versions(request).await?.into_inner();
+                let mut versions: Vec<(i64, String)> = list
+                    .keys
+                    .iter()
+                    .filter_map(|b| {
+                        let created = b.attributes.as_ref().map(|a| a.created_unix_ms).unwrap_or(0);
+                        let kid = b.key.as_ref()?.kid.clone();
+                        Some((created, kid.rsplit('/').next().unwrap_or_default().to_string()))
+                    })
+                    .collect();
+                versions.sort();
+                versions
+                    .get((*n as usize).saturating_sub(1))
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| StepError {
+                        code: "UnknownVersion".into(),
+                        status: 0,
+                        message: format!("key {key} in {vault} has no version v{n}"),
+                    })
+            }
+        }
+    }
+
+    fn key_ref(vault: &str, key: &str, version: String) -> kvp::KeyRef {
+        kvp::KeyRef { vault_name: vault.to_string(), key_name: key.to_string(), version }
+    }
+
+    async fn apply_action(&mut self, action: &Action) -> Result<(), StepError> {
+        match action {
+            Action::CreateVault(vault) => self.create_vault(vault).await,
+            Action::UpdateVault { vault, soft_delete, retention_days, purge_protection } => {
+                let request = kvp::UpdateVaultRequest {
+                    vault_name: vault.clone(),
+                    enable_soft_delete: *soft_delete,
+                    enable_purge_protection: *purge_protection,
+                    soft_delete_retention_in_days: *retention_days,
+                };
+                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, request).await?;
+                self.keyvault.update_vault(request).await?;
+                Ok(())
+            }
+            Action::DeleteVault { vault } => {
+                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, kvp::VaultRef { vault_name: vault.clone() }).await?;
+                self.keyvault.delete_vault(request).await?;
+                Ok(())
+            }
+            Action::RecoverVault { vault } => {
+                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, kvp::VaultRef { vault_name: vault.clone() }).await?;
+                self.keyvault.recover_deleted_vault(request).await?;
+                Ok(())
+            }
+            Action::PurgeVault { vault } => {
+                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, kvp::VaultRef { vault_name: vault.clone() }).await?;
+                self.keyvault.purge_deleted_vault(request).await?;
+                Ok(())
+            }
+            Action::CreateKey(key) => self.create_key(key).await,
+            Action::UpdateKey { vault, key, version, enabled, not_before, expires, ops } => {
+                let version = self.resolve_version(vault, key, version).await?;
+                let to_ms = |offset: &Duration| self.start.add(*offset).unix_ms();
+                let request = kvp::UpdateKeyRequest {
+                    key: Some(Self::key_ref(vault, key, version)),
+                    enabled: *enabled,
+                    nbf_unix_ms: not_before.as_ref().map(to_ms),
+                    exp_unix_ms: expires.as_ref().map(to_ms),
+                    key_ops: ops.as_ref().map(|ops| ops.iter().map(wire).collect()).unwrap_or_default(),
+                    clear_nbf: false,
+                    clear_exp: false,
+                    tags: Default::default(),
+                };
+                let request = self.authorized(vault, VAULT_AUDIENCE, request).await?;
+                self.keyvault.update_key(request).await?;
+                Ok(())
+            }
+            Action::RotateKey { vault, key } => {
+                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                self.keyvault.rotate_key(request).await?;
+                Ok(())
+            }
+            Action::DeleteKey { vault, key } => {
+                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                self.keyvault.delete_key(request).await?;
+                Ok(())
+            }
+            Action::RecoverKey { vault, key } => {
+                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                self.keyvault.recover_deleted_key(request).await?;
+                Ok(())
+            }
+            Action::PurgeKey { vault, key } => {
+                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                self.keyvault.purge_deleted_key(request).await?;
+                Ok(())
+            }
+            Action::SetAccessPolicy(policy) => self.set_access_policy(policy).await,
+            Action::RemoveAccessPolicy { vault, principal } => {
+                let object_id = self.names.principal_object_id(principal)?;
+                let request = kvp::RemoveAccessPolicyRequest { vault_name: vault.clone(), object_id };
+                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, request).await?;
+                self.keyvault.remove_access_policy(request).await?;
+                Ok(())
+            }
+            other => Err(StepError {
+                code: "NotWired".into(),
+                status: 0,
+                message: format!("action {} needs the storage and ingest services in the world", other.name()),
+            }),
+        }
+    }
+
+    // ---- faults -----------------------------------------------------------------------------
+
+    async fn apply_fault(&mut self, label: &str, fault: Fault) {
+        let result = self.set_fault(fault).await;
+        let impairs_vault = matches!(
+            fault,
+            Fault::Keyvault(VaultFault::Down | VaultFault::Blackhole | VaultFault::Throttle | VaultFault::ErrorRate(_))
+                | Fault::Crash(model::Host::Keyvault)
+        ) || matches!(fault, Fault::Partition(a, b) | Fault::Hold(a, b) if [a, b].contains(&model::Host::Keyvault));
+        let name = fault_label(&fault);
+        match result {
+            Ok(()) => {
+                self.events.record_raw(
+                    self.clock.now(),
+                    "scenario",
+                    "scenario.fault.applied",
+                    format!("fault: {name}"),
+                    json!({ "step": label, "fault": name, "impairs_vault": impairs_vault }),
+                );
+            }
+            Err(e) => self.record_result(label, &name, Err(e)),
+        }
+    }
+
+    async fn restore_fault(&mut self, origin: &model::Step, fault: Fault) {
+        let label = origin.label();
+        let name = fault_label(&fault);
+        match self.set_fault(fault).await {
+            Ok(()) => {
+                self.events.record_raw(
+                    self.clock.now(),
+                    "scenario",
+                    "scenario.fault.restored",
+                    format!("fault restored: {name}"),
+                    json!({ "step": label, "fault": name }),
+                );
+            }
+            Err(e) => self.record_result(&label, &name, Err(e)),
+        }
+    }
+
+    async fn set_fault(&mut self, fault: Fault) -> Result<(), StepError> {
+        match fault {
+            Fault::Keyvault(mode) => {
+                let settings = match mode {
+                    VaultFault::Up => kvp::ChaosSettings { mode: kvp::ChaosMode::Up as i32, ..Default::default() },
+                    VaultFault::Down => kvp::ChaosSettings { mode: kvp::ChaosMode::Down as i32, ..Default::default() },
+                    VaultFault::Blackhole => {
+                        kvp::ChaosSettings { mode: kvp::ChaosMode::Blackhole as i32, ..Default::default() }
+                    }
+                    VaultFault::Throttle => kvp::ChaosSettings {
+                        mode: kvp::ChaosMode::Throttle as i32,
+                        retry_after_seconds: 10,
+                        ..Default::default()
+                    },
+                    VaultFault::ErrorRate(rate) => kvp::ChaosSettings {
+                        mode: kvp::ChaosMode::ErrorRate as i32,
+                        error_rate: rate,
+                        ..Default::default()
+                    },
+                    VaultFault::Latency(latency) => kvp::ChaosSettings {
+                        mode: kvp::ChaosMode::Up as i32,
+                        added_latency_ms: latency.as_millis() as u64,
+                        ..Default::default()
+                    },
+                };
+                self.chaos.set_chaos(settings).await?;
+                Ok(())
+            }
+            Fault::Partition(a, b) => {
+                turmoil::partition(a.as_str(), b.as_str());
+                Ok(())
+            }
+            Fault::Repair(a, b) => {
+                turmoil::repair(a.as_str(), b.as_str());
+                Ok(())
+            }
+            Fault::Hold(a, b) => {
+                turmoil::hold(a.as_str(), b.as_str());
+                Ok(())
+            }
+            Fault::Release(a, b) => {
+                turmoil::release(a.as_str(), b.as_str());
+                Ok(())
+            }
+            Fault::Crash(host) => {
+                self.push(HarnessCommand::Crash(host.as_str().to_string()));
+                Ok(())
+            }
+            Fault::Restart(host) => {
+                self.push(HarnessCommand::Restart(host.as_str().to_string()));
+                Ok(())
+            }
+            Fault::Hsm(mode) => Err(StepError {
+                code: "NotWired".into(),
+                status: 0,
+                message: format!("HSM fault {mode:?}: the HSM chaos control is not exposed yet"),
+            }),
+        }
+    }
+
+    fn push(&self, command: HarnessCommand) {
+        self.commands.lock().unwrap_or_else(|p| p.into_inner()).push(command);
+    }
+}
+
+/// How a fault is named in events and narration.
+pub fn fault_label(fault: &Fault) -> String {
+    match fault {
+        Fault::Keyvault(VaultFault::Up) => "keyvault up".into(),
+        Fault::Keyvault(VaultFault::Down) => "keyvault down".into(),
+        Fault::Keyvault(VaultFault::Blackhole) => "keyvault blackhole".into(),
+        Fault::Keyvault(VaultFault::Throttle) => "keyvault throttle".into(),
+        Fault::Keyvault(VaultFault::ErrorRate(r)) => format!("keyvault error-rate {r}"),
+        Fault::Keyvault(VaultFault::Latency(d)) => format!("keyvault latency {}", cmksim_sim::format_duration(*d)),
+        Fault::Partition(a, b) => format!("partition {} {}", a.as_str(), b.as_str()),
+        Fault::Repair(a, b) => format!("repair {} {}", a.as_str(), b.as_str()),
+        Fault::Hold(a, b) => format!("hold {} {}", a.as_str(), b.as_str()),
+        Fault::Release(a, b) => format!("release {} {}", a.as_str(), b.as_str()),
+        Fault::Crash(h) => format!("crash {}", h.as_str()),
+        Fault::Restart(h) => format!("restart {}", h.as_str()),
+        Fault::Hsm(HsmFault::DeviceError) => "hsm device-error".into(),
+        Fault::Hsm(HsmFault::Tamper) => "hsm tamper".into(),
+        Fault::Hsm(HsmFault::Latency(d)) => format!("hsm latency {}", cmksim_sim::format_duration(*d)),
+        Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
+    }
+}

@@ -1,0 +1,135 @@
+//! The turmoil simulation that hosts the services and the driver.
+//!
+//! Each service is a turmoil host whose state lives in its own directory of a temporary
+//! directory, so that a crash (the host's runtime dropped mid-flight) and a restart (the host
+//! started again on the same directory) keep exactly what sled made durable. The harness steps
+//! the simulation itself rather than calling `run`, so that between two steps it can apply the
+//! crash and restart requests the driver queued: those need the `Sim`, which a host cannot reach.
+//!
+//! Time: every host's [`Clock`] is `Clock::turmoil(epoch)`, one simulated timeline for all,
+//! unaffected by restarts. The tick is the simulation's resolution; polls (6–60 s) and agents
+//! (minutes) are far coarser than it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cmksim_scenario::Scenario;
+use cmksim_sim::net::{turmoil_incoming, Network};
+use cmksim_sim::{Clock, Event, EventLog, SeedTree, SimTime};
+
+use crate::driver::{Driver, HarnessCommand, HarnessCommands};
+
+/// How a simulated run is set up.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// Simulation resolution.
+    pub tick: Duration,
+    /// Time allowed to build the world before T+0 (provisioning takes hours).
+    pub setup_budget: Duration,
+    /// Bound on the in-memory event log.
+    pub capacity_events: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            seed: None,
+            tick: Duration::from_millis(100),
+            setup_budget: Duration::from_secs(12 * 3600),
+            capacity_events: EventLog::DEFAULT_CAPACITY_EVENTS,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub events: Vec<Event>,
+    /// The seed actually used.
+    pub seed: u64,
+    /// Simulation steps taken (a measure of work, for `bench sim`).
+    pub steps: u64,
+}
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error("temporary directory: {0}")]
+    TempDir(#[from] std::io::Error),
+    #[error("simulation: {0}")]
+    Simulation(String),
+}
+
+const KEYVAULT_PORT: u16 = 50051;
+
+/// Runs a validated scenario in simulated time and returns its event log.
+pub fn run_simulated(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, WorldError> {
+    let seed = options.seed.unwrap_or(scenario.meta.seed);
+    let seeds = SeedTree::new(seed);
+    let root = tempfile::tempdir()?;
+    let events = EventLog::new(options.capacity_events);
+    let epoch = SimTime::DEFAULT_EPOCH;
+    let commands: HarnessCommands = Arc::new(Mutex::new(Vec::new()));
+
+    let total = options.setup_budget + scenario.meta.duration + Duration::from_secs(3600);
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(total)
+        .tick_duration(options.tick)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(5))
+        .rng_seed(seed)
+        .build();
+
+    let kv_dir: PathBuf = root.path().join("keyvault");
+    {
+        let events = events.clone();
+        sim.host("keyvault", move || {
+            let dir = kv_dir.clone();
+            let events = events.clone();
+            async move {
+                std::fs::create_dir_all(&dir)?;
+                let config = cmksim_keyvault::KeyVaultConfig { os_key_material: false, without_hsm: false };
+                let server = cmksim_keyvault::KeyVaultServer::open(&dir, Clock::turmoil(epoch), seeds, events, config)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                server
+                    .serve_with_incoming(turmoil_incoming(KEYVAULT_PORT), std::future::pending::<()>())
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                Ok(())
+            }
+        });
+    }
+
+    let driver_scenario = Arc::new(scenario.clone());
+    let driver_events = events.clone();
+    let driver_commands = commands.clone();
+    sim.client("driver", async move {
+        let driver = Driver::new(driver_scenario, driver_events, Clock::turmoil(epoch), driver_commands, Network::Turmoil)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+        driver
+            .run()
+            .await
+            .map_err(|e| format!("world setup failed: {} {} {}", e.status, e.code, e.message))?;
+        Ok(())
+    });
+
+    let mut steps: u64 = 0;
+    loop {
+        let done = sim.step().map_err(|e| WorldError::Simulation(e.to_string()))?;
+        steps += 1;
+        let pending: Vec<HarnessCommand> = std::mem::take(&mut *commands.lock().unwrap_or_else(|p| p.into_inner()));
+        for command in pending {
+            match command {
+                HarnessCommand::Crash(host) => sim.crash(host),
+                HarnessCommand::Restart(host) => sim.bounce(host),
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(RunResult { events: events.snapshot(), seed, steps })
+}

@@ -1,0 +1,22 @@
+//! The simulated world: a scenario executed against the real services, in virtual time.
+//!
+//! One process, one thread: the Key Vault (with the identity authority and the emulated HSM),
+//! the cluster storage and the ingestion front end run as hosts of a turmoil simulation and talk
+//! real gRPC over turmoil's simulated TCP; a driver client builds the scenario's world and walks
+//! its timeline, applying actions through the services' public gRPC APIs and faults through the
+//! chaos controls and turmoil (partition, hold, crash, restart). Every random choice comes from
+//! the scenario's seed; every service records into one shared event log, which is what the
+//! oracle, the narration and the report read afterwards.
+//!
+//! - [`harness`]: the turmoil simulation, its hosts and the crash/restart control loop.
+//! - [`driver`]: the driver client (world setup, timeline, faults).
+//! - [`names`]: scenario names ↔ the ids the services gave them (tenants, principals, clusters).
+//!
+//! This lives outside `cmksim-scenario` so that the scenario format, validation, the oracle and
+//! the report build without the services (fast `validate`, reports from a saved event log).
+
+pub mod driver;
+pub mod harness;
+pub mod names;
+
+pub use harness::{run_simulated, RunOptions, RunResult, WorldError};
