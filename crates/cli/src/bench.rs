@@ -23,6 +23,16 @@ enum Target {
         #[arg(long, default_value_t = 1.0)]
         row_seconds: f64,
     },
+    /// Storage append and query throughput beside raw sled, and peak memory while a large outage
+    /// buffer is held.
+    Storage {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Directory for the benchmark's data (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -41,6 +51,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_table());
+            }
+        }
+        Target::Storage { json, dir } => {
+            let dir = dir.unwrap_or_else(std::env::temp_dir);
+            let config = cmksim_storage::data::bench::BenchConfig::cli_default(&dir);
+            let report = cmksim_storage::data::bench::run(&config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
             }
         }
     }

@@ -1,11 +1,13 @@
 //! `cmksim`: the command line of the simulator.
 //!
 //! Each subcommand is a thin layer over a library crate, so everything the binary does is also
-//! testable without it: `serve` starts the real gRPC services, `bench` runs the benchmarks that
+//! testable without it: `run` plays a scenario in simulated time, `validate` checks scenario
+//! files, `demo` walks the library, `serve` starts the real gRPC services, `bench` runs the benchmarks that
 //! compare with references measured in the same run, and `profile` shows the behaviour profiles.
 
 mod bench;
 mod profile;
+mod run;
 mod serve;
 
 use std::process::ExitCode;
@@ -26,6 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a scenario in simulated time: narrate it, judge it, report it.
+    Run(run::RunArgs),
+    /// Check scenario files without running them (errors as FILE:LINE:COLUMN).
+    Validate(run::ValidateArgs),
+    /// List the scenario library, or play one at a live pace.
+    Demo(run::DemoArgs),
     /// Start services for real (live mode): real TCP, real or scaled time.
     Serve(serve::ServeArgs),
     /// Run a benchmark; ratios are against references measured in the same run.
@@ -37,6 +45,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => run::validate(args),
+        Command::Demo(args) => run::demo(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),

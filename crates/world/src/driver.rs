@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::keyvault::v1 as kvp;
-use cmksim_scenario::model::{self, Action, Fault, HsmFault, Scenario, StepKind, VaultFault};
+use cmksim_scenario::model::{self, Action, Fault, HsmFault, Scenario, ScheduledKind, StepKind, VaultFault};
 use cmksim_sim::net::{ClientTimeouts, Network};
 use cmksim_sim::{Clock, EventLog, SimTime};
 use serde_json::json;
@@ -42,6 +42,8 @@ const ALL_KEY_PERMISSIONS: [&str; 20] = [
 pub enum HarnessCommand {
     Crash(String),
     Restart(String),
+    /// The world is built: T+0 (the harness starts pacing a `--speed` run from here).
+    Started,
 }
 
 /// A queue the driver fills and the harness drains between simulation steps.
@@ -124,6 +126,7 @@ impl Driver {
     pub async fn run(mut self) -> Result<(), StepError> {
         self.build_world().await?;
         self.start = self.clock.now();
+        self.push(HarnessCommand::Started);
         let meta = &self.scenario.meta;
         self.events.record_raw(
             self.start,
@@ -138,25 +141,11 @@ impl Driver {
             }),
         );
         let scenario = self.scenario.clone();
-        let mut restorations: Vec<(Duration, model::Step, Fault)> = Vec::new();
-        for step in &scenario.timeline {
-            // Restore faults whose duration ends before this step.
-            restorations.sort_by_key(|(at, ..)| *at);
-            while restorations.first().is_some_and(|(at, ..)| *at <= step.offset) {
-                let (at, origin, fault) = restorations.remove(0);
-                self.sleep_until_offset(at).await;
-                self.restore_fault(&origin, fault).await;
-            }
-            self.sleep_until_offset(step.offset).await;
-            if let Some(restore) = self.play_step(step).await {
-                restorations.push(restore);
-            }
-        }
-        restorations.sort_by_key(|(at, ..)| *at);
-        for (at, origin, fault) in restorations {
-            if at <= scenario.meta.duration {
-                self.sleep_until_offset(at).await;
-                self.restore_fault(&origin, fault).await;
+        for scheduled in scenario.schedule() {
+            self.sleep_until_offset(scheduled.offset).await;
+            match scheduled.what {
+                ScheduledKind::Run => self.play_step(scheduled.step).await,
+                ScheduledKind::Restore(fault) => self.restore_fault(scheduled.step, fault).await,
             }
         }
         self.sleep_until_offset(scenario.meta.duration).await;
@@ -174,8 +163,8 @@ impl Driver {
         self.clock.sleep_until(self.start.add(offset)).await;
     }
 
-    /// Records and applies one step; returns the restoration to schedule for a timed fault.
-    async fn play_step(&mut self, step: &model::Step) -> Option<(Duration, model::Step, Fault)> {
+    /// Records and applies one step.
+    async fn play_step(&mut self, step: &model::Step) {
         let label = step.label();
         let what = match &step.what {
             StepKind::Action(action) => action.name().to_string(),
@@ -194,19 +183,12 @@ impl Driver {
             self.events.record_raw(now, "scenario", "scenario.narrate", text.clone(), json!({ "step": label, "text": text }));
         }
         match &step.what {
-            StepKind::Narrate => None,
+            StepKind::Narrate => {}
             StepKind::Action(action) => {
                 let result = self.apply_action(action).await;
                 self.record_result(&label, action.name(), result);
-                None
             }
-            StepKind::Fault { fault, duration } => {
-                self.apply_fault(&label, *fault).await;
-                match (duration, fault.restoring()) {
-                    (Some(d), Some(restore)) => Some((step.offset + *d, step.clone(), restore)),
-                    _ => None,
-                }
-            }
+            StepKind::Fault { fault, .. } => self.apply_fault(&label, *fault).await,
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cmksim_scenario::Scenario;
 use cmksim_sim::net::{turmoil_incoming, Network};
-use cmksim_sim::{Clock, Event, EventLog, SeedTree, SimTime};
+use cmksim_sim::{Clock, EventLog, SeedTree, SimTime};
 
 use crate::driver::{Driver, HarnessCommand, HarnessCommands};
 
@@ -29,8 +29,8 @@ pub struct RunOptions {
     pub tick: Duration,
     /// Time allowed to build the world before T+0 (provisioning takes hours).
     pub setup_budget: Duration,
-    /// Bound on the in-memory event log.
-    pub capacity_events: usize,
+    /// Play at this many simulated seconds per real second (demos); `None`: as fast as possible.
+    pub speed: Option<f64>,
 }
 
 impl Default for RunOptions {
@@ -39,15 +39,14 @@ impl Default for RunOptions {
             seed: None,
             tick: Duration::from_millis(100),
             setup_budget: Duration::from_secs(12 * 3600),
-            capacity_events: EventLog::DEFAULT_CAPACITY_EVENTS,
+            speed: None,
         }
     }
 }
 
-/// What a run produced.
+/// What a run produced (the events are in the caller's log).
 #[derive(Debug)]
 pub struct RunResult {
-    pub events: Vec<Event>,
     /// The seed actually used.
     pub seed: u64,
     /// Simulation steps taken (a measure of work, for `bench sim`).
@@ -65,12 +64,11 @@ pub enum WorldError {
 
 const KEYVAULT_PORT: u16 = 50051;
 
-/// Runs a validated scenario in simulated time and returns its event log.
-pub fn run_simulated(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, WorldError> {
+/// Runs a validated scenario in simulated time, recording every event into `events`.
+pub fn run_simulated(scenario: &Scenario, options: &RunOptions, events: &EventLog) -> Result<RunResult, WorldError> {
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
     let root = tempfile::tempdir()?;
-    let events = EventLog::new(options.capacity_events);
     let epoch = SimTime::DEFAULT_EPOCH;
     let commands: HarnessCommands = Arc::new(Mutex::new(Vec::new()));
 
@@ -117,6 +115,9 @@ pub fn run_simulated(scenario: &Scenario, options: &RunOptions) -> Result<RunRes
     });
 
     let mut steps: u64 = 0;
+    // Pacing reads the wall clock only to slow the presentation down; it never feeds the
+    // simulation, which sees turmoil's virtual time alone.
+    let mut paced_from: Option<(std::time::Instant, Duration)> = None;
     loop {
         let done = sim.step().map_err(|e| WorldError::Simulation(e.to_string()))?;
         steps += 1;
@@ -125,11 +126,19 @@ pub fn run_simulated(scenario: &Scenario, options: &RunOptions) -> Result<RunRes
             match command {
                 HarnessCommand::Crash(host) => sim.crash(host),
                 HarnessCommand::Restart(host) => sim.bounce(host),
+                HarnessCommand::Started => paced_from = Some((std::time::Instant::now(), sim.elapsed())),
             }
         }
         if done {
             break;
         }
+        if let (Some(speed), Some((wall_start, sim_start))) = (options.speed, paced_from) {
+            let simulated = sim.elapsed().saturating_sub(sim_start);
+            let due = Duration::from_secs_f64(simulated.as_secs_f64() / speed);
+            if let Some(wait) = due.checked_sub(wall_start.elapsed()) {
+                std::thread::sleep(wait.min(Duration::from_millis(250)));
+            }
+        }
     }
-    Ok(RunResult { events: events.snapshot(), seed, steps })
+    Ok(RunResult { seed, steps })
 }

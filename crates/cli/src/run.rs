@@ -1,0 +1,212 @@
+//! `cmksim run FILE`, `cmksim validate FILE…` and `cmksim demo`: scenarios from the command line.
+//!
+//! `run` validates the file, plays it in simulated time against the real services (narrating
+//! each event as it happens), judges the run (the scenario's expectations and the invariants of
+//! SPEC §8), prints the summary, optionally writes the JSONL event log and the HTML report, and
+//! exits 0 only when every expectation and invariant held (1 when one broke, 2 on bad input).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Args;
+use cmksim_scenario::narrate::{NarrateOptions, Narrator};
+use cmksim_scenario::{expect, oracle, report, summary, Scenario};
+use cmksim_sim::{EventLog, SimTime};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML).
+    file: PathBuf,
+    /// Seed for every random choice (default: the scenario's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Behaviour profile, replacing the scenario's (azure-2020 or azure-current).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Write the event log as JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Write a self-contained HTML report with a timeline chart.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Play at this many simulated seconds per real second (e.g. 600), for demos.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Narrate every event, including each routine poll and batch.
+    #[arg(long)]
+    verbose: bool,
+    /// Print only the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Scenario files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// A scenario of the library to run (its name, e.g. `revocation`); lists them when absent.
+    name: Option<String>,
+    /// Play at this many simulated seconds per real second.
+    #[arg(long, default_value_t = 600.0)]
+    speed: f64,
+}
+
+/// Loads and validates a scenario, printing every diagnostic.
+fn load(file: &Path) -> Option<Scenario> {
+    match cmksim_scenario::validate_file(file) {
+        Ok(scenario) => Some(scenario),
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            None
+        }
+    }
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    for file in &args.files {
+        match load(file) {
+            Some(s) => println!("{}: ok ({} steps, {} expectations)", file.display(), s.timeline.len(), s.expectations.len()),
+            None => ok = false,
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(mut scenario) = load(&args.file) else { return Ok(ExitCode::from(2)) };
+    if let Some(name) = &args.profile {
+        scenario.profile =
+            cmksim_sim::Profile::builtin_with_overrides(name, scenario.profile_overrides.as_ref())?;
+        scenario.meta.profile_name = name.clone();
+    }
+    if let Some(speed) = args.speed {
+        anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed must be a positive number");
+    }
+    let color = std::io::stdout().is_terminal();
+    if !args.quiet {
+        println!("{}\n", scenario.meta.title);
+        for line in scenario.meta.story.lines() {
+            println!("  {line}");
+        }
+        println!();
+    }
+
+    let events = EventLog::default();
+    if !args.quiet {
+        events.add_sink(live_narrator(NarrateOptions { color, verbose: args.verbose }));
+    }
+    let options = cmksim_world::RunOptions { seed: args.seed, speed: args.speed, ..Default::default() };
+    let result = cmksim_world::run_simulated(&scenario, &options, &events)?;
+
+    let snapshot = events.snapshot();
+    let expectations = expect::evaluate(&scenario, &snapshot);
+    let invariants = oracle::check_invariants(&scenario, &snapshot);
+    let end = snapshot.last().map(|e| e.at()).unwrap_or(SimTime::DEFAULT_EPOCH);
+    for verdict in expectations.iter().chain(invariants.iter()) {
+        let family = if expectations.iter().any(|e| std::ptr::eq(e, verdict)) { "expectation" } else { "invariant" };
+        let (kind, message, data) = verdict.to_event_parts(family);
+        events.record_raw(end, "oracle", &kind, message, data);
+    }
+    let snapshot = events.snapshot();
+    let counts = summary::Counts::from_events(&snapshot);
+    println!();
+    print!("{}", summary::render_summary(&expectations, &invariants, &counts, color));
+    println!("seed {} · {} simulation steps · {} events", result.seed, result.steps, snapshot.len());
+
+    if let Some(path) = &args.events {
+        std::fs::write(path, cmksim_scenario::narrate::render_jsonl(&snapshot))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("events: {}", path.display());
+    }
+    if let Some(path) = &args.report {
+        let input = report::ReportInput::new(&scenario, &snapshot, &expectations, &invariants);
+        std::fs::write(path, report::render_html(&input)).with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    Ok(ExitCode::from(summary::exit_code(&expectations, &invariants) as u8))
+}
+
+/// A sink that prints each event as a narrated line. Events before T+0 (the world being built)
+/// are held back and printed, relative to T+0, once the scenario starts.
+fn live_narrator(options: NarrateOptions) -> cmksim_sim::event::EventSink {
+    struct State {
+        narrator: Option<Narrator>,
+        held: Vec<cmksim_sim::Event>,
+    }
+    let state = Arc::new(Mutex::new(State { narrator: None, held: Vec::new() }));
+    Box::new(move |event| {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        if state.narrator.is_none() {
+            if event.kind != "scenario.started" {
+                // Bounded: world setup records a few hundred events at most.
+                if state.held.len() < 10_000 {
+                    state.held.push(event.clone());
+                }
+                return;
+            }
+            let mut narrator = Narrator::new(event.at(), options);
+            for held in std::mem::take(&mut state.held) {
+                if let Some(line) = narrator.line(&held) {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            state.narrator = Some(narrator);
+        }
+        if let Some(line) = state.narrator.as_mut().and_then(|n| n.line(event)) {
+            let _ = writeln!(out, "{line}");
+        }
+    })
+}
+
+/// The scenario library directory: `./scenarios` when run from the repository.
+fn library_dir() -> PathBuf {
+    PathBuf::from("scenarios")
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let dir = library_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading the scenario library {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            if path.extension()? != "toml" {
+                return None;
+            }
+            Some(path.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    let Some(name) = args.name else {
+        println!("The scenario library ({}):", dir.display());
+        for name in &names {
+            let title = load(&dir.join(format!("{name}.toml"))).map(|s| s.meta.title).unwrap_or_default();
+            println!("  {name:<32} {title}");
+        }
+        println!("\nRun one with: cmksim demo NAME   (or cmksim run scenarios/NAME.toml)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    anyhow::ensure!(names.contains(&name), "no scenario named {name:?} in {}", dir.display());
+    run(RunArgs {
+        file: dir.join(format!("{name}.toml")),
+        seed: None,
+        profile: None,
+        events: None,
+        report: None,
+        speed: Some(args.speed),
+        verbose: false,
+        quiet: false,
+    })
+}
