@@ -15,11 +15,16 @@ pub enum IngestEvent {
     BatchIngested {
         workspace: String,
         table: String,
-        routed_to: Option<String>,
+        /// `shared`, `cluster/<name>`, or `none` when nothing took the batch.
+        route: String,
         accepted: u64,
         stored: u64,
         buffered: u64,
-        dropped: BTreeMap<String, u64>,
+        /// Records dropped, all reasons together.
+        dropped: u64,
+        /// The drop reasons, comma-separated (empty when nothing was dropped).
+        reason: String,
+        dropped_by_reason: BTreeMap<String, u64>,
         /// The keys that protect the stored records (`the Microsoft-managed key`, `CMK … version …`).
         keys: Vec<String>,
         totals: WorkspaceCounters,
@@ -39,15 +44,18 @@ pub enum IngestEvent {
     QueryServed {
         workspace: String,
         table: String,
-        rows: u64,
+        /// Rows returned.
+        records: u64,
+        /// The workspaces (`TenantId`) the returned rows belong to: only the queried one.
+        record_workspaces: Vec<String>,
         count: u64,
         served_by: BTreeMap<String, u64>,
     },
     QueryFailed {
         workspace: String,
         table: String,
-        error: String,
-        message: String,
+        error_code: String,
+        reason: String,
     },
 }
 
@@ -57,8 +65,8 @@ impl EventKind for IngestEvent {
             IngestEvent::BatchIngested { .. } => "ingest.batch",
             IngestEvent::BatchRejected { .. } => "ingest.batch.rejected",
             IngestEvent::TableRegistered { .. } => "ingest.table.registered",
-            IngestEvent::QueryServed { .. } => "ingest.query",
-            IngestEvent::QueryFailed { .. } => "ingest.query.failed",
+            IngestEvent::QueryServed { .. } => "query.ok",
+            IngestEvent::QueryFailed { .. } => "query.failed",
         }
     }
 
@@ -67,15 +75,15 @@ impl EventKind for IngestEvent {
             IngestEvent::BatchIngested {
                 workspace,
                 table,
-                routed_to,
+                route,
                 accepted,
                 stored,
                 buffered,
-                dropped,
+                dropped_by_reason,
                 keys,
                 ..
             } => {
-                let to = routed_to.as_deref().unwrap_or("no storage");
+                let to = if route == "none" { "no storage" } else { route.as_str() };
                 let mut text = format!(
                     "{accepted} {table} records for {workspace} routed to {to}: {stored} stored"
                 );
@@ -83,7 +91,7 @@ impl EventKind for IngestEvent {
                     text.push_str(&format!(" under {}", keys.join(" and ")));
                 }
                 text.push_str(&format!(", {buffered} buffered"));
-                for (reason, n) in dropped {
+                for (reason, n) in dropped_by_reason {
                     text.push_str(&format!(", {n} dropped ({reason})"));
                 }
                 text
@@ -106,14 +114,15 @@ impl EventKind for IngestEvent {
             IngestEvent::QueryServed {
                 workspace,
                 table,
-                rows,
+                records,
                 count,
                 served_by,
+                ..
             } => {
                 let parts: Vec<String> =
                     served_by.iter().map(|(k, v)| format!("{k}: {v}")).collect();
                 format!(
-                    "query of {workspace}/{table}: {count} matching, {rows} returned ({})",
+                    "query of {workspace}/{table}: {count} matching, {records} returned ({})",
                     if parts.is_empty() {
                         "no data".to_string()
                     } else {
@@ -124,9 +133,9 @@ impl EventKind for IngestEvent {
             IngestEvent::QueryFailed {
                 workspace,
                 table,
-                message,
+                reason,
                 ..
-            } => format!("query of {workspace}/{table} failed: {message}"),
+            } => format!("query of {workspace}/{table} failed: {reason}"),
         }
     }
 }

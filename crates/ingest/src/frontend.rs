@@ -20,7 +20,10 @@ use crate::events::IngestEvent;
 use crate::metrics::IngestMetrics;
 use crate::outcome::{DropReason, RecordOutcome};
 use crate::query::{check_query, merge, QueryAnswer, QuerySpec};
-use crate::record::RawRecord;
+use crate::record::{RawRecord, Value};
+
+/// The column every stored row gets: the workspace it was ingested for (as in Azure Monitor).
+pub const TENANT_ID_COLUMN: &str = "TenantId";
 use crate::routing::{decide, Destination, RouteDecision, RoutingHistory};
 use crate::schema::{CustomTables, TableSchema};
 use crate::validate::{check_size, validate_records, IngestLimits};
@@ -173,7 +176,14 @@ impl Frontend {
                 (d.schema.clone(), Some(d))
             }
         };
-        let records = validate_records(&schema, &input.records, now, &self.limits)?;
+        let mut records = validate_records(&schema, &input.records, now, &self.limits)?;
+        // Like the real service, every stored row carries the workspace it was ingested for
+        // (`TenantId`, the workspace id): a query can then prove whose rows it returned.
+        for record in &mut records {
+            record
+                .columns
+                .insert(TENANT_ID_COLUMN.to_string(), Value::String(input.workspace.clone()));
+        }
         let (tg_min, tg_max) = records
             .iter()
             .fold((SimTime(i64::MAX), SimTime(i64::MIN)), |(lo, hi), r| {
@@ -299,14 +309,18 @@ impl Frontend {
             }
         }
         keys.sort();
+        let dropped_total: u64 = dropped.values().sum();
+        let reason = dropped.keys().cloned().collect::<Vec<_>>().join(",");
         let event = IngestEvent::BatchIngested {
             workspace: input.workspace.clone(),
             table: input.table.clone(),
-            routed_to: routed_to.map(|d| d.label()),
+            route: routed_to.map(|d| d.label()).unwrap_or_else(|| "none".to_string()),
             accepted: outcomes.len() as u64,
             stored,
             buffered,
-            dropped,
+            dropped: dropped_total,
+            reason,
+            dropped_by_reason: dropped,
             keys,
             totals,
         };
@@ -360,7 +374,17 @@ impl Frontend {
                 IngestEvent::QueryServed {
                     workspace: spec.workspace.clone(),
                     table: spec.table.clone(),
-                    rows: answer.rows.len() as u64,
+                    records: answer.rows.len() as u64,
+                    record_workspaces: answer
+                        .rows
+                        .iter()
+                        .filter_map(|row| match row.record.columns.get(TENANT_ID_COLUMN) {
+                            Some(Value::String(ws)) => Some(ws.clone()),
+                            _ => None,
+                        })
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
                     count: answer.count,
                     served_by: answer
                         .served_by
@@ -374,8 +398,8 @@ impl Frontend {
                 IngestEvent::QueryFailed {
                     workspace: spec.workspace.clone(),
                     table: spec.table.clone(),
-                    error: e.shape().inner_code.to_string(),
-                    message: e.to_string(),
+                    error_code: e.shape().inner_code.to_string(),
+                    reason: e.to_string(),
                 },
             ),
         };

@@ -96,12 +96,8 @@ async fn agent_retries_queues_drops_perf_first_and_delivers_after_the_outage() {
 
     // Full queue: Perf is dropped first; other tables only once no Perf is left.
     assert!(!drops.is_empty());
-    assert_eq!(
-        drops[0].data["Dropped"]["table"], "Perf",
-        "{}",
-        drops[0].message
-    );
-    if let Some(other) = drops.iter().find(|e| e.data["Dropped"]["table"] != "Perf") {
+    assert_eq!(drops[0].data["table"], "Perf", "{}", drops[0].message);
+    if let Some(other) = drops.iter().find(|e| e.data["table"] != "Perf") {
         assert!(
             other.message.contains("no Perf data left"),
             "{}",

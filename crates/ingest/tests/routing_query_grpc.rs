@@ -227,7 +227,7 @@ async fn queries_fail_while_revoked_or_unavailable_and_resume_after() {
         (3, 1, 1, 1)
     );
     assert_eq!(m.balance(), Ok(()));
-    let failed = h.events.of_kind("ingest.query.failed");
+    let failed = h.events.of_kind("query.failed");
     assert_eq!(failed.len(), 2);
     assert!(
         failed[0].message.contains("revoked"),

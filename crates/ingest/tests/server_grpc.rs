@@ -98,5 +98,5 @@ async fn health_reflection_and_metrics() {
     let batches = h.events.of_kind("ingest.batch");
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0].message, "2 Perf records for ws1 routed to shared: 2 stored under the Microsoft-managed key, 0 buffered");
-    assert_eq!(batches[0].data["BatchIngested"]["totals"]["stored"], 2);
+    assert_eq!(batches[0].data["totals"]["stored"], 2);
 }
