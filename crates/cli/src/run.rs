@@ -76,22 +76,36 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     for file in &args.files {
         match load(file) {
-            Some(s) => println!("{}: ok ({} steps, {} expectations)", file.display(), s.timeline.len(), s.expectations.len()),
+            Some(s) => println!(
+                "{}: ok ({} steps, {} expectations)",
+                file.display(),
+                s.timeline.len(),
+                s.expectations.len()
+            ),
             None => ok = false,
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let Some(mut scenario) = load(&args.file) else { return Ok(ExitCode::from(2)) };
+    let Some(mut scenario) = load(&args.file) else {
+        return Ok(ExitCode::from(2));
+    };
     if let Some(name) = &args.profile {
         scenario.profile =
             cmksim_sim::Profile::builtin_with_overrides(name, scenario.profile_overrides.as_ref())?;
         scenario.meta.profile_name = name.clone();
     }
     if let Some(speed) = args.speed {
-        anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed must be a positive number");
+        anyhow::ensure!(
+            speed.is_finite() && speed > 0.0,
+            "--speed must be a positive number"
+        );
     }
     let color = std::io::stdout().is_terminal();
     if !args.quiet {
@@ -104,25 +118,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let events = EventLog::default();
     if !args.quiet {
-        events.add_sink(live_narrator(NarrateOptions { color, verbose: args.verbose }));
+        events.add_sink(live_narrator(NarrateOptions {
+            color,
+            verbose: args.verbose,
+        }));
     }
-    let options = cmksim_world::RunOptions { seed: args.seed, speed: args.speed, ..Default::default() };
+    let options = cmksim_world::RunOptions {
+        seed: args.seed,
+        speed: args.speed,
+        ..Default::default()
+    };
     let result = cmksim_world::run_simulated(&scenario, &options, &events)?;
 
     let snapshot = events.snapshot();
     let expectations = expect::evaluate(&scenario, &snapshot);
     let invariants = oracle::check_invariants(&scenario, &snapshot);
-    let end = snapshot.last().map(|e| e.at()).unwrap_or(SimTime::DEFAULT_EPOCH);
+    let end = snapshot
+        .last()
+        .map(|e| e.at())
+        .unwrap_or(SimTime::DEFAULT_EPOCH);
     for verdict in expectations.iter().chain(invariants.iter()) {
-        let family = if expectations.iter().any(|e| std::ptr::eq(e, verdict)) { "expectation" } else { "invariant" };
+        let family = if expectations.iter().any(|e| std::ptr::eq(e, verdict)) {
+            "expectation"
+        } else {
+            "invariant"
+        };
         let (kind, message, data) = verdict.to_event_parts(family);
         events.record_raw(end, "oracle", &kind, message, data);
     }
     let snapshot = events.snapshot();
     let counts = summary::Counts::from_events(&snapshot);
     println!();
-    print!("{}", summary::render_summary(&expectations, &invariants, &counts, color));
-    println!("seed {} · {} simulation steps · {} events", result.seed, result.steps, snapshot.len());
+    print!(
+        "{}",
+        summary::render_summary(&expectations, &invariants, &counts, color)
+    );
+    println!(
+        "seed {} · {} simulation steps · {} events",
+        result.seed,
+        result.steps,
+        snapshot.len()
+    );
 
     if let Some(path) = &args.events {
         std::fs::write(path, cmksim_scenario::narrate::render_jsonl(&snapshot))
@@ -131,10 +167,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &args.report {
         let input = report::ReportInput::new(&scenario, &snapshot, &expectations, &invariants);
-        std::fs::write(path, report::render_html(&input)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, report::render_html(&input))
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("report: {}", path.display());
     }
-    Ok(ExitCode::from(summary::exit_code(&expectations, &invariants) as u8))
+    Ok(ExitCode::from(
+        summary::exit_code(&expectations, &invariants) as u8,
+    ))
 }
 
 /// A sink that prints each event as a narrated line. Events before T+0 (the world being built)
@@ -144,7 +183,10 @@ fn live_narrator(options: NarrateOptions) -> cmksim_sim::event::EventSink {
         narrator: Option<Narrator>,
         held: Vec<cmksim_sim::Event>,
     }
-    let state = Arc::new(Mutex::new(State { narrator: None, held: Vec::new() }));
+    let state = Arc::new(Mutex::new(State {
+        narrator: None,
+        held: Vec::new(),
+    }));
     Box::new(move |event| {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
@@ -192,13 +234,19 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let Some(name) = args.name else {
         println!("The scenario library ({}):", dir.display());
         for name in &names {
-            let title = load(&dir.join(format!("{name}.toml"))).map(|s| s.meta.title).unwrap_or_default();
+            let title = load(&dir.join(format!("{name}.toml")))
+                .map(|s| s.meta.title)
+                .unwrap_or_default();
             println!("  {name:<32} {title}");
         }
         println!("\nRun one with: cmksim demo NAME   (or cmksim run scenarios/NAME.toml)");
         return Ok(ExitCode::SUCCESS);
     };
-    anyhow::ensure!(names.contains(&name), "no scenario named {name:?} in {}", dir.display());
+    anyhow::ensure!(
+        names.contains(&name),
+        "no scenario named {name:?} in {}",
+        dir.display()
+    );
     run(RunArgs {
         file: dir.join(format!("{name}.toml")),
         seed: None,

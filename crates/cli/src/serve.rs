@@ -80,7 +80,10 @@ async fn serve_keyvault(live: LiveArgs) -> anyhow::Result<()> {
     events.add_sink(Box::new(|event| {
         tracing::info!(target: "cmksim::event", source = %event.source, kind = %event.kind, "{}", event.message)
     }));
-    let config = cmksim_keyvault::KeyVaultConfig { os_key_material: true, without_hsm: false };
+    let config = cmksim_keyvault::KeyVaultConfig {
+        os_key_material: true,
+        without_hsm: false,
+    };
     let server = cmksim_keyvault::KeyVaultServer::open(
         &live.data_dir,
         clock,
@@ -119,5 +122,8 @@ pub async fn shutdown_signal() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -83,7 +83,11 @@ impl EventKind for IngestEvent {
                 keys,
                 ..
             } => {
-                let to = if route == "none" { "no storage" } else { route.as_str() };
+                let to = if route == "none" {
+                    "no storage"
+                } else {
+                    route.as_str()
+                };
                 let mut text = format!(
                     "{accepted} {table} records for {workspace} routed to {to}: {stored} stored"
                 );

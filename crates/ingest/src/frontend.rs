@@ -24,6 +24,12 @@ use crate::record::{RawRecord, Value};
 
 /// The column every stored row gets: the workspace it was ingested for (as in Azure Monitor).
 pub const TENANT_ID_COLUMN: &str = "TenantId";
+
+/// How events and the `TenantId` column name a workspace: its resource name (the last segment
+/// of an ARM id), the name a person and a scenario use.
+pub fn workspace_name(workspace_id: &str) -> &str {
+    workspace_id.rsplit('/').next().unwrap_or(workspace_id)
+}
 use crate::routing::{decide, Destination, RouteDecision, RoutingHistory};
 use crate::schema::{CustomTables, TableSchema};
 use crate::validate::{check_size, validate_records, IngestLimits};
@@ -129,7 +135,7 @@ impl Frontend {
             let code = error.shape().inner_code;
             self.lock().metrics.count_rejected(&workspace, code);
             let event = IngestEvent::BatchRejected {
-                workspace,
+                workspace: workspace_name(&workspace).to_string(),
                 table,
                 records,
                 error: code.to_string(),
@@ -180,9 +186,10 @@ impl Frontend {
         // Like the real service, every stored row carries the workspace it was ingested for
         // (`TenantId`, the workspace id): a query can then prove whose rows it returned.
         for record in &mut records {
-            record
-                .columns
-                .insert(TENANT_ID_COLUMN.to_string(), Value::String(input.workspace.clone()));
+            record.columns.insert(
+                TENANT_ID_COLUMN.to_string(),
+                Value::String(workspace_name(&input.workspace).to_string()),
+            );
         }
         let (tg_min, tg_max) = records
             .iter()
@@ -312,9 +319,11 @@ impl Frontend {
         let dropped_total: u64 = dropped.values().sum();
         let reason = dropped.keys().cloned().collect::<Vec<_>>().join(",");
         let event = IngestEvent::BatchIngested {
-            workspace: input.workspace.clone(),
+            workspace: workspace_name(&input.workspace).to_string(),
             table: input.table.clone(),
-            route: routed_to.map(|d| d.label()).unwrap_or_else(|| "none".to_string()),
+            route: routed_to
+                .map(|d| d.label())
+                .unwrap_or_else(|| "none".to_string()),
             accepted: outcomes.len() as u64,
             stored,
             buffered,
@@ -372,7 +381,7 @@ impl Frontend {
             Ok(answer) => (
                 "ok".to_string(),
                 IngestEvent::QueryServed {
-                    workspace: spec.workspace.clone(),
+                    workspace: workspace_name(&spec.workspace).to_string(),
                     table: spec.table.clone(),
                     records: answer.rows.len() as u64,
                     record_workspaces: answer
@@ -396,7 +405,7 @@ impl Frontend {
             Err(e) => (
                 e.shape().inner_code.to_string(),
                 IngestEvent::QueryFailed {
-                    workspace: spec.workspace.clone(),
+                    workspace: workspace_name(&spec.workspace).to_string(),
                     table: spec.table.clone(),
                     error_code: e.shape().inner_code.to_string(),
                     reason: e.to_string(),
@@ -420,7 +429,7 @@ impl Frontend {
                 .tables
                 .lookup(&spec.workspace, &spec.table)
                 .ok_or_else(|| QueryError::UnknownTable {
-                    workspace: spec.workspace.clone(),
+                    workspace: workspace_name(&spec.workspace).to_string(),
                     table: spec.table.clone(),
                 })?;
             check_query(spec, &schema)?;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cmksim_scenario::Scenario;
-use cmksim_sim::net::{turmoil_incoming, Network};
+use cmksim_sim::net::{turmoil_incoming, ClientTimeouts, Network};
 use cmksim_sim::{Clock, EventLog, SeedTree, SimTime};
 
 use crate::driver::{Driver, HarnessCommand, HarnessCommands};
@@ -63,9 +63,15 @@ pub enum WorldError {
 }
 
 const KEYVAULT_PORT: u16 = 50051;
+const STORAGE_PORT: u16 = 50052;
+const INGEST_PORT: u16 = 50053;
 
 /// Runs a validated scenario in simulated time, recording every event into `events`.
-pub fn run_simulated(scenario: &Scenario, options: &RunOptions, events: &EventLog) -> Result<RunResult, WorldError> {
+pub fn run_simulated(
+    scenario: &Scenario,
+    options: &RunOptions,
+    events: &EventLog,
+) -> Result<RunResult, WorldError> {
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
     let root = tempfile::tempdir()?;
@@ -89,11 +95,85 @@ pub fn run_simulated(scenario: &Scenario, options: &RunOptions, events: &EventLo
             let events = events.clone();
             async move {
                 std::fs::create_dir_all(&dir)?;
-                let config = cmksim_keyvault::KeyVaultConfig { os_key_material: false, without_hsm: false };
-                let server = cmksim_keyvault::KeyVaultServer::open(&dir, Clock::turmoil(epoch), seeds, events, config)
+                let config = cmksim_keyvault::KeyVaultConfig {
+                    os_key_material: false,
+                    without_hsm: false,
+                };
+                let server = cmksim_keyvault::KeyVaultServer::open(
+                    &dir,
+                    Clock::turmoil(epoch),
+                    seeds,
+                    events,
+                    config,
+                )
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                server
+                    .serve_with_incoming(
+                        turmoil_incoming(KEYVAULT_PORT),
+                        std::future::pending::<()>(),
+                    )
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                Ok(())
+            }
+        });
+    }
+
+    let storage_dir: PathBuf = root.path().join("storage");
+    {
+        let events = events.clone();
+        let profile = scenario.profile.clone();
+        sim.host("storage", move || {
+            let config = cmksim_storage::server::StorageConfig {
+                data_dir: storage_dir.clone(),
+                clock: Clock::turmoil(epoch),
+                seeds,
+                events: events.clone(),
+                profile: profile.clone(),
+                network: Network::Turmoil,
+                keyvault_uri: crate::driver::KEYVAULT_URI.to_string(),
+                identity_uri: crate::driver::KEYVAULT_URI.to_string(),
+                os_key_material: false,
+                client_timeouts: ClientTimeouts::default(),
+            };
+            async move {
+                std::fs::create_dir_all(&config.data_dir)?;
+                let server = cmksim_storage::server::StorageServer::open(config)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                 server
-                    .serve_with_incoming(turmoil_incoming(KEYVAULT_PORT), std::future::pending::<()>())
+                    .serve_with_incoming(
+                        turmoil_incoming(STORAGE_PORT),
+                        std::future::pending::<()>(),
+                    )
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                Ok(())
+            }
+        });
+    }
+
+    {
+        let events = events.clone();
+        let profile = scenario.profile.clone();
+        sim.host("ingest", move || {
+            let events = events.clone();
+            let profile = profile.clone();
+            async move {
+                let channel = Network::Turmoil
+                    .channel(crate::driver::STORAGE_URI, ClientTimeouts::default())
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                let backend = Arc::new(cmksim_ingest::backend::grpc::GrpcStorage::new(channel));
+                let server = cmksim_ingest::IngestServer::with_backend(
+                    Clock::turmoil(epoch),
+                    events,
+                    profile,
+                    backend,
+                );
+                server
+                    .serve_with_incoming(
+                        turmoil_incoming(INGEST_PORT),
+                        std::future::pending::<()>(),
+                    )
                     .await
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                 Ok(())
@@ -105,8 +185,15 @@ pub fn run_simulated(scenario: &Scenario, options: &RunOptions, events: &EventLo
     let driver_events = events.clone();
     let driver_commands = commands.clone();
     sim.client("driver", async move {
-        let driver = Driver::new(driver_scenario, driver_events, Clock::turmoil(epoch), driver_commands, Network::Turmoil)
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+        let driver = Driver::new(
+            driver_scenario,
+            driver_events,
+            Clock::turmoil(epoch),
+            driver_commands,
+            Network::Turmoil,
+            seeds,
+        )
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
         driver
             .run()
             .await
@@ -119,14 +206,19 @@ pub fn run_simulated(scenario: &Scenario, options: &RunOptions, events: &EventLo
     // simulation, which sees turmoil's virtual time alone.
     let mut paced_from: Option<(std::time::Instant, Duration)> = None;
     loop {
-        let done = sim.step().map_err(|e| WorldError::Simulation(e.to_string()))?;
+        let done = sim
+            .step()
+            .map_err(|e| WorldError::Simulation(e.to_string()))?;
         steps += 1;
-        let pending: Vec<HarnessCommand> = std::mem::take(&mut *commands.lock().unwrap_or_else(|p| p.into_inner()));
+        let pending: Vec<HarnessCommand> =
+            std::mem::take(&mut *commands.lock().unwrap_or_else(|p| p.into_inner()));
         for command in pending {
             match command {
                 HarnessCommand::Crash(host) => sim.crash(host),
                 HarnessCommand::Restart(host) => sim.bounce(host),
-                HarnessCommand::Started => paced_from = Some((std::time::Instant::now(), sim.elapsed())),
+                HarnessCommand::Started => {
+                    paced_from = Some((std::time::Instant::now(), sim.elapsed()))
+                }
             }
         }
         if done {

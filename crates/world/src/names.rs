@@ -43,36 +43,53 @@ impl Names {
         self.tenants
             .get(tenant)
             .map(String::as_str)
-            .ok_or_else(|| UnknownName { what: "tenant", name: tenant.to_string() })
+            .ok_or_else(|| UnknownName {
+                what: "tenant",
+                name: tenant.to_string(),
+            })
     }
 
     pub fn vault_tenant(&self, vault: &str) -> Result<&str, UnknownName> {
         self.vault_tenants
             .get(vault)
             .map(String::as_str)
-            .ok_or_else(|| UnknownName { what: "vault", name: vault.to_string() })
+            .ok_or_else(|| UnknownName {
+                what: "vault",
+                name: vault.to_string(),
+            })
     }
 
     pub fn operator(&self, tenant_id: &str) -> Result<&Credential, UnknownName> {
-        self.operators
-            .get(tenant_id)
-            .ok_or_else(|| UnknownName { what: "tenant id", name: tenant_id.to_string() })
+        self.operators.get(tenant_id).ok_or_else(|| UnknownName {
+            what: "tenant id",
+            name: tenant_id.to_string(),
+        })
     }
 
     /// The object id of a scenario principal or of a cluster's managed identity.
-    pub fn principal_object_id(&self, principal: &cmksim_scenario::model::PrincipalRef) -> Result<String, UnknownName> {
+    pub fn principal_object_id(
+        &self,
+        principal: &cmksim_scenario::model::PrincipalRef,
+    ) -> Result<String, UnknownName> {
         use cmksim_scenario::model::PrincipalRef;
         match principal {
             PrincipalRef::User(name) => self
                 .users
                 .get(name)
                 .map(|c| c.object_id.clone())
-                .ok_or_else(|| UnknownName { what: "principal", name: name.clone() }),
-            PrincipalRef::Cluster(name) => self
-                .cluster_identities
-                .get(name)
-                .cloned()
-                .ok_or_else(|| UnknownName { what: "cluster identity", name: name.clone() }),
+                .ok_or_else(|| UnknownName {
+                    what: "principal",
+                    name: name.clone(),
+                }),
+            PrincipalRef::Cluster(name) => {
+                self.cluster_identities
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| UnknownName {
+                        what: "cluster identity",
+                        name: name.clone(),
+                    })
+            }
         }
     }
 }

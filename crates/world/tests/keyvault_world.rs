@@ -72,7 +72,8 @@ size = 2048
 "#;
 
 fn run_once() -> Vec<cmksim_sim::Event> {
-    let scenario = cmksim_scenario::validate_str(std::path::Path::new("kv-only.toml"), SCENARIO).expect("valid scenario");
+    let scenario = cmksim_scenario::validate_str(std::path::Path::new("kv-only.toml"), SCENARIO)
+        .expect("valid scenario");
     let events = EventLog::default();
     run_simulated(&scenario, &RunOptions::default(), &events).expect("the run completes");
     events.snapshot()
@@ -102,12 +103,27 @@ fn keyvault_world_plays_the_timeline_and_is_deterministic() {
     assert_eq!(reuse.data["error_code"], "Conflict");
 
     // The disable step happened 10 minutes after T+0, in virtual time.
-    let started = first.iter().find(|e| e.kind == "scenario.started").unwrap().at_ms;
-    let disabled = first.iter().find(|e| e.kind == "keyvault.key.disabled").unwrap().at_ms;
+    let started = first
+        .iter()
+        .find(|e| e.kind == "scenario.started")
+        .unwrap()
+        .at_ms;
+    let disabled = first
+        .iter()
+        .find(|e| e.kind == "keyvault.key.disabled")
+        .unwrap()
+        .at_ms;
     let offset_ms = disabled - started;
-    assert!((600_000..610_000).contains(&offset_ms), "disabled at +{offset_ms} ms");
+    assert!(
+        (600_000..610_000).contains(&offset_ms),
+        "disabled at +{offset_ms} ms"
+    );
 
     let second = run_once();
     let jsonl = |events: &[cmksim_sim::Event]| cmksim_scenario::narrate::render_jsonl(events);
-    assert_eq!(jsonl(&first), jsonl(&second), "same scenario and seed, same event log");
+    assert_eq!(
+        jsonl(&first),
+        jsonl(&second),
+        "same scenario and seed, same event log"
+    );
 }

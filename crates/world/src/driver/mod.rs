@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::keyvault::v1 as kvp;
-use cmksim_scenario::model::{self, Action, Fault, HsmFault, Scenario, ScheduledKind, StepKind, VaultFault};
+use cmksim_scenario::model::{
+    self, Action, Fault, HsmFault, Scenario, ScheduledKind, StepKind, VaultFault,
+};
 use cmksim_sim::net::{ClientTimeouts, Network};
 use cmksim_sim::{Clock, EventLog, SimTime};
 use serde_json::json;
@@ -24,17 +26,41 @@ use tonic::transport::Channel;
 
 use crate::names::{Credential, Names};
 
+mod cluster;
+mod traffic;
+
+pub use traffic::{agent_config, synthetic_records};
+
 /// Where the services listen inside the simulation.
 pub const KEYVAULT_URI: &str = "http://keyvault:50051";
+pub const STORAGE_URI: &str = "http://storage:50052";
+pub const INGEST_URI: &str = "http://ingest:50053";
 
 const VAULT_AUDIENCE: &str = "https://vault.azure.net";
 const MANAGEMENT_AUDIENCE: &str = "https://management.azure.com";
 
 /// Every key permission: the driver's operator owns the vaults it creates.
 const ALL_KEY_PERMISSIONS: [&str; 20] = [
-    "get", "list", "update", "create", "import", "delete", "recover", "backup", "restore",
-    "decrypt", "encrypt", "unwrapKey", "wrapKey", "verify", "sign", "purge", "rotate",
-    "getrotationpolicy", "setrotationpolicy", "release",
+    "get",
+    "list",
+    "update",
+    "create",
+    "import",
+    "delete",
+    "recover",
+    "backup",
+    "restore",
+    "decrypt",
+    "encrypt",
+    "unwrapKey",
+    "wrapKey",
+    "verify",
+    "sign",
+    "purge",
+    "rotate",
+    "getrotationpolicy",
+    "setrotationpolicy",
+    "release",
 ];
 
 /// Requests from the driver to the harness, for faults only the simulation can apply.
@@ -61,7 +87,11 @@ impl From<tonic::Status> for StepError {
     fn from(status: tonic::Status) -> Self {
         let azure = cmksim_keyvault::azure_error(&status);
         match azure {
-            Some(a) => StepError { code: a.code, status: a.http_status, message: a.message },
+            Some(a) => StepError {
+                code: a.code,
+                status: a.http_status,
+                message: a.message,
+            },
             None => StepError {
                 code: format!("{:?}", status.code()),
                 status: 0,
@@ -71,9 +101,31 @@ impl From<tonic::Status> for StepError {
     }
 }
 
+impl StepError {
+    fn unknown(what: &str, name: &str) -> StepError {
+        StepError {
+            code: "UnknownName".into(),
+            status: 0,
+            message: format!("unknown {what} {name:?}"),
+        }
+    }
+
+    fn setup(message: String) -> StepError {
+        StepError {
+            code: "SetupFailed".into(),
+            status: 0,
+            message,
+        }
+    }
+}
+
 impl From<crate::names::UnknownName> for StepError {
     fn from(e: crate::names::UnknownName) -> Self {
-        StepError { code: "UnknownName".into(), status: 0, message: e.to_string() }
+        StepError {
+            code: "UnknownName".into(),
+            status: 0,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -95,6 +147,13 @@ pub struct Driver {
     identity: idp::identity_client::IdentityClient<Channel>,
     keyvault: kvp::key_vault_client::KeyVaultClient<Channel>,
     chaos: kvp::chaos_control_client::ChaosControlClient<Channel>,
+    clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient<Channel>,
+    workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient<Channel>,
+    ingestion: cmksim_proto::ingest::v1::ingestion_client::IngestionClient<Channel>,
+    query: cmksim_proto::ingest::v1::query_client::QueryClient<Channel>,
+    /// Clusters created by timeline steps (the world's are in the scenario).
+    created_clusters: Vec<model::Cluster>,
+    seeds: cmksim_sim::SeedTree,
     /// Set when the world is built: the simulated time of T+0.
     start: SimTime,
 }
@@ -106,10 +165,25 @@ impl Driver {
         clock: Clock,
         commands: HarnessCommands,
         network: Network,
+        seeds: cmksim_sim::SeedTree,
     ) -> Result<Driver, cmksim_sim::net::EndpointError> {
         let timeouts = ClientTimeouts::default();
         let kv_channel = network.channel(KEYVAULT_URI, timeouts)?;
+        let storage_channel = network.channel(STORAGE_URI, timeouts)?;
+        let ingest_channel = network.channel(INGEST_URI, timeouts)?;
         Ok(Driver {
+            clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient::new(
+                storage_channel.clone(),
+            ),
+            workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient::new(
+                storage_channel,
+            ),
+            ingestion: cmksim_proto::ingest::v1::ingestion_client::IngestionClient::new(
+                ingest_channel.clone(),
+            ),
+            query: cmksim_proto::ingest::v1::query_client::QueryClient::new(ingest_channel),
+            created_clusters: Vec::new(),
+            seeds,
             scenario,
             events,
             start: clock.now(),
@@ -127,6 +201,8 @@ impl Driver {
         self.build_world().await?;
         self.start = self.clock.now();
         self.push(HarnessCommand::Started);
+        self.start_agents();
+        self.start_query_probes();
         let meta = &self.scenario.meta;
         self.events.record_raw(
             self.start,
@@ -180,7 +256,13 @@ impl Driver {
             json!({ "step": label, "index": step.index, "what": what }),
         );
         if let Some(text) = &step.narrate {
-            self.events.record_raw(now, "scenario", "scenario.narrate", text.clone(), json!({ "step": label, "text": text }));
+            self.events.record_raw(
+                now,
+                "scenario",
+                "scenario.narrate",
+                text.clone(),
+                json!({ "step": label, "text": text }),
+            );
         }
         match &step.what {
             StepKind::Narrate => {}
@@ -209,7 +291,10 @@ impl Driver {
                     now,
                     "scenario",
                     "scenario.step.failed",
-                    format!("step {label}: {action} failed: {} {} {}", e.status, e.code, e.message),
+                    format!(
+                        "step {label}: {action} failed: {} {} {}",
+                        e.status, e.code, e.message
+                    ),
                     json!({
                         "step": label,
                         "action": action,
@@ -224,7 +309,11 @@ impl Driver {
 
     // ---- tokens -------------------------------------------------------------------------
 
-    async fn token(&mut self, credential: &Credential, audience: &str) -> Result<String, StepError> {
+    async fn token(
+        &mut self,
+        credential: &Credential,
+        audience: &str,
+    ) -> Result<String, StepError> {
         let token = self
             .identity
             .issue_token(idp::IssueTokenRequest {
@@ -239,14 +328,21 @@ impl Driver {
     }
 
     /// A request carrying the vault tenant's operator token for `audience`.
-    async fn authorized<T>(&mut self, vault: &str, audience: &str, message: T) -> Result<tonic::Request<T>, StepError> {
+    async fn authorized<T>(
+        &mut self,
+        vault: &str,
+        audience: &str,
+        message: T,
+    ) -> Result<tonic::Request<T>, StepError> {
         let tenant_id = self.names.vault_tenant(vault)?.to_string();
         let operator = self.names.operator(&tenant_id)?.clone();
         let token = self.token(&operator, audience).await?;
         let mut request = tonic::Request::new(message);
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| StepError { code: "BadToken".into(), status: 0, message: "token is not ASCII".into() })?;
+        let value = format!("Bearer {token}").parse().map_err(|_| StepError {
+            code: "BadToken".into(),
+            status: 0,
+            message: "token is not ASCII".into(),
+        })?;
         request.metadata_mut().insert("authorization", value);
         Ok(request)
     }
@@ -258,7 +354,10 @@ impl Driver {
         for tenant in &world.tenants {
             let created = self
                 .identity
-                .create_tenant(idp::CreateTenantRequest { name: tenant.name.clone(), tenant_id: String::new() })
+                .create_tenant(idp::CreateTenantRequest {
+                    name: tenant.name.clone(),
+                    tenant_id: String::new(),
+                })
                 .await?
                 .into_inner();
             let operator = self
@@ -273,9 +372,15 @@ impl Driver {
             let principal = operator.principal.unwrap_or_default();
             self.names.operators.insert(
                 created.tenant_id.clone(),
-                Credential { object_id: principal.object_id, secret: operator.secret, tenant_id: created.tenant_id.clone() },
+                Credential {
+                    object_id: principal.object_id,
+                    secret: operator.secret,
+                    tenant_id: created.tenant_id.clone(),
+                },
             );
-            self.names.tenants.insert(tenant.name.clone(), created.tenant_id);
+            self.names
+                .tenants
+                .insert(tenant.name.clone(), created.tenant_id);
         }
         for user in &world.principals {
             let tenant_id = self.names.tenant_id(&user.tenant)?.to_string();
@@ -289,9 +394,14 @@ impl Driver {
                 .await?
                 .into_inner();
             let principal = created.principal.unwrap_or_default();
-            self.names
-                .users
-                .insert(user.name.clone(), Credential { object_id: principal.object_id, secret: created.secret, tenant_id });
+            self.names.users.insert(
+                user.name.clone(),
+                Credential {
+                    object_id: principal.object_id,
+                    secret: created.secret,
+                    tenant_id,
+                },
+            );
         }
         for vault in &world.vaults {
             self.create_vault(vault).await?;
@@ -305,14 +415,16 @@ impl Driver {
                 self.set_access_policy(policy).await?;
             }
         }
-        Ok(())
+        self.build_clusters().await
     }
 
     // ---- Key Vault actions ------------------------------------------------------------------
 
     async fn create_vault(&mut self, vault: &model::Vault) -> Result<(), StepError> {
         let tenant_id = self.names.tenant_id(&vault.tenant)?.to_string();
-        self.names.vault_tenants.insert(vault.name.clone(), tenant_id.clone());
+        self.names
+            .vault_tenants
+            .insert(vault.name.clone(), tenant_id.clone());
         let operator = self.names.operator(&tenant_id)?.clone();
         let request = kvp::CreateVaultRequest {
             name: vault.name.clone(),
@@ -333,7 +445,9 @@ impl Driver {
             subscription_id: String::new(),
             resource_group: String::new(),
         };
-        let request = self.authorized(&vault.name, MANAGEMENT_AUDIENCE, request).await?;
+        let request = self
+            .authorized(&vault.name, MANAGEMENT_AUDIENCE, request)
+            .await?;
         self.keyvault.create_vault(request).await?;
         Ok(())
     }
@@ -344,7 +458,11 @@ impl Driver {
             key_name: key.name.clone(),
             kty: key.kty.as_str().to_string(),
             key_size: if key.kty.is_rsa() { key.size } else { 0 },
-            curve: if key.kty.is_rsa() { String::new() } else { "P-256".to_string() },
+            curve: if key.kty.is_rsa() {
+                String::new()
+            } else {
+                "P-256".to_string()
+            },
             key_ops: key.ops.iter().map(wire).collect(),
             enabled: Some(key.enabled),
             nbf_unix_ms: None,
@@ -367,26 +485,44 @@ impl Driver {
                 key_permissions: policy.permissions.iter().map(wire).collect(),
             }),
         };
-        let request = self.authorized(&policy.vault, MANAGEMENT_AUDIENCE, request).await?;
+        let request = self
+            .authorized(&policy.vault, MANAGEMENT_AUDIENCE, request)
+            .await?;
         self.keyvault.set_access_policy(request).await?;
         Ok(())
     }
 
     /// The concrete version a scenario's version selector names (`""` = newest).
-    async fn resolve_version(&mut self, vault: &str, key: &str, version: &model::VersionSel) -> Result<String, StepError> {
+    async fn resolve_version(
+        &mut self,
+        vault: &str,
+        key: &str,
+        version: &model::VersionSel,
+    ) -> Result<String, StepError> {
         match version {
             model::VersionSel::Versionless | model::VersionSel::Latest => Ok(String::new()),
             model::VersionSel::Nth(n) => {
-                let request = kvp::KeyRef { vault_name: vault.into(), key_name: key.into(), version: String::new() };
+                let request = kvp::KeyRef {
+                    vault_name: vault.into(),
+                    key_name: key.into(),
+                    version: String::new(),
+                };
                 let request = self.authorized(vault, VAULT_AUDIENCE, request).await?;
                 let list = self.keyvault.list_key_versions(request).await?.into_inner();
                 let mut versions: Vec<(i64, String)> = list
                     .keys
                     .iter()
                     .filter_map(|b| {
-                        let created = b.attributes.as_ref().map(|a| a.created_unix_ms).unwrap_or(0);
+                        let created = b
+                            .attributes
+                            .as_ref()
+                            .map(|a| a.created_unix_ms)
+                            .unwrap_or(0);
                         let kid = b.key.as_ref()?.kid.clone();
-                        Some((created, kid.rsplit('/').next().unwrap_or_default().to_string()))
+                        Some((
+                            created,
+                            kid.rsplit('/').next().unwrap_or_default().to_string(),
+                        ))
                     })
                     .collect();
                 versions.sort();
@@ -402,14 +538,37 @@ impl Driver {
         }
     }
 
+    /// The newest version of a key, as Key Vault answers a versionless get.
+    async fn newest_version(&mut self, vault: &str, key: &str) -> Result<String, StepError> {
+        let request = self
+            .authorized(
+                vault,
+                VAULT_AUDIENCE,
+                Self::key_ref(vault, key, String::new()),
+            )
+            .await?;
+        let bundle = self.keyvault.get_key(request).await?.into_inner();
+        let kid = bundle.key.map(|k| k.kid).unwrap_or_default();
+        Ok(kid.rsplit('/').next().unwrap_or_default().to_string())
+    }
+
     fn key_ref(vault: &str, key: &str, version: String) -> kvp::KeyRef {
-        kvp::KeyRef { vault_name: vault.to_string(), key_name: key.to_string(), version }
+        kvp::KeyRef {
+            vault_name: vault.to_string(),
+            key_name: key.to_string(),
+            version,
+        }
     }
 
     async fn apply_action(&mut self, action: &Action) -> Result<(), StepError> {
         match action {
             Action::CreateVault(vault) => self.create_vault(vault).await,
-            Action::UpdateVault { vault, soft_delete, retention_days, purge_protection } => {
+            Action::UpdateVault {
+                vault,
+                soft_delete,
+                retention_days,
+                purge_protection,
+            } => {
                 let request = kvp::UpdateVaultRequest {
                     vault_name: vault.clone(),
                     enable_soft_delete: *soft_delete,
@@ -421,22 +580,54 @@ impl Driver {
                 Ok(())
             }
             Action::DeleteVault { vault } => {
-                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, kvp::VaultRef { vault_name: vault.clone() }).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        MANAGEMENT_AUDIENCE,
+                        kvp::VaultRef {
+                            vault_name: vault.clone(),
+                        },
+                    )
+                    .await?;
                 self.keyvault.delete_vault(request).await?;
                 Ok(())
             }
             Action::RecoverVault { vault } => {
-                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, kvp::VaultRef { vault_name: vault.clone() }).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        MANAGEMENT_AUDIENCE,
+                        kvp::VaultRef {
+                            vault_name: vault.clone(),
+                        },
+                    )
+                    .await?;
                 self.keyvault.recover_deleted_vault(request).await?;
                 Ok(())
             }
             Action::PurgeVault { vault } => {
-                let request = self.authorized(vault, MANAGEMENT_AUDIENCE, kvp::VaultRef { vault_name: vault.clone() }).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        MANAGEMENT_AUDIENCE,
+                        kvp::VaultRef {
+                            vault_name: vault.clone(),
+                        },
+                    )
+                    .await?;
                 self.keyvault.purge_deleted_vault(request).await?;
                 Ok(())
             }
             Action::CreateKey(key) => self.create_key(key).await,
-            Action::UpdateKey { vault, key, version, enabled, not_before, expires, ops } => {
+            Action::UpdateKey {
+                vault,
+                key,
+                version,
+                enabled,
+                not_before,
+                expires,
+                ops,
+            } => {
                 let version = self.resolve_version(vault, key, version).await?;
                 let to_ms = |offset: &Duration| self.start.add(*offset).unix_ms();
                 let request = kvp::UpdateKeyRequest {
@@ -444,7 +635,10 @@ impl Driver {
                     enabled: *enabled,
                     nbf_unix_ms: not_before.as_ref().map(to_ms),
                     exp_unix_ms: expires.as_ref().map(to_ms),
-                    key_ops: ops.as_ref().map(|ops| ops.iter().map(wire).collect()).unwrap_or_default(),
+                    key_ops: ops
+                        .as_ref()
+                        .map(|ops| ops.iter().map(wire).collect())
+                        .unwrap_or_default(),
                     clear_nbf: false,
                     clear_exp: false,
                     tags: Default::default(),
@@ -454,38 +648,119 @@ impl Driver {
                 Ok(())
             }
             Action::RotateKey { vault, key } => {
-                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        VAULT_AUDIENCE,
+                        Self::key_ref(vault, key, String::new()),
+                    )
+                    .await?;
                 self.keyvault.rotate_key(request).await?;
                 Ok(())
             }
             Action::DeleteKey { vault, key } => {
-                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        VAULT_AUDIENCE,
+                        Self::key_ref(vault, key, String::new()),
+                    )
+                    .await?;
                 self.keyvault.delete_key(request).await?;
                 Ok(())
             }
             Action::RecoverKey { vault, key } => {
-                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        VAULT_AUDIENCE,
+                        Self::key_ref(vault, key, String::new()),
+                    )
+                    .await?;
                 self.keyvault.recover_deleted_key(request).await?;
                 Ok(())
             }
             Action::PurgeKey { vault, key } => {
-                let request = self.authorized(vault, VAULT_AUDIENCE, Self::key_ref(vault, key, String::new())).await?;
+                let request = self
+                    .authorized(
+                        vault,
+                        VAULT_AUDIENCE,
+                        Self::key_ref(vault, key, String::new()),
+                    )
+                    .await?;
                 self.keyvault.purge_deleted_key(request).await?;
                 Ok(())
             }
             Action::SetAccessPolicy(policy) => self.set_access_policy(policy).await,
             Action::RemoveAccessPolicy { vault, principal } => {
                 let object_id = self.names.principal_object_id(principal)?;
-                let request = kvp::RemoveAccessPolicyRequest { vault_name: vault.clone(), object_id };
+                let request = kvp::RemoveAccessPolicyRequest {
+                    vault_name: vault.clone(),
+                    object_id,
+                };
                 let request = self.authorized(vault, MANAGEMENT_AUDIENCE, request).await?;
                 self.keyvault.remove_access_policy(request).await?;
                 Ok(())
             }
-            other => Err(StepError {
-                code: "NotWired".into(),
-                status: 0,
-                message: format!("action {} needs the storage and ingest services in the world", other.name()),
-            }),
+            Action::CreateCluster(cluster) => self.create_cluster(cluster).await,
+            Action::UpdateCluster {
+                cluster,
+                capacity_gb_per_day,
+                billing_type,
+                key,
+            } => {
+                self.update_cluster(cluster, *capacity_gb_per_day, *billing_type, key.as_ref())
+                    .await
+            }
+            Action::DeleteCluster { cluster } => {
+                let reference = self.cluster_ref(cluster)?;
+                self.clusters.delete_cluster(reference).await?;
+                Ok(())
+            }
+            Action::RecoverCluster { cluster } => {
+                let reference = self.cluster_ref(cluster)?;
+                self.clusters.recover_cluster(reference).await?;
+                Ok(())
+            }
+            Action::CreateWorkspace(workspace) => self.create_workspace(workspace).await,
+            Action::LinkWorkspace { workspace, cluster } => {
+                self.link_workspace(workspace, cluster).await
+            }
+            Action::UnlinkWorkspace { workspace } => {
+                self.workspaces
+                    .unlink_workspace(Self::workspace_ref(workspace))
+                    .await?;
+                Ok(())
+            }
+            Action::SetWorkspaceRetention {
+                workspace,
+                retention_days,
+            } => {
+                let request = cmksim_proto::storage::v1::UpdateRetentionRequest {
+                    workspace: Some(Self::workspace_ref(workspace)),
+                    retention_in_days: *retention_days,
+                };
+                self.workspaces.update_retention(request).await?;
+                Ok(())
+            }
+            Action::SetWorkspaceLock { workspace, locked } => {
+                let request = cmksim_proto::storage::v1::SetLockRequest {
+                    workspace: Some(Self::workspace_ref(workspace)),
+                    locked: *locked,
+                };
+                self.workspaces.set_lock(request).await?;
+                Ok(())
+            }
+            Action::Ingest {
+                workspace,
+                table,
+                records,
+            } => self.ingest(workspace, table, *records).await,
+            Action::Query {
+                workspace,
+                table,
+                since,
+            } => self.query_step(workspace, table.as_deref(), *since).await,
         }
     }
 
@@ -495,8 +770,12 @@ impl Driver {
         let result = self.set_fault(fault).await;
         let impairs_vault = matches!(
             fault,
-            Fault::Keyvault(VaultFault::Down | VaultFault::Blackhole | VaultFault::Throttle | VaultFault::ErrorRate(_))
-                | Fault::Crash(model::Host::Keyvault)
+            Fault::Keyvault(
+                VaultFault::Down
+                    | VaultFault::Blackhole
+                    | VaultFault::Throttle
+                    | VaultFault::ErrorRate(_)
+            ) | Fault::Crash(model::Host::Keyvault)
         ) || matches!(fault, Fault::Partition(a, b) | Fault::Hold(a, b) if [a, b].contains(&model::Host::Keyvault));
         let name = fault_label(&fault);
         match result {
@@ -534,11 +813,18 @@ impl Driver {
         match fault {
             Fault::Keyvault(mode) => {
                 let settings = match mode {
-                    VaultFault::Up => kvp::ChaosSettings { mode: kvp::ChaosMode::Up as i32, ..Default::default() },
-                    VaultFault::Down => kvp::ChaosSettings { mode: kvp::ChaosMode::Down as i32, ..Default::default() },
-                    VaultFault::Blackhole => {
-                        kvp::ChaosSettings { mode: kvp::ChaosMode::Blackhole as i32, ..Default::default() }
-                    }
+                    VaultFault::Up => kvp::ChaosSettings {
+                        mode: kvp::ChaosMode::Up as i32,
+                        ..Default::default()
+                    },
+                    VaultFault::Down => kvp::ChaosSettings {
+                        mode: kvp::ChaosMode::Down as i32,
+                        ..Default::default()
+                    },
+                    VaultFault::Blackhole => kvp::ChaosSettings {
+                        mode: kvp::ChaosMode::Blackhole as i32,
+                        ..Default::default()
+                    },
                     VaultFault::Throttle => kvp::ChaosSettings {
                         mode: kvp::ChaosMode::Throttle as i32,
                         retry_after_seconds: 10,
@@ -591,7 +877,10 @@ impl Driver {
     }
 
     fn push(&self, command: HarnessCommand) {
-        self.commands.lock().unwrap_or_else(|p| p.into_inner()).push(command);
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(command);
     }
 }
 
@@ -603,7 +892,9 @@ pub fn fault_label(fault: &Fault) -> String {
         Fault::Keyvault(VaultFault::Blackhole) => "keyvault blackhole".into(),
         Fault::Keyvault(VaultFault::Throttle) => "keyvault throttle".into(),
         Fault::Keyvault(VaultFault::ErrorRate(r)) => format!("keyvault error-rate {r}"),
-        Fault::Keyvault(VaultFault::Latency(d)) => format!("keyvault latency {}", cmksim_sim::format_duration(*d)),
+        Fault::Keyvault(VaultFault::Latency(d)) => {
+            format!("keyvault latency {}", cmksim_sim::format_duration(*d))
+        }
         Fault::Partition(a, b) => format!("partition {} {}", a.as_str(), b.as_str()),
         Fault::Repair(a, b) => format!("repair {} {}", a.as_str(), b.as_str()),
         Fault::Hold(a, b) => format!("hold {} {}", a.as_str(), b.as_str()),
@@ -612,7 +903,9 @@ pub fn fault_label(fault: &Fault) -> String {
         Fault::Restart(h) => format!("restart {}", h.as_str()),
         Fault::Hsm(HsmFault::DeviceError) => "hsm device-error".into(),
         Fault::Hsm(HsmFault::Tamper) => "hsm tamper".into(),
-        Fault::Hsm(HsmFault::Latency(d)) => format!("hsm latency {}", cmksim_sim::format_duration(*d)),
+        Fault::Hsm(HsmFault::Latency(d)) => {
+            format!("hsm latency {}", cmksim_sim::format_duration(*d))
+        }
         Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
     }
 }
