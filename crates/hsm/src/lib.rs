@@ -12,14 +12,18 @@
 //! - `object`: keys as typed records and the rules of their attributes.
 //! - `token`: labels, PIN hashes and lockout; `store`: sled persistence and the master key that
 //!   seals every secret at rest.
-//! - `mechanisms/`: the cryptography (aws-lc-rs for RSA and AES key wrap, p256 for ECDSA).
+//! - `mechanisms/`: the cryptography (aws-lc-rs for RSA, ECDSA signing and AES key wrap; p256
+//!   for EC key generation and ECDSA verification).
 //! - [`fault`]: injected faults (device error, latency); [`Module::tamper`] zeroises the device.
-//! - [`bench`]: throughput against SoftHSM2 and `openssl speed` (`cmksim bench hsm`).
+//! - [`bench`]: throughput against aws-lc direct, SoftHSM2 and `openssl speed`, interleaved
+//!   (`cmksim bench hsm`).
 //!
-//! Randomness: the master key, EC and AES keys, PIN salts and ECDSA nonces come from the
+//! Randomness: the master key, EC and AES keys and PIN salts come from the
 //! [`cmksim_sim::RandomSource`] handed to [`Module::open`] (deterministic in simulation). RSA key
-//! generation and OAEP/PSS padding use aws-lc's internal OS-seeded generator, which cannot be
-//! seeded: RSA keys differ from run to run.
+//! generation, OAEP/PSS padding and ECDSA nonces use aws-lc's internal OS-seeded generator,
+//! which cannot be seeded: RSA keys and ECDSA signatures differ from run to run (neither reaches
+//! the event log). Each ECDSA signature still draws 32 bytes from the handed-in source, so the
+//! seeded stream, and every key generated after a signature, is unchanged.
 //!
 //! # Example: the Key Vault flow
 //! ```

@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod convert;

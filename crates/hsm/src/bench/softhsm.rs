@@ -2,7 +2,9 @@
 //!
 //! A fresh token directory and `softhsm2.conf` are created under the temporary directory and
 //! `SOFTHSM2_CONF` is pointed at them before the library is initialised, so the user's own
-//! SoftHSM2 tokens are never touched.
+//! SoftHSM2 tokens are never touched. Keys are made once per row; [`SoftHsm::run_slice`] then
+//! measures a row for a short slice, so that the caller can interleave SoftHSM2 with the other
+//! implementations.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,11 +12,11 @@ use std::time::Duration;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 
-use super::{measure, BenchOp};
+use super::{slice, BenchOp, Tally, PAYLOAD};
 
 /// Where SoftHSM2's module is looked for (after `$SOFTHSM2_MODULE`).
 const MODULE_PATHS: [&str; 2] = [
@@ -32,62 +34,119 @@ fn module_path() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// Measures every row; `Err` is a note for the report (module absent or failing). A row
-/// SoftHSM2 refuses (2.6 only does OAEP with SHA-1) is left empty with a note of its own.
-pub(crate) fn measure_all(
-    budget: Duration,
-    notes: &mut Vec<String>,
-) -> Result<Vec<Option<f64>>, String> {
-    let path = module_path().ok_or_else(|| {
-        format!("SoftHSM2 not found (set SOFTHSM2_MODULE, or install softhsm2: looked in {MODULE_PATHS:?}): softhsm2 column left empty")
-    })?;
-    let dir = std::env::temp_dir().join(format!("cmksim-softhsm-bench-{}", std::process::id()));
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).map_err(|e| format!("SoftHSM2 temp dir: {e}"))?;
-    let conf = dir.join("softhsm2.conf");
-    let conf_text = format!(
-        "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-        tokens.display()
-    );
-    std::fs::write(&conf, conf_text).map_err(|e| format!("SoftHSM2 conf: {e}"))?;
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let result = run(&path, budget, notes).map_err(|e| format!("SoftHSM2 failed: {e}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+/// An initialised SoftHSM2 token with one prepared key set per row, measured slice by slice.
+pub(crate) struct SoftHsm {
+    session: Option<Session>,
+    pkcs11: Option<Pkcs11>,
+    dir: PathBuf,
+    /// Per row of [`BenchOp::ALL`]: its keys, or `None` when SoftHSM2 refused to set it up.
+    prepared: Vec<Option<Prepared>>,
 }
 
-fn run(
-    path: &PathBuf,
-    budget: Duration,
-    notes: &mut Vec<String>,
-) -> Result<Vec<Option<f64>>, cryptoki::error::Error> {
-    let pkcs11 = Pkcs11::new(path)?;
-    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-    let slot = pkcs11
-        .get_slots_with_token()?
-        .first()
-        .copied()
-        .ok_or(cryptoki::error::Error::NullFunctionPointer)?;
-    let pin = AuthPin::from(PIN);
-    pkcs11.init_token(slot, &pin, "bench")?;
-    let session = pkcs11.open_rw_session(slot)?;
-    session.login(UserType::So, Some(&pin))?;
-    session.init_pin(&pin)?;
-    session.logout()?;
-    session.login(UserType::User, Some(&pin))?;
-    let figures = BenchOp::ALL
-        .iter()
-        .map(|op| match measure_op(&session, *op, budget) {
-            Ok(ops_per_s) => Some(ops_per_s),
-            Err(e) => {
-                notes.push(format!("SoftHSM2 refused {}: {e}", op.label()));
-                None
-            }
-        })
-        .collect();
-    drop(session);
-    pkcs11.finalize()?;
-    Ok(figures)
+/// One row's key handles and input.
+pub(crate) enum Prepared {
+    Decrypt {
+        key: ObjectHandle,
+        mechanism: Mechanism<'static>,
+        wrapped: Vec<u8>,
+    },
+    Encrypt {
+        key: ObjectHandle,
+        mechanism: Mechanism<'static>,
+    },
+    Sign {
+        key: ObjectHandle,
+    },
+    Unwrap {
+        kek: ObjectHandle,
+        wrapped: Vec<u8>,
+    },
+}
+
+impl SoftHsm {
+    /// Opens SoftHSM2 on a fresh token and prepares every row; `Err` is a note for the report
+    /// (module absent or failing). A row SoftHSM2 refuses (2.6 only does OAEP with SHA-1) is
+    /// left empty with a note of its own.
+    pub(crate) fn open(notes: &mut Vec<String>) -> Result<SoftHsm, String> {
+        let path = module_path().ok_or_else(|| {
+            format!("SoftHSM2 not found (set SOFTHSM2_MODULE, or install softhsm2: looked in {MODULE_PATHS:?}): softhsm2 column left empty")
+        })?;
+        let dir = std::env::temp_dir().join(format!("cmksim-softhsm-bench-{}", std::process::id()));
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).map_err(|e| format!("SoftHSM2 temp dir: {e}"))?;
+        let conf = dir.join("softhsm2.conf");
+        let conf_text = format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        );
+        std::fs::write(&conf, conf_text).map_err(|e| format!("SoftHSM2 conf: {e}"))?;
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+        let mut softhsm = SoftHsm {
+            session: None,
+            pkcs11: None,
+            dir,
+            prepared: Vec::new(),
+        };
+        softhsm
+            .start(&path, notes)
+            .map_err(|e| format!("SoftHSM2 failed: {e}"))?;
+        Ok(softhsm)
+    }
+
+    fn start(
+        &mut self,
+        path: &PathBuf,
+        notes: &mut Vec<String>,
+    ) -> Result<(), cryptoki::error::Error> {
+        let pkcs11 = Pkcs11::new(path)?;
+        pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        self.pkcs11 = Some(pkcs11.clone());
+        let slot = pkcs11
+            .get_slots_with_token()?
+            .first()
+            .copied()
+            .ok_or(cryptoki::error::Error::NullFunctionPointer)?;
+        let pin = AuthPin::from(PIN);
+        pkcs11.init_token(slot, &pin, "bench")?;
+        let session = pkcs11.open_rw_session(slot)?;
+        session.login(UserType::So, Some(&pin))?;
+        session.init_pin(&pin)?;
+        session.logout()?;
+        session.login(UserType::User, Some(&pin))?;
+        self.prepared = BenchOp::ALL
+            .iter()
+            .map(|op| match prepare(&session, *op) {
+                Ok(prepared) => Some(prepared),
+                Err(e) => {
+                    notes.push(format!("SoftHSM2 refused {}: {e}", op.label()));
+                    None
+                }
+            })
+            .collect();
+        self.session = Some(session);
+        Ok(())
+    }
+
+    /// Measures row `index` of [`BenchOp::ALL`] for `budget`; `None` for a refused row.
+    pub(crate) fn run_slice(
+        &self,
+        index: usize,
+        budget: Duration,
+    ) -> Option<Result<Tally, cryptoki::error::Error>> {
+        let session = self.session.as_ref()?;
+        let prepared = self.prepared.get(index)?.as_ref()?;
+        Some(run_slice(session, prepared, budget))
+    }
+}
+
+impl Drop for SoftHsm {
+    fn drop(&mut self) {
+        drop(self.session.take());
+        if let Some(pkcs11) = self.pkcs11.take() {
+            let _ = pkcs11.finalize();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn oaep(sha256: bool) -> Mechanism<'static> {
@@ -99,12 +158,14 @@ fn oaep(sha256: bool) -> Mechanism<'static> {
     Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
 }
 
-fn measure_op(
-    session: &Session,
-    op: BenchOp,
-    budget: Duration,
-) -> Result<f64, cryptoki::error::Error> {
-    let payload = [0x5Au8; 32];
+const UNWRAP_TEMPLATE: [Attribute; 4] = [
+    Attribute::Class(ObjectClass::SECRET_KEY),
+    Attribute::KeyType(KeyType::AES),
+    Attribute::Sensitive(true),
+    Attribute::Private(true),
+];
+
+fn prepare(session: &Session, op: BenchOp) -> Result<Prepared, cryptoki::error::Error> {
     match op {
         BenchOp::EcdsaP256Sign => {
             let public = [
@@ -118,9 +179,8 @@ fn measure_op(
             ];
             let (_, key) =
                 session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
-            measure(budget, || {
-                session.sign(&Mechanism::Ecdsa, key, &payload).map(drop)
-            })
+            session.sign(&Mechanism::Ecdsa, key, &PAYLOAD)?;
+            Ok(Prepared::Sign { key })
         }
         BenchOp::Aes256KwpUnwrap => {
             let kek_t = [
@@ -132,17 +192,10 @@ fn measure_op(
             let dek_t = [Attribute::ValueLen(32.into()), Attribute::Extractable(true)];
             let dek = session.generate_key(&Mechanism::AesKeyGen, &dek_t)?;
             let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, kek, dek)?;
-            let template = [
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Sensitive(true),
-                Attribute::Private(true),
-            ];
-            measure(budget, || {
-                let key =
-                    session.unwrap_key(&Mechanism::AesKeyWrapPad, kek, &wrapped, &template)?;
-                session.destroy_object(key)
-            })
+            let key =
+                session.unwrap_key(&Mechanism::AesKeyWrapPad, kek, &wrapped, &UNWRAP_TEMPLATE)?;
+            session.destroy_object(key)?;
+            Ok(Prepared::Unwrap { kek, wrapped })
         }
         _ => {
             let public = [
@@ -157,15 +210,46 @@ fn measure_op(
             let (public, private) =
                 session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
             let mechanism = oaep(op.oaep_sha256());
+            let wrapped = session.encrypt(&mechanism, public, &PAYLOAD)?;
             if op == BenchOp::Rsa2048OaepSha1Encrypt {
-                return measure(budget, || {
-                    session.encrypt(&mechanism, public, &payload).map(drop)
+                return Ok(Prepared::Encrypt {
+                    key: public,
+                    mechanism,
                 });
             }
-            let wrapped = session.encrypt(&mechanism, public, &payload)?;
-            measure(budget, || {
-                session.decrypt(&mechanism, private, &wrapped).map(drop)
+            session.decrypt(&mechanism, private, &wrapped)?;
+            Ok(Prepared::Decrypt {
+                key: private,
+                mechanism,
+                wrapped,
             })
         }
+    }
+}
+
+fn run_slice(
+    session: &Session,
+    prepared: &Prepared,
+    budget: Duration,
+) -> Result<Tally, cryptoki::error::Error> {
+    match prepared {
+        Prepared::Decrypt {
+            key,
+            mechanism,
+            wrapped,
+        } => slice(budget, || {
+            session.decrypt(mechanism, *key, wrapped).map(drop)
+        }),
+        Prepared::Encrypt { key, mechanism } => slice(budget, || {
+            session.encrypt(mechanism, *key, &PAYLOAD).map(drop)
+        }),
+        Prepared::Sign { key } => slice(budget, || {
+            session.sign(&Mechanism::Ecdsa, *key, &PAYLOAD).map(drop)
+        }),
+        Prepared::Unwrap { kek, wrapped } => slice(budget, || {
+            let key =
+                session.unwrap_key(&Mechanism::AesKeyWrapPad, *kek, wrapped, &UNWRAP_TEMPLATE)?;
+            session.destroy_object(key)
+        }),
     }
 }

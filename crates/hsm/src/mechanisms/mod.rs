@@ -7,7 +7,8 @@
 //! - [`rsa`]: aws-lc-rs (constant-time, about 3x faster than the `rsa` crate for private
 //!   operations, and free of RUSTSEC-2023-0071). RSA key generation and OAEP/PSS padding draw from
 //!   aws-lc's own OS-seeded generator, which cannot be seeded: RSA keys are never deterministic.
-//! - [`ec`]: the `p256` crate, with randomness handed in (deterministic under a seeded source).
+//! - [`ec`]: key generation with the `p256` crate and randomness handed in (deterministic under a
+//!   seeded source); signing with aws-lc-rs, whose nonces come from aws-lc's own generator.
 //! - [`aes`]: AES key wrap (RFC 3394) and key wrap with padding (RFC 5649) from aws-lc-rs.
 
 pub(crate) mod aes;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 pub(crate) enum LoadedKey {
     RsaPrivate(Box<rsa::RsaPrivate>),
     RsaPublic(Box<rsa::RsaPublic>),
-    EcPrivate(Box<p256::ecdsa::SigningKey>),
+    EcPrivate(Box<aws_lc_rs::signature::EcdsaKeyPair>),
     EcPublic(Box<p256::ecdsa::VerifyingKey>),
     Aes(aes::AesKey),
 }

@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::RngCore;
 use zeroize::Zeroizing;
 
 use super::Module;
@@ -19,6 +18,9 @@ use crate::mechanism::Mechanism;
 use crate::mechanisms::{aes, ec, LoadedKey, SharedKey};
 use crate::object::{ObjectRecord, Origin, PublicPart, Template, Use};
 use crate::types::{Attribute, KeyType, ObjectClass, ObjectHandle, SessionHandle};
+
+/// Bytes drawn from the module's random source per ECDSA signature (kept for stream stability).
+const ECDSA_SEED_LEN_BYTES: usize = 32;
 
 /// The class and key type `mechanism` needs for `operation`, or `CKR_MECHANISM_INVALID`.
 fn required_key(operation: Use, mechanism: &Mechanism) -> Result<(ObjectClass, KeyType), Ckr> {
@@ -132,12 +134,13 @@ impl Module {
         match &*loaded {
             LoadedKey::RsaPrivate(k) => k.sign(mechanism, data),
             LoadedKey::EcPrivate(k) => {
-                // ECDSA randomness comes from the module's source; a per-call generator seeded
-                // from it lets the signature itself be computed outside the lock.
-                let mut seed = Zeroizing::new([0u8; 32]);
-                self.begin()?.rng.fill_bytes(seed.as_mut());
-                let mut rng = ChaCha20Rng::from_seed(*seed);
-                ec::sign(k, data, &mut rng)
+                // The nonce comes from aws-lc's generator (see `mechanisms::ec`). The module
+                // still draws the 32 bytes it used to seed the signer with, so that a seeded
+                // module's random stream, and every key generated after a signature, stays what
+                // it was before signing moved to aws-lc.
+                let mut unused_seed = Zeroizing::new([0u8; ECDSA_SEED_LEN_BYTES]);
+                self.begin()?.rng.fill_bytes(unused_seed.as_mut());
+                ec::sign(k, data)
             }
             _ => Err(Ckr::KeyTypeInconsistent),
         }

@@ -67,7 +67,8 @@ pub(crate) struct State {
 impl Module {
     /// Opens the device whose state lives in the directory `dir` (created if absent; see
     /// [`crate::store`] for its layout). `rng` supplies the master key, EC and AES keys, PIN
-    /// salts and ECDSA randomness; RSA keys come from aws-lc's own generator.
+    /// salts (and 32 unused bytes per ECDSA signature); RSA keys and ECDSA nonces come from
+    /// aws-lc's own generator.
     pub fn open(
         dir: impl AsRef<Path>,
         config: ModuleConfig,

@@ -207,9 +207,9 @@ impl EventKind for ControlEvent {
             ControlEvent::WorkspaceCreated { .. } => "storage.workspace.created",
             ControlEvent::RetentionChanged { .. } => "storage.workspace.retention_changed",
             ControlEvent::WorkspaceLockChanged { .. } => "storage.workspace.lock_changed",
-            ControlEvent::LinkStarted { .. } => "storage.workspace.link_started",
+            ControlEvent::LinkStarted { .. } => "storage.workspace.link_requested",
             ControlEvent::Linked { .. } => "storage.workspace.linked",
-            ControlEvent::UnlinkStarted { .. } => "storage.workspace.unlink_started",
+            ControlEvent::UnlinkStarted { .. } => "storage.workspace.unlink_requested",
             ControlEvent::Unlinked { .. } => "storage.workspace.unlinked",
             ControlEvent::OperationFailed { .. } => "storage.operation.failed",
         }

@@ -148,6 +148,7 @@ impl DataPlane {
 
     /// Queries records of one workspace and table with `from <= TimeGenerated < to`. Blocks under
     /// the MMK need no AEK; blocks under the CMK need `aek` (else [`DataError::KeyUnavailable`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn query(
         &self,
         account: &str,

@@ -23,6 +23,8 @@ pub enum KeyLoopEvent {
     },
     PollTransient {
         cluster: String,
+        /// The event contract's `reason` word: the transient kind's label.
+        reason: String,
         kind: TransientKind,
         detail: String,
         /// How long polls have been failing, in simulated milliseconds.
@@ -30,6 +32,8 @@ pub enum KeyLoopEvent {
     },
     PollDenied {
         cluster: String,
+        /// The event contract's `reason` word: `revoked`.
+        reason: String,
         kind: DenialKind,
         http_status: u16,
         code: String,
@@ -103,6 +107,7 @@ impl EventKind for KeyLoopEvent {
                 kind,
                 detail,
                 failing_for_ms,
+                ..
             } => format!(
                 "storage {cluster}: Key Vault unreachable ({}: {detail}) for {}s; serving from the cached AEK",
                 kind.label(),

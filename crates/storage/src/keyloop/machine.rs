@@ -605,6 +605,7 @@ impl KeyAccessMachine {
         };
         effects.push(Effect::Event(KeyLoopEvent::PollTransient {
             cluster: self.cluster.clone(),
+            reason: failure.kind.label().to_string(),
             kind: failure.kind,
             detail: failure.detail.clone(),
             failing_for_ms: now.since(failing_since).as_millis() as u64,
@@ -656,6 +657,7 @@ impl KeyAccessMachine {
     ) {
         effects.push(Effect::Event(KeyLoopEvent::PollDenied {
             cluster: self.cluster.clone(),
+            reason: "revoked".to_string(),
             kind: denial.kind,
             http_status: denial.http_status,
             code: denial.code.clone(),

@@ -1,0 +1,171 @@
+//! Domain values ↔ `storage.v1` messages, and wire records ↔ data-plane records.
+
+use cmksim_proto::storage::v1 as pb;
+
+use crate::control::{
+    BillingType, Cluster, ControlPlane, LinkState, ProvisioningState, ResourceKind, ResourceName,
+    Workspace,
+};
+use crate::data::{Record, Value};
+
+use super::persist::StoredIdentity;
+
+pub fn cluster_name(r: Option<&pb::ClusterRef>) -> ResourceName {
+    let r = r.cloned().unwrap_or_default();
+    ResourceName::new(&r.subscription_id, &r.resource_group, &r.cluster_name)
+}
+
+pub fn workspace_name(r: Option<&pb::WorkspaceRef>) -> ResourceName {
+    let r = r.cloned().unwrap_or_default();
+    ResourceName::new(&r.subscription_id, &r.resource_group, &r.workspace_name)
+}
+
+fn provisioning_state(s: ProvisioningState) -> &'static str {
+    match s {
+        ProvisioningState::ProvisioningAccount => "ProvisioningAccount",
+        ProvisioningState::Succeeded => "Succeeded",
+        ProvisioningState::Updating => "Updating",
+        ProvisioningState::Deleting => "Deleting",
+        ProvisioningState::Failed => "Failed",
+    }
+}
+
+pub fn cluster_to_pb(control: &ControlPlane, c: &Cluster) -> pb::Cluster {
+    pb::Cluster {
+        id: c.id.clone(),
+        name: c.resource.name.clone(),
+        location: c.location.clone(),
+        cluster_id: c.cluster_id.clone(),
+        provisioning_state: provisioning_state(c.provisioning_state).to_string(),
+        sku: Some(pb::Sku {
+            name: c.sku.name.clone(),
+            capacity_gb_per_day: c.sku.capacity_gb_per_day,
+        }),
+        billing_type: match c.billing_type {
+            BillingType::Cluster => "Cluster",
+            BillingType::Workspaces => "Workspaces",
+        }
+        .to_string(),
+        identity: Some(pb::ClusterIdentity {
+            r#type: crate::control::IDENTITY_TYPE_SYSTEM_ASSIGNED.to_string(),
+            principal_id: c.identity.principal_id.clone(),
+            tenant_id: c.identity.tenant_id.clone(),
+        }),
+        key_vault_properties: c
+            .key_vault_properties
+            .as_ref()
+            .map(|k| pb::KeyVaultProperties {
+                key_vault_uri: k.key_vault_uri.clone(),
+                key_name: k.key_name.clone(),
+                key_version: k.key_version.clone().unwrap_or_default(),
+            }),
+        is_double_encryption_enabled: c.is_double_encryption_enabled,
+        associated_workspaces: control.associated_workspaces(&c.resource),
+        tags: Default::default(),
+        created_unix_ms: c.created_at.0,
+        deleted_unix_ms: c.soft_deleted.map(|s| s.deleted_at.0),
+        purge_unix_ms: c.soft_deleted.map(|s| s.purge_at.0),
+    }
+}
+
+pub fn workspace_to_pb(w: &Workspace) -> pb::Workspace {
+    let link_state = match &w.link {
+        LinkState::Unlinked => "None",
+        LinkState::Linking { .. } => "Linking",
+        LinkState::Linked { .. } => "Linked",
+        LinkState::Unlinking { .. } => "Unlinking",
+    };
+    pb::Workspace {
+        id: w.id.clone(),
+        name: w.resource.name.clone(),
+        location: w.location.clone(),
+        customer_id: customer_id(&w.resource.key(ResourceKind::Workspace)),
+        retention_in_days: w.retention_days,
+        locked: w.locked,
+        cluster_resource_id: w.cluster_resource_id().unwrap_or_default().to_string(),
+        link_state: link_state.to_string(),
+    }
+}
+
+/// A stable GUID-shaped customer id derived from the workspace's key.
+fn customer_id(key: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let h = hex::encode(&d.as_ref()[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The identity as a `ClusterIdentity` of the control plane.
+pub fn control_identity(identity: &StoredIdentity) -> crate::control::ClusterIdentity {
+    crate::control::ClusterIdentity {
+        principal_id: identity.object_id.clone(),
+        tenant_id: identity.tenant_id.clone(),
+    }
+}
+
+/// A wire record (a JSON object of columns) as a data-plane record of `table`.
+pub fn record_from_pb(table: &str, r: &pb::Record) -> Result<Record, String> {
+    let mut record = Record::new(table, r.time_unix_ms);
+    if r.body_json.trim().is_empty() {
+        return Ok(record);
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&r.body_json).map_err(|e| format!("body_json: {e}"))?;
+    let serde_json::Value::Object(map) = body else {
+        return Err("body_json is not a JSON object".into());
+    };
+    for (name, v) in map {
+        let value = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Long(i),
+                None => Value::Real(n.as_f64().unwrap_or(0.0)),
+            },
+            other => Value::String(other.to_string()),
+        };
+        record.columns.insert(name, value);
+    }
+    Ok(record)
+}
+
+/// A data-plane record back as a wire record.
+pub fn record_to_pb(r: &Record) -> pb::Record {
+    let body: serde_json::Map<String, serde_json::Value> = r
+        .columns
+        .iter()
+        .map(|(k, v)| {
+            let json = match v {
+                Value::String(s) => serde_json::Value::from(s.clone()),
+                Value::Long(l) => serde_json::Value::from(*l),
+                Value::Real(f) => serde_json::Value::from(*f),
+                Value::Bool(b) => serde_json::Value::from(*b),
+                Value::DateTime(t) => serde_json::Value::from(*t),
+            };
+            (k.clone(), json)
+        })
+        .collect();
+    pb::Record {
+        time_unix_ms: r.time_generated_ms,
+        body_json: serde_json::Value::Object(body).to_string(),
+    }
+}
+
+/// The protecting key of a block as the wire says it.
+pub fn protecting_key(key: &crate::data::KeyRef) -> pb::ProtectingKey {
+    pb::ProtectingKey {
+        key: Some(match key {
+            crate::data::KeyRef::Mmk => pb::protecting_key::Key::Mmk(pb::Empty {}),
+            crate::data::KeyRef::Cmk { kid, version } => {
+                pb::protecting_key::Key::CmkKid(format!("{kid}/{version}"))
+            }
+        }),
+    }
+}

@@ -1,0 +1,536 @@
+//! `storage.v1.DataPlane`: append with routing decided at ingest time and an outcome per record,
+//! queries that span every storage the workspace's data went to, storage state and stats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cmksim_proto::common::v1::AzureError;
+use cmksim_proto::storage::v1 as pb;
+use cmksim_sim::SimTime;
+use prost::Message;
+use tonic::{Code, Request, Response, Status};
+
+use crate::control::{ResourceKind, ResourceName, Routing};
+use crate::data::{DataError, Record, Sealing, Tier};
+use crate::keyloop::{DropReason, IngestDecision, Refusal, StateName};
+use crate::service::state_view::storage_state;
+use crate::service::status::{azure_status, control_status};
+
+use super::convert::{cluster_name, protecting_key, record_from_pb, record_to_pb};
+use super::core::{shared_account, ClusterRuntime, Core};
+use super::host::ClusterHost;
+
+/// The most records one query returns.
+pub const QUERY_RECORDS_MAX: u32 = 100_000;
+/// How long an append or query waits for a cluster's first unwrapKey after a restart (real
+/// time, bounded polling).
+const AEK_WAIT_ROUNDS: u32 = 100;
+const AEK_WAIT_STEP: Duration = Duration::from_millis(20);
+
+pub struct DataService {
+    pub core: Arc<Core>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    azure_status(Code::Internal, "InternalServerError", 500, &e.to_string())
+}
+
+fn data_status(e: DataError) -> Status {
+    match e {
+        DataError::InvalidName { .. }
+        | DataError::InvalidRecord { .. }
+        | DataError::RecordTooLarge { .. }
+        | DataError::BatchTooLarge { .. }
+        | DataError::InvalidTimeRange { .. } => {
+            azure_status(Code::InvalidArgument, "BadRequest", 400, &e.to_string())
+        }
+        DataError::PermanentlyUnreadable { .. } => azure_status(
+            Code::FailedPrecondition,
+            "StorageShredded",
+            410,
+            &e.to_string(),
+        ),
+        DataError::QueryTooLarge { .. } => azure_status(
+            Code::ResourceExhausted,
+            "QueryTooLarge",
+            400,
+            &e.to_string(),
+        ),
+        other => internal(other),
+    }
+}
+
+fn aek_missing(message: String) -> Status {
+    azure_status(Code::Unavailable, "StorageStarting", 503, &message)
+}
+
+/// A refused cluster read, naming the cluster and its state (`inner_code` = the state word).
+fn cluster_refusal(rt: &ClusterRuntime, refusal: &Refusal) -> Status {
+    let (code, azure_code, http) = match refusal.state {
+        StateName::Revoked | StateName::Resuming => {
+            (Code::FailedPrecondition, "KeyAccessRevoked", 403)
+        }
+        StateName::Unavailable => (Code::Unavailable, "KeyVaultUnavailable", 503),
+        _ => (Code::FailedPrecondition, "Conflict", 409),
+    };
+    let message = format!(
+        "cluster {} ({}): storage is {}: {}",
+        rt.name, rt.arm_id, refusal.state, refusal.reason
+    );
+    let body = AzureError {
+        code: azure_code.to_string(),
+        message: message.clone(),
+        http_status: http,
+        inner_code: refusal.state.as_str().to_string(),
+    };
+    Status::with_details(code, message, body.encode_to_vec().into())
+}
+
+fn drop_reason(reason: DropReason) -> (pb::DropReason, &'static str) {
+    match reason {
+        DropReason::Revoked => (pb::DropReason::Revoked, "revoked"),
+        DropReason::Resuming => (pb::DropReason::Resuming, "resuming"),
+        DropReason::NotProvisioned => (pb::DropReason::NotProvisioned, "not-provisioned"),
+        DropReason::ClusterDeleted => (pb::DropReason::ClusterDeleted, "cluster-deleted"),
+        DropReason::BufferExpired => (pb::DropReason::BufferExpired, "buffer-expired"),
+    }
+}
+
+fn dropped(reason: pb::DropReason, detail: &str, n: usize) -> Vec<pb::RecordOutcome> {
+    (0..n)
+        .map(|_| pb::RecordOutcome {
+            outcome: Some(pb::record_outcome::Outcome::Dropped(reason as i32)),
+            detail: detail.to_string(),
+        })
+        .collect()
+}
+
+/// Waits (bounded) until a cluster storage under the CMK has its AEK in memory.
+async fn wait_for_aek(host: &ClusterHost) {
+    for _ in 0..AEK_WAIT_ROUNDS {
+        if host.has_aek() {
+            return;
+        }
+        tokio::time::sleep(AEK_WAIT_STEP).await;
+    }
+}
+
+fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
+    ResourceName::parse_arm_id(id, ResourceKind::Workspace).ok_or_else(|| {
+        azure_status(
+            Code::NotFound,
+            "ResourceNotFound",
+            404,
+            &format!("workspace_id {id:?} is not a workspace resource id"),
+        )
+    })
+}
+
+impl DataService {
+    fn count(&self, destination: &str, workspace: &str, outcomes: &[pb::RecordOutcome]) {
+        use pb::record_outcome::Outcome;
+        let mut stats = self.core.stats();
+        let c = stats
+            .entry(destination.to_string())
+            .or_default()
+            .entry(workspace.to_string())
+            .or_default();
+        for o in outcomes {
+            c.accepted += 1;
+            match &o.outcome {
+                Some(Outcome::Stored(_)) => c.stored += 1,
+                Some(Outcome::Buffered(_)) => c.buffered += 1,
+                Some(Outcome::Dropped(r)) => {
+                    let word = pb::DropReason::try_from(*r)
+                        .map(|r| {
+                            r.as_str_name()
+                                .trim_start_matches("DROP_REASON_")
+                                .to_ascii_lowercase()
+                        })
+                        .unwrap_or_else(|_| "unknown".into());
+                    *c.dropped.entry(word).or_default() += 1;
+                }
+                None => {}
+            }
+        }
+        if let Err(e) = self.core.meta.save_stats(&stats) {
+            tracing::error!("storage: persisting stats failed: {e}");
+        }
+    }
+
+    async fn append_to_cluster(
+        &self,
+        rt: &ClusterRuntime,
+        workspace: &str,
+        table: &str,
+        records: &[Record],
+        now: SimTime,
+    ) -> Result<Vec<pb::RecordOutcome>, Status> {
+        let n = records.len();
+        match rt.handle.ingest_decision(now) {
+            IngestDecision::Store { .. } => {
+                if !rt.host.has_aek() {
+                    wait_for_aek(&rt.host).await;
+                }
+                let now = self.core.now().max(now);
+                let receipt = rt
+                    .host
+                    .seal(|sealing, key| {
+                        self.core
+                            .data
+                            .append(&rt.account, sealing, workspace, table, records, now)
+                            .map(|_| key)
+                    })
+                    .map_err(aek_missing)?
+                    .map_err(data_status)?;
+                let key = protecting_key(&receipt);
+                Ok((0..n)
+                    .map(|_| pb::RecordOutcome {
+                        outcome: Some(pb::record_outcome::Outcome::Stored(key.clone())),
+                        detail: String::new(),
+                    })
+                    .collect())
+            }
+            IngestDecision::Buffer => {
+                match self
+                    .core
+                    .data
+                    .buffer_append(&rt.account, workspace, table, records, now)
+                {
+                    Ok(_) => {
+                        rt.host.buffered(workspace, n as u64, now);
+                        Ok((0..n)
+                            .map(|_| pb::RecordOutcome {
+                                outcome: Some(pb::record_outcome::Outcome::Buffered(pb::Empty {})),
+                                detail: format!(
+                                    "Key Vault unreachable beyond the outage grace: buffered under the Microsoft-managed key on cluster {}",
+                                    rt.name
+                                ),
+                            })
+                            .collect())
+                    }
+                    Err(DataError::BufferFull { .. }) => Ok(dropped(
+                        pb::DropReason::BufferFull,
+                        "buffer-full: the outage buffer of the cluster is full",
+                        n,
+                    )),
+                    Err(e) => Err(data_status(e)),
+                }
+            }
+            IngestDecision::Drop(reason) => {
+                let (reason, word) = drop_reason(reason);
+                let refusal = rt.handle.query_allowed(now).err();
+                let detail = match refusal {
+                    Some(r) => format!("{word}: cluster {}: {}", rt.name, r.reason),
+                    None => format!("{word}: cluster {}", rt.name),
+                };
+                Ok(dropped(reason, &detail, n))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::data_plane_server::DataPlane for DataService {
+    async fn append(
+        &self,
+        request: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        let req = request.into_inner();
+        let core = &self.core;
+        let resource = parse_workspace(&req.workspace_id)?;
+        let records: Vec<Record> = req
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| record_from_pb(&req.table, r).map_err(|e| format!("record {i}: {e}")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| azure_status(Code::InvalidArgument, "BadRequest", 400, &e))?;
+        let now = core.now();
+        let (routing, location) = {
+            let control = core.control();
+            let routing = control
+                .routing(&resource, now)
+                .map_err(|e| control_status(&control, &e))?;
+            let location = control
+                .get_workspace(&resource)
+                .map(|w| w.location.clone())
+                .unwrap_or_default();
+            (routing, location)
+        };
+        let workspace = req.workspace_id.clone();
+        let n = records.len();
+        let (routed_to, outcomes) = match routing {
+            Routing::Shared => {
+                let account = shared_account(&location);
+                if !core.data.account_exists(&account).map_err(data_status)? {
+                    match core.data.create_account(&account, false, now) {
+                        Ok(()) | Err(DataError::AccountExists(_)) => {}
+                        Err(e) => return Err(data_status(e)),
+                    }
+                }
+                if n > 0 {
+                    core.data
+                        .append(
+                            &account,
+                            Sealing::Mmk,
+                            &workspace,
+                            &req.table,
+                            &records,
+                            now,
+                        )
+                        .map_err(data_status)?;
+                }
+                let key = protecting_key(&crate::data::KeyRef::Mmk);
+                let outcomes = (0..n)
+                    .map(|_| pb::RecordOutcome {
+                        outcome: Some(pb::record_outcome::Outcome::Stored(key.clone())),
+                        detail: String::new(),
+                    })
+                    .collect();
+                ("shared".to_string(), outcomes)
+            }
+            Routing::DropNotProvisioned { cluster } => {
+                let name = cluster.rsplit('/').next().unwrap_or(&cluster).to_string();
+                let outcomes = dropped(
+                    pb::DropReason::NotProvisioned,
+                    &format!("not-provisioned: cluster {name} has not finished provisioning; data sent before it completes is dropped and not recoverable"),
+                    n,
+                );
+                (cluster, outcomes)
+            }
+            Routing::Cluster {
+                cluster,
+                cluster_id,
+            } => {
+                let rt = core
+                    .runtime(&cluster_id)
+                    .ok_or_else(|| internal(format!("cluster {cluster} has no running storage")))?;
+                let outcomes = if n == 0 {
+                    Vec::new()
+                } else {
+                    self.append_to_cluster(&rt, &workspace, &req.table, &records, now)
+                        .await?
+                };
+                (cluster, outcomes)
+            }
+        };
+        self.count(&routed_to, &workspace, &outcomes);
+        Ok(Response::new(pb::AppendResponse {
+            outcomes,
+            routed_to,
+        }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let req = request.into_inner();
+        let core = &self.core;
+        let resource = parse_workspace(&req.workspace_id)?;
+        let now = core.now();
+        let location = {
+            let control = core.control();
+            control
+                .get_workspace(&resource)
+                .map_err(|e| control_status(&control, &e))?
+                .location
+                .clone()
+        };
+        let destinations = core
+            .history()
+            .get(&resource.key(ResourceKind::Workspace))
+            .cloned()
+            .unwrap_or_default();
+        // Check every cluster first: a refused storage fails the whole query, naming it.
+        let mut clusters = Vec::new();
+        for d in &destinations {
+            let Some(rt) = core.runtime(&d.cluster_id) else {
+                continue; // purged: its data is gone for good
+            };
+            rt.handle
+                .query_allowed(now)
+                .map_err(|r| cluster_refusal(&rt, &r))?;
+            if !rt.host.has_aek() {
+                wait_for_aek(&rt.host).await;
+            }
+            clusters.push(rt);
+        }
+        let from = SimTime(req.from_unix_ms);
+        let to = SimTime(if req.to_unix_ms == 0 {
+            i64::MAX
+        } else {
+            req.to_unix_ms
+        });
+        let mut rows: Vec<(i64, usize, pb::QueriedRecord)> = Vec::new();
+        let mut parts = Vec::new();
+        let mut seq = 0usize;
+        let mut read = |storage: &str,
+                        account: &str,
+                        host: Option<&ClusterHost>,
+                        rows: &mut Vec<(i64, usize, pb::QueriedRecord)>|
+         -> Result<(), Status> {
+            let mut count = 0u64;
+            let mut visit = |tier: Tier, key: &crate::data::KeyRef, r: Record| {
+                count += 1;
+                seq += 1;
+                rows.push((
+                    r.time_generated_ms,
+                    seq,
+                    pb::QueriedRecord {
+                        record: Some(record_to_pb(&r)),
+                        storage: storage.to_string(),
+                        tier: match tier {
+                            Tier::Hot => pb::Tier::Hot,
+                            _ => pb::Tier::Cold,
+                        } as i32,
+                        key: Some(protecting_key(key)),
+                    },
+                ));
+            };
+            let scan = match host {
+                Some(h) => h.with_aek(|aek| {
+                    core.data.scan_with_tiers(
+                        account,
+                        aek,
+                        &req.workspace_id,
+                        &req.table,
+                        from,
+                        to,
+                        now,
+                        &mut visit,
+                    )
+                }),
+                None => core.data.scan_with_tiers(
+                    account,
+                    None,
+                    &req.workspace_id,
+                    &req.table,
+                    from,
+                    to,
+                    now,
+                    &mut visit,
+                ),
+            };
+            let scan = scan.map_err(|e| match e {
+                DataError::KeyUnavailable { .. } => aek_missing(format!(
+                    "{storage}: the account key is not in memory yet: {e}"
+                )),
+                other => data_status(other),
+            })?;
+            parts.push(pb::QueriedPart {
+                storage: storage.to_string(),
+                records: count,
+                blocks_from_hot: scan.blocks_from_hot,
+                blocks_from_cold: scan.blocks_from_cold,
+            });
+            Ok(())
+        };
+        let shared = shared_account(&location);
+        if core.data.account_exists(&shared).map_err(data_status)? {
+            read("shared", &shared, None, &mut rows)?;
+        }
+        for rt in &clusters {
+            read(&rt.arm_id, &rt.account, Some(&rt.host), &mut rows)?;
+        }
+        rows.sort_by_key(|(t, s, _)| (*t, *s));
+        let limit = match req.limit {
+            0 => QUERY_RECORDS_MAX,
+            l => l.min(QUERY_RECORDS_MAX),
+        } as usize;
+        let total = rows.len();
+        let records = rows.into_iter().take(limit).map(|(_, _, r)| r).collect();
+        Ok(Response::new(pb::QueryResponse {
+            records,
+            total_matched: total as u64,
+            truncated: total > limit,
+            parts,
+        }))
+    }
+
+    async fn get_storage_state(
+        &self,
+        request: Request<pb::ClusterRef>,
+    ) -> Result<Response<pb::StorageState>, Status> {
+        let resource = cluster_name(Some(request.get_ref()));
+        let core = &self.core;
+        let (arm_id, cluster_id) = {
+            let control = core.control();
+            match control
+                .state()
+                .clusters
+                .get(&resource.key(ResourceKind::Cluster))
+            {
+                Some(c) => (c.id.clone(), c.cluster_id.clone()),
+                None => {
+                    return Err(control_status(
+                        &control,
+                        &crate::control::ControlError::ClusterNotFound(
+                            resource.arm_id(ResourceKind::Cluster),
+                        ),
+                    ))
+                }
+            }
+        };
+        let rt = core
+            .runtime(&cluster_id)
+            .ok_or_else(|| internal(format!("cluster {arm_id} has no running storage")))?;
+        Ok(Response::new(storage_state(
+            &arm_id,
+            &rt.handle,
+            core.now(),
+        )))
+    }
+
+    async fn get_stats(
+        &self,
+        request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::Stats>, Status> {
+        let req = request.into_inner();
+        let core = &self.core;
+        let mut out = pb::Stats::default();
+        let mut names = Vec::new();
+        {
+            let stats = core.stats();
+            for (dest, by_ws) in stats.iter() {
+                if !req.cluster_resource_id.is_empty()
+                    && !dest.eq_ignore_ascii_case(&req.cluster_resource_id)
+                {
+                    continue;
+                }
+                for (ws, c) in by_ws {
+                    if !req.workspace_id.is_empty() && !ws.eq_ignore_ascii_case(&req.workspace_id) {
+                        continue;
+                    }
+                    out.accepted += c.accepted;
+                    out.stored += c.stored;
+                    out.buffered += c.buffered;
+                    out.drained += c.drained;
+                    for (reason, n) in &c.dropped {
+                        *out.dropped.entry(reason.clone()).or_default() += n;
+                    }
+                }
+            }
+        }
+        for rt in core.runtimes() {
+            if req.cluster_resource_id.is_empty()
+                || rt.arm_id.eq_ignore_ascii_case(&req.cluster_resource_id)
+            {
+                names.push(format!("storage/{}", rt.name));
+            }
+        }
+        for e in core.events.of_kind("storage.poll.") {
+            if !names.contains(&e.source) {
+                continue;
+            }
+            match e.kind.as_str() {
+                "storage.poll.succeeded" => out.polls_succeeded += 1,
+                "storage.poll.transient" => out.polls_transient += 1,
+                "storage.poll.denied" => out.polls_denied += 1,
+                _ => {}
+            }
+        }
+        Ok(Response::new(out))
+    }
+}

@@ -1,0 +1,199 @@
+//! [`StorageServer`]: the cluster storage process — open on a data directory, then serve
+//! `storage.v1.Clusters`, `storage.v1.Workspaces` and `storage.v1.DataPlane` (plus gRPC health
+//! and reflection).
+//!
+//! This module assembles the finished parts; it owns no rules of its own:
+//! - the control plane ([`crate::control::ControlPlane`]) behind one mutex, persisted in sled as
+//!   one JSON document after every change, flushed before the call is answered;
+//! - the data plane ([`crate::data::DataPlane`]) in `data_dir/data`;
+//! - one key loop ([`crate::keyloop::KeyLoopDriver`]) per cluster, driven against the real Key
+//!   Vault over gRPC as the cluster's managed identity, with a [`host::ClusterHost`] carrying out
+//!   its data effects;
+//! - a control tick task ([`effects`]) that completes due operations on the simulation clock and
+//!   applies their effects (provisioned, key updated, deleted, recovered, purged).
+//!
+//! Data directory layout:
+//! - `control.sled/`: the control state, the clusters' managed-identity credentials, each
+//!   workspace's destination history, the stats and the outage-buffer ledger ([`persist`]);
+//! - `data/`: the encrypted data plane.
+//!
+//! Every client channel (Key Vault, identity) is built with [`Network::channel`], so the same
+//! server runs over real TCP and over turmoil's simulated TCP. Time comes only from the
+//! [`Clock`], randomness only from the [`SeedTree`] (or the OS for key material in live mode).
+
+mod blocks;
+mod convert;
+mod core;
+mod effects;
+mod events;
+mod facts;
+mod grpc_clusters;
+mod grpc_data;
+mod grpc_workspaces;
+mod host;
+mod persist;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_stream::Stream;
+use tonic::transport::server::Connected;
+
+use cmksim_proto::storage::v1 as pb;
+use cmksim_sim::net::{ClientTimeouts, Network};
+use cmksim_sim::{Clock, EventLog, Profile, SeedTree};
+
+pub use events::StorageEvent;
+
+/// How the storage server is set up.
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Where the control state (`control.sled/`) and the data plane (`data/`) live.
+    pub data_dir: PathBuf,
+    pub clock: Clock,
+    pub seeds: SeedTree,
+    pub events: EventLog,
+    pub profile: Profile,
+    /// Real TCP (live, tests) or turmoil's simulated TCP (scenario runner).
+    pub network: Network,
+    /// The Key Vault service, e.g. `http://127.0.0.1:7001` or `http://keyvault:7001`.
+    pub keyvault_uri: String,
+    /// The identity authority (hosted by the Key Vault process): usually `keyvault_uri`.
+    pub identity_uri: String,
+    /// Draw AEKs and nonces from the OS instead of the seed tree (live mode).
+    pub os_key_material: bool,
+    /// Bounds on the Key Vault and identity channels.
+    pub client_timeouts: ClientTimeouts,
+}
+
+impl StorageConfig {
+    /// A configuration with the identity authority at `keyvault_uri`, seeded key material and
+    /// the default client timeouts.
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        clock: Clock,
+        seeds: SeedTree,
+        events: EventLog,
+        profile: Profile,
+        network: Network,
+        keyvault_uri: &str,
+    ) -> StorageConfig {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            clock,
+            seeds,
+            events,
+            profile,
+            network,
+            keyvault_uri: keyvault_uri.to_string(),
+            identity_uri: keyvault_uri.to_string(),
+            os_key_material: false,
+            client_timeouts: ClientTimeouts::default(),
+        }
+    }
+}
+
+/// Why the server could not open or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("storage data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage control store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("storage control state: {0}")]
+    Encoding(#[from] serde_json::Error),
+    #[error("storage data plane: {0}")]
+    Data(#[from] crate::data::DataError),
+    #[error("endpoint: {0}")]
+    Endpoint(#[from] cmksim_sim::net::EndpointError),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// An opened storage process, ready to serve.
+pub struct StorageServer {
+    core: Arc<core::Core>,
+}
+
+impl StorageServer {
+    /// Opens (or creates) the storage state in `config.data_dir`. Key loops and the control
+    /// tick start when serving.
+    pub fn open(config: StorageConfig) -> Result<StorageServer, ServerError> {
+        Ok(StorageServer {
+            core: core::Core::open(config)?,
+        })
+    }
+
+    /// Serves on `addr` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServerError::Io {
+                path: PathBuf::from(addr.to_string()),
+                source: e,
+            })?;
+        self.serve_with_incoming(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+    }
+
+    /// Serves the connections of `incoming` (real TCP, turmoil) until `shutdown`; then stops
+    /// the key loops and the control tick and flushes everything before returning.
+    pub async fn serve_with_incoming<I, IO, IE>(
+        self,
+        incoming: I,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError>
+    where
+        I: Stream<Item = Result<IO, IE>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let core = self.core;
+        core.start_background()?;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<pb::clusters_server::ClustersServer<grpc_clusters::ClustersService>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::workspaces_server::WorkspacesServer<grpc_workspaces::WorkspacesService>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::data_plane_server::DataPlaneServer<grpc_data::DataService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let result = tonic::transport::Server::builder()
+            .add_service(pb::clusters_server::ClustersServer::new(
+                grpc_clusters::ClustersService { core: core.clone() },
+            ))
+            .add_service(pb::workspaces_server::WorkspacesServer::new(
+                grpc_workspaces::WorkspacesService { core: core.clone() },
+            ))
+            .add_service(pb::data_plane_server::DataPlaneServer::new(
+                grpc_data::DataService { core: core.clone() },
+            ))
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        core.stop_background().await;
+        result.map_err(ServerError::from)
+    }
+}
