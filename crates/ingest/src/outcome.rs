@@ -54,13 +54,13 @@ impl DropReason {
     pub fn label(self) -> &'static str {
         match self {
             DropReason::Revoked => "revoked",
-            DropReason::NotProvisioned => "not provisioned",
-            DropReason::BufferExpired => "buffer expired",
-            DropReason::CryptoShredded => "crypto-shredded",
+            DropReason::NotProvisioned => "not-provisioned",
+            DropReason::BufferExpired => "buffer-expired",
+            DropReason::CryptoShredded => "shredded",
             DropReason::Resuming => "resuming",
-            DropReason::ClusterDeleted => "cluster deleted",
-            DropReason::BufferFull => "buffer full",
-            DropReason::StorageError => "storage error",
+            DropReason::ClusterDeleted => "cluster-deleted",
+            DropReason::BufferFull => "buffer-full",
+            DropReason::StorageError => "storage-error",
         }
     }
 }

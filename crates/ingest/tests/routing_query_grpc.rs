@@ -126,7 +126,7 @@ async fn routing_follows_link_and_unlink_and_queries_span_every_destination() {
 #[tokio::test]
 async fn link_before_provisioning_drops_under_2020_only() {
     for (profile, expected) in [
-        (Profile::azure_2020(), "dropped not provisioned"),
+        (Profile::azure_2020(), "dropped not-provisioned"),
         (Profile::azure_current(), "shared mmk"),
     ] {
         let h = Harness::start(profile, 1.0).await;
@@ -149,7 +149,7 @@ async fn link_before_provisioning_drops_under_2020_only() {
             assert_eq!(d.reason, pb::DropReason::NotProvisioned as i32);
             assert!(d.detail.contains("cannot be recovered"), "{}", d.detail);
             let metrics = h.server.frontend().metrics();
-            assert_eq!(metrics.records["ws1"].dropped["not provisioned"], 1);
+            assert_eq!(metrics.records["ws1"].dropped["not-provisioned"], 1);
             assert_eq!(metrics.balance(), Ok(()));
         }
     }

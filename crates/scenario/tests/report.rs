@@ -90,8 +90,8 @@ fn html_report_is_self_contained_well_formed_and_deterministic() {
     for lane in [
         ">faults<",
         ">key contoso-kv/logs-cmk<",
-        ">storage contoso-logs<",
-        ">polls contoso-logs<",
+        ">storage contosologs<",
+        ">polls contosologs<",
         ">ingest ws-ops<",
         ">ingest ws-sec<",
     ] {
@@ -187,7 +187,7 @@ fn timeline_and_jsonl_are_deterministic() {
     assert_eq!(text, render_timeline(&b, START, NarrateOptions::default()));
     assert!(
         text.lines()
-            .any(|l| l.starts_with("T+01:00:30  storage/contoso-logs") && l.contains("revoked")),
+            .any(|l| l.starts_with("T+01:00:30  storage/contosologs") && l.contains("revoked")),
         "{text}"
     );
     // Routine polls are folded: far fewer lines than events.

@@ -19,6 +19,9 @@ use crate::model::{
 };
 use crate::raw::{RawFile, RawKeyRef, S};
 
+/// What a simulated agent collects: heartbeats, performance counters, Windows events, syslog.
+const AGENT_TABLES: [&str; 4] = ["Heartbeat", "Perf", "Event", "Syslog"];
+
 /// The tenant used when a file declares none.
 pub const DEFAULT_TENANT: &str = "default";
 /// Subscription and resource group used when a cluster names none.
@@ -214,6 +217,15 @@ pub(super) fn agents(ctx: &mut Ctx<'_>, raw: &RawFile) -> Vec<Agent> {
                 ctx.err(
                     t.table.span(),
                     format!("duplicate table `{table}` in this agent"),
+                );
+            }
+            if !AGENT_TABLES.contains(&table.as_str()) {
+                ctx.err(
+                    t.table.span(),
+                    format!(
+                        "an agent sends {} (seed 003's agent data types), not `{table}`",
+                        AGENT_TABLES.join(", ")
+                    ),
                 );
             }
             let every = ctx.duration_value(&t.every, "every").and_then(|d| {

@@ -19,7 +19,7 @@ pub struct Run {
     pub resume_after: f64,
 }
 
-pub const CLUSTER: &str = "contoso-logs";
+pub const CLUSTER: &str = "contosologs";
 
 /// A plausible event log of scenarios/revocation.toml.
 pub fn flagship(run: Run) -> Vec<Event> {
@@ -37,7 +37,7 @@ pub fn flagship(run: Run) -> Vec<Event> {
         START,
         events::POLICY_SET,
         "contoso-kv",
-        "cluster:contoso-logs",
+        "cluster:contosologs",
         &["get", "wrapKey", "unwrapKey"],
     );
     e.state(START, CLUSTER, None, Healthy, "provisioned with CMK");
