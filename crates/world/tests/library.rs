@@ -1,0 +1,107 @@
+//! Every scenario of the library, run in simulated time against the real services, must end with
+//! every expectation and every invariant held; and the same scenario and seed must give the same
+//! event log, byte for byte.
+
+use std::path::PathBuf;
+
+use cmksim_scenario::{expect, oracle, Scenario};
+use cmksim_sim::{Event, EventLog};
+use cmksim_world::{run_simulated, RunOptions};
+
+fn library_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(format!("{name}.toml"))
+}
+
+fn run(name: &str) -> (Scenario, Vec<Event>) {
+    let scenario = cmksim_scenario::validate_file(&library_file(name)).unwrap_or_else(|d| {
+        panic!(
+            "{name}: {}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let events = EventLog::default();
+    run_simulated(&scenario, &RunOptions::default(), &events)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (scenario, events.snapshot())
+}
+
+fn assert_passes(name: &str) {
+    let (scenario, events) = run(name);
+    let verdicts: Vec<_> = expect::evaluate(&scenario, &events)
+        .into_iter()
+        .chain(oracle::check_invariants(&scenario, &events))
+        .collect();
+    let broken: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.held() && v.outcome != cmksim_scenario::Outcome::NotApplicable)
+        .map(|v| format!("{} {}: {}", v.id, v.title, v.detail))
+        .collect();
+    assert!(broken.is_empty(), "{name}: broken:\n{}", broken.join("\n"));
+    assert!(
+        verdicts.iter().any(|v| v.held()),
+        "{name}: nothing was judged held, the run judged nothing"
+    );
+}
+
+macro_rules! library {
+    ($($test:ident => $file:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                assert_passes($file);
+            }
+        )*
+
+        #[test]
+        fn the_tests_cover_the_whole_library() {
+            let mut covered = vec![$($file),*];
+            covered.sort();
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+            let mut files: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .filter(|n| n != "README")
+                .collect();
+            files.sort();
+            assert_eq!(files, covered, "every scenario of the library has a test here");
+        }
+    };
+}
+
+library! {
+    revocation => "revocation",
+    revocation_access_policy => "revocation-access-policy",
+    key_soft_delete_recover => "key-soft-delete-recover",
+    rotation_pinned => "rotation-pinned",
+    rotation_old_version_disabled => "rotation-old-version-disabled",
+    rotation_versionless => "rotation-versionless",
+    vault_blip_5m => "vault-blip-5m",
+    outage_45m_buffering => "outage-45m-buffering",
+    outage_longer_than_buffer => "outage-longer-than-buffer",
+    partition_storage_vault => "partition-storage-vault",
+    hsm_tamper => "hsm-tamper",
+    cluster_delete_recover => "cluster-delete-recover",
+    unlink_query_both_sides => "unlink-query-both-sides",
+    third_link_refused => "third-link-refused",
+    link_before_provisioning => "link-before-provisioning",
+}
+
+#[test]
+fn same_scenario_and_seed_give_a_byte_identical_event_log() {
+    let (_, first) = run("vault-blip-5m");
+    let (_, second) = run("vault-blip-5m");
+    let jsonl = cmksim_scenario::narrate::render_jsonl;
+    assert!(
+        first.len() > 100,
+        "a real run records many events ({})",
+        first.len()
+    );
+    assert_eq!(jsonl(&first), jsonl(&second));
+    let verdict = oracle::deterministic(&first, &second);
+    assert!(verdict.held(), "{}", verdict.detail);
+}
