@@ -40,11 +40,12 @@ impl fmt::Display for Destination {
 }
 
 impl Destination {
-    /// A short label for metrics and events: `shared` or `cluster/<name>`.
+    /// A short label for metrics and events: `shared` or `cluster:<name>` (the cluster's
+    /// resource name, the last segment of its ARM id).
     pub fn label(&self) -> String {
         match self {
             Destination::Shared => "shared".to_string(),
-            Destination::Cluster(name) => format!("cluster/{name}"),
+            Destination::Cluster(id) => format!("cluster:{}", id.rsplit('/').next().unwrap_or(id)),
         }
     }
 }

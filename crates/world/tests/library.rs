@@ -15,7 +15,7 @@ fn library_file(name: &str) -> PathBuf {
 }
 
 fn run(name: &str) -> (Scenario, Vec<Event>) {
-    let scenario = cmksim_scenario::validate_file(&library_file(name)).unwrap_or_else(|d| {
+    let scenario = cmksim_scenario::validate_file(library_file(name)).unwrap_or_else(|d| {
         panic!(
             "{name}: {}",
             d.iter()
