@@ -23,6 +23,28 @@ enum Target {
         #[arg(long, default_value_t = 1.0)]
         row_seconds: f64,
     },
+    /// The simulated world: a multi-day soak and the revocation scenario, in simulated seconds per
+    /// wall second, and the overhead beyond the unwraps it must compute.
+    Sim {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Simulated days of the soak.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Simulation resolution of the soak, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        tick_ms: u64,
+    },
+    /// Key Vault unwrapKey over gRPC on loopback beside the same operation in process.
+    Keyvault {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Concurrent clients (one request in flight each).
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// Storage append and query throughput beside raw sled, and peak memory while a large outage
     /// buffer is held.
     Storage {
@@ -47,6 +69,32 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let report = cmksim_hsm::bench::run(&options);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
+            }
+        }
+        Target::Sim { json, days, tick_ms } => {
+            anyhow::ensure!((1..=365).contains(&days), "--days must be between 1 and 365");
+            anyhow::ensure!((1..=60_000).contains(&tick_ms), "--tick-ms must be between 1 and 60000");
+            let library = std::path::PathBuf::from("scenarios/revocation.toml");
+            let options = cmksim_world::bench::SimBenchOptions {
+                days,
+                tick: Duration::from_millis(tick_ms),
+                revocation_file: library.exists().then_some(library),
+            };
+            let report = cmksim_world::bench::run(&options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
+            }
+        }
+        Target::Keyvault { json, clients } => {
+            anyhow::ensure!((1..=64).contains(&clients), "--clients must be between 1 and 64");
+            let options = cmksim_keyvault::bench::KeyVaultBenchOptions { clients, ..Default::default() };
+            let report = cmksim_keyvault::bench::run(&options);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -2,10 +2,12 @@
 //!
 //! Each subcommand is a thin layer over a library crate, so everything the binary does is also
 //! testable without it: `run` plays a scenario in simulated time, `validate` checks scenario
-//! files, `demo` walks the library, `serve` starts the real gRPC services, `bench` runs the benchmarks that
-//! compare with references measured in the same run, and `profile` shows the behaviour profiles.
+//! files, `demo` walks the library, `serve` starts the real gRPC services, `health` probes one,
+//! `bench` runs the benchmarks that compare with references measured in the same run, and
+//! `profile` shows the behaviour profiles.
 
 mod bench;
+mod health;
 mod profile;
 mod run;
 mod serve;
@@ -36,6 +38,8 @@ enum Command {
     Demo(run::DemoArgs),
     /// Start services for real (live mode): real TCP, real or scaled time.
     Serve(serve::ServeArgs),
+    /// Check a live service's gRPC health (exit 0 when SERVING): for container health checks.
+    Health(health::HealthArgs),
     /// Run a benchmark; ratios are against references measured in the same run.
     Bench(bench::BenchArgs),
     /// Show a behaviour profile (every timing and limit, with its value).
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => run::validate(args),
         Command::Demo(args) => run::demo(args),
         Command::Serve(args) => serve::run(args),
+        Command::Health(args) => health::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),
     };

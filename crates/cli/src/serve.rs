@@ -1,18 +1,50 @@
-//! `cmksim serve …`: the services as real gRPC servers on real TCP (live mode).
+//! `cmksim serve keyvault|storage|ingest|all`: the services as real gRPC servers on real TCP
+//! (live mode).
 //!
 //! Time in live mode is the wall clock, scaled: `--time-scale 60` plays a simulated minute per
-//! real second. Processes given the same `--epoch` (the wall-clock instant, in Unix milliseconds,
-//! that counts as the simulated epoch) agree on the simulated time. Everything acknowledged is
-//! durable under `--data-dir`, so a restart on the same directory continues where it stopped.
-//! SIGINT and SIGTERM stop the server gracefully: in-flight calls finish, then it exits.
+//! real second. Processes given the same `--epoch` (the wall-clock instant, in Unix
+//! milliseconds, that counts as the simulated epoch) agree on the simulated time; `serve all`
+//! runs the three services in one process on one shared clock.
+//!
+//! Start-up is two phases, so that bad input starts nothing: first the configuration is resolved
+//! and checked ([`config`]: flags > `CMKSIM_*` environment > `--config` file > defaults; URLs,
+//! time scale, profile and data directory), then the listeners are bound, and only then are the
+//! services opened and served. Once a service listens, one line `listening SERVICE URL` goes to
+//! stdout (logs go to stderr), so that a supervisor or a test can learn a port chosen by the OS
+//! (`--listen 127.0.0.1:0`).
+//!
+//! Durability: every service flushes what it acknowledges before answering (sled's background
+//! flusher is off), so a `kill -9` loses nothing acknowledged. SIGINT and SIGTERM stop
+//! gracefully: the listeners close, in-flight calls finish, the storage stops its key loops and
+//! flushes its control state, then the process exits 0. `serve all` stops ingest first, then
+//! storage, then Key Vault, so no service loses its upstream while finishing a call. A server
+//! that has not stopped [`SHUTDOWN_GRACE`] after the signal is abandoned (nothing acknowledged
+//! depends on it).
 
+mod config;
+
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use cmksim_sim::{Clock, EventLog, SeedTree, SimTime};
+use cmksim_sim::net::Network;
+use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use config::{
+    check_url, local_url, loopback, CommonFlags, LogFormat, ProfileFlags, Settings,
+    INGEST_PORT, KEYVAULT_PORT, STORAGE_PORT,
+};
+
+/// How long servers may take to stop after SIGINT/SIGTERM before the process exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -23,78 +55,551 @@ pub struct ServeArgs {
 #[derive(Subcommand)]
 enum Service {
     /// Key Vault, with the identity authority and the emulated HSM in the same process.
-    Keyvault(LiveArgs),
+    Keyvault(KeyvaultCmd),
+    /// Cluster storage (control plane, data plane, key loops against the Key Vault).
+    Storage(StorageCmd),
+    /// The ingestion front end (ingest, query, Prometheus /metrics).
+    Ingest(IngestCmd),
+    /// All three in one process on three ports, sharing one clock.
+    All(AllCmd),
 }
 
-/// Options every live service takes.
-#[derive(Args, Clone)]
-pub struct LiveArgs {
-    /// Address to listen on.
-    #[arg(long, env = "CMKSIM_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Directory for durable state (created if missing).
-    #[arg(long, env = "CMKSIM_DATA_DIR")]
-    data_dir: PathBuf,
-    /// Simulated seconds per real second.
-    #[arg(long, env = "CMKSIM_TIME_SCALE", default_value_t = 1.0)]
-    time_scale: f64,
-    /// Wall-clock instant (Unix ms) that counts as the simulated epoch; default: now.
-    #[arg(long, env = "CMKSIM_EPOCH")]
-    epoch: Option<i64>,
-    /// Root seed for ids and other non-key randomness (key material comes from the OS live).
-    #[arg(long, env = "CMKSIM_SEED", default_value_t = 0)]
+#[derive(Args)]
+struct KeyvaultCmd {
+    /// Address to listen on. Default 127.0.0.1:50051.
+    #[arg(long, env = "CMKSIM_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    common: CommonFlags,
+}
+
+#[derive(Args)]
+struct StorageCmd {
+    /// Address to listen on. Default 127.0.0.1:50052.
+    #[arg(long, env = "CMKSIM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The Key Vault (and identity authority) URL. Default http://127.0.0.1:50051.
+    #[arg(long, env = "CMKSIM_KEYVAULT", value_name = "URL")]
+    keyvault: Option<String>,
+    #[command(flatten)]
+    common: CommonFlags,
+    #[command(flatten)]
+    profile: ProfileFlags,
+}
+
+#[derive(Args)]
+struct IngestCmd {
+    /// Address to listen on. Default 127.0.0.1:50053.
+    #[arg(long, env = "CMKSIM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The storage service URL. Default http://127.0.0.1:50052.
+    #[arg(long, env = "CMKSIM_STORAGE", value_name = "URL")]
+    storage: Option<String>,
+    /// Serve Prometheus text on http://ADDR/metrics (off by default).
+    #[arg(long, env = "CMKSIM_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    common: CommonFlags,
+    #[command(flatten)]
+    profile: ProfileFlags,
+}
+
+#[derive(Args)]
+struct AllCmd {
+    /// Base address: Key Vault listens on it, storage on the next port, ingest on the one
+    /// after. Default 127.0.0.1:50051 (so 50051, 50052, 50053).
+    #[arg(long, env = "CMKSIM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Key Vault address (overrides the base).
+    #[arg(long, env = "CMKSIM_KEYVAULT_LISTEN", value_name = "ADDR")]
+    keyvault_listen: Option<SocketAddr>,
+    /// Storage address (overrides the base).
+    #[arg(long, env = "CMKSIM_STORAGE_LISTEN", value_name = "ADDR")]
+    storage_listen: Option<SocketAddr>,
+    /// Ingest address (overrides the base).
+    #[arg(long, env = "CMKSIM_INGEST_LISTEN", value_name = "ADDR")]
+    ingest_listen: Option<SocketAddr>,
+    /// Serve Prometheus text on http://ADDR/metrics (off by default).
+    #[arg(long, env = "CMKSIM_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    common: CommonFlags,
+    #[command(flatten)]
+    profile: ProfileFlags,
+}
+
+/// Settings every service resolves the same way.
+struct Base {
+    settings: Settings,
+    clock: Clock,
+    epoch_unix_ms: i64,
     seed: u64,
+    log_format: LogFormat,
 }
 
-impl LiveArgs {
-    fn clock(&self) -> anyhow::Result<Clock> {
-        anyhow::ensure!(
-            self.time_scale.is_finite() && self.time_scale > 0.0,
-            "--time-scale must be a positive number, got {}",
-            self.time_scale
-        );
-        let origin = self.epoch.unwrap_or_else(Clock::wall_now_unix_ms);
-        Ok(Clock::wall(SimTime::DEFAULT_EPOCH, origin, self.time_scale))
+/// Layers the flags over the `--config` file and resolves what every service needs.
+fn resolve(common: &CommonFlags, flags: Settings) -> anyhow::Result<Base> {
+    let file = match &common.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let mut settings = flags.over(file);
+    let time_scale = settings.time_scale()?;
+    let epoch_unix_ms = settings.epoch.unwrap_or_else(Clock::wall_now_unix_ms);
+    settings.time_scale = Some(time_scale);
+    settings.epoch = Some(epoch_unix_ms);
+    let seed = *settings.seed.get_or_insert(0);
+    let log_format = *settings.log_format.get_or_insert(LogFormat::Text);
+    Ok(Base {
+        clock: Clock::wall(SimTime::DEFAULT_EPOCH, epoch_unix_ms, time_scale),
+        settings,
+        epoch_unix_ms,
+        seed,
+        log_format,
+    })
+}
+
+/// Everything a service needs, checked; building one starts nothing.
+enum Plan {
+    Keyvault {
+        listen: SocketAddr,
+        data_dir: PathBuf,
+    },
+    Storage {
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        keyvault: String,
+        profile: Profile,
+    },
+    Ingest {
+        listen: SocketAddr,
+        storage: String,
+        metrics_listen: Option<SocketAddr>,
+        profile: Profile,
+    },
+    All {
+        keyvault_listen: SocketAddr,
+        storage_listen: SocketAddr,
+        ingest_listen: SocketAddr,
+        metrics_listen: Option<SocketAddr>,
+        data_dir: PathBuf,
+        profile: Profile,
+    },
+}
+
+fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
+    match service {
+        Service::Keyvault(cmd) => {
+            let flags = Settings {
+                listen: cmd.listen,
+                ..Settings::from_flags(&cmd.common, None)
+            };
+            let mut base = resolve(&cmd.common, flags)?;
+            let s = &mut base.settings;
+            let listen = *s.listen.get_or_insert(loopback(KEYVAULT_PORT));
+            let data_dir = s.data_dir()?;
+            Ok((base, Plan::Keyvault { listen, data_dir }))
+        }
+        Service::Storage(cmd) => {
+            let flags = Settings {
+                listen: cmd.listen,
+                keyvault: cmd.keyvault.clone(),
+                ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
+            };
+            let mut base = resolve(&cmd.common, flags)?;
+            let s = &mut base.settings;
+            let listen = *s.listen.get_or_insert(loopback(STORAGE_PORT));
+            let keyvault = check_url(
+                "--keyvault",
+                s.keyvault
+                    .get_or_insert_with(|| local_url(loopback(KEYVAULT_PORT))),
+            )?;
+            let profile = s.profile()?;
+            s.profile.get_or_insert_with(|| profile.name.clone());
+            let data_dir = s.data_dir()?;
+            Ok((
+                base,
+                Plan::Storage {
+                    listen,
+                    data_dir,
+                    keyvault,
+                    profile,
+                },
+            ))
+        }
+        Service::Ingest(cmd) => {
+            let flags = Settings {
+                listen: cmd.listen,
+                storage: cmd.storage.clone(),
+                metrics_listen: cmd.metrics_listen,
+                ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
+            };
+            let mut base = resolve(&cmd.common, flags)?;
+            let s = &mut base.settings;
+            let listen = *s.listen.get_or_insert(loopback(INGEST_PORT));
+            let storage = check_url(
+                "--storage",
+                s.storage
+                    .get_or_insert_with(|| local_url(loopback(STORAGE_PORT))),
+            )?;
+            let profile = s.profile()?;
+            s.profile.get_or_insert_with(|| profile.name.clone());
+            // The front end keeps no durable state; a data directory, if given, is only checked.
+            if s.data_dir.is_some() {
+                s.data_dir()?;
+            }
+            let metrics_listen = s.metrics_listen;
+            Ok((
+                base,
+                Plan::Ingest {
+                    listen,
+                    storage,
+                    metrics_listen,
+                    profile,
+                },
+            ))
+        }
+        Service::All(cmd) => {
+            let flags = Settings {
+                listen: cmd.listen,
+                keyvault_listen: cmd.keyvault_listen,
+                storage_listen: cmd.storage_listen,
+                ingest_listen: cmd.ingest_listen,
+                metrics_listen: cmd.metrics_listen,
+                ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
+            };
+            let mut base = resolve(&cmd.common, flags)?;
+            let s = &mut base.settings;
+            let listen = *s.listen.get_or_insert(loopback(KEYVAULT_PORT));
+            let next = |offset: u16| -> anyhow::Result<SocketAddr> {
+                // Port 0 asks the OS for each port; otherwise the next ports up.
+                if listen.port() == 0 {
+                    return Ok(listen);
+                }
+                let port = listen.port().checked_add(offset).with_context(|| {
+                    format!("--listen {listen}: no room for three consecutive ports")
+                })?;
+                Ok(SocketAddr::new(listen.ip(), port))
+            };
+            let keyvault_listen = *s.keyvault_listen.get_or_insert(next(0)?);
+            let storage_listen = *s.storage_listen.get_or_insert(next(1)?);
+            let ingest_listen = *s.ingest_listen.get_or_insert(next(2)?);
+            let profile = s.profile()?;
+            s.profile.get_or_insert_with(|| profile.name.clone());
+            let data_dir = s.data_dir()?;
+            config::check_writable_dir(&data_dir.join("keyvault"))?;
+            config::check_writable_dir(&data_dir.join("storage"))?;
+            let metrics_listen = s.metrics_listen;
+            Ok((
+                base,
+                Plan::All {
+                    keyvault_listen,
+                    storage_listen,
+                    ingest_listen,
+                    metrics_listen,
+                    data_dir,
+                    profile,
+                },
+            ))
+        }
     }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    let print_config = match &args.service {
+        Service::Keyvault(c) => c.common.print_config,
+        Service::Storage(c) => c.common.print_config,
+        Service::Ingest(c) => c.common.print_config,
+        Service::All(c) => c.common.print_config,
+    };
+    let (base, plan) = plan(args.service)?;
+    if print_config {
+        print!("{}", toml::to_string(&base.settings)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging(base.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
-        match args.service {
-            Service::Keyvault(live) => serve_keyvault(live).await,
-        }
-    })?;
+    runtime.block_on(serve(base, plan))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve_keyvault(live: LiveArgs) -> anyhow::Result<()> {
-    let clock = live.clock()?;
-    std::fs::create_dir_all(&live.data_dir)
-        .with_context(|| format!("creating {}", live.data_dir.display()))?;
+/// Binds `addr` (nothing is served yet).
+async fn bind(service: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{service}: cannot listen on {addr}"))
+}
+
+/// Tells stdout where a service listens (one line, flushed), and the log.
+fn announce(service: &str, listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    let url = local_url(addr);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening {service} {url}")?;
+    out.flush()?;
+    tracing::info!(service, %addr, "listening");
+    Ok(addr)
+}
+
+/// An event log whose events go to the tracing log.
+fn event_log() -> EventLog {
     let events = EventLog::default();
     events.add_sink(Box::new(|event| {
         tracing::info!(target: "cmksim::event", source = %event.source, kind = %event.kind, "{}", event.message)
     }));
+    events
+}
+
+/// A future that resolves once `flag` is true.
+fn until(flag: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = flag.clone();
+    async move {
+        let _ = rx.wait_for(|set| *set).await;
+    }
+}
+
+async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
+    let clock = base.clock.clone();
+    tracing::info!(
+        epoch_unix_ms = base.epoch_unix_ms,
+        time_scale = clock.time_scale(),
+        simulated_now = %clock.now(),
+        "live clock (give every process the same --epoch and --time-scale)"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: finishing in-flight calls");
+            let _ = stop_tx.send(true);
+        });
+    }
+    let served = async {
+        match plan {
+            Plan::Keyvault { listen, data_dir } => {
+                let listener = bind("keyvault", listen).await?;
+                let server = open_keyvault(&data_dir, &base)?;
+                announce("keyvault", &listener)?;
+                server
+                    .serve_with_incoming(TcpListenerStream::new(listener), until(&stop_rx))
+                    .await?;
+            }
+            Plan::Storage {
+                listen,
+                data_dir,
+                keyvault,
+                profile,
+            } => {
+                let listener = bind("storage", listen).await?;
+                let server = open_storage(&data_dir, &base, profile, &keyvault)?;
+                announce("storage", &listener)?;
+                server
+                    .serve_with_incoming(TcpListenerStream::new(listener), until(&stop_rx))
+                    .await?;
+            }
+            Plan::Ingest {
+                listen,
+                storage,
+                metrics_listen,
+                profile,
+            } => {
+                let listener = bind("ingest", listen).await?;
+                let metrics = match metrics_listen {
+                    Some(addr) => Some(bind("metrics", addr).await?),
+                    None => None,
+                };
+                let server = cmksim_ingest::IngestServer::new(
+                    base.clock.clone(),
+                    event_log(),
+                    profile,
+                    &storage,
+                )?;
+                announce("ingest", &listener)?;
+                serve_ingest(server, listener, metrics, &stop_rx).await?;
+            }
+            Plan::All {
+                keyvault_listen,
+                storage_listen,
+                ingest_listen,
+                metrics_listen,
+                data_dir,
+                profile,
+            } => {
+                serve_all(
+                    &base,
+                    [keyvault_listen, storage_listen, ingest_listen],
+                    metrics_listen,
+                    &data_dir,
+                    profile,
+                    &stop_tx,
+                    &stop_rx,
+                )
+                .await?;
+            }
+        }
+        anyhow::Ok(())
+    };
+    let grace = async {
+        until(&stop_rx).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = served => result?,
+        _ = grace => {
+            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "servers did not stop in time; exiting");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn open_keyvault(
+    data_dir: &std::path::Path,
+    base: &Base,
+) -> anyhow::Result<cmksim_keyvault::KeyVaultServer> {
     let config = cmksim_keyvault::KeyVaultConfig {
         os_key_material: true,
         without_hsm: false,
     };
     let server = cmksim_keyvault::KeyVaultServer::open(
-        &live.data_dir,
-        clock,
-        SeedTree::new(live.seed),
-        events,
+        data_dir,
+        base.clock.clone(),
+        SeedTree::new(base.seed),
+        event_log(),
         config,
     )?;
-    tracing::info!(listen = %live.listen, data_dir = %live.data_dir.display(), "Key Vault serving");
-    server.serve(live.listen, shutdown_signal()).await?;
-    tracing::info!("Key Vault stopped");
-    Ok(())
+    tracing::info!(data_dir = %data_dir.display(), "Key Vault opened");
+    Ok(server)
+}
+
+fn open_storage(
+    data_dir: &std::path::Path,
+    base: &Base,
+    profile: Profile,
+    keyvault: &str,
+) -> anyhow::Result<cmksim_storage::StorageServer> {
+    tracing::info!(data_dir = %data_dir.display(), keyvault, profile = %profile.name, "storage opening");
+    let mut config = cmksim_storage::StorageConfig::new(
+        data_dir,
+        base.clock.clone(),
+        SeedTree::new(base.seed),
+        event_log(),
+        profile,
+        Network::Tcp,
+        keyvault,
+    );
+    config.os_key_material = true;
+    Ok(cmksim_storage::StorageServer::open(config)?)
+}
+
+async fn serve_ingest(
+    server: cmksim_ingest::IngestServer,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let metrics_task = match metrics {
+        Some(listener) => {
+            announce("metrics", &listener)?;
+            let server = server.clone();
+            let stop = until(stop);
+            Some(tokio::spawn(async move {
+                server.serve_metrics(listener, stop).await
+            }))
+        }
+        None => None,
+    };
+    let result = server
+        .serve_with_incoming(TcpListenerStream::new(listener), until(stop))
+        .await;
+    if let Some(task) = metrics_task {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!("metrics listener: {e}"),
+            Err(e) => tracing::warn!("metrics listener task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(result?)
+}
+
+/// The three services in one process: bound first (all or nothing), then served; stopped
+/// ingest → storage → Key Vault.
+async fn serve_all(
+    base: &Base,
+    [keyvault_listen, storage_listen, ingest_listen]: [SocketAddr; 3],
+    metrics_listen: Option<SocketAddr>,
+    data_dir: &std::path::Path,
+    profile: Profile,
+    stop_tx: &Arc<watch::Sender<bool>>,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let kv_listener = bind("keyvault", keyvault_listen).await?;
+    let st_listener = bind("storage", storage_listen).await?;
+    let in_listener = bind("ingest", ingest_listen).await?;
+    let metrics = match metrics_listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
+    let keyvault = open_keyvault(&data_dir.join("keyvault"), base)?;
+    let kv_url = local_url(kv_listener.local_addr()?);
+    let storage = open_storage(&data_dir.join("storage"), base, profile.clone(), &kv_url)?;
+    let st_url = local_url(st_listener.local_addr()?);
+    let ingest =
+        cmksim_ingest::IngestServer::new(base.clock.clone(), event_log(), profile, &st_url)?;
+    announce("keyvault", &kv_listener)?;
+    announce("storage", &st_listener)?;
+    announce("ingest", &in_listener)?;
+
+    let (ingest_done_tx, ingest_done) = watch::channel(false);
+    let (storage_done_tx, storage_done) = watch::channel(false);
+    let ingest_fut = async {
+        let result = serve_ingest(ingest, in_listener, metrics, stop_rx).await;
+        if result.is_err() {
+            let _ = stop_tx.send(true);
+        }
+        let _ = ingest_done_tx.send(true);
+        result.context("ingest")
+    };
+    let storage_stop = {
+        let (stop, ingest_done) = (until(stop_rx), until(&ingest_done));
+        async move {
+            stop.await;
+            ingest_done.await;
+        }
+    };
+    let storage_fut = async {
+        let result = storage
+            .serve_with_incoming(TcpListenerStream::new(st_listener), storage_stop)
+            .await;
+        if result.is_err() {
+            let _ = stop_tx.send(true);
+        }
+        let _ = storage_done_tx.send(true);
+        result.context("storage")
+    };
+    let keyvault_stop = {
+        let (stop, storage_done) = (until(stop_rx), until(&storage_done));
+        async move {
+            stop.await;
+            storage_done.await;
+        }
+    };
+    let keyvault_fut = async {
+        let result = keyvault
+            .serve_with_incoming(TcpListenerStream::new(kv_listener), keyvault_stop)
+            .await;
+        if result.is_err() {
+            let _ = stop_tx.send(true);
+        }
+        result.context("keyvault")
+    };
+    let (i, s, k) = tokio::join!(ingest_fut, storage_fut, keyvault_fut);
+    i.and(s).and(k)
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -119,11 +624,14 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -137,7 +137,8 @@ impl Authority {
     /// A verifier for this authority's tokens.
     pub fn verifier(&self) -> TokenVerifier {
         let mut keys = BTreeMap::new();
-        keys.insert(self.kid.clone(), *self.signing_key.verifying_key());
+        let point = self.signing_key.verifying_key().to_encoded_point(false);
+        keys.insert(self.kid.clone(), point.as_bytes().to_vec());
         TokenVerifier { keys }
     }
 
@@ -211,9 +212,13 @@ pub struct VerifiedToken {
 }
 
 /// Checks tokens against a set of public keys.
+///
+/// Keys are validated as P-256 points with p256 when added, and kept as uncompressed SEC1 bytes:
+/// signatures are checked with aws-lc's constant-time P-256, about ten times faster than p256's
+/// verification, which matters because every Key Vault call verifies a token.
 #[derive(Clone, Debug)]
 pub struct TokenVerifier {
-    keys: BTreeMap<String, VerifyingKey>,
+    keys: BTreeMap<String, Vec<u8>>,
 }
 
 fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, VerifyError> {
@@ -243,9 +248,9 @@ impl TokenVerifier {
             sec1.push(4u8);
             sec1.extend_from_slice(&x);
             sec1.extend_from_slice(&y);
-            let key = VerifyingKey::from_sec1_bytes(&sec1)
+            VerifyingKey::from_sec1_bytes(&sec1)
                 .map_err(|_| VerifyError::Malformed("JWK is not a point on P-256".into()))?;
-            keys.insert(jwk.kid.clone(), key);
+            keys.insert(jwk.kid.clone(), sec1);
         }
         Ok(TokenVerifier { keys })
     }
@@ -284,11 +289,16 @@ impl TokenVerifier {
                 encoded_header: header_b64.to_string(),
             })?;
         let signature_bytes = decode_part(signature_b64, "signature")?;
-        let signature =
-            Signature::from_slice(&signature_bytes).map_err(|_| VerifyError::InvalidSignature)?;
+        if signature_bytes.len() != 64 {
+            return Err(VerifyError::InvalidSignature);
+        }
         let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
-        key.verify(signing_input.as_bytes(), &signature)
-            .map_err(|_| VerifyError::InvalidSignature)?;
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            key,
+        )
+        .verify(signing_input.as_bytes(), &signature_bytes)
+        .map_err(|_| VerifyError::InvalidSignature)?;
         let claims: Claims = serde_json::from_slice(&decode_part(claims_b64, "claims")?)
             .map_err(|_| VerifyError::Malformed("the claims are not access-token claims".into()))?;
         if claims.aud.trim_end_matches('/') != expected_audience.trim_end_matches('/')

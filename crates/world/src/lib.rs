@@ -15,6 +15,7 @@
 //! This lives outside `cmksim-scenario` so that the scenario format, validation, the oracle and
 //! the report build without the services (fast `validate`, reports from a saved event log).
 
+pub mod bench;
 pub mod driver;
 pub mod harness;
 pub mod names;

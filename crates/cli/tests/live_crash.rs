@@ -1,0 +1,754 @@
+//! Live mode as separate OS processes on loopback: the crash-safety promise.
+//!
+//! Key Vault, storage and ingest run as three `cmksim serve …` processes (the binary cargo
+//! built), at time scale 600, on one shared `--epoch`. The test builds a small world over gRPC
+//! (tenant, principal and tokens from the identity authority in the Key Vault process; a vault
+//! with soft delete and purge protection; an RSA key; a cluster provisioned in 2 simulated
+//! minutes via `--profile-override`; the cluster identity's access policy; the key update; a
+//! workspace linked to the cluster), then ingests batches through the ingest process while it
+//! kills the storage process: every record the ingest answer called *stored* before the kill
+//! must be returned by a query after the restart on the same data directory.
+//!
+//! Kill points (how many stored batches after each restart) come from a seed: set
+//! `CMKSIM_CRASH_SEED` to replay a failure; the seed in use is printed. Every wait is a bounded
+//! poll; nothing asserts on how long anything took.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cmksim_proto::common::v1 as cp;
+use cmksim_proto::identity::v1 as idp;
+use cmksim_proto::ingest::v1 as ip;
+use cmksim_proto::keyvault::v1 as kvp;
+use cmksim_proto::storage::v1 as sp;
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmksim");
+const TIME_SCALE: f64 = 600.0;
+/// `SimTime::DEFAULT_EPOCH`: the simulated time at `--epoch`.
+const SIM_EPOCH_MS: i64 = 1_593_907_200_000;
+const SUB: &str = "00000000-0000-0000-0000-0000000000c1";
+const RG: &str = "live";
+const REGION: &str = "westeurope";
+const VAULT: &str = "livevault";
+const KEY: &str = "cmk";
+const CLUSTER: &str = "livecluster";
+const WORKSPACE: &str = "liveworkspace";
+/// Fast control-plane operations, so that setup takes well under a second of real time.
+const PROFILE_OVERRIDES: [&str; 4] = [
+    "cluster.provisioning_duration=2m",
+    "cluster.key_update_duration=1m",
+    "cluster.link_duration=2m",
+    "cluster.unlink_duration=2m",
+];
+const RECORDS_PER_BATCH: usize = 20;
+/// Bounds on every wait (polls × interval), generous for a loaded 2-core machine.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+const POLLS_MAX: u32 = 1200;
+const START_WAIT: Duration = Duration::from_secs(30);
+
+// ---- processes ---------------------------------------------------------------------------
+
+/// A `cmksim serve` child; killed (SIGKILL) if still running when dropped.
+struct Service {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+impl Service {
+    /// Starts `cmksim serve NAME ARGS…` and waits (bounded) for its `listening NAME URL` line.
+    fn start(name: &'static str, args: &[String], log_dir: &Path) -> Service {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{name}.log")))
+            .expect("log file");
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg(name)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cmksim");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let prefix = format!("listening {name} ");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix(&prefix) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(START_WAIT) {
+            Ok(url) => Service { name, child, url },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let log = std::fs::read_to_string(log_dir.join(format!("{name}.log")))
+                    .unwrap_or_default();
+                panic!("{name} did not start ({status:?}); log:\n{log}");
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// kill -9.
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.name);
+        for _ in 0..POLLS_MAX {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        panic!("{} did not exit after SIGTERM", self.name);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The three processes and their directories.
+struct Cluster3 {
+    dir: tempfile::TempDir,
+    common: Vec<String>,
+    keyvault: Option<Service>,
+    storage: Option<Service>,
+    ingest: Option<Service>,
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl Cluster3 {
+    fn start() -> Cluster3 {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = now_unix_ms().to_string();
+        let common = vec![
+            "--time-scale".to_string(),
+            TIME_SCALE.to_string(),
+            "--epoch".to_string(),
+            epoch,
+        ];
+        let keyvault = Service::start(
+            "keyvault",
+            &args(
+                &common,
+                &["--listen", "127.0.0.1:0", "--data-dir", &path(&dir, "kv")],
+            ),
+            dir.path(),
+        );
+        let mut c = Cluster3 {
+            dir,
+            common,
+            keyvault: Some(keyvault),
+            storage: None,
+            ingest: None,
+        };
+        c.start_storage("127.0.0.1:0");
+        let storage_url = c.storage.as_ref().unwrap().url.clone();
+        let mut ingest_args = args(
+            &c.common,
+            &["--listen", "127.0.0.1:0", "--storage", &storage_url],
+        );
+        ingest_args.extend(profile_args());
+        c.ingest = Some(Service::start("ingest", &ingest_args, c.dir.path()));
+        c
+    }
+
+    fn start_storage(&mut self, listen: &str) {
+        let kv = self.keyvault.as_ref().unwrap().url.clone();
+        let mut a = args(
+            &self.common,
+            &[
+                "--listen",
+                listen,
+                "--data-dir",
+                &path(&self.dir, "storage"),
+                "--keyvault",
+                &kv,
+            ],
+        );
+        a.extend(profile_args());
+        self.storage = Some(Service::start("storage", &a, self.dir.path()));
+    }
+
+    /// Restarts storage on its port and data directory (the port was just released: retry a
+    /// bounded number of times if the bind races).
+    fn restart_storage(&mut self, port: u16) {
+        let listen = format!("127.0.0.1:{port}");
+        self.start_storage(&listen);
+    }
+
+    fn url(&self, which: &str) -> String {
+        match which {
+            "keyvault" => self.keyvault.as_ref(),
+            "storage" => self.storage.as_ref(),
+            _ => self.ingest.as_ref(),
+        }
+        .unwrap()
+        .url
+        .clone()
+    }
+}
+
+fn args(common: &[String], extra: &[&str]) -> Vec<String> {
+    common
+        .iter()
+        .cloned()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+fn profile_args() -> Vec<String> {
+    PROFILE_OVERRIDES
+        .iter()
+        .flat_map(|o| ["--profile-override".to_string(), o.to_string()])
+        .collect()
+}
+
+fn path(dir: &tempfile::TempDir, sub: &str) -> String {
+    dir.path().join(sub).to_string_lossy().into_owned()
+}
+
+// ---- the world over gRPC ----------------------------------------------------------------
+
+fn channel(url: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy()
+}
+
+fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+fn cluster_ref() -> sp::ClusterRef {
+    sp::ClusterRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        cluster_name: CLUSTER.into(),
+    }
+}
+
+fn workspace_ref() -> sp::WorkspaceRef {
+    sp::WorkspaceRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        workspace_name: WORKSPACE.into(),
+    }
+}
+
+fn workspace_id() -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WORKSPACE}")
+}
+
+/// Polls `check` until it yields a value (bounded).
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..POLLS_MAX {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+async fn storage_state(storage: &str) -> Option<sp::StorageState> {
+    sp::data_plane_client::DataPlaneClient::new(channel(storage))
+        .get_storage_state(cluster_ref())
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// Builds the world through the three processes' gRPC APIs, as an operator would.
+async fn build_world(kv_url: &str, storage_url: &str) {
+    let kv = channel(kv_url);
+    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
+    let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv);
+    let st = channel(storage_url);
+    let mut clusters = sp::clusters_client::ClustersClient::new(st.clone());
+    let mut workspaces = sp::workspaces_client::WorkspacesClient::new(st);
+
+    let tenant = identity
+        .create_tenant(idp::CreateTenantRequest {
+            name: "contoso".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .tenant_id;
+    let admin = identity
+        .create_principal(idp::CreatePrincipalRequest {
+            tenant_id: tenant.clone(),
+            display_name: "operator".into(),
+            kind: idp::PrincipalKind::ServicePrincipal as i32,
+        })
+        .await
+        .expect("create principal")
+        .into_inner();
+    let admin_oid = admin.principal.unwrap().object_id;
+    let token = |audience: &'static str| {
+        let mut identity = identity.clone();
+        let (oid, secret) = (admin_oid.clone(), admin.secret.clone());
+        async move {
+            identity
+                .issue_token(idp::IssueTokenRequest {
+                    object_id: oid,
+                    secret,
+                    audience: audience.into(),
+                    lifetime_seconds: 0,
+                })
+                .await
+                .expect("issue token")
+                .into_inner()
+                .token
+        }
+    };
+    let mgmt = token("https://management.azure.com").await;
+    let vault_token = token("https://vault.azure.net").await;
+
+    keyvault
+        .create_vault(authorized(
+            &mgmt,
+            kvp::CreateVaultRequest {
+                name: VAULT.into(),
+                location: REGION.into(),
+                tenant_id: tenant.clone(),
+                sku: kvp::Sku::Standard as i32,
+                enable_soft_delete: Some(true),
+                soft_delete_retention_in_days: Some(90),
+                enable_purge_protection: true,
+                access_policies: vec![kvp::AccessPolicy {
+                    tenant_id: tenant.clone(),
+                    object_id: admin_oid.clone(),
+                    key_permissions: ["get", "list", "create", "update", "wrapKey", "unwrapKey"]
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect(),
+                }],
+                subscription_id: SUB.into(),
+                resource_group: RG.into(),
+            },
+        ))
+        .await
+        .expect("create vault");
+    let key = keyvault
+        .create_key(authorized(
+            &vault_token,
+            kvp::CreateKeyRequest {
+                vault_name: VAULT.into(),
+                key_name: KEY.into(),
+                kty: "RSA".into(),
+                key_size: 2048,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create key")
+        .into_inner();
+    let version = key.key.unwrap().kid.rsplit('/').next().unwrap().to_string();
+
+    let created = clusters
+        .create_cluster(sp::CreateClusterRequest {
+            cluster: Some(cluster_ref()),
+            location: REGION.into(),
+            tenant_id: tenant.clone(),
+            sku: Some(sp::Sku {
+                name: "capacityReservation".into(),
+                capacity_gb_per_day: 1000,
+            }),
+            billing_type: "Cluster".into(),
+            identity_type: "SystemAssigned".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create cluster")
+        .into_inner();
+    let cluster_oid = created.cluster.unwrap().identity.unwrap().principal_id;
+    poll("provisioning", || {
+        let mut clusters = clusters.clone();
+        async move {
+            let c = clusters.get_cluster(cluster_ref()).await.ok()?.into_inner();
+            (c.provisioning_state == "Succeeded").then_some(())
+        }
+    })
+    .await;
+    keyvault
+        .set_access_policy(authorized(
+            &mgmt,
+            kvp::SetAccessPolicyRequest {
+                vault_name: VAULT.into(),
+                policy: Some(kvp::AccessPolicy {
+                    tenant_id: tenant.clone(),
+                    object_id: cluster_oid,
+                    key_permissions: ["get", "wrapKey", "unwrapKey"]
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect(),
+                }),
+            },
+        ))
+        .await
+        .expect("grant the cluster identity");
+    clusters
+        .update_cluster(sp::UpdateClusterRequest {
+            cluster: Some(cluster_ref()),
+            key_vault_properties: Some(sp::KeyVaultProperties {
+                key_vault_uri: format!("https://{VAULT}.vault.azure.net"),
+                key_name: KEY.into(),
+                key_version: version.clone(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("key update");
+    poll("healthy_cmk", || async {
+        let s = storage_state(storage_url).await?;
+        (s.state == "healthy_cmk" && s.key_kid.ends_with(&version)).then_some(())
+    })
+    .await;
+    workspaces
+        .create_workspace(sp::CreateWorkspaceRequest {
+            workspace: Some(workspace_ref()),
+            location: REGION.into(),
+            retention_in_days: 0,
+        })
+        .await
+        .expect("create workspace");
+    workspaces
+        .link_workspace(sp::LinkWorkspaceRequest {
+            workspace: Some(workspace_ref()),
+            cluster: Some(cluster_ref()),
+        })
+        .await
+        .expect("link");
+    poll("link", || {
+        let mut workspaces = workspaces.clone();
+        async move {
+            let w = workspaces
+                .get_workspace(workspace_ref())
+                .await
+                .ok()?
+                .into_inner();
+            (w.link_state == "Linked").then_some(())
+        }
+    })
+    .await;
+}
+
+// ---- traffic ------------------------------------------------------------------------------
+
+/// What the ingest loop saw acknowledged.
+#[derive(Default)]
+struct Acked {
+    stored: BTreeSet<u64>,
+    buffered: BTreeSet<u64>,
+    other_outcomes: u64,
+    failed_calls: u64,
+}
+
+/// The simulated now, as every process computes it from the shared epoch.
+fn sim_now_ms(epoch_ms: i64) -> i64 {
+    SIM_EPOCH_MS + ((now_unix_ms() - epoch_ms) as f64 * TIME_SCALE) as i64
+}
+
+fn string_value(s: String) -> Option<ip::Value> {
+    Some(ip::Value {
+        kind: Some(ip::value::Kind::StringValue(s)),
+    })
+}
+
+fn batch(first: u64, epoch_ms: i64) -> ip::IngestRequest {
+    // A little in the past, so that clock rounding never puts a record in the future.
+    let at = sim_now_ms(epoch_ms) - 60_000;
+    ip::IngestRequest {
+        workspace_id: workspace_id(),
+        table: "Heartbeat".into(),
+        records: (first..first + RECORDS_PER_BATCH as u64)
+            .map(|seq| ip::Record {
+                time_generated: Some(cp::SimTime { unix_ms: at }),
+                columns: vec![
+                    ip::Column {
+                        name: "Computer".into(),
+                        value: string_value(format!("rec-{seq}")),
+                    },
+                    ip::Column {
+                        name: "Category".into(),
+                        value: string_value("Direct Agent".into()),
+                    },
+                ],
+            })
+            .collect(),
+        declare_columns: Vec::new(),
+    }
+}
+
+/// Sends batches through the ingest process until `stop`, recording every outcome; counts the
+/// batches with at least one stored record in `stored_batches`.
+async fn ingest_loop(
+    ingest_url: String,
+    epoch_ms: i64,
+    acked: Arc<Mutex<Acked>>,
+    stored_batches: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut client = ip::ingestion_client::IngestionClient::new(channel(&ingest_url));
+    let mut next = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let first = next;
+        next += RECORDS_PER_BATCH as u64;
+        match client.ingest(batch(first, epoch_ms)).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                assert_eq!(response.outcomes.len(), RECORDS_PER_BATCH);
+                let mut a = acked.lock().unwrap();
+                let mut any_stored = false;
+                for (i, outcome) in response.outcomes.iter().enumerate() {
+                    let seq = first + i as u64;
+                    match outcome.outcome {
+                        Some(ip::record_outcome::Outcome::Stored(_)) => {
+                            a.stored.insert(seq);
+                            any_stored = true;
+                        }
+                        Some(ip::record_outcome::Outcome::Buffered(_)) => {
+                            a.buffered.insert(seq);
+                        }
+                        _ => a.other_outcomes += 1,
+                    }
+                }
+                drop(a);
+                if any_stored {
+                    stored_batches.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Err(_) => {
+                acked.lock().unwrap().failed_calls += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Every `rec-N` the ingest process returns for the workspace (one query, or None if refused).
+async fn query_all(ingest_url: &str, epoch_ms: i64) -> Option<BTreeSet<u64>> {
+    let mut query = ip::query_client::QueryClient::new(channel(ingest_url));
+    let response = query
+        .query(ip::QueryRequest {
+            workspace_id: workspace_id(),
+            table: "Heartbeat".into(),
+            from: Some(cp::SimTime {
+                unix_ms: SIM_EPOCH_MS - 86_400_000,
+            }),
+            to: Some(cp::SimTime {
+                unix_ms: sim_now_ms(epoch_ms) + 86_400_000,
+            }),
+            filters: Vec::new(),
+            count_only: false,
+            limit: 10_000,
+            order: 0,
+        })
+        .await
+        .ok()?
+        .into_inner();
+    assert!(!response.truncated, "the test keeps under the query limit");
+    Some(
+        response
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let record = row.record.as_ref()?;
+                record.columns.iter().find_map(|c| match &c.value {
+                    Some(ip::Value {
+                        kind: Some(ip::value::Kind::StringValue(s)),
+                    }) if c.name == "Computer" => s.strip_prefix("rec-")?.parse().ok(),
+                    _ => None,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Waits (bounded) until `n` more batches were stored.
+async fn wait_stored_batches(counter: &AtomicU64, n: u64, what: &str) {
+    let target = counter.load(Ordering::SeqCst) + n;
+    poll(what, || async {
+        (counter.load(Ordering::SeqCst) >= target).then_some(())
+    })
+    .await;
+}
+
+/// The seeded kill points: stored batches to wait for after each (re)start.
+fn kill_points(seed: u64, n: usize) -> Vec<u64> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            2 + z % 15
+        })
+        .collect()
+}
+
+fn seed() -> u64 {
+    std::env::var("CMKSIM_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_0006)
+}
+
+enum Stop {
+    Kill9,
+    Term,
+}
+
+/// Starts the three processes, builds the world, and crashes or stops storage at the given
+/// points while ingest runs; returns what was acknowledged and what a query returns at the end.
+async fn run_with_storage_stops(stops: &[(u64, Stop)]) {
+    let mut services = Cluster3::start();
+    let epoch_ms: i64 = services.common[3].parse().unwrap();
+    build_world(&services.url("keyvault"), &services.url("storage")).await;
+
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stored_batches = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(ingest_loop(
+        services.url("ingest"),
+        epoch_ms,
+        acked.clone(),
+        stored_batches.clone(),
+        stop.clone(),
+    ));
+    for (round, (after, how)) in stops.iter().enumerate() {
+        wait_stored_batches(&stored_batches, *after, "stored batches before the stop").await;
+        let storage = services.storage.take().unwrap();
+        let port = storage.port();
+        match how {
+            Stop::Kill9 => storage.kill9(),
+            Stop::Term => {
+                let status = storage.terminate();
+                assert!(status.success(), "storage exited with {status} after SIGTERM");
+            }
+        }
+        let acked_before = acked.lock().unwrap().stored.clone();
+        std::thread::sleep(Duration::from_millis(300));
+        { let a = acked.lock().unwrap(); eprintln!("DEBUG after stop: stored {} failed {} other {}", a.stored.len(), a.failed_calls, a.other_outcomes); }
+        services.restart_storage(port);
+        // Traffic is stored again once the restarted storage has its key back.
+        wait_stored_batches(&stored_batches, 1, "stored batches after the restart").await;
+        // Nothing acknowledged before the stop is missing now.
+        let ingest_url = services.url("ingest");
+        let missing = poll("query after the restart", || async {
+            let found = query_all(&ingest_url, epoch_ms).await?;
+            let missing: Vec<u64> = acked_before.difference(&found).copied().collect();
+            Some(missing)
+        })
+        .await;
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} records acknowledged as stored before the stop are gone after the restart (first: {:?})",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    traffic.await.expect("ingest loop");
+
+    let a = acked.lock().unwrap();
+    let ingest_url = services.url("ingest");
+    let stored = a.stored.clone();
+    let found = poll("final query", || async {
+        let found = query_all(&ingest_url, epoch_ms).await?;
+        stored.is_subset(&found).then_some(found)
+    })
+    .await;
+    assert!(stored.len() >= stops.len() * RECORDS_PER_BATCH);
+    // Nothing appears that was not sent.
+    let sent_max = a
+        .stored
+        .iter()
+        .chain(a.buffered.iter())
+        .max()
+        .copied()
+        .unwrap_or(0);
+    assert!(found.iter().all(|seq| *seq <= sent_max + RECORDS_PER_BATCH as u64));
+    eprintln!(
+        "acknowledged stored {}, buffered {}, other outcomes {}, failed calls {}; query returned {}",
+        a.stored.len(),
+        a.buffered.len(),
+        a.other_outcomes,
+        a.failed_calls,
+        found.len()
+    );
+    drop(a);
+
+    // The other two stop cleanly on SIGTERM as well.
+    for service in [services.ingest.take(), services.storage.take(), services.keyvault.take()]
+        .into_iter()
+        .flatten()
+    {
+        let name = service.name;
+        let status = service.terminate();
+        assert!(status.success(), "{name} exited with {status} after SIGTERM");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_storage_mid_ingest_loses_no_acknowledged_record() {
+    let seed = seed();
+    let points = kill_points(seed, 3);
+    eprintln!("CMKSIM_CRASH_SEED={seed}: kill -9 after {points:?} stored batches");
+    let stops: Vec<(u64, Stop)> = points.into_iter().map(|n| (n, Stop::Kill9)).collect();
+    run_with_storage_stops(&stops).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_storage_during_ingest_loses_nothing() {
+    run_with_storage_stops(&[(5, Stop::Term)]).await;
+}
