@@ -75,9 +75,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 print!("{}", report.to_table());
             }
         }
-        Target::Sim { json, days, tick_ms } => {
-            anyhow::ensure!((1..=365).contains(&days), "--days must be between 1 and 365");
-            anyhow::ensure!((1..=60_000).contains(&tick_ms), "--tick-ms must be between 1 and 60000");
+        Target::Sim {
+            json,
+            days,
+            tick_ms,
+        } => {
+            anyhow::ensure!(
+                (1..=365).contains(&days),
+                "--days must be between 1 and 365"
+            );
+            anyhow::ensure!(
+                (1..=60_000).contains(&tick_ms),
+                "--tick-ms must be between 1 and 60000"
+            );
             let library = std::path::PathBuf::from("scenarios/revocation.toml");
             let options = cmksim_world::bench::SimBenchOptions {
                 days,
@@ -92,8 +102,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Target::Keyvault { json, clients } => {
-            anyhow::ensure!((1..=64).contains(&clients), "--clients must be between 1 and 64");
-            let options = cmksim_keyvault::bench::KeyVaultBenchOptions { clients, ..Default::default() };
+            anyhow::ensure!(
+                (1..=64).contains(&clients),
+                "--clients must be between 1 and 64"
+            );
+            let options = cmksim_keyvault::bench::KeyVaultBenchOptions {
+                clients,
+                ..Default::default()
+            };
             let report = cmksim_keyvault::bench::run(&options);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

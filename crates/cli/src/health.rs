@@ -27,8 +27,13 @@ pub struct HealthArgs {
 }
 
 pub fn run(args: HealthArgs) -> anyhow::Result<ExitCode> {
-    let endpoint = tonic::transport::Endpoint::from_shared(args.url.clone())
-        .with_context(|| format!("{:?} is not a valid URL (expected http://HOST:PORT)", args.url))?;
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(args.url.clone()).with_context(|| {
+            format!(
+                "{:?} is not a valid URL (expected http://HOST:PORT)",
+                args.url
+            )
+        })?;
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let endpoint = endpoint.connect_timeout(timeout).timeout(timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -23,7 +23,7 @@
 
 mod config;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,8 +39,8 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use config::{
-    check_url, local_url, loopback, CommonFlags, LogFormat, ProfileFlags, Settings,
-    INGEST_PORT, KEYVAULT_PORT, STORAGE_PORT,
+    check_url, local_url, loopback, CommonFlags, LogFormat, ProfileFlags, Settings, INGEST_PORT,
+    KEYVAULT_PORT, STORAGE_PORT,
 };
 
 /// How long servers may take to stop after SIGINT/SIGTERM before the process exits anyway.
@@ -629,6 +629,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -55,7 +55,12 @@ pub struct CommonFlags {
     pub time_scale: Option<f64>,
     /// Wall-clock instant (Unix ms) that counts as the simulated epoch. Give every process the
     /// same value so that they agree on simulated time. Default: now.
-    #[arg(long, env = "CMKSIM_EPOCH", value_name = "UNIX_MS", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "CMKSIM_EPOCH",
+        value_name = "UNIX_MS",
+        allow_negative_numbers = true
+    )]
     pub epoch: Option<i64>,
     /// Root seed for ids and other non-key randomness (key material comes from the OS). Default 0.
     #[arg(long, env = "CMKSIM_SEED")]
@@ -148,9 +153,16 @@ impl Settings {
             log_format: common.log_format,
             profile: profile.and_then(|p| p.profile.clone()),
             profile_file: profile.and_then(|p| p.profile_file.clone()),
+            // An empty CMKSIM_PROFILE_OVERRIDES (as compose passes an unset one) means none.
             profile_override: profile
-                .filter(|p| !p.profile_overrides.is_empty())
-                .map(|p| p.profile_overrides.clone()),
+                .map(|p| {
+                    p.profile_overrides
+                        .iter()
+                        .filter(|o| !o.trim().is_empty())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .filter(|o| !o.is_empty()),
             ..Settings::default()
         }
     }
@@ -270,9 +282,9 @@ pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Checks a service URL (`http://host:port` or `https://…`) and returns it normalised.
 pub fn check_url(flag: &str, url: &str) -> anyhow::Result<String> {
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("{flag} {url:?} is not a valid URL (expected http://HOST:PORT)"))?;
+    let uri: http::Uri = url.parse().with_context(|| {
+        format!("{flag} {url:?} is not a valid URL (expected http://HOST:PORT)")
+    })?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => bail!("{flag} {url:?}: the URL must start with http:// or https://"),
