@@ -276,7 +276,15 @@ impl QueryError {
                 shape(InvalidArgument, "BadArgumentError", "TooManyFilters", 400)
             }
             StorageInaccessible { state, .. } => {
-                if state.eq_ignore_ascii_case("revoked") {
+                if state.eq_ignore_ascii_case("shredded") {
+                    // Gone for good: the cluster's key material was destroyed or purged.
+                    shape(
+                        FailedPrecondition,
+                        "ClusterStorageInaccessible",
+                        "Shredded",
+                        410,
+                    )
+                } else if state.eq_ignore_ascii_case("revoked") {
                     shape(
                         FailedPrecondition,
                         "ClusterStorageInaccessible",

@@ -46,6 +46,10 @@ pub trait KeyBackend {
     /// Destroys a key's private material (purge). Best effort: a purged key is gone from the
     /// vault's records whatever happens here.
     fn destroy(&mut self, material: &PrivateMaterial);
+    /// Checks that a key's material still exists and is reachable, before a public-key
+    /// operation (wrapKey, encrypt, verify) computed from the public half: an HSM key is used
+    /// through its HSM, so a device error or a zeroised HSM fails those too.
+    fn check_usable(&mut self, material: &PrivateMaterial) -> Result<(), KvError>;
 }
 
 /// The service's backend.
@@ -86,6 +90,27 @@ impl Crypto {
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KvError> {
         self.sealer.open(key_id, sealed)
+    }
+
+    /// The HSM, when one is attached (fault injection).
+    pub fn hsm_keys(&mut self) -> Option<&mut HsmKeys> {
+        self.hsm.as_mut()
+    }
+
+    /// The latency to add before answering, when the last operations went to the HSM (and
+    /// resets that mark): the module never sleeps itself, the async service does, on the
+    /// simulation clock.
+    pub fn take_hsm_latency(&mut self) -> std::time::Duration {
+        match self.hsm.as_mut() {
+            Some(hsm) => {
+                if hsm.take_used() {
+                    hsm.added_latency()
+                } else {
+                    std::time::Duration::ZERO
+                }
+            }
+            None => std::time::Duration::ZERO,
+        }
     }
 
     fn hsm(&mut self) -> Result<&mut HsmKeys, KvError> {
@@ -147,6 +172,13 @@ impl KeyBackend for Crypto {
     fn destroy(&mut self, material: &PrivateMaterial) {
         if let (PrivateMaterial::Hsm { cka_id }, Some(hsm)) = (material, self.hsm.as_mut()) {
             hsm.destroy(cka_id);
+        }
+    }
+
+    fn check_usable(&mut self, material: &PrivateMaterial) -> Result<(), KvError> {
+        match material {
+            PrivateMaterial::Sealed(_) => Ok(()),
+            PrivateMaterial::Hsm { cka_id } => self.hsm()?.check_present(cka_id),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! same key operation run in process, measured in the same run.
 //!
 //! [`run`] starts a real [`KeyVaultServer`] on `127.0.0.1:0` in a temporary directory, on a
-//! tokio runtime of its own (two worker threads), creates a tenant, a principal, a premium
+//! tokio runtime of its own (two worker threads; the clients run on a second, one-thread
+//! runtime, as callers in other processes would), creates a tenant, a principal, a premium
 //! vault that grants it wrapKey/unwrapKey, and one 2048-bit key per row (`RSA-HSM`, `RSA`)
 //! with `key_ops = [wrapKey, unwrapKey]`. It wraps a 32-byte value once, then measures
 //! unwrapKey (`RSA-OAEP-256`) with [`KeyVaultBenchOptions::clients`] clients, each on its own
@@ -58,8 +59,10 @@ const KEY_SIZE_BITS: u32 = 2048;
 const PAYLOAD: [u8; 32] = [0x5A; 32];
 const VAULT: &str = "benchvault";
 const HSM_PIN: &str = "bench-pin-1234";
-/// Worker threads of the bench's own runtime (the machine this was sized for has two cores).
-const RUNTIME_WORKER_THREADS: usize = 2;
+/// Worker threads of the server's runtime (the machine this was sized for has two cores).
+const SERVER_WORKER_THREADS: usize = 2;
+/// Worker threads of the clients' runtime.
+const CLIENT_WORKER_THREADS: usize = 1;
 
 /// What to measure and for how long.
 #[derive(Clone, Debug)]
@@ -427,7 +430,14 @@ fn run_in(
     report: &mut KeyVaultBenchReport,
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(RUNTIME_WORKER_THREADS)
+        .worker_threads(SERVER_WORKER_THREADS)
+        .thread_name("kv-bench-server")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(CLIENT_WORKER_THREADS)
+        .thread_name("kv-bench-client")
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
@@ -440,7 +450,7 @@ fn run_in(
         if options.software {
             kinds.push("RSA");
         }
-        let targets = runtime.block_on(async {
+        let targets = client_runtime.block_on(async {
             let mut client = KeyVaultClient::connect(format!("http://{addr}"), token.clone())
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
@@ -459,7 +469,7 @@ fn run_in(
             });
         }
         // One connection per client, opened once.
-        let connections = runtime.block_on(async {
+        let connections = client_runtime.block_on(async {
             let mut connections = Vec::new();
             for _ in 0..clients {
                 connections.push(
@@ -471,7 +481,7 @@ fn run_in(
             Ok::<_, String>(connections)
         })?;
         // Warm-up: one request per client and key (connections, caches, parsed keys).
-        runtime.block_on(async {
+        client_runtime.block_on(async {
             for target in &targets {
                 for client in &connections {
                     let mut client = client.clone();
@@ -498,7 +508,8 @@ fn run_in(
         report.load_average_before = load_average();
         for _ in 0..rounds {
             for (i, target) in targets.iter().enumerate() {
-                let slice = runtime.block_on(grpc_slice(&connections, target, budget, &errors));
+                let slice =
+                    client_runtime.block_on(grpc_slice(&connections, target, budget, &errors));
                 let tally = &mut grpc[i];
                 tally.ops += slice.ops;
                 tally.elapsed += slice.elapsed;

@@ -207,6 +207,41 @@ impl Chaos {
     }
 }
 
+/// An HSM fault as `ChaosControl.SetHsmFault` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HsmFaultMode {
+    Ok,
+    DeviceError,
+    Latency(Duration),
+    Tamper,
+}
+
+impl HsmFaultMode {
+    /// Parses `mode` ("ok", "device-error", "latency", "tamper"; `_` is accepted for `-`) with
+    /// its latency (only for "latency", at most [`ADDED_LATENCY_MAX_MS`]).
+    pub fn parse(mode: &str, latency_ms: u64) -> Result<HsmFaultMode, String> {
+        let mode = mode.trim().to_ascii_lowercase().replace('_', "-");
+        if mode != "latency" && latency_ms != 0 {
+            return Err(format!(
+                "latency_ms goes with mode \"latency\", not {mode:?}"
+            ));
+        }
+        match mode.as_str() {
+            "ok" | "" => Ok(HsmFaultMode::Ok),
+            "device-error" => Ok(HsmFaultMode::DeviceError),
+            "tamper" => Ok(HsmFaultMode::Tamper),
+            "latency" if latency_ms == 0 => Err("mode \"latency\" needs latency_ms > 0".into()),
+            "latency" if latency_ms > ADDED_LATENCY_MAX_MS => {
+                Err(format!("latency_ms must be at most {ADDED_LATENCY_MAX_MS}"))
+            }
+            "latency" => Ok(HsmFaultMode::Latency(Duration::from_millis(latency_ms))),
+            other => Err(format!(
+                "unknown HSM fault mode {other:?} (ok, device-error, latency, tamper)"
+            )),
+        }
+    }
+}
+
 /// Parses a `grpc-timeout` header value (e.g. `5S`, `100m`, `250000u`).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     if value.len() < 2 || value.len() > 9 {
@@ -247,6 +282,28 @@ mod tests {
         );
         s.error_rate = 1.5;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn hsm_fault_modes_parse() {
+        assert_eq!(HsmFaultMode::parse("ok", 0), Ok(HsmFaultMode::Ok));
+        assert_eq!(
+            HsmFaultMode::parse("device-error", 0),
+            Ok(HsmFaultMode::DeviceError)
+        );
+        assert_eq!(
+            HsmFaultMode::parse("device_error", 0),
+            Ok(HsmFaultMode::DeviceError)
+        );
+        assert_eq!(HsmFaultMode::parse("tamper", 0), Ok(HsmFaultMode::Tamper));
+        assert_eq!(
+            HsmFaultMode::parse("latency", 250),
+            Ok(HsmFaultMode::Latency(Duration::from_millis(250)))
+        );
+        assert!(HsmFaultMode::parse("latency", 0).is_err());
+        assert!(HsmFaultMode::parse("latency", ADDED_LATENCY_MAX_MS + 1).is_err());
+        assert!(HsmFaultMode::parse("tamper", 5).is_err());
+        assert!(HsmFaultMode::parse("melt", 0).is_err());
     }
 
     #[test]

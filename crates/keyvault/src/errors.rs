@@ -71,6 +71,16 @@
 //! - Chaos: 503 `ServiceUnavailable` (*simulator wording*), 429 `Throttled` "Request was not
 //!   processed because too many requests were received. Reason: VaultRequestTypeLimitReached"
 //!   (quoted in public Key Vault client test doubles).
+//! - HSM faults (*simulator wording*: Azure documents no body for either case). A device error
+//!   (`CKR_DEVICE_ERROR`) is a server-side failure worth retrying: 500 `InternalError`, inner
+//!   `HSMDeviceError`, "The HSM holding key {key} reported a device error during {call}; the
+//!   operation was not performed. Retry later." (gRPC INTERNAL). After a tamper response the
+//!   key's material no longer exists anywhere: 500 `InternalError`, inner
+//!   `HSMKeyMaterialDestroyed`, "The key material of {key} was destroyed: the HSM that held it
+//!   was zeroised after detecting tampering. HSM-protected keys never leave the HSM, so there is
+//!   no copy; this key can never be used for a cryptographic operation again." It travels as
+//!   gRPC DATA_LOSS (the HTTP 500 family, "unrecoverable data loss"), so that a client which
+//!   reads only the gRPC code does not retry it as a transient 500.
 
 use tonic::Code;
 
@@ -190,7 +200,16 @@ pub enum KvError {
     Throttled { retry_after_seconds: u32 },
     #[error("internal error: {message}")]
     Internal { message: String },
+    #[error("HSM device error during {call}")]
+    HsmDeviceError { key: String, call: String },
+    #[error("key material of {key} destroyed")]
+    KeyMaterialDestroyed { key: String },
 }
+
+/// The inner code of [`KvError::KeyMaterialDestroyed`] (clients match on it).
+pub const INNER_KEY_MATERIAL_DESTROYED: &str = "HSMKeyMaterialDestroyed";
+/// The inner code of [`KvError::HsmDeviceError`].
+pub const INNER_HSM_DEVICE_ERROR: &str = "HSMDeviceError";
 
 const ARM_AUDIENCES: &str = "'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'";
 
@@ -453,11 +472,26 @@ impl KvError {
                 "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached".into(),
             ),
             Internal { message } => body("InternalError", "", 500, message.clone()),
+            HsmDeviceError { key, call } => body(
+                "InternalError",
+                INNER_HSM_DEVICE_ERROR,
+                500,
+                format!("The HSM holding key {key} reported a device error during {call}; the operation was not performed. Retry later."),
+            ),
+            KeyMaterialDestroyed { key } => body(
+                "InternalError",
+                INNER_KEY_MATERIAL_DESTROYED,
+                500,
+                format!("The key material of {key} was destroyed: the HSM that held it was zeroised after detecting tampering. HSM-protected keys never leave the HSM, so there is no copy; this key can never be used for a cryptographic operation again."),
+            ),
         }
     }
 
     /// The gRPC code this error travels under.
     pub fn grpc_code(&self) -> Code {
+        if let KvError::KeyMaterialDestroyed { .. } = self {
+            return Code::DataLoss;
+        }
         match self.azure().http_status {
             400 => Code::InvalidArgument,
             401 => Code::Unauthenticated,

@@ -170,3 +170,43 @@ impl EventKind for KeyVaultEvent {
         }
     }
 }
+
+/// The source of HSM events in the event log (the event contract's `hsm`).
+pub const HSM_EVENT_SOURCE: &str = "hsm";
+
+/// A fault of the emulated HSM, as injected through `ChaosControl.SetHsmFault`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum HsmEvent {
+    /// Every HSM call now answers `CKR_DEVICE_ERROR`.
+    DeviceError,
+    /// The device works normally again.
+    DeviceOk,
+    /// HSM calls work but answer this much later (simulated time).
+    DeviceLatency { latency_ms: u64 },
+    /// Tamper response: every key in the HSM was zeroised, for good.
+    Tampered { keys_zeroised: u64 },
+}
+
+impl EventKind for HsmEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            HsmEvent::DeviceError => "hsm.device.error",
+            HsmEvent::DeviceOk => "hsm.device.ok",
+            HsmEvent::DeviceLatency { .. } => "hsm.device.latency",
+            HsmEvent::Tampered { .. } => "hsm.tampered",
+        }
+    }
+
+    fn narrate(&self) -> String {
+        match self {
+            HsmEvent::DeviceError => "HSM device error: every operation on an HSM key fails with 500 (HSMDeviceError) until the device recovers".to_string(),
+            HsmEvent::DeviceOk => "HSM device back to normal".to_string(),
+            HsmEvent::DeviceLatency { latency_ms } => {
+                format!("HSM slowed down: every operation on an HSM key answers {latency_ms}ms later")
+            }
+            HsmEvent::Tampered { keys_zeroised } => format!(
+                "HSM tamper detected: {keys_zeroised} HSM key(s) zeroised for good; every operation on them fails (HSMKeyMaterialDestroyed) and data wrapped by them can never be unwrapped (crypto-shredding)"
+            ),
+        }
+    }
+}

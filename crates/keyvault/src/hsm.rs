@@ -13,12 +13,13 @@
 //! `CKM_ECDSA` (`r || s`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
 use cmksim_hsm::{
-    Attribute, AttributeType, Ckr, Mechanism, Module, ModuleConfig, ObjectClass, ObjectHandle,
-    PssParams, SessionHandle, SlotId, UserType,
+    Attribute, AttributeType, Ckr, Fault, Mechanism, Module, ModuleConfig, ObjectClass,
+    ObjectHandle, PssParams, SessionHandle, SlotId, UserType,
 };
 use cmksim_sim::RandomSource;
 
@@ -28,10 +29,33 @@ use crate::model::{EncryptionAlgorithm, KeyType, PrivateMaterial, PublicKey, Sig
 const SLOT: SlotId = SlotId(0);
 const TOKEN_LABEL: &str = "cmksim-keyvault";
 
-fn ckr(call: &str, e: Ckr) -> KvError {
+/// The key identifier (`https://{vault}.vault.azure.net/keys/{name}/{version}`) of a CKA_ID
+/// (`vault/key/version`), for error messages.
+pub fn kid_of(cka_id: &[u8]) -> String {
+    let id = String::from_utf8_lossy(cka_id);
+    let parts: Vec<&str> = id.split('/').collect();
+    match parts.as_slice() {
+        [vault, name, version] => {
+            format!("https://{vault}.vault.azure.net/keys/{name}/{version}")
+        }
+        _ => id.into_owned(),
+    }
+}
+
+/// A PKCS#11 return code as the vault's answer, for a call on the key `cka_id`:
+/// `CKR_DEVICE_ERROR` is a retryable server-side failure; `CKR_DEVICE_REMOVED` (a tampered,
+/// not yet re-initialised token) means the key was zeroised.
+fn ckr(call: &str, cka_id: &[u8], e: Ckr) -> KvError {
     match e {
         Ckr::EncryptedDataInvalid | Ckr::EncryptedDataLenRange => KvError::BadParameter {
             message: "The ciphertext could not be decrypted with this key and algorithm.".into(),
+        },
+        Ckr::DeviceError => KvError::HsmDeviceError {
+            key: kid_of(cka_id),
+            call: call.to_string(),
+        },
+        Ckr::DeviceRemoved => KvError::KeyMaterialDestroyed {
+            key: kid_of(cka_id),
         },
         other => KvError::Internal {
             message: format!("HSM {call} failed: {other}"),
@@ -39,18 +63,31 @@ fn ckr(call: &str, e: Ckr) -> KvError {
     }
 }
 
-fn pin(master_key: &[u8; 32], label: &str) -> String {
+fn pin(master_key: &[u8; 32], label: &str) -> Zeroizing<String> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"cmksim/keyvault/hsm-pin/");
     ctx.update(label.as_bytes());
     ctx.update(master_key);
-    hex::encode(&ctx.finish().as_ref()[..16])
+    Zeroizing::new(hex::encode(&ctx.finish().as_ref()[..16]))
 }
 
 /// The vault's logged-in session on the emulated HSM.
+///
+/// Faults: a device error or latency is the module's own ([`Module::set_fault`]); a tamper
+/// ([`HsmKeys::tamper`]) zeroises every key and leaves the token uninitialised, after which the
+/// vault re-initialises it at once (as it would at its next start), so that new HSM keys can be
+/// created while the old ones are gone: their CKA_ID is found nowhere, and every operation on
+/// them answers [`KvError::KeyMaterialDestroyed`], before and after a restart alike.
 pub struct HsmKeys {
     module: Module,
-    session: SessionHandle,
+    /// `None` while the token must be (re-)initialised and logged into (after a tamper whose
+    /// re-initialisation failed, e.g. under a device error).
+    session: Option<SessionHandle>,
+    so_pin: Zeroizing<String>,
+    user_pin: Zeroizing<String>,
+    /// Set by every operation that went to the module since the last [`HsmKeys::take_used`]
+    /// (the service then adds the module's latency before answering).
+    used: bool,
 }
 
 impl std::fmt::Debug for HsmKeys {
@@ -61,49 +98,118 @@ impl std::fmt::Debug for HsmKeys {
     }
 }
 
+/// A generic failure of the module outside any key (open, login).
+fn setup(call: &str, e: Ckr) -> KvError {
+    ckr(call, b"", e)
+}
+
 impl HsmKeys {
-    /// Opens the module in `dir`, initialising its token on first use, and logs in as user.
+    /// Opens the module in `dir`, initialising its token on first use (or after a tamper), and
+    /// logs in as user.
     pub fn open(dir: &Path, master_key: &[u8; 32], rng: RandomSource) -> Result<HsmKeys, KvError> {
         let module =
             Module::open(dir, ModuleConfig::default(), rng).map_err(|e| KvError::Internal {
                 message: format!("HSM open failed: {e}"),
             })?;
-        let (so_pin, user_pin) = (pin(master_key, "so"), pin(master_key, "user"));
+        let mut keys = HsmKeys {
+            module,
+            session: None,
+            so_pin: pin(master_key, "so"),
+            user_pin: pin(master_key, "user"),
+            used: false,
+        };
+        keys.session()?;
+        Ok(keys)
+    }
+
+    /// The logged-in session, initialising the token and its user PIN when needed.
+    fn session(&mut self) -> Result<SessionHandle, KvError> {
+        if let Some(session) = self.session {
+            return Ok(session);
+        }
+        let module = &self.module;
+        let (so_pin, user_pin) = (self.so_pin.as_str(), self.user_pin.as_str());
         let info = module
             .c_get_token_info(SLOT)
-            .map_err(|e| ckr("C_GetTokenInfo", e))?;
+            .map_err(|e| setup("C_GetTokenInfo", e))?;
         if !info.initialized {
             module
-                .c_init_token(SLOT, &so_pin, TOKEN_LABEL)
-                .map_err(|e| ckr("C_InitToken", e))?;
+                .c_init_token(SLOT, so_pin, TOKEN_LABEL)
+                .map_err(|e| setup("C_InitToken", e))?;
         }
+        let info = module
+            .c_get_token_info(SLOT)
+            .map_err(|e| setup("C_GetTokenInfo", e))?;
         if !info.user_pin_initialized {
             let s = module
                 .c_open_session(SLOT, true)
-                .map_err(|e| ckr("C_OpenSession", e))?;
+                .map_err(|e| setup("C_OpenSession", e))?;
             module
-                .c_login(s, UserType::So, &so_pin)
-                .map_err(|e| ckr("C_Login(SO)", e))?;
+                .c_login(s, UserType::So, so_pin)
+                .map_err(|e| setup("C_Login(SO)", e))?;
             module
-                .c_init_pin(s, &user_pin)
-                .map_err(|e| ckr("C_InitPIN", e))?;
-            module.c_logout(s).map_err(|e| ckr("C_Logout", e))?;
+                .c_init_pin(s, user_pin)
+                .map_err(|e| setup("C_InitPIN", e))?;
+            module.c_logout(s).map_err(|e| setup("C_Logout", e))?;
             module
                 .c_close_session(s)
-                .map_err(|e| ckr("C_CloseSession", e))?;
+                .map_err(|e| setup("C_CloseSession", e))?;
         }
         let session = module
             .c_open_session(SLOT, true)
-            .map_err(|e| ckr("C_OpenSession", e))?;
+            .map_err(|e| setup("C_OpenSession", e))?;
         module
-            .c_login(session, UserType::User, &user_pin)
-            .map_err(|e| ckr("C_Login", e))?;
-        Ok(HsmKeys { module, session })
+            .c_login(session, UserType::User, user_pin)
+            .map_err(|e| setup("C_Login", e))?;
+        self.session = Some(session);
+        Ok(session)
     }
 
     /// The module (for fault injection and inspection by the caller).
     pub fn module(&self) -> &Module {
         &self.module
+    }
+
+    /// Injects (or clears, with [`Fault::None`]) a device fault.
+    pub fn set_fault(&self, fault: Fault) {
+        self.module.set_fault(fault);
+    }
+
+    /// The latency the module asks its callers to add (simulated time).
+    pub fn added_latency(&self) -> Duration {
+        self.module.added_latency()
+    }
+
+    /// True when an operation went to the module since the last call (and resets the flag).
+    pub fn take_used(&mut self) -> bool {
+        std::mem::take(&mut self.used)
+    }
+
+    /// Tamper response: the module zeroises every key, for good. Returns how many keys (key
+    /// pairs) were zeroised. The token is then re-initialised for new keys (best effort: under
+    /// a device error it is retried at the next use).
+    pub fn tamper(&mut self) -> Result<u64, KvError> {
+        let zeroised = match self.session() {
+            Ok(session) => self
+                .module
+                .c_find_objects(session, &[Attribute::Class(ObjectClass::PrivateKey)])
+                .map(|handles| handles.len() as u64)
+                .unwrap_or_else(|_| {
+                    // Under a device error the count cannot be read; the token's object count
+                    // (public + private halves) still can.
+                    self.module
+                        .c_get_token_info(SLOT)
+                        .map(|i| i.object_count / 2)
+                        .unwrap_or(0)
+                }),
+            Err(_) => 0,
+        };
+        self.module
+            .tamper()
+            .map_err(|e| setup("tamper response", e))?;
+        self.session = None;
+        let _ = self.session();
+        Ok(zeroised)
     }
 
     /// Generates a key pair inside the module.
@@ -114,6 +220,8 @@ impl HsmKeys {
         key_id: &str,
     ) -> Result<(PublicKey, PrivateMaterial), KvError> {
         let id = key_id.as_bytes().to_vec();
+        self.used = true;
+        let session = self.session_for(&id)?;
         let label = Attribute::Label(key_id.to_string());
         let common = |usage: Vec<Attribute>| {
             let mut t = vec![
@@ -142,20 +250,20 @@ impl HsmKeys {
                 let (public, _private) = self
                     .module
                     .c_generate_key_pair(
-                        self.session,
+                        session,
                         &Mechanism::RsaPkcsKeyPairGen,
                         &public_t,
                         &private_t,
                     )
-                    .map_err(|e| ckr("C_GenerateKeyPair", e))?;
+                    .map_err(|e| ckr("C_GenerateKeyPair", &id, e))?;
                 let values = self
                     .module
                     .c_get_attribute_value(
-                        self.session,
+                        session,
                         public,
                         &[AttributeType::Modulus, AttributeType::PublicExponent],
                     )
-                    .map_err(|e| ckr("C_GetAttributeValue", e))?;
+                    .map_err(|e| ckr("C_GetAttributeValue", &id, e))?;
                 let (mut n, mut e) = (Vec::new(), Vec::new());
                 for value in values {
                     match value {
@@ -177,17 +285,12 @@ impl HsmKeys {
                 let private_t = private_template(vec![Attribute::Sign(true)]);
                 let (public, _private) = self
                     .module
-                    .c_generate_key_pair(
-                        self.session,
-                        &Mechanism::EcKeyPairGen,
-                        &public_t,
-                        &private_t,
-                    )
-                    .map_err(|e| ckr("C_GenerateKeyPair", e))?;
+                    .c_generate_key_pair(session, &Mechanism::EcKeyPairGen, &public_t, &private_t)
+                    .map_err(|e| ckr("C_GenerateKeyPair", &id, e))?;
                 let values = self
                     .module
-                    .c_get_attribute_value(self.session, public, &[AttributeType::EcPoint])
-                    .map_err(|e| ckr("C_GetAttributeValue", e))?;
+                    .c_get_attribute_value(session, public, &[AttributeType::EcPoint])
+                    .map_err(|e| ckr("C_GetAttributeValue", &id, e))?;
                 let point = values
                     .into_iter()
                     .find_map(|a| {
@@ -218,22 +321,54 @@ impl HsmKeys {
         }
     }
 
-    fn find(&self, class: ObjectClass, cka_id: &[u8]) -> Result<Vec<ObjectHandle>, KvError> {
-        self.module
-            .c_find_objects(
-                self.session,
-                &[Attribute::Class(class), Attribute::Id(cka_id.to_vec())],
-            )
-            .map_err(|e| ckr("C_FindObjects", e))
+    /// The session, for an operation on the key `cka_id` (errors name that key).
+    fn session_for(&mut self, cka_id: &[u8]) -> Result<SessionHandle, KvError> {
+        self.session().map_err(|e| match e {
+            KvError::HsmDeviceError { call, .. } => KvError::HsmDeviceError {
+                key: kid_of(cka_id),
+                call,
+            },
+            KvError::KeyMaterialDestroyed { .. } => KvError::KeyMaterialDestroyed {
+                key: kid_of(cka_id),
+            },
+            other => other,
+        })
     }
 
-    fn private_handle(&self, cka_id: &[u8]) -> Result<ObjectHandle, KvError> {
-        self.find(ObjectClass::PrivateKey, cka_id)?
+    fn find(
+        &self,
+        session: SessionHandle,
+        class: ObjectClass,
+        cka_id: &[u8],
+    ) -> Result<Vec<ObjectHandle>, KvError> {
+        self.module
+            .c_find_objects(
+                session,
+                &[Attribute::Class(class), Attribute::Id(cka_id.to_vec())],
+            )
+            .map_err(|e| ckr("C_FindObjects", cka_id, e))
+    }
+
+    /// The key's private half. A key the vault knows but the HSM does not hold any more was
+    /// zeroised (tamper): nothing else removes HSM objects while their key is in the vault.
+    fn private_handle(&mut self, cka_id: &[u8]) -> Result<(SessionHandle, ObjectHandle), KvError> {
+        self.used = true;
+        let session = self.session_for(cka_id)?;
+        let handle = self
+            .find(session, ObjectClass::PrivateKey, cka_id)?
             .into_iter()
             .next()
-            .ok_or_else(|| KvError::Internal {
-                message: format!("HSM has no private key {}", String::from_utf8_lossy(cka_id)),
-            })
+            .ok_or_else(|| KvError::KeyMaterialDestroyed {
+                key: kid_of(cka_id),
+            })?;
+        Ok((session, handle))
+    }
+
+    /// Checks that the module still holds the key, before a public-key operation (wrapKey,
+    /// encrypt, verify) that the vault computes from the public half it keeps: an HSM key is
+    /// used through the HSM, so a device error, latency or a zeroised key affect those too.
+    pub fn check_present(&mut self, cka_id: &[u8]) -> Result<(), KvError> {
+        self.private_handle(cka_id).map(|_| ())
     }
 
     /// Decrypt / unwrapKey inside the module.
@@ -244,16 +379,16 @@ impl HsmKeys {
         alg: EncryptionAlgorithm,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KvError> {
-        let handle = self.private_handle(cka_id)?;
+        let (session, handle) = self.private_handle(cka_id)?;
         let mechanism = match alg {
             EncryptionAlgorithm::RsaOaep => Mechanism::rsa_oaep_sha1(),
             EncryptionAlgorithm::RsaOaep256 => Mechanism::rsa_oaep_sha256(),
             EncryptionAlgorithm::Rsa15 => Mechanism::RsaPkcs,
         };
         self.module
-            .c_decrypt(self.session, &mechanism, handle, ciphertext)
+            .c_decrypt(session, &mechanism, handle, ciphertext)
             .map(Zeroizing::new)
-            .map_err(|e| ckr("C_Decrypt", e))
+            .map_err(|e| ckr("C_Decrypt", cka_id, e))
     }
 
     /// Sign a digest inside the module.
@@ -274,7 +409,7 @@ impl HsmKeys {
         }
         let mut digest_bytes = [0u8; 32];
         digest_bytes.copy_from_slice(digest);
-        let handle = self.private_handle(cka_id)?;
+        let (session, handle) = self.private_handle(cka_id)?;
         let (mechanism, data) = match alg {
             SignatureAlgorithm::Rs256 => (
                 Mechanism::RsaPkcs,
@@ -286,17 +421,20 @@ impl HsmKeys {
             SignatureAlgorithm::Es256 => (Mechanism::Ecdsa, digest.to_vec()),
         };
         self.module
-            .c_sign(self.session, &mechanism, handle, &data)
-            .map_err(|e| ckr("C_Sign", e))
+            .c_sign(session, &mechanism, handle, &data)
+            .map_err(|e| ckr("C_Sign", cka_id, e))
     }
 
     /// Destroys both halves of a key (purge).
     pub fn destroy(&mut self, cka_id: &[u8]) {
+        let Ok(session) = self.session_for(cka_id) else {
+            return;
+        };
         for class in [ObjectClass::PrivateKey, ObjectClass::PublicKey] {
-            for handle in self.find(class, cka_id).unwrap_or_default() {
+            for handle in self.find(session, class, cka_id).unwrap_or_default() {
                 // Best effort: a failure leaves an orphan object in the HSM, never a usable key
                 // in the vault.
-                let _ = self.module.c_destroy_object(self.session, handle);
+                let _ = self.module.c_destroy_object(session, handle);
             }
         }
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tonic::{Request, Response, Status};
 
+use cmksim_hsm::Fault as HsmFault;
 use cmksim_identity::TokenVerifier;
 use cmksim_proto::keyvault::v1 as pb;
 use cmksim_sim::{Clock, EventLog, RandomSource, SimTime};
@@ -16,10 +17,10 @@ use cmksim_sim::{Clock, EventLog, RandomSource, SimTime};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth;
 use crate::backend::{Crypto, KeyBackend};
-use crate::chaos::{self, Chaos, ChaosMode, ChaosSettings, GateError};
+use crate::chaos::{self, Chaos, ChaosMode, ChaosSettings, GateError, HsmFaultMode};
 use crate::convert;
 use crate::errors::{KvError, Plane};
-use crate::events::KeyVaultEvent;
+use crate::events::{HsmEvent, KeyVaultEvent, HSM_EVENT_SOURCE};
 use crate::keys::{key_id, Algorithm, KeyAddr, KeyPatch, NewKey};
 use crate::model::KeyOp;
 use crate::state::{Caller, KeyVaultState};
@@ -117,41 +118,50 @@ impl Core {
         }
         let now = self.clock.now();
         let caller = auth::authenticate(&self.verifier, request.metadata(), plane, now);
-        let mut inner = self.lock();
-        let (oid, result) = match caller {
-            Ok(caller) => {
-                let result = f(&mut inner, &caller, now);
-                let committed = self.commit(&mut inner, now);
-                let result = match (result, committed) {
-                    (Ok(v), Ok(())) => Ok(v),
-                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                };
-                (caller.object_id, result)
-            }
-            Err(e) => (String::new(), Err(e)),
+        let (result, hsm_latency) = {
+            let mut inner = self.lock();
+            // Forget HSM use by anything else (the purge task) before this call.
+            let _ = inner.crypto.take_hsm_latency();
+            let (oid, result) = match caller {
+                Ok(caller) => {
+                    let result = f(&mut inner, &caller, now);
+                    let committed = self.commit(&mut inner, now);
+                    let result = match (result, committed) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                    };
+                    (caller.object_id, result)
+                }
+                Err(e) => (String::new(), Err(e)),
+            };
+            let (status, resolved_version) = match &result {
+                Ok((_, v)) => (("Success", 200u16), v.clone()),
+                Err(e) => {
+                    let body = e.azure();
+                    ((body.code, body.http_status), version.to_string())
+                }
+            };
+            let record = AuditRecord {
+                time_ms: now.0,
+                principal_object_id: oid,
+                operation: operation.to_string(),
+                vault: vault.to_string(),
+                key: key.to_string(),
+                version: resolved_version,
+                result: status.0.to_string(),
+                http_status: status.1,
+            };
+            inner
+                .store
+                .append_audit(&record)
+                .map_err(|e| to_status(&e))?;
+            (result, inner.crypto.take_hsm_latency())
         };
-        let (status, resolved_version) = match &result {
-            Ok((_, v)) => (("Success", 200u16), v.clone()),
-            Err(e) => {
-                let body = e.azure();
-                ((body.code, body.http_status), version.to_string())
-            }
-        };
-        let record = AuditRecord {
-            time_ms: now.0,
-            principal_object_id: oid,
-            operation: operation.to_string(),
-            vault: vault.to_string(),
-            key: key.to_string(),
-            version: resolved_version,
-            result: status.0.to_string(),
-            http_status: status.1,
-        };
-        inner
-            .store
-            .append_audit(&record)
-            .map_err(|e| to_status(&e))?;
-        drop(inner);
+        if !hsm_latency.is_zero() {
+            // An injected HSM latency: the call went to the HSM, which answers this much later
+            // (simulation clock, never the wall clock; the state lock is not held meanwhile).
+            self.clock.sleep(hsm_latency).await;
+        }
         result
             .map(|(t, _)| Response::new(t))
             .map_err(|e| to_status(&e))
@@ -220,7 +230,10 @@ fn crypto_op(
     };
     let v = &view.version;
     let out = match op {
-        KeyOp::Encrypt | KeyOp::WrapKey => crate::crypto::public_encrypt(&v.public, alg, value)?,
+        KeyOp::Encrypt | KeyOp::WrapKey => {
+            inner.crypto.check_usable(&v.private)?;
+            crate::crypto::public_encrypt(&v.public, alg, value)?
+        }
         _ => inner
             .crypto
             .decrypt(
@@ -882,6 +895,7 @@ impl pb::key_vault_server::KeyVault for KeyVaultService {
                             message: "not a signature algorithm".into(),
                         });
                     };
+                    inner.crypto.check_usable(&view.version.private)?;
                     let valid = crate::crypto::public_verify(
                         &view.version.public,
                         alg,
@@ -1032,5 +1046,58 @@ impl pb::chaos_control_server::ChaosControl for ChaosControlService {
         _request: Request<pb::Empty>,
     ) -> Result<Response<pb::ChaosSettings>, Status> {
         Ok(Response::new(settings_to_pb(self.core.chaos.settings())))
+    }
+
+    async fn set_hsm_fault(
+        &self,
+        request: Request<pb::HsmFaultRequest>,
+    ) -> Result<Response<pb::HsmFaultStatus>, Status> {
+        let r = request.into_inner();
+        let mode = HsmFaultMode::parse(&r.mode, r.latency_ms).map_err(Status::invalid_argument)?;
+        let now = self.core.clock.now();
+        let (event, status) = {
+            let mut inner = self.core.lock();
+            let Some(hsm) = inner.crypto.hsm_keys() else {
+                return Err(Status::failed_precondition(
+                    "this Key Vault runs without an HSM (without_hsm)",
+                ));
+            };
+            let mut keys_zeroised = 0;
+            let event = match mode {
+                HsmFaultMode::Ok => {
+                    hsm.set_fault(HsmFault::None);
+                    HsmEvent::DeviceOk
+                }
+                HsmFaultMode::DeviceError => {
+                    hsm.set_fault(HsmFault::DeviceError);
+                    HsmEvent::DeviceError
+                }
+                HsmFaultMode::Latency(latency) => {
+                    hsm.set_fault(HsmFault::Latency(latency));
+                    HsmEvent::DeviceLatency {
+                        latency_ms: latency.as_millis() as u64,
+                    }
+                }
+                HsmFaultMode::Tamper => {
+                    keys_zeroised = hsm.tamper().map_err(|e| to_status(&e))?;
+                    HsmEvent::Tampered { keys_zeroised }
+                }
+            };
+            let (mode, latency_ms) = match hsm.module().fault() {
+                HsmFault::None => ("ok", 0),
+                HsmFault::DeviceError => ("device-error", 0),
+                HsmFault::Latency(d) => ("latency", d.as_millis() as u64),
+            };
+            (
+                event,
+                pb::HsmFaultStatus {
+                    mode: mode.to_string(),
+                    latency_ms,
+                    keys_zeroised,
+                },
+            )
+        };
+        self.core.events.record(now, HSM_EVENT_SOURCE, &event);
+        Ok(Response::new(status))
     }
 }

@@ -78,7 +78,8 @@ async fn long_vault_outage_buffers_and_recovers_exact_counts() {
     assert_eq!(flushed, 11);
     let ev = w.events_of("storage.buffer.flushed");
     assert_eq!(ev[0].data["cluster"], "clu1");
-    assert_eq!(ev[0].data["workspace"], World::ws_id("wsp1"));
+    assert_eq!(ev[0].data["workspace"], "wsp1");
+    assert_eq!(ev[0].data["workspace_id"], World::ws_id("wsp1"));
     assert!(w.events_of("storage.buffer.expired").is_empty());
     let q = w.query("wsp1").await.unwrap();
     assert_eq!(q.records.len(), 13);
@@ -339,5 +340,67 @@ async fn restart_keeps_data_queryable() {
     // Revocation still works after the restart.
     w.set_key_enabled("kv1", "k1", &v1, false).await;
     w.wait_state("clu1", &["revoked"]).await;
+    w.shutdown().await;
+}
+
+/// An RSA-HSM key: a device error is ridden on the cached AEK; a tamper zeroises the key and the
+/// storage is shredded for good (also after a storage restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_device_error_is_transient_and_tamper_shreds_for_good() {
+    let mut w = World::start(profile("azure-2020", "")).await;
+    w.vault_of_sku("kv1", true, kvpb::Sku::Premium).await;
+    let v1 = w.key_of_type("kv1", "k1", "RSA-HSM").await;
+    w.provisioned_cluster("clu1", "kv1").await;
+    w.workspace("wsp1").await;
+    w.link("wsp1", "clu1").await;
+    w.update_key_and_wait("clu1", "kv1", "k1", &v1, &v1).await;
+    assert_eq!(
+        stored_count(&w.append("wsp1", &bodies("before", 3)).await),
+        3
+    );
+
+    w.hsm_fault("device-error").await;
+    w.wait_state("clu1", &["degraded"]).await;
+    assert_eq!(stored_count(&w.append("wsp1", &bodies("err", 2)).await), 2);
+    assert_eq!(w.query("wsp1").await.unwrap().records.len(), 5);
+    let transient = w.events_of("storage.poll.transient");
+    assert_eq!(transient[0].data["kind"], "server_error5xx");
+    w.hsm_fault("ok").await;
+    w.wait_state("clu1", &["healthy_cmk"]).await;
+
+    let status = w.hsm_fault("tamper").await;
+    assert_eq!(status.keys_zeroised, 1);
+    let s = w.wait_state("clu1", &["shredded"]).await;
+    assert!(s.reason.contains("permanently unreadable"), "{}", s.reason);
+    let shredded = w.events_of("storage.state.shredded");
+    assert_eq!(shredded.len(), 1);
+    assert_eq!(shredded[0].data["cluster"], "clu1");
+    assert_eq!(shredded[0].data["from"], "healthy_cmk");
+    assert!(
+        shredded[0].message.contains("permanently unreadable"),
+        "{}",
+        shredded[0].message
+    );
+    let denied = w.events_of("storage.poll.denied");
+    assert_eq!(denied.last().unwrap().data["code"], "InternalError");
+    let r = w.append("wsp1", &bodies("after", 4)).await;
+    assert_eq!(dropped_with(&r, pb::DropReason::Shredded), 4);
+    assert!(
+        r.outcomes[0].detail.starts_with("shredded:"),
+        "{}",
+        r.outcomes[0].detail
+    );
+    let e = w.query("wsp1").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("permanently unreadable"),
+        "{}",
+        e.message()
+    );
+    // "ok" cannot bring the key back; nor can a restart.
+    w.hsm_fault("ok").await;
+    w.restart_storage().await;
+    w.wait_state("clu1", &["shredded"]).await;
+    assert!(w.query("wsp1").await.is_err());
     w.shutdown().await;
 }

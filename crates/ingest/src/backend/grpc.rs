@@ -361,6 +361,7 @@ pub fn outcome_of(outcome: &sb::RecordOutcome, destination: &Destination) -> Rec
                 Ok(sb::DropReason::ClusterDeleted) => DropReason::ClusterDeleted,
                 Ok(sb::DropReason::BufferExpired) => DropReason::BufferExpired,
                 Ok(sb::DropReason::BufferFull) => DropReason::BufferFull,
+                Ok(sb::DropReason::Shredded) => DropReason::CryptoShredded,
                 _ => DropReason::StorageError,
             };
             RecordOutcome::Dropped {

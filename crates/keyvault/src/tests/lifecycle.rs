@@ -96,7 +96,7 @@ async fn purged_automatically_at_scheduled_purge_date() {
         purged[0].at()
     );
     assert!(purged[0].at() < scheduled.add(Duration::from_secs(60)));
-    assert_eq!(purged[0].data["KeyPurged"]["automatic"], true);
+    assert_eq!(purged[0].data["automatic"], true);
     let t = h.vault_token(&w.admin);
     let e =
         h.kv.get_deleted_key(req(&t, key_ref(&w.vault, "cmk", "")))

@@ -5,6 +5,7 @@
 
 mod errors;
 mod happy;
+mod hsm_faults;
 mod lifecycle;
 
 use std::path::Path;

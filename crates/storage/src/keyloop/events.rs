@@ -89,6 +89,7 @@ impl EventKind for KeyLoopEvent {
                 StateName::Revoked => "storage.state.revoked",
                 StateName::Resuming => "storage.state.resuming",
                 StateName::Deleted => "storage.state.deleted",
+                StateName::Shredded => "storage.state.shredded",
             },
             KeyLoopEvent::RewrapRequested { .. } => "storage.key.rewrap_requested",
             KeyLoopEvent::Rewrapped { .. } => "storage.key.rewrapped",
@@ -158,5 +159,6 @@ fn words(state: StateName) -> &'static str {
         StateName::Revoked => "revoked",
         StateName::Resuming => "resuming",
         StateName::Deleted => "deleted",
+        StateName::Shredded => "shredded (data permanently unreadable)",
     }
 }

@@ -20,7 +20,8 @@ use zeroize::Zeroizing;
 
 use super::driver::{UnwrappedAek, VaultAccess, WrappedAek};
 use super::outcome::{
-    classify_identity_status, classify_key_vault_status, AccessFailure, DenialKind,
+    classify_identity_status, classify_key_vault_status, deleted_key_lookup, refine_not_found,
+    AccessFailure, DeletedKeyLookup, DenialKind,
 };
 use super::state::{KeyRef, KeyTarget, KeyVersionSpec};
 
@@ -144,6 +145,25 @@ impl GrpcVaultAccess {
     }
 }
 
+impl GrpcVaultAccess {
+    /// GetDeletedKey of `key`, as a [`DeletedKeyLookup`] (any failure to ask is `Unknown`).
+    async fn deleted_key_lookup(&self, key: &KeyRef) -> DeletedKeyLookup {
+        let message = ProtoKeyRef {
+            vault_name: key.vault_name.clone(),
+            key_name: key.key_name.clone(),
+            version: String::new(),
+        };
+        let Ok(bearer) = self.bearer(false).await else {
+            return DeletedKeyLookup::Unknown;
+        };
+        let Ok(request) = self.request(message, &bearer) else {
+            return DeletedKeyLookup::Unknown;
+        };
+        let result = self.key_vault.clone().get_deleted_key(request).await;
+        deleted_key_lookup(&result)
+    }
+}
+
 /// The version at the end of a kid (`https://{vault}.vault.azure.net/keys/{name}/{version}`).
 pub fn kid_version(kid: &str) -> String {
     kid.rsplit('/').next().unwrap_or_default().to_string()
@@ -169,8 +189,22 @@ impl VaultAccess for GrpcVaultAccess {
                     client.unwrap_key(request).await
                 }
             })
-            .await?
-            .into_inner();
+            .await;
+        let result = match result {
+            Ok(r) => r.into_inner(),
+            Err(AccessFailure::Denial(denial))
+                if matches!(
+                    denial.kind,
+                    DenialKind::KeyNotFound | DenialKind::KeyDeleted
+                ) =>
+            {
+                // 404: soft-deleted (a revocation) or purged (gone for good)? Ask for the
+                // deleted entry.
+                let lookup = self.deleted_key_lookup(&wrapped.target.key).await;
+                return Err(AccessFailure::Denial(refine_not_found(denial, lookup)));
+            }
+            Err(failure) => return Err(failure),
+        };
         Ok(UnwrappedAek {
             kid_version: kid_version(&result.kid),
             aek: Zeroizing::new(result.value),

@@ -33,6 +33,12 @@
 //!   version every `version_follow_deadline / 4`, then the AEK is rewrapped (seed 002: "supports
 //!   the new key within an hour"). A key update needs the AEK in memory, so it is refused while
 //!   revoked or unavailable.
+//! - Crypto-shredding (SPEC §3, §5): a denial that no change in the vault can undo — the HSM
+//!   key material was zeroised (`HSMKeyMaterialDestroyed`), or the key was purged (404 and no
+//!   deleted entry) — makes the AEK unrecoverable, hence every block of the account unreadable
+//!   for good: [`State::Shredded`], from any state, terminal. New ingest is dropped (reason
+//!   `shredded`), queries fail saying the data is gone for good, the hot tier is deleted and
+//!   nothing is polled any more.
 
 use std::time::Duration;
 
@@ -204,6 +210,7 @@ impl KeyAccessMachine {
             State::Revoked { .. } => IngestDecision::Drop(DropReason::Revoked),
             State::Resuming { .. } => IngestDecision::Drop(DropReason::Resuming),
             State::Deleted { .. } => IngestDecision::Drop(DropReason::ClusterDeleted),
+            State::Shredded { .. } => IngestDecision::Drop(DropReason::Shredded),
         }
     }
 
@@ -229,6 +236,10 @@ impl KeyAccessMachine {
                 "access to the key returned at {since}; queries resume at {resume_at}"
             )),
             State::Deleted { since } => refuse(format!("the cluster was deleted at {since}")),
+            State::Shredded { since, denial } => refuse(format!(
+                "the data is permanently unreadable: {} at {since}, so the account key can never be unwrapped again (crypto-shredding); nothing can bring this data back",
+                shred_cause(*denial)
+            )),
         }
     }
 
@@ -254,6 +265,10 @@ impl KeyAccessMachine {
                 denial.default_code()
             ))),
             State::Deleted { .. } => Err(self.refusal("the cluster is deleted".to_string())),
+            State::Shredded { denial, .. } => Err(self.refusal(format!(
+                "{}: the AEK is gone for good and cannot be rewrapped under another key",
+                shred_cause(*denial)
+            ))),
         }
     }
 
@@ -484,7 +499,8 @@ impl KeyAccessMachine {
     /// The cluster was deleted (soft delete): nothing is polled any more.
     pub fn on_deleted(&mut self, now: SimTime) -> Vec<Effect> {
         let mut effects = Vec::new();
-        if self.state_name() != StateName::Deleted {
+        // A shredded storage stays shredded: its data is gone whatever happens to the cluster.
+        if !matches!(self.state_name(), StateName::Deleted | StateName::Shredded) {
             self.transition(
                 now,
                 State::Deleted { since: now },
@@ -655,14 +671,19 @@ impl KeyAccessMachine {
         previous_poll: Option<SimTime>,
         effects: &mut Vec<Effect>,
     ) {
+        let permanent = denial.kind.is_permanent();
         effects.push(Effect::Event(KeyLoopEvent::PollDenied {
             cluster: self.cluster.clone(),
-            reason: "revoked".to_string(),
+            reason: if permanent { "shredded" } else { "revoked" }.to_string(),
             kind: denial.kind,
             http_status: denial.http_status,
             code: denial.code.clone(),
             message: denial.message.clone(),
         }));
+        if permanent {
+            self.shred(now, &denial, effects);
+            return;
+        }
         let hot_tier_present = match self.state_name() {
             StateName::Revoked => return,
             StateName::Resuming => false,
@@ -702,6 +723,44 @@ impl KeyAccessMachine {
         effects.push(Effect::DropAekCache);
     }
 
+    /// The key material is gone for good: every block is permanently unreadable.
+    fn shred(&mut self, now: SimTime, denial: &DenialFailure, effects: &mut Vec<Effect>) {
+        let hot_tier_present = match self.state_name() {
+            StateName::Shredded | StateName::Deleted => return,
+            StateName::Revoked | StateName::Resuming => false,
+            _ => true,
+        };
+        let label = if denial.code == denial.kind.default_code() {
+            format!("{} {}", denial.http_status, denial.code)
+        } else {
+            format!(
+                "{} {}/{}",
+                denial.http_status,
+                denial.code,
+                denial.kind.default_code()
+            )
+        };
+        self.transition(
+            now,
+            State::Shredded {
+                since: now,
+                denial: denial.kind,
+            },
+            &format!(
+                "Key Vault answered unwrapKey with {label}: {}",
+                shred_cause(denial.kind)
+            ),
+            "the account key can never be unwrapped again, so every block of this cluster is permanently unreadable (crypto-shredding); new ingest is dropped and queries fail for good".to_string(),
+            0,
+            effects,
+        );
+        self.pending_rewrap = None;
+        if hot_tier_present {
+            effects.push(Effect::DeleteHotTier);
+        }
+        effects.push(Effect::DropAekCache);
+    }
+
     fn transition(
         &mut self,
         now: SimTime,
@@ -723,5 +782,17 @@ impl KeyAccessMachine {
             consequence,
             detected_within_ms,
         }));
+    }
+}
+
+/// Why the key material is gone, as a clause.
+fn shred_cause(denial: super::outcome::DenialKind) -> &'static str {
+    use super::outcome::DenialKind;
+    match denial {
+        DenialKind::KeyMaterialDestroyed => {
+            "the HSM holding the customer-managed key was zeroised (tamper) and the key material destroyed"
+        }
+        DenialKind::KeyPurged => "the customer-managed key was purged from the vault",
+        _ => "the customer-managed key is gone for good",
     }
 }

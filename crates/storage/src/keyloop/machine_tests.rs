@@ -97,6 +97,10 @@ fn in_state(profile: &KeyAccessProfile, state: StateName) -> (KeyAccessMachine, 
             now = now.add(secs(30));
             m.on_deleted(now);
         }
+        StateName::Shredded => {
+            now = now.add(secs(30));
+            m.on_poll(now, PollOutcome::denial(DenialKind::KeyMaterialDestroyed));
+        }
         StateName::Provisioning | StateName::HealthyMmk => unreachable!(),
     }
     assert_eq!(m.state_name(), state, "builder reached the wrong state");
@@ -123,6 +127,10 @@ enum Input {
     Provisioned,
     Deleted,
     Recovered,
+    /// unwrapKey: 500 `HSMKeyMaterialDestroyed` (the HSM was zeroised).
+    Destroyed,
+    /// unwrapKey: 404, and no deleted entry (the key was purged).
+    Purged,
 }
 
 fn apply(m: &mut KeyAccessMachine, entered: SimTime, input: &Input) -> Vec<Effect> {
@@ -135,6 +143,8 @@ fn apply(m: &mut KeyAccessMachine, entered: SimTime, input: &Input) -> Vec<Effec
         Input::Provisioned => m.on_provisioned(at),
         Input::Deleted => m.on_deleted(at),
         Input::Recovered => m.on_recovered(at),
+        Input::Destroyed => m.on_poll(at, PollOutcome::denial(DenialKind::KeyMaterialDestroyed)),
+        Input::Purged => m.on_poll(at, PollOutcome::denial(DenialKind::KeyPurged)),
     }
 }
 
@@ -149,6 +159,18 @@ fn every_transition_row() {
         "DropAekCache",
     ];
     let deleted = ["event:storage.state.deleted", "DropAekCache"];
+    let shred = [
+        "event:storage.poll.denied",
+        "event:storage.state.shredded",
+        "DeleteHotTier",
+        "DropAekCache",
+    ];
+    // From revoked or resuming the hot tier is already gone.
+    let shred_cold = [
+        "event:storage.poll.denied",
+        "event:storage.state.shredded",
+        "DropAekCache",
+    ];
     #[rustfmt::skip]
     let rows: Vec<Row> = vec![
         ("provisioned", p2020(), S::Provisioning, Provisioned, S::HealthyMmk, vec!["event:storage.state.healthy_mmk"]),
@@ -188,6 +210,21 @@ fn every_transition_row() {
         ("deleted ignores polls", p2020(), S::Deleted, Success, S::Deleted, vec![]),
         ("deleted twice", p2020(), S::Deleted, Deleted, S::Deleted, vec![]),
         ("recovered", p2020(), S::Deleted, Recovered, S::HealthyCmk, vec!["event:storage.state.healthy_cmk"]),
+        // Crypto-shredding: a permanent denial from any polling state; terminal.
+        ("no CMK: destroyed ignored", p2020(), S::HealthyMmk, Destroyed, S::HealthyMmk, vec![]),
+        ("healthy, HSM zeroised", p2020(), S::HealthyCmk, Destroyed, S::Shredded, shred.to_vec()),
+        ("healthy, key purged", p2020(), S::HealthyCmk, Purged, S::Shredded, shred.to_vec()),
+        ("degraded, HSM zeroised", p2020(), S::Degraded, Destroyed, S::Shredded, shred.to_vec()),
+        ("unavailable, HSM zeroised", p2020(), S::Unavailable, Destroyed, S::Shredded, shred.to_vec()),
+        ("revoked, key purged", p2020(), S::Revoked, Purged, S::Shredded, shred_cold.to_vec()),
+        ("revoked, HSM zeroised", p2020(), S::Revoked, Destroyed, S::Shredded, shred_cold.to_vec()),
+        ("resuming, HSM zeroised", p2020(), S::Resuming, Destroyed, S::Shredded, shred_cold.to_vec()),
+        ("deleted ignores destroyed", p2020(), S::Deleted, Destroyed, S::Deleted, vec![]),
+        ("shredded: no more polls", p2020(), S::Shredded, Success, S::Shredded, vec![]),
+        ("shredded: denials ignored", p2020(), S::Shredded, Purged, S::Shredded, vec![]),
+        ("shredded tick", p2020(), S::Shredded, Tick(Duration::from_secs(30 * 86_400)), S::Shredded, vec![]),
+        ("shredded stays on delete", p2020(), S::Shredded, Deleted, S::Shredded, vec![]),
+        ("shredded stays on recover", p2020(), S::Shredded, Recovered, S::Shredded, vec![]),
     ];
     for (name, profile, from, input, expected, effects) in rows {
         let (mut m, entered) = in_state(&profile, from);
@@ -216,6 +253,7 @@ fn ingest_and_query_per_state() {
         (S::Revoked, IngestDecision::Drop(DropReason::Revoked), false),
         (S::Resuming, IngestDecision::Drop(DropReason::Resuming), false),
         (S::Deleted, IngestDecision::Drop(DropReason::ClusterDeleted), false),
+        (S::Shredded, IngestDecision::Drop(DropReason::Shredded), false),
     ];
     for (state, ingest, query_ok) in rows {
         let (m, now) = in_state(&p2020(), state);
@@ -241,6 +279,7 @@ fn key_updates_per_state() {
         (S::Revoked, false),
         (S::Resuming, true),
         (S::Deleted, false),
+        (S::Shredded, false),
     ];
     for (state, allowed) in rows {
         let (mut m, now) = in_state(&p2020(), state);
@@ -267,6 +306,42 @@ fn key_updates_per_state() {
     let (m, _) = in_state(&p2020(), S::Revoked);
     let refusal = m.key_update_allowed().unwrap_err();
     assert!(refusal.reason.contains("revoked"), "{refusal}");
+}
+
+#[test]
+fn shredding_says_the_data_is_gone_for_good() {
+    let (m, now) = in_state(&p2020(), StateName::Shredded);
+    assert!(!m.wants_poll());
+    assert_eq!(m.next_deadline(), None);
+    let refusal = m.query_allowed(now).unwrap_err();
+    assert_eq!(refusal.state, StateName::Shredded);
+    assert!(
+        refusal.reason.contains("permanently unreadable") && refusal.reason.contains("zeroised"),
+        "{refusal}"
+    );
+    // The state event narrates it.
+    let (mut m, at) = in_state(&p2020(), StateName::HealthyCmk);
+    let effects = m.on_poll(at.add(secs(30)), PollOutcome::denial(DenialKind::KeyPurged));
+    let message = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Event(ev @ KeyLoopEvent::StateChanged { .. }) => {
+                Some(cmksim_sim::EventKind::narrate(ev))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(message, "storage c1: Key Vault answered unwrapKey with 404 KeyPurged: the customer-managed key was purged from the vault: storage shredded (data permanently unreadable); the account key can never be unwrapped again, so every block of this cluster is permanently unreadable (crypto-shredding); new ingest is dropped and queries fail for good");
+    let denied = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Event(KeyLoopEvent::PollDenied { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(denied, "shredded");
+    let refusal = m.query_allowed(at.add(secs(31))).unwrap_err();
+    assert!(refusal.reason.contains("purged"), "{refusal}");
 }
 
 #[test]

@@ -35,8 +35,9 @@ pub use events::KeyLoopEvent;
 pub use grpc::{GrpcVaultAccess, ManagedIdentityCredentials};
 pub use machine::KeyAccessMachine;
 pub use outcome::{
-    classify_identity_status, classify_key_vault_status, AccessFailure, DenialFailure, DenialKind,
-    PollOutcome, TransientFailure, TransientKind,
+    classify_identity_status, classify_key_vault_status, deleted_key_lookup, refine_not_found,
+    AccessFailure, DeletedKeyLookup, DenialFailure, DenialKind, PollOutcome, TransientFailure,
+    TransientKind,
 };
 pub use state::{
     DropReason, Effect, IngestDecision, KeyRef, KeyTarget, KeyVersionSpec, Refusal, ResumeFrom,

@@ -66,6 +66,12 @@ pub enum DenialKind {
     IdentityGone,
     /// 400: the vault refused the operation itself (e.g. the key can no longer unwrap this AEK).
     OperationRejected,
+    /// 500 with inner code `HSMKeyMaterialDestroyed` (gRPC DATA_LOSS): the HSM holding the key
+    /// was zeroised. Permanent: the storage is shredded.
+    KeyMaterialDestroyed,
+    /// 404, and the vault has no deleted entry for the key either: the key was purged.
+    /// Permanent: the storage is shredded.
+    KeyPurged,
 }
 
 impl DenialKind {
@@ -76,7 +82,18 @@ impl DenialKind {
             DenialKind::KeyNotFound | DenialKind::KeyDeleted | DenialKind::VaultDeleted => 404,
             DenialKind::IdentityGone => 401,
             DenialKind::OperationRejected => 400,
+            DenialKind::KeyMaterialDestroyed => 500,
+            DenialKind::KeyPurged => 404,
         }
+    }
+
+    /// True when the key material is gone for good: no change in the vault can ever give the
+    /// AEK back (crypto-shredding), unlike a revocation.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            DenialKind::KeyMaterialDestroyed | DenialKind::KeyPurged
+        )
     }
 
     /// The Azure code used when the vault sent none.
@@ -89,6 +106,8 @@ impl DenialKind {
             DenialKind::VaultDeleted => "VaultNotFound",
             DenialKind::IdentityGone => "Unauthorized",
             DenialKind::OperationRejected => "BadParameter",
+            DenialKind::KeyMaterialDestroyed => "HSMKeyMaterialDestroyed",
+            DenialKind::KeyPurged => "KeyPurged",
         }
     }
 }
@@ -188,7 +207,9 @@ pub fn azure_error(status: &tonic::Status) -> Option<AzureError> {
 /// UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED, INTERNAL and UNKNOWN (and the
 /// codes that mean a broken deployment rather than an answer about the key) are transient;
 /// PERMISSION_DENIED, NOT_FOUND, UNAUTHENTICATED and INVALID_ARGUMENT are denials, refined by the
-/// Azure code and inner code.
+/// Azure code and inner code. One 500 is not transient: inner code `HSMKeyMaterialDestroyed`
+/// (sent as DATA_LOSS) says the key material was zeroised in the HSM, for good. A 404 cannot
+/// tell a soft-deleted key from a purged one; [`refine_not_found`] does, with GetDeletedKey.
 pub fn classify_key_vault_status(status: &tonic::Status) -> AccessFailure {
     let azure = azure_error(status);
     let code_of = |a: &Option<AzureError>| a.as_ref().map(|e| e.code.clone()).unwrap_or_default();
@@ -217,7 +238,11 @@ pub fn classify_key_vault_status(status: &tonic::Status) -> AccessFailure {
             message: message.clone(),
         })
     };
+    if inner == KEY_MATERIAL_DESTROYED || code == KEY_MATERIAL_DESTROYED {
+        return denial(DenialKind::KeyMaterialDestroyed);
+    }
     match status.code() {
+        Code::DataLoss => denial(DenialKind::KeyMaterialDestroyed),
         Code::PermissionDenied => {
             if inner == "KeyDisabled" || code == "KeyDisabled" || lower.contains("disabled") {
                 denial(DenialKind::KeyDisabled)
@@ -264,6 +289,63 @@ pub fn classify_key_vault_status(status: &tonic::Status) -> AccessFailure {
             transport_hint(&lower).unwrap_or(TransientKind::ServerError5xx),
             message,
         ),
+    }
+}
+
+/// The inner code Key Vault gives when an HSM key's material was destroyed (tamper).
+pub const KEY_MATERIAL_DESTROYED: &str = "HSMKeyMaterialDestroyed";
+
+/// What GetDeletedKey said about a key whose unwrapKey answered 404.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeletedKeyLookup {
+    /// The key is soft-deleted (recoverable).
+    SoftDeleted,
+    /// GetDeletedKey answered 404 `KeyNotFound` ("Deleted Key not found"): no deleted entry.
+    NoDeletedEntry,
+    /// Any other answer (no permission, vault gone, transient): nothing learnt.
+    Unknown,
+}
+
+/// The lookup result of a GetDeletedKey call.
+pub fn deleted_key_lookup<T>(result: &Result<T, tonic::Status>) -> DeletedKeyLookup {
+    match result {
+        Ok(_) => DeletedKeyLookup::SoftDeleted,
+        Err(status) if status.code() == Code::NotFound => match classify_key_vault_status(status) {
+            AccessFailure::Denial(d) if d.kind == DenialKind::KeyNotFound => {
+                DeletedKeyLookup::NoDeletedEntry
+            }
+            _ => DeletedKeyLookup::Unknown,
+        },
+        Err(_) => DeletedKeyLookup::Unknown,
+    }
+}
+
+/// Refines a 404 denial of unwrapKey with what GetDeletedKey said: a key that is neither live
+/// nor soft-deleted was purged (its versions existed: one of them wrapped the AEK), which is
+/// permanent; a soft-deleted key is a revocation (`KeyDeleted`). A vault 404 stays as it is:
+/// on the data plane a purged vault and a soft-deleted one answer alike, and only the
+/// management plane (which the cluster identity cannot use) tells them apart.
+pub fn refine_not_found(denial: DenialFailure, lookup: DeletedKeyLookup) -> DenialFailure {
+    if !matches!(
+        denial.kind,
+        DenialKind::KeyNotFound | DenialKind::KeyDeleted
+    ) {
+        return denial;
+    }
+    match lookup {
+        DeletedKeyLookup::SoftDeleted => DenialFailure {
+            kind: DenialKind::KeyDeleted,
+            ..denial
+        },
+        DeletedKeyLookup::NoDeletedEntry => DenialFailure {
+            kind: DenialKind::KeyPurged,
+            message: format!(
+                "{} (the key has no deleted entry either: it was purged)",
+                denial.message
+            ),
+            ..denial
+        },
+        DeletedKeyLookup::Unknown => denial,
     }
 }
 
@@ -358,11 +440,97 @@ mod tests {
             (status(Code::Unauthenticated, Some(("Unauthorized", 401, "")), "[TokenExpired] Error validating token: 'S2S12086'."), "denial:IdentityGone:401:Unauthorized"),
             (status(Code::Unauthenticated, Some(("Unauthorized", 401, "")), "token expired"), "denial:IdentityGone:401:Unauthorized"),
             (status(Code::InvalidArgument, None, "bad ciphertext"), "denial:OperationRejected:400:BadParameter"),
+            (status(Code::DataLoss, Some(("InternalError", 500, "HSMKeyMaterialDestroyed")), "The key material of k was destroyed"), "denial:KeyMaterialDestroyed:500:InternalError"),
+            (status(Code::Internal, Some(("InternalError", 500, "HSMKeyMaterialDestroyed")), "The key material of k was destroyed"), "denial:KeyMaterialDestroyed:500:InternalError"),
+            (status(Code::DataLoss, None, "gone"), "denial:KeyMaterialDestroyed:500:HSMKeyMaterialDestroyed"),
+            (status(Code::Internal, Some(("InternalError", 500, "HSMDeviceError")), "The HSM holding key k reported a device error"), "transient:ServerError5xx"),
         ];
         for (status, expected) in rows {
             let got = kind(classify_key_vault_status(&status));
             assert_eq!(got, expected, "{status:?}");
         }
+    }
+
+    #[test]
+    fn permanent_denials() {
+        assert!(DenialKind::KeyMaterialDestroyed.is_permanent());
+        assert!(DenialKind::KeyPurged.is_permanent());
+        for kind in [
+            DenialKind::KeyDisabled,
+            DenialKind::PermissionRemoved,
+            DenialKind::KeyNotFound,
+            DenialKind::KeyDeleted,
+            DenialKind::VaultDeleted,
+            DenialKind::IdentityGone,
+            DenialKind::OperationRejected,
+        ] {
+            assert!(!kind.is_permanent(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_404_is_refined_by_the_deleted_key_lookup() {
+        let not_found = || match classify_key_vault_status(&status(
+            Code::NotFound,
+            Some(("KeyNotFound", 404, "")),
+            "A key with (name/id) k/v was not found in this key vault.",
+        )) {
+            AccessFailure::Denial(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let deleted_entry: Result<(), tonic::Status> = Ok(());
+        let no_entry: Result<(), tonic::Status> = Err(status(
+            Code::NotFound,
+            Some(("KeyNotFound", 404, "")),
+            "Deleted Key not found: k",
+        ));
+        let vault_gone: Result<(), tonic::Status> = Err(status(
+            Code::NotFound,
+            Some(("ResourceNotFound", 404, "")),
+            "The Resource 'Microsoft.KeyVault/vaults/kv' under resource group '' was not found.",
+        ));
+        let no_permission: Result<(), tonic::Status> = Err(status(
+            Code::PermissionDenied,
+            Some(("Forbidden", 403, "AccessDenied")),
+            "no keys get permission",
+        ));
+        let rows = [
+            (
+                &deleted_entry,
+                DeletedKeyLookup::SoftDeleted,
+                DenialKind::KeyDeleted,
+            ),
+            (
+                &no_entry,
+                DeletedKeyLookup::NoDeletedEntry,
+                DenialKind::KeyPurged,
+            ),
+            (
+                &vault_gone,
+                DeletedKeyLookup::Unknown,
+                DenialKind::KeyNotFound,
+            ),
+            (
+                &no_permission,
+                DeletedKeyLookup::Unknown,
+                DenialKind::KeyNotFound,
+            ),
+        ];
+        for (result, lookup, kind) in rows {
+            assert_eq!(deleted_key_lookup(result), lookup);
+            assert_eq!(refine_not_found(not_found(), lookup).kind, kind);
+        }
+        // A vault 404 and a 403 are never refined.
+        let vault = DenialFailure {
+            kind: DenialKind::VaultDeleted,
+            http_status: 404,
+            code: "ResourceNotFound".into(),
+            message: "gone".into(),
+        };
+        assert_eq!(
+            refine_not_found(vault.clone(), DeletedKeyLookup::NoDeletedEntry),
+            vault
+        );
     }
 
     #[test]

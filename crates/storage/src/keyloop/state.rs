@@ -123,6 +123,10 @@ pub enum State {
     },
     /// The cluster was deleted.
     Deleted { since: SimTime },
+    /// The key material is gone for good (HSM zeroised, key purged): the AEK can never be
+    /// unwrapped again, so every block of the account is permanently unreadable
+    /// (crypto-shredding). Terminal: nothing is polled any more.
+    Shredded { since: SimTime, denial: DenialKind },
 }
 
 /// A state's name, without its data (for events, refusals and tables).
@@ -137,6 +141,7 @@ pub enum StateName {
     Revoked,
     Resuming,
     Deleted,
+    Shredded,
 }
 
 impl StateName {
@@ -151,6 +156,7 @@ impl StateName {
             StateName::Revoked => "revoked",
             StateName::Resuming => "resuming",
             StateName::Deleted => "deleted",
+            StateName::Shredded => "shredded",
         }
     }
 }
@@ -173,6 +179,7 @@ impl State {
             State::Revoked { .. } => StateName::Revoked,
             State::Resuming { .. } => StateName::Resuming,
             State::Deleted { .. } => StateName::Deleted,
+            State::Shredded { .. } => StateName::Shredded,
         }
     }
 
@@ -186,7 +193,8 @@ impl State {
             | State::Unavailable { since, .. }
             | State::Revoked { since, .. }
             | State::Resuming { since, .. }
-            | State::Deleted { since } => *since,
+            | State::Deleted { since }
+            | State::Shredded { since, .. } => *since,
         }
     }
 }
@@ -251,6 +259,9 @@ pub enum DropReason {
     ClusterDeleted,
     /// Buffered longer than the buffer window.
     BufferExpired,
+    /// The key material is gone for good (HSM zeroised, key purged): nothing could ever read
+    /// the record back.
+    Shredded,
 }
 
 impl DropReason {
@@ -262,6 +273,7 @@ impl DropReason {
             DropReason::NotProvisioned => "not_provisioned",
             DropReason::ClusterDeleted => "cluster_deleted",
             DropReason::BufferExpired => "buffer_expired",
+            DropReason::Shredded => "shredded",
         }
     }
 }

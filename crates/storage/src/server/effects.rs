@@ -149,6 +149,11 @@ impl Core {
                         .map_err(|e| e.to_string())?;
                 }
                 let name = cluster.rsplit('/').next().unwrap_or(cluster).to_string();
+                if from == crate::keyloop::StateName::Shredded.as_str() {
+                    // Already shredded by the key loop (HSM zeroised, key purged): the purge
+                    // deletes what was already unreadable; no second transition.
+                    return Ok(());
+                }
                 self.events.record(
                     *at,
                     &format!("storage/{name}"),

@@ -71,6 +71,8 @@ fn cluster_refusal(rt: &ClusterRuntime, refusal: &Refusal) -> Status {
             (Code::FailedPrecondition, "KeyAccessRevoked", 403)
         }
         StateName::Unavailable => (Code::Unavailable, "KeyVaultUnavailable", 503),
+        // Gone for good, as a purged account answers (`DataError::PermanentlyUnreadable`).
+        StateName::Shredded => (Code::FailedPrecondition, "StorageShredded", 410),
         _ => (Code::FailedPrecondition, "Conflict", 409),
     };
     let message = format!(
@@ -93,6 +95,7 @@ fn drop_reason(reason: DropReason) -> (pb::DropReason, &'static str) {
         DropReason::NotProvisioned => (pb::DropReason::NotProvisioned, "not-provisioned"),
         DropReason::ClusterDeleted => (pb::DropReason::ClusterDeleted, "cluster-deleted"),
         DropReason::BufferExpired => (pb::DropReason::BufferExpired, "buffer-expired"),
+        DropReason::Shredded => (pb::DropReason::Shredded, "shredded"),
     }
 }
 

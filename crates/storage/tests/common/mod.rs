@@ -76,7 +76,7 @@ async fn start_keyvault(dir: &Path, clock: Clock, events: EventLog) -> (String, 
         events,
         KeyVaultConfig {
             os_key_material: false,
-            without_hsm: true,
+            without_hsm: false,
         },
     )
     .unwrap();
@@ -271,6 +271,11 @@ impl World {
 
     /// A vault with soft delete and purge protection, the admin allowed everything.
     pub async fn vault(&mut self, name: &str, purge_protection: bool) {
+        self.vault_of_sku(name, purge_protection, kvpb::Sku::Standard)
+            .await
+    }
+
+    pub async fn vault_of_sku(&mut self, name: &str, purge_protection: bool, sku: kvpb::Sku) {
         let t = self.mgmt().await;
         let perms = [
             "get",
@@ -293,7 +298,7 @@ impl World {
                     name: name.into(),
                     location: REGION.into(),
                     tenant_id: self.tenant.clone(),
-                    sku: kvpb::Sku::Standard as i32,
+                    sku: sku as i32,
                     enable_soft_delete: Some(true),
                     soft_delete_retention_in_days: Some(7),
                     enable_purge_protection: purge_protection,
@@ -312,6 +317,11 @@ impl World {
 
     /// An RSA key; returns its version.
     pub async fn key(&mut self, vault: &str, name: &str) -> String {
+        self.key_of_type(vault, name, "RSA").await
+    }
+
+    /// A key of type `kty` (`RSA`, `RSA-HSM`); returns its version.
+    pub async fn key_of_type(&mut self, vault: &str, name: &str, kty: &str) -> String {
         let t = self.vault_token().await;
         let k = self
             .kv
@@ -320,7 +330,7 @@ impl World {
                 kvpb::CreateKeyRequest {
                     vault_name: vault.into(),
                     key_name: name.into(),
-                    kty: "RSA".into(),
+                    kty: kty.into(),
                     key_size: 2048,
                     ..Default::default()
                 },
@@ -383,6 +393,18 @@ impl World {
             })
             .await
             .unwrap();
+    }
+
+    /// An HSM fault ("ok", "device-error", "latency", "tamper").
+    pub async fn hsm_fault(&mut self, mode: &str) -> kvpb::HsmFaultStatus {
+        self.chaos
+            .set_hsm_fault(kvpb::HsmFaultRequest {
+                mode: mode.into(),
+                latency_ms: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     pub fn cluster_ref(name: &str) -> pb::ClusterRef {

@@ -868,11 +868,21 @@ impl Driver {
                 self.push(HarnessCommand::Restart(host.as_str().to_string()));
                 Ok(())
             }
-            Fault::Hsm(mode) => Err(StepError {
-                code: "NotWired".into(),
-                status: 0,
-                message: format!("HSM fault {mode:?}: the HSM chaos control is not exposed yet"),
-            }),
+            Fault::Hsm(mode) => {
+                let (mode, latency_ms) = match mode {
+                    HsmFault::Ok => ("ok", 0),
+                    HsmFault::DeviceError => ("device-error", 0),
+                    HsmFault::Latency(latency) => ("latency", latency.as_millis() as u64),
+                    HsmFault::Tamper => ("tamper", 0),
+                };
+                self.chaos
+                    .set_hsm_fault(kvp::HsmFaultRequest {
+                        mode: mode.into(),
+                        latency_ms,
+                    })
+                    .await?;
+                Ok(())
+            }
         }
     }
 
