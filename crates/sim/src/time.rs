@@ -139,7 +139,11 @@ impl Clock {
     /// A clock for a turmoil host or client: `epoch` at the start of the simulation, advancing
     /// with turmoil's virtual time. Outside a simulation it stays at `epoch`.
     pub fn turmoil(epoch: SimTime) -> Clock {
-        Clock { epoch, time_scale: 1.0, source: Source::Turmoil }
+        Clock {
+            epoch,
+            time_scale: 1.0,
+            source: Source::Turmoil,
+        }
     }
 
     /// A live clock for separate processes: simulated time `epoch` corresponds to the wall-clock

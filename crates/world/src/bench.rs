@@ -130,15 +130,25 @@ key = {{ vault = "soak-kv", name = "soak-cmk", version = "latest" }}
     s
 }
 
-fn timed(name: &str, scenario: &cmksim_scenario::Scenario, tick: Duration) -> Result<TimedRun, SimBenchError> {
+fn timed(
+    name: &str,
+    scenario: &cmksim_scenario::Scenario,
+    tick: Duration,
+) -> Result<TimedRun, SimBenchError> {
     let events = EventLog::default();
-    let options = RunOptions { tick, ..RunOptions::default() };
+    let options = RunOptions {
+        tick,
+        ..RunOptions::default()
+    };
     let started = Instant::now();
     let result = run_simulated(scenario, &options, &events)?;
     let wall = started.elapsed().as_secs_f64();
     let simulated = scenario.meta.duration.as_secs_f64();
     let snapshot = events.snapshot();
-    let unwraps = snapshot.iter().filter(|e| e.kind.starts_with("storage.poll.")).count() as u64;
+    let unwraps = snapshot
+        .iter()
+        .filter(|e| e.kind.starts_with("storage.poll."))
+        .count() as u64;
     Ok(TimedRun {
         name: name.to_string(),
         simulated_seconds: simulated,
@@ -152,18 +162,26 @@ fn timed(name: &str, scenario: &cmksim_scenario::Scenario, tick: Duration) -> Re
 
 /// The cost of one RSA-2048 OAEP-256 unwrap of a 32-byte key, measured now (bounded: ~0.5 s).
 fn unwrap_micros() -> Result<f64, SimBenchError> {
-    use aws_lc_rs::rsa::{KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
+    use aws_lc_rs::rsa::{
+        KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
+        OAEP_SHA256_MGF1SHA256,
+    };
     let crypto = |e: aws_lc_rs::error::Unspecified| SimBenchError::Crypto(e.to_string());
     let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).map_err(crypto)?;
     let public = OaepPublicEncryptingKey::new(private.public_key()).map_err(crypto)?;
     let private = OaepPrivateDecryptingKey::new(private).map_err(crypto)?;
     let mut ciphertext = vec![0u8; public.ciphertext_size()];
-    let ciphertext = public.encrypt(&OAEP_SHA256_MGF1SHA256, &[7u8; 32], &mut ciphertext, None).map_err(crypto)?.to_vec();
+    let ciphertext = public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, &[7u8; 32], &mut ciphertext, None)
+        .map_err(crypto)?
+        .to_vec();
     let mut out = vec![0u8; private.min_output_size()];
     let started = Instant::now();
     let mut ops: u32 = 0;
     while started.elapsed() < Duration::from_millis(500) && ops < 100_000 {
-        private.decrypt(&OAEP_SHA256_MGF1SHA256, &ciphertext, &mut out, None).map_err(crypto)?;
+        private
+            .decrypt(&OAEP_SHA256_MGF1SHA256, &ciphertext, &mut out, None)
+            .map_err(crypto)?;
         ops += 1;
     }
     Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(ops.max(1)))
@@ -171,20 +189,44 @@ fn unwrap_micros() -> Result<f64, SimBenchError> {
 
 /// Runs the benchmark.
 pub fn run(options: &SimBenchOptions) -> Result<SimBenchReport, SimBenchError> {
-    let soak = cmksim_scenario::validate_str(Path::new("soak.toml"), &soak_scenario(options.days.max(1)))
-        .map_err(|d| SimBenchError::Scenario(d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")))?;
+    let soak =
+        cmksim_scenario::validate_str(Path::new("soak.toml"), &soak_scenario(options.days.max(1)))
+            .map_err(|d| {
+                SimBenchError::Scenario(
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
     let soak_run = timed("soak", &soak, options.tick)?;
     let revocation = match &options.revocation_file {
         Some(path) => {
-            let scenario = cmksim_scenario::validate_file(path)
-                .map_err(|d| SimBenchError::Scenario(d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")))?;
-            Some(timed("revocation (library)", &scenario, RunOptions::default().tick)?)
+            let scenario = cmksim_scenario::validate_file(path).map_err(|d| {
+                SimBenchError::Scenario(
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+            Some(timed(
+                "revocation (library)",
+                &scenario,
+                RunOptions::default().tick,
+            )?)
         }
         None => None,
     };
     let unwrap_micros = unwrap_micros()?;
-    let overhead_ratio = soak_run.wall_seconds / ((soak_run.unwraps.max(1) as f64) * unwrap_micros / 1e6);
-    Ok(SimBenchReport { soak: soak_run, unwrap_micros, overhead_ratio, revocation })
+    let overhead_ratio =
+        soak_run.wall_seconds / ((soak_run.unwraps.max(1) as f64) * unwrap_micros / 1e6);
+    Ok(SimBenchReport {
+        soak: soak_run,
+        unwrap_micros,
+        overhead_ratio,
+        revocation,
+    })
 }
 
 #[cfg(test)]
@@ -193,7 +235,8 @@ mod tests {
 
     #[test]
     fn the_soak_scenario_is_valid() {
-        let scenario = cmksim_scenario::validate_str(Path::new("soak.toml"), &soak_scenario(30)).unwrap();
+        let scenario =
+            cmksim_scenario::validate_str(Path::new("soak.toml"), &soak_scenario(30)).unwrap();
         assert_eq!(scenario.meta.duration, Duration::from_secs(30 * 86_400));
         assert_eq!(scenario.agents.len(), 3);
         assert_eq!(scenario.world.workspaces.len(), 3);
