@@ -22,29 +22,6 @@ use cmksim_sim::{Clock, EventLog, SeedTree, SimTime};
 use crate::server::{KeyVaultConfig, KeyVaultServer};
 use crate::service::Core;
 
-pub const ALL_KEY_PERMISSIONS: &[&str] = &[
-    "get",
-    "list",
-    "update",
-    "create",
-    "import",
-    "delete",
-    "recover",
-    "backup",
-    "restore",
-    "decrypt",
-    "encrypt",
-    "unwrapKey",
-    "wrapKey",
-    "verify",
-    "sign",
-    "purge",
-    "rotate",
-    "getrotationpolicy",
-    "setrotationpolicy",
-    "release",
-];
-
 pub struct Principal {
     pub oid: String,
     pub secret: String,
@@ -260,7 +237,10 @@ pub async fn create_vault(
             access_policies: vec![pb::AccessPolicy {
                 tenant_id: tenant.into(),
                 object_id: admin.oid.clone(),
-                key_permissions: ALL_KEY_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
+                key_permissions: crate::model::KeyPermission::ALL
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
             }],
             ..Default::default()
         },

@@ -39,30 +39,6 @@ pub const INGEST_URI: &str = "http://ingest:50053";
 const VAULT_AUDIENCE: &str = "https://vault.azure.net";
 const MANAGEMENT_AUDIENCE: &str = "https://management.azure.com";
 
-/// Every key permission: the driver's operator owns the vaults it creates.
-const ALL_KEY_PERMISSIONS: [&str; 20] = [
-    "get",
-    "list",
-    "update",
-    "create",
-    "import",
-    "delete",
-    "recover",
-    "backup",
-    "restore",
-    "decrypt",
-    "encrypt",
-    "unwrapKey",
-    "wrapKey",
-    "verify",
-    "sign",
-    "purge",
-    "rotate",
-    "getrotationpolicy",
-    "setrotationpolicy",
-    "release",
-];
-
 /// Requests from the driver to the harness, for faults only the simulation can apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HarnessCommand {
@@ -440,7 +416,11 @@ impl Driver {
             access_policies: vec![kvp::AccessPolicy {
                 tenant_id,
                 object_id: operator.object_id.clone(),
-                key_permissions: ALL_KEY_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+                // The driver's operator owns the vaults it creates: every key permission.
+                key_permissions: cmksim_keyvault::model::KeyPermission::ALL
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
             }],
             subscription_id: String::new(),
             resource_group: String::new(),
