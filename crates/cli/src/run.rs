@@ -117,18 +117,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let events = EventLog::default();
+    let bar = ProgressBar::new(std::io::stderr().is_terminal());
     if !args.quiet {
-        events.add_sink(live_narrator(NarrateOptions {
+        let options = NarrateOptions {
             color,
             verbose: args.verbose,
-        }));
+        };
+        events.add_sink(live_narrator(options, bar.clone()));
     }
     let options = cmksim_world::RunOptions {
         seed: args.seed,
         speed: args.speed,
+        progress: bar.enabled.then(|| bar.callback()),
         ..Default::default()
     };
     let result = cmksim_world::run_simulated(&scenario, &options, &events)?;
+    bar.clear();
 
     let snapshot = events.snapshot();
     let expectations = expect::evaluate(&scenario, &snapshot);
@@ -176,9 +180,65 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
+/// A one-line progress bar on stderr (a terminal only), drawn once a run has lasted a second.
+/// The wall clock here only decides whether to draw: it never reaches the simulation.
+#[derive(Clone)]
+struct ProgressBar {
+    enabled: bool,
+    started: std::time::Instant,
+    drawn: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ProgressBar {
+    const WIDTH: usize = 30;
+
+    fn new(enabled: bool) -> ProgressBar {
+        ProgressBar {
+            enabled,
+            started: std::time::Instant::now(),
+            drawn: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    fn callback(&self) -> cmksim_world::harness::ProgressFn {
+        let bar = self.clone();
+        Arc::new(move |at| bar.draw(at))
+    }
+
+    fn draw(&self, at: Option<(std::time::Duration, std::time::Duration)>) {
+        if !self.enabled || self.started.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        let line = match at {
+            None => "building the world (provisioning, key update, links)…".to_string(),
+            Some((done, total)) => {
+                let fraction = (done.as_secs_f64() / total.as_secs_f64().max(1.0)).clamp(0.0, 1.0);
+                let filled = (fraction * Self::WIDTH as f64).round() as usize;
+                format!(
+                    "[{}{}] {:>3.0}%  {} of {}",
+                    "#".repeat(filled),
+                    "-".repeat(Self::WIDTH - filled),
+                    fraction * 100.0,
+                    SimTime(0).add(done).offset_label(SimTime(0)),
+                    cmksim_sim::format_duration(total)
+                )
+            }
+        };
+        eprint!("\r\x1b[2K{line}");
+        self.drawn.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Removes the bar (before a narrated line, and at the end).
+    fn clear(&self) {
+        if self.drawn.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 /// A sink that prints each event as a narrated line. Events before T+0 (the world being built)
 /// are held back and printed, relative to T+0, once the scenario starts.
-fn live_narrator(options: NarrateOptions) -> cmksim_sim::event::EventSink {
+fn live_narrator(options: NarrateOptions, bar: ProgressBar) -> cmksim_sim::event::EventSink {
     struct State {
         narrator: Option<Narrator>,
         held: Vec<cmksim_sim::Event>,
@@ -199,6 +259,7 @@ fn live_narrator(options: NarrateOptions) -> cmksim_sim::event::EventSink {
                 return;
             }
             let mut narrator = Narrator::new(event.at(), options);
+            bar.clear();
             for held in std::mem::take(&mut state.held) {
                 if let Some(line) = narrator.line(&held) {
                     let _ = writeln!(out, "{line}");
@@ -207,6 +268,7 @@ fn live_narrator(options: NarrateOptions) -> cmksim_sim::event::EventSink {
             state.narrator = Some(narrator);
         }
         if let Some(line) = state.narrator.as_mut().and_then(|n| n.line(event)) {
+            bar.clear();
             let _ = writeln!(out, "{line}");
         }
     })

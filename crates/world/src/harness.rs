@@ -20,8 +20,15 @@ use cmksim_sim::{Clock, EventLog, SeedTree, SimTime};
 
 use crate::driver::{Driver, HarnessCommand, HarnessCommands};
 
+/// Told how far the run is: simulated time since T+0 and the scenario's duration (`None` while
+/// the world is still being built).
+pub type ProgressFn = Arc<dyn Fn(Option<(Duration, Duration)>) + Send + Sync>;
+
+/// How often (in simulation steps) the progress callback is called.
+const PROGRESS_EVERY_STEPS: u64 = 2_000;
+
 /// How a simulated run is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Overrides the scenario's seed.
     pub seed: Option<u64>,
@@ -31,6 +38,20 @@ pub struct RunOptions {
     pub setup_budget: Duration,
     /// Play at this many simulated seconds per real second (demos); `None`: as fast as possible.
     pub speed: Option<f64>,
+    /// Called every few thousand steps with the run's progress (a progress bar).
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("seed", &self.seed)
+            .field("tick", &self.tick)
+            .field("setup_budget", &self.setup_budget)
+            .field("speed", &self.speed)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for RunOptions {
@@ -40,6 +61,7 @@ impl Default for RunOptions {
             tick: Duration::from_millis(100),
             setup_budget: Duration::from_secs(12 * 3600),
             speed: None,
+            progress: None,
         }
     }
 }
@@ -223,6 +245,17 @@ pub fn run_simulated(
         }
         if done {
             break;
+        }
+        if let Some(progress) = &options.progress {
+            if steps % PROGRESS_EVERY_STEPS == 0 {
+                let at = paced_from.map(|(_, sim_start)| {
+                    (
+                        sim.elapsed().saturating_sub(sim_start),
+                        scenario.meta.duration,
+                    )
+                });
+                progress(at);
+            }
         }
         if let (Some(speed), Some((wall_start, sim_start))) = (options.speed, paced_from) {
             let simulated = sim.elapsed().saturating_sub(sim_start);
