@@ -247,7 +247,7 @@ pub fn run_simulated(
             break;
         }
         if let Some(progress) = &options.progress {
-            if steps % PROGRESS_EVERY_STEPS == 0 {
+            if steps.is_multiple_of(PROGRESS_EVERY_STEPS) {
                 let at = paced_from.map(|(_, sim_start)| {
                     (
                         sim.elapsed().saturating_sub(sim_start),
