@@ -55,6 +55,26 @@ enum Target {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// End-to-end gRPC ingest → storage → durable acknowledgement (the three services in
+    /// process, CMK configured), beside the storage data plane's append rate in the same run.
+    Ingest {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Concurrent clients (one batch in flight each); as many append threads on the
+        /// reference side.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Heartbeat records per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_records: usize,
+        /// Seconds measured per side and round.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Rounds, alternating end to end and direct append.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -125,6 +145,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.table());
+            }
+        }
+        Target::Ingest {
+            json,
+            clients,
+            batch_records,
+            seconds,
+            rounds,
+        } => {
+            anyhow::ensure!(
+                (1..=32).contains(&clients),
+                "--clients must be between 1 and 32"
+            );
+            anyhow::ensure!(
+                (1..=5000).contains(&batch_records),
+                "--batch-records must be between 1 and 5000"
+            );
+            anyhow::ensure!(
+                seconds.is_finite() && (0.2..=300.0).contains(&seconds),
+                "--seconds must be between 0.2 and 300"
+            );
+            anyhow::ensure!(
+                (1..=20).contains(&rounds),
+                "--rounds must be between 1 and 20"
+            );
+            let options = crate::bench_ingest::IngestBenchOptions {
+                clients,
+                batch_records,
+                round_duration: Duration::from_secs_f64(seconds),
+                rounds,
+            };
+            let report = crate::bench_ingest::run(&options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
             }
         }
     }

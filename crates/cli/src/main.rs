@@ -7,6 +7,7 @@
 //! `profile` shows the behaviour profiles.
 
 mod bench;
+mod bench_ingest;
 mod health;
 mod profile;
 mod run;
