@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Narrate every event, including each routine poll and batch.
     #[arg(long)]
     verbose: bool,
+    /// Simulation resolution in milliseconds: timers and network deliveries happen on ticks.
+    #[arg(long, default_value_t = 100)]
+    tick_ms: u64,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -125,9 +128,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         events.add_sink(live_narrator(options, bar.clone()));
     }
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.tick_ms),
+        "--tick-ms must be between 1 and 10000"
+    );
     let options = cmksim_world::RunOptions {
         seed: args.seed,
         speed: args.speed,
+        tick: std::time::Duration::from_millis(args.tick_ms),
         progress: bar.enabled.then(|| bar.callback()),
         ..Default::default()
     };
@@ -318,5 +326,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         speed: Some(args.speed),
         verbose: false,
         quiet: false,
+        tick_ms: 100,
     })
 }

@@ -1,0 +1,940 @@
+//! `cmksim bench ingest`: end-to-end gRPC ingest → storage → durable acknowledgement, beside the
+//! storage data plane's own append rate measured in the same run.
+//!
+//! The three real services run in process on 127.0.0.1:0 (their own tokio runtime, a temporary
+//! data directory, OS key material, a fast clock and fast control-plane durations), and the CMK
+//! path is built over gRPC as an operator would (as `tests/live_crash.rs` does): tenant,
+//! principal, tokens, a vault with soft delete and purge protection, an RSA key, a cluster, the
+//! cluster identity's access policy, the key update, a linked workspace. Then N clients send
+//! Heartbeat batches through `ingest.v1.Ingestion/Ingest` for a fixed time; only records the
+//! answer calls *stored* count. The reference is `DataPlane::append` of the same records, in
+//! the same batch size, from the same number of threads, on a CMK-sealed, double-encrypted
+//! account in its own directory. The two alternate over several rounds so that machine load
+//! affects both alike. Nothing here asserts on time.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cmksim_proto::common::v1 as cp;
+use cmksim_proto::identity::v1 as idp;
+use cmksim_proto::ingest::v1 as ip;
+use cmksim_proto::keyvault::v1 as kvp;
+use cmksim_proto::storage::v1 as sp;
+use cmksim_sim::{Clock, EventLog, Profile, RandomSource, SeedTree, SimTime};
+use cmksim_storage::data::{DataPlane, Record as DataRecord, Sealing, Value as DataValue};
+use prost::Message;
+use serde::Serialize;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// The goal: end-to-end records/s at least this fraction of the direct append rate.
+pub const GOAL_RATIO: f64 = 0.6;
+
+const SUB: &str = "00000000-0000-0000-0000-0000000000b1";
+const RG: &str = "bench";
+const REGION: &str = "westeurope";
+const VAULT: &str = "benchvault";
+const KEY: &str = "cmk";
+const CLUSTER: &str = "benchcluster";
+const WORKSPACE: &str = "benchworkspace";
+const TABLE: &str = "Heartbeat";
+/// Simulated seconds per real second: control-plane operations of a simulated minute take 0.1 s
+/// while the key loop (6–60 simulated seconds between polls) stays light.
+const TIME_SCALE: f64 = 600.0;
+const PROFILE_OVERRIDES: [(&str, &str); 4] = [
+    ("provisioning_duration", "1m"),
+    ("key_update_duration", "1m"),
+    ("link_duration", "1m"),
+    ("unlink_duration", "1m"),
+];
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+const POLLS_MAX: u32 = 2400;
+/// Records are stamped this long before the simulated now (never in the future).
+const RECORD_AGE_MS: i64 = 60_000;
+
+/// What to measure.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestBenchOptions {
+    /// Concurrent clients (end to end) and threads (direct append), one batch in flight each.
+    pub clients: usize,
+    /// Records per batch.
+    pub batch_records: usize,
+    /// Length of one measurement, per side and round.
+    pub round_duration: Duration,
+    /// Rounds, each measuring end to end then direct append.
+    pub rounds: usize,
+}
+
+impl Default for IngestBenchOptions {
+    fn default() -> Self {
+        IngestBenchOptions {
+            clients: 4,
+            batch_records: 500,
+            round_duration: Duration::from_secs(5),
+            rounds: 3,
+        }
+    }
+}
+
+/// One side's totals over all rounds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Side {
+    /// Records acknowledged as stored.
+    pub records: u64,
+    /// Batches acknowledged.
+    pub batches: u64,
+    /// Bytes: the encoded protobuf `IngestRequest` (end to end) or the storage's encoded record
+    /// payload (direct append).
+    pub bytes: u64,
+    pub seconds: f64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+    pub p50_batch_ms: f64,
+    pub p99_batch_ms: f64,
+}
+
+/// What one round measured (records/s of each side).
+#[derive(Clone, Debug, Serialize)]
+pub struct Round {
+    pub end_to_end_records_per_s: f64,
+    pub direct_records_per_s: f64,
+}
+
+/// The benchmark's answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestBenchReport {
+    pub options: IngestBenchOptions,
+    /// Encoded size of one record in the ingest request, in bytes (average).
+    pub record_wire_bytes: f64,
+    pub setup_seconds: f64,
+    pub end_to_end: Side,
+    pub direct_append: Side,
+    /// End-to-end records/s ÷ direct append records/s.
+    pub ratio: f64,
+    pub goal_ratio: f64,
+    pub meets_goal: bool,
+    /// Records sent end to end that were not acknowledged as stored (buffered, dropped, or in
+    /// a failed call). Expected 0.
+    pub not_stored: u64,
+    pub failed_calls: u64,
+    pub rounds: Vec<Round>,
+    /// /proc/loadavg before and after (Linux), to judge how loaded the machine was.
+    pub loadavg_before: Option<String>,
+    pub loadavg_after: Option<String>,
+}
+
+impl IngestBenchReport {
+    pub fn to_table(&self) -> String {
+        let o = &self.options;
+        let (e, d) = (&self.end_to_end, &self.direct_append);
+        let mut s = format!(
+            "ingest bench: {} clients × {} records/batch (~{:.0} B/record on the wire), {} rounds × {:.1} s per side; setup {:.1} s\n",
+            o.clients,
+            o.batch_records,
+            self.record_wire_bytes,
+            o.rounds,
+            o.round_duration.as_secs_f64(),
+            self.setup_seconds
+        );
+        s += &format!(
+            "{:<34} {:>12} {:>9} {:>10} {:>10}\n",
+            "", "records/s", "MB/s", "p50 ms", "p99 ms"
+        );
+        s += &format!(
+            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
+            "end to end (gRPC → storage, ack)",
+            e.records_per_s,
+            e.mb_per_s,
+            e.p50_batch_ms,
+            e.p99_batch_ms
+        );
+        s += &format!(
+            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
+            "direct DataPlane::append (CMK)",
+            d.records_per_s,
+            d.mb_per_s,
+            d.p50_batch_ms,
+            d.p99_batch_ms
+        );
+        s += &format!(
+            "ratio (records/s) {:.2} (goal ≥ {:.1}: {})\n",
+            self.ratio,
+            self.goal_ratio,
+            if self.meets_goal { "met" } else { "NOT met" }
+        );
+        let per_round: Vec<String> = self
+            .rounds
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.0}/{:.0}",
+                    r.end_to_end_records_per_s, r.direct_records_per_s
+                )
+            })
+            .collect();
+        s += &format!(
+            "rounds (end to end/direct records/s): {}\n",
+            per_round.join(", ")
+        );
+        s += &format!(
+            "records not stored: {}, failed calls: {}\n",
+            self.not_stored, self.failed_calls
+        );
+        s += "MB/s: end to end counts the encoded IngestRequest, direct the storage record payload\n";
+        if let (Some(a), Some(b)) = (&self.loadavg_before, &self.loadavg_after) {
+            s += &format!("loadavg before: {a}; after: {b}\n");
+        }
+        s
+    }
+}
+
+/// The `q` quantile (0..=1) of `sorted` by nearest rank, in milliseconds; 0 when empty.
+pub fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3
+}
+
+/// Accumulates one side's measurements across rounds.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    batches: u64,
+    bytes: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.records += other.records;
+        self.batches += other.batches;
+        self.bytes += other.bytes;
+        self.latencies.extend(other.latencies);
+    }
+
+    fn side(mut self) -> Side {
+        self.latencies.sort_unstable();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        Side {
+            records: self.records,
+            batches: self.batches,
+            bytes: self.bytes,
+            seconds: secs,
+            records_per_s: self.records as f64 / secs,
+            mb_per_s: self.bytes as f64 / secs / 1e6,
+            p50_batch_ms: percentile_ms(&self.latencies, 0.50),
+            p99_batch_ms: percentile_ms(&self.latencies, 0.99),
+        }
+    }
+}
+
+fn loadavg() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Runs the benchmark (builds its own runtimes; call from synchronous code).
+pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
+    anyhow::ensure!(options.clients > 0 && options.batch_records > 0 && options.rounds > 0);
+    let loadavg_before = loadavg();
+    let dir = tempfile::Builder::new()
+        .prefix("cmksim-bench-ingest")
+        .tempdir()
+        .context("creating the temporary directory")?;
+    let servers_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-servers")
+        .build()?;
+    let clients_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("bench-clients")
+        .build()?;
+
+    let profile = profile()?;
+    let clock = {
+        let _guard = servers_rt.enter();
+        Clock::tokio(SimTime::DEFAULT_EPOCH, TIME_SCALE)
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let started = Instant::now();
+    let services = servers_rt.block_on(start_services(
+        dir.path(),
+        &clock,
+        &profile,
+        &stop_rx,
+        &servers_rt,
+    ))?;
+    clients_rt.block_on(build_world(&services.keyvault, &services.storage))?;
+    let setup_seconds = started.elapsed().as_secs_f64();
+
+    let plane = DataPlane::open(&dir.path().join("direct"), RandomSource::Os, &profile)?;
+    let aek = direct_account(&plane, &clock)?;
+
+    let mut e2e = Tally::default();
+    let mut direct = Tally::default();
+    let (mut not_stored, mut failed_calls) = (0u64, 0u64);
+    let mut rounds = Vec::new();
+    let mut record_wire_bytes = 0.0;
+    for _ in 0..options.rounds {
+        let r = clients_rt.block_on(end_to_end_round(&services.ingest, &clock, options))?;
+        record_wire_bytes = r.tally.bytes as f64 / (r.sent.max(1)) as f64;
+        not_stored += r.sent - r.tally.records;
+        failed_calls += r.failed_calls;
+        let e_rate = r.tally.records as f64 / r.tally.elapsed.as_secs_f64();
+        e2e.elapsed += r.tally.elapsed;
+        e2e.add(r.tally);
+
+        let t = direct_round(&plane, &aek, &clock, options)?;
+        let d_rate = t.records as f64 / t.elapsed.as_secs_f64();
+        direct.elapsed += t.elapsed;
+        direct.add(t);
+        rounds.push(Round {
+            end_to_end_records_per_s: e_rate,
+            direct_records_per_s: d_rate,
+        });
+    }
+    drop(plane);
+
+    let _ = stop_tx.send(true);
+    servers_rt.block_on(async {
+        for task in services.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    });
+    servers_rt.shutdown_timeout(Duration::from_secs(5));
+    clients_rt.shutdown_timeout(Duration::from_secs(1));
+
+    let end_to_end = e2e.side();
+    let direct_append = direct.side();
+    let ratio = end_to_end.records_per_s / direct_append.records_per_s.max(1e-9);
+    Ok(IngestBenchReport {
+        options: options.clone(),
+        record_wire_bytes,
+        setup_seconds,
+        end_to_end,
+        direct_append,
+        ratio,
+        goal_ratio: GOAL_RATIO,
+        meets_goal: ratio >= GOAL_RATIO,
+        not_stored,
+        failed_calls,
+        rounds,
+        loadavg_before,
+        loadavg_after: loadavg(),
+    })
+}
+
+fn profile() -> anyhow::Result<Profile> {
+    let mut cluster = toml::Table::new();
+    for (k, v) in PROFILE_OVERRIDES {
+        cluster.insert(k.into(), toml::Value::String(v.into()));
+    }
+    let mut table = toml::Table::new();
+    table.insert("cluster".into(), toml::Value::Table(cluster));
+    Ok(Profile::builtin_with_overrides("azure-2020", Some(&table))?)
+}
+
+// ---- services ---------------------------------------------------------------------------
+
+struct Services {
+    keyvault: String,
+    storage: String,
+    ingest: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn listener() -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = format!("http://{}", l.local_addr()?);
+    Ok((l, url))
+}
+
+fn until(stop: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = stop.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+async fn start_services(
+    dir: &Path,
+    clock: &Clock,
+    profile: &Profile,
+    stop: &watch::Receiver<bool>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Services> {
+    use tokio_stream::wrappers::TcpListenerStream;
+    let (kv_l, kv_url) = listener().await?;
+    let (st_l, st_url) = listener().await?;
+    let (in_l, in_url) = listener().await?;
+    let keyvault = cmksim_keyvault::KeyVaultServer::open(
+        &dir.join("keyvault"),
+        clock.clone(),
+        SeedTree::new(1),
+        EventLog::default(),
+        cmksim_keyvault::KeyVaultConfig {
+            os_key_material: true,
+            without_hsm: true,
+        },
+    )?;
+    let mut config = cmksim_storage::StorageConfig::new(
+        dir.join("storage"),
+        clock.clone(),
+        SeedTree::new(1),
+        EventLog::default(),
+        profile.clone(),
+        cmksim_sim::net::Network::Tcp,
+        &kv_url,
+    );
+    config.os_key_material = true;
+    let storage = cmksim_storage::StorageServer::open(config)?;
+    let ingest = cmksim_ingest::IngestServer::new(
+        clock.clone(),
+        EventLog::default(),
+        profile.clone(),
+        &st_url,
+    )?;
+    let mut tasks = Vec::new();
+    let s = until(stop);
+    tasks.push(rt.spawn(async move {
+        if let Err(e) = keyvault
+            .serve_with_incoming(TcpListenerStream::new(kv_l), s)
+            .await
+        {
+            eprintln!("bench: keyvault: {e}");
+        }
+    }));
+    let s = until(stop);
+    tasks.push(rt.spawn(async move {
+        if let Err(e) = storage
+            .serve_with_incoming(TcpListenerStream::new(st_l), s)
+            .await
+        {
+            eprintln!("bench: storage: {e}");
+        }
+    }));
+    let s = until(stop);
+    tasks.push(rt.spawn(async move {
+        if let Err(e) = ingest
+            .serve_with_incoming(TcpListenerStream::new(in_l), s)
+            .await
+        {
+            eprintln!("bench: ingest: {e}");
+        }
+    }));
+    Ok(Services {
+        keyvault: kv_url,
+        storage: st_url,
+        ingest: in_url,
+        tasks,
+    })
+}
+
+// ---- the CMK world over gRPC (as tests/live_crash.rs) -----------------------------------
+
+fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(r)
+}
+
+fn cluster_ref() -> sp::ClusterRef {
+    sp::ClusterRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        cluster_name: CLUSTER.into(),
+    }
+}
+
+fn workspace_ref() -> sp::WorkspaceRef {
+    sp::WorkspaceRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        workspace_name: WORKSPACE.into(),
+    }
+}
+
+fn workspace_id() -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WORKSPACE}")
+}
+
+/// Polls `check` until it yields a value (bounded).
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..POLLS_MAX {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    bail!("setup: gave up waiting for {what}")
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+async fn build_world(kv_url: &str, storage_url: &str) -> anyhow::Result<()> {
+    let kv = channel(kv_url)?;
+    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
+    let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv);
+    let st = channel(storage_url)?;
+    let mut clusters = sp::clusters_client::ClustersClient::new(st.clone());
+    let mut workspaces = sp::workspaces_client::WorkspacesClient::new(st.clone());
+    let data = sp::data_plane_client::DataPlaneClient::new(st);
+
+    let tenant = identity
+        .create_tenant(idp::CreateTenantRequest {
+            name: "contoso".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .context("create tenant")?
+        .into_inner()
+        .tenant_id;
+    let admin = identity
+        .create_principal(idp::CreatePrincipalRequest {
+            tenant_id: tenant.clone(),
+            display_name: "operator".into(),
+            kind: idp::PrincipalKind::ServicePrincipal as i32,
+        })
+        .await
+        .context("create principal")?
+        .into_inner();
+    let admin_oid = admin.principal.context("principal")?.object_id;
+    let token = |audience: &str| {
+        let request = idp::IssueTokenRequest {
+            object_id: admin_oid.clone(),
+            secret: admin.secret.clone(),
+            audience: audience.into(),
+            lifetime_seconds: 0,
+        };
+        let mut identity = identity.clone();
+        async move {
+            anyhow::Ok(
+                identity
+                    .issue_token(request)
+                    .await
+                    .context("issue token")?
+                    .into_inner()
+                    .token,
+            )
+        }
+    };
+    let mgmt = token("https://management.azure.com").await?;
+    let vault_token = token("https://vault.azure.net").await?;
+
+    keyvault
+        .create_vault(authorized(
+            &mgmt,
+            kvp::CreateVaultRequest {
+                name: VAULT.into(),
+                location: REGION.into(),
+                tenant_id: tenant.clone(),
+                sku: kvp::Sku::Standard as i32,
+                enable_soft_delete: Some(true),
+                soft_delete_retention_in_days: Some(90),
+                enable_purge_protection: true,
+                access_policies: vec![kvp::AccessPolicy {
+                    tenant_id: tenant.clone(),
+                    object_id: admin_oid.clone(),
+                    key_permissions: strings(&[
+                        "get",
+                        "list",
+                        "create",
+                        "update",
+                        "wrapKey",
+                        "unwrapKey",
+                    ]),
+                }],
+                subscription_id: SUB.into(),
+                resource_group: RG.into(),
+            },
+        )?)
+        .await
+        .context("create vault")?;
+    let key = keyvault
+        .create_key(authorized(
+            &vault_token,
+            kvp::CreateKeyRequest {
+                vault_name: VAULT.into(),
+                key_name: KEY.into(),
+                kty: "RSA".into(),
+                key_size: 2048,
+                ..Default::default()
+            },
+        )?)
+        .await
+        .context("create key")?
+        .into_inner();
+    let kid = key.key.context("key bundle")?.kid;
+    let version = kid.rsplit('/').next().unwrap_or_default().to_string();
+
+    let created = clusters
+        .create_cluster(sp::CreateClusterRequest {
+            cluster: Some(cluster_ref()),
+            location: REGION.into(),
+            tenant_id: tenant.clone(),
+            sku: Some(sp::Sku {
+                name: "capacityReservation".into(),
+                capacity_gb_per_day: 1000,
+            }),
+            billing_type: "Cluster".into(),
+            identity_type: "SystemAssigned".into(),
+            ..Default::default()
+        })
+        .await
+        .context("create cluster")?
+        .into_inner();
+    let cluster_oid = created
+        .cluster
+        .and_then(|c| c.identity)
+        .context("cluster identity")?
+        .principal_id;
+    poll("provisioning", || {
+        let mut clusters = clusters.clone();
+        async move {
+            let c = clusters.get_cluster(cluster_ref()).await.ok()?.into_inner();
+            (c.provisioning_state == "Succeeded").then_some(())
+        }
+    })
+    .await?;
+    keyvault
+        .set_access_policy(authorized(
+            &mgmt,
+            kvp::SetAccessPolicyRequest {
+                vault_name: VAULT.into(),
+                policy: Some(kvp::AccessPolicy {
+                    tenant_id: tenant.clone(),
+                    object_id: cluster_oid,
+                    key_permissions: strings(&["get", "wrapKey", "unwrapKey"]),
+                }),
+            },
+        )?)
+        .await
+        .context("grant the cluster identity")?;
+    clusters
+        .update_cluster(sp::UpdateClusterRequest {
+            cluster: Some(cluster_ref()),
+            key_vault_properties: Some(sp::KeyVaultProperties {
+                key_vault_uri: format!("https://{VAULT}.vault.azure.net"),
+                key_name: KEY.into(),
+                key_version: version.clone(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .context("key update")?;
+    poll("healthy_cmk", || {
+        let mut data = data.clone();
+        let version = version.clone();
+        async move {
+            let s = data
+                .get_storage_state(cluster_ref())
+                .await
+                .ok()?
+                .into_inner();
+            (s.state == "healthy_cmk" && s.key_kid.ends_with(&version)).then_some(())
+        }
+    })
+    .await?;
+    workspaces
+        .create_workspace(sp::CreateWorkspaceRequest {
+            workspace: Some(workspace_ref()),
+            location: REGION.into(),
+            retention_in_days: 0,
+        })
+        .await
+        .context("create workspace")?;
+    workspaces
+        .link_workspace(sp::LinkWorkspaceRequest {
+            workspace: Some(workspace_ref()),
+            cluster: Some(cluster_ref()),
+        })
+        .await
+        .context("link")?;
+    poll("link", || {
+        let mut workspaces = workspaces.clone();
+        async move {
+            let w = workspaces
+                .get_workspace(workspace_ref())
+                .await
+                .ok()?
+                .into_inner();
+            (w.link_state == "Linked").then_some(())
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+// ---- records ------------------------------------------------------------------------------
+
+/// The Heartbeat columns of record `i` of client `client` (the same on both sides).
+fn heartbeat_columns(client: usize, i: usize) -> [(&'static str, String); 9] {
+    [
+        ("Computer", format!("vm-{client:02}-{i:05}.contoso.example")),
+        ("Category", "Direct Agent".into()),
+        ("OSType", "Linux".into()),
+        ("OSName", "Ubuntu".into()),
+        ("Version", "1.14.23-0".into()),
+        (
+            "ComputerIP",
+            format!("10.{client}.{}.{}", i / 256 % 256, i % 256),
+        ),
+        (
+            "SourceComputerId",
+            format!("3f0c7a52-1b9e-4d6a-9c1e-{client:04}{i:08}"),
+        ),
+        ("Solutions", "\"security\", \"changeTracking\"".into()),
+        ("RemoteIPCountry", "Netherlands".into()),
+    ]
+}
+
+fn ingest_batch(client: usize, n: usize, at_ms: i64) -> ip::IngestRequest {
+    ip::IngestRequest {
+        workspace_id: workspace_id(),
+        table: TABLE.into(),
+        records: (0..n)
+            .map(|i| ip::Record {
+                time_generated: Some(cp::SimTime { unix_ms: at_ms }),
+                columns: heartbeat_columns(client, i)
+                    .into_iter()
+                    .map(|(name, v)| ip::Column {
+                        name: name.into(),
+                        value: Some(ip::Value {
+                            kind: Some(ip::value::Kind::StringValue(v)),
+                        }),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        declare_columns: Vec::new(),
+    }
+}
+
+/// The same records as the storage receives them from the front end (with `TenantId`).
+fn data_batch(client: usize, n: usize, at_ms: i64) -> Vec<DataRecord> {
+    (0..n)
+        .map(|i| {
+            let mut r = DataRecord::new(TABLE, at_ms);
+            for (name, v) in heartbeat_columns(client, i) {
+                r.columns.insert(name.into(), DataValue::String(v));
+            }
+            r.columns
+                .insert("TenantId".into(), DataValue::String(WORKSPACE.into()));
+            r
+        })
+        .collect()
+}
+
+// ---- measurements ---------------------------------------------------------------------------
+
+struct E2eRound {
+    tally: Tally,
+    sent: u64,
+    failed_calls: u64,
+}
+
+async fn end_to_end_round(
+    ingest_url: &str,
+    clock: &Clock,
+    options: &IngestBenchOptions,
+) -> anyhow::Result<E2eRound> {
+    let at_ms = clock.now().unix_ms() - RECORD_AGE_MS;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..options.clients {
+        let mut client = ip::ingestion_client::IngestionClient::new(channel(ingest_url)?)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let request = ingest_batch(c, options.batch_records, at_ms);
+        let request_bytes = request.encoded_len() as u64;
+        let n = options.batch_records as u64;
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            let (mut sent, mut failed) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let began = Instant::now();
+                let result = client.ingest(request.clone()).await;
+                let took = began.elapsed();
+                sent += n;
+                match result {
+                    Ok(response) => {
+                        let stored = response.into_inner().stored;
+                        t.records += stored;
+                        t.bytes += request_bytes;
+                        t.batches += 1;
+                        t.latencies.push(took);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        if failed == 1 {
+                            eprintln!("bench: ingest call failed: {e}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            (t, sent, failed)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(options.round_duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut round = E2eRound {
+        tally: Tally::default(),
+        sent: 0,
+        failed_calls: 0,
+    };
+    for task in tasks {
+        let (t, sent, failed) = task.await?;
+        round.tally.add(t);
+        round.sent += sent;
+        round.failed_calls += failed;
+    }
+    // Every client finishes its batch in flight: the round ends when the last answer came.
+    round.tally.elapsed = started.elapsed();
+    Ok(round)
+}
+
+/// A double-encrypted account with the AEK recorded as wrapped by a customer key (the wrapped
+/// bytes are a stand-in: appends never unwrap).
+fn direct_account(plane: &DataPlane, clock: &Clock) -> anyhow::Result<cmksim_storage::data::Aek> {
+    let account = "cluster:direct";
+    plane.create_account(account, true, clock.now())?;
+    let aek = plane.unwrap_with_mmk(account)?;
+    plane.set_kek_wrapping(
+        account,
+        &aek,
+        "https://benchvault.vault.azure.net/keys/cmk",
+        "v1",
+        &[0u8; 256],
+    )?;
+    Ok(aek)
+}
+
+fn direct_round(
+    plane: &DataPlane,
+    aek: &cmksim_storage::data::Aek,
+    clock: &Clock,
+    options: &IngestBenchOptions,
+) -> anyhow::Result<Tally> {
+    let at_ms = clock.now().unix_ms() - RECORD_AGE_MS;
+    let stop = AtomicBool::new(false);
+    let workspace = workspace_id();
+    let started = Instant::now();
+    let tallies = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..options.clients)
+            .map(|c| {
+                let (stop, workspace) = (&stop, &workspace);
+                scope.spawn(move || -> anyhow::Result<Tally> {
+                    let records = data_batch(c, options.batch_records, at_ms);
+                    let sealing = Sealing::Cmk {
+                        aek,
+                        kid: "https://benchvault.vault.azure.net/keys/cmk",
+                        version: "v1",
+                    };
+                    let mut t = Tally::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let began = Instant::now();
+                        let receipt = plane.append(
+                            "cluster:direct",
+                            sealing,
+                            workspace,
+                            TABLE,
+                            &records,
+                            clock.now(),
+                        )?;
+                        t.latencies.push(began.elapsed());
+                        t.records += receipt.records;
+                        t.bytes += receipt.payload_bytes;
+                        t.batches += 1;
+                    }
+                    Ok(t)
+                })
+            })
+            .collect();
+        std::thread::sleep(options.round_duration);
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("append thread panicked"))
+            .collect::<anyhow::Result<Vec<Tally>>>()
+    })?;
+    let mut total = Tally {
+        elapsed: started.elapsed(),
+        ..Tally::default()
+    };
+    for t in tallies {
+        total.add(t);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        assert_eq!(percentile_ms(&[], 0.5), 0.0);
+        assert_eq!(percentile_ms(&ms(&[7]), 0.99), 7.0);
+        let sorted = ms(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(percentile_ms(&sorted, 0.50), 50.0);
+        assert_eq!(percentile_ms(&sorted, 0.99), 99.0);
+        assert_eq!(percentile_ms(&sorted, 1.0), 100.0);
+        assert_eq!(percentile_ms(&sorted, 0.0), 1.0);
+        assert_eq!(percentile_ms(&ms(&[1, 2, 3, 4]), 0.5), 2.0);
+    }
+
+    #[test]
+    fn both_sides_carry_the_same_columns() {
+        let wire = ingest_batch(3, 2, 1_000);
+        let data = data_batch(3, 2, 1_000);
+        assert_eq!(wire.records.len(), 2);
+        for (w, d) in wire.records.iter().zip(&data) {
+            for c in &w.columns {
+                let Some(ip::Value {
+                    kind: Some(ip::value::Kind::StringValue(s)),
+                }) = &c.value
+                else {
+                    panic!("string column expected");
+                };
+                assert_eq!(d.columns.get(&c.name), Some(&DataValue::String(s.clone())));
+            }
+            assert_eq!(d.columns.len(), w.columns.len() + 1, "plus TenantId");
+        }
+    }
+
+    #[test]
+    fn profile_overrides_apply() {
+        let p = profile().unwrap();
+        assert_eq!(p.cluster.provisioning_duration, Duration::from_secs(60));
+    }
+}
