@@ -372,7 +372,6 @@ async fn start_services(
     stop: &watch::Receiver<bool>,
     rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<Services> {
-    use tokio_stream::wrappers::TcpListenerStream;
     let (kv_l, kv_url) = listener().await?;
     let (st_l, st_url) = listener().await?;
     let (in_l, in_url) = listener().await?;
@@ -407,7 +406,7 @@ async fn start_services(
     let s = until(stop);
     tasks.push(rt.spawn(async move {
         if let Err(e) = keyvault
-            .serve_with_incoming(TcpListenerStream::new(kv_l), s)
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(kv_l), s)
             .await
         {
             eprintln!("bench: keyvault: {e}");
@@ -416,7 +415,7 @@ async fn start_services(
     let s = until(stop);
     tasks.push(rt.spawn(async move {
         if let Err(e) = storage
-            .serve_with_incoming(TcpListenerStream::new(st_l), s)
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(st_l), s)
             .await
         {
             eprintln!("bench: storage: {e}");
@@ -425,7 +424,7 @@ async fn start_services(
     let s = until(stop);
     tasks.push(rt.spawn(async move {
         if let Err(e) = ingest
-            .serve_with_incoming(TcpListenerStream::new(in_l), s)
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(in_l), s)
             .await
         {
             eprintln!("bench: ingest: {e}");

@@ -36,7 +36,6 @@ use cmksim_sim::net::Network;
 use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use config::{
     check_url, local_url, loopback, CommonFlags, LogFormat, ProfileFlags, Settings, INGEST_PORT,
@@ -386,7 +385,7 @@ async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
                 let server = open_keyvault(&data_dir, &base)?;
                 announce("keyvault", &listener)?;
                 server
-                    .serve_with_incoming(TcpListenerStream::new(listener), until(&stop_rx))
+                    .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), until(&stop_rx))
                     .await?;
             }
             Plan::Storage {
@@ -399,7 +398,7 @@ async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
                 let server = open_storage(&data_dir, &base, profile, &keyvault)?;
                 announce("storage", &listener)?;
                 server
-                    .serve_with_incoming(TcpListenerStream::new(listener), until(&stop_rx))
+                    .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), until(&stop_rx))
                     .await?;
             }
             Plan::Ingest {
@@ -515,7 +514,7 @@ async fn serve_ingest(
         None => None,
     };
     let result = server
-        .serve_with_incoming(TcpListenerStream::new(listener), until(stop))
+        .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), until(stop))
         .await;
     if let Some(task) = metrics_task {
         match task.await {
@@ -574,7 +573,7 @@ async fn serve_all(
     };
     let storage_fut = async {
         let result = storage
-            .serve_with_incoming(TcpListenerStream::new(st_listener), storage_stop)
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(st_listener), storage_stop)
             .await;
         if result.is_err() {
             let _ = stop_tx.send(true);
@@ -591,7 +590,7 @@ async fn serve_all(
     };
     let keyvault_fut = async {
         let result = keyvault
-            .serve_with_incoming(TcpListenerStream::new(kv_listener), keyvault_stop)
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(kv_listener), keyvault_stop)
             .await;
         if result.is_err() {
             let _ = stop_tx.send(true);

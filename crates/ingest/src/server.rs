@@ -116,7 +116,7 @@ impl IngestServer {
     /// Serves on `addr` (real TCP) until the process ends.
     pub async fn serve(&self, addr: SocketAddr) -> Result<(), ServerError> {
         let listener = TcpListener::bind(addr).await?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = cmksim_sim::net::tcp_incoming(listener);
         self.serve_with_incoming(incoming, std::future::pending())
             .await
     }

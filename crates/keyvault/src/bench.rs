@@ -615,7 +615,7 @@ async fn start_server(
     let vault_token = token_for(audience::VAULT)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.serve_with_incoming(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        cmksim_sim::net::tcp_incoming(listener),
         async move {
             let _ = stopped.await;
         },

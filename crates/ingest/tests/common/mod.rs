@@ -46,7 +46,7 @@ impl Harness {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serving = server.clone();
         tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let incoming = cmksim_sim::net::tcp_incoming(listener);
             serving
                 .serve_with_incoming(incoming, async {
                     let _ = rx.await;

@@ -61,7 +61,7 @@ impl Harness {
         let core = server.core();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve_with_incoming(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            cmksim_sim::net::tcp_incoming(listener),
             async move {
                 let _ = stopped.await;
             },

@@ -144,11 +144,8 @@ impl StorageServer {
                 path: PathBuf::from(addr.to_string()),
                 source: e,
             })?;
-        self.serve_with_incoming(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
-        .await
+        self.serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), shutdown)
+            .await
     }
 
     /// Serves the connections of `incoming` (real TCP, turmoil) until `shutdown`; then stops

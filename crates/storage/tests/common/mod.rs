@@ -83,12 +83,9 @@ async fn start_keyvault(dir: &Path, clock: Clock, events: EventLog) -> (String, 
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         server
-            .serve_with_incoming(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    let _ = stopped.await;
-                },
-            )
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), async move {
+                let _ = stopped.await;
+            })
             .await
             .unwrap();
     });
@@ -117,12 +114,9 @@ async fn start_storage(
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         server
-            .serve_with_incoming(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    let _ = stopped.await;
-                },
-            )
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), async move {
+                let _ = stopped.await;
+            })
             .await
             .unwrap();
     });
