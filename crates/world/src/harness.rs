@@ -88,6 +88,23 @@ const KEYVAULT_PORT: u16 = 50051;
 const STORAGE_PORT: u16 = 50052;
 const INGEST_PORT: u16 = 50053;
 
+/// The services' data directories for one run. On tmpfs (`/dev/shm`) when the machine has it:
+/// the directories die with the run anyway, and every acknowledged write is still flushed out
+/// of sled's memory first (so a simulated crash keeps exactly what was acknowledged), but the
+/// flush no longer waits for a disk.
+fn simulation_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new()
+            .prefix("cmksim-sim-")
+            .tempdir_in(shm)
+        {
+            return Ok(dir);
+        }
+    }
+    tempfile::tempdir()
+}
+
 /// Runs a validated scenario in simulated time, recording every event into `events`.
 pub fn run_simulated(
     scenario: &Scenario,
@@ -96,7 +113,7 @@ pub fn run_simulated(
 ) -> Result<RunResult, WorldError> {
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
-    let root = tempfile::tempdir()?;
+    let root = simulation_dir()?;
     let epoch = SimTime::DEFAULT_EPOCH;
     let commands: HarnessCommands = Arc::new(Mutex::new(Vec::new()));
 
