@@ -34,13 +34,13 @@ async fn create_provision_update_append_query_revoke_resume() {
     w.update_key_and_wait("cl1", "kv1", "k1", &v1, &v1).await;
     let c = w.wait_provisioning("cl1", "Succeeded").await;
     assert_eq!(c.key_vault_properties.unwrap().key_version, v1);
-    let verified = w.events_of("storage.blocks.verified");
+    let verified = w.wait_event("storage.blocks.verified").await;
     assert!(!verified.is_empty(), "blocks verified after the rewrap");
     let last = verified.last().unwrap();
     assert_eq!(last.data["cluster"], "cl1");
     assert_eq!(last.data["blocks_failed"], 0);
     assert!(last.data["blocks_checked"].as_u64().unwrap() >= 1);
-    let key_updated = w.events_of("storage.cluster.key_updated");
+    let key_updated = w.wait_event("storage.cluster.key_updated").await;
     assert_eq!(key_updated.last().unwrap().data["cluster"], "cl1");
     assert_eq!(key_updated.last().unwrap().source, "storage/cl1");
 
@@ -90,11 +90,11 @@ async fn create_provision_update_append_query_revoke_resume() {
     assert!(!s.reason.is_empty());
     let dropped = w.append("wsp1", &bodies("late", 4)).await;
     assert_eq!(dropped_with(&dropped, pb::DropReason::Revoked), 4);
-    assert!(!w.events_of("storage.hotcache.deleted").is_empty());
-    let revoked = w.events_of("storage.state.revoked");
+    w.wait_event("storage.hotcache.deleted").await;
+    let revoked = w.wait_event("storage.state.revoked").await;
     assert_eq!(revoked.last().unwrap().data["cluster"], "cl1");
     assert_eq!(revoked.last().unwrap().data["from"], "healthy_cmk");
-    let denied = w.events_of("storage.poll.denied");
+    let denied = w.wait_event("storage.poll.denied").await;
     assert_eq!(denied.last().unwrap().data["reason"], "revoked");
     let err = w.query("wsp1").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
@@ -106,7 +106,7 @@ async fn create_provision_update_append_query_revoke_resume() {
     w.set_key_enabled("kv1", "k1", &v1, true).await;
     w.wait_state("cl1", &["resuming", "healthy_cmk"]).await;
     w.wait_state("cl1", &["healthy_cmk"]).await;
-    assert!(!w.events_of("storage.hotcache.rebuilt").is_empty());
+    w.wait_event("storage.hotcache.rebuilt").await;
     let q = w.query("wsp1").await.unwrap();
     assert_eq!(q.records.len(), 5);
     let again = w.append("wsp1", &bodies("back", 1)).await;

@@ -39,7 +39,7 @@ async fn short_vault_outage_causes_no_interruption() {
     w.chaos(kvpb::ChaosMode::Up).await;
     w.wait_state("clu1", &["healthy_cmk"]).await;
     assert!(w.events_of("storage.state.unavailable").is_empty());
-    let transient = w.events_of("storage.poll.transient");
+    let transient = w.wait_event("storage.poll.transient").await;
     assert!(!transient.is_empty());
     assert!(transient[0].data["reason"].is_string());
     w.shutdown().await;
@@ -363,7 +363,7 @@ async fn hsm_device_error_is_transient_and_tamper_shreds_for_good() {
     w.wait_state("clu1", &["degraded"]).await;
     assert_eq!(stored_count(&w.append("wsp1", &bodies("err", 2)).await), 2);
     assert_eq!(w.query("wsp1").await.unwrap().records.len(), 5);
-    let transient = w.events_of("storage.poll.transient");
+    let transient = w.wait_event("storage.poll.transient").await;
     assert_eq!(transient[0].data["kind"], "server_error5xx");
     w.hsm_fault("ok").await;
     w.wait_state("clu1", &["healthy_cmk"]).await;
@@ -372,7 +372,7 @@ async fn hsm_device_error_is_transient_and_tamper_shreds_for_good() {
     assert_eq!(status.keys_zeroised, 1);
     let s = w.wait_state("clu1", &["shredded"]).await;
     assert!(s.reason.contains("permanently unreadable"), "{}", s.reason);
-    let shredded = w.events_of("storage.state.shredded");
+    let shredded = w.wait_event("storage.state.shredded").await;
     assert_eq!(shredded.len(), 1);
     assert_eq!(shredded[0].data["cluster"], "clu1");
     assert_eq!(shredded[0].data["from"], "healthy_cmk");
@@ -381,7 +381,7 @@ async fn hsm_device_error_is_transient_and_tamper_shreds_for_good() {
         "{}",
         shredded[0].message
     );
-    let denied = w.events_of("storage.poll.denied");
+    let denied = w.wait_event("storage.poll.denied").await;
     assert_eq!(denied.last().unwrap().data["code"], "InternalError");
     let r = w.append("wsp1", &bodies("after", 4)).await;
     assert_eq!(dropped_with(&r, pb::DropReason::Shredded), 4);

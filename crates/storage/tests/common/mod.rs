@@ -616,6 +616,20 @@ impl World {
     pub fn events_of(&self, kind: &str) -> Vec<cmksim_sim::Event> {
         self.events.of_kind(kind)
     }
+
+    /// Waits (bounded) until at least one event of `kind` was recorded. Effects such as the hot
+    /// cache rebuild are applied just after the state transition that causes them, so a test
+    /// that saw the new state must wait for the effect's event rather than expect it already.
+    pub async fn wait_event(&self, kind: &str) -> Vec<cmksim_sim::Event> {
+        for _ in 0..WAIT_ROUNDS {
+            let found = self.events.of_kind(kind);
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+        panic!("no {kind} event was recorded");
+    }
 }
 
 pub fn key_ref(vault: &str, key: &str, version: &str) -> kvpb::KeyRef {
