@@ -520,16 +520,20 @@ impl Driver {
 
     /// The newest version of a key, as Key Vault answers a versionless get.
     async fn newest_version(&mut self, vault: &str, key: &str) -> Result<String, StepError> {
-        let request = self
-            .authorized(
-                vault,
-                VAULT_AUDIENCE,
-                Self::key_ref(vault, key, String::new()),
-            )
-            .await?;
+        let request = self.newest_key_request(vault, key).await?;
         let bundle = self.keyvault.get_key(request).await?.into_inner();
         let kid = bundle.key.map(|k| k.kid).unwrap_or_default();
         Ok(kid.rsplit('/').next().unwrap_or_default().to_string())
+    }
+
+    /// A key request naming the key's newest version, with the vault operator's token.
+    async fn newest_key_request(
+        &mut self,
+        vault: &str,
+        key: &str,
+    ) -> Result<tonic::Request<kvp::KeyRef>, StepError> {
+        let reference = Self::key_ref(vault, key, String::new());
+        self.authorized(vault, VAULT_AUDIENCE, reference).await
     }
 
     fn key_ref(vault: &str, key: &str, version: String) -> kvp::KeyRef {
@@ -628,46 +632,22 @@ impl Driver {
                 Ok(())
             }
             Action::RotateKey { vault, key } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        VAULT_AUDIENCE,
-                        Self::key_ref(vault, key, String::new()),
-                    )
-                    .await?;
+                let request = self.newest_key_request(vault, key).await?;
                 self.keyvault.rotate_key(request).await?;
                 Ok(())
             }
             Action::DeleteKey { vault, key } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        VAULT_AUDIENCE,
-                        Self::key_ref(vault, key, String::new()),
-                    )
-                    .await?;
+                let request = self.newest_key_request(vault, key).await?;
                 self.keyvault.delete_key(request).await?;
                 Ok(())
             }
             Action::RecoverKey { vault, key } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        VAULT_AUDIENCE,
-                        Self::key_ref(vault, key, String::new()),
-                    )
-                    .await?;
+                let request = self.newest_key_request(vault, key).await?;
                 self.keyvault.recover_deleted_key(request).await?;
                 Ok(())
             }
             Action::PurgeKey { vault, key } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        VAULT_AUDIENCE,
-                        Self::key_ref(vault, key, String::new()),
-                    )
-                    .await?;
+                let request = self.newest_key_request(vault, key).await?;
                 self.keyvault.purge_deleted_key(request).await?;
                 Ok(())
             }
