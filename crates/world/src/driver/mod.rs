@@ -526,6 +526,17 @@ impl Driver {
         Ok(kid.rsplit('/').next().unwrap_or_default().to_string())
     }
 
+    /// A management request naming a vault, with the vault operator's token.
+    async fn vault_request(
+        &mut self,
+        vault: &str,
+    ) -> Result<tonic::Request<kvp::VaultRef>, StepError> {
+        let reference = kvp::VaultRef {
+            vault_name: vault.to_string(),
+        };
+        self.authorized(vault, MANAGEMENT_AUDIENCE, reference).await
+    }
+
     /// A key request naming the key's newest version, with the vault operator's token.
     async fn newest_key_request(
         &mut self,
@@ -564,41 +575,17 @@ impl Driver {
                 Ok(())
             }
             Action::DeleteVault { vault } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        MANAGEMENT_AUDIENCE,
-                        kvp::VaultRef {
-                            vault_name: vault.clone(),
-                        },
-                    )
-                    .await?;
+                let request = self.vault_request(vault).await?;
                 self.keyvault.delete_vault(request).await?;
                 Ok(())
             }
             Action::RecoverVault { vault } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        MANAGEMENT_AUDIENCE,
-                        kvp::VaultRef {
-                            vault_name: vault.clone(),
-                        },
-                    )
-                    .await?;
+                let request = self.vault_request(vault).await?;
                 self.keyvault.recover_deleted_vault(request).await?;
                 Ok(())
             }
             Action::PurgeVault { vault } => {
-                let request = self
-                    .authorized(
-                        vault,
-                        MANAGEMENT_AUDIENCE,
-                        kvp::VaultRef {
-                            vault_name: vault.clone(),
-                        },
-                    )
-                    .await?;
+                let request = self.vault_request(vault).await?;
                 self.keyvault.purge_deleted_vault(request).await?;
                 Ok(())
             }
