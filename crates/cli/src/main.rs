@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a scenario in simulated time: narrate it, judge it, report it.
+    /// Run a scenario in simulated time (or live, with --live): narrate it, judge it, report it.
     Run(run::RunArgs),
     /// Check scenario files without running them (errors as FILE:LINE:COLUMN).
     Validate(run::ValidateArgs),

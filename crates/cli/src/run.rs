@@ -1,7 +1,7 @@
 //! `cmksim run FILE`, `cmksim validate FILE…` and `cmksim demo`: scenarios from the command line.
 //!
-//! `run` validates the file, plays it in simulated time against the real services (narrating
-//! each event as it happens), judges the run (the scenario's expectations and the invariants of
+//! `run` validates the file, plays it in simulated time against the real services, or with
+//! `--live` against running `cmksim serve` processes (narrating each event as it happens), judges the run (the scenario's expectations and the invariants of
 //! SPEC §8), prints the summary, optionally writes the JSONL event log and the HTML report, and
 //! exits 0 only when every expectation and invariant held (1 when one broke, 2 on bad input).
 
@@ -44,7 +44,38 @@ pub struct RunArgs {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// Play against live services (`cmksim serve`) on their scaled wall clock instead of in
+    /// simulated time; their `--time-scale` sets the pace.
+    #[arg(long, conflicts_with_all = ["speed", "tick_ms"])]
+    live: bool,
+    /// Live mode: widen every `by`/`within` window and the profile's revocation and resume
+    /// deadlines by this much simulated time when judging, for real latency multiplied by the
+    /// time scale (default: 50 ms of real time, at least 1s; 30s at 600×).
+    #[arg(long, value_name = "DURATION", requires = "live", value_parser = parse_duration)]
+    tolerance: Option<std::time::Duration>,
+    /// Live mode: the certificate (PEM) to trust for `https://` URLs, e.g. the `tls/cert.pem`
+    /// that `cmksim serve --tls` wrote.
+    #[arg(long, value_name = "FILE", requires = "live")]
+    tls_ca: Option<PathBuf>,
+    /// Live mode: the Key Vault (and identity) URL.
+    #[arg(long, value_name = "URL", requires = "live", default_value = DEFAULT_KEYVAULT_URL)]
+    keyvault: String,
+    /// Live mode: the storage URL.
+    #[arg(long, value_name = "URL", requires = "live", default_value = DEFAULT_STORAGE_URL)]
+    storage: String,
+    /// Live mode: the ingestion front end URL.
+    #[arg(long, value_name = "URL", requires = "live", default_value = DEFAULT_INGEST_URL)]
+    ingest: String,
 }
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    cmksim_sim::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Where `cmksim serve all` listens by default.
+const DEFAULT_KEYVAULT_URL: &str = "http://127.0.0.1:50051";
+const DEFAULT_STORAGE_URL: &str = "http://127.0.0.1:50052";
+const DEFAULT_INGEST_URL: &str = "http://127.0.0.1:50053";
 
 #[derive(Args)]
 pub struct ValidateArgs {
@@ -132,19 +163,56 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (1..=10_000).contains(&args.tick_ms),
         "--tick-ms must be between 1 and 10000"
     );
-    let options = cmksim_world::RunOptions {
-        seed: args.seed,
-        speed: args.speed,
-        tick: std::time::Duration::from_millis(args.tick_ms),
-        progress: bar.enabled.then(|| bar.callback()),
-        ..Default::default()
+    let mut judged = scenario.clone();
+    let mut live_line = None;
+    let (seed, steps, events) = if args.live {
+        let options = cmksim_world::live::LiveOptions {
+            seed: args.seed,
+            endpoints: cmksim_world::driver::Endpoints {
+                keyvault: args.keyvault.clone(),
+                storage: args.storage.clone(),
+                ingest: args.ingest.clone(),
+            },
+            network: match &args.tls_ca {
+                Some(path) => cmksim_sim::net::Network::Tls(Arc::new(
+                    cmksim_sim::net::TlsClient::trusting_file(path)?,
+                )),
+                None => cmksim_sim::net::Network::Tcp,
+            },
+            setup_budget: cmksim_world::RunOptions::default().setup_budget,
+        };
+        let live = match cmksim_world::live::run_live(&scenario, &options, &events) {
+            Ok(live) => live,
+            Err(e) => {
+                eprintln!("cmksim run --live: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let tolerance = args.tolerance.unwrap_or_else(|| live.tolerance());
+        judged = expect::widened(&scenario, tolerance);
+        live_line = Some(format!(
+            "live at {}× against {} · judged with {} of tolerance",
+            live.time_scale,
+            args.keyvault,
+            cmksim_sim::format_duration(tolerance)
+        ));
+        (live.seed, 0, cmksim_world::live::in_time_order(&events))
+    } else {
+        let options = cmksim_world::RunOptions {
+            seed: args.seed,
+            speed: args.speed,
+            tick: std::time::Duration::from_millis(args.tick_ms),
+            progress: bar.enabled.then(|| bar.callback()),
+            ..Default::default()
+        };
+        let result = cmksim_world::run_simulated(&scenario, &options, &events)?;
+        bar.clear();
+        (result.seed, result.steps, events)
     };
-    let result = cmksim_world::run_simulated(&scenario, &options, &events)?;
-    bar.clear();
 
     let snapshot = events.snapshot();
-    let expectations = expect::evaluate(&scenario, &snapshot);
-    let invariants = oracle::check_invariants(&scenario, &snapshot);
+    let expectations = expect::evaluate(&judged, &snapshot);
+    let invariants = oracle::check_invariants(&judged, &snapshot);
     let end = snapshot
         .last()
         .map(|e| e.at())
@@ -165,12 +233,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "{}",
         summary::render_summary(&expectations, &invariants, &counts, color)
     );
-    println!(
-        "seed {} · {} simulation steps · {} events",
-        result.seed,
-        result.steps,
-        snapshot.len()
-    );
+    match live_line {
+        Some(live) => println!("seed {seed} · {live} · {} events", snapshot.len()),
+        None => println!(
+            "seed {seed} · {steps} simulation steps · {} events",
+            snapshot.len()
+        ),
+    }
 
     if let Some(path) = &args.events {
         std::fs::write(path, cmksim_scenario::narrate::render_jsonl(&snapshot))
@@ -327,5 +396,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         verbose: false,
         quiet: false,
         tick_ms: 100,
+        live: false,
+        tolerance: None,
+        tls_ca: None,
+        keyvault: DEFAULT_KEYVAULT_URL.into(),
+        storage: DEFAULT_STORAGE_URL.into(),
+        ingest: DEFAULT_INGEST_URL.into(),
     })
 }

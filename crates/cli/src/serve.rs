@@ -20,6 +20,12 @@
 //! storage, then Key Vault, so no service loses its upstream while finishing a call. A server
 //! that has not stopped [`SHUTDOWN_GRACE`] after the signal is abandoned (nothing acknowledged
 //! depends on it).
+//!
+//! TLS (`--tls`, see [`config`] for where the certificate comes from): the gRPC listeners serve
+//! TLS 1.2/1.3 with ALPN h2 (`listening SERVICE https://…`); a connection whose handshake fails
+//! is logged and dropped, the server goes on. The Prometheus `/metrics` listener stays plain
+//! HTTP. Storage and ingest reach an `https://` upstream trusting `--tls-ca`; `serve all --tls`
+//! connects its services to each other over TLS, trusting its own certificate (or `--tls-ca`).
 
 mod config;
 
@@ -32,14 +38,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use cmksim_sim::net::Network;
+use cmksim_sim::net::{ClientTimeouts, Network, TlsClient};
 use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use config::{
-    check_url, local_url, loopback, CommonFlags, LogFormat, ProfileFlags, Settings, INGEST_PORT,
-    KEYVAULT_PORT, STORAGE_PORT,
+    check_url, local_url, loopback, service_url, CommonFlags, LogFormat, ProfileFlags, ServerTls,
+    Settings, TlsCaFlag, TlsFlags, TlsMaterial, INGEST_PORT, KEYVAULT_PORT, STORAGE_PORT,
 };
 
 /// How long servers may take to stop after SIGINT/SIGTERM before the process exits anyway.
@@ -48,7 +54,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 #[derive(Args)]
 pub struct ServeArgs {
     #[command(subcommand)]
-    service: Service,
+    // Boxed: the flags of four services make a large value, and `Command` holds it inline.
+    service: Box<Service>,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +77,8 @@ struct KeyvaultCmd {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     common: CommonFlags,
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 #[derive(Args)]
@@ -84,6 +93,10 @@ struct StorageCmd {
     common: CommonFlags,
     #[command(flatten)]
     profile: ProfileFlags,
+    #[command(flatten)]
+    tls: TlsFlags,
+    #[command(flatten)]
+    tls_ca: TlsCaFlag,
 }
 
 #[derive(Args)]
@@ -101,6 +114,10 @@ struct IngestCmd {
     common: CommonFlags,
     #[command(flatten)]
     profile: ProfileFlags,
+    #[command(flatten)]
+    tls: TlsFlags,
+    #[command(flatten)]
+    tls_ca: TlsCaFlag,
 }
 
 #[derive(Args)]
@@ -125,6 +142,12 @@ struct AllCmd {
     common: CommonFlags,
     #[command(flatten)]
     profile: ProfileFlags,
+    /// TLS for all three services, one certificate (self-signed: DATA_DIR/tls). --tls-ca, if
+    /// given, is what the services trust of each other (default: that certificate).
+    #[command(flatten)]
+    tls: TlsFlags,
+    #[command(flatten)]
+    tls_ca: TlsCaFlag,
 }
 
 /// Settings every service resolves the same way.
@@ -186,25 +209,71 @@ enum Plan {
     },
 }
 
-fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
+/// The TLS side of a plan: what the server serves with, what its client side trusts.
+struct TlsPlan {
+    server: Option<ServerTls>,
+    /// `--tls-ca`.
+    trust: Option<PathBuf>,
+    /// `serve all`: the services reach each other over TLS when they serve it.
+    internal: bool,
+}
+
+/// The TLS side, ready (files read or made): loaded after `--print-config`, before any bind.
+struct Tls {
+    server: Option<TlsMaterial>,
+    /// How this process's client side connects upstream.
+    network: Network,
+}
+
+impl TlsPlan {
+    fn load(&self) -> anyhow::Result<Tls> {
+        let server = self
+            .server
+            .as_ref()
+            .map(config::load_server_tls)
+            .transpose()?;
+        let trust = match (&self.trust, &server) {
+            (Some(ca), _) => Some(config::load_trust(ca)?),
+            (None, Some(material)) if self.internal => Some(
+                TlsClient::trusting_pem(material.cert_pem.clone())
+                    .context("TLS: the server certificate as a trust anchor")?,
+            ),
+            _ => None,
+        };
+        let network = match trust {
+            Some(client) => Network::Tls(Arc::new(client)),
+            None => Network::Tcp,
+        };
+        Ok(Tls { server, network })
+    }
+}
+
+fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
     match service {
         Service::Keyvault(cmd) => {
             let flags = Settings {
                 listen: cmd.listen,
                 ..Settings::from_flags(&cmd.common, None)
-            };
+            }
+            .with_tls_flags(&cmd.tls, None);
             let mut base = resolve(&cmd.common, flags)?;
             let s = &mut base.settings;
             let listen = *s.listen.get_or_insert(loopback(KEYVAULT_PORT));
             let data_dir = s.data_dir()?;
-            Ok((base, Plan::Keyvault { listen, data_dir }))
+            let tls = TlsPlan {
+                server: s.server_tls("keyvault", Some(data_dir.join("tls")))?,
+                trust: None,
+                internal: false,
+            };
+            Ok((base, Plan::Keyvault { listen, data_dir }, tls))
         }
         Service::Storage(cmd) => {
             let flags = Settings {
                 listen: cmd.listen,
                 keyvault: cmd.keyvault.clone(),
                 ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
-            };
+            }
+            .with_tls_flags(&cmd.tls, Some(&cmd.tls_ca));
             let mut base = resolve(&cmd.common, flags)?;
             let s = &mut base.settings;
             let listen = *s.listen.get_or_insert(loopback(STORAGE_PORT));
@@ -216,6 +285,11 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
             let profile = s.profile()?;
             s.profile.get_or_insert_with(|| profile.name.clone());
             let data_dir = s.data_dir()?;
+            let tls = TlsPlan {
+                server: s.server_tls("storage", Some(data_dir.join("tls")))?,
+                trust: s.client_trust("--keyvault", &keyvault)?,
+                internal: false,
+            };
             Ok((
                 base,
                 Plan::Storage {
@@ -224,6 +298,7 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
                     keyvault,
                     profile,
                 },
+                tls,
             ))
         }
         Service::Ingest(cmd) => {
@@ -232,7 +307,8 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
                 storage: cmd.storage.clone(),
                 metrics_listen: cmd.metrics_listen,
                 ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
-            };
+            }
+            .with_tls_flags(&cmd.tls, Some(&cmd.tls_ca));
             let mut base = resolve(&cmd.common, flags)?;
             let s = &mut base.settings;
             let listen = *s.listen.get_or_insert(loopback(INGEST_PORT));
@@ -243,11 +319,18 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
             )?;
             let profile = s.profile()?;
             s.profile.get_or_insert_with(|| profile.name.clone());
-            // The front end keeps no durable state; a data directory, if given, is only checked.
-            if s.data_dir.is_some() {
-                s.data_dir()?;
-            }
+            // The front end keeps no durable state; a data directory, if given, is only checked
+            // (and holds a self-signed TLS certificate when there is no --tls-dir).
+            let tls_dir = match s.data_dir.is_some() {
+                true => Some(s.data_dir()?.join("tls")),
+                false => None,
+            };
             let metrics_listen = s.metrics_listen;
+            let tls = TlsPlan {
+                server: s.server_tls("ingest", tls_dir)?,
+                trust: s.client_trust("--storage", &storage)?,
+                internal: false,
+            };
             Ok((
                 base,
                 Plan::Ingest {
@@ -256,6 +339,7 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
                     metrics_listen,
                     profile,
                 },
+                tls,
             ))
         }
         Service::All(cmd) => {
@@ -266,7 +350,8 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
                 ingest_listen: cmd.ingest_listen,
                 metrics_listen: cmd.metrics_listen,
                 ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
-            };
+            }
+            .with_tls_flags(&cmd.tls, Some(&cmd.tls_ca));
             let mut base = resolve(&cmd.common, flags)?;
             let s = &mut base.settings;
             let listen = *s.listen.get_or_insert(loopback(KEYVAULT_PORT));
@@ -289,6 +374,11 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
             config::check_writable_dir(&data_dir.join("keyvault"))?;
             config::check_writable_dir(&data_dir.join("storage"))?;
             let metrics_listen = s.metrics_listen;
+            let tls = TlsPlan {
+                server: s.server_tls("all", Some(data_dir.join("tls")))?,
+                trust: s.tls_ca.clone(),
+                internal: true,
+            };
             Ok((
                 base,
                 Plan::All {
@@ -299,29 +389,32 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan)> {
                     data_dir,
                     profile,
                 },
+                tls,
             ))
         }
     }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let print_config = match &args.service {
+    let print_config = match args.service.as_ref() {
         Service::Keyvault(c) => c.common.print_config,
         Service::Storage(c) => c.common.print_config,
         Service::Ingest(c) => c.common.print_config,
         Service::All(c) => c.common.print_config,
     };
-    let (base, plan) = plan(args.service)?;
+    let (base, plan, tls) = plan(*args.service)?;
     if print_config {
         print!("{}", toml::to_string(&base.settings)?);
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(base.log_format);
+    cmksim_sim::net::install_crypto_provider();
+    let tls = tls.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(base, plan))?;
+    runtime.block_on(serve(base, plan, tls))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -333,14 +426,37 @@ async fn bind(service: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Tells stdout where a service listens (one line, flushed), and the log.
-fn announce(service: &str, listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+fn announce(service: &str, listener: &TcpListener, tls: bool) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
-    let url = local_url(addr);
+    let url = service_url(addr, tls);
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening {service} {url}")?;
     out.flush()?;
-    tracing::info!(service, %addr, "listening");
+    tracing::info!(service, %addr, tls, "listening");
     Ok(addr)
+}
+
+/// `$server.serve_with_incoming(…)` on the connections of `$listener`: after a TLS handshake
+/// when `$tls` (an `Option<&TlsMaterial>`) is set, plain TCP otherwise. A macro because the two
+/// streams have different types and the servers are generic over them.
+macro_rules! serve_on {
+    ($server:expr, $listener:expr, $tls:expr, $stop:expr) => {
+        match $tls {
+            Some(tls) => {
+                $server
+                    .serve_with_incoming(
+                        cmksim_sim::net::tls_incoming($listener, tls.server.clone()),
+                        $stop,
+                    )
+                    .await
+            }
+            None => {
+                $server
+                    .serve_with_incoming(cmksim_sim::net::tcp_incoming($listener), $stop)
+                    .await
+            }
+        }
+    };
 }
 
 /// An event log whose events go to the tracing log.
@@ -360,7 +476,9 @@ fn until(flag: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
     }
 }
 
-async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
+async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
+    let server_tls = tls.server.as_ref();
+    let network = &tls.network;
     let clock = base.clock.clone();
     tracing::info!(
         epoch_unix_ms = base.epoch_unix_ms,
@@ -383,10 +501,8 @@ async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
             Plan::Keyvault { listen, data_dir } => {
                 let listener = bind("keyvault", listen).await?;
                 let server = open_keyvault(&data_dir, &base)?;
-                announce("keyvault", &listener)?;
-                server
-                    .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), until(&stop_rx))
-                    .await?;
+                announce("keyvault", &listener, server_tls.is_some())?;
+                serve_on!(server, listener, server_tls, until(&stop_rx))?;
             }
             Plan::Storage {
                 listen,
@@ -395,11 +511,9 @@ async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
                 profile,
             } => {
                 let listener = bind("storage", listen).await?;
-                let server = open_storage(&data_dir, &base, profile, &keyvault)?;
-                announce("storage", &listener)?;
-                server
-                    .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), until(&stop_rx))
-                    .await?;
+                let server = open_storage(&data_dir, &base, profile, &keyvault, network)?;
+                announce("storage", &listener, server_tls.is_some())?;
+                serve_on!(server, listener, server_tls, until(&stop_rx))?;
             }
             Plan::Ingest {
                 listen,
@@ -412,14 +526,9 @@ async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
                     Some(addr) => Some(bind("metrics", addr).await?),
                     None => None,
                 };
-                let server = cmksim_ingest::IngestServer::new(
-                    base.clock.clone(),
-                    event_log(),
-                    profile,
-                    &storage,
-                )?;
-                announce("ingest", &listener)?;
-                serve_ingest(server, listener, metrics, &stop_rx).await?;
+                let server = open_ingest(&base, profile, &storage, network)?;
+                announce("ingest", &listener, server_tls.is_some())?;
+                serve_ingest(server, listener, metrics, &stop_rx, server_tls).await?;
             }
             Plan::All {
                 keyvault_listen,
@@ -435,8 +544,8 @@ async fn serve(base: Base, plan: Plan) -> anyhow::Result<()> {
                     metrics_listen,
                     &data_dir,
                     profile,
-                    &stop_tx,
-                    &stop_rx,
+                    &tls,
+                    (&stop_tx, &stop_rx),
                 )
                 .await?;
             }
@@ -481,6 +590,7 @@ fn open_storage(
     base: &Base,
     profile: Profile,
     keyvault: &str,
+    network: &Network,
 ) -> anyhow::Result<cmksim_storage::StorageServer> {
     tracing::info!(data_dir = %data_dir.display(), keyvault, profile = %profile.name, "storage opening");
     let mut config = cmksim_storage::StorageConfig::new(
@@ -489,11 +599,27 @@ fn open_storage(
         SeedTree::new(base.seed),
         event_log(),
         profile,
-        Network::Tcp,
+        network.clone(),
         keyvault,
     );
     config.os_key_material = true;
     Ok(cmksim_storage::StorageServer::open(config)?)
+}
+
+/// The ingest front end over a storage channel built here (so that it may be TLS).
+fn open_ingest(
+    base: &Base,
+    profile: Profile,
+    storage: &str,
+    network: &Network,
+) -> anyhow::Result<cmksim_ingest::IngestServer> {
+    let channel = network.channel(storage, ClientTimeouts::default())?;
+    Ok(cmksim_ingest::IngestServer::with_backend(
+        base.clock.clone(),
+        event_log(),
+        profile,
+        Arc::new(cmksim_ingest::backend::grpc::GrpcStorage::new(channel)),
+    ))
 }
 
 async fn serve_ingest(
@@ -501,10 +627,11 @@ async fn serve_ingest(
     listener: TcpListener,
     metrics: Option<TcpListener>,
     stop: &watch::Receiver<bool>,
+    tls: Option<&TlsMaterial>,
 ) -> anyhow::Result<()> {
     let metrics_task = match metrics {
         Some(listener) => {
-            announce("metrics", &listener)?;
+            announce("metrics", &listener, false)?;
             let server = server.clone();
             let stop = until(stop);
             Some(tokio::spawn(async move {
@@ -513,9 +640,7 @@ async fn serve_ingest(
         }
         None => None,
     };
-    let result = server
-        .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), until(stop))
-        .await;
+    let result = serve_on!(server, listener, tls, until(stop));
     if let Some(task) = metrics_task {
         match task.await {
             Ok(Err(e)) => tracing::warn!("metrics listener: {e}"),
@@ -534,9 +659,11 @@ async fn serve_all(
     metrics_listen: Option<SocketAddr>,
     data_dir: &std::path::Path,
     profile: Profile,
-    stop_tx: &Arc<watch::Sender<bool>>,
-    stop_rx: &watch::Receiver<bool>,
+    tls: &Tls,
+    (stop_tx, stop_rx): (&Arc<watch::Sender<bool>>, &watch::Receiver<bool>),
 ) -> anyhow::Result<()> {
+    let server_tls = tls.server.as_ref();
+    let on = server_tls.is_some();
     let kv_listener = bind("keyvault", keyvault_listen).await?;
     let st_listener = bind("storage", storage_listen).await?;
     let in_listener = bind("ingest", ingest_listen).await?;
@@ -545,19 +672,24 @@ async fn serve_all(
         None => None,
     };
     let keyvault = open_keyvault(&data_dir.join("keyvault"), base)?;
-    let kv_url = local_url(kv_listener.local_addr()?);
-    let storage = open_storage(&data_dir.join("storage"), base, profile.clone(), &kv_url)?;
-    let st_url = local_url(st_listener.local_addr()?);
-    let ingest =
-        cmksim_ingest::IngestServer::new(base.clock.clone(), event_log(), profile, &st_url)?;
-    announce("keyvault", &kv_listener)?;
-    announce("storage", &st_listener)?;
-    announce("ingest", &in_listener)?;
+    let kv_url = service_url(kv_listener.local_addr()?, on);
+    let storage = open_storage(
+        &data_dir.join("storage"),
+        base,
+        profile.clone(),
+        &kv_url,
+        &tls.network,
+    )?;
+    let st_url = service_url(st_listener.local_addr()?, on);
+    let ingest = open_ingest(base, profile, &st_url, &tls.network)?;
+    announce("keyvault", &kv_listener, on)?;
+    announce("storage", &st_listener, on)?;
+    announce("ingest", &in_listener, on)?;
 
     let (ingest_done_tx, ingest_done) = watch::channel(false);
     let (storage_done_tx, storage_done) = watch::channel(false);
     let ingest_fut = async {
-        let result = serve_ingest(ingest, in_listener, metrics, stop_rx).await;
+        let result = serve_ingest(ingest, in_listener, metrics, stop_rx, server_tls).await;
         if result.is_err() {
             let _ = stop_tx.send(true);
         }
@@ -572,9 +704,7 @@ async fn serve_all(
         }
     };
     let storage_fut = async {
-        let result = storage
-            .serve_with_incoming(cmksim_sim::net::tcp_incoming(st_listener), storage_stop)
-            .await;
+        let result = serve_on!(storage, st_listener, server_tls, storage_stop);
         if result.is_err() {
             let _ = stop_tx.send(true);
         }
@@ -589,9 +719,7 @@ async fn serve_all(
         }
     };
     let keyvault_fut = async {
-        let result = keyvault
-            .serve_with_incoming(cmksim_sim::net::tcp_incoming(kv_listener), keyvault_stop)
-            .await;
+        let result = serve_on!(keyvault, kv_listener, server_tls, keyvault_stop);
         if result.is_err() {
             let _ = stop_tx.send(true);
         }

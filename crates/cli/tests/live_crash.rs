@@ -14,9 +14,6 @@
 //! poll; nothing asserts on how long anything took.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,8 +25,9 @@ use cmksim_proto::keyvault::v1 as kvp;
 use cmksim_proto::storage::v1 as sp;
 use tonic::transport::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cmksim");
-const TIME_SCALE: f64 = 600.0;
+mod common;
+use common::{now_unix_ms, seed, seeded_points, Cluster3, POLLS_MAX, POLL_INTERVAL, TIME_SCALE};
+
 /// `SimTime::DEFAULT_EPOCH`: the simulated time at `--epoch`.
 const SIM_EPOCH_MS: i64 = 1_593_907_200_000;
 const SUB: &str = "00000000-0000-0000-0000-0000000000c1";
@@ -47,199 +45,12 @@ const PROFILE_OVERRIDES: [&str; 4] = [
     "cluster.unlink_duration=2m",
 ];
 const RECORDS_PER_BATCH: usize = 20;
-/// Bounds on every wait (polls × interval), generous for a loaded 2-core machine.
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
-const POLLS_MAX: u32 = 1200;
-const START_WAIT: Duration = Duration::from_secs(30);
-
-// ---- processes ---------------------------------------------------------------------------
-
-/// A `cmksim serve` child; killed (SIGKILL) if still running when dropped.
-struct Service {
-    name: &'static str,
-    child: Child,
-    url: String,
-}
-
-impl Service {
-    /// Starts `cmksim serve NAME ARGS…` and waits (bounded) for its `listening NAME URL` line.
-    fn start(name: &'static str, args: &[String], log_dir: &Path) -> Service {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_dir.join(format!("{name}.log")))
-            .expect("log file");
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg(name)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cmksim");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let prefix = format!("listening {name} ");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix(&prefix) {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(START_WAIT) {
-            Ok(url) => Service { name, child, url },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                let log = std::fs::read_to_string(log_dir.join(format!("{name}.log")))
-                    .unwrap_or_default();
-                panic!("{name} did not start ({status:?}); log:\n{log}");
-            }
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    /// kill -9.
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit.
-    fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.name);
-        for _ in 0..POLLS_MAX {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
-        panic!("{} did not exit after SIGTERM", self.name);
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The three processes and their directories.
-struct Cluster3 {
-    dir: tempfile::TempDir,
-    common: Vec<String>,
-    keyvault: Option<Service>,
-    storage: Option<Service>,
-    ingest: Option<Service>,
-}
-
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-impl Cluster3 {
-    fn start() -> Cluster3 {
-        let dir = tempfile::tempdir().unwrap();
-        let epoch = now_unix_ms().to_string();
-        let common = vec![
-            "--time-scale".to_string(),
-            TIME_SCALE.to_string(),
-            "--epoch".to_string(),
-            epoch,
-        ];
-        let keyvault = Service::start(
-            "keyvault",
-            &args(
-                &common,
-                &["--listen", "127.0.0.1:0", "--data-dir", &path(&dir, "kv")],
-            ),
-            dir.path(),
-        );
-        let mut c = Cluster3 {
-            dir,
-            common,
-            keyvault: Some(keyvault),
-            storage: None,
-            ingest: None,
-        };
-        c.start_storage("127.0.0.1:0");
-        let storage_url = c.storage.as_ref().unwrap().url.clone();
-        let mut ingest_args = args(
-            &c.common,
-            &["--listen", "127.0.0.1:0", "--storage", &storage_url],
-        );
-        ingest_args.extend(profile_args());
-        c.ingest = Some(Service::start("ingest", &ingest_args, c.dir.path()));
-        c
-    }
-
-    fn start_storage(&mut self, listen: &str) {
-        let kv = self.keyvault.as_ref().unwrap().url.clone();
-        let mut a = args(
-            &self.common,
-            &[
-                "--listen",
-                listen,
-                "--data-dir",
-                &path(&self.dir, "storage"),
-                "--keyvault",
-                &kv,
-            ],
-        );
-        a.extend(profile_args());
-        self.storage = Some(Service::start("storage", &a, self.dir.path()));
-    }
-
-    /// Restarts storage on its port and data directory (the servers bind with SO_REUSEADDR, so
-    /// the port just released is free again unless another process took it meanwhile).
-    fn restart_storage(&mut self, port: u16) {
-        let listen = format!("127.0.0.1:{port}");
-        self.start_storage(&listen);
-    }
-
-    fn url(&self, which: &str) -> String {
-        match which {
-            "keyvault" => self.keyvault.as_ref(),
-            "storage" => self.storage.as_ref(),
-            _ => self.ingest.as_ref(),
-        }
-        .unwrap()
-        .url
-        .clone()
-    }
-}
-
-fn args(common: &[String], extra: &[&str]) -> Vec<String> {
-    common
-        .iter()
-        .cloned()
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect()
-}
 
 fn profile_args() -> Vec<String> {
     PROFILE_OVERRIDES
         .iter()
         .flat_map(|o| ["--profile-override".to_string(), o.to_string()])
         .collect()
-}
-
-fn path(dir: &tempfile::TempDir, sub: &str) -> String {
-    dir.path().join(sub).to_string_lossy().into_owned()
 }
 
 // ---- the world over gRPC ----------------------------------------------------------------
@@ -622,29 +433,6 @@ async fn wait_stored_batches(counter: &AtomicU64, n: u64, what: &str) {
     .await;
 }
 
-/// The seeded kill points: stored batches to wait for after each (re)start.
-fn kill_points(seed: u64, n: usize) -> Vec<u64> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            // splitmix64
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            2 + z % 15
-        })
-        .collect()
-}
-
-fn seed() -> u64 {
-    std::env::var("CMKSIM_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0006)
-}
-
 enum Stop {
     Kill9,
     Term,
@@ -653,7 +441,7 @@ enum Stop {
 /// Starts the three processes, builds the world, and crashes or stops storage at the given
 /// points while ingest runs; returns what was acknowledged and what a query returns at the end.
 async fn run_with_storage_stops(stops: &[(u64, Stop)]) {
-    let mut services = tokio::task::block_in_place(Cluster3::start);
+    let mut services = tokio::task::block_in_place(|| Cluster3::start(profile_args()));
     let epoch_ms: i64 = services.common[3].parse().unwrap();
     build_world(&services.url("keyvault"), &services.url("storage")).await;
 
@@ -761,7 +549,8 @@ async fn run_with_storage_stops(stops: &[(u64, Stop)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_storage_mid_ingest_loses_no_acknowledged_record() {
     let seed = seed();
-    let points = kill_points(seed, 3);
+    // Stored batches to wait for after each (re)start.
+    let points = seeded_points(seed, 3, 2, 17);
     eprintln!("CMKSIM_CRASH_SEED={seed}: kill -9 after {points:?} stored batches");
     let stops: Vec<(u64, Stop)> = points.into_iter().map(|n| (n, Stop::Kill9)).collect();
     run_with_storage_stops(&stops).await;

@@ -99,6 +99,11 @@ impl Frontend {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The behaviour profile the front end follows.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
     /// The validation bounds.
     pub fn limits(&self) -> &IngestLimits {
         &self.limits

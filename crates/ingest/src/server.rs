@@ -39,6 +39,9 @@ pub enum ServerError {
 #[derive(Clone)]
 pub struct IngestServer {
     frontend: Arc<Frontend>,
+    /// The front end's clock and log, which the Events service also serves.
+    clock: Clock,
+    events: EventLog,
 }
 
 impl IngestServer {
@@ -67,7 +70,14 @@ impl IngestServer {
         backend: Arc<dyn StorageBackend>,
     ) -> IngestServer {
         IngestServer {
-            frontend: Arc::new(Frontend::new(clock, events, profile, backend)),
+            frontend: Arc::new(Frontend::new(
+                clock.clone(),
+                events.clone(),
+                profile,
+                backend,
+            )),
+            clock,
+            events,
         }
     }
 
@@ -99,9 +109,17 @@ impl IngestServer {
             .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let (events, shutdown) = cmksim_events::events_service(
+            "ingest",
+            &self.frontend.profile().name,
+            self.events.clone(),
+            self.clock.clone(),
+            shutdown,
+        );
         tonic::transport::Server::builder()
             .add_service(health)
             .add_service(reflection)
+            .add_service(events)
             .add_service(pb::ingestion_server::IngestionServer::new(
                 IngestionService::new(self.frontend.clone()),
             ))

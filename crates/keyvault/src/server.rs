@@ -255,7 +255,15 @@ impl KeyVaultServer {
                 }
             }
         });
+        let (events, shutdown) = cmksim_events::events_service(
+            "keyvault",
+            "",
+            self.core.events.clone(),
+            self.clock.clone(),
+            shutdown,
+        );
         let result = tonic::transport::Server::builder()
+            .add_service(events)
             .add_service(keyvault)
             .add_service(chaos)
             .add_service(identity)

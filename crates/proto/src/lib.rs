@@ -41,6 +41,13 @@ pub mod storage {
     }
 }
 
+/// A running service's event log and clock, read by live-mode scenario runs.
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("events.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cmksim_descriptor.bin"));

@@ -19,6 +19,29 @@ use crate::verdict::{Evidence, Outcome, Verdict};
 /// How long after `at` a probe query's event may be recorded (the query's own latency).
 pub const PROBE_SLACK_MS: i64 = 60_000;
 
+/// The scenario as a live run is judged: every `by` and `within` window, and the profile's
+/// revocation and resume deadlines, widened by `slack`.
+///
+/// In simulated time an RPC costs a tick; live, every millisecond of real latency or timer
+/// lateness is `time_scale` milliseconds of simulated time (at 600×, a 20 ms call is 12
+/// simulated seconds), and windows written to the second, like "healthy within 31m after
+/// enable-key" (30 min resume + a 60 s poll), would fail for the network rather than for the
+/// rule. The slack is reported with the verdicts.
+pub fn widened(scenario: &Scenario, slack: Duration) -> Scenario {
+    let mut widened = scenario.clone();
+    for expectation in &mut widened.expectations {
+        match &mut expectation.timing {
+            Timing::By(by) => *by += slack,
+            Timing::Within { within, .. } => *within += slack,
+            Timing::At(_) | Timing::Never { .. } | Timing::Implicit => {}
+        }
+    }
+    let key_access = &mut widened.profile.key_access;
+    key_access.revocation_deadline += slack;
+    key_access.resume_delay += slack;
+    widened
+}
+
 /// Judges every expectation of the scenario, in file order.
 pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
     let run = RunSpan::of(events);

@@ -100,6 +100,36 @@ fn slow_resume_breaks_the_expectation_and_invariant_3() {
     assert_eq!(inv.evidence[1].kind, "storage.state.healthy");
 }
 
+#[test]
+fn a_live_run_is_judged_with_its_slack_and_only_that() {
+    let scenario = library("revocation.toml");
+    // Healthy 30 simulated seconds after the resume deadline (the fixture samples every 30 s):
+    // 50 ms of real lateness at 600×.
+    let events = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.2,
+    });
+    let strict = by_id(&oracle::check_invariants(&scenario, &events), "invariant-3").clone();
+    assert_eq!(strict.outcome, Outcome::Broken, "{strict:#?}");
+    let widened = cmksim_scenario::expect::widened(&scenario, std::time::Duration::from_secs(45));
+    let live = by_id(&oracle::check_invariants(&widened, &events), "invariant-3").clone();
+    assert_eq!(live.outcome, Outcome::Held, "{live:#?}");
+    assert!(
+        live.title.contains("30m45s"),
+        "the slack shows: {}",
+        live.title
+    );
+    // 15 minutes late is still late.
+    let slow = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 45.0,
+    });
+    assert_eq!(
+        by_id(&evaluate(&widened, &slow), "resumed").outcome,
+        Outcome::Broken
+    );
+}
+
 /// A small scenario for the remaining checks.
 fn small(extra: &str) -> Scenario {
     let text = format!(

@@ -70,6 +70,8 @@ struct Inner {
     evicted_events: u64,
     next_seq: u64,
     sinks: Vec<EventSink>,
+    /// Live readers (see [`EventLog::subscribe`]); one that is full or gone is dropped.
+    subscribers: Vec<tokio::sync::mpsc::Sender<Event>>,
 }
 
 /// A shared, bounded, append-only event log. Cloning shares the same log.
@@ -107,6 +109,7 @@ impl EventLog {
                 evicted_events: 0,
                 next_seq: 1,
                 sinks: Vec::new(),
+                subscribers: Vec::new(),
             })),
         }
     }
@@ -159,12 +162,38 @@ impl EventLog {
         for sink in inner.sinks.iter_mut() {
             sink(&event);
         }
+        // A subscriber that cannot keep up is cut off rather than allowed to grow without bound
+        // or to slow the recorder: its stream ends and it reads again from its last seq.
+        inner
+            .subscribers
+            .retain(|tx| tx.try_send(event.clone()).is_ok());
         if inner.events.len() == inner.capacity_events {
             inner.events.pop_front();
             inner.evicted_events += 1;
         }
         inner.events.push_back(event.clone());
         event
+    }
+
+    /// The events still in memory with `seq > after_seq`, and a receiver of every event recorded
+    /// from now on, taken together so that nothing falls between the two. The receiver holds at
+    /// most `buffer_events` unread events; past that the log drops it (the receiver then sees
+    /// the channel closed) and the reader subscribes again from the last seq it saw.
+    pub fn subscribe(
+        &self,
+        after_seq: u64,
+        buffer_events: usize,
+    ) -> (Vec<Event>, tokio::sync::mpsc::Receiver<Event>) {
+        let mut inner = self.lock();
+        let backlog = inner
+            .events
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .cloned()
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer_events.max(1));
+        inner.subscribers.push(tx);
+        (backlog, rx)
     }
 
     /// A copy of the events still in memory, oldest first.
@@ -182,7 +211,7 @@ impl EventLog {
             .collect()
     }
 
-    /// How many events were recorded in all.
+    /// How many events were recorded in all: the seq of the last one (0 before the first).
     pub fn recorded_events(&self) -> u64 {
         self.lock().next_seq - 1
     }
@@ -287,6 +316,53 @@ mod tests {
             a.starts_with("{\"seq\":1,\"at_ms\":5,\"time\":\"1970-01-01T00:00:00.005Z\""),
             "{a}"
         );
+    }
+
+    fn raw(log: &EventLog, at: i64) -> Event {
+        log.record_raw(
+            SimTime(at),
+            "s",
+            "test.raw",
+            String::new(),
+            serde_json::json!({}),
+        )
+    }
+
+    #[test]
+    fn subscribers_get_the_backlog_then_live_events_without_gaps() {
+        let log = EventLog::new(10);
+        for at in 0..3 {
+            raw(&log, at);
+        }
+        let (backlog, mut rx) = log.subscribe(1, 8);
+        assert_eq!(backlog.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        raw(&log, 3);
+        assert_eq!(rx.try_recv().map(|e| e.seq), Ok(4));
+        assert!(rx.try_recv().is_err(), "nothing else yet");
+        assert_eq!(log.recorded_events(), 4);
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_cut_off_not_buffered_forever() {
+        let log = EventLog::new(100);
+        let (_, mut rx) = log.subscribe(0, 2);
+        for at in 0..5 {
+            raw(&log, at);
+        }
+        let mut got = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            got.push(e.seq);
+        }
+        assert_eq!(got, [1, 2], "two buffered, then cut off");
+        assert!(
+            matches!(
+                rx.try_recv(),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+            ),
+            "the reader learns it was cut off and can read again from seq 2"
+        );
+        let (backlog, _) = log.subscribe(2, 2);
+        assert_eq!(backlog.len(), 3);
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //!
 //! turmoil's stream types do not implement tonic's `Connected` (server side) or hyper's I/O
 //! traits (client side); the two adapters below supply them.
+//!
+//! TLS (live mode only, `cmksim serve --tls`) stays here too, out of the service crates: a
+//! server wraps the accepted TCP streams of a listener in a rustls acceptor ([`tls_incoming`],
+//! with a config from [`tls_server_config`]), and a client uses [`Network::Tls`], which trusts
+//! the certificates of a [`TlsClient`]. Every rustls configuration is built with one explicit
+//! crypto provider, ring ([`crypto_provider`]), so no process-default provider is ever needed.
 
 use std::future::Future;
 use std::io;
@@ -16,18 +22,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_stream::Stream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Which network the services and clients use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Network {
     /// The operating system's TCP (live mode, tests on loopback).
     Tcp,
     /// turmoil's simulated TCP (inside a `turmoil::Sim` host or client).
     Turmoil,
+    /// The operating system's TCP, with TLS for `https://` URLs, trusting the given
+    /// certificates (`http://` URLs stay plain text).
+    Tls(Arc<TlsClient>),
 }
 
 /// Bounds on a client connection, so that no call waits forever.
@@ -61,26 +77,241 @@ pub struct EndpointError {
 }
 
 impl Network {
-    /// A lazily connecting channel to `uri` (`http://host:port`); it reconnects by itself after a
-    /// failure or a partition is repaired.
-    pub fn channel(self, uri: &str, timeouts: ClientTimeouts) -> Result<Channel, EndpointError> {
-        let endpoint = Endpoint::from_shared(uri.to_string())
-            .map_err(|e| EndpointError {
-                uri: uri.to_string(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(timeouts.connect_timeout)
-            .timeout(timeouts.request_timeout)
-            .http2_keep_alive_interval(timeouts.keepalive_interval)
-            .keep_alive_timeout(timeouts.keepalive_interval)
-            .keep_alive_while_idle(true);
+    /// A lazily connecting channel to `uri` (`http://host:port`, or `https://host:port` on
+    /// [`Network::Tls`]); it reconnects by itself after a failure or a partition is repaired.
+    pub fn channel(&self, uri: &str, timeouts: ClientTimeouts) -> Result<Channel, EndpointError> {
+        let endpoint = self.endpoint(uri, timeouts)?;
         Ok(match self {
-            Network::Tcp => endpoint.connect_lazy(),
+            Network::Tcp | Network::Tls(_) => endpoint.connect_lazy(),
             Network::Turmoil => {
                 endpoint.connect_with_connector_lazy(tower::service_fn(turmoil_connect))
             }
         })
     }
+
+    /// The endpoint [`Network::channel`] connects to, with its timeouts and, for an `https://`
+    /// URL on [`Network::Tls`], its TLS settings; for a caller that wants to connect eagerly
+    /// over real TCP. An `https://` URL on any other network is refused here rather than
+    /// failing on every call.
+    pub fn endpoint(&self, uri: &str, timeouts: ClientTimeouts) -> Result<Endpoint, EndpointError> {
+        let error = |reason: String| EndpointError {
+            uri: uri.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(uri.to_string())
+            .map_err(|e| error(e.to_string()))?
+            .connect_timeout(timeouts.connect_timeout)
+            .timeout(timeouts.request_timeout)
+            .http2_keep_alive_interval(timeouts.keepalive_interval)
+            .keep_alive_timeout(timeouts.keepalive_interval)
+            .keep_alive_while_idle(true);
+        let https = endpoint.uri().scheme_str() == Some("https");
+        match self {
+            Network::Tls(tls) if https => endpoint
+                .tls_config(tls.client_config(timeouts.connect_timeout))
+                .map_err(|e| error(error_chain(&e))),
+            _ if https => Err(error(
+                "an https:// URL needs TLS settings (a certificate to trust)".to_string(),
+            )),
+            _ => Ok(endpoint),
+        }
+    }
+}
+
+/// Why TLS material could not be used, by the part that is wrong (so that a caller can name
+/// the file).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate (chain) PEM, or a file of certificates to trust.
+    #[error("{0}")]
+    Certificate(String),
+    /// The private key PEM.
+    #[error("{0}")]
+    PrivateKey(String),
+    /// The two together (e.g. a key that is not the certificate's).
+    #[error("{0}")]
+    Pair(String),
+}
+
+/// What a TLS client trusts: the certificates of a PEM file (for a server with a self-signed
+/// certificate, that certificate itself; otherwise the CA that issued the server's). Only these
+/// are trusted, never the system's roots.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsClient {
+    ca_pem: Vec<u8>,
+    count: usize,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("trusted_certificates", &self.count)
+            .finish()
+    }
+}
+
+impl TlsClient {
+    /// Trusts the certificates of `pem` (at least one, each parsable).
+    pub fn trusting_pem(pem: impl Into<Vec<u8>>) -> Result<TlsClient, TlsError> {
+        let ca_pem = pem.into();
+        let count = parse_certificates(&ca_pem)?.len();
+        Ok(TlsClient { ca_pem, count })
+    }
+
+    /// Trusts the certificates of the PEM file at `path`; errors name the file.
+    pub fn trusting_file(path: &Path) -> Result<TlsClient, TlsError> {
+        let pem = std::fs::read(path)
+            .map_err(|e| TlsError::Certificate(format!("cannot read {}: {e}", path.display())))?;
+        TlsClient::trusting_pem(pem)
+            .map_err(|e| TlsError::Certificate(format!("{}: {e}", path.display())))
+    }
+
+    /// Trusts nothing: every server certificate is refused (a probe that was given no CA still
+    /// speaks TLS, and reports the server as untrusted).
+    pub fn trusting_nothing() -> TlsClient {
+        TlsClient {
+            ca_pem: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// The trusted certificates, PEM.
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca_pem
+    }
+
+    fn client_config(&self, handshake_timeout: Duration) -> ClientTlsConfig {
+        // tonic builds the rustls client config with the process default provider when one is
+        // installed, else with ring (its `tls-ring` feature): ring either way.
+        let config = ClientTlsConfig::new().timeout(handshake_timeout);
+        if self.ca_pem.is_empty() {
+            config
+        } else {
+            config.ca_certificate(Certificate::from_pem(&self.ca_pem))
+        }
+    }
+}
+
+/// The one crypto provider of every rustls configuration: ring.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Makes ring the process-level rustls provider, for any code that builds a rustls config
+/// without naming one (tonic's client does, when a default is installed). Idempotent; a
+/// provider installed earlier by someone else is kept.
+pub fn install_crypto_provider() {
+    let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
+}
+
+fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Certificate(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Certificate(
+            "no certificate in it (expected -----BEGIN CERTIFICATE-----)".to_string(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// A rustls server configuration for a certificate chain and its private key, both PEM (the
+/// key PKCS#8, PKCS#1 or SEC1), offering HTTP/2 by ALPN. The error says which of the two is
+/// wrong; the caller adds the file names.
+pub fn tls_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs = parse_certificates(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::PrivateKey(format!("not a PEM private key: {e}")))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Pair(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Pair(format!("the certificate and key do not go together: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// How long a client may take over its TLS handshake before the server drops it.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The accepted connections of a real TCP listener (`TCP_NODELAY` set, as [`tcp_incoming`]),
+/// each after a TLS handshake with `config`, as the stream tonic's `serve_with_incoming` wants
+/// (tonic's `tls-connect-info` makes the TLS stream `Connected`).
+///
+/// Handshakes run concurrently, each bounded by [`TLS_HANDSHAKE_TIMEOUT`], so a slow or silent
+/// client holds up no one. A failed handshake (a plain-text client, an untrusting one) is
+/// logged and that connection dropped; the server goes on. Errors of `accept` itself are passed
+/// on as from [`tcp_incoming`]. The listener closes when the stream is dropped (the server
+/// stopped). Call it inside a tokio runtime: it spawns the accept loop.
+pub fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> impl Stream<Item = io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+       + Send
+       + 'static {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::warn!(%peer, "TLS connection dropped: TCP_NODELAY: {e}");
+                continue;
+            }
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, "TLS handshake failed, connection dropped: {e}")
+                    }
+                    Err(_) => tracing::warn!(
+                        %peer,
+                        timeout_s = TLS_HANDSHAKE_TIMEOUT.as_secs(),
+                        "TLS handshake timed out, connection dropped"
+                    ),
+                }
+            });
+        }
+    });
+    futures_unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
+    })
+}
+
+/// An error with its sources, `outer: inner: …` (tonic's transport errors say little alone).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
 
 type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TokioIo<TurmoilStream>>> + Send>>;
@@ -244,6 +475,108 @@ mod tests {
     use super::*;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
+
+    /// A self-signed certificate for 127.0.0.1 (PEM cert, PEM key).
+    fn self_signed() -> (String, String) {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        (made.cert.pem(), made.signing_key.serialize_pem())
+    }
+
+    async fn health(network: &Network, url: &str) -> Result<i32, String> {
+        let timeouts = ClientTimeouts {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(5),
+        };
+        let channel = network
+            .endpoint(url, timeouts)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+            .map_err(|s| s.to_string())
+    }
+
+    /// gRPC over TLS on real loopback TCP: a trusting client is served; a plain-text client,
+    /// an untrusting one and a silent one are refused without stopping the server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grpc_over_tls_refuses_untrusted_and_plain_clients_and_goes_on() {
+        let (cert, key) = self_signed();
+        let config = tls_server_config(cert.as_bytes(), key.as_bytes()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (_reporter, health) = tonic_health::server::health_reporter();
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming_shutdown(tls_incoming(listener, config), async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        let https = format!("https://127.0.0.1:{port}");
+        let trusting = Network::Tls(Arc::new(TlsClient::trusting_pem(cert.clone()).unwrap()));
+
+        // A silent client (TCP only) holds up no one.
+        let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let plain = health(&Network::Tcp, &format!("http://127.0.0.1:{port}")).await;
+        assert!(plain.is_err(), "plain text to a TLS port: {plain:?}");
+        let untrusting = Network::Tls(Arc::new(TlsClient::trusting_nothing()));
+        let refused = health(&untrusting, &https).await.unwrap_err();
+        assert!(refused.contains("UnknownIssuer"), "{refused}");
+        let (other, _) = self_signed();
+        let wrong = Network::Tls(Arc::new(TlsClient::trusting_pem(other).unwrap()));
+        assert!(health(&wrong, &https).await.is_err());
+        assert_eq!(health(&trusting, &https).await, Ok(1), "SERVING");
+
+        // https needs TLS settings; TLS settings leave http alone.
+        let e = Network::Tcp
+            .channel(&https, ClientTimeouts::default())
+            .unwrap_err();
+        assert!(e.reason.contains("TLS"), "{e}");
+        assert!(trusting
+            .channel("http://127.0.0.1:1", ClientTimeouts::default())
+            .is_ok());
+
+        let _ = stop_tx.send(());
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn tls_material_errors_say_which_part() {
+        let (cert, key) = self_signed();
+        assert!(matches!(
+            tls_server_config(b"junk", key.as_bytes()),
+            Err(TlsError::Certificate(_))
+        ));
+        assert!(matches!(
+            tls_server_config(cert.as_bytes(), b"junk"),
+            Err(TlsError::PrivateKey(_))
+        ));
+        let (_, other_key) = self_signed();
+        assert!(matches!(
+            tls_server_config(cert.as_bytes(), other_key.as_bytes()),
+            Err(TlsError::Pair(_))
+        ));
+        assert!(
+            TlsClient::trusting_pem(key).is_err(),
+            "a key is no certificate"
+        );
+        assert_eq!(TlsClient::trusting_pem(cert).unwrap().count, 1);
+    }
 
     /// A real gRPC health check over simulated TCP, failing during a partition and working
     /// again after repair, all in virtual time.

@@ -184,6 +184,17 @@ impl Clock {
         self.epoch
     }
 
+    /// For a live clock, the wall-clock instant (Unix ms) that counts as the epoch; `None` for
+    /// the tokio and turmoil clocks.
+    pub fn wall_origin_unix_ms(&self) -> Option<i64> {
+        match &self.source {
+            Source::Wall {
+                wall_origin_unix_ms,
+            } => Some(*wall_origin_unix_ms),
+            _ => None,
+        }
+    }
+
     /// The current simulated time.
     pub fn now(&self) -> SimTime {
         let elapsed_ms = match &self.source {

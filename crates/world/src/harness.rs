@@ -228,8 +228,9 @@ pub fn run_simulated(
             driver_scenario,
             driver_events,
             Clock::turmoil(epoch),
-            driver_commands,
+            crate::driver::Faults::Simulated(driver_commands),
             Network::Turmoil,
+            &crate::driver::Endpoints::simulated(),
             seeds,
         )
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;

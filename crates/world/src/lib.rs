@@ -10,6 +10,7 @@
 //!
 //! - [`harness`]: the turmoil simulation, its hosts and the crash/restart control loop.
 //! - [`driver`]: the driver client (world setup, timeline, faults).
+//! - [`live`]: the same driver against live services (separate processes, scaled wall time).
 //! - [`names`]: scenario names ↔ the ids the services gave them (tenants, principals, clusters).
 //!
 //! This lives outside `cmksim-scenario` so that the scenario format, validation, the oracle and
@@ -18,6 +19,7 @@
 pub mod bench;
 pub mod driver;
 pub mod harness;
+pub mod live;
 pub mod names;
 
 pub use harness::{run_simulated, RunOptions, RunResult, WorldError};

@@ -91,6 +91,11 @@ pub trait KeyLoopHost: Send + Sync + 'static {
     /// Carry out a data effect (`DropAekCache`, `DeleteHotTier`, `RebuildHotTier`,
     /// `DrainBuffer`, `ExpireBuffer`). Events and rewraps are handled by the driver.
     fn apply(&self, now: SimTime, effect: &Effect) -> Result<(), HostError>;
+    /// The machine's state changed: keep it durably, so that a restarted storage resumes
+    /// from it (a revocation, a resume in progress or an outage is not forgotten).
+    fn persist_state(&self, _state: &State) -> Result<(), HostError> {
+        Ok(())
+    }
 }
 
 /// Driver settings that are not behaviour (those come from the profile).
@@ -246,6 +251,8 @@ pub struct KeyLoopDriver<V, H> {
     rng: RandomSource,
     config: DriverConfig,
     next_poll_at: SimTime,
+    /// The state last handed to [`KeyLoopHost::persist_state`].
+    persisted: Option<State>,
 }
 
 impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
@@ -262,6 +269,7 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
     ) -> (KeyLoopDriver<V, H>, KeyLoopHandle) {
         let source = format!("storage/{}", machine.cluster());
         let next_poll_at = clock.now();
+        let persisted = Some(machine.state().clone());
         let shared = Arc::new(Shared {
             machine: Mutex::new(machine),
             pending: Mutex::new(VecDeque::new()),
@@ -280,6 +288,7 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
             rng,
             config,
             next_poll_at,
+            persisted,
         };
         (driver, handle)
     }
@@ -315,6 +324,22 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
         let effects = self.shared.machine().on_tick(now);
         self.shared.dispatch(now, effects);
         self.drain_pending().await;
+        self.persist_state();
+    }
+
+    /// Hands the machine's state to the host if it changed since the last time (a failure is
+    /// logged and retried at the next wake-up).
+    fn persist_state(&mut self) {
+        let state = self.shared.machine().state().clone();
+        if self.persisted.as_ref() == Some(&state) {
+            return;
+        }
+        match self.host.persist_state(&state) {
+            Ok(()) => self.persisted = Some(state),
+            Err(e) => {
+                tracing::warn!(cluster = %self.shared.source, "key loop state not persisted: {}", e.0)
+            }
+        }
     }
 
     /// When the driver should wake next: the next poll or the machine's deadline.

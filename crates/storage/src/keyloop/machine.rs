@@ -101,6 +101,25 @@ impl KeyAccessMachine {
         machine
     }
 
+    /// A restarted storage takes back the state it persisted before it stopped, when that
+    /// state is one a restart must not forget: revoked (access was denied and has not been seen
+    /// to return), resuming (the resume delay runs from when access returned, not from the
+    /// restart), unavailable (the outage buffer keeps filling) and shredded. Any other persisted
+    /// state is dropped: the machine stays healthy as [`Self::provisioned`] made it, and the
+    /// immediate first poll tells the truth. Returns whether the state was taken.
+    pub fn restore(&mut self, persisted: State) -> bool {
+        if self.key.is_none() {
+            return false;
+        }
+        match persisted {
+            State::Unavailable { since, .. } => self.buffering_since = Some(since),
+            State::Revoked { .. } | State::Resuming { .. } | State::Shredded { .. } => {}
+            _ => return false,
+        }
+        self.state = persisted;
+        true
+    }
+
     /// The current state.
     pub fn state(&self) -> &State {
         &self.state

@@ -818,3 +818,65 @@ fn invariants_hold_under_random_vault_behaviour() {
         let _ = last_denial_change;
     }
 }
+
+/// The machine a restarted storage builds for a CMK cluster.
+fn restarted(profile: &KeyAccessProfile, now: SimTime) -> KeyAccessMachine {
+    KeyAccessMachine::provisioned(
+        "c1",
+        profile,
+        now,
+        Some(KeyTarget {
+            key: KeyRef::pinned("kv1", "k1", V1),
+            wrapped_version: V1.into(),
+        }),
+    )
+}
+
+#[test]
+fn a_restart_keeps_a_revocation_and_a_resume_in_progress() {
+    // Revoked before the restart: still revoked; access returning then starts the full delay.
+    let (before, at) = in_state(&p2020(), StateName::Revoked);
+    let restart = at.add(mins(5));
+    let mut m = restarted(&p2020(), restart);
+    assert!(m.restore(before.state().clone()));
+    assert_eq!(m.state_name(), StateName::Revoked);
+    assert!(matches!(
+        m.ingest_decision(restart),
+        IngestDecision::Drop(DropReason::Revoked)
+    ));
+    m.on_poll(restart, PollOutcome::success(V1));
+    assert_eq!(m.state_name(), StateName::Resuming);
+    assert_eq!(m.next_deadline(), Some(restart.add(p2020().resume_delay)));
+
+    // Resuming before the restart: the deadline is the one set when access returned.
+    let (before, at) = in_state(&p2020(), StateName::Resuming);
+    let deadline = before.next_deadline().unwrap();
+    let mut m = restarted(&p2020(), at.add(mins(1)));
+    assert!(m.restore(before.state().clone()));
+    assert_eq!(m.next_deadline(), Some(deadline));
+    m.on_tick(deadline);
+    assert_eq!(m.state_name(), StateName::HealthyCmk);
+}
+
+#[test]
+fn a_restart_keeps_an_outage_but_not_a_passing_state() {
+    let (before, at) = in_state(&p2020(), StateName::Unavailable);
+    let mut m = restarted(&p2020(), at.add(mins(1)));
+    assert!(m.restore(before.state().clone()));
+    assert!(matches!(
+        m.ingest_decision(at.add(mins(1))),
+        IngestDecision::Buffer
+    ));
+    // Degraded and healthy are re-learned from the first poll, not restored.
+    for state in [StateName::Degraded, StateName::HealthyCmk] {
+        let (before, at) = in_state(&p2020(), state);
+        let mut m = restarted(&p2020(), at);
+        assert!(!m.restore(before.state().clone()), "{state:?}");
+        assert_eq!(m.state_name(), StateName::HealthyCmk);
+    }
+    // Under the Microsoft-managed key there is no customer key to have been revoked.
+    let (before, at) = in_state(&p2020(), StateName::Revoked);
+    let mut mmk = KeyAccessMachine::provisioned("c1", &p2020(), at, None);
+    assert!(!mmk.restore(before.state().clone()));
+    assert_eq!(mmk.state_name(), StateName::HealthyMmk);
+}

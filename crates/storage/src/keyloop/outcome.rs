@@ -13,7 +13,7 @@ use std::fmt;
 
 use cmksim_proto::common::v1::AzureError;
 use prost::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 /// Why a call could not be answered; the cached AEK keeps serving.
@@ -49,7 +49,7 @@ impl TransientKind {
 }
 
 /// Why the vault said no; storage is revoked at the next poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenialKind {
     /// 403: the key (or the pinned version) is disabled.

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use cmksim_sim::SimTime;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::events::KeyLoopEvent;
 use super::outcome::DenialKind;
@@ -89,14 +89,15 @@ impl fmt::Display for KeyTarget {
 }
 
 /// Where access was restored from, while resuming.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResumeFrom {
     Revoked,
 }
 
-/// The storage's key-access state (SPEC §5).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The storage's key-access state (SPEC §5). Persisted by the storage so that a restart does
+/// not forget a revocation (see `KeyAccessMachine::restore`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     /// The cluster is being provisioned; no storage yet.
     Provisioning { since: SimTime },

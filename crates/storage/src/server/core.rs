@@ -240,6 +240,19 @@ impl Core {
         let mut machine = KeyAccessMachine::provisioned(&cluster.resource.name, config, now, key);
         if cluster.soft_deleted.is_some() {
             let _ = machine.on_deleted(now);
+        } else if let Some(persisted) = self.meta.keyloop_state(account)? {
+            if machine.restore(persisted) {
+                let state = machine.state();
+                super::events::record_storage(
+                    &self.events,
+                    now,
+                    &super::events::StorageEvent::StateRestored {
+                        cluster: cluster.id.clone(),
+                        state: state.name().as_str().to_string(),
+                        since_ms: state.since().unix_ms(),
+                    },
+                );
+            }
         }
         Ok(machine)
     }

@@ -43,6 +43,12 @@ pub enum StorageEvent {
         cluster: String,
         blocks: u64,
     },
+    /// The storage process started again and took back the key loop's persisted state.
+    StateRestored {
+        cluster: String,
+        state: String,
+        since_ms: i64,
+    },
     /// The cluster's data became permanently unreadable.
     Shredded {
         cluster: String,
@@ -61,6 +67,7 @@ impl EventKind for StorageEvent {
             StorageEvent::HotCacheDeleted { .. } => "storage.hotcache.deleted",
             StorageEvent::HotCacheRebuilt { .. } => "storage.hotcache.rebuilt",
             StorageEvent::Shredded { .. } => "storage.state.shredded",
+            StorageEvent::StateRestored { .. } => "storage.restarted",
         }
     }
 
@@ -99,6 +106,14 @@ impl EventKind for StorageEvent {
             StorageEvent::HotCacheRebuilt { cluster, blocks } => {
                 format!("storage {cluster}: hot cache rebuilt ({blocks} blocks)")
             }
+            StorageEvent::StateRestored {
+                cluster,
+                state,
+                since_ms,
+            } => format!(
+                "storage {cluster}: restarted; it was {state} since {} and still is until a poll says otherwise",
+                SimTime(*since_ms)
+            ),
             StorageEvent::Shredded { cluster, reason, .. } => format!(
                 "storage {cluster}: data permanently unreadable ({reason}); nothing can decrypt it any more"
             ),

@@ -10,7 +10,7 @@ use cmksim_sim::{EventLog, SimTime};
 use zeroize::Zeroizing;
 
 use crate::data::{Aek, AekWrapping, DataPlane, Sealing};
-use crate::keyloop::{Effect, HostError, KeyLoopHost, KeyRef, KeyTarget, WrappedAek};
+use crate::keyloop::{Effect, HostError, KeyLoopHost, KeyRef, KeyTarget, State, WrappedAek};
 
 use super::events::StorageEvent;
 use super::persist::{LedgerEntry, Meta, StatsBook};
@@ -356,6 +356,12 @@ impl KeyLoopHost for ClusterHost {
         self.set_configured(wrapped.target.key.clone());
         self.verify_blocks(now);
         Ok(())
+    }
+
+    fn persist_state(&self, state: &State) -> Result<(), HostError> {
+        self.meta
+            .save_keyloop_state(&self.account, state)
+            .map_err(|e| HostError(e.to_string()))
     }
 
     fn apply(&self, now: SimTime, effect: &Effect) -> Result<(), HostError> {

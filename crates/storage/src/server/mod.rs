@@ -176,7 +176,15 @@ impl StorageServer {
             .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let (events, shutdown) = cmksim_events::events_service(
+            "storage",
+            &core.profile.name,
+            core.events.clone(),
+            core.clock.clone(),
+            shutdown,
+        );
         let result = tonic::transport::Server::builder()
+            .add_service(events)
             .add_service(pb::clusters_server::ClustersServer::new(
                 grpc_clusters::ClustersService { core: core.clone() },
             ))

@@ -8,7 +8,9 @@
 //! - `history`: per workspace, every cluster its data was ever routed to (for queries);
 //! - `stats`: the per-destination, per-workspace outcome counters;
 //! - `ledger/<account>`: what the outage buffer holds, per batch (workspace, records, time), so
-//!   that flushes and expiries can be reported per workspace.
+//!   that flushes and expiries can be reported per workspace;
+//! - `keyloop/<account>`: the key loop's last state, so that a restart does not forget a
+//!   revocation, a resume in progress or an outage.
 //!
 //! sled's background flusher is off (simulation runs on virtual time); every write is flushed.
 
@@ -19,6 +21,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::control::ControlState;
+use crate::keyloop::State;
 
 /// A cluster's managed identity as storage keeps it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -142,6 +145,18 @@ impl Meta {
         ledger: &[LedgerEntry],
     ) -> Result<(), super::ServerError> {
         self.put(&format!("ledger/{account}"), &ledger)
+    }
+
+    pub fn keyloop_state(&self, account: &str) -> Result<Option<State>, super::ServerError> {
+        self.get(&format!("keyloop/{account}"))
+    }
+
+    pub fn save_keyloop_state(
+        &self,
+        account: &str,
+        state: &State,
+    ) -> Result<(), super::ServerError> {
+        self.put(&format!("keyloop/{account}"), state)
     }
 
     pub fn flush(&self) {

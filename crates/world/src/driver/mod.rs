@@ -36,6 +36,68 @@ pub const KEYVAULT_URI: &str = "http://keyvault:50051";
 pub const STORAGE_URI: &str = "http://storage:50052";
 pub const INGEST_URI: &str = "http://ingest:50053";
 
+/// Where the driver finds the three services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Key Vault, which also hosts the identity authority.
+    pub keyvault: String,
+    pub storage: String,
+    pub ingest: String,
+}
+
+impl Endpoints {
+    /// The services' addresses inside the simulation.
+    pub fn simulated() -> Endpoints {
+        Endpoints {
+            keyvault: KEYVAULT_URI.into(),
+            storage: STORAGE_URI.into(),
+            ingest: INGEST_URI.into(),
+        }
+    }
+}
+
+/// The ARM id the driver gives a scenario's workspace (queries name workspaces by it).
+pub fn workspace_resource_id(name: &str) -> String {
+    Driver::workspace_id(name)
+}
+
+/// How the driver applies the faults that are not a service's own chaos control.
+#[derive(Clone)]
+pub enum Faults {
+    /// In simulated time: network faults through turmoil, crash and restart through the harness.
+    Simulated(HarnessCommands),
+    /// Against live processes: only the services' chaos controls (Key Vault, HSM) are within
+    /// reach; a scenario needing more is refused before it starts ([`network_faults`]).
+    Live,
+}
+
+/// The steps of `scenario` whose faults only the simulation can apply (partition, hold,
+/// release, repair, crash, restart): `(line, step label, fault)`.
+pub fn network_faults(scenario: &Scenario) -> Vec<(usize, String, String)> {
+    scenario
+        .timeline
+        .iter()
+        .filter_map(|step| match &step.what {
+            StepKind::Fault { fault, .. } if needs_simulation(fault) => {
+                Some((step.line, step.label(), fault_label(fault)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn needs_simulation(fault: &Fault) -> bool {
+    matches!(
+        fault,
+        Fault::Partition(..)
+            | Fault::Repair(..)
+            | Fault::Hold(..)
+            | Fault::Release(..)
+            | Fault::Crash(_)
+            | Fault::Restart(_)
+    )
+}
+
 const VAULT_AUDIENCE: &str = "https://vault.azure.net";
 const MANAGEMENT_AUDIENCE: &str = "https://management.azure.com";
 
@@ -118,7 +180,7 @@ pub struct Driver {
     scenario: Arc<Scenario>,
     events: EventLog,
     clock: Clock,
-    commands: HarnessCommands,
+    faults: Faults,
     names: Names,
     identity: idp::identity_client::IdentityClient<Channel>,
     keyvault: kvp::key_vault_client::KeyVaultClient<Channel>,
@@ -139,14 +201,15 @@ impl Driver {
         scenario: Arc<Scenario>,
         events: EventLog,
         clock: Clock,
-        commands: HarnessCommands,
+        faults: Faults,
         network: Network,
+        endpoints: &Endpoints,
         seeds: cmksim_sim::SeedTree,
     ) -> Result<Driver, cmksim_sim::net::EndpointError> {
         let timeouts = ClientTimeouts::default();
-        let kv_channel = network.channel(KEYVAULT_URI, timeouts)?;
-        let storage_channel = network.channel(STORAGE_URI, timeouts)?;
-        let ingest_channel = network.channel(INGEST_URI, timeouts)?;
+        let kv_channel = network.channel(&endpoints.keyvault, timeouts)?;
+        let storage_channel = network.channel(&endpoints.storage, timeouts)?;
+        let ingest_channel = network.channel(&endpoints.ingest, timeouts)?;
         Ok(Driver {
             clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient::new(
                 storage_channel.clone(),
@@ -164,7 +227,7 @@ impl Driver {
             events,
             start: clock.now(),
             clock,
-            commands,
+            faults,
             names: Names::default(),
             identity: idp::identity_client::IdentityClient::new(kv_channel.clone()),
             keyvault: kvp::key_vault_client::KeyVaultClient::new(kv_channel.clone()),
@@ -757,6 +820,16 @@ impl Driver {
     }
 
     async fn set_fault(&mut self, fault: Fault) -> Result<(), StepError> {
+        if matches!(self.faults, Faults::Live) && needs_simulation(&fault) {
+            return Err(StepError {
+                code: "NotInLiveMode".into(),
+                status: 0,
+                message: format!(
+                    "fault {} needs the simulated network; live mode can only use the services' chaos controls",
+                    fault_label(&fault)
+                ),
+            });
+        }
         match fault {
             Fault::Keyvault(mode) => {
                 let settings = match mode {
@@ -834,10 +907,12 @@ impl Driver {
     }
 
     fn push(&self, command: HarnessCommand) {
-        self.commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(command);
+        if let Faults::Simulated(commands) = &self.faults {
+            commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(command);
+        }
     }
 }
 

@@ -1,0 +1,191 @@
+//! The revocation scenario played live against three `cmksim serve` processes at time scale
+//! 600, with the storage process killed (SIGKILL) and restarted on the same data directory at
+//! seeded moments while the agents ingest.
+//!
+//! It checks the two promises of live mode at once: the scenario's expectations and invariants
+//! still hold (`cmksim run --live` exits 0), and every record the ingest front end reported as
+//! stored is returned by a query after the run (per workspace and table, from the run's own
+//! JSONL event log). The kill points are simulated offsets read off the run's narration; set
+//! `CMKSIM_CRASH_SEED` to replay a failure (the seed in use is printed).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use cmksim_proto::common::v1 as cp;
+use cmksim_proto::ingest::v1 as ip;
+
+mod common;
+use common::{seed, seeded_points, Cluster3, BIN, POLLS_MAX, POLL_INTERVAL};
+
+const SCENARIO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../scenarios/revocation.toml"
+);
+/// Kill points, in simulated minutes after T+0: while the agents ingest, before, during and
+/// after the revocation (the scenario lasts 4 hours).
+const KILL_WINDOW_MINUTES: (u64, u64) = (10, 225);
+const KILLS: usize = 3;
+/// The run takes about a minute of real time; this bounds the wait for it (and for each line).
+const RUN_WAIT: Duration = Duration::from_secs(300);
+const TABLES: [&str; 4] = ["Heartbeat", "Perf", "Event", "Syslog"];
+
+/// `T+hh:mm:ss` at the start of a narrated line, in minutes.
+fn offset_minutes(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("T+")?;
+    let mut parts = rest.get(..8)?.split(':');
+    let hours: u64 = parts.next()?.parse().ok()?;
+    let minutes: u64 = parts.next()?.parse().ok()?;
+    Some(hours * 60 + minutes)
+}
+
+/// Records reported stored by the ingest front end, per (workspace, table).
+fn stored_by_table(events_jsonl: &str) -> BTreeMap<(String, String), u64> {
+    let mut stored = BTreeMap::new();
+    for line in events_jsonl.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        if event["kind"] != "ingest.batch" {
+            continue;
+        }
+        let data = &event["data"];
+        let key = (
+            data["workspace"].as_str().unwrap_or_default().to_string(),
+            data["table"].as_str().unwrap_or_default().to_string(),
+        );
+        *stored.entry(key).or_default() += data["stored"].as_u64().unwrap_or(0);
+    }
+    stored
+}
+
+async fn count(ingest_url: &str, workspace: &str, table: &str) -> Option<u64> {
+    let channel = tonic::transport::Endpoint::from_shared(ingest_url.to_string())
+        .ok()?
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    let response = ip::query_client::QueryClient::new(channel)
+        .query(ip::QueryRequest {
+            workspace_id: cmksim_world::driver::workspace_resource_id(workspace),
+            table: table.to_string(),
+            from: Some(cp::SimTime { unix_ms: 0 }),
+            to: Some(cp::SimTime {
+                unix_ms: i64::MAX / 2,
+            }),
+            filters: Vec::new(),
+            count_only: true,
+            limit: 0,
+            order: 0,
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().count)
+}
+
+#[test]
+fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
+    let seed = seed();
+    let mut kill_at = seeded_points(seed, KILLS, KILL_WINDOW_MINUTES.0, KILL_WINDOW_MINUTES.1);
+    kill_at.sort_unstable();
+    eprintln!("CMKSIM_CRASH_SEED={seed}: kill -9 of storage at T+{kill_at:?} minutes");
+
+    // The scenario's own profile (azure-2020), unmodified: the services' default.
+    let mut services = Cluster3::start(Vec::new());
+    let events_path = services.dir.path().join("events.jsonl");
+    let run_log = std::fs::File::create(services.dir.path().join("run.stderr")).unwrap();
+    let mut run = Command::new(BIN)
+        .args(["run", SCENARIO, "--live", "--verbose", "--keyvault"])
+        .arg(services.url("keyvault"))
+        .arg("--storage")
+        .arg(services.url("storage"))
+        .arg("--ingest")
+        .arg(services.url("ingest"))
+        .arg("--events")
+        .arg(&events_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(run_log))
+        .spawn()
+        .expect("spawn cmksim run --live");
+    let stdout = run.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut transcript = Vec::new();
+    let next_line = |transcript: &mut Vec<String>| -> Option<String> {
+        let line = lines.recv_timeout(RUN_WAIT).ok()?;
+        transcript.push(line.clone());
+        Some(line)
+    };
+
+    for (round, minute) in kill_at.iter().enumerate() {
+        loop {
+            let Some(line) = next_line(&mut transcript) else {
+                panic!(
+                    "the run ended or stalled before T+{minute}m:\n{}",
+                    transcript.join("\n")
+                );
+            };
+            if offset_minutes(&line).is_some_and(|at| at >= *minute) {
+                break;
+            }
+        }
+        let storage = services.storage.take().unwrap();
+        let port = storage.port();
+        storage.kill9();
+        eprintln!("round {round}: storage killed at T+{minute}m, restarting on port {port}");
+        services.restart_storage(port);
+    }
+    while next_line(&mut transcript).is_some() {}
+    let mut status = None;
+    for _ in 0..POLLS_MAX {
+        status = run.try_wait().expect("try_wait");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let status = status.expect("cmksim run --live did not exit");
+    let stderr =
+        std::fs::read_to_string(services.dir.path().join("run.stderr")).unwrap_or_default();
+    let tail: Vec<&String> = transcript.iter().rev().take(40).collect();
+    assert!(
+        status.success(),
+        "the live run failed ({status}):\n{stderr}\n…\n{}",
+        tail.into_iter()
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Every record acknowledged as stored, before or after any kill, is still there.
+    let stored = stored_by_table(&std::fs::read_to_string(&events_path).unwrap());
+    assert!(
+        stored.values().sum::<u64>() > 0,
+        "the agents stored nothing"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ingest_url = services.url("ingest");
+    for ((workspace, table), acknowledged) in &stored {
+        assert!(TABLES.contains(&table.as_str()), "unexpected table {table}");
+        let mut found = None;
+        for _ in 0..POLLS_MAX {
+            found = runtime.block_on(count(&ingest_url, workspace, table));
+            if found.is_some_and(|n| n >= *acknowledged) {
+                break;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        eprintln!("{workspace}/{table}: {acknowledged} acknowledged, {found:?} returned");
+        assert!(
+            found.is_some_and(|n| n >= *acknowledged),
+            "{workspace}/{table}: {acknowledged} records acknowledged as stored, a query returns {found:?}"
+        );
+    }
+}

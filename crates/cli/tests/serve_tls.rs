@@ -1,0 +1,745 @@
+//! `cmksim serve --tls` as a user meets it: `serve all --tls` with its self-signed certificate
+//! (health checks that trust it, a plain-text client and untrusting clients refused without
+//! stopping the server, gRPC through a `Network::Tls` channel, the same certificate after a
+//! restart), the three services as separate TLS processes wired with `--tls-ca` and a record
+//! ingested through the whole chain, and bad TLS input refused with exit status 2 before
+//! anything listens. Real processes; every wait is bounded; nothing asserts on timing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cmksim_proto::common::v1 as cp;
+use cmksim_proto::identity::v1 as idp;
+use cmksim_proto::ingest::v1 as ip;
+use cmksim_proto::keyvault::v1 as kvp;
+use cmksim_proto::storage::v1 as sp;
+use cmksim_sim::net::{ClientTimeouts, Network, TlsClient};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmksim");
+const START_WAIT: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+const POLLS_MAX: u32 = 1200;
+/// `SimTime::DEFAULT_EPOCH`: the simulated time at `--epoch`.
+const SIM_EPOCH_MS: i64 = 1_593_907_200_000;
+const TIME_SCALE: f64 = 600.0;
+const SUB: &str = "00000000-0000-0000-0000-0000000000c2";
+const RG: &str = "tls";
+const REGION: &str = "westeurope";
+const VAULT: &str = "tlsvault";
+const KEY: &str = "cmk";
+const CLUSTER: &str = "tlscluster";
+const WORKSPACE: &str = "tlsworkspace";
+/// Fast control-plane operations, so that setup takes well under a second of real time.
+const PROFILE_OVERRIDES: [&str; 3] = [
+    "cluster.provisioning_duration=2m",
+    "cluster.key_update_duration=1m",
+    "cluster.link_duration=2m",
+];
+
+// ---- processes ---------------------------------------------------------------------------
+
+/// `cmksim ARGS…` to completion, without the developer's `CMKSIM_*` settings.
+fn cmksim(args: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CMKSIM_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("RUST_LOG", "warn");
+    command.output().expect("run cmksim")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `cmksim serve …` child and the URLs it announced; killed if still running when dropped.
+struct Serving {
+    child: Child,
+    urls: std::collections::BTreeMap<String, String>,
+    log: PathBuf,
+}
+
+impl Serving {
+    /// Starts `cmksim serve ARGS…` and waits (bounded) for `services` `listening NAME URL` lines.
+    fn start(args: &[&str], services: &[&str], log: PathBuf) -> Serving {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut command = Command::new(BIN);
+        command.arg("serve").args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CMKSIM_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn cmksim");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut serving = Serving {
+            child,
+            urls: Default::default(),
+            log,
+        };
+        while serving.urls.len() < services.len() {
+            let Ok(line) = rx.recv_timeout(START_WAIT) else {
+                let _ = serving.child.kill();
+                let status = serving.child.wait().ok();
+                panic!(
+                    "serve {args:?} did not announce {services:?} ({status:?}); log:\n{}",
+                    std::fs::read_to_string(&serving.log).unwrap_or_default()
+                );
+            };
+            let mut words = line.split_whitespace();
+            assert_eq!(words.next(), Some("listening"), "{line}");
+            let (name, url) = (words.next().unwrap(), words.next().unwrap());
+            serving.urls.insert(name.to_string(), url.to_string());
+        }
+        serving
+    }
+
+    fn url(&self, service: &str) -> &str {
+        &self.urls[service]
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        for _ in 0..POLLS_MAX {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(status.success(), "exited with {status}");
+                return;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        panic!(
+            "did not exit after SIGTERM; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A channel over TLS trusting the PEM file `ca`.
+fn tls_channel(url: &str, ca: &Path) -> Channel {
+    let trust = TlsClient::trusting_file(ca).expect("the CA file");
+    Network::Tls(Arc::new(trust))
+        .channel(
+            url,
+            ClientTimeouts {
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(10),
+                keepalive_interval: Duration::from_secs(10),
+            },
+        )
+        .expect("an https endpoint")
+}
+
+/// Another self-signed certificate (one the servers were not given), as a PEM file.
+fn stranger_cert(dir: &Path) -> PathBuf {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let path = dir.join("stranger.pem");
+    std::fs::write(&path, made.cert.pem()).unwrap();
+    path
+}
+
+// ---- serve all --tls ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "all",
+        "--tls",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &path_str(&data),
+        "--time-scale",
+        "60",
+    ];
+    let services = ["keyvault", "storage", "ingest"];
+    let serving = tokio::task::block_in_place(|| {
+        Serving::start(&args, &services, dir.path().join("all.log"))
+    });
+    let cert = data.join("tls/cert.pem");
+    let ca = path_str(&cert);
+    let cert_bytes = std::fs::read(&cert).expect("serve all --tls wrote its certificate");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("tls/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "key.pem mode {mode:o}");
+    }
+
+    tokio::task::block_in_place(|| {
+        for service in services {
+            let url = serving.url(service);
+            assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+            // (a) trusting the certificate: SERVING.
+            let out = cmksim(&["health", url, "--tls-ca", &ca]);
+            assert!(out.status.success(), "{service}: {}", text(&out.stdout));
+        }
+        let kv = serving.url("keyvault");
+        // (b) plain text to the TLS port fails.
+        let plain = kv.replacen("https://", "http://", 1);
+        let out = cmksim(&["health", &plain, "--timeout-ms", "5000"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        // (c) without the CA, or with another certificate, the server is not trusted.
+        let out = cmksim(&["health", kv, "--timeout-ms", "5000"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("certificate"),
+            "{}",
+            text(&out.stdout)
+        );
+        let stranger = path_str(&stranger_cert(dir.path()));
+        let out = cmksim(&["health", kv, "--tls-ca", &stranger, "--timeout-ms", "5000"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    });
+
+    // The refused handshakes did not stop the server: gRPC over TLS still works.
+    let mut identity =
+        idp::identity_client::IdentityClient::new(tls_channel(serving.url("keyvault"), &cert));
+    let tenant = identity
+        .create_tenant(idp::CreateTenantRequest {
+            name: "fabrikam".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .expect("create a tenant over TLS")
+        .into_inner()
+        .tenant_id;
+    assert!(!tenant.is_empty());
+    // The services reach each other over TLS, trusting the same certificate: storage →
+    // identity authority (a cluster's managed identity is made there), ingest → storage (an
+    // unknown workspace is NotFound, as storage says, not Unavailable).
+    let created =
+        sp::clusters_client::ClustersClient::new(tls_channel(serving.url("storage"), &cert))
+            .create_cluster(sp::CreateClusterRequest {
+                cluster: Some(cluster_ref()),
+                location: REGION.into(),
+                tenant_id: tenant,
+                sku: Some(sp::Sku {
+                    name: "capacityReservation".into(),
+                    capacity_gb_per_day: 1000,
+                }),
+                billing_type: "Cluster".into(),
+                identity_type: "SystemAssigned".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create a cluster: storage → identity over TLS")
+            .into_inner();
+    assert!(!created
+        .cluster
+        .unwrap()
+        .identity
+        .unwrap()
+        .principal_id
+        .is_empty());
+    let unknown =
+        ip::ingestion_client::IngestionClient::new(tls_channel(serving.url("ingest"), &cert))
+            .ingest(one_record(now_unix_ms()))
+            .await
+            .expect_err("no such workspace");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+
+    // (d) A restart on the same directory keeps the certificate: old clients still trust it.
+    tokio::task::block_in_place(|| serving.terminate());
+    let again = tokio::task::block_in_place(|| {
+        Serving::start(&args, &services, dir.path().join("all.log"))
+    });
+    assert_eq!(
+        std::fs::read(&cert).unwrap(),
+        cert_bytes,
+        "same certificate"
+    );
+    tokio::task::block_in_place(|| {
+        let out = cmksim(&["health", again.url("storage"), "--tls-ca", &ca]);
+        assert!(out.status.success(), "{}", text(&out.stdout));
+    });
+    let mut identity =
+        idp::identity_client::IdentityClient::new(tls_channel(again.url("keyvault"), &cert));
+    identity
+        .create_tenant(idp::CreateTenantRequest {
+            name: "northwind".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .expect("create a tenant over TLS after the restart");
+    tokio::task::block_in_place(|| again.terminate());
+}
+
+// ---- three processes, wired with --tls-ca --------------------------------------------------
+
+fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+fn cluster_ref() -> sp::ClusterRef {
+    sp::ClusterRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        cluster_name: CLUSTER.into(),
+    }
+}
+
+fn workspace_ref() -> sp::WorkspaceRef {
+    sp::WorkspaceRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        workspace_name: WORKSPACE.into(),
+    }
+}
+
+/// Polls `check` until it yields a value (bounded).
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..POLLS_MAX {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Tenant, operator, vault, key, cluster, access policy, key update (storage wraps its key
+/// through the Key Vault: storage → Key Vault over TLS), workspace linked.
+async fn build_world(kv: Channel, storage: Channel) {
+    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
+    let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv);
+    let mut clusters = sp::clusters_client::ClustersClient::new(storage.clone());
+    let mut workspaces = sp::workspaces_client::WorkspacesClient::new(storage.clone());
+    let data_plane = sp::data_plane_client::DataPlaneClient::new(storage);
+
+    let tenant = identity
+        .create_tenant(idp::CreateTenantRequest {
+            name: "contoso".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .tenant_id;
+    let admin = identity
+        .create_principal(idp::CreatePrincipalRequest {
+            tenant_id: tenant.clone(),
+            display_name: "operator".into(),
+            kind: idp::PrincipalKind::ServicePrincipal as i32,
+        })
+        .await
+        .expect("create principal")
+        .into_inner();
+    let admin_oid = admin.principal.unwrap().object_id;
+    let token = |audience: &str| {
+        let request = idp::IssueTokenRequest {
+            object_id: admin_oid.clone(),
+            secret: admin.secret.clone(),
+            audience: audience.into(),
+            lifetime_seconds: 0,
+        };
+        let mut identity = identity.clone();
+        async move {
+            identity
+                .issue_token(request)
+                .await
+                .expect("issue token")
+                .into_inner()
+                .token
+        }
+    };
+    let mgmt = token("https://management.azure.com").await;
+    let vault_token = token("https://vault.azure.net").await;
+    let permissions = |names: &[&str]| names.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    keyvault
+        .create_vault(authorized(
+            &mgmt,
+            kvp::CreateVaultRequest {
+                name: VAULT.into(),
+                location: REGION.into(),
+                tenant_id: tenant.clone(),
+                sku: kvp::Sku::Standard as i32,
+                enable_soft_delete: Some(true),
+                soft_delete_retention_in_days: Some(90),
+                enable_purge_protection: true,
+                access_policies: vec![kvp::AccessPolicy {
+                    tenant_id: tenant.clone(),
+                    object_id: admin_oid.clone(),
+                    key_permissions: permissions(&["get", "create", "wrapKey", "unwrapKey"]),
+                }],
+                subscription_id: SUB.into(),
+                resource_group: RG.into(),
+            },
+        ))
+        .await
+        .expect("create vault");
+    let key = keyvault
+        .create_key(authorized(
+            &vault_token,
+            kvp::CreateKeyRequest {
+                vault_name: VAULT.into(),
+                key_name: KEY.into(),
+                kty: "RSA".into(),
+                key_size: 2048,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create key")
+        .into_inner();
+    let version = key.key.unwrap().kid.rsplit('/').next().unwrap().to_string();
+    let created = clusters
+        .create_cluster(sp::CreateClusterRequest {
+            cluster: Some(cluster_ref()),
+            location: REGION.into(),
+            tenant_id: tenant.clone(),
+            sku: Some(sp::Sku {
+                name: "capacityReservation".into(),
+                capacity_gb_per_day: 1000,
+            }),
+            billing_type: "Cluster".into(),
+            identity_type: "SystemAssigned".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create cluster")
+        .into_inner();
+    let cluster_oid = created.cluster.unwrap().identity.unwrap().principal_id;
+    poll("provisioning", || {
+        let mut clusters = clusters.clone();
+        async move {
+            let c = clusters.get_cluster(cluster_ref()).await.ok()?.into_inner();
+            (c.provisioning_state == "Succeeded").then_some(())
+        }
+    })
+    .await;
+    keyvault
+        .set_access_policy(authorized(
+            &mgmt,
+            kvp::SetAccessPolicyRequest {
+                vault_name: VAULT.into(),
+                policy: Some(kvp::AccessPolicy {
+                    tenant_id: tenant.clone(),
+                    object_id: cluster_oid,
+                    key_permissions: permissions(&["get", "wrapKey", "unwrapKey"]),
+                }),
+            },
+        ))
+        .await
+        .expect("grant the cluster identity");
+    clusters
+        .update_cluster(sp::UpdateClusterRequest {
+            cluster: Some(cluster_ref()),
+            key_vault_properties: Some(sp::KeyVaultProperties {
+                key_vault_uri: format!("https://{VAULT}.vault.azure.net"),
+                key_name: KEY.into(),
+                key_version: version.clone(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("key update");
+    poll(
+        "healthy_cmk (storage reached the Key Vault over TLS)",
+        || {
+            let mut data_plane = data_plane.clone();
+            let version = version.clone();
+            async move {
+                let s = data_plane
+                    .get_storage_state(cluster_ref())
+                    .await
+                    .ok()?
+                    .into_inner();
+                (s.state == "healthy_cmk" && s.key_kid.ends_with(&version)).then_some(())
+            }
+        },
+    )
+    .await;
+    workspaces
+        .create_workspace(sp::CreateWorkspaceRequest {
+            workspace: Some(workspace_ref()),
+            location: REGION.into(),
+            retention_in_days: 0,
+        })
+        .await
+        .expect("create workspace");
+    workspaces
+        .link_workspace(sp::LinkWorkspaceRequest {
+            workspace: Some(workspace_ref()),
+            cluster: Some(cluster_ref()),
+        })
+        .await
+        .expect("link");
+    poll("link", || {
+        let mut workspaces = workspaces.clone();
+        async move {
+            let w = workspaces
+                .get_workspace(workspace_ref())
+                .await
+                .ok()?
+                .into_inner();
+            (w.link_state == "Linked").then_some(())
+        }
+    })
+    .await;
+}
+
+fn one_record(epoch_ms: i64) -> ip::IngestRequest {
+    let sim_now = SIM_EPOCH_MS + ((now_unix_ms() - epoch_ms) as f64 * TIME_SCALE) as i64;
+    ip::IngestRequest {
+        workspace_id: format!(
+            "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WORKSPACE}"
+        ),
+        table: "Heartbeat".into(),
+        records: vec![ip::Record {
+            // A little in the past, so that clock rounding never puts it in the future.
+            time_generated: Some(cp::SimTime {
+                unix_ms: sim_now - 60_000,
+            }),
+            columns: vec![ip::Column {
+                name: "Computer".into(),
+                value: Some(ip::Value {
+                    kind: Some(ip::value::Kind::StringValue("tls-1".into())),
+                }),
+            }],
+        }],
+        declare_columns: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tls_processes_wired_with_tls_ca_carry_a_record_through_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let epoch_ms = now_unix_ms();
+    let epoch = epoch_ms.to_string();
+    let scale = TIME_SCALE.to_string();
+    let profile: Vec<&str> = PROFILE_OVERRIDES
+        .iter()
+        .flat_map(|o| ["--profile-override", *o])
+        .collect();
+    let (kv_data, st_data, in_tls) = (
+        dir.path().join("kv"),
+        dir.path().join("storage"),
+        dir.path().join("ingest-tls"),
+    );
+    let (kv_ca, st_ca, in_ca) = (
+        kv_data.join("tls/cert.pem"),
+        st_data.join("tls/cert.pem"),
+        in_tls.join("cert.pem"),
+    );
+    let common = ["--time-scale", &scale, "--epoch", &epoch];
+    let (keyvault, storage, ingest) = tokio::task::block_in_place(|| {
+        let kv_dir = path_str(&kv_data);
+        let mut args = vec!["keyvault", "--tls", "--listen", "127.0.0.1:0"];
+        args.extend(["--data-dir", &kv_dir]);
+        args.extend(common);
+        let keyvault = Serving::start(&args, &["keyvault"], dir.path().join("kv.log"));
+
+        let (st_dir, kv_ca) = (path_str(&st_data), path_str(&kv_ca));
+        let mut args = vec!["storage", "--tls", "--listen", "127.0.0.1:0"];
+        args.extend(["--data-dir", &st_dir, "--tls-san", "storage.test"]);
+        args.extend(["--keyvault", keyvault.url("keyvault"), "--tls-ca", &kv_ca]);
+        args.extend(common);
+        args.extend(&profile);
+        let storage = Serving::start(&args, &["storage"], dir.path().join("storage.log"));
+
+        let (in_dir, st_ca) = (path_str(&in_tls), path_str(&st_ca));
+        let mut args = vec!["ingest", "--tls", "--listen", "127.0.0.1:0"];
+        args.extend(["--tls-dir", &in_dir]);
+        args.extend(["--storage", storage.url("storage"), "--tls-ca", &st_ca]);
+        args.extend(common);
+        args.extend(&profile);
+        let ingest = Serving::start(&args, &["ingest"], dir.path().join("ingest.log"));
+        (keyvault, storage, ingest)
+    });
+    for (serving, name) in [
+        (&keyvault, "keyvault"),
+        (&storage, "storage"),
+        (&ingest, "ingest"),
+    ] {
+        assert!(serving.url(name).starts_with("https://"), "{name}");
+    }
+    assert_ne!(
+        std::fs::read(&kv_ca).unwrap(),
+        std::fs::read(&st_ca).unwrap(),
+        "each process has its own certificate"
+    );
+
+    build_world(
+        tls_channel(keyvault.url("keyvault"), &kv_ca),
+        tls_channel(storage.url("storage"), &st_ca),
+    )
+    .await;
+    // Ingest → storage over TLS: the record is stored (encrypted under the key from the vault).
+    let ingestion =
+        ip::ingestion_client::IngestionClient::new(tls_channel(ingest.url("ingest"), &in_ca));
+    poll("a record stored through ingest", || {
+        let mut ingestion = ingestion.clone();
+        async move {
+            let response = ingestion.ingest(one_record(epoch_ms)).await.ok()?;
+            let outcome = response.into_inner().outcomes.pop()?.outcome?;
+            matches!(outcome, ip::record_outcome::Outcome::Stored(_)).then_some(())
+        }
+    })
+    .await;
+    let mut untrusting =
+        ip::ingestion_client::IngestionClient::new(tls_channel(ingest.url("ingest"), &st_ca));
+    assert!(
+        untrusting.ingest(one_record(epoch_ms)).await.is_err(),
+        "ingest's certificate is its own, not storage's"
+    );
+    tokio::task::block_in_place(|| {
+        ingest.terminate();
+        storage.terminate();
+        keyvault.terminate();
+    });
+}
+
+// ---- bad input -----------------------------------------------------------------------------
+
+#[test]
+fn bad_tls_input_exits_2_with_a_clear_error_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path_str(&dir.path().join("data"));
+    let missing = path_str(&dir.path().join("no-such-cert.pem"));
+    let missing_key = path_str(&dir.path().join("no-such-key.pem"));
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let junk = path_str(&junk);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["keyvault", "--data-dir", &data, "--tls-cert", &junk],
+            vec!["--tls-cert needs --tls-key"],
+        ),
+        (
+            vec!["storage", "--data-dir", &data, "--tls-key", &junk],
+            vec!["--tls-key needs --tls-cert"],
+        ),
+        (
+            vec![
+                "keyvault",
+                "--data-dir",
+                &data,
+                "--tls-cert",
+                &missing,
+                "--tls-key",
+                &missing_key,
+            ],
+            vec!["TLS certificate", &missing],
+        ),
+        (
+            vec![
+                "keyvault",
+                "--data-dir",
+                &data,
+                "--tls-cert",
+                &junk,
+                "--tls-key",
+                &junk,
+            ],
+            vec!["TLS certificate", &junk],
+        ),
+        (
+            vec!["ingest", "--tls"],
+            vec!["serve ingest --tls needs --tls-dir"],
+        ),
+        (
+            vec![
+                "storage",
+                "--data-dir",
+                &data,
+                "--keyvault",
+                "https://127.0.0.1:50051",
+            ],
+            vec!["--tls-ca"],
+        ),
+        (
+            vec![
+                "ingest",
+                "--storage",
+                "https://127.0.0.1:50052",
+                "--tls-ca",
+                &missing,
+            ],
+            vec!["--tls-ca", &missing],
+        ),
+        (
+            vec!["keyvault", "--data-dir", &data, "--tls", "--tls-san", "a b"],
+            vec!["--tls-san"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["serve"];
+        full.extend(&args);
+        // Port 1 would need privileges: had anything started, the error would say so instead.
+        full.extend(["--listen", "127.0.0.1:1"]);
+        let out = cmksim(&full);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, got {err:?}");
+        for word in expected {
+            assert!(lines[0].contains(word), "{args:?}: {word:?} not in {err:?}");
+        }
+        assert!(
+            !text(&out.stdout).contains("listening"),
+            "{args:?} started something"
+        );
+    }
+    // The health probe refuses a CA file it cannot use.
+    let out = cmksim(&["health", "https://127.0.0.1:1", "--tls-ca", &junk]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains(&junk), "{}", text(&out.stderr));
+}
