@@ -190,11 +190,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let tolerance = args.tolerance.unwrap_or_else(|| live.tolerance());
         judged = expect::widened(&scenario, tolerance);
+        let restarts: Vec<String> = live
+            .restarts_seen
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(service, n)| format!("{service} restarted {n}×"))
+            .collect();
         live_line = Some(format!(
-            "live at {}× against {} · judged with {} of tolerance",
+            "live at {}× against {} · judged with {} of tolerance{}",
             live.time_scale,
             args.keyvault,
-            cmksim_sim::format_duration(tolerance)
+            cmksim_sim::format_duration(tolerance),
+            restarts
+                .iter()
+                .map(|r| format!(" · {r}"))
+                .collect::<String>()
         ));
         (live.seed, 0, cmksim_world::live::in_time_order(&events))
     } else {

@@ -170,6 +170,19 @@ fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
             .join("\n")
     );
 
+    // The run followed the restarted processes (it counts the new instances it saw).
+    assert!(
+        transcript.iter().any(|l| l.contains("storage restarted")),
+        "the run never saw storage restart:\n{}",
+        transcript
+            .iter()
+            .rev()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
     // Every record acknowledged as stored, before or after any kill, is still there.
     let stored = stored_by_table(&std::fs::read_to_string(&events_path).unwrap());
     assert!(

@@ -5,7 +5,8 @@
 //! When the stream ends — the service restarted, the follower fell behind, the connection
 //! broke — it waits a moment and subscribes again: from the same seq if the process is the same
 //! instance, from 0 if it is a new one (every event of a restarted process belongs to the run).
-//! The first subscription starts after the events the service had before the run began.
+//! The first subscription starts where the caller says: after the events the service had when
+//! the run asked for its clock.
 //!
 //! Retries are bounded in rate (a back-off from 50 ms to 1 s) and in time: the follower stops
 //! when its stop signal is set, which the run sets when it ends.
@@ -67,10 +68,20 @@ impl Follower {
     }
 }
 
-/// Starts following the service behind `channel` into `into`, until `stop` is set.
-pub fn follow(channel: Channel, into: EventLog, stop: watch::Receiver<bool>) -> Follower {
+/// Starts following the service behind `channel` into `into`, until `stop` is set, from the
+/// position `from` reports (its instance and last seq): the events recorded after it.
+pub fn follow(
+    channel: Channel,
+    from: &pb::ClockInfo,
+    into: EventLog,
+    stop: watch::Receiver<bool>,
+) -> Follower {
     let follower = Follower {
-        progress: Arc::new(Mutex::new(FollowerProgress::default())),
+        progress: Arc::new(Mutex::new(FollowerProgress {
+            instance: Some(from.instance.clone()),
+            after_seq: from.last_seq,
+            restarts_seen: 0,
+        })),
         client: pb::events_client::EventsClient::new(channel),
     };
     let task = follower.clone();
@@ -115,7 +126,6 @@ impl Follower {
                     progress.restarts_seen += 1;
                     progress.after_seq = 0;
                 }
-                // The first contact: what the service recorded before the run is not the run's.
                 None => progress.after_seq = info.last_seq,
             }
             progress.instance = Some(info.instance.clone());

@@ -27,12 +27,14 @@ use cmksim_sim::{Clock, Event, EventLog, SeedTree, SimTime};
 use crate::driver::{network_faults, Driver, Endpoints, Faults};
 
 /// What a live run was.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LiveRun {
     /// The seed actually used.
     pub seed: u64,
     /// The services' time scale (simulated seconds per real second).
     pub time_scale: f64,
+    /// Per service, how many times the run saw it restart (a new process behind its URL).
+    pub restarts_seen: Vec<(&'static str, u32)>,
 }
 
 impl LiveRun {
@@ -181,9 +183,13 @@ async fn run(
     let clock = agreed_clock(&clocks)?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Followed from the clocks just read, so that nothing the world setup records is missed.
     let followers: Vec<Follower> = channels
         .into_iter()
-        .map(|channel| cmksim_events::follow(channel, events.clone(), stop_rx.clone()))
+        .zip(&clocks)
+        .map(|(channel, info)| {
+            cmksim_events::follow(channel, info, events.clone(), stop_rx.clone())
+        })
         .collect();
 
     let driver = Driver::new(
@@ -212,6 +218,11 @@ async fn run(
         Ok(Ok(())) => Ok(LiveRun {
             seed,
             time_scale: clock.time_scale(),
+            restarts_seen: services
+                .iter()
+                .zip(&followers)
+                .map(|((service, _), f)| (*service, f.progress().restarts_seen))
+                .collect(),
         }),
     }
 }
