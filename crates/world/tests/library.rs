@@ -75,6 +75,7 @@ macro_rules! library {
 
 library! {
     revocation => "revocation",
+    restart_while_revoked => "restart-while-revoked",
     revocation_access_policy => "revocation-access-policy",
     key_soft_delete_recover => "key-soft-delete-recover",
     rotation_pinned => "rotation-pinned",
