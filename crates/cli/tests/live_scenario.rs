@@ -7,6 +7,11 @@
 //! stored is returned by a query after the run (per workspace and table, from the run's own
 //! JSONL event log). The kill points are simulated offsets read off the run's narration; set
 //! `CMKSIM_CRASH_SEED` to replay a failure (the seed in use is printed).
+//!
+//! A second test follows the README: `cmksim serve all`, then `cmksim run FILE --live` with a
+//! library scenario, after the refusals that must create nothing (faults live mode cannot
+//! apply, a profile mismatch, a URL that answers as another service), and before a second run
+//! that finds its world already there.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -34,6 +39,16 @@ const KILL_WINDOWS_MINUTES: [(u64, u64); 3] = [(10, 55), (65, 140), (185, 215)];
 /// The run takes about a minute of real time; this bounds the wait for it (and for each line).
 const RUN_WAIT: Duration = Duration::from_secs(300);
 const TABLES: [&str; 4] = ["Heartbeat", "Perf", "Event", "Syslog"];
+
+/// The live runs of this file take turns: each is judged with a tolerance of 50 ms of real
+/// latency, which two runs sharing two cores with six services would eat into.
+static ONE_LIVE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LIVE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// `T+hh:mm:ss` at the start of a narrated line, in minutes.
 fn offset_minutes(line: &str) -> Option<u64> {
@@ -87,6 +102,7 @@ async fn count(ingest_url: &str, workspace: &str, table: &str) -> Option<u64> {
 
 #[test]
 fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
+    let _turn = one_at_a_time();
     let seed = seed();
     let kill_at: Vec<u64> = KILL_WINDOWS_MINUTES
         .iter()
@@ -207,4 +223,136 @@ fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
             "{workspace}/{table}: {acknowledged} records acknowledged as stored, a query returns {found:?}"
         );
     }
+}
+
+/// `cmksim serve all` on OS-chosen ports; its three URLs (keyvault, storage, ingest).
+struct ServeAll {
+    child: std::process::Child,
+    urls: BTreeMap<String, String>,
+}
+
+impl Drop for ServeAll {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_all(data_dir: &std::path::Path) -> ServeAll {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "all",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            "600",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cmksim serve all");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut words = line.split_whitespace();
+            if let (Some("listening"), Some(name), Some(url)) =
+                (words.next(), words.next(), words.next())
+            {
+                let _ = tx.send((name.to_string(), url.to_string()));
+            }
+        }
+    });
+    let mut urls = BTreeMap::new();
+    while urls.len() < 3 {
+        let (name, url) = rx
+            .recv_timeout(common::START_WAIT)
+            .expect("serve all did not announce its three services");
+        urls.insert(name, url);
+    }
+    ServeAll { child, urls }
+}
+
+impl ServeAll {
+    /// The Key Vault, storage and ingest URLs, in the order `run --live` takes them.
+    fn urls(&self) -> [&str; 3] {
+        ["keyvault", "storage", "ingest"].map(|name| self.urls[name].as_str())
+    }
+}
+
+/// `cmksim run FILE --live` against the three `urls` with `extra` flags: (exit code, stdout,
+/// stderr).
+fn run_live(
+    file: &str,
+    [keyvault, storage, ingest]: [&str; 3],
+    extra: &[&str],
+) -> (i32, String, String) {
+    let library = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/");
+    let output = Command::new(BIN)
+        .args(["run", &format!("{library}{file}"), "--live", "--quiet"])
+        .args([
+            "--keyvault",
+            keyvault,
+            "--storage",
+            storage,
+            "--ingest",
+            ingest,
+        ])
+        .args(extra)
+        .output()
+        .expect("run cmksim run --live");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_all_then_run_live_as_the_readme_says_and_refusals_change_nothing() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let services = serve_all(dir.path());
+
+    // Refused before anything is created, each in one line with exit 2.
+    let urls = services.urls();
+    let (code, _, err) = run_live("partition-storage-vault.toml", urls, &[]);
+    assert_eq!(code, 2, "{err}");
+    for step in [
+        "line 45: step short-partition: partition storage keyvault",
+        "line 52: step long-partition: partition storage keyvault",
+        "line 58: step repair: repair storage keyvault",
+    ] {
+        assert!(err.contains(step), "{err}");
+    }
+    let (code, _, err) = run_live("vault-blip-5m.toml", urls, &["--profile", "azure-current"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the storage runs profile \"azure-2020\""),
+        "{err}"
+    );
+    let swapped = [urls[0], urls[0], urls[2]];
+    let (code, _, err) = run_live("vault-blip-5m.toml", swapped, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("answers as \"keyvault\""), "{err}");
+
+    // The run itself: every expectation and invariant holds.
+    let (code, out, err) = run_live("vault-blip-5m.toml", urls, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("every expectation and invariant held"),
+        "{out}"
+    );
+    assert!(out.contains("live at 600×"), "{out}");
+
+    // A second run finds its world already there, and says what to do.
+    let (code, _, err) = run_live("vault-blip-5m.toml", urls, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("VaultAlreadyExists"), "{err}");
+    assert!(err.contains("empty data directories"), "{err}");
 }
