@@ -23,7 +23,7 @@ use cmksim_proto::common::v1 as cp;
 use cmksim_proto::ingest::v1 as ip;
 
 mod common;
-use common::{seed, seeded_points, Cluster3, BIN, POLLS_MAX, POLL_INTERVAL};
+use common::{seed, seeded_points, Cluster3, Serving, BIN, POLLS_MAX, POLL_INTERVAL};
 
 const SCENARIO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -158,7 +158,7 @@ fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
             }
         }
         let storage = services.storage.take().unwrap();
-        let port = storage.port();
+        let port = storage.port("storage");
         storage.kill9();
         eprintln!("round {round}: storage killed at T+{minute}m, restarting on port {port}");
         services.restart_storage(port);
@@ -225,64 +225,28 @@ fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
     }
 }
 
-/// `cmksim serve all` on OS-chosen ports; its three URLs (keyvault, storage, ingest).
-struct ServeAll {
-    child: std::process::Child,
-    urls: BTreeMap<String, String>,
+/// `cmksim serve all` on OS-chosen ports, at 600×.
+fn serve_all(data_dir: &std::path::Path) -> Serving {
+    let data_dir = data_dir.to_string_lossy().into_owned();
+    let args = [
+        "all",
+        "--listen",
+        "127.0.0.1:0",
+        "--time-scale",
+        "600",
+        "--data-dir",
+        &data_dir,
+    ];
+    Serving::start(
+        &args,
+        &["keyvault", "storage", "ingest"],
+        std::path::Path::new(&data_dir).join("serve.log"),
+    )
 }
 
-impl Drop for ServeAll {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_all(data_dir: &std::path::Path) -> ServeAll {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "all",
-            "--listen",
-            "127.0.0.1:0",
-            "--time-scale",
-            "600",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn cmksim serve all");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let mut words = line.split_whitespace();
-            if let (Some("listening"), Some(name), Some(url)) =
-                (words.next(), words.next(), words.next())
-            {
-                let _ = tx.send((name.to_string(), url.to_string()));
-            }
-        }
-    });
-    let mut urls = BTreeMap::new();
-    while urls.len() < 3 {
-        let (name, url) = rx
-            .recv_timeout(common::START_WAIT)
-            .expect("serve all did not announce its three services");
-        urls.insert(name, url);
-    }
-    ServeAll { child, urls }
-}
-
-impl ServeAll {
-    /// The Key Vault, storage and ingest URLs, in the order `run --live` takes them.
-    fn urls(&self) -> [&str; 3] {
-        ["keyvault", "storage", "ingest"].map(|name| self.urls[name].as_str())
-    }
+/// The Key Vault, storage and ingest URLs, in the order `run --live` takes them.
+fn urls(services: &Serving) -> [&str; 3] {
+    ["keyvault", "storage", "ingest"].map(|name| services.url(name))
 }
 
 /// `cmksim run FILE --live` against the three `urls` with `extra` flags: (exit code, stdout,
@@ -320,7 +284,7 @@ fn serve_all_then_run_live_as_the_readme_says_and_refusals_change_nothing() {
     let services = serve_all(dir.path());
 
     // Refused before anything is created, each in one line with exit 2.
-    let urls = services.urls();
+    let urls = urls(&services);
     let (code, _, err) = run_live("partition-storage-vault.toml", urls, &[]);
     assert_eq!(code, 2, "{err}");
     for step in [

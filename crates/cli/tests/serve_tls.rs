@@ -5,34 +5,31 @@
 //! ingested through the whole chain, and bad TLS input refused with exit status 2 before
 //! anything listens. Real processes; every wait is bounded; nothing asserts on timing.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cmksim_proto::common::v1 as cp;
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::ingest::v1 as ip;
-use cmksim_proto::keyvault::v1 as kvp;
 use cmksim_proto::storage::v1 as sp;
 use cmksim_sim::net::{ClientTimeouts, Network, TlsClient};
 use tonic::transport::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cmksim");
-const START_WAIT: Duration = Duration::from_secs(30);
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
-const POLLS_MAX: u32 = 1200;
-/// `SimTime::DEFAULT_EPOCH`: the simulated time at `--epoch`.
-const SIM_EPOCH_MS: i64 = 1_593_907_200_000;
-const TIME_SCALE: f64 = 600.0;
-const SUB: &str = "00000000-0000-0000-0000-0000000000c2";
-const RG: &str = "tls";
-const REGION: &str = "westeurope";
-const VAULT: &str = "tlsvault";
-const KEY: &str = "cmk";
-const CLUSTER: &str = "tlscluster";
-const WORKSPACE: &str = "tlsworkspace";
+mod common;
+use common::world::{build_world, poll, sim_now_ms, WorldNames};
+use common::{now_unix_ms, Serving, BIN, TIME_SCALE};
+
+const NAMES: WorldNames = WorldNames {
+    sub: "00000000-0000-0000-0000-0000000000c2",
+    rg: "tls",
+    region: "westeurope",
+    vault: "tlsvault",
+    key: "cmk",
+    cluster: "tlscluster",
+    workspace: "tlsworkspace",
+};
 /// Fast control-plane operations, so that setup takes well under a second of real time.
 const PROFILE_OVERRIDES: [&str; 3] = [
     "cluster.provisioning_duration=2m",
@@ -59,105 +56,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A `cmksim serve …` child and the URLs it announced; killed if still running when dropped.
-struct Serving {
-    child: Child,
-    urls: std::collections::BTreeMap<String, String>,
-    log: PathBuf,
-}
-
-impl Serving {
-    /// Starts `cmksim serve ARGS…` and waits (bounded) for `services` `listening NAME URL` lines.
-    fn start(args: &[&str], services: &[&str], log: PathBuf) -> Serving {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let mut command = Command::new(BIN);
-        command.arg("serve").args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CMKSIM_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("spawn cmksim");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut serving = Serving {
-            child,
-            urls: Default::default(),
-            log,
-        };
-        while serving.urls.len() < services.len() {
-            let Ok(line) = rx.recv_timeout(START_WAIT) else {
-                let _ = serving.child.kill();
-                let status = serving.child.wait().ok();
-                panic!(
-                    "serve {args:?} did not announce {services:?} ({status:?}); log:\n{}",
-                    std::fs::read_to_string(&serving.log).unwrap_or_default()
-                );
-            };
-            let mut words = line.split_whitespace();
-            assert_eq!(words.next(), Some("listening"), "{line}");
-            let (name, url) = (words.next().unwrap(), words.next().unwrap());
-            serving.urls.insert(name.to_string(), url.to_string());
-        }
-        serving
-    }
-
-    fn url(&self, service: &str) -> &str {
-        &self.urls[service]
-    }
-
-    /// SIGTERM, then waits (bounded) for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        for _ in 0..POLLS_MAX {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "exited with {status}");
-                return;
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
-        panic!(
-            "did not exit after SIGTERM; log:\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A channel over TLS trusting the PEM file `ca`.
@@ -261,8 +161,8 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
     let created =
         sp::clusters_client::ClustersClient::new(tls_channel(serving.url("storage"), &cert))
             .create_cluster(sp::CreateClusterRequest {
-                cluster: Some(cluster_ref()),
-                location: REGION.into(),
+                cluster: Some(NAMES.cluster_ref()),
+                location: NAMES.region.into(),
                 tenant_id: tenant,
                 sku: Some(sp::Sku {
                     name: "capacityReservation".into(),
@@ -317,231 +217,10 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
 
 // ---- three processes, wired with --tls-ca --------------------------------------------------
 
-fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
-
-fn cluster_ref() -> sp::ClusterRef {
-    sp::ClusterRef {
-        subscription_id: SUB.into(),
-        resource_group: RG.into(),
-        cluster_name: CLUSTER.into(),
-    }
-}
-
-fn workspace_ref() -> sp::WorkspaceRef {
-    sp::WorkspaceRef {
-        subscription_id: SUB.into(),
-        resource_group: RG.into(),
-        workspace_name: WORKSPACE.into(),
-    }
-}
-
-/// Polls `check` until it yields a value (bounded).
-async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..POLLS_MAX {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    panic!("gave up waiting for {what}");
-}
-
-/// Tenant, operator, vault, key, cluster, access policy, key update (storage wraps its key
-/// through the Key Vault: storage → Key Vault over TLS), workspace linked.
-async fn build_world(kv: Channel, storage: Channel) {
-    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
-    let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv);
-    let mut clusters = sp::clusters_client::ClustersClient::new(storage.clone());
-    let mut workspaces = sp::workspaces_client::WorkspacesClient::new(storage.clone());
-    let data_plane = sp::data_plane_client::DataPlaneClient::new(storage);
-
-    let tenant = identity
-        .create_tenant(idp::CreateTenantRequest {
-            name: "contoso".into(),
-            tenant_id: String::new(),
-        })
-        .await
-        .expect("create tenant")
-        .into_inner()
-        .tenant_id;
-    let admin = identity
-        .create_principal(idp::CreatePrincipalRequest {
-            tenant_id: tenant.clone(),
-            display_name: "operator".into(),
-            kind: idp::PrincipalKind::ServicePrincipal as i32,
-        })
-        .await
-        .expect("create principal")
-        .into_inner();
-    let admin_oid = admin.principal.unwrap().object_id;
-    let token = |audience: &str| {
-        let request = idp::IssueTokenRequest {
-            object_id: admin_oid.clone(),
-            secret: admin.secret.clone(),
-            audience: audience.into(),
-            lifetime_seconds: 0,
-        };
-        let mut identity = identity.clone();
-        async move {
-            identity
-                .issue_token(request)
-                .await
-                .expect("issue token")
-                .into_inner()
-                .token
-        }
-    };
-    let mgmt = token("https://management.azure.com").await;
-    let vault_token = token("https://vault.azure.net").await;
-    let permissions = |names: &[&str]| names.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-    keyvault
-        .create_vault(authorized(
-            &mgmt,
-            kvp::CreateVaultRequest {
-                name: VAULT.into(),
-                location: REGION.into(),
-                tenant_id: tenant.clone(),
-                sku: kvp::Sku::Standard as i32,
-                enable_soft_delete: Some(true),
-                soft_delete_retention_in_days: Some(90),
-                enable_purge_protection: true,
-                access_policies: vec![kvp::AccessPolicy {
-                    tenant_id: tenant.clone(),
-                    object_id: admin_oid.clone(),
-                    key_permissions: permissions(&["get", "create", "wrapKey", "unwrapKey"]),
-                }],
-                subscription_id: SUB.into(),
-                resource_group: RG.into(),
-            },
-        ))
-        .await
-        .expect("create vault");
-    let key = keyvault
-        .create_key(authorized(
-            &vault_token,
-            kvp::CreateKeyRequest {
-                vault_name: VAULT.into(),
-                key_name: KEY.into(),
-                kty: "RSA".into(),
-                key_size: 2048,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("create key")
-        .into_inner();
-    let version = key.key.unwrap().kid.rsplit('/').next().unwrap().to_string();
-    let created = clusters
-        .create_cluster(sp::CreateClusterRequest {
-            cluster: Some(cluster_ref()),
-            location: REGION.into(),
-            tenant_id: tenant.clone(),
-            sku: Some(sp::Sku {
-                name: "capacityReservation".into(),
-                capacity_gb_per_day: 1000,
-            }),
-            billing_type: "Cluster".into(),
-            identity_type: "SystemAssigned".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("create cluster")
-        .into_inner();
-    let cluster_oid = created.cluster.unwrap().identity.unwrap().principal_id;
-    poll("provisioning", || {
-        let mut clusters = clusters.clone();
-        async move {
-            let c = clusters.get_cluster(cluster_ref()).await.ok()?.into_inner();
-            (c.provisioning_state == "Succeeded").then_some(())
-        }
-    })
-    .await;
-    keyvault
-        .set_access_policy(authorized(
-            &mgmt,
-            kvp::SetAccessPolicyRequest {
-                vault_name: VAULT.into(),
-                policy: Some(kvp::AccessPolicy {
-                    tenant_id: tenant.clone(),
-                    object_id: cluster_oid,
-                    key_permissions: permissions(&["get", "wrapKey", "unwrapKey"]),
-                }),
-            },
-        ))
-        .await
-        .expect("grant the cluster identity");
-    clusters
-        .update_cluster(sp::UpdateClusterRequest {
-            cluster: Some(cluster_ref()),
-            key_vault_properties: Some(sp::KeyVaultProperties {
-                key_vault_uri: format!("https://{VAULT}.vault.azure.net"),
-                key_name: KEY.into(),
-                key_version: version.clone(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("key update");
-    poll(
-        "healthy_cmk (storage reached the Key Vault over TLS)",
-        || {
-            let mut data_plane = data_plane.clone();
-            let version = version.clone();
-            async move {
-                let s = data_plane
-                    .get_storage_state(cluster_ref())
-                    .await
-                    .ok()?
-                    .into_inner();
-                (s.state == "healthy_cmk" && s.key_kid.ends_with(&version)).then_some(())
-            }
-        },
-    )
-    .await;
-    workspaces
-        .create_workspace(sp::CreateWorkspaceRequest {
-            workspace: Some(workspace_ref()),
-            location: REGION.into(),
-            retention_in_days: 0,
-        })
-        .await
-        .expect("create workspace");
-    workspaces
-        .link_workspace(sp::LinkWorkspaceRequest {
-            workspace: Some(workspace_ref()),
-            cluster: Some(cluster_ref()),
-        })
-        .await
-        .expect("link");
-    poll("link", || {
-        let mut workspaces = workspaces.clone();
-        async move {
-            let w = workspaces
-                .get_workspace(workspace_ref())
-                .await
-                .ok()?
-                .into_inner();
-            (w.link_state == "Linked").then_some(())
-        }
-    })
-    .await;
-}
-
 fn one_record(epoch_ms: i64) -> ip::IngestRequest {
-    let sim_now = SIM_EPOCH_MS + ((now_unix_ms() - epoch_ms) as f64 * TIME_SCALE) as i64;
+    let sim_now = sim_now_ms(epoch_ms);
     ip::IngestRequest {
-        workspace_id: format!(
-            "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WORKSPACE}"
-        ),
+        workspace_id: NAMES.workspace_id(),
         table: "Heartbeat".into(),
         records: vec![ip::Record {
             // A little in the past, so that clock rounding never puts it in the future.
@@ -618,6 +297,7 @@ async fn three_tls_processes_wired_with_tls_ca_carry_a_record_through_the_chain(
     );
 
     build_world(
+        &NAMES,
         tls_channel(keyvault.url("keyvault"), &kv_ca),
         tls_channel(storage.url("storage"), &st_ca),
     )

@@ -1,15 +1,19 @@
 //! What the multi-process tests share: `cmksim serve` children on loopback, the three-service
-//! set-up, and a seeded choice of kill points.
+//! set-up, a seeded choice of kill points, and ([`world`]) a small world built over gRPC.
 //!
 //! Every wait is bounded (`POLLS_MAX` × `POLL_INTERVAL`, `START_WAIT`); nothing asserts on how
 //! long anything took.
 
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+pub mod world;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cmksim");
 pub const TIME_SCALE: f64 = 600.0;
@@ -18,55 +22,80 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 pub const POLLS_MAX: u32 = 1200;
 pub const START_WAIT: Duration = Duration::from_secs(30);
 
-/// A `cmksim serve` child; killed (SIGKILL) if still running when dropped.
-pub struct Service {
-    pub name: &'static str,
+/// A `cmksim serve …` child and the URLs it announced; killed (SIGKILL) if still running when
+/// dropped. The developer's own `CMKSIM_*` settings are not passed on.
+pub struct Serving {
     child: Child,
-    pub url: String,
+    urls: BTreeMap<String, String>,
+    log: PathBuf,
+    label: String,
 }
 
-impl Service {
-    /// Starts `cmksim serve NAME ARGS…` and waits (bounded) for its `listening NAME URL` line.
-    pub fn start(name: &'static str, args: &[String], log_dir: &Path) -> Service {
-        let log = std::fs::OpenOptions::new()
+impl Serving {
+    /// Starts `cmksim serve ARGS…` (stderr appended to `log`) and waits (bounded) for a
+    /// `listening NAME URL` line for each of `services`.
+    pub fn start<A: AsRef<OsStr>>(args: &[A], services: &[&str], log: PathBuf) -> Serving {
+        let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log_dir.join(format!("{name}.log")))
+            .open(&log)
             .expect("log file");
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg(name)
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.arg("serve").args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CMKSIM_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::from(log_file))
             .spawn()
             .expect("spawn cmksim");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
-        let prefix = format!("listening {name} ");
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix(&prefix) {
-                    let _ = tx.send(url.trim().to_string());
-                }
+                let _ = tx.send(line);
             }
         });
-        match rx.recv_timeout(START_WAIT) {
-            Ok(url) => Service { name, child, url },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                let log = std::fs::read_to_string(log_dir.join(format!("{name}.log")))
-                    .unwrap_or_default();
-                panic!("{name} did not start ({status:?}); log:\n{log}");
-            }
+        let mut serving = Serving {
+            child,
+            urls: BTreeMap::new(),
+            log,
+            label: services.join("+"),
+        };
+        while serving.urls.len() < services.len() {
+            let Ok(line) = rx.recv_timeout(START_WAIT) else {
+                let _ = serving.child.kill();
+                let status = serving.child.wait().ok();
+                panic!(
+                    "serve {} did not announce {services:?} ({status:?}); log:\n{}",
+                    serving.label,
+                    std::fs::read_to_string(&serving.log).unwrap_or_default()
+                );
+            };
+            let mut words = line.split_whitespace();
+            assert_eq!(words.next(), Some("listening"), "{line}");
+            let (name, url) = (words.next().unwrap(), words.next().unwrap());
+            serving.urls.insert(name.to_string(), url.to_string());
         }
+        serving
     }
 
-    pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    pub fn url(&self, service: &str) -> &str {
+        &self.urls[service]
+    }
+
+    pub fn port(&self, service: &str) -> u16 {
+        self.url(service)
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     /// kill -9.
@@ -75,28 +104,45 @@ impl Service {
         self.child.wait().expect("reap");
     }
 
-    /// SIGTERM, then waits (bounded) for the exit.
-    pub fn terminate(mut self) -> ExitStatus {
+    /// SIGTERM, then waits (bounded) for a clean exit (status 0).
+    pub fn terminate(mut self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.name);
+        assert!(status.success(), "kill -TERM {} failed", self.label);
         for _ in 0..POLLS_MAX {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                assert!(
+                    status.success(),
+                    "{} exited with {status} after SIGTERM",
+                    self.label
+                );
+                return;
             }
             std::thread::sleep(POLL_INTERVAL);
         }
-        panic!("{} did not exit after SIGTERM", self.name);
+        panic!(
+            "{} did not exit after SIGTERM; log:\n{}",
+            self.label,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 }
 
-impl Drop for Service {
+impl Drop for Serving {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `cmksim serve NAME ARGS…`, logging to `LOG_DIR/NAME.log`.
+fn serve_one(name: &str, args: &[String], log_dir: &Path) -> Serving {
+    let all: Vec<&str> = std::iter::once(name)
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    Serving::start(&all, &[name], log_dir.join(format!("{name}.log")))
 }
 
 /// The three processes and their directories.
@@ -106,9 +152,9 @@ pub struct Cluster3 {
     pub common: Vec<String>,
     /// Given to storage and ingest (profile flags).
     pub service_args: Vec<String>,
-    pub keyvault: Option<Service>,
-    pub storage: Option<Service>,
-    pub ingest: Option<Service>,
+    pub keyvault: Option<Serving>,
+    pub storage: Option<Serving>,
+    pub ingest: Option<Serving>,
 }
 
 pub fn now_unix_ms() -> i64 {
@@ -130,7 +176,7 @@ impl Cluster3 {
             "--epoch".to_string(),
             epoch,
         ];
-        let keyvault = Service::start(
+        let keyvault = serve_one(
             "keyvault",
             &args(
                 &common,
@@ -147,18 +193,18 @@ impl Cluster3 {
             ingest: None,
         };
         c.start_storage("127.0.0.1:0");
-        let storage_url = c.storage.as_ref().unwrap().url.clone();
+        let storage_url = c.url("storage");
         let mut ingest_args = args(
             &c.common,
             &["--listen", "127.0.0.1:0", "--storage", &storage_url],
         );
         ingest_args.extend(c.service_args.iter().cloned());
-        c.ingest = Some(Service::start("ingest", &ingest_args, c.dir.path()));
+        c.ingest = Some(serve_one("ingest", &ingest_args, c.dir.path()));
         c
     }
 
     pub fn start_storage(&mut self, listen: &str) {
-        let kv = self.keyvault.as_ref().unwrap().url.clone();
+        let kv = self.url("keyvault");
         let mut a = args(
             &self.common,
             &[
@@ -171,7 +217,7 @@ impl Cluster3 {
             ],
         );
         a.extend(self.service_args.iter().cloned());
-        self.storage = Some(Service::start("storage", &a, self.dir.path()));
+        self.storage = Some(serve_one("storage", &a, self.dir.path()));
     }
 
     /// Restarts storage on its port and data directory (the servers bind with SO_REUSEADDR, so
@@ -188,8 +234,8 @@ impl Cluster3 {
             _ => self.ingest.as_ref(),
         }
         .unwrap()
-        .url
-        .clone()
+        .url(which)
+        .to_string()
     }
 }
 
