@@ -66,8 +66,11 @@ enum Service {
     Storage(StorageCmd),
     /// The ingestion front end (ingest, query, Prometheus /metrics).
     Ingest(IngestCmd),
-    /// All three in one process on three ports, sharing one clock.
+    /// All three in one process on three ports, sharing one clock (and, with --rest-listen,
+    /// the HTTPS front door).
     All(AllCmd),
+    /// The Azure-compatible HTTPS front door alone, in front of running services.
+    Rest(RestCmd),
 }
 
 #[derive(Args)]
@@ -138,6 +141,9 @@ struct AllCmd {
     /// Serve Prometheus text on http://ADDR/metrics (off by default).
     #[arg(long, env = "CMKSIM_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the Azure-compatible HTTPS front door on ADDR (always TLS; off by default).
+    #[arg(long, env = "CMKSIM_REST_LISTEN", value_name = "ADDR")]
+    rest_listen: Option<SocketAddr>,
     #[command(flatten)]
     common: CommonFlags,
     #[command(flatten)]
@@ -148,6 +154,58 @@ struct AllCmd {
     tls: TlsFlags,
     #[command(flatten)]
     tls_ca: TlsCaFlag,
+}
+
+#[derive(Args)]
+struct RestCmd {
+    /// Address to listen on (HTTPS, and CONNECT for HTTPS_PROXY). Default 127.0.0.1:8443.
+    #[arg(long, env = "CMKSIM_REST_LISTEN", value_name = "ADDR")]
+    rest_listen: Option<SocketAddr>,
+    /// The Key Vault (and identity authority) URL. Default http://127.0.0.1:50051.
+    #[arg(long, env = "CMKSIM_KEYVAULT", value_name = "URL")]
+    keyvault: Option<String>,
+    /// The storage service URL. Default http://127.0.0.1:50052.
+    #[arg(long, env = "CMKSIM_STORAGE", value_name = "URL")]
+    storage: Option<String>,
+    /// The ingestion front end URL. Default http://127.0.0.1:50053.
+    #[arg(long, env = "CMKSIM_INGEST", value_name = "URL")]
+    ingest: Option<String>,
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The door's certificate (it is always TLS; --tls is implied).
+    #[command(flatten)]
+    tls: TlsFlags,
+    #[command(flatten)]
+    tls_ca: TlsCaFlag,
+}
+
+/// The default port of the HTTPS front door.
+pub const REST_PORT: u16 = 8443;
+
+/// The HTTPS front door of a plan: where it listens, its certificate, what a client trusts.
+struct RestPlan {
+    listen: SocketAddr,
+    tls: ServerTls,
+    /// The PEM file clients trust (named in credentials.json).
+    ca_file: PathBuf,
+    /// Where credentials.json is kept.
+    data_dir: PathBuf,
+}
+
+impl RestPlan {
+    fn new(listen: SocketAddr, tls: ServerTls, trust: Option<PathBuf>, data_dir: PathBuf) -> Self {
+        let ca_file = match (&tls, trust) {
+            (ServerTls::SelfSigned { dir, .. }, _) => dir.join("cert.pem"),
+            (ServerTls::Files { .. }, Some(ca)) => ca,
+            (ServerTls::Files { cert, .. }, None) => cert.clone(),
+        };
+        RestPlan {
+            listen,
+            tls,
+            ca_file,
+            data_dir,
+        }
+    }
 }
 
 /// Settings every service resolves the same way.
@@ -206,6 +264,13 @@ enum Plan {
         metrics_listen: Option<SocketAddr>,
         data_dir: PathBuf,
         profile: Profile,
+        rest: Option<RestPlan>,
+    },
+    Rest {
+        rest: RestPlan,
+        keyvault: String,
+        storage: String,
+        ingest: String,
     },
 }
 
@@ -349,6 +414,7 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                 storage_listen: cmd.storage_listen,
                 ingest_listen: cmd.ingest_listen,
                 metrics_listen: cmd.metrics_listen,
+                rest_listen: cmd.rest_listen,
                 ..Settings::from_flags(&cmd.common, Some(&cmd.profile))
             }
             .with_tls_flags(&cmd.tls, Some(&cmd.tls_ca));
@@ -379,6 +445,15 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                 trust: s.tls_ca.clone(),
                 internal: true,
             };
+            let rest = match s.rest_listen {
+                Some(listen) => Some(RestPlan::new(
+                    listen,
+                    s.rest_tls("all", Some(data_dir.join("tls")))?,
+                    s.tls_ca.clone(),
+                    data_dir.clone(),
+                )),
+                None => None,
+            };
             Ok((
                 base,
                 Plan::All {
@@ -388,6 +463,56 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     metrics_listen,
                     data_dir,
                     profile,
+                    rest,
+                },
+                tls,
+            ))
+        }
+        Service::Rest(cmd) => {
+            let flags = Settings {
+                rest_listen: cmd.rest_listen,
+                keyvault: cmd.keyvault.clone(),
+                storage: cmd.storage.clone(),
+                ingest: cmd.ingest.clone(),
+                ..Settings::from_flags(&cmd.common, None)
+            }
+            .with_tls_flags(&cmd.tls, Some(&cmd.tls_ca));
+            let mut base = resolve(&cmd.common, flags)?;
+            let s = &mut base.settings;
+            let listen = *s.rest_listen.get_or_insert(loopback(REST_PORT));
+            let upstream = |flag: &str, value: &mut Option<String>, port: u16| {
+                check_url(flag, value.get_or_insert_with(|| local_url(loopback(port))))
+            };
+            let keyvault = upstream("--keyvault", &mut s.keyvault, KEYVAULT_PORT)?;
+            let storage = upstream("--storage", &mut s.storage, STORAGE_PORT)?;
+            let ingest = upstream("--ingest", &mut s.ingest, INGEST_PORT)?;
+            let data_dir = s.data_dir()?;
+            let mut trust = None;
+            for (flag, url) in [
+                ("--keyvault", &keyvault),
+                ("--storage", &storage),
+                ("--ingest", &ingest),
+            ] {
+                trust = trust.or(s.client_trust(flag, url)?);
+            }
+            let rest = RestPlan::new(
+                listen,
+                s.rest_tls("rest", Some(data_dir.join("tls")))?,
+                s.tls_ca.clone(),
+                data_dir,
+            );
+            let tls = TlsPlan {
+                server: None,
+                trust,
+                internal: false,
+            };
+            Ok((
+                base,
+                Plan::Rest {
+                    rest,
+                    keyvault,
+                    storage,
+                    ingest,
                 },
                 tls,
             ))
@@ -401,6 +526,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Service::Storage(c) => c.common.print_config,
         Service::Ingest(c) => c.common.print_config,
         Service::All(c) => c.common.print_config,
+        Service::Rest(c) => c.common.print_config,
     };
     let (base, plan, tls) = plan(*args.service)?;
     if print_config {
@@ -493,7 +619,7 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested: finishing in-flight calls");
-            let _ = stop_tx.send(true);
+            stop_tx.send_replace(true);
         });
     }
     let served = async {
@@ -537,6 +663,7 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 metrics_listen,
                 data_dir,
                 profile,
+                rest,
             } => {
                 serve_all(
                     &base,
@@ -544,10 +671,21 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                     metrics_listen,
                     &data_dir,
                     profile,
+                    rest,
                     &tls,
                     (&stop_tx, &stop_rx),
                 )
                 .await?;
+            }
+            Plan::Rest {
+                rest,
+                keyvault,
+                storage,
+                ingest,
+            } => {
+                let listener = bind("rest", rest.listen).await?;
+                let urls = [keyvault, storage, ingest];
+                serve_rest(&base, rest, listener, urls, network, until(&stop_rx)).await?;
             }
         }
         anyhow::Ok(())
@@ -659,6 +797,7 @@ async fn serve_all(
     metrics_listen: Option<SocketAddr>,
     data_dir: &std::path::Path,
     profile: Profile,
+    rest: Option<RestPlan>,
     tls: &Tls,
     (stop_tx, stop_rx): (&Arc<watch::Sender<bool>>, &watch::Receiver<bool>),
 ) -> anyhow::Result<()> {
@@ -671,6 +810,13 @@ async fn serve_all(
         Some(addr) => Some(bind("metrics", addr).await?),
         None => None,
     };
+    let rest = match rest {
+        Some(plan) => {
+            let listener = bind("rest", plan.listen).await?;
+            Some((plan, listener))
+        }
+        None => None,
+    };
     let keyvault = open_keyvault(&data_dir.join("keyvault"), base)?;
     let kv_url = service_url(kv_listener.local_addr()?, on);
     let storage = open_storage(
@@ -681,19 +827,44 @@ async fn serve_all(
         &tls.network,
     )?;
     let st_url = service_url(st_listener.local_addr()?, on);
+    let in_url = service_url(in_listener.local_addr()?, on);
     let ingest = open_ingest(base, profile, &st_url, &tls.network)?;
     announce("keyvault", &kv_listener, on)?;
     announce("storage", &st_listener, on)?;
     announce("ingest", &in_listener, on)?;
 
+    // Stopped front to back: the door, then ingest, then storage, then Key Vault, so that no
+    // service loses its upstream while finishing a call.
+    let (rest_done_tx, rest_done) = watch::channel(rest.is_none());
+    let (ingest_stop_tx, ingest_stop) = watch::channel(false);
     let (ingest_done_tx, ingest_done) = watch::channel(false);
     let (storage_done_tx, storage_done) = watch::channel(false);
-    let ingest_fut = async {
-        let result = serve_ingest(ingest, in_listener, metrics, stop_rx, server_tls).await;
+    let rest_fut = async {
+        let Some((plan, listener)) = rest else {
+            return Ok(());
+        };
+        let urls = [kv_url.clone(), st_url.clone(), in_url];
+        let result = serve_rest(base, plan, listener, urls, &tls.network, until(stop_rx)).await;
         if result.is_err() {
-            let _ = stop_tx.send(true);
+            stop_tx.send_replace(true);
         }
-        let _ = ingest_done_tx.send(true);
+        rest_done_tx.send_replace(true);
+        result.context("rest")
+    };
+    let ingest_gate = {
+        let (stop, rest_done) = (until(stop_rx), until(&rest_done));
+        async move {
+            stop.await;
+            rest_done.await;
+            ingest_stop_tx.send_replace(true);
+        }
+    };
+    let ingest_fut = async {
+        let result = serve_ingest(ingest, in_listener, metrics, &ingest_stop, server_tls).await;
+        if result.is_err() {
+            stop_tx.send_replace(true);
+        }
+        ingest_done_tx.send_replace(true);
         result.context("ingest")
     };
     let storage_stop = {
@@ -706,9 +877,9 @@ async fn serve_all(
     let storage_fut = async {
         let result = serve_on!(storage, st_listener, server_tls, storage_stop);
         if result.is_err() {
-            let _ = stop_tx.send(true);
+            stop_tx.send_replace(true);
         }
-        let _ = storage_done_tx.send(true);
+        storage_done_tx.send_replace(true);
         result.context("storage")
     };
     let keyvault_stop = {
@@ -721,12 +892,60 @@ async fn serve_all(
     let keyvault_fut = async {
         let result = serve_on!(keyvault, kv_listener, server_tls, keyvault_stop);
         if result.is_err() {
-            let _ = stop_tx.send(true);
+            stop_tx.send_replace(true);
         }
         result.context("keyvault")
     };
-    let (i, s, k) = tokio::join!(ingest_fut, storage_fut, keyvault_fut);
-    i.and(s).and(k)
+    let (r, (), i, s, k) =
+        tokio::join!(rest_fut, ingest_gate, ingest_fut, storage_fut, keyvault_fut);
+    r.and(i).and(s).and(k)
+}
+
+/// The HTTPS front door in front of the services at `urls` (Key Vault, storage, ingest): its
+/// certificate read (or made), its credentials loaded (or, on the first start, created and
+/// printed as `export` lines), then served until `stop`.
+async fn serve_rest(
+    base: &Base,
+    plan: RestPlan,
+    listener: TcpListener,
+    [keyvault, storage, ingest]: [String; 3],
+    network: &Network,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let material = config::load_server_tls(&plan.tls)?;
+    let public_url = service_url(listener.local_addr()?, true);
+    let config = cmksim_rest::RestConfig {
+        keyvault_url: keyvault,
+        storage_url: storage,
+        ingest_url: ingest,
+        network: network.clone(),
+        clock: base.clock.clone(),
+        data_dir: plan.data_dir.clone(),
+        ca_file: plan.ca_file.clone(),
+        seed: base.seed,
+    };
+    let server = cmksim_rest::RestServer::open(config, public_url)
+        .await
+        .context("the HTTPS front door")?;
+    announce("rest", &listener, true)?;
+    if server.first_start() {
+        let path = plan.data_dir.join(cmksim_rest::bootstrap::CREDENTIALS_FILE);
+        let mut lines = vec![format!(
+            "# cmksim: the administrator's credentials (shown once; kept in {})",
+            path.display()
+        )];
+        lines.extend(server.credentials().exports());
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
+    server
+        .serve(listener, material.server, stop)
+        .await
+        .context("serving the HTTPS front door")?;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

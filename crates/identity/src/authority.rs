@@ -167,8 +167,9 @@ impl IdentityAuthority {
         Ok(principal)
     }
 
-    /// Issues an access token for `object_id` if `secret` is its secret. Only the two audiences
-    /// of the simulated world are accepted.
+    /// Issues an access token for `object_id` (or a service principal's client id) if `secret`
+    /// is its secret. Only the audiences of the simulated world ([`audience::ALL`]) are
+    /// accepted.
     pub fn issue_token(
         &self,
         object_id: &str,
@@ -178,7 +179,7 @@ impl IdentityAuthority {
         now: SimTime,
     ) -> Result<(String, SimTime), IdentityError> {
         let canonical = aud.trim_end_matches('/');
-        if canonical != audience::VAULT && canonical != audience::MANAGEMENT {
+        if !audience::ALL.contains(&canonical) {
             return Err(IdentityError::UnknownAudience(aud.to_string()));
         }
         let principal = self.directory.authenticate(object_id, secret)?;

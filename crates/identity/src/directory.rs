@@ -264,6 +264,13 @@ impl Directory {
         )
     }
 
+    /// The live service principal whose application (client) id is `app_id`.
+    pub fn service_principal_by_app_id(&self, app_id: &str) -> Option<&Principal> {
+        self.principals
+            .values()
+            .find(|p| !p.deleted && p.kind == PrincipalKind::ServicePrincipal && p.app_id == app_id)
+    }
+
     /// Marks a principal deleted: it keeps its record but can no longer obtain tokens.
     pub fn delete_principal(&mut self, object_id: &str) -> Result<Principal, DirectoryError> {
         let principal = self
@@ -277,7 +284,10 @@ impl Directory {
         Ok(principal.clone())
     }
 
-    /// The principal `object_id` if `secret` is its secret and it is not deleted.
+    /// The principal `object_id` if `secret` is its secret and it is not deleted. `object_id`
+    /// may also be a service principal's application (client) id, as an OAuth client presents
+    /// it (`client_id`): users share the Azure CLI's application id, so only service principals
+    /// are found by theirs.
     pub fn authenticate(
         &self,
         object_id: &str,
@@ -286,6 +296,7 @@ impl Directory {
         let principal = self
             .principals
             .get(object_id)
+            .or_else(|| self.service_principal_by_app_id(object_id))
             .ok_or_else(|| DirectoryError::PrincipalNotFound(object_id.to_string()))?;
         if principal.deleted {
             return Err(DirectoryError::PrincipalDeleted(object_id.to_string()));

@@ -30,12 +30,18 @@ pub mod audience {
     pub const VAULT: &str = "https://vault.azure.net";
     /// Azure Resource Manager (vaults, access policies, clusters).
     pub const MANAGEMENT: &str = "https://management.azure.com";
+    /// Azure Monitor: the Logs Ingestion and Logs Query APIs.
+    pub const MONITOR: &str = "https://monitor.azure.com";
+    /// Every audience the authority issues tokens for.
+    pub const ALL: [&str; 3] = [VAULT, MANAGEMENT, MONITOR];
 }
 
 /// Lifetime of a token when the caller asks for none (Entra ID issues 60–90 minute tokens).
 pub const DEFAULT_TOKEN_LIFETIME_SECONDS: u64 = 3_600;
-/// Longest lifetime the authority grants.
-pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 86_400;
+/// Longest lifetime the authority grants, in simulated seconds: 90 days, so that a token the
+/// HTTPS front door announces as valid for one wall-clock hour still fits at a time scale of
+/// 2,160x (a one-hour token lasts `3600 × time scale` simulated seconds).
+pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 90 * 86_400;
 /// Clock skew tolerated on `nbf` and `exp` (Microsoft.IdentityModel's default is 5 minutes).
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 /// Longest token accepted by the verifier, so that parsing is bounded.

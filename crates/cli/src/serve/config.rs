@@ -180,6 +180,13 @@ pub struct Settings {
     /// Ingest: the storage service to use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// `serve rest`: the ingestion front end to use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<String>,
+    /// `serve all` and `serve rest`: where the HTTPS front door listens (off when absent for
+    /// `serve all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest_listen: Option<SocketAddr>,
     /// Ingest: where to serve Prometheus `/metrics` (off when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
@@ -283,6 +290,8 @@ impl Settings {
             profile_override,
             keyvault,
             storage,
+            ingest,
+            rest_listen,
             metrics_listen,
             keyvault_listen,
             storage_listen,
@@ -345,8 +354,24 @@ pub enum ServerTls {
     Files { cert: PathBuf, key: PathBuf },
 }
 
-/// The names every self-signed certificate has, before any `--tls-san`.
-pub const DEFAULT_SANS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// The names every self-signed certificate has, before any `--tls-san`: the loopback names,
+/// and the Azure hosts the HTTPS front door answers for through its CONNECT proxy (a client
+/// that reaches `https://contoso-kv.vault.azure.net` through `HTTPS_PROXY` checks the name
+/// against this certificate). `*.localhost` is listed for clients that accept a wildcard over a
+/// single label; OpenSSL (Python) does not, so Python reaches vaults through the proxy.
+pub const DEFAULT_SANS: [&str; 11] = [
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "*.localhost",
+    "*.vault.azure.net",
+    "management.azure.com",
+    "login.microsoftonline.com",
+    "monitor.azure.com",
+    "api.loganalytics.io",
+    "api.loganalytics.azure.com",
+    "*.ingest.monitor.azure.com",
+];
 
 impl Settings {
     /// The server TLS choice, checked (`None`: TLS off), and recorded in `self` for
@@ -373,8 +398,33 @@ impl Settings {
         if !on {
             return Ok(None);
         }
+        self.tls_source(service, given, default_dir).map(Some)
+    }
+
+    /// The certificate of the HTTPS front door, which is TLS whatever `--tls` says (the SDKs
+    /// send bearer tokens only over https): the given pair, or the self-signed certificate
+    /// `--tls` would use.
+    pub fn rest_tls(
+        &mut self,
+        service: &str,
+        default_dir: Option<PathBuf>,
+    ) -> anyhow::Result<ServerTls> {
+        let given = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => None,
+        };
+        self.tls_source(service, given, default_dir)
+    }
+
+    /// The given pair, or a self-signed certificate in `--tls-dir` or `default_dir`.
+    fn tls_source(
+        &mut self,
+        service: &str,
+        given: Option<(PathBuf, PathBuf)>,
+        default_dir: Option<PathBuf>,
+    ) -> anyhow::Result<ServerTls> {
         if let Some((cert, key)) = given {
-            return Ok(Some(ServerTls::Files { cert, key }));
+            return Ok(ServerTls::Files { cert, key });
         }
         let dir = match (&self.tls_dir, default_dir) {
             (Some(dir), _) => dir.clone(),
@@ -392,7 +442,7 @@ impl Settings {
                 sans.push(san.clone());
             }
         }
-        Ok(Some(ServerTls::SelfSigned { dir, sans }))
+        Ok(ServerTls::SelfSigned { dir, sans })
     }
 
     /// What a client side trusts for the upstream `url` given as `flag`: `None` for an
@@ -710,7 +760,9 @@ mod tests {
             panic!("self-signed expected");
         };
         assert_eq!(dir, PathBuf::from("/d/tls"));
-        assert_eq!(sans, ["localhost", "127.0.0.1", "::1", "cmksim.test"]);
+        let mut expected: Vec<&str> = DEFAULT_SANS.to_vec();
+        expected.push("cmksim.test");
+        assert_eq!(sans, expected, "the defaults, then each extra name once");
         assert_eq!(on.tls_dir, Some(PathBuf::from("/d/tls")));
 
         let mut given = Settings {

@@ -1,0 +1,70 @@
+//! Bearer tokens at the door: forwarding them to the services that check their own (Key Vault),
+//! and checking them here for the calls whose service does not (ARM on cluster storage, the
+//! admin API).
+//!
+//! The door checks a token exactly as Key Vault checks a management-plane token — it calls the
+//! same function (`cmksim_keyvault::auth::authenticate`), so the 401 messages are the same
+//! text, not a second copy of them.
+
+use axum::http::HeaderMap;
+use cmksim_keyvault::state::Caller;
+use cmksim_keyvault::Plane;
+
+use crate::error::RestError;
+use crate::AppState;
+
+/// The token of an `Authorization: Bearer …` header, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_string())
+}
+
+/// `message` as a gRPC request carrying the caller's token (or none).
+pub fn forward<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        if let Ok(value) = format!("Bearer {token}").parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+    }
+    request
+}
+
+/// The caller of a management-plane (ARM) request, its token verified at the simulated now.
+pub fn management_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RestError> {
+    let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
+    cmksim_keyvault::auth::authenticate(
+        &state.verifier,
+        &metadata,
+        Plane::Management,
+        state.clock.now(),
+    )
+    .map_err(|e| {
+        let body = e.azure();
+        RestError::from_azure(cmksim_proto::common::v1::AzureError {
+            code: body.code.to_string(),
+            message: body.message,
+            http_status: u32::from(body.http_status),
+            inner_code: body.inner_code.to_string(),
+        })
+    })
+}
+
+/// The caller, who must be the administrator of `credentials.json` (the admin API).
+pub fn admin_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RestError> {
+    let caller = management_caller(state, headers)?;
+    if caller.object_id != state.credentials.object_id {
+        return Err(RestError::new(
+            403,
+            "AuthorizationFailed",
+            format!(
+                "The client '{}' is not the cmksim administrator: the /_cmksim API needs the \
+                 token of the principal in credentials.json (simulator's message).",
+                crate::error::echo(&caller.object_id)
+            ),
+        ));
+    }
+    Ok(caller)
+}
