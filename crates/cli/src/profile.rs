@@ -1,4 +1,4 @@
-//! `cmksim profile show NAME`: prints a behaviour profile as TOML, so a person can see every
+//! `cmksim profile [NAME]`: prints a behaviour profile as TOML, so a person can see every
 //! timing and limit the simulator will use (the files in `sim-config/` carry the sources).
 
 use std::process::ExitCode;
