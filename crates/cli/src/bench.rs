@@ -45,6 +45,19 @@ enum Target {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Key Vault unwrapKey through the HTTPS front door (TLS, keep-alive) beside the same call
+    /// over gRPC and the door's router in process.
+    Rest {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Concurrent clients (one request in flight each).
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Seconds measured per side, split over the rounds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// Storage append and query throughput beside raw sled, and peak memory while a large outage
     /// buffer is held.
     Storage {
@@ -131,6 +144,32 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let report = cmksim_keyvault::bench::run(&options);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
+            }
+        }
+        Target::Rest {
+            json,
+            clients,
+            seconds,
+        } => {
+            anyhow::ensure!(
+                (1..=cmksim_rest::bench::CLIENTS_MAX).contains(&clients),
+                "--clients must be between 1 and {}",
+                cmksim_rest::bench::CLIENTS_MAX
+            );
+            anyhow::ensure!(
+                seconds.is_finite() && (0.1..=600.0).contains(&seconds),
+                "--seconds must be between 0.1 and 600"
+            );
+            let options = cmksim_rest::bench::RestBenchOptions {
+                clients,
+                duration: Duration::from_secs_f64(seconds),
+                ..Default::default()
+            };
+            let report = cmksim_rest::bench::run(&options);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -231,7 +231,9 @@ impl SystemNanos {
     }
 }
 
-fn load_average() -> Option<String> {
+/// The 1, 5 and 15-minute load averages of `/proc/loadavg` (absent off Linux), so that a
+/// benchmark says how busy the machine was.
+pub fn load_average() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -292,7 +294,8 @@ fn slice<E>(budget: Duration, mut op: impl FnMut() -> Result<(), E>) -> Result<T
     })
 }
 
-fn percentile_us(sorted: &[u64], fraction: f64) -> u64 {
+/// The nearest-rank percentile (`fraction` in 0..=1) of sorted values; 0 for none.
+pub fn percentile_us(sorted: &[u64], fraction: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }

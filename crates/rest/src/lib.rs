@@ -20,6 +20,7 @@
 //!   `Microsoft.OperationalInsights` clusters, workspaces, linked services and operation
 //!   statuses.
 //! - [`admin`]: `/_cmksim/…`: clock, chaos, the event log as Server-Sent Events, principals.
+//! - [`bench`]: `cmksim bench rest`, unwrapKey over HTTPS beside gRPC.
 //! - [`client`]: a minimal HTTPS client with keep-alive (tests and `cmksim bench rest`).
 //! - [`error`]: one error type whose body is Azure's `{"error":{"code","message","innererror"}}`.
 //!
@@ -30,6 +31,7 @@
 pub mod admin;
 pub mod arm;
 pub mod auth;
+pub mod bench;
 pub mod bootstrap;
 pub mod client;
 pub mod error;
