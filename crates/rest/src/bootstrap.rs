@@ -58,6 +58,7 @@ impl Credentials {
             ("AZURE_CLIENT_SECRET", &self.client_secret),
             ("AZURE_AUTHORITY_HOST", &self.authority_host),
             ("AZURE_SUBSCRIPTION_ID", &self.subscription_id),
+            ("CMKSIM_ADMIN_OBJECT_ID", &self.object_id),
             ("REQUESTS_CA_BUNDLE", &self.ca_file),
             ("SSL_CERT_FILE", &self.ca_file),
             ("CMKSIM_ARM_ENDPOINT", &self.arm_endpoint),
