@@ -9,6 +9,7 @@
 mod bench;
 mod bench_ingest;
 mod health;
+mod log_writer;
 mod profile;
 mod run;
 mod serve;

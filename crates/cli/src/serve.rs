@@ -556,8 +556,11 @@ fn announce(service: &str, listener: &TcpListener, tls: bool) -> anyhow::Result<
     let addr = listener.local_addr()?;
     let url = service_url(addr, tls);
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening {service} {url}")?;
-    out.flush()?;
+    // A closed stdout (its reader went away) must not stop the service: the line is lost and
+    // the log says why; the service goes on.
+    if let Err(error) = writeln!(out, "listening {service} {url}").and_then(|()| out.flush()) {
+        tracing::warn!(service, %url, %error, "could not write the listening line to stdout");
+    }
     tracing::info!(service, %addr, tls, "listening");
     Ok(addr)
 }
@@ -976,7 +979,8 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        // Never std::io::stderr itself: a closed stderr would panic the service (log_writer).
+        .with_writer(crate::log_writer::LossyStderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -40,6 +40,35 @@ impl Serving {
             .append(true)
             .open(&log)
             .expect("log file");
+        Serving::spawn(args, services, log, Output::LogFile(log_file))
+    }
+
+    /// Like [`Serving::start`], but stdout and stderr are pipes whose reading ends are closed
+    /// once every service announced itself, as when the reader of a server's output goes away
+    /// (`cmksim serve all 2>&1 | head -3`, a restarting log collector). `rust_log` is the child's
+    /// `RUST_LOG`. stderr is drained until then, and closed after the next line that follows
+    /// (so the server writes into a closed pipe at its next log line at the latest).
+    pub fn start_then_close_output<A: AsRef<OsStr>>(
+        args: &[A],
+        services: &[&str],
+        rust_log: &str,
+    ) -> Serving {
+        Serving::spawn(
+            args,
+            services,
+            PathBuf::from("(stderr was a pipe, now closed)"),
+            Output::ClosedAfterStart {
+                rust_log: rust_log.to_string(),
+            },
+        )
+    }
+
+    fn spawn<A: AsRef<OsStr>>(
+        args: &[A],
+        services: &[&str],
+        log: PathBuf,
+        output: Output,
+    ) -> Serving {
         let mut command = Command::new(BIN);
         command.arg("serve").args(args);
         for (key, _) in std::env::vars() {
@@ -47,20 +76,42 @@ impl Serving {
                 command.env_remove(key);
             }
         }
+        let (stderr, rust_log, stdout_lines_max) = match output {
+            Output::LogFile(file) => (Stdio::from(file), "warn".to_string(), usize::MAX),
+            Output::ClosedAfterStart { rust_log } => (Stdio::piped(), rust_log, services.len()),
+        };
         let mut child = command
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
+            .stderr(stderr)
             .spawn()
             .expect("spawn cmksim");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        // Reads at most `stdout_lines_max` lines, then drops (closes) the pipe.
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .take(stdout_lines_max)
+            {
+                // After start returns nobody receives; keep draining so the child never
+                // blocks on a full pipe.
                 let _ = tx.send(line);
             }
         });
+        let close_stderr = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(stderr) = child.stderr.take() {
+            let close = close_stderr.clone();
+            std::thread::spawn(move || {
+                for _line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if close.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            });
+        }
         let mut serving = Serving {
             child,
             urls: BTreeMap::new(),
@@ -82,7 +133,13 @@ impl Serving {
             let (name, url) = (words.next().unwrap(), words.next().unwrap());
             serving.urls.insert(name.to_string(), url.to_string());
         }
+        close_stderr.store(true, std::sync::atomic::Ordering::SeqCst);
         serving
+    }
+
+    /// True while the child runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
     }
 
     pub fn url(&self, service: &str) -> &str {
@@ -128,6 +185,14 @@ impl Serving {
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
     }
+}
+
+/// Where a [`Serving`] child's stderr goes.
+enum Output {
+    /// Appended to a file (`RUST_LOG=warn`).
+    LogFile(std::fs::File),
+    /// Pipes closed once the services announced themselves.
+    ClosedAfterStart { rust_log: String },
 }
 
 impl Drop for Serving {
