@@ -57,6 +57,91 @@ impl SimTime {
         format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z")
     }
 
+    /// Parses RFC 3339 / ISO 8601 as Azure APIs send it: `2020-07-05T01:02:03Z`, with an optional
+    /// fraction (to any number of digits; kept to the millisecond, truncated), `Z` or an offset
+    /// `±hh:mm`, a space instead of `T`, or a date alone (`2020-07-05`, midnight UTC). A date-time
+    /// without a zone is taken as UTC (Azure does the same). The error says what was expected.
+    pub fn parse_rfc3339(text: &str) -> Result<SimTime, String> {
+        let bytes = text.trim().as_bytes();
+        let digits = |at: usize, n: usize| -> Result<i64, String> {
+            let part = bytes
+                .get(at..at + n)
+                .filter(|p| p.iter().all(u8::is_ascii_digit))
+                .ok_or_else(|| format!("expected {n} digits at character {}", at + 1))?;
+            Ok(part.iter().fold(0i64, |v, d| v * 10 + i64::from(d - b'0')))
+        };
+        let expect = |at: usize, what: &[u8]| -> Result<(), String> {
+            match bytes.get(at) {
+                Some(b) if what.contains(b) => Ok(()),
+                _ => Err(format!(
+                    "expected '{}' at character {}",
+                    String::from_utf8_lossy(what),
+                    at + 1
+                )),
+            }
+        };
+        let year = digits(0, 4)?;
+        expect(4, b"-")?;
+        let month = digits(5, 2)?;
+        expect(7, b"-")?;
+        let day = digits(8, 2)?;
+        if !(1..=12).contains(&month) || !(1..=days_in_month(year, month)).contains(&day) {
+            return Err(format!("{year:04}-{month:02}-{day:02} is not a date"));
+        }
+        let date_ms = days_from_civil(year, month as u32, day as u32) * 86_400_000;
+        if bytes.len() == 10 {
+            return Ok(SimTime(date_ms));
+        }
+        expect(10, b"Tt ")?;
+        let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+        expect(13, b":")?;
+        expect(16, b":")?;
+        if hour > 23 || minute > 59 || second > 60 {
+            return Err(format!(
+                "{hour:02}:{minute:02}:{second:02} is not a time of day"
+            ));
+        }
+        let mut at = 19;
+        let mut millis = 0i64;
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            let start = at;
+            while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+                if at - start < 3 {
+                    millis = millis * 10 + i64::from(bytes[at] - b'0');
+                }
+                at += 1;
+            }
+            if at == start {
+                return Err(format!(
+                    "expected digits after '.' at character {}",
+                    start + 1
+                ));
+            }
+            for _ in (at - start)..3 {
+                millis *= 10;
+            }
+        }
+        let offset_ms = match bytes.get(at) {
+            None => 0,
+            Some(b'Z' | b'z') if at + 1 == bytes.len() => 0,
+            Some(sign @ (b'+' | b'-')) if at + 6 == bytes.len() => {
+                expect(at + 3, b":")?;
+                let minutes = digits(at + 1, 2)? * 60 + digits(at + 4, 2)?;
+                let signed = if *sign == b'+' { minutes } else { -minutes };
+                signed * 60_000
+            }
+            _ => {
+                return Err(format!(
+                    "expected 'Z', an offset like +02:00, or the end at character {}",
+                    at + 1
+                ))
+            }
+        };
+        let time_ms = ((hour * 60 + minute) * 60 + second) * 1000 + millis;
+        Ok(SimTime(date_ms + time_ms - offset_ms))
+    }
+
     /// `T+hh:mm:ss` relative to a scenario start (`T-…` before it); hours may exceed 24.
     pub fn offset_label(self, start: SimTime) -> String {
         let delta_ms = self.0 - start.0;
@@ -93,6 +178,27 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Where a [`Clock`] reads elapsed time from.
@@ -229,6 +335,40 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_what_it_formats_and_the_forms_azure_sends() {
+        for ms in [
+            0,
+            1_593_907_200_000,
+            1_593_907_200_123,
+            -86_400_001,
+            4_102_444_799_999,
+        ] {
+            let t = SimTime(ms);
+            assert_eq!(SimTime::parse_rfc3339(&t.to_rfc3339()), Ok(t));
+        }
+        let at = |s: &str| SimTime::parse_rfc3339(s).map(|t| t.0);
+        assert_eq!(at("2020-07-05"), Ok(1_593_907_200_000));
+        assert_eq!(at("2020-07-05T00:00:00Z"), Ok(1_593_907_200_000));
+        assert_eq!(at("2020-07-05 00:00:00"), Ok(1_593_907_200_000));
+        assert_eq!(
+            at("2020-07-05T02:00:00.1234567+02:00"),
+            Ok(1_593_907_200_123)
+        );
+        assert_eq!(at("2020-07-04T23:00:00-01:00"), Ok(1_593_907_200_000));
+        for bad in [
+            "",
+            "2020-7-05",
+            "2020-02-30",
+            "2020-07-05T25:00:00Z",
+            "2020-07-05T00:00:00X",
+            "2020-07-05T00:00:00.Z",
+            "2020-07-05T00:00",
+        ] {
+            assert!(at(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_formats_known_dates() {
