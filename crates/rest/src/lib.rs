@@ -19,6 +19,8 @@
 //! - [`arm`]: Azure Resource Manager: `Microsoft.KeyVault/vaults` and
 //!   `Microsoft.OperationalInsights` clusters, workspaces, linked services and operation
 //!   statuses.
+//! - [`monitor`]: Azure Monitor: data collection rules, the Logs Ingestion API and the Logs
+//!   Query API (KQL).
 //! - [`admin`]: `/_cmksim/…`: clock, chaos, the event log as Server-Sent Events, principals.
 //! - [`bench`]: `cmksim bench rest`, unwrapKey over HTTPS beside gRPC.
 //! - [`client`]: a minimal HTTPS client with keep-alive (tests and `cmksim bench rest`).
@@ -38,6 +40,7 @@ pub mod error;
 pub mod identity;
 pub mod keyvault;
 pub mod listener;
+pub mod monitor;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,6 +95,10 @@ pub struct AppState {
     pub public_url: String,
     /// Turns true when the server stops, so that endless responses (event streams) end.
     pub stopping: watch::Receiver<bool>,
+    /// The data collection rules (the door is their control plane).
+    pub dcrs: monitor::dcr::DcrStore,
+    /// Seed of the door's own choices (immutable ids of rules).
+    pub seed: u64,
 }
 
 /// A door ready to serve: upstreams connected (lazily), credentials bootstrapped.
@@ -144,6 +151,7 @@ impl RestServer {
         let verifier = TokenVerifier::from_jwks(&jwks)
             .map_err(|e| RestError::startup(format!("identity signing keys: {e}")))?;
         let (stop_tx, stopping) = watch::channel(false);
+        let dcrs = monitor::dcr::DcrStore::open(&config.data_dir)?;
         Ok(RestServer {
             state: Arc::new(AppState {
                 upstream,
@@ -152,6 +160,8 @@ impl RestServer {
                 verifier,
                 public_url,
                 stopping,
+                dcrs,
+                seed: config.seed,
             }),
             stop_tx,
             first_start,
@@ -200,6 +210,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(identity::routes())
         .merge(keyvault::routes())
         .merge(arm::routes())
+        .merge(monitor::routes())
         .merge(admin::routes())
         .fallback(error::not_found)
         .with_state(state);

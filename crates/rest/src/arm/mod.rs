@@ -25,6 +25,7 @@
 //! `WriteAccessResourceId`.
 
 mod clusters;
+mod dcrs;
 mod operations;
 mod vaults;
 mod workspaces;
@@ -152,6 +153,14 @@ pub enum ArmPath {
     Workspace(ResourceId),
     /// `.../workspaces/{w}/linkedServices/{name}`
     LinkedService { workspace: ResourceId, name: String },
+    /// `.../resourceGroups/{rg}/providers/Microsoft.Insights/dataCollectionRules/{name}`
+    DataCollectionRule(ResourceId),
+    /// `.../providers/Microsoft.Insights/dataCollectionRules`, in a resource group or a
+    /// subscription.
+    DataCollectionRules {
+        subscription: String,
+        resource_group: Option<String>,
+    },
     /// `/subscriptions/{s}/providers/Microsoft.OperationalInsights/locations/{loc}/
     /// operationStatuses/{id}`
     OperationStatus {
@@ -184,7 +193,15 @@ impl ArmPath {
                 name: name.to_string(),
             };
             let (kv, insights) = (is(s[5], KEYVAULT_PROVIDER), is(s[5], INSIGHTS_PROVIDER));
+            let monitor = is(s[5], dcrs::MONITOR_PROVIDER);
             return match &s[6..] {
+                [t] if monitor && is(t, dcrs::DCR_TYPE) => Some(ArmPath::DataCollectionRules {
+                    subscription: subscription.clone(),
+                    resource_group: Some(resource_group.clone()),
+                }),
+                [t, name] if monitor && is(t, dcrs::DCR_TYPE) => {
+                    Some(ArmPath::DataCollectionRule(id(name)))
+                }
                 [t] if kv && is(t, "vaults") => Some(ArmPath::Vaults {
                     subscription: subscription.clone(),
                     resource_group: Some(resource_group.clone()),
@@ -217,7 +234,12 @@ impl ArmPath {
             return None;
         }
         let (kv, insights) = (is(s[3], KEYVAULT_PROVIDER), is(s[3], INSIGHTS_PROVIDER));
+        let monitor = is(s[3], dcrs::MONITOR_PROVIDER);
         match &s[4..] {
+            [t] if monitor && is(t, dcrs::DCR_TYPE) => Some(ArmPath::DataCollectionRules {
+                subscription,
+                resource_group: None,
+            }),
             [t] if kv && is(t, "vaults") => Some(ArmPath::Vaults {
                 subscription,
                 resource_group: None,
@@ -391,6 +413,11 @@ impl Body {
     }
 
     /// A sub-tree as a body of its own (each item of an array, for instance).
+    /// The whole body as JSON.
+    pub fn value(&self) -> &Value {
+        &self.0
+    }
+
     pub fn of(value: &Value) -> Body {
         Body(value.clone())
     }
@@ -526,6 +553,16 @@ async fn route(arm: &Arm, method: &Method, path: ArmPath, bytes: &Bytes) -> Rest
         ("DELETE", P::LinkedService { workspace, name }) => {
             workspaces::unlink(arm, &workspace, &name).await
         }
+        ("PUT", P::DataCollectionRule(id)) => dcrs::put(arm, &id, &body()?).await,
+        ("GET", P::DataCollectionRule(id)) => dcrs::get(arm, &id).await,
+        ("DELETE", P::DataCollectionRule(id)) => dcrs::delete(arm, &id).await,
+        (
+            "GET",
+            P::DataCollectionRules {
+                subscription,
+                resource_group,
+            },
+        ) => dcrs::list(arm, &subscription, resource_group.as_deref()).await,
         (
             "GET",
             P::OperationStatus {
