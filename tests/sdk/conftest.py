@@ -351,3 +351,78 @@ def events(rest_url, admin_headers, ca_file):
     assert stream.status == 200, f"GET /_cmksim/events answered {stream.status}"
     yield stream
     stream.close()
+
+
+class CmkWorld:
+    """A workspace linked to a dedicated cluster running on a customer-managed key (seed 000's
+    set-up, done once per session): see `cmk_world`."""
+    vault_name: str
+    key_name: str
+    key = None
+    cluster_name: str
+    cluster = None
+    workspace_name: str
+    workspace = None
+    key_client: KeyClient
+
+
+def _lro(poller, what: str, timeout: float = 120):
+    value = poller.result(timeout=timeout)
+    assert poller.done(), f"{what}: not done after {timeout:.0f} s (status {poller.status()})"
+    return value
+
+
+@pytest.fixture(scope="session")
+def cmk_world(kv_mgmt, la_mgmt, creds, credential, events) -> CmkWorld:
+    """Vault + RSA-HSM key, a cluster (SystemAssigned identity) granted on the vault, the key on
+    the cluster (waits for storage.state.healthy_cmk), a workspace linked to the cluster.
+
+    The same steps test_arm_cmk.py asserts one by one; here they are done once, with their own
+    names, for the modules that need a CMK world without re-testing its set-up (test_monitor.py).
+    The cluster and its key are this fixture's alone: a test may revoke and restore the key."""
+    from azure.mgmt.loganalytics import models as lam
+    w = CmkWorld()
+    w.vault_name = unique("monkv")
+    w.key_name = unique("mon-cmk")
+    w.cluster_name = unique("moncluster").replace("-", "")
+    w.workspace_name = unique("monws")
+    create_vault(kv_mgmt, creds, w.vault_name)
+    w.key_client = KeyClient(vault_url(w.vault_name), credential)
+    w.key = w.key_client.create_rsa_key(w.key_name, size=2048, hardware_protected=True,
+                                        key_operations=["wrapKey", "unwrapKey"])
+    w.cluster = _lro(la_mgmt.clusters.begin_create_or_update(
+        RESOURCE_GROUP, w.cluster_name,
+        lam.Cluster(location=LOCATION, identity=lam.ManagedServiceIdentity(type="SystemAssigned"),
+                    sku=lam.ClusterSku(name="CapacityReservation", capacity=1000))),
+        "cluster create")
+    principal = w.cluster.identity.principal_id
+    kv_mgmt.vaults.update_access_policy(
+        RESOURCE_GROUP, w.vault_name, "add",
+        kvm.VaultAccessPolicyParameters(properties=kvm.VaultAccessPolicyProperties(
+            access_policies=[kvm.AccessPolicyEntry(
+                tenant_id=w.cluster.identity.tenant_id or creds["tenantId"], object_id=principal,
+                permissions=kvm.Permissions(keys_property=["get", "wrapKey", "unwrapKey"]))])))
+    mark = events.mark()
+    w.cluster = _lro(la_mgmt.clusters.begin_update(
+        RESOURCE_GROUP, w.cluster_name,
+        lam.ClusterPatch(key_vault_properties=lam.KeyVaultProperties(
+            key_vault_uri=vault_url(w.vault_name), key_name=w.key_name,
+            key_version=w.key.properties.version))), "cluster key update")
+    events.wait_for(
+        lambda e: e.get("kind") == "storage.state.healthy_cmk"
+        and (w.cluster_name in e.get("source", "") or w.cluster_name in e.get("message", "")),
+        60, after=mark, what=f"storage.state.healthy_cmk of {w.cluster_name}")
+    w.workspace = _lro(la_mgmt.workspaces.begin_create_or_update(
+        RESOURCE_GROUP, w.workspace_name,
+        lam.Workspace(location=LOCATION, sku=lam.WorkspaceSku(name="PerGB2018"),
+                      retention_in_days=30)), "workspace create")
+    _lro(la_mgmt.linked_services.begin_create_or_update(
+        RESOURCE_GROUP, w.workspace_name, "cluster",
+        lam.LinkedService(write_access_resource_id=w.cluster.id)), "link")
+    yield w
+    # Leave the key enabled whatever a test did, so the server's shutdown is not blocked by a
+    # revoked storage (best effort).
+    try:
+        w.key_client.update_key_properties(w.key_name, enabled=True)
+    except Exception:  # noqa: BLE001
+        pass
