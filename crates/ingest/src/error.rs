@@ -123,6 +123,10 @@ pub enum IngestError {
     TooManyCustomTables { workspace: String, max: usize },
     #[error("the storage service could not be reached: {reason}")]
     StorageUnreachable { reason: String },
+    /// Storage, which keeps custom-table declarations, refused one the front end had checked
+    /// (another front end declared the column with another type meanwhile, or a storage limit).
+    #[error("{message}")]
+    DeclarationRefused { message: String },
 }
 
 impl IngestError {
@@ -210,6 +214,9 @@ impl IngestError {
             ),
             StorageUnreachable { .. } => {
                 shape(Unavailable, "ServiceUnavailable", "StorageUnreachable", 503)
+            }
+            DeclarationRefused { .. } => {
+                shape(FailedPrecondition, "Conflict", "DeclarationRefused", 409)
             }
         }
     }

@@ -1,13 +1,16 @@
 //! The front end's application layer: validate → route → append → account, and query fan-out.
 //!
 //! Every step that decides something is a pure function of the modules beside this one; this
-//! layer sequences them around the storage calls, keeps the shared state (custom tables, routing
-//! history, metrics) and records the events. Nothing is applied before the last fallible step:
-//! a refused batch changes no table, no history and no counter except the refusal counter.
+//! layer sequences them around the storage calls, keeps the shared state (routing history,
+//! metrics) and records the events. A refused batch changes no table, no history and no counter
+//! except the refusal counter.
 //!
-//! Declarations of new custom-table columns are serialised by one async lock held across the
-//! append, so two batches cannot register conflicting types for the same column; batches without
-//! a declaration never take it. The state mutex is never held across an await.
+//! Custom-table declarations are kept by storage, not here (see [`crate::schema`]): a batch's
+//! declaration is checked against the table as storage has it, its records are validated, and
+//! only then is the declaration registered in storage, before the append. Declarations through
+//! this front end are serialised by one async lock (held from reading the table to registering
+//! it), so two batches get the typed conflict error rather than storage's refusal; batches
+//! without a declaration never take it. The state mutex is never held across an await.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,7 +34,7 @@ pub fn workspace_name(workspace_id: &str) -> &str {
     workspace_id.rsplit('/').next().unwrap_or(workspace_id)
 }
 use crate::routing::{decide, Destination, RouteDecision, RoutingHistory};
-use crate::schema::{CustomTables, TableSchema};
+use crate::schema::{check_declaration, is_custom_name, standard_table, Declaration, TableSchema};
 use crate::validate::{check_size, validate_records, IngestLimits};
 
 /// The event source of the front end.
@@ -60,7 +63,6 @@ pub struct IngestOutput {
 
 #[derive(Default)]
 struct State {
-    tables: CustomTables,
     history: RoutingHistory,
     metrics: IngestMetrics,
 }
@@ -167,27 +169,30 @@ impl Frontend {
         } else {
             Some(self.declare_lock.lock().await)
         };
-        let (schema, declaration) = {
-            let state = self.lock();
-            if input.declare_columns.is_empty() {
-                let schema = state
-                    .tables
-                    .lookup(&input.workspace, &input.table)
-                    .ok_or_else(|| IngestError::UnknownTable {
-                        workspace: input.workspace.clone(),
-                        table: input.table.clone(),
-                    })?;
-                (schema, None)
-            } else {
-                let d = state.tables.check_declaration(
-                    &input.workspace,
-                    &input.table,
-                    &input.declare_columns,
-                )?;
-                (d.schema.clone(), Some(d))
-            }
+        let (schema, declaration) = if input.declare_columns.is_empty() {
+            let schema = self
+                .table_schema(&input.workspace, &input.table)
+                .await
+                .map_err(ingest_backend_error)?
+                .ok_or_else(|| IngestError::UnknownTable {
+                    workspace: input.workspace.clone(),
+                    table: input.table.clone(),
+                })?;
+            (schema, None)
+        } else {
+            let d = self
+                .check_declaration(&input.workspace, &input.table, &input.declare_columns)
+                .await?;
+            (d.schema.clone(), Some(d))
         };
         let mut records = validate_records(&schema, &input.records, now, &self.limits)?;
+        // Registered (durably, in storage) before any record that uses it is appended.
+        if let Some(d) = declaration.as_ref().filter(|d| d.changes) {
+            self.backend
+                .declare_custom_table(d.workspace.clone(), d.schema.clone())
+                .await
+                .map_err(ingest_backend_error)?;
+        }
         // Like the real service, every stored row carries the workspace it was ingested for
         // (`TenantId`, the workspace id): a query can then prove whose rows it returned.
         for record in &mut records {
@@ -259,7 +264,7 @@ impl Frontend {
         &self,
         input: &IngestInput,
         schema: &TableSchema,
-        declaration: Option<crate::schema::Declaration>,
+        declaration: Option<Declaration>,
         routed_to: Option<&Destination>,
         outcomes: &[RecordOutcome],
         now: SimTime,
@@ -283,7 +288,6 @@ impl Frontend {
                     },
                 );
             }
-            state.tables.apply(d);
         }
         let kept = outcomes
             .iter()
@@ -341,6 +345,45 @@ impl Frontend {
         self.events.record(now, EVENT_SOURCE, &event);
     }
 
+    /// The schema of `table` for `workspace`: a standard table's, or a custom table's as storage
+    /// has it declared; `None` for any other name.
+    async fn table_schema(
+        &self,
+        workspace: &str,
+        table: &str,
+    ) -> Result<Option<TableSchema>, BackendError> {
+        if let Some(schema) = standard_table(table) {
+            return Ok(Some(schema));
+        }
+        if !is_custom_name(table) {
+            return Ok(None);
+        }
+        self.backend
+            .custom_table(workspace.to_string(), table.to_string())
+            .await
+    }
+
+    /// Checks a declaration against the table as storage has it (call with `declare_lock`
+    /// held); changes nothing.
+    async fn check_declaration(
+        &self,
+        workspace: &str,
+        table: &str,
+        columns: &[(String, String)],
+    ) -> Result<Declaration, IngestError> {
+        // A standard or wrongly named table has no declaration to read: check_declaration
+        // refuses it by name.
+        let existing = if standard_table(table).is_none() && is_custom_name(table) {
+            self.backend
+                .custom_table(workspace.to_string(), table.to_string())
+                .await
+                .map_err(ingest_backend_error)?
+        } else {
+            None
+        };
+        check_declaration(existing.as_ref(), workspace, table, columns)
+    }
+
     /// Declares (or extends) a custom table of a workspace.
     pub async fn register_custom_table(
         &self,
@@ -354,12 +397,13 @@ impl Frontend {
             .await
             .map_err(ingest_backend_error)?;
         let _declaring = self.declare_lock.lock().await;
-        let mut state = self.lock();
-        let d = state.tables.check_declaration(workspace, table, columns)?;
+        let d = self.check_declaration(workspace, table, columns).await?;
         let (schema, changed) = (d.schema.clone(), d.changes);
-        state.tables.apply(d);
-        drop(state);
         if changed {
+            self.backend
+                .declare_custom_table(d.workspace, d.schema)
+                .await
+                .map_err(ingest_backend_error)?;
             let columns = schema
                 .columns
                 .iter()
@@ -428,21 +472,16 @@ impl Frontend {
             .routing(spec.workspace.clone())
             .await
             .map_err(query_backend_error)?;
-        let (destinations, schema) = {
-            let state = self.lock();
-            let schema = state
-                .tables
-                .lookup(&spec.workspace, &spec.table)
-                .ok_or_else(|| QueryError::UnknownTable {
-                    workspace: workspace_name(&spec.workspace).to_string(),
-                    table: spec.table.clone(),
-                })?;
-            check_query(spec, &schema)?;
-            (
-                state.history.destinations_for(&routing, &spec.range),
-                schema,
-            )
-        };
+        let schema = self
+            .table_schema(&spec.workspace, &spec.table)
+            .await
+            .map_err(query_backend_error)?
+            .ok_or_else(|| QueryError::UnknownTable {
+                workspace: workspace_name(&spec.workspace).to_string(),
+                table: spec.table.clone(),
+            })?;
+        check_query(spec, &schema)?;
+        let destinations = self.lock().history.destinations_for(&routing, &spec.range);
         // Destinations are sorted, so the answer and the first error are deterministic.
         let parts = self
             .backend
@@ -476,6 +515,7 @@ fn ingest_backend_error(e: BackendError) -> IngestError {
                 reason: e.to_string(),
             }
         }
+        BackendError::DeclarationRefused { message } => IngestError::DeclarationRefused { message },
     }
 }
 
@@ -494,5 +534,9 @@ fn query_backend_error(e: BackendError) -> QueryError {
             detail,
         },
         BackendError::Unreachable { reason } => QueryError::StorageUnreachable { reason },
+        // A query declares nothing; should storage ever answer so, it is storage's fault.
+        BackendError::DeclarationRefused { message } => {
+            QueryError::StorageUnreachable { reason: message }
+        }
     }
 }

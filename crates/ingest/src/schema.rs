@@ -6,8 +6,18 @@
 //! ingest request. A declaration may add columns to a registered table but never change a
 //! column's type: data already stored under the old type would become unreadable by queries.
 //!
-//! Everything here is a plain value; the registry is mutated only through [`CustomTables::apply`]
-//! after a whole declaration has been checked, so a refused declaration changes nothing.
+//! Where declarations live: with the data they describe, in cluster storage (`storage.v1`
+//! `DeclareTable`/`GetTable`, persisted with storage's control state), so they survive restarts
+//! of the front end and of storage alike. The front end keeps none: it reads a table's columns
+//! from storage ([`crate::backend::StorageBackend::custom_table`]), checks a declaration against
+//! them here ([`check_declaration`]: names, types, limits, and that no column changes type),
+//! and has storage record it before appending the records that use it. Storage applies the
+//! declaration under its own lock and refuses a changed type again, so two front ends racing
+//! cannot register two types for one column.
+//!
+//! Everything here is a plain value; a declaration is checked whole before anything is written,
+//! so a refused declaration changes nothing. [`CustomTables`] is an in-memory registry for the
+//! in-memory storage backend.
 
 use std::collections::BTreeMap;
 
@@ -179,7 +189,74 @@ pub struct Declaration {
     pub changes: bool,
 }
 
-/// The custom tables of every workspace.
+/// Checks a declaration of `columns` for `table` in `workspace` against the table as registered
+/// (`existing`, `None` when not yet declared), without changing anything; returns the merged
+/// schema, to be registered once the caller commits.
+pub fn check_declaration(
+    existing: Option<&TableSchema>,
+    workspace: &str,
+    table: &str,
+    columns: &[(String, String)],
+) -> Result<Declaration, IngestError> {
+    if standard_table(table).is_some() {
+        return Err(IngestError::StandardTableDeclared {
+            table: table.to_string(),
+        });
+    }
+    check_custom_table_name(table)?;
+    let mut merged = existing.cloned().unwrap_or(TableSchema {
+        name: table.to_string(),
+        kind: TableKind::Custom,
+        columns: BTreeMap::new(),
+    });
+    let mut changes = existing.is_none();
+    let mut seen = BTreeMap::new();
+    for (column, type_name) in columns {
+        check_column_name(table, column)?;
+        let declared =
+            ColumnType::parse(type_name).ok_or_else(|| IngestError::UnknownColumnType {
+                table: table.to_string(),
+                column: column.clone(),
+                type_name: type_name.clone(),
+            })?;
+        if seen.insert(column.clone(), declared).is_some() {
+            return Err(IngestError::DuplicateColumnDeclaration {
+                table: table.to_string(),
+                column: column.clone(),
+            });
+        }
+        match merged.columns.get(column) {
+            Some(registered) if *registered != declared => {
+                return Err(IngestError::ColumnTypeConflict {
+                    table: table.to_string(),
+                    column: column.clone(),
+                    registered: *registered,
+                    declared,
+                })
+            }
+            Some(_) => {}
+            None => {
+                merged.columns.insert(column.clone(), declared);
+                changes = true;
+            }
+        }
+    }
+    if merged.columns.len() > COLUMNS_PER_TABLE_MAX {
+        return Err(IngestError::TooManyColumns {
+            table: table.to_string(),
+            columns: merged.columns.len(),
+            max: COLUMNS_PER_TABLE_MAX,
+        });
+    }
+    Ok(Declaration {
+        workspace: workspace.to_string(),
+        schema: merged,
+        changes,
+    })
+}
+
+/// The custom tables of every workspace, in memory: the registry of
+/// [`crate::backend::memory::MemoryStorage`] (the service's is storage's).
 #[derive(Clone, Debug, Default)]
 pub struct CustomTables {
     by_workspace: BTreeMap<String, BTreeMap<String, TableSchema>>,
@@ -196,20 +273,13 @@ impl CustomTables {
         })
     }
 
-    /// Checks a declaration of `columns` for `table` in `workspace` without changing anything;
-    /// returns the merged schema to [`CustomTables::apply`] once the caller commits.
+    /// [`check_declaration`] against this registry, with the bound on tables per workspace.
     pub fn check_declaration(
         &self,
         workspace: &str,
         table: &str,
         columns: &[(String, String)],
     ) -> Result<Declaration, IngestError> {
-        if standard_table(table).is_some() {
-            return Err(IngestError::StandardTableDeclared {
-                table: table.to_string(),
-            });
-        }
-        check_custom_table_name(table)?;
         let existing = self.by_workspace.get(workspace).and_then(|t| t.get(table));
         if existing.is_none() {
             let count = self.by_workspace.get(workspace).map_or(0, BTreeMap::len);
@@ -220,55 +290,7 @@ impl CustomTables {
                 });
             }
         }
-        let mut merged = existing.cloned().unwrap_or(TableSchema {
-            name: table.to_string(),
-            kind: TableKind::Custom,
-            columns: BTreeMap::new(),
-        });
-        let mut changes = existing.is_none();
-        let mut seen = BTreeMap::new();
-        for (column, type_name) in columns {
-            check_column_name(table, column)?;
-            let declared =
-                ColumnType::parse(type_name).ok_or_else(|| IngestError::UnknownColumnType {
-                    table: table.to_string(),
-                    column: column.clone(),
-                    type_name: type_name.clone(),
-                })?;
-            if seen.insert(column.clone(), declared).is_some() {
-                return Err(IngestError::DuplicateColumnDeclaration {
-                    table: table.to_string(),
-                    column: column.clone(),
-                });
-            }
-            match merged.columns.get(column) {
-                Some(registered) if *registered != declared => {
-                    return Err(IngestError::ColumnTypeConflict {
-                        table: table.to_string(),
-                        column: column.clone(),
-                        registered: *registered,
-                        declared,
-                    })
-                }
-                Some(_) => {}
-                None => {
-                    merged.columns.insert(column.clone(), declared);
-                    changes = true;
-                }
-            }
-        }
-        if merged.columns.len() > COLUMNS_PER_TABLE_MAX {
-            return Err(IngestError::TooManyColumns {
-                table: table.to_string(),
-                columns: merged.columns.len(),
-                max: COLUMNS_PER_TABLE_MAX,
-            });
-        }
-        Ok(Declaration {
-            workspace: workspace.to_string(),
-            schema: merged,
-            changes,
-        })
+        check_declaration(existing, workspace, table, columns)
     }
 
     /// Applies a checked declaration.

@@ -13,6 +13,7 @@
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
 //! - [`net`]: one network code path: real TCP live, turmoil's simulated TCP in simulation.
 //! - [`profile`]: the behaviour profiles of `sim-config/` (every timing and limit, by name).
+//! - [`text`]: user input echoed into error messages, cut to a stated length.
 
 pub mod duration;
 pub mod event;
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod net;
 pub mod profile;
 pub mod rng;
+pub mod text;
 pub mod time;
 
 pub use duration::{format_duration, parse_duration, DurationParseError};

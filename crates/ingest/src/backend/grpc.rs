@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use cmksim_proto::storage::v1 as sb;
+use cmksim_sim::text::echo;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -25,9 +26,9 @@ use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
 use crate::grpc::status::azure_error;
 use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
-use crate::record::{conform, Record, Value};
+use crate::record::{conform, ColumnType, Record, Value};
 use crate::routing::{Destination, LinkState, WorkspaceRouting};
-use crate::schema::TableSchema;
+use crate::schema::{TableKind, TableSchema};
 use crate::server::ServerError;
 use crate::BoxFuture;
 
@@ -186,6 +187,101 @@ impl GrpcStorage {
     }
 }
 
+impl GrpcStorage {
+    fn workspaces(&self) -> sb::workspaces_client::WorkspacesClient<Channel> {
+        sb::workspaces_client::WorkspacesClient::new(self.channel.clone())
+    }
+
+    async fn custom_table_of(
+        &self,
+        workspace: String,
+        table: String,
+    ) -> Result<Option<TableSchema>, BackendError> {
+        let reference =
+            workspace_ref(&workspace).ok_or_else(|| BackendError::WorkspaceNotFound {
+                workspace: workspace.clone(),
+            })?;
+        let request = sb::GetTableRequest {
+            workspace: Some(reference),
+            table,
+        };
+        let declared = match self.workspaces().get_table(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => {
+                return Err(BackendError::WorkspaceNotFound { workspace })
+            }
+            Err(s) => return Err(unreachable(&s)),
+        };
+        if !declared.exists {
+            return Ok(None);
+        }
+        schema_of_declaration(&declared).map(Some)
+    }
+
+    async fn declare(
+        &self,
+        workspace: String,
+        schema: TableSchema,
+    ) -> Result<TableSchema, BackendError> {
+        let reference =
+            workspace_ref(&workspace).ok_or_else(|| BackendError::WorkspaceNotFound {
+                workspace: workspace.clone(),
+            })?;
+        let request = sb::DeclareTableRequest {
+            workspace: Some(reference),
+            table: schema.name.clone(),
+            columns: schema
+                .columns
+                .iter()
+                .map(|(name, t)| sb::TableColumn {
+                    name: name.clone(),
+                    r#type: t.name().to_string(),
+                })
+                .collect(),
+        };
+        match self.workspaces().declare_table(request).await {
+            Ok(r) => schema_of_declaration(&r.into_inner()),
+            Err(s) if s.code() == Code::NotFound => {
+                Err(BackendError::WorkspaceNotFound { workspace })
+            }
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::FailedPrecondition | Code::InvalidArgument | Code::ResourceExhausted
+                ) =>
+            {
+                Err(BackendError::DeclarationRefused {
+                    message: s.message().to_string(),
+                })
+            }
+            Err(s) => Err(unreachable(&s)),
+        }
+    }
+}
+
+/// A custom table's schema from storage's declaration (type names are the ones this front end
+/// sent; any other is a storage fault, reported as such).
+fn schema_of_declaration(declared: &sb::TableDeclaration) -> Result<TableSchema, BackendError> {
+    let mut columns = BTreeMap::new();
+    for column in &declared.columns {
+        let column_type =
+            ColumnType::parse(&column.r#type).ok_or_else(|| BackendError::Unreachable {
+                reason: format!(
+                    "storage answered column {:?} of table {:?} with unknown type {:?}",
+                    echo(&column.name),
+                    echo(&declared.table),
+                    echo(&column.r#type)
+                ),
+            })?;
+        columns.insert(column.name.clone(), column_type);
+    }
+    Ok(TableSchema {
+        name: declared.table.clone(),
+        kind: TableKind::Custom,
+        columns,
+    })
+}
+
 impl StorageBackend for GrpcStorage {
     fn routing(&self, workspace: String) -> BoxFuture<'_, Result<WorkspaceRouting, BackendError>> {
         Box::pin(self.routing_of(workspace))
@@ -202,6 +298,22 @@ impl StorageBackend for GrpcStorage {
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
         Box::pin(self.query_all(destinations, spec, schema))
+    }
+
+    fn custom_table(
+        &self,
+        workspace: String,
+        table: String,
+    ) -> BoxFuture<'_, Result<Option<TableSchema>, BackendError>> {
+        Box::pin(self.custom_table_of(workspace, table))
+    }
+
+    fn declare_custom_table(
+        &self,
+        workspace: String,
+        schema: TableSchema,
+    ) -> BoxFuture<'_, Result<TableSchema, BackendError>> {
+        Box::pin(self.declare(workspace, schema))
     }
 }
 

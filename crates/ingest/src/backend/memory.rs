@@ -18,7 +18,7 @@ use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::Record;
 use crate::routing::{Destination, LinkState, WorkspaceRouting};
-use crate::schema::TableSchema;
+use crate::schema::{CustomTables, TableSchema};
 use crate::BoxFuture;
 
 /// A simulated cluster's key-access state.
@@ -55,6 +55,7 @@ struct Inner {
     data: BTreeMap<DataKey, Vec<Record>>,
     records: usize,
     unreachable: bool,
+    tables: CustomTables,
 }
 
 /// The in-memory storage.
@@ -80,6 +81,7 @@ impl MemoryStorage {
                 data: BTreeMap::new(),
                 records: 0,
                 unreachable: false,
+                tables: CustomTables::default(),
             }),
         }
     }
@@ -340,6 +342,54 @@ impl StorageBackend for MemoryStorage {
             .into_iter()
             .map(|d| self.query_now(d, spec.clone()))
             .collect();
+        Box::pin(std::future::ready(result))
+    }
+
+    fn custom_table(
+        &self,
+        workspace: String,
+        table: String,
+    ) -> BoxFuture<'_, Result<Option<TableSchema>, BackendError>> {
+        let inner = self.lock();
+        let result = if inner.unreachable {
+            Err(Self::unreachable())
+        } else {
+            Ok(inner
+                .tables
+                .lookup(&workspace, &table)
+                .filter(|schema| schema.kind == crate::schema::TableKind::Custom))
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn declare_custom_table(
+        &self,
+        workspace: String,
+        schema: TableSchema,
+    ) -> BoxFuture<'_, Result<TableSchema, BackendError>> {
+        let mut inner = self.lock();
+        let columns: Vec<(String, String)> = schema
+            .columns
+            .iter()
+            .map(|(c, t)| (c.clone(), t.name().to_string()))
+            .collect();
+        let result = if inner.unreachable {
+            Err(Self::unreachable())
+        } else {
+            match inner
+                .tables
+                .check_declaration(&workspace, &schema.name, &columns)
+            {
+                Ok(declaration) => {
+                    let registered = declaration.schema.clone();
+                    inner.tables.apply(declaration);
+                    Ok(registered)
+                }
+                Err(error) => Err(BackendError::DeclarationRefused {
+                    message: error.to_string(),
+                }),
+            }
+        };
         Box::pin(std::future::ready(result))
     }
 }

@@ -3,9 +3,11 @@
 //! Implementations: [`grpc::GrpcStorage`] (the storage service's `storage.v1` data plane and
 //! workspaces API) and [`memory::MemoryStorage`] (in-process, for tests).
 //!
-//! Three calls: the workspace's link state ([`StorageBackend::routing`]), appending a batch to
-//! one storage with an outcome per record ([`StorageBackend::append`]), and querying one
-//! storage's part of a workspace ([`StorageBackend::query`]). Keeping the interface this narrow
+//! Five calls: the workspace's link state ([`StorageBackend::routing`]), appending a batch to
+//! one storage with an outcome per record ([`StorageBackend::append`]), querying one storage's
+//! part of a workspace ([`StorageBackend::query`]), and reading and declaring a custom table's
+//! columns ([`StorageBackend::custom_table`], [`StorageBackend::declare_custom_table`]: storage
+//! keeps the declarations, see [`crate::schema`]). Keeping the interface this narrow
 //! is what lets the front end run against the storage service over gRPC, or against the
 //! in-memory [`memory::MemoryStorage`] in tests, with the same code. The trait returns boxed
 //! futures so it can be used as `Arc<dyn StorageBackend>`.
@@ -54,6 +56,10 @@ pub enum BackendError {
     /// The storage service could not be reached or answered with a transport-level failure.
     #[error("storage unreachable: {reason}")]
     Unreachable { reason: String },
+    /// Storage refused a custom-table declaration (a column's type changed since the front end
+    /// read the table, or a storage limit); `message` is storage's.
+    #[error("storage refused the declaration: {message}")]
+    DeclarationRefused { message: String },
 }
 
 /// The front end's view of cluster storage.
@@ -75,4 +81,20 @@ pub trait StorageBackend: Send + Sync + 'static {
         spec: QuerySpec,
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>>;
+
+    /// The declared columns of custom table `table` of `workspace`, `None` when never declared.
+    fn custom_table(
+        &self,
+        workspace: String,
+        table: String,
+    ) -> BoxFuture<'_, Result<Option<TableSchema>, BackendError>>;
+
+    /// Registers `schema`'s columns for its table in `workspace` (storage adds what is new and
+    /// refuses, with `DeclarationRefused`, a column whose type differs); answers the table as
+    /// registered.
+    fn declare_custom_table(
+        &self,
+        workspace: String,
+        schema: TableSchema,
+    ) -> BoxFuture<'_, Result<TableSchema, BackendError>>;
 }

@@ -230,6 +230,22 @@ pub enum ControlError {
     /// (simulator text)
     #[error("operation {0} not found")]
     OperationNotFound(String),
+    /// (simulator text) A custom-table column declared again with another type: data stored
+    /// under the old type would no longer match filters of the new one. Names are cut
+    /// ([`cmksim_sim::text::echo`]) by the caller.
+    #[error("column {column} of table {table} is {registered}; redeclared as {declared}")]
+    ColumnTypeConflict {
+        table: String,
+        column: String,
+        registered: String,
+        declared: String,
+    },
+    /// (simulator text) A new custom table beyond the per-workspace bound.
+    #[error("workspace {workspace} already has {max} custom tables")]
+    TooManyCustomTables { workspace: String, max: usize },
+    /// (simulator text) A custom table beyond Azure Monitor's 500 columns.
+    #[error("table {table} would have more than {max} columns")]
+    TooManyColumns { table: String, max: usize },
     /// (simulator text) A programming error of the caller: an update carrying keyVaultProperties
     /// without the Key Vault facts gathered for it.
     #[error("key update without Key Vault facts")]
@@ -363,6 +379,15 @@ impl ControlError {
                 "Cluster '{name}' is not in soft-delete; there is nothing to recover."
             )),
             E::OperationNotFound(id) => ("ResourceNotFound", 404, format!("Operation '{id}' not found.")),
+            E::ColumnTypeConflict { table, column, registered, declared } => ("Conflict", 409, format!(
+                "Column '{column}' of table '{table}' is registered as {registered}; it cannot be redeclared as {declared}. A column's type never changes once declared: declare a column with a new name instead."
+            )),
+            E::TooManyCustomTables { workspace, max } => ("Conflict", 409, format!(
+                "Workspace '{workspace}' already has {max} custom tables, the most it can have."
+            )),
+            E::TooManyColumns { table, max } => ("InvalidParameter", 400, format!(
+                "Table '{table}' would have more than {max} columns, the most a table can have."
+            )),
             E::KeyFactsMissing => ("InternalServerError", 500, "Key Vault facts were not gathered for the key update.".into()),
         };
         AzureErrorBody {
@@ -386,7 +411,8 @@ impl ControlError {
             E::ActiveClusterLimit { .. }
             | E::ReservedClusterLimit { .. }
             | E::LinkOperationsLimit { .. }
-            | E::WorkspacesPerClusterLimit { .. } => ErrorClass::ResourceExhausted,
+            | E::WorkspacesPerClusterLimit { .. }
+            | E::TooManyCustomTables { .. } => ErrorClass::ResourceExhausted,
             E::CreateWhileOperationInProgress(_)
             | E::DeletingAsyncInProgress(_)
             | E::OperationInProgress(_)
@@ -400,7 +426,8 @@ impl ControlError {
             | E::StorageRevoked(_)
             | E::WorkspaceAlreadyLinked { .. }
             | E::WorkspaceLocked(_)
-            | E::ClusterNotDeleted(_) => ErrorClass::FailedPrecondition,
+            | E::ClusterNotDeleted(_)
+            | E::ColumnTypeConflict { .. } => ErrorClass::FailedPrecondition,
             E::KeyFactsMissing => ErrorClass::Internal,
             _ => ErrorClass::InvalidArgument,
         }

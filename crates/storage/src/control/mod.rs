@@ -13,7 +13,7 @@
 //!
 //! Layout: `cluster` (cluster lifecycle), `workspace` (workspaces, links, routing), `operation`
 //! (status resources), `keyvault` (key update validation), `limits` (SKU and counting rules),
-//! `names` (syntax of names and ids), `errors` (typed errors and the seeds' catalogue), `events`
+//! `names` (syntax of names and ids), `tables` (custom-table declarations), `errors` (typed errors and the seeds' catalogue), `events`
 //! (events and effects), `tick` (completion of due operations and purges).
 
 mod cluster;
@@ -23,6 +23,7 @@ mod keyvault;
 mod limits;
 mod names;
 mod operation;
+mod tables;
 mod tick;
 mod workspace;
 
@@ -53,6 +54,10 @@ pub use names::{ResourceKind, ResourceName};
 pub use operation::{
     Operation, OperationError, OperationKind, OperationStatus, OperationStatusView,
 };
+pub use tables::{
+    TableColumns, TableDeclared, WorkspaceTables, CUSTOM_TABLES_PER_WORKSPACE_MAX,
+    CUSTOM_TABLE_COLUMNS_MAX,
+};
 pub use workspace::{LinkState, Routing, Workspace, WorkspaceCreate};
 
 /// How many times a fresh GUID is drawn when it collides with an existing operation id.
@@ -65,6 +70,10 @@ pub struct ControlState {
     pub clusters: BTreeMap<String, Cluster>,
     pub workspaces: BTreeMap<String, Workspace>,
     pub operations: BTreeMap<String, Operation>,
+    /// Custom-table declarations by workspace key ([`tables`]); absent in state written before
+    /// storage kept them.
+    #[serde(default)]
+    pub tables: BTreeMap<String, WorkspaceTables>,
 }
 
 /// The control-plane facade.

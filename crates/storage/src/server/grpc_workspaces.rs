@@ -1,4 +1,5 @@
-//! `storage.v1.Workspaces`: create, get, retention, lock, link, unlink.
+//! `storage.v1.Workspaces`: create, get, retention, lock, link, unlink, and custom-table
+//! declarations (kept in the persisted control state, see `control::tables`).
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use cmksim_proto::storage::v1 as pb;
 use tonic::{Code, Request, Response, Status};
 
 use crate::control::{
-    ControlError, ControlPlane, Outcome, ResourceKind, ResourceName, WorkspaceCreate,
+    ControlError, ControlPlane, Outcome, ResourceKind, ResourceName, TableColumns, WorkspaceCreate,
 };
 use crate::service::status::{azure_status, control_status};
 
@@ -130,5 +131,59 @@ impl pb::workspaces_server::Workspaces for WorkspacesService {
             workspace: Some(ws),
             operation_id: op,
         }))
+    }
+
+    async fn declare_table(
+        &self,
+        request: Request<pb::DeclareTableRequest>,
+    ) -> Result<Response<pb::TableDeclaration>, Status> {
+        let r = request.into_inner();
+        let resource = workspace_name(r.workspace.as_ref());
+        let columns: Vec<(String, String)> =
+            r.columns.into_iter().map(|c| (c.name, c.r#type)).collect();
+        let (declared, _) = self.mutate(&resource, |c, _| {
+            c.declare_table(&resource, &r.table, &columns)
+        })?;
+        Ok(Response::new(table_to_pb(
+            r.table,
+            &declared.columns,
+            declared.changed,
+            true,
+        )))
+    }
+
+    async fn get_table(
+        &self,
+        request: Request<pb::GetTableRequest>,
+    ) -> Result<Response<pb::TableDeclaration>, Status> {
+        let r = request.into_inner();
+        let resource = workspace_name(r.workspace.as_ref());
+        let control = self.core.control();
+        let columns = control
+            .custom_table(&resource, &r.table)
+            .map_err(|e| control_status(&control, &e))?;
+        let exists = columns.is_some();
+        let columns = columns.cloned().unwrap_or_default();
+        Ok(Response::new(table_to_pb(r.table, &columns, false, exists)))
+    }
+}
+
+fn table_to_pb(
+    table: String,
+    columns: &TableColumns,
+    changed: bool,
+    exists: bool,
+) -> pb::TableDeclaration {
+    pb::TableDeclaration {
+        table,
+        columns: columns
+            .iter()
+            .map(|(name, r#type)| pb::TableColumn {
+                name: name.clone(),
+                r#type: r#type.clone(),
+            })
+            .collect(),
+        changed,
+        exists,
     }
 }

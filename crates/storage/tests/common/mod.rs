@@ -59,6 +59,8 @@ pub struct World {
     pub clusters: pb::clusters_client::ClustersClient<Channel>,
     pub workspaces: pb::workspaces_client::WorkspacesClient<Channel>,
     pub data: pb::data_plane_client::DataPlaneClient<Channel>,
+    /// The channel to the storage server now running (replaced by a restart).
+    pub storage_channel: Channel,
     pub tenant: String,
     pub admin_oid: String,
     admin_secret: String,
@@ -183,7 +185,8 @@ impl World {
             identity,
             clusters: pb::clusters_client::ClustersClient::new(stc.clone()),
             workspaces: pb::workspaces_client::WorkspacesClient::new(stc.clone()),
-            data: pb::data_plane_client::DataPlaneClient::new(stc),
+            data: pb::data_plane_client::DataPlaneClient::new(stc.clone()),
+            storage_channel: stc,
             tenant,
             admin_oid: admin.principal.unwrap().object_id,
             admin_secret: admin.secret,
@@ -218,7 +221,8 @@ impl World {
         let stc = channel(&st_uri);
         self.clusters = pb::clusters_client::ClustersClient::new(stc.clone());
         self.workspaces = pb::workspaces_client::WorkspacesClient::new(stc.clone());
-        self.data = pb::data_plane_client::DataPlaneClient::new(stc);
+        self.data = pb::data_plane_client::DataPlaneClient::new(stc.clone());
+        self.storage_channel = stc;
         self.storage = Some(storage);
     }
 
