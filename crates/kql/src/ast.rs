@@ -5,7 +5,7 @@
 //! `and`/`or` chains are n-ary nodes rather than nested binary ones, so that a long list of
 //! alternatives (`x == 1 or x == 2 or ...`) does not count against the nesting limit.
 
-use crate::value::Value;
+use crate::value::{ColumnType, Value};
 
 /// A 1-based line and column (in characters) in the query text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -205,6 +205,8 @@ pub(crate) struct Expr {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ExprKind {
     Literal(Value),
+    /// A null of a stated type (`datetime(null)`, `long(null)`).
+    TypedNull(ColumnType),
     Column(String),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),

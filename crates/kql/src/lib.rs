@@ -11,12 +11,15 @@
 //! - [`Query::tables`] and [`Query::time_bounds`] tell the storage what to read: the tables and
 //!   the `TimeGenerated` range the leading `where` clauses allow (pushed down to the block scan).
 //! - [`execute`] runs the query over decoded [`Table`]s and gives the `PrimaryResult` table.
-//!
-//! Stub: the parser and evaluator land in the following commits.
 
 #![forbid(unsafe_code)]
 
 mod ast;
+mod bounds;
+mod eval;
+mod exec;
+mod lexer;
+mod parser;
 mod time;
 mod value;
 
@@ -78,30 +81,27 @@ pub enum ExecError {
     /// A limit was passed (see the `*_MAX` constants).
     #[error("too large: {0}")]
     TooLarge(String),
+    /// A table given to [`execute`] whose rows do not match its columns.
+    #[error("invalid table: {0}")]
+    InvalidTable(String),
 }
 
 /// Parses a query.
 pub fn parse(text: &str) -> Result<Query, ParseError> {
-    let _ = text;
-    Err(ParseError {
-        line: 1,
-        column: 1,
-        message: "not implemented yet".into(),
-    })
+    parser::parse_query(text)
 }
 
 impl Query {
     /// The tables the query reads (source tables and `union` legs), sorted, deduplicated.
     pub fn tables(&self) -> Vec<String> {
-        Vec::new()
+        bounds::tables(self)
     }
 
     /// Bounds on `TimeGenerated` implied by the leading `where` clauses of every source, as
     /// `[from, to)` in Unix ms; `None` where unbounded. Conservative: never excludes a row the
     /// query could keep.
     pub fn time_bounds(&self, now_ms: i64) -> (Option<i64>, Option<i64>) {
-        let _ = now_ms;
-        (None, None)
+        bounds::time_bounds(self, now_ms)
     }
 }
 
@@ -111,6 +111,5 @@ pub fn execute(
     tables: &BTreeMap<String, Table>,
     now_ms: i64,
 ) -> Result<Table, ExecError> {
-    let _ = (query, tables, now_ms);
-    Err(ExecError::TooLarge("not implemented yet".into()))
+    exec::run(query, tables, now_ms)
 }

@@ -197,6 +197,53 @@ pub(crate) fn timespan_unit_ms(unit: &str) -> Option<f64> {
     })
 }
 
+/// Parses a timespan as `totimespan()` reads a string: `[-][d.]hh:mm[:ss[.fraction]]`
+/// (`01:30:00`, `1.00:00:00`) or a literal such as `5m`, `1.5h`. Returns milliseconds.
+pub(crate) fn parse_timespan_text(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (sign, t) = match t.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, t),
+    };
+    if let Some(unit_at) = t.find(|c: char| c.is_ascii_alphabetic()) {
+        let n: f64 = t[..unit_at].parse().ok()?;
+        let ms = n * timespan_unit_ms(&t[unit_at..])?;
+        return (ms.is_finite() && ms.abs() < i64::MAX as f64 / 2.0)
+            .then(|| sign * ms.round() as i64);
+    }
+    let (days, clock) = match t.split_once(':') {
+        Some((head, _)) => match head.split_once('.') {
+            Some((d, _)) => (d.parse::<i64>().ok()?, &t[d.len() + 1..]),
+            None => (0, t),
+        },
+        None => return None,
+    };
+    let mut parts = clock.split(':');
+    let hh: i64 = parts.next()?.parse().ok()?;
+    let mm: i64 = parts.next()?.parse().ok()?;
+    let (ss, frac_ms) = match parts.next() {
+        Some(sec) => match sec.split_once('.') {
+            Some((s, f)) => {
+                let digits: String = f.chars().chain("000".chars()).take(3).collect();
+                (s.parse::<i64>().ok()?, digits.parse::<i64>().ok()?)
+            }
+            None => (sec.parse::<i64>().ok()?, 0),
+        },
+        None => (0, 0),
+    };
+    if parts.next().is_some() || hh > 23 || mm > 59 || ss > 59 || !(0..=10_675_199).contains(&days)
+    {
+        return None;
+    }
+    Some(
+        sign * (days * MS_PER_DAY
+            + hh * MS_PER_HOUR
+            + mm * MS_PER_MINUTE
+            + ss * MS_PER_SECOND
+            + frac_ms),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +274,17 @@ mod tests {
     #[test]
     fn formats_timespans() {
         assert_eq!(format_timespan(MS_PER_HOUR), "01:00:00");
-        assert_eq!(format_timespan(MS_PER_DAY + 5 * MS_PER_MINUTE), "1.00:05:00");
+        assert_eq!(
+            format_timespan(MS_PER_DAY + 5 * MS_PER_MINUTE),
+            "1.00:05:00"
+        );
         assert_eq!(format_timespan(-100), "-00:00:00.1000000");
+        assert_eq!(
+            parse_timespan_text("1.02:00:00"),
+            Some(MS_PER_DAY + 2 * MS_PER_HOUR)
+        );
+        assert_eq!(parse_timespan_text("00:00:01.5"), Some(1_500));
+        assert_eq!(parse_timespan_text("-5m"), Some(-5 * MS_PER_MINUTE));
+        assert_eq!(parse_timespan_text("x"), None);
     }
 }

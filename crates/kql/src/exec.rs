@@ -1,0 +1,753 @@
+//! The tabular operators: running a parsed [`Query`] over in-memory tables.
+//!
+//! Rows flow through the pipeline as a [`Frame`] (columns and rows); each operator binds its
+//! expressions to the frame's columns first (so errors come before any work) and then makes
+//! the next frame. Kusto's rules that a reader might not guess, all kept here:
+//!
+//! - `order by` / `sort by` and `top` sort descending unless told `asc`; nulls come first when
+//!   ascending and last when descending, unless `nulls first|last` says otherwise. The sort is
+//!   stable, so equal keys keep their input order.
+//! - `summarize` puts the `by` columns first, then the aggregates, and outputs one row per
+//!   group **in the order each group first appears in its input**. (Kusto does not promise an
+//!   order; we promise this one so that results are deterministic.) Without `by` it outputs
+//!   exactly one row, even for an empty input, where `count()`, `countif()`, `dcount()` and
+//!   `sum()` give 0 and `avg()`, `min()`, `max()` give null (Kusto's documented defaults).
+//! - Aggregates ignore nulls. `dcount()` is exact (a `BTreeSet` of the group's distinct values,
+//!   so bounded by the input), where Kusto's is an estimate.
+//! - Default column names: `count_`, `countif_`, `sum_X`, `avg_X`, `min_X`, `max_X`, `dcount_X`
+//!   where X is the aggregated column (or the column inside a conversion such as `todouble(X)`,
+//!   or nothing for other expressions); a `by`/`project`/`extend` expression is named after its
+//!   column (`bin(TimeGenerated, 5m)` is `TimeGenerated`, `Props.level` is `Props_level`), or
+//!   `Column1`, `Column2`, ... A name already taken gets a numeric suffix (`count_1`).
+//! - `union` is Kusto's default outer union: the columns of every leg in order of first
+//!   appearance, null where a leg lacks a column; a name with two types across legs becomes
+//!   one column per type, suffixed `_string`, `_long`, ...
+//! - `distinct` keeps the first occurrence of each distinct row, in input order.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ast::{
+    AggFn, Aggregate, Expr, ExprKind, NamedExpr, Op, Query, SortKey, Source, Tabular,
+};
+use crate::eval::{bind, compare, conform, scalar, type_error, Bound};
+use crate::value::{Column, ColumnType, Table, Value};
+use crate::{ExecError, RESULT_ROWS_MAX};
+
+/// Rows between operators.
+struct Frame {
+    columns: Vec<Column>,
+    rows: Vec<Vec<Value>>,
+}
+
+/// A value as a totally ordered key, for grouping, `distinct` and `dcount`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Null,
+    Bool(bool),
+    Long(i64),
+    /// The bits of a real, with -0.0 folded into 0.0 and every NaN into one.
+    Real(u64),
+    String(String),
+    DateTime(i64),
+    TimeSpan(i64),
+    /// Compact JSON text (serde_json keeps object keys sorted, so equal values print equally).
+    Dynamic(String),
+}
+
+fn key_of(v: &Value) -> Key {
+    match v {
+        Value::Null => Key::Null,
+        Value::Bool(b) => Key::Bool(*b),
+        Value::Long(n) => Key::Long(*n),
+        Value::Real(x) => Key::Real(if *x == 0.0 {
+            0
+        } else if x.is_nan() {
+            u64::MAX
+        } else {
+            x.to_bits()
+        }),
+        Value::String(s) => Key::String(s.clone()),
+        Value::DateTime(n) => Key::DateTime(*n),
+        Value::TimeSpan(n) => Key::TimeSpan(*n),
+        Value::Dynamic(j) => Key::Dynamic(j.to_string()),
+    }
+}
+
+/// Runs `query` (see [`crate::execute`]).
+pub(crate) fn run(
+    query: &Query,
+    tables: &BTreeMap<String, Table>,
+    now_ms: i64,
+) -> Result<Table, ExecError> {
+    let frame = run_tabular(&query.body, tables, now_ms)?;
+    if frame.rows.len() > RESULT_ROWS_MAX {
+        return Err(ExecError::TooLarge(format!(
+            "the result has {} rows; at most {RESULT_ROWS_MAX} are returned (add '| take N' or a summarize)",
+            frame.rows.len()
+        )));
+    }
+    Ok(Table {
+        name: "PrimaryResult".to_string(),
+        columns: frame.columns,
+        rows: frame.rows,
+    })
+}
+
+fn run_tabular(
+    t: &Tabular,
+    tables: &BTreeMap<String, Table>,
+    now_ms: i64,
+) -> Result<Frame, ExecError> {
+    let mut ops = t.ops.as_slice();
+    let mut frame = match &t.source {
+        Source::Table(name) => {
+            let table = tables
+                .get(&name.text)
+                .ok_or_else(|| ExecError::UnknownTable(name.text.clone()))?;
+            let width = table.columns.len();
+            if let Some(bad) = table.rows.iter().position(|r| r.len() != width) {
+                return Err(ExecError::InvalidTable(format!(
+                    "table '{}' row {bad} has {} cells for {width} columns",
+                    name.text,
+                    table.rows[bad].len()
+                )));
+            }
+            // Apply the leading `where`s while reading, so that only kept rows are copied.
+            let mut preds = Vec::new();
+            while let Some((Op::Where(e), rest)) = ops.split_first() {
+                preds.push(bind_predicate(e, &table.columns)?);
+                ops = rest;
+            }
+            let rows = table
+                .rows
+                .iter()
+                .filter(|row| {
+                    preds
+                        .iter()
+                        .all(|p| p.eval(row, now_ms) == Value::Bool(true))
+                })
+                .cloned()
+                .collect();
+            Frame {
+                columns: table.columns.clone(),
+                rows,
+            }
+        }
+        Source::Union(legs) => {
+            let frames = legs
+                .iter()
+                .map(|leg| run_tabular(leg, tables, now_ms))
+                .collect::<Result<Vec<_>, _>>()?;
+            union(frames)
+        }
+    };
+    for op in ops {
+        frame = apply(op, frame, tables, now_ms)?;
+    }
+    Ok(frame)
+}
+
+fn bind_predicate(e: &Expr, columns: &[Column]) -> Result<Bound, ExecError> {
+    let b = bind(e, columns)?;
+    if !matches!(b.ty, ColumnType::Bool | ColumnType::Dynamic) {
+        return type_error(
+            e.pos,
+            format!(
+                "expected a bool expression after 'where', found {}",
+                b.ty.name()
+            ),
+        );
+    }
+    Ok(b)
+}
+
+fn union(frames: Vec<Frame>) -> Frame {
+    // Every (name, type) in order of first appearance.
+    let mut seen: Vec<(String, ColumnType)> = Vec::new();
+    for f in &frames {
+        for c in &f.columns {
+            if !seen
+                .iter()
+                .any(|(n, t)| *n == c.name && *t == c.column_type)
+            {
+                seen.push((c.name.clone(), c.column_type));
+            }
+        }
+    }
+    let columns: Vec<Column> = seen
+        .iter()
+        .map(|(name, t)| {
+            let clash = seen.iter().filter(|(n, _)| n == name).count() > 1;
+            let name = if clash {
+                format!("{name}_{}", t.name())
+            } else {
+                name.clone()
+            };
+            Column::new(name, *t)
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(frames.iter().map(|f| f.rows.len()).sum());
+    for f in frames {
+        let map: Vec<usize> = f
+            .columns
+            .iter()
+            .map(|c| {
+                seen.iter()
+                    .position(|(n, t)| *n == c.name && *t == c.column_type)
+                    .unwrap_or(0) // every column of every frame was added to `seen` above
+            })
+            .collect();
+        for row in f.rows {
+            let mut out = vec![Value::Null; columns.len()];
+            for (cell, &at) in row.into_iter().zip(&map) {
+                out[at] = cell;
+            }
+            rows.push(out);
+        }
+    }
+    Frame { columns, rows }
+}
+
+/// The name Kusto derives for an unnamed expression, if it derives one.
+fn derived_name(e: &Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Column(c) => Some(c.clone()),
+        ExprKind::Member(inner, field) => derived_name(inner).map(|b| format!("{b}_{field}")),
+        ExprKind::Call(f, args) if f == "bin" || f == "floor" => {
+            args.first().and_then(derived_name)
+        }
+        _ => None,
+    }
+}
+
+/// The column inside an aggregate's argument that names its output (`sum_X`).
+fn aggregate_suffix(e: &Expr) -> String {
+    const CONVERSIONS: [&str; 8] = [
+        "toint",
+        "tolong",
+        "toreal",
+        "todouble",
+        "tostring",
+        "todatetime",
+        "totimespan",
+        "tobool",
+    ];
+    match &e.kind {
+        ExprKind::Column(c) => c.clone(),
+        ExprKind::Member(..) => derived_name(e).unwrap_or_default(),
+        ExprKind::Call(f, args) if CONVERSIONS.contains(&f.as_str()) && args.len() == 1 => {
+            aggregate_suffix(&args[0])
+        }
+        _ => String::new(),
+    }
+}
+
+/// Output column names, unique within the operator's output.
+struct Names {
+    taken: Vec<String>,
+    next_anonymous: usize,
+}
+
+impl Names {
+    fn new(existing: impl IntoIterator<Item = String>) -> Names {
+        Names {
+            taken: existing.into_iter().collect(),
+            next_anonymous: 1,
+        }
+    }
+
+    /// `wanted`, or `wanted1`, `wanted2`, ... when taken; `Column<N>` when there is no name.
+    fn claim(&mut self, wanted: Option<String>) -> String {
+        let base = match wanted {
+            Some(w) => w,
+            None => loop {
+                let n = format!("Column{}", self.next_anonymous);
+                self.next_anonymous += 1;
+                if !self.taken.contains(&n) {
+                    break n;
+                }
+            },
+        };
+        let mut name = base.clone();
+        let mut i = 1;
+        while self.taken.contains(&name) {
+            name = format!("{base}{i}");
+            i += 1;
+        }
+        self.taken.push(name.clone());
+        name
+    }
+}
+
+fn apply(
+    op: &Op,
+    frame: Frame,
+    tables: &BTreeMap<String, Table>,
+    now_ms: i64,
+) -> Result<Frame, ExecError> {
+    match op {
+        Op::Where(e) => {
+            let p = bind_predicate(e, &frame.columns)?;
+            let rows = frame
+                .rows
+                .into_iter()
+                .filter(|row| p.eval(row, now_ms) == Value::Bool(true))
+                .collect();
+            Ok(Frame {
+                columns: frame.columns,
+                rows,
+            })
+        }
+        Op::Project(items) => project(items, frame, now_ms),
+        Op::Extend(items) => extend(items, frame, now_ms),
+        Op::ProjectAway(names) => {
+            let mut drop = BTreeSet::new();
+            for n in names {
+                let i = column_index(&frame.columns, &n.text, n.pos)?;
+                drop.insert(i);
+            }
+            let keep: Vec<usize> = (0..frame.columns.len())
+                .filter(|i| !drop.contains(i))
+                .collect();
+            Ok(select(frame, &keep))
+        }
+        Op::ProjectRename(pairs) => {
+            let mut frame = frame;
+            for (new, old) in pairs {
+                let i = column_index(&frame.columns, &old.text, old.pos)?;
+                if frame
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .any(|(j, c)| j != i && c.name == new.text)
+                {
+                    return type_error(
+                        new.pos,
+                        format!("a column named '{}' already exists", new.text),
+                    );
+                }
+                frame.columns[i].name = new.text.clone();
+            }
+            Ok(frame)
+        }
+        Op::Summarize { aggs, by } => summarize(aggs, by, frame, now_ms),
+        Op::Sort(keys) => sort(keys, frame, now_ms),
+        Op::Take(n) => {
+            let mut frame = frame;
+            frame
+                .rows
+                .truncate(usize::try_from(*n).unwrap_or(usize::MAX));
+            Ok(frame)
+        }
+        Op::Top { count, key } => {
+            let mut frame = sort(std::slice::from_ref(key), frame, now_ms)?;
+            frame
+                .rows
+                .truncate(usize::try_from(*count).unwrap_or(usize::MAX));
+            Ok(frame)
+        }
+        Op::Count => Ok(Frame {
+            columns: vec![Column::new("Count", ColumnType::Long)],
+            rows: vec![vec![Value::Long(
+                i64::try_from(frame.rows.len()).unwrap_or(i64::MAX),
+            )]],
+        }),
+        Op::Distinct(names) => {
+            let idx: Vec<usize> = if names.is_empty() {
+                (0..frame.columns.len()).collect()
+            } else {
+                names
+                    .iter()
+                    .map(|n| column_index(&frame.columns, &n.text, n.pos))
+                    .collect::<Result<_, _>>()?
+            };
+            let mut frame = select(frame, &idx);
+            let mut seen = BTreeSet::new();
+            frame
+                .rows
+                .retain(|row| seen.insert(row.iter().map(key_of).collect::<Vec<_>>()));
+            Ok(frame)
+        }
+        Op::Union(legs) => {
+            let mut frames = vec![frame];
+            for leg in legs {
+                frames.push(run_tabular(leg, tables, now_ms)?);
+            }
+            Ok(union(frames))
+        }
+    }
+}
+
+fn column_index(columns: &[Column], name: &str, pos: crate::ast::Pos) -> Result<usize, ExecError> {
+    columns
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| ExecError::UnknownColumn {
+            column: name.to_string(),
+            line: pos.line,
+            column_no: pos.column,
+        })
+}
+
+/// The columns at `idx`, in that order.
+fn select(frame: Frame, idx: &[usize]) -> Frame {
+    let columns = idx.iter().map(|&i| frame.columns[i].clone()).collect();
+    let rows = frame
+        .rows
+        .into_iter()
+        .map(|row| idx.iter().map(|&i| row[i].clone()).collect())
+        .collect();
+    Frame { columns, rows }
+}
+
+fn project(items: &[NamedExpr], frame: Frame, now_ms: i64) -> Result<Frame, ExecError> {
+    let mut names = Names::new(Vec::new());
+    let mut columns = Vec::with_capacity(items.len());
+    let mut bound = Vec::with_capacity(items.len());
+    for item in items {
+        let b = bind(&item.expr, &frame.columns)?;
+        let wanted = item
+            .name
+            .as_ref()
+            .map(|n| n.text.clone())
+            .or_else(|| derived_name(&item.expr));
+        if let Some(n) = &item.name {
+            if names.taken.contains(&n.text) {
+                return type_error(n.pos, format!("the column '{}' is projected twice", n.text));
+            }
+        }
+        columns.push(Column::new(names.claim(wanted), b.ty));
+        bound.push(b);
+    }
+    let rows = frame
+        .rows
+        .iter()
+        .map(|row| {
+            bound
+                .iter()
+                .map(|b| conform(b.eval(row, now_ms), b.ty))
+                .collect()
+        })
+        .collect();
+    Ok(Frame { columns, rows })
+}
+
+fn extend(items: &[NamedExpr], mut frame: Frame, now_ms: i64) -> Result<Frame, ExecError> {
+    let mut names = Names::new(frame.columns.iter().map(|c| c.name.clone()));
+    for item in items {
+        let b = bind(&item.expr, &frame.columns)?;
+        let values: Vec<Value> = frame
+            .rows
+            .iter()
+            .map(|row| conform(b.eval(row, now_ms), b.ty))
+            .collect();
+        // An explicit name that exists replaces that column in place (Kusto's extend).
+        let existing = item
+            .name
+            .as_ref()
+            .and_then(|n| frame.columns.iter().position(|c| c.name == n.text));
+        match existing {
+            Some(i) => {
+                frame.columns[i].column_type = b.ty;
+                for (row, v) in frame.rows.iter_mut().zip(values) {
+                    row[i] = v;
+                }
+            }
+            None => {
+                let wanted = item
+                    .name
+                    .as_ref()
+                    .map(|n| n.text.clone())
+                    .or_else(|| derived_name(&item.expr));
+                frame.columns.push(Column::new(names.claim(wanted), b.ty));
+                for (row, v) in frame.rows.iter_mut().zip(values) {
+                    row.push(v);
+                }
+            }
+        }
+    }
+    Ok(frame)
+}
+
+fn sort(keys: &[SortKey], frame: Frame, now_ms: i64) -> Result<Frame, ExecError> {
+    let bound = keys
+        .iter()
+        .map(|k| bind(&k.expr, &frame.columns))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = frame
+        .rows
+        .into_iter()
+        .map(|row| (bound.iter().map(|b| b.eval(&row, now_ms)).collect(), row))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        for ((x, y), k) in a.iter().zip(b).zip(keys) {
+            let (xn, yn) = (is_null(x), is_null(y));
+            let o = match (xn, yn) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if k.nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (false, true) => {
+                    if k.nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                (false, false) => {
+                    let o = compare(x, y).unwrap_or_else(|| key_of(x).cmp(&key_of(y)));
+                    if k.descending {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    Ok(Frame {
+        columns: frame.columns,
+        rows: keyed.into_iter().map(|(_, row)| row).collect(),
+    })
+}
+
+fn is_null(v: &Value) -> bool {
+    matches!(v, Value::Null | Value::Dynamic(serde_json::Value::Null))
+}
+
+/// The running state of one aggregate in one group.
+#[derive(Clone, Debug)]
+enum Acc {
+    Count(i64),
+    Sum {
+        long: i64,
+        real: f64,
+        overflow: bool,
+    },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
+    Best(Option<Value>),
+    Distinct(BTreeSet<Key>),
+}
+
+struct BoundAgg {
+    func: AggFn,
+    arg: Option<Bound>,
+    ty: ColumnType,
+}
+
+impl BoundAgg {
+    fn start(&self) -> Acc {
+        match self.func {
+            AggFn::Count | AggFn::CountIf => Acc::Count(0),
+            AggFn::Sum => Acc::Sum {
+                long: 0,
+                real: 0.0,
+                overflow: false,
+            },
+            AggFn::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            AggFn::Min | AggFn::Max => Acc::Best(None),
+            AggFn::DCount => Acc::Distinct(BTreeSet::new()),
+        }
+    }
+
+    fn add(&self, acc: &mut Acc, row: &[Value], now_ms: i64) {
+        let v = self.arg.as_ref().map(|a| a.eval(row, now_ms));
+        match (acc, v) {
+            (Acc::Count(n), None) => *n += 1,
+            (Acc::Count(n), Some(p)) if scalar(&p) == Value::Bool(true) => *n += 1,
+            (
+                Acc::Sum {
+                    long,
+                    real,
+                    overflow,
+                },
+                Some(v),
+            ) => match scalar(&v) {
+                Value::Long(x) | Value::TimeSpan(x) => match long.checked_add(x) {
+                    Some(s) => *long = s,
+                    None => *overflow = true,
+                },
+                Value::Real(x) => *real += x,
+                _ => {}
+            },
+            (Acc::Avg { sum, n }, Some(v)) => match scalar(&v) {
+                Value::Long(x) => {
+                    *sum += x as f64;
+                    *n += 1;
+                }
+                Value::Real(x) => {
+                    *sum += x;
+                    *n += 1;
+                }
+                _ => {}
+            },
+            (Acc::Best(best), Some(v)) => {
+                if is_null(&v) {
+                    return;
+                }
+                let better = match best {
+                    None => true,
+                    Some(b) => {
+                        let o = compare(&v, b).unwrap_or_else(|| key_of(&v).cmp(&key_of(b)));
+                        if self.func == AggFn::Min {
+                            o == Ordering::Less
+                        } else {
+                            o == Ordering::Greater
+                        }
+                    }
+                };
+                if better {
+                    *best = Some(v);
+                }
+            }
+            (Acc::Distinct(set), Some(v)) if !is_null(&v) => {
+                set.insert(key_of(&v));
+            }
+            // Arity was checked at parse time: only count() has no argument.
+            _ => {}
+        }
+    }
+
+    fn finish(&self, acc: Acc) -> Value {
+        let v = match acc {
+            Acc::Count(n) => Value::Long(n),
+            Acc::Sum {
+                long,
+                real,
+                overflow,
+            } => match self.ty {
+                _ if overflow => Value::Null,
+                ColumnType::Long => Value::Long(long),
+                ColumnType::TimeSpan => Value::TimeSpan(long),
+                _ => Value::Real(real + long as f64),
+            },
+            Acc::Avg { sum, n } => {
+                if n == 0 {
+                    Value::Null
+                } else {
+                    Value::Real(sum / n as f64)
+                }
+            }
+            Acc::Best(best) => best.unwrap_or(Value::Null),
+            Acc::Distinct(set) => Value::Long(i64::try_from(set.len()).unwrap_or(i64::MAX)),
+        };
+        conform(v, self.ty)
+    }
+}
+
+fn bind_aggregate(a: &Aggregate, columns: &[Column]) -> Result<BoundAgg, ExecError> {
+    let arg = a.args.first().map(|e| bind(e, columns)).transpose()?;
+    let arg_ty = arg.as_ref().map(|b| b.ty);
+    let bad = |what: &str| {
+        type_error(
+            a.pos,
+            format!(
+                "{}() expects {what}, found {}",
+                a.func.name(),
+                arg_ty.map_or("nothing", |t| t.name())
+            ),
+        )
+    };
+    use ColumnType as T;
+    let ty = match (a.func, arg_ty) {
+        (AggFn::Count | AggFn::DCount, _) => T::Long,
+        (AggFn::CountIf, Some(T::Bool | T::Dynamic)) => T::Long,
+        (AggFn::CountIf, _) => return bad("a bool predicate"),
+        (AggFn::Sum, Some(t @ (T::Long | T::Real | T::TimeSpan))) => t,
+        (AggFn::Sum, Some(T::Dynamic)) => T::Real,
+        (AggFn::Sum, _) => return bad("a number or timespan"),
+        (AggFn::Avg, Some(T::Long | T::Real | T::Dynamic)) => T::Real,
+        (AggFn::Avg, _) => return bad("a number"),
+        (AggFn::Min | AggFn::Max, Some(t)) => t,
+        (AggFn::Min | AggFn::Max, None) => return bad("an argument"),
+    };
+    Ok(BoundAgg {
+        func: a.func,
+        arg,
+        ty,
+    })
+}
+
+fn summarize(
+    aggs: &[Aggregate],
+    by: &[NamedExpr],
+    frame: Frame,
+    now_ms: i64,
+) -> Result<Frame, ExecError> {
+    let by_bound = by
+        .iter()
+        .map(|b| bind(&b.expr, &frame.columns))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agg_bound = aggs
+        .iter()
+        .map(|a| bind_aggregate(a, &frame.columns))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut names = Names::new(Vec::new());
+    let mut columns = Vec::with_capacity(by.len() + aggs.len());
+    for (b, bound) in by.iter().zip(&by_bound) {
+        let wanted = b
+            .name
+            .as_ref()
+            .map(|n| n.text.clone())
+            .or_else(|| derived_name(&b.expr));
+        columns.push(Column::new(names.claim(wanted), bound.ty));
+    }
+    for (a, bound) in aggs.iter().zip(&agg_bound) {
+        let wanted = match &a.name {
+            Some(n) => n.text.clone(),
+            None => format!(
+                "{}_{}",
+                a.func.name(),
+                a.args.first().map(aggregate_suffix).unwrap_or_default()
+            ),
+        };
+        columns.push(Column::new(names.claim(Some(wanted)), bound.ty));
+    }
+
+    // Groups in order of first appearance; the BTreeMap only finds a key's group.
+    let mut index: BTreeMap<Vec<Key>, usize> = BTreeMap::new();
+    let mut groups: Vec<(Vec<Value>, Vec<Acc>)> = Vec::new();
+    if by.is_empty() {
+        groups.push((Vec::new(), agg_bound.iter().map(BoundAgg::start).collect()));
+        index.insert(Vec::new(), 0);
+    }
+    for row in &frame.rows {
+        let values: Vec<Value> = by_bound
+            .iter()
+            .map(|b| conform(b.eval(row, now_ms), b.ty))
+            .collect();
+        let key: Vec<Key> = values.iter().map(key_of).collect();
+        let g = match index.get(&key) {
+            Some(&g) => g,
+            None => {
+                groups.push((values, agg_bound.iter().map(BoundAgg::start).collect()));
+                index.insert(key, groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        for (agg, acc) in agg_bound.iter().zip(groups[g].1.iter_mut()) {
+            agg.add(acc, row, now_ms);
+        }
+    }
+    let rows = groups
+        .into_iter()
+        .map(|(mut values, accs)| {
+            values.extend(agg_bound.iter().zip(accs).map(|(a, acc)| a.finish(acc)));
+            values
+        })
+        .collect();
+    Ok(Frame { columns, rows })
+}
