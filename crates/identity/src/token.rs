@@ -30,10 +30,12 @@ pub mod audience {
     pub const VAULT: &str = "https://vault.azure.net";
     /// Azure Resource Manager (vaults, access policies, clusters).
     pub const MANAGEMENT: &str = "https://management.azure.com";
-    /// Azure Monitor: the Logs Ingestion and Logs Query APIs.
+    /// Azure Monitor: the Logs Ingestion API.
     pub const MONITOR: &str = "https://monitor.azure.com";
+    /// The Logs Query API (Log Analytics).
+    pub const LOG_ANALYTICS: &str = "https://api.loganalytics.io";
     /// Every audience the authority issues tokens for.
-    pub const ALL: [&str; 3] = [VAULT, MANAGEMENT, MONITOR];
+    pub const ALL: [&str; 4] = [VAULT, MANAGEMENT, MONITOR, LOG_ANALYTICS];
 }
 
 /// Lifetime of a token when the caller asks for none (Entra ID issues 60–90 minute tokens).

@@ -12,10 +12,14 @@
 //! it), so two batches get the typed conflict error rather than storage's refusal; batches
 //! without a declaration never take it. The state mutex is never held across an await.
 
+mod kql;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use cmksim_sim::{Clock, EventLog, Profile, SimTime};
+
+pub use kql::{KqlAnswer, KqlError, KQL_SOURCE_ROWS_MAX};
 
 use crate::backend::{AppendRequest, BackendError, StorageBackend};
 use crate::error::{IngestError, QueryError};

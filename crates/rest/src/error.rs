@@ -18,12 +18,7 @@ pub const ECHO_CHARS_MAX: usize = 120;
 
 /// `input`, cut to [`ECHO_CHARS_MAX`] characters (with `…` and the full length when cut).
 pub fn echo(input: &str) -> String {
-    let count = input.chars().count();
-    if count <= ECHO_CHARS_MAX {
-        return input.to_string();
-    }
-    let cut: String = input.chars().take(ECHO_CHARS_MAX).collect();
-    format!("{cut}… ({count} characters)")
+    cmksim_sim::text::clip(input, ECHO_CHARS_MAX)
 }
 
 /// An error answer.

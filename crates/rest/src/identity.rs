@@ -139,7 +139,9 @@ fn oauth_error(status: StatusCode, error: &str, code: u32, description: String) 
 }
 
 /// The audience a `scope` asks for (`https://vault.azure.net/.default` → the vault audience).
-pub fn audience_of_scope(scope: &str) -> Option<&'static str> {
+/// `door_urls` are the URLs the door answers at: `azure-monitor-query` asks for a token for its
+/// endpoint (`https://127.0.0.1:PORT/.default`), which is the Log Analytics audience here.
+pub fn audience_of_scope(scope: &str, door_urls: &[&str]) -> Option<&'static str> {
     let resource = scope
         .split_whitespace()
         .find(|s| s.ends_with("/.default"))?
@@ -147,6 +149,10 @@ pub fn audience_of_scope(scope: &str) -> Option<&'static str> {
         .trim_end_matches('/');
     let resource = match resource {
         "https://management.core.windows.net" => audience::MANAGEMENT,
+        "https://api.loganalytics.azure.com" => audience::LOG_ANALYTICS,
+        door if door_urls.iter().any(|u| u.trim_end_matches('/') == door) => {
+            audience::LOG_ANALYTICS
+        }
         other => other,
     };
     audience::ALL.into_iter().find(|a| *a == resource)
@@ -197,7 +203,8 @@ async fn token(
         );
     }
     let scope = field("scope");
-    let Some(audience) = audience_of_scope(scope) else {
+    let base = base_url(&state, &headers);
+    let Some(audience) = audience_of_scope(scope, &[&base, &state.public_url]) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",

@@ -34,6 +34,9 @@ use crate::BoxFuture;
 
 /// The most rows one query reads from storage before filtering (storage may cap lower).
 pub const QUERY_SCAN_ROWS_MAX: u32 = 100_000;
+/// The largest answer read from storage: [`QUERY_SCAN_ROWS_MAX`] records of up to about a
+/// kilobyte each (tonic's default of 4 MiB holds only a few thousand).
+pub const QUERY_RESPONSE_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 /// Storage states in which a cluster cannot serve reads (storage.v1 `StorageState.state`).
 const UNREADABLE_STATES: [&str; 4] = ["unavailable", "revoked", "resuming", "deleted"];
@@ -63,6 +66,7 @@ impl GrpcStorage {
 
     fn data(&self) -> sb::data_plane_client::DataPlaneClient<Channel> {
         sb::data_plane_client::DataPlaneClient::new(self.channel.clone())
+            .max_decoding_message_size(QUERY_RESPONSE_BYTES_MAX)
     }
 
     async fn routing_of(&self, workspace: String) -> Result<WorkspaceRouting, BackendError> {

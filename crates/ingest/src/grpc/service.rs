@@ -7,7 +7,7 @@ use cmksim_sim::SimTime;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, ConvertError};
-use super::status::{ingest_status, malformed, query_status};
+use super::status::{ingest_status, kql_status, malformed, query_status};
 use crate::frontend::{Frontend, IngestInput};
 use crate::query::{QuerySpec, TimeRange};
 
@@ -165,5 +165,29 @@ impl pb::query_server::Query for QueryService {
             .await
             .map_err(|e| query_status(&e))?;
         Ok(Response::new(convert::answer_to_pb(&answer)))
+    }
+
+    async fn kql(
+        &self,
+        request: Request<pb::KqlRequest>,
+    ) -> Result<Response<pb::KqlResponse>, Status> {
+        let request = request.into_inner();
+        let range = match (&request.from, &request.to) {
+            (Some(from), Some(to)) => Some(TimeRange {
+                from: SimTime(from.unix_ms),
+                to: SimTime(to.unix_ms),
+            }),
+            (None, None) => None,
+            _ => return Err(malformed("give both from and to, or neither".into())),
+        };
+        let answer = self
+            .frontend
+            .kql(&request.workspace_id, &request.query, range)
+            .await
+            .map_err(|e| kql_status(&e))?;
+        Ok(Response::new(pb::KqlResponse {
+            tables: vec![convert::kql_table_to_pb(&answer.table)],
+            rows_read: answer.rows_read,
+        }))
     }
 }

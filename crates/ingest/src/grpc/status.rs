@@ -44,6 +44,11 @@ pub fn query_status(error: &QueryError) -> Status {
     status_of(&error.shape(), error.to_string())
 }
 
+/// The status for a failed KQL query.
+pub fn kql_status(error: &crate::frontend::KqlError) -> Status {
+    status_of(&error.shape(), error.to_string())
+}
+
 /// A malformed request (missing field or oneof): INVALID_ARGUMENT, `BadArgumentError`.
 pub fn malformed(message: String) -> Status {
     status_of(

@@ -75,6 +75,28 @@ impl pb::workspaces_server::Workspaces for WorkspacesService {
         Ok(Response::new(workspace_to_pb(ws)))
     }
 
+    async fn find_workspace(
+        &self,
+        request: Request<pb::FindWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let wanted = request.get_ref().customer_id.trim().to_ascii_lowercase();
+        let control = self.core.control();
+        // A scan: customer ids are derived from the workspace key, and workspaces are few.
+        let found = control
+            .state()
+            .workspaces
+            .values()
+            .map(workspace_to_pb)
+            .find(|ws| ws.customer_id == wanted);
+        match found {
+            Some(ws) => Ok(Response::new(ws)),
+            None => Err(Status::not_found(format!(
+                "no workspace has the customer id {:?}",
+                cmksim_sim::text::clip(&wanted, 64)
+            ))),
+        }
+    }
+
     async fn update_retention(
         &self,
         request: Request<pb::UpdateRetentionRequest>,
