@@ -49,6 +49,9 @@ pub enum KeyValidationFailure {
     MissingPermission(String),
     KeyNotFound,
     KeyDisabled,
+    /// The key's own `key_ops` do not allow `wrapKey` or `unwrapKey` (the seeds give no message;
+    /// "Failed to validate key" is the one for a key the cluster cannot use).
+    KeyOperationNotAllowed(String),
     /// The key type is not RSA / RSA-HSM.
     NotRsa(String),
     /// Seed 000: vault, cluster and workspaces "must be in the same region". The seeds give no

@@ -232,7 +232,7 @@ impl EventKind for ControlEvent {
                 format!("cluster {} key update to {key_id} started; the cluster is Updating", short(cluster))
             }
             ControlEvent::KeyUpdated { cluster, old_key_id, new_key_id, .. } => format!(
-                "cluster {} now uses key {new_key_id} (was {}); the account key is rewrapped, data is not re-encrypted",
+                "cluster {} key update finished: its keyVaultProperties name {new_key_id} (was {}); the storage rewraps the account key under it next (data is not re-encrypted)",
                 short(cluster),
                 old_key_id.as_deref().unwrap_or("the Microsoft-managed key")
             ),

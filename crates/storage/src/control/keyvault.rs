@@ -9,9 +9,13 @@
 //! 2. vault exists, identity has `get` (seed 000: "'Get' key Access Policy is missing ... the
 //!    operation will fail"), key (and the requested version) exists → "Failed to validate key";
 //! 3. soft delete and purge protection → "Key is not recoverable.";
-//! 4. `wrapKey`/`unwrapKey`, key enabled, key type RSA/RSA-HSM, vault region = cluster region,
-//!    vault tenant = cluster identity tenant → "Failed to validate key" (the seeds have no text for
-//!    a region or tenant mismatch; this is the message of a key the cluster cannot use).
+//! 4. `wrapKey`/`unwrapKey` permissions, the key's own allowed operations (`key_ops`) include
+//!    `wrapKey` and `unwrapKey`, key enabled, key type RSA/RSA-HSM, vault region = cluster
+//!    region, vault tenant = cluster identity tenant → "Failed to validate key" (the seeds have
+//!    no text for key operations, a region or a tenant mismatch; this is the message of a key
+//!    the cluster cannot use). Without the `key_ops` check, a key allowing only e.g. `sign` was
+//!    accepted, and the rewrap that followed failed with 403, leaving the data under the
+//!    Microsoft-managed key while the cluster claimed the new one.
 //!
 //! An empty `keyVersion`: under azure-2020 (`versionless_keys = false`) it pins the newest version
 //! at update time (seed 000: "select the current version of your key"); under azure-current it is
@@ -27,6 +31,8 @@ use super::names;
 
 /// Key permissions the cluster identity needs (seed 000: Get, Wrap Key, Unwrap Key).
 pub const REQUIRED_KEY_PERMISSIONS: [&str; 3] = ["get", "wrapKey", "unwrapKey"];
+/// Operations the key itself must allow (its `key_ops`): the storage wraps and unwraps the AEK.
+pub const REQUIRED_KEY_OPERATIONS: [&str; 2] = ["wrapKey", "unwrapKey"];
 /// Key types a cluster accepts.
 pub const ACCEPTED_KEY_TYPES: [&str; 2] = ["RSA", "RSA-HSM"];
 
@@ -84,6 +90,9 @@ pub struct KeyVaultFacts {
     pub key_exists: bool,
     pub key_enabled: bool,
     pub key_kty: String,
+    /// The operations the key allows (its `key_ops`, e.g. `wrapKey`, `sign`).
+    #[serde(default)]
+    pub key_ops: BTreeSet<String>,
     /// The key's newest version (what "the current version" means in seed 000).
     pub newest_version: Option<String>,
 }
@@ -138,6 +147,14 @@ pub fn validate_key_update(
     }
     if let Some(missing) = REQUIRED_KEY_PERMISSIONS.iter().find(|p| !has(p)) {
         return fail(KeyValidationFailure::MissingPermission((*missing).into()));
+    }
+    if let Some(missing) = REQUIRED_KEY_OPERATIONS
+        .iter()
+        .find(|op| !facts.key_ops.iter().any(|k| k.eq_ignore_ascii_case(op)))
+    {
+        return fail(KeyValidationFailure::KeyOperationNotAllowed(
+            (*missing).into(),
+        ));
     }
     if !facts.key_enabled {
         return fail(KeyValidationFailure::KeyDisabled);

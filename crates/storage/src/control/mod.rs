@@ -47,7 +47,8 @@ pub use cluster::{
 pub use errors::{AzureErrorBody, ControlError, ErrorClass, KeyValidationFailure};
 pub use events::{ControlEffect, ControlEvent, Outcome};
 pub use keyvault::{
-    KeyRef, KeyVaultFacts, KeyVaultPropertiesInput, ACCEPTED_KEY_TYPES, REQUIRED_KEY_PERMISSIONS,
+    KeyRef, KeyVaultFacts, KeyVaultPropertiesInput, ACCEPTED_KEY_TYPES, REQUIRED_KEY_OPERATIONS,
+    REQUIRED_KEY_PERMISSIONS,
 };
 pub use limits::{SkuInput, SKU_NAME_CAPACITY_RESERVATION};
 pub use names::{ResourceKind, ResourceName};

@@ -76,6 +76,7 @@ pub fn good_facts() -> KeyVaultFacts {
         key_exists: true,
         key_enabled: true,
         key_kty: "RSA".into(),
+        key_ops: BTreeSet::from(["wrapKey".to_string(), "unwrapKey".to_string()]),
         newest_version: Some(NEWEST_VERSION.into()),
     }
 }

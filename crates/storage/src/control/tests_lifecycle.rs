@@ -251,6 +251,10 @@ fn key_validation_failures_and_revoked_storage() {
             |e| matches!(e, ControlError::KeyValidationFailed(KeyValidationFailure::MissingPermission(p)) if p == "get"),
         ),
         (
+            |c| c.facts.key_ops = ["sign", "verify", "wrapKey"].map(String::from).into(),
+            |e| matches!(e, ControlError::KeyValidationFailed(KeyValidationFailure::KeyOperationNotAllowed(op)) if op == "unwrapKey"),
+        ),
+        (
             |c| c.facts.key_exists = false,
             |e| {
                 matches!(

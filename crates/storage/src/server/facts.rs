@@ -128,6 +128,11 @@ pub async fn gather(
                 .as_ref()
                 .map(|k| k.kty.clone())
                 .unwrap_or_default();
+            facts.key_ops = bundle
+                .key
+                .as_ref()
+                .map(|k| k.key_ops.iter().cloned().collect())
+                .unwrap_or_default();
             if input.key_version.is_empty() {
                 facts.newest_version = bundle.key.as_ref().map(|k| kid_version(&k.kid));
             }
