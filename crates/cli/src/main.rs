@@ -11,6 +11,7 @@ mod bench_ingest;
 mod health;
 mod log_writer;
 mod profile;
+mod query;
 mod run;
 mod serve;
 
@@ -46,6 +47,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show a behaviour profile (every timing and limit, with its value).
     Profile(profile::ProfileArgs),
+    /// Run a KQL query against live services (as the Logs Query API does).
+    Query(query::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Health(args) => health::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),
+        Command::Query(args) => query::run(args),
     };
     match result {
         Ok(code) => code,

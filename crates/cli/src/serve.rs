@@ -668,13 +668,16 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 profile,
                 rest,
             } => {
+                let listens = AllListens {
+                    services: [keyvault_listen, storage_listen, ingest_listen],
+                    metrics: metrics_listen,
+                    rest,
+                };
                 serve_all(
                     &base,
-                    [keyvault_listen, storage_listen, ingest_listen],
-                    metrics_listen,
+                    listens,
                     &data_dir,
                     profile,
-                    rest,
                     &tls,
                     (&stop_tx, &stop_rx),
                 )
@@ -792,18 +795,28 @@ async fn serve_ingest(
     Ok(result?)
 }
 
+/// What `serve all` listens on: the three services, and optionally `/metrics` and the door.
+struct AllListens {
+    services: [SocketAddr; 3],
+    metrics: Option<SocketAddr>,
+    rest: Option<RestPlan>,
+}
+
 /// The three services in one process: bound first (all or nothing), then served; stopped
 /// ingest → storage → Key Vault.
 async fn serve_all(
     base: &Base,
-    [keyvault_listen, storage_listen, ingest_listen]: [SocketAddr; 3],
-    metrics_listen: Option<SocketAddr>,
+    listens: AllListens,
     data_dir: &std::path::Path,
     profile: Profile,
-    rest: Option<RestPlan>,
     tls: &Tls,
     (stop_tx, stop_rx): (&Arc<watch::Sender<bool>>, &watch::Receiver<bool>),
 ) -> anyhow::Result<()> {
+    let AllListens {
+        services: [keyvault_listen, storage_listen, ingest_listen],
+        metrics: metrics_listen,
+        rest,
+    } = listens;
     let server_tls = tls.server.as_ref();
     let on = server_tls.is_some();
     let kv_listener = bind("keyvault", keyvault_listen).await?;

@@ -302,27 +302,35 @@ mod tests {
 
     #[test]
     fn scopes_name_the_audiences_of_the_simulated_world() {
+        let door = ["https://127.0.0.1:8443"];
+        let of = |scope: &str| audience_of_scope(scope, &door);
         assert_eq!(
-            audience_of_scope("https://vault.azure.net/.default"),
+            of("https://vault.azure.net/.default"),
             Some(audience::VAULT)
         );
         assert_eq!(
-            audience_of_scope("https://management.azure.com//.default"),
+            of("https://management.azure.com//.default"),
             Some(audience::MANAGEMENT)
         );
         assert_eq!(
-            audience_of_scope("https://management.core.windows.net/.default"),
+            of("https://management.core.windows.net/.default"),
             Some(audience::MANAGEMENT)
         );
         assert_eq!(
-            audience_of_scope("https://monitor.azure.com/.default offline_access"),
+            of("https://monitor.azure.com/.default offline_access"),
             Some(audience::MONITOR)
         );
         assert_eq!(
-            audience_of_scope("https://graph.microsoft.com/.default"),
-            None
+            of("https://api.loganalytics.io/.default"),
+            Some(audience::LOG_ANALYTICS)
         );
-        assert_eq!(audience_of_scope("https://vault.azure.net"), None);
+        assert_eq!(
+            of("https://127.0.0.1:8443/.default"),
+            Some(audience::LOG_ANALYTICS)
+        );
+        assert_eq!(of("https://127.0.0.1:9999/.default"), None);
+        assert_eq!(of("https://graph.microsoft.com/.default"), None);
+        assert_eq!(of("https://vault.azure.net"), None);
     }
 
     #[test]
