@@ -753,7 +753,11 @@ fn bool_value(b: Option<bool>) -> Value {
 /// Rounds `x` down to a multiple of `size` (Kusto's `bin`); `None` for a size that is not
 /// positive.
 fn bin_i64(x: i64, size: i64) -> Option<i64> {
-    (size > 0).then(|| x.div_euclid(size) * size)
+    if size > 0 {
+        x.div_euclid(size).checked_mul(size)
+    } else {
+        None
+    }
 }
 
 fn arith(op: BinOp, a: &Value, b: &Value, ty: ColumnType) -> Value {
@@ -1204,5 +1208,6 @@ mod tests {
         assert_eq!(bin_i64(7, 5), Some(5));
         assert_eq!(bin_i64(-1, 5), Some(-5));
         assert_eq!(bin_i64(7, 0), None);
+        assert_eq!(bin_i64(i64::MIN + 1, 3), None);
     }
 }

@@ -52,6 +52,29 @@ const RESERVED: [&str; 8] = ["and", "or", "by", "asc", "desc", "nulls", "let", "
 /// An expression and the depth of its tree (a leaf is 1).
 type Depthed = (Expr, usize);
 
+/// The most expression nodes `let` references may copy into a query in all. Each reference
+/// copies the let's expression, so `let b = a + a; let c = b + b; ...` doubles at every step;
+/// this budget (about what a 64 KiB query can spell without lets) keeps that bounded.
+const LET_EXPANSION_NODES_MAX: usize = 65_536;
+
+/// The number of nodes of an expression tree (its depth is bounded, so the recursion is).
+fn node_count(e: &Expr) -> usize {
+    1 + match &e.kind {
+        ExprKind::Literal(_) | ExprKind::TypedNull(_) | ExprKind::Column(_) => 0,
+        ExprKind::Neg(x) | ExprKind::Member(x, _) => node_count(x),
+        ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) => node_count(a) + node_count(b),
+        ExprKind::And(items) | ExprKind::Or(items) | ExprKind::Call(_, items) => {
+            items.iter().map(node_count).sum()
+        }
+        ExprKind::In { lhs, list, .. } => {
+            node_count(lhs) + list.iter().map(node_count).sum::<usize>()
+        }
+        ExprKind::Between { lhs, low, high, .. } => {
+            node_count(lhs) + node_count(low) + node_count(high)
+        }
+    }
+}
+
 /// Parses a whole query.
 pub(crate) fn parse_query(text: &str) -> Result<Query, ParseError> {
     if text.len() > QUERY_BYTES_MAX {
@@ -79,6 +102,7 @@ pub(crate) fn parse_query(text: &str) -> Result<Query, ParseError> {
         index,
         depth: 0,
         lets: BTreeMap::new(),
+        let_nodes: 0,
     };
     p.query()
 }
@@ -89,8 +113,10 @@ struct Parser<'a> {
     index: LineIndex<'a>,
     /// The nesting depth of the rule being parsed (expressions and parenthesized tabulars).
     depth: usize,
-    /// `let` names and their expressions, inlined where referenced.
-    lets: BTreeMap<String, Depthed>,
+    /// `let` names and their expressions (with depth and node count), inlined where referenced.
+    lets: BTreeMap<String, (Expr, usize, usize)>,
+    /// Nodes copied by `let` references so far (see [`LET_EXPANSION_NODES_MAX`]).
+    let_nodes: usize,
 }
 
 impl Parser<'_> {
@@ -195,9 +221,10 @@ impl Parser<'_> {
             self.bump();
             let name = self.name("a name after 'let'")?;
             self.expect_sym("=", "'=' after the let name")?;
-            let value = self.expr()?;
+            let (value, depth) = self.expr()?;
             self.expect_sym(";", "';' after the let statement")?;
-            self.lets.insert(name.text, value);
+            let nodes = node_count(&value);
+            self.lets.insert(name.text, (value, depth, nodes));
         }
         let body = self.tabular()?;
         self.eat_sym(";");
@@ -837,7 +864,7 @@ impl Parser<'_> {
             }
             Tok::Sym("[") => {
                 let name = self.name("a bracketed column name such as ['name']")?;
-                Ok(self.column(name))
+                self.column(name)
             }
             Tok::Ident(w) if w == "true" || w == "false" => {
                 self.bump();
@@ -846,7 +873,7 @@ impl Parser<'_> {
             Tok::Ident(w) if !RESERVED.contains(&w.as_str()) => {
                 self.bump();
                 if !self.eat_sym("(") {
-                    return Ok(self.column(Name { text: w, pos }));
+                    return self.column(Name { text: w, pos });
                 }
                 if let Some(t) = type_name_literal(&w) {
                     return self.typed_literal(t, &w, pos);
@@ -867,16 +894,28 @@ impl Parser<'_> {
     }
 
     /// A column reference, or the expression of a `let` of that name.
-    fn column(&self, name: Name) -> Depthed {
+    fn column(&mut self, name: Name) -> Result<Depthed, ParseError> {
         match self.lets.get(&name.text) {
-            Some((e, d)) => (e.clone(), *d),
-            None => (
+            Some((e, d, nodes)) => {
+                self.let_nodes += nodes;
+                if self.let_nodes > LET_EXPANSION_NODES_MAX {
+                    return self.error_at(
+                        name.pos,
+                        format!(
+                            "expected let references to expand to at most {LET_EXPANSION_NODES_MAX} expression nodes"
+                        ),
+                    );
+                }
+                self.check_depth(*d, name.pos)?;
+                Ok((e.clone(), *d))
+            }
+            None => Ok((
                 Expr {
                     kind: ExprKind::Column(name.text),
                     pos: name.pos,
                 },
                 1,
-            ),
+            )),
         }
     }
 
