@@ -25,7 +25,9 @@ pub struct Name {
     pub pos: Pos,
 }
 
-/// A whole query: one tabular expression.
+/// A parsed query (from [`crate::parse`]): one tabular expression, `let`s already inlined.
+/// Run it with [`crate::execute`]; ask it what it reads with [`Query::tables`] and
+/// [`Query::time_bounds`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Query {
     pub(crate) body: Tabular,

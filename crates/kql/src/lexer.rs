@@ -314,6 +314,11 @@ fn literal_body(word: &str, i: &mut &str) -> ModalResult<Option<Tok>, ContextErr
     *i = &look[1..];
     let raw = raw_parenthesized(i)?.trim();
     if word == "datetime" {
+        // `datetime("2020-07-05")` is accepted as well as the bare form.
+        let raw = raw
+            .strip_prefix(['"', '\''])
+            .and_then(|r| r.strip_suffix(['"', '\'']))
+            .unwrap_or(raw);
         if raw == "null" {
             return Ok(Some(Tok::DateTime(None)));
         }

@@ -393,6 +393,21 @@ const CASES: &[(&str, &str, &str)] = &[
         "[[8]]",
     ),
     ("Heartbeat | where Computer == 'web-01' | count;", "", "[[5]]"),
+    (
+        "Heartbeat | filter TimeGenerated < datetime(\"2020-07-05T12:05:00Z\") | project Computer",
+        "",
+        r#"[["web-01"]]"#,
+    ),
+    (
+        "Event | where Computer =~ 'DB-01' and EventID != 4624 | summarize n = count() by EventID",
+        "EventID:long,n:long",
+        "[[4625,2]]",
+    ),
+    (
+        "Event | where isnull(Props) or Props.level < 2 | project EventID, lvl = toint(Props.level)",
+        "EventID:long,lvl:long",
+        "[[1000,1],[6005,null]]",
+    ),
 ];
 
 fn column_signature(t: &Table) -> String {
