@@ -357,7 +357,8 @@ pub(crate) fn bind(expr: &Expr, schema: &[Column]) -> Result<Bound, ExecError> {
                 return type_error(
                     pos,
                     format!(
-                        "expected a dynamic value before '.{field}', found {}",
+                        "expected a dynamic value before '.{}', found {}",
+                        crate::lexer::clip(field),
                         b.ty.name()
                     ),
                 );
@@ -1161,7 +1162,7 @@ impl Bound {
                 _ => Value::Null,
             },
             Func::StartOfDay => match scalar(&arg(0)) {
-                Value::DateTime(x) => Value::DateTime(x.div_euclid(MS_PER_DAY) * MS_PER_DAY),
+                Value::DateTime(x) => bin_i64(x, MS_PER_DAY).map_or(Value::Null, Value::DateTime),
                 _ => Value::Null,
             },
         }

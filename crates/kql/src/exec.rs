@@ -31,6 +31,7 @@ use crate::ast::{
     AggFn, Aggregate, Expr, ExprKind, NamedExpr, Op, Query, SortKey, Source, Tabular,
 };
 use crate::eval::{bind, compare, conform, scalar, type_error, Bound};
+use crate::lexer::clip;
 use crate::value::{Column, ColumnType, Table, Value};
 use crate::{ExecError, RESULT_ROWS_MAX};
 
@@ -81,6 +82,10 @@ pub(crate) fn run(
     now_ms: i64,
 ) -> Result<Table, ExecError> {
     let frame = run_tabular(&query.body, tables, now_ms)?;
+    debug_assert!(
+        frame.rows.iter().all(|r| r.len() == frame.columns.len()),
+        "every operator keeps rows as wide as its columns"
+    );
     if frame.rows.len() > RESULT_ROWS_MAX {
         return Err(ExecError::TooLarge(format!(
             "the result has {} rows; at most {RESULT_ROWS_MAX} are returned (add '| take N' or a summarize)",
@@ -109,7 +114,7 @@ fn run_tabular(
             if let Some(bad) = table.rows.iter().position(|r| r.len() != width) {
                 return Err(ExecError::InvalidTable(format!(
                     "table '{}' row {bad} has {} cells for {width} columns",
-                    name.text,
+                    clip(&name.text),
                     table.rows[bad].len()
                 )));
             }
@@ -324,7 +329,7 @@ fn apply(
                 {
                     return type_error(
                         new.pos,
-                        format!("a column named '{}' already exists", new.text),
+                        format!("a column named '{}' already exists", clip(&new.text)),
                     );
                 }
                 frame.columns[i].name = new.text.clone();
@@ -414,7 +419,10 @@ fn project(items: &[NamedExpr], frame: Frame, now_ms: i64) -> Result<Frame, Exec
             .or_else(|| derived_name(&item.expr));
         if let Some(n) = &item.name {
             if names.taken.contains(&n.text) {
-                return type_error(n.pos, format!("the column '{}' is projected twice", n.text));
+                return type_error(
+                    n.pos,
+                    format!("the column '{}' is projected twice", clip(&n.text)),
+                );
             }
         }
         columns.push(Column::new(names.claim(wanted), b.ty));
@@ -742,6 +750,7 @@ fn summarize(
             agg.add(acc, row, now_ms);
         }
     }
+    debug_assert_eq!(groups.len(), index.len(), "one group per distinct key");
     let rows = groups
         .into_iter()
         .map(|(mut values, accs)| {

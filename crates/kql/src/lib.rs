@@ -112,10 +112,10 @@ pub struct ParseError {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ExecError {
     /// The query names a table the caller did not provide.
-    #[error("unknown table '{0}'")]
+    #[error("unknown table '{}'", lexer::clip(.0))]
     UnknownTable(String),
     /// A column the rows at that point do not have.
-    #[error("{line}:{column_no}: unknown column '{column}'")]
+    #[error("{line}:{column_no}: unknown column '{}'", lexer::clip(.column))]
     UnknownColumn {
         /// The column name as written.
         column: String,

@@ -5,7 +5,9 @@
 
 mod common;
 
-use cmksim_kql::{execute, parse};
+use std::collections::BTreeMap;
+
+use cmksim_kql::{execute, parse, Column, ColumnType, Table, Value};
 use common::{dataset, NOW_MS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -187,4 +189,154 @@ fn random_token_soups() {
         parsed >= 30,
         "only {parsed} token soups parsed: the evaluator is barely exercised"
     );
+}
+
+/// Every function and operator over the extremes of every type: i64::MIN/MAX datetimes,
+/// timespans and longs, NaN and infinite reals, empty and non-ASCII strings, odd JSON.
+#[test]
+fn extreme_values() {
+    use ColumnType as T;
+    let columns = [
+        ("TimeGenerated", T::DateTime),
+        ("n", T::Long),
+        ("r", T::Real),
+        ("t", T::TimeSpan),
+        ("s", T::String),
+        ("d", T::Dynamic),
+        ("b", T::Bool),
+    ]
+    .iter()
+    .map(|(n, t)| Column::new(*n, *t))
+    .collect();
+    let extremes = [
+        (
+            i64::MIN,
+            i64::MIN,
+            f64::NAN,
+            i64::MIN,
+            "",
+            serde_json::json!(null),
+        ),
+        (
+            i64::MAX,
+            i64::MAX,
+            f64::INFINITY,
+            i64::MAX,
+            "ÄÖ-ü ß",
+            serde_json::json!([[], {}]),
+        ),
+        (
+            -1,
+            -1,
+            f64::NEG_INFINITY,
+            -1,
+            "x",
+            serde_json::json!({"a": {"b": [1.5e300, -0.0]}}),
+        ),
+        (0, 0, -0.0, 0, "\u{0}", serde_json::json!("2020-07-05")),
+    ];
+    let rows = extremes
+        .iter()
+        .map(|(dt, n, r, t, s, d)| {
+            vec![
+                Value::DateTime(*dt),
+                Value::Long(*n),
+                Value::Real(*r),
+                Value::TimeSpan(*t),
+                Value::String(s.to_string()),
+                Value::Dynamic(d.clone()),
+                Value::Null,
+            ]
+        })
+        .collect();
+    let mut tables = BTreeMap::new();
+    tables.insert(
+        "X".to_string(),
+        Table {
+            name: "X".into(),
+            columns,
+            rows,
+        },
+    );
+    let exprs = [
+        "n + 1",
+        "n - 1",
+        "n * 2",
+        "n / -1",
+        "n % -1",
+        "-n",
+        "abs(n)",
+        "r * 2",
+        "r / 0",
+        "n / 0",
+        "TimeGenerated + t",
+        "TimeGenerated - TimeGenerated",
+        "t * 2.5",
+        "t / 0",
+        "t / t",
+        "bin(TimeGenerated, 7d)",
+        "bin(n, 3)",
+        "bin(r, 0.5)",
+        "bin(t, 1h)",
+        "floor(n, 7)",
+        "round(r, 2)",
+        "round(n, -2)",
+        "sqrt(r)",
+        "pow(r, n)",
+        "startofday(TimeGenerated)",
+        "tostring(TimeGenerated)",
+        "tostring(t)",
+        "tostring(r)",
+        "tostring(d)",
+        "tolong(r)",
+        "toint(s)",
+        "todouble(s)",
+        "todatetime(d)",
+        "totimespan(s)",
+        "tobool(s)",
+        "strlen(s)",
+        "toupper(s)",
+        "substring(s, n, n)",
+        "substring(s, -5)",
+        "split(s, '')",
+        "split(s, '-', n)",
+        "replace_string(s, '', 'x')",
+        "indexof(s, 'ü')",
+        "d.a.b[n]",
+        "d[-1]",
+        "d['a']",
+        "array_length(d)",
+        "parse_json(s)",
+        "iff(b, n, r)",
+        "case(b, r, n)",
+        "coalesce(d, d)",
+        "isempty(d)",
+        "s has 'ü'",
+        "s contains_cs ''",
+        "d == n",
+        "d > TimeGenerated",
+        "n between (-1 .. 1)",
+        "TimeGenerated between (ago(1d) .. 1d)",
+        "ago(t)",
+        "now(t)",
+    ];
+    for e in exprs {
+        for q in [
+            format!("X | extend v = {e} | order by v asc | summarize count(), dcount(v), min(v), max(v) by v"),
+            format!("X | where isnotnull({e}) | project v = {e}, w = tostring({e}) | distinct v, w"),
+        ] {
+            let parsed = parse(&q).unwrap_or_else(|err| panic!("{q}: {err}"));
+            let _ = parsed.time_bounds(i64::MAX);
+            let _ = execute(&parsed, &tables, i64::MIN);
+            let _ = execute(&parsed, &tables, i64::MAX);
+        }
+    }
+    for q in [
+        "X | summarize sum(n), sum(t), avg(n), sum(r), avg(r), countif(b)",
+        "X | where TimeGenerated > ago(1h)",
+        "X | top 2 by r asc nulls last",
+    ] {
+        let parsed = parse(q).expect("parses");
+        let _ = execute(&parsed, &tables, i64::MIN);
+    }
 }
