@@ -4,7 +4,12 @@
 //! applied. The mapping lives beside the variants (not in the gRPC adapter) so that a later REST
 //! facade gives the same code, status and message; the adapter only turns [`ErrorClass`] into a
 //! `tonic::Code`.
+//!
+//! Names from the request (workspace, table, column, type) are echoed through
+//! [`cmksim_sim::text::echo`]: at most [`cmksim_sim::text::ECHO_CHARS_MAX`] characters each, so a
+//! huge name cannot make a status too large for clients to read.
 
+use cmksim_sim::text::echo;
 use cmksim_sim::SimTime;
 
 use crate::record::ColumnType;
@@ -51,17 +56,17 @@ pub enum IngestError {
     EmptyBatch,
     #[error("the batch is {bytes} bytes as a JSON body; the limit is {limit_bytes} bytes (1 MiB)")]
     BatchTooLarge { bytes: usize, limit_bytes: usize },
-    #[error("workspace {workspace:?} was not found")]
+    #[error("workspace {workspace:?} was not found", workspace = echo(.workspace))]
     WorkspaceNotFound { workspace: String },
-    #[error("table {table:?} is not a known table of workspace {workspace:?} (standard tables: Event, Heartbeat, Perf, Syslog; custom tables must be declared)")]
+    #[error("table {table:?} is not a known table of workspace {workspace:?} (standard tables: Event, Heartbeat, Perf, Syslog; custom tables must be declared)", workspace = echo(.workspace), table = echo(.table))]
     UnknownTable { workspace: String, table: String },
-    #[error("record {record_index}: column {column:?} is not a column of table {table:?}")]
+    #[error("record {record_index}: column {column:?} is not a column of table {table:?}", table = echo(.table), column = echo(.column))]
     UnknownColumn {
         table: String,
         record_index: usize,
         column: String,
     },
-    #[error("record {record_index}: column {column:?} of table {table:?} is {expected}, got a {got} value")]
+    #[error("record {record_index}: column {column:?} of table {table:?} is {expected}, got a {got} value", table = echo(.table), column = echo(.column))]
     WrongColumnType {
         table: String,
         record_index: usize,
@@ -69,7 +74,7 @@ pub enum IngestError {
         expected: ColumnType,
         got: ColumnType,
     },
-    #[error("record {record_index}: column {column:?} appears more than once")]
+    #[error("record {record_index}: column {column:?} appears more than once", column = echo(.column))]
     DuplicateColumn { record_index: usize, column: String },
     #[error("record {record_index}: TimeGenerated is missing")]
     MissingTimeGenerated { record_index: usize },
@@ -80,46 +85,46 @@ pub enum IngestError {
         now: SimTime,
         future_skew_max_secs: u64,
     },
-    #[error("record {record_index}: column {column:?} is dynamic but is not valid JSON: {reason}")]
+    #[error("record {record_index}: column {column:?} is dynamic but is not valid JSON: {reason}", column = echo(.column))]
     InvalidDynamic {
         record_index: usize,
         column: String,
         reason: String,
     },
-    #[error("record {record_index}: column {column:?} is real but not finite (NaN or infinity cannot be stored)")]
+    #[error("record {record_index}: column {column:?} is real but not finite (NaN or infinity cannot be stored)", column = echo(.column))]
     NonFiniteReal { record_index: usize, column: String },
-    #[error("invalid custom table name {table:?}: {reason}")]
+    #[error("invalid custom table name {table:?}: {reason}", table = echo(.table))]
     InvalidTableName { table: String, reason: String },
-    #[error("invalid column name {column:?} in table {table:?}: {reason}")]
+    #[error("invalid column name {column:?} in table {table:?}: {reason}", table = echo(.table), column = echo(.column))]
     InvalidColumnName {
         table: String,
         column: String,
         reason: String,
     },
-    #[error("column {column:?} of table {table:?} declares unknown type {type_name:?} (string, int, long, real, bool, datetime, dynamic, guid)")]
+    #[error("column {column:?} of table {table:?} declares unknown type {type_name:?} (string, int, long, real, bool, datetime, dynamic, guid)", table = echo(.table), column = echo(.column), type_name = echo(.type_name))]
     UnknownColumnType {
         table: String,
         column: String,
         type_name: String,
     },
-    #[error("column {column:?} of table {table:?} is declared twice")]
+    #[error("column {column:?} of table {table:?} is declared twice", table = echo(.table), column = echo(.column))]
     DuplicateColumnDeclaration { table: String, column: String },
-    #[error("column {column:?} of table {table:?} is registered as {registered}; it cannot be redeclared as {declared}")]
+    #[error("column {column:?} of table {table:?} is registered as {registered}; it cannot be redeclared as {declared}", table = echo(.table), column = echo(.column))]
     ColumnTypeConflict {
         table: String,
         column: String,
         registered: ColumnType,
         declared: ColumnType,
     },
-    #[error("table {table:?} is a standard table; its columns cannot be declared")]
+    #[error("table {table:?} is a standard table; its columns cannot be declared", table = echo(.table))]
     StandardTableDeclared { table: String },
-    #[error("table {table:?} would have {columns} columns; the limit is {max}")]
+    #[error("table {table:?} would have {columns} columns; the limit is {max}", table = echo(.table))]
     TooManyColumns {
         table: String,
         columns: usize,
         max: usize,
     },
-    #[error("workspace {workspace:?} already has {max} custom tables, the limit")]
+    #[error("workspace {workspace:?} already has {max} custom tables, the limit", workspace = echo(.workspace))]
     TooManyCustomTables { workspace: String, max: usize },
     #[error("the storage service could not be reached: {reason}")]
     StorageUnreachable { reason: String },
@@ -225,13 +230,13 @@ impl IngestError {
 /// Why a query was refused or failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum QueryError {
-    #[error("workspace {workspace:?} was not found")]
+    #[error("workspace {workspace:?} was not found", workspace = echo(.workspace))]
     WorkspaceNotFound { workspace: String },
-    #[error("table {table:?} is not a known table of workspace {workspace:?}")]
+    #[error("table {table:?} is not a known table of workspace {workspace:?}", workspace = echo(.workspace), table = echo(.table))]
     UnknownTable { workspace: String, table: String },
-    #[error("column {column:?} is not a column of table {table:?}")]
+    #[error("column {column:?} is not a column of table {table:?}", table = echo(.table), column = echo(.column))]
     UnknownColumn { table: String, column: String },
-    #[error("filter on column {column:?} ({column_type}) cannot use {operator}: {reason}")]
+    #[error("filter on column {column:?} ({column_type}) cannot use {operator}: {reason}", column = echo(.column))]
     FilterTypeMismatch {
         column: String,
         column_type: ColumnType,
@@ -311,5 +316,27 @@ impl QueryError {
                 shape(Unavailable, "ServiceUnavailable", "StorageUnreachable", 503)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_names_are_cut_to_a_stated_length() {
+        let long = "T".repeat(1_000_000);
+        let error = IngestError::UnknownTable {
+            workspace: long.clone(),
+            table: long.clone(),
+        };
+        let message = error.to_string();
+        assert!(message.len() < 1_000, "{} bytes", message.len());
+        assert!(message.contains("… (1000000 characters)"));
+        let query = QueryError::UnknownColumn {
+            table: long.clone(),
+            column: long,
+        };
+        assert!(query.to_string().len() < 1_000);
     }
 }

@@ -5,6 +5,9 @@
 //! REST facade) renders the same body Azure would: `{"error":{"code","message","innererror"}}`.
 //! [`KvError::azure`] gives that body; [`KvError::grpc_code`] the status code it travels under.
 //!
+//! Names from the request (vault, key, resource group, token claims) are repeated through
+//! [`cmksim_sim::text::echo`], at most [`cmksim_sim::text::ECHO_CHARS_MAX`] characters each.
+//!
 //! # Sources of the strings
 //! Each message was taken from a real service response found in public material (searched
 //! 2026 in the code/issues corpora); where none was found the message is marked *simulator
@@ -82,6 +85,7 @@
 //!   gRPC DATA_LOSS (the HTTP 500 family, "unrecoverable data loss"), so that a client which
 //!   reads only the gRPC code does not retry it as a transient 500.
 
+use cmksim_sim::text::echo;
 use tonic::Code;
 
 /// The body an Azure service would return for an error.
@@ -302,13 +306,13 @@ impl KvError {
                     "Unauthorized",
                     "",
                     401,
-                    format!("AKV10022: Invalid audience. Expected https://vault.azure.net, found: {found}."),
+                    format!("AKV10022: Invalid audience. Expected https://vault.azure.net, found: {found}.", found = echo(found)),
                 ),
                 Plane::Management => body(
                     "InvalidAuthenticationTokenAudience",
                     "",
                     401,
-                    format!("The access token has been obtained for wrong audience or resource '{found}'. It should exactly match with one of the allowed audiences {ARM_AUDIENCES}."),
+                    format!("The access token has been obtained for wrong audience or resource '{found}'. It should exactly match with one of the allowed audiences {ARM_AUDIENCES}.", found = echo(found)),
                 ),
             },
             InvalidIssuer {
@@ -320,13 +324,13 @@ impl KvError {
                     "Unauthorized",
                     "",
                     401,
-                    format!("AKV10032: Invalid issuer. Expected one of https://sts.windows.net/{expected_tenant}/, found {found_issuer}."),
+                    format!("AKV10032: Invalid issuer. Expected one of https://sts.windows.net/{expected_tenant}/, found {found_issuer}.", found_issuer = echo(found_issuer), expected_tenant = echo(expected_tenant)),
                 ),
                 Plane::Management => body(
                     "InvalidAuthenticationTokenTenant",
                     "",
                     401,
-                    format!("The access token is from the wrong issuer '{found_issuer}'. It must match the tenant 'https://sts.windows.net/{expected_tenant}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{expected_tenant}' to get the token."),
+                    format!("The access token is from the wrong issuer '{found_issuer}'. It must match the tenant 'https://sts.windows.net/{expected_tenant}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{expected_tenant}' to get the token.", found_issuer = echo(found_issuer), expected_tenant = echo(expected_tenant)),
                 ),
             },
             TokenExpired {
@@ -383,16 +387,16 @@ impl KvError {
                 "Forbidden",
                 "",
                 403,
-                format!("Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed. Vault: {vault};location={location}"),
+                format!("Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed. Vault: {vault};location={location}", vault = echo(vault), location = echo(location)),
             ),
             KeyNotFound { name_id } => body(
                 "KeyNotFound",
                 "",
                 404,
-                format!("A key with (name/id) {name_id} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"),
+                format!("A key with (name/id) {name_id} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182", name_id = echo(name_id)),
             ),
             DeletedKeyNotFound { name } => {
-                body("KeyNotFound", "", 404, format!("Deleted Key not found: {name}"))
+                body("KeyNotFound", "", 404, format!("Deleted Key not found: {name}", name = echo(name)))
             }
             VaultNotFound {
                 name,
@@ -401,25 +405,25 @@ impl KvError {
                 "ResourceNotFound",
                 "",
                 404,
-                format!("The Resource 'Microsoft.KeyVault/vaults/{name}' under resource group '{resource_group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+                format!("The Resource 'Microsoft.KeyVault/vaults/{name}' under resource group '{resource_group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", name = echo(name), resource_group = echo(resource_group)),
             ),
             DeletedVaultNotFound { name } => body(
                 "ResourceNotFound",
                 "",
                 404,
-                format!("The Resource 'Microsoft.KeyVault/deletedVaults/{name}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+                format!("The Resource 'Microsoft.KeyVault/deletedVaults/{name}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", name = echo(name)),
             ),
             KeyDeletedButRecoverable { name } => body(
                 "Conflict",
                 "ObjectIsDeletedButRecoverable",
                 409,
-                format!("Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged."),
+                format!("Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.", name = echo(name)),
             ),
             VaultAlreadyExists { name } => body(
                 "VaultAlreadyExists",
                 "",
                 409,
-                format!("The vault name '{name}' is already in use. Vault names are globally unique so it is possible that the name is already taken."),
+                format!("The vault name '{name}' is already in use. Vault names are globally unique so it is possible that the name is already taken.", name = echo(name)),
             ),
             VaultDeletedButRecoverable { .. } => body(
                 "ConflictError",
@@ -431,7 +435,7 @@ impl KvError {
                 "VaultNameNotValid",
                 "",
                 400,
-                format!("The vault name '{name}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens."),
+                format!("The vault name '{name}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens.", name = echo(name)),
             ),
             SoftDeleteCannotBeDisabled => body(
                 "BadRequest",
@@ -457,7 +461,7 @@ impl KvError {
                 "BadParameter",
                 "",
                 400,
-                format!("Key type {kty} is not supported by the standard SKU of vault '{vault}'. HSM-protected keys require the premium SKU."),
+                format!("Key type {kty} is not supported by the standard SKU of vault '{vault}'. HSM-protected keys require the premium SKU.", vault = echo(vault), kty = echo(kty)),
             ),
             ServiceUnavailable => body(
                 "ServiceUnavailable",
@@ -476,13 +480,13 @@ impl KvError {
                 "InternalError",
                 INNER_HSM_DEVICE_ERROR,
                 500,
-                format!("The HSM holding key {key} reported a device error during {call}; the operation was not performed. Retry later."),
+                format!("The HSM holding key {key} reported a device error during {call}; the operation was not performed. Retry later.", key = echo(key)),
             ),
             KeyMaterialDestroyed { key } => body(
                 "InternalError",
                 INNER_KEY_MATERIAL_DESTROYED,
                 500,
-                format!("The key material of {key} was destroyed: the HSM that held it was zeroised after detecting tampering. HSM-protected keys never leave the HSM, so there is no copy; this key can never be used for a cryptographic operation again."),
+                format!("The key material of {key} was destroyed: the HSM that held it was zeroised after detecting tampering. HSM-protected keys never leave the HSM, so there is no copy; this key can never be used for a cryptographic operation again.", key = echo(key)),
             ),
         }
     }
@@ -543,5 +547,18 @@ mod tests {
             .grpc_code(),
             Code::PermissionDenied
         );
+    }
+
+    #[test]
+    fn echoed_names_are_cut_to_a_stated_length() {
+        let long = "v".repeat(1_000_000);
+        for e in [
+            KvError::VaultNameNotValid { name: long.clone() },
+            KvError::KeyNotFound { name_id: long },
+        ] {
+            let message = e.azure().message;
+            assert!(message.len() < 1_000, "{} bytes", message.len());
+            assert!(message.contains("… (1000000 characters)"));
+        }
     }
 }

@@ -14,11 +14,16 @@
 //! other values (azure-current: 100 GB/day minimum): the seeds' texts are kept to the letter and the
 //! checks use the profile's values; the typed variant carries the real values.
 //!
+//! User input a message repeats (names, ids, regions) is cut by [`echo`] to
+//! [`cmksim_sim::text::ECHO_CHARS_MAX`] characters when the body is rendered; the typed variant
+//! keeps it whole.
+//!
 //! Conditions the seeds name but give no text for get a message written here, marked
 //! "(simulator text)" on the variant. Conditions with two seed messages are chosen by context, as
 //! documented on each variant.
 
 use cmksim_sim::profile::ErrorWording;
+use cmksim_sim::text::echo;
 use cmksim_sim::SimTime;
 use serde::{Deserialize, Serialize};
 
@@ -234,8 +239,7 @@ pub enum ControlError {
     #[error("operation {0} not found")]
     OperationNotFound(String),
     /// (simulator text) A custom-table column declared again with another type: data stored
-    /// under the old type would no longer match filters of the new one. Names are cut
-    /// ([`cmksim_sim::text::echo`]) by the caller.
+    /// under the old type would no longer match filters of the new one.
     #[error("column {column} of table {table} is {registered}; redeclared as {declared}")]
     ColumnTypeConflict {
         table: String,
@@ -335,62 +339,62 @@ impl ControlError {
                 ("Conflict", 409, pick(wording, text::LINK_IN_PROCESS_000, text::LINK_IN_PROCESS_001).into())
             }
             E::LinkClusterNotFound(_) => ("BadRequest", 400, text::LINK_CLUSTER_NOT_FOUND.into()),
-            E::ClusterNameReserved { name, purge_at } => ("Conflict", 409, format!(
+            E::ClusterNameReserved { name, purge_at } => { let name = echo(name); ("Conflict", 409, format!(
                 "Cluster name '{name}' is reserved: a cluster with this name was deleted and is in soft-delete until {purge_at}. Recover it, or use another name to create a new cluster."
-            )),
-            E::ClusterAlreadyExists(name) => ("Conflict", 409, format!(
+            )) }
+            E::ClusterAlreadyExists(name) => { let name = echo(name); ("Conflict", 409, format!(
                 "Cluster '{name}' already exists. Use an update (PATCH) to change its sku, billingType or keyVaultProperties."
-            )),
-            E::ActiveClusterLimit { subscription, location, max } => ("Conflict", 409, format!(
+            )) }
+            E::ActiveClusterLimit { subscription, location, max } => { let location = echo(location); let subscription = echo(subscription); ("Conflict", 409, format!(
                 "The max number of active clusters per region and subscription is {max}. Subscription '{subscription}' already has {max} active clusters in region '{location}'. Delete a cluster or use another region or subscription."
-            )),
-            E::ReservedClusterLimit { subscription, location, max } => ("Conflict", 409, format!(
+            )) }
+            E::ReservedClusterLimit { subscription, location, max } => { let location = echo(location); let subscription = echo(subscription); ("Conflict", 409, format!(
                 "The max number of reserved clusters (active or recently deleted) per region and subscription is {max}. Subscription '{subscription}' already has {max} reserved clusters in region '{location}'. Deleted clusters are released after their soft-delete period."
-            )),
+            )) }
             E::CapacityStep { step_gb_per_day, .. } => ("InvalidParameter", 400, format!(
                 "Capacity in SKU is not a multiple of {step_gb_per_day}. Set Capacity value in steps of {step_gb_per_day} (GB)."
             )),
-            E::StorageRevoked(name) => ("Conflict", 409, format!(
+            E::StorageRevoked(name) => { let name = echo(name); ("Conflict", 409, format!(
                 "The key of cluster '{name}' is revoked: its storage cannot unwrap the account key with the current key, so it cannot be rewrapped with a new one. Restore access to the current key in Key Vault, wait for the storage to resume, then update the key."
-            )),
-            E::RegionMismatch { workspace, cluster } => ("InvalidParameter", 400, format!(
+            )) }
+            E::RegionMismatch { workspace, cluster } => { let cluster = echo(cluster); let workspace = echo(workspace); ("InvalidParameter", 400, format!(
                 "Workspace region '{workspace}' differs from cluster region '{cluster}'. Only workspaces in the cluster's region can be linked to it."
-            )),
-            E::WorkspaceAlreadyLinked { workspace, cluster } => ("Conflict", 409, format!(
+            )) }
+            E::WorkspaceAlreadyLinked { workspace, cluster } => { let cluster = echo(cluster); let workspace = echo(workspace); ("Conflict", 409, format!(
                 "Workspace '{workspace}' is already linked to cluster '{cluster}'. Unlink it before linking it to a cluster."
-            )),
-            E::WorkspaceNotLinked(ws) => ("ResourceNotFound", 404, format!(
+            )) }
+            E::WorkspaceNotLinked(ws) => { let ws = echo(ws); ("ResourceNotFound", 404, format!(
                 "Workspace '{ws}' is not linked to a cluster."
-            )),
-            E::LinkOperationsLimit { workspace, max, window_days, next_allowed } => ("Conflict", 409, format!(
+            )) }
+            E::LinkOperationsLimit { workspace, max, window_days, next_allowed } => { let workspace = echo(workspace); ("Conflict", 409, format!(
                 "The number of workspace link operations on particular workspace is limited to {max} in a period of {window_days} days. Workspace '{workspace}' can be linked again at {next_allowed}."
-            )),
-            E::WorkspacesPerClusterLimit { cluster, max } => ("Conflict", 409, format!(
+            )) }
+            E::WorkspacesPerClusterLimit { cluster, max } => { let cluster = echo(cluster); ("Conflict", 409, format!(
                 "The maximum of linked workspaces to cluster is {max}. Cluster '{cluster}' has reached it; unlink a workspace first."
-            )),
-            E::WorkspaceAlreadyExists(ws) => ("Conflict", 409, format!("Workspace '{ws}' already exists.")),
-            E::InvalidWorkspaceName(ws) => ("InvalidParameter", 400, format!(
+            )) }
+            E::WorkspaceAlreadyExists(ws) => ("Conflict", 409, format!("Workspace '{}' already exists.", echo(ws))),
+            E::InvalidWorkspaceName(ws) => { let ws = echo(ws); ("InvalidParameter", 400, format!(
                 "Workspace name '{ws}' is not valid. Workspace name can contain characters a-z, A-Z, 0-9 and '-', must start and end with a letter or digit, and have a length of 4-63."
-            )),
+            )) }
             E::RetentionOutOfRange { min_days, max_days, .. } => ("InvalidParameter", 400, format!(
                 "Retention in days is not in range. Set a value from {min_days} to {max_days} days."
             )),
-            E::WorkspaceLocked(ws) => ("ScopeLocked", 409, format!(
+            E::WorkspaceLocked(ws) => { let ws = echo(ws); ("ScopeLocked", 409, format!(
                 "Workspace '{ws}' is locked. A lock blocks purge, table delete and retention changes; remove the lock and try again."
-            )),
-            E::ClusterNotDeleted(name) => ("Conflict", 409, format!(
+            )) }
+            E::ClusterNotDeleted(name) => { let name = echo(name); ("Conflict", 409, format!(
                 "Cluster '{name}' is not in soft-delete; there is nothing to recover."
-            )),
-            E::OperationNotFound(id) => ("ResourceNotFound", 404, format!("Operation '{id}' not found.")),
-            E::ColumnTypeConflict { table, column, registered, declared } => ("Conflict", 409, format!(
+            )) }
+            E::OperationNotFound(id) => ("ResourceNotFound", 404, format!("Operation '{}' not found.", echo(id))),
+            E::ColumnTypeConflict { table, column, registered, declared } => { let column = echo(column); let declared = echo(declared); let registered = echo(registered); let table = echo(table); ("Conflict", 409, format!(
                 "Column '{column}' of table '{table}' is registered as {registered}; it cannot be redeclared as {declared}. A column's type never changes once declared: declare a column with a new name instead."
-            )),
-            E::TooManyCustomTables { workspace, max } => ("Conflict", 409, format!(
+            )) }
+            E::TooManyCustomTables { workspace, max } => { let workspace = echo(workspace); ("Conflict", 409, format!(
                 "Workspace '{workspace}' already has {max} custom tables, the most it can have."
-            )),
-            E::TooManyColumns { table, max } => ("InvalidParameter", 400, format!(
+            )) }
+            E::TooManyColumns { table, max } => { let table = echo(table); ("InvalidParameter", 400, format!(
                 "Table '{table}' would have more than {max} columns, the most a table can have."
-            )),
+            )) }
             E::KeyFactsMissing => ("InternalServerError", 500, "Key Vault facts were not gathered for the key update.".into()),
         };
         AzureErrorBody {

@@ -18,8 +18,6 @@
 
 use std::collections::BTreeMap;
 
-use cmksim_sim::text::echo;
-
 use super::{ControlError, ControlPlane, Outcome, ResourceName};
 
 /// A custom table's columns: name → type name (`string`, `long`, ... as the front end spells
@@ -69,10 +67,10 @@ impl ControlPlane {
             match merged.get(column) {
                 Some(registered) if registered != type_name => {
                     return Err(ControlError::ColumnTypeConflict {
-                        table: echo(table),
-                        column: echo(column),
+                        table: table.to_string(),
+                        column: column.clone(),
                         registered: registered.clone(),
-                        declared: echo(type_name),
+                        declared: type_name.clone(),
                     })
                 }
                 Some(_) => {}
@@ -84,7 +82,7 @@ impl ControlPlane {
         }
         if merged.len() > CUSTOM_TABLE_COLUMNS_MAX {
             return Err(ControlError::TooManyColumns {
-                table: echo(table),
+                table: table.to_string(),
                 max: CUSTOM_TABLE_COLUMNS_MAX,
             });
         }

@@ -256,3 +256,25 @@ fn simulator_texts_are_clear_and_carry_the_values() {
     let revoked = ControlError::StorageRevoked("cl1".into()).azure_error(ErrorWording::Seed000);
     assert!(revoked.message.contains("revoked"), "{}", revoked.message);
 }
+
+#[test]
+fn echoed_user_input_is_cut_to_a_stated_length() {
+    let mut w = World::new(Profile::azure_2020());
+    let long = "w".repeat(1_000_000);
+    let body = WorkspaceCreate {
+        location: Some(REGION.into()),
+        retention_days: None,
+    };
+    let error =
+        w.cp.create_workspace(w.now, &ws_name(&long), &body)
+            .unwrap_err();
+    assert!(matches!(error, ControlError::InvalidWorkspaceName(_)));
+    let message = w.cp.azure_error(&error).message;
+    assert!(message.len() < 1_000, "{} bytes", message.len());
+    assert!(message.contains(&format!(
+        "{}… (1000000 characters)",
+        "w".repeat(cmksim_sim::text::ECHO_CHARS_MAX)
+    )));
+    let error = w.cp.get_operation(SUB, &long).unwrap_err();
+    assert!(w.cp.azure_error(&error).message.len() < 1_000);
+}
