@@ -75,6 +75,11 @@ pub(crate) enum AggFn {
     Min,
     Max,
     DCount,
+    ArgMax,
+    ArgMin,
+    Percentile,
+    MakeSet,
+    MakeList,
 }
 
 impl AggFn {
@@ -87,6 +92,11 @@ impl AggFn {
             AggFn::Min => "min",
             AggFn::Max => "max",
             AggFn::DCount => "dcount",
+            AggFn::ArgMax => "arg_max",
+            AggFn::ArgMin => "arg_min",
+            AggFn::Percentile => "percentile",
+            AggFn::MakeSet => "make_set",
+            AggFn::MakeList => "make_list",
         }
     }
 
@@ -99,6 +109,11 @@ impl AggFn {
             "min" => AggFn::Min,
             "max" => AggFn::Max,
             "dcount" => AggFn::DCount,
+            "arg_max" => AggFn::ArgMax,
+            "arg_min" => AggFn::ArgMin,
+            "percentile" => AggFn::Percentile,
+            "make_set" => AggFn::MakeSet,
+            "make_list" => AggFn::MakeList,
             _ => return None,
         })
     }
@@ -110,6 +125,8 @@ pub(crate) struct Aggregate {
     pub name: Option<Name>,
     pub func: AggFn,
     pub args: Vec<Expr>,
+    /// `arg_max(x, *)` / `arg_min(x, *)`: return every column.
+    pub all_columns: bool,
     pub pos: Pos,
 }
 
@@ -134,6 +151,8 @@ pub(crate) enum Op {
     Count,
     Distinct(Vec<Name>),
     Union(Vec<Tabular>),
+    /// `render ...`: a chart hint for the client; the rows pass unchanged.
+    Render,
 }
 
 /// Binary operators, by family.

@@ -13,9 +13,13 @@
 //!   exactly one row, even for an empty input, where `count()`, `countif()`, `dcount()` and
 //!   `sum()` give 0 and `avg()`, `min()`, `max()` give null (Kusto's documented defaults).
 //! - Aggregates ignore nulls. `dcount()` is exact (a `BTreeSet` of the group's distinct values,
-//!   so bounded by the input), where Kusto's is an estimate.
-//! - Default column names: `count_`, `countif_`, `sum_X`, `avg_X`, `min_X`, `max_X`, `dcount_X`
-//!   where X is the aggregated column (or the column inside a conversion such as `todouble(X)`,
+//!   so bounded by the input), where Kusto's is an estimate; `percentile(x, p)` is exact too,
+//!   by Kusto's nearest-rank definition. `arg_max(x, *)`/`arg_min(x, ...)` keep the first row
+//!   with the best `x` (ties keep input order) and output `x`'s column then the returned ones
+//!   (`*`: every input column not already a group key). `make_set()` keeps first-appearance
+//!   order; `make_list()`/`make_set()` keep at most 1,048,576 items (Kusto's default cap).
+//! - Default column names: `count_`, `countif_`, `sum_X`, `avg_X`, `min_X`, `max_X`, `dcount_X`,
+//!   `percentile_X_95`, `set_X`, `list_X` where X is the aggregated column (or the column inside a conversion such as `todouble(X)`,
 //!   or nothing for other expressions); a `by`/`project`/`extend` expression is named after its
 //!   column (`bin(TimeGenerated, 5m)` is `TimeGenerated`, `Props.level` is `Props_level`), or
 //!   `Column1`, `Column2`, ... A name already taken gets a numeric suffix (`count_1`).
@@ -23,6 +27,7 @@
 //!   appearance, null where a leg lacks a column; a name with two types across legs becomes
 //!   one column per type, suffixed `_string`, `_long`, ...
 //! - `distinct` keeps the first occurrence of each distinct row, in input order.
+//! - `render` is a hint for the client's chart; the rows pass through unchanged.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -374,6 +379,7 @@ fn apply(
                 .retain(|row| seen.insert(row.iter().map(key_of).collect::<Vec<_>>()));
             Ok(frame)
         }
+        Op::Render => Ok(frame),
         Op::Union(legs) => {
             let mut frames = vec![frame];
             for leg in legs {
@@ -532,6 +538,9 @@ fn is_null(v: &Value) -> bool {
     matches!(v, Value::Null | Value::Dynamic(serde_json::Value::Null))
 }
 
+/// The most values one `make_set`/`make_list` keeps (Kusto's default cap).
+const MAKE_LIST_ITEMS_MAX: usize = 1_048_576;
+
 /// The running state of one aggregate in one group.
 #[derive(Clone, Debug)]
 enum Acc {
@@ -547,12 +556,28 @@ enum Acc {
     },
     Best(Option<Value>),
     Distinct(BTreeSet<Key>),
+    /// `arg_max`/`arg_min`: the best key so far and the returned values of its row.
+    Arg(Option<(Value, Vec<Value>)>),
+    /// `percentile`: every non-null value (the nearest rank needs them all).
+    Values(Vec<Value>),
+    /// `make_list`/`make_set`: the items, and for a set the keys already in it.
+    List(Vec<serde_json::Value>, BTreeSet<Key>),
 }
 
+/// An aggregate bound to the input columns, with its output columns.
 struct BoundAgg {
     func: AggFn,
     arg: Option<Bound>,
-    ty: ColumnType,
+    /// `arg_max`/`arg_min`: the expressions returned from the best row.
+    returned: Vec<Bound>,
+    /// `percentile`: the percentage; `make_*`: the item cap.
+    param: f64,
+    columns: Vec<Column>,
+}
+
+/// True when `a` is better than `b` for a min (`want` Less) or max (`want` Greater).
+fn better(a: &Value, b: &Value, want: Ordering) -> bool {
+    compare(a, b).unwrap_or_else(|| key_of(a).cmp(&key_of(b))) == want
 }
 
 impl BoundAgg {
@@ -567,6 +592,9 @@ impl BoundAgg {
             AggFn::Avg => Acc::Avg { sum: 0.0, n: 0 },
             AggFn::Min | AggFn::Max => Acc::Best(None),
             AggFn::DCount => Acc::Distinct(BTreeSet::new()),
+            AggFn::ArgMax | AggFn::ArgMin => Acc::Arg(None),
+            AggFn::Percentile => Acc::Values(Vec::new()),
+            AggFn::MakeSet | AggFn::MakeList => Acc::List(Vec::new(), BTreeSet::new()),
         }
     }
 
@@ -601,41 +629,56 @@ impl BoundAgg {
                 }
                 _ => {}
             },
-            (Acc::Best(best), Some(v)) => {
-                if is_null(&v) {
-                    return;
-                }
-                let better = match best {
-                    None => true,
-                    Some(b) => {
-                        let o = compare(&v, b).unwrap_or_else(|| key_of(&v).cmp(&key_of(b)));
-                        if self.func == AggFn::Min {
-                            o == Ordering::Less
-                        } else {
-                            o == Ordering::Greater
-                        }
-                    }
+            (Acc::Best(best), Some(v)) if !is_null(&v) => {
+                let want = if self.func == AggFn::Min {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
                 };
-                if better {
+                if best.as_ref().is_none_or(|b| better(&v, b, want)) {
                     *best = Some(v);
                 }
             }
             (Acc::Distinct(set), Some(v)) if !is_null(&v) => {
                 set.insert(key_of(&v));
             }
-            // Arity was checked at parse time: only count() has no argument.
+            (Acc::Arg(best), Some(v)) if !is_null(&v) => {
+                let want = if self.func == AggFn::ArgMin {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
+                // Ties keep the first row, so the result does not depend on anything but order.
+                if best.as_ref().is_none_or(|(b, _)| better(&v, b, want)) {
+                    let values = self.returned.iter().map(|r| r.eval(row, now_ms)).collect();
+                    *best = Some((v, values));
+                }
+            }
+            (Acc::Values(values), Some(v)) if !is_null(&v) => values.push(v),
+            (Acc::List(items, seen), Some(v)) if !is_null(&v) => {
+                // The cap is a whole number within usize by construction (see bind_aggregate).
+                let cap = self.param as usize;
+                if items.len() < cap && (self.func == AggFn::MakeList || seen.insert(key_of(&v))) {
+                    items.push(v.to_json());
+                }
+            }
+            // Nulls are ignored; count() is the only aggregate without an argument.
             _ => {}
         }
     }
 
-    fn finish(&self, acc: Acc) -> Value {
+    fn finish(&self, acc: Acc) -> Vec<Value> {
+        let ty = self
+            .columns
+            .first()
+            .map_or(ColumnType::Dynamic, |c| c.column_type);
         let v = match acc {
             Acc::Count(n) => Value::Long(n),
             Acc::Sum {
                 long,
                 real,
                 overflow,
-            } => match self.ty {
+            } => match ty {
                 _ if overflow => Value::Null,
                 ColumnType::Long => Value::Long(long),
                 ColumnType::TimeSpan => Value::TimeSpan(long),
@@ -650,12 +693,38 @@ impl BoundAgg {
             }
             Acc::Best(best) => best.unwrap_or(Value::Null),
             Acc::Distinct(set) => Value::Long(i64::try_from(set.len()).unwrap_or(i64::MAX)),
+            Acc::Arg(best) => {
+                let (key, values) =
+                    best.unwrap_or_else(|| (Value::Null, vec![Value::Null; self.returned.len()]));
+                let mut out = vec![conform(key, ty)];
+                for (v, c) in values.into_iter().zip(&self.columns[1..]) {
+                    out.push(conform(v, c.column_type));
+                }
+                return out;
+            }
+            Acc::Values(mut values) => {
+                values.sort_by(|a, b| compare(a, b).unwrap_or_else(|| key_of(a).cmp(&key_of(b))));
+                // Nearest rank, as Kusto defines percentile(): the smallest value with at
+                // least p% of the values at or below it.
+                let n = values.len();
+                let rank = ((self.param / 100.0) * n as f64).ceil() as usize;
+                values
+                    .get(rank.clamp(1, n.max(1)) - 1)
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            }
+            Acc::List(items, _) => Value::Dynamic(serde_json::Value::Array(items)),
         };
-        conform(v, self.ty)
+        vec![conform(v, ty)]
     }
 }
 
-fn bind_aggregate(a: &Aggregate, columns: &[Column]) -> Result<BoundAgg, ExecError> {
+fn bind_aggregate(
+    a: &Aggregate,
+    columns: &[Column],
+    by_names: &[String],
+    names: &mut Names,
+) -> Result<BoundAgg, ExecError> {
     let arg = a.args.first().map(|e| bind(e, columns)).transpose()?;
     let arg_ty = arg.as_ref().map(|b| b.ty);
     let bad = |what: &str| {
@@ -678,13 +747,89 @@ fn bind_aggregate(a: &Aggregate, columns: &[Column]) -> Result<BoundAgg, ExecErr
         (AggFn::Sum, _) => return bad("a number or timespan"),
         (AggFn::Avg, Some(T::Long | T::Real | T::Dynamic)) => T::Real,
         (AggFn::Avg, _) => return bad("a number"),
-        (AggFn::Min | AggFn::Max, Some(t)) => t,
-        (AggFn::Min | AggFn::Max, None) => return bad("an argument"),
+        (AggFn::Percentile, Some(t @ (T::Long | T::Real | T::DateTime | T::TimeSpan))) => t,
+        (AggFn::Percentile, Some(T::Dynamic)) => T::Real,
+        (AggFn::Percentile, _) => return bad("a number, datetime or timespan"),
+        (AggFn::MakeSet | AggFn::MakeList, _) => T::Dynamic,
+        (AggFn::Min | AggFn::Max | AggFn::ArgMax | AggFn::ArgMin, Some(t)) => t,
+        (_, None) => return bad("an argument"),
     };
+    let first = a.args.first();
+    let suffix = first.map(aggregate_suffix).unwrap_or_default();
+    let mut param = 0.0;
+    let default_name = match a.func {
+        AggFn::Percentile => {
+            param = match a.args.get(1).map(|e| &e.kind) {
+                Some(ExprKind::Literal(Value::Long(p))) => *p as f64,
+                Some(ExprKind::Literal(Value::Real(p))) => *p,
+                _ => 50.0, // checked at parse time: a literal between 0 and 100
+            };
+            let p = crate::value::format_real(param).replace('.', "_");
+            format!("percentile_{suffix}_{p}")
+        }
+        AggFn::MakeSet | AggFn::MakeList => {
+            param = match a.args.get(1).map(|e| bind(e, columns)).transpose()? {
+                None => MAKE_LIST_ITEMS_MAX as f64,
+                Some(b) => match b.eval(&[], 0) {
+                    Value::Long(n) if n > 0 => (n as f64).min(MAKE_LIST_ITEMS_MAX as f64),
+                    _ => {
+                        return type_error(
+                            a.pos,
+                            format!("{}() expects a positive long limit", a.func.name()),
+                        )
+                    }
+                },
+            };
+            let word = if a.func == AggFn::MakeSet {
+                "set"
+            } else {
+                "list"
+            };
+            format!("{word}_{suffix}")
+        }
+        // arg_max(x, ...) names its first column after x, as Kusto does.
+        AggFn::ArgMax | AggFn::ArgMin => first
+            .and_then(derived_name)
+            .unwrap_or_else(|| format!("{}_", a.func.name())),
+        _ => format!("{}_{suffix}", a.func.name()),
+    };
+    let name = a.name.as_ref().map_or(default_name, |n| n.text.clone());
+    let mut out_columns = vec![Column::new(names.claim(Some(name)), ty)];
+
+    let mut returned = Vec::new();
+    if matches!(a.func, AggFn::ArgMax | AggFn::ArgMin) {
+        let key_column = first.and_then(|e| match &e.kind {
+            ExprKind::Column(c) => Some(c.clone()),
+            _ => None,
+        });
+        for e in &a.args[1..] {
+            let b = bind(e, columns)?;
+            out_columns.push(Column::new(names.claim(derived_name(e)), b.ty));
+            returned.push(b);
+        }
+        if a.all_columns {
+            // Every input column not already out as a group key or as the maximized column.
+            for (i, c) in columns.iter().enumerate() {
+                if by_names.contains(&c.name) || key_column.as_ref() == Some(&c.name) {
+                    continue;
+                }
+                returned.push(Bound {
+                    kind: crate::eval::BKind::Col(i),
+                    ty: c.column_type,
+                });
+                out_columns.push(Column::new(
+                    names.claim(Some(c.name.clone())),
+                    c.column_type,
+                ));
+            }
+        }
+    }
     Ok(BoundAgg {
         func: a.func,
         arg,
-        ty,
+        returned,
+        param,
+        columns: out_columns,
     })
 }
 
@@ -698,10 +843,6 @@ fn summarize(
         .iter()
         .map(|b| bind(&b.expr, &frame.columns))
         .collect::<Result<Vec<_>, _>>()?;
-    let agg_bound = aggs
-        .iter()
-        .map(|a| bind_aggregate(a, &frame.columns))
-        .collect::<Result<Vec<_>, _>>()?;
 
     let mut names = Names::new(Vec::new());
     let mut columns = Vec::with_capacity(by.len() + aggs.len());
@@ -713,16 +854,13 @@ fn summarize(
             .or_else(|| derived_name(&b.expr));
         columns.push(Column::new(names.claim(wanted), bound.ty));
     }
-    for (a, bound) in aggs.iter().zip(&agg_bound) {
-        let wanted = match &a.name {
-            Some(n) => n.text.clone(),
-            None => format!(
-                "{}_{}",
-                a.func.name(),
-                a.args.first().map(aggregate_suffix).unwrap_or_default()
-            ),
-        };
-        columns.push(Column::new(names.claim(Some(wanted)), bound.ty));
+    let by_names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let agg_bound = aggs
+        .iter()
+        .map(|a| bind_aggregate(a, &frame.columns, &by_names, &mut names))
+        .collect::<Result<Vec<_>, _>>()?;
+    for a in &agg_bound {
+        columns.extend(a.columns.iter().cloned());
     }
 
     // Groups in order of first appearance; the BTreeMap only finds a key's group.
@@ -754,7 +892,10 @@ fn summarize(
     let rows = groups
         .into_iter()
         .map(|(mut values, accs)| {
-            values.extend(agg_bound.iter().zip(accs).map(|(a, acc)| a.finish(acc)));
+            for (a, acc) in agg_bound.iter().zip(accs) {
+                values.extend(a.finish(acc));
+            }
+            debug_assert_eq!(values.len(), columns.len());
             values
         })
         .collect();

@@ -18,8 +18,10 @@
 //!   `let name = <scalar expression>;` statements before the query (inlined where named).
 //! - Operators: `where` (`filter`), `project`, `project-away`, `project-rename`, `extend`,
 //!   `summarize [aggs] [by ...]` with `count()`, `countif()`, `sum()`, `avg()`, `min()`,
-//!   `max()`, `dcount()`; `order by` / `sort by` with `asc`/`desc` and `nulls first|last`;
-//!   `take` / `limit`; `top N by expr`; `count`; `distinct a, b` / `distinct *`; `| union`.
+//!   `max()`, `dcount()`, `arg_max()`, `arg_min()`, `percentile()`, `make_set()`,
+//!   `make_list()`; `order by` / `sort by` with `asc`/`desc` and `nulls first|last`;
+//!   `take` / `limit`; `top N by expr`; `count`; `distinct a, b` / `distinct *`; `| union`;
+//!   `render` (accepted and ignored: a chart hint for the client).
 //! - Predicates: `== != < <= > >=`, `=~ !~`, `and`, `or`, `not()`; `contains`, `has`,
 //!   `startswith`, `endswith`, each with `_cs` and `!` forms; `in`, `!in`, `in~`, `!in~`;
 //!   `between (a .. b)` and `!between` (`datetime .. timespan` too).
@@ -35,9 +37,9 @@
 //!   `totimespan`, `tobool`, `bin`/`floor`, `round`, `abs`, `sqrt`, `pow`, `iff`/`iif`, `case`,
 //!   `coalesce`, `parse_json`/`todynamic`, `array_length`, `startofday`).
 //! - Not supported: `join`, `lookup`, `mv-expand`, `parse`, `extract` and regular expressions,
-//!   `make-series`, `render`, `search`, `find`, tabular `let`s and user functions, `summarize`
-//!   over expressions of aggregates (`sum(x) / count()`), `arg_max` and the `make_*`
-//!   aggregates, `union kind=`/`withsource=` and wildcard table names.
+//!   `make-series`, `search`, `find`, tabular `let`s and user functions, `summarize`
+//!   over expressions of aggregates (`sum(x) / count()`), `dcountif`/`sumif` and the other
+//!   aggregates not listed above, `union kind=`/`withsource=` and wildcard table names.
 //!
 //! Keywords are case-sensitive, as in Kusto. Semantics follow Kusto's documentation where it
 //! speaks (default sort order descending, nulls last descending and first ascending, `has`

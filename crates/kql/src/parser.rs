@@ -18,8 +18,9 @@
 //!            | ('order' | 'sort') 'by' key (',' key)*
 //!            | ('take' | 'limit') long            | 'top' long 'by' key
 //!            | 'count'                            | 'distinct' ('*' | name (',' name)*)
-//!            | 'union' leg (',' leg)*
+//!            | 'union' leg (',' leg)*              | 'render' name ['with' '(' ... ')']
 //! named     := [name '='] expr                    agg := [name '='] aggfn '(' args ')'
+//!                                                 (arg_max/arg_min: '(' expr ',' ('*' | args) ')')
 //! key       := expr ['asc' | 'desc'] ['nulls' ('first' | 'last')]
 //! expr      := and ('or' and)*                    and := cmp ('and' cmp)*
 //! cmp       := add [cmpop add | 'in' list | 'between' '(' add '..' add ')']
@@ -41,10 +42,11 @@ use crate::{ParseError, EXPR_DEPTH_MAX, IN_LIST_ITEMS_MAX, QUERY_BYTES_MAX, UNIO
 
 /// The tabular operators, as the "expected an operator" message lists them.
 const OPERATORS: &str = "where, project, project-away, project-rename, extend, summarize, \
-                         order by, sort by, take, limit, top, count, distinct, union";
+                         order by, sort by, take, limit, top, count, distinct, union, render";
 
 /// The aggregation functions, as the "expected an aggregation" message lists them.
-const AGGREGATIONS: &str = "count, countif, sum, avg, min, max, dcount";
+const AGGREGATIONS: &str =
+    "count, countif, sum, avg, min, max, dcount, arg_max, arg_min, percentile, make_set, make_list";
 
 /// Words that end an expression and so can never be a column name where an expression starts.
 const RESERVED: [&str; 8] = ["and", "or", "by", "asc", "desc", "nulls", "let", "with"];
@@ -360,6 +362,23 @@ impl Parser<'_> {
                 }
             }
             "union" => Ok(Op::Union(self.union_legs()?)),
+            "render" => {
+                self.name("a visualization after 'render' (timechart, barchart, table, ...)")?;
+                if self.eat_word("with") {
+                    self.expect_sym("(", "'(' after 'with'")?;
+                    // The properties are for the client; skip them, parentheses balanced.
+                    let mut depth = 1usize;
+                    while depth > 0 {
+                        match self.bump() {
+                            Tok::Sym("(") => depth += 1,
+                            Tok::Sym(")") => depth -= 1,
+                            Tok::Eof => return self.expected("')' closing the render properties"),
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(Op::Render)
+            }
             _ => self.error_at(
                 pos,
                 format!(
@@ -461,15 +480,57 @@ impl Parser<'_> {
         };
         self.bump();
         self.bump();
-        let args = self.call_args()?;
+        let mut all_columns = false;
+        let args = if matches!(func, AggFn::ArgMax | AggFn::ArgMin) {
+            // arg_max(expr, * | expr [, expr ...])
+            let mut args = vec![self.expr()?.0];
+            self.expect_sym(
+                ",",
+                &format!(
+                    "',' and the columns to return after the first argument of {}()",
+                    func.name()
+                ),
+            )?;
+            loop {
+                if self.eat_sym("*") {
+                    all_columns = true;
+                } else {
+                    args.push(self.expr()?.0);
+                }
+                if self.eat_sym(")") {
+                    break;
+                }
+                self.expect_sym(",", "',' or ')' in the argument list")?;
+            }
+            args
+        } else {
+            self.call_args()?
+        };
+        if func == AggFn::Percentile {
+            let ok = match args.get(1).map(|a| &a.kind) {
+                Some(ExprKind::Literal(Value::Long(p))) => (0..=100).contains(p),
+                Some(ExprKind::Literal(Value::Real(p))) => (0.0..=100.0).contains(p),
+                _ => false,
+            };
+            if args.len() == 2 && !ok {
+                return self.error_at(
+                    args[1].pos,
+                    "expected a percentile between 0 and 100 as a number literal".to_string(),
+                );
+            }
+        }
         let (min, max) = match func {
             AggFn::Count => (0, 0),
-            AggFn::DCount => (1, 2),
+            AggFn::DCount | AggFn::MakeSet | AggFn::MakeList => (1, 2),
+            AggFn::ArgMax | AggFn::ArgMin => (1, 64),
+            AggFn::Percentile => (2, 2),
             _ => (1, 1),
         };
         if args.len() < min || args.len() > max {
             let want = if min == max {
                 format!("{min}")
+            } else if max - min > 1 {
+                format!("{min} to {max}")
             } else {
                 format!("{min} or {max}")
             };
@@ -486,6 +547,7 @@ impl Parser<'_> {
             name,
             func,
             args,
+            all_columns,
             pos,
         })
     }

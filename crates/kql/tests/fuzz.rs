@@ -20,6 +20,8 @@ const SEEDS: &[&str] = &[
     "Custom_CL | where Message !has_cs @'x''y' and Severity !in (1, 2) and Duration < 1.5h | summarize sum(Duration), avg(Severity), dcount(Message), countif(Ok), min(TimeGenerated), max(TimeGenerated) | count",
     "['Perf'] | where not(isempty(CounterName)) | extend x = -CounterValue * 2 / 3 % 4 + round(1.25, 1) | project-rename y = x | sort by y, Computer asc | limit 5",
     "Heartbeat | where TimeGenerated between (datetime(2020-07-05) .. 1d) | extend z = case(OSType == 'Linux', 1, OSType =~ 'windows', 2, 3), w = dynamic({\"a\": [1, 2]}).a[1] | summarize by z",
+    "Perf | summarize arg_max(TimeGenerated, *), arg_min(CounterValue, Computer), percentile(CounterValue, 99.5), make_set(Computer, 2), make_list(CounterName) by bin(TimeGenerated, 1h) | render timechart with (title = 'cpu (avg)')",
+    "Perf | summarize arg_max(TimeGenerated, *), arg_min(CounterValue, Computer), percentile(CounterValue, 99.5), make_set(Computer, 2), make_list(CounterName) by bin(TimeGenerated, 1h) | render timechart with (title = 'cpu (avg)')",
 ];
 
 /// Fragments random token soups are made of.

@@ -235,6 +235,36 @@ const CASES: &[(&str, &str, &str)] = &[
         "sum_Duration:timespan,avg_Severity:real",
         r#"[["00:09:00.1000000",1.4]]"#,
     ),
+    (
+        "Heartbeat | summarize arg_max(TimeGenerated, *) by Computer",
+        "Computer:string,TimeGenerated:datetime,Category:string,OSType:string",
+        r#"[["web-01","2020-07-05T13:20:00Z","","Linux"],["web-02","2020-07-05T13:25:00Z","","Linux"],["db-01","2020-07-05T13:30:00Z","","Windows"],["DB-02","2020-07-05T13:35:00Z","","Windows"]]"#,
+    ),
+    (
+        "Perf | summarize arg_min(CounterValue, Computer, TimeGenerated) by CounterName",
+        "CounterName:string,CounterValue:real,Computer:string,TimeGenerated:datetime",
+        r#"[["% Processor Time",10.0,"web-01","2020-07-05T12:00:00Z"],["Available MBytes",500.0,"db-01","2020-07-05T12:15:00Z"]]"#,
+    ),
+    (
+        "Perf | summarize percentile(CounterValue, 50), percentile(CounterValue, 90)",
+        "percentile_CounterValue_50:real,percentile_CounterValue_90:real",
+        "[[50.0,2000.0]]",
+    ),
+    (
+        "Heartbeat | summarize make_set(OSType), make_list(Computer, 3)",
+        "set_OSType:dynamic,list_Computer:dynamic",
+        r#"[[["Linux","Windows"],["web-01","web-02","db-01"]]]"#,
+    ),
+    (
+        "Heartbeat | summarize count() by bin(TimeGenerated, 1h) | render timechart",
+        "TimeGenerated:datetime,count_:long",
+        r#"[["2020-07-05T12:00:00Z",12],["2020-07-05T13:00:00Z",8]]"#,
+    ),
+    (
+        "Heartbeat | count | render card with (title = \"agents (all)\")",
+        "Count:long",
+        "[[20]]",
+    ),
     // order by, sort by, top
     ("Perf | order by CounterValue asc | project CounterValue | take 3", "", "[[null],[10.0],[15.5]]"),
     ("Perf | order by CounterValue | project CounterValue | take 3", "", "[[2500.0],[2000.0],[1000.0]]"),
@@ -661,6 +691,30 @@ const MALFORMED: &[(&str, u32, u32, &str)] = &[
         "expected ';' after the let statement",
     ),
     ("union Heartbeat,", 1, 17, "expected a table name"),
+    (
+        "Perf | summarize percentile(CounterValue, 101)",
+        1,
+        43,
+        "expected a percentile between 0 and 100",
+    ),
+    (
+        "Heartbeat | summarize arg_max(TimeGenerated)",
+        1,
+        44,
+        "expected ',' and the columns to return",
+    ),
+    (
+        "Heartbeat | render",
+        1,
+        19,
+        "expected a visualization after 'render'",
+    ),
+    (
+        "Heartbeat | render table with (title = 'x'",
+        1,
+        43,
+        "expected ')' closing the render properties",
+    ),
     (
         "Heartbeat | where x == 99999999999999999999",
         1,
