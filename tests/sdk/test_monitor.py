@@ -23,6 +23,7 @@ explicit (start, end) timespans so that the simulated clock running on does not 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import time
@@ -99,6 +100,9 @@ class UploadRecorder:
     def request_hook(self, pipeline_request) -> None:
         request = pipeline_request.http_request
         body = request.body if hasattr(request, "body") else request.content
+        if hasattr(body, "read"):  # an IO stream given to upload: read it and rewind
+            position = body.tell()
+            body, _ = body.read(), body.seek(position)
         raw = gzip.decompress(body) if request.headers.get("Content-Encoding") == "gzip" else body
         self.chunks.append({"records": len(json.loads(raw)), "uncompressed": len(raw),
                             "wire": len(body), "url": request.url})
@@ -588,6 +592,32 @@ def test_upload_over_one_mib_is_a_413(rest_url, credential, ca_file):
     assert len(body) > 1024 * 1024
     answer = _monitor_post(rest_url, ca_file, token, _stream_path(), body)
     assert answer.status_code == 413, (answer.status_code, answer.text[:500])
+
+
+def test_upload_of_a_plain_stream(ingestion):
+    """An IO stream is sent as is, in one request: without Content-Encoding when it is not gzip
+    (the SDK sniffs the gzip magic of a seekable stream), with it when it is."""
+    needs("the upload")
+    logs = records(STATE.tag, STATE.base + timedelta(minutes=14), 3, label="stream")
+    for body in (json.dumps(logs).encode(), gzip.compress(json.dumps(logs).encode())):
+        recorder = UploadRecorder()
+        ingestion.upload(STATE.dcr.immutable_id, STREAM, io.BytesIO(body), **recorder.kwargs())
+        assert [r["status"] for r in recorder.responses] == [204], recorder.responses
+        assert recorder.outcome().get("stored") == 3, recorder.responses
+
+
+def test_upload_to_an_undeclared_stream_reaches_on_error(ingestion):
+    """With `on_error`, a refused chunk is handed to the callback instead of raised."""
+    needs("the upload")
+    failures = []
+    ingestion.upload(STATE.dcr.immutable_id, "Custom-NotDeclared",
+                     [{"TimeGenerated": "2026-01-01T00:00:00Z", "Message": "m"}],
+                     on_error=failures.append)
+    assert len(failures) == 1, failures
+    assert isinstance(failures[0].error, HttpResponseError)
+    assert failures[0].error.status_code == 400, failures[0].error
+    assert "Custom-NotDeclared" in failures[0].error.message
+    assert failures[0].failed_logs == [{"TimeGenerated": "2026-01-01T00:00:00Z", "Message": "m"}]
 
 
 def test_upload_to_an_unknown_rule_is_a_404(ingestion):
