@@ -4,6 +4,8 @@
 //! `--live` against running `cmksim serve` processes (narrating each event as it happens), judges the run (the scenario's expectations and the invariants of
 //! SPEC §8), prints the summary, optionally writes the JSONL event log and the HTML report, and
 //! exits 0 only when every expectation and invariant held (1 when one broke, 2 on bad input).
+//! The `--events` and `--report` files are opened before the run starts, so an unwritable path
+//! fails at once instead of after a run that may take minutes.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -141,6 +143,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "--speed must be a positive number"
         );
     }
+    // Opened now: a path that cannot be written fails before the run, not after it.
+    let events_file = args
+        .events
+        .as_deref()
+        .map(|path| OutputFile::open("--events", path))
+        .transpose()?;
+    let report_file = args
+        .report
+        .as_deref()
+        .map(|path| OutputFile::open("--report", path))
+        .transpose()?;
     let color = std::io::stdout().is_terminal();
     if !args.quiet {
         println!("{}\n", scenario.meta.title);
@@ -251,20 +264,51 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    if let Some(path) = &args.events {
-        std::fs::write(path, cmksim_scenario::narrate::render_jsonl(&snapshot))
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(file) = events_file {
+        let path = file.write(cmksim_scenario::narrate::render_jsonl(&snapshot).as_bytes())?;
         println!("events: {}", path.display());
     }
-    if let Some(path) = &args.report {
+    if let Some(file) = report_file {
         let input = report::ReportInput::new(&scenario, &snapshot, &expectations, &invariants);
-        std::fs::write(path, report::render_html(&input))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let path = file.write(report::render_html(&input).as_bytes())?;
         println!("report: {}", path.display());
     }
     Ok(ExitCode::from(
         summary::exit_code(&expectations, &invariants) as u8,
     ))
+}
+
+/// An output file of `run` (`--events`, `--report`), opened before the run so that a path that
+/// cannot be written (no such directory, no permission) is refused at once. Opened without
+/// truncation: an existing file keeps its content until the run's output replaces it.
+struct OutputFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl OutputFile {
+    fn open(flag: &str, path: &Path) -> anyhow::Result<OutputFile> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("{flag} {}: cannot write there", path.display()))?;
+        Ok(OutputFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Replaces the file's content with `contents`; returns its path.
+    fn write(mut self, contents: &[u8]) -> anyhow::Result<PathBuf> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(contents))
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(self.path)
+    }
 }
 
 /// A one-line progress bar on stderr (a terminal only), drawn once a run has lasted a second.
