@@ -13,6 +13,7 @@
 //! `totimespan`, `tobool`, `bin`/`floor`, `round`, `abs`, `sqrt`, `pow`, `iff`/`iif`, `case`,
 //! `not`, `coalesce`, `parse_json`/`todynamic`, `array_length`, `startofday`.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use crate::ast::{BinOp, Expr, ExprKind, Pos, StrOp};
@@ -651,6 +652,22 @@ pub(crate) fn scalar(v: &Value) -> Value {
     }
 }
 
+/// [`scalar`] without a copy when the value is not dynamic (the common case in a scan).
+fn scalar_ref(v: &Value) -> Cow<'_, Value> {
+    match v {
+        Value::Dynamic(_) => Cow::Owned(scalar(v)),
+        other => Cow::Borrowed(other),
+    }
+}
+
+/// The text of a value for the string operators, borrowed when it already is a string.
+fn text_of(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) | Value::Dynamic(serde_json::Value::String(s)) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_kusto_string()),
+    }
+}
+
 fn as_f64(v: &Value) -> Option<f64> {
     match scalar(v) {
         Value::Long(n) => Some(n as f64),
@@ -670,12 +687,12 @@ fn as_i64(v: &Value) -> Option<i64> {
 
 /// Orders two values of comparable types; `None` when either is null or they do not compare.
 pub(crate) fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    let (a, b) = (scalar(a), scalar(b));
-    match (&a, &b) {
+    let (a, b) = (scalar_ref(a), scalar_ref(b));
+    match (a.as_ref(), b.as_ref()) {
         (Value::Null, _) | (_, Value::Null) => None,
         (Value::Long(x), Value::Long(y)) => Some(x.cmp(y)),
-        (Value::Long(_) | Value::Real(_), Value::Long(_) | Value::Real(_)) => {
-            Some(as_f64(&a)?.total_cmp(&as_f64(&b)?))
+        (x @ (Value::Long(_) | Value::Real(_)), y @ (Value::Long(_) | Value::Real(_))) => {
+            Some(as_f64(x)?.total_cmp(&as_f64(y)?))
         }
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
@@ -716,6 +733,23 @@ fn has_term(hay: &str, needle: &str) -> bool {
     })
 }
 
+/// `has` over ASCII text, case-insensitively, without allocating (the hot path of a scan).
+fn has_term_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let starts_alnum = needle[0].is_ascii_alphanumeric();
+    let ends_alnum = needle[needle.len() - 1].is_ascii_alphanumeric();
+    hay.windows(needle.len()).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(needle)
+            && (!starts_alnum || i == 0 || !hay[i - 1].is_ascii_alphanumeric())
+            && (!ends_alnum
+                || hay
+                    .get(i + needle.len())
+                    .is_none_or(|c| !c.is_ascii_alphanumeric()))
+    })
+}
+
 fn str_op(op: StrOp, hay: &str, needle: &str) -> bool {
     let (cs, f): (bool, fn(&str, &str) -> bool) = match op {
         StrOp::Contains { cs } => (cs, |h, n| h.contains(n)),
@@ -724,16 +758,31 @@ fn str_op(op: StrOp, hay: &str, needle: &str) -> bool {
         StrOp::EndsWith { cs } => (cs, |h, n| h.ends_with(n)),
     };
     if cs {
-        f(hay, needle)
-    } else {
-        f(&hay.to_lowercase(), &needle.to_lowercase())
+        return f(hay, needle);
     }
+    if hay.is_ascii() && needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        return match op {
+            StrOp::Contains { .. } => {
+                n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+            }
+            StrOp::Has { .. } => has_term_ascii_ci(h, n),
+            StrOp::StartsWith { .. } => h.len() >= n.len() && h[..n.len()].eq_ignore_ascii_case(n),
+            StrOp::EndsWith { .. } => {
+                h.len() >= n.len() && h[h.len() - n.len()..].eq_ignore_ascii_case(n)
+            }
+        };
+    }
+    f(&hay.to_lowercase(), &needle.to_lowercase())
 }
 
 fn equal(a: &Value, b: &Value, case_insensitive: bool) -> Option<bool> {
     if case_insensitive {
-        let (a, b) = (scalar(a), scalar(b));
-        if let (Value::String(x), Value::String(y)) = (&a, &b) {
+        let (a, b) = (scalar_ref(a), scalar_ref(b));
+        if let (Value::String(x), Value::String(y)) = (a.as_ref(), b.as_ref()) {
+            if x.is_ascii() && y.is_ascii() {
+                return Some(x.eq_ignore_ascii_case(y));
+            }
             return Some(x.to_lowercase() == y.to_lowercase());
         }
     }
@@ -813,6 +862,16 @@ fn arith(op: BinOp, a: &Value, b: &Value, ty: ColumnType) -> Value {
 }
 
 impl Bound {
+    /// Like [`Bound::eval`], but borrows a column's or a constant's value instead of copying
+    /// it: comparisons and string operators in a scan then copy nothing.
+    pub(crate) fn eval_cow<'a>(&'a self, row: &'a [Value], now_ms: i64) -> Cow<'a, Value> {
+        match &self.kind {
+            BKind::Const(v) => Cow::Borrowed(v),
+            BKind::Col(i) => row.get(*i).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+            _ => Cow::Owned(self.eval(row, now_ms)),
+        }
+    }
+
     /// Evaluates over one row. `now_ms` is the query's fixed "now" (Unix ms).
     pub(crate) fn eval(&self, row: &[Value], now_ms: i64) -> Value {
         match &self.kind {
@@ -828,7 +887,7 @@ impl Bound {
                 arith(*op, &l.eval(row, now_ms), &r.eval(row, now_ms), self.ty)
             }
             BKind::Cmp(op, l, r) => {
-                let (a, b) = (l.eval(row, now_ms), r.eval(row, now_ms));
+                let (a, b) = (l.eval_cow(row, now_ms), r.eval_cow(row, now_ms));
                 let result = match op {
                     BinOp::EqCi(negated) => equal(&a, &b, true).map(|e| e != *negated),
                     _ => compare(&a, &b).map(|o| match op {
@@ -851,9 +910,8 @@ impl Bound {
                 bool_value(result)
             }
             BKind::Str(op, negated, l, r) => {
-                let hay = l.eval(row, now_ms).to_kusto_string();
-                let needle = r.eval(row, now_ms).to_kusto_string();
-                Value::Bool(str_op(*op, &hay, &needle) != *negated)
+                let (hay, needle) = (l.eval_cow(row, now_ms), r.eval_cow(row, now_ms));
+                Value::Bool(str_op(*op, &text_of(&hay), &text_of(&needle)) != *negated)
             }
             BKind::And(items) => {
                 let mut unknown = false;
@@ -906,9 +964,9 @@ impl Bound {
                 high,
                 negated,
             } => {
-                let v = lhs.eval(row, now_ms);
-                let lo = compare(&v, &low.eval(row, now_ms));
-                let hi = compare(&v, &high.eval(row, now_ms));
+                let v = lhs.eval_cow(row, now_ms);
+                let lo = compare(&v, &low.eval_cow(row, now_ms));
+                let hi = compare(&v, &high.eval_cow(row, now_ms));
                 match (lo, hi) {
                     (Some(lo), Some(hi)) => {
                         let inside = lo != Ordering::Less && hi != Ordering::Greater;
@@ -918,16 +976,16 @@ impl Bound {
                 }
             }
             BKind::Call(func, args) => self.call(*func, args, row, now_ms),
-            BKind::Member(inner, field) => match inner.eval(row, now_ms) {
+            BKind::Member(inner, field) => match inner.eval_cow(row, now_ms).as_ref() {
                 Value::Dynamic(serde_json::Value::Object(map)) => {
                     map.get(field).cloned().map_or(Value::Null, Value::Dynamic)
                 }
                 _ => Value::Null,
             },
             BKind::Index(inner, index) => {
-                let v = inner.eval(row, now_ms);
+                let v = inner.eval_cow(row, now_ms);
                 let i = scalar(&index.eval(row, now_ms));
-                match (v, i) {
+                match (v.as_ref(), i) {
                     (Value::Dynamic(serde_json::Value::Object(map)), Value::String(k)) => {
                         map.get(&k).cloned().map_or(Value::Null, Value::Dynamic)
                     }
@@ -1202,6 +1260,45 @@ mod tests {
         assert!(has_term("error: disk full", "disk full"));
         assert!(has_term("a.b-c", "b"));
         assert!(!has_term("abc", "b"));
+    }
+
+    #[test]
+    fn string_operators_agree_on_ascii_and_unicode_paths() {
+        let cases = [
+            (StrOp::Contains { cs: false }, "FabriKam", "BRik", true),
+            (StrOp::Contains { cs: true }, "FabriKam", "BRik", false),
+            (StrOp::Contains { cs: false }, "x", "", true),
+            (StrOp::StartsWith { cs: false }, "Fabrikam", "fab", true),
+            (StrOp::EndsWith { cs: false }, "Fabrikam", "KAM", true),
+            (StrOp::EndsWith { cs: false }, "am", "Kam", false),
+            (StrOp::Has { cs: false }, "North America", "america", true),
+            (
+                StrOp::Has { cs: false },
+                "KustoExplorerQueryRun",
+                "explorer",
+                false,
+            ),
+            (
+                StrOp::Has { cs: false },
+                "error: Disk Full!",
+                "disk full",
+                true,
+            ),
+            (StrOp::Has { cs: true }, "North America", "america", false),
+        ];
+        for (op, hay, needle, want) in cases {
+            assert_eq!(str_op(op, hay, needle), want, "{op:?} {hay:?} {needle:?}");
+            // The same with a non-ASCII character appended, forcing the Unicode path.
+            let h = match op {
+                StrOp::EndsWith { .. } => format!("é {hay}"),
+                _ => format!("{hay} é"),
+            };
+            assert_eq!(
+                str_op(op, &h, needle),
+                want,
+                "unicode {op:?} {h:?} {needle:?}"
+            );
+        }
     }
 
     #[test]
