@@ -5,7 +5,7 @@
 //! exact message, HTTP status, inner code) and the door returns it unchanged, so a REST client
 //! reads the same text a gRPC client does. The door's own errors (a malformed body, an unknown
 //! route, a service that cannot be reached) use the same shape. User input echoed into a
-//! message is cut to [`ECHO_CHARS_MAX`] characters.
+//! message is cut by [`echo`] (`cmksim_sim::text::echo`, the project's one rule for it).
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,13 +13,7 @@ use axum::Json;
 use cmksim_proto::common::v1::AzureError;
 use serde_json::json;
 
-/// Longest piece of user input repeated in an error message.
-pub const ECHO_CHARS_MAX: usize = 120;
-
-/// `input`, cut to [`ECHO_CHARS_MAX`] characters (with `…` and the full length when cut).
-pub fn echo(input: &str) -> String {
-    cmksim_sim::text::clip(input, ECHO_CHARS_MAX)
-}
+pub use cmksim_sim::text::echo;
 
 /// An error answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -175,7 +169,10 @@ mod tests {
         assert_eq!(echo("short"), "short");
         let long = "x".repeat(10_000);
         let cut = echo(&long);
-        assert!(cut.chars().count() < ECHO_CHARS_MAX + 30, "{cut}");
+        assert!(
+            cut.chars().count() < cmksim_sim::text::ECHO_CHARS_MAX + 30,
+            "{cut}"
+        );
         assert!(cut.ends_with("(10000 characters)"));
     }
 

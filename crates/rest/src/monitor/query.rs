@@ -275,8 +275,23 @@ pub async fn get_query(
 fn answer(result: RestResult<Value>) -> Response {
     match result {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let body = error_body(&e);
+            let mut response = e.into_response();
+            *response.body_mut() = axum::body::Body::from(body.to_string());
+            response
+        }
     }
+}
+
+/// The API's error shape: `azure-monitor-query` builds its error model from the innermost
+/// `innererror.message`, so the message is repeated there.
+fn error_body(e: &RestError) -> Value {
+    let mut error = json!({"code": e.code, "message": e.message});
+    if let Some(inner) = &e.inner_code {
+        error["innererror"] = json!({"code": inner, "message": e.message});
+    }
+    json!({ "error": error })
 }
 
 #[derive(Deserialize)]
@@ -319,13 +334,7 @@ pub async fn batch(
             let (status, body) =
                 match run_query(&state, &workspace, body.query, body.timespan).await {
                     Ok(body) => (200, body),
-                    Err(e) => {
-                        let mut error = json!({"code": e.code, "message": e.message});
-                        if let Some(inner) = &e.inner_code {
-                            error["innererror"] = json!({"code": inner, "message": e.message});
-                        }
-                        (e.status, json!({ "error": error }))
-                    }
+                    Err(e) => (e.status, error_body(&e)),
                 };
             responses.push(json!({"id": request.id, "status": status, "body": body}));
         }
