@@ -71,6 +71,7 @@
 //! cost build time on a shared two-core machine for little gain at this grammar's size.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod ast;
 mod bounds;
@@ -144,8 +145,12 @@ pub enum ExecError {
     InvalidTable(String),
 }
 
-/// Parses a query. Errors carry the 1-based line and column of the offending token and say
-/// what was expected there (and what was found).
+/// Parses a query.
+///
+/// # Errors
+/// A [`ParseError`] with the 1-based line and column of the offending token, saying what was
+/// expected there and what was found; also for a query over a limit ([`QUERY_BYTES_MAX`],
+/// [`EXPR_DEPTH_MAX`], [`UNION_LEGS_MAX`], [`IN_LIST_ITEMS_MAX`]).
 pub fn parse(text: &str) -> Result<Query, ParseError> {
     parser::parse_query(text)
 }
@@ -167,6 +172,13 @@ impl Query {
 /// Runs the query over the given tables (by name; a table the query names but the map lacks
 /// is [`ExecError::UnknownTable`]). The result table is named "PrimaryResult". `now_ms` is the
 /// query's "now" (Unix ms) for `now()` and `ago()`; nothing here reads a clock.
+///
+/// # Errors
+/// [`ExecError::UnknownTable`] and [`ExecError::UnknownColumn`] for names the data lacks,
+/// [`ExecError::Type`] for operands of the wrong type (found before any row is read, with the
+/// position of the operator or call), [`ExecError::TooLarge`] for a result over
+/// [`RESULT_ROWS_MAX`] rows, [`ExecError::InvalidTable`] for a table whose rows do not match
+/// its columns.
 pub fn execute(
     query: &Query,
     tables: &BTreeMap<String, Table>,
