@@ -132,11 +132,7 @@ fn run_tabular(
             let rows = table
                 .rows
                 .iter()
-                .filter(|row| {
-                    preds
-                        .iter()
-                        .all(|p| p.eval(row, now_ms) == Value::Bool(true))
-                })
+                .filter(|row| preds.iter().all(|p| is_true(&p.eval(row, now_ms))))
                 .cloned()
                 .collect();
             Frame {
@@ -156,6 +152,11 @@ fn run_tabular(
         frame = apply(op, frame, tables, now_ms)?;
     }
     Ok(frame)
+}
+
+/// Whether a predicate's value keeps the row: `true`, or a dynamic `true`; null never does.
+fn is_true(v: &Value) -> bool {
+    matches!(scalar(v), Value::Bool(true))
 }
 
 fn bind_predicate(e: &Expr, columns: &[Column]) -> Result<Bound, ExecError> {
@@ -302,7 +303,7 @@ fn apply(
             let rows = frame
                 .rows
                 .into_iter()
-                .filter(|row| p.eval(row, now_ms) == Value::Bool(true))
+                .filter(|row| is_true(&p.eval(row, now_ms)))
                 .collect();
             Ok(Frame {
                 columns: frame.columns,

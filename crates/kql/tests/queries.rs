@@ -338,6 +338,8 @@ const CASES: &[(&str, &str, &str)] = &[
         "parts:dynamic,first:string",
         r#"[[["web","01"],"web"]]"#,
     ),
+    ("Event | where parse_json('{\"a\": true}').a | count", "", "[[8]]"),
+    ("Event | where Props.level | count", "", "[[0]]"),
     // arithmetic, datetimes, timespans
     (
         "Custom_CL | extend ms = Duration / 1ms | project ms",
