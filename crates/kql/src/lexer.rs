@@ -64,17 +64,18 @@ impl Tok {
     }
 }
 
-/// The most characters of user input echoed into an error message.
-pub(crate) const ECHO_CHARS_MAX: usize = 40;
+/// The most characters of user input echoed into an error message: the same bound and the same
+/// spelling as `cmksim_sim::text` (100 characters, then `… (N characters)`). This crate keeps
+/// its own copy rather than depend on `cmksim-sim`, whose runtime dependencies (tokio, tonic,
+/// turmoil) a pure parser should not pull in.
+pub(crate) const ECHO_CHARS_MAX: usize = 100;
 
-/// `s` cut to [`ECHO_CHARS_MAX`] characters, with an ellipsis when cut.
+/// `s` unchanged when it has at most [`ECHO_CHARS_MAX`] characters; otherwise its first
+/// [`ECHO_CHARS_MAX`] characters, an ellipsis and the original length.
 pub(crate) fn clip(s: &str) -> String {
-    if s.chars().count() <= ECHO_CHARS_MAX {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(ECHO_CHARS_MAX).collect();
-        out.push('…');
-        out
+    match s.char_indices().nth(ECHO_CHARS_MAX) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}… ({} characters)", &s[..cut], s.chars().count()),
     }
 }
 
