@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_ingest;
+mod cleanup;
 mod health;
 mod log_writer;
 mod profile;

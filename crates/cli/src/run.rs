@@ -5,7 +5,9 @@
 //! SPEC §8), prints the summary, optionally writes the JSONL event log and the HTML report, and
 //! exits 0 only when every expectation and invariant held (1 when one broke, 2 on bad input).
 //! The `--events` and `--report` files are opened before the run starts, so an unwritable path
-//! fails at once instead of after a run that may take minutes.
+//! fails at once instead of after a run that may take minutes. `validate` and `run` refuse a
+//! scenario whose estimated work is over the limits of `cmksim_scenario::work` unless
+//! `--force`; a simulated run stopped by a signal removes its data directory ([`crate::cleanup`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -68,6 +70,10 @@ pub struct RunArgs {
     /// Live mode: the ingestion front end URL.
     #[arg(long, value_name = "URL", requires = "live", default_value = DEFAULT_INGEST_URL)]
     ingest: String,
+    /// Run a scenario whose estimated work (records, simulated days, simulation steps) is over
+    /// the limits of `cmksim_scenario::work`.
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -84,6 +90,10 @@ pub struct ValidateArgs {
     /// Scenario files to check.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Accept scenarios whose estimated work (records, simulated days, simulation steps) is over
+    /// the limits of `cmksim_scenario::work` (reported, but not an error).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -108,10 +118,42 @@ fn load(file: &Path) -> Option<Scenario> {
     }
 }
 
+/// Loads and validates a scenario, then checks its estimated work at `tick` against the limits
+/// of [`cmksim_scenario::work`]: over a limit, the diagnostics are printed and the scenario is
+/// refused, unless `force` (then they are printed as a warning).
+fn load_within_limits(file: &Path, tick: std::time::Duration, force: bool) -> Option<Scenario> {
+    let text = match cmksim_scenario::parse::read_source(file) {
+        Ok(text) => text,
+        Err(d) => {
+            eprintln!("{d}");
+            return None;
+        }
+    };
+    let scenario = match cmksim_scenario::validate_str(file, &text) {
+        Ok(scenario) => scenario,
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            return None;
+        }
+    };
+    let over = cmksim_scenario::work::check(file, &text, &scenario, tick);
+    for d in &over {
+        if force {
+            eprintln!("{d} (--force: going ahead)");
+        } else {
+            eprintln!("{d}");
+        }
+    }
+    (over.is_empty() || force).then_some(scenario)
+}
+
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
+    let tick = std::time::Duration::from_millis(cmksim_scenario::work::TICK_DEFAULT_MS);
     for file in &args.files {
-        match load(file) {
+        match load_within_limits(file, tick, args.force) {
             Some(s) => println!(
                 "{}: ok ({} steps, {} expectations)",
                 file.display(),
@@ -129,7 +171,12 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let Some(mut scenario) = load(&args.file) else {
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.tick_ms),
+        "--tick-ms must be between 1 and 10000"
+    );
+    let tick = std::time::Duration::from_millis(args.tick_ms);
+    let Some(mut scenario) = load_within_limits(&args.file, tick, args.force) else {
         return Ok(ExitCode::from(2));
     };
     if let Some(name) = &args.profile {
@@ -172,10 +219,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         events.add_sink(live_narrator(options, bar.clone()));
     }
-    anyhow::ensure!(
-        (1..=10_000).contains(&args.tick_ms),
-        "--tick-ms must be between 1 and 10000"
-    );
     let mut judged = scenario.clone();
     let mut live_line = None;
     let (seed, steps, events) = if args.live {
@@ -224,11 +267,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let options = cmksim_world::RunOptions {
             seed: args.seed,
             speed: args.speed,
-            tick: std::time::Duration::from_millis(args.tick_ms),
+            tick,
             progress: bar.enabled.then(|| bar.callback()),
             ..Default::default()
         };
-        let result = cmksim_world::run_simulated(&scenario, &options, &events)?;
+        // The signals are taken over before the directory exists, so that Ctrl-C, SIGTERM
+        // (`timeout`, `kill`) and SIGHUP at any moment of the run remove it.
+        let cleanup = crate::cleanup::SignalCleanup::install()?;
+        let root = cmksim_world::harness::simulation_dir()?;
+        let registered = cleanup.guard(root.path());
+        let result =
+            cmksim_world::harness::run_simulated_in(&scenario, &options, &events, root.path());
+        // Removed while still registered: a signal during the removal finishes it.
+        let removed = root.close();
+        drop(registered);
+        let result = result?;
+        removed.context("removing the run directory")?;
         bar.clear();
         (result.seed, result.steps, events)
     };
@@ -456,5 +510,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         keyvault: DEFAULT_KEYVAULT_URL.into(),
         storage: DEFAULT_STORAGE_URL.into(),
         ingest: DEFAULT_INGEST_URL.into(),
+        force: false,
     })
 }

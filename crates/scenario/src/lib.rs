@@ -7,6 +7,7 @@
 //!
 //! - the format: [`raw`] (the TOML shape, with spans) and [`model`] (the validated scenario);
 //! - reading it with precise errors: [`parse`], [`validate`] and [`errors`] (`FILE:LINE:COLUMN`);
+//! - what a run of it would cost, and the limits it must stay under: [`work`];
 //! - the event contract the services emit ([`events`]) and the facts derived from it
 //!   ([`history`]: storage and key states over time);
 //! - judging a run: [`expect`] (the scenario's expectations) and [`oracle`] (the invariants of
@@ -32,6 +33,7 @@ pub mod report;
 pub mod summary;
 pub mod validate;
 pub mod verdict;
+pub mod work;
 
 pub use errors::{Diagnostic, Diagnostics};
 pub use model::Scenario;

@@ -88,32 +88,66 @@ const KEYVAULT_PORT: u16 = 50051;
 const STORAGE_PORT: u16 = 50052;
 const INGEST_PORT: u16 = 50053;
 
-/// The services' data directories for one run. On tmpfs (`/dev/shm`) when the machine has it:
-/// the directories die with the run anyway, and every acknowledged write is still flushed out
-/// of sled's memory first (so a simulated crash keeps exactly what was acknowledged), but the
-/// flush no longer waits for a disk.
-fn simulation_dir() -> std::io::Result<tempfile::TempDir> {
+/// The environment variable naming the directory in which a run's data directory is created
+/// (`cmksim-sim-XXXXXX`, removed when the run ends, or on Ctrl-C or SIGTERM during `cmksim
+/// run`). When unset or empty: `/dev/shm` when the machine has it, else the system's temporary
+/// directory (`TMPDIR`).
+pub const TMPDIR_ENV: &str = "CMKSIM_TMPDIR";
+
+/// Creates the services' data directories' parent for one run: in `$CMKSIM_TMPDIR` when set,
+/// else on tmpfs (`/dev/shm`) when the machine has it: the directories die with the run anyway,
+/// and every acknowledged write is still flushed out of sled's memory first (so a simulated
+/// crash keeps exactly what was acknowledged), but the flush no longer waits for a disk. The
+/// directory is removed when the returned guard is dropped (not when the process is killed by a
+/// signal: `cmksim run` removes it itself then).
+pub fn simulation_dir() -> std::io::Result<tempfile::TempDir> {
+    let builder = {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("cmksim-sim-");
+        builder
+    };
+    if let Some(base) = std::env::var_os(TMPDIR_ENV).filter(|v| !v.is_empty()) {
+        // Asked for explicitly: no fallback, a failure names the directory.
+        return builder.tempdir_in(&base).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create a run directory in {TMPDIR_ENV}={}: {e}",
+                    std::path::Path::new(&base).display()
+                ),
+            )
+        });
+    }
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        if let Ok(dir) = tempfile::Builder::new()
-            .prefix("cmksim-sim-")
-            .tempdir_in(shm)
-        {
+        if let Ok(dir) = builder.tempdir_in(shm) {
             return Ok(dir);
         }
     }
-    tempfile::tempdir()
+    builder.tempdir()
 }
 
-/// Runs a validated scenario in simulated time, recording every event into `events`.
+/// Runs a validated scenario in simulated time, recording every event into `events`; the
+/// services' data live in a fresh [`simulation_dir`], removed at the end.
 pub fn run_simulated(
     scenario: &Scenario,
     options: &RunOptions,
     events: &EventLog,
 ) -> Result<RunResult, WorldError> {
+    let root = simulation_dir()?;
+    run_simulated_in(scenario, options, events, root.path())
+}
+
+/// [`run_simulated`] with the services' data directories under `root` (which the caller
+/// created and removes: `cmksim run` knows it, to remove it on a signal).
+pub fn run_simulated_in(
+    scenario: &Scenario,
+    options: &RunOptions,
+    events: &EventLog,
+    root: &std::path::Path,
+) -> Result<RunResult, WorldError> {
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
-    let root = simulation_dir()?;
     let epoch = SimTime::DEFAULT_EPOCH;
     let commands: HarnessCommands = Arc::new(Mutex::new(Vec::new()));
 
@@ -126,7 +160,7 @@ pub fn run_simulated(
         .rng_seed(seed)
         .build();
 
-    let kv_dir: PathBuf = root.path().join("keyvault");
+    let kv_dir: PathBuf = root.join("keyvault");
     {
         let events = events.clone();
         sim.host("keyvault", move || {
@@ -158,7 +192,7 @@ pub fn run_simulated(
         });
     }
 
-    let storage_dir: PathBuf = root.path().join("storage");
+    let storage_dir: PathBuf = root.join("storage");
     {
         let events = events.clone();
         let profile = scenario.profile.clone();
