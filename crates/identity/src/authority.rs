@@ -216,7 +216,20 @@ mod tests {
                 t.tenant_id,
             )
         };
-        let a = IdentityAuthority::open(dir.path(), SeedTree::new(6).source("identity")).unwrap();
+        // sled's background thread may hold the directory's file lock for a moment after the
+        // first handle is dropped: reopen with a bounded retry, as a restarted process would
+        // simply find the lock free.
+        let mut reopened = None;
+        for _ in 0..100 {
+            match IdentityAuthority::open(dir.path(), SeedTree::new(6).source("identity")) {
+                Ok(a) => {
+                    reopened = Some(a);
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        let a = reopened.expect("the store reopens once the first handle is gone");
         assert_eq!(a.signer().kid(), kid);
         assert_eq!(a.directory().tenants.len(), 1);
         assert_eq!(a.directory().principals.len(), 2);

@@ -43,12 +43,23 @@ pub fn management_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller
     )
     .map_err(|e| {
         let body = e.azure();
-        RestError::from_azure(cmksim_proto::common::v1::AzureError {
+        let error = RestError::from_azure(cmksim_proto::common::v1::AzureError {
             code: body.code.to_string(),
             message: body.message,
             http_status: u32::from(body.http_status),
             inner_code: body.inner_code.to_string(),
-        })
+        });
+        // ARM's challenge: where to get a token, and that this one was not good. The SDKs act
+        // on it only when it carries a CAE `claims` challenge, which it never does here.
+        let challenge = format!(
+            "Bearer authorization_uri=\"{}/\", error=\"invalid_token\", error_description=\"{}\"",
+            state.public_url,
+            error.message.replace('"', "'")
+        );
+        match error.status {
+            401 => error.with_header("www-authenticate", challenge),
+            _ => error,
+        }
     })
 }
 

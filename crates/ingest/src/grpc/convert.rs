@@ -240,20 +240,12 @@ pub fn answer_to_pb(answer: &QueryAnswer) -> pb::QueryResponse {
 
 /// A KQL result table in the Logs Query API's encoding (see `ingest.v1.KqlTable`).
 pub fn kql_table_to_pb(table: &cmksim_kql::Table) -> pb::KqlTable {
-    use cmksim_kql::Value as V;
-    let cell = |value: &V| -> serde_json::Value {
+    // The crate's encoding of a cell, but for dynamic values, which the real service sends as
+    // JSON text inside a string (clients parse it themselves).
+    let cell = |value: &cmksim_kql::Value| -> serde_json::Value {
         match value {
-            V::Null => serde_json::Value::Null,
-            V::Bool(b) => serde_json::Value::Bool(*b),
-            V::Long(n) => serde_json::Value::from(*n),
-            // JSON has no NaN or infinity: Kusto's answer shows them as null too.
-            V::Real(x) => serde_json::Number::from_f64(*x)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            V::String(s) => serde_json::Value::String(s.clone()),
-            V::DateTime(ms) => serde_json::Value::String(SimTime(*ms).to_rfc3339()),
-            V::TimeSpan(ms) => serde_json::Value::String(cmksim_kql::format_timespan(*ms)),
-            V::Dynamic(d) => serde_json::Value::String(d.to_string()),
+            cmksim_kql::Value::Dynamic(d) => serde_json::Value::String(d.to_string()),
+            other => other.to_json(),
         }
     };
     let rows: Vec<serde_json::Value> = table
