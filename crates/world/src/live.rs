@@ -11,6 +11,15 @@
 //! simulated network (partition, hold, crash, restart). Kill the processes or cut the network
 //! yourself for those; the run will see the consequences in the events.
 //!
+//! A failed world set-up is not rolled back, and a later run does not adopt what an earlier one
+//! left: a cluster key's vault must have purge protection, and such a vault keeps its name
+//! (globally unique) until its retention ends, so a rollback could never free every name; and
+//! the earlier run's operator principals, whose secrets only that run knew, own what it created.
+//! Instead the error says so and names what this run left on the services (read off the
+//! services' own `*.created` events in the run's log), so that the next run's
+//! `409 …AlreadyExists` is expected and the way out is plain: restart the services on empty
+//! data directories, or rename the entities in the scenario.
+//!
 //! Nothing here is deterministic: the services run on real threads and the wall clock. The
 //! oracle judges by simulated time, so [`in_time_order`] puts the merged log in time order
 //! before it does.
@@ -91,8 +100,13 @@ pub enum LiveError {
     Endpoint(#[from] cmksim_sim::net::EndpointError),
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
-    #[error("world setup failed: {0}\n(a live run builds its world from scratch: start the services on empty data directories)")]
-    Setup(String),
+    #[error("world setup failed: {error}\n{}", left_behind(.left))]
+    Setup {
+        /// The refusal, as `STATUS CODE message`.
+        error: String,
+        /// What this run created before the failure (e.g. "vault `kv1`"), in order.
+        left: Vec<String>,
+    },
     #[error("the run did not finish within {0} of simulated time")]
     Timeout(String),
 }
@@ -211,10 +225,10 @@ async fn run(
     let _ = stop_tx.send(true);
     match played {
         Err(_) => Err(LiveError::Timeout(cmksim_sim::format_duration(budget))),
-        Ok(Err(e)) => Err(LiveError::Setup(format!(
-            "{} {} {}",
-            e.status, e.code, e.message
-        ))),
+        Ok(Err(e)) => Err(LiveError::Setup {
+            error: format!("{} {} {}", e.status, e.code, e.message),
+            left: created_by(&events.snapshot()),
+        }),
         Ok(Ok(())) => Ok(LiveRun {
             seed,
             time_scale: clock.time_scale(),
@@ -225,6 +239,57 @@ async fn run(
                 .collect(),
         }),
     }
+}
+
+/// The services' events that create an entity a later run would collide with, and the field
+/// that names it.
+const CREATION_EVENTS: [(&str, &str, &str); 4] = [
+    (cmksim_scenario::events::VAULT_CREATED, "vault", "vault"),
+    (cmksim_scenario::events::KEY_CREATED, "key", "key"),
+    (
+        cmksim_scenario::events::CLUSTER_CREATED,
+        "cluster",
+        "cluster",
+    ),
+    ("storage.workspace.created", "workspace", "workspace"),
+];
+
+/// What the services created during this run, from their `*.created` events: e.g. "vault
+/// `kv1`", "key `kv1/logs-cmk`" (in the order created; a rotation's new version is no new key).
+fn created_by(events: &[Event]) -> Vec<String> {
+    let mut left: Vec<String> = Vec::new();
+    for event in events {
+        let Some((_, what, field)) = CREATION_EVENTS.iter().find(|(k, _, _)| *k == event.kind)
+        else {
+            continue;
+        };
+        let name = event.data[*field].as_str().unwrap_or("?");
+        let entity = match (*what, event.data["vault"].as_str()) {
+            ("key", Some(vault)) => format!("key `{vault}/{name}`"),
+            _ => format!("{what} `{name}`"),
+        };
+        if !left.contains(&entity) {
+            left.push(entity);
+        }
+    }
+    left
+}
+
+/// The second half of a set-up failure: that nothing is rolled back, what this run left, and
+/// how to run again.
+fn left_behind(left: &[String]) -> String {
+    let created = if left.is_empty() {
+        "this run created no vault, key, cluster or workspace before the failure".to_string()
+    } else {
+        format!("this run left {} on the services", left.join(", "))
+    };
+    format!(
+        "set-up is not rolled back, and a later run does not adopt what exists (a vault under \
+         purge protection keeps its name until its retention ends): {created}; a name that \
+         already exists (409 …AlreadyExists) was left by an earlier run or created by hand. To \
+         run a scenario with these names again, restart the services on empty data \
+         directories, or rename them in the scenario."
+    )
 }
 
 /// The one clock the three services share, or why they do not.
