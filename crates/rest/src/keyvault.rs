@@ -676,25 +676,16 @@ async fn key_operation(
         value,
     };
     Ok(match op {
-        "wrapkey" => {
-            let r = client.wrap_key(call.request(request(value()?))).await?;
-            let r = r.into_inner();
-            result(r.kid, r.value)
-        }
-        "unwrapkey" => {
-            let r = client.unwrap_key(call.request(request(value()?))).await?;
-            let r = r.into_inner();
-            result(r.kid, r.value)
-        }
-        "encrypt" => {
-            let r = client.encrypt(call.request(request(value()?))).await?;
-            let r = r.into_inner();
-            result(r.kid, r.value)
-        }
-        "decrypt" => {
-            let r = client.decrypt(call.request(request(value()?))).await?;
-            let r = r.into_inner();
-            result(r.kid, r.value)
+        "wrapkey" | "unwrapkey" | "encrypt" | "decrypt" => {
+            let message = call.request(request(value()?));
+            let answer = match op {
+                "wrapkey" => client.wrap_key(message).await?,
+                "unwrapkey" => client.unwrap_key(message).await?,
+                "encrypt" => client.encrypt(message).await?,
+                _ => client.decrypt(message).await?,
+            }
+            .into_inner();
+            result(answer.kid, answer.value)
         }
         "sign" => {
             let r = client
