@@ -223,7 +223,10 @@ impl KeyVaultState {
         let key_ops = validate::key_ops(&req.key_ops, kty)?;
         validate::tags(&req.tags)?;
         validate::validity(req.nbf_ms, req.exp_ms)?;
-        if kty.is_hsm() && entry.vault.sku != crate::model::Sku::Premium {
+        if !cmksim_sim::rules::key_type_allowed_in_vault(
+            kty.is_hsm(),
+            entry.vault.sku == crate::model::Sku::Premium,
+        ) {
             return Err(KvError::HsmRequiresPremium {
                 kty: kty.as_str().into(),
                 vault: entry.vault.name.clone(),

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cmksim_sim::rules;
+
 use crate::errors::KvError;
 use crate::model::{KeyOp, KeyPermission, KeyType};
 
@@ -16,8 +18,8 @@ pub const RETENTION_DEFAULT_DAYS: u32 = 90;
 /// RSA sizes Key Vault offers.
 pub const RSA_KEY_SIZES_BITS: [u32; 3] = [2048, 3072, 4096];
 pub const RSA_DEFAULT_KEY_SIZE_BITS: u32 = 2048;
-/// Key names: 1–127 characters, alphanumerics and hyphens.
-pub const KEY_NAME_MAX_CHARS: usize = 127;
+/// Key names: 1–127 characters, alphanumerics and hyphens (the rule is [`rules::is_valid_key_name`]).
+pub const KEY_NAME_MAX_CHARS: usize = rules::KEY_NAME_LEN_MAX_CHARS;
 /// At most this many tags on a key (Azure's limit is 15).
 pub const MAX_TAGS: usize = 15;
 pub const MAX_TAG_NAME_CHARS: usize = 512;
@@ -28,14 +30,7 @@ pub const MAX_TEXT_CHARS: usize = 256;
 /// Azure's vault-name rule: 3–24 characters, alphanumerics and hyphens, starting with a letter,
 /// ending with a letter or digit, no consecutive hyphens.
 pub fn vault_name(name: &str) -> Result<(), KvError> {
-    let bytes = name.as_bytes();
-    let ok = (3..=24).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        && bytes[0].is_ascii_alphabetic()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("--");
+    let ok = rules::is_valid_vault_name(name);
     if ok {
         Ok(())
     } else {
@@ -47,9 +42,7 @@ pub fn vault_name(name: &str) -> Result<(), KvError> {
 
 /// Key names: 1–127 alphanumerics and hyphens.
 pub fn key_name(name: &str) -> Result<(), KvError> {
-    let ok = !name.is_empty()
-        && name.len() <= KEY_NAME_MAX_CHARS
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = rules::is_valid_key_name(name);
     if ok {
         Ok(())
     } else {

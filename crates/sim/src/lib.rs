@@ -13,6 +13,8 @@
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
 //! - [`net`]: one network code path: real TCP live, turmoil's simulated TCP in simulation.
 //! - [`profile`]: the behaviour profiles of `sim-config/` (every timing and limit, by name).
+//! - [`rules`]: the rules a service applies to what it creates (names, regions, capacity, key
+//!   facts), shared with `cmksim validate` so both refuse the same files.
 //! - [`text`]: user input echoed into error messages, cut to a stated length.
 
 pub mod duration;
@@ -21,6 +23,7 @@ pub mod ids;
 pub mod net;
 pub mod profile;
 pub mod rng;
+pub mod rules;
 pub mod text;
 pub mod time;
 

@@ -139,7 +139,7 @@ pub fn validate_key_update(
     if !facts.key_exists {
         return fail(KeyValidationFailure::KeyNotFound);
     }
-    if !(facts.soft_delete && facts.purge_protection) {
+    if !cmksim_sim::rules::is_key_recoverable(facts.soft_delete, facts.purge_protection) {
         return Err(ControlError::KeyNotRecoverable {
             soft_delete: facts.soft_delete,
             purge_protection: facts.purge_protection,
@@ -194,16 +194,5 @@ pub fn validate_key_update(
     })
 }
 
-/// Regions compare case-insensitively and without spaces ("West Europe" = "westeurope").
-pub fn same_region(a: &str, b: &str) -> bool {
-    normalize_region(a) == normalize_region(b)
-}
-
-/// The canonical form of a region name: lowercase, no spaces.
-pub fn normalize_region(region: &str) -> String {
-    region
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+// Region comparison is shared with `cmksim validate`, so it lives in `cmksim-sim`.
+pub use cmksim_sim::rules::{normalize_region, same_region};

@@ -7,6 +7,7 @@
 //! → "SKU name is invalid"; no capacity → "Missing Capacity"; then range, then step.
 
 use cmksim_sim::profile::ClusterProfile;
+use cmksim_sim::rules::{self, CapacityRule};
 use cmksim_sim::SimTime;
 use serde::{Deserialize, Serialize};
 
@@ -41,18 +42,21 @@ pub fn validate_sku(profile: &ClusterProfile, sku: Option<&SkuInput>) -> Result<
         return Err(ControlError::InvalidSkuName(name.to_string()));
     }
     let capacity = sku.capacity.ok_or(ControlError::MissingCapacity)?;
-    if !(profile.capacity_min_gb_per_day..=profile.capacity_max_gb_per_day).contains(&capacity) {
-        return Err(ControlError::CapacityOutOfRange {
-            capacity_gb_per_day: capacity,
-            min_gb_per_day: profile.capacity_min_gb_per_day,
-            max_gb_per_day: profile.capacity_max_gb_per_day,
-        });
-    }
-    if capacity % profile.capacity_step_gb_per_day != 0 {
-        return Err(ControlError::CapacityStep {
-            capacity_gb_per_day: capacity,
-            step_gb_per_day: profile.capacity_step_gb_per_day,
-        });
+    match rules::capacity_rule(profile, capacity) {
+        Ok(()) => {}
+        Err(CapacityRule::OutOfRange) => {
+            return Err(ControlError::CapacityOutOfRange {
+                capacity_gb_per_day: capacity,
+                min_gb_per_day: profile.capacity_min_gb_per_day,
+                max_gb_per_day: profile.capacity_max_gb_per_day,
+            })
+        }
+        Err(CapacityRule::NotOnStep) => {
+            return Err(ControlError::CapacityStep {
+                capacity_gb_per_day: capacity,
+                step_gb_per_day: profile.capacity_step_gb_per_day,
+            })
+        }
     }
     Ok(capacity)
 }

@@ -8,21 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
+// The name predicates are shared with `cmksim validate`, so they live in `cmksim-sim`.
+pub use cmksim_sim::rules::{
+    is_valid_cluster_name, is_valid_key_name, is_valid_key_version_input, is_valid_vault_name,
+    is_valid_workspace_name,
+};
+
 /// The ARM provider namespace of clusters and workspaces.
 pub const PROVIDER: &str = "Microsoft.OperationalInsights";
 
-/// Cluster name length, seed 000/001: "length of 3-63".
-pub const CLUSTER_NAME_LEN_MIN_CHARS: usize = 3;
-pub const CLUSTER_NAME_LEN_MAX_CHARS: usize = 63;
-/// Workspace name length (Azure: 4-63 letters, digits and hyphens, starting and ending with a
-/// letter or digit). The seeds give no rule; this is the documented Azure one.
-pub const WORKSPACE_NAME_LEN_MIN_CHARS: usize = 4;
-pub const WORKSPACE_NAME_LEN_MAX_CHARS: usize = 63;
-/// Key Vault names: 3-24 characters (Azure Key Vault naming rules).
-pub const VAULT_NAME_LEN_MIN_CHARS: usize = 3;
-pub const VAULT_NAME_LEN_MAX_CHARS: usize = 24;
-/// Key names: 1-127 letters, digits and hyphens (Azure Key Vault naming rules).
-pub const KEY_NAME_LEN_MAX_CHARS: usize = 127;
 /// Subscription and resource-group segments: bounded so a hostile caller cannot grow state.
 pub const SEGMENT_LEN_MAX_CHARS: usize = 90;
 
@@ -110,23 +104,6 @@ fn is_segment(s: &str) -> bool {
         && !s.contains(char::is_whitespace)
 }
 
-/// Seed 000/001: "Cluster name can contain characters a-z, A-Z, 0-9 and length of 3-63."
-pub fn is_valid_cluster_name(name: &str) -> bool {
-    (CLUSTER_NAME_LEN_MIN_CHARS..=CLUSTER_NAME_LEN_MAX_CHARS).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-/// Azure workspace naming: 4-63 letters, digits and hyphens, first and last a letter or digit.
-pub fn is_valid_workspace_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (WORKSPACE_NAME_LEN_MIN_CHARS..=WORKSPACE_NAME_LEN_MAX_CHARS).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-}
-
 /// The status resource id of an asynchronous operation (seed 000, "Azure-AsyncOperation").
 pub fn operation_status_id(subscription: &str, location: &str, operation_id: &str) -> String {
     format!("/subscriptions/{subscription}/providers/{PROVIDER}/locations/{location}/operationStatuses/{operation_id}")
@@ -141,42 +118,9 @@ pub fn vault_name_from_uri(uri: &str) -> Option<String> {
     is_valid_vault_name(vault).then(|| vault.to_ascii_lowercase())
 }
 
-/// Azure Key Vault naming: 3-24 letters, digits and hyphens, starting with a letter, ending with
-/// a letter or digit, no two consecutive hyphens.
-pub fn is_valid_vault_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (VAULT_NAME_LEN_MIN_CHARS..=VAULT_NAME_LEN_MAX_CHARS).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        && bytes[0].is_ascii_alphabetic()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("--")
-}
-
-/// Azure Key Vault key naming: 1-127 letters, digits and hyphens.
-pub fn is_valid_key_name(name: &str) -> bool {
-    (1..=KEY_NAME_LEN_MAX_CHARS).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// A key version: empty, or 32 hexadecimal characters (either case; stored lowercase).
-pub fn is_valid_key_version_input(version: &str) -> bool {
-    version.is_empty() || (version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cluster_names() {
-        assert!(is_valid_cluster_name("abc"));
-        assert!(is_valid_cluster_name(&"a".repeat(63)));
-        assert!(!is_valid_cluster_name("ab"));
-        assert!(!is_valid_cluster_name(&"a".repeat(64)));
-        assert!(!is_valid_cluster_name("my-cluster"));
-    }
 
     #[test]
     fn arm_ids_round_trip_case_insensitively() {

@@ -345,11 +345,4 @@ pub fn shared_account(region: &str) -> String {
     format!("shared:{}", normalize_region(region))
 }
 
-/// Regions compare lowercase and without spaces ("West Europe" = "westeurope").
-pub fn normalize_region(region: &str) -> String {
-    region
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+pub use cmksim_sim::rules::normalize_region;
