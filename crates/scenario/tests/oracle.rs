@@ -134,11 +134,11 @@ fn a_live_run_is_judged_with_its_slack_and_only_that() {
 fn small(extra: &str) -> Scenario {
     let text = format!(
         "[scenario]\nname = \"s\"\ntitle = \"S\"\nduration = \"4h\"\n\
-         [[vaults]]\nname = \"kv\"\nlocation = \"eu\"\n[[keys]]\nvault = \"kv\"\nname = \"k\"\nkty = \"RSA\"\n\
-         [[clusters]]\nname = \"c1\"\nlocation = \"eu\"\nkey = {{ vault = \"kv\", name = \"k\", version = \"latest\" }}\n\
-         [[workspaces]]\nname = \"ws1\"\nlocation = \"eu\"\nlink = \"c1\"\n\
-         [[workspaces]]\nname = \"ws2\"\nlocation = \"eu\"\n\
-         [[timeline]]\nid = \"s1\"\nat = \"1h\"\naction = \"link-workspace\"\nworkspace = \"ws2\"\ncluster = \"c1\"\n{extra}"
+         [[vaults]]\nname = \"kv1\"\nlocation = \"westeurope\"\npurge_protection = true\n[[keys]]\nvault = \"kv1\"\nname = \"k\"\nkty = \"RSA\"\n\
+         [[clusters]]\nname = \"cl1\"\nlocation = \"westeurope\"\nkey = {{ vault = \"kv1\", name = \"k\", version = \"latest\" }}\n\
+         [[workspaces]]\nname = \"wsp1\"\nlocation = \"westeurope\"\nlink = \"cl1\"\n\
+         [[workspaces]]\nname = \"wsp2\"\nlocation = \"westeurope\"\n\
+         [[timeline]]\nid = \"s1\"\nat = \"1h\"\naction = \"link-workspace\"\nworkspace = \"wsp2\"\ncluster = \"cl1\"\n{extra}"
     );
     validate_str(Path::new("s.toml"), &text).unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -153,14 +153,14 @@ fn log() -> EventLog {
 fn invariant_1_no_silent_loss() {
     let l = log();
     let e = Emit { log: &l };
-    e.batch(m(1.0), "ws1", "T", (5, 2, 1), Some(reason::REVOKED));
-    e.buffer(m(30.0), events::BUFFER_FLUSHED, "c1", "ws1", 2, m(1.0));
+    e.batch(m(1.0), "wsp1", "T", (5, 2, 1), Some(reason::REVOKED));
+    e.buffer(m(30.0), events::BUFFER_FLUSHED, "cl1", "wsp1", 2, m(1.0));
     assert_eq!(oracle::no_silent_loss(&l.snapshot()).outcome, Outcome::Held);
     // A drop without a reason, a batch that does not add up, and a buffer that releases more than it held.
-    e.batch(m(2.0), "ws1", "T", (1, 0, 1), None);
+    e.batch(m(2.0), "wsp1", "T", (1, 0, 1), None);
     l.record_raw(m(3.0), "ingest", events::INGEST_BATCH, "bad".into(),
-        serde_json::json!({"workspace": "ws1", "accepted": 10, "stored": 3, "buffered": 0, "dropped": 0}));
-    e.buffer(m(40.0), events::BUFFER_FLUSHED, "c1", "ws1", 5, m(1.0));
+        serde_json::json!({"workspace": "wsp1", "accepted": 10, "stored": 3, "buffered": 0, "dropped": 0}));
+    e.buffer(m(40.0), events::BUFFER_FLUSHED, "cl1", "wsp1", 5, m(1.0));
     let v = oracle::no_silent_loss(&l.snapshot());
     assert_eq!(v.outcome, Outcome::Broken);
     let notes: Vec<&str> = v.evidence.iter().map(|e| e.note.as_str()).collect();
@@ -189,19 +189,19 @@ fn invariant_2_via_access_policy_and_stays_revoked() {
     let s = small("");
     let l = log();
     let e = Emit { log: &l };
-    e.key(START, events::KEY_CREATED, "kv", "k", "v1");
-    e.state(START, "c1", None, Healthy, "start");
-    e.policy(m(60.0), events::POLICY_SET, "kv", "cluster:c1", &["get"]); // lost wrapKey/unwrapKey
-    e.state(m(61.0), "c1", Some(Healthy), Revoked, "403");
+    e.key(START, events::KEY_CREATED, "kv1", "k", "v1");
+    e.state(START, "cl1", None, Healthy, "start");
+    e.policy(m(60.0), events::POLICY_SET, "kv1", "cluster:cl1", &["get"]); // lost wrapKey/unwrapKey
+    e.state(m(61.0), "cl1", Some(Healthy), Revoked, "403");
     e.policy(
         m(90.0),
         events::POLICY_SET,
-        "kv",
-        "cluster:c1",
+        "kv1",
+        "cluster:cl1",
         &["get", "wrapKey", "unwrapKey"],
     );
-    e.poll(m(91.0), "c1", events::POLL_OK, "");
-    e.state(m(100.0), "c1", Some(Revoked), Healthy, "resumed");
+    e.poll(m(91.0), "cl1", events::POLL_OK, "");
+    e.state(m(100.0), "cl1", Some(Revoked), Healthy, "resumed");
     assert_eq!(
         oracle::revocation_honoured(&s, &l.snapshot()).outcome,
         Outcome::Held
@@ -210,11 +210,11 @@ fn invariant_2_via_access_policy_and_stays_revoked() {
     // Leaving the revoked state before access returned breaks it.
     let l = log();
     let e = Emit { log: &l };
-    e.key(START, events::KEY_CREATED, "kv", "k", "v1");
-    e.state(START, "c1", None, Healthy, "start");
-    e.policy(m(60.0), events::POLICY_REMOVED, "kv", "cluster:c1", &[]);
-    e.state(m(61.0), "c1", Some(Healthy), Revoked, "403");
-    e.state(m(70.0), "c1", Some(Revoked), Healthy, "wrongly resumed");
+    e.key(START, events::KEY_CREATED, "kv1", "k", "v1");
+    e.state(START, "cl1", None, Healthy, "start");
+    e.policy(m(60.0), events::POLICY_REMOVED, "kv1", "cluster:cl1", &[]);
+    e.state(m(61.0), "cl1", Some(Healthy), Revoked, "403");
+    e.state(m(70.0), "cl1", Some(Revoked), Healthy, "wrongly resumed");
     let v = oracle::revocation_honoured(&s, &l.snapshot());
     assert_eq!(v.outcome, Outcome::Broken, "{v:#?}");
     assert!(v
@@ -228,12 +228,12 @@ fn invariant_2_ignores_other_keys_and_old_versions() {
     let s = small("");
     let l = log();
     let e = Emit { log: &l };
-    e.key(START, events::KEY_CREATED, "kv", "k", "v1");
-    e.key(START, events::KEY_CREATED, "kv", "other", "o1");
-    e.state(START, "c1", None, Healthy, "start");
-    e.key(m(10.0), events::KEY_DISABLED, "kv", "other", "o1");
-    e.key(m(20.0), events::KEY_ROTATED, "kv", "k", "v2");
-    e.key(m(30.0), events::KEY_DISABLED, "kv", "k", "v2"); // not the pinned v1
+    e.key(START, events::KEY_CREATED, "kv1", "k", "v1");
+    e.key(START, events::KEY_CREATED, "kv1", "other", "o1");
+    e.state(START, "cl1", None, Healthy, "start");
+    e.key(m(10.0), events::KEY_DISABLED, "kv1", "other", "o1");
+    e.key(m(20.0), events::KEY_ROTATED, "kv1", "k", "v2");
+    e.key(m(30.0), events::KEY_DISABLED, "kv1", "k", "v2"); // not the pinned v1
     l.record_raw(
         m(240.0),
         "scenario",
@@ -251,13 +251,13 @@ fn invariant_4_short_outages() {
     let make = |visible: bool| {
         let l = log();
         let e = Emit { log: &l };
-        e.state(START, "c1", None, Healthy, "start");
+        e.state(START, "cl1", None, Healthy, "start");
         e.fault(m(60.0), "blip", "keyvault down", true);
-        e.poll(m(61.0), "c1", events::POLL_TRANSIENT, "connection refused");
+        e.poll(m(61.0), "cl1", events::POLL_TRANSIENT, "connection refused");
         if visible {
-            e.query_failed(m(63.0), "ws1", reason::UNAVAILABLE);
+            e.query_failed(m(63.0), "wsp1", reason::UNAVAILABLE);
         } else {
-            e.query_ok(m(63.0), "ws1", 60, &["ws1"]);
+            e.query_ok(m(63.0), "wsp1", 60, &["wsp1"]);
         }
         e.restored(m(65.0), "blip", "keyvault up");
         l.snapshot()
@@ -271,7 +271,7 @@ fn invariant_4_short_outages() {
     let l = log();
     let e = Emit { log: &l };
     e.fault(m(60.0), "down", "keyvault down", true);
-    e.state(m(91.0), "c1", Some(Healthy), Unavailable, "grace exceeded");
+    e.state(m(91.0), "cl1", Some(Healthy), Unavailable, "grace exceeded");
     e.fault(m(105.0), "back", "keyvault up", false);
     let v = oracle::short_outages_invisible(&library("outage-45m-buffering.toml"), &l.snapshot());
     assert_eq!(v.outcome, Outcome::NotApplicable, "{v:#?}");
@@ -282,9 +282,9 @@ fn invariant_6_blocks_decrypt_after_key_update() {
     let make = |verified: Option<u64>| {
         let l = log();
         let e = Emit { log: &l };
-        e.key_updated(m(90.0), "c1", "kv", "k", "v2");
+        e.key_updated(m(90.0), "cl1", "kv1", "k", "v2");
         if let Some(failed) = verified {
-            e.verified(m(91.0), "c1", 1200, failed);
+            e.verified(m(91.0), "cl1", 1200, failed);
         }
         l.snapshot()
     };
@@ -304,15 +304,15 @@ fn invariant_6_blocks_decrypt_after_key_update() {
 fn invariant_8_no_cross_workspace_records() {
     let l = log();
     let e = Emit { log: &l };
-    e.query_ok(m(10.0), "ws1", 3, &["ws1"]);
+    e.query_ok(m(10.0), "wsp1", 3, &["wsp1"]);
     assert_eq!(
         oracle::no_cross_workspace_records(&l.snapshot()).outcome,
         Outcome::Held
     );
-    e.query_ok(m(11.0), "ws1", 3, &["ws1", "ws2"]);
+    e.query_ok(m(11.0), "wsp1", 3, &["wsp1", "wsp2"]);
     let v = oracle::no_cross_workspace_records(&l.snapshot());
     assert_eq!(v.outcome, Outcome::Broken);
-    assert_eq!(v.evidence[0].note, "query of ws1 returned records of ws2");
+    assert_eq!(v.evidence[0].note, "query of wsp1 returned records of wsp2");
 }
 
 #[test]
@@ -363,53 +363,53 @@ fn step_expectations() {
 #[test]
 fn never_and_by_expectations() {
     let s = small(
-        "[[expect]]\nstorage = \"c1\"\nstate = \"unavailable\"\nnever = true\nfrom = \"30m\"\n\
-         [[expect]]\ningest_to = \"ws1\"\noutcome = \"buffered\"\nby = \"2h\"\n",
+        "[[expect]]\nstorage = \"cl1\"\nstate = \"unavailable\"\nnever = true\nfrom = \"30m\"\n\
+         [[expect]]\ningest_to = \"wsp1\"\noutcome = \"buffered\"\nby = \"2h\"\n",
     );
     let l = log();
     let e = Emit { log: &l };
-    e.state(START, "c1", None, Healthy, "start");
+    e.state(START, "cl1", None, Healthy, "start");
     e.state(
         m(10.0),
-        "c1",
+        "cl1",
         Some(Healthy),
         Unavailable,
         "before the window",
     );
-    e.state(m(20.0), "c1", Some(Unavailable), Healthy, "back");
-    e.batch(m(100.0), "ws1", "T", (0, 4, 0), None);
+    e.state(m(20.0), "cl1", Some(Unavailable), Healthy, "back");
+    e.batch(m(100.0), "wsp1", "T", (0, 4, 0), None);
     let v = evaluate(&s, &l.snapshot());
     assert_eq!(
         (v[0].outcome, v[1].outcome),
         (Outcome::Held, Outcome::Held),
         "{v:#?}"
     );
-    e.state(m(150.0), "c1", Some(Healthy), Unavailable, "in the window");
+    e.state(m(150.0), "cl1", Some(Healthy), Unavailable, "in the window");
     let v = evaluate(&s, &l.snapshot());
     assert_eq!(v[0].outcome, Outcome::Broken);
     assert_eq!(v[0].detail, "seen at T+02:30:00");
     // Unavailable already in force when the window opens counts as seen.
     let l = log();
     let e = Emit { log: &l };
-    e.state(m(20.0), "c1", None, Unavailable as StorageState, "x");
+    e.state(m(20.0), "cl1", None, Unavailable as StorageState, "x");
     assert_eq!(evaluate(&s, &l.snapshot())[0].outcome, Outcome::Broken);
     assert_eq!(evaluate(&s, &l.snapshot())[1].outcome, Outcome::Broken);
 }
 
 #[test]
 fn no_loss_before() {
-    let s = small("[[expect]]\nno_loss_before = \"2h\"\nworkspace = \"ws1\"\n");
+    let s = small("[[expect]]\nno_loss_before = \"2h\"\nworkspace = \"wsp1\"\n");
     let l = log();
     let e = Emit { log: &l };
-    e.batch(m(60.0), "ws1", "T", (0, 10, 0), None);
-    e.batch(m(150.0), "ws1", "T", (0, 0, 3), Some(reason::REVOKED)); // after the deadline
-    e.batch(m(70.0), "ws2", "T", (0, 0, 3), Some(reason::REVOKED)); // another workspace
-    e.buffer(m(130.0), events::BUFFER_FLUSHED, "c1", "ws1", 10, m(60.0));
+    e.batch(m(60.0), "wsp1", "T", (0, 10, 0), None);
+    e.batch(m(150.0), "wsp1", "T", (0, 0, 3), Some(reason::REVOKED)); // after the deadline
+    e.batch(m(70.0), "wsp2", "T", (0, 0, 3), Some(reason::REVOKED)); // another workspace
+    e.buffer(m(130.0), events::BUFFER_FLUSHED, "cl1", "wsp1", 10, m(60.0));
     assert_eq!(evaluate(&s, &l.snapshot())[0].outcome, Outcome::Held);
     let l = log();
     let e = Emit { log: &l };
-    e.batch(m(60.0), "ws1", "T", (0, 10, 0), None);
-    e.buffer(m(200.0), events::BUFFER_EXPIRED, "c1", "ws1", 10, m(60.0));
+    e.batch(m(60.0), "wsp1", "T", (0, 10, 0), None);
+    e.buffer(m(200.0), events::BUFFER_EXPIRED, "cl1", "wsp1", 10, m(60.0));
     let v = &evaluate(&s, &l.snapshot())[0];
     assert_eq!(v.outcome, Outcome::Broken);
     assert!(v
@@ -433,68 +433,68 @@ fn reads_the_services_event_shapes() {
         0.0,
         "keyvault",
         "keyvault.key.created",
-        json!({"KeyCreated": {"vault": "kv", "key": "k", "version": "aa11", "kty": "RSA"}}),
+        json!({"KeyCreated": {"vault": "kv1", "key": "k", "version": "aa11", "kty": "RSA"}}),
     );
     raw(
         0.0,
         "scenario",
         events::SCENARIO_IDENTITY,
-        json!({"cluster": "c1", "object_id": "0000-c1"}),
+        json!({"cluster": "cl1", "object_id": "0000-c1"}),
     );
     raw(
         0.0,
         "storage/c1",
         "storage.state.healthy_cmk",
-        json!({"StateChanged": {"cluster": "c1", "from": "Provisioning", "to": "HealthyCmk"}}),
+        json!({"StateChanged": {"cluster": "cl1", "from": "Provisioning", "to": "HealthyCmk"}}),
     );
     raw(
         60.0,
         "keyvault",
         "keyvault.policy.removed",
-        json!({"PolicyRemoved": {"vault": "kv", "object_id": "0000-c1"}}),
+        json!({"PolicyRemoved": {"vault": "kv1", "object_id": "0000-c1"}}),
     );
     raw(
         60.5,
         "storage/c1",
         "storage.poll.denied",
-        json!({"PollDenied": {"cluster": "c1", "http_status": 403}}),
+        json!({"PollDenied": {"cluster": "cl1", "http_status": 403}}),
     );
     raw(
         60.5,
         "storage/c1",
         "storage.state.revoked",
-        json!({"StateChanged": {"cluster": "c1", "from": "HealthyCmk", "to": "Revoked"}}),
+        json!({"StateChanged": {"cluster": "cl1", "from": "HealthyCmk", "to": "Revoked"}}),
     );
     raw(
         90.0,
         "keyvault",
         "keyvault.policy.set",
-        json!({"PolicySet": {"vault": "kv", "object_id": "0000-c1", "permissions": ["get", "wrapKey", "unwrapKey"]}}),
+        json!({"PolicySet": {"vault": "kv1", "object_id": "0000-c1", "permissions": ["get", "wrapKey", "unwrapKey"]}}),
     );
     raw(
         90.5,
         "storage/c1",
         "storage.poll.succeeded",
-        json!({"PollSucceeded": {"cluster": "c1", "key": "k", "version": "aa11"}}),
+        json!({"PollSucceeded": {"cluster": "cl1", "key": "k", "version": "aa11"}}),
     );
     raw(
         100.0,
         "storage/c1",
         "storage.state.healthy_cmk",
-        json!({"StateChanged": {"cluster": "c1", "from": "Resuming", "to": "HealthyCmk"}}),
+        json!({"StateChanged": {"cluster": "cl1", "from": "Resuming", "to": "HealthyCmk"}}),
     );
     // The cluster moves to another key, named by URI; disabling the old one no longer matters.
     raw(
         120.0,
         "storage/c1",
         "storage.cluster.key_updated",
-        json!({"keyUpdated": {"cluster": "c1", "new_key_id": "https://kv.vault.azure.net/keys/k2/bb22"}}),
+        json!({"keyUpdated": {"cluster": "cl1", "new_key_id": "https://kv.vault.azure.net/keys/k2/bb22"}}),
     );
     raw(
         130.0,
         "keyvault",
         "keyvault.key.disabled",
-        json!({"KeyDisabled": {"vault": "kv", "key": "k", "version": "aa11"}}),
+        json!({"KeyDisabled": {"vault": "kv1", "key": "k", "version": "aa11"}}),
     );
     raw(240.0, "scenario", events::SCENARIO_FINISHED, json!({}));
     let events = l.snapshot();

@@ -19,6 +19,8 @@ use crate::model::{
 };
 use crate::raw::{RawFile, RawKeyRef, S};
 
+mod rules;
+
 /// What a simulated agent collects: heartbeats, performance counters, Windows events, syslog.
 const AGENT_TABLES: [&str; 4] = ["Heartbeat", "Perf", "Event", "Syslog"];
 
@@ -188,6 +190,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
             world.workspaces.push(ws);
         }
     }
+    rules::cross_entity(ctx, raw, &world);
     world
 }
 
@@ -279,7 +282,13 @@ pub(super) struct VaultArgs<'r> {
 
 pub(super) fn vault(ctx: &mut Ctx<'_>, a: &VaultArgs<'_>, default_tenant: &str) -> Option<Vault> {
     let name = ctx.name(a.name, "vault name");
+    if name.is_some() {
+        rules::vault_name(ctx, a.name);
+    }
     let location = ctx.name(a.location, "location");
+    if location.is_some() {
+        rules::location(ctx, a.location);
+    }
     let tenant = match a.tenant {
         Some(t) => ctx.reference(Kind::Tenant, t),
         None => default_tenant.to_string(),
@@ -318,6 +327,9 @@ pub(super) struct KeyArgs<'r> {
 pub(super) fn key(ctx: &mut Ctx<'_>, a: &KeyArgs<'_>) -> Option<Key> {
     let vault = ctx.reference(Kind::Vault, a.vault);
     let name = ctx.name(a.name, "key name");
+    if name.is_some() {
+        rules::key_name(ctx, a.name);
+    }
     let kty = *a.kty.get_ref();
     let size = match a.size {
         None => Some(kty.sizes()[0]),
@@ -400,7 +412,13 @@ pub(super) fn cluster(
     profile: &Profile,
 ) -> Option<Cluster> {
     let name = ctx.name(a.name, "cluster name");
+    if name.is_some() {
+        rules::cluster_name(ctx, a.name);
+    }
     let location = ctx.name(a.location, "location");
+    if location.is_some() {
+        rules::location(ctx, a.location);
+    }
     let tenant = match a.tenant {
         Some(t) => ctx.reference(Kind::Tenant, t),
         None => default_tenant.to_string(),
@@ -415,7 +433,7 @@ pub(super) fn cluster(
     };
     let capacity = match a.capacity {
         None => Some(profile.cluster.capacity_min_gb_per_day),
-        Some(c) => capacity(ctx, c),
+        Some(c) => capacity(ctx, c).inspect(|v| rules::capacity(ctx, c, *v, &profile.cluster)),
     };
     Some(Cluster {
         name: name?,
@@ -497,8 +515,16 @@ pub(super) fn workspace(
     retention_days: Option<&S<i64>>,
     profile: &Profile,
 ) -> Option<Workspace> {
-    let name = ctx.name(name, "workspace name");
-    let location = ctx.name(location, "location");
+    let checked_name = ctx.name(name, "workspace name");
+    if checked_name.is_some() {
+        rules::workspace_name(ctx, name);
+    }
+    let name = checked_name;
+    let checked_location = ctx.name(location, "location");
+    if checked_location.is_some() {
+        rules::location(ctx, location);
+    }
+    let location = checked_location;
     let retention = match retention_days {
         None => Some(profile.workspace.retention_default_days),
         Some(r) => workspace_retention(ctx, r, profile),
