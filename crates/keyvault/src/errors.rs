@@ -190,6 +190,9 @@ pub enum KvError {
     PurgeProtectionCannotBeDisabled,
     #[error("retention out of range")]
     RetentionOutOfRange { days: u32 },
+    /// ARM's refusal of a location that is no Azure region (`cmksim_sim::rules`).
+    #[error("location {location:?} is no Azure region")]
+    LocationNotAvailable { location: String },
     #[error("bad parameter: {message}")]
     BadParameter { message: String },
     #[error("bad vault parameter: {message}")]
@@ -456,6 +459,18 @@ impl KvError {
                 format!("The property \"softDeleteRetentionInDays\" has an invalid value {days}. It must be between 7 and 90 days."),
             ),
             BadParameter { message } => body("BadParameter", "", 400, message.clone()),
+            LocationNotAvailable { location } => body(
+                "LocationNotAvailableForResourceType",
+                "",
+                400,
+                format!(
+                    "The provided location '{}' is not available for resource type \
+                     'Microsoft.KeyVault/vaults'. List of available regions for the resource \
+                     type is '{}'.",
+                    cmksim_sim::text::echo(location),
+                    cmksim_sim::rules::AZURE_REGIONS.join(",")
+                ),
+            ),
             BadRequest { message } => body("BadRequest", "", 400, message.clone()),
             HsmRequiresPremium { kty, vault } => body(
                 "BadParameter",

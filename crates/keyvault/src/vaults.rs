@@ -50,6 +50,11 @@ impl KeyVaultState {
     ) -> Result<Vault, KvError> {
         validate::vault_name(&req.name)?;
         validate::text("location", &req.location, true)?;
+        if !cmksim_sim::rules::is_azure_region(&req.location) {
+            return Err(KvError::LocationNotAvailable {
+                location: req.location.clone(),
+            });
+        }
         validate::text("subscriptionId", &req.subscription_id, false)?;
         validate::text("resourceGroup", &req.resource_group, false)?;
         let tenant_id = if req.tenant_id.is_empty() {

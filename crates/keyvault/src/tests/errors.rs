@@ -541,6 +541,29 @@ async fn vault_rules_and_hsm_needs_premium() {
             "The vault name '{bad}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens."
         ));
     }
+    let e =
+        h.kv.create_vault(req(
+            &mt,
+            pb::CreateVaultRequest {
+                name: "kv-on-mars".into(),
+                location: "mars".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_azure(
+        &e,
+        Code::InvalidArgument,
+        "LocationNotAvailableForResourceType",
+        400,
+        &format!(
+            "The provided location 'mars' is not available for resource type \
+             'Microsoft.KeyVault/vaults'. List of available regions for the resource type is \
+             '{}'.",
+            cmksim_sim::rules::AZURE_REGIONS.join(",")
+        ),
+    );
     for days in [6, 91] {
         let e =
             h.kv.create_vault(req(

@@ -219,6 +219,12 @@ impl ControlPlane {
             Some(l) if !l.is_empty() => l.to_string(),
             _ => return Err(ControlError::BadRequestBody("location is missing".into())),
         };
+        if !cmksim_sim::rules::is_azure_region(&location) {
+            return Err(ControlError::LocationNotAvailable {
+                location,
+                resource_type: "Microsoft.OperationalInsights/clusters",
+            });
+        }
         let billing_type = match body.billing_type.as_deref() {
             None => BillingType::default(),
             Some(b) => BillingType::parse(b)

@@ -221,6 +221,13 @@ pub enum ControlError {
     /// (simulator text)
     #[error("invalid workspace name {0:?}")]
     InvalidWorkspaceName(String),
+    /// ARM's refusal of a location that is no Azure region (`cmksim_sim::rules::AZURE_REGIONS`);
+    /// the text follows ARM's `LocationNotAvailableForResourceType`.
+    #[error("location {location:?} is no Azure region")]
+    LocationNotAvailable {
+        location: String,
+        resource_type: &'static str,
+    },
     /// (simulator text) Seed 003: 31 days by default, up to 730.
     #[error("retention {days} days outside {min_days}..={max_days}")]
     RetentionOutOfRange {
@@ -373,6 +380,11 @@ impl ControlError {
                 "The maximum of linked workspaces to cluster is {max}. Cluster '{cluster}' has reached it; unlink a workspace first."
             )) }
             E::WorkspaceAlreadyExists(ws) => ("Conflict", 409, format!("Workspace '{}' already exists.", echo(ws))),
+            E::LocationNotAvailable { location, resource_type } => ("LocationNotAvailableForResourceType", 400, format!(
+                "The provided location '{}' is not available for resource type '{resource_type}'. List of available regions for the resource type is '{}'.",
+                echo(location),
+                cmksim_sim::rules::AZURE_REGIONS.join(",")
+            )),
             E::InvalidWorkspaceName(ws) => { let ws = echo(ws); ("InvalidParameter", 400, format!(
                 "Workspace name '{ws}' is not valid. Workspace name can contain characters a-z, A-Z, 0-9 and '-', must start and end with a letter or digit, and have a length of 4-63."
             )) }

@@ -690,3 +690,46 @@ fn state_round_trips_through_json_and_replays_identically() {
     assert_eq!(restored, w.cp);
     assert_eq!(json, serde_json::to_string(run().cp.state()).unwrap());
 }
+
+#[test]
+fn a_location_that_is_no_azure_region_is_refused_as_arm_refuses_it_and_nothing_changes() {
+    let mut w = World::new(Profile::azure_2020());
+    let mut body = create_body(1000);
+    body.location = Some("mars".into());
+    let refused =
+        w.cp.create_cluster(w.now, &cluster_name("clu1"), &body, identity(), &mut w.rng)
+            .unwrap_err();
+    let azure = w.cp.azure_error(&refused);
+    assert_eq!(
+        (azure.code, azure.http_status),
+        ("LocationNotAvailableForResourceType", 400)
+    );
+    assert!(
+        azure.message.starts_with(
+            "The provided location 'mars' is not available for resource type \
+             'Microsoft.OperationalInsights/clusters'. List of available regions"
+        ),
+        "{}",
+        azure.message
+    );
+    assert!(
+        w.cp.get_cluster(&cluster_name("clu1")).is_err(),
+        "nothing created"
+    );
+    let workspace = WorkspaceCreate {
+        location: Some("Mars Central".into()),
+        retention_days: None,
+    };
+    let refused =
+        w.cp.create_workspace(w.now, &ws_name("wsp1"), &workspace)
+            .unwrap_err();
+    assert!(matches!(refused, ControlError::LocationNotAvailable { .. }));
+    let spelled = WorkspaceCreate {
+        location: Some("West Europe".into()),
+        retention_days: None,
+    };
+    assert!(w
+        .cp
+        .create_workspace(w.now, &ws_name("wsp1"), &spelled)
+        .is_ok());
+}

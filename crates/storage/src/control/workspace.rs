@@ -143,6 +143,12 @@ impl ControlPlane {
             Some(l) if !l.is_empty() => l.to_string(),
             _ => return Err(ControlError::BadRequestBody("location is missing".into())),
         };
+        if !cmksim_sim::rules::is_azure_region(&location) {
+            return Err(ControlError::LocationNotAvailable {
+                location,
+                resource_type: "Microsoft.OperationalInsights/workspaces",
+            });
+        }
         let retention_days = body
             .retention_days
             .unwrap_or(self.profile.workspace.retention_default_days);
