@@ -79,15 +79,21 @@ pub struct RestConfig {
 /// The gRPC channels of the three services.
 #[derive(Clone)]
 pub struct Upstreams {
+    /// Key Vault, the identity authority, the chaos control and Key Vault's event log.
     pub keyvault: Channel,
+    /// Cluster storage (control and data plane) and its event log.
     pub storage: Channel,
+    /// The ingestion front end (ingest, query, KQL) and its event log.
     pub ingest: Channel,
 }
 
 /// What every handler shares.
 pub struct AppState {
+    /// The services the door translates to.
     pub upstream: Upstreams,
+    /// The services' simulated clock: tokens are checked and issued in its time.
     pub clock: Clock,
+    /// The administrator of `credentials.json` (the admin API is theirs).
     pub credentials: Credentials,
     /// Verifies tokens for the calls the door authorises itself (ARM on storage, admin).
     pub verifier: TokenVerifier,

@@ -418,6 +418,7 @@ impl Body {
         &self.0
     }
 
+    /// A body from a JSON value already parsed (tests and callers that build one).
     pub fn of(value: &Value) -> Body {
         Body(value.clone())
     }

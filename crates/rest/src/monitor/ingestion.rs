@@ -49,6 +49,7 @@ pub const API_VERSIONS: [&str; 2] = ["2023-01-01", "2021-11-01-preview"];
 /// The column every Log Analytics record has.
 pub const TIME_GENERATED: &str = "TimeGenerated";
 
+/// The query string of an upload: only `api-version` is read.
 #[derive(Deserialize)]
 pub struct ApiVersion {
     #[serde(rename = "api-version")]
