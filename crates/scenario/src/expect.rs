@@ -17,6 +17,12 @@ use crate::model::{Expectation, IngestOutcome, Scenario, Subject, Success, Timin
 use crate::verdict::{Evidence, Outcome, Verdict};
 
 /// How long after `at` a probe query's event may be recorded (the query's own latency).
+///
+/// A KQL probe is judged exactly like a plain one: the front end records its `query.ok` /
+/// `query.failed` with the workspace and the time, `records` being the result rows; the probe's
+/// event is additionally the one whose `table` is the query's tables joined by ","
+/// ([`crate::model::KqlQuery::event_table`]), so a plain query of another table at the same
+/// moment is not taken for it.
 pub const PROBE_SLACK_MS: i64 = 60_000;
 
 /// The scenario as a live run is judged: every `by` and `within` window, and the profile's
@@ -127,12 +133,20 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
                     }
                 }
                 _ => {
-                    // A probe query made at `t`: the first query of the workspace from `t`.
+                    // A probe query made at `t`: the first query of the workspace from `t` (for
+                    // a KQL probe, the first that read exactly the tables its query names).
+                    let kql_table = match subject {
+                        Subject::Query { kql: Some(kql), .. } => Some(kql.event_table()),
+                        _ => None,
+                    };
                     let probe = events.iter().find(|e| {
                         is_query(e)
                             && e.at_ms >= t.0
                             && e.at_ms <= t.0 + PROBE_SLACK_MS
                             && str_field(e, "workspace") == subject_workspace(subject)
+                            && kql_table
+                                .as_deref()
+                                .is_none_or(|table| str_field(e, "table") == Some(table))
                     });
                     match probe {
                         Some(e) if matches(subject, e) => (
@@ -277,11 +291,13 @@ fn matches(subject: &Subject, e: &Event) -> bool {
                     || reason.is_none()
                     || str_field(e, "reason") == reason.as_deref())
         }
+        // `kql` chose the probe's event already (only `at` expectations carry it).
         Subject::Query {
             workspace,
             outcome,
             min_records,
             reason,
+            kql: _,
         } => {
             str_field(e, "workspace") == Some(workspace)
                 && match outcome {

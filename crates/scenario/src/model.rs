@@ -411,12 +411,37 @@ pub enum Action {
         table: String,
         records: u64,
     },
+    /// A plain query of one table (default `Heartbeat`), or a KQL query when `kql` is set (then
+    /// `table` is `None`: a KQL query names its own tables).
     Query {
         workspace: String,
         table: Option<String>,
-        /// Look back this far from the query time; the whole history when absent.
+        /// A KQL query to run instead of the plain one (`ingest.v1.Query/Kql`).
+        kql: Option<KqlQuery>,
+        /// Look back this far from the query time; the whole history when absent (for KQL: no
+        /// time range beyond the query's own `TimeGenerated` filters).
         since: Option<Duration>,
     },
+}
+
+/// A KQL query written in a scenario (`kql = "..."` on a `query` step or expectation), parsed
+/// by validation with `cmksim_kql::parse`, so a run never sends a query that cannot parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KqlQuery {
+    /// The text as written, sent to the front end unchanged.
+    pub text: String,
+    /// The tables it reads, sorted and deduplicated (`cmksim_kql::Query::tables`).
+    pub tables: Vec<String>,
+}
+
+impl KqlQuery {
+    /// The `table` field of the `query.ok` / `query.failed` event the front end records for this
+    /// query: its tables joined by "," (the front end's spelling, in
+    /// `cmksim_ingest::frontend::kql`). The oracle uses it to tell a KQL probe's event from a
+    /// plain query's.
+    pub fn event_table(&self) -> String {
+        self.tables.join(",")
+    }
 }
 
 /// The action names of the file format, in the order of [`Action`].
@@ -734,12 +759,15 @@ pub enum Subject {
         outcome: IngestOutcome,
         reason: Option<String>,
     },
-    /// `query = "ws1"`, `outcome = "fails" | "succeeds"`, optional `min_records`, `reason`.
+    /// `query = "ws1"`, `outcome = "fails" | "succeeds"`, optional `min_records`, `reason`, and
+    /// `kql` (only with `at`: the probe the runner makes then runs that query, and `min_records`
+    /// counts its result rows).
     Query {
         workspace: String,
         outcome: Success,
         min_records: Option<u64>,
         reason: Option<String>,
+        kql: Option<KqlQuery>,
     },
     /// `step = "id"`, `outcome = "succeeds" | "fails"`, optional `error_code`: the management
     /// operation's answer.
@@ -773,6 +801,17 @@ pub enum Timing {
     Never { from: Duration, until: Duration },
     /// Step results and `no_loss_before` carry their own time.
     Implicit,
+}
+
+/// A query the runner makes for a `query … at` expectation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueryProbe {
+    /// When, from the start.
+    pub offset: Duration,
+    pub workspace: String,
+    /// The KQL text to run (`ingest.v1.Query/Kql`, no time range beyond the query's own); `None`:
+    /// the plain query of the workspace's Heartbeat rows since the start.
+    pub kql: Option<String>,
 }
 
 /// One scheduled moment of a run: a step, or the automatic end of a fault with a `duration`.
@@ -823,15 +862,18 @@ impl Scenario {
         out
     }
 
-    /// Queries the runner must make for `query` expectations with `at` (workspace, offset).
-    pub fn query_probes(&self) -> Vec<(Duration, String)> {
-        let mut probes: Vec<(Duration, String)> = self
+    /// Queries the runner must make for `query` expectations with `at`, sorted by offset, one
+    /// per distinct (offset, workspace, KQL text).
+    pub fn query_probes(&self) -> Vec<QueryProbe> {
+        let mut probes: Vec<QueryProbe> = self
             .expectations
             .iter()
             .filter_map(|e| match (&e.subject, &e.timing) {
-                (Subject::Query { workspace, .. }, Timing::At(at)) => {
-                    Some((*at, workspace.clone()))
-                }
+                (Subject::Query { workspace, kql, .. }, Timing::At(at)) => Some(QueryProbe {
+                    offset: *at,
+                    workspace: workspace.clone(),
+                    kql: kql.as_ref().map(|k| k.text.clone()),
+                }),
                 _ => None,
             })
             .collect();

@@ -282,6 +282,8 @@ pub struct RawStep {
     pub locked: Option<S<bool>>,
     #[serde(default)]
     pub since: Option<S<String>>,
+    #[serde(default)]
+    pub kql: Option<S<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -362,6 +364,9 @@ pub struct RawExpect {
     pub error_code: Option<S<String>>,
     #[serde(default)]
     pub workspace: Option<S<String>>,
+    /// With `query`: the KQL the probe runs.
+    #[serde(default)]
+    pub kql: Option<S<String>>,
     // Timing.
     #[serde(default)]
     pub at: Option<S<String>>,

@@ -90,6 +90,7 @@ library! {
     unlink_query_both_sides => "unlink-query-both-sides",
     third_link_refused => "third-link-refused",
     link_before_provisioning => "link-before-provisioning",
+    kql_dashboard => "kql-dashboard",
 }
 
 #[test]

@@ -5,6 +5,10 @@
 //! must be seen; `at`, `by`, `within` + `after_step`, or `never` (+ `from`, `until`) says when.
 //! Each subject accepts only the predicates and timings that make sense for it, and a misplaced
 //! key is reported with what the subject does accept.
+//!
+//! A `query` expectation with `at` may carry `kql`: the probe the runner makes at that moment
+//! runs that KQL query (checked by [`super::kql`]) and `min_records` counts its result rows.
+//! `kql` is refused with the other timings, which judge the queries the timeline makes.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -13,6 +17,9 @@ use super::{Ctx, Kind};
 use crate::limits::{BATCH_RECORDS_MAX, EXPECTATIONS_MAX};
 use crate::model::{Expectation, IngestOutcome, Step, Subject, Success, Timing};
 use crate::raw::{RawExpect, RawFile, S};
+
+/// The most characters of a KQL query a generated description repeats.
+const KQL_DESCRIBE_CHARS_MAX: usize = 80;
 
 pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, steps: &[Step]) -> Vec<Expectation> {
     if let Some(extra) = raw.expect.get(EXPECTATIONS_MAX) {
@@ -77,6 +84,7 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             workspace,
             outcome,
             min_records,
+            kql: None,
             ..
         } => match min_records {
             Some(n) => format!(
@@ -85,6 +93,24 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             ),
             None => format!("a query of {workspace} {}", outcome.as_str()),
         },
+        Subject::Query {
+            workspace,
+            outcome,
+            min_records,
+            kql: Some(kql),
+            ..
+        } => {
+            // One line: a multi-line query's whitespace runs become single spaces.
+            let one_line = kql.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let text = cmksim_sim::text::clip(&one_line, KQL_DESCRIBE_CHARS_MAX);
+            match min_records {
+                Some(n) => format!(
+                    "the KQL query `{text}` of {workspace} {} with at least {n} rows",
+                    outcome.as_str()
+                ),
+                None => format!("the KQL query `{text}` of {workspace} {}", outcome.as_str()),
+            }
+        }
         Subject::Step {
             step,
             outcome,
@@ -193,7 +219,7 @@ fn expectation(
             &["by", "within", "after_step", "never", "from", "until"],
         ),
         SubjectKey::Query => (
-            &["outcome", "reason", "min_records"],
+            &["outcome", "reason", "min_records", "kql"],
             &["at", "by", "within", "after_step", "never", "from", "until"],
         ),
         SubjectKey::Step => (&["outcome", "error_code"], &[]),
@@ -206,6 +232,7 @@ fn expectation(
         ("min_records", r.min_records.as_ref().map(|x| x.span())),
         ("error_code", r.error_code.as_ref().map(|x| x.span())),
         ("workspace", r.workspace.as_ref().map(|x| x.span())),
+        ("kql", r.kql.as_ref().map(|x| x.span())),
         ("at", r.at.as_ref().map(|x| x.span())),
         ("by", r.by.as_ref().map(|x| x.span())),
         ("within", r.within.as_ref().map(|x| x.span())),
@@ -232,6 +259,15 @@ fn expectation(
         }
     }
     if !ok {
+        return None;
+    }
+    // Only a probe runs the KQL: the events of other queries (steps) cannot be told to be of it.
+    if let (Some(kql), None) = (&r.kql, &r.at) {
+        ctx.err(
+            kql.span(),
+            "`kql` goes with `at` (the runner makes that query then); `by`, `within` and `never` \
+             judge the queries the timeline makes",
+        );
         return None;
     }
 
@@ -369,11 +405,16 @@ fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject>
                 Some(reason) => Some(ctx.name(reason, "reason")?),
                 None => None,
             };
+            let kql = match &r.kql {
+                Some(k) => Some(super::kql::query(ctx, k)?),
+                None => None,
+            };
             Subject::Query {
                 workspace,
                 outcome,
                 min_records,
                 reason,
+                kql,
             }
         }
         SubjectKey::Step => {

@@ -7,10 +7,12 @@
 //! after an error so that one run of `cmksim validate` shows every problem it can.
 //!
 //! Split by part of the file: [`world`] (tenants to workspaces and agents), [`timeline`] (steps,
-//! actions, faults) and [`expectations`]. This module holds the shared context: the source map,
-//! the collected diagnostics, the symbol tables and the value checks every part uses.
+//! actions, faults) and [`expectations`]; [`kql`] checks the KQL text both of the latter accept.
+//! This module holds the shared context: the source map, the collected diagnostics, the symbol
+//! tables and the value checks every part uses.
 
 mod expectations;
+mod kql;
 mod timeline;
 mod world;
 

@@ -5,6 +5,11 @@
 //! parameters, injects a `fault`, or only narrates. Which parameters an action takes is one table
 //! ([`params_of`]), so that a missing or misplaced parameter gets a message naming the action and
 //! what it accepts.
+//!
+//! A `query` step runs a plain query of one `table` (default `Heartbeat`) or, with `kql`, a KQL
+//! query (checked by [`super::kql`]); the two exclude each other, and `since` narrows either to
+//! the last `since` before the step (without it a KQL query has no time range beyond its own
+//! `TimeGenerated` filters).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -324,7 +329,8 @@ fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
         table,
         records,
         locked,
-        since
+        since,
+        kql
     );
     out
 }
@@ -378,7 +384,7 @@ pub(crate) fn params_of(action: ActionName) -> (&'static [&'static str], &'stati
         SetWorkspaceRetention => (&["workspace", "retention_days"], &[]),
         SetWorkspaceLock => (&["workspace", "locked"], &[]),
         Ingest => (&["workspace", "table"], &["records"]),
-        Query => (&["workspace"], &["table", "since"]),
+        Query => (&["workspace"], &["table", "kql", "since"]),
     }
 }
 
@@ -674,9 +680,18 @@ fn build_action(
         }
         Query => {
             let workspace = workspace_ref(ctx)?;
-            let table = match &s.table {
-                None => None,
-                Some(t) => Some(ctx.name(t, "table name")?),
+            // `kql` replaces `table` (the query names its tables); `since` narrows either.
+            let (table, kql) = match (&s.table, &s.kql) {
+                (Some(t), Some(_)) => {
+                    ctx.err(
+                        t.span(),
+                        "`table` and `kql` exclude each other: a KQL query names its own tables",
+                    );
+                    return None;
+                }
+                (Some(t), None) => (Some(ctx.name(t, "table name")?), None),
+                (None, Some(k)) => (None, Some(super::kql::query(ctx, k)?)),
+                (None, None) => (None, None),
             };
             let since = match &s.since {
                 None => None,
@@ -685,6 +700,7 @@ fn build_action(
             Action::Query {
                 workspace,
                 table,
+                kql,
                 since,
             }
         }

@@ -769,8 +769,12 @@ impl Driver {
             Action::Query {
                 workspace,
                 table,
+                kql,
                 since,
-            } => self.query_step(workspace, table.as_deref(), *since).await,
+            } => match kql {
+                Some(kql) => self.kql_step(workspace, kql, *since).await,
+                None => self.query_step(workspace, table.as_deref(), *since).await,
+            },
         }
     }
 

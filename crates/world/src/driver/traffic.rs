@@ -8,6 +8,9 @@
 //! An `ingest` step sends synthetic records of the table's standard schema (strings, numbers,
 //! times derived from the record's index); a `query` step and every `query … at` expectation
 //! query through the ingestion front end, which records `query.ok` or `query.failed` itself.
+//! With `kql` they call `ingest.v1.Query/Kql` instead: a step over `[now - since, now]` (or with
+//! no range when `since` is absent), a probe with no range (the query's own `TimeGenerated`
+//! filters bound it); the front end records the same two events, `records` being result rows.
 
 use std::time::Duration;
 
@@ -131,16 +134,34 @@ impl Driver {
 
     /// Schedules the queries that `query … at` expectations judge.
     pub(super) fn start_query_probes(&self) {
-        for (offset, workspace) in self.scenario.query_probes() {
+        for probe in self.scenario.query_probes() {
             let mut query = self.query.clone();
             let clock = self.clock.clone();
-            let at = self.start.add(offset);
+            let at = self.start.add(probe.offset);
             let since_start = self.start;
             tokio::spawn(async move {
                 clock.sleep_until(at).await;
-                let _ = query
-                    .query(probe_request(&workspace, since_start, clock.now()))
-                    .await;
+                // The front end records the probe's `query.ok` / `query.failed`, which is what
+                // the oracle judges; the answer itself is not needed here. A refusal is the
+                // expected outcome of a `fails` probe, so it is only traced.
+                let answered = match &probe.kql {
+                    Some(text) => query
+                        .kql(kql_request(&probe.workspace, text, None))
+                        .await
+                        .map(|_| ()),
+                    None => query
+                        .query(probe_request(&probe.workspace, since_start, clock.now()))
+                        .await
+                        .map(|_| ()),
+                };
+                if let Err(status) = answered {
+                    tracing::debug!(
+                        workspace = %probe.workspace,
+                        code = ?status.code(),
+                        "probe query refused: {}",
+                        status.message()
+                    );
+                }
             });
         }
     }
@@ -175,6 +196,36 @@ impl Driver {
         }
         self.query.query(request).await?;
         Ok(())
+    }
+
+    /// A `query` step with `kql`: over the last `since` when given, else over whatever the
+    /// query's own `TimeGenerated` filters allow.
+    pub(super) async fn kql_step(
+        &mut self,
+        workspace: &str,
+        kql: &model::KqlQuery,
+        since: Option<Duration>,
+    ) -> Result<(), StepError> {
+        let now = self.clock.now();
+        let range = since.map(|d| (now.sub(d), now));
+        self.query
+            .kql(kql_request(workspace, &kql.text, range))
+            .await?;
+        Ok(())
+    }
+}
+
+/// A KQL query of a workspace over `[from, to]`, or with no range beyond the query's own.
+fn kql_request(workspace: &str, text: &str, range: Option<(SimTime, SimTime)>) -> ip::KqlRequest {
+    let (from, to) = match range {
+        Some((from, to)) => (sim_time(from), sim_time(to.add(Duration::from_millis(1)))),
+        None => (None, None),
+    };
+    ip::KqlRequest {
+        workspace_id: Driver::workspace_id(workspace),
+        query: text.to_string(),
+        from,
+        to,
     }
 }
 
