@@ -88,6 +88,16 @@ enum Target {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// A KQL query (filter + summarize) scanning a double-encrypted workspace, beside the
+    /// AES-256-GCM + ChaCha20-Poly1305 decryption of the same bytes in the same run.
+    Query {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Stored size of the workspace, in MiB (1 to 4096).
+        #[arg(long, default_value_t = 256)]
+        mib: u64,
+    },
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -216,6 +226,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 rounds,
             };
             let report = crate::bench_ingest::run(&options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
+            }
+        }
+        Target::Query { json, mib } => {
+            anyhow::ensure!(
+                (crate::bench_query::WORKSPACE_MIB_MIN..=crate::bench_query::WORKSPACE_MIB_MAX)
+                    .contains(&mib),
+                "--mib must be between {} and {}",
+                crate::bench_query::WORKSPACE_MIB_MIN,
+                crate::bench_query::WORKSPACE_MIB_MAX
+            );
+            let options = crate::bench_query::QueryBenchOptions {
+                workspace_mib: mib,
+                rounds: 3,
+            };
+            let report = crate::bench_query::run(&options)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

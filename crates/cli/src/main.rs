@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_ingest;
+mod bench_query;
 mod cleanup;
 mod health;
 mod log_writer;

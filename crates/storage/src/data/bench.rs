@@ -286,7 +286,9 @@ fn batch_for(
         .collect()
 }
 
-fn open_plane(dir: &Path, block_bytes: usize, buffer_bytes: u64) -> Result<DataPlane> {
+/// A data plane in `dir` with blocks of `block_bytes` and room for `buffer_bytes` of outage
+/// buffer (the 2020 profile otherwise; fixed seed). Also used by `cmksim bench query`.
+pub fn open_plane(dir: &Path, block_bytes: usize, buffer_bytes: u64) -> Result<DataPlane> {
     let mut config = DataConfig::from_profile(&Profile::azure_2020());
     config.block_max_bytes = block_bytes;
     config.batch_max_bytes = config.batch_max_bytes.max(block_bytes);
@@ -295,7 +297,7 @@ fn open_plane(dir: &Path, block_bytes: usize, buffer_bytes: u64) -> Result<DataP
 }
 
 /// Creates a double-encrypted account with CMK configured; returns its AEK.
-fn cmk_account(plane: &DataPlane, account: &str, now: SimTime) -> Result<super::Aek> {
+pub fn cmk_account(plane: &DataPlane, account: &str, now: SimTime) -> Result<super::Aek> {
     plane.create_account(account, true, now)?;
     let aek = plane.unwrap_with_mmk(account)?;
     plane.set_kek_wrapping(
@@ -308,7 +310,8 @@ fn cmk_account(plane: &DataPlane, account: &str, now: SimTime) -> Result<super::
     Ok(aek)
 }
 
-fn sealing(aek: &super::Aek) -> Sealing<'_> {
+/// The CMK sealing of [`cmk_account`]'s account (the benchmark's fixed key id and version).
+pub fn sealing(aek: &super::Aek) -> Sealing<'_> {
     Sealing::Cmk {
         aek,
         kid: "https://bench.vault.azure.net/keys/kek",

@@ -1,0 +1,546 @@
+//! `cmksim bench query`: a KQL query over a double-encrypted workspace, beside the decryption of
+//! the same number of bytes in the same run (the floor any encrypted scan pays).
+//!
+//! Set-up: a storage `DataPlane` in a temporary directory (removed afterwards), a CMK-sealed,
+//! double-encrypted account (the helpers of `cmksim bench storage`), and a `Heartbeat` table of
+//! `--mib` MiB of stored blocks of up to 1 MiB: string columns `Computer` (`web-`, `db-`, `app-`
+//! hosts), `Category`, `OSType`, a long `Level`, and `TimeGenerated` spread evenly over six hours
+//! older than the hot window (so each block has one cold copy, as in `bench storage`'s scan).
+//!
+//! The measured query, one pass per round, in one process (no gRPC):
+//!
+//! ```text
+//! Heartbeat
+//! | where TimeGenerated between (datetime(+1h) .. datetime(+5h)) and Computer contains "web"
+//! | summarize count() by Category, bin(TimeGenerated, 5m)
+//! ```
+//!
+//! run as the front end runs it: `DataPlane::scan` over the whole workspace (both AEAD layers
+//! opened and every record decoded; no time pushdown, so every stored byte is read), each record
+//! turned into a row of a `cmksim_kql::Table` (`TimeGenerated` first, then the columns by name),
+//! then `cmksim_kql::parse` and `cmksim_kql::execute`. Query MB/s = sealed bytes the scan read
+//! (`ScanStats::bytes_read`) / wall seconds of the whole pass.
+//!
+//! The floor: the data plane does not expose its blocks' ciphertexts or keys, so the floor
+//! re-seals a buffer of the same shape once (as many chunks as the scan read blocks, each of the
+//! average stored block size less the two tags, AES-256-GCM inside ChaCha20-Poly1305 as the block
+//! format does; README "Data at rest") and then, each round, copies every chunk out (as the scan
+//! copies a block out of sled) and opens ChaCha20-Poly1305 then AES-256-GCM with ring. It leaves
+//! out the per-block HKDF and header parsing, so it is a floor, not a model of the scan. Floor
+//! MB/s = the same byte count / wall seconds. The two alternate over several rounds so machine
+//! load hits both alike; the ratio is query MB/s / floor MB/s over all rounds (goal ≥ 0.5).
+//!
+//! Every pass is checked, not only timed: the scan must see every record written, and the sum of
+//! the result's `count_` column must equal the matching records counted while filling.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use cmksim_kql as kql;
+use cmksim_sim::{Profile, SimTime};
+use cmksim_storage::data::bench::{cmk_account, open_plane, sealing};
+use cmksim_storage::data::{DataPlane, Record, Value};
+use ring::aead;
+use serde::Serialize;
+
+/// The goal: query MB/s at least this fraction of the decryption floor's MB/s.
+pub const GOAL_RATIO: f64 = 0.5;
+/// Bounds of `--mib`.
+pub const WORKSPACE_MIB_MIN: u64 = 1;
+pub const WORKSPACE_MIB_MAX: u64 = 4096;
+/// Bounds of `--rounds`.
+pub const ROUNDS_MAX: usize = 20;
+
+const MIB: usize = 1024 * 1024;
+/// Stored block size (the data plane's `block_max_bytes`), as in `bench storage`'s scan.
+const BLOCK_BYTES: usize = MIB;
+const ACCOUNT: &str = "cluster:bench";
+const WORKSPACE: &str = "ws-bench";
+const TABLE: &str = "Heartbeat";
+const SPAN_MS: i64 = 6 * 3_600_000;
+/// The query's `between`: from one hour after the first record to five hours after it.
+const WINDOW_FROM_MS: i64 = 3_600_000;
+const WINDOW_TO_MS: i64 = 5 * 3_600_000;
+const HOST_KINDS: [&str; 3] = ["web", "db", "app"];
+const HOSTS_PER_KIND: u64 = 500;
+const CATEGORIES: [&str; 3] = ["Direct Agent", "OpsManager", "Azure Monitor Agent"];
+const OS_TYPES: [&str; 2] = ["Linux", "Windows"];
+/// The table's columns as the front end orders them: `TimeGenerated`, then the rest by name.
+const COLUMNS: [(&str, kql::ColumnType); 5] = [
+    ("TimeGenerated", kql::ColumnType::DateTime),
+    ("Category", kql::ColumnType::String),
+    ("Computer", kql::ColumnType::String),
+    ("Level", kql::ColumnType::Long),
+    ("OSType", kql::ColumnType::String),
+];
+/// Header-sized AAD for the floor (the block header is the AAD of both layers).
+const FLOOR_AAD_BYTES: usize = 128;
+const TAG_BYTES: usize = 16;
+
+/// What to measure.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueryBenchOptions {
+    /// Stored size of the workspace, in MiB.
+    pub workspace_mib: u64,
+    /// Rounds, each one query pass then one floor pass.
+    pub rounds: usize,
+}
+
+/// One round's wall times.
+#[derive(Clone, Debug, Serialize)]
+pub struct Round {
+    pub query_seconds: f64,
+    /// The part of `query_seconds` spent in `DataPlane::scan` (both AEAD layers, JSON decoding,
+    /// the row conversion); the rest is `parse` + `execute`.
+    pub scan_seconds: f64,
+    pub floor_seconds: f64,
+}
+
+/// The report (`--json` prints it; otherwise [`QueryBenchReport::to_table`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct QueryBenchReport {
+    pub options: QueryBenchOptions,
+    pub query: String,
+    /// Sealed bytes the scan read per pass (and the floor decrypted per pass).
+    pub bytes: u64,
+    pub blocks: u64,
+    pub records: u64,
+    /// Records the `where` matches, counted while filling.
+    pub matching_records: u64,
+    /// Rows of the result (groups of Category × 5-minute bin).
+    pub result_rows: u64,
+    /// Sum of the result's `count_` column; equals `matching_records`.
+    pub result_count_total: u64,
+    pub fill_seconds: f64,
+    pub rounds: Vec<Round>,
+    pub query_mb_per_s: f64,
+    pub floor_mb_per_s: f64,
+    /// query / floor (MB/s); goal ≥ [`GOAL_RATIO`].
+    pub ratio: f64,
+    pub goal_ratio: f64,
+    /// 1, 5 and 15-minute load averages at the end (absent off Linux).
+    pub load_average: Option<String>,
+}
+
+impl QueryBenchReport {
+    /// A plain-text table of the figures.
+    pub fn to_table(&self) -> String {
+        let mb = |b: u64| b as f64 / MIB as f64;
+        let mut out = format!(
+            "query bench: {:.0} MiB stored in {} blocks, {} records ({} match), filled in {:.1} s\n",
+            mb(self.bytes),
+            self.blocks,
+            self.records,
+            self.matching_records,
+            self.fill_seconds
+        );
+        out.push_str(&format!("{}\n", self.query));
+        out.push_str(&format!(
+            "{:<8} {:>12} {:>12} {:>12} {:>8}\n",
+            "round", "query s", "(scan s)", "floor s", "ratio"
+        ));
+        for (i, r) in self.rounds.iter().enumerate() {
+            out.push_str(&format!(
+                "{:<8} {:>12.3} {:>12.3} {:>12.3} {:>8.2}\n",
+                i + 1,
+                r.query_seconds,
+                r.scan_seconds,
+                r.floor_seconds,
+                r.floor_seconds / r.query_seconds.max(1e-9)
+            ));
+        }
+        out.push_str(&format!(
+            "query (scan + decode + KQL): {:.1} MB/s; floor (ChaCha20-Poly1305 + AES-256-GCM open): \
+             {:.1} MB/s; ratio {:.2} (goal >= {:.1}{})\n",
+            self.query_mb_per_s,
+            self.floor_mb_per_s,
+            self.ratio,
+            self.goal_ratio,
+            if self.ratio >= self.goal_ratio {
+                ""
+            } else {
+                ", not met"
+            }
+        ));
+        out.push_str(&format!(
+            "result: {} rows, count_ total {}; load average {}\n",
+            self.result_rows,
+            self.result_count_total,
+            self.load_average.as_deref().unwrap_or("(unknown)")
+        ));
+        out
+    }
+}
+
+/// Runs the benchmark in a temporary directory (removed afterwards).
+pub fn run(options: &QueryBenchOptions) -> anyhow::Result<QueryBenchReport> {
+    ensure!(
+        (WORKSPACE_MIB_MIN..=WORKSPACE_MIB_MAX).contains(&options.workspace_mib),
+        "the workspace must be between {WORKSPACE_MIB_MIN} and {WORKSPACE_MIB_MAX} MiB"
+    );
+    ensure!(
+        (1..=ROUNDS_MAX).contains(&options.rounds),
+        "rounds must be between 1 and {ROUNDS_MAX}"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("cmksim-bench-query-")
+        .tempdir()
+        .context("creating the benchmark's temporary directory")?;
+    let report = run_in(options, dir.path());
+    dir.close()
+        .context("removing the benchmark's temporary directory")?;
+    report
+}
+
+fn run_in(options: &QueryBenchOptions, dir: &std::path::Path) -> anyhow::Result<QueryBenchReport> {
+    let now = SimTime::DEFAULT_EPOCH.add(Duration::from_secs(100 * 86_400));
+    let hot_window = Profile::azure_2020().data.hot_tier_window;
+    let base_ms = now.sub(hot_window).sub(Duration::from_secs(86_400)).0 - SPAN_MS;
+    let plane = open_plane(dir, BLOCK_BYTES, 0)?;
+    let aek = cmk_account(&plane, ACCOUNT, now)?;
+
+    let started = Instant::now();
+    let fill = fill(&plane, &aek, options.workspace_mib, base_ms, now)?;
+    let fill_seconds = started.elapsed().as_secs_f64();
+
+    let text = format!(
+        "{TABLE}\n| where TimeGenerated between (datetime({}) .. datetime({})) and Computer contains \"web\"\n\
+         | summarize count() by Category, bin(TimeGenerated, 5m)",
+        kql::format_datetime(base_ms + WINDOW_FROM_MS),
+        kql::format_datetime(base_ms + WINDOW_TO_MS)
+    );
+    let scan_to = SimTime(fill.last_ms + 1);
+
+    // One untimed pass warms the caches and sizes the floor.
+    let first = query_pass(&plane, &aek, &text, SimTime(base_ms), scan_to, now)?;
+    ensure!(
+        first.records == fill.records,
+        "the scan saw {} records of the {} written",
+        first.records,
+        fill.records
+    );
+    ensure!(
+        first.count_total == fill.matching,
+        "the query counted {} matching records, the fill wrote {}",
+        first.count_total,
+        fill.matching
+    );
+    let floor = Floor::new(first.blocks, first.bytes)?;
+    floor.pass()?;
+
+    let (mut rounds, mut query_s, mut floor_s) = (Vec::new(), 0.0, 0.0);
+    for _ in 0..options.rounds {
+        let started = Instant::now();
+        let pass = query_pass(&plane, &aek, &text, SimTime(base_ms), scan_to, now)?;
+        let query_seconds = started.elapsed().as_secs_f64().max(1e-9);
+        ensure!(
+            pass.bytes == first.bytes
+                && pass.result_rows == first.result_rows
+                && pass.count_total == first.count_total,
+            "a pass differs from the first: {pass:?} vs {first:?}"
+        );
+        let started = Instant::now();
+        floor.pass()?;
+        let floor_seconds = started.elapsed().as_secs_f64().max(1e-9);
+        query_s += query_seconds;
+        floor_s += floor_seconds;
+        rounds.push(Round {
+            query_seconds,
+            scan_seconds: pass.scan_seconds,
+            floor_seconds,
+        });
+    }
+    let total_mb = first.bytes as f64 / MIB as f64 * options.rounds as f64;
+    let (query_mb_per_s, floor_mb_per_s) = (total_mb / query_s, total_mb / floor_s);
+    Ok(QueryBenchReport {
+        options: options.clone(),
+        query: text,
+        bytes: first.bytes,
+        blocks: first.blocks,
+        records: fill.records,
+        matching_records: fill.matching,
+        result_rows: first.result_rows,
+        result_count_total: first.count_total,
+        fill_seconds,
+        rounds,
+        query_mb_per_s,
+        floor_mb_per_s,
+        ratio: query_mb_per_s / floor_mb_per_s,
+        goal_ratio: GOAL_RATIO,
+        load_average: cmksim_keyvault::bench::load_average(),
+    })
+}
+
+/// What the fill wrote.
+struct Fill {
+    records: u64,
+    /// Records the query's `where` matches.
+    matching: u64,
+    last_ms: i64,
+}
+
+/// The `n`th Heartbeat-like record at `time_ms`.
+fn heartbeat(n: u64, time_ms: i64) -> Record {
+    let kind = HOST_KINDS[(n % 3) as usize];
+    Record::new(TABLE, time_ms)
+        .with(
+            "Computer",
+            Value::String(format!("{kind}-{:04}", (n / 3) % HOSTS_PER_KIND)),
+        )
+        .with(
+            "Category",
+            Value::String(CATEGORIES[((n / 2) % 3) as usize].to_string()),
+        )
+        .with(
+            "OSType",
+            Value::String(OS_TYPES[((n / 5) % 2) as usize].to_string()),
+        )
+        .with("Level", Value::Long((n % 5) as i64))
+}
+
+/// Appends `mib` MiB of stored blocks of Heartbeat records, spread over [`SPAN_MS`] from
+/// `base_ms`.
+fn fill(
+    plane: &DataPlane,
+    aek: &cmksim_storage::data::Aek,
+    mib: u64,
+    base_ms: i64,
+    now: SimTime,
+) -> anyhow::Result<Fill> {
+    // Records per block from the longest record's encoding (the block's JSON array wire shape),
+    // times spread over the span by the average's (the columns' pattern repeats every 30).
+    let (mut sample_bytes, mut longest_bytes) = (0usize, 0usize);
+    for i in 0..30 {
+        let r = heartbeat(i, base_ms + SPAN_MS);
+        let bytes =
+            serde_json::to_vec(&serde_json::json!({"t": r.time_generated_ms, "c": r.columns}))?
+                .len();
+        sample_bytes += bytes + 1;
+        longest_bytes = longest_bytes.max(bytes);
+    }
+    let per_block = ((BLOCK_BYTES - 2) / (longest_bytes + 1)).max(1) as u64;
+    let target_bytes = mib * MIB as u64;
+    let records_estimate = (target_bytes / (sample_bytes as u64 / 30)).max(1);
+    let step_ms = (SPAN_MS / records_estimate as i64).max(1);
+    // Batches are sized by the longest record, so they fill blocks to a little less than 1 MiB:
+    // twice the size in batches always suffices.
+    let batches_max = 2 * mib + 2;
+    let (window_from, window_to) = (base_ms + WINDOW_FROM_MS, base_ms + WINDOW_TO_MS);
+    let (mut written, mut n, mut matching, mut last_ms) = (0u64, 0u64, 0u64, base_ms);
+    for _ in 0..batches_max {
+        if written >= target_bytes {
+            break;
+        }
+        let batch: Vec<Record> = (n..n + per_block)
+            .map(|i| heartbeat(i, base_ms + i as i64 * step_ms))
+            .collect();
+        for r in &batch {
+            let t = r.time_generated_ms;
+            if (window_from..=window_to).contains(&t)
+                && r.columns
+                    .get("Computer")
+                    .is_some_and(|c| matches!(c, Value::String(s) if s.contains("web")))
+            {
+                matching += 1;
+            }
+            last_ms = t;
+        }
+        let receipt = plane.append(ACCOUNT, sealing(aek), WORKSPACE, TABLE, &batch, now)?;
+        written += receipt.stored_bytes;
+        n += per_block;
+    }
+    Ok(Fill {
+        records: n,
+        matching,
+        last_ms,
+    })
+}
+
+/// What one query pass saw.
+#[derive(Debug)]
+struct Pass {
+    blocks: u64,
+    bytes: u64,
+    records: u64,
+    result_rows: u64,
+    count_total: u64,
+    scan_seconds: f64,
+}
+
+/// A storage value as a KQL cell (moved, not copied).
+fn kql_cell(value: Value) -> kql::Value {
+    match value {
+        Value::String(s) => kql::Value::String(s),
+        Value::Long(n) => kql::Value::Long(n),
+        Value::Real(x) => kql::Value::Real(x),
+        Value::Bool(b) => kql::Value::Bool(b),
+        Value::DateTime(ms) => kql::Value::DateTime(ms),
+    }
+}
+
+/// The measured work: scan, decode, build the table, parse and execute the query.
+fn query_pass(
+    plane: &DataPlane,
+    aek: &cmksim_storage::data::Aek,
+    text: &str,
+    from: SimTime,
+    to: SimTime,
+    now: SimTime,
+) -> anyhow::Result<Pass> {
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let stats = plane.scan(
+        ACCOUNT,
+        Some(aek),
+        WORKSPACE,
+        TABLE,
+        from,
+        to,
+        now,
+        &mut |mut record| {
+            let mut row = Vec::with_capacity(COLUMNS.len());
+            row.push(kql::Value::DateTime(record.time_generated_ms));
+            for (name, _) in &COLUMNS[1..] {
+                row.push(
+                    record
+                        .columns
+                        .remove(*name)
+                        .map_or(kql::Value::Null, kql_cell),
+                );
+            }
+            rows.push(row);
+        },
+    )?;
+    let scan_seconds = started.elapsed().as_secs_f64();
+    let records = rows.len() as u64;
+    let table = kql::Table {
+        name: TABLE.to_string(),
+        columns: COLUMNS
+            .iter()
+            .map(|(name, column_type)| kql::Column {
+                name: name.to_string(),
+                column_type: *column_type,
+            })
+            .collect(),
+        rows,
+    };
+    let query = kql::parse(text).map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
+    let tables = BTreeMap::from([(TABLE.to_string(), table)]);
+    let result = kql::execute(&query, &tables, now.unix_ms())
+        .map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
+    let count_at = result
+        .columns
+        .iter()
+        .position(|c| c.name == "count_")
+        .context("the result has no count_ column")?;
+    let mut count_total = 0u64;
+    for row in &result.rows {
+        match row.get(count_at) {
+            Some(kql::Value::Long(n)) if *n >= 0 => count_total += *n as u64,
+            other => anyhow::bail!("a count_ cell is not a count: {other:?}"),
+        }
+    }
+    Ok(Pass {
+        blocks: stats.blocks_read,
+        bytes: stats.bytes_read,
+        records,
+        result_rows: result.rows.len() as u64,
+        count_total,
+        scan_seconds,
+    })
+}
+
+/// Sealed chunks of the scan's shape, opened with both layers each pass.
+struct Floor {
+    inner: aead::LessSafeKey,
+    outer: aead::LessSafeKey,
+    aad: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Floor {
+    /// `blocks` chunks of `bytes / blocks` sealed bytes each (AES-256-GCM inside
+    /// ChaCha20-Poly1305), sealed once.
+    fn new(blocks: u64, bytes: u64) -> anyhow::Result<Floor> {
+        ensure!(blocks > 0, "the scan read no blocks");
+        let key = |alg, byte| {
+            aead::UnboundKey::new(alg, &[byte; 32])
+                .map(aead::LessSafeKey::new)
+                .map_err(|_| anyhow::anyhow!("a 32-byte key for a 256-bit AEAD"))
+        };
+        let inner = key(&aead::AES_256_GCM, 0x11)?;
+        let outer = key(&aead::CHACHA20_POLY1305, 0x22)?;
+        let aad = vec![0xA5; FLOOR_AAD_BYTES];
+        let plain_bytes = ((bytes / blocks) as usize).saturating_sub(2 * TAG_BYTES);
+        let mut chunks = Vec::with_capacity(blocks as usize);
+        for i in 0..blocks {
+            let mut chunk = vec![(i % 251) as u8; plain_bytes];
+            for key in [&inner, &outer] {
+                key.seal_in_place_append_tag(nonce(i), aead::Aad::from(&aad[..]), &mut chunk)
+                    .map_err(|_| anyhow::anyhow!("sealing a floor chunk"))?;
+            }
+            chunks.push(chunk);
+        }
+        Ok(Floor {
+            inner,
+            outer,
+            aad,
+            chunks,
+        })
+    }
+
+    /// Copies out and opens every chunk: ChaCha20-Poly1305, then AES-256-GCM.
+    fn pass(&self) -> anyhow::Result<()> {
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let mut buf = chunk.clone();
+            let middle = self
+                .outer
+                .open_in_place(nonce(i as u64), aead::Aad::from(&self.aad[..]), &mut buf)
+                .map_err(|_| anyhow::anyhow!("opening a floor chunk's outer layer"))?;
+            let plain = self
+                .inner
+                .open_in_place(nonce(i as u64), aead::Aad::from(&self.aad[..]), middle)
+                .map_err(|_| anyhow::anyhow!("opening a floor chunk's inner layer"))?;
+            std::hint::black_box(plain);
+        }
+        Ok(())
+    }
+}
+
+fn nonce(i: u64) -> aead::Nonce {
+    let mut bytes = [0u8; aead::NONCE_LEN];
+    bytes[4..].copy_from_slice(&i.to_be_bytes());
+    aead::Nonce::assume_unique_for_key(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mib_bench_runs_end_to_end_and_its_counts_agree() {
+        let options = QueryBenchOptions {
+            workspace_mib: 1,
+            rounds: 2,
+        };
+        let report = run(&options).unwrap();
+        assert_eq!(report.rounds.len(), 2);
+        assert!(report.blocks >= 1 && report.bytes >= MIB as u64);
+        assert!(report.records > 0);
+        assert!(report.matching_records > 0 && report.matching_records < report.records);
+        assert_eq!(report.result_count_total, report.matching_records);
+        // Three categories over four hours of 5-minute bins, at most.
+        assert!(report.result_rows > 0 && report.result_rows <= 3 * 49);
+        assert!(report.ratio > 0.0 && report.query_mb_per_s > 0.0);
+        assert!(report.to_table().contains("ratio"));
+        assert!(serde_json::to_string(&report)
+            .unwrap()
+            .contains("\"ratio\""));
+        assert!(run(&QueryBenchOptions {
+            workspace_mib: 0,
+            rounds: 1
+        })
+        .is_err());
+    }
+}
