@@ -77,6 +77,8 @@ pub struct KqlAnswer {
     pub table: kql::Table,
     /// Rows read from storage, over every table.
     pub rows_read: u64,
+    /// Rows read per storage and tier (`cluster:NAME (hot)`), over every table.
+    pub served_by: BTreeMap<String, u64>,
 }
 
 fn kql_type(column_type: ColumnType) -> kql::ColumnType {
@@ -126,7 +128,7 @@ impl Frontend {
                 records: answer.table.rows.len() as u64,
                 record_workspaces: vec![workspace_name(workspace).to_string()],
                 count: answer.rows_read,
-                served_by: BTreeMap::new(),
+                served_by: answer.served_by.clone(),
             },
             Err(e) => IngestEvent::QueryFailed {
                 workspace: workspace_name(workspace).to_string(),
@@ -160,17 +162,26 @@ impl Frontend {
         };
         let mut tables = BTreeMap::new();
         let mut rows_read = 0u64;
+        let mut served_by = BTreeMap::new();
         for name in query.tables() {
             let table = if range.from >= range.to {
                 self.empty_table(workspace, &name).await?
             } else {
-                self.read_table(workspace, &name, range).await?
+                let (table, served) = self.read_table(workspace, &name, range).await?;
+                for (storage, rows) in served {
+                    *served_by.entry(storage).or_insert(0) += rows;
+                }
+                table
             };
             rows_read += table.rows.len() as u64;
             tables.insert(name, table);
         }
         let table = kql::execute(&query, &tables, now.unix_ms()).map_err(KqlError::Semantic)?;
-        Ok(KqlAnswer { table, rows_read })
+        Ok(KqlAnswer {
+            table,
+            rows_read,
+            served_by,
+        })
     }
 
     /// The table's schema with no rows (a time range that excludes everything).
@@ -200,13 +211,13 @@ impl Frontend {
     }
 
     /// Every row of `name` in `range`, through the plain query path (routing history, storage
-    /// states, the backend), as a KQL table.
+    /// states, the backend), as a KQL table, with the rows each storage and tier served.
     async fn read_table(
         &self,
         workspace: &str,
         name: &str,
         range: TimeRange,
-    ) -> Result<kql::Table, KqlError> {
+    ) -> Result<(kql::Table, BTreeMap<String, u64>), KqlError> {
         let schema = self.schema_for_query(workspace, name).await?;
         let spec = QuerySpec {
             workspace: workspace.to_string(),
@@ -256,11 +267,17 @@ impl Frontend {
                     .collect()
             })
             .collect();
-        Ok(kql::Table {
+        let served = answer
+            .served_by
+            .iter()
+            .map(|((d, t), n)| (format!("{} ({})", d.label(), t.label()), *n))
+            .collect();
+        let table = kql::Table {
             name: name.to_string(),
             columns,
             rows,
-        })
+        };
+        Ok((table, served))
     }
 }
 
