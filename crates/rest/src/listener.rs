@@ -54,6 +54,8 @@ struct Conn {
     acceptor: TlsAcceptor,
     router: Router,
     stop: watch::Receiver<bool>,
+    /// One permit per connection or CONNECT tunnel being served ([`CONNECTIONS_MAX`]).
+    slots: Arc<Semaphore>,
 }
 
 /// Accepts connections on `listener` until `stop` resolves, then waits (bounded) for the
@@ -65,12 +67,13 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX as usize));
     let conn = Conn {
         acceptor: TlsAcceptor::from(tls),
         router,
         stop: stop_rx,
+        slots: slots.clone(),
     };
-    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX as usize));
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -184,6 +187,18 @@ impl Conn {
             .uri()
             .authority()
             .map(|a| crate::error::echo(a.as_str()));
+        // The tunnel outlives the CONNECT request's connection task: it holds a slot of its own,
+        // so that the limit and the shutdown wait count it.
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                ?target,
+                max = CONNECTIONS_MAX,
+                "rest: too many connections, CONNECT refused"
+            );
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return response;
+        };
         tokio::spawn(async move {
             match hyper::upgrade::on(request).await {
                 Ok(upgraded) => {
@@ -192,6 +207,7 @@ impl Conn {
                 }
                 Err(e) => tracing::warn!(?target, "rest: CONNECT upgrade failed: {e}"),
             }
+            drop(slot);
         });
         Response::new(Body::empty())
     }
