@@ -125,6 +125,9 @@ impl RestServer {
                 .channel(url, timeouts)
                 .map_err(|e| RestError::startup(format!("{url}: {e}")))
         };
+        // Read before the first start writes anything: a broken rules file refuses the start
+        // with nothing created.
+        let dcrs = monitor::dcr::DcrStore::open(&config.data_dir)?;
         let upstream = Upstreams {
             keyvault: channel(&config.keyvault_url)?,
             storage: channel(&config.storage_url)?,
@@ -157,7 +160,6 @@ impl RestServer {
         let verifier = TokenVerifier::from_jwks(&jwks)
             .map_err(|e| RestError::startup(format!("identity signing keys: {e}")))?;
         let (stop_tx, stopping) = watch::channel(false);
-        let dcrs = monitor::dcr::DcrStore::open(&config.data_dir)?;
         Ok(RestServer {
             state: Arc::new(AppState {
                 upstream,
