@@ -1,42 +1,12 @@
 //! One test per error class: each broken file is reported as `FILE:LINE:COLUMN: message`, at
 //! the exact place of the mistake.
 
-use std::path::Path;
+use cmksim_scenario::validate_file;
 
-use cmksim_scenario::{validate_file, validate_str};
+mod common;
+use common::diagnostics::{assert_one, at, errors};
 
 const HEAD: &str = "[scenario]\nname = \"t\"\ntitle = \"T\"\nduration = \"2h\"\n";
-
-/// All diagnostics of a text, as displayed.
-fn errors(text: &str) -> Vec<String> {
-    match validate_str(Path::new("t.toml"), text) {
-        Ok(_) => Vec::new(),
-        Err(diags) => diags.iter().map(|d| d.to_string()).collect(),
-    }
-}
-
-/// `t.toml:LINE:COLUMN` of the `nth` byte of the first occurrence of `needle` (1-based lines
-/// and columns), computed independently of the crate's own source map.
-fn at(text: &str, needle: &str, nth: usize) -> String {
-    let offset = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"))
-        + nth;
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
-    format!("t.toml:{line}:{column}")
-}
-
-fn assert_one(text: &str, position: &str, message_part: &str) {
-    let errs = errors(text);
-    assert!(
-        errs.iter()
-            .any(|e| e.starts_with(&format!("{position}: ")) && e.contains(message_part)),
-        "expected {position}: …{message_part}…, got:\n{}",
-        errs.join("\n")
-    );
-}
 
 #[test]
 fn valid_minimal_file() {

@@ -13,6 +13,7 @@ use cmksim_sim::EventLog;
 use serde_json::json;
 
 mod common;
+use common::diagnostics::{assert_one, at, errors};
 use common::{m, START};
 
 const DASHBOARD: &str = "Heartbeat | summarize count() by bin(TimeGenerated, 5m)";
@@ -29,37 +30,6 @@ fn file(extra: &str) -> String {
     )
 }
 
-fn errors(text: &str) -> Vec<String> {
-    match validate_str(Path::new("t.toml"), text) {
-        Ok(_) => Vec::new(),
-        Err(diags) => diags.iter().map(|d| d.to_string()).collect(),
-    }
-}
-
-/// `t.toml:LINE:COLUMN` of byte `nth` of the first occurrence of `needle`, computed
-/// independently of the crate's source map.
-fn at(text: &str, needle: &str, nth: usize) -> String {
-    let offset = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"))
-        + nth;
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
-    format!("t.toml:{line}:{column}")
-}
-
-fn assert_one(text: &str, position: &str, message_part: &str) {
-    let errs = errors(text);
-    assert!(
-        errs.iter()
-            .any(|e| e.starts_with(&format!("{position}: ")) && e.contains(message_part)),
-        "expected {position}: …{message_part}…, got:\n{}",
-        errs.join("\n")
-    );
-}
-
-/// The KQL parser's own verdict on `query`: (line, column, message).
 fn kql_error(query: &str) -> (u32, u32, String) {
     let e = cmksim_kql::parse(query).expect_err("the query is malformed");
     (e.line, e.column, e.message)

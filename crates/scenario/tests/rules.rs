@@ -3,9 +3,13 @@
 //! line that declares the entity, with the same predicate the service applies
 //! (`cmksim_sim::rules`).
 
-use std::path::Path;
+mod common;
+use common::diagnostics::{errors, position_of};
 
-use cmksim_scenario::validate_str;
+/// The position of the first occurrence of `needle`.
+fn at(text: &str, needle: &str) -> String {
+    common::diagnostics::at(text, needle, 0)
+}
 
 /// A world that set-up accepts; each test breaks one declaration of it.
 const GOOD: &str = "[scenario]
@@ -35,30 +39,6 @@ name = \"ws-ops\"
 location = \"westeurope\"
 link = \"contosologs\"
 ";
-
-fn errors(text: &str) -> Vec<String> {
-    match validate_str(Path::new("t.toml"), text) {
-        Ok(_) => Vec::new(),
-        Err(diags) => diags.iter().map(|d| d.to_string()).collect(),
-    }
-}
-
-/// `t.toml:LINE:COLUMN` of the first occurrence of `needle` (1-based), computed independently
-/// of the crate's own source map.
-fn at(text: &str, needle: &str) -> String {
-    let offset = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"));
-    position_of(text, offset)
-}
-
-/// `t.toml:LINE:COLUMN` of byte `offset` of `text`.
-fn position_of(text: &str, offset: usize) -> String {
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
-    format!("t.toml:{line}:{column}")
-}
 
 /// `GOOD` with `from` replaced by `to` is refused with exactly one error, at `to`, containing
 /// `message_part`.

@@ -1,6 +1,8 @@
 //! A hand-built event log of the flagship scenario, shared by the oracle and report tests.
 #![allow(dead_code)]
 
+pub mod diagnostics;
+
 use std::time::Duration;
 
 use cmksim_scenario::events::{self, reason, Emit};
