@@ -13,6 +13,9 @@
 //!
 //! Transformations: only `source` (the identity, the default) is run; a rule with another
 //! `transformKql` is refused with a sentence that says so, rather than kept and ignored.
+//!
+//! The refusals carry ARM's code `InvalidPayload`; their texts are the simulator's (the seeds
+//! give none).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

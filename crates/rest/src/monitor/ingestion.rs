@@ -16,6 +16,10 @@
 //! unavailable, dropped while it is revoked. The real service answers 204 and is silent about
 //! drops; cmksim answers 204 too, and tells the truth in an `x-cmksim-outcome` header
 //! (`stored=N buffered=N dropped=N`, with drop reasons) and in the event log.
+//!
+//! Messages: the seeds and Azure's documentation give the status codes of these refusals but no
+//! text; the messages here are the simulator's, written in the service's codes
+//! (`InvalidStream`, `InvalidPayload`, `ContentLengthLimitExceeded`, `NotFound`).
 
 use std::collections::BTreeMap;
 use std::io::Read;

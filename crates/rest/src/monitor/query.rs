@@ -15,6 +15,10 @@
 //! JSON text, as the real service sends them. Tokens: the Log Analytics audience
 //! (`https://api.loganalytics.io`, or the door's own URL, which is what the SDK asks for when its
 //! endpoint is the door).
+//!
+//! The door's own refusals (a missing query, a bad timespan, an unknown workspace) use the API's
+//! codes (`BadArgumentError`, `WorkspaceNotFoundError`) with the simulator's texts; a query's
+//! refusal is the front end's error unchanged.
 
 use std::sync::Arc;
 
