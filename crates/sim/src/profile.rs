@@ -61,6 +61,9 @@ pub struct Profile {
     pub data: DataProfile,
     pub workspace: WorkspaceProfile,
     pub agent: AgentProfile,
+    /// Sentinel's Cosmos DB store (seed 002); the seed's values when a profile file omits it.
+    #[serde(default)]
+    pub sentinel: SentinelProfile,
 }
 
 /// Cluster control-plane durations and limits (SPEC §4).
@@ -144,6 +147,46 @@ pub struct AgentProfile {
     pub drop_first_table: String,
 }
 
+/// Sentinel's own key-access loop over its Cosmos DB store (seed 002, SPEC §10). The seed gives
+/// only the bounds ("within one hour"); the split of each hour between polling and the delays
+/// below is the simulator's, chosen so that every bound holds in the worst case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelProfile {
+    /// unwrapKey of the account key through the Cosmos DB principal, at a uniform random
+    /// interval in `[poll_interval_min, poll_interval_max]`.
+    #[serde(with = "dur")]
+    pub poll_interval_min: Duration,
+    #[serde(with = "dur")]
+    pub poll_interval_max: Duration,
+    /// seed 002: "Azure Sentinel will honor the change ... within one hour".
+    #[serde(with = "dur")]
+    pub revocation_deadline: Duration,
+    /// After a successful poll ends a revocation, data comes back this much later (seed 002:
+    /// "Azure Sentinel will restore access to the data within an hour"; poll_interval_max +
+    /// restore_delay <= 1 h).
+    #[serde(with = "dur")]
+    pub restore_delay: Duration,
+    /// After Sentinel first sees the cluster name another key or version, it rewraps its
+    /// account key this much later (seed 002: "supports the new key within an hour", "will
+    /// detect the key change ... within 1 hour"; poll_interval_max + key_follow_delay <= 1 h).
+    #[serde(with = "dur")]
+    pub key_follow_delay: Duration,
+}
+
+impl Default for SentinelProfile {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        SentinelProfile {
+            poll_interval_min: Duration::from_secs(5 * MINUTE),
+            poll_interval_max: Duration::from_secs(15 * MINUTE),
+            revocation_deadline: Duration::from_secs(60 * MINUTE),
+            restore_delay: Duration::from_secs(45 * MINUTE),
+            key_follow_delay: Duration::from_secs(30 * MINUTE),
+        }
+    }
+}
+
 /// Why a profile could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -225,6 +268,13 @@ impl Profile {
         }
         if self.agent.retry_interval.is_zero() {
             return Err("agent.retry_interval must be > 0".into());
+        }
+        let s = &self.sentinel;
+        if s.poll_interval_min.is_zero() || s.poll_interval_min > s.poll_interval_max {
+            return Err("sentinel.poll_interval_min must be > 0 and <= poll_interval_max".into());
+        }
+        if s.poll_interval_max > s.revocation_deadline {
+            return Err("sentinel.poll_interval_max exceeds sentinel.revocation_deadline".into());
         }
         Ok(())
     }
