@@ -27,7 +27,8 @@
 //! | `keyvault.policy.removed` | `keyvault` | `vault`, and who: `cluster`, `principal` or `object_id` |
 //! | `hsm.device.{error,ok}`, `hsm.tampered` | `hsm` | — (`keys_zeroised` for tamper) |
 //! | `storage.cluster.{created,provisioned,deleted,recovered,purged}` | `storage/<cluster>` | `cluster` |
-//! | `storage.cluster.key_updated` | `storage/<cluster>` | `cluster`, and `vault`, `key`, `version` (empty: versionless) or `new_key_id` (a key URI) |
+//! | `storage.cluster.key_updated` | `storage/<cluster>` | `cluster`, and `vault`, `key`, `version` (empty: versionless) or `new_key_id` (a key URI): the cluster's properties name the key; it is *in use* only after the rewrap below |
+//! | `storage.key.{rewrapped,rewrap_failed}` | `storage/<cluster>` | `cluster`, `key` (rewrapped) or `to` and `error` (failed): whether the account key is now wrapped by the updated key |
 //! | `storage.workspace.{link_requested,linked,unlinked}` | `storage/<cluster>` | `cluster`, `workspace` |
 //! | `storage.poll.{succeeded,transient,denied}` | `storage/<cluster>` | `cluster`, `reason` (transient, denied), `version` (succeeded) |
 //! | `storage.state.<state>` | `storage/<cluster>` | `cluster`, `from` (previous state), `reason` (`healthy_cmk` and `healthy_mmk` count as `healthy`) |
@@ -88,6 +89,11 @@ pub const CLUSTER_DELETED: &str = "storage.cluster.deleted";
 pub const CLUSTER_RECOVERED: &str = "storage.cluster.recovered";
 pub const CLUSTER_PURGED: &str = "storage.cluster.purged";
 pub const CLUSTER_KEY_UPDATED: &str = "storage.cluster.key_updated";
+/// The account key is now wrapped by the key the last `key_updated` named: from here on it is
+/// the key the storage uses.
+pub const KEY_REWRAPPED: &str = "storage.key.rewrapped";
+/// Rewrapping under the updated key failed: the previous key stays in use.
+pub const KEY_REWRAP_FAILED: &str = "storage.key.rewrap_failed";
 pub const WORKSPACE_LINK_REQUESTED: &str = "storage.workspace.link_requested";
 pub const WORKSPACE_LINKED: &str = "storage.workspace.linked";
 pub const WORKSPACE_UNLINKED: &str = "storage.workspace.unlinked";
@@ -400,8 +406,31 @@ impl Emit<'_> {
             at,
             &format!("storage/{cluster}"),
             CLUSTER_KEY_UPDATED,
-            format!("{cluster} now uses key {key} from {vault}; the AEK was rewrapped"),
+            format!("{cluster} key update finished: its properties name key {key} from {vault}"),
             json!({"cluster": cluster, "vault": vault, "key": key, "version": version}),
+        )
+    }
+
+    /// The storage's account key is now wrapped by `key` (what the key loop records after a
+    /// key update's rewrap succeeds).
+    pub fn rewrapped(&self, at: SimTime, cluster: &str, key: &str) -> Event {
+        self.raw(
+            at,
+            &format!("storage/{cluster}"),
+            KEY_REWRAPPED,
+            format!("storage {cluster}: the AEK is now wrapped by {key}"),
+            json!({"cluster": cluster, "key": key}),
+        )
+    }
+
+    /// Rewrapping under `to` failed; the previous key stays in use.
+    pub fn rewrap_failed(&self, at: SimTime, cluster: &str, to: &str, error: &str) -> Event {
+        self.raw(
+            at,
+            &format!("storage/{cluster}"),
+            KEY_REWRAP_FAILED,
+            format!("storage {cluster}: rewrapping the AEK under {to} failed: {error}"),
+            json!({"cluster": cluster, "to": to, "error": error}),
         )
     }
 

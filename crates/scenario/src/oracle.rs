@@ -132,22 +132,18 @@ struct Binding {
 }
 
 /// The key each cluster uses over time: the scenario's initial keys (versions resolved from
-/// `keyvault.key.created` events) then `storage.cluster.key_updated` events.
+/// `keyvault.key.created` events), then the key a `storage.cluster.key_updated` event names —
+/// but only once the storage's `storage.key.rewrapped` confirms it. A key update whose rewrap
+/// fails (`storage.key.rewrap_failed`) leaves the previous key in use, so disabling the old key
+/// still revokes.
 fn binding_at(
     scenario: &Scenario,
     events: &[Event],
     cluster: &str,
     at: SimTime,
 ) -> Option<Binding> {
-    let updated = events.iter().rev().find(|e| {
-        e.at_ms <= at.0 && e.kind == events::CLUSTER_KEY_UPDATED && cluster_of(e) == Some(cluster)
-    });
-    if let Some((vault, key, version)) = updated.and_then(events::updated_key) {
-        return Some(Binding {
-            vault,
-            key,
-            version,
-        });
+    if let Some(binding) = rewrapped_binding(events, cluster, at) {
+        return Some(binding);
     }
     let initial = scenario.initial_cluster_key(cluster)?;
     let name = format!("{}/{}", initial.vault, initial.key);
@@ -175,6 +171,35 @@ fn binding_at(
     })
 }
 
+/// The key the last confirmed key update of `cluster` moved to, at `at`: a `key_updated` event
+/// followed by a `rewrapped` event of the same cluster (a `rewrap_failed` cancels it).
+fn rewrapped_binding(events: &[Event], cluster: &str, at: SimTime) -> Option<Binding> {
+    let mut pending: Option<Binding> = None;
+    let mut confirmed: Option<Binding> = None;
+    for e in events
+        .iter()
+        .filter(|e| e.at_ms <= at.0 && cluster_of(e) == Some(cluster))
+    {
+        match e.kind.as_str() {
+            events::CLUSTER_KEY_UPDATED => {
+                pending = events::updated_key(e).map(|(vault, key, version)| Binding {
+                    vault,
+                    key,
+                    version,
+                });
+            }
+            events::KEY_REWRAPPED => {
+                if let Some(binding) = pending.take() {
+                    confirmed = Some(binding);
+                }
+            }
+            events::KEY_REWRAP_FAILED => pending = None,
+            _ => {}
+        }
+    }
+    confirmed
+}
+
 /// Every cluster named by the scenario or by storage events.
 fn clusters(scenario: &Scenario, events: &[Event]) -> Vec<String> {
     let mut out: Vec<String> = scenario
@@ -196,7 +221,8 @@ fn clusters(scenario: &Scenario, events: &[Event]) -> Vec<String> {
 
 /// Whether a vault event denies (Some(true)) or restores (Some(false)) access for a cluster.
 fn access_effect(scenario: &Scenario, events: &[Event], e: &Event, cluster: &str) -> Option<bool> {
-    if e.kind == events::CLUSTER_KEY_UPDATED {
+    if e.kind == events::KEY_REWRAPPED {
+        // The account key is wrapped by a key the cluster can use: access is there.
         return (cluster_of(e) == Some(cluster)).then_some(false);
     }
     if !e.kind.starts_with("keyvault.") {

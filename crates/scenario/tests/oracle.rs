@@ -246,6 +246,40 @@ fn invariant_2_ignores_other_keys_and_old_versions() {
 }
 
 #[test]
+fn invariant_2_follows_a_key_update_only_once_the_rewrap_succeeded() {
+    let s = small("");
+    let run = |rewrap_ok: bool| {
+        let l = log();
+        let e = Emit { log: &l };
+        e.key(START, events::KEY_CREATED, "kv1", "k", "v1");
+        e.key(START, events::KEY_CREATED, "kv1", "other", "o1");
+        e.state(START, "cl1", None, Healthy, "start");
+        e.key_updated(m(10.0), "cl1", "kv1", "other", "o1");
+        if rewrap_ok {
+            e.rewrapped(m(11.0), "cl1", "kv1/other/o1");
+        } else {
+            e.rewrap_failed(m(11.0), "cl1", "kv1/other/o1", "403 Forbidden");
+        }
+        e.key(m(30.0), events::KEY_DISABLED, "kv1", "k", "v1");
+        l.record_raw(
+            m(240.0),
+            "scenario",
+            events::SCENARIO_FINISHED,
+            "done".into(),
+            serde_json::json!({}),
+        );
+        oracle::revocation_honoured(&s, &l.snapshot())
+    };
+    // Rewrapped: the old key no longer matters.
+    let v = run(true);
+    assert_eq!(v.outcome, Outcome::NotApplicable, "{v:#?}");
+    // The rewrap failed: the storage still unwraps with k/v1, so disabling it must revoke,
+    // and a storage that stays healthy breaks the invariant.
+    let v = run(false);
+    assert_eq!(v.outcome, Outcome::Broken, "{v:#?}");
+}
+
+#[test]
 fn invariant_4_short_outages() {
     let s = library("vault-blip-5m.toml");
     let make = |visible: bool| {
@@ -489,6 +523,12 @@ fn reads_the_services_event_shapes() {
         "storage/c1",
         "storage.cluster.key_updated",
         json!({"keyUpdated": {"cluster": "cl1", "new_key_id": "https://kv.vault.azure.net/keys/k2/bb22"}}),
+    );
+    raw(
+        120.5,
+        "storage/c1",
+        "storage.key.rewrapped",
+        json!({"Rewrapped": {"cluster": "cl1", "key": "https://kv.vault.azure.net/keys/k2/bb22"}}),
     );
     raw(
         130.0,
