@@ -41,6 +41,13 @@ pub mod storage {
     }
 }
 
+/// Microsoft Sentinel on a CMK workspace (seed 002): onboarding, incidents, rules, watchlists.
+pub mod sentinel {
+    pub mod v1 {
+        tonic::include_proto!("sentinel.v1");
+    }
+}
+
 /// A running service's event log and clock, read by live-mode scenario runs.
 pub mod events {
     pub mod v1 {
