@@ -3,6 +3,10 @@
 //! The constructors here (`vault`, `key`, `cluster`, `workspace`, `policy`) are shared with the
 //! timeline's create actions, so that a vault written in the world and one created at T+2h obey
 //! the same defaults and ranges.
+//!
+//! Every declared name is defined in the symbol table whether or not its entity is valid: the
+//! entity's own errors are reported at its line, and the references to it must not add invented
+//! "unknown cluster (no cluster is defined)" errors before or instead of them (issue 17).
 
 use std::ops::Range;
 
@@ -44,8 +48,9 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
     check_count(ctx, &raw.tenants, "tenants");
     for t in &raw.tenants {
         let t = t.get_ref();
-        if let Some(name) = ctx.name(&t.name, "tenant name") {
-            ctx.define(Kind::Tenant, &name, t.name.span());
+        let name = ctx.name(&t.name, "tenant name");
+        ctx.define(Kind::Tenant, t.name.get_ref(), t.name.span());
+        if let Some(name) = name {
             world.tenants.push(Tenant { name });
         }
     }
@@ -69,8 +74,8 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
             if name.starts_with("cluster:") {
                 ctx.err(p.name.span(), "`cluster:` names a cluster's identity");
             }
-            ctx.define(Kind::Principal, name, p.name.span());
         }
+        ctx.define(Kind::Principal, p.name.get_ref(), p.name.span());
         let tenant = ctx.reference(Kind::Tenant, &p.tenant);
         if let Some(name) = name {
             world.principals.push(Principal { name, tenant });
@@ -89,8 +94,9 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
             retention_days: v.retention_days.as_ref(),
             purge_protection: v.purge_protection.as_ref(),
         };
-        if let Some(vault) = vault(ctx, &args, &default_tenant) {
-            ctx.define(Kind::Vault, &vault.name, v.name.span());
+        let vault = vault(ctx, &args, &default_tenant);
+        ctx.define(Kind::Vault, v.name.get_ref(), v.name.span());
+        if let Some(vault) = vault {
             world.vaults.push(vault);
         }
     }
@@ -106,12 +112,13 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
             ops: k.ops.as_ref(),
             enabled: k.enabled.as_ref(),
         };
-        if let Some(key) = key(ctx, &args) {
-            ctx.define(
-                Kind::Key,
-                &format!("{}/{}", key.vault, key.name),
-                k.name.span(),
-            );
+        let key = key(ctx, &args);
+        ctx.define(
+            Kind::Key,
+            &format!("{}/{}", k.vault.get_ref(), k.name.get_ref()),
+            k.name.span(),
+        );
+        if let Some(key) = key {
             world.keys.push(key);
         }
     }
@@ -131,8 +138,9 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
             billing_type: c.billing_type.as_ref(),
             double_encryption: c.double_encryption.as_ref(),
         };
-        if let Some(cluster) = cluster(ctx, &args, &default_tenant, profile) {
-            ctx.define(Kind::Cluster, &cluster.name, c.name.span());
+        let cluster = cluster(ctx, &args, &default_tenant, profile);
+        ctx.define(Kind::Cluster, c.name.get_ref(), c.name.span());
+        if let Some(cluster) = cluster {
             if let Some(k) = &c.key {
                 pending_keys.push((world.clusters.len(), k));
             }
@@ -176,17 +184,17 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
     check_count(ctx, &raw.workspaces, "workspaces");
     for w in &raw.workspaces {
         let w = w.get_ref();
-        if let Some(mut ws) = workspace(
+        let ws = workspace(
             ctx,
             &w.name,
             &w.location,
             w.retention_days.as_ref(),
             profile,
-        ) {
-            ctx.define(Kind::Workspace, &ws.name, w.name.span());
-            if let Some(link) = &w.link {
-                ws.link = Some(ctx.reference(Kind::Cluster, link));
-            }
+        );
+        ctx.define(Kind::Workspace, w.name.get_ref(), w.name.span());
+        let link = w.link.as_ref().map(|l| ctx.reference(Kind::Cluster, l));
+        if let Some(mut ws) = ws {
+            ws.link = link;
             world.workspaces.push(ws);
         }
     }
@@ -200,9 +208,7 @@ pub(super) fn agents(ctx: &mut Ctx<'_>, raw: &RawFile) -> Vec<Agent> {
     for a in &raw.agents {
         let a = a.get_ref();
         let name = ctx.name(&a.name, "agent name");
-        if let Some(name) = &name {
-            ctx.define(Kind::Agent, name, a.name.span());
-        }
+        ctx.define(Kind::Agent, a.name.get_ref(), a.name.span());
         let workspace = ctx.reference(Kind::Workspace, &a.workspace);
         if a.tables.get_ref().is_empty() {
             ctx.err(
