@@ -13,10 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::duration::{format_duration, parse_duration};
 
 const AZURE_2020_TOML: &str = include_str!("../../../sim-config/azure-2020.toml");
+const AZURE_2021_TOML: &str = include_str!("../../../sim-config/azure-2021.toml");
 const AZURE_CURRENT_TOML: &str = include_str!("../../../sim-config/azure-current.toml");
 
 /// The names of the built-in profiles; the first is the default.
-pub const BUILTIN_PROFILES: [&str; 2] = ["azure-2020", "azure-current"];
+pub const BUILTIN_PROFILES: [&str; 3] = ["azure-2020", "azure-2021", "azure-current"];
 
 /// Which seed's wording the error catalogue uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,17 @@ pub enum LinkBeforeProvisioned {
     AcceptAndDrop,
     /// Seed 001: refused until provisioning succeeded.
     Reject,
+}
+
+/// What a delete of a cluster that still has linked workspaces does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteWithLinkedWorkspaces {
+    /// Seed 000: "Any associated workspace gets disassociated from the Cluster resource on delete
+    /// operation": the cluster is `Deleting` while its workspaces are unlinked.
+    UnlinkThenDelete,
+    /// Seed 001: "You must unlink all workspaces from the cluster before deleting it."
+    Refuse,
 }
 
 /// Which key seals the hot tier (the last 14 days).
@@ -78,6 +90,11 @@ pub struct ClusterProfile {
     pub link_duration: Duration,
     #[serde(with = "dur")]
     pub unlink_duration: Duration,
+    /// How long a delete keeps a cluster `Deleting` when no workspace is linked (0: the soft
+    /// delete is immediate). With linked workspaces (`unlink-then-delete`), the delete waits for
+    /// their unlinks as well.
+    #[serde(with = "dur")]
+    pub delete_duration: Duration,
     #[serde(with = "dur")]
     pub soft_delete_retention: Duration,
     pub max_active_per_region_subscription: u32,
@@ -93,6 +110,24 @@ pub struct ClusterProfile {
     pub link_operations_window: Duration,
     pub link_before_provisioned: LinkBeforeProvisioned,
     pub double_encryption_default: bool,
+    /// Reserved clusters (active + soft-deleted) per subscription over all regions; `None`
+    /// ("unlimited" in the files): only the per-region limits apply. Seed 001's "limit of three
+    /// clusters per subscription", offered as an override of azure-2021.
+    #[serde(with = "opt_count")]
+    pub max_reserved_per_subscription: Option<u32>,
+    pub delete_with_linked_workspaces: DeleteWithLinkedWorkspaces,
+    /// Regions (ARM spelling, lowercase) where a cluster cannot have double encryption: a create
+    /// that leaves `isDoubleEncryptionEnabled` at its default `true` (or sets it) is refused there
+    /// (seed 001: "<region> doesn’t support Double Encryption for clusters.").
+    pub double_encryption_unsupported_regions: Vec<String>,
+}
+
+impl ClusterProfile {
+    /// Whether a cluster in `location` may have double encryption (either spelling of the region).
+    pub fn double_encryption_supported(&self, location: &str) -> bool {
+        let region = crate::rules::normalize_region(location);
+        !self.double_encryption_unsupported_regions.contains(&region)
+    }
 }
 
 /// The storage's Key Vault access loop (SPEC §5).
@@ -190,14 +225,14 @@ impl Default for SentinelProfile {
 /// Why a profile could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("unknown profile {0:?}: the built-in profiles are azure-2020 and azure-current")]
+    #[error("unknown profile {0:?}: the built-in profiles are {builtin}", builtin = BUILTIN_PROFILES.join(", "))]
     Unknown(String),
     #[error("profile {name}: {message}")]
     Invalid { name: String, message: String },
 }
 
 impl Profile {
-    /// A built-in profile by name (`azure-2020`, `azure-current`).
+    /// A built-in profile by name (`azure-2020`, `azure-2021`, `azure-current`).
     pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
         Profile::builtin_with_overrides(name, None)
     }
@@ -205,6 +240,11 @@ impl Profile {
     /// The default profile, azure-2020.
     pub fn azure_2020() -> Profile {
         Profile::builtin("azure-2020").expect("the embedded azure-2020 profile is valid")
+    }
+
+    /// The azure-2021 profile (seed 001).
+    pub fn azure_2021() -> Profile {
+        Profile::builtin("azure-2021").expect("the embedded azure-2021 profile is valid")
     }
 
     /// The azure-current profile.
@@ -219,6 +259,7 @@ impl Profile {
     ) -> Result<Profile, ProfileError> {
         let text = match name {
             "azure-2020" => AZURE_2020_TOML,
+            "azure-2021" => AZURE_2021_TOML,
             "azure-current" => AZURE_CURRENT_TOML,
             other => return Err(ProfileError::Unknown(other.to_string())),
         };
@@ -262,6 +303,21 @@ impl Profile {
         if c.max_active_per_region_subscription > c.max_reserved_per_region_subscription {
             return Err("cluster.max_active_per_region_subscription exceeds max_reserved".into());
         }
+        if c.max_reserved_per_subscription == Some(0) {
+            return Err(
+                "cluster.max_reserved_per_subscription must be > 0 or \"unlimited\"".into(),
+            );
+        }
+        if let Some(region) = c
+            .double_encryption_unsupported_regions
+            .iter()
+            .find(|r| !crate::rules::is_azure_region(r) || crate::rules::normalize_region(r) != **r)
+        {
+            return Err(format!(
+                "cluster.double_encryption_unsupported_regions: {:?} is no Azure region in ARM spelling (lowercase, no spaces)",
+                crate::text::echo(region)
+            ));
+        }
         let w = &self.workspace;
         if !(w.retention_min_days..=w.retention_max_days).contains(&w.retention_default_days) {
             return Err("workspace.retention_default_days is outside min..max".into());
@@ -304,6 +360,35 @@ mod dur {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A count that may be "unlimited" (`None`).
+mod opt_count {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(n: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.serialize_u32(*n),
+            None => s.serialize_str("unlimited"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Count {
+            Number(u32),
+            Text(String),
+        }
+        match Count::deserialize(d)? {
+            Count::Number(n) => Ok(Some(n)),
+            Count::Text(t) if t == "unlimited" => Ok(None),
+            Count::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected a count or \"unlimited\", found {:?}",
+                crate::text::echo(&t)
+            ))),
+        }
     }
 }
 
@@ -352,6 +437,104 @@ mod tests {
             (5, 7)
         );
         assert_eq!(c.cluster.capacity_min_gb_per_day, 100);
+    }
+
+    #[test]
+    fn azure_2021_follows_seed_001() {
+        let p = Profile::azure_2021();
+        assert_eq!(p.name, "azure-2021");
+        assert_eq!(p.error_wording, ErrorWording::Seed001);
+        let c = &p.cluster;
+        assert_eq!(c.link_before_provisioned, LinkBeforeProvisioned::Reject);
+        assert_eq!(
+            c.delete_with_linked_workspaces,
+            DeleteWithLinkedWorkspaces::Refuse
+        );
+        assert!(c.double_encryption_default);
+        assert!(
+            !c.delete_duration.is_zero(),
+            "seed 001: cluster delete is a long operation"
+        );
+        assert!(!c.double_encryption_supported("westcentralus"));
+        assert!(!c.double_encryption_supported("West Central US"));
+        assert!(c.double_encryption_supported("westeurope"));
+        // The lines it follows where seed 001 contradicts itself, and the overrides of the others.
+        assert_eq!(c.max_workspaces_per_cluster, 1000);
+        assert_eq!(
+            (
+                c.max_active_per_region_subscription,
+                c.max_reserved_per_region_subscription
+            ),
+            (2, 4)
+        );
+        assert_eq!(c.max_reserved_per_subscription, None);
+        let overrides: toml::Table =
+            "[cluster]\nmax_workspaces_per_cluster = 100\nmax_reserved_per_subscription = 3\n"
+                .parse()
+                .unwrap();
+        let o = Profile::builtin_with_overrides("azure-2021", Some(&overrides)).unwrap();
+        assert_eq!(o.cluster.max_workspaces_per_cluster, 100);
+        assert_eq!(o.cluster.max_reserved_per_subscription, Some(3));
+        // Capacity as seed 001 states it: 1,000 to 3,000 GB per day, steps of 100.
+        assert_eq!(
+            (
+                c.capacity_min_gb_per_day,
+                c.capacity_max_gb_per_day,
+                c.capacity_step_gb_per_day
+            ),
+            (1000, 3000, 100)
+        );
+        // The other profiles keep today's behaviour, explicitly.
+        for other in [Profile::azure_2020(), Profile::azure_current()] {
+            let c = &other.cluster;
+            assert_eq!(
+                c.delete_with_linked_workspaces,
+                DeleteWithLinkedWorkspaces::UnlinkThenDelete,
+                "{}",
+                other.name
+            );
+            assert!(c.double_encryption_unsupported_regions.is_empty());
+            assert!(c.delete_duration.is_zero(), "{}", other.name);
+            assert_eq!(c.max_reserved_per_subscription, None);
+        }
+    }
+
+    #[test]
+    fn every_builtin_profile_loads_and_round_trips() {
+        for name in BUILTIN_PROFILES {
+            let p = Profile::builtin(name).unwrap();
+            assert_eq!(p.name, name);
+            // What `cmksim profile NAME` prints loads back to the same profile.
+            let text = toml::to_string(&p).unwrap();
+            assert_eq!(Profile::from_toml(name, &text, None).unwrap(), p, "{name}");
+        }
+    }
+
+    #[test]
+    fn new_cluster_knobs_are_checked() {
+        let bad_region: toml::Table =
+            "[cluster]\ndouble_encryption_unsupported_regions = [\"mars\"]\n"
+                .parse()
+                .unwrap();
+        let e = Profile::builtin_with_overrides("azure-2021", Some(&bad_region)).unwrap_err();
+        assert!(e.to_string().contains("mars"), "{e}");
+        let zero: toml::Table = "[cluster]\nmax_reserved_per_subscription = 0\n"
+            .parse()
+            .unwrap();
+        assert!(Profile::builtin_with_overrides("azure-2021", Some(&zero)).is_err());
+        let word: toml::Table = "[cluster]\nmax_reserved_per_subscription = \"lots\"\n"
+            .parse()
+            .unwrap();
+        let e = Profile::builtin_with_overrides("azure-2021", Some(&word)).unwrap_err();
+        assert!(e.to_string().contains("unlimited"), "{e}");
+        let refuse: toml::Table = "[cluster]\ndelete_with_linked_workspaces = \"refuse\"\n"
+            .parse()
+            .unwrap();
+        let p = Profile::builtin_with_overrides("azure-2020", Some(&refuse)).unwrap();
+        assert_eq!(
+            p.cluster.delete_with_linked_workspaces,
+            DeleteWithLinkedWorkspaces::Refuse
+        );
     }
 
     #[test]
