@@ -11,6 +11,7 @@ use std::path::Path;
 use cmksim_sim::{RandomSource, SimTime};
 
 use crate::directory::{Directory, DirectoryError, Principal, PrincipalKind, Tenant};
+use crate::roles::{self, Access, Action, Role, RoleAssignment};
 use crate::store::{IdentityStore, StoreError};
 use crate::token::{audience, Authority, Jwk, TokenVerifier};
 
@@ -167,6 +168,44 @@ impl IdentityAuthority {
         Ok(principal)
     }
 
+    /// Assigns `role` to `principal_id` at `scope` ([`Directory::assign_role`]), persisted before
+    /// the answer; an assignment that existed already is returned as it is.
+    pub fn assign_role(
+        &mut self,
+        scope: &str,
+        role: Role,
+        principal_id: &str,
+        name: &str,
+    ) -> Result<RoleAssignment, IdentityError> {
+        let before_subscriptions = self.directory.subscriptions.clone();
+        let (assignment, new) =
+            self.directory
+                .assign_role(scope, role, principal_id, name, &mut self.rng)?;
+        if let (true, Some(store)) = (new, &self.store) {
+            let subscription = roles::subscription_of(scope);
+            if let Err(e) = store.save_role_assignment(&assignment, subscription.as_deref()) {
+                self.directory
+                    .role_assignments
+                    .remove(&assignment.id.to_ascii_lowercase());
+                self.directory.subscriptions = before_subscriptions;
+                return Err(e.into());
+            }
+        }
+        Ok(assignment)
+    }
+
+    /// Whether `object_id` of `tenant_id` may do `action` at `scope`.
+    pub fn check_access(
+        &self,
+        object_id: &str,
+        tenant_id: &str,
+        action: Action,
+        scope: &str,
+    ) -> Access {
+        self.directory
+            .check_access(object_id, tenant_id, action, scope)
+    }
+
     /// Issues an access token for `object_id` (or a service principal's client id) if `secret`
     /// is its secret. Only the audiences of the simulated world ([`audience::ALL`]) are
     /// accepted.
@@ -250,6 +289,49 @@ mod tests {
             .unwrap()
             .claims;
         assert_eq!(claims.oid, oid);
+    }
+
+    #[test]
+    fn role_assignments_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = "/subscriptions/s9/resourceGroups/rg";
+        let (oid, tid) = {
+            let mut a =
+                IdentityAuthority::open(dir.path(), SeedTree::new(5).source("identity")).unwrap();
+            let t = a.create_tenant("contoso", "").unwrap();
+            let (p, _) = a
+                .create_principal(&t.tenant_id, "app", PrincipalKind::ServicePrincipal)
+                .unwrap();
+            a.assign_role(scope, Role::LogAnalyticsReader, &p.object_id, "")
+                .unwrap();
+            (p.object_id, t.tenant_id)
+        };
+        let mut reopened = None;
+        for _ in 0..100 {
+            match IdentityAuthority::open(dir.path(), SeedTree::new(6).source("identity")) {
+                Ok(a) => {
+                    reopened = Some(a);
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        let a = reopened.expect("the store reopens once the first handle is gone");
+        let ws = format!("{scope}/providers/Microsoft.OperationalInsights/workspaces/w");
+        assert_eq!(
+            a.check_access(&oid, &tid, Action::QueryRead, &ws),
+            Access::Granted
+        );
+        assert_eq!(
+            a.check_access(&oid, "another-tenant", Action::QueryRead, &ws),
+            Access::WrongTenant {
+                subscription_tenant: tid.clone()
+            }
+        );
+        assert_eq!(
+            a.check_access(&oid, &tid, Action::ClustersWrite, &ws),
+            Access::Denied
+        );
     }
 
     #[test]

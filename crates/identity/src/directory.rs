@@ -15,12 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use cmksim_sim::ids;
 
+use crate::roles::{self, Access, Action, Role, RoleAssignment};
+
 /// The Azure CLI's public client id: what Azure shows as `appid` for a user signed in with `az`.
 pub const AZURE_CLI_APP_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 /// At most this many tenants in one directory.
 pub const MAX_TENANTS: usize = 10_000;
 /// At most this many principals (including deleted ones) in one directory.
 pub const MAX_PRINCIPALS: usize = 100_000;
+/// At most this many role assignments in one directory (Azure allows 4,000 per subscription).
+pub const MAX_ROLE_ASSIGNMENTS: usize = 100_000;
 /// Longest display name, tenant name or resource id accepted.
 pub const MAX_NAME_CHARS: usize = 512;
 /// PBKDF2 work factor for secret hashes: modest, because secrets are 256-bit random values (the
@@ -47,6 +51,16 @@ pub enum DirectoryError {
     InvalidInput { field: &'static str, reason: String },
     #[error("the directory is full: at most {0} entries")]
     Full(usize),
+    #[error(
+        "subscription {subscription} belongs to tenant {subscription_tenant}, not to tenant \
+         {principal_tenant} of principal {principal}"
+    )]
+    SubscriptionOfAnotherTenant {
+        subscription: String,
+        subscription_tenant: String,
+        principal_tenant: String,
+        principal: String,
+    },
 }
 
 /// A tenant (an Entra ID directory).
@@ -110,6 +124,13 @@ fn iterations() -> NonZeroU32 {
 pub struct Directory {
     pub tenants: BTreeMap<String, Tenant>,
     pub principals: BTreeMap<String, Principal>,
+    /// Role assignments by id (lower case).
+    #[serde(default)]
+    pub role_assignments: BTreeMap<String, RoleAssignment>,
+    /// Which tenant each subscription (lower-case id) belongs to: learnt from its first role
+    /// assignment (see [`crate::roles`]).
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, String>,
 }
 
 fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), DirectoryError> {
@@ -308,6 +329,126 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// Assigns `role` to principal `principal_id` at `scope` under the assignment name `name`
+    /// (empty: a new GUID). Assigning the same role to the same principal at the same scope
+    /// again returns the existing assignment (Azure answers such a PUT with the assignment it
+    /// has). The first assignment in a subscription binds the subscription to the principal's
+    /// tenant; later ones for principals of another tenant are refused. Returns the assignment
+    /// and whether it is new.
+    pub fn assign_role(
+        &mut self,
+        scope: &str,
+        role: Role,
+        principal_id: &str,
+        name: &str,
+        rng: &mut impl RngCore,
+    ) -> Result<(RoleAssignment, bool), DirectoryError> {
+        if roles::scope_segments(scope).is_none() {
+            return Err(DirectoryError::InvalidInput {
+                field: "scope",
+                reason: format!(
+                    "{} is not the root scope '/' nor a subscription, resource group or \
+                     resource id",
+                    cmksim_sim::text::echo(scope)
+                ),
+            });
+        }
+        let subscription = roles::subscription_of(scope);
+        let principal = self
+            .principals
+            .get(principal_id)
+            .ok_or_else(|| DirectoryError::PrincipalNotFound(principal_id.to_string()))?;
+        if principal.deleted {
+            return Err(DirectoryError::PrincipalDeleted(principal_id.to_string()));
+        }
+        if let Some(owner) = subscription
+            .as_ref()
+            .and_then(|s| self.subscriptions.get(s))
+        {
+            if owner != &principal.tenant_id {
+                return Err(DirectoryError::SubscriptionOfAnotherTenant {
+                    subscription: subscription.clone().unwrap_or_default(),
+                    subscription_tenant: owner.clone(),
+                    principal_tenant: principal.tenant_id.clone(),
+                    principal: principal_id.to_string(),
+                });
+            }
+        }
+        let trimmed_scope = match scope.trim_end_matches('/') {
+            "" => roles::ROOT_SCOPE,
+            trimmed => trimmed,
+        };
+        if let Some(existing) = self.role_assignments.values().find(|a| {
+            a.principal_id == principal_id
+                && a.role == role
+                && a.scope.eq_ignore_ascii_case(trimmed_scope)
+        }) {
+            return Ok((existing.clone(), false));
+        }
+        if self.role_assignments.len() >= MAX_ROLE_ASSIGNMENTS {
+            return Err(DirectoryError::Full(MAX_ROLE_ASSIGNMENTS));
+        }
+        let name = if name.is_empty() {
+            ids::guid(rng)
+        } else if ids::is_guid(name) {
+            name.to_ascii_lowercase()
+        } else {
+            return Err(DirectoryError::InvalidInput {
+                field: "name",
+                reason: format!(
+                    "{} is not a GUID (a role assignment's name is one)",
+                    cmksim_sim::text::echo(name)
+                ),
+            });
+        };
+        let id = format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
+            trimmed_scope.trim_end_matches('/')
+        );
+        let assignment = RoleAssignment {
+            id: id.clone(),
+            name,
+            scope: trimmed_scope.to_string(),
+            role,
+            principal_id: principal_id.to_string(),
+            tenant_id: principal.tenant_id.clone(),
+        };
+        if let Some(subscription) = subscription {
+            self.subscriptions
+                .entry(subscription)
+                .or_insert_with(|| assignment.tenant_id.clone());
+        }
+        self.role_assignments
+            .insert(id.to_ascii_lowercase(), assignment.clone());
+        Ok((assignment, true))
+    }
+
+    /// Whether `object_id` of `tenant_id` may do `action` at `scope` ([`roles::decide`] over
+    /// this directory's subscriptions and assignments). A deleted principal may do nothing.
+    pub fn check_access(
+        &self,
+        object_id: &str,
+        tenant_id: &str,
+        action: Action,
+        scope: &str,
+    ) -> Access {
+        if self.principals.get(object_id).is_some_and(|p| p.deleted) {
+            return Access::Denied;
+        }
+        let subscription_tenant =
+            roles::subscription_of(scope).and_then(|s| self.subscriptions.get(&s));
+        roles::decide(
+            object_id,
+            tenant_id,
+            action,
+            scope,
+            subscription_tenant.map(String::as_str),
+            self.role_assignments.values(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +504,70 @@ mod tests {
             Err(DirectoryError::InvalidInput { .. })
         ));
         assert_eq!(d, before);
+    }
+
+    #[test]
+    fn role_assignments_bind_a_subscription_to_one_tenant() {
+        let (mut d, tid, mut rng) = dir();
+        let other = d.create_tenant("fabrikam", "", &mut rng).unwrap().tenant_id;
+        let (alice, _) = d
+            .create_principal(&tid, "alice", PrincipalKind::User, &mut rng)
+            .unwrap();
+        let (mallory, _) = d
+            .create_principal(&other, "mallory", PrincipalKind::User, &mut rng)
+            .unwrap();
+        let ws = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w";
+        assert_eq!(
+            d.check_access(&alice.object_id, &tid, Action::QueryRead, ws),
+            Access::Denied
+        );
+        let (a, new) = d
+            .assign_role(
+                "/subscriptions/s1",
+                Role::Reader,
+                &alice.object_id,
+                "",
+                &mut rng,
+            )
+            .unwrap();
+        assert!(new);
+        let (again, new) = d
+            .assign_role(
+                "/subscriptions/S1/",
+                Role::Reader,
+                &alice.object_id,
+                "",
+                &mut rng,
+            )
+            .unwrap();
+        assert!(!new);
+        assert_eq!(again, a);
+        assert_eq!(
+            d.check_access(&alice.object_id, &tid, Action::QueryRead, ws),
+            Access::Granted
+        );
+        assert_eq!(
+            d.check_access(&alice.object_id, &tid, Action::TelemetryWrite, ws),
+            Access::Denied
+        );
+        assert_eq!(
+            d.check_access(&mallory.object_id, &other, Action::QueryRead, ws),
+            Access::WrongTenant {
+                subscription_tenant: tid.clone()
+            }
+        );
+        assert!(matches!(
+            d.assign_role(ws, Role::Owner, &mallory.object_id, "", &mut rng),
+            Err(DirectoryError::SubscriptionOfAnotherTenant { .. })
+        ));
+        assert!(matches!(
+            d.assign_role("rg", Role::Owner, &alice.object_id, "", &mut rng),
+            Err(DirectoryError::InvalidInput { field: "scope", .. })
+        ));
+        d.delete_principal(&alice.object_id).unwrap();
+        assert_eq!(
+            d.check_access(&alice.object_id, &tid, Action::QueryRead, ws),
+            Access::Denied
+        );
     }
 }

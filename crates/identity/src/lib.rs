@@ -14,17 +14,32 @@
 //!   acknowledgement, so a restart keeps tenants, principals and keys.
 //! - [`service`]: the `identity.v1.Identity` gRPC adapter over the other three.
 //!
+//! - [`roles`]: Azure role assignments reduced to the roles that matter here, and the access
+//!   decision (tenant of the subscription first, then a role at or above the scope).
+//! - [`grpc_auth`], [`access_rules`], [`guard`], [`client`]: tokens at a gRPC edge — the bearer
+//!   token and its refusals, what each guarded rpc needs, the tower layer in front of the
+//!   storage and ingest servers, and the client channel that obtains and attaches tokens.
+//!
 //! [`IdentityAuthority`] ties directory, signing key and store together for the service and for
 //! in-process callers (the Key Vault server hosts the authority for now).
 
+pub mod access_rules;
 pub mod authority;
+pub mod client;
 pub mod directory;
+pub mod grpc_auth;
+pub mod guard;
+pub mod roles;
 pub mod service;
 pub mod store;
 pub mod token;
 
 pub use authority::{IdentityAuthority, IdentityError};
+pub use client::{AuthChannel, TokenSource};
 pub use directory::{Directory, DirectoryError, Principal, PrincipalKind, Tenant};
+pub use grpc_auth::{AuthError, Caller};
+pub use guard::{Guard, GuardLayer};
+pub use roles::{Access, Action, Role, RoleAssignment};
 pub use service::IdentityService;
 pub use token::{
     audience, Authority, Claims, Jwk, TokenVerifier, VerifiedToken, VerifyError,

@@ -14,6 +14,7 @@ use cmksim_sim::Clock;
 
 use crate::authority::{IdentityAuthority, IdentityError};
 use crate::directory::{DirectoryError, Principal, PrincipalKind};
+use crate::roles::{Access, Action, Role, RoleAssignment};
 
 /// The gRPC service over a shared authority.
 #[derive(Clone)]
@@ -58,6 +59,19 @@ pub fn principal_to_pb(p: &Principal) -> pb::Principal {
     }
 }
 
+/// The proto form of a role assignment.
+pub fn role_assignment_to_pb(a: &RoleAssignment) -> pb::RoleAssignment {
+    pb::RoleAssignment {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        scope: a.scope.clone(),
+        role: a.role.name().to_string(),
+        role_definition_guid: a.role.definition_guid().to_string(),
+        principal_id: a.principal_id.clone(),
+        tenant_id: a.tenant_id.clone(),
+    }
+}
+
 fn to_status(error: IdentityError) -> Status {
     let message = error.to_string();
     match error {
@@ -72,6 +86,9 @@ fn to_status(error: IdentityError) -> Status {
             DirectoryError::InvalidSecret(_) => Status::unauthenticated(message),
             DirectoryError::InvalidInput { .. } => Status::invalid_argument(message),
             DirectoryError::Full(_) => Status::resource_exhausted(message),
+            DirectoryError::SubscriptionOfAnotherTenant { .. } => {
+                Status::failed_precondition(message)
+            }
         },
         IdentityError::UnknownAudience(_) => Status::invalid_argument(message),
         IdentityError::Store(_) => Status::internal(message),
@@ -165,6 +182,52 @@ impl pb::identity_server::Identity for IdentityService {
         Ok(Response::new(pb::AccessToken {
             token,
             expires_on_unix_ms: expires_on.0,
+        }))
+    }
+
+    async fn create_role_assignment(
+        &self,
+        request: Request<pb::CreateRoleAssignmentRequest>,
+    ) -> Result<Response<pb::RoleAssignment>, Status> {
+        let r = request.into_inner();
+        let role = Role::parse(&r.role).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown role {}: the simulator knows {}",
+                cmksim_sim::text::echo(&r.role),
+                Role::ALL.map(Role::name).join(", ")
+            ))
+        })?;
+        let assignment = self
+            .lock()
+            .assign_role(&r.scope, role, &r.principal_id, &r.name)
+            .map_err(to_status)?;
+        Ok(Response::new(role_assignment_to_pb(&assignment)))
+    }
+
+    async fn check_access(
+        &self,
+        request: Request<pb::CheckAccessRequest>,
+    ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        let r = request.into_inner();
+        let action = Action::parse(&r.action).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown action {}",
+                cmksim_sim::text::echo(&r.action)
+            ))
+        })?;
+        let access = self
+            .lock()
+            .check_access(&r.object_id, &r.tenant_id, action, &r.scope);
+        let (decision, subscription_tenant_id) = match access {
+            Access::Granted => (pb::AccessDecision::Granted, String::new()),
+            Access::WrongTenant {
+                subscription_tenant,
+            } => (pb::AccessDecision::WrongTenant, subscription_tenant),
+            Access::Denied => (pb::AccessDecision::Denied, String::new()),
+        };
+        Ok(Response::new(pb::CheckAccessResponse {
+            decision: decision as i32,
+            subscription_tenant_id,
         }))
     }
 

@@ -3,6 +3,8 @@
 //! Layout (one sled database in the identity data directory):
 //! - tree `tenants`: tenant id → JSON [`Tenant`]
 //! - tree `principals`: object id → JSON [`Principal`] (secret only as salt + PBKDF2 hash)
+//! - tree `role_assignments`: lower-case assignment id → JSON [`RoleAssignment`]
+//! - tree `subscriptions`: lower-case subscription id → the tenant id it belongs to
 //! - tree `authority`: `signing-key` → the 32-byte P-256 private scalar of the token signer.
 //!
 //! The signing key is stored unencrypted inside the data directory: the data directory is the
@@ -13,6 +15,7 @@
 use std::path::Path;
 
 use crate::directory::{Directory, Principal, Tenant};
+use crate::roles::RoleAssignment;
 
 const SIGNING_KEY: &[u8] = b"signing-key";
 
@@ -30,6 +33,8 @@ pub struct IdentityStore {
     db: sled::Db,
     tenants: sled::Tree,
     principals: sled::Tree,
+    role_assignments: sled::Tree,
+    subscriptions: sled::Tree,
     authority: sled::Tree,
 }
 
@@ -40,6 +45,8 @@ impl IdentityStore {
         Ok(IdentityStore {
             tenants: db.open_tree("tenants")?,
             principals: db.open_tree("principals")?,
+            role_assignments: db.open_tree("role_assignments")?,
+            subscriptions: db.open_tree("subscriptions")?,
             authority: db.open_tree("authority")?,
             db,
         })
@@ -59,6 +66,20 @@ impl IdentityStore {
             directory
                 .principals
                 .insert(principal.object_id.clone(), principal);
+        }
+        for entry in self.role_assignments.iter() {
+            let (key, value) = entry?;
+            let assignment: RoleAssignment = decode(&key, &value)?;
+            directory
+                .role_assignments
+                .insert(assignment.id.to_ascii_lowercase(), assignment);
+        }
+        for entry in self.subscriptions.iter() {
+            let (key, value) = entry?;
+            directory.subscriptions.insert(
+                String::from_utf8_lossy(&key).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            );
         }
         Ok(directory)
     }
@@ -82,6 +103,27 @@ impl IdentityStore {
     pub fn save_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         self.tenants
             .insert(tenant.tenant_id.as_bytes(), encode(tenant))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes a role assignment and the tenant of its subscription (none at the root scope; an
+    /// existing binding is kept), and flushes.
+    pub fn save_role_assignment(
+        &self,
+        assignment: &RoleAssignment,
+        subscription: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(subscription) = subscription {
+            if self.subscriptions.get(subscription.as_bytes())?.is_none() {
+                self.subscriptions
+                    .insert(subscription.as_bytes(), assignment.tenant_id.as_bytes())?;
+            }
+        }
+        self.role_assignments.insert(
+            assignment.id.to_ascii_lowercase().as_bytes(),
+            encode(assignment),
+        )?;
         self.db.flush()?;
         Ok(())
     }

@@ -11,16 +11,9 @@ use cmksim_sim::SimTime;
 use crate::errors::{KvError, Plane};
 use crate::state::Caller;
 
-/// The bearer token in `metadata`, if any.
-pub fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
-        Some(token.trim().to_string())
-    } else {
-        None
-    }
-}
+/// The bearer token in `metadata`, if any: the one reading for every gRPC service
+/// (`cmksim_identity::grpc_auth`).
+pub use cmksim_identity::grpc_auth::bearer;
 
 /// Verifies the call's token for `plane` at `now`.
 pub fn authenticate(

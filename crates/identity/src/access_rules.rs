@@ -1,0 +1,270 @@
+//! What each guarded gRPC method needs: the token audience, and the action and scope a role
+//! must grant. One table for both sides: the servers' guard ([`crate::guard`]) checks it, and the
+//! clients' token layer ([`crate::client`]) picks the audience of the token it attaches from it.
+//!
+//! The audiences follow Azure's split: the control plane (clusters, workspaces, links, table
+//! declarations) is Azure Resource Manager's (`https://management.azure.com`); sending logs is
+//! Azure Monitor's (`https://monitor.azure.com`, the Logs Ingestion API's scope); reading them
+//! is Log Analytics' (`https://api.loganalytics.io`).
+//!
+//! The scope is read from the request itself (the ARM id it names), so a caller cannot name one
+//! resource in the metadata and act on another. Two requests name no resource:
+//! `FindWorkspace` (a customer id; the data it leads to is guarded by the query that follows)
+//! needs only a valid token; the statistics and metrics over every tenant (`GetStats` without a
+//! resource, ingest's `GetMetrics`) need a role at the root scope `/`, which only the
+//! simulator's own service principals have. Health, reflection and the Events stream stay
+//! open: they carry no tenant's data. Any other method of a guarded service is refused
+//! (fail closed), so a new rpc is not open by accident.
+
+use prost::Message;
+
+use cmksim_proto::ingest::v1 as ipb;
+use cmksim_proto::storage::v1 as spb;
+
+use crate::grpc_auth::AuthError;
+use crate::roles::{Action, ROOT_SCOPE};
+use crate::token::audience;
+
+/// The services whose methods are guarded (gRPC path prefixes).
+pub const GUARDED_SERVICES: [&str; 5] = [
+    "/storage.v1.Clusters/",
+    "/storage.v1.Workspaces/",
+    "/storage.v1.DataPlane/",
+    "/ingest.v1.Ingestion/",
+    "/ingest.v1.Query/",
+];
+
+/// What a call needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Need {
+    pub audience: &'static str,
+    /// The action and the scope it is checked at; `None`: a valid token is enough.
+    pub access: Option<(Action, String)>,
+}
+
+/// True when `path` belongs to a guarded service.
+pub fn is_guarded(path: &str) -> bool {
+    GUARDED_SERVICES.iter().any(|s| path.starts_with(s))
+}
+
+/// The audience a call to `path` needs (`None`: an open method or an unknown one).
+pub fn audience_of(path: &str) -> Option<&'static str> {
+    let (service, method) = split(path)?;
+    Some(match (service, method) {
+        ("storage.v1.DataPlane", "Append") => audience::MONITOR,
+        ("ingest.v1.Ingestion", "Ingest" | "RegisterCustomTable") => audience::MONITOR,
+        ("storage.v1.DataPlane", "Query") | ("ingest.v1.Query", _) => audience::LOG_ANALYTICS,
+        ("storage.v1.Workspaces", "FindWorkspace") => audience::LOG_ANALYTICS,
+        ("storage.v1.Clusters" | "storage.v1.Workspaces" | "storage.v1.DataPlane", _) => {
+            audience::MANAGEMENT
+        }
+        ("ingest.v1.Ingestion", _) => audience::MANAGEMENT,
+        _ => return None,
+    })
+}
+
+fn split(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix('/')?.split_once('/')
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, AuthError> {
+    M::decode(bytes).map_err(|e| AuthError::UnreadableRequest(e.to_string()))
+}
+
+fn cluster_id(c: &Option<spb::ClusterRef>) -> String {
+    let c = c.clone().unwrap_or_default();
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/clusters/{}",
+        c.subscription_id, c.resource_group, c.cluster_name
+    )
+}
+
+fn workspace_id(w: &Option<spb::WorkspaceRef>) -> String {
+    let w = w.clone().unwrap_or_default();
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+        w.subscription_id, w.resource_group, w.workspace_name
+    )
+}
+
+/// What the call to `path` with the encoded request `message` needs; `Ok(None)` for a method
+/// that is not guarded. An unknown method of a guarded service is refused.
+pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
+    if !is_guarded(path) {
+        return Ok(None);
+    }
+    let unknown = || {
+        AuthError::UnreadableRequest(format!(
+            "{} has no access rule",
+            cmksim_sim::text::echo(path)
+        ))
+    };
+    let (service, method) = split(path).ok_or_else(unknown)?;
+    let aud = audience_of(path).ok_or_else(unknown)?;
+    use Action::*;
+    let access: Option<(Action, String)> = match (service, method) {
+        ("storage.v1.Clusters", "CreateCluster") => Some((
+            ClustersWrite,
+            cluster_id(&decode::<spb::CreateClusterRequest>(message)?.cluster),
+        )),
+        ("storage.v1.Clusters", "UpdateCluster") => Some((
+            ClustersWrite,
+            cluster_id(&decode::<spb::UpdateClusterRequest>(message)?.cluster),
+        )),
+        ("storage.v1.Clusters", "DeleteCluster" | "RecoverCluster") => Some((
+            ClustersWrite,
+            cluster_id(&Some(decode::<spb::ClusterRef>(message)?)),
+        )),
+        ("storage.v1.Clusters", "GetCluster") | ("storage.v1.DataPlane", "GetStorageState") => {
+            Some((
+                ClustersRead,
+                cluster_id(&Some(decode::<spb::ClusterRef>(message)?)),
+            ))
+        }
+        ("storage.v1.Clusters", "ListClustersByResourceGroup") => {
+            let r = decode::<spb::ListClustersByResourceGroupRequest>(message)?;
+            Some((
+                ClustersRead,
+                format!(
+                    "/subscriptions/{}/resourceGroups/{}",
+                    r.subscription_id, r.resource_group
+                ),
+            ))
+        }
+        ("storage.v1.Clusters", "ListClustersBySubscription") => {
+            let r = decode::<spb::ListClustersBySubscriptionRequest>(message)?;
+            Some((
+                ClustersRead,
+                format!("/subscriptions/{}", r.subscription_id),
+            ))
+        }
+        ("storage.v1.Clusters", "GetOperationStatus") => {
+            let r = decode::<spb::OperationRef>(message)?;
+            Some((
+                ClustersRead,
+                format!("/subscriptions/{}", r.subscription_id),
+            ))
+        }
+        ("storage.v1.Workspaces", "CreateWorkspace") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::CreateWorkspaceRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "UpdateRetention") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::UpdateRetentionRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "SetLock") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::SetLockRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "LinkWorkspace") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::LinkWorkspaceRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "UnlinkWorkspace") => Some((
+            WorkspacesWrite,
+            workspace_id(&Some(decode::<spb::WorkspaceRef>(message)?)),
+        )),
+        ("storage.v1.Workspaces", "GetWorkspace") => Some((
+            WorkspacesRead,
+            workspace_id(&Some(decode::<spb::WorkspaceRef>(message)?)),
+        )),
+        // Declaring a custom table's columns goes with sending its records.
+        ("storage.v1.Workspaces", "DeclareTable") => Some((
+            TelemetryWrite,
+            workspace_id(&decode::<spb::DeclareTableRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "GetTable") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<spb::GetTableRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "FindWorkspace") => None,
+        ("storage.v1.DataPlane", "Append") => Some((
+            TelemetryWrite,
+            decode::<spb::AppendRequest>(message)?.workspace_id,
+        )),
+        ("storage.v1.DataPlane", "Query") => Some((
+            QueryRead,
+            decode::<spb::QueryRequest>(message)?.workspace_id,
+        )),
+        ("storage.v1.DataPlane", "GetStats") => {
+            let r = decode::<spb::StatsRequest>(message)?;
+            let scope = match (r.workspace_id.is_empty(), r.cluster_resource_id.is_empty()) {
+                (false, _) => r.workspace_id,
+                (true, false) if r.cluster_resource_id != "shared" => r.cluster_resource_id,
+                _ => ROOT_SCOPE.to_string(),
+            };
+            Some((ClustersRead, scope))
+        }
+        ("ingest.v1.Ingestion", "Ingest") => Some((
+            TelemetryWrite,
+            decode::<ipb::IngestRequest>(message)?.workspace_id,
+        )),
+        ("ingest.v1.Ingestion", "RegisterCustomTable") => Some((
+            TelemetryWrite,
+            decode::<ipb::RegisterCustomTableRequest>(message)?.workspace_id,
+        )),
+        ("ingest.v1.Ingestion", "GetMetrics") => Some((ClustersRead, ROOT_SCOPE.to_string())),
+        ("ingest.v1.Query", "Query") => Some((
+            QueryRead,
+            decode::<ipb::QueryRequest>(message)?.workspace_id,
+        )),
+        ("ingest.v1.Query", "Kql") => {
+            Some((QueryRead, decode::<ipb::KqlRequest>(message)?.workspace_id))
+        }
+        _ => return Err(unknown()),
+    };
+    Ok(Some(Need {
+        audience: aud,
+        access,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scope_comes_from_the_request_and_unknown_methods_fail_closed() {
+        let append = spb::AppendRequest {
+            workspace_id: "/subscriptions/s/resourceGroups/r/providers/x/workspaces/w".into(),
+            ..Default::default()
+        };
+        let need = need_of("/storage.v1.DataPlane/Append", &append.encode_to_vec())
+            .unwrap()
+            .unwrap();
+        assert_eq!(need.audience, audience::MONITOR);
+        assert_eq!(
+            need.access,
+            Some((Action::TelemetryWrite, append.workspace_id.clone()))
+        );
+        let list = spb::ListClustersBySubscriptionRequest {
+            subscription_id: "s".into(),
+        };
+        let need = need_of(
+            "/storage.v1.Clusters/ListClustersBySubscription",
+            &list.encode_to_vec(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(need.audience, audience::MANAGEMENT);
+        assert_eq!(
+            need.access,
+            Some((Action::ClustersRead, "/subscriptions/s".into()))
+        );
+        assert!(matches!(
+            need_of("/storage.v1.DataPlane/Drop", &[]),
+            Err(AuthError::UnreadableRequest(_))
+        ));
+        assert!(matches!(
+            need_of("/ingest.v1.Query/Kql", &[0xff, 0xff]),
+            Err(AuthError::UnreadableRequest(_))
+        ));
+        assert_eq!(need_of("/grpc.health.v1.Health/Check", &[]).unwrap(), None);
+        assert_eq!(
+            audience_of("/ingest.v1.Query/Kql"),
+            Some(audience::LOG_ANALYTICS)
+        );
+        assert_eq!(audience_of("/events.v1.Events/Follow"), None);
+    }
+}
