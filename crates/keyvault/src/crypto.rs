@@ -250,36 +250,145 @@ pub fn public_encrypt(
     }
 }
 
-/// Decrypt / unwrapKey with a software RSA key (PKCS#8).
+/// A software key parsed once from its secret, ready for any number of private operations:
+/// the aws-lc views of an RSA key (OAEP and PKCS#1 v1.5 decryption, signing), or the p256 EC
+/// signing key. Parsing PKCS#8 costs about as much as the RSA decryption itself, so the service
+/// keeps these per key version ([`crate::keycache`]). Immutable, `Send + Sync`: used outside the
+/// service's lock.
+pub enum SoftwareKey {
+    Rsa {
+        oaep: OaepPrivateDecryptingKey,
+        pkcs1: Pkcs1PrivateDecryptingKey,
+        signing: RsaKeyPair,
+        modulus_bytes: usize,
+    },
+    Ec(p256::ecdsa::SigningKey),
+}
+
+impl std::fmt::Debug for SoftwareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SoftwareKey::Rsa { .. } => "SoftwareKey::Rsa(..)",
+            SoftwareKey::Ec(_) => "SoftwareKey::Ec(..)",
+        })
+    }
+}
+
+impl SoftwareKey {
+    /// Parses a software key's secret: PKCS#8 for `RSA`, the 32-byte scalar for `EC`.
+    pub fn parse(kty: KeyType, secret: &[u8]) -> Result<SoftwareKey, KvError> {
+        match kty {
+            KeyType::Rsa => {
+                let key = PrivateDecryptingKey::from_pkcs8(secret)
+                    .map_err(|_| internal("private key"))?;
+                let modulus_bytes = key.key_size_bytes();
+                Ok(SoftwareKey::Rsa {
+                    oaep: OaepPrivateDecryptingKey::new(key.clone())
+                        .map_err(|_| internal("OAEP key"))?,
+                    pkcs1: Pkcs1PrivateDecryptingKey::new(key)
+                        .map_err(|_| internal("PKCS#1 key"))?,
+                    signing: RsaKeyPair::from_pkcs8(secret).map_err(|_| internal("private key"))?,
+                    modulus_bytes,
+                })
+            }
+            KeyType::Ec => Ok(SoftwareKey::Ec(
+                p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| internal("EC key"))?,
+            )),
+            KeyType::RsaHsm | KeyType::EcHsm => Err(internal("HSM keys are used in the HSM")),
+        }
+    }
+
+    fn kty(&self) -> KeyType {
+        match self {
+            SoftwareKey::Rsa { .. } => KeyType::Rsa,
+            SoftwareKey::Ec(_) => KeyType::Ec,
+        }
+    }
+
+    /// Decrypt / unwrapKey (RSA keys only).
+    pub fn decrypt(
+        &self,
+        alg: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KvError> {
+        let SoftwareKey::Rsa {
+            oaep,
+            pkcs1,
+            modulus_bytes,
+            ..
+        } = self
+        else {
+            return Err(internal("private key"));
+        };
+        let invalid = || bad("The ciphertext could not be decrypted with this key and algorithm.");
+        let mut out = Zeroizing::new(vec![0u8; *modulus_bytes]);
+        let len = match alg {
+            EncryptionAlgorithm::RsaOaep | EncryptionAlgorithm::RsaOaep256 => {
+                let algorithm = if alg == EncryptionAlgorithm::RsaOaep {
+                    &OAEP_SHA1_MGF1SHA1
+                } else {
+                    &OAEP_SHA256_MGF1SHA256
+                };
+                oaep.decrypt(algorithm, ciphertext, &mut out, None)
+                    .map_err(|_| invalid())?
+                    .len()
+            }
+            EncryptionAlgorithm::Rsa15 => pkcs1
+                .decrypt(ciphertext, &mut out)
+                .map_err(|_| invalid())?
+                .len(),
+        };
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Sign a SHA-256 digest (RS256/PS256 with an RSA key, ES256 with an EC key).
+    pub fn sign(&self, alg: SignatureAlgorithm, digest: &[u8]) -> Result<Vec<u8>, KvError> {
+        match (self, alg) {
+            (
+                SoftwareKey::Rsa { signing, .. },
+                SignatureAlgorithm::Rs256 | SignatureAlgorithm::Ps256,
+            ) => {
+                let digest = sha256_digest(digest)?;
+                let encoding: &'static dyn signature::RsaEncoding =
+                    if alg == SignatureAlgorithm::Rs256 {
+                        &signature::RSA_PKCS1_SHA256
+                    } else {
+                        &signature::RSA_PSS_SHA256
+                    };
+                let mut out = vec![0u8; signing.public_modulus_len()];
+                signing
+                    .sign_digest(encoding, &digest, &mut out)
+                    .map_err(|_| internal("RSA signature"))?;
+                Ok(out)
+            }
+            (SoftwareKey::Ec(key), SignatureAlgorithm::Es256) => {
+                if digest.len() != SHA256_DIGEST_BYTES {
+                    return Err(bad(format!(
+                        "The digest must be {SHA256_DIGEST_BYTES} bytes (SHA-256) for ES256; got {} bytes.",
+                        digest.len()
+                    )));
+                }
+                let signature: p256::ecdsa::Signature = key
+                    .sign_prehash(digest)
+                    .map_err(|_| internal("ECDSA signature"))?;
+                Ok(signature.to_bytes().to_vec())
+            }
+            _ => Err(bad(format!(
+                "Algorithm {alg} is not supported by key type {}.",
+                self.kty()
+            ))),
+        }
+    }
+}
+
+/// Decrypt / unwrapKey with a software RSA key (PKCS#8), parsing it for this one call.
 pub fn software_decrypt(
     pkcs8: &[u8],
     alg: EncryptionAlgorithm,
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KvError> {
-    let key = PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|_| internal("private key"))?;
-    let invalid = || bad("The ciphertext could not be decrypted with this key and algorithm.");
-    let mut out = Zeroizing::new(vec![0u8; key.key_size_bytes()]);
-    let len = match alg {
-        EncryptionAlgorithm::RsaOaep | EncryptionAlgorithm::RsaOaep256 => {
-            let algorithm = if alg == EncryptionAlgorithm::RsaOaep {
-                &OAEP_SHA1_MGF1SHA1
-            } else {
-                &OAEP_SHA256_MGF1SHA256
-            };
-            let key = OaepPrivateDecryptingKey::new(key).map_err(|_| internal("OAEP key"))?;
-            key.decrypt(algorithm, ciphertext, &mut out, None)
-                .map_err(|_| invalid())?
-                .len()
-        }
-        EncryptionAlgorithm::Rsa15 => {
-            let key = Pkcs1PrivateDecryptingKey::new(key).map_err(|_| internal("PKCS#1 key"))?;
-            key.decrypt(ciphertext, &mut out)
-                .map_err(|_| invalid())?
-                .len()
-        }
-    };
-    out.truncate(len);
-    Ok(out)
+    SoftwareKey::parse(KeyType::Rsa, pkcs8)?.decrypt(alg, ciphertext)
 }
 
 fn sha256_digest(digest: &[u8]) -> Result<Digest, KvError> {
@@ -292,46 +401,20 @@ fn sha256_digest(digest: &[u8]) -> Result<Digest, KvError> {
     Digest::import_less_safe(digest, &SHA256).map_err(|_| internal("digest"))
 }
 
-/// Sign a SHA-256 digest with a software key (`secret` = PKCS#8 for RSA, scalar for EC).
+/// Sign a SHA-256 digest with a software key (`secret` = PKCS#8 for RSA, scalar for EC), parsing
+/// it for this one call.
 pub fn software_sign(
     kty: KeyType,
     secret: &[u8],
     alg: SignatureAlgorithm,
     digest: &[u8],
 ) -> Result<Vec<u8>, KvError> {
-    match (kty, alg) {
-        (KeyType::Rsa, SignatureAlgorithm::Rs256 | SignatureAlgorithm::Ps256) => {
-            let digest = sha256_digest(digest)?;
-            let pair = RsaKeyPair::from_pkcs8(secret).map_err(|_| internal("private key"))?;
-            let encoding: &'static dyn signature::RsaEncoding = if alg == SignatureAlgorithm::Rs256
-            {
-                &signature::RSA_PKCS1_SHA256
-            } else {
-                &signature::RSA_PSS_SHA256
-            };
-            let mut out = vec![0u8; pair.public_modulus_len()];
-            pair.sign_digest(encoding, &digest, &mut out)
-                .map_err(|_| internal("RSA signature"))?;
-            Ok(out)
-        }
-        (KeyType::Ec, SignatureAlgorithm::Es256) => {
-            if digest.len() != SHA256_DIGEST_BYTES {
-                return Err(bad(format!(
-                    "The digest must be {SHA256_DIGEST_BYTES} bytes (SHA-256) for ES256; got {} bytes.",
-                    digest.len()
-                )));
-            }
-            let key =
-                p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| internal("EC key"))?;
-            let signature: p256::ecdsa::Signature = key
-                .sign_prehash(digest)
-                .map_err(|_| internal("ECDSA signature"))?;
-            Ok(signature.to_bytes().to_vec())
-        }
-        _ => Err(bad(format!(
+    if !matches!(kty, KeyType::Rsa | KeyType::Ec) {
+        return Err(bad(format!(
             "Algorithm {alg} is not supported by key type {kty}."
-        ))),
+        )));
     }
+    SoftwareKey::parse(kty, secret)?.sign(alg, digest)
 }
 
 /// Verify a signature over a SHA-256 digest with the public key.

@@ -13,6 +13,7 @@
 //! `CKM_ECDSA` (`r || s`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -79,7 +80,9 @@ fn pin(master_key: &[u8; 32], label: &str) -> Zeroizing<String> {
 /// created while the old ones are gone: their CKA_ID is found nowhere, and every operation on
 /// them answers [`KvError::KeyMaterialDestroyed`], before and after a restart alike.
 pub struct HsmKeys {
-    module: Module,
+    /// Shared with the [`HsmKey`]s handed out, which use it outside the vault's lock (the
+    /// module has its own lock and releases it before any cryptography).
+    module: Arc<Module>,
     /// `None` while the token must be (re-)initialised and logged into (after a tamper whose
     /// re-initialisation failed, e.g. under a device error).
     session: Option<SessionHandle>,
@@ -112,7 +115,7 @@ impl HsmKeys {
                 message: format!("HSM open failed: {e}"),
             })?;
         let mut keys = HsmKeys {
-            module,
+            module: Arc::new(module),
             session: None,
             so_pin: pin(master_key, "so"),
             user_pin: pin(master_key, "user"),
@@ -371,6 +374,18 @@ impl HsmKeys {
         self.private_handle(cka_id).map(|_| ())
     }
 
+    /// The key `cka_id` ready for private operations: its private object found once, with the
+    /// session to use it in. The vault caches it per key version ([`crate::keycache`]).
+    pub fn ready(&mut self, cka_id: &[u8]) -> Result<HsmKey, KvError> {
+        let (session, handle) = self.private_handle(cka_id)?;
+        Ok(HsmKey {
+            module: Arc::clone(&self.module),
+            session,
+            handle,
+            cka_id: cka_id.to_vec(),
+        })
+    }
+
     /// Decrypt / unwrapKey inside the module.
     pub fn decrypt(
         &mut self,
@@ -379,16 +394,7 @@ impl HsmKeys {
         alg: EncryptionAlgorithm,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KvError> {
-        let (session, handle) = self.private_handle(cka_id)?;
-        let mechanism = match alg {
-            EncryptionAlgorithm::RsaOaep => Mechanism::rsa_oaep_sha1(),
-            EncryptionAlgorithm::RsaOaep256 => Mechanism::rsa_oaep_sha256(),
-            EncryptionAlgorithm::Rsa15 => Mechanism::RsaPkcs,
-        };
-        self.module
-            .c_decrypt(session, &mechanism, handle, ciphertext)
-            .map(Zeroizing::new)
-            .map_err(|e| ckr("C_Decrypt", cka_id, e))
+        self.ready(cka_id)?.decrypt(alg, ciphertext)
     }
 
     /// Sign a digest inside the module.
@@ -399,30 +405,8 @@ impl HsmKeys {
         alg: SignatureAlgorithm,
         digest: &[u8],
     ) -> Result<Vec<u8>, KvError> {
-        if digest.len() != crate::crypto::SHA256_DIGEST_BYTES {
-            return Err(KvError::BadParameter {
-                message: format!(
-                    "The digest must be 32 bytes (SHA-256) for {alg}; got {} bytes.",
-                    digest.len()
-                ),
-            });
-        }
-        let mut digest_bytes = [0u8; 32];
-        digest_bytes.copy_from_slice(digest);
-        let (session, handle) = self.private_handle(cka_id)?;
-        let (mechanism, data) = match alg {
-            SignatureAlgorithm::Rs256 => (
-                Mechanism::RsaPkcs,
-                cmksim_hsm::sha256_digest_info(&digest_bytes),
-            ),
-            SignatureAlgorithm::Ps256 => {
-                (Mechanism::RsaPkcsPss(PssParams::sha256()), digest.to_vec())
-            }
-            SignatureAlgorithm::Es256 => (Mechanism::Ecdsa, digest.to_vec()),
-        };
-        self.module
-            .c_sign(session, &mechanism, handle, &data)
-            .map_err(|e| ckr("C_Sign", cka_id, e))
+        check_sign_digest(alg, digest)?;
+        self.ready(cka_id)?.sign(alg, digest)
     }
 
     /// Destroys both halves of a key (purge).
@@ -437,5 +421,97 @@ impl HsmKeys {
                 let _ = self.module.c_destroy_object(session, handle);
             }
         }
+    }
+}
+
+/// Refuses a digest that is not 32 bytes (SHA-256), before the HSM is asked anything.
+pub(crate) fn check_sign_digest(alg: SignatureAlgorithm, digest: &[u8]) -> Result<(), KvError> {
+    if digest.len() != crate::crypto::SHA256_DIGEST_BYTES {
+        return Err(KvError::BadParameter {
+            message: format!(
+                "The digest must be 32 bytes (SHA-256) for {alg}; got {} bytes.",
+                digest.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// An HSM key found in the module, usable without the vault's lock: the module, the vault's
+/// session and the private object's handle. It holds no key material.
+///
+/// A handle outlives its object only if the token is zeroised (tamper) or the key purged after
+/// the handle was taken; the module then answers `CKR_OBJECT_HANDLE_INVALID` or
+/// `CKR_SESSION_HANDLE_INVALID`, which this reports as [`KvError::KeyMaterialDestroyed`], as a
+/// fresh lookup would. The vault drops cached `HsmKey`s on tamper and purge, so only an
+/// operation already under way when that happens sees it.
+pub struct HsmKey {
+    module: Arc<Module>,
+    session: SessionHandle,
+    handle: ObjectHandle,
+    cka_id: Vec<u8>,
+}
+
+impl std::fmt::Debug for HsmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HsmKey")
+            .field("session", &self.session)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl HsmKey {
+    fn error(&self, call: &str, e: Ckr) -> KvError {
+        match e {
+            Ckr::ObjectHandleInvalid | Ckr::SessionHandleInvalid | Ckr::UserNotLoggedIn => {
+                KvError::KeyMaterialDestroyed {
+                    key: kid_of(&self.cka_id),
+                }
+            }
+            other => ckr(call, &self.cka_id, other),
+        }
+    }
+
+    /// The latency the module asks its callers to add after this key's operation.
+    pub fn added_latency(&self) -> Duration {
+        self.module.added_latency()
+    }
+
+    /// Decrypt / unwrapKey inside the module.
+    pub fn decrypt(
+        &self,
+        alg: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KvError> {
+        let mechanism = match alg {
+            EncryptionAlgorithm::RsaOaep => Mechanism::rsa_oaep_sha1(),
+            EncryptionAlgorithm::RsaOaep256 => Mechanism::rsa_oaep_sha256(),
+            EncryptionAlgorithm::Rsa15 => Mechanism::RsaPkcs,
+        };
+        self.module
+            .c_decrypt(self.session, &mechanism, self.handle, ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|e| self.error("C_Decrypt", e))
+    }
+
+    /// Sign a SHA-256 digest inside the module.
+    pub fn sign(&self, alg: SignatureAlgorithm, digest: &[u8]) -> Result<Vec<u8>, KvError> {
+        check_sign_digest(alg, digest)?;
+        let mut digest_bytes = [0u8; 32];
+        digest_bytes.copy_from_slice(digest);
+        let (mechanism, data) = match alg {
+            SignatureAlgorithm::Rs256 => (
+                Mechanism::RsaPkcs,
+                cmksim_hsm::sha256_digest_info(&digest_bytes),
+            ),
+            SignatureAlgorithm::Ps256 => {
+                (Mechanism::RsaPkcsPss(PssParams::sha256()), digest.to_vec())
+            }
+            SignatureAlgorithm::Es256 => (Mechanism::Ecdsa, digest.to_vec()),
+        };
+        self.module
+            .c_sign(self.session, &mechanism, self.handle, &data)
+            .map_err(|e| self.error("C_Sign", e))
     }
 }

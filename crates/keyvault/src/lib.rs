@@ -9,7 +9,8 @@
 //!   [`keys`] (the rules, as functions of `now`, caller and input), [`errors`] (the catalogue of
 //!   Azure errors and the sources of their strings), [`events`], [`audit`], [`chaos`] (decisions);
 //! - cryptography: [`crypto`] (software keys, public-key operations, sealing at rest),
-//!   [`hsm`] (HSM keys through `cmksim_hsm::Module`), [`backend`] (the trait the domain uses);
+//!   [`hsm`] (HSM keys through `cmksim_hsm::Module`), [`backend`] (the trait the domain uses),
+//!   [`keycache`] (key versions ready for private operations, bounded, invalidated on change);
 //! - persistence: [`store`] (sled, write-through, flushed before every answer);
 //! - edge: [`auth`] (tokens), [`status`] (errors ↔ gRPC status with `AzureError` details),
 //!   [`convert`] (domain ↔ proto), [`service`] (the gRPC handlers), [`server`] (open + serve),
@@ -26,6 +27,7 @@ pub mod crypto;
 pub mod errors;
 pub mod events;
 pub mod hsm;
+pub mod keycache;
 pub mod keys;
 pub mod model;
 pub mod server;

@@ -4,8 +4,16 @@
 //! clock → token ([`crate::auth`]) → the domain function under the state lock → write-through of
 //! its effects (store flush, then events) → one audit record → the response or the Azure error
 //! as a status. Handlers below only decode requests and encode answers.
+//!
+//! Private-key operations (decrypt, unwrapKey, sign) go through [`Core::handle_staged`]: the
+//! checks and the key's resolution run under the lock and hand back a [`Ready`] key; the
+//! cryptography itself runs after the lock is released, so concurrent calls use every core
+//! instead of queueing behind one RSA operation. The audit record is written under the lock
+//! again afterwards. Between the steps there is no `await`, so on a one-thread simulation the
+//! order of everything is what it was with one lock.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -16,13 +24,13 @@ use cmksim_sim::{Clock, EventLog, RandomSource, SimTime};
 
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth;
-use crate::backend::{Crypto, KeyBackend};
+use crate::backend::{Crypto, KeyBackend, Ready};
 use crate::chaos::{self, Chaos, ChaosMode, ChaosSettings, GateError, HsmFaultMode};
 use crate::convert;
 use crate::errors::{KvError, Plane};
 use crate::events::{HsmEvent, KeyVaultEvent, HSM_EVENT_SOURCE};
 use crate::keys::{key_id, Algorithm, KeyAddr, KeyPatch, NewKey};
-use crate::model::KeyOp;
+use crate::model::{EncryptionAlgorithm, KeyOp, SignatureAlgorithm};
 use crate::state::{Caller, KeyVaultState};
 use crate::status::to_status;
 use crate::store::KeyVaultStore;
@@ -61,6 +69,9 @@ impl Core {
     /// Writes the effects of the last mutation through to the store and the event log.
     pub(crate) fn commit(&self, inner: &mut Inner, now: SimTime) -> Result<(), KvError> {
         let effects = inner.state.take_effects();
+        for change in &effects.changes {
+            inner.crypto.forget(change);
+        }
         if !effects.changes.is_empty() {
             inner.store.apply(&inner.state, &effects.changes)?;
             self.schedule_changed.notify_one();
@@ -97,6 +108,27 @@ impl Core {
         version: &str,
         f: impl FnOnce(&mut Inner, &Caller, SimTime) -> Outcome<T>,
     ) -> Result<Response<T>, Status> {
+        self.handle_staged(request, plane, operation, vault, key, version, f, |done| {
+            (Ok(done), Duration::ZERO)
+        })
+        .await
+    }
+
+    /// As [`Core::handle`], in two steps: `locked` runs under the state lock (checks, effects)
+    /// and hands its work `W` to `unlocked`, which runs after the lock is released and returns
+    /// the answer with the HSM latency it incurred.
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_staged<Req, T, W>(
+        &self,
+        request: &Request<Req>,
+        plane: Plane,
+        operation: &'static str,
+        vault: &str,
+        key: &str,
+        version: &str,
+        locked: impl FnOnce(&mut Inner, &Caller, SimTime) -> Result<W, KvError>,
+        unlocked: impl FnOnce(W) -> (Outcome<T>, Duration),
+    ) -> Result<Response<T>, Status> {
         let deadline = request
             .metadata()
             .get("grpc-timeout")
@@ -118,45 +150,51 @@ impl Core {
         }
         let now = self.clock.now();
         let caller = auth::authenticate(&self.verifier, request.metadata(), plane, now);
-        let (result, hsm_latency) = {
+        let (staged, oid, locked_latency) = {
             let mut inner = self.lock();
             // Forget HSM use by anything else (the purge task) before this call.
-            let _ = inner.crypto.take_hsm_latency();
-            let (oid, result) = match caller {
+            inner.crypto.take_hsm_latency();
+            match caller {
                 Ok(caller) => {
-                    let result = f(&mut inner, &caller, now);
+                    let staged = locked(&mut inner, &caller, now);
                     let committed = self.commit(&mut inner, now);
-                    let result = match (result, committed) {
-                        (Ok(v), Ok(())) => Ok(v),
+                    let staged = match (staged, committed) {
+                        (Ok(w), Ok(())) => Ok(w),
                         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
                     };
-                    (caller.object_id, result)
+                    (staged, caller.object_id, inner.crypto.take_hsm_latency())
                 }
-                Err(e) => (String::new(), Err(e)),
-            };
-            let (status, resolved_version) = match &result {
-                Ok((_, v)) => (("Success", 200u16), v.clone()),
-                Err(e) => {
-                    let body = e.azure();
-                    ((body.code, body.http_status), version.to_string())
-                }
-            };
-            let record = AuditRecord {
-                time_ms: now.0,
-                principal_object_id: oid,
-                operation: operation.to_string(),
-                vault: vault.to_string(),
-                key: key.to_string(),
-                version: resolved_version,
-                result: status.0.to_string(),
-                http_status: status.1,
-            };
-            inner
-                .store
-                .append_audit(&record)
-                .map_err(|e| to_status(&e))?;
-            (result, inner.crypto.take_hsm_latency())
+                Err(e) => (Err(e), String::new(), Duration::ZERO),
+            }
         };
+        // The state lock is released: the private-key work runs beside other calls.
+        let (result, unlocked_latency) = match staged {
+            Ok(work) => unlocked(work),
+            Err(e) => (Err(e), Duration::ZERO),
+        };
+        let (status, resolved_version) = match &result {
+            Ok((_, v)) => (("Success", 200u16), v.clone()),
+            Err(e) => {
+                let body = e.azure();
+                ((body.code, body.http_status), version.to_string())
+            }
+        };
+        let record = AuditRecord {
+            time_ms: now.0,
+            principal_object_id: oid,
+            operation: operation.to_string(),
+            vault: vault.to_string(),
+            key: key.to_string(),
+            version: resolved_version,
+            result: status.0.to_string(),
+            http_status: status.1,
+        };
+        self.lock()
+            .store
+            .append_audit(&record)
+            .map_err(|e| to_status(&e))?;
+        // One call goes to the HSM at most once, in one step or the other.
+        let hsm_latency = locked_latency.max(unlocked_latency);
         if !hsm_latency.is_zero() {
             // An injected HSM latency: the call went to the HSM, which answers this much later
             // (simulation clock, never the wall clock; the state lock is not held meanwhile).
@@ -203,6 +241,21 @@ fn new_vault(r: pb::CreateVaultRequest) -> Result<NewVault, KvError> {
     })
 }
 
+/// A key operation after its checks, before its private-key work.
+enum KeyWork<T> {
+    /// Answered under the lock (public-key operations need no private key).
+    Answered(T, String),
+    /// A private operation on `ready`, to run without the lock; `kid` and `version` name the
+    /// version the checks resolved.
+    Private {
+        ready: Arc<Ready>,
+        kid: String,
+        version: String,
+    },
+}
+
+/// The locked step of encrypt, wrapKey, decrypt and unwrapKey: the checks, the public-key
+/// operations, and the ready key for the private ones.
 fn crypto_op(
     inner: &mut Inner,
     caller: &Caller,
@@ -211,7 +264,7 @@ fn crypto_op(
     op: KeyOp,
     alg: &str,
     value: &[u8],
-) -> Outcome<pb::KeyOperationResult> {
+) -> Result<(KeyWork<pb::KeyOperationResult>, EncryptionAlgorithm), KvError> {
     let (view, algorithm) = inner.state.prepare_operation(
         now,
         caller,
@@ -229,29 +282,76 @@ fn crypto_op(
         });
     };
     let v = &view.version;
-    let out = match op {
+    let work = match op {
         KeyOp::Encrypt | KeyOp::WrapKey => {
             inner.crypto.check_usable(&v.private)?;
-            crate::crypto::public_encrypt(&v.public, alg, value)?
+            KeyWork::Answered(
+                pb::KeyOperationResult {
+                    kid: view.kid(),
+                    value: crate::crypto::public_encrypt(&v.public, alg, value)?,
+                },
+                v.version.clone(),
+            )
         }
-        _ => inner
-            .crypto
-            .decrypt(
+        _ => KeyWork::Private {
+            ready: inner.crypto.ready(
                 v.kty,
                 &v.private,
                 &key_id(&r.vault_name, &r.key_name, &v.version),
-                alg,
-                value,
-            )?
-            .to_vec(),
-    };
-    Ok((
-        pb::KeyOperationResult {
+            )?,
             kid: view.kid(),
-            value: out,
+            version: v.version.clone(),
         },
-        v.version.clone(),
-    ))
+    };
+    Ok((work, alg))
+}
+
+/// The unlocked step of decrypt and unwrapKey.
+fn decrypt_unlocked(
+    work: KeyWork<pb::KeyOperationResult>,
+    alg: EncryptionAlgorithm,
+    value: &[u8],
+) -> (Outcome<pb::KeyOperationResult>, Duration) {
+    match work {
+        KeyWork::Answered(answer, version) => (Ok((answer, version)), Duration::ZERO),
+        KeyWork::Private {
+            ready,
+            kid,
+            version,
+        } => {
+            let result = ready.decrypt(alg, value).map(|plain| {
+                (
+                    pb::KeyOperationResult {
+                        kid,
+                        value: plain.to_vec(),
+                    },
+                    version,
+                )
+            });
+            (result, ready.added_latency())
+        }
+    }
+}
+
+/// The unlocked step of sign.
+fn sign_unlocked(
+    work: KeyWork<pb::SignResult>,
+    alg: SignatureAlgorithm,
+    digest: &[u8],
+) -> (Outcome<pb::SignResult>, Duration) {
+    match work {
+        KeyWork::Answered(answer, version) => (Ok((answer, version)), Duration::ZERO),
+        KeyWork::Private {
+            ready,
+            kid,
+            version,
+        } => {
+            let result = ready
+                .sign(alg, digest)
+                .map(|signature| (pb::SignResult { kid, signature }, version));
+            (result, ready.added_latency())
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -820,7 +920,7 @@ impl pb::key_vault_server::KeyVault for KeyVaultService {
         let r = request.get_ref().clone();
         let k = key_ref(r.key.clone());
         self.core
-            .handle(
+            .handle_staged(
                 &request,
                 Plane::Data,
                 "KeySign",
@@ -845,21 +945,20 @@ impl pb::key_vault_server::KeyVault for KeyVaultService {
                         });
                     };
                     let v = &view.version;
-                    let signature = inner.crypto.sign(
-                        v.kty,
-                        &v.private,
-                        &key_id(&k.vault_name, &k.key_name, &v.version),
-                        alg,
-                        &r.digest,
-                    )?;
-                    Ok((
-                        pb::SignResult {
-                            kid: view.kid(),
-                            signature,
-                        },
-                        v.version.clone(),
-                    ))
+                    let work = KeyWork::Private {
+                        ready: inner.crypto.ready_to_sign(
+                            v.kty,
+                            &v.private,
+                            &key_id(&k.vault_name, &k.key_name, &v.version),
+                            alg,
+                            &r.digest,
+                        )?,
+                        kid: view.kid(),
+                        version: v.version.clone(),
+                    };
+                    Ok((work, alg))
                 },
+                |(work, alg)| sign_unlocked(work, alg, &r.digest),
             )
             .await
     }
@@ -970,7 +1069,7 @@ impl KeyVaultService {
         let r = request.get_ref().clone();
         let k = key_ref(r.key.clone());
         self.core
-            .handle(
+            .handle_staged(
                 &request,
                 Plane::Data,
                 operation,
@@ -978,9 +1077,17 @@ impl KeyVaultService {
                 &k.key_name,
                 &k.version,
                 |inner, caller, now| crypto_op(inner, caller, now, &k, op, &r.algorithm, &r.value),
+                |(work, alg)| decrypt_unlocked(work, alg, &r.value),
             )
             .await
     }
+}
+
+/// The HSM of this Key Vault, or the refusal of an HSM fault when it runs without one.
+fn attached_hsm(crypto: &mut Crypto) -> Result<&mut crate::hsm::HsmKeys, Status> {
+    crypto.hsm_keys().ok_or_else(|| {
+        Status::failed_precondition("this Key Vault runs without an HSM (without_hsm)")
+    })
 }
 
 fn settings_to_pb(s: ChaosSettings) -> pb::ChaosSettings {
@@ -1057,32 +1164,31 @@ impl pb::chaos_control_server::ChaosControl for ChaosControlService {
         let now = self.core.clock.now();
         let (event, status) = {
             let mut inner = self.core.lock();
-            let Some(hsm) = inner.crypto.hsm_keys() else {
-                return Err(Status::failed_precondition(
-                    "this Key Vault runs without an HSM (without_hsm)",
-                ));
-            };
+            let crypto = &mut inner.crypto;
             let mut keys_zeroised = 0;
             let event = match mode {
                 HsmFaultMode::Ok => {
-                    hsm.set_fault(HsmFault::None);
+                    attached_hsm(crypto)?.set_fault(HsmFault::None);
                     HsmEvent::DeviceOk
                 }
                 HsmFaultMode::DeviceError => {
-                    hsm.set_fault(HsmFault::DeviceError);
+                    attached_hsm(crypto)?.set_fault(HsmFault::DeviceError);
                     HsmEvent::DeviceError
                 }
                 HsmFaultMode::Latency(latency) => {
-                    hsm.set_fault(HsmFault::Latency(latency));
+                    attached_hsm(crypto)?.set_fault(HsmFault::Latency(latency));
                     HsmEvent::DeviceLatency {
                         latency_ms: latency.as_millis() as u64,
                     }
                 }
                 HsmFaultMode::Tamper => {
-                    keys_zeroised = hsm.tamper().map_err(|e| to_status(&e))?;
+                    attached_hsm(crypto)?;
+                    // Through the backend, which also drops every ready HSM key.
+                    keys_zeroised = crypto.tamper_hsm().map_err(|e| to_status(&e))?;
                     HsmEvent::Tampered { keys_zeroised }
                 }
             };
+            let hsm = attached_hsm(crypto)?;
             let (mode, latency_ms) = match hsm.module().fault() {
                 HsmFault::None => ("ok", 0),
                 HsmFault::DeviceError => ("device-error", 0),

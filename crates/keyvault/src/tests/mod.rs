@@ -3,6 +3,7 @@
 //! `tests/`) only so that the secret-material test can open sealed keys to search responses for
 //! them; everything else goes through the public gRPC surface.
 
+mod cache;
 mod errors;
 mod happy;
 mod hsm_faults;
