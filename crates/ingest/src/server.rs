@@ -42,6 +42,9 @@ pub struct IngestServer {
     /// The front end's clock and log, which the Events service also serves.
     clock: Clock,
     events: EventLog,
+    /// The token and role checks in front of every call (`cmksim_identity::guard`); `None`
+    /// serves every caller (in-process runs whose clients send no tokens).
+    guard: Option<cmksim_identity::Guard>,
 }
 
 impl IngestServer {
@@ -78,7 +81,33 @@ impl IngestServer {
             )),
             clock,
             events,
+            guard: None,
         }
+    }
+
+    /// A server whose storage is the storage service at `storage_endpoint`, called with the
+    /// tokens of `tokens` (the front end's own principal), the connection made lazily.
+    pub fn with_storage_tokens(
+        clock: Clock,
+        events: EventLog,
+        profile: Profile,
+        storage_endpoint: &str,
+        tokens: std::sync::Arc<cmksim_identity::TokenSource>,
+    ) -> Result<IngestServer, ServerError> {
+        let storage = GrpcStorage::connect_lazy_with_tokens(storage_endpoint, Some(tokens))?;
+        Ok(IngestServer::with_backend(
+            clock,
+            events,
+            profile,
+            Arc::new(storage),
+        ))
+    }
+
+    /// The server with `guard` in front of every call: a token of the right audience and
+    /// tenant, and a role granting the call's action at the workspace it names.
+    pub fn with_guard(mut self, guard: cmksim_identity::Guard) -> IngestServer {
+        self.guard = Some(guard);
+        self
     }
 
     /// The front end (counters, history, direct calls).
@@ -117,6 +146,7 @@ impl IngestServer {
             shutdown,
         );
         tonic::transport::Server::builder()
+            .layer(cmksim_identity::GuardLayer::new(self.guard.clone()))
             .add_service(health)
             .add_service(reflection)
             .add_service(events)

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use cmksim_identity::AuthChannel;
 use cmksim_proto::storage::v1 as sb;
 use cmksim_sim::text::echo;
 use tonic::transport::{Channel, Endpoint};
@@ -44,27 +45,40 @@ const UNREADABLE_STATES: [&str; 4] = ["unavailable", "revoked", "resuming", "del
 /// The storage service, reached over gRPC.
 #[derive(Clone, Debug)]
 pub struct GrpcStorage {
-    channel: Channel,
+    /// The channel, attaching the front end's own tokens when it has a principal.
+    channel: AuthChannel,
 }
 
 impl GrpcStorage {
     /// A backend over an existing channel.
     pub fn new(channel: Channel) -> GrpcStorage {
-        GrpcStorage { channel }
+        GrpcStorage {
+            channel: AuthChannel::plain(channel),
+        }
     }
 
     /// A backend connecting lazily to `endpoint` (e.g. `http://127.0.0.1:7002`).
     pub fn connect_lazy(endpoint: &str) -> Result<GrpcStorage, ServerError> {
+        GrpcStorage::connect_lazy_with_tokens(endpoint, None)
+    }
+
+    /// A backend connecting lazily to `endpoint`, every call carrying a token of `tokens`.
+    pub fn connect_lazy_with_tokens(
+        endpoint: &str,
+        tokens: Option<std::sync::Arc<cmksim_identity::TokenSource>>,
+    ) -> Result<GrpcStorage, ServerError> {
         let channel = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| ServerError::InvalidEndpoint {
                 endpoint: endpoint.to_string(),
                 reason: e.to_string(),
             })?
             .connect_lazy();
-        Ok(GrpcStorage::new(channel))
+        Ok(GrpcStorage {
+            channel: AuthChannel::new(channel, tokens),
+        })
     }
 
-    fn data(&self) -> sb::data_plane_client::DataPlaneClient<Channel> {
+    fn data(&self) -> sb::data_plane_client::DataPlaneClient<AuthChannel> {
         sb::data_plane_client::DataPlaneClient::new(self.channel.clone())
             .max_decoding_message_size(QUERY_RESPONSE_BYTES_MAX)
     }
@@ -192,7 +206,7 @@ impl GrpcStorage {
 }
 
 impl GrpcStorage {
-    fn workspaces(&self) -> sb::workspaces_client::WorkspacesClient<Channel> {
+    fn workspaces(&self) -> sb::workspaces_client::WorkspacesClient<AuthChannel> {
         sb::workspaces_client::WorkspacesClient::new(self.channel.clone())
     }
 

@@ -121,6 +121,9 @@ pub enum ServerError {
 /// An opened storage process, ready to serve.
 pub struct StorageServer {
     core: Arc<core::Core>,
+    /// The token and role checks in front of every call (`cmksim_identity::guard`); `None`
+    /// serves every caller (in-process runs whose clients send no tokens).
+    guard: Option<cmksim_identity::Guard>,
 }
 
 impl StorageServer {
@@ -129,7 +132,15 @@ impl StorageServer {
     pub fn open(config: StorageConfig) -> Result<StorageServer, ServerError> {
         Ok(StorageServer {
             core: core::Core::open(config)?,
+            guard: None,
         })
+    }
+
+    /// The server with `guard` in front of every call: a token of the right audience and
+    /// tenant, and a role granting the call's action at the resource it names.
+    pub fn with_guard(mut self, guard: cmksim_identity::Guard) -> StorageServer {
+        self.guard = Some(guard);
+        self
     }
 
     /// Serves on `addr` until `shutdown` completes.
@@ -184,6 +195,7 @@ impl StorageServer {
             shutdown,
         );
         let result = tonic::transport::Server::builder()
+            .layer(cmksim_identity::GuardLayer::new(self.guard))
             .add_service(events)
             .add_service(pb::clusters_server::ClustersServer::new(
                 grpc_clusters::ClustersService { core: core.clone() },
