@@ -16,6 +16,7 @@ mod profile;
 mod query;
 mod run;
 mod serve;
+mod web;
 
 use std::process::ExitCode;
 

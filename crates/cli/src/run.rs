@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// the limits of `cmksim_scenario::work`.
     #[arg(long)]
     force: bool,
+    /// Serve the live dashboard of this (simulated) run here; set by `cmksim demo --web`.
+    #[arg(skip)]
+    web: Option<std::net::SocketAddr>,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -103,6 +106,19 @@ pub struct DemoArgs {
     /// Play at this many simulated seconds per real second.
     #[arg(long, default_value_t = 600.0)]
     speed: f64,
+    /// Serve the live dashboard in the browser: swimlanes, narration, clock, play/pause and
+    /// speed (60× to 3600×), levers on the running world and the verdicts. It stays up after
+    /// the run until Ctrl-C.
+    #[arg(long, requires = "name")]
+    web: bool,
+    /// Where the dashboard listens (`127.0.0.1:0`: a free port, printed).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "web",
+        default_value = "127.0.0.1:8080"
+    )]
+    listen: std::net::SocketAddr,
 }
 
 /// Loads and validates a scenario, printing every diagnostic.
@@ -221,6 +237,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut judged = scenario.clone();
     let mut live_line = None;
+    let mut web = None;
     let (seed, steps, events) = if args.live {
         let options = cmksim_world::live::LiveOptions {
             seed: args.seed,
@@ -264,13 +281,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ));
         (live.seed, 0, cmksim_world::live::in_time_order(&events))
     } else {
-        let options = cmksim_world::RunOptions {
+        let mut options = cmksim_world::RunOptions {
             seed: args.seed,
             speed: args.speed,
             tick,
             progress: bar.enabled.then(|| bar.callback()),
             ..Default::default()
         };
+        if let Some(listen) = args.web {
+            let control = cmksim_world::control::Control::new(cmksim_world::control::Pace {
+                paused: false,
+                speed: args.speed.unwrap_or(cmksim_world::control::SPEED_MIN),
+            });
+            let (dashboard, url) = crate::web::start(listen, &scenario, &events, control.clone())?;
+            println!("dashboard: {url}\n");
+            options.control = Some(control);
+            web = Some((dashboard, url));
+        }
         // The signals are taken over before the directory exists, so that Ctrl-C, SIGTERM
         // (`timeout`, `kill`) and SIGHUP at any moment of the run remove it.
         let cleanup = crate::cleanup::SignalCleanup::install()?;
@@ -326,6 +353,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let input = report::ReportInput::new(&scenario, &snapshot, &expectations, &invariants);
         let path = file.write(report::render_html(&input).as_bytes())?;
         println!("report: {}", path.display());
+    }
+    if let Some((dashboard, url)) = web {
+        dashboard.finish(&expectations, &invariants);
+        println!("dashboard: the run has ended; {url} stays up until Ctrl-C");
+        // The signal handler of the run ends the process; until then the page stays.
+        loop {
+            std::thread::park();
+        }
     }
     Ok(ExitCode::from(
         summary::exit_code(&expectations, &invariants) as u8,
@@ -511,5 +546,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         storage: DEFAULT_STORAGE_URL.into(),
         ingest: DEFAULT_INGEST_URL.into(),
         force: false,
+        web: args.web.then_some(args.listen),
     })
 }

@@ -22,6 +22,7 @@
 //! - [`monitor`]: Azure Monitor: data collection rules, the Logs Ingestion API and the Logs
 //!   Query API (KQL).
 //! - [`admin`]: `/_cmksim/…`: clock, chaos, the event log as Server-Sent Events, principals.
+//! - [`dashboard`]: the live teaching dashboard at `/` (also served by `cmksim demo --web`).
 //! - [`bench`]: `cmksim bench rest`, unwrapKey over HTTPS beside gRPC.
 //! - [`client`]: a minimal HTTPS client with keep-alive (tests and `cmksim bench rest`).
 //! - [`error`]: one error type whose body is Azure's `{"error":{"code","message","innererror"}}`.
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod bench;
 pub mod bootstrap;
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod identity;
 pub mod keyvault;
@@ -220,6 +222,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(arm::routes())
         .merge(monitor::routes())
         .merge(admin::routes())
+        .merge(dashboard::routes())
         .fallback(error::not_found)
         .with_state(state);
     let normalised = routes.map_request(|mut request: axum::extract::Request| {

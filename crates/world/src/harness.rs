@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub speed: Option<f64>,
     /// Called every few thousand steps with the run's progress (a progress bar).
     pub progress: Option<ProgressFn>,
+    /// The live dashboard's hold on the run: its pace (replacing `speed` from T+0) and its
+    /// levers. `None`: the run is exactly what it is without a dashboard.
+    pub control: Option<crate::control::Control>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for RunOptions {
             .field("setup_budget", &self.setup_budget)
             .field("speed", &self.speed)
             .field("progress", &self.progress.is_some())
+            .field("control", &self.control.is_some())
             .finish()
     }
 }
@@ -62,6 +66,7 @@ impl Default for RunOptions {
             setup_budget: Duration::from_secs(12 * 3600),
             speed: None,
             progress: None,
+            control: None,
         }
     }
 }
@@ -257,8 +262,12 @@ pub fn run_simulated_in(
     let driver_scenario = Arc::new(scenario.clone());
     let driver_events = events.clone();
     let driver_commands = commands.clone();
+    let levers = options
+        .control
+        .as_ref()
+        .and_then(|control| control.take_receiver());
     sim.client("driver", async move {
-        let driver = Driver::new(
+        let mut driver = Driver::new(
             driver_scenario,
             driver_events,
             Clock::turmoil(epoch),
@@ -268,6 +277,9 @@ pub fn run_simulated_in(
             seeds,
         )
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+        if let Some(queue) = levers {
+            driver = driver.with_levers(queue);
+        }
         driver
             .run()
             .await
@@ -279,6 +291,8 @@ pub fn run_simulated_in(
     // Pacing reads the wall clock only to slow the presentation down; it never feeds the
     // simulation, which sees turmoil's virtual time alone.
     let mut paced_from: Option<(std::time::Instant, Duration)> = None;
+    // The dashboard's speed, once the run is paced by it.
+    let mut paced_speed: Option<f64> = None;
     loop {
         let done = sim
             .step()
@@ -309,7 +323,14 @@ pub fn run_simulated_in(
                 progress(at);
             }
         }
-        if let (Some(speed), Some((wall_start, sim_start))) = (options.speed, paced_from) {
+        if let Some(control) = &options.control {
+            control.publish_now(epoch.add(sim.elapsed()).unix_ms());
+            if paced_from.is_some() {
+                paced_from = Some(follow_pace(control, paced_from, &mut paced_speed, &sim));
+            }
+        }
+        let speed = paced_speed.or(options.speed);
+        if let (Some(speed), Some((wall_start, sim_start))) = (speed, paced_from) {
             let simulated = sim.elapsed().saturating_sub(sim_start);
             let due = Duration::from_secs_f64(simulated.as_secs_f64() / speed);
             if let Some(wait) = due.checked_sub(wall_start.elapsed()) {
@@ -318,4 +339,32 @@ pub fn run_simulated_in(
         }
     }
     Ok(RunResult { seed, steps })
+}
+
+/// How long a paused run sleeps between two looks at its pace (wall time).
+const PAUSED_POLL: Duration = Duration::from_millis(50);
+
+/// Applies the dashboard's pace between two steps: while paused, waits (the simulation does not
+/// step, so simulated time stands still); on resuming or on a new speed, restarts the pacing
+/// from this moment so that the run neither races to catch up nor lags. Returns the pacing
+/// origin (wall instant, simulated elapsed).
+fn follow_pace(
+    control: &crate::control::Control,
+    paced_from: Option<(std::time::Instant, Duration)>,
+    paced_speed: &mut Option<f64>,
+    sim: &turmoil::Sim<'_>,
+) -> (std::time::Instant, Duration) {
+    let mut pace = control.pace();
+    let mut rebase = *paced_speed != Some(pace.speed);
+    // Unbounded on purpose: a paused demo waits for its teacher; each look costs one sleep.
+    while pace.paused {
+        rebase = true;
+        std::thread::sleep(PAUSED_POLL);
+        pace = control.pace();
+    }
+    *paced_speed = Some(pace.speed);
+    match paced_from {
+        Some(origin) if !rebase => origin,
+        _ => (std::time::Instant::now(), sim.elapsed()),
+    }
 }

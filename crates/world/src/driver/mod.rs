@@ -194,6 +194,9 @@ pub struct Driver {
     seeds: cmksim_sim::SeedTree,
     /// Set when the world is built: the simulated time of T+0.
     start: SimTime,
+    /// Steps from the live dashboard's levers, played between timeline steps; `None` (no
+    /// dashboard) keeps the timeline loop exactly as it is without one.
+    levers: Option<crate::control::LeverQueue>,
 }
 
 impl Driver {
@@ -228,11 +231,19 @@ impl Driver {
             start: clock.now(),
             clock,
             faults,
+            levers: None,
             names: Names::default(),
             identity: idp::identity_client::IdentityClient::new(kv_channel.clone()),
             keyvault: kvp::key_vault_client::KeyVaultClient::new(kv_channel.clone()),
             chaos: kvp::chaos_control_client::ChaosControlClient::new(kv_channel),
         })
+    }
+
+    /// Plays the levers of `queue` (the live dashboard's) between timeline steps.
+    pub(crate) fn with_levers(mut self, mut queue: crate::control::LeverQueue) -> Driver {
+        queue.first_index = self.scenario.timeline.len();
+        self.levers = Some(queue);
+        self
     }
 
     /// Builds the world, then plays the timeline to the scenario's end.
@@ -257,13 +268,13 @@ impl Driver {
         );
         let scenario = self.scenario.clone();
         for scheduled in scenario.schedule() {
-            self.sleep_until_offset(scheduled.offset).await;
+            self.wait_until_offset(scheduled.offset).await;
             match scheduled.what {
                 ScheduledKind::Run => self.play_step(scheduled.step).await,
                 ScheduledKind::Restore(fault) => self.restore_fault(scheduled.step, fault).await,
             }
         }
-        self.sleep_until_offset(scenario.meta.duration).await;
+        self.wait_until_offset(scenario.meta.duration).await;
         self.events.record_raw(
             self.clock.now(),
             "scenario",
@@ -276,6 +287,29 @@ impl Driver {
 
     async fn sleep_until_offset(&self, offset: Duration) {
         self.clock.sleep_until(self.start.add(offset)).await;
+    }
+
+    /// Sleeps until `offset`; with a lever queue, plays each lever pulled meanwhile as a step
+    /// (through [`Driver::play_step`], like the timeline's own). Bounded: the wait ends at
+    /// `offset` whatever arrives, and each lever is one step.
+    async fn wait_until_offset(&mut self, offset: Duration) {
+        let deadline = self.start.add(offset);
+        loop {
+            let Some(queue) = self.levers.as_mut() else {
+                return self.sleep_until_offset(offset).await;
+            };
+            let elapsed = self.clock.now().since(self.start);
+            let pulled = tokio::select! {
+                biased;
+                () = self.clock.sleep_until(deadline) => return,
+                step = queue.next(elapsed) => step,
+            };
+            match pulled {
+                Some(step) => self.play_step(&step).await,
+                // The dashboard is gone: the timeline goes on alone.
+                None => self.levers = None,
+            }
+        }
     }
 
     /// Records and applies one step.

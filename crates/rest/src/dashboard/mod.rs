@@ -1,0 +1,85 @@
+//! The live teaching dashboard: one page, its script and its style, embedded in the binary.
+//!
+//! The same page serves two modes. `cmksim demo NAME --web` serves it for a simulated run, with
+//! the run's own small API beside it (`/_cmksim/demo/…`, in `cmksim`'s `web` module: the
+//! simulation lives in that process). `cmksim serve all` serves it at `/` of this HTTPS door for
+//! live services, where the page reads `/_cmksim/events` and switches `/_cmksim/chaos`. The
+//! page finds out which by asking for `/_cmksim/demo/state` (absent here).
+//!
+//! Why plain HTML, CSS and JavaScript with SVG: the swimlane chart is the report's own SVG,
+//! drawn by the server from the event log by the code that draws the report, so the page only
+//! swaps it in; nothing is left for a charting library to do, and with no framework there is no
+//! build step, nothing to fetch from a CDN, and the files below are what the browser runs.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+/// The page.
+pub const INDEX_HTML: &str = include_str!("index.html");
+/// Its script: the polling loop of simulation mode and the event stream of live mode.
+pub const DASHBOARD_JS: &str = include_str!("dashboard.js");
+/// Its style.
+pub const DASHBOARD_CSS: &str = include_str!("dashboard.css");
+
+/// Where the page is served (the door's root) and where its assets are.
+pub const PAGE_PATH: &str = "/";
+pub const JS_PATH: &str = "/_cmksim/dashboard/dashboard.js";
+pub const CSS_PATH: &str = "/_cmksim/dashboard/dashboard.css";
+
+/// The page and its assets, for any router state (the door's, or the demo server's).
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(PAGE_PATH, get(page))
+        .route(JS_PATH, get(script))
+        .route(CSS_PATH, get(style))
+}
+
+async fn page() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", DASHBOARD_JS)
+}
+
+async fn style() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", DASHBOARD_CSS)
+}
+
+/// An embedded file; not cached, so that a rebuilt binary is seen at the next load.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_only_embedded_assets() {
+        assert!(INDEX_HTML.contains(JS_PATH));
+        assert!(INDEX_HTML.contains(CSS_PATH));
+        // Offline: nothing is loaded from another host.
+        for asset in [INDEX_HTML, DASHBOARD_JS, DASHBOARD_CSS] {
+            assert!(!asset.contains("http://"), "an absolute URL in an asset");
+            assert!(!asset.contains("https://") || asset == INDEX_HTML);
+        }
+    }
+
+    #[test]
+    fn every_control_of_the_page_is_a_labelled_button_or_field() {
+        assert!(INDEX_HTML.contains("<button type=\"button\" id=\"play\""));
+        assert!(INDEX_HTML.contains("<label for=\"speed\">"));
+        assert!(INDEX_HTML.contains("<label for=\"token\">"));
+        // Levers are made by the script as <button type="button"> with their label as text.
+        assert!(DASHBOARD_JS.contains("document.createElement(\"button\")"));
+    }
+}

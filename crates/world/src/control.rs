@@ -1,0 +1,456 @@
+//! Steering a simulated run while it plays: the pace (play, pause, speed) and the levers a
+//! person pulls from the live dashboard (disable the key, take Key Vault down, ...).
+//!
+//! Why it is shaped so: a lever must do to the running world exactly what a timeline step
+//! would, so that the event log, the report and the oracle see no difference. A lever is
+//! therefore turned into a scenario [`StepKind`] here ([`Lever::step`]) and handed to the
+//! driver, which plays it with the same `play_step` as the scenario's own timeline (one home for
+//! "apply a step"). The hand-over is a bounded queue ([`LEVER_QUEUE_MAX`]) that the driver polls
+//! only while it waits for its next timeline step, and only when a [`Control`] was given: a run
+//! without one takes exactly the path it took before, so its event log stays byte-identical.
+//!
+//! The pace is read by the harness between two simulation steps: paused, it stops stepping (the
+//! simulated clock stands still); a new speed restarts the pacing from the current moment. The
+//! wall clock only slows the presentation down; it never reaches the simulation.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cmksim_scenario::model::{
+    AccessPolicy, Action, Fault, Host, KeyPermission, KeyRef, PrincipalRef, Scenario, Step,
+    StepKind, VaultFault, VersionSel,
+};
+use tokio::sync::mpsc;
+
+/// Levers waiting for the driver at most; one more is refused ([`LeverError::Busy`]).
+pub const LEVER_QUEUE_MAX: usize = 16;
+/// The slowest and the fastest pace a person may choose, in simulated seconds per real second.
+pub const SPEED_MIN: f64 = 60.0;
+pub const SPEED_MAX: f64 = 3600.0;
+
+/// What a person can do to the running world, each one a timeline step of the scenario format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lever {
+    DisableKey,
+    EnableKey,
+    RemoveAccessPolicy,
+    RestoreAccessPolicy,
+    KeyvaultDown,
+    KeyvaultUp,
+    PartitionStorage,
+    RepairStorage,
+    RotateKey,
+    UpdateCluster,
+}
+
+impl Lever {
+    /// Every lever, in the order the dashboard shows them (pairs: the harm, then its undoing).
+    pub const ALL: [Lever; 10] = [
+        Lever::DisableKey,
+        Lever::EnableKey,
+        Lever::RemoveAccessPolicy,
+        Lever::RestoreAccessPolicy,
+        Lever::KeyvaultDown,
+        Lever::KeyvaultUp,
+        Lever::PartitionStorage,
+        Lever::RepairStorage,
+        Lever::RotateKey,
+        Lever::UpdateCluster,
+    ];
+
+    /// The lever's name on the wire and in step labels (`disable-key`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lever::DisableKey => "disable-key",
+            Lever::EnableKey => "enable-key",
+            Lever::RemoveAccessPolicy => "remove-access-policy",
+            Lever::RestoreAccessPolicy => "restore-access-policy",
+            Lever::KeyvaultDown => "keyvault-down",
+            Lever::KeyvaultUp => "keyvault-up",
+            Lever::PartitionStorage => "partition-storage",
+            Lever::RepairStorage => "repair-storage",
+            Lever::RotateKey => "rotate-key",
+            Lever::UpdateCluster => "update-cluster",
+        }
+    }
+
+    /// The lever named `name`, if any.
+    pub fn parse(name: &str) -> Option<Lever> {
+        Lever::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Lever::DisableKey => "Disable key",
+            Lever::EnableKey => "Enable key",
+            Lever::RemoveAccessPolicy => "Remove access policy",
+            Lever::RestoreAccessPolicy => "Restore access policy",
+            Lever::KeyvaultDown => "Key Vault down",
+            Lever::KeyvaultUp => "Key Vault up",
+            Lever::PartitionStorage => "Partition storage from vault",
+            Lever::RepairStorage => "Repair partition",
+            Lever::RotateKey => "Rotate key",
+            Lever::UpdateCluster => "Update cluster to newest key version",
+        }
+    }
+
+    /// The timeline step this lever is, for the first cluster of `scenario` that has a key
+    /// (the cluster the dashboard teaches about).
+    pub fn step(self, scenario: &Scenario) -> Result<StepKind, LeverError> {
+        let cluster = scenario
+            .world
+            .clusters
+            .iter()
+            .find(|c| c.key.is_some())
+            .ok_or(LeverError::NoCmkCluster)?;
+        // Checked just above: the cluster has a key.
+        let key: &KeyRef = cluster.key.as_ref().ok_or(LeverError::NoCmkCluster)?;
+        let principal = PrincipalRef::Cluster(cluster.name.clone());
+        let action = |a: Action| Ok(StepKind::Action(a));
+        let fault = |f: Fault| {
+            Ok(StepKind::Fault {
+                fault: f,
+                duration: None,
+            })
+        };
+        let update_key = |enabled: bool| {
+            action(Action::UpdateKey {
+                vault: key.vault.clone(),
+                key: key.key.clone(),
+                version: VersionSel::Latest,
+                enabled: Some(enabled),
+                not_before: None,
+                expires: None,
+                ops: None,
+            })
+        };
+        match self {
+            Lever::DisableKey => update_key(false),
+            Lever::EnableKey => update_key(true),
+            Lever::RemoveAccessPolicy => action(Action::RemoveAccessPolicy {
+                vault: key.vault.clone(),
+                principal,
+            }),
+            Lever::RestoreAccessPolicy => {
+                // The world's own policy for the cluster when it has one, else the three
+                // permissions a key update requires (Get, Wrap Key, Unwrap Key).
+                let permissions = scenario
+                    .world
+                    .access_policies
+                    .iter()
+                    .find(|p| p.vault == key.vault && p.principal == principal)
+                    .map(|p| p.permissions.clone())
+                    .unwrap_or_else(|| {
+                        vec![
+                            KeyPermission::Get,
+                            KeyPermission::WrapKey,
+                            KeyPermission::UnwrapKey,
+                        ]
+                    });
+                action(Action::SetAccessPolicy(AccessPolicy {
+                    vault: key.vault.clone(),
+                    principal,
+                    permissions,
+                }))
+            }
+            Lever::KeyvaultDown => fault(Fault::Keyvault(VaultFault::Down)),
+            Lever::KeyvaultUp => fault(Fault::Keyvault(VaultFault::Up)),
+            Lever::PartitionStorage => fault(Fault::Partition(Host::Storage, Host::Keyvault)),
+            Lever::RepairStorage => fault(Fault::Repair(Host::Storage, Host::Keyvault)),
+            Lever::RotateKey => action(Action::RotateKey {
+                vault: key.vault.clone(),
+                key: key.key.clone(),
+            }),
+            Lever::UpdateCluster => action(Action::UpdateCluster {
+                cluster: cluster.name.clone(),
+                capacity_gb_per_day: None,
+                billing_type: None,
+                key: Some(KeyRef {
+                    vault: key.vault.clone(),
+                    key: key.key.clone(),
+                    version: VersionSel::Latest,
+                }),
+            }),
+        }
+    }
+}
+
+/// Why a lever or a pace was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LeverError {
+    #[error("the scenario has no cluster with a customer-managed key to act on")]
+    NoCmkCluster,
+    #[error("{LEVER_QUEUE_MAX} actions are already waiting for the world; try again in a moment")]
+    Busy,
+    #[error("the run has ended; nothing can be done to its world any more")]
+    Ended,
+    #[error("speed must be between {SPEED_MIN} and {SPEED_MAX} simulated seconds per second")]
+    SpeedOutOfRange,
+}
+
+/// The pace of a run: paused or playing, and at what speed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace {
+    pub paused: bool,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+}
+
+/// A timeline step made by a lever, waiting for the driver.
+#[derive(Clone, Debug)]
+pub struct Injected {
+    pub lever: Lever,
+    pub what: StepKind,
+}
+
+/// The handle shared by the dashboard (which pulls levers and sets the pace) and the run (the
+/// harness reads the pace and publishes the simulated time; the driver takes the levers).
+#[derive(Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pace: Mutex<Pace>,
+    /// Simulated now (Unix ms), published by the harness after every step.
+    now_unix_ms: AtomicI64,
+    /// Levers pulled so far (numbers the injected steps).
+    pulled: Mutex<usize>,
+    sender: mpsc::Sender<Injected>,
+    /// Taken once by the harness for the driver.
+    receiver: Mutex<Option<mpsc::Receiver<Injected>>>,
+}
+
+impl Control {
+    /// A control starting at `pace` (its speed clamped into [`SPEED_MIN`, `SPEED_MAX`]).
+    pub fn new(pace: Pace) -> Control {
+        let (sender, receiver) = mpsc::channel(LEVER_QUEUE_MAX);
+        Control {
+            shared: Arc::new(Shared {
+                pace: Mutex::new(Pace {
+                    paused: pace.paused,
+                    speed: pace.speed.clamp(SPEED_MIN, SPEED_MAX),
+                }),
+                now_unix_ms: AtomicI64::new(0),
+                pulled: Mutex::new(0),
+                sender,
+                receiver: Mutex::new(Some(receiver)),
+            }),
+        }
+    }
+
+    /// The current pace.
+    pub fn pace(&self) -> Pace {
+        *self.shared.pace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pauses or plays, and sets the speed (each when given).
+    pub fn set_pace(&self, paused: Option<bool>, speed: Option<f64>) -> Result<Pace, LeverError> {
+        if let Some(speed) = speed {
+            if !(SPEED_MIN..=SPEED_MAX).contains(&speed) {
+                return Err(LeverError::SpeedOutOfRange);
+            }
+        }
+        let mut pace = self.shared.pace.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(paused) = paused {
+            pace.paused = paused;
+        }
+        if let Some(speed) = speed {
+            pace.speed = speed;
+        }
+        Ok(*pace)
+    }
+
+    /// Turns `lever` into a step of `scenario` and queues it for the driver.
+    pub fn pull(&self, scenario: &Scenario, lever: Lever) -> Result<(), LeverError> {
+        let what = lever.step(scenario)?;
+        self.shared
+            .sender
+            .try_send(Injected { lever, what })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LeverError::Busy,
+                mpsc::error::TrySendError::Closed(_) => LeverError::Ended,
+            })?;
+        Ok(())
+    }
+
+    /// The simulated time of the run's last step (Unix ms; 0 before the first).
+    pub fn now_unix_ms(&self) -> i64 {
+        self.shared.now_unix_ms.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn publish_now(&self, unix_ms: i64) {
+        self.shared.now_unix_ms.store(unix_ms, Ordering::Relaxed);
+    }
+
+    /// The driver's end of the lever queue (once; `None` after).
+    pub(crate) fn take_receiver(&self) -> Option<LeverQueue> {
+        let receiver = self
+            .shared
+            .receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(LeverQueue {
+            receiver,
+            shared: self.shared.clone(),
+            first_index: 0,
+        })
+    }
+}
+
+/// The driver's end of the lever queue: it numbers the steps it hands out.
+pub struct LeverQueue {
+    receiver: mpsc::Receiver<Injected>,
+    shared: Arc<Shared>,
+    /// Index given to the first injected step (after the scenario's own steps).
+    pub(crate) first_index: usize,
+}
+
+impl LeverQueue {
+    /// The next lever as a timeline step at `offset`, or `None` once the dashboard is gone.
+    pub(crate) async fn next(&mut self, offset: std::time::Duration) -> Option<Step> {
+        let injected = self.receiver.recv().await?;
+        let n = {
+            let mut pulled = self.shared.pulled.lock().unwrap_or_else(|p| p.into_inner());
+            *pulled += 1;
+            *pulled
+        };
+        Some(Step {
+            index: self.first_index + n,
+            id: Some(format!("web-{n}-{}", injected.lever.as_str())),
+            offset,
+            what: injected.what,
+            narrate: Some(format!(
+                "From the dashboard: {}.",
+                injected.lever.label().to_lowercase()
+            )),
+            line: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocation() -> Scenario {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scenarios/revocation.toml"
+        );
+        cmksim_scenario::validate_file(std::path::Path::new(path)).expect("the library scenario")
+    }
+
+    #[test]
+    fn every_lever_has_one_name_and_parses_back() {
+        for lever in Lever::ALL {
+            assert_eq!(Lever::parse(lever.as_str()), Some(lever));
+        }
+        assert_eq!(Lever::parse("drop-table"), None);
+    }
+
+    #[test]
+    fn levers_are_the_timeline_steps_of_the_scenario_format() {
+        let scenario = revocation();
+        match Lever::DisableKey.step(&scenario).unwrap() {
+            StepKind::Action(Action::UpdateKey {
+                vault,
+                key,
+                enabled,
+                ..
+            }) => {
+                assert_eq!((vault.as_str(), key.as_str()), ("contoso-kv", "logs-cmk"));
+                assert_eq!(enabled, Some(false));
+            }
+            other => panic!("disable-key became {other:?}"),
+        }
+        match Lever::RestoreAccessPolicy.step(&scenario).unwrap() {
+            StepKind::Action(Action::SetAccessPolicy(policy)) => {
+                assert_eq!(
+                    policy.principal,
+                    PrincipalRef::Cluster("contosologs".into())
+                );
+                assert_eq!(
+                    policy.permissions,
+                    vec![
+                        KeyPermission::Get,
+                        KeyPermission::WrapKey,
+                        KeyPermission::UnwrapKey
+                    ]
+                );
+            }
+            other => panic!("restore-access-policy became {other:?}"),
+        }
+        assert_eq!(
+            Lever::PartitionStorage.step(&scenario).unwrap(),
+            StepKind::Fault {
+                fault: Fault::Partition(Host::Storage, Host::Keyvault),
+                duration: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_world_without_a_cmk_cluster_has_no_levers() {
+        let mut scenario = revocation();
+        for cluster in &mut scenario.world.clusters {
+            cluster.key = None;
+        }
+        assert_eq!(
+            Lever::DisableKey.step(&scenario),
+            Err(LeverError::NoCmkCluster)
+        );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_the_speed_range_enforced() {
+        let scenario = revocation();
+        let control = Control::new(Pace {
+            paused: false,
+            speed: 600.0,
+        });
+        for _ in 0..LEVER_QUEUE_MAX {
+            control.pull(&scenario, Lever::KeyvaultDown).unwrap();
+        }
+        assert_eq!(
+            control.pull(&scenario, Lever::KeyvaultUp),
+            Err(LeverError::Busy)
+        );
+        assert_eq!(
+            control.set_pace(None, Some(10.0)),
+            Err(LeverError::SpeedOutOfRange)
+        );
+        let pace = control.set_pace(Some(true), Some(3600.0)).unwrap();
+        assert_eq!(
+            pace,
+            Pace {
+                paused: true,
+                speed: 3600.0
+            }
+        );
+    }
+
+    #[test]
+    fn a_pulled_lever_reaches_the_driver_as_a_numbered_step() {
+        let scenario = revocation();
+        let control = Control::new(Pace {
+            paused: false,
+            speed: 600.0,
+        });
+        let mut queue = control.take_receiver().unwrap();
+        queue.first_index = scenario.timeline.len();
+        assert!(control.take_receiver().is_none());
+        control.pull(&scenario, Lever::DisableKey).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let step = runtime
+            .block_on(queue.next(std::time::Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(step.label(), "web-1-disable-key");
+        assert_eq!(step.index, scenario.timeline.len() + 1);
+        assert_eq!(step.what, Lever::DisableKey.step(&scenario).unwrap());
+    }
+}
