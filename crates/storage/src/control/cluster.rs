@@ -3,10 +3,21 @@
 //! A cluster is created `ProvisioningAccount` and becomes `Succeeded` when its provisioning
 //! operation completes (in `tick`). PATCH applies `sku` and `billingType` at once (seed 000: "It is
 //! synchronous when updating Capacity value") and starts an asynchronous key update
-//! (`Updating`) for `keyVaultProperties`. Delete is a soft delete: immediate when no workspace is
-//! linked (seed 000: "the Cluster resource is deleted immediately"), otherwise the cluster is
-//! `Deleting` while every linked workspace is unlinked (the seed 000 behaviour; seed 001 asks the
-//! user to unlink first — the end state is the same). The name stays reserved until the purge.
+//! (`Updating`) for `keyVaultProperties`. Delete is a soft delete, shaped by the profile:
+//! - with linked workspaces, `delete_with_linked_workspaces` decides: `unlink-then-delete` (seed
+//!   000: "Any associated workspace gets disassociated from the Cluster resource on delete
+//!   operation") keeps the cluster `Deleting` while every linked workspace is unlinked; `refuse`
+//!   (seed 001: "You must unlink all workspaces from the cluster before deleting it.") refuses;
+//! - without, the cluster is `Deleting` for `delete_duration`: 0 under seed 000 ("the Cluster
+//!   resource is deleted immediately"), a while under seed 001 (cluster delete is one of the
+//!   operations that "are long and can take a while to complete").
+//!
+//! The name stays reserved until the purge.
+//!
+//! Create refuses double encryption (asked for, or left at the profile's default) in a region of
+//! the profile's `double_encryption_unsupported_regions` (seed 001: "<region> doesn’t support
+//! Double Encryption for clusters."); `isDoubleEncryptionEnabled: false` is the seed's remedy. The
+//! setting is fixed at creation: an update has no member that could change it.
 //!
 //! Which seed message answers a busy cluster, by request (both seeds' lists):
 //! - create (PUT) of a cluster that is provisioning, updating or deleting: "Operation cannot be
@@ -18,6 +29,7 @@
 //!   operation is in progress . ..."; any other update, or a delete, while deleting: "Cluster is in
 //!   deleting state. Wait for the Async operation to complete and try again."
 
+use cmksim_sim::profile::DeleteWithLinkedWorkspaces;
 use cmksim_sim::{ids, SimTime};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -178,9 +190,11 @@ impl ControlPlane {
         let region = normalize_region(location);
         let mut counts = ClusterCounts::default();
         for c in self.state.clusters.values() {
-            if c.resource.subscription.eq_ignore_ascii_case(subscription)
-                && normalize_region(&c.location) == region
-            {
+            if !c.resource.subscription.eq_ignore_ascii_case(subscription) {
+                continue;
+            }
+            counts.reserved_in_subscription += 1;
+            if normalize_region(&c.location) == region {
                 match c.soft_deleted {
                     Some(_) => counts.soft_deleted += 1,
                     None => counts.active += 1,
@@ -242,6 +256,12 @@ impl ControlPlane {
             return Err(ControlError::KeyVaultPropertiesOnCreation);
         }
         let capacity_gb_per_day = limits::validate_sku(&self.profile.cluster, body.sku.as_ref())?;
+        let double_encryption = body
+            .is_double_encryption_enabled
+            .unwrap_or(self.profile.cluster.double_encryption_default);
+        if double_encryption && !self.profile.cluster.double_encryption_supported(&location) {
+            return Err(ControlError::DoubleEncryptionNotSupported(location));
+        }
         if let Some(existing) = self.state.clusters.get(&Self::cluster_key(resource)) {
             return Err(match existing.soft_deleted {
                 Some(sd) => ControlError::ClusterNameReserved {
@@ -266,9 +286,7 @@ impl ControlPlane {
             location,
             capacity_gb_per_day,
             billing_type,
-            double_encryption: body
-                .is_double_encryption_enabled
-                .unwrap_or(self.profile.cluster.double_encryption_default),
+            double_encryption,
         })
     }
 
@@ -527,8 +545,9 @@ impl ControlPlane {
     }
 
     /// Delete: a soft delete for `soft_delete_retention`. Linked workspaces are unlinked first
-    /// (asynchronously, `unlink_duration`); without any the delete completes at once. Returns the
-    /// delete operation id.
+    /// (asynchronously, `unlink_duration`) or the delete is refused, as the profile's
+    /// `delete_with_linked_workspaces` says; without any the delete completes after
+    /// `delete_duration` (at once when it is 0). Returns the delete operation id.
     pub fn delete_cluster(
         &mut self,
         now: SimTime,
@@ -563,10 +582,20 @@ impl ControlPlane {
                 _ => {}
             }
         }
+        if !linked.is_empty()
+            && self.profile.cluster.delete_with_linked_workspaces
+                == DeleteWithLinkedWorkspaces::Refuse
+        {
+            return Err(ControlError::DeleteWithLinkedWorkspaces {
+                cluster: cluster.id.clone(),
+                workspaces: linked,
+            });
+        }
         // Validated: apply.
         let (id, location) = (cluster.id.clone(), cluster.location.clone());
         let scope = (resource.subscription.as_str(), location.as_str());
-        if linked.is_empty() {
+        let delete_duration = self.profile.cluster.delete_duration;
+        if linked.is_empty() && delete_duration.is_zero() {
             let op = self.start_operation(
                 now,
                 rng,
@@ -581,7 +610,10 @@ impl ControlPlane {
             out.value = op;
             return Ok(out);
         }
-        let due = now.add(self.profile.cluster.unlink_duration);
+        let due = match linked.is_empty() {
+            true => now.add(delete_duration),
+            false => now.add(self.profile.cluster.unlink_duration.max(delete_duration)),
+        };
         let op = self.start_operation(
             now,
             rng,

@@ -5,10 +5,19 @@
 //! service would send: Azure error code, HTTP status and message. The messages of the seeds'
 //! troubleshooting lists ("Error messages" in seed 000, 2020, and seed 001, 2021) are API facts and
 //! are reproduced character for character, including the odd spacing ("in progress .") and the
-//! typographic quotes; [`ErrorWording`] selects the list. The two lists differ only in five
-//! messages: seed 000 says "association or disassociation" where seed 001 says "link or unlink",
-//! and three seed-000 messages carry the document's markdown links verbatim. Seed 000's Get
-//! message ends with a stray space in the source; it is trimmed (trailing whitespace is layout).
+//! typographic quotes; [`ErrorWording`] selects the list. The two lists differ in one message:
+//! seed 000 says "association or disassociation" where seed 001 says "link or unlink".
+//!
+//! Seed 000 prints three messages with markdown links (`See [Key Vault
+//! documentation](../../key-vault/general/overview-soft-delete.md)`): that is the page's markup,
+//! not the API's text, and seed 001 renders the same messages without it. Every profile answers
+//! with the link's label only (`See Key Vault documentation`). Seed 000's Get message ends with a
+//! stray space in the source; it is trimmed (trailing whitespace is layout).
+//!
+//! Seed 001 adds two texts outside its list, both kept to the letter: the delete refused while
+//! workspaces are linked ("You must unlink all workspaces from the cluster before deleting it.")
+//! and the region refusal of double encryption ("<region> doesn’t support Double Encryption for
+//! clusters."). It gives neither a status code; the ones chosen are documented on the variants.
 //!
 //! Message literals in the seeds name 1000, 100 (GB) and 30 days even when a profile configures
 //! other values (azure-current: 100 GB/day minimum): the seeds' texts are kept to the letter and the
@@ -152,6 +161,22 @@ pub enum ControlError {
     LinkOperationInProgress(String),
     #[error("link target cluster {0} not found")]
     LinkClusterNotFound(String),
+    /// Seed 001 (profile `delete_with_linked_workspaces = refuse`): "You must unlink all
+    /// workspaces from the cluster before deleting it." The seed gives the sentence, not a status:
+    /// 409 Conflict, like the other refusals of a request that conflicts with the resource's
+    /// state (the delete while provisioning). `workspaces` are the linked ones, sorted.
+    #[error("cluster {cluster} still has linked workspaces {workspaces:?}")]
+    DeleteWithLinkedWorkspaces {
+        cluster: String,
+        workspaces: Vec<String>,
+    },
+    /// Seed 001: "<region> doesn’t support Double Encryption for clusters." for a create that
+    /// leaves double encryption on in a region of the profile's
+    /// `double_encryption_unsupported_regions`. The seed gives no status: 400, as the seed's
+    /// remedy is a change of the request body (`"isDoubleEncryptionEnabled": false`). The region
+    /// is echoed as the caller spelled it.
+    #[error("double encryption not supported in {0:?}")]
+    DoubleEncryptionNotSupported(String),
     /// Profile `link_before_provisioned = reject` (seed 001: "linking a workspace can be performed
     /// only after the completion of the Log Analytics cluster provisioning"). The seeds give no
     /// dedicated text; the "Cluster Update" list's "Operation cannot be executed now. Wait for the
@@ -181,6 +206,10 @@ pub enum ControlError {
         location: String,
         max: u32,
     },
+    /// (simulator text) `max_reserved_per_subscription` (active + soft-deleted, all regions;
+    /// seed 001: "a limit of three clusters per subscription", an override of azure-2021).
+    #[error("reserved cluster limit {max} reached in subscription {subscription}")]
+    SubscriptionClusterLimit { subscription: String, max: u32 },
     /// (simulator text) Capacity not a multiple of `capacity_step_gb_per_day`.
     #[error("capacity {capacity_gb_per_day} not a multiple of {step_gb_per_day}")]
     CapacityStep {
@@ -283,13 +312,12 @@ mod text {
         "KeyVaultProperties are set on creation. Update KeyVaultProperties after cluster creation.";
     pub const CREATE_ASYNC: &str = "Operation cannot be executed now. Async operation is in a state other than succeeded. Cluster must complete its operation before any update operation is performed.";
     pub const DELETING_ASYNC: &str = "Cluster is in deleting state. Async operation is in progress . Cluster must complete its operation before any update operation is performed.";
-    pub const KVP_FORMAT_000: &str = "KeyVaultProperties is not empty but has a bad format. See [key identifier update](#update-cluster-resource-with-key-identifier-details).";
-    pub const KVP_FORMAT_001: &str =
+    // The next three: seed 001's text, which is seed 000's with each markdown link replaced by
+    // its label (seed 000's "See [key identifier update](#update-cluster-...)." and so on).
+    pub const KVP_FORMAT: &str =
         "KeyVaultProperties is not empty but has a bad format. See key identifier update.";
-    pub const KEY_VALIDATE_000: &str = "Failed to validate key in Key Vault. Could be due to lack of permissions or when key doesn’t exist. Verify that you [set key and access policy](#grant-key-vault-permissions) in Key Vault.";
-    pub const KEY_VALIDATE_001: &str = "Failed to validate key in Key Vault. Could be due to lack of permissions or when key doesn’t exist. Verify that you set key and access policy in Key Vault.";
-    pub const NOT_RECOVERABLE_000: &str = "Key is not recoverable. Key Vault must be set to Soft-delete and Purge-protection. See [Key Vault documentation](../../key-vault/general/overview-soft-delete.md)";
-    pub const NOT_RECOVERABLE_001: &str = "Key is not recoverable. Key Vault must be set to Soft-delete and Purge-protection. See Key Vault documentation";
+    pub const KEY_VALIDATE: &str = "Failed to validate key in Key Vault. Could be due to lack of permissions or when key doesn’t exist. Verify that you set key and access policy in Key Vault.";
+    pub const NOT_RECOVERABLE: &str = "Key is not recoverable. Key Vault must be set to Soft-delete and Purge-protection. See Key Vault documentation";
     pub const UPDATE_ASYNC: &str =
         "Operation cannot be executed now. Wait for the Async operation to complete and try again.";
     pub const DELETING_WAIT: &str =
@@ -301,6 +329,11 @@ mod text {
     pub const LINK_IN_PROCESS_000: &str =
         "Workspace association or disassociation operation in process.";
     pub const LINK_IN_PROCESS_001: &str = "Workspace link or unlink operation in process.";
+    /// Seed 001, "Delete cluster".
+    pub const DELETE_LINKED: &str =
+        "You must unlink all workspaces from the cluster before deleting it.";
+    /// Seed 001, "Limits and constraints"; the region goes before it.
+    pub const DOUBLE_ENCRYPTION_REGION: &str = " doesn’t support Double Encryption for clusters.";
     pub const LINK_CLUSTER_NOT_FOUND: &str = "Cluster not found, the cluster you specified doesn’t exist or was deleted. If you try to create a cluster with that name and get conflict, the cluster is in soft-delete for 14 days. You can contact support to recover it.";
 }
 
@@ -328,19 +361,17 @@ impl ControlError {
             E::KeyVaultPropertiesOnCreation => ("InvalidParameter", 400, text::KVP_ON_CREATE.into()),
             E::CreateWhileOperationInProgress(_) => ("BadRequest", 400, text::CREATE_ASYNC.into()),
             E::DeletingAsyncInProgress(_) => ("BadRequest", 400, text::DELETING_ASYNC.into()),
-            E::KeyVaultPropertiesBadFormat(_) => {
-                ("InvalidParameter", 400, pick(wording, text::KVP_FORMAT_000, text::KVP_FORMAT_001).into())
-            }
-            E::KeyValidationFailed(_) => {
-                ("BadRequest", 400, pick(wording, text::KEY_VALIDATE_000, text::KEY_VALIDATE_001).into())
-            }
-            E::KeyNotRecoverable { .. } => {
-                ("BadRequest", 400, pick(wording, text::NOT_RECOVERABLE_000, text::NOT_RECOVERABLE_001).into())
-            }
+            E::KeyVaultPropertiesBadFormat(_) => ("InvalidParameter", 400, text::KVP_FORMAT.into()),
+            E::KeyValidationFailed(_) => ("BadRequest", 400, text::KEY_VALIDATE.into()),
+            E::KeyNotRecoverable { .. } => ("BadRequest", 400, text::NOT_RECOVERABLE.into()),
             E::OperationInProgress(_) | E::ClusterNotProvisioned(_) => ("BadRequest", 400, text::UPDATE_ASYNC.into()),
             E::ClusterDeleting(_) => ("BadRequest", 400, text::DELETING_WAIT.into()),
             E::ClusterNotFound(_) => ("ResourceNotFound", 404, text::GET_NOT_FOUND.into()),
             E::DeleteWhileProvisioning(_) => ("Conflict", 409, text::DELETE_PROVISIONING.into()),
+            E::DeleteWithLinkedWorkspaces { .. } => ("Conflict", 409, text::DELETE_LINKED.into()),
+            E::DoubleEncryptionNotSupported(location) => ("InvalidParameter", 400, format!(
+                "{}{}", echo(location), text::DOUBLE_ENCRYPTION_REGION
+            )),
             E::WorkspaceNotFound(_) => ("ResourceNotFound", 404, text::WORKSPACE_NOT_FOUND.into()),
             E::LinkOperationInProgress(_) => {
                 ("Conflict", 409, pick(wording, text::LINK_IN_PROCESS_000, text::LINK_IN_PROCESS_001).into())
@@ -357,6 +388,9 @@ impl ControlError {
             )) }
             E::ReservedClusterLimit { subscription, location, max } => { let location = echo(location); let subscription = echo(subscription); ("Conflict", 409, format!(
                 "The max number of reserved clusters (active or recently deleted) per region and subscription is {max}. Subscription '{subscription}' already has {max} reserved clusters in region '{location}'. Deleted clusters are released after their soft-delete period."
+            )) }
+            E::SubscriptionClusterLimit { subscription, max } => { let subscription = echo(subscription); ("Conflict", 409, format!(
+                "There is a limit of {max} clusters per subscription, active and soft-deleted counted together. Subscription '{subscription}' already has {max}. Deleted clusters are released after their soft-delete period."
             )) }
             E::CapacityStep { step_gb_per_day, .. } => ("InvalidParameter", 400, format!(
                 "Capacity in SKU is not a multiple of {step_gb_per_day}. Set Capacity value in steps of {step_gb_per_day} (GB)."
@@ -429,6 +463,7 @@ impl ControlError {
             | E::WorkspaceAlreadyExists(_) => ErrorClass::AlreadyExists,
             E::ActiveClusterLimit { .. }
             | E::ReservedClusterLimit { .. }
+            | E::SubscriptionClusterLimit { .. }
             | E::LinkOperationsLimit { .. }
             | E::WorkspacesPerClusterLimit { .. }
             | E::TooManyCustomTables { .. } => ErrorClass::ResourceExhausted,
@@ -437,6 +472,7 @@ impl ControlError {
             | E::OperationInProgress(_)
             | E::ClusterDeleting(_)
             | E::DeleteWhileProvisioning(_)
+            | E::DeleteWithLinkedWorkspaces { .. }
             | E::LinkOperationInProgress(_)
             | E::ClusterNotProvisioned(_)
             | E::CapacityLocked { .. }

@@ -236,6 +236,12 @@ impl EventKind for ControlEvent {
                 short(cluster),
                 old_key_id.as_deref().unwrap_or("the Microsoft-managed key")
             ),
+            ControlEvent::ClusterDeleting { cluster, workspaces, .. } if workspaces.is_empty() => {
+                format!(
+                    "cluster {} deleting: a long operation; soft-deleted when it completes",
+                    short(cluster)
+                )
+            }
             ControlEvent::ClusterDeleting { cluster, workspaces, .. } => format!(
                 "cluster {} deleting: unlinking {} workspace(s) first",
                 short(cluster),

@@ -77,16 +77,19 @@ pub fn check_capacity_change(
     Ok(())
 }
 
-/// Active and reserved cluster counts in one subscription and region.
+/// Active and reserved cluster counts in one subscription and region, and the reserved ones
+/// (active + soft-deleted) of the subscription over all regions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClusterCounts {
     pub active: u32,
     pub soft_deleted: u32,
+    pub reserved_in_subscription: u32,
 }
 
 /// Refuses a new active cluster beyond `max_active_per_region_subscription`, and a new reserved
-/// one (active + soft-deleted) beyond `max_reserved_per_region_subscription`. `adds_reserved` is
-/// false for a recover (the cluster is already reserved).
+/// one (active + soft-deleted) beyond `max_reserved_per_region_subscription` or, when the profile
+/// sets one, beyond `max_reserved_per_subscription` over all regions. `adds_reserved` is false for
+/// a recover (the cluster is already reserved).
 pub fn check_cluster_counts(
     profile: &ClusterProfile,
     counts: ClusterCounts,
@@ -109,6 +112,14 @@ pub fn check_cluster_counts(
             location: location.to_string(),
             max: profile.max_reserved_per_region_subscription,
         });
+    }
+    if let Some(max) = profile.max_reserved_per_subscription {
+        if adds_reserved && counts.reserved_in_subscription >= max {
+            return Err(ControlError::SubscriptionClusterLimit {
+                subscription: subscription.to_string(),
+                max,
+            });
+        }
     }
     Ok(())
 }
