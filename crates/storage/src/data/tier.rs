@@ -23,6 +23,18 @@ use super::{DataPlane, Result, Sealing};
 
 /// Blocks deleted per transaction when a tier is cleared (bounds a transaction's memory).
 pub(crate) const DELETE_CHUNK_BLOCKS: usize = 1024;
+/// Most blocks a scan holds at once (sealed and opened): with 1 MiB blocks, about 8 MiB of
+/// ciphertext and its decoded records.
+pub const SCAN_WINDOW_BLOCKS: usize = 8;
+/// Most threads a scan opens blocks on (fewer when the machine has fewer cores).
+pub const SCAN_THREADS_MAX: usize = 4;
+
+/// A stored block a scan will open: which copy, under which key in sled.
+struct StoredBlock {
+    tier: Tier,
+    key: IVec,
+    bytes: IVec,
+}
 
 /// What an append stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +207,39 @@ impl DataPlane {
         now: SimTime,
         visit: &mut dyn FnMut(Record),
     ) -> Result<ScanStats> {
+        self.scan_tiers(
+            account,
+            aek,
+            workspace,
+            table,
+            from,
+            to,
+            now,
+            &mut |_, _, r| visit(r),
+        )
+    }
+
+    /// As [`DataPlane::scan`], handing each record with the tier that served it and the key that
+    /// protects its block.
+    ///
+    /// Blocks are opened (both layers authenticated and decrypted, records decoded) on up to
+    /// [`SCAN_THREADS_MAX`] threads, [`SCAN_WINDOW_BLOCKS`] blocks at a time, which bounds the
+    /// memory of a scan to that many blocks and their records. Records still reach `visit` in
+    /// block order, one block after the other, on the calling thread: the output does not depend
+    /// on the threads. On an error, the records of the blocks before the failing one (in block
+    /// order) have been visited, as with a block-by-block scan, and nothing after it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_tiers(
+        &self,
+        account: &str,
+        aek: Option<&Aek>,
+        workspace: &str,
+        table: &str,
+        from: SimTime,
+        to: SimTime,
+        now: SimTime,
+        visit: &mut dyn FnMut(Tier, &KeyRef, Record),
+    ) -> Result<ScanStats> {
         check_name("workspace", workspace)?;
         check_name("table", table)?;
         if from > to {
@@ -207,42 +252,91 @@ impl DataPlane {
         let hot_from_ms = now.sub(self.config.hot_tier_window).0;
         let prefix = store::table_prefix(account, workspace, table);
         let start = store::block_key(account, workspace, table, from.0, 0);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, SCAN_THREADS_MAX);
         let mut stats = ScanStats::default();
-        for item in self.trees.cold.range(start..store::prefix_end(&prefix)) {
-            let (key, cold) = item?;
-            let (header, _) =
-                BlockHeader::parse(&cold).map_err(|reason| malformed(Tier::Cold, &key, reason))?;
-            if header.min_time_ms >= to.0 {
-                continue;
+        let mut window: Vec<StoredBlock> = Vec::with_capacity(SCAN_WINDOW_BLOCKS);
+        let mut blocks = self.trees.cold.range(start..store::prefix_end(&prefix));
+        loop {
+            window.clear();
+            for item in blocks.by_ref() {
+                let (key, cold) = item?;
+                let (header, _) = BlockHeader::parse(&cold)
+                    .map_err(|reason| malformed(Tier::Cold, &key, reason))?;
+                if header.min_time_ms >= to.0 {
+                    continue;
+                }
+                let hot = if header.max_time_ms >= hot_from_ms {
+                    self.trees.hot.get(&key)?
+                } else {
+                    None
+                };
+                window.push(match hot {
+                    Some(hot) => StoredBlock {
+                        tier: Tier::Hot,
+                        key,
+                        bytes: hot,
+                    },
+                    None => StoredBlock {
+                        tier: Tier::Cold,
+                        key,
+                        bytes: cold,
+                    },
+                });
+                if window.len() == SCAN_WINDOW_BLOCKS {
+                    break;
+                }
             }
-            let hot = if header.max_time_ms >= hot_from_ms {
-                self.trees.hot.get(&key)?
-            } else {
-                None
-            };
-            let (records, bytes) = match hot {
-                Some(hot) => {
-                    stats.served_from_hot += 1;
-                    (self.open_stored(Tier::Hot, &key, &hot, aek)?.1, hot.len())
+            if window.is_empty() {
+                return Ok(stats);
+            }
+            for (block, opened) in window.iter().zip(self.open_window(&window, aek, threads)) {
+                let (header, records) = opened?;
+                match block.tier {
+                    Tier::Hot => stats.served_from_hot += 1,
+                    Tier::Cold | Tier::Buffer => stats.served_from_cold += 1,
                 }
-                None => {
-                    stats.served_from_cold += 1;
-                    (
-                        self.open_stored(Tier::Cold, &key, &cold, aek)?.1,
-                        cold.len(),
-                    )
-                }
-            };
-            stats.blocks_read += 1;
-            stats.bytes_read += bytes as u64;
-            for r in records {
-                if r.time_generated_ms >= from.0 && r.time_generated_ms < to.0 {
-                    stats.records += 1;
-                    visit(r);
+                stats.blocks_read += 1;
+                stats.bytes_read += block.bytes.len() as u64;
+                for r in records {
+                    if r.time_generated_ms >= from.0 && r.time_generated_ms < to.0 {
+                        stats.records += 1;
+                        visit(block.tier, &header.key_ref, r);
+                    }
                 }
             }
         }
-        Ok(stats)
+    }
+
+    /// Opens the blocks of `window` on up to `threads` threads; the results come back in the
+    /// window's order. One block, or one thread, opens on the calling thread.
+    fn open_window(
+        &self,
+        window: &[StoredBlock],
+        aek: Option<&Aek>,
+        threads: usize,
+    ) -> Vec<Result<(BlockHeader, Vec<Record>)>> {
+        let open = |b: &StoredBlock| self.open_stored(b.tier, &b.key, &b.bytes, aek);
+        if threads <= 1 || window.len() <= 1 {
+            return window.iter().map(open).collect();
+        }
+        let per_thread = window.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let open = &open;
+            let handles: Vec<_> = window
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || part.iter().map(open).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(opened) => opened,
+                    // A panic while opening (an assertion failed) is re-raised on the caller.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
     }
 
     /// Deletes every hot copy of the account (on revocation). Returns the number deleted.
@@ -501,7 +595,7 @@ impl DataPlane {
     }
 
     /// The DEK and (with double encryption) the outer-layer key of a block.
-    fn layer_keys(
+    pub(crate) fn layer_keys(
         &self,
         header: &BlockHeader,
         aek: Option<&Aek>,
