@@ -43,8 +43,9 @@ const FEED_LINES_MAX: usize = 100_000;
 const FEED_LINES_PER_ANSWER_MAX: usize = 500;
 /// Events held back before T+0 (the world being built), as the terminal narrator does.
 const HELD_EVENTS_MAX: usize = 10_000;
-/// The verdicts and states are recomputed from the whole log at most this often.
-const JUDGE_EVERY: Duration = Duration::from_millis(500);
+/// The verdicts are recomputed from the whole log at most this often (the states, cheap, at
+/// every request).
+const JUDGE_EVERY: Duration = Duration::from_millis(200);
 /// Largest request body the API reads.
 const BODY_BYTES_MAX: usize = 4096;
 
@@ -224,7 +225,6 @@ impl DemoWeb {
         let snapshot = self.events.snapshot();
         let expectations = expect::evaluate(&self.scenario, &snapshot);
         let invariants = oracle::check_invariants(&self.scenario, &snapshot);
-        judged.states = states(&snapshot);
         judged.verdicts = verdicts_json(&expectations, &invariants);
         judged.events_seen = recorded;
         judged.at = Some(Instant::now());
@@ -244,6 +244,9 @@ impl DemoWeb {
         };
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         self.judge(&mut judged);
+        if !self.finished.load(Ordering::SeqCst) {
+            judged.states = states(&self.events.snapshot());
+        }
         let now_ms = self.control.now_unix_ms();
         let t_ms = start.map(|s| now_ms - s.unix_ms()).unwrap_or(0).max(0);
         let pace = self.control.pace();

@@ -8,7 +8,7 @@
 // carry the administrator's token) and switches Key Vault's chaos mode.
 "use strict";
 
-const POLL_MS = 250;            // how often the simulation state is asked for
+const POLL_MS = 100;            // how often the simulation state is asked for
 const LANES_EVERY_MS = 1000;    // the chart is redrawn at most this often
 const FEED_LINES_MAX = 2000;    // narration lines kept on the page (oldest removed first)
 const LIVE_EVENTS_MAX = 100000; // events read from a live stream before the page stops reading
@@ -44,17 +44,22 @@ function appendFeed(lines) {
   if (atBottom) feed.scrollTop = feed.scrollHeight;
 }
 
+// Updates the state panel in place (a state that changes keeps its element).
 function renderStates(states) {
   const dl = $("states");
-  dl.replaceChildren();
   for (const s of states) {
-    const dt = document.createElement("dt");
-    dt.textContent = s.label;
-    const dd = document.createElement("dd");
-    dd.id = s.id;
-    dd.dataset.state = s.state;
-    dd.textContent = s.state;
-    dl.append(dt, dd);
+    let dd = document.getElementById(s.id);
+    if (!dd) {
+      const dt = document.createElement("dt");
+      dt.textContent = s.label;
+      dd = document.createElement("dd");
+      dd.id = s.id;
+      dl.append(dt, dd);
+    }
+    if (dd.dataset.state !== s.state) {
+      dd.dataset.state = s.state;
+      dd.textContent = s.state;
+    }
   }
 }
 
@@ -105,6 +110,43 @@ async function postJson(url, body, headers) {
 
 // ---- simulation mode ---------------------------------------------------------------------
 
+// The clock moves between two polls at the rate the world was last seen moving (simulated ms
+// per wall ms, measured from the last two answers, so a world slower than its speed is not
+// overtaken), for at most CLOCK_AHEAD_POLLS polls' worth; data-sim-ms is what it shows,
+// data-data-sim-ms the world's time in the newest answer.
+const CLOCK_AHEAD_POLLS = 2;
+const clockModel = { tMs: 0, simMs: 0, at: 0, rate: 0 };
+
+function clockSample(state) {
+  const now = performance.now();
+  const running = state.phase === "running";
+  if (running && clockModel.at > 0 && now > clockModel.at) {
+    const rate = (state.clock.sim_now_ms - clockModel.simMs) / (now - clockModel.at);
+    clockModel.rate = Math.max(0, Math.min(rate, state.pace.speed * 1.2));
+  } else {
+    clockModel.rate = 0;
+  }
+  clockModel.tMs = state.clock.t_ms;
+  clockModel.simMs = state.clock.sim_now_ms;
+  clockModel.at = now;
+  $("clock").dataset.dataSimMs = state.clock.sim_now_ms;
+  clockDraw();
+}
+
+function clockDraw() {
+  const ahead = Math.min(performance.now() - clockModel.at, CLOCK_AHEAD_POLLS * POLL_MS) * clockModel.rate;
+  const clock = $("clock");
+  const tMs = Math.floor(clockModel.tMs + ahead);
+  clock.textContent = offsetLabel(tMs);
+  clock.dataset.tMs = tMs;
+  clock.dataset.simMs = Math.floor(clockModel.simMs + ahead);
+}
+
+function clockLoop() {
+  clockDraw();
+  requestAnimationFrame(clockLoop);
+}
+
 const sim = { next: 0, events: -1, lanesAt: 0, lanesEvents: -1, verdictsVersion: -1, title: false };
 
 async function simLever(lever) {
@@ -130,10 +172,7 @@ function simShow(state) {
     $("play").disabled = false;
     $("speed").disabled = false;
   }
-  const clock = $("clock");
-  clock.textContent = offsetLabel(state.clock.t_ms);
-  clock.dataset.tMs = state.clock.t_ms;
-  clock.dataset.simMs = state.clock.sim_now_ms;
+  clockSample(state);
   $("scale").textContent = state.pace.speed + "× · " + state.clock.end_label;
   const phase = $("phase");
   phase.textContent = state.phase;
@@ -194,6 +233,7 @@ function simStart() {
     simPace({ paused: !paused });
   });
   $("speed").addEventListener("change", () => simPace({ speed: Number($("speed").value) }));
+  requestAnimationFrame(clockLoop);
   simLoop();
 }
 

@@ -1,0 +1,187 @@
+"""The live dashboard in a real browser: levers on the running world, keyboard, verdicts, lag.
+
+The revocation scenario plays in simulated time behind the page. The test pulls "Disable key"
+with the mouse and sees the storage turn revoked (the state panel and the swimlane chart), pulls
+"Enable key" with the keyboard only (Tab to it, Enter) and sees the storage resume, pauses and
+plays, speeds the run up to its end, and reads the final verdict list. Waits are bounded by
+generous deadlines (a slow machine only makes them longer); nothing is asserted on wall time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
+
+from conftest import screenshot
+
+CLUSTER = "contosologs"
+WAIT_S = 120  # the longest any one wait may take before the test gives up
+
+
+def wait_until(what: str, check, timeout_s: float = WAIT_S, every_s: float = 0.1):
+    """Polls `check` until it returns a true value (returned), at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(f"gave up waiting for {what} (last seen: {last!r})")
+
+
+def attribute(driver, element_id: str, name: str) -> str:
+    """An attribute read in one script call (the page redraws between two WebDriver calls)."""
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]);"
+        "return e ? (e.getAttribute(arguments[1]) || '') : '';",
+        element_id,
+        name,
+    )
+
+
+def storage_state(driver) -> str:
+    return attribute(driver, f"storage-state-{CLUSTER}", "data-state")
+
+
+def phase(driver) -> str:
+    return attribute(driver, "phase", "data-phase")
+
+
+def clock_ms(driver) -> int:
+    return int(attribute(driver, "clock", "data-t-ms") or 0)
+
+
+def text(driver, element_id: str) -> str:
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : '';",
+        element_id,
+    )
+
+
+def test_levers_revoke_and_resume_by_mouse_and_keyboard(demo_factory, browser):
+    demo = demo_factory("revocation", 300)
+    browser.get(demo.url)
+    wait_until("the run to start", lambda: phase(browser) == "running" and clock_ms(browser) > 0)
+    assert text(browser, "title").startswith("Revocation")
+    wait_until("a healthy storage", lambda: storage_state(browser) == "healthy")
+
+    # Every lever is a real, labelled button.
+    levers = browser.find_elements(By.CSS_SELECTOR, "#levers button")
+    labels = [b.text for b in levers]
+    assert "Disable key" in labels and "Enable key" in labels and "Key Vault down" in labels
+    assert all(b.tag_name == "button" and b.text for b in levers)
+
+    before_ms = clock_ms(browser)
+    assert before_ms < 3600_000, "the scenario's own disable (T+1h) must come after ours"
+    browser.find_element(By.ID, "lever-disable-key").click()
+    wait_until("the storage to turn revoked", lambda: storage_state(browser) == "revoked")
+    wait_until(
+        "a revoked span in the storage lane of the chart",
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#lanes svg .s-revoked"),
+    )
+    wait_until(
+        "the lever's step in the narration",
+        lambda: "From the dashboard: disable key." in text(browser, "feed"),
+    )
+    screenshot(browser, "dashboard-revoked")
+
+    # Keyboard only: from the focused "Disable key", Tab reaches "Enable key"; Enter pulls it.
+    browser.execute_script("document.getElementById('lever-disable-key').focus()")
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("id") == "lever-enable-key"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait_until(
+        "the lever's answer",
+        lambda: "Enable key: sent to the world" in text(browser, "lever-result"),
+    )
+    wait_until("the storage to resume", lambda: storage_state(browser) == "healthy")
+    resumed_ms = clock_ms(browser)
+    assert resumed_ms < 3600_000, "resumed before the scenario's own disable at T+1h"
+
+    # Pause by keyboard (focus + Enter): the clock stands still; Play goes on.
+    browser.execute_script("document.getElementById('play').focus()")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait_until("the pause", lambda: phase(browser) == "paused")
+    assert browser.find_element(By.ID, "play").get_attribute("aria-pressed") == "true"
+    held = clock_ms(browser)
+    time.sleep(1.0)
+    assert clock_ms(browser) == held, "the simulated clock moved while paused"
+    browser.find_element(By.ID, "play").click()
+    wait_until("playing again", lambda: phase(browser) == "running" and clock_ms(browser) > held)
+
+    # To the end at an hour a second, then the final verdicts.
+    Select(browser.find_element(By.ID, "speed")).select_by_value("3600")
+    wait_until("the speed", lambda: "3600" in text(browser, "scale"))
+    wait_until("the end of the run", lambda: phase(browser) == "finished", timeout_s=300)
+    wait_until(
+        "the final verdicts",
+        lambda: "final" in text(browser, "verdicts-note"),
+    )
+    verdicts = browser.execute_script(
+        "const out = {};"
+        "for (const r of document.querySelectorAll('#verdicts tbody tr'))"
+        "  out[r.dataset.id] = r.dataset.outcome;"
+        "return out;"
+    )
+    for expectation in [
+        "revoked-within-1h",
+        "ingest-dropped",
+        "query-fails-while-revoked",
+        "resumed",
+        "query-succeeds-after",
+        "nothing-lost-before-revocation",
+    ]:
+        assert expectation in verdicts, f"{expectation} missing from {verdicts}"
+    assert all(v in ("held", "broken", "not-applicable") for v in verdicts.values()), verdicts
+    assert any(k.startswith("invariant-") for k in verdicts), verdicts
+    # The oracle saw the dashboard's revocation too: honoured, like the scenario's own.
+    assert verdicts["revoked-within-1h"] == "held"
+    assert verdicts["invariant-2"] == "held", verdicts
+    # The verdicts on the page are the run's own, as the summary printed them.
+    summary = "\n".join(demo.lines)
+    assert "revoked-within-1h" in summary
+    wait_until(
+        "the finished chart",
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#lanes svg .s-healthy"),
+    )
+    path = screenshot(browser, "dashboard-revocation-finished")
+    assert path.stat().st_size > 10_000
+
+
+def test_page_lag_behind_a_3600x_run_is_measured(demo_factory, browser):
+    """Prints how far the page's clock trails the world's, in simulated seconds (not asserted)."""
+    demo = demo_factory("revocation", 3600)
+    browser.get(demo.url)
+    wait_until("the run to start", lambda: phase(browser) == "running" and clock_ms(browser) > 0)
+    lags_s = []
+    data_lags_s = []
+    behind_schedule_s = []
+    wall_start = time.monotonic()
+    sim_start_ms = clock_ms(browser)
+    # Bounded: a 4h scenario at 3600x ends in about 4 s of wall time; at most 600 samples.
+    for _ in range(600):
+        page_sim_ms = int(attribute(browser, "clock", "data-sim-ms") or 0)
+        page_data_sim_ms = int(attribute(browser, "clock", "data-data-sim-ms") or 0)
+        world = demo.state()
+        lags_s.append((world["clock"]["sim_now_ms"] - page_sim_ms) / 1000)
+        data_lags_s.append((world["clock"]["sim_now_ms"] - page_data_sim_ms) / 1000)
+        # How far the world itself trails its 3600x schedule (the simulation's own speed).
+        due_ms = sim_start_ms + (time.monotonic() - wall_start) * 3600 * 1000
+        behind_schedule_s.append(max(0.0, (due_ms - world["clock"]["t_ms"]) / 1000))
+        if world["phase"] == "finished":
+            break
+        time.sleep(0.05)
+    assert lags_s, "no sample taken"
+    print(
+        f"\ndashboard behind a 3600x revocation run, in simulated seconds, {len(lags_s)} samples: "
+        f"clock median {statistics.median(lags_s):.0f} s, max {max(lags_s):.0f} s; "
+        f"newest data median {statistics.median(data_lags_s):.0f} s, max {max(data_lags_s):.0f} s; "
+        f"the world itself behind its 3600x schedule: max {max(behind_schedule_s):.0f} s"
+    )
