@@ -6,7 +6,8 @@ gzip chunks of about 1 MiB), read back with azure-monitor-query's
 records are dropped (the `x-cmksim-outcome` header and the event log say so), queries fail
 naming the revoked cluster; the key is enabled again: queries succeed after the resume delay.
 Then the refusals: a KQL syntax error (400, line and column), bodies that are not what the
-stream declares (400), an unknown rule (404), a token for another audience (401).
+stream declares (400), an unknown rule (404), a token for another audience (401), a principal
+without the Monitoring Metrics Publisher role on the rule (403, then 204 once it has it).
 
 The tests share one world (module state) and run in file order. What the SDKs send and expect
 is documented in the notes of the research (SPEC.md section 9); in short:
@@ -40,7 +41,7 @@ from azure.monitor.ingestion import LogsIngestionClient
 from azure.monitor.query import (LogsBatchQuery, LogsQueryClient, LogsQueryError,
                                  LogsQueryResult, LogsQueryStatus)
 
-from conftest import LOCATION, RESOURCE_GROUP, unique
+from conftest import LOCATION, RESOURCE_GROUP, make_credential, unique
 
 MONITOR_SCOPE = "https://monitor.azure.com/.default"
 LOG_ANALYTICS_AUDIENCE = "https://api.loganalytics.io"
@@ -638,6 +639,34 @@ def test_upload_with_a_token_for_another_audience_is_a_401(rest_url, credential,
                            verify=ca_file, timeout=60)
     assert answer.status_code == 401, (answer.status_code, answer.text)
 
-# Not covered here: a principal without the Monitoring Metrics Publisher role on the rule
-# (403). cmksim's POST /_cmksim/principals makes a second identity, but there is no role
-# assignment API yet to give or withhold that role.
+
+
+def test_upload_needs_the_monitoring_metrics_publisher_role_on_the_rule(
+        rest_url, admin_headers, creds, ca_file):
+    """A second principal of the same tenant, without a role on the rule: the real service's 403
+    `OperationFailed`; after an assignment of Monitoring Metrics Publisher on the rule (admin
+    API), the same upload answers 204."""
+    needs("the upload")
+    made = requests.post(f"{rest_url}/_cmksim/principals", headers=admin_headers(),
+                         json={"displayName": unique("sdk-uploader")}, verify=ca_file, timeout=60)
+    assert made.status_code == 201, made.text
+    uploader = made.json()
+    credential = make_credential(uploader["tenantId"], uploader["clientId"],
+                                 uploader["clientSecret"], creds["authorityHost"], ca_file)
+    client = LogsIngestionClient(endpoint=rest_url, credential=credential)
+    logs = records(STATE.tag, STATE.base + timedelta(minutes=15), 2, label="uploader")
+    with pytest.raises(HttpResponseError) as refused:
+        client.upload(STATE.dcr.immutable_id, STREAM, logs)
+    assert refused.value.status_code == 403, refused.value
+    assert refused.value.error.code == "OperationFailed", refused.value
+    assert ("does not have access to ingest data for the data collection rule with immutable "
+            f"Id '{STATE.dcr.immutable_id}'") in refused.value.message
+    granted = requests.post(f"{rest_url}/_cmksim/roleAssignments", headers=admin_headers(),
+                            json={"principalId": uploader["objectId"],
+                                  "role": "Monitoring Metrics Publisher",
+                                  "scope": STATE.dcr.id}, verify=ca_file, timeout=60)
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["properties"]["roleDefinitionName"] == "Monitoring Metrics Publisher"
+    recorder = UploadRecorder()
+    client.upload(STATE.dcr.immutable_id, STREAM, logs, **recorder.kwargs())
+    assert [r["status"] for r in recorder.responses] == [204], recorder.responses

@@ -10,6 +10,9 @@
 //!   server stops.
 //! - `POST /_cmksim/principals`: a new service principal with a client secret, so that a test can
 //!   act as a second, less privileged identity.
+//! - `POST|PUT /_cmksim/roleAssignments`: `{"principalId", "role", "scope"}` assigns a built-in
+//!   role (its name, e.g. "Monitoring Metrics Publisher", or its definition id) at a scope (`/`,
+//!   a subscription, a resource group or a resource id); answers the assignment in ARM's shape.
 //!
 //! Every route but health needs the administrator's management token ([`admin_caller`]).
 
@@ -53,6 +56,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/_cmksim/events", get(events))
         .route("/_cmksim/principals", post(create_principal))
+        .route(
+            "/_cmksim/roleAssignments",
+            post(create_role_assignment).put(create_role_assignment),
+        )
 }
 
 /// A management token of the administrator, for the door's own look-ups (the tenant of a vault
@@ -256,6 +263,67 @@ async fn create_principal(
         })),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoleAssignmentBody {
+    principal_id: String,
+    role: String,
+    scope: String,
+}
+
+async fn create_role_assignment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> RestResult<Response> {
+    admin_caller(&state, &headers)?;
+    let body: RoleAssignmentBody = serde_json::from_slice(&bytes).map_err(|e| {
+        RestError::bad_request(
+            "BadRequest",
+            format!(
+                "roleAssignments: expected {{\"principalId\": \"...\", \"role\": \"...\", \
+                 \"scope\": \"...\"}}: {}",
+                echo(&e.to_string())
+            ),
+        )
+    })?;
+    let mut identity = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone());
+    let assignment = identity
+        .create_role_assignment(idp::CreateRoleAssignmentRequest {
+            scope: body.scope,
+            role: body.role,
+            principal_id: body.principal_id,
+            name: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok((
+        http::StatusCode::CREATED,
+        Json(role_assignment_json(&assignment)),
+    )
+        .into_response())
+}
+
+/// A role assignment as ARM shows it (`Microsoft.Authorization/roleAssignments`).
+pub fn role_assignment_json(a: &idp::RoleAssignment) -> Value {
+    let subscription = cmksim_identity::roles::subscription_of(&a.scope).unwrap_or_default();
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "type": "Microsoft.Authorization/roleAssignments",
+        "properties": {
+            "roleDefinitionId": format!(
+                "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{}",
+                a.role_definition_guid
+            ),
+            "roleDefinitionName": a.role,
+            "principalId": a.principal_id,
+            "principalType": "ServicePrincipal",
+            "scope": a.scope,
+        }
+    })
 }
 
 /// One service's events, as JSON values, ending when its stream ends.

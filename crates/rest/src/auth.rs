@@ -63,6 +63,34 @@ pub fn management_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller
     })
 }
 
+/// The identity authority's decision on `caller` doing `action` at `scope` (Azure RBAC as
+/// `cmksim_identity::roles` reduces it), for the checks the door makes itself: the Logs
+/// Ingestion API's role on a data collection rule, which lives in the door.
+pub async fn access(
+    state: &AppState,
+    caller: &cmksim_identity::Caller,
+    action: cmksim_identity::Action,
+    scope: &str,
+) -> Result<cmksim_identity::Access, RestError> {
+    use cmksim_proto::identity::v1 as idp;
+    let answer = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone())
+        .check_access(idp::CheckAccessRequest {
+            object_id: caller.object_id.clone(),
+            tenant_id: caller.tenant_id.clone(),
+            action: action.as_str().to_string(),
+            scope: scope.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(match idp::AccessDecision::try_from(answer.decision) {
+        Ok(idp::AccessDecision::Granted) => cmksim_identity::Access::Granted,
+        Ok(idp::AccessDecision::WrongTenant) => cmksim_identity::Access::WrongTenant {
+            subscription_tenant: answer.subscription_tenant_id,
+        },
+        _ => cmksim_identity::Access::Denied,
+    })
+}
+
 /// The caller, who must be the administrator of `credentials.json` (the admin API).
 pub fn admin_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RestError> {
     let caller = management_caller(state, headers)?;

@@ -7,7 +7,9 @@
 //! temporary name, then renamed; mode 0600 since it holds a secret). Later starts read it back,
 //! and check that the authority still knows the principal (a Key Vault data directory wiped
 //! under a kept `credentials.json` is refused in one sentence, not served with dead
-//! credentials). [`Credentials::exports`] are the `export` lines `cmksim serve` prints once.
+//! credentials). Every start makes sure the administrator is Owner of its subscription (a role
+//! assignment in the identity authority; assigning it again changes nothing), so that it may
+//! manage clusters and workspaces, send logs and query them there. [`Credentials::exports`] are the `export` lines `cmksim serve` prints once.
 
 use std::path::{Path, PathBuf};
 
@@ -116,6 +118,7 @@ pub async fn load_or_create(
             )));
         }
         let credentials = stored.at(public_url, ca_file);
+        administrator_roles(&mut client, &credentials).await?;
         write_credentials(&path, &credentials)?;
         return Ok((credentials, false));
     }
@@ -153,8 +156,32 @@ pub async fn load_or_create(
         ca_file: String::new(),
     }
     .at(public_url, ca_file);
+    administrator_roles(&mut client, &credentials).await?;
     write_credentials(&path, &credentials)?;
     Ok((credentials, true))
+}
+
+/// The administrator's role: Owner of its subscription (idempotent).
+async fn administrator_roles(
+    client: &mut idp::identity_client::IdentityClient<Channel>,
+    credentials: &Credentials,
+) -> Result<(), RestError> {
+    client
+        .create_role_assignment(idp::CreateRoleAssignmentRequest {
+            scope: format!("/subscriptions/{}", credentials.subscription_id),
+            role: cmksim_identity::Role::Owner.name().to_string(),
+            principal_id: credentials.object_id.clone(),
+            name: String::new(),
+        })
+        .await
+        .map_err(|e| {
+            RestError::startup(format!(
+                "making the administrator Owner of subscription {}: {}",
+                credentials.subscription_id,
+                e.message()
+            ))
+        })?;
+    Ok(())
 }
 
 /// Writes the file whole: a temporary file (mode 0600), flushed, then renamed over the old one.

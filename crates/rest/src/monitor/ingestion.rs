@@ -29,7 +29,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cmksim_identity::audience;
+use cmksim_identity::{audience, Access, Action, Caller};
 use cmksim_proto::common::v1::SimTime as PbTime;
 use cmksim_proto::ingest::v1 as inp;
 use cmksim_sim::SimTime;
@@ -93,7 +93,7 @@ async fn upload_inner(
             ),
         ));
     }
-    monitor_caller(state, headers)?;
+    let caller = monitor_caller(state, headers)?;
     let dcr = state.dcrs.by_immutable_id(immutable_id).ok_or_else(|| {
         RestError::new(
             404,
@@ -104,6 +104,7 @@ async fn upload_inner(
             ),
         )
     })?;
+    may_ingest(state, &caller, &dcr).await?;
     let columns = dcr.streams.get(stream).ok_or_else(|| {
         RestError::bad_request(
             "InvalidStream",
@@ -166,8 +167,35 @@ pub fn workspace_id(resource_id: &str) -> String {
     }
 }
 
-/// The caller must hold a token for Azure Monitor (`https://monitor.azure.com`).
-pub fn monitor_caller(state: &AppState, headers: &HeaderMap) -> RestResult<()> {
+/// The caller must hold a role granting `Microsoft.Insights/Telemetry/Write` on the rule
+/// (Monitoring Metrics Publisher, or Owner, at the rule or above), as the real service asks.
+/// The refusal is the real service's 403 `OperationFailed` (its text, as its troubleshooting
+/// guides quote it; `ConfigurationId` is the simulator's immutable id, the real one is internal).
+pub async fn may_ingest(state: &AppState, caller: &Caller, dcr: &Dcr) -> RestResult<()> {
+    let access = crate::auth::access(state, caller, Action::TelemetryWrite, &dcr.id).await?;
+    if access == Access::Granted {
+        return Ok(());
+    }
+    Err(RestError::new(
+        403,
+        "OperationFailed",
+        format!(
+            "The authentication token provided does not have access to ingest data for the data \
+             collection rule with immutable Id '{id}' PipelineAccessResult: AccessGranted: \
+             False, IsRbacPresent: False, IsDcrDceBindingValid: , DcrArmId: {arm}, Message: \
+             Required authorization action was not found for tenantId {tid} objectId {oid} on \
+             resourceId {arm} ConfigurationId: {id}..",
+            id = dcr.immutable_id,
+            arm = echo(&dcr.id),
+            tid = echo(&caller.tenant_id),
+            oid = echo(&caller.object_id),
+        ),
+    ))
+}
+
+/// The caller must hold a token for Azure Monitor (`https://monitor.azure.com`); returns who
+/// it is.
+pub fn monitor_caller(state: &AppState, headers: &HeaderMap) -> RestResult<Caller> {
     let token = bearer(headers).ok_or_else(|| {
         RestError::new(
             401,
@@ -176,7 +204,7 @@ pub fn monitor_caller(state: &AppState, headers: &HeaderMap) -> RestResult<()> {
              message).",
         )
     })?;
-    state
+    let claims = state
         .verifier
         .verify(&token, audience::MONITOR, None, state.clock.now())
         .map_err(|e| {
@@ -185,8 +213,13 @@ pub fn monitor_caller(state: &AppState, headers: &HeaderMap) -> RestResult<()> {
                 "InvalidAuthenticationToken",
                 format!("The access token is not valid for https://monitor.azure.com: {e}"),
             )
-        })?;
-    Ok(())
+        })?
+        .claims;
+    Ok(Caller {
+        object_id: claims.oid,
+        tenant_id: claims.tid,
+        app_id: claims.appid,
+    })
 }
 
 /// The body as text: gunzipped when it says so, bounded before and after.
