@@ -13,6 +13,10 @@
 //! - [`machine`]: [`SentinelMachine`], the pure state machine of one onboarded workspace
 //!   (revocation, restore, following the cluster's key, the unsupported configurations).
 //! - [`events`]: the typed `sentinel.*` events.
+//! - [`store`]: the sled store ("Cosmos DB"): workspace records with the wrapped account key,
+//!   items sealed under the account key.
+//! - [`server`]: [`SentinelServer`], the gRPC service and the poll task of the Cosmos DB
+//!   principal.
 
 #![forbid(unsafe_code)]
 
@@ -30,3 +34,7 @@ pub use machine::{
 pub use onboarding::{
     decide, AccessProbe, ClusterFacts, OnboardingFacts, OnboardingPlan, OnboardingRefusal,
 };
+pub mod server;
+pub mod store;
+
+pub use server::{SentinelConfig, SentinelServer, ServerError};

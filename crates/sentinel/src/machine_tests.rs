@@ -59,7 +59,9 @@ fn facts() -> OnboardingFacts {
 #[test]
 fn onboarding_rules_in_the_seeds_order() {
     type Change = fn(&mut OnboardingFacts);
-    let rows: &[(&str, Change, Result<&str, (&str, u16)>)] = &[
+    /// `Ok(plan)` or `Err((code, HTTP status))`.
+    type Want = Result<&'static str, (&'static str, u16)>;
+    let rows: &[(&str, Change, Want)] = &[
         ("all five steps done", |_| {}, Ok("cmk")),
         (
             "non-CMK onboarding needs nothing",
@@ -288,7 +290,7 @@ fn state_machine_table() {
         },
         Row {
             name: "access back: restoring, not yet active",
-            inputs: vec![Poll(10, denied()), Poll(20, ok()), Tick(64)],
+            inputs: vec![Poll(10, denied()), Poll(20, ok()), Tick(59)],
             state: StateName::Restoring,
             key: "kv1/k1/v1",
             effects: &["sentinel.state.revoked", "sentinel.state.restoring"],
@@ -296,7 +298,7 @@ fn state_machine_table() {
         },
         Row {
             name: "restored restore_delay after the poll",
-            inputs: vec![Poll(10, denied()), Poll(20, ok()), Tick(65)],
+            inputs: vec![Poll(10, denied()), Poll(20, ok()), Tick(60)],
             state: StateName::Active,
             key: "kv1/k1/v1",
             effects: &["sentinel.state.restoring", "sentinel.state.active"],

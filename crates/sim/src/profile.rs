@@ -216,7 +216,7 @@ impl Default for SentinelProfile {
             poll_interval_min: Duration::from_secs(5 * MINUTE),
             poll_interval_max: Duration::from_secs(15 * MINUTE),
             revocation_deadline: Duration::from_secs(60 * MINUTE),
-            restore_delay: Duration::from_secs(45 * MINUTE),
+            restore_delay: Duration::from_secs(40 * MINUTE),
             key_follow_delay: Duration::from_secs(30 * MINUTE),
         }
     }

@@ -51,7 +51,7 @@ pub use keyvault::{
     REQUIRED_KEY_PERMISSIONS,
 };
 pub use limits::{SkuInput, SKU_NAME_CAPACITY_RESERVATION};
-pub use names::{ResourceKind, ResourceName};
+pub use names::{vault_name_from_uri, ResourceKind, ResourceName};
 pub use operation::{
     Operation, OperationError, OperationKind, OperationStatus, OperationStatusView,
 };
