@@ -9,8 +9,9 @@
 //! checks and the key's resolution run under the lock and hand back a [`Ready`] key; the
 //! cryptography itself runs after the lock is released, so concurrent calls use every core
 //! instead of queueing behind one RSA operation. The audit record is written under the lock
-//! again afterwards. Between the steps there is no `await`, so on a one-thread simulation the
-//! order of everything is what it was with one lock.
+//! again afterwards, and flushed to disk after the lock is released (concurrent calls share a
+//! flush), before the answer. Between the steps there is no `await`, so on a one-thread
+//! simulation the order of everything is what it was with one lock.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -189,10 +190,13 @@ impl Core {
             result: status.0.to_string(),
             http_status: status.1,
         };
-        self.lock()
+        let pending = self
+            .lock()
             .store
             .append_audit(&record)
             .map_err(|e| to_status(&e))?;
+        // Durable before the answer goes out; waited for without the state lock.
+        pending.flush().map_err(|e| to_status(&e))?;
         // One call goes to the HSM at most once, in one step or the other.
         let hsm_latency = locked_latency.max(unlocked_latency);
         if !hsm_latency.is_zero() {

@@ -48,6 +48,18 @@ fn audit_key(time_ms: i64, seq: u64) -> [u8; 16] {
     k
 }
 
+/// The pending flush of an appended audit record (see [`KeyVaultStore::append_audit`]).
+#[must_use = "an audit record is durable only once flushed"]
+pub struct AuditFlush(sled::Db);
+
+impl AuditFlush {
+    /// Waits until the audit record (and everything written before it) is on disk.
+    pub fn flush(self) -> Result<(), KvError> {
+        self.0.flush().map_err(store_error)?;
+        Ok(())
+    }
+}
+
 /// The sled database of the Key Vault service.
 pub struct KeyVaultStore {
     db: sled::Db,
@@ -169,8 +181,12 @@ impl KeyVaultStore {
         Ok(())
     }
 
-    /// Appends an audit record (flushed with the next flush; `flush_audit` forces it).
-    pub fn append_audit(&mut self, record: &AuditRecord) -> Result<(), KvError> {
+    /// Appends an audit record and hands back what makes it durable: the caller calls
+    /// [`AuditFlush::flush`] before it answers. The flush is separate so that the service can
+    /// wait for the disk after releasing its state lock: calls that flush at the same time share
+    /// one write (sled makes everything written before a flush durable by its return).
+    #[must_use = "an audit record is durable only once flushed"]
+    pub fn append_audit(&mut self, record: &AuditRecord) -> Result<AuditFlush, KvError> {
         let bytes = serde_json::to_vec(record).map_err(store_error)?;
         self.audit
             .insert(audit_key(record.time_ms, self.audit_seq), bytes)
@@ -183,8 +199,7 @@ impl KeyVaultStore {
             }
             self.audit_records -= 1;
         }
-        self.db.flush().map_err(store_error)?;
-        Ok(())
+        Ok(AuditFlush(self.db.clone()))
     }
 
     /// Runs an audit query: newest first, at most the query's limit, with the total matched.
