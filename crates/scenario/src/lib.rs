@@ -13,12 +13,15 @@
 //! - judging a run: [`expect`] (the scenario's expectations) and [`oracle`] (the invariants of
 //!   SPEC §8), both pure functions over the event log, producing [`verdict::Verdict`]s with
 //!   evidence;
+//! - chaos sweeps: [`chaos`] (the `[chaos]` fault space, the seeded draw of a fault schedule,
+//!   the scenario it makes, shrinking, the regression file);
 //! - showing a run: [`narrate`] (the terminal timeline), [`summary`] (the table and exit code)
 //!   and [`report`] (a self-contained HTML page with an SVG swimlane chart).
 //!
 //! The runner that executes a scenario against the services lives with the CLI; it reads
 //! [`model::Scenario::schedule`] and feeds the resulting events back here.
 
+pub mod chaos;
 pub mod errors;
 pub mod events;
 pub mod expect;

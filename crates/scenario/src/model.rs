@@ -25,6 +25,8 @@ pub struct Scenario {
     /// Steps sorted by offset; steps at the same offset keep their order in the file.
     pub timeline: Vec<Step>,
     pub expectations: Vec<Expectation>,
+    /// `[chaos]`: the fault space of `cmksim chaos` (ignored by `cmksim run`).
+    pub chaos: Option<crate::chaos::FaultSpace>,
 }
 
 /// `[scenario]`.

@@ -42,6 +42,36 @@ pub struct RawFile {
     pub timeline: Vec<S<RawStep>>,
     #[serde(default)]
     pub expect: Vec<S<RawExpect>>,
+    /// `[chaos]`: the fault space of a sweep (`cmksim chaos`).
+    #[serde(default)]
+    pub chaos: Option<S<RawChaos>>,
+}
+
+/// `[chaos]`: which faults a sweep draws, how many, how long, when (all optional; defaults in
+/// `chaos::FaultSpace::defaults`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChaos {
+    #[serde(default)]
+    pub faults: Option<S<Vec<S<crate::chaos::ChaosKind>>>>,
+    #[serde(default)]
+    pub faults_min: Option<S<i64>>,
+    #[serde(default)]
+    pub faults_max: Option<S<i64>>,
+    #[serde(default)]
+    pub duration_min: Option<S<String>>,
+    #[serde(default)]
+    pub duration_max: Option<S<String>>,
+    #[serde(default)]
+    pub from: Option<S<String>>,
+    #[serde(default)]
+    pub until: Option<S<String>>,
+    #[serde(default)]
+    pub error_rate: Option<S<f64>>,
+    #[serde(default)]
+    pub latency: Option<S<String>>,
+    #[serde(default)]
+    pub judge_expectations: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,10 +7,12 @@
 //! after an error so that one run of `cmksim validate` shows every problem it can.
 //!
 //! Split by part of the file: [`world`] (tenants to workspaces and agents), [`timeline`] (steps,
-//! actions, faults) and [`expectations`]; [`kql`] checks the KQL text both of the latter accept.
-//! This module holds the shared context: the source map, the collected diagnostics, the symbol
-//! tables and the value checks every part uses.
+//! actions, faults), [`expectations`] and [`chaos`] (the fault space of a sweep); [`kql`]
+//! checks the KQL text that steps and expectations accept. This module holds the shared
+//! context: the source map, the collected diagnostics, the symbol tables and the value checks
+//! every part uses.
 
+mod chaos;
 mod expectations;
 mod kql;
 mod timeline;
@@ -89,6 +91,7 @@ fn build(ctx: &mut Ctx<'_>, raw: RawFile) -> Option<Scenario> {
     let agents = world::agents(ctx, &raw);
     let timeline = timeline::build(ctx, &raw, &profile_for_defaults);
     let expectations = expectations::build(ctx, &raw, &timeline);
+    let chaos = chaos::build(ctx, &raw, &world);
     Some(Scenario {
         meta: meta?,
         profile: profile?,
@@ -97,6 +100,7 @@ fn build(ctx: &mut Ctx<'_>, raw: RawFile) -> Option<Scenario> {
         agents,
         timeline,
         expectations,
+        chaos,
     })
 }
 
