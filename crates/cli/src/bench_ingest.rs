@@ -712,7 +712,8 @@ async fn build_world(kv_url: &str, storage_url: &str) -> anyhow::Result<()> {
                 .await
                 .ok()?
                 .into_inner();
-            (s.state == "healthy_cmk" && s.key_kid.ends_with(&version)).then_some(())
+            (s.state() == sp::StorageStateName::HealthyCmk && s.key_kid.ends_with(&version))
+                .then_some(())
         }
     })
     .await?;

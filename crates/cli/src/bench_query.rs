@@ -376,6 +376,7 @@ fn kql_cell(value: Value) -> kql::Value {
         Value::Real(x) => kql::Value::Real(x),
         Value::Bool(b) => kql::Value::Bool(b),
         Value::DateTime(ms) => kql::Value::DateTime(ms),
+        Value::Dynamic(json) => kql::Value::Dynamic(json),
     }
 }
 

@@ -91,6 +91,13 @@ pub enum IngestError {
         column: String,
         reason: String,
     },
+    #[error("record {record_index}: column {column:?} is dynamic and nests {depth} levels deep; at most {depth_max} are accepted", column = echo(.column))]
+    DynamicTooDeep {
+        record_index: usize,
+        column: String,
+        depth: usize,
+        depth_max: usize,
+    },
     #[error("record {record_index}: column {column:?} is real but not finite (NaN or infinity cannot be stored)", column = echo(.column))]
     NonFiniteReal { record_index: usize, column: String },
     #[error("invalid custom table name {table:?}: {reason}", table = echo(.table))]
@@ -172,7 +179,7 @@ impl IngestError {
                 "TimeGeneratedInFuture",
                 400,
             ),
-            InvalidDynamic { .. } => {
+            InvalidDynamic { .. } | DynamicTooDeep { .. } => {
                 shape(InvalidArgument, "BadArgumentError", "InvalidDynamic", 400)
             }
             NonFiniteReal { .. } => {

@@ -28,45 +28,12 @@ impl fmt::Display for KeyProtection {
     }
 }
 
-/// Why a record was dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum DropReason {
-    /// The cluster's key access is revoked (SPEC §5): new ingest is dropped and counted.
-    Revoked,
-    /// Linked before the cluster finished provisioning (2020 profile, seed 000).
-    NotProvisioned,
-    /// Buffered while storage was unavailable, for longer than the buffer window.
-    BufferExpired,
-    /// The cluster's key material is gone for good (purged, HSM zeroised).
-    CryptoShredded,
-    /// Access restored after a revocation, but ingest has not resumed yet (resume delay).
-    Resuming,
-    /// The cluster was deleted.
-    ClusterDeleted,
-    /// The outage buffer was full.
-    BufferFull,
-    /// Storage reported a failure for this record (the detail says which).
-    StorageError,
-}
-
-impl DropReason {
-    /// The label used in responses, metrics and events.
-    pub fn label(self) -> &'static str {
-        match self {
-            DropReason::Revoked => "revoked",
-            DropReason::NotProvisioned => "not-provisioned",
-            DropReason::BufferExpired => "buffer-expired",
-            DropReason::CryptoShredded => "shredded",
-            DropReason::Resuming => "resuming",
-            DropReason::ClusterDeleted => "cluster-deleted",
-            DropReason::BufferFull => "buffer-full",
-            DropReason::StorageError => "storage-error",
-        }
-    }
-}
+/// Why a record was dropped: the contract's enum (`common.v1.DropReason`), whose
+/// [`DropReason::label`] is the one spelling in responses, metrics and events.
+pub use cmksim_proto::common::v1::DropReason;
 
 /// One record's outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordOutcome {
     Stored {
         destination: Destination,

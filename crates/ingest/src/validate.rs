@@ -171,13 +171,25 @@ fn check_value(
 ) -> Result<(), IngestError> {
     match (expected, value) {
         (ColumnType::Dynamic, Value::Dynamic(text)) => {
-            serde_json::from_str::<serde_json::Value>(text)
-                .map(|_| ())
-                .map_err(|e| IngestError::InvalidDynamic {
+            let json = serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                IngestError::InvalidDynamic {
                     record_index,
                     column: column.to_string(),
                     reason: e.to_string(),
-                })
+                }
+            })?;
+            // Checked here, before anything is stored: storage's wire carries the value as a
+            // nested message, which has a bound of its own (cmksim_proto::dynamic).
+            let depth = cmksim_proto::dynamic::json_depth(&json);
+            if depth > DYNAMIC_DEPTH_MAX {
+                return Err(IngestError::DynamicTooDeep {
+                    record_index,
+                    column: column.to_string(),
+                    depth,
+                    depth_max: DYNAMIC_DEPTH_MAX,
+                });
+            }
+            Ok(())
         }
         (ColumnType::Real, Value::Real(v)) if !v.is_finite() => Err(IngestError::NonFiniteReal {
             record_index,
@@ -186,6 +198,8 @@ fn check_value(
         _ => Ok(()),
     }
 }
+
+use cmksim_proto::dynamic::DYNAMIC_DEPTH_MAX;
 
 #[cfg(test)]
 mod tests {
@@ -323,5 +337,35 @@ mod tests {
             validate_records(&schema, &[bad], NOW, &limits).unwrap_err(),
             IngestError::InvalidDynamic { .. }
         ));
+    }
+
+    #[test]
+    fn dynamic_nesting_is_bounded() {
+        let mut schema = standard_table("Perf").unwrap();
+        schema.columns.insert("Props".into(), ColumnType::Dynamic);
+        let nested = |depth: usize| {
+            let mut text = "[".repeat(depth - 1);
+            text.push('1');
+            text.push_str(&"]".repeat(depth - 1));
+            perf(Some(NOW), vec![("Props", Value::Dynamic(text))])
+        };
+        let limits = IngestLimits::default();
+        assert!(validate_records(&schema, &[nested(DYNAMIC_DEPTH_MAX)], NOW, &limits).is_ok());
+        // 127 deep: valid JSON (serde_json parses up to 128), refused by the bound as the
+        // caller's error (400), never passed on to fail in storage.
+        let error = validate_records(&schema, &[nested(127)], NOW, &limits).unwrap_err();
+        assert!(matches!(
+            error,
+            IngestError::DynamicTooDeep {
+                depth: 127,
+                depth_max: DYNAMIC_DEPTH_MAX,
+                ..
+            }
+        ));
+        assert_eq!(error.shape().http_status, 400);
+        assert!(
+            error.to_string().contains("nests 127 levels deep"),
+            "{error}"
+        );
     }
 }

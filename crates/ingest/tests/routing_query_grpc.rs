@@ -146,7 +146,10 @@ async fn link_before_provisioning_drops_under_2020_only() {
             else {
                 unreachable!()
             };
-            assert_eq!(d.reason, pb::DropReason::NotProvisioned as i32);
+            assert_eq!(
+                d.reason,
+                cmksim_proto::common::v1::DropReason::NotProvisioned as i32
+            );
             assert!(d.detail.contains("cannot be recovered"), "{}", d.detail);
             let metrics = h.server.frontend().metrics();
             assert_eq!(metrics.records["ws1"].dropped["not-provisioned"], 1);

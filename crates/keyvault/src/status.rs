@@ -1,11 +1,11 @@
 //! [`KvError`] ↔ gRPC [`Status`].
 //!
-//! A status carries the exact Azure message as its message, the encoded
-//! `common.v1.AzureError {code, message, http_status, inner_code}` as its details, and the Azure
+//! A status carries the exact Azure message as its message, the
+//! `common.v1.AzureError {code, message, http_status, inner_code}` in its details (the richer
+//! error model, built and read by `cmksim_proto::azure` for every service), and the Azure
 //! code as `x-ms-error-code` metadata (plus `retry-after` for 429), so that a client (or a later
 //! REST facade) recovers exactly what Azure would have answered.
 
-use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
@@ -16,14 +16,13 @@ use crate::errors::KvError;
 /// The status for an error.
 pub fn to_status(error: &KvError) -> Status {
     let body = error.azure();
-    let details = AzureError {
+    let azure = AzureError {
         code: body.code.to_string(),
-        message: body.message.clone(),
+        message: body.message,
         http_status: u32::from(body.http_status),
         inner_code: body.inner_code.to_string(),
-    }
-    .encode_to_vec();
-    let mut status = Status::with_details(error.grpc_code(), body.message, details.into());
+    };
+    let mut status = cmksim_proto::azure::status(error.grpc_code(), &azure);
     if let Ok(value) = MetadataValue::try_from(body.code) {
         status.metadata_mut().insert("x-ms-error-code", value);
     }
@@ -38,10 +37,7 @@ pub fn to_status(error: &KvError) -> Status {
     status
 }
 
-/// The Azure error carried by a status, if any.
+/// The Azure error carried by a status, if any (`cmksim_proto::azure::azure_error`).
 pub fn azure_error(status: &Status) -> Option<AzureError> {
-    if status.details().is_empty() {
-        return None;
-    }
-    AzureError::decode(status.details()).ok()
+    cmksim_proto::azure::azure_error(status)
 }

@@ -2,9 +2,20 @@
 //!
 //! The `.proto` files in the workspace's `proto/` directory are the contract between the services;
 //! this crate only includes what `build.rs` generates from them, one module per protobuf package,
-//! plus the encoded descriptor set that the servers publish through gRPC reflection.
+//! plus the encoded descriptor set that the servers publish through gRPC reflection, and the
+//! few rules that belong to the contract itself so that every service reads it one way:
+//! - [`azure`]: Azure errors on gRPC statuses (the richer error model: `google.rpc.Status` with
+//!   an `ErrorInfo` and the `common.v1.AzureError`), built and read in one place;
+//! - [`dynamic`]: `dynamic` values as nested `common.v1.Dynamic` and their depth bound;
+//! - [`names`]: the text labels of drop reasons and storage states;
+//! - [`kid`]: Key Vault key identifiers.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+pub mod azure;
+pub mod dynamic;
+pub mod kid;
+pub mod names;
 
 /// Types shared by every service (the Azure error body carried in gRPC status details).
 pub mod common {

@@ -4,10 +4,8 @@
 
 mod common;
 
-use cmksim_proto::common::v1::AzureError;
 use cmksim_proto::storage::v1 as pb;
 use common::*;
-use prost::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_provision_update_append_query_revoke_resume() {
@@ -80,8 +78,8 @@ async fn create_provision_update_append_query_revoke_resume() {
     assert!(q.records[0]
         .record
         .as_ref()
-        .unwrap()
-        .body_json
+        .map(computer)
+        .unwrap_or("")
         .contains("mmk-0"));
 
     // Disable the key: revoked at the next poll; ingest dropped; hot tier deleted; queries fail.
@@ -89,7 +87,7 @@ async fn create_provision_update_append_query_revoke_resume() {
     let s = w.wait_state("cl1", &["revoked"]).await;
     assert!(!s.reason.is_empty());
     let dropped = w.append("wsp1", &bodies("late", 4)).await;
-    assert_eq!(dropped_with(&dropped, pb::DropReason::Revoked), 4);
+    assert_eq!(dropped_with(&dropped, DropReason::Revoked), 4);
     w.wait_event("storage.hotcache.deleted").await;
     let revoked = w.wait_event("storage.state.revoked").await;
     assert_eq!(revoked.last().unwrap().data["cluster"], "cl1");
@@ -99,7 +97,7 @@ async fn create_provision_update_append_query_revoke_resume() {
     let err = w.query("wsp1").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("cl1"), "{}", err.message());
-    let body = AzureError::decode(err.details()).unwrap();
+    let body = cmksim_proto::azure::azure_error(&err).unwrap();
     assert_eq!(body.inner_code, "revoked");
 
     // Re-enable: resuming, then healthy within the resume delay; the hot cache is rebuilt.

@@ -6,10 +6,8 @@
 
 mod common;
 
-use cmksim_proto::common::v1::AzureError;
 use cmksim_proto::keyvault::v1 as kvpb;
 use common::*;
-use prost::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_that_cannot_wrap_is_refused_and_nothing_claims_it() {
@@ -40,7 +38,7 @@ async fn a_key_that_cannot_wrap_is_refused_and_nothing_claims_it() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-    let azure = AzureError::decode(status.details()).expect("AzureError details");
+    let azure = cmksim_proto::azure::azure_error(&status).expect("AzureError details");
     assert_eq!(
         (azure.code.as_str(), azure.http_status),
         ("BadRequest", 400)
@@ -62,6 +60,6 @@ async fn a_key_that_cannot_wrap_is_refused_and_nothing_claims_it() {
     );
     assert!(world.events_of("storage.cluster.key_updated").is_empty());
     assert!(world.events_of("storage.key.rewrap_requested").is_empty());
-    assert_eq!(world.state("cluops").await.state, "healthy_mmk");
+    assert_eq!(world.state("cluops").await.state().label(), "healthy_mmk");
     world.shutdown().await;
 }

@@ -237,7 +237,8 @@ pub async fn build_world(names: &WorldNames, kv: Channel, storage: Channel) {
                 .await
                 .ok()?
                 .into_inner();
-            (s.state == "healthy_cmk" && s.key_kid.ends_with(&version)).then_some(())
+            (s.state() == sp::StorageStateName::HealthyCmk && s.key_kid.ends_with(&version))
+                .then_some(())
         }
     })
     .await;

@@ -11,9 +11,8 @@
 //! Identifiers: workspaces are named by their ARM resource id
 //! (`/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}`),
 //! clusters by theirs ([`Destination::Cluster`] holds the id as storage reports it). Records
-//! travel as `body_json`: a JSON object of the columns (strings, integers, reals with a fraction
-//! part, booleans, datetimes as Unix milliseconds, dynamic values embedded as JSON); on the way
-//! back the declared types are restored with [`crate::record::conform`] before filtering.
+//! travel as typed columns (`storage.v1.Value`: a dynamic value as a nested
+//! `common.v1.Dynamic`), so storage keeps and answers the types the schema gave them.
 
 use std::collections::BTreeMap;
 
@@ -32,15 +31,14 @@ use crate::routing::{Destination, LinkState, WorkspaceRouting};
 use crate::schema::{TableKind, TableSchema};
 use crate::server::ServerError;
 use crate::BoxFuture;
+use cmksim_proto::dynamic::{dynamic_from_json, dynamic_to_json};
+use cmksim_proto::kid::KeyId;
 
 /// The most rows one query reads from storage before filtering (storage may cap lower).
 pub const QUERY_SCAN_ROWS_MAX: u32 = 100_000;
 /// The largest answer read from storage: [`QUERY_SCAN_ROWS_MAX`] records of up to about a
 /// kilobyte each (tonic's default of 4 MiB holds only a few thousand).
 pub const QUERY_RESPONSE_BYTES_MAX: usize = 128 * 1024 * 1024;
-
-/// Storage states in which a cluster cannot serve reads (storage.v1 `StorageState.state`).
-const UNREADABLE_STATES: [&str; 4] = ["unavailable", "revoked", "resuming", "deleted"];
 
 /// The storage service, reached over gRPC.
 #[derive(Clone, Debug)]
@@ -135,15 +133,16 @@ impl GrpcStorage {
         match self.data().get_storage_state(reference).await {
             Ok(r) => {
                 let state = r.into_inner();
-                if UNREADABLE_STATES.contains(&state.state.as_str()) {
+                let name = state.state();
+                if !name.serves_reads() {
                     let detail = if state.reason.is_empty() {
-                        format!("the cluster's storage is {}", state.state)
+                        format!("the cluster's storage is {}", name.label())
                     } else {
                         state.reason.clone()
                     };
                     return Err(BackendError::Inaccessible {
                         destination: destination.clone(),
-                        state: state.state,
+                        state: name.label().to_string(),
                         detail,
                     });
                 }
@@ -448,27 +447,21 @@ pub fn routing_of_workspace(workspace: String, ws: &sb::Workspace) -> WorkspaceR
     }
 }
 
-/// A kid with version (`https://v.vault.azure.net/keys/name/version`) as key id + version.
+/// A kid with version (`https://v.vault.azure.net/keys/name/version`) as key id + version
+/// (`cmksim_proto::kid`); a kid that does not parse is reported whole, without a version.
 pub fn key_of(key: &sb::ProtectingKey) -> KeyProtection {
     match &key.key {
-        Some(sb::protecting_key::Key::CmkKid(kid)) => {
-            let trimmed = kid.trim_end_matches('/');
-            match trimmed.rsplit_once('/') {
-                Some((base, version))
-                    if base.contains("/keys/") && base.rsplit('/').nth(1) == Some("keys") =>
-                {
-                    KeyProtection::Cmk {
-                        kid: base.to_string(),
-                        version: version.to_string(),
-                    }
-                }
-                _ => KeyProtection::Cmk {
-                    kid: trimmed.to_string(),
-                    version: String::new(),
-                },
-            }
-        }
-        _ => KeyProtection::Mmk,
+        Some(sb::protecting_key::Key::CmkKid(kid)) => match KeyId::parse(kid) {
+            Some(id) => KeyProtection::Cmk {
+                kid: id.base(),
+                version: id.version,
+            },
+            None => KeyProtection::Cmk {
+                kid: kid.clone(),
+                version: String::new(),
+            },
+        },
+        Some(sb::protecting_key::Key::Mmk(_)) | None => KeyProtection::Mmk,
     }
 }
 
@@ -484,15 +477,9 @@ pub fn outcome_of(outcome: &sb::RecordOutcome, destination: &Destination) -> Rec
             destination: destination.clone(),
         },
         Some(Outcome::Dropped(reason)) => {
-            let reason = match sb::DropReason::try_from(*reason) {
-                Ok(sb::DropReason::Revoked) => DropReason::Revoked,
-                Ok(sb::DropReason::Resuming) => DropReason::Resuming,
-                Ok(sb::DropReason::NotProvisioned) => DropReason::NotProvisioned,
-                Ok(sb::DropReason::ClusterDeleted) => DropReason::ClusterDeleted,
-                Ok(sb::DropReason::BufferExpired) => DropReason::BufferExpired,
-                Ok(sb::DropReason::BufferFull) => DropReason::BufferFull,
-                Ok(sb::DropReason::Shredded) => DropReason::CryptoShredded,
-                _ => DropReason::StorageError,
+            let reason = match DropReason::try_from(*reason) {
+                Ok(DropReason::Unspecified) | Err(_) => DropReason::StorageError,
+                Ok(known) => known,
             };
             RecordOutcome::Dropped {
                 destination: Some(destination.clone()),
@@ -508,42 +495,56 @@ pub fn outcome_of(outcome: &sb::RecordOutcome, destination: &Destination) -> Rec
     }
 }
 
-/// A record as storage's `body_json` record.
+/// A validated record as storage's typed record. A dynamic value travels as a nested
+/// `common.v1.Dynamic` (validation checked that it parses and its depth); a dynamic text that
+/// does not parse (never after validation) travels as a string.
 pub fn encode_record(record: &Record) -> sb::Record {
-    let body: serde_json::Map<String, serde_json::Value> = record
-        .columns
-        .iter()
-        .map(|(name, value)| {
-            let json = match value {
-                Value::DateTime(t) => serde_json::Value::from(t.unix_ms()),
-                other => other.to_json(),
-            };
-            (name.clone(), json)
-        })
-        .collect();
+    use sb::value::Kind;
     sb::Record {
         time_unix_ms: record.time_generated.unix_ms(),
-        body_json: serde_json::Value::Object(body).to_string(),
+        columns: record
+            .columns
+            .iter()
+            .map(|(name, value)| {
+                let kind = match value {
+                    Value::String(s) => Kind::StringValue(s.clone()),
+                    Value::Long(l) => Kind::LongValue(*l),
+                    Value::Real(r) => Kind::RealValue(*r),
+                    Value::Bool(b) => Kind::BoolValue(*b),
+                    Value::DateTime(t) => Kind::DatetimeUnixMs(t.unix_ms()),
+                    Value::Dynamic(text) => match serde_json::from_str(text) {
+                        Ok(json) => Kind::DynamicValue(dynamic_from_json(&json)),
+                        Err(_) => Kind::StringValue(text.clone()),
+                    },
+                };
+                sb::Column {
+                    name: name.clone(),
+                    value: Some(sb::Value { kind: Some(kind) }),
+                }
+            })
+            .collect(),
     }
 }
 
-/// A storage record back, typed by the JSON alone ([`crate::record::conform`] restores the
-/// schema's types). A body that is not a JSON object yields a record without columns.
+/// A storage record back, with the types storage kept ([`crate::record::conform`] still
+/// adapts a column whose declared type is wider, e.g. a long stored before a column became
+/// real). A column without a value is left out.
 pub fn decode_record(record: &sb::Record) -> Record {
+    use sb::value::Kind;
     let mut out = Record::new(cmksim_sim::SimTime(record.time_unix_ms));
-    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&record.body_json) {
-        for (name, json) in body {
-            let value = match json {
-                serde_json::Value::String(s) => Value::String(s),
-                serde_json::Value::Bool(b) => Value::Bool(b),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => Value::Long(i),
-                    None => Value::Real(n.as_f64().unwrap_or(0.0)),
-                },
-                other => Value::Dynamic(other.to_string()),
-            };
-            out.columns.insert(name, value);
-        }
+    for column in &record.columns {
+        let Some(kind) = column.value.as_ref().and_then(|v| v.kind.as_ref()) else {
+            continue;
+        };
+        let value = match kind {
+            Kind::StringValue(s) => Value::String(s.clone()),
+            Kind::LongValue(l) => Value::Long(*l),
+            Kind::RealValue(r) => Value::Real(*r),
+            Kind::BoolValue(b) => Value::Bool(*b),
+            Kind::DatetimeUnixMs(t) => Value::DateTime(cmksim_sim::SimTime(*t)),
+            Kind::DynamicValue(d) => Value::Dynamic(dynamic_to_json(d).to_string()),
+        };
+        out.columns.insert(column.name.clone(), value);
     }
     out
 }
@@ -587,12 +588,14 @@ mod tests {
             }
         );
         let mmk = sb::ProtectingKey {
-            key: Some(sb::protecting_key::Key::Mmk(sb::Empty {})),
+            key: Some(sb::protecting_key::Key::Mmk(
+                cmksim_proto::common::v1::Empty {},
+            )),
         };
         assert_eq!(key_of(&mmk), KeyProtection::Mmk);
         let dropped = sb::RecordOutcome {
             outcome: Some(sb::record_outcome::Outcome::Dropped(
-                sb::DropReason::Resuming as i32,
+                DropReason::Resuming as i32,
             )),
             detail: "resuming".into(),
         };
@@ -607,7 +610,7 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_through_body_json() {
+    fn records_round_trip_through_typed_columns() {
         let record = Record::new(SimTime(5))
             .with("S", Value::String("x".into()))
             .with("L", Value::Long(7))
@@ -631,6 +634,7 @@ mod tests {
             .map(|(n, t)| (n.to_string(), t))
             .collect(),
         };
+        assert_eq!(decode_record(&wire), record);
         assert_eq!(conform(decode_record(&wire), &schema), record);
     }
 

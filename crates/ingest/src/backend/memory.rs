@@ -248,7 +248,7 @@ impl MemoryStorage {
                     ClusterState::CryptoShredded => {
                         return RecordOutcome::Dropped {
                             destination: Some(destination.clone()),
-                            reason: DropReason::CryptoShredded,
+                            reason: DropReason::Shredded,
                             detail: format!("cluster {name}'s key material is gone for good"),
                         }
                     }

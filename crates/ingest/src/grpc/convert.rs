@@ -8,7 +8,7 @@ use cmksim_proto::common::v1::SimTime as PbTime;
 use cmksim_proto::ingest::v1 as pb;
 use cmksim_sim::SimTime;
 
-use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
+use crate::outcome::{KeyProtection, RecordOutcome};
 use crate::query::{CmpOp, Filter, Order, QueryAnswer, Tier};
 use crate::record::{RawRecord, Record, Value};
 use crate::routing::Destination;
@@ -122,19 +122,6 @@ pub fn key_to_pb(key: &KeyProtection) -> pb::KeyProtection {
     }
 }
 
-fn drop_reason_to_pb(reason: DropReason) -> pb::DropReason {
-    match reason {
-        DropReason::Revoked => pb::DropReason::Revoked,
-        DropReason::NotProvisioned => pb::DropReason::NotProvisioned,
-        DropReason::BufferExpired => pb::DropReason::BufferExpired,
-        DropReason::CryptoShredded => pb::DropReason::CryptoShredded,
-        DropReason::Resuming => pb::DropReason::Resuming,
-        DropReason::ClusterDeleted => pb::DropReason::ClusterDeleted,
-        DropReason::BufferFull => pb::DropReason::BufferFull,
-        DropReason::StorageError => pb::DropReason::StorageError,
-    }
-}
-
 pub fn outcome_to_pb(outcome: &RecordOutcome) -> pb::RecordOutcome {
     use pb::record_outcome::Outcome;
     let outcome = match outcome {
@@ -151,7 +138,7 @@ pub fn outcome_to_pb(outcome: &RecordOutcome) -> pb::RecordOutcome {
             detail,
         } => Outcome::Dropped(pb::Dropped {
             storage: destination.as_ref().map(storage_to_pb),
-            reason: drop_reason_to_pb(*reason) as i32,
+            reason: *reason as i32,
             reason_label: reason.label().to_string(),
             detail: detail.clone(),
         }),

@@ -1,9 +1,8 @@
-//! Domain errors → gRPC statuses carrying a `common.v1.AzureError` in their details, so that a
-//! client (or a later REST facade) gets the Azure code, HTTP status and exact message.
+//! Domain errors → gRPC statuses carrying the Azure error in the richer error model
+//! (`cmksim_proto::azure`), so that a client (or a later REST facade) gets the Azure code, HTTP
+//! status and exact message.
 
 use cmksim_proto::common::v1::AzureError;
-use prost::Message;
-use tonic::codegen::Bytes;
 use tonic::{Code, Status};
 
 use crate::error::{ErrorClass, ErrorShape, IngestError, QueryError};
@@ -27,11 +26,7 @@ pub fn status_of(shape: &ErrorShape, message: String) -> Status {
         http_status: shape.http_status,
         inner_code: shape.inner_code.to_string(),
     };
-    Status::with_details(
-        code(shape.class),
-        message,
-        Bytes::from(azure.encode_to_vec()),
-    )
+    cmksim_proto::azure::status(code(shape.class), &azure)
 }
 
 /// A refused batch or declaration.
@@ -63,8 +58,4 @@ pub fn malformed(message: String) -> Status {
 }
 
 /// The Azure error carried by a status, if any (for clients and tests).
-pub fn azure_error(status: &Status) -> Option<AzureError> {
-    AzureError::decode(status.details())
-        .ok()
-        .filter(|e| !e.code.is_empty())
-}
+pub use cmksim_proto::azure::azure_error;

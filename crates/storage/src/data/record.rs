@@ -4,7 +4,8 @@
 //! Unix epoch), its table, and typed columns in a `BTreeMap` (so the encoding, and anything printed
 //! from it, has one order). Inside a block the records are a JSON array of
 //! `{"t": <time_generated_ms>, "c": {<column>: <value>}}` where a value is one of
-//! `{"s": "text"}`, `{"l": 42}`, `{"r": 1.5}`, `{"b": true}`, `{"d": <ms since epoch>}`. The table is
+//! `{"s": "text"}`, `{"l": 42}`, `{"r": 1.5}`, `{"b": true}`, `{"d": <ms since epoch>}`,
+//! `{"j": <any JSON>}` (a dynamic value). The table is
 //! not repeated per record: it is in the block header and restored on decode.
 //!
 //! Why JSON and not protobuf: records are schemaless maps, which prost would encode as a map of
@@ -32,6 +33,9 @@ pub enum Value {
     /// Milliseconds since the Unix epoch.
     #[serde(rename = "d")]
     DateTime(i64),
+    /// A `dynamic` column's JSON document, kept as a nested value (`{"j": <json>}`).
+    #[serde(rename = "j")]
+    Dynamic(serde_json::Value),
 }
 
 /// One log record.

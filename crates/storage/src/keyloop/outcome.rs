@@ -12,7 +12,6 @@
 use std::fmt;
 
 use cmksim_proto::common::v1::AzureError;
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::Code;
 
@@ -191,15 +190,10 @@ impl From<AccessFailure> for PollOutcome {
     }
 }
 
-/// The `AzureError` in a status's details, when the server put one there.
+/// The `AzureError` in a status's details, when the server put one there (either encoding:
+/// `cmksim_proto::azure::azure_error`).
 pub fn azure_error(status: &tonic::Status) -> Option<AzureError> {
-    let details = status.details();
-    if details.is_empty() {
-        return None;
-    }
-    AzureError::decode(details)
-        .ok()
-        .filter(|e| !e.code.is_empty() || e.http_status != 0)
+    cmksim_proto::azure::azure_error(status)
 }
 
 /// Classifies a failed Key Vault call (UnwrapKey, WrapKey, GetKey).
@@ -395,6 +389,7 @@ fn transport_hint(lower: &str) -> Option<TransientKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     fn status(code: Code, azure: Option<(&str, u32, &str)>, message: &str) -> tonic::Status {
         match azure {

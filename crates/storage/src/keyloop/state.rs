@@ -146,19 +146,25 @@ pub enum StateName {
 }
 
 impl StateName {
-    /// snake_case, as in event kinds (`storage.state.healthy_cmk`).
-    pub fn as_str(self) -> &'static str {
+    /// The wire's state (`storage.v1.StorageStateName`), whose label is the one spelling.
+    pub fn to_pb(self) -> cmksim_proto::storage::v1::StorageStateName {
+        use cmksim_proto::storage::v1::StorageStateName as Pb;
         match self {
-            StateName::Provisioning => "provisioning",
-            StateName::HealthyMmk => "healthy_mmk",
-            StateName::HealthyCmk => "healthy_cmk",
-            StateName::Degraded => "degraded",
-            StateName::Unavailable => "unavailable",
-            StateName::Revoked => "revoked",
-            StateName::Resuming => "resuming",
-            StateName::Deleted => "deleted",
-            StateName::Shredded => "shredded",
+            StateName::Provisioning => Pb::Provisioning,
+            StateName::HealthyMmk => Pb::HealthyMmk,
+            StateName::HealthyCmk => Pb::HealthyCmk,
+            StateName::Degraded => Pb::Degraded,
+            StateName::Unavailable => Pb::Unavailable,
+            StateName::Revoked => Pb::Revoked,
+            StateName::Resuming => Pb::Resuming,
+            StateName::Deleted => Pb::Deleted,
+            StateName::Shredded => Pb::Shredded,
         }
+    }
+
+    /// snake_case, as in event kinds (`storage.state.healthy_cmk`): [`Self::to_pb`]'s label.
+    pub fn as_str(self) -> &'static str {
+        self.to_pb().label()
     }
 }
 
@@ -266,16 +272,22 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// snake_case name for counters and responses.
-    pub fn as_str(self) -> &'static str {
+    /// The wire's reason (`common.v1.DropReason`), whose label is the one spelling.
+    pub fn to_pb(self) -> cmksim_proto::common::v1::DropReason {
+        use cmksim_proto::common::v1::DropReason as Pb;
         match self {
-            DropReason::Revoked => "revoked",
-            DropReason::Resuming => "resuming",
-            DropReason::NotProvisioned => "not_provisioned",
-            DropReason::ClusterDeleted => "cluster_deleted",
-            DropReason::BufferExpired => "buffer_expired",
-            DropReason::Shredded => "shredded",
+            DropReason::Revoked => Pb::Revoked,
+            DropReason::Resuming => Pb::Resuming,
+            DropReason::NotProvisioned => Pb::NotProvisioned,
+            DropReason::ClusterDeleted => Pb::ClusterDeleted,
+            DropReason::BufferExpired => Pb::BufferExpired,
+            DropReason::Shredded => Pb::Shredded,
         }
+    }
+
+    /// The reason's label (`not-provisioned`, ...): [`Self::to_pb`]'s.
+    pub fn as_str(self) -> &'static str {
+        self.to_pb().label()
     }
 }
 

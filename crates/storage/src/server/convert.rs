@@ -109,52 +109,66 @@ pub fn control_identity(identity: &StoredIdentity) -> crate::control::ClusterIde
     }
 }
 
-/// A wire record (a JSON object of columns) as a data-plane record of `table`.
-pub fn record_from_pb(table: &str, r: &pb::Record) -> Result<Record, String> {
+/// A wire record (typed columns) as a data-plane record of `table`; `index` names it in errors.
+/// A column without a value is refused (the front end never sends one: a null is an absent
+/// column).
+pub fn record_from_pb(table: &str, index: usize, r: &pb::Record) -> Result<Record, String> {
+    use pb::value::Kind;
     let mut record = Record::new(table, r.time_unix_ms);
-    if r.body_json.trim().is_empty() {
-        return Ok(record);
-    }
-    let body: serde_json::Value =
-        serde_json::from_str(&r.body_json).map_err(|e| format!("body_json: {e}"))?;
-    let serde_json::Value::Object(map) = body else {
-        return Err("body_json is not a JSON object".into());
-    };
-    for (name, v) in map {
-        let value = match v {
-            serde_json::Value::Null => continue,
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::String(s) => Value::String(s),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Long(i),
-                None => Value::Real(n.as_f64().unwrap_or(0.0)),
-            },
-            other => Value::String(other.to_string()),
+    for column in &r.columns {
+        let kind = column
+            .value
+            .as_ref()
+            .and_then(|v| v.kind.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "record {index}: column {:?} has no value",
+                    cmksim_sim::text::echo(&column.name)
+                )
+            })?;
+        let value = match kind {
+            Kind::StringValue(s) => Value::String(s.clone()),
+            Kind::LongValue(l) => Value::Long(*l),
+            Kind::RealValue(f) => Value::Real(*f),
+            Kind::BoolValue(b) => Value::Bool(*b),
+            Kind::DatetimeUnixMs(t) => Value::DateTime(*t),
+            Kind::DynamicValue(d) => Value::Dynamic(cmksim_proto::dynamic::dynamic_to_json(d)),
         };
-        record.columns.insert(name, value);
+        if record.columns.insert(column.name.clone(), value).is_some() {
+            return Err(format!(
+                "record {index}: column {:?} appears twice",
+                cmksim_sim::text::echo(&column.name)
+            ));
+        }
     }
     Ok(record)
 }
 
 /// A data-plane record back as a wire record.
 pub fn record_to_pb(r: &Record) -> pb::Record {
-    let body: serde_json::Map<String, serde_json::Value> = r
-        .columns
-        .iter()
-        .map(|(k, v)| {
-            let json = match v {
-                Value::String(s) => serde_json::Value::from(s.clone()),
-                Value::Long(l) => serde_json::Value::from(*l),
-                Value::Real(f) => serde_json::Value::from(*f),
-                Value::Bool(b) => serde_json::Value::from(*b),
-                Value::DateTime(t) => serde_json::Value::from(*t),
-            };
-            (k.clone(), json)
-        })
-        .collect();
+    use pb::value::Kind;
     pb::Record {
         time_unix_ms: r.time_generated_ms,
-        body_json: serde_json::Value::Object(body).to_string(),
+        columns: r
+            .columns
+            .iter()
+            .map(|(name, v)| {
+                let kind = match v {
+                    Value::String(s) => Kind::StringValue(s.clone()),
+                    Value::Long(l) => Kind::LongValue(*l),
+                    Value::Real(f) => Kind::RealValue(*f),
+                    Value::Bool(b) => Kind::BoolValue(*b),
+                    Value::DateTime(t) => Kind::DatetimeUnixMs(*t),
+                    Value::Dynamic(j) => {
+                        Kind::DynamicValue(cmksim_proto::dynamic::dynamic_from_json(j))
+                    }
+                };
+                pb::Column {
+                    name: name.clone(),
+                    value: Some(pb::Value { kind: Some(kind) }),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -162,7 +176,9 @@ pub fn record_to_pb(r: &Record) -> pb::Record {
 pub fn protecting_key(key: &crate::data::KeyRef) -> pb::ProtectingKey {
     pb::ProtectingKey {
         key: Some(match key {
-            crate::data::KeyRef::Mmk => pb::protecting_key::Key::Mmk(pb::Empty {}),
+            crate::data::KeyRef::Mmk => {
+                pb::protecting_key::Key::Mmk(cmksim_proto::common::v1::Empty {})
+            }
             crate::data::KeyRef::Cmk { kid, version } => {
                 pb::protecting_key::Key::CmkKid(format!("{kid}/{version}"))
             }

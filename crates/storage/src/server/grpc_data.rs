@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmksim_proto::common::v1::AzureError;
+use cmksim_proto::common::v1::{DropReason, Empty};
 use cmksim_proto::storage::v1 as pb;
 use cmksim_sim::SimTime;
-use prost::Message;
 use tonic::{Code, Request, Response, Status};
 
 use crate::control::{ResourceKind, ResourceName, Routing};
 use crate::data::{DataError, Record, Sealing, Tier};
-use crate::keyloop::{DropReason, IngestDecision, Refusal, StateName};
+use crate::keyloop::{IngestDecision, Refusal, StateName};
 use crate::service::state_view::storage_state;
 use crate::service::status::{azure_status, control_status};
 
@@ -73,33 +72,20 @@ fn cluster_refusal(rt: &ClusterRuntime, refusal: &Refusal) -> Status {
         StateName::Unavailable => (Code::Unavailable, "KeyVaultUnavailable", 503),
         // Gone for good, as a purged account answers (`DataError::PermanentlyUnreadable`).
         StateName::Shredded => (Code::FailedPrecondition, "StorageShredded", 410),
-        _ => (Code::FailedPrecondition, "Conflict", 409),
+        StateName::Provisioning
+        | StateName::HealthyMmk
+        | StateName::HealthyCmk
+        | StateName::Degraded
+        | StateName::Deleted => (Code::FailedPrecondition, "Conflict", 409),
     };
     let message = format!(
         "cluster {} ({}): storage is {}: {}",
         rt.name, rt.arm_id, refusal.state, refusal.reason
     );
-    let body = AzureError {
-        code: azure_code.to_string(),
-        message: message.clone(),
-        http_status: http,
-        inner_code: refusal.state.as_str().to_string(),
-    };
-    Status::with_details(code, message, body.encode_to_vec().into())
+    cmksim_proto::azure::azure_status(code, azure_code, http, refusal.state.as_str(), &message)
 }
 
-fn drop_reason(reason: DropReason) -> (pb::DropReason, &'static str) {
-    match reason {
-        DropReason::Revoked => (pb::DropReason::Revoked, "revoked"),
-        DropReason::Resuming => (pb::DropReason::Resuming, "resuming"),
-        DropReason::NotProvisioned => (pb::DropReason::NotProvisioned, "not-provisioned"),
-        DropReason::ClusterDeleted => (pb::DropReason::ClusterDeleted, "cluster-deleted"),
-        DropReason::BufferExpired => (pb::DropReason::BufferExpired, "buffer-expired"),
-        DropReason::Shredded => (pb::DropReason::Shredded, "shredded"),
-    }
-}
-
-fn dropped(reason: pb::DropReason, detail: &str, n: usize) -> Vec<pb::RecordOutcome> {
+fn dropped(reason: DropReason, detail: &str, n: usize) -> Vec<pb::RecordOutcome> {
     (0..n)
         .map(|_| pb::RecordOutcome {
             outcome: Some(pb::record_outcome::Outcome::Dropped(reason as i32)),
@@ -144,14 +130,8 @@ impl DataService {
                 Some(Outcome::Stored(_)) => c.stored += 1,
                 Some(Outcome::Buffered(_)) => c.buffered += 1,
                 Some(Outcome::Dropped(r)) => {
-                    let word = pb::DropReason::try_from(*r)
-                        .map(|r| {
-                            r.as_str_name()
-                                .trim_start_matches("DROP_REASON_")
-                                .to_ascii_lowercase()
-                        })
-                        .unwrap_or_else(|_| "unknown".into());
-                    *c.dropped.entry(word).or_default() += 1;
+                    let reason = DropReason::try_from(*r).unwrap_or(DropReason::Unspecified);
+                    *c.dropped.entry(reason.label().to_string()).or_default() += 1;
                 }
                 None => {}
             }
@@ -204,7 +184,7 @@ impl DataService {
                         rt.host.buffered(workspace, n as u64, now);
                         Ok((0..n)
                             .map(|_| pb::RecordOutcome {
-                                outcome: Some(pb::record_outcome::Outcome::Buffered(pb::Empty {})),
+                                outcome: Some(pb::record_outcome::Outcome::Buffered(Empty {})),
                                 detail: format!(
                                     "Key Vault unreachable beyond the outage grace: buffered under the Microsoft-managed key on cluster {}",
                                     rt.name
@@ -213,15 +193,19 @@ impl DataService {
                             .collect())
                     }
                     Err(DataError::BufferFull { .. }) => Ok(dropped(
-                        pb::DropReason::BufferFull,
-                        "buffer-full: the outage buffer of the cluster is full",
+                        DropReason::BufferFull,
+                        &format!(
+                            "{}: the outage buffer of the cluster is full",
+                            DropReason::BufferFull.label()
+                        ),
                         n,
                     )),
                     Err(e) => Err(data_status(e)),
                 }
             }
             IngestDecision::Drop(reason) => {
-                let (reason, word) = drop_reason(reason);
+                let reason = reason.to_pb();
+                let word = reason.label();
                 let refusal = rt.handle.query_allowed(now).err();
                 let detail = match refusal {
                     Some(r) => format!("{word}: cluster {}: {}", rt.name, r.reason),
@@ -246,7 +230,7 @@ impl pb::data_plane_server::DataPlane for DataService {
             .records
             .iter()
             .enumerate()
-            .map(|(i, r)| record_from_pb(&req.table, r).map_err(|e| format!("record {i}: {e}")))
+            .map(|(i, r)| record_from_pb(&req.table, i, r))
             .collect::<Result<_, _>>()
             .map_err(|e| azure_status(Code::InvalidArgument, "BadRequest", 400, &e))?;
         let now = core.now();
@@ -295,9 +279,10 @@ impl pb::data_plane_server::DataPlane for DataService {
             }
             Routing::DropNotProvisioned { cluster } => {
                 let name = cluster.rsplit('/').next().unwrap_or(&cluster).to_string();
+                let reason = DropReason::NotProvisioned;
                 let outcomes = dropped(
-                    pb::DropReason::NotProvisioned,
-                    &format!("not-provisioned: cluster {name} has not finished provisioning; data sent before it completes is dropped and not recoverable"),
+                    reason,
+                    &format!("{}: cluster {name} has not finished provisioning; data sent before it completes is dropped and not recoverable", reason.label()),
                     n,
                 );
                 (cluster, outcomes)

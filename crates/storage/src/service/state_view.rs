@@ -18,10 +18,12 @@ pub fn storage_state(
     let key_kid = handle
         .key()
         .map(|k| {
-            format!(
-                "https://{}.vault.azure.net/keys/{}/{}",
-                k.key.vault_name, k.key.key_name, k.wrapped_version
-            )
+            cmksim_proto::kid::KeyId {
+                vault: k.key.vault_name.clone(),
+                name: k.key.key_name.clone(),
+                version: k.wrapped_version.clone(),
+            }
+            .kid()
         })
         .unwrap_or_default();
     let resume_unix_ms = match &state {
@@ -35,7 +37,7 @@ pub fn storage_state(
         .unwrap_or_default();
     StorageState {
         cluster_resource_id: cluster_resource_id.to_string(),
-        state: state.name().as_str().to_string(),
+        state: state.name().to_pb() as i32,
         since_unix_ms: state.since().unix_ms(),
         key_kid,
         resume_unix_ms,

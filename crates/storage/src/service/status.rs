@@ -2,26 +2,19 @@
 //!
 //! ARCHITECTURE.md "Errors": at the gRPC edge an error becomes a status code carrying the Azure
 //! code, the HTTP status the real service would give and the exact message of the seeds, so
-//! that a later REST facade returns the same bodies. The body travels as a prost-encoded
-//! `common.v1.AzureError` in `Status::details`, which is what the key loop's classifier (and
-//! every other client) decodes.
+//! that a later REST facade returns the same bodies. The body travels in the richer error model
+//! (`cmksim_proto::azure`: a `google.rpc.Status` with an `ErrorInfo` and the
+//! `common.v1.AzureError`), which is what the key loop's classifier (and every other client)
+//! decodes.
 
-use cmksim_proto::common::v1::AzureError;
-use prost::Message;
 use tonic::{Code, Status};
 
 use crate::control::{ControlError, ControlPlane, ErrorClass};
 use crate::keyloop::{Refusal, StateName};
 
-/// A status with an Azure error body.
+/// A status with an Azure error body (in the richer error model: `cmksim_proto::azure`).
 pub fn azure_status(code: Code, azure_code: &str, http_status: u16, message: &str) -> Status {
-    let body = AzureError {
-        code: azure_code.to_string(),
-        message: message.to_string(),
-        http_status: u32::from(http_status),
-        inner_code: String::new(),
-    };
-    Status::with_details(code, message, body.encode_to_vec().into())
+    cmksim_proto::azure::azure_status(code, azure_code, u32::from(http_status), "", message)
 }
 
 /// The gRPC code of a control-plane error class.
@@ -76,7 +69,7 @@ mod tests {
         };
         let status = refusal_status(&refusal);
         assert_eq!(status.code(), Code::Unavailable);
-        let body = AzureError::decode(status.details()).unwrap();
+        let body = cmksim_proto::azure::azure_error(&status).unwrap();
         assert_eq!(
             (body.code.as_str(), body.http_status),
             ("KeyVaultUnavailable", 503)

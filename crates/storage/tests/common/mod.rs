@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
+pub use cmksim_proto::common::v1::DropReason;
 use cmksim_proto::identity::v1 as idpb;
 use cmksim_proto::keyvault::v1 as kvpb;
 use cmksim_proto::storage::v1 as pb;
@@ -487,10 +488,10 @@ impl World {
         let mut last = String::new();
         for _ in 0..WAIT_ROUNDS {
             let s = self.state(name).await;
-            if want.contains(&s.state.as_str()) {
+            if want.contains(&s.state().label()) {
                 return s;
             }
-            last = s.state;
+            last = s.state().label().to_string();
             tokio::time::sleep(WAIT_STEP).await;
         }
         panic!("cluster {name} never reached {want:?} (last {last})");
@@ -577,7 +578,7 @@ impl World {
         self.wait_provisioning(cluster, "Succeeded").await;
         for _ in 0..WAIT_ROUNDS {
             let s = self.state(cluster).await;
-            if s.state == "healthy_cmk" && s.key_kid.ends_with(want_version) {
+            if s.state() == pb::StorageStateName::HealthyCmk && s.key_kid.ends_with(want_version) {
                 return;
             }
             tokio::time::sleep(WAIT_STEP).await;
@@ -585,6 +586,7 @@ impl World {
         panic!("cluster {cluster} never became healthy_cmk under {want_version}");
     }
 
+    /// Appends one Heartbeat record per body (`Computer` = the body, `Seq` = its index).
     pub async fn append(&mut self, ws: &str, bodies: &[String]) -> pb::AppendResponse {
         let now = self.now().0;
         self.data
@@ -593,9 +595,13 @@ impl World {
                 table: "Heartbeat".into(),
                 records: bodies
                     .iter()
-                    .map(|b| pb::Record {
+                    .enumerate()
+                    .map(|(i, b)| pb::Record {
                         time_unix_ms: now,
-                        body_json: b.clone(),
+                        columns: vec![
+                            column("Computer", pb::value::Kind::StringValue(b.clone())),
+                            column("Seq", pb::value::Kind::LongValue(i as i64)),
+                        ],
                     })
                     .collect(),
             })
@@ -648,10 +654,30 @@ pub fn version_of(kid: &str) -> String {
     kid.rsplit('/').next().unwrap().to_string()
 }
 
+/// `n` distinct `Computer` names.
 pub fn bodies(prefix: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("{{\"Computer\":\"{prefix}-{i}\",\"Seq\":{i}}}"))
-        .collect()
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+pub fn column(name: &str, kind: pb::value::Kind) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        value: Some(pb::Value { kind: Some(kind) }),
+    }
+}
+
+/// The `Computer` column of a record read back ("" when absent or not a string).
+pub fn computer(record: &pb::Record) -> &str {
+    record
+        .columns
+        .iter()
+        .find(|c| c.name == "Computer")
+        .and_then(|c| c.value.as_ref()?.kind.as_ref())
+        .map(|k| match k {
+            pb::value::Kind::StringValue(s) => s.as_str(),
+            _ => "",
+        })
+        .unwrap_or("")
 }
 
 pub fn stored_count(r: &pb::AppendResponse) -> usize {
@@ -668,7 +694,7 @@ pub fn buffered_count(r: &pb::AppendResponse) -> usize {
         .count()
 }
 
-pub fn dropped_with(r: &pb::AppendResponse, reason: pb::DropReason) -> usize {
+pub fn dropped_with(r: &pb::AppendResponse, reason: DropReason) -> usize {
     r.outcomes
         .iter()
         .filter(|o| o.outcome == Some(pb::record_outcome::Outcome::Dropped(reason as i32)))
