@@ -84,7 +84,9 @@ fn html_report_is_self_contained_well_formed_and_deterministic() {
     ] {
         assert!(tags.iter().any(|t| t == tag), "no <{tag}>");
     }
-    assert!(!written.contains("<script"), "no JavaScript");
+    // One inline script, the time slider's; nothing loaded from elsewhere.
+    assert_eq!(written.matches("<script").count(), 1, "one script");
+    assert!(written.contains("<script>(function(){"), "inline");
     assert!(!written.contains("src="), "no external assets");
     assert_eq!(written.matches("http").count(), 1, "only the SVG namespace");
     for lane in [
@@ -118,6 +120,44 @@ fn html_report_is_self_contained_well_formed_and_deterministic() {
         written.contains("» The cluster is healthy.")
             || written.contains("The cluster is healthy.")
     );
+}
+
+#[test]
+fn the_time_slider_spans_the_run_and_every_narrated_line_has_its_time() {
+    let html = report();
+    let events = flagship(Run {
+        revoke_after: 0.5,
+        resume_after: 30.0,
+    });
+    let run = cmksim_scenario::history::RunSpan::of(&events);
+    let span_s = (run.end.0 - run.start.0) / 1000;
+    assert!(span_s > 0);
+    assert!(
+        html.contains(&format!("id=\"slider\" min=\"0\" max=\"{span_s}\"")),
+        "the slider covers T+0 to the run's end"
+    );
+    assert!(html.contains("<label for=\"slider\">"), "labelled");
+    assert!(
+        html.contains("<div id=\"scrub\" class=\"scrub\" hidden>"),
+        "hidden until the script shows it"
+    );
+    assert!(html.contains(&format!("data-start-ms=\"{}\"", run.start.0)));
+    let rows = html.matches("<tr data-t-ms=").count()
+        + html.matches("<tr class=\"narration\" data-t-ms=").count();
+    let timeline_rows = html
+        .split("id=\"timeline-box\"")
+        .nth(1)
+        .unwrap()
+        .matches("<tr")
+        .count();
+    assert_eq!(
+        rows,
+        timeline_rows - 1,
+        "every line but the header row has a time"
+    );
+    // The narrated line of the revocation at T+01:00:30 carries that offset.
+    assert!(html.contains("<tr data-t-ms=\"3630000\"><td>T+01:00:30</td>"));
+    assert!(!cmksim_scenario::report::html::SLIDER_SCRIPT.contains('<'));
 }
 
 #[test]

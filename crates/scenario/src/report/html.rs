@@ -1,8 +1,11 @@
 //! The HTML page: story, verdicts with evidence, the chart, counts and the narrated timeline.
 //!
-//! Plain HTML and CSS in one string, every piece of text escaped; no scripts, fonts or images
+//! Plain HTML and CSS in one string, every piece of text escaped; no fonts, images or scripts
 //! from elsewhere. Sections appear in the order a reader asks: what was this about, did it hold,
-//! what happened when.
+//! what happened when. One inline script ([`SLIDER_SCRIPT`]) drives the time slider: it draws a
+//! cursor over the chart at the chosen moment, dims the narrated lines after it and scrolls the
+//! last one before it into view. The slider is `hidden` until the script shows it, so a reader
+//! whose mail client strips scripts sees the report as it was.
 
 use std::fmt::Write;
 
@@ -59,7 +62,31 @@ th{background:#fafafa}\
 .evidence{margin:.2em 0 0;padding-left:1.2em;color:#555;font-size:12px}\
 .timeline td{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap}\
 .narration td{color:#2a6fdb;font-weight:bold}\
-.chart{overflow-x:auto}";
+.chart{overflow-x:auto}\
+.scrub{display:flex;gap:.8em;align-items:center;margin:.3em 0}.scrub input{flex:1}\
+.scrub output{font-family:ui-monospace,monospace;min-width:8em}\
+.timeline-box{max-height:36em;overflow-y:auto;border:1px solid #eee}\
+.timeline tr.future td{opacity:.35}.timeline tr.now td{background:#fff6d5}";
+
+/// The time slider's script. It contains no `<` (so no HTML parser can take it for a tag) and no
+/// URL; the SVG element is made in the chart's own namespace.
+pub const SLIDER_SCRIPT: &str = "(function(){\
+var chart=document.getElementById('chart'),slider=document.getElementById('slider'),\
+out=document.getElementById('slider-at'),box=document.getElementById('timeline-box');\
+if(!chart||!slider||!box)return;var svg=chart.querySelector('svg');if(!svg)return;\
+var start=+chart.dataset.startMs,end=+chart.dataset.endMs,x0=+chart.dataset.x0,w=+chart.dataset.width;\
+var h=svg.viewBox.baseVal.height,cursor=document.createElementNS(svg.namespaceURI,'line');\
+cursor.setAttribute('y1','0');cursor.setAttribute('y2',String(h));\
+cursor.setAttribute('style','stroke:#e67e22;stroke-width:2');svg.appendChild(cursor);\
+var rows=Array.prototype.slice.call(box.querySelectorAll('tr[data-t-ms]'));\
+function two(n){return (n+100).toString().slice(1);}\
+function label(ms){var s=Math.floor(Math.abs(ms)/1000);return 'T'+(0>ms?'-':'+')+two(Math.floor(s/3600))+':'+two(Math.floor(s/60)%60)+':'+two(s%60);}\
+function show(){var t=+slider.value*1000,x=x0+w*Math.min(1,Math.max(0,t/Math.max(1,end-start)));\
+cursor.setAttribute('x1',String(x));cursor.setAttribute('x2',String(x));out.textContent=label(t);\
+var now=null;rows.forEach(function(r){var future=+r.dataset.tMs>t;r.classList.toggle('future',future);\
+r.classList.remove('now');if(!future)now=r;});\
+if(now){now.classList.add('now');box.scrollTop=Math.max(0,now.offsetTop-box.clientHeight/2);}}\
+slider.addEventListener('input',show);document.getElementById('scrub').hidden=false;show();})();";
 
 /// Renders the page; the same input gives the same bytes.
 pub fn render_html(input: &ReportInput<'_>) -> String {
@@ -86,7 +113,18 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     verdict_table(&mut out, "Expectations", input.expectations, run.start);
     verdict_table(&mut out, "Invariants", input.invariants, run.start);
 
-    out.push_str("<h2>Timeline chart</h2>\n<div class=\"chart\">\n");
+    let span_s = (run.end.0 - run.start.0).max(0) / 1000;
+    let _ = write!(
+        out,
+        "<h2>Timeline chart</h2>\n<div id=\"scrub\" class=\"scrub\" hidden><label for=\"slider\">Time</label>\
+         <input type=\"range\" id=\"slider\" min=\"0\" max=\"{span_s}\" step=\"1\" value=\"{span_s}\"/>\
+         <output id=\"slider-at\" for=\"slider\"></output></div>\n\
+         <div class=\"chart\" id=\"chart\" data-start-ms=\"{start}\" data-end-ms=\"{end}\" data-x0=\"{x0}\" data-width=\"{width}\">\n",
+        start = run.start.0,
+        end = run.end.0,
+        x0 = svg::LABEL_WIDTH_PX,
+        width = svg::CHART_WIDTH_PX,
+    );
     out.push_str(&svg::render_swimlanes(input.events, run.start, run.end));
     out.push_str("</div>\n");
 
@@ -103,7 +141,7 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         out.push_str("</table>\n");
     }
 
-    out.push_str("<h2>Narrated timeline</h2>\n<table class=\"timeline\">\n<tr><th>time</th><th>source</th><th>what happened</th></tr>\n");
+    out.push_str("<h2>Narrated timeline</h2>\n<div class=\"timeline-box\" id=\"timeline-box\">\n<table class=\"timeline\">\n<tr><th>time</th><th>source</th><th>what happened</th></tr>\n");
     let mut narrator = Narrator::new(run.start, NarrateOptions::default());
     for e in input.events {
         if narrator.line(e).is_none() {
@@ -116,7 +154,8 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         };
         let _ = writeln!(
             out,
-            "<tr{class}><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{class} data-t-ms=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.at_ms - run.start.0,
             e.at().offset_label(run.start),
             escape(&e.source),
             escape(&e.message)
@@ -124,7 +163,7 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     }
     let _ = write!(
         out,
-        "</table>\n<p class=\"meta\">{} events.</p>\n</body>\n</html>\n",
+        "</table>\n</div>\n<p class=\"meta\">{} events.</p>\n<script>{SLIDER_SCRIPT}</script>\n</body>\n</html>\n",
         input.events.len()
     );
     out

@@ -1,6 +1,7 @@
-//! The run report: one self-contained HTML page (no external assets, no JavaScript) with the
-//! story, the verdicts and their evidence, an SVG swimlane chart of the run and the narrated
-//! timeline.
+//! The run report: one self-contained HTML page (no external assets) with the story, the
+//! verdicts and their evidence, an SVG swimlane chart of the run and the narrated timeline, and
+//! a time slider that moves a cursor over the chart and follows it in the narration (one small
+//! inline script; without scripts the slider stays hidden and the rest reads the same).
 //!
 //! A report is something one mails to a colleague or attaches to a CI run, so it must open
 //! anywhere and stay the same: the same events give the same bytes (no clock, no random ids,

@@ -18,10 +18,10 @@ use super::escape;
 use crate::events::{self, cluster_of, str_field, u64_field};
 use crate::history::{self, Span};
 
-/// Width of the lane labels, in pixels.
-const LABEL_WIDTH_PX: f64 = 170.0;
+/// Width of the lane labels, in pixels (where the plotted time range starts).
+pub(crate) const LABEL_WIDTH_PX: f64 = 170.0;
 /// Width of the plotted time range, in pixels.
-const CHART_WIDTH_PX: f64 = 900.0;
+pub(crate) const CHART_WIDTH_PX: f64 = 900.0;
 const LANE_HEIGHT_PX: f64 = 22.0;
 const LANE_GAP_PX: f64 = 6.0;
 /// Room above the lanes for step labels.
