@@ -8,7 +8,7 @@ use cmksim_sim::profile::{Profile, BUILTIN_PROFILES};
 
 #[derive(Args)]
 pub struct ProfileArgs {
-    /// Profile name: azure-2020 (default) or azure-current.
+    /// Profile name: azure-2020 (default), azure-2021 or azure-current.
     #[arg(default_value = "azure-2020")]
     name: String,
 }

@@ -27,7 +27,7 @@ pub struct RunArgs {
     /// Seed for every random choice (default: the scenario's).
     #[arg(long)]
     seed: Option<u64>,
-    /// Behaviour profile, replacing the scenario's (azure-2020 or azure-current).
+    /// Behaviour profile, replacing the scenario's (azure-2020, azure-2021 or azure-current).
     #[arg(long)]
     profile: Option<String>,
     /// Write the event log as JSON Lines.

@@ -86,7 +86,7 @@ pub struct CommonFlags {
 /// Behaviour-profile options (storage and ingest).
 #[derive(Args, Clone, Debug, Default)]
 pub struct ProfileFlags {
-    /// Behaviour profile: azure-2020 (default) or azure-current.
+    /// Behaviour profile: azure-2020 (default), azure-2021 or azure-current.
     #[arg(long, env = "CMKSIM_PROFILE")]
     pub profile: Option<String>,
     /// A TOML file of profile overrides merged into the profile, as a scenario's [profile]
