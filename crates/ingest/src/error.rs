@@ -91,6 +91,9 @@ pub enum IngestError {
         column: String,
         reason: String,
     },
+    /// Storage refused the batch as malformed: a rule validation should have caught first.
+    #[error("storage refused the batch: {message}")]
+    StorageRefused { message: String },
     #[error("record {record_index}: column {column:?} is dynamic and nests {depth} levels deep; at most {depth_max} are accepted", column = echo(.column))]
     DynamicTooDeep {
         record_index: usize,
@@ -179,6 +182,9 @@ impl IngestError {
                 "TimeGeneratedInFuture",
                 400,
             ),
+            StorageRefused { .. } => {
+                shape(InvalidArgument, "BadArgumentError", "StorageRefused", 400)
+            }
             InvalidDynamic { .. } | DynamicTooDeep { .. } => {
                 shape(InvalidArgument, "BadArgumentError", "InvalidDynamic", 400)
             }

@@ -1,9 +1,13 @@
-//! The front end's application layer: validate → route → append → account, and query fan-out.
+//! The front end's application layer: validate → append (once) → account, and queries.
+//!
+//! Storage alone decides where a batch goes and what becomes of each record (see
+//! [`crate::backend`]); the front end validates, hands the batch to storage in one call, and
+//! accounts what storage answered (metrics, events). Queries likewise go to storage, which reads
+//! every storage the workspace's data went to.
 //!
 //! Every step that decides something is a pure function of the modules beside this one; this
-//! layer sequences them around the storage calls, keeps the shared state (routing history,
-//! metrics) and records the events. A refused batch changes no table, no history and no counter
-//! except the refusal counter.
+//! layer sequences them around the storage calls, keeps the shared state (metrics) and records
+//! the events. A refused batch changes no table and no counter except the refusal counter.
 //!
 //! Custom-table declarations are kept by storage, not here (see [`crate::schema`]): a batch's
 //! declaration is checked against the table as storage has it, its records are validated, and
@@ -37,7 +41,7 @@ pub const TENANT_ID_COLUMN: &str = "TenantId";
 pub fn workspace_name(workspace_id: &str) -> &str {
     workspace_id.rsplit('/').next().unwrap_or(workspace_id)
 }
-use crate::routing::{decide, Destination, RouteDecision, RoutingHistory};
+use crate::routing::Destination;
 use crate::schema::{check_declaration, is_custom_name, standard_table, Declaration, TableSchema};
 use crate::validate::{check_size, validate_records, IngestLimits};
 
@@ -67,7 +71,6 @@ pub struct IngestOutput {
 
 #[derive(Default)]
 struct State {
-    history: RoutingHistory,
     metrics: IngestMetrics,
 }
 
@@ -125,14 +128,6 @@ impl Frontend {
         self.lock().metrics.render_prometheus()
     }
 
-    /// The destination history of a workspace.
-    pub fn history(
-        &self,
-        workspace: &str,
-    ) -> BTreeMap<Destination, crate::routing::DestinationSpan> {
-        self.lock().history.spans(workspace)
-    }
-
     /// Ingests a batch: the truth per record, or a refusal with nothing applied.
     pub async fn ingest(&self, input: IngestInput) -> Result<IngestOutput, IngestError> {
         let now = self.clock.now();
@@ -163,11 +158,6 @@ impl Frontend {
         now: SimTime,
     ) -> Result<IngestOutput, IngestError> {
         check_size(&input.records, &self.limits)?;
-        let routing = self
-            .backend
-            .routing(input.workspace.clone())
-            .await
-            .map_err(ingest_backend_error)?;
         let _declaring = if input.declare_columns.is_empty() {
             None
         } else {
@@ -205,46 +195,20 @@ impl Frontend {
                 Value::String(workspace_name(&input.workspace).to_string()),
             );
         }
-        let (tg_min, tg_max) = records
-            .iter()
-            .fold((SimTime(i64::MAX), SimTime(i64::MIN)), |(lo, hi), r| {
-                (lo.min(r.time_generated), hi.max(r.time_generated))
-            });
         let count = records.len();
-        let (routed_to, outcomes) = match decide(
-            &routing.link,
-            self.profile.cluster.link_before_provisioned,
-        ) {
-            RouteDecision::Route(destination) => {
-                let request = AppendRequest {
-                    destination: destination.clone(),
-                    workspace: input.workspace.clone(),
-                    table: input.table.clone(),
-                    records,
-                };
-                let result = self
-                    .backend
-                    .append(request)
-                    .await
-                    .map_err(ingest_backend_error)?;
-                let mut outcomes = result.outcomes;
-                let fallback = result.routed_to.clone().unwrap_or(destination);
-                complete_outcomes(&mut outcomes, count, &fallback);
-                (result.routed_to, outcomes)
-            }
-            RouteDecision::DropNotProvisioned { cluster } => {
-                let detail = format!(
-                        "workspace {} was linked to cluster {cluster} before the cluster finished provisioning; data sent before completion is dropped and cannot be recovered",
-                        input.workspace
-                    );
-                let dropped = RecordOutcome::Dropped {
-                    destination: None,
-                    reason: DropReason::NotProvisioned,
-                    detail,
-                };
-                (None, vec![dropped; count])
-            }
+        let request = AppendRequest {
+            workspace: input.workspace.clone(),
+            table: input.table.clone(),
+            records,
         };
+        let result = self
+            .backend
+            .append(request)
+            .await
+            .map_err(ingest_backend_error)?;
+        let routed_to = result.routed_to;
+        let mut outcomes = result.outcomes;
+        complete_outcomes(&mut outcomes, count, routed_to.as_ref());
         self.commit(
             &input,
             &schema,
@@ -252,7 +216,6 @@ impl Frontend {
             routed_to.as_ref(),
             &outcomes,
             now,
-            (tg_min, tg_max),
         );
         Ok(IngestOutput {
             workspace: input.workspace,
@@ -263,7 +226,6 @@ impl Frontend {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn commit(
         &self,
         input: &IngestInput,
@@ -272,7 +234,6 @@ impl Frontend {
         routed_to: Option<&Destination>,
         outcomes: &[RecordOutcome],
         now: SimTime,
-        (tg_min, tg_max): (SimTime, SimTime),
     ) {
         let mut state = self.lock();
         if let Some(d) = declaration {
@@ -292,15 +253,6 @@ impl Frontend {
                     },
                 );
             }
-        }
-        let kept = outcomes
-            .iter()
-            .filter(|o| !matches!(o, RecordOutcome::Dropped { .. }))
-            .count() as u64;
-        if let (Some(destination), true) = (routed_to, kept > 0) {
-            state
-                .history
-                .note(&input.workspace, destination, now, tg_min, tg_max, kept);
         }
         state.metrics.count_outcomes(&input.workspace, outcomes);
         let totals = state
@@ -396,10 +348,6 @@ impl Frontend {
         columns: &[(String, String)],
     ) -> Result<(TableSchema, bool), IngestError> {
         let now = self.clock.now();
-        self.backend
-            .routing(workspace.to_string())
-            .await
-            .map_err(ingest_backend_error)?;
         let _declaring = self.declare_lock.lock().await;
         let d = self.check_declaration(workspace, table, columns).await?;
         let (schema, changed) = (d.schema.clone(), d.changes);
@@ -471,11 +419,6 @@ impl Frontend {
     }
 
     async fn query_inner(&self, spec: &QuerySpec) -> Result<QueryAnswer, QueryError> {
-        let routing = self
-            .backend
-            .routing(spec.workspace.clone())
-            .await
-            .map_err(query_backend_error)?;
         let schema = self
             .table_schema(&spec.workspace, &spec.table)
             .await
@@ -485,11 +428,10 @@ impl Frontend {
                 table: spec.table.clone(),
             })?;
         check_query(spec, &schema)?;
-        let destinations = self.lock().history.destinations_for(&routing, &spec.range);
-        // Destinations are sorted, so the answer and the first error are deterministic.
+        // Storage answers its parts sorted by storage, so the answer is deterministic.
         let parts = self
             .backend
-            .query(destinations, spec.clone(), schema)
+            .query(spec.clone(), schema)
             .await
             .map_err(query_backend_error)?;
         Ok(merge(spec, parts))
@@ -498,11 +440,15 @@ impl Frontend {
 
 /// Storage returned fewer or more outcomes than records: the missing ones are accounted as
 /// dropped (never silently lost), the extra ones ignored.
-fn complete_outcomes(outcomes: &mut Vec<RecordOutcome>, count: usize, destination: &Destination) {
+fn complete_outcomes(
+    outcomes: &mut Vec<RecordOutcome>,
+    count: usize,
+    destination: Option<&Destination>,
+) {
     outcomes.truncate(count);
     while outcomes.len() < count {
         outcomes.push(RecordOutcome::Dropped {
-            destination: Some(destination.clone()),
+            destination: destination.cloned(),
             reason: DropReason::StorageError,
             detail: "storage returned no outcome for this record".into(),
         });
@@ -520,6 +466,7 @@ fn ingest_backend_error(e: BackendError) -> IngestError {
             }
         }
         BackendError::DeclarationRefused { message } => IngestError::DeclarationRefused { message },
+        BackendError::Refused { message } => IngestError::StorageRefused { message },
     }
 }
 
@@ -538,8 +485,9 @@ fn query_backend_error(e: BackendError) -> QueryError {
             detail,
         },
         BackendError::Unreachable { reason } => QueryError::StorageUnreachable { reason },
-        // A query declares nothing; should storage ever answer so, it is storage's fault.
-        BackendError::DeclarationRefused { message } => {
+        // A query declares nor appends nothing; should storage ever answer so, it is
+        // storage's fault.
+        BackendError::DeclarationRefused { message } | BackendError::Refused { message } => {
             QueryError::StorageUnreachable { reason: message }
         }
     }

@@ -8,7 +8,7 @@
 //!
 //! Pure domain logic (no I/O, time passed in):
 //! - [`record`], [`schema`], [`validate`]: records, table schemas and all-or-nothing validation.
-//! - [`routing`]: the routing decision and the per-workspace destination history.
+//! - [`routing`]: the names of the storages storage routes a batch to (storage decides).
 //! - [`outcome`]: per-record outcomes. [`query`]: query checks, filters and the merge.
 //! - [`metrics`]: counters and their Prometheus rendering. [`agent`]: sources and the retry/queue
 //!   state machine (plus its async driver).

@@ -110,7 +110,7 @@ impl IngestServer {
         self
     }
 
-    /// The front end (counters, history, direct calls).
+    /// The front end (counters, direct calls).
     pub fn frontend(&self) -> Arc<Frontend> {
         self.frontend.clone()
     }

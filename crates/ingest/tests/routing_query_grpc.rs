@@ -1,11 +1,13 @@
-//! Routing before, during and after link and unlink; queries spanning MMK and CMK data; queries
-//! failing while the cluster is revoked or unavailable; workspace isolation. Real gRPC.
+//! The front end reports what storage decided (routing, outcome per record) and accounts it;
+//! queries spanning MMK and CMK data; queries failing while the cluster is revoked or
+//! unavailable; workspace isolation. Real gRPC over the in-memory fake of storage.
 
 mod common;
 
 use cmksim_ingest::backend::memory::ClusterState;
+use cmksim_ingest::backend::memory::Route;
 use cmksim_ingest::grpc::status::azure_error;
-use cmksim_ingest::routing::LinkState;
+use cmksim_ingest::routing::Destination;
 use cmksim_proto::ingest::v1 as pb;
 use cmksim_sim::Profile;
 use common::*;
@@ -42,42 +44,31 @@ async fn send(h: &Harness, ws: &str, ms: i64, computer: &str) -> pb::IngestRespo
         .into_inner()
 }
 
+fn to_cluster(name: &str) -> Route {
+    Route::To(Destination::Cluster(name.into()))
+}
+
 #[tokio::test]
-async fn routing_follows_link_and_unlink_and_queries_span_every_destination() {
+async fn outcomes_follow_storages_routing_and_queries_span_every_destination() {
     let h = Harness::start(Profile::azure_2020(), 1.0).await;
     let cmk =
         "cluster/c1 cmk https://kv1.vault.azure.net/keys/cmk 0123456789abcdef0123456789abcdef";
-    let steps: Vec<(LinkState, &str)> = vec![
-        (LinkState::Unlinked, "shared mmk"),
-        (
-            LinkState::Linking {
-                cluster: "c1".into(),
-                cluster_provisioned: true,
-            },
-            "shared mmk",
-        ),
-        (
-            LinkState::Linked {
-                cluster: "c1".into(),
-            },
-            cmk,
-        ),
-        (
-            LinkState::Unlinking {
-                cluster: "c1".into(),
-            },
-            cmk,
-        ),
-        (LinkState::Unlinked, "shared mmk"),
+    // Where storage routes each batch (before, during and after a link and an unlink).
+    let steps: Vec<(Route, &str)> = vec![
+        (Route::To(Destination::Shared), "shared mmk"),
+        (Route::To(Destination::Shared), "shared mmk"),
+        (to_cluster("c1"), cmk),
+        (to_cluster("c1"), cmk),
+        (Route::To(Destination::Shared), "shared mmk"),
     ];
-    for (i, (link, expected)) in steps.into_iter().enumerate() {
-        h.storage.set_link("ws1", link.clone());
+    for (i, (route, expected)) in steps.into_iter().enumerate() {
+        h.storage.set_route("ws1", route.clone());
         let response = send(&h, "ws1", i as i64 * 1000, "vm1").await;
         assert_eq!(response.outcomes.len(), 1);
         assert_eq!(
             key_of(&response.outcomes[0]),
             expected,
-            "step {i}: {link:?}"
+            "step {i}: {route:?}"
         );
         assert_eq!((response.accepted, response.stored), (1, 1));
     }
@@ -110,63 +101,38 @@ async fn routing_follows_link_and_unlink_and_queries_span_every_destination() {
         .map(|s| (storage_kind(&s.storage), s.rows_matched))
         .collect();
     assert_eq!(by, vec![("shared".into(), 3), ("cluster/c1".into(), 2)]);
-    // The history prunes: a range covering only the shared-era data does not read the cluster.
-    let mut early = query("ws1", "Perf", 1500);
-    early.from = Some(t(0));
-    h.storage.set_cluster_state("c1", ClusterState::Revoked);
-    let answer = h.query_client().query(early).await.unwrap().into_inner();
-    assert_eq!(
-        answer.count, 2,
-        "shared-era data stays queryable while the cluster is revoked"
-    );
-    let spans = h.server.frontend().history("ws1");
-    assert_eq!(spans.len(), 2);
 }
 
 #[tokio::test]
-async fn link_before_provisioning_drops_under_2020_only() {
-    for (profile, expected) in [
-        (Profile::azure_2020(), "dropped not-provisioned"),
-        (Profile::azure_current(), "shared mmk"),
-    ] {
-        let h = Harness::start(profile, 1.0).await;
-        h.storage.set_link(
-            "ws1",
-            LinkState::Linking {
-                cluster: "c1".into(),
-                cluster_provisioned: false,
-            },
-        );
-        let response = send(&h, "ws1", 0, "vm1").await;
-        assert_eq!(key_of(&response.outcomes[0]), expected);
-        if expected.starts_with("dropped") {
-            assert!(response.routed_to.is_none());
-            let pb::record_outcome::Outcome::Dropped(d) =
-                response.outcomes[0].outcome.clone().unwrap()
-            else {
-                unreachable!()
-            };
-            assert_eq!(
-                d.reason,
-                cmksim_proto::common::v1::DropReason::NotProvisioned as i32
-            );
-            assert!(d.detail.contains("cannot be recovered"), "{}", d.detail);
-            let metrics = h.server.frontend().metrics();
-            assert_eq!(metrics.records["ws1"].dropped["not-provisioned"], 1);
-            assert_eq!(metrics.balance(), Ok(()));
-        }
-    }
+async fn a_batch_storage_drops_before_provisioning_is_answered_and_counted() {
+    let h = Harness::start(Profile::azure_2020(), 1.0).await;
+    h.storage.set_route(
+        "ws1",
+        Route::DropNotProvisioned {
+            cluster: "c1".into(),
+        },
+    );
+    let response = send(&h, "ws1", 0, "vm1").await;
+    assert_eq!(key_of(&response.outcomes[0]), "dropped not-provisioned");
+    assert!(response.routed_to.is_none());
+    let pb::record_outcome::Outcome::Dropped(d) = response.outcomes[0].outcome.clone().unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        d.reason,
+        cmksim_proto::common::v1::DropReason::NotProvisioned as i32
+    );
+    assert!(d.detail.contains("not recoverable"), "{}", d.detail);
+    let metrics = h.server.frontend().metrics();
+    assert_eq!(metrics.records["ws1"].dropped["not-provisioned"], 1);
+    assert_eq!(metrics.balance(), Ok(()));
 }
 
 #[tokio::test]
 async fn queries_fail_while_revoked_or_unavailable_and_resume_after() {
     let h = Harness::start(Profile::azure_2020(), 1.0).await;
-    h.storage.set_link(
-        "ws1",
-        LinkState::Linked {
-            cluster: "c1".into(),
-        },
-    );
+    h.storage.set_route("ws1", to_cluster("c1"));
     assert_eq!(send(&h, "ws1", 0, "vm1").await.stored, 1);
 
     h.storage.set_cluster_state("c1", ClusterState::Revoked);
@@ -245,12 +211,7 @@ async fn a_query_of_one_workspace_never_returns_another_workspaces_records() {
     // Both workspaces write to shared storage, then both to the same cluster.
     for ws in ["ws1", "ws2"] {
         send(&h, ws, 0, &format!("{ws}-vm")).await;
-        h.storage.set_link(
-            ws,
-            LinkState::Linked {
-                cluster: "c1".into(),
-            },
-        );
+        h.storage.set_route(ws, to_cluster("c1"));
         send(&h, ws, 1000, &format!("{ws}-vm")).await;
     }
     for ws in ["ws1", "ws2"] {

@@ -1,11 +1,10 @@
 //! [`StorageBackend`] over the storage service's gRPC API (`storage.v1`).
 //!
 //! The storage service decides routing itself when it appends (its control plane knows the link
-//! and provisioning state), so this backend passes the batch on and reports the destination
-//! storage chose (`routed_to`) rather than the front end's guess. Its query fans out over the
-//! workspace's storages itself, without filters: this backend first asks the storage state of
-//! every cluster the query needs (a revoked or unavailable cluster fails the query, naming the
-//! cluster and its state), then reads the range once, capped at [`QUERY_SCAN_ROWS_MAX`], groups
+//! and provisioning state), so this backend passes the batch on in one `Append` and reports the
+//! destination storage chose (`routed_to`). Its query fans out over the workspace's storages
+//! itself (a revoked or unavailable cluster fails the query, naming the cluster and its state):
+//! this backend reads the range once, without filters, capped at [`QUERY_SCAN_ROWS_MAX`], groups
 //! the rows by storage and filters them in the front end.
 //!
 //! Identifiers: workspaces are named by their ARM resource id
@@ -27,7 +26,7 @@ use crate::grpc::status::azure_error;
 use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::{conform, ColumnType, Record, Value};
-use crate::routing::{Destination, LinkState, WorkspaceRouting};
+use crate::routing::Destination;
 use crate::schema::{TableKind, TableSchema};
 use crate::server::ServerError;
 use crate::BoxFuture;
@@ -81,20 +80,6 @@ impl GrpcStorage {
             .max_decoding_message_size(QUERY_RESPONSE_BYTES_MAX)
     }
 
-    async fn routing_of(&self, workspace: String) -> Result<WorkspaceRouting, BackendError> {
-        let not_found = || BackendError::WorkspaceNotFound {
-            workspace: workspace.clone(),
-        };
-        let reference = workspace_ref(&workspace).ok_or_else(not_found)?;
-        let mut client = sb::workspaces_client::WorkspacesClient::new(self.channel.clone());
-        let ws = match client.get_workspace(reference).await {
-            Ok(r) => r.into_inner(),
-            Err(s) if s.code() == Code::NotFound => return Err(not_found()),
-            Err(s) => return Err(unreachable(&s)),
-        };
-        Ok(routing_of_workspace(workspace, &ws))
-    }
-
     async fn append_batch(&self, request: AppendRequest) -> Result<AppendResult, BackendError> {
         let message = sb::AppendRequest {
             workspace_id: request.workspace.clone(),
@@ -108,14 +93,18 @@ impl GrpcStorage {
                     workspace: request.workspace,
                 })
             }
+            Err(s) if s.code() == Code::InvalidArgument => {
+                return Err(BackendError::Refused {
+                    message: s.message().to_string(),
+                })
+            }
             Err(s) => return Err(unreachable(&s)),
         };
         let routed_to = destination_of(&response.routed_to);
-        let fallback = routed_to.clone().unwrap_or(request.destination);
         let outcomes = response
             .outcomes
             .iter()
-            .map(|o| outcome_of(o, &fallback))
+            .map(|o| outcome_of(o, routed_to.as_ref()))
             .collect();
         Ok(AppendResult {
             routed_to,
@@ -123,46 +112,11 @@ impl GrpcStorage {
         })
     }
 
-    async fn check_readable(&self, destination: &Destination) -> Result<(), BackendError> {
-        let Destination::Cluster(id) = destination else {
-            return Ok(());
-        };
-        let Some(reference) = cluster_ref(id) else {
-            return Ok(());
-        };
-        match self.data().get_storage_state(reference).await {
-            Ok(r) => {
-                let state = r.into_inner();
-                let name = state.state();
-                if !name.serves_reads() {
-                    let detail = if state.reason.is_empty() {
-                        format!("the cluster's storage is {}", name.label())
-                    } else {
-                        state.reason.clone()
-                    };
-                    return Err(BackendError::Inaccessible {
-                        destination: destination.clone(),
-                        state: name.label().to_string(),
-                        detail,
-                    });
-                }
-                Ok(())
-            }
-            // A cluster storage no longer knows holds nothing this query can read.
-            Err(s) if s.code() == Code::NotFound => Ok(()),
-            Err(s) => Err(unreachable(&s)),
-        }
-    }
-
     async fn query_all(
         &self,
-        destinations: Vec<Destination>,
         spec: QuerySpec,
         schema: TableSchema,
     ) -> Result<Vec<StoragePart>, BackendError> {
-        for destination in &destinations {
-            self.check_readable(destination).await?;
-        }
         let message = sb::QueryRequest {
             workspace_id: spec.workspace.clone(),
             table: spec.table.clone(),
@@ -172,11 +126,14 @@ impl GrpcStorage {
         };
         let response = match self.data().query(message).await {
             Ok(r) => r.into_inner(),
-            Err(s) => return Err(query_failure(&s, &spec.workspace, &destinations)),
+            Err(s) => return Err(query_failure(&s, &spec.workspace)),
         };
-        let mut groups: BTreeMap<Destination, Vec<(Record, Tier)>> = destinations
+        // Every storage storage read has a part, with or without matching rows.
+        let mut groups: BTreeMap<Destination, Vec<(Record, Tier)>> = response
+            .parts
             .iter()
-            .map(|d| (d.clone(), Vec::new()))
+            .filter_map(|p| destination_of(&p.storage))
+            .map(|d| (d, Vec::new()))
             .collect();
         for queried in &response.records {
             let Some(record) = queried.record.as_ref() else {
@@ -300,21 +257,16 @@ fn schema_of_declaration(declared: &sb::TableDeclaration) -> Result<TableSchema,
 }
 
 impl StorageBackend for GrpcStorage {
-    fn routing(&self, workspace: String) -> BoxFuture<'_, Result<WorkspaceRouting, BackendError>> {
-        Box::pin(self.routing_of(workspace))
-    }
-
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>> {
         Box::pin(self.append_batch(request))
     }
 
     fn query(
         &self,
-        destinations: Vec<Destination>,
         spec: QuerySpec,
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
-        Box::pin(self.query_all(destinations, spec, schema))
+        Box::pin(self.query_all(spec, schema))
     }
 
     fn custom_table(
@@ -340,22 +292,22 @@ fn unreachable(status: &tonic::Status) -> BackendError {
     }
 }
 
-fn query_failure(
-    status: &tonic::Status,
-    workspace: &str,
-    destinations: &[Destination],
-) -> BackendError {
+/// The cluster a storage refusal names: its message starts `cluster {name} ({ARM id}): ...`.
+fn refused_destination(message: &str) -> Destination {
+    message
+        .split_once(" (/subscriptions/")
+        .and_then(|(_, rest)| rest.split_once("): "))
+        .map(|(id, _)| Destination::Cluster(format!("/subscriptions/{id}")))
+        .unwrap_or(Destination::Shared)
+}
+
+fn query_failure(status: &tonic::Status, workspace: &str) -> BackendError {
     match (status.code(), azure_error(status)) {
         (Code::NotFound, _) => BackendError::WorkspaceNotFound {
             workspace: workspace.to_string(),
         },
         (Code::FailedPrecondition | Code::Unavailable | Code::PermissionDenied, Some(azure)) => {
-            let destination = destinations
-                .iter()
-                .find(|d| matches!(d, Destination::Cluster(id) if status.message().contains(id.as_str())))
-                .or_else(|| destinations.iter().find(|d| matches!(d, Destination::Cluster(_))))
-                .cloned()
-                .unwrap_or(Destination::Shared);
+            let destination = refused_destination(status.message());
             let state = if azure.inner_code.is_empty() {
                 azure.code
             } else {
@@ -418,35 +370,6 @@ pub fn destination_of(storage: &str) -> Option<Destination> {
     }
 }
 
-/// The front end's link state from storage's workspace.
-pub fn routing_of_workspace(workspace: String, ws: &sb::Workspace) -> WorkspaceRouting {
-    let cluster = ws.cluster_resource_id.clone();
-    let link = match ws.link_state.to_ascii_lowercase().as_str() {
-        "linked" if !cluster.is_empty() => LinkState::Linked {
-            cluster: cluster.clone(),
-        },
-        "unlinking" if !cluster.is_empty() => LinkState::Unlinking {
-            cluster: cluster.clone(),
-        },
-        // Storage routes and drops (not provisioned) itself; the front end only needs to know a
-        // link is pending.
-        "linking" => LinkState::Linking {
-            cluster: cluster.clone(),
-            cluster_provisioned: true,
-        },
-        _ => LinkState::Unlinked,
-    };
-    WorkspaceRouting {
-        workspace,
-        link,
-        clusters_ever: if cluster.is_empty() {
-            vec![]
-        } else {
-            vec![cluster]
-        },
-    }
-}
-
 /// A kid with version (`https://v.vault.azure.net/keys/name/version`) as key id + version
 /// (`cmksim_proto::kid`); a kid that does not parse is reported whole, without a version.
 pub fn key_of(key: &sb::ProtectingKey) -> KeyProtection {
@@ -465,9 +388,12 @@ pub fn key_of(key: &sb::ProtectingKey) -> KeyProtection {
     }
 }
 
-/// One storage outcome as the front end's.
-pub fn outcome_of(outcome: &sb::RecordOutcome, destination: &Destination) -> RecordOutcome {
+/// One storage outcome as the front end's; `destination` is where storage routed the batch
+/// (`None`: nowhere; a stored or buffered record then counts as shared storage's, which is
+/// where a batch without a route would be).
+pub fn outcome_of(outcome: &sb::RecordOutcome, routed_to: Option<&Destination>) -> RecordOutcome {
     use sb::record_outcome::Outcome;
+    let destination = &routed_to.cloned().unwrap_or(Destination::Shared);
     match &outcome.outcome {
         Some(Outcome::Stored(key)) => RecordOutcome::Stored {
             destination: destination.clone(),
@@ -482,13 +408,13 @@ pub fn outcome_of(outcome: &sb::RecordOutcome, destination: &Destination) -> Rec
                 Ok(known) => known,
             };
             RecordOutcome::Dropped {
-                destination: Some(destination.clone()),
+                destination: routed_to.cloned(),
                 reason,
                 detail: outcome.detail.clone(),
             }
         }
         None => RecordOutcome::Dropped {
-            destination: Some(destination.clone()),
+            destination: routed_to.cloned(),
             reason: DropReason::StorageError,
             detail: "storage returned an empty outcome".into(),
         },
@@ -601,7 +527,7 @@ mod tests {
         };
         let d = Destination::Cluster("c".into());
         assert!(matches!(
-            outcome_of(&dropped, &d),
+            outcome_of(&dropped, Some(&d)),
             RecordOutcome::Dropped {
                 reason: DropReason::Resuming,
                 ..
@@ -639,31 +565,14 @@ mod tests {
     }
 
     #[test]
-    fn workspace_link_states_map() {
-        let ws = |state: &str, cluster: &str| sb::Workspace {
-            link_state: state.into(),
-            cluster_resource_id: cluster.into(),
-            ..Default::default()
-        };
+    fn refusals_name_the_cluster_in_their_message() {
+        let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/clusters/c1";
         assert_eq!(
-            routing_of_workspace("w".into(), &ws("None", "")).link,
-            LinkState::Unlinked
+            refused_destination(&format!(
+                "cluster c1 ({id}): storage is revoked: key disabled"
+            )),
+            Destination::Cluster(id.into())
         );
-        assert_eq!(
-            routing_of_workspace("w".into(), &ws("Linked", "c")).link,
-            LinkState::Linked {
-                cluster: "c".into()
-            }
-        );
-        assert_eq!(
-            routing_of_workspace("w".into(), &ws("Unlinking", "c")).link,
-            LinkState::Unlinking {
-                cluster: "c".into()
-            }
-        );
-        assert!(matches!(
-            routing_of_workspace("w".into(), &ws("Linking", "")).link,
-            LinkState::Linking { .. }
-        ));
+        assert_eq!(refused_destination("no cluster here"), Destination::Shared);
     }
 }

@@ -1,11 +1,13 @@
-//! An in-memory storage backend: the front end's tests, and a way to run the front end alone.
+//! An in-memory fake of the storage contract, for the front end's own tests.
 //!
-//! It models exactly what the front end observes of storage (SPEC §5), without encryption:
-//! workspaces with a link state, clusters with a key and a state (`healthy`, `unavailable`,
-//! `revoked`, `crypto-shredded`), shared storage under the MMK, a buffer while a cluster is
-//! unavailable (written, in order, when it becomes healthy again; dropped as `buffer expired`
-//! after the buffer window), and hot/cold tiers by age. Controls are plain methods a test calls.
-//! Every list is bounded by `records_max`.
+//! It decides nothing the real storage would not answer: a test says where storage routes a
+//! workspace's batches ([`MemoryStorage::set_route`], storage's `routed_to`, or a drop before any
+//! storage when a link was accepted before the cluster finished provisioning) and what state a
+//! cluster is in ([`ClusterState`]: healthy, unavailable → buffered, revoked, shredded); the fake
+//! answers each record's outcome as storage does, and queries every storage the workspace's data
+//! ever went to, refusing if one of them cannot serve reads (as `storage.v1.DataPlane/Query`
+//! does). No encryption, no durability. Every list is bounded by `records_max`; the
+//! destinations a workspace remembers are distinct, so at most one per cluster plus shared.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,7 +19,7 @@ use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
 use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::Record;
-use crate::routing::{Destination, LinkState, WorkspaceRouting};
+use crate::routing::Destination;
 use crate::schema::{CustomTables, TableSchema};
 use crate::BoxFuture;
 
@@ -27,18 +29,30 @@ pub enum ClusterState {
     Healthy,
     Unavailable,
     Revoked,
-    CryptoShredded,
+    Shredded,
 }
 
 impl ClusterState {
+    /// The storage state's label (`cmksim_proto`'s `StorageStateName::label`).
     fn label(self) -> &'static str {
+        use cmksim_proto::storage::v1::StorageStateName;
         match self {
-            ClusterState::Healthy => "healthy",
-            ClusterState::Unavailable => "unavailable",
-            ClusterState::Revoked => "revoked",
-            ClusterState::CryptoShredded => "crypto-shredded",
+            ClusterState::Healthy => StorageStateName::HealthyCmk.label(),
+            ClusterState::Unavailable => StorageStateName::Unavailable.label(),
+            ClusterState::Revoked => StorageStateName::Revoked.label(),
+            ClusterState::Shredded => StorageStateName::Shredded.label(),
         }
     }
+}
+
+/// Where storage routes a workspace's batches now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    To(Destination),
+    /// Dropped before any storage: linked to `cluster` before it finished provisioning.
+    DropNotProvisioned {
+        cluster: String,
+    },
 }
 
 struct Cluster {
@@ -47,10 +61,16 @@ struct Cluster {
     buffer: Vec<(SimTime, String, String, Record)>,
 }
 
+struct Workspace {
+    route: Route,
+    /// Distinct destinations that received the workspace's data, in first-use order.
+    ever: Vec<Destination>,
+}
+
 type DataKey = (Destination, String, String);
 
 struct Inner {
-    workspaces: BTreeMap<String, (LinkState, Vec<String>)>,
+    workspaces: BTreeMap<String, Workspace>,
     clusters: BTreeMap<String, Cluster>,
     data: BTreeMap<DataKey, Vec<Record>>,
     records: usize,
@@ -58,7 +78,7 @@ struct Inner {
     tables: CustomTables,
 }
 
-/// The in-memory storage.
+/// The in-memory fake.
 pub struct MemoryStorage {
     clock: Clock,
     hot_window: Duration,
@@ -90,11 +110,15 @@ impl MemoryStorage {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an unlinked workspace.
+    /// Adds a workspace whose batches go to shared storage.
     pub fn add_workspace(&self, workspace: &str) {
-        self.lock()
-            .workspaces
-            .insert(workspace.to_string(), (LinkState::Unlinked, Vec::new()));
+        self.lock().workspaces.insert(
+            workspace.to_string(),
+            Workspace {
+                route: Route::To(Destination::Shared),
+                ever: Vec::new(),
+            },
+        );
     }
 
     /// Adds a healthy cluster whose data is protected by `key`.
@@ -109,16 +133,10 @@ impl MemoryStorage {
         );
     }
 
-    /// Sets a workspace's link state (a completed link remembers the cluster).
-    pub fn set_link(&self, workspace: &str, link: LinkState) {
-        let mut inner = self.lock();
-        if let Some((state, ever)) = inner.workspaces.get_mut(workspace) {
-            if let LinkState::Linked { cluster } = &link {
-                if !ever.contains(cluster) {
-                    ever.push(cluster.clone());
-                }
-            }
-            *state = link;
+    /// Sets where storage routes the workspace's next batches.
+    pub fn set_route(&self, workspace: &str, route: Route) {
+        if let Some(ws) = self.lock().workspaces.get_mut(workspace) {
+            ws.route = route;
         }
     }
 
@@ -165,18 +183,35 @@ impl MemoryStorage {
         }
     }
 
-    fn append_now(&self, request: AppendRequest) -> Result<Vec<RecordOutcome>, BackendError> {
+    fn append_now(&self, request: AppendRequest) -> Result<AppendResult, BackendError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         if inner.unreachable {
             return Err(Self::unreachable());
         }
-        if !inner.workspaces.contains_key(&request.workspace) {
+        let Some(ws) = inner.workspaces.get(&request.workspace) else {
             return Err(BackendError::WorkspaceNotFound {
                 workspace: request.workspace,
             });
-        }
-        let destination = request.destination.clone();
+        };
+        let destination = match &ws.route {
+            Route::To(destination) => destination.clone(),
+            Route::DropNotProvisioned { cluster } => {
+                let reason = DropReason::NotProvisioned;
+                let dropped = RecordOutcome::Dropped {
+                    destination: None,
+                    reason,
+                    detail: format!(
+                        "{}: cluster {cluster} has not finished provisioning; data sent before it completes is dropped and not recoverable",
+                        reason.label()
+                    ),
+                };
+                return Ok(AppendResult {
+                    routed_to: None,
+                    outcomes: vec![dropped; request.records.len()],
+                });
+            }
+        };
         let mut outcomes = Vec::with_capacity(request.records.len());
         for record in request.records {
             let outcome = if inner.records >= self.records_max {
@@ -197,7 +232,15 @@ impl MemoryStorage {
             };
             outcomes.push(outcome);
         }
-        Ok(outcomes)
+        if let Some(ws) = inner.workspaces.get_mut(&request.workspace) {
+            if !ws.ever.contains(&destination) {
+                ws.ever.push(destination.clone());
+            }
+        }
+        Ok(AppendResult {
+            routed_to: Some(destination),
+            outcomes,
+        })
     }
 
     fn place(
@@ -245,7 +288,7 @@ impl MemoryStorage {
                             detail: format!("cluster {name} cannot access its key (revoked)"),
                         }
                     }
-                    ClusterState::CryptoShredded => {
+                    ClusterState::Shredded => {
                         return RecordOutcome::Dropped {
                             destination: Some(destination.clone()),
                             reason: DropReason::Shredded,
@@ -263,86 +306,73 @@ impl MemoryStorage {
         }
     }
 
-    fn query_now(
-        &self,
-        destination: Destination,
-        spec: QuerySpec,
-    ) -> Result<StoragePart, BackendError> {
+    /// Every storage the workspace's data went to, plus shared storage and the current route,
+    /// sorted; refused whole if a cluster among them cannot serve reads.
+    fn query_now(&self, spec: QuerySpec) -> Result<Vec<StoragePart>, BackendError> {
         let now = self.clock.now();
         let inner = self.lock();
         if inner.unreachable {
             return Err(Self::unreachable());
         }
-        if let Destination::Cluster(name) = &destination {
-            if let Some(cluster) = inner.clusters.get(name) {
-                if cluster.state != ClusterState::Healthy {
-                    return Err(BackendError::Inaccessible {
-                        destination: destination.clone(),
-                        state: cluster.state.label().to_string(),
-                        detail: format!(
-                            "cluster {name}'s storage is {} and cannot serve queries",
-                            cluster.state.label()
-                        ),
-                    });
+        let Some(ws) = inner.workspaces.get(&spec.workspace) else {
+            return Err(BackendError::WorkspaceNotFound {
+                workspace: spec.workspace.clone(),
+            });
+        };
+        let mut destinations = ws.ever.clone();
+        destinations.push(Destination::Shared);
+        if let Route::To(current) = &ws.route {
+            destinations.push(current.clone());
+        }
+        destinations.sort();
+        destinations.dedup();
+        let hot_from = now.sub(self.hot_window);
+        let mut parts = Vec::with_capacity(destinations.len());
+        for destination in destinations {
+            if let Destination::Cluster(name) = &destination {
+                if let Some(cluster) = inner.clusters.get(name) {
+                    if cluster.state != ClusterState::Healthy {
+                        return Err(BackendError::Inaccessible {
+                            destination: destination.clone(),
+                            state: cluster.state.label().to_string(),
+                            detail: format!(
+                                "cluster {name}'s storage is {} and cannot serve queries",
+                                cluster.state.label()
+                            ),
+                        });
+                    }
                 }
             }
+            let key = (
+                destination.clone(),
+                spec.workspace.clone(),
+                spec.table.clone(),
+            );
+            let rows = inner.data.get(&key).into_iter().flatten().map(|r| {
+                let tier = if r.time_generated >= hot_from {
+                    Tier::Hot
+                } else {
+                    Tier::Cold
+                };
+                (r.clone(), tier)
+            });
+            parts.push(filter_part(destination.clone(), rows, &spec));
         }
-        let key = (
-            destination.clone(),
-            spec.workspace.clone(),
-            spec.table.clone(),
-        );
-        let hot_from = now.sub(self.hot_window);
-        let rows = inner.data.get(&key).into_iter().flatten().map(|r| {
-            let tier = if r.time_generated >= hot_from {
-                Tier::Hot
-            } else {
-                Tier::Cold
-            };
-            (r.clone(), tier)
-        });
-        Ok(filter_part(destination.clone(), rows, &spec))
+        Ok(parts)
     }
 }
 
 impl StorageBackend for MemoryStorage {
-    fn routing(&self, workspace: String) -> BoxFuture<'_, Result<WorkspaceRouting, BackendError>> {
-        let inner = self.lock();
-        let result = if inner.unreachable {
-            Err(Self::unreachable())
-        } else {
-            match inner.workspaces.get(&workspace) {
-                Some((link, ever)) => Ok(WorkspaceRouting {
-                    workspace,
-                    link: link.clone(),
-                    clusters_ever: ever.clone(),
-                }),
-                None => Err(BackendError::WorkspaceNotFound { workspace }),
-            }
-        };
-        Box::pin(std::future::ready(result))
-    }
-
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>> {
-        let routed_to = Some(request.destination.clone());
-        let result = self.append_now(request).map(|outcomes| AppendResult {
-            routed_to,
-            outcomes,
-        });
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.append_now(request)))
     }
 
     fn query(
         &self,
-        destinations: Vec<Destination>,
         spec: QuerySpec,
         _schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
-        let result = destinations
-            .into_iter()
-            .map(|d| self.query_now(d, spec.clone()))
-            .collect();
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.query_now(spec)))
     }
 
     fn custom_table(
@@ -353,6 +383,8 @@ impl StorageBackend for MemoryStorage {
         let inner = self.lock();
         let result = if inner.unreachable {
             Err(Self::unreachable())
+        } else if !inner.workspaces.contains_key(&workspace) {
+            Err(BackendError::WorkspaceNotFound { workspace })
         } else {
             Ok(inner
                 .tables
@@ -375,6 +407,8 @@ impl StorageBackend for MemoryStorage {
             .collect();
         let result = if inner.unreachable {
             Err(Self::unreachable())
+        } else if !inner.workspaces.contains_key(&workspace) {
+            Err(BackendError::WorkspaceNotFound { workspace })
         } else {
             match inner
                 .tables

@@ -1,16 +1,19 @@
 //! What the front end needs from cluster storage, and nothing more.
 //!
 //! Implementations: [`grpc::GrpcStorage`] (the storage service's `storage.v1` data plane and
-//! workspaces API) and [`memory::MemoryStorage`] (in-process, for tests).
+//! workspaces API) and [`memory::MemoryStorage`] (an in-process fake of the same contract, for
+//! the front end's own tests).
 //!
-//! Five calls: the workspace's link state ([`StorageBackend::routing`]), appending a batch to
-//! one storage with an outcome per record ([`StorageBackend::append`]), querying one storage's
-//! part of a workspace ([`StorageBackend::query`]), and reading and declaring a custom table's
-//! columns ([`StorageBackend::custom_table`], [`StorageBackend::declare_custom_table`]: storage
-//! keeps the declarations, see [`crate::schema`]). Keeping the interface this narrow
-//! is what lets the front end run against the storage service over gRPC, or against the
-//! in-memory [`memory::MemoryStorage`] in tests, with the same code. The trait returns boxed
-//! futures so it can be used as `Arc<dyn StorageBackend>`.
+//! Four calls: appending a validated batch, with an outcome per record
+//! ([`StorageBackend::append`]); querying a workspace's table across every storage that holds
+//! its data ([`StorageBackend::query`]); and reading and declaring a custom table's columns
+//! ([`StorageBackend::custom_table`], [`StorageBackend::declare_custom_table`]: storage keeps the
+//! declarations, see [`crate::schema`]). Storage alone decides where a batch goes (shared
+//! storage, a cluster, or nowhere: linked before the cluster finished provisioning) and what
+//! becomes of each record; the front end validates, calls append once, and accounts what storage
+//! answered. Keeping the interface this narrow is what lets the front end run against the
+//! storage service over gRPC, or against the in-memory fake in tests, with the same code. The
+//! trait returns boxed futures so it can be used as `Arc<dyn StorageBackend>`.
 
 pub mod grpc;
 pub mod memory;
@@ -18,14 +21,13 @@ pub mod memory;
 use crate::outcome::RecordOutcome;
 use crate::query::{QuerySpec, StoragePart};
 use crate::record::Record;
-use crate::routing::{Destination, WorkspaceRouting};
+use crate::routing::Destination;
 use crate::schema::TableSchema;
 use crate::BoxFuture;
 
-/// A batch for one storage.
+/// A validated batch of one workspace's table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppendRequest {
-    pub destination: Destination,
     pub workspace: String,
     pub table: String,
     pub records: Vec<Record>,
@@ -34,8 +36,7 @@ pub struct AppendRequest {
 /// What storage did with a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppendResult {
-    /// Where storage actually routed the batch (it may decide itself); `None` when dropped
-    /// before reaching any storage.
+    /// Where storage routed the batch; `None` when it was dropped before reaching any storage.
     pub routed_to: Option<Destination>,
     /// One per record, in order.
     pub outcomes: Vec<RecordOutcome>,
@@ -53,6 +54,10 @@ pub enum BackendError {
         state: String,
         detail: String,
     },
+    /// Storage refused the batch as malformed (a rule the front end's validation should have
+    /// caught first); `message` is storage's.
+    #[error("storage refused the batch: {message}")]
+    Refused { message: String },
     /// The storage service could not be reached or answered with a transport-level failure.
     #[error("storage unreachable: {reason}")]
     Unreachable { reason: String },
@@ -64,25 +69,22 @@ pub enum BackendError {
 
 /// The front end's view of cluster storage.
 pub trait StorageBackend: Send + Sync + 'static {
-    /// The workspace's link state (`WorkspaceNotFound` for an unknown workspace).
-    fn routing(&self, workspace: String) -> BoxFuture<'_, Result<WorkspaceRouting, BackendError>>;
-
-    /// Appends a batch to the storage the front end routed it to (a backend whose storage
-    /// routes by itself reports where it went in [`AppendResult::routed_to`]).
+    /// Appends a validated batch; storage routes it and answers each record's outcome
+    /// (`WorkspaceNotFound` for an unknown workspace).
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>>;
 
-    /// The matching rows of the query in each of `destinations` (sorted; at most the query's
-    /// limit per part, in its order) with matched counts per tier. `schema` is the table's, for
-    /// backends whose storage does not keep column types. Fails with `Inaccessible`, naming the
-    /// storage and its state, if any of them cannot serve reads.
+    /// The matching rows of the query in each storage that holds the workspace's data (sorted by
+    /// storage; at most the query's limit per part, in its order) with matched counts per tier.
+    /// `schema` is the table's. Fails with `Inaccessible`, naming the storage and its state, if
+    /// any of them cannot serve reads.
     fn query(
         &self,
-        destinations: Vec<Destination>,
         spec: QuerySpec,
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>>;
 
-    /// The declared columns of custom table `table` of `workspace`, `None` when never declared.
+    /// The declared columns of custom table `table` of `workspace`, `None` when never declared
+    /// (`WorkspaceNotFound` for an unknown workspace).
     fn custom_table(
         &self,
         workspace: String,

@@ -210,8 +210,9 @@ impl Frontend {
             })
     }
 
-    /// Every row of `name` in `range`, through the plain query path (routing history, storage
-    /// states, the backend), as a KQL table, with the rows each storage and tier served.
+    /// Every row of `name` in `range`, through the plain query path (storage reads every
+    /// storage the workspace's data went to), as a KQL table, with the rows each storage and
+    /// tier served.
     async fn read_table(
         &self,
         workspace: &str,
@@ -228,15 +229,9 @@ impl Frontend {
             limit: KQL_SOURCE_ROWS_MAX,
             order: Order::Asc,
         };
-        let routing = self
-            .backend
-            .routing(workspace.to_string())
-            .await
-            .map_err(|e| KqlError::Read(super::query_backend_error(e)))?;
-        let destinations = self.lock().history.destinations_for(&routing, &range);
         let parts = self
             .backend
-            .query(destinations, spec.clone(), schema.clone())
+            .query(spec.clone(), schema.clone())
             .await
             .map_err(|e| KqlError::Read(super::query_backend_error(e)))?;
         let answer = crate::query::merge(&spec, parts);
