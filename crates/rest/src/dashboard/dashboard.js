@@ -182,7 +182,10 @@ function simShow(state) {
   play.setAttribute("aria-pressed", state.pace.paused ? "true" : "false");
   const speed = $("speed");
   if (document.activeElement !== speed) speed.value = String(state.pace.speed);
-  for (const b of document.querySelectorAll("#levers button")) b.disabled = state.phase === "finished";
+  const finished = state.phase === "finished";
+  for (const b of document.querySelectorAll("#levers button")) b.disabled = finished;
+  play.disabled = finished;
+  speed.disabled = finished;
   renderStates(state.states);
   appendFeed(state.narration);
   sim.next = state.next;
