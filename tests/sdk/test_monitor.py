@@ -642,10 +642,11 @@ def test_upload_with_a_token_for_another_audience_is_a_401(rest_url, credential,
 
 
 def test_upload_needs_the_monitoring_metrics_publisher_role_on_the_rule(
-        rest_url, admin_headers, creds, ca_file):
+        rest_url, admin_headers, creds, ca_file, customer_id):
     """A second principal of the same tenant, without a role on the rule: the real service's 403
     `OperationFailed`; after an assignment of Monitoring Metrics Publisher on the rule (admin
-    API), the same upload answers 204."""
+    API), the same upload answers 204. Sending does not grant reading: its query of the
+    workspace is the Logs Query API's 403."""
     needs("the upload")
     made = requests.post(f"{rest_url}/_cmksim/principals", headers=admin_headers(),
                          json={"displayName": unique("sdk-uploader")}, verify=ca_file, timeout=60)
@@ -670,3 +671,7 @@ def test_upload_needs_the_monitoring_metrics_publisher_role_on_the_rule(
     recorder = UploadRecorder()
     client.upload(STATE.dcr.immutable_id, STREAM, logs, **recorder.kwargs())
     assert [r["status"] for r in recorder.responses] == [204], recorder.responses
+    reader = LogsQueryClient(credential, endpoint=rest_url, audience=LOG_ANALYTICS_AUDIENCE)
+    with pytest.raises(HttpResponseError) as denied:
+        reader.query_workspace(customer_id, f"{TABLE} | count", timespan=None)
+    assert denied.value.status_code == 403, denied.value

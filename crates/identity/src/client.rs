@@ -100,23 +100,46 @@ impl TokenSource {
     }
 }
 
-/// A channel that attaches the caller's token to every call of a guarded method (or, without a
-/// source, a plain channel).
+/// Where an [`AuthChannel`]'s tokens come from.
+#[derive(Clone, Debug)]
+enum Tokens {
+    /// None: calls go out as they are.
+    None,
+    /// The channel's own principal, a token per audience.
+    Source(Arc<TokenSource>),
+    /// A caller's token, forwarded as it came (a front door acting for its caller).
+    Forwarded(String),
+}
+
+/// A channel that attaches a token to every call of a guarded method: its own principal's,
+/// or a caller's forwarded one (or, with neither, a plain channel).
 #[derive(Clone, Debug)]
 pub struct AuthChannel {
     inner: Channel,
-    tokens: Option<Arc<TokenSource>>,
+    tokens: Tokens,
 }
 
 impl AuthChannel {
     /// `inner` with the tokens of `tokens` (none: calls go out as they are).
     pub fn new(inner: Channel, tokens: Option<Arc<TokenSource>>) -> AuthChannel {
-        AuthChannel { inner, tokens }
+        AuthChannel {
+            inner,
+            tokens: tokens.map_or(Tokens::None, Tokens::Source),
+        }
     }
 
     /// `inner` without tokens.
     pub fn plain(inner: Channel) -> AuthChannel {
         AuthChannel::new(inner, None)
+    }
+
+    /// `inner` forwarding the caller's `token` (none: calls go out without one, and a guarded
+    /// service refuses them as it would refuse the caller).
+    pub fn forwarding(inner: Channel, token: Option<String>) -> AuthChannel {
+        AuthChannel {
+            inner,
+            tokens: token.map_or(Tokens::None, Tokens::Forwarded),
+        }
     }
 }
 
@@ -138,8 +161,13 @@ impl tower::Service<HttpRequest> for AuthChannel {
         let tokens = self.tokens.clone();
         Box::pin(async move {
             let audience = access_rules::audience_of(request.uri().path());
-            if let (Some(tokens), Some(audience)) = (tokens, audience) {
-                match tokens.token(audience).await {
+            let token = match (tokens, audience) {
+                (Tokens::Source(tokens), Some(audience)) => Some(tokens.token(audience).await),
+                (Tokens::Forwarded(token), _) => Some(Ok(token)),
+                _ => None,
+            };
+            if let Some(token) = token {
+                match token {
                     Ok(token) => match format!("Bearer {token}").parse() {
                         Ok(value) => {
                             request

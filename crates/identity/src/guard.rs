@@ -211,6 +211,12 @@ pub struct Guard {
     clock: Clock,
 }
 
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").finish_non_exhaustive()
+    }
+}
+
 impl Guard {
     /// A guard asking `access`, at the simulated time of `clock`.
     pub fn new(access: Arc<dyn AccessSource>, clock: Clock) -> Guard {

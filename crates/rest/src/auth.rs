@@ -7,6 +7,7 @@
 //! text, not a second copy of them.
 
 use axum::http::HeaderMap;
+use cmksim_identity::{AuthChannel, TokenSource};
 use cmksim_keyvault::state::Caller;
 use cmksim_keyvault::Plane;
 
@@ -89,6 +90,21 @@ pub async fn access(
         },
         _ => cmksim_identity::Access::Denied,
     })
+}
+
+/// `channel` carrying the door's own tokens (the administrator's principal of
+/// `credentials.json`, renewed before expiry): for the calls the door makes as Azure Monitor's
+/// own front end once it has checked the caller itself (Logs Ingestion on a rule, Logs Query
+/// on a workspace). A source per request: one token issued per call, no state shared between
+/// doors.
+pub fn door_channel(state: &AppState, channel: tonic::transport::Channel) -> AuthChannel {
+    let tokens = TokenSource::new(
+        state.upstream.keyvault.clone(),
+        &state.credentials.client_id,
+        &state.credentials.client_secret,
+        state.clock.clone(),
+    );
+    AuthChannel::new(channel, Some(tokens))
 }
 
 /// The caller, who must be the administrator of `credentials.json` (the admin API).

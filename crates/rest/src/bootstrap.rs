@@ -161,26 +161,41 @@ pub async fn load_or_create(
     Ok((credentials, true))
 }
 
-/// The administrator's role: Owner of its subscription (idempotent).
+/// The administrator's roles (idempotent): Owner of its subscription; and, at the root scope,
+/// Monitoring Metrics Publisher and Log Analytics Reader, because the door acts with the
+/// administrator's principal as Azure Monitor's own front end (it writes into a rule's
+/// workspaces and reads a workspace once it has checked the caller's role itself).
 async fn administrator_roles(
     client: &mut idp::identity_client::IdentityClient<Channel>,
     credentials: &Credentials,
 ) -> Result<(), RestError> {
-    client
-        .create_role_assignment(idp::CreateRoleAssignmentRequest {
-            scope: format!("/subscriptions/{}", credentials.subscription_id),
-            role: cmksim_identity::Role::Owner.name().to_string(),
-            principal_id: credentials.object_id.clone(),
-            name: String::new(),
-        })
-        .await
-        .map_err(|e| {
-            RestError::startup(format!(
-                "making the administrator Owner of subscription {}: {}",
-                credentials.subscription_id,
-                e.message()
-            ))
-        })?;
+    use cmksim_identity::Role;
+    let subscription = format!("/subscriptions/{}", credentials.subscription_id);
+    let roles = [
+        (subscription.as_str(), Role::Owner),
+        (
+            cmksim_identity::roles::ROOT_SCOPE,
+            Role::MonitoringMetricsPublisher,
+        ),
+        (cmksim_identity::roles::ROOT_SCOPE, Role::LogAnalyticsReader),
+    ];
+    for (scope, role) in roles {
+        client
+            .create_role_assignment(idp::CreateRoleAssignmentRequest {
+                scope: scope.to_string(),
+                role: role.name().to_string(),
+                principal_id: credentials.object_id.clone(),
+                name: String::new(),
+            })
+            .await
+            .map_err(|e| {
+                RestError::startup(format!(
+                    "giving the administrator {} at {scope}: {}",
+                    role.name(),
+                    e.message()
+                ))
+            })?;
+    }
     Ok(())
 }
 

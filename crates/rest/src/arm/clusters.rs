@@ -20,7 +20,6 @@ use axum::response::Response;
 use cmksim_proto::storage::v1 as stp;
 use cmksim_sim::SimTime;
 use serde_json::{json, Map, Value};
-use tonic::transport::Channel;
 
 use super::operations::accepted;
 use super::{answer, Arm, ArmPath, Body, ResourceId};
@@ -30,8 +29,8 @@ use crate::error::RestResult;
 /// (customer id); beyond this the entries carry only their name and resource id.
 pub const ASSOCIATED_LOOKUPS_MAX: usize = 100;
 
-fn client(arm: &Arm) -> stp::clusters_client::ClustersClient<Channel> {
-    stp::clusters_client::ClustersClient::new(arm.state.upstream.storage.clone())
+fn client(arm: &Arm) -> stp::clusters_client::ClustersClient<cmksim_identity::AuthChannel> {
+    stp::clusters_client::ClustersClient::new(arm.storage())
 }
 
 fn cluster_ref(id: &ResourceId) -> stp::ClusterRef {
@@ -182,8 +181,7 @@ pub fn cluster_json(cluster: &stp::Cluster, associated: Vec<Value>) -> Value {
 
 /// The cluster's JSON with its associated workspaces' customer ids looked up (bounded).
 async fn cluster_answer(arm: &Arm, cluster: &stp::Cluster) -> Value {
-    let mut workspaces =
-        stp::workspaces_client::WorkspacesClient::new(arm.state.upstream.storage.clone());
+    let mut workspaces = stp::workspaces_client::WorkspacesClient::new(arm.storage());
     let mut associated = Vec::with_capacity(cluster.associated_workspaces.len());
     for (index, resource_id) in cluster.associated_workspaces.iter().enumerate() {
         let mut customer_id = None;

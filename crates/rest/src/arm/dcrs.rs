@@ -53,8 +53,7 @@ async fn check_workspace(arm: &Arm, workspace_resource_id: &str) -> RestResult<(
     let Some(ArmPath::Workspace(ws)) = ArmPath::parse(workspace_resource_id) else {
         return Err(refused());
     };
-    let mut client =
-        stp::workspaces_client::WorkspacesClient::new(arm.state.upstream.storage.clone());
+    let mut client = stp::workspaces_client::WorkspacesClient::new(arm.storage());
     let found = client
         .get_workspace(stp::WorkspaceRef {
             subscription_id: ws.subscription,

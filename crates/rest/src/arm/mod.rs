@@ -11,9 +11,10 @@
 //! What the door does and what it leaves to the services:
 //! - Key Vault checks its own tokens (management audience) and answers its own Azure errors: the
 //!   door forwards the caller's bearer token ([`vaults`]).
-//! - Storage trusts its callers: the door verifies the ARM token itself
-//!   ([`crate::auth::management_caller`]) and hands the caller's tenant to `CreateCluster`
-//!   ([`clusters`], [`workspaces`]).
+//! - Storage: the door verifies the ARM token itself ([`crate::auth::management_caller`]), hands
+//!   the caller's tenant to `CreateCluster` ([`clusters`], [`workspaces`]) and forwards the
+//!   caller's token, so that a guarded storage checks the caller's tenant and role
+//!   (`cmksim_identity::guard`).
 //! - Every rule (names, SKUs, capacity, link limits, states) and its message is the service's;
 //!   the door only reads bodies, picks the rpc and shapes the answer. Its own errors are ARM's
 //!   (a missing `api-version`, a body that is not JSON, a method a resource does not have).
@@ -456,7 +457,16 @@ impl Arm {
         forward(bearer(&self.headers).as_deref(), message)
     }
 
-    /// The caller, its ARM token verified here (for storage, which checks no token).
+    /// The storage channel, forwarding the caller's token: storage checks it and the caller's
+    /// role when it is guarded (`cmksim_identity::guard`).
+    fn storage(&self) -> cmksim_identity::AuthChannel {
+        cmksim_identity::AuthChannel::forwarding(
+            self.state.upstream.storage.clone(),
+            bearer(&self.headers),
+        )
+    }
+
+    /// The caller, its ARM token verified here (the door's own ARM errors come first).
     fn caller(&self) -> RestResult<Caller> {
         management_caller(&self.state, &self.headers)
     }

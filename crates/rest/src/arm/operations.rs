@@ -174,8 +174,7 @@ pub fn status_json(status: &stp::OperationStatus) -> Value {
 /// `GET .../operationStatuses/{id}`.
 pub async fn status(arm: &Arm, subscription: &str, operation_id: &str) -> RestResult<Response> {
     arm.caller()?;
-    let mut clusters =
-        stp::clusters_client::ClustersClient::new(arm.state.upstream.storage.clone());
+    let mut clusters = stp::clusters_client::ClustersClient::new(arm.storage());
     let status = clusters
         .get_operation_status(stp::OperationRef {
             subscription_id: subscription.to_string(),

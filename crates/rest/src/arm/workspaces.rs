@@ -20,7 +20,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cmksim_proto::storage::v1 as stp;
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 use super::operations::accepted;
 use super::{answer, resource_not_found, Arm, ArmPath, Body, ResourceId, INSIGHTS_PROVIDER};
@@ -29,8 +28,8 @@ use crate::error::{echo, RestError, RestResult};
 /// The only linked service the door serves (the one that links a workspace to a cluster).
 pub const LINKED_SERVICE_CLUSTER: &str = "cluster";
 
-fn client(arm: &Arm) -> stp::workspaces_client::WorkspacesClient<Channel> {
-    stp::workspaces_client::WorkspacesClient::new(arm.state.upstream.storage.clone())
+fn client(arm: &Arm) -> stp::workspaces_client::WorkspacesClient<cmksim_identity::AuthChannel> {
+    stp::workspaces_client::WorkspacesClient::new(arm.storage())
 }
 
 fn workspace_ref(id: &ResourceId) -> stp::WorkspaceRef {

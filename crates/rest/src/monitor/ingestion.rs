@@ -129,7 +129,12 @@ async fn upload_inner(
     let text = decode_body(headers, body)?;
     let records = parse_records(&text, columns, state.clock.now())?;
     let mut outcome = Outcome::default();
-    let mut ingestion = inp::ingestion_client::IngestionClient::new(state.upstream.ingest.clone());
+    // The caller's role is on the rule; the door writes into the rule's workspaces as Azure
+    // Monitor's pipeline does, with its own principal.
+    let mut ingestion = inp::ingestion_client::IngestionClient::new(crate::auth::door_channel(
+        state,
+        state.upstream.ingest.clone(),
+    ));
     let declared = declarations(columns);
     for route in &routes {
         let custom = route.table.ends_with("_CL");

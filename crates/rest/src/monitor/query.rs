@@ -27,7 +27,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cmksim_identity::audience;
+use cmksim_identity::{audience, Access, Action, Caller};
 use cmksim_proto::common::v1::SimTime as PbTime;
 use cmksim_proto::ingest::v1 as inp;
 use cmksim_proto::storage::v1 as stp;
@@ -61,8 +61,8 @@ pub struct QueryParams {
     pub timespan: Option<String>,
 }
 
-/// The caller must hold a Log Analytics token (or an Azure Monitor one).
-fn query_caller(state: &AppState, headers: &HeaderMap) -> RestResult<()> {
+/// The caller must hold a Log Analytics token (or an Azure Monitor one); returns who it is.
+fn query_caller(state: &AppState, headers: &HeaderMap) -> RestResult<Caller> {
     let token = bearer(headers).ok_or_else(|| {
         RestError::new(
             401,
@@ -74,18 +74,35 @@ fn query_caller(state: &AppState, headers: &HeaderMap) -> RestResult<()> {
     let log_analytics = state
         .verifier
         .verify(&token, audience::LOG_ANALYTICS, None, now);
-    if log_analytics.is_ok() {
-        return Ok(());
-    }
     let monitor = state.verifier.verify(&token, audience::MONITOR, None, now);
-    match (log_analytics, monitor) {
-        (_, Ok(_)) => Ok(()),
-        (Err(e), Err(_)) => Err(RestError::new(
-            401,
-            "InvalidTokenError",
-            format!("The provided authentication is not valid for this resource: {e}"),
+    let claims = match (log_analytics, monitor) {
+        (Ok(v), _) | (_, Ok(v)) => v.claims,
+        (Err(e), Err(_)) => {
+            return Err(RestError::new(
+                401,
+                "InvalidTokenError",
+                format!("The provided authentication is not valid for this resource: {e}"),
+            ))
+        }
+    };
+    Ok(Caller {
+        object_id: claims.oid,
+        tenant_id: claims.tid,
+        app_id: claims.appid,
+    })
+}
+
+/// The caller must be allowed to read `workspace_id` (Log Analytics Reader, Reader,
+/// Contributor or Owner at the workspace or above); the refusal is the Logs Query API's 403.
+async fn may_query(state: &AppState, caller: &Caller, workspace_id: &str) -> RestResult<()> {
+    match crate::auth::access(state, caller, Action::QueryRead, workspace_id).await? {
+        Access::Granted => Ok(()),
+        _ => Err(RestError::new(
+            403,
+            "InsufficientAccessError",
+            "The provided credentials have insufficient access to perform the requested \
+             operation",
         )),
-        (Ok(_), _) => Ok(()),
     }
 }
 
@@ -158,7 +175,10 @@ async fn workspace_arm_id(state: &AppState, workspace: &str) -> RestResult<Strin
     if workspace.starts_with('/') {
         return Ok(super::ingestion::workspace_id(workspace));
     }
-    let mut client = stp::workspaces_client::WorkspacesClient::new(state.upstream.storage.clone());
+    let mut client = stp::workspaces_client::WorkspacesClient::new(crate::auth::door_channel(
+        state,
+        state.upstream.storage.clone(),
+    ));
     let found = client
         .find_workspace(stp::FindWorkspaceRequest {
             customer_id: workspace.to_string(),
@@ -178,6 +198,7 @@ async fn workspace_arm_id(state: &AppState, workspace: &str) -> RestResult<Strin
 /// Runs one query and shapes the answer (or the error) as the API does.
 async fn run_query(
     state: &AppState,
+    caller: &Caller,
     workspace: &str,
     query: Option<String>,
     timespan: Option<String>,
@@ -210,8 +231,15 @@ async fn run_query(
         None => (None, None),
     };
     let workspace_id = workspace_arm_id(state, workspace).await?;
-    let mut client = inp::query_client::QueryClient::new(state.upstream.ingest.clone())
-        .max_decoding_message_size(ANSWER_BYTES_MAX);
+    may_query(state, caller, &workspace_id).await?;
+    // The caller's role is checked above; the door reads as the Logs Query API's own front
+    // end, with its own principal (a caller's Azure Monitor token is accepted here, and a
+    // guarded ingest wants Log Analytics' audience).
+    let mut client = inp::query_client::QueryClient::new(crate::auth::door_channel(
+        state,
+        state.upstream.ingest.clone(),
+    ))
+    .max_decoding_message_size(ANSWER_BYTES_MAX);
     let answer = client
         .kql(inp::KqlRequest {
             workspace_id,
@@ -245,7 +273,7 @@ pub async fn post_query(
     bytes: Bytes,
 ) -> Response {
     let result = async {
-        query_caller(&state, &headers)?;
+        let caller = query_caller(&state, &headers)?;
         let body: QueryBody = serde_json::from_slice(&bytes).map_err(|e| {
             RestError::bad_request(
                 "BadArgumentError",
@@ -255,7 +283,7 @@ pub async fn post_query(
                 ),
             )
         })?;
-        run_query(&state, &workspace, body.query, body.timespan).await
+        run_query(&state, &caller, &workspace, body.query, body.timespan).await
     }
     .await;
     answer(result)
@@ -269,8 +297,8 @@ pub async fn get_query(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        query_caller(&state, &headers)?;
-        run_query(&state, &workspace, params.query, params.timespan).await
+        let caller = query_caller(&state, &headers)?;
+        run_query(&state, &caller, &workspace, params.query, params.timespan).await
     }
     .await;
     answer(result)
@@ -318,7 +346,7 @@ pub async fn batch(
     bytes: Bytes,
 ) -> Response {
     let result = async {
-        query_caller(&state, &headers)?;
+        let caller = query_caller(&state, &headers)?;
         let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
             RestError::bad_request(
                 "BadArgumentError",
@@ -336,7 +364,7 @@ pub async fn batch(
             let body = request.body.unwrap_or_default();
             let workspace = request.workspace.unwrap_or_default();
             let (status, body) =
-                match run_query(&state, &workspace, body.query, body.timespan).await {
+                match run_query(&state, &caller, &workspace, body.query, body.timespan).await {
                     Ok(body) => (200, body),
                     Err(e) => (e.status, error_body(&e)),
                 };
