@@ -540,3 +540,66 @@ async fn azure_current_accepts_with_202_and_refusals_are_storages_own_text() {
     assert_eq!(garbled.status, StatusCode::BAD_REQUEST);
     assert_eq!(garbled.json()["error"]["code"], "InvalidRequestContent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_2021_accepts_with_202_and_refuses_double_encryption_where_its_profile_says() {
+    let world = start("azure-2021").await;
+    let mut arm = Arm {
+        http: world.client().await,
+        token: world.token("https://management.azure.com/.default").await,
+    };
+    let body = |location: &str, double: Option<bool>| {
+        let mut body = json!({"location": location, "identity": {"type": "SystemAssigned"},
+                              "sku": {"name": "CapacityReservation", "capacity": 1000}});
+        if let Some(double) = double {
+            body["properties"] = json!({ "isDoubleEncryptionEnabled": double });
+        }
+        body
+    };
+    let put = |name: &str| {
+        format!(
+            "{}?{LA_API}",
+            group_path(&format!("Microsoft.OperationalInsights/clusters/{name}"))
+        )
+    };
+    // seed 001: "Should be 202 (Accepted) and a header."
+    let created = arm
+        .call(Method::PUT, &put("cl2021"), Some(body(REGION, None)))
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{:?}", created.json());
+    assert!(created.headers.get("azure-asyncoperation").is_some());
+
+    // seed 001: "<region> doesn’t support Double Encryption for clusters.", in a region the
+    // profile lists, with double encryption left at its default.
+    let refused = arm
+        .call(
+            Method::PUT,
+            &put("cldouble"),
+            Some(body("westcentralus", None)),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.json()
+    );
+    assert_eq!(
+        refused.json()["error"]["message"],
+        json!("westcentralus doesn’t support Double Encryption for clusters.")
+    );
+    // The seed's remedy: "isDoubleEncryptionEnabled": false.
+    let single = arm
+        .call(
+            Method::PUT,
+            &put("cldouble"),
+            Some(body("westcentralus", Some(false))),
+        )
+        .await;
+    assert_eq!(single.status, StatusCode::ACCEPTED, "{:?}", single.json());
+    let got = arm.call(Method::GET, &put("cldouble"), None).await;
+    assert_eq!(
+        got.json()["properties"]["isDoubleEncryptionEnabled"],
+        json!(false)
+    );
+}
