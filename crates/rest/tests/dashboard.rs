@@ -1,0 +1,46 @@
+//! The live dashboard at `/` of the HTTPS door: the page and its two assets, embedded, served
+//! without a token (the page asks for one before it reads the event stream), and no
+//! simulation-mode API here (the page finds out it is live from that 404).
+
+mod common;
+
+use cmksim_rest::dashboard;
+use common::*;
+use http::{Method, StatusCode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_door_serves_the_dashboard_at_its_root() {
+    let door = start().await;
+    let mut client = door.client("localhost").await;
+    for (path, content_type, body) in [
+        ("/", "text/html", dashboard::INDEX_HTML),
+        (
+            dashboard::JS_PATH,
+            "text/javascript",
+            dashboard::DASHBOARD_JS,
+        ),
+        (dashboard::CSS_PATH, "text/css", dashboard::DASHBOARD_CSS),
+    ] {
+        let answer = client.send(Method::GET, path, &[], None).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        let served = answer.headers[http::header::CONTENT_TYPE].to_str().unwrap();
+        assert!(served.starts_with(content_type), "{path}: {served}");
+        assert_eq!(answer.body, body.as_bytes(), "{path}: the embedded file");
+    }
+    let probe = client
+        .send(Method::GET, "/_cmksim/demo/state?after=0", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        probe.status,
+        StatusCode::NOT_FOUND,
+        "live mode: no demo API"
+    );
+    // The event stream the page reads in live mode still needs the administrator's token.
+    let events = client
+        .send(Method::GET, "/_cmksim/events", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(events.status, StatusCode::UNAUTHORIZED);
+    door.stop.send_replace(true);
+}
