@@ -24,7 +24,7 @@ use crate::keyloop::{
 };
 
 use super::host::{self, ClusterHost};
-use super::persist::{History, Meta, StatsBook};
+use super::persist::{History, Meta, SharedStats};
 use super::{events, ServerError, StorageConfig};
 
 /// One cluster's running storage: its key loop and the host that applies its effects.
@@ -60,7 +60,7 @@ pub struct Core {
     /// By clusterId.
     pub clusters: Mutex<BTreeMap<String, Arc<ClusterRuntime>>>,
     pub history: Mutex<History>,
-    pub stats: Arc<Mutex<StatsBook>>,
+    pub stats: Arc<SharedStats>,
     pub kv_channel: Channel,
     pub identity_channel: Channel,
     pub slow_ops: tokio::sync::Mutex<()>,
@@ -110,7 +110,7 @@ impl Core {
             data: Arc::new(data),
             clusters: Mutex::new(BTreeMap::new()),
             history: Mutex::new(history),
-            stats: Arc::new(Mutex::new(stats)),
+            stats: Arc::new(SharedStats::new(stats)),
             kv_channel,
             identity_channel,
             slow_ops: tokio::sync::Mutex::new(()),
@@ -144,8 +144,9 @@ impl Core {
         lock(&self.history)
     }
 
-    pub fn stats(&self) -> MutexGuard<'_, StatsBook> {
-        lock(&self.stats)
+    /// The outcome counters.
+    pub fn stats(&self) -> &SharedStats {
+        &self.stats
     }
 
     /// Persists the control state (flushed).
@@ -201,7 +202,12 @@ impl Core {
                 let _ = task.await;
             }
         }
-        self.meta.flush();
+        if let Err(e) = self.stats.persist(&self.meta) {
+            tracing::error!("storage: persisting the stats at shutdown failed: {e}");
+        }
+        if let Err(e) = self.meta.flush() {
+            tracing::error!("storage: flushing the control store at shutdown failed: {e}");
+        }
     }
 
     /// Resolves when the server is stopping.

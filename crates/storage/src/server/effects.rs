@@ -42,6 +42,9 @@ pub async fn run_tick(core: Arc<Core>) {
             _ = core.clock.sleep_until(wake) => {}
         }
         core.tick_once();
+        if let Err(e) = core.stats.persist(&core.meta) {
+            tracing::error!("storage: persisting the stats failed (retried next tick): {e}");
+        }
     }
 }
 

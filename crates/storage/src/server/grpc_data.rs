@@ -118,27 +118,25 @@ fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
 impl DataService {
     fn count(&self, destination: &str, workspace: &str, outcomes: &[pb::RecordOutcome]) {
         use pb::record_outcome::Outcome;
-        let mut stats = self.core.stats();
-        let c = stats
-            .entry(destination.to_string())
-            .or_default()
-            .entry(workspace.to_string())
-            .or_default();
-        for o in outcomes {
-            c.accepted += 1;
-            match &o.outcome {
-                Some(Outcome::Stored(_)) => c.stored += 1,
-                Some(Outcome::Buffered(_)) => c.buffered += 1,
-                Some(Outcome::Dropped(r)) => {
-                    let reason = DropReason::try_from(*r).unwrap_or(DropReason::Unspecified);
-                    *c.dropped.entry(reason.label().to_string()).or_default() += 1;
+        self.core.stats().update(|stats| {
+            let c = stats
+                .entry(destination.to_string())
+                .or_default()
+                .entry(workspace.to_string())
+                .or_default();
+            for o in outcomes {
+                c.accepted += 1;
+                match &o.outcome {
+                    Some(Outcome::Stored(_)) => c.stored += 1,
+                    Some(Outcome::Buffered(_)) => c.buffered += 1,
+                    Some(Outcome::Dropped(r)) => {
+                        let reason = DropReason::try_from(*r).unwrap_or(DropReason::Unspecified);
+                        *c.dropped.entry(reason.label().to_string()).or_default() += 1;
+                    }
+                    None => {}
                 }
-                None => {}
             }
-        }
-        if let Err(e) = self.core.meta.save_stats(&stats) {
-            tracing::error!("storage: persisting stats failed: {e}");
-        }
+        });
     }
 
     async fn append_to_cluster(
@@ -479,8 +477,7 @@ impl pb::data_plane_server::DataPlane for DataService {
         let core = &self.core;
         let mut out = pb::Stats::default();
         let mut names = Vec::new();
-        {
-            let stats = core.stats();
+        core.stats().read(|stats| {
             for (dest, by_ws) in stats.iter() {
                 if !req.cluster_resource_id.is_empty()
                     && !dest.eq_ignore_ascii_case(&req.cluster_resource_id)
@@ -500,7 +497,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                     }
                 }
             }
-        }
+        });
         for rt in core.runtimes() {
             if req.cluster_resource_id.is_empty()
                 || rt.arm_id.eq_ignore_ascii_case(&req.cluster_resource_id)

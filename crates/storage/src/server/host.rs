@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use cmksim_proto::common::v1::DropReason;
 use cmksim_sim::{EventLog, SimTime};
 use zeroize::Zeroizing;
 
@@ -13,7 +14,7 @@ use crate::data::{Aek, AekWrapping, DataPlane, Sealing};
 use crate::keyloop::{Effect, HostError, KeyLoopHost, KeyRef, KeyTarget, State, WrappedAek};
 
 use super::events::StorageEvent;
-use super::persist::{LedgerEntry, Meta, StatsBook};
+use super::persist::{LedgerEntry, Meta, SharedStats};
 
 /// `https://{vault}.vault.azure.net/keys/{key}`: the kid recorded with the wrapped AEK and in
 /// block headers (the version is recorded beside it).
@@ -52,11 +53,15 @@ pub struct ClusterHost {
     data: Arc<DataPlane>,
     meta: Meta,
     events: EventLog,
-    stats: Arc<Mutex<StatsBook>>,
+    stats: Arc<SharedStats>,
     aek: Mutex<Option<Aek>>,
     /// The key the cluster names (pinned or versionless), for the wrapped AEK's target.
     configured: Mutex<Option<KeyRef>>,
     ledger: Mutex<()>,
+}
+
+fn host_error(e: super::ServerError) -> HostError {
+    HostError(e.to_string())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,7 +77,7 @@ impl ClusterHost {
         data: Arc<DataPlane>,
         meta: Meta,
         events: EventLog,
-        stats: Arc<Mutex<StatsBook>>,
+        stats: Arc<SharedStats>,
         configured: Option<KeyRef>,
     ) -> ClusterHost {
         ClusterHost {
@@ -153,7 +158,13 @@ impl ClusterHost {
     /// Records that a batch went into the outage buffer.
     pub fn buffered(&self, workspace: &str, records: u64, now: SimTime) {
         let _guard = lock(&self.ledger);
-        let mut ledger = self.meta.ledger(&self.account).unwrap_or_default();
+        let mut ledger = match self.meta.ledger(&self.account) {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                tracing::error!(cluster = %self.cluster, "buffer ledger unreadable: {e}");
+                return;
+            }
+        };
         ledger.push(LedgerEntry {
             workspace: workspace.to_string(),
             records,
@@ -182,9 +193,9 @@ impl ClusterHost {
         );
     }
 
-    fn expire(&self, now: SimTime, expired_before: SimTime) {
+    fn expire(&self, now: SimTime, expired_before: SimTime) -> Result<(), HostError> {
         let _guard = lock(&self.ledger);
-        let mut ledger = self.meta.ledger(&self.account).unwrap_or_default();
+        let mut ledger = self.meta.ledger(&self.account).map_err(host_error)?;
         let mut by_ws: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
         for e in ledger.iter_mut() {
             if !e.expired && e.ingested_at_ms < expired_before.0 {
@@ -195,10 +206,12 @@ impl ClusterHost {
             }
         }
         if by_ws.is_empty() {
-            return;
+            return Ok(());
         }
-        let _ = self.meta.save_ledger(&self.account, &ledger);
-        self.count_drops(&by_ws, "buffer_expired");
+        self.meta
+            .save_ledger(&self.account, &ledger)
+            .map_err(host_error)?;
+        self.count_drops(&by_ws, DropReason::BufferExpired.label());
         for (workspace, (records, from)) in by_ws {
             self.record(
                 now,
@@ -210,17 +223,18 @@ impl ClusterHost {
                 },
             );
         }
+        Ok(())
     }
 
     fn count_drops(&self, by_ws: &std::collections::BTreeMap<String, (u64, i64)>, reason: &str) {
-        let mut stats = lock(&self.stats);
-        let dest = stats.entry(self.arm_id.clone()).or_default();
-        for (ws, (records, _)) in by_ws {
-            let c = dest.entry(ws.clone()).or_default();
-            c.buffered = c.buffered.saturating_sub(*records);
-            *c.dropped.entry(reason.to_string()).or_default() += records;
-        }
-        let _ = self.meta.save_stats(&stats);
+        self.stats.update(|stats| {
+            let dest = stats.entry(self.arm_id.clone()).or_default();
+            for (ws, (records, _)) in by_ws {
+                let c = dest.entry(ws.clone()).or_default();
+                c.buffered = c.buffered.saturating_sub(*records);
+                *c.dropped.entry(reason.to_string()).or_default() += records;
+            }
+        });
     }
 
     fn drain(&self, now: SimTime) -> Result<(), HostError> {
@@ -230,7 +244,7 @@ impl ClusterHost {
             .map_err(|e| HostError(e.to_string()))?;
         let expired_before = now.sub(self.data.config().buffer_window);
         let _guard = lock(&self.ledger);
-        let ledger = self.meta.ledger(&self.account).unwrap_or_default();
+        let ledger = self.meta.ledger(&self.account).map_err(host_error)?;
         let mut flushed: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
         let mut expired: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
         let mut expired_total = 0;
@@ -258,11 +272,12 @@ impl ClusterHost {
                 "the buffer ledger disagrees with the drain report"
             );
         }
-        let _ = self.meta.save_ledger(&self.account, &[]);
+        self.meta
+            .save_ledger(&self.account, &[])
+            .map_err(host_error)?;
         drop(_guard);
-        self.count_drops(&expired, "buffer_expired");
-        {
-            let mut stats = lock(&self.stats);
+        self.count_drops(&expired, DropReason::BufferExpired.label());
+        self.stats.update(|stats| {
             let dest = stats.entry(self.arm_id.clone()).or_default();
             for (ws, (records, _)) in &flushed {
                 let c = dest.entry(ws.clone()).or_default();
@@ -270,8 +285,7 @@ impl ClusterHost {
                 c.drained += records;
                 c.stored += records;
             }
-            let _ = self.meta.save_stats(&stats);
-        }
+        });
         for (workspace, (records, from)) in expired {
             self.record(
                 now,
@@ -398,7 +412,7 @@ impl KeyLoopHost for ClusterHost {
                 );
             }
             Effect::DrainBuffer { .. } => self.drain(now)?,
-            Effect::ExpireBuffer { expired_before } => self.expire(now, *expired_before),
+            Effect::ExpireBuffer { expired_before } => self.expire(now, *expired_before)?,
             Effect::Event(_) | Effect::RewrapAek { .. } => {}
         }
         Ok(())

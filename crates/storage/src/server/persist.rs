@@ -5,8 +5,12 @@
 //! - `control`: the control plane's [`ControlState`];
 //! - `identity/<clusterId>`: the cluster's managed-identity credentials (object id and secret:
 //!   the cluster's credential, never logged or returned);
-//! - `history`: per workspace, every cluster its data was ever routed to (for queries);
-//! - `stats`: the per-destination, per-workspace outcome counters;
+//! - `history`: per workspace, every cluster its data was ever routed to (for queries); one
+//!   entry per distinct cluster, so a workspace's list is bounded by the clusters that exist
+//!   (and links are rate-limited: two per 30 days, seed 001);
+//! - `stats`: the per-destination, per-workspace outcome counters (one entry per destination and
+//!   workspace: bounded by clusters × workspaces), written at most once per control tick
+//!   ([`SharedStats`]), never per append;
 //! - `ledger/<account>`: what the outage buffer holds, per batch (workspace, records, time), so
 //!   that flushes and expiries can be reported per workspace;
 //! - `keyloop/<account>`: the key loop's last state, so that a restart does not forget a
@@ -62,6 +66,54 @@ pub struct Counters {
 
 /// Counters by destination (`shared` or a cluster ARM id), then workspace id.
 pub type StatsBook = BTreeMap<String, BTreeMap<String, Counters>>;
+
+/// The stats book in memory, with a mark of whether it changed since it was last written.
+///
+/// Why not written on every append: the counters are a report of outcomes that the data plane
+/// (records) and the answers (outcomes) already made durable; rewriting and flushing the whole
+/// book with every batch doubled the cost of an append. The control tick writes it when it
+/// changed ([`SharedStats::persist`], at least every `TICK_CHECK_INTERVAL_MAX` simulated) and at
+/// shutdown, so a crash loses at most one tick of counts, never data.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    book: std::sync::Mutex<StatsBook>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl SharedStats {
+    /// The book as loaded at start.
+    pub fn new(book: StatsBook) -> SharedStats {
+        SharedStats {
+            book: std::sync::Mutex::new(book),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Reads the book.
+    pub fn read<R>(&self, f: impl FnOnce(&StatsBook) -> R) -> R {
+        f(&self.book.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Changes the book (marked for the next write).
+    pub fn update<R>(&self, f: impl FnOnce(&mut StatsBook) -> R) -> R {
+        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let result = f(&mut book);
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        result
+    }
+
+    /// Writes the book (flushed) if it changed since the last write; on failure it stays
+    /// marked, so the next call tries again.
+    pub fn persist(&self, meta: &Meta) -> Result<(), super::ServerError> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        let book = self.read(|b| b.clone());
+        meta.save_stats(&book).inspect_err(|_| {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        })
+    }
+}
 
 /// One batch held in an account's outage buffer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +211,40 @@ impl Meta {
         self.put(&format!("keyloop/{account}"), state)
     }
 
-    pub fn flush(&self) {
-        let _ = self.db.flush();
+    /// Flushes every write so far.
+    pub fn flush(&self) -> Result<(), super::ServerError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_written_only_when_changed_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("control.sled")).unwrap();
+        let stats = SharedStats::new(StatsBook::new());
+        // Nothing changed: nothing written.
+        stats.persist(&meta).unwrap();
+        assert_eq!(meta.stats().unwrap(), StatsBook::new());
+        stats.update(|book| {
+            let c = book
+                .entry("shared".into())
+                .or_default()
+                .entry("ws1".into())
+                .or_default();
+            c.accepted += 3;
+            *c.dropped.entry("revoked".into()).or_default() += 1;
+        });
+        // Changed, not yet written: the store still has the old book.
+        assert_eq!(meta.stats().unwrap(), StatsBook::new());
+        stats.persist(&meta).unwrap();
+        let written = meta.stats().unwrap();
+        assert_eq!(written["shared"]["ws1"].accepted, 3);
+        assert_eq!(written["shared"]["ws1"].dropped["revoked"], 1);
+        assert_eq!(stats.read(|b| b.clone()), written);
     }
 }
