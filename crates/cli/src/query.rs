@@ -6,6 +6,11 @@
 //! services' simulated now (read from the ingest front end's clock). Exit status: 0 with a result,
 //! 1 when the service refused the query (a syntax error, a revoked cluster: the message says
 //! which), 2 on bad input or unreachable services.
+//!
+//! With `--client-id` and `--client-secret` (a principal of the identity authority, e.g. the
+//! administrator of the door's `credentials.json`), the command obtains a Log Analytics token
+//! from the identity authority (`--keyvault`) like any client and sends it with both calls, so
+//! that it works against services that require tokens; without them it sends none.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +47,24 @@ pub struct QueryArgs {
     /// PEM certificate(s) to trust for https:// URLs.
     #[arg(long, env = "CMKSIM_TLS_CA", value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// The identity authority (hosted by Key Vault), for the token.
+    #[arg(
+        long,
+        env = "CMKSIM_KEYVAULT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    keyvault: String,
+    /// The principal to query as (its object id or client id); with --client-secret.
+    #[arg(long, env = "CMKSIM_CLIENT_ID", requires = "client_secret")]
+    client_id: Option<String>,
+    /// The principal's secret.
+    #[arg(
+        long,
+        env = "CMKSIM_CLIENT_SECRET",
+        requires = "client_id",
+        hide_env_values = true
+    )]
+    client_secret: Option<String>,
     /// Print the Logs Query API's JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -62,30 +85,55 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(query(args, network))
 }
 
+/// A Log Analytics token of the principal given on the command line, if one is.
+async fn token(args: &QueryArgs, network: &Network) -> anyhow::Result<Option<String>> {
+    let (Some(id), Some(secret)) = (&args.client_id, &args.client_secret) else {
+        return Ok(None);
+    };
+    let identity = network
+        .channel(&args.keyvault, ClientTimeouts::default())
+        .with_context(|| format!("--keyvault {:?}", args.keyvault))?;
+    let answer = cmksim_proto::identity::v1::identity_client::IdentityClient::new(identity)
+        .issue_token(cmksim_proto::identity::v1::IssueTokenRequest {
+            object_id: id.clone(),
+            secret: secret.clone(),
+            audience: cmksim_identity::audience::LOG_ANALYTICS.to_string(),
+            lifetime_seconds: 0,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("a token for {id:?}: {}", s.message()))?;
+    Ok(Some(answer.into_inner().token))
+}
+
 async fn query(args: QueryArgs, network: Network) -> anyhow::Result<ExitCode> {
     let timeouts = ClientTimeouts::default();
-    let ingest = network
+    let token = token(&args, &network).await?;
+    let plain_ingest = network
         .channel(&args.ingest, timeouts)
         .with_context(|| format!("--ingest {:?}", args.ingest))?;
+    let ingest = cmksim_identity::AuthChannel::forwarding(plain_ingest.clone(), token.clone());
     let workspace_id = if args.workspace.starts_with('/') {
         args.workspace.clone()
     } else {
         let storage = network
             .channel(&args.storage, timeouts)
             .with_context(|| format!("--storage {:?}", args.storage))?;
-        stp::workspaces_client::WorkspacesClient::new(storage)
-            .find_workspace(stp::FindWorkspaceRequest {
-                customer_id: args.workspace.clone(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("workspace {:?}: {}", args.workspace, s.message()))?
-            .into_inner()
-            .id
+        stp::workspaces_client::WorkspacesClient::new(cmksim_identity::AuthChannel::forwarding(
+            storage,
+            token.clone(),
+        ))
+        .find_workspace(stp::FindWorkspaceRequest {
+            customer_id: args.workspace.clone(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("workspace {:?}: {}", args.workspace, s.message()))?
+        .into_inner()
+        .id
     };
     let (from, to) = match &args.timespan {
         None => (None, None),
         Some(span) => {
-            let clock = evp::events_client::EventsClient::new(ingest.clone())
+            let clock = evp::events_client::EventsClient::new(plain_ingest.clone())
                 .get_clock(evp::GetClockRequest {})
                 .await
                 .map_err(|s| anyhow::anyhow!("the ingest front end's clock: {}", s.message()))?
