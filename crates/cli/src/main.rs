@@ -3,12 +3,13 @@
 //! Each subcommand is a thin layer over a library crate, so everything the binary does is also
 //! testable without it: `run` plays a scenario in simulated time, `validate` checks scenario
 //! files, `demo` walks the library, `serve` starts the real gRPC services, `health` probes one,
-//! `bench` runs the benchmarks that compare with references measured in the same run, and
-//! `profile` shows the behaviour profiles.
+//! `bench` runs the benchmarks that compare with references measured in the same run,
+//! `profile` shows the behaviour profiles, and `chaos` sweeps random fault schedules.
 
 mod bench;
 mod bench_ingest;
 mod bench_query;
+mod chaos;
 mod cleanup;
 mod health;
 mod log_writer;
@@ -52,6 +53,9 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Run a KQL query against live services (as the Logs Query API does).
     Query(query::QueryArgs),
+    /// Sweep seeded random fault schedules over a scenario, judge each by the invariants,
+    /// shard, replay one seed, shrink a failing one to a regression scenario.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),
         Command::Query(args) => query::run(args),
+        Command::Chaos(args) => chaos::run(args),
     };
     match result {
         Ok(code) => code,

@@ -152,6 +152,19 @@ impl FaultSpace {
     }
 }
 
+impl FaultSpace {
+    /// The scenario's `[chaos]` table, or the defaults for its duration without the kinds whose
+    /// target its world lacks (what `cmksim chaos` sweeps over a file without the table).
+    pub fn of(scenario: &Scenario) -> FaultSpace {
+        scenario.chaos.clone().unwrap_or_else(|| {
+            let mut space = FaultSpace::defaults(scenario.meta.duration);
+            let targets = Targets::of(scenario);
+            space.kinds.retain(|k| Targets::allow(targets.as_ref(), *k));
+            space
+        })
+    }
+}
+
 /// One drawn fault: a kind, when it starts and how long it lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct ChaosFault {
@@ -241,6 +254,15 @@ impl Targets {
     /// The targets in a scenario's world, `None` when no world cluster has a key.
     pub fn of(scenario: &Scenario) -> Option<Targets> {
         Targets::in_world(&scenario.world)
+    }
+
+    /// Whether a kind can be drawn given a world's targets (key faults need them).
+    pub fn allow(targets: Option<&Targets>, kind: ChaosKind) -> bool {
+        match kind {
+            ChaosKind::KeyDisable => targets.is_some(),
+            ChaosKind::AccessPolicyRemove => targets.is_some_and(|t| t.policy.is_some()),
+            _ => true,
+        }
     }
 
     /// The targets in a world, `None` when no cluster has a key.

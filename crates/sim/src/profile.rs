@@ -150,6 +150,11 @@ pub struct KeyAccessProfile {
     pub versionless_keys: bool,
     #[serde(with = "dur")]
     pub version_follow_deadline: Duration,
+    /// A planted bug for tests only: the storage resumes this much later than `resume_delay`.
+    /// The chaos sweep's test sets it to show that a sweep finds and shrinks a late resume;
+    /// never read from a file (`skip`), never shown, zero everywhere else.
+    #[serde(skip)]
+    pub planted_resume_lag: Duration,
 }
 
 /// The data plane (SPEC §5).

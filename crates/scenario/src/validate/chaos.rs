@@ -22,11 +22,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, world: &World) -> Option<F
     let duration = ctx.duration.unwrap_or(Duration::from_secs(3600));
     let mut space = FaultSpace::defaults(duration);
     let targets = Targets::in_world(world);
-    let has_target = |kind: ChaosKind| match kind {
-        ChaosKind::KeyDisable => targets.is_some(),
-        ChaosKind::AccessPolicyRemove => targets.as_ref().is_some_and(|t| t.policy.is_some()),
-        _ => true,
-    };
+    let has_target = |kind: ChaosKind| Targets::allow(targets.as_ref(), kind);
     match &c.faults {
         None => space.kinds.retain(|k| has_target(*k)),
         Some(list) => {

@@ -594,7 +594,9 @@ impl KeyAccessMachine {
                 self.buffering_since = None;
             }
             State::Revoked { .. } => {
-                let resume_at = now.add(self.config.resume_delay);
+                // `planted_resume_lag` is zero except in the chaos sweep's planted-bug test.
+                let resume_at =
+                    now.add(self.config.resume_delay + self.config.planted_resume_lag);
                 self.transition(
                     now,
                     State::Resuming {
