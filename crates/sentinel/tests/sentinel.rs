@@ -16,7 +16,6 @@ use cmksim_sentinel::{SentinelConfig, SentinelServer};
 use cmksim_sim::net::Network;
 use cmksim_sim::SeedTree;
 use common::{req, World, SUB};
-use prost::Message;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -201,7 +200,7 @@ impl Drill {
 }
 
 fn azure(status: &tonic::Status) -> AzureError {
-    AzureError::decode(status.details()).expect("an AzureError in the details")
+    cmksim_proto::azure::azure_error(status).expect("an AzureError in the details")
 }
 
 /// The first event of `kind` at or after `from`.
@@ -297,7 +296,7 @@ async fn revoking_only_cosmos_db_stops_sentinel_while_log_analytics_is_fine() {
     );
     assert!(!d.w.events_of("sentinel.operation.refused").is_empty());
     // Log Analytics: still healthy under the CMK, ingest stored.
-    assert_eq!(d.w.state("cla").await.state, "healthy_cmk");
+    assert_eq!(d.w.state("cla").await.state().label(), "healthy_cmk");
     let stored = d.w.append("wsp1", &common::bodies("la", 3)).await;
     assert_eq!(common::stored_count(&stored), 3);
     // Access back: restored within an hour, the incident is readable again.
@@ -360,7 +359,7 @@ async fn disabling_the_old_version_right_after_a_rotation_revokes_sentinel_only(
     let revoked = first_at_or_after(&d.w, "sentinel.state.revoked", disabled_at).unwrap();
     assert!(revoked.at().since(disabled_at) <= HOUR);
     assert_eq!(
-        d.w.state("cla").await.state,
+        d.w.state("cla").await.state().label(),
         "healthy_cmk",
         "Log Analytics is on v2"
     );
@@ -417,7 +416,7 @@ async fn disabling_the_old_version_right_after_a_rotation_revokes_sentinel_only(
     d.w.set_key_enabled("kv1", "k1", &v1, false).await;
     d.w.sleep_sim(HOUR).await;
     assert_eq!(d.sentinel_state("wsp1").await.state, "active");
-    assert_eq!(d.w.state("cla").await.state, "healthy_cmk");
+    assert_eq!(d.w.state("cla").await.state().label(), "healthy_cmk");
     d.shutdown().await;
 }
 

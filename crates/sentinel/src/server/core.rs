@@ -44,8 +44,6 @@ use super::SentinelConfig;
 
 /// The display name of the Cosmos DB principal in every tenant.
 pub const COSMOS_DB_PRINCIPAL_NAME: &str = "Azure Cosmos DB";
-/// With nothing due, the poll task still wakes this often (simulated).
-pub const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(60);
 /// At most this many rounds of "effect → vault call → more effects" per workspace and wake-up.
 pub const MAX_EFFECT_ROUNDS: usize = 4;
 
@@ -322,11 +320,18 @@ impl Core {
         let task = tokio::spawn(async move {
             loop {
                 core.step().await;
-                let wake_at = core.next_wake();
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = core.wake.notified() => {}
-                    _ = core.clock.sleep_until(wake_at) => {}
+                match core.next_wake() {
+                    Some(wake_at) => tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = core.wake.notified() => {}
+                        _ = core.clock.sleep_until(wake_at) => {}
+                    },
+                    // Nothing onboarded: sleep until an onboarding wakes the task, so that an
+                    // idle Sentinel costs a simulated run nothing.
+                    None => tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = core.wake.notified() => {}
+                    },
                 }
             }
         });
@@ -347,19 +352,21 @@ impl Core {
         }
     }
 
-    fn next_wake(&self) -> SimTime {
+    /// When the poll task should wake next; `None` when no workspace needs it.
+    fn next_wake(&self) -> Option<SimTime> {
         let now = self.now();
-        let mut wake = now.add(IDLE_WAKE_INTERVAL);
+        let mut wake: Option<SimTime> = None;
         for runtime in lock(&self.workspaces).values() {
             if runtime.machine.state().name() == StateName::Deleted {
                 continue;
             }
-            wake = wake.min(runtime.next_poll_at);
+            let mut at = runtime.next_poll_at;
             if let Some(d) = runtime.machine.next_deadline() {
-                wake = wake.min(d);
+                at = at.min(d);
             }
+            wake = Some(wake.map_or(at, |w| w.min(at)));
         }
-        wake.max(now)
+        wake.map(|w| w.max(now))
     }
 
     /// One wake-up: every workspace whose poll is due is observed and polled; every machine
