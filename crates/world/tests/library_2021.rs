@@ -9,9 +9,9 @@
 //! profile. Each difference is also told in the scenario's story.
 //!
 //! Cost: the whole library under a second profile doubles the library test (measured on the
-//! 2-core CI machine, debug build: 193 s for the 18 scenarios in one thread). By default this file
-//! runs the scenarios that differ and a representative subset of the others; set
-//! `CMKSIM_LIBRARY_2021=all` to run every scenario of the library.
+//! 2-core machine, debug build: 162 s of test time with `CMKSIM_LIBRARY_2021=all`, 32 s by
+//! default). By default this file runs the scenarios that differ and a representative subset of
+//! the others; set `CMKSIM_LIBRARY_2021=all` to run every scenario of the library.
 
 use std::path::{Path, PathBuf};
 
