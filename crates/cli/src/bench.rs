@@ -35,6 +35,12 @@ enum Target {
         /// Simulation resolution of the soak, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         tick_ms: u64,
+        /// Seeds of the chaos sweep over the revocation scenario (0: skip it).
+        #[arg(long, default_value_t = 200)]
+        chaos_seeds: u64,
+        /// Threads of the chaos sweep (default: the machine's cores).
+        #[arg(long)]
+        chaos_jobs: Option<usize>,
     },
     /// Key Vault unwrapKey over gRPC on loopback beside the same operation in process.
     Keyvault {
@@ -122,7 +128,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             json,
             days,
             tick_ms,
+            chaos_seeds,
+            chaos_jobs,
         } => {
+            anyhow::ensure!(
+                chaos_seeds <= 100_000,
+                "--chaos-seeds must be at most 100000"
+            );
             anyhow::ensure!(
                 (1..=365).contains(&days),
                 "--days must be between 1 and 365"
@@ -138,10 +150,49 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 revocation_file: library.exists().then_some(library),
             };
             let report = cmksim_world::bench::run(&options)?;
+            // The revocation scenario's unavoidable cost: its unwraps at the unwrap time
+            // measured in this run.
+            let revocation_floor = report.revocation.as_ref().map(|r| {
+                let floor_seconds = r.unwraps as f64 * report.unwrap_micros / 1e6;
+                serde_json::json!({
+                    "wall_seconds": r.wall_seconds,
+                    "unwraps": r.unwraps,
+                    "unavoidable_seconds": floor_seconds,
+                    "wall_over_unavoidable": r.wall_seconds / floor_seconds.max(1e-9),
+                })
+            });
+            let sweep = match (&options.revocation_file, chaos_seeds) {
+                (Some(file), 1..) => Some(chaos_sweep_bench(file, chaos_seeds, chaos_jobs)?),
+                _ => None,
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let mut value = serde_json::to_value(&report)?;
+                value["revocation_floor"] = revocation_floor.unwrap_or_default();
+                value["chaos_sweep"] = sweep.unwrap_or_default();
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", report.to_table());
+                match &revocation_floor {
+                    Some(f) => println!(
+                        "revocation: {:.2} s wall, unavoidable {} unwraps x unwrap time = {:.3} s, ratio {:.1} (goal <= 2, wall <= 0.3 s)",
+                        f["wall_seconds"].as_f64().unwrap_or_default(),
+                        f["unwraps"],
+                        f["unavoidable_seconds"].as_f64().unwrap_or_default(),
+                        f["wall_over_unavoidable"].as_f64().unwrap_or_default()
+                    ),
+                    None => println!("revocation: scenarios/revocation.toml not found (run from the repository)"),
+                }
+                match &sweep {
+                    Some(s) => println!(
+                        "chaos sweep of the revocation scenario: {} seeds in {:.1} s wall on {} jobs = {:.3} seeds/s per core ({} failing)",
+                        s["seeds"],
+                        s["wall_seconds"].as_f64().unwrap_or_default(),
+                        s["jobs"],
+                        s["seeds_per_second_per_core"].as_f64().unwrap_or_default(),
+                        s["failing"]
+                    ),
+                    None => println!("chaos sweep: skipped"),
+                }
             }
         }
         Target::Keyvault { json, clients } => {
@@ -253,4 +304,45 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A chaos sweep of `seeds` seeds over `file` (its `[chaos]` table or the defaults) on `jobs`
+/// threads, timed on the wall clock: seeds per second per core (a core per job).
+fn chaos_sweep_bench(
+    file: &std::path::Path,
+    seeds: u64,
+    jobs: Option<usize>,
+) -> anyhow::Result<serde_json::Value> {
+    let scenario = cmksim_scenario::validate_file(file).map_err(|d| {
+        anyhow::anyhow!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let space = cmksim_scenario::chaos::FaultSpace::of(&scenario);
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, crate::chaos::JOBS_MAX);
+    let list: Vec<u64> = (0..seeds).collect();
+    let started = std::time::Instant::now();
+    let runs = crate::chaos::sweep(
+        &scenario,
+        &space,
+        &list,
+        jobs,
+        Duration::from_millis(100),
+        &|_, _| Ok(()),
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "scenario": file.display().to_string(),
+        "seeds": runs.len(),
+        "jobs": jobs,
+        "wall_seconds": wall,
+        "seeds_per_second_per_core": runs.len() as f64 / wall.max(1e-9) / jobs as f64,
+        "failing": runs.iter().filter(|r| r.failed()).count(),
+    }))
 }
