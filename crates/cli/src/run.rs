@@ -529,6 +529,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "no scenario named {name:?} in {}",
         dir.display()
     );
+    use cmksim_world::control::{SPEED_MAX, SPEED_MIN};
+    anyhow::ensure!(
+        !args.web || (SPEED_MIN..=SPEED_MAX).contains(&args.speed),
+        "--speed with --web must be between {SPEED_MIN} and {SPEED_MAX} (the dashboard's range)"
+    );
     run(RunArgs {
         file: dir.join(format!("{name}.toml")),
         seed: None,
