@@ -293,7 +293,7 @@ fn profile_override_errors() {
     assert_one(
         text,
         "t.toml:5:11",
-        "unknown profile \"azure-2019\": expected one of azure-2020, azure-current",
+        "unknown profile \"azure-2019\": expected one of azure-2020, azure-2021, azure-current",
     );
 }
 

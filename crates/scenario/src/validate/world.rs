@@ -424,6 +424,7 @@ pub(super) fn cluster(
     let location = ctx.name(a.location, "location");
     if location.is_some() {
         rules::location(ctx, a.location);
+        rules::double_encryption(ctx, a.location, a.double_encryption, &profile.cluster);
     }
     let tenant = match a.tenant {
         Some(t) => ctx.reference(Kind::Tenant, t),

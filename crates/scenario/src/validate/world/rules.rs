@@ -119,6 +119,34 @@ pub(super) fn capacity(
     }
 }
 
+/// Seed 001: a cluster with double encryption (the profile's default, or asked for) in a region
+/// of the profile's `double_encryption_unsupported_regions` is refused: "<region> doesn’t support
+/// Double Encryption for clusters." The error sits at `double_encryption` when the file sets it,
+/// else at the location, and says the seed's remedy.
+pub(super) fn double_encryption(
+    ctx: &mut Ctx<'_>,
+    location: &S<String>,
+    double_encryption: Option<&S<bool>>,
+    profile: &ClusterProfile,
+) {
+    let enabled = double_encryption
+        .map(|d| *d.get_ref())
+        .unwrap_or(profile.double_encryption_default);
+    if enabled && !profile.double_encryption_supported(location.get_ref()) {
+        let span = double_encryption
+            .map(|d| d.span())
+            .unwrap_or_else(|| location.span());
+        ctx.err(
+            span,
+            format!(
+                "{} doesn’t support Double Encryption for clusters. (set double_encryption = \
+                 false: this profile lists the region without double encryption)",
+                cmksim_sim::text::echo(location.get_ref())
+            ),
+        );
+    }
+}
+
 /// The rules between entities of the world, at the declaration that breaks them.
 pub(super) fn cross_entity(ctx: &mut Ctx<'_>, raw: &RawFile, world: &World) {
     for k in &raw.keys {
