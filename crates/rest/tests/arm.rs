@@ -3,7 +3,8 @@
 //! policy for the cluster's identity, cluster create polled to Succeeded, key update, workspace,
 //! link, unlink, delete) as azure-mgmt-keyvault and azure-mgmt-loganalytics send it, the
 //! `Azure-AsyncOperation` status code of each profile (200 under azure-2020, 202 under
-//! azure-current), and a catalogue refusal answered with storage's own text (its gRPC twin).
+//! azure-2021 and azure-current), a catalogue refusal answered with storage's own text (its gRPC
+//! twin), and azure-2021's double-encryption refusal by region.
 //!
 //! The clock runs at 1800x so that three simulated hours of provisioning take six real seconds;
 //! every wait is a bounded polling loop on the door's answers.
