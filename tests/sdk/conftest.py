@@ -115,6 +115,9 @@ def _start_server(tmp: Path) -> Server:
         "--listen", "127.0.0.1:0",
         "--rest-listen", "127.0.0.1:0",
         "--time-scale", str(TIME_SCALE),
+        # Storage and ingest refuse calls without a token and a role, so that the suite shows
+        # the door's own calls carry the caller's (or the door's) tokens.
+        "--require-tokens",
     ]
     for override in PROFILE_OVERRIDES:
         args += ["--profile-override", override]

@@ -1,6 +1,8 @@
 """`cmksim query WORKSPACE 'KQL'` against the same live services (issue 11): the same query path
-as the Logs Query API, from the command line, by customerId or ARM id."""
+as the Logs Query API, from the command line, by customerId or ARM id, as the administrator of
+credentials.json (the services require tokens: `serve all --require-tokens`)."""
 
+import json
 import os
 import re
 import subprocess
@@ -20,8 +22,11 @@ def cmksim(server, *args):
         binary = REPO / binary
     urls = service_urls(server)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CMKSIM_")}
+    creds = json.loads((server.data_dir / "credentials.json").read_text())
     return subprocess.run([str(binary), "query", *args, "--ingest", urls["ingest"],
-                           "--storage", urls["storage"]],
+                           "--storage", urls["storage"], "--keyvault", urls["keyvault"],
+                           "--client-id", creds["clientId"],
+                           "--client-secret", creds["clientSecret"]],
                           capture_output=True, text=True, timeout=60, env=env)
 
 

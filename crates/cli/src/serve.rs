@@ -144,6 +144,11 @@ struct AllCmd {
     /// Serve the Azure-compatible HTTPS front door on ADDR (always TLS; off by default).
     #[arg(long, env = "CMKSIM_REST_LISTEN", value_name = "ADDR")]
     rest_listen: Option<SocketAddr>,
+    /// Storage and ingest refuse a call without a token of the right audience and tenant and a
+    /// role for it (README: "What is and is not enforced"). Off by default: the scenario
+    /// driver of `run --live` and Sentinel do not send tokens yet.
+    #[arg(long, env = "CMKSIM_REQUIRE_TOKENS")]
+    require_tokens: bool,
     #[command(flatten)]
     common: CommonFlags,
     #[command(flatten)]
@@ -265,6 +270,7 @@ enum Plan {
         data_dir: PathBuf,
         profile: Profile,
         rest: Option<RestPlan>,
+        require_tokens: bool,
     },
     Rest {
         rest: RestPlan,
@@ -464,6 +470,7 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     data_dir,
                     profile,
                     rest,
+                    require_tokens: cmd.require_tokens,
                 },
                 tls,
             ))
@@ -667,11 +674,13 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 data_dir,
                 profile,
                 rest,
+                require_tokens,
             } => {
                 let listens = AllListens {
                     services: [keyvault_listen, storage_listen, ingest_listen],
                     metrics: metrics_listen,
                     rest,
+                    require_tokens,
                 };
                 serve_all(
                     &base,
@@ -800,6 +809,8 @@ struct AllListens {
     services: [SocketAddr; 3],
     metrics: Option<SocketAddr>,
     rest: Option<RestPlan>,
+    /// Guard storage and ingest (`--require-tokens`).
+    require_tokens: bool,
 }
 
 /// The three services in one process: bound first (all or nothing), then served; stopped
@@ -816,6 +827,7 @@ async fn serve_all(
         services: [keyvault_listen, storage_listen, ingest_listen],
         metrics: metrics_listen,
         rest,
+        require_tokens,
     } = listens;
     let server_tls = tls.server.as_ref();
     let on = server_tls.is_some();
@@ -844,7 +856,29 @@ async fn serve_all(
     )?;
     let st_url = service_url(st_listener.local_addr()?, on);
     let in_url = service_url(in_listener.local_addr()?, on);
-    let ingest = open_ingest(base, profile, &st_url, &tls.network)?;
+    let (storage, ingest) = if require_tokens {
+        let authority = keyvault.identity();
+        let tokens = ingest_principal(&authority, base, &kv_url, &tls.network)?;
+        let guard = || {
+            cmksim_identity::Guard::new(
+                Arc::new(cmksim_identity::guard::LocalAccess(authority.clone())),
+                base.clock.clone(),
+            )
+        };
+        let channel = tls.network.channel(&st_url, ClientTimeouts::default())?;
+        let ingest = cmksim_ingest::IngestServer::with_backend(
+            base.clock.clone(),
+            event_log(),
+            profile,
+            Arc::new(cmksim_ingest::backend::grpc::GrpcStorage::with_tokens(
+                channel, tokens,
+            )),
+        );
+        tracing::info!("storage and ingest require tokens and roles (--require-tokens)");
+        (storage.with_guard(guard()), ingest.with_guard(guard()))
+    } else {
+        (storage, open_ingest(base, profile, &st_url, &tls.network)?)
+    };
     announce("keyvault", &kv_listener, on)?;
     announce("storage", &st_listener, on)?;
     announce("ingest", &in_listener, on)?;
@@ -915,6 +949,44 @@ async fn serve_all(
     let (r, (), i, s, k) =
         tokio::join!(rest_fut, ingest_gate, ingest_fut, storage_fut, keyvault_fut);
     r.and(i).and(s).and(k)
+}
+
+/// The ingest front end's own principal for `--require-tokens`: a service principal of the
+/// tenant `cmksim-services` (made on the first such start), with Monitoring Metrics Publisher
+/// and Log Analytics Reader at the root scope (Azure Monitor's pipeline writes into and reads
+/// every customer's workspace). A new principal each start: its secret is shown only at
+/// creation and kept nowhere.
+fn ingest_principal(
+    authority: &std::sync::Mutex<cmksim_identity::IdentityAuthority>,
+    base: &Base,
+    keyvault_url: &str,
+    network: &Network,
+) -> anyhow::Result<Arc<cmksim_identity::TokenSource>> {
+    use cmksim_identity::{roles::ROOT_SCOPE, PrincipalKind, Role};
+    const TENANT: &str = "cmksim-services";
+    let mut authority = authority.lock().unwrap_or_else(|p| p.into_inner());
+    let existing = authority
+        .directory()
+        .tenants
+        .values()
+        .find(|t| t.name == TENANT)
+        .map(|t| t.tenant_id.clone());
+    let tenant = match existing {
+        Some(id) => id,
+        None => authority.create_tenant(TENANT, "")?.tenant_id,
+    };
+    let (principal, secret) =
+        authority.create_principal(&tenant, "cmksim-ingest", PrincipalKind::ServicePrincipal)?;
+    for role in [Role::MonitoringMetricsPublisher, Role::LogAnalyticsReader] {
+        authority.assign_role(ROOT_SCOPE, role, &principal.object_id, "")?;
+    }
+    let identity = network.channel(keyvault_url, ClientTimeouts::default())?;
+    Ok(cmksim_identity::TokenSource::new(
+        identity,
+        &principal.object_id,
+        &secret,
+        base.clock.clone(),
+    ))
 }
 
 /// The HTTPS front door in front of the services at `urls` (Key Vault, storage, ingest): its

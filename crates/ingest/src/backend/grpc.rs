@@ -54,6 +54,16 @@ impl GrpcStorage {
         }
     }
 
+    /// A backend over an existing channel, every call carrying a token of `tokens`.
+    pub fn with_tokens(
+        channel: Channel,
+        tokens: std::sync::Arc<cmksim_identity::TokenSource>,
+    ) -> GrpcStorage {
+        GrpcStorage {
+            channel: AuthChannel::new(channel, Some(tokens)),
+        }
+    }
+
     /// A backend connecting lazily to `endpoint` (e.g. `http://127.0.0.1:7002`).
     pub fn connect_lazy(endpoint: &str) -> Result<GrpcStorage, ServerError> {
         GrpcStorage::connect_lazy_with_tokens(endpoint, None)
