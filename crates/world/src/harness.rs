@@ -92,6 +92,7 @@ pub enum WorldError {
 const KEYVAULT_PORT: u16 = 50051;
 const STORAGE_PORT: u16 = 50052;
 const INGEST_PORT: u16 = 50053;
+const SENTINEL_PORT: u16 = 50054;
 
 /// The environment variable naming the directory in which a run's data directory is created
 /// (`cmksim-sim-XXXXXX`, removed when the run ends, or on Ctrl-C or SIGTERM during `cmksim
@@ -250,6 +251,36 @@ pub fn run_simulated_in(
                 server
                     .serve_with_incoming(
                         turmoil_incoming(INGEST_PORT),
+                        std::future::pending::<()>(),
+                    )
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                Ok(())
+            }
+        });
+    }
+
+    let sentinel_dir: PathBuf = root.join("sentinel");
+    {
+        let events = events.clone();
+        let profile = scenario.profile.clone();
+        sim.host("sentinel", move || {
+            let config = cmksim_sentinel::SentinelConfig::new(
+                sentinel_dir.clone(),
+                Clock::turmoil(epoch),
+                seeds,
+                events.clone(),
+                profile.clone(),
+                Network::Turmoil,
+                crate::driver::KEYVAULT_URI,
+                crate::driver::STORAGE_URI,
+            );
+            async move {
+                let server = cmksim_sentinel::SentinelServer::open(config)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                server
+                    .serve_with_incoming(
+                        turmoil_incoming(SENTINEL_PORT),
                         std::future::pending::<()>(),
                     )
                     .await

@@ -35,6 +35,8 @@ pub use traffic::{agent_config, synthetic_records};
 pub const KEYVAULT_URI: &str = "http://keyvault:50051";
 pub const STORAGE_URI: &str = "http://storage:50052";
 pub const INGEST_URI: &str = "http://ingest:50053";
+/// Sentinel (seed 002), hosted like the others.
+pub const SENTINEL_URI: &str = "http://sentinel:50054";
 
 /// Where the driver finds the three services.
 #[derive(Clone, Debug, PartialEq, Eq)]
