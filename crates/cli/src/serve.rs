@@ -834,6 +834,7 @@ async fn serve_all(
     let kv_listener = bind("keyvault", keyvault_listen).await?;
     let st_listener = bind("storage", storage_listen).await?;
     let in_listener = bind("ingest", ingest_listen).await?;
+    let se_listener = bind("sentinel", sentinel_listen(ingest_listen)).await?;
     let metrics = match metrics_listen {
         Some(addr) => Some(bind("metrics", addr).await?),
         None => None,
@@ -856,6 +857,13 @@ async fn serve_all(
     )?;
     let st_url = service_url(st_listener.local_addr()?, on);
     let in_url = service_url(in_listener.local_addr()?, on);
+    let sentinel = open_sentinel(
+        &data_dir.join("sentinel"),
+        base,
+        profile.clone(),
+        [&kv_url, &st_url],
+        &tls.network,
+    )?;
     let (storage, ingest) = if require_tokens {
         let authority = keyvault.identity();
         let tokens = ingest_principal(&authority, base, &kv_url, &tls.network)?;
@@ -882,6 +890,7 @@ async fn serve_all(
     announce("keyvault", &kv_listener, on)?;
     announce("storage", &st_listener, on)?;
     announce("ingest", &in_listener, on)?;
+    announce("sentinel", &se_listener, on)?;
 
     // Stopped front to back: the door, then ingest, then storage, then Key Vault, so that no
     // service loses its upstream while finishing a call.
@@ -889,6 +898,16 @@ async fn serve_all(
     let (ingest_stop_tx, ingest_stop) = watch::channel(false);
     let (ingest_done_tx, ingest_done) = watch::channel(false);
     let (storage_done_tx, storage_done) = watch::channel(false);
+    // Sentinel asks storage and Key Vault: it stops with ingest, before storage.
+    let (sentinel_done_tx, sentinel_done) = watch::channel(false);
+    let sentinel_fut = async {
+        let result = serve_on!(sentinel, se_listener, server_tls, until(stop_rx));
+        if result.is_err() {
+            stop_tx.send_replace(true);
+        }
+        sentinel_done_tx.send_replace(true);
+        result.context("sentinel")
+    };
     let rest_fut = async {
         let Some((plan, listener)) = rest else {
             return Ok(());
@@ -919,9 +938,11 @@ async fn serve_all(
     };
     let storage_stop = {
         let (stop, ingest_done) = (until(stop_rx), until(&ingest_done));
+        let sentinel_done = until(&sentinel_done);
         async move {
             stop.await;
             ingest_done.await;
+            sentinel_done.await;
         }
     };
     let storage_fut = async {
@@ -946,9 +967,47 @@ async fn serve_all(
         }
         result.context("keyvault")
     };
-    let (r, (), i, s, k) =
-        tokio::join!(rest_fut, ingest_gate, ingest_fut, storage_fut, keyvault_fut);
-    r.and(i).and(s).and(k)
+    let (r, (), i, s, k, se) = tokio::join!(
+        rest_fut,
+        ingest_gate,
+        ingest_fut,
+        storage_fut,
+        keyvault_fut,
+        sentinel_fut
+    );
+    r.and(i).and(s).and(k).and(se)
+}
+
+/// Where `serve all` serves Sentinel: the port after ingest's (the OS's choice when ingest's
+/// is 0, or when ingest's is the last port).
+fn sentinel_listen(ingest_listen: SocketAddr) -> SocketAddr {
+    match ingest_listen.port() {
+        0 | u16::MAX => SocketAddr::new(ingest_listen.ip(), 0),
+        port => SocketAddr::new(ingest_listen.ip(), port + 1),
+    }
+}
+
+/// Sentinel (seed 002) over Key Vault and storage at `[keyvault, storage]`.
+fn open_sentinel(
+    data_dir: &std::path::Path,
+    base: &Base,
+    profile: Profile,
+    [keyvault, storage]: [&str; 2],
+    network: &Network,
+) -> anyhow::Result<cmksim_sentinel::SentinelServer> {
+    tracing::info!(data_dir = %data_dir.display(), keyvault, storage, "sentinel opening");
+    let mut config = cmksim_sentinel::SentinelConfig::new(
+        data_dir,
+        base.clock.clone(),
+        SeedTree::new(base.seed),
+        event_log(),
+        profile,
+        network.clone(),
+        keyvault,
+        storage,
+    );
+    config.os_key_material = true;
+    Ok(cmksim_sentinel::SentinelServer::open(config)?)
 }
 
 /// The ingest front end's own principal for `--require-tokens`: a service principal of the
