@@ -148,6 +148,9 @@ pub async fn gather(
     Ok(facts)
 }
 
+/// The version of a kid (`cmksim_proto::kid`); empty for a kid that does not parse.
 fn kid_version(kid: &str) -> String {
-    kid.rsplit('/').next().unwrap_or_default().to_string()
+    cmksim_proto::kid::KeyId::parse(kid)
+        .map(|id| id.version)
+        .unwrap_or_default()
 }

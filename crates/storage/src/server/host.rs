@@ -16,18 +16,10 @@ use crate::keyloop::{Effect, HostError, KeyLoopHost, KeyRef, KeyTarget, State, W
 use super::events::StorageEvent;
 use super::persist::{LedgerEntry, Meta, SharedStats};
 
-/// `https://{vault}.vault.azure.net/keys/{key}`: the kid recorded with the wrapped AEK and in
-/// block headers (the version is recorded beside it).
-pub fn kid_base(vault: &str, key: &str) -> String {
-    format!("https://{vault}.vault.azure.net/keys/{key}")
-}
-
-/// The vault name of `https://{vault}.vault.azure.net[/...]`.
-pub fn vault_of_uri(uri: &str) -> Option<String> {
-    let host = uri.strip_prefix("https://")?.split('/').next()?;
-    let vault = host.strip_suffix(".vault.azure.net")?;
-    (!vault.is_empty()).then(|| vault.to_ascii_lowercase())
-}
+/// Key ids are parsed and built by `cmksim_proto::kid` (one parser for every service): the kid
+/// base `https://{vault}.vault.azure.net/keys/{key}` is recorded with the wrapped AEK and in
+/// block headers, the version beside it.
+pub use cmksim_proto::kid::{kid_base, vault_of_uri};
 
 /// The key loop's reference for the control plane's `keyVaultProperties`.
 pub fn loop_key_ref(key: &crate::control::KeyRef) -> Option<KeyRef> {
@@ -40,9 +32,8 @@ pub fn loop_key_ref(key: &crate::control::KeyRef) -> Option<KeyRef> {
 
 /// A pinned reference from a stored kid base and version.
 pub fn key_ref_from_kid(kid: &str, version: &str) -> Option<KeyRef> {
-    let vault = vault_of_uri(kid)?;
-    let key = kid.trim_end_matches('/').rsplit('/').next()?;
-    Some(KeyRef::pinned(&vault, key, version))
+    let id = cmksim_proto::kid::KeyId::parse(kid)?;
+    Some(KeyRef::pinned(&id.vault, &id.name, version))
 }
 
 /// The storage side of one cluster's key loop.
