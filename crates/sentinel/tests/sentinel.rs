@@ -31,36 +31,58 @@ struct Drill {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A Sentinel server on 127.0.0.1:0 over the world's Key Vault and storage, on `sentinel/`.
+async fn serve_sentinel(
+    w: &World,
+) -> (
+    SentinelClient<Channel>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = SentinelConfig::new(
+        w.dir.path().join("sentinel"),
+        w.clock.clone(),
+        SeedTree::new(13),
+        w.events.clone(),
+        w.profile.clone(),
+        Network::Tcp,
+        &w.kv_uri,
+        "",
+    );
+    config.storage_channel = Some(w.storage_channel.clone());
+    // sled's lock may outlive a stopped server for a moment: a bounded retry.
+    let mut server = None;
+    for _ in 0..WAIT_ROUNDS {
+        match SentinelServer::open(config.clone()) {
+            Ok(s) => {
+                server = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(WAIT_STEP).await,
+        }
+    }
+    let server = server.expect("the Sentinel store opens");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    (SentinelClient::new(channel), stop, task)
+}
+
 impl Drill {
     async fn start() -> Drill {
         let w = World::start(common::profile("azure-2020", "")).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut config = SentinelConfig::new(
-            w.dir.path().join("sentinel"),
-            w.clock.clone(),
-            SeedTree::new(13),
-            w.events.clone(),
-            w.profile.clone(),
-            Network::Tcp,
-            &w.kv_uri,
-            "",
-        );
-        config.storage_channel = Some(w.storage_channel.clone());
-        let server = SentinelServer::open(config).unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_lazy();
-        let mut sentinel = SentinelClient::new(channel);
+        let (mut sentinel, stop, task) = serve_sentinel(&w).await;
         let cosmos_oid = sentinel
             .get_cosmos_db_principal(spb::CosmosDbPrincipalRequest {
                 tenant_id: w.tenant.clone(),
@@ -76,6 +98,20 @@ impl Drill {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// Stops the Sentinel server and opens a new one on the same directory.
+    async fn restart_sentinel(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        let (sentinel, stop, task) = serve_sentinel(&self.w).await;
+        self.sentinel = sentinel;
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     async fn shutdown(mut self) {
@@ -503,5 +539,40 @@ async fn a_non_cmk_workspace_linked_later_keeps_its_sentinel_data_under_the_micr
     d.cosmos_ready("kv1").await;
     let e = d.onboard("wsp2", true).await.unwrap_err();
     assert_eq!(azure(&e).code, "CustomerManagedKeyOnlyForNewWorkspaces");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_remembers_a_revocation_and_the_data_comes_back_with_access() {
+    let mut d = Drill::start().await;
+    d.onboarded("wsp1").await;
+    d.incident("wsp1", "i1").await.unwrap();
+    let oid = d.cosmos_oid.clone();
+    d.remove_policy("kv1", &oid).await;
+    d.wait_sentinel("wsp1", "revoked").await;
+    d.restart_sentinel().await;
+    // Still revoked after the restart: nothing but deleting is possible.
+    assert_eq!(d.sentinel_state("wsp1").await.state, "revoked");
+    assert!(d.incident("wsp1", "i2").await.is_err());
+    d.w.grant("kv1", &oid, &["get", "wrapKey", "unwrapKey"])
+        .await;
+    d.wait_sentinel("wsp1", "active").await;
+    let items = d.items("wsp1").await.unwrap();
+    assert_eq!(
+        items.len(),
+        1,
+        "the incident stored before the revocation and the restart"
+    );
+    // Deleting the workspace is allowed and removes its items.
+    d.remove_policy("kv1", &oid).await;
+    d.wait_sentinel("wsp1", "revoked").await;
+    let s = d
+        .sentinel
+        .delete_workspace(World::ws_ref("wsp1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.state, "deleted");
+    assert_eq!(d.w.events_of("sentinel.workspace.deleted").len(), 1);
     d.shutdown().await;
 }
