@@ -7,9 +7,11 @@
 //!    the CMK, each append flushed before it returns — beside raw sled inserts of values of the
 //!    same size, flushed the same way, in the same run. Ratio = ours / raw (goal ≥ 0.7). Records
 //!    are older than the hot window (one cold write per block, like the raw insert); a third line
-//!    shows the 2020 profile's recent data, which also writes a hot copy.
+//!    shows the 2020 profile's recent data, which also writes a hot copy: twice the bytes to disk
+//!    per append, so beside it a second raw reference stores both copies per flush. The sides
+//!    alternate over [`APPEND_ROUNDS`] rounds.
 //! 2. **Query**: a scan of a workspace of `query_workspace_bytes` (decrypting both layers and
-//!    decoding every record, on up to [`super::tier::SCAN_THREADS_MAX`] threads) beside the
+//!    decoding every record, on [`super::tier::scan_threads`] threads) beside the
 //!    decryption floor: the same stored blocks, each copied out and opened (ChaCha20-Poly1305,
 //!    then AES-256-GCM, with their own keys and header as AAD) on one thread, with nothing else —
 //!    the cost any encrypted store pays to read these bytes (goal ≥ 0.5, issue 15). The keys are
@@ -37,6 +39,8 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 /// Rounds of the query measurement, each one scan then one floor pass.
 pub const QUERY_ROUNDS: usize = 3;
+/// Rounds of each append measurement, each a third of the bytes on every side in turn.
+pub const APPEND_ROUNDS: u64 = 3;
 
 /// What to measure, and how much.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,9 +119,16 @@ pub struct AppendBench {
     pub block_bytes: usize,
     pub appends: u64,
     pub ours: Throughput,
+    /// One value of the block's size per flush.
     pub raw_sled: Throughput,
     /// ours / raw (MB/s); goal ≥ 0.7.
     pub ratio: f64,
+    /// With a hot copy: raw sled storing the same bytes as the data plane (two values of the
+    /// block's size per flush, the cold block and its hot copy), to show what of the gap is the
+    /// second copy's disk write and what is the data plane.
+    pub raw_sled_same_bytes: Option<Throughput>,
+    /// ours / raw sled with the same bytes.
+    pub ratio_same_bytes: Option<f64>,
 }
 
 /// A workspace scan beside the decryption floor of the same blocks.
@@ -132,6 +143,10 @@ pub struct QueryBench {
     pub decryption_floor: Throughput,
     /// ours / floor (MB/s of the same bytes); goal ≥ 0.5.
     pub ratio: f64,
+    /// The same scan on one thread (what parallel opening adds or costs).
+    pub one_thread: Throughput,
+    /// One-thread scan / floor.
+    pub ratio_one_thread: f64,
 }
 
 /// Memory while a large outage buffer is held.
@@ -178,6 +193,15 @@ impl BenchReport {
                 mb(&a.raw_sled),
                 a.ratio
             ));
+            if let (Some(same), Some(ratio)) = (&a.raw_sled_same_bytes, a.ratio_same_bytes) {
+                out.push_str(&format!(
+                    "{:<34} {:<32} {:<32} {:>6.2}\n",
+                    "  (raw sled storing both copies)",
+                    "",
+                    mb(same),
+                    ratio
+                ));
+            }
         }
         let q = &self.query;
         let label = format!(
@@ -191,6 +215,13 @@ impl BenchReport {
             mb(&q.ours),
             mb(&q.decryption_floor),
             q.ratio
+        ));
+        out.push_str(&format!(
+            "{:<34} {:<32} {:<32} {:>6.2}\n",
+            "  (the same scan on 1 thread)",
+            mb(&q.one_thread),
+            "",
+            q.ratio_one_thread
         ));
         out.push_str(&format!(
             "  (append: reference = raw sled inserts of the same size, flushed each; query: \
@@ -377,45 +408,78 @@ fn bench_append(
     let batch = batch_for(&template, block, config.record_bytes, time_ms);
     let plane = open_plane(&dir.join("ours"), block, 0)?;
     let aek = cmk_account(&plane, "cluster:bench", now)?;
-    let started = Instant::now();
+    // Raw sled: values of the block's size, flushed after each insert (and, with a hot copy,
+    // a second database storing both copies per flush).
+    let raw_db = |name: &str| -> Result<(sled::Db, sled::Tree)> {
+        let db = sled::Config::new()
+            .path(dir.join(name))
+            .flush_every_ms(None)
+            .cache_capacity(64 << 20)
+            .open()?;
+        let tree = db.open_tree("raw")?;
+        Ok((db, tree))
+    };
+    let (raw, raw_tree) = raw_db("raw")?;
+    let (same, same_tree) = raw_db("raw-same-bytes")?;
+    let (mut ours_t, mut raw_t, mut same_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut bytes, mut records, mut appends) = (0u64, 0u64, 0u64);
-    while bytes < config.append_bytes && started.elapsed() < config.phase_time_max {
-        let receipt = plane.append(
-            "cluster:bench",
-            sealing(&aek),
-            "ws-bench",
-            "Syslog",
-            &batch,
-            now,
-        )?;
-        assert_eq!(receipt.block_ids.len(), 1, "a batch is sized to one block");
-        bytes += receipt.payload_bytes;
-        records += receipt.records;
-        appends += 1;
+    let (mut raw_bytes, mut raw_values, mut hot_blocks) = (0u64, 0u64, 0u64);
+    let round_bytes = config.append_bytes.div_ceil(APPEND_ROUNDS);
+    let started_all = Instant::now();
+    // Rounds alternate the sides so that the disk's and the machine's load hit both alike.
+    for round in 1..=APPEND_ROUNDS {
+        let started = Instant::now();
+        let mut round_appends = 0u64;
+        while bytes < round_bytes * round && started_all.elapsed() < config.phase_time_max {
+            let receipt = plane.append(
+                "cluster:bench",
+                sealing(&aek),
+                "ws-bench",
+                "Syslog",
+                &batch,
+                now,
+            )?;
+            assert_eq!(receipt.block_ids.len(), 1, "a batch is sized to one block");
+            bytes += receipt.payload_bytes;
+            records += receipt.records;
+            hot_blocks += receipt.hot_blocks;
+            round_appends += 1;
+        }
+        ours_t += started.elapsed();
+        appends += round_appends;
+        let value = vec![0xA5u8; (bytes / appends.max(1)) as usize];
+        let started = Instant::now();
+        for _ in 0..round_appends {
+            raw_tree.insert(raw_values.to_be_bytes(), value.as_slice())?;
+            raw.flush()?;
+            raw_values += 1;
+            raw_bytes += value.len() as u64;
+        }
+        raw_t += started.elapsed();
+        if hot_blocks > 0 {
+            let started = Instant::now();
+            for i in 0..round_appends {
+                let k = (raw_values - round_appends + i).to_be_bytes();
+                same_tree.insert(k, value.as_slice())?;
+                same_tree.insert([&k[..], b"hot"].concat(), value.as_slice())?;
+                same.flush()?;
+            }
+            same_t += started.elapsed();
+        }
     }
-    let ours = Throughput::new(bytes, records, started.elapsed());
-    drop(plane);
-
-    // Raw sled: the same number of values of the same size, flushed after each insert.
-    let db = sled::Config::new()
-        .path(dir.join("raw"))
-        .flush_every_ms(None)
-        .cache_capacity(64 << 20)
-        .open()?;
-    let tree = db.open_tree("raw")?;
-    let value = vec![0xA5u8; (bytes / appends.max(1)) as usize];
-    let started = Instant::now();
-    for i in 0..appends {
-        tree.insert(i.to_be_bytes(), value.as_slice())?;
-        db.flush()?;
-    }
-    let raw_sled = Throughput::new(value.len() as u64 * appends, records, started.elapsed());
+    let ours = Throughput::new(bytes, records, ours_t);
+    let raw_sled = Throughput::new(raw_bytes, records, raw_t);
+    let raw_sled_same_bytes = (hot_blocks > 0).then(|| Throughput::new(raw_bytes, records, same_t));
     let label = format!("append {} KiB blocks{suffix}", block / KIB);
     Ok(AppendBench {
         label,
         block_bytes: block,
         appends,
         ratio: ours.mb_per_s / raw_sled.mb_per_s,
+        ratio_same_bytes: raw_sled_same_bytes
+            .as_ref()
+            .map(|same| ours.mb_per_s / same.mb_per_s),
+        raw_sled_same_bytes,
         ours,
         raw_sled,
     })
@@ -446,9 +510,11 @@ fn bench_query(config: &BenchConfig, dir: &Path, now: SimTime, time_ms: i64) -> 
     let floor = DecryptionFloor::new(&plane, &aek)?;
     // One untimed pass of each warms the caches.
     floor.pass()?;
-    let scan_pass = || -> Result<(u64, u64)> {
+    let scan_threads = super::tier::scan_threads();
+    let scan_pass_on = |threads: usize| -> Result<(u64, u64)> {
         let mut records = 0u64;
-        let stats = plane.scan(
+        let stats = plane.scan_on(
+            threads,
             "cluster:bench",
             Some(&aek),
             "ws-bench",
@@ -456,13 +522,14 @@ fn bench_query(config: &BenchConfig, dir: &Path, now: SimTime, time_ms: i64) -> 
             from,
             to,
             now,
-            &mut |r| {
+            &mut |_, _, r| {
                 records += 1;
                 std::hint::black_box(r);
             },
         )?;
         Ok((stats.blocks_read, records))
     };
+    let scan_pass = || scan_pass_on(scan_threads);
     let (blocks, records) = scan_pass()?;
     assert_eq!(
         blocks,
@@ -470,6 +537,7 @@ fn bench_query(config: &BenchConfig, dir: &Path, now: SimTime, time_ms: i64) -> 
         "the scan read every block"
     );
     let (mut scan_elapsed, mut floor_elapsed) = (Duration::ZERO, Duration::ZERO);
+    let mut one_thread_elapsed = Duration::ZERO;
     for _ in 0..QUERY_ROUNDS {
         let started = Instant::now();
         assert_eq!(scan_pass()?, (blocks, records), "every pass reads it all");
@@ -477,15 +545,23 @@ fn bench_query(config: &BenchConfig, dir: &Path, now: SimTime, time_ms: i64) -> 
         let started = Instant::now();
         floor.pass()?;
         floor_elapsed += started.elapsed();
+        let started = Instant::now();
+        assert_eq!(
+            scan_pass_on(1)?,
+            (blocks, records),
+            "every pass reads it all"
+        );
+        one_thread_elapsed += started.elapsed();
     }
     let rounds = QUERY_ROUNDS as u64;
     let ours = Throughput::new(written * rounds, records * rounds, scan_elapsed);
     let decryption_floor = Throughput::new(written * rounds, records * rounds, floor_elapsed);
+    let one_thread = Throughput::new(written * rounds, records * rounds, one_thread_elapsed);
     Ok(QueryBench {
         blocks,
-        scan_threads: std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, super::tier::SCAN_THREADS_MAX),
+        scan_threads,
+        ratio_one_thread: one_thread.mb_per_s / decryption_floor.mb_per_s,
+        one_thread,
         ratio: ours.mb_per_s / decryption_floor.mb_per_s,
         ours,
         decryption_floor,

@@ -805,8 +805,8 @@ fn canary_no_plaintext_or_aek_on_disk() {
     );
 }
 
-/// The scan opens blocks on several threads, a window at a time: records still come in block
-/// order (the same order a block-by-block scan gives, whatever the threads do), every window
+/// The scan opens blocks on several threads (here the most it may use, whatever the machine),
+/// a window at a time: records still come in block order (the same order a block-by-block scan gives, whatever the threads do), every window
 /// size edge is crossed, and a broken block stops the scan after exactly the blocks before it.
 #[test]
 fn parallel_scan_keeps_block_order_and_stops_at_the_first_bad_block() {
@@ -848,7 +848,8 @@ fn parallel_scan_keeps_block_order_and_stops_at_the_first_bad_block() {
     let mut seen = Vec::new();
     let mut keys = Vec::new();
     let stats = plane
-        .scan_tiers(
+        .scan_on(
+            tier::SCAN_THREADS_MAX,
             ACCOUNT,
             Some(&aek),
             "ws1",
@@ -887,9 +888,17 @@ fn parallel_scan_keeps_block_order_and_stops_at_the_first_bad_block() {
         .sum();
     let mut visited = Vec::new();
     let err = plane
-        .scan(ACCOUNT, Some(&aek), "ws1", "T", from, to, now(), &mut |r| {
-            visited.push(r)
-        })
+        .scan_on(
+            tier::SCAN_THREADS_MAX,
+            ACCOUNT,
+            Some(&aek),
+            "ws1",
+            "T",
+            from,
+            to,
+            now(),
+            &mut |_, _, r| visited.push(r),
+        )
         .unwrap_err();
     assert!(matches!(err, DataError::Integrity { .. }), "{err}");
     assert_eq!(visited, expected[..before].to_vec());
