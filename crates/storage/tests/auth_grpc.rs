@@ -9,7 +9,6 @@
 //! no role until the test gives it one; the ingest front end calls storage as its own service
 //! principal (roles at the root scope, as `serve` sets it up).
 
-
 use cmksim_identity::{audience, Guard, TokenSource};
 use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
 use cmksim_proto::common::v1 as cpb;
