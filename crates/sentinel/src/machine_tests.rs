@@ -485,3 +485,14 @@ fn bounds_hold_for_the_default_profile() {
         "key change followed within 1 h"
     );
 }
+
+#[test]
+fn a_scenario_may_override_one_sentinel_value() {
+    let table: toml::Table = "[sentinel]\nrestore_delay = \"10m\"\n".parse().unwrap();
+    let profile = cmksim_sim::Profile::builtin_with_overrides("azure-2020", Some(&table)).unwrap();
+    assert_eq!(profile.sentinel.restore_delay, Duration::from_secs(600));
+    assert_eq!(
+        profile.sentinel.poll_interval_max,
+        SentinelProfile::default().poll_interval_max
+    );
+}

@@ -191,7 +191,7 @@ pub struct AgentProfile {
 /// only the bounds ("within one hour"); the split of each hour between polling and the delays
 /// below is the simulator's, chosen so that every bound holds in the worst case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SentinelProfile {
     /// unwrapKey of the account key through the Cosmos DB principal, at a uniform random
     /// interval in `[poll_interval_min, poll_interval_max]`.
