@@ -237,8 +237,13 @@ pub fn draw(space: &FaultSpace, seed: u64) -> Vec<ChaosFault> {
             }
         })
         .collect();
-    faults.sort();
+    sort_by_start(&mut faults);
     faults
+}
+
+/// Start order (then kind, then duration): the order of the timeline and of the summary.
+fn sort_by_start(faults: &mut [ChaosFault]) {
+    faults.sort_by_key(|f| (f.start, f.kind, f.duration));
 }
 
 /// What the key faults act on: the first world cluster with a customer-managed key, its key,
@@ -448,7 +453,7 @@ pub fn shrink_candidates(faults: &[ChaosFault], space: &FaultSpace) -> Vec<Vec<C
         if later > start {
             let mut moved = faults.to_vec();
             moved[i].start = Duration::from_secs(later);
-            moved.sort();
+            sort_by_start(&mut moved);
             out.push(moved);
         }
     }
