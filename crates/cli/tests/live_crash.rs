@@ -5,25 +5,36 @@
 //! (tenant, principal and tokens from the identity authority in the Key Vault process; a vault
 //! with soft delete and purge protection; an RSA key; a cluster provisioned in 2 simulated
 //! minutes via `--profile-override`; the cluster identity's access policy; the key update; a
-//! workspace linked to the cluster), then ingests batches through the ingest process while it
-//! kills the storage process: every record the ingest answer called *stored* before the kill
-//! must be returned by a query after the restart on the same data directory.
+//! workspace linked to the cluster), then ingests batches through the ingest process without
+//! pause while it crashes one process after another with `kill -9` and restarts it on the same
+//! port and data directory. After every restart, every record an ingest answer acknowledged
+//! (stored, or buffered during a Key Vault outage) before the kill must be returned by a query;
+//! at the end, every record acknowledged at all.
 //!
-//! Kill points (how many stored batches after each restart) come from a seed: set
-//! `CMKSIM_CRASH_SEED` to replay a failure; the seed in use is printed. Every wait is a bounded
-//! poll; nothing asserts on how long anything took.
+//! The kill points ([`Point`]) take turns: storage mid-ingest, Key Vault mid-ingest, ingest
+//! mid-ingest, storage during a rewrap (a new key version was just given to the cluster), and
+//! storage during an outage-buffer replay (Key Vault was down past the outage grace, records came
+//! back *buffered*, and Key Vault has just come back). How far into the traffic or the rewrap or
+//! replay each kill lands comes from a seed: set `CMKSIM_CRASH_SEED` to replay a failure; the
+//! seed in use is printed. The default run has [`POINTS_DEFAULT`] kill points; the full sweep
+//! (`CMKSIM_CRASH_SWEEP=1`) has [`POINTS_SWEEP`], and `CMKSIM_CRASH_POINTS=N` chooses any number.
+//! Every wait is a bounded poll; nothing asserts on how long anything took.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cmksim_proto::common::v1 as cp;
 use cmksim_proto::ingest::v1 as ip;
+use cmksim_proto::keyvault::v1 as kvp;
+use cmksim_proto::storage::v1 as sp;
 use tonic::transport::Channel;
 
 mod common;
-use common::world::{build_world, poll, sim_now_ms, WorldNames, SIM_EPOCH_MS};
+use common::world::{
+    authorized, build_world, poll, sim_now_ms, Operator, WorldNames, SIM_EPOCH_MS,
+};
 use common::{seed, seeded_points, Cluster3};
 
 const NAMES: WorldNames = WorldNames {
@@ -36,13 +47,36 @@ const NAMES: WorldNames = WorldNames {
     workspace: "liveworkspace",
 };
 /// Fast control-plane operations, so that setup takes well under a second of real time.
-const PROFILE_OVERRIDES: [&str; 4] = [
+/// A short outage grace (0.5 s of real time), so that a Key Vault outage buffers records soon.
+const PROFILE_OVERRIDES: [&str; 5] = [
     "cluster.provisioning_duration=2m",
     "cluster.key_update_duration=1m",
     "cluster.link_duration=2m",
     "cluster.unlink_duration=2m",
+    "key_access.outage_grace=5m",
 ];
-const RECORDS_PER_BATCH: usize = 20;
+const RECORDS_PER_BATCH: usize = 4;
+/// The pause between two ingest calls: the whole run stays under the 10,000 rows a query
+/// returns, since a query reads the workspace from its start (see `query_part`).
+const PACE: Duration = Duration::from_millis(150);
+/// Records are queried in parts of this many (by their `Category`), under the query's limit of
+/// 10,000 rows; a multiple of `RECORDS_PER_BATCH`, so that a batch lies in one part.
+const RECORDS_PER_PART: u64 = 5_000;
+const DAY_MS: i64 = 86_400_000;
+/// A bound on one kill point's kill and restart, and on its check (each wait inside is bounded
+/// too; this one turns a stuck call into a failure that names the point).
+const POINT_BOUND: Duration = Duration::from_secs(120);
+/// Queries per check before the missing records are reported (each query is bounded by the
+/// channel's timeout).
+const CHECK_POLLS_MAX: u32 = 200;
+/// Kill points of the default run and of the full sweep (`CMKSIM_CRASH_SWEEP=1`).
+const POINTS_DEFAULT: usize = 10;
+const POINTS_SWEEP: usize = 100;
+/// Stored batches to wait for before a mid-ingest kill: seeded in `[low, high)`.
+const BATCHES_BEFORE_KILL: (u64, u64) = (1, 12);
+/// How long after a rewrap or a replay began its kill comes, in real milliseconds: seeded in
+/// `[0, high)` (the key update takes 1 simulated minute, 100 ms of real time).
+const KILL_DELAY_MS_MAX: u64 = 150;
 
 fn profile_args() -> Vec<String> {
     PROFILE_OVERRIDES
@@ -67,7 +101,7 @@ fn workspace_id() -> String {
 
 // ---- traffic ------------------------------------------------------------------------------
 
-/// What the ingest loop saw acknowledged.
+/// What the ingest loop saw acknowledged, and how far it got.
 #[derive(Default)]
 struct Acked {
     stored: BTreeSet<u64>,
@@ -76,15 +110,49 @@ struct Acked {
     failed_calls: u64,
 }
 
+impl Acked {
+    /// Every record acknowledged: stored, or buffered to be written once the key is back.
+    fn acknowledged(&self) -> BTreeSet<u64> {
+        self.stored.union(&self.buffered).copied().collect()
+    }
+}
+
+/// What the ingest loop and the test share.
+#[derive(Default)]
+struct Traffic {
+    acked: Mutex<Acked>,
+    /// Calls with at least one record stored, and with at least one buffered.
+    stored_batches: AtomicU64,
+    buffered_batches: AtomicU64,
+    /// Records sent so far (numbered 0..sent).
+    sent: AtomicU64,
+    /// The earliest and latest `TimeGenerated` of each query part (unix ms).
+    part_times: Mutex<BTreeMap<u64, (i64, i64)>>,
+    stop: AtomicBool,
+}
+
+impl Traffic {
+    fn acknowledged(&self) -> BTreeSet<u64> {
+        self.acked.lock().unwrap().acknowledged()
+    }
+
+    fn failed_calls(&self) -> u64 {
+        self.acked.lock().unwrap().failed_calls
+    }
+}
+
 fn string_value(s: String) -> Option<ip::Value> {
     Some(ip::Value {
         kind: Some(ip::value::Kind::StringValue(s)),
     })
 }
 
-fn batch(first: u64, epoch_ms: i64) -> ip::IngestRequest {
-    // A little in the past, so that clock rounding never puts a record in the future.
-    let at = sim_now_ms(epoch_ms) - 60_000;
+/// The query part of record `seq` (its `Category`).
+fn part(seq: u64) -> String {
+    format!("part-{}", seq / RECORDS_PER_PART)
+}
+
+fn batch(first: u64, at: i64) -> ip::IngestRequest {
     ip::IngestRequest {
         workspace_id: workspace_id(),
         table: "Heartbeat".into(),
@@ -98,7 +166,7 @@ fn batch(first: u64, epoch_ms: i64) -> ip::IngestRequest {
                     },
                     ip::Column {
                         name: "Category".into(),
-                        value: string_value("Direct Agent".into()),
+                        value: string_value(part(first)),
                     },
                 ],
             })
@@ -107,27 +175,28 @@ fn batch(first: u64, epoch_ms: i64) -> ip::IngestRequest {
     }
 }
 
-/// Sends batches through the ingest process until `stop`, recording every outcome; counts the
-/// batches with at least one stored record in `stored_batches`. Returns how many records were
-/// sent (numbered 0..n).
-async fn ingest_loop(
-    ingest_url: String,
-    epoch_ms: i64,
-    acked: Arc<Mutex<Acked>>,
-    stored_batches: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> u64 {
+/// Sends batches through the ingest process until `traffic.stop`, recording every outcome.
+async fn ingest_loop(ingest_url: String, epoch_ms: i64, traffic: Arc<Traffic>) {
     let mut client = ip::ingestion_client::IngestionClient::new(channel(&ingest_url));
-    let mut next = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        let first = next;
-        next += RECORDS_PER_BATCH as u64;
-        match client.ingest(batch(first, epoch_ms)).await {
+    while !traffic.stop.load(Ordering::SeqCst) {
+        let first = traffic
+            .sent
+            .fetch_add(RECORDS_PER_BATCH as u64, Ordering::SeqCst);
+        // A little in the past, so that clock rounding never puts a record in the future.
+        let at = sim_now_ms(epoch_ms) - 60_000;
+        traffic
+            .part_times
+            .lock()
+            .unwrap()
+            .entry(first / RECORDS_PER_PART)
+            .and_modify(|(low, high)| (*low, *high) = ((*low).min(at), (*high).max(at)))
+            .or_insert((at, at));
+        match client.ingest(batch(first, at)).await {
             Ok(response) => {
                 let response = response.into_inner();
                 assert_eq!(response.outcomes.len(), RECORDS_PER_BATCH);
-                let mut a = acked.lock().unwrap();
-                let mut any_stored = false;
+                let mut a = traffic.acked.lock().unwrap();
+                let (mut any_stored, mut any_buffered) = (false, false);
                 for (i, outcome) in response.outcomes.iter().enumerate() {
                     let seq = first + i as u64;
                     match outcome.outcome {
@@ -137,38 +206,47 @@ async fn ingest_loop(
                         }
                         Some(ip::record_outcome::Outcome::Buffered(_)) => {
                             a.buffered.insert(seq);
+                            any_buffered = true;
                         }
                         _ => a.other_outcomes += 1,
                     }
                 }
                 drop(a);
                 if any_stored {
-                    stored_batches.fetch_add(1, Ordering::SeqCst);
+                    traffic.stored_batches.fetch_add(1, Ordering::SeqCst);
+                }
+                if any_buffered {
+                    traffic.buffered_batches.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            Err(_) => {
-                acked.lock().unwrap().failed_calls += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            Err(_) => traffic.acked.lock().unwrap().failed_calls += 1,
         }
+        tokio::time::sleep(PACE).await;
     }
-    next
 }
 
-/// Every `rec-N` the ingest process returns for the workspace (one query, or None if refused).
-async fn query_all(ingest_url: &str, epoch_ms: i64) -> Option<BTreeSet<u64>> {
+/// Every `rec-N` of one query part, in `[from, to)`, the ingest process returns (None if
+/// refused). Parts are queried from the workspace's start: a query whose `from` was a later
+/// part's first `TimeGenerated` returned none of its records in this test (issue 17's crash
+/// sweep, reported), so the run is paced to stay under the query's 10,000 rows instead.
+async fn query_part(
+    ingest_url: &str,
+    part_of: u64,
+    (from, to): (i64, i64),
+) -> Option<BTreeSet<u64>> {
     let mut query = ip::query_client::QueryClient::new(channel(ingest_url));
     let response = query
         .query(ip::QueryRequest {
             workspace_id: workspace_id(),
             table: "Heartbeat".into(),
-            from: Some(cp::SimTime {
-                unix_ms: SIM_EPOCH_MS - 86_400_000,
-            }),
-            to: Some(cp::SimTime {
-                unix_ms: sim_now_ms(epoch_ms) + 86_400_000,
-            }),
-            filters: Vec::new(),
+            from: Some(cp::SimTime { unix_ms: from }),
+            to: Some(cp::SimTime { unix_ms: to }),
+            filters: vec![ip::Filter {
+                column: "Category".into(),
+                op: Some(ip::filter::Op::Equals(ip::Value {
+                    kind: Some(ip::value::Kind::StringValue(part(part_of))),
+                })),
+            }],
             count_only: false,
             limit: 10_000,
             order: 0,
@@ -176,7 +254,10 @@ async fn query_all(ingest_url: &str, epoch_ms: i64) -> Option<BTreeSet<u64>> {
         .await
         .ok()?
         .into_inner();
-    assert!(!response.truncated, "the test keeps under the query limit");
+    assert!(
+        !response.truncated,
+        "the run keeps under the query limit (part {part_of}, [{from}, {to}))"
+    );
     Some(
         response
             .rows
@@ -194,6 +275,23 @@ async fn query_all(ingest_url: &str, epoch_ms: i64) -> Option<BTreeSet<u64>> {
     )
 }
 
+/// Every `rec-N` of the query parts of `records` the ingest process returns (None if a query
+/// was refused).
+async fn query_parts(
+    ingest_url: &str,
+    traffic: &Traffic,
+    records: &BTreeSet<u64>,
+) -> Option<BTreeSet<u64>> {
+    let parts: BTreeSet<u64> = records.iter().map(|seq| seq / RECORDS_PER_PART).collect();
+    let mut found = BTreeSet::new();
+    for part_of in parts {
+        let (_, high) = traffic.part_times.lock().unwrap()[&part_of];
+        let window = (SIM_EPOCH_MS - DAY_MS, high + DAY_MS);
+        found.extend(query_part(ingest_url, part_of, window).await?);
+    }
+    Some(found)
+}
+
 /// Waits (bounded) until `n` more batches were stored.
 async fn wait_stored_batches(counter: &AtomicU64, n: u64, what: &str) {
     let target = counter.load(Ordering::SeqCst) + n;
@@ -203,124 +301,391 @@ async fn wait_stored_batches(counter: &AtomicU64, n: u64, what: &str) {
     .await;
 }
 
-enum Stop {
-    Kill9,
-    Term,
+// ---- kill points --------------------------------------------------------------------------
+
+/// Where a kill lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Point {
+    /// `kill -9` of storage while ingest runs.
+    Storage,
+    /// `kill -9` of Key Vault while ingest runs (storage rides on its cached account key).
+    KeyVault,
+    /// `kill -9` of the ingest front end while it runs.
+    Ingest,
+    /// `kill -9` of storage just after the cluster was given a new key version (the rewrap).
+    Rewrap,
+    /// `kill -9` of storage just after Key Vault came back from an outage past the grace,
+    /// while the buffered records are replayed.
+    Replay,
+    /// SIGTERM of storage while ingest runs (a clean stop), never part of the rotation.
+    StorageTerm,
 }
 
-/// Starts the three processes, builds the world, and crashes or stops storage at the given
-/// points while ingest runs; returns what was acknowledged and what a query returns at the end.
-async fn run_with_storage_stops(stops: &[(u64, Stop)]) {
-    let mut services = tokio::task::block_in_place(|| Cluster3::start(profile_args()));
+/// The rotation of kill points.
+const ROTATION: [Point; 5] = [
+    Point::Storage,
+    Point::KeyVault,
+    Point::Ingest,
+    Point::Rewrap,
+    Point::Replay,
+];
+
+/// The kill points of a run: the rotation, `n` long, each with a seeded amount (batches to wait
+/// for, or milliseconds into the rewrap or replay).
+fn plan(seed: u64, n: usize) -> Vec<(Point, u64)> {
+    let batches = seeded_points(seed, n, BATCHES_BEFORE_KILL.0, BATCHES_BEFORE_KILL.1);
+    let delays = seeded_points(seed ^ 0xDE1A_7000, n, 0, KILL_DELAY_MS_MAX);
+    (0..n)
+        .map(|i| {
+            let point = ROTATION[i % ROTATION.len()];
+            let amount = match point {
+                Point::Rewrap | Point::Replay => delays[i],
+                _ => batches[i],
+            };
+            (point, amount)
+        })
+        .collect()
+}
+
+/// How many kill points this run has: `CMKSIM_CRASH_POINTS`, or the sweep's with
+/// `CMKSIM_CRASH_SWEEP=1`, or the default.
+fn points_wanted() -> usize {
+    if let Some(n) = std::env::var("CMKSIM_CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    match std::env::var("CMKSIM_CRASH_SWEEP").as_deref() {
+        Ok("1") => POINTS_SWEEP,
+        _ => POINTS_DEFAULT,
+    }
+}
+
+/// The running processes, the traffic and the operator of one run.
+struct Run {
+    services: Cluster3,
+    traffic: Arc<Traffic>,
+    operator: Operator,
+}
+
+impl Run {
+    fn kill9(&mut self, which: &str) -> u16 {
+        let slot = match which {
+            "keyvault" => &mut self.services.keyvault,
+            "storage" => &mut self.services.storage,
+            _ => &mut self.services.ingest,
+        };
+        let serving = slot.take().expect("the service runs");
+        let port = serving.port(which);
+        // Blocking process calls run off the async workers, so the ingest loop keeps going.
+        tokio::task::block_in_place(|| serving.kill9());
+        port
+    }
+
+    fn restart(&mut self, which: &str, port: u16) {
+        tokio::task::block_in_place(|| match which {
+            "keyvault" => self.services.restart_keyvault(port),
+            "storage" => self.services.restart_storage(port),
+            _ => self.services.restart_ingest(port),
+        });
+    }
+
+    /// Waits (bounded) until an ingest call failed after this moment: the outage was seen.
+    async fn wait_failed_call(&self) {
+        let before = self.traffic.failed_calls();
+        let traffic = &self.traffic;
+        poll("an ingest call during the outage", || async {
+            (traffic.failed_calls() > before).then_some(())
+        })
+        .await;
+    }
+
+    /// The records of `acknowledged` a query does not return, after polling (bounded) for the
+    /// buffered ones to be replayed; empty when every one is back.
+    async fn missing(&self, acknowledged: &BTreeSet<u64>) -> Vec<u64> {
+        let url = self.services.url("ingest");
+        let mut missing = acknowledged.iter().copied().collect::<Vec<u64>>();
+        for _ in 0..CHECK_POLLS_MAX {
+            if let Some(found) = query_parts(&url, &self.traffic, acknowledged).await {
+                missing = acknowledged.difference(&found).copied().collect();
+                if missing.is_empty() {
+                    break;
+                }
+            }
+            tokio::time::sleep(common::POLL_INTERVAL).await;
+        }
+        missing
+    }
+
+    /// The storage state of the cluster (None while storage does not answer).
+    async fn storage_state(&self) -> Option<sp::StorageState> {
+        let mut data_plane =
+            sp::data_plane_client::DataPlaneClient::new(channel(&self.services.url("storage")));
+        Some(
+            data_plane
+                .get_storage_state(NAMES.cluster_ref())
+                .await
+                .ok()?
+                .into_inner(),
+        )
+    }
+
+    /// Creates a new version of the key and gives it to the cluster; returns the version.
+    async fn new_key_version(&self) -> String {
+        let kv = channel(&self.services.url("keyvault"));
+        let token = self
+            .operator
+            .token(kv.clone(), "https://vault.azure.net")
+            .await;
+        let key = kvp::key_vault_client::KeyVaultClient::new(kv)
+            .create_key(authorized(
+                &token,
+                kvp::CreateKeyRequest {
+                    vault_name: NAMES.vault.into(),
+                    key_name: NAMES.key.into(),
+                    kty: "RSA".into(),
+                    key_size: 2048,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("a new key version")
+            .into_inner();
+        let version = key.key.unwrap().kid.rsplit('/').next().unwrap().to_string();
+        sp::clusters_client::ClustersClient::new(channel(&self.services.url("storage")))
+            .update_cluster(sp::UpdateClusterRequest {
+                cluster: Some(NAMES.cluster_ref()),
+                key_vault_properties: Some(sp::KeyVaultProperties {
+                    key_vault_uri: format!("https://{}.vault.azure.net", NAMES.vault),
+                    key_name: NAMES.key.into(),
+                    key_version: version.clone(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("the key update is accepted");
+        version
+    }
+
+    /// One kill point; returns what was acknowledged before the kill.
+    async fn kill(&mut self, point: Point, amount: u64) -> BTreeSet<u64> {
+        let stored = &self.traffic.stored_batches;
+        match point {
+            Point::Storage | Point::KeyVault | Point::Ingest | Point::StorageTerm => {
+                wait_stored_batches(stored, amount, "stored batches before the kill").await;
+                let which = match point {
+                    Point::KeyVault => "keyvault",
+                    Point::Ingest => "ingest",
+                    _ => "storage",
+                };
+                let before = self.traffic.acknowledged();
+                let port = if point == Point::StorageTerm {
+                    let serving = self.services.storage.take().unwrap();
+                    let port = serving.port("storage");
+                    tokio::task::block_in_place(|| serving.terminate());
+                    port
+                } else {
+                    self.kill9(which)
+                };
+                if which != "keyvault" {
+                    // Ingest goes on against the stopped process (and fails) before it is back.
+                    self.wait_failed_call().await;
+                }
+                self.restart(which, port);
+                before
+            }
+            Point::Rewrap => {
+                wait_stored_batches(stored, 1, "stored batches before the rewrap").await;
+                let version = self.new_key_version().await;
+                tokio::time::sleep(Duration::from_millis(amount)).await;
+                let before = self.traffic.acknowledged();
+                let port = self.kill9("storage");
+                self.restart("storage", port);
+                // The restarted storage finishes the key update: the account key ends up
+                // wrapped by the new version.
+                eprintln!("  rewrap to {version}: storage restarted");
+                poll("the new key version in use after the restart", || async {
+                    let s = self.storage_state().await?;
+                    (s.state() == sp::StorageStateName::HealthyCmk && s.key_kid.ends_with(&version))
+                        .then_some(())
+                })
+                .await;
+                before
+            }
+            Point::Replay => {
+                wait_stored_batches(stored, 1, "stored batches before the outage").await;
+                let kv_port = self.kill9("keyvault");
+                // Past the outage grace storage is unavailable and buffers what it is sent.
+                let buffered = &self.traffic.buffered_batches;
+                let target = buffered.load(Ordering::SeqCst) + 1;
+                poll("buffered batches during the Key Vault outage", || async {
+                    (buffered.load(Ordering::SeqCst) >= target).then_some(())
+                })
+                .await;
+                self.restart("keyvault", kv_port);
+                tokio::time::sleep(Duration::from_millis(amount)).await;
+                let before = self.traffic.acknowledged();
+                let port = self.kill9("storage");
+                self.restart("storage", port);
+                before
+            }
+        }
+    }
+}
+
+/// What a run measured.
+struct Measured {
+    points: usize,
+    acknowledged: usize,
+    lost: usize,
+}
+
+/// Starts the three processes, builds the world, runs `points` while ingest goes on, and checks
+/// after each restart and at the end that nothing acknowledged is missing.
+async fn run_points(points: &[(Point, u64)]) -> Measured {
+    let services = tokio::task::block_in_place(|| Cluster3::start(profile_args()));
     let epoch_ms: i64 = services.common[3].parse().unwrap();
-    build_world(
+    let operator = build_world(
         &NAMES,
         channel(&services.url("keyvault")),
         channel(&services.url("storage")),
     )
     .await;
-
-    let acked = Arc::new(Mutex::new(Acked::default()));
-    let stored_batches = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = tokio::spawn(ingest_loop(
+    let traffic = Arc::new(Traffic::default());
+    let loop_task = tokio::spawn(ingest_loop(
         services.url("ingest"),
         epoch_ms,
-        acked.clone(),
-        stored_batches.clone(),
-        stop.clone(),
+        traffic.clone(),
     ));
-    for (round, (after, how)) in stops.iter().enumerate() {
-        wait_stored_batches(&stored_batches, *after, "stored batches before the stop").await;
-        let storage = services.storage.take().unwrap();
-        let port = storage.port("storage");
-        // Blocking process calls run off the async workers, so the ingest loop keeps going.
-        tokio::task::block_in_place(|| match how {
-            Stop::Kill9 => storage.kill9(),
-            Stop::Term => storage.terminate(),
-        });
-        let (acked_before, failed_before) = {
-            let a = acked.lock().unwrap();
-            (a.stored.clone(), a.failed_calls)
-        };
-        // Ingest goes on against the stopped storage (and fails) before it comes back.
-        poll("an ingest call during the outage", || async {
-            (acked.lock().unwrap().failed_calls > failed_before).then_some(())
-        })
+    let mut run = Run {
+        services,
+        traffic,
+        operator,
+    };
+    // Acknowledged records a query returned after an earlier kill point: each point checks the
+    // records acknowledged since (a later loss of an earlier record is caught at the end).
+    let mut verified: BTreeSet<u64> = BTreeSet::new();
+    for (i, (point, amount)) in points.iter().enumerate() {
+        eprintln!("kill point {i}: {point:?} {amount}");
+        let before = tokio::time::timeout(POINT_BOUND, run.kill(*point, *amount))
+            .await
+            .unwrap_or_else(|_| panic!("kill point {i} ({point:?}, {amount}) did not finish"));
+        // Traffic is stored again once the restarted processes have the key back.
+        wait_stored_batches(
+            &run.traffic.stored_batches,
+            1,
+            "stored batches after the restart",
+        )
         .await;
-        tokio::task::block_in_place(|| services.restart_storage(port));
-        // Traffic is stored again once the restarted storage has its key back.
-        wait_stored_batches(&stored_batches, 1, "stored batches after the restart").await;
-        // Nothing acknowledged before the stop is missing now.
-        let ingest_url = services.url("ingest");
-        let missing = poll("query after the restart", || async {
-            let found = query_all(&ingest_url, epoch_ms).await?;
-            let missing: Vec<u64> = acked_before.difference(&found).copied().collect();
-            Some(missing)
-        })
-        .await;
+        let new: BTreeSet<u64> = before.difference(&verified).copied().collect();
+        let missing = run.missing(&new).await;
+        verified.extend(new);
+        if !missing.is_empty() {
+            let state = run.storage_state().await;
+            let a = run.traffic.acked.lock().unwrap();
+            eprintln!(
+                "kill point {i}: storage {state:?}; buffered acknowledged {}, missing buffered {}",
+                a.buffered.len(),
+                missing.iter().filter(|m| a.buffered.contains(m)).count()
+            );
+        }
         assert!(
             missing.is_empty(),
-            "round {round}: {} records acknowledged as stored before the stop are gone after the restart (first: {:?})",
+            "kill point {i} ({point:?}, {amount}): {} records acknowledged before the kill are \
+             gone after the restart (first: {:?})",
             missing.len(),
             &missing[..missing.len().min(10)]
         );
     }
-    stop.store(true, Ordering::SeqCst);
-    let sent = traffic.await.expect("ingest loop");
+    run.traffic.stop.store(true, Ordering::SeqCst);
+    loop_task.await.expect("ingest loop");
 
-    let (stored, buffered, other_outcomes, failed_calls) = {
-        let a = acked.lock().unwrap();
+    let sent = run.traffic.sent.load(Ordering::SeqCst);
+    let (acknowledged, stored, buffered, other_outcomes, failed_calls) = {
+        let a = run.traffic.acked.lock().unwrap();
         (
-            a.stored.clone(),
+            a.acknowledged(),
+            a.stored.len(),
             a.buffered.len(),
             a.other_outcomes,
             a.failed_calls,
         )
     };
-    let ingest_url = services.url("ingest");
-    let found = poll("final query", || async {
-        let found = query_all(&ingest_url, epoch_ms).await?;
-        stored.is_subset(&found).then_some(found)
-    })
-    .await;
-    assert!(stored.len() >= stops.len() * RECORDS_PER_BATCH);
+    let lost = run.missing(&acknowledged).await;
+    let all_sent: BTreeSet<u64> = (0..sent).collect();
+    let found = query_parts(&run.services.url("ingest"), &run.traffic, &all_sent)
+        .await
+        .expect("the final query");
+    eprintln!(
+        "{} kill points; sent {sent}, acknowledged {} (stored {stored}, buffered {buffered}), \
+         other outcomes {other_outcomes}, failed calls {failed_calls}; query returned {}; lost {}",
+        points.len(),
+        acknowledged.len(),
+        found.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{} acknowledged records lost", lost.len());
+    assert!(stored >= points.len() * RECORDS_PER_BATCH);
     // Nothing appears that was never sent (records of a call that failed may or may not be).
     assert!(
         found.iter().all(|seq| *seq < sent),
         "a record that was never sent"
     );
-    eprintln!(
-        "sent {sent}, acknowledged stored {}, buffered {buffered}, other outcomes {other_outcomes}, \
-         failed calls {failed_calls}; query returned {}",
-        stored.len(),
-        found.len()
-    );
 
     // At the end, all three stop cleanly on SIGTERM.
     for service in [
-        services.ingest.take(),
-        services.storage.take(),
-        services.keyvault.take(),
+        run.services.ingest.take(),
+        run.services.storage.take(),
+        run.services.keyvault.take(),
     ]
     .into_iter()
     .flatten()
     {
-        service.terminate();
+        tokio::task::block_in_place(|| service.terminate());
+    }
+    Measured {
+        points: points.len(),
+        acknowledged: acknowledged.len(),
+        lost: lost.len(),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_storage_mid_ingest_loses_no_acknowledged_record() {
+async fn kill_9_of_each_process_mid_ingest_rewrap_and_replay_loses_no_acknowledged_record() {
     let seed = seed();
-    // Stored batches to wait for after each (re)start.
-    let points = seeded_points(seed, 3, 2, 17);
-    eprintln!("CMKSIM_CRASH_SEED={seed}: kill -9 after {points:?} stored batches");
-    let stops: Vec<(u64, Stop)> = points.into_iter().map(|n| (n, Stop::Kill9)).collect();
-    run_with_storage_stops(&stops).await;
+    let points = plan(seed, points_wanted());
+    eprintln!("CMKSIM_CRASH_SEED={seed}: kill points {points:?}");
+    let started = std::time::Instant::now();
+    let measured = run_points(&points).await;
+    // Reported, never asserted on.
+    eprintln!(
+        "crash sweep: {} kill points tried, {} records acknowledged, {} lost, {:.1} s",
+        measured.points,
+        measured.acknowledged,
+        measured.lost,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_storage_during_ingest_loses_nothing() {
-    run_with_storage_stops(&[(5, Stop::Term)]).await;
+    run_points(&[(Point::StorageTerm, 5)]).await;
+}
+
+#[test]
+fn the_plan_covers_every_kind_of_kill_point_and_replays_from_its_seed() {
+    let points = plan(7, POINTS_DEFAULT);
+    for kind in ROTATION {
+        assert!(
+            points.iter().filter(|(p, _)| *p == kind).count() >= 2,
+            "{kind:?}"
+        );
+    }
+    assert_eq!(points, plan(7, POINTS_DEFAULT));
+    assert_ne!(points, plan(8, POINTS_DEFAULT));
+    assert!(points.iter().all(|(p, amount)| match p {
+        Point::Rewrap | Point::Replay => *amount < KILL_DELAY_MS_MAX,
+        _ => (BATCHES_BEFORE_KILL.0..BATCHES_BEFORE_KILL.1).contains(amount),
+    }));
 }

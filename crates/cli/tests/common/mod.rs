@@ -292,6 +292,28 @@ impl Cluster3 {
         self.start_storage(&listen);
     }
 
+    /// Restarts Key Vault on its port and data directory.
+    pub fn restart_keyvault(&mut self, port: u16) {
+        let listen = format!("127.0.0.1:{port}");
+        let a = args(
+            &self.common,
+            &["--listen", &listen, "--data-dir", &path(&self.dir, "kv")],
+        );
+        self.keyvault = Some(serve_one("keyvault", &a, self.dir.path()));
+    }
+
+    /// Restarts the ingest front end on its port, against the storage URL of the moment.
+    pub fn restart_ingest(&mut self, port: u16) {
+        let listen = format!("127.0.0.1:{port}");
+        let storage_url = self.url("storage");
+        let mut a = args(
+            &self.common,
+            &["--listen", &listen, "--storage", &storage_url],
+        );
+        a.extend(self.service_args.iter().cloned());
+        self.ingest = Some(serve_one("ingest", &a, self.dir.path()));
+    }
+
     pub fn url(&self, which: &str) -> String {
         match which {
             "keyvault" => self.keyvault.as_ref(),

@@ -79,11 +79,36 @@ where
     panic!("gave up waiting for {what}");
 }
 
+/// The operator a world was built by: enough to ask for fresh tokens later (a token lives one
+/// simulated hour, seconds of real time at 600×).
+pub struct Operator {
+    pub object_id: String,
+    pub secret: String,
+}
+
+impl Operator {
+    /// A token of `audience` from the identity authority in the Key Vault process.
+    pub async fn token(&self, kv: Channel, audience: &str) -> String {
+        idp::identity_client::IdentityClient::new(kv)
+            .issue_token(idp::IssueTokenRequest {
+                object_id: self.object_id.clone(),
+                secret: self.secret.clone(),
+                audience: audience.into(),
+                lifetime_seconds: 0,
+            })
+            .await
+            .expect("issue token")
+            .into_inner()
+            .token
+    }
+}
+
 /// Builds the world through the services' gRPC APIs, as an operator would: tenant, operator,
 /// vault (soft delete, purge protection), RSA key, cluster (provisioned), the cluster identity's
 /// access policy, the key update (the storage wraps its account key through Key Vault, so this
-/// also proves storage → Key Vault works), a workspace linked to the cluster.
-pub async fn build_world(names: &WorldNames, kv: Channel, storage: Channel) {
+/// also proves storage → Key Vault works), a workspace linked to the cluster. Returns the
+/// operator.
+pub async fn build_world(names: &WorldNames, kv: Channel, storage: Channel) -> Operator {
     let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
     let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv);
     let mut clusters = sp::clusters_client::ClustersClient::new(storage.clone());
@@ -269,4 +294,8 @@ pub async fn build_world(names: &WorldNames, kv: Channel, storage: Channel) {
         }
     })
     .await;
+    Operator {
+        object_id: admin_oid,
+        secret: admin.secret,
+    }
 }
