@@ -28,6 +28,7 @@
 //! connects its services to each other over TLS, trusting its own certificate (or `--tls-ca`).
 
 mod config;
+mod data_lock;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -723,6 +724,7 @@ fn open_keyvault(
     data_dir: &std::path::Path,
     base: &Base,
 ) -> anyhow::Result<cmksim_keyvault::KeyVaultServer> {
+    data_lock::hold("keyvault", data_dir)?;
     let config = cmksim_keyvault::KeyVaultConfig {
         os_key_material: true,
         without_hsm: false,
@@ -745,6 +747,7 @@ fn open_storage(
     keyvault: &str,
     network: &Network,
 ) -> anyhow::Result<cmksim_storage::StorageServer> {
+    data_lock::hold("storage", data_dir)?;
     tracing::info!(data_dir = %data_dir.display(), keyvault, profile = %profile.name, "storage opening");
     let mut config = cmksim_storage::StorageConfig::new(
         data_dir,
