@@ -444,8 +444,34 @@ pub fn resume_within_deadline(scenario: &Scenario, events: &[Event]) -> Verdict 
                     && e.at_ms >= span.from_ms
             });
             let Some(back) = back else { continue };
-            cases += 1;
             let limit = back.at().add(deadline);
+            // Access lost again before the deadline (revoked or unavailable anew, before any
+            // healthy state): this return never had its chance; the next span is judged instead.
+            let next_state = events.iter().filter(|e| e.seq > back.seq).find_map(|e| {
+                (cluster_of(e) == Some(cluster.as_str()))
+                    .then(|| events::storage_state(e))
+                    .flatten()
+                    .filter(|s| *s != StorageState::Resuming)
+                    .map(|s| (s, e.at_ms))
+            });
+            if let Some((state, at_ms)) = next_state {
+                let lost_again = matches!(
+                    state,
+                    StorageState::Revoked
+                        | StorageState::Unavailable
+                        | StorageState::Shredded
+                        | StorageState::Deleted
+                );
+                if lost_again && at_ms <= limit.0 {
+                    notes.push(format!(
+                        "{cluster}: access returned at {} and was lost again at {} before the resume deadline",
+                        t(run, back.at_ms),
+                        t(run, at_ms)
+                    ));
+                    continue;
+                }
+            }
+            cases += 1;
             let healthy = events.iter().filter(|e| e.seq > back.seq).find(|e| {
                 cluster_of(e) == Some(cluster.as_str())
                     && events::storage_state(e) == Some(StorageState::Healthy)

@@ -280,6 +280,53 @@ fn invariant_2_follows_a_key_update_only_once_the_rewrap_succeeded() {
 }
 
 #[test]
+fn invariant_3_skips_a_return_of_access_lost_again_before_the_deadline() {
+    let s = small("");
+    let delay_min = s.profile.key_access.resume_delay.as_secs_f64() / 60.0;
+    let l = log();
+    let e = Emit { log: &l };
+    e.key(START, events::KEY_CREATED, "kv1", "k", "v1");
+    e.state(START, "cl1", None, Healthy, "start");
+    e.state(m(60.0), "cl1", Some(Healthy), Revoked, "403");
+    // Access returns, and is lost again within the resume delay.
+    e.poll(m(90.0), "cl1", events::POLL_OK, "");
+    e.state(m(90.0), "cl1", Some(Revoked), Resuming, "access back");
+    e.state(
+        m(90.0 + delay_min / 2.0),
+        "cl1",
+        Some(Resuming),
+        Revoked,
+        "403 again",
+    );
+    // It returns for good much later and resumes on time.
+    let back = 90.0 + 3.0 * delay_min;
+    e.poll(m(back), "cl1", events::POLL_OK, "");
+    e.state(m(back), "cl1", Some(Revoked), Resuming, "access back");
+    e.state(
+        m(back + delay_min),
+        "cl1",
+        Some(Resuming),
+        Healthy,
+        "resumed",
+    );
+    l.record_raw(
+        m(back + 4.0 * delay_min),
+        "scenario",
+        events::SCENARIO_FINISHED,
+        "done".into(),
+        serde_json::json!({}),
+    );
+    let v = oracle::resume_within_deadline(&s, &l.snapshot());
+    assert_eq!(v.outcome, Outcome::Held, "{v:#?}");
+    assert!(
+        v.detail.starts_with("1 returns of access checked"),
+        "{}",
+        v.detail
+    );
+    assert!(v.detail.contains("lost again"), "{}", v.detail);
+}
+
+#[test]
 fn invariant_4_short_outages() {
     let s = library("vault-blip-5m.toml");
     let make = |visible: bool| {
