@@ -246,6 +246,9 @@ fn resolve(common: &CommonFlags, flags: Settings) -> anyhow::Result<Base> {
 }
 
 /// Everything a service needs, checked; building one starts nothing.
+// One plan is built per process, so the size difference between variants (a profile in some,
+// not in others) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     Keyvault {
         listen: SocketAddr,
