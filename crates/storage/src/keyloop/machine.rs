@@ -595,8 +595,7 @@ impl KeyAccessMachine {
             }
             State::Revoked { .. } => {
                 // `planted_resume_lag` is zero except in the chaos sweep's planted-bug test.
-                let resume_at =
-                    now.add(self.config.resume_delay + self.config.planted_resume_lag);
+                let resume_at = now.add(self.config.resume_delay + self.config.planted_resume_lag);
                 self.transition(
                     now,
                     State::Resuming {
