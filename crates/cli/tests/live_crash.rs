@@ -69,6 +69,8 @@ const POINT_BOUND: Duration = Duration::from_secs(120);
 /// Queries per check before the missing records are reported (each query is bounded by the
 /// channel's timeout).
 const CHECK_POLLS_MAX: u32 = 200;
+/// Tries of the key update when the transport cuts the call off.
+const UPDATE_ATTEMPTS_MAX: u32 = 5;
 /// Kill points of the default run and of the full sweep (`CMKSIM_CRASH_SWEEP=1`).
 const POINTS_DEFAULT: usize = 10;
 const POINTS_SWEEP: usize = 100;
@@ -453,18 +455,36 @@ impl Run {
             .expect("a new key version")
             .into_inner();
         let version = key.key.unwrap().kid.rsplit('/').next().unwrap().to_string();
-        sp::clusters_client::ClustersClient::new(channel(&self.services.url("storage")))
-            .update_cluster(sp::UpdateClusterRequest {
-                cluster: Some(NAMES.cluster_ref()),
-                key_vault_properties: Some(sp::KeyVaultProperties {
-                    key_vault_uri: format!("https://{}.vault.azure.net", NAMES.vault),
-                    key_name: NAMES.key.into(),
-                    key_version: version.clone(),
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("the key update is accepted");
+        // A call cut off by the transport (a stream reset) is retried, as a client would; any
+        // answer of the service itself is final.
+        let url = self.services.url("storage");
+        let request = sp::UpdateClusterRequest {
+            cluster: Some(NAMES.cluster_ref()),
+            key_vault_properties: Some(sp::KeyVaultProperties {
+                key_vault_uri: format!("https://{}.vault.azure.net", NAMES.vault),
+                key_name: NAMES.key.into(),
+                key_version: version.clone(),
+            }),
+            ..Default::default()
+        };
+        for attempt in 1..=UPDATE_ATTEMPTS_MAX {
+            match sp::clusters_client::ClustersClient::new(channel(&url))
+                .update_cluster(request.clone())
+                .await
+            {
+                Ok(_) => break,
+                Err(e)
+                    if attempt < UPDATE_ATTEMPTS_MAX
+                        && matches!(
+                            e.code(),
+                            tonic::Code::Cancelled | tonic::Code::Unavailable
+                        ) =>
+                {
+                    tokio::time::sleep(common::POLL_INTERVAL).await;
+                }
+                Err(e) => panic!("the key update is refused: {e}"),
+            }
+        }
         version
     }
 
