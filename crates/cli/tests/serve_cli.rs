@@ -211,16 +211,17 @@ fn serve_all_answers_health_and_metrics_and_stops_on_sigterm() {
         }
     });
     let mut urls = std::collections::BTreeMap::new();
-    while urls.len() < 4 {
+    let announced = ["keyvault", "storage", "ingest", "sentinel", "metrics"];
+    while !announced.iter().all(|s| urls.contains_key(*s)) {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("serve all announces its four listeners");
+            .expect("serve all announces its five listeners");
         let mut words = line.split_whitespace();
         assert_eq!(words.next(), Some("listening"), "{line}");
         let service = words.next().unwrap().to_string();
         urls.insert(service, words.next().unwrap().to_string());
     }
-    for service in ["keyvault", "storage", "ingest"] {
+    for service in ["keyvault", "storage", "ingest", "sentinel"] {
         let out = cmksim(&["health", &urls[service]], &[]);
         assert!(
             out.status.success(),
