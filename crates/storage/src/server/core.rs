@@ -19,8 +19,8 @@ use cmksim_sim::{Clock, EventLog, Profile, RandomSource, SeedTree, SimTime};
 use crate::control::{Cluster, ControlEvent, ControlPlane, ControlState, Outcome};
 use crate::data::{AekWrapping, DataPlane};
 use crate::keyloop::{
-    DriverConfig, GrpcVaultAccess, KeyAccessMachine, KeyLoopDriver, KeyLoopHandle, KeyTarget,
-    ManagedIdentityCredentials,
+    DriverConfig, GrpcVaultAccess, KeyAccessMachine, KeyLoopDriver, KeyLoopHandle, KeyRef,
+    KeyTarget, KeyVersionSpec, ManagedIdentityCredentials,
 };
 
 use super::host::{self, ClusterHost};
@@ -178,8 +178,17 @@ impl Core {
                 tracing::warn!(cluster = %cluster.id, "no storage account for a stored cluster");
                 continue;
             }
-            let machine = self.restored_machine(&cluster, &account, now)?;
-            self.start_cluster(&cluster, machine)?;
+            let (machine, unfinished_rewrap) = self.restored_machine(&cluster, &account, now)?;
+            let runtime = self.start_cluster(&cluster, machine)?;
+            if let Some(key) = unfinished_rewrap {
+                // The process stopped between a key update's completion (persisted) and the
+                // rewrap it triggers (not yet done): the account key is still wrapped by the
+                // previous key. Ask for the rewrap again, as the completed update would have.
+                tracing::info!(cluster = %cluster.id, "resuming a key update's rewrap after restart");
+                if let Err(e) = runtime.handle.update_key(now, key) {
+                    tracing::error!(cluster = %cluster.id, "resuming the rewrap after restart: {e}");
+                }
+            }
         }
         let core = self.clone();
         let task = tokio::spawn(async move { super::effects::run_tick(core).await });
@@ -218,31 +227,48 @@ impl Core {
         }
     }
 
-    /// The key machine of a cluster found in the control state at restart.
+    /// The key machine of a cluster found in the control state at restart, and the key of a
+    /// completed key update whose rewrap had not happened yet (the account key is still wrapped
+    /// by another key than the cluster's properties name), if any.
     fn restored_machine(
         &self,
         cluster: &Cluster,
         account: &str,
         now: SimTime,
-    ) -> Result<KeyAccessMachine, ServerError> {
+    ) -> Result<(KeyAccessMachine, Option<KeyRef>), ServerError> {
         let config = &self.profile.key_access;
         if cluster.provisioned_at.is_none() {
-            return Ok(KeyAccessMachine::new(&cluster.resource.name, config, now));
+            return Ok((
+                KeyAccessMachine::new(&cluster.resource.name, config, now),
+                None,
+            ));
         }
-        let key = match self.data.account_wrapping(account)? {
-            AekWrapping::Mmk => None,
+        let configured = cluster
+            .key_vault_properties
+            .as_ref()
+            .and_then(host::loop_key_ref);
+        let (key, unfinished_rewrap) = match self.data.account_wrapping(account)? {
+            AekWrapping::Mmk => (None, configured),
             AekWrapping::Kek { kid, version, .. } => {
-                let key = cluster
-                    .key_vault_properties
-                    .as_ref()
-                    .and_then(host::loop_key_ref)
-                    .or_else(|| host::key_ref_from_kid(&kid, &version));
-                key.map(|key| KeyTarget {
+                let wrapping = host::key_ref_from_kid(&kid, &version);
+                let pending = match (&configured, &wrapping) {
+                    (Some(c), Some(w)) if !rewrap_done(c, w) => configured.clone(),
+                    _ => None,
+                };
+                // The machine starts from the key the account key is wrapped by.
+                let key = if pending.is_some() {
+                    wrapping
+                } else {
+                    configured.or(wrapping)
+                };
+                let key = key.map(|key| KeyTarget {
                     key,
                     wrapped_version: version,
-                })
+                });
+                (key, pending)
             }
         };
+        let unfinished_rewrap = unfinished_rewrap.filter(|_| cluster.soft_deleted.is_none());
         let mut machine = KeyAccessMachine::provisioned(&cluster.resource.name, config, now, key);
         if cluster.soft_deleted.is_some() {
             let _ = machine.on_deleted(now);
@@ -260,7 +286,7 @@ impl Core {
                 );
             }
         }
-        Ok(machine)
+        Ok((machine, unfinished_rewrap))
     }
 
     /// Starts the key loop of a cluster whose storage account exists.
@@ -352,3 +378,18 @@ pub fn shared_account(region: &str) -> String {
 }
 
 pub use cmksim_sim::rules::normalize_region;
+
+/// Whether an account key wrapped by `wrapping` (a pinned reference) already is under the key
+/// the cluster's properties name (`configured`): same vault and key, and the same version unless
+/// the configured key is versionless (then following the newest is the key loop's job).
+fn rewrap_done(configured: &KeyRef, wrapping: &KeyRef) -> bool {
+    let same_key = configured
+        .vault_name
+        .eq_ignore_ascii_case(&wrapping.vault_name)
+        && configured.key_name.eq_ignore_ascii_case(&wrapping.key_name);
+    same_key
+        && match &configured.version {
+            KeyVersionSpec::Versionless => true,
+            pinned => *pinned == wrapping.version,
+        }
+}
