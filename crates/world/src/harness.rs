@@ -314,7 +314,7 @@ pub fn run_simulated_in(
         driver
             .run()
             .await
-            .map_err(|e| format!("world setup failed: {} {} {}", e.status, e.code, e.message))?;
+            .map_err(|e| format!("world setup failed: {e}"))?;
         Ok(())
     });
 

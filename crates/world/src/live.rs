@@ -226,7 +226,7 @@ async fn run(
     match played {
         Err(_) => Err(LiveError::Timeout(cmksim_sim::format_duration(budget))),
         Ok(Err(e)) => Err(LiveError::Setup {
-            error: format!("{} {} {}", e.status, e.code, e.message),
+            error: e.to_string(),
             left: created_by(&events.snapshot()),
         }),
         Ok(Ok(())) => Ok(LiveRun {

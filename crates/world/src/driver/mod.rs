@@ -115,12 +115,23 @@ pub enum HarnessCommand {
 /// A queue the driver fills and the harness drains between simulation steps.
 pub type HarnessCommands = Arc<Mutex<Vec<HarnessCommand>>>;
 
-/// Why a step failed, as the service said it.
+/// Why a step failed, as the service said it (or as the driver itself refused it).
 #[derive(Debug)]
 pub struct StepError {
     pub code: String,
-    pub status: u32,
+    /// The HTTP status a service answered with; `None` when no service answered (the driver's
+    /// own refusal, e.g. a key version the vault does not have, or a transport error).
+    pub status: Option<u32>,
     pub message: String,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{status} {} {}", self.code, self.message),
+            None => write!(f, "{} {}", self.code, self.message),
+        }
+    }
 }
 
 impl From<tonic::Status> for StepError {
@@ -129,12 +140,12 @@ impl From<tonic::Status> for StepError {
         match azure {
             Some(a) => StepError {
                 code: a.code,
-                status: a.http_status,
+                status: Some(a.http_status),
                 message: a.message,
             },
             None => StepError {
                 code: format!("{:?}", status.code()),
-                status: 0,
+                status: None,
                 message: status.message().to_string(),
             },
         }
@@ -145,7 +156,7 @@ impl StepError {
     fn unknown(what: &str, name: &str) -> StepError {
         StepError {
             code: "UnknownName".into(),
-            status: 0,
+            status: None,
             message: format!("unknown {what} {name:?}"),
         }
     }
@@ -153,7 +164,7 @@ impl StepError {
     fn setup(message: String) -> StepError {
         StepError {
             code: "SetupFailed".into(),
-            status: 0,
+            status: None,
             message,
         }
     }
@@ -163,7 +174,7 @@ impl From<crate::names::UnknownName> for StepError {
     fn from(e: crate::names::UnknownName) -> Self {
         StepError {
             code: "UnknownName".into(),
-            status: 0,
+            status: None,
             message: e.to_string(),
         }
     }
@@ -366,10 +377,7 @@ impl Driver {
                     now,
                     "scenario",
                     "scenario.step.failed",
-                    format!(
-                        "step {label}: {action} failed: {} {} {}",
-                        e.status, e.code, e.message
-                    ),
+                    format!("step {label}: {action} failed: {e}"),
                     json!({
                         "step": label,
                         "action": action,
@@ -415,7 +423,7 @@ impl Driver {
         let mut request = tonic::Request::new(message);
         let value = format!("Bearer {token}").parse().map_err(|_| StepError {
             code: "BadToken".into(),
-            status: 0,
+            status: None,
             message: "token is not ASCII".into(),
         })?;
         request.metadata_mut().insert("authorization", value);
@@ -610,7 +618,7 @@ impl Driver {
                     .map(|(_, v)| v.clone())
                     .ok_or_else(|| StepError {
                         code: "UnknownVersion".into(),
-                        status: 0,
+                        status: None,
                         message: format!("key {key} in {vault} has no version v{n}"),
                     })
             }
@@ -863,7 +871,7 @@ impl Driver {
         if matches!(self.faults, Faults::Live) && needs_simulation(&fault) {
             return Err(StepError {
                 code: "NotInLiveMode".into(),
-                status: 0,
+                status: None,
                 message: format!(
                     "fault {} needs the simulated network; live mode can only use the services' chaos controls",
                     fault_label(&fault)
@@ -979,5 +987,29 @@ pub fn fault_label(fault: &Fault) -> String {
             format!("hsm latency {}", cmksim_sim::format_duration(*d))
         }
         Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepError;
+
+    #[test]
+    fn a_refusal_no_service_answered_has_no_http_status() {
+        // A key version the vault does not have (`version = "v99"`) is the driver's own
+        // refusal: it names no HTTP status rather than a made-up `0`.
+        let own = StepError {
+            code: "UnknownVersion".into(),
+            status: None,
+            message: "key k in kv has no version v99".into(),
+        };
+        assert_eq!(
+            own.to_string(),
+            "UnknownVersion key k in kv has no version v99"
+        );
+        assert!(serde_json::json!({ "status": own.status })["status"].is_null());
+        let answered = StepError::from(tonic::Status::not_found("no such key"));
+        assert_eq!(answered.status, None, "{answered}");
+        assert!(!answered.to_string().starts_with('0'), "{answered}");
     }
 }

@@ -75,7 +75,7 @@ pub fn agent_config(agent: &model::Agent) -> AgentConfig {
 pub fn synthetic_records(table: &str, n: u64, now: SimTime) -> Result<Vec<ip::Record>, StepError> {
     let schema = cmksim_ingest::schema::standard_table(table).ok_or_else(|| StepError {
         code: "UnknownTable".into(),
-        status: 0,
+        status: None,
         message: format!(
             "ingest steps send standard tables only (Heartbeat, Perf, Event, Syslog), not {table}"
         ),
