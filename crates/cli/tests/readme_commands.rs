@@ -20,6 +20,8 @@
 //! - `serve …`: runs until stopped (the serve commands are tested in `serve_cli.rs`,
 //!   `serve_tls.rs`, `live_crash.rs` and `live_scenario.rs`);
 //! - `bench …`: benchmarks run for minutes by design;
+//! - `chaos …`: sweeps run seconds per seed by design, and exit non-zero when a seed breaks an
+//!   invariant (tested in `crates/cli/tests/chaos.rs`: shards, replay, exit codes);
 //! - `demo NAME`: plays a scenario at 600× real time (minutes); `demo` alone, which lists the
 //!   library, is run;
 //! - `health …` and `run … --live`: need running services (tested in `live_scenario.rs`).
@@ -123,6 +125,7 @@ fn plan(line: &str) -> Plan {
     match words.first().copied() {
         Some("serve") => Plan::Skip("runs until stopped"),
         Some("bench") => Plan::Skip("a benchmark"),
+        Some("chaos") => Plan::Skip("a chaos sweep: seconds per seed"),
         Some("demo") if words.len() > 1 => Plan::Skip("plays a scenario at 600x real time"),
         Some("health") => Plan::Skip("needs a running service"),
         Some("run") if words.contains(&"--live") => Plan::Skip("needs running services"),
@@ -232,5 +235,9 @@ fn the_extraction_reads_fences_comments_and_continuations() {
     assert_eq!(
         plan("cmksim demo revocation"),
         Plan::Skip("plays a scenario at 600x real time")
+    );
+    assert_eq!(
+        plan("cmksim chaos scenarios/revocation.toml --seeds 0..200"),
+        Plan::Skip("a chaos sweep: seconds per seed")
     );
 }
