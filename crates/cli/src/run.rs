@@ -308,8 +308,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Removed while still registered: a signal during the removal finishes it.
         let removed = root.close();
         drop(registered);
-        let result = result?;
         removed.context("removing the run directory")?;
+        let result = match result {
+            // A refusal while building the world names the line that declared the entity.
+            Err(cmksim_world::harness::WorldError::Setup {
+                line: Some(line),
+                message,
+            }) => {
+                bar.clear();
+                eprintln!(
+                    "{}:{line}: the world's set-up was refused: {message}",
+                    args.file.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            other => other?,
+        };
         bar.clear();
         (result.seed, result.steps, events)
     };

@@ -82,6 +82,8 @@ pub struct Vault {
     pub soft_delete: bool,
     pub retention_days: u32,
     pub purge_protection: bool,
+    /// The line that declares it (for a refusal at world set-up).
+    pub line: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +165,8 @@ pub struct Key {
     pub size: u32,
     pub ops: Vec<KeyOp>,
     pub enabled: bool,
+    /// The line that declares it (for a refusal at world set-up).
+    pub line: usize,
 }
 
 /// Key permissions of an access policy (the Azure list).
@@ -266,6 +270,8 @@ pub struct Cluster {
     pub double_encryption: bool,
     /// Applied once provisioned (world clusters are provisioned at T+0).
     pub key: Option<KeyRef>,
+    /// The line that declares it (for a refusal at world set-up).
+    pub line: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,6 +281,8 @@ pub struct Workspace {
     pub retention_days: u32,
     /// Linked (link completed) at T+0.
     pub link: Option<String>,
+    /// The line that declares it (for a refusal at world set-up).
+    pub line: usize,
 }
 
 /// A simulated agent: each table sends `records` records every `every`.

@@ -87,6 +87,13 @@ pub enum WorldError {
     TempDir(#[from] std::io::Error),
     #[error("simulation: {0}")]
     Simulation(String),
+    /// A service refused a call that builds the scenario's world; `line` is the scenario line
+    /// that declared the entity, when the refusal was about one.
+    #[error("world setup failed: {message}")]
+    Setup {
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 const KEYVAULT_PORT: u16 = 50051;
@@ -290,6 +297,9 @@ pub fn run_simulated_in(
         });
     }
 
+    // The driver's set-up refusal, kept typed beside turmoil's stringly client error.
+    let setup_failure: Arc<Mutex<Option<WorldError>>> = Arc::default();
+    let driver_failure = setup_failure.clone();
     let driver_scenario = Arc::new(scenario.clone());
     let driver_events = events.clone();
     let driver_commands = commands.clone();
@@ -311,10 +321,14 @@ pub fn run_simulated_in(
         if let Some(queue) = levers {
             driver = driver.with_levers(queue);
         }
-        driver
-            .run()
-            .await
-            .map_err(|e| format!("world setup failed: {e}"))?;
+        driver.run().await.map_err(|e| {
+            let message = e.to_string();
+            *driver_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(WorldError::Setup {
+                line: e.line,
+                message: message.clone(),
+            });
+            format!("world setup failed: {message}")
+        })?;
         Ok(())
     });
 
@@ -325,9 +339,16 @@ pub fn run_simulated_in(
     // The dashboard's speed, once the run is paced by it.
     let mut paced_speed: Option<f64> = None;
     loop {
-        let done = sim
-            .step()
-            .map_err(|e| WorldError::Simulation(e.to_string()))?;
+        let done = sim.step().map_err(|e| {
+            match setup_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                Some(setup) => setup,
+                None => WorldError::Simulation(e.to_string()),
+            }
+        })?;
         steps += 1;
         let pending: Vec<HarnessCommand> =
             std::mem::take(&mut *commands.lock().unwrap_or_else(|p| p.into_inner()));

@@ -318,6 +318,7 @@ pub(super) fn vault(ctx: &mut Ctx<'_>, a: &VaultArgs<'_>, default_tenant: &str) 
         soft_delete: a.soft_delete.map(|s| *s.get_ref()).unwrap_or(true),
         retention_days: retention_days?,
         purge_protection: a.purge_protection.map(|s| *s.get_ref()).unwrap_or(false),
+        line: ctx.line_of(&a.name.span()),
     })
 }
 
@@ -369,6 +370,7 @@ pub(super) fn key(ctx: &mut Ctx<'_>, a: &KeyArgs<'_>) -> Option<Key> {
         size: size?,
         ops: ops?,
         enabled: a.enabled.map(|e| *e.get_ref()).unwrap_or(true),
+        line: ctx.line_of(&a.name.span()),
     })
 }
 
@@ -458,6 +460,7 @@ pub(super) fn cluster(
             .map(|d| *d.get_ref())
             .unwrap_or(profile.cluster.double_encryption_default),
         key: None,
+        line: ctx.line_of(&a.name.span()),
     })
 }
 
@@ -522,6 +525,7 @@ pub(super) fn workspace(
     retention_days: Option<&S<i64>>,
     profile: &Profile,
 ) -> Option<Workspace> {
+    let line = ctx.line_of(&name.span());
     let checked_name = ctx.name(name, "workspace name");
     if checked_name.is_some() {
         rules::workspace_name(ctx, name);
@@ -541,6 +545,7 @@ pub(super) fn workspace(
         location: location?,
         retention_days: retention?,
         link: None,
+        line,
     })
 }
 

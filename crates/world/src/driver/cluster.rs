@@ -175,7 +175,9 @@ impl Driver {
     pub(super) async fn build_clusters(&mut self) -> Result<(), StepError> {
         let world = self.scenario.world.clone();
         for cluster in &world.clusters {
-            self.create_cluster(cluster).await?;
+            self.create_cluster(cluster)
+                .await
+                .map_err(|e| e.declared_at(cluster.line))?;
         }
         for policy in world
             .access_policies
@@ -185,7 +187,9 @@ impl Driver {
             self.set_access_policy(policy).await?;
         }
         for workspace in &world.workspaces {
-            self.create_workspace(workspace).await?;
+            self.create_workspace(workspace)
+                .await
+                .map_err(|e| e.declared_at(workspace.line))?;
         }
         for cluster in &world.clusters {
             self.wait_for(&cluster.name, |c| c.provisioning_state == "Succeeded")
@@ -194,7 +198,8 @@ impl Driver {
         for cluster in &world.clusters {
             if let Some(key) = &cluster.key {
                 self.update_cluster(&cluster.name, None, None, Some(key))
-                    .await?;
+                    .await
+                    .map_err(|e| e.declared_at(cluster.line))?;
                 let name = key.key.clone();
                 self.wait_for(&cluster.name, move |c| {
                     c.provisioning_state == "Succeeded"
@@ -207,7 +212,9 @@ impl Driver {
         }
         for workspace in &world.workspaces {
             if let Some(cluster) = &workspace.link {
-                self.link_workspace(&workspace.name, cluster).await?;
+                self.link_workspace(&workspace.name, cluster)
+                    .await
+                    .map_err(|e| e.declared_at(workspace.line))?;
             }
         }
         for workspace in &world.workspaces {

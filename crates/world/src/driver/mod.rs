@@ -123,6 +123,16 @@ pub struct StepError {
     /// own refusal, e.g. a key version the vault does not have, or a transport error).
     pub status: Option<u32>,
     pub message: String,
+    /// The scenario line that declared the entity a world set-up call was for.
+    pub line: Option<usize>,
+}
+
+impl StepError {
+    /// The error of setting up the entity declared at `line`.
+    pub fn declared_at(mut self, line: usize) -> StepError {
+        self.line.get_or_insert(line);
+        self
+    }
 }
 
 impl std::fmt::Display for StepError {
@@ -141,11 +151,13 @@ impl From<tonic::Status> for StepError {
             Some(a) => StepError {
                 code: a.code,
                 status: Some(a.http_status),
+                line: None,
                 message: a.message,
             },
             None => StepError {
                 code: format!("{:?}", status.code()),
                 status: None,
+                line: None,
                 message: status.message().to_string(),
             },
         }
@@ -157,6 +169,7 @@ impl StepError {
         StepError {
             code: "UnknownName".into(),
             status: None,
+            line: None,
             message: format!("unknown {what} {name:?}"),
         }
     }
@@ -165,6 +178,7 @@ impl StepError {
         StepError {
             code: "SetupFailed".into(),
             status: None,
+            line: None,
             message,
         }
     }
@@ -175,6 +189,7 @@ impl From<crate::names::UnknownName> for StepError {
         StepError {
             code: "UnknownName".into(),
             status: None,
+            line: None,
             message: e.to_string(),
         }
     }
@@ -424,6 +439,7 @@ impl Driver {
         let value = format!("Bearer {token}").parse().map_err(|_| StepError {
             code: "BadToken".into(),
             status: None,
+            line: None,
             message: "token is not ASCII".into(),
         })?;
         request.metadata_mut().insert("authorization", value);
@@ -487,10 +503,14 @@ impl Driver {
             );
         }
         for vault in &world.vaults {
-            self.create_vault(vault).await?;
+            self.create_vault(vault)
+                .await
+                .map_err(|e| e.declared_at(vault.line))?;
         }
         for key in &world.keys {
-            self.create_key(key).await?;
+            self.create_key(key)
+                .await
+                .map_err(|e| e.declared_at(key.line))?;
         }
         for policy in &world.access_policies {
             // Policies naming a cluster identity are set once the cluster exists.
@@ -619,6 +639,7 @@ impl Driver {
                     .ok_or_else(|| StepError {
                         code: "UnknownVersion".into(),
                         status: None,
+                        line: None,
                         message: format!("key {key} in {vault} has no version v{n}"),
                     })
             }
@@ -872,6 +893,7 @@ impl Driver {
             return Err(StepError {
                 code: "NotInLiveMode".into(),
                 status: None,
+                line: None,
                 message: format!(
                     "fault {} needs the simulated network; live mode can only use the services' chaos controls",
                     fault_label(&fault)
@@ -1001,6 +1023,7 @@ mod tests {
         let own = StepError {
             code: "UnknownVersion".into(),
             status: None,
+            line: None,
             message: "key k in kv has no version v99".into(),
         };
         assert_eq!(

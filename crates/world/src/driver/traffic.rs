@@ -76,6 +76,7 @@ pub fn synthetic_records(table: &str, n: u64, now: SimTime) -> Result<Vec<ip::Re
     let schema = cmksim_ingest::schema::standard_table(table).ok_or_else(|| StepError {
         code: "UnknownTable".into(),
         status: None,
+        line: None,
         message: format!(
             "ingest steps send standard tables only (Heartbeat, Perf, Event, Syslog), not {table}"
         ),
