@@ -13,12 +13,14 @@
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
 //! - [`net`]: one network code path: real TCP live, turmoil's simulated TCP in simulation.
 //! - [`profile`]: the behaviour profiles of `sim-config/` (every timing and limit, by name).
+//! - [`governance`]: the profile sections of Customer Lockbox, BYOS and the bill.
 //! - [`rules`]: the rules a service applies to what it creates (names, regions, capacity, key
 //!   facts), shared with `cmksim validate` so both refuse the same files.
 //! - [`text`]: user input echoed into error messages, cut to a stated length.
 
 pub mod duration;
 pub mod event;
+pub mod governance;
 pub mod ids;
 pub mod net;
 pub mod profile;

@@ -76,6 +76,15 @@ pub struct Profile {
     /// Sentinel's Cosmos DB store (seed 002); the seed's values when a profile file omits it.
     #[serde(default)]
     pub sentinel: SentinelProfile,
+    /// Customer Lockbox on dedicated clusters (seeds 001, 003).
+    #[serde(default)]
+    pub lockbox: crate::governance::LockboxProfile,
+    /// Saved searches and log-alert queries in the customer's storage (seed 000).
+    #[serde(default)]
+    pub byos: crate::governance::ByosProfile,
+    /// The daily bill of a capacity reservation (seeds 000, 001); made-up prices.
+    #[serde(default)]
+    pub bill: crate::governance::BillProfile,
 }
 
 /// Cluster control-plane durations and limits (SPEC §4).
@@ -337,6 +346,7 @@ impl Profile {
         if s.poll_interval_max > s.revocation_deadline {
             return Err("sentinel.poll_interval_max exceeds sentinel.revocation_deadline".into());
         }
+        crate::governance::check(&self.lockbox, &self.byos, &self.bill)?;
         Ok(())
     }
 }
@@ -355,7 +365,8 @@ fn merge(base: &mut toml::Table, overrides: &toml::Table) {
     }
 }
 
-mod dur {
+/// The duration (de)serializer of profile fields (also used by [`crate::governance`]).
+pub(crate) mod dur {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

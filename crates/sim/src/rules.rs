@@ -70,7 +70,7 @@ pub fn is_valid_key_version_input(version: &str) -> bool {
 /// accepts on a vault, a cluster and a workspace. A list, not a pattern: `eu` or `mars` is no
 /// region, and a typo must be refused where it was written, not found later as a "region
 /// mismatch".
-pub const AZURE_REGIONS: [&str; 60] = [
+pub const AZURE_REGIONS: [&str; 66] = [
     "australiacentral",
     "australiacentral2",
     "australiaeast",
@@ -84,6 +84,13 @@ pub const AZURE_REGIONS: [&str; 60] = [
     "centralindia",
     "centralus",
     "chilecentral",
+    // Azure operated by 21Vianet (seed 001: "Lockbox isn't available in China currently").
+    "chinaeast",
+    "chinaeast2",
+    "chinaeast3",
+    "chinanorth",
+    "chinanorth2",
+    "chinanorth3",
     "eastasia",
     "eastus",
     "eastus2",
