@@ -9,6 +9,10 @@
 //! turmoil's stream types do not implement tonic's `Connected` (server side) or hyper's I/O
 //! traits (client side); the two adapters below supply them.
 //!
+//! The event-driven engine uses a third network, [`Network::Memory`]: the same tonic servers
+//! and channels over the in-memory streams of [`MemNet`] (`net/mem.rs`), which also applies the
+//! simulated faults (partition, hold, crash, restart) without turmoil's fixed time step.
+//!
 //! TLS (live mode only, `cmksim serve --tls`) stays in this module too (`net/tls.rs`), out of the
 //! service crates: a server wraps the accepted TCP streams of a listener in a rustls acceptor
 //! ([`tls_incoming`], with a config from [`tls_server_config`]), and a client uses
@@ -28,6 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::Stream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+mod mem;
+pub use mem::{MemHost, MemIncoming, MemNet, MemStream, ACCEPT_BACKLOG, STREAM_BUFFER_BYTES};
 mod tls;
 pub use tls::{
     crypto_provider, install_crypto_provider, tls_incoming, tls_server_config, TlsClient, TlsError,
@@ -41,6 +47,8 @@ pub enum Network {
     Tcp,
     /// turmoil's simulated TCP (inside a `turmoil::Sim` host or client).
     Turmoil,
+    /// The event-driven engine's in-memory network ([`MemNet`]), connecting from this host.
+    Memory(MemHost),
     /// The operating system's TCP, with TLS for `https://` URLs, trusting the given
     /// certificates (`http://` URLs stay plain text).
     Tls(Arc<TlsClient>),
@@ -85,6 +93,13 @@ impl Network {
             Network::Tcp | Network::Tls(_) => endpoint.connect_lazy(),
             Network::Turmoil => {
                 endpoint.connect_with_connector_lazy(tower::service_fn(turmoil_connect))
+            }
+            Network::Memory(host) => {
+                let host = host.clone();
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+                    let host = host.clone();
+                    async move { host.connect_uri(uri).await.map(TokioIo::new) }
+                }))
             }
         })
     }
