@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use cmksim_sim::{Clock, EventLog, Profile, SimTime};
 
-pub use kql::{KqlAnswer, KqlError, KQL_SOURCE_ROWS_MAX};
+pub use kql::{KqlAnswer, KqlError, ReadLimit, KQL_KEPT_ROWS_MAX, KQL_PAGES_MAX, KQL_PAGE_ROWS};
 
 use crate::backend::{AppendRequest, BackendError, StorageBackend};
 use crate::error::{IngestError, QueryError};

@@ -154,6 +154,34 @@ fn run_tabular(
     Ok(frame)
 }
 
+/// The leading `where`s of a query whose source is one table, bound to that table's columns
+/// (see [`crate::Query::row_filter`]).
+pub(crate) fn leading_filter(
+    query: &Query,
+    table: &str,
+    columns: &[Column],
+) -> Result<Option<Vec<Bound>>, ExecError> {
+    let Source::Table(name) = &query.body.source else {
+        return Ok(None);
+    };
+    if name.text != table {
+        return Ok(None);
+    }
+    let mut preds = Vec::new();
+    for op in &query.body.ops {
+        match op {
+            Op::Where(e) => preds.push(bind_predicate(e, columns)?),
+            _ => break,
+        }
+    }
+    Ok((!preds.is_empty()).then_some(preds))
+}
+
+/// Whether every predicate keeps `row`.
+pub(crate) fn keeps(preds: &[Bound], row: &[Value], now_ms: i64) -> bool {
+    preds.iter().all(|p| is_true(&p.eval(row, now_ms)))
+}
+
 /// Whether a predicate's value keeps the row: `true`, or a dynamic `true`; null never does.
 fn is_true(v: &Value) -> bool {
     matches!(scalar(v), Value::Bool(true))

@@ -167,6 +167,44 @@ impl Query {
     pub fn time_bounds(&self, now_ms: i64) -> (Option<i64>, Option<i64>) {
         bounds::time_bounds(self, now_ms)
     }
+
+    /// The filter a reader may apply to `table`'s rows page by page, before it keeps them: the
+    /// leading `where`s of a query whose source is that one table (`T | where a | where b |
+    /// ...`). `None` when the query has no such filter (another source, a `union`, or no
+    /// leading `where`): the reader keeps every row. The query applies the same predicates
+    /// again when it runs; they are pure, so applying them twice changes nothing.
+    ///
+    /// # Errors
+    /// The errors [`execute`] would give for those predicates (an unknown column, a type
+    /// mismatch), with their positions.
+    pub fn row_filter(
+        &self,
+        table: &str,
+        columns: &[Column],
+    ) -> Result<Option<RowFilter>, ExecError> {
+        Ok(exec::leading_filter(self, table, columns)?.map(|preds| RowFilter { preds }))
+    }
+}
+
+/// Predicates bound to one table's columns (from [`Query::row_filter`]).
+pub struct RowFilter {
+    preds: Vec<eval::Bound>,
+}
+
+impl std::fmt::Debug for RowFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowFilter")
+            .field("predicates", &self.preds.len())
+            .finish()
+    }
+}
+
+impl RowFilter {
+    /// Whether the query could keep `row` (cells in the order of the columns the filter was
+    /// bound to); `now_ms` is the query's "now", the same value later given to [`execute`].
+    pub fn keeps(&self, row: &[Value], now_ms: i64) -> bool {
+        exec::keeps(&self.preds, row, now_ms)
+    }
 }
 
 /// Runs the query over the given tables (by name; a table the query names but the map lacks

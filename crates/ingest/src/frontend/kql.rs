@@ -9,9 +9,17 @@
 //! query naming the cluster and its state, exactly as `Query` does. Then the query runs over the
 //! decoded rows (`cmksim_kql::execute`).
 //!
-//! Limits: each table contributes at most [`KQL_SOURCE_ROWS_MAX`] rows (storage's own cap per
-//! read); a table with more in range refuses the query (narrow the timespan) rather than
-//! answering from a silent sample.
+//! Tables larger than one read: storage returns at most [`KQL_PAGE_ROWS`] rows per read (its own
+//! cap), so a table is read page by page over disjoint time windows ([`Pager`]): the first read
+//! asks for the whole range; when it comes back truncated, the rows before the last timestamp it
+//! returned are kept and the next window starts at that timestamp, sized from how much time the
+//! page covered (three quarters of it, doubled after a page that fits); a page that is all one
+//! timestamp is followed by a read of that millisecond alone. Each page goes through
+//! the query's leading `where`s as it arrives (`cmksim_kql::Query::row_filter`), so only rows the
+//! query can keep are held. Bounds: at most [`KQL_KEPT_ROWS_MAX`] kept rows per table (memory),
+//! at most [`KQL_PAGES_MAX`] pages per table (the loop), and a page must advance time (more than
+//! [`KQL_PAGE_ROWS`] rows with one `TimeGenerated` cannot be paged). Past a bound the query is
+//! refused with a sentence saying which, never answered from a silent sample.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +32,13 @@ use crate::events::IngestEvent;
 use crate::query::{Order, QuerySpec, TimeRange};
 use crate::record::{ColumnType, Value};
 
-/// Most rows one table contributes to a query.
-pub const KQL_SOURCE_ROWS_MAX: u32 = 100_000;
+/// Rows asked for in one read (storage's own cap per read, `QUERY_RECORDS_MAX`).
+pub const KQL_PAGE_ROWS: u32 = 100_000;
+/// Most rows of one table a query holds after its leading filters (about 100 bytes a cell: a
+/// few hundred MB at most).
+pub const KQL_KEPT_ROWS_MAX: usize = 1_000_000;
+/// Most reads of one table for one query (with [`KQL_PAGE_ROWS`], about 75 million rows).
+pub const KQL_PAGES_MAX: u32 = 1_000;
 /// The widest range a query without bounds reads: all of simulated time that storage can hold.
 const RANGE_UNBOUNDED: TimeRange = TimeRange {
     from: SimTime(i64::MIN / 4),
@@ -41,11 +54,96 @@ pub enum KqlError {
     Semantic(kql::ExecError),
     #[error(transparent)]
     Read(QueryError),
-    #[error(
-        "table {table:?} has more than {max} rows in the query's time range: narrow the timespan \
-         (or add a TimeGenerated filter)"
-    )]
-    TooManyRows { table: String, max: u32 },
+    #[error("table {table:?} {limit}: narrow the timespan (or add a TimeGenerated filter)")]
+    TooManyRows { table: String, limit: ReadLimit },
+}
+
+/// Which bound of reading one table a query passed (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadLimit {
+    #[error("keeps more than {KQL_KEPT_ROWS_MAX} rows after the query's leading filters")]
+    Kept,
+    #[error("needs more than {KQL_PAGES_MAX} reads of {KQL_PAGE_ROWS} rows")]
+    Pages,
+    #[error("has more than {KQL_PAGE_ROWS} rows with one TimeGenerated ({0}), which cannot be read in pages")]
+    OneInstant(SimTime),
+}
+
+/// Plans the reads of one table (see the module doc): which window to read next, and which of a
+/// page's rows to keep. Pure: the caller does the reading.
+#[derive(Clone, Debug)]
+pub(crate) struct Pager {
+    /// The end of the whole range (exclusive).
+    to: SimTime,
+    /// Where the next window starts (inclusive).
+    from: SimTime,
+    /// The next window's length; `None`: the rest of the range.
+    window_ms: Option<i64>,
+    /// Reads planned so far.
+    pages: u32,
+}
+
+impl Pager {
+    pub(crate) fn new(range: TimeRange) -> Pager {
+        Pager {
+            to: range.to,
+            from: range.from,
+            window_ms: None,
+            pages: 0,
+        }
+    }
+
+    /// The next window to read, or `None` when the range is read.
+    pub(crate) fn next_window(&mut self) -> Result<Option<TimeRange>, ReadLimit> {
+        if self.from >= self.to {
+            return Ok(None);
+        }
+        if self.pages >= KQL_PAGES_MAX {
+            return Err(ReadLimit::Pages);
+        }
+        self.pages += 1;
+        let to = match self.window_ms {
+            Some(w) if w < self.to.0.saturating_sub(self.from.0) => SimTime(self.from.0 + w),
+            _ => self.to,
+        };
+        Ok(Some(TimeRange {
+            from: self.from,
+            to,
+        }))
+    }
+
+    /// Takes in what reading `window` showed: whether the page was cut off, and the
+    /// `TimeGenerated` of its last row. Returns the time before which the page's rows are kept
+    /// (`None`: keep them all); rows from that time on are read again by the next window.
+    pub(crate) fn advance(
+        &mut self,
+        window: TimeRange,
+        truncated: bool,
+        last: Option<SimTime>,
+    ) -> Result<Option<SimTime>, ReadLimit> {
+        debug_assert!(window.from == self.from, "windows are read in order");
+        match (truncated, last) {
+            (true, Some(last)) if last > window.from => {
+                let covered_ms = last.0 - window.from.0;
+                self.window_ms = Some((covered_ms / 4 * 3).max(1));
+                self.from = last;
+                Ok(Some(last))
+            }
+            // The page is all one instant: read that instant alone (it may just fit), once.
+            (true, Some(last)) if window.to.0 - window.from.0 > 1 => {
+                self.window_ms = Some(1);
+                Ok(Some(last))
+            }
+            (true, Some(last)) => Err(ReadLimit::OneInstant(last)),
+            // Cut off with no rows at all: nothing to page by; keep reading would not advance.
+            (true, None) => Err(ReadLimit::OneInstant(window.from)),
+            (false, _) => {
+                self.window_ms = self.window_ms.map(|w| w.saturating_mul(2));
+                self.from = window.to;
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl KqlError {
@@ -167,13 +265,15 @@ impl Frontend {
             let table = if range.from >= range.to {
                 self.empty_table(workspace, &name).await?
             } else {
-                let (table, served) = self.read_table(workspace, &name, range).await?;
+                let (table, read, served) = self
+                    .read_table(workspace, &query, &name, range, now)
+                    .await?;
                 for (storage, rows) in served {
                     *served_by.entry(storage).or_insert(0) += rows;
                 }
+                rows_read += read;
                 table
             };
-            rows_read += table.rows.len() as u64;
             tables.insert(name, table);
         }
         let table = kql::execute(&query, &tables, now.unix_ms()).map_err(KqlError::Semantic)?;
@@ -210,43 +310,61 @@ impl Frontend {
             })
     }
 
-    /// Every row of `name` in `range`, through the plain query path (storage reads every
-    /// storage the workspace's data went to), as a KQL table, with the rows each storage and
-    /// tier served.
+    /// Every row of `name` in `range` that the query's leading filters keep, through the plain
+    /// query path (storage reads every storage the workspace's data went to), page by page
+    /// ([`Pager`]), as a KQL table; with the rows read and the rows each storage and tier
+    /// served.
     async fn read_table(
         &self,
         workspace: &str,
+        query: &kql::Query,
         name: &str,
         range: TimeRange,
-    ) -> Result<(kql::Table, BTreeMap<String, u64>), KqlError> {
+        now: SimTime,
+    ) -> Result<(kql::Table, u64, BTreeMap<String, u64>), KqlError> {
         let schema = self.schema_for_query(workspace, name).await?;
-        let spec = QuerySpec {
-            workspace: workspace.to_string(),
-            table: name.to_string(),
-            range,
-            filters: Vec::new(),
-            count_only: false,
-            limit: KQL_SOURCE_ROWS_MAX,
-            order: Order::Asc,
-        };
-        let parts = self
-            .backend
-            .query(spec.clone(), schema.clone())
-            .await
-            .map_err(|e| KqlError::Read(super::query_backend_error(e)))?;
-        let answer = crate::query::merge(&spec, parts);
-        if answer.truncated {
-            return Err(KqlError::TooManyRows {
-                table: name.to_string(),
-                max: KQL_SOURCE_ROWS_MAX,
-            });
-        }
         let columns = columns_of(&schema);
-        let rows = answer
-            .rows
-            .iter()
-            .map(|row| {
-                columns
+        let filter = query
+            .row_filter(name, &columns)
+            .map_err(KqlError::Semantic)?;
+        let too_many = |limit| KqlError::TooManyRows {
+            table: name.to_string(),
+            limit,
+        };
+        let mut pager = Pager::new(range);
+        let mut rows = Vec::new();
+        let mut rows_read = 0u64;
+        let mut served: BTreeMap<(crate::routing::Destination, crate::query::Tier), u64> =
+            BTreeMap::new();
+        while let Some(window) = pager.next_window().map_err(too_many)? {
+            let spec = QuerySpec {
+                workspace: workspace.to_string(),
+                table: name.to_string(),
+                range: window,
+                filters: Vec::new(),
+                count_only: false,
+                limit: KQL_PAGE_ROWS,
+                order: Order::Asc,
+            };
+            let parts = self
+                .backend
+                .query(spec.clone(), schema.clone())
+                .await
+                .map_err(|e| KqlError::Read(super::query_backend_error(e)))?;
+            let answer = crate::query::merge(&spec, parts);
+            let last = answer.rows.last().map(|r| r.record.time_generated);
+            let cut = pager
+                .advance(window, answer.truncated, last)
+                .map_err(too_many)?;
+            for row in answer.rows {
+                if cut.is_some_and(|cut| row.record.time_generated >= cut) {
+                    break;
+                }
+                rows_read += 1;
+                *served
+                    .entry((row.destination.clone(), row.tier))
+                    .or_insert(0) += 1;
+                let cells: Vec<kql::Value> = columns
                     .iter()
                     .map(|c| {
                         if c.name == crate::schema::TIME_GENERATED {
@@ -259,11 +377,19 @@ impl Frontend {
                                 .unwrap_or(kql::Value::Null)
                         }
                     })
-                    .collect()
-            })
-            .collect();
-        let served = answer
-            .served_by
+                    .collect();
+                if filter
+                    .as_ref()
+                    .is_none_or(|f| f.keeps(&cells, now.unix_ms()))
+                {
+                    if rows.len() >= KQL_KEPT_ROWS_MAX {
+                        return Err(too_many(ReadLimit::Kept));
+                    }
+                    rows.push(cells);
+                }
+            }
+        }
+        let served = served
             .iter()
             .map(|((d, t), n)| (format!("{} ({})", d.label(), t.label()), *n))
             .collect();
@@ -272,7 +398,7 @@ impl Frontend {
             columns,
             rows,
         };
-        Ok((table, served))
+        Ok((table, rows_read, served))
     }
 }
 
@@ -291,4 +417,110 @@ fn columns_of(schema: &crate::schema::TableSchema) -> Vec<kql::Column> {
         }
     }
     columns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `times` (sorted) the way storage does: the first `page` rows of the window in time
+    /// order, and whether more matched.
+    fn read(times: &[i64], window: TimeRange, page: usize) -> (Vec<i64>, bool) {
+        let matched: Vec<i64> = times
+            .iter()
+            .copied()
+            .filter(|t| window.contains(SimTime(*t)))
+            .collect();
+        let truncated = matched.len() > page;
+        (matched.into_iter().take(page).collect(), truncated)
+    }
+
+    /// Runs the pager over `times` with reads of `page` rows; the rows consumed, in order, and
+    /// the number of reads.
+    fn consume(times: &[i64], range: TimeRange, page: usize) -> Result<(Vec<i64>, u32), ReadLimit> {
+        let mut pager = Pager::new(range);
+        let mut consumed = Vec::new();
+        let mut reads = 0;
+        while let Some(window) = pager.next_window()? {
+            reads += 1;
+            let (rows, truncated) = read(times, window, page);
+            let cut = pager.advance(window, truncated, rows.last().map(|t| SimTime(*t)))?;
+            consumed.extend(
+                rows.into_iter()
+                    .take_while(|t| cut.is_none_or(|c| *t < c.0)),
+            );
+        }
+        Ok((consumed, reads))
+    }
+
+    fn range(from: i64, to: i64) -> TimeRange {
+        TimeRange {
+            from: SimTime(from),
+            to: SimTime(to),
+        }
+    }
+
+    #[test]
+    fn every_row_is_read_once_whatever_the_spread() {
+        // Even spacing, bursts sharing a timestamp (fewer than a page), gaps, a dense tail.
+        let mut times: Vec<i64> = (0..1_000).map(|i| i * 7).collect();
+        times.extend(std::iter::repeat_n(3_500, 9));
+        times.extend((0..300).map(|i| 20_000 + i / 3));
+        times.extend((0..50).map(|i| 1_000_000 + i * 10_000));
+        times.sort_unstable();
+        for page in [10usize, 11, 64, 1_000, 10_000] {
+            let (consumed, reads) = consume(&times, range(-5, 2_000_000), page).unwrap();
+            assert_eq!(consumed, times, "page of {page} rows");
+            if page >= times.len() {
+                assert_eq!(reads, 1, "a table that fits is read once");
+            } else {
+                assert!(
+                    reads as usize >= times.len() / page,
+                    "page {page}: {reads} reads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rows_outside_the_range_are_never_read() {
+        let times: Vec<i64> = (0..500).collect();
+        let (consumed, _) = consume(&times, range(100, 200), 7).unwrap();
+        assert_eq!(consumed, (100..200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn more_rows_on_one_instant_than_a_page_is_refused_not_looped() {
+        let mut times: Vec<i64> = (0..20).collect();
+        times.extend(std::iter::repeat_n(50, 30));
+        times.sort_unstable();
+        assert_eq!(
+            consume(&times, range(0, 100), 10),
+            Err(ReadLimit::OneInstant(SimTime(50)))
+        );
+    }
+
+    #[test]
+    fn the_number_of_reads_is_bounded() {
+        // One row per ms and a page of one row: every read advances by one ms.
+        let times: Vec<i64> = (0..(KQL_PAGES_MAX as i64 * 3)).collect();
+        assert_eq!(
+            consume(&times, range(0, i64::MAX / 4), 1),
+            Err(ReadLimit::Pages)
+        );
+    }
+
+    #[test]
+    fn the_refusal_says_which_bound() {
+        let e = KqlError::TooManyRows {
+            table: "Syslog".into(),
+            limit: ReadLimit::Kept,
+        };
+        assert_eq!(
+            e.to_string(),
+            "table \"Syslog\" keeps more than 1000000 rows after the query's leading filters: \
+             narrow the timespan (or add a TimeGenerated filter)"
+        );
+        assert_eq!(e.shape().http_status, 400);
+    }
 }
