@@ -203,3 +203,42 @@ fn a_world_key_has_one_version_at_set_up() {
         "has one version when the world is set up",
     );
 }
+
+/// Storage's per-region limit on active clusters (issue 17): five clusters in one region and
+/// subscription validated, and storage refused the third at set-up. Now `validate` refuses the
+/// third at its name, with storage's message; another subscription or region does not count.
+#[test]
+fn the_active_cluster_limit_per_region_and_subscription() {
+    let mut text = String::from("[scenario]\nname = \"t\"\ntitle = \"T\"\nduration = \"1h\"\n");
+    for n in 1..=5 {
+        text.push_str(&format!(
+            "\n[[clusters]]\nname = \"cluster{n}\"\nlocation = \"westeurope\"\n"
+        ));
+    }
+    let errs = errors(&text);
+    let third = at(&text, "\"cluster3\"");
+    assert!(!errs.is_empty(), "five clusters in one region validated");
+    assert!(
+        errs[0].starts_with(&format!("{third}: "))
+            && errs[0].contains(
+                "The max number of active clusters per region and subscription is 2. \
+                 Subscription '"
+            ),
+        "{}",
+        errs.join("\n")
+    );
+    assert_eq!(errs.len(), 3, "{}", errs.join("\n"));
+
+    let mut spread = String::from("[scenario]\nname = \"t\"\ntitle = \"T\"\nduration = \"1h\"\n");
+    for (n, location, subscription) in [
+        (1, "westeurope", "s1"),
+        (2, "WestEurope", "s1"),
+        (3, "northeurope", "s1"),
+        (4, "westeurope", "s2"),
+    ] {
+        spread.push_str(&format!(
+            "\n[[clusters]]\nname = \"cluster{n}\"\nlocation = \"{location}\"\nsubscription = \"{subscription}\"\n"
+        ));
+    }
+    assert_eq!(errors(&spread), Vec::<String>::new());
+}

@@ -187,6 +187,81 @@ pub fn capacity_rule(
     Ok(())
 }
 
+/// A subscription's clusters as the cluster limits count them: active and soft-deleted ones in
+/// one region, and every reserved one (active or soft-deleted) over all regions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    pub active: u32,
+    pub soft_deleted: u32,
+    pub reserved_in_subscription: u32,
+}
+
+/// Counts `clusters` — each `(subscription, location, soft_deleted)` — for a new cluster of
+/// `subscription` in `location` (subscriptions compare without case, regions by
+/// [`same_region`]).
+pub fn count_clusters<'a>(
+    clusters: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
+    subscription: &str,
+    location: &str,
+) -> ClusterCounts {
+    let region = normalize_region(location);
+    let mut counts = ClusterCounts::default();
+    for (sub, loc, soft_deleted) in clusters {
+        if !sub.eq_ignore_ascii_case(subscription) {
+            continue;
+        }
+        counts.reserved_in_subscription += 1;
+        if normalize_region(loc) == region {
+            match soft_deleted {
+                true => counts.soft_deleted += 1,
+                false => counts.active += 1,
+            }
+        }
+    }
+    counts
+}
+
+/// Which cluster limit of the profile a new cluster would break ([`cluster_count_rule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterCountRule {
+    /// `max_active_per_region_subscription` active clusters in the region already.
+    ActivePerRegion { max: u32 },
+    /// `max_reserved_per_region_subscription` active and soft-deleted ones in the region.
+    ReservedPerRegion { max: u32 },
+    /// `max_reserved_per_subscription` active and soft-deleted ones over all regions.
+    ReservedPerSubscription { max: u32 },
+}
+
+/// The cluster limits, in the order storage checks them: a new active cluster beyond
+/// `max_active_per_region_subscription`, then a new reserved one (active + soft-deleted) beyond
+/// `max_reserved_per_region_subscription` or, when the profile sets one,
+/// `max_reserved_per_subscription`. `adds_reserved` is false for a recover (the cluster is
+/// reserved already).
+pub fn cluster_count_rule(
+    profile: &ClusterProfile,
+    counts: ClusterCounts,
+    adds_reserved: bool,
+) -> Result<(), ClusterCountRule> {
+    if counts.active >= profile.max_active_per_region_subscription {
+        return Err(ClusterCountRule::ActivePerRegion {
+            max: profile.max_active_per_region_subscription,
+        });
+    }
+    if adds_reserved
+        && counts.active + counts.soft_deleted >= profile.max_reserved_per_region_subscription
+    {
+        return Err(ClusterCountRule::ReservedPerRegion {
+            max: profile.max_reserved_per_region_subscription,
+        });
+    }
+    match profile.max_reserved_per_subscription {
+        Some(max) if adds_reserved && counts.reserved_in_subscription >= max => {
+            Err(ClusterCountRule::ReservedPerSubscription { max })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Seed 000: a cluster's key must be recoverable: "Key Vault must be set to Soft-delete and
 /// Purge-protection".
 pub fn is_key_recoverable(soft_delete: bool, purge_protection: bool) -> bool {

@@ -199,6 +199,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
         }
     }
     rules::cross_entity(ctx, raw, &world);
+    rules::cluster_counts(ctx, raw, &world, profile);
     world
 }
 
@@ -559,9 +560,13 @@ pub(super) fn workspace_retention(ctx: &mut Ctx<'_>, r: &S<i64>, profile: &Profi
     .map(|v| v as u32)
 }
 
-/// `alice` or `cluster:<name>`, checked against the defined principals and clusters.
+/// `alice`, `cluster:<name>` or `Azure Cosmos DB`, checked against the defined principals and
+/// clusters.
 pub(super) fn principal_ref(ctx: &mut Ctx<'_>, p: &S<String>) -> PrincipalRef {
     let text = p.get_ref();
+    if text == crate::model::COSMOS_DB_PRINCIPAL {
+        return PrincipalRef::CosmosDb;
+    }
     match text.strip_prefix("cluster:") {
         Some(cluster) => {
             let span: Range<usize> = p.span();

@@ -11,11 +11,12 @@
 //! file's own declarations of the world, which is what set-up creates.
 
 use cmksim_sim::profile::ClusterProfile;
-use cmksim_sim::rules::{self, CapacityRule};
+use cmksim_sim::rules::{self, CapacityRule, ClusterCountRule};
 
 use super::super::Ctx;
 use crate::model::{KeyType, Sku, VersionSel, World};
 use crate::raw::{RawFile, S};
+use cmksim_sim::Profile;
 
 /// Region names shown in the hint of an unknown location.
 const REGION_EXAMPLES: &str = "westeurope, northeurope, eastus, westus2, swedencentral";
@@ -238,5 +239,48 @@ pub(super) fn cross_entity(ctx: &mut Ctx<'_>, raw: &RawFile, world: &World) {
                 ),
             );
         }
+    }
+}
+
+/// Storage's cluster limits ([`rules::cluster_count_rule`], counted by [`rules::count_clusters`])
+/// over the world's clusters in declaration order, as set-up creates them: the first cluster
+/// over a limit gets storage's message at its name.
+pub(super) fn cluster_counts(ctx: &mut Ctx<'_>, raw: &RawFile, world: &World, profile: &Profile) {
+    let mut created: Vec<(&str, &str)> = Vec::new();
+    for c in &raw.clusters {
+        let c = c.get_ref();
+        let Some(cluster) = world.clusters.iter().find(|w| w.name == *c.name.get_ref()) else {
+            continue;
+        };
+        let (subscription, location) = (cluster.subscription.as_str(), cluster.location.as_str());
+        let counts = rules::count_clusters(
+            created.iter().map(|&(s, l)| (s, l, false)),
+            subscription,
+            location,
+        );
+        let message = match rules::cluster_count_rule(&profile.cluster, counts, true) {
+            Ok(()) => {
+                created.push((subscription, location));
+                continue;
+            }
+            Err(ClusterCountRule::ActivePerRegion { max }) => format!(
+                "cluster {:?}: The max number of active clusters per region and subscription is \
+                 {max}. Subscription '{subscription}' already has {max} active clusters in region \
+                 '{location}'. Delete a cluster or use another region or subscription.",
+                cluster.name
+            ),
+            Err(ClusterCountRule::ReservedPerRegion { max }) => format!(
+                "cluster {:?}: The max number of reserved clusters (active or recently deleted) \
+                 per region and subscription is {max}. Subscription '{subscription}' already has \
+                 {max} reserved clusters in region '{location}'.",
+                cluster.name
+            ),
+            Err(ClusterCountRule::ReservedPerSubscription { max }) => format!(
+                "cluster {:?}: There is a limit of {max} clusters per subscription, active and \
+                 soft-deleted counted together. Subscription '{subscription}' already has {max}.",
+                cluster.name
+            ),
+        };
+        ctx.err(c.name.span(), message);
     }
 }
