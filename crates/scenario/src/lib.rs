@@ -21,6 +21,7 @@
 //! The runner that executes a scenario against the services lives with the CLI; it reads
 //! [`model::Scenario::schedule`] and feeds the resulting events back here.
 
+pub mod bill;
 pub mod chaos;
 pub mod errors;
 pub mod events;
