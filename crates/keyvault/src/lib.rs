@@ -11,12 +11,14 @@
 //! - cryptography: [`crypto`] (software keys, public-key operations, sealing at rest),
 //!   [`hsm`] (HSM keys through `cmksim_hsm::Module`), [`backend`] (the trait the domain uses),
 //!   [`keycache`] (key versions ready for private operations, bounded, invalidated on change);
-//! - persistence: [`store`] (sled, write-through, flushed before every answer);
+//! - persistence: [`store`] (sled, write-through, flushed before every answer; audit records
+//!   flushed by [`audit_commit`], calls arriving together sharing one flush);
 //! - edge: [`auth`] (tokens), [`status`] (errors ↔ gRPC status with `AzureError` details),
 //!   [`convert`] (domain ↔ proto), [`service`] (the gRPC handlers), [`server`] (open + serve),
 //!   [`client`] (typed client for other services).
 
 pub mod audit;
+pub mod audit_commit;
 pub mod auth;
 pub mod backend;
 pub mod bench;

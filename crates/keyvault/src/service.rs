@@ -10,8 +10,9 @@
 //! cryptography itself runs after the lock is released, so concurrent calls use every core
 //! instead of queueing behind one RSA operation. The audit record is written under the lock
 //! again afterwards, and flushed to disk after the lock is released (concurrent calls share a
-//! flush), before the answer. Between the steps there is no `await`, so on a one-thread
-//! simulation the order of everything is what it was with one lock.
+//! flush, [`crate::audit_commit`]), before the answer. Between the steps nothing suspends on a
+//! one-thread runtime (the flush runs in place there), so in a simulation the order of
+//! everything is what it was with one lock.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -195,8 +196,9 @@ impl Core {
             .store
             .append_audit(&record)
             .map_err(|e| to_status(&e))?;
-        // Durable before the answer goes out; waited for without the state lock.
-        pending.flush().map_err(|e| to_status(&e))?;
+        // Durable before the answer goes out; waited for without the state lock, sharing one
+        // flush with the calls that wait at the same time (`audit_commit`).
+        pending.durable().await.map_err(|e| to_status(&e))?;
         // One call goes to the HSM at most once, in one step or the other.
         let hsm_latency = locked_latency.max(unlocked_latency);
         if !hsm_latency.is_zero() {
