@@ -21,6 +21,7 @@ mod errors;
 mod events;
 mod keyvault;
 mod limits;
+pub mod lockbox;
 mod names;
 mod operation;
 mod tables;
@@ -75,6 +76,9 @@ pub struct ControlState {
     /// storage kept them.
     #[serde(default)]
     pub tables: BTreeMap<String, WorkspaceTables>,
+    /// Customer Lockbox: enabled clusters and support engineers' requests ([`lockbox`]).
+    #[serde(default)]
+    pub lockbox: lockbox::LockboxState,
 }
 
 /// The control-plane facade.
