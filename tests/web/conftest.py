@@ -87,6 +87,11 @@ class Demo:
         with urllib.request.urlopen(f"{self.url}_cmksim/demo/state?after={after}", timeout=10) as r:
             return json.load(r)
 
+    def clock(self) -> dict:
+        """The run's simulated time (`sim_now_ms`) and phase, from the cheap clock endpoint."""
+        with urllib.request.urlopen(f"{self.url}_cmksim/demo/clock", timeout=10) as r:
+            return json.load(r)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

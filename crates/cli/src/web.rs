@@ -1,11 +1,16 @@
 //! `cmksim demo NAME --web`: the live dashboard's server for a simulated run.
 //!
 //! The page and its assets are the HTTPS door's ([`cmksim_rest::dashboard`]); this module adds
-//! the small API the page polls while the simulation runs in this process:
+//! the small API the page reads while the simulation runs in this process:
 //!
-//! - `GET /_cmksim/demo/state?after=N`: the clock, the pace, the key's and each storage's state,
-//!   the narration lines after the N-th, and the verdicts on the events so far (the run's own,
-//!   final ones once it has ended).
+//! - `GET /_cmksim/demo/stream`: the page's data pushed as it is written (Server-Sent Events,
+//!   [`cmksim_rest::dashboard::push`]: the event log's sink and the run's clock wake a publisher
+//!   that sends a frame at most every 10 ms; a slow page is dropped and reconnects from its last
+//!   frame id, the run never waits for it).
+//! - `GET /_cmksim/demo/state?after=N`: the same status in one answer — the clock, the pace, the
+//!   key's and each storage's state, the narration lines after the N-th, and the verdicts on the
+//!   events so far (the run's own, final ones once it has ended); `GET /_cmksim/demo/clock`: the
+//!   run's simulated time alone.
 //! - `GET /_cmksim/demo/swimlanes.svg`: the report's swimlane chart of the events so far, drawn
 //!   by the report's code ([`cmksim_scenario::report::svg`]) over the scenario's whole span.
 //! - `POST /_cmksim/demo/pace` `{"paused"?, "speed"?}` and `POST /_cmksim/demo/lever`
@@ -26,93 +31,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cmksim_scenario::narrate::{NarrateOptions, Narrator};
+use cmksim_rest::dashboard::push::{self, Feed, Hub};
 use cmksim_scenario::{expect, history, oracle, report, Scenario, Verdict};
 use cmksim_sim::{Event, EventLog, SimTime};
 use cmksim_world::control::{Control, Lever, LeverError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Narration lines kept for the page; past this, lines are counted but not kept.
-const FEED_LINES_MAX: usize = 100_000;
-/// Lines sent in one answer (a page that fell behind catches up over a few polls).
+/// Lines sent in one answer of `/state` (a reader that fell behind catches up over a few).
 const FEED_LINES_PER_ANSWER_MAX: usize = 500;
-/// Events held back before T+0 (the world being built), as the terminal narrator does.
-const HELD_EVENTS_MAX: usize = 10_000;
-/// The verdicts are recomputed from the whole log at most this often (the states, cheap, at
-/// every request).
+/// The verdicts are recomputed from the whole log at most this often (the states, cheaper,
+/// whenever events were added).
 const JUDGE_EVERY: Duration = Duration::from_millis(200);
 /// Largest request body the API reads.
 const BODY_BYTES_MAX: usize = 4096;
-
-/// One narrated line for the page.
-#[derive(Clone, Debug)]
-struct FeedLine {
-    text: String,
-    t_ms: i64,
-    class: &'static str,
-}
-
-/// The narration, built by a sink of the event log as events are recorded.
-#[derive(Default)]
-struct Feed {
-    narrator: Option<Narrator>,
-    start: Option<SimTime>,
-    held: Vec<Event>,
-    lines: Vec<FeedLine>,
-    lines_not_kept: u64,
-}
-
-impl Feed {
-    fn push(&mut self, event: &Event) {
-        if self.narrator.is_none() {
-            if event.kind != cmksim_scenario::events::SCENARIO_STARTED {
-                if self.held.len() < HELD_EVENTS_MAX {
-                    self.held.push(event.clone());
-                }
-                return;
-            }
-            self.narrator = Some(Narrator::new(event.at(), NarrateOptions::default()));
-            self.start = Some(event.at());
-            for held in std::mem::take(&mut self.held) {
-                self.narrate(&held);
-            }
-        }
-        self.narrate(event);
-    }
-
-    fn narrate(&mut self, event: &Event) {
-        let (Some(narrator), Some(start)) = (self.narrator.as_mut(), self.start) else {
-            return;
-        };
-        let Some(text) = narrator.line(event) else {
-            return;
-        };
-        if self.lines.len() >= FEED_LINES_MAX {
-            self.lines_not_kept += 1;
-            return;
-        }
-        let lever = event.kind == cmksim_scenario::events::SCENARIO_STEP
-            && cmksim_scenario::events::str_field(event, "step")
-                .is_some_and(|s| s.starts_with("web-"));
-        let class = if event.kind == cmksim_scenario::events::SCENARIO_NARRATE {
-            "narration"
-        } else if lever {
-            "lever"
-        } else {
-            ""
-        };
-        self.lines.push(FeedLine {
-            text,
-            t_ms: event.at_ms - start.0,
-            class,
-        });
-    }
-}
 
 /// What the page shows that is judged from the whole log (recomputed at most every
 /// [`JUDGE_EVERY`], and only when events were added).
@@ -125,6 +61,10 @@ struct Judged {
     verdicts: Value,
     swimlanes: String,
     swimlanes_events: u64,
+    /// Events the states were last computed from.
+    states_events: u64,
+    /// The verdicts' version last pushed (a frame carries the verdicts only when they changed).
+    pushed_version: u64,
 }
 
 /// The dashboard of one simulated run.
@@ -133,9 +73,12 @@ pub struct DemoWeb {
     events: EventLog,
     control: Control,
     feed: Arc<Mutex<Feed>>,
+    hub: Arc<Hub>,
     judged: Mutex<Judged>,
     /// Set with the run's final verdicts once it has ended.
     finished: AtomicBool,
+    /// Never turned true: the dashboard serves until the process ends (its publisher too).
+    _serving: tokio::sync::watch::Sender<bool>,
 }
 
 /// Starts the dashboard of `scenario`'s run on `listen`: binds now (an address in use fails
@@ -153,20 +96,27 @@ pub fn start(
         .set_nonblocking(true)
         .context("the dashboard's listener")?;
     let url = format!("http://{}/", listener.local_addr()?);
-    let feed = Arc::new(Mutex::new(Feed::default()));
+    let feed = Arc::new(Mutex::new(Feed::new()));
+    let hub = Arc::new(Hub::new());
     {
-        let feed = feed.clone();
+        let (feed, hub) = (feed.clone(), hub.clone());
         events.add_sink(Box::new(move |event| {
             feed.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+            hub.wake();
         }));
     }
+    // The clock moving is news too (a frame is pushed even when no event was recorded).
+    control.wake_on_time(hub.waker());
+    let (serving, serving_rx) = tokio::sync::watch::channel(false);
     let web = Arc::new(DemoWeb {
         scenario: Arc::new(scenario.clone()),
         events: events.clone(),
         control,
-        feed,
+        feed: feed.clone(),
+        hub: hub.clone(),
         judged: Mutex::new(Judged::default()),
         finished: AtomicBool::new(false),
+        _serving: serving,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -179,6 +129,11 @@ pub fn start(
         let _inside = runtime.enter();
         tokio::net::TcpListener::from_std(listener).context("the dashboard's listener")?
     };
+    let status: push::StatusSource = {
+        let web = web.clone();
+        Arc::new(move || web.status(true))
+    };
+    runtime.spawn(push::publish_loop(hub, feed, status, serving_rx));
     std::thread::Builder::new()
         .name("dashboard".into())
         .spawn(move || {
@@ -231,27 +186,23 @@ impl DemoWeb {
         judged.version += 1;
     }
 
-    fn state(&self, after: usize) -> Value {
-        let (narration, next, start) = {
-            let feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
-            let from = after.min(feed.lines.len());
-            let to = (from + FEED_LINES_PER_ANSWER_MAX).min(feed.lines.len());
-            let lines: Vec<Value> = feed.lines[from..to]
-                .iter()
-                .map(|l| json!({"text": l.text, "t_ms": l.t_ms, "class": l.class}))
-                .collect();
-            (lines, to, feed.start)
-        };
+    /// The page's status: clock, pace, states, verdicts (with `pushed`, only when they
+    /// changed since the last frame pushed; always otherwise).
+    fn status(&self, pushed: bool) -> Value {
+        let start = self.feed.lock().unwrap_or_else(|p| p.into_inner()).start();
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         self.judge(&mut judged);
-        if !self.finished.load(Ordering::SeqCst) {
+        let recorded = self.events.recorded_events();
+        if !self.finished.load(Ordering::SeqCst) && judged.states_events != recorded {
             judged.states = states(&self.events.snapshot());
+            judged.states_events = recorded;
         }
         let now_ms = self.control.now_unix_ms();
         let t_ms = start.map(|s| now_ms - s.unix_ms()).unwrap_or(0).max(0);
         let pace = self.control.pace();
         let meta = &self.scenario.meta;
-        json!({
+        let mut status = json!({
+            "mode": "simulation",
             "name": meta.name,
             "title": meta.title,
             "story": meta.story,
@@ -269,19 +220,42 @@ impl DemoWeb {
                 .map(|l| json!({"id": l.as_str(), "label": l.label()}))
                 .collect::<Vec<_>>(),
             "states": judged.states.clone(),
-            "narration": narration,
-            "next": next,
-            "events": judged.events_seen,
+            "events": recorded,
             "verdicts_version": judged.version,
-            "verdicts": judged.verdicts.clone(),
-        })
+        });
+        if !pushed || judged.pushed_version != judged.version {
+            status["verdicts"] = judged.verdicts.clone();
+            if pushed {
+                judged.pushed_version = judged.version;
+            }
+        }
+        status
+    }
+
+    /// The status with the narration lines after the `after`-th (the `/state` answer).
+    fn state(&self, after: usize) -> Value {
+        let (narration, next) = {
+            let feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
+            let lines = feed.lines();
+            let from = after.min(lines.len());
+            let to = (from + FEED_LINES_PER_ANSWER_MAX).min(lines.len());
+            let out: Vec<Value> = lines[from..to]
+                .iter()
+                .map(|l| json!({"text": l.text, "t_ms": l.t_ms, "class": l.class}))
+                .collect();
+            (out, to)
+        };
+        let mut state = self.status(false);
+        state["narration"] = Value::Array(narration);
+        state["next"] = json!(next);
+        state
     }
 
     fn swimlanes(&self) -> String {
         let recorded = self.events.recorded_events();
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         if judged.swimlanes.is_empty() || judged.swimlanes_events != recorded {
-            let start = self.feed.lock().unwrap_or_else(|p| p.into_inner()).start;
+            let start = self.feed.lock().unwrap_or_else(|p| p.into_inner()).start();
             let snapshot = self.events.snapshot();
             judged.swimlanes = match start {
                 // Over the scenario's whole span: the chart fills in from the left as it runs.
@@ -347,6 +321,8 @@ fn verdicts_json(expectations: &[Verdict], invariants: &[Verdict]) -> Value {
 fn router(web: Arc<DemoWeb>) -> Router {
     Router::new()
         .route("/_cmksim/demo/state", get(get_state))
+        .route("/_cmksim/demo/stream", get(get_stream))
+        .route("/_cmksim/demo/clock", get(get_clock))
         .route("/_cmksim/demo/swimlanes.svg", get(get_swimlanes))
         .route("/_cmksim/demo/pace", post(set_pace))
         .route("/_cmksim/demo/lever", post(pull_lever))
@@ -367,6 +343,34 @@ async fn get_state(State(web): State<Arc<DemoWeb>>, Query(q): Query<StateQuery>)
         Ok(state) => ([(header::CACHE_CONTROL, "no-store")], Json(state)).into_response(),
         Err(e) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// The page's stream of frames (Server-Sent Events, [`push`]): from the `Last-Event-ID` a
+/// reconnecting page sends, or `?after=`.
+async fn get_stream(
+    State(web): State<Arc<DemoWeb>>,
+    headers: HeaderMap,
+    Query(q): Query<StateQuery>,
+) -> Response {
+    let after = push::last_event_id(&headers, Some(q.after));
+    push::stream_response(&web.hub, &web.feed, after)
+}
+
+/// The run's simulated time alone, cheap (the lag test's reference).
+async fn get_clock(State(web): State<Arc<DemoWeb>>) -> Response {
+    let now_ms = web.control.now_unix_ms();
+    let phase = web.phase(
+        web.feed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .start()
+            .is_some(),
+    );
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"sim_now_ms": now_ms, "phase": phase})),
+    )
+        .into_response()
 }
 
 async fn get_swimlanes(State(web): State<Arc<DemoWeb>>) -> Response {
@@ -463,36 +467,5 @@ async fn pull_lever(State(web): State<Arc<DemoWeb>>, body: axum::body::Bytes) ->
         Err(e @ LeverError::Busy) => refusal(StatusCode::TOO_MANY_REQUESTS, &e.to_string()),
         Err(e @ LeverError::Ended) => refusal(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(seq: u64, at_ms: i64, kind: &str, data: Value) -> Event {
-        let log = EventLog::default();
-        let mut e = log.record_raw(SimTime(at_ms), "scenario", kind, kind.to_string(), data);
-        e.seq = seq;
-        e
-    }
-
-    #[test]
-    fn the_feed_starts_at_t0_and_marks_levers_and_narration() {
-        let mut feed = Feed::default();
-        feed.push(&event(1, 1_000, "identity.tenant.created", json!({})));
-        assert!(feed.lines.is_empty(), "held back until T+0");
-        feed.push(&event(2, 5_000, "scenario.started", json!({})));
-        feed.push(&event(
-            3,
-            65_000,
-            "scenario.step",
-            json!({"step": "web-1-disable-key", "what": "update-key"}),
-        ));
-        feed.push(&event(4, 65_000, "scenario.narrate", json!({"text": "x"})));
-        let classes: Vec<&str> = feed.lines.iter().map(|l| l.class).collect();
-        assert_eq!(classes, ["", "", "lever", "narration"]);
-        assert_eq!(feed.lines[0].t_ms, -4_000, "a held event, relative to T+0");
-        assert_eq!(feed.lines[2].t_ms, 60_000);
     }
 }

@@ -14,13 +14,13 @@
 //! wall clock only slows the presentation down; it never reaches the simulation.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cmksim_scenario::model::{
     AccessPolicy, Action, Fault, Host, KeyPermission, KeyRef, PrincipalRef, Scenario, Step,
     StepKind, VaultFault, VersionSel,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Levers waiting for the driver at most; one more is refused ([`LeverError::Busy`]).
 pub const LEVER_QUEUE_MAX: usize = 16;
@@ -215,6 +215,8 @@ struct Shared {
     pace: Mutex<Pace>,
     /// Simulated now (Unix ms), published by the harness after every step.
     now_unix_ms: AtomicI64,
+    /// Woken after every published simulated time (the dashboard pushes the clock then).
+    waker: OnceLock<Arc<Notify>>,
     /// Levers pulled so far (numbers the injected steps).
     pulled: Mutex<usize>,
     sender: mpsc::Sender<Injected>,
@@ -233,6 +235,7 @@ impl Control {
                     speed: pace.speed.clamp(SPEED_MIN, SPEED_MAX),
                 }),
                 now_unix_ms: AtomicI64::new(0),
+                waker: OnceLock::new(),
                 pulled: Mutex::new(0),
                 sender,
                 receiver: Mutex::new(Some(receiver)),
@@ -281,7 +284,18 @@ impl Control {
     }
 
     pub(crate) fn publish_now(&self, unix_ms: i64) {
-        self.shared.now_unix_ms.store(unix_ms, Ordering::Relaxed);
+        let before = self.shared.now_unix_ms.swap(unix_ms, Ordering::Relaxed);
+        if before != unix_ms {
+            if let Some(waker) = self.shared.waker.get() {
+                waker.notify_one();
+            }
+        }
+    }
+
+    /// Wakes `waker` whenever the run's simulated time moves (one waker; false when one was
+    /// set already). Waking is a flag set, never a wait: the run is not held up.
+    pub fn wake_on_time(&self, waker: Arc<Notify>) -> bool {
+        self.shared.waker.set(waker).is_ok()
     }
 
     /// The driver's end of the lever queue (once; `None` after).
@@ -430,6 +444,28 @@ mod tests {
                 speed: 3600.0
             }
         );
+    }
+
+    #[test]
+    fn a_moving_clock_wakes_the_dashboard() {
+        let control = Control::new(Pace {
+            paused: false,
+            speed: 600.0,
+        });
+        let waker = Arc::new(Notify::new());
+        assert!(control.wake_on_time(waker.clone()));
+        assert!(!control.wake_on_time(Arc::new(Notify::new())), "one waker");
+        control.publish_now(60_000);
+        assert_eq!(control.now_unix_ms(), 60_000);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // The permit stored by the publication is taken at once.
+        let woken = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waker.notified()).await
+        });
+        assert!(woken.is_ok(), "not woken");
     }
 
     #[test]

@@ -1,17 +1,20 @@
 // cmksim live dashboard: one page for both modes, no build step, no dependencies.
 //
-// Simulation mode (`cmksim demo NAME --web`): the page polls /_cmksim/demo/state every
-// POLL_MS for the clock, the pace, the states, new narration lines and the verdicts, and
-// fetches the swimlanes (SVG drawn by the same code as the report) when events were added.
-// Live mode (`cmksim serve all`, page at `/` of the HTTPS door): the page reads the
-// services' event stream /_cmksim/events (Server-Sent Events, read with fetch so that it can
-// carry the administrator's token) and switches Key Vault's chaos mode.
+// Both modes read a stream of frames pushed by the server as the event log is written
+// (Server-Sent Events through EventSource, which reconnects by itself from the last frame id
+// it read): each frame carries the clock, the states, the new narration lines and, when they
+// changed, the verdicts. The swimlanes (SVG drawn by the same code as the report) are fetched
+// at most every LANES_EVERY_MS when events were added.
+// Simulation mode (`cmksim demo NAME --web`): /_cmksim/demo/stream, levers and pace posted to
+// /_cmksim/demo/lever and /_cmksim/demo/pace.
+// Live mode (`cmksim serve all --rest-listen`, page at `/` of the HTTPS door):
+// /_cmksim/dashboard/stream and /_cmksim/dashboard/lever, authorised by the session cookie the
+// door's one-time link sets (the page never holds a token).
 "use strict";
 
-const POLL_MS = 100;            // how often the simulation state is asked for
 const LANES_EVERY_MS = 1000;    // the chart is redrawn at most this often
 const FEED_LINES_MAX = 2000;    // narration lines kept on the page (oldest removed first)
-const LIVE_EVENTS_MAX = 100000; // events read from a live stream before the page stops reading
+const CLOCK_AHEAD_MS = 500;     // the clock runs ahead of the newest frame at most this long
 
 const $ = (id) => document.getElementById(id);
 
@@ -108,33 +111,32 @@ async function postJson(url, body, headers) {
   return { ok: response.ok, answer };
 }
 
-// ---- simulation mode ---------------------------------------------------------------------
+// ---- the stream of frames (both modes) ------------------------------------------------------
 
-// The clock moves between two polls at the rate the world was last seen moving (simulated ms
-// per wall ms, measured from the last two answers, so a world slower than its speed is not
-// overtaken), for at most CLOCK_AHEAD_POLLS polls' worth; data-sim-ms is what it shows,
-// data-data-sim-ms the world's time in the newest answer.
-const CLOCK_AHEAD_POLLS = 2;
-const clockModel = { tMs: 0, simMs: 0, at: 0, rate: 0 };
+// The clock moves between two frames at the rate the world was last seen moving (simulated ms
+// per wall ms, measured from the frames, so a world slower than its speed is not overtaken),
+// for at most CLOCK_AHEAD_MS; data-sim-ms is what it shows, data-data-sim-ms the world's time
+// in the newest frame.
+const clockModel = { tMs: 0, simMs: 0, at: 0, rate: 0, ceiling: 0 };
 
-function clockSample(state) {
+function clockSample(clock, running, speed) {
   const now = performance.now();
-  const running = state.phase === "running";
-  if (running && clockModel.at > 0 && now > clockModel.at) {
-    const rate = (state.clock.sim_now_ms - clockModel.simMs) / (now - clockModel.at);
-    clockModel.rate = Math.max(0, Math.min(rate, state.pace.speed * 1.2));
-  } else {
+  if (running && clockModel.at > 0 && now > clockModel.at && clock.sim_now_ms >= clockModel.simMs) {
+    const rate = (clock.sim_now_ms - clockModel.simMs) / (now - clockModel.at);
+    // Smoothed: frames come every few ms, each one a small, noisy step.
+    clockModel.rate = 0.8 * clockModel.rate + 0.2 * Math.max(0, Math.min(rate, speed * 1.2));
+  } else if (!running) {
     clockModel.rate = 0;
   }
-  clockModel.tMs = state.clock.t_ms;
-  clockModel.simMs = state.clock.sim_now_ms;
+  clockModel.tMs = clock.t_ms;
+  clockModel.simMs = clock.sim_now_ms;
   clockModel.at = now;
-  $("clock").dataset.dataSimMs = state.clock.sim_now_ms;
+  $("clock").dataset.dataSimMs = clock.sim_now_ms;
   clockDraw();
 }
 
 function clockDraw() {
-  const ahead = Math.min(performance.now() - clockModel.at, CLOCK_AHEAD_POLLS * POLL_MS) * clockModel.rate;
+  const ahead = Math.min(performance.now() - clockModel.at, CLOCK_AHEAD_MS) * clockModel.rate;
   const clock = $("clock");
   const tMs = Math.floor(clockModel.tMs + ahead);
   clock.textContent = offsetLabel(tMs);
@@ -147,7 +149,65 @@ function clockLoop() {
   requestAnimationFrame(clockLoop);
 }
 
-const sim = { next: 0, events: -1, lanesAt: 0, lanesEvents: -1, verdictsVersion: -1, title: false };
+const view = { mode: "", events: -1, lanesAt: 0, lanesEvents: -1, lanesTimer: 0, title: false, finishedDrawn: false };
+
+function lanesUrl() {
+  return view.mode === "live" ? "/_cmksim/dashboard/swimlanes.svg" : "/_cmksim/demo/swimlanes.svg";
+}
+
+// Redraws the chart when events were added, at most every LANES_EVERY_MS (a trailing redraw
+// is scheduled so that the last change is always drawn).
+function lanesMaybe(force) {
+  if (view.lanesTimer) return;
+  const since = Date.now() - view.lanesAt;
+  if (!force && view.events === view.lanesEvents) return;
+  const wait = force ? 0 : Math.max(0, LANES_EVERY_MS - since);
+  view.lanesTimer = setTimeout(async () => {
+    view.lanesTimer = 0;
+    view.lanesAt = Date.now();
+    view.lanesEvents = view.events;
+    try {
+      const response = await fetch(lanesUrl(), { credentials: "same-origin" });
+      if (response.ok) $("lanes").innerHTML = await response.text();
+    } catch (e) { /* the next frame schedules another */ }
+    if (view.lanesEvents !== view.events) lanesMaybe(false);
+  }, wait);
+}
+
+function showFrame(frame) {
+  if (frame.reset) $("feed").replaceChildren();
+  const s = frame.status;
+  if (s && s.clock) {
+    if (view.mode === "live") liveShow(s); else simShow(s);
+    view.events = s.events;
+    if (s.verdicts) {
+      renderVerdicts(s.verdicts);
+      $("verdicts-note").textContent = s.phase === "finished"
+        ? "final: the run has ended"
+        : (view.mode === "live" ? "the invariants on the live events so far" : "judged on the events so far; final when the run ends");
+    }
+    const finished = s.phase === "finished";
+    lanesMaybe(finished && !view.finishedDrawn);
+    if (finished) view.finishedDrawn = true;
+  }
+  appendFeed(frame.lines || []);
+}
+
+function follow(url) {
+  const source = new EventSource(url);
+  source.addEventListener("frame", (e) => {
+    let frame;
+    try { frame = JSON.parse(e.data); } catch (err) { return; }
+    showFrame(frame);
+  });
+  source.addEventListener("dropped", (e) => setResult(e.data, true));
+  source.onerror = () => {
+    $("phase").textContent = "reconnecting";
+    $("phase").dataset.phase = "disconnected";
+  };
+}
+
+// ---- simulation mode ---------------------------------------------------------------------
 
 async function simLever(lever) {
   setResult("sending " + lever.label.toLowerCase() + "…");
@@ -161,8 +221,8 @@ async function simPace(change) {
 }
 
 function simShow(state) {
-  if (!sim.title) {
-    sim.title = true;
+  if (!view.title) {
+    view.title = true;
     $("title").textContent = state.title;
     document.title = "cmksim · " + state.name;
     $("meta").textContent = "scenario " + state.name + " · seed " + state.seed + " · profile " + state.profile + " · simulated time";
@@ -172,7 +232,7 @@ function simShow(state) {
     $("play").disabled = false;
     $("speed").disabled = false;
   }
-  clockSample(state);
+  clockSample(state.clock, state.phase === "running", state.pace.speed);
   $("scale").textContent = state.pace.speed + "× · " + state.clock.end_label;
   const phase = $("phase");
   phase.textContent = state.phase;
@@ -186,118 +246,64 @@ function simShow(state) {
   for (const b of document.querySelectorAll("#levers button")) b.disabled = finished;
   play.disabled = finished;
   speed.disabled = finished;
-  renderStates(state.states);
-  appendFeed(state.narration);
-  sim.next = state.next;
-  sim.events = state.events;
-  if (state.verdicts_version !== sim.verdictsVersion) {
-    sim.verdictsVersion = state.verdicts_version;
-    renderVerdicts(state.verdicts);
-    $("verdicts-note").textContent = state.phase === "finished"
-      ? "final: the run has ended"
-      : "judged on the events so far; final when the run ends";
-  }
-}
-
-async function simLanes(force) {
-  const now = Date.now();
-  if (!force && (sim.events === sim.lanesEvents || now - sim.lanesAt < LANES_EVERY_MS)) return;
-  sim.lanesAt = now;
-  sim.lanesEvents = sim.events;
-  const response = await fetch("/_cmksim/demo/swimlanes.svg");
-  if (response.ok) $("lanes").innerHTML = await response.text();
-}
-
-async function simLoop() {
-  let finishedDrawn = false;
-  for (;;) {
-    try {
-      const response = await fetch("/_cmksim/demo/state?after=" + sim.next);
-      if (response.ok) {
-        const state = await response.json();
-        simShow(state);
-        const finished = state.phase === "finished";
-        await simLanes(finished && !finishedDrawn);
-        if (finished) finishedDrawn = true;
-      } else {
-        $("phase").textContent = "server said " + response.status;
-      }
-    } catch (e) {
-      $("phase").textContent = "disconnected";
-      $("phase").dataset.phase = "disconnected";
-    }
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
+  renderStates(state.states || []);
 }
 
 function simStart() {
+  view.mode = "simulation";
   $("play").addEventListener("click", () => {
     const paused = $("play").getAttribute("aria-pressed") === "true";
     simPace({ paused: !paused });
   });
   $("speed").addEventListener("change", () => simPace({ speed: Number($("speed").value) }));
   requestAnimationFrame(clockLoop);
-  simLoop();
+  follow("/_cmksim/demo/stream");
 }
 
 // ---- live mode -----------------------------------------------------------------------------
 
-const LIVE_LEVERS = [
-  { id: "keyvault-down", label: "Key Vault down", mode: "down" },
-  { id: "keyvault-up", label: "Key Vault up", mode: "up" },
-];
-
-function liveStart() {
-  $("meta").textContent = "live services · the HTTPS door's event stream";
-  $("live-login").hidden = false;
-  $("verdicts-note").textContent = "verdicts need a scenario: run one with `cmksim run --live FILE --report`";
-  $("lanes").innerHTML = "<p class=\"na\">The swimlanes are drawn for a scenario run: `cmksim run --live FILE --report` draws them for live services.</p>";
-  $("connect").addEventListener("click", () => liveConnect($("token").value.trim()));
+async function liveLever(lever) {
+  setResult("sending " + lever.label.toLowerCase() + "…");
+  const { ok, answer } = await postJson("/_cmksim/dashboard/lever", { lever: lever.id },
+    { "x-cmksim-dashboard": "1" });
+  setResult(ok ? answer.message : "refused: " + (answer.error || "no answer"), !ok);
 }
 
-async function liveConnect(token) {
-  const auth = { authorization: "Bearer " + token };
-  const clock = await fetch("/_cmksim/clock", { headers: auth });
-  if (!clock.ok) { setResult("the door refused the token (" + clock.status + ")", true); return; }
-  const c = await clock.json();
-  $("live-login").hidden = true;
-  $("scale").textContent = c.timeScale + "×";
-  $("phase").textContent = "live";
-  $("phase").dataset.phase = "running";
-  renderLevers(LIVE_LEVERS, async (lever) => {
-    const response = await fetch("/_cmksim/chaos", {
-      method: "PUT",
-      headers: Object.assign({ "content-type": "application/json" }, auth),
-      body: JSON.stringify({ keyvault: { mode: lever.mode } }),
-    });
-    setResult(response.ok ? "Key Vault is " + lever.mode : "refused (" + response.status + ")", !response.ok);
-  });
-  const epochMs = Date.parse(c.simulatedEpoch);
-  const stream = await fetch("/_cmksim/events", { headers: auth });
-  if (!stream.ok || !stream.body) { setResult("no event stream (" + stream.status + ")", true); return; }
-  const reader = stream.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let read = 0;
-  while (read < LIVE_EVENTS_MAX) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value;
-    const lines = buffer.split("\n");
-    buffer = lines.pop();
-    const out = [];
-    for (const line of lines) {
-      if (!line.startsWith("data:")) continue;
-      read += 1;
-      let e;
-      try { e = JSON.parse(line.slice(5)); } catch (err) { continue; }
-      const t = e.atMs - epochMs;
-      $("clock").textContent = offsetLabel(t);
-      $("clock").dataset.tMs = t;
-      out.push({ text: offsetLabel(t) + "  " + e.service + "  " + e.message, t_ms: t });
-    }
-    appendFeed(out);
+function liveShow(state) {
+  if (!view.title) {
+    view.title = true;
+    $("title").textContent = state.title;
+    document.title = "cmksim · live";
+    renderLevers(state.levers, liveLever);
   }
-  setResult("the event stream ended; reload the page to read it again", true);
+  $("meta").textContent = "live services · " + (state.target || "no cluster with a customer-managed key yet");
+  clockSample(state.clock, true, state.pace.speed);
+  $("scale").textContent = state.pace.speed + "× · " + state.clock.end_label;
+  $("phase").textContent = state.phase;
+  $("phase").dataset.phase = "running";
+  renderStates(state.states || []);
+}
+
+async function liveStart() {
+  view.mode = "live";
+  $("meta").textContent = "live services";
+  $("play").hidden = true;
+  $("speed").hidden = true;
+  document.querySelector("label[for=speed]").hidden = true;
+  let response;
+  try {
+    response = await fetch("/_cmksim/dashboard/session", { credentials: "same-origin" });
+  } catch (e) {
+    $("phase").textContent = "disconnected";
+    return;
+  }
+  if (!response.ok) {
+    $("live-login").hidden = false;
+    $("phase").textContent = "not signed in";
+    return;
+  }
+  requestAnimationFrame(clockLoop);
+  follow("/_cmksim/dashboard/stream");
 }
 
 // ---- start -------------------------------------------------------------------------------
@@ -305,7 +311,7 @@ async function liveConnect(token) {
 (async () => {
   let simulation = false;
   try {
-    const probe = await fetch("/_cmksim/demo/state?after=0");
+    const probe = await fetch("/_cmksim/demo/clock");
     simulation = probe.ok;
   } catch (e) {
     simulation = false;

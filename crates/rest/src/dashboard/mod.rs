@@ -11,6 +11,8 @@
 //! swaps it in; nothing is left for a charting library to do, and with no framework there is no
 //! build step, nothing to fetch from a CDN, and the files below are what the browser runs.
 
+pub mod push;
+
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -18,7 +20,7 @@ use axum::Router;
 
 /// The page.
 pub const INDEX_HTML: &str = include_str!("index.html");
-/// Its script: the polling loop of simulation mode and the event stream of live mode.
+/// Its script: the stream of frames both modes read, and the levers.
 pub const DASHBOARD_JS: &str = include_str!("dashboard.js");
 /// Its style.
 pub const DASHBOARD_CSS: &str = include_str!("dashboard.css");
@@ -78,7 +80,8 @@ mod tests {
     fn every_control_of_the_page_is_a_labelled_button_or_field() {
         assert!(INDEX_HTML.contains("<button type=\"button\" id=\"play\""));
         assert!(INDEX_HTML.contains("<label for=\"speed\">"));
-        assert!(INDEX_HTML.contains("<label for=\"token\">"));
+        // Live mode signs in by a one-time link (a session cookie): no token field to paste in.
+        assert!(!INDEX_HTML.contains("type=\"password\""));
         // Levers are made by the script as <button type="button"> with their label as text.
         assert!(DASHBOARD_JS.contains("document.createElement(\"button\")"));
     }
