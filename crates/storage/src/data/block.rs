@@ -3,13 +3,15 @@
 //! A block holds up to `block_max_bytes` of encoded records of one account, workspace and table.
 //! Its header is plaintext, so that queries and retention can select blocks without keys, and is
 //! authenticated as the AAD of every encryption layer, so that changing any header field (a time
-//! range, the table, the key reference) makes the block fail to open. Format version 1, all
-//! integers big-endian:
+//! range, the table, the key reference, the format version) makes the block fail to open. The
+//! header is the same in format versions 1 and 2; the version says how the payload encodes its
+//! records (1: JSON, written before issue 15 and still read; 2: binary, written now; see
+//! [`super::record`]). All integers big-endian:
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
 //! | 0  | 4  | magic `CMKB` |
-//! | 4  | 1  | format version = 1 |
+//! | 4  | 1  | format version: 1 (JSON payload) or 2 (binary payload) |
 //! | 5  | 1  | tier: 0 cold, 1 hot, 2 outage buffer |
 //! | 6  | 8  | block id (u64; also the HKDF salt of its keys) |
 //! | 14 | 8  | min TimeGenerated (i64 ms since the Unix epoch) |
@@ -38,11 +40,32 @@ use ring::aead;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, SecretKey, NONCE_LEN_BYTES};
+use super::record::PayloadFormat;
 
 /// The magic bytes that open every block.
 pub const BLOCK_MAGIC: &[u8; 4] = b"CMKB";
-/// The block format version this code writes and reads.
-pub const BLOCK_FORMAT_VERSION: u8 = 1;
+/// The block format version this code writes (binary records).
+pub const BLOCK_FORMAT_VERSION: u8 = 2;
+/// The format version of blocks whose records are JSON (read, no longer written).
+pub const BLOCK_FORMAT_VERSION_JSON: u8 = 1;
+
+impl PayloadFormat {
+    /// The block format version that says this payload format.
+    pub(crate) fn version(self) -> u8 {
+        match self {
+            PayloadFormat::Json => BLOCK_FORMAT_VERSION_JSON,
+            PayloadFormat::Binary => BLOCK_FORMAT_VERSION,
+        }
+    }
+
+    fn from_version(version: u8) -> Option<PayloadFormat> {
+        match version {
+            BLOCK_FORMAT_VERSION_JSON => Some(PayloadFormat::Json),
+            BLOCK_FORMAT_VERSION => Some(PayloadFormat::Binary),
+            _ => None,
+        }
+    }
+}
 /// Length of the fixed part of the header, in bytes.
 const FIXED_HEADER_BYTES: usize = 69;
 /// Longest string field, in bytes (the u16 length prefix).
@@ -113,6 +136,8 @@ impl Tier {
 /// The plaintext, authenticated header of a block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
+    /// How the payload encodes its records (the format version byte).
+    pub payload_format: PayloadFormat,
     pub tier: Tier,
     pub block_id: u64,
     pub min_time_ms: i64,
@@ -147,7 +172,7 @@ impl BlockHeader {
             FIXED_HEADER_BYTES + 4 + strings.iter().map(|s| s.len() + 2).sum::<usize>(),
         );
         out.extend_from_slice(BLOCK_MAGIC);
-        out.push(BLOCK_FORMAT_VERSION);
+        out.push(self.payload_format.version());
         out.push(self.tier.code());
         out.extend_from_slice(&self.block_id.to_be_bytes());
         out.extend_from_slice(&self.min_time_ms.to_be_bytes());
@@ -188,9 +213,8 @@ impl BlockHeader {
             return Err("bad magic".into());
         }
         let version = r.u8()?;
-        if version != BLOCK_FORMAT_VERSION {
-            return Err(format!("unsupported block format version {version}"));
-        }
+        let payload_format = PayloadFormat::from_version(version)
+            .ok_or_else(|| format!("unsupported block format version {version}"))?;
         let tier = Tier::from_code(r.u8()?).ok_or("unknown tier code")?;
         let block_id = r.u64()?;
         let min_time_ms = r.u64()? as i64;
@@ -235,6 +259,7 @@ impl BlockHeader {
             return Err("min time after max time".into());
         }
         let header = BlockHeader {
+            payload_format,
             tier,
             block_id,
             min_time_ms,

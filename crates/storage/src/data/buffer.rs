@@ -189,12 +189,9 @@ impl DataPlane {
                 report.dropped_entries += 1;
                 continue;
             }
-            let encoded: Vec<Vec<u8>> = records
-                .iter()
-                .map(record::encode_one)
-                .collect::<Result<_>>()?;
             let chunk = Chunk {
-                payload: record::join(&encoded),
+                payload: record::encode_block(&records)?,
+                format: record::PayloadFormat::Binary,
                 records: header.record_count,
                 min_time_ms: header.min_time_ms,
                 max_time_ms: header.max_time_ms,

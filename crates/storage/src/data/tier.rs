@@ -17,7 +17,7 @@ use cmksim_sim::SimTime;
 use super::block::{self, BlockHeader, KeyRef, Tier};
 use super::error::DataError;
 use super::keys::{self, Aek, SecretKey};
-use super::record::{self, Record};
+use super::record::{self, BlockEncoder, PayloadFormat, Record};
 use super::store::{self, check_account, check_name, AccountRecord, StoredWrapping};
 use super::{DataPlane, Result, Sealing};
 
@@ -85,6 +85,8 @@ pub struct QueryResult {
 /// One block's worth of encoded records.
 pub(crate) struct Chunk {
     pub payload: Vec<u8>,
+    /// How `payload` encodes them (binary for everything written now).
+    pub format: PayloadFormat,
     pub records: u32,
     pub min_time_ms: i64,
     pub max_time_ms: i64,
@@ -429,10 +431,7 @@ impl DataPlane {
                     unreachable!("open_stored refuses CMK blocks without the AEK")
                 }
             };
-            let encoded: Vec<Vec<u8>> = records
-                .iter()
-                .map(record::encode_one)
-                .collect::<Result<_>>()?;
+            let payload = record::encode_block(&records)?;
             let hot = {
                 let mut rng = self.lock_rng();
                 self.seal(
@@ -442,7 +441,8 @@ impl DataPlane {
                     &header.workspace,
                     &header.table,
                     Chunk {
-                        payload: record::join(&encoded),
+                        payload,
+                        format: PayloadFormat::Binary,
                         records: header.record_count,
                         min_time_ms: header.min_time_ms,
                         max_time_ms: header.max_time_ms,
@@ -494,55 +494,61 @@ impl DataPlane {
         }
     }
 
-    /// Validates and encodes records, split into chunks of at most `block_max_bytes`.
+    /// Validates and encodes records (binary, each once, straight into its block's buffer),
+    /// split into chunks of at most `block_max_bytes`.
     pub(crate) fn split(&self, records: &[Record], table: &str) -> Result<Vec<Chunk>> {
         let block_max_bytes = self.config.block_max_bytes;
         let mut chunks = Vec::new();
-        let mut current: Vec<Vec<u8>> = Vec::new();
-        let mut current_bytes = 2; // the array's brackets
+        let mut encoder = BlockEncoder::new();
         let mut total_bytes = 0usize;
-        let mut times = (i64::MAX, i64::MIN);
-        let flush =
-            |current: &mut Vec<Vec<u8>>, times: &mut (i64, i64), chunks: &mut Vec<Chunk>| {
-                chunks.push(Chunk {
-                    payload: record::join(current),
-                    records: current.len() as u32,
-                    min_time_ms: times.0,
-                    max_time_ms: times.1,
-                });
-                current.clear();
-                *times = (i64::MAX, i64::MIN);
-            };
+        let finish = |encoder: BlockEncoder<'_>| {
+            let (payload, records, min_time_ms, max_time_ms) = encoder.finish();
+            Chunk {
+                payload,
+                format: PayloadFormat::Binary,
+                records,
+                min_time_ms,
+                max_time_ms,
+            }
+        };
         for (index, r) in records.iter().enumerate() {
             record::validate(index, r, table)?;
-            let encoded = record::encode_one(r)?;
-            if encoded.len() + 2 > block_max_bytes {
-                return Err(DataError::RecordTooLarge {
-                    index,
-                    bytes: encoded.len(),
-                    block_max_bytes,
-                });
+            let mark = encoder.mark();
+            let was_empty = encoder.is_empty();
+            let before = encoder.encoded_len();
+            encoder.push(r)?;
+            if encoder.encoded_len() > block_max_bytes {
+                if was_empty {
+                    return Err(DataError::RecordTooLarge {
+                        index,
+                        bytes: encoder.encoded_len(),
+                        block_max_bytes,
+                    });
+                }
+                encoder.rollback(mark);
+                chunks.push(finish(std::mem::replace(&mut encoder, BlockEncoder::new())));
+                let fresh = encoder.encoded_len();
+                encoder.push(r)?;
+                if encoder.encoded_len() > block_max_bytes {
+                    return Err(DataError::RecordTooLarge {
+                        index,
+                        bytes: encoder.encoded_len(),
+                        block_max_bytes,
+                    });
+                }
+                total_bytes += encoder.encoded_len() - fresh;
+            } else {
+                total_bytes += encoder.encoded_len() - before;
             }
-            total_bytes += encoded.len() + 1;
             if total_bytes > self.config.batch_max_bytes {
                 return Err(DataError::BatchTooLarge {
                     bytes: total_bytes,
                     batch_max_bytes: self.config.batch_max_bytes,
                 });
             }
-            if !current.is_empty() && current_bytes + 1 + encoded.len() > block_max_bytes {
-                flush(&mut current, &mut times, &mut chunks);
-                current_bytes = 2;
-            }
-            current_bytes += encoded.len() + usize::from(!current.is_empty());
-            times = (
-                times.0.min(r.time_generated_ms),
-                times.1.max(r.time_generated_ms),
-            );
-            current.push(encoded);
         }
-        if !current.is_empty() {
-            flush(&mut current, &mut times, &mut chunks);
+        if !encoder.is_empty() {
+            chunks.push(finish(encoder));
         }
         Ok(chunks)
     }
@@ -614,6 +620,7 @@ impl DataPlane {
         rng: &mut dyn rand::RngCore,
     ) -> Vec<u8> {
         let header = BlockHeader {
+            payload_format: chunk.format,
             tier,
             block_id,
             min_time_ms: chunk.min_time_ms,
@@ -699,8 +706,8 @@ impl DataPlane {
         let (dek, outer) = self.layer_keys(&header, aek);
         let payload =
             block::open(bytes, &header, header_len, &dek, outer.as_ref()).ok_or_else(integrity)?;
-        let records = record::decode(&payload, &header.table)
-            .map_err(|e| malformed(tier, key, e.to_string()))?;
+        let records = record::decode(&payload, header.payload_format, &header.table)
+            .map_err(|reason| malformed(tier, key, reason))?;
         let times_match = records
             .iter()
             .all(|r| (header.min_time_ms..=header.max_time_ms).contains(&r.time_generated_ms));
