@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::ControlError;
 use super::events::{ControlEffect, ControlEvent, Outcome};
-use super::keyvault::{self, normalize_region, KeyRef, KeyVaultFacts, KeyVaultPropertiesInput};
+use super::keyvault::{self, KeyRef, KeyVaultFacts, KeyVaultPropertiesInput};
 use super::limits::{self, ClusterCounts, SkuInput, SKU_NAME_CAPACITY_RESERVATION};
 use super::names::{self, ResourceKind, ResourceName};
 use super::operation::{OperationKind, OperationStatus};
@@ -187,21 +187,17 @@ impl ControlPlane {
     }
 
     fn counts(&self, subscription: &str, location: &str) -> ClusterCounts {
-        let region = normalize_region(location);
-        let mut counts = ClusterCounts::default();
-        for c in self.state.clusters.values() {
-            if !c.resource.subscription.eq_ignore_ascii_case(subscription) {
-                continue;
-            }
-            counts.reserved_in_subscription += 1;
-            if normalize_region(&c.location) == region {
-                match c.soft_deleted {
-                    Some(_) => counts.soft_deleted += 1,
-                    None => counts.active += 1,
-                }
-            }
-        }
-        counts
+        cmksim_sim::rules::count_clusters(
+            self.state.clusters.values().map(|c| {
+                (
+                    c.resource.subscription.as_str(),
+                    c.location.as_str(),
+                    c.soft_deleted.is_some(),
+                )
+            }),
+            subscription,
+            location,
+        )
     }
 
     /// Checks a create without changing anything (step one of the two-step create: the service

@@ -77,19 +77,14 @@ pub fn check_capacity_change(
     Ok(())
 }
 
-/// Active and reserved cluster counts in one subscription and region, and the reserved ones
-/// (active + soft-deleted) of the subscription over all regions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClusterCounts {
-    pub active: u32,
-    pub soft_deleted: u32,
-    pub reserved_in_subscription: u32,
-}
+/// The counts the cluster limits read (one definition, shared with `validate`).
+pub use cmksim_sim::rules::ClusterCounts;
 
 /// Refuses a new active cluster beyond `max_active_per_region_subscription`, and a new reserved
 /// one (active + soft-deleted) beyond `max_reserved_per_region_subscription` or, when the profile
 /// sets one, beyond `max_reserved_per_subscription` over all regions. `adds_reserved` is false for
-/// a recover (the cluster is already reserved).
+/// a recover (the cluster is already reserved). The rule is [`rules::cluster_count_rule`]; this
+/// gives it storage's errors.
 pub fn check_cluster_counts(
     profile: &ClusterProfile,
     counts: ClusterCounts,
@@ -97,31 +92,24 @@ pub fn check_cluster_counts(
     location: &str,
     adds_reserved: bool,
 ) -> Result<(), ControlError> {
-    if counts.active >= profile.max_active_per_region_subscription {
-        return Err(ControlError::ActiveClusterLimit {
+    use rules::ClusterCountRule as R;
+    match rules::cluster_count_rule(profile, counts, adds_reserved) {
+        Ok(()) => Ok(()),
+        Err(R::ActivePerRegion { max }) => Err(ControlError::ActiveClusterLimit {
             subscription: subscription.to_string(),
             location: location.to_string(),
-            max: profile.max_active_per_region_subscription,
-        });
-    }
-    if adds_reserved
-        && counts.active + counts.soft_deleted >= profile.max_reserved_per_region_subscription
-    {
-        return Err(ControlError::ReservedClusterLimit {
+            max,
+        }),
+        Err(R::ReservedPerRegion { max }) => Err(ControlError::ReservedClusterLimit {
             subscription: subscription.to_string(),
             location: location.to_string(),
-            max: profile.max_reserved_per_region_subscription,
-        });
+            max,
+        }),
+        Err(R::ReservedPerSubscription { max }) => Err(ControlError::SubscriptionClusterLimit {
+            subscription: subscription.to_string(),
+            max,
+        }),
     }
-    if let Some(max) = profile.max_reserved_per_subscription {
-        if adds_reserved && counts.reserved_in_subscription >= max {
-            return Err(ControlError::SubscriptionClusterLimit {
-                subscription: subscription.to_string(),
-                max,
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
