@@ -420,6 +420,33 @@ def test_query_batch(logs_query, customer_id):
     assert results[1].status == LogsQueryStatus.FAILURE
 
 
+def test_query_statistics_and_visualization(logs_query, customer_id):
+    """`include_statistics=True` and `include_visualization=True` send `Prefer:
+    include-statistics=true,include-render=true`; the answer's `statistics` counts the rows
+    scanned and returned, its `render` is the query's `render` with every property."""
+    needs("the query")
+    text = (f'{TABLE} | where Message contains "{STATE.tag}" '
+            "| summarize count() by bin(TimeGenerated, 1m) "
+            '| render timechart with (title = "drill", ycolumns = count_)')
+    result = logs_query.query_workspace(customer_id, text, timespan=window(),
+                                        include_statistics=True, include_visualization=True)
+    stats = result.statistics["query"]
+    assert stats["inputDatasetStatistics"]["rows"]["scanned"] >= RECORDS, stats
+    assert stats["datasetStatistics"][0]["tableRowCount"] == MINUTES, stats
+    assert stats["executionTime"] >= 0, stats
+    render = result.visualization
+    assert render["visualization"] == "timechart", render
+    assert render["title"] == "drill" and render["yColumns"] == ["count_"], render
+    assert render["xColumn"] is None and render["accumulate"] is False, render
+    # Not asked for: neither comes back.
+    plain = logs_query.query_workspace(customer_id, text, timespan=window())
+    assert plain.statistics is None and plain.visualization is None
+    # The same through a batch (the preference travels in the request's own headers).
+    batched = logs_query.query_batch([LogsBatchQuery(customer_id, text, timespan=window(),
+                                                     include_visualization=True)])
+    assert batched[0].visualization["visualization"] == "timechart", batched[0]
+
+
 def test_query_default_audience_is_the_endpoint(credential, rest_url, customer_id):
     """Without `audience=`, azure-monitor-query asks for a token for `{endpoint}/.default`, here
     https://127.0.0.1:PORT/.default: the door has to issue one (for its own URL) for the plain
@@ -675,3 +702,16 @@ def test_upload_needs_the_monitoring_metrics_publisher_role_on_the_rule(
     with pytest.raises(HttpResponseError) as denied:
         reader.query_workspace(customer_id, f"{TABLE} | count", timespan=None)
     assert denied.value.status_code == 403, denied.value
+    # Role removal (issue 17): DELETE the assignment (admin API) and the same upload is refused
+    # again; a second DELETE finds nothing.
+    assignment_id = granted.json()["id"]
+    removed = requests.delete(f"{rest_url}/_cmksim/roleAssignments", headers=admin_headers(),
+                              json={"id": assignment_id}, verify=ca_file, timeout=60)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["id"] == assignment_id
+    with pytest.raises(HttpResponseError) as refused_again:
+        client.upload(STATE.dcr.immutable_id, STREAM, logs)
+    assert refused_again.value.status_code == 403, refused_again.value
+    gone = requests.delete(f"{rest_url}/_cmksim/roleAssignments", headers=admin_headers(),
+                           json={"id": assignment_id}, verify=ca_file, timeout=60)
+    assert gone.status_code == 404, gone.text

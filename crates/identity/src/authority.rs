@@ -194,6 +194,21 @@ impl IdentityAuthority {
         Ok(assignment)
     }
 
+    /// Removes the role assignment `id`, persisted before the answer (a failed write puts it
+    /// back): from then on it grants nothing.
+    pub fn remove_role_assignment(&mut self, id: &str) -> Result<RoleAssignment, IdentityError> {
+        let removed = self.directory.remove_role_assignment(id)?;
+        if let Some(store) = &self.store {
+            if let Err(e) = store.remove_role_assignment(&removed.id) {
+                self.directory
+                    .role_assignments
+                    .insert(removed.id.to_ascii_lowercase(), removed);
+                return Err(e.into());
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether `object_id` of `tenant_id` may do `action` at `scope`.
     pub fn check_access(
         &self,

@@ -49,6 +49,8 @@ pub enum DirectoryError {
     ManagedIdentityExists(String),
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: String },
+    #[error("role assignment {0} was not found")]
+    RoleAssignmentNotFound(String),
     #[error("the directory is full: at most {0} entries")]
     Full(usize),
     #[error(
@@ -422,6 +424,15 @@ impl Directory {
         self.role_assignments
             .insert(id.to_ascii_lowercase(), assignment.clone());
         Ok((assignment, true))
+    }
+
+    /// Removes the role assignment whose id is `id` (case-insensitive, as ARM ids compare) and
+    /// returns it. The subscription keeps its tenant (a subscription does not change tenant when
+    /// its last assignment goes).
+    pub fn remove_role_assignment(&mut self, id: &str) -> Result<RoleAssignment, DirectoryError> {
+        self.role_assignments
+            .remove(&id.trim_end_matches('/').to_ascii_lowercase())
+            .ok_or_else(|| DirectoryError::RoleAssignmentNotFound(cmksim_sim::text::echo(id)))
     }
 
     /// Whether `object_id` of `tenant_id` may do `action` at `scope` ([`roles::decide`] over

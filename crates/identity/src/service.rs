@@ -76,9 +76,9 @@ fn to_status(error: IdentityError) -> Status {
     let message = error.to_string();
     match error {
         IdentityError::Directory(d) => match d {
-            DirectoryError::TenantNotFound(_) | DirectoryError::PrincipalNotFound(_) => {
-                Status::not_found(message)
-            }
+            DirectoryError::TenantNotFound(_)
+            | DirectoryError::PrincipalNotFound(_)
+            | DirectoryError::RoleAssignmentNotFound(_) => Status::not_found(message),
             DirectoryError::TenantExists(_) | DirectoryError::ManagedIdentityExists(_) => {
                 Status::already_exists(message)
             }
@@ -202,6 +202,18 @@ impl pb::identity_server::Identity for IdentityService {
             .assign_role(&r.scope, role, &r.principal_id, &r.name)
             .map_err(to_status)?;
         Ok(Response::new(role_assignment_to_pb(&assignment)))
+    }
+
+    async fn delete_role_assignment(
+        &self,
+        request: Request<pb::DeleteRoleAssignmentRequest>,
+    ) -> Result<Response<pb::RoleAssignment>, Status> {
+        let r = request.into_inner();
+        let removed = self
+            .lock()
+            .remove_role_assignment(&r.id)
+            .map_err(to_status)?;
+        Ok(Response::new(role_assignment_to_pb(&removed)))
     }
 
     async fn check_access(

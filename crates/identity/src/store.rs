@@ -128,6 +128,14 @@ impl IdentityStore {
         Ok(())
     }
 
+    /// Removes a role assignment (by its id, lower-cased) and flushes.
+    pub fn remove_role_assignment(&self, id: &str) -> Result<(), StoreError> {
+        self.role_assignments
+            .remove(id.to_ascii_lowercase().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Writes a principal and flushes.
     pub fn save_principal(&self, principal: &Principal) -> Result<(), StoreError> {
         self.principals

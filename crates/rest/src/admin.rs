@@ -58,7 +58,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_cmksim/principals", post(create_principal))
         .route(
             "/_cmksim/roleAssignments",
-            post(create_role_assignment).put(create_role_assignment),
+            post(create_role_assignment)
+                .put(create_role_assignment)
+                .delete(delete_role_assignment),
         )
 }
 
@@ -304,6 +306,39 @@ async fn create_role_assignment(
         Json(role_assignment_json(&assignment)),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleAssignmentId {
+    id: String,
+}
+
+/// `DELETE /_cmksim/roleAssignments` with `{"id": "<the assignment's id>"}`: removes it (200 and
+/// the removed assignment, as ARM answers a DELETE; 404 when there is none). From then on it
+/// grants nothing.
+async fn delete_role_assignment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> RestResult<Response> {
+    admin_caller(&state, &headers)?;
+    let body: RoleAssignmentId = serde_json::from_slice(&bytes).map_err(|e| {
+        RestError::bad_request(
+            "BadRequest",
+            format!(
+                "roleAssignments: expected {{\"id\": \"/subscriptions/.../providers/\
+                 Microsoft.Authorization/roleAssignments/...\"}}: {}",
+                echo(&e.to_string())
+            ),
+        )
+    })?;
+    let mut identity = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone());
+    let removed = identity
+        .delete_role_assignment(idp::DeleteRoleAssignmentRequest { id: body.id })
+        .await?
+        .into_inner();
+    Ok((http::StatusCode::OK, Json(role_assignment_json(&removed))).into_response())
 }
 
 /// A role assignment as ARM shows it (`Microsoft.Authorization/roleAssignments`).
