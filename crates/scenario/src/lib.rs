@@ -27,6 +27,7 @@ pub mod errors;
 pub mod events;
 pub mod expect;
 pub mod history;
+pub mod lever;
 pub mod limits;
 pub mod model;
 pub mod narrate;

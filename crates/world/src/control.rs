@@ -16,10 +16,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cmksim_scenario::model::{
-    AccessPolicy, Action, Fault, Host, KeyPermission, KeyRef, PrincipalRef, Scenario, Step,
-    StepKind, VaultFault, VersionSel,
-};
+use cmksim_scenario::model::{Scenario, Step, StepKind};
 use tokio::sync::{mpsc, Notify};
 
 /// Levers waiting for the driver at most; one more is refused ([`LeverError::Busy`]).
@@ -28,153 +25,7 @@ pub const LEVER_QUEUE_MAX: usize = 16;
 pub const SPEED_MIN: f64 = 60.0;
 pub const SPEED_MAX: f64 = 3600.0;
 
-/// What a person can do to the running world, each one a timeline step of the scenario format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lever {
-    DisableKey,
-    EnableKey,
-    RemoveAccessPolicy,
-    RestoreAccessPolicy,
-    KeyvaultDown,
-    KeyvaultUp,
-    PartitionStorage,
-    RepairStorage,
-    RotateKey,
-    UpdateCluster,
-}
-
-impl Lever {
-    /// Every lever, in the order the dashboard shows them (pairs: the harm, then its undoing).
-    pub const ALL: [Lever; 10] = [
-        Lever::DisableKey,
-        Lever::EnableKey,
-        Lever::RemoveAccessPolicy,
-        Lever::RestoreAccessPolicy,
-        Lever::KeyvaultDown,
-        Lever::KeyvaultUp,
-        Lever::PartitionStorage,
-        Lever::RepairStorage,
-        Lever::RotateKey,
-        Lever::UpdateCluster,
-    ];
-
-    /// The lever's name on the wire and in step labels (`disable-key`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lever::DisableKey => "disable-key",
-            Lever::EnableKey => "enable-key",
-            Lever::RemoveAccessPolicy => "remove-access-policy",
-            Lever::RestoreAccessPolicy => "restore-access-policy",
-            Lever::KeyvaultDown => "keyvault-down",
-            Lever::KeyvaultUp => "keyvault-up",
-            Lever::PartitionStorage => "partition-storage",
-            Lever::RepairStorage => "repair-storage",
-            Lever::RotateKey => "rotate-key",
-            Lever::UpdateCluster => "update-cluster",
-        }
-    }
-
-    /// The lever named `name`, if any.
-    pub fn parse(name: &str) -> Option<Lever> {
-        Lever::ALL.into_iter().find(|l| l.as_str() == name)
-    }
-
-    /// The button's label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Lever::DisableKey => "Disable key",
-            Lever::EnableKey => "Enable key",
-            Lever::RemoveAccessPolicy => "Remove access policy",
-            Lever::RestoreAccessPolicy => "Restore access policy",
-            Lever::KeyvaultDown => "Key Vault down",
-            Lever::KeyvaultUp => "Key Vault up",
-            Lever::PartitionStorage => "Partition storage from vault",
-            Lever::RepairStorage => "Repair partition",
-            Lever::RotateKey => "Rotate key",
-            Lever::UpdateCluster => "Update cluster to newest key version",
-        }
-    }
-
-    /// The timeline step this lever is, for the first cluster of `scenario` that has a key
-    /// (the cluster the dashboard teaches about).
-    pub fn step(self, scenario: &Scenario) -> Result<StepKind, LeverError> {
-        let cluster = scenario
-            .world
-            .clusters
-            .iter()
-            .find(|c| c.key.is_some())
-            .ok_or(LeverError::NoCmkCluster)?;
-        // Checked just above: the cluster has a key.
-        let key: &KeyRef = cluster.key.as_ref().ok_or(LeverError::NoCmkCluster)?;
-        let principal = PrincipalRef::Cluster(cluster.name.clone());
-        let action = |a: Action| Ok(StepKind::Action(a));
-        let fault = |f: Fault| {
-            Ok(StepKind::Fault {
-                fault: f,
-                duration: None,
-            })
-        };
-        let update_key = |enabled: bool| {
-            action(Action::UpdateKey {
-                vault: key.vault.clone(),
-                key: key.key.clone(),
-                version: VersionSel::Latest,
-                enabled: Some(enabled),
-                not_before: None,
-                expires: None,
-                ops: None,
-            })
-        };
-        match self {
-            Lever::DisableKey => update_key(false),
-            Lever::EnableKey => update_key(true),
-            Lever::RemoveAccessPolicy => action(Action::RemoveAccessPolicy {
-                vault: key.vault.clone(),
-                principal,
-            }),
-            Lever::RestoreAccessPolicy => {
-                // The world's own policy for the cluster when it has one, else the three
-                // permissions a key update requires (Get, Wrap Key, Unwrap Key).
-                let permissions = scenario
-                    .world
-                    .access_policies
-                    .iter()
-                    .find(|p| p.vault == key.vault && p.principal == principal)
-                    .map(|p| p.permissions.clone())
-                    .unwrap_or_else(|| {
-                        vec![
-                            KeyPermission::Get,
-                            KeyPermission::WrapKey,
-                            KeyPermission::UnwrapKey,
-                        ]
-                    });
-                action(Action::SetAccessPolicy(AccessPolicy {
-                    vault: key.vault.clone(),
-                    principal,
-                    permissions,
-                }))
-            }
-            Lever::KeyvaultDown => fault(Fault::Keyvault(VaultFault::Down)),
-            Lever::KeyvaultUp => fault(Fault::Keyvault(VaultFault::Up)),
-            Lever::PartitionStorage => fault(Fault::Partition(Host::Storage, Host::Keyvault)),
-            Lever::RepairStorage => fault(Fault::Repair(Host::Storage, Host::Keyvault)),
-            Lever::RotateKey => action(Action::RotateKey {
-                vault: key.vault.clone(),
-                key: key.key.clone(),
-            }),
-            Lever::UpdateCluster => action(Action::UpdateCluster {
-                cluster: cluster.name.clone(),
-                capacity_gb_per_day: None,
-                billing_type: None,
-                key: Some(KeyRef {
-                    vault: key.vault.clone(),
-                    key: key.key.clone(),
-                    version: VersionSel::Latest,
-                }),
-            }),
-        }
-    }
-}
+pub use cmksim_scenario::lever::{Lever, NoCmkCluster};
 
 /// Why a lever or a pace was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -267,7 +118,9 @@ impl Control {
 
     /// Turns `lever` into a step of `scenario` and queues it for the driver.
     pub fn pull(&self, scenario: &Scenario, lever: Lever) -> Result<(), LeverError> {
-        let what = lever.step(scenario)?;
+        let what = lever
+            .step(scenario)
+            .map_err(|NoCmkCluster| LeverError::NoCmkCluster)?;
         self.shared
             .sender
             .try_send(Injected { lever, what })
@@ -348,6 +201,7 @@ impl LeverQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cmksim_scenario::model::{Action, Fault, Host, KeyPermission, PrincipalRef};
 
     fn revocation() -> Scenario {
         let path = concat!(
@@ -355,14 +209,6 @@ mod tests {
             "/../../scenarios/revocation.toml"
         );
         cmksim_scenario::validate_file(std::path::Path::new(path)).expect("the library scenario")
-    }
-
-    #[test]
-    fn every_lever_has_one_name_and_parses_back() {
-        for lever in Lever::ALL {
-            assert_eq!(Lever::parse(lever.as_str()), Some(lever));
-        }
-        assert_eq!(Lever::parse("drop-table"), None);
     }
 
     #[test]
@@ -412,8 +258,13 @@ mod tests {
         for cluster in &mut scenario.world.clusters {
             cluster.key = None;
         }
+        assert_eq!(Lever::DisableKey.step(&scenario), Err(NoCmkCluster));
+        let control = Control::new(Pace {
+            paused: false,
+            speed: 600.0,
+        });
         assert_eq!(
-            Lever::DisableKey.step(&scenario),
+            control.pull(&scenario, Lever::DisableKey),
             Err(LeverError::NoCmkCluster)
         );
     }
