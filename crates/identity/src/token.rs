@@ -13,6 +13,7 @@
 //! clock: `now` is an argument.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -20,6 +21,7 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use cmksim_sim::lru::Lru;
 use cmksim_sim::SimTime;
 
 use crate::directory::Principal;
@@ -48,6 +50,9 @@ pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 90 * 86_400;
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 /// Longest token accepted by the verifier, so that parsing is bounded.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Most tokens a verifier remembers as signature-checked ([`TokenVerifier`]); at most
+/// [`MAX_TOKEN_BYTES`] each plus their claims, so the cache stays within about 10 MiB.
+pub const VERIFIED_TOKENS_MAX: usize = 1_024;
 
 /// The issuer URL of a tenant, as Entra ID v1 tokens carry it.
 pub fn issuer_for(tenant_id: &str) -> String {
@@ -147,7 +152,7 @@ impl Authority {
         let mut keys = BTreeMap::new();
         let point = self.signing_key.verifying_key().to_encoded_point(false);
         keys.insert(self.kid.clone(), point.as_bytes().to_vec());
-        TokenVerifier { keys }
+        TokenVerifier::with_keys(keys)
     }
 
     /// Issues a token for `principal` and `aud`, valid from `now` for `lifetime_seconds` (0 =
@@ -224,9 +229,28 @@ pub struct VerifiedToken {
 /// Keys are validated as P-256 points with p256 when added, and kept as uncompressed SEC1 bytes:
 /// signatures are checked with aws-lc's constant-time P-256, about ten times faster than p256's
 /// verification, which matters because every Key Vault call verifies a token.
+///
+/// Verified tokens are remembered (at most [`VERIFIED_TOKENS_MAX`], least recently used evicted,
+/// [`cmksim_sim::lru::Lru`]), keyed by the token's exact text: a token is immutable and so are
+/// the verifier's keys, so the shape, key id and signature checks of a remembered token would
+/// give the same answer again and are skipped. Audience, tenant, expiry and not-before are
+/// checked on every call against that call's `now`, so an expired token is refused exactly as
+/// without the cache (and forgotten). Clones share the cache (they share the keys too).
 #[derive(Clone, Debug)]
 pub struct TokenVerifier {
     keys: BTreeMap<String, Vec<u8>>,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Claims of tokens whose signature checked, by token text. Its `Debug` shows only the count:
+/// the keys are bearer tokens.
+struct VerifiedTokens(Mutex<Lru<Claims>>);
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.0.lock().map(|c| c.len()).unwrap_or_default();
+        write!(f, "VerifiedTokens({len})")
+    }
 }
 
 fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, VerifyError> {
@@ -260,7 +284,32 @@ impl TokenVerifier {
                 .map_err(|_| VerifyError::Malformed("JWK is not a point on P-256".into()))?;
             keys.insert(jwk.kid.clone(), sec1);
         }
-        Ok(TokenVerifier { keys })
+        Ok(TokenVerifier::with_keys(keys))
+    }
+
+    fn with_keys(keys: BTreeMap<String, Vec<u8>>) -> TokenVerifier {
+        TokenVerifier {
+            keys,
+            verified: Arc::new(VerifiedTokens(Mutex::new(Lru::new(VERIFIED_TOKENS_MAX)))),
+        }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, Lru<Claims>> {
+        self.verified.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The same verifier remembering at most `capacity` tokens (tests of the bound).
+    #[cfg(test)]
+    fn with_cache_capacity(self, capacity: usize) -> TokenVerifier {
+        TokenVerifier {
+            verified: Arc::new(VerifiedTokens(Mutex::new(Lru::new(capacity)))),
+            ..self
+        }
+    }
+
+    /// How many verified tokens are remembered (at most [`VERIFIED_TOKENS_MAX`]).
+    pub fn remembered_tokens(&self) -> usize {
+        self.remembered().len()
     }
 
     /// Verifies `token` for `expected_audience` (and, when given, `expected_tenant`) at `now`.
@@ -275,6 +324,27 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::Malformed("the token is too long".into()));
         }
+        let remembered = self.remembered().get(token);
+        let claims = match remembered {
+            Some(claims) => Claims::clone(&claims),
+            None => {
+                let claims = self.verify_signature(token)?;
+                self.remembered().insert(token, Arc::new(claims.clone()));
+                claims
+            }
+        };
+        let checked = check_claims(claims, expected_audience, expected_tenant, now);
+        if matches!(checked, Err(VerifyError::Expired { .. })) {
+            // Expired for good once time has passed it: no use remembering it (a caller with
+            // an earlier `now` only pays the signature check again).
+            self.remembered().remove(token);
+        }
+        checked
+    }
+
+    /// Shape, key id and signature: what depends on the token and the keys alone. Returns the
+    /// claims, not yet checked against audience, tenant or time.
+    fn verify_signature(&self, token: &str) -> Result<Claims, VerifyError> {
         let parts: Vec<&str> = token.split('.').collect();
         let [header_b64, claims_b64, signature_b64] = parts[..] else {
             return Err(VerifyError::Malformed(
@@ -307,44 +377,53 @@ impl TokenVerifier {
         )
         .verify(signing_input.as_bytes(), &signature_bytes)
         .map_err(|_| VerifyError::InvalidSignature)?;
-        let claims: Claims = serde_json::from_slice(&decode_part(claims_b64, "claims")?)
-            .map_err(|_| VerifyError::Malformed("the claims are not access-token claims".into()))?;
-        if claims.aud.trim_end_matches('/') != expected_audience.trim_end_matches('/')
-            || claims.aud.ends_with('/')
-        {
-            return Err(VerifyError::WrongAudience {
-                expected: expected_audience.to_string(),
-                found: claims.aud,
-            });
-        }
-        let issuer_consistent = claims.iss == issuer_for(&claims.tid);
-        if let Some(tenant) = expected_tenant {
-            if claims.tid != tenant || !issuer_consistent {
-                return Err(VerifyError::WrongTenant {
-                    expected: issuer_for(tenant),
-                    found: claims.iss,
-                });
-            }
-        } else if !issuer_consistent {
-            return Err(VerifyError::Malformed(
-                "the issuer does not match the tenant".into(),
-            ));
-        }
-        let now_s = now.0.div_euclid(1000);
-        if now_s >= claims.exp + MAX_CLOCK_SKEW_SECONDS {
-            return Err(VerifyError::Expired {
-                exp_s: claims.exp,
-                now_s,
-            });
-        }
-        if now_s + MAX_CLOCK_SKEW_SECONDS < claims.nbf {
-            return Err(VerifyError::NotYetValid {
-                nbf_s: claims.nbf,
-                now_s,
-            });
-        }
-        Ok(VerifiedToken { claims })
+        serde_json::from_slice(&decode_part(claims_b64, "claims")?)
+            .map_err(|_| VerifyError::Malformed("the claims are not access-token claims".into()))
     }
+}
+
+/// Audience, tenant, expiry and not-before of signature-checked `claims`, at `now`.
+fn check_claims(
+    claims: Claims,
+    expected_audience: &str,
+    expected_tenant: Option<&str>,
+    now: SimTime,
+) -> Result<VerifiedToken, VerifyError> {
+    if claims.aud.trim_end_matches('/') != expected_audience.trim_end_matches('/')
+        || claims.aud.ends_with('/')
+    {
+        return Err(VerifyError::WrongAudience {
+            expected: expected_audience.to_string(),
+            found: claims.aud,
+        });
+    }
+    let issuer_consistent = claims.iss == issuer_for(&claims.tid);
+    if let Some(tenant) = expected_tenant {
+        if claims.tid != tenant || !issuer_consistent {
+            return Err(VerifyError::WrongTenant {
+                expected: issuer_for(tenant),
+                found: claims.iss,
+            });
+        }
+    } else if !issuer_consistent {
+        return Err(VerifyError::Malformed(
+            "the issuer does not match the tenant".into(),
+        ));
+    }
+    let now_s = now.0.div_euclid(1000);
+    if now_s >= claims.exp + MAX_CLOCK_SKEW_SECONDS {
+        return Err(VerifyError::Expired {
+            exp_s: claims.exp,
+            now_s,
+        });
+    }
+    if now_s + MAX_CLOCK_SKEW_SECONDS < claims.nbf {
+        return Err(VerifyError::NotYetValid {
+            nbf_s: claims.nbf,
+            now_s,
+        });
+    }
+    Ok(VerifiedToken { claims })
 }
 
 #[cfg(test)]
@@ -526,6 +605,43 @@ mod tests {
             ),
             Err(VerifyError::NotYetValid { .. })
         ));
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded_and_still_checked_against_time_and_audience() {
+        let f = fixture(1);
+        let v = f.authority.verifier().with_cache_capacity(3);
+        let tokens: Vec<(String, SimTime)> = (0..5u64)
+            .map(|i| {
+                f.authority
+                    .issue(&f.principal, audience::VAULT, NOW, 600 + i)
+            })
+            .collect();
+        for (token, _) in &tokens {
+            v.verify(token, audience::VAULT, None, NOW).unwrap();
+        }
+        assert_eq!(v.remembered_tokens(), 3);
+        // A remembered token is still refused for another audience ...
+        let (token, exp) = &tokens[4];
+        assert!(matches!(
+            v.verify(token, audience::MANAGEMENT, None, NOW),
+            Err(VerifyError::WrongAudience { .. })
+        ));
+        // ... and once expired, refused and forgotten.
+        let skew = std::time::Duration::from_secs(MAX_CLOCK_SKEW_SECONDS as u64);
+        assert!(matches!(
+            v.verify(token, audience::VAULT, None, exp.add(skew)),
+            Err(VerifyError::Expired { .. })
+        ));
+        assert_eq!(v.remembered_tokens(), 2);
+        // A forged token is never remembered.
+        let mut forged = token.clone();
+        forged.pop();
+        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert!(v.verify(&forged, audience::VAULT, None, NOW).is_err());
+        assert_eq!(v.remembered_tokens(), 2);
+        // Clones share what was remembered.
+        assert_eq!(v.clone().remembered_tokens(), 2);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod duration;
 pub mod event;
 pub mod governance;
 pub mod ids;
+pub mod lru;
 pub mod net;
 pub mod profile;
 pub mod rng;

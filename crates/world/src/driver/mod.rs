@@ -68,6 +68,9 @@ pub fn workspace_resource_id(name: &str) -> String {
 pub enum Faults {
     /// In simulated time: network faults through turmoil, crash and restart through the harness.
     Simulated(HarnessCommands),
+    /// In the event-driven engine: network faults on its in-memory network, crash and restart
+    /// by its hosts, at once.
+    Events(Arc<crate::engine::Hosts>),
     /// Against live processes: only the services' chaos controls (Key Vault, HSM) are within
     /// reach; a scenario needing more is refused before it starts ([`network_faults`]).
     Live,
@@ -935,19 +938,31 @@ impl Driver {
                 Ok(())
             }
             Fault::Partition(a, b) => {
-                turmoil::partition(a.as_str(), b.as_str());
+                match &self.faults {
+                    Faults::Events(hosts) => hosts.net().partition(a.as_str(), b.as_str()),
+                    _ => turmoil::partition(a.as_str(), b.as_str()),
+                }
                 Ok(())
             }
             Fault::Repair(a, b) => {
-                turmoil::repair(a.as_str(), b.as_str());
+                match &self.faults {
+                    Faults::Events(hosts) => hosts.net().repair(a.as_str(), b.as_str()),
+                    _ => turmoil::repair(a.as_str(), b.as_str()),
+                }
                 Ok(())
             }
             Fault::Hold(a, b) => {
-                turmoil::hold(a.as_str(), b.as_str());
+                match &self.faults {
+                    Faults::Events(hosts) => hosts.net().hold(a.as_str(), b.as_str()),
+                    _ => turmoil::hold(a.as_str(), b.as_str()),
+                }
                 Ok(())
             }
             Fault::Release(a, b) => {
-                turmoil::release(a.as_str(), b.as_str());
+                match &self.faults {
+                    Faults::Events(hosts) => hosts.net().release(a.as_str(), b.as_str()),
+                    _ => turmoil::release(a.as_str(), b.as_str()),
+                }
                 Ok(())
             }
             Fault::Crash(host) => {
@@ -977,11 +992,13 @@ impl Driver {
     }
 
     fn push(&self, command: HarnessCommand) {
-        if let Faults::Simulated(commands) = &self.faults {
-            commands
+        match &self.faults {
+            Faults::Simulated(commands) => commands
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(command);
+                .push(command),
+            Faults::Events(hosts) => hosts.command(command),
+            Faults::Live => {}
         }
     }
 }
