@@ -42,6 +42,7 @@ pub async fn run_tick(core: Arc<Core>) {
             _ = core.clock.sleep_until(wake) => {}
         }
         core.tick_once();
+        core.lockbox_tick();
         if let Err(e) = core.stats.persist(&core.meta) {
             tracing::error!("storage: persisting the stats failed (retried next tick): {e}");
         }

@@ -135,6 +135,11 @@ pub fn record_control(log: &EventLog, now: SimTime, event: &ControlEvent) {
     record_normalised(log, now, event)
 }
 
+/// Records any other storage event (the lifecycle's) with the same conventions.
+pub fn record_event<E: EventKind + Serialize>(log: &EventLog, now: SimTime, event: &E) {
+    record_normalised(log, now, event)
+}
+
 fn record_normalised<E: EventKind + Serialize>(log: &EventLog, now: SimTime, event: &E) {
     let value = serde_json::to_value(event).unwrap_or(Value::Null);
     let mut data = match value {

@@ -29,6 +29,7 @@ mod events;
 mod facts;
 mod grpc_clusters;
 mod grpc_data;
+mod grpc_lockbox;
 mod grpc_workspaces;
 mod host;
 mod persist;
@@ -205,6 +206,9 @@ impl StorageServer {
             ))
             .add_service(pb::data_plane_server::DataPlaneServer::new(
                 grpc_data::DataService { core: core.clone() },
+            ))
+            .add_service(pb::lockbox_server::LockboxServer::new(
+                grpc_lockbox::LockboxService { core: core.clone() },
             ))
             .add_service(health_service)
             .add_service(reflection)
