@@ -41,6 +41,12 @@
 //! | `query.ok` | `ingest` | `workspace`, `records`, `record_workspaces` (array: the workspaces the returned records belong to) |
 //! | `query.failed` | `ingest` | `workspace`, `reason`, `error_code` |
 //! | `agent.{retrying,queued,dropped}` | `agent/<name>` | `agent`, `workspace`, `table`, `records` |
+//! | `sentinel.onboarded` | `sentinel/<workspace key>` | `workspace`, `cluster`, `encryption` (`cmk`, `mmk`), `key` |
+//! | `sentinel.state.{active,revoked,restoring,deleted}` | `sentinel/<workspace key>` | `workspace`, `from`, `to` |
+//! | `sentinel.item.stored` | `sentinel/<workspace key>` | `workspace`, `item` (`incident`, `analytics_rule`, `watchlist`), `id` |
+//! | `sentinel.operation.refused` | `sentinel/<workspace key>` | `workspace`, `operation` (`create_incident`, `change_configuration`, ...), `reason` |
+//! | `sentinel.unsupported` | `sentinel/<workspace key>` | `workspace`, `cluster`, `change` (`unlinked`, `cluster_non_cmk`), `reason` (seed 002's sentence) |
+//! | `scenario.audit` | `scenario` | `vault`, `key`, `version` (`v1`), `version_id`, `from_ms`, `until_ms`, `uses`, `first_use_ms`, `last_use_ms` (for `key_use` expectations) |
 //!
 //! Storage states are the words of [`crate::model::StorageState`]: `provisioning`, `healthy`,
 //! `degraded`, `unavailable`, `revoked`, `resuming`, `shredded`, `deleted`. Drop and failure
@@ -513,5 +519,38 @@ impl Emit<'_> {
             format!("query of {workspace} failed: {reason}"),
             json!({"workspace": workspace, "reason": reason, "error_code": "StorageUnavailable"}),
         )
+    }
+}
+
+/// Sentinel (seed 002): a workspace onboarded (its store is then `active`).
+pub const SENTINEL_ONBOARDED: &str = "sentinel.onboarded";
+/// Prefix of Sentinel's state transitions: `sentinel.state.<state>`.
+pub const SENTINEL_STATE_PREFIX: &str = "sentinel.state.";
+pub const SENTINEL_ITEM_STORED: &str = "sentinel.item.stored";
+pub const SENTINEL_OPERATION_REFUSED: &str = "sentinel.operation.refused";
+/// Seed 002's unsupported configuration (unlink, or a non-CMK cluster, after CMK onboarding).
+pub const SENTINEL_UNSUPPORTED: &str = "sentinel.unsupported";
+/// The runner's answer from Key Vault's audit log for a `key_use` expectation.
+pub const SCENARIO_AUDIT: &str = "scenario.audit";
+/// The `operation` word of a refused incident creation.
+pub const SENTINEL_CREATE_INCIDENT: &str = "create_incident";
+
+/// The Sentinel state an event puts the workspace in: `sentinel.onboarded` is `active`, a
+/// `sentinel.state.<state>` event its state; any other event `None`.
+pub fn sentinel_state(e: &Event) -> Option<crate::model::SentinelState> {
+    if e.kind == SENTINEL_ONBOARDED {
+        return Some(crate::model::SentinelState::Active);
+    }
+    e.kind
+        .strip_prefix(SENTINEL_STATE_PREFIX)
+        .and_then(crate::model::SentinelState::from_name)
+}
+
+/// The workspace a `sentinel.*` event is about.
+pub fn sentinel_workspace(e: &Event) -> Option<&str> {
+    if e.kind.starts_with("sentinel.") {
+        str_field(e, "workspace")
+    } else {
+        None
     }
 }

@@ -13,7 +13,9 @@ use cmksim_sim::{Event, SimTime};
 
 use crate::events::{self, str_field, u64_field};
 use crate::history::{self, RunSpan};
-use crate::model::{Expectation, IngestOutcome, Scenario, Subject, Success, Timing};
+use crate::model::{
+    Expectation, IncidentOutcome, IngestOutcome, Scenario, Subject, Success, Timing,
+};
 use crate::verdict::{Evidence, Outcome, Verdict};
 
 /// How long after `at` a probe query's event may be recorded (the query's own latency).
@@ -102,9 +104,41 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
         (Subject::NoLossBefore { offset, workspace }, _) => {
             judge_no_loss(events, run, at(run, *offset), workspace.as_deref())
         }
+        (Subject::KeyUse { .. }, _) => judge_key_use(x, events, run),
         (subject, Timing::At(offset)) => {
             let t = at(run, *offset);
             match subject {
+                Subject::Sentinel { workspace, state } => {
+                    match sentinel_state_event_at(events, workspace, t) {
+                        Some(e) if events::sentinel_state(e) == Some(*state) => (
+                            Outcome::Held,
+                            format!(
+                                "Sentinel of {workspace} is {} at {}",
+                                state.as_str(),
+                                label(run, t)
+                            ),
+                            vec![Evidence::of(e, "state in force at that moment")],
+                        ),
+                        Some(e) => (
+                            Outcome::Broken,
+                            format!(
+                                "Sentinel of {workspace} is {} at {}, not {}",
+                                events::sentinel_state(e).map(|s| s.as_str()).unwrap_or("?"),
+                                label(run, t),
+                                state.as_str()
+                            ),
+                            vec![Evidence::of(e, "state in force at that moment")],
+                        ),
+                        None => (
+                            Outcome::Broken,
+                            format!(
+                                "{workspace} was not onboarded to Sentinel by {}",
+                                label(run, t)
+                            ),
+                            vec![],
+                        ),
+                    }
+                }
                 Subject::Storage { cluster, state } => {
                     match history::state_event_at(events, cluster, t) {
                         Some(e) if events::storage_state(e) == Some(*state) => (
@@ -311,7 +345,104 @@ fn matches(subject: &Subject, e: &Event) -> bool {
                     }
                 }
         }
+        Subject::Incident { workspace, outcome } => {
+            events::sentinel_workspace(e) == Some(workspace)
+                && match outcome {
+                    IncidentOutcome::Stored => {
+                        e.kind == events::SENTINEL_ITEM_STORED
+                            && str_field(e, "item") == Some("incident")
+                    }
+                    IncidentOutcome::Refused => {
+                        e.kind == events::SENTINEL_OPERATION_REFUSED
+                            && str_field(e, "operation") == Some(events::SENTINEL_CREATE_INCIDENT)
+                    }
+                }
+        }
+        Subject::SentinelUnsupported { workspace } => {
+            e.kind == events::SENTINEL_UNSUPPORTED
+                && events::sentinel_workspace(e) == Some(workspace)
+        }
         _ => false,
+    }
+}
+
+/// The event that set the Sentinel state of `workspace` in force at `at`.
+pub fn sentinel_state_event_at<'e>(
+    events: &'e [Event],
+    workspace: &str,
+    at: SimTime,
+) -> Option<&'e Event> {
+    events.iter().rev().find(|e| {
+        e.at_ms <= at.0
+            && events::sentinel_workspace(e) == Some(workspace)
+            && events::sentinel_state(e).is_some()
+    })
+}
+
+/// A `key_use` expectation: the runner's `scenario.audit` answer for the same key, version and
+/// window says how many wraps and unwraps Key Vault audited.
+fn judge_key_use(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
+    let (
+        Subject::KeyUse {
+            vault,
+            key,
+            version,
+        },
+        Timing::Never { from, until },
+    ) = (&x.subject, &x.timing)
+    else {
+        return (
+            Outcome::Broken,
+            "a key_use expectation without `never` (a validation bug)".to_string(),
+            vec![],
+        );
+    };
+    let (from_ms, until_ms) = (at(run, *from).0, at(run, *until).0);
+    let version_label = format!("v{version}");
+    let answer = events.iter().find(|e| {
+        e.kind == events::SCENARIO_AUDIT
+            && str_field(e, "vault") == Some(vault)
+            && str_field(e, "key") == Some(key)
+            && str_field(e, "version") == Some(version_label.as_str())
+            && events::fields(e).get("from_ms").and_then(|v| v.as_i64()) == Some(from_ms)
+    });
+    let Some(e) = answer else {
+        return (
+            Outcome::Broken,
+            format!("no audit answer for {vault}/{key} {version_label} was recorded"),
+            vec![],
+        );
+    };
+    let uses = u64_field(e, "uses");
+    let window = format!(
+        "between {} and {}",
+        label(run, SimTime(from_ms)),
+        label(run, SimTime(until_ms))
+    );
+    if uses == 0 {
+        let last = events::fields(e)
+            .get("last_use_before_ms")
+            .and_then(|v| v.as_i64())
+            .map(|t| format!("; its last use was at {}", label(run, SimTime(t))))
+            .unwrap_or_default();
+        (
+            Outcome::Held,
+            format!("Key Vault audited no use of {vault}/{key} {version_label} {window}{last}"),
+            vec![Evidence::of(e, "the audit log's answer")],
+        )
+    } else {
+        let first = events::fields(e)
+            .get("first_use_ms")
+            .and_then(|v| v.as_i64())
+            .map(|t| format!(", the first at {}", label(run, SimTime(t))))
+            .unwrap_or_default();
+        (
+            Outcome::Broken,
+            format!(
+                "Key Vault audited {uses} uses of {vault}/{key} {version_label} {window}{first}"
+            ),
+            vec![Evidence::of(e, "the audit log's answer")],
+        )
     }
 }
 
@@ -338,6 +469,21 @@ fn first_occurrence(
                 })
                 .map(|e| (e.at(), vec![Evidence::of(e, "state entered")]))
         }
+        Subject::Sentinel { workspace, state } => {
+            if let Some(e) = sentinel_state_event_at(events, workspace, from) {
+                if events::sentinel_state(e) == Some(*state) {
+                    return Some((from, vec![Evidence::of(e, "already in that state")]));
+                }
+            }
+            events
+                .iter()
+                .filter(|e| e.at_ms > from.0 && e.at_ms <= until.0)
+                .find(|e| {
+                    events::sentinel_workspace(e) == Some(workspace.as_str())
+                        && events::sentinel_state(e) == Some(*state)
+                })
+                .map(|e| (e.at(), vec![Evidence::of(e, "state entered")]))
+        }
         _ => events
             .iter()
             .filter(|e| e.at_ms >= from.0 && e.at_ms <= until.0)
@@ -358,6 +504,13 @@ fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evi
         }
         Subject::Query { workspace, .. } => {
             is_query(e) && str_field(e, "workspace") == Some(workspace)
+        }
+        Subject::Sentinel { workspace, .. } => {
+            events::sentinel_state(e).is_some() && events::sentinel_workspace(e) == Some(workspace)
+        }
+        Subject::Incident { workspace, .. } => {
+            (e.kind == events::SENTINEL_ITEM_STORED || e.kind == events::SENTINEL_OPERATION_REFUSED)
+                && events::sentinel_workspace(e) == Some(workspace)
         }
         _ => false,
     };

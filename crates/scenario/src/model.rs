@@ -52,6 +52,8 @@ pub struct World {
     pub access_policies: Vec<AccessPolicy>,
     pub clusters: Vec<Cluster>,
     pub workspaces: Vec<Workspace>,
+    /// `[[sentinel]]`: workspaces onboarded to Microsoft Sentinel at T+0 (seed 002).
+    pub sentinel: Vec<SentinelWorkspace>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,13 +197,22 @@ pub enum KeyPermission {
     Release,
 }
 
-/// Who an access policy is for: a user, or the system-assigned identity of a cluster
-/// (written `cluster:<name>`: its object id only exists once the cluster does).
+/// Who an access policy is for: a user, the system-assigned identity of a cluster (written
+/// `cluster:<name>`: its object id only exists once the cluster does), or the Azure Cosmos DB
+/// principal of the vault's tenant (written `Azure Cosmos DB`, seed 002 step 4: Sentinel's store
+/// unwraps its account key as that principal).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PrincipalRef {
     User(String),
     Cluster(String),
+    CosmosDb,
 }
+
+/// How a file names the Azure Cosmos DB principal (`principal = "Azure Cosmos DB"`): its display
+/// name in the identity directory (`cmksim_sentinel::server::COSMOS_DB_PRINCIPAL_NAME`; a test
+/// of the world crate checks the two agree). A user principal's name cannot contain spaces, so
+/// the two cannot be confused.
+pub const COSMOS_DB_PRINCIPAL: &str = "Azure Cosmos DB";
 
 impl PrincipalRef {
     /// As written in the file: `alice` or `cluster:c1`.
@@ -209,6 +220,7 @@ impl PrincipalRef {
         match self {
             PrincipalRef::User(name) => name.clone(),
             PrincipalRef::Cluster(name) => format!("cluster:{name}"),
+            PrincipalRef::CosmosDb => COSMOS_DB_PRINCIPAL.to_string(),
         }
     }
 }
@@ -432,6 +444,44 @@ pub enum Action {
         /// time range beyond the query's own `TimeGenerated` filters).
         since: Option<Duration>,
     },
+    /// Seed 002 step 3: register the Cosmos DB resource provider (`Microsoft.DocumentDB`) for
+    /// the workspaces' subscription.
+    RegisterCosmosDb,
+    /// Seed 002 step 5: `PUT onboardingStates/default` (with `customerManagedKey`); once
+    /// onboarded, incidents arrive every `incidents_every` when given.
+    OnboardSentinel {
+        workspace: String,
+        customer_managed_key: bool,
+        incidents_every: Option<Duration>,
+    },
+    /// One incident, analytics rule or watchlist saved in the workspace's Sentinel store.
+    CreateSentinelItem {
+        workspace: String,
+        item: SentinelItem,
+    },
+    /// Deletes the Sentinel workspace: the only operation seed 002 allows after a revocation.
+    DeleteSentinelWorkspace {
+        workspace: String,
+    },
+    /// Customer Lockbox on a dedicated cluster (seeds 001, 003; refused in China).
+    EnableLockbox {
+        cluster: String,
+    },
+    /// A Microsoft support engineer asks to read a workspace's data; the step's id names the
+    /// request for `lockbox-approve` / `lockbox-deny`.
+    LockboxRequest {
+        workspace: String,
+    },
+    /// The customer answers the request made by step `request`.
+    LockboxDecide {
+        request: String,
+        approve: bool,
+    },
+    /// The support engineer queries the workspace: storage's Lockbox decides first (403
+    /// `InsufficientAccessError` without an approved, unexpired request), then the front end.
+    SupportQuery {
+        workspace: String,
+    },
 }
 
 /// A KQL query written in a scenario (`kql = "..."` on a `query` step or expectation), parsed
@@ -455,7 +505,7 @@ impl KqlQuery {
 }
 
 /// The action names of the file format, in the order of [`Action`].
-pub const ACTION_NAMES: [&str; 24] = [
+pub const ACTION_NAMES: [&str; 35] = [
     "create-vault",
     "update-vault",
     "delete-vault",
@@ -480,6 +530,17 @@ pub const ACTION_NAMES: [&str; 24] = [
     "set-workspace-lock",
     "ingest",
     "query",
+    "register-cosmos-db",
+    "onboard-sentinel",
+    "create-incident",
+    "create-analytics-rule",
+    "create-watchlist",
+    "delete-sentinel-workspace",
+    "enable-lockbox",
+    "lockbox-request",
+    "lockbox-approve",
+    "lockbox-deny",
+    "support-query",
 ];
 
 impl Action {
@@ -510,6 +571,19 @@ impl Action {
             Action::SetWorkspaceLock { .. } => 21,
             Action::Ingest { .. } => 22,
             Action::Query { .. } => 23,
+            Action::RegisterCosmosDb => 24,
+            Action::OnboardSentinel { .. } => 25,
+            Action::CreateSentinelItem { item, .. } => match item {
+                SentinelItem::Incident => 26,
+                SentinelItem::AnalyticsRule => 27,
+                SentinelItem::Watchlist => 28,
+            },
+            Action::DeleteSentinelWorkspace { .. } => 29,
+            Action::EnableLockbox { .. } => 30,
+            Action::LockboxRequest { .. } => 31,
+            Action::LockboxDecide { approve: true, .. } => 32,
+            Action::LockboxDecide { approve: false, .. } => 33,
+            Action::SupportQuery { .. } => 34,
         };
         ACTION_NAMES[index]
     }
@@ -792,6 +866,33 @@ pub enum Subject {
         offset: Duration,
         workspace: Option<String>,
     },
+    /// `sentinel = "ws1"`, `sentinel_state = "revoked"`: the state of the workspace's Sentinel
+    /// store (events `sentinel.onboarded`, `sentinel.state.<state>`).
+    Sentinel {
+        workspace: String,
+        state: SentinelState,
+    },
+    /// `incident_to = "ws1"`, `outcome = "stored" | "refused"`: an incident creation in the
+    /// workspace's Sentinel was accepted (`sentinel.item.stored`) or refused by the state
+    /// machine (`sentinel.operation.refused`).
+    Incident {
+        workspace: String,
+        outcome: IncidentOutcome,
+    },
+    /// `sentinel_unsupported = "ws1"`: seed 002's unsupported configuration was reached for the
+    /// workspace (`sentinel.unsupported`). Writing it also tells the oracle the scenario shows
+    /// it on purpose.
+    SentinelUnsupported { workspace: String },
+    /// `key_use = "kv1/k1"`, `version = "v1"`, `never = true`, `from`: Key Vault's per-version
+    /// audit shows no wrap or unwrap with that version in the window (seed 002: "after the Azure
+    /// Key Vault audit logs no longer show any activity that uses the previous version"). The
+    /// runner asks the audit at the end of the run and records `scenario.audit`.
+    KeyUse {
+        vault: String,
+        key: String,
+        /// The n-th version created (1-based).
+        version: u32,
+    },
 }
 
 /// When an expectation must hold. Offsets are from the scenario start.
@@ -904,5 +1005,153 @@ impl Scenario {
             .iter()
             .find(|c| c.name == cluster)
             .and_then(|c| c.key.as_ref())
+    }
+}
+
+/// `[[sentinel]]`: a workspace onboarded to Microsoft Sentinel when the world stands (seed 002,
+/// steps 3–5 done by the runner: the Cosmos DB provider registered, then onboarding; step 4, the
+/// access policy for `Azure Cosmos DB`, is the file's own `[[access_policies]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentinelWorkspace {
+    pub workspace: String,
+    /// `customer_managed_key` (default true): onboarded under the cluster's key.
+    pub customer_managed_key: bool,
+    /// One incident every this long from T+0 to the end (like an agent's rate).
+    pub incidents_every: Option<Duration>,
+    /// The line that declares it (for a refusal at world set-up).
+    pub line: usize,
+}
+
+/// What a Sentinel step saves (the `item` field of `sentinel.item.stored`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SentinelItem {
+    Incident,
+    AnalyticsRule,
+    Watchlist,
+}
+
+impl SentinelItem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentinelItem::Incident => "incident",
+            SentinelItem::AnalyticsRule => "analytics_rule",
+            SentinelItem::Watchlist => "watchlist",
+        }
+    }
+}
+
+/// The states of a workspace's Sentinel store, as its events name them
+/// (`sentinel.state.<name>`; `cmksim_sentinel::StateName` is the service's own enum, and a test
+/// of the world crate checks the words agree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SentinelState {
+    /// Onboarded and the account key unwraps: everything works.
+    Active,
+    /// Key access lost and honoured: incidents, configuration changes and reads are refused.
+    Revoked,
+    /// Access is back; the data returns within the profile's restore delay.
+    Restoring,
+    /// The Sentinel workspace was deleted.
+    Deleted,
+}
+
+/// All Sentinel states.
+pub const SENTINEL_STATES: [SentinelState; 4] = [
+    SentinelState::Active,
+    SentinelState::Revoked,
+    SentinelState::Restoring,
+    SentinelState::Deleted,
+];
+
+impl SentinelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentinelState::Active => "active",
+            SentinelState::Revoked => "revoked",
+            SentinelState::Restoring => "restoring",
+            SentinelState::Deleted => "deleted",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SentinelState> {
+        SENTINEL_STATES.iter().copied().find(|s| s.as_str() == name)
+    }
+}
+
+/// Whether an incident creation was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentOutcome {
+    Stored,
+    Refused,
+}
+
+impl IncidentOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentOutcome::Stored => "stored",
+            IncidentOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// A question the runner asks Key Vault's audit log at the end of a run, for a `key_use`
+/// expectation: were there wraps or unwraps with this key version in `[from, until]`?
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditProbe {
+    pub vault: String,
+    pub key: String,
+    /// The n-th version (1-based).
+    pub version: u32,
+    /// Offsets from the start.
+    pub from: Duration,
+    pub until: Duration,
+}
+
+impl Scenario {
+    /// The audit questions of `key_use` expectations, sorted, one per distinct window.
+    pub fn audit_probes(&self) -> Vec<AuditProbe> {
+        let mut probes: Vec<AuditProbe> = self
+            .expectations
+            .iter()
+            .filter_map(|e| match (&e.subject, &e.timing) {
+                (
+                    Subject::KeyUse {
+                        vault,
+                        key,
+                        version,
+                    },
+                    Timing::Never { from, until },
+                ) => Some(AuditProbe {
+                    vault: vault.clone(),
+                    key: key.clone(),
+                    version: *version,
+                    from: *from,
+                    until: *until,
+                }),
+                _ => None,
+            })
+            .collect();
+        probes.sort();
+        probes.dedup();
+        probes
+    }
+
+    /// Whether the scenario uses Sentinel at all (world entries or steps).
+    pub fn uses_sentinel(&self) -> bool {
+        !self.world.sentinel.is_empty()
+            || self.timeline.iter().any(|s| {
+                matches!(
+                    &s.what,
+                    StepKind::Action(
+                        Action::RegisterCosmosDb
+                            | Action::OnboardSentinel { .. }
+                            | Action::CreateSentinelItem { .. }
+                            | Action::DeleteSentinelWorkspace { .. }
+                    )
+                )
+            })
     }
 }

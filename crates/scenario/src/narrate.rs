@@ -126,6 +126,10 @@ fn routine(e: &Event) -> Option<(String, String)> {
         );
         return Some((stream, class));
     }
+    if k.starts_with("sentinel.poll.") {
+        let stream = format!("poll {}", e.source);
+        return Some((stream, k.to_string()));
+    }
     if k.starts_with("agent.") {
         return Some((format!("{} {k}", e.source), String::new()));
     }

@@ -6,7 +6,8 @@
 //! [`Verdict`] with evidence. Checked here: 1 (no silent loss), 2 (revocation honoured within
 //! the deadline and kept until access returns), 3 (resume within the resume deadline), 4 (vault
 //! failures shorter than the grace are invisible), 6 (every block decrypts after a key update),
-//! 8 (no cross-workspace records), and 7 (determinism) given two runs' events. Invariant 5 (no
+//! 8 (no cross-workspace records), 7 (determinism) given two runs' events, and seed 002's
+//! unsupported Sentinel configuration ([`sentinel_unsupported_flagged`]). Invariant 5 (no
 //! plaintext or unwrapped key on disk) is about files, not events, and is the runner's to check.
 //!
 //! A check that the run never exercised is `NotApplicable`, never a silent pass; a deadline that
@@ -31,7 +32,80 @@ pub fn check_invariants(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
         short_outages_invisible(scenario, events),
         blocks_decrypt_after_key_update(events),
         no_cross_workspace_records(events),
+        sentinel_unsupported_flagged(scenario, events),
     ]
+}
+
+/// Seed 002's unsupported configuration, flagged: after a CMK onboarding, unlinking the
+/// workspace or making its cluster non-CMK "is not supported and might lead to undefined and
+/// undesired behavior". The service accepts it (as Azure would) and records
+/// `sentinel.unsupported`; the oracle flags every such event as broken unless the scenario shows
+/// it on purpose, i.e. has a `sentinel_unsupported` expectation for that workspace (then it is
+/// held, and the detail still says what was reached). No such event: not applicable.
+pub fn sentinel_unsupported_flagged(scenario: &Scenario, events: &[Event]) -> Verdict {
+    const ID: &str = "sentinel-unsupported";
+    const TITLE: &str =
+        "no unsupported Sentinel configuration (seed 002) unless the scenario shows it on purpose";
+    let run = RunSpan::of(events);
+    let shown: Vec<&str> = scenario
+        .expectations
+        .iter()
+        .filter_map(|x| match &x.subject {
+            crate::model::Subject::SentinelUnsupported { workspace } => Some(workspace.as_str()),
+            _ => None,
+        })
+        .collect();
+    let found: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == events::SENTINEL_UNSUPPORTED)
+        .collect();
+    if found.is_empty() {
+        return Verdict::new(
+            ID,
+            TITLE,
+            Outcome::NotApplicable,
+            "no workspace reached an unsupported Sentinel configuration",
+            vec![],
+        );
+    }
+    let mut flagged: Vec<Evidence> = Vec::new();
+    let mut acknowledged: Vec<Evidence> = Vec::new();
+    for e in &found {
+        let workspace = events::sentinel_workspace(e).unwrap_or("");
+        let change = str_field(e, "change").unwrap_or("");
+        let note = format!("{workspace}: {change} after CMK onboarding");
+        if shown.contains(&workspace) {
+            acknowledged.push(Evidence::of(e, format!("{note} (shown on purpose)")));
+        } else {
+            flagged.push(Evidence::of(e, format!("{note}: unsupported")));
+        }
+    }
+    let first = t(run, found[0].at_ms);
+    if flagged.is_empty() {
+        Verdict::new(
+            ID,
+            TITLE,
+            Outcome::Held,
+            format!(
+                "UNSUPPORTED configuration reached {} time(s), first at {first}, each one shown on \
+                 purpose by a sentinel_unsupported expectation",
+                acknowledged.len()
+            ),
+            acknowledged,
+        )
+    } else {
+        Verdict::new(
+            ID,
+            TITLE,
+            Outcome::Broken,
+            format!(
+                "UNSUPPORTED configuration reached {} time(s) without the scenario expecting it: {}",
+                flagged.len(),
+                crate::events::SENTINEL_UNSUPPORTED
+            ),
+            flagged,
+        )
+    }
 }
 
 fn t(run: RunSpan, at: i64) -> String {

@@ -10,7 +10,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{BillingType, Host, KeyOp, KeyPermission, KeyType, Sku, StorageState};
+use crate::model::{
+    BillingType, Host, KeyOp, KeyPermission, KeyType, SentinelState, Sku, StorageState,
+};
 
 pub type S<T> = Spanned<T>;
 
@@ -38,6 +40,9 @@ pub struct RawFile {
     pub workspaces: Vec<S<RawWorkspace>>,
     #[serde(default)]
     pub agents: Vec<S<RawAgent>>,
+    /// `[[sentinel]]`: workspaces onboarded to Microsoft Sentinel at T+0.
+    #[serde(default)]
+    pub sentinel: Vec<S<RawSentinel>>,
     #[serde(default)]
     pub timeline: Vec<S<RawStep>>,
     #[serde(default)]
@@ -181,6 +186,17 @@ pub struct RawWorkspace {
     pub link: Option<S<String>>,
 }
 
+/// `[[sentinel]]`: `workspace`, `customer_managed_key` (default true), `incidents_every`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    pub workspace: S<String>,
+    #[serde(default)]
+    pub customer_managed_key: Option<S<bool>>,
+    #[serde(default)]
+    pub incidents_every: Option<S<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
@@ -234,6 +250,17 @@ pub enum ActionName {
     SetWorkspaceLock,
     Ingest,
     Query,
+    RegisterCosmosDb,
+    OnboardSentinel,
+    CreateIncident,
+    CreateAnalyticsRule,
+    CreateWatchlist,
+    DeleteSentinelWorkspace,
+    EnableLockbox,
+    LockboxRequest,
+    LockboxApprove,
+    LockboxDeny,
+    SupportQuery,
 }
 
 /// One `[[timeline]]` step. Action parameters are flat keys of the step; which ones an action
@@ -314,6 +341,13 @@ pub struct RawStep {
     pub since: Option<S<String>>,
     #[serde(default)]
     pub kql: Option<S<String>>,
+    #[serde(default)]
+    pub customer_managed_key: Option<S<bool>>,
+    #[serde(default)]
+    pub incidents_every: Option<S<String>>,
+    /// `lockbox-approve` / `lockbox-deny`: the id of the `lockbox-request` step answered.
+    #[serde(default)]
+    pub request: Option<S<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -381,7 +415,20 @@ pub struct RawExpect {
     pub step: Option<S<String>>,
     #[serde(default)]
     pub no_loss_before: Option<S<String>>,
+    #[serde(default)]
+    pub sentinel: Option<S<String>>,
+    #[serde(default)]
+    pub incident_to: Option<S<String>>,
+    #[serde(default)]
+    pub sentinel_unsupported: Option<S<String>>,
+    /// `vault/key` (with `version`).
+    #[serde(default)]
+    pub key_use: Option<S<String>>,
     // Predicates.
+    #[serde(default)]
+    pub sentinel_state: Option<S<SentinelState>>,
+    #[serde(default)]
+    pub version: Option<S<String>>,
     #[serde(default)]
     pub state: Option<S<StorageState>>,
     #[serde(default)]

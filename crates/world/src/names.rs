@@ -28,6 +28,8 @@ pub struct Names {
     pub vault_tenants: BTreeMap<String, String>,
     /// Cluster name → the principal id of its system-assigned managed identity.
     pub cluster_identities: BTreeMap<String, String>,
+    /// Tenant id → the object id of its Azure Cosmos DB principal (seed 002).
+    pub cosmos_db: BTreeMap<String, String>,
 }
 
 /// A name the scenario uses that the driver has not created (validation should prevent it).
@@ -66,7 +68,8 @@ impl Names {
         })
     }
 
-    /// The object id of a scenario principal or of a cluster's managed identity.
+    /// The object id of a scenario principal or of a cluster's managed identity (the Cosmos DB
+    /// principal is per tenant: the driver resolves it through the vault's tenant).
     pub fn principal_object_id(
         &self,
         principal: &cmksim_scenario::model::PrincipalRef,
@@ -90,6 +93,10 @@ impl Names {
                         name: name.clone(),
                     })
             }
+            PrincipalRef::CosmosDb => Err(UnknownName {
+                what: "principal (the Cosmos DB principal is resolved through a vault's tenant)",
+                name: cmksim_scenario::model::COSMOS_DB_PRINCIPAL.to_string(),
+            }),
         }
     }
 }

@@ -91,6 +91,10 @@ library! {
     third_link_refused => "third-link-refused",
     link_before_provisioning => "link-before-provisioning",
     kql_dashboard => "kql-dashboard",
+    sentinel_onboarding => "sentinel-onboarding",
+    sentinel_revocation_both => "sentinel-revocation-both",
+    sentinel_rotation_too_early => "sentinel-rotation-too-early",
+    sentinel_unsupported_unlink => "sentinel-unsupported-unlink",
 }
 
 #[test]

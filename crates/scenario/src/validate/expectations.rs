@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use super::{Ctx, Kind};
 use crate::limits::{BATCH_RECORDS_MAX, EXPECTATIONS_MAX};
-use crate::model::{Expectation, IngestOutcome, Step, Subject, Success, Timing};
+use crate::model::{
+    Expectation, IncidentOutcome, IngestOutcome, Step, Subject, Success, Timing, VersionSel,
+};
 use crate::raw::{RawExpect, RawFile, S};
 
 /// The most characters of a KQL query a generated description repeats.
@@ -129,6 +131,23 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
                 super::label(*offset)
             )
         }
+        Subject::Sentinel { workspace, state } => {
+            format!("Sentinel of {workspace} is {}", state.as_str())
+        }
+        Subject::Incident { workspace, outcome } => {
+            format!(
+                "an incident in {workspace}'s Sentinel is {}",
+                outcome.as_str()
+            )
+        }
+        Subject::SentinelUnsupported { workspace } => {
+            format!("Sentinel of {workspace} reaches seed 002's unsupported configuration")
+        }
+        Subject::KeyUse {
+            vault,
+            key,
+            version,
+        } => format!("Key Vault's audit shows a use of {vault}/{key} v{version}"),
     };
     let when = match timing {
         Timing::At(at) => format!(" at {}", super::label(*at)),
@@ -156,6 +175,10 @@ enum SubjectKey {
     Query,
     Step,
     NoLoss,
+    Sentinel,
+    Incident,
+    Unsupported,
+    KeyUse,
 }
 
 fn expectation(
@@ -186,6 +209,26 @@ fn expectation(
             "no_loss_before",
             r.no_loss_before.as_ref().map(|s| s.span()),
         ),
+        (
+            SubjectKey::Sentinel,
+            "sentinel",
+            r.sentinel.as_ref().map(|s| s.span()),
+        ),
+        (
+            SubjectKey::Incident,
+            "incident_to",
+            r.incident_to.as_ref().map(|s| s.span()),
+        ),
+        (
+            SubjectKey::Unsupported,
+            "sentinel_unsupported",
+            r.sentinel_unsupported.as_ref().map(|s| s.span()),
+        ),
+        (
+            SubjectKey::KeyUse,
+            "key_use",
+            r.key_use.as_ref().map(|s| s.span()),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, n, s)| s.map(|s| (k, n, s)))
@@ -194,7 +237,8 @@ fn expectation(
         [] => {
             ctx.err(
                 span,
-                "an expectation needs a subject: storage, ingest_to, query, step or no_loss_before",
+                "an expectation needs a subject: storage, ingest_to, query, step, no_loss_before, \
+                 sentinel, incident_to, sentinel_unsupported or key_use",
             );
             return None;
         }
@@ -224,6 +268,20 @@ fn expectation(
         ),
         SubjectKey::Step => (&["outcome", "error_code"], &[]),
         SubjectKey::NoLoss => (&["workspace"], &[]),
+        SubjectKey::Sentinel => (
+            &["sentinel_state"],
+            &["at", "by", "within", "after_step", "never", "from", "until"],
+        ),
+        SubjectKey::Incident => (
+            &["outcome"],
+            &["by", "within", "after_step", "never", "from", "until"],
+        ),
+        SubjectKey::Unsupported => (
+            &[],
+            &["by", "within", "after_step", "never", "from", "until"],
+        ),
+        // Only `never`: the audit answers "was it used in the window", not "when first".
+        SubjectKey::KeyUse => (&["version"], &["never", "from", "until"]),
     };
     let present: Vec<(&str, Range<usize>)> = [
         ("state", r.state.as_ref().map(|x| x.span())),
@@ -240,6 +298,11 @@ fn expectation(
         ("never", r.never.as_ref().map(|x| x.span())),
         ("from", r.from.as_ref().map(|x| x.span())),
         ("until", r.until.as_ref().map(|x| x.span())),
+        (
+            "sentinel_state",
+            r.sentinel_state.as_ref().map(|x| x.span()),
+        ),
+        ("version", r.version.as_ref().map(|x| x.span())),
     ]
     .into_iter()
     .filter_map(|(n, s)| s.map(|s| (n, s)))
@@ -323,6 +386,10 @@ fn r_span(r: &RawExpect) -> Range<usize> {
         &r.query,
         &r.step,
         &r.no_loss_before,
+        &r.sentinel,
+        &r.incident_to,
+        &r.sentinel_unsupported,
+        &r.key_use,
     ]
     .into_iter()
     .flatten()
@@ -441,6 +508,78 @@ fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject>
                 .as_ref()
                 .map(|w| ctx.reference(Kind::Workspace, w));
             Subject::NoLossBefore { offset, workspace }
+        }
+        SubjectKey::Sentinel => {
+            let workspace = ctx.reference(Kind::Workspace, r.sentinel.as_ref()?);
+            let Some(state) = &r.sentinel_state else {
+                ctx.err(
+                    r_span(r),
+                    "a `sentinel` expectation needs `sentinel_state` (active | revoked | \
+                     restoring | deleted)",
+                );
+                return None;
+            };
+            Subject::Sentinel {
+                workspace,
+                state: *state.get_ref(),
+            }
+        }
+        SubjectKey::Incident => {
+            let workspace = ctx.reference(Kind::Workspace, r.incident_to.as_ref()?);
+            let outcome = match outcome(ctx, r, "incident_to", &["stored", "refused"])? {
+                "stored" => IncidentOutcome::Stored,
+                _ => IncidentOutcome::Refused,
+            };
+            Subject::Incident { workspace, outcome }
+        }
+        SubjectKey::Unsupported => Subject::SentinelUnsupported {
+            workspace: ctx.reference(Kind::Workspace, r.sentinel_unsupported.as_ref()?),
+        },
+        SubjectKey::KeyUse => {
+            let key_use = r.key_use.as_ref()?;
+            let Some((vault, key)) = key_use.get_ref().split_once('/') else {
+                ctx.err(
+                    key_use.span(),
+                    format!(
+                        "key_use {:?}: expected \"vault/key\"",
+                        cmksim_sim::text::echo(key_use.get_ref())
+                    ),
+                );
+                return None;
+            };
+            ctx.reference_str(Kind::Key, key_use.get_ref(), key_use.span());
+            let Some(version) = &r.version else {
+                ctx.err(
+                    key_use.span(),
+                    "a `key_use` expectation needs `version = \"v1\"` (the n-th version created)",
+                );
+                return None;
+            };
+            let n = match super::world::version_sel(ctx, version)? {
+                VersionSel::Nth(n) => n,
+                other => {
+                    ctx.err(
+                        version.span(),
+                        format!(
+                            "`key_use` names one version (v1, v2, ...), not {}",
+                            other.label()
+                        ),
+                    );
+                    return None;
+                }
+            };
+            if r.never.is_none() {
+                ctx.err(
+                    key_use.span(),
+                    "a `key_use` expectation is judged with `never = true` (and `from`, `until`)",
+                );
+                return None;
+            }
+            Subject::KeyUse {
+                vault: vault.to_string(),
+                key: key.to_string(),
+                version: n,
+            }
         }
     })
 }

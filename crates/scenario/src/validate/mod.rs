@@ -15,6 +15,7 @@
 mod chaos;
 mod expectations;
 mod kql;
+mod sentinel;
 mod timeline;
 mod world;
 
@@ -85,7 +86,9 @@ fn build(ctx: &mut Ctx<'_>, raw: RawFile) -> Option<Scenario> {
     let profile = profile(ctx, &raw, meta.as_ref().map(|m| m.profile_name.as_str()));
     ctx.duration = meta.as_ref().map(|m| m.duration);
     let profile_for_defaults = profile.clone().unwrap_or_else(Profile::azure_2020);
-    let world = world::build(ctx, &raw, &profile_for_defaults);
+    let mut world = world::build(ctx, &raw, &profile_for_defaults);
+    // Before the timeline's names: a `[[sentinel]]` entry names a workspace of the world.
+    world.sentinel = sentinel::world(ctx, &raw);
     // Names created by timeline actions exist for agents and later steps.
     timeline::register_created(ctx, &raw);
     let agents = world::agents(ctx, &raw);

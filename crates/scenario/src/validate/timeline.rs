@@ -19,7 +19,9 @@ use cmksim_sim::Profile;
 use super::world::{self, ClusterArgs, KeyArgs, VaultArgs};
 use super::{Ctx, Kind};
 use crate::limits::{BATCH_RECORDS_MAX, TIMELINE_STEPS_MAX};
-use crate::model::{Action, Fault, Host, HsmFault, Step, StepKind, VaultFault, VersionSel};
+use crate::model::{
+    Action, Fault, Host, HsmFault, SentinelItem, Step, StepKind, VaultFault, VersionSel,
+};
 use crate::raw::{ActionName, HsmMode, RawFault, RawFile, RawStep, VaultMode, S};
 
 /// Registers the names create actions bring into existence, so that references to them (from
@@ -330,7 +332,10 @@ fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
         records,
         locked,
         since,
-        kql
+        kql,
+        customer_managed_key,
+        incidents_every,
+        request
     );
     out
 }
@@ -385,6 +390,14 @@ pub(crate) fn params_of(action: ActionName) -> (&'static [&'static str], &'stati
         SetWorkspaceLock => (&["workspace", "locked"], &[]),
         Ingest => (&["workspace", "table"], &["records"]),
         Query => (&["workspace"], &["table", "kql", "since"]),
+        RegisterCosmosDb => (&[], &[]),
+        OnboardSentinel => (&["workspace"], &["customer_managed_key", "incidents_every"]),
+        CreateIncident | CreateAnalyticsRule | CreateWatchlist | DeleteSentinelWorkspace => {
+            (&["workspace"], &[])
+        }
+        EnableLockbox => (&["cluster"], &[]),
+        LockboxRequest | SupportQuery => (&["workspace"], &[]),
+        LockboxApprove | LockboxDeny => (&["request"], &[]),
     }
 }
 
@@ -704,6 +717,47 @@ fn build_action(
                 since,
             }
         }
+        RegisterCosmosDb => Action::RegisterCosmosDb,
+        EnableLockbox => Action::EnableLockbox {
+            cluster: cluster_ref(ctx)?,
+        },
+        LockboxRequest => Action::LockboxRequest {
+            workspace: workspace_ref(ctx)?,
+        },
+        LockboxApprove | LockboxDeny => Action::LockboxDecide {
+            request: ctx.reference(Kind::Step, req(&s.request)?),
+            approve: matches!(action.get_ref(), LockboxApprove),
+        },
+        SupportQuery => Action::SupportQuery {
+            workspace: workspace_ref(ctx)?,
+        },
+        OnboardSentinel => {
+            let workspace = workspace_ref(ctx)?;
+            let incidents_every = match &s.incidents_every {
+                None => None,
+                Some(every) => Some(super::sentinel::incident_interval(ctx, every)?),
+            };
+            Action::OnboardSentinel {
+                workspace,
+                customer_managed_key: bool_of(&s.customer_managed_key).unwrap_or(true),
+                incidents_every,
+            }
+        }
+        CreateIncident => Action::CreateSentinelItem {
+            workspace: workspace_ref(ctx)?,
+            item: SentinelItem::Incident,
+        },
+        CreateAnalyticsRule => Action::CreateSentinelItem {
+            workspace: workspace_ref(ctx)?,
+            item: SentinelItem::AnalyticsRule,
+        },
+        CreateWatchlist => Action::CreateSentinelItem {
+            workspace: workspace_ref(ctx)?,
+            item: SentinelItem::Watchlist,
+        },
+        DeleteSentinelWorkspace => Action::DeleteSentinelWorkspace {
+            workspace: workspace_ref(ctx)?,
+        },
     })
 }
 

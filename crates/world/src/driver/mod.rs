@@ -27,6 +27,7 @@ use tonic::transport::Channel;
 use crate::names::{Credential, Names};
 
 mod cluster;
+mod sentinel;
 mod traffic;
 
 pub use traffic::{agent_config, synthetic_records};
@@ -48,6 +49,21 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// Sentinel's address: `sentinel:50054` in the simulation; live, the port after ingest's on
+    /// ingest's host (where `serve all` puts it).
+    pub fn sentinel_uri(&self) -> String {
+        if self.ingest == INGEST_URI {
+            return SENTINEL_URI.to_string();
+        }
+        match self.ingest.rsplit_once(':') {
+            Some((host, port)) => match port.trim_end_matches('/').parse::<u16>() {
+                Ok(port) if port < u16::MAX => format!("{host}:{}", port + 1),
+                _ => SENTINEL_URI.to_string(),
+            },
+            None => SENTINEL_URI.to_string(),
+        }
+    }
+
     /// The services' addresses inside the simulation.
     pub fn simulated() -> Endpoints {
         Endpoints {
@@ -220,6 +236,8 @@ pub struct Driver {
     workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient<Channel>,
     ingestion: cmksim_proto::ingest::v1::ingestion_client::IngestionClient<Channel>,
     query: cmksim_proto::ingest::v1::query_client::QueryClient<Channel>,
+    /// Sentinel (seed 002); its channel is lazy, so a scenario without Sentinel never connects.
+    sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient<Channel>,
     /// Clusters created by timeline steps (the world's are in the scenario).
     created_clusters: Vec<model::Cluster>,
     seeds: cmksim_sim::SeedTree,
@@ -244,7 +262,11 @@ impl Driver {
         let kv_channel = network.channel(&endpoints.keyvault, timeouts)?;
         let storage_channel = network.channel(&endpoints.storage, timeouts)?;
         let ingest_channel = network.channel(&endpoints.ingest, timeouts)?;
+        let sentinel_channel = network.channel(&endpoints.sentinel_uri(), timeouts)?;
         Ok(Driver {
+            sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient::new(
+                sentinel_channel,
+            ),
             clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient::new(
                 storage_channel.clone(),
             ),
@@ -283,6 +305,7 @@ impl Driver {
         self.start = self.clock.now();
         self.push(HarnessCommand::Started);
         self.start_agents();
+        self.start_sentinel_incidents();
         self.start_query_probes();
         let meta = &self.scenario.meta;
         self.events.record_raw(
@@ -306,6 +329,7 @@ impl Driver {
             }
         }
         self.wait_until_offset(scenario.meta.duration).await;
+        self.record_audit_probes().await;
         self.events.record_raw(
             self.clock.now(),
             "scenario",
@@ -517,11 +541,15 @@ impl Driver {
         }
         for policy in &world.access_policies {
             // Policies naming a cluster identity are set once the cluster exists.
-            if matches!(policy.principal, model::PrincipalRef::User(_)) {
+            if matches!(
+                policy.principal,
+                model::PrincipalRef::User(_) | model::PrincipalRef::CosmosDb
+            ) {
                 self.set_access_policy(policy).await?;
             }
         }
-        self.build_clusters().await
+        self.build_clusters().await?;
+        self.build_sentinel().await
     }
 
     // ---- Key Vault actions ------------------------------------------------------------------
@@ -586,7 +614,9 @@ impl Driver {
 
     async fn set_access_policy(&mut self, policy: &model::AccessPolicy) -> Result<(), StepError> {
         let tenant_id = self.names.vault_tenant(&policy.vault)?.to_string();
-        let object_id = self.names.principal_object_id(&policy.principal)?;
+        let object_id = self
+            .policy_object_id(&policy.vault, &policy.principal)
+            .await?;
         let request = kvp::SetAccessPolicyRequest {
             vault_name: policy.vault.clone(),
             policy: Some(kvp::AccessPolicy {
@@ -771,7 +801,7 @@ impl Driver {
             }
             Action::SetAccessPolicy(policy) => self.set_access_policy(policy).await,
             Action::RemoveAccessPolicy { vault, principal } => {
-                let object_id = self.names.principal_object_id(principal)?;
+                let object_id = self.policy_object_id(vault, principal).await?;
                 let request = kvp::RemoveAccessPolicyRequest {
                     vault_name: vault.clone(),
                     object_id,
@@ -843,6 +873,10 @@ impl Driver {
                 Some(kql) => self.kql_step(workspace, kql, *since).await,
                 None => self.query_step(workspace, table.as_deref(), *since).await,
             },
+            Action::RegisterCosmosDb
+            | Action::OnboardSentinel { .. }
+            | Action::CreateSentinelItem { .. }
+            | Action::DeleteSentinelWorkspace { .. } => self.apply_sentinel(action).await,
         }
     }
 
