@@ -178,6 +178,27 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
             WorkspacesRead,
             workspace_id(&decode::<spb::GetTableRequest>(message)?.workspace),
         )),
+        // Data lifecycle (seed 003): deleting data and locks are workspace writes.
+        ("storage.v1.Workspaces", "Purge") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::PurgeRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "GetPurgeStatus") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<spb::PurgeStatusRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "DeleteTable") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::DeleteTableRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "PutLock" | "DeleteLock") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::LockRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "GetLock") => Some((
+            WorkspacesRead,
+            workspace_id(&Some(decode::<spb::WorkspaceRef>(message)?)),
+        )),
         ("storage.v1.Workspaces", "FindWorkspace") => None,
         ("storage.v1.DataPlane", "Append") => Some((
             TelemetryWrite,

@@ -264,10 +264,14 @@ pub enum ControlError {
         min_days: u32,
         max_days: u32,
     },
-    /// (simulator text) Seed 003: a lock blocks purge, table delete and retention changes. Azure
-    /// answers a blocked write with 409 `ScopeLocked`.
-    #[error("workspace {0} is locked")]
-    WorkspaceLocked(String),
+    /// Seed 003: a lock blocks purge, table delete and retention decreases. ARM's own refusal
+    /// of an operation under a management lock: 409 `ScopeLocked`, its message shape (the scope
+    /// and the locked scope are both the workspace; `operation` is `delete` or `write`).
+    #[error("workspace {workspace} is locked ({operation} refused)")]
+    WorkspaceLocked {
+        workspace: String,
+        operation: &'static str,
+    },
     /// (simulator text) Recover of a cluster that is not soft-deleted.
     #[error("cluster {0} is not deleted")]
     ClusterNotDeleted(String),
@@ -425,8 +429,9 @@ impl ControlError {
             E::RetentionOutOfRange { min_days, max_days, .. } => ("InvalidParameter", 400, format!(
                 "Retention in days is not in range. Set a value from {min_days} to {max_days} days."
             )),
-            E::WorkspaceLocked(ws) => { let ws = echo(ws); ("ScopeLocked", 409, format!(
-                "Workspace '{ws}' is locked. A lock blocks purge, table delete and retention changes; remove the lock and try again."
+            // The id of a stored workspace (its parts were validated at creation): not clipped.
+            E::WorkspaceLocked { workspace: ws, operation } => { ("ScopeLocked", 409, format!(
+                "The scope '{ws}' cannot perform {operation} operation because following scope(s) are locked: '{ws}'. Please remove the lock and try again."
             )) }
             E::ClusterNotDeleted(name) => { let name = echo(name); ("Conflict", 409, format!(
                 "Cluster '{name}' is not in soft-delete; there is nothing to recover."
@@ -480,7 +485,7 @@ impl ControlError {
             | E::KeyNotRecoverable { .. }
             | E::StorageRevoked(_)
             | E::WorkspaceAlreadyLinked { .. }
-            | E::WorkspaceLocked(_)
+            | E::WorkspaceLocked { .. }
             | E::ClusterNotDeleted(_)
             | E::ColumnTypeConflict { .. } => ErrorClass::FailedPrecondition,
             E::KeyFactsMissing => ErrorClass::Internal,

@@ -13,13 +13,14 @@
 //!
 //! Layout: `cluster` (cluster lifecycle), `workspace` (workspaces, links, routing), `operation`
 //! (status resources), `keyvault` (key update validation), `limits` (SKU and counting rules),
-//! `names` (syntax of names and ids), `tables` (custom-table declarations), `errors` (typed errors and the seeds' catalogue), `events`
+//! `names` (syntax of names and ids), `tables` (custom-table declarations), `lifecycle` (purge, table delete, the workspace lock), `errors` (typed errors and the seeds' catalogue), `events`
 //! (events and effects), `tick` (completion of due operations and purges).
 
 mod cluster;
 mod errors;
 mod events;
 mod keyvault;
+mod lifecycle;
 mod limits;
 pub mod lockbox;
 mod names;
@@ -51,6 +52,10 @@ pub use keyvault::{
     KeyRef, KeyVaultFacts, KeyVaultPropertiesInput, ACCEPTED_KEY_TYPES, REQUIRED_KEY_OPERATIONS,
     REQUIRED_KEY_PERMISSIONS,
 };
+pub use lifecycle::{
+    purge_matches, LifecycleState, Purge, PurgeFilter, PurgeOperator, PurgeStatus, WorkspaceLock,
+    LOCK_LEVEL_CAN_NOT_DELETE, PURGE_API_VERSION, PURGE_FILTERS_MAX,
+};
 pub use limits::{SkuInput, SKU_NAME_CAPACITY_RESERVATION};
 pub use names::{vault_name_from_uri, ResourceKind, ResourceName};
 pub use operation::{
@@ -79,6 +84,9 @@ pub struct ControlState {
     /// Customer Lockbox: enabled clusters and support engineers' requests ([`lockbox`]).
     #[serde(default)]
     pub lockbox: lockbox::LockboxState,
+    /// Purge requests and workspace lock names ([`lifecycle`]); absent in older state.
+    #[serde(default)]
+    pub lifecycle: LifecycleState,
 }
 
 /// The control-plane facade.

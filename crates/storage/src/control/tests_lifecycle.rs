@@ -591,11 +591,16 @@ fn a_lock_blocks_retention_changes_and_purge() {
     );
     w.cp.set_workspace_lock(w.now, &ws_name("wks1"), true)
         .unwrap();
-    let err = w.refused(|w| w.cp.update_retention(w.now, &ws_name("wks1"), 90));
+    let err = w.refused(|w| w.cp.update_retention(w.now, &ws_name("wks1"), 30));
     assert_eq!(
         err,
-        ControlError::WorkspaceLocked(ws_name("wks1").arm_id(ResourceKind::Workspace))
+        ControlError::WorkspaceLocked {
+            workspace: ws_name("wks1").arm_id(ResourceKind::Workspace),
+            operation: "write"
+        }
     );
+    // An increase deletes nothing: allowed under the lock.
+    w.cp.update_retention(w.now, &ws_name("wks1"), 90).unwrap();
     assert!(w.cp.check_purge_allowed(&ws_name("wks1")).is_err());
     w.cp.set_workspace_lock(w.now, &ws_name("wks1"), false)
         .unwrap();

@@ -13,7 +13,7 @@
 //! `link_operations_window` (links only; unlinks do not count) → at most
 //! `max_workspaces_per_cluster`. A cluster whose provisioning failed is refused under both profiles.
 //!
-//! A workspace lock (seed 003) blocks retention changes and purge ([`ControlPlane::check_purge_allowed`]).
+//! A workspace lock (seed 003) blocks retention decreases, purge and table delete (`lifecycle`).
 
 use cmksim_sim::profile::LinkBeforeProvisioned;
 use cmksim_sim::SimTime;
@@ -58,7 +58,7 @@ pub struct Workspace {
     pub id: String,
     pub location: String,
     pub retention_days: u32,
-    /// A resource lock (seed 003): blocks purge and retention changes.
+    /// A resource lock (seed 003): blocks purge, table delete and retention decreases.
     pub locked: bool,
     pub link: LinkState,
     /// Start times of recent link operations (at most `link_operations_max`, within the window).
@@ -201,7 +201,8 @@ impl ControlPlane {
             .collect()
     }
 
-    /// Changes the retention; refused while the workspace is locked.
+    /// Changes the retention; a decrease is refused while the workspace is locked (seed 003: the
+    /// lock blocks what could delete data; an increase deletes nothing).
     pub fn update_retention(
         &mut self,
         now: SimTime,
@@ -209,8 +210,11 @@ impl ControlPlane {
         days: u32,
     ) -> Result<Outcome<()>, ControlError> {
         let ws = self.get_workspace(resource)?;
-        if ws.locked {
-            return Err(ControlError::WorkspaceLocked(ws.id.clone()));
+        if ws.locked && days < ws.retention_days {
+            return Err(ControlError::WorkspaceLocked {
+                workspace: ws.id.clone(),
+                operation: "write",
+            });
         }
         self.check_retention(days)?;
         let _ = now;
@@ -252,11 +256,7 @@ impl ControlPlane {
 
     /// For the data plane: may this workspace's data be purged (seed 003: not while locked)?
     pub fn check_purge_allowed(&self, resource: &ResourceName) -> Result<(), ControlError> {
-        let ws = self.get_workspace(resource)?;
-        match ws.locked {
-            true => Err(ControlError::WorkspaceLocked(ws.id.clone())),
-            false => Ok(()),
-        }
+        self.check_not_locked(resource, "delete").map(drop)
     }
 
     /// Links a workspace to the cluster `write_access_resource_id` (PUT `linkedServices/cluster`).

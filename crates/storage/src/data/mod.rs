@@ -11,6 +11,7 @@
 //! - [`tier`]: append and query over the cold tier and the hot tier (the last `hot_tier_window`).
 //! - [`buffer`]: the outage buffer (on disk, under the MMK) and its exactly-once drain.
 //! - [`retention`]: retention per workspace and the crypto-shredding purge.
+//! - [`lifecycle`]: the bounded retention pass the control tick runs, purge by filter, table delete.
 //! - [`bench`]: `cmksim bench storage`.
 //!
 //! Shape: the data plane never talks to Key Vault. Wrapping and unwrapping the AEK with the
@@ -26,11 +27,14 @@ pub mod block;
 pub mod buffer;
 mod error;
 pub mod keys;
+pub mod lifecycle;
 pub mod record;
 pub mod retention;
 pub mod store;
 pub mod tier;
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
 

@@ -28,6 +28,8 @@ pub const TICK_CHECK_INTERVAL_MAX: Duration = Duration::from_secs(60);
 pub async fn run_tick(core: Arc<Core>) {
     let stopping = core.stopping();
     tokio::pin!(stopping);
+    // The retention job runs at the first tick, then every `RETENTION_CHECK_INTERVAL`.
+    let mut retention_due = core.now();
     loop {
         let now = core.now();
         let wake = {
@@ -43,6 +45,7 @@ pub async fn run_tick(core: Arc<Core>) {
         }
         core.tick_once();
         core.lockbox_tick();
+        retention_due = core.lifecycle_tick(retention_due);
         if let Err(e) = core.stats.persist(&core.meta) {
             tracing::error!("storage: persisting the stats failed (retried next tick): {e}");
         }

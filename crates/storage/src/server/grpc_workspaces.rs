@@ -188,6 +188,48 @@ impl pb::workspaces_server::Workspaces for WorkspacesService {
         let columns = columns.cloned().unwrap_or_default();
         Ok(Response::new(table_to_pb(r.table, &columns, false, exists)))
     }
+
+    async fn purge(
+        &self,
+        request: Request<pb::PurgeRequest>,
+    ) -> Result<Response<pb::PurgeOperation>, Status> {
+        super::lifecycle::purge(&self.core, request.into_inner()).map(Response::new)
+    }
+
+    async fn get_purge_status(
+        &self,
+        request: Request<pb::PurgeStatusRequest>,
+    ) -> Result<Response<pb::PurgeOperation>, Status> {
+        super::lifecycle::purge_status(&self.core, request.into_inner()).map(Response::new)
+    }
+
+    async fn delete_table(
+        &self,
+        request: Request<pb::DeleteTableRequest>,
+    ) -> Result<Response<pb::TableDeleted>, Status> {
+        super::lifecycle::delete_table(&self.core, request.into_inner()).map(Response::new)
+    }
+
+    async fn put_lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::WorkspaceLock>, Status> {
+        super::lifecycle::lock(&self.core, request.into_inner(), true).map(Response::new)
+    }
+
+    async fn delete_lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::WorkspaceLock>, Status> {
+        super::lifecycle::lock(&self.core, request.into_inner(), false).map(Response::new)
+    }
+
+    async fn get_lock(
+        &self,
+        request: Request<pb::WorkspaceRef>,
+    ) -> Result<Response<pb::WorkspaceLock>, Status> {
+        super::lifecycle::get_lock(&self.core, request.into_inner()).map(Response::new)
+    }
 }
 
 fn table_to_pb(

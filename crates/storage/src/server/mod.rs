@@ -10,7 +10,8 @@
 //!   Vault over gRPC as the cluster's managed identity, with a [`host::ClusterHost`] carrying out
 //!   its data effects;
 //! - a control tick task ([`effects`]) that completes due operations on the simulation clock and
-//!   applies their effects (provisioned, key updated, deleted, recovered, purged).
+//!   applies their effects (provisioned, key updated, deleted, recovered, purged), and runs the
+//!   data lifecycle: retention and pending purges ([`lifecycle`]).
 //!
 //! Data directory layout:
 //! - `control.sled/`: the control state, the clusters' managed-identity credentials, each
@@ -32,6 +33,7 @@ mod grpc_data;
 mod grpc_lockbox;
 mod grpc_workspaces;
 mod host;
+mod lifecycle;
 mod persist;
 
 use std::future::Future;

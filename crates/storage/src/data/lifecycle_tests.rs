@@ -1,0 +1,345 @@
+//! Tests of the data lifecycle ([`super::lifecycle`]): the bounded retention pass, purge by
+//! filter (with the canary that a purged record's sealed block is gone from the directory), and
+//! table delete.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cmksim_sim::{Profile, RandomSource, SimTime};
+
+use super::*;
+
+const ACCOUNT: &str = "cluster:c1";
+const DAY: Duration = Duration::from_secs(86_400);
+const WS: &str =
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/ws1";
+
+fn now() -> SimTime {
+    SimTime::DEFAULT_EPOCH.add(DAY * 100)
+}
+
+fn open(dir: &Path) -> DataPlane {
+    DataPlane::open(
+        dir,
+        RandomSource::from_seed([9; 32]),
+        &Profile::azure_2020(),
+    )
+    .unwrap()
+}
+
+fn configure_cmk(plane: &DataPlane) -> Aek {
+    let aek = plane.unwrap_with_mmk(ACCOUNT).unwrap();
+    plane
+        .set_kek_wrapping(
+            ACCOUNT,
+            &aek,
+            "https://v1.vault.azure.net/keys/k1",
+            "v1",
+            b"wrapped",
+        )
+        .unwrap();
+    aek
+}
+
+fn cmk(aek: &Aek) -> Sealing<'_> {
+    Sealing::Cmk {
+        aek,
+        kid: "https://v1.vault.azure.net/keys/k1",
+        version: "v1",
+    }
+}
+
+/// `n` records one second apart from `start`, with `User` = `tag-i`.
+fn batch(table: &str, start: SimTime, n: usize, tag: &str) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            Record::new(table, start.0 + i as i64 * 1000)
+                .with("User", Value::String(format!("{tag}-{i}")))
+        })
+        .collect()
+}
+
+fn count(plane: &DataPlane, aek: Option<&Aek>, table: &str) -> usize {
+    plane
+        .query(
+            ACCOUNT,
+            aek,
+            WS,
+            table,
+            SimTime(0),
+            SimTime(i64::MAX / 2),
+            now(),
+        )
+        .unwrap()
+        .records
+        .len()
+}
+
+#[test]
+fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    // Three appends (three blocks) per table: 40, 35 and 2 days old.
+    for table in ["A", "B"] {
+        for (days, tag) in [(40, "old"), (35, "older"), (2, "new")] {
+            let at = now().sub(DAY * days);
+            plane
+                .append(
+                    ACCOUNT,
+                    Sealing::Mmk,
+                    WS,
+                    table,
+                    &batch(table, at, 5, tag),
+                    at,
+                )
+                .unwrap();
+        }
+    }
+    let cutoff = now().sub(DAY * 31);
+    // A budget of 3 blocks: table A's two old blocks, then one of B's; more remain.
+    let first = plane.retention_pass(ACCOUNT, WS, cutoff, 3).unwrap();
+    assert!(first.more);
+    assert_eq!(
+        first
+            .removals
+            .iter()
+            .map(|r| (r.table.as_str(), r.blocks, r.records))
+            .collect::<Vec<_>>(),
+        vec![("A", 2, 10), ("B", 1, 5)]
+    );
+    assert_eq!(first.removals[0].from_ms, now().sub(DAY * 40).0);
+    assert_eq!(first.removals[0].to_ms, now().sub(DAY * 35).0 + 4000);
+    let second = plane.retention_pass(ACCOUNT, WS, cutoff, 3).unwrap();
+    assert!(!second.more);
+    assert_eq!(second.removals.len(), 1);
+    assert_eq!(
+        (
+            second.removals[0].table.as_str(),
+            second.removals[0].records
+        ),
+        ("B", 5)
+    );
+    let third = plane.retention_pass(ACCOUNT, WS, cutoff, 3).unwrap();
+    assert_eq!(third, lifecycle::RetentionPass::default());
+    assert_eq!(count(&plane, None, "A"), 5);
+    assert_eq!(count(&plane, None, "B"), 5);
+    let c = plane.stats(ACCOUNT).unwrap().counters;
+    assert_eq!(c.retention_removed_records, 20);
+    assert!(c.conserved());
+}
+
+#[test]
+fn retention_needs_no_key_and_keeps_a_block_straddling_the_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path());
+    plane.create_account(ACCOUNT, false, now()).unwrap();
+    let aek = configure_cmk(&plane);
+    // One block from 32 days to 30 days old: straddles a 31-day cutoff.
+    let start = now().sub(DAY * 32);
+    let records: Vec<Record> = (0..3)
+        .map(|i| Record::new("T", start.0 + i * DAY.as_millis() as i64))
+        .collect();
+    plane
+        .append(ACCOUNT, cmk(&aek), WS, "T", &records, now())
+        .unwrap();
+    let old = batch("T", now().sub(DAY * 60), 4, "old");
+    plane
+        .append(ACCOUNT, cmk(&aek), WS, "T", &old, now())
+        .unwrap();
+    // No AEK handed in anywhere: the revoked storage still removes the old block.
+    let pass = plane
+        .retention_pass(ACCOUNT, WS, now().sub(DAY * 31), 100)
+        .unwrap();
+    assert_eq!(pass.removals[0].records, 4);
+    assert_eq!(
+        count(&plane, Some(&aek), "T"),
+        3,
+        "the straddling block is kept whole"
+    );
+    let later = plane
+        .retention_pass(ACCOUNT, WS, now().sub(DAY * 29), 100)
+        .unwrap();
+    assert_eq!(later.removals[0].records, 3);
+    assert_eq!(count(&plane, Some(&aek), "T"), 0);
+}
+
+#[test]
+fn purge_rewrites_blocks_without_the_matching_records_and_keeps_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let at = now().sub(DAY);
+    plane
+        .append(
+            ACCOUNT,
+            Sealing::Mmk,
+            WS,
+            "T",
+            &batch("T", at, 4, "mmk"),
+            now(),
+        )
+        .unwrap();
+    let aek = configure_cmk(&plane);
+    plane
+        .append(
+            ACCOUNT,
+            cmk(&aek),
+            WS,
+            "T",
+            &batch("T", at, 4, "cmk"),
+            now(),
+        )
+        .unwrap();
+    plane
+        .append(
+            ACCOUNT,
+            cmk(&aek),
+            WS,
+            "Other",
+            &batch("Other", at, 4, "cmk"),
+            now(),
+        )
+        .unwrap();
+    let is_one =
+        |r: &Record| matches!(r.columns.get("User"), Some(Value::String(s)) if s.ends_with("-1"));
+    // Without the AEK the CMK block cannot be rewritten: refused, typed.
+    let refused = plane.purge_records(ACCOUNT, None, WS, "T", &is_one, now());
+    assert!(
+        matches!(refused, Err(DataError::KeyUnavailable { .. })),
+        "{refused:?}"
+    );
+    // The refused call already rewrote the MMK block before it met the CMK one (kept: a retried
+    // purge continues); the retry rewrites the CMK block.
+    let report = plane
+        .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_one, now())
+        .unwrap();
+    assert_eq!((report.blocks_rewritten, report.records), (1, 1));
+    let left = plane
+        .query(
+            ACCOUNT,
+            Some(&aek),
+            WS,
+            "T",
+            SimTime(0),
+            SimTime(i64::MAX / 2),
+            now(),
+        )
+        .unwrap()
+        .records;
+    assert_eq!(left.len(), 6);
+    assert!(!left.iter().any(is_one));
+    assert_eq!(
+        count(&plane, Some(&aek), "Other"),
+        4,
+        "another table is untouched"
+    );
+    // The rewritten MMK block stayed under the MMK (cold tier headers).
+    let keys: Vec<KeyRef> = plane
+        .trees
+        .cold
+        .scan_prefix(store::table_prefix(ACCOUNT, WS, "T"))
+        .map(|i| BlockHeader::parse(&i.unwrap().1).unwrap().0.key_ref)
+        .collect();
+    assert_eq!(keys.iter().filter(|k| **k == KeyRef::Mmk).count(), 1);
+    assert_eq!(keys.len(), 2);
+    let c = plane.stats(ACCOUNT).unwrap().counters;
+    assert_eq!((c.purged_records, c.stored_records), (2, 10));
+    assert!(c.conserved());
+    // A second purge finds nothing.
+    let again = plane
+        .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_one, now())
+        .unwrap();
+    assert_eq!(again, lifecycle::PurgeReport::default());
+}
+
+#[test]
+fn delete_table_removes_every_block_of_that_table_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane);
+    for table in ["T", "U"] {
+        plane
+            .append(
+                ACCOUNT,
+                cmk(&aek),
+                WS,
+                table,
+                &batch(table, now().sub(DAY), 3, "x"),
+                now(),
+            )
+            .unwrap();
+    }
+    let removal = plane.delete_table(ACCOUNT, WS, "T").unwrap();
+    assert_eq!((removal.blocks, removal.records), (1, 3));
+    assert_eq!(count(&plane, Some(&aek), "T"), 0);
+    assert_eq!(count(&plane, Some(&aek), "U"), 3);
+    let c = plane.stats(ACCOUNT).unwrap().counters;
+    assert_eq!((c.purged_records, c.hot_blocks), (3, 1));
+    assert!(c.conserved());
+}
+
+/// The canary: after a purge, the purged record's value is in no file of the data directory and
+/// in no live block (every stored block is opened with the AEK and checked).
+///
+/// Known gap, measured here: sled keeps the *old sealed block* in its log segment until it
+/// reuses that segment, and the old block's DEK is derivable from the AEK and its block id. So
+/// the purged record stays recoverable by someone holding both the disk and the account key
+/// until sled reclaims the segment; it is unreadable through every API at once.
+#[test]
+fn canary_a_purged_records_value_is_in_no_file_and_no_live_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "CANARY-purge-3b1d9e4a-must-be-gone";
+    {
+        let plane = open(dir.path());
+        plane.create_account(ACCOUNT, true, now()).unwrap();
+        let mut records = batch("T", now().sub(DAY), 20, "keep");
+        records.push(Record::new("T", now().sub(DAY).0).with("User", Value::String(marker.into())));
+        plane
+            .append(ACCOUNT, Sealing::Mmk, WS, "T", &records, now())
+            .unwrap();
+        let aek = configure_cmk(&plane);
+        plane
+            .append(ACCOUNT, cmk(&aek), WS, "T", &records, now())
+            .unwrap();
+        let is_marker = |r: &Record| r.columns.get("User") == Some(&Value::String(marker.into()));
+        let report = plane
+            .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_marker, now())
+            .unwrap();
+        assert_eq!(report.records, 2);
+        let mut live = 0;
+        let cold = plane.trees.cold.iter().map(|i| (Tier::Cold, i));
+        let hot = plane.trees.hot.iter().map(|i| (Tier::Hot, i));
+        for (tier, item) in cold.chain(hot) {
+            let (key, bytes) = item.unwrap();
+            let (_, opened) = plane.open_stored(tier, &key, &bytes, Some(&aek)).unwrap();
+            live += opened.len();
+            assert!(
+                !opened.iter().any(is_marker),
+                "a live block still holds the purged record"
+            );
+        }
+        assert_eq!(
+            live, 80,
+            "40 records kept, each in a cold block and a hot copy"
+        );
+        plane.trees.db.flush().unwrap();
+    }
+    let mut stack = vec![dir.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        files += 1;
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "marker in {}",
+            path.display()
+        );
+    }
+    assert!(files > 0);
+}
