@@ -152,7 +152,7 @@ pub(crate) enum Op {
     Distinct(Vec<Name>),
     Union(Vec<Tabular>),
     /// `render ...`: a chart hint for the client; the rows pass unchanged.
-    Render,
+    Render(crate::render::Visualization),
 }
 
 /// Binary operators, by family.

@@ -408,7 +408,7 @@ fn apply(
                 .retain(|row| seen.insert(row.iter().map(key_of).collect::<Vec<_>>()));
             Ok(frame)
         }
-        Op::Render => Ok(frame),
+        Op::Render(_) => Ok(frame),
         Op::Union(legs) => {
             let mut frames = vec![frame];
             for leg in legs {

@@ -79,12 +79,14 @@ mod eval;
 mod exec;
 mod lexer;
 mod parser;
+mod render;
 mod time;
 mod value;
 
 use std::collections::BTreeMap;
 
 pub use ast::{Pos, Query};
+pub use render::{RenderValue, Visualization, PROPERTIES, VISUALIZATIONS};
 pub use time::{format_datetime, format_timespan, parse_datetime};
 pub use value::{Column, ColumnType, Table, Value};
 
@@ -166,6 +168,14 @@ impl Query {
     /// query could keep.
     pub fn time_bounds(&self, now_ms: i64) -> (Option<i64>, Option<i64>) {
         bounds::time_bounds(self, now_ms)
+    }
+
+    /// The chart the query asks for: its last `render`, if any.
+    pub fn visualization(&self) -> Option<&Visualization> {
+        self.body.ops.iter().rev().find_map(|op| match op {
+            ast::Op::Render(v) => Some(v),
+            _ => None,
+        })
     }
 
     /// The filter a reader may apply to `table`'s rows page by page, before it keeps them: the

@@ -259,6 +259,88 @@ impl Parser<'_> {
         }
     }
 
+    /// After `render`: a visualization and its optional `with (name = value, ...)`.
+    fn render(&mut self) -> Result<crate::render::Visualization, ParseError> {
+        use crate::render::{property, RenderValue, LIST_PROPERTIES, PROPERTIES, VISUALIZATIONS};
+        let pos = self.pos();
+        let kind = self.name("a visualization after 'render' (timechart, barchart, table, ...)")?;
+        let visualization = kind.text.to_ascii_lowercase();
+        if !VISUALIZATIONS.contains(&visualization.as_str()) {
+            return self.error_at(
+                pos,
+                format!(
+                    "expected a visualization after 'render' ({}), found '{}'",
+                    VISUALIZATIONS.join(", "),
+                    crate::lexer::clip(&kind.text)
+                ),
+            );
+        }
+        let mut properties = std::collections::BTreeMap::new();
+        if self.eat_word("with") {
+            self.expect_sym("(", "'(' after 'with'")?;
+            loop {
+                let at = self.pos();
+                let name = self.name("a render property (title, xcolumn, ycolumns, ...)")?;
+                let Some(canonical) = property(&name.text) else {
+                    let known: Vec<&str> = PROPERTIES.iter().map(|(w, _)| *w).collect();
+                    return self.error_at(
+                        at,
+                        format!(
+                            "expected a render property ({}), found '{}'",
+                            known.join(", "),
+                            crate::lexer::clip(&name.text)
+                        ),
+                    );
+                };
+                self.expect_sym("=", "'=' after the render property")?;
+                let value = if LIST_PROPERTIES.contains(&canonical) {
+                    let mut names = vec![self.name("a column name")?.text];
+                    // `ycolumns = a, b, title = "x"`: a comma continues the list unless the
+                    // next word is itself followed by '='.
+                    while self.is_sym(",")
+                        && matches!(self.peek_at(1), Tok::Ident(_))
+                        && !matches!(self.peek_at(2), Tok::Sym("="))
+                    {
+                        self.bump();
+                        names.push(self.name("a column name")?.text);
+                    }
+                    RenderValue::Names(names)
+                } else {
+                    match self.bump() {
+                        Tok::Str(s) => RenderValue::Text(s),
+                        Tok::Long(n) => RenderValue::Number(n as f64),
+                        Tok::Real(x) => RenderValue::Number(x),
+                        Tok::Ident(w) if w == "true" => RenderValue::Bool(true),
+                        Tok::Ident(w) if w == "false" => RenderValue::Bool(false),
+                        Tok::Ident(w) => RenderValue::Text(w),
+                        _ => {
+                            return self.error_at(
+                                at,
+                                format!(
+                                    "expected a value (a string, a number, true/false or a word) for '{canonical}'"
+                                ),
+                            )
+                        }
+                    }
+                };
+                if properties.insert(canonical.to_string(), value).is_some() {
+                    return self.error_at(
+                        at,
+                        format!("the render property '{canonical}' is given twice"),
+                    );
+                }
+                if self.eat_sym(")") {
+                    break;
+                }
+                self.expect_sym(",", "',' or ')' after a render property")?;
+            }
+        }
+        Ok(crate::render::Visualization {
+            visualization,
+            properties,
+        })
+    }
+
     fn tabular(&mut self) -> Result<Tabular, ParseError> {
         let source = if self.eat_word("union") {
             Source::Union(self.union_legs()?)
@@ -362,23 +444,7 @@ impl Parser<'_> {
                 }
             }
             "union" => Ok(Op::Union(self.union_legs()?)),
-            "render" => {
-                self.name("a visualization after 'render' (timechart, barchart, table, ...)")?;
-                if self.eat_word("with") {
-                    self.expect_sym("(", "'(' after 'with'")?;
-                    // The properties are for the client; skip them, parentheses balanced.
-                    let mut depth = 1usize;
-                    while depth > 0 {
-                        match self.bump() {
-                            Tok::Sym("(") => depth += 1,
-                            Tok::Sym(")") => depth -= 1,
-                            Tok::Eof => return self.expected("')' closing the render properties"),
-                            _ => {}
-                        }
-                    }
-                }
-                Ok(Op::Render)
-            }
+            "render" => Ok(Op::Render(self.render()?)),
             _ => self.error_at(
                 pos,
                 format!(

@@ -715,7 +715,25 @@ const MALFORMED: &[(&str, u32, u32, &str)] = &[
         "Heartbeat | render table with (title = 'x'",
         1,
         43,
-        "expected ')' closing the render properties",
+        "expected ',' or ')' after a render property",
+    ),
+    (
+        "Heartbeat | render pyramid",
+        1,
+        20,
+        "expected a visualization after 'render' (anomalychart,",
+    ),
+    (
+        "Heartbeat | render timechart with (colour = 'red')",
+        1,
+        36,
+        "expected a render property (accumulate,",
+    ),
+    (
+        "Heartbeat | render timechart with (title = 'a', title = 'b')",
+        1,
+        49,
+        "the render property 'title' is given twice",
     ),
     (
         "Heartbeat | where x == 99999999999999999999",
@@ -1084,4 +1102,35 @@ fn time_bounds_are_conservative_on_every_query() {
         bounded >= 10,
         "only {bounded} queries had bounds; the check would be weak"
     );
+}
+
+#[test]
+fn render_keeps_the_visualization_the_query_asks_for() {
+    let query = cmksim_kql::parse(
+        "Perf | summarize avg(CounterValue) by bin(TimeGenerated, 5m), Computer\n\
+         | render timechart with (title = \"CPU\", ycolumns = avg_CounterValue, series = Computer, ymin = 0, accumulate = true, kind = default)",
+    )
+    .unwrap();
+    let v = query.visualization().expect("a render");
+    let json = v.to_json();
+    assert_eq!(json["visualization"], "timechart");
+    assert_eq!(json["title"], "CPU");
+    assert_eq!(json["yColumns"], serde_json::json!(["avg_CounterValue"]));
+    assert_eq!(json["series"], serde_json::json!(["Computer"]));
+    assert_eq!(json["yMin"], 0.0);
+    assert_eq!(json["yMax"], "NaN");
+    assert_eq!(json["accumulate"], true);
+    assert_eq!(json["kind"], "default");
+    assert_eq!(json["xColumn"], serde_json::Value::Null);
+    // A list of columns ends where the next property begins.
+    let query =
+        cmksim_kql::parse("Perf | render columnchart with (ycolumns = a, b, c, title = 'x')")
+            .unwrap();
+    let json = query.visualization().unwrap().to_json();
+    assert_eq!(json["yColumns"], serde_json::json!(["a", "b", "c"]));
+    assert_eq!(json["title"], "x");
+    assert!(cmksim_kql::parse("Perf | take 1")
+        .unwrap()
+        .visualization()
+        .is_none());
 }

@@ -177,6 +177,8 @@ pub struct KqlAnswer {
     pub rows_read: u64,
     /// Rows read per storage and tier (`cluster:NAME (hot)`), over every table.
     pub served_by: BTreeMap<String, u64>,
+    /// The chart the query's `render` asks for.
+    pub visualization: Option<kql::Visualization>,
 }
 
 fn kql_type(column_type: ColumnType) -> kql::ColumnType {
@@ -281,6 +283,7 @@ impl Frontend {
             table,
             rows_read,
             served_by,
+            visualization: query.visualization().cloned(),
         })
     }
 

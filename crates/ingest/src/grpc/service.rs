@@ -188,6 +188,11 @@ impl pb::query_server::Query for QueryService {
         Ok(Response::new(pb::KqlResponse {
             tables: vec![convert::kql_table_to_pb(&answer.table)],
             rows_read: answer.rows_read,
+            render_json: answer
+                .visualization
+                .as_ref()
+                .map(|v| v.to_json().to_string())
+                .unwrap_or_default(),
         }))
     }
 }

@@ -202,7 +202,10 @@ async fn run_query(
     workspace: &str,
     query: Option<String>,
     timespan: Option<String>,
+    prefer: Prefer,
 ) -> RestResult<Value> {
+    // Measured for `statistics.query.executionTime` only (presentation, never simulation).
+    let started = std::time::Instant::now();
     let query = query.filter(|q| !q.trim().is_empty()).ok_or_else(|| {
         RestError::bad_request(
             "BadArgumentError",
@@ -249,20 +252,87 @@ async fn run_query(
         })
         .await?
         .into_inner();
-    let tables: Vec<Value> = answer
-        .tables
-        .iter()
-        .map(|t| {
-            let columns: Vec<Value> = t
-                .columns
-                .iter()
-                .map(|c| json!({"name": c.name, "type": c.r#type}))
-                .collect();
-            let rows: Value = serde_json::from_str(&t.rows_json).unwrap_or_else(|_| json!([]));
-            json!({"name": t.name, "columns": columns, "rows": rows})
-        })
-        .collect();
-    Ok(json!({ "tables": tables }))
+    let mut tables = Vec::with_capacity(answer.tables.len());
+    let mut dataset_statistics = Vec::with_capacity(answer.tables.len());
+    for t in &answer.tables {
+        let columns: Vec<Value> = t
+            .columns
+            .iter()
+            .map(|c| json!({"name": c.name, "type": c.r#type}))
+            .collect();
+        let rows: Value = serde_json::from_str(&t.rows_json).map_err(|e| {
+            RestError::new(
+                500,
+                "InternalServerError",
+                format!("The front end's rows are not JSON: {e}"),
+            )
+        })?;
+        let row_count = rows.as_array().map_or(0, Vec::len);
+        dataset_statistics
+            .push(json!({"tableRowCount": row_count, "tableSize": t.rows_json.len()}));
+        tables.push(json!({"name": t.name, "columns": columns, "rows": rows}));
+    }
+    let mut body = json!({ "tables": tables });
+    if prefer.statistics {
+        body["statistics"] = json!({
+            "query": {
+                "executionTime": started.elapsed().as_secs_f64(),
+                "inputDatasetStatistics": {"rows": {"scanned": answer.rows_read}},
+                "datasetStatistics": dataset_statistics,
+            }
+        });
+    }
+    if prefer.render && !answer.render_json.is_empty() {
+        body["render"] = serde_json::from_str(&answer.render_json).map_err(|e| {
+            RestError::new(
+                500,
+                "InternalServerError",
+                format!("The front end's render is not JSON: {e}"),
+            )
+        })?;
+    }
+    Ok(body)
+}
+
+/// What a caller asks for beyond the rows, in `Prefer` (`include-statistics=true`,
+/// `include-render=true`, comma-separated; `wait=N` and anything else are ignored, as a
+/// preference may be).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefer {
+    pub statistics: bool,
+    pub render: bool,
+}
+
+impl Prefer {
+    /// Reads a `Prefer` value.
+    pub fn parse(value: &str) -> Prefer {
+        let mut prefer = Prefer::default();
+        for item in value.split(',').map(str::trim) {
+            if item.eq_ignore_ascii_case("include-statistics=true") {
+                prefer.statistics = true;
+            } else if item.eq_ignore_ascii_case("include-render=true") {
+                prefer.render = true;
+            }
+        }
+        prefer
+    }
+
+    fn from_headers(headers: &HeaderMap) -> Prefer {
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(Prefer::parse)
+            .fold(Prefer::default(), Prefer::or)
+    }
+
+    /// What either asks for.
+    fn or(self, other: Prefer) -> Prefer {
+        Prefer {
+            statistics: self.statistics || other.statistics,
+            render: self.render || other.render,
+        }
+    }
 }
 
 /// `POST /v1/workspaces/{workspaceId}/query`.
@@ -283,7 +353,16 @@ pub async fn post_query(
                 ),
             )
         })?;
-        run_query(&state, &caller, &workspace, body.query, body.timespan).await
+        let prefer = Prefer::from_headers(&headers);
+        run_query(
+            &state,
+            &caller,
+            &workspace,
+            body.query,
+            body.timespan,
+            prefer,
+        )
+        .await
     }
     .await;
     answer(result)
@@ -298,7 +377,16 @@ pub async fn get_query(
 ) -> Response {
     let result = async {
         let caller = query_caller(&state, &headers)?;
-        run_query(&state, &caller, &workspace, params.query, params.timespan).await
+        let prefer = Prefer::from_headers(&headers);
+        run_query(
+            &state,
+            &caller,
+            &workspace,
+            params.query,
+            params.timespan,
+            prefer,
+        )
+        .await
     }
     .await;
     answer(result)
@@ -331,6 +419,8 @@ struct BatchRequest {
     id: Option<Value>,
     body: Option<QueryBody>,
     workspace: Option<String>,
+    /// Per-request headers (`LogsBatchQuery` puts its `Prefer` here).
+    headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -363,11 +453,26 @@ pub async fn batch(
         for request in batch.requests {
             let body = request.body.unwrap_or_default();
             let workspace = request.workspace.unwrap_or_default();
-            let (status, body) =
-                match run_query(&state, &caller, &workspace, body.query, body.timespan).await {
-                    Ok(body) => (200, body),
-                    Err(e) => (e.status, error_body(&e)),
-                };
+            let prefer = request
+                .headers
+                .iter()
+                .flatten()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("prefer"))
+                .map(|(_, value)| Prefer::parse(value))
+                .fold(Prefer::default(), Prefer::or);
+            let answered = run_query(
+                &state,
+                &caller,
+                &workspace,
+                body.query,
+                body.timespan,
+                prefer,
+            )
+            .await;
+            let (status, body) = match answered {
+                Ok(body) => (200, body),
+                Err(e) => (e.status, error_body(&e)),
+            };
             responses.push(json!({"id": request.id, "status": status, "body": body}));
         }
         Ok(json!({ "responses": responses }))
@@ -379,6 +484,27 @@ pub async fn batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefer_reads_what_the_sdk_sends() {
+        // azure-monitor-query writes "include-statistics=true,include-render=true" (and a
+        // "wait=N" first when a server timeout is given).
+        assert_eq!(
+            Prefer::parse("wait=600,include-statistics=true,include-render=true"),
+            Prefer {
+                statistics: true,
+                render: true
+            }
+        );
+        assert_eq!(
+            Prefer::parse("include-render=true"),
+            Prefer {
+                statistics: false,
+                render: true
+            }
+        );
+        assert_eq!(Prefer::parse("include-statistics=false"), Prefer::default());
+    }
 
     #[test]
     fn iso_durations_as_the_sdk_writes_them() {
