@@ -231,8 +231,17 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Persists `next` as the next unused block id unless a higher one is stored already: ids
+    /// are taken in memory under the write lock, but an append seals its blocks after releasing
+    /// it, so a later append may commit first; the stored value never goes back.
     pub(crate) fn set_next_block_id(&self, next: u64) -> TxResult<()> {
-        self.meta.insert(NEXT_BLOCK_ID, &next.to_be_bytes())?;
+        let stored = match self.meta.get(NEXT_BLOCK_ID)? {
+            Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+            None => 0,
+        };
+        if next > stored {
+            self.meta.insert(NEXT_BLOCK_ID, &next.to_be_bytes())?;
+        }
         Ok(())
     }
 }

@@ -120,23 +120,25 @@ impl DataPlane {
         let chunks = self.split(records, table)?;
         let payload_bytes = chunks.iter().map(|c| c.payload.len() as u64).sum();
 
-        let mut write = self.lock_write();
-        let mut prepared = Vec::with_capacity(chunks.len());
-        let mut block_ids = Vec::with_capacity(chunks.len());
-        let mut next_id = write.next_block_id;
-        for chunk in chunks {
-            block_ids.push(next_id);
-            prepared.push(self.prepare(
-                &account_record,
-                sealing,
-                workspace,
-                table,
-                chunk,
-                next_id,
-                now,
-            ));
-            next_id += 1;
-        }
+        // Ids are taken under the write lock; the blocks are sealed outside it (the CPU part of
+        // an append), committed under it, and flushed outside it, so that concurrent appends
+        // seal in parallel and share one flush where they overlap (group commit). Ids a failed
+        // append took are skipped, never reused.
+        let first_id = {
+            let mut write = self.lock_write();
+            let first = write.next_block_id;
+            write.next_block_id += chunks.len() as u64;
+            first
+        };
+        let next_id = first_id + chunks.len() as u64;
+        let block_ids: Vec<u64> = (first_id..next_id).collect();
+        let prepared: Vec<Prepared> = chunks
+            .into_iter()
+            .zip(first_id..)
+            .map(|(chunk, id)| {
+                self.prepare(&account_record, sealing, workspace, table, chunk, id, now)
+            })
+            .collect();
         let receipt = AppendReceipt {
             block_ids,
             records: records.len() as u64,
@@ -145,30 +147,34 @@ impl DataPlane {
             hot_blocks: prepared.iter().filter(|p| p.hot.is_some()).count() as u64,
             key_ref: sealing.key_ref(),
         };
-        self.trees.transact(|tx| {
-            for p in &prepared {
-                tx.cold.insert(p.key.as_slice(), p.cold.clone())?;
-                if let Some(hot) = &p.hot {
-                    tx.hot.insert(p.key.as_slice(), hot.clone())?;
+        {
+            let _write = self.lock_write();
+            // The account may have been purged while the blocks were sealed.
+            self.account_record(account)?;
+            self.trees.transact(|tx| {
+                for p in &prepared {
+                    tx.cold.insert(p.key.as_slice(), p.cold.clone())?;
+                    if let Some(hot) = &p.hot {
+                        tx.hot.insert(p.key.as_slice(), hot.clone())?;
+                    }
                 }
-            }
-            tx.update_counters(account, |c| {
-                c.stored_blocks += prepared.len() as u64;
-                c.stored_bytes += receipt.stored_bytes;
-                c.stored_records += receipt.records;
-                c.hot_blocks += receipt.hot_blocks;
-                c.hot_bytes += prepared
-                    .iter()
-                    .filter_map(|p| p.hot.as_ref())
-                    .map(|h| h.len() as u64)
-                    .sum::<u64>();
-                c.accepted_records += receipt.records;
-                c.appended_records += receipt.records;
+                tx.update_counters(account, |c| {
+                    c.stored_blocks += prepared.len() as u64;
+                    c.stored_bytes += receipt.stored_bytes;
+                    c.stored_records += receipt.records;
+                    c.hot_blocks += receipt.hot_blocks;
+                    c.hot_bytes += prepared
+                        .iter()
+                        .filter_map(|p| p.hot.as_ref())
+                        .map(|h| h.len() as u64)
+                        .sum::<u64>();
+                    c.accepted_records += receipt.records;
+                    c.appended_records += receipt.records;
+                })?;
+                tx.set_next_block_id(next_id)?;
+                Ok(())
             })?;
-            tx.set_next_block_id(next_id)?;
-            Ok(())
-        })?;
-        write.next_block_id = next_id;
+        }
         self.trees.db.flush()?;
         Ok(receipt)
     }

@@ -94,6 +94,18 @@ fn dropped(reason: DropReason, detail: &str, n: usize) -> Vec<pb::RecordOutcome>
         .collect()
 }
 
+/// Runs a data-plane write (which flushes to disk before it returns) on tokio's blocking pool,
+/// so that a disk flush never holds one of the few runtime workers the gRPC edges share (on two
+/// cores, two workers: an append holding one stalled every other call, issue 15). Bounded by
+/// tokio's blocking pool (512 threads by default) and, in practice, by the calls in flight; the
+/// data plane's write lock still serialises the writes themselves. A write that panicked is an
+/// internal error, typed like any other.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(format!("a storage write task ended abnormally: {e}")))
+}
+
 /// Waits (bounded) until a cluster storage under the CMK has its AEK in memory.
 async fn wait_for_aek(host: &ClusterHost) {
     for _ in 0..AEK_WAIT_ROUNDS {
@@ -141,10 +153,10 @@ impl DataService {
 
     async fn append_to_cluster(
         &self,
-        rt: &ClusterRuntime,
+        rt: &Arc<ClusterRuntime>,
         workspace: &str,
         table: &str,
-        records: &[Record],
+        records: Vec<Record>,
         now: SimTime,
     ) -> Result<Vec<pb::RecordOutcome>, Status> {
         let n = records.len();
@@ -154,16 +166,25 @@ impl DataService {
                     wait_for_aek(&rt.host).await;
                 }
                 let now = self.core.now().max(now);
-                let receipt = rt
-                    .host
-                    .seal(|sealing, key| {
-                        self.core
-                            .data
-                            .append(&rt.account, sealing, workspace, table, records, now)
+                let (core, host_rt) = (self.core.clone(), rt.clone());
+                let (workspace_owned, table_owned) = (workspace.to_string(), table.to_string());
+                let receipt = blocking(move || {
+                    host_rt.host.seal(|sealing, key| {
+                        core.data
+                            .append(
+                                &host_rt.account,
+                                sealing,
+                                &workspace_owned,
+                                &table_owned,
+                                &records,
+                                now,
+                            )
                             .map(|_| key)
                     })
-                    .map_err(aek_missing)?
-                    .map_err(data_status)?;
+                })
+                .await?
+                .map_err(aek_missing)?
+                .map_err(data_status)?;
                 let key = protecting_key(&receipt);
                 Ok((0..n)
                     .map(|_| pb::RecordOutcome {
@@ -173,11 +194,14 @@ impl DataService {
                     .collect())
             }
             IngestDecision::Buffer => {
-                match self
-                    .core
-                    .data
-                    .buffer_append(&rt.account, workspace, table, records, now)
-                {
+                let (core, account) = (self.core.clone(), rt.account.clone());
+                let (workspace_owned, table_owned) = (workspace.to_string(), table.to_string());
+                let appended = blocking(move || {
+                    core.data
+                        .buffer_append(&account, &workspace_owned, &table_owned, &records, now)
+                })
+                .await?;
+                match appended {
                     Ok(_) => {
                         rt.host.buffered(workspace, n as u64, now);
                         Ok((0..n)
@@ -255,16 +279,13 @@ impl pb::data_plane_server::DataPlane for DataService {
                     }
                 }
                 if n > 0 {
-                    core.data
-                        .append(
-                            &account,
-                            Sealing::Mmk,
-                            &workspace,
-                            &req.table,
-                            &records,
-                            now,
-                        )
-                        .map_err(data_status)?;
+                    let (data, workspace, table) =
+                        (core.data.clone(), workspace.clone(), req.table.clone());
+                    blocking(move || {
+                        data.append(&account, Sealing::Mmk, &workspace, &table, &records, now)
+                    })
+                    .await?
+                    .map_err(data_status)?;
                 }
                 let key = protecting_key(&crate::data::KeyRef::Mmk);
                 let outcomes = (0..n)
@@ -295,7 +316,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                 let outcomes = if n == 0 {
                     Vec::new()
                 } else {
-                    self.append_to_cluster(&rt, &workspace, &req.table, &records, now)
+                    self.append_to_cluster(&rt, &workspace, &req.table, records, now)
                         .await?
                 };
                 (cluster, outcomes)
