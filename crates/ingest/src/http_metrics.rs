@@ -80,14 +80,15 @@ async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
-async fn handle(mut stream: TcpStream, render: Render) {
+/// Answers one scrape; an error is the connection's (the scraper hung up or timed out).
+async fn handle(mut stream: TcpStream, render: Render) -> std::io::Result<()> {
     let head = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_head(&mut stream)).await;
     let response = match head {
         Ok(Some(head)) => respond(&head, render.as_ref()),
         _ => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
     };
-    let _ = stream.write_all(&response).await;
-    let _ = stream.shutdown().await;
+    stream.write_all(&response).await?;
+    stream.shutdown().await
 }
 
 /// Serves `/metrics` on `listener` until `shutdown` completes.
@@ -112,7 +113,11 @@ where
         };
         let render = render.clone();
         tokio::spawn(async move {
-            handle(stream, render).await;
+            if let Err(e) = handle(stream, render).await {
+                // The scraper's connection failed under its answer: there is no one left to
+                // answer, and the next scrape asks again; the server goes on serving others.
+                tracing::debug!("metrics: answering a scrape failed: {e}");
+            }
             drop(permit);
         });
     }

@@ -43,7 +43,9 @@ pub struct ClusterRuntime {
 impl ClusterRuntime {
     /// Stops the key loop (purge, shutdown).
     pub fn stop(&self) -> Option<JoinHandle<()>> {
-        let _ = self.stop.send(true);
+        if let Err(_no_receiver) = self.stop.send(true) {
+            // The key loop has already ended, so there is nothing left to stop.
+        }
         self.task.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -198,17 +200,23 @@ impl Core {
 
     /// Stops the control tick and every key loop, and waits for them.
     pub async fn stop_background(&self) {
-        let _ = self.stop.send(true);
+        if let Err(_no_receiver) = self.stop.send(true) {
+            // The tick and every stopping() waiter have ended already: nothing to tell.
+        }
         let tick = lock(&self.tick_task).take();
         if let Some(task) = tick {
-            let _ = task.await;
+            if let Err(e) = task.await {
+                tracing::error!("storage: the control tick ended abnormally: {e}");
+            }
         }
         let runtimes: Vec<Arc<ClusterRuntime>> = std::mem::take(&mut *lock(&self.clusters))
             .into_values()
             .collect();
         for runtime in runtimes {
             if let Some(task) = runtime.stop() {
-                let _ = task.await;
+                if let Err(e) = task.await {
+                    tracing::error!(cluster = %runtime.name, "storage: the key loop ended abnormally: {e}");
+                }
             }
         }
         if let Err(e) = self.stats.persist(&self.meta) {
@@ -223,7 +231,9 @@ impl Core {
     pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.stop.subscribe();
         async move {
-            let _ = rx.wait_for(|s| *s).await;
+            if let Err(_sender_gone) = rx.wait_for(|s| *s).await {
+                // The sender went with the core: the server is stopping all the same.
+            }
         }
     }
 
@@ -271,7 +281,10 @@ impl Core {
         let unfinished_rewrap = unfinished_rewrap.filter(|_| cluster.soft_deleted.is_none());
         let mut machine = KeyAccessMachine::provisioned(&cluster.resource.name, config, now, key);
         if cluster.soft_deleted.is_some() {
-            let _ = machine.on_deleted(now);
+            // The deletion's effects (drop the cached account key, ...) were applied when it
+            // happened; at restart there is no cached key to drop, so only the state is wanted.
+            let already_applied = machine.on_deleted(now);
+            drop(already_applied);
         } else if let Some(persisted) = self.meta.keyloop_state(account)? {
             if machine.restore(persisted) {
                 let state = machine.state();
