@@ -19,6 +19,13 @@ use crate::roles::{self, Access, Action, Role, RoleAssignment};
 
 /// The Azure CLI's public client id: what Azure shows as `appid` for a user signed in with `az`.
 pub const AZURE_CLI_APP_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+/// The Microsoft support engineer of Customer Lockbox (seeds 001, 003): a well-known principal
+/// outside every customer tenant, who may read a workspace's data only under a Lockbox request
+/// the customer approved (`storage.v1.Lockbox`). A fixed object id, so that events and
+/// scenarios name the same engineer in every run.
+pub const SUPPORT_ENGINEER_OBJECT_ID: &str = "5e7f0c2a-1b0c-4d6e-9f3a-10c4b0c5e001";
+/// Its display name in events.
+pub const SUPPORT_ENGINEER_NAME: &str = "Microsoft support engineer";
 /// At most this many tenants in one directory.
 pub const MAX_TENANTS: usize = 10_000;
 /// At most this many principals (including deleted ones) in one directory.

@@ -95,6 +95,7 @@ library! {
     sentinel_revocation_both => "sentinel-revocation-both",
     sentinel_rotation_too_early => "sentinel-rotation-too-early",
     sentinel_unsupported_unlink => "sentinel-unsupported-unlink",
+    lockbox_approved_then_expired => "lockbox-approved-then-expired",
 }
 
 #[test]

@@ -27,6 +27,7 @@ use tonic::transport::Channel;
 use crate::names::{Credential, Names};
 
 mod cluster;
+mod lockbox;
 mod sentinel;
 mod traffic;
 
@@ -238,6 +239,12 @@ pub struct Driver {
     query: cmksim_proto::ingest::v1::query_client::QueryClient<Channel>,
     /// Sentinel (seed 002); its channel is lazy, so a scenario without Sentinel never connects.
     sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient<Channel>,
+    /// Customer Lockbox (`storage.v1.Lockbox`), on the storage channel.
+    lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<Channel>,
+    /// The Lockbox request each `lockbox-request` step made, by step label ([`lockbox`]).
+    lockbox_requests: BTreeMap<String, String>,
+    /// The label of the step being applied (Lockbox requests are remembered by it).
+    step_label: String,
     /// Clusters created by timeline steps (the world's are in the scenario).
     created_clusters: Vec<model::Cluster>,
     seeds: cmksim_sim::SeedTree,
@@ -270,6 +277,11 @@ impl Driver {
             clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient::new(
                 storage_channel.clone(),
             ),
+            lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient::new(
+                storage_channel.clone(),
+            ),
+            lockbox_requests: BTreeMap::new(),
+            step_label: String::new(),
             workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient::new(
                 storage_channel,
             ),
@@ -395,6 +407,7 @@ impl Driver {
         match &step.what {
             StepKind::Narrate => {}
             StepKind::Action(action) => {
+                self.step_label = label.clone();
                 let result = self.apply_action(action).await;
                 self.record_result(&label, action.name(), result);
             }
@@ -718,6 +731,13 @@ impl Driver {
 
     async fn apply_action(&mut self, action: &Action) -> Result<(), StepError> {
         match action {
+            Action::EnableLockbox { .. }
+            | Action::LockboxRequest { .. }
+            | Action::LockboxDecide { .. }
+            | Action::SupportQuery { .. } => {
+                let label = self.step_label.clone();
+                self.lockbox_step(&label, action).await
+            }
             Action::CreateVault(vault) => self.create_vault(vault).await,
             Action::UpdateVault {
                 vault,
