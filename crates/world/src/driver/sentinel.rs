@@ -321,3 +321,31 @@ impl Driver {
         Ok(self.keyvault.query_audit(request).await?.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cmksim_scenario::model::{SentinelState, COSMOS_DB_PRINCIPAL, SENTINEL_STATES};
+    use cmksim_sentinel::StateName;
+
+    #[test]
+    fn the_scenario_words_are_the_services_words() {
+        // A file's `principal = "Azure Cosmos DB"` is the principal Sentinel creates.
+        assert_eq!(
+            COSMOS_DB_PRINCIPAL,
+            cmksim_sentinel::server::COSMOS_DB_PRINCIPAL_NAME
+        );
+        // `sentinel_state` words are the service's state names (`sentinel.state.<name>`).
+        let service = [
+            StateName::Active,
+            StateName::Revoked,
+            StateName::Restoring,
+            StateName::Deleted,
+        ];
+        let words: Vec<&str> = service.iter().map(|s| s.as_str()).collect();
+        let ours: Vec<&str> = SENTINEL_STATES.iter().map(|s| s.as_str()).collect();
+        assert_eq!(words, ours);
+        for word in words {
+            assert!(SentinelState::from_name(word).is_some(), "{word}");
+        }
+    }
+}
