@@ -709,9 +709,8 @@ async fn create_target(client: &mut KeyVaultClient, kty: &'static str) -> Result
     let version = bundle
         .key
         .as_ref()
-        .and_then(|k| k.kid.rsplit('/').next())
-        .unwrap_or_default()
-        .to_string();
+        .map(|k| cmksim_proto::kid::version_of(&k.kid))
+        .unwrap_or_default();
     let wrapped = client
         .wrap_key(VAULT, key_name, &version, ALGORITHM, &PAYLOAD)
         .await

@@ -55,6 +55,12 @@ impl KeyId {
     }
 }
 
+/// The version at the end of `https://{vault}.vault.azure.net/keys/{name}/{version}`; empty for
+/// a versionless kid or anything that is not a kid.
+pub fn version_of(kid: &str) -> String {
+    KeyId::parse(kid).map(|k| k.version).unwrap_or_default()
+}
+
 /// `https://{vault}.vault.azure.net/keys/{name}`.
 pub fn kid_base(vault: &str, name: &str) -> String {
     format!("https://{vault}{VAULT_HOST_SUFFIX}/keys/{name}")
@@ -76,6 +82,16 @@ fn vault_of_host(host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_of_reads_the_last_segment_of_a_kid_only() {
+        assert_eq!(
+            version_of("https://kv.vault.azure.net/keys/k/abc123"),
+            "abc123"
+        );
+        assert_eq!(version_of("https://kv.vault.azure.net/keys/k"), "");
+        assert_eq!(version_of("kv/k/abc123"), "");
+    }
 
     #[test]
     fn kids_parse_with_and_without_a_version() {

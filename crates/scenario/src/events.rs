@@ -189,19 +189,13 @@ pub fn cluster_of(event: &Event) -> Option<&str> {
 }
 
 /// (vault, key, version) of a key identifier: a Key Vault URI
-/// `https://{vault}.vault.azure.net/keys/{key}/{version}` or `{vault}/{key}[/{version}]`.
+/// `https://{vault}.vault.azure.net/keys/{key}/{version}` (parsed by the one kid parser,
+/// [`cmksim_proto::kid::KeyId`]) or the scenario shorthand `{vault}/{key}[/{version}]`.
 /// The version is empty for a versionless identifier.
 pub fn parse_key_id(key_id: &str) -> Option<(String, String, String)> {
-    if let Some(rest) = key_id.split_once("://").map(|(_, r)| r) {
-        let mut parts = rest.split('/');
-        let host = parts.next()?;
-        let vault = host.split('.').next()?.to_string();
-        if parts.next()? != "keys" {
-            return None;
-        }
-        let key = parts.next()?.to_string();
-        let version = parts.next().unwrap_or("").to_string();
-        return Some((vault, key, version));
+    if key_id.contains("://") {
+        let kid = cmksim_proto::kid::KeyId::parse(key_id)?;
+        return Some((kid.vault, kid.name, kid.version));
     }
     let mut parts = key_id.split('/');
     let vault = parts.next()?.to_string();

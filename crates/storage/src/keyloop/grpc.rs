@@ -166,7 +166,7 @@ impl GrpcVaultAccess {
 
 /// The version at the end of a kid (`https://{vault}.vault.azure.net/keys/{name}/{version}`).
 pub fn kid_version(kid: &str) -> String {
-    kid.rsplit('/').next().unwrap_or_default().to_string()
+    cmksim_proto::kid::version_of(kid)
 }
 
 impl VaultAccess for GrpcVaultAccess {
