@@ -19,6 +19,7 @@
 use prost::Message;
 
 use cmksim_proto::ingest::v1 as ipb;
+use cmksim_proto::sentinel::v1 as sepb;
 use cmksim_proto::storage::v1 as spb;
 
 use crate::grpc_auth::AuthError;
@@ -26,12 +27,13 @@ use crate::roles::{Action, ROOT_SCOPE};
 use crate::token::audience;
 
 /// The services whose methods are guarded (gRPC path prefixes).
-pub const GUARDED_SERVICES: [&str; 5] = [
+pub const GUARDED_SERVICES: [&str; 6] = [
     "/storage.v1.Clusters/",
     "/storage.v1.Workspaces/",
     "/storage.v1.DataPlane/",
     "/ingest.v1.Ingestion/",
     "/ingest.v1.Query/",
+    "/sentinel.v1.Sentinel/",
 ];
 
 /// What a call needs.
@@ -59,6 +61,8 @@ pub fn audience_of(path: &str) -> Option<&'static str> {
             audience::MANAGEMENT
         }
         ("ingest.v1.Ingestion", _) => audience::MANAGEMENT,
+        // Sentinel's API is ARM's (Microsoft.SecurityInsights).
+        ("sentinel.v1.Sentinel", _) => audience::MANAGEMENT,
         _ => return None,
     })
 }
@@ -233,6 +237,39 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
         ("ingest.v1.Query", "Kql") => {
             Some((QueryRead, decode::<ipb::KqlRequest>(message)?.workspace_id))
         }
+        // Sentinel (seed 002): registering a resource provider is a write at the subscription;
+        // a tenant's Cosmos DB principal is public knowledge (a valid token is enough); the rest
+        // acts on a workspace's Sentinel data, as workspace writes and reads.
+        ("sentinel.v1.Sentinel", "RegisterResourceProvider") => {
+            let r = decode::<sepb::RegisterResourceProviderRequest>(message)?;
+            Some((
+                WorkspacesWrite,
+                format!("/subscriptions/{}", r.subscription_id),
+            ))
+        }
+        ("sentinel.v1.Sentinel", "GetCosmosDbPrincipal") => None,
+        ("sentinel.v1.Sentinel", "Onboard") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<sepb::OnboardRequest>(message)?.workspace),
+        )),
+        ("sentinel.v1.Sentinel", "DeleteWorkspace") => Some((
+            WorkspacesWrite,
+            workspace_id(&Some(decode::<spb::WorkspaceRef>(message)?)),
+        )),
+        ("sentinel.v1.Sentinel", "CreateIncident" | "SaveAnalyticsRule" | "SaveWatchlist") => {
+            Some((
+                WorkspacesWrite,
+                workspace_id(&decode::<sepb::SaveItemRequest>(message)?.workspace),
+            ))
+        }
+        ("sentinel.v1.Sentinel", "GetOnboardingState") => Some((
+            WorkspacesRead,
+            workspace_id(&Some(decode::<spb::WorkspaceRef>(message)?)),
+        )),
+        ("sentinel.v1.Sentinel", "ListItems") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<sepb::ListItemsRequest>(message)?.workspace),
+        )),
         _ => return Err(unknown()),
     };
     Ok(Some(Need {
@@ -287,5 +324,27 @@ mod tests {
             Some(audience::LOG_ANALYTICS)
         );
         assert_eq!(audience_of("/events.v1.Events/Follow"), None);
+        let onboard = sepb::OnboardRequest {
+            workspace: Some(spb::WorkspaceRef {
+                subscription_id: "s".into(),
+                resource_group: "r".into(),
+                workspace_name: "w".into(),
+            }),
+            customer_managed_key: true,
+        };
+        let need = need_of("/sentinel.v1.Sentinel/Onboard", &onboard.encode_to_vec())
+            .unwrap()
+            .unwrap();
+        assert_eq!(need.audience, audience::MANAGEMENT);
+        assert_eq!(
+            need.access,
+            Some((
+                Action::WorkspacesWrite,
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.OperationalInsights/\
+                 workspaces/w"
+                    .into()
+            ))
+        );
+        assert!(need_of("/sentinel.v1.Sentinel/Drop", &[]).is_err());
     }
 }

@@ -8,11 +8,18 @@
 //! asks for at most one token per audience per three quarters of a lifetime. Fetching is
 //! serialised per source, so a burst of calls shares one fetch.
 //!
+//! Credentials: fixed at construction ([`TokenSource::new`]), or provisioned later into a
+//! [`CredentialSlot`] ([`TokenSource::provisioned`]) — the simulated world starts its services
+//! before the world's driver has made their principals, and hands each its credentials once
+//! made. Until then a call is refused as UNAUTHENTICATED, like a call without a token.
+//! [`provision_service_principal`] makes such a principal through the `identity.v1` API, for
+//! any process (the simulated world, `run --live`).
+//!
 //! Why a channel wrapper rather than a tonic interceptor: interceptors are synchronous and see
 //! neither the method (the audience depends on it) nor a way to await the authority.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tonic::transport::Channel;
@@ -23,11 +30,36 @@ use cmksim_sim::{Clock, SimTime};
 use crate::access_rules;
 use crate::guard::BoxFuture;
 
+/// A principal's credentials (client id or object id, and secret), set once when provisioned.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialSlot(Arc<OnceLock<(String, String)>>);
+
+impl CredentialSlot {
+    /// An empty slot.
+    pub fn new() -> CredentialSlot {
+        CredentialSlot::default()
+    }
+
+    /// Provisions the slot; a slot already provisioned keeps its first credentials (returns
+    /// false).
+    pub fn set(&self, client_id: &str, secret: &str) -> bool {
+        self.0
+            .set((client_id.to_string(), secret.to_string()))
+            .is_ok()
+    }
+
+    /// The credentials, once provisioned.
+    pub fn get(&self) -> Option<(&str, &str)> {
+        self.0
+            .get()
+            .map(|(id, secret)| (id.as_str(), secret.as_str()))
+    }
+}
+
 /// A principal's tokens, renewed before they expire.
 pub struct TokenSource {
     identity: Channel,
-    client_id: String,
-    secret: String,
+    credentials: CredentialSlot,
     clock: Clock,
     /// Per audience: the token, when it was fetched and when it expires.
     tokens: tokio::sync::Mutex<BTreeMap<String, (String, SimTime, SimTime)>>,
@@ -36,7 +68,7 @@ pub struct TokenSource {
 impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSource")
-            .field("client_id", &self.client_id)
+            .field("client_id", &self.credentials.get().map(|(id, _)| id))
             .finish()
     }
 }
@@ -45,10 +77,21 @@ impl TokenSource {
     /// Tokens of principal `client_id` (object id or a service principal's client id) with
     /// `secret`, from the identity service on `identity`, timed by `clock`.
     pub fn new(identity: Channel, client_id: &str, secret: &str, clock: Clock) -> Arc<TokenSource> {
+        let credentials = CredentialSlot::new();
+        credentials.set(client_id, secret);
+        TokenSource::provisioned(identity, credentials, clock)
+    }
+
+    /// Tokens of the principal whose credentials `credentials` holds (or will hold: until then
+    /// every token request is refused as UNAUTHENTICATED).
+    pub fn provisioned(
+        identity: Channel,
+        credentials: CredentialSlot,
+        clock: Clock,
+    ) -> Arc<TokenSource> {
         Arc::new(TokenSource {
             identity,
-            client_id: client_id.to_string(),
-            secret: secret.to_string(),
+            credentials,
             clock,
             tokens: tokio::sync::Mutex::new(BTreeMap::new()),
         })
@@ -65,10 +108,15 @@ impl TokenSource {
                 return Ok(token.clone());
             }
         }
+        let Some((client_id, secret)) = self.credentials.get() else {
+            return Err(tonic::Status::unauthenticated(
+                "this service's principal is not provisioned yet: no token to send",
+            ));
+        };
         let answer = pb::identity_client::IdentityClient::new(self.identity.clone())
             .issue_token(pb::IssueTokenRequest {
-                object_id: self.client_id.clone(),
-                secret: self.secret.clone(),
+                object_id: client_id.to_string(),
+                secret: secret.to_string(),
                 audience: audience.to_string(),
                 lifetime_seconds: 0,
             })
@@ -98,6 +146,57 @@ impl TokenSource {
         request.metadata_mut().insert("authorization", value);
         Ok(request)
     }
+}
+
+/// The tenant of the simulator's own service principals (the ingest front end's, Sentinel's,
+/// the scenario driver's).
+pub const SERVICES_TENANT: &str = "cmksim-services";
+/// That tenant's id, fixed so that every process finds the same tenant.
+pub const SERVICES_TENANT_ID: &str = "c3c3c3c3-0000-4000-8000-00000000c5c5";
+
+/// Makes a service principal `display_name` in the tenant [`SERVICES_TENANT`] (made when
+/// missing) through the `identity.v1` service on `identity`, assigns it `roles` at the root
+/// scope `/` (the simulator's first-party access, see [`crate::roles`]), and returns its
+/// `(object id, secret)`. A new principal each call: its secret is shown only at creation.
+pub async fn provision_service_principal(
+    identity: Channel,
+    display_name: &str,
+    roles: &[crate::Role],
+) -> Result<(String, String), tonic::Status> {
+    let mut client = pb::identity_client::IdentityClient::new(identity);
+    let tenant = match client
+        .create_tenant(pb::CreateTenantRequest {
+            name: SERVICES_TENANT.to_string(),
+            tenant_id: SERVICES_TENANT_ID.to_string(),
+        })
+        .await
+    {
+        Ok(created) => created.into_inner().tenant_id,
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            SERVICES_TENANT_ID.to_string()
+        }
+        Err(status) => return Err(status),
+    };
+    let created = client
+        .create_principal(pb::CreatePrincipalRequest {
+            tenant_id: tenant,
+            display_name: display_name.to_string(),
+            kind: pb::PrincipalKind::ServicePrincipal as i32,
+        })
+        .await?
+        .into_inner();
+    let object_id = created.principal.unwrap_or_default().object_id;
+    for role in roles {
+        client
+            .create_role_assignment(pb::CreateRoleAssignmentRequest {
+                scope: crate::roles::ROOT_SCOPE.to_string(),
+                role: role.name().to_string(),
+                principal_id: object_id.clone(),
+                name: String::new(),
+            })
+            .await?;
+    }
+    Ok((object_id, created.secret))
 }
 
 /// Where an [`AuthChannel`]'s tokens come from.

@@ -163,6 +163,9 @@ pub fn run_simulated_in(
     let seeds = SeedTree::new(seed);
     let epoch = SimTime::DEFAULT_EPOCH;
     let commands: HarnessCommands = Arc::new(Mutex::new(Vec::new()));
+    // Tokens: storage, ingest and Sentinel check them; the driver provisions every principal.
+    let auth = crate::auth::WorldAuth::new();
+    let boxed = |e: cmksim_sim::net::EndpointError| Box::new(e) as Box<dyn std::error::Error>;
 
     let total = options.setup_budget + scenario.meta.duration + Duration::from_secs(3600);
     let mut sim = turmoil::Builder::new()
@@ -209,7 +212,13 @@ pub fn run_simulated_in(
     {
         let events = events.clone();
         let profile = scenario.profile.clone();
+        let auth = auth.clone();
         sim.host("storage", move || {
+            let guard = auth.guard(
+                &Network::Turmoil,
+                crate::driver::KEYVAULT_URI,
+                Clock::turmoil(epoch),
+            );
             let config = cmksim_storage::server::StorageConfig {
                 data_dir: storage_dir.clone(),
                 clock: Clock::turmoil(epoch),
@@ -225,7 +234,8 @@ pub fn run_simulated_in(
             async move {
                 std::fs::create_dir_all(&config.data_dir)?;
                 let server = cmksim_storage::server::StorageServer::open(config)
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?
+                    .with_guard(guard.map_err(boxed)?);
                 server
                     .serve_with_incoming(
                         turmoil_incoming(STORAGE_PORT),
@@ -241,20 +251,31 @@ pub fn run_simulated_in(
     {
         let events = events.clone();
         let profile = scenario.profile.clone();
+        let auth = auth.clone();
         sim.host("ingest", move || {
             let events = events.clone();
             let profile = profile.clone();
+            let auth = auth.clone();
             async move {
+                let (identity, clock) = (crate::driver::KEYVAULT_URI, Clock::turmoil(epoch));
+                let tokens = auth.ingest_tokens(&Network::Turmoil, identity, clock.clone());
+                let guard = auth
+                    .guard(&Network::Turmoil, identity, clock)
+                    .map_err(boxed)?;
                 let channel = Network::Turmoil
                     .channel(crate::driver::STORAGE_URI, ClientTimeouts::default())
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
-                let backend = Arc::new(cmksim_ingest::backend::grpc::GrpcStorage::new(channel));
+                let backend = Arc::new(cmksim_ingest::backend::grpc::GrpcStorage::with_tokens(
+                    channel,
+                    tokens.map_err(boxed)?,
+                ));
                 let server = cmksim_ingest::IngestServer::with_backend(
                     Clock::turmoil(epoch),
                     events,
                     profile,
                     backend,
-                );
+                )
+                .with_guard(guard);
                 server
                     .serve_with_incoming(
                         turmoil_incoming(INGEST_PORT),
@@ -271,8 +292,12 @@ pub fn run_simulated_in(
     {
         let events = events.clone();
         let profile = scenario.profile.clone();
+        let auth = auth.clone();
         sim.host("sentinel", move || {
-            let config = cmksim_sentinel::SentinelConfig::new(
+            let (identity, clock) = (crate::driver::KEYVAULT_URI, Clock::turmoil(epoch));
+            let tokens = auth.sentinel_tokens(&Network::Turmoil, identity, clock.clone());
+            let guard = auth.guard(&Network::Turmoil, identity, clock);
+            let mut config = cmksim_sentinel::SentinelConfig::new(
                 sentinel_dir.clone(),
                 Clock::turmoil(epoch),
                 seeds,
@@ -283,6 +308,8 @@ pub fn run_simulated_in(
                 crate::driver::STORAGE_URI,
             );
             async move {
+                config.guard = Some(guard.map_err(boxed)?);
+                config.storage_tokens = Some(tokens.map_err(boxed)?);
                 let server = cmksim_sentinel::SentinelServer::open(config)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                 server
@@ -318,6 +345,7 @@ pub fn run_simulated_in(
             seeds,
         )
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+        driver = driver.with_auth(auth);
         if let Some(queue) = levers {
             driver = driver.with_levers(queue);
         }

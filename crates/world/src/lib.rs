@@ -10,6 +10,7 @@
 //!
 //! - [`harness`]: the turmoil simulation, its hosts and the crash/restart control loop.
 //! - [`driver`]: the driver client (world setup, timeline, faults).
+//! - [`auth`]: tokens in the simulated world (the services' guards, every client's principal).
 //! - [`control`]: the live dashboard's hold on a simulated run (pace, levers as steps).
 //! - [`live`]: the same driver against live services (separate processes, scaled wall time).
 //! - [`names`]: scenario names ↔ the ids the services gave them (tenants, principals, clusters).
@@ -17,6 +18,7 @@
 //! This lives outside `cmksim-scenario` so that the scenario format, validation, the oracle and
 //! the report build without the services (fast `validate`, reports from a saved event log).
 
+pub mod auth;
 pub mod bench;
 pub mod control;
 pub mod driver;

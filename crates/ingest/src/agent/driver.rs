@@ -54,18 +54,36 @@ impl BatchSender for pb::ingestion_client::IngestionClient<Channel> {
         workspace: &'a str,
         batch: &'a AgentBatch,
     ) -> BoxFuture<'a, Result<Delivery, SendError>> {
-        Box::pin(async move {
-            let request = pb::IngestRequest {
-                workspace_id: workspace.to_string(),
-                table: batch.table.clone(),
-                records: batch.records.iter().map(convert::record_to_pb).collect(),
-                declare_columns: Vec::new(),
-            };
-            match self.ingest(request).await {
-                Ok(response) => Ok(delivery_of(&response.into_inner())),
-                Err(status) => Err(classify(&status)),
-            }
-        })
+        Box::pin(async move { answer_of(self.ingest(ingest_request(workspace, batch)).await) })
+    }
+}
+
+/// The same over a channel that attaches the sender's token (the simulated world's agents).
+impl BatchSender for pb::ingestion_client::IngestionClient<cmksim_identity::AuthChannel> {
+    fn send<'a>(
+        &'a mut self,
+        workspace: &'a str,
+        batch: &'a AgentBatch,
+    ) -> BoxFuture<'a, Result<Delivery, SendError>> {
+        Box::pin(async move { answer_of(self.ingest(ingest_request(workspace, batch)).await) })
+    }
+}
+
+fn ingest_request(workspace: &str, batch: &AgentBatch) -> pb::IngestRequest {
+    pb::IngestRequest {
+        workspace_id: workspace.to_string(),
+        table: batch.table.clone(),
+        records: batch.records.iter().map(convert::record_to_pb).collect(),
+        declare_columns: Vec::new(),
+    }
+}
+
+fn answer_of(
+    answer: Result<tonic::Response<pb::IngestResponse>, tonic::Status>,
+) -> Result<Delivery, SendError> {
+    match answer {
+        Ok(response) => Ok(delivery_of(&response.into_inner())),
+        Err(status) => Err(classify(&status)),
     }
 }
 

@@ -29,6 +29,7 @@ mod clusters;
 mod dcrs;
 mod operations;
 mod vaults;
+mod lifecycle;
 mod workspaces;
 
 use std::collections::HashMap;
@@ -154,6 +155,14 @@ pub enum ArmPath {
     Workspace(ResourceId),
     /// `.../workspaces/{w}/linkedServices/{name}`
     LinkedService { workspace: ResourceId, name: String },
+    /// `.../workspaces/{w}/purge` (seed 003)
+    WorkspacePurge(ResourceId),
+    /// `.../workspaces/{w}/operations/{purgeId}`
+    PurgeStatus { workspace: ResourceId, id: String },
+    /// `.../workspaces/{w}/tables/{table}`
+    Table { workspace: ResourceId, table: String },
+    /// `.../workspaces/{w}/providers/Microsoft.Authorization/locks/{name}`
+    WorkspaceLock { workspace: ResourceId, name: String },
     /// `.../resourceGroups/{rg}/providers/Microsoft.Insights/dataCollectionRules/{name}`
     DataCollectionRule(ResourceId),
     /// `.../providers/Microsoft.Insights/dataCollectionRules`, in a resource group or a
@@ -226,6 +235,33 @@ impl ArmPath {
                     Some(ArmPath::LinkedService {
                         workspace: id(name),
                         name: link.to_string(),
+                    })
+                }
+                [t, name, p] if insights && is(t, "workspaces") && is(p, "purge") => {
+                    Some(ArmPath::WorkspacePurge(id(name)))
+                }
+                [t, name, o, op] if insights && is(t, "workspaces") && is(o, "operations") => {
+                    Some(ArmPath::PurgeStatus {
+                        workspace: id(name),
+                        id: op.to_string(),
+                    })
+                }
+                [t, name, tb, table] if insights && is(t, "workspaces") && is(tb, "tables") => {
+                    Some(ArmPath::Table {
+                        workspace: id(name),
+                        table: table.to_string(),
+                    })
+                }
+                [t, name, p, auth, l, lock]
+                    if insights
+                        && is(t, "workspaces")
+                        && is(p, "providers")
+                        && is(auth, "Microsoft.Authorization")
+                        && is(l, "locks") =>
+                {
+                    Some(ArmPath::WorkspaceLock {
+                        workspace: id(name),
+                        name: lock.to_string(),
                     })
                 }
                 _ => None,
@@ -563,6 +599,17 @@ async fn route(arm: &Arm, method: &Method, path: ArmPath, bytes: &Bytes) -> Rest
         }
         ("DELETE", P::LinkedService { workspace, name }) => {
             workspaces::unlink(arm, &workspace, &name).await
+        }
+        ("POST", P::WorkspacePurge(ws)) => lifecycle::purge(arm, &ws, &body()?).await,
+        ("GET", P::PurgeStatus { workspace, id }) => {
+            lifecycle::purge_status(arm, &workspace, &id).await
+        }
+        ("DELETE", P::Table { workspace, table }) => {
+            lifecycle::delete_table(arm, &workspace, &table).await
+        }
+        (m @ ("PUT" | "GET" | "DELETE"), P::WorkspaceLock { workspace, name }) => {
+            let body = if m == "PUT" { Some(body()?) } else { None };
+            lifecycle::lock(arm, m, &workspace, &name, body.as_ref()).await
         }
         ("PUT", P::DataCollectionRule(id)) => dcrs::put(arm, &id, &body()?).await,
         ("GET", P::DataCollectionRule(id)) => dcrs::get(arm, &id).await,

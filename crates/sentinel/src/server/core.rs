@@ -76,7 +76,10 @@ pub struct Core {
     pub store: Store,
     pub kv_channel: Channel,
     pub identity_channel: Channel,
-    pub storage_channel: Channel,
+    /// To storage, with Sentinel's own tokens when it has a principal.
+    pub storage_channel: cmksim_identity::AuthChannel,
+    /// The checks in front of Sentinel's own server.
+    pub guard: Option<cmksim_identity::Guard>,
     /// By [`WorkspaceRecord::key`].
     pub workspaces: Mutex<BTreeMap<String, Runtime>>,
     /// The vault access of each tenant's Cosmos DB principal, by tenant id.
@@ -103,10 +106,13 @@ impl Core {
         let channel = |uri: &str| config.network.channel(uri, config.client_timeouts);
         let kv_channel = channel(&config.keyvault_uri)?;
         let identity_channel = channel(&config.identity_uri)?;
-        let storage_channel = match &config.storage_channel {
-            Some(c) => c.clone(),
-            None => channel(&config.storage_uri)?,
-        };
+        let storage_channel = cmksim_identity::AuthChannel::new(
+            match &config.storage_channel {
+                Some(c) => c.clone(),
+                None => channel(&config.storage_uri)?,
+            },
+            config.storage_tokens.clone(),
+        );
         let key_rng = if config.os_key_material {
             RandomSource::Os
         } else {
@@ -155,6 +161,7 @@ impl Core {
             kv_channel,
             identity_channel,
             storage_channel,
+            guard: config.guard.clone(),
             workspaces: Mutex::new(workspaces),
             access: Mutex::new(BTreeMap::new()),
             key_rng: Mutex::new(key_rng),
@@ -321,7 +328,9 @@ impl Core {
             loop {
                 core.step().await;
                 match core.next_wake() {
+                    // Biased: the same order every time (determinism of simulated runs).
                     Some(wake_at) => tokio::select! {
+                        biased;
                         _ = stop.changed() => break,
                         _ = core.wake.notified() => {}
                         _ = core.clock.sleep_until(wake_at) => {}
@@ -329,6 +338,7 @@ impl Core {
                     // Nothing onboarded: sleep until an onboarding wakes the task, so that an
                     // idle Sentinel costs a simulated run nothing.
                     None => tokio::select! {
+                        biased;
                         _ = stop.changed() => break,
                         _ = core.wake.notified() => {}
                     },

@@ -50,6 +50,11 @@ pub struct SentinelConfig {
     /// Draw account keys and nonces from the OS instead of the seed tree (live mode).
     pub os_key_material: bool,
     pub client_timeouts: ClientTimeouts,
+    /// The token and role checks in front of every call (`cmksim_identity::guard`); `None`
+    /// lets every call through (tests, `serve all --allow-anonymous`).
+    pub guard: Option<cmksim_identity::Guard>,
+    /// Sentinel's own principal, whose tokens go with its calls to storage; `None` sends none.
+    pub storage_tokens: Option<Arc<cmksim_identity::TokenSource>>,
 }
 
 impl SentinelConfig {
@@ -79,6 +84,8 @@ impl SentinelConfig {
             storage_channel: None,
             os_key_material: false,
             client_timeouts: ClientTimeouts::default(),
+            guard: None,
+            storage_tokens: None,
         }
     }
 }
@@ -155,6 +162,7 @@ impl SentinelServer {
             shutdown,
         );
         let result = tonic::transport::Server::builder()
+            .layer(cmksim_identity::GuardLayer::new(core.guard.clone()))
             .add_service(events)
             .add_service(pb::sentinel_server::SentinelServer::new(
                 grpc::SentinelService { core: core.clone() },

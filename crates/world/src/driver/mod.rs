@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cmksim_identity::{AuthChannel, CredentialSlot, TokenSource};
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::keyvault::v1 as kvp;
 use cmksim_scenario::model::{
@@ -233,18 +234,27 @@ pub struct Driver {
     identity: idp::identity_client::IdentityClient<Channel>,
     keyvault: kvp::key_vault_client::KeyVaultClient<Channel>,
     chaos: kvp::chaos_control_client::ChaosControlClient<Channel>,
-    clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient<Channel>,
-    workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient<Channel>,
-    ingestion: cmksim_proto::ingest::v1::ingestion_client::IngestionClient<Channel>,
-    query: cmksim_proto::ingest::v1::query_client::QueryClient<Channel>,
+    // Storage, ingest and Sentinel check tokens: these channels attach the driver's own
+    // (`crate::auth`), obtained once its principal is provisioned at the start of set-up.
+    clusters: cmksim_proto::storage::v1::clusters_client::ClustersClient<AuthChannel>,
+    workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient<AuthChannel>,
+    ingestion: cmksim_proto::ingest::v1::ingestion_client::IngestionClient<AuthChannel>,
+    query: cmksim_proto::ingest::v1::query_client::QueryClient<AuthChannel>,
     /// Sentinel (seed 002); its channel is lazy, so a scenario without Sentinel never connects.
-    sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient<Channel>,
+    sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient<AuthChannel>,
     /// Customer Lockbox (`storage.v1.Lockbox`), on the storage channel.
-    lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<Channel>,
+    lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<AuthChannel>,
     /// The Lockbox request each `lockbox-request` step made, by step label ([`lockbox`]).
     lockbox_requests: BTreeMap<String, String>,
     /// The label of the step being applied (Lockbox requests are remembered by it).
     step_label: String,
+    /// The driver's own principal's credentials (provisioned at the start of set-up), and the
+    /// identity authority's channel it provisions principals on.
+    credentials: CredentialSlot,
+    identity_channel: Channel,
+    /// The simulated services' credentials, provisioned by the driver too (`None`: live
+    /// services, which have their own).
+    auth: Option<crate::auth::WorldAuth>,
     /// Clusters created by timeline steps (the world's are in the scenario).
     created_clusters: Vec<model::Cluster>,
     seeds: cmksim_sim::SeedTree,
@@ -270,7 +280,19 @@ impl Driver {
         let storage_channel = network.channel(&endpoints.storage, timeouts)?;
         let ingest_channel = network.channel(&endpoints.ingest, timeouts)?;
         let sentinel_channel = network.channel(&endpoints.sentinel_uri(), timeouts)?;
+        let credentials = CredentialSlot::new();
+        let tokens =
+            TokenSource::provisioned(kv_channel.clone(), credentials.clone(), clock.clone());
+        let with_tokens = |channel| AuthChannel::new(channel, Some(tokens.clone()));
+        let (storage_channel, ingest_channel, sentinel_channel) = (
+            with_tokens(storage_channel),
+            with_tokens(ingest_channel),
+            with_tokens(sentinel_channel),
+        );
         Ok(Driver {
+            credentials,
+            identity_channel: kv_channel.clone(),
+            auth: None,
             sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient::new(
                 sentinel_channel,
             ),
@@ -302,6 +324,49 @@ impl Driver {
             keyvault: kvp::key_vault_client::KeyVaultClient::new(kv_channel.clone()),
             chaos: kvp::chaos_control_client::ChaosControlClient::new(kv_channel),
         })
+    }
+
+    /// Provisions the simulated services' principals into `auth` when it builds the world.
+    pub fn with_auth(mut self, auth: crate::auth::WorldAuth) -> Driver {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Makes the driver's principal (and, with [`Driver::with_auth`], the services'), before
+    /// anything else of the world: every later call to storage, ingest or Sentinel carries a
+    /// token.
+    async fn provision_principals(&mut self) -> Result<(), StepError> {
+        let identity = self.identity_channel.clone();
+        if self.credentials.get().is_none() {
+            crate::auth::provision(
+                identity.clone(),
+                "cmksim-driver",
+                &crate::auth::DRIVER_ROLES,
+                &self.credentials,
+            )
+            .await?;
+        }
+        if let Some(auth) = &self.auth {
+            if auth.ingest.get().is_none() {
+                crate::auth::provision(
+                    identity.clone(),
+                    "cmksim-ingest",
+                    &crate::auth::INGEST_ROLES,
+                    &auth.ingest,
+                )
+                .await?;
+            }
+            if auth.sentinel.get().is_none() {
+                crate::auth::provision(
+                    identity,
+                    "cmksim-sentinel",
+                    &crate::auth::SENTINEL_ROLES,
+                    &auth.sentinel,
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Plays the levers of `queue` (the live dashboard's) between timeline steps.
@@ -489,6 +554,7 @@ impl Driver {
     // ---- the world ------------------------------------------------------------------------
 
     async fn build_world(&mut self) -> Result<(), StepError> {
+        self.provision_principals().await?;
         let world = self.scenario.world.clone();
         for tenant in &world.tenants {
             let created = self

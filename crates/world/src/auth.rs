@@ -1,0 +1,107 @@
+//! Tokens in the simulated world, in one place for every engine: the services check tokens
+//! like `serve all` does (issue 17, defect 7), and every client in the world obtains them like
+//! any client, from the identity authority that Key Vault hosts.
+//!
+//! Who is who:
+//! - the scenario's driver acts as the simulator's administrator: a service principal
+//!   `cmksim-driver` of the tenant `cmksim-services` with Owner at the root scope (it builds
+//!   every tenant's world, so it needs every tenant's rights; the scenario's own users keep their
+//!   Key Vault access policies as before);
+//! - the ingest front end calls storage as `cmksim-ingest` (Monitoring Metrics Publisher and
+//!   Log Analytics Reader at the root scope: Azure Monitor's pipeline);
+//! - Sentinel reads workspaces and clusters from storage as `cmksim-sentinel` (Reader at the
+//!   root scope).
+//!
+//! The services start before any principal exists, so the driver makes the principals first
+//! thing when it builds the world ([`provision`]) and hands the ingest front end and Sentinel
+//! their credentials through [`WorldAuth`]'s slots; a call before that goes out without a
+//! token and is refused as a call without one would be. Storage, ingest and Sentinel check
+//! tokens with [`cmksim_identity::Guard::remote`] over the simulated network: the signing keys
+//! are fetched once, verified tokens and granted decisions are remembered (bounded, see
+//! `cmksim_identity::guard` and `cmksim_identity::token`), so a run pays one signature check
+//! per token, not per call.
+
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+
+use cmksim_identity::{CredentialSlot, Guard, Role, TokenSource};
+use cmksim_sim::net::{ClientTimeouts, EndpointError, Network};
+use cmksim_sim::Clock;
+
+/// The driver's principal's roles.
+pub const DRIVER_ROLES: [Role; 1] = [Role::Owner];
+/// The ingest front end's principal's roles (the same as `serve all`'s).
+pub const INGEST_ROLES: [Role; 2] = [Role::MonitoringMetricsPublisher, Role::LogAnalyticsReader];
+/// Sentinel's principal's roles.
+pub const SENTINEL_ROLES: [Role; 1] = [Role::Reader];
+
+/// The credentials of the simulated world's services, provisioned by the driver. Clones share
+/// the slots (the hosts of an engine keep one each; a restarted host finds them provisioned).
+#[derive(Clone, Debug, Default)]
+pub struct WorldAuth {
+    pub ingest: CredentialSlot,
+    pub sentinel: CredentialSlot,
+}
+
+impl WorldAuth {
+    /// Empty slots, to be provisioned by the driver ([`crate::driver::Driver::with_auth`]).
+    pub fn new() -> WorldAuth {
+        WorldAuth::default()
+    }
+
+    /// The guard of a service whose identity authority is at `identity_uri` on `network`.
+    pub fn guard(
+        &self,
+        network: &Network,
+        identity_uri: &str,
+        clock: Clock,
+    ) -> Result<Guard, EndpointError> {
+        let channel = network.channel(identity_uri, ClientTimeouts::default())?;
+        Ok(Guard::remote(channel, clock))
+    }
+
+    /// The ingest front end's tokens (for its calls to storage).
+    pub fn ingest_tokens(
+        &self,
+        network: &Network,
+        identity_uri: &str,
+        clock: Clock,
+    ) -> Result<Arc<TokenSource>, EndpointError> {
+        tokens(network, identity_uri, self.ingest.clone(), clock)
+    }
+
+    /// Sentinel's tokens (for its calls to storage).
+    pub fn sentinel_tokens(
+        &self,
+        network: &Network,
+        identity_uri: &str,
+        clock: Clock,
+    ) -> Result<Arc<TokenSource>, EndpointError> {
+        tokens(network, identity_uri, self.sentinel.clone(), clock)
+    }
+}
+
+fn tokens(
+    network: &Network,
+    identity_uri: &str,
+    slot: CredentialSlot,
+    clock: Clock,
+) -> Result<Arc<TokenSource>, EndpointError> {
+    let channel = network.channel(identity_uri, ClientTimeouts::default())?;
+    Ok(TokenSource::provisioned(channel, slot, clock))
+}
+
+/// Makes the principal `display_name` with `roles` at the root scope through the identity
+/// service on `identity` and puts its credentials into `slot`.
+pub async fn provision(
+    identity: Channel,
+    display_name: &str,
+    roles: &[Role],
+    slot: &CredentialSlot,
+) -> Result<(), tonic::Status> {
+    let (object_id, secret) =
+        cmksim_identity::provision_service_principal(identity, display_name, roles).await?;
+    slot.set(&object_id, &secret);
+    Ok(())
+}
