@@ -27,9 +27,9 @@
 
 mod clusters;
 mod dcrs;
+mod lifecycle;
 mod operations;
 mod vaults;
-mod lifecycle;
 mod workspaces;
 
 use std::collections::HashMap;
@@ -160,7 +160,10 @@ pub enum ArmPath {
     /// `.../workspaces/{w}/operations/{purgeId}`
     PurgeStatus { workspace: ResourceId, id: String },
     /// `.../workspaces/{w}/tables/{table}`
-    Table { workspace: ResourceId, table: String },
+    Table {
+        workspace: ResourceId,
+        table: String,
+    },
     /// `.../workspaces/{w}/providers/Microsoft.Authorization/locks/{name}`
     WorkspaceLock { workspace: ResourceId, name: String },
     /// `.../resourceGroups/{rg}/providers/Microsoft.Insights/dataCollectionRules/{name}`
