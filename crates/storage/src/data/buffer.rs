@@ -20,6 +20,7 @@
 //! an orphan and is deleted at the next open. Entries buffered more than `buffer_window` before `now`
 //! are dropped (removed, counted in `dropped_expired_records`) instead of written.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,8 @@ pub struct BufferReceipt {
     pub buffered_bytes: u64,
 }
 
-/// What `drain_buffer` did.
+/// What `drain_buffer` or `expire_buffer` did: the one account of what left the outage buffer
+/// (the storage server reports and counts from it; it keeps no ledger of its own).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainReport {
     /// Records written to blocks under the CMK, in arrival order.
@@ -55,6 +57,34 @@ pub struct DrainReport {
     /// Records dropped because they were buffered longer than `buffer_window` ago.
     pub dropped_expired: u64,
     pub dropped_entries: u64,
+    /// `written`, per workspace (in name order).
+    pub written_by_workspace: BTreeMap<String, WorkspaceRecords>,
+    /// `dropped_expired`, per workspace (in name order).
+    pub expired_by_workspace: BTreeMap<String, WorkspaceRecords>,
+}
+
+/// Records of one workspace that left the buffer, and when the oldest of them was buffered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceRecords {
+    pub records: u64,
+    /// Simulated ms since the Unix epoch.
+    pub buffered_from_ms: i64,
+}
+
+fn add_records(
+    by_workspace: &mut BTreeMap<String, WorkspaceRecords>,
+    workspace: &str,
+    records: u64,
+    buffered_at_ms: i64,
+) {
+    let slot = by_workspace
+        .entry(workspace.to_string())
+        .or_insert(WorkspaceRecords {
+            records: 0,
+            buffered_from_ms: i64::MAX,
+        });
+    slot.records += records;
+    slot.buffered_from_ms = slot.buffered_from_ms.min(buffered_at_ms);
 }
 
 /// The buffer's size for one account.
@@ -187,6 +217,12 @@ impl DataPlane {
                 })?;
                 report.dropped_expired += count;
                 report.dropped_entries += 1;
+                add_records(
+                    &mut report.expired_by_workspace,
+                    &header.workspace,
+                    count,
+                    header.written_at_ms,
+                );
                 continue;
             }
             let chunk = Chunk {
@@ -234,6 +270,70 @@ impl DataPlane {
             write.next_block_id = block_id + 1;
             report.written += count;
             report.written_blocks += 1;
+            add_records(
+                &mut report.written_by_workspace,
+                &header.workspace,
+                count,
+                header.written_at_ms,
+            );
+        }
+        self.trees.db.flush()?;
+        for path in done_files {
+            fs::remove_file(&path).map_err(|e| DataError::BufferFile {
+                path,
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(report)
+    }
+
+    /// Drops the entries buffered before `expired_before` (the key loop's buffer deadline),
+    /// without writing anything: removed and counted in `dropped_expired_records`, each in one
+    /// transaction, files deleted after the flush, as `drain_buffer` does with expired entries.
+    /// The report's `expired_by_workspace` says whose records went. Bounded by the account's
+    /// entries (each is looked at once; only the expired ones are opened).
+    pub fn expire_buffer(&self, account: &str, expired_before: SimTime) -> Result<DrainReport> {
+        self.account_record(account)?;
+        let _write = self.lock_write();
+        let mut report = DrainReport::default();
+        let mut done_files = Vec::new();
+        let entries: Vec<_> = self
+            .trees
+            .buffer
+            .scan_prefix(store::account_prefix(account))
+            .collect::<std::result::Result<_, _>>()?;
+        for (key, index) in entries {
+            let sealed = self.read_entry(&key, &index)?;
+            let (written_at_ms, _) = super::block::BlockHeader::parse(&sealed)
+                .map(|(h, len)| (h.written_at_ms, len))
+                .map_err(|reason| malformed(Tier::Buffer, &key, reason))?;
+            if written_at_ms >= expired_before.0 {
+                continue;
+            }
+            let (header, _) = self.open_stored(Tier::Buffer, &key, &sealed, None)?;
+            let entry_bytes = sealed.len() as u64;
+            let count = u64::from(header.record_count);
+            self.trees.transact(|tx| {
+                tx.buffer.remove(&key)?;
+                tx.update_counters(account, |c| {
+                    c.buffered_entries -= 1;
+                    c.buffered_bytes -= entry_bytes;
+                    c.buffered_records -= count;
+                    c.dropped_expired_records += count;
+                })
+            })?;
+            done_files.push(self.entry_path(&key));
+            report.dropped_expired += count;
+            report.dropped_entries += 1;
+            add_records(
+                &mut report.expired_by_workspace,
+                &header.workspace,
+                count,
+                header.written_at_ms,
+            );
+        }
+        if done_files.is_empty() {
+            return Ok(report);
         }
         self.trees.db.flush()?;
         for path in done_files {

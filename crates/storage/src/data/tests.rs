@@ -466,7 +466,23 @@ fn buffer_drains_in_order_exactly_once_and_drops_expired_entries() {
             written: 9,
             written_blocks: 2,
             dropped_expired: 3,
-            dropped_entries: 1
+            dropped_entries: 1,
+            written_by_workspace: [(
+                "ws1".to_string(),
+                buffer::WorkspaceRecords {
+                    records: 9,
+                    buffered_from_ms: t0.add(HOUR * 2).0
+                }
+            )]
+            .into(),
+            expired_by_workspace: [(
+                "ws1".to_string(),
+                buffer::WorkspaceRecords {
+                    records: 3,
+                    buffered_from_ms: t0.0
+                }
+            )]
+            .into(),
         }
     );
     assert_eq!(

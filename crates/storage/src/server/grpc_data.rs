@@ -100,7 +100,17 @@ fn dropped(reason: DropReason, detail: &str, n: usize) -> Vec<pb::RecordOutcome>
 /// tokio's blocking pool (512 threads by default) and, in practice, by the calls in flight; the
 /// data plane's write lock still serialises the writes themselves. A write that panicked is an
 /// internal error, typed like any other.
+///
+/// On a current-thread runtime (the simulated world: every host on one thread, paused clock)
+/// the write runs in place, as Key Vault's audit flush does: there is no other worker to keep
+/// free, and a write finishing on another thread at a moment of the wall clock's choosing would
+/// make the order of simultaneous simulated events differ from run to run.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread
+    {
+        return Ok(f());
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| internal(format!("a storage write task ended abnormally: {e}")))
@@ -203,7 +213,6 @@ impl DataService {
                 .await?;
                 match appended {
                     Ok(_) => {
-                        rt.host.buffered(workspace, n as u64, now);
                         Ok((0..n)
                             .map(|_| pb::RecordOutcome {
                                 outcome: Some(pb::record_outcome::Outcome::Buffered(Empty {})),

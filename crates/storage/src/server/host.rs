@@ -1,8 +1,9 @@
 //! [`ClusterHost`]: what the storage does for one cluster's key loop — it keeps the wrapped AEK
 //! (durably, in the data plane's account record) and the unwrapped one (in memory only), and
 //! carries out the loop's data effects: delete and rebuild the hot tier, drain and expire the
-//! outage buffer. After every rewrap it checks that each stored block still decrypts
-//! (`storage.blocks.verified`, SPEC §8 invariant 6).
+//! outage buffer. What left the buffer is counted and reported from the data plane's
+//! [`DrainReport`] alone: the buffer's own counters are the one ledger. After every rewrap it
+//! checks that each stored block still decrypts (`storage.blocks.verified`, SPEC §8 invariant 6).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,11 +11,11 @@ use cmksim_proto::common::v1::DropReason;
 use cmksim_sim::{EventLog, SimTime};
 use zeroize::Zeroizing;
 
-use crate::data::{Aek, AekWrapping, DataPlane, Sealing};
+use crate::data::{Aek, AekWrapping, DataPlane, DrainReport, Sealing};
 use crate::keyloop::{Effect, HostError, KeyLoopHost, KeyRef, KeyTarget, State, WrappedAek};
 
 use super::events::StorageEvent;
-use super::persist::{LedgerEntry, Meta, SharedStats};
+use super::persist::{Meta, SharedStats};
 
 /// Key ids are parsed and built by `cmksim_proto::kid` (one parser for every service): the kid
 /// base `https://{vault}.vault.azure.net/keys/{key}` is recorded with the wrapped AEK and in
@@ -48,11 +49,6 @@ pub struct ClusterHost {
     aek: Mutex<Option<Aek>>,
     /// The key the cluster names (pinned or versionless), for the wrapped AEK's target.
     configured: Mutex<Option<KeyRef>>,
-    ledger: Mutex<()>,
-}
-
-fn host_error(e: super::ServerError) -> HostError {
-    HostError(e.to_string())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,7 +77,6 @@ impl ClusterHost {
             stats,
             aek: Mutex::new(None),
             configured: Mutex::new(configured),
-            ledger: Mutex::new(()),
         }
     }
 
@@ -146,27 +141,6 @@ impl ClusterHost {
         }
     }
 
-    /// Records that a batch went into the outage buffer.
-    pub fn buffered(&self, workspace: &str, records: u64, now: SimTime) {
-        let _guard = lock(&self.ledger);
-        let mut ledger = match self.meta.ledger(&self.account) {
-            Ok(ledger) => ledger,
-            Err(e) => {
-                tracing::error!(cluster = %self.cluster, "buffer ledger unreadable: {e}");
-                return;
-            }
-        };
-        ledger.push(LedgerEntry {
-            workspace: workspace.to_string(),
-            records,
-            ingested_at_ms: now.0,
-            expired: false,
-        });
-        if let Err(e) = self.meta.save_ledger(&self.account, &ledger) {
-            tracing::error!(cluster = %self.cluster, "buffer ledger: {e}");
-        }
-    }
-
     /// Verifies that every stored block of the account decrypts, and says so.
     pub fn verify_blocks(&self, now: SimTime) {
         let (checked, failed) = {
@@ -184,122 +158,70 @@ impl ClusterHost {
         );
     }
 
+    /// Drops what the outage buffer held past its deadline; the data plane's report says whose.
     fn expire(&self, now: SimTime, expired_before: SimTime) -> Result<(), HostError> {
-        let _guard = lock(&self.ledger);
-        let mut ledger = self.meta.ledger(&self.account).map_err(host_error)?;
-        let mut by_ws: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
-        for e in ledger.iter_mut() {
-            if !e.expired && e.ingested_at_ms < expired_before.0 {
-                e.expired = true;
-                let slot = by_ws.entry(e.workspace.clone()).or_insert((0, i64::MAX));
-                slot.0 += e.records;
-                slot.1 = slot.1.min(e.ingested_at_ms);
-            }
-        }
-        if by_ws.is_empty() {
-            return Ok(());
-        }
-        self.meta
-            .save_ledger(&self.account, &ledger)
-            .map_err(host_error)?;
-        self.count_drops(&by_ws, DropReason::BufferExpired.label());
-        for (workspace, (records, from)) in by_ws {
-            self.record(
-                now,
-                &StorageEvent::BufferExpired {
-                    cluster: self.cluster.clone(),
-                    workspace,
-                    records,
-                    ingested_from_ms: from,
-                },
-            );
-        }
+        let report = self
+            .data
+            .expire_buffer(&self.account, expired_before)
+            .map_err(|e| HostError(e.to_string()))?;
+        self.account_drained(now, &report);
         Ok(())
     }
 
-    fn count_drops(&self, by_ws: &std::collections::BTreeMap<String, (u64, i64)>, reason: &str) {
-        self.stats.update(|stats| {
-            let dest = stats.entry(self.arm_id.clone()).or_default();
-            for (ws, (records, _)) in by_ws {
-                let c = dest.entry(ws.clone()).or_default();
-                c.buffered = c.buffered.saturating_sub(*records);
-                *c.dropped.entry(reason.to_string()).or_default() += records;
-            }
-        });
-    }
-
+    /// Writes the outage buffer under the key the account uses now; the data plane's report
+    /// says what was written and what had expired, per workspace.
     fn drain(&self, now: SimTime) -> Result<(), HostError> {
         let report = self
             .seal(|sealing, _| self.data.drain_buffer(&self.account, sealing, now))
             .map_err(HostError)?
             .map_err(|e| HostError(e.to_string()))?;
-        let expired_before = now.sub(self.data.config().buffer_window);
-        let _guard = lock(&self.ledger);
-        let ledger = self.meta.ledger(&self.account).map_err(host_error)?;
-        let mut flushed: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
-        let mut expired: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
-        let mut expired_total = 0;
-        for e in &ledger {
-            if e.expired {
-                expired_total += e.records;
-                continue;
-            }
-            let target = if e.ingested_at_ms < expired_before.0 {
-                expired_total += e.records;
-                &mut expired
-            } else {
-                &mut flushed
-            };
-            let slot = target.entry(e.workspace.clone()).or_insert((0, i64::MAX));
-            slot.0 += e.records;
-            slot.1 = slot.1.min(e.ingested_at_ms);
+        self.account_drained(now, &report);
+        Ok(())
+    }
+
+    /// Counts and reports what left the buffer, from the data plane's report alone (there is no
+    /// second ledger to disagree with it).
+    fn account_drained(&self, now: SimTime, report: &DrainReport) {
+        if report.written_by_workspace.is_empty() && report.expired_by_workspace.is_empty() {
+            return;
         }
-        let flushed_total: u64 = flushed.values().map(|(n, _)| n).sum();
-        if flushed_total != report.written || expired_total != report.dropped_expired {
-            tracing::warn!(
-                cluster = %self.cluster,
-                ledger_flushed = flushed_total, written = report.written,
-                ledger_expired = expired_total, dropped = report.dropped_expired,
-                "the buffer ledger disagrees with the drain report"
-            );
-        }
-        self.meta
-            .save_ledger(&self.account, &[])
-            .map_err(host_error)?;
-        drop(_guard);
-        self.count_drops(&expired, DropReason::BufferExpired.label());
+        let reason = DropReason::BufferExpired.label();
         self.stats.update(|stats| {
             let dest = stats.entry(self.arm_id.clone()).or_default();
-            for (ws, (records, _)) in &flushed {
+            for (ws, w) in &report.expired_by_workspace {
                 let c = dest.entry(ws.clone()).or_default();
-                c.buffered = c.buffered.saturating_sub(*records);
-                c.drained += records;
-                c.stored += records;
+                c.buffered = c.buffered.saturating_sub(w.records);
+                *c.dropped.entry(reason.to_string()).or_default() += w.records;
+            }
+            for (ws, w) in &report.written_by_workspace {
+                let c = dest.entry(ws.clone()).or_default();
+                c.buffered = c.buffered.saturating_sub(w.records);
+                c.drained += w.records;
+                c.stored += w.records;
             }
         });
-        for (workspace, (records, from)) in expired {
+        for (workspace, w) in &report.expired_by_workspace {
             self.record(
                 now,
                 &StorageEvent::BufferExpired {
                     cluster: self.cluster.clone(),
-                    workspace,
-                    records,
-                    ingested_from_ms: from,
+                    workspace: workspace.clone(),
+                    records: w.records,
+                    ingested_from_ms: w.buffered_from_ms,
                 },
             );
         }
-        for (workspace, (records, from)) in flushed {
+        for (workspace, w) in &report.written_by_workspace {
             self.record(
                 now,
                 &StorageEvent::BufferFlushed {
                     cluster: self.cluster.clone(),
-                    workspace,
-                    records,
-                    ingested_from_ms: from,
+                    workspace: workspace.clone(),
+                    records: w.records,
+                    ingested_from_ms: w.buffered_from_ms,
                 },
             );
         }
-        Ok(())
     }
 }
 
@@ -407,5 +329,124 @@ impl KeyLoopHost for ClusterHost {
             Effect::Event(_) | Effect::RewrapAek { .. } => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cmksim_sim::{Profile, RandomSource};
+
+    use super::*;
+    use crate::data::Record;
+    use crate::server::persist::StatsBook;
+
+    const ACCOUNT: &str = "cluster:c1";
+    const ARM_ID: &str =
+        "/subscriptions/s/resourceGroups/r/providers/Microsoft.OperationalInsights/clusters/c1";
+
+    fn batch(n: usize, at: SimTime) -> Vec<Record> {
+        (0..n).map(|i| Record::new("T", at.0 + i as i64)).collect()
+    }
+
+    /// The stats and events of what left the outage buffer come from the data plane's report,
+    /// so they always equal its counters: here the host never heard of the buffered batches
+    /// (as after a crash between the buffer write and any bookkeeping beside it, which the old
+    /// second ledger missed with only a warning), one workspace's oldest batch expires, and the
+    /// drain writes the rest.
+    #[test]
+    fn buffer_outcomes_are_counted_from_the_data_plane_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::azure_2020();
+        let data = Arc::new(
+            DataPlane::open(
+                &dir.path().join("data"),
+                RandomSource::from_seed([3; 32]),
+                &profile,
+            )
+            .unwrap(),
+        );
+        let window = data.config().buffer_window;
+        let t0 = SimTime::DEFAULT_EPOCH.add(Duration::from_secs(86_400));
+        data.create_account(ACCOUNT, false, t0).unwrap();
+        data.buffer_append(ACCOUNT, "wsA", "T", &batch(3, t0), t0)
+            .unwrap();
+        data.buffer_append(ACCOUNT, "wsB", "T", &batch(4, t0), t0)
+            .unwrap();
+        let t1 = t0.add(window / 2);
+        data.buffer_append(ACCOUNT, "wsA", "T", &batch(5, t1), t1)
+            .unwrap();
+
+        let meta = Meta::open(&dir.path().join("control.sled")).unwrap();
+        let events = EventLog::new(1_000);
+        let stats = Arc::new(SharedStats::new(StatsBook::new()));
+        let host = ClusterHost::new(
+            "c1",
+            ARM_ID,
+            ACCOUNT,
+            data.clone(),
+            meta,
+            events.clone(),
+            stats.clone(),
+            None,
+        );
+        let expired_before = t0.add(Duration::from_millis(1));
+        let now = t0.add(window);
+        host.apply(now, &Effect::ExpireBuffer { expired_before })
+            .unwrap();
+        let after_expiry = data.stats(ACCOUNT).unwrap().counters;
+        assert_eq!(
+            (
+                after_expiry.dropped_expired_records,
+                after_expiry.buffered_records
+            ),
+            (7, 5)
+        );
+        host.apply(now, &Effect::DrainBuffer { expired_before })
+            .unwrap();
+
+        let counters = data.stats(ACCOUNT).unwrap().counters;
+        assert_eq!(
+            (
+                counters.drained_records,
+                counters.dropped_expired_records,
+                counters.buffered_records
+            ),
+            (5, 7, 0)
+        );
+        let book = stats.read(|b| b.clone());
+        let by_ws = &book[ARM_ID];
+        let expired = |ws: &str| {
+            by_ws[ws]
+                .dropped
+                .get(DropReason::BufferExpired.label())
+                .copied()
+                .unwrap_or(0)
+        };
+        assert_eq!(
+            (by_ws["wsA"].drained, by_ws["wsB"].drained),
+            (5, 0),
+            "{book:?}"
+        );
+        assert_eq!((expired("wsA"), expired("wsB")), (3, 4), "{book:?}");
+        assert_eq!(
+            by_ws.values().map(|c| c.drained).sum::<u64>(),
+            counters.drained_records
+        );
+        let events = events.snapshot();
+        let of = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.kind == kind)
+                .map(|e| {
+                    e.data["workspace"].as_str().unwrap().to_string()
+                        + ":"
+                        + &e.data["records"].to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("storage.buffer.expired"), vec!["wsA:3", "wsB:4"]);
+        assert_eq!(of("storage.buffer.flushed"), vec!["wsA:5"]);
     }
 }

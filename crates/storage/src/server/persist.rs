@@ -11,8 +11,8 @@
 //! - `stats`: the per-destination, per-workspace outcome counters (one entry per destination and
 //!   workspace: bounded by clusters × workspaces), written at most once per control tick
 //!   ([`SharedStats`]), never per append;
-//! - `ledger/<account>`: what the outage buffer holds, per batch (workspace, records, time), so
-//!   that flushes and expiries can be reported per workspace;
+//! - (`ledger/<account>`, written before issue 15, is no longer read: the data plane's outage
+//!   buffer reports what left it, per workspace, and is the one ledger);
 //! - `keyloop/<account>`: the key loop's last state, so that a restart does not forget a
 //!   revocation, a resume in progress or an outage.
 //!
@@ -115,16 +115,6 @@ impl SharedStats {
     }
 }
 
-/// One batch held in an account's outage buffer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    pub workspace: String,
-    pub records: u64,
-    pub ingested_at_ms: i64,
-    /// Already reported as expired (the data plane drops it at the next drain).
-    pub expired: bool,
-}
-
 /// The control store.
 #[derive(Clone)]
 pub struct Meta {
@@ -185,18 +175,6 @@ impl Meta {
 
     pub fn save_stats(&self, stats: &StatsBook) -> Result<(), super::ServerError> {
         self.put("stats", stats)
-    }
-
-    pub fn ledger(&self, account: &str) -> Result<Vec<LedgerEntry>, super::ServerError> {
-        Ok(self.get(&format!("ledger/{account}"))?.unwrap_or_default())
-    }
-
-    pub fn save_ledger(
-        &self,
-        account: &str,
-        ledger: &[LedgerEntry],
-    ) -> Result<(), super::ServerError> {
-        self.put(&format!("ledger/{account}"), &ledger)
     }
 
     pub fn keyloop_state(&self, account: &str) -> Result<Option<State>, super::ServerError> {
