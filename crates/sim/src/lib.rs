@@ -9,6 +9,7 @@
 //! - [`rng`]: one root seed and an independent, named stream per component ([`SeedTree`]), so that
 //!   adding a component never shifts another's random choices.
 //! - [`ids`]: GUIDs and 32-hex key versions drawn from those streams.
+//! - [`dcr`]: the rules of data collection rules, shared by the HTTPS door and `validate`.
 //! - [`duration`]: "90s", "1h30m", "14d" parsing with precise errors, and the inverse formatting.
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
 //! - [`net`]: one network code path: real TCP live, turmoil's simulated TCP in simulation.
@@ -18,6 +19,7 @@
 //!   facts), shared with `cmksim validate` so both refuse the same files.
 //! - [`text`]: user input echoed into error messages, cut to a stated length.
 
+pub mod dcr;
 pub mod duration;
 pub mod event;
 pub mod governance;

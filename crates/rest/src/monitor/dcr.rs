@@ -28,66 +28,13 @@ use crate::error::{echo, RestError, RestResult};
 
 /// Most rules kept (Azure's limit per subscription is in the low thousands).
 pub const RULES_MAX: usize = 2_000;
-/// Most streams a rule declares.
-pub const STREAMS_MAX: usize = 32;
-/// Most columns a stream declares (Azure's per-table limit).
-pub const COLUMNS_MAX: usize = 500;
-/// Most destinations and data flows of a rule.
-pub const FLOWS_MAX: usize = 32;
 /// The file in the data directory.
 pub const DCRS_FILE: &str = "dcrs.json";
 
-/// A column type of a stream declaration, as DCRs name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StreamType {
-    String,
-    Int,
-    Long,
-    Real,
-    Boolean,
-    Datetime,
-    Dynamic,
-}
-
-impl StreamType {
-    /// Parses a declared type (case-insensitive, as ARM reads it).
-    pub fn parse(name: &str) -> Option<StreamType> {
-        [
-            ("string", StreamType::String),
-            ("int", StreamType::Int),
-            ("long", StreamType::Long),
-            ("real", StreamType::Real),
-            ("boolean", StreamType::Boolean),
-            ("datetime", StreamType::Datetime),
-            ("dynamic", StreamType::Dynamic),
-        ]
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, t)| t)
-    }
-
-    /// The name in a DCR.
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamType::String => "string",
-            StreamType::Int => "int",
-            StreamType::Long => "long",
-            StreamType::Real => "real",
-            StreamType::Boolean => "boolean",
-            StreamType::Datetime => "datetime",
-            StreamType::Dynamic => "dynamic",
-        }
-    }
-
-    /// The column type of a Log Analytics table (the ingest front end's declaration names).
-    pub fn table_type(self) -> &'static str {
-        match self {
-            StreamType::Boolean => "bool",
-            other => other.name(),
-        }
-    }
-}
+pub use cmksim_sim::dcr::{
+    column_name_valid, custom_stream_valid, output_table, StreamType, COLUMNS_MAX, FLOWS_MAX,
+    STREAMS_MAX,
+};
 
 /// A declared column.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,14 +113,6 @@ fn string_list(value: Option<&Value>, what: &str) -> RestResult<Vec<String>> {
         .collect()
 }
 
-/// The table an output stream writes: `Custom-X_CL` → `X_CL`, `Microsoft-Syslog` → `Syslog`.
-pub fn output_table(output_stream: &str) -> Option<String> {
-    let table = output_stream
-        .strip_prefix("Custom-")
-        .or_else(|| output_stream.strip_prefix("Microsoft-"))?;
-    (!table.is_empty()).then(|| table.to_string())
-}
-
 impl Dcr {
     /// Reads and checks an ARM body (the `properties` of a rule) for `id`; `immutable_id` is the
     /// rule's (kept from an earlier version of the rule, or new).
@@ -209,7 +148,7 @@ impl Dcr {
                 )));
             }
             for (stream, declaration) in declared {
-                if !stream.starts_with("Custom-") || stream.len() <= "Custom-".len() {
+                if !custom_stream_valid(stream) {
                     return Err(invalid(format!(
                         "Stream '{}' must be named 'Custom-<name>'.",
                         echo(stream)
@@ -239,11 +178,7 @@ impl Dcr {
                             echo(type_name)
                         ))
                     })?;
-                    let valid_name = !name.is_empty()
-                        && name.len() <= 64
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                        && !name.starts_with(|c: char| c.is_ascii_digit());
-                    if !valid_name {
+                    if !column_name_valid(name) {
                         return Err(invalid(format!(
                             "Column name '{}' of stream '{}' is not valid: letters, digits and \
                              '_', at most 64, not starting with a digit.",
