@@ -1094,6 +1094,17 @@ async fn serve_rest(
         }
         out.flush()?;
     }
+    // The live dashboard's one-time sign-in link (spent on first use; a new one:
+    // POST /_cmksim/dashboard/links with the administrator's token). Printed here only.
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "dashboard: {} (one-time sign-in link to the live dashboard)",
+            server.dashboard_link()?
+        )?;
+        out.flush()?;
+    }
     server
         .serve(listener, material.server, stop)
         .await

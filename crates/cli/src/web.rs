@@ -35,9 +35,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cmksim_rest::dashboard;
 use cmksim_rest::dashboard::push::{self, Feed, Hub};
-use cmksim_scenario::{expect, history, oracle, report, Scenario, Verdict};
-use cmksim_sim::{Event, EventLog, SimTime};
+use cmksim_scenario::{expect, oracle, report, Scenario, Verdict};
+use cmksim_sim::EventLog;
 use cmksim_world::control::{Control, Lever, LeverError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -150,8 +151,8 @@ impl DemoWeb {
     pub fn finish(&self, expectations: &[Verdict], invariants: &[Verdict]) {
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = self.events.snapshot();
-        judged.states = states(&snapshot);
-        judged.verdicts = verdicts_json(expectations, invariants);
+        judged.states = dashboard::states_json(&snapshot);
+        judged.verdicts = dashboard::verdicts_json(expectations, invariants);
         judged.version += 1;
         judged.events_seen = self.events.recorded_events();
         self.finished.store(true, Ordering::SeqCst);
@@ -180,7 +181,7 @@ impl DemoWeb {
         let snapshot = self.events.snapshot();
         let expectations = expect::evaluate(&self.scenario, &snapshot);
         let invariants = oracle::check_invariants(&self.scenario, &snapshot);
-        judged.verdicts = verdicts_json(&expectations, &invariants);
+        judged.verdicts = dashboard::verdicts_json(&expectations, &invariants);
         judged.events_seen = recorded;
         judged.at = Some(Instant::now());
         judged.version += 1;
@@ -194,7 +195,7 @@ impl DemoWeb {
         self.judge(&mut judged);
         let recorded = self.events.recorded_events();
         if !self.finished.load(Ordering::SeqCst) && judged.states_events != recorded {
-            judged.states = states(&self.events.snapshot());
+            judged.states = dashboard::states_json(&self.events.snapshot());
             judged.states_events = recorded;
         }
         let now_ms = self.control.now_unix_ms();
@@ -270,52 +271,6 @@ impl DemoWeb {
         }
         judged.swimlanes.clone()
     }
-}
-
-/// The key's and each storage's current state, as the report's lanes see them.
-fn states(events: &[Event]) -> Value {
-    let end = events.last().map(|e| e.at()).unwrap_or(SimTime(0));
-    let mut out = Vec::new();
-    for (key, spans) in history::key_spans(events, end) {
-        if let Some(last) = spans.last() {
-            out.push(json!({
-                "id": format!("key-state-{}", key.replace('/', "-")),
-                "label": format!("key {key}"),
-                "state": last.state.as_str(),
-            }));
-        }
-    }
-    for (cluster, spans) in history::storage_spans(events, end) {
-        if let Some(last) = spans.last() {
-            out.push(json!({
-                "id": format!("storage-state-{cluster}"),
-                "label": format!("storage of {cluster}"),
-                "state": last.state.as_str(),
-            }));
-        }
-    }
-    Value::Array(out)
-}
-
-fn verdicts_json(expectations: &[Verdict], invariants: &[Verdict]) -> Value {
-    let family = |family: &'static str, verdicts: &[Verdict]| -> Vec<Value> {
-        verdicts
-            .iter()
-            .map(|v| {
-                json!({
-                    "family": family,
-                    "id": v.id,
-                    "outcome": serde_json::to_value(v.outcome).unwrap_or(Value::Null),
-                    "outcome_label": v.outcome.as_str(),
-                    "title": v.title,
-                    "detail": v.detail,
-                })
-            })
-            .collect()
-    };
-    let mut all = family("expectation", expectations);
-    all.extend(family("invariant", invariants));
-    Value::Array(all)
 }
 
 fn router(web: Arc<DemoWeb>) -> Router {

@@ -107,6 +107,8 @@ pub struct AppState {
     pub dcrs: monitor::dcr::DcrStore,
     /// Seed of the door's own choices (immutable ids of rules).
     pub seed: u64,
+    /// The live dashboard at `/`: its sign-in links and sessions, and the events it follows.
+    pub dashboard: Arc<dashboard::live::LiveBoard>,
 }
 
 /// A door ready to serve: upstreams connected (lazily), credentials bootstrapped.
@@ -162,6 +164,7 @@ impl RestServer {
         let verifier = TokenVerifier::from_jwks(&jwks)
             .map_err(|e| RestError::startup(format!("identity signing keys: {e}")))?;
         let (stop_tx, stopping) = watch::channel(false);
+        let dashboard = Arc::new(dashboard::live::LiveBoard::new(config.clock.epoch()));
         Ok(RestServer {
             state: Arc::new(AppState {
                 upstream,
@@ -172,6 +175,7 @@ impl RestServer {
                 stopping,
                 dcrs,
                 seed: config.seed,
+                dashboard,
             }),
             stop_tx,
             first_start,
@@ -186,6 +190,17 @@ impl RestServer {
     /// The bootstrap credentials.
     pub fn credentials(&self) -> &Credentials {
         &self.state.credentials
+    }
+
+    /// A new one-time link that signs a browser in to the live dashboard (print it once; it
+    /// is spent on first use).
+    pub fn dashboard_link(&self) -> Result<String, RestError> {
+        let path = self
+            .state
+            .dashboard
+            .new_login_path()
+            .map_err(|e| RestError::startup(e.to_string()))?;
+        Ok(format!("{}{path}", self.state.public_url))
     }
 
     /// Every route of the door.
@@ -223,6 +238,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(monitor::routes())
         .merge(admin::routes())
         .merge(dashboard::routes())
+        .merge(dashboard::live::routes())
         .fallback(error::not_found)
         .with_state(state);
     let normalised = routes.map_request(|mut request: axum::extract::Request| {

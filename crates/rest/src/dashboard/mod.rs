@@ -11,12 +11,16 @@
 //! swaps it in; nothing is left for a charting library to do, and with no framework there is no
 //! build step, nothing to fetch from a CDN, and the files below are what the browser runs.
 
+pub mod live;
 pub mod push;
 
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use cmksim_scenario::{history, Verdict};
+use cmksim_sim::{Event, SimTime};
+use serde_json::{json, Value};
 
 /// The page.
 pub const INDEX_HTML: &str = include_str!("index.html");
@@ -59,6 +63,53 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
+}
+
+/// The key's and each storage's current state, as the report's lanes see them.
+pub fn states_json(events: &[Event]) -> Value {
+    let end = events.last().map(|e| e.at()).unwrap_or(SimTime(0));
+    let mut out = Vec::new();
+    for (key, spans) in history::key_spans(events, end) {
+        if let Some(last) = spans.last() {
+            out.push(json!({
+                "id": format!("key-state-{}", key.replace('/', "-")),
+                "label": format!("key {key}"),
+                "state": last.state.as_str(),
+            }));
+        }
+    }
+    for (cluster, spans) in history::storage_spans(events, end) {
+        if let Some(last) = spans.last() {
+            out.push(json!({
+                "id": format!("storage-state-{cluster}"),
+                "label": format!("storage of {cluster}"),
+                "state": last.state.as_str(),
+            }));
+        }
+    }
+    Value::Array(out)
+}
+
+/// The expectations and invariants as the page lists them.
+pub fn verdicts_json(expectations: &[Verdict], invariants: &[Verdict]) -> Value {
+    let family = |family: &'static str, verdicts: &[Verdict]| -> Vec<Value> {
+        verdicts
+            .iter()
+            .map(|v| {
+                json!({
+                    "family": family,
+                    "id": v.id,
+                    "outcome": serde_json::to_value(v.outcome).unwrap_or(Value::Null),
+                    "outcome_label": v.outcome.as_str(),
+                    "title": v.title,
+                    "detail": v.detail,
+                })
+            })
+            .collect()
+    };
+    let mut all = family("expectation", expectations);
+    all.extend(family("invariant", invariants));
+    Value::Array(all)
 }
 
 #[cfg(test)]
