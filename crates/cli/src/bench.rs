@@ -41,6 +41,9 @@ enum Target {
         /// Threads of the chaos sweep (default: the machine's cores).
         #[arg(long)]
         chaos_jobs: Option<usize>,
+        /// The simulation engine measured: events (time jumps to the next timer) or turmoil.
+        #[arg(long, value_parser = cmksim_world::Engine::parse)]
+        engine: Option<cmksim_world::Engine>,
     },
     /// Key Vault unwrapKey over gRPC on loopback beside the same operation in process.
     Keyvault {
@@ -131,7 +134,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             tick_ms,
             chaos_seeds,
             chaos_jobs,
+            engine,
         } => {
+            let engine = engine.unwrap_or_default();
             anyhow::ensure!(
                 chaos_seeds <= 100_000,
                 "--chaos-seeds must be at most 100000"
@@ -149,6 +154,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 days,
                 tick: Duration::from_millis(tick_ms),
                 revocation_file: library.exists().then_some(library),
+                engine,
             };
             let report = cmksim_world::bench::run(&options)?;
             // The revocation scenario's unavoidable cost: its unwraps at the unwrap time
@@ -163,7 +169,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 })
             });
             let sweep = match (&options.revocation_file, chaos_seeds) {
-                (Some(file), 1..) => Some(chaos_sweep_bench(file, chaos_seeds, chaos_jobs)?),
+                (Some(file), 1..) => {
+                    Some(chaos_sweep_bench(file, chaos_seeds, chaos_jobs, engine)?)
+                }
                 _ => None,
             };
             if json {
@@ -313,6 +321,7 @@ fn chaos_sweep_bench(
     file: &std::path::Path,
     seeds: u64,
     jobs: Option<usize>,
+    engine: cmksim_world::Engine,
 ) -> anyhow::Result<serde_json::Value> {
     let scenario = cmksim_scenario::validate_file(file).map_err(|d| {
         anyhow::anyhow!(
@@ -334,7 +343,10 @@ fn chaos_sweep_bench(
         &space,
         &list,
         jobs,
-        Duration::from_millis(100),
+        crate::chaos::Sim {
+            tick: Duration::from_millis(100),
+            engine,
+        },
         &|_, _| Ok(()),
     )?;
     let wall = started.elapsed().as_secs_f64();

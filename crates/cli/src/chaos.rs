@@ -73,9 +73,19 @@ pub struct ChaosArgs {
     /// Most runs --shrink makes.
     #[arg(long, default_value_t = 24)]
     shrink_attempts: usize,
-    /// Simulation resolution in milliseconds.
+    /// Simulation resolution in milliseconds (turmoil engine).
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
+    /// The simulation engine: events (time jumps to the next timer) or turmoil (fixed ticks).
+    #[arg(long, value_parser = cmksim_world::Engine::parse)]
+    engine: Option<cmksim_world::Engine>,
+}
+
+/// How each seed's world is simulated: the engine, and turmoil's tick.
+#[derive(Clone, Copy, Debug)]
+pub struct Sim {
+    pub tick: Duration,
+    pub engine: cmksim_world::Engine,
 }
 
 /// `A..B`: the seeds A to B-1.
@@ -205,14 +215,15 @@ pub fn run_schedule(
     space: &FaultSpace,
     faults: &[ChaosFault],
     seed: u64,
-    tick: Duration,
+    sim: Sim,
 ) -> anyhow::Result<SeedRun> {
     let started = Instant::now();
     let applied = chaos::apply(scenario, space, faults, seed)?;
     let events = EventLog::default();
     let options = cmksim_world::RunOptions {
         seed: Some(seed),
-        tick,
+        tick: sim.tick,
+        engine: sim.engine,
         ..Default::default()
     };
     let error = cmksim_world::run_simulated(&applied, &options, &events)
@@ -258,10 +269,10 @@ pub fn run_seed(
     scenario: &Scenario,
     space: &FaultSpace,
     seed: u64,
-    tick: Duration,
+    sim: Sim,
 ) -> anyhow::Result<SeedRun> {
     let faults = chaos::draw(space, seed);
-    run_schedule(scenario, space, &faults, seed, tick)
+    run_schedule(scenario, space, &faults, seed, sim)
 }
 
 /// What [`sweep`] calls after each run: the run, and every seed's slot (in seed order, `None`
@@ -275,7 +286,7 @@ pub fn sweep(
     space: &FaultSpace,
     seeds: &[u64],
     jobs: usize,
-    tick: Duration,
+    sim: Sim,
     done: &OnDone<'_>,
 ) -> anyhow::Result<Vec<SeedRun>> {
     let jobs = jobs.clamp(1, JOBS_MAX).min(seeds.len().max(1));
@@ -290,7 +301,7 @@ pub fn sweep(
                 if i >= seeds.len() {
                     break;
                 }
-                let result = run_seed(scenario, space, seeds[i], tick);
+                let result = run_seed(scenario, space, seeds[i], sim);
                 let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
                 let outcome = result.and_then(|run| {
                     slots[i] = Some(run);
@@ -327,7 +338,7 @@ pub fn shrink_seed(
     space: &FaultSpace,
     failing: &SeedRun,
     attempts_max: usize,
-    tick: Duration,
+    sim: Sim,
 ) -> anyhow::Result<(chaos::Shrunk, String)> {
     let target = failing
         .broken
@@ -339,7 +350,7 @@ pub fn shrink_seed(
         &failing.faults,
         space,
         attempts_max.min(SHRINK_ATTEMPTS_MAX),
-        |candidate| match run_schedule(scenario, space, candidate, failing.seed, tick) {
+        |candidate| match run_schedule(scenario, space, candidate, failing.seed, sim) {
             Ok(run) => run.broken.contains(&target),
             Err(e) => {
                 run_error.get_or_insert(e);
@@ -465,13 +476,16 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         (1..=SHRINK_ATTEMPTS_MAX).contains(&args.shrink_attempts),
         "--shrink-attempts must be between 1 and {SHRINK_ATTEMPTS_MAX}"
     );
-    let tick = Duration::from_millis(args.tick_ms);
+    let sim = Sim {
+        tick: Duration::from_millis(args.tick_ms),
+        engine: args.engine.unwrap_or_default(),
+    };
     let Some((text, scenario)) = load(&args.file) else {
         return Ok(ExitCode::from(2));
     };
     let space = FaultSpace::of(&scenario);
     if let Some(seed) = args.replay {
-        return replay(&args, &text, &scenario, &space, seed, tick);
+        return replay(&args, &text, &scenario, &space, seed, sim);
     }
     let jobs = args
         .jobs
@@ -500,7 +514,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         failed: AtomicUsize::new(0),
     };
     let started = Instant::now();
-    let runs = sweep(&scenario, &space, &seeds, jobs, tick, &|run, slots| {
+    let runs = sweep(&scenario, &space, &seeds, jobs, sim, &|run, slots| {
         progress.tick(run);
         // Lines go out in seed order: every finished run at the front of the shard.
         let mut guard = out.lock().unwrap_or_else(|p| p.into_inner());
@@ -527,7 +541,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let first_failing = runs.iter().find(|r| !r.broken.is_empty());
     if args.shrink {
         match first_failing {
-            Some(failing) => write_shrunk(&args, &text, &scenario, &space, failing, tick)?,
+            Some(failing) => write_shrunk(&args, &text, &scenario, &space, failing, sim)?,
             None => println!("shrink: no seed broke a check"),
         }
     }
@@ -544,9 +558,9 @@ fn replay(
     scenario: &Scenario,
     space: &FaultSpace,
     seed: u64,
-    tick: Duration,
+    sim: Sim,
 ) -> anyhow::Result<ExitCode> {
-    let run = run_seed(scenario, space, seed, tick)?;
+    let run = run_seed(scenario, space, seed, sim)?;
     for fault in &run.faults {
         println!("fault: {}", fault.describe());
     }
@@ -579,7 +593,7 @@ fn replay(
         if run.broken.is_empty() {
             println!("shrink: seed {seed} broke no check");
         } else {
-            write_shrunk(args, text, scenario, space, &run, tick)?;
+            write_shrunk(args, text, scenario, space, &run, sim)?;
         }
     }
     Ok(if run.failed() {
@@ -595,9 +609,9 @@ fn write_shrunk(
     scenario: &Scenario,
     space: &FaultSpace,
     failing: &SeedRun,
-    tick: Duration,
+    sim: Sim,
 ) -> anyhow::Result<()> {
-    let (shrunk, target) = shrink_seed(scenario, space, failing, args.shrink_attempts, tick)?;
+    let (shrunk, target) = shrink_seed(scenario, space, failing, args.shrink_attempts, sim)?;
     let title = failing
         .invariants
         .iter()

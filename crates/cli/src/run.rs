@@ -42,9 +42,13 @@ pub struct RunArgs {
     /// Narrate every event, including each routine poll and batch.
     #[arg(long)]
     verbose: bool,
-    /// Simulation resolution in milliseconds: timers and network deliveries happen on ticks.
+    /// Simulation resolution in milliseconds: timers and network deliveries happen on ticks
+    /// (turmoil engine).
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
+    /// The simulation engine: events (time jumps to the next timer) or turmoil (fixed ticks).
+    #[arg(long, value_parser = cmksim_world::Engine::parse, conflicts_with = "live")]
+    engine: Option<cmksim_world::Engine>,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -286,6 +290,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             speed: args.speed,
             tick,
             progress: bar.enabled.then(|| bar.callback()),
+            engine: args.engine.unwrap_or_default(),
             ..Default::default()
         };
         if let Some(listen) = args.web {
@@ -558,6 +563,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         verbose: false,
         quiet: false,
         tick_ms: 100,
+        engine: None,
         live: false,
         tolerance: None,
         tls_ca: None,

@@ -245,6 +245,9 @@ impl KeyVaultServer {
                     }
                 };
                 tokio::select! {
+                    // Biased: one simulated runtime must poll branches in one order (seed-for-seed
+                    // determinism); tokio's default order is random.
+                    biased;
                     _ = due => {
                         if let Err(e) = purge_core.purge_due() {
                             tracing::warn!("scheduled purge failed: {e}");

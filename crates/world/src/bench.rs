@@ -24,6 +24,8 @@ pub struct SimBenchOptions {
     pub tick: Duration,
     /// The library scenario to time as well (none: skip).
     pub revocation_file: Option<std::path::PathBuf>,
+    /// The engine that runs both.
+    pub engine: crate::Engine,
 }
 
 /// One timed run.
@@ -134,10 +136,12 @@ fn timed(
     name: &str,
     scenario: &cmksim_scenario::Scenario,
     tick: Duration,
+    engine: crate::Engine,
 ) -> Result<TimedRun, SimBenchError> {
     let events = EventLog::default();
     let options = RunOptions {
         tick,
+        engine,
         ..RunOptions::default()
     };
     let started = Instant::now();
@@ -199,7 +203,7 @@ pub fn run(options: &SimBenchOptions) -> Result<SimBenchReport, SimBenchError> {
                         .join("; "),
                 )
             })?;
-    let soak_run = timed("soak", &soak, options.tick)?;
+    let soak_run = timed("soak", &soak, options.tick, options.engine)?;
     let revocation = match &options.revocation_file {
         Some(path) => {
             let scenario = cmksim_scenario::validate_file(path).map_err(|d| {
@@ -214,6 +218,7 @@ pub fn run(options: &SimBenchOptions) -> Result<SimBenchReport, SimBenchError> {
                 "revocation (library)",
                 &scenario,
                 RunOptions::default().tick,
+                options.engine,
             )?)
         }
         None => None,

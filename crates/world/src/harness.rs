@@ -43,6 +43,36 @@ pub struct RunOptions {
     /// The live dashboard's hold on the run: its pace (replacing `speed` from T+0) and its
     /// levers. `None`: the run is exactly what it is without a dashboard.
     pub control: Option<crate::control::Control>,
+    /// Which simulation engine runs the world.
+    pub engine: Engine,
+}
+
+/// The simulation engines (`--engine`). Both run the same services, driver and faults; they
+/// differ in how simulated time passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// [`crate::engine`]: one paused tokio runtime that jumps to the next timer when every
+    /// host is idle, over the in-memory network; cost follows events. A run with the live
+    /// dashboard (`control`) uses turmoil, whose step loop the dashboard's pause and levers
+    /// hook into.
+    Events,
+    /// turmoil 0.7: every host stepped every `tick` of simulated time.
+    #[default]
+    Turmoil,
+}
+
+impl Engine {
+    /// The engine named `events` or `turmoil`.
+    pub fn parse(name: &str) -> Result<Engine, String> {
+        match name {
+            "events" => Ok(Engine::Events),
+            "turmoil" => Ok(Engine::Turmoil),
+            other => Err(format!(
+                "unknown engine {}: expected events or turmoil",
+                cmksim_sim::text::echo(other)
+            )),
+        }
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -54,6 +84,7 @@ impl std::fmt::Debug for RunOptions {
             .field("speed", &self.speed)
             .field("progress", &self.progress.is_some())
             .field("control", &self.control.is_some())
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -67,6 +98,7 @@ impl Default for RunOptions {
             speed: None,
             progress: None,
             control: None,
+            engine: Engine::default(),
         }
     }
 }
@@ -159,6 +191,9 @@ pub fn run_simulated_in(
     events: &EventLog,
     root: &std::path::Path,
 ) -> Result<RunResult, WorldError> {
+    if options.engine == Engine::Events && options.control.is_none() {
+        return crate::engine::run(scenario, options, events, root);
+    }
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
     let epoch = SimTime::DEFAULT_EPOCH;

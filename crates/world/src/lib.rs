@@ -9,6 +9,8 @@
 //! oracle, the narration and the report read afterwards.
 //!
 //! - [`harness`]: the turmoil simulation, its hosts and the crash/restart control loop.
+//! - [`engine`]: the event-driven engine (one paused tokio runtime, in-memory network), chosen
+//!   by [`RunOptions::engine`].
 //! - [`driver`]: the driver client (world setup, timeline, faults).
 //! - [`auth`]: tokens in the simulated world (the services' guards, every client's principal).
 //! - [`control`]: the live dashboard's hold on a simulated run (pace, levers as steps).
@@ -22,8 +24,9 @@ pub mod auth;
 pub mod bench;
 pub mod control;
 pub mod driver;
+pub mod engine;
 pub mod harness;
 pub mod live;
 pub mod names;
 
-pub use harness::{run_simulated, RunOptions, RunResult, WorldError};
+pub use harness::{run_simulated, Engine, RunOptions, RunResult, WorldError};

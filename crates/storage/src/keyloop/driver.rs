@@ -300,6 +300,9 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
             self.step().await;
             let wake_at = self.next_wake();
             tokio::select! {
+                // Biased: a pending wake is taken before a due timer, the same way every time
+                // (determinism of simulated runs; tokio's default order is random).
+                biased;
                 _ = &mut shutdown => break,
                 _ = self.shared.wake.notified() => {}
                 _ = self.clock.sleep_until(wake_at) => {}

@@ -358,6 +358,7 @@ impl Core {
         let server_stop = self.stopping();
         let task = tokio::spawn(driver.run(async move {
             tokio::select! {
+                biased;
                 _ = stop_rx.wait_for(|s| *s) => {}
                 _ = server_stop => {}
             }

@@ -39,6 +39,8 @@ pub async fn run_tick(core: Arc<Core>) {
                 .map_or(bound, |due| due.min(bound))
         };
         tokio::select! {
+            // Biased: the same order every time (determinism of simulated runs).
+            biased;
             _ = &mut stopping => break,
             _ = core.tick_wake.notified() => {}
             _ = core.clock.sleep_until(wake) => {}

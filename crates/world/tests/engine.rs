@@ -1,0 +1,109 @@
+//! The event-driven engine ([`Engine::Events`]) runs every scenario of the library to the same
+//! verdicts as turmoil — every expectation and every invariant held — and gives a byte-identical
+//! event log for the same scenario and seed, including runs with crashes, restarts and
+//! partitions.
+
+use std::path::PathBuf;
+
+use cmksim_scenario::{expect, oracle, Scenario};
+use cmksim_sim::{Event, EventLog};
+use cmksim_world::{run_simulated, Engine, RunOptions};
+
+fn library_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(format!("{name}.toml"))
+}
+
+fn run_with(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>) {
+    let scenario = cmksim_scenario::validate_file(library_file(name)).unwrap_or_else(|d| {
+        panic!(
+            "{name}: {}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let events = EventLog::default();
+    let options = RunOptions {
+        seed,
+        engine: Engine::Events,
+        ..RunOptions::default()
+    };
+    run_simulated(&scenario, &options, &events).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (scenario, events.snapshot())
+}
+
+fn assert_passes(name: &str) {
+    let (scenario, events) = run_with(name, None);
+    let verdicts: Vec<_> = expect::evaluate(&scenario, &events)
+        .into_iter()
+        .chain(oracle::check_invariants(&scenario, &events))
+        .collect();
+    let broken: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.held() && v.outcome != cmksim_scenario::Outcome::NotApplicable)
+        .map(|v| format!("{} {}: {}", v.id, v.title, v.detail))
+        .collect();
+    assert!(broken.is_empty(), "{name}: broken:\n{}", broken.join("\n"));
+    assert!(
+        verdicts.iter().any(|v| v.held()),
+        "{name}: nothing was judged held, the run judged nothing"
+    );
+}
+
+/// The library scenarios `tests/library.rs` covers (its list is the one home of which
+/// scenarios the library test judges), read from its `test => "name"` lines.
+fn library_names() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/library.rs"))
+            .unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let (_, name) = line.split_once("=> \"")?;
+            Some(name.split_once('"')?.0.to_string())
+        })
+        .collect()
+}
+
+/// Every library scenario, one after the other (the machine's cores are shared).
+#[test]
+fn every_library_scenario_passes_on_the_event_driven_engine() {
+    let names = library_names();
+    assert!(names.len() >= 10, "the library: {names:?}");
+    for name in &names {
+        assert_passes(name);
+    }
+}
+
+fn assert_deterministic(name: &str, seed: Option<u64>) {
+    let (_, first) = run_with(name, seed);
+    let (_, second) = run_with(name, seed);
+    let jsonl = cmksim_scenario::narrate::render_jsonl;
+    assert!(
+        first.len() > 100,
+        "{name}: a real run records many events ({})",
+        first.len()
+    );
+    assert_eq!(jsonl(&first), jsonl(&second), "{name}");
+    let verdict = oracle::deterministic(&first, &second);
+    assert!(verdict.held(), "{name}: {}", verdict.detail);
+}
+
+#[test]
+fn same_seed_same_log_with_a_crash_and_a_restart() {
+    let (_, events) = run_with("restart-while-revoked", None);
+    assert!(
+        events.iter().any(|e| e.kind == "scenario.fault.applied"),
+        "the scenario applies its faults"
+    );
+    assert_deterministic("restart-while-revoked", None);
+    assert_deterministic("restart-while-revoked", Some(7));
+}
+
+#[test]
+fn same_seed_same_log_with_a_partition() {
+    assert_deterministic("partition-storage-vault", None);
+    assert_deterministic("vault-blip-5m", Some(3));
+}
