@@ -519,20 +519,19 @@ fn bench_query(config: &BenchConfig, dir: &Path, now: SimTime, time_ms: i64) -> 
     let scan_threads = super::tier::scan_threads();
     let scan_pass_on = |threads: usize| -> Result<(u64, u64)> {
         let mut records = 0u64;
-        let stats = plane.scan_on(
-            threads,
-            "cluster:bench",
-            Some(&aek),
-            "ws-bench",
-            "Syslog",
+        let request = super::tier::ScanRequest {
+            account: "cluster:bench",
+            aek: Some(&aek),
+            workspace: "ws-bench",
+            table: "Syslog",
             from,
             to,
             now,
-            &mut |_, _, r| {
-                records += 1;
-                std::hint::black_box(r);
-            },
-        )?;
+        };
+        let stats = plane.scan_on(threads, &request, &mut |_, _, r| {
+            records += 1;
+            std::hint::black_box(r);
+        })?;
         Ok((stats.blocks_read, records))
     };
     let scan_pass = || scan_pass_on(scan_threads);

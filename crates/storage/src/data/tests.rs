@@ -866,13 +866,15 @@ fn parallel_scan_keeps_block_order_and_stops_at_the_first_bad_block() {
     let stats = plane
         .scan_on(
             tier::SCAN_THREADS_MAX,
-            ACCOUNT,
-            Some(&aek),
-            "ws1",
-            "T",
-            from,
-            to,
-            now(),
+            &tier::ScanRequest {
+                account: ACCOUNT,
+                aek: Some(&aek),
+                workspace: "ws1",
+                table: "T",
+                from,
+                to,
+                now: now(),
+            },
             &mut |tier, key, r| {
                 assert_eq!(tier, Tier::Cold);
                 keys.push(key.clone());
@@ -906,13 +908,15 @@ fn parallel_scan_keeps_block_order_and_stops_at_the_first_bad_block() {
     let err = plane
         .scan_on(
             tier::SCAN_THREADS_MAX,
-            ACCOUNT,
-            Some(&aek),
-            "ws1",
-            "T",
-            from,
-            to,
-            now(),
+            &tier::ScanRequest {
+                account: ACCOUNT,
+                aek: Some(&aek),
+                workspace: "ws1",
+                table: "T",
+                from,
+                to,
+                now: now(),
+            },
             &mut |_, _, r| visited.push(r),
         )
         .unwrap_err();

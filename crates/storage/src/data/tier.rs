@@ -42,11 +42,27 @@ pub fn scan_threads() -> usize {
         .clamp(1, SCAN_THREADS_MAX)
 }
 
-/// A stored block a scan will open: which copy, under which key in sled.
+/// A stored block a scan will open: which copy, under which key in sled, and the key that
+/// protects its durable (cold) copy.
 struct StoredBlock {
     tier: Tier,
     key: IVec,
     bytes: IVec,
+    durable_key: KeyRef,
+}
+
+/// What a scan reads: records of one workspace and table of one account with
+/// `from <= TimeGenerated < to`, as of `now` (which decides the hot window). Blocks under the
+/// CMK need `aek` (else [`DataError::KeyUnavailable`]); blocks under the MMK need none.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanRequest<'a> {
+    pub account: &'a str,
+    pub aek: Option<&'a Aek>,
+    pub workspace: &'a str,
+    pub table: &'a str,
+    pub from: SimTime,
+    pub to: SimTime,
+    pub now: SimTime,
 }
 
 /// What an append stored.
@@ -228,7 +244,7 @@ impl DataPlane {
         now: SimTime,
         visit: &mut dyn FnMut(Record),
     ) -> Result<ScanStats> {
-        self.scan_tiers(
+        let request = ScanRequest {
             account,
             aek,
             workspace,
@@ -236,12 +252,13 @@ impl DataPlane {
             from,
             to,
             now,
-            &mut |_, _, r| visit(r),
-        )
+        };
+        self.scan_tiers(&request, &mut |_, _, r| visit(r))
     }
 
     /// As [`DataPlane::scan`], handing each record with the tier that served it and the key that
-    /// protects its block.
+    /// protects its durable (cold) copy (a hot copy of the 2020 profile is under the MMK whatever
+    /// protects the data; the key reported is the data's).
     ///
     /// Blocks are opened (both layers authenticated and decrypted, records decoded) on
     /// [`scan_threads`] threads, [`SCAN_WINDOW_BLOCKS`] blocks at a time, which bounds the
@@ -249,20 +266,23 @@ impl DataPlane {
     /// block order, one block after the other, on the calling thread: the output does not depend
     /// on the threads. On an error, the records of the blocks before the failing one (in block
     /// order) have been visited, as with a block-by-block scan, and nothing after it.
-    #[allow(clippy::too_many_arguments)]
     pub fn scan_tiers(
         &self,
-        account: &str,
-        aek: Option<&Aek>,
-        workspace: &str,
-        table: &str,
-        from: SimTime,
-        to: SimTime,
-        now: SimTime,
+        request: &ScanRequest<'_>,
         visit: &mut dyn FnMut(Tier, &KeyRef, Record),
     ) -> Result<ScanStats> {
-        self.scan_on(
-            scan_threads(),
+        self.scan_on(scan_threads(), request, visit)
+    }
+
+    /// [`DataPlane::scan_tiers`] on `threads` threads (1..=[`SCAN_THREADS_MAX`]); the bench
+    /// compares thread counts with it.
+    pub(crate) fn scan_on(
+        &self,
+        threads: usize,
+        request: &ScanRequest<'_>,
+        visit: &mut dyn FnMut(Tier, &KeyRef, Record),
+    ) -> Result<ScanStats> {
+        let ScanRequest {
             account,
             aek,
             workspace,
@@ -270,25 +290,7 @@ impl DataPlane {
             from,
             to,
             now,
-            visit,
-        )
-    }
-
-    /// [`DataPlane::scan_tiers`] on `threads` threads (1..=[`SCAN_THREADS_MAX`]); the bench
-    /// compares thread counts with it.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn scan_on(
-        &self,
-        threads: usize,
-        account: &str,
-        aek: Option<&Aek>,
-        workspace: &str,
-        table: &str,
-        from: SimTime,
-        to: SimTime,
-        now: SimTime,
-        visit: &mut dyn FnMut(Tier, &KeyRef, Record),
-    ) -> Result<ScanStats> {
+        } = *request;
         let threads = threads.clamp(1, SCAN_THREADS_MAX);
         check_name("workspace", workspace)?;
         check_name("table", table)?;
@@ -319,16 +321,19 @@ impl DataPlane {
                 } else {
                     None
                 };
+                let durable_key = header.key_ref;
                 window.push(match hot {
                     Some(hot) => StoredBlock {
                         tier: Tier::Hot,
                         key,
                         bytes: hot,
+                        durable_key,
                     },
                     None => StoredBlock {
                         tier: Tier::Cold,
                         key,
                         bytes: cold,
+                        durable_key,
                     },
                 });
                 if window.len() == SCAN_WINDOW_BLOCKS {
@@ -339,7 +344,7 @@ impl DataPlane {
                 return Ok(stats);
             }
             for (block, opened) in window.iter().zip(self.open_window(&window, aek, threads)) {
-                let (header, records) = opened?;
+                let (_, records) = opened?;
                 match block.tier {
                     Tier::Hot => stats.served_from_hot += 1,
                     Tier::Cold | Tier::Buffer => stats.served_from_cold += 1,
@@ -349,7 +354,7 @@ impl DataPlane {
                 for r in records {
                     if r.time_generated_ms >= from.0 && r.time_generated_ms < to.0 {
                         stats.records += 1;
-                        visit(block.tier, &header.key_ref, r);
+                        visit(block.tier, &block.durable_key, r);
                     }
                 }
             }

@@ -10,6 +10,7 @@ use cmksim_sim::SimTime;
 use tonic::{Code, Request, Response, Status};
 
 use crate::control::{ResourceKind, ResourceName, Routing};
+use crate::data::tier::ScanRequest;
 use crate::data::{DataError, Record, Sealing, Tier};
 use crate::keyloop::{IngestDecision, Refusal, StateName};
 use crate::service::state_view::storage_state;
@@ -405,29 +406,23 @@ impl pb::data_plane_server::DataPlane for DataService {
                     },
                 ));
             };
-            let scan = match host {
-                Some(h) => h.with_aek(|aek| {
-                    core.data.scan_with_tiers(
+            let mut scan = |aek: Option<&crate::data::Aek>| {
+                core.data.scan_with_tiers(
+                    &ScanRequest {
                         account,
                         aek,
-                        &req.workspace_id,
-                        &req.table,
+                        workspace: &req.workspace_id,
+                        table: &req.table,
                         from,
                         to,
                         now,
-                        &mut visit,
-                    )
-                }),
-                None => core.data.scan_with_tiers(
-                    account,
-                    None,
-                    &req.workspace_id,
-                    &req.table,
-                    from,
-                    to,
-                    now,
+                    },
                     &mut visit,
-                ),
+                )
+            };
+            let scan = match host {
+                Some(h) => h.with_aek(|aek| scan(aek)),
+                None => scan(None),
             };
             let scan = scan.map_err(|e| match e {
                 DataError::KeyUnavailable { .. } => aek_missing(format!(
