@@ -421,7 +421,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                 )
             };
             let scan = match host {
-                Some(h) => h.with_aek(|aek| scan(aek)),
+                Some(h) => h.with_aek(&mut scan),
                 None => scan(None),
             };
             let scan = scan.map_err(|e| match e {
