@@ -603,4 +603,29 @@ async fn azure_2021_accepts_with_202_and_refuses_double_encryption_where_its_pro
         got.json()["properties"]["isDoubleEncryptionEnabled"],
         json!(false)
     );
+    // seed 001: "Double encryption setting can not be changed after the cluster has been
+    // created." A PATCH turning it on is refused by storage, and the cluster keeps it off.
+    let patched = arm
+        .call(
+            Method::PATCH,
+            &put("cldouble"),
+            Some(json!({ "properties": { "isDoubleEncryptionEnabled": true } })),
+        )
+        .await;
+    assert_eq!(
+        patched.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        patched.json()
+    );
+    assert_eq!(patched.json()["error"]["code"], json!("InvalidParameter"));
+    assert_eq!(
+        patched.json()["error"]["message"],
+        json!("Double encryption setting can not be changed after the cluster has been created.")
+    );
+    let got = arm.call(Method::GET, &put("cldouble"), None).await;
+    assert_eq!(
+        got.json()["properties"]["isDoubleEncryptionEnabled"],
+        json!(false)
+    );
 }

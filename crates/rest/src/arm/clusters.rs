@@ -124,6 +124,8 @@ pub fn update_request(id: &ResourceId, body: &Body) -> RestResult<stp::UpdateClu
         billing_type: body.string(&["properties", "billingType"])?,
         key_vault_properties: key_vault_properties(body)?,
         tags: body.tags()?,
+        // Storage refuses a change (seed 001: fixed at creation); the door only forwards it.
+        is_double_encryption_enabled: body.bool(&["properties", "isDoubleEncryptionEnabled"])?,
     })
 }
 

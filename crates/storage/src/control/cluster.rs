@@ -161,6 +161,9 @@ pub struct ClusterPatch {
     pub sku: Option<SkuInput>,
     pub billing_type: Option<String>,
     pub key_vault_properties: Option<KeyVaultPropertiesInput>,
+    /// Refused when it differs from the cluster's (seed 001: fixed at creation).
+    #[serde(default)]
+    pub is_double_encryption_enabled: Option<bool>,
 }
 
 /// What the service gathered for a key update: Key Vault's answers and whether the cluster's
@@ -422,6 +425,12 @@ impl ControlPlane {
         rng: &mut impl RngCore,
     ) -> Result<Outcome<Option<String>>, ControlError> {
         let cluster = self.get_cluster(resource)?;
+        // A body the service can never honour, whatever the cluster is doing (seed 001).
+        if let Some(wanted) = patch.is_double_encryption_enabled {
+            if wanted != cluster.is_double_encryption_enabled {
+                return Err(ControlError::DoubleEncryptionImmutable(cluster.id.clone()));
+            }
+        }
         let kvp = patch
             .key_vault_properties
             .as_ref()

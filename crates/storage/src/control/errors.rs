@@ -177,6 +177,12 @@ pub enum ControlError {
     /// is echoed as the caller spelled it.
     #[error("double encryption not supported in {0:?}")]
     DoubleEncryptionNotSupported(String),
+    /// Seed 001: "Double encryption setting can not be changed after the cluster has been
+    /// created." for an update asking for another `isDoubleEncryptionEnabled` than the cluster
+    /// has. The seed gives the sentence only: `InvalidParameter` 400 is the simulator's choice,
+    /// like the region refusal's (a request body the service cannot honour).
+    #[error("cluster {0}: double encryption is fixed at creation")]
+    DoubleEncryptionImmutable(String),
     /// Profile `link_before_provisioned = reject` (seed 001: "linking a workspace can be performed
     /// only after the completion of the Log Analytics cluster provisioning"). The seeds give no
     /// dedicated text; the "Cluster Update" list's "Operation cannot be executed now. Wait for the
@@ -338,6 +344,9 @@ mod text {
         "You must unlink all workspaces from the cluster before deleting it.";
     /// Seed 001, "Limits and constraints"; the region goes before it.
     pub const DOUBLE_ENCRYPTION_REGION: &str = " doesn’t support Double Encryption for clusters.";
+    /// Seed 001, "Limits and constraints" (every profile: the setting is fixed in Azure too).
+    pub const DOUBLE_ENCRYPTION_IMMUTABLE: &str =
+        "Double encryption setting can not be changed after the cluster has been created.";
     pub const LINK_CLUSTER_NOT_FOUND: &str = "Cluster not found, the cluster you specified doesn’t exist or was deleted. If you try to create a cluster with that name and get conflict, the cluster is in soft-delete for 14 days. You can contact support to recover it.";
 }
 
@@ -376,6 +385,7 @@ impl ControlError {
             E::DoubleEncryptionNotSupported(location) => ("InvalidParameter", 400, format!(
                 "{}{}", echo(location), text::DOUBLE_ENCRYPTION_REGION
             )),
+            E::DoubleEncryptionImmutable(_) => ("InvalidParameter", 400, text::DOUBLE_ENCRYPTION_IMMUTABLE.into()),
             E::WorkspaceNotFound(_) => ("ResourceNotFound", 404, text::WORKSPACE_NOT_FOUND.into()),
             E::LinkOperationInProgress(_) => {
                 ("Conflict", 409, pick(wording, text::LINK_IN_PROCESS_000, text::LINK_IN_PROCESS_001).into())

@@ -626,6 +626,7 @@ fn a_refused_patch_applies_nothing_even_its_valid_parts() {
         }),
         billing_type: Some("workspaces".into()),
         key_vault_properties: Some(bad),
+        is_double_encryption_enabled: None,
     };
     let ctx = key_ctx(good_facts());
     assert!(matches!(
@@ -737,4 +738,56 @@ fn a_location_that_is_no_azure_region_is_refused_as_arm_refuses_it_and_nothing_c
         .cp
         .create_workspace(w.now, &ws_name("wsp1"), &spelled)
         .is_ok());
+}
+
+#[test]
+fn double_encryption_is_fixed_at_creation_under_every_profile() {
+    // Seed 001: "Double encryption setting can not be changed after the cluster has been
+    // created." A PATCH asking for the other value is refused and changes nothing; repeating the
+    // cluster's own value (ARM's PUT on an existing cluster) is accepted.
+    for profile in [
+        Profile::azure_2020(),
+        Profile::azure_2021(),
+        Profile::azure_current(),
+    ] {
+        let name = profile.name.clone();
+        let mut w = World::new(profile);
+        w.provisioned("clu1");
+        let enabled =
+            w.cp.get_cluster(&cluster_name("clu1"))
+                .unwrap()
+                .is_double_encryption_enabled;
+        let flip = ClusterPatch {
+            is_double_encryption_enabled: Some(!enabled),
+            ..ClusterPatch::default()
+        };
+        let err = w.refused(|w| w.patch("clu1", flip, None));
+        assert!(
+            matches!(err, ControlError::DoubleEncryptionImmutable(_)),
+            "{name}: {err:?}"
+        );
+        for wording in [
+            cmksim_sim::profile::ErrorWording::Seed000,
+            cmksim_sim::profile::ErrorWording::Seed001,
+        ] {
+            let body = err.azure_error(wording);
+            assert_eq!(
+                (body.code, body.http_status, body.message.as_str()),
+                (
+                    "InvalidParameter",
+                    400,
+                    "Double encryption setting can not be changed after the cluster has been created."
+                ),
+                "{name}"
+            );
+        }
+        assert_eq!(err.class(), ErrorClass::InvalidArgument);
+        let same = ClusterPatch {
+            is_double_encryption_enabled: Some(enabled),
+            billing_type: Some("workspaces".into()),
+            ..ClusterPatch::default()
+        };
+        w.patch("clu1", same, None)
+            .unwrap_or_else(|e| panic!("{name}: the same value is accepted: {e:?}"));
+    }
 }

@@ -244,6 +244,7 @@ impl pb::clusters_server::Clusters for ClustersService {
             }),
             billing_type: req.billing_type.clone(),
             key_vault_properties: kvp_input(req.key_vault_properties.as_ref()),
+            is_double_encryption_enabled: req.is_double_encryption_enabled,
         };
         let _slow = core.slow_ops.lock().await;
         let kvp = patch.key_vault_properties.clone().filter(|k| !k.is_empty());

@@ -140,6 +140,7 @@ impl Driver {
             billing_type: billing.as_ref().map(super::wire),
             key_vault_properties,
             tags: Default::default(),
+            is_double_encryption_enabled: None,
         };
         self.clusters.update_cluster(request).await?;
         Ok(())
