@@ -9,7 +9,8 @@ the link `serve` printed signs the browser in (a session cookie) and is spent; t
 feed, the clock and the invariants come from the live event logs; "Disable key", pressed with
 the keyboard only (Tab from the top of the page, Enter), turns the storage lane revoked (the
 storage's next poll, within the profile's 60 s at most, one second of wall time at 60x) and the
-feed records the lever; "Enable key" by mouse resumes it (resuming). A screenshot is written to
+feed records the lever; "Enable key" by mouse resumes it (resuming); the lever is in
+`/_cmksim/events` beside the services' own events. Screenshots are written to
 target/web-artifacts/. Waits are bounded; nothing is asserted on wall time.
 """
 
@@ -197,3 +198,18 @@ def test_live_mode_at_the_door_root(live, live_browser):
     assert verdicts.get("invariant-2") in ("held", "not-applicable"), verdicts
     path = screenshot(browser, "dashboard-live")
     assert path.stat().st_size > 10_000
+
+    # The levers are in the door's event stream too, beside the services' own events.
+    token = live["credential"].get_token(sdk.ARM_SCOPE).token
+    stream = sdk.EventStream(f"{server.rest_url}/_cmksim/events",
+                             {"Authorization": f"Bearer {token}"}, live["creds"]["caFile"])
+    try:
+        assert stream.status == 200
+        lever = stream.wait_for(lambda e: e.get("kind") == "dashboard.lever"
+                                and e["data"].get("lever") == "disable-key", WAIT_S,
+                                what="the disable-key lever in /_cmksim/events")
+        assert lever["service"] == "dashboard" and lever["data"]["ok"] is True, lever
+        stream.wait_for(lambda e: e.get("kind") == "storage.state.revoked", WAIT_S,
+                        what="the storage's own revocation event")
+    finally:
+        stream.close()

@@ -7,7 +7,8 @@
 //!   blackhole, error_rate, throttle; added latency) and, with `hsm`, an HSM fault.
 //! - `GET /_cmksim/events`: the event log of the three services as Server-Sent Events (each
 //!   event's JSON in one `data:` line), backlog first, then live, until the client leaves or the
-//!   server stops.
+//!   server stops; with them the live dashboard's levers (`"service": "dashboard"`, kind
+//!   `dashboard.lever`).
 //! - `POST /_cmksim/principals`: a new service principal with a client secret, so that a test can
 //!   act as a second, less privileged identity.
 //! - `POST|PUT /_cmksim/roleAssignments`: `{"principalId", "role", "scope"}` assigns a built-in
@@ -397,7 +398,9 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> RestR
     let keyvault = service_events(&state, "keyvault").await?;
     let storage = service_events(&state, "storage").await?;
     let ingest = service_events(&state, "ingest").await?;
-    let merged = keyvault.merge(storage).merge(ingest);
+    // The live dashboard's levers, recorded in its own log, join the stream as "dashboard".
+    let levers = state.dashboard.lever_events(EVENTS_BUFFER_MAX);
+    let merged = keyvault.merge(storage).merge(ingest).merge(levers);
     // A task forwards the merged streams into a bounded channel until the client leaves (the
     // receiver is dropped) or the server stops.
     let (tx, rx) = tokio::sync::mpsc::channel::<Value>(EVENTS_BUFFER_MAX);

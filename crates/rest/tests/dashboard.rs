@@ -1,6 +1,7 @@
 //! The live dashboard at `/` of the HTTPS door: the page and its two assets, embedded, served
-//! without a token (the page asks for one before it reads the event stream), and no
-//! simulation-mode API here (the page finds out it is live from that 404).
+//! without a token; its stream, chart and levers need the session cookie of a one-time link
+//! (401 without, 403 for a spent or made-up link); no simulation-mode API here (the page finds
+//! out it is live from that 404).
 
 mod common;
 
@@ -42,5 +43,38 @@ async fn the_door_serves_the_dashboard_at_its_root() {
         .await
         .unwrap();
     assert_eq!(events.status, StatusCode::UNAUTHORIZED);
+    for path in [
+        "/_cmksim/dashboard/session",
+        "/_cmksim/dashboard/stream",
+        "/_cmksim/dashboard/swimlanes.svg",
+    ] {
+        let answer = client.send(Method::GET, path, &[], None).await.unwrap();
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: no session"
+        );
+    }
+    let lever = client
+        .send(
+            Method::POST,
+            "/_cmksim/dashboard/lever",
+            &[],
+            Some(cmksim_rest::client::Bytes::from_static(
+                br#"{"lever":"disable-key"}"#,
+            )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lever.status,
+        StatusCode::UNAUTHORIZED,
+        "a lever without a session"
+    );
+    let made_up = client
+        .send(Method::GET, "/_cmksim/dashboard/login?code=00", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(made_up.status, StatusCode::FORBIDDEN);
     door.stop.send_replace(true);
 }

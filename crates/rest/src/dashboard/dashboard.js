@@ -287,6 +287,9 @@ function liveShow(state) {
 async function liveStart() {
   view.mode = "live";
   $("meta").textContent = "live services";
+  $("levers-hint").textContent = "Each button acts on the live services as the administrator " +
+    "(on the first cluster with a customer-managed key) and is written to the event log " +
+    "(dashboard.lever, also in /_cmksim/events): the chart, the narration and the invariants see it.";
   $("play").hidden = true;
   $("speed").hidden = true;
   document.querySelector("label[for=speed]").hidden = true;

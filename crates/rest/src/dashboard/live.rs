@@ -294,6 +294,30 @@ impl LiveBoard {
         ))
     }
 
+    /// The levers pulled so far and those pulled from now on, as `/_cmksim/events` shows
+    /// events (`"service": "dashboard"`); ends when the reader falls `buffer_events` behind.
+    pub fn lever_events(
+        &self,
+        buffer_events: usize,
+    ) -> impl tokio_stream::Stream<Item = Value> + Send + 'static {
+        let (backlog, receiver) = self.log.subscribe(0, buffer_events);
+        tokio_stream::iter(backlog)
+            .chain(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .filter(|e| e.kind == push::LEVER_EVENT)
+            .map(|e| {
+                json!({
+                    "service": "dashboard",
+                    "seq": e.seq,
+                    "at": e.time,
+                    "atMs": e.at_ms,
+                    "source": e.source,
+                    "kind": e.kind,
+                    "message": e.message,
+                    "data": e.data,
+                })
+            })
+    }
+
     /// The events in time order (three services' logs interleave as they arrive).
     fn events(&self) -> Vec<Event> {
         let mut events = self.log.snapshot();
