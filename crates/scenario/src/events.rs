@@ -36,6 +36,9 @@
 //! | `storage.buffer.flushed` | `storage/<cluster>` | `cluster`, `workspace`, `records`, `ingested_from_ms` |
 //! | `storage.buffer.expired` | `storage/<cluster>` | `cluster`, `workspace`, `records`, `ingested_from_ms` |
 //! | `storage.hotcache.{deleted,rebuilt}` | `storage/<cluster>` | `cluster` |
+//! | `storage.retention.removed` | `storage` | `workspace`, `workspace_id`, `table`, `storage` (`shared` or the cluster's ARM id), `retention_days`, `records`, `blocks`, `from_ms`, `to_ms` (one per table and storage) |
+//! | `storage.purge.{requested,completed,waiting}` | `storage` | `workspace`, `workspace_id`, `purge_id`, `table` (requested, completed), `filters` (requested), `records` (completed), `reason` (waiting: the data is under an unavailable key) |
+//! | `storage.table.deleted` | `storage` | `workspace`, `workspace_id`, `table`, `records`, `blocks` |
 //! | `ingest.batch` | `ingest` | `workspace`, `table`, `route` (`cluster:<name>` or `shared`), `accepted`, `stored`, `buffered`, `dropped`, `reason` (when dropped > 0), `origin` (agent name or step) |
 //! | `ingest.totals` | `ingest` | `workspace`, `accepted`, `stored`, `buffered`, `dropped` (final counters, once per workspace at the end) |
 //! | `query.ok` | `ingest` | `workspace`, `records`, `record_workspaces` (array: the workspaces the returned records belong to) |
@@ -113,6 +116,11 @@ pub const BUFFER_FLUSHED: &str = "storage.buffer.flushed";
 pub const BUFFER_EXPIRED: &str = "storage.buffer.expired";
 pub const HOTCACHE_DELETED: &str = "storage.hotcache.deleted";
 pub const HOTCACHE_REBUILT: &str = "storage.hotcache.rebuilt";
+/// Seed 003's lifecycle: records removed by retention, a purge, a table delete.
+pub const RETENTION_REMOVED: &str = "storage.retention.removed";
+pub const PURGE_REQUESTED: &str = "storage.purge.requested";
+pub const PURGE_COMPLETED: &str = "storage.purge.completed";
+pub const TABLE_DELETED: &str = "storage.table.deleted";
 
 pub const INGEST_BATCH: &str = "ingest.batch";
 pub const INGEST_TOTALS: &str = "ingest.totals";

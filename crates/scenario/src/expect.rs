@@ -14,7 +14,7 @@ use cmksim_sim::{Event, SimTime};
 use crate::events::{self, str_field, u64_field};
 use crate::history::{self, RunSpan};
 use crate::model::{
-    Expectation, IncidentOutcome, IngestOutcome, Scenario, Subject, Success, Timing,
+    Expectation, IncidentOutcome, IngestOutcome, RemovalCause, Scenario, Subject, Success, Timing,
 };
 use crate::verdict::{Evidence, Outcome, Verdict};
 
@@ -362,7 +362,24 @@ fn matches(subject: &Subject, e: &Event) -> bool {
             e.kind == events::SENTINEL_UNSUPPORTED
                 && events::sentinel_workspace(e) == Some(workspace)
         }
+        Subject::Removed {
+            workspace,
+            cause,
+            min_records,
+        } => {
+            e.kind == removal_kind(*cause)
+                && str_field(e, "workspace") == Some(workspace)
+                && u64_field(e, "records") >= *min_records
+        }
         _ => false,
+    }
+}
+
+/// The event kind of a removal.
+fn removal_kind(cause: RemovalCause) -> &'static str {
+    match cause {
+        RemovalCause::Retention => events::RETENTION_REMOVED,
+        RemovalCause::Purge => events::PURGE_COMPLETED,
     }
 }
 
@@ -512,6 +529,9 @@ fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evi
             (e.kind == events::SENTINEL_ITEM_STORED || e.kind == events::SENTINEL_OPERATION_REFUSED)
                 && events::sentinel_workspace(e) == Some(workspace)
         }
+        Subject::Removed {
+            workspace, cause, ..
+        } => e.kind == removal_kind(*cause) && str_field(e, "workspace") == Some(workspace),
         _ => false,
     };
     events

@@ -482,6 +482,21 @@ pub enum Action {
     SupportQuery {
         workspace: String,
     },
+    /// Seed 003's purge API: remove the records of `table` whose `column` compares to `value`
+    /// with `operator` (`==` by default); asynchronous (`storage.purge.requested`, then
+    /// `storage.purge.completed`). Refused with `ScopeLocked` while the workspace is locked.
+    Purge {
+        workspace: String,
+        table: String,
+        column: String,
+        operator: String,
+        value: String,
+    },
+    /// Deletes a table's data (refused with `ScopeLocked` while the workspace is locked).
+    DeleteTable {
+        workspace: String,
+        table: String,
+    },
 }
 
 /// A KQL query written in a scenario (`kql = "..."` on a `query` step or expectation), parsed
@@ -505,7 +520,7 @@ impl KqlQuery {
 }
 
 /// The action names of the file format, in the order of [`Action`].
-pub const ACTION_NAMES: [&str; 35] = [
+pub const ACTION_NAMES: [&str; 37] = [
     "create-vault",
     "update-vault",
     "delete-vault",
@@ -541,6 +556,8 @@ pub const ACTION_NAMES: [&str; 35] = [
     "lockbox-approve",
     "lockbox-deny",
     "support-query",
+    "purge",
+    "delete-table",
 ];
 
 impl Action {
@@ -584,6 +601,8 @@ impl Action {
             Action::LockboxDecide { approve: true, .. } => 32,
             Action::LockboxDecide { approve: false, .. } => 33,
             Action::SupportQuery { .. } => 34,
+            Action::Purge { .. } => 35,
+            Action::DeleteTable { .. } => 36,
         };
         ACTION_NAMES[index]
     }
@@ -893,6 +912,42 @@ pub enum Subject {
         /// The n-th version created (1-based).
         version: u32,
     },
+    /// `retention_removed = "ws1"` (or `purged = "ws1"`), optional `min_records`: storage
+    /// removed at least that many records (default 1) of the workspace in one removal
+    /// (`storage.retention.removed` per table and storage; `storage.purge.completed`).
+    Removed {
+        workspace: String,
+        cause: RemovalCause,
+        min_records: u64,
+    },
+    /// `bill = "c1"`, `day = 3`, `payer = "c1" | "<workspace>"`, `amount = "1960.00"`: on that
+    /// day of the run that payer's line of the cluster's bill is exactly that amount
+    /// ([`crate::bill`]).
+    Bill {
+        cluster: String,
+        day: u64,
+        payer: String,
+        amount_micros: u64,
+    },
+}
+
+/// Why records were removed (seed 003's lifecycle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemovalCause {
+    /// Retention (`storage.retention.removed`).
+    Retention,
+    /// A completed purge (`storage.purge.completed`).
+    Purge,
+}
+
+impl RemovalCause {
+    /// The expectation key that names it.
+    pub fn key(self) -> &'static str {
+        match self {
+            RemovalCause::Retention => "retention_removed",
+            RemovalCause::Purge => "purged",
+        }
+    }
 }
 
 /// When an expectation must hold. Offsets are from the scenario start.

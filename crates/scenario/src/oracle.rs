@@ -113,7 +113,10 @@ fn t(run: RunSpan, at: i64) -> String {
 }
 
 /// Invariant 1: accepted = stored + buffered + dropped for every batch, every drop has a
-/// reason, no buffer writes or expires more than it held, final counters agree.
+/// reason, no buffer writes or expires more than it held, final counters agree. Records that
+/// storage removed on purpose (retention, a completed purge, a table delete: seed 003) are
+/// accounted as removed, not lost; storage never removes more records of a workspace than were
+/// written to it (stored, or flushed from the buffer).
 pub fn no_silent_loss(events: &[Event]) -> Verdict {
     const ID: &str = "invariant-1";
     const TITLE: &str =
@@ -121,6 +124,9 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
     let mut broken: Vec<Evidence> = Vec::new();
     let mut sums: BTreeMap<String, [u64; 4]> = BTreeMap::new();
     let mut buffer_out: BTreeMap<String, u64> = BTreeMap::new();
+    let mut flushed: BTreeMap<String, u64> = BTreeMap::new();
+    // (retention, purge and table delete) per workspace.
+    let mut removed: BTreeMap<String, [u64; 2]> = BTreeMap::new();
     let mut batches = 0u64;
     for e in events {
         let ws = str_field(e, "workspace").unwrap_or("").to_string();
@@ -146,7 +152,26 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
                     *slot += v;
                 }
             }
+            events::RETENTION_REMOVED | events::PURGE_COMPLETED | events::TABLE_DELETED => {
+                let slot = usize::from(e.kind != events::RETENTION_REMOVED);
+                let entry = removed.entry(ws.clone()).or_default();
+                entry[slot] += u64_field(e, "records");
+                let written = sums.get(&ws).map(|s| s[1]).unwrap_or(0)
+                    + flushed.get(&ws).copied().unwrap_or(0);
+                if entry[0] + entry[1] > written {
+                    broken.push(Evidence::of(
+                        e,
+                        format!(
+                            "storage removed {} records of {ws} but only {written} were ever written",
+                            entry[0] + entry[1]
+                        ),
+                    ));
+                }
+            }
             events::BUFFER_FLUSHED | events::BUFFER_EXPIRED => {
+                if e.kind == events::BUFFER_FLUSHED {
+                    *flushed.entry(ws.clone()).or_default() += u64_field(e, "records");
+                }
                 let out = buffer_out.entry(ws.clone()).or_default();
                 *out += u64_field(e, "records");
                 let held = sums.get(&ws).map(|s| s[2]).unwrap_or(0);
@@ -180,10 +205,18 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
         }
         acc
     });
-    let summary = format!(
+    let mut summary = format!(
         "{batches} batches: {} accepted = {} stored + {} buffered + {} dropped",
         total[0], total[1], total[2], total[3]
     );
+    let [retention, purged] = removed
+        .values()
+        .fold([0u64; 2], |acc, r| [acc[0] + r[0], acc[1] + r[1]]);
+    if retention + purged > 0 {
+        summary.push_str(&format!(
+            "; removed on purpose, not lost: {retention} by retention, {purged} by purge or table delete"
+        ));
+    }
     if broken.is_empty() {
         Verdict::new(ID, TITLE, Outcome::Held, summary, vec![])
     } else {

@@ -261,6 +261,8 @@ pub enum ActionName {
     LockboxApprove,
     LockboxDeny,
     SupportQuery,
+    Purge,
+    DeleteTable,
 }
 
 /// One `[[timeline]]` step. Action parameters are flat keys of the step; which ones an action
@@ -348,6 +350,13 @@ pub struct RawStep {
     /// `lockbox-approve` / `lockbox-deny`: the id of the `lockbox-request` step answered.
     #[serde(default)]
     pub request: Option<S<String>>,
+    /// `purge`: the filter (`column`, `operator` (default `==`), `value`).
+    #[serde(default)]
+    pub column: Option<S<String>>,
+    #[serde(default)]
+    pub operator: Option<S<String>>,
+    #[serde(default)]
+    pub value: Option<S<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -424,6 +433,11 @@ pub struct RawExpect {
     /// `vault/key` (with `version`).
     #[serde(default)]
     pub key_use: Option<S<String>>,
+    /// Seed 003's lifecycle: a retention removal / a completed purge of this workspace.
+    #[serde(default)]
+    pub retention_removed: Option<S<String>>,
+    #[serde(default)]
+    pub purged: Option<S<String>>,
     // Predicates.
     #[serde(default)]
     pub sentinel_state: Option<S<SentinelState>>,

@@ -96,6 +96,8 @@ library! {
     sentinel_rotation_too_early => "sentinel-rotation-too-early",
     sentinel_unsupported_unlink => "sentinel-unsupported-unlink",
     lockbox_approved_then_expired => "lockbox-approved-then-expired",
+    retention_while_revoked => "retention-while-revoked",
+    purge_blocked_by_lock => "purge-blocked-by-lock",
 }
 
 #[test]

@@ -16,7 +16,8 @@ use std::time::Duration;
 use super::{Ctx, Kind};
 use crate::limits::{BATCH_RECORDS_MAX, EXPECTATIONS_MAX};
 use crate::model::{
-    Expectation, IncidentOutcome, IngestOutcome, Step, Subject, Success, Timing, VersionSel,
+    Expectation, IncidentOutcome, IngestOutcome, RemovalCause, Step, Subject, Success, Timing,
+    VersionSel,
 };
 use crate::raw::{RawExpect, RawFile, S};
 
@@ -148,6 +149,18 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             key,
             version,
         } => format!("Key Vault's audit shows a use of {vault}/{key} v{version}"),
+        Subject::Removed {
+            workspace,
+            cause,
+            min_records,
+        } => match cause {
+            RemovalCause::Retention => {
+                format!("retention removes at least {min_records} records of {workspace}")
+            }
+            RemovalCause::Purge => {
+                format!("a purge of {workspace} completes, removing at least {min_records} records")
+            }
+        },
     };
     let when = match timing {
         Timing::At(at) => format!(" at {}", super::label(*at)),
@@ -179,6 +192,7 @@ enum SubjectKey {
     Incident,
     Unsupported,
     KeyUse,
+    Removed(RemovalCause),
 }
 
 fn expectation(
@@ -229,6 +243,16 @@ fn expectation(
             "key_use",
             r.key_use.as_ref().map(|s| s.span()),
         ),
+        (
+            SubjectKey::Removed(RemovalCause::Retention),
+            "retention_removed",
+            r.retention_removed.as_ref().map(|s| s.span()),
+        ),
+        (
+            SubjectKey::Removed(RemovalCause::Purge),
+            "purged",
+            r.purged.as_ref().map(|s| s.span()),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, n, s)| s.map(|s| (k, n, s)))
@@ -238,7 +262,8 @@ fn expectation(
             ctx.err(
                 span,
                 "an expectation needs a subject: storage, ingest_to, query, step, no_loss_before, \
-                 sentinel, incident_to, sentinel_unsupported or key_use",
+                 sentinel, incident_to, sentinel_unsupported, key_use, retention_removed or \
+                 purged",
             );
             return None;
         }
@@ -282,6 +307,10 @@ fn expectation(
         ),
         // Only `never`: the audit answers "was it used in the window", not "when first".
         SubjectKey::KeyUse => (&["version"], &["never", "from", "until"]),
+        SubjectKey::Removed(_) => (
+            &["min_records"],
+            &["by", "within", "after_step", "never", "from", "until"],
+        ),
     };
     let present: Vec<(&str, Range<usize>)> = [
         ("state", r.state.as_ref().map(|x| x.span())),
@@ -390,6 +419,8 @@ fn r_span(r: &RawExpect) -> Range<usize> {
         &r.incident_to,
         &r.sentinel_unsupported,
         &r.key_use,
+        &r.retention_removed,
+        &r.purged,
     ]
     .into_iter()
     .flatten()
@@ -408,6 +439,22 @@ fn success(word: &str) -> Success {
 
 fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject> {
     Some(match key {
+        SubjectKey::Removed(cause) => {
+            let named = match cause {
+                RemovalCause::Retention => r.retention_removed.as_ref()?,
+                RemovalCause::Purge => r.purged.as_ref()?,
+            };
+            let workspace = ctx.reference(Kind::Workspace, named);
+            let min_records = match &r.min_records {
+                Some(m) => ctx.int_in(m, "min_records", 1, BATCH_RECORDS_MAX as i64 * 1000)? as u64,
+                None => 1,
+            };
+            Subject::Removed {
+                workspace,
+                cause,
+                min_records,
+            }
+        }
         SubjectKey::Storage => {
             let cluster = ctx.reference(Kind::Cluster, r.storage.as_ref()?);
             let Some(state) = &r.state else {

@@ -295,6 +295,10 @@ fn kind(
     }
 }
 
+/// The scalar operators of the purge API's filters (seed 003; storage evaluates them). A step's
+/// `value` is one scalar, so `in`, `in~` and `between` (arrays) are not offered here.
+const PURGE_OPERATORS: [&str; 7] = ["==", "=~", "!=", "<", "<=", ">", ">="];
+
 /// The action parameters present on a step, with their spans, in a fixed order.
 fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
     let mut out = Vec::new();
@@ -335,7 +339,10 @@ fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
         kql,
         customer_managed_key,
         incidents_every,
-        request
+        request,
+        column,
+        operator,
+        value
     );
     out
 }
@@ -398,6 +405,8 @@ pub(crate) fn params_of(action: ActionName) -> (&'static [&'static str], &'stati
         EnableLockbox => (&["cluster"], &[]),
         LockboxRequest | SupportQuery => (&["workspace"], &[]),
         LockboxApprove | LockboxDeny => (&["request"], &[]),
+        Purge => (&["workspace", "table", "column", "value"], &["operator"]),
+        DeleteTable => (&["workspace", "table"], &[]),
     }
 }
 
@@ -730,6 +739,40 @@ fn build_action(
         },
         SupportQuery => Action::SupportQuery {
             workspace: workspace_ref(ctx)?,
+        },
+        Purge => {
+            let workspace = workspace_ref(ctx)?;
+            let table = ctx.name(req(&s.table)?, "table name")?;
+            let column = ctx.name(req(&s.column)?, "column name")?;
+            let operator = match &s.operator {
+                None => "==".to_string(),
+                Some(op) if PURGE_OPERATORS.contains(&op.get_ref().as_str()) => {
+                    op.get_ref().clone()
+                }
+                Some(op) => {
+                    ctx.err(
+                        op.span(),
+                        format!(
+                            "operator {:?}: expected one of {}",
+                            cmksim_sim::text::echo(op.get_ref()),
+                            PURGE_OPERATORS.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            };
+            let value = req(&s.value)?.get_ref().clone();
+            Action::Purge {
+                workspace,
+                table,
+                column,
+                operator,
+                value,
+            }
+        }
+        DeleteTable => Action::DeleteTable {
+            workspace: workspace_ref(ctx)?,
+            table: ctx.name(req(&s.table)?, "table name")?,
         },
         OnboardSentinel => {
             let workspace = workspace_ref(ctx)?;

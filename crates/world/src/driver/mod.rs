@@ -28,6 +28,7 @@ use tonic::transport::Channel;
 use crate::names::{Credential, Names};
 
 mod cluster;
+mod lifecycle;
 mod lockbox;
 mod sentinel;
 mod traffic;
@@ -804,6 +805,7 @@ impl Driver {
                 let label = self.step_label.clone();
                 self.lockbox_step(&label, action).await
             }
+            Action::Purge { .. } | Action::DeleteTable { .. } => self.lifecycle_step(action).await,
             Action::CreateVault(vault) => self.create_vault(vault).await,
             Action::UpdateVault {
                 vault,
