@@ -269,9 +269,9 @@ impl Frontend {
             match outcome {
                 RecordOutcome::Stored { key, .. } => {
                     stored += 1;
-                    let k = key.to_string();
-                    if !keys.contains(&k) {
-                        keys.push(k);
+                    // Compared as keys, formatted once each (not once per record).
+                    if !keys.contains(&key) {
+                        keys.push(key);
                     }
                 }
                 RecordOutcome::Buffered { .. } => buffered += 1,
@@ -280,6 +280,7 @@ impl Frontend {
                 }
             }
         }
+        let mut keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         keys.sort();
         let dropped_total: u64 = dropped.values().sum();
         let reason = dropped.keys().cloned().collect::<Vec<_>>().join(",");

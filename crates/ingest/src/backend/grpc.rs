@@ -93,8 +93,8 @@ impl GrpcStorage {
     async fn append_batch(&self, request: AppendRequest) -> Result<AppendResult, BackendError> {
         let message = sb::AppendRequest {
             workspace_id: request.workspace.clone(),
-            table: request.table.clone(),
-            records: request.records.iter().map(encode_record).collect(),
+            table: request.table,
+            records: request.records.into_iter().map(record_into_pb).collect(),
         };
         let response = match self.data().append(message).await {
             Ok(r) => r.into_inner(),
@@ -111,11 +111,17 @@ impl GrpcStorage {
             Err(s) => return Err(unreachable(&s)),
         };
         let routed_to = destination_of(&response.routed_to);
-        let outcomes = response
-            .outcomes
-            .iter()
-            .map(|o| outcome_of(o, routed_to.as_ref()))
-            .collect();
+        // A batch's outcomes are mostly one value repeated (every record stored under the same
+        // key): each distinct run is converted once (a kid parse and the strings), then cloned.
+        let mut outcomes: Vec<RecordOutcome> = Vec::with_capacity(response.outcomes.len());
+        for (i, o) in response.outcomes.iter().enumerate() {
+            let same_as_previous = i > 0 && response.outcomes[i - 1] == *o;
+            let outcome = match outcomes.last() {
+                Some(previous) if same_as_previous => previous.clone(),
+                _ => outcome_of(o, routed_to.as_ref()),
+            };
+            outcomes.push(outcome);
+        }
         Ok(AppendResult {
             routed_to,
             outcomes,
@@ -435,26 +441,32 @@ pub fn outcome_of(outcome: &sb::RecordOutcome, routed_to: Option<&Destination>) 
 /// `common.v1.Dynamic` (validation checked that it parses and its depth); a dynamic text that
 /// does not parse (never after validation) travels as a string.
 pub fn encode_record(record: &Record) -> sb::Record {
+    record_into_pb(record.clone())
+}
+
+/// [`encode_record`] taking the record: its names and strings move into the message (the
+/// append path, where the record is not needed after).
+pub fn record_into_pb(record: Record) -> sb::Record {
     use sb::value::Kind;
     sb::Record {
         time_unix_ms: record.time_generated.unix_ms(),
         columns: record
             .columns
-            .iter()
+            .into_iter()
             .map(|(name, value)| {
                 let kind = match value {
-                    Value::String(s) => Kind::StringValue(s.clone()),
-                    Value::Long(l) => Kind::LongValue(*l),
-                    Value::Real(r) => Kind::RealValue(*r),
-                    Value::Bool(b) => Kind::BoolValue(*b),
+                    Value::String(s) => Kind::StringValue(s),
+                    Value::Long(l) => Kind::LongValue(l),
+                    Value::Real(r) => Kind::RealValue(r),
+                    Value::Bool(b) => Kind::BoolValue(b),
                     Value::DateTime(t) => Kind::DatetimeUnixMs(t.unix_ms()),
-                    Value::Dynamic(text) => match serde_json::from_str(text) {
+                    Value::Dynamic(text) => match serde_json::from_str(&text) {
                         Ok(json) => Kind::DynamicValue(dynamic_from_json(&json)),
-                        Err(_) => Kind::StringValue(text.clone()),
+                        Err(_) => Kind::StringValue(text),
                     },
                 };
                 sb::Column {
-                    name: name.clone(),
+                    name,
                     value: Some(sb::Value { kind: Some(kind) }),
                 }
             })
