@@ -22,6 +22,7 @@ mod events;
 mod keyvault;
 mod lifecycle;
 mod limits;
+pub mod byos;
 pub mod lockbox;
 mod names;
 mod operation;
@@ -84,6 +85,9 @@ pub struct ControlState {
     /// Customer Lockbox: enabled clusters and support engineers' requests ([`lockbox`]).
     #[serde(default)]
     pub lockbox: lockbox::LockboxState,
+    /// Storage accounts, `linkedStorageAccounts` and saved queries ([`byos`]).
+    #[serde(default)]
+    pub byos: byos::ByosState,
     /// Purge requests and workspace lock names ([`lifecycle`]); absent in older state.
     #[serde(default)]
     pub lifecycle: LifecycleState,
