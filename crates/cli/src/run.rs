@@ -349,12 +349,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (kind, message, data) = verdict.to_event_parts(family);
         events.record_raw(end, "oracle", &kind, message, data);
     }
+    // The bill of every whole simulated day (seeds 000, 001), derived from the run's events.
+    let bills = cmksim_scenario::bill::bill_run(&judged, &snapshot);
+    for day in &bills {
+        let (kind, message, data) = cmksim_scenario::bill::day_event(day, &judged.profile.bill);
+        events.record_raw(end, "bill", &kind, message, data);
+    }
     let snapshot = events.snapshot();
     let counts = summary::Counts::from_events(&snapshot);
     println!();
     print!(
         "{}",
         summary::render_summary(&expectations, &invariants, &counts, color)
+    );
+    print!(
+        "{}",
+        cmksim_scenario::bill::render_bill(&bills, &judged.profile.bill)
     );
     match live_line {
         Some(live) => println!("seed {seed} · {live} · {} events", snapshot.len()),

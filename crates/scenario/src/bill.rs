@@ -20,7 +20,7 @@
 //! rounding), a GB is 10^9 bytes, and a proportional split gives the rounding remainder to the
 //! workspace that ingested most (the first by name on a tie), so the lines always add up to the
 //! day's total. [`bill_run`] derives the days of a run from its events: the records the ingest
-//! front end accepted on the route `cluster/<name>` (each standing for the profile's
+//! front end accepted on the route `cluster:<name>` (each standing for the profile's
 //! `billed_bytes_per_record`), and the capacity and billing type in force at the end of each day
 //! (the world's, then each `update-cluster` step that succeeded). Only whole days are billed: a
 //! run of 36 hours has one day on its bill.
@@ -260,7 +260,7 @@ pub fn bill_run(scenario: &Scenario, events: &[Event]) -> Vec<DayBill> {
         match e.kind.as_str() {
             events::INGEST_BATCH => {
                 let route = str_field(e, "route").unwrap_or("");
-                if let Some(cluster) = route.strip_prefix("cluster/") {
+                if let Some(cluster) = route.strip_prefix("cluster:") {
                     let bytes =
                         u64_field(e, "accepted").saturating_mul(prices.billed_bytes_per_record);
                     let ws = str_field(e, "workspace").unwrap_or("").to_string();
@@ -325,10 +325,7 @@ pub fn render_bill(bills: &[DayBill], prices: &BillProfile) -> String {
         let payers: Vec<String> = b
             .lines
             .iter()
-            .map(|(p, a)| match p {
-                Payer::Cluster(c) => format!("cluster {c} {}", money(*a)),
-                Payer::Workspace(w) => format!("{w} {}", money(*a)),
-            })
+            .map(|(p, a)| payer_text(p, &money(*a)))
             .collect();
         out.push_str(&format!(
             "  {:>4} {:<16} {:<10} {:>9} {:>12} {:>12} {:>18}  {}\n",
@@ -351,10 +348,7 @@ pub fn render_bill(bills: &[DayBill], prices: &BillProfile) -> String {
     let all: u64 = totals.values().sum();
     let per_payer: Vec<String> = totals
         .iter()
-        .map(|(p, a)| match p {
-            Payer::Cluster(c) => format!("cluster {c} {}", money(*a)),
-            Payer::Workspace(w) => format!("{w} {}", money(*a)),
-        })
+        .map(|(p, a)| payer_text(p, &money(*a)))
         .collect();
     out.push_str(&format!(
         "  {} day(s): {} ({})\n",
@@ -363,6 +357,205 @@ pub fn render_bill(bills: &[DayBill], prices: &BillProfile) -> String {
         per_payer.join(", ")
     ));
     out
+}
+
+/// The kind of the event each billed day becomes (source `bill`), recorded after the run.
+pub const BILL_DAY: &str = "bill.day";
+
+fn payer_text(payer: &Payer, amount: &str) -> String {
+    match payer {
+        Payer::Cluster(c) => format!("cluster {c} {amount}"),
+        Payer::Workspace(w) => format!("{w} {amount}"),
+    }
+}
+
+/// The `bill.day` event of one day: (kind, message, data). Amounts in the data are millionths
+/// (integers) and, for people, text.
+pub fn day_event(b: &DayBill, prices: &BillProfile) -> (String, String, serde_json::Value) {
+    let money = |m: u64| format_amount(m, &prices.currency);
+    let payers: Vec<String> = b
+        .lines
+        .iter()
+        .map(|(p, a)| payer_text(p, &money(*a)))
+        .collect();
+    let message = format!(
+        "bill day {}: cluster {} ({} GB/day reserved, billingType {}) ingested {} GB, {} GB above the reservation: {} — {}",
+        b.day,
+        b.cluster,
+        b.capacity_gb_per_day,
+        b.billing_type,
+        gb(b.ingested_bytes),
+        gb(b.overage_bytes),
+        money(b.total_micros()),
+        payers.join(", ")
+    );
+    let lines: Vec<serde_json::Value> = b
+        .lines
+        .iter()
+        .map(|(p, a)| {
+            let (kind, name) = match p {
+                Payer::Cluster(c) => ("cluster", c),
+                Payer::Workspace(w) => ("workspace", w),
+            };
+            serde_json::json!({ "payer": kind, "name": name, "micros": a, "amount": money(*a) })
+        })
+        .collect();
+    let data = serde_json::json!({
+        "day": b.day,
+        "cluster": b.cluster,
+        "billing_type": b.billing_type,
+        "capacity_gb_per_day": b.capacity_gb_per_day,
+        "ingested_bytes": b.ingested_bytes,
+        "overage_bytes": b.overage_bytes,
+        "reservation_micros": b.reservation_micros,
+        "overage_micros": b.overage_micros,
+        "total_micros": b.total_micros(),
+        "total": money(b.total_micros()),
+        "lines": lines,
+    });
+    (BILL_DAY.to_string(), message, data)
+}
+
+/// The report's bill section, read from the run's `bill.day` events (empty when there are none).
+pub fn html_section(events: &[Event]) -> String {
+    let days: Vec<&Event> = events.iter().filter(|e| e.kind == BILL_DAY).collect();
+    if days.is_empty() {
+        return String::new();
+    }
+    let esc = crate::report::escape;
+    let mut out = String::from(
+        "<h2>Bill</h2>\n<p>Made-up prices from the profile's <code>[bill]</code>; one line per cluster and day.</p>\n<table>\n<tr><th>day</th><th>cluster</th><th>billing</th><th>reserved GB</th><th>ingested GB</th><th>overage GB</th><th>total</th><th>paid by</th></tr>\n",
+    );
+    for e in days {
+        let d = &e.data;
+        let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let num = |k: &str| d.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let payers: Vec<String> = d
+            .get("lines")
+            .and_then(|l| l.as_array())
+            .map(|lines| {
+                lines
+                    .iter()
+                    .map(|l| {
+                        let f = |k: &str| l.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                        let who = match f("payer") {
+                            "cluster" => format!("cluster {}", f("name")),
+                            _ => f("name").to_string(),
+                        };
+                        format!("{who} {}", f("amount"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            num("day"),
+            esc(&text("cluster")),
+            esc(&text("billing_type")),
+            num("capacity_gb_per_day"),
+            gb(num("ingested_bytes")),
+            gb(num("overage_bytes")),
+            esc(&text("total")),
+            esc(&payers.join(", "))
+        ));
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// "1960.00", "1960.5" or "1960" as millionths; `None` for anything else (a sign, a third
+/// decimal, more than 15 integer digits).
+pub fn parse_amount(text: &str) -> Option<u64> {
+    let (units, cents) = match text.split_once('.') {
+        Some((u, c)) if (1..=2).contains(&c.len()) => (u, c),
+        Some(_) => return None,
+        None => (text, "0"),
+    };
+    let digits = |t: &str| !t.is_empty() && t.len() <= 15 && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(units) || !digits(cents) {
+        return None;
+    }
+    let cents: u64 = format!("{cents:0<2}").parse().ok()?;
+    Some(units.parse::<u64>().ok()? * 1_000_000 + cents * 10_000)
+}
+
+/// Judges a `bill` expectation: the payer's line on that day of the cluster's bill.
+pub fn judge(
+    scenario: &Scenario,
+    expectation: &crate::model::Expectation,
+    events: &[Event],
+) -> crate::verdict::Verdict {
+    use crate::verdict::{Outcome, Verdict};
+    let crate::model::Subject::Bill {
+        cluster,
+        day,
+        payer,
+        amount_micros,
+    } = &expectation.subject
+    else {
+        return Verdict::new(
+            expectation.label(),
+            expectation.description.clone(),
+            Outcome::NotApplicable,
+            "not a bill expectation",
+            vec![],
+        );
+    };
+    let currency = &scenario.profile.bill.currency;
+    let bills = bill_run(scenario, events);
+    let (outcome, detail) = match bills
+        .iter()
+        .find(|b| b.day == *day && &b.cluster == cluster)
+    {
+        None => (
+            Outcome::Broken,
+            format!(
+                "the run has no bill for {cluster} on day {day} ({} whole days billed)",
+                bills.iter().map(|b| b.day).max().unwrap_or(0)
+            ),
+        ),
+        Some(b) => {
+            let charged: u64 = b
+                .lines
+                .iter()
+                .filter(|(p, _)| match p {
+                    Payer::Cluster(c) => c == payer,
+                    Payer::Workspace(w) => w == payer,
+                })
+                .map(|(_, a)| *a)
+                .sum();
+            let all: Vec<String> = b
+                .lines
+                .iter()
+                .map(|(p, a)| payer_text(p, &format_amount(*a, currency)))
+                .collect();
+            let text = format!(
+                "day {day}: {} GB ingested, {} GB/day reserved, billingType {}: {}",
+                gb(b.ingested_bytes),
+                b.capacity_gb_per_day,
+                b.billing_type,
+                all.join(", ")
+            );
+            match charged == *amount_micros {
+                true => (Outcome::Held, text),
+                false => (
+                    Outcome::Broken,
+                    format!(
+                        "{payer} is charged {}, expected {}; {text}",
+                        format_amount(charged, currency),
+                        format_amount(*amount_micros, currency)
+                    ),
+                ),
+            }
+        }
+    };
+    Verdict::new(
+        expectation.label(),
+        expectation.description.clone(),
+        outcome,
+        detail,
+        vec![],
+    )
 }
 
 /// Bytes as GB with two decimals.
@@ -488,6 +681,16 @@ mod tests {
         assert_eq!(b.lines[1], (w("b"), 501_266_933));
         assert_eq!(b.lines[2], (w("c"), 499_766_133));
         assert_eq!(b.lines[0].1, 1_502_300_000 - 501_266_933 - 499_766_133);
+    }
+
+    #[test]
+    fn amounts_parse_exactly() {
+        assert_eq!(parse_amount("1960.00"), Some(1_960_000_000));
+        assert_eq!(parse_amount("1960.5"), Some(1_960_500_000));
+        assert_eq!(parse_amount("7"), Some(7_000_000));
+        for bad in ["", "-1", "1.234", "1.", ".5", "1e3", "1 000"] {
+            assert_eq!(parse_amount(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -56,7 +56,11 @@ pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
     scenario
         .expectations
         .iter()
-        .map(|e| evaluate_one(e, events, run))
+        .map(|e| match &e.subject {
+            // The bill needs the scenario (prices, clusters, update steps), not only events.
+            Subject::Bill { .. } => crate::bill::judge(scenario, e, events),
+            _ => evaluate_one(e, events, run),
+        })
         .collect()
 }
 
@@ -105,6 +109,11 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
             judge_no_loss(events, run, at(run, *offset), workspace.as_deref())
         }
         (Subject::KeyUse { .. }, _) => judge_key_use(x, events, run),
+        (Subject::Bill { .. }, _) => (
+            Outcome::NotApplicable,
+            "a bill expectation is judged with its scenario (expect::evaluate)".into(),
+            vec![],
+        ),
         (subject, Timing::At(offset)) => {
             let t = at(run, *offset);
             match subject {

@@ -438,6 +438,15 @@ pub struct RawExpect {
     pub retention_removed: Option<S<String>>,
     #[serde(default)]
     pub purged: Option<S<String>>,
+    /// The bill of a cluster (seeds 000, 001), with `day`, `payer` and `amount`.
+    #[serde(default)]
+    pub bill: Option<S<String>>,
+    #[serde(default)]
+    pub day: Option<S<i64>>,
+    #[serde(default)]
+    pub payer: Option<S<String>>,
+    #[serde(default)]
+    pub amount: Option<S<String>>,
     // Predicates.
     #[serde(default)]
     pub sentinel_state: Option<S<SentinelState>>,

@@ -25,7 +25,16 @@ fn run(name: &str) -> (Scenario, Vec<Event>) {
         )
     });
     let events = EventLog::default();
-    run_simulated(&scenario, &RunOptions::default(), &events)
+    // A month of 100 ms turmoil ticks is 26 million steps: runs longer than two days (the bill's
+    // month) use the event-driven engine, whose cost follows the events.
+    let options = match scenario.meta.duration > std::time::Duration::from_secs(2 * 86_400) {
+        true => RunOptions {
+            engine: cmksim_world::Engine::Events,
+            ..RunOptions::default()
+        },
+        false => RunOptions::default(),
+    };
+    run_simulated(&scenario, &options, &events)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     (scenario, events.snapshot())
 }
@@ -96,6 +105,7 @@ library! {
     sentinel_rotation_too_early => "sentinel-rotation-too-early",
     sentinel_unsupported_unlink => "sentinel-unsupported-unlink",
     lockbox_approved_then_expired => "lockbox-approved-then-expired",
+    bill_month_both_types => "bill-month-both-types",
     retention_while_revoked => "retention-while-revoked",
     purge_blocked_by_lock => "purge-blocked-by-lock",
 }

@@ -140,6 +140,8 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         }
         out.push_str("</table>\n");
     }
+    // The bill (seeds 000, 001), from the run's `bill.day` events.
+    out.push_str(&crate::bill::html_section(input.events));
 
     out.push_str("<h2>Narrated timeline</h2>\n<div class=\"timeline-box\" id=\"timeline-box\">\n<table class=\"timeline\">\n<tr><th>time</th><th>source</th><th>what happened</th></tr>\n");
     let mut narrator = Narrator::new(run.start, NarrateOptions::default());

@@ -149,6 +149,16 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             key,
             version,
         } => format!("Key Vault's audit shows a use of {vault}/{key} v{version}"),
+        Subject::Bill {
+            cluster,
+            day,
+            payer,
+            amount_micros,
+        } => format!(
+            "the bill of {cluster} on day {day} charges {payer} {}",
+            crate::bill::format_amount(*amount_micros, "")
+                .trim_end()
+        ),
         Subject::Removed {
             workspace,
             cause,
@@ -193,6 +203,7 @@ enum SubjectKey {
     Unsupported,
     KeyUse,
     Removed(RemovalCause),
+    Bill,
 }
 
 fn expectation(
@@ -253,6 +264,7 @@ fn expectation(
             "purged",
             r.purged.as_ref().map(|s| s.span()),
         ),
+        (SubjectKey::Bill, "bill", r.bill.as_ref().map(|s| s.span())),
     ]
     .into_iter()
     .filter_map(|(k, n, s)| s.map(|s| (k, n, s)))
@@ -262,8 +274,8 @@ fn expectation(
             ctx.err(
                 span,
                 "an expectation needs a subject: storage, ingest_to, query, step, no_loss_before, \
-                 sentinel, incident_to, sentinel_unsupported, key_use, retention_removed or \
-                 purged",
+                 sentinel, incident_to, sentinel_unsupported, key_use, retention_removed, \
+                 purged or bill",
             );
             return None;
         }
@@ -311,6 +323,7 @@ fn expectation(
             &["min_records"],
             &["by", "within", "after_step", "never", "from", "until"],
         ),
+        SubjectKey::Bill => (&["day", "payer", "amount"], &[]),
     };
     let present: Vec<(&str, Range<usize>)> = [
         ("state", r.state.as_ref().map(|x| x.span())),
@@ -332,6 +345,9 @@ fn expectation(
             r.sentinel_state.as_ref().map(|x| x.span()),
         ),
         ("version", r.version.as_ref().map(|x| x.span())),
+        ("day", r.day.as_ref().map(|x| x.span())),
+        ("payer", r.payer.as_ref().map(|x| x.span())),
+        ("amount", r.amount.as_ref().map(|x| x.span())),
     ]
     .into_iter()
     .filter_map(|(n, s)| s.map(|s| (n, s)))
@@ -439,6 +455,39 @@ fn success(word: &str) -> Success {
 
 fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject> {
     Some(match key {
+        SubjectKey::Bill => {
+            let named = r.bill.as_ref()?;
+            let cluster = ctx.reference(Kind::Cluster, named);
+            let (Some(day), Some(payer), Some(amount)) = (&r.day, &r.payer, &r.amount) else {
+                ctx.err(
+                    named.span(),
+                    "a `bill` expectation needs `day`, `payer` (the cluster or a workspace) and \
+                     `amount` (\"1960.00\")",
+                );
+                return None;
+            };
+            let day = ctx.int_in(day, "day", 1, crate::bill::BILL_DAYS_MAX as i64)? as u64;
+            let payer_name = payer.get_ref().clone();
+            if payer_name != cluster {
+                ctx.reference(Kind::Workspace, payer);
+            }
+            let Some(amount_micros) = crate::bill::parse_amount(amount.get_ref()) else {
+                ctx.err(
+                    amount.span(),
+                    format!(
+                        "amount {:?} is not an amount with at most two decimals (\"1960.00\")",
+                        cmksim_sim::text::echo(amount.get_ref())
+                    ),
+                );
+                return None;
+            };
+            Subject::Bill {
+                cluster,
+                day,
+                payer: payer_name,
+                amount_micros,
+            }
+        }
         SubjectKey::Removed(cause) => {
             let named = match cause {
                 RemovalCause::Retention => r.retention_removed.as_ref()?,

@@ -38,19 +38,19 @@ impl Driver {
                 Ok(())
             }
             Action::LockboxDecide { request, approve } => {
-                let request_id = self
-                    .lockbox_requests
-                    .get(request)
-                    .cloned()
-                    .ok_or_else(|| StepError {
-                        code: "UnknownLockboxRequest".into(),
-                        status: None,
-                        line: None,
-                        message: format!(
-                            "step {} made no Lockbox request (it did not run or was refused)",
-                            cmksim_sim::text::echo(request)
-                        ),
-                    })?;
+                let request_id =
+                    self.lockbox_requests
+                        .get(request)
+                        .cloned()
+                        .ok_or_else(|| StepError {
+                            code: "UnknownLockboxRequest".into(),
+                            status: None,
+                            line: None,
+                            message: format!(
+                                "step {} made no Lockbox request (it did not run or was refused)",
+                                cmksim_sim::text::echo(request)
+                            ),
+                        })?;
                 self.lockbox
                     .decide_lockbox_request(sp::LockboxDecision {
                         request_id,
