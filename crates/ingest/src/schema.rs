@@ -63,7 +63,7 @@ impl TableSchema {
 }
 
 /// The names of the standard tables, sorted.
-pub const STANDARD_TABLES: [&str; 4] = ["Event", "Heartbeat", "Perf", "Syslog"];
+pub use cmksim_sim::rules::STANDARD_TABLES;
 
 /// A standard table's schema (core subset of the Azure Monitor table reference).
 pub fn standard_table(name: &str) -> Option<TableSchema> {

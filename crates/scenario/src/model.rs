@@ -54,6 +54,57 @@ pub struct World {
     pub workspaces: Vec<Workspace>,
     /// `[[sentinel]]`: workspaces onboarded to Microsoft Sentinel at T+0 (seed 002).
     pub sentinel: Vec<SentinelWorkspace>,
+    /// `[[dcrs]]`: data collection rules, for `upload` steps.
+    pub dcrs: Vec<Dcr>,
+}
+
+/// A data collection rule (`Microsoft.Insights/dataCollectionRules`) sending to one workspace:
+/// what an `upload` step may send and which tables it lands in. The rules it obeys are
+/// `cmksim_sim::dcr`'s, the HTTPS door's too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dcr {
+    pub name: String,
+    pub workspace: String,
+    pub streams: Vec<DcrStream>,
+    pub flows: Vec<DcrFlow>,
+    /// The line that declares it.
+    pub line: usize,
+}
+
+/// A declared `Custom-*` stream and its typed columns, in declaration order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DcrStream {
+    pub name: String,
+    pub columns: Vec<(String, cmksim_sim::dcr::StreamType)>,
+}
+
+/// A data flow: its streams and the table they are written to (`Custom-X_CL` → `X_CL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DcrFlow {
+    pub streams: Vec<String>,
+    pub table: String,
+}
+
+impl Dcr {
+    /// The declaration of `stream`.
+    pub fn stream(&self, stream: &str) -> Option<&DcrStream> {
+        self.streams.iter().find(|s| s.name == stream)
+    }
+
+    /// The tables records of `stream` are written to, in flow order, each once.
+    pub fn tables_of(&self, stream: &str) -> Vec<&str> {
+        let mut tables: Vec<&str> = Vec::new();
+        for flow in self
+            .flows
+            .iter()
+            .filter(|f| f.streams.iter().any(|s| s == stream))
+        {
+            if !tables.contains(&flow.table.as_str()) {
+                tables.push(&flow.table);
+            }
+        }
+        tables
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -497,6 +548,13 @@ pub enum Action {
         workspace: String,
         table: String,
     },
+    /// The Logs Ingestion API: `records` synthetic records of a `[[dcrs]]` rule's stream (typed
+    /// by its declaration), sent to the table of every data flow of that stream.
+    Upload {
+        dcr: String,
+        stream: String,
+        records: u64,
+    },
 }
 
 /// A KQL query written in a scenario (`kql = "..."` on a `query` step or expectation), parsed
@@ -520,7 +578,7 @@ impl KqlQuery {
 }
 
 /// The action names of the file format, in the order of [`Action`].
-pub const ACTION_NAMES: [&str; 37] = [
+pub const ACTION_NAMES: [&str; 38] = [
     "create-vault",
     "update-vault",
     "delete-vault",
@@ -558,6 +616,7 @@ pub const ACTION_NAMES: [&str; 37] = [
     "support-query",
     "purge",
     "delete-table",
+    "upload",
 ];
 
 impl Action {
@@ -603,6 +662,7 @@ impl Action {
             Action::SupportQuery { .. } => 34,
             Action::Purge { .. } => 35,
             Action::DeleteTable { .. } => 36,
+            Action::Upload { .. } => 37,
         };
         ACTION_NAMES[index]
     }

@@ -43,6 +43,9 @@ pub struct RawFile {
     /// `[[sentinel]]`: workspaces onboarded to Microsoft Sentinel at T+0.
     #[serde(default)]
     pub sentinel: Vec<S<RawSentinel>>,
+    /// `[[dcrs]]`: data collection rules (the Logs Ingestion API's) that `upload` steps use.
+    #[serde(default)]
+    pub dcrs: Vec<S<RawDcr>>,
     #[serde(default)]
     pub timeline: Vec<S<RawStep>>,
     #[serde(default)]
@@ -263,6 +266,44 @@ pub enum ActionName {
     SupportQuery,
     Purge,
     DeleteTable,
+    Upload,
+}
+
+/// `[[dcrs]]`: a data collection rule sending to one workspace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDcr {
+    pub name: S<String>,
+    pub workspace: S<String>,
+    pub streams: S<Vec<S<RawDcrStream>>>,
+    pub flows: S<Vec<S<RawDcrFlow>>>,
+}
+
+/// A stream declaration: `{ name = "Custom-App", columns = [{ name = "Message", type = "string" }] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDcrStream {
+    pub name: S<String>,
+    pub columns: S<Vec<S<RawDcrColumn>>>,
+}
+
+/// A declared column.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDcrColumn {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub column_type: S<String>,
+}
+
+/// A data flow: `{ streams = ["Custom-App"], output = "Custom-App_CL" }` (`output` defaults to
+/// the flow's first stream).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDcrFlow {
+    pub streams: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub output: Option<S<String>>,
 }
 
 /// One `[[timeline]]` step. Action parameters are flat keys of the step; which ones an action
@@ -357,6 +398,11 @@ pub struct RawStep {
     pub operator: Option<S<String>>,
     #[serde(default)]
     pub value: Option<S<String>>,
+    /// `upload`: the `[[dcrs]]` rule and its stream.
+    #[serde(default)]
+    pub dcr: Option<S<String>>,
+    #[serde(default)]
+    pub stream: Option<S<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -160,6 +160,28 @@ pub fn estimate(scenario: &Scenario, tick: Duration) -> Estimate {
                 ),
             });
         }
+        if let StepKind::Action(Action::Upload {
+            dcr,
+            stream,
+            records,
+        }) = &step.what
+        {
+            // Each table a flow sends the stream to gets every record.
+            let tables = scenario
+                .world
+                .dcrs
+                .iter()
+                .find(|d| &d.name == dcr)
+                .map_or(1, |d| d.tables_of(stream).len().max(1) as u64);
+            contributions.push(Contribution {
+                source: Source::Step { index: step.index },
+                records: records.saturating_mul(tables),
+                label: format!(
+                    "step {} (upload of {records} `{stream}` records through `{dcr}`)",
+                    step.label()
+                ),
+            });
+        }
     }
     // Stable: equal contributions keep file order (agents before steps).
     contributions.sort_by_key(|c| std::cmp::Reverse(c.records));

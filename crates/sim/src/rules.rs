@@ -12,6 +12,10 @@
 use crate::profile::ClusterProfile;
 
 /// Cluster name length, seed 000/001: "length of 3-63".
+/// The standard tables an agent collects and an `ingest` step synthesizes (seed 003's agent data
+/// types), sorted; their schemas are the ingest front end's (`cmksim_ingest::schema`).
+pub const STANDARD_TABLES: [&str; 4] = ["Event", "Heartbeat", "Perf", "Syslog"];
+
 pub const CLUSTER_NAME_LEN_MIN_CHARS: usize = 3;
 pub const CLUSTER_NAME_LEN_MAX_CHARS: usize = 63;
 /// Workspace name length (Azure: 4-63 letters, digits and hyphens, starting and ending with a

@@ -108,6 +108,7 @@ library! {
     bill_month_both_types => "bill-month-both-types",
     retention_while_revoked => "retention-while-revoked",
     purge_blocked_by_lock => "purge-blocked-by-lock",
+    dcr_custom_table => "dcr-custom-table",
 }
 
 #[test]

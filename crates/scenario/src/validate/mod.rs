@@ -13,6 +13,7 @@
 //! every part uses.
 
 mod chaos;
+mod dcr;
 mod expectations;
 mod kql;
 mod sentinel;
@@ -89,10 +90,13 @@ fn build(ctx: &mut Ctx<'_>, raw: RawFile) -> Option<Scenario> {
     let mut world = world::build(ctx, &raw, &profile_for_defaults);
     // Before the timeline's names: a `[[sentinel]]` entry names a workspace of the world.
     world.sentinel = sentinel::world(ctx, &raw);
+    // The same: a rule sends to a workspace of the world.
+    world.dcrs = dcr::world(ctx, &raw);
     // Names created by timeline actions exist for agents and later steps.
     timeline::register_created(ctx, &raw);
     let agents = world::agents(ctx, &raw);
     let timeline = timeline::build(ctx, &raw, &profile_for_defaults);
+    dcr::check_uploads(ctx, &raw, &world.dcrs);
     let expectations = expectations::build(ctx, &raw, &timeline);
     let chaos = chaos::build(ctx, &raw, &world);
     Some(Scenario {
@@ -209,6 +213,7 @@ pub(crate) enum Kind {
     Workspace,
     Agent,
     Step,
+    Dcr,
 }
 
 impl Kind {
@@ -222,6 +227,7 @@ impl Kind {
             Kind::Workspace => "workspace",
             Kind::Agent => "agent",
             Kind::Step => "step id",
+            Kind::Dcr => "data collection rule",
         }
     }
 }

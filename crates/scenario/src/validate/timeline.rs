@@ -342,7 +342,9 @@ fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
         request,
         column,
         operator,
-        value
+        value,
+        dcr,
+        stream
     );
     out
 }
@@ -407,6 +409,7 @@ pub(crate) fn params_of(action: ActionName) -> (&'static [&'static str], &'stati
         LockboxApprove | LockboxDeny => (&["request"], &[]),
         Purge => (&["workspace", "table", "column", "value"], &["operator"]),
         DeleteTable => (&["workspace", "table"], &[]),
+        Upload => (&["dcr", "stream"], &["records"]),
     }
 }
 
@@ -690,6 +693,19 @@ fn build_action(
         Ingest => {
             let workspace = workspace_ref(ctx)?;
             let table = ctx.name(req(&s.table)?, "table name")?;
+            // The driver synthesizes records of a standard table's schema; a custom table is
+            // reached with `upload` through a `[[dcrs]]` rule.
+            if !super::world::AGENT_TABLES.contains(&table.as_str()) {
+                ctx.err(
+                    req(&s.table)?.span(),
+                    format!(
+                        "an ingest step sends a standard table ({}), not `{table}`; send a custom \
+                         table with `upload` through a [[dcrs]] rule",
+                        super::world::AGENT_TABLES.join(", ")
+                    ),
+                );
+                return None;
+            }
             let records = match &s.records {
                 None => 1,
                 Some(r) => ctx.int_in(r, "records", 1, BATCH_RECORDS_MAX as i64)? as u64,
@@ -774,6 +790,7 @@ fn build_action(
             workspace: workspace_ref(ctx)?,
             table: ctx.name(req(&s.table)?, "table name")?,
         },
+        Upload => super::dcr::upload(ctx, s)?,
         OnboardSentinel => {
             let workspace = workspace_ref(ctx)?;
             let incidents_every = match &s.incidents_every {

@@ -26,7 +26,7 @@ use crate::raw::{RawFile, RawKeyRef, S};
 mod rules;
 
 /// What a simulated agent collects: heartbeats, performance counters, Windows events, syslog.
-const AGENT_TABLES: [&str; 4] = ["Heartbeat", "Perf", "Event", "Syslog"];
+pub(super) use cmksim_sim::rules::STANDARD_TABLES as AGENT_TABLES;
 
 /// The tenant used when a file declares none.
 pub const DEFAULT_TENANT: &str = "default";

@@ -806,6 +806,11 @@ impl Driver {
                 self.lockbox_step(&label, action).await
             }
             Action::Purge { .. } | Action::DeleteTable { .. } => self.lifecycle_step(action).await,
+            Action::Upload {
+                dcr,
+                stream,
+                records,
+            } => self.upload(dcr, stream, *records).await,
             Action::CreateVault(vault) => self.create_vault(vault).await,
             Action::UpdateVault {
                 vault,

@@ -34,8 +34,10 @@ const PERF_COUNTERS: [(&str, &str, &str, f64, f64); 5] = [
     ("System", "Processor Queue Length", "", 0.0, 16.0),
 ];
 
-/// Records an `ingest` step or a query probe asks for, at most.
-const SYNTHETIC_RECORDS_MAX: u64 = 10_000;
+/// Records one `ingest` or `upload` call carries at most; a step with more makes several calls,
+/// in order (each well under the 1 MiB batch limit). Validation bounds a step's records
+/// (`BATCH_RECORDS_MAX`), so the number of calls is bounded too.
+const CALL_RECORDS_MAX: u64 = 1_000;
 
 /// The ingestion agent configuration for a scenario agent.
 pub fn agent_config(agent: &model::Agent) -> AgentConfig {
@@ -71,8 +73,8 @@ pub fn agent_config(agent: &model::Agent) -> AgentConfig {
     config
 }
 
-/// `n` records of a standard table, with values derived from their index.
-pub fn synthetic_records(table: &str, n: u64, now: SimTime) -> Result<Vec<ip::Record>, StepError> {
+/// The columns of a standard table (an `ingest` step sends only those).
+fn standard_columns(table: &str) -> Result<Vec<(String, ColumnType)>, StepError> {
     let schema = cmksim_ingest::schema::standard_table(table).ok_or_else(|| StepError {
         code: "UnknownTable".into(),
         status: None,
@@ -81,12 +83,23 @@ pub fn synthetic_records(table: &str, n: u64, now: SimTime) -> Result<Vec<ip::Re
             "ingest steps send standard tables only (Heartbeat, Perf, Event, Syslog), not {table}"
         ),
     })?;
-    let count = n.min(SYNTHETIC_RECORDS_MAX);
-    Ok((0..count)
+    Ok(schema.columns.into_iter().collect())
+}
+
+/// Records `range` of `total` synthetic records with `columns`, values derived from each
+/// record's index, record `i` at `now - (total - i)` ms (so the last is 1 ms before `now`).
+pub fn synthetic_records(
+    columns: &[(String, ColumnType)],
+    range: std::ops::Range<u64>,
+    total: u64,
+    now: SimTime,
+) -> Vec<ip::Record> {
+    debug_assert!(range.end <= total, "records past the total");
+    range
         .map(|i| {
-            let at = now.sub(Duration::from_millis(count - i));
+            let at = now.sub(Duration::from_millis(total - i));
             let mut record = Record::new(at);
-            for (column, kind) in &schema.columns {
+            for (column, kind) in columns {
                 let value = match kind {
                     ColumnType::String => Value::String(format!("{column}-{i}")),
                     ColumnType::Long => Value::Long(i as i64),
@@ -99,7 +112,7 @@ pub fn synthetic_records(table: &str, n: u64, now: SimTime) -> Result<Vec<ip::Re
             }
             cmksim_ingest::grpc::convert::record_to_pb(&record)
         })
-        .collect())
+        .collect()
 }
 
 fn sim_time(t: SimTime) -> Option<cp::SimTime> {
@@ -173,13 +186,80 @@ impl Driver {
         table: &str,
         records: u64,
     ) -> Result<(), StepError> {
-        let request = ip::IngestRequest {
-            workspace_id: Driver::workspace_id(workspace),
-            table: table.to_string(),
-            records: synthetic_records(table, records, self.clock.now())?,
-            declare_columns: Vec::new(),
+        let columns = standard_columns(table)?;
+        self.send_synthetic(workspace, table, &columns, Vec::new(), records)
+            .await
+    }
+
+    /// An `upload` step: the rule's stream, typed by its declaration, to every table its data
+    /// flows send the stream to, declaring the stream's columns as the real service does for a
+    /// custom table.
+    pub(super) async fn upload(
+        &mut self,
+        dcr: &str,
+        stream: &str,
+        records: u64,
+    ) -> Result<(), StepError> {
+        let refused = |message: String| StepError {
+            code: "InvalidStream".into(),
+            status: None,
+            line: None,
+            message,
         };
-        self.ingestion.ingest(request).await?;
+        let rule = self
+            .scenario
+            .world
+            .dcrs
+            .iter()
+            .find(|d| d.name == dcr)
+            .cloned()
+            .ok_or_else(|| refused(format!("no data collection rule `{dcr}`")))?;
+        let declared = rule
+            .stream(stream)
+            .ok_or_else(|| refused(format!("rule `{dcr}` declares no stream `{stream}`")))?;
+        let mut columns = Vec::new();
+        let mut declare = Vec::new();
+        for (name, stream_type) in &declared.columns {
+            if name == cmksim_ingest::schema::TIME_GENERATED {
+                continue; // the record's own time
+            }
+            let column_type = ColumnType::parse(stream_type.table_type())
+                .ok_or_else(|| refused(format!("column `{name}` has no table type")))?;
+            columns.push((name.clone(), column_type));
+            declare.push(ip::ColumnDeclaration {
+                name: name.clone(),
+                r#type: stream_type.table_type().to_string(),
+            });
+        }
+        for table in rule.tables_of(stream) {
+            self.send_synthetic(&rule.workspace, table, &columns, declare.clone(), records)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `records` synthetic records of `columns` to `table`, [`CALL_RECORDS_MAX`] a call.
+    async fn send_synthetic(
+        &mut self,
+        workspace: &str,
+        table: &str,
+        columns: &[(String, ColumnType)],
+        declare_columns: Vec<ip::ColumnDeclaration>,
+        records: u64,
+    ) -> Result<(), StepError> {
+        let now = self.clock.now();
+        let mut start = 0;
+        while start < records {
+            let end = records.min(start + CALL_RECORDS_MAX);
+            let request = ip::IngestRequest {
+                workspace_id: Driver::workspace_id(workspace),
+                table: table.to_string(),
+                records: synthetic_records(columns, start..end, records, now),
+                declare_columns: declare_columns.clone(),
+            };
+            self.ingestion.ingest(request).await?;
+            start = end;
+        }
         Ok(())
     }
 
