@@ -145,11 +145,19 @@ struct AllCmd {
     /// Serve the Azure-compatible HTTPS front door on ADDR (always TLS; off by default).
     #[arg(long, env = "CMKSIM_REST_LISTEN", value_name = "ADDR")]
     rest_listen: Option<SocketAddr>,
-    /// Storage and ingest refuse a call without a token of the right audience and tenant and a
-    /// role for it (README: "What is and is not enforced"). Off by default: the scenario
-    /// driver of `run --live` and Sentinel do not send tokens yet.
-    #[arg(long, env = "CMKSIM_REQUIRE_TOKENS")]
+    /// Accepted for old scripts and does nothing: storage, ingest and Sentinel require tokens by
+    /// default now (see --allow-anonymous).
+    #[arg(
+        long,
+        env = "CMKSIM_REQUIRE_TOKENS",
+        conflicts_with = "allow_anonymous"
+    )]
     require_tokens: bool,
+    /// Let storage, ingest and Sentinel serve calls without a token (the behaviour before
+    /// tokens were enforced; README: "What is and is not enforced"). By default each call needs
+    /// a token of the right audience and tenant and a role for it.
+    #[arg(long, env = "CMKSIM_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
     #[command(flatten)]
     common: CommonFlags,
     #[command(flatten)]
@@ -474,7 +482,9 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     data_dir,
                     profile,
                     rest,
-                    require_tokens: cmd.require_tokens,
+                    // --require-tokens is the default (kept as an alias; it conflicts with
+                    // --allow-anonymous).
+                    require_tokens: cmd.require_tokens || !cmd.allow_anonymous,
                 },
                 tls,
             ))
@@ -815,7 +825,7 @@ struct AllListens {
     services: [SocketAddr; 3],
     metrics: Option<SocketAddr>,
     rest: Option<RestPlan>,
-    /// Guard storage and ingest (`--require-tokens`).
+    /// Guard storage, ingest and Sentinel (the default; off with `--allow-anonymous`).
     require_tokens: bool,
 }
 
@@ -863,16 +873,47 @@ async fn serve_all(
     )?;
     let st_url = service_url(st_listener.local_addr()?, on);
     let in_url = service_url(in_listener.local_addr()?, on);
+    // Sentinel's principal and guard (with tokens required), before it opens.
+    let sentinel_auth = if require_tokens {
+        let authority = keyvault.identity();
+        let tokens = service_principal(
+            &authority,
+            base,
+            &kv_url,
+            &tls.network,
+            ("cmksim-sentinel", &[cmksim_identity::Role::Reader]),
+        )?;
+        let guard = cmksim_identity::Guard::new(
+            Arc::new(cmksim_identity::guard::LocalAccess(authority.clone())),
+            base.clock.clone(),
+        );
+        Some((guard, tokens))
+    } else {
+        None
+    };
     let sentinel = open_sentinel(
         &data_dir.join("sentinel"),
         base,
         profile.clone(),
         [&kv_url, &st_url],
         &tls.network,
+        sentinel_auth,
     )?;
     let (storage, ingest) = if require_tokens {
         let authority = keyvault.identity();
-        let tokens = ingest_principal(&authority, base, &kv_url, &tls.network)?;
+        let tokens = service_principal(
+            &authority,
+            base,
+            &kv_url,
+            &tls.network,
+            (
+                "cmksim-ingest",
+                &[
+                    cmksim_identity::Role::MonitoringMetricsPublisher,
+                    cmksim_identity::Role::LogAnalyticsReader,
+                ],
+            ),
+        )?;
         let guard = || {
             cmksim_identity::Guard::new(
                 Arc::new(cmksim_identity::guard::LocalAccess(authority.clone())),
@@ -888,9 +929,12 @@ async fn serve_all(
                 channel, tokens,
             )),
         );
-        tracing::info!("storage and ingest require tokens and roles (--require-tokens)");
+        tracing::info!("storage, ingest and Sentinel require tokens and roles");
         (storage.with_guard(guard()), ingest.with_guard(guard()))
     } else {
+        tracing::warn!(
+            "storage, ingest and Sentinel serve calls without a token (--allow-anonymous)"
+        );
         (storage, open_ingest(base, profile, &st_url, &tls.network)?)
     };
     announce("keyvault", &kv_listener, on)?;
@@ -993,13 +1037,15 @@ fn sentinel_listen(ingest_listen: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Sentinel (seed 002) over Key Vault and storage at `[keyvault, storage]`.
+/// Sentinel (seed 002) over Key Vault and storage at `[keyvault, storage]`; with `auth`, its
+/// guard and its own principal's tokens for storage.
 fn open_sentinel(
     data_dir: &std::path::Path,
     base: &Base,
     profile: Profile,
     [keyvault, storage]: [&str; 2],
     network: &Network,
+    auth: Option<(cmksim_identity::Guard, Arc<cmksim_identity::TokenSource>)>,
 ) -> anyhow::Result<cmksim_sentinel::SentinelServer> {
     tracing::info!(data_dir = %data_dir.display(), keyvault, storage, "sentinel opening");
     let mut config = cmksim_sentinel::SentinelConfig::new(
@@ -1013,22 +1059,27 @@ fn open_sentinel(
         storage,
     );
     config.os_key_material = true;
+    if let Some((guard, tokens)) = auth {
+        config.guard = Some(guard);
+        config.storage_tokens = Some(tokens);
+    }
     Ok(cmksim_sentinel::SentinelServer::open(config)?)
 }
 
-/// The ingest front end's own principal for `--require-tokens`: a service principal of the
-/// tenant `cmksim-services` (made on the first such start), with Monitoring Metrics Publisher
-/// and Log Analytics Reader at the root scope (Azure Monitor's pipeline writes into and reads
-/// every customer's workspace). A new principal each start: its secret is shown only at
-/// creation and kept nowhere.
-fn ingest_principal(
+/// A service's own principal `(name, roles)` when tokens are required: a service principal of
+/// the tenant `cmksim-services` (made on the first such start), with `roles` at the root scope
+/// — the ingest front end's Monitoring Metrics Publisher and Log Analytics Reader (Azure
+/// Monitor's pipeline writes into and reads every customer's workspace), Sentinel's Reader. A
+/// new principal each start: its secret is shown only at creation and kept nowhere.
+fn service_principal(
     authority: &std::sync::Mutex<cmksim_identity::IdentityAuthority>,
     base: &Base,
     keyvault_url: &str,
     network: &Network,
+    (name, roles): (&str, &[cmksim_identity::Role]),
 ) -> anyhow::Result<Arc<cmksim_identity::TokenSource>> {
-    use cmksim_identity::{roles::ROOT_SCOPE, PrincipalKind, Role};
-    const TENANT: &str = "cmksim-services";
+    use cmksim_identity::client::{SERVICES_TENANT as TENANT, SERVICES_TENANT_ID};
+    use cmksim_identity::{roles::ROOT_SCOPE, PrincipalKind};
     let mut authority = authority.lock().unwrap_or_else(|p| p.into_inner());
     let existing = authority
         .directory()
@@ -1038,12 +1089,16 @@ fn ingest_principal(
         .map(|t| t.tenant_id.clone());
     let tenant = match existing {
         Some(id) => id,
-        None => authority.create_tenant(TENANT, "")?.tenant_id,
+        None => {
+            authority
+                .create_tenant(TENANT, SERVICES_TENANT_ID)?
+                .tenant_id
+        }
     };
     let (principal, secret) =
-        authority.create_principal(&tenant, "cmksim-ingest", PrincipalKind::ServicePrincipal)?;
-    for role in [Role::MonitoringMetricsPublisher, Role::LogAnalyticsReader] {
-        authority.assign_role(ROOT_SCOPE, role, &principal.object_id, "")?;
+        authority.create_principal(&tenant, name, PrincipalKind::ServicePrincipal)?;
+    for role in roles {
+        authority.assign_role(ROOT_SCOPE, *role, &principal.object_id, "")?;
     }
     let identity = network.channel(keyvault_url, ClientTimeouts::default())?;
     Ok(cmksim_identity::TokenSource::new(

@@ -89,9 +89,11 @@ fn stranger_cert(dir: &Path) -> PathBuf {
 async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // TLS is what this test is about: it calls storage without tokens.
     let args = [
         "all",
         "--tls",
+        "--allow-anonymous",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",

@@ -1,29 +1,44 @@
 //! `cmksim run` maps a refusal while building the scenario's world back to the line that
 //! declared the entity (issue 17, defect 1): the service's answer, prefixed with `FILE:LINE:`,
-//! exit code 2 like a refusal by `validate`. The file below validates, and the storage then
-//! refuses its third active cluster in one region and subscription.
+//! exit code 2 like a refusal by `validate`. The file below validates — a disabled key is a
+//! state of the vault, not a rule of the file — and Key Vault then refuses the cluster's key at
+//! set-up (storage validates it with Key Vault), so storage refuses the cluster.
 
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cmksim");
 
+const FILE: &str = r#"[scenario]
+name = "disabled-key"
+title = "A cluster whose key is disabled"
+duration = "1h"
+
+[[vaults]]
+name = "contoso-kv"
+location = "westeurope"
+purge_protection = true
+
+[[keys]]
+vault = "contoso-kv"
+name = "logs-cmk"
+kty = "RSA"
+enabled = false
+
+[[clusters]]
+name = "contosologs"
+location = "westeurope"
+key = { vault = "contoso-kv", name = "logs-cmk" }
+"#;
+
 #[test]
 fn a_world_set_up_refusal_names_the_declaring_line() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("five-clusters.toml");
-    let mut text = String::from(
-        "[scenario]\nname = \"five-clusters\"\ntitle = \"Five clusters in one region\"\nduration = \"1h\"\n",
-    );
-    for n in 1..=5 {
-        text.push_str(&format!(
-            "\n[[clusters]]\nname = \"cluster{n}\"\nlocation = \"westeurope\"\n"
-        ));
-    }
-    std::fs::write(&file, &text).unwrap();
-    // The third cluster's `name` line: 4 header lines, then 4 lines per cluster.
-    let third = text
+    let file = dir.path().join("disabled-key.toml");
+    std::fs::write(&file, FILE).unwrap();
+    // The cluster's `name` line.
+    let cluster = FILE
         .lines()
-        .position(|l| l == "name = \"cluster3\"")
+        .position(|l| l == "name = \"contosologs\"")
         .unwrap()
         + 1;
 
@@ -44,7 +59,7 @@ fn a_world_set_up_refusal_names_the_declaring_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     let expected = format!(
-        "{}:{third}: the world's set-up was refused: 409 ",
+        "{}:{cluster}: the world's set-up was refused: 400 ",
         file.display()
     );
     assert!(
@@ -52,7 +67,7 @@ fn a_world_set_up_refusal_names_the_declaring_line() {
         "want {expected:?} in:\n{stderr}"
     );
     assert!(
-        stderr.contains("The max number of active clusters per region"),
+        stderr.contains("Failed to validate key in Key Vault"),
         "{stderr}"
     );
 }
