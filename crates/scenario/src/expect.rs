@@ -56,10 +56,25 @@ pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
     scenario
         .expectations
         .iter()
-        .map(|e| match &e.subject {
-            // The bill needs the scenario (prices, clusters, update steps), not only events.
-            Subject::Bill { .. } => crate::bill::judge(scenario, e, events),
-            _ => evaluate_one(e, events, run),
+        .map(|e| {
+            if let Subject::Bill { .. } = &e.subject {
+                // The bill needs the scenario (prices, clusters, update steps), not only events.
+                crate::bill::judge(scenario, e, events)
+            } else if e.applies_under(&scenario.meta.profile_name) {
+                evaluate_one(e, events, run)
+            } else {
+                Verdict::new(
+                    e.label(),
+                    e.description.clone(),
+                    Outcome::NotApplicable,
+                    format!(
+                        "{}; this run is {}",
+                        e.profiles.describe(),
+                        scenario.meta.profile_name
+                    ),
+                    vec![],
+                )
+            }
         })
         .collect()
 }

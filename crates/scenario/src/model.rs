@@ -897,6 +897,9 @@ pub struct Expectation {
     pub subject: Subject,
     pub timing: Timing,
     pub line: usize,
+    /// `profiles` / `unless_profiles`: under which behaviour profiles it is judged (a seed 001
+    /// difference written in the scenario file itself).
+    pub profiles: ProfileFilter,
 }
 
 impl Expectation {
@@ -904,6 +907,44 @@ impl Expectation {
         self.id
             .clone()
             .unwrap_or_else(|| format!("expect#{}", self.index))
+    }
+
+    /// Whether a run under `profile` judges this expectation.
+    pub fn applies_under(&self, profile: &str) -> bool {
+        self.profiles.applies_to(profile)
+    }
+}
+
+/// Under which behaviour profiles an expectation is judged. A scenario written for one profile
+/// states where another profile's source differs: `profiles = ["azure-2021"]` on what only
+/// seed 001 makes true, `unless_profiles = ["azure-2021"]` on what seed 001 makes false.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProfileFilter {
+    /// Every profile (neither key given).
+    #[default]
+    All,
+    /// `profiles = [...]`: only under these.
+    Only(Vec<String>),
+    /// `unless_profiles = [...]`: under every profile but these.
+    Except(Vec<String>),
+}
+
+impl ProfileFilter {
+    pub fn applies_to(&self, profile: &str) -> bool {
+        match self {
+            ProfileFilter::All => true,
+            ProfileFilter::Only(names) => names.iter().any(|n| n == profile),
+            ProfileFilter::Except(names) => !names.iter().any(|n| n == profile),
+        }
+    }
+
+    /// `only under azure-2021` / `not under azure-2021`, for verdicts; empty for `All`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProfileFilter::All => String::new(),
+            ProfileFilter::Only(names) => format!("judged only under {}", names.join(", ")),
+            ProfileFilter::Except(names) => format!("not judged under {}", names.join(", ")),
+        }
     }
 }
 
@@ -1094,6 +1135,7 @@ impl Scenario {
         let mut probes: Vec<QueryProbe> = self
             .expectations
             .iter()
+            .filter(|e| e.applies_under(&self.meta.profile_name))
             .filter_map(|e| match (&e.subject, &e.timing) {
                 (Subject::Query { workspace, kql, .. }, Timing::At(at)) => Some(QueryProbe {
                     offset: *at,
@@ -1231,6 +1273,7 @@ impl Scenario {
         let mut probes: Vec<AuditProbe> = self
             .expectations
             .iter()
+            .filter(|e| e.applies_under(&self.meta.profile_name))
             .filter_map(|e| match (&e.subject, &e.timing) {
                 (
                     Subject::KeyUse {

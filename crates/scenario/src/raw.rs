@@ -528,4 +528,9 @@ pub struct RawExpect {
     pub from: Option<S<String>>,
     #[serde(default)]
     pub until: Option<S<String>>,
+    // Where it applies.
+    #[serde(default)]
+    pub profiles: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub unless_profiles: Option<S<Vec<S<String>>>>,
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 use super::{Ctx, Kind};
 use crate::limits::{BATCH_RECORDS_MAX, EXPECTATIONS_MAX};
 use crate::model::{
-    Expectation, IncidentOutcome, IngestOutcome, RemovalCause, Step, Subject, Success, Timing,
-    VersionSel,
+    Expectation, IncidentOutcome, IngestOutcome, ProfileFilter, RemovalCause, Step, Subject,
+    Success, Timing, VersionSel,
 };
 use crate::raw::{RawExpect, RawFile, S};
 
@@ -50,7 +50,8 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, steps: &[Step]) -> Vec<Exp
                 name
             }
         };
-        if let Some(exp) = expectation(ctx, r, span.clone(), steps) {
+        let profiles = profile_filter(ctx, r);
+        if let (Some(exp), Some(profiles)) = (expectation(ctx, r, span.clone(), steps), profiles) {
             let (subject, timing) = exp;
             let description = match &r.description {
                 Some(d) => ctx.text(d, "description").unwrap_or_default(),
@@ -63,10 +64,59 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, steps: &[Step]) -> Vec<Exp
                 subject,
                 timing,
                 line: ctx.line_of(&span),
+                profiles,
             });
         }
     }
     out
+}
+
+/// `profiles` or `unless_profiles` (not both): built-in profile names, each checked at its own
+/// position.
+fn profile_filter(ctx: &mut Ctx<'_>, r: &RawExpect) -> Option<ProfileFilter> {
+    let names = |ctx: &mut Ctx<'_>, list: &S<Vec<S<String>>>, key: &str| -> Option<Vec<String>> {
+        if list.get_ref().is_empty() {
+            ctx.err(
+                list.span(),
+                format!("`{key}` must name at least one profile"),
+            );
+            return None;
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for name in list.get_ref() {
+            let text = name.get_ref();
+            if !cmksim_sim::profile::BUILTIN_PROFILES.contains(&text.as_str()) {
+                ctx.err(
+                    name.span(),
+                    format!(
+                        "unknown profile {:?}: expected one of {}",
+                        cmksim_sim::text::echo(text),
+                        cmksim_sim::profile::BUILTIN_PROFILES.join(", ")
+                    ),
+                );
+                ok = false;
+            } else if out.contains(text) {
+                ctx.err(name.span(), format!("profile {text:?} is named twice"));
+                ok = false;
+            } else {
+                out.push(text.clone());
+            }
+        }
+        ok.then_some(out)
+    };
+    match (&r.profiles, &r.unless_profiles) {
+        (None, None) => Some(ProfileFilter::All),
+        (Some(only), None) => names(ctx, only, "profiles").map(ProfileFilter::Only),
+        (None, Some(except)) => names(ctx, except, "unless_profiles").map(ProfileFilter::Except),
+        (Some(_), Some(except)) => {
+            ctx.err(
+                except.span(),
+                "an expectation has either `profiles` or `unless_profiles`, not both",
+            );
+            None
+        }
+    }
 }
 
 /// A default sentence for an expectation.
@@ -156,8 +206,7 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             amount_micros,
         } => format!(
             "the bill of {cluster} on day {day} charges {payer} {}",
-            crate::bill::format_amount(*amount_micros, "")
-                .trim_end()
+            crate::bill::format_amount(*amount_micros, "").trim_end()
         ),
         Subject::Removed {
             workspace,
