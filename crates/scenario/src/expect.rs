@@ -57,12 +57,7 @@ pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
         .expectations
         .iter()
         .map(|e| {
-            if let Subject::Bill { .. } = &e.subject {
-                // The bill needs the scenario (prices, clusters, update steps), not only events.
-                crate::bill::judge(scenario, e, events)
-            } else if e.applies_under(&scenario.meta.profile_name) {
-                evaluate_one(e, events, run)
-            } else {
+            if !e.applies_under(&scenario.meta.profile_name) {
                 Verdict::new(
                     e.label(),
                     e.description.clone(),
@@ -74,6 +69,11 @@ pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
                     ),
                     vec![],
                 )
+            } else if let Subject::Bill { .. } = &e.subject {
+                // The bill needs the scenario (prices, clusters, update steps), not only events.
+                crate::bill::judge(scenario, e, events)
+            } else {
+                evaluate_one(e, events, run)
             }
         })
         .collect()
