@@ -30,8 +30,6 @@ use anyhow::{bail, Context};
 use cmksim_proto::common::v1 as cp;
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::ingest::v1 as ip;
-use cmksim_proto::keyvault::v1 as kvp;
-use cmksim_proto::storage::v1 as sp;
 use cmksim_sim::{Clock, EventLog, Profile, RandomSource, SeedTree, SimTime};
 use cmksim_storage::data::{DataPlane, Record as DataRecord, Sealing, Value as DataValue};
 use prost::Message;
@@ -48,13 +46,20 @@ pub const GOAL_GRPC_TO_ANCHOR: f64 = 1.0;
 pub const GOAL_REST_TO_ANCHOR: f64 = 0.5;
 const STREAM: &str = "Custom-Heartbeat";
 
-const SUB: &str = "00000000-0000-0000-0000-0000000000b1";
-const RG: &str = "bench";
-const REGION: &str = "westeurope";
-const VAULT: &str = "benchvault";
-const KEY: &str = "cmk";
-const CLUSTER: &str = "benchcluster";
-const WORKSPACE: &str = "benchworkspace";
+/// The bench's world, built by the one set-up sequence ([`cmksim_setup::build_world`]).
+const NAMES: cmksim_setup::WorldNames = cmksim_setup::WorldNames {
+    sub: "00000000-0000-0000-0000-0000000000b1",
+    rg: "bench",
+    region: "westeurope",
+    vault: "benchvault",
+    key: "cmk",
+    cluster: "benchcluster",
+    workspace: "benchworkspace",
+};
+const SUB: &str = NAMES.sub;
+const RG: &str = NAMES.rg;
+const REGION: &str = NAMES.region;
+const WORKSPACE: &str = NAMES.workspace;
 const TABLE: &str = "Heartbeat";
 /// Simulated seconds per real second: control-plane operations of a simulated minute take 0.1 s
 /// while the key loop (6–60 simulated seconds between polls) stays light.
@@ -65,8 +70,11 @@ const PROFILE_OVERRIDES: [(&str, &str); 4] = [
     ("link_duration", "1m"),
     ("unlink_duration", "1m"),
 ];
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
-const POLLS_MAX: u32 = 2400;
+/// The bound on every wait of the set-up: 2,400 looks 25 ms apart.
+const POLLING: cmksim_setup::Polling = cmksim_setup::Polling {
+    interval: Duration::from_millis(25),
+    polls_max: 2400,
+};
 /// Records are stamped this long before the simulated now (never in the future).
 const RECORD_AGE_MS: i64 = 60_000;
 
@@ -506,244 +514,12 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(r)
-}
-
-fn cluster_ref() -> sp::ClusterRef {
-    sp::ClusterRef {
-        subscription_id: SUB.into(),
-        resource_group: RG.into(),
-        cluster_name: CLUSTER.into(),
-    }
-}
-
-fn workspace_ref() -> sp::WorkspaceRef {
-    sp::WorkspaceRef {
-        subscription_id: SUB.into(),
-        resource_group: RG.into(),
-        workspace_name: WORKSPACE.into(),
-    }
-}
-
 fn workspace_id() -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WORKSPACE}")
-}
-
-/// Polls `check` until it yields a value (bounded).
-async fn poll<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..POLLS_MAX {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    bail!("setup: gave up waiting for {what}")
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
+    NAMES.workspace_id()
 }
 
 async fn build_world(kv_url: &str, storage_url: &str) -> anyhow::Result<()> {
-    let kv = channel(kv_url)?;
-    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
-    let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv);
-    let st = channel(storage_url)?;
-    let mut clusters = sp::clusters_client::ClustersClient::new(st.clone());
-    let mut workspaces = sp::workspaces_client::WorkspacesClient::new(st.clone());
-    let data = sp::data_plane_client::DataPlaneClient::new(st);
-
-    let tenant = identity
-        .create_tenant(idp::CreateTenantRequest {
-            name: "contoso".into(),
-            tenant_id: String::new(),
-        })
-        .await
-        .context("create tenant")?
-        .into_inner()
-        .tenant_id;
-    let admin = identity
-        .create_principal(idp::CreatePrincipalRequest {
-            tenant_id: tenant.clone(),
-            display_name: "operator".into(),
-            kind: idp::PrincipalKind::ServicePrincipal as i32,
-        })
-        .await
-        .context("create principal")?
-        .into_inner();
-    let admin_oid = admin.principal.context("principal")?.object_id;
-    let token = |audience: &str| {
-        let request = idp::IssueTokenRequest {
-            object_id: admin_oid.clone(),
-            secret: admin.secret.clone(),
-            audience: audience.into(),
-            lifetime_seconds: 0,
-        };
-        let mut identity = identity.clone();
-        async move {
-            anyhow::Ok(
-                identity
-                    .issue_token(request)
-                    .await
-                    .context("issue token")?
-                    .into_inner()
-                    .token,
-            )
-        }
-    };
-    let mgmt = token("https://management.azure.com").await?;
-    let vault_token = token("https://vault.azure.net").await?;
-
-    keyvault
-        .create_vault(authorized(
-            &mgmt,
-            kvp::CreateVaultRequest {
-                name: VAULT.into(),
-                location: REGION.into(),
-                tenant_id: tenant.clone(),
-                sku: kvp::Sku::Standard as i32,
-                enable_soft_delete: Some(true),
-                soft_delete_retention_in_days: Some(90),
-                enable_purge_protection: true,
-                access_policies: vec![kvp::AccessPolicy {
-                    tenant_id: tenant.clone(),
-                    object_id: admin_oid.clone(),
-                    key_permissions: strings(&[
-                        "get",
-                        "list",
-                        "create",
-                        "update",
-                        "wrapKey",
-                        "unwrapKey",
-                    ]),
-                }],
-                subscription_id: SUB.into(),
-                resource_group: RG.into(),
-            },
-        )?)
-        .await
-        .context("create vault")?;
-    let key = keyvault
-        .create_key(authorized(
-            &vault_token,
-            kvp::CreateKeyRequest {
-                vault_name: VAULT.into(),
-                key_name: KEY.into(),
-                kty: "RSA".into(),
-                key_size: 2048,
-                ..Default::default()
-            },
-        )?)
-        .await
-        .context("create key")?
-        .into_inner();
-    let kid = key.key.context("key bundle")?.kid;
-    let version = kid.rsplit('/').next().unwrap_or_default().to_string();
-
-    let created = clusters
-        .create_cluster(sp::CreateClusterRequest {
-            cluster: Some(cluster_ref()),
-            location: REGION.into(),
-            tenant_id: tenant.clone(),
-            sku: Some(sp::Sku {
-                name: "capacityReservation".into(),
-                capacity_gb_per_day: 1000,
-            }),
-            billing_type: "Cluster".into(),
-            identity_type: "SystemAssigned".into(),
-            ..Default::default()
-        })
-        .await
-        .context("create cluster")?
-        .into_inner();
-    let cluster_oid = created
-        .cluster
-        .and_then(|c| c.identity)
-        .context("cluster identity")?
-        .principal_id;
-    poll("provisioning", || {
-        let mut clusters = clusters.clone();
-        async move {
-            let c = clusters.get_cluster(cluster_ref()).await.ok()?.into_inner();
-            (c.provisioning_state == "Succeeded").then_some(())
-        }
-    })
-    .await?;
-    keyvault
-        .set_access_policy(authorized(
-            &mgmt,
-            kvp::SetAccessPolicyRequest {
-                vault_name: VAULT.into(),
-                policy: Some(kvp::AccessPolicy {
-                    tenant_id: tenant.clone(),
-                    object_id: cluster_oid,
-                    key_permissions: strings(&["get", "wrapKey", "unwrapKey"]),
-                }),
-            },
-        )?)
-        .await
-        .context("grant the cluster identity")?;
-    clusters
-        .update_cluster(sp::UpdateClusterRequest {
-            cluster: Some(cluster_ref()),
-            key_vault_properties: Some(sp::KeyVaultProperties {
-                key_vault_uri: format!("https://{VAULT}.vault.azure.net"),
-                key_name: KEY.into(),
-                key_version: version.clone(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .context("key update")?;
-    poll("healthy_cmk", || {
-        let mut data = data.clone();
-        let version = version.clone();
-        async move {
-            let s = data
-                .get_storage_state(cluster_ref())
-                .await
-                .ok()?
-                .into_inner();
-            (s.state() == sp::StorageStateName::HealthyCmk && s.key_kid.ends_with(&version))
-                .then_some(())
-        }
-    })
-    .await?;
-    workspaces
-        .create_workspace(sp::CreateWorkspaceRequest {
-            workspace: Some(workspace_ref()),
-            location: REGION.into(),
-            retention_in_days: 0,
-        })
-        .await
-        .context("create workspace")?;
-    workspaces
-        .link_workspace(sp::LinkWorkspaceRequest {
-            workspace: Some(workspace_ref()),
-            cluster: Some(cluster_ref()),
-        })
-        .await
-        .context("link")?;
-    poll("link", || {
-        let mut workspaces = workspaces.clone();
-        async move {
-            let w = workspaces
-                .get_workspace(workspace_ref())
-                .await
-                .ok()?
-                .into_inner();
-            (w.link_state == "Linked").then_some(())
-        }
-    })
-    .await?;
+    cmksim_setup::build_world(&NAMES, channel(kv_url)?, channel(storage_url)?, POLLING).await?;
     Ok(())
 }
 

@@ -133,10 +133,7 @@ fn channel(uri: &str) -> Channel {
 }
 
 pub fn req<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
+    cmksim_setup::authorized(token, message).expect("a token is a header value")
 }
 
 impl World {
@@ -156,25 +153,10 @@ impl World {
         .await;
         let kvc = channel(&kv_uri);
         let stc = channel(&st_uri);
-        let mut identity = idpb::identity_client::IdentityClient::new(kvc.clone());
-        let tenant = identity
-            .create_tenant(idpb::CreateTenantRequest {
-                name: "contoso".into(),
-                tenant_id: String::new(),
-            })
+        let identity = idpb::identity_client::IdentityClient::new(kvc.clone());
+        let admin = cmksim_setup::tenant_and_operator(kvc.clone(), "admin")
             .await
-            .unwrap()
-            .into_inner()
-            .tenant_id;
-        let admin = identity
-            .create_principal(idpb::CreatePrincipalRequest {
-                tenant_id: tenant.clone(),
-                display_name: "admin".into(),
-                kind: idpb::PrincipalKind::ServicePrincipal as i32,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+            .unwrap_or_else(|e| panic!("{e}"));
         World {
             dir,
             clock,
@@ -188,8 +170,8 @@ impl World {
             workspaces: pb::workspaces_client::WorkspacesClient::new(stc.clone()),
             data: pb::data_plane_client::DataPlaneClient::new(stc.clone()),
             storage_channel: stc,
-            tenant,
-            admin_oid: admin.principal.unwrap().object_id,
+            tenant: admin.tenant_id,
+            admin_oid: admin.object_id,
             admin_secret: admin.secret,
             kv_server: Some(kv_server),
             storage: Some(storage),
@@ -651,7 +633,7 @@ pub fn key_ref(vault: &str, key: &str, version: &str) -> kvpb::KeyRef {
 }
 
 pub fn version_of(kid: &str) -> String {
-    kid.rsplit('/').next().unwrap().to_string()
+    cmksim_proto::kid::version_of(kid)
 }
 
 /// `n` distinct `Computer` names.
