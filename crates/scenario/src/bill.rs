@@ -603,7 +603,9 @@ mod tests {
     #[test]
     fn the_days_by_hand() {
         let m = |units: u64| units * 1_000_000;
-        let cases: Vec<(&str, ClusterDay, u64, u64, Vec<(Payer, u64)>)> = vec![
+        /// (name, the day, reservation, overage, the lines), amounts in millionths.
+        type Case = (&'static str, ClusterDay, u64, u64, Vec<(Payer, u64)>);
+        let cases: Vec<Case> = vec![
             (
                 "cluster, under the reservation",
                 day(BillingType::Cluster, 1000, &[("a", 300), ("b", 100)]),

@@ -500,7 +500,8 @@ mod tests {
             AccountEncryption::MicrosoftKey,
         )
         .unwrap();
-        let cases: Vec<(Vec<&str>, Result<(), (&str, u16)>)> = vec![
+        type Case<'a> = (Vec<&'a str>, Result<(), (&'a str, u16)>);
+        let cases: Vec<Case> = vec![
             (vec![], Err(("BadRequest", 400))),
             (vec![SA, SA_MMK], Err(("BadRequest", 400))),
             (

@@ -639,7 +639,9 @@ mod tests {
             Tick,
         }
         use Step::*;
-        let cases: Vec<(&str, Vec<(u64, Step, Result<&str, &str>, bool)>)> = vec![
+        /// (hour, step, the state afterwards or the refusal's state, may the engineer query).
+        type Row = (u64, Step, Result<&'static str, &'static str>, bool);
+        let cases: Vec<(&str, Vec<Row>)> = vec![
             (
                 "approved then expired",
                 vec![
