@@ -66,6 +66,10 @@ pub const SESSIONS_MAX: usize = 8;
 pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// The invariants are judged again at most this often (wall time; presentation only).
 const JUDGE_EVERY: Duration = Duration::from_millis(500);
+/// The states are read from the whole log again at most this often: a live log may hold
+/// [`LIVE_EVENTS_MAX`] events, too many to copy at every 10 ms frame (live services move at
+/// their time scale, 60× typically, where 100 ms is six simulated seconds).
+const STATES_EVERY: Duration = Duration::from_millis(100);
 /// The session cookie.
 pub const COOKIE: &str = "cmksim_dashboard";
 /// The header a lever's request must carry (a cross-site form cannot).
@@ -220,6 +224,7 @@ struct Judged {
     verdicts: Value,
     states: Value,
     states_events: u64,
+    states_at: Option<Instant>,
 }
 
 /// The cluster the levers act on.
@@ -328,15 +333,21 @@ impl LiveBoard {
     fn status(&self, state: &AppState, pushed: bool) -> Value {
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         let recorded = self.log.recorded_events();
-        let stale = judged.at.is_none_or(|at| at.elapsed() >= JUDGE_EVERY);
-        let changed = recorded != judged.states_events || recorded != judged.events_seen;
-        if changed {
+        let judge = judged.events_seen != recorded
+            && judged.at.is_none_or(|at| at.elapsed() >= JUDGE_EVERY);
+        let redraw = judged.states_events != recorded
+            && judged
+                .states_at
+                .is_none_or(|at| at.elapsed() >= STATES_EVERY);
+        if judge || redraw {
+            // One copy of the log for both (it may hold LIVE_EVENTS_MAX events).
             let events = self.events();
-            if judged.states_events != recorded {
+            if redraw {
                 judged.states = super::states_json(&events);
                 judged.states_events = recorded;
+                judged.states_at = Some(Instant::now());
             }
-            if stale && judged.events_seen != recorded {
+            if judge {
                 if let Some(scenario) = &self.scenario {
                     let invariants = oracle::check_invariants(scenario, &events);
                     judged.verdicts = super::verdicts_json(&[], &invariants);
