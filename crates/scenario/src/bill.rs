@@ -686,6 +686,38 @@ mod tests {
     }
 
     #[test]
+    fn a_day_becomes_an_event_and_a_report_row() {
+        let b = bill_day(
+            &prices(),
+            16,
+            &day(
+                BillingType::Workspaces,
+                1000,
+                &[("ws-apps", 900), ("ws-audit", 300)],
+            ),
+        );
+        let (kind, message, data) = day_event(&b, &prices());
+        assert_eq!(kind, BILL_DAY);
+        assert!(
+            message.contains("1960.00 credits — ws-apps 1470.00 credits, ws-audit 490.00 credits"),
+            "{message}"
+        );
+        assert_eq!(data["total_micros"], 1_960_000_000u64);
+        let event = Event {
+            seq: 1,
+            at_ms: 0,
+            time: String::new(),
+            source: "bill".into(),
+            kind,
+            message,
+            data,
+        };
+        let html = html_section(&[event]);
+        assert!(html.contains("<tr><td>16</td><td>c1</td><td>workspaces</td><td>1000</td><td>1200.00</td><td>200.00</td><td>1960.00 credits</td><td>ws-apps 1470.00 credits, ws-audit 490.00 credits</td></tr>"), "{html}");
+        assert_eq!(html_section(&[]), "", "no bill, no section");
+    }
+
+    #[test]
     fn amounts_parse_exactly() {
         assert_eq!(parse_amount("1960.00"), Some(1_960_000_000));
         assert_eq!(parse_amount("1960.5"), Some(1_960_500_000));
