@@ -230,6 +230,9 @@ pub struct Purge {
     pub completed_at: Option<SimTime>,
     /// Records removed (set on completion).
     pub records: u64,
+    /// When the purge first could not run (its data under an unavailable key): reported once.
+    #[serde(default)]
+    pub waiting_since: Option<SimTime>,
 }
 
 /// The lifecycle part of the persisted control state.
@@ -384,6 +387,7 @@ impl ControlPlane {
             requested_at: now,
             completed_at: None,
             records: 0,
+            waiting_since: None,
         };
         self.state
             .lifecycle
@@ -433,6 +437,23 @@ impl ControlPlane {
             for f in &mut p.filters {
                 f.value = serde_json::Value::Null;
             }
+        }
+    }
+
+    /// Notes that a pending purge could not run at `at`; true the first time (the caller reports
+    /// it then, not at every tick of a long revocation).
+    pub fn purge_waiting(&mut self, id: &str, at: SimTime) -> bool {
+        match self
+            .state
+            .lifecycle
+            .purges
+            .get_mut(&id.to_ascii_lowercase())
+        {
+            Some(p) if p.waiting_since.is_none() => {
+                p.waiting_since = Some(at);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -577,6 +598,11 @@ mod tests {
             PurgeStatus::Pending
         );
         assert_eq!(w.cp.pending_purges().len(), 1);
+        assert!(
+            w.cp.purge_waiting(&purge.id, w.now),
+            "reported the first time"
+        );
+        assert!(!w.cp.purge_waiting(&purge.id, w.now), "and only then");
         w.cp.complete_purge(&purge.id, w.now, 3);
         let done = w.cp.get_purge(&ws, &purge.id).unwrap();
         assert_eq!((done.status, done.records), (PurgeStatus::Completed, 3));

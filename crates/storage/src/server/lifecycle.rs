@@ -229,14 +229,29 @@ impl Core {
                         },
                     );
                 }
-                Err(reason) => self.record_lifecycle(
-                    now,
-                    &LifecycleEvent::PurgeWaiting {
-                        workspace: purge.workspace.clone(),
-                        purge_id: purge.id.clone(),
-                        reason,
-                    },
-                ),
+                Err(reason) => {
+                    let first = {
+                        let mut control = self.control();
+                        let first = control.purge_waiting(&purge.id, now);
+                        if first {
+                            if let Err(e) = self.persist_control(control.state()) {
+                                tracing::error!("storage: persisting a waiting purge failed: {e}");
+                            }
+                        }
+                        first
+                    };
+                    // Once per purge: a long revocation would otherwise report it every tick.
+                    if first {
+                        self.record_lifecycle(
+                            now,
+                            &LifecycleEvent::PurgeWaiting {
+                                workspace: purge.workspace.clone(),
+                                purge_id: purge.id.clone(),
+                                reason,
+                            },
+                        );
+                    }
+                }
             }
         }
     }
