@@ -26,6 +26,13 @@ pub const AZURE_CLI_APP_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 pub const SUPPORT_ENGINEER_OBJECT_ID: &str = "5e7f0c2a-1b0c-4d6e-9f3a-10c4b0c5e001";
 /// Its display name in events.
 pub const SUPPORT_ENGINEER_NAME: &str = "Microsoft support engineer";
+/// The display name of the Azure Cosmos DB first-party service principal (seed 002, step 4:
+/// "add an access policy ... with Azure Cosmos DB principal"), one per tenant.
+pub const COSMOS_DB_DISPLAY_NAME: &str = "Azure Cosmos DB";
+/// Its well-known application (client) id, the same in every tenant as for any first-party
+/// application: the id Azure Cosmos DB's customer-managed-key documentation names for this
+/// principal (not in the seeds; recalled, not checked against a source this session).
+pub const COSMOS_DB_APP_ID: &str = "a232010e-820c-4083-83bb-3ace5fc29d0b";
 /// At most this many tenants in one directory.
 pub const MAX_TENANTS: usize = 10_000;
 /// At most this many principals (including deleted ones) in one directory.
@@ -227,6 +234,9 @@ impl Directory {
         let object_id = ids::guid(rng);
         let app_id = match kind {
             PrincipalKind::User => AZURE_CLI_APP_ID.to_string(),
+            PrincipalKind::ServicePrincipal if display_name == COSMOS_DB_DISPLAY_NAME => {
+                COSMOS_DB_APP_ID.to_string()
+            }
             _ => ids::guid(rng),
         };
         let (secret, salt, hash) = new_secret(rng);
@@ -477,6 +487,38 @@ mod tests {
         let mut d = Directory::default();
         let t = d.create_tenant("contoso", "", &mut rng).unwrap();
         (d, t.tenant_id, rng)
+    }
+
+    #[test]
+    fn the_cosmos_db_principal_has_its_well_known_application_id_in_every_tenant() {
+        let (mut d, tid, mut rng) = dir();
+        let other = d.create_tenant("fabrikam", "", &mut rng).unwrap().tenant_id;
+        let (a, _) = d
+            .create_principal(
+                &tid,
+                COSMOS_DB_DISPLAY_NAME,
+                PrincipalKind::ServicePrincipal,
+                &mut rng,
+            )
+            .unwrap();
+        let (b, _) = d
+            .create_principal(
+                &other,
+                COSMOS_DB_DISPLAY_NAME,
+                PrincipalKind::ServicePrincipal,
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(
+            (a.app_id.as_str(), b.app_id.as_str()),
+            (COSMOS_DB_APP_ID, COSMOS_DB_APP_ID)
+        );
+        assert_ne!(a.object_id, b.object_id, "one principal per tenant");
+        let (app, _) = d
+            .create_principal(&tid, "my-app", PrincipalKind::ServicePrincipal, &mut rng)
+            .unwrap();
+        assert_ne!(app.app_id, COSMOS_DB_APP_ID);
+        assert!(cmksim_sim::ids::is_guid(COSMOS_DB_APP_ID));
     }
 
     #[test]

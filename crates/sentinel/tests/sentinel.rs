@@ -83,14 +83,17 @@ impl Drill {
     async fn start() -> Drill {
         let w = World::start(common::profile("azure-2020", "")).await;
         let (mut sentinel, stop, task) = serve_sentinel(&w).await;
-        let cosmos_oid = sentinel
+        let cosmos = sentinel
             .get_cosmos_db_principal(spb::CosmosDbPrincipalRequest {
                 tenant_id: w.tenant.clone(),
             })
             .await
             .unwrap()
-            .into_inner()
-            .object_id;
+            .into_inner();
+        // The identity directory gives it the Cosmos DB application's well-known id.
+        assert_eq!(cosmos.app_id, cmksim_identity::directory::COSMOS_DB_APP_ID);
+        assert_eq!(cosmos.display_name, "Azure Cosmos DB");
+        let cosmos_oid = cosmos.object_id;
         Drill {
             w,
             sentinel,

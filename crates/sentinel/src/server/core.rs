@@ -42,8 +42,9 @@ use crate::store::{
 
 use super::SentinelConfig;
 
-/// The display name of the Cosmos DB principal in every tenant.
-pub const COSMOS_DB_PRINCIPAL_NAME: &str = "Azure Cosmos DB";
+/// The display name of the Cosmos DB principal in every tenant (the identity directory gives a
+/// service principal of this name the Cosmos DB application id).
+pub const COSMOS_DB_PRINCIPAL_NAME: &str = cmksim_identity::directory::COSMOS_DB_DISPLAY_NAME;
 /// At most this many rounds of "effect → vault call → more effects" per workspace and wake-up.
 pub const MAX_EFFECT_ROUNDS: usize = 4;
 

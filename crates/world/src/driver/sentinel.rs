@@ -334,6 +334,10 @@ mod tests {
             COSMOS_DB_PRINCIPAL,
             cmksim_sentinel::server::COSMOS_DB_PRINCIPAL_NAME
         );
+        assert_eq!(
+            COSMOS_DB_PRINCIPAL,
+            cmksim_identity::directory::COSMOS_DB_DISPLAY_NAME
+        );
         // `sentinel_state` words are the service's state names (`sentinel.state.<name>`).
         let service = [
             StateName::Active,
