@@ -33,6 +33,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Bind(#[from] cmksim_sim::net::BindError),
 }
 
 /// The ingestion front end server.
@@ -163,8 +165,7 @@ impl IngestServer {
 
     /// Serves on `addr` (real TCP) until the process ends.
     pub async fn serve(&self, addr: SocketAddr) -> Result<(), ServerError> {
-        let listener = TcpListener::bind(addr).await?;
-        let incoming = cmksim_sim::net::tcp_incoming(listener);
+        let incoming = cmksim_sim::net::bind_tcp(addr).await?;
         self.serve_with_incoming(incoming, std::future::pending())
             .await
     }

@@ -64,6 +64,8 @@ pub enum ServerError {
     Reflection(String),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Bind(#[from] cmksim_sim::net::BindError),
 }
 
 /// An opened Key Vault process, ready to serve.
@@ -194,14 +196,8 @@ impl KeyVaultServer {
         addr: SocketAddr,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServerError::Io {
-                path: PathBuf::from(addr.to_string()),
-                source: e,
-            })?;
-        self.serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), shutdown)
-            .await
+        let incoming = cmksim_sim::net::bind_tcp(addr).await?;
+        self.serve_with_incoming(incoming, shutdown).await
     }
 
     /// Serves the connections of `incoming` (real TCP, turmoil, in-memory) until `shutdown`.

@@ -34,6 +34,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 mod mem;
 pub use mem::{MemHost, MemIncoming, MemNet, MemStream, ACCEPT_BACKLOG, STREAM_BUFFER_BYTES};
+mod serve;
+pub use serve::{bind_tcp, BindError};
 mod tls;
 pub use tls::{
     crypto_provider, install_crypto_provider, tls_incoming, tls_server_config, TlsClient, TlsError,

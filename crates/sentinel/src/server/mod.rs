@@ -104,6 +104,8 @@ pub enum ServerError {
     Endpoint(#[from] cmksim_sim::net::EndpointError),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Bind(#[from] cmksim_sim::net::BindError),
 }
 
 /// An opened Sentinel process, ready to serve.
@@ -126,14 +128,8 @@ impl SentinelServer {
         addr: SocketAddr,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServerError::Io {
-                path: PathBuf::from(addr.to_string()),
-                source: e,
-            })?;
-        self.serve_with_incoming(cmksim_sim::net::tcp_incoming(listener), shutdown)
-            .await
+        let incoming = cmksim_sim::net::bind_tcp(addr).await?;
+        self.serve_with_incoming(incoming, shutdown).await
     }
 
     /// Serves the connections of `incoming` (real TCP, turmoil) until `shutdown`; then stops the
