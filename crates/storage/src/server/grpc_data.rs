@@ -1,6 +1,8 @@
 //! `storage.v1.DataPlane`: append with routing decided at ingest time and an outcome per record,
 //! queries that span every storage the workspace's data went to, storage state and stats.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -380,31 +382,31 @@ impl pb::data_plane_server::DataPlane for DataService {
         } else {
             req.to_unix_ms
         });
-        let mut rows: Vec<(i64, usize, pb::QueriedRecord)> = Vec::new();
+        let limit = match req.limit {
+            0 => QUERY_RECORDS_MAX,
+            l => l.min(QUERY_RECORDS_MAX),
+        } as usize;
+        let mut rows = Earliest::new(limit);
         let mut parts = Vec::new();
         let mut seq = 0usize;
         let mut read = |storage: &str,
                         account: &str,
                         host: Option<&ClusterHost>,
-                        rows: &mut Vec<(i64, usize, pb::QueriedRecord)>|
+                        rows: &mut Earliest|
          -> Result<(), Status> {
             let mut count = 0u64;
             let mut visit = |tier: Tier, key: &crate::data::KeyRef, r: Record| {
                 count += 1;
                 seq += 1;
-                rows.push((
-                    r.time_generated_ms,
-                    seq,
-                    pb::QueriedRecord {
-                        record: Some(record_to_pb(&r)),
-                        storage: storage.to_string(),
-                        tier: match tier {
-                            Tier::Hot => pb::Tier::Hot,
-                            _ => pb::Tier::Cold,
-                        } as i32,
-                        key: Some(protecting_key(key)),
-                    },
-                ));
+                rows.offer(r.time_generated_ms, seq, || pb::QueriedRecord {
+                    record: Some(record_to_pb(&r)),
+                    storage: storage.to_string(),
+                    tier: match tier {
+                        Tier::Hot => pb::Tier::Hot,
+                        _ => pb::Tier::Cold,
+                    } as i32,
+                    key: Some(protecting_key(key)),
+                });
             };
             let mut scan = |aek: Option<&crate::data::Aek>| {
                 core.data.scan_with_tiers(
@@ -445,17 +447,12 @@ impl pb::data_plane_server::DataPlane for DataService {
         for rt in &clusters {
             read(&rt.arm_id, &rt.account, Some(&rt.host), &mut rows)?;
         }
-        rows.sort_by_key(|(t, s, _)| (*t, *s));
-        let limit = match req.limit {
-            0 => QUERY_RECORDS_MAX,
-            l => l.min(QUERY_RECORDS_MAX),
-        } as usize;
-        let total = rows.len();
-        let records = rows.into_iter().take(limit).map(|(_, _, r)| r).collect();
+        let total = rows.matched;
+        let records = rows.into_sorted();
         Ok(Response::new(pb::QueryResponse {
             records,
-            total_matched: total as u64,
-            truncated: total > limit,
+            total_matched: total,
+            truncated: total > limit as u64,
             parts,
         }))
     }
@@ -542,5 +539,116 @@ impl pb::data_plane_server::DataPlane for DataService {
             }
         }
         Ok(Response::new(out))
+    }
+}
+
+/// The `limit` earliest rows of a query by (TimeGenerated, scan order), kept while scanning: a
+/// max-heap whose top is the latest row kept, so a query over more rows than it returns holds
+/// only what it returns (at most `limit` rows, never the whole range), and a row that cannot
+/// make the cut is never converted to its wire form.
+struct Earliest {
+    limit: usize,
+    heap: BinaryHeap<EarliestRow>,
+    /// Every row offered (the query's `total_matched`).
+    matched: u64,
+}
+
+struct EarliestRow {
+    time_ms: i64,
+    seq: usize,
+    record: pb::QueriedRecord,
+}
+
+impl PartialEq for EarliestRow {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time_ms, self.seq) == (other.time_ms, other.seq)
+    }
+}
+
+impl Eq for EarliestRow {}
+
+impl PartialOrd for EarliestRow {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EarliestRow {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time_ms, self.seq).cmp(&(other.time_ms, other.seq))
+    }
+}
+
+impl Earliest {
+    fn new(limit: usize) -> Earliest {
+        Earliest {
+            limit,
+            heap: BinaryHeap::with_capacity(limit.min(4_096)),
+            matched: 0,
+        }
+    }
+
+    /// Counts a row and keeps it if it is among the `limit` earliest so far.
+    fn offer(&mut self, time_ms: i64, seq: usize, record: impl FnOnce() -> pb::QueriedRecord) {
+        self.matched += 1;
+        if self.heap.len() < self.limit {
+            self.heap.push(EarliestRow {
+                time_ms,
+                seq,
+                record: record(),
+            });
+        } else if let Some(mut latest) = self.heap.peek_mut() {
+            if (time_ms, seq) < (latest.time_ms, latest.seq) {
+                *latest = EarliestRow {
+                    time_ms,
+                    seq,
+                    record: record(),
+                };
+            }
+        }
+        debug_assert!(self.heap.len() <= self.limit);
+    }
+
+    /// The rows kept, earliest first.
+    fn into_sorted(self) -> Vec<pb::QueriedRecord> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|row| row.record)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod earliest_tests {
+    use super::*;
+
+    fn record(n: i64) -> pb::QueriedRecord {
+        pb::QueriedRecord {
+            storage: n.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keeps_the_earliest_rows_in_order_and_counts_all() {
+        let times = [50, 10, 40, 10, 30, 20, 60, 5, 10];
+        let mut kept = Earliest::new(4);
+        for (seq, t) in times.iter().enumerate() {
+            kept.offer(*t, seq, || record(seq as i64));
+        }
+        assert_eq!(kept.matched, 9);
+        // (5, #7), (10, #1), (10, #3), (10, #8): ties keep scan order.
+        let order: Vec<String> = kept.into_sorted().into_iter().map(|r| r.storage).collect();
+        assert_eq!(order, vec!["7", "1", "3", "8"]);
+    }
+
+    #[test]
+    fn a_row_that_misses_the_cut_is_never_built() {
+        let mut kept = Earliest::new(1);
+        kept.offer(1, 0, || record(0));
+        kept.offer(2, 1, || panic!("a later row is not converted"));
+        assert_eq!(kept.matched, 2);
+        assert_eq!(kept.into_sorted().len(), 1);
     }
 }
