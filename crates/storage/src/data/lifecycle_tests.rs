@@ -343,3 +343,51 @@ fn canary_a_purged_records_value_is_in_no_file_and_no_live_block() {
     }
     assert!(files > 0);
 }
+
+/// A measurement, not a check (no timed assertion): how long one bounded retention pass takes
+/// to remove 4,096 blocks (the per-tick bound) of 10 records each, and a purge of one table of
+/// 1,000 such blocks under the CMK. Run with
+/// `cargo test -p cmksim-storage --lib lifecycle_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn lifecycle_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let old = now().sub(DAY * 40);
+    for i in 0..4_096 {
+        let at = old.add(Duration::from_secs(i));
+        plane
+            .append(ACCOUNT, Sealing::Mmk, WS, "T", &batch("T", at, 10, "r"), at)
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let pass = plane
+        .retention_pass(ACCOUNT, WS, now().sub(DAY * 31), 4_096)
+        .unwrap();
+    println!(
+        "retention pass: {} blocks, {} records in {:?}",
+        pass.removals[0].blocks,
+        pass.removals[0].records,
+        started.elapsed()
+    );
+    let aek = configure_cmk(&plane);
+    for i in 0..1_000 {
+        let at = now().sub(DAY).add(Duration::from_secs(i));
+        plane
+            .append(ACCOUNT, cmk(&aek), WS, "P", &batch("P", at, 10, "p"), now())
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let is_three = |r: &Record| r.columns.get("User") == Some(&Value::String("p-3".into()));
+    let report = plane
+        .purge_records(ACCOUNT, Some(&aek), WS, "P", &is_three, now())
+        .unwrap();
+    println!(
+        "purge: {} blocks read, {} rewritten, {} records removed in {:?}",
+        1_000,
+        report.blocks_rewritten,
+        report.records,
+        started.elapsed()
+    );
+}
