@@ -162,18 +162,11 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
     // unknown workspace is NotFound, as storage says, not Unavailable).
     let created =
         sp::clusters_client::ClustersClient::new(tls_channel(serving.url("storage"), &cert))
-            .create_cluster(sp::CreateClusterRequest {
-                cluster: Some(NAMES.cluster_ref()),
-                location: NAMES.region.into(),
-                tenant_id: tenant,
-                sku: Some(sp::Sku {
-                    name: "capacityReservation".into(),
-                    capacity_gb_per_day: 1000,
-                }),
-                billing_type: "Cluster".into(),
-                identity_type: "SystemAssigned".into(),
-                ..Default::default()
-            })
+            .create_cluster(cmksim_setup::cluster_request(
+                NAMES.cluster_ref(),
+                NAMES.region,
+                &tenant,
+            ))
             .await
             .expect("create a cluster: storage → identity over TLS")
             .into_inner();

@@ -188,6 +188,27 @@ pub async fn tenant_and_operator(kv: Channel, display_name: &str) -> Result<Oper
     })
 }
 
+/// A dedicated cluster as the set-ups create it: capacity reservation of 1,000 GB a day,
+/// billed to the cluster, with a system-assigned identity (the one Key Vault grants).
+pub fn cluster_request(
+    cluster: sp::ClusterRef,
+    region: &str,
+    tenant_id: &str,
+) -> sp::CreateClusterRequest {
+    sp::CreateClusterRequest {
+        cluster: Some(cluster),
+        location: region.into(),
+        tenant_id: tenant_id.into(),
+        sku: Some(sp::Sku {
+            name: "capacityReservation".into(),
+            capacity_gb_per_day: 1000,
+        }),
+        billing_type: "Cluster".into(),
+        identity_type: "SystemAssigned".into(),
+        ..Default::default()
+    }
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -254,18 +275,7 @@ pub async fn build_world(
     let version = cmksim_proto::kid::version_of(&kid.kid);
 
     let created = clusters
-        .create_cluster(sp::CreateClusterRequest {
-            cluster: Some(names.cluster_ref()),
-            location: names.region.into(),
-            tenant_id: tenant.clone(),
-            sku: Some(sp::Sku {
-                name: "capacityReservation".into(),
-                capacity_gb_per_day: 1000,
-            }),
-            billing_type: "Cluster".into(),
-            identity_type: "SystemAssigned".into(),
-            ..Default::default()
-        })
+        .create_cluster(cluster_request(names.cluster_ref(), names.region, &tenant))
         .await
         .map_err(rpc("create cluster"))?
         .into_inner();

@@ -142,18 +142,11 @@ async fn china_is_refused_with_the_seed_sentence() {
     let mut world = World::start(profile("azure-2020", "")).await;
     world
         .clusters
-        .create_cluster(pb::CreateClusterRequest {
-            cluster: Some(World::cluster_ref("clusterchina")),
-            location: "chinanorth2".into(),
-            tenant_id: world.tenant.clone(),
-            sku: Some(pb::Sku {
-                name: "capacityReservation".into(),
-                capacity_gb_per_day: 1000,
-            }),
-            billing_type: "Cluster".into(),
-            identity_type: "SystemAssigned".into(),
-            ..Default::default()
-        })
+        .create_cluster(cmksim_setup::cluster_request(
+            World::cluster_ref("clusterchina"),
+            "chinanorth2",
+            &world.tenant,
+        ))
         .await
         .unwrap();
     let mut lockbox = pb::lockbox_client::LockboxClient::new(world.storage_channel.clone());

@@ -417,18 +417,11 @@ impl World {
         name: &str,
     ) -> Result<pb::ClusterOperation, tonic::Status> {
         self.clusters
-            .create_cluster(pb::CreateClusterRequest {
-                cluster: Some(Self::cluster_ref(name)),
-                location: REGION.into(),
-                tenant_id: self.tenant.clone(),
-                sku: Some(pb::Sku {
-                    name: "capacityReservation".into(),
-                    capacity_gb_per_day: 1000,
-                }),
-                billing_type: "Cluster".into(),
-                identity_type: "SystemAssigned".into(),
-                ..Default::default()
-            })
+            .create_cluster(cmksim_setup::cluster_request(
+                Self::cluster_ref(name),
+                REGION,
+                &self.tenant,
+            ))
             .await
             .map(|r| r.into_inner())
     }
