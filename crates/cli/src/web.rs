@@ -75,6 +75,8 @@ pub struct DemoWeb {
     control: Control,
     feed: Arc<Mutex<Feed>>,
     hub: Arc<Hub>,
+    /// The events that change a lane's state (the state panel, read at every frame).
+    state_events: Arc<dashboard::StateEvents>,
     judged: Mutex<Judged>,
     /// Set with the run's final verdicts once it has ended.
     finished: AtomicBool,
@@ -99,10 +101,12 @@ pub fn start(
     let url = format!("http://{}/", listener.local_addr()?);
     let feed = Arc::new(Mutex::new(Feed::new()));
     let hub = Arc::new(Hub::new());
+    let state_events = Arc::new(dashboard::StateEvents::default());
     {
-        let (feed, hub) = (feed.clone(), hub.clone());
+        let (feed, hub, state_events) = (feed.clone(), hub.clone(), state_events.clone());
         events.add_sink(Box::new(move |event| {
             feed.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+            state_events.push(event);
             hub.wake();
         }));
     }
@@ -115,6 +119,7 @@ pub fn start(
         control,
         feed: feed.clone(),
         hub: hub.clone(),
+        state_events,
         judged: Mutex::new(Judged::default()),
         finished: AtomicBool::new(false),
         _serving: serving,
@@ -195,7 +200,7 @@ impl DemoWeb {
         self.judge(&mut judged);
         let recorded = self.events.recorded_events();
         if !self.finished.load(Ordering::SeqCst) && judged.states_events != recorded {
-            judged.states = dashboard::states_json(&self.events.snapshot());
+            judged.states = self.state_events.states_json();
             judged.states_events = recorded;
         }
         let now_ms = self.control.now_unix_ms();

@@ -131,6 +131,27 @@ pub fn key_versions(events: &[Event], until: SimTime) -> BTreeMap<String, Vec<St
     out
 }
 
+/// True when `e` can change a state that [`key_spans`] or [`storage_spans`] reports (the kinds
+/// their matches act on): a reader that keeps only these events gets the same current states
+/// from them as from the whole log (the live dashboard does, to avoid copying the log at every
+/// frame). Keep in step with the two functions' matches.
+pub fn changes_state(e: &Event) -> bool {
+    events::storage_state(e).is_some()
+        || matches!(
+            e.kind.as_str(),
+            events::KEY_CREATED
+                | events::KEY_ROTATED
+                | events::KEY_ENABLED
+                | events::KEY_DISABLED
+                | events::KEY_DELETED
+                | events::KEY_RECOVERED
+                | events::KEY_PURGED
+                | events::VAULT_DELETED
+                | events::VAULT_RECOVERED
+                | events::VAULT_PURGED
+        )
+}
+
 /// Key state spans per `vault/key`. Enabling or disabling an older version shows as an event
 /// marker in the report but does not change the key's lane, which follows the newest version.
 pub fn key_spans(events: &[Event], end: SimTime) -> BTreeMap<String, Vec<Span<KeyState>>> {
@@ -263,6 +284,70 @@ mod tests {
         assert_eq!(state_at(&events, "c1", t(59)), Some(StorageState::Healthy));
         assert_eq!(state_at(&events, "c1", t(60)), Some(StorageState::Revoked));
         assert_eq!(state_at(&events, "c2", t(60)), None);
+    }
+
+    /// The last state of every lane, as the live dashboard shows it.
+    fn last_states(events: &[Event]) -> Vec<String> {
+        let end = events.last().map(|e| e.at()).unwrap_or(SimTime(0));
+        let keys = key_spans(events, end)
+            .into_iter()
+            .map(|(k, s)| format!("{k} {:?}", s.last().map(|s| s.state)));
+        let storages = storage_spans(events, end)
+            .into_iter()
+            .map(|(c, s)| format!("{c} {:?}", s.last().map(|s| s.state)));
+        keys.chain(storages).collect()
+    }
+
+    #[test]
+    fn the_events_that_change_a_state_give_the_same_states_as_the_whole_log() {
+        let log = EventLog::new(1000);
+        let emit = Emit { log: &log };
+        let t = |m: i64| SimTime(m * 60_000);
+        let noise = |at: SimTime| {
+            // A poll names the vault and the key but changes no lane.
+            log.record_raw(
+                at,
+                "storage/c1",
+                "storage.poll.succeeded",
+                "poll".into(),
+                serde_json::json!({"cluster": "c1", "vault": "kv", "key": "k"}),
+            );
+        };
+        emit.key(t(0), events::KEY_CREATED, "kv", "k", "v1");
+        emit.state(t(0), "c1", None, StorageState::Healthy, "start");
+        noise(t(5));
+        emit.key(t(10), events::KEY_ROTATED, "kv", "k", "v2");
+        emit.key(t(20), events::KEY_DISABLED, "kv", "k", "v1");
+        noise(t(25));
+        emit.key(t(30), events::KEY_DISABLED, "kv", "k", "v2");
+        emit.state(
+            t(31),
+            "c1",
+            Some(StorageState::Healthy),
+            StorageState::Revoked,
+            "403",
+        );
+        noise(t(35));
+        emit.key(t(40), events::KEY_DELETED, "kv", "k", "");
+        emit.key(t(50), events::KEY_RECOVERED, "kv", "k", "");
+        noise(t(55));
+        let events = log.snapshot();
+        assert!(
+            events.iter().any(|e| !changes_state(e)),
+            "the test has noise"
+        );
+        for n in 1..=events.len() {
+            let kept: Vec<Event> = events[..n]
+                .iter()
+                .filter(|e| changes_state(e))
+                .cloned()
+                .collect();
+            assert_eq!(
+                last_states(&kept),
+                last_states(&events[..n]),
+                "after {n} events"
+            );
+        }
     }
 
     #[test]

@@ -66,10 +66,6 @@ pub const SESSIONS_MAX: usize = 8;
 pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// The invariants are judged again at most this often (wall time; presentation only).
 const JUDGE_EVERY: Duration = Duration::from_millis(500);
-/// The states are read from the whole log again at most this often: a live log may hold
-/// [`LIVE_EVENTS_MAX`] events, too many to copy at every 10 ms frame (live services move at
-/// their time scale, 60× typically, where 100 ms is six simulated seconds).
-const STATES_EVERY: Duration = Duration::from_millis(100);
 /// The session cookie.
 pub const COOKIE: &str = "cmksim_dashboard";
 /// The header a lever's request must carry (a cross-site form cannot).
@@ -224,7 +220,6 @@ struct Judged {
     verdicts: Value,
     states: Value,
     states_events: u64,
-    states_at: Option<Instant>,
 }
 
 /// The cluster the levers act on.
@@ -253,6 +248,7 @@ pub struct LiveBoard {
     log: EventLog,
     feed: Arc<Mutex<Feed>>,
     hub: Arc<Hub>,
+    state_events: Arc<super::StateEvents>,
     following: AtomicBool,
     judged: Mutex<Judged>,
     scenario: Option<Scenario>,
@@ -268,10 +264,12 @@ impl LiveBoard {
         let log = EventLog::new(LIVE_EVENTS_MAX);
         let feed = Arc::new(Mutex::new(Feed::starting_at(epoch)));
         let hub = Arc::new(Hub::new());
+        let state_events = Arc::new(super::StateEvents::default());
         {
-            let (feed, hub) = (feed.clone(), hub.clone());
+            let (feed, hub, state_events) = (feed.clone(), hub.clone(), state_events.clone());
             log.add_sink(Box::new(move |event| {
                 feed.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+                state_events.push(event);
                 hub.wake();
             }));
         }
@@ -282,6 +280,7 @@ impl LiveBoard {
             log,
             feed,
             hub,
+            state_events,
             following: AtomicBool::new(false),
             judged: Mutex::new(Judged::default()),
             scenario,
@@ -333,29 +332,21 @@ impl LiveBoard {
     fn status(&self, state: &AppState, pushed: bool) -> Value {
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         let recorded = self.log.recorded_events();
-        let judge = judged.events_seen != recorded
-            && judged.at.is_none_or(|at| at.elapsed() >= JUDGE_EVERY);
-        let redraw = judged.states_events != recorded
-            && judged
-                .states_at
-                .is_none_or(|at| at.elapsed() >= STATES_EVERY);
-        if judge || redraw {
-            // One copy of the log for both (it may hold LIVE_EVENTS_MAX events).
-            let events = self.events();
-            if redraw {
-                judged.states = super::states_json(&events);
-                judged.states_events = recorded;
-                judged.states_at = Some(Instant::now());
+        if judged.states_events != recorded {
+            judged.states = self.state_events.states_json();
+            judged.states_events = recorded;
+        }
+        // The invariants read the whole log (it may hold LIVE_EVENTS_MAX events): at most
+        // every JUDGE_EVERY, and only when events were added.
+        if judged.events_seen != recorded && judged.at.is_none_or(|at| at.elapsed() >= JUDGE_EVERY)
+        {
+            if let Some(scenario) = &self.scenario {
+                let invariants = oracle::check_invariants(scenario, &self.events());
+                judged.verdicts = super::verdicts_json(&[], &invariants);
             }
-            if judge {
-                if let Some(scenario) = &self.scenario {
-                    let invariants = oracle::check_invariants(scenario, &events);
-                    judged.verdicts = super::verdicts_json(&[], &invariants);
-                }
-                judged.events_seen = recorded;
-                judged.at = Some(Instant::now());
-                judged.version += 1;
-            }
+            judged.events_seen = recorded;
+            judged.at = Some(Instant::now());
+            judged.version += 1;
         }
         let now = state.clock.now();
         let epoch = state.clock.epoch();

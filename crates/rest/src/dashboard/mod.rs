@@ -3,8 +3,11 @@
 //! The same page serves two modes. `cmksim demo NAME --web` serves it for a simulated run, with
 //! the run's own small API beside it (`/_cmksim/demo/…`, in `cmksim`'s `web` module: the
 //! simulation lives in that process). `cmksim serve all` serves it at `/` of this HTTPS door for
-//! live services, where the page reads `/_cmksim/events` and switches `/_cmksim/chaos`. The
-//! page finds out which by asking for `/_cmksim/demo/state` (absent here).
+//! live services, with the door's own API beside it (`/_cmksim/dashboard/…`, [`live`]: sign-in
+//! by a one-time link, the services' events followed, the live levers). The page finds out
+//! which by asking for `/_cmksim/demo/clock` (absent here). Both modes push the page's data as
+//! it is written ([`push`]: the feed, the hub of open pages, the frames), and both describe the
+//! world with the same two functions below ([`states_json`], [`verdicts_json`]).
 //!
 //! Why plain HTML, CSS and JavaScript with SVG: the swimlane chart is the report's own SVG,
 //! drawn by the server from the event log by the code that draws the report, so the page only
@@ -63,6 +66,37 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
+}
+
+/// Events kept for the state panel at most (the oldest are dropped past this; they are rare:
+/// key and vault changes and storage state transitions).
+pub const STATE_EVENTS_MAX: usize = 100_000;
+
+/// The events that change a lane's state ([`history::changes_state`]), kept apart from the log
+/// as they are recorded, so that the states can be read at every frame without copying the
+/// whole log.
+#[derive(Default)]
+pub struct StateEvents {
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl StateEvents {
+    /// Keeps `event` when it can change a state.
+    pub fn push(&self, event: &Event) {
+        if !history::changes_state(event) {
+            return;
+        }
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() >= STATE_EVENTS_MAX {
+            events.remove(0);
+        }
+        events.push(event.clone());
+    }
+
+    /// The current states ([`states_json`] of the kept events).
+    pub fn states_json(&self) -> Value {
+        states_json(&self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// The key's and each storage's current state, as the report's lanes see them.
