@@ -34,8 +34,7 @@ fn run(name: &str) -> (Scenario, Vec<Event>) {
         },
         false => RunOptions::default(),
     };
-    run_simulated(&scenario, &options, &events)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    run_simulated(&scenario, &options, &events).unwrap_or_else(|e| panic!("{name}: {e}"));
     (scenario, events.snapshot())
 }
 

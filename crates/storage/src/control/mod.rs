@@ -16,13 +16,13 @@
 //! `names` (syntax of names and ids), `tables` (custom-table declarations), `lifecycle` (purge, table delete, the workspace lock), `errors` (typed errors and the seeds' catalogue), `events`
 //! (events and effects), `tick` (completion of due operations and purges).
 
+pub mod byos;
 mod cluster;
 mod errors;
 mod events;
 mod keyvault;
 mod lifecycle;
 mod limits;
-pub mod byos;
 pub mod lockbox;
 mod names;
 mod operation;
