@@ -41,7 +41,8 @@ enum Target {
         /// Threads of the chaos sweep (default: the machine's cores).
         #[arg(long)]
         chaos_jobs: Option<usize>,
-        /// The simulation engine measured: events (time jumps to the next timer) or turmoil.
+        /// The simulation engine measured: events (default; time jumps to the next timer) or
+        /// turmoil.
         #[arg(long, value_parser = cmksim_world::Engine::parse)]
         engine: Option<cmksim_world::Engine>,
     },
@@ -136,7 +137,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             chaos_jobs,
             engine,
         } => {
-            let engine = engine.unwrap_or_default();
+            let engine = engine.unwrap_or(cmksim_world::Engine::Events);
             anyhow::ensure!(
                 chaos_seeds <= 100_000,
                 "--chaos-seeds must be at most 100000"

@@ -76,7 +76,7 @@ pub struct ChaosArgs {
     /// Simulation resolution in milliseconds (turmoil engine).
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
-    /// The simulation engine: events (time jumps to the next timer) or turmoil (fixed ticks).
+    /// The simulation engine: events (default; time jumps to the next timer) or turmoil.
     #[arg(long, value_parser = cmksim_world::Engine::parse)]
     engine: Option<cmksim_world::Engine>,
 }
@@ -478,7 +478,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     );
     let sim = Sim {
         tick: Duration::from_millis(args.tick_ms),
-        engine: args.engine.unwrap_or_default(),
+        engine: args.engine.unwrap_or(cmksim_world::Engine::Events),
     };
     let Some((text, scenario)) = load(&args.file) else {
         return Ok(ExitCode::from(2));
@@ -708,7 +708,11 @@ from = "15m"
 until = "45m"
 "#;
 
-    const TICK: Duration = Duration::from_millis(TICK_MS);
+    /// The default engine (the event-driven one) at the default tick.
+    const SIM: Sim = Sim {
+        tick: Duration::from_millis(TICK_MS),
+        engine: cmksim_world::Engine::Events,
+    };
     const TICK_MS: u64 = 100;
     /// Two seeds of the sweep (see `seeds`).
     const SEEDS_RUN: usize = 2;
@@ -747,7 +751,7 @@ until = "45m"
         let space = FaultSpace::of(&buggy);
         let seeds = seeds(&space);
         assert_eq!(seeds.len(), SEEDS_RUN);
-        let runs = sweep(&buggy, &space, &seeds, 2, TICK, &|_, _| Ok(())).unwrap();
+        let runs = sweep(&buggy, &space, &seeds, 2, SIM, &|_, _| Ok(())).unwrap();
         assert_eq!(runs.iter().map(|r| r.seed).collect::<Vec<_>>(), seeds);
         let failing = runs
             .iter()
@@ -761,11 +765,11 @@ until = "45m"
         assert!(failing.error.is_none());
 
         // The same seed without the bug holds: the sweep found the bug, not noise.
-        let clean = run_seed(&scenario(false), &space, failing.seed, TICK).unwrap();
+        let clean = run_seed(&scenario(false), &space, failing.seed, SIM).unwrap();
         assert_eq!(clean.faults, failing.faults);
         assert!(clean.broken.is_empty(), "{:?}", clean.invariants);
 
-        let (shrunk, target) = shrink_seed(&buggy, &space, failing, SHRINK_ATTEMPTS, TICK).unwrap();
+        let (shrunk, target) = shrink_seed(&buggy, &space, failing, SHRINK_ATTEMPTS, SIM).unwrap();
         assert_eq!(target, "invariant-3");
         assert!(shrunk.attempts <= SHRINK_ATTEMPTS);
         assert!(

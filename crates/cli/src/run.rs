@@ -368,6 +368,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     match live_line {
         Some(live) => println!("seed {seed} · {live} · {} events", snapshot.len()),
+        // The event-driven engine has no fixed step to count.
+        None if steps == 0 => println!("seed {seed} · {} events", snapshot.len()),
         None => println!(
             "seed {seed} · {steps} simulation steps · {} events",
             snapshot.len()

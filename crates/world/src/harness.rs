@@ -54,9 +54,12 @@ pub enum Engine {
     /// [`crate::engine`]: one paused tokio runtime that jumps to the next timer when every
     /// host is idle, over the in-memory network; cost follows events. A run with the live
     /// dashboard (`control`) uses turmoil, whose step loop the dashboard's pause and levers
-    /// hook into.
+    /// hook into. The same verdicts as turmoil on every library scenario, 4x faster on the
+    /// revocation scenario (README, Benchmarks); the default of `chaos` and `bench sim`.
     Events,
-    /// turmoil 0.7: every host stepped every `tick` of simulated time.
+    /// turmoil 0.7: every host stepped every `tick` of simulated time. Still the default of
+    /// `run`: a run with the dashboard falls back to turmoil, and its test compares a run with
+    /// a control to one without, which must be the same engine.
     #[default]
     Turmoil,
 }
@@ -108,7 +111,8 @@ impl Default for RunOptions {
 pub struct RunResult {
     /// The seed actually used.
     pub seed: u64,
-    /// Simulation steps taken (a measure of work, for `bench sim`).
+    /// Simulation steps taken (a measure of work, for `bench sim`); turmoil's ticks, 0 on the
+    /// event-driven engine, which has no fixed step.
     pub steps: u64,
 }
 
