@@ -290,7 +290,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             speed: args.speed,
             tick,
             progress: bar.enabled.then(|| bar.callback()),
-            engine: args.engine.unwrap_or_default(),
+            // Long scenarios go to the event-driven engine unless asked otherwise (one rule,
+            // the work estimate's).
+            engine: args.engine.unwrap_or(
+                if cmksim_scenario::work::runs_on_fixed_ticks(&scenario) {
+                    cmksim_world::Engine::Turmoil
+                } else {
+                    cmksim_world::Engine::Events
+                },
+            ),
             ..Default::default()
         };
         if let Some(listen) = args.web {

@@ -14,15 +14,18 @@
 //!   durations, which the driver waits for before T+0, when the world has clusters, cluster
 //!   keys and links) plus the scenario's `duration`;
 //! - **simulation steps**: the simulated time divided by the tick (`--tick-ms`, 100 ms by
-//!   default): the harness advances the simulation one tick per step.
+//!   default): the turmoil harness advances the simulation one tick per step. Counted against
+//!   the limit only for runs on fixed ticks: scenarios longer than [`FIXED_TICK_DURATION_MAX`]
+//!   run on the event-driven engine, whose cost follows the events.
 //!
 //! The limits are [`RECORDS_MAX`], [`SIMULATED_DAYS_MAX`] and [`STEPS_MAX`]. What the library
-//! (`scenarios/*.toml`, 17 files) needs, measured with this estimator at the default tick
-//! (`tests/work_library.rs` prints it): at most 8,408 records (`revocation`), 10 h of simulated
-//! time (`third-link-refused`, 0.42 days; 8 h 35 min for `revocation`, whose run takes 309,613
-//! steps against 309,000 estimated) and 360,000 steps. The limits leave the library a factor of
-//! 1,189 in records, 240 in days and 55 in steps (the test holds it to at least 40), and refuse
-//! the 14-billion-record example by a factor of 1,440.
+//! (`scenarios/*.toml`) needs, measured with this estimator at the default tick
+//! (`tests/work_library.rs` prints it): at most 8,408 records (`revocation`), 30.2 days of
+//! simulated time (`bill-month-both-types`, a billing month, on the event-driven engine) and
+//! 561,000 fixed-tick steps (`lockbox-approved-then-expired`; `revocation`'s run takes 309,613
+//! steps against 309,000 estimated). The test holds the library to a thirtieth of the records
+//! and steps limits and a third of the days limit; the 14-billion-record example is refused by
+//! a factor of 1,440.
 //!
 //! A refusal is a [`Diagnostic`] at the line that contributes most: the agent table or `ingest`
 //! step with the most records, or the `duration` of `[scenario]` for time and steps.
@@ -49,6 +52,17 @@ pub const STEPS_MAX: u64 = 20_000_000;
 pub const TICK_DEFAULT_MS: u64 = 100;
 
 const SECS_PER_DAY: u64 = 86_400;
+
+/// Scenarios longer than this run on the event-driven engine unless `--engine` says otherwise:
+/// a fixed tick costs a step per tick whether anything happens or not (a month at 100 ms is 26
+/// million steps), while the event engine's cost follows the events. The step limit
+/// ([`STEPS_MAX`]) is checked for fixed-tick runs only.
+pub const FIXED_TICK_DURATION_MAX: Duration = Duration::from_secs(2 * SECS_PER_DAY);
+
+/// Whether a run of `scenario` steps a fixed tick by default (see [`FIXED_TICK_DURATION_MAX`]).
+pub fn runs_on_fixed_ticks(scenario: &Scenario) -> bool {
+    scenario.meta.duration <= FIXED_TICK_DURATION_MAX
+}
 
 /// Where in the file a share of the work comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +99,9 @@ pub struct Estimate {
     pub tick: Duration,
     /// Simulation steps: `simulated / tick`, rounded up.
     pub steps: u64,
+    /// Whether the run steps a fixed tick ([`runs_on_fixed_ticks`]): only then do the steps
+    /// count against [`STEPS_MAX`].
+    pub fixed_tick: bool,
 }
 
 impl Estimate {
@@ -210,6 +227,7 @@ pub fn estimate(scenario: &Scenario, tick: Duration) -> Estimate {
         simulated,
         tick,
         steps: u64::try_from(steps).unwrap_or(u64::MAX),
+        fixed_tick: runs_on_fixed_ticks(scenario),
     }
 }
 
@@ -248,7 +266,7 @@ pub fn excesses(estimate: &Estimate) -> Vec<Excess> {
             source: Source::Duration,
         });
     }
-    if estimate.steps > STEPS_MAX {
+    if estimate.fixed_tick && estimate.steps > STEPS_MAX {
         out.push(Excess {
             limit: Limit::Steps,
             message: format!(
@@ -386,14 +404,34 @@ tables = [
         let scenario = crate::validate_str(path, &text).expect("valid");
         let diags = check(path, &text, &scenario, tick());
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-        assert_eq!(lines.len(), 2, "{lines:?}");
+        // 150 days run on the event-driven engine: the days are over their limit, the steps of a
+        // fixed tick are not counted.
+        assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].starts_with("long.toml:5:12: this scenario would simulate about 150.0 days")
         );
-        assert!(lines[1].contains("simulation steps"), "{lines:?}");
-        // A coarser tick brings the steps under their limit; the days stay over theirs.
-        let coarse = check(path, &text, &scenario, Duration::from_secs(1));
-        assert_eq!(coarse.len(), 1, "{coarse:?}");
+        assert!(!estimate(&scenario, tick()).fixed_tick);
+    }
+
+    #[test]
+    fn steps_count_for_fixed_tick_runs_only() {
+        // Two days at a 10 µs tick: 17 billion steps on fixed ticks.
+        let text = RUNAWAY
+            .replace("records = 1000000", "records = 1")
+            .replace("\"4h\"", "\"2d\"")
+            .replace("every = \"1s\"", "every = \"1h\"")
+            .replace("every = \"1m\"", "every = \"1h\"");
+        let path = Path::new("ticks.toml");
+        let scenario = crate::validate_str(path, &text).expect("valid");
+        let fine = check(path, &text, &scenario, Duration::from_micros(10));
+        assert_eq!(fine.len(), 1, "{fine:?}");
+        assert!(fine[0].to_string().contains("simulation steps"), "{fine:?}");
+        // A coarser tick brings the steps under their limit.
+        assert!(check(path, &text, &scenario, tick()).is_empty());
+        // A day longer and the run goes to the event-driven engine: no steps to count.
+        let longer = text.replace("\"2d\"", "\"3d\"");
+        let scenario = crate::validate_str(path, &longer).expect("valid");
+        assert!(check(path, &longer, &scenario, Duration::from_micros(10)).is_empty());
     }
 
     #[test]

@@ -27,12 +27,12 @@ fn run(name: &str) -> (Scenario, Vec<Event>) {
     let events = EventLog::default();
     // A month of 100 ms turmoil ticks is 26 million steps: runs longer than two days (the bill's
     // month) use the event-driven engine, whose cost follows the events.
-    let options = match scenario.meta.duration > std::time::Duration::from_secs(2 * 86_400) {
-        true => RunOptions {
+    let options = match cmksim_scenario::work::runs_on_fixed_ticks(&scenario) {
+        true => RunOptions::default(),
+        false => RunOptions {
             engine: cmksim_world::Engine::Events,
             ..RunOptions::default()
         },
-        false => RunOptions::default(),
     };
     run_simulated(&scenario, &options, &events).unwrap_or_else(|e| panic!("{name}: {e}"));
     (scenario, events.snapshot())
