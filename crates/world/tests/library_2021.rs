@@ -128,7 +128,16 @@ fn under_2021(name: &str) -> Scenario {
 
 fn run(scenario: &Scenario) -> Result<Vec<Event>, String> {
     let events = EventLog::default();
-    run_simulated(scenario, &RunOptions::default(), &events).map_err(|e| e.to_string())?;
+    // As `cmksim run` and the library test: a scenario longer than two days (the bill's month)
+    // runs on the event-driven engine.
+    let options = match cmksim_scenario::work::runs_on_fixed_ticks(scenario) {
+        true => RunOptions::default(),
+        false => RunOptions {
+            engine: cmksim_world::Engine::Events,
+            ..RunOptions::default()
+        },
+    };
+    run_simulated(scenario, &options, &events).map_err(|e| e.to_string())?;
     Ok(events.snapshot())
 }
 
