@@ -529,7 +529,10 @@ fn verdict(
 }
 
 /// Invariant 3: after access returns (the first successful poll of a revoked or unavailable
-/// storage), the storage is healthy again within the resume deadline.
+/// storage), the storage serves again within the resume deadline: healthy, or degraded (the
+/// resume happened while Key Vault has transient failures: ingest and query are served from the
+/// cached AEK, which is what "resume" means; the chaos sweep found the false alarm at seeds 34,
+/// 143 and 145 of the revocation scenario).
 pub fn resume_within_deadline(scenario: &Scenario, events: &[Event]) -> Verdict {
     const ID: &str = "invariant-3";
     let deadline = scenario.profile.key_access.resume_delay;
@@ -581,7 +584,10 @@ pub fn resume_within_deadline(scenario: &Scenario, events: &[Event]) -> Verdict 
             cases += 1;
             let healthy = events.iter().filter(|e| e.seq > back.seq).find(|e| {
                 cluster_of(e) == Some(cluster.as_str())
-                    && events::storage_state(e) == Some(StorageState::Healthy)
+                    && matches!(
+                        events::storage_state(e),
+                        Some(StorageState::Healthy | StorageState::Degraded)
+                    )
             });
             match healthy {
                 Some(h) if h.at_ms <= limit.0 => {

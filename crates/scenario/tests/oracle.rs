@@ -327,6 +327,49 @@ fn invariant_3_skips_a_return_of_access_lost_again_before_the_deadline() {
 }
 
 #[test]
+fn invariant_3_counts_a_resume_into_degraded_as_a_resume() {
+    // Chaos seed 34 of the revocation scenario: the resume delay ends while Key Vault answers
+    // with an error rate, so storage resumes into `degraded` (serving from the cached AEK) and
+    // is healthy only a minute later.
+    let s = small("");
+    let delay_min = s.profile.key_access.resume_delay.as_secs_f64() / 60.0;
+    let run = |resumed_into: StorageState| {
+        let l = log();
+        let e = Emit { log: &l };
+        e.key(START, events::KEY_CREATED, "kv1", "k", "v1");
+        e.state(START, "cl1", None, Healthy, "start");
+        e.state(m(60.0), "cl1", Some(Healthy), Revoked, "403");
+        e.poll(m(90.0), "cl1", events::POLL_OK, "");
+        e.state(m(90.0), "cl1", Some(Revoked), Resuming, "access back");
+        e.state(
+            m(90.0 + delay_min),
+            "cl1",
+            Some(Resuming),
+            resumed_into,
+            "resumed",
+        );
+        e.state(
+            m(91.0 + delay_min),
+            "cl1",
+            Some(resumed_into),
+            Healthy,
+            "vault reachable again",
+        );
+        l.record_raw(
+            m(90.0 + 4.0 * delay_min),
+            "scenario",
+            events::SCENARIO_FINISHED,
+            "done".into(),
+            serde_json::json!({}),
+        );
+        oracle::resume_within_deadline(&s, &l.snapshot())
+    };
+    assert_eq!(run(Degraded).outcome, Outcome::Held);
+    // Still resuming at the deadline (healthy a minute late) breaks it.
+    assert_eq!(run(Resuming).outcome, Outcome::Broken);
+}
+
+#[test]
 fn invariant_4_short_outages() {
     let s = library("vault-blip-5m.toml");
     let make = |visible: bool| {
