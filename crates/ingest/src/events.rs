@@ -15,7 +15,7 @@ pub enum IngestEvent {
     BatchIngested {
         workspace: String,
         table: String,
-        /// `shared`, `cluster/<name>`, or `none` when nothing took the batch.
+        /// `shared`, `cluster:<name>` (`Destination::label`), or `none` when nothing took the batch.
         route: String,
         accepted: u64,
         stored: u64,
