@@ -273,6 +273,18 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// The `reason` of the `query.failed` event: the storage state's one spelling
+    /// (`cmksim_proto`'s `StorageStateName::label`: `revoked`, `unavailable`, `resuming`,
+    /// `shredded`, ...) when storage refused the read, the words scenario expectations and the
+    /// oracle match (`reason = "revoked"`); otherwise the error's inner code (`UnknownTable`,
+    /// `StorageUnreachable`, ...). The full sentence is the event's `message`.
+    pub fn reason(&self) -> String {
+        match self {
+            QueryError::StorageInaccessible { state, .. } => state.clone(),
+            other => other.shape().inner_code.to_string(),
+        }
+    }
+
     /// The presentation of this error.
     pub fn shape(&self) -> ErrorShape {
         use ErrorClass::*;

@@ -55,7 +55,11 @@ pub enum IngestEvent {
         workspace: String,
         table: String,
         error_code: String,
+        /// The storage state when storage refused the read (`revoked`, `unavailable`, ...),
+        /// else the inner error code: what expectations match (`QueryError::reason`).
         reason: String,
+        /// The whole sentence of the error.
+        message: String,
     },
 }
 
@@ -137,9 +141,9 @@ impl EventKind for IngestEvent {
             IngestEvent::QueryFailed {
                 workspace,
                 table,
-                reason,
+                message,
                 ..
-            } => format!("query of {workspace}/{table} failed: {reason}"),
+            } => format!("query of {workspace}/{table} failed: {message}"),
         }
     }
 }

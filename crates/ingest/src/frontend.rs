@@ -410,7 +410,8 @@ impl Frontend {
                     workspace: workspace_name(&spec.workspace).to_string(),
                     table: spec.table.clone(),
                     error_code: e.shape().inner_code.to_string(),
-                    reason: e.to_string(),
+                    reason: e.reason(),
+                    message: e.to_string(),
                 },
             ),
         };

@@ -9,6 +9,7 @@ use cmksim_ingest::backend::memory::Route;
 use cmksim_ingest::grpc::status::azure_error;
 use cmksim_ingest::routing::Destination;
 use cmksim_proto::ingest::v1 as pb;
+use cmksim_proto::storage::v1::StorageStateName;
 use cmksim_sim::Profile;
 use common::*;
 use tonic::Code;
@@ -203,6 +204,24 @@ async fn queries_fail_while_revoked_or_unavailable_and_resume_after() {
         "{}",
         failed[0].message
     );
+    // `reason` is the state's one spelling, what `reason = "revoked"` in an expectation matches;
+    // the sentence is in `message`.
+    let reasons: Vec<&str> = failed
+        .iter()
+        .map(|e| e.data["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            StorageStateName::Revoked.label(),
+            StorageStateName::Unavailable.label()
+        ]
+    );
+    assert_eq!(failed[0].data["error_code"], "Revoked");
+    assert!(failed[1].data["message"]
+        .as_str()
+        .unwrap()
+        .contains("cluster c1, which is unavailable"));
 }
 
 #[tokio::test]

@@ -147,6 +147,15 @@ impl Pager {
 }
 
 impl KqlError {
+    /// The `reason` of the `query.failed` event ([`QueryError::reason`] for a failed read, else
+    /// the error's inner code).
+    pub fn reason(&self) -> String {
+        match self {
+            KqlError::Read(e) => e.reason(),
+            other => other.shape().inner_code.to_string(),
+        }
+    }
+
     /// The presentation of this error (the Logs Query API's codes: `BadArgumentError` with
     /// `SyntaxError` or `SemanticError` inside).
     pub fn shape(&self) -> ErrorShape {
@@ -234,7 +243,8 @@ impl Frontend {
                 workspace: workspace_name(workspace).to_string(),
                 table: tables,
                 error_code: e.shape().inner_code.to_string(),
-                reason: e.to_string(),
+                reason: e.reason(),
+                message: e.to_string(),
             },
         };
         let label = match &result {
