@@ -232,6 +232,7 @@ impl DataPlane {
                 min_time_ms: header.min_time_ms,
                 max_time_ms: header.max_time_ms,
             };
+            self.ensure_table_key(&write, account, &header.workspace, &header.table)?;
             let block_id = write.next_block_id;
             let Prepared {
                 key: block_key,
@@ -408,7 +409,7 @@ impl DataPlane {
 }
 
 /// The index value of a buffer entry: sealed length (u64 BE) ‖ record count (u64 BE).
-fn index_value(sealed_bytes: u64, records: u64) -> [u8; 16] {
+pub(crate) fn index_value(sealed_bytes: u64, records: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&sealed_bytes.to_be_bytes());
     out[8..].copy_from_slice(&records.to_be_bytes());
@@ -425,7 +426,7 @@ pub(crate) fn parse_index(value: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Writes a file durably: temporary name, fsync, rename (the directory is synced by the caller).
-fn write_entry_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_entry_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let failed = |e: std::io::Error| DataError::BufferFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -437,7 +438,7 @@ fn write_entry_file(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(failed)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| DataError::BufferFile {

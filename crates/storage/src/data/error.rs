@@ -95,6 +95,14 @@ pub enum DataError {
     InvalidTimeRange { from: SimTime, to: SimTime },
     #[error("outage buffer file {path}: {reason}")]
     BufferFile { path: PathBuf, reason: String },
+    #[error("table keys {path}: {reason}")]
+    TableKeys { path: PathBuf, reason: String },
+    #[error("the purge of {account}/{table} waited {waited_ms} ms for appends that started before it to commit; retry it")]
+    PurgeRaced {
+        account: String,
+        table: String,
+        waited_ms: u64,
+    },
     #[error("service key {path}: {reason}")]
     ServiceKey { path: PathBuf, reason: String },
     #[error("sled: {0}")]

@@ -3,10 +3,12 @@
 //! ```text
 //! KEK (customer key, in Key Vault / HSM; never seen here)
 //!  └─ wraps ─ AEK (random 256 bits per storage account; on disk only wrapped)
-//!              └─ HKDF-SHA256 ─ DEK (per block: salt = block id, info = "cmksim dek v1" ‖ ws ‖ table)
+//!              └─ HKDF-SHA256 ─ DEK (per block: salt = block id ‖ table secret, info = "cmksim dek v1" ‖ ws ‖ table)
 //! MMK (Microsoft-managed key, a service key file)
 //!  ├─ wraps the AEK (AES-256-GCM) until CMK is configured
 //!  └─ HKDF-SHA256 ─ DEK of blocks written under the MMK (pre-CMK data, MMK hot tier, the buffer)
+//! Table secret (per table and generation, `table-keys.json`, see `shred`)
+//!  └─ mixed into the DEK salt of the table's cold and hot blocks: a purge destroys it
 //! Infrastructure key (service key file)
 //!  └─ HKDF-SHA256 ─ per-block key of the second, ChaCha20-Poly1305 layer (double encryption)
 //! ```
@@ -125,26 +127,47 @@ fn hkdf32(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> SecretKey {
     SecretKey(out)
 }
 
-/// The DEK of a block under the AEK: salt = block id, info = "cmksim dek v1" ‖ workspace ‖ table.
-pub(crate) fn dek_from_aek(aek: &Aek, block_id: u64, workspace: &str, table: &str) -> SecretKey {
+/// The HKDF salt of a block's DEK: its id, followed by its table's secret when it has one (see
+/// [`super::shred`]; blocks of a table written before table keys existed have none).
+fn dek_salt(block_id: u64, table_secret: Option<&[u8; KEY_LEN_BYTES]>) -> Zeroizing<Vec<u8>> {
+    let mut salt = Zeroizing::new(Vec::with_capacity(8 + KEY_LEN_BYTES));
+    salt.extend_from_slice(&block_id.to_be_bytes());
+    if let Some(secret) = table_secret {
+        salt.extend_from_slice(secret);
+    }
+    salt
+}
+
+/// The DEK of a block under the AEK: salt = block id ‖ table secret, info = "cmksim dek v1" ‖
+/// workspace ‖ table. Without the table secret (destroyed by a purge) the AEK alone does not
+/// give it.
+pub(crate) fn dek_from_aek(
+    aek: &Aek,
+    block_id: u64,
+    workspace: &str,
+    table: &str,
+    table_secret: Option<&[u8; KEY_LEN_BYTES]>,
+) -> SecretKey {
     hkdf32(
         aek.expose_bytes(),
-        &block_id.to_be_bytes(),
+        &dek_salt(block_id, table_secret),
         &[DEK_INFO, workspace.as_bytes(), table.as_bytes()],
     )
 }
 
-/// The DEK of a block under the MMK; the account is part of the info because the MMK is shared.
+/// The DEK of a block under the MMK (salt as [`dek_from_aek`]); the account is part of the info
+/// because the MMK is shared.
 pub(crate) fn dek_from_mmk(
     mmk: &SecretKey,
     block_id: u64,
     account: &str,
     workspace: &str,
     table: &str,
+    table_secret: Option<&[u8; KEY_LEN_BYTES]>,
 ) -> SecretKey {
     hkdf32(
         mmk.bytes(),
-        &block_id.to_be_bytes(),
+        &dek_salt(block_id, table_secret),
         &[
             MMK_DEK_INFO,
             account.as_bytes(),
@@ -320,9 +343,16 @@ mod tests {
     #[test]
     fn deks_differ_per_block_and_table() {
         let aek = Aek::from_bytes(&[9; 32]).unwrap();
-        let a = dek_from_aek(&aek, 1, "ws", "T");
-        assert_ne!(a.bytes(), dek_from_aek(&aek, 2, "ws", "T").bytes());
-        assert_ne!(a.bytes(), dek_from_aek(&aek, 1, "ws", "U").bytes());
+        let a = dek_from_aek(&aek, 1, "ws", "T", None);
+        assert_ne!(a.bytes(), dek_from_aek(&aek, 2, "ws", "T", None).bytes());
+        assert_ne!(a.bytes(), dek_from_aek(&aek, 1, "ws", "U", None).bytes());
+        // The table secret changes the DEK: without it, the AEK alone does not give it.
+        let shredded = dek_from_aek(&aek, 1, "ws", "T", Some(&[5; 32]));
+        assert_ne!(a.bytes(), shredded.bytes());
+        assert_ne!(
+            shredded.bytes(),
+            dek_from_aek(&aek, 1, "ws", "T", Some(&[6; 32])).bytes()
+        );
         assert!(Aek::from_bytes(&[0; 31]).is_err());
     }
 }

@@ -26,17 +26,22 @@
 //! `retention_removed_records`, purge and table delete into `purged_records`, so
 //! [`super::AccountCounters::conserved`] keeps holding.
 
+use std::sync::MutexGuard;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use sled::IVec;
 
 use cmksim_sim::SimTime;
 
 use super::block::{BlockHeader, KeyRef, Tier};
+use super::buffer;
+use super::error::DataError;
 use super::keys::Aek;
 use super::record::Record;
-use super::store::{self, check_name};
+use super::store::{self, check_name, AccountRecord};
 use super::tier::{malformed, DELETE_CHUNK_BLOCKS};
-use super::{DataPlane, Result, Sealing};
+use super::{DataPlane, Result, Sealing, WriteState};
 
 /// What one removal took from one table: blocks, records, and the time range of the records
 /// (min of the blocks' oldest record, max of their newest).
@@ -63,10 +68,47 @@ pub struct RetentionPass {
 pub struct PurgeReport {
     /// Blocks that held a matching record (each rewritten without it, or deleted when empty).
     pub blocks_rewritten: u64,
+    /// Blocks without a matching record, re-sealed under the table's new key generation.
+    #[serde(default)]
+    pub blocks_resealed: u64,
     /// Blocks written in their place.
     pub blocks_written: u64,
-    /// Records removed.
+    /// Records removed (from blocks and from the outage buffer).
     pub records: u64,
+    /// Of `records`, those removed from the outage buffer (so they never come back when it drains).
+    #[serde(default)]
+    pub buffered_records: u64,
+    /// Outage-buffer entries that held a matching record (each rewritten without it, or deleted).
+    #[serde(default)]
+    pub buffer_entries_rewritten: u64,
+}
+
+/// How long a purge or table delete waits, without the write lock, for appends that took block
+/// ids before it began (they seal under the generation it is about to destroy).
+pub const APPEND_WAIT_STEP: Duration = Duration::from_millis(1);
+/// Most such waits per purge or table delete (10 s in all; an append holds its ids for the time
+/// it takes to seal one batch).
+pub const APPEND_WAITS_MAX: u64 = 10_000;
+
+#[cfg(test)]
+thread_local! {
+    /// Test-only crash injection: the purge steps this thread has passed, and the step at which
+    /// the process aborts (0: never). `std::process::abort` is as abrupt as `kill -9` for the
+    /// data directory: no destructor runs, nothing more is flushed.
+    pub(crate) static CRASH_STEPS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A point in a purge where the crash test may abort the process (nothing outside tests).
+fn crash_point() {
+    #[cfg(test)]
+    CRASH_STEPS.with(|c| {
+        let (seen, crash_at) = c.get();
+        let seen = seen + 1;
+        c.set((seen, crash_at));
+        if seen == crash_at {
+            std::process::abort();
+        }
+    });
 }
 
 /// The table name of a block key under `workspace_prefix` (`table ␀ time id`).
@@ -208,8 +250,11 @@ impl DataPlane {
     }
 
     /// Deletes every block of one table of `workspace` in `account` (cold and hot copies), in
-    /// transactions of at most [`DELETE_CHUNK_BLOCKS`] blocks. Needs no key. The loop ends when
-    /// the table has no block left (each round deletes at least one).
+    /// transactions of at most [`DELETE_CHUNK_BLOCKS`] blocks, and destroys the table's secret
+    /// (see [`super::shred`]), so the deleted blocks left in sled's segments cannot be opened.
+    /// Needs no key. The blocks deleted are those below the table's new key generation (every
+    /// block that existed, and those of appends already under way, waited for); an append that
+    /// starts after the delete writes the table anew.
     pub fn delete_table(
         &self,
         account: &str,
@@ -220,48 +265,117 @@ impl DataPlane {
         check_name("table", table)?;
         self.account_record(account)?;
         let prefix = store::table_prefix(account, workspace, table);
-        let _write = self.lock_write();
+        let mut write = self.lock_write();
         let mut removal = TableRemoval {
             table: table.to_string(),
             from_ms: i64::MAX,
             to_ms: i64::MIN,
             ..TableRemoval::default()
         };
+        let first_kept = {
+            let mut rng = self.lock_rng();
+            self.table_keys.begin_rotation(
+                account,
+                workspace,
+                table,
+                write.next_block_id,
+                false,
+                &mut *rng,
+            )?
+        };
+        let mut waits = 0u64;
         loop {
-            let mut chunk: Vec<(IVec, u64, BlockHeader, Option<u64>)> = Vec::new();
-            for item in self
-                .trees
-                .cold
-                .scan_prefix(&prefix)
-                .take(DELETE_CHUNK_BLOCKS)
-            {
-                let (key, cold) = item?;
-                let (header, _) = BlockHeader::parse(&cold)
-                    .map_err(|reason| malformed(Tier::Cold, &key, reason))?;
-                let hot = self.trees.hot.get(&key)?.map(|h| h.len() as u64);
-                chunk.push((key, cold.len() as u64, header, hot));
+            // Each round deletes at least one block or ends: the table's blocks are finite.
+            loop {
+                let mut chunk: Vec<(IVec, u64, BlockHeader, Option<u64>)> = Vec::new();
+                for item in self.trees.cold.scan_prefix(&prefix) {
+                    let (key, cold) = item?;
+                    let (header, _) = BlockHeader::parse(&cold)
+                        .map_err(|reason| malformed(Tier::Cold, &key, reason))?;
+                    if header.block_id >= first_kept {
+                        continue;
+                    }
+                    let hot = self.trees.hot.get(&key)?.map(|h| h.len() as u64);
+                    chunk.push((key, cold.len() as u64, header, hot));
+                    if chunk.len() == DELETE_CHUNK_BLOCKS {
+                        break;
+                    }
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                self.remove_blocks(account, &chunk, true)?;
+                for (_, _, h, _) in &chunk {
+                    removal.blocks += 1;
+                    removal.records += u64::from(h.record_count);
+                    removal.from_ms = removal.from_ms.min(h.min_time_ms);
+                    removal.to_ms = removal.to_ms.max(h.max_time_ms);
+                }
             }
-            if chunk.is_empty() {
-                break;
-            }
-            self.remove_blocks(account, &chunk, true)?;
-            for (_, _, h, _) in &chunk {
-                removal.blocks += 1;
-                removal.records += u64::from(h.record_count);
-                removal.from_ms = removal.from_ms.min(h.min_time_ms);
-                removal.to_ms = removal.to_ms.max(h.max_time_ms);
+            match self.wait_for_appends_below(write, first_kept, &mut waits, account, table)? {
+                Some(relocked) => write = relocked,
+                None => break,
             }
         }
         self.trees.db.flush()?;
+        self.table_keys
+            .end_rotation(account, workspace, table, first_kept)?;
         Ok(removal)
     }
 
-    /// Removes the records of one table of `workspace` in `account` for which `matches` is true:
-    /// each block holding one is rewritten without it (new block ids, same key reference) and
-    /// the old copies are deleted, one transaction per block. Blocks under the customer's key
-    /// need `aek` (else [`super::DataError::KeyUnavailable`], and nothing after that block is
-    /// changed; blocks already rewritten stay rewritten, so a retried purge continues). Bounded
-    /// by the table's blocks: each is visited once, in key order.
+    /// Waits, without the write lock, for the appends that took block ids below `first_id` to
+    /// commit or fail: `None` when there are none (the lock is kept by the caller's guard, which
+    /// is handed back through `Some` otherwise, re-taken after one wait of
+    /// [`APPEND_WAIT_STEP`]). At most [`APPEND_WAITS_MAX`] waits per operation, counted in
+    /// `waits`; beyond, [`DataError::PurgeRaced`] (nothing destroyed: a retry continues).
+    fn wait_for_appends_below<'a>(
+        &'a self,
+        write: MutexGuard<'a, WriteState>,
+        first_id: u64,
+        waits: &mut u64,
+        account: &str,
+        table: &str,
+    ) -> Result<Option<MutexGuard<'a, WriteState>>> {
+        if write
+            .oldest_append_in_flight()
+            .is_none_or(|oldest| oldest >= first_id)
+        {
+            return Ok(None);
+        }
+        if *waits >= APPEND_WAITS_MAX {
+            return Err(DataError::PurgeRaced {
+                account: account.to_string(),
+                table: table.to_string(),
+                waited_ms: APPEND_WAITS_MAX * APPEND_WAIT_STEP.as_millis() as u64,
+            });
+        }
+        drop(write);
+        *waits += 1;
+        std::thread::sleep(APPEND_WAIT_STEP);
+        Ok(Some(self.lock_write()))
+    }
+
+    /// Removes the records of one table of `workspace` in `account` for which `matches` is true,
+    /// from the outage buffer and from every block, and makes them unreadable on disk too:
+    ///
+    /// 1. buffered entries holding a match are rewritten without it ([`Self::purge_buffer`]);
+    /// 2. the table gets a new key generation ([`super::shred`]), persisted;
+    /// 3. every block of the table below that generation is opened and re-sealed into new
+    ///    blocks (new ids, so the new generation; same key reference, MMK data stays under the
+    ///    MMK) without the matching records, or deleted when nothing is left, and its old cold
+    ///    and hot copies deleted, one transaction per block; appends already under way when the
+    ///    purge began are waited for and their blocks re-sealed too;
+    /// 4. sled is flushed, then the old generation is destroyed (the table keys file rewritten):
+    ///    the old blocks sled may still hold in its segments cannot be opened by anyone, whoever
+    ///    holds the disk and the account key.
+    ///
+    /// Blocks under the customer's key need `aek` (else [`super::DataError::KeyUnavailable`]:
+    /// nothing is destroyed, blocks already re-sealed stay so, and a retried purge resumes the
+    /// same generation). A crash at any point leaves every record readable or purged, never
+    /// lost: the old generation is destroyed only after every block under it is gone, durably.
+    /// Cost: every block of the table is rewritten (not only those with a match), since they all
+    /// share the generation being destroyed. Bounded by the table's blocks, each visited once
+    /// per round, and by [`APPEND_WAITS_MAX`] rounds.
     pub fn purge_records(
         &self,
         account: &str,
@@ -278,9 +392,77 @@ impl DataPlane {
             self.check_aek(&account_record, aek)?;
         }
         let prefix = store::table_prefix(account, workspace, table);
-        let end = store::prefix_end(&prefix);
         let mut write = self.lock_write();
         let mut report = PurgeReport::default();
+        self.purge_buffer(
+            &account_record,
+            workspace,
+            table,
+            matches,
+            &mut write,
+            &mut report,
+        )?;
+        let interrupted = self.table_keys.generations(account, workspace, table).len() >= 2;
+        if !interrupted && self.trees.cold.scan_prefix(&prefix).next().is_none() {
+            self.trees.db.flush()?;
+            return Ok(report);
+        }
+        let first_new = {
+            let mut rng = self.lock_rng();
+            self.table_keys.begin_rotation(
+                account,
+                workspace,
+                table,
+                write.next_block_id,
+                true,
+                &mut *rng,
+            )?
+        };
+        crash_point();
+        let mut waits = 0u64;
+        loop {
+            self.reseal_below(
+                &account_record,
+                aek,
+                workspace,
+                table,
+                first_new,
+                matches,
+                now,
+                &mut write,
+                &mut report,
+            )?;
+            match self.wait_for_appends_below(write, first_new, &mut waits, account, table)? {
+                Some(relocked) => write = relocked,
+                None => break,
+            }
+        }
+        self.trees.db.flush()?;
+        crash_point();
+        self.table_keys
+            .end_rotation(account, workspace, table, first_new)?;
+        crash_point();
+        Ok(report)
+    }
+
+    /// Step 3 of [`Self::purge_records`]: every block of the table with an id below `first_new`
+    /// is re-sealed without the matching records (or deleted when none is left).
+    #[allow(clippy::too_many_arguments)]
+    fn reseal_below(
+        &self,
+        account_record: &AccountRecord,
+        aek: Option<&Aek>,
+        workspace: &str,
+        table: &str,
+        first_new: u64,
+        matches: &dyn Fn(&Record) -> bool,
+        now: SimTime,
+        write: &mut WriteState,
+        report: &mut PurgeReport,
+    ) -> Result<()> {
+        let account = account_record.account.as_str();
+        let prefix = store::table_prefix(account, workspace, table);
+        let end = store::prefix_end(&prefix);
         let mut cursor: Vec<u8> = prefix.clone();
         loop {
             let Some(item) = self.trees.cold.range(cursor.clone()..end.clone()).next() else {
@@ -290,13 +472,15 @@ impl DataPlane {
             // The next block is after this key.
             cursor = key.to_vec();
             cursor.push(0);
+            let (parsed, _) =
+                BlockHeader::parse(&cold).map_err(|reason| malformed(Tier::Cold, &key, reason))?;
+            if parsed.block_id >= first_new {
+                continue;
+            }
             let (header, records) = self.open_stored(Tier::Cold, &key, &cold, aek)?;
             let total = records.len();
             let kept: Vec<Record> = records.into_iter().filter(|r| !matches(r)).collect();
             let removed = (total - kept.len()) as u64;
-            if removed == 0 {
-                continue;
-            }
             let sealing = match &header.key_ref {
                 KeyRef::Mmk => Sealing::Mmk,
                 KeyRef::Cmk { kid, version } => Sealing::Cmk {
@@ -311,10 +495,11 @@ impl DataPlane {
                 self.split(&kept, table)?
             };
             let mut next_id = write.next_block_id;
+            debug_assert!(next_id >= first_new);
             let mut prepared = Vec::with_capacity(chunks.len());
             for chunk in chunks {
                 prepared.push(self.prepare(
-                    &account_record,
+                    account_record,
                     sealing,
                     workspace,
                     table,
@@ -358,11 +543,117 @@ impl DataPlane {
                 Ok(())
             })?;
             write.next_block_id = next_id;
-            report.blocks_rewritten += 1;
+            crash_point();
+            if removed > 0 {
+                report.blocks_rewritten += 1;
+            } else {
+                report.blocks_resealed += 1;
+            }
             report.blocks_written += prepared.len() as u64;
             report.records += removed;
         }
-        self.trees.db.flush()?;
-        Ok(report)
+        Ok(())
+    }
+
+    /// The outage-buffer half of a purge: every buffered entry of `workspace`/`table` in the
+    /// account that holds a matching record is rewritten without it, so a purged record never
+    /// comes back when the buffer drains. Buffer entries are under the MMK: no AEK is needed.
+    /// Each rewritten entry gets new sequence numbers (new entry files, written and synced
+    /// first), keeps the time it was buffered (so it expires when the original would have), and
+    /// moves to the end of the drain order; the index change is one transaction, flushed before
+    /// the old file is deleted. A crash leaves the old entry or the new ones indexed, never both:
+    /// the files of the other are orphans, deleted at the next open. Bounded by the account's
+    /// buffered entries, each looked at once.
+    fn purge_buffer(
+        &self,
+        account_record: &AccountRecord,
+        workspace: &str,
+        table: &str,
+        matches: &dyn Fn(&Record) -> bool,
+        write: &mut WriteState,
+        report: &mut PurgeReport,
+    ) -> Result<()> {
+        let account = account_record.account.as_str();
+        let entries: Vec<(IVec, IVec)> = self
+            .trees
+            .buffer
+            .scan_prefix(store::account_prefix(account))
+            .collect::<std::result::Result<_, _>>()?;
+        for (key, index) in entries {
+            let sealed = self.read_entry(&key, &index)?;
+            let (header, _) = BlockHeader::parse(&sealed)
+                .map_err(|reason| malformed(Tier::Buffer, &key, reason))?;
+            if header.workspace != workspace || header.table != table {
+                continue;
+            }
+            let (header, records) = self.open_stored(Tier::Buffer, &key, &sealed, None)?;
+            let total = records.len();
+            let kept: Vec<Record> = records.into_iter().filter(|r| !matches(r)).collect();
+            let removed = (total - kept.len()) as u64;
+            if removed == 0 {
+                continue;
+            }
+            let chunks = if kept.is_empty() {
+                Vec::new()
+            } else {
+                self.split(&kept, table)?
+            };
+            let mut next_id = write.next_block_id;
+            let mut rewritten: Vec<(Vec<u8>, Vec<u8>, u64)> = Vec::with_capacity(chunks.len());
+            {
+                let mut rng = self.lock_rng();
+                for chunk in chunks {
+                    let records = u64::from(chunk.records);
+                    let entry = self.seal(
+                        Tier::Buffer,
+                        account_record,
+                        Sealing::Mmk,
+                        workspace,
+                        table,
+                        chunk,
+                        next_id,
+                        SimTime(header.written_at_ms),
+                        &mut *rng,
+                    );
+                    rewritten.push((store::buffer_key(account, next_id), entry, records));
+                    next_id += 1;
+                }
+            }
+            for (new_key, entry, _) in &rewritten {
+                buffer::write_entry_file(&self.entry_path(new_key), entry)?;
+            }
+            buffer::sync_dir(&self.buffer_dir)?;
+            let old_bytes = sealed.len() as u64;
+            let new_bytes: u64 = rewritten.iter().map(|(_, e, _)| e.len() as u64).sum();
+            self.trees.transact(|tx| {
+                tx.buffer.remove(&key)?;
+                for (new_key, entry, records) in &rewritten {
+                    tx.buffer.insert(
+                        new_key.as_slice(),
+                        &buffer::index_value(entry.len() as u64, *records)[..],
+                    )?;
+                }
+                tx.update_counters(account, |c| {
+                    c.buffered_entries = c.buffered_entries - 1 + rewritten.len() as u64;
+                    c.buffered_bytes = c.buffered_bytes - old_bytes + new_bytes;
+                    c.buffered_records -= removed;
+                    c.purged_records += removed;
+                })?;
+                tx.set_next_block_id(next_id)
+            })?;
+            write.next_block_id = next_id;
+            crash_point();
+            self.trees.db.flush()?;
+            crash_point();
+            let old_path = self.entry_path(&key);
+            std::fs::remove_file(&old_path).map_err(|e| DataError::BufferFile {
+                path: old_path,
+                reason: e.to_string(),
+            })?;
+            report.records += removed;
+            report.buffered_records += removed;
+            report.buffer_entries_rewritten += 1;
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,8 @@
 //! - [`buffer`]: the outage buffer (on disk, under the MMK) and its exactly-once drain.
 //! - [`retention`]: retention per workspace and the crypto-shredding purge.
 //! - [`lifecycle`]: the bounded retention pass the control tick runs, purge by filter, table delete.
+//! - [`shred`]: the per-table secrets a purge destroys, so that a purged block left in sled's
+//!   segments can no longer be opened.
 //! - [`bench`]: `cmksim bench storage`.
 //!
 //! Shape: the data plane never talks to Key Vault. Wrapping and unwrapping the AEK with the
@@ -30,6 +32,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod record;
 pub mod retention;
+pub mod shred;
 pub mod store;
 pub mod tier;
 
@@ -161,12 +164,49 @@ pub struct AccountStats {
 /// Serialised mutation state (held while writing).
 pub(crate) struct WriteState {
     pub next_block_id: u64,
+    /// Appends that took block ids and have not committed or failed yet: first block id → how
+    /// many (an empty append takes no id and may share one). A purge waits for those below its
+    /// new table generation (see [`lifecycle`]). At most one entry per concurrent append.
+    pub appends_in_flight: std::collections::BTreeMap<u64, u32>,
+}
+
+impl WriteState {
+    /// Notes an append that took ids from `first_block_id` (under the write lock, with the ids).
+    pub(crate) fn append_started(&mut self, first_block_id: u64) {
+        *self.appends_in_flight.entry(first_block_id).or_insert(0) += 1;
+    }
+
+    /// The first block id of the oldest append still in flight.
+    pub(crate) fn oldest_append_in_flight(&self) -> Option<u64> {
+        self.appends_in_flight.keys().next().copied()
+    }
+}
+
+/// Ends an append's in-flight entry when dropped (committed, failed or unwound). Drop it only
+/// while the write lock is not held by the same thread.
+pub(crate) struct AppendInFlight<'a> {
+    plane: &'a DataPlane,
+    first_block_id: u64,
+}
+
+impl Drop for AppendInFlight<'_> {
+    fn drop(&mut self) {
+        let mut write = self.plane.lock_write();
+        if let Some(n) = write.appends_in_flight.get_mut(&self.first_block_id) {
+            *n -= 1;
+            if *n == 0 {
+                write.appends_in_flight.remove(&self.first_block_id);
+            }
+        }
+    }
 }
 
 /// The encrypted data plane of one data directory.
 pub struct DataPlane {
     pub(crate) trees: Trees,
     pub(crate) keys: ServiceKeys,
+    /// The per-table secrets of [`shred`] (`table-keys.json`).
+    pub(crate) table_keys: shred::TableKeys,
     pub(crate) config: DataConfig,
     /// Where outage-buffer entries live, one file each (see [`buffer`]).
     pub(crate) buffer_dir: PathBuf,
@@ -216,6 +256,7 @@ impl DataPlane {
         assert!(config.block_max_bytes > 0 && config.batch_max_bytes >= config.block_max_bytes);
         std::fs::create_dir_all(dir)?;
         let keys = ServiceKeys::load_or_create(&dir.join("service-keys"), &mut rng)?;
+        let table_keys = shred::TableKeys::load(dir)?;
         let db = open_sled(
             &sled::Config::new()
                 .path(dir.join("data.sled"))
@@ -229,14 +270,46 @@ impl DataPlane {
         let plane = DataPlane {
             trees,
             keys,
+            table_keys,
             config,
             buffer_dir,
             rng: Mutex::new(rng),
-            write: Mutex::new(WriteState { next_block_id }),
+            write: Mutex::new(WriteState {
+                next_block_id,
+                appends_in_flight: Default::default(),
+            }),
         };
         plane.finish_interrupted_purges()?;
         plane.remove_orphan_entry_files()?;
         Ok(plane)
+    }
+
+    /// Registers an append that took ids from `first_block_id` (the caller registered it in
+    /// `write` with [`WriteState::append_started`]); the guard ends it when dropped.
+    pub(crate) fn append_in_flight(&self, first_block_id: u64) -> AppendInFlight<'_> {
+        AppendInFlight {
+            plane: self,
+            first_block_id,
+        }
+    }
+
+    /// Gives a table its first table-key generation, starting at the next block id, if it has
+    /// none (see [`shred`]). Called under the write lock before a table's blocks are sealed:
+    /// every block id already taken is below the new generation, so a block sealed before the
+    /// table had keys keeps its DEK without a table secret.
+    pub(crate) fn ensure_table_key(
+        &self,
+        write: &WriteState,
+        account: &str,
+        workspace: &str,
+        table: &str,
+    ) -> Result<()> {
+        if self.table_keys.has_table(account, workspace, table) {
+            return Ok(());
+        }
+        let mut rng = self.lock_rng();
+        self.table_keys
+            .create_table(account, workspace, table, write.next_block_id, &mut *rng)
     }
 
     /// The configuration in force.

@@ -8,7 +8,9 @@
 //! tombstone, in one flushed step: from then on nothing under the CMK can ever be decrypted, and
 //! every call for the account answers [`DataError::PermanentlyUnreadable`]. Then it deletes every
 //! block, hot copy and buffered entry (which also removes the data under the MMK) in bounded
-//! transactions; a purge interrupted by a crash is finished on the next open.
+//! transactions, and destroys the account's table secrets ([`super::shred`]), so the blocks
+//! sled keeps in its segments cannot be opened even with the MMK; a purge interrupted by a crash
+//! is finished on the next open.
 
 use std::time::Duration;
 
@@ -105,6 +107,9 @@ impl DataPlane {
         })?;
         self.trees.db.flush()?;
         self.delete_account_data(account)?;
+        self.trees.db.flush()?;
+        self.table_keys
+            .forget_prefix(&store::account_prefix(account))?;
         let done = Tombstone {
             purged_at: now,
             blocks_deleted: true,
@@ -195,6 +200,9 @@ impl DataPlane {
         }
         for (account, tombstone) in pending {
             self.delete_account_data(&account)?;
+            self.trees.db.flush()?;
+            self.table_keys
+                .forget_prefix(&store::account_prefix(&account))?;
             let done = Tombstone {
                 blocks_deleted: true,
                 ..tombstone

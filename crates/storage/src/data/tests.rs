@@ -935,7 +935,13 @@ fn json_blocks_of_format_1_are_still_read_beside_binary_ones() {
     let aek = configure_cmk(&plane, ACCOUNT);
     let old = records("T", now().sub(HOUR * 3), 5, "old");
     let account_record = plane.account_record(ACCOUNT).unwrap();
-    let block_id = 1_000_000;
+    // An id taken like any block's: below every id the new appends take (and below the table's
+    // first key generation, as a block written before table keys existed is).
+    let block_id = {
+        let mut write = plane.lock_write();
+        write.next_block_id += 1;
+        write.next_block_id - 1
+    };
     let chunk = tier::Chunk {
         payload: record::encode_json_for_tests(&old),
         format: record::PayloadFormat::Json,

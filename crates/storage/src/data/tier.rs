@@ -142,10 +142,15 @@ impl DataPlane {
         // append took are skipped, never reused.
         let first_id = {
             let mut write = self.lock_write();
+            self.ensure_table_key(&write, account, workspace, table)?;
             let first = write.next_block_id;
             write.next_block_id += chunks.len() as u64;
+            write.append_started(first);
             first
         };
+        // Until this is dropped (after the commit's lock is released) a purge of the table
+        // waits for these blocks before it destroys the table secret they are sealed under.
+        let _in_flight = self.append_in_flight(first_id);
         let next_id = first_id + chunks.len() as u64;
         let block_ids: Vec<u64> = (first_id..next_id).collect();
         let prepared: Vec<Prepared> = chunks
@@ -657,6 +662,17 @@ impl DataPlane {
         header: &BlockHeader,
         aek: Option<&Aek>,
     ) -> (SecretKey, Option<SecretKey>) {
+        // Cold and hot blocks carry their table's secret (see `shred`); buffer entries do not.
+        let table_secret = match header.tier {
+            Tier::Cold | Tier::Hot => self.table_keys.secret_for(
+                &header.account,
+                &header.workspace,
+                &header.table,
+                header.block_id,
+            ),
+            Tier::Buffer => None,
+        };
+        let table_secret = table_secret.as_deref();
         let dek = match (&header.key_ref, aek) {
             (KeyRef::Mmk, _) => keys::dek_from_mmk(
                 &self.keys.mmk,
@@ -664,10 +680,15 @@ impl DataPlane {
                 &header.account,
                 &header.workspace,
                 &header.table,
+                table_secret,
             ),
-            (KeyRef::Cmk { .. }, Some(aek)) => {
-                keys::dek_from_aek(aek, header.block_id, &header.workspace, &header.table)
-            }
+            (KeyRef::Cmk { .. }, Some(aek)) => keys::dek_from_aek(
+                aek,
+                header.block_id,
+                &header.workspace,
+                &header.table,
+                table_secret,
+            ),
             (KeyRef::Cmk { .. }, None) => {
                 unreachable!("callers check that CMK blocks come with the AEK")
             }
