@@ -12,7 +12,19 @@
 //! The machine sits behind a mutex shared with a [`KeyLoopHandle`], which the ingest, query
 //! and control-plane paths use to ask questions and to report provisioning, key updates and
 //! deletion; commands from the handle are applied at once and their non-event effects are
-//! queued (bounded) for the driver, which is woken through a `Notify`.
+//! queued for the driver, which is woken through a `Notify`.
+//!
+//! Bounds (issue 15: every queue that grows with traffic has one):
+//! - The shared queue holds only the effects of commands. A command is refused
+//!   ([`KeyLoopError::Busy`]) while [`MAX_PENDING_EFFECTS`] effects wait, so the queue never holds
+//!   more than [`PENDING_EFFECTS_MAX`]. Refusal, not dropping: an effect is a decision the
+//!   machine already made (a buffer drain, a rewrap), and losing one would lose data, while a
+//!   refused command is a typed error its caller reports or retries.
+//! - The effects of the driver's own calls (a poll, a version check, a tick, a rewrap's result)
+//!   never wait in that queue: the driver carries them out in the same wake-up, in the order the
+//!   machine gave them ([`KeyLoopDriver::carry_out_all`]). Only a rewrap produces effects in
+//!   turn, and its result holds no rewrap, so a chain is two rounds deep; [`MAX_EFFECT_ROUNDS`]
+//!   bounds it anyway.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,6 +43,12 @@ use super::state::{Effect, IngestDecision, KeyRef, KeyTarget, Refusal, State, St
 /// At most this many non-event effects wait for the driver (commands are rare; a full queue
 /// means the driver is stuck, and the command is refused rather than lost).
 pub const MAX_PENDING_EFFECTS: usize = 64;
+/// The most non-event effects one command produces (`update_key`: one rewrap; `deleted`: the
+/// cache and the hot tier dropped).
+pub const COMMAND_EFFECTS_MAX: usize = 4;
+/// The most effects the shared queue ever holds: a command is taken while fewer than
+/// [`MAX_PENDING_EFFECTS`] wait, and adds at most [`COMMAND_EFFECTS_MAX`].
+pub const PENDING_EFFECTS_MAX: usize = MAX_PENDING_EFFECTS - 1 + COMMAND_EFFECTS_MAX;
 /// At most this many rounds of "effect → vault call → more effects" per wake-up.
 pub const MAX_EFFECT_ROUNDS: usize = 8;
 /// With nothing to poll and no deadline, the driver still wakes this often (simulated).
@@ -142,18 +160,27 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records events at once, queues the rest for the driver (which the caller then wakes, if
-    /// the caller is not the driver itself: a stored wake-up would spin the driver).
+    /// Records a command's events at once and queues the rest for the driver (which the caller
+    /// then wakes).
     fn dispatch(&self, now: SimTime, effects: Vec<Effect>) {
         let mut pending = self.pending();
+        let mut queued = 0usize;
         for effect in effects {
             match effect {
                 Effect::Event(event) => {
                     self.events.record(now, &self.source, &event);
                 }
-                other => pending.push_back(other),
+                other => {
+                    queued += 1;
+                    pending.push_back(other);
+                }
             }
         }
+        debug_assert!(
+            queued <= COMMAND_EFFECTS_MAX && pending.len() <= PENDING_EFFECTS_MAX,
+            "a command queued {queued} effects; {} wait",
+            pending.len()
+        );
     }
 }
 
@@ -187,6 +214,11 @@ impl KeyLoopHandle {
     /// What to do with a record ingested now.
     pub fn ingest_decision(&self, now: SimTime) -> IngestDecision {
         self.shared.machine().ingest_decision(now)
+    }
+
+    /// How many effects of commands wait for the driver (at most [`PENDING_EFFECTS_MAX`]).
+    pub fn pending_effects(&self) -> usize {
+        self.shared.pending().len()
     }
 
     /// Whether a query may read this storage now.
@@ -315,17 +347,19 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
         self.drain_pending().await;
         let now = self.clock.now();
         if self.shared.machine().wants_poll() && now >= self.next_poll_at {
-            self.poll().await;
+            let effects = self.poll().await;
+            self.carry_out_all(effects).await;
             self.next_poll_at = self.clock.now().add(self.poll_interval());
         }
         let now = self.clock.now();
         let due = self.shared.machine().version_check_due(now);
         if due {
-            self.check_version().await;
+            let effects = self.check_version().await;
+            self.carry_out_all(effects).await;
         }
         let now = self.clock.now();
         let effects = self.shared.machine().on_tick(now);
-        self.shared.dispatch(now, effects);
+        self.carry_out_all(effects).await;
         self.drain_pending().await;
         self.persist_state();
     }
@@ -364,9 +398,10 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
         Duration::from_millis(self.rng.gen_range(min_ms..=max_ms.max(min_ms)))
     }
 
-    async fn poll(&mut self) {
+    /// One unwrapKey poll; returns the machine's effects.
+    async fn poll(&mut self) -> Vec<Effect> {
         let Some(wrapped) = self.host.wrapped_aek() else {
-            return;
+            return Vec::new();
         };
         let outcome = match self.bounded(self.vault.unwrap_aek(&wrapped)).await {
             Ok(unwrapped) => {
@@ -379,13 +414,13 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
             Err(failure) => failure.into(),
         };
         let now = self.clock.now();
-        let effects = self.shared.machine().on_poll(now, outcome);
-        self.shared.dispatch(now, effects);
+        self.shared.machine().on_poll(now, outcome)
     }
 
-    async fn check_version(&mut self) {
+    /// One newest-version check; returns the machine's effects.
+    async fn check_version(&mut self) -> Vec<Effect> {
         let Some(key) = self.shared.machine().key().cloned() else {
-            return;
+            return Vec::new();
         };
         let result = self
             .bounded(
@@ -394,42 +429,67 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
             )
             .await;
         let now = self.clock.now();
-        let effects = match result {
+        match result {
             Ok(newest) => self.shared.machine().on_newest_version(now, &newest),
             // Access itself is judged by unwrapKey; a failed GetKey only delays the follow.
             Err(_) => Vec::new(),
-        };
-        self.shared.dispatch(now, effects);
-    }
-
-    async fn drain_pending(&mut self) {
-        for _round in 0..MAX_EFFECT_ROUNDS {
-            let batch: Vec<Effect> = self.shared.pending().drain(..).collect();
-            if batch.is_empty() {
-                return;
-            }
-            for effect in batch {
-                self.carry_out(effect).await;
-            }
         }
     }
 
-    async fn carry_out(&mut self, effect: Effect) {
+    /// Carries out the effects commands queued (one batch: what waits now; a command taken
+    /// meanwhile wakes the driver again).
+    async fn drain_pending(&mut self) {
+        let batch: Vec<Effect> = self.shared.pending().drain(..).collect();
+        self.carry_out_all(batch).await;
+    }
+
+    /// Carries out `effects` and what they produce in turn, in order, in at most
+    /// [`MAX_EFFECT_ROUNDS`] rounds (see the module doc: a chain is two rounds deep). Nothing is
+    /// dropped: what a machine bug might leave after the last round goes to the shared queue
+    /// for the next wake-up.
+    pub async fn carry_out_all(&mut self, effects: Vec<Effect>) {
+        let mut round = effects;
+        for _ in 0..MAX_EFFECT_ROUNDS {
+            if round.is_empty() {
+                return;
+            }
+            let mut next = Vec::new();
+            for effect in round {
+                next.extend(self.carry_out(effect).await);
+            }
+            round = next;
+        }
+        debug_assert!(
+            round.is_empty(),
+            "an effect chain longer than {MAX_EFFECT_ROUNDS} rounds"
+        );
+        if !round.is_empty() {
+            tracing::error!(source = %self.shared.source, left = round.len(), "effect chain longer than {MAX_EFFECT_ROUNDS} rounds; the rest waits for the next wake-up");
+            self.shared.pending().extend(round);
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Carries out one effect; returns what the machine answered to it (a rewrap's result).
+    async fn carry_out(&mut self, effect: Effect) -> Vec<Effect> {
         let now = self.clock.now();
         match effect {
             Effect::Event(event) => {
                 self.shared.events.record(now, &self.shared.source, &event);
+                Vec::new()
             }
             Effect::RewrapAek { to } => self.rewrap(to).await,
             other => {
                 if let Err(error) = self.host.apply(now, &other) {
                     tracing::error!(source = %self.shared.source, %error, effect = %other.label(), "storage effect failed");
                 }
+                Vec::new()
             }
         }
     }
 
-    async fn rewrap(&mut self, to: KeyRef) {
+    /// Wraps the cached AEK under `to` and stores it; returns the machine's answer.
+    async fn rewrap(&mut self, to: KeyRef) -> Vec<Effect> {
         let result = match self.host.cached_aek() {
             None => Err(AccessFailure::Transient(TransientFailure {
                 kind: TransientKind::Cancelled,
@@ -438,7 +498,7 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
             Some(aek) => self.bounded(self.vault.wrap_aek(&to, &aek)).await,
         };
         let now = self.clock.now();
-        let effects = match result {
+        match result {
             Ok(wrapped) => {
                 let target = wrapped.target.clone();
                 match self.host.store_wrapped_aek(now, wrapped) {
@@ -453,8 +513,7 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
                 }
             }
             Err(failure) => self.shared.machine().on_rewrap_failed(now, &failure),
-        };
-        self.shared.dispatch(now, effects);
+        }
     }
 
     /// A vault call bounded by the per-call timeout.

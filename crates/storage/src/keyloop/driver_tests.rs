@@ -9,6 +9,7 @@ use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
 use zeroize::Zeroizing;
 
 use super::*;
+use crate::keyloop::driver::{KeyLoopError, MAX_PENDING_EFFECTS, PENDING_EFFECTS_MAX};
 
 const V1: &str = "11111111111111111111111111111111";
 const V2: &str = "22222222222222222222222222222222";
@@ -365,4 +366,53 @@ async fn polls_are_6_to_60_seconds_apart_and_the_log_is_reproducible() {
     let a = once(9).await;
     assert_eq!(a, once(9).await);
     assert_ne!(a, once(10).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_are_refused_at_the_queue_bound_and_taken_again_once_the_driver_drains() {
+    let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, 1.0);
+    let events = EventLog::default();
+    let host = Arc::new(FakeHost::default());
+    let machine =
+        KeyAccessMachine::provisioned("c1", &Profile::azure_2020().key_access, clock.now(), None);
+    let (mut driver, handle) = KeyLoopDriver::new(
+        machine,
+        FakeVault::new(),
+        host.clone(),
+        clock.clone(),
+        SeedTree::new(1).source("storage/c1/poll-interval"),
+        events.clone(),
+        DriverConfig::default(),
+    );
+    // The driver is stuck (never stepped): each delete queues one DropAekCache.
+    let mut taken = 0usize;
+    let mut refused = 0usize;
+    for _ in 0..(2 * MAX_PENDING_EFFECTS) {
+        match handle.deleted(clock.now()) {
+            Ok(()) => {
+                taken += 1;
+                // Recovery queues nothing; the 64th delete fills the queue, so it is refused.
+                match handle.recovered(clock.now()) {
+                    Ok(()) | Err(KeyLoopError::Busy { .. }) => {}
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            Err(KeyLoopError::Busy { cluster }) => {
+                assert_eq!(cluster, "c1");
+                refused += 1;
+            }
+            Err(other) => panic!("{other}"),
+        }
+        assert!(handle.pending_effects() <= PENDING_EFFECTS_MAX);
+    }
+    assert_eq!(taken, MAX_PENDING_EFFECTS);
+    assert_eq!(refused, MAX_PENDING_EFFECTS);
+    assert_eq!(handle.pending_effects(), MAX_PENDING_EFFECTS);
+    // Refused, never dropped: every taken command's effect is carried out, once.
+    driver.step().await;
+    assert_eq!(handle.pending_effects(), 0);
+    assert_eq!(host.applied("DropAekCache").len(), MAX_PENDING_EFFECTS);
+    handle.recovered(clock.now()).unwrap();
+    handle.deleted(clock.now()).unwrap();
+    assert_eq!(handle.pending_effects(), 1);
 }
