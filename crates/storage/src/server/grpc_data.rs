@@ -142,26 +142,9 @@ fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
 
 impl DataService {
     fn count(&self, destination: &str, workspace: &str, outcomes: &[pb::RecordOutcome]) {
-        use pb::record_outcome::Outcome;
-        self.core.stats().update(|stats| {
-            let c = stats
-                .entry(destination.to_string())
-                .or_default()
-                .entry(workspace.to_string())
-                .or_default();
-            for o in outcomes {
-                c.accepted += 1;
-                match &o.outcome {
-                    Some(Outcome::Stored(_)) => c.stored += 1,
-                    Some(Outcome::Buffered(_)) => c.buffered += 1,
-                    Some(Outcome::Dropped(r)) => {
-                        let reason = DropReason::try_from(*r).unwrap_or(DropReason::Unspecified);
-                        *c.dropped.entry(reason.label().to_string()).or_default() += 1;
-                    }
-                    None => {}
-                }
-            }
-        });
+        self.core
+            .stats()
+            .update(|stats| super::persist::count(stats, destination, workspace, outcomes));
     }
 
     async fn append_to_cluster(

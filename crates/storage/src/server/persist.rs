@@ -52,7 +52,42 @@ pub struct ClusterDestination {
 }
 
 /// Per workspace key (lowercase ARM id): the clusters it was ever linked to, in link order.
+///
+/// Its bound: it grows with completed links, never with traffic. A workspace's list holds one
+/// entry per distinct cluster ([`record_link`]), links are rate-limited by the control plane
+/// (`link_operations_max` per `link_operations_window`: two per 30 days, seed 001), and a purged
+/// cluster leaves every list ([`forget_cluster`]): its data is deleted, so no query needs it. So
+/// a list is never longer than the clusters that exist (purged ones excluded). Nothing is dropped
+/// at a bound: an entry is what lets a query reach the data of an earlier link.
 pub type History = BTreeMap<String, Vec<ClusterDestination>>;
+
+/// Records that `workspace`'s data goes to `destination` from now on; `false` when it was
+/// already listed (a relink to an earlier cluster adds nothing).
+pub fn record_link(
+    history: &mut History,
+    workspace: &str,
+    destination: ClusterDestination,
+) -> bool {
+    let list = history.entry(workspace.to_ascii_lowercase()).or_default();
+    if list.contains(&destination) {
+        return false;
+    }
+    list.push(destination);
+    true
+}
+
+/// Removes a purged cluster (by clusterId) from every workspace's list, and the workspaces left
+/// with none; returns how many entries went.
+pub fn forget_cluster(history: &mut History, cluster_id: &str) -> usize {
+    let mut removed = 0;
+    history.retain(|_, list| {
+        let before = list.len();
+        list.retain(|d| d.cluster_id != cluster_id);
+        removed += before - list.len();
+        !list.is_empty()
+    });
+    removed
+}
 
 /// Outcome counters of one (destination, workspace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +100,43 @@ pub struct Counters {
 }
 
 /// Counters by destination (`shared` or a cluster ARM id), then workspace id.
+///
+/// Its bound: one entry per (destination, workspace) a batch was routed to, and a workspace's
+/// destinations are `shared` and the clusters of its [`History`]; so the book grows with
+/// workspaces and links, never with traffic (a batch adds to counters, not entries: test
+/// `stats_grow_with_destinations_not_with_traffic`), and a [`Counters`]' `dropped` map has at
+/// most one key per drop reason (`cmksim_proto::names::DROP_REASONS`). A purged cluster's
+/// counters are kept: they report what happened (accepted = stored + buffered + dropped holds
+/// over the whole book), and a cluster is purged at most once.
 pub type StatsBook = BTreeMap<String, BTreeMap<String, Counters>>;
+
+/// Counts one answered batch's `outcomes` under (`destination`, `workspace`).
+pub fn count(
+    book: &mut StatsBook,
+    destination: &str,
+    workspace: &str,
+    outcomes: &[cmksim_proto::storage::v1::RecordOutcome],
+) {
+    use cmksim_proto::common::v1::DropReason;
+    use cmksim_proto::storage::v1::record_outcome::Outcome;
+    let c = book
+        .entry(destination.to_string())
+        .or_default()
+        .entry(workspace.to_string())
+        .or_default();
+    for o in outcomes {
+        c.accepted += 1;
+        match &o.outcome {
+            Some(Outcome::Stored(_)) => c.stored += 1,
+            Some(Outcome::Buffered(_)) => c.buffered += 1,
+            Some(Outcome::Dropped(r)) => {
+                let reason = DropReason::try_from(*r).unwrap_or(DropReason::Unspecified);
+                *c.dropped.entry(reason.label().to_string()).or_default() += 1;
+            }
+            None => {}
+        }
+    }
+}
 
 /// The stats book in memory, with a mark of whether it changed since it was last written.
 ///
@@ -199,6 +270,56 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dest(n: u32) -> ClusterDestination {
+        ClusterDestination {
+            cluster: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/clusters/c{n}"),
+            cluster_id: format!("id-{n}"),
+        }
+    }
+
+    #[test]
+    fn stats_grow_with_destinations_not_with_traffic() {
+        use cmksim_proto::common::v1::DropReason;
+        use cmksim_proto::storage::v1::{record_outcome::Outcome, RecordOutcome};
+        let outcome = |o: Outcome| RecordOutcome {
+            outcome: Some(o),
+            detail: String::new(),
+        };
+        let reasons = cmksim_proto::names::DROP_REASONS;
+        let mut book = StatsBook::new();
+        for i in 0..10_000usize {
+            let batch = [
+                outcome(Outcome::Dropped(reasons[i % reasons.len()] as i32)),
+                outcome(Outcome::Dropped(reasons[(i + 3) % reasons.len()] as i32)),
+            ];
+            count(&mut book, "shared", "ws1", &batch);
+            count(&mut book, &dest(i as u32 % 2).cluster, "ws1", &batch);
+        }
+        assert_eq!(book.len(), 3);
+        assert_eq!(book.values().map(|w| w.len()).sum::<usize>(), 3);
+        let c = &book["shared"]["ws1"];
+        assert_eq!(c.accepted, 20_000);
+        assert_eq!(c.dropped.len(), reasons.len());
+        assert_eq!(c.dropped.values().sum::<u64>(), 20_000);
+    }
+
+    #[test]
+    fn history_holds_each_cluster_once_and_forgets_a_purged_one() {
+        let mut history = History::new();
+        // A workspace linked back and forth between two clusters a thousand times: two entries.
+        for i in 0..1000 {
+            record_link(&mut history, "WS1", dest(i % 2));
+        }
+        record_link(&mut history, "ws2", dest(1));
+        assert_eq!(history["ws1"], vec![dest(0), dest(1)]);
+        assert!(!record_link(&mut history, "ws1", dest(0)));
+        // Cluster 1 purged: it leaves both lists, and ws2, left with none, goes.
+        assert_eq!(forget_cluster(&mut history, "id-1"), 2);
+        assert_eq!(history.len(), 1);
+        assert_eq!(history["ws1"], vec![dest(0)]);
+        assert_eq!(forget_cluster(&mut history, "id-1"), 0);
+    }
 
     #[test]
     fn stats_are_written_only_when_changed_and_read_back() {
