@@ -69,19 +69,66 @@ impl DataSourceType {
 pub enum AccountEncryption {
     /// `Microsoft.Storage`: the Microsoft-managed key, always available.
     MicrosoftKey,
-    /// `Microsoft.Keyvault`: the account key is wrapped by this Key Vault key.
-    KeyVault { key_id: String },
+    /// `Microsoft.Keyvault`: the account key is wrapped by this Key Vault key (validated as
+    /// the account's identity by [`super::keyvault::validate_key_update`], the cluster's rules).
+    KeyVault { key: super::KeyRef },
 }
 
+impl AccountEncryption {
+    /// ARM's `encryption.keySource`.
+    pub fn key_source(&self) -> &'static str {
+        match self {
+            AccountEncryption::MicrosoftKey => KEY_SOURCE_MICROSOFT,
+            AccountEncryption::KeyVault { .. } => KEY_SOURCE_KEY_VAULT,
+        }
+    }
+}
+
+/// `encryption.keySource` of an account under the Microsoft-managed key.
+pub const KEY_SOURCE_MICROSOFT: &str = "Microsoft.Storage";
+/// `encryption.keySource` of an account under a Key Vault key.
+pub const KEY_SOURCE_KEY_VAULT: &str = "Microsoft.Keyvault";
+
 /// Whether the service can use an account's key right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "state")]
 pub enum KeyAccess {
     Accessible,
-    /// The last check was refused (key disabled, access removed, key deleted) at `since`.
+    /// The last check was refused (key disabled, access removed, key deleted) at `since`, with
+    /// Key Vault's reason.
     Denied {
         since: SimTime,
+        #[serde(default)]
+        reason: String,
     },
+}
+
+impl KeyAccess {
+    /// `accessible` or `denied` (the wire's `key_state`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyAccess::Accessible => "accessible",
+            KeyAccess::Denied { .. } => "denied",
+        }
+    }
+}
+
+/// The system-assigned identity of a storage account: the principal that unwraps its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountIdentity {
+    pub principal_id: String,
+    pub tenant_id: String,
+}
+
+/// The account's data key as wrapped by its Key Vault key (`wrapKey`, never in plaintext here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WrappedAccountKey {
+    /// The key version that wrapped it (unwrapKey must name it).
+    pub kid_version: String,
+    pub algorithm: String,
+    pub ciphertext_hex: String,
 }
 
 /// A storage account (`Microsoft.Storage/storageAccounts`).
@@ -93,15 +140,42 @@ pub struct StorageAccount {
     pub location: String,
     pub encryption: AccountEncryption,
     pub key_access: KeyAccess,
+    /// Its system-assigned identity (absent only in model tests).
+    #[serde(default)]
+    pub identity: Option<AccountIdentity>,
+    /// Its data key wrapped by the Key Vault key (`KeyVault` encryption only).
+    #[serde(default)]
+    pub wrapped_key: Option<WrappedAccountKey>,
+    /// How many saved queries were sealed under it: the next one's key-derivation salt, so no
+    /// two share a data key.
+    #[serde(default)]
+    pub sealed_count: u64,
 }
 
 impl StorageAccount {
     /// Can what is stored in it be read and written now?
     pub fn usable(&self) -> bool {
-        match (&self.encryption, self.key_access) {
+        match (&self.encryption, &self.key_access) {
             (AccountEncryption::MicrosoftKey, _) => true,
             (AccountEncryption::KeyVault { .. }, KeyAccess::Accessible) => true,
             (AccountEncryption::KeyVault { .. }, KeyAccess::Denied { .. }) => false,
+        }
+    }
+
+    /// The refusal while its key is not accessible, naming the account, the key and why.
+    pub fn refusal(&self) -> ByosError {
+        let key = match &self.encryption {
+            AccountEncryption::KeyVault { key } => key.key_id(),
+            AccountEncryption::MicrosoftKey => "the Microsoft-managed key".to_string(),
+        };
+        let state = match &self.key_access {
+            KeyAccess::Accessible => "accessible".to_string(),
+            KeyAccess::Denied { since, reason } => format!("denied since {since}: {reason}"),
+        };
+        ByosError::KeyNotAccessible {
+            account: short(&self.id).to_string(),
+            key,
+            state,
         }
     }
 }
@@ -122,9 +196,39 @@ pub enum Place {
 pub struct SavedQuery {
     pub kind: DataSourceType,
     pub name: String,
+    /// The text (with category and display name) in the workspace; empty when `sealed`.
     pub query: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub display_name: String,
     pub place: Place,
     pub saved_at: SimTime,
+    /// In a storage account: the query, category and display name sealed under the account's
+    /// data key (the storage server seals and opens; this module only keeps it).
+    #[serde(default)]
+    pub sealed: Option<SealedText>,
+}
+
+/// A saved query's content sealed under its account's data key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedText {
+    /// The key-derivation salt (the account's `sealed_count` when it was sealed).
+    pub seq: u64,
+    pub nonce_hex: String,
+    pub ciphertext_hex: String,
+}
+
+/// A query to save: what the caller sent, and its sealed form when its place is an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewQuery {
+    pub kind: DataSourceType,
+    pub name: String,
+    pub category: String,
+    pub display_name: String,
+    pub query: String,
+    pub sealed: Option<SealedText>,
 }
 
 /// Why a BYOS call was refused.
@@ -144,8 +248,27 @@ pub enum ByosError {
         account_region: String,
         workspace_region: String,
     },
-    #[error("The storage account {account} cannot be used: its encryption key is not accessible.")]
-    KeyNotAccessible { account: String },
+    #[error("The storage account {account} cannot be used: its encryption key {key} is not accessible ({state}).")]
+    KeyNotAccessible {
+        account: String,
+        key: String,
+        state: String,
+    },
+    #[error("{0} is not a valid storage account name. Storage account name must be between 3 and 24 characters in length and use numbers and lower-case letters only.")]
+    AccountNameInvalid(String),
+    #[error("The saved search {name} was not found in workspace {workspace}.")]
+    QueryNotFound { workspace: String, name: String },
+    #[error("Invalid data source type {0}: it must be Query or Alerts.")]
+    DataSourceTypeInvalid(String),
+    #[error("The workspace {workspace} has no linked storage account of type {kind}.")]
+    LinkNotFound {
+        workspace: String,
+        kind: &'static str,
+    },
+    #[error(
+        "The storage account {account} changed while the query was being saved; save it again."
+    )]
+    PlaceChanged { account: String },
     #[error("At most {max} saved queries per workspace.")]
     TooManyQueries { max: u32 },
     #[error("At most {max} storage accounts.")]
@@ -156,7 +279,12 @@ impl ByosError {
     /// The Azure code and HTTP status the refusal is answered with.
     pub fn code_and_status(&self) -> (&'static str, u16) {
         match self {
-            ByosError::AccountNotFound(_) => ("ResourceNotFound", 404),
+            ByosError::AccountNotFound(_)
+            | ByosError::QueryNotFound { .. }
+            | ByosError::LinkNotFound { .. } => ("ResourceNotFound", 404),
+            ByosError::AccountNameInvalid(_) => ("AccountNameInvalid", 400),
+            ByosError::DataSourceTypeInvalid(_) => ("BadRequest", 400),
+            ByosError::PlaceChanged { .. } => ("Conflict", 409),
             ByosError::AccountExists(_) => ("Conflict", 409),
             ByosError::OneAccount { .. } | ByosError::OtherRegion { .. } => ("BadRequest", 400),
             ByosError::KeyNotAccessible { .. } => ("KeyVaultAccessDenied", 403),
@@ -194,6 +322,8 @@ pub enum ByosEvent {
     },
     KeyAccessLost {
         account: String,
+        #[serde(default)]
+        reason: String,
     },
     KeyAccessRestored {
         account: String,
@@ -235,8 +365,8 @@ impl EventKind for ByosEvent {
                 "{data_source_type} query {name} of workspace {} saved in {place}",
                 short(workspace)
             ),
-            ByosEvent::KeyAccessLost { account } => format!(
-                "storage account {}: its key can no longer be unwrapped; the queries stored there are unreadable",
+            ByosEvent::KeyAccessLost { account, reason } => format!(
+                "storage account {}: its key can no longer be unwrapped ({reason}); the queries stored there are unreadable",
                 short(account)
             ),
             ByosEvent::KeyAccessRestored { account } => format!(
@@ -277,10 +407,7 @@ impl ByosState {
             });
         }
         let location = cmksim_sim::rules::normalize_region(location);
-        let described = match &encryption {
-            AccountEncryption::MicrosoftKey => "the Microsoft-managed key".to_string(),
-            AccountEncryption::KeyVault { key_id } => format!("Key Vault key {key_id}"),
-        };
+        let described = describe(&encryption);
         self.accounts.insert(
             key.clone(),
             StorageAccount {
@@ -288,6 +415,9 @@ impl ByosState {
                 location: location.clone(),
                 encryption,
                 key_access: KeyAccess::Accessible,
+                identity: None,
+                wrapped_key: None,
+                sealed_count: 0,
             },
         );
         Ok(vec![ByosEvent::AccountCreated {
@@ -347,6 +477,34 @@ impl ByosState {
         Ok(events)
     }
 
+    /// The account linked to `workspace` for `kind`, if any.
+    pub fn linked(&self, workspace: &str, kind: DataSourceType) -> Option<&StorageAccount> {
+        let account = self
+            .links
+            .get(&workspace.to_ascii_lowercase())?
+            .get(&kind)?;
+        self.accounts.get(account)
+    }
+
+    /// Where a query of `kind` saved now for `workspace` goes: the linked account (refused
+    /// while its key is not accessible), else the workspace.
+    pub fn place_for(&self, workspace: &str, kind: DataSourceType) -> Result<Place, ByosError> {
+        let workspace = workspace.to_ascii_lowercase();
+        match self.links.get(&workspace).and_then(|l| l.get(&kind)) {
+            None => Ok(Place::Workspace),
+            Some(account) => {
+                let found = self
+                    .accounts
+                    .get(account)
+                    .ok_or_else(|| ByosError::AccountNotFound(account.clone()))?;
+                if !found.usable() {
+                    return Err(found.refusal());
+                }
+                Ok(Place::Account(account.clone()))
+            }
+        }
+    }
+
     /// Saves a query of `kind` for `workspace`: in the linked account when there is one (refused
     /// while its key is not accessible), else in the workspace.
     pub fn save(
@@ -358,46 +516,102 @@ impl ByosState {
         name: &str,
         query: &str,
     ) -> Result<Vec<ByosEvent>, ByosError> {
-        let workspace = workspace.to_ascii_lowercase();
-        let place = match self.links.get(&workspace).and_then(|l| l.get(&kind)) {
-            None => Place::Workspace,
-            Some(account) => {
-                let usable = self
-                    .accounts
-                    .get(account)
-                    .is_some_and(StorageAccount::usable);
-                if !usable {
-                    return Err(ByosError::KeyNotAccessible {
-                        account: short(account).to_string(),
-                    });
-                }
-                Place::Account(account.clone())
-            }
+        let place = self.place_for(workspace, kind)?;
+        let new = NewQuery {
+            kind,
+            name: name.to_string(),
+            category: String::new(),
+            display_name: String::new(),
+            query: query.to_string(),
+            sealed: None,
         };
+        self.save_at(now, max_per_workspace, workspace, place, new)
+    }
+
+    /// Saves `new` at `place`, which must still be where [`ByosState::place_for`] puts it (the
+    /// caller sealed it for that place). A query of the same kind and name is replaced
+    /// (`PUT savedSearches/{id}`); the replacement lands where new queries go now.
+    pub fn save_at(
+        &mut self,
+        now: SimTime,
+        max_per_workspace: u32,
+        workspace: &str,
+        place: Place,
+        new: NewQuery,
+    ) -> Result<Vec<ByosEvent>, ByosError> {
+        let current = self.place_for(workspace, new.kind)?;
+        if current != place {
+            let account = match current {
+                Place::Account(a) => short(&a).to_string(),
+                Place::Workspace => "(none)".to_string(),
+            };
+            return Err(ByosError::PlaceChanged { account });
+        }
+        if let (Place::Account(a), Some(sealed)) = (&place, &new.sealed) {
+            if let Some(account) = self.accounts.get_mut(a) {
+                account.sealed_count = account.sealed_count.max(sealed.seq + 1);
+            }
+        }
+        let workspace = workspace.to_ascii_lowercase();
         let saved = self.queries.entry(workspace.clone()).or_default();
-        if saved.len() >= max_per_workspace as usize {
+        let name = cmksim_sim::text::clip(&new.name, SAVED_SEARCH_CHARS_MAX);
+        let existing = saved
+            .iter()
+            .position(|q| q.kind == new.kind && q.name.eq_ignore_ascii_case(&name));
+        if existing.is_none() && saved.len() >= max_per_workspace as usize {
             return Err(ByosError::TooManyQueries {
                 max: max_per_workspace,
             });
         }
-        let name = cmksim_sim::text::clip(name, SAVED_SEARCH_CHARS_MAX);
         let place_text = match &place {
             Place::Workspace => "the workspace (Microsoft key)".to_string(),
             Place::Account(a) => format!("storage account {}", short(a)),
         };
-        saved.push(SavedQuery {
-            kind,
+        let sealed = new.sealed.is_some();
+        let clip = |text: &str| match sealed {
+            true => String::new(),
+            false => cmksim_sim::text::clip(text, SAVED_SEARCH_CHARS_MAX),
+        };
+        let entry = SavedQuery {
+            kind: new.kind,
             name: name.clone(),
-            query: cmksim_sim::text::clip(query, SAVED_SEARCH_CHARS_MAX),
+            query: clip(&new.query),
+            category: clip(&new.category),
+            display_name: clip(&new.display_name),
             place,
             saved_at: now,
-        });
+            sealed: new.sealed,
+        };
+        match existing {
+            Some(i) => saved[i] = entry,
+            None => saved.push(entry),
+        }
         Ok(vec![ByosEvent::QuerySaved {
             workspace,
-            data_source_type: kind.as_str().to_string(),
+            data_source_type: new.kind.as_str().to_string(),
             name,
             place: place_text,
         }])
+    }
+
+    /// One saved query by kind and name (case-insensitive), readable or not.
+    pub fn find(&self, workspace: &str, kind: DataSourceType, name: &str) -> Option<&SavedQuery> {
+        self.queries
+            .get(&workspace.to_ascii_lowercase())?
+            .iter()
+            .find(|q| q.kind == kind && q.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether `query` can be read now: `Err` names its account and the key's state.
+    pub fn readable(&self, query: &SavedQuery) -> Result<(), ByosError> {
+        match &query.place {
+            Place::Workspace => Ok(()),
+            Place::Account(a) => match self.accounts.get(a) {
+                Some(account) if account.usable() => Ok(()),
+                Some(account) => Err(account.refusal()),
+                None => Err(ByosError::AccountNotFound(a.clone())),
+            },
+        }
     }
 
     /// The workspace's saved queries of `kind` that can be read now, and how many cannot (their
@@ -410,53 +624,240 @@ impl ByosState {
             if q.kind != kind {
                 continue;
             }
-            let ok = match &q.place {
-                Place::Workspace => true,
-                Place::Account(a) => self.accounts.get(a).is_some_and(StorageAccount::usable),
-            };
-            match ok {
-                true => readable.push(q),
-                false => unreadable += 1,
+            match self.readable(q) {
+                Ok(()) => readable.push(q),
+                Err(_) => unreadable += 1,
             }
         }
         (readable, unreadable)
     }
 
-    /// The result of a key check of `account` (the service's poll): events only on a change.
+    /// The result of a key check of `account` (the service's poll, or an unwrap at use): `Err`
+    /// carries Key Vault's reason. Events only on a change.
     pub fn key_checked(
         &mut self,
         now: SimTime,
         account: &str,
-        accessible: bool,
+        result: Result<(), String>,
     ) -> Result<Vec<ByosEvent>, ByosError> {
         let key = account.to_ascii_lowercase();
         let found = self
             .accounts
             .get_mut(&key)
             .ok_or_else(|| ByosError::AccountNotFound(cmksim_sim::text::echo(account)))?;
-        let event = match (found.key_access, accessible) {
-            (KeyAccess::Accessible, false) => {
-                found.key_access = KeyAccess::Denied { since: now };
-                Some(ByosEvent::KeyAccessLost { account: key })
+        let event = match (&found.key_access, result) {
+            (KeyAccess::Accessible, Err(reason)) => {
+                found.key_access = KeyAccess::Denied {
+                    since: now,
+                    reason: reason.clone(),
+                };
+                Some(ByosEvent::KeyAccessLost {
+                    account: key,
+                    reason,
+                })
             }
-            (KeyAccess::Denied { .. }, true) => {
+            (KeyAccess::Denied { .. }, Ok(())) => {
                 found.key_access = KeyAccess::Accessible;
                 Some(ByosEvent::KeyAccessRestored { account: key })
             }
-            (KeyAccess::Accessible, true) | (KeyAccess::Denied { .. }, false) => None,
+            (KeyAccess::Accessible, Ok(())) | (KeyAccess::Denied { .. }, Err(_)) => None,
         };
         Ok(event.into_iter().collect())
     }
 
     /// The accounts whose key the service must check (the Key Vault ones), in id order.
-    pub fn accounts_to_check(&self) -> Vec<(&str, &str)> {
+    pub fn accounts_to_check(&self) -> Vec<(&str, &super::KeyRef)> {
         self.accounts
             .values()
             .filter_map(|a| match &a.encryption {
-                AccountEncryption::KeyVault { key_id } => Some((a.id.as_str(), key_id.as_str())),
+                AccountEncryption::KeyVault { key } => Some((a.id.as_str(), key)),
                 AccountEncryption::MicrosoftKey => None,
             })
             .collect()
+    }
+}
+
+fn describe(encryption: &AccountEncryption) -> String {
+    match encryption {
+        AccountEncryption::MicrosoftKey => "the Microsoft-managed key".to_string(),
+        AccountEncryption::KeyVault { key } => format!("Key Vault key {}", key.key_id()),
+    }
+}
+
+/// `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}`.
+pub fn storage_account_id(subscription: &str, resource_group: &str, name: &str) -> String {
+    format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Storage/storageAccounts/{name}")
+}
+
+/// Azure's storage account name rule: 3 to 24 lowercase letters and digits.
+pub fn is_valid_account_name(name: &str) -> bool {
+    (3..=24).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// A BYOS call refused by BYOS's own rules or because its workspace or key is refused by the
+/// control plane's (workspace not found, the cluster's key validation).
+#[derive(Debug, thiserror::Error)]
+pub enum ByosOrControlError {
+    #[error(transparent)]
+    Byos(#[from] ByosError),
+    #[error(transparent)]
+    Control(#[from] super::ControlError),
+}
+
+/// The control plane's BYOS calls: they find the workspace (its id and region) and validate an
+/// account's Key Vault key with the cluster's rules, then let [`ByosState`] decide.
+impl super::ControlPlane {
+    /// The BYOS state (accounts, links, saved queries).
+    pub fn byos(&self) -> &ByosState {
+        &self.state.byos
+    }
+
+    /// Creates a storage account under the Microsoft key with its system-assigned identity.
+    pub fn create_storage_account(
+        &mut self,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        location: &str,
+        identity: AccountIdentity,
+    ) -> Result<Vec<ByosEvent>, ByosOrControlError> {
+        self.validate_storage_account(name, location)?;
+        let id = storage_account_id(subscription, resource_group, name);
+        let events =
+            self.state
+                .byos
+                .create_account(&id, location, AccountEncryption::MicrosoftKey)?;
+        if let Some(account) = self.state.byos.accounts.get_mut(&id.to_ascii_lowercase()) {
+            account.identity = Some(identity);
+        }
+        Ok(events)
+    }
+
+    /// The checks of a create that need no Key Vault: the name and the region.
+    pub fn validate_storage_account(
+        &self,
+        name: &str,
+        location: &str,
+    ) -> Result<(), ByosOrControlError> {
+        if !is_valid_account_name(name) {
+            return Err(ByosError::AccountNameInvalid(cmksim_sim::text::echo(name)).into());
+        }
+        if location.trim().is_empty() {
+            return Err(super::ControlError::BadRequestBody("location is required".into()).into());
+        }
+        Ok(())
+    }
+
+    /// Validates a Key Vault key for the account `id` with the facts gathered as its identity
+    /// (the cluster's rules and messages, [`super::keyvault::validate_key_update`]); returns
+    /// the key to store.
+    pub fn validate_account_key(
+        &self,
+        id: &str,
+        input: &super::KeyVaultPropertiesInput,
+        facts: &super::KeyVaultFacts,
+    ) -> Result<super::KeyRef, ByosOrControlError> {
+        let account = self.storage_account(id)?;
+        let tenant = account
+            .identity
+            .as_ref()
+            .map(|i| i.tenant_id.as_str())
+            .unwrap_or_default();
+        Ok(super::keyvault::validate_key_update(
+            &self.profile,
+            &account.location,
+            tenant,
+            input,
+            facts,
+        )?)
+    }
+
+    /// Puts the account under `key`, its data key wrapped as `wrapped`; the key is accessible.
+    pub fn set_account_key(
+        &mut self,
+        id: &str,
+        key: super::KeyRef,
+        wrapped: WrappedAccountKey,
+    ) -> Result<Vec<ByosEvent>, ByosOrControlError> {
+        let account = self
+            .state
+            .byos
+            .accounts
+            .get_mut(&id.to_ascii_lowercase())
+            .ok_or_else(|| ByosError::AccountNotFound(cmksim_sim::text::echo(id)))?;
+        let encryption = AccountEncryption::KeyVault { key };
+        let event = ByosEvent::AccountCreated {
+            account: account.id.clone(),
+            location: account.location.clone(),
+            key: describe(&encryption),
+        };
+        account.encryption = encryption;
+        account.wrapped_key = Some(wrapped);
+        account.key_access = KeyAccess::Accessible;
+        Ok(vec![event])
+    }
+
+    /// A storage account by ARM id.
+    pub fn storage_account(&self, id: &str) -> Result<&StorageAccount, ByosError> {
+        self.state
+            .byos
+            .accounts
+            .get(&id.to_ascii_lowercase())
+            .ok_or_else(|| ByosError::AccountNotFound(cmksim_sim::text::echo(id)))
+    }
+
+    /// `PUT linkedStorageAccounts/{type}` on a workspace; returns how many saved searches the
+    /// link removed with the events.
+    pub fn link_storage_account(
+        &mut self,
+        workspace: &super::ResourceName,
+        kind: DataSourceType,
+        account_ids: &[String],
+    ) -> Result<(u64, Vec<ByosEvent>), ByosOrControlError> {
+        let ws = self.get_workspace(workspace)?;
+        let (id, location) = (ws.id.clone(), ws.location.clone());
+        let events = self.state.byos.link(&id, &location, kind, account_ids)?;
+        let removed = events
+            .iter()
+            .map(|e| match e {
+                ByosEvent::SavedSearchesRemoved { removed, .. } => *removed,
+                _ => 0,
+            })
+            .sum();
+        Ok((removed, events))
+    }
+
+    /// The workspace's lowercase id (for the BYOS state's keys), or its not-found error.
+    pub fn byos_workspace(
+        &self,
+        workspace: &super::ResourceName,
+    ) -> Result<String, ByosOrControlError> {
+        Ok(self.get_workspace(workspace)?.id.to_ascii_lowercase())
+    }
+
+    /// Saves `new` at `place` for the workspace (see [`ByosState::save_at`]).
+    pub fn save_query(
+        &mut self,
+        now: SimTime,
+        workspace: &str,
+        place: Place,
+        new: NewQuery,
+    ) -> Result<Vec<ByosEvent>, ByosOrControlError> {
+        let max = self.profile.byos.saved_searches_per_workspace_max;
+        Ok(self.state.byos.save_at(now, max, workspace, place, new)?)
+    }
+
+    /// Records the result of a check of an account's key.
+    pub fn account_key_checked(
+        &mut self,
+        now: SimTime,
+        account: &str,
+        result: Result<(), String>,
+    ) -> Result<Vec<ByosEvent>, ByosError> {
+        self.state.byos.key_checked(now, account, result)
     }
 }
 
@@ -482,7 +883,11 @@ mod tests {
             SA,
             "West Europe",
             AccountEncryption::KeyVault {
-                key_id: "https://kv.vault.azure.net/keys/q".into(),
+                key: crate::control::KeyRef {
+                    key_vault_uri: "https://kv.vault.azure.net/".into(),
+                    key_name: "q".into(),
+                    key_version: None,
+                },
             },
         )
         .unwrap();
@@ -592,10 +997,18 @@ mod tests {
             .unwrap();
         s.save(t(0), MAX, WS, DataSourceType::Query, "b", "Perf")
             .unwrap();
-        let lost = s.key_checked(t(5), SA, false).unwrap();
-        assert_eq!(lost, vec![ByosEvent::KeyAccessLost { account: SA.into() }]);
+        let lost = s.key_checked(t(5), SA, Err("disabled".into())).unwrap();
+        assert_eq!(
+            lost,
+            vec![ByosEvent::KeyAccessLost {
+                account: SA.into(),
+                reason: "disabled".into()
+            }]
+        );
         assert!(
-            s.key_checked(t(6), SA, false).unwrap().is_empty(),
+            s.key_checked(t(6), SA, Err("disabled".into()))
+                .unwrap()
+                .is_empty(),
             "no change, no event"
         );
         assert_eq!(s.list(WS, DataSourceType::Query), (vec![], 2));
@@ -603,7 +1016,7 @@ mod tests {
             .save(t(7), MAX, WS, DataSourceType::Query, "c", "Syslog")
             .unwrap_err();
         assert_eq!(refused.code_and_status(), ("KeyVaultAccessDenied", 403));
-        let back = s.key_checked(t(9), SA, true).unwrap();
+        let back = s.key_checked(t(9), SA, Ok(())).unwrap();
         assert_eq!(
             back,
             vec![ByosEvent::KeyAccessRestored { account: SA.into() }]
@@ -617,14 +1030,27 @@ mod tests {
     fn bounds_hold() {
         let mut s = state();
         for i in 0..3 {
-            s.save(t(i), 3, WS, DataSourceType::Query, "q", "Event")
-                .unwrap();
+            s.save(
+                t(i),
+                3,
+                WS,
+                DataSourceType::Query,
+                &format!("q{i}"),
+                "Event",
+            )
+            .unwrap();
         }
         assert_eq!(
-            s.save(t(4), 3, WS, DataSourceType::Query, "q", "Event")
+            s.save(t(4), 3, WS, DataSourceType::Query, "q3", "Event")
                 .unwrap_err(),
             ByosError::TooManyQueries { max: 3 }
         );
+        // PUT savedSearches/{id} of an existing id replaces it: no new entry, within the bound.
+        s.save(t(5), 3, WS, DataSourceType::Query, "Q1", "Perf")
+            .unwrap();
+        let (readable, _) = s.list(WS, DataSourceType::Query);
+        assert_eq!(readable.len(), 3);
+        assert_eq!(readable[1].query, "Perf");
         let e = s
             .create_account(SA, "westeurope", AccountEncryption::MicrosoftKey)
             .unwrap_err();

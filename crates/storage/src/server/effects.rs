@@ -30,6 +30,8 @@ pub async fn run_tick(core: Arc<Core>) {
     tokio::pin!(stopping);
     // The retention job runs at the first tick, then every `RETENTION_CHECK_INTERVAL`.
     let mut retention_due = core.now();
+    // When each BYOS storage account's key was last checked (`Core::byos_tick`).
+    let mut byos_checked = std::collections::BTreeMap::new();
     loop {
         let now = core.now();
         let wake = {
@@ -47,6 +49,7 @@ pub async fn run_tick(core: Arc<Core>) {
         }
         core.tick_once();
         core.lockbox_tick();
+        core.byos_tick(&mut byos_checked).await;
         retention_due = core.lifecycle_tick(retention_due);
         if let Err(e) = core.stats.persist(&core.meta) {
             tracing::error!("storage: persisting the stats failed (retried next tick): {e}");

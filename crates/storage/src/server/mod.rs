@@ -28,6 +28,7 @@ mod core;
 mod effects;
 mod events;
 mod facts;
+mod grpc_byos;
 mod grpc_clusters;
 mod grpc_data;
 mod grpc_lockbox;
@@ -208,6 +209,9 @@ impl StorageServer {
             .add_service(pb::lockbox_server::LockboxServer::new(
                 grpc_lockbox::LockboxService { core: core.clone() },
             ))
+            .add_service(pb::byos_server::ByosServer::new(grpc_byos::ByosService {
+                core: core.clone(),
+            }))
             .add_service(health_service)
             .add_service(reflection)
             .serve_with_incoming_shutdown(incoming, shutdown)
