@@ -323,7 +323,12 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
         &stop_rx,
         &servers_rt,
     ))?;
-    clients_rt.block_on(build_world(&services.keyvault, &services.storage))?;
+    let admin = cmksim_identity::AdminCredentials::load(
+        &cmksim_identity::authority::admin_credentials_path(
+            &dir.path().join("keyvault").join("identity"),
+        ),
+    )?;
+    clients_rt.block_on(build_world(&services.keyvault, &services.storage, &admin))?;
     let door = servers_rt.block_on(start_door(dir.path(), &clock, &services, &stop_rx))?;
     let door = clients_rt.block_on(door.with_rule())?;
     let setup_seconds = started.elapsed().as_secs_f64();
@@ -518,8 +523,19 @@ fn workspace_id() -> String {
     NAMES.workspace_id()
 }
 
-async fn build_world(kv_url: &str, storage_url: &str) -> anyhow::Result<()> {
-    cmksim_setup::build_world(&NAMES, channel(kv_url)?, channel(storage_url)?, POLLING).await?;
+async fn build_world(
+    kv_url: &str,
+    storage_url: &str,
+    admin: &cmksim_identity::AdminCredentials,
+) -> anyhow::Result<()> {
+    cmksim_setup::build_world(
+        &NAMES,
+        channel(kv_url)?,
+        channel(storage_url)?,
+        admin,
+        POLLING,
+    )
+    .await?;
     Ok(())
 }
 
@@ -765,6 +781,9 @@ async fn start_door(
         data_dir: data_dir.clone(),
         ca_file: data_dir.join("cert.pem"),
         seed: 1,
+        admin_credentials: cmksim_identity::authority::admin_credentials_path(
+            &dir.join("keyvault").join("identity"),
+        ),
     };
     let server = cmksim_rest::RestServer::open(config, format!("https://{addr}")).await?;
     let credentials = server.credentials().clone();

@@ -74,6 +74,16 @@ pub struct RunArgs {
     /// Live mode: the ingestion front end URL.
     #[arg(long, value_name = "URL", requires = "live", default_value = DEFAULT_INGEST_URL)]
     ingest: String,
+    /// Live mode: the identity administrator's credentials file Key Vault wrote on its first
+    /// start (`DATA_DIR/keyvault/identity/identity-admin.json` for `serve all`): the driver
+    /// makes the world's principals and role assignments with its token.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "live",
+        env = "CMKSIM_ADMIN_CREDENTIALS"
+    )]
+    admin_credentials: Option<PathBuf>,
     /// Run a scenario whose estimated work (records, simulated days, simulation steps) is over
     /// the limits of `cmksim_scenario::work`.
     #[arg(long)]
@@ -257,6 +267,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 None => cmksim_sim::net::Network::Tcp,
             },
             setup_budget: cmksim_world::RunOptions::default().setup_budget,
+            admin: match &args.admin_credentials {
+                Some(path) => match cmksim_identity::AdminCredentials::load(path) {
+                    Ok(admin) => Some(admin),
+                    Err(e) => {
+                        eprintln!("cmksim run --live: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                None => None,
+            },
         };
         let live = match cmksim_world::live::run_live(&scenario, &options, &events) {
             Ok(live) => live,
@@ -590,6 +610,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         keyvault: DEFAULT_KEYVAULT_URL.into(),
         storage: DEFAULT_STORAGE_URL.into(),
         ingest: DEFAULT_INGEST_URL.into(),
+        admin_credentials: None,
         force: false,
         web: args.web.then_some(args.listen),
     })

@@ -184,6 +184,11 @@ struct RestCmd {
     /// The ingestion front end URL. Default http://127.0.0.1:50053.
     #[arg(long, env = "CMKSIM_INGEST", value_name = "URL")]
     ingest: Option<String>,
+    /// The identity administrator's credentials file that Key Vault wrote on its first start,
+    /// read on the door's first start. Default DATA_DIR/identity/identity-admin.json (a Key
+    /// Vault served with the same --data-dir).
+    #[arg(long, env = "CMKSIM_ADMIN_CREDENTIALS", value_name = "FILE")]
+    admin_credentials: Option<PathBuf>,
     #[command(flatten)]
     common: CommonFlags,
     /// The door's certificate (it is always TLS; --tls is implied).
@@ -204,10 +209,18 @@ struct RestPlan {
     ca_file: PathBuf,
     /// Where credentials.json is kept.
     data_dir: PathBuf,
+    /// The identity authority's administrator's credentials (read on the door's first start).
+    admin_credentials: PathBuf,
 }
 
 impl RestPlan {
-    fn new(listen: SocketAddr, tls: ServerTls, trust: Option<PathBuf>, data_dir: PathBuf) -> Self {
+    fn new(
+        listen: SocketAddr,
+        tls: ServerTls,
+        trust: Option<PathBuf>,
+        data_dir: PathBuf,
+        admin_credentials: PathBuf,
+    ) -> Self {
         let ca_file = match (&tls, trust) {
             (ServerTls::SelfSigned { dir, .. }, _) => dir.join("cert.pem"),
             (ServerTls::Files { .. }, Some(ca)) => ca,
@@ -218,6 +231,7 @@ impl RestPlan {
             tls,
             ca_file,
             data_dir,
+            admin_credentials,
         }
     }
 }
@@ -469,6 +483,9 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     s.rest_tls("all", Some(data_dir.join("tls")))?,
                     s.tls_ca.clone(),
                     data_dir.clone(),
+                    cmksim_identity::authority::admin_credentials_path(
+                        &data_dir.join("keyvault").join("identity"),
+                    ),
                 )),
                 None => None,
             };
@@ -516,11 +533,16 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
             ] {
                 trust = trust.or(s.client_trust(flag, url)?);
             }
+            // Default: a Key Vault served with the same --data-dir.
+            let admin_credentials = cmd.admin_credentials.clone().unwrap_or_else(|| {
+                cmksim_identity::authority::admin_credentials_path(&data_dir.join("identity"))
+            });
             let rest = RestPlan::new(
                 listen,
                 s.rest_tls("rest", Some(data_dir.join("tls")))?,
                 s.tls_ca.clone(),
                 data_dir,
+                admin_credentials,
             );
             let tls = TlsPlan {
                 server: None,
@@ -750,7 +772,39 @@ fn open_keyvault(
         config,
     )?;
     tracing::info!(data_dir = %data_dir.display(), "Key Vault opened");
+    announce_admin(&server, data_dir);
     Ok(server)
+}
+
+/// On the identity authority's first start, its bootstrap administrator's credentials: printed
+/// once to stdout (like the dashboard's sign-in link) and kept in its file (mode 0600). Every
+/// principal and role assignment is made with this administrator's token.
+fn announce_admin(server: &cmksim_keyvault::KeyVaultServer, data_dir: &std::path::Path) {
+    let identity = server.identity();
+    let authority = identity.lock().unwrap_or_else(|p| p.into_inner());
+    let (true, Some(admin)) = (authority.admin_created(), authority.admin_credentials()) else {
+        return;
+    };
+    let path = cmksim_identity::authority::admin_credentials_path(&data_dir.join("identity"));
+    let lines = [
+        format!(
+            "# cmksim: the identity administrator's credentials (shown once; kept in {})",
+            path.display()
+        ),
+        format!("export CMKSIM_ADMIN_CREDENTIALS='{}'", path.display()),
+        format!("export AZURE_TENANT_ID='{}'", admin.tenant_id),
+        format!("export AZURE_CLIENT_ID='{}'", admin.client_id),
+        format!("export AZURE_CLIENT_SECRET='{}'", admin.client_secret),
+    ];
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not stop the service: the credentials stay in their file.
+    if let Err(error) = lines
+        .iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush())
+    {
+        tracing::warn!(%error, path = %path.display(), "could not print the administrator's credentials");
+    }
 }
 
 fn open_storage(
@@ -1131,6 +1185,7 @@ async fn serve_rest(
         data_dir: plan.data_dir.clone(),
         ca_file: plan.ca_file.clone(),
         seed: base.seed,
+        admin_credentials: plan.admin_credentials.clone(),
     };
     let server = cmksim_rest::RestServer::open(config, public_url)
         .await

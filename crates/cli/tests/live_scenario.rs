@@ -116,6 +116,7 @@ fn revocation_live_survives_storage_kill_9_with_every_acknowledged_record() {
     let events_path = services.dir.path().join("events.jsonl");
     let run_log = std::fs::File::create(services.dir.path().join("run.stderr")).unwrap();
     let mut run = Command::new(BIN)
+        .env("CMKSIM_ADMIN_CREDENTIALS", services.admin_file())
         .args(["run", SCENARIO, "--live", "--verbose", "--keyvault"])
         .arg(services.url("keyvault"))
         .arg("--storage")
@@ -252,12 +253,14 @@ fn urls(services: &Serving) -> [&str; 3] {
 /// `cmksim run FILE --live` against the three `urls` with `extra` flags: (exit code, stdout,
 /// stderr).
 fn run_live(
+    admin: &std::path::Path,
     file: &str,
     [keyvault, storage, ingest]: [&str; 3],
     extra: &[&str],
 ) -> (i32, String, String) {
     let library = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/");
     let output = Command::new(BIN)
+        .env("CMKSIM_ADMIN_CREDENTIALS", admin)
         .args(["run", &format!("{library}{file}"), "--live", "--quiet"])
         .args([
             "--keyvault",
@@ -282,10 +285,12 @@ fn serve_all_then_run_live_as_the_readme_says_and_refusals_change_nothing() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let services = serve_all(dir.path());
+    // `run --live` makes the world's principals with the identity administrator's token.
+    let admin = common::admin_file(&dir.path().join("keyvault"));
 
     // Refused before anything is created, each in one line with exit 2.
     let urls = urls(&services);
-    let (code, _, err) = run_live("partition-storage-vault.toml", urls, &[]);
+    let (code, _, err) = run_live(&admin, "partition-storage-vault.toml", urls, &[]);
     assert_eq!(code, 2, "{err}");
     for step in [
         "line 45: step short-partition: partition storage keyvault",
@@ -294,19 +299,24 @@ fn serve_all_then_run_live_as_the_readme_says_and_refusals_change_nothing() {
     ] {
         assert!(err.contains(step), "{err}");
     }
-    let (code, _, err) = run_live("vault-blip-5m.toml", urls, &["--profile", "azure-current"]);
+    let (code, _, err) = run_live(
+        &admin,
+        "vault-blip-5m.toml",
+        urls,
+        &["--profile", "azure-current"],
+    );
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("the storage runs profile \"azure-2020\""),
         "{err}"
     );
     let swapped = [urls[0], urls[0], urls[2]];
-    let (code, _, err) = run_live("vault-blip-5m.toml", swapped, &[]);
+    let (code, _, err) = run_live(&admin, "vault-blip-5m.toml", swapped, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("answers as \"keyvault\""), "{err}");
 
     // The run itself: every expectation and invariant holds.
-    let (code, out, err) = run_live("vault-blip-5m.toml", urls, &[]);
+    let (code, out, err) = run_live(&admin, "vault-blip-5m.toml", urls, &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("every expectation and invariant held"),
@@ -315,7 +325,7 @@ fn serve_all_then_run_live_as_the_readme_says_and_refusals_change_nothing() {
     assert!(out.contains("live at 600×"), "{out}");
 
     // A second run finds its world already there, and says what to do.
-    let (code, _, err) = run_live("vault-blip-5m.toml", urls, &[]);
+    let (code, _, err) = run_live(&admin, "vault-blip-5m.toml", urls, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("VaultAlreadyExists"), "{err}");
     assert!(err.contains("empty data directories"), "{err}");

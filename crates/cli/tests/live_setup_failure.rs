@@ -32,8 +32,9 @@ fn scenario(name: &str, vaults: &[&str], key_in: Option<&str>) -> String {
 }
 
 /// `cmksim run FILE --live --quiet` against `services`: (exit code, stderr).
-fn run_live(services: &Serving, file: &Path) -> (i32, String) {
+fn run_live(services: &Serving, admin: &Path, file: &Path) -> (i32, String) {
     let output = Command::new(BIN)
+        .env("CMKSIM_ADMIN_CREDENTIALS", admin)
         .arg("run")
         .arg(file)
         .args(["--live", "--quiet"])
@@ -67,6 +68,8 @@ fn a_failed_live_set_up_names_what_it_left_and_the_next_run_says_how_to_clear_it
         &["keyvault", "storage", "ingest"],
         dir.path().join("serve.log"),
     );
+    // `run --live` makes the world's principals with the identity administrator's token.
+    let admin = common::admin_file(&data_dir.join("keyvault"));
     let write = |name: &str, text: String| {
         let path = dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).expect("scenario file");
@@ -74,14 +77,14 @@ fn a_failed_live_set_up_names_what_it_left_and_the_next_run_says_how_to_clear_it
     };
 
     let blocker = write("blocker", scenario("blocker", &["kv-taken"], None));
-    let (code, err) = run_live(&services, &blocker);
+    let (code, err) = run_live(&services, &admin, &blocker);
     assert_eq!(code, 0, "run 0: {err}");
 
     let half = write(
         "half",
         scenario("half", &["kv-first", "kv-taken"], Some("kv-first")),
     );
-    let (code, err) = run_live(&services, &half);
+    let (code, err) = run_live(&services, &admin, &half);
     assert_eq!(code, 2, "run 1: {err}");
     for part in [
         "world setup failed: 409 VaultAlreadyExists",
@@ -94,7 +97,7 @@ fn a_failed_live_set_up_names_what_it_left_and_the_next_run_says_how_to_clear_it
     }
 
     let again = write("again", scenario("again", &["kv-first"], Some("kv-first")));
-    let (code, err) = run_live(&services, &again);
+    let (code, err) = run_live(&services, &admin, &again);
     assert_eq!(code, 2, "run 2: {err}");
     for part in [
         "world setup failed: 409 VaultAlreadyExists",

@@ -295,6 +295,7 @@ async fn three_tls_processes_wired_with_tls_ca_carry_a_record_through_the_chain(
         &NAMES,
         tls_channel(keyvault.url("keyvault"), &kv_ca),
         tls_channel(storage.url("storage"), &st_ca),
+        &common::admin_file(&kv_data),
     )
     .await;
     // Ingest → storage over TLS: the record is stored (encrypted under the key from the vault).

@@ -36,6 +36,17 @@ pub const GUARDED_SERVICES: [&str; 6] = [
     "/sentinel.v1.Sentinel/",
 ];
 
+/// The `identity.v1.Identity` methods that need an administrator's token (checked by the
+/// identity service itself, not by the guard layer): the rest (tokens, signing keys, access
+/// checks, a resource's managed identity) stay open.
+pub const IDENTITY_ADMIN_METHODS: [&str; 5] = [
+    "CreateTenant",
+    "CreatePrincipal",
+    "DeletePrincipal",
+    "CreateRoleAssignment",
+    "DeleteRoleAssignment",
+];
+
 /// What a call needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Need {
@@ -63,6 +74,11 @@ pub fn audience_of(path: &str) -> Option<&'static str> {
         ("ingest.v1.Ingestion", _) => audience::MANAGEMENT,
         // Sentinel's API is ARM's (Microsoft.SecurityInsights).
         ("sentinel.v1.Sentinel", _) => audience::MANAGEMENT,
+        // The identity service checks its administrative calls itself (`crate::service`), with a
+        // management token, as ARM checks role assignments.
+        ("identity.v1.Identity", method) if IDENTITY_ADMIN_METHODS.contains(&method) => {
+            audience::MANAGEMENT
+        }
         _ => return None,
     })
 }

@@ -5,12 +5,23 @@
 //! that a restart would forget, nor a failure that left half a change behind. Tokens are issued
 //! only against the principal's secret: "a caller cannot act as a principal whose token it cannot
 //! obtain".
+//!
+//! The bootstrap administrator: the identity service's administrative calls (tenants,
+//! principals, role assignments) need an administrator's token ([`IdentityAuthority::authorize`]),
+//! so someone must exist before the first call. On its first start the authority makes one — a
+//! service principal `cmksim-admin` of the tenant `cmksim`, a directory administrator, with User
+//! Access Administrator at the root scope (what Azure gives a Global Administrator who elevates
+//! access) — and writes its client id and secret once to [`ADMIN_CREDENTIALS_FILE`] (mode 0600)
+//! in the store's directory ([`admin_credentials_path`]), before the directory records it: a crash in between leaves no
+//! administrator, and the next start makes a new one and overwrites the file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cmksim_sim::{RandomSource, SimTime};
 
+use crate::client::{AdminCredentials, AdminFileError};
 use crate::directory::{Directory, DirectoryError, Principal, PrincipalKind, Tenant};
+use crate::grpc_auth::{AuthError, Caller};
 use crate::roles::{self, Access, Action, Role, RoleAssignment};
 use crate::store::{IdentityStore, StoreError};
 use crate::token::{audience, Authority, Jwk, TokenVerifier};
@@ -22,8 +33,24 @@ pub enum IdentityError {
     Directory(#[from] DirectoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    AdminFile(#[from] AdminFileError),
     #[error("unknown audience {0:?}: expected {aud_vault} or {aud_mgmt}", aud_vault = audience::VAULT, aud_mgmt = audience::MANAGEMENT)]
     UnknownAudience(String),
+}
+
+/// The bootstrap administrator's credentials file, in the directory that holds the store.
+pub const ADMIN_CREDENTIALS_FILE: &str = "identity-admin.json";
+/// The bootstrap administrator's tenant.
+pub const ADMIN_TENANT_NAME: &str = "cmksim";
+/// The bootstrap administrator's display name.
+pub const ADMIN_NAME: &str = "cmksim-admin";
+
+/// Where the authority whose store is `store_dir` keeps its administrator's credentials: in the
+/// store's directory, beside sled's own files (`DATA_DIR/identity/identity-admin.json` for a Key
+/// Vault data directory `DATA_DIR`), so that it goes wherever the directory it belongs to goes.
+pub fn admin_credentials_path(store_dir: &Path) -> PathBuf {
+    store_dir.join(ADMIN_CREDENTIALS_FILE)
 }
 
 /// The identity authority of one process.
@@ -32,6 +59,11 @@ pub struct IdentityAuthority {
     authority: Authority,
     store: Option<IdentityStore>,
     rng: RandomSource,
+    /// The bootstrap administrator's credentials, when this process made them or could read
+    /// them back from their file (the directory keeps only the secret's hash).
+    admin: Option<AdminCredentials>,
+    /// True when this start made the administrator (print its credentials once).
+    admin_created: bool,
 }
 
 impl std::fmt::Debug for IdentityAuthority {
@@ -63,22 +95,148 @@ impl IdentityAuthority {
                 authority
             }
         };
-        Ok(IdentityAuthority {
+        let mut opened = IdentityAuthority {
             directory,
             authority,
             store: Some(store),
             rng,
-        })
+            admin: None,
+            admin_created: false,
+        };
+        let path = admin_credentials_path(dir);
+        if opened
+            .directory
+            .principals
+            .values()
+            .any(|p| p.administrator && !p.deleted)
+        {
+            // Kept from an earlier start; a file removed by the user is not an error (the
+            // credentials are then only theirs to know).
+            opened.admin = match AdminCredentials::load(&path) {
+                Ok(c) => Some(c),
+                Err(AdminFileError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+        } else {
+            opened.bootstrap_admin(Some(&path))?;
+        }
+        Ok(opened)
     }
 
-    /// An authority that keeps nothing on disk (unit tests, throw-away runs).
+    /// An authority that keeps nothing on disk (unit tests, throw-away runs), with its bootstrap
+    /// administrator ([`IdentityAuthority::admin_credentials`]).
     pub fn in_memory(mut rng: RandomSource) -> IdentityAuthority {
         let authority = Authority::generate(&mut rng);
-        IdentityAuthority {
+        let mut made = IdentityAuthority {
             directory: Directory::default(),
             authority,
             store: None,
             rng,
+            admin: None,
+            admin_created: false,
+        };
+        // Nothing to write: only the in-memory directory can fail, and it cannot for the first
+        // tenant and principal of an empty directory.
+        if let Err(e) = made.bootstrap_admin(None) {
+            unreachable!("the bootstrap administrator of an empty directory: {e}");
+        }
+        made
+    }
+
+    /// Makes the bootstrap administrator (see the module doc): its credentials are written to
+    /// `file` (if any) before the directory records it.
+    fn bootstrap_admin(&mut self, file: Option<&Path>) -> Result<(), IdentityError> {
+        let mut draft = self.directory.clone();
+        let tenant = draft.create_tenant(ADMIN_TENANT_NAME, "", &mut self.rng)?;
+        let (principal, secret) = draft.create_principal(
+            &tenant.tenant_id,
+            ADMIN_NAME,
+            PrincipalKind::ServicePrincipal,
+            &mut self.rng,
+        )?;
+        let principal = draft.make_administrator(&principal.object_id)?;
+        let (assignment, _) = draft.assign_role(
+            roles::ROOT_SCOPE,
+            Role::UserAccessAdministrator,
+            &principal.object_id,
+            "",
+            &mut self.rng,
+        )?;
+        let credentials = AdminCredentials {
+            tenant_id: tenant.tenant_id.clone(),
+            client_id: principal.app_id.clone(),
+            client_secret: secret,
+            object_id: principal.object_id.clone(),
+        };
+        if let Some(file) = file {
+            credentials.save(file)?;
+        }
+        if let Some(store) = &self.store {
+            store.save_tenant(&tenant)?;
+            store.save_principal(&principal)?;
+            store.save_role_assignment(&assignment, None)?;
+        }
+        self.directory = draft;
+        self.admin = Some(credentials);
+        self.admin_created = true;
+        Ok(())
+    }
+
+    /// The bootstrap administrator's credentials, when known to this process (made by it, or
+    /// read back from their file).
+    pub fn admin_credentials(&self) -> Option<&AdminCredentials> {
+        self.admin.as_ref()
+    }
+
+    /// True when this start made the bootstrap administrator (its credentials are to be shown
+    /// once).
+    pub fn admin_created(&self) -> bool {
+        self.admin_created
+    }
+
+    /// Whether `caller` (whose token `issuer` signed) may do the administrative `action` at
+    /// `scope`: [`Action::DirectoryWrite`] needs a live directory administrator of the token's
+    /// tenant; [`Action::RoleAssignmentsWrite`] a role granting it at a scope covering `scope`
+    /// (Owner or User Access Administrator, Azure's `roleAssignments/write`). The refusals are
+    /// the guards': 401 `InvalidAuthenticationTokenTenant`, 403 `AuthorizationFailed`.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        issuer: &str,
+        action: Action,
+        scope: &str,
+    ) -> Result<(), AuthError> {
+        let forbidden = || AuthError::Forbidden {
+            object_id: caller.object_id.clone(),
+            action,
+            scope: scope.to_string(),
+        };
+        if action == Action::DirectoryWrite {
+            let admin = self
+                .directory
+                .principals
+                .get(&caller.object_id)
+                .is_some_and(|p| {
+                    p.administrator
+                        && !p.deleted
+                        && p.tenant_id.eq_ignore_ascii_case(&caller.tenant_id)
+                });
+            return if admin { Ok(()) } else { Err(forbidden()) };
+        }
+        match self.check_access(&caller.object_id, &caller.tenant_id, action, scope) {
+            Access::Granted => Ok(()),
+            Access::WrongTenant {
+                subscription_tenant,
+            } => Err(AuthError::WrongTenant {
+                token_issuer: issuer.to_string(),
+                token_tenant: caller.tenant_id.clone(),
+                subscription_tenant,
+            }),
+            Access::Denied => Err(forbidden()),
         }
     }
 
@@ -285,8 +443,13 @@ mod tests {
         }
         let a = reopened.expect("the store reopens once the first handle is gone");
         assert_eq!(a.signer().kid(), kid);
-        assert_eq!(a.directory().tenants.len(), 1);
-        assert_eq!(a.directory().principals.len(), 2);
+        // contoso, alice and bob, and the bootstrap administrator's tenant and principal (kept,
+        // not made again: its credentials are read back from their file).
+        assert_eq!(a.directory().tenants.len(), 2);
+        assert_eq!(a.directory().principals.len(), 3);
+        assert!(!a.admin_created());
+        let admin = a.admin_credentials().expect("read back from its file");
+        assert!(a.directory().is_administrator(&admin.object_id));
         assert_eq!(
             a.directory()
                 .principals

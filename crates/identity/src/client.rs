@@ -15,10 +15,16 @@
 //! [`provision_service_principal`] makes such a principal through the `identity.v1` API, for
 //! any process (the simulated world, `run --live`).
 //!
+//! The identity service's administrative calls (tenants, principals, role assignments) need the
+//! token of an administrator ([`crate::service`]); every in-repo caller makes them with the
+//! bootstrap administrator's [`AdminCredentials`] through [`AdminCredentials::channel`], the one
+//! home of that flow.
+//!
 //! Why a channel wrapper rather than a tonic interceptor: interceptors are synchronous and see
 //! neither the method (the audience depends on it) nor a way to await the authority.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -53,6 +59,100 @@ impl CredentialSlot {
         self.0
             .get()
             .map(|(id, secret)| (id.as_str(), secret.as_str()))
+    }
+}
+
+/// The bootstrap administrator's credentials: what [`crate::IdentityAuthority::open`] makes on
+/// its first start and writes to [`crate::authority::ADMIN_CREDENTIALS_FILE`] (mode 0600) beside
+/// its store. camelCase on disk, the field names of the door's `credentials.json`, so either
+/// file can be read as one.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminCredentials {
+    pub tenant_id: String,
+    /// The administrator's application (client) id.
+    pub client_id: String,
+    pub client_secret: String,
+    /// The administrator's object id.
+    pub object_id: String,
+}
+
+impl std::fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminCredentials")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("object_id", &self.object_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an administrator's credentials file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminFileError {
+    #[error("cannot {action} the administrator's credentials {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an administrator's credentials file: {reason}")]
+    Malformed { path: String, reason: String },
+}
+
+impl AdminCredentials {
+    /// Reads `path` (the identity's `identity-admin.json` or the door's `credentials.json`).
+    pub fn load(path: &Path) -> Result<AdminCredentials, AdminFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AdminFileError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| AdminFileError::Malformed {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `path` whole: a temporary file created with mode 0600, synced, then renamed over
+    /// the old one (a crash leaves the old file or the new one, never half of one).
+    pub fn save(&self, path: &Path) -> Result<(), AdminFileError> {
+        use std::io::Write;
+        let io = |action: &'static str| {
+            move |source| AdminFileError::Io {
+                action,
+                path: path.display().to_string(),
+                source,
+            }
+        };
+        // Plain strings always serialise.
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let tmp = path.with_extension("json.tmp");
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(io("remove the leftover of"))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(io("write"))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all())
+            .map_err(io("write"))?;
+        std::fs::rename(&tmp, path).map_err(io("write"))
+    }
+
+    /// The administrator's tokens from the identity service on `identity`.
+    pub fn tokens(&self, identity: Channel, clock: Clock) -> Arc<TokenSource> {
+        TokenSource::new(identity, &self.object_id, &self.client_secret, clock)
+    }
+
+    /// `identity` carrying the administrator's management token on the identity service's
+    /// administrative calls (an `identity.v1.Identity` client over it may create tenants and
+    /// principals and assign roles anywhere).
+    pub fn channel(&self, identity: Channel, clock: Clock) -> AuthChannel {
+        AuthChannel::new(identity.clone(), Some(self.tokens(identity, clock)))
     }
 }
 
@@ -155,14 +255,16 @@ pub const SERVICES_TENANT: &str = "cmksim-services";
 pub const SERVICES_TENANT_ID: &str = "c3c3c3c3-0000-4000-8000-00000000c5c5";
 
 /// Makes a service principal `display_name` in the tenant [`SERVICES_TENANT`] (made when
-/// missing) through the `identity.v1` service on `identity`, assigns it `roles` at the root
-/// scope `/` (the simulator's first-party access, see [`crate::roles`]), and returns its
-/// `(object id, secret)`. A new principal each call: its secret is shown only at creation.
+/// missing) through the `identity.v1` service on `admin` (a channel carrying an administrator's
+/// token: [`AdminCredentials::channel`]), assigns it `roles` at the root scope `/` (the
+/// simulator's first-party access, see [`crate::roles`]), and returns its `(object id,
+/// secret)`. A new principal each call: its secret is shown only at creation.
 pub async fn provision_service_principal(
-    identity: Channel,
+    admin: AuthChannel,
     display_name: &str,
     roles: &[crate::Role],
 ) -> Result<(String, String), tonic::Status> {
+    let identity = admin;
     let mut client = pb::identity_client::IdentityClient::new(identity);
     let tenant = match client
         .create_tenant(pb::CreateTenantRequest {

@@ -107,6 +107,11 @@ pub struct Principal {
     /// For managed identities: the ARM id of the resource the identity belongs to.
     pub resource_id: String,
     pub deleted: bool,
+    /// A directory administrator (Entra's Global Administrator): may create and delete
+    /// principals and tenants. Only the bootstrap administrator the authority makes on its first
+    /// start is one ([`crate::IdentityAuthority::open`]); absent in older stores (false).
+    #[serde(default)]
+    pub administrator: bool,
     secret_salt_hex: String,
     secret_hash_hex: String,
 }
@@ -248,6 +253,7 @@ impl Directory {
             kind,
             resource_id: resource_id.to_string(),
             deleted: false,
+            administrator: false,
             secret_salt_hex: salt,
             secret_hash_hex: hash,
         };
@@ -309,6 +315,23 @@ impl Directory {
         self.principals
             .values()
             .find(|p| !p.deleted && p.kind == PrincipalKind::ServicePrincipal && p.app_id == app_id)
+    }
+
+    /// Makes `object_id` a directory administrator.
+    pub fn make_administrator(&mut self, object_id: &str) -> Result<Principal, DirectoryError> {
+        let principal = self
+            .principals
+            .get_mut(object_id)
+            .ok_or_else(|| DirectoryError::PrincipalNotFound(object_id.to_string()))?;
+        principal.administrator = true;
+        Ok(principal.clone())
+    }
+
+    /// True when `object_id` is a live directory administrator.
+    pub fn is_administrator(&self, object_id: &str) -> bool {
+        self.principals
+            .get(object_id)
+            .is_some_and(|p| p.administrator && !p.deleted)
     }
 
     /// Marks a principal deleted: it keeps its record but can no longer obtain tokens.

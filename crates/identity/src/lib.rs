@@ -35,7 +35,9 @@ pub mod store;
 pub mod token;
 
 pub use authority::{IdentityAuthority, IdentityError};
-pub use client::{provision_service_principal, AuthChannel, CredentialSlot, TokenSource};
+pub use client::{
+    provision_service_principal, AdminCredentials, AuthChannel, CredentialSlot, TokenSource,
+};
 pub use directory::{Directory, DirectoryError, Principal, PrincipalKind, Tenant};
 pub use grpc_auth::{AuthError, Caller};
 pub use guard::{Guard, GuardLayer};

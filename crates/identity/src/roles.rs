@@ -16,8 +16,9 @@
 //! - an assignment at the root scope `/` (Azure has one, for global administrators) stands for a
 //!   first-party service's own access: Azure Monitor's pipeline writes into and reads from every
 //!   customer's workspace without the customer's tenant. Only the simulator's own service
-//!   principals (the ingest front end's) get one, and it holds in every tenant;
-//! - six built-in roles with their real names and definition ids, and only the actions the
+//!   principals (the ingest front end's) and the bootstrap administrator (User Access
+//!   Administrator, Azure's elevated access) get one, and it holds in every tenant;
+//! - seven built-in roles with their real names and definition ids, and only the actions the
 //!   simulated services ask for (no custom roles, no deny assignments, no conditions).
 //!
 //! Pure logic: no I/O, no clock. The directory keeps the assignments ([`crate::Directory`]), the
@@ -40,13 +41,17 @@ pub enum Action {
     TelemetryWrite,
     /// Query a workspace's logs.
     QueryRead,
-    /// Create a role assignment.
+    /// Create or remove a role assignment (Owner's and User Access Administrator's).
     RoleAssignmentsWrite,
+    /// Create or delete a principal or a tenant in the directory: a directory role
+    /// (Entra's Global Administrator), which no Azure RBAC role grants
+    /// ([`crate::Principal::administrator`]).
+    DirectoryWrite,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::ClustersRead,
         Action::ClustersWrite,
         Action::WorkspacesRead,
@@ -54,6 +59,7 @@ impl Action {
         Action::TelemetryWrite,
         Action::QueryRead,
         Action::RoleAssignmentsWrite,
+        Action::DirectoryWrite,
     ];
 
     /// Azure's action string.
@@ -66,6 +72,9 @@ impl Action {
             Action::TelemetryWrite => "Microsoft.Insights/Telemetry/Write",
             Action::QueryRead => "Microsoft.OperationalInsights/workspaces/query/read",
             Action::RoleAssignmentsWrite => "Microsoft.Authorization/roleAssignments/write",
+            Action::DirectoryWrite => {
+                "microsoft.directory/servicePrincipals/allProperties/allTasks"
+            }
         }
     }
 
@@ -86,17 +95,21 @@ pub enum Role {
     LogAnalyticsContributor,
     LogAnalyticsReader,
     MonitoringMetricsPublisher,
+    /// Manages access (role assignments) and reads everything: the role Azure gives a Global
+    /// Administrator who elevates access at the root scope, and the bootstrap administrator's.
+    UserAccessAdministrator,
 }
 
 impl Role {
     /// Every role, in a fixed order.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Owner,
         Role::Contributor,
         Role::Reader,
         Role::LogAnalyticsContributor,
         Role::LogAnalyticsReader,
         Role::MonitoringMetricsPublisher,
+        Role::UserAccessAdministrator,
     ];
 
     /// The role's display name in Azure.
@@ -108,6 +121,7 @@ impl Role {
             Role::LogAnalyticsContributor => "Log Analytics Contributor",
             Role::LogAnalyticsReader => "Log Analytics Reader",
             Role::MonitoringMetricsPublisher => "Monitoring Metrics Publisher",
+            Role::UserAccessAdministrator => "User Access Administrator",
         }
     }
 
@@ -120,6 +134,7 @@ impl Role {
             Role::LogAnalyticsContributor => "92aaf0da-9dab-42b6-94a3-d43ce8d16293",
             Role::LogAnalyticsReader => "73c42c96-874c-492b-b04d-ab87d138a893",
             Role::MonitoringMetricsPublisher => "3913510d-42f4-4e42-8a64-420c390055eb",
+            Role::UserAccessAdministrator => "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
         }
     }
 
@@ -145,15 +160,23 @@ impl Role {
         })
     }
 
-    /// Whether the role grants `action`. Owner: everything; Contributor: everything but role
+    /// Whether the role grants `action`. Owner: everything Azure RBAC grants (not the directory);
+    /// User Access Administrator: role assignments and every read; Contributor: everything but role
     /// assignments and data actions; Reader: every read, including queries (Azure's `*/read`);
     /// Log Analytics Contributor: Log Analytics' reads and writes; Log Analytics Reader: its
     /// reads; Monitoring Metrics Publisher: only the telemetry data action.
     pub fn allows(self, action: Action) -> bool {
         use Action::*;
         match self {
-            Role::Owner => true,
-            Role::Contributor => !matches!(action, RoleAssignmentsWrite | TelemetryWrite),
+            Role::Owner => action != DirectoryWrite,
+            Role::UserAccessAdministrator => matches!(
+                action,
+                RoleAssignmentsWrite | ClustersRead | WorkspacesRead | QueryRead
+            ),
+            Role::Contributor => !matches!(
+                action,
+                RoleAssignmentsWrite | TelemetryWrite | DirectoryWrite
+            ),
             Role::Reader | Role::LogAnalyticsReader => {
                 matches!(action, ClustersRead | WorkspacesRead | QueryRead)
             }
@@ -344,6 +367,13 @@ mod tests {
         assert!(!Role::Contributor.allows(Action::TelemetryWrite));
         assert!(!Role::Contributor.allows(Action::RoleAssignmentsWrite));
         assert!(!Role::LogAnalyticsReader.allows(Action::WorkspacesWrite));
+        // Role assignments: Owner and User Access Administrator; the directory: no RBAC role.
+        assert!(Role::Owner.allows(Action::RoleAssignmentsWrite));
+        assert!(Role::UserAccessAdministrator.allows(Action::RoleAssignmentsWrite));
+        assert!(!Role::UserAccessAdministrator.allows(Action::ClustersWrite));
+        for role in Role::ALL {
+            assert!(!role.allows(Action::DirectoryWrite), "{role:?}");
+        }
         for role in Role::ALL {
             let reads = role != Role::MonitoringMetricsPublisher;
             assert_eq!(role.allows(Action::ClustersRead), reads, "{role:?}");

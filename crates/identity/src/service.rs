@@ -4,6 +4,19 @@
 //! time from the [`Clock`], encode the answer, and map each [`IdentityError`] to the gRPC code a
 //! caller can act on (NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED for a wrong secret,
 //! FAILED_PRECONDITION for a deleted principal, ALREADY_EXISTS). No rule lives here.
+//!
+//! The administrative calls (`CreateTenant`, `CreatePrincipal`, `DeletePrincipal`,
+//! `CreateRoleAssignment`, `DeleteRoleAssignment`: [`crate::access_rules::IDENTITY_ADMIN_METHODS`])
+//! need a management token whose principal the authority allows
+//! ([`IdentityAuthority::authorize`]): a directory administrator for tenants and principals, a
+//! role granting `roleAssignments/write` at a scope covering the assignment for role
+//! assignments. They are refused as the guards refuse (401 `AuthenticationFailed` without a
+//! token, 403 `AuthorizationFailed` without the right, the Azure body in the status details).
+//! One exception, Azure's own: the tenant's Azure Cosmos DB first-party service principal
+//! (Sentinel registers it on first use, as Azure provisions first-party applications in every
+//! tenant without the customer's administrator); it gets no role. Tokens, signing keys, access
+//! checks and a resource's system-assigned identity (made by cluster storage, a first-party
+//! resource provider) stay open.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,8 +26,10 @@ use cmksim_proto::identity::v1 as pb;
 use cmksim_sim::Clock;
 
 use crate::authority::{IdentityAuthority, IdentityError};
-use crate::directory::{DirectoryError, Principal, PrincipalKind};
+use crate::directory::{DirectoryError, Principal, PrincipalKind, COSMOS_DB_DISPLAY_NAME};
+use crate::grpc_auth::authenticate;
 use crate::roles::{Access, Action, Role, RoleAssignment};
+use crate::token::audience;
 
 /// The gRPC service over a shared authority.
 #[derive(Clone)]
@@ -38,6 +53,23 @@ impl IdentityService {
         self.authority
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Checks the management token of an administrative call for `action` at `scope`.
+    fn authorize(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        action: Action,
+        scope: &str,
+    ) -> Result<(), Status> {
+        let authority = self.lock();
+        let verifier = authority.verifier();
+        let (caller, issuer) =
+            authenticate(&verifier, metadata, audience::MANAGEMENT, self.clock.now())
+                .map_err(|e| e.to_status())?;
+        authority
+            .authorize(&caller, &issuer, action, scope)
+            .map_err(|e| e.to_status())
     }
 }
 
@@ -91,7 +123,7 @@ fn to_status(error: IdentityError) -> Status {
             }
         },
         IdentityError::UnknownAudience(_) => Status::invalid_argument(message),
-        IdentityError::Store(_) => Status::internal(message),
+        IdentityError::Store(_) | IdentityError::AdminFile(_) => Status::internal(message),
     }
 }
 
@@ -101,6 +133,11 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        self.authorize(
+            request.metadata(),
+            Action::DirectoryWrite,
+            crate::roles::ROOT_SCOPE,
+        )?;
         let r = request.into_inner();
         let tenant = self
             .lock()
@@ -116,6 +153,15 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::PrincipalWithSecret>, Status> {
+        let first_party = request.get_ref().display_name == COSMOS_DB_DISPLAY_NAME
+            && request.get_ref().kind == pb::PrincipalKind::ServicePrincipal as i32;
+        if !first_party {
+            self.authorize(
+                request.metadata(),
+                Action::DirectoryWrite,
+                crate::roles::ROOT_SCOPE,
+            )?;
+        }
         let r = request.into_inner();
         let kind = match pb::PrincipalKind::try_from(r.kind) {
             Ok(pb::PrincipalKind::User) => PrincipalKind::User,
@@ -156,6 +202,11 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::DeletePrincipalRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        self.authorize(
+            request.metadata(),
+            Action::DirectoryWrite,
+            crate::roles::ROOT_SCOPE,
+        )?;
         let r = request.into_inner();
         self.lock()
             .delete_principal(&r.object_id)
@@ -189,6 +240,11 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::CreateRoleAssignmentRequest>,
     ) -> Result<Response<pb::RoleAssignment>, Status> {
+        self.authorize(
+            request.metadata(),
+            Action::RoleAssignmentsWrite,
+            &request.get_ref().scope,
+        )?;
         let r = request.into_inner();
         let role = Role::parse(&r.role).ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -208,6 +264,16 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::DeleteRoleAssignmentRequest>,
     ) -> Result<Response<pb::RoleAssignment>, Status> {
+        // Checked at the assignment's own scope; an unknown id is NOT_FOUND once the token is
+        // checked at the root scope (so that no one learns which ids exist without a right).
+        let scope = self
+            .lock()
+            .directory()
+            .role_assignments
+            .get(&request.get_ref().id.to_ascii_lowercase())
+            .map(|a| a.scope.clone())
+            .unwrap_or_else(|| crate::roles::ROOT_SCOPE.to_string());
+        self.authorize(request.metadata(), Action::RoleAssignmentsWrite, &scope)?;
         let r = request.into_inner();
         let removed = self
             .lock()

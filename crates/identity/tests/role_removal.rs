@@ -25,6 +25,27 @@ fn bearer(token: &str) -> tonic::metadata::MetadataMap {
     metadata
 }
 
+/// `message` carrying the bootstrap administrator's management token (the admin calls need it).
+fn as_admin<T>(authority: &Mutex<IdentityAuthority>, message: T) -> Request<T> {
+    let a = authority.lock().unwrap();
+    let admin = a
+        .admin_credentials()
+        .expect("made on the first start")
+        .clone();
+    let (token, _) = a
+        .issue_token(
+            &admin.object_id,
+            &admin.client_secret,
+            audience::MANAGEMENT,
+            0,
+            SimTime::DEFAULT_EPOCH,
+        )
+        .unwrap();
+    let mut request = Request::new(message);
+    *request.metadata_mut() = bearer(&token);
+    request
+}
+
 #[tokio::test]
 async fn a_removed_role_is_refused_afterwards() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,30 +55,39 @@ async fn a_removed_role_is_refused_afterwards() {
     let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, 1.0);
     let service = IdentityService::new(authority.clone(), clock.clone());
     let tenant = service
-        .create_tenant(Request::new(pb::CreateTenantRequest {
-            name: "contoso".into(),
-            tenant_id: String::new(),
-        }))
+        .create_tenant(as_admin(
+            &authority,
+            pb::CreateTenantRequest {
+                name: "contoso".into(),
+                tenant_id: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     let created = service
-        .create_principal(Request::new(pb::CreatePrincipalRequest {
-            tenant_id: tenant.tenant_id.clone(),
-            display_name: "agent".into(),
-            kind: pb::PrincipalKind::ServicePrincipal as i32,
-        }))
+        .create_principal(as_admin(
+            &authority,
+            pb::CreatePrincipalRequest {
+                tenant_id: tenant.tenant_id.clone(),
+                display_name: "agent".into(),
+                kind: pb::PrincipalKind::ServicePrincipal as i32,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     let principal = created.principal.unwrap();
     let assignment = service
-        .create_role_assignment(Request::new(pb::CreateRoleAssignmentRequest {
-            scope: WS.into(),
-            role: Role::MonitoringMetricsPublisher.name().into(),
-            principal_id: principal.object_id.clone(),
-            name: String::new(),
-        }))
+        .create_role_assignment(as_admin(
+            &authority,
+            pb::CreateRoleAssignmentRequest {
+                scope: WS.into(),
+                role: Role::MonitoringMetricsPublisher.name().into(),
+                principal_id: principal.object_id.clone(),
+                name: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -85,9 +115,12 @@ async fn a_removed_role_is_refused_afterwards() {
 
     // The id compares without case, as ARM ids do.
     let removed = service
-        .delete_role_assignment(Request::new(pb::DeleteRoleAssignmentRequest {
-            id: assignment.id.to_ascii_uppercase(),
-        }))
+        .delete_role_assignment(as_admin(
+            &authority,
+            pb::DeleteRoleAssignmentRequest {
+                id: assignment.id.to_ascii_uppercase(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -104,9 +137,12 @@ async fn a_removed_role_is_refused_afterwards() {
 
     // Removing it again: NOT_FOUND.
     let again = service
-        .delete_role_assignment(Request::new(pb::DeleteRoleAssignmentRequest {
-            id: assignment.id.clone(),
-        }))
+        .delete_role_assignment(as_admin(
+            &authority,
+            pb::DeleteRoleAssignmentRequest {
+                id: assignment.id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::NotFound);

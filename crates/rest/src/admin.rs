@@ -15,7 +15,11 @@
 //!   role (its name, e.g. "Monitoring Metrics Publisher", or its definition id) at a scope (`/`,
 //!   a subscription, a resource group or a resource id); answers the assignment in ARM's shape.
 //!
-//! Every route but health needs the administrator's management token ([`admin_caller`]).
+//! Every route but health needs a management token. The simulator's own routes (clock, chaos,
+//! events) need the administrator's ([`admin_caller`]); principals and role assignments forward
+//! the caller's token to the identity service, which decides as Azure does (a directory
+//! administrator creates principals; Owner or User Access Administrator at a covering scope
+//! assigns and removes roles), so that one rule has one home.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -36,7 +40,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_stream::{Stream, StreamExt};
 
-use crate::auth::{admin_caller, forward};
+use crate::auth::{admin_caller, bearer, forward, management_caller};
 use crate::error::{echo, RestError, RestResult};
 use crate::AppState;
 
@@ -233,7 +237,8 @@ async fn create_principal(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> RestResult<Response> {
-    admin_caller(&state, &headers)?;
+    management_caller(&state, &headers)?;
+    let token = bearer(&headers);
     let body: PrincipalBody = serde_json::from_slice(&bytes).map_err(|e| {
         RestError::bad_request(
             "BadRequest",
@@ -245,11 +250,14 @@ async fn create_principal(
     })?;
     let mut identity = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone());
     let created = identity
-        .create_principal(idp::CreatePrincipalRequest {
-            tenant_id: state.credentials.tenant_id.clone(),
-            display_name: body.display_name,
-            kind: idp::PrincipalKind::ServicePrincipal as i32,
-        })
+        .create_principal(forward(
+            token.as_deref(),
+            idp::CreatePrincipalRequest {
+                tenant_id: state.credentials.tenant_id.clone(),
+                display_name: body.display_name,
+                kind: idp::PrincipalKind::ServicePrincipal as i32,
+            },
+        ))
         .await?
         .into_inner();
     let principal = created
@@ -281,7 +289,8 @@ async fn create_role_assignment(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> RestResult<Response> {
-    admin_caller(&state, &headers)?;
+    management_caller(&state, &headers)?;
+    let token = bearer(&headers);
     let body: RoleAssignmentBody = serde_json::from_slice(&bytes).map_err(|e| {
         RestError::bad_request(
             "BadRequest",
@@ -294,12 +303,15 @@ async fn create_role_assignment(
     })?;
     let mut identity = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone());
     let assignment = identity
-        .create_role_assignment(idp::CreateRoleAssignmentRequest {
-            scope: body.scope,
-            role: body.role,
-            principal_id: body.principal_id,
-            name: String::new(),
-        })
+        .create_role_assignment(forward(
+            token.as_deref(),
+            idp::CreateRoleAssignmentRequest {
+                scope: body.scope,
+                role: body.role,
+                principal_id: body.principal_id,
+                name: String::new(),
+            },
+        ))
         .await?
         .into_inner();
     Ok((
@@ -323,7 +335,8 @@ async fn delete_role_assignment(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> RestResult<Response> {
-    admin_caller(&state, &headers)?;
+    management_caller(&state, &headers)?;
+    let token = bearer(&headers);
     let body: RoleAssignmentId = serde_json::from_slice(&bytes).map_err(|e| {
         RestError::bad_request(
             "BadRequest",
@@ -336,7 +349,10 @@ async fn delete_role_assignment(
     })?;
     let mut identity = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone());
     let removed = identity
-        .delete_role_assignment(idp::DeleteRoleAssignmentRequest { id: body.id })
+        .delete_role_assignment(forward(
+            token.as_deref(),
+            idp::DeleteRoleAssignmentRequest { id: body.id },
+        ))
         .await?
         .into_inner();
     Ok((http::StatusCode::OK, Json(role_assignment_json(&removed))).into_response())

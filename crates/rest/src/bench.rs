@@ -271,6 +271,9 @@ async fn start(dir: &std::path::Path, stop: watch::Receiver<bool>) -> Result<Set
         data_dir: dir.to_path_buf(),
         ca_file: dir.join("cert.pem"),
         seed: 0,
+        admin_credentials: cmksim_identity::authority::admin_credentials_path(
+            &dir.join("kv").join("identity"),
+        ),
     };
     let door = RestServer::open(config, format!("https://{rest_addr}"))
         .await

@@ -1,10 +1,14 @@
-//! The first start's credentials: a default tenant, a subscription and an administrator service
-//! principal with a client secret, kept in `DATA_DIR/credentials.json`.
+//! The first start's credentials: the identity authority's bootstrap administrator (its tenant,
+//! client id and secret), a subscription, and the door's URLs, kept in
+//! `DATA_DIR/credentials.json`.
 //!
-//! A user must be able to copy what they need into their own program. On the first start with
-//! an empty data directory the door creates the tenant and the principal through the identity
-//! authority (`identity.v1`), draws a subscription id, and writes the file (whole, under a
-//! temporary name, then renamed; mode 0600 since it holds a secret). Later starts read it back,
+//! A user must be able to copy what they need into their own program. The identity authority
+//! makes its administrator itself on its own first start and writes its credentials to its
+//! `identity-admin.json` ([`cmksim_identity::authority::ADMIN_CREDENTIALS_FILE`]): no one can
+//! create a principal without an administrator's token, the door included. On the door's first
+//! start it reads that file ([`crate::RestConfig::admin_credentials`]), draws a subscription id,
+//! and writes its own file (whole, under a temporary name, then renamed; mode 0600 since it
+//! holds a secret). Later starts read it back,
 //! and check that the authority still knows the principal (a Key Vault data directory wiped
 //! under a kept `credentials.json` is refused in one sentence, not served with dead
 //! credentials). Every start makes sure the administrator is Owner of its subscription (a role
@@ -23,10 +27,10 @@ use crate::error::RestError;
 
 /// The file name in the data directory.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
-/// The display name of the administrator principal.
-pub const ADMIN_NAME: &str = "cmksim-admin";
-/// The name of the default tenant.
-pub const TENANT_NAME: &str = "cmksim";
+/// The display name of the administrator principal (the identity authority's bootstrap one).
+pub const ADMIN_NAME: &str = cmksim_identity::authority::ADMIN_NAME;
+/// The name of the default tenant (the bootstrap administrator's).
+pub const TENANT_NAME: &str = cmksim_identity::authority::ADMIN_TENANT_NAME;
 
 /// What a user needs to act as the administrator (camelCase on disk, like Azure's JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +95,7 @@ pub async fn load_or_create(
     public_url: &str,
     ca_file: &Path,
     seed: u64,
+    admin_file: &Path,
 ) -> Result<(Credentials, bool), RestError> {
     let path = data_dir.join(CREDENTIALS_FILE);
     let mut client = idp::identity_client::IdentityClient::new(identity.clone());
@@ -122,33 +127,20 @@ pub async fn load_or_create(
         write_credentials(&path, &credentials)?;
         return Ok((credentials, false));
     }
-    let tenant = client
-        .create_tenant(idp::CreateTenantRequest {
-            name: TENANT_NAME.to_string(),
-            tenant_id: String::new(),
-        })
-        .await
-        .map_err(|e| RestError::startup(format!("creating the tenant: {}", e.message())))?
-        .into_inner();
-    let admin = client
-        .create_principal(idp::CreatePrincipalRequest {
-            tenant_id: tenant.tenant_id.clone(),
-            display_name: ADMIN_NAME.to_string(),
-            kind: idp::PrincipalKind::ServicePrincipal as i32,
-        })
-        .await
-        .map_err(|e| RestError::startup(format!("creating the administrator: {}", e.message())))?
-        .into_inner();
-    let principal = admin
-        .principal
-        .ok_or_else(|| RestError::startup("the identity authority returned no principal"))?;
+    let admin = cmksim_identity::AdminCredentials::load(admin_file).map_err(|e| {
+        RestError::startup(format!(
+            "the door's first start needs the identity authority's administrator: {e} (Key \
+             Vault writes it on its first start, in DATA_DIR/identity/ for `serve keyvault`, \
+             DATA_DIR/keyvault/identity/ for `serve all`; give --admin-credentials FILE)"
+        ))
+    })?;
     let mut rng = SeedTree::new(seed).stream("rest/bootstrap");
     let credentials = Credentials {
-        tenant_id: tenant.tenant_id,
+        tenant_id: admin.tenant_id,
         subscription_id: cmksim_sim::ids::guid(&mut rng),
-        client_id: principal.app_id,
-        client_secret: admin.secret,
-        object_id: principal.object_id,
+        client_id: admin.client_id,
+        client_secret: admin.client_secret,
+        object_id: admin.object_id,
         authority_host: String::new(),
         arm_endpoint: String::new(),
         rest_url: String::new(),
@@ -170,6 +162,18 @@ async fn administrator_roles(
     credentials: &Credentials,
 ) -> Result<(), RestError> {
     use cmksim_identity::Role;
+    // The administrator grants itself these roles: its token, a management one.
+    let token = client
+        .issue_token(idp::IssueTokenRequest {
+            object_id: credentials.object_id.clone(),
+            secret: credentials.client_secret.clone(),
+            audience: audience::MANAGEMENT.to_string(),
+            lifetime_seconds: 0,
+        })
+        .await
+        .map_err(|e| RestError::startup(format!("the administrator's token: {}", e.message())))?
+        .into_inner()
+        .token;
     let subscription = format!("/subscriptions/{}", credentials.subscription_id);
     let roles = [
         (subscription.as_str(), Role::Owner),
@@ -181,12 +185,15 @@ async fn administrator_roles(
     ];
     for (scope, role) in roles {
         client
-            .create_role_assignment(idp::CreateRoleAssignmentRequest {
-                scope: scope.to_string(),
-                role: role.name().to_string(),
-                principal_id: credentials.object_id.clone(),
-                name: String::new(),
-            })
+            .create_role_assignment(crate::auth::forward(
+                Some(&token),
+                idp::CreateRoleAssignmentRequest {
+                    scope: scope.to_string(),
+                    role: role.name().to_string(),
+                    principal_id: credentials.object_id.clone(),
+                    name: String::new(),
+                },
+            ))
             .await
             .map_err(|e| {
                 RestError::startup(format!(

@@ -76,6 +76,9 @@ pub struct RestConfig {
     pub ca_file: PathBuf,
     /// Seed of the door's own choices (the subscription id of the first start).
     pub seed: u64,
+    /// The identity authority's administrator's credentials file (`identity-admin.json`, written
+    /// by Key Vault on its first start): read on the door's first start only.
+    pub admin_credentials: PathBuf,
 }
 
 /// The gRPC channels of the three services.
@@ -143,6 +146,7 @@ impl RestServer {
             &public_url,
             &config.ca_file,
             config.seed,
+            &config.admin_credentials,
         )
         .await?;
         let keys = idp::identity_client::IdentityClient::new(upstream.keyvault.clone())

@@ -127,6 +127,9 @@ async fn start(profile: &str) -> World {
         data_dir: dir.path().to_path_buf(),
         ca_file: dir.path().join("cert.pem"),
         seed: 5,
+        admin_credentials: cmksim_identity::authority::admin_credentials_path(
+            &dir.path().join("kv").join("identity"),
+        ),
     };
     let server = RestServer::open(config, format!("https://{addr}"))
         .await

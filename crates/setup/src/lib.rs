@@ -155,25 +155,50 @@ impl Operator {
     }
 }
 
+impl From<&cmksim_identity::AdminCredentials> for Operator {
+    fn from(admin: &cmksim_identity::AdminCredentials) -> Operator {
+        Operator {
+            tenant_id: admin.tenant_id.clone(),
+            object_id: admin.object_id.clone(),
+            secret: admin.client_secret.clone(),
+        }
+    }
+}
+
 /// Makes tenant `contoso` and a service principal `display_name` in it, through the identity
-/// service hosted with Key Vault (`kv`).
-pub async fn tenant_and_operator(kv: Channel, display_name: &str) -> Result<Operator, SetupError> {
+/// service hosted with Key Vault (`kv`), as its administrator `admin` (the identity service
+/// refuses those calls to anyone else: the credentials file `cmksim serve` wrote, or
+/// `IdentityAuthority::admin_credentials` in process).
+pub async fn tenant_and_operator(
+    kv: Channel,
+    admin: &cmksim_identity::AdminCredentials,
+    display_name: &str,
+) -> Result<Operator, SetupError> {
+    let admin_token = Operator::from(admin)
+        .token(kv.clone(), MANAGEMENT_AUDIENCE)
+        .await?;
     let mut identity = idp::identity_client::IdentityClient::new(kv);
     let tenant_id = identity
-        .create_tenant(idp::CreateTenantRequest {
-            name: "contoso".into(),
-            tenant_id: String::new(),
-        })
+        .create_tenant(authorized(
+            &admin_token,
+            idp::CreateTenantRequest {
+                name: "contoso".into(),
+                tenant_id: String::new(),
+            },
+        )?)
         .await
         .map_err(rpc("create tenant"))?
         .into_inner()
         .tenant_id;
     let created = identity
-        .create_principal(idp::CreatePrincipalRequest {
-            tenant_id: tenant_id.clone(),
-            display_name: display_name.into(),
-            kind: idp::PrincipalKind::ServicePrincipal as i32,
-        })
+        .create_principal(authorized(
+            &admin_token,
+            idp::CreatePrincipalRequest {
+                tenant_id: tenant_id.clone(),
+                display_name: display_name.into(),
+                kind: idp::PrincipalKind::ServicePrincipal as i32,
+            },
+        )?)
         .await
         .map_err(rpc("create principal"))?
         .into_inner();
@@ -216,14 +241,16 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// Builds the world as an operator would (see the crate documentation for the sequence): a
 /// standard vault with soft delete and purge protection, an RSA-2048 key, a cluster whose
 /// identity may use the key, the key update done (storage `healthy_cmk` on the new version),
-/// and a workspace linked to the cluster. Returns the operator (display name `operator`).
+/// and a workspace linked to the cluster. Returns the operator (display name `operator`), made
+/// by the identity service's administrator `admin`.
 pub async fn build_world(
     names: &WorldNames,
     kv: Channel,
     storage: Channel,
+    admin: &cmksim_identity::AdminCredentials,
     polling: Polling,
 ) -> Result<Operator, SetupError> {
-    let operator = tenant_and_operator(kv.clone(), "operator").await?;
+    let operator = tenant_and_operator(kv.clone(), admin, "operator").await?;
     let tenant = operator.tenant_id.clone();
     let mut keyvault = kvp::key_vault_client::KeyVaultClient::new(kv.clone());
     let mut clusters = sp::clusters_client::ClustersClient::new(storage.clone());

@@ -101,7 +101,7 @@ struct Principal {
 }
 
 async fn principal(
-    identity: &mut idpb::identity_client::IdentityClient<Channel>,
+    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
     tenant: &str,
     name: &str,
 ) -> Principal {
@@ -121,7 +121,7 @@ async fn principal(
 }
 
 async fn tenant(
-    identity: &mut idpb::identity_client::IdentityClient<Channel>,
+    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
     name: &str,
 ) -> String {
     identity
@@ -136,7 +136,7 @@ async fn tenant(
 }
 
 async fn assign(
-    identity: &mut idpb::identity_client::IdentityClient<Channel>,
+    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
     scope: &str,
     role: &str,
     who: &Principal,
@@ -153,7 +153,7 @@ async fn assign(
 }
 
 async fn token(
-    identity: &mut idpb::identity_client::IdentityClient<Channel>,
+    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
     who: &Principal,
     aud: &str,
 ) -> String {
@@ -191,6 +191,14 @@ async fn tokens_tenants_and_roles_guard_storage_and_ingest() {
         },
     )
     .unwrap();
+    // The identity service's administrative calls carry its bootstrap administrator's token.
+    let admin = kv
+        .identity()
+        .lock()
+        .unwrap()
+        .admin_credentials()
+        .cloned()
+        .expect("made on the first start");
     tokio::spawn(async move {
         kv.serve_with_incoming(
             cmksim_sim::net::tcp_incoming(kv_listener),
@@ -199,7 +207,8 @@ async fn tokens_tenants_and_roles_guard_storage_and_ingest() {
         .await
         .unwrap();
     });
-    let mut identity = idpb::identity_client::IdentityClient::new(channel(&kv_uri));
+    let mut identity =
+        idpb::identity_client::IdentityClient::new(admin.channel(channel(&kv_uri), clock.clone()));
 
     // Storage, guarded.
     let st_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

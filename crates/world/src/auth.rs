@@ -3,6 +3,9 @@
 //! any client, from the identity authority that Key Vault hosts.
 //!
 //! Who is who:
+//! - the identity authority's bootstrap administrator (made when Key Vault's host opens it; the
+//!   host hands its credentials to [`WorldAuth::admin`]) makes every principal and role
+//!   assignment: the identity service refuses those calls without an administrator's token;
 //! - the scenario's driver acts as the simulator's administrator: a service principal
 //!   `cmksim-driver` of the tenant `cmksim-services` with Owner at the root scope (it builds
 //!   every tenant's world, so it needs every tenant's rights; the scenario's own users keep their
@@ -25,7 +28,7 @@ use std::sync::Arc;
 
 use tonic::transport::Channel;
 
-use cmksim_identity::{CredentialSlot, Guard, Role, TokenSource};
+use cmksim_identity::{AuthChannel, CredentialSlot, Guard, Role, TokenSource};
 use cmksim_sim::net::{ClientTimeouts, EndpointError, Network};
 use cmksim_sim::Clock;
 
@@ -40,6 +43,9 @@ pub const SENTINEL_ROLES: [Role; 1] = [Role::Reader];
 /// the slots (the hosts of an engine keep one each; a restarted host finds them provisioned).
 #[derive(Clone, Debug, Default)]
 pub struct WorldAuth {
+    /// The identity authority's bootstrap administrator, set by Key Vault's host when it opens
+    /// the authority (a restarted host finds it set).
+    pub admin: CredentialSlot,
     pub ingest: CredentialSlot,
     pub sentinel: CredentialSlot,
 }
@@ -48,6 +54,16 @@ impl WorldAuth {
     /// Empty slots, to be provisioned by the driver ([`crate::driver::Driver::with_auth`]).
     pub fn new() -> WorldAuth {
         WorldAuth::default()
+    }
+
+    /// Hands the bootstrap administrator of Key Vault's identity authority to the world (Key
+    /// Vault's host calls this once it has opened the server; later calls change nothing).
+    pub fn set_admin(&self, keyvault: &cmksim_keyvault::KeyVaultServer) {
+        let identity = keyvault.identity();
+        let authority = identity.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(admin) = authority.admin_credentials() {
+            self.admin.set(&admin.object_id, &admin.client_secret);
+        }
     }
 
     /// The guard of a service whose identity authority is at `identity_uri` on `network`.
@@ -92,10 +108,18 @@ fn tokens(
     Ok(TokenSource::provisioned(channel, slot, clock))
 }
 
+/// `identity` carrying the administrator's management token of `admin` on the identity
+/// service's administrative calls (until `admin` is provisioned they are refused as
+/// UNAUTHENTICATED).
+pub fn admin_channel(identity: Channel, admin: &CredentialSlot, clock: Clock) -> AuthChannel {
+    let tokens = TokenSource::provisioned(identity.clone(), admin.clone(), clock);
+    AuthChannel::new(identity, Some(tokens))
+}
+
 /// Makes the principal `display_name` with `roles` at the root scope through the identity
-/// service on `identity` and puts its credentials into `slot`.
+/// service on `identity` (an [`admin_channel`]) and puts its credentials into `slot`.
 pub async fn provision(
-    identity: Channel,
+    identity: AuthChannel,
     display_name: &str,
     roles: &[Role],
     slot: &CredentialSlot,

@@ -283,11 +283,13 @@ fn host_starts(
 
     let kv_dir: PathBuf = root.join("keyvault");
     let (kv_events, kv_clock, kv_net) = (events.clone(), clock.clone(), net.clone());
+    let kv_auth = auth.clone();
     starts.insert(
         "keyvault",
         Box::new(move |stop: Stop| {
             let incoming = kv_net.listen("keyvault", KEYVAULT_PORT);
             let (dir, events, clock) = (kv_dir.clone(), kv_events.clone(), kv_clock.clone());
+            let auth = kv_auth.clone();
             Box::pin(async move {
                 std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
                 let config = cmksim_keyvault::KeyVaultConfig {
@@ -297,6 +299,7 @@ fn host_starts(
                 let server =
                     cmksim_keyvault::KeyVaultServer::open(&dir, clock, seeds, events, config)
                         .map_err(|e| e.to_string())?;
+                auth.set_admin(&server);
                 server
                     .serve_with_incoming(incoming, stop)
                     .await

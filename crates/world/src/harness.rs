@@ -218,9 +218,11 @@ pub fn run_simulated_in(
     let kv_dir: PathBuf = root.join("keyvault");
     {
         let events = events.clone();
+        let auth = auth.clone();
         sim.host("keyvault", move || {
             let dir = kv_dir.clone();
             let events = events.clone();
+            let auth = auth.clone();
             async move {
                 std::fs::create_dir_all(&dir)?;
                 let config = cmksim_keyvault::KeyVaultConfig {
@@ -235,6 +237,7 @@ pub fn run_simulated_in(
                     config,
                 )
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                auth.set_admin(&server);
                 server
                     .serve_with_incoming(
                         turmoil_incoming(KEYVAULT_PORT),
@@ -446,6 +449,9 @@ pub fn run_simulated_in(
             control.publish_now(epoch.add(sim.elapsed()).unix_ms());
             if paced_from.is_some() {
                 paced_from = Some(follow_pace(control, paced_from, &mut paced_speed, &sim));
+                // The pages watching the run: not more than a simulated minute ahead of the
+                // slowest (crate::pacer; bounded wait).
+                control.hold_for_pages(epoch.add(sim.elapsed()).unix_ms());
             }
         }
         let speed = paced_speed.or(options.speed);

@@ -67,11 +67,16 @@ pub struct LiveOptions {
     pub network: Network,
     /// Simulated time allowed to build the world before T+0.
     pub setup_budget: Duration,
+    /// The identity authority's bootstrap administrator (the file `cmksim serve` wrote): the
+    /// driver makes the world's principals and role assignments with its token.
+    pub admin: Option<cmksim_identity::AdminCredentials>,
 }
 
 /// Why a live run could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    #[error("a live run makes the world's principals through the identity service, which needs its administrator's token: give --admin-credentials FILE (CMKSIM_ADMIN_CREDENTIALS), the identity-admin.json `cmksim serve` wrote in Key Vault's data directory (DATA_DIR/keyvault/identity/ for serve all)")]
+    NoAdministrator,
     #[error("the scenario needs the simulated network, which live mode does not have:\n{0}\nrun it without --live, or apply these faults to the processes yourself")]
     NeedsSimulation(String),
     #[error("{service} at {url}: {reason}")]
@@ -128,6 +133,9 @@ pub fn run_live(
             .map(|(line, label, fault)| format!("  line {line}: step {label}: {fault}"))
             .collect();
         return Err(LiveError::NeedsSimulation(lines.join("\n")));
+    }
+    if options.admin.is_none() {
+        return Err(LiveError::NoAdministrator);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -206,6 +214,7 @@ async fn run(
         })
         .collect();
 
+    let admin = options.admin.as_ref().ok_or(LiveError::NoAdministrator)?;
     let driver = Driver::new(
         Arc::new(scenario.clone()),
         events.clone(),
@@ -214,7 +223,8 @@ async fn run(
         options.network.clone(),
         &options.endpoints,
         SeedTree::new(seed),
-    )?;
+    )?
+    .with_admin(admin);
     let budget = options.setup_budget + scenario.meta.duration + Duration::from_secs(3600);
     let played = tokio::time::timeout(clock.to_real(budget), driver.run()).await;
     for follower in &followers {

@@ -34,10 +34,13 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
         .simulation_duration(std::time::Duration::from_secs(600))
         .build();
     let kv_dir = dir.path().join("keyvault");
+    let world_auth = WorldAuth::new();
     {
         let events = events.clone();
+        let world_auth = world_auth.clone();
         sim.host("keyvault", move || {
             let (dir, events) = (kv_dir.clone(), events.clone());
+            let world_auth = world_auth.clone();
             async move {
                 std::fs::create_dir_all(&dir)?;
                 let config = cmksim_keyvault::KeyVaultConfig {
@@ -51,6 +54,7 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
                     events,
                     config,
                 )?;
+                world_auth.set_admin(&server);
                 server
                     .serve_with_incoming(turmoil_incoming(50051), std::future::pending::<()>())
                     .await?;
@@ -59,7 +63,6 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
         });
     }
     let storage_dir = dir.path().join("storage");
-    let world_auth = WorldAuth::new();
     {
         let events = events.clone();
         let world_auth = world_auth.clone();
@@ -90,6 +93,7 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
     }
     let outcome: Arc<Mutex<Outcome>> = Arc::default();
     let seen = outcome.clone();
+    let admin = world_auth.admin.clone();
     sim.client("client", async move {
         let clock = Clock::turmoil(epoch);
         let identity = Network::Turmoil.channel(KEYVAULT, ClientTimeouts::default())?;
@@ -106,9 +110,19 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
             .list_clusters_by_subscription(list.clone())
             .await;
         record("anonymous", answer.map(|r| r.into_inner().clusters.len()));
+        // Making a principal needs the identity administrator's token: refused without one.
+        let refused = auth::provision(
+            AuthChannel::plain(identity.clone()),
+            "intruder",
+            &[Role::Owner],
+            &CredentialSlot::new(),
+        )
+        .await;
+        record("admin call without a token", refused.map(|()| 0));
+        let admin = auth::admin_channel(identity.clone(), &admin, clock.clone());
         // A principal without a role.
         let nobody = CredentialSlot::new();
-        auth::provision(identity.clone(), "nobody", &[], &nobody).await?;
+        auth::provision(admin.clone(), "nobody", &[], &nobody).await?;
         let channel = AuthChannel::new(
             storage.clone(),
             Some(TokenSource::provisioned(
@@ -123,7 +137,7 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
         record("no role", answer.map(|r| r.into_inner().clusters.len()));
         // The driver's principal.
         let driver = CredentialSlot::new();
-        auth::provision(identity.clone(), "cmksim-driver", &[Role::Owner], &driver).await?;
+        auth::provision(admin, "cmksim-driver", &[Role::Owner], &driver).await?;
         let channel = AuthChannel::new(
             storage,
             Some(TokenSource::provisioned(identity, driver, clock)),
@@ -141,6 +155,10 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
         vec![
             (
                 "anonymous".to_string(),
+                Err((tonic::Code::Unauthenticated, "AuthenticationFailed".into()))
+            ),
+            (
+                "admin call without a token".to_string(),
                 Err((tonic::Code::Unauthenticated, "AuthenticationFailed".into()))
             ),
             (

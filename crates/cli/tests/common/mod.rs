@@ -229,7 +229,19 @@ pub fn now_unix_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The identity administrator's credentials file of a Key Vault served with `--data-dir
+/// kv_data_dir` (`DATA_DIR/keyvault` for `serve all`): `run --live` and the set-up make
+/// principals with its token.
+pub fn admin_file(kv_data_dir: &std::path::Path) -> PathBuf {
+    kv_data_dir.join("identity").join("identity-admin.json")
+}
+
 impl Cluster3 {
+    /// The identity administrator's credentials file of this cluster's Key Vault.
+    pub fn admin_file(&self) -> PathBuf {
+        admin_file(&self.dir.path().join("kv"))
+    }
+
     /// Starts Key Vault, storage and ingest on loopback ports chosen by the OS, at `TIME_SCALE`
     /// on one epoch; `service_args` go to storage and ingest.
     pub fn start(service_args: Vec<String>) -> Cluster3 {

@@ -57,9 +57,18 @@ impl Operator {
 
 /// Builds the world through the services' gRPC APIs, as an operator would
 /// ([`cmksim_setup::build_world`]). Returns the operator.
-pub async fn build_world(names: &WorldNames, kv: Channel, storage: Channel) -> Operator {
+/// The identity service's administrative calls carry the token of the administrator whose
+/// credentials file is `admin_file` ([`super::admin_file`]).
+pub async fn build_world(
+    names: &WorldNames,
+    kv: Channel,
+    storage: Channel,
+    admin_file: &std::path::Path,
+) -> Operator {
+    let admin =
+        cmksim_identity::AdminCredentials::load(admin_file).unwrap_or_else(|e| panic!("{e}"));
     Operator(
-        cmksim_setup::build_world(names, kv, storage, POLLING)
+        cmksim_setup::build_world(names, kv, storage, &admin, POLLING)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     )

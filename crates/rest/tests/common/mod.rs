@@ -103,6 +103,9 @@ pub async fn start() -> Door {
         data_dir: dir.path().to_path_buf(),
         ca_file: dir.path().join("cert.pem"),
         seed: 3,
+        admin_credentials: cmksim_identity::authority::admin_credentials_path(
+            &dir.path().join("kv").join("identity"),
+        ),
     };
     let server = RestServer::open(config, format!("https://{addr}"))
         .await

@@ -154,7 +154,15 @@ impl World {
         let kvc = channel(&kv_uri);
         let stc = channel(&st_uri);
         let identity = idpb::identity_client::IdentityClient::new(kvc.clone());
-        let admin = cmksim_setup::tenant_and_operator(kvc.clone(), "admin")
+        // The identity authority's bootstrap administrator, from the file it wrote on its first
+        // start; it makes the tenant and the test's principal.
+        let root = cmksim_identity::AdminCredentials::load(
+            &cmksim_identity::authority::admin_credentials_path(
+                &dir.path().join("kv").join("identity"),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let admin = cmksim_setup::tenant_and_operator(kvc.clone(), &root, "admin")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         World {

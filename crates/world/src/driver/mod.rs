@@ -232,7 +232,13 @@ pub struct Driver {
     clock: Clock,
     faults: Faults,
     names: Names,
-    identity: idp::identity_client::IdentityClient<Channel>,
+    /// The identity service; its administrative calls carry the bootstrap administrator's token
+    /// ([`Driver::admin`]).
+    identity: idp::identity_client::IdentityClient<AuthChannel>,
+    /// The identity authority's bootstrap administrator: the simulated world's Key Vault host
+    /// provisions it ([`crate::auth::WorldAuth::admin`]), `run --live` reads it from the
+    /// services' data directory ([`Driver::with_admin`]).
+    admin: CredentialSlot,
     keyvault: kvp::key_vault_client::KeyVaultClient<Channel>,
     chaos: kvp::chaos_control_client::ChaosControlClient<Channel>,
     // Storage, ingest and Sentinel check tokens: these channels attach the driver's own
@@ -282,6 +288,12 @@ impl Driver {
         let ingest_channel = network.channel(&endpoints.ingest, timeouts)?;
         let sentinel_channel = network.channel(&endpoints.sentinel_uri(), timeouts)?;
         let credentials = CredentialSlot::new();
+        let admin = CredentialSlot::new();
+        let identity = idp::identity_client::IdentityClient::new(crate::auth::admin_channel(
+            kv_channel.clone(),
+            &admin,
+            clock.clone(),
+        ));
         let tokens =
             TokenSource::provisioned(kv_channel.clone(), credentials.clone(), clock.clone());
         let with_tokens = |channel| AuthChannel::new(channel, Some(tokens.clone()));
@@ -321,7 +333,8 @@ impl Driver {
             faults,
             levers: None,
             names: Names::default(),
-            identity: idp::identity_client::IdentityClient::new(kv_channel.clone()),
+            identity,
+            admin,
             keyvault: kvp::key_vault_client::KeyVaultClient::new(kv_channel.clone()),
             chaos: kvp::chaos_control_client::ChaosControlClient::new(kv_channel),
         })
@@ -329,7 +342,20 @@ impl Driver {
 
     /// Provisions the simulated services' principals into `auth` when it builds the world.
     pub fn with_auth(mut self, auth: crate::auth::WorldAuth) -> Driver {
+        self.admin = auth.admin.clone();
+        self.identity = idp::identity_client::IdentityClient::new(crate::auth::admin_channel(
+            self.identity_channel.clone(),
+            &self.admin,
+            self.clock.clone(),
+        ));
         self.auth = Some(auth);
+        self
+    }
+
+    /// Makes principals and role assignments as the administrator of `admin` (live services:
+    /// the credentials file of their identity authority).
+    pub fn with_admin(self, admin: &cmksim_identity::AdminCredentials) -> Driver {
+        self.admin.set(&admin.object_id, &admin.client_secret);
         self
     }
 
@@ -337,7 +363,11 @@ impl Driver {
     /// anything else of the world: every later call to storage, ingest or Sentinel carries a
     /// token.
     async fn provision_principals(&mut self) -> Result<(), StepError> {
-        let identity = self.identity_channel.clone();
+        let identity = crate::auth::admin_channel(
+            self.identity_channel.clone(),
+            &self.admin,
+            self.clock.clone(),
+        );
         if self.credentials.get().is_none() {
             crate::auth::provision(
                 identity.clone(),
