@@ -118,17 +118,15 @@ impl Core {
                     .map(|c| c.cluster_id.clone())
                     .unwrap_or_default();
                 let mut history = self.history();
-                let list = history.entry(workspace.to_ascii_lowercase()).or_default();
                 let dest = ClusterDestination {
                     cluster: cluster.clone(),
                     cluster_id,
                 };
-                if !list.contains(&dest) {
-                    list.push(dest);
+                if super::persist::record_link(&mut history, workspace, dest) {
+                    self.meta
+                        .save_history(&history)
+                        .map_err(|e| e.to_string())?;
                 }
-                self.meta
-                    .save_history(&history)
-                    .map_err(|e| e.to_string())?;
             }
             ControlEffect::UnlinkCompleted { .. } => {}
             ControlEffect::ClusterDeleted { cluster_id, .. } => {
@@ -153,6 +151,15 @@ impl Core {
                     .unwrap_or_else(|| "deleted".into());
                 if let Some(rt) = self.remove_runtime(cluster_id) {
                     drop(rt.stop());
+                }
+                {
+                    // Its data is deleted below: no query needs to reach it any more.
+                    let mut history = self.history();
+                    if super::persist::forget_cluster(&mut history, cluster_id) > 0 {
+                        self.meta
+                            .save_history(&history)
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
                 let account = super::core::account_of(cluster_id);
                 if self.data.account_exists(&account).unwrap_or(false) {
