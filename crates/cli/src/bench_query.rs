@@ -15,10 +15,12 @@
 //! | summarize count() by Category, bin(TimeGenerated, 5m)
 //! ```
 //!
-//! run as the front end runs it: `DataPlane::scan` over the whole workspace (both AEAD layers
-//! opened and every record decoded; no time pushdown, so every stored byte is read), each record
-//! turned into a row of a `cmksim_kql::Table` (`TimeGenerated` first, then the columns by name),
-//! then `cmksim_kql::parse` and `cmksim_kql::execute`. Query MB/s = sealed bytes the scan read
+//! run as the front end runs it (issue 11: the filters and the projection pushed down to the
+//! scan): `cmksim_kql::parse`, the query's projection (`Query::projection`: `TimeGenerated`,
+//! `Category`, `Computer`) and leading filter (`Query::row_filter`), `DataPlane::scan_rows` over
+//! the whole workspace (both AEAD layers opened for every stored byte, each record decoded into
+//! the projected cells only, the filter evaluated while the blocks are opened), then
+//! `cmksim_kql::execute` over the rows kept. Query MB/s = sealed bytes the scan read
 //! (`ScanStats::bytes_read`) / wall seconds of the whole pass.
 //!
 //! The floor: the data plane does not expose its blocks' ciphertexts or keys, so the floor
@@ -40,7 +42,8 @@ use anyhow::{ensure, Context};
 use cmksim_kql as kql;
 use cmksim_sim::{Profile, SimTime};
 use cmksim_storage::data::bench::{cmk_account, open_plane, sealing};
-use cmksim_storage::data::{DataPlane, Record, Value};
+use cmksim_storage::data::tier::ScanRequest;
+use cmksim_storage::data::{DataPlane, Record, RowScan, Value};
 use ring::aead;
 use serde::Serialize;
 
@@ -91,8 +94,8 @@ pub struct QueryBenchOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct Round {
     pub query_seconds: f64,
-    /// The part of `query_seconds` spent in `DataPlane::scan` (both AEAD layers, JSON decoding,
-    /// the row conversion); the rest is `parse` + `execute`.
+    /// The part of `query_seconds` spent until `DataPlane::scan_rows` returned (parse, both AEAD
+    /// layers, the projected decoding, the filter); the rest is `execute`.
     pub scan_seconds: f64,
     pub floor_seconds: f64,
 }
@@ -368,19 +371,10 @@ struct Pass {
     scan_seconds: f64,
 }
 
-/// A storage value as a KQL cell (moved, not copied).
-fn kql_cell(value: Value) -> kql::Value {
-    match value {
-        Value::String(s) => kql::Value::String(s),
-        Value::Long(n) => kql::Value::Long(n),
-        Value::Real(x) => kql::Value::Real(x),
-        Value::Bool(b) => kql::Value::Bool(b),
-        Value::DateTime(ms) => kql::Value::DateTime(ms),
-        Value::Dynamic(json) => kql::Value::Dynamic(json),
-    }
-}
-
-/// The measured work: scan, decode, build the table, parse and execute the query.
+/// The measured work, as the front end runs a query: parse it, ask storage for the table's
+/// rows through the query's projection and leading filters (`DataPlane::scan_rows`: both AEAD
+/// layers opened, only the columns the query reads decoded, the filters evaluated while the
+/// blocks are opened), then execute the whole query over the rows kept.
 fn query_pass(
     plane: &DataPlane,
     aek: &cmksim_storage::data::Aek,
@@ -390,43 +384,43 @@ fn query_pass(
     now: SimTime,
 ) -> anyhow::Result<Pass> {
     let started = Instant::now();
+    let query = kql::parse(text).map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
+    let all: Vec<kql::Column> = COLUMNS
+        .iter()
+        .map(|(name, column_type)| kql::Column {
+            name: name.to_string(),
+            column_type: *column_type,
+        })
+        .collect();
+    let columns = query.projection(TABLE, &all).unwrap_or(all);
+    let filter = query
+        .row_filter(TABLE, &columns)
+        .map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
     let mut rows = Vec::new();
-    let stats = plane.scan(
-        ACCOUNT,
-        Some(aek),
-        WORKSPACE,
-        TABLE,
-        from,
-        to,
-        now,
-        &mut |mut record| {
-            let mut row = Vec::with_capacity(COLUMNS.len());
-            row.push(kql::Value::DateTime(record.time_generated_ms));
-            for (name, _) in &COLUMNS[1..] {
-                row.push(
-                    record
-                        .columns
-                        .remove(*name)
-                        .map_or(kql::Value::Null, kql_cell),
-                );
-            }
-            rows.push(row);
+    let stats = plane.scan_rows(
+        &ScanRequest {
+            account: ACCOUNT,
+            aek: Some(aek),
+            workspace: WORKSPACE,
+            table: TABLE,
+            from,
+            to,
+            now,
         },
+        &RowScan {
+            columns: &columns,
+            filter: filter.as_ref(),
+            now_ms: now.unix_ms(),
+        },
+        &mut |_, _, _, row| rows.push(row),
     )?;
     let scan_seconds = started.elapsed().as_secs_f64();
-    let records = rows.len() as u64;
+    let records = stats.records;
     let table = kql::Table {
         name: TABLE.to_string(),
-        columns: COLUMNS
-            .iter()
-            .map(|(name, column_type)| kql::Column {
-                name: name.to_string(),
-                column_type: *column_type,
-            })
-            .collect(),
+        columns,
         rows,
     };
-    let query = kql::parse(text).map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
     let tables = BTreeMap::from([(TABLE.to_string(), table)]);
     let result = kql::execute(&query, &tables, now.unix_ms())
         .map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;

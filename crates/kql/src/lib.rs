@@ -79,6 +79,7 @@ mod eval;
 mod exec;
 mod lexer;
 mod parser;
+mod pushdown;
 mod render;
 mod time;
 mod value;
@@ -193,6 +194,16 @@ impl Query {
         columns: &[Column],
     ) -> Result<Option<RowFilter>, ExecError> {
         Ok(exec::leading_filter(self, table, columns)?.map(|preds| RowFilter { preds }))
+    }
+}
+
+impl Query {
+    /// The columns of `table` (its `columns`, in order) the query can read, in the table's
+    /// order: a reader may hand [`execute`] a table of only these columns (and bind
+    /// [`Query::row_filter`] to them) and get the same answer. `None` when the query may read
+    /// or output every column (see the `pushdown` module for the rule).
+    pub fn projection(&self, table: &str, columns: &[Column]) -> Option<Vec<Column>> {
+        pushdown::projection(self, table, columns)
     }
 }
 

@@ -32,6 +32,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod record;
 pub mod retention;
+pub mod rows;
 pub mod shred;
 pub mod store;
 pub mod tier;
@@ -55,6 +56,7 @@ pub use buffer::{BufferReceipt, DrainReport};
 pub use error::DataError;
 pub use keys::Aek;
 pub use record::{Record, Value};
+pub use rows::RowScan;
 pub use store::AccountCounters;
 pub use tier::{AppendReceipt, QueryResult, ScanStats};
 

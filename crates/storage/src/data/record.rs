@@ -361,7 +361,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_binary(payload: &[u8], table: &str) -> Result<Vec<Record>, String> {
+/// A binary payload's dictionary of column names, and where the records end (its offset).
+fn dictionary(payload: &[u8]) -> Result<(Vec<&str>, usize), String> {
     let body_end = payload
         .len()
         .checked_sub(TRAILER_BYTES)
@@ -385,6 +386,11 @@ fn decode_binary(payload: &[u8], table: &str) -> Result<Vec<Record>, String> {
     if dict.at != body_end {
         return Err("binary payload: bytes after the dictionary".into());
     }
+    Ok((names, offset))
+}
+
+fn decode_binary(payload: &[u8], table: &str) -> Result<Vec<Record>, String> {
+    let (names, offset) = dictionary(payload)?;
     let mut body = Cursor {
         bytes: &payload[..offset],
         at: 0,
@@ -428,6 +434,154 @@ fn decode_binary(payload: &[u8], table: &str) -> Result<Vec<Record>, String> {
         });
     }
     Ok(records)
+}
+
+/// Where a projected decode puts a record's values: `cells[i]` is the output cell of
+/// dictionary name (or JSON column) `i`'s column, `time` the cell of `TimeGenerated`.
+pub(crate) struct Projection<'a> {
+    /// The wanted columns, in output order.
+    pub columns: &'a [&'a str],
+    /// The output position of `TimeGenerated` among `columns`, if it is wanted.
+    pub time: Option<usize>,
+}
+
+/// A storage value as a KQL cell (moved, not copied): the one conversion a scan that feeds KQL
+/// uses (the front end's is the same mapping over the wire form).
+pub fn kql_cell(value: Value) -> cmksim_kql::Value {
+    match value {
+        Value::String(s) => cmksim_kql::Value::String(s),
+        Value::Long(n) => cmksim_kql::Value::Long(n),
+        Value::Real(x) => cmksim_kql::Value::Real(x),
+        Value::Bool(b) => cmksim_kql::Value::Bool(b),
+        Value::DateTime(ms) => cmksim_kql::Value::DateTime(ms),
+        Value::Dynamic(json) => cmksim_kql::Value::Dynamic(json),
+    }
+}
+
+/// Decodes a block payload straight into rows of the projection's columns (absent: null), each
+/// handed to `visit` with its `TimeGenerated`; the values of other columns are skipped without
+/// being built (a binary payload's strings are not copied, its dynamic documents not parsed).
+/// Returns how many records the payload held and the least and greatest `TimeGenerated`
+/// (`i64::MAX`, `i64::MIN` for none), which the caller checks against the authenticated header.
+pub(crate) fn decode_rows(
+    payload: &[u8],
+    format: PayloadFormat,
+    table: &str,
+    projection: &Projection<'_>,
+    visit: &mut dyn FnMut(i64, Vec<cmksim_kql::Value>),
+) -> Result<(usize, i64, i64), String> {
+    let width = projection.columns.len();
+    let new_row = |time_ms: i64| {
+        let mut row = vec![cmksim_kql::Value::Null; width];
+        if let Some(at) = projection.time {
+            row[at] = cmksim_kql::Value::DateTime(time_ms);
+        }
+        row
+    };
+    let (mut least, mut greatest) = (i64::MAX, i64::MIN);
+    if format == PayloadFormat::Json {
+        let records = decode(payload, format, table)?;
+        let count = records.len();
+        for mut r in records {
+            least = least.min(r.time_generated_ms);
+            greatest = greatest.max(r.time_generated_ms);
+            let mut row = new_row(r.time_generated_ms);
+            for (at, name) in projection.columns.iter().enumerate() {
+                if Some(at) != projection.time {
+                    if let Some(v) = r.columns.remove(*name) {
+                        row[at] = kql_cell(v);
+                    }
+                }
+            }
+            visit(r.time_generated_ms, row);
+        }
+        return Ok((count, least, greatest));
+    }
+    let (names, offset) = dictionary(payload)?;
+    // Each dictionary name's output position, once per block.
+    let slots: Vec<Option<usize>> = names
+        .iter()
+        .map(|n| {
+            projection
+                .columns
+                .iter()
+                .position(|c| c == n)
+                .filter(|at| Some(*at) != projection.time)
+        })
+        .collect();
+    let mut body = Cursor {
+        bytes: &payload[..offset],
+        at: 0,
+    };
+    let mut count = 0usize;
+    while body.at < offset {
+        let time_generated_ms = body.i64()?;
+        least = least.min(time_generated_ms);
+        greatest = greatest.max(time_generated_ms);
+        let columns = body.len()?;
+        let mut row = new_row(time_generated_ms);
+        for _ in 0..columns {
+            let slot = *slots
+                .get(body.len()?)
+                .ok_or("binary payload: column name index out of the dictionary")?;
+            let tag = body.u8()?;
+            let Some(at) = slot else {
+                skip_value(&mut body, tag)?;
+                continue;
+            };
+            let value = match tag {
+                TAG_STRING => cmksim_kql::Value::String(body.str()?.to_string()),
+                TAG_LONG => cmksim_kql::Value::Long(body.i64()?),
+                TAG_REAL => cmksim_kql::Value::Real(f64::from_bits(body.i64()? as u64)),
+                TAG_BOOL => cmksim_kql::Value::Bool(bool_byte(body.u8()?)?),
+                TAG_DATETIME => cmksim_kql::Value::DateTime(body.i64()?),
+                TAG_DYNAMIC => {
+                    let n = body.len()?;
+                    cmksim_kql::Value::Dynamic(
+                        serde_json::from_slice(body.take(n)?)
+                            .map_err(|e| format!("binary payload: dynamic value: {e}"))?,
+                    )
+                }
+                tag => return Err(format!("binary payload: unknown value tag {tag}")),
+            };
+            if !matches!(row[at], cmksim_kql::Value::Null) {
+                return Err(format!(
+                    "binary payload: column {:?} twice in a record",
+                    projection.columns[at]
+                ));
+            }
+            row[at] = value;
+        }
+        count += 1;
+        visit(time_generated_ms, row);
+    }
+    Ok((count, least, greatest))
+}
+
+fn bool_byte(b: u8) -> Result<bool, String> {
+    match b {
+        0 => Ok(false),
+        1 => Ok(true),
+        b => Err(format!("binary payload: bool byte {b}")),
+    }
+}
+
+/// Steps over one value of `tag` (checking only what its length needs).
+fn skip_value(body: &mut Cursor<'_>, tag: u8) -> Result<(), String> {
+    match tag {
+        TAG_STRING | TAG_DYNAMIC => {
+            let n = body.len()?;
+            body.take(n)?;
+        }
+        TAG_LONG | TAG_REAL | TAG_DATETIME => {
+            body.take(8)?;
+        }
+        TAG_BOOL => {
+            bool_byte(body.u8()?)?;
+        }
+        tag => return Err(format!("binary payload: unknown value tag {tag}")),
+    }
+    Ok(())
 }
 
 /// A block payload in the old JSON format (block format 1), as written before issue 15: tests

@@ -44,11 +44,11 @@ pub fn scan_threads() -> usize {
 
 /// A stored block a scan will open: which copy, under which key in sled, and the key that
 /// protects its durable (cold) copy.
-struct StoredBlock {
-    tier: Tier,
-    key: IVec,
-    bytes: IVec,
-    durable_key: KeyRef,
+pub(crate) struct StoredBlock {
+    pub(crate) tier: Tier,
+    pub(crate) key: IVec,
+    pub(crate) bytes: IVec,
+    pub(crate) durable_key: KeyRef,
 }
 
 /// What a scan reads: records of one workspace and table of one account with
@@ -287,6 +287,27 @@ impl DataPlane {
         request: &ScanRequest<'_>,
         visit: &mut dyn FnMut(Tier, &KeyRef, Record),
     ) -> Result<ScanStats> {
+        let (from, to) = (request.from.0, request.to.0);
+        let open = |b: &StoredBlock| -> Result<(u64, Vec<Record>)> {
+            let (_, mut records) = self.open_stored(b.tier, &b.key, &b.bytes, request.aek)?;
+            records.retain(|r| r.time_generated_ms >= from && r.time_generated_ms < to);
+            Ok((records.len() as u64, records))
+        };
+        self.scan_blocks(threads, request, &open, visit)
+    }
+
+    /// The block walk under every scan: the blocks of the request's table that may hold
+    /// records in its range, opened by `open` on up to `threads` threads, [`SCAN_WINDOW_BLOCKS`]
+    /// at a time, and what each gives handed to `visit` in block order on the calling thread.
+    /// `open` returns the number of the block's records in the range (the stats' `records`) and
+    /// the items to visit.
+    pub(crate) fn scan_blocks<T: Send>(
+        &self,
+        threads: usize,
+        request: &ScanRequest<'_>,
+        open: &(dyn Fn(&StoredBlock) -> Result<(u64, Vec<T>)> + Sync),
+        visit: &mut dyn FnMut(Tier, &KeyRef, T),
+    ) -> Result<ScanStats> {
         let ScanRequest {
             account,
             aek,
@@ -348,52 +369,20 @@ impl DataPlane {
             if window.is_empty() {
                 return Ok(stats);
             }
-            for (block, opened) in window.iter().zip(self.open_window(&window, aek, threads)) {
-                let (_, records) = opened?;
+            for (block, opened) in window.iter().zip(open_window(&window, open, threads)) {
+                let (in_range, items) = opened?;
                 match block.tier {
                     Tier::Hot => stats.served_from_hot += 1,
                     Tier::Cold | Tier::Buffer => stats.served_from_cold += 1,
                 }
                 stats.blocks_read += 1;
                 stats.bytes_read += block.bytes.len() as u64;
-                for r in records {
-                    if r.time_generated_ms >= from.0 && r.time_generated_ms < to.0 {
-                        stats.records += 1;
-                        visit(block.tier, &block.durable_key, r);
-                    }
+                stats.records += in_range;
+                for item in items {
+                    visit(block.tier, &block.durable_key, item);
                 }
             }
         }
-    }
-
-    /// Opens the blocks of `window` on up to `threads` threads; the results come back in the
-    /// window's order. One block, or one thread, opens on the calling thread.
-    fn open_window(
-        &self,
-        window: &[StoredBlock],
-        aek: Option<&Aek>,
-        threads: usize,
-    ) -> Vec<Result<(BlockHeader, Vec<Record>)>> {
-        let open = |b: &StoredBlock| self.open_stored(b.tier, &b.key, &b.bytes, aek);
-        if threads <= 1 || window.len() <= 1 {
-            return window.iter().map(open).collect();
-        }
-        let per_thread = window.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let open = &open;
-            let handles: Vec<_> = window
-                .chunks(per_thread)
-                .map(|part| scope.spawn(move || part.iter().map(open).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| match h.join() {
-                    Ok(opened) => opened,
-                    // A panic while opening (an assertion failed) is re-raised on the caller.
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
-        })
     }
 
     /// Deletes every hot copy of the account (on revocation). Returns the number deleted.
@@ -708,6 +697,31 @@ impl DataPlane {
         bytes: &[u8],
         aek: Option<&Aek>,
     ) -> Result<(BlockHeader, Vec<Record>)> {
+        let (header, payload) = self.open_payload(tier, key, bytes, aek)?;
+        let records = record::decode(&payload, header.payload_format, &header.table)
+            .map_err(|reason| malformed(tier, key, reason))?;
+        let times_match = records
+            .iter()
+            .all(|r| (header.min_time_ms..=header.max_time_ms).contains(&r.time_generated_ms));
+        if records.len() != header.record_count as usize || !times_match {
+            return Err(malformed(
+                tier,
+                key,
+                "records disagree with the authenticated header".into(),
+            ));
+        }
+        Ok((header, records))
+    }
+
+    /// Parses a stored block's header, checks it belongs under `key` in `tier`, and opens both
+    /// layers: the authenticated header and the plaintext payload (not decoded yet).
+    pub(crate) fn open_payload(
+        &self,
+        tier: Tier,
+        key: &[u8],
+        bytes: &[u8],
+        aek: Option<&Aek>,
+    ) -> Result<(BlockHeader, Vec<u8>)> {
         let (header, header_len) =
             BlockHeader::parse(bytes).map_err(|reason| malformed(tier, key, reason))?;
         let integrity = || DataError::Integrity {
@@ -738,19 +752,7 @@ impl DataPlane {
         let (dek, outer) = self.layer_keys(&header, aek);
         let payload =
             block::open(bytes, &header, header_len, &dek, outer.as_ref()).ok_or_else(integrity)?;
-        let records = record::decode(&payload, header.payload_format, &header.table)
-            .map_err(|reason| malformed(tier, key, reason))?;
-        let times_match = records
-            .iter()
-            .all(|r| (header.min_time_ms..=header.max_time_ms).contains(&r.time_generated_ms));
-        if records.len() != header.record_count as usize || !times_match {
-            return Err(malformed(
-                tier,
-                key,
-                "records disagree with the authenticated header".into(),
-            ));
-        }
-        Ok((header, records))
+        Ok((header, payload))
     }
 
     /// Deletes the hot copies under `prefix` selected by `select`, in bounded transactions.
@@ -795,4 +797,31 @@ pub(crate) fn malformed(tier: Tier, key: &[u8], reason: String) -> DataError {
         key_hex: hex::encode(key),
         reason,
     }
+}
+
+/// Opens the blocks of `window` with `open` on up to `threads` threads; the results come back
+/// in the window's order. One block, or one thread, opens on the calling thread.
+fn open_window<T: Send>(
+    window: &[StoredBlock],
+    open: &(dyn Fn(&StoredBlock) -> Result<T> + Sync),
+    threads: usize,
+) -> Vec<Result<T>> {
+    if threads <= 1 || window.len() <= 1 {
+        return window.iter().map(open).collect();
+    }
+    let per_thread = window.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = window
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(open).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(opened) => opened,
+                // A panic while opening (an assertion failed) is re-raised on the caller.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
