@@ -25,6 +25,7 @@
 //! ignores the case of property names, and the seeds send `Capacity`, `KeyVaultProperties` and
 //! `WriteAccessResourceId`.
 
+mod byos;
 mod clusters;
 mod dcrs;
 mod lifecycle;
@@ -166,6 +167,17 @@ pub enum ArmPath {
     },
     /// `.../workspaces/{w}/providers/Microsoft.Authorization/locks/{name}`
     WorkspaceLock { workspace: ResourceId, name: String },
+    /// `.../resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}` (BYOS)
+    StorageAccount(ResourceId),
+    /// `.../workspaces/{w}/linkedStorageAccounts/{Query|Alerts}`
+    LinkedStorageAccount {
+        workspace: ResourceId,
+        data_source_type: String,
+    },
+    /// `.../workspaces/{w}/savedSearches/{id}`
+    SavedSearch { workspace: ResourceId, id: String },
+    /// `.../workspaces/{w}/savedSearches`
+    SavedSearches(ResourceId),
     /// `.../resourceGroups/{rg}/providers/Microsoft.Insights/dataCollectionRules/{name}`
     DataCollectionRule(ResourceId),
     /// `.../providers/Microsoft.Insights/dataCollectionRules`, in a resource group or a
@@ -207,7 +219,30 @@ impl ArmPath {
             };
             let (kv, insights) = (is(s[5], KEYVAULT_PROVIDER), is(s[5], INSIGHTS_PROVIDER));
             let monitor = is(s[5], dcrs::MONITOR_PROVIDER);
+            let storage = is(s[5], byos::STORAGE_PROVIDER);
             return match &s[6..] {
+                [t, name] if storage && is(t, byos::STORAGE_ACCOUNTS) => {
+                    Some(ArmPath::StorageAccount(id(name)))
+                }
+                [t, name, l, kind]
+                    if insights && is(t, "workspaces") && is(l, "linkedStorageAccounts") =>
+                {
+                    Some(ArmPath::LinkedStorageAccount {
+                        workspace: id(name),
+                        data_source_type: kind.to_string(),
+                    })
+                }
+                [t, name, l, search]
+                    if insights && is(t, "workspaces") && is(l, "savedSearches") =>
+                {
+                    Some(ArmPath::SavedSearch {
+                        workspace: id(name),
+                        id: search.to_string(),
+                    })
+                }
+                [t, name, l] if insights && is(t, "workspaces") && is(l, "savedSearches") => {
+                    Some(ArmPath::SavedSearches(id(name)))
+                }
                 [t] if monitor && is(t, dcrs::DCR_TYPE) => Some(ArmPath::DataCollectionRules {
                     subscription: subscription.clone(),
                     resource_group: Some(resource_group.clone()),
@@ -610,10 +645,37 @@ async fn route(arm: &Arm, method: &Method, path: ArmPath, bytes: &Bytes) -> Rest
         ("DELETE", P::Table { workspace, table }) => {
             lifecycle::delete_table(arm, &workspace, &table).await
         }
+        (m @ ("PUT" | "PATCH"), P::Table { workspace, table }) => {
+            lifecycle::put_table(arm, m, &workspace, &table, &body()?).await
+        }
+        ("GET", P::Table { workspace, table }) => {
+            lifecycle::get_table(arm, &workspace, &table).await
+        }
         (m @ ("PUT" | "GET" | "DELETE"), P::WorkspaceLock { workspace, name }) => {
             let body = if m == "PUT" { Some(body()?) } else { None };
             lifecycle::lock(arm, m, &workspace, &name, body.as_ref()).await
         }
+        ("PUT", P::StorageAccount(id)) => byos::put_account(arm, &id, &body()?).await,
+        ("GET", P::StorageAccount(id)) => byos::get_account(arm, &id).await,
+        (
+            "PUT",
+            P::LinkedStorageAccount {
+                workspace,
+                data_source_type,
+            },
+        ) => byos::link(arm, &workspace, &data_source_type, &body()?).await,
+        (
+            "GET",
+            P::LinkedStorageAccount {
+                workspace,
+                data_source_type,
+            },
+        ) => byos::get_link(arm, &workspace, &data_source_type).await,
+        ("PUT", P::SavedSearch { workspace, id }) => {
+            byos::put_search(arm, &workspace, &id, &body()?).await
+        }
+        ("GET", P::SavedSearch { workspace, id }) => byos::get_search(arm, &workspace, &id).await,
+        ("GET", P::SavedSearches(workspace)) => byos::list_searches(arm, &workspace).await,
         ("PUT", P::DataCollectionRule(id)) => dcrs::put(arm, &id, &body()?).await,
         ("GET", P::DataCollectionRule(id)) => dcrs::get(arm, &id).await,
         ("DELETE", P::DataCollectionRule(id)) => dcrs::delete(arm, &id).await,
