@@ -129,17 +129,15 @@ impl IngestServer {
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
         F: Future<Output = ()>,
     {
-        let (reporter, health) = tonic_health::server::health_reporter();
-        reporter
-            .set_serving::<pb::ingestion_server::IngestionServer<IngestionService>>()
-            .await;
-        reporter
-            .set_serving::<pb::query_server::QueryServer<QueryService>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let (health, reflection) = cmksim_sim::net::health_and_reflection(
+            &[
+                pb::ingestion_server::SERVICE_NAME,
+                pb::query_server::SERVICE_NAME,
+            ],
+            cmksim_proto::FILE_DESCRIPTOR_SET,
+        )
+        .await
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let (events, shutdown) = cmksim_events::events_service(
             "ingest",
             &self.frontend.profile().name,

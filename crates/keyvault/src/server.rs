@@ -211,14 +211,12 @@ impl KeyVaultServer {
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<pb::key_vault_server::KeyVaultServer<KeyVaultService>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let (health_service, reflection) = cmksim_sim::net::health_and_reflection(
+            &[pb::key_vault_server::SERVICE_NAME],
+            cmksim_proto::FILE_DESCRIPTOR_SET,
+        )
+        .await
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let keyvault = pb::key_vault_server::KeyVaultServer::new(KeyVaultService {
             core: self.core.clone(),
         });

@@ -35,7 +35,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 mod mem;
 pub use mem::{MemHost, MemIncoming, MemNet, MemStream, ACCEPT_BACKLOG, STREAM_BUFFER_BYTES};
 mod serve;
-pub use serve::{bind_tcp, BindError};
+pub use serve::{bind_tcp, health_and_reflection, BindError, ReflectionError};
 mod tls;
 pub use tls::{
     crypto_provider, install_crypto_provider, tls_incoming, tls_server_config, TlsClient, TlsError,

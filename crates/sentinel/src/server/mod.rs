@@ -106,6 +106,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Bind(#[from] cmksim_sim::net::BindError),
+    #[error(transparent)]
+    Reflection(#[from] cmksim_sim::net::ReflectionError),
 }
 
 /// An opened Sentinel process, ready to serve.
@@ -145,11 +147,12 @@ impl SentinelServer {
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let core = self.core;
+        let (health_service, reflection) = cmksim_sim::net::health_and_reflection(
+            &[pb::sentinel_server::SERVICE_NAME],
+            cmksim_proto::FILE_DESCRIPTOR_SET,
+        )
+        .await?;
         core.start_background();
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<pb::sentinel_server::SentinelServer<grpc::SentinelService>>()
-            .await;
         let (events, shutdown) = cmksim_events::events_service(
             "sentinel",
             &core.profile.name,
@@ -164,6 +167,7 @@ impl SentinelServer {
                 grpc::SentinelService { core: core.clone() },
             ))
             .add_service(health_service)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         core.stop_background().await;

@@ -1,10 +1,14 @@
-//! The start every gRPC server of the simulator shares: binding its TCP address.
+//! The start every gRPC server of the simulator shares: binding its TCP address, and the two
+//! standard services served beside its own.
 //!
 //! Key Vault, storage, Sentinel and ingest each serve either real TCP (`serve(addr)`) or any
 //! stream of connections (`serve_with_incoming`: turmoil, the in-memory network, TLS). The TCP
 //! case was written out in each server with its own error mapping; [`bind_tcp`] is that step
 //! once, with an error that names the address ([`BindError`]), and connections that have
-//! `TCP_NODELAY` set ([`super::tcp_incoming`]).
+//! `TCP_NODELAY` set ([`super::tcp_incoming`]). [`health_and_reflection`] is the other step the
+//! four wrote out alike: gRPC health with each of the server's services `SERVING`, and server
+//! reflection over the contract's descriptors, so `grpcurl` and `grpc_health_probe` work on
+//! every process the same way.
 
 use std::net::SocketAddr;
 
@@ -31,9 +35,88 @@ pub async fn bind_tcp(
     Ok(super::tcp_incoming(listener))
 }
 
+/// The reflection service could not be built from the descriptors it was given.
+#[derive(Debug, thiserror::Error)]
+#[error("gRPC reflection: {0}")]
+pub struct ReflectionError(#[from] pub tonic_reflection::server::Error);
+
+/// gRPC health, reporting each service named in `serving` (full names, the generated servers'
+/// `SERVICE_NAME`, e.g. `keyvault.v1.KeyVault`) as `SERVING`, and server reflection (v1) over
+/// the encoded file descriptor set `descriptors` (`cmksim_proto::FILE_DESCRIPTOR_SET`).
+pub async fn health_and_reflection(
+    serving: &[&str],
+    descriptors: &'static [u8],
+) -> Result<
+    (
+        tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+    ),
+    ReflectionError,
+> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in serving {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(descriptors)
+        .build_v1()?;
+    Ok((health, reflection))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn health_reports_each_named_service_serving_and_nothing_else() {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+        let (health, _reflection) = health_and_reflection(
+            &["a.v1.One", "a.v1.Two"],
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(super::super::tcp_incoming(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        for name in ["a.v1.One", "a.v1.Two"] {
+            let answer = client
+                .check(HealthCheckRequest {
+                    service: name.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(answer.status, 1, "{name} SERVING");
+        }
+        let unknown = client
+            .check(HealthCheckRequest {
+                service: "a.v1.Three".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+        server.abort();
+        // Descriptors that are not a file descriptor set are refused with a typed error.
+        assert!(health_and_reflection(&[], b"not a descriptor set")
+            .await
+            .is_err());
+    }
 
     #[tokio::test]
     async fn an_address_in_use_is_named_in_the_error() {

@@ -172,21 +172,19 @@ impl StorageServer {
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let core = self.core;
+        let (health_service, reflection) = cmksim_sim::net::health_and_reflection(
+            &[
+                pb::clusters_server::SERVICE_NAME,
+                pb::workspaces_server::SERVICE_NAME,
+                pb::data_plane_server::SERVICE_NAME,
+                pb::lockbox_server::SERVICE_NAME,
+                pb::byos_server::SERVICE_NAME,
+            ],
+            cmksim_proto::FILE_DESCRIPTOR_SET,
+        )
+        .await
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
         core.start_background()?;
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<pb::clusters_server::ClustersServer<grpc_clusters::ClustersService>>()
-            .await;
-        health_reporter
-            .set_serving::<pb::workspaces_server::WorkspacesServer<grpc_workspaces::WorkspacesService>>()
-            .await;
-        health_reporter
-            .set_serving::<pb::data_plane_server::DataPlaneServer<grpc_data::DataService>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(cmksim_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let (events, shutdown) = cmksim_events::events_service(
             "storage",
             &core.profile.name,
