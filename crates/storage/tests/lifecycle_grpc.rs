@@ -1,7 +1,8 @@
 //! Seed 003's data lifecycle against the real storage server over gRPC: the workspace lock
 //! refuses a purge and a table delete with ARM's `ScopeLocked`; a purge of data under a revoked
 //! key stays pending (reported once) and completes after access returns; the purged records are
-//! gone from queries; a table delete removes the rest.
+//! gone from queries; a table delete removes the rest. A table's own retention (issue 14): the
+//! retention job honours it and the lock refuses its decrease.
 
 mod common;
 
@@ -125,5 +126,149 @@ async fn lock_refuses_then_purge_waits_while_revoked_and_completes_after() {
         .into_inner();
     assert_eq!(deleted.records, 4);
     assert!(w.query("wsp1").await.unwrap().records.is_empty());
+    w.shutdown().await;
+}
+
+/// Records of `table` whose TimeGenerated is `days_old` days before now.
+async fn append_old(w: &mut World, table: &str, days_old: u64, n: usize) {
+    let at = w
+        .now()
+        .sub(std::time::Duration::from_secs(86_400 * days_old))
+        .0;
+    let answer = w
+        .data
+        .append(pb::AppendRequest {
+            workspace_id: World::ws_id("wsp1"),
+            table: table.into(),
+            records: (0..n)
+                .map(|i| pb::Record {
+                    time_unix_ms: at + i as i64,
+                    columns: vec![column(
+                        "Computer",
+                        pb::value::Kind::StringValue(format!("{table}-{i}")),
+                    )],
+                })
+                .collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored_count(&answer), n);
+}
+
+async fn count_of(w: &mut World, table: &str) -> usize {
+    w.data
+        .query(pb::QueryRequest {
+            workspace_id: World::ws_id("wsp1"),
+            table: table.into(),
+            from_unix_ms: 0,
+            to_unix_ms: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+        .len()
+}
+
+fn set_retention(table: &str, days: Option<u32>) -> pb::SetTableRetentionRequest {
+    pb::SetTableRetentionRequest {
+        workspace: Some(World::ws_ref("wsp1")),
+        table: table.into(),
+        retention_in_days: days,
+    }
+}
+
+/// Issue 14: a table's own retention over gRPC — it defaults to the workspace's, the retention
+/// job honours it (a table kept longer than its workspace, then one shortened below the data's
+/// age), and the lock refuses a decrease (also back to a shorter workspace default) but not an
+/// increase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_retention_is_honoured_by_the_retention_job_and_guarded_by_the_lock() {
+    let mut w = World::start(profile("azure-2020", "")).await;
+    w.workspace("wsp1").await;
+    let mut workspaces = pb::workspaces_client::WorkspacesClient::new(w.storage_channel.clone());
+    let get = |table: &str| pb::GetTableRequest {
+        workspace: Some(World::ws_ref("wsp1")),
+        table: table.into(),
+    };
+    let perf = workspaces
+        .get_table_retention(get("Perf"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((perf.retention_in_days, perf.as_default), (31, true));
+    let hb = workspaces
+        .set_table_retention(set_retention("Heartbeat", Some(60)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((hb.retention_in_days, hb.as_default), (60, false));
+    let out_of_range = workspaces
+        .set_table_retention(set_retention("Heartbeat", Some(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(out_of_range.code(), Code::InvalidArgument);
+
+    // 40 days old: past the workspace's 31 days, within Heartbeat's own 60.
+    append_old(&mut w, "Heartbeat", 40, 3).await;
+    append_old(&mut w, "Perf", 40, 4).await;
+    let removed = w.wait_event("storage.retention.removed").await;
+    assert_eq!(removed[0].data["table"], "Perf");
+    assert_eq!(removed[0].data["retention_days"], 31);
+    assert_eq!(removed[0].data["records"], 4);
+    assert_eq!(count_of(&mut w, "Perf").await, 0);
+    assert_eq!(count_of(&mut w, "Heartbeat").await, 3);
+
+    // The lock: a decrease refused (ScopeLocked 409), also back to the workspace's 31 days.
+    workspaces
+        .put_lock(pb::LockRequest {
+            workspace: Some(World::ws_ref("wsp1")),
+            lock_name: "no-delete".into(),
+        })
+        .await
+        .unwrap();
+    for days in [Some(35), None] {
+        let refused = workspaces
+            .set_table_retention(set_retention("Heartbeat", days))
+            .await
+            .unwrap_err();
+        let body = cmksim_proto::azure::azure_error(&refused).unwrap();
+        assert_eq!((body.code.as_str(), body.http_status), ("ScopeLocked", 409));
+    }
+    let up = workspaces
+        .set_table_retention(set_retention("Heartbeat", Some(90)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        up.retention_in_days, 90,
+        "an increase is allowed while locked"
+    );
+    workspaces
+        .delete_lock(pb::LockRequest {
+            workspace: Some(World::ws_ref("wsp1")),
+            lock_name: "no-delete".into(),
+        })
+        .await
+        .unwrap();
+    // Shortened below the data's age: the next pass removes Heartbeat's records.
+    workspaces
+        .set_table_retention(set_retention("Heartbeat", Some(35)))
+        .await
+        .unwrap();
+    let changed = w.wait_event("storage.table.retention_changed").await;
+    assert_eq!(changed.len(), 3, "60, then 90, then 35");
+    let mut rounds = 0;
+    while w.events_of("storage.retention.removed").len() < 2 {
+        rounds += 1;
+        assert!(rounds < 2_000, "Heartbeat's records were never removed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let removed = w.events_of("storage.retention.removed");
+    assert_eq!(removed[1].data["table"], "Heartbeat");
+    assert_eq!(removed[1].data["retention_days"], 35);
+    assert_eq!(count_of(&mut w, "Heartbeat").await, 0);
     w.shutdown().await;
 }

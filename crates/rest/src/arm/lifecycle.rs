@@ -7,6 +7,13 @@
 //! - `GET .../workspaces/{w}/operations/{purgeId}` → 200 `{"status": "pending"|"completed"}`;
 //! - `DELETE .../workspaces/{w}/tables/{table}` → 200 (storage deletes the blocks before it
 //!   answers);
+//! - `PUT|PATCH|GET .../workspaces/{w}/tables/{table}`: the table resource's retention (issue
+//!   14), `properties.retentionInDays` (days, or `-1` to follow the workspace's again; absent in
+//!   a `PATCH`: unchanged), as azure-mgmt-loganalytics `tables.begin_create_or_update`,
+//!   `begin_update` and `get` send and read it. Answers 200 with the table resource
+//!   (`provisioningState: Succeeded`, so the SDK's poller ends at once). Only the retention is
+//!   kept: a body with a `schema`, `plan` or `totalRetentionInDays` of another value is refused
+//!   (400) rather than ignored;
 //! - `PUT|GET|DELETE .../workspaces/{w}/providers/Microsoft.Authorization/locks/{name}`: the
 //!   workspace's `CanNotDelete` management lock (ARM's lock resource shape; `DELETE` of a lock
 //!   that is not there answers 204, as ARM does).
@@ -97,6 +104,102 @@ pub async fn delete_table(arm: &Arm, ws: &ResourceId, table: &str) -> RestResult
         })
         .await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// The table resource as ARM answers it, with the retention in force.
+fn table_json(ws: &ResourceId, r: &stp::TableRetention) -> Value {
+    json!({
+        "id": format!("{}/tables/{}", ws.arm_id(INSIGHTS_PROVIDER, "workspaces"), r.table),
+        "name": r.table,
+        "type": "Microsoft.OperationalInsights/workspaces/tables",
+        "properties": {
+            "retentionInDays": r.retention_in_days,
+            "totalRetentionInDays": r.retention_in_days,
+            "archiveRetentionInDays": 0,
+            "retentionInDaysAsDefault": r.as_default,
+            "totalRetentionInDaysAsDefault": true,
+            "plan": "Analytics",
+            "provisioningState": "Succeeded"
+        }
+    })
+}
+
+/// `PUT|PATCH .../tables/{table}`: sets (or, with `-1`, clears) the table's own retention.
+pub async fn put_table(
+    arm: &Arm,
+    method: &str,
+    ws: &ResourceId,
+    table: &str,
+    body: &Body,
+) -> RestResult<Response> {
+    arm.caller()?;
+    for unsupported in ["schema", "plan", "searchResults", "restoredLogs"] {
+        let given = body.get(&["properties", unsupported]);
+        let harmless = match (unsupported, given) {
+            (_, None | Some(Value::Null)) => true,
+            ("plan", Some(Value::String(p))) => p.eq_ignore_ascii_case("Analytics"),
+            _ => false,
+        };
+        if !harmless {
+            return Err(RestError::bad_request(
+                "InvalidParameter",
+                format!(
+                    "cmksim keeps only properties.retentionInDays of a table; properties.{unsupported} is not supported (simulator's message)."
+                ),
+            ));
+        }
+    }
+    let days = match body.get(&["properties", "retentionInDays"]) {
+        None | Some(Value::Null) if method == "PATCH" => {
+            // Nothing to change: answer the table as it is.
+            return get_table(arm, ws, table).await;
+        }
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(-1) => None,
+            Some(d) if (1..=i64::from(u32::MAX)).contains(&d) => Some(d as u32),
+            _ => {
+                return Err(RestError::bad_request(
+                    "InvalidParameter",
+                    format!(
+                        "properties.retentionInDays must be a number of days or -1, got {}.",
+                        crate::error::echo(&v.to_string())
+                    ),
+                ))
+            }
+        },
+    };
+    let total = body.get(&["properties", "totalRetentionInDays"]);
+    if let Some(t) = total.and_then(Value::as_i64) {
+        if t != -1 && Some(t) != days.map(i64::from) {
+            return Err(RestError::bad_request(
+                "InvalidParameter",
+                "cmksim has no long-term (archive) retention: properties.totalRetentionInDays must equal retentionInDays or be -1 (simulator's message).",
+            ));
+        }
+    }
+    let retention = client(arm)
+        .set_table_retention(stp::SetTableRetentionRequest {
+            workspace: Some(workspace_ref(ws)),
+            table: table.to_string(),
+            retention_in_days: days,
+        })
+        .await?
+        .into_inner();
+    Ok(answer(StatusCode::OK, table_json(ws, &retention)))
+}
+
+/// `GET .../tables/{table}`: the table's retention in force.
+pub async fn get_table(arm: &Arm, ws: &ResourceId, table: &str) -> RestResult<Response> {
+    arm.caller()?;
+    let retention = client(arm)
+        .get_table_retention(stp::GetTableRequest {
+            workspace: Some(workspace_ref(ws)),
+            table: table.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(answer(StatusCode::OK, table_json(ws, &retention)))
 }
 
 fn lock_json(ws: &ResourceId, lock: &stp::WorkspaceLock) -> Value {

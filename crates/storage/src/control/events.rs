@@ -153,6 +153,15 @@ pub enum ControlEvent {
         workspace: String,
         locked: bool,
     },
+    /// A table's retention changed (issue 14): `from_days`/`to_days` are the retention in force
+    /// before and after; `as_default` when the table follows the workspace's again.
+    TableRetentionChanged {
+        workspace: String,
+        table: String,
+        from_days: u32,
+        to_days: u32,
+        as_default: bool,
+    },
     LinkStarted {
         workspace: String,
         cluster: String,
@@ -207,6 +216,7 @@ impl EventKind for ControlEvent {
             ControlEvent::WorkspaceCreated { .. } => "storage.workspace.created",
             ControlEvent::RetentionChanged { .. } => "storage.workspace.retention_changed",
             ControlEvent::WorkspaceLockChanged { .. } => "storage.workspace.lock_changed",
+            ControlEvent::TableRetentionChanged { .. } => "storage.table.retention_changed",
             ControlEvent::LinkStarted { .. } => "storage.workspace.link_requested",
             ControlEvent::Linked { .. } => "storage.workspace.linked",
             ControlEvent::UnlinkStarted { .. } => "storage.workspace.unlink_requested",
@@ -264,6 +274,11 @@ impl EventKind for ControlEvent {
             ControlEvent::RetentionChanged { workspace, from_days, to_days } => {
                 format!("workspace {} retention changed from {from_days} to {to_days} days", short(workspace))
             }
+            ControlEvent::TableRetentionChanged { workspace, table, from_days, to_days, as_default } => format!(
+                "table {table} of workspace {} retention changed from {from_days} to {to_days} days{}",
+                short(workspace),
+                if *as_default { " (the workspace's)" } else { "" }
+            ),
             ControlEvent::WorkspaceLockChanged { workspace, locked } => match locked {
                 true => format!("workspace {} locked: purge and retention changes are blocked", short(workspace)),
                 false => format!("workspace {} unlocked", short(workspace)),

@@ -243,6 +243,24 @@ pub struct LifecycleState {
     pub purges: BTreeMap<String, Purge>,
     /// The management lock on a workspace: workspace key → lock name.
     pub locks: BTreeMap<String, String>,
+    /// Tables with a retention of their own: workspace key → table → days (at most
+    /// [`TABLE_RETENTIONS_PER_WORKSPACE_MAX`] per workspace). A table not here follows its
+    /// workspace's `retentionInDays`.
+    #[serde(default)]
+    pub table_retention: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+/// Most tables with a retention of their own per workspace (Azure Monitor's 500 custom tables).
+pub const TABLE_RETENTIONS_PER_WORKSPACE_MAX: usize = 500;
+
+/// A table's retention in force, as ARM's table resource reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableRetention {
+    pub table: String,
+    /// `properties.retentionInDays`.
+    pub days: u32,
+    /// `properties.retentionInDaysAsDefault`: the workspace's retention (no value of its own).
+    pub as_default: bool,
 }
 
 /// The ARM management lock on a workspace.
@@ -471,7 +489,119 @@ impl ControlPlane {
         if let Some(tables) = self.state.tables.get_mut(&ws_id.to_ascii_lowercase()) {
             tables.remove(table);
         }
+        let key = ws_id.to_ascii_lowercase();
+        if let Some(retentions) = self.state.lifecycle.table_retention.get_mut(&key) {
+            retentions.remove(table);
+            if retentions.is_empty() {
+                self.state.lifecycle.table_retention.remove(&key);
+            }
+        }
         Ok(ws_id)
+    }
+
+    /// The retention in force for `table` of the workspace: its own, or the workspace's.
+    pub fn table_retention(
+        &self,
+        resource: &ResourceName,
+        table: &str,
+    ) -> Result<TableRetention, ControlError> {
+        let ws = self.get_workspace(resource)?;
+        let own = self
+            .state
+            .lifecycle
+            .table_retention
+            .get(&ws.id.to_ascii_lowercase())
+            .and_then(|t| t.get(table))
+            .copied();
+        Ok(TableRetention {
+            table: table.to_string(),
+            days: own.unwrap_or(ws.retention_days),
+            as_default: own.is_none(),
+        })
+    }
+
+    /// Sets a table's own retention (`Some(days)`, within the profile's workspace retention
+    /// bounds) or makes it follow the workspace's again (`None`; ARM's `retentionInDays: -1`).
+    /// While the workspace is locked a change that *decreases* the retention in force is refused
+    /// with `ScopeLocked`, as for the workspace's (seed 003: "table- or workspace-level data
+    /// retention changes"); an increase deletes nothing and is allowed.
+    pub fn set_table_retention(
+        &mut self,
+        resource: &ResourceName,
+        table: &str,
+        days: Option<u32>,
+    ) -> Result<super::Outcome<TableRetention>, ControlError> {
+        if table.trim().is_empty() || table.len() > crate::data::store::NAME_MAX_BYTES {
+            return Err(ControlError::BadRequestBody(format!(
+                "table name {:?} must have 1 to {} characters",
+                cmksim_sim::text::echo(table),
+                crate::data::store::NAME_MAX_BYTES
+            )));
+        }
+        let before = self.table_retention(resource, table)?;
+        let ws = self.get_workspace(resource)?;
+        let (ws_id, ws_days, locked) = (ws.id.clone(), ws.retention_days, ws.locked);
+        if let Some(days) = days {
+            self.check_retention(days)?;
+        }
+        let after_days = days.unwrap_or(ws_days);
+        if locked && after_days < before.days {
+            return Err(ControlError::WorkspaceLocked {
+                workspace: ws_id,
+                operation: "write",
+            });
+        }
+        let key = ws_id.to_ascii_lowercase();
+        let tables = self
+            .state
+            .lifecycle
+            .table_retention
+            .entry(key.clone())
+            .or_default();
+        match days {
+            Some(days) => {
+                if !tables.contains_key(table) && tables.len() >= TABLE_RETENTIONS_PER_WORKSPACE_MAX
+                {
+                    return Err(ControlError::BadRequestBody(format!(
+                        "workspace {} already has {TABLE_RETENTIONS_PER_WORKSPACE_MAX} tables with a retention of their own",
+                        cmksim_sim::text::echo(&ws_id)
+                    )));
+                }
+                tables.insert(table.to_string(), days);
+            }
+            None => {
+                tables.remove(table);
+            }
+        }
+        if tables.is_empty() {
+            self.state.lifecycle.table_retention.remove(&key);
+        }
+        let after = TableRetention {
+            table: table.to_string(),
+            days: after_days,
+            as_default: days.is_none(),
+        };
+        let mut out = super::Outcome::new(after.clone());
+        if (before.days, before.as_default) != (after.days, after.as_default) {
+            out.events.push(super::ControlEvent::TableRetentionChanged {
+                workspace: ws_id,
+                table: table.to_string(),
+                from_days: before.days,
+                to_days: after.days,
+                as_default: after.as_default,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The tables of a workspace (by ARM id, any case) with a retention of their own, by name.
+    pub fn table_retentions(&self, ws_id: &str) -> BTreeMap<String, u32> {
+        self.state
+            .lifecycle
+            .table_retention
+            .get(&ws_id.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every workspace with its retention, in id order (the retention job's work list).
@@ -512,7 +642,7 @@ impl ControlPlane {
 
 #[cfg(test)]
 mod tests {
-    use cmksim_sim::Profile;
+    use cmksim_sim::{EventKind, Profile};
     use serde_json::json;
 
     use super::super::test_support::{ws_name, World};
@@ -548,6 +678,77 @@ mod tests {
         );
         assert!(filter("N", "in", json!(3)).validate().is_err());
         assert!(filter("N", "between", json!([1])).validate().is_err());
+    }
+
+    /// Issue 14: a table's own retention defaults to the workspace's, follows it until set,
+    /// is bounded like the workspace's, and the lock refuses a decrease (of the retention in
+    /// force, also by going back to a shorter workspace default) but not an increase.
+    #[test]
+    fn table_retention_defaults_to_the_workspace_and_the_lock_refuses_a_decrease() {
+        let mut w = World::new(Profile::azure_2020());
+        w.workspace("wks1");
+        let ws = ws_name("wks1");
+        let ws_days = w.cp.get_workspace(&ws).unwrap().retention_days;
+        let t = w.cp.table_retention(&ws, "T").unwrap();
+        assert_eq!((t.days, t.as_default), (ws_days, true));
+        let out = w.cp.set_table_retention(&ws, "T", Some(90)).unwrap();
+        assert_eq!((out.value.days, out.value.as_default), (90, false));
+        assert_eq!(out.events[0].kind(), "storage.table.retention_changed");
+        assert_eq!(
+            w.cp.table_retentions(&ws.arm_id(ResourceKind::Workspace))
+                .get("T"),
+            Some(&90)
+        );
+        // Another table still follows the workspace, also after the workspace changes.
+        w.cp.update_retention(w.now, &ws, 60).unwrap();
+        assert_eq!(w.cp.table_retention(&ws, "U").unwrap().days, 60);
+        assert_eq!(w.cp.table_retention(&ws, "T").unwrap().days, 90);
+        assert!(matches!(
+            w.cp.set_table_retention(&ws, "T", Some(5)),
+            Err(ControlError::RetentionOutOfRange { .. })
+        ));
+        w.cp.put_workspace_lock(w.now, &ws, "no-delete").unwrap();
+        let refused = w.cp.set_table_retention(&ws, "T", Some(30)).unwrap_err();
+        let body = w.cp.azure_error(&refused);
+        assert_eq!((body.code, body.http_status), ("ScopeLocked", 409));
+        // Back to the workspace's 60 days is a decrease from 90: refused too.
+        assert!(matches!(
+            w.cp.set_table_retention(&ws, "T", None),
+            Err(ControlError::WorkspaceLocked { .. })
+        ));
+        assert_eq!(
+            w.cp.table_retention(&ws, "T").unwrap().days,
+            90,
+            "nothing changed"
+        );
+        // An increase deletes nothing: allowed while locked; setting the same value is no event.
+        let up = w.cp.set_table_retention(&ws, "T", Some(120)).unwrap();
+        assert_eq!(up.value.days, 120);
+        assert!(w
+            .cp
+            .set_table_retention(&ws, "T", Some(120))
+            .unwrap()
+            .events
+            .is_empty());
+        w.cp.delete_workspace_lock(w.now, &ws, "no-delete").unwrap();
+        let back = w.cp.set_table_retention(&ws, "T", None).unwrap();
+        assert_eq!((back.value.days, back.value.as_default), (60, true));
+        assert!(w
+            .cp
+            .table_retentions(&ws.arm_id(ResourceKind::Workspace))
+            .is_empty());
+        // A table delete forgets the table's retention.
+        w.cp.set_table_retention(&ws, "T", Some(200)).unwrap();
+        w.cp.delete_table(&ws, "T").unwrap();
+        assert!(w.cp.table_retention(&ws, "T").unwrap().as_default);
+        // The state round-trips (the control state is persisted as JSON).
+        w.cp.set_table_retention(&ws, "V", Some(400)).unwrap();
+        let json = serde_json::to_string(&w.cp.state().lifecycle).unwrap();
+        let back: LifecycleState = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.table_retention.values().next().unwrap().get("V"),
+            Some(&400)
+        );
     }
 
     #[test]

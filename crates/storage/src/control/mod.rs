@@ -54,8 +54,9 @@ pub use keyvault::{
     REQUIRED_KEY_PERMISSIONS,
 };
 pub use lifecycle::{
-    purge_matches, LifecycleState, Purge, PurgeFilter, PurgeOperator, PurgeStatus, WorkspaceLock,
-    LOCK_LEVEL_CAN_NOT_DELETE, PURGE_API_VERSION, PURGE_FILTERS_MAX,
+    purge_matches, LifecycleState, Purge, PurgeFilter, PurgeOperator, PurgeStatus, TableRetention,
+    WorkspaceLock, LOCK_LEVEL_CAN_NOT_DELETE, PURGE_API_VERSION, PURGE_FILTERS_MAX,
+    TABLE_RETENTIONS_PER_WORKSPACE_MAX,
 };
 pub use limits::{SkuInput, SKU_NAME_CAPACITY_RESERVATION};
 pub use names::{vault_name_from_uri, ResourceKind, ResourceName};

@@ -112,7 +112,7 @@ impl ControlPlane {
             .expect("a validated workspace id refers to a stored workspace")
     }
 
-    fn check_retention(&self, days: u32) -> Result<(), ControlError> {
+    pub(crate) fn check_retention(&self, days: u32) -> Result<(), ControlError> {
         let w = &self.profile.workspace;
         if !(w.retention_min_days..=w.retention_max_days).contains(&days) {
             return Err(ControlError::RetentionOutOfRange {

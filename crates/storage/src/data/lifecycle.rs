@@ -129,6 +129,18 @@ impl DataPlane {
         cutoff: SimTime,
         blocks_max: usize,
     ) -> Result<RetentionPass> {
+        self.retention_pass_by_table(account, workspace, &|_| cutoff, blocks_max)
+    }
+
+    /// As [`DataPlane::retention_pass`], with a cutoff per table (`cutoff_of(table)`): the
+    /// retention job passes each table's own retention, or its workspace's (issue 14).
+    pub fn retention_pass_by_table(
+        &self,
+        account: &str,
+        workspace: &str,
+        cutoff_of: &dyn Fn(&str) -> SimTime,
+        blocks_max: usize,
+    ) -> Result<RetentionPass> {
         check_name("workspace", workspace)?;
         self.account_record(account)?;
         let ws_prefix = store::workspace_prefix(account, workspace);
@@ -151,7 +163,7 @@ impl DataPlane {
                 ));
             };
             let t_prefix = store::table_prefix(account, workspace, &table);
-            let old_end = store::block_key(account, workspace, &table, cutoff.0, 0);
+            let old_end = store::block_key(account, workspace, &table, cutoff_of(&table).0, 0);
             let mut removal = TableRemoval {
                 table: table.clone(),
                 from_ms: i64::MAX,

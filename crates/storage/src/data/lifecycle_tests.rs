@@ -129,6 +129,45 @@ fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
     assert!(c.conserved());
 }
 
+/// Issue 14: each table its own cutoff (the retention job passes a table's own retention or
+/// its workspace's), in simulated time.
+#[test]
+fn retention_by_table_applies_each_tables_own_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path());
+    plane.create_account(ACCOUNT, false, now()).unwrap();
+    for table in ["Long", "Short"] {
+        for days in [100, 40, 10] {
+            let at = now().sub(DAY * days);
+            plane
+                .append(
+                    ACCOUNT,
+                    Sealing::Mmk,
+                    WS,
+                    table,
+                    &batch(table, at, 2, "r"),
+                    at,
+                )
+                .unwrap();
+        }
+    }
+    // Long keeps 90 days of its own; Short follows a 31-day workspace retention.
+    let cutoff_of = |table: &str| now().sub(DAY * if table == "Long" { 90 } else { 31 });
+    let pass = plane
+        .retention_pass_by_table(ACCOUNT, WS, &cutoff_of, 100)
+        .unwrap();
+    assert_eq!(
+        pass.removals
+            .iter()
+            .map(|r| (r.table.as_str(), r.records))
+            .collect::<Vec<_>>(),
+        vec![("Long", 2), ("Short", 4)]
+    );
+    assert_eq!(count(&plane, None, "Long"), 4);
+    assert_eq!(count(&plane, None, "Short"), 2);
+    assert!(plane.stats(ACCOUNT).unwrap().counters.conserved());
+}
+
 #[test]
 fn retention_needs_no_key_and_keeps_a_block_straddling_the_cutoff() {
     let dir = tempfile::tempdir().unwrap();

@@ -230,6 +230,35 @@ impl pb::workspaces_server::Workspaces for WorkspacesService {
     ) -> Result<Response<pb::WorkspaceLock>, Status> {
         super::lifecycle::get_lock(&self.core, request.into_inner()).map(Response::new)
     }
+
+    async fn set_table_retention(
+        &self,
+        request: Request<pb::SetTableRetentionRequest>,
+    ) -> Result<Response<pb::TableRetention>, Status> {
+        let r = request.into_inner();
+        let resource = workspace_name(r.workspace.as_ref());
+        let (retention, _) = self.mutate(&resource, |c, _| {
+            c.set_table_retention(&resource, &r.table, r.retention_in_days)
+        })?;
+        Ok(Response::new(super::lifecycle::table_retention_to_pb(
+            &retention,
+        )))
+    }
+
+    async fn get_table_retention(
+        &self,
+        request: Request<pb::GetTableRequest>,
+    ) -> Result<Response<pb::TableRetention>, Status> {
+        let r = request.into_inner();
+        let resource = workspace_name(r.workspace.as_ref());
+        let control = self.core.control();
+        let retention = control
+            .table_retention(&resource, &r.table)
+            .map_err(|e| control_status(&control, &e))?;
+        Ok(Response::new(super::lifecycle::table_retention_to_pb(
+            &retention,
+        )))
+    }
 }
 
 fn table_to_pb(

@@ -1,20 +1,24 @@
 //! The storage server's data lifecycle: the retention job, pending purges, table delete and the
 //! workspace lock over gRPC (`storage.v1.Workspaces` Purge, GetPurgeStatus, DeleteTable,
-//! PutLock, DeleteLock, GetLock).
+//! PutLock, DeleteLock, GetLock; SetTableRetention and GetTableRetention in `grpc_workspaces`).
 //!
 //! **Retention job.** The control tick ([`super::effects::run_tick`]) calls
 //! [`Core::lifecycle_tick`] after each tick. Every [`RETENTION_CHECK_INTERVAL`] (simulated) it
 //! visits every workspace, in id order, and asks the data plane to remove the blocks older than
-//! the workspace's `retentionInDays` in every account that holds its data (its region's shared
+//! each table's retention — its own `retentionInDays` where it has one (issue 14), the
+//! workspace's otherwise — in every account that holds the workspace's data (its region's shared
 //! storage and every cluster it was ever linked to). The work is bounded: at most
 //! [`RETENTION_BLOCKS_PER_TICK_MAX`] blocks per tick; when that bound stops a pass, the next runs
 //! at the next tick (at most [`super::effects::TICK_CHECK_INTERVAL_MAX`] later). Removal needs
 //! no key, so it runs whatever the key-access state is: seed 000, "Inaccessible data is governed
 //! by the data-retention policy and will be purged when retention is reached". Each table's
-//! removal is one `storage.retention.removed` event (records, blocks, time range).
+//! removal is one `storage.retention.removed` event (records, blocks, time range, the table's
+//! retention).
 //!
-//! **Purges** are completed by the same tick, in request order: every block of the table holding
-//! a matching record is rewritten without it, in every account of the workspace. Blocks under
+//! **Purges** are completed by the same tick, in request order: in every account of the
+//! workspace, matching records still in the outage buffer are removed, and every block of the
+//! table is re-sealed without them under a new table key generation, the old one destroyed
+//! ([`crate::data::lifecycle`], [`crate::data::shred`]). Blocks under
 //! the customer's key need the account key in memory: while it is not (revoked, unavailable,
 //! not yet unwrapped) the purge stays `pending` and is retried at the next tick (at most
 //! [`PURGES_PER_TICK_MAX`] tried per tick).
@@ -177,12 +181,17 @@ impl Core {
         let plan = self.control().retention_plan();
         let mut budget = RETENTION_BLOCKS_PER_TICK_MAX;
         for (_, ws_id, location, days) in plan {
-            let cutoff = now.sub(DAY * days);
+            // A table's own retention, or the workspace's (issue 14).
+            let own = self.control().table_retentions(&ws_id);
+            let days_of = |table: &str| own.get(table).copied().unwrap_or(days);
+            let cutoff_of = |table: &str| now.sub(DAY * days_of(table));
             for (account, cluster) in accounts_of(self, &ws_id, &location) {
                 if !self.data.account_exists(&account)? {
                     continue;
                 }
-                let pass = self.data.retention_pass(&account, &ws_id, cutoff, budget)?;
+                let pass = self
+                    .data
+                    .retention_pass_by_table(&account, &ws_id, &cutoff_of, budget)?;
                 for r in &pass.removals {
                     budget -= r.blocks as usize;
                     self.record_lifecycle(
@@ -191,7 +200,7 @@ impl Core {
                             workspace: ws_id.clone(),
                             table: r.table.clone(),
                             storage: cluster.clone().unwrap_or_else(|| "shared".into()),
-                            retention_days: days,
+                            retention_days: days_of(&r.table),
                             records: r.records,
                             blocks: r.blocks,
                             from_ms: r.from_ms,
@@ -334,6 +343,15 @@ fn lock_to_pb(lock: Option<WorkspaceLock>) -> pb::WorkspaceLock {
             scope: l.scope,
         },
         None => pb::WorkspaceLock::default(),
+    }
+}
+
+/// A table's retention on the wire.
+pub fn table_retention_to_pb(r: &crate::control::TableRetention) -> pb::TableRetention {
+    pb::TableRetention {
+        table: r.table.clone(),
+        retention_in_days: r.days,
+        as_default: r.as_default,
     }
 }
 
