@@ -102,6 +102,23 @@ pub struct QuerySpec {
     /// Rows to return (0: [`QUERY_ROWS_DEFAULT`]); at most [`QUERY_ROWS_MAX`].
     pub limit: u32,
     pub order: Order,
+    /// A KQL query's projection and leading filters for storage to apply while it scans
+    /// (issue 11's pushdown); `None` for a plain query.
+    #[serde(default)]
+    pub kql: Option<KqlRead>,
+}
+
+/// What a KQL read asks storage to apply (`storage.v1.QueryRequest.kql*`): rows of `columns`
+/// only, and only those the query's leading filters keep. A backend may ignore it (the
+/// in-memory one does): the front end applies the same filter again, so the answer is the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KqlRead {
+    /// The query text.
+    pub text: String,
+    /// The columns the query reads, with their Kusto type names, in the table's order.
+    pub columns: Vec<(String, String)>,
+    /// The query's now (Unix ms).
+    pub now_ms: i64,
 }
 
 impl QuerySpec {
@@ -242,6 +259,9 @@ pub struct StoragePart {
     pub matched: BTreeMap<Tier, u64>,
     /// True when storage stopped scanning at its own cap, so `matched` is a lower bound.
     pub scan_truncated: bool,
+    /// Records in the range the storage scanned: with a KQL pushdown, before its filter (so
+    /// more than `matched`); otherwise the rows offered to this part that are in the range.
+    pub scanned: u64,
 }
 
 /// One row of the answer.
@@ -274,7 +294,9 @@ pub fn filter_part(
 ) -> StoragePart {
     let mut kept: Vec<(Record, Tier)> = Vec::new();
     let mut matched = BTreeMap::new();
+    let mut scanned = 0u64;
     for (record, tier) in rows {
+        scanned += u64::from(spec.range.contains(record.time_generated));
         if matches(&record, &spec.range, &spec.filters) {
             *matched.entry(tier).or_insert(0) += 1;
             kept.push((record, tier));
@@ -287,6 +309,7 @@ pub fn filter_part(
         rows: kept,
         matched,
         scan_truncated: false,
+        scanned,
     }
 }
 
@@ -367,6 +390,7 @@ mod tests {
             count_only: false,
             limit,
             order,
+            kql: None,
         }
     }
 

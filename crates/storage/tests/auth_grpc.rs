@@ -342,6 +342,7 @@ async fn tokens_tenants_and_roles_guard_storage_and_ingest() {
                 from_unix_ms: 0,
                 to_unix_ms: i64::MAX,
                 limit: 10,
+                ..Default::default()
             },
         ))
         .await

@@ -80,6 +80,7 @@ async fn declarations_survive_a_restart_and_a_column_type_never_changes() {
             count_only: false,
             limit: 0,
             order: Order::Asc,
+            kql: None,
         })
         .await
         .expect("the table is still declared after the restart");

@@ -139,6 +139,20 @@ impl GrpcStorage {
             from_unix_ms: spec.range.from.unix_ms(),
             to_unix_ms: spec.range.to.unix_ms(),
             limit: QUERY_SCAN_ROWS_MAX,
+            kql: spec
+                .kql
+                .as_ref()
+                .map_or_else(String::new, |k| k.text.clone()),
+            kql_columns: spec.kql.as_ref().map_or_else(Vec::new, |k| {
+                k.columns
+                    .iter()
+                    .map(|(name, t)| sb::TableColumn {
+                        name: name.clone(),
+                        r#type: t.clone(),
+                    })
+                    .collect()
+            }),
+            kql_now_unix_ms: spec.kql.as_ref().map_or(0, |k| k.now_ms),
         };
         let response = match self.data().query(message).await {
             Ok(r) => r.into_inner(),
@@ -171,6 +185,14 @@ impl GrpcStorage {
             .map(|(destination, rows)| {
                 let mut part = filter_part(destination, rows, &spec);
                 part.scan_truncated = response.truncated;
+                // With a KQL pushdown, storage scanned more than it returned.
+                part.scanned = response
+                    .parts
+                    .iter()
+                    .filter(|p| destination_of(&p.storage).as_ref() == Some(&part.destination))
+                    .map(|p| p.scanned)
+                    .sum::<u64>()
+                    .max(part.scanned);
                 part
             })
             .collect())

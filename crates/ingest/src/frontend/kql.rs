@@ -29,7 +29,7 @@ use cmksim_sim::SimTime;
 use super::{workspace_name, Frontend, EVENT_SOURCE};
 use crate::error::{ErrorClass, ErrorShape, QueryError};
 use crate::events::IngestEvent;
-use crate::query::{Order, QuerySpec, TimeRange};
+use crate::query::{KqlRead, Order, QuerySpec, TimeRange};
 use crate::record::{ColumnType, Value};
 
 /// Rows asked for in one read (storage's own cap per read, `QUERY_RECORDS_MAX`).
@@ -278,7 +278,7 @@ impl Frontend {
                 self.empty_table(workspace, &name).await?
             } else {
                 let (table, read, served) = self
-                    .read_table(workspace, &query, &name, range, now)
+                    .read_table(workspace, text, &query, &name, range, now)
                     .await?;
                 for (storage, rows) in served {
                     *served_by.entry(storage).or_insert(0) += rows;
@@ -327,16 +327,19 @@ impl Frontend {
     /// query path (storage reads every storage the workspace's data went to), page by page
     /// ([`Pager`]), as a KQL table; with the rows read and the rows each storage and tier
     /// served.
+    #[allow(clippy::too_many_arguments)]
     async fn read_table(
         &self,
         workspace: &str,
+        text: &str,
         query: &kql::Query,
         name: &str,
         range: TimeRange,
         now: SimTime,
     ) -> Result<(kql::Table, u64, BTreeMap<String, u64>), KqlError> {
         let schema = self.schema_for_query(workspace, name).await?;
-        let columns = columns_of(&schema);
+        let all = columns_of(&schema);
+        let columns = query.projection(name, &all).unwrap_or(all);
         let filter = query
             .row_filter(name, &columns)
             .map_err(KqlError::Semantic)?;
@@ -358,13 +361,24 @@ impl Frontend {
                 count_only: false,
                 limit: KQL_PAGE_ROWS,
                 order: Order::Asc,
+                kql: Some(KqlRead {
+                    text: text.to_string(),
+                    columns: columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.column_type.name().to_string()))
+                        .collect(),
+                    now_ms: now.unix_ms(),
+                }),
             };
             let parts = self
                 .backend
                 .query(spec.clone(), schema.clone())
                 .await
                 .map_err(|e| KqlError::Read(super::query_backend_error(e)))?;
+            let scanned: u64 = parts.iter().map(|p| p.scanned).sum();
             let answer = crate::query::merge(&spec, parts);
+            let truncated = answer.truncated;
+            let mut consumed = 0u64;
             let last = answer.rows.last().map(|r| r.record.time_generated);
             let cut = pager
                 .advance(window, answer.truncated, last)
@@ -373,7 +387,7 @@ impl Frontend {
                 if cut.is_some_and(|cut| row.record.time_generated >= cut) {
                     break;
                 }
-                rows_read += 1;
+                consumed += 1;
                 *served
                     .entry((row.destination.clone(), row.tier))
                     .or_insert(0) += 1;
@@ -401,6 +415,9 @@ impl Frontend {
                     rows.push(cells);
                 }
             }
+            // A page that fits: every record storage scanned in the window. A cut-off page: the
+            // rows before the cut (records its pushed-down filter dropped there go uncounted).
+            rows_read += if truncated { consumed } else { scanned };
         }
         let served = served
             .iter()

@@ -149,6 +149,7 @@ pub fn spec_from_pb(request: &pb::QueryRequest) -> Result<QuerySpec, ConvertErro
         count_only: request.count_only,
         limit: request.limit,
         order: convert::order_from_pb(request.order)?,
+        kql: None,
     })
 }
 

@@ -23,8 +23,10 @@ use super::{DataPlane, Result};
 /// What a row scan returns per row.
 #[derive(Clone, Copy, Debug)]
 pub struct RowScan<'a> {
-    /// The columns wanted, in the order of the row's cells. A column named `TimeGenerated`
-    /// gets the record's time; a column a record lacks is null.
+    /// The columns wanted, in the order of the row's cells, with their declared types. A
+    /// column named `TimeGenerated` gets the record's time; a column a record lacks is null; a
+    /// value of another type is conformed to the declared one as the front end does (see
+    /// `conform`).
     pub columns: &'a [kql::Column],
     /// Bound to `columns` (`Query::row_filter` over the same columns); rows it does not keep
     /// are dropped in the scan. `None`: every row in the range.
@@ -74,11 +76,14 @@ impl DataPlane {
                 header.payload_format,
                 &header.table,
                 &projection,
-                &mut |time_ms, row| {
+                &mut |time_ms, mut row| {
                     if time_ms < from || time_ms >= to {
                         return;
                     }
                     in_range += 1;
+                    for (cell, column) in row.iter_mut().zip(rows.columns) {
+                        conform(cell, column.column_type);
+                    }
                     if rows.filter.is_none_or(|f| f.keeps(&row, rows.now_ms)) {
                         kept.push((time_ms, row));
                     }
@@ -100,4 +105,29 @@ impl DataPlane {
             visit(tier, key, time_ms, row)
         })
     }
+}
+
+/// Converts a stored value to the column's declared type where the front end does the same
+/// when it reads records (`cmksim_ingest::record::conform`): a long in a datetime column is
+/// Unix ms, a long in a real column its value, and a non-dynamic value in a dynamic column
+/// becomes its JSON (a datetime as its RFC 3339 text). Anything else is left as stored.
+fn conform(cell: &mut kql::Value, declared: kql::ColumnType) {
+    use kql::ColumnType as T;
+    use kql::Value as V;
+    let converted = match (declared, &*cell) {
+        (T::DateTime, V::Long(ms)) => V::DateTime(*ms),
+        (T::Real, V::Long(v)) => V::Real(*v as f64),
+        (T::Dynamic, V::String(s)) => V::Dynamic(serde_json::Value::String(s.clone())),
+        (T::Dynamic, V::Long(v)) => V::Dynamic(serde_json::Value::from(*v)),
+        (T::Dynamic, V::Real(v)) => V::Dynamic(
+            serde_json::Number::from_f64(*v)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        ),
+        (T::Dynamic, V::Bool(b)) => V::Dynamic(serde_json::Value::Bool(*b)),
+        (T::Dynamic, V::DateTime(ms)) => V::Dynamic(serde_json::Value::String(
+            cmksim_sim::SimTime(*ms).to_rfc3339(),
+        )),
+        _ => return,
+    };
+    *cell = converted;
 }

@@ -369,6 +369,7 @@ impl pb::data_plane_server::DataPlane for DataService {
             0 => QUERY_RECORDS_MAX,
             l => l.min(QUERY_RECORDS_MAX),
         } as usize;
+        let pushdown = KqlPushdown::of(&req)?;
         let mut rows = Earliest::new(limit);
         let mut parts = Vec::new();
         let mut seq = 0usize;
@@ -377,33 +378,53 @@ impl pb::data_plane_server::DataPlane for DataService {
                         host: Option<&ClusterHost>,
                         rows: &mut Earliest|
          -> Result<(), Status> {
-            let mut count = 0u64;
-            let mut visit = |tier: Tier, key: &crate::data::KeyRef, r: Record| {
-                count += 1;
-                seq += 1;
-                rows.offer(r.time_generated_ms, seq, || pb::QueriedRecord {
-                    record: Some(record_to_pb(&r)),
-                    storage: storage.to_string(),
-                    tier: match tier {
-                        Tier::Hot => pb::Tier::Hot,
-                        _ => pb::Tier::Cold,
-                    } as i32,
-                    key: Some(protecting_key(key)),
-                });
-            };
+            let (mut count, mut scanned) = (0u64, 0u64);
             let mut scan = |aek: Option<&crate::data::Aek>| {
-                core.data.scan_with_tiers(
-                    &ScanRequest {
-                        account,
-                        aek,
-                        workspace: &req.workspace_id,
-                        table: &req.table,
-                        from,
-                        to,
-                        now,
-                    },
-                    &mut visit,
-                )
+                let request = ScanRequest {
+                    account,
+                    aek,
+                    workspace: &req.workspace_id,
+                    table: &req.table,
+                    from,
+                    to,
+                    now,
+                };
+                match &pushdown {
+                    None => core
+                        .data
+                        .scan_with_tiers(&request, &mut |tier, key, r: Record| {
+                            scanned += 1;
+                            count += 1;
+                            seq += 1;
+                            rows.offer(r.time_generated_ms, seq, || pb::QueriedRecord {
+                                record: Some(record_to_pb(&r)),
+                                storage: storage.to_string(),
+                                tier: match tier {
+                                    Tier::Hot => pb::Tier::Hot,
+                                    _ => pb::Tier::Cold,
+                                } as i32,
+                                key: Some(protecting_key(key)),
+                            });
+                        }),
+                    Some(p) => p.scan(
+                        &core.data,
+                        &request,
+                        &mut scanned,
+                        &mut |tier, key, time_ms, row| {
+                            count += 1;
+                            seq += 1;
+                            rows.offer(time_ms, seq, || pb::QueriedRecord {
+                                record: Some(p.record(time_ms, row)),
+                                storage: storage.to_string(),
+                                tier: match tier {
+                                    Tier::Hot => pb::Tier::Hot,
+                                    _ => pb::Tier::Cold,
+                                } as i32,
+                                key: Some(protecting_key(key)),
+                            });
+                        },
+                    ),
+                }
             };
             let scan = match host {
                 Some(h) => h.with_aek(&mut scan),
@@ -420,6 +441,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                 records: count,
                 blocks_from_hot: scan.blocks_from_hot,
                 blocks_from_cold: scan.blocks_from_cold,
+                scanned,
             });
             Ok(())
         };
@@ -522,6 +544,108 @@ impl pb::data_plane_server::DataPlane for DataService {
             }
         }
         Ok(Response::new(out))
+    }
+}
+
+/// A query's KQL pushdown (`QueryRequest.kql`): the query's projection of the caller's columns
+/// and its leading filters bound to them, applied by `DataPlane::scan_rows`.
+struct KqlPushdown {
+    columns: Vec<cmksim_kql::Column>,
+    filter: Option<cmksim_kql::RowFilter>,
+    now_ms: i64,
+}
+
+impl KqlPushdown {
+    /// `None` when the request carries no KQL. A query or a column type that does not parse,
+    /// or a filter that does not bind, is the caller's error (400).
+    fn of(req: &pb::QueryRequest) -> Result<Option<KqlPushdown>, Status> {
+        if req.kql.is_empty() {
+            return Ok(None);
+        }
+        let bad = |m: String| azure_status(Code::InvalidArgument, "BadRequest", 400, &m);
+        let query = cmksim_kql::parse(&req.kql).map_err(|e| bad(format!("kql: {e}")))?;
+        let all = req
+            .kql_columns
+            .iter()
+            .map(|c| {
+                cmksim_kql::ColumnType::from_name(&c.r#type)
+                    .map(|t| cmksim_kql::Column::new(c.name.clone(), t))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "kql column {:?}: unknown type {:?}",
+                            cmksim_sim::text::echo(&c.name),
+                            cmksim_sim::text::echo(&c.r#type)
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let columns = query.projection(&req.table, &all).unwrap_or(all);
+        let filter = query
+            .row_filter(&req.table, &columns)
+            .map_err(|e| bad(format!("kql: {e}")))?;
+        Ok(Some(KqlPushdown {
+            columns,
+            filter,
+            now_ms: req.kql_now_unix_ms,
+        }))
+    }
+
+    fn scan(
+        &self,
+        data: &crate::data::DataPlane,
+        request: &ScanRequest<'_>,
+        scanned: &mut u64,
+        visit: &mut dyn FnMut(Tier, &crate::data::KeyRef, i64, Vec<cmksim_kql::Value>),
+    ) -> Result<crate::server::blocks::BlockScan, DataError> {
+        let stats = data.scan_rows(
+            request,
+            &crate::data::RowScan {
+                columns: &self.columns,
+                filter: self.filter.as_ref(),
+                now_ms: self.now_ms,
+            },
+            visit,
+        )?;
+        *scanned += stats.records;
+        Ok(crate::server::blocks::BlockScan {
+            blocks_from_hot: stats.served_from_hot,
+            blocks_from_cold: stats.served_from_cold,
+        })
+    }
+
+    /// A kept row as a wire record: its projected cells, nulls absent (as the wire says).
+    fn record(&self, time_ms: i64, row: Vec<cmksim_kql::Value>) -> pb::Record {
+        use cmksim_kql::Value as V;
+        use pb::value::Kind;
+        let columns = self
+            .columns
+            .iter()
+            .zip(row)
+            .filter_map(|(c, cell)| {
+                let kind = match cell {
+                    V::Null => return None,
+                    _ if c.name == "TimeGenerated" => return None,
+                    V::String(s) => Kind::StringValue(s),
+                    V::Long(n) => Kind::LongValue(n),
+                    V::Real(x) => Kind::RealValue(x),
+                    V::Bool(b) => Kind::BoolValue(b),
+                    V::DateTime(ms) => Kind::DatetimeUnixMs(ms),
+                    // Storage holds no timespans; a long is its nearest wire form.
+                    V::TimeSpan(ms) => Kind::LongValue(ms),
+                    V::Dynamic(j) => {
+                        Kind::DynamicValue(cmksim_proto::dynamic::dynamic_from_json(&j))
+                    }
+                };
+                Some(pb::Column {
+                    name: c.name.clone(),
+                    value: Some(pb::Value { kind: Some(kind) }),
+                })
+            })
+            .collect();
+        pb::Record {
+            time_unix_ms: time_ms,
+            columns,
+        }
     }
 }
 

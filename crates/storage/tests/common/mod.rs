@@ -601,6 +601,7 @@ impl World {
                 from_unix_ms: 0,
                 to_unix_ms: i64::MAX,
                 limit: 0,
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())
