@@ -12,7 +12,7 @@ use std::time::Duration;
 use cmksim_sim::{Event, SimTime};
 
 use crate::events::{self, str_field, u64_field};
-use crate::history::{self, RunSpan};
+use crate::history::RunSpan;
 use crate::model::{
     Expectation, IncidentOutcome, IngestOutcome, RemovalCause, Scenario, Subject, Success, Timing,
 };
@@ -131,102 +131,43 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
         ),
         (subject, Timing::At(offset)) => {
             let t = at(run, *offset);
-            match subject {
-                Subject::Sentinel { workspace, state } => {
-                    match sentinel_state_event_at(events, workspace, t) {
-                        Some(e) if events::sentinel_state(e) == Some(*state) => (
-                            Outcome::Held,
-                            format!(
-                                "Sentinel of {workspace} is {} at {}",
-                                state.as_str(),
-                                label(run, t)
-                            ),
-                            vec![Evidence::of(e, "state in force at that moment")],
-                        ),
-                        Some(e) => (
-                            Outcome::Broken,
-                            format!(
-                                "Sentinel of {workspace} is {} at {}, not {}",
-                                events::sentinel_state(e).map(|s| s.as_str()).unwrap_or("?"),
-                                label(run, t),
-                                state.as_str()
-                            ),
-                            vec![Evidence::of(e, "state in force at that moment")],
-                        ),
-                        None => (
-                            Outcome::Broken,
-                            format!(
-                                "{workspace} was not onboarded to Sentinel by {}",
-                                label(run, t)
-                            ),
-                            vec![],
-                        ),
-                    }
-                }
-                Subject::Storage { cluster, state } => {
-                    match history::state_event_at(events, cluster, t) {
-                        Some(e) if events::storage_state(e) == Some(*state) => (
-                            Outcome::Held,
-                            format!("{cluster} is {} at {}", state.as_str(), label(run, t)),
-                            vec![Evidence::of(e, "state in force at that moment")],
-                        ),
-                        Some(e) => (
-                            Outcome::Broken,
-                            format!(
-                                "{cluster} is {} at {}, not {}",
-                                events::storage_state(e).map(|s| s.as_str()).unwrap_or("?"),
-                                label(run, t),
-                                state.as_str()
-                            ),
-                            vec![Evidence::of(e, "state in force at that moment")],
-                        ),
-                        None => (
-                            Outcome::Broken,
-                            format!(
-                                "no storage state of {cluster} recorded by {}",
-                                label(run, t)
-                            ),
-                            vec![],
-                        ),
-                    }
-                }
-                _ => {
-                    // A probe query made at `t`: the first query of the workspace from `t` (for
-                    // a KQL probe, the first that read exactly the tables its query names).
-                    let kql_table = match subject {
-                        Subject::Query { kql: Some(kql), .. } => Some(kql.event_table()),
-                        _ => None,
-                    };
-                    let probe = events.iter().find(|e| {
-                        is_query(e)
-                            && e.at_ms >= t.0
-                            && e.at_ms <= t.0 + PROBE_SLACK_MS
-                            && str_field(e, "workspace") == subject_workspace(subject)
-                            && kql_table
-                                .as_deref()
-                                .is_none_or(|table| str_field(e, "table") == Some(table))
-                    });
-                    match probe {
-                        Some(e) if matches(subject, e) => (
-                            Outcome::Held,
-                            format!("the query at {} {}", label(run, e.at()), e.message),
-                            vec![Evidence::of(e, "the probe query")],
-                        ),
-                        Some(e) => (
-                            Outcome::Broken,
-                            format!("the query at {}: {}", label(run, e.at()), e.message),
-                            vec![Evidence::of(e, "the probe query")],
-                        ),
-                        None => (
-                            Outcome::Broken,
-                            format!(
-                                "no query of the workspace was recorded at {}",
-                                label(run, t)
-                            ),
-                            vec![],
-                        ),
-                    }
-                }
+            if let Some(owner) = StateSubject::of(subject) {
+                return owner.judge_at(events, run, t);
+            }
+            // A probe query made at `t`: the first query of the workspace from `t` (for
+            // a KQL probe, the first that read exactly the tables its query names).
+            let kql_table = match subject {
+                Subject::Query { kql: Some(kql), .. } => Some(kql.event_table()),
+                _ => None,
+            };
+            let probe = events.iter().find(|e| {
+                is_query(e)
+                    && e.at_ms >= t.0
+                    && e.at_ms <= t.0 + PROBE_SLACK_MS
+                    && str_field(e, "workspace") == subject_workspace(subject)
+                    && kql_table
+                        .as_deref()
+                        .is_none_or(|table| str_field(e, "table") == Some(table))
+            });
+            match probe {
+                Some(e) if matches(subject, e) => (
+                    Outcome::Held,
+                    format!("the query at {} {}", label(run, e.at()), e.message),
+                    vec![Evidence::of(e, "the probe query")],
+                ),
+                Some(e) => (
+                    Outcome::Broken,
+                    format!("the query at {}: {}", label(run, e.at()), e.message),
+                    vec![Evidence::of(e, "the probe query")],
+                ),
+                None => (
+                    Outcome::Broken,
+                    format!(
+                        "no query of the workspace was recorded at {}",
+                        label(run, t)
+                    ),
+                    vec![],
+                ),
             }
         }
         (subject, Timing::By(offset)) => {
@@ -314,6 +255,113 @@ fn judge(x: &Expectation, events: &[Event], run: RunSpan) -> Judgement {
     }
 }
 
+/// A subject that is a state something is in (a cluster's storage, a workspace's Sentinel),
+/// judged one way whichever it is: the state event in force at a moment, or the first event
+/// entering the wanted state in a window (being in it when the window opens counts).
+struct StateSubject<'s> {
+    /// The cluster or the workspace the expectation names.
+    owner: &'s str,
+    /// The owner in sentences: `cluster1`, `Sentinel of ws-01`.
+    name: String,
+    wanted: &'static str,
+    /// The sentence, up to the moment, when no state of the owner was recorded by then.
+    none_by: String,
+    /// The state `event` sets for `owner` (None: not one of its state events).
+    state: fn(&Event, &str) -> Option<&'static str>,
+}
+
+impl<'s> StateSubject<'s> {
+    fn of(subject: &'s Subject) -> Option<StateSubject<'s>> {
+        match subject {
+            Subject::Storage { cluster, state } => Some(StateSubject {
+                owner: cluster,
+                name: cluster.clone(),
+                wanted: state.as_str(),
+                none_by: format!("no storage state of {cluster} recorded by"),
+                state: |e, cluster| {
+                    if events::cluster_of(e) == Some(cluster) {
+                        events::storage_state(e).map(|s| s.as_str())
+                    } else {
+                        None
+                    }
+                },
+            }),
+            Subject::Sentinel { workspace, state } => Some(StateSubject {
+                owner: workspace,
+                name: format!("Sentinel of {workspace}"),
+                wanted: state.as_str(),
+                none_by: format!("{workspace} was not onboarded to Sentinel by"),
+                state: |e, workspace| {
+                    if events::sentinel_workspace(e) == Some(workspace) {
+                        events::sentinel_state(e).map(|s| s.as_str())
+                    } else {
+                        None
+                    }
+                },
+            }),
+            _ => None,
+        }
+    }
+
+    fn state_of(&self, e: &Event) -> Option<&'static str> {
+        (self.state)(e, self.owner)
+    }
+
+    /// The event that set the owner's state in force at `at`.
+    fn in_force_at<'e>(&self, events: &'e [Event], at: SimTime) -> Option<&'e Event> {
+        events
+            .iter()
+            .rev()
+            .find(|e| e.at_ms <= at.0 && self.state_of(e).is_some())
+    }
+
+    /// `at`: the state in force at `t` is the wanted one.
+    fn judge_at(&self, events: &[Event], run: RunSpan, t: SimTime) -> Judgement {
+        let name = &self.name;
+        match self.in_force_at(events, t) {
+            Some(e) if self.state_of(e) == Some(self.wanted) => (
+                Outcome::Held,
+                format!("{name} is {} at {}", self.wanted, label(run, t)),
+                vec![Evidence::of(e, "state in force at that moment")],
+            ),
+            Some(e) => (
+                Outcome::Broken,
+                format!(
+                    "{name} is {} at {}, not {}",
+                    self.state_of(e).unwrap_or("?"),
+                    label(run, t),
+                    self.wanted
+                ),
+                vec![Evidence::of(e, "state in force at that moment")],
+            ),
+            None => (
+                Outcome::Broken,
+                format!("{} {}", self.none_by, label(run, t)),
+                vec![],
+            ),
+        }
+    }
+
+    /// The first moment in `[from, until]` the owner is in the wanted state.
+    fn first_in(
+        &self,
+        events: &[Event],
+        from: SimTime,
+        until: SimTime,
+    ) -> Option<(SimTime, Vec<Evidence>)> {
+        if let Some(e) = self.in_force_at(events, from) {
+            if self.state_of(e) == Some(self.wanted) {
+                return Some((from, vec![Evidence::of(e, "already in that state")]));
+            }
+        }
+        events
+            .iter()
+            .filter(|e| e.at_ms > from.0 && e.at_ms <= until.0)
+            .find(|e| self.state_of(e) == Some(self.wanted))
+            .map(|e| (e.at(), vec![Evidence::of(e, "state entered")]))
+    }
+}
+
 fn is_query(e: &Event) -> bool {
     e.kind == events::QUERY_OK || e.kind == events::QUERY_FAILED
 }
@@ -395,6 +443,20 @@ fn matches(subject: &Subject, e: &Event) -> bool {
                 && str_field(e, "workspace") == Some(workspace)
                 && u64_field(e, "records") >= *min_records
         }
+        Subject::SavedSearches {
+            workspace,
+            readable,
+            min_records,
+        } => {
+            str_field(e, "workspace") == Some(workspace)
+                && match readable {
+                    true => {
+                        e.kind == events::SAVED_SEARCHES_READ
+                            && u64_field(e, "count") >= *min_records
+                    }
+                    false => e.kind == events::SAVED_SEARCHES_UNREADABLE,
+                }
+        }
         _ => false,
     }
 }
@@ -405,19 +467,6 @@ fn removal_kind(cause: RemovalCause) -> &'static str {
         RemovalCause::Retention => events::RETENTION_REMOVED,
         RemovalCause::Purge => events::PURGE_COMPLETED,
     }
-}
-
-/// The event that set the Sentinel state of `workspace` in force at `at`.
-pub fn sentinel_state_event_at<'e>(
-    events: &'e [Event],
-    workspace: &str,
-    at: SimTime,
-) -> Option<&'e Event> {
-    events.iter().rev().find(|e| {
-        e.at_ms <= at.0
-            && events::sentinel_workspace(e) == Some(workspace)
-            && events::sentinel_state(e).is_some()
-    })
 }
 
 /// A `key_use` expectation: the runner's `scenario.audit` answer for the same key, version and
@@ -494,37 +543,10 @@ fn first_occurrence(
     from: SimTime,
     until: SimTime,
 ) -> Option<(SimTime, Vec<Evidence>)> {
+    if let Some(owner) = StateSubject::of(subject) {
+        return owner.first_in(events, from, until);
+    }
     match subject {
-        Subject::Storage { cluster, state } => {
-            if let Some(e) = history::state_event_at(events, cluster, from) {
-                if events::storage_state(e) == Some(*state) {
-                    return Some((from, vec![Evidence::of(e, "already in that state")]));
-                }
-            }
-            events
-                .iter()
-                .filter(|e| e.at_ms > from.0 && e.at_ms <= until.0)
-                .find(|e| {
-                    events::cluster_of(e) == Some(cluster.as_str())
-                        && events::storage_state(e) == Some(*state)
-                })
-                .map(|e| (e.at(), vec![Evidence::of(e, "state entered")]))
-        }
-        Subject::Sentinel { workspace, state } => {
-            if let Some(e) = sentinel_state_event_at(events, workspace, from) {
-                if events::sentinel_state(e) == Some(*state) {
-                    return Some((from, vec![Evidence::of(e, "already in that state")]));
-                }
-            }
-            events
-                .iter()
-                .filter(|e| e.at_ms > from.0 && e.at_ms <= until.0)
-                .find(|e| {
-                    events::sentinel_workspace(e) == Some(workspace.as_str())
-                        && events::sentinel_state(e) == Some(*state)
-                })
-                .map(|e| (e.at(), vec![Evidence::of(e, "state entered")]))
-        }
         _ => events
             .iter()
             .filter(|e| e.at_ms >= from.0 && e.at_ms <= until.0)
@@ -535,9 +557,10 @@ fn first_occurrence(
 
 /// For a broken expectation: the last related event before `until` (what was seen instead).
 fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evidence> {
+    let owner = StateSubject::of(subject);
     let related = |e: &&Event| match subject {
-        Subject::Storage { cluster, .. } => {
-            events::storage_state(e).is_some() && events::cluster_of(e) == Some(cluster.as_str())
+        Subject::Storage { .. } | Subject::Sentinel { .. } => {
+            owner.as_ref().is_some_and(|o| o.state_of(e).is_some())
         }
         Subject::Ingest { workspace, .. } => {
             (e.kind == events::INGEST_BATCH || e.kind == events::BUFFER_EXPIRED)
@@ -546,9 +569,6 @@ fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evi
         Subject::Query { workspace, .. } => {
             is_query(e) && str_field(e, "workspace") == Some(workspace)
         }
-        Subject::Sentinel { workspace, .. } => {
-            events::sentinel_state(e).is_some() && events::sentinel_workspace(e) == Some(workspace)
-        }
         Subject::Incident { workspace, .. } => {
             (e.kind == events::SENTINEL_ITEM_STORED || e.kind == events::SENTINEL_OPERATION_REFUSED)
                 && events::sentinel_workspace(e) == Some(workspace)
@@ -556,6 +576,10 @@ fn last_relevant(subject: &Subject, events: &[Event], until: SimTime) -> Vec<Evi
         Subject::Removed {
             workspace, cause, ..
         } => e.kind == removal_kind(*cause) && str_field(e, "workspace") == Some(workspace),
+        Subject::SavedSearches { workspace, .. } => {
+            (e.kind == events::SAVED_SEARCHES_READ || e.kind == events::SAVED_SEARCHES_UNREADABLE)
+                && str_field(e, "workspace") == Some(workspace)
+        }
         _ => false,
     };
     events
