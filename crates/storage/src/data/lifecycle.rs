@@ -73,6 +73,9 @@ pub struct PurgeReport {
     pub blocks_resealed: u64,
     /// Blocks written in their place.
     pub blocks_written: u64,
+    /// Times the purge waited for appends that took block ids before it began.
+    #[serde(default)]
+    pub append_waits: u64,
     /// Records removed (from blocks and from the outage buffer).
     pub records: u64,
     /// Of `records`, those removed from the outage buffer (so they never come back when it drains).
@@ -324,9 +327,11 @@ impl DataPlane {
                     removal.to_ms = removal.to_ms.max(h.max_time_ms);
                 }
             }
-            match self.wait_for_appends_below(write, first_kept, &mut waits, account, table)? {
-                Some(relocked) => write = relocked,
-                None => break,
+            let (relocked, waited) =
+                self.wait_for_appends_below(write, first_kept, &mut waits, account, table)?;
+            write = relocked;
+            if !waited {
+                break;
             }
         }
         self.trees.db.flush()?;
@@ -336,10 +341,11 @@ impl DataPlane {
     }
 
     /// Waits, without the write lock, for the appends that took block ids below `first_id` to
-    /// commit or fail: `None` when there are none (the lock is kept by the caller's guard, which
-    /// is handed back through `Some` otherwise, re-taken after one wait of
-    /// [`APPEND_WAIT_STEP`]). At most [`APPEND_WAITS_MAX`] waits per operation, counted in
-    /// `waits`; beyond, [`DataError::PurgeRaced`] (nothing destroyed: a retry continues).
+    /// commit or fail. Hands the write lock back: `(guard, false)` when there were none (the lock
+    /// was held throughout), `(guard, true)` after one wait of [`APPEND_WAIT_STEP`] with the
+    /// lock released (the caller does its round again). At most [`APPEND_WAITS_MAX`] waits per
+    /// operation, counted in `waits`; beyond, [`DataError::PurgeRaced`] (nothing destroyed: a
+    /// retry continues).
     fn wait_for_appends_below<'a>(
         &'a self,
         write: MutexGuard<'a, WriteState>,
@@ -347,12 +353,12 @@ impl DataPlane {
         waits: &mut u64,
         account: &str,
         table: &str,
-    ) -> Result<Option<MutexGuard<'a, WriteState>>> {
+    ) -> Result<(MutexGuard<'a, WriteState>, bool)> {
         if write
             .oldest_append_in_flight()
             .is_none_or(|oldest| oldest >= first_id)
         {
-            return Ok(None);
+            return Ok((write, false));
         }
         if *waits >= APPEND_WAITS_MAX {
             return Err(DataError::PurgeRaced {
@@ -364,7 +370,7 @@ impl DataPlane {
         drop(write);
         *waits += 1;
         std::thread::sleep(APPEND_WAIT_STEP);
-        Ok(Some(self.lock_write()))
+        Ok((self.lock_write(), true))
     }
 
     /// Removes the records of one table of `workspace` in `account` for which `matches` is true,
@@ -432,8 +438,8 @@ impl DataPlane {
         };
         crash_point();
         let mut waits = 0u64;
-        loop {
-            self.reseal_below(
+        let result = loop {
+            let resealed = self.reseal_below(
                 &account_record,
                 aek,
                 workspace,
@@ -443,12 +449,20 @@ impl DataPlane {
                 now,
                 &mut write,
                 &mut report,
-            )?;
-            match self.wait_for_appends_below(write, first_new, &mut waits, account, table)? {
-                Some(relocked) => write = relocked,
-                None => break,
+            );
+            if let Err(e) = resealed {
+                break Err(e);
             }
-        }
+            match self.wait_for_appends_below(write, first_new, &mut waits, account, table) {
+                Ok((relocked, true)) => write = relocked,
+                Ok((kept, false)) => break Ok(kept),
+                Err(e) => break Err(e),
+            }
+        };
+        report.append_waits = waits;
+        // Held to the end: the flush and the old generation's destruction come before any other
+        // mutation of the data plane.
+        let _write = result?;
         self.trees.db.flush()?;
         crash_point();
         self.table_keys
