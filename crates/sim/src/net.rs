@@ -32,7 +32,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::Stream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+mod link;
 mod mem;
+pub use link::{LinkQuality, LinkQualityError, DELIVERY_ENTRIES_MAX};
 pub use mem::{MemHost, MemIncoming, MemNet, MemStream, ACCEPT_BACKLOG, STREAM_BUFFER_BYTES};
 mod serve;
 pub use serve::{bind_tcp, health_and_reflection, BindError, ReflectionError};

@@ -17,21 +17,35 @@
 //!   crashed host's remaining tasks end, on the peer's with `ConnectionReset`. The caller aborts
 //!   the host's tasks; **restart** lets it listen again (a new incarnation: streams of the old
 //!   one stay dead).
+//! - **link quality** of a pair of hosts ([`LinkQuality`]): latency, fixed plus a jitter drawn
+//!   per write from the network's seeded stream ([`MemNet::seeded`]), applied where the bytes
+//!   arrive ([`super::link::Deliveries`]); and loss, drawn per write: a lost write breaks its
+//!   connection (both ends fail with `ConnectionReset`, the transport error a real client sees
+//!   for a dropped connection) and the clients reconnect. A run without link quality draws
+//!   nothing, so it adds nothing to the seeded streams and reads the clock only as timers do.
 //!
 //! Bounds: a connection buffers at most [`STREAM_BUFFER_BYTES`] each way; a listener's backlog
 //! is [`ACCEPT_BACKLOG`] connections (a connection beyond it is refused); the waker table holds
-//! at most two entries per open stream (a stream removes its own when dropped).
+//! at most two entries per open stream (a stream removes its own when dropped); a direction's
+//! delivery book at most [`super::link::DELIVERY_ENTRIES_MAX`] entries.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::Stream;
+
+use super::link::{Deliveries, LinkQuality, LinkQualityError};
 
 /// Bytes buffered in each direction of one connection before a writer waits.
 pub const STREAM_BUFFER_BYTES: usize = 256 * 1024;
@@ -80,6 +94,10 @@ struct State {
     /// that a fault or a repair wakes them.
     wakers: BTreeMap<(u64, Direction), Waker>,
     next_stream: u64,
+    /// Links that are not perfect, by unordered host pair.
+    links: BTreeMap<(String, String), LinkQuality>,
+    /// The draws of jitter and loss (seeded: [`MemNet::seeded`]).
+    rng: Option<ChaCha20Rng>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -106,6 +124,37 @@ impl State {
         self.partitioned.contains(&key) || self.held.contains(&key)
     }
 
+    /// The link's quality and this write's draws: its delay and whether it is lost. Nothing is
+    /// drawn on a perfect link.
+    fn draw(&mut self, a: &str, b: &str) -> (Duration, bool) {
+        let Some(quality) = self.links.get(&pair(a, b)).copied() else {
+            return (Duration::ZERO, false);
+        };
+        let rng = self
+            .rng
+            .get_or_insert_with(|| ChaCha20Rng::from_seed([0; 32]));
+        let lost = quality.loss > 0.0 && rng.gen::<f64>() < quality.loss;
+        let jitter = if quality.jitter.is_zero() {
+            0.0
+        } else {
+            rng.gen::<f64>()
+        };
+        let delay = if quality.delays() {
+            quality.delay(jitter)
+        } else {
+            Duration::ZERO
+        };
+        (delay, lost)
+    }
+
+    fn wake(&mut self, stream: u64) {
+        for direction in [Direction::Read, Direction::Write] {
+            if let Some(waker) = self.wakers.remove(&(stream, direction)) {
+                waker.wake();
+            }
+        }
+    }
+
     fn wake_all(&mut self) {
         for (_, waker) in std::mem::take(&mut self.wakers) {
             waker.wake();
@@ -116,6 +165,37 @@ impl State {
 impl MemNet {
     pub fn new() -> MemNet {
         MemNet::default()
+    }
+
+    /// A network whose jitter and loss are drawn from a stream seeded with `seed` (a
+    /// [`crate::SeedTree`] stream); [`MemNet::new`]'s draws come from a fixed seed.
+    pub fn seeded(seed: [u8; 32]) -> MemNet {
+        let net = MemNet::default();
+        net.lock().rng = Some(ChaCha20Rng::from_seed(seed));
+        net
+    }
+
+    /// Sets the quality of the link between `a` and `b` (both directions) from now on; the
+    /// default quality makes it perfect again. Bytes already on their way keep their delivery.
+    pub fn set_link(&self, a: &str, b: &str, quality: LinkQuality) -> Result<(), LinkQualityError> {
+        let quality = quality.validated()?;
+        self.change(|s| {
+            if quality == LinkQuality::default() {
+                s.links.remove(&pair(a, b));
+            } else {
+                s.links.insert(pair(a, b), quality);
+            }
+        });
+        Ok(())
+    }
+
+    /// The quality of the link between `a` and `b`.
+    pub fn link(&self, a: &str, b: &str) -> LinkQuality {
+        self.lock()
+            .links
+            .get(&pair(a, b))
+            .copied()
+            .unwrap_or_default()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -225,6 +305,11 @@ impl MemNet {
                     let id = state.next_stream;
                     state.next_stream += 2;
                     let (from_life, to_life) = (state.incarnation(from), state.incarnation(to));
+                    let conn = Arc::new(Conn {
+                        origin: tokio::time::Instant::now(),
+                        broken: AtomicBool::new(false),
+                        book: [Mutex::default(), Mutex::default()],
+                    });
                     let client = MemStream {
                         io: near,
                         id,
@@ -233,6 +318,9 @@ impl MemNet {
                         local_life: from_life,
                         remote_life: to_life,
                         net: self.clone(),
+                        conn: conn.clone(),
+                        side: 0,
+                        delivery: None,
                     };
                     let server = MemStream {
                         io: far,
@@ -242,6 +330,9 @@ impl MemNet {
                         local_life: to_life,
                         remote_life: from_life,
                         net: self.clone(),
+                        conn,
+                        side: 1,
+                        delivery: None,
                     };
                     return match listener.try_send(server) {
                         Ok(()) => Ok(client),
@@ -298,6 +389,26 @@ impl Stream for MemIncoming {
     }
 }
 
+/// What the two ends of one connection share.
+struct Conn {
+    /// The connection's time origin (the delivery books count from it).
+    origin: tokio::time::Instant,
+    /// A write was lost: the connection is dead at both ends.
+    broken: AtomicBool,
+    /// The delivery book of the bytes side `i` reads.
+    book: [Mutex<Deliveries>; 2],
+}
+
+impl Conn {
+    fn book(&self, side: usize) -> MutexGuard<'_, Deliveries> {
+        self.book[side].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> Duration {
+        tokio::time::Instant::now().saturating_duration_since(self.origin)
+    }
+}
+
 /// One end of an in-memory connection.
 pub struct MemStream {
     io: DuplexStream,
@@ -307,6 +418,11 @@ pub struct MemStream {
     local_life: u64,
     remote_life: u64,
     net: MemNet,
+    conn: Arc<Conn>,
+    /// 0: the connecting end; 1: the accepted end.
+    side: usize,
+    /// The timer of a read waiting for bytes on their way.
+    delivery: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl MemStream {
@@ -329,6 +445,12 @@ impl MemStream {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 format!("host {} crashed", self.remote),
+            )));
+        }
+        if self.conn.broken.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("connection {} - {} lost", self.local, self.remote),
             )));
         }
         if state.blocked(&self.local, &self.remote) {
@@ -376,11 +498,48 @@ impl AsyncRead for MemStream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) => {}
         }
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if polled.is_pending() {
-            self.park(cx, Direction::Read);
+        // Bounded: a second pass finds the bytes the timer waited for delivered.
+        for _ in 0..2 {
+            let now = self.conn.now();
+            let readable = self.conn.book(self.side).readable(now);
+            let limit = match readable {
+                Ok(limit) => limit,
+                Err(at) => {
+                    let deadline = self.conn.origin + at;
+                    let timer = self
+                        .delivery
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    timer.as_mut().reset(deadline);
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
+            };
+            let polled = match limit {
+                None => {
+                    let before = buf.filled().len();
+                    let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+                    let got = buf.filled().len() - before;
+                    self.conn.book(self.side).read(got);
+                    polled
+                }
+                Some(limit) => {
+                    let mut part = vec![0u8; limit.min(buf.remaining())];
+                    let mut limited = ReadBuf::new(&mut part);
+                    let polled = Pin::new(&mut self.io).poll_read(cx, &mut limited);
+                    let got = limited.filled().len();
+                    buf.put_slice(limited.filled());
+                    self.conn.book(self.side).read(got);
+                    polled
+                }
+            };
+            if polled.is_pending() {
+                self.park(cx, Direction::Read);
+            }
+            return polled;
         }
-        polled
+        Poll::Pending
     }
 }
 
@@ -395,9 +554,23 @@ impl AsyncWrite for MemStream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) => {}
         }
+        let (delay, lost) = self.net.lock().draw(&self.local, &self.remote);
+        if lost {
+            self.conn.broken.store(true, Ordering::Release);
+            self.net.lock().wake(self.id ^ 1);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("connection {} - {} lost", self.local, self.remote),
+            )));
+        }
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        if polled.is_pending() {
-            self.park(cx, Direction::Write);
+        match &polled {
+            Poll::Pending => self.park(cx, Direction::Write),
+            Poll::Ready(Ok(written)) => {
+                let now = self.conn.now();
+                self.conn.book(1 - self.side).written(now, delay, *written);
+            }
+            Poll::Ready(Err(_)) => {}
         }
         polled
     }
@@ -415,7 +588,6 @@ impl AsyncWrite for MemStream {
 mod tests {
     use super::*;
     use crate::net::{ClientTimeouts, Network};
-    use std::time::Duration;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
@@ -499,6 +671,143 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         assert_eq!(back, Some(1), "a restarted host answers");
+    }
+
+    fn timeouts() -> ClientTimeouts {
+        ClientTimeouts {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            keepalive_interval: Duration::from_secs(2),
+        }
+    }
+
+    /// A link's latency delays each message once each way (one request: at least twice the
+    /// latency of simulated time), whatever number of writes it takes.
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_a_call_by_its_round_trip() {
+        let net = MemNet::new();
+        let _server = serve_health(&net);
+        let channel = Network::Memory(net.host("client"))
+            .channel("http://server:50051", timeouts())
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        assert_eq!(check(&mut client).await, Ok(1), "connected, no latency");
+        let start = tokio::time::Instant::now();
+        assert_eq!(check(&mut client).await, Ok(1));
+        assert!(start.elapsed() < Duration::from_millis(1), "a perfect link");
+
+        let latency = Duration::from_millis(40);
+        let quality = LinkQuality {
+            latency,
+            ..LinkQuality::default()
+        };
+        net.set_link("server", "client", quality).unwrap();
+        assert_eq!(net.link("client", "server"), quality);
+        let start = tokio::time::Instant::now();
+        assert_eq!(check(&mut client).await, Ok(1));
+        let took = start.elapsed();
+        assert!(
+            took >= 2 * latency && took < 4 * latency,
+            "one round trip: {took:?}"
+        );
+        net.set_link("client", "server", LinkQuality::default())
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        assert_eq!(check(&mut client).await, Ok(1));
+        assert!(start.elapsed() < Duration::from_millis(1), "perfect again");
+    }
+
+    /// A lost write breaks its connection: the call fails with a transport error; the client
+    /// reconnects once the link is good again.
+    #[tokio::test(start_paused = true)]
+    async fn loss_fails_calls_with_a_transport_error() {
+        let net = MemNet::new();
+        let _server = serve_health(&net);
+        let channel = Network::Memory(net.host("client"))
+            .channel("http://server:50051", timeouts())
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        assert_eq!(check(&mut client).await, Ok(1));
+        let all_lost = LinkQuality {
+            loss: 1.0,
+            ..LinkQuality::default()
+        };
+        net.set_link("client", "server", all_lost).unwrap();
+        let failed = check(&mut client).await;
+        assert!(failed.is_err(), "{failed:?}");
+        net.set_link("client", "server", LinkQuality::default())
+            .unwrap();
+        let mut back = None;
+        // Bounded: the channel reconnects within a few attempts.
+        for _ in 0..30 {
+            if let Ok(status) = check(&mut client).await {
+                back = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(back, Some(1), "calls work again");
+        let refused = LinkQuality {
+            loss: -0.1,
+            ..LinkQuality::default()
+        };
+        assert!(net.set_link("client", "server", refused).is_err());
+    }
+
+    /// Forty calls over a link with jitter and loss: what each call gave and when it ended.
+    async fn lossy_calls(seed: [u8; 32]) -> Vec<(Result<i32, String>, Duration)> {
+        let net = MemNet::seeded(seed);
+        let _server = serve_health(&net);
+        net.set_link(
+            "client",
+            "server",
+            LinkQuality {
+                latency: Duration::from_millis(20),
+                jitter: Duration::from_millis(30),
+                loss: 0.05,
+            },
+        )
+        .unwrap();
+        let channel = Network::Memory(net.host("client"))
+            .channel("http://server:50051", timeouts())
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        let start = tokio::time::Instant::now();
+        let mut outcomes = Vec::new();
+        for _ in 0..40 {
+            let outcome = check(&mut client).await;
+            outcomes.push((outcome, start.elapsed()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        outcomes
+    }
+
+    /// Jitter and loss come from the seeded stream: the same seed, the same calls, outcomes
+    /// and times; and they do happen.
+    #[test]
+    fn jitter_and_loss_are_deterministic_for_a_seed() {
+        let run = |seed: [u8; 32]| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+                .block_on(lossy_calls(seed))
+        };
+        let first = run([7; 32]);
+        let second = run([7; 32]);
+        assert_eq!(first, second);
+        assert!(
+            first.iter().any(|(outcome, _)| outcome.is_err()),
+            "some calls were lost: {first:?}"
+        );
+        assert!(
+            first.iter().any(|(outcome, _)| outcome.is_ok()),
+            "some calls got through: {first:?}"
+        );
+        let gaps: std::collections::BTreeSet<Duration> =
+            first.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert!(gaps.len() > 3, "the jitter varies the calls: {gaps:?}");
     }
 
     #[tokio::test(start_paused = true)]
