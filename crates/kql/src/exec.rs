@@ -29,6 +29,7 @@
 //! - `distinct` keeps the first occurrence of each distinct row, in input order.
 //! - `render` is a hint for the client's chart; the rows pass through unchanged.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,18 +62,71 @@ enum Key {
     Dynamic(String),
 }
 
+/// True when [`conform`] would change `v` for a column of type `ty`.
+fn changed_by_conform(v: &Value, ty: ColumnType) -> bool {
+    match (v, ty) {
+        (Value::Null, _) | (Value::Dynamic(_), ColumnType::Dynamic) => false,
+        (Value::Long(_), ColumnType::Real) | (_, ColumnType::Dynamic) | (Value::Dynamic(_), _) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The bits a real's [`Key`] holds: -0.0 folded into 0.0 and every NaN into one.
+fn real_key(x: f64) -> u64 {
+    if x == 0.0 {
+        0
+    } else if x.is_nan() {
+        u64::MAX
+    } else {
+        x.to_bits()
+    }
+}
+
+/// Whether two values have the same [`Key`] (without building either, except for dynamic
+/// values, which compare by their JSON text as their keys do).
+fn same_key(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Long(x), Value::Long(y))
+        | (Value::DateTime(x), Value::DateTime(y))
+        | (Value::TimeSpan(x), Value::TimeSpan(y)) => x == y,
+        (Value::Real(x), Value::Real(y)) => real_key(*x) == real_key(*y),
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Dynamic(_), Value::Dynamic(_)) => key_of(a) == key_of(b),
+        _ => false,
+    }
+}
+
+/// A hash of a group's key values, equal for values with the same keys ([`same_key`]). The
+/// hasher has fixed keys, so it is the same in every run (it only finds groups; no output
+/// order depends on it).
+fn key_hash<V: std::ops::Deref<Target = Value>>(values: &[V]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for v in values {
+        match &**v {
+            Value::Null => 0u8.hash(&mut h),
+            Value::Bool(b) => (1u8, b).hash(&mut h),
+            Value::Long(n) => (2u8, n).hash(&mut h),
+            Value::Real(x) => (3u8, real_key(*x)).hash(&mut h),
+            Value::String(s) => (4u8, s).hash(&mut h),
+            Value::DateTime(n) => (5u8, n).hash(&mut h),
+            Value::TimeSpan(n) => (6u8, n).hash(&mut h),
+            Value::Dynamic(j) => (7u8, j.to_string()).hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
 fn key_of(v: &Value) -> Key {
     match v {
         Value::Null => Key::Null,
         Value::Bool(b) => Key::Bool(*b),
         Value::Long(n) => Key::Long(*n),
-        Value::Real(x) => Key::Real(if *x == 0.0 {
-            0
-        } else if x.is_nan() {
-            u64::MAX
-        } else {
-            x.to_bits()
-        }),
+        Value::Real(x) => Key::Real(real_key(*x)),
         Value::String(s) => Key::String(s.clone()),
         Value::DateTime(n) => Key::DateTime(*n),
         Value::TimeSpan(n) => Key::TimeSpan(*n),
@@ -892,24 +946,33 @@ fn summarize(
         columns.extend(a.columns.iter().cloned());
     }
 
-    // Groups in order of first appearance; the BTreeMap only finds a key's group.
-    let mut index: BTreeMap<Vec<Key>, usize> = BTreeMap::new();
+    // Groups in order of first appearance. The index only finds a row's group: by a hash of
+    // its key values (their `Key` identity, computed without copying them), then by comparing
+    // with the groups in that bucket, so a row of an existing group copies nothing.
+    let mut index: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     let mut groups: Vec<(Vec<Value>, Vec<Acc>)> = Vec::new();
     if by.is_empty() {
         groups.push((Vec::new(), agg_bound.iter().map(BoundAgg::start).collect()));
-        index.insert(Vec::new(), 0);
+        index.insert(key_hash::<&Value>(&[]), vec![0]);
     }
+    let mut values: Vec<Cow<'_, Value>> = Vec::with_capacity(by_bound.len());
     for row in &frame.rows {
-        let values: Vec<Value> = by_bound
+        values.clear();
+        values.extend(by_bound.iter().map(|b| match b.eval_cow(row, now_ms) {
+            Cow::Borrowed(v) if !changed_by_conform(v, b.ty) => Cow::Borrowed(v),
+            v => Cow::Owned(conform(v.into_owned(), b.ty)),
+        }));
+        let bucket = index.entry(key_hash(&values)).or_default();
+        let found = bucket
             .iter()
-            .map(|b| conform(b.eval(row, now_ms), b.ty))
-            .collect();
-        let key: Vec<Key> = values.iter().map(key_of).collect();
-        let g = match index.get(&key) {
-            Some(&g) => g,
+            .copied()
+            .find(|&g| groups[g].0.iter().zip(&values).all(|(a, b)| same_key(a, b)));
+        let g = match found {
+            Some(g) => g,
             None => {
-                groups.push((values, agg_bound.iter().map(BoundAgg::start).collect()));
-                index.insert(key, groups.len() - 1);
+                let owned = values.drain(..).map(Cow::into_owned).collect();
+                groups.push((owned, agg_bound.iter().map(BoundAgg::start).collect()));
+                bucket.push(groups.len() - 1);
                 groups.len() - 1
             }
         };
@@ -917,7 +980,11 @@ fn summarize(
             agg.add(acc, row, now_ms);
         }
     }
-    debug_assert_eq!(groups.len(), index.len(), "one group per distinct key");
+    debug_assert_eq!(
+        groups.len(),
+        index.values().map(Vec::len).sum::<usize>(),
+        "one group per distinct key"
+    );
     let rows = groups
         .into_iter()
         .map(|(mut values, accs)| {
