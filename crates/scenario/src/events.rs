@@ -120,6 +120,10 @@ pub const HOTCACHE_REBUILT: &str = "storage.hotcache.rebuilt";
 pub const RETENTION_REMOVED: &str = "storage.retention.removed";
 pub const PURGE_REQUESTED: &str = "storage.purge.requested";
 pub const PURGE_COMPLETED: &str = "storage.purge.completed";
+/// A read of a workspace's saved searches (seed 000, BYOS): `workspace`, `count`.
+pub const SAVED_SEARCHES_READ: &str = "byos.saved_searches.read";
+/// A read refused because the storage account's key is: `workspace`, `account`.
+pub const SAVED_SEARCHES_UNREADABLE: &str = "byos.saved_searches.unreadable";
 pub const TABLE_DELETED: &str = "storage.table.deleted";
 
 pub const INGEST_BATCH: &str = "ingest.batch";

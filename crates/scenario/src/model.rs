@@ -56,6 +56,22 @@ pub struct World {
     pub sentinel: Vec<SentinelWorkspace>,
     /// `[[dcrs]]`: data collection rules, for `upload` steps.
     pub dcrs: Vec<Dcr>,
+    /// `[[storage_accounts]]`: storage accounts for queries (seed 000 "CMK for queries", BYOS).
+    pub storage_accounts: Vec<StorageAccount>,
+}
+
+/// A storage account (`Microsoft.Storage/storageAccounts`) that a workspace can link for its
+/// saved searches (`Query`) or log-alert queries (`Alerts`), seed 000. Created at T+0 with its
+/// system-assigned identity (written `storage:<name>` in an access policy); `key` puts it under
+/// that Key Vault key once the policies are set, checked as its identity like a cluster's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageAccount {
+    pub name: String,
+    pub location: String,
+    pub tenant: String,
+    pub key: Option<KeyRef>,
+    /// The line that declares it (for a refusal at world set-up).
+    pub line: usize,
 }
 
 /// A data collection rule (`Microsoft.Insights/dataCollectionRules`) sending to one workspace:
@@ -257,6 +273,8 @@ pub enum PrincipalRef {
     User(String),
     Cluster(String),
     CosmosDb,
+    /// The system-assigned identity of a `[[storage_accounts]]` account (`storage:<name>`).
+    StorageAccount(String),
 }
 
 /// How a file names the Azure Cosmos DB principal (`principal = "Azure Cosmos DB"`): its display
@@ -272,6 +290,7 @@ impl PrincipalRef {
             PrincipalRef::User(name) => name.clone(),
             PrincipalRef::Cluster(name) => format!("cluster:{name}"),
             PrincipalRef::CosmosDb => COSMOS_DB_PRINCIPAL.to_string(),
+            PrincipalRef::StorageAccount(name) => format!("storage:{name}"),
         }
     }
 }
@@ -555,6 +574,25 @@ pub enum Action {
         stream: String,
         records: u64,
     },
+    /// Seed 000's `PUT linkedStorageAccounts/{Query|Alerts}`: the workspace keeps that kind of
+    /// query in the storage account from now on (linking `Query` removes its saved searches).
+    LinkStorageAccount {
+        workspace: String,
+        account: String,
+        /// `Query` or `Alerts`.
+        data_source_type: String,
+    },
+    /// `PUT savedSearches/{search}` with the query `text`.
+    SaveSearch {
+        workspace: String,
+        search: String,
+        text: String,
+    },
+    /// Lists the workspace's saved searches (storage records `byos.saved_searches.read` with the
+    /// count, or `byos.saved_searches.unreadable` naming the account whose key is refused).
+    ReadSavedSearches {
+        workspace: String,
+    },
 }
 
 /// A KQL query written in a scenario (`kql = "..."` on a `query` step or expectation), parsed
@@ -578,7 +616,7 @@ impl KqlQuery {
 }
 
 /// The action names of the file format, in the order of [`Action`].
-pub const ACTION_NAMES: [&str; 38] = [
+pub const ACTION_NAMES: [&str; 41] = [
     "create-vault",
     "update-vault",
     "delete-vault",
@@ -617,6 +655,9 @@ pub const ACTION_NAMES: [&str; 38] = [
     "purge",
     "delete-table",
     "upload",
+    "link-storage-account",
+    "save-search",
+    "read-saved-searches",
 ];
 
 impl Action {
@@ -663,6 +704,9 @@ impl Action {
             Action::Purge { .. } => 35,
             Action::DeleteTable { .. } => 36,
             Action::Upload { .. } => 37,
+            Action::LinkStorageAccount { .. } => 38,
+            Action::SaveSearch { .. } => 39,
+            Action::ReadSavedSearches { .. } => 40,
         };
         ACTION_NAMES[index]
     }
@@ -1019,6 +1063,15 @@ pub enum Subject {
     Removed {
         workspace: String,
         cause: RemovalCause,
+        min_records: u64,
+    },
+    /// `saved_searches = "ws1"`, `outcome = "readable" | "unreadable"`, optional `min_records`:
+    /// a read of the workspace's saved searches returned at least that many (default 0)
+    /// (`byos.saved_searches.read`), or was refused because the storage account's key was
+    /// (`byos.saved_searches.unreadable`), seed 000 "CMK for queries".
+    SavedSearches {
+        workspace: String,
+        readable: bool,
         min_records: u64,
     },
     /// `bill = "c1"`, `day = 3`, `payer = "c1" | "<workspace>"`, `amount = "1960.00"`: on that

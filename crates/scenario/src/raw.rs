@@ -46,6 +46,9 @@ pub struct RawFile {
     /// `[[dcrs]]`: data collection rules (the Logs Ingestion API's) that `upload` steps use.
     #[serde(default)]
     pub dcrs: Vec<S<RawDcr>>,
+    /// `[[storage_accounts]]`: storage accounts for queries (seed 000, BYOS).
+    #[serde(default)]
+    pub storage_accounts: Vec<S<RawStorageAccount>>,
     #[serde(default)]
     pub timeline: Vec<S<RawStep>>,
     #[serde(default)]
@@ -189,6 +192,18 @@ pub struct RawWorkspace {
     pub link: Option<S<String>>,
 }
 
+/// `[[storage_accounts]]`: `name`, `location`, `tenant` (default the first), `key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorageAccount {
+    pub name: S<String>,
+    pub location: S<String>,
+    #[serde(default)]
+    pub tenant: Option<S<String>>,
+    #[serde(default)]
+    pub key: Option<S<RawKeyRef>>,
+}
+
 /// `[[sentinel]]`: `workspace`, `customer_managed_key` (default true), `incidents_every`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,6 +282,9 @@ pub enum ActionName {
     Purge,
     DeleteTable,
     Upload,
+    LinkStorageAccount,
+    SaveSearch,
+    ReadSavedSearches,
 }
 
 /// `[[dcrs]]`: a data collection rule sending to one workspace.
@@ -403,6 +421,16 @@ pub struct RawStep {
     pub dcr: Option<S<String>>,
     #[serde(default)]
     pub stream: Option<S<String>>,
+    /// `link-storage-account`: the `[[storage_accounts]]` account and `Query` or `Alerts`.
+    #[serde(default)]
+    pub account: Option<S<String>>,
+    #[serde(default)]
+    pub data_source_type: Option<S<String>>,
+    /// `save-search`: the saved search's id and its query text.
+    #[serde(default)]
+    pub search: Option<S<String>>,
+    #[serde(default)]
+    pub text: Option<S<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -487,6 +515,9 @@ pub struct RawExpect {
     /// The bill of a cluster (seeds 000, 001), with `day`, `payer` and `amount`.
     #[serde(default)]
     pub bill: Option<S<String>>,
+    /// Seed 000's queries in the customer's storage: a read of this workspace's saved searches.
+    #[serde(default)]
+    pub saved_searches: Option<S<String>>,
     #[serde(default)]
     pub day: Option<S<i64>>,
     #[serde(default)]

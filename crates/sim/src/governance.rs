@@ -68,6 +68,43 @@ impl Default for ByosProfile {
     }
 }
 
+/// The two `dataSourceType`s of seed 000's `linkedStorageAccounts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DataSourceType {
+    /// Saved searches.
+    Query,
+    /// Log-alert queries.
+    Alerts,
+}
+
+impl DataSourceType {
+    /// ARM's spelling (`linkedStorageAccounts/Query`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataSourceType::Query => "Query",
+            DataSourceType::Alerts => "Alerts",
+        }
+    }
+
+    /// The ARM name, case-insensitively; anything else is `None`.
+    pub fn parse(text: &str) -> Option<DataSourceType> {
+        match text.to_ascii_lowercase().as_str() {
+            "query" => Some(DataSourceType::Query),
+            "alerts" => Some(DataSourceType::Alerts),
+            _ => None,
+        }
+    }
+}
+
+/// Azure's storage account name rule: 3 to 24 lowercase letters and digits (storage refuses
+/// another name with `AccountNameInvalid`; scenario validation with the same rule).
+pub fn is_valid_storage_account_name(name: &str) -> bool {
+    (3..=24).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 /// The daily bill of a dedicated cluster (seed 001: "a Capacity Reservation pricing model ...
 /// Any usage above the reservation level will be billed at the Pay-As-You-Go rate"). Prices are
 /// in hundredths of a made-up currency unit per GB (10^9 bytes): configuration, not Azure's

@@ -30,6 +30,8 @@ pub struct Names {
     pub cluster_identities: BTreeMap<String, String>,
     /// Tenant id → the object id of its Azure Cosmos DB principal (seed 002).
     pub cosmos_db: BTreeMap<String, String>,
+    /// Storage account name → the principal id of its system-assigned identity (BYOS).
+    pub storage_identities: BTreeMap<String, String>,
 }
 
 /// A name the scenario uses that the driver has not created (validation should prevent it).
@@ -93,6 +95,14 @@ impl Names {
                         name: name.clone(),
                     })
             }
+            PrincipalRef::StorageAccount(name) => self
+                .storage_identities
+                .get(name)
+                .cloned()
+                .ok_or_else(|| UnknownName {
+                    what: "storage account identity",
+                    name: name.clone(),
+                }),
             PrincipalRef::CosmosDb => Err(UnknownName {
                 what: "principal (the Cosmos DB principal is resolved through a vault's tenant)",
                 name: cmksim_scenario::model::COSMOS_DB_PRINCIPAL.to_string(),

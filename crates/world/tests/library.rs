@@ -108,6 +108,7 @@ library! {
     retention_while_revoked => "retention-while-revoked",
     purge_blocked_by_lock => "purge-blocked-by-lock",
     dcr_custom_table => "dcr-custom-table",
+    byos_saved_searches_lost_with_key => "byos-saved-searches-lost-with-key",
 }
 
 #[test]

@@ -208,6 +208,18 @@ pub(crate) fn describe(subject: &Subject, timing: &Timing) -> String {
             "the bill of {cluster} on day {day} charges {payer} {}",
             crate::bill::format_amount(*amount_micros, "").trim_end()
         ),
+        Subject::SavedSearches {
+            workspace,
+            readable: true,
+            min_records,
+        } => format!("the saved searches of {workspace} are readable (at least {min_records})"),
+        Subject::SavedSearches {
+            workspace,
+            readable: false,
+            ..
+        } => format!(
+            "the saved searches of {workspace} are unreadable (their storage account's key is refused)"
+        ),
         Subject::Removed {
             workspace,
             cause,
@@ -253,6 +265,7 @@ enum SubjectKey {
     KeyUse,
     Removed(RemovalCause),
     Bill,
+    SavedSearches,
 }
 
 fn expectation(
@@ -314,6 +327,11 @@ fn expectation(
             r.purged.as_ref().map(|s| s.span()),
         ),
         (SubjectKey::Bill, "bill", r.bill.as_ref().map(|s| s.span())),
+        (
+            SubjectKey::SavedSearches,
+            "saved_searches",
+            r.saved_searches.as_ref().map(|s| s.span()),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, n, s)| s.map(|s| (k, n, s)))
@@ -324,7 +342,7 @@ fn expectation(
                 span,
                 "an expectation needs a subject: storage, ingest_to, query, step, no_loss_before, \
                  sentinel, incident_to, sentinel_unsupported, key_use, retention_removed, \
-                 purged or bill",
+                 purged, bill or saved_searches",
             );
             return None;
         }
@@ -373,6 +391,10 @@ fn expectation(
             &["by", "within", "after_step", "never", "from", "until"],
         ),
         SubjectKey::Bill => (&["day", "payer", "amount"], &[]),
+        SubjectKey::SavedSearches => (
+            &["outcome", "min_records"],
+            &["by", "within", "after_step", "never", "from", "until"],
+        ),
     };
     let present: Vec<(&str, Range<usize>)> = [
         ("state", r.state.as_ref().map(|x| x.span())),
@@ -486,6 +508,7 @@ fn r_span(r: &RawExpect) -> Range<usize> {
         &r.key_use,
         &r.retention_removed,
         &r.purged,
+        &r.saved_searches,
     ]
     .into_iter()
     .flatten()
@@ -504,6 +527,28 @@ fn success(word: &str) -> Success {
 
 fn subject(ctx: &mut Ctx<'_>, r: &RawExpect, key: SubjectKey) -> Option<Subject> {
     Some(match key {
+        SubjectKey::SavedSearches => {
+            let workspace = ctx.reference(Kind::Workspace, r.saved_searches.as_ref()?);
+            let word = outcome(ctx, r, "saved_searches", &["readable", "unreadable"])?;
+            let readable = word == "readable";
+            let min_records = match (&r.min_records, readable) {
+                (Some(m), false) => {
+                    ctx.err(
+                        m.span(),
+                        "`min_records` goes with `outcome = \"readable\"` (an unreadable read \
+                         returns nothing)",
+                    );
+                    return None;
+                }
+                (Some(m), true) => ctx.int_in(m, "min_records", 0, 1_000_000)? as u64,
+                (None, _) => 0,
+            };
+            Subject::SavedSearches {
+                workspace,
+                readable,
+                min_records,
+            }
+        }
         SubjectKey::Bill => {
             let named = r.bill.as_ref()?;
             let cluster = ctx.reference(Kind::Cluster, named);

@@ -214,6 +214,7 @@ pub(crate) enum Kind {
     Agent,
     Step,
     Dcr,
+    StorageAccount,
 }
 
 impl Kind {
@@ -228,6 +229,7 @@ impl Kind {
             Kind::Agent => "agent",
             Kind::Step => "step id",
             Kind::Dcr => "data collection rule",
+            Kind::StorageAccount => "storage account",
         }
     }
 }

@@ -344,7 +344,11 @@ fn present_params(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
         operator,
         value,
         dcr,
-        stream
+        stream,
+        account,
+        data_source_type,
+        search,
+        text
     );
     out
 }
@@ -410,6 +414,9 @@ pub(crate) fn params_of(action: ActionName) -> (&'static [&'static str], &'stati
         Purge => (&["workspace", "table", "column", "value"], &["operator"]),
         DeleteTable => (&["workspace", "table"], &[]),
         Upload => (&["dcr", "stream"], &["records"]),
+        LinkStorageAccount => (&["workspace", "account"], &["data_source_type"]),
+        SaveSearch => (&["workspace", "search", "text"], &[]),
+        ReadSavedSearches => (&["workspace"], &[]),
     }
 }
 
@@ -791,6 +798,49 @@ fn build_action(
             table: ctx.name(req(&s.table)?, "table name")?,
         },
         Upload => super::dcr::upload(ctx, s)?,
+        LinkStorageAccount => {
+            let workspace = workspace_ref(ctx)?;
+            let account = ctx.reference(Kind::StorageAccount, req(&s.account)?);
+            // The storage service's own parser: one home for the two words.
+            let data_source_type = match &s.data_source_type {
+                None => "Query".to_string(),
+                Some(t) => match cmksim_sim::governance::DataSourceType::parse(t.get_ref()) {
+                    Some(kind) => kind.as_str().to_string(),
+                    None => {
+                        ctx.err(
+                            t.span(),
+                            format!(
+                                "data_source_type {:?}: expected Query or Alerts",
+                                cmksim_sim::text::echo(t.get_ref())
+                            ),
+                        );
+                        return None;
+                    }
+                },
+            };
+            Action::LinkStorageAccount {
+                workspace,
+                account,
+                data_source_type,
+            }
+        }
+        SaveSearch => {
+            let workspace = workspace_ref(ctx)?;
+            let search = ctx.name(req(&s.search)?, "saved search id")?;
+            let text = req(&s.text)?;
+            if text.get_ref().trim().is_empty() {
+                ctx.err(text.span(), "a saved search needs a query `text`");
+                return None;
+            }
+            Action::SaveSearch {
+                workspace,
+                search,
+                text: text.get_ref().clone(),
+            }
+        }
+        ReadSavedSearches => Action::ReadSavedSearches {
+            workspace: workspace_ref(ctx)?,
+        },
         OnboardSentinel => {
             let workspace = workspace_ref(ctx)?;
             let incidents_every = match &s.incidents_every {

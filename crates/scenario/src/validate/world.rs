@@ -19,7 +19,8 @@ use crate::limits::{
 };
 use crate::model::{
     AccessPolicy, Agent, AgentTable, BillingType, Cluster, Key, KeyOp, KeyPermission, KeyRef,
-    KeyType, Principal, PrincipalRef, Sku, Tenant, Vault, VersionSel, Workspace, World,
+    KeyType, Principal, PrincipalRef, Sku, StorageAccount, Tenant, Vault, VersionSel, Workspace,
+    World,
 };
 use crate::raw::{RawFile, RawKeyRef, S};
 
@@ -73,6 +74,12 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
         if let Some(name) = &name {
             if name.starts_with("cluster:") {
                 ctx.err(p.name.span(), "`cluster:` names a cluster's identity");
+            }
+            if name.starts_with("storage:") {
+                ctx.err(
+                    p.name.span(),
+                    "`storage:` names a storage account's identity",
+                );
             }
         }
         ctx.define(Kind::Principal, p.name.get_ref(), p.name.span());
@@ -153,6 +160,9 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
         world.clusters[index].key = key_ref;
     }
 
+    // Storage accounts before policies too: a policy may name `storage:<name>`.
+    storage_accounts(ctx, raw, &mut world, &default_tenant);
+
     check_count(ctx, &raw.access_policies, "access policies");
     let mut seen_policies: Vec<(String, PrincipalRef, usize)> = Vec::new();
     for a in &raw.access_policies {
@@ -201,6 +211,60 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, profile: &Profile) -> Worl
     rules::cross_entity(ctx, raw, &world);
     rules::cluster_counts(ctx, raw, &world, profile);
     world
+}
+
+/// `[[storage_accounts]]` (seed 000, BYOS): Azure's name rule (the storage service's own,
+/// `cmksim_sim::governance::is_valid_storage_account_name`), a known region and tenant, and an
+/// optional key of a declared vault.
+fn storage_accounts(ctx: &mut Ctx<'_>, raw: &RawFile, world: &mut World, default_tenant: &str) {
+    check_count(ctx, &raw.storage_accounts, "storage accounts");
+    for a in &raw.storage_accounts {
+        let span = a.span();
+        let a = a.get_ref();
+        let name = ctx.name(&a.name, "storage account name");
+        if let Some(n) = &name {
+            if !cmksim_sim::governance::is_valid_storage_account_name(n) {
+                ctx.err(
+                    a.name.span(),
+                    format!(
+                        "{} is not a valid storage account name. Storage account name must be \
+                         between 3 and 24 characters in length and use numbers and lower-case \
+                         letters only.",
+                        cmksim_sim::text::echo(n)
+                    ),
+                );
+            }
+        }
+        ctx.define(Kind::StorageAccount, a.name.get_ref(), a.name.span());
+        let location = ctx.name(&a.location, "location");
+        if location.is_some() {
+            rules::location(ctx, &a.location);
+        }
+        let tenant = match &a.tenant {
+            Some(t) => ctx.reference(Kind::Tenant, t),
+            None => default_tenant.to_string(),
+        };
+        let key = match &a.key {
+            Some(k) => {
+                let k = k.get_ref();
+                match key_ref(ctx, &k.vault, &k.name, k.version.as_ref()) {
+                    Some(key) => Some(key),
+                    None => continue,
+                }
+            }
+            None => None,
+        };
+        let line = ctx.line_of(&span);
+        if let (Some(name), Some(location)) = (name, location) {
+            world.storage_accounts.push(StorageAccount {
+                name,
+                location,
+                tenant,
+                key,
+                line,
+            });
+        }
+    }
 }
 
 pub(super) fn agents(ctx: &mut Ctx<'_>, raw: &RawFile) -> Vec<Agent> {
@@ -566,6 +630,12 @@ pub(super) fn principal_ref(ctx: &mut Ctx<'_>, p: &S<String>) -> PrincipalRef {
     let text = p.get_ref();
     if text == crate::model::COSMOS_DB_PRINCIPAL {
         return PrincipalRef::CosmosDb;
+    }
+    if let Some(account) = text.strip_prefix("storage:") {
+        let span: Range<usize> = p.span();
+        let offset = ctx.map.offset_in_string(&span, text, "storage:".len());
+        ctx.reference_str(Kind::StorageAccount, account, offset..offset);
+        return PrincipalRef::StorageAccount(account.to_string());
     }
     match text.strip_prefix("cluster:") {
         Some(cluster) => {

@@ -35,33 +35,9 @@ pub const STORAGE_ACCOUNTS_MAX: usize = 1_000;
 /// A saved search's name and query are kept up to this many characters.
 pub const SAVED_SEARCH_CHARS_MAX: usize = 10_000;
 
-/// The two `dataSourceType`s of seed 000's `linkedStorageAccounts`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum DataSourceType {
-    /// Saved searches.
-    Query,
-    /// Log-alert queries.
-    Alerts,
-}
-
-impl DataSourceType {
-    /// ARM's spelling (`linkedStorageAccounts/Query`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DataSourceType::Query => "Query",
-            DataSourceType::Alerts => "Alerts",
-        }
-    }
-
-    /// The ARM name, case-insensitively; anything else is `None`.
-    pub fn parse(text: &str) -> Option<DataSourceType> {
-        match text.to_ascii_lowercase().as_str() {
-            "query" => Some(DataSourceType::Query),
-            "alerts" => Some(DataSourceType::Alerts),
-            _ => None,
-        }
-    }
-}
+/// The two `dataSourceType`s of seed 000's `linkedStorageAccounts` (in `cmksim-sim`, so that
+/// scenario validation parses them with the same words).
+pub use cmksim_sim::governance::DataSourceType;
 
 /// How a storage account is encrypted at rest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,6 +304,26 @@ pub enum ByosEvent {
     KeyAccessRestored {
         account: String,
     },
+    /// A read of a workspace's saved queries of one kind returned `count` of them.
+    SavedQueriesRead {
+        workspace: String,
+        data_source_type: String,
+        count: u64,
+    },
+    /// A read refused because the account they are kept in cannot unwrap its key.
+    SavedQueriesUnreadable {
+        workspace: String,
+        data_source_type: String,
+        account: String,
+    },
+}
+
+/// What a query of that `dataSourceType` is called in a narration.
+fn noun(data_source_type: &str) -> &'static str {
+    match DataSourceType::parse(data_source_type) {
+        Some(DataSourceType::Alerts) => "log-alert query",
+        _ => "saved search",
+    }
 }
 
 fn short(id: &str) -> &str {
@@ -343,6 +339,8 @@ impl EventKind for ByosEvent {
             ByosEvent::QuerySaved { .. } => "byos.query.saved",
             ByosEvent::KeyAccessLost { .. } => "byos.key.lost",
             ByosEvent::KeyAccessRestored { .. } => "byos.key.restored",
+            ByosEvent::SavedQueriesRead { .. } => "byos.saved_searches.read",
+            ByosEvent::SavedQueriesUnreadable { .. } => "byos.saved_searches.unreadable",
         }
     }
 
@@ -362,7 +360,8 @@ impl EventKind for ByosEvent {
                 short(workspace)
             ),
             ByosEvent::QuerySaved { workspace, data_source_type, name, place } => format!(
-                "{data_source_type} query {name} of workspace {} saved in {place}",
+                "{} {name} of workspace {} saved in {place}",
+                noun(data_source_type),
                 short(workspace)
             ),
             ByosEvent::KeyAccessLost { account, reason } => format!(
@@ -371,6 +370,17 @@ impl EventKind for ByosEvent {
             ),
             ByosEvent::KeyAccessRestored { account } => format!(
                 "storage account {}: its key is accessible again; its queries are readable",
+                short(account)
+            ),
+            ByosEvent::SavedQueriesRead { workspace, data_source_type, count } => format!(
+                "{count} {}(s) of workspace {} read",
+                noun(data_source_type),
+                short(workspace)
+            ),
+            ByosEvent::SavedQueriesUnreadable { workspace, data_source_type, account } => format!(
+                "the {}s of workspace {} cannot be read: storage account {} cannot unwrap its key",
+                noun(data_source_type),
+                short(workspace),
                 short(account)
             ),
         }
@@ -689,13 +699,9 @@ pub fn storage_account_id(subscription: &str, resource_group: &str, name: &str) 
     format!("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Storage/storageAccounts/{name}")
 }
 
-/// Azure's storage account name rule: 3 to 24 lowercase letters and digits.
-pub fn is_valid_account_name(name: &str) -> bool {
-    (3..=24).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
+/// Azure's storage account name rule (3 to 24 lowercase letters and digits), in `cmksim-sim`
+/// so that scenario validation applies the same one.
+pub use cmksim_sim::governance::is_valid_storage_account_name as is_valid_account_name;
 
 /// A BYOS call refused by BYOS's own rules or because its workspace or key is refused by the
 /// control plane's (workspace not found, the cluster's key validation).

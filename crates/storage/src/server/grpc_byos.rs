@@ -721,7 +721,20 @@ impl ByosService {
         for q in &queries {
             if let Place::Account(a) = &q.place {
                 if !data_keys.contains_key(a) {
-                    let key = core.unwrap_account_key(a).await?;
+                    let key = match core.unwrap_account_key(a).await {
+                        Ok(key) => key,
+                        Err(refused) => {
+                            if refused.code() == Code::PermissionDenied {
+                                let event = ByosEvent::SavedQueriesUnreadable {
+                                    workspace: ws.clone(),
+                                    data_source_type: kind.as_str().to_string(),
+                                    account: a.clone(),
+                                };
+                                core.record_byos(core.now(), &[event]);
+                            }
+                            return Err(refused);
+                        }
+                    };
                     data_keys.insert(a.clone(), key);
                 }
             }
@@ -737,6 +750,12 @@ impl ByosService {
             };
             out.push(query_to_pb(q, content));
         }
+        let event = ByosEvent::SavedQueriesRead {
+            workspace: ws,
+            data_source_type: kind.as_str().to_string(),
+            count: out.len() as u64,
+        };
+        core.record_byos(core.now(), &[event]);
         Ok(out)
     }
 }

@@ -28,6 +28,7 @@ use tonic::transport::Channel;
 use crate::names::{Credential, Names};
 
 mod cluster;
+mod byos;
 mod lifecycle;
 mod lockbox;
 mod sentinel;
@@ -251,6 +252,8 @@ pub struct Driver {
     sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient<AuthChannel>,
     /// Customer Lockbox (`storage.v1.Lockbox`), on the storage channel.
     lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<AuthChannel>,
+    /// Queries in the customer's storage (`storage.v1.Byos`, seed 000), on the storage channel.
+    byos: cmksim_proto::storage::v1::byos_client::ByosClient<AuthChannel>,
     /// The Lockbox request each `lockbox-request` step made, by step label ([`lockbox`]).
     lockbox_requests: BTreeMap<String, String>,
     /// The label of the step being applied (Lockbox requests are remembered by it).
@@ -313,6 +316,9 @@ impl Driver {
                 storage_channel.clone(),
             ),
             lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient::new(
+                storage_channel.clone(),
+            ),
+            byos: cmksim_proto::storage::v1::byos_client::ByosClient::new(
                 storage_channel.clone(),
             ),
             lockbox_requests: BTreeMap::new(),
@@ -659,6 +665,7 @@ impl Driver {
             }
         }
         self.build_clusters().await?;
+        self.build_storage_accounts().await?;
         self.build_sentinel().await
     }
 
@@ -836,6 +843,9 @@ impl Driver {
                 self.lockbox_step(&label, action).await
             }
             Action::Purge { .. } | Action::DeleteTable { .. } => self.lifecycle_step(action).await,
+            Action::LinkStorageAccount { .. }
+            | Action::SaveSearch { .. }
+            | Action::ReadSavedSearches { .. } => self.byos_step(action).await,
             Action::Upload {
                 dcr,
                 stream,
