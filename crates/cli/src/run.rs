@@ -396,7 +396,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     match live_line {
         Some(live) => println!("seed {seed} · {live} · {} events", snapshot.len()),
-        // The event-driven engine has no fixed step to count.
+        // A run that took no step (none is counted when the world failed to start).
         None if steps == 0 => println!("seed {seed} · {} events", snapshot.len()),
         None => println!(
             "seed {seed} · {steps} simulation steps · {} events",

@@ -8,13 +8,14 @@
 //! The services talk over [`cmksim_sim::net::MemNet`], an in-memory network that applies the
 //! scenario's network faults (partition, hold, crash, restart).
 //!
-//! A crash really stops a host: every connection with an end on it fails at once (so its
-//! in-flight calls end and nobody reaches it), its server is told to stop — which also stops the
-//! service's own background tasks (key loops, control tick, purge and poll tasks), as the
-//! servers stop them before returning — and whatever of it still runs after
-//! [`STOP_YIELDS`] scheduler turns, without simulated time passing, is aborted. Its sled
-//! databases close with its last task; a restart waits for that, then runs the host's start-up
-//! again on the same directory, as after a process restart.
+//! A crash is a crash: every connection with an end on it fails at once (so its in-flight
+//! calls end and nobody reaches it), and the host's task is aborted where it stands, without the
+//! graceful stop (storage does not save its stats, nothing is flushed on the way out). A server
+//! future dropped mid-way aborts its own background tasks (key loops, control tick, poll task;
+//! Key Vault's purge task ends when its stop channel goes). Its sled databases close with its
+//! last task; a restart waits for the aborted task and [`STOP_YIELDS`] scheduler turns (in no
+//! simulated time) for requests it was serving, then runs the host's start-up again on the same
+//! directory, as after a process restart: what storage recovers is what it made durable.
 //!
 //! Determinism: one thread, one FIFO scheduler, no real I/O, no wall clock in the simulation
 //! (pacing reads it only to slow a demo down): the same scenario and seed give the same event
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,8 +51,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(200);
 const PACE_EVERY: Duration = Duration::from_secs(1);
 const PACE_SLEEP_MAX: Duration = Duration::from_millis(250);
 
-/// Scheduler turns a crashed host's tasks get to stop (in no simulated time) before they are
-/// aborted.
+/// Scheduler turns a crashed host's lingering request tasks get to end (in no simulated time)
+/// before a restart reopens its databases.
 pub const STOP_YIELDS: usize = 64;
 
 /// One run of a host's software.
@@ -99,9 +101,14 @@ impl Hosts {
         let failed = self.failed.clone();
         let task = tokio::spawn(async move {
             if let Some(previous) = previous {
-                // Ends within STOP_YIELDS turns (then it is aborted); a cancelled task is the
-                // expected end of a crashed one.
+                // Aborted by the crash: a cancelled task is its expected end.
                 let _ = previous.await;
+                // Requests the crashed incarnation was serving end at their next turn (its
+                // connections and outgoing calls fail at once) and release its databases;
+                // they get STOP_YIELDS turns, in no simulated time, before the reopen.
+                for _ in 0..STOP_YIELDS {
+                    tokio::task::yield_now().await;
+                }
             }
             if let Err(e) = software.await {
                 lock(&failure).get_or_insert(format!("host {name}: {e}"));
@@ -111,25 +118,17 @@ impl Hosts {
         lock(&self.running).insert(name, Incarnation { task, stop });
     }
 
-    /// Crashes `host`: its connections fail, its server is told to stop, and what still runs of
-    /// it after [`STOP_YIELDS`] scheduler turns is aborted.
+    /// Crashes `host`: its connections fail and its software is aborted where it stands — no
+    /// graceful stop, no save (a server dropped mid-way aborts its own background tasks).
     pub fn crash(&self, host: &str) {
         self.net.crash(host);
         let Some(incarnation) = lock(&self.running).remove(host) else {
             return;
         };
+        // Aborted before its stop signal goes, so the task is dropped, never polled again.
+        incarnation.task.abort();
         drop(incarnation.stop);
-        let abort = incarnation.task.abort_handle();
         lock(&self.stopping).insert(host.to_string(), incarnation.task);
-        tokio::spawn(async move {
-            for _ in 0..STOP_YIELDS {
-                if abort.is_finished() {
-                    return;
-                }
-                tokio::task::yield_now().await;
-            }
-            abort.abort();
-        });
     }
 
     /// Restarts `host` on its directory (crashing it first if it runs, as turmoil's bounce).
@@ -163,9 +162,16 @@ pub(crate) fn run(
     let seeds = SeedTree::new(seed);
     let epoch = SimTime::DEFAULT_EPOCH;
     let total = options.setup_budget + scenario.meta.duration + Duration::from_secs(3600);
+    // The engine's steps: each time every task waits, the runtime parks and the paused clock
+    // jumps to the next timer; one park is one step (turmoil's counterpart is its fixed tick).
+    let steps = Arc::new(AtomicU64::new(0));
+    let parks = steps.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
+        .on_thread_park(move || {
+            parks.fetch_add(1, Ordering::Relaxed);
+        })
         .build()?;
     let result = runtime.block_on(async {
         let clock = Clock::tokio(epoch, 1.0);
@@ -237,7 +243,10 @@ pub(crate) fn run(
     // Every host's task (and with it its databases) goes with the runtime, before the caller
     // removes the directories.
     drop(runtime);
-    result.map(|()| RunResult { seed, steps: 0 })
+    result.map(|()| RunResult {
+        seed,
+        steps: steps.load(Ordering::Relaxed),
+    })
 }
 
 /// Matches simulated time to the wall clock at `speed` simulated seconds per wall second, from

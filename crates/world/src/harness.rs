@@ -111,8 +111,9 @@ impl Default for RunOptions {
 pub struct RunResult {
     /// The seed actually used.
     pub seed: u64,
-    /// Simulation steps taken (a measure of work, for `bench sim`); turmoil's ticks, 0 on the
-    /// event-driven engine, which has no fixed step.
+    /// Simulation steps taken (a measure of work, for `bench sim` and `run`'s summary):
+    /// turmoil's ticks; on the event-driven engine, the times every task waited and the paused
+    /// clock jumped to the next timer.
     pub steps: u64,
 }
 

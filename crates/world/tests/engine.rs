@@ -16,6 +16,13 @@ fn library_file(name: &str) -> PathBuf {
 }
 
 fn run_with(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>) {
+    let (scenario, events, _steps) = run_counted(name, seed);
+    (scenario, events)
+}
+
+/// Runs a library scenario on the event-driven engine: the scenario, its events and the steps
+/// the engine counted.
+fn run_counted(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>, u64) {
     let scenario = cmksim_scenario::validate_file(library_file(name)).unwrap_or_else(|d| {
         panic!(
             "{name}: {}",
@@ -31,8 +38,30 @@ fn run_with(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>) {
         engine: Engine::Events,
         ..RunOptions::default()
     };
-    run_simulated(&scenario, &options, &events).unwrap_or_else(|e| panic!("{name}: {e}"));
-    (scenario, events.snapshot())
+    let result =
+        run_simulated(&scenario, &options, &events).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (scenario, events.snapshot(), result.steps)
+}
+
+/// The engine counts its steps (each a jump of the paused clock to the next timer): some, and
+/// far fewer than turmoil's fixed 100 ms ticks over the same simulated time, the same count
+/// for the same seed.
+#[test]
+fn the_engine_counts_its_steps() {
+    let (scenario, events, steps) = run_counted("vault-blip-5m", Some(3));
+    let ticks = scenario.meta.duration.as_millis() as u64 / 100;
+    assert!(steps > 0, "a run takes steps");
+    assert!(
+        steps < ticks / 2,
+        "{steps} steps, turmoil would take {ticks} ticks"
+    );
+    assert!(
+        steps as usize >= events.len() / 10,
+        "{steps} steps for {} events",
+        events.len()
+    );
+    let (_, _, again) = run_counted("vault-blip-5m", Some(3));
+    assert_eq!(steps, again, "the same seed takes the same steps");
 }
 
 fn assert_passes(name: &str) {

@@ -349,6 +349,14 @@ impl Core {
         *lock(&self.task) = Some(task);
     }
 
+    /// Aborts the poll task where it stands — what a crash of the process does to it (the
+    /// simulated engine's crash drops the server future mid-way).
+    pub fn abort_background(&self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+
     /// Stops the poll task and flushes the store.
     pub async fn stop_background(&self) {
         // A send fails only when no task subscribed: then there is nothing to stop.

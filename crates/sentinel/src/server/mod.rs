@@ -153,6 +153,9 @@ impl SentinelServer {
         )
         .await?;
         core.start_background();
+        // Dropped before the graceful stop below has run (the task aborted: a simulated crash),
+        // it aborts the poll task.
+        let crash = AbortOnDrop(Some(core.clone()));
         let (events, shutdown) = cmksim_events::events_service(
             "sentinel",
             &core.profile.name,
@@ -171,6 +174,26 @@ impl SentinelServer {
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         core.stop_background().await;
+        crash.disarm();
         result.map_err(ServerError::from)
+    }
+}
+
+/// Aborts a core's poll task when dropped armed: a server future dropped mid-way is a crashed
+/// process.
+struct AbortOnDrop(Option<Arc<core::Core>>);
+
+impl AbortOnDrop {
+    /// The graceful stop ran: nothing to abort.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(core) = self.0.take() {
+            core.abort_background();
+        }
     }
 }

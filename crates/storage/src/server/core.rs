@@ -227,6 +227,29 @@ impl Core {
         }
     }
 
+    /// Aborts the control tick and every key loop where they stand, saving nothing — what a
+    /// crash of the process does to them (the simulated engine's crash, see
+    /// [`super::StorageServer::serve_with_incoming`]). The stats since the last tick are lost,
+    /// as in a real crash; a restart recovers what was made durable.
+    pub fn abort_background(&self) {
+        if let Some(task) = lock(&self.tick_task).take() {
+            task.abort();
+        }
+        for runtime in lock(&self.clusters).values() {
+            if let Some(task) = lock(&runtime.task).take() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Whether the control tick's task is held and not finished (tests).
+    #[cfg(test)]
+    pub(super) fn background_running(&self) -> bool {
+        lock(&self.tick_task)
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+    }
+
     /// Resolves when the server is stopping.
     pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.stop.subscribe();
