@@ -461,6 +461,8 @@ pub fn kql_cell(value: Value) -> cmksim_kql::Value {
 /// Decodes a block payload straight into rows of the projection's columns (absent: null), each
 /// handed to `visit` with its `TimeGenerated`; the values of other columns are skipped without
 /// being built (a binary payload's strings are not copied, its dynamic documents not parsed).
+/// The row `visit` gets is one buffer reused from record to record (its strings keep their
+/// allocations): `visit` copies the rows it keeps, so a row it drops costs no allocation.
 /// Returns how many records the payload held and the least and greatest `TimeGenerated`
 /// (`i64::MAX`, `i64::MIN` for none), which the caller checks against the authenticated header.
 pub(crate) fn decode_rows(
@@ -468,7 +470,7 @@ pub(crate) fn decode_rows(
     format: PayloadFormat,
     table: &str,
     projection: &Projection<'_>,
-    visit: &mut dyn FnMut(i64, Vec<cmksim_kql::Value>),
+    visit: &mut dyn FnMut(i64, &mut Vec<cmksim_kql::Value>),
 ) -> Result<(usize, i64, i64), String> {
     let width = projection.columns.len();
     let new_row = |time_ms: i64| {
@@ -493,7 +495,7 @@ pub(crate) fn decode_rows(
                     }
                 }
             }
-            visit(r.time_generated_ms, row);
+            visit(r.time_generated_ms, &mut row);
         }
         return Ok((count, least, greatest));
     }
@@ -514,12 +516,19 @@ pub(crate) fn decode_rows(
         at: 0,
     };
     let mut count = 0usize;
+    let mut row = new_row(0);
+    // Which cells this record set (the others are reset to null after it is decoded).
+    let mut set = vec![false; width];
     while body.at < offset {
         let time_generated_ms = body.i64()?;
         least = least.min(time_generated_ms);
         greatest = greatest.max(time_generated_ms);
         let columns = body.len()?;
-        let mut row = new_row(time_generated_ms);
+        set.iter_mut().for_each(|s| *s = false);
+        if let Some(at) = projection.time {
+            row[at] = cmksim_kql::Value::DateTime(time_generated_ms);
+            set[at] = true;
+        }
         for _ in 0..columns {
             let slot = *slots
                 .get(body.len()?)
@@ -529,8 +538,23 @@ pub(crate) fn decode_rows(
                 skip_value(&mut body, tag)?;
                 continue;
             };
+            if set[at] {
+                return Err(format!(
+                    "binary payload: column {:?} twice in a record",
+                    projection.columns[at]
+                ));
+            }
+            set[at] = true;
             let value = match tag {
-                TAG_STRING => cmksim_kql::Value::String(body.str()?.to_string()),
+                TAG_STRING => {
+                    let text = body.str()?;
+                    if let cmksim_kql::Value::String(buffer) = &mut row[at] {
+                        buffer.clear();
+                        buffer.push_str(text);
+                        continue;
+                    }
+                    cmksim_kql::Value::String(text.to_string())
+                }
                 TAG_LONG => cmksim_kql::Value::Long(body.i64()?),
                 TAG_REAL => cmksim_kql::Value::Real(f64::from_bits(body.i64()? as u64)),
                 TAG_BOOL => cmksim_kql::Value::Bool(bool_byte(body.u8()?)?),
@@ -544,16 +568,15 @@ pub(crate) fn decode_rows(
                 }
                 tag => return Err(format!("binary payload: unknown value tag {tag}")),
             };
-            if !matches!(row[at], cmksim_kql::Value::Null) {
-                return Err(format!(
-                    "binary payload: column {:?} twice in a record",
-                    projection.columns[at]
-                ));
-            }
             row[at] = value;
         }
+        for (cell, set) in row.iter_mut().zip(&set) {
+            if !set {
+                *cell = cmksim_kql::Value::Null;
+            }
+        }
         count += 1;
-        visit(time_generated_ms, row);
+        visit(time_generated_ms, &mut row);
     }
     Ok((count, least, greatest))
 }

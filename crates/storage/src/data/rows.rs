@@ -76,7 +76,7 @@ impl DataPlane {
                 header.payload_format,
                 &header.table,
                 &projection,
-                &mut |time_ms, mut row| {
+                &mut |time_ms, row| {
                     if time_ms < from || time_ms >= to {
                         return;
                     }
@@ -84,8 +84,8 @@ impl DataPlane {
                     for (cell, column) in row.iter_mut().zip(rows.columns) {
                         conform(cell, column.column_type);
                     }
-                    if rows.filter.is_none_or(|f| f.keeps(&row, rows.now_ms)) {
-                        kept.push((time_ms, row));
+                    if rows.filter.is_none_or(|f| f.keeps(row, rows.now_ms)) {
+                        kept.push((time_ms, row.clone()));
                     }
                 },
             )
