@@ -546,13 +546,11 @@ fn first_occurrence(
     if let Some(owner) = StateSubject::of(subject) {
         return owner.first_in(events, from, until);
     }
-    match subject {
-        _ => events
-            .iter()
-            .filter(|e| e.at_ms >= from.0 && e.at_ms <= until.0)
-            .find(|e| matches(subject, e))
-            .map(|e| (e.at(), vec![Evidence::of(e, "seen")])),
-    }
+    events
+        .iter()
+        .filter(|e| e.at_ms >= from.0 && e.at_ms <= until.0)
+        .find(|e| matches(subject, e))
+        .map(|e| (e.at(), vec![Evidence::of(e, "seen")]))
 }
 
 /// For a broken expectation: the last related event before `until` (what was seen instead).
