@@ -154,8 +154,19 @@ pub fn no_silent_loss(events: &[Event]) -> Verdict {
             }
             events::RETENTION_REMOVED | events::PURGE_COMPLETED | events::TABLE_DELETED => {
                 let slot = usize::from(e.kind != events::RETENTION_REMOVED);
+                // A purge also removes matching records still in the outage buffer (issue 14):
+                // those left the buffer, they were never written to a block.
+                let from_buffer = u64_field(e, "buffered_records");
+                if from_buffer > 0 {
+                    let out = buffer_out.entry(ws.clone()).or_default();
+                    *out += from_buffer;
+                    let held = sums.get(&ws).map(|s| s[2]).unwrap_or(0);
+                    if *out > held {
+                        broken.push(Evidence::of(e, format!("the buffer of {ws} released {out} records but only {held} were buffered")));
+                    }
+                }
                 let entry = removed.entry(ws.clone()).or_default();
-                entry[slot] += u64_field(e, "records");
+                entry[slot] += u64_field(e, "records").saturating_sub(from_buffer);
                 let written = sums.get(&ws).map(|s| s[1]).unwrap_or(0)
                     + flushed.get(&ws).copied().unwrap_or(0);
                 if entry[0] + entry[1] > written {

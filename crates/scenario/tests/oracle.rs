@@ -184,6 +184,47 @@ fn invariant_1_no_silent_loss() {
     );
 }
 
+/// Issue 14: a purge that took records still in the outage buffer counts them as leaving the
+/// buffer, not as removed from what was written; a purge that claims more buffered records than
+/// the buffer held breaks the invariant.
+#[test]
+fn invariant_1_counts_a_purge_of_buffered_records_against_the_buffer() {
+    let purge = |l: &EventLog, records: u64, buffered: u64| {
+        l.record_raw(m(50.0), "storage", events::PURGE_COMPLETED, "purge".into(),
+            serde_json::json!({"workspace": "wsp1", "table": "T", "purge_id": "p1", "records": records, "buffered_records": buffered}));
+    };
+    // 1 stored, 4 buffered; the purge takes the stored one and 3 buffered; 1 is flushed.
+    let l = log();
+    let e = Emit { log: &l };
+    e.batch(m(1.0), "wsp1", "T", (1, 4, 0), None);
+    purge(&l, 4, 3);
+    e.buffer(m(60.0), events::BUFFER_FLUSHED, "cl1", "wsp1", 1, m(1.0));
+    let v = oracle::no_silent_loss(&l.snapshot());
+    assert_eq!(v.outcome, Outcome::Held, "{v:#?}");
+    // Counted against what was written, the same purge would have removed 4 of 1 written.
+    let l = log();
+    let e = Emit { log: &l };
+    e.batch(m(1.0), "wsp1", "T", (1, 4, 0), None);
+    purge(&l, 4, 0);
+    assert_eq!(
+        oracle::no_silent_loss(&l.snapshot()).outcome,
+        Outcome::Broken
+    );
+    // More buffered records purged than the buffer held.
+    let l = log();
+    let e = Emit { log: &l };
+    e.batch(m(1.0), "wsp1", "T", (1, 4, 0), None);
+    purge(&l, 6, 5);
+    let v = oracle::no_silent_loss(&l.snapshot());
+    assert_eq!(v.outcome, Outcome::Broken);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.note.contains("released 5 records but only 4")),
+        "{v:#?}"
+    );
+}
+
 #[test]
 fn invariant_2_via_access_policy_and_stays_revoked() {
     let s = small("");

@@ -387,9 +387,9 @@ impl DataPlane {
     ///    the old blocks sled may still hold in its segments cannot be opened by anyone, whoever
     ///    holds the disk and the account key.
     ///
-    /// Blocks under the customer's key need `aek` (else [`super::DataError::KeyUnavailable`]:
-    /// nothing is destroyed, blocks already re-sealed stay so, and a retried purge resumes the
-    /// same generation). A crash at any point leaves every record readable or purged, never
+    /// Blocks under the customer's key need `aek`: without it, a table holding one is refused
+    /// with [`super::DataError::KeyUnavailable`] before anything changes (buffer included), so a
+    /// purge runs through or does nothing and its report counts every record it removed. A crash at any point leaves every record readable or purged, never
     /// lost: the old generation is destroyed only after every block under it is gone, durably.
     /// Cost: every block of the table is rewritten (not only those with a match), since they all
     /// share the generation being destroyed. Bounded by the table's blocks, each visited once
@@ -411,6 +411,22 @@ impl DataPlane {
         }
         let prefix = store::table_prefix(account, workspace, table);
         let mut write = self.lock_write();
+        if aek.is_none() {
+            // Refused before anything changes, so that a purge either runs through or does
+            // nothing, and its report counts every record it removed (a header scan; no key).
+            for item in self.trees.cold.scan_prefix(&prefix) {
+                let (key, cold) = item?;
+                let (header, _) = BlockHeader::parse(&cold)
+                    .map_err(|reason| malformed(Tier::Cold, &key, reason))?;
+                if matches!(header.key_ref, KeyRef::Cmk { .. }) {
+                    return Err(DataError::KeyUnavailable {
+                        account: account.to_string(),
+                        block_id: header.block_id,
+                        key_ref: header.key_ref,
+                    });
+                }
+            }
+        }
         let mut report = PurgeReport::default();
         self.purge_buffer(
             &account_record,

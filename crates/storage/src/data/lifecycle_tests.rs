@@ -248,12 +248,13 @@ fn purge_rewrites_blocks_without_the_matching_records_and_keeps_their_key() {
         matches!(refused, Err(DataError::KeyUnavailable { .. })),
         "{refused:?}"
     );
-    // The refused call already rewrote the MMK block before it met the CMK one (kept: a retried
-    // purge continues); the retry rewrites the CMK block.
+    // The refused call changed nothing (the table holds a CMK block): the retry rewrites both
+    // blocks and reports both records.
+    assert_eq!(plane.stats(ACCOUNT).unwrap().counters.purged_records, 0);
     let report = plane
         .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_one, now())
         .unwrap();
-    assert_eq!((report.blocks_rewritten, report.records), (1, 1));
+    assert_eq!((report.blocks_rewritten, report.records), (2, 2));
     let left = plane
         .query(
             ACCOUNT,

@@ -75,7 +75,10 @@ pub enum LifecycleEvent {
         workspace: String,
         table: String,
         purge_id: String,
+        /// Every record removed, from blocks and from the outage buffer.
         records: u64,
+        /// Of `records`, those removed from the outage buffer (never written to a block).
+        buffered_records: u64,
     },
     /// A pending purge could not run yet (the data under the customer's key is unreadable).
     PurgeWaiting {
@@ -119,9 +122,10 @@ impl EventKind for LifecycleEvent {
                 "purge {purge_id} of {} {table} requested ({filters} filter(s)); pending",
                 short(workspace)
             ),
-            LifecycleEvent::PurgeCompleted { workspace, table, purge_id, records } => format!(
-                "purge {purge_id} of {} {table} completed: {records} records are gone for good",
-                short(workspace)
+            LifecycleEvent::PurgeCompleted { workspace, table, purge_id, records, buffered_records } => format!(
+                "purge {purge_id} of {} {table} completed: {records} records are gone for good{}",
+                short(workspace),
+                if *buffered_records > 0 { format!(" ({buffered_records} of them still in the outage buffer)") } else { String::new() }
             ),
             LifecycleEvent::PurgeWaiting { workspace, purge_id, reason } => format!(
                 "purge {purge_id} of {} stays pending: {reason}",
@@ -221,7 +225,7 @@ impl Core {
         let pending = self.control().pending_purges();
         for purge in pending.into_iter().take(PURGES_PER_TICK_MAX) {
             match self.run_purge(&purge, now) {
-                Ok(records) => {
+                Ok((records, buffered_records)) => {
                     let mut control = self.control();
                     control.complete_purge(&purge.id, now, records);
                     if let Err(e) = self.persist_control(control.state()) {
@@ -235,6 +239,7 @@ impl Core {
                             table: purge.table.clone(),
                             purge_id: purge.id.clone(),
                             records,
+                            buffered_records,
                         },
                     );
                 }
@@ -265,9 +270,9 @@ impl Core {
         }
     }
 
-    /// Removes a purge's records from every account of its workspace; the records removed, or
-    /// why it cannot run yet.
-    fn run_purge(&self, purge: &Purge, now: SimTime) -> Result<u64, String> {
+    /// Removes a purge's records from every account of its workspace; the records removed (and
+    /// of them, those removed from the outage buffer), or why it cannot run yet.
+    fn run_purge(&self, purge: &Purge, now: SimTime) -> Result<(u64, u64), String> {
         let location = {
             let control = self.control();
             let Some(resource) =
@@ -281,7 +286,7 @@ impl Core {
             }
         };
         let matches = |r: &crate::data::Record| purge_matches(&purge.filters, r);
-        let mut records = 0;
+        let (mut records, mut buffered) = (0, 0);
         for (account, cluster) in accounts_of(self, &purge.workspace, &location) {
             if !self
                 .data
@@ -320,7 +325,10 @@ impl Core {
                 }
             };
             match report {
-                Ok(r) => records += r.records,
+                Ok(r) => {
+                    records += r.records;
+                    buffered += r.buffered_records;
+                }
                 Err(DataError::KeyUnavailable { .. }) => {
                     return Err(format!(
                         "the data on cluster {} is under the customer's key, which is not available now",
@@ -330,7 +338,7 @@ impl Core {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        Ok(records)
+        Ok((records, buffered))
     }
 }
 
