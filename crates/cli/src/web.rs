@@ -5,12 +5,17 @@
 //!
 //! - `GET /_cmksim/demo/stream`: the page's data pushed as it is written (Server-Sent Events,
 //!   [`cmksim_rest::dashboard::push`]: the event log's sink and the run's clock wake a publisher
-//!   that sends a frame at most every 10 ms; a slow page is dropped and reconnects from its last
-//!   frame id, the run never waits for it).
+//!   that sends a frame at most every 5 ms; a page too slow for its buffer is dropped and
+//!   reconnects from its last frame id).
+//! - `POST /_cmksim/demo/drawn` `{"page", "sim_ms"}`: the page has drawn the frame of that
+//!   simulated time. The run does not go more than a simulated minute past the slowest page's
+//!   drawn frame ([`cmksim_world::pacer`]: the run waits, bounded; a page that stops reporting
+//!   stops holding it after two seconds, a page whose stream ends at once), so that the picture
+//!   a class sees is never more than a minute old, even at 3600×.
 //! - `GET /_cmksim/demo/state?after=N`: the same status in one answer — the clock, the pace, the
 //!   key's and each storage's state, the narration lines after the N-th, and the verdicts on the
 //!   events so far (the run's own, final ones once it has ended); `GET /_cmksim/demo/clock`: the
-//!   run's simulated time alone.
+//!   run's simulated time, how far the slowest page is behind it and what pacing has cost.
 //! - `GET /_cmksim/demo/swimlanes.svg`: the report's swimlane chart of the events so far, drawn
 //!   by the report's code ([`cmksim_scenario::report::svg`]) over the scenario's whole span.
 //! - `POST /_cmksim/demo/pace` `{"paused"?, "speed"?}` and `POST /_cmksim/demo/lever`
@@ -21,13 +26,15 @@
 //! scenario crate's judges, which the door does not depend on; the door needs only the page.
 //! The server runs on a thread of its own with its own runtime, because the simulation owns the
 //! main thread. Plain HTTP on loopback by default: a demo is watched from this machine's browser.
-//! The wall clock is read only to rate-limit the judging; it never reaches the simulation.
+//! The verdicts are judged on a loop of their own ([`JUDGE_EVERY`]), never while a frame is
+//! built, so that a frame costs the same early and late in a run. The wall clock is read only to
+//! space the judging and to pace against the pages; it never reaches the simulation.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{Query, State};
@@ -56,16 +63,12 @@ const BODY_BYTES_MAX: usize = 4096;
 #[derive(Default)]
 struct Judged {
     events_seen: u64,
-    at: Option<Instant>,
-    version: u64,
     states: Value,
     verdicts: Value,
     swimlanes: String,
     swimlanes_events: u64,
     /// Events the states were last computed from.
     states_events: u64,
-    /// The verdicts' version last pushed (a frame carries the verdicts only when they changed).
-    pushed_version: u64,
 }
 
 /// The dashboard of one simulated run.
@@ -137,8 +140,9 @@ pub fn start(
     };
     let status: push::StatusSource = {
         let web = web.clone();
-        Arc::new(move || web.status(true))
+        Arc::new(move || web.status())
     };
+    runtime.spawn(judge_loop(web.clone(), serving_rx.clone()));
     runtime.spawn(push::publish_loop(hub, feed, status, serving_rx));
     std::thread::Builder::new()
         .name("dashboard".into())
@@ -158,7 +162,6 @@ impl DemoWeb {
         let snapshot = self.events.snapshot();
         judged.states = dashboard::states_json(&snapshot);
         judged.verdicts = dashboard::verdicts_json(expectations, invariants);
-        judged.version += 1;
         judged.events_seen = self.events.recorded_events();
         self.finished.store(true, Ordering::SeqCst);
     }
@@ -175,29 +178,36 @@ impl DemoWeb {
         }
     }
 
-    /// Re-judges the log when events were added and [`JUDGE_EVERY`] has passed (never after
-    /// the run's final verdicts are in).
-    fn judge(&self, judged: &mut Judged) {
+    /// Re-judges the log when events were added (never after the run's final verdicts are
+    /// in). The log is judged without the lock on what the page reads, so a frame is never
+    /// built behind a judging.
+    fn judge(&self) {
         let recorded = self.events.recorded_events();
-        let fresh = judged.at.is_some_and(|at| at.elapsed() < JUDGE_EVERY);
-        if self.finished.load(Ordering::SeqCst) || recorded == judged.events_seen || fresh {
+        let seen = self
+            .judged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events_seen;
+        if self.finished.load(Ordering::SeqCst) || recorded == seen {
             return;
         }
         let snapshot = self.events.snapshot();
         let expectations = expect::evaluate(&self.scenario, &snapshot);
         let invariants = oracle::check_invariants(&self.scenario, &snapshot);
-        judged.verdicts = dashboard::verdicts_json(&expectations, &invariants);
-        judged.events_seen = recorded;
-        judged.at = Some(Instant::now());
-        judged.version += 1;
+        let verdicts = dashboard::verdicts_json(&expectations, &invariants);
+        let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
+        // The run may have ended meanwhile: its final verdicts win.
+        if !self.finished.load(Ordering::SeqCst) {
+            judged.verdicts = verdicts;
+            judged.events_seen = recorded;
+        }
     }
 
-    /// The page's status: clock, pace, states, verdicts (with `pushed`, only when they
-    /// changed since the last frame pushed; always otherwise).
-    fn status(&self, pushed: bool) -> Value {
+    /// The page's status: clock, pace, states, the page's heading and levers (`meta`) and the
+    /// verdicts (the hub sends those two only when they changed).
+    fn status(&self) -> Value {
         let start = self.feed.lock().unwrap_or_else(|p| p.into_inner()).start();
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
-        self.judge(&mut judged);
         let recorded = self.events.recorded_events();
         if !self.finished.load(Ordering::SeqCst) && judged.states_events != recorded {
             judged.states = self.state_events.states_json();
@@ -207,13 +217,19 @@ impl DemoWeb {
         let t_ms = start.map(|s| now_ms - s.unix_ms()).unwrap_or(0).max(0);
         let pace = self.control.pace();
         let meta = &self.scenario.meta;
-        let mut status = json!({
+        json!({
             "mode": "simulation",
-            "name": meta.name,
-            "title": meta.title,
-            "story": meta.story,
-            "seed": meta.seed,
-            "profile": meta.profile_name,
+            "meta": {
+                "name": meta.name,
+                "title": meta.title,
+                "story": meta.story,
+                "seed": meta.seed,
+                "profile": meta.profile_name,
+                "levers": Lever::ALL
+                    .iter()
+                    .map(|l| json!({"id": l.as_str(), "label": l.label()}))
+                    .collect::<Vec<_>>(),
+            },
             "phase": self.phase(start.is_some()),
             "clock": {
                 "t_ms": t_ms,
@@ -221,21 +237,10 @@ impl DemoWeb {
                 "end_label": format!("of {}", cmksim_sim::format_duration(meta.duration)),
             },
             "pace": {"paused": pace.paused, "speed": pace.speed},
-            "levers": Lever::ALL
-                .iter()
-                .map(|l| json!({"id": l.as_str(), "label": l.label()}))
-                .collect::<Vec<_>>(),
             "states": judged.states.clone(),
             "events": recorded,
-            "verdicts_version": judged.version,
-        });
-        if !pushed || judged.pushed_version != judged.version {
-            status["verdicts"] = judged.verdicts.clone();
-            if pushed {
-                judged.pushed_version = judged.version;
-            }
-        }
-        status
+            "verdicts": judged.verdicts.clone(),
+        })
     }
 
     /// The status with the narration lines after the `after`-th (the `/state` answer).
@@ -251,7 +256,7 @@ impl DemoWeb {
                 .collect();
             (out, to)
         };
-        let mut state = self.status(false);
+        let mut state = self.status();
         state["narration"] = Value::Array(narration);
         state["next"] = json!(next);
         state
@@ -278,6 +283,27 @@ impl DemoWeb {
     }
 }
 
+/// Judges the log every [`JUDGE_EVERY`] (when events were added) until the dashboard stops;
+/// one judging at a time, off the async workers.
+async fn judge_loop(web: Arc<DemoWeb>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    // Unbounded on purpose, one judging per JUDGE_EVERY at most: the verdicts follow the run
+    // for as long as the dashboard serves.
+    loop {
+        tokio::select! {
+            changed = stopping.changed() => {
+                if changed.is_err() || *stopping.borrow() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(JUDGE_EVERY) => {}
+        }
+        let web = web.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || web.judge()).await {
+            eprintln!("cmksim demo --web: judging the events failed: {e}");
+        }
+    }
+}
+
 fn router(web: Arc<DemoWeb>) -> Router {
     Router::new()
         .route("/_cmksim/demo/state", get(get_state))
@@ -286,6 +312,7 @@ fn router(web: Arc<DemoWeb>) -> Router {
         .route("/_cmksim/demo/swimlanes.svg", get(get_swimlanes))
         .route("/_cmksim/demo/pace", post(set_pace))
         .route("/_cmksim/demo/lever", post(pull_lever))
+        .route("/_cmksim/demo/drawn", post(page_drew))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(web)
         .merge(cmksim_rest::dashboard::routes())
@@ -313,7 +340,70 @@ async fn get_stream(
     Query(q): Query<StateQuery>,
 ) -> Response {
     let after = push::last_event_id(&headers, Some(q.after));
-    push::stream_response(&web.hub, &web.feed, after)
+    let subscription = match web.hub.subscribe(&web.feed, after) {
+        Ok(subscription) => subscription,
+        Err(e) => return push::full_response(&e),
+    };
+    // The page paces the run from now until its stream ends (the guard, dropped with the
+    // stream, says so to the run).
+    let page = subscription.page;
+    web.control.page_joined(page);
+    let guard = PageGuard {
+        control: web.control.clone(),
+        page,
+    };
+    let stream = tokio_stream::StreamExt::map(subscription.stream, move |event| {
+        let _following = &guard;
+        event
+    });
+    push::sse_response(stream)
+}
+
+/// Tells the run that a page stopped following when its stream is dropped.
+struct PageGuard {
+    control: Control,
+    page: u64,
+}
+
+impl Drop for PageGuard {
+    fn drop(&mut self) {
+        self.control.page_left(self.page);
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrawnBody {
+    page: u64,
+    sim_ms: i64,
+}
+
+/// A page has drawn the frame of `sim_ms` (the run may go a simulated minute past it).
+async fn page_drew(State(web): State<Arc<DemoWeb>>, body: axum::body::Bytes) -> Response {
+    let body: DrawnBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "drawn: expected {{\"page\": 1, \"sim_ms\": 1593907200000}}: {}",
+                    cmksim_sim::text::echo(&e.to_string())
+                ),
+            )
+        }
+    };
+    if web.control.page_drew(body.page, body.sim_ms) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        refusal(
+            StatusCode::GONE,
+            &format!(
+                "page {} is not following this run (its stream ended); it is given a new \
+                 number when it reconnects",
+                body.page
+            ),
+        )
+    }
 }
 
 /// The run's simulated time alone, cheap (the lag test's reference).
@@ -326,9 +416,17 @@ async fn get_clock(State(web): State<Arc<DemoWeb>>) -> Response {
             .start()
             .is_some(),
     );
+    let (pages, stats) = web.control.pacer_stats();
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"sim_now_ms": now_ms, "phase": phase})),
+        Json(json!({
+            "sim_now_ms": now_ms,
+            "phase": phase,
+            "pages": pages,
+            "pages_behind_ms": web.control.pages_behind_ms(),
+            "holds": stats.holds,
+            "held_ms": stats.held_wall.as_millis() as u64,
+        })),
     )
         .into_response()
 }

@@ -196,6 +196,12 @@ impl RestServer {
         &self.state.credentials
     }
 
+    /// The live dashboard judges its invariants under `profile`, the behaviour profile the
+    /// services run (with their overrides), instead of the default one.
+    pub fn judge_dashboard_under(&self, profile: cmksim_sim::profile::Profile) {
+        self.state.dashboard.judge_under(profile);
+    }
+
     /// A new one-time link that signs a browser in to the live dashboard (print it once; it
     /// is spent on first use).
     pub fn dashboard_link(&self) -> Result<String, RestError> {

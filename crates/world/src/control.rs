@@ -12,12 +12,20 @@
 //! The pace is read by the harness between two simulation steps: paused, it stops stepping (the
 //! simulated clock stands still); a new speed restarts the pacing from the current moment. The
 //! wall clock only slows the presentation down; it never reaches the simulation.
+//!
+//! The pages watching the run pace it too ([`crate::pacer`]): the dashboard reports each page
+//! joining, the frames it has drawn and its leaving, and between two steps the harness waits
+//! ([`Control::hold_for_pages`], bounded) while the slowest page is more than a simulated minute
+//! behind.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use cmksim_scenario::model::{Scenario, Step, StepKind};
 use tokio::sync::{mpsc, Notify};
+
+use crate::pacer::{PacerStats, PagePacer, SILENT_MAX};
 
 /// Levers waiting for the driver at most; one more is refused ([`LeverError::Busy`]).
 pub const LEVER_QUEUE_MAX: usize = 16;
@@ -73,7 +81,22 @@ struct Shared {
     sender: mpsc::Sender<Injected>,
     /// Taken once by the harness for the driver.
     receiver: Mutex<Option<mpsc::Receiver<Injected>>>,
+    /// The pages following the run and what each has drawn ([`crate::pacer`]).
+    pages: Mutex<Pages>,
+    /// Notified when a page reports a frame drawn or leaves (a held run looks again).
+    pages_changed: Condvar,
 }
+
+/// The pacer and what it cost, under one lock.
+#[derive(Default)]
+struct Pages {
+    pacer: PagePacer,
+    stats: PacerStats,
+}
+
+/// The longest single wait of a held run before it looks at its pages again (a page that went
+/// quiet is noticed within this).
+const HOLD_LOOK_EVERY: Duration = Duration::from_millis(20);
 
 impl Control {
     /// A control starting at `pace` (its speed clamped into [`SPEED_MIN`, `SPEED_MAX`]).
@@ -90,7 +113,77 @@ impl Control {
                 pulled: Mutex::new(0),
                 sender,
                 receiver: Mutex::new(Some(receiver)),
+                pages: Mutex::new(Pages::default()),
+                pages_changed: Condvar::new(),
             }),
+        }
+    }
+
+    fn pages(&self) -> std::sync::MutexGuard<'_, Pages> {
+        self.shared.pages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Page `page` started following the run (its first frame shows the run's time now). False
+    /// when too many pages follow already: it is not waited for.
+    pub fn page_joined(&self, page: u64) -> bool {
+        let now = self.now_unix_ms();
+        self.pages().pacer.join(page, now, Instant::now())
+    }
+
+    /// Page `page` has drawn the frame of simulated `drawn_unix_ms`. False for a page that is
+    /// not following.
+    pub fn page_drew(&self, page: u64, drawn_unix_ms: i64) -> bool {
+        let known = self.pages().pacer.drew(page, drawn_unix_ms, Instant::now());
+        self.shared.pages_changed.notify_all();
+        known
+    }
+
+    /// Page `page` stopped following.
+    pub fn page_left(&self, page: u64) {
+        self.pages().pacer.leave(page);
+        self.shared.pages_changed.notify_all();
+    }
+
+    /// How far (simulated ms) the run is ahead of the newest frame the slowest page heard from
+    /// has drawn; `None` without such a page.
+    pub fn pages_behind_ms(&self) -> Option<i64> {
+        let now = self.now_unix_ms();
+        self.pages()
+            .pacer
+            .slowest_drawn(Instant::now())
+            .map(|drawn| now - drawn)
+    }
+
+    /// Pages following, and what pacing has cost so far.
+    pub fn pacer_stats(&self) -> (usize, PacerStats) {
+        let pages = self.pages();
+        (pages.pacer.pages(), pages.stats)
+    }
+
+    /// Waits while a page is more than [`crate::pacer::LEAD_MAX`] behind the run at simulated
+    /// `now_unix_ms`. Bounded: at most [`SILENT_MAX`] of wall time per call (a page quiet that
+    /// long no longer holds; one that reports but never catches up lets the run take one more
+    /// step per call).
+    pub(crate) fn hold_for_pages(&self, now_unix_ms: i64) {
+        let started = Instant::now();
+        let mut pages = self.pages();
+        let mut held = false;
+        while let Some(hold) = pages.pacer.hold(now_unix_ms, Instant::now()) {
+            let Some(left) = SILENT_MAX.checked_sub(started.elapsed()) else {
+                break;
+            };
+            held = true;
+            let wait = left.min(hold.silent_left).min(HOLD_LOOK_EVERY);
+            pages = self
+                .shared
+                .pages_changed
+                .wait_timeout(pages, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if held {
+            pages.stats.holds += 1;
+            pages.stats.held_wall += started.elapsed();
         }
     }
 

@@ -28,5 +28,6 @@ pub mod engine;
 pub mod harness;
 pub mod live;
 pub mod names;
+pub mod pacer;
 
 pub use harness::{run_simulated, Engine, RunOptions, RunResult, WorldError};

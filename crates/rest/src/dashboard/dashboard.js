@@ -3,10 +3,14 @@
 // Both modes read a stream of frames pushed by the server as the event log is written
 // (Server-Sent Events through EventSource, which reconnects by itself from the last frame id
 // it read): each frame carries the clock, the states, the new narration lines and, when they
-// changed, the verdicts. The swimlanes (SVG drawn by the same code as the report) are fetched
-// at most every LANES_EVERY_MS when events were added.
+// changed, the page's heading and levers (meta) and the verdicts. A frame is applied to the
+// document as it arrives, touching only what changed (no redraw of the whole page per frame).
+// The swimlanes (SVG drawn by the same code as the report) are fetched at most every
+// LANES_EVERY_MS when events were added.
 // Simulation mode (`cmksim demo NAME --web`): /_cmksim/demo/stream, levers and pace posted to
-// /_cmksim/demo/lever and /_cmksim/demo/pace.
+// /_cmksim/demo/lever and /_cmksim/demo/pace; after each frame the page reports the simulated
+// time it now shows to /_cmksim/demo/drawn (one report in flight at most), and the run does not
+// go more than a simulated minute past the slowest page's report.
 // Live mode (`cmksim serve all --rest-listen`, page at `/` of the HTTPS door):
 // /_cmksim/dashboard/stream and /_cmksim/dashboard/lever, authorised by the session cookie the
 // door's one-time link sets (the page never holds a token).
@@ -17,6 +21,19 @@ const FEED_LINES_MAX = 2000;    // narration lines kept on the page (oldest remo
 const CLOCK_AHEAD_MS = 500;     // the clock runs ahead of the newest frame at most this long
 
 const $ = (id) => document.getElementById(id);
+
+// What the page measured about itself (read by the browser test; shown nowhere).
+const stats = {
+  frames: 0, frameMsMax: 0, frameMsTotal: 0, bytes: 0,
+  lanes: 0, lanesMsMax: 0, lanesBytes: 0,
+  drawnReports: 0, drawnRefused: 0,
+};
+window.cmksimStats = stats;
+
+// Sets an element's text only when it changes (a write of the same text still costs a layout).
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
 
 function pad(n) { return String(n).padStart(2, "0"); }
 
@@ -34,6 +51,7 @@ function setResult(text, refused) {
 }
 
 function appendFeed(lines) {
+  if (!lines.length) return;
   const feed = $("feed");
   const atBottom = feed.scrollTop + feed.clientHeight >= feed.scrollHeight - 4;
   for (const line of lines) {
@@ -149,7 +167,7 @@ function clockLoop() {
   requestAnimationFrame(clockLoop);
 }
 
-const view = { mode: "", events: -1, lanesAt: 0, lanesEvents: -1, lanesTimer: 0, title: false, finishedDrawn: false };
+const view = { mode: "", meta: null, events: -1, lanesAt: 0, lanesEvents: -1, lanesTimer: 0, title: false, finishedDrawn: false, finishedControls: null };
 
 function lanesUrl() {
   return view.mode === "live" ? "/_cmksim/dashboard/swimlanes.svg" : "/_cmksim/demo/swimlanes.svg";
@@ -168,7 +186,15 @@ function lanesMaybe(force) {
     view.lanesEvents = view.events;
     try {
       const response = await fetch(lanesUrl(), { credentials: "same-origin" });
-      if (response.ok) $("lanes").innerHTML = await response.text();
+      if (response.ok) {
+        const svg = await response.text();
+        const began = performance.now();
+        $("lanes").innerHTML = svg;
+        const took = performance.now() - began;
+        stats.lanes += 1;
+        stats.lanesBytes = svg.length;
+        stats.lanesMsMax = Math.max(stats.lanesMsMax, took);
+      }
     } catch (e) { /* the next frame schedules another */ }
     if (view.lanesEvents !== view.events) lanesMaybe(false);
   }, wait);
@@ -178,14 +204,13 @@ function showFrame(frame) {
   if (frame.reset) $("feed").replaceChildren();
   const s = frame.status;
   if (s && s.clock) {
+    if (s.meta) view.meta = s.meta;
     if (view.mode === "live") liveShow(s); else simShow(s);
     view.events = s.events;
-    if (s.verdicts) {
-      renderVerdicts(s.verdicts);
-      $("verdicts-note").textContent = s.phase === "finished"
-        ? "final: the run has ended"
-        : (view.mode === "live" ? "the invariants on the live events so far" : "judged on the events so far; final when the run ends");
-    }
+    if (s.verdicts) renderVerdicts(s.verdicts);
+    setText($("verdicts-note"), s.phase === "finished"
+      ? "final: the run has ended"
+      : (view.mode === "live" ? "the invariants on the live events so far" : "judged on the events so far; final when the run ends"));
     const finished = s.phase === "finished";
     lanesMaybe(finished && !view.finishedDrawn);
     if (finished) view.finishedDrawn = true;
@@ -193,12 +218,51 @@ function showFrame(frame) {
   appendFeed(frame.lines || []);
 }
 
+// The page's reports of what it has drawn (simulation mode): the page's number (from the first
+// frame of each stream), the newest simulated time shown and the newest reported.
+const drawn = { page: null, simMs: 0, sentMs: 0, inFlight: false };
+
+function reportDrawn() {
+  if (view.mode !== "simulation" || drawn.page === null || drawn.inFlight) return;
+  if (drawn.simMs <= drawn.sentMs) return;
+  const page = drawn.page;
+  const simMs = drawn.simMs;
+  drawn.inFlight = true;
+  fetch("/_cmksim/demo/drawn", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ page: page, sim_ms: simMs }),
+  }).then((response) => {
+    // 410: this stream's number is over (the page reconnects and gets a new one).
+    if (response.ok) stats.drawnReports += 1; else stats.drawnRefused += 1;
+  }, () => { stats.drawnRefused += 1; }).finally(() => {
+    if (drawn.page === page) drawn.sentMs = Math.max(drawn.sentMs, simMs);
+    drawn.inFlight = false;
+    reportDrawn();
+  });
+}
+
 function follow(url) {
   const source = new EventSource(url);
   source.addEventListener("frame", (e) => {
+    const began = performance.now();
     let frame;
     try { frame = JSON.parse(e.data); } catch (err) { return; }
+    if (frame.page !== undefined && frame.page !== drawn.page) {
+      drawn.page = frame.page;
+      drawn.simMs = 0;
+      drawn.sentMs = 0;
+    }
     showFrame(frame);
+    const took = performance.now() - began;
+    stats.frames += 1;
+    stats.bytes += e.data.length;
+    stats.frameMsTotal += took;
+    stats.frameMsMax = Math.max(stats.frameMsMax, took);
+    if (frame.status && frame.status.clock) {
+      drawn.simMs = Math.max(drawn.simMs, frame.status.clock.sim_now_ms);
+      reportDrawn();
+    }
   });
   source.addEventListener("dropped", (e) => setResult(e.data, true));
   source.onerror = () => {
@@ -221,31 +285,38 @@ async function simPace(change) {
 }
 
 function simShow(state) {
-  if (!view.title) {
+  const meta = view.meta;
+  if (!view.title && meta) {
     view.title = true;
-    $("title").textContent = state.title;
-    document.title = "cmksim · " + state.name;
-    $("meta").textContent = "scenario " + state.name + " · seed " + state.seed + " · profile " + state.profile + " · simulated time";
-    $("story").textContent = state.story;
-    $("story-section").hidden = !state.story;
-    renderLevers(state.levers, simLever);
+    $("title").textContent = meta.title;
+    document.title = "cmksim · " + meta.name;
+    $("meta").textContent = "scenario " + meta.name + " · seed " + meta.seed + " · profile " + meta.profile + " · simulated time";
+    $("story").textContent = meta.story;
+    $("story-section").hidden = !meta.story;
+    renderLevers(meta.levers, simLever);
     $("play").disabled = false;
     $("speed").disabled = false;
   }
   clockSample(state.clock, state.phase === "running", state.pace.speed);
-  $("scale").textContent = state.pace.speed + "× · " + state.clock.end_label;
+  setText($("scale"), state.pace.speed + "× · " + state.clock.end_label);
   const phase = $("phase");
-  phase.textContent = state.phase;
-  phase.dataset.phase = state.phase;
+  setText(phase, state.phase);
+  if (phase.dataset.phase !== state.phase) phase.dataset.phase = state.phase;
   const play = $("play");
-  play.textContent = state.pace.paused ? "Play" : "Pause";
-  play.setAttribute("aria-pressed", state.pace.paused ? "true" : "false");
+  setText(play, state.pace.paused ? "Play" : "Pause");
+  const pressed = state.pace.paused ? "true" : "false";
+  if (play.getAttribute("aria-pressed") !== pressed) play.setAttribute("aria-pressed", pressed);
   const speed = $("speed");
-  if (document.activeElement !== speed) speed.value = String(state.pace.speed);
+  if (document.activeElement !== speed && speed.value !== String(state.pace.speed)) {
+    speed.value = String(state.pace.speed);
+  }
   const finished = state.phase === "finished";
-  for (const b of document.querySelectorAll("#levers button")) b.disabled = finished;
-  play.disabled = finished;
-  speed.disabled = finished;
+  if (view.finishedControls !== finished) {
+    view.finishedControls = finished;
+    for (const b of document.querySelectorAll("#levers button")) b.disabled = finished;
+    play.disabled = finished;
+    speed.disabled = finished;
+  }
   renderStates(state.states || []);
 }
 
@@ -270,16 +341,17 @@ async function liveLever(lever) {
 }
 
 function liveShow(state) {
-  if (!view.title) {
+  const meta = view.meta;
+  if (!view.title && meta) {
     view.title = true;
-    $("title").textContent = state.title;
+    $("title").textContent = meta.title;
     document.title = "cmksim · live";
-    renderLevers(state.levers, liveLever);
+    renderLevers(meta.levers, liveLever);
   }
-  $("meta").textContent = "live services · " + (state.target || "no cluster with a customer-managed key yet");
+  setText($("meta"), "live services · " + (state.target || "no cluster with a customer-managed key yet"));
   clockSample(state.clock, true, state.pace.speed);
-  $("scale").textContent = state.pace.speed + "× · " + state.clock.end_label;
-  $("phase").textContent = state.phase;
+  setText($("scale"), state.pace.speed + "× · " + state.clock.end_label);
+  setText($("phase"), state.phase);
   $("phase").dataset.phase = "running";
   renderStates(state.states || []);
 }

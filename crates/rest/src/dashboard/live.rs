@@ -26,8 +26,11 @@
 //! last seq it saw, again every [`RESUBSCRIBE_AFTER`] while the service is away, until the door
 //! stops) and records into a log of at most [`LIVE_EVENTS_MAX`] events (the oldest are
 //! evicted). Verdicts: the oracle's invariants (those that need no scenario timeline) judged on
-//! that log with a scenario that has no world of its own and the default profile — so the
-//! deadlines are the profile's, not a `--profile-override` the services were started with.
+//! that log with a scenario that has no world of its own, under the behaviour profile the
+//! services run — `--profile` and every `--profile-override`, handed over by `serve all`
+//! ([`LiveBoard::judge_under`]) — so that a deadline the invariants check is the one the
+//! services were started with; the default profile only for a door started alone (`serve rest`),
+//! which does not know the services' profile.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -215,8 +218,6 @@ impl Sessions {
 struct Judged {
     events_seen: u64,
     at: Option<Instant>,
-    version: u64,
-    pushed_version: u64,
     verdicts: Value,
     states: Value,
     states_events: u64,
@@ -251,7 +252,9 @@ pub struct LiveBoard {
     state_events: Arc<super::StateEvents>,
     following: AtomicBool,
     judged: Mutex<Judged>,
-    scenario: Option<Scenario>,
+    /// The scenario the invariants are judged with ([`LIVE_SCENARIO`] under the services'
+    /// profile once [`LiveBoard::judge_under`] gave it).
+    scenario: Mutex<Option<Scenario>>,
     target: Mutex<Option<Target>>,
     /// Key permissions of access policies removed by a lever, per (vault, object id).
     removed: Mutex<BTreeMap<(String, String), Vec<String>>>,
@@ -283,11 +286,34 @@ impl LiveBoard {
             state_events,
             following: AtomicBool::new(false),
             judged: Mutex::new(Judged::default()),
-            scenario,
+            scenario: Mutex::new(scenario),
             target: Mutex::new(None),
             removed: Mutex::new(BTreeMap::new()),
             pulled: AtomicU64::new(0),
         }
+    }
+
+    /// Judges the invariants under `profile` (the one the services run, overrides applied)
+    /// instead of the default profile.
+    pub fn judge_under(&self, profile: cmksim_sim::profile::Profile) {
+        let mut scenario = self.scenario.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(scenario) = scenario.as_mut() {
+            scenario.meta.profile_name = profile.name.clone();
+            scenario.profile = profile;
+        }
+        // Judged again at the next frame under the new profile.
+        let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
+        judged.events_seen = 0;
+        judged.at = None;
+    }
+
+    /// The name of the profile the invariants are judged under.
+    pub fn profile_name(&self) -> Option<String> {
+        self.scenario
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| s.meta.profile_name.clone())
     }
 
     /// A new one-time sign-in link's path and query (`/_cmksim/dashboard/login?code=…`).
@@ -329,7 +355,8 @@ impl LiveBoard {
         events
     }
 
-    fn status(&self, state: &AppState, pushed: bool) -> Value {
+    /// The page's status (the hub sends its `meta` and `verdicts` only when they changed).
+    fn status(&self, state: &AppState) -> Value {
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         let recorded = self.log.recorded_events();
         if judged.states_events != recorded {
@@ -340,13 +367,17 @@ impl LiveBoard {
         // every JUDGE_EVERY, and only when events were added.
         if judged.events_seen != recorded && judged.at.is_none_or(|at| at.elapsed() >= JUDGE_EVERY)
         {
-            if let Some(scenario) = &self.scenario {
+            let scenario = self
+                .scenario
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(scenario) = &scenario {
                 let invariants = oracle::check_invariants(scenario, &self.events());
                 judged.verdicts = super::verdicts_json(&[], &invariants);
             }
             judged.events_seen = recorded;
             judged.at = Some(Instant::now());
-            judged.version += 1;
         }
         let now = state.clock.now();
         let epoch = state.clock.epoch();
@@ -356,9 +387,8 @@ impl LiveBoard {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(Target::label);
-        let mut status = json!({
+        json!({
             "mode": "live",
-            "title": "Live services",
             "phase": "live",
             "clock": {
                 "t_ms": now.unix_ms() - epoch.unix_ms(),
@@ -366,23 +396,20 @@ impl LiveBoard {
                 "end_label": format!("since {}", epoch.to_rfc3339()),
             },
             "pace": {"paused": false, "speed": state.clock.time_scale()},
-            "levers": Lever::ALL
-                .iter()
-                .filter(|l| l.live())
-                .map(|l| json!({"id": l.as_str(), "label": l.label()}))
-                .collect::<Vec<_>>(),
+            "meta": {
+                "title": "Live services",
+                "levers": Lever::ALL
+                    .iter()
+                    .filter(|l| l.live())
+                    .map(|l| json!({"id": l.as_str(), "label": l.label()}))
+                    .collect::<Vec<_>>(),
+            },
             "target": target,
+            "profile": self.profile_name(),
             "states": judged.states.clone(),
             "events": recorded,
-            "verdicts_version": judged.version,
-        });
-        if !pushed || judged.pushed_version != judged.version {
-            status["verdicts"] = judged.verdicts.clone();
-            if pushed {
-                judged.pushed_version = judged.version;
-            }
-        }
-        status
+            "verdicts": judged.verdicts.clone(),
+        })
     }
 
     /// Starts following the services and publishing frames (once).
@@ -395,7 +422,7 @@ impl LiveBoard {
         }
         let status: push::StatusSource = {
             let (board, state) = (self.clone(), state.clone());
-            Arc::new(move || board.status(&state, true))
+            Arc::new(move || board.status(&state))
         };
         tokio::spawn(push::publish_loop(
             self.hub.clone(),
@@ -936,7 +963,22 @@ mod tests {
     #[test]
     fn the_live_scenario_validates() {
         let board = LiveBoard::new(SimTime(0));
-        assert!(board.scenario.is_some(), "LIVE_SCENARIO must validate");
+        assert!(
+            board.profile_name().is_some(),
+            "LIVE_SCENARIO must validate"
+        );
+        assert_eq!(board.profile_name().as_deref(), Some("azure-2020"));
+    }
+
+    #[test]
+    fn the_invariants_are_judged_under_the_services_profile() {
+        let board = LiveBoard::new(SimTime(0));
+        let mut profile = cmksim_sim::profile::Profile::builtin("azure-2021").unwrap();
+        profile.key_access.revocation_deadline = std::time::Duration::from_secs(7 * 60);
+        board.judge_under(profile.clone());
+        assert_eq!(board.profile_name().as_deref(), Some("azure-2021"));
+        let scenario = board.scenario.lock().unwrap().clone().unwrap();
+        assert_eq!(scenario.profile, profile, "the overrides too");
     }
 
     #[test]

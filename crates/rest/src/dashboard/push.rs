@@ -4,9 +4,16 @@
 //! Why push: a page that polled every 100 ms trailed a 3600× run by 1.5–3 simulated minutes
 //! (one poll interval alone is six simulated minutes there, plus the answer's judging). Here the
 //! event log's sink and the run's clock wake a publisher, which sends one frame — the clock, the
-//! states, the new narration lines, the verdicts when they changed — to every open page at most
-//! every [`FRAME_EVERY_MIN`] (10 ms: 36 simulated seconds at 3600×), and at least every
-//! [`IDLE_FRAME_EVERY`] so that a quiet live world still shows its clock moving.
+//! states, the new narration lines, and the [`STICKY_KEYS`] (the page's heading and levers, the
+//! verdicts) only when they changed — to every open page at most every [`FRAME_EVERY_MIN`]
+//! (5 ms: 18 simulated seconds at 3600×), and at least every [`IDLE_FRAME_EVERY`] so that a
+//! quiet live world still shows its clock moving. A frame is a few hundred bytes: the heading,
+//! the story and the levers (1.5 KB) went out in every frame before, and the verdicts every
+//! time they were judged, changed or not.
+//!
+//! Each stream is a page with a number of its own ([`Subscription::page`], in the first frame
+//! as `"page"`), so that a simulated run can be paced against what each page has drawn
+//! (`cmksim_world::pacer`: the page reports it, the run waits for the slowest).
 //!
 //! Bounds, and why a run is never held up by a page: each page has its own buffer of
 //! [`CLIENT_FRAMES_MAX`] frames, filled by the publisher with `try_send` only. A page that falls
@@ -39,7 +46,7 @@ pub const CLIENT_FRAMES_MAX: usize = 256;
 /// Pages streaming at once; one more is refused with 503.
 pub const CLIENTS_MAX: usize = 16;
 /// The shortest wall time between two frames.
-pub const FRAME_EVERY_MIN: Duration = Duration::from_millis(10);
+pub const FRAME_EVERY_MIN: Duration = Duration::from_millis(5);
 /// The longest wall time without a frame (the clock of a quiet world still moves).
 pub const IDLE_FRAME_EVERY: Duration = Duration::from_millis(500);
 /// Narration lines in one frame; more wait for the next frame (sent at once).
@@ -55,6 +62,9 @@ pub const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 const SCENARIO_STARTED: &str = "scenario.started";
 /// Event kinds shown in the lever colour: a dashboard lever pulled in live mode.
 pub const LEVER_EVENT: &str = "dashboard.lever";
+/// Keys of a status sent to a page only when their value changed (and always in a page's first
+/// frame): the page's heading and levers (`meta`), the verdicts.
+pub const STICKY_KEYS: [&str; 2] = ["meta", "verdicts"];
 
 /// One narrated line for the page.
 #[derive(Clone, Debug, PartialEq)]
@@ -186,11 +196,21 @@ struct HubInner {
     clients: Vec<Client>,
     /// Narration lines already sent in frames (a new page's backlog ends here).
     next: usize,
-    /// The newest status sent, with the newest verdicts (a new page's first frame).
+    /// The newest status sent, without the sticky keys (a new page's first frame).
     status: Value,
-    verdicts: Value,
+    /// The newest value of each of the [`STICKY_KEYS`] (merged into a new page's first frame).
+    sticky: serde_json::Map<String, Value>,
     /// Pages dropped for being slow, since the start.
     dropped: u64,
+    /// The number the next page gets.
+    next_page: u64,
+}
+
+/// A page's stream and its number.
+pub struct Subscription<S> {
+    /// The page's number, unique in this hub (also in its first frame, `"page"`).
+    pub page: u64,
+    pub stream: S,
 }
 
 /// Why a page's stream was refused.
@@ -219,8 +239,9 @@ impl Hub {
                 clients: Vec::new(),
                 next: 0,
                 status: Value::Null,
-                verdicts: Value::Array(Vec::new()),
+                sticky: serde_json::Map::new(),
                 dropped: 0,
+                next_page: 1,
             }),
             wake: Arc::new(Notify::new()),
         }
@@ -251,18 +272,32 @@ impl Hub {
         self.lock().dropped
     }
 
-    /// Sends `status` and the narration lines not sent yet to every page; a page whose buffer
-    /// is full is dropped. Returns true when lines are left for the next frame.
-    pub fn publish(&self, feed: &Mutex<Feed>, status: Value) -> bool {
+    /// Sends `status` (its [`STICKY_KEYS`] only when they changed) and the narration lines not
+    /// sent yet to every page; a page whose buffer is full is dropped. Returns true when lines
+    /// are left for the next frame.
+    pub fn publish(&self, feed: &Mutex<Feed>, mut status: Value) -> bool {
         let feed = feed.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         let lines = feed.lines();
         let from = inner.next.min(lines.len());
         let to = (from + LINES_PER_FRAME_MAX).min(lines.len());
-        if let Some(verdicts) = status.get("verdicts") {
-            inner.verdicts = verdicts.clone();
+        if let Value::Object(map) = &mut status {
+            for key in STICKY_KEYS {
+                let Some(value) = map.remove(key) else {
+                    continue;
+                };
+                if inner.sticky.get(key) != Some(&value) {
+                    inner.sticky.insert(key.to_string(), value.clone());
+                    map.insert(key.to_string(), value);
+                }
+            }
         }
         let frame = json!({"status": status, "lines": lines_json(&lines[from..to]), "next": to});
+        if let Value::Object(map) = &mut status {
+            for key in STICKY_KEYS {
+                map.remove(key);
+            }
+        }
         inner.status = status;
         inner.next = to;
         let frame: Frame = (to, Arc::from(frame.to_string()));
@@ -289,8 +324,10 @@ impl Hub {
         &self,
         feed: &Mutex<Feed>,
         after: usize,
-    ) -> Result<impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static, SubscribeError>
-    {
+    ) -> Result<
+        Subscription<impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static>,
+        SubscribeError,
+    > {
         let feed = feed.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         if inner.clients.len() >= CLIENTS_MAX {
@@ -298,12 +335,16 @@ impl Hub {
         }
         let next = inner.next.min(feed.lines().len());
         let from = if after > next { 0 } else { after };
+        let page = inner.next_page;
+        inner.next_page += 1;
         let mut status = inner.status.clone();
         if let Value::Object(map) = &mut status {
-            map.insert("verdicts".into(), inner.verdicts.clone());
+            for (key, value) in &inner.sticky {
+                map.insert(key.clone(), value.clone());
+            }
         }
-        // The backlog in frames of at most LINES_PER_FRAME_MAX lines; the status in each, so
-        // that the page draws at once.
+        // The backlog in frames of at most LINES_PER_FRAME_MAX lines; the status in each (the
+        // sticky keys in the first), so that the page draws at once.
         let mut backlog: Vec<Frame> = Vec::new();
         let mut at = from;
         loop {
@@ -313,7 +354,13 @@ impl Hub {
                 "lines": lines_json(&feed.lines()[at..to]),
                 "next": to,
                 "reset": at == from && from == 0,
+                "page": page,
             });
+            if let Value::Object(map) = &mut status {
+                for key in STICKY_KEYS {
+                    map.remove(key);
+                }
+            }
             backlog.push((to, Arc::from(frame.to_string())));
             at = to;
             if at >= next {
@@ -349,7 +396,10 @@ impl Hub {
                 )))
             })
         });
-        Ok(frames.chain(farewell))
+        Ok(Subscription {
+            page,
+            stream: frames.chain(farewell),
+        })
     }
 }
 
@@ -366,17 +416,29 @@ pub fn last_event_id(headers: &http::HeaderMap, query_after: Option<usize>) -> u
 /// The SSE response of a page's stream (or 503 when [`CLIENTS_MAX`] pages follow already).
 pub fn stream_response(hub: &Hub, feed: &Mutex<Feed>, after: usize) -> Response {
     match hub.subscribe(feed, after) {
-        Ok(stream) => (
-            [(http::header::CACHE_CONTROL, "no-store")],
-            Sse::new(stream).keep_alive(KeepAlive::default()),
-        )
-            .into_response(),
-        Err(e) => (
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Ok(subscription) => sse_response(subscription.stream),
+        Err(e) => full_response(&e),
     }
+}
+
+/// A page's stream as an SSE response.
+pub fn sse_response(
+    stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+) -> Response {
+    (
+        [(http::header::CACHE_CONTROL, "no-store")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
+        .into_response()
+}
+
+/// The refusal of a stream (503).
+pub fn full_response(e: &SubscribeError) -> Response {
+    (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "error": e.to_string() })),
+    )
+        .into_response()
 }
 
 /// The status of one frame, built off the async workers (it may walk the whole event log).
@@ -508,7 +570,7 @@ mod tests {
         let feed = feed_of(3);
         let hub = Hub::new();
         assert!(!hub.publish(&feed, json!({"clock": 1, "verdicts": ["v"]})));
-        let stream = hub.subscribe(&feed, 1).unwrap();
+        let stream = hub.subscribe(&feed, 1).unwrap().stream;
         feed.lock()
             .unwrap()
             .push(&event(9, 9, "test.new", json!({})));
@@ -534,7 +596,7 @@ mod tests {
     fn a_slow_page_is_dropped_with_a_message_and_never_blocks() {
         let feed = feed_of(1);
         let hub = Hub::new();
-        let stream = hub.subscribe(&feed, 0).unwrap();
+        let stream = hub.subscribe(&feed, 0).unwrap().stream;
         // The publisher never waits: past the buffer the page is dropped.
         for clock in 0..CLIENT_FRAMES_MAX + 5 {
             hub.publish(&feed, json!({ "clock": clock }));
@@ -558,7 +620,7 @@ mod tests {
         let feed = feed_of(2);
         let hub = Hub::new();
         hub.publish(&feed, json!({}));
-        let stream = hub.subscribe(&feed, 99).unwrap();
+        let stream = hub.subscribe(&feed, 99).unwrap().stream;
         hub.lock().clients.clear();
         let got = frames(stream);
         assert!(got[0].contains("\\\"reset\\\":true") && got[0].contains("test.kind0"));
@@ -571,6 +633,35 @@ mod tests {
             hub.subscribe(&feed, 0).map(|_| ()),
             Err(SubscribeError::Full)
         );
+    }
+
+    #[test]
+    fn sticky_keys_go_out_when_they_change_and_in_every_first_frame() {
+        let feed = feed_of(0);
+        let hub = Hub::new();
+        let meta = json!({"title": "T", "levers": ["disable-key"]});
+        hub.publish(&feed, json!({"clock": 1, "meta": meta, "verdicts": [1]}));
+        let first = hub.subscribe(&feed, 0).unwrap();
+        let second = hub.subscribe(&feed, 0).unwrap();
+        assert_ne!(first.page, second.page, "each page has its own number");
+        // Unchanged meta and verdicts: not sent again; changed verdicts: sent.
+        hub.publish(&feed, json!({"clock": 2, "meta": meta, "verdicts": [1]}));
+        hub.publish(&feed, json!({"clock": 3, "meta": meta, "verdicts": [2]}));
+        let late = hub.subscribe(&feed, 0).unwrap();
+        hub.lock().clients.clear();
+        let got = frames(first.stream);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].contains("\\\"title\\\"") && got[0].contains("\\\"page\\\":1"));
+        assert!(
+            !got[1].contains("title") && !got[1].contains("verdicts"),
+            "{}",
+            got[1]
+        );
+        assert!(!got[2].contains("title") && got[2].contains("\\\"verdicts\\\":[2]"));
+        // A page that comes later gets the newest of each in its first frame.
+        let got = frames(late.stream);
+        assert!(got[0].contains("title") && got[0].contains("\\\"verdicts\\\":[2]"));
+        assert!(got[0].contains(&format!("\\\"page\\\":{}", late.page)));
     }
 
     #[test]
