@@ -35,6 +35,13 @@ pub struct RowScan<'a> {
     pub now_ms: i64,
 }
 
+/// What a row scan hands each kept row to: its tier, the key of its durable copy, its
+/// `TimeGenerated` (Unix ms) and its cells.
+pub type VisitRow<'v> = dyn FnMut(Tier, &KeyRef, i64, Vec<kql::Value>) + 'v;
+
+/// A block's kept rows with their `TimeGenerated`.
+type KeptRows = Vec<(i64, Vec<kql::Value>)>;
+
 /// The name of the column that holds a record's time.
 const TIME_GENERATED: &str = "TimeGenerated";
 
@@ -48,7 +55,7 @@ impl DataPlane {
         &self,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
-        visit: &mut dyn FnMut(Tier, &KeyRef, i64, Vec<kql::Value>),
+        visit: &mut VisitRow<'_>,
     ) -> Result<ScanStats> {
         self.scan_rows_on(super::tier::scan_threads(), request, rows, visit)
     }
@@ -59,7 +66,7 @@ impl DataPlane {
         threads: usize,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
-        visit: &mut dyn FnMut(Tier, &KeyRef, i64, Vec<kql::Value>),
+        visit: &mut VisitRow<'_>,
     ) -> Result<ScanStats> {
         let names: Vec<&str> = rows.columns.iter().map(|c| c.name.as_str()).collect();
         let projection = Projection {
@@ -67,7 +74,7 @@ impl DataPlane {
             time: names.iter().position(|n| *n == TIME_GENERATED),
         };
         let (from, to) = (request.from.0, request.to.0);
-        let open = |b: &StoredBlock| -> Result<(u64, Vec<(i64, Vec<kql::Value>)>)> {
+        let open = |b: &StoredBlock| -> Result<(u64, KeptRows)> {
             let (header, payload) = self.open_payload(b.tier, &b.key, &b.bytes, request.aek)?;
             let mut in_range = 0u64;
             let mut kept = Vec::new();

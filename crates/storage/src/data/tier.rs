@@ -51,6 +51,9 @@ pub(crate) struct StoredBlock {
     pub(crate) durable_key: KeyRef,
 }
 
+/// How a scan opens one block: the number of its records in the range and what to visit.
+pub(crate) type OpenBlock<'o, T> = dyn Fn(&StoredBlock) -> Result<(u64, Vec<T>)> + Sync + 'o;
+
 /// What a scan reads: records of one workspace and table of one account with
 /// `from <= TimeGenerated < to`, as of `now` (which decides the hot window). Blocks under the
 /// CMK need `aek` (else [`DataError::KeyUnavailable`]); blocks under the MMK need none.
@@ -305,7 +308,7 @@ impl DataPlane {
         &self,
         threads: usize,
         request: &ScanRequest<'_>,
-        open: &(dyn Fn(&StoredBlock) -> Result<(u64, Vec<T>)> + Sync),
+        open: &OpenBlock<'_, T>,
         visit: &mut dyn FnMut(Tier, &KeyRef, T),
     ) -> Result<ScanStats> {
         let ScanRequest {

@@ -595,7 +595,7 @@ impl KqlPushdown {
         data: &crate::data::DataPlane,
         request: &ScanRequest<'_>,
         scanned: &mut u64,
-        visit: &mut dyn FnMut(Tier, &crate::data::KeyRef, i64, Vec<cmksim_kql::Value>),
+        visit: &mut crate::data::rows::VisitRow<'_>,
     ) -> Result<crate::server::blocks::BlockScan, DataError> {
         let stats = data.scan_rows(
             request,
