@@ -791,7 +791,7 @@ mod tests {
         for path in [
             "/subscriptions/s",
             "/subscriptions/s/resourceGroups/rg",
-            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/blobServices/default",
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/accessPolicies/merge",
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/clusters/c/x",
             "/tenants/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/clusters/c",
