@@ -94,6 +94,8 @@ struct StorageCmd {
     #[arg(long, env = "CMKSIM_KEYVAULT", value_name = "URL")]
     keyvault: Option<String>,
     #[command(flatten)]
+    alone: AloneFlags,
+    #[command(flatten)]
     common: CommonFlags,
     #[command(flatten)]
     profile: ProfileFlags,
@@ -101,6 +103,22 @@ struct StorageCmd {
     tls: TlsFlags,
     #[command(flatten)]
     tls_ca: TlsCaFlag,
+}
+
+/// Token checks of a service served alone (`serve storage`, `serve ingest`): like `serve all`,
+/// every call needs a token, verified with the identity service's public keys and roles.
+#[derive(Args)]
+struct AloneFlags {
+    /// The identity service (hosted by Key Vault) that verifies tokens. Default: the one
+    /// `serve all` uses (storage: its --keyvault; ingest: http://127.0.0.1:50051). Storage asks
+    /// it at the first guarded call (503 while it does not answer); ingest at its start, to
+    /// make its own principal.
+    #[arg(long, env = "CMKSIM_IDENTITY", value_name = "URL")]
+    identity: Option<String>,
+    /// Serve calls without a token (the behaviour before tokens were enforced; README: "What
+    /// is and is not enforced").
+    #[arg(long, env = "CMKSIM_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
 }
 
 #[derive(Args)]
@@ -114,6 +132,13 @@ struct IngestCmd {
     /// Serve Prometheus text on http://ADDR/metrics (off by default).
     #[arg(long, env = "CMKSIM_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    alone: AloneFlags,
+    /// The identity administrator's credentials file (the identity-admin.json Key Vault
+    /// wrote): ingest calls storage as its own service principal, which the administrator
+    /// makes at each start. Needed unless --allow-anonymous.
+    #[arg(long, env = "CMKSIM_ADMIN_CREDENTIALS", value_name = "FILE")]
+    admin_credentials: Option<PathBuf>,
     #[command(flatten)]
     common: CommonFlags,
     #[command(flatten)]
@@ -281,12 +306,17 @@ enum Plan {
         data_dir: PathBuf,
         keyvault: String,
         profile: Profile,
+        /// The identity service that checks tokens (`None`: --allow-anonymous).
+        identity: Option<String>,
     },
     Ingest {
         listen: SocketAddr,
         storage: String,
         metrics_listen: Option<SocketAddr>,
         profile: Profile,
+        /// The identity service that checks tokens and the administrator who makes ingest's
+        /// principal (`None`: --allow-anonymous).
+        auth: Option<(String, cmksim_identity::AdminCredentials)>,
     },
     All {
         keyvault_listen: SocketAddr,
@@ -387,6 +417,13 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                 trust: s.client_trust("--keyvault", &keyvault)?,
                 internal: false,
             };
+            let identity = match cmd.alone.allow_anonymous {
+                true => None,
+                false => Some(match &cmd.alone.identity {
+                    Some(url) => check_url("--identity", url)?,
+                    None => keyvault.clone(),
+                }),
+            };
             Ok((
                 base,
                 Plan::Storage {
@@ -394,6 +431,7 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     data_dir,
                     keyvault,
                     profile,
+                    identity,
                 },
                 tls,
             ))
@@ -428,6 +466,25 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                 trust: s.client_trust("--storage", &storage)?,
                 internal: false,
             };
+            let auth = match cmd.alone.allow_anonymous {
+                true => None,
+                false => {
+                    let identity = match &cmd.alone.identity {
+                        Some(url) => check_url("--identity", url)?,
+                        None => local_url(loopback(KEYVAULT_PORT)),
+                    };
+                    let Some(file) = &cmd.admin_credentials else {
+                        anyhow::bail!(
+                            "serve ingest checks tokens and calls storage as its own service \
+                             principal, which the identity administrator makes: give \
+                             --admin-credentials FILE (the identity-admin.json Key Vault wrote \
+                             on its first start), or --allow-anonymous to serve without token \
+                             checks"
+                        );
+                    };
+                    Some((identity, cmksim_identity::AdminCredentials::load(file)?))
+                }
+            };
             Ok((
                 base,
                 Plan::Ingest {
@@ -435,6 +492,7 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     storage,
                     metrics_listen,
                     profile,
+                    auth,
                 },
                 tls,
             ))
@@ -674,6 +732,7 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 let listener = bind("keyvault", listen).await?;
                 let server = open_keyvault(&data_dir, &base)?;
                 announce("keyvault", &listener, server_tls.is_some())?;
+                announce_admin(&server, &data_dir);
                 serve_on!(server, listener, server_tls, until(&stop_rx))?;
             }
             Plan::Storage {
@@ -681,9 +740,23 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 data_dir,
                 keyvault,
                 profile,
+                identity,
             } => {
                 let listener = bind("storage", listen).await?;
                 let server = open_storage(&data_dir, &base, profile, &keyvault, network)?;
+                let server = match identity {
+                    // Not asked now: the guard fetches the keys at the first guarded call, so
+                    // storage may start before Key Vault (a call meanwhile gets 503).
+                    Some(url) => {
+                        let channel = network.channel(&url, ClientTimeouts::default())?;
+                        tracing::info!(identity = %url, "storage requires tokens and roles");
+                        server.with_guard(cmksim_identity::Guard::remote(channel, clock.clone()))
+                    }
+                    None => {
+                        tracing::warn!("storage serves calls without a token (--allow-anonymous)");
+                        server
+                    }
+                };
                 announce("storage", &listener, server_tls.is_some())?;
                 serve_on!(server, listener, server_tls, until(&stop_rx))?;
             }
@@ -692,13 +765,54 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 storage,
                 metrics_listen,
                 profile,
+                auth,
             } => {
                 let listener = bind("ingest", listen).await?;
                 let metrics = match metrics_listen {
                     Some(addr) => Some(bind("metrics", addr).await?),
                     None => None,
                 };
-                let server = open_ingest(&base, profile, &storage, network)?;
+                let server = match auth {
+                    Some((url, admin)) => {
+                        let channel = reach_identity("ingest", &url, network).await?;
+                        let (object_id, secret) = cmksim_identity::provision_service_principal(
+                            admin.channel(channel.clone(), clock.clone()),
+                            "cmksim-ingest",
+                            &INGEST_ROLES,
+                        )
+                        .await
+                        .map_err(|status| {
+                            anyhow::anyhow!(
+                                "serve ingest: the identity administrator of --admin-credentials \
+                                 could not make ingest's principal at {url}: {}",
+                                status.message()
+                            )
+                        })?;
+                        let tokens = cmksim_identity::TokenSource::new(
+                            channel.clone(),
+                            &object_id,
+                            &secret,
+                            clock.clone(),
+                        );
+                        let storage_channel =
+                            network.channel(&storage, ClientTimeouts::default())?;
+                        tracing::info!(identity = %url, "ingest requires tokens and roles");
+                        cmksim_ingest::IngestServer::with_backend(
+                            base.clock.clone(),
+                            event_log(),
+                            profile,
+                            Arc::new(cmksim_ingest::backend::grpc::GrpcStorage::with_tokens(
+                                storage_channel,
+                                tokens,
+                            )),
+                        )
+                        .with_guard(cmksim_identity::Guard::remote(channel, clock.clone()))
+                    }
+                    None => {
+                        tracing::warn!("ingest serves calls without a token (--allow-anonymous)");
+                        open_ingest(&base, profile, &storage, network)?
+                    }
+                };
                 announce("ingest", &listener, server_tls.is_some())?;
                 serve_ingest(server, listener, metrics, &stop_rx, server_tls).await?;
             }
@@ -772,13 +886,13 @@ fn open_keyvault(
         config,
     )?;
     tracing::info!(data_dir = %data_dir.display(), "Key Vault opened");
-    announce_admin(&server, data_dir);
     Ok(server)
 }
 
 /// On the identity authority's first start, its bootstrap administrator's credentials: printed
-/// once to stdout (like the dashboard's sign-in link) and kept in its file (mode 0600). Every
-/// principal and role assignment is made with this administrator's token.
+/// once to stdout after the `listening` lines (like the dashboard's sign-in link) and kept in
+/// its file (mode 0600). Every principal and role assignment is made with this administrator's
+/// token.
 fn announce_admin(server: &cmksim_keyvault::KeyVaultServer, data_dir: &std::path::Path) {
     let identity = server.identity();
     let authority = identity.lock().unwrap_or_else(|p| p.into_inner());
@@ -827,6 +941,35 @@ fn open_storage(
     );
     config.os_key_material = true;
     Ok(cmksim_storage::StorageServer::open(config)?)
+}
+
+/// The ingest front end's roles at `/` (Azure Monitor's pipeline writes into and reads every
+/// customer's workspace), the same in `serve all` and `serve ingest`.
+const INGEST_ROLES: [cmksim_identity::Role; 2] = [
+    cmksim_identity::Role::MonitoringMetricsPublisher,
+    cmksim_identity::Role::LogAnalyticsReader,
+];
+
+/// A channel to the identity service at `url` that checks `service`'s tokens, once it has
+/// answered (its signing keys): a service that cannot check tokens refuses to start.
+async fn reach_identity(
+    service: &str,
+    url: &str,
+    network: &Network,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let channel = network.channel(url, ClientTimeouts::default())?;
+    let answer = cmksim_proto::identity::v1::identity_client::IdentityClient::new(channel.clone())
+        .get_signing_keys(cmksim_proto::identity::v1::Empty {})
+        .await;
+    if let Err(status) = answer {
+        anyhow::bail!(
+            "serve {service} checks tokens with the identity service at {url}, which does not \
+             answer ({}): start `cmksim serve keyvault` there, give --identity URL, or \
+             --allow-anonymous to serve without token checks",
+            status.message()
+        );
+    }
+    Ok(channel)
 }
 
 /// The ingest front end over a storage channel built here (so that it may be TLS).
@@ -960,13 +1103,7 @@ async fn serve_all(
             base,
             &kv_url,
             &tls.network,
-            (
-                "cmksim-ingest",
-                &[
-                    cmksim_identity::Role::MonitoringMetricsPublisher,
-                    cmksim_identity::Role::LogAnalyticsReader,
-                ],
-            ),
+            ("cmksim-ingest", &INGEST_ROLES),
         )?;
         let guard = || {
             cmksim_identity::Guard::new(
@@ -995,6 +1132,7 @@ async fn serve_all(
     announce("storage", &st_listener, on)?;
     announce("ingest", &in_listener, on)?;
     announce("sentinel", &se_listener, on)?;
+    announce_admin(&keyvault, &data_dir.join("keyvault"));
 
     // Stopped front to back: the door, then ingest, then storage, then Key Vault, so that no
     // service loses its upstream while finishing a call.

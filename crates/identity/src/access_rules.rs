@@ -27,10 +27,11 @@ use crate::roles::{Action, ROOT_SCOPE};
 use crate::token::audience;
 
 /// The services whose methods are guarded (gRPC path prefixes).
-pub const GUARDED_SERVICES: [&str; 6] = [
+pub const GUARDED_SERVICES: [&str; 7] = [
     "/storage.v1.Clusters/",
     "/storage.v1.Workspaces/",
     "/storage.v1.DataPlane/",
+    "/storage.v1.Lockbox/",
     "/ingest.v1.Ingestion/",
     "/ingest.v1.Query/",
     "/sentinel.v1.Sentinel/",
@@ -72,6 +73,8 @@ pub fn audience_of(path: &str) -> Option<&'static str> {
             audience::MANAGEMENT
         }
         ("ingest.v1.Ingestion", _) => audience::MANAGEMENT,
+        // Customer Lockbox is ARM's (Microsoft.CustomerLockbox).
+        ("storage.v1.Lockbox", _) => audience::MANAGEMENT,
         // Sentinel's API is ARM's (Microsoft.SecurityInsights).
         ("sentinel.v1.Sentinel", _) => audience::MANAGEMENT,
         // The identity service checks its administrative calls itself (`crate::service`), with a
@@ -219,7 +222,30 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
             WorkspacesRead,
             workspace_id(&Some(decode::<spb::WorkspaceRef>(message)?)),
         )),
+        // A table's retention (issue 14): setting it is a workspace write (the lock refuses a
+        // decrease in storage), reading it a workspace read.
+        ("storage.v1.Workspaces", "SetTableRetention") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::SetTableRetentionRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Workspaces", "GetTableRetention") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<spb::GetTableRequest>(message)?.workspace),
+        )),
         ("storage.v1.Workspaces", "FindWorkspace") => None,
+        // Customer Lockbox (seeds 001, 003): enabling it is a cluster write; the customer's
+        // answer a workspace write at the workspace the request is for (Owner or Contributor);
+        // a support engineer's request and access check need only a valid token, because the
+        // requester is the token's principal (the guard hands the caller on to storage).
+        ("storage.v1.Lockbox", "EnableLockbox") => Some((
+            ClustersWrite,
+            cluster_id(&Some(decode::<spb::ClusterRef>(message)?)),
+        )),
+        ("storage.v1.Lockbox", "DecideLockboxRequest") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::LockboxDecision>(message)?.workspace),
+        )),
+        ("storage.v1.Lockbox", "RequestLockboxAccess" | "CheckLockboxAccess") => None,
         ("storage.v1.DataPlane", "Append") => Some((
             TelemetryWrite,
             decode::<spb::AppendRequest>(message)?.workspace_id,
@@ -362,5 +388,39 @@ mod tests {
             ))
         );
         assert!(need_of("/sentinel.v1.Sentinel/Drop", &[]).is_err());
+    }
+
+    #[test]
+    fn lockbox_decisions_need_the_customers_role_and_requests_a_token() {
+        let workspace = spb::WorkspaceRef {
+            subscription_id: "s".into(),
+            resource_group: "r".into(),
+            workspace_name: "w".into(),
+        };
+        let decision = spb::LockboxDecision {
+            request_id: "q".into(),
+            approve: true,
+            workspace: Some(workspace.clone()),
+        };
+        let path = "/storage.v1.Lockbox/DecideLockboxRequest";
+        assert!(is_guarded(path));
+        let need = need_of(path, &decision.encode_to_vec()).unwrap().unwrap();
+        assert_eq!(need.audience, audience::MANAGEMENT);
+        assert_eq!(
+            need.access,
+            Some((Action::WorkspacesWrite, workspace_id(&Some(workspace))))
+        );
+        // A decision without its workspace names no resource a role could cover.
+        let bare = spb::LockboxDecision::default().encode_to_vec();
+        let need = need_of(path, &bare).unwrap().unwrap();
+        let (_, scope) = need.access.unwrap();
+        assert!(crate::roles::scope_segments(&scope).is_none(), "{scope}");
+        for method in ["RequestLockboxAccess", "CheckLockboxAccess"] {
+            let need = need_of(&format!("/storage.v1.Lockbox/{method}"), &[])
+                .unwrap()
+                .unwrap();
+            assert_eq!(need.access, None, "{method}: a valid token is enough");
+        }
+        assert!(need_of("/storage.v1.Lockbox/Drop", &[]).is_err());
     }
 }

@@ -6,7 +6,8 @@
 //! handlers stay free of authorization (one home for it, here), a new rpc is refused until the
 //! rules name it, and the check happens before a handler can touch any data. The layer reads the
 //! request's one gRPC message (unary calls; bounded by [`REQUEST_BYTES_MAX`]) to find the
-//! resource, then hands the same bytes on.
+//! resource, then hands the same bytes on, with the verified [`Caller`] in the request's
+//! extensions for a handler that must know who called.
 //!
 //! Where the answers come from ([`AccessSource`]): in the process of the identity authority,
 //! the authority itself ([`LocalAccess`]); elsewhere the `identity.v1` service
@@ -363,7 +364,13 @@ where
                 Err(e) => Err(e),
             };
             match checked {
-                Ok(_) => {
+                Ok(caller) => {
+                    let mut parts = parts;
+                    // The handler may ask who called (`tonic::Request::extensions`): Customer
+                    // Lockbox takes the requester from the token, never from the request body.
+                    if let Some(caller) = caller {
+                        parts.extensions.insert(caller);
+                    }
                     let body = tonic::body::Body::new(http_body_util::Full::new(bytes));
                     inner.call(http::Request::from_parts(parts, body)).await
                 }

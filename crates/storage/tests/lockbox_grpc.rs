@@ -77,6 +77,7 @@ async fn approved_then_expired_and_unanswered_then_expired() {
         .decide_lockbox_request(pb::LockboxDecision {
             request_id: asked.request_id.clone(),
             approve: true,
+            workspace: access("ws-one", ENGINEER).workspace,
         })
         .await
         .unwrap()
@@ -101,6 +102,19 @@ async fn approved_then_expired_and_unanswered_then_expired() {
         .await
         .unwrap()
         .into_inner();
+    // A decision naming another workspace than the request's: not found (the customer's role
+    // is checked at the workspace named, so it must be the request's).
+    world.workspace("ws-two").await;
+    let elsewhere = World::ws_ref("ws-two");
+    let refused = lockbox
+        .decide_lockbox_request(pb::LockboxDecision {
+            request_id: second.request_id.clone(),
+            approve: true,
+            workspace: Some(elsewhere),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
 
     // Past the access duration (1 h) and the request expiry (2 h), plus a tick.
     world.sleep_sim(Duration::from_secs(2 * 3600 + 180)).await;
@@ -113,6 +127,7 @@ async fn approved_then_expired_and_unanswered_then_expired() {
         .decide_lockbox_request(pb::LockboxDecision {
             request_id: second.request_id.clone(),
             approve: true,
+            workspace: None,
         })
         .await
         .unwrap_err();

@@ -244,7 +244,10 @@ impl Cluster3 {
 
     /// Starts Key Vault, storage and ingest on loopback ports chosen by the OS, at `TIME_SCALE`
     /// on one epoch; `service_args` go to storage and ingest.
-    pub fn start(service_args: Vec<String>) -> Cluster3 {
+    pub fn start(mut service_args: Vec<String>) -> Cluster3 {
+        // The tests of these three processes call storage and ingest directly, without tokens
+        // (token checks of services run alone are tested in serve_alone_tokens.rs).
+        service_args.push("--allow-anonymous".to_string());
         let dir = tempfile::tempdir().unwrap();
         let epoch = now_unix_ms().to_string();
         let common = vec![

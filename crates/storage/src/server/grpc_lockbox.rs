@@ -5,6 +5,12 @@
 //! that ran out, is in the event log at most one tick ([`super::effects::TICK_CHECK_INTERVAL_MAX`])
 //! after it was due; [`LockboxService::check_lockbox_access`] judges by the time of the call
 //! itself, so a late tick never lets an engineer in.
+//!
+//! Who asks: behind the guard (the default), the requester of a request and of an access check
+//! is the principal of the call's token ([`requester`]), never the body's `requester_object_id`
+//! (which an unguarded server, `--allow-anonymous`, still takes); a decision names the
+//! workspace, where the guard checked the customer's role, and a request of another workspace
+//! is not found.
 
 use std::sync::Arc;
 
@@ -21,6 +27,14 @@ use super::core::Core;
 
 pub struct LockboxService {
     pub core: Arc<Core>,
+}
+
+/// The requester of a Lockbox call: the caller the guard verified, or (no guard) the body's.
+fn requester<T>(request: &Request<T>, body_requester: &str) -> String {
+    match request.extensions().get::<cmksim_identity::Caller>() {
+        Some(caller) => caller.object_id.clone(),
+        None => body_requester.to_string(),
+    }
 }
 
 fn lockbox_status(error: &LockboxError) -> Status {
@@ -121,11 +135,11 @@ impl pb::lockbox_server::Lockbox for LockboxService {
         &self,
         request: Request<pb::LockboxAccessRequest>,
     ) -> Result<Response<pb::LockboxAnswer>, Status> {
+        let who = requester(&request, &request.get_ref().requester_object_id);
         let r = request.into_inner();
         let resource = workspace_name(r.workspace.as_ref());
         let answer = self.core.lockbox_mutate(|c, now| {
-            let (id, events) =
-                c.request_lockbox_access(now, &resource, &r.requester_object_id, &r.reason)?;
+            let (id, events) = c.request_lockbox_access(now, &resource, &who, &r.reason)?;
             let state = c.lockbox().requests[&id].state.clone();
             Ok((answer(&id, &state), events))
         })?;
@@ -142,8 +156,23 @@ impl pb::lockbox_server::Lockbox for LockboxService {
             false => Decision::Deny,
         };
         let answer = self.core.lockbox_mutate(|c, now| {
-            let events = c.decide_lockbox_request(now, &r.request_id, decision)?;
             let key = r.request_id.to_ascii_lowercase();
+            // The customer's role was checked at this workspace: the request must be for it.
+            if let Some(workspace) = r.workspace.as_ref() {
+                let ws = c.get_workspace(&workspace_name(Some(workspace)))?;
+                let same = c
+                    .lockbox()
+                    .requests
+                    .get(&key)
+                    .is_some_and(|q| q.workspace.eq_ignore_ascii_case(&ws.id));
+                if !same {
+                    return Err(LockboxError::RequestNotFound {
+                        id: cmksim_sim::text::echo(&r.request_id).to_string(),
+                    }
+                    .into());
+                }
+            }
+            let events = c.decide_lockbox_request(now, &r.request_id, decision)?;
             let state = c.lockbox().requests[&key].state.clone();
             Ok((answer(&key, &state), events))
         })?;
@@ -154,17 +183,19 @@ impl pb::lockbox_server::Lockbox for LockboxService {
         &self,
         request: Request<pb::LockboxAccessRequest>,
     ) -> Result<Response<pb::LockboxAnswer>, Status> {
+        let who = requester(&request, &request.get_ref().requester_object_id);
         let r = request.into_inner();
         let resource = workspace_name(r.workspace.as_ref());
         let now = self.core.now();
         let (decision, event) = {
             let control = self.core.control();
-            let (decision, event) = control
-                .check_lockbox_access(now, &resource, &r.requester_object_id)
-                .map_err(|e| match e {
-                    LockboxOrControlError::Lockbox(e) => lockbox_status(&e),
-                    LockboxOrControlError::Control(e) => control_status(&control, &e),
-                })?;
+            let (decision, event) =
+                control
+                    .check_lockbox_access(now, &resource, &who)
+                    .map_err(|e| match e {
+                        LockboxOrControlError::Lockbox(e) => lockbox_status(&e),
+                        LockboxOrControlError::Control(e) => control_status(&control, &e),
+                    })?;
             // The request found is in the state (the lock is still held).
             let decision = decision.map(|id| match control.lockbox().requests.get(&id) {
                 Some(found) => answer(&id, &found.state),

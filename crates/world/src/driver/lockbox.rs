@@ -3,12 +3,16 @@
 //!
 //! Storage decides everything (`storage.v1.Lockbox`); the driver only remembers which request
 //! each `lockbox-request` step made, so that `lockbox-approve`/`lockbox-deny` can name the step
-//! instead of an id chosen at run time. The engineer is the identity directory's well-known
-//! principal ([`cmksim_identity::directory::SUPPORT_ENGINEER_OBJECT_ID`]). Its query is judged by
+//! instead of an id chosen at run time. The engineer is a real principal
+//! ([`cmksim_identity::directory::SUPPORT_ENGINEER_NAME`], no role), made by the identity
+//! administrator at the first `lockbox-request` step, and asks with its own token: storage takes
+//! the requester from the token. The customer's answer goes with the driver's token and names the
+//! workspace, where storage's guard checks the customer's role. The engineer's query is judged by
 //! storage's Lockbox first (403 `InsufficientAccessError` without an approved, unexpired
-//! request); only then does it reach the front end.
+//! request); only then does it reach the front end (as the driver: the front end does not yet
+//! ask Lockbox itself, see the README).
 
-use cmksim_identity::directory::SUPPORT_ENGINEER_OBJECT_ID;
+use cmksim_identity::directory::{SUPPORT_ENGINEER_NAME, SUPPORT_ENGINEER_OBJECT_ID};
 use cmksim_proto::storage::v1 as sp;
 use cmksim_scenario::model::Action;
 
@@ -28,41 +32,46 @@ impl Driver {
                 Ok(())
             }
             Action::LockboxRequest { workspace } => {
+                self.provision_engineer().await?;
+                let request = self.engineer_request(workspace, label);
                 let answer = self
-                    .lockbox
-                    .request_lockbox_access(Self::engineer_request(workspace, label))
+                    .engineer_lockbox
+                    .request_lockbox_access(request)
                     .await?
                     .into_inner();
-                self.lockbox_requests
-                    .insert(label.to_string(), answer.request_id);
+                self.lockbox_requests.insert(
+                    label.to_string(),
+                    (answer.request_id, Self::workspace_ref(workspace)),
+                );
                 Ok(())
             }
             Action::LockboxDecide { request, approve } => {
-                let request_id =
-                    self.lockbox_requests
-                        .get(request)
-                        .cloned()
-                        .ok_or_else(|| StepError {
-                            code: "UnknownLockboxRequest".into(),
-                            status: None,
-                            line: None,
-                            message: format!(
-                                "step {} made no Lockbox request (it did not run or was refused)",
-                                cmksim_sim::text::echo(request)
-                            ),
-                        })?;
+                let (request_id, workspace) = self
+                    .lockbox_requests
+                    .get(request)
+                    .cloned()
+                    .ok_or_else(|| StepError {
+                        code: "UnknownLockboxRequest".into(),
+                        status: None,
+                        line: None,
+                        message: format!(
+                            "step {} made no Lockbox request (it did not run or was refused)",
+                            cmksim_sim::text::echo(request)
+                        ),
+                    })?;
                 self.lockbox
                     .decide_lockbox_request(sp::LockboxDecision {
                         request_id,
                         approve: *approve,
+                        workspace: Some(workspace),
                     })
                     .await?;
                 Ok(())
             }
             Action::SupportQuery { workspace } => {
-                self.lockbox
-                    .check_lockbox_access(Self::engineer_request(workspace, label))
-                    .await?;
+                self.provision_engineer().await?;
+                let request = self.engineer_request(workspace, label);
+                self.engineer_lockbox.check_lockbox_access(request).await?;
                 self.query_step(workspace, None, None).await
             }
             other => Err(StepError {
@@ -74,11 +83,30 @@ impl Driver {
         }
     }
 
-    fn engineer_request(workspace: &str, label: &str) -> sp::LockboxAccessRequest {
+    fn engineer_request(&self, workspace: &str, label: &str) -> sp::LockboxAccessRequest {
         sp::LockboxAccessRequest {
             workspace: Some(Self::workspace_ref(workspace)),
-            requester_object_id: SUPPORT_ENGINEER_OBJECT_ID.to_string(),
+            // What an unguarded storage (`--allow-anonymous`) takes; a guarded one takes the
+            // token's principal, the same engineer.
+            requester_object_id: self
+                .engineer
+                .get()
+                .map_or(SUPPORT_ENGINEER_OBJECT_ID, |(id, _)| id)
+                .to_string(),
             reason: format!("scenario step {label}"),
         }
+    }
+
+    /// Makes the support engineer's principal (once), through the identity administrator.
+    async fn provision_engineer(&mut self) -> Result<(), StepError> {
+        if self.engineer.get().is_none() {
+            let admin = crate::auth::admin_channel(
+                self.identity_channel.clone(),
+                &self.admin,
+                self.clock.clone(),
+            );
+            crate::auth::provision(admin, SUPPORT_ENGINEER_NAME, &[], &self.engineer).await?;
+        }
+        Ok(())
     }
 }

@@ -28,8 +28,8 @@ use tonic::transport::Channel;
 use crate::names::{Credential, Names};
 
 mod cluster;
-mod byos;
 mod lifecycle;
+mod byos;
 mod lockbox;
 mod sentinel;
 mod traffic;
@@ -252,10 +252,17 @@ pub struct Driver {
     sentinel: cmksim_proto::sentinel::v1::sentinel_client::SentinelClient<AuthChannel>,
     /// Customer Lockbox (`storage.v1.Lockbox`), on the storage channel.
     lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<AuthChannel>,
+    /// The same, with the support engineer's own token ([`lockbox`]): the requester of a
+    /// Lockbox request and of an access check is the token's principal.
+    engineer_lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<AuthChannel>,
+    /// The support engineer's credentials, made by the administrator at the first
+    /// `lockbox-request` step.
+    engineer: CredentialSlot,
     /// Queries in the customer's storage (`storage.v1.Byos`, seed 000), on the storage channel.
     byos: cmksim_proto::storage::v1::byos_client::ByosClient<AuthChannel>,
-    /// The Lockbox request each `lockbox-request` step made, by step label ([`lockbox`]).
-    lockbox_requests: BTreeMap<String, String>,
+    /// The Lockbox request each `lockbox-request` step made, by step label ([`lockbox`]): its
+    /// id and its workspace (a decision names both).
+    lockbox_requests: BTreeMap<String, (String, cmksim_proto::storage::v1::WorkspaceRef)>,
     /// The label of the step being applied (Lockbox requests are remembered by it).
     step_label: String,
     /// The driver's own principal's credentials (provisioned at the start of set-up), and the
@@ -299,6 +306,8 @@ impl Driver {
         ));
         let tokens =
             TokenSource::provisioned(kv_channel.clone(), credentials.clone(), clock.clone());
+        let engineer = CredentialSlot::new();
+        let raw_storage_channel = storage_channel.clone();
         let with_tokens = |channel| AuthChannel::new(channel, Some(tokens.clone()));
         let (storage_channel, ingest_channel, sentinel_channel) = (
             with_tokens(storage_channel),
@@ -318,6 +327,17 @@ impl Driver {
             lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient::new(
                 storage_channel.clone(),
             ),
+            engineer_lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient::new(
+                AuthChannel::new(
+                    raw_storage_channel,
+                    Some(TokenSource::provisioned(
+                        kv_channel.clone(),
+                        engineer.clone(),
+                        clock.clone(),
+                    )),
+                ),
+            ),
+            engineer,
             byos: cmksim_proto::storage::v1::byos_client::ByosClient::new(
                 storage_channel.clone(),
             ),
@@ -369,6 +389,11 @@ impl Driver {
     /// anything else of the world: every later call to storage, ingest or Sentinel carries a
     /// token.
     async fn provision_principals(&mut self) -> Result<(), StepError> {
+        if self.admin.get().is_none() {
+            // The simulated world's Key Vault host hands over its administrator when it has
+            // opened the authority, before it serves: one answered call means it has.
+            self.identity.get_signing_keys(idp::Empty {}).await?;
+        }
         let identity = crate::auth::admin_channel(
             self.identity_channel.clone(),
             &self.admin,
@@ -776,10 +801,7 @@ impl Driver {
                             .map(|a| a.created_unix_ms)
                             .unwrap_or(0);
                         let kid = b.key.as_ref()?.kid.clone();
-                        Some((
-                            created,
-                            kid.rsplit('/').next().unwrap_or_default().to_string(),
-                        ))
+                        Some((created, cmksim_proto::kid::version_of(&kid)))
                     })
                     .collect();
                 versions.sort();
@@ -801,7 +823,7 @@ impl Driver {
         let request = self.newest_key_request(vault, key).await?;
         let bundle = self.keyvault.get_key(request).await?.into_inner();
         let kid = bundle.key.map(|k| k.kid).unwrap_or_default();
-        Ok(kid.rsplit('/').next().unwrap_or_default().to_string())
+        Ok(cmksim_proto::kid::version_of(&kid))
     }
 
     /// A management request naming a vault, with the vault operator's token.
