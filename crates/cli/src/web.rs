@@ -5,7 +5,7 @@
 //!
 //! - `GET /_cmksim/demo/stream`: the page's data pushed as it is written (Server-Sent Events,
 //!   [`cmksim_rest::dashboard::push`]: the event log's sink and the run's clock wake a publisher
-//!   that sends a frame at most every 5 ms; a page too slow for its buffer is dropped and
+//!   that sends a frame at most every 10 ms; a page too slow for its buffer is dropped and
 //!   reconnects from its last frame id).
 //! - `POST /_cmksim/demo/drawn` `{"page", "sim_ms"}`: the page has drawn the frame of that
 //!   simulated time. The run does not go more than a simulated minute past the slowest page's

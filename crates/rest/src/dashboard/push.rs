@@ -6,8 +6,10 @@
 //! event log's sink and the run's clock wake a publisher, which sends one frame — the clock, the
 //! states, the new narration lines, and the [`STICKY_KEYS`] (the page's heading and levers, the
 //! verdicts) only when they changed — to every open page at most every [`FRAME_EVERY_MIN`]
-//! (5 ms: 18 simulated seconds at 3600×), and at least every [`IDLE_FRAME_EVERY`] so that a
-//! quiet live world still shows its clock moving. A frame is a few hundred bytes: the heading,
+//! (10 ms: 36 simulated seconds at 3600×; 5 ms was tried and measured slower: at 200 frames a
+//! second the page, its reports and the publisher took CPU from the run, which reached 1,000–
+//! 1,600× instead of 2,400–2,700× on this two-core machine), and at least every
+//! [`IDLE_FRAME_EVERY`] so that a quiet live world still shows its clock moving. A frame is a few hundred bytes: the heading,
 //! the story and the levers (1.5 KB) went out in every frame before, and the verdicts every
 //! time they were judged, changed or not.
 //!
@@ -46,7 +48,7 @@ pub const CLIENT_FRAMES_MAX: usize = 256;
 /// Pages streaming at once; one more is refused with 503.
 pub const CLIENTS_MAX: usize = 16;
 /// The shortest wall time between two frames.
-pub const FRAME_EVERY_MIN: Duration = Duration::from_millis(5);
+pub const FRAME_EVERY_MIN: Duration = Duration::from_millis(10);
 /// The longest wall time without a frame (the clock of a quiet world still moves).
 pub const IDLE_FRAME_EVERY: Duration = Duration::from_millis(500);
 /// Narration lines in one frame; more wait for the next frame (sent at once).
