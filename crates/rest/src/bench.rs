@@ -348,9 +348,8 @@ async fn start(dir: &std::path::Path, stop: watch::Receiver<bool>) -> Result<Set
     let version = bundle
         .key
         .as_ref()
-        .and_then(|k| k.kid.rsplit('/').next())
-        .unwrap_or_default()
-        .to_string();
+        .map(|k| cmksim_proto::kid::version_of(&k.kid))
+        .unwrap_or_default();
     let wrapped = keyvault
         .wrap_key(forward(
             Some(&vault_token),
