@@ -444,13 +444,21 @@ impl ByosService {
             .account_vault(id)?
             .wrap_aek(&loop_key, data_key.as_ref())
             .await
-            .map_err(|f| {
-                azure_status(
+            .map_err(|f| match f {
+                AccessFailure::Transient(_) => azure_status(
+                    Code::Unavailable,
+                    "KeyVaultUnavailable",
+                    503,
+                    &format!(
+                        "Key Vault could not be reached to wrap the storage account's key: {f}"
+                    ),
+                ),
+                AccessFailure::Denial(_) => azure_status(
                     Code::PermissionDenied,
                     "KeyVaultAccessDenied",
                     403,
                     &format!("The key could not wrap the storage account's key: {f}"),
-                )
+                ),
             })?;
         Ok((
             key,
