@@ -37,7 +37,7 @@
 //! | `storage.buffer.expired` | `storage/<cluster>` | `cluster`, `workspace`, `records`, `ingested_from_ms` |
 //! | `storage.hotcache.{deleted,rebuilt}` | `storage/<cluster>` | `cluster` |
 //! | `storage.retention.removed` | `storage` | `workspace`, `workspace_id`, `table`, `storage` (`shared` or the cluster's ARM id), `retention_days`, `records`, `blocks`, `from_ms`, `to_ms` (one per table and storage) |
-//! | `storage.purge.{requested,completed,waiting}` | `storage` | `workspace`, `workspace_id`, `purge_id`, `table` (requested, completed), `filters` (requested), `records` (completed), `reason` (waiting: the data is under an unavailable key) |
+//! | `storage.purge.{requested,completed,waiting}` | `storage` | `workspace`, `workspace_id`, `purge_id`, `table` (requested, completed), `filters` (requested), `records` and `buffered_records` (completed: every record removed, and of them those still in the outage buffer), `reason` (waiting: the data is under an unavailable key) |
 //! | `storage.table.deleted` | `storage` | `workspace`, `workspace_id`, `table`, `records`, `blocks` |
 //! | `ingest.batch` | `ingest` | `workspace`, `table`, `route` (`cluster:<name>` or `shared`), `accepted`, `stored`, `buffered`, `dropped`, `reason` (when dropped > 0), `origin` (agent name or step) |
 //! | `ingest.totals` | `ingest` | `workspace`, `accepted`, `stored`, `buffered`, `dropped` (final counters, once per workspace at the end) |
