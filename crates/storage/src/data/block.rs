@@ -31,7 +31,9 @@
 //! ciphertext is `ChaCha20-Poly1305(infra layer key, outer nonce, AAD, AES-256-GCM(DEK, inner
 //! nonce, AAD, records))` with double encryption, or the inner layer alone; each layer appends its
 //! 16-byte tag. The DEK is HKDF-SHA256 of the AEK (key reference CMK) or of the MMK (key reference
-//! MMK), salt = block id; see [`super::keys`]. The payload is the record encoding of
+//! MMK), salt = block id followed, for cold and hot blocks, by the table's secret of the
+//! generation that covers the block id (not in the header: a purge destroys it, see
+//! [`super::shred`]); see [`super::keys`]. The payload is the record encoding of
 //! [`super::record`].
 
 use std::fmt;
