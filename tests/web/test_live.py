@@ -159,6 +159,9 @@ def test_live_mode_at_the_door_root(live, live_browser):
                lambda: attribute(browser, f"storage-state-{cluster}", "data-state") == "healthy",
                timeout_s=WAIT_S)
     assert cluster in text(browser, "meta"), text(browser, "meta")
+    # The invariants are judged under the services' own profile (serve all hands it over).
+    assert "invariants judged under the services' profile azure-2020" in text(browser, "meta"), \
+        text(browser, "meta")
     levers = [b.get_attribute("id") for b in browser.find_elements(By.CSS_SELECTOR, "#levers button")]
     assert "lever-disable-key" in levers and "lever-rotate-key" in levers
     assert "lever-partition-storage" not in levers, "live services have no simulated network"

@@ -236,6 +236,9 @@ struct RestPlan {
     data_dir: PathBuf,
     /// The identity authority's administrator's credentials (read on the door's first start).
     admin_credentials: PathBuf,
+    /// The services' behaviour profile (overrides applied), known to `serve all`: the live
+    /// dashboard judges its invariants under it (`None`, a door alone: the default profile).
+    dashboard_profile: Option<Profile>,
 }
 
 impl RestPlan {
@@ -257,6 +260,7 @@ impl RestPlan {
             ca_file,
             data_dir,
             admin_credentials,
+            dashboard_profile: None,
         }
     }
 }
@@ -1053,7 +1057,8 @@ async fn serve_all(
         None => None,
     };
     let rest = match rest {
-        Some(plan) => {
+        Some(mut plan) => {
+            plan.dashboard_profile = Some(profile.clone());
             let listener = bind("rest", plan.listen).await?;
             Some((plan, listener))
         }
@@ -1328,6 +1333,9 @@ async fn serve_rest(
     let server = cmksim_rest::RestServer::open(config, public_url)
         .await
         .context("the HTTPS front door")?;
+    if let Some(profile) = plan.dashboard_profile.clone() {
+        server.judge_dashboard_under(profile);
+    }
     announce("rest", &listener, true)?;
     if server.first_start() {
         let path = plan.data_dir.join(cmksim_rest::bootstrap::CREDENTIALS_FILE);

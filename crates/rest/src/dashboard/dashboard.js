@@ -348,7 +348,8 @@ function liveShow(state) {
     document.title = "cmksim · live";
     renderLevers(meta.levers, liveLever);
   }
-  setText($("meta"), "live services · " + (state.target || "no cluster with a customer-managed key yet"));
+  setText($("meta"), "live services · " + (state.target || "no cluster with a customer-managed key yet") +
+    (state.profile ? " · invariants judged under " + state.profile : ""));
   clockSample(state.clock, true, state.pace.speed);
   setText($("scale"), state.pace.speed + "× · " + state.clock.end_label);
   setText($("phase"), state.phase);

@@ -255,6 +255,8 @@ pub struct LiveBoard {
     /// The scenario the invariants are judged with ([`LIVE_SCENARIO`] under the services'
     /// profile once [`LiveBoard::judge_under`] gave it).
     scenario: Mutex<Option<Scenario>>,
+    /// True once the services' profile was given (the default's until then).
+    profile_given: AtomicBool,
     target: Mutex<Option<Target>>,
     /// Key permissions of access policies removed by a lever, per (vault, object id).
     removed: Mutex<BTreeMap<(String, String), Vec<String>>>,
@@ -287,6 +289,7 @@ impl LiveBoard {
             following: AtomicBool::new(false),
             judged: Mutex::new(Judged::default()),
             scenario: Mutex::new(scenario),
+            profile_given: AtomicBool::new(false),
             target: Mutex::new(None),
             removed: Mutex::new(BTreeMap::new()),
             pulled: AtomicU64::new(0),
@@ -300,11 +303,24 @@ impl LiveBoard {
         if let Some(scenario) = scenario.as_mut() {
             scenario.meta.profile_name = profile.name.clone();
             scenario.profile = profile;
+            self.profile_given.store(true, Ordering::SeqCst);
         }
         // Judged again at the next frame under the new profile.
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         judged.events_seen = 0;
         judged.at = None;
+    }
+
+    /// How the page names the profile of the invariants: the services' own (given by
+    /// [`LiveBoard::judge_under`]) or the default.
+    fn profile_label(&self) -> Option<String> {
+        let name = self.profile_name()?;
+        let given = self.profile_given.load(Ordering::SeqCst);
+        Some(if given {
+            format!("the services' profile {name}")
+        } else {
+            format!("the default profile {name} (a door alone does not know the services')")
+        })
     }
 
     /// The name of the profile the invariants are judged under.
@@ -405,7 +421,7 @@ impl LiveBoard {
                     .collect::<Vec<_>>(),
             },
             "target": target,
-            "profile": self.profile_name(),
+            "profile": self.profile_label(),
             "states": judged.states.clone(),
             "events": recorded,
             "verdicts": judged.verdicts.clone(),
@@ -977,6 +993,10 @@ mod tests {
         profile.key_access.revocation_deadline = std::time::Duration::from_secs(7 * 60);
         board.judge_under(profile.clone());
         assert_eq!(board.profile_name().as_deref(), Some("azure-2021"));
+        assert_eq!(
+            board.profile_label().as_deref(),
+            Some("the services' profile azure-2021")
+        );
         let scenario = board.scenario.lock().unwrap().clone().unwrap();
         assert_eq!(scenario.profile, profile, "the overrides too");
     }
