@@ -311,3 +311,26 @@ def test_chaos_over_http(rest_url, admin_headers, ca_file, vault, credential, ke
                          json={"keyvault": {"mode": "up"}})
         assert r.status_code == 200, r.text
     assert client.get_key(key.name).properties.version == key.properties.version
+
+
+def test_only_an_administrator_makes_principals_and_grants_roles(reader, rest_url, ca_file,
+                                                                 creds):
+    """Issue 17: the identity service decides, the door forwards the caller's token."""
+    body = {"displayName": unique("sdk-intruder")}
+    r = requests.post(f"{rest_url}/_cmksim/principals", json=body, verify=ca_file)
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == "AuthenticationFailed", r.text
+    token = reader["credential"].get_token(ARM_SCOPE).token
+    as_reader = {"Authorization": f"Bearer {token}"}
+    r = requests.post(f"{rest_url}/_cmksim/principals", headers=as_reader, json=body,
+                      verify=ca_file)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "AuthorizationFailed", r.text
+    # Nor may it make itself Owner of the administrator's subscription.
+    r = requests.post(f"{rest_url}/_cmksim/roleAssignments", headers=as_reader,
+                      json={"principalId": reader["objectId"], "role": "Owner",
+                            "scope": f"/subscriptions/{creds['subscriptionId']}"},
+                      verify=ca_file)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "AuthorizationFailed", r.text
+    assert "Microsoft.Authorization/roleAssignments/write" in r.json()["error"]["message"]
