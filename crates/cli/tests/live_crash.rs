@@ -294,13 +294,76 @@ async fn query_parts(
     Some(found)
 }
 
-/// Waits (bounded) until `n` more batches were stored.
-async fn wait_stored_batches(counter: &AtomicU64, n: u64, what: &str) {
-    let target = counter.load(Ordering::SeqCst) + n;
-    poll(what, || async {
-        (counter.load(Ordering::SeqCst) >= target).then_some(())
+/// Polls without progress before [`Run::wait_stored`] gives up: as many as [`poll`] makes in all,
+/// but counted from the last change seen, and each poll is a storage round trip (which a loaded
+/// machine slows down along with everything it waits for).
+const STALL_POLLS_MAX: u32 = common::POLLS_MAX;
+/// Polls in all before [`Run::wait_stored`] gives up even while something still changes (a
+/// storage answering `buffered` for ever, say): ten stall bounds.
+const PROGRESS_POLLS_MAX: u32 = 10 * STALL_POLLS_MAX;
+
+/// What [`Run::wait_stored`] watches for progress: a change in any of them restarts its stall
+/// bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Progress {
+    stored_batches: u64,
+    buffered_batches: u64,
+    /// Storage's state as it answers (None while it does not answer).
+    storage_state: Option<sp::StorageStateName>,
+}
+
+/// Why a wait for stored batches gave up.
+#[derive(Debug, PartialEq, Eq)]
+enum WaitGaveUp {
+    /// Nothing changed for [`STALL_POLLS_MAX`] polls in a row.
+    Stalled { polls: u32, last: Progress },
+    /// Things kept changing for [`PROGRESS_POLLS_MAX`] polls without reaching the target.
+    TooLong { polls: u32, last: Progress },
+}
+
+/// Polls `observe` until its `stored_batches` reaches `target`, giving up after
+/// `stall_polls_max` polls in a row that saw no change, or after `polls_max` polls in all.
+///
+/// Bounded by progress rather than by wall time alone: a wall-time bound that fits an idle
+/// machine gave up under load 6 to 9 while storage was still restarting and replaying
+/// (issue 15); here every change of the stored or buffered count or of storage's state restarts
+/// the stall bound, so a slow but moving restart is waited for and a stuck one is still caught.
+async fn wait_progress<F, Fut>(
+    target: u64,
+    stall_polls_max: u32,
+    polls_max: u32,
+    interval: Duration,
+    mut observe: F,
+) -> Result<u32, WaitGaveUp>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Progress>,
+{
+    let mut last = observe().await;
+    let mut stalled = 0u32;
+    for polls in 1..=polls_max {
+        if last.stored_batches >= target {
+            return Ok(polls);
+        }
+        if stalled >= stall_polls_max {
+            return Err(WaitGaveUp::Stalled { polls, last });
+        }
+        tokio::time::sleep(interval).await;
+        let now = observe().await;
+        if now == last {
+            stalled += 1;
+        } else {
+            stalled = 0;
+        }
+        last = now;
+    }
+    if last.stored_batches >= target {
+        return Ok(polls_max);
+    }
+    Err(WaitGaveUp::TooLong {
+        polls: polls_max,
+        last,
     })
-    .await;
 }
 
 // ---- kill points --------------------------------------------------------------------------
@@ -391,6 +454,30 @@ impl Run {
             "storage" => self.services.restart_storage(port),
             _ => self.services.restart_ingest(port),
         });
+    }
+
+    /// Waits until `n` more batches were stored, bounded by progress ([`wait_progress`]).
+    async fn wait_stored(&self, n: u64, what: &str) {
+        let traffic = &self.traffic;
+        let target = traffic.stored_batches.load(Ordering::SeqCst) + n;
+        let observe = || async {
+            Progress {
+                stored_batches: traffic.stored_batches.load(Ordering::SeqCst),
+                buffered_batches: traffic.buffered_batches.load(Ordering::SeqCst),
+                storage_state: self.storage_state().await.map(|s| s.state()),
+            }
+        };
+        if let Err(e) = wait_progress(
+            target,
+            STALL_POLLS_MAX,
+            PROGRESS_POLLS_MAX,
+            common::POLL_INTERVAL,
+            observe,
+        )
+        .await
+        {
+            panic!("gave up waiting for {what} (target {target} stored batches): {e:?}");
+        }
     }
 
     /// Waits (bounded) until an ingest call failed after this moment: the outage was seen.
@@ -490,10 +577,10 @@ impl Run {
 
     /// One kill point; returns what was acknowledged before the kill.
     async fn kill(&mut self, point: Point, amount: u64) -> BTreeSet<u64> {
-        let stored = &self.traffic.stored_batches;
         match point {
             Point::Storage | Point::KeyVault | Point::Ingest | Point::StorageTerm => {
-                wait_stored_batches(stored, amount, "stored batches before the kill").await;
+                self.wait_stored(amount, "stored batches before the kill")
+                    .await;
                 let which = match point {
                     Point::KeyVault => "keyvault",
                     Point::Ingest => "ingest",
@@ -516,7 +603,8 @@ impl Run {
                 before
             }
             Point::Rewrap => {
-                wait_stored_batches(stored, 1, "stored batches before the rewrap").await;
+                self.wait_stored(1, "stored batches before the rewrap")
+                    .await;
                 let version = self.new_key_version().await;
                 tokio::time::sleep(Duration::from_millis(amount)).await;
                 let before = self.traffic.acknowledged();
@@ -534,7 +622,8 @@ impl Run {
                 before
             }
             Point::Replay => {
-                wait_stored_batches(stored, 1, "stored batches before the outage").await;
+                self.wait_stored(1, "stored batches before the outage")
+                    .await;
                 let kv_port = self.kill9("keyvault");
                 // Past the outage grace storage is unavailable and buffers what it is sent.
                 let buffered = &self.traffic.buffered_batches;
@@ -570,6 +659,7 @@ async fn run_points(points: &[(Point, u64)]) -> Measured {
         &NAMES,
         channel(&services.url("keyvault")),
         channel(&services.url("storage")),
+        &services.admin_file(),
     )
     .await;
     let traffic = Arc::new(Traffic::default());
@@ -592,12 +682,7 @@ async fn run_points(points: &[(Point, u64)]) -> Measured {
             .await
             .unwrap_or_else(|_| panic!("kill point {i} ({point:?}, {amount}) did not finish"));
         // Traffic is stored again once the restarted processes have the key back.
-        wait_stored_batches(
-            &run.traffic.stored_batches,
-            1,
-            "stored batches after the restart",
-        )
-        .await;
+        run.wait_stored(1, "stored batches after the restart").await;
         let new: BTreeSet<u64> = before.difference(&verified).copied().collect();
         let missing = run.missing(&new).await;
         verified.extend(new);
@@ -708,4 +793,67 @@ fn the_plan_covers_every_kind_of_kill_point_and_replays_from_its_seed() {
         Point::Rewrap | Point::Replay => *amount < KILL_DELAY_MS_MAX,
         _ => (BATCHES_BEFORE_KILL.0..BATCHES_BEFORE_KILL.1).contains(amount),
     }));
+}
+
+/// A scripted [`wait_progress`]: `script(i)` is what the `i`-th look sees (no sleep between).
+async fn scripted_wait(
+    target: u64,
+    script: impl Fn(u32) -> Progress,
+) -> (Result<u32, WaitGaveUp>, u32) {
+    let looks = std::cell::Cell::new(0u32);
+    let result = wait_progress(target, 5, 50, Duration::ZERO, || {
+        let i = looks.get();
+        looks.set(i + 1);
+        std::future::ready(script(i))
+    })
+    .await;
+    (result, looks.get())
+}
+
+fn progress(stored_batches: u64, buffered_batches: u64) -> Progress {
+    Progress {
+        stored_batches,
+        buffered_batches,
+        storage_state: None,
+    }
+}
+
+#[tokio::test]
+async fn the_wait_for_stored_batches_is_bounded_by_progress_not_by_polls_alone() {
+    // Nothing moves: given up after the stall bound (5 polls), not the 50 in all.
+    let (result, looks) = scripted_wait(1, |_| progress(0, 0)).await;
+    assert_eq!(
+        result,
+        Err(WaitGaveUp::Stalled {
+            polls: 6,
+            last: progress(0, 0)
+        })
+    );
+    assert_eq!(looks, 6);
+    // Storage restarting slowly: its state changes every 4 polls, then one batch is stored
+    // after 30 polls, far past the stall bound of 5 counted from the start.
+    let states = [
+        None,
+        Some(sp::StorageStateName::Unavailable),
+        Some(sp::StorageStateName::Resuming),
+    ];
+    let (result, _) = scripted_wait(1, |i| Progress {
+        stored_batches: u64::from(i >= 30),
+        buffered_batches: 0,
+        storage_state: states[(i / 4) as usize % states.len()],
+    })
+    .await;
+    assert_eq!(result, Ok(31));
+    // Buffering for ever: something changes at every poll, so only the bound in all stops it.
+    let (result, looks) = scripted_wait(1, |i| progress(0, u64::from(i))).await;
+    assert_eq!(
+        result,
+        Err(WaitGaveUp::TooLong {
+            polls: 50,
+            last: progress(0, 50)
+        })
+    );
+    assert_eq!(looks, 51);
+    // Already there: no poll needed beyond the first look.
+    assert_eq!(scripted_wait(3, |_| progress(3, 0)).await, (Ok(1), 1));
 }
