@@ -527,3 +527,110 @@ async fn pull_lever(State(web): State<Arc<DemoWeb>>, body: axum::body::Bytes) ->
         Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    fn revocation() -> Scenario {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scenarios/revocation.toml"
+        );
+        cmksim_scenario::validate_file(std::path::Path::new(path)).expect("the library scenario")
+    }
+
+    /// One HTTP/1.1 request on its own connection; the status and the body.
+    fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    fn pages(addr: &str) -> u64 {
+        let (status, body) = request(addr, "GET", "/_cmksim/demo/clock", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["pages"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_page_joins_with_its_stream_reports_what_it_drew_and_leaves_with_it() {
+        let scenario = revocation();
+        let control = Control::new(cmksim_world::control::Pace {
+            paused: false,
+            speed: 3600.0,
+        });
+        let events = EventLog::default();
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let (_web, url) = start(listen, &scenario, &events, control.clone()).unwrap();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        assert_eq!(pages(&addr), 0);
+
+        // A stream: its first frame names the page.
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET /_cmksim/demo/stream HTTP/1.1\r\nhost: {addr}\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut page = None;
+        // Bounded: the headers and the first frame are a few dozen lines.
+        for _ in 0..200 {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if let Some(data) = line.strip_prefix("data: ") {
+                let frame: Value = serde_json::from_str(data.trim()).unwrap();
+                page = frame["page"].as_u64();
+                break;
+            }
+        }
+        let page = page.expect("the first frame names the page");
+        assert_eq!(pages(&addr), 1);
+
+        let drawn = format!("{{\"page\": {page}, \"sim_ms\": 1593907200000}}");
+        assert_eq!(request(&addr, "POST", "/_cmksim/demo/drawn", &drawn).0, 204);
+        let (status, body) = request(
+            &addr,
+            "POST",
+            "/_cmksim/demo/drawn",
+            "{\"page\": 99, \"sim_ms\": 0}",
+        );
+        assert_eq!(status, 410, "{body}");
+        assert!(body.contains("page 99 is not following this run"), "{body}");
+        let (status, body) = request(&addr, "POST", "/_cmksim/demo/drawn", "{\"page\": \"x\"}");
+        assert_eq!(status, 400, "{body}");
+
+        // The stream closed: the page leaves (bounded wait for the server to notice).
+        drop(reader);
+        drop(stream);
+        let mut left = false;
+        for _ in 0..500 {
+            if pages(&addr) == 0 {
+                left = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(left, "the page still follows after its stream closed");
+    }
+}
