@@ -476,7 +476,12 @@ impl Run {
         )
         .await
         {
-            panic!("gave up waiting for {what} (target {target} stored batches): {e:?}");
+            // Storage's whole answer (state, reason, key), for the next reader of a failure.
+            let storage = self.storage_state().await;
+            panic!(
+                "gave up waiting for {what} (target {target} stored batches): {e:?}; \
+                 storage answers {storage:?}"
+            );
         }
     }
 
