@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -67,7 +67,8 @@ pub const LINKS_MAX: usize = 8;
 pub const SESSIONS_MAX: usize = 8;
 /// How long a follower waits before subscribing again to a service that went away.
 pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
-/// The invariants are judged again at most this often (wall time; presentation only).
+/// The invariants are judged again this often when events were added (wall time;
+/// presentation only).
 const JUDGE_EVERY: Duration = Duration::from_millis(500);
 /// The session cookie.
 pub const COOKIE: &str = "cmksim_dashboard";
@@ -217,7 +218,6 @@ impl Sessions {
 #[derive(Default)]
 struct Judged {
     events_seen: u64,
-    at: Option<Instant>,
     verdicts: Value,
     states: Value,
     states_events: u64,
@@ -308,7 +308,6 @@ impl LiveBoard {
         // Judged again at the next frame under the new profile.
         let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
         judged.events_seen = 0;
-        judged.at = None;
     }
 
     /// How the page names the profile of the invariants: the services' own (given by
@@ -379,22 +378,6 @@ impl LiveBoard {
             judged.states = self.state_events.states_json();
             judged.states_events = recorded;
         }
-        // The invariants read the whole log (it may hold LIVE_EVENTS_MAX events): at most
-        // every JUDGE_EVERY, and only when events were added.
-        if judged.events_seen != recorded && judged.at.is_none_or(|at| at.elapsed() >= JUDGE_EVERY)
-        {
-            let scenario = self
-                .scenario
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if let Some(scenario) = &scenario {
-                let invariants = oracle::check_invariants(scenario, &self.events());
-                judged.verdicts = super::verdicts_json(&[], &invariants);
-            }
-            judged.events_seen = recorded;
-            judged.at = Some(Instant::now());
-        }
         let now = state.clock.now();
         let epoch = state.clock.epoch();
         let target = self
@@ -428,6 +411,34 @@ impl LiveBoard {
         })
     }
 
+    /// Judges the invariants on the whole log (it may hold [`LIVE_EVENTS_MAX`] events) when
+    /// events were added, without the lock a frame reads, so a frame is never built behind a
+    /// judging ([`judge_loop`] calls it every [`JUDGE_EVERY`]).
+    fn judge(&self) {
+        let recorded = self.log.recorded_events();
+        let seen = self
+            .judged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events_seen;
+        if seen == recorded {
+            return;
+        }
+        let scenario = self
+            .scenario
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(scenario) = scenario else {
+            return;
+        };
+        let invariants = oracle::check_invariants(&scenario, &self.events());
+        let verdicts = super::verdicts_json(&[], &invariants);
+        let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
+        judged.verdicts = verdicts;
+        judged.events_seen = recorded;
+    }
+
     /// Starts following the services and publishing frames (once).
     fn follow(self: &Arc<Self>, state: &Arc<AppState>) {
         if self.following.swap(true, Ordering::SeqCst) {
@@ -440,12 +451,30 @@ impl LiveBoard {
             let (board, state) = (self.clone(), state.clone());
             Arc::new(move || board.status(&state))
         };
+        tokio::spawn(judge_loop(self.clone(), state.stopping.clone()));
         tokio::spawn(push::publish_loop(
             self.hub.clone(),
             self.feed.clone(),
             status,
             state.stopping.clone(),
         ));
+    }
+}
+
+/// Judges the invariants every [`JUDGE_EVERY`] until the door stops; one judging at a time, off
+/// the async workers.
+async fn judge_loop(board: Arc<LiveBoard>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    // Unbounded on purpose, one judging per JUDGE_EVERY at most: the verdicts follow the live
+    // events for as long as the door serves.
+    loop {
+        tokio::select! {
+            () = crate::listener::stopped(&mut stopping) => return,
+            () = tokio::time::sleep(JUDGE_EVERY) => {}
+        }
+        let board = board.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || board.judge()).await {
+            tracing::warn!("dashboard: judging the live events failed: {e}");
+        }
     }
 }
 
