@@ -318,9 +318,9 @@ enum Plan {
         storage: String,
         metrics_listen: Option<SocketAddr>,
         profile: Profile,
-        /// The identity service that checks tokens and the administrator who makes ingest's
-        /// principal (`None`: --allow-anonymous).
-        auth: Option<(String, cmksim_identity::AdminCredentials)>,
+        /// The identity service that checks tokens and the administrator's credentials file
+        /// (the administrator makes ingest's principal; `None`: --allow-anonymous).
+        auth: Option<(String, Option<PathBuf>)>,
     },
     All {
         keyvault_listen: SocketAddr,
@@ -477,16 +477,8 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                         Some(url) => check_url("--identity", url)?,
                         None => local_url(loopback(KEYVAULT_PORT)),
                     };
-                    let Some(file) = &cmd.admin_credentials else {
-                        anyhow::bail!(
-                            "serve ingest checks tokens and calls storage as its own service \
-                             principal, which the identity administrator makes: give \
-                             --admin-credentials FILE (the identity-admin.json Key Vault wrote \
-                             on its first start), or --allow-anonymous to serve without token \
-                             checks"
-                        );
-                    };
-                    Some((identity, cmksim_identity::AdminCredentials::load(file)?))
+                    // Checked when serving (after --print-config and the TLS files).
+                    Some((identity, cmd.admin_credentials.clone()))
                 }
             };
             Ok((
@@ -771,6 +763,19 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 profile,
                 auth,
             } => {
+                // Before anything listens: a start that cannot check tokens starts nothing.
+                let auth = match auth {
+                    Some((_, None)) => anyhow::bail!(
+                        "serve ingest checks tokens and calls storage as its own service \
+                         principal, which the identity administrator makes: give \
+                         --admin-credentials FILE (the identity-admin.json Key Vault wrote on \
+                         its first start), or --allow-anonymous to serve without token checks"
+                    ),
+                    Some((url, Some(file))) => {
+                        Some((url, cmksim_identity::AdminCredentials::load(&file)?))
+                    }
+                    None => None,
+                };
                 let listener = bind("ingest", listen).await?;
                 let metrics = match metrics_listen {
                     Some(addr) => Some(bind("metrics", addr).await?),
@@ -1137,7 +1142,6 @@ async fn serve_all(
     announce("storage", &st_listener, on)?;
     announce("ingest", &in_listener, on)?;
     announce("sentinel", &se_listener, on)?;
-    announce_admin(&keyvault, &data_dir.join("keyvault"));
 
     // Stopped front to back: the door, then ingest, then storage, then Key Vault, so that no
     // service loses its upstream while finishing a call.
@@ -1208,6 +1212,9 @@ async fn serve_all(
         }
     };
     let keyvault_fut = async {
+        // Polled after ingest's future (tokio::join! polls in order), so that these lines come
+        // after every `listening` line, `/metrics`'s included.
+        announce_admin(&keyvault, &data_dir.join("keyvault"));
         let result = serve_on!(keyvault, kv_listener, server_tls, keyvault_stop);
         if result.is_err() {
             stop_tx.send_replace(true);

@@ -83,6 +83,30 @@ fn stranger_cert(dir: &Path) -> PathBuf {
     path
 }
 
+/// `message` carrying the management token of the identity administrator of the `serve all`
+/// whose data directory is `data` (the identity service's administrative calls need it).
+async fn as_admin<T>(kv: Channel, data: &Path, message: T) -> tonic::Request<T> {
+    let admin =
+        cmksim_identity::AdminCredentials::load(&common::admin_file(&data.join("keyvault")))
+            .expect("the administrator's credentials file");
+    let token = idp::identity_client::IdentityClient::new(kv)
+        .issue_token(idp::IssueTokenRequest {
+            object_id: admin.object_id,
+            secret: admin.client_secret,
+            audience: "https://management.azure.com".into(),
+            lifetime_seconds: 0,
+        })
+        .await
+        .expect("the administrator's token")
+        .into_inner()
+        .token;
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
 // ---- serve all --tls ---------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,13 +169,14 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
     });
 
     // The refused handshakes did not stop the server: gRPC over TLS still works.
-    let mut identity =
-        idp::identity_client::IdentityClient::new(tls_channel(serving.url("keyvault"), &cert));
+    let kv = tls_channel(serving.url("keyvault"), &cert);
+    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
+    let request = idp::CreateTenantRequest {
+        name: "fabrikam".into(),
+        tenant_id: String::new(),
+    };
     let tenant = identity
-        .create_tenant(idp::CreateTenantRequest {
-            name: "fabrikam".into(),
-            tenant_id: String::new(),
-        })
+        .create_tenant(as_admin(kv, &data, request).await)
         .await
         .expect("create a tenant over TLS")
         .into_inner()
@@ -198,13 +223,14 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
         let out = cmksim(&["health", again.url("storage"), "--tls-ca", &ca]);
         assert!(out.status.success(), "{}", text(&out.stdout));
     });
-    let mut identity =
-        idp::identity_client::IdentityClient::new(tls_channel(again.url("keyvault"), &cert));
+    let kv = tls_channel(again.url("keyvault"), &cert);
+    let mut identity = idp::identity_client::IdentityClient::new(kv.clone());
+    let request = idp::CreateTenantRequest {
+        name: "northwind".into(),
+        tenant_id: String::new(),
+    };
     identity
-        .create_tenant(idp::CreateTenantRequest {
-            name: "northwind".into(),
-            tenant_id: String::new(),
-        })
+        .create_tenant(as_admin(kv, &data, request).await)
         .await
         .expect("create a tenant over TLS after the restart");
     tokio::task::block_in_place(|| again.terminate());
