@@ -212,6 +212,17 @@ async fn saved_searches_follow_the_link_and_the_account_key() {
     assert_eq!(world.events_of("byos.key.restored").len(), 1);
     assert_eq!(world.events_of("byos.saved_searches.removed").len(), 1);
 
+    // A restart keeps the account, its identity, its wrapped key and the sealed query.
+    world.restart_storage().await;
+    let mut byos = pb::byos_client::ByosClient::new(world.storage_channel.clone());
+    let after_restart = byos
+        .list_saved_queries(list("ws-one"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after_restart.queries.len(), 1);
+    assert_eq!(after_restart.queries[0].query, secret);
+
     // Sealed at rest: the query text is not in the control store's files.
     world.stop_servers().await;
     let mut found = false;
