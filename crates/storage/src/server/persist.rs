@@ -280,7 +280,6 @@ mod tests {
 
     #[test]
     fn stats_grow_with_destinations_not_with_traffic() {
-        use cmksim_proto::common::v1::DropReason;
         use cmksim_proto::storage::v1::{record_outcome::Outcome, RecordOutcome};
         let outcome = |o: Outcome| RecordOutcome {
             outcome: Some(o),
