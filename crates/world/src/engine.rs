@@ -6,7 +6,8 @@
 //! current-thread tokio runtime whose clock is paused: when every task waits, tokio's
 //! auto-advance moves the clock straight to the next timer, so an idle hour costs one jump.
 //! The services talk over [`cmksim_sim::net::MemNet`], an in-memory network that applies the
-//! scenario's network faults (partition, hold, crash, restart).
+//! scenario's network faults (partition, hold, crash, restart) and can give a link latency,
+//! seeded jitter and loss ([`cmksim_sim::net::LinkQuality`]; no scenario step sets it yet).
 //!
 //! A crash is a crash: every connection with an end on it fails at once (so its in-flight
 //! calls end and nobody reaches it), and the host's task is aborted where it stands, without the
@@ -175,7 +176,8 @@ pub(crate) fn run(
         .build()?;
     let result = runtime.block_on(async {
         let clock = Clock::tokio(epoch, 1.0);
-        let net = MemNet::new();
+        // Link jitter and loss draw from their own stream (nothing is drawn on perfect links).
+        let net = MemNet::seeded(seeds.stream_seed("net/links"));
         // Tokens: storage, ingest and Sentinel check them; the driver provisions every principal.
         let auth = crate::auth::WorldAuth::new();
         let starts = host_starts(scenario, events, &clock, seeds, &net, root, &auth);
