@@ -176,9 +176,7 @@ pub enum LockboxEvent {
     },
 }
 
-fn short(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
-}
+use crate::control::short;
 
 impl EventKind for LockboxEvent {
     fn kind(&self) -> &'static str {

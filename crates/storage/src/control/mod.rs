@@ -48,7 +48,7 @@ pub use cluster::{
     ProvisioningState, Sku, SoftDeleted, IDENTITY_TYPE_SYSTEM_ASSIGNED,
 };
 pub use errors::{AzureErrorBody, ControlError, ErrorClass, KeyValidationFailure};
-pub use events::{ControlEffect, ControlEvent, Outcome};
+pub use events::{short, ControlEffect, ControlEvent, Outcome};
 pub use keyvault::{
     KeyRef, KeyVaultFacts, KeyVaultPropertiesInput, ACCEPTED_KEY_TYPES, REQUIRED_KEY_OPERATIONS,
     REQUIRED_KEY_PERMISSIONS,

@@ -167,7 +167,7 @@ impl Core {
                         .purge_account(&account, *at)
                         .map_err(|e| e.to_string())?;
                 }
-                let name = cluster.rsplit('/').next().unwrap_or(cluster).to_string();
+                let name = crate::control::short(cluster).to_string();
                 if from == crate::keyloop::StateName::Shredded.as_str() {
                     // Already shredded by the key loop (HSM zeroised, key purged): the purge
                     // deletes what was already unreadable; no second transition.

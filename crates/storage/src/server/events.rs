@@ -121,9 +121,7 @@ impl EventKind for StorageEvent {
     }
 }
 
-fn short(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
-}
+use crate::control::short;
 
 /// Records a storage-server event with the contract's field conventions (see the module doc).
 pub fn record_storage(log: &EventLog, now: SimTime, event: &StorageEvent) {

@@ -292,7 +292,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                 ("shared".to_string(), outcomes)
             }
             Routing::DropNotProvisioned { cluster } => {
-                let name = cluster.rsplit('/').next().unwrap_or(&cluster).to_string();
+                let name = crate::control::short(&cluster).to_string();
                 let reason = DropReason::NotProvisioned;
                 let outcomes = dropped(
                     reason,

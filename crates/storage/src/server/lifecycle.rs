@@ -94,9 +94,7 @@ pub enum LifecycleEvent {
     },
 }
 
-fn short(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
-}
+use crate::control::short;
 
 impl EventKind for LifecycleEvent {
     fn kind(&self) -> &'static str {
