@@ -3,17 +3,13 @@
 //! event log for the same scenario and seed, including runs with crashes, restarts and
 //! partitions.
 
+mod common;
+
 use std::path::PathBuf;
 
-use cmksim_scenario::{expect, oracle, Scenario};
+use cmksim_scenario::{oracle, Scenario};
 use cmksim_sim::{Event, EventLog};
 use cmksim_world::{run_simulated, Engine, RunOptions};
-
-fn library_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios")
-        .join(format!("{name}.toml"))
-}
 
 fn run_with(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>) {
     let (scenario, events, _steps) = run_counted(name, seed);
@@ -23,15 +19,7 @@ fn run_with(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>) {
 /// Runs a library scenario on the event-driven engine: the scenario, its events and the steps
 /// the engine counted.
 fn run_counted(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>, u64) {
-    let scenario = cmksim_scenario::validate_file(library_file(name)).unwrap_or_else(|d| {
-        panic!(
-            "{name}: {}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let scenario = common::load(name);
     let events = EventLog::default();
     let options = RunOptions {
         seed,
@@ -66,20 +54,7 @@ fn the_engine_counts_its_steps() {
 
 fn assert_passes(name: &str) {
     let (scenario, events) = run_with(name, None);
-    let verdicts: Vec<_> = expect::evaluate(&scenario, &events)
-        .into_iter()
-        .chain(oracle::check_invariants(&scenario, &events))
-        .collect();
-    let broken: Vec<String> = verdicts
-        .iter()
-        .filter(|v| !v.held() && v.outcome != cmksim_scenario::Outcome::NotApplicable)
-        .map(|v| format!("{} {}: {}", v.id, v.title, v.detail))
-        .collect();
-    assert!(broken.is_empty(), "{name}: broken:\n{}", broken.join("\n"));
-    assert!(
-        verdicts.iter().any(|v| v.held()),
-        "{name}: nothing was judged held, the run judged nothing"
-    );
+    common::assert_all_held(name, &scenario, &events);
 }
 
 /// The library scenarios `tests/library.rs` covers (its list is the one home of which

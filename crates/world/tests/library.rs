@@ -2,28 +2,16 @@
 //! every expectation and every invariant held; and the same scenario and seed must give the same
 //! event log, byte for byte.
 
+mod common;
+
 use std::path::PathBuf;
 
-use cmksim_scenario::{expect, oracle, Scenario};
+use cmksim_scenario::{oracle, Scenario};
 use cmksim_sim::{Event, EventLog};
 use cmksim_world::{run_simulated, RunOptions};
 
-fn library_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios")
-        .join(format!("{name}.toml"))
-}
-
 fn run(name: &str) -> (Scenario, Vec<Event>) {
-    let scenario = cmksim_scenario::validate_file(library_file(name)).unwrap_or_else(|d| {
-        panic!(
-            "{name}: {}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let scenario = common::load(name);
     let events = EventLog::default();
     // A month of 100 ms turmoil ticks is 26 million steps: runs longer than two days (the bill's
     // month) use the event-driven engine, whose cost follows the events.
@@ -40,20 +28,7 @@ fn run(name: &str) -> (Scenario, Vec<Event>) {
 
 fn assert_passes(name: &str) {
     let (scenario, events) = run(name);
-    let verdicts: Vec<_> = expect::evaluate(&scenario, &events)
-        .into_iter()
-        .chain(oracle::check_invariants(&scenario, &events))
-        .collect();
-    let broken: Vec<String> = verdicts
-        .iter()
-        .filter(|v| !v.held() && v.outcome != cmksim_scenario::Outcome::NotApplicable)
-        .map(|v| format!("{} {}: {}", v.id, v.title, v.detail))
-        .collect();
-    assert!(broken.is_empty(), "{name}: broken:\n{}", broken.join("\n"));
-    assert!(
-        verdicts.iter().any(|v| v.held()),
-        "{name}: nothing was judged held, the run judged nothing"
-    );
+    common::assert_all_held(name, &scenario, &events);
 }
 
 macro_rules! library {
