@@ -27,9 +27,9 @@ use tonic::transport::Channel;
 
 use crate::names::{Credential, Names};
 
+mod byos;
 mod cluster;
 mod lifecycle;
-mod byos;
 mod lockbox;
 mod sentinel;
 mod traffic;
@@ -338,9 +338,7 @@ impl Driver {
                 ),
             ),
             engineer,
-            byos: cmksim_proto::storage::v1::byos_client::ByosClient::new(
-                storage_channel.clone(),
-            ),
+            byos: cmksim_proto::storage::v1::byos_client::ByosClient::new(storage_channel.clone()),
             lockbox_requests: BTreeMap::new(),
             step_label: String::new(),
             workspaces: cmksim_proto::storage::v1::workspaces_client::WorkspacesClient::new(
