@@ -154,7 +154,12 @@ impl GroupCommit {
     }
 
     /// Flushes everything up to `target` (this call's own ticket included) and publishes it.
+    ///
+    /// The leader's call can be cancelled mid-flush (its client went away, so the server drops
+    /// the handler's future): the [`Leading`] guard then ends the leadership, so the next caller
+    /// leads a flush of its own instead of waiting for the end of a flush nobody will publish.
     async fn lead(&self, target: u64, one_thread: bool) -> Result<(), KvError> {
+        let leading = Leading { marks: &self.marks };
         let result = if one_thread {
             self.flusher.flush()
         } else {
@@ -167,6 +172,7 @@ impl GroupCommit {
                     })
                 })
         };
+        std::mem::forget(leading);
         self.marks.send_modify(|m| {
             m.flushing = false;
             match &result {
@@ -175,6 +181,19 @@ impl GroupCommit {
             }
         });
         result
+    }
+}
+
+/// A running flush's leadership: dropped before the flush's result is published (the leader's
+/// future was cancelled), it clears `flushing` and wakes the waiters, who look again; the
+/// records stay not durable until a flush that completes covers them.
+struct Leading<'a> {
+    marks: &'a watch::Sender<Marks>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.marks.send_modify(|m| m.flushing = false);
     }
 }
 
@@ -234,6 +253,33 @@ mod tests {
             (1..=2).contains(&flushes),
             "{flushes} flushes for {CALLS} calls"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_cancelled_mid_flush_does_not_stall_the_calls_after_it() {
+        // A client killed while its call leads a flush: the server drops the call's future.
+        // Before, `flushing` stayed set and every later call waited for ever (Key Vault
+        // answered nothing after such a kill: live_crash's replay point).
+        let flusher = counting();
+        let commit = Arc::new(GroupCommit::new(flusher.clone(), 0));
+        commit.appended(1);
+        let leader = {
+            let commit = Arc::clone(&commit);
+            tokio::spawn(async move { commit.wait_durable(1).await })
+        };
+        // The flush sleeps 20 ms; cancel the leader while it runs.
+        while flusher.flushes.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        assert!(leader.await.expect_err("aborted").is_cancelled());
+        commit.appended(2);
+        // Bounded only so that a regression fails instead of hanging the test run.
+        tokio::time::timeout(std::time::Duration::from_secs(60), commit.wait_durable(2))
+            .await
+            .expect("the next call is not stalled by the cancelled leader")
+            .expect("durable");
+        assert_eq!(commit.durable(), 2);
     }
 
     #[tokio::test]

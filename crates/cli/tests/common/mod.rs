@@ -77,7 +77,12 @@ impl Serving {
             }
         }
         let (stderr, rust_log, stdout_lines_max) = match output {
-            Output::LogFile(file) => (Stdio::from(file), "warn".to_string(), usize::MAX),
+            Output::LogFile(file) => (
+                Stdio::from(file),
+                // SERVE_TEST_LOG (a RUST_LOG filter) makes a failing run's logs say more.
+                std::env::var("SERVE_TEST_LOG").unwrap_or_else(|_| "warn".to_string()),
+                usize::MAX,
+            ),
             Output::ClosedAfterStart { rust_log } => (Stdio::piped(), rust_log, services.len()),
         };
         let mut child = command
