@@ -4,13 +4,10 @@
 //! model; each mistake is reported at its `FILE:LINE:COLUMN`, with the storage service's own
 //! rules (the account name rule and the two data source types live in `cmksim_sim::governance`).
 
-use std::path::Path;
-
 use cmksim_scenario::model::{Action, PrincipalRef, StepKind, Subject};
-use cmksim_scenario::{validate_str, Scenario};
 
 mod common;
-use common::diagnostics::{assert_one, at};
+use common::diagnostics::{assert_one, at, valid as scenario};
 
 const FILE: &str = r#"[scenario]
 name = "t"
@@ -70,18 +67,6 @@ min_records = 1
 within = "5m"
 after_step = "read"
 "#;
-
-fn scenario(text: &str) -> Scenario {
-    validate_str(Path::new("t.toml"), text).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
 
 #[test]
 fn the_format_reads_into_the_model() {

@@ -3,14 +3,11 @@
 //! door applies too (`cmksim_sim::dcr`), and an `ingest` step of a custom table is refused
 //! before the run instead of failing during it.
 
-use std::path::Path;
-
 use cmksim_scenario::model::{Action, StepKind};
-use cmksim_scenario::{validate_str, Scenario};
 use cmksim_sim::dcr::StreamType;
 
 mod common;
-use common::diagnostics::{assert_one, at};
+use common::diagnostics::{assert_one, at, valid as scenario};
 
 const FILE: &str = r#"[scenario]
 name = "t"
@@ -46,18 +43,6 @@ dcr = "app-dcr"
 stream = "Custom-App"
 records = 250
 "#;
-
-fn scenario(text: &str) -> Scenario {
-    validate_str(Path::new("t.toml"), text).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
 
 #[test]
 fn a_rule_and_an_upload_read_into_the_model() {

@@ -2,19 +2,17 @@
 //! at their `FILE:LINE:COLUMN`, and the new expectations and the oracle's unsupported check both
 //! hold and break over hand-built event logs.
 
-use std::path::Path;
-
 use cmksim_scenario::expect::evaluate;
 use cmksim_scenario::model::{
     Action, IncidentOutcome, PrincipalRef, SentinelItem, SentinelState, StepKind, Subject, Timing,
 };
 use cmksim_scenario::oracle::sentinel_unsupported_flagged;
-use cmksim_scenario::{validate_str, Outcome, Scenario};
+use cmksim_scenario::Outcome;
 use cmksim_sim::{Event, EventLog, SimTime};
 use serde_json::json;
 
 mod common;
-use common::diagnostics::{assert_one, at};
+use common::diagnostics::{assert_one, at, valid as scenario};
 use common::{m, START};
 
 /// A world with one CMK workspace onboarded at T+0, and every Sentinel construct.
@@ -119,18 +117,6 @@ id = "unsupported"
 sentinel_unsupported = "soc-ws2"
 never = true
 "#;
-
-fn scenario(text: &str) -> Scenario {
-    validate_str(Path::new("t.toml"), text).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
 
 #[test]
 fn every_sentinel_construct_reads_into_the_model() {

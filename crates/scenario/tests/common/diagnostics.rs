@@ -4,7 +4,16 @@
 
 use std::path::Path;
 
-use cmksim_scenario::validate_str;
+use cmksim_scenario::{validate_str, Scenario};
+
+/// The scenario a text (validated as `t.toml`) reads into; panics with every diagnostic, one
+/// per line, when it has any (a test's fixture is meant to be valid).
+pub fn valid(text: &str) -> Scenario {
+    validate_str(Path::new("t.toml"), text).unwrap_or_else(|diags| {
+        let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        panic!("{}", lines.join("\n"))
+    })
+}
 
 /// All diagnostics of a text (validated as `t.toml`), as displayed.
 pub fn errors(text: &str) -> Vec<String> {
