@@ -103,11 +103,11 @@ fn same_key(a: &Value, b: &Value) -> bool {
 /// A hash of a group's key values, equal for values with the same keys ([`same_key`]). The
 /// hasher has fixed keys, so it is the same in every run (it only finds groups; no output
 /// order depends on it).
-fn key_hash<V: std::ops::Deref<Target = Value>>(values: &[V]) -> u64 {
+fn key_hash<V: std::borrow::Borrow<Value>>(values: &[V]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     for v in values {
-        match &**v {
+        match v.borrow() {
             Value::Null => 0u8.hash(&mut h),
             Value::Bool(b) => (1u8, b).hash(&mut h),
             Value::Long(n) => (2u8, n).hash(&mut h),
@@ -140,7 +140,11 @@ pub(crate) fn run(
     tables: &BTreeMap<String, Table>,
     now_ms: i64,
 ) -> Result<Table, ExecError> {
-    let frame = run_tabular(&query.body, tables, now_ms)?;
+    result(run_tabular(&query.body, tables, now_ms)?)
+}
+
+/// The last frame as the result table, refused when it has too many rows.
+fn result(frame: Frame) -> Result<Table, ExecError> {
     debug_assert!(
         frame.rows.iter().all(|r| r.len() == frame.columns.len()),
         "every operator keeps rows as wide as its columns"
@@ -229,6 +233,56 @@ pub(crate) fn leading_filter(
         }
     }
     Ok((!preds.is_empty()).then_some(preds))
+}
+
+/// A summarize split into parts (see [`crate::SummarizePlan`]): the query's summarize bound to
+/// `columns` and the operators after it.
+pub(crate) struct SummarizeParts {
+    pub(crate) summarizer: Summarizer,
+    rest: Vec<Op>,
+}
+
+/// The summarize of a query shaped `table | where ... | summarize ... | ...` (no `union`
+/// anywhere), bound to `columns`, when every aggregate merges exactly; `None` otherwise.
+pub(crate) fn summarize_parts(
+    query: &Query,
+    table: &str,
+    columns: &[Column],
+) -> Result<Option<SummarizeParts>, ExecError> {
+    let Source::Table(name) = &query.body.source else {
+        return Ok(None);
+    };
+    if name.text != table || query.body.ops.iter().any(|op| matches!(op, Op::Union(_))) {
+        return Ok(None);
+    }
+    let Some(at) = query
+        .body
+        .ops
+        .iter()
+        .position(|op| !matches!(op, Op::Where(_)))
+    else {
+        return Ok(None);
+    };
+    let Op::Summarize { aggs, by } = &query.body.ops[at] else {
+        return Ok(None);
+    };
+    let summarizer = Summarizer::bind(aggs, by, columns)?;
+    Ok(summarizer.mergeable().then(|| SummarizeParts {
+        summarizer,
+        rest: query.body.ops[at + 1..].to_vec(),
+    }))
+}
+
+impl SummarizeParts {
+    /// The summarize's output from `groups`, then the operators after it: the query's result.
+    pub(crate) fn finish(&self, groups: Groups, now_ms: i64) -> Result<Table, ExecError> {
+        let mut frame = self.summarizer.finish(groups);
+        let no_tables = BTreeMap::new();
+        for op in &self.rest {
+            frame = apply(op, frame, &no_tables, now_ms)?;
+        }
+        result(frame)
+    }
 }
 
 /// Whether every predicate keeps `row`.
@@ -628,13 +682,17 @@ const MAKE_LIST_ITEMS_MAX: usize = 1_048_576;
 #[derive(Clone, Debug)]
 enum Acc {
     Count(i64),
+    /// Longs and timespans are summed exactly (an `i128` cannot overflow on fewer than 2^64
+    /// values), so a sum does not depend on how its input is split into parts
+    /// ([`Summarizer::merge`]); one out of `i64`'s range at the end is null.
     Sum {
-        long: i64,
+        long: i128,
         real: f64,
-        overflow: bool,
     },
+    /// As `Sum`: longs exactly, reals as floats; the mean is taken at the end.
     Avg {
-        sum: f64,
+        long: i128,
+        real: f64,
         n: u64,
     },
     Best(Option<Value>),
@@ -667,12 +725,12 @@ impl BoundAgg {
     fn start(&self) -> Acc {
         match self.func {
             AggFn::Count | AggFn::CountIf => Acc::Count(0),
-            AggFn::Sum => Acc::Sum {
+            AggFn::Sum => Acc::Sum { long: 0, real: 0.0 },
+            AggFn::Avg => Acc::Avg {
                 long: 0,
                 real: 0.0,
-                overflow: false,
+                n: 0,
             },
-            AggFn::Avg => Acc::Avg { sum: 0.0, n: 0 },
             AggFn::Min | AggFn::Max => Acc::Best(None),
             AggFn::DCount => Acc::Distinct(BTreeSet::new()),
             AggFn::ArgMax | AggFn::ArgMin => Acc::Arg(None),
@@ -686,28 +744,18 @@ impl BoundAgg {
         match (acc, v) {
             (Acc::Count(n), None) => *n += 1,
             (Acc::Count(n), Some(p)) if scalar(&p) == Value::Bool(true) => *n += 1,
-            (
-                Acc::Sum {
-                    long,
-                    real,
-                    overflow,
-                },
-                Some(v),
-            ) => match scalar(&v) {
-                Value::Long(x) | Value::TimeSpan(x) => match long.checked_add(x) {
-                    Some(s) => *long = s,
-                    None => *overflow = true,
-                },
+            (Acc::Sum { long, real }, Some(v)) => match scalar(&v) {
+                Value::Long(x) | Value::TimeSpan(x) => *long += i128::from(x),
                 Value::Real(x) => *real += x,
                 _ => {}
             },
-            (Acc::Avg { sum, n }, Some(v)) => match scalar(&v) {
+            (Acc::Avg { long, real, n }, Some(v)) => match scalar(&v) {
                 Value::Long(x) => {
-                    *sum += x as f64;
+                    *long += i128::from(x);
                     *n += 1;
                 }
                 Value::Real(x) => {
-                    *sum += x;
+                    *real += x;
                     *n += 1;
                 }
                 _ => {}
@@ -750,6 +798,70 @@ impl BoundAgg {
         }
     }
 
+    /// Whether [`BoundAgg::merge`] of two parts gives exactly what one pass over both gives.
+    /// Counts, distinct counts and sums or means of longs and timespans (kept exactly) do;
+    /// min and max do for every type but reals and dynamic values (ties keep the earlier part's
+    /// value, as one pass keeps the first; reals and dynamic values compare with NaN and mixed
+    /// kinds, whose order is not a strict one). Sums and means of reals do not (float addition
+    /// depends on its order), nor the aggregates that keep rows or values in input order
+    /// (`arg_max`, `arg_min`, `percentile`, `make_set`, `make_list`).
+    fn mergeable(&self) -> bool {
+        let arg_ty = self.arg.as_ref().map(|b| b.ty);
+        match self.func {
+            AggFn::Count | AggFn::CountIf | AggFn::DCount => true,
+            AggFn::Sum | AggFn::Avg => {
+                matches!(arg_ty, Some(ColumnType::Long | ColumnType::TimeSpan))
+            }
+            AggFn::Min | AggFn::Max => {
+                !matches!(arg_ty, None | Some(ColumnType::Real | ColumnType::Dynamic))
+            }
+            AggFn::ArgMax
+            | AggFn::ArgMin
+            | AggFn::Percentile
+            | AggFn::MakeSet
+            | AggFn::MakeList => false,
+        }
+    }
+
+    /// Folds `later` (this aggregate over input after `into`'s) into `into`. Only called for an
+    /// aggregate that is [`BoundAgg::mergeable`]; the others' states are left as they are.
+    fn merge(&self, into: &mut Acc, later: Acc) {
+        debug_assert!(self.mergeable(), "merge of a non-mergeable aggregate");
+        match (into, later) {
+            (Acc::Count(n), Acc::Count(m)) => *n = n.saturating_add(m),
+            (Acc::Sum { long, real }, Acc::Sum { long: l, real: r }) => {
+                *long += l;
+                *real += r;
+            }
+            (
+                Acc::Avg { long, real, n },
+                Acc::Avg {
+                    long: l,
+                    real: r,
+                    n: m,
+                },
+            ) => {
+                *long += l;
+                *real += r;
+                *n += m;
+            }
+            (Acc::Best(best), Acc::Best(Some(v))) => {
+                let want = if self.func == AggFn::Min {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
+                if best.as_ref().is_none_or(|b| better(&v, b, want)) {
+                    *best = Some(v);
+                }
+            }
+            (Acc::Distinct(set), Acc::Distinct(other)) => set.extend(other),
+            // A later min/max with no value changes nothing; the other aggregates are never
+            // merged (a summarize is only split when every aggregate is mergeable).
+            _ => {}
+        }
+    }
+
     fn finish(&self, acc: Acc) -> Vec<Value> {
         let ty = self
             .columns
@@ -757,21 +869,16 @@ impl BoundAgg {
             .map_or(ColumnType::Dynamic, |c| c.column_type);
         let v = match acc {
             Acc::Count(n) => Value::Long(n),
-            Acc::Sum {
-                long,
-                real,
-                overflow,
-            } => match ty {
-                _ if overflow => Value::Null,
-                ColumnType::Long => Value::Long(long),
-                ColumnType::TimeSpan => Value::TimeSpan(long),
+            Acc::Sum { long, real } => match ty {
+                ColumnType::Long => i64::try_from(long).map_or(Value::Null, Value::Long),
+                ColumnType::TimeSpan => i64::try_from(long).map_or(Value::Null, Value::TimeSpan),
                 _ => Value::Real(real + long as f64),
             },
-            Acc::Avg { sum, n } => {
+            Acc::Avg { long, real, n } => {
                 if n == 0 {
                     Value::Null
                 } else {
-                    Value::Real(sum / n as f64)
+                    Value::Real((real + long as f64) / n as f64)
                 }
             }
             Acc::Best(best) => best.unwrap_or(Value::Null),
@@ -922,78 +1029,184 @@ fn summarize(
     frame: Frame,
     now_ms: i64,
 ) -> Result<Frame, ExecError> {
-    let by_bound = by
-        .iter()
-        .map(|b| bind(&b.expr, &frame.columns))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let mut names = Names::new(Vec::new());
-    let mut columns = Vec::with_capacity(by.len() + aggs.len());
-    for (b, bound) in by.iter().zip(&by_bound) {
-        let wanted = b
-            .name
-            .as_ref()
-            .map(|n| n.text.clone())
-            .or_else(|| derived_name(&b.expr));
-        columns.push(Column::new(names.claim(wanted), bound.ty));
-    }
-    let by_names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-    let agg_bound = aggs
-        .iter()
-        .map(|a| bind_aggregate(a, &frame.columns, &by_names, &mut names))
-        .collect::<Result<Vec<_>, _>>()?;
-    for a in &agg_bound {
-        columns.extend(a.columns.iter().cloned());
-    }
-
-    // Groups in order of first appearance. The index only finds a row's group: by a hash of
-    // its key values (their `Key` identity, computed without copying them), then by comparing
-    // with the groups in that bucket, so a row of an existing group copies nothing.
-    let mut index: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    let mut groups: Vec<(Vec<Value>, Vec<Acc>)> = Vec::new();
-    if by.is_empty() {
-        groups.push((Vec::new(), agg_bound.iter().map(BoundAgg::start).collect()));
-        index.insert(key_hash::<&Value>(&[]), vec![0]);
-    }
-    let mut values: Vec<Cow<'_, Value>> = Vec::with_capacity(by_bound.len());
+    let summarizer = Summarizer::bind(aggs, by, &frame.columns)?;
+    let mut groups = summarizer.groups();
     for row in &frame.rows {
-        values.clear();
-        values.extend(by_bound.iter().map(|b| match b.eval_cow(row, now_ms) {
-            Cow::Borrowed(v) if !changed_by_conform(v, b.ty) => Cow::Borrowed(v),
-            v => Cow::Owned(conform(v.into_owned(), b.ty)),
-        }));
-        let bucket = index.entry(key_hash(&values)).or_default();
-        let found = bucket
+        summarizer.add(&mut groups, row, now_ms);
+    }
+    Ok(summarizer.finish(groups))
+}
+
+/// A `summarize` bound to its input's columns: the `by` expressions, the aggregates and the
+/// output columns. [`Summarizer::add`] folds rows into [`Groups`]; [`Summarizer::merge`] folds
+/// the groups of a later part of the input into those of an earlier one, so that a reader can
+/// summarize its input in parts (the storage scan does, block by block on its threads) and get
+/// what one pass over the whole input gives, when every aggregate [`Summarizer::mergeable`].
+pub(crate) struct Summarizer {
+    by: Vec<Bound>,
+    aggs: Vec<BoundAgg>,
+    columns: Vec<Column>,
+}
+
+/// Groups of a `summarize` in order of first appearance, with their running aggregates. The
+/// index only finds a row's group: by a hash of its key values (their `Key` identity, computed
+/// without copying them), then by comparing with the groups in that bucket, so a row of an
+/// existing group copies nothing. Bounded by the input: one group per distinct key.
+#[derive(Debug)]
+pub struct Groups {
+    index: BTreeMap<u64, Vec<usize>>,
+    groups: Vec<(Vec<Value>, Vec<Acc>)>,
+}
+
+impl Groups {
+    /// The group whose key values are `values`, if there is one.
+    fn find<V: std::borrow::Borrow<Value>>(&self, hash: u64, values: &[V]) -> Option<usize> {
+        self.index.get(&hash)?.iter().copied().find(|&g| {
+            self.groups[g]
+                .0
+                .iter()
+                .zip(values)
+                .all(|(a, b)| same_key(a, b.borrow()))
+        })
+    }
+
+    /// Adds a new group (the caller checked it is not there).
+    fn insert(&mut self, hash: u64, values: Vec<Value>, accs: Vec<Acc>) -> usize {
+        self.groups.push((values, accs));
+        let g = self.groups.len() - 1;
+        self.index.entry(hash).or_default().push(g);
+        g
+    }
+}
+
+impl Summarizer {
+    /// Binds `summarize aggs by by` to `columns` (errors before any row is read).
+    pub(crate) fn bind(
+        aggs: &[Aggregate],
+        by: &[NamedExpr],
+        columns: &[Column],
+    ) -> Result<Summarizer, ExecError> {
+        let by_bound = by
             .iter()
-            .copied()
-            .find(|&g| groups[g].0.iter().zip(&values).all(|(a, b)| same_key(a, b)));
-        let g = match found {
+            .map(|b| bind(&b.expr, columns))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = Names::new(Vec::new());
+        let mut out = Vec::with_capacity(by.len() + aggs.len());
+        for (b, bound) in by.iter().zip(&by_bound) {
+            let wanted = b
+                .name
+                .as_ref()
+                .map(|n| n.text.clone())
+                .or_else(|| derived_name(&b.expr));
+            out.push(Column::new(names.claim(wanted), bound.ty));
+        }
+        let by_names: Vec<String> = out.iter().map(|c| c.name.clone()).collect();
+        let agg_bound = aggs
+            .iter()
+            .map(|a| bind_aggregate(a, columns, &by_names, &mut names))
+            .collect::<Result<Vec<_>, _>>()?;
+        for a in &agg_bound {
+            out.extend(a.columns.iter().cloned());
+        }
+        Ok(Summarizer {
+            by: by_bound,
+            aggs: agg_bound,
+            columns: out,
+        })
+    }
+
+    /// The output columns: the `by` columns, then the aggregates'.
+    pub(crate) fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Whether summarizing in parts and merging them gives exactly what one pass gives: true
+    /// when every aggregate merges exactly ([`BoundAgg::mergeable`]).
+    pub(crate) fn mergeable(&self) -> bool {
+        self.aggs.iter().all(BoundAgg::mergeable)
+    }
+
+    /// No groups yet (without `by`, the one group, which exists even for an empty input).
+    pub(crate) fn groups(&self) -> Groups {
+        let mut groups = Groups {
+            index: BTreeMap::new(),
+            groups: Vec::new(),
+        };
+        if self.by.is_empty() {
+            groups.insert(key_hash::<&Value>(&[]), Vec::new(), self.start());
+        }
+        groups
+    }
+
+    fn start(&self) -> Vec<Acc> {
+        self.aggs.iter().map(BoundAgg::start).collect()
+    }
+
+    /// Folds one row into its group (made when the row is its first).
+    pub(crate) fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64) {
+        let values: Vec<Cow<'_, Value>> = self
+            .by
+            .iter()
+            .map(|b| match b.eval_cow(row, now_ms) {
+                Cow::Borrowed(v) if !changed_by_conform(v, b.ty) => Cow::Borrowed(v),
+                v => Cow::Owned(conform(v.into_owned(), b.ty)),
+            })
+            .collect();
+        let hash = key_hash(&values);
+        let g = match groups.find(hash, &values) {
             Some(g) => g,
             None => {
-                let owned = values.drain(..).map(Cow::into_owned).collect();
-                groups.push((owned, agg_bound.iter().map(BoundAgg::start).collect()));
-                bucket.push(groups.len() - 1);
-                groups.len() - 1
+                let owned = values.into_iter().map(Cow::into_owned).collect();
+                groups.insert(hash, owned, self.start())
             }
         };
-        for (agg, acc) in agg_bound.iter().zip(groups[g].1.iter_mut()) {
+        for (agg, acc) in self.aggs.iter().zip(groups.groups[g].1.iter_mut()) {
             agg.add(acc, row, now_ms);
         }
     }
-    debug_assert_eq!(
-        groups.len(),
-        index.values().map(Vec::len).sum::<usize>(),
-        "one group per distinct key"
-    );
-    let rows = groups
-        .into_iter()
-        .map(|(mut values, accs)| {
-            for (a, acc) in agg_bound.iter().zip(accs) {
-                values.extend(a.finish(acc));
+
+    /// Folds `later` (groups of input that comes after `into`'s) into `into`: a group new to
+    /// `into` comes after its groups, in `later`'s order, as one pass would have made it.
+    /// Exact only when [`Summarizer::mergeable`].
+    pub(crate) fn merge(&self, into: &mut Groups, later: Groups) {
+        for (values, accs) in later.groups {
+            let hash = key_hash(&values);
+            match into.find(hash, &values) {
+                Some(g) => {
+                    for ((agg, acc), other) in
+                        self.aggs.iter().zip(into.groups[g].1.iter_mut()).zip(accs)
+                    {
+                        agg.merge(acc, other);
+                    }
+                }
+                None => {
+                    into.insert(hash, values, accs);
+                }
             }
-            debug_assert_eq!(values.len(), columns.len());
-            values
-        })
-        .collect();
-    Ok(Frame { columns, rows })
+        }
+    }
+
+    /// The output: one row per group, in order of first appearance.
+    fn finish(&self, groups: Groups) -> Frame {
+        debug_assert_eq!(
+            groups.groups.len(),
+            groups.index.values().map(Vec::len).sum::<usize>(),
+            "one group per distinct key"
+        );
+        let rows = groups
+            .groups
+            .into_iter()
+            .map(|(mut values, accs)| {
+                for (a, acc) in self.aggs.iter().zip(accs) {
+                    values.extend(a.finish(acc));
+                }
+                debug_assert_eq!(values.len(), self.columns.len());
+                values
+            })
+            .collect();
+        Frame {
+            columns: self.columns.clone(),
+            rows,
+        }
+    }
 }

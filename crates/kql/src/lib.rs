@@ -207,6 +207,76 @@ impl Query {
     }
 }
 
+impl Query {
+    /// The query's `summarize` split into parts, for a reader that summarizes its rows as it
+    /// reads them (the storage scan, block by block on its threads) instead of handing every
+    /// row to [`execute`]: for a query shaped `table | where ... | summarize ... | ...` (no
+    /// `union`) whose aggregates all merge exactly (`count()`, `countif()`, `dcount()`;
+    /// `sum()`/`avg()` of longs and timespans; `min()`/`max()` of anything but reals and
+    /// dynamic values: see [`SummarizePlan`]). `None` for any other query: the reader hands
+    /// rows to [`execute`] as before. `columns` are those the reader decodes (its projection,
+    /// to which [`Query::row_filter`] is bound too).
+    ///
+    /// # Errors
+    /// The errors [`execute`] would give for the summarize (an unknown column, a type mismatch).
+    pub fn summarize_plan(
+        &self,
+        table: &str,
+        columns: &[Column],
+    ) -> Result<Option<SummarizePlan>, ExecError> {
+        Ok(exec::summarize_parts(self, table, columns)?.map(|parts| SummarizePlan { parts }))
+    }
+}
+
+/// A query's `summarize` evaluated in parts (from [`Query::summarize_plan`]).
+///
+/// A reader starts each part of its input with [`SummarizePlan::groups`], folds into it every
+/// row the query's [`RowFilter`] keeps ([`SummarizePlan::add`]), merges the parts **in input
+/// order** ([`SummarizePlan::merge`]), and gets the query's result from
+/// [`SummarizePlan::finish`]. The result is the one [`execute`] gives over the same rows in the
+/// same order, whatever the split: the groups come in order of first appearance, counts and
+/// sums of longs are exact, and ties of `min()`/`max()` keep the earliest value. No row is kept.
+pub struct SummarizePlan {
+    parts: exec::SummarizeParts,
+}
+
+pub use exec::Groups;
+
+impl std::fmt::Debug for SummarizePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SummarizePlan")
+            .field("columns", &self.parts.summarizer.columns())
+            .finish()
+    }
+}
+
+impl SummarizePlan {
+    /// An empty part.
+    pub fn groups(&self) -> Groups {
+        self.parts.summarizer.groups()
+    }
+
+    /// Folds one row (cells in the order of the columns the plan was made for) into `groups`;
+    /// only rows the query's [`RowFilter`] keeps. `now_ms` as for [`execute`].
+    pub fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64) {
+        self.parts.summarizer.add(groups, row, now_ms);
+    }
+
+    /// Folds `later`, the part of the input right after `into`'s, into `into`.
+    pub fn merge(&self, into: &mut Groups, later: Groups) {
+        self.parts.summarizer.merge(into, later);
+    }
+
+    /// The query's result from the merged parts: the summarize's rows, then the operators
+    /// after it.
+    ///
+    /// # Errors
+    /// As [`execute`]'s for the operators after the summarize, and [`ExecError::TooLarge`].
+    pub fn finish(&self, groups: Groups, now_ms: i64) -> Result<Table, ExecError> {
+        self.parts.finish(groups, now_ms)
+    }
+}
+
 /// Predicates bound to one table's columns (from [`Query::row_filter`]).
 pub struct RowFilter {
     preds: Vec<eval::Bound>,

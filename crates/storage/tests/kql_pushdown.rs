@@ -306,3 +306,74 @@ fn the_stats_count_every_record_in_range_kept_or_not() {
     // n % 6 == 5 and n % 4 != 2: every 6th record, none of which is even, so all of them.
     assert_eq!(kept, 500);
 }
+
+/// Summarize queries whose aggregates merge exactly: groups split across blocks (every group
+/// spans many 4 KiB blocks), blocks where the filter keeps nothing, no kept row at all, dcount
+/// and avg merges, and operators after the summarize.
+const SUMMARIZED: &[&str] = &[
+    "Events | where Computer contains \"web\" | summarize count() by Category, bin(TimeGenerated, 5m)",
+    "Events | summarize count(), dcount(Computer), sum(Level), avg(Level), min(TimeGenerated), max(Computer) by Category",
+    "Events | where Level == 5 | summarize count() by bin(TimeGenerated, 1h)",
+    "Events | where Level == 99 | summarize count(), sum(Level), min(Computer)",
+    "Events | where Level == 99 | summarize count() by Computer",
+    "Events | summarize countif(Ok), dcount(Props) by Ok, bin(Seen, 1d) | order by countif_Ok desc",
+    "Events | where TimeGenerated > ago(2d) | summarize n = count() by Computer | top 3 by n",
+    "Events | summarize count()",
+];
+
+/// The query with its summarize folded into groups in the scan (`DataPlane::summarize_rows`) on
+/// `threads` threads, finished by the plan.
+fn summarized(w: &World, query: &kql::Query, threads: usize) -> kql::Table {
+    let all = columns();
+    let columns = query.projection(TABLE, &all).unwrap_or(all);
+    let filter = query.row_filter(TABLE, &columns).unwrap();
+    let plan = query
+        .summarize_plan(TABLE, &columns)
+        .unwrap()
+        .expect("a mergeable summarize");
+    let (groups, stats) = w
+        .plane
+        .summarize_rows_on(
+            threads,
+            &request(w),
+            &RowScan {
+                columns: &columns,
+                filter: filter.as_ref(),
+                now_ms: w.now.unix_ms(),
+            },
+            &plan,
+        )
+        .unwrap();
+    assert_eq!(stats.records, 3_000);
+    plan.finish(groups, w.now.unix_ms()).unwrap()
+}
+
+#[test]
+fn summarizing_in_the_scan_answers_as_over_every_column_and_row() {
+    let w = world();
+    for text in SUMMARIZED {
+        let query = kql::parse(text).unwrap();
+        let expected = reference(&w, &query).unwrap();
+        for threads in [1, 2, 3] {
+            assert_eq!(
+                summarized(&w, &query, threads),
+                expected,
+                "{text} on {threads} threads"
+            );
+        }
+    }
+    // Floats and order-keeping aggregates are not summarized in parts.
+    for text in [
+        "Events | summarize avg(Latency) by Category",
+        "Events | summarize make_set(Category)",
+        "Events | where Ok | count",
+    ] {
+        let query = kql::parse(text).unwrap();
+        let all = columns();
+        let columns = query.projection(TABLE, &all).unwrap_or(all);
+        assert!(
+            query.summarize_plan(TABLE, &columns).unwrap().is_none(),
+            "{text}"
+        );
+    }
+}

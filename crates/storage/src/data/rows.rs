@@ -12,6 +12,12 @@
 //! `cmksim_kql::Query::projection`): KQL's semantics have one home, `cmksim-kql`; this module
 //! only applies them, and the caller still runs the whole query over the rows it gets, so an
 //! answer is the same as over every row and column.
+//!
+//! A summarize query goes further ([`DataPlane::summarize_rows`]): the rows a block keeps are
+//! folded into the query's groups on the scan thread that decoded them
+//! (`cmksim_kql::SummarizePlan`), and the blocks' groups are merged in block order, so no row
+//! is copied or kept at all (issue 11: copying kept rows and grouping them in a second pass
+//! were most of what the scan cost beyond decryption).
 
 use cmksim_kql as kql;
 
@@ -68,49 +74,115 @@ impl DataPlane {
         rows: &RowScan<'_>,
         visit: &mut VisitRow<'_>,
     ) -> Result<ScanStats> {
-        let names: Vec<&str> = rows.columns.iter().map(|c| c.name.as_str()).collect();
-        let projection = Projection {
-            columns: &names,
-            time: names.iter().position(|n| *n == TIME_GENERATED),
-        };
-        let (from, to) = (request.from.0, request.to.0);
+        let names = column_names(rows);
+        let projection = projection(&names);
         let open = |b: &StoredBlock| -> Result<(u64, KeptRows)> {
-            let (header, payload) = self.open_payload(b.tier, &b.key, &b.bytes, request.aek)?;
-            let mut in_range = 0u64;
             let mut kept = Vec::new();
-            let (count, least, greatest) = record::decode_rows(
-                &payload,
-                header.payload_format,
-                &header.table,
-                &projection,
-                &mut |time_ms, row| {
-                    if time_ms < from || time_ms >= to {
-                        return;
-                    }
-                    in_range += 1;
-                    for (cell, column) in row.iter_mut().zip(rows.columns) {
-                        conform(cell, column.column_type);
-                    }
-                    if rows.filter.is_none_or(|f| f.keeps(row, rows.now_ms)) {
-                        kept.push((time_ms, row.clone()));
-                    }
-                },
-            )
-            .map_err(|reason| malformed(b.tier, &b.key, reason))?;
-            let times_match =
-                count == 0 || (least >= header.min_time_ms && greatest <= header.max_time_ms);
-            if count != header.record_count as usize || !times_match {
-                return Err(malformed(
-                    b.tier,
-                    &b.key,
-                    "records disagree with the authenticated header".into(),
-                ));
-            }
+            let in_range = self.open_rows(b, request, rows, &projection, &mut |time_ms, row| {
+                kept.push((time_ms, row.clone()))
+            })?;
             Ok((in_range, kept))
         };
         self.scan_blocks(threads, request, &open, &mut |tier, key, (time_ms, row)| {
             visit(tier, key, time_ms, row)
         })
+    }
+
+    /// A summarize query's scan: as [`DataPlane::scan_rows`] (the same blocks, columns and
+    /// filter), but the rows each block keeps are folded into `plan`'s groups on the scan
+    /// threads as the block is decoded, and the blocks' groups are merged in block order on
+    /// the calling thread, so no row is ever kept: the memory of a scan is its window of blocks
+    /// and the groups. `plan.finish` of what this returns is the query's result over the rows
+    /// [`DataPlane::scan_rows`] would hand back, in that order (`SummarizePlan`'s promise).
+    pub fn summarize_rows(
+        &self,
+        request: &ScanRequest<'_>,
+        rows: &RowScan<'_>,
+        plan: &kql::SummarizePlan,
+    ) -> Result<(kql::Groups, ScanStats)> {
+        self.summarize_rows_on(super::tier::scan_threads(), request, rows, plan)
+    }
+
+    /// [`DataPlane::summarize_rows`] on `threads` threads (1..=`SCAN_THREADS_MAX`).
+    pub fn summarize_rows_on(
+        &self,
+        threads: usize,
+        request: &ScanRequest<'_>,
+        rows: &RowScan<'_>,
+        plan: &kql::SummarizePlan,
+    ) -> Result<(kql::Groups, ScanStats)> {
+        let names = column_names(rows);
+        let projection = projection(&names);
+        let open = |b: &StoredBlock| -> Result<(u64, Vec<kql::Groups>)> {
+            let mut groups = plan.groups();
+            let in_range = self.open_rows(b, request, rows, &projection, &mut |_, row| {
+                plan.add(&mut groups, row, rows.now_ms)
+            })?;
+            Ok((in_range, vec![groups]))
+        };
+        let mut merged = plan.groups();
+        let stats = self.scan_blocks(threads, request, &open, &mut |_, _, groups| {
+            plan.merge(&mut merged, groups)
+        })?;
+        Ok((merged, stats))
+    }
+
+    /// Opens one block and decodes its records in the request's range into rows of
+    /// `rows.columns` (conformed to their declared types), handing `keep` those `rows.filter`
+    /// keeps (the row is a buffer reused for the next record: `keep` copies what it holds on
+    /// to). Returns how many records were in the range; checks the records against the
+    /// authenticated header.
+    fn open_rows(
+        &self,
+        b: &StoredBlock,
+        request: &ScanRequest<'_>,
+        rows: &RowScan<'_>,
+        projection: &Projection<'_>,
+        keep: &mut dyn FnMut(i64, &mut Vec<kql::Value>),
+    ) -> Result<u64> {
+        let (from, to) = (request.from.0, request.to.0);
+        let (header, payload) = self.open_payload(b.tier, &b.key, &b.bytes, request.aek)?;
+        let mut in_range = 0u64;
+        let (count, least, greatest) = record::decode_rows(
+            &payload,
+            header.payload_format,
+            &header.table,
+            projection,
+            &mut |time_ms, row| {
+                if time_ms < from || time_ms >= to {
+                    return;
+                }
+                in_range += 1;
+                for (cell, column) in row.iter_mut().zip(rows.columns) {
+                    conform(cell, column.column_type);
+                }
+                if rows.filter.is_none_or(|f| f.keeps(row, rows.now_ms)) {
+                    keep(time_ms, row);
+                }
+            },
+        )
+        .map_err(|reason| malformed(b.tier, &b.key, reason))?;
+        let times_match =
+            count == 0 || (least >= header.min_time_ms && greatest <= header.max_time_ms);
+        if count != header.record_count as usize || !times_match {
+            return Err(malformed(
+                b.tier,
+                &b.key,
+                "records disagree with the authenticated header".into(),
+            ));
+        }
+        Ok(in_range)
+    }
+}
+
+fn column_names<'a>(rows: &'a RowScan<'_>) -> Vec<&'a str> {
+    rows.columns.iter().map(|c| c.name.as_str()).collect()
+}
+
+fn projection<'a>(names: &'a [&'a str]) -> Projection<'a> {
+    Projection {
+        columns: names,
+        time: names.iter().position(|n| *n == TIME_GENERATED),
     }
 }
 

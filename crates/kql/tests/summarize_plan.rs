@@ -1,0 +1,168 @@
+//! `Query::summarize_plan`: a summarize evaluated in parts (a reader's blocks) and merged in
+//! input order answers exactly what `execute` answers over the same rows, wherever the input is
+//! cut; and only the aggregates that merge exactly get a plan.
+
+use std::collections::BTreeMap;
+
+use cmksim_kql::{execute, parse, Column, ColumnType, Table, Value};
+
+const NOW_MS: i64 = 1_600_000_000_000 + 86_400_000;
+
+/// 60 rows with nulls, empty strings, negative and huge longs, and groups that recur.
+fn events() -> Table {
+    let columns = vec![
+        Column::new("TimeGenerated", ColumnType::DateTime),
+        Column::new("Computer", ColumnType::String),
+        Column::new("Level", ColumnType::Long),
+        Column::new("Latency", ColumnType::Real),
+        Column::new("Took", ColumnType::TimeSpan),
+    ];
+    let rows = (0..60i64)
+        .map(|i| {
+            vec![
+                Value::DateTime(1_600_000_000_000 + i * 97_000),
+                if i % 7 == 3 {
+                    Value::Null
+                } else {
+                    Value::String(["web-1", "db-2", "", "app-3"][(i % 4) as usize].into())
+                },
+                match i % 9 {
+                    4 => Value::Null,
+                    // Sums past i64's range in the middle of the input, back inside at the end.
+                    5 if i < 30 => Value::Long(i64::MAX - 3),
+                    5 => Value::Long(-(i64::MAX - 3)),
+                    _ => Value::Long(i % 6 - 2),
+                },
+                Value::Real((i % 5) as f64 * 0.1),
+                Value::TimeSpan((i % 3) * 1_000),
+            ]
+        })
+        .collect();
+    Table {
+        name: "Events".into(),
+        columns,
+        rows,
+    }
+}
+
+/// The query in parts: the table cut at `cuts` (ascending row indexes), each part's kept rows
+/// folded into its own groups, the parts merged in order.
+fn in_parts(text: &str, table: &Table, cuts: &[usize]) -> Result<Table, String> {
+    let query = parse(text).unwrap();
+    let plan = query
+        .summarize_plan("Events", &table.columns)
+        .map_err(|e| e.to_string())?
+        .ok_or("no plan")?;
+    let filter = query
+        .row_filter("Events", &table.columns)
+        .map_err(|e| e.to_string())?;
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(table.rows.len());
+    let mut merged = plan.groups();
+    for part in bounds.windows(2) {
+        let mut groups = plan.groups();
+        for row in &table.rows[part[0]..part[1]] {
+            if filter.as_ref().is_none_or(|f| f.keeps(row, NOW_MS)) {
+                plan.add(&mut groups, row, NOW_MS);
+            }
+        }
+        plan.merge(&mut merged, groups);
+    }
+    plan.finish(merged, NOW_MS).map_err(|e| e.to_string())
+}
+
+fn whole(text: &str, table: &Table) -> Result<Table, String> {
+    let tables = BTreeMap::from([("Events".to_string(), table.clone())]);
+    execute(&parse(text).unwrap(), &tables, NOW_MS).map_err(|e| e.to_string())
+}
+
+const MERGEABLE: &[&str] = &[
+    "Events | summarize count()",
+    "Events | where Level > 100 | summarize count(), sum(Level), min(Computer)",
+    "Events | where Level > 100 | summarize count() by Computer",
+    "Events | summarize count(), dcount(Level), min(TimeGenerated), max(Computer) by Computer",
+    "Events | where Computer contains 'b' | summarize count() by Computer, bin(TimeGenerated, 5m)",
+    "Events | summarize sum(Level), avg(Level), countif(Level > 0) by bin(TimeGenerated, 20m)",
+    "Events | summarize sum(Took), max(Took), min(Level) by Computer",
+    "Events | where isnotempty(Computer) | summarize n = count() by c = tolower(Computer) | order by n desc | take 2",
+    "Events | summarize count() by Computer | where count_ > 10 | project Computer",
+    "Events | summarize dcount(Computer), dcount(bin(TimeGenerated, 1h)) by Level",
+];
+
+#[test]
+fn parts_merged_in_order_answer_as_one_pass_wherever_the_input_is_cut() {
+    let table = events();
+    let n = table.rows.len();
+    let mut cut_sets: Vec<Vec<usize>> = vec![vec![], vec![0], vec![n], vec![1, 2, 3, n - 1]];
+    cut_sets.extend((1..n).step_by(7).map(|c| vec![c]));
+    // Every row its own part, and parts with no rows (the same cut twice).
+    cut_sets.push((1..n).collect());
+    cut_sets.push(vec![10, 10, 10, 40, 40]);
+    for text in MERGEABLE {
+        let expected = whole(text, &table).unwrap();
+        for cuts in &cut_sets {
+            assert_eq!(
+                in_parts(text, &table, cuts).as_ref(),
+                Ok(&expected),
+                "{text} cut at {cuts:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sum_out_of_range_only_at_the_end_is_null_and_back_in_range_is_exact() {
+    let table = events();
+    // The running sum leaves i64's range after the first huge value and comes back: exact.
+    let text = "Events | summarize sum(Level)";
+    let expected = whole(text, &table).unwrap();
+    assert!(matches!(expected.rows[0][0], Value::Long(_)));
+    assert_eq!(in_parts(text, &table, &[5, 33]).unwrap(), expected);
+    // Only the first half: the sum ends out of range, so it is null however it is cut.
+    let mut first_half = table.clone();
+    first_half.rows.truncate(30);
+    let expected = whole(text, &first_half).unwrap();
+    assert_eq!(expected.rows[0][0], Value::Null);
+    assert_eq!(in_parts(text, &first_half, &[14]).unwrap(), expected);
+}
+
+#[test]
+fn only_exactly_mergeable_summarizes_get_a_plan() {
+    let table = events();
+    let plan = |text: &str| {
+        parse(text)
+            .unwrap()
+            .summarize_plan("Events", &table.columns)
+            .map(|p| p.is_some())
+    };
+    for text in MERGEABLE {
+        assert_eq!(plan(text), Ok(true), "{text}");
+    }
+    for text in [
+        // Float sums depend on their order; these keep values or rows in input order.
+        "Events | summarize sum(Latency)",
+        "Events | summarize avg(Latency) by Computer",
+        "Events | summarize max(Latency)",
+        "Events | summarize percentile(Level, 50)",
+        "Events | summarize make_set(Computer), count()",
+        "Events | summarize make_list(Level)",
+        "Events | summarize arg_max(Level, Computer)",
+        // Not a leading summarize of this one table.
+        "Events | extend x = 1 | summarize count()",
+        "Events | where Level > 1 | take 5 | summarize count()",
+        "Events | count",
+        "Events | where Level > 1",
+        "Other | summarize count()",
+        "union Events, Other | summarize count()",
+        "Events | summarize count() | union Other",
+    ] {
+        assert_eq!(plan(text), Ok(false), "{text}");
+    }
+    // A summarize that does not bind is the error execute gives.
+    let err = plan("Events | summarize sum(Nope)").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        whole("Events | summarize sum(Nope)", &table).unwrap_err()
+    );
+}
