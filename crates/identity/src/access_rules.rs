@@ -73,6 +73,8 @@ pub fn audience_of(path: &str) -> Option<&'static str> {
             audience::MANAGEMENT
         }
         ("ingest.v1.Ingestion", _) => audience::MANAGEMENT,
+        // The query path's Lockbox gate is asked with the querying service's Log Analytics token.
+        ("storage.v1.Lockbox", "AuthorizeLockboxQuery") => audience::LOG_ANALYTICS,
         // Customer Lockbox is ARM's (Microsoft.CustomerLockbox).
         ("storage.v1.Lockbox", _) => audience::MANAGEMENT,
         // Sentinel's API is ARM's (Microsoft.SecurityInsights).
@@ -246,6 +248,11 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
             workspace_id(&decode::<spb::LockboxDecision>(message)?.workspace),
         )),
         ("storage.v1.Lockbox", "RequestLockboxAccess" | "CheckLockboxAccess") => None,
+        // Asked on behalf of another principal (`crate::lockbox_gate`): only a service that
+        // reads every workspace (ingest's and the door's principals) may ask.
+        ("storage.v1.Lockbox", "AuthorizeLockboxQuery") => {
+            Some((QueryRead, ROOT_SCOPE.to_string()))
+        }
         ("storage.v1.DataPlane", "Append") => Some((
             TelemetryWrite,
             decode::<spb::AppendRequest>(message)?.workspace_id,
@@ -421,6 +428,14 @@ mod tests {
                 .unwrap();
             assert_eq!(need.access, None, "{method}: a valid token is enough");
         }
+        // The query path's gate, asked by a service on a querying principal's behalf.
+        let path = "/storage.v1.Lockbox/AuthorizeLockboxQuery";
+        let need = need_of(path, &[]).unwrap().unwrap();
+        assert_eq!(need.audience, audience::LOG_ANALYTICS);
+        assert_eq!(
+            need.access,
+            Some((Action::QueryRead, ROOT_SCOPE.to_string()))
+        );
         assert!(need_of("/storage.v1.Lockbox/Drop", &[]).is_err());
     }
 }

@@ -15,6 +15,11 @@
 //! call when a token names an unknown key) and `CheckAccess`. A granted decision is remembered
 //! for [`ACCESS_CACHE_TTL`] of simulated time (Azure too takes minutes to propagate a role
 //! change); a refusal is never remembered, so a role assigned a moment ago works at once.
+//!
+//! Customer Lockbox: a guard given a [`LockboxGate`] ([`Guard::with_lockbox`], the ingest front
+//! end's) lets a query of a principal without a read role through when storage's Lockbox has an
+//! approved, unexpired request of that principal for that workspace; otherwise the refusal is
+//! the one without a role. The gate's answers are never remembered.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +38,7 @@ use cmksim_sim::{Clock, SimTime};
 use crate::access_rules::{self, Need};
 use crate::authority::IdentityAuthority;
 use crate::grpc_auth::{authenticate, AuthError, Caller};
+use crate::lockbox_gate::LockboxGate;
 use crate::roles::{Access, Action};
 use crate::token::{issuer_for, Jwk, TokenVerifier, VerifyError};
 
@@ -210,6 +216,8 @@ impl AccessSource for RemoteAccess {
 pub struct Guard {
     access: Arc<dyn AccessSource>,
     clock: Clock,
+    /// Asked when a principal without a read role queries (`None`: such a query is refused).
+    lockbox: Option<LockboxGate>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -221,7 +229,18 @@ impl std::fmt::Debug for Guard {
 impl Guard {
     /// A guard asking `access`, at the simulated time of `clock`.
     pub fn new(access: Arc<dyn AccessSource>, clock: Clock) -> Guard {
-        Guard { access, clock }
+        Guard {
+            access,
+            clock,
+            lockbox: None,
+        }
+    }
+
+    /// The guard, letting a query of a principal without a read role through under an approved,
+    /// unexpired Customer Lockbox request of that principal ([`crate::lockbox_gate`]).
+    pub fn with_lockbox(mut self, gate: LockboxGate) -> Guard {
+        self.lockbox = Some(gate);
+        self
     }
 
     /// A guard over the identity service reached on `channel`.
@@ -252,7 +271,15 @@ impl Guard {
         let Some((action, scope)) = access else {
             return Ok(Some(caller));
         };
-        match self.access.check(&caller, action, &scope).await? {
+        let access = self.access.check(&caller, action, &scope).await?;
+        if let (Some(gate), Action::QueryRead, false) =
+            (&self.lockbox, action, access == Access::Granted)
+        {
+            if gate.allows(&caller.object_id, &scope).await?.is_some() {
+                return Ok(Some(caller));
+            }
+        }
+        match access {
             Access::Granted => Ok(Some(caller)),
             Access::WrongTenant {
                 subscription_tenant,

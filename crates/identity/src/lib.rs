@@ -19,6 +19,8 @@
 //! - [`grpc_auth`], [`access_rules`], [`guard`], [`client`]: tokens at a gRPC edge — the bearer
 //!   token and its refusals, what each guarded rpc needs, the tower layer in front of the
 //!   storage and ingest servers, and the client channel that obtains and attaches tokens.
+//! - [`lockbox_gate`]: the query path's Customer Lockbox gate (a principal without a read role
+//!   queries only under an approved, unexpired request; storage decides).
 //!
 //! [`IdentityAuthority`] ties directory, signing key and store together for the service and for
 //! in-process callers (the Key Vault server hosts the authority for now).
@@ -29,6 +31,7 @@ pub mod client;
 pub mod directory;
 pub mod grpc_auth;
 pub mod guard;
+pub mod lockbox_gate;
 pub mod roles;
 pub mod service;
 pub mod store;
@@ -41,6 +44,7 @@ pub use client::{
 pub use directory::{Directory, DirectoryError, Principal, PrincipalKind, Tenant};
 pub use grpc_auth::{AuthError, Caller};
 pub use guard::{Guard, GuardLayer};
+pub use lockbox_gate::LockboxGate;
 pub use roles::{Access, Action, Role, RoleAssignment};
 pub use service::IdentityService;
 pub use token::{

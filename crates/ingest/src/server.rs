@@ -47,6 +47,8 @@ pub struct IngestServer {
     /// The token and role checks in front of every call (`cmksim_identity::guard`); `None`
     /// serves every caller (in-process runs whose clients send no tokens).
     guard: Option<cmksim_identity::Guard>,
+    /// The backend's Customer Lockbox gate, handed to the guard ([`IngestServer::with_guard`]).
+    lockbox: Option<cmksim_identity::LockboxGate>,
 }
 
 impl IngestServer {
@@ -75,6 +77,7 @@ impl IngestServer {
         backend: Arc<dyn StorageBackend>,
     ) -> IngestServer {
         IngestServer {
+            lockbox: backend.lockbox_gate(),
             frontend: Arc::new(Frontend::new(
                 clock.clone(),
                 events.clone(),
@@ -106,9 +109,14 @@ impl IngestServer {
     }
 
     /// The server with `guard` in front of every call: a token of the right audience and
-    /// tenant, and a role granting the call's action at the workspace it names.
+    /// tenant, and a role granting the call's action at the workspace it names — or, for a
+    /// query, an approved, unexpired Customer Lockbox request of the caller for that workspace
+    /// (asked of storage when the backend has Lockbox: [`StorageBackend::lockbox_gate`]).
     pub fn with_guard(mut self, guard: cmksim_identity::Guard) -> IngestServer {
-        self.guard = Some(guard);
+        self.guard = Some(match self.lockbox.clone() {
+            Some(gate) => guard.with_lockbox(gate),
+            None => guard,
+        });
         self
     }
 

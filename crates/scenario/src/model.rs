@@ -547,8 +547,9 @@ pub enum Action {
         request: String,
         approve: bool,
     },
-    /// The support engineer queries the workspace: storage's Lockbox decides first (403
-    /// `InsufficientAccessError` without an approved, unexpired request), then the front end.
+    /// The support engineer queries the workspace through the ingest front end with its own
+    /// token: it holds no role, so the front end lets the query in only under an approved,
+    /// unexpired Lockbox request (otherwise 403 `AuthorizationFailed`, as without a role).
     SupportQuery {
         workspace: String,
     },

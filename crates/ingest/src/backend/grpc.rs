@@ -295,6 +295,10 @@ fn schema_of_declaration(declared: &sb::TableDeclaration) -> Result<TableSchema,
 }
 
 impl StorageBackend for GrpcStorage {
+    fn lockbox_gate(&self) -> Option<cmksim_identity::LockboxGate> {
+        Some(cmksim_identity::LockboxGate::new(self.channel.clone()))
+    }
+
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<AppendResult, BackendError>> {
         Box::pin(self.append_batch(request))
     }

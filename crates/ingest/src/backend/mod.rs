@@ -99,4 +99,11 @@ pub trait StorageBackend: Send + Sync + 'static {
         workspace: String,
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<TableSchema, BackendError>>;
+
+    /// Customer Lockbox's gate on the query path (`cmksim_identity::lockbox_gate`), asking this
+    /// backend's storage service with the front end's own tokens; `None` (the default): a
+    /// backend without Lockbox, so a query without a read role is refused.
+    fn lockbox_gate(&self) -> Option<cmksim_identity::LockboxGate> {
+        None
+    }
 }

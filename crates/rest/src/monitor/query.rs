@@ -93,16 +93,27 @@ fn query_caller(state: &AppState, headers: &HeaderMap) -> RestResult<Caller> {
 }
 
 /// The caller must be allowed to read `workspace_id` (Log Analytics Reader, Reader,
-/// Contributor or Owner at the workspace or above); the refusal is the Logs Query API's 403.
+/// Contributor or Owner at the workspace or above), or hold an approved, unexpired Customer
+/// Lockbox request for it (storage decides: `cmksim_identity::LockboxGate`, asked with the
+/// door's own token); the refusal is the Logs Query API's 403.
 async fn may_query(state: &AppState, caller: &Caller, workspace_id: &str) -> RestResult<()> {
-    match crate::auth::access(state, caller, Action::QueryRead, workspace_id).await? {
-        Access::Granted => Ok(()),
-        _ => Err(RestError::new(
+    if crate::auth::access(state, caller, Action::QueryRead, workspace_id).await? == Access::Granted
+    {
+        return Ok(());
+    }
+    let gate = cmksim_identity::LockboxGate::new(crate::auth::door_channel(
+        state,
+        state.upstream.storage.clone(),
+    ));
+    match gate.allows(&caller.object_id, workspace_id).await {
+        Ok(Some(_request)) => Ok(()),
+        Ok(None) => Err(RestError::new(
             403,
             "InsufficientAccessError",
             "The provided credentials have insufficient access to perform the requested \
              operation",
         )),
+        Err(e) => Err(e.to_status().into()),
     }
 }
 

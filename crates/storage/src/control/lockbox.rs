@@ -441,6 +441,14 @@ impl LockboxState {
             })
     }
 
+    /// True when `requester` has asked for `workspace`'s data at least once (a request kept, in
+    /// any state): the refusal of such a principal's query is a Lockbox step of the timeline.
+    pub fn has_asked(&self, workspace: &str, requester: &str) -> bool {
+        self.requests
+            .values()
+            .any(|r| r.workspace.eq_ignore_ascii_case(workspace) && r.requester == requester)
+    }
+
     /// Keeps at most [`LOCKBOX_REQUESTS_KEPT_MAX`] requests, forgetting answered ones oldest
     /// first (pending ones are bounded by [`LOCKBOX_PENDING_MAX`]).
     fn forget_old(&mut self) {
@@ -517,7 +525,9 @@ impl super::ControlPlane {
         Ok(events)
     }
 
-    /// Whether `requester` may query `workspace` now (the event says which way it went).
+    /// Whether `requester` may query `workspace` now (the event says which way it went). The
+    /// request must be for the cluster the workspace is linked to now: a workspace moved off
+    /// the cluster the customer approved for is not readable under that approval.
     pub fn check_lockbox_access(
         &self,
         now: SimTime,
@@ -525,25 +535,35 @@ impl super::ControlPlane {
         requester: &str,
     ) -> Result<(Result<String, LockboxError>, LockboxEvent), LockboxOrControlError> {
         let ws = self.get_workspace(workspace)?;
-        Ok(
-            match self.state.lockbox.check_access(now, &ws.id, requester) {
-                Ok(r) => (
-                    Ok(r.id.clone()),
-                    LockboxEvent::AccessGranted {
-                        id: r.id.clone(),
-                        workspace: r.workspace.clone(),
-                        requester: requester.to_string(),
-                    },
-                ),
-                Err(e) => (
-                    Err(e),
-                    LockboxEvent::AccessRefused {
-                        workspace: ws.id.to_ascii_lowercase(),
-                        requester: requester.to_string(),
-                    },
-                ),
-            },
-        )
+        let linked_to = ws.cluster_resource_id().map(str::to_ascii_lowercase);
+        let found = self
+            .state
+            .lockbox
+            .check_access(now, &ws.id, requester)
+            .and_then(|r| match linked_to.as_deref() == Some(r.cluster.as_str()) {
+                true => Ok(r),
+                false => Err(LockboxError::NoApprovedRequest {
+                    workspace: ws.id.to_ascii_lowercase(),
+                    requester: requester.to_string(),
+                }),
+            });
+        Ok(match found {
+            Ok(r) => (
+                Ok(r.id.clone()),
+                LockboxEvent::AccessGranted {
+                    id: r.id.clone(),
+                    workspace: r.workspace.clone(),
+                    requester: requester.to_string(),
+                },
+            ),
+            Err(e) => (
+                Err(e),
+                LockboxEvent::AccessRefused {
+                    workspace: ws.id.to_ascii_lowercase(),
+                    requester: requester.to_string(),
+                },
+            ),
+        })
     }
 
     /// The Lockbox state (requests and enabled clusters).

@@ -129,7 +129,8 @@ async fn wait_for_aek(host: &ClusterHost) {
     }
 }
 
-fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
+/// The workspace an ARM id names (404 `ResourceNotFound` when it names none).
+pub(super) fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
     ResourceName::parse_arm_id(id, ResourceKind::Workspace).ok_or_else(|| {
         azure_status(
             Code::NotFound,

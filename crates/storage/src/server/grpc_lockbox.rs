@@ -11,6 +11,13 @@
 //! (which an unguarded server, `--allow-anonymous`, still takes); a decision names the
 //! workspace, where the guard checked the customer's role, and a request of another workspace
 //! is not found.
+//!
+//! The query path's gate ([`LockboxService::authorize_lockbox_query`], asked by ingest's guard
+//! and the HTTPS door through `cmksim_identity::LockboxGate`) is the same decision for a
+//! principal named in the body: the caller is the querying service, not the engineer. A grant is
+//! recorded as `lockbox.access_granted` (the request used for a query); a refusal as
+//! `lockbox.access_refused` only for a principal that has asked Lockbox for that workspace —
+//! anyone else without a role is refused by the guard as usual, and is no Lockbox step.
 
 use std::sync::Arc;
 
@@ -24,6 +31,7 @@ use crate::service::status::{azure_status, control_status};
 
 use super::convert::{cluster_name, workspace_name};
 use super::core::Core;
+use super::grpc_data::parse_workspace;
 
 pub struct LockboxService {
     pub core: Arc<Core>,
@@ -86,6 +94,45 @@ impl Core {
             events
         };
         self.record_lockbox(now, &events);
+    }
+
+    /// Whether `who` may query `resource` now, recorded (a refusal only when `record_refusal`
+    /// says so for the request's workspace and requester): the answer for an approved request,
+    /// else 403 `InsufficientAccessError`.
+    fn lockbox_access(
+        &self,
+        resource: &crate::control::ResourceName,
+        who: &str,
+        record_refusal: impl FnOnce(&crate::control::lockbox::LockboxState, &str) -> bool,
+    ) -> Result<pb::LockboxAnswer, Status> {
+        let now = self.now();
+        let (decision, event) = {
+            let control = self.control();
+            let (decision, event) =
+                control
+                    .check_lockbox_access(now, resource, who)
+                    .map_err(|e| match e {
+                        LockboxOrControlError::Lockbox(e) => lockbox_status(&e),
+                        LockboxOrControlError::Control(e) => control_status(&control, &e),
+                    })?;
+            let record = match (&decision, &event) {
+                (Ok(_), _) => true,
+                (Err(_), LockboxEvent::AccessRefused { workspace, .. }) => {
+                    record_refusal(control.lockbox(), workspace)
+                }
+                (Err(_), _) => true,
+            };
+            // The request found is in the state (the lock is still held).
+            let decision = decision.map(|id| match control.lockbox().requests.get(&id) {
+                Some(found) => answer(&id, &found.state),
+                None => answer(&id, &RequestState::AccessEnded { at: now }),
+            });
+            (decision, record.then_some(event))
+        };
+        if let Some(event) = event {
+            self.record_lockbox(now, std::slice::from_ref(&event));
+        }
+        decision.map_err(|e| lockbox_status(&e))
     }
 
     /// Runs a Lockbox mutation: the control lock held, persisted before the answer.
@@ -184,29 +231,23 @@ impl pb::lockbox_server::Lockbox for LockboxService {
         request: Request<pb::LockboxAccessRequest>,
     ) -> Result<Response<pb::LockboxAnswer>, Status> {
         let who = requester(&request, &request.get_ref().requester_object_id);
+        let resource = workspace_name(request.get_ref().workspace.as_ref());
+        let answer = self.core.lockbox_access(&resource, &who, |_, _| true)?;
+        Ok(Response::new(answer))
+    }
+
+    async fn authorize_lockbox_query(
+        &self,
+        request: Request<pb::LockboxQueryCheck>,
+    ) -> Result<Response<pb::LockboxAnswer>, Status> {
         let r = request.into_inner();
-        let resource = workspace_name(r.workspace.as_ref());
-        let now = self.core.now();
-        let (decision, event) = {
-            let control = self.core.control();
-            let (decision, event) =
-                control
-                    .check_lockbox_access(now, &resource, &who)
-                    .map_err(|e| match e {
-                        LockboxOrControlError::Lockbox(e) => lockbox_status(&e),
-                        LockboxOrControlError::Control(e) => control_status(&control, &e),
-                    })?;
-            // The request found is in the state (the lock is still held).
-            let decision = decision.map(|id| match control.lockbox().requests.get(&id) {
-                Some(found) => answer(&id, &found.state),
-                None => answer(&id, &RequestState::AccessEnded { at: now }),
-            });
-            (decision, event)
-        };
-        self.core.record_lockbox(now, std::slice::from_ref(&event));
-        match decision {
-            Ok(answer) => Ok(Response::new(answer)),
-            Err(e) => Err(lockbox_status(&e)),
-        }
+        let resource = parse_workspace(&r.workspace_id)?;
+        let who = r.principal_object_id;
+        let answer = self
+            .core
+            .lockbox_access(&resource, &who, |lockbox, workspace| {
+                lockbox.has_asked(workspace, &who)
+            })?;
+        Ok(Response::new(answer))
     }
 }

@@ -7,14 +7,16 @@
 //! ([`cmksim_identity::directory::SUPPORT_ENGINEER_NAME`], no role), made by the identity
 //! administrator at the first `lockbox-request` step, and asks with its own token: storage takes
 //! the requester from the token. The customer's answer goes with the driver's token and names the
-//! workspace, where storage's guard checks the customer's role. The engineer's query is judged by
-//! storage's Lockbox first (403 `InsufficientAccessError` without an approved, unexpired
-//! request); only then does it reach the front end (as the driver: the front end does not yet
-//! ask Lockbox itself, see the README).
+//! workspace, where storage's guard checks the customer's role. The engineer's query goes to the
+//! ingest front end with the engineer's own token, as any query does: the engineer holds no role,
+//! so the front end's guard lets it through only when storage's Lockbox has an approved,
+//! unexpired request of that engineer for that workspace (`cmksim_identity::LockboxGate`), and
+//! otherwise refuses it as it refuses anyone without a role (403 `AuthorizationFailed`).
 
 use cmksim_identity::directory::{SUPPORT_ENGINEER_NAME, SUPPORT_ENGINEER_OBJECT_ID};
 use cmksim_proto::storage::v1 as sp;
 use cmksim_scenario::model::Action;
+use cmksim_sim::SimTime;
 
 use super::{Driver, StepError};
 
@@ -70,9 +72,10 @@ impl Driver {
             }
             Action::SupportQuery { workspace } => {
                 self.provision_engineer().await?;
-                let request = self.engineer_request(workspace, label);
-                self.engineer_lockbox.check_lockbox_access(request).await?;
-                self.query_step(workspace, None, None).await
+                let request =
+                    super::traffic::probe_request(workspace, SimTime(0), self.clock.now());
+                self.engineer_query.query(request).await?;
+                Ok(())
             }
             other => Err(StepError {
                 code: "NotALockboxAction".into(),

@@ -255,6 +255,9 @@ pub struct Driver {
     /// The same, with the support engineer's own token ([`lockbox`]): the requester of a
     /// Lockbox request and of an access check is the token's principal.
     engineer_lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient<AuthChannel>,
+    /// The ingest front end's queries with the support engineer's own token: the front end's
+    /// guard lets them through only under an approved, unexpired Lockbox request.
+    engineer_query: cmksim_proto::ingest::v1::query_client::QueryClient<AuthChannel>,
     /// The support engineer's credentials, made by the administrator at the first
     /// `lockbox-request` step.
     engineer: CredentialSlot,
@@ -308,6 +311,9 @@ impl Driver {
             TokenSource::provisioned(kv_channel.clone(), credentials.clone(), clock.clone());
         let engineer = CredentialSlot::new();
         let raw_storage_channel = storage_channel.clone();
+        let raw_ingest_channel = ingest_channel.clone();
+        let engineer_tokens =
+            TokenSource::provisioned(kv_channel.clone(), engineer.clone(), clock.clone());
         let with_tokens = |channel| AuthChannel::new(channel, Some(tokens.clone()));
         let (storage_channel, ingest_channel, sentinel_channel) = (
             with_tokens(storage_channel),
@@ -328,14 +334,10 @@ impl Driver {
                 storage_channel.clone(),
             ),
             engineer_lockbox: cmksim_proto::storage::v1::lockbox_client::LockboxClient::new(
-                AuthChannel::new(
-                    raw_storage_channel,
-                    Some(TokenSource::provisioned(
-                        kv_channel.clone(),
-                        engineer.clone(),
-                        clock.clone(),
-                    )),
-                ),
+                AuthChannel::new(raw_storage_channel, Some(engineer_tokens.clone())),
+            ),
+            engineer_query: cmksim_proto::ingest::v1::query_client::QueryClient::new(
+                AuthChannel::new(raw_ingest_channel, Some(engineer_tokens)),
             ),
             engineer,
             byos: cmksim_proto::storage::v1::byos_client::ByosClient::new(storage_channel.clone()),

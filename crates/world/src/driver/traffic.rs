@@ -311,7 +311,7 @@ fn kql_request(workspace: &str, text: &str, range: Option<(SimTime, SimTime)>) -
 }
 
 /// A query of a workspace's Heartbeat rows in `[from, to]`.
-fn probe_request(workspace: &str, from: SimTime, to: SimTime) -> ip::QueryRequest {
+pub(super) fn probe_request(workspace: &str, from: SimTime, to: SimTime) -> ip::QueryRequest {
     ip::QueryRequest {
         workspace_id: Driver::workspace_id(workspace),
         table: "Heartbeat".into(),
