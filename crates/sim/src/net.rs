@@ -37,7 +37,7 @@ mod mem;
 pub use link::{LinkQuality, LinkQualityError, DELIVERY_ENTRIES_MAX};
 pub use mem::{MemHost, MemIncoming, MemNet, MemStream, ACCEPT_BACKLOG, STREAM_BUFFER_BYTES};
 mod serve;
-pub use serve::{bind_tcp, health_and_reflection, BindError, ReflectionError};
+pub use serve::{bind_tcp, health_and_reflection, AbortOnDrop, BindError, ReflectionError};
 mod tls;
 pub use tls::{
     crypto_provider, install_crypto_provider, tls_incoming, tls_server_config, TlsClient, TlsError,

@@ -155,7 +155,10 @@ impl SentinelServer {
         core.start_background();
         // Dropped before the graceful stop below has run (the task aborted: a simulated crash),
         // it aborts the poll task.
-        let crash = AbortOnDrop(Some(core.clone()));
+        let crash = cmksim_sim::net::AbortOnDrop::new({
+            let core = core.clone();
+            move || core.abort_background()
+        });
         let (events, shutdown) = cmksim_events::events_service(
             "sentinel",
             &core.profile.name,
@@ -176,24 +179,5 @@ impl SentinelServer {
         core.stop_background().await;
         crash.disarm();
         result.map_err(ServerError::from)
-    }
-}
-
-/// Aborts a core's poll task when dropped armed: a server future dropped mid-way is a crashed
-/// process.
-struct AbortOnDrop(Option<Arc<core::Core>>);
-
-impl AbortOnDrop {
-    /// The graceful stop ran: nothing to abort.
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(core) = self.0.take() {
-            core.abort_background();
-        }
     }
 }

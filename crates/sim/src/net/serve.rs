@@ -8,7 +8,9 @@
 //! `TCP_NODELAY` set ([`super::tcp_incoming`]). [`health_and_reflection`] is the other step the
 //! four wrote out alike: gRPC health with each of the server's services `SERVING`, and server
 //! reflection over the contract's descriptors, so `grpcurl` and `grpc_health_probe` work on
-//! every process the same way.
+//! every process the same way. [`AbortOnDrop`] is the crash half of a server's stop: the
+//! background tasks of a server whose future is dropped mid-way (a crashed process) are aborted
+//! without their graceful save; storage and Sentinel serve behind it.
 
 use std::net::SocketAddr;
 
@@ -67,9 +69,51 @@ pub async fn health_and_reflection(
     Ok((health, reflection))
 }
 
+/// Runs `abort` when dropped armed: a server future dropped before its graceful stop ran is a
+/// crashed process, whose background tasks end where they stand (no save). [`AbortOnDrop::disarm`]
+/// after the graceful stop.
+pub struct AbortOnDrop<F: FnOnce()> {
+    abort: Option<F>,
+}
+
+impl<F: FnOnce()> AbortOnDrop<F> {
+    /// Armed: `abort` runs when this is dropped, unless disarmed first.
+    pub fn new(abort: F) -> AbortOnDrop<F> {
+        AbortOnDrop { abort: Some(abort) }
+    }
+
+    /// The graceful stop ran: nothing to abort.
+    pub fn disarm(mut self) {
+        self.abort = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for AbortOnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(abort) = self.abort.take() {
+            abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abort_on_drop_runs_when_dropped_armed_and_not_once_disarmed() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let aborted = AtomicU32::new(0);
+        drop(AbortOnDrop::new(|| {
+            aborted.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(aborted.load(Ordering::SeqCst), 1, "dropped armed: aborted");
+        AbortOnDrop::new(|| {
+            aborted.fetch_add(1, Ordering::SeqCst);
+        })
+        .disarm();
+        assert_eq!(aborted.load(Ordering::SeqCst), 1, "disarmed: not aborted");
+    }
 
     #[tokio::test]
     async fn health_reports_each_named_service_serving_and_nothing_else() {

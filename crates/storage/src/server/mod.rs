@@ -187,7 +187,10 @@ impl StorageServer {
         core.start_background()?;
         // Dropped before the graceful stop below has run (the task aborted: a simulated crash),
         // it aborts the background tasks without their save.
-        let crash = AbortOnDrop(Some(core.clone()));
+        let crash = cmksim_sim::net::AbortOnDrop::new({
+            let core = core.clone();
+            move || core.abort_background()
+        });
         let (events, shutdown) = cmksim_events::events_service(
             "storage",
             &core.profile.name,
@@ -225,22 +228,3 @@ impl StorageServer {
 
 #[cfg(test)]
 mod crash_tests;
-
-/// Aborts a core's background tasks (no graceful save) when dropped armed: a server future
-/// dropped mid-way is a crashed process.
-struct AbortOnDrop(Option<Arc<core::Core>>);
-
-impl AbortOnDrop {
-    /// The graceful stop ran: nothing to abort.
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(core) = self.0.take() {
-            core.abort_background();
-        }
-    }
-}
