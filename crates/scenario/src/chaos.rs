@@ -25,6 +25,7 @@
 
 use std::time::Duration;
 
+use cmksim_sim::net::LinkQuality;
 use rand::RngCore;
 
 use crate::model::{
@@ -58,9 +59,17 @@ pub enum ChaosKind {
     AccessPolicyRemove,
     /// `hsm = "device-error"`.
     HsmDeviceError,
+    /// `link = ["storage", "keyvault"]` with the table's `link_latency` and `link_jitter`
+    /// (the event-driven engine's network; not in the default space, see [`CHAOS_KINDS`]).
+    LinkLatencyStorageVault,
+    /// `link = ["storage", "keyvault"]` with the table's `link_loss` (likewise).
+    LinkLossStorageVault,
 }
 
-/// Every kind, in the order of the format (the default fault space).
+/// The default fault space: every kind but the link kinds, in the order of the format. The
+/// link kinds are drawn only when a `[chaos]` table names them, so that a seed of a sweep over
+/// the defaults draws the same schedule as it did before they existed (saved results and
+/// `--replay` of older sweeps stay valid).
 pub const CHAOS_KINDS: [ChaosKind; 11] = [
     ChaosKind::VaultDown,
     ChaosKind::VaultBlackhole,
@@ -90,6 +99,8 @@ impl ChaosKind {
             ChaosKind::KeyDisable => "key-disable",
             ChaosKind::AccessPolicyRemove => "access-policy-remove",
             ChaosKind::HsmDeviceError => "hsm-device-error",
+            ChaosKind::LinkLatencyStorageVault => "link-latency-storage-vault",
+            ChaosKind::LinkLossStorageVault => "link-loss-storage-vault",
         }
     }
 
@@ -121,6 +132,11 @@ pub struct FaultSpace {
     pub error_rate: f64,
     /// The extra delay for `vault-latency`.
     pub latency: Duration,
+    /// The link quality of `link-latency-storage-vault` (`latency`, `jitter`) and of
+    /// `link-loss-storage-vault` (`loss`).
+    pub link_latency: Duration,
+    pub link_jitter: Duration,
+    pub link_loss: f64,
     /// Whether the file's own expectations count toward a seed's verdict (see the module doc).
     pub judge_expectations: bool,
 }
@@ -130,7 +146,9 @@ impl FaultSpace {
     /// (short and long against the 2020 profile's 30-minute outage grace), starting between
     /// T+10m (the cluster has settled) and `duration - duration_max - 1h` (so that a fault's
     /// aftermath — a resume takes up to 31 minutes — is inside the run), or T+10m when the
-    /// scenario is too short for that; error rate 0.5; latency 5s.
+    /// scenario is too short for that; error rate 0.5; latency 5s; link latency 2s with 1s of
+    /// jitter (slow calls, well inside the clients' 30-second timeout); link loss 0.1 (a tenth
+    /// of the writes reset their connection).
     pub fn defaults(duration: Duration) -> FaultSpace {
         let duration_max = Duration::from_secs(45 * 60);
         let window_from = Duration::from_secs(10 * 60);
@@ -147,6 +165,9 @@ impl FaultSpace {
             window_until,
             error_rate: 0.5,
             latency: Duration::from_secs(5),
+            link_latency: Duration::from_secs(2),
+            link_jitter: Duration::from_secs(1),
+            link_loss: 0.1,
             judge_expectations: false,
         }
     }
@@ -363,6 +384,31 @@ pub fn apply(
             ChaosKind::HsmDeviceError => {
                 push(id, fault.start, timed(Fault::Hsm(HsmFault::DeviceError)))
             }
+            ChaosKind::LinkLatencyStorageVault => push(
+                id,
+                fault.start,
+                timed(Fault::Link(
+                    Host::Storage,
+                    Host::Keyvault,
+                    LinkQuality {
+                        latency: space.link_latency,
+                        jitter: space.link_jitter,
+                        loss: 0.0,
+                    },
+                )),
+            ),
+            ChaosKind::LinkLossStorageVault => push(
+                id,
+                fault.start,
+                timed(Fault::Link(
+                    Host::Storage,
+                    Host::Keyvault,
+                    LinkQuality {
+                        loss: space.link_loss,
+                        ..LinkQuality::default()
+                    },
+                )),
+            ),
             ChaosKind::KeyDisable => {
                 let t = targets.as_ref().ok_or(ChaosError::NoTarget {
                     kind: "key-disable",
@@ -604,6 +650,20 @@ fn fault_toml(fault: &Fault) -> String {
             format!("{{ hsm = \"latency\", latency = {} }}", dur(d))
         }
         Fault::Hsm(HsmFault::Ok) => "{ hsm = \"ok\" }".into(),
+        Fault::Link(a, b, quality) => {
+            let mut table = format!("{{ link = [\"{}\", \"{}\"]", a.as_str(), b.as_str());
+            if !quality.latency.is_zero() {
+                table.push_str(&format!(", latency = {}", dur(quality.latency)));
+            }
+            if !quality.jitter.is_zero() {
+                table.push_str(&format!(", jitter = {}", dur(quality.jitter)));
+            }
+            if quality.loss > 0.0 {
+                table.push_str(&format!(", loss = {:?}", quality.loss));
+            }
+            table.push_str(" }");
+            table
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use cmksim_sim::net::LinkQuality;
 use cmksim_sim::Profile;
 use serde::{Deserialize, Serialize};
 
@@ -773,6 +774,10 @@ pub enum Fault {
     Crash(Host),
     Restart(Host),
     Hsm(HsmFault),
+    /// The link between the two hosts gets this quality (latency, seeded jitter, loss) from now
+    /// on; a perfect quality (the default) restores it. Only the event-driven engine's network
+    /// has link quality.
+    Link(Host, Host, LinkQuality),
 }
 
 impl Fault {
@@ -788,6 +793,10 @@ impl Fault {
             Fault::Hsm(HsmFault::DeviceError) | Fault::Hsm(HsmFault::Latency(_)) => {
                 Some(Fault::Hsm(HsmFault::Ok))
             }
+            Fault::Link(a, b, quality) if quality != LinkQuality::default() => {
+                Some(Fault::Link(a, b, LinkQuality::default()))
+            }
+            Fault::Link(..) => None,
             Fault::Hsm(HsmFault::Tamper | HsmFault::Ok)
             | Fault::Repair(..)
             | Fault::Release(..)
@@ -795,18 +804,26 @@ impl Fault {
         }
     }
 
-    /// Whether this fault makes Key Vault unreachable or unreliable for the storage (used by
-    /// invariant 4); restorations are not.
+    /// Whether this fault makes Key Vault unreachable or unreliable (the `impairs_vault` of a
+    /// `scenario.fault.applied` event, which invariant 4 reads); restorations are not. A
+    /// partition or hold cuts Key Vault off from whichever host it names; a link of less than
+    /// perfect quality to Key Vault impairs it too (its loss fails calls, its latency may
+    /// outlast a client's timeout), so invariant 4 checks that a short one is invisible.
     pub fn impairs_vault(&self) -> bool {
         match *self {
             Fault::Keyvault(VaultFault::Latency(_) | VaultFault::Up) => false,
-            Fault::Keyvault(_) => true,
-            Fault::Partition(a, b) | Fault::Hold(a, b) => {
-                let pair = [a, b];
-                pair.contains(&Host::Keyvault) && pair.contains(&Host::Storage)
+            Fault::Keyvault(
+                VaultFault::Down
+                | VaultFault::Blackhole
+                | VaultFault::Throttle
+                | VaultFault::ErrorRate(_),
+            ) => true,
+            Fault::Partition(a, b) | Fault::Hold(a, b) => [a, b].contains(&Host::Keyvault),
+            Fault::Link(a, b, quality) => {
+                [a, b].contains(&Host::Keyvault) && quality != LinkQuality::default()
             }
-            Fault::Crash(Host::Keyvault) => true,
-            _ => false,
+            Fault::Crash(h) => h == Host::Keyvault,
+            Fault::Repair(..) | Fault::Release(..) | Fault::Restart(_) | Fault::Hsm(_) => false,
         }
     }
 
@@ -834,7 +851,41 @@ impl Fault {
                 format!("hsm latency {}", cmksim_sim::format_duration(d))
             }
             Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
+            Fault::Link(a, b, quality) => {
+                format!(
+                    "link {}/{} {}",
+                    a.as_str(),
+                    b.as_str(),
+                    link_quality(quality)
+                )
+            }
         }
+    }
+}
+
+/// A link's quality in words: `latency 2s jitter 500ms loss 0.1` (the parts that are not
+/// zero), or `perfect`.
+pub fn link_quality(quality: LinkQuality) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !quality.latency.is_zero() {
+        parts.push(format!(
+            "latency {}",
+            cmksim_sim::format_duration(quality.latency)
+        ));
+    }
+    if !quality.jitter.is_zero() {
+        parts.push(format!(
+            "jitter {}",
+            cmksim_sim::format_duration(quality.jitter)
+        ));
+    }
+    if quality.loss > 0.0 {
+        parts.push(format!("loss {}", quality.loss));
+    }
+    if parts.is_empty() {
+        "perfect".into()
+    } else {
+        parts.join(" ")
     }
 }
 

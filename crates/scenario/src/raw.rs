@@ -82,6 +82,12 @@ pub struct RawChaos {
     #[serde(default)]
     pub latency: Option<S<String>>,
     #[serde(default)]
+    pub link_latency: Option<S<String>>,
+    #[serde(default)]
+    pub link_jitter: Option<S<String>>,
+    #[serde(default)]
+    pub link_loss: Option<S<f64>>,
+    #[serde(default)]
     pub judge_expectations: Option<S<bool>>,
 }
 
@@ -477,6 +483,14 @@ pub struct RawFault {
     pub crash: Option<S<Host>>,
     #[serde(default)]
     pub restart: Option<S<Host>>,
+    /// `link = ["storage", "keyvault"]`: the link's quality from now on (`latency`, `jitter`,
+    /// `loss`; none of them: a perfect link again).
+    #[serde(default)]
+    pub link: Option<S<Vec<S<Host>>>>,
+    #[serde(default)]
+    pub jitter: Option<S<String>>,
+    #[serde(default)]
+    pub loss: Option<S<f64>>,
 }
 
 /// One `[[expect]]`: a subject key, a predicate, a timing.

@@ -59,9 +59,19 @@ const SECS_PER_DAY: u64 = 86_400;
 /// ([`STEPS_MAX`]) is checked for fixed-tick runs only.
 pub const FIXED_TICK_DURATION_MAX: Duration = Duration::from_secs(2 * SECS_PER_DAY);
 
-/// Whether a run of `scenario` steps a fixed tick by default (see [`FIXED_TICK_DURATION_MAX`]).
+/// Whether a run of `scenario` steps a fixed tick by default (see [`FIXED_TICK_DURATION_MAX`]);
+/// never when a step sets a link's quality, which only the event-driven engine's network has.
 pub fn runs_on_fixed_ticks(scenario: &Scenario) -> bool {
-    scenario.meta.duration <= FIXED_TICK_DURATION_MAX
+    let sets_links = scenario.timeline.iter().any(|step| {
+        matches!(
+            step.what,
+            crate::model::StepKind::Fault {
+                fault: crate::model::Fault::Link(..),
+                ..
+            }
+        )
+    });
+    scenario.meta.duration <= FIXED_TICK_DURATION_MAX && !sets_links
 }
 
 /// Where in the file a share of the work comes from.

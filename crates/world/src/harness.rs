@@ -199,6 +199,19 @@ pub fn run_simulated_in(
     if options.engine == Engine::Events && options.control.is_none() {
         return crate::engine::run(scenario, options, events, root);
     }
+    // Link quality lives on the event-driven engine's network only: refused before anything
+    // runs, naming the steps, rather than a run whose faults half apply.
+    let links = crate::driver::link_faults(scenario);
+    if !links.is_empty() {
+        let steps: Vec<String> = links
+            .iter()
+            .map(|(line, label, fault)| format!("line {line}: step {label}: {fault}"))
+            .collect();
+        return Err(WorldError::Simulation(format!(
+            "link faults need the event-driven engine (--engine events, no --web): {}",
+            steps.join("; ")
+        )));
+    }
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
     let epoch = SimTime::DEFAULT_EPOCH;

@@ -1,7 +1,7 @@
 //! The event-driven engine ([`Engine::Events`]) runs every scenario of the library to the same
 //! verdicts as turmoil — every expectation and every invariant held — and gives a byte-identical
-//! event log for the same scenario and seed, including runs with crashes, restarts and
-//! partitions.
+//! event log for the same scenario and seed, including runs with crashes, restarts,
+//! partitions and link latency, jitter and loss (which turmoil refuses, naming the steps).
 
 mod common;
 
@@ -110,4 +110,65 @@ fn same_seed_same_log_with_a_crash_and_a_restart() {
 fn same_seed_same_log_with_a_partition() {
     assert_deterministic("partition-storage-vault", None);
     assert_deterministic("vault-blip-5m", Some(3));
+}
+
+/// Link latency, seeded jitter and loss (`fault = { link = [...] }`): applied (the storage
+/// notices them), and the same seed gives the same log byte for byte, another seed another one.
+#[test]
+fn same_seed_same_log_with_link_latency_jitter_and_loss() {
+    let name = "link-latency-storage-vault";
+    let (_, events) = run_with(name, None);
+    let applied: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == "scenario.fault.applied")
+        .filter_map(|e| e.data.get("fault").and_then(|f| f.as_str()))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "link storage keyvault latency 300ms jitter 200ms",
+            "link storage keyvault loss 0.2",
+            "link storage keyvault latency 45s",
+            "link storage keyvault perfect",
+        ]
+    );
+    let timeouts = events
+        .iter()
+        .filter(|e| e.kind == "storage.poll.transient" && e.message.contains("timeout"))
+        .count();
+    assert!(
+        timeouts > 0,
+        "the 45 s link makes the storage's calls time out"
+    );
+    assert_deterministic(name, None);
+    assert_deterministic(name, Some(5));
+    let (_, other) = run_with(name, Some(5));
+    let jsonl = cmksim_scenario::narrate::render_jsonl;
+    assert_ne!(jsonl(&events), jsonl(&other), "another seed, another run");
+}
+
+/// turmoil's hosts cannot reach a link's quality: a scenario that sets one is refused before
+/// anything runs, naming its steps.
+#[test]
+fn turmoil_refuses_link_faults_before_running() {
+    let scenario = common::load("link-latency-storage-vault");
+    assert!(
+        !cmksim_scenario::work::runs_on_fixed_ticks(&scenario),
+        "run picks the event-driven engine for it"
+    );
+    let events = EventLog::default();
+    let options = RunOptions {
+        engine: Engine::Turmoil,
+        ..RunOptions::default()
+    };
+    let refused = match run_simulated(&scenario, &options, &events) {
+        Ok(_) => panic!("turmoil ran a scenario with link faults"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refused.contains("link faults need the event-driven engine")
+            && refused.contains("step slow-link: link storage keyvault latency 300ms jitter 200ms"),
+        "{refused}"
+    );
+    assert!(events.snapshot().is_empty(), "nothing ran");
 }

@@ -68,6 +68,7 @@ library! {
     outage_45m_buffering => "outage-45m-buffering",
     outage_longer_than_buffer => "outage-longer-than-buffer",
     partition_storage_vault => "partition-storage-vault",
+    link_latency_storage_vault => "link-latency-storage-vault",
     hsm_tamper => "hsm-tamper",
     cluster_delete_recover => "cluster-delete-recover",
     unlink_query_both_sides => "unlink-query-both-sides",

@@ -6,7 +6,8 @@
 //! world cluster with a customer-managed key; `access-policy-remove` also needs that cluster's
 //! identity's access policy), ordered ranges (`faults_min ≤ faults_max ≤` the per-run bound,
 //! `duration_min ≤ duration_max`, `from ≤ until`, both inside the scenario), an error rate in
-//! (0, 1], and no file step id of the form `chaos-…` (those are the generated steps' ids).
+//! (0, 1], a link loss in [0, 1] (the network's own rule, `LinkQuality::validated`), and no file
+//! step id of the form `chaos-…` (those are the generated steps' ids).
 
 use std::time::Duration;
 
@@ -169,6 +170,37 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: &RawFile, world: &World) -> Option<F
                 format!("chaos error_rate must be more than 0 and at most 1, got {rate}"),
             );
             ok = false;
+        }
+    }
+    // The link kinds' quality: durations (zero allowed: no latency, or no jitter) and a loss
+    // checked by the network's own rule.
+    for (field, slot, what) in [
+        (
+            &c.link_latency,
+            &mut space.link_latency,
+            "chaos link_latency",
+        ),
+        (&c.link_jitter, &mut space.link_jitter, "chaos link_jitter"),
+    ] {
+        if let Some(v) = field {
+            match ctx.duration_value(v, what) {
+                Some(d) => *slot = d,
+                None => ok = false,
+            }
+        }
+    }
+    if let Some(v) = &c.link_loss {
+        let loss = *v.get_ref();
+        let quality = cmksim_sim::net::LinkQuality {
+            loss,
+            ..Default::default()
+        };
+        match quality.validated() {
+            Ok(_) => space.link_loss = loss,
+            Err(e) => {
+                ctx.err(v.span(), format!("chaos link_loss: {e}"));
+                ok = false;
+            }
         }
     }
     if let Some(v) = &c.judge_expectations {

@@ -14,6 +14,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use cmksim_sim::net::LinkQuality;
 use cmksim_sim::Profile;
 
 use super::world::{self, ClusterArgs, KeyArgs, VaultArgs};
@@ -887,6 +888,26 @@ fn hosts_pair(ctx: &mut Ctx<'_>, hosts: &S<Vec<S<Host>>>, what: &str) -> Option<
     }
 }
 
+/// `link = [a, b]` with its optional `latency`, `jitter` (durations) and `loss` (checked by the
+/// network's own rule, [`LinkQuality::validated`]); none of them makes the link perfect again.
+fn link_fault(ctx: &mut Ctx<'_>, raw: &RawFault, a: Host, b: Host) -> Option<Fault> {
+    let mut quality = LinkQuality::default();
+    if let Some(latency) = &raw.latency {
+        quality.latency = ctx.duration_value(latency, "latency")?;
+    }
+    if let Some(jitter) = &raw.jitter {
+        quality.jitter = ctx.duration_value(jitter, "jitter")?;
+    }
+    if let Some(loss) = &raw.loss {
+        quality.loss = *loss.get_ref();
+        if let Err(e) = quality.validated() {
+            ctx.err(loss.span(), e.to_string());
+            return None;
+        }
+    }
+    Some(Fault::Link(a, b, quality))
+}
+
 fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
     let raw = f.get_ref();
     let targets: Vec<(&str, Range<usize>)> = [
@@ -898,6 +919,7 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
         ("release", raw.release.as_ref().map(|x| x.span())),
         ("crash", raw.crash.as_ref().map(|x| x.span())),
         ("restart", raw.restart.as_ref().map(|x| x.span())),
+        ("link", raw.link.as_ref().map(|x| x.span())),
     ]
     .into_iter()
     .filter_map(|(n, s)| s.map(|s| (n, s)))
@@ -906,7 +928,7 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
         [] => {
             ctx.err(
                 f.span(),
-                "a fault names one target: keyvault, hsm, partition, repair, hold, release, crash or restart",
+                "a fault names one target: keyvault, hsm, partition, repair, hold, release, crash, restart or link",
             );
             return None;
         }
@@ -922,8 +944,19 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
     let (target, _) = targets[0];
     // Parameters: error_rate only with keyvault = "error-rate", latency only with a latency mode.
     let wants_rate = raw.keyvault.as_ref().map(|m| *m.get_ref()) == Some(VaultMode::ErrorRate);
+    let is_link = raw.link.is_some();
     let wants_latency = raw.keyvault.as_ref().map(|m| *m.get_ref()) == Some(VaultMode::Latency)
-        || raw.hsm.as_ref().map(|m| *m.get_ref()) == Some(HsmMode::Latency);
+        || raw.hsm.as_ref().map(|m| *m.get_ref()) == Some(HsmMode::Latency)
+        || is_link;
+    for (name, span) in [
+        ("jitter", raw.jitter.as_ref().map(|x| x.span())),
+        ("loss", raw.loss.as_ref().map(|x| x.span())),
+    ] {
+        if let (Some(span), false) = (span, is_link) {
+            ctx.err(span, format!("`{name}` goes with link = [...]"));
+            return None;
+        }
+    }
     if let (Some(rate), false) = (&raw.error_rate, wants_rate) {
         ctx.err(
             rate.span(),
@@ -934,7 +967,7 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
     if let (Some(latency), false) = (&raw.latency, wants_latency) {
         ctx.err(
             latency.span(),
-            "`latency` goes with keyvault = \"latency\" or hsm = \"latency\"",
+            "`latency` goes with keyvault = \"latency\", hsm = \"latency\" or link = [...]",
         );
         return None;
     }
@@ -1003,6 +1036,10 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
         }
         "crash" => Fault::Crash(*raw.crash.as_ref()?.get_ref()),
         "restart" => Fault::Restart(*raw.restart.as_ref()?.get_ref()),
+        "link" => {
+            let (a, b) = hosts_pair(ctx, raw.link.as_ref()?, "link")?;
+            link_fault(ctx, raw, a, b)?
+        }
         _ => return None,
     })
 }

@@ -97,7 +97,7 @@ pub enum Faults {
 }
 
 /// The steps of `scenario` whose faults only the simulation can apply (partition, hold,
-/// release, repair, crash, restart): `(line, step label, fault)`.
+/// release, repair, crash, restart, link quality): `(line, step label, fault)`.
 pub fn network_faults(scenario: &Scenario) -> Vec<(usize, String, String)> {
     scenario
         .timeline
@@ -120,7 +120,23 @@ fn needs_simulation(fault: &Fault) -> bool {
             | Fault::Release(..)
             | Fault::Crash(_)
             | Fault::Restart(_)
+            | Fault::Link(..)
     )
+}
+
+/// The steps of `scenario` that set a link's quality, which only the event-driven engine's
+/// network has (turmoil's hosts cannot reach theirs): `(line, step label, fault)`.
+pub fn link_faults(scenario: &Scenario) -> Vec<(usize, String, String)> {
+    scenario
+        .timeline
+        .iter()
+        .filter_map(|step| match &step.what {
+            StepKind::Fault { fault, .. } if matches!(fault, Fault::Link(..)) => {
+                Some((step.line, step.label(), fault_label(fault)))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 const VAULT_AUDIENCE: &str = "https://vault.azure.net";
@@ -1039,15 +1055,7 @@ impl Driver {
 
     async fn apply_fault(&mut self, label: &str, fault: Fault) {
         let result = self.set_fault(fault).await;
-        let impairs_vault = matches!(
-            fault,
-            Fault::Keyvault(
-                VaultFault::Down
-                    | VaultFault::Blackhole
-                    | VaultFault::Throttle
-                    | VaultFault::ErrorRate(_)
-            ) | Fault::Crash(model::Host::Keyvault)
-        ) || matches!(fault, Fault::Partition(a, b) | Fault::Hold(a, b) if [a, b].contains(&model::Host::Keyvault));
+        let impairs_vault = fault.impairs_vault();
         let name = fault_label(&fault);
         match result {
             Ok(()) => {
@@ -1154,6 +1162,28 @@ impl Driver {
                 }
                 Ok(())
             }
+            Fault::Link(a, b, quality) => match &self.faults {
+                Faults::Events(hosts) => hosts
+                    .net()
+                    .set_link(a.as_str(), b.as_str(), quality)
+                    .map_err(|e| StepError {
+                        code: "InvalidLinkQuality".into(),
+                        status: None,
+                        line: None,
+                        message: e.to_string(),
+                    }),
+                // Refused before the run starts ([`link_faults`]); kept as an error, not a
+                // silent no-op, should a caller skip that check.
+                Faults::Simulated(_) | Faults::Live => Err(StepError {
+                    code: "NeedsEventEngine".into(),
+                    status: None,
+                    line: None,
+                    message: format!(
+                        "fault {} needs the event-driven engine's network (--engine events)",
+                        fault_label(&fault)
+                    ),
+                }),
+            },
             Fault::Crash(host) => {
                 self.push(HarnessCommand::Crash(host.as_str().to_string()));
                 Ok(())
@@ -1215,6 +1245,12 @@ pub fn fault_label(fault: &Fault) -> String {
             format!("hsm latency {}", cmksim_sim::format_duration(*d))
         }
         Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
+        Fault::Link(a, b, quality) => format!(
+            "link {} {} {}",
+            a.as_str(),
+            b.as_str(),
+            model::link_quality(*quality)
+        ),
     }
 }
 
