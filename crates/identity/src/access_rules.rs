@@ -3,7 +3,8 @@
 //! clients' token layer ([`crate::client`]) picks the audience of the token it attaches from it.
 //!
 //! The audiences follow Azure's split: the control plane (clusters, workspaces, links, table
-//! declarations) is Azure Resource Manager's (`https://management.azure.com`); sending logs is
+//! declarations, storage accounts, linked storage accounts, saved searches) is Azure Resource
+//! Manager's (`https://management.azure.com`); sending logs is
 //! Azure Monitor's (`https://monitor.azure.com`, the Logs Ingestion API's scope); reading them
 //! is Log Analytics' (`https://api.loganalytics.io`).
 //!
@@ -27,19 +28,21 @@ use crate::roles::{Action, ROOT_SCOPE};
 use crate::token::audience;
 
 /// The services whose methods are guarded (gRPC path prefixes).
-pub const GUARDED_SERVICES: [&str; 7] = [
+pub const GUARDED_SERVICES: [&str; 8] = [
     "/storage.v1.Clusters/",
     "/storage.v1.Workspaces/",
     "/storage.v1.DataPlane/",
     "/storage.v1.Lockbox/",
+    "/storage.v1.Byos/",
     "/ingest.v1.Ingestion/",
     "/ingest.v1.Query/",
     "/sentinel.v1.Sentinel/",
 ];
 
 /// The `identity.v1.Identity` methods that need an administrator's token (checked by the
-/// identity service itself, not by the guard layer): the rest (tokens, signing keys, access
-/// checks, a resource's managed identity) stay open.
+/// identity service itself, not by the guard layer). `CheckAccess` needs a valid token (the
+/// service checks it too: [`crate::service`]); the rest (tokens, signing keys, a resource's
+/// managed identity) stay open.
 pub const IDENTITY_ADMIN_METHODS: [&str; 5] = [
     "CreateTenant",
     "CreatePrincipal",
@@ -79,11 +82,18 @@ pub fn audience_of(path: &str) -> Option<&'static str> {
         ("storage.v1.Lockbox", _) => audience::MANAGEMENT,
         // Sentinel's API is ARM's (Microsoft.SecurityInsights).
         ("sentinel.v1.Sentinel", _) => audience::MANAGEMENT,
+        // Storage accounts, linked storage accounts and saved searches are ARM resources
+        // (Microsoft.Storage/storageAccounts, Microsoft.OperationalInsights/workspaces/
+        // linkedStorageAccounts and savedSearches).
+        ("storage.v1.Byos", _) => audience::MANAGEMENT,
         // The identity service checks its administrative calls itself (`crate::service`), with a
         // management token, as ARM checks role assignments.
         ("identity.v1.Identity", method) if IDENTITY_ADMIN_METHODS.contains(&method) => {
             audience::MANAGEMENT
         }
+        // Any audience of the authority answers; a principal asking in its own name (the door,
+        // about its callers) sends a management token.
+        ("identity.v1.Identity", "CheckAccess") => audience::MANAGEMENT,
         _ => return None,
     })
 }
@@ -101,6 +111,14 @@ fn cluster_id(c: &Option<spb::ClusterRef>) -> String {
     format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/clusters/{}",
         c.subscription_id, c.resource_group, c.cluster_name
+    )
+}
+
+fn storage_account_id(a: &Option<spb::StorageAccountRef>) -> String {
+    let a = a.clone().unwrap_or_default();
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}",
+        a.subscription_id, a.resource_group, a.account_name
     )
 }
 
@@ -253,6 +271,37 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
         ("storage.v1.Lockbox", "AuthorizeLockboxQuery") => {
             Some((QueryRead, ROOT_SCOPE.to_string()))
         }
+        // Queries in the customer's own storage (BYOS): a storage account is written and read at
+        // its own ARM id; a workspace's linked storage accounts and saved searches (or log-alert
+        // queries) are the workspace's sub-resources, written and read at the workspace.
+        ("storage.v1.Byos", "PutStorageAccount") => Some((
+            StorageAccountsWrite,
+            storage_account_id(&decode::<spb::PutStorageAccountRequest>(message)?.account),
+        )),
+        ("storage.v1.Byos", "GetStorageAccount") => Some((
+            StorageAccountsRead,
+            storage_account_id(&Some(decode::<spb::StorageAccountRef>(message)?)),
+        )),
+        ("storage.v1.Byos", "LinkStorageAccount") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::LinkStorageAccountRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Byos", "GetLinkedStorageAccount") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<spb::LinkedStorageAccountRef>(message)?.workspace),
+        )),
+        ("storage.v1.Byos", "SaveQuery") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::SaveQueryRequest>(message)?.workspace),
+        )),
+        ("storage.v1.Byos", "GetSavedQuery") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<spb::SavedQueryRef>(message)?.workspace),
+        )),
+        ("storage.v1.Byos", "ListSavedQueries") => Some((
+            WorkspacesRead,
+            workspace_id(&decode::<spb::ListSavedQueriesRequest>(message)?.workspace),
+        )),
         ("storage.v1.DataPlane", "Append") => Some((
             TelemetryWrite,
             decode::<spb::AppendRequest>(message)?.workspace_id,
@@ -437,5 +486,57 @@ mod tests {
             Some((Action::QueryRead, ROOT_SCOPE.to_string()))
         );
         assert!(need_of("/storage.v1.Lockbox/Drop", &[]).is_err());
+    }
+
+    #[test]
+    fn byos_is_arms_and_reads_its_scope_from_the_request() {
+        let workspace = spb::WorkspaceRef {
+            subscription_id: "s".into(),
+            resource_group: "r".into(),
+            workspace_name: "w".into(),
+        };
+        let ws = workspace_id(&Some(workspace.clone()));
+        let save = spb::SaveQueryRequest {
+            workspace: Some(workspace.clone()),
+            ..Default::default()
+        };
+        let path = "/storage.v1.Byos/SaveQuery";
+        assert!(is_guarded(path));
+        let need = need_of(path, &save.encode_to_vec()).unwrap().unwrap();
+        assert_eq!(need.audience, audience::MANAGEMENT);
+        assert_eq!(need.access, Some((Action::WorkspacesWrite, ws.clone())));
+        let list = spb::ListSavedQueriesRequest {
+            workspace: Some(workspace),
+            kind: "Query".into(),
+        };
+        let need = need_of("/storage.v1.Byos/ListSavedQueries", &list.encode_to_vec())
+            .unwrap()
+            .unwrap();
+        assert_eq!(need.access, Some((Action::WorkspacesRead, ws)));
+        let account = spb::StorageAccountRef {
+            subscription_id: "s".into(),
+            resource_group: "r".into(),
+            account_name: "a".into(),
+        };
+        let need = need_of(
+            "/storage.v1.Byos/GetStorageAccount",
+            &account.encode_to_vec(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            need.access,
+            Some((
+                Action::StorageAccountsRead,
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a"
+                    .into()
+            ))
+        );
+        // Read is a Reader's, write a Contributor's (not Log Analytics Contributor's).
+        assert!(crate::Role::Reader.allows(Action::StorageAccountsRead));
+        assert!(!crate::Role::Reader.allows(Action::StorageAccountsWrite));
+        assert!(crate::Role::Contributor.allows(Action::StorageAccountsWrite));
+        assert!(!crate::Role::LogAnalyticsContributor.allows(Action::StorageAccountsWrite));
+        assert!(need_of("/storage.v1.Byos/Drop", &[]).is_err());
     }
 }

@@ -57,10 +57,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait AccessSource: Send + Sync + 'static {
     /// The verifier; `refresh` asks for the keys again (a token named an unknown key).
     fn verifier(&self, refresh: bool) -> BoxFuture<'_, Result<TokenVerifier, AuthError>>;
-    /// The decision for `caller` doing `action` at `scope`.
+    /// The decision for `caller` doing `action` at `scope`; `token` is the caller's own (verified)
+    /// token, which a remote authority asks for: a caller may ask about itself.
     fn check<'a>(
         &'a self,
         caller: &'a Caller,
+        token: &'a str,
         action: Action,
         scope: &'a str,
     ) -> BoxFuture<'a, Result<Access, AuthError>>;
@@ -86,6 +88,7 @@ impl AccessSource for LocalAccess {
     fn check<'a>(
         &'a self,
         caller: &'a Caller,
+        _token: &'a str,
         action: Action,
         scope: &'a str,
     ) -> BoxFuture<'a, Result<Access, AuthError>> {
@@ -167,6 +170,7 @@ impl AccessSource for RemoteAccess {
     fn check<'a>(
         &'a self,
         caller: &'a Caller,
+        token: &'a str,
         action: Action,
         scope: &'a str,
     ) -> BoxFuture<'a, Result<Access, AuthError>> {
@@ -181,14 +185,20 @@ impl AccessSource for RemoteAccess {
             if self.granted().get(&key).is_some_and(|until| now < *until) {
                 return Ok(Access::Granted);
             }
+            // The caller's own token: the authority answers a principal about itself.
+            let mut request = tonic::Request::new(pb::CheckAccessRequest {
+                object_id: caller.object_id.clone(),
+                tenant_id: caller.tenant_id.clone(),
+                action: action.as_str().to_string(),
+                scope: scope.to_string(),
+            });
+            let header = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| AuthError::MissingToken)?;
+            request.metadata_mut().insert("authorization", header);
             let answer = self
                 .client()
-                .check_access(pb::CheckAccessRequest {
-                    object_id: caller.object_id.clone(),
-                    tenant_id: caller.tenant_id.clone(),
-                    action: action.as_str().to_string(),
-                    scope: scope.to_string(),
-                })
+                .check_access(request)
                 .await
                 .map_err(|s| unavailable(&s))?
                 .into_inner();
@@ -271,7 +281,9 @@ impl Guard {
         let Some((action, scope)) = access else {
             return Ok(Some(caller));
         };
-        let access = self.access.check(&caller, action, &scope).await?;
+        // `authenticate` found it, so it is there.
+        let token = crate::grpc_auth::bearer(metadata).unwrap_or_default();
+        let access = self.access.check(&caller, &token, action, &scope).await?;
         if let (Some(gate), Action::QueryRead, false) =
             (&self.lockbox, action, access == Access::Granted)
         {

@@ -47,11 +47,18 @@ pub enum Action {
     /// (Entra's Global Administrator), which no Azure RBAC role grants
     /// ([`crate::Principal::administrator`]).
     DirectoryWrite,
+    /// Read a storage account (queries in the customer's own storage, BYOS).
+    StorageAccountsRead,
+    /// Create a storage account or change its encryption.
+    StorageAccountsWrite,
+    /// Read role assignments, and so ask what another principal may do (`CheckAccess` about
+    /// someone else; Azure's `Microsoft.Authorization/*/read`, every reader's).
+    RoleAssignmentsRead,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 11] = [
         Action::ClustersRead,
         Action::ClustersWrite,
         Action::WorkspacesRead,
@@ -60,6 +67,9 @@ impl Action {
         Action::QueryRead,
         Action::RoleAssignmentsWrite,
         Action::DirectoryWrite,
+        Action::StorageAccountsRead,
+        Action::StorageAccountsWrite,
+        Action::RoleAssignmentsRead,
     ];
 
     /// Azure's action string.
@@ -75,7 +85,19 @@ impl Action {
             Action::DirectoryWrite => {
                 "microsoft.directory/servicePrincipals/allProperties/allTasks"
             }
+            Action::StorageAccountsRead => "Microsoft.Storage/storageAccounts/read",
+            Action::StorageAccountsWrite => "Microsoft.Storage/storageAccounts/write",
+            Action::RoleAssignmentsRead => "Microsoft.Authorization/roleAssignments/read",
         }
+    }
+
+    /// True for the reads Azure's `*/read` grants (every reader role's).
+    pub fn is_read(self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            ClustersRead | WorkspacesRead | QueryRead | StorageAccountsRead | RoleAssignmentsRead
+        )
     }
 
     /// The action named by `text` (case-insensitive, as Azure compares actions).
@@ -163,27 +185,23 @@ impl Role {
     /// Whether the role grants `action`. Owner: everything Azure RBAC grants (not the directory);
     /// User Access Administrator: role assignments and every read; Contributor: everything but role
     /// assignments and data actions; Reader: every read, including queries (Azure's `*/read`);
-    /// Log Analytics Contributor: Log Analytics' reads and writes; Log Analytics Reader: its
-    /// reads; Monitoring Metrics Publisher: only the telemetry data action.
+    /// Log Analytics Contributor: every read and Log Analytics' writes (not a storage account's);
+    /// Log Analytics Reader: every read; Monitoring Metrics Publisher: only the telemetry data
+    /// action.
     pub fn allows(self, action: Action) -> bool {
         use Action::*;
+        let read = action.is_read();
         match self {
             Role::Owner => action != DirectoryWrite,
-            Role::UserAccessAdministrator => matches!(
-                action,
-                RoleAssignmentsWrite | ClustersRead | WorkspacesRead | QueryRead
-            ),
+            Role::UserAccessAdministrator => read || action == RoleAssignmentsWrite,
             Role::Contributor => !matches!(
                 action,
                 RoleAssignmentsWrite | TelemetryWrite | DirectoryWrite
             ),
-            Role::Reader | Role::LogAnalyticsReader => {
-                matches!(action, ClustersRead | WorkspacesRead | QueryRead)
+            Role::Reader | Role::LogAnalyticsReader => read,
+            Role::LogAnalyticsContributor => {
+                read || matches!(action, ClustersWrite | WorkspacesWrite)
             }
-            Role::LogAnalyticsContributor => matches!(
-                action,
-                ClustersRead | ClustersWrite | WorkspacesRead | WorkspacesWrite | QueryRead
-            ),
             Role::MonitoringMetricsPublisher => matches!(action, TelemetryWrite),
         }
     }

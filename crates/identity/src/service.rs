@@ -14,9 +14,12 @@
 //! token, 403 `AuthorizationFailed` without the right, the Azure body in the status details).
 //! One exception, Azure's own: the tenant's Azure Cosmos DB first-party service principal
 //! (Sentinel registers it on first use, as Azure provisions first-party applications in every
-//! tenant without the customer's administrator); it gets no role. Tokens, signing keys, access
-//! checks and a resource's system-assigned identity (made by cluster storage, a first-party
-//! resource provider) stay open.
+//! tenant without the customer's administrator); it gets no role. `CheckAccess` needs a valid
+//! token of this authority (any audience): a caller may ask about itself (a guard forwards the
+//! token of the call it guards), about anyone else only with `roleAssignments/read` at the scope
+//! ([`IdentityService::authorize_check`]). Tokens (client credentials), signing keys and a
+//! resource's system-assigned identity (made by cluster storage, a first-party resource
+//! provider) stay open.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,9 +30,9 @@ use cmksim_sim::Clock;
 
 use crate::authority::{IdentityAuthority, IdentityError};
 use crate::directory::{DirectoryError, Principal, PrincipalKind, COSMOS_DB_DISPLAY_NAME};
-use crate::grpc_auth::authenticate;
+use crate::grpc_auth::{authenticate, AuthError};
 use crate::roles::{Access, Action, Role, RoleAssignment};
-use crate::token::audience;
+use crate::token::{audience, VerifyError};
 
 /// The gRPC service over a shared authority.
 #[derive(Clone)]
@@ -69,6 +72,44 @@ impl IdentityService {
                 .map_err(|e| e.to_status())?;
         authority
             .authorize(&caller, &issuer, action, scope)
+            .map_err(|e| e.to_status())
+    }
+
+    /// Checks the token of a `CheckAccess` call about `object_id` of `tenant_id` at `scope`: a
+    /// valid token of this authority, of any audience it issues (a guard forwards its caller's
+    /// token, whatever the guarded call's audience). A caller may ask about itself, as Azure's
+    /// `permissions` API answers anyone about their own access; asking about another principal
+    /// needs [`Action::RoleAssignmentsRead`] at the scope (Azure's
+    /// `Microsoft.Authorization/*/read`: every reader role, and the first-party services' roles at
+    /// the root scope).
+    fn authorize_check(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        object_id: &str,
+        tenant_id: &str,
+        scope: &str,
+    ) -> Result<(), Status> {
+        let authority = self.lock();
+        let verifier = authority.verifier();
+        let now = self.clock.now();
+        let mut verified = Err(AuthError::MissingToken);
+        for aud in audience::ALL {
+            verified = authenticate(&verifier, metadata, aud, now);
+            if !matches!(
+                verified,
+                Err(AuthError::Invalid(VerifyError::WrongAudience { .. }))
+            ) {
+                break;
+            }
+        }
+        let (caller, issuer) = verified.map_err(|e| e.to_status())?;
+        let itself = caller.object_id.eq_ignore_ascii_case(object_id)
+            && caller.tenant_id.eq_ignore_ascii_case(tenant_id);
+        if itself {
+            return Ok(());
+        }
+        authority
+            .authorize(&caller, &issuer, Action::RoleAssignmentsRead, scope)
             .map_err(|e| e.to_status())
     }
 }
@@ -286,6 +327,10 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        {
+            let r = request.get_ref();
+            self.authorize_check(request.metadata(), &r.object_id, &r.tenant_id, &r.scope)?;
+        }
         let r = request.into_inner();
         let action = Action::parse(&r.action).ok_or_else(|| {
             Status::invalid_argument(format!(

@@ -3,7 +3,10 @@
 //! is refused 401 `AuthenticationFailed`, one with the token of an ordinary principal 403
 //! `AuthorizationFailed`; the bootstrap administrator (through `AdminCredentials::channel`, the
 //! in-repo callers' one home) succeeds; an Owner of a subscription may assign roles there and
-//! nowhere else; and after a restart the credentials file of the first start still works.
+//! nowhere else; and after a restart the credentials file of the first start still works. A
+//! directory made before the bootstrap administrator existed gets one on its next start, and
+//! keeps the rest; `CheckAccess` answers only callers with a token (about others: readers of
+//! role assignments).
 
 use std::sync::{Arc, Mutex};
 
@@ -254,4 +257,228 @@ fn an_in_memory_authority_has_its_administrator_too() {
         !debug.contains(&admin.client_secret),
         "Debug never shows the secret"
     );
+}
+
+/// A directory made before the bootstrap administrator existed (before session 6): tenants,
+/// principals and role assignments, but no administrator among them (no `administrator` field
+/// in the principals' records) and no `identity-admin.json`. The next start makes one — once,
+/// written 0600 — and keeps every tenant, principal and assignment it found: the old principal
+/// still gets tokens and keeps its role, and the new administrator's API works.
+#[tokio::test]
+async fn a_directory_without_an_administrator_gets_one_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("identity");
+    let subscription = "/subscriptions/5b1f0000-0000-4000-8000-0000000000aa";
+    let (first_admin, old_tenant, old_app, old_secret, counts) = {
+        let mut a = IdentityAuthority::open(&store, SeedTree::new(3).source("identity")).unwrap();
+        let tenant = a.create_tenant("contoso", "").unwrap();
+        let (app, secret) = a
+            .create_principal(
+                &tenant.tenant_id,
+                "old-app",
+                cmksim_identity::PrincipalKind::ServicePrincipal,
+            )
+            .unwrap();
+        a.assign_role(subscription, Role::Owner, &app.object_id, "")
+            .unwrap();
+        let admin = a.admin_credentials().cloned().unwrap();
+        let d = a.directory();
+        let counts = (
+            d.tenants.len(),
+            d.principals.len(),
+            d.role_assignments.len(),
+        );
+        (admin, tenant.tenant_id, app.object_id, secret, counts)
+    };
+    // Make it an old directory: no administrator (nor its tenant and role), the principals'
+    // records without the field, no credentials file.
+    {
+        let db = sled::Config::new().path(&store).open().unwrap();
+        db.open_tree("tenants")
+            .unwrap()
+            .remove(first_admin.tenant_id.as_bytes())
+            .unwrap();
+        let principals = db.open_tree("principals").unwrap();
+        principals.remove(first_admin.object_id.as_bytes()).unwrap();
+        for entry in principals.iter() {
+            let (key, value) = entry.unwrap();
+            let mut record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+            record.as_object_mut().unwrap().remove("administrator");
+            principals
+                .insert(key, serde_json::to_vec(&record).unwrap())
+                .unwrap();
+        }
+        let assignments = db.open_tree("role_assignments").unwrap();
+        for entry in assignments.iter() {
+            let (key, value) = entry.unwrap();
+            let record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+            if record["principal_id"] == first_admin.object_id.as_str() {
+                assignments.remove(key).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let file = admin_credentials_path(&store);
+    std::fs::remove_file(&file).unwrap();
+
+    // The start: an administrator, made now, and nothing else changed.
+    let made = {
+        let a = IdentityAuthority::open(&store, SeedTree::new(4).source("identity")).unwrap();
+        assert!(a.admin_created(), "made on this start, to be printed");
+        let admin = a.admin_credentials().cloned().unwrap();
+        assert_ne!(admin.object_id, first_admin.object_id);
+        assert!(a.directory().is_administrator(&admin.object_id));
+        assert_eq!(AdminCredentials::load(&file).unwrap(), admin);
+        let d = a.directory();
+        assert!(d.tenants.contains_key(&old_tenant));
+        assert!(d.principals.contains_key(&old_app));
+        assert!(
+            !d.is_administrator(&old_app),
+            "the old principal stays what it was"
+        );
+        // What was removed (the first administrator, its tenant and role) is made again; the
+        // rest is as it was.
+        let now = (
+            d.tenants.len(),
+            d.principals.len(),
+            d.role_assignments.len(),
+        );
+        assert_eq!(now, counts);
+        admin
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Made once: the next start reuses it.
+    let (channel, _stop, clock) = serve(&store, 5).await;
+    let admin_creds = AdminCredentials::load(&file).unwrap();
+    assert_eq!(admin_creds, made);
+    let mut admin = IdentityClient::new(admin_creds.channel(channel.clone(), clock));
+    admin
+        .create_principal(principal_request(&old_tenant, "after-migration"))
+        .await
+        .expect("the new administrator's API works");
+    admin
+        .create_role_assignment(role_request(
+            &format!("{subscription}/resourceGroups/rg"),
+            Role::Reader,
+            &old_app,
+        ))
+        .await
+        .expect("the administrator assigns a role to an old principal");
+    // The old principal: its token, and its Owner role (it asks about itself).
+    let token = token_of(&channel, &old_app, &old_secret).await;
+    let answer = IdentityClient::new(channel.clone())
+        .check_access(with_token(
+            &token,
+            pb::CheckAccessRequest {
+                object_id: old_app.clone(),
+                tenant_id: old_tenant.clone(),
+                action: "Microsoft.OperationalInsights/clusters/write".into(),
+                scope: format!("{subscription}/resourceGroups/rg"),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision, pb::AccessDecision::Granted as i32);
+}
+
+/// `CheckAccess` answers only a caller with a valid token: about itself with any audience
+/// (what a guard asks, forwarding its caller's token), about someone else only with
+/// `Microsoft.Authorization/roleAssignments/read` at the scope (the administrator's User Access
+/// Administrator role at `/` has it; an Owner of another subscription does not).
+#[tokio::test]
+async fn check_access_needs_a_token_and_about_others_a_reader_of_assignments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("identity");
+    let (channel, _stop, clock) = serve(&store, 7).await;
+    let admin_creds = AdminCredentials::load(&admin_credentials_path(&store)).unwrap();
+    let mut admin = IdentityClient::new(admin_creds.channel(channel.clone(), clock));
+    let tenant = admin_creds.tenant_id.clone();
+    let ours = "/subscriptions/5b1f0000-0000-4000-8000-0000000000b1";
+    let theirs = "/subscriptions/5b1f0000-0000-4000-8000-0000000000b2";
+    let mut made = Vec::new();
+    for (name, scope) in [("alice", ours), ("bob", theirs)] {
+        let p = admin
+            .create_principal(principal_request(&tenant, name))
+            .await
+            .unwrap()
+            .into_inner();
+        let oid = p.principal.unwrap().object_id;
+        admin
+            .create_role_assignment(role_request(scope, Role::Owner, &oid))
+            .await
+            .unwrap();
+        made.push((oid, p.secret));
+    }
+    let (alice, bob) = (&made[0], &made[1]);
+    let ask = |who: &str, scope: &str| pb::CheckAccessRequest {
+        object_id: who.to_string(),
+        tenant_id: tenant.clone(),
+        action: "Microsoft.OperationalInsights/clusters/write".into(),
+        scope: scope.to_string(),
+    };
+    let mut anonymous = IdentityClient::new(channel.clone());
+
+    // No token: 401, no answer.
+    let refused = anonymous
+        .check_access(ask(&bob.0, theirs))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert_eq!(azure(&refused).code, "AuthenticationFailed");
+
+    // About itself, with a token of another audience than management: answered.
+    let monitor = IdentityClient::new(channel.clone())
+        .issue_token(pb::IssueTokenRequest {
+            object_id: alice.0.clone(),
+            secret: alice.1.clone(),
+            audience: audience::MONITOR.to_string(),
+            lifetime_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let answer = anonymous
+        .check_access(with_token(&monitor, ask(&alice.0, ours)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision, pb::AccessDecision::Granted as i32);
+    let answer = anonymous
+        .check_access(with_token(&monitor, ask(&alice.0, theirs)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision, pb::AccessDecision::Denied as i32);
+
+    // About bob, in bob's subscription: alice has no role there, so no answer.
+    let refused = anonymous
+        .check_access(with_token(&monitor, ask(&bob.0, theirs)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert_eq!(azure(&refused).code, "AuthorizationFailed");
+    assert!(azure(&refused)
+        .message
+        .contains("Microsoft.Authorization/roleAssignments/read"));
+    // In her own subscription she reads the assignments: answered (bob has none there).
+    let answer = anonymous
+        .check_access(with_token(&monitor, ask(&bob.0, ours)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision, pb::AccessDecision::Denied as i32);
+    // The administrator reads every assignment.
+    let answer = admin
+        .check_access(ask(&bob.0, theirs))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision, pb::AccessDecision::Granted as i32);
 }

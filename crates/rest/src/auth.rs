@@ -66,7 +66,9 @@ pub fn management_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller
 
 /// The identity authority's decision on `caller` doing `action` at `scope` (Azure RBAC as
 /// `cmksim_identity::roles` reduces it), for the checks the door makes itself: the Logs
-/// Ingestion API's role on a data collection rule, which lives in the door.
+/// Ingestion API's role on a data collection rule, which lives in the door. The door asks in
+/// its own name ([`door_channel`]: the administrator, whose User Access Administrator role at
+/// `/` reads role assignments everywhere), as `CheckAccess` about another principal needs.
 pub async fn access(
     state: &AppState,
     caller: &cmksim_identity::Caller,
@@ -74,7 +76,8 @@ pub async fn access(
     scope: &str,
 ) -> Result<cmksim_identity::Access, RestError> {
     use cmksim_proto::identity::v1 as idp;
-    let answer = idp::identity_client::IdentityClient::new(state.upstream.keyvault.clone())
+    let identity = door_channel(state, state.upstream.keyvault.clone());
+    let answer = idp::identity_client::IdentityClient::new(identity)
         .check_access(idp::CheckAccessRequest {
             object_id: caller.object_id.clone(),
             tenant_id: caller.tenant_id.clone(),
