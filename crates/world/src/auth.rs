@@ -7,9 +7,27 @@
 //!   host hands its credentials to [`WorldAuth::admin`]) makes every principal and role
 //!   assignment: the identity service refuses those calls without an administrator's token;
 //! - the scenario's driver acts as the simulator's administrator: a service principal
-//!   `cmksim-driver` of the tenant `cmksim-services` with Owner at the root scope (it builds
-//!   every tenant's world, so it needs every tenant's rights; the scenario's own users keep their
-//!   Key Vault access policies as before);
+//!   `cmksim-driver` of the tenant `cmksim-services` with Owner at the root scope (the scenario's
+//!   own users keep their Key Vault access policies as before). What that root role covers, and
+//!   why no per-tenant operator can take it over without a change of the scenario format:
+//!   every workspace and storage account of a scenario lives in one subscription,
+//!   `/subscriptions/scenario/resourceGroups/logs` (`driver::cluster::WORKSPACE_SUBSCRIPTION`;
+//!   a `[[workspace]]` names no tenant or subscription, a `[[storage_account]]` a tenant but no
+//!   subscription), while clusters live in their own subscriptions and vaults, keys and storage
+//!   accounts belong to the scenario's several tenants. A subscription belongs to one tenant
+//!   (`cmksim_identity::roles`), so an operator of one tenant holding Owner at `scenario` would
+//!   bind it to that tenant and every other tenant's link, saved search or Sentinel onboarding
+//!   there would be refused as `InvalidAuthenticationTokenTenant`. The root role is therefore
+//!   used for: workspaces (create, retention, locks, tables, purge, links to any tenant's
+//!   cluster), storage accounts and saved searches, clusters (create, key update, delete,
+//!   Lockbox enablement; a per-tenant operator at a cluster's subscription would do here, but its
+//!   workspace links need the shared subscription anyway), Sentinel onboarding and its items,
+//!   Customer Lockbox decisions (the customer's answer), and the scenario's agents and probes,
+//!   which send and query every tenant's logs through the ingest front end with the driver's
+//!   token (Owner grants `Telemetry/Write` and `query/read`; the front end then calls storage as
+//!   its own principal). Not covered: the directory (tenants, principals, role assignments are
+//!   made with the bootstrap administrator's token) and the support engineer's Lockbox request
+//!   and query (the engineer's own token);
 //! - the ingest front end calls storage as `cmksim-ingest` (Monitoring Metrics Publisher and
 //!   Log Analytics Reader at the root scope: Azure Monitor's pipeline);
 //! - Sentinel reads workspaces and clusters from storage as `cmksim-sentinel` (Reader at the
