@@ -53,6 +53,28 @@ pub fn admin_credentials_path(store_dir: &Path) -> PathBuf {
     store_dir.join(ADMIN_CREDENTIALS_FILE)
 }
 
+/// The draws of a reopened store. A seeded source starts the same stream at every open of the
+/// same seed, so without this the ids and secrets drawn after a restart (of a simulated Key
+/// Vault, say) repeated those of the first start: a principal made after the restart took the
+/// object id, application id and secret of one made before it, and replaced it. Each reopening
+/// gets a stream of its own, derived from the seed's and the number of reopenings before it
+/// (persisted by the store), so the same run restarted at the same points draws the same values.
+/// The operating system's source is left as it is.
+fn reopened_rng(mut rng: RandomSource, reopens: u64) -> RandomSource {
+    if !rng.is_seeded() {
+        return rng;
+    }
+    let mut base = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rng, &mut base);
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"cmksim identity: reopened store");
+    context.update(&base);
+    context.update(&reopens.to_le_bytes());
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(context.finish().as_ref());
+    RandomSource::from_seed(seed)
+}
+
 /// The identity authority of one process.
 pub struct IdentityAuthority {
     directory: Directory,
@@ -84,6 +106,8 @@ impl IdentityAuthority {
         let directory = store.load_directory()?;
         let authority = match store.load_signing_key()? {
             Some(scalar) => {
+                let reopens = store.count_reopen()?;
+                rng = reopened_rng(rng, reopens);
                 Authority::from_secret_scalar(&scalar).map_err(|e| StoreError::Corrupt {
                     key: "signing-key".into(),
                     reason: e.to_string(),

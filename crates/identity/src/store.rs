@@ -5,7 +5,9 @@
 //! - tree `principals`: object id → JSON [`Principal`] (secret only as salt + PBKDF2 hash)
 //! - tree `role_assignments`: lower-case assignment id → JSON [`RoleAssignment`]
 //! - tree `subscriptions`: lower-case subscription id → the tenant id it belongs to
-//! - tree `authority`: `signing-key` → the 32-byte P-256 private scalar of the token signer.
+//! - tree `authority`: `signing-key` → the 32-byte P-256 private scalar of the token signer;
+//!   `opens` → how many times the store was reopened (u64, little-endian), so that a seeded
+//!   authority draws new ids and secrets after a restart ([`crate::IdentityAuthority::open`]).
 //!
 //! The signing key is stored unencrypted inside the data directory: the data directory is the
 //! simulator's trust boundary (like a real STS's key store), it never leaves it, and encrypting it
@@ -18,6 +20,7 @@ use crate::directory::{Directory, Principal, Tenant};
 use crate::roles::RoleAssignment;
 
 const SIGNING_KEY: &[u8] = b"signing-key";
+const OPENS: &[u8] = b"opens";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,25 @@ impl IdentityStore {
         self.authority.insert(SIGNING_KEY, scalar)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Counts one more reopening of the store and flushes; returns how many came before this one
+    /// (0 the first time; a store written before the count existed starts at 0 too).
+    pub fn count_reopen(&self) -> Result<u64, StoreError> {
+        let before = match self.authority.get(OPENS)? {
+            None => 0,
+            Some(bytes) => {
+                let raw: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: "opens".into(),
+                    reason: format!("{} bytes, not 8", bytes.len()),
+                })?;
+                u64::from_le_bytes(raw)
+            }
+        };
+        self.authority
+            .insert(OPENS, &before.saturating_add(1).to_le_bytes())?;
+        self.db.flush()?;
+        Ok(before)
     }
 
     /// Writes a tenant and flushes.
