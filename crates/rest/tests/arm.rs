@@ -9,21 +9,17 @@
 //! The clock runs at 1800x so that three simulated hours of provisioning take six real seconds;
 //! every wait is a bounded polling loop on the door's answers.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
 use cmksim_proto::keyvault::v1 as kvp;
 use cmksim_proto::storage::v1 as stp;
 use cmksim_rest::client::{Answer, HttpsClient};
-use cmksim_rest::{RestConfig, RestServer};
-use cmksim_sim::net::{ClientTimeouts, Network};
-use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
-use cmksim_storage::{StorageConfig, StorageServer};
+use cmksim_sim::Profile;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -48,107 +44,18 @@ struct World {
     _stop: watch::Sender<bool>,
 }
 
-fn self_signed(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let params = rcgen::CertificateParams::new(names).expect("names");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("certificate");
-    let cert_pem = cert.pem().into_bytes();
-    std::fs::write(dir.join("cert.pem"), &cert_pem).expect("write cert");
-    (cert_pem, key.serialize_pem().into_bytes())
-}
-
-async fn until(mut rx: watch::Receiver<bool>) {
-    cmksim_rest::listener::stopped(&mut rx).await;
-}
-
 /// Key Vault, storage (under `profile`) and the door.
 async fn start(profile: &str) -> World {
-    cmksim_sim::net::install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, TIME_SCALE);
-    let (stop, stop_rx) = watch::channel(false);
-
-    let kv_server = KeyVaultServer::open(
-        &dir.path().join("kv"),
-        clock.clone(),
-        SeedTree::new(5),
-        EventLog::default(),
-        KeyVaultConfig {
-            os_key_material: true,
-            without_hsm: false,
-        },
-    )
-    .expect("open Key Vault");
-    let kv_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let kv_url = format!("http://{}", kv_listener.local_addr().expect("addr"));
-    let kv_stop = until(stop_rx.clone());
-    tokio::spawn(async move {
-        kv_server
-            .serve_with_incoming(cmksim_sim::net::tcp_incoming(kv_listener), kv_stop)
-            .await
-            .expect("Key Vault serves");
-    });
-
-    let storage_server = StorageServer::open(StorageConfig::new(
-        dir.path().join("storage"),
-        clock.clone(),
-        SeedTree::new(6),
-        EventLog::default(),
-        Profile::builtin(profile).expect("a built-in profile"),
-        Network::Tcp,
-        &kv_url,
-    ))
-    .expect("open storage");
-    let storage_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let storage_url = format!("http://{}", storage_listener.local_addr().expect("addr"));
-    let storage_stop = until(stop_rx.clone());
-    tokio::spawn(async move {
-        storage_server
-            .serve_with_incoming(
-                cmksim_sim::net::tcp_incoming(storage_listener),
-                storage_stop,
-            )
-            .await
-            .expect("storage serves");
-    });
-
-    let (cert_pem, key_pem) = self_signed(dir.path());
-    let tls = cmksim_sim::net::tls_server_config(&cert_pem, &key_pem).expect("tls");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let config = RestConfig {
-        keyvault_url: kv_url.clone(),
-        storage_url: storage_url.clone(),
-        // Ingest is not started; its channel is lazy and no test here uses it.
-        ingest_url: "http://127.0.0.1:9".into(),
-        network: Network::Tcp,
-        clock,
-        data_dir: dir.path().to_path_buf(),
-        ca_file: dir.path().join("cert.pem"),
-        seed: 5,
-        admin_credentials: cmksim_identity::authority::admin_credentials_path(
-            &dir.path().join("kv").join("identity"),
-        ),
-    };
-    let server = RestServer::open(config, format!("https://{addr}"))
-        .await
-        .expect("open the door");
-    let credentials = server.credentials().clone();
-    tokio::spawn(server.serve(listener, tls, until(stop_rx)));
-    let channel = |url: &str| {
-        Network::Tcp
-            .channel(url, ClientTimeouts::default())
-            .expect("channel")
-    };
+    let profile = Profile::builtin(profile).expect("a built-in profile");
+    let services = common::start_services(profile, TIME_SCALE, false).await;
     World {
-        storage: channel(&storage_url),
-        kv: channel(&kv_url),
-        _dir: dir,
-        addr,
-        ca_pem: cert_pem,
-        credentials,
-        _stop: stop,
+        storage: services.storage,
+        kv: services.kv,
+        _dir: services.dir,
+        addr: services.addr,
+        ca_pem: services.ca_pem,
+        credentials: services.credentials,
+        _stop: services.stop,
     }
 }
 

@@ -9,21 +9,18 @@
 //!
 //! The clock runs at 1800x: the one-hour access of this test's profile ends in two real seconds.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::storage::v1 as stp;
 use cmksim_rest::client::HttpsClient;
-use cmksim_rest::{RestConfig, RestServer};
-use cmksim_sim::net::{ClientTimeouts, Network};
-use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
-use cmksim_storage::{StorageConfig, StorageServer};
+use cmksim_sim::Profile;
 use http::{Method, StatusCode};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+use common::start_services;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000bb";
 const RG: &str = "monitoring";
@@ -33,26 +30,6 @@ const TIME_SCALE: f64 = 1800.0;
 /// Bound of every wait: rounds of [`WAIT_STEP`].
 const WAIT_ROUNDS: u32 = 600;
 const WAIT_STEP: Duration = Duration::from_millis(50);
-
-fn self_signed(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let params = rcgen::CertificateParams::new(names).expect("names");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("certificate");
-    let cert_pem = cert.pem().into_bytes();
-    std::fs::write(dir.join("cert.pem"), &cert_pem).expect("write cert");
-    (cert_pem, key.serialize_pem().into_bytes())
-}
-
-async fn until(mut rx: watch::Receiver<bool>) {
-    cmksim_rest::listener::stopped(&mut rx).await;
-}
-
-async fn listener() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    (listener, url)
-}
 
 fn cluster_ref() -> stp::ClusterRef {
     stp::ClusterRef {
@@ -72,103 +49,14 @@ fn ws_ref() -> stp::WorkspaceRef {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_door_lets_a_support_engineer_query_only_while_its_request_is_approved() {
-    cmksim_sim::net::install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, TIME_SCALE);
-    let events = EventLog::default();
-    let (stop, stop_rx) = watch::channel(false);
     let mut profile = Profile::builtin("azure-2020").expect("a built-in profile");
     profile.cluster.provisioning_duration = Duration::from_secs(120);
     profile.cluster.link_duration = Duration::from_secs(120);
     profile.lockbox.access_duration = Duration::from_secs(3600);
-
-    let kv_server = KeyVaultServer::open(
-        &dir.path().join("kv"),
-        clock.clone(),
-        SeedTree::new(5),
-        events.clone(),
-        KeyVaultConfig {
-            os_key_material: true,
-            without_hsm: false,
-        },
-    )
-    .expect("open Key Vault");
-    let (kv_listener, kv_url) = listener().await;
-    let kv_stop = until(stop_rx.clone());
-    tokio::spawn(async move {
-        kv_server
-            .serve_with_incoming(cmksim_sim::net::tcp_incoming(kv_listener), kv_stop)
-            .await
-            .expect("Key Vault serves");
-    });
-
-    let storage_server = StorageServer::open(StorageConfig::new(
-        dir.path().join("storage"),
-        clock.clone(),
-        SeedTree::new(6),
-        events.clone(),
-        profile.clone(),
-        Network::Tcp,
-        &kv_url,
-    ))
-    .expect("open storage");
-    let (storage_listener, storage_url) = listener().await;
-    let storage_stop = until(stop_rx.clone());
-    tokio::spawn(async move {
-        storage_server
-            .serve_with_incoming(
-                cmksim_sim::net::tcp_incoming(storage_listener),
-                storage_stop,
-            )
-            .await
-            .expect("storage serves");
-    });
-
-    let ingest = cmksim_ingest::IngestServer::new(
-        clock.clone(),
-        events.clone(),
-        profile.clone(),
-        &storage_url,
-    )
-    .expect("ingest");
-    let (ingest_listener, ingest_url) = listener().await;
-    let ingest_stop = until(stop_rx.clone());
-    tokio::spawn(async move {
-        ingest
-            .serve_with_incoming(cmksim_sim::net::tcp_incoming(ingest_listener), ingest_stop)
-            .await
-            .expect("ingest serves");
-    });
-
-    let (cert_pem, key_pem) = self_signed(dir.path());
-    let tls = cmksim_sim::net::tls_server_config(&cert_pem, &key_pem).expect("tls");
-    let door_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let door_addr = door_listener.local_addr().expect("addr");
-    let admin_file =
-        cmksim_identity::authority::admin_credentials_path(&dir.path().join("kv").join("identity"));
-    let config = RestConfig {
-        keyvault_url: kv_url.clone(),
-        storage_url: storage_url.clone(),
-        ingest_url,
-        network: Network::Tcp,
-        clock: clock.clone(),
-        data_dir: dir.path().to_path_buf(),
-        ca_file: dir.path().join("cert.pem"),
-        seed: 5,
-        admin_credentials: admin_file.clone(),
-    };
-    let door = RestServer::open(config, format!("https://{door_addr}"))
-        .await
-        .expect("open the door");
-    let tenant = door.credentials().tenant_id.clone();
-    tokio::spawn(door.serve(door_listener, tls, until(stop_rx)));
-
-    let channel = |url: &str| {
-        Network::Tcp
-            .channel(url, ClientTimeouts::default())
-            .expect("channel")
-    };
-    let (kv, storage) = (channel(&kv_url), channel(&storage_url));
+    let services = start_services(profile, TIME_SCALE, true).await;
+    let (clock, events) = (services.clock.clone(), services.events.clone());
+    let (kv, storage) = (services.kv.clone(), services.storage.clone());
+    let tenant = services.credentials.tenant_id.clone();
 
     // The world, over storage's gRPC (unguarded here): a cluster, a linked workspace with
     // heartbeats, Lockbox on.
@@ -259,7 +147,8 @@ async fn the_door_lets_a_support_engineer_query_only_while_its_request_is_approv
         .expect("enable Lockbox");
 
     // The support engineer: a principal without any role, and its Log Analytics token.
-    let root = cmksim_identity::AdminCredentials::load(&admin_file).expect("the administrator");
+    let root =
+        cmksim_identity::AdminCredentials::load(&services.admin_file()).expect("the administrator");
     let (engineer, secret) = cmksim_identity::provision_service_principal(
         root.channel(kv.clone(), clock.clone()),
         "Microsoft support engineer",
@@ -278,7 +167,7 @@ async fn the_door_lets_a_support_engineer_query_only_while_its_request_is_approv
         .expect("a token")
         .into_inner()
         .token;
-    let mut http = HttpsClient::connect(door_addr, "localhost", &cert_pem)
+    let mut http = HttpsClient::connect(services.addr, "localhost", &services.ca_pem)
         .await
         .expect("connect");
     let path = format!("/v1/workspaces/{}/query", ws.customer_id);
@@ -352,5 +241,5 @@ async fn the_door_lets_a_support_engineer_query_only_while_its_request_is_approv
         .expect("query");
     insufficient(&answer, "expired");
 
-    stop.send(true).ok();
+    services.stop.send(true).ok();
 }

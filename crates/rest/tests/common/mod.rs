@@ -15,7 +15,7 @@ use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
 use cmksim_rest::client::{Answer, HttpsClient};
 use cmksim_rest::{RestConfig, RestServer};
 use cmksim_sim::net::Network;
-use cmksim_sim::{Clock, EventLog, SeedTree, SimTime};
+use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
 use http::{Method, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -43,7 +43,8 @@ pub struct Door {
     pub stop: watch::Sender<bool>,
 }
 
-fn self_signed(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+/// A self-signed certificate for the door's names, written to `dir/cert.pem`: (cert, key) PEM.
+pub fn self_signed(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     let names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -57,21 +58,25 @@ fn self_signed(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     (cert_pem, key.serialize_pem().into_bytes())
 }
 
-async fn until(mut rx: watch::Receiver<bool>) {
+/// Completes when the servers are told to stop.
+pub async fn until(mut rx: watch::Receiver<bool>) {
     cmksim_rest::listener::stopped(&mut rx).await;
 }
 
-/// Key Vault (with the identity authority) and the door, each on 127.0.0.1 port 0.
-pub async fn start() -> Door {
-    cmksim_sim::net::install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, 1.0);
-    let (stop, stop_rx) = watch::channel(false);
+/// Key Vault (hosting the identity authority) in `dir/kv` on 127.0.0.1 port 0 until `stop`:
+/// its URL and its authority.
+async fn serve_keyvault(
+    dir: &Path,
+    clock: &Clock,
+    seed: u64,
+    events: &EventLog,
+    stop: &watch::Receiver<bool>,
+) -> (String, Arc<Mutex<IdentityAuthority>>) {
     let kv_server = KeyVaultServer::open(
-        &dir.path().join("kv"),
+        &dir.join("kv"),
         clock.clone(),
-        SeedTree::new(3),
-        EventLog::default(),
+        SeedTree::new(seed),
+        events.clone(),
         KeyVaultConfig {
             os_key_material: true,
             without_hsm: false,
@@ -80,54 +85,199 @@ pub async fn start() -> Door {
     .expect("open Key Vault");
     let identity = kv_server.identity();
     let kv_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let kv_addr = kv_listener.local_addr().expect("addr");
-    let kv_stop = until(stop_rx.clone());
+    let kv_url = format!("http://{}", kv_listener.local_addr().expect("addr"));
+    let kv_stop = until(stop.clone());
     tokio::spawn(async move {
         kv_server
             .serve_with_incoming(cmksim_sim::net::tcp_incoming(kv_listener), kv_stop)
             .await
             .expect("Key Vault serves");
     });
-    let (cert_pem, key_pem) = self_signed(dir.path());
+    (kv_url, identity)
+}
+
+/// What the door talks to: Key Vault's, storage's and ingest's URLs.
+struct Upstreams {
+    keyvault: String,
+    storage: String,
+    ingest: String,
+}
+
+/// The door as it serves: its address, its certificate (PEM), its credentials, and whether it
+/// found its data directory empty.
+struct Serving {
+    addr: SocketAddr,
+    ca_pem: Vec<u8>,
+    credentials: cmksim_rest::Credentials,
+    first_start: bool,
+}
+
+/// The door with its data in `dir`, on 127.0.0.1 port 0 until `stop`.
+async fn serve_door(
+    dir: &Path,
+    clock: &Clock,
+    seed: u64,
+    upstreams: Upstreams,
+    stop: &watch::Receiver<bool>,
+) -> Serving {
+    let (cert_pem, key_pem) = self_signed(dir);
     let tls = cmksim_sim::net::tls_server_config(&cert_pem, &key_pem).expect("tls");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let kv_url = format!("http://{kv_addr}");
-    // Storage and ingest are not started: their channels are lazy, and no test here uses them.
     let config = RestConfig {
-        keyvault_url: kv_url.clone(),
-        storage_url: "http://127.0.0.1:9".into(),
-        ingest_url: "http://127.0.0.1:9".into(),
+        keyvault_url: upstreams.keyvault,
+        storage_url: upstreams.storage,
+        ingest_url: upstreams.ingest,
         network: Network::Tcp,
         clock: clock.clone(),
-        data_dir: dir.path().to_path_buf(),
-        ca_file: dir.path().join("cert.pem"),
-        seed: 3,
+        data_dir: dir.to_path_buf(),
+        ca_file: dir.join("cert.pem"),
+        seed,
         admin_credentials: cmksim_identity::authority::admin_credentials_path(
-            &dir.path().join("kv").join("identity"),
+            &dir.join("kv").join("identity"),
         ),
     };
     let server = RestServer::open(config, format!("https://{addr}"))
         .await
         .expect("open the door");
-    assert!(
-        server.first_start(),
-        "an empty data directory is a first start"
-    );
-    let credentials = server.credentials().clone();
-    tokio::spawn(server.serve(listener, tls, until(stop_rx)));
-    let kv = Network::Tcp
-        .channel(&kv_url, cmksim_sim::net::ClientTimeouts::default())
-        .expect("channel");
-    Door {
-        _dir: dir,
+    let (first_start, credentials) = (server.first_start(), server.credentials().clone());
+    tokio::spawn(server.serve(listener, tls, until(stop.clone())));
+    Serving {
         addr,
         ca_pem: cert_pem,
         credentials,
-        kv,
+        first_start,
+    }
+}
+
+/// A lazy channel to `url`.
+fn channel(url: &str) -> Channel {
+    Network::Tcp
+        .channel(url, cmksim_sim::net::ClientTimeouts::default())
+        .expect("channel")
+}
+
+/// Key Vault (with the identity authority) and the door, each on 127.0.0.1 port 0.
+pub async fn start() -> Door {
+    cmksim_sim::net::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, 1.0);
+    let (stop, stop_rx) = watch::channel(false);
+    let (kv_url, identity) =
+        serve_keyvault(dir.path(), &clock, 3, &EventLog::default(), &stop_rx).await;
+    // Storage and ingest are not started: their channels are lazy, and no test here uses them.
+    let nowhere = "http://127.0.0.1:9".to_string();
+    let upstreams = Upstreams {
+        keyvault: kv_url.clone(),
+        storage: nowhere.clone(),
+        ingest: nowhere,
+    };
+    let door = serve_door(dir.path(), &clock, 3, upstreams, &stop_rx).await;
+    assert!(door.first_start, "an empty data directory is a first start");
+    Door {
+        _dir: dir,
+        addr: door.addr,
+        ca_pem: door.ca_pem,
+        credentials: door.credentials,
+        kv: channel(&kv_url),
         identity,
         clock,
         stop,
+    }
+}
+
+/// Key Vault, storage under a profile, an ingest front end when asked, and the door in front of
+/// them, each on 127.0.0.1 port 0, on one clock and one event log (`arm.rs`,
+/// `lockbox_query.rs`). Without ingest the door's ingest channel points nowhere (it is lazy).
+pub struct Services {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub ca_pem: Vec<u8>,
+    pub credentials: cmksim_rest::Credentials,
+    pub kv: Channel,
+    pub storage: Channel,
+    pub clock: Clock,
+    pub events: EventLog,
+    pub stop: watch::Sender<bool>,
+}
+
+/// Starts [`Services`]: storage under `profile`, the clock at `time_scale` simulated seconds
+/// per real second from [`SimTime::DEFAULT_EPOCH`].
+pub async fn start_services(profile: Profile, time_scale: f64, with_ingest: bool) -> Services {
+    cmksim_sim::net::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, time_scale);
+    let events = EventLog::default();
+    let (stop, stop_rx) = watch::channel(false);
+    let (kv_url, _) = serve_keyvault(dir.path(), &clock, 5, &events, &stop_rx).await;
+
+    let storage_server = cmksim_storage::StorageServer::open(cmksim_storage::StorageConfig::new(
+        dir.path().join("storage"),
+        clock.clone(),
+        SeedTree::new(6),
+        events.clone(),
+        profile.clone(),
+        Network::Tcp,
+        &kv_url,
+    ))
+    .expect("open storage");
+    let storage_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let storage_url = format!("http://{}", storage_listener.local_addr().expect("addr"));
+    let storage_stop = until(stop_rx.clone());
+    tokio::spawn(async move {
+        storage_server
+            .serve_with_incoming(
+                cmksim_sim::net::tcp_incoming(storage_listener),
+                storage_stop,
+            )
+            .await
+            .expect("storage serves");
+    });
+
+    let ingest_url = if with_ingest {
+        let ingest =
+            cmksim_ingest::IngestServer::new(clock.clone(), events.clone(), profile, &storage_url)
+                .expect("ingest");
+        let ingest_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ingest_url = format!("http://{}", ingest_listener.local_addr().expect("addr"));
+        let ingest_stop = until(stop_rx.clone());
+        tokio::spawn(async move {
+            ingest
+                .serve_with_incoming(cmksim_sim::net::tcp_incoming(ingest_listener), ingest_stop)
+                .await
+                .expect("ingest serves");
+        });
+        ingest_url
+    } else {
+        // Not started: the door's channel is lazy.
+        "http://127.0.0.1:9".to_string()
+    };
+
+    let upstreams = Upstreams {
+        keyvault: kv_url.clone(),
+        storage: storage_url.clone(),
+        ingest: ingest_url,
+    };
+    let door = serve_door(dir.path(), &clock, 5, upstreams, &stop_rx).await;
+    Services {
+        kv: channel(&kv_url),
+        storage: channel(&storage_url),
+        dir,
+        addr: door.addr,
+        ca_pem: door.ca_pem,
+        credentials: door.credentials,
+        clock,
+        events,
+        stop,
+    }
+}
+
+impl Services {
+    /// The identity authority's bootstrap administrator's credentials file.
+    pub fn admin_file(&self) -> std::path::PathBuf {
+        cmksim_identity::authority::admin_credentials_path(
+            &self.dir.path().join("kv").join("identity"),
+        )
     }
 }
 
