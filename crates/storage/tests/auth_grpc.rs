@@ -9,16 +9,14 @@
 //! no role until the test gives it one; the ingest front end calls storage as its own service
 //! principal (roles at the root scope, as `serve` sets it up).
 
+mod guarded;
+
 use cmksim_identity::{audience, Guard, TokenSource};
-use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
 use cmksim_proto::common::v1 as cpb;
-use cmksim_proto::identity::v1 as idpb;
 use cmksim_proto::ingest::v1 as ipb;
 use cmksim_proto::storage::v1 as pb;
-use cmksim_sim::net::Network;
-use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
-use cmksim_storage::{StorageConfig, StorageServer};
-use tonic::transport::Channel;
+use cmksim_sim::{Clock, EventLog, Profile, SimTime};
+use guarded::{arm_code, assign, channel, principal, tenant, token, with_token, Guarded};
 use tonic::Code;
 
 const SUB_A: &str = "00000000-0000-0000-0000-00000000000a";
@@ -26,12 +24,6 @@ const SUB_B: &str = "00000000-0000-0000-0000-00000000000b";
 const RG: &str = "rg1";
 const WS: &str = "ws-secret";
 const TABLE: &str = "App_CL";
-
-fn channel(uri: &str) -> Channel {
-    tonic::transport::Endpoint::from_shared(uri.to_string())
-        .unwrap()
-        .connect_lazy()
-}
 
 fn ws_ref() -> pb::WorkspaceRef {
     pb::WorkspaceRef {
@@ -45,16 +37,6 @@ fn ws_id() -> String {
     format!(
         "/subscriptions/{SUB_A}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WS}"
     )
-}
-
-fn with_token<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    request
 }
 
 fn ingest_request() -> ipb::IngestRequest {
@@ -88,88 +70,6 @@ fn kql_request() -> ipb::KqlRequest {
     }
 }
 
-fn arm_code(status: &tonic::Status) -> String {
-    use prost::Message;
-    cpb::AzureError::decode(status.details())
-        .map(|e| e.code)
-        .unwrap_or_default()
-}
-
-struct Principal {
-    oid: String,
-    secret: String,
-}
-
-async fn principal(
-    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
-    tenant: &str,
-    name: &str,
-) -> Principal {
-    let created = identity
-        .create_principal(idpb::CreatePrincipalRequest {
-            tenant_id: tenant.into(),
-            display_name: name.into(),
-            kind: idpb::PrincipalKind::ServicePrincipal as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    Principal {
-        oid: created.principal.unwrap().object_id,
-        secret: created.secret,
-    }
-}
-
-async fn tenant(
-    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
-    name: &str,
-) -> String {
-    identity
-        .create_tenant(idpb::CreateTenantRequest {
-            name: name.into(),
-            tenant_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant_id
-}
-
-async fn assign(
-    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
-    scope: &str,
-    role: &str,
-    who: &Principal,
-) {
-    identity
-        .create_role_assignment(idpb::CreateRoleAssignmentRequest {
-            scope: scope.into(),
-            role: role.into(),
-            principal_id: who.oid.clone(),
-            name: String::new(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn token(
-    identity: &mut idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>,
-    who: &Principal,
-    aud: &str,
-) -> String {
-    identity
-        .issue_token(idpb::IssueTokenRequest {
-            object_id: who.oid.clone(),
-            secret: who.secret.clone(),
-            audience: aud.into(),
-            lifetime_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_tenants_and_roles_guard_storage_and_ingest() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,62 +77,11 @@ async fn tokens_tenants_and_roles_guard_storage_and_ingest() {
     let events = EventLog::default();
     let profile = Profile::builtin("azure-2020").unwrap();
 
-    // Key Vault, hosting the identity authority.
-    let kv_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kv_uri = format!("http://{}", kv_listener.local_addr().unwrap());
-    let kv = KeyVaultServer::open(
-        &dir.path().join("kv"),
-        clock.clone(),
-        SeedTree::new(7),
-        events.clone(),
-        KeyVaultConfig {
-            os_key_material: false,
-            without_hsm: false,
-        },
-    )
-    .unwrap();
-    // The identity service's administrative calls carry its bootstrap administrator's token.
-    let admin = kv
-        .identity()
-        .lock()
-        .unwrap()
-        .admin_credentials()
-        .cloned()
-        .expect("made on the first start");
-    tokio::spawn(async move {
-        kv.serve_with_incoming(
-            cmksim_sim::net::tcp_incoming(kv_listener),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    });
-    let mut identity =
-        idpb::identity_client::IdentityClient::new(admin.channel(channel(&kv_uri), clock.clone()));
-
-    // Storage, guarded.
-    let st_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let st_uri = format!("http://{}", st_listener.local_addr().unwrap());
-    let storage = StorageServer::open(StorageConfig::new(
-        dir.path().join("storage"),
-        clock.clone(),
-        SeedTree::new(11),
-        events.clone(),
-        profile.clone(),
-        Network::Tcp,
-        &kv_uri,
-    ))
-    .unwrap()
-    .with_guard(Guard::remote(channel(&kv_uri), clock.clone()));
-    tokio::spawn(async move {
-        storage
-            .serve_with_incoming(
-                cmksim_sim::net::tcp_incoming(st_listener),
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-    });
+    // Key Vault, hosting the identity authority, and storage, guarded; the identity service's
+    // administrative calls carry its bootstrap administrator's token.
+    let services = Guarded::start(dir.path(), &clock, &events, &profile).await;
+    let (kv_uri, st_uri) = (services.kv_uri.clone(), services.st_uri.clone());
+    let mut identity = services.identity(&clock);
 
     // The world's tenants and principals.
     let contoso = tenant(&mut identity, "contoso").await;

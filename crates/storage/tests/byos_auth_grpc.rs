@@ -5,39 +5,18 @@
 //! is a Contributor's (Owner here), reading a Reader's. Before `storage.v1.Byos` was guarded,
 //! every call below without a token or without a role was answered.
 
-use cmksim_identity::{audience, AdminCredentials, Guard};
-use cmksim_keyvault::{KeyVaultConfig, KeyVaultServer};
-use cmksim_proto::common::v1 as cpb;
-use cmksim_proto::identity::v1 as idpb;
+mod guarded;
+
+use cmksim_identity::audience;
 use cmksim_proto::storage::v1 as pb;
-use cmksim_sim::net::Network;
-use cmksim_sim::{Clock, EventLog, Profile, SeedTree, SimTime};
-use cmksim_storage::{StorageConfig, StorageServer};
-use tonic::transport::Channel;
+use cmksim_sim::{Clock, EventLog, Profile, SimTime};
+use guarded::{arm_code, assign, channel, principal, tenant, token, with_token, Guarded};
 use tonic::Code;
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000c1";
 const RG: &str = "rg1";
 const WS: &str = "ws-byos";
 const ACCOUNT: &str = "queries1";
-
-type Identity = idpb::identity_client::IdentityClient<cmksim_identity::AuthChannel>;
-
-fn channel(uri: &str) -> Channel {
-    tonic::transport::Endpoint::from_shared(uri.to_string())
-        .unwrap()
-        .connect_lazy()
-}
-
-fn with_token<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    request
-}
 
 fn ws_ref() -> pb::WorkspaceRef {
     pb::WorkspaceRef {
@@ -73,13 +52,6 @@ fn list() -> pb::ListSavedQueriesRequest {
     }
 }
 
-fn arm_code(status: &tonic::Status) -> String {
-    use prost::Message;
-    cpb::AzureError::decode(status.details())
-        .map(|e| e.code)
-        .unwrap_or_default()
-}
-
 /// Asserts `refused` is ARM's 403 naming `action`.
 fn assert_forbidden(refused: &tonic::Status, action: &str) {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
@@ -87,136 +59,24 @@ fn assert_forbidden(refused: &tonic::Status, action: &str) {
     assert!(refused.message().contains(action), "{}", refused.message());
 }
 
-struct Principal {
-    oid: String,
-    secret: String,
-}
-
-async fn principal(identity: &mut Identity, tenant: &str, name: &str) -> Principal {
-    let created = identity
-        .create_principal(idpb::CreatePrincipalRequest {
-            tenant_id: tenant.into(),
-            display_name: name.into(),
-            kind: idpb::PrincipalKind::ServicePrincipal as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    Principal {
-        oid: created.principal.unwrap().object_id,
-        secret: created.secret,
-    }
-}
-
-async fn assign(identity: &mut Identity, scope: &str, role: &str, who: &Principal) {
-    identity
-        .create_role_assignment(idpb::CreateRoleAssignmentRequest {
-            scope: scope.into(),
-            role: role.into(),
-            principal_id: who.oid.clone(),
-            name: String::new(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn management_token(identity: &mut Identity, who: &Principal) -> String {
-    identity
-        .issue_token(idpb::IssueTokenRequest {
-            object_id: who.oid.clone(),
-            secret: who.secret.clone(),
-            audience: audience::MANAGEMENT.into(),
-            lifetime_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-}
-
-/// Key Vault (its identity authority's administrator) and a guarded storage server.
-async fn start(dir: &std::path::Path, clock: &Clock) -> (AdminCredentials, String, String) {
-    let events = EventLog::default();
-    let kv_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kv_uri = format!("http://{}", kv_listener.local_addr().unwrap());
-    let kv = KeyVaultServer::open(
-        &dir.join("kv"),
-        clock.clone(),
-        SeedTree::new(7),
-        events.clone(),
-        KeyVaultConfig {
-            os_key_material: false,
-            without_hsm: false,
-        },
-    )
-    .unwrap();
-    let admin = kv
-        .identity()
-        .lock()
-        .unwrap()
-        .admin_credentials()
-        .cloned()
-        .expect("made on the first start");
-    tokio::spawn(async move {
-        kv.serve_with_incoming(
-            cmksim_sim::net::tcp_incoming(kv_listener),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    });
-    let st_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let st_uri = format!("http://{}", st_listener.local_addr().unwrap());
-    let storage = StorageServer::open(StorageConfig::new(
-        dir.join("storage"),
-        clock.clone(),
-        SeedTree::new(11),
-        events,
-        Profile::builtin("azure-2020").unwrap(),
-        Network::Tcp,
-        &kv_uri,
-    ))
-    .unwrap()
-    .with_guard(Guard::remote(channel(&kv_uri), clock.clone()));
-    tokio::spawn(async move {
-        storage
-            .serve_with_incoming(
-                cmksim_sim::net::tcp_incoming(st_listener),
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-    });
-    (admin, kv_uri, st_uri)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_searches_and_storage_accounts_need_a_token_and_a_role() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::tokio(SimTime(1_700_000_000_000), 1.0);
-    let (admin, kv_uri, st_uri) = start(dir.path(), &clock).await;
-    let mut identity = Identity::new(admin.channel(channel(&kv_uri), clock.clone()));
+    let services = Guarded::start(
+        dir.path(),
+        &clock,
+        &EventLog::default(),
+        &Profile::builtin("azure-2020").unwrap(),
+    )
+    .await;
+    let st_uri = services.st_uri.clone();
+    let mut identity = services.identity(&clock);
 
     // Tenant contoso: its owner (Owner of the subscription), a reader (Reader at the
     // workspace), a stranger (no role); tenant fabrikam's mallory owns nothing here.
-    let contoso = identity
-        .create_tenant(idpb::CreateTenantRequest {
-            name: "contoso".into(),
-            tenant_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant_id;
-    let fabrikam = identity
-        .create_tenant(idpb::CreateTenantRequest {
-            name: "fabrikam".into(),
-            tenant_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant_id;
+    let contoso = tenant(&mut identity, "contoso").await;
+    let fabrikam = tenant(&mut identity, "fabrikam").await;
     let owner = principal(&mut identity, &contoso, "owner").await;
     let reader = principal(&mut identity, &contoso, "reader").await;
     let stranger = principal(&mut identity, &contoso, "stranger").await;
@@ -232,10 +92,10 @@ async fn saved_searches_and_storage_accounts_need_a_token_and_a_role() {
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.OperationalInsights/workspaces/{WS}"
     );
     assign(&mut identity, &ws_id, "Reader", &reader).await;
-    let owner_token = management_token(&mut identity, &owner).await;
-    let reader_token = management_token(&mut identity, &reader).await;
-    let stranger_token = management_token(&mut identity, &stranger).await;
-    let mallory_token = management_token(&mut identity, &mallory).await;
+    let owner_token = token(&mut identity, &owner, audience::MANAGEMENT).await;
+    let reader_token = token(&mut identity, &reader, audience::MANAGEMENT).await;
+    let stranger_token = token(&mut identity, &stranger, audience::MANAGEMENT).await;
+    let mallory_token = token(&mut identity, &mallory, audience::MANAGEMENT).await;
 
     pb::workspaces_client::WorkspacesClient::new(channel(&st_uri))
         .create_workspace(with_token(
