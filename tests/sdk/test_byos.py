@@ -1,14 +1,16 @@
 """Queries in the customer's own storage (seed 000 "CMK for queries", BYOS; issue 14 item 4)
 through cmksim's HTTPS door with the official SDKs: azure-mgmt-loganalytics'
 `saved_searches.create_or_update / get / list_by_workspace` and
-`linked_storage_accounts.create_or_update / get`, a storage account over raw ARM requests
+`linked_storage_accounts.create_or_update / get / delete`, a storage account over raw ARM requests
 (azure-mgmt-storage is not installed; `Microsoft.Storage/storageAccounts` with
 `properties.encryption.keySource` and `keyvaultproperties`), its identity granted on the vault
 with azure-mgmt-keyvault, and its key disabled and enabled with azure-keyvault-keys.
 
 Linking a `Query` account removes the workspace's saved searches (seed 000: "Existing saves
 searches are removed from your workspace"); later ones are sealed under the account's key and
-unreadable, with an error naming the account, while that key is disabled.
+unreadable, with an error naming the account, while that key is disabled. Unlinking (the seeds
+say nothing of it; the simulator's choice) sends new saved searches back to the workspace; those
+kept in the account stay there and leave the workspace's list.
 
 The tests share module state and run in file order.
 """
@@ -155,3 +157,18 @@ def test_byos_saved_search_unreadable_while_the_account_key_is_disabled(la_mgmt)
         STATE.key_client.update_key_properties(STATE.key_name, enabled=True)
     back = la_mgmt.saved_searches.list_by_workspace(RESOURCE_GROUP, ws)
     assert [(s.name, s.properties.query) for s in back.value] == [("breakglass", text)]
+
+
+def test_byos_unlinking_query_sends_new_saved_searches_back_to_the_workspace(la_mgmt):
+    ws = STATE.workspace.name
+    la_mgmt.linked_storage_accounts.delete(RESOURCE_GROUP, ws, "Query")
+    with pytest.raises(HttpResponseError) as gone:
+        la_mgmt.linked_storage_accounts.get(RESOURCE_GROUP, ws, "Query")
+    assert gone.value.status_code == 404
+    assert la_mgmt.saved_searches.list_by_workspace(RESOURCE_GROUP, ws).value == []
+    la_mgmt.saved_searches.create_or_update(RESOURCE_GROUP, ws, "afterwards",
+                                            search("Heartbeat | count", "afterwards"))
+    listed = la_mgmt.saved_searches.list_by_workspace(RESOURCE_GROUP, ws)
+    assert [s.name for s in listed.value] == ["afterwards"]
+    # Nothing linked any more: the SDK's delete (200 only) still succeeds.
+    la_mgmt.linked_storage_accounts.delete(RESOURCE_GROUP, ws, "Query")

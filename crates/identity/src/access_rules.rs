@@ -286,6 +286,11 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
             WorkspacesWrite,
             workspace_id(&decode::<spb::LinkStorageAccountRequest>(message)?.workspace),
         )),
+        // Unlinking deletes a child resource of the workspace: a workspace write.
+        ("storage.v1.Byos", "UnlinkStorageAccount") => Some((
+            WorkspacesWrite,
+            workspace_id(&decode::<spb::LinkedStorageAccountRef>(message)?.workspace),
+        )),
         ("storage.v1.Byos", "GetLinkedStorageAccount") => Some((
             WorkspacesRead,
             workspace_id(&decode::<spb::LinkedStorageAccountRef>(message)?.workspace),
@@ -504,6 +509,17 @@ mod tests {
         assert!(is_guarded(path));
         let need = need_of(path, &save.encode_to_vec()).unwrap().unwrap();
         assert_eq!(need.audience, audience::MANAGEMENT);
+        assert_eq!(need.access, Some((Action::WorkspacesWrite, ws.clone())));
+        let unlink = spb::LinkedStorageAccountRef {
+            workspace: Some(workspace.clone()),
+            data_source_type: "Query".into(),
+        };
+        let need = need_of(
+            "/storage.v1.Byos/UnlinkStorageAccount",
+            &unlink.encode_to_vec(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(need.access, Some((Action::WorkspacesWrite, ws.clone())));
         let list = spb::ListSavedQueriesRequest {
             workspace: Some(workspace),

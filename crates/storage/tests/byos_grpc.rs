@@ -293,3 +293,111 @@ async fn an_account_in_another_region_or_with_a_bad_name_is_refused() {
     assert!(far.message().contains("westeurope"), "{}", far.message());
     world.shutdown().await;
 }
+
+/// `DELETE linkedStorageAccounts/{type}` over gRPC: refused while the workspace is locked;
+/// then the workspace's saved searches kept in the account leave the workspace (they stay in
+/// the account), new ones are saved in the workspace, the event says how many stayed behind,
+/// and unlinking again changes nothing. Before `UnlinkStorageAccount`, a link was for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinking_sends_new_saved_searches_back_to_the_workspace() {
+    let mut world = World::start(profile("azure-2020", "")).await;
+    world.workspace("ws-three").await;
+    let mut byos = pb::byos_client::ByosClient::new(world.storage_channel.clone());
+    byos.put_storage_account(pb::PutStorageAccountRequest {
+        account: Some(account_ref("plainqueries1")),
+        location: "westeurope".into(),
+        tenant_id: world.tenant.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let unlink = pb::LinkedStorageAccountRef {
+        workspace: Some(World::ws_ref("ws-three")),
+        data_source_type: "Query".into(),
+    };
+    let nothing = byos
+        .unlink_storage_account(unlink.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!nothing.unlinked, "nothing linked yet");
+    byos.link_storage_account(pb::LinkStorageAccountRequest {
+        workspace: Some(World::ws_ref("ws-three")),
+        data_source_type: "Query".into(),
+        storage_account_ids: vec![account_id("plainqueries1")],
+    })
+    .await
+    .unwrap();
+    for name in ["errors", "slow"] {
+        byos.save_query(save("ws-three", name, "Event | take 1"))
+            .await
+            .unwrap();
+    }
+
+    // Locked: refused, and the link stays.
+    let lock = pb::LockRequest {
+        workspace: Some(World::ws_ref("ws-three")),
+        lock_name: "keep".into(),
+    };
+    world.workspaces.put_lock(lock.clone()).await.unwrap();
+    let refused = byos
+        .unlink_storage_account(unlink.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("cannot perform delete operation"),
+        "{}",
+        refused.message()
+    );
+    byos.get_linked_storage_account(unlink.clone())
+        .await
+        .expect("still linked");
+    world.workspaces.delete_lock(lock).await.unwrap();
+
+    let done = byos
+        .unlink_storage_account(unlink.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(done.unlinked);
+    assert_eq!(
+        done.storage_account_id,
+        account_id("plainqueries1").to_ascii_lowercase()
+    );
+    assert_eq!(done.queries_left_in_account, 2);
+    let gone = byos
+        .get_linked_storage_account(unlink.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let listed = byos.list_saved_queries(list("ws-three")).await.unwrap();
+    assert!(listed.into_inner().queries.is_empty());
+    byos.save_query(save("ws-three", "after", "Perf | take 1"))
+        .await
+        .unwrap();
+    let listed = byos
+        .list_saved_queries(list("ws-three"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.queries.len(), 1);
+    assert_eq!(listed.queries[0].name, "after");
+    let events = world.events_of("byos.unlinked");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].data["queries_left"], 2, "{events:?}");
+    let again = byos
+        .unlink_storage_account(unlink)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.unlinked);
+    assert_eq!(
+        world.events_of("byos.unlinked").len(),
+        1,
+        "no change, no event"
+    );
+    world.shutdown().await;
+}

@@ -5,8 +5,9 @@
 //!   (location, a system-assigned identity in the caller's tenant, `properties.encryption` with
 //!   `keySource` `Microsoft.Storage` or `Microsoft.Keyvault` and `keyvaultproperties`
 //!   {`keyvaulturi`, `keyname`, `keyversion`}, the spelling of Microsoft.Storage's API);
-//! - `PUT|GET .../workspaces/{w}/linkedStorageAccounts/{Query|Alerts}` with
-//!   `properties.storageAccountIds` (azure-mgmt-loganalytics `linked_storage_accounts`);
+//! - `PUT|GET|DELETE .../workspaces/{w}/linkedStorageAccounts/{Query|Alerts}` with
+//!   `properties.storageAccountIds` (azure-mgmt-loganalytics `linked_storage_accounts`; its
+//!   `delete` takes 200 only, so a DELETE of a type not linked answers 200 too);
 //! - `PUT|GET .../workspaces/{w}/savedSearches/{id}` and `GET .../savedSearches` (its
 //!   `saved_searches`: `{"properties": {"category", "displayName", "query"}}`; the list is one
 //!   `{"value": [...]}`, not paged).
@@ -161,6 +162,19 @@ pub async fn get_link(arm: &Arm, ws: &ResourceId, data_source_type: &str) -> Res
         .await?
         .into_inner();
     Ok(answer(StatusCode::OK, linked_json(ws, &linked)))
+}
+
+/// `DELETE .../linkedStorageAccounts/{type}`: 200 and no body, whether a link was removed or
+/// none was there (the operation's REST spec has 200 only).
+pub async fn unlink(arm: &Arm, ws: &ResourceId, data_source_type: &str) -> RestResult<Response> {
+    arm.caller()?;
+    client(arm)
+        .unlink_storage_account(stp::LinkedStorageAccountRef {
+            workspace: Some(workspace_ref(ws)),
+            data_source_type: data_source_type.to_string(),
+        })
+        .await?;
+    Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
 }
 
 fn search_json(ws: &ResourceId, q: &stp::SavedQuery) -> Value {

@@ -671,6 +671,13 @@ async fn route(arm: &Arm, method: &Method, path: ArmPath, bytes: &Bytes) -> Rest
                 data_source_type,
             },
         ) => byos::get_link(arm, &workspace, &data_source_type).await,
+        (
+            "DELETE",
+            P::LinkedStorageAccount {
+                workspace,
+                data_source_type,
+            },
+        ) => byos::unlink(arm, &workspace, &data_source_type).await,
         ("PUT", P::SavedSearch { workspace, id }) => {
             byos::put_search(arm, &workspace, &id, &body()?).await
         }

@@ -16,6 +16,12 @@
 //!   saved searches kept in the workspace, and the event says how many.
 //! - "After the configuration, any new *saved search* query will be saved in your storage" (and
 //!   "any new alert query" for `Alerts`): a query saved later lands in the linked account.
+//! - Unlinking (`DELETE linkedStorageAccounts/{type}`, azure-mgmt-loganalytics'
+//!   `linked_storage_accounts.delete`): the seeds say nothing of it. The simulator's choice:
+//!   queries of that kind are saved in the workspace again from then on, and those kept in the
+//!   account stay there, in the customer's storage, and are no longer the workspace's (the event
+//!   says how many). Deleting a child resource of a locked workspace is refused, as ARM refuses
+//!   it under a `CanNotDelete` lock.
 //! - The customer controls the key: when the account's Key Vault key cannot be unwrapped (the
 //!   service checks it like the cluster's, every `byos.key_check_interval`), what is stored there
 //!   can be neither read nor written until access returns. An account under the Microsoft key
@@ -285,6 +291,14 @@ pub enum ByosEvent {
         data_source_type: String,
         account: String,
     },
+    /// The link of one type removed; `queries_left` of the workspace's queries of that type
+    /// stay in the account.
+    Unlinked {
+        workspace: String,
+        data_source_type: String,
+        account: String,
+        queries_left: u64,
+    },
     /// Seed 000: "Existing saves searches are removed from your workspace".
     SavedSearchesRemoved {
         workspace: String,
@@ -335,6 +349,7 @@ impl EventKind for ByosEvent {
         match self {
             ByosEvent::AccountCreated { .. } => "byos.account.created",
             ByosEvent::Linked { .. } => "byos.linked",
+            ByosEvent::Unlinked { .. } => "byos.unlinked",
             ByosEvent::SavedSearchesRemoved { .. } => "byos.saved_searches.removed",
             ByosEvent::QuerySaved { .. } => "byos.query.saved",
             ByosEvent::KeyAccessLost { .. } => "byos.key.lost",
@@ -354,6 +369,12 @@ impl EventKind for ByosEvent {
                 short(workspace),
                 data_source_type,
                 short(account)
+            ),
+            ByosEvent::Unlinked { workspace, data_source_type, account, queries_left } => format!(
+                "workspace {} unlinked from storage account {} ({data_source_type}): from now on a new {} is saved in the workspace; {queries_left} stay in the account, no longer the workspace's",
+                short(workspace),
+                short(account),
+                noun(data_source_type)
             ),
             ByosEvent::SavedSearchesRemoved { workspace, removed } => format!(
                 "{removed} saved search(es) removed from workspace {}, as the seed warns: they were not copied to the storage account",
@@ -485,6 +506,40 @@ impl ByosState {
             }
         }
         Ok(events)
+    }
+
+    /// `DELETE linkedStorageAccounts/{type}`: removes the link of `kind`; the workspace's
+    /// queries of that kind kept in the account leave the workspace (they stay in the account).
+    /// Returns the account unlinked (`None`: nothing was linked, no change, no event).
+    pub fn unlink(
+        &mut self,
+        workspace: &str,
+        kind: DataSourceType,
+    ) -> (Option<String>, Vec<ByosEvent>) {
+        let workspace = workspace.to_ascii_lowercase();
+        let Some(account) = self
+            .links
+            .get_mut(&workspace)
+            .and_then(|links| links.remove(&kind))
+        else {
+            return (None, Vec::new());
+        };
+        if self.links.get(&workspace).is_some_and(BTreeMap::is_empty) {
+            self.links.remove(&workspace);
+        }
+        let mut queries_left = 0u64;
+        if let Some(saved) = self.queries.get_mut(&workspace) {
+            let before = saved.len();
+            saved.retain(|q| !(q.kind == kind && q.place == Place::Account(account.clone())));
+            queries_left = (before - saved.len()) as u64;
+        }
+        let event = ByosEvent::Unlinked {
+            workspace,
+            data_source_type: kind.as_str().to_string(),
+            account: account.clone(),
+            queries_left,
+        };
+        (Some(account), vec![event])
     }
 
     /// The account linked to `workspace` for `kind`, if any.
@@ -836,6 +891,25 @@ impl super::ControlPlane {
         Ok((removed, events))
     }
 
+    /// `DELETE linkedStorageAccounts/{type}` on a workspace (refused while it is locked):
+    /// the account unlinked (`None`: none was) and how many queries stay behind in it.
+    pub fn unlink_storage_account(
+        &mut self,
+        workspace: &super::ResourceName,
+        kind: DataSourceType,
+    ) -> Result<(Option<String>, u64, Vec<ByosEvent>), ByosOrControlError> {
+        let id = self.check_not_locked(workspace, "delete")?;
+        let (account, events) = self.state.byos.unlink(&id, kind);
+        let left = events
+            .iter()
+            .map(|e| match e {
+                ByosEvent::Unlinked { queries_left, .. } => *queries_left,
+                _ => 0,
+            })
+            .sum();
+        Ok((account, left, events))
+    }
+
     /// The workspace's lowercase id (for the BYOS state's keys), or its not-found error.
     pub fn byos_workspace(
         &self,
@@ -992,6 +1066,52 @@ mod tests {
         .unwrap();
         let (readable, _) = s.list(WS, DataSourceType::Query);
         assert_eq!(readable[0].place, Place::Account(SA.into()));
+    }
+
+    #[test]
+    fn unlinking_leaves_the_accounts_queries_there_and_new_ones_go_to_the_workspace() {
+        let mut s = state();
+        assert_eq!(
+            s.unlink(WS, DataSourceType::Query),
+            (None, Vec::new()),
+            "nothing linked: no change, no event"
+        );
+        s.link(WS, "westeurope", DataSourceType::Query, &[SA.to_string()])
+            .unwrap();
+        s.link(WS, "westeurope", DataSourceType::Alerts, &[SA.to_string()])
+            .unwrap();
+        for name in ["a", "b"] {
+            s.save(t(0), MAX, WS, DataSourceType::Query, name, "Event")
+                .unwrap();
+        }
+        s.save(t(0), MAX, WS, DataSourceType::Alerts, "cpu", "Perf")
+            .unwrap();
+        let (account, events) = s.unlink(&WS.to_ascii_uppercase(), DataSourceType::Query);
+        assert_eq!(account.as_deref(), Some(SA));
+        assert_eq!(
+            events,
+            vec![ByosEvent::Unlinked {
+                workspace: WS.into(),
+                data_source_type: "Query".into(),
+                account: SA.into(),
+                queries_left: 2
+            }]
+        );
+        assert_eq!(events[0].kind(), "byos.unlinked");
+        assert_eq!(s.list(WS, DataSourceType::Query), (vec![], 0));
+        assert!(s.linked(WS, DataSourceType::Query).is_none());
+        // The other type keeps its link and its queries.
+        assert_eq!(s.list(WS, DataSourceType::Alerts).0.len(), 1);
+        assert!(s.linked(WS, DataSourceType::Alerts).is_some());
+        s.save(t(1), MAX, WS, DataSourceType::Query, "c", "Syslog")
+            .unwrap();
+        assert_eq!(
+            s.list(WS, DataSourceType::Query).0[0].place,
+            Place::Workspace
+        );
+        assert_eq!(s.unlink(WS, DataSourceType::Query).0, None, "twice");
+        s.unlink(WS, DataSourceType::Alerts);
+        assert!(s.links.is_empty(), "no empty entry left behind");
     }
 
     #[test]

@@ -577,6 +577,30 @@ impl pb::byos_server::Byos for ByosService {
         }))
     }
 
+    async fn unlink_storage_account(
+        &self,
+        request: Request<pb::LinkedStorageAccountRef>,
+    ) -> Result<Response<pb::UnlinkedStorageAccount>, Status> {
+        let r = request.into_inner();
+        let kind = kind_of(&r.data_source_type)?;
+        let resource = workspace_name(r.workspace.as_ref());
+        let core = &self.core;
+        let _slow = core.slow_ops.lock().await;
+        let now = core.now();
+        let mut control = core.control();
+        let (account, left, events) = control
+            .unlink_storage_account(&resource, kind)
+            .map_err(|e| core.byos_error_locked(&control, e))?;
+        if account.is_some() {
+            core.byos_commit(now, control, &events)?;
+        }
+        Ok(Response::new(pb::UnlinkedStorageAccount {
+            unlinked: account.is_some(),
+            storage_account_id: account.unwrap_or_default(),
+            queries_left_in_account: left,
+        }))
+    }
+
     async fn get_linked_storage_account(
         &self,
         request: Request<pb::LinkedStorageAccountRef>,
