@@ -12,7 +12,7 @@
 //! |-------:|-----:|-------|
 //! | 0  | 4  | magic `CMKB` |
 //! | 4  | 1  | format version: 1 (JSON payload) or 2 (binary payload) |
-//! | 5  | 1  | tier: 0 cold, 1 hot, 2 outage buffer |
+//! | 5  | 1  | tier: 0 cold, 1 hot (full hot copies, written before hot entries, see [`super::hot`]), 2 outage buffer |
 //! | 6  | 8  | block id (u64; also the HKDF salt of its keys) |
 //! | 14 | 8  | min TimeGenerated (i64 ms since the Unix epoch) |
 //! | 22 | 8  | max TimeGenerated (i64 ms) |
@@ -81,8 +81,8 @@ const ALG_CHACHA20_POLY1305: u8 = 2;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum KeyRef {
-    /// The Microsoft-managed key (data written before CMK was configured, the 2020 hot tier, the
-    /// outage buffer). Readable without the AEK.
+    /// The Microsoft-managed key (data written before CMK was configured, the 2020 hot tier's
+    /// entries, the outage buffer). Readable without the AEK.
     Mmk,
     /// The AEK, wrapped at write time by the customer's key `kid`, version `version`.
     Cmk { kid: String, version: String },

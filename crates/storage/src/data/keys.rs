@@ -3,12 +3,14 @@
 //! ```text
 //! KEK (customer key, in Key Vault / HSM; never seen here)
 //!  └─ wraps ─ AEK (random 256 bits per storage account; on disk only wrapped)
-//!              └─ HKDF-SHA256 ─ DEK (per block: salt = block id ‖ table secret, info = "cmksim dek v1" ‖ ws ‖ table)
+//!              ├─ HKDF-SHA256 ─ DEK (per block: salt = block id ‖ table secret, info = "cmksim dek v1" ‖ ws ‖ table)
+//!              └─ HKDF-SHA256 ─ hot wrapping key (current profile: wraps the DEK in the hot entry)
 //! MMK (Microsoft-managed key, a service key file)
 //!  ├─ wraps the AEK (AES-256-GCM) until CMK is configured
-//!  └─ HKDF-SHA256 ─ DEK of blocks written under the MMK (pre-CMK data, MMK hot tier, the buffer)
+//!  ├─ HKDF-SHA256 ─ DEK of blocks written under the MMK (pre-CMK data, the buffer)
+//!  └─ HKDF-SHA256 ─ hot wrapping key (2020 profile: wraps the DEK in the hot entry, see `hot`)
 //! Table secret (per table and generation, `table-keys.json`, see `shred`)
-//!  └─ mixed into the DEK salt of the table's cold and hot blocks: a purge destroys it
+//!  └─ mixed into the salt of the table's DEKs and hot wrapping keys: a purge destroys it
 //! Infrastructure key (service key file)
 //!  └─ HKDF-SHA256 ─ per-block key of the second, ChaCha20-Poly1305 layer (double encryption)
 //! ```
@@ -39,6 +41,7 @@ pub const NONCE_LEN_BYTES: usize = 12;
 const DEK_INFO: &[u8] = b"cmksim dek v1";
 const MMK_DEK_INFO: &[u8] = b"cmksim mmk dek v1";
 const INFRA_INFO: &[u8] = b"cmksim infra v1";
+const HOT_WRAP_INFO: &[u8] = b"cmksim hot dek v1";
 const AEK_WRAP_AAD: &[u8] = b"cmksim aek wrap v1";
 const FINGERPRINT_LABEL: &[u8] = b"cmksim aek fingerprint v1";
 
@@ -97,6 +100,12 @@ pub(crate) struct SecretKey(Zeroizing<[u8; KEY_LEN_BYTES]>);
 impl SecretKey {
     pub(crate) fn bytes(&self) -> &[u8; KEY_LEN_BYTES] {
         &self.0
+    }
+
+    /// A key from 32 bytes (e.g. a DEK just unwrapped from a hot entry); `None` otherwise.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<SecretKey> {
+        let array: [u8; KEY_LEN_BYTES] = bytes.try_into().ok()?;
+        Some(SecretKey(Zeroizing::new(array)))
     }
 }
 
@@ -183,6 +192,29 @@ pub(crate) fn infra_layer_key(infra: &SecretKey, block_id: u64, account: &str) -
         infra.bytes(),
         &block_id.to_be_bytes(),
         &[INFRA_INFO, account.as_bytes()],
+    )
+}
+
+/// The key that wraps a block's DEK in its hot entry ([`super::hot`]): HKDF-SHA256 of `ikm` (the
+/// MMK in the 2020 profile, the AEK in the current one), salt as the DEK's (block id ‖ table
+/// secret), info = "cmksim hot dek v1" ‖ account ‖ workspace ‖ table.
+pub(crate) fn hot_wrap_key(
+    ikm: &[u8; KEY_LEN_BYTES],
+    block_id: u64,
+    account: &str,
+    workspace: &str,
+    table: &str,
+    table_secret: Option<&[u8; KEY_LEN_BYTES]>,
+) -> SecretKey {
+    hkdf32(
+        ikm,
+        &dek_salt(block_id, table_secret),
+        &[
+            HOT_WRAP_INFO,
+            account.as_bytes(),
+            workspace.as_bytes(),
+            table.as_bytes(),
+        ],
     )
 }
 

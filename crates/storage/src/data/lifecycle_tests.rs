@@ -27,6 +27,29 @@ fn open(dir: &Path) -> DataPlane {
     .unwrap()
 }
 
+/// A data plane in `dir` with the test's account (`double_encryption` as given).
+fn with_account(dir: &Path, double_encryption: bool) -> DataPlane {
+    let plane = open(dir);
+    plane
+        .create_account(ACCOUNT, double_encryption, now())
+        .unwrap();
+    plane
+}
+
+/// A fresh directory with [`with_account`]'s data plane in it.
+fn fixture(double_encryption: bool) -> (tempfile::TempDir, DataPlane) {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = with_account(dir.path(), double_encryption);
+    (dir, plane)
+}
+
+/// The account's counters, checked for conservation (every accepted record accounted for).
+fn conserved_counters(plane: &DataPlane) -> AccountCounters {
+    let c = plane.stats(ACCOUNT).unwrap().counters;
+    assert!(c.conserved(), "counters lost a record: {c:?}");
+    c
+}
+
 fn configure_cmk(plane: &DataPlane) -> Aek {
     let aek = plane.unwrap_with_mmk(ACCOUNT).unwrap();
     plane
@@ -59,7 +82,8 @@ fn batch(table: &str, start: SimTime, n: usize, tag: &str) -> Vec<Record> {
         .collect()
 }
 
-fn count(plane: &DataPlane, aek: Option<&Aek>, table: &str) -> usize {
+/// Every stored record of `table` (the whole time range).
+fn all_records(plane: &DataPlane, aek: Option<&Aek>, table: &str) -> Vec<Record> {
     plane
         .query(
             ACCOUNT,
@@ -72,14 +96,15 @@ fn count(plane: &DataPlane, aek: Option<&Aek>, table: &str) -> usize {
         )
         .unwrap()
         .records
-        .len()
+}
+
+fn count(plane: &DataPlane, aek: Option<&Aek>, table: &str) -> usize {
+    all_records(plane, aek, table).len()
 }
 
 #[test]
 fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let (_dir, plane) = fixture(true);
     // Three appends (three blocks) per table: 40, 35 and 2 days old.
     for table in ["A", "B"] {
         for (days, tag) in [(40, "old"), (35, "older"), (2, "new")] {
@@ -124,18 +149,15 @@ fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
     assert_eq!(third, lifecycle::RetentionPass::default());
     assert_eq!(count(&plane, None, "A"), 5);
     assert_eq!(count(&plane, None, "B"), 5);
-    let c = plane.stats(ACCOUNT).unwrap().counters;
+    let c = conserved_counters(&plane);
     assert_eq!(c.retention_removed_records, 20);
-    assert!(c.conserved());
 }
 
 /// Issue 14: each table its own cutoff (the retention job passes a table's own retention or
 /// its workspace's), in simulated time.
 #[test]
 fn retention_by_table_applies_each_tables_own_cutoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, false, now()).unwrap();
+    let (_dir, plane) = fixture(false);
     for table in ["Long", "Short"] {
         for days in [100, 40, 10] {
             let at = now().sub(DAY * days);
@@ -165,14 +187,12 @@ fn retention_by_table_applies_each_tables_own_cutoff() {
     );
     assert_eq!(count(&plane, None, "Long"), 4);
     assert_eq!(count(&plane, None, "Short"), 2);
-    assert!(plane.stats(ACCOUNT).unwrap().counters.conserved());
+    conserved_counters(&plane);
 }
 
 #[test]
 fn retention_needs_no_key_and_keeps_a_block_straddling_the_cutoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, false, now()).unwrap();
+    let (_dir, plane) = fixture(false);
     let aek = configure_cmk(&plane);
     // One block from 32 days to 30 days old: straddles a 31-day cutoff.
     let start = now().sub(DAY * 32);
@@ -205,9 +225,7 @@ fn retention_needs_no_key_and_keeps_a_block_straddling_the_cutoff() {
 
 #[test]
 fn purge_rewrites_blocks_without_the_matching_records_and_keeps_their_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let (_dir, plane) = fixture(true);
     let at = now().sub(DAY);
     plane
         .append(
@@ -255,18 +273,7 @@ fn purge_rewrites_blocks_without_the_matching_records_and_keeps_their_key() {
         .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_one, now())
         .unwrap();
     assert_eq!((report.blocks_rewritten, report.records), (2, 2));
-    let left = plane
-        .query(
-            ACCOUNT,
-            Some(&aek),
-            WS,
-            "T",
-            SimTime(0),
-            SimTime(i64::MAX / 2),
-            now(),
-        )
-        .unwrap()
-        .records;
+    let left = all_records(&plane, Some(&aek), "T");
     assert_eq!(left.len(), 6);
     assert!(!left.iter().any(is_one));
     assert_eq!(
@@ -283,9 +290,8 @@ fn purge_rewrites_blocks_without_the_matching_records_and_keeps_their_key() {
         .collect();
     assert_eq!(keys.iter().filter(|k| **k == KeyRef::Mmk).count(), 1);
     assert_eq!(keys.len(), 2);
-    let c = plane.stats(ACCOUNT).unwrap().counters;
+    let c = conserved_counters(&plane);
     assert_eq!((c.purged_records, c.stored_records), (2, 10));
-    assert!(c.conserved());
     // A second purge finds nothing (it re-seals the table's two blocks under a new key
     // generation all the same: that is what makes a purge final on disk).
     let again = plane
@@ -300,9 +306,7 @@ fn purge_rewrites_blocks_without_the_matching_records_and_keeps_their_key() {
 
 #[test]
 fn delete_table_removes_every_block_of_that_table_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let (_dir, plane) = fixture(true);
     let aek = configure_cmk(&plane);
     for table in ["T", "U"] {
         plane
@@ -320,9 +324,8 @@ fn delete_table_removes_every_block_of_that_table_only() {
     assert_eq!((removal.blocks, removal.records), (1, 3));
     assert_eq!(count(&plane, Some(&aek), "T"), 0);
     assert_eq!(count(&plane, Some(&aek), "U"), 3);
-    let c = plane.stats(ACCOUNT).unwrap().counters;
+    let c = conserved_counters(&plane);
     assert_eq!((c.purged_records, c.hot_blocks), (3, 1));
-    assert!(c.conserved());
 }
 
 /// Issue 14: a purge reaches records still in the outage buffer, so they never come back when
@@ -330,9 +333,7 @@ fn delete_table_removes_every_block_of_that_table_only() {
 /// and an entry of another table is untouched.
 #[test]
 fn purge_removes_matching_records_from_the_outage_buffer_before_it_drains() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let (dir, plane) = fixture(true);
     let aek = configure_cmk(&plane);
     let buffered_at = now().sub(Duration::from_secs(600));
     plane
@@ -381,18 +382,7 @@ fn purge_removes_matching_records_from_the_outage_buffer_before_it_drains() {
     assert_eq!(files, 2, "one file per indexed entry, the old ones deleted");
     let drained = plane.drain_buffer(ACCOUNT, cmk(&aek), now()).unwrap();
     assert_eq!(drained.written, 11);
-    let t = plane
-        .query(
-            ACCOUNT,
-            Some(&aek),
-            WS,
-            "T",
-            SimTime(0),
-            SimTime(i64::MAX / 2),
-            now(),
-        )
-        .unwrap()
-        .records;
+    let t = all_records(&plane, Some(&aek), "T");
     assert_eq!(t.len(), 5);
     assert!(!t.iter().any(is_one));
     assert_eq!(
@@ -400,17 +390,14 @@ fn purge_removes_matching_records_from_the_outage_buffer_before_it_drains() {
         6,
         "another table is untouched"
     );
-    let c = plane.stats(ACCOUNT).unwrap().counters;
+    let c = conserved_counters(&plane);
     assert_eq!((c.purged_records, c.buffered_records), (2, 0));
-    assert!(c.conserved());
 }
 
 /// The rewritten buffer entry keeps its buffering time: it expires when the original would have.
 #[test]
 fn a_purged_buffer_entry_keeps_its_buffering_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, false, now()).unwrap();
+    let (_dir, plane) = fixture(false);
     let buffered_at = now().sub(DAY);
     plane
         .buffer_append(
@@ -430,9 +417,8 @@ fn a_purged_buffer_entry_keeps_its_buffering_time() {
         .expire_buffer(ACCOUNT, buffered_at.add(Duration::from_millis(1)))
         .unwrap();
     assert_eq!(expired.dropped_expired, 3);
-    let c = plane.stats(ACCOUNT).unwrap().counters;
+    let c = conserved_counters(&plane);
     assert_eq!((c.purged_records, c.dropped_expired_records), (1, 3));
-    assert!(c.conserved());
 }
 
 /// Every file under `dir`, with its bytes (the data directory is small in these tests).
@@ -475,8 +461,7 @@ fn canary_a_purged_record_is_gone_from_every_file_and_its_old_blocks_cannot_be_o
     let mut records = batch("T", now().sub(DAY), 20, "keep");
     records.push(Record::new("T", now().sub(DAY).0).with("User", Value::String(marker.into())));
     let (old_blocks, old_secrets, aek_bytes) = {
-        let plane = open(dir.path());
-        plane.create_account(ACCOUNT, true, now()).unwrap();
+        let plane = with_account(dir.path(), true);
         plane
             .append(ACCOUNT, Sealing::Mmk, WS, "T", &records, now())
             .unwrap();
@@ -530,7 +515,7 @@ fn canary_a_purged_record_is_gone_from_every_file_and_its_old_blocks_cannot_be_o
         }
         assert_eq!(
             live, 80,
-            "40 records kept, each in a cold block and a hot copy"
+            "40 records kept, each in a cold block and read through its hot entry"
         );
         plane.trees.db.flush().unwrap();
         (old_blocks, old_secrets, aek.expose_bytes().to_vec())
@@ -566,7 +551,22 @@ fn canary_a_purged_record_is_gone_from_every_file_and_its_old_blocks_cannot_be_o
         old_blocks.len()
     );
     for (tier, key, block) in &old_blocks {
-        let opened = plane.open_stored(*tier, key, block, Some(&aek));
+        let opened = match hot::HotValue::parse(block) {
+            // A hot entry (the block's DEK under the MMK and the table secret): tried against
+            // the old cold block it stood for, as found in the segments.
+            Ok(hot::HotValue::Entry {
+                key: kind,
+                block_id,
+                bytes: entry,
+            }) if *tier == Tier::Hot => {
+                let (_, _, cold) = old_blocks
+                    .iter()
+                    .find(|(t, k, _)| *t == Tier::Cold && k == key)
+                    .expect("every hot entry stands for a cold block");
+                plane.open_hot_entry_with(key, kind, block_id, entry, cold, Some(&aek))
+            }
+            _ => plane.open_payload(*tier, key, block, Some(&aek)),
+        };
         assert!(
             matches!(opened, Err(DataError::Integrity { .. })),
             "an old {tier:?} block opened: {opened:?}"
@@ -575,18 +575,7 @@ fn canary_a_purged_record_is_gone_from_every_file_and_its_old_blocks_cannot_be_o
     // The buffer drained afterwards brings nothing back.
     let drained = plane.drain_buffer(ACCOUNT, cmk(&aek), now()).unwrap();
     assert_eq!(drained.written, 20);
-    let all = plane
-        .query(
-            ACCOUNT,
-            Some(&aek),
-            WS,
-            "T",
-            SimTime(0),
-            SimTime(i64::MAX / 2),
-            now(),
-        )
-        .unwrap()
-        .records;
+    let all = all_records(&plane, Some(&aek), "T");
     assert_eq!(all.len(), 60);
     assert!(!all.iter().any(is_marker));
 }
@@ -600,8 +589,7 @@ const CRASH_AEK_VAR: &str = "CMKSIM_PURGE_CRASH_AEK";
 /// `doomed-i`) and one MMK block, a hot copy each, a buffered entry, and another table U.
 /// Returns the AEK's bytes (the fixture's "Key Vault" wrapping is fake: the test keeps the key).
 fn crash_fixture(dir: &Path, blocks: usize) -> Vec<u8> {
-    let plane = open(dir);
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let plane = with_account(dir, true);
     plane
         .append(ACCOUNT, Sealing::Mmk, WS, "T", &crash_batch(100), now())
         .unwrap();
@@ -652,18 +640,7 @@ fn is_doomed(r: &Record) -> bool {
 
 /// The `User` values of a table's stored records, sorted.
 fn users(plane: &DataPlane, aek: &Aek, table: &str) -> Vec<String> {
-    let mut out: Vec<String> = plane
-        .query(
-            ACCOUNT,
-            Some(aek),
-            WS,
-            table,
-            SimTime(0),
-            SimTime(i64::MAX / 2),
-            now(),
-        )
-        .unwrap()
-        .records
+    let mut out: Vec<String> = all_records(plane, Some(aek), table)
         .iter()
         .filter_map(|r| match r.columns.get("User") {
             Some(Value::String(s)) => Some(s.clone()),
@@ -713,8 +690,7 @@ fn purge_crash_child() {
 #[test]
 fn appends_racing_purges_of_the_same_table_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let plane = std::sync::Arc::new(open(dir.path()));
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let plane = std::sync::Arc::new(with_account(dir.path(), true));
     let aek = std::sync::Arc::new(configure_cmk(&plane));
     const BATCHES: usize = 60;
     let writer = {
@@ -746,24 +722,12 @@ fn appends_racing_purges_of_the_same_table_lose_nothing() {
     plane
         .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_doomed, now())
         .unwrap();
-    let left = plane
-        .query(
-            ACCOUNT,
-            Some(&aek),
-            WS,
-            "T",
-            SimTime(0),
-            SimTime(i64::MAX / 2),
-            now(),
-        )
-        .unwrap()
-        .records;
+    let left = all_records(&plane, Some(&aek), "T");
     assert_eq!(left.len(), BATCHES * 4, "after {purges} racing purges");
     assert!(!left.iter().any(is_doomed));
     assert_eq!(plane.table_keys.generations(ACCOUNT, WS, "T").len(), 1);
-    let c = plane.stats(ACCOUNT).unwrap().counters;
+    let c = conserved_counters(&plane);
     assert_eq!(c.purged_records, BATCHES as u64);
-    assert!(c.conserved());
 }
 
 /// A measurement, not a check (no timed assertion): how long one bounded retention pass takes
@@ -773,9 +737,7 @@ fn appends_racing_purges_of_the_same_table_lose_nothing() {
 #[test]
 #[ignore]
 fn lifecycle_cost() {
-    let dir = tempfile::tempdir().unwrap();
-    let plane = open(dir.path());
-    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let (_dir, plane) = fixture(true);
     let old = now().sub(DAY * 40);
     for i in 0..4_096 {
         let at = old.add(Duration::from_secs(i));
@@ -905,7 +867,7 @@ fn a_purge_killed_at_any_step_loses_no_record_and_completes_when_retried() {
             .iter()
             .all(|u| u.starts_with("keep-") || u.starts_with("doomed-")));
         assert_eq!(users(&plane, &aek, "U"), kept_u, "step {step}");
-        assert!(plane.stats(ACCOUNT).unwrap().counters.conserved());
+        conserved_counters(&plane);
         plane
             .purge_records(ACCOUNT, Some(&aek), WS, "T", &is_doomed, now())
             .unwrap();
@@ -916,8 +878,7 @@ fn a_purge_killed_at_any_step_loses_no_record_and_completes_when_retried() {
             drained.written, 4,
             "step {step}: the buffered doomed record came back"
         );
-        let c = plane.stats(ACCOUNT).unwrap().counters;
-        assert!(c.conserved());
+        let c = conserved_counters(&plane);
         assert_eq!(c.purged_records, 8, "step {step}");
         drop(plane);
         for (path, bytes) in every_file(work.path()) {

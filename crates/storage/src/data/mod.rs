@@ -9,6 +9,7 @@
 //! - [`record`]: [`Record`] and its encoding inside a block.
 //! - [`store`]: the sled trees, key layout and per-account [`AccountCounters`].
 //! - [`tier`]: append and query over the cold tier and the hot tier (the last `hot_tier_window`).
+//! - [`hot`]: the hot tier's entry (a block's DEK under the hot tier's key, not a second copy).
 //! - [`buffer`]: the outage buffer (on disk, under the MMK) and its exactly-once drain.
 //! - [`retention`]: retention per workspace and the crypto-shredding purge.
 //! - [`lifecycle`]: the bounded retention pass the control tick runs, purge by filter, table delete.
@@ -28,6 +29,7 @@ pub mod bench;
 pub mod block;
 pub mod buffer;
 mod error;
+pub mod hot;
 pub mod keys;
 pub mod lifecycle;
 pub mod record;

@@ -7,7 +7,7 @@
 //! | `accounts` | account | [`AccountRecord`] (JSON): the wrapped AEK, its fingerprint, the double-encryption flag |
 //! | `purged` | account | [`Tombstone`] (JSON): when the account was crypto-shredded |
 //! | `cold` | account ␀ workspace ␀ table ␀ max time (8) block id (8) | sealed block |
-//! | `hot` | same key as the block's cold copy | sealed hot copy |
+//! | `hot` | same key as the block's cold copy | hot entry: the block's DEK under the hot tier's key (`hot`; a sealed hot copy before issue 15) |
 //! | `buffer` | account ␀ sequence (8) | sealed outage-buffer entry (a block of tier "buffer") |
 //! | `counters` | account | [`AccountCounters`] (JSON) |
 //! | `meta` | `next_block_id` | u64 |

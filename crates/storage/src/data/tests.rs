@@ -417,13 +417,17 @@ fn hot_tier_key_follows_the_profile() {
             .append(ACCOUNT, cmk(&aek), "ws1", "T", &batch, now())
             .unwrap();
         let (_, hot) = plane.trees.hot.iter().next().unwrap().unwrap();
-        let (header, _) = BlockHeader::parse(&hot).unwrap();
+        // The hot tier holds the block's DEK under its key, not a second copy of the data.
+        assert_eq!(hot.len(), hot::HOT_ENTRY_BYTES);
+        let Ok(hot::HotValue::Entry { key: kind, .. }) = hot::HotValue::parse(&hot) else {
+            panic!("a hot entry");
+        };
         let without = plane.query(ACCOUNT, None, "ws1", "T", from, to, now());
         if opens_without_aek {
-            assert_eq!(header.key_ref, KeyRef::Mmk);
+            assert_eq!(kind, hot::HotKey::Mmk);
             assert_eq!(without.unwrap().records, batch);
         } else {
-            assert!(matches!(header.key_ref, KeyRef::Cmk { .. }));
+            assert_eq!(kind, hot::HotKey::Cmk);
             assert!(matches!(without, Err(DataError::KeyUnavailable { .. })));
         }
         let with = plane
@@ -431,6 +435,94 @@ fn hot_tier_key_follows_the_profile() {
             .unwrap();
         assert_eq!((with.records, with.stats.served_from_hot), (batch, 1));
     }
+}
+
+/// A full hot copy written before hot entries (a sealed block of tier hot) is still read.
+#[test]
+fn a_legacy_full_hot_copy_is_still_read() {
+    let (from, to) = all_time();
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    let batch = records("T", now().sub(HOUR), 3, "r");
+    let receipt = plane
+        .append(ACCOUNT, cmk(&aek), "ws1", "T", &batch, now())
+        .unwrap();
+    let (key, _) = plane.trees.hot.iter().next().unwrap().unwrap();
+    let chunk = plane.split(&batch, "T").unwrap().pop().unwrap();
+    let legacy = plane.seal(
+        Tier::Hot,
+        &plane.account_record(ACCOUNT).unwrap(),
+        Sealing::Mmk,
+        "ws1",
+        "T",
+        chunk,
+        receipt.block_ids[0],
+        now(),
+        &mut RandomSource::from_seed([4; 32]),
+    );
+    plane.trees.hot.insert(&key, legacy).unwrap();
+    let result = plane
+        .query(ACCOUNT, None, "ws1", "T", from, to, now())
+        .unwrap();
+    assert_eq!((result.records, result.stats.served_from_hot), (batch, 1));
+}
+
+/// A hot entry opens only the block it was made for, and not once changed.
+#[test]
+fn a_hot_entry_under_another_block_or_changed_does_not_open() {
+    let (from, to) = all_time();
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open(dir.path(), &Profile::azure_2020());
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    for start in [now().sub(HOUR * 2), now().sub(HOUR)] {
+        plane
+            .append(
+                ACCOUNT,
+                cmk(&aek),
+                "ws1",
+                "T",
+                &records("T", start, 3, "r"),
+                now(),
+            )
+            .unwrap();
+    }
+    let entries: Vec<(sled::IVec, sled::IVec)> =
+        plane.trees.hot.iter().map(|i| i.unwrap()).collect();
+    assert_eq!(entries.len(), 2);
+    let integrity = |plane: &DataPlane| {
+        matches!(
+            plane.query(ACCOUNT, None, "ws1", "T", from, to, now()),
+            Err(DataError::Integrity { tier: "hot", .. })
+        )
+    };
+    // The first block's entry under the second block's key.
+    plane
+        .trees
+        .hot
+        .insert(&entries[1].0, &entries[0].1)
+        .unwrap();
+    assert!(integrity(&plane), "an entry moved to another block opened");
+    let mut changed = entries[1].1.to_vec();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    plane.trees.hot.insert(&entries[1].0, changed).unwrap();
+    assert!(integrity(&plane), "a changed entry opened");
+    plane
+        .trees
+        .hot
+        .insert(&entries[1].0, &entries[1].1)
+        .unwrap();
+    assert_eq!(
+        plane
+            .query(ACCOUNT, None, "ws1", "T", from, to, now())
+            .unwrap()
+            .stats
+            .served_from_hot,
+        2
+    );
 }
 
 #[test]
@@ -994,7 +1086,10 @@ fn json_blocks_of_format_1_are_still_read_beside_binary_ones() {
         1
     );
     let hot = plane.trees.hot.get(&key).unwrap().unwrap();
-    assert_eq!(hot[4], block::BLOCK_FORMAT_VERSION);
+    assert!(matches!(
+        hot::HotValue::parse(&hot),
+        Ok(hot::HotValue::Entry { .. })
+    ));
     let result = plane
         .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
         .unwrap();

@@ -2,13 +2,16 @@
 //!
 //! Every block is written to the cold tier (the durable store, under the key the account uses at
 //! write time). A block whose newest record is within `hot_tier_window` of `now` also gets a hot
-//! copy (the SSD cache of the real service), sealed under the MMK in the 2020 profile (seed 000:
-//! "remains encrypted with Microsoft keys regardless CMK configuration") or under the AEK in the
-//! current profile. Queries read a block's hot copy when there is one and it is still in the
-//! window, the cold copy otherwise. On revocation the service deletes the hot tier
+//! entry (the SSD cache of the real service): its DEK wrapped under the MMK in the 2020 profile
+//! (seed 000: "remains encrypted with Microsoft keys regardless CMK configuration") or under the
+//! AEK in the current profile ([`super::hot`]; the block's bytes are stored and sealed once).
+//! Queries read a block through its hot entry when there is one and it is still in the window,
+//! through the account's key otherwise. On revocation the service deletes the hot tier
 //! ([`DataPlane::delete_hot_tier`]); when access returns it rebuilds it from the cold tier
-//! ([`DataPlane::rebuild_hot_tier`]). Cold blocks are never rewritten by either.
+//! ([`DataPlane::rebuild_hot_tier`]: the DEKs re-wrapped). Cold blocks are never rewritten by
+//! either.
 
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sled::IVec;
 
@@ -16,6 +19,7 @@ use cmksim_sim::SimTime;
 
 use super::block::{self, BlockHeader, KeyRef, Tier};
 use super::error::DataError;
+use super::hot::HotValue;
 use super::keys::{self, Aek, SecretKey};
 use super::record::{self, BlockEncoder, PayloadFormat, Record};
 use super::store::{self, check_account, check_name, AccountRecord, StoredWrapping};
@@ -431,32 +435,27 @@ impl DataPlane {
             {
                 continue;
             }
-            let (header, records) = self.open_stored(Tier::Cold, &key, &cold, aek)?;
+            // The cold block must open (both layers) before its DEK goes into a hot entry; no
+            // data is re-encrypted.
+            let (header, _) = self.open_payload(Tier::Cold, &key, &cold, aek)?;
             let cold_sealing = match (&header.key_ref, aek) {
                 (KeyRef::Mmk, _) => Sealing::Mmk,
                 (KeyRef::Cmk { kid, version }, Some(aek)) => Sealing::Cmk { aek, kid, version },
                 (KeyRef::Cmk { .. }, None) => {
-                    unreachable!("open_stored refuses CMK blocks without the AEK")
+                    unreachable!("open_payload refuses CMK blocks without the AEK")
                 }
             };
-            let payload = record::encode_block(&records)?;
+            let (dek, _) = self.layer_keys(&header, aek);
             let hot = {
                 let mut rng = self.lock_rng();
-                self.seal(
-                    Tier::Hot,
-                    &account_record,
-                    self.hot_sealing(cold_sealing),
+                self.hot_entry(
+                    &header.account,
                     &header.workspace,
                     &header.table,
-                    Chunk {
-                        payload,
-                        format: PayloadFormat::Binary,
-                        records: header.record_count,
-                        min_time_ms: header.min_time_ms,
-                        max_time_ms: header.max_time_ms,
-                    },
                     header.block_id,
-                    SimTime(header.written_at_ms),
+                    &key,
+                    &dek,
+                    self.hot_sealing(cold_sealing),
                     &mut *rng,
                 )
             };
@@ -581,25 +580,15 @@ impl DataPlane {
             block_id,
         );
         let is_hot = chunk.max_time_ms >= now.sub(self.config.hot_tier_window).0;
-        let mut rng = self.lock_rng();
-        let hot = is_hot.then(|| {
-            let hot_chunk = Chunk {
-                payload: chunk.payload.clone(),
-                ..chunk
-            };
-            IVec::from(self.seal(
-                Tier::Hot,
-                account_record,
-                self.hot_sealing(sealing),
-                workspace,
-                table,
-                hot_chunk,
-                block_id,
-                now,
-                &mut *rng,
-            ))
-        });
-        let cold = IVec::from(self.seal(
+        // The block's own random stream (its nonces), seeded from the plane's under its lock:
+        // the sealing itself runs without the lock, beside other appends, and what each block
+        // draws does not depend on how the appends interleave.
+        let mut rng = {
+            let mut seed = [0u8; 32];
+            self.lock_rng().fill_bytes(&mut seed);
+            cmksim_sim::RandomSource::from_seed(seed)
+        };
+        let (cold, dek) = self.seal_keyed(
             Tier::Cold,
             account_record,
             sealing,
@@ -608,9 +597,26 @@ impl DataPlane {
             chunk,
             block_id,
             now,
-            &mut *rng,
-        ));
-        Prepared { key, cold, hot }
+            &mut rng,
+        );
+        // The hot tier gets the DEK wrapped under its own key, not a second sealed copy.
+        let hot = is_hot.then(|| {
+            IVec::from(self.hot_entry(
+                &account_record.account,
+                workspace,
+                table,
+                block_id,
+                &key,
+                &dek,
+                self.hot_sealing(sealing),
+                &mut rng,
+            ))
+        });
+        Prepared {
+            key,
+            cold: IVec::from(cold),
+            hot,
+        }
     }
 
     /// Seals one chunk into a block of `tier`.
@@ -627,6 +633,34 @@ impl DataPlane {
         now: SimTime,
         rng: &mut dyn rand::RngCore,
     ) -> Vec<u8> {
+        self.seal_keyed(
+            tier,
+            account_record,
+            sealing,
+            workspace,
+            table,
+            chunk,
+            block_id,
+            now,
+            rng,
+        )
+        .0
+    }
+
+    /// [`DataPlane::seal`], also returning the block's DEK (for its hot entry, [`super::hot`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn seal_keyed(
+        &self,
+        tier: Tier,
+        account_record: &AccountRecord,
+        sealing: Sealing<'_>,
+        workspace: &str,
+        table: &str,
+        chunk: Chunk,
+        block_id: u64,
+        now: SimTime,
+        rng: &mut dyn rand::RngCore,
+    ) -> (Vec<u8>, SecretKey) {
         let header = BlockHeader {
             payload_format: chunk.format,
             tier,
@@ -645,7 +679,8 @@ impl DataPlane {
             ciphertext_bytes: 0,
         };
         let (dek, outer) = self.layer_keys(&header, sealing.aek());
-        block::seal(header, chunk.payload, &dek, outer.as_ref(), rng)
+        let sealed = block::seal(header, chunk.payload, &dek, outer.as_ref(), rng);
+        (sealed, dek)
     }
 
     /// The DEK and (with double encryption) the outer-layer key of a block.
@@ -725,6 +760,17 @@ impl DataPlane {
         bytes: &[u8],
         aek: Option<&Aek>,
     ) -> Result<(BlockHeader, Vec<u8>)> {
+        if tier == Tier::Hot {
+            match HotValue::parse(bytes).map_err(|reason| malformed(tier, key, reason))? {
+                HotValue::Entry {
+                    key: hot_key,
+                    block_id,
+                    bytes: entry,
+                } => return self.open_hot_entry(key, hot_key, block_id, entry, aek),
+                // A full hot copy of the format before hot entries: a sealed block, below.
+                HotValue::LegacyCopy(_) => {}
+            }
+        }
         let (header, header_len) =
             BlockHeader::parse(bytes).map_err(|reason| malformed(tier, key, reason))?;
         let integrity = || DataError::Integrity {
