@@ -14,6 +14,12 @@
 //! access) — and writes its client id and secret once to [`ADMIN_CREDENTIALS_FILE`] (mode 0600)
 //! in the store's directory ([`admin_credentials_path`]), before the directory records it: a crash in between leaves no
 //! administrator, and the next start makes a new one and overwrites the file.
+//!
+//! A directory made before there was a bootstrap administrator gets one at its next start, the
+//! same way, its tenants, principals and role assignments kept; the administrator the HTTPS door
+//! made for itself then (`cmksim-admin` of tenant `cmksim`, its secret in the door's
+//! `credentials.json`) is made a directory administrator too, so that the door keeps working
+//! with the credentials its user has.
 
 use std::path::{Path, PathBuf};
 
@@ -146,9 +152,61 @@ impl IdentityAuthority {
                 Err(e) => return Err(e.into()),
             };
         } else {
+            opened.adopt_earlier_door_administrators()?;
             opened.bootstrap_admin(Some(&path))?;
         }
         Ok(opened)
+    }
+
+    /// A directory made before the bootstrap administrator existed (before the identity service
+    /// checked administrative calls) holds the administrator the HTTPS door made for itself on
+    /// its first start: a service principal [`ADMIN_NAME`] of a tenant [`ADMIN_TENANT_NAME`],
+    /// whose client id and secret are in the door's `credentials.json`. It stays the door's
+    /// administrator: it is made a directory administrator with User Access Administrator at
+    /// the root scope, as the bootstrap administrator is, so that the door's start (its roles at
+    /// `/`) and its admin API keep working with the credentials the user already has. The
+    /// assignment is written before the principal's flag, so a crash in between leaves a
+    /// directory without an administrator, adopted again at the next start. Nothing else
+    /// changes: every other tenant, principal and assignment is kept as it was.
+    fn adopt_earlier_door_administrators(&mut self) -> Result<(), IdentityError> {
+        let door_tenants: Vec<&str> = self
+            .directory
+            .tenants
+            .values()
+            .filter(|t| t.name == ADMIN_TENANT_NAME)
+            .map(|t| t.tenant_id.as_str())
+            .collect();
+        let earlier: Vec<String> = self
+            .directory
+            .principals
+            .values()
+            .filter(|p| {
+                !p.deleted
+                    && p.kind == PrincipalKind::ServicePrincipal
+                    && p.display_name == ADMIN_NAME
+                    && door_tenants.contains(&p.tenant_id.as_str())
+            })
+            .map(|p| p.object_id.clone())
+            .collect();
+        for object_id in earlier {
+            let mut draft = self.directory.clone();
+            let (assignment, new) = draft.assign_role(
+                roles::ROOT_SCOPE,
+                Role::UserAccessAdministrator,
+                &object_id,
+                "",
+                &mut self.rng,
+            )?;
+            let principal = draft.make_administrator(&object_id)?;
+            if let Some(store) = &self.store {
+                if new {
+                    store.save_role_assignment(&assignment, None)?;
+                }
+                store.save_principal(&principal)?;
+            }
+            self.directory = draft;
+        }
+        Ok(())
     }
 
     /// An authority that keeps nothing on disk (unit tests, throw-away runs), with its bootstrap

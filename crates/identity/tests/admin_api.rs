@@ -290,36 +290,8 @@ async fn a_directory_without_an_administrator_gets_one_and_keeps_the_rest() {
         );
         (admin, tenant.tenant_id, app.object_id, secret, counts)
     };
-    // Make it an old directory: no administrator (nor its tenant and role), the principals'
-    // records without the field, no credentials file.
-    {
-        let db = sled::Config::new().path(&store).open().unwrap();
-        db.open_tree("tenants")
-            .unwrap()
-            .remove(first_admin.tenant_id.as_bytes())
-            .unwrap();
-        let principals = db.open_tree("principals").unwrap();
-        principals.remove(first_admin.object_id.as_bytes()).unwrap();
-        for entry in principals.iter() {
-            let (key, value) = entry.unwrap();
-            let mut record: serde_json::Value = serde_json::from_slice(&value).unwrap();
-            record.as_object_mut().unwrap().remove("administrator");
-            principals
-                .insert(key, serde_json::to_vec(&record).unwrap())
-                .unwrap();
-        }
-        let assignments = db.open_tree("role_assignments").unwrap();
-        for entry in assignments.iter() {
-            let (key, value) = entry.unwrap();
-            let record: serde_json::Value = serde_json::from_slice(&value).unwrap();
-            if record["principal_id"] == first_admin.object_id.as_str() {
-                assignments.remove(key).unwrap();
-            }
-        }
-        db.flush().unwrap();
-    }
+    make_it_old(&store, &first_admin);
     let file = admin_credentials_path(&store);
-    std::fs::remove_file(&file).unwrap();
 
     // The start: an administrator, made now, and nothing else changed.
     let made = {
@@ -481,4 +453,88 @@ async fn check_access_needs_a_token_and_about_others_a_reader_of_assignments() {
         .unwrap()
         .into_inner();
     assert_eq!(answer.decision, pb::AccessDecision::Granted as i32);
+}
+
+/// Makes the store in `store` an old directory (before the bootstrap administrator existed): no
+/// administrator (nor its tenant and role assignment), the principals' records without the
+/// `administrator` field, no credentials file.
+fn make_it_old(store: &std::path::Path, first_admin: &AdminCredentials) {
+    let db = sled::Config::new().path(store).open().unwrap();
+    db.open_tree("tenants")
+        .unwrap()
+        .remove(first_admin.tenant_id.as_bytes())
+        .unwrap();
+    let principals = db.open_tree("principals").unwrap();
+    principals.remove(first_admin.object_id.as_bytes()).unwrap();
+    for entry in principals.iter() {
+        let (key, value) = entry.unwrap();
+        let mut record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        record.as_object_mut().unwrap().remove("administrator");
+        principals
+            .insert(key, serde_json::to_vec(&record).unwrap())
+            .unwrap();
+    }
+    let assignments = db.open_tree("role_assignments").unwrap();
+    for entry in assignments.iter() {
+        let (key, value) = entry.unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        if record["principal_id"] == first_admin.object_id.as_str() {
+            assignments.remove(key).unwrap();
+        }
+    }
+    db.flush().unwrap();
+    std::fs::remove_file(admin_credentials_path(store)).unwrap();
+}
+
+/// The same old directory, as the HTTPS door left it: its own administrator (`cmksim-admin` of a
+/// tenant `cmksim`, Owner of its subscription and Monitoring Metrics Publisher and Log Analytics
+/// Reader at `/`), whose secret is in the door's `credentials.json`. After the start it is a
+/// directory administrator with User Access Administrator at `/`, so the door's start (giving
+/// itself its roles at `/`) and its admin API work with the credentials the user already has;
+/// another principal is not promoted.
+#[tokio::test]
+async fn the_doors_earlier_administrator_keeps_administering() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("identity");
+    let subscription = "/subscriptions/5b1f0000-0000-4000-8000-0000000000d1";
+    let (first_admin, door, door_secret, other, door_tenant) = {
+        let mut a = IdentityAuthority::open(&store, SeedTree::new(3).source("identity")).unwrap();
+        let tenant = a.create_tenant("cmksim", "").unwrap().tenant_id;
+        let kind = cmksim_identity::PrincipalKind::ServicePrincipal;
+        let (door, secret) = a.create_principal(&tenant, "cmksim-admin", kind).unwrap();
+        let (other, _) = a.create_principal(&tenant, "someone", kind).unwrap();
+        a.assign_role(subscription, Role::Owner, &door.object_id, "")
+            .unwrap();
+        for role in [Role::MonitoringMetricsPublisher, Role::LogAnalyticsReader] {
+            a.assign_role("/", role, &door.object_id, "").unwrap();
+        }
+        let admin = a.admin_credentials().cloned().unwrap();
+        (admin, door.object_id, secret, other.object_id, tenant)
+    };
+    make_it_old(&store, &first_admin);
+
+    {
+        let a = IdentityAuthority::open(&store, SeedTree::new(4).source("identity")).unwrap();
+        assert!(
+            a.admin_created(),
+            "a bootstrap administrator with a credentials file"
+        );
+        assert!(a.directory().is_administrator(&door));
+        assert!(!a.directory().is_administrator(&other));
+    }
+    let (channel, _stop, _clock) = serve(&store, 5).await;
+    let token = token_of(&channel, &door, &door_secret).await;
+    let mut door_client = IdentityClient::new(channel.clone());
+    // What the door does at its start, and its admin API.
+    door_client
+        .create_role_assignment(with_token(
+            &token,
+            role_request("/", Role::MonitoringMetricsPublisher, &door),
+        ))
+        .await
+        .expect("the door's administrator assigns its roles at /");
+    door_client
+        .create_principal(with_token(&token, principal_request(&door_tenant, "new")))
+        .await
+        .expect("the door's administrator makes principals");
 }
