@@ -767,6 +767,58 @@ mod tests {
         assert_eq!(s.next_due(), None);
     }
 
+    /// An approval is for the cluster the workspace was linked to when asked: once the
+    /// workspace is moved to another cluster, or unlinked, it lets nobody in.
+    #[test]
+    fn an_approval_ends_when_the_workspace_leaves_its_cluster() {
+        use super::super::test_support::{cluster_name, World};
+        let mut w = World::new(cmksim_sim::Profile::azure_2020());
+        for c in ["clusterone", "clustertwo"] {
+            w.provisioned(c);
+            w.cp.enable_lockbox(&cluster_name(c)).unwrap();
+        }
+        w.workspace("ws-one");
+        w.linked("ws-one", "clusterone");
+        let ws = super::super::test_support::ws_name("ws-one");
+        let (id, _) =
+            w.cp.request_lockbox_access(w.now, &ws, ENGINEER, "ticket")
+                .unwrap();
+        w.cp.decide_lockbox_request(w.now, &id, Decision::Approve)
+            .unwrap();
+        let (granted, event) = w.cp.check_lockbox_access(w.now, &ws, ENGINEER).unwrap();
+        assert_eq!(granted.unwrap(), id);
+        assert_eq!(event.kind(), "lockbox.access_granted");
+        w.unlink("ws-one").unwrap();
+        w.advance(w.cp.profile().cluster.unlink_duration);
+        w.linked("ws-one", "clustertwo");
+        let until = match w.cp.lockbox().requests[&id].state {
+            RequestState::Approved { access_until, .. } => access_until,
+            ref other => panic!("{other:?}"),
+        };
+        assert!(w.now < until, "still within the approval's 8 hours");
+        let (refused, event) = w.cp.check_lockbox_access(w.now, &ws, ENGINEER).unwrap();
+        assert_eq!(
+            refused.unwrap_err().code_and_status(),
+            ("InsufficientAccessError", 403)
+        );
+        assert_eq!(event.kind(), "lockbox.access_refused");
+        assert!(w
+            .cp
+            .lockbox()
+            .has_asked(ws_id(&w, "ws-one").as_str(), ENGINEER));
+        assert!(!w
+            .cp
+            .lockbox()
+            .has_asked(ws_id(&w, "ws-one").as_str(), "someone-else"));
+    }
+
+    fn ws_id(w: &super::super::test_support::World, name: &str) -> String {
+        w.cp.get_workspace(&super::super::test_support::ws_name(name))
+            .unwrap()
+            .id
+            .clone()
+    }
+
     #[test]
     fn pending_requests_are_bounded_and_ids_never_repeat() {
         let mut s = enabled();
