@@ -10,8 +10,9 @@
 //! The faults the scenarios use are applied here:
 //! - **partition** / **hold** of a pair of hosts: reads and writes between them wait (bytes are
 //!   kept, as TCP retransmission would), and new connections wait, until **repair** /
-//!   **release**; HTTP/2 keepalive and the clients' timeouts notice the silence as they would on
-//!   a real network.
+//!   **release**; the clients' timeouts, and HTTP/2 keepalive on a connection with a call in
+//!   flight, notice the silence as they would on a real network (an idle connection is not
+//!   pinged here: see `Network::pings_while_idle`).
 //! - **crash** of a host: its listeners are removed (connections to it are refused), and every
 //!   stream with an end on it fails at once — on its side with `BrokenPipe`, so that the
 //!   crashed host's remaining tasks end, on the peer's with `ConnectionReset`. The caller aborts
@@ -808,6 +809,40 @@ mod tests {
         let gaps: std::collections::BTreeSet<Duration> =
             first.windows(2).map(|w| w[1].1 - w[0].1).collect();
         assert!(gaps.len() > 3, "the jitter varies the calls: {gaps:?}");
+    }
+
+    /// An idle in-memory connection costs nothing while simulated time passes: no keepalive
+    /// ping wakes it (see `Network::pings_while_idle`), so an hour of idleness is a handful of
+    /// the runtime's parks, not one ping round every keepalive interval; and the connection
+    /// still answers afterwards.
+    #[test]
+    fn an_idle_connection_costs_no_steps() {
+        let parks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = parks.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .on_thread_park(move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap();
+        let idle_parks = runtime.block_on(async {
+            let net = MemNet::new();
+            let _server = serve_health(&net);
+            let channel = Network::Memory(net.host("client"))
+                .channel("http://server:50051", timeouts())
+                .unwrap();
+            let mut client = HealthClient::new(channel);
+            assert_eq!(check(&mut client).await, Ok(1));
+            let before = parks.load(Ordering::Relaxed);
+            // 1,800 keepalive intervals of 2 s.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            let idle = parks.load(Ordering::Relaxed) - before;
+            assert_eq!(check(&mut client).await, Ok(1), "still connected");
+            idle
+        });
+        assert!(idle_parks < 10, "{idle_parks} parks in an idle hour");
     }
 
     #[tokio::test(start_paused = true)]
