@@ -862,6 +862,67 @@ fn arith(op: BinOp, a: &Value, b: &Value, ty: ColumnType) -> Value {
 }
 
 impl Bound {
+    /// Whether the predicate keeps `row` (`where`'s rule: it evaluates to `true`, or a dynamic
+    /// `true`; null never keeps). The same answer as testing [`Bound::eval`]'s value, reached
+    /// without building values for the shapes a scan meets on every row: `and`/`or` of
+    /// predicates, `between` and comparisons of a long or datetime against constants of its
+    /// kind, and string operators against a constant string. Any other shape, or a cell of
+    /// another kind (a null, a dynamic value), goes through [`Bound::eval`].
+    pub(crate) fn holds(&self, row: &[Value], now_ms: i64) -> bool {
+        let ints = |a: &Value, b: &Value| match (a, b) {
+            (Value::Long(x), Value::Long(y)) | (Value::DateTime(x), Value::DateTime(y)) => {
+                Some(x.cmp(y))
+            }
+            _ => None,
+        };
+        match &self.kind {
+            // `and` is true iff every item is true; `or` iff one is (nulls are neither).
+            BKind::And(items) => return items.iter().all(|i| i.holds(row, now_ms)),
+            BKind::Or(items) => return items.iter().any(|i| i.holds(row, now_ms)),
+            BKind::Between {
+                lhs,
+                low,
+                high,
+                negated,
+            } => {
+                let v = lhs.eval_cow(row, now_ms);
+                let (lo, hi) = (low.eval_cow(row, now_ms), high.eval_cow(row, now_ms));
+                if let (Some(lo), Some(hi)) = (ints(&v, &lo), ints(&v, &hi)) {
+                    return (lo != Ordering::Less && hi != Ordering::Greater) != *negated;
+                }
+            }
+            BKind::Cmp(
+                op @ (BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge),
+                l,
+                r,
+            ) => {
+                if let Some(o) = ints(&l.eval_cow(row, now_ms), &r.eval_cow(row, now_ms)) {
+                    return match op {
+                        BinOp::Eq => o == Ordering::Equal,
+                        BinOp::Ne => o != Ordering::Equal,
+                        BinOp::Lt => o == Ordering::Less,
+                        BinOp::Le => o != Ordering::Greater,
+                        BinOp::Gt => o == Ordering::Greater,
+                        _ => o != Ordering::Less,
+                    };
+                }
+            }
+            BKind::Str(op, negated, l, r) => {
+                if let (Value::String(hay), Value::String(needle)) = (
+                    l.eval_cow(row, now_ms).as_ref(),
+                    r.eval_cow(row, now_ms).as_ref(),
+                ) {
+                    return str_op(*op, hay, needle) != *negated;
+                }
+            }
+            _ => {}
+        }
+        matches!(
+            scalar_ref(&self.eval(row, now_ms)).as_ref(),
+            Value::Bool(true)
+        )
+    }
+
     /// Like [`Bound::eval`], but borrows a column's or a constant's value instead of copying
     /// it: comparisons and string operators in a scan then copy nothing.
     pub(crate) fn eval_cow<'a>(&'a self, row: &'a [Value], now_ms: i64) -> Cow<'a, Value> {
