@@ -115,7 +115,7 @@ fn crash_point() {
 }
 
 /// The table name of a block key under `workspace_prefix` (`table ␀ time id`).
-fn table_of(key: &[u8], workspace_prefix: &[u8]) -> Option<String> {
+pub(super) fn table_of(key: &[u8], workspace_prefix: &[u8]) -> Option<String> {
     let rest = key.get(workspace_prefix.len()..)?;
     let end = rest.iter().position(|b| *b == 0)?;
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
@@ -123,16 +123,18 @@ fn table_of(key: &[u8], workspace_prefix: &[u8]) -> Option<String> {
 
 impl DataPlane {
     /// Removes, in `account`, at most `blocks_max` blocks of `workspace` (any table) whose newest
-    /// record is older than `cutoff` (cold and hot copies). Needs no key. Tables are visited in
-    /// name order and each table's blocks in time order, so a pass is deterministic.
+    /// record is older than `cutoff` (cold and hot copies), and makes the removals final on disk
+    /// at `now` ([`super::shred`]'s retention buckets). Needs no key. Tables are visited in name
+    /// order and each table's blocks in time order, so a pass is deterministic.
     pub fn retention_pass(
         &self,
         account: &str,
         workspace: &str,
         cutoff: SimTime,
         blocks_max: usize,
+        now: SimTime,
     ) -> Result<RetentionPass> {
-        self.retention_pass_by_table(account, workspace, &|_| cutoff, blocks_max)
+        self.retention_pass_by_table(account, workspace, &|_| cutoff, blocks_max, now)
     }
 
     /// As [`DataPlane::retention_pass`], with a cutoff per table (`cutoff_of(table)`): the
@@ -143,11 +145,12 @@ impl DataPlane {
         workspace: &str,
         cutoff_of: &dyn Fn(&str) -> SimTime,
         blocks_max: usize,
+        now: SimTime,
     ) -> Result<RetentionPass> {
         check_name("workspace", workspace)?;
         self.account_record(account)?;
         let ws_prefix = store::workspace_prefix(account, workspace);
-        let _write = self.lock_write();
+        let write = self.lock_write();
         let mut pass = RetentionPass::default();
         let mut budget = blocks_max;
         // The first key of the next table to look at.
@@ -226,6 +229,9 @@ impl DataPlane {
             cursor = store::prefix_end(&t_prefix);
         }
         self.trees.db.flush()?;
+        let touched: std::collections::BTreeSet<String> =
+            pass.removals.iter().map(|r| r.table.clone()).collect();
+        self.shred_aged_out(account, workspace, now, &write, &touched)?;
         Ok(pass)
     }
 
@@ -436,7 +442,10 @@ impl DataPlane {
             &mut write,
             &mut report,
         )?;
-        let interrupted = self.table_keys.generations(account, workspace, table).len() >= 2;
+        let interrupted = self
+            .table_keys
+            .rotating(account, workspace, table)
+            .is_some();
         if !interrupted && self.trees.cold.scan_prefix(&prefix).next().is_none() {
             self.trees.db.flush()?;
             return Ok(report);

@@ -123,7 +123,7 @@ fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
     }
     let cutoff = now().sub(DAY * 31);
     // A budget of 3 blocks: table A's two old blocks, then one of B's; more remain.
-    let first = plane.retention_pass(ACCOUNT, WS, cutoff, 3).unwrap();
+    let first = plane.retention_pass(ACCOUNT, WS, cutoff, 3, now()).unwrap();
     assert!(first.more);
     assert_eq!(
         first
@@ -135,7 +135,7 @@ fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
     );
     assert_eq!(first.removals[0].from_ms, now().sub(DAY * 40).0);
     assert_eq!(first.removals[0].to_ms, now().sub(DAY * 35).0 + 4000);
-    let second = plane.retention_pass(ACCOUNT, WS, cutoff, 3).unwrap();
+    let second = plane.retention_pass(ACCOUNT, WS, cutoff, 3, now()).unwrap();
     assert!(!second.more);
     assert_eq!(second.removals.len(), 1);
     assert_eq!(
@@ -145,7 +145,7 @@ fn retention_removes_whole_old_blocks_only_and_is_bounded_per_pass() {
         ),
         ("B", 5)
     );
-    let third = plane.retention_pass(ACCOUNT, WS, cutoff, 3).unwrap();
+    let third = plane.retention_pass(ACCOUNT, WS, cutoff, 3, now()).unwrap();
     assert_eq!(third, lifecycle::RetentionPass::default());
     assert_eq!(count(&plane, None, "A"), 5);
     assert_eq!(count(&plane, None, "B"), 5);
@@ -176,7 +176,7 @@ fn retention_by_table_applies_each_tables_own_cutoff() {
     // Long keeps 90 days of its own; Short follows a 31-day workspace retention.
     let cutoff_of = |table: &str| now().sub(DAY * if table == "Long" { 90 } else { 31 });
     let pass = plane
-        .retention_pass_by_table(ACCOUNT, WS, &cutoff_of, 100)
+        .retention_pass_by_table(ACCOUNT, WS, &cutoff_of, 100, now())
         .unwrap();
     assert_eq!(
         pass.removals
@@ -208,7 +208,7 @@ fn retention_needs_no_key_and_keeps_a_block_straddling_the_cutoff() {
         .unwrap();
     // No AEK handed in anywhere: the revoked storage still removes the old block.
     let pass = plane
-        .retention_pass(ACCOUNT, WS, now().sub(DAY * 31), 100)
+        .retention_pass(ACCOUNT, WS, now().sub(DAY * 31), 100, now())
         .unwrap();
     assert_eq!(pass.removals[0].records, 4);
     assert_eq!(
@@ -217,7 +217,7 @@ fn retention_needs_no_key_and_keeps_a_block_straddling_the_cutoff() {
         "the straddling block is kept whole"
     );
     let later = plane
-        .retention_pass(ACCOUNT, WS, now().sub(DAY * 29), 100)
+        .retention_pass(ACCOUNT, WS, now().sub(DAY * 29), 100, now())
         .unwrap();
     assert_eq!(later.removals[0].records, 3);
     assert_eq!(count(&plane, Some(&aek), "T"), 0);
@@ -580,6 +580,96 @@ fn canary_a_purged_record_is_gone_from_every_file_and_its_old_blocks_cannot_be_o
     assert!(!all.iter().any(is_marker));
 }
 
+/// The retention canary (issue 14): a block that retention removed cannot be opened — once
+/// the other blocks of its retention bucket have aged out too — with everything the data
+/// directory holds (the MMK, the infrastructure key, the table keys) plus the account key: the
+/// secret of its key generation is in no file, raw or hex, and the old sealed block, which
+/// sled may keep in its segments, answers `Integrity`. The blocks still in retention open.
+/// Before retention shredded, the generation outlived its blocks and the old block opened.
+#[test]
+fn canary_a_block_removed_by_retention_cannot_be_opened_once_its_bucket_aged_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "CANARY-retention-8c2f41d0-must-be-gone";
+    let retention = DAY * 2;
+    let day = |d: u32| now().add(DAY * d);
+    let (old_key, old_block, old_secret, aek_bytes) = {
+        let plane = with_account(dir.path(), true);
+        let aek = configure_cmk(&plane);
+        // Day 0: the marker's block; the day's retention pass starts the next bucket.
+        let mut first = batch("T", day(0), 5, "day0");
+        first.push(Record::new("T", day(0).0 + 10_000).with("User", Value::String(marker.into())));
+        plane
+            .append(ACCOUNT, cmk(&aek), WS, "T", &first, day(0))
+            .unwrap();
+        let (old_key, old_block) = {
+            let (key, bytes) = plane.trees.cold.iter().next().unwrap().unwrap();
+            (key.to_vec(), bytes.to_vec())
+        };
+        let block_id = store::block_key_id(&old_key).unwrap();
+        let old_secret = plane
+            .table_keys
+            .secret_for(ACCOUNT, WS, "T", block_id)
+            .expect("sealed under a table secret")
+            .to_vec();
+        plane
+            .retention_pass(ACCOUNT, WS, day(0).sub(retention), 100, day(0))
+            .unwrap();
+        // Day 1: the next bucket's data.
+        plane
+            .append(
+                ACCOUNT,
+                cmk(&aek),
+                WS,
+                "T",
+                &batch("T", day(1), 5, "day1"),
+                day(1),
+            )
+            .unwrap();
+        plane
+            .retention_pass(ACCOUNT, WS, day(1).sub(retention), 100, day(1))
+            .unwrap();
+        assert!(
+            plane
+                .open_payload(Tier::Cold, &old_key, &old_block, Some(&aek))
+                .is_ok(),
+            "in retention, the block opens"
+        );
+        // Day 3: day 0's block ages out (the cutoff is day 1); day 1's stays.
+        let pass = plane
+            .retention_pass(ACCOUNT, WS, day(3).sub(retention), 100, day(3))
+            .unwrap();
+        assert_eq!(pass.removals.iter().map(|r| r.blocks).sum::<u64>(), 1);
+        let kept = all_records(&plane, Some(&aek), "T");
+        assert_eq!(kept.len(), 5);
+        assert!(kept
+            .iter()
+            .all(|r| r.columns["User"] != Value::String(marker.into())));
+        (old_key, old_block, old_secret, aek.expose_bytes().to_vec())
+    };
+    // The data directory as the holder of the disk finds it, with the account key in hand.
+    let plane = open(dir.path());
+    let aek = Aek::from_bytes(&aek_bytes).unwrap();
+    for (path, bytes) in every_file(dir.path()) {
+        assert!(
+            !contains(&bytes, marker.as_bytes()),
+            "marker in {}",
+            path.display()
+        );
+        assert!(
+            !contains(&bytes, &old_secret)
+                && !contains(&bytes, hex::encode(&old_secret).as_bytes()),
+            "the destroyed generation's secret is in {}",
+            path.display()
+        );
+    }
+    let opened = plane.open_payload(Tier::Cold, &old_key, &old_block, Some(&aek));
+    assert!(
+        matches!(opened, Err(DataError::Integrity { .. })),
+        "the removed block opened: {opened:?}"
+    );
+    assert_eq!(all_records(&plane, Some(&aek), "T").len(), 5);
+}
+
 /// The environment variables of the crash child ([`purge_crash_child`]).
 const CRASH_DIR_VAR: &str = "CMKSIM_PURGE_CRASH_DIR";
 const CRASH_STEP_VAR: &str = "CMKSIM_PURGE_CRASH_STEP";
@@ -747,7 +837,7 @@ fn lifecycle_cost() {
     }
     let started = std::time::Instant::now();
     let pass = plane
-        .retention_pass(ACCOUNT, WS, now().sub(DAY * 31), 4_096)
+        .retention_pass(ACCOUNT, WS, now().sub(DAY * 31), 4_096, now())
         .unwrap();
     println!(
         "retention pass: {} blocks, {} records in {:?}",

@@ -3,6 +3,10 @@
 //! Retention removes whole blocks (cold and hot copies) whose newest record is older than
 //! `now - retention`: blocks are keyed by max time, so these are a prefix of each table's range.
 //! It needs no key: the header that says how old a block is is plaintext (and authenticated).
+//! Its removals are made final on disk as a purge's are, by destroying key generations
+//! ([`super::shred`]): each table's generations are retention buckets, and a bucket whose
+//! blocks have all aged out loses its secret, so the removed blocks sled keeps in its segments
+//! cannot be opened, with the disk and the account key. That needs no key either.
 //!
 //! A purge first deletes the account record (the only copy of the wrapped AEK) and writes a
 //! tombstone, in one flushed step: from then on nothing under the CMK can ever be decrypted, and
@@ -12,6 +16,7 @@
 //! sled keeps in its segments cannot be opened even with the MMK; a purge interrupted by a crash
 //! is finished on the next open.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sled::{IVec, Transactional};
@@ -22,7 +27,7 @@ use super::block::{BlockHeader, Tier};
 use super::error::DataError;
 use super::store::{self, check_account, check_name, Tombstone};
 use super::tier::{malformed, DELETE_CHUNK_BLOCKS};
-use super::{buffer, DataPlane, Result};
+use super::{buffer, DataPlane, Result, WriteState};
 
 impl DataPlane {
     /// Removes blocks of `workspace` (all tables) whose newest record is older than
@@ -38,8 +43,10 @@ impl DataPlane {
         self.account_record(account)?;
         let cutoff_ms = now.sub(retention).0;
         let prefix = store::workspace_prefix(account, workspace);
-        let _write = self.lock_write();
+        let write = self.lock_write();
         let mut removed = 0;
+        // The tables that lost blocks.
+        let mut touched: BTreeSet<String> = BTreeSet::new();
         loop {
             // (key, sealed bytes, records, hot bytes)
             let mut chunk: Vec<(IVec, u64, u64, Option<u64>)> = Vec::new();
@@ -58,6 +65,11 @@ impl DataPlane {
             if chunk.is_empty() {
                 break;
             }
+            touched.extend(
+                chunk
+                    .iter()
+                    .filter_map(|(key, ..)| super::lifecycle::table_of(key, &prefix)),
+            );
             self.trees.transact(|tx| {
                 for (key, _, _, hot) in &chunk {
                     tx.cold.remove(key)?;
@@ -81,7 +93,59 @@ impl DataPlane {
             removed += chunk.len();
         }
         self.trees.db.flush()?;
+        self.shred_aged_out(account, workspace, now, &write, &touched)?;
         Ok(removed)
+    }
+
+    /// Makes retention's removals final on disk ([`super::shred`]): each table of the workspace
+    /// whose newest key generation is a bucket old starts a new one, and each table that did so
+    /// or lost blocks (`touched`, by name) destroys the generations no stored block and no
+    /// append in flight uses any more. Called with the write lock held, after the removals were
+    /// flushed: a generation goes only once its blocks are durably gone. Needs no key (block ids
+    /// are in the block keys). Bounded by the workspace's tables and their blocks.
+    pub(super) fn shred_aged_out(
+        &self,
+        account: &str,
+        workspace: &str,
+        now: SimTime,
+        write: &WriteState,
+        touched: &BTreeSet<String>,
+    ) -> Result<()> {
+        let prefix = store::workspace_prefix(account, workspace);
+        for table in self.table_keys.tables_under(&prefix) {
+            let started = {
+                let mut rng = self.lock_rng();
+                self.table_keys.start_bucket(
+                    account,
+                    workspace,
+                    &table,
+                    write.next_block_id,
+                    now.0,
+                    &mut *rng,
+                )?
+            };
+            if !started && !touched.contains(&table) {
+                continue;
+            }
+            let mut live_ids = Vec::new();
+            for key in self
+                .trees
+                .cold
+                .scan_prefix(store::table_prefix(account, workspace, &table))
+                .keys()
+            {
+                live_ids.extend(store::block_key_id(&key?));
+            }
+            live_ids.sort_unstable();
+            self.table_keys.destroy_unused(
+                account,
+                workspace,
+                &table,
+                &live_ids,
+                write.oldest_append_in_flight(),
+            )?;
+        }
+        Ok(())
     }
 
     /// Crypto-shreds the account: the wrapped AEK is deleted (durably, first), then every block

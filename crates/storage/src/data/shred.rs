@@ -25,9 +25,23 @@
 //! generation. Outage-buffer entries are not covered: they live in files of their own that a
 //! drain or a purge deletes.
 //!
-//! Bounds: a table has one generation, two during a purge (the one being replaced), at most
-//! three when a table delete interrupts an interrupted purge; the file holds one entry per table
-//! written.
+//! Retention (issue 14): a generation is also a *retention bucket*. The retention job starts a
+//! new generation for a table once its newest is [`RETENTION_BUCKET`] old ([`TableKeys::start_bucket`]),
+//! so the blocks written in one bucket share a generation; after it removed aged-out blocks it
+//! destroys every older generation that no live block and no append in flight uses any more
+//! ([`TableKeys::destroy_unused`]). Retention needs no key, and neither does this: the block ids
+//! are in the block keys. For data that arrives on time a removed block's generation goes within
+//! one bucket of its removal (once the other blocks written in its bucket have aged out too);
+//! a block of much older records written beside young ones stays openable with the disk and the
+//! key until those age out.
+//!
+//! A purge or a table delete in progress is marked in the entry (`rotating`: the first block id
+//! of the generation being rotated into), so that an interrupted one is resumed, not mistaken
+//! for the table's ordinary retention buckets; retention leaves such a table alone until it ends.
+//!
+//! Bounds: a table has one generation per retention bucket still holding a block (at most the
+//! retention's days plus two, a day being the bucket), one more during a purge or table delete;
+//! the file holds one entry per table written.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -45,8 +59,13 @@ use super::store;
 
 /// The file name of the table keys in the data directory.
 pub const TABLE_KEYS_FILE: &str = "table-keys.json";
-/// The table keys file format this code writes and reads.
-const TABLE_KEYS_VERSION: u32 = 1;
+/// The table keys file format this code writes (version 1, without retention buckets, is read
+/// too: two generations there mean a purge in progress).
+const TABLE_KEYS_VERSION: u32 = 2;
+
+/// How long one generation seals new blocks before the retention job starts the next: the
+/// granularity at which retention's removals become final on disk.
+pub(crate) const RETENTION_BUCKET: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// One generation of a table's secret.
 #[derive(Clone)]
@@ -54,21 +73,28 @@ pub(crate) struct Generation {
     /// The first block id this generation seals.
     pub first_block_id: u64,
     pub secret: Zeroizing<[u8; KEY_LEN_BYTES]>,
+    /// When the retention job started it (Unix ms; 0: made on a table's first write or by a
+    /// rotation, which the next retention pass counts as a full bucket old).
+    pub created_at_ms: i64,
 }
 
-/// The generations of one table, oldest first (at most two).
+/// The generations of one table, oldest first.
 #[derive(Clone)]
 struct TableEntry {
     account: String,
     workspace: String,
     table: String,
     generations: Vec<Generation>,
+    /// The first block id of the generation a purge or table delete in progress rotates into.
+    rotating: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct FileGeneration {
     first_block_id: u64,
     secret_hex: String,
+    #[serde(default)]
+    created_at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +103,8 @@ struct FileTable {
     workspace: String,
     table: String,
     generations: Vec<FileGeneration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotating: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,7 +134,7 @@ impl TableKeys {
             let bytes = Zeroizing::new(fs::read(&path).map_err(|e| failed(e.to_string()))?);
             let contents: FileContents =
                 serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string()))?;
-            if contents.version != TABLE_KEYS_VERSION {
+            if !(1..=TABLE_KEYS_VERSION).contains(&contents.version) {
                 return Err(failed(format!(
                     "unsupported version {} (this build reads {TABLE_KEYS_VERSION})",
                     contents.version
@@ -128,9 +156,15 @@ impl TableKeys {
                     generations.push(Generation {
                         first_block_id: g.first_block_id,
                         secret: Zeroizing::new(secret),
+                        created_at_ms: g.created_at_ms,
                     });
                 }
                 generations.sort_by_key(|g| g.first_block_id);
+                // Version 1 had no buckets: a second generation was a purge in progress.
+                let rotating = match (contents.version, generations.len()) {
+                    (1, 2..) => generations.last().map(|g| g.first_block_id),
+                    _ => t.rotating,
+                };
                 tables.insert(
                     store::table_prefix(&t.account, &t.workspace, &t.table),
                     TableEntry {
@@ -138,6 +172,7 @@ impl TableKeys {
                         workspace: t.workspace,
                         table: t.table,
                         generations,
+                        rotating,
                     },
                 );
             }
@@ -182,6 +217,7 @@ impl TableKeys {
     }
 
     /// The generations of a table: (first block id, secret), oldest first.
+    #[cfg(test)]
     pub(crate) fn generations(
         &self,
         account: &str,
@@ -217,7 +253,8 @@ impl TableKeys {
                 account: account.to_string(),
                 workspace: workspace.to_string(),
                 table: table.to_string(),
-                generations: vec![fresh(first_block_id, rng)],
+                generations: vec![fresh(first_block_id, 0, rng)],
+                rotating: None,
             },
         );
         self.persist(&next)?;
@@ -227,10 +264,11 @@ impl TableKeys {
 
     /// Starts (or, with `resume`, resumes) a rotation: returns the first block id of the
     /// generation that blocks are re-sealed into (a purge) or kept under (a table delete). With
-    /// `resume`, a table with two or more generations is resumed (a purge was interrupted): the
-    /// newest. Otherwise a new generation starting at `next_block_id` is added, unless the
-    /// newest already starts there; a table that predates table keys gets its entry here, and
-    /// its older blocks (no generation) are below it like any other. Persisted before it returns.
+    /// `resume`, a rotation in progress (a purge was interrupted) is resumed. Otherwise a new
+    /// generation starting at `next_block_id` is added, unless the newest already starts there;
+    /// a table that predates table keys gets its entry here, and its older blocks (no
+    /// generation) are below it like any other. The rotation is marked in progress until
+    /// [`TableKeys::end_rotation`]. Persisted before it returns.
     pub(crate) fn begin_rotation(
         &self,
         account: &str,
@@ -248,23 +286,24 @@ impl TableKeys {
             workspace: workspace.to_string(),
             table: table.to_string(),
             generations: Vec::new(),
+            rotating: None,
         });
+        if let (true, Some(first)) = (resume, entry.rotating) {
+            return Ok(first);
+        }
         let newest = entry.generations.last().map(|g| g.first_block_id);
-        if resume && entry.generations.len() >= 2 {
-            return Ok(newest.expect("two generations"));
+        if newest != Some(next_block_id) {
+            entry.generations.push(fresh(next_block_id, 0, rng));
         }
-        if newest == Some(next_block_id) {
-            return Ok(next_block_id);
-        }
-        entry.generations.push(fresh(next_block_id, rng));
+        entry.rotating = Some(next_block_id);
         self.persist(&next)?;
         *tables = next;
         Ok(next_block_id)
     }
 
     /// Ends a rotation: destroys every generation of the table below `first_block_id` (the
-    /// caller re-sealed every block below it and flushed sled first). Persisted before it
-    /// returns.
+    /// caller re-sealed every block below it and flushed sled first) and clears the mark of a
+    /// rotation in progress. Persisted before it returns.
     pub(crate) fn end_rotation(
         &self,
         account: &str,
@@ -277,10 +316,11 @@ impl TableKeys {
         let Some(entry) = tables.get(&key) else {
             return Ok(());
         };
-        if entry
-            .generations
-            .iter()
-            .all(|g| g.first_block_id >= first_block_id)
+        if entry.rotating.is_none()
+            && entry
+                .generations
+                .iter()
+                .all(|g| g.first_block_id >= first_block_id)
         {
             return Ok(());
         }
@@ -289,10 +329,107 @@ impl TableKeys {
             entry
                 .generations
                 .retain(|g| g.first_block_id >= first_block_id);
+            entry.rotating = None;
         }
         self.persist(&next)?;
         *tables = next;
         Ok(())
+    }
+
+    /// The first block id of the generation a purge or table delete in progress rotates into.
+    pub(crate) fn rotating(&self, account: &str, workspace: &str, table: &str) -> Option<u64> {
+        self.read()
+            .get(&store::table_prefix(account, workspace, table))
+            .and_then(|e| e.rotating)
+    }
+
+    /// The tables with keys under `prefix` (a workspace's): their names, in key order.
+    pub(crate) fn tables_under(&self, prefix: &[u8]) -> Vec<String> {
+        self.read()
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e.table.clone())
+            .collect()
+    }
+
+    /// Starts a new retention bucket for a table: a new generation from `next_block_id`, made
+    /// at `now_ms`, when the newest is [`RETENTION_BUCKET`] old and has sealed at least one
+    /// block id (none while a rotation is in progress). True when it did; persisted first.
+    pub(crate) fn start_bucket(
+        &self,
+        account: &str,
+        workspace: &str,
+        table: &str,
+        next_block_id: u64,
+        now_ms: i64,
+        rng: &mut dyn RngCore,
+    ) -> Result<bool, DataError> {
+        let bucket_ms = RETENTION_BUCKET.as_millis() as i64;
+        let mut tables = self.write();
+        let key = store::table_prefix(account, workspace, table);
+        let due = tables.get(&key).is_some_and(|e| {
+            e.rotating.is_none()
+                && e.generations.last().is_some_and(|g| {
+                    g.first_block_id < next_block_id
+                        && g.created_at_ms.saturating_add(bucket_ms) <= now_ms
+                })
+        });
+        if !due {
+            return Ok(false);
+        }
+        let mut next = tables.clone();
+        if let Some(entry) = next.get_mut(&key) {
+            entry.generations.push(fresh(next_block_id, now_ms, rng));
+        }
+        self.persist(&next)?;
+        *tables = next;
+        Ok(true)
+    }
+
+    /// Destroys every generation of a table but the newest that seals none of `live_ids` (the
+    /// table's stored block ids, ascending) and no id at or above `oldest_in_flight` (the first
+    /// block id of the oldest append still sealing): retention removed its last block. Nothing
+    /// while a rotation is in progress. Returns how many were destroyed; persisted first.
+    pub(crate) fn destroy_unused(
+        &self,
+        account: &str,
+        workspace: &str,
+        table: &str,
+        live_ids: &[u64],
+        oldest_in_flight: Option<u64>,
+    ) -> Result<usize, DataError> {
+        let mut tables = self.write();
+        let key = store::table_prefix(account, workspace, table);
+        let Some(entry) = tables.get(&key) else {
+            return Ok(0);
+        };
+        if entry.rotating.is_some() {
+            return Ok(0);
+        }
+        let in_flight = oldest_in_flight.unwrap_or(u64::MAX);
+        let gens = &entry.generations;
+        let unused: Vec<u64> = gens
+            .windows(2)
+            .filter(|pair| {
+                let (from, to) = (pair[0].first_block_id, pair[1].first_block_id);
+                let start = live_ids.partition_point(|id| *id < from);
+                let holds_live = live_ids.get(start).is_some_and(|id| *id < to);
+                to <= in_flight && !holds_live
+            })
+            .map(|pair| pair[0].first_block_id)
+            .collect();
+        if unused.is_empty() {
+            return Ok(0);
+        }
+        let mut next = tables.clone();
+        if let Some(entry) = next.get_mut(&key) {
+            entry
+                .generations
+                .retain(|g| !unused.contains(&g.first_block_id));
+        }
+        self.persist(&next)?;
+        *tables = next;
+        Ok(unused.len())
     }
 
     /// Destroys every generation of the tables under `prefix` (a table's, or an account's):
@@ -331,8 +468,10 @@ impl TableKeys {
                         .map(|g| FileGeneration {
                             first_block_id: g.first_block_id,
                             secret_hex: hex::encode(g.secret.as_ref()),
+                            created_at_ms: g.created_at_ms,
                         })
                         .collect(),
+                    rotating: e.rotating,
                 })
                 .collect(),
         };
@@ -359,12 +498,13 @@ impl TableKeys {
     }
 }
 
-fn fresh(first_block_id: u64, rng: &mut dyn RngCore) -> Generation {
+fn fresh(first_block_id: u64, created_at_ms: i64, rng: &mut dyn RngCore) -> Generation {
     let mut secret = Zeroizing::new([0u8; KEY_LEN_BYTES]);
     rng.fill_bytes(secret.as_mut());
     Generation {
         first_block_id,
         secret,
+        created_at_ms,
     }
 }
 
@@ -417,5 +557,98 @@ mod tests {
             .unwrap()
             .generations("cluster:c", "ws", "T")
             .is_empty());
+    }
+
+    fn firsts(keys: &TableKeys) -> Vec<u64> {
+        keys.generations("cluster:c", "ws", "T")
+            .iter()
+            .map(|g| g.first_block_id)
+            .collect()
+    }
+
+    /// Retention buckets (issue 14): a new generation once the newest is a bucket old, the
+    /// unused ones destroyed (never the newest, never one an append in flight may seal with),
+    /// and none of it while a purge or table delete is in progress.
+    #[test]
+    fn retention_buckets_start_when_due_and_unused_ones_are_destroyed() {
+        const T: (&str, &str, &str) = ("cluster:c", "ws", "T");
+        let day = RETENTION_BUCKET.as_millis() as i64;
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = RandomSource::from_seed([5; 32]);
+        let keys = TableKeys::load(dir.path()).unwrap();
+        keys.create_table(T.0, T.1, T.2, 1, &mut rng).unwrap();
+        let start = |keys: &TableKeys, next: u64, now: i64, rng: &mut RandomSource| {
+            keys.start_bucket(T.0, T.1, T.2, next, now, rng).unwrap()
+        };
+        let destroy = |keys: &TableKeys, live: &[u64], in_flight: Option<u64>| {
+            keys.destroy_unused(T.0, T.1, T.2, live, in_flight).unwrap()
+        };
+        assert!(
+            start(&keys, 5, day, &mut rng),
+            "a first generation counts as old"
+        );
+        assert!(
+            !start(&keys, 6, day + 3_600_000, &mut rng),
+            "not a bucket old yet"
+        );
+        assert!(
+            !start(&keys, 5, 3 * day, &mut rng),
+            "no block id since: nothing to seal"
+        );
+        assert!(start(&keys, 9, 2 * day, &mut rng));
+        assert_eq!(firsts(&keys), vec![1, 5, 9]);
+        let first_secret = hex::encode(keys.secret_for(T.0, T.1, T.2, 1).unwrap().as_ref());
+        // Block 1 aged out: its generation goes; 6 keeps the second.
+        assert_eq!(destroy(&keys, &[6, 9], None), 1);
+        assert_eq!(firsts(&keys), vec![5, 9]);
+        let text = fs::read_to_string(dir.path().join(TABLE_KEYS_FILE)).unwrap();
+        assert!(!text.contains(&first_secret), "destroyed in the file too");
+        // Block 6 aged out, but an append that took id 7 is still sealing: kept.
+        assert_eq!(destroy(&keys, &[9], Some(7)), 0);
+        assert_eq!(destroy(&keys, &[9], Some(9)), 1);
+        assert_eq!(
+            destroy(&keys, &[], None),
+            0,
+            "the newest is never destroyed"
+        );
+        assert_eq!(firsts(&keys), vec![9]);
+        // A purge in progress: retention leaves the table alone; a reload keeps the mark.
+        assert_eq!(
+            keys.begin_rotation(T.0, T.1, T.2, 12, false, &mut rng)
+                .unwrap(),
+            12
+        );
+        assert!(!start(&keys, 13, 10 * day, &mut rng));
+        assert_eq!(destroy(&keys, &[], None), 0);
+        let reloaded = TableKeys::load(dir.path()).unwrap();
+        assert_eq!(reloaded.rotating(T.0, T.1, T.2), Some(12));
+        assert_eq!(
+            reloaded
+                .begin_rotation(T.0, T.1, T.2, 20, true, &mut rng)
+                .unwrap(),
+            12,
+            "resumed"
+        );
+        reloaded.end_rotation(T.0, T.1, T.2, 12).unwrap();
+        assert_eq!(reloaded.rotating(T.0, T.1, T.2), None);
+        assert_eq!(firsts(&reloaded), vec![12]);
+        assert_eq!(
+            reloaded.tables_under(&store::workspace_prefix("cluster:c", "ws")),
+            vec!["T".to_string()]
+        );
+    }
+
+    /// A version-1 file (no buckets) with two generations was written during a purge: it is
+    /// read as a rotation in progress, which the purge resumes.
+    #[test]
+    fn a_version_1_file_with_two_generations_is_a_purge_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = hex::encode([7u8; KEY_LEN_BYTES]);
+        let text = format!(
+            r#"{{"version":1,"tables":[{{"account":"cluster:c","workspace":"ws","table":"T","generations":[{{"first_block_id":1,"secret_hex":"{secret}"}},{{"first_block_id":8,"secret_hex":"{secret}"}}]}}]}}"#
+        );
+        fs::write(dir.path().join(TABLE_KEYS_FILE), text).unwrap();
+        let keys = TableKeys::load(dir.path()).unwrap();
+        assert_eq!(keys.rotating("cluster:c", "ws", "T"), Some(8));
     }
 }

@@ -345,6 +345,12 @@ pub(crate) fn block_key_max_time(key: &[u8]) -> Option<i64> {
     Some(time_from_key(bytes))
 }
 
+/// The block id encoded in a block key (its last 8 bytes).
+pub(crate) fn block_key_id(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
 /// The key of an outage-buffer entry: arrival order within the account.
 pub(crate) fn buffer_key(account: &str, sequence: u64) -> Vec<u8> {
     let mut k = account_prefix(account);

@@ -193,7 +193,7 @@ impl Core {
                 }
                 let pass = self
                     .data
-                    .retention_pass_by_table(&account, &ws_id, &cutoff_of, budget)?;
+                    .retention_pass_by_table(&account, &ws_id, &cutoff_of, budget, now)?;
                 for r in &pass.removals {
                     budget -= r.blocks as usize;
                     self.record_lifecycle(
