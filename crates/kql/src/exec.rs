@@ -1184,13 +1184,10 @@ impl Summarizer {
 
     /// Folds one row into its group (made when the row is its first).
     pub(crate) fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64) {
-        // The key values borrow the row; their vector is the scratch one, emptied and handed
-        // back below (an empty vector re-collected keeps its allocation), so that a row of an
-        // existing group allocates nothing.
-        let mut values: Vec<Cow<'_, Value>> = std::mem::take(&mut groups.scratch)
-            .into_iter()
-            .filter_map(|_| None)
-            .collect();
+        // The key values borrow the row; their vector is the scratch one (a vector of
+        // `'static` values is one of shorter-lived values), emptied and handed back below with
+        // its allocation, so that a row of an existing group allocates nothing.
+        let mut values: Vec<Cow<'_, Value>> = std::mem::take(&mut groups.scratch);
         values.extend(self.by.iter().map(|b| match b.eval_cow(row, now_ms) {
             Cow::Borrowed(v) if !changed_by_conform(v, b.ty) => Cow::Borrowed(v),
             v => Cow::Owned(conform(v.into_owned(), b.ty)),
@@ -1204,7 +1201,11 @@ impl Summarizer {
             }
         };
         values.clear();
-        groups.scratch = values.into_iter().filter_map(|_| None).collect();
+        // Empty, so nothing is converted: re-collecting it in place keeps the allocation.
+        groups.scratch = values
+            .into_iter()
+            .map(|v| Cow::Owned(v.into_owned()))
+            .collect();
         for (agg, acc) in self.aggs.iter().zip(groups.groups[g].1.iter_mut()) {
             agg.add(acc, row, now_ms);
         }
