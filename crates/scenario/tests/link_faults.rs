@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cmksim_scenario::chaos::{self, ChaosFault, ChaosKind, FaultSpace, CHAOS_KINDS};
 use cmksim_scenario::model::{Fault, Host, StepKind};
-use cmksim_scenario::validate_str;
+use cmksim_scenario::{validate_str, Scenario};
 use cmksim_sim::net::LinkQuality;
 use common::diagnostics::{assert_one, at, errors};
 
@@ -45,17 +45,22 @@ fn step(fault: &str, extra: &str) -> String {
     format!("{HEAD}\n[[timeline]]\nid = \"slow\"\nat = \"1h\"\nfault = {fault}\n{extra}")
 }
 
-fn only_fault(text: &str) -> (Fault, Option<Duration>) {
-    let scenario = validate_str(Path::new("t.toml"), text)
-        .unwrap_or_else(|d| panic!("{:?}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
-    let faults: Vec<_> = scenario
+/// The fault steps of a scenario's timeline, in order: (fault, duration).
+fn fault_steps(scenario: &Scenario) -> Vec<(Fault, Option<Duration>)> {
+    scenario
         .timeline
         .iter()
         .filter_map(|s| match &s.what {
             StepKind::Fault { fault, duration } => Some((*fault, *duration)),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+fn only_fault(text: &str) -> (Fault, Option<Duration>) {
+    let scenario = validate_str(Path::new("t.toml"), text)
+        .unwrap_or_else(|d| panic!("{:?}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
+    let faults = fault_steps(&scenario);
     assert_eq!(faults.len(), 1, "{faults:?}");
     faults[0]
 }
@@ -225,14 +230,7 @@ fn the_chaos_space_draws_link_kinds_only_when_named() {
         },
     ];
     let applied = chaos::apply(&scenario, &space, &faults, 9).unwrap();
-    let steps: Vec<(Fault, Option<Duration>)> = applied
-        .timeline
-        .iter()
-        .filter_map(|s| match &s.what {
-            StepKind::Fault { fault, duration } => Some((*fault, *duration)),
-            _ => None,
-        })
-        .collect();
+    let steps = fault_steps(&applied);
     let slow = LinkQuality {
         latency: Duration::from_secs(45),
         ..LinkQuality::default()
@@ -267,15 +265,7 @@ fn the_chaos_space_draws_link_kinds_only_when_named() {
     );
     let again = validate_str(Path::new("regression.toml"), &file)
         .unwrap_or_else(|d| panic!("{d:?}\n{file}"));
-    let again_steps: Vec<(Fault, Option<Duration>)> = again
-        .timeline
-        .iter()
-        .filter_map(|s| match &s.what {
-            StepKind::Fault { fault, duration } => Some((*fault, *duration)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(again_steps, steps);
+    assert_eq!(fault_steps(&again), steps);
 }
 
 #[test]

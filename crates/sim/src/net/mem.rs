@@ -783,18 +783,22 @@ mod tests {
         outcomes
     }
 
+    /// A current-thread runtime with a paused clock, as the engine's, calling `on_park` each
+    /// time it parks (each jump of the clock).
+    fn paused_runtime(on_park: impl Fn() + Send + Sync + 'static) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .on_thread_park(on_park)
+            .build()
+            .unwrap()
+    }
+
     /// Jitter and loss come from the seeded stream: the same seed, the same calls, outcomes
     /// and times; and they do happen.
     #[test]
     fn jitter_and_loss_are_deterministic_for_a_seed() {
-        let run = |seed: [u8; 32]| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap()
-                .block_on(lossy_calls(seed))
-        };
+        let run = |seed: [u8; 32]| paused_runtime(|| {}).block_on(lossy_calls(seed));
         let first = run([7; 32]);
         let second = run([7; 32]);
         assert_eq!(first, second);
@@ -819,15 +823,10 @@ mod tests {
     fn an_idle_connection_costs_no_steps() {
         let parks = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = parks.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .on_thread_park(move || {
-                counted.fetch_add(1, Ordering::Relaxed);
-            })
-            .build()
-            .unwrap();
-        let idle_parks = runtime.block_on(async {
+        let idle_parks = paused_runtime(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        })
+        .block_on(async {
             let net = MemNet::new();
             let _server = serve_health(&net);
             let channel = Network::Memory(net.host("client"))
