@@ -98,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let perf = standard_table("Perf").expect("Perf is a standard table");
     for schema in [&schema, &perf] {
-        match validate_records(schema, &records, NOW, &IngestLimits::default()) {
+        match validate_records(schema, records.clone(), NOW, &IngestLimits::default()) {
             Ok(valid) => assert_eq!(valid.len(), records.len()),
             Err(e) => assert!(!e.to_string().is_empty()),
         }

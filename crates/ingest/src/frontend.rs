@@ -43,7 +43,7 @@ pub fn workspace_name(workspace_id: &str) -> &str {
 }
 use crate::routing::Destination;
 use crate::schema::{check_declaration, is_custom_name, standard_table, Declaration, TableSchema};
-use crate::validate::{check_size, validate_records, IngestLimits};
+use crate::validate::{check_size, validate_sized, IngestLimits};
 
 /// The event source of the front end.
 pub const EVENT_SOURCE: &str = "ingest";
@@ -158,28 +158,34 @@ impl Frontend {
         now: SimTime,
     ) -> Result<IngestOutput, IngestError> {
         check_size(&input.records, &self.limits)?;
-        let _declaring = if input.declare_columns.is_empty() {
+        let IngestInput {
+            workspace,
+            table,
+            records,
+            declare_columns,
+        } = input;
+        let _declaring = if declare_columns.is_empty() {
             None
         } else {
             Some(self.declare_lock.lock().await)
         };
-        let (schema, declaration) = if input.declare_columns.is_empty() {
+        let (schema, declaration) = if declare_columns.is_empty() {
             let schema = self
-                .table_schema(&input.workspace, &input.table)
+                .table_schema(&workspace, &table)
                 .await
                 .map_err(ingest_backend_error)?
                 .ok_or_else(|| IngestError::UnknownTable {
-                    workspace: input.workspace.clone(),
-                    table: input.table.clone(),
+                    workspace: workspace.clone(),
+                    table: table.clone(),
                 })?;
             (schema, None)
         } else {
             let d = self
-                .check_declaration(&input.workspace, &input.table, &input.declare_columns)
+                .check_declaration(&workspace, &table, &declare_columns)
                 .await?;
             (d.schema.clone(), Some(d))
         };
-        let mut records = validate_records(&schema, &input.records, now, &self.limits)?;
+        let mut records = validate_sized(&schema, records, now, &self.limits)?;
         // Registered (durably, in storage) before any record that uses it is appended.
         if let Some(d) = declaration.as_ref().filter(|d| d.changes) {
             self.backend
@@ -189,16 +195,17 @@ impl Frontend {
         }
         // Like the real service, every stored row carries the workspace it was ingested for
         // (`TenantId`, the workspace id): a query can then prove whose rows it returned.
+        let tenant = workspace_name(&workspace);
         for record in &mut records {
             record.columns.insert(
                 TENANT_ID_COLUMN.to_string(),
-                Value::String(workspace_name(&input.workspace).to_string()),
+                Value::String(tenant.to_string()),
             );
         }
         let count = records.len();
         let request = AppendRequest {
-            workspace: input.workspace.clone(),
-            table: input.table.clone(),
+            workspace: workspace.clone(),
+            table: table.clone(),
             records,
         };
         let result = self
@@ -210,7 +217,8 @@ impl Frontend {
         let mut outcomes = result.outcomes;
         complete_outcomes(&mut outcomes, count, routed_to.as_ref());
         self.commit(
-            &input,
+            &workspace,
+            &table,
             &schema,
             declaration,
             routed_to.as_ref(),
@@ -218,17 +226,19 @@ impl Frontend {
             now,
         );
         Ok(IngestOutput {
-            workspace: input.workspace,
-            table: input.table,
+            workspace,
+            table,
             routed_to,
             outcomes,
             ingested_at: now,
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &self,
-        input: &IngestInput,
+        workspace: &str,
+        table: &str,
         schema: &TableSchema,
         declaration: Option<Declaration>,
         routed_to: Option<&Destination>,
@@ -247,18 +257,18 @@ impl Frontend {
                     now,
                     EVENT_SOURCE,
                     &IngestEvent::TableRegistered {
-                        workspace: input.workspace.clone(),
-                        table: input.table.clone(),
+                        workspace: workspace.to_string(),
+                        table: table.to_string(),
                         columns,
                     },
                 );
             }
         }
-        state.metrics.count_outcomes(&input.workspace, outcomes);
+        state.metrics.count_outcomes(workspace, outcomes);
         let totals = state
             .metrics
             .records
-            .get(&input.workspace)
+            .get(workspace)
             .cloned()
             .unwrap_or_default();
         drop(state);
@@ -285,8 +295,8 @@ impl Frontend {
         let dropped_total: u64 = dropped.values().sum();
         let reason = dropped.keys().cloned().collect::<Vec<_>>().join(",");
         let event = IngestEvent::BatchIngested {
-            workspace: workspace_name(&input.workspace).to_string(),
-            table: input.table.clone(),
+            workspace: workspace_name(workspace).to_string(),
+            table: table.to_string(),
             route: routed_to
                 .map(|d| d.label())
                 .unwrap_or_else(|| "none".to_string()),

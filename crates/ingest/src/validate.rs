@@ -48,28 +48,85 @@ impl Default for IngestLimits {
 pub fn batch_json_bytes(records: &[RawRecord]) -> usize {
     // "[" + records joined by "," + "]"
     let separators = records.len().saturating_sub(1);
-    2 + separators + records.iter().map(record_json_bytes).sum::<usize>()
+    let mut time_text = TimeText::default();
+    2 + separators
+        + records
+            .iter()
+            .map(|r| record_json_bytes(r, &mut time_text))
+            .sum::<usize>()
 }
 
-fn record_json_bytes(record: &RawRecord) -> usize {
-    let mut object = serde_json::Map::new();
-    if let Some(t) = record.time_generated {
-        object.insert(
-            TIME_GENERATED.to_string(),
-            serde_json::Value::String(t.to_rfc3339()),
-        );
+/// Counts the bytes written to it, and keeps none (sizes without building the text).
+#[derive(Default)]
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
     }
-    // Duplicate names are measured as sent (each occurrence counts), before they are refused.
-    let mut duplicates = 0usize;
-    for (name, value) in &record.columns {
-        let json = value.to_json();
-        if let Some(previous) = object.insert(name.clone(), json) {
-            duplicates += serde_json::to_string(name).map_or(0, |s| s.len())
-                + serde_json::to_string(&previous).map_or(0, |s| s.len())
-                + 2;
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compact JSON length of `value` (serialising to a counter cannot fail; 0 if it ever did).
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut count = ByteCount::default();
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
+}
+
+/// The JSON length of the last `TimeGenerated` measured: the records of a batch mostly share
+/// theirs, and formatting RFC 3339 text per record was a good part of the measure's cost.
+#[derive(Default)]
+struct TimeText {
+    last: Option<(SimTime, usize)>,
+}
+
+impl TimeText {
+    fn json_len(&mut self, t: SimTime) -> usize {
+        match self.last {
+            Some((at, len)) if at == t => len,
+            _ => {
+                let len = json_len(&t.to_rfc3339());
+                self.last = Some((t, len));
+                len
+            }
         }
     }
-    serde_json::to_string(&serde_json::Value::Object(object)).map_or(0, |s| s.len()) + duplicates
+}
+
+/// The compact JSON length of one value as the Logs Ingestion API would receive it
+/// ([`Value::to_json`], without building it where the text is known).
+fn value_json_bytes(value: &Value, time_text: &mut TimeText) -> usize {
+    match value {
+        Value::String(s) => json_len(s.as_str()),
+        Value::DateTime(t) => time_text.json_len(*t),
+        Value::Long(v) => json_len(v),
+        Value::Bool(b) => json_len(b),
+        Value::Real(_) | Value::Dynamic(_) => json_len(&value.to_json()),
+    }
+}
+
+/// One record's object: `{`, then each member as `"name":value` joined by `,`, then `}`.
+/// Every occurrence of a name counts, `TimeGenerated` first (a column of that name too): the
+/// body as sent, duplicates included, before validation refuses them.
+fn record_json_bytes(record: &RawRecord, time_text: &mut TimeText) -> usize {
+    let mut members = 0usize;
+    let mut bytes = 0usize;
+    if let Some(t) = record.time_generated {
+        members += 1;
+        bytes += json_len(TIME_GENERATED) + 1 + time_text.json_len(t);
+    }
+    for (name, value) in &record.columns {
+        members += 1;
+        bytes += json_len(name.as_str()) + 1 + value_json_bytes(value, time_text);
+    }
+    2 + bytes + members.saturating_sub(1)
 }
 
 /// Checks the batch's size before anything else is looked at.
@@ -87,17 +144,29 @@ pub fn check_size(records: &[RawRecord], limits: &IngestLimits) -> Result<(), In
     Ok(())
 }
 
-/// Validates every record against `schema`; all or nothing.
+/// Validates every record against `schema`; all or nothing. The records are taken: their
+/// names and values move into the validated records (nothing is copied per column).
 pub fn validate_records(
     schema: &TableSchema,
-    records: &[RawRecord],
+    records: Vec<RawRecord>,
     now: SimTime,
     limits: &IngestLimits,
 ) -> Result<Vec<Record>, IngestError> {
-    check_size(records, limits)?;
+    check_size(&records, limits)?;
+    validate_sized(schema, records, now, limits)
+}
+
+/// [`validate_records`] for a batch whose size [`check_size`] has already passed (the front
+/// end measures it first, before it looks the table up).
+pub(crate) fn validate_sized(
+    schema: &TableSchema,
+    records: Vec<RawRecord>,
+    now: SimTime,
+    limits: &IngestLimits,
+) -> Result<Vec<Record>, IngestError> {
     let latest_allowed = now.add(limits.future_skew_max);
     records
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, raw)| validate_record(schema, index, raw, now, latest_allowed, limits))
         .collect()
@@ -106,7 +175,7 @@ pub fn validate_records(
 fn validate_record(
     schema: &TableSchema,
     record_index: usize,
-    raw: &RawRecord,
+    raw: RawRecord,
     now: SimTime,
     latest_allowed: SimTime,
     limits: &IngestLimits,
@@ -123,38 +192,40 @@ fn validate_record(
         });
     }
     let mut columns = BTreeMap::new();
-    for (column, value) in &raw.columns {
+    for (column, value) in raw.columns {
         if column == TIME_GENERATED {
             return Err(IngestError::DuplicateColumn {
                 record_index,
-                column: column.clone(),
+                column,
             });
         }
-        let expected =
-            schema
-                .columns
-                .get(column)
-                .copied()
-                .ok_or_else(|| IngestError::UnknownColumn {
-                    table: schema.name.clone(),
-                    record_index,
-                    column: column.clone(),
-                })?;
+        let Some(expected) = schema.columns.get(&column).copied() else {
+            return Err(IngestError::UnknownColumn {
+                table: schema.name.clone(),
+                record_index,
+                column,
+            });
+        };
         if value.column_type() != expected {
             return Err(IngestError::WrongColumnType {
                 table: schema.name.clone(),
                 record_index,
-                column: column.clone(),
+                column,
                 expected,
                 got: value.column_type(),
             });
         }
-        check_value(record_index, column, value, expected)?;
-        if columns.insert(column.clone(), value.clone()).is_some() {
-            return Err(IngestError::DuplicateColumn {
-                record_index,
-                column: column.clone(),
-            });
+        check_value(record_index, &column, &value, expected)?;
+        match columns.entry(column) {
+            std::collections::btree_map::Entry::Occupied(taken) => {
+                return Err(IngestError::DuplicateColumn {
+                    record_index,
+                    column: taken.key().clone(),
+                });
+            }
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(value);
+            }
         }
     }
     Ok(Record {
@@ -228,7 +299,7 @@ mod tests {
     fn check(records: Vec<RawRecord>) -> Result<Vec<Record>, IngestError> {
         validate_records(
             &standard_table("Perf").unwrap(),
-            &records,
+            records,
             NOW,
             &IngestLimits::default(),
         )
@@ -322,6 +393,67 @@ mod tests {
         ));
     }
 
+    /// The measure as first written: the JSON object built and printed, a replaced member (a
+    /// duplicate name) added back as it was sent.
+    fn reference_json_bytes(records: &[RawRecord]) -> usize {
+        let one = |record: &RawRecord| {
+            let mut object = serde_json::Map::new();
+            if let Some(t) = record.time_generated {
+                object.insert(
+                    TIME_GENERATED.to_string(),
+                    serde_json::Value::String(t.to_rfc3339()),
+                );
+            }
+            let mut duplicates = 0usize;
+            for (name, value) in &record.columns {
+                if let Some(previous) = object.insert(name.clone(), value.to_json()) {
+                    duplicates += serde_json::to_string(name).unwrap().len()
+                        + serde_json::to_string(&previous).unwrap().len()
+                        + 2;
+                }
+            }
+            serde_json::to_string(&serde_json::Value::Object(object))
+                .unwrap()
+                .len()
+                + duplicates
+        };
+        2 + records.len().saturating_sub(1) + records.iter().map(one).sum::<usize>()
+    }
+
+    #[test]
+    fn size_is_measured_without_building_the_text_and_agrees_with_it() {
+        let records = [
+            perf(None, vec![]),
+            perf(Some(NOW), vec![]),
+            perf(
+                Some(SimTime(-1)),
+                vec![
+                    (
+                        "Computer",
+                        Value::String("quote \" back \\ nl \n tab \t é \u{1}".into()),
+                    ),
+                    ("Computer", Value::String("again".into())),
+                    ("TimeGenerated", Value::DateTime(SimTime(86_400_000 * 400))),
+                    ("na\"me", Value::Long(i64::MIN)),
+                    ("R", Value::Real(0.1)),
+                    ("Inf", Value::Real(f64::INFINITY)),
+                    ("B", Value::Bool(false)),
+                    ("J", Value::Dynamic("{ \"a\" : [1, 2.50, null] }".into())),
+                    ("Bad", Value::Dynamic("{not json".into())),
+                ],
+            ),
+            perf(Some(NOW), vec![("Computer", Value::String(String::new()))]),
+            perf(Some(NOW.add(Duration::from_millis(1))), vec![]),
+        ];
+        for n in 0..=records.len() {
+            assert_eq!(
+                batch_json_bytes(&records[..n]),
+                reference_json_bytes(&records[..n]),
+                "first {n} records"
+            );
+        }
+    }
+
     #[test]
     fn dynamic_must_be_json() {
         let mut schema = standard_table("Perf").unwrap();
@@ -332,9 +464,9 @@ mod tests {
         );
         let bad = perf(Some(NOW), vec![("Props", Value::Dynamic("{a:1".into()))]);
         let limits = IngestLimits::default();
-        assert!(validate_records(&schema, &[good], NOW, &limits).is_ok());
+        assert!(validate_records(&schema, vec![good], NOW, &limits).is_ok());
         assert!(matches!(
-            validate_records(&schema, &[bad], NOW, &limits).unwrap_err(),
+            validate_records(&schema, vec![bad], NOW, &limits).unwrap_err(),
             IngestError::InvalidDynamic { .. }
         ));
     }
@@ -350,10 +482,10 @@ mod tests {
             perf(Some(NOW), vec![("Props", Value::Dynamic(text))])
         };
         let limits = IngestLimits::default();
-        assert!(validate_records(&schema, &[nested(DYNAMIC_DEPTH_MAX)], NOW, &limits).is_ok());
+        assert!(validate_records(&schema, vec![nested(DYNAMIC_DEPTH_MAX)], NOW, &limits).is_ok());
         // 127 deep: valid JSON (serde_json parses up to 128), refused by the bound as the
         // caller's error (400), never passed on to fail in storage.
-        let error = validate_records(&schema, &[nested(127)], NOW, &limits).unwrap_err();
+        let error = validate_records(&schema, vec![nested(127)], NOW, &limits).unwrap_err();
         assert!(matches!(
             error,
             IngestError::DynamicTooDeep {

@@ -173,7 +173,7 @@ fn random_records_never_panic_and_refusals_are_typed() {
                 .collect::<BTreeMap<_, _>>(),
         };
         for schema in [&schema, &perf] {
-            match validate_records(schema, &records, NOW, &limits) {
+            match validate_records(schema, records.clone(), NOW, &limits) {
                 Ok(valid) => assert_eq!(valid.len(), records.len()),
                 Err(e) => assert!(!e.to_string().is_empty()),
             }

@@ -291,7 +291,7 @@ mod tests {
             let schema = crate::schema::standard_table(table).unwrap();
             crate::validate::validate_records(
                 &schema,
-                &[record.to_raw()],
+                vec![record.to_raw()],
                 record.time_generated,
                 &Default::default(),
             )

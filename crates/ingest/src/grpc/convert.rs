@@ -37,16 +37,21 @@ pub fn value_to_pb(value: &Value) -> pb::Value {
     pb::Value { kind: Some(kind) }
 }
 
-pub fn value_from_pb(value: &pb::Value, what: &str) -> Result<Value, ConvertError> {
+/// A wire value as the domain's, taken (its text moves); `what` names it in the error and is
+/// only formatted when there is one.
+pub fn value_from_pb(
+    value: pb::Value,
+    what: impl FnOnce() -> String,
+) -> Result<Value, ConvertError> {
     use pb::value::Kind;
-    Ok(match &value.kind {
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::LongValue(v)) => Value::Long(*v),
-        Some(Kind::RealValue(v)) => Value::Real(*v),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+    Ok(match value.kind {
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::LongValue(v)) => Value::Long(v),
+        Some(Kind::RealValue(v)) => Value::Real(v),
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::DatetimeValue(t)) => Value::DateTime(SimTime(t.unix_ms)),
-        Some(Kind::DynamicJson(s)) => Value::Dynamic(s.clone()),
-        None => return Err(ConvertError(format!("{what}: the value has no type"))),
+        Some(Kind::DynamicJson(s)) => Value::Dynamic(s),
+        None => return Err(ConvertError(format!("{}: the value has no type", what()))),
     })
 }
 
@@ -64,17 +69,22 @@ pub fn record_to_pb(record: &Record) -> pb::Record {
     }
 }
 
-pub fn raw_record_from_pb(record: &pb::Record, index: usize) -> Result<RawRecord, ConvertError> {
+/// A wire record as received, taken: names and values move (the ingest path converts each
+/// record once and keeps nothing of the message).
+pub fn raw_record_from_pb(record: pb::Record, index: usize) -> Result<RawRecord, ConvertError> {
     let columns = record
         .columns
-        .iter()
+        .into_iter()
         .map(|c| {
-            let what = format!("record {index}: column {:?}", c.name);
-            let value = c
-                .value
-                .as_ref()
-                .ok_or_else(|| ConvertError(format!("{what}: the value is missing")))?;
-            Ok((c.name.clone(), value_from_pb(value, &what)?))
+            let what = |name: &str| format!("record {index}: column {name:?}");
+            let Some(value) = c.value else {
+                return Err(ConvertError(format!(
+                    "{}: the value is missing",
+                    what(&c.name)
+                )));
+            };
+            let value = value_from_pb(value, || what(&c.name))?;
+            Ok((c.name, value))
         })
         .collect::<Result<_, ConvertError>>()?;
     Ok(RawRecord {
@@ -84,7 +94,7 @@ pub fn raw_record_from_pb(record: &pb::Record, index: usize) -> Result<RawRecord
 }
 
 /// A record read back from storage (its time is required).
-pub fn record_from_pb(record: &pb::Record) -> Result<Record, ConvertError> {
+pub fn record_from_pb(record: pb::Record) -> Result<Record, ConvertError> {
     let raw = raw_record_from_pb(record, 0)?;
     Ok(Record {
         time_generated: raw
@@ -153,7 +163,7 @@ pub fn filter_from_pb(filter: &pb::Filter, index: usize) -> Result<Filter, Conve
     let column = filter.column.clone();
     match &filter.op {
         Some(Op::Equals(v)) => Ok(Filter::Equals {
-            value: value_from_pb(v, &format!("filter {index}"))?,
+            value: value_from_pb(v.clone(), || format!("filter {index}"))?,
             column,
         }),
         Some(Op::Contains(text)) => Ok(Filter::Contains {

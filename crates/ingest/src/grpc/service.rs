@@ -41,9 +41,10 @@ impl pb::ingestion_server::Ingestion for IngestionService {
         request: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
         let request = request.into_inner();
+        let declare_columns = declarations(&request.declare_columns);
         let records = request
             .records
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, r)| convert::raw_record_from_pb(r, i))
             .collect::<Result<Vec<_>, _>>()
@@ -52,7 +53,7 @@ impl pb::ingestion_server::Ingestion for IngestionService {
             workspace: request.workspace_id,
             table: request.table,
             records,
-            declare_columns: declarations(&request.declare_columns),
+            declare_columns,
         };
         let output = self
             .frontend

@@ -112,33 +112,34 @@ pub fn control_identity(identity: &StoredIdentity) -> crate::control::ClusterIde
 /// A wire record (typed columns) as a data-plane record of `table`; `index` names it in errors.
 /// A column without a value is refused (the front end never sends one: a null is an absent
 /// column).
-pub fn record_from_pb(table: &str, index: usize, r: &pb::Record) -> Result<Record, String> {
+pub fn record_from_pb(table: &str, index: usize, r: pb::Record) -> Result<Record, String> {
     use pb::value::Kind;
     let mut record = Record::new(table, r.time_unix_ms);
-    for column in &r.columns {
-        let kind = column
-            .value
-            .as_ref()
-            .and_then(|v| v.kind.as_ref())
-            .ok_or_else(|| {
-                format!(
-                    "record {index}: column {:?} has no value",
-                    cmksim_sim::text::echo(&column.name)
-                )
-            })?;
-        let value = match kind {
-            Kind::StringValue(s) => Value::String(s.clone()),
-            Kind::LongValue(l) => Value::Long(*l),
-            Kind::RealValue(f) => Value::Real(*f),
-            Kind::BoolValue(b) => Value::Bool(*b),
-            Kind::DatetimeUnixMs(t) => Value::DateTime(*t),
-            Kind::DynamicValue(d) => Value::Dynamic(cmksim_proto::dynamic::dynamic_to_json(d)),
-        };
-        if record.columns.insert(column.name.clone(), value).is_some() {
+    for column in r.columns {
+        let Some(kind) = column.value.and_then(|v| v.kind) else {
             return Err(format!(
-                "record {index}: column {:?} appears twice",
+                "record {index}: column {:?} has no value",
                 cmksim_sim::text::echo(&column.name)
             ));
+        };
+        let value = match kind {
+            Kind::StringValue(s) => Value::String(s),
+            Kind::LongValue(l) => Value::Long(l),
+            Kind::RealValue(f) => Value::Real(f),
+            Kind::BoolValue(b) => Value::Bool(b),
+            Kind::DatetimeUnixMs(t) => Value::DateTime(t),
+            Kind::DynamicValue(d) => Value::Dynamic(cmksim_proto::dynamic::dynamic_to_json(&d)),
+        };
+        match record.columns.entry(column.name) {
+            std::collections::btree_map::Entry::Occupied(taken) => {
+                return Err(format!(
+                    "record {index}: column {:?} appears twice",
+                    cmksim_sim::text::echo(taken.key())
+                ));
+            }
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(value);
+            }
         }
     }
     Ok(record)

@@ -241,12 +241,11 @@ impl pb::data_plane_server::DataPlane for DataService {
         &self,
         request: Request<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         let core = &self.core;
         let resource = parse_workspace(&req.workspace_id)?;
-        let records: Vec<Record> = req
-            .records
-            .iter()
+        let records: Vec<Record> = std::mem::take(&mut req.records)
+            .into_iter()
             .enumerate()
             .map(|(i, r)| record_from_pb(&req.table, i, r))
             .collect::<Result<_, _>>()
