@@ -10,7 +10,11 @@
 //! answer calls *stored* count. The reference is `DataPlane::append` of the same records, in
 //! the same batch size, from the same number of threads, on a CMK-sealed, double-encrypted
 //! account in its own directory. The two alternate over several rounds so that machine load
-//! affects both alike. Nothing here asserts on time.
+//! affects both alike. Nothing here asserts on time. Each client re-sends one batch, so it
+//! encodes it once (the servers decode and convert every call as before) and decodes every
+//! answer whole. Beside records/s, each side reports the process's CPU time per record (all
+//! threads, from `/proc/self/stat`): on a shared machine other load moves records/s a lot and
+//! the CPU a record costs much less, so the CPU ratio is the steadier comparison.
 //!
 //! The REST path (issue 11): the HTTPS front door runs in process too, a data collection rule
 //! sends `Custom-Heartbeat` to the workspace's `Heartbeat` table, and N clients POST gzip JSON
@@ -117,6 +121,9 @@ pub struct Side {
     pub mb_per_s: f64,
     pub p50_batch_ms: f64,
     pub p99_batch_ms: f64,
+    /// CPU time of the whole process (every thread: servers, clients, append threads) while
+    /// this side ran, per record acknowledged, in microseconds (Linux; `None` elsewhere).
+    pub cpu_us_per_record: Option<f64>,
 }
 
 /// What one round measured (records/s of each side).
@@ -146,6 +153,10 @@ pub struct IngestBenchReport {
     pub rest_to_anchor: f64,
     /// End-to-end records/s ÷ direct append records/s.
     pub ratio: f64,
+    /// Direct append's CPU per record ÷ end to end's: the ratio the records/s ratio would have
+    /// if both sides had the machine's cores to themselves (other load on a shared machine
+    /// moves records/s, much less the CPU each record costs).
+    pub cpu_ratio: Option<f64>,
     pub goal_ratio: f64,
     pub meets_goal: bool,
     /// Records sent end to end that were not acknowledged as stored (buffered, dropped, or in
@@ -197,6 +208,13 @@ impl IngestBenchReport {
             self.goal_ratio,
             if self.meets_goal { "met" } else { "NOT met" }
         );
+        if let (Some(ratio), Some(e_cpu), Some(d_cpu)) =
+            (self.cpu_ratio, e.cpu_us_per_record, d.cpu_us_per_record)
+        {
+            s += &format!(
+                "CPU per record: end to end {e_cpu:.2} µs, direct {d_cpu:.2} µs (process CPU time, all threads): ratio {ratio:.2}\n"
+            );
+        }
         let per_round: Vec<String> = self
             .rounds
             .iter()
@@ -259,6 +277,8 @@ struct Tally {
     bytes: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// Process CPU seconds spent while the side ran (`None` when unknown).
+    cpu_seconds: Option<f64>,
 }
 
 impl Tally {
@@ -281,8 +301,45 @@ impl Tally {
             mb_per_s: self.bytes as f64 / secs / 1e6,
             p50_batch_ms: percentile_ms(&self.latencies, 0.50),
             p99_batch_ms: percentile_ms(&self.latencies, 0.99),
+            cpu_us_per_record: self
+                .cpu_seconds
+                .filter(|_| self.records > 0)
+                .map(|cpu| cpu * 1e6 / self.records as f64),
         }
     }
+
+    /// Adds the CPU seconds one round of this side took (unknown stays unknown).
+    fn add_cpu(&mut self, round: Option<f64>) {
+        self.cpu_seconds = match (self.cpu_seconds, round) {
+            (Some(total), Some(r)) => Some(total + r),
+            (None, Some(r)) if self.elapsed.is_zero() => Some(r),
+            _ => None,
+        };
+    }
+}
+
+/// CPU time used by this process so far (user + system, every thread), in seconds: fields 14
+/// and 15 of `/proc/self/stat`, in clock ticks of `USER_HZ` (100 on Linux). `None` where there
+/// is no such file.
+fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds_of_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// The CPU seconds a `/proc/{pid}/stat` line gives (see [`process_cpu_seconds`]).
+fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // after_name starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// The CPU seconds between two readings of [`process_cpu_seconds`].
+fn cpu_between(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    Some(after? - before?)
 }
 
 fn loadavg() -> Option<String> {
@@ -343,7 +400,9 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
     let mut rounds = Vec::new();
     let mut record_wire_bytes = 0.0;
     for _ in 0..options.rounds {
+        let cpu_before = process_cpu_seconds();
         let r = clients_rt.block_on(end_to_end_round(&services.ingest, &clock, options))?;
+        e2e.add_cpu(cpu_between(cpu_before, process_cpu_seconds()));
         record_wire_bytes = r.tally.bytes as f64 / (r.sent.max(1)) as f64;
         not_stored += r.sent - r.tally.records;
         failed_calls += r.failed_calls;
@@ -351,7 +410,9 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
         e2e.elapsed += r.tally.elapsed;
         e2e.add(r.tally);
 
+        let cpu_before = process_cpu_seconds();
         let t = direct_round(&plane, &aek, &clock, options)?;
+        direct.add_cpu(cpu_between(cpu_before, process_cpu_seconds()));
         let d_rate = t.records as f64 / t.elapsed.as_secs_f64();
         direct.elapsed += t.elapsed;
         direct.add(t);
@@ -381,6 +442,13 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
     let direct_append = direct.side();
     let rest = rest.side();
     let ratio = end_to_end.records_per_s / direct_append.records_per_s.max(1e-9);
+    let cpu_ratio = match (
+        end_to_end.cpu_us_per_record,
+        direct_append.cpu_us_per_record,
+    ) {
+        (Some(e), Some(d)) if e > 0.0 => Some(d / e),
+        _ => None,
+    };
     let record_json_bytes = door.json_bytes_per_record(options.batch_records);
     let grpc_json_mb_per_s = end_to_end.records_per_s * record_json_bytes / 1e6;
     Ok(IngestBenchReport {
@@ -395,6 +463,7 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
         record_json_bytes,
         grpc_json_mb_per_s,
         ratio,
+        cpu_ratio,
         goal_ratio: GOAL_RATIO,
         meets_goal: ratio >= GOAL_RATIO,
         not_stored,
@@ -467,6 +536,7 @@ async fn start_services(
         &kv_url,
     );
     config.os_key_material = true;
+    let config = config.with_principal_of(&keyvault.identity())?;
     let storage = cmksim_storage::StorageServer::open(config)?;
     let ingest = cmksim_ingest::IngestServer::new(
         clock.clone(),
@@ -616,11 +686,13 @@ async fn end_to_end_round(
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..options.clients {
-        let mut client = ip::ingestion_client::IngestionClient::new(channel(ingest_url)?)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let request = ingest_batch(c, options.batch_records, at_ms);
-        let request_bytes = request.encoded_len() as u64;
+        let mut client =
+            tonic::client::Grpc::new(channel(ingest_url)?).max_decoding_message_size(64 << 20);
+        // The client re-sends one batch: it is encoded once, not cloned and encoded per call.
+        let request = prost::bytes::Bytes::from(
+            ingest_batch(c, options.batch_records, at_ms).encode_to_vec(),
+        );
+        let request_bytes = request.len() as u64;
         let n = options.batch_records as u64;
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -628,7 +700,7 @@ async fn end_to_end_round(
             let (mut sent, mut failed) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let began = Instant::now();
-                let result = client.ingest(request.clone()).await;
+                let result = ingest_encoded(&mut client, request.clone()).await;
                 let took = began.elapsed();
                 sent += n;
                 match result {
@@ -668,6 +740,70 @@ async fn end_to_end_round(
     // Every client finishes its batch in flight: the round ends when the last answer came.
     round.tally.elapsed = started.elapsed();
     Ok(round)
+}
+
+/// `ingest.v1.Ingestion/Ingest`, the request already encoded, the answer decoded whole (as
+/// the generated client would).
+async fn ingest_encoded(
+    client: &mut tonic::client::Grpc<Channel>,
+    request: prost::bytes::Bytes,
+) -> Result<tonic::Response<ip::IngestResponse>, tonic::Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("ingest channel: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static("/ingest.v1.Ingestion/Ingest");
+    client
+        .unary(tonic::Request::new(request), path, EncodedIngest)
+        .await
+}
+
+/// The codec of [`ingest_encoded`]: writes the encoded request as it is, decodes the answer.
+#[derive(Clone, Copy, Default)]
+struct EncodedIngest;
+
+impl tonic::codec::Codec for EncodedIngest {
+    type Encode = prost::bytes::Bytes;
+    type Decode = ip::IngestResponse;
+    type Encoder = EncodedIngest;
+    type Decoder = EncodedIngest;
+
+    fn encoder(&mut self) -> EncodedIngest {
+        EncodedIngest
+    }
+
+    fn decoder(&mut self) -> EncodedIngest {
+        EncodedIngest
+    }
+}
+
+impl tonic::codec::Encoder for EncodedIngest {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: prost::bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for EncodedIngest {
+    type Item = ip::IngestResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ip::IngestResponse>, tonic::Status> {
+        ip::IngestResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("decoding the answer: {e}")))
+    }
 }
 
 /// A double-encrypted account with the AEK recorded as wrapped by a customer key (the wrapped
@@ -995,6 +1131,17 @@ mod tests {
             }
             assert_eq!(d.columns.len(), w.columns.len() + 1, "plus TenantId");
         }
+    }
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+        let line = "42 (bench ) x) S 1 42 42 0 -1 4194304 10 0 0 0 250 130 0 0 20 0 7 0";
+        assert_eq!(cpu_seconds_of_stat(line), Some(3.8));
+        assert_eq!(cpu_seconds_of_stat("42 (cut) S 1 2"), None);
+        assert_eq!(cpu_seconds_of_stat("no name here"), None);
+        assert_eq!(cpu_between(Some(1.0), Some(3.5)), Some(2.5));
+        assert_eq!(cpu_between(None, Some(3.5)), None);
     }
 
     #[test]
