@@ -95,6 +95,13 @@ struct StorageCmd {
     keyvault: Option<String>,
     #[command(flatten)]
     alone: AloneFlags,
+    /// The identity administrator's credentials file (the identity-admin.json Key Vault
+    /// wrote): storage creates the managed identities of clusters and storage accounts as its
+    /// own first-party principal, which the administrator makes at each start (the identity
+    /// service then has to answer). Without it storage serves, but refuses to create clusters
+    /// and storage accounts, in one sentence; --allow-anonymous does not change that.
+    #[arg(long, env = "CMKSIM_ADMIN_CREDENTIALS", value_name = "FILE")]
+    admin_credentials: Option<PathBuf>,
     #[command(flatten)]
     common: CommonFlags,
     #[command(flatten)]
@@ -310,8 +317,13 @@ enum Plan {
         data_dir: PathBuf,
         keyvault: String,
         profile: Profile,
-        /// The identity service that checks tokens (`None`: --allow-anonymous).
-        identity: Option<String>,
+        /// The identity service (hosted by Key Vault).
+        identity: String,
+        /// Whether storage checks tokens with it (false: --allow-anonymous).
+        guarded: bool,
+        /// The administrator's credentials file, which makes storage's own principal (`None`:
+        /// storage has none and refuses to create managed identities).
+        admin_credentials: Option<PathBuf>,
     },
     Ingest {
         listen: SocketAddr,
@@ -421,12 +433,9 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                 trust: s.client_trust("--keyvault", &keyvault)?,
                 internal: false,
             };
-            let identity = match cmd.alone.allow_anonymous {
-                true => None,
-                false => Some(match &cmd.alone.identity {
-                    Some(url) => check_url("--identity", url)?,
-                    None => keyvault.clone(),
-                }),
+            let identity = match &cmd.alone.identity {
+                Some(url) => check_url("--identity", url)?,
+                None => keyvault.clone(),
             };
             Ok((
                 base,
@@ -436,6 +445,8 @@ fn plan(service: Service) -> anyhow::Result<(Base, Plan, TlsPlan)> {
                     keyvault,
                     profile,
                     identity,
+                    guarded: !cmd.alone.allow_anonymous,
+                    admin_credentials: cmd.admin_credentials.clone(),
                 },
                 tls,
             ))
@@ -737,18 +748,49 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 keyvault,
                 profile,
                 identity,
+                guarded,
+                admin_credentials,
             } => {
+                // Before anything listens: unreadable credentials start nothing.
+                let admin = match admin_credentials {
+                    Some(file) => Some(cmksim_identity::AdminCredentials::load(&file)?),
+                    None => None,
+                };
                 let listener = bind("storage", listen).await?;
-                let server = open_storage(&data_dir, &base, profile, &keyvault, network)?;
-                let server = match identity {
+                let server = open_storage(&data_dir, &base, profile, (&keyvault, None), network)?;
+                let principal = server.principal();
+                match admin {
+                    Some(admin) => {
+                        let channel = reach_identity("storage", &identity, network).await?;
+                        let (object_id, secret) = cmksim_identity::provision_service_principal(
+                            admin.channel(channel, clock.clone()),
+                            cmksim_identity::directory::STORAGE_PROVIDER_NAME,
+                            &[],
+                        )
+                        .await
+                        .map_err(|status| {
+                            anyhow::anyhow!(
+                                "serve storage: the identity administrator of --admin-credentials \
+                                 could not make storage's principal at {identity}: {}",
+                                status.message()
+                            )
+                        })?;
+                        principal.set(&object_id, &secret);
+                    }
+                    None => tracing::warn!(
+                        "storage has no principal of its own (no --admin-credentials): it refuses \
+                         to create clusters and storage accounts"
+                    ),
+                }
+                let server = match guarded {
                     // Not asked now: the guard fetches the keys at the first guarded call, so
                     // storage may start before Key Vault (a call meanwhile gets 503).
-                    Some(url) => {
-                        let channel = network.channel(&url, ClientTimeouts::default())?;
-                        tracing::info!(identity = %url, "storage requires tokens and roles");
+                    true => {
+                        let channel = network.channel(&identity, ClientTimeouts::default())?;
+                        tracing::info!(identity = %identity, "storage requires tokens and roles");
                         server.with_guard(cmksim_identity::Guard::remote(channel, clock.clone()))
                     }
-                    None => {
+                    false => {
                         tracing::warn!("storage serves calls without a token (--allow-anonymous)");
                         server
                     }
@@ -930,11 +972,17 @@ fn announce_admin(server: &cmksim_keyvault::KeyVaultServer, data_dir: &std::path
     }
 }
 
+/// Cluster storage on `data_dir`; `authority`, when this process hosts the identity authority
+/// (`serve all`), makes storage's first-party principal there (`serve storage` alone makes it
+/// through the identity API, with --admin-credentials).
 fn open_storage(
     data_dir: &std::path::Path,
     base: &Base,
     profile: Profile,
-    keyvault: &str,
+    (keyvault, authority): (
+        &str,
+        Option<&std::sync::Mutex<cmksim_identity::IdentityAuthority>>,
+    ),
     network: &Network,
 ) -> anyhow::Result<cmksim_storage::StorageServer> {
     data_lock::hold("storage", data_dir)?;
@@ -949,6 +997,10 @@ fn open_storage(
         keyvault,
     );
     config.os_key_material = true;
+    let config = match authority {
+        Some(authority) => config.with_principal_of(authority)?,
+        None => config,
+    };
     Ok(cmksim_storage::StorageServer::open(config)?)
 }
 
@@ -1075,7 +1127,7 @@ async fn serve_all(
         &data_dir.join("storage"),
         base,
         profile.clone(),
-        &kv_url,
+        (&kv_url, Some(&keyvault.identity())),
         &tls.network,
     )?;
     let st_url = service_url(st_listener.local_addr()?, on);
@@ -1282,28 +1334,10 @@ fn service_principal(
     network: &Network,
     (name, roles): (&str, &[cmksim_identity::Role]),
 ) -> anyhow::Result<Arc<cmksim_identity::TokenSource>> {
-    use cmksim_identity::client::{SERVICES_TENANT as TENANT, SERVICES_TENANT_ID};
-    use cmksim_identity::{roles::ROOT_SCOPE, PrincipalKind};
-    let mut authority = authority.lock().unwrap_or_else(|p| p.into_inner());
-    let existing = authority
-        .directory()
-        .tenants
-        .values()
-        .find(|t| t.name == TENANT)
-        .map(|t| t.tenant_id.clone());
-    let tenant = match existing {
-        Some(id) => id,
-        None => {
-            authority
-                .create_tenant(TENANT, SERVICES_TENANT_ID)?
-                .tenant_id
-        }
-    };
-    let (principal, secret) =
-        authority.create_principal(&tenant, name, PrincipalKind::ServicePrincipal)?;
-    for role in roles {
-        authority.assign_role(ROOT_SCOPE, *role, &principal.object_id, "")?;
-    }
+    let (principal, secret) = authority
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .create_service_principal(name, roles)?;
     let identity = network.channel(keyvault_url, ClientTimeouts::default())?;
     Ok(cmksim_identity::TokenSource::new(
         identity,

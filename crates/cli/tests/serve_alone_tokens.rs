@@ -1,18 +1,18 @@
 //! Services served alone check tokens by default (issue 17, defect 7), with the real binary:
 //! `serve keyvault`, then `serve storage` and `serve ingest` as separate processes. Storage
 //! refuses a call without a token (401 `AuthenticationFailed`) and serves the identity
-//! administrator's; ingest refuses to start without the administrator's credentials (one
+//! administrator's; without `--admin-credentials` it has no principal of its own and refuses to
+//! create a cluster in one sentence (403 `IdentityCreationRefused`, not retryable), with them it
+//! creates one; ingest refuses to start without the administrator's credentials (one
 //! sentence, exit status 2, nothing served), and with them it starts (it made its own principal
 //! through the administrator), refuses a call without a token (401) and a token without a role
 //! to write (403). Every wait is bounded; nothing asserts on timing.
 
 use std::process::Command;
 
-use cmksim_proto::common::v1 as cp;
 use cmksim_proto::identity::v1 as idp;
 use cmksim_proto::ingest::v1 as ip;
 use cmksim_proto::storage::v1 as sp;
-use prost::Message;
 use tonic::transport::Channel;
 
 mod common;
@@ -25,7 +25,7 @@ fn channel(url: &str) -> Channel {
 }
 
 fn arm_code(status: &tonic::Status) -> String {
-    cp::AzureError::decode(status.details())
+    cmksim_proto::azure::azure_error(status)
         .map(|e| e.code)
         .unwrap_or_default()
 }
@@ -95,6 +95,72 @@ async fn storage_and_ingest_served_alone_check_tokens() {
         .expect("the administrator's token is served");
     assert!(listed.into_inner().clusters.is_empty());
 
+    // Storage alone without --admin-credentials has no principal of its own, and the identity
+    // service makes managed identities only for a resource provider: a cluster's create by an
+    // Owner is refused in one sentence, not retryable (before: any caller could make them).
+    let operator = cmksim_setup::tenant_and_operator(kv.clone(), &admin, "operator")
+        .await
+        .unwrap();
+    idp::identity_client::IdentityClient::new(kv.clone())
+        .create_role_assignment(with_token(
+            &management,
+            idp::CreateRoleAssignmentRequest {
+                scope: "/".into(),
+                role: "Owner".into(),
+                principal_id: operator.object_id.clone(),
+                name: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let owner = operator
+        .token(kv.clone(), cmksim_identity::audience::MANAGEMENT)
+        .await
+        .unwrap();
+    let create = cmksim_setup::cluster_request(
+        sp::ClusterRef {
+            subscription_id: "00000000-0000-0000-0000-0000000000a1".into(),
+            resource_group: "rg".into(),
+            cluster_name: "alonecluster".into(),
+        },
+        "westeurope",
+        &operator.tenant_id,
+    );
+    let refused = clusters
+        .create_cluster(with_token(&owner, create.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert_eq!(
+        arm_code(&refused),
+        "IdentityCreationRefused",
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("--admin-credentials FILE"),
+        "{}",
+        refused.message()
+    );
+    // With them, storage makes its principal at its start and creates the cluster's identity.
+    let admin_arg = admin_path.to_string_lossy().into_owned();
+    let provider = tokio::task::block_in_place(|| {
+        let st2_dir = path("storage2");
+        let mut args = vec!["storage", "--listen", "127.0.0.1:0", "--data-dir", &st2_dir];
+        args.extend(["--keyvault", keyvault.url("keyvault")]);
+        args.extend(["--admin-credentials", &admin_arg]);
+        args.extend(common);
+        Serving::start(&args, &["storage"], dir.path().join("storage2.log"))
+    });
+    sp::clusters_client::ClustersClient::new(channel(provider.url("storage")))
+        .create_cluster(with_token(&owner, create))
+        .await
+        .expect("storage with its own principal creates the cluster");
+    drop(provider);
+
     // Ingest alone without the administrator's credentials: refused before it serves.
     let out = Command::new(BIN)
         .args(["serve", "ingest", "--listen", "127.0.0.1:0"])
@@ -115,7 +181,6 @@ async fn storage_and_ingest_served_alone_check_tokens() {
     );
 
     // With them: it starts, having made its own principal; a call without a token is refused.
-    let admin_arg = admin_path.to_string_lossy().into_owned();
     let ingest = tokio::task::block_in_place(|| {
         let mut args = vec!["ingest", "--listen", "127.0.0.1:0"];
         args.extend(["--storage", storage.url("storage")]);

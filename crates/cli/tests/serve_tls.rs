@@ -292,8 +292,11 @@ async fn three_tls_processes_wired_with_tls_ca_carry_a_record_through_the_chain(
         args.extend(["--data-dir", &st_dir, "--tls-san", "storage.test"]);
         args.extend(["--keyvault", keyvault.url("keyvault"), "--tls-ca", &kv_ca]);
         // Tokens are not what this test is about (serve all's part runs --allow-anonymous too);
-        // ingest's one --tls-ca could not reach Key Vault's identity service anyway.
+        // ingest's one --tls-ca could not reach Key Vault's identity service anyway. Storage
+        // still makes its own principal (it creates the clusters' managed identities).
         args.push("--allow-anonymous");
+        let admin = path_str(&common::admin_file(&kv_data));
+        args.extend(["--admin-credentials", &admin]);
         args.extend(common);
         args.extend(&profile);
         let storage = Serving::start(&args, &["storage"], dir.path().join("storage.log"));

@@ -39,16 +39,18 @@ pub const GUARDED_SERVICES: [&str; 8] = [
     "/sentinel.v1.Sentinel/",
 ];
 
-/// The `identity.v1.Identity` methods that need an administrator's token (checked by the
-/// identity service itself, not by the guard layer). `CheckAccess` needs a valid token (the
-/// service checks it too: [`crate::service`]); the rest (tokens, signing keys, a resource's
-/// managed identity) stay open.
-pub const IDENTITY_ADMIN_METHODS: [&str; 5] = [
+/// The `identity.v1.Identity` methods that need a management token of a principal allowed to
+/// administer (checked by the identity service itself, not by the guard layer): an
+/// administrator's, or for `CreateManagedIdentity` a first-party resource provider's.
+/// `CheckAccess` needs a valid token (the service checks it too: [`crate::service`]); the rest
+/// (tokens, signing keys) stay open.
+pub const IDENTITY_ADMIN_METHODS: [&str; 6] = [
     "CreateTenant",
     "CreatePrincipal",
     "DeletePrincipal",
     "CreateRoleAssignment",
     "DeleteRoleAssignment",
+    "CreateManagedIdentity",
 ];
 
 /// What a call needs.

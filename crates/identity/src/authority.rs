@@ -282,7 +282,8 @@ impl IdentityAuthority {
 
     /// Whether `caller` (whose token `issuer` signed) may do the administrative `action` at
     /// `scope`: [`Action::DirectoryWrite`] needs a live directory administrator of the token's
-    /// tenant; [`Action::RoleAssignmentsWrite`] a role granting it at a scope covering `scope`
+    /// tenant; [`Action::ManagedIdentitiesWrite`] such an administrator or a first-party resource
+    /// provider ([`Principal::is_resource_provider`]); [`Action::RoleAssignmentsWrite`] a role granting it at a scope covering `scope`
     /// (Owner or User Access Administrator, Azure's `roleAssignments/write`). The refusals are
     /// the guards': 401 `InvalidAuthenticationTokenTenant`, 403 `AuthorizationFailed`.
     pub fn authorize(
@@ -297,17 +298,20 @@ impl IdentityAuthority {
             action,
             scope: scope.to_string(),
         };
-        if action == Action::DirectoryWrite {
-            let admin = self
+        if matches!(
+            action,
+            Action::DirectoryWrite | Action::ManagedIdentitiesWrite
+        ) {
+            let allowed = self
                 .directory
                 .principals
                 .get(&caller.object_id)
+                .filter(|p| !p.deleted && p.tenant_id.eq_ignore_ascii_case(&caller.tenant_id))
                 .is_some_and(|p| {
                     p.administrator
-                        && !p.deleted
-                        && p.tenant_id.eq_ignore_ascii_case(&caller.tenant_id)
+                        || (action == Action::ManagedIdentitiesWrite && p.is_resource_provider())
                 });
-            return if admin { Ok(()) } else { Err(forbidden()) };
+            return if allowed { Ok(()) } else { Err(forbidden()) };
         }
         match self.check_access(&caller.object_id, &caller.tenant_id, action, scope) {
             Access::Granted => Ok(()),
@@ -380,6 +384,35 @@ impl IdentityAuthority {
             self.directory
                 .create_principal(tenant_id, display_name, kind, &mut self.rng)?;
         self.persist_new(created)
+    }
+
+    /// Makes a service principal `display_name` in the services tenant
+    /// ([`crate::client::SERVICES_TENANT`], made when missing) with `roles` at the root scope:
+    /// the in-process form of [`crate::provision_service_principal`], for a host that holds the
+    /// authority (`serve all`, tests). A new principal each call; its secret is returned only now.
+    pub fn create_service_principal(
+        &mut self,
+        display_name: &str,
+        roles: &[Role],
+    ) -> Result<(Principal, String), IdentityError> {
+        use crate::client::{SERVICES_TENANT, SERVICES_TENANT_ID};
+        let exists = self
+            .directory
+            .tenants
+            .values()
+            .any(|t| t.tenant_id.eq_ignore_ascii_case(SERVICES_TENANT_ID));
+        if !exists {
+            self.create_tenant(SERVICES_TENANT, SERVICES_TENANT_ID)?;
+        }
+        let (principal, secret) = self.create_principal(
+            SERVICES_TENANT_ID,
+            display_name,
+            PrincipalKind::ServicePrincipal,
+        )?;
+        for role in roles {
+            self.assign_role(roles::ROOT_SCOPE, *role, &principal.object_id, "")?;
+        }
+        Ok((principal, secret))
     }
 
     /// Creates the system-assigned managed identity of a resource.

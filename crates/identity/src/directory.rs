@@ -29,6 +29,14 @@ pub const SUPPORT_ENGINEER_NAME: &str = "Microsoft support engineer";
 /// The display name of the Azure Cosmos DB first-party service principal (seed 002, step 4:
 /// "add an access policy ... with Azure Cosmos DB principal"), one per tenant.
 pub const COSMOS_DB_DISPLAY_NAME: &str = "Azure Cosmos DB";
+/// Cluster storage's first-party service principal (Microsoft.OperationalInsights' resource
+/// provider): it creates the managed identities of clusters and storage accounts.
+pub const STORAGE_PROVIDER_NAME: &str = "cmksim-storage";
+/// The simulator's first-party resource providers, by display name: the service principals of
+/// these names in the services tenant ([`crate::client::SERVICES_TENANT_ID`]), which only a
+/// directory administrator can make, act for a resource they create
+/// ([`Principal::is_resource_provider`]).
+pub const RESOURCE_PROVIDER_NAMES: [&str; 1] = [STORAGE_PROVIDER_NAME];
 /// Its well-known application (client) id, the same in every tenant as for any first-party
 /// application: the id Azure Cosmos DB's customer-managed-key documentation names for this
 /// principal (not in the seeds; recalled, not checked against a source this session).
@@ -117,6 +125,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// True for a live first-party resource provider: a service principal of the services
+    /// tenant named in [`RESOURCE_PROVIDER_NAMES`]. Such a principal is made only by a directory
+    /// administrator (`CreatePrincipal` needs one), so the name is as good as a flag set by one.
+    pub fn is_resource_provider(&self) -> bool {
+        !self.deleted
+            && self.kind == PrincipalKind::ServicePrincipal
+            && self
+                .tenant_id
+                .eq_ignore_ascii_case(crate::client::SERVICES_TENANT_ID)
+            && RESOURCE_PROVIDER_NAMES.contains(&self.display_name.as_str())
+    }
+
     /// True when `secret` is this principal's secret (constant-time comparison).
     pub fn secret_matches(&self, secret: &str) -> bool {
         let (Ok(salt), Ok(hash)) = (

@@ -54,11 +54,16 @@ pub enum Action {
     /// Read role assignments, and so ask what another principal may do (`CheckAccess` about
     /// someone else; Azure's `Microsoft.Authorization/*/read`, every reader's).
     RoleAssignmentsRead,
+    /// Create a resource's system-assigned managed identity (`CreateManagedIdentity`): the
+    /// resource provider's own act on the resource's behalf, which no Azure RBAC role grants,
+    /// not even Owner at `/`; only a first-party resource provider
+    /// ([`crate::Principal::is_resource_provider`]) or a directory administrator does it.
+    ManagedIdentitiesWrite,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::ClustersRead,
         Action::ClustersWrite,
         Action::WorkspacesRead,
@@ -70,6 +75,7 @@ impl Action {
         Action::StorageAccountsRead,
         Action::StorageAccountsWrite,
         Action::RoleAssignmentsRead,
+        Action::ManagedIdentitiesWrite,
     ];
 
     /// Azure's action string.
@@ -88,6 +94,7 @@ impl Action {
             Action::StorageAccountsRead => "Microsoft.Storage/storageAccounts/read",
             Action::StorageAccountsWrite => "Microsoft.Storage/storageAccounts/write",
             Action::RoleAssignmentsRead => "Microsoft.Authorization/roleAssignments/read",
+            Action::ManagedIdentitiesWrite => "Microsoft.ManagedIdentity/identities/write",
         }
     }
 
@@ -182,7 +189,8 @@ impl Role {
         })
     }
 
-    /// Whether the role grants `action`. Owner: everything Azure RBAC grants (not the directory);
+    /// Whether the role grants `action` (no role grants [`Action::DirectoryWrite`] or
+    /// [`Action::ManagedIdentitiesWrite`]). Owner: everything Azure RBAC grants;
     /// User Access Administrator: role assignments and every read; Contributor: everything but role
     /// assignments and data actions; Reader: every read, including queries (Azure's `*/read`);
     /// Log Analytics Contributor: every read and Log Analytics' writes (not a storage account's);
@@ -191,13 +199,13 @@ impl Role {
     pub fn allows(self, action: Action) -> bool {
         use Action::*;
         let read = action.is_read();
+        if matches!(action, DirectoryWrite | ManagedIdentitiesWrite) {
+            return false;
+        }
         match self {
-            Role::Owner => action != DirectoryWrite,
+            Role::Owner => true,
             Role::UserAccessAdministrator => read || action == RoleAssignmentsWrite,
-            Role::Contributor => !matches!(
-                action,
-                RoleAssignmentsWrite | TelemetryWrite | DirectoryWrite
-            ),
+            Role::Contributor => !matches!(action, RoleAssignmentsWrite | TelemetryWrite),
             Role::Reader | Role::LogAnalyticsReader => read,
             Role::LogAnalyticsContributor => {
                 read || matches!(action, ClustersWrite | WorkspacesWrite)
@@ -391,6 +399,7 @@ mod tests {
         assert!(!Role::UserAccessAdministrator.allows(Action::ClustersWrite));
         for role in Role::ALL {
             assert!(!role.allows(Action::DirectoryWrite), "{role:?}");
+            assert!(!role.allows(Action::ManagedIdentitiesWrite), "{role:?}");
         }
         for role in Role::ALL {
             let reads = role != Role::MonitoringMetricsPublisher;

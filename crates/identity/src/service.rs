@@ -6,7 +6,8 @@
 //! FAILED_PRECONDITION for a deleted principal, ALREADY_EXISTS). No rule lives here.
 //!
 //! The administrative calls (`CreateTenant`, `CreatePrincipal`, `DeletePrincipal`,
-//! `CreateRoleAssignment`, `DeleteRoleAssignment`: [`crate::access_rules::IDENTITY_ADMIN_METHODS`])
+//! `CreateRoleAssignment`, `DeleteRoleAssignment`, `CreateManagedIdentity`:
+//! [`crate::access_rules::IDENTITY_ADMIN_METHODS`])
 //! need a management token whose principal the authority allows
 //! ([`IdentityAuthority::authorize`]): a directory administrator for tenants and principals, a
 //! role granting `roleAssignments/write` at a scope covering the assignment for role
@@ -17,9 +18,13 @@
 //! tenant without the customer's administrator); it gets no role. `CheckAccess` needs a valid
 //! token of this authority (any audience): a caller may ask about itself (a guard forwards the
 //! token of the call it guards), about anyone else only with `roleAssignments/read` at the scope
-//! ([`IdentityService::authorize_check`]). Tokens (client credentials), signing keys and a
-//! resource's system-assigned identity (made by cluster storage, a first-party resource
-//! provider) stay open.
+//! ([`IdentityService::authorize_check`]). `CreateManagedIdentity` needs the management token of
+//! a first-party resource provider (cluster storage's principal, which creates the identities of
+//! clusters and storage accounts on their behalf, as Azure's resource providers do) or of a
+//! directory administrator ([`Action::ManagedIdentitiesWrite`], which no RBAC role grants: not
+//! even Owner at `/`); without it anyone who reached Key Vault's port would get an identity's
+//! secret, so tokens of any tenant, and could take a resource's identity before its resource
+//! provider. Tokens (client credentials) and signing keys stay open.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -228,6 +233,11 @@ impl pb::identity_server::Identity for IdentityService {
         &self,
         request: Request<pb::CreateManagedIdentityRequest>,
     ) -> Result<Response<pb::PrincipalWithSecret>, Status> {
+        self.authorize(
+            request.metadata(),
+            Action::ManagedIdentitiesWrite,
+            &request.get_ref().resource_id,
+        )?;
         let r = request.into_inner();
         let (principal, secret) = self
             .lock()

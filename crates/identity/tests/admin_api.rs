@@ -538,3 +538,118 @@ async fn the_doors_earlier_administrator_keeps_administering() {
         .await
         .expect("the door's administrator makes principals");
 }
+
+/// `CreateManagedIdentity` answers with the identity's secret, so it is the resource provider's
+/// alone (issue 17, defect 7's last open door): without a token 401; an ordinary principal, even
+/// Owner at `/`, or one that merely carries cluster storage's name in its own tenant, 403 naming
+/// `Microsoft.ManagedIdentity/identities/write`; cluster storage's first-party principal (made by
+/// the administrator, through the client layer that attaches its management token) and the
+/// administrator create; a deleted provider's token no longer does.
+#[tokio::test]
+async fn only_a_resource_provider_or_the_administrator_creates_managed_identities() {
+    use cmksim_identity::directory::STORAGE_PROVIDER_NAME;
+    use cmksim_identity::{provision_service_principal, AuthChannel, TokenSource};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("identity");
+    let (channel, _stop, clock) = serve(&store, 9).await;
+    let admin_creds = AdminCredentials::load(&admin_credentials_path(&store)).unwrap();
+    let mut admin = IdentityClient::new(admin_creds.channel(channel.clone(), clock.clone()));
+    let mut anonymous = IdentityClient::new(channel.clone());
+    let tenant = admin
+        .create_tenant(pb::CreateTenantRequest {
+            name: "contoso".into(),
+            tenant_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant_id;
+    let cluster = "/subscriptions/5b1f0000-0000-4000-8000-000000000001/resourceGroups/rg/\
+                   providers/Microsoft.OperationalInsights/clusters/c";
+    let request = |resource_id: &str| pb::CreateManagedIdentityRequest {
+        tenant_id: tenant.clone(),
+        resource_id: resource_id.to_string(),
+    };
+
+    // No token: 401.
+    let refused = anonymous
+        .create_managed_identity(request(cluster))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert_eq!(azure(&refused).code, "AuthenticationFailed");
+    assert_eq!(azure(&refused).http_status, 401);
+
+    // An Owner at the root scope, and a namesake of cluster storage in a customer's tenant: 403.
+    for name in ["operator", STORAGE_PROVIDER_NAME] {
+        let made = admin
+            .create_principal(principal_request(&tenant, name))
+            .await
+            .unwrap()
+            .into_inner();
+        let oid = made.principal.unwrap().object_id;
+        admin
+            .create_role_assignment(role_request("/", Role::Owner, &oid))
+            .await
+            .unwrap();
+        let token = token_of(&channel, &oid, &made.secret).await;
+        let refused = anonymous
+            .create_managed_identity(with_token(&token, request(cluster)))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{name}");
+        assert_eq!(azure(&refused).code, "AuthorizationFailed", "{name}");
+        assert_eq!(azure(&refused).http_status, 403, "{name}");
+        assert!(
+            azure(&refused)
+                .message
+                .contains("'Microsoft.ManagedIdentity/identities/write'"),
+            "{}",
+            azure(&refused).message
+        );
+    }
+
+    // Cluster storage's first-party principal (no role), through its own token source.
+    let (storage_oid, storage_secret) = provision_service_principal(
+        admin_creds.channel(channel.clone(), clock.clone()),
+        STORAGE_PROVIDER_NAME,
+        &[],
+    )
+    .await
+    .unwrap();
+    let tokens = TokenSource::new(
+        channel.clone(),
+        &storage_oid,
+        &storage_secret,
+        clock.clone(),
+    );
+    let mut storage = IdentityClient::new(AuthChannel::new(channel.clone(), Some(tokens)));
+    let created = storage
+        .create_managed_identity(request(cluster))
+        .await
+        .expect("the resource provider creates the cluster's identity")
+        .into_inner();
+    let identity = created.principal.unwrap();
+    assert_eq!(identity.resource_id, cluster);
+    assert!(!created.secret.is_empty());
+    // The administrator may too (another resource).
+    admin
+        .create_managed_identity(request(&format!("{cluster}2")))
+        .await
+        .expect("the administrator creates an identity");
+
+    // A deleted provider: its token, issued before, no longer creates.
+    let token = token_of(&channel, &storage_oid, &storage_secret).await;
+    admin
+        .delete_principal(pb::DeletePrincipalRequest {
+            object_id: storage_oid,
+        })
+        .await
+        .unwrap();
+    let refused = anonymous
+        .create_managed_identity(with_token(&token, request(&format!("{cluster}3"))))
+        .await
+        .unwrap_err();
+    assert_eq!(azure(&refused).code, "AuthorizationFailed");
+}

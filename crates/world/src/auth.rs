@@ -31,11 +31,14 @@
 //! - the ingest front end calls storage as `cmksim-ingest` (Monitoring Metrics Publisher and
 //!   Log Analytics Reader at the root scope: Azure Monitor's pipeline);
 //! - Sentinel reads workspaces and clusters from storage as `cmksim-sentinel` (Reader at the
-//!   root scope).
+//!   root scope);
+//! - cluster storage creates the managed identities of clusters and storage accounts as
+//!   `cmksim-storage`, a first-party resource provider with no role (the identity service
+//!   refuses `CreateManagedIdentity` to anyone else but an administrator).
 //!
 //! The services start before any principal exists, so the driver makes the principals first
-//! thing when it builds the world ([`provision`]) and hands the ingest front end and Sentinel
-//! their credentials through [`WorldAuth`]'s slots; a call before that goes out without a
+//! thing when it builds the world ([`provision`]) and hands the ingest front end, Sentinel and
+//! storage their credentials through [`WorldAuth`]'s slots; a call before that goes out without a
 //! token and is refused as a call without one would be. Storage, ingest and Sentinel check
 //! tokens with [`cmksim_identity::Guard::remote`] over the simulated network: the signing keys
 //! are fetched once, verified tokens and granted decisions are remembered (bounded, see
@@ -56,6 +59,10 @@ pub const DRIVER_ROLES: [Role; 1] = [Role::Owner];
 pub const INGEST_ROLES: [Role; 2] = [Role::MonitoringMetricsPublisher, Role::LogAnalyticsReader];
 /// Sentinel's principal's roles.
 pub const SENTINEL_ROLES: [Role; 1] = [Role::Reader];
+/// Cluster storage's principal's roles: none (it is a resource provider, which lets it create
+/// managed identities, `cmksim_identity::Principal::is_resource_provider`; it calls no guarded
+/// service).
+pub const STORAGE_ROLES: [Role; 0] = [];
 
 /// The credentials of the simulated world's services, provisioned by the driver. Clones share
 /// the slots (the hosts of an engine keep one each; a restarted host finds them provisioned).
@@ -66,6 +73,9 @@ pub struct WorldAuth {
     pub admin: CredentialSlot,
     pub ingest: CredentialSlot,
     pub sentinel: CredentialSlot,
+    /// Cluster storage's first-party principal (it creates the managed identities of clusters
+    /// and storage accounts).
+    pub storage: CredentialSlot,
 }
 
 impl WorldAuth {

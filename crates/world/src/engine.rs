@@ -339,6 +339,7 @@ fn host_starts(
                 identity_uri: crate::driver::KEYVAULT_URI.to_string(),
                 os_key_material: false,
                 client_timeouts: ClientTimeouts::default(),
+                principal: st_auth.storage.clone(),
             };
             Box::pin(async move {
                 std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;

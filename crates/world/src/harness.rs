@@ -286,6 +286,7 @@ pub fn run_simulated_in(
                 identity_uri: crate::driver::KEYVAULT_URI.to_string(),
                 os_key_material: false,
                 client_timeouts: ClientTimeouts::default(),
+                principal: auth.storage.clone(),
             };
             async move {
                 std::fs::create_dir_all(&config.data_dir)?;

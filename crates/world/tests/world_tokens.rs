@@ -78,6 +78,7 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
                 identity_uri: KEYVAULT.to_string(),
                 os_key_material: false,
                 client_timeouts: ClientTimeouts::default(),
+                principal: world_auth.storage.clone(),
             };
             let guard = world_auth.guard(&Network::Turmoil, KEYVAULT, Clock::turmoil(epoch));
             async move {

@@ -288,8 +288,11 @@ impl Cluster3 {
         c
     }
 
+    /// Starts storage on `listen`, with the identity administrator's credentials (it makes its
+    /// own principal, which creates the clusters' managed identities).
     pub fn start_storage(&mut self, listen: &str) {
         let kv = self.url("keyvault");
+        let admin = self.admin_file().to_string_lossy().into_owned();
         let mut a = args(
             &self.common,
             &[
@@ -299,6 +302,8 @@ impl Cluster3 {
                 &path(&self.dir, "storage"),
                 "--keyvault",
                 &kv,
+                "--admin-credentials",
+                &admin,
             ],
         );
         a.extend(self.service_args.iter().cloned());

@@ -209,9 +209,9 @@ pub async fn start_services(profile: Profile, time_scale: f64, with_ingest: bool
     let clock = Clock::tokio(SimTime::DEFAULT_EPOCH, time_scale);
     let events = EventLog::default();
     let (stop, stop_rx) = watch::channel(false);
-    let (kv_url, _) = serve_keyvault(dir.path(), &clock, 5, &events, &stop_rx).await;
+    let (kv_url, authority) = serve_keyvault(dir.path(), &clock, 5, &events, &stop_rx).await;
 
-    let storage_server = cmksim_storage::StorageServer::open(cmksim_storage::StorageConfig::new(
+    let storage_config = cmksim_storage::StorageConfig::new(
         dir.path().join("storage"),
         clock.clone(),
         SeedTree::new(6),
@@ -219,8 +219,11 @@ pub async fn start_services(profile: Profile, time_scale: f64, with_ingest: bool
         profile.clone(),
         Network::Tcp,
         &kv_url,
-    ))
-    .expect("open storage");
+    )
+    .with_principal_of(&authority)
+    .expect("cluster storage's principal");
+    let storage_server =
+        cmksim_storage::StorageServer::open(storage_config).expect("open storage");
     let storage_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let storage_url = format!("http://{}", storage_listener.local_addr().expect("addr"));
     let storage_stop = until(stop_rx.clone());

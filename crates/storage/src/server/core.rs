@@ -65,6 +65,10 @@ pub struct Core {
     pub stats: Arc<SharedStats>,
     pub kv_channel: Channel,
     pub identity_channel: Channel,
+    /// The identity service with cluster storage's own tokens (creating managed identities).
+    pub provider_identity: cmksim_identity::AuthChannel,
+    /// Cluster storage's first-party principal's credentials (empty: not provisioned).
+    pub principal: cmksim_identity::CredentialSlot,
     pub slow_ops: tokio::sync::Mutex<()>,
     /// Wakes the control tick (a new operation may be due earlier).
     pub tick_wake: Notify,
@@ -98,6 +102,14 @@ impl Core {
         let identity_channel = config
             .network
             .channel(&config.identity_uri, config.client_timeouts)?;
+        let provider_identity = cmksim_identity::AuthChannel::new(
+            identity_channel.clone(),
+            Some(cmksim_identity::TokenSource::provisioned(
+                identity_channel.clone(),
+                config.principal.clone(),
+                config.clock.clone(),
+            )),
+        );
         let history = meta.history()?;
         let stats = meta.stats()?;
         let (stop, _) = watch::channel(false);
@@ -115,6 +127,8 @@ impl Core {
             stats: Arc::new(SharedStats::new(stats)),
             kv_channel,
             identity_channel,
+            provider_identity,
+            principal: config.principal,
             slow_ops: tokio::sync::Mutex::new(()),
             tick_wake: Notify::new(),
             stop,

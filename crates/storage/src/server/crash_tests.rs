@@ -25,6 +25,7 @@ fn server(dir: &std::path::Path, net: &MemNet) -> StorageServer {
         identity_uri: "http://keyvault:1".into(),
         os_key_material: false,
         client_timeouts: ClientTimeouts::default(),
+        principal: Default::default(),
     })
     .unwrap()
 }

@@ -21,8 +21,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cmksim_proto::identity::v1::identity_client::IdentityClient;
-use cmksim_proto::identity::v1::CreateManagedIdentityRequest;
 use cmksim_proto::storage::v1 as pb;
 use cmksim_sim::SimTime;
 use rand::RngCore;
@@ -347,51 +345,7 @@ impl Core {
 
 impl ByosService {
     async fn create_identity(&self, tenant: &str, arm_id: &str) -> Result<StoredIdentity, Status> {
-        if tenant.trim().is_empty() {
-            return Err(azure_status(
-                Code::InvalidArgument,
-                "InvalidParameter",
-                400,
-                "tenant_id is required: the tenant of the storage account's system-assigned identity",
-            ));
-        }
-        let created = IdentityClient::new(self.core.identity_channel.clone())
-            .create_managed_identity(CreateManagedIdentityRequest {
-                tenant_id: tenant.to_string(),
-                resource_id: arm_id.to_string(),
-            })
-            .await
-            .map_err(|s| match s.code() {
-                Code::NotFound | Code::InvalidArgument => azure_status(
-                    Code::InvalidArgument,
-                    "InvalidParameter",
-                    400,
-                    &format!(
-                        "the storage account identity could not be created: {}",
-                        s.message()
-                    ),
-                ),
-                _ => azure_status(
-                    Code::Unavailable,
-                    "IdentityUnavailable",
-                    503,
-                    &format!(
-                        "the identity authority could not be reached: {}",
-                        s.message()
-                    ),
-                ),
-            })?
-            .into_inner();
-        let principal = created.principal.unwrap_or_default();
-        Ok(StoredIdentity {
-            object_id: principal.object_id,
-            tenant_id: if principal.tenant_id.is_empty() {
-                tenant.to_string()
-            } else {
-                principal.tenant_id
-            },
-            secret: created.secret,
-        })
+        super::system_identity::create(&self.core, "storage account", tenant, arm_id).await
     }
 
     /// Validates `input` as the account's identity and wraps a fresh data key with it.

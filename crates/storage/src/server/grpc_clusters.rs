@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use cmksim_proto::identity::v1::identity_client::IdentityClient;
-use cmksim_proto::identity::v1::CreateManagedIdentityRequest;
 use cmksim_proto::storage::v1 as pb;
 use tonic::{Code, Request, Response, Status};
 
@@ -17,7 +15,6 @@ use crate::service::status::{azure_status, control_status, refusal_status};
 
 use super::convert::{cluster_name, cluster_to_pb, control_identity};
 use super::core::{account_of, Core};
-use super::persist::StoredIdentity;
 use super::{facts, host};
 
 pub struct ClustersService {
@@ -108,49 +105,9 @@ impl pb::clusters_server::Clusters for ClustersService {
                 .validate_create(now, &resource, &body)
                 .map_err(|e| control_status(&control, &e))?;
         }
-        if req.tenant_id.trim().is_empty() {
-            return Err(azure_status(
-                Code::InvalidArgument,
-                "InvalidParameter",
-                400,
-                "tenant_id is required: the tenant of the cluster's system-assigned identity",
-            ));
-        }
         let arm_id = resource.arm_id(ResourceKind::Cluster);
-        let created = IdentityClient::new(core.identity_channel.clone())
-            .create_managed_identity(CreateManagedIdentityRequest {
-                tenant_id: req.tenant_id.clone(),
-                resource_id: arm_id.clone(),
-            })
-            .await
-            .map_err(|s| match s.code() {
-                Code::NotFound | Code::InvalidArgument => azure_status(
-                    Code::InvalidArgument,
-                    "InvalidParameter",
-                    400,
-                    &format!("the cluster identity could not be created: {}", s.message()),
-                ),
-                _ => azure_status(
-                    Code::Unavailable,
-                    "IdentityUnavailable",
-                    503,
-                    &format!(
-                        "the identity authority could not be reached: {}",
-                        s.message()
-                    ),
-                ),
-            })?
-            .into_inner();
-        let principal = created.principal.unwrap_or_default();
-        let identity = StoredIdentity {
-            object_id: principal.object_id.clone(),
-            tenant_id: if principal.tenant_id.is_empty() {
-                req.tenant_id.clone()
-            } else {
-                principal.tenant_id.clone()
-            },
-            secret: created.secret,
-        };
+        let identity =
+            super::system_identity::create(core, "cluster", &req.tenant_id, &arm_id).await?;
         let now = core.now();
         let (outcome, cluster) = {
             let mut control = core.control();

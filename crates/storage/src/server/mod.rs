@@ -36,6 +36,7 @@ mod grpc_workspaces;
 mod host;
 mod lifecycle;
 mod persist;
+mod system_identity;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +72,11 @@ pub struct StorageConfig {
     pub os_key_material: bool,
     /// Bounds on the Key Vault and identity channels.
     pub client_timeouts: ClientTimeouts,
+    /// Cluster storage's own first-party principal (`cmksim-storage`, a resource provider of
+    /// the identity authority): it creates the managed identities of clusters and storage
+    /// accounts. Provisioned before the first create, possibly after the server opened (the
+    /// simulated world); left empty, a create is refused with one sentence saying so.
+    pub principal: cmksim_identity::CredentialSlot,
 }
 
 impl StorageConfig {
@@ -96,7 +102,24 @@ impl StorageConfig {
             identity_uri: keyvault_uri.to_string(),
             os_key_material: false,
             client_timeouts: ClientTimeouts::default(),
+            principal: cmksim_identity::CredentialSlot::new(),
         }
+    }
+
+    /// This configuration with a new first-party principal `cmksim-storage` (no role) made in
+    /// `authority`, for a host that holds the identity authority in its own process (`serve
+    /// all`, tests). Other hosts provision [`StorageConfig::principal`] through the
+    /// `identity.v1` API with an administrator's token.
+    pub fn with_principal_of(
+        self,
+        authority: &std::sync::Mutex<cmksim_identity::IdentityAuthority>,
+    ) -> Result<StorageConfig, cmksim_identity::IdentityError> {
+        let (principal, secret) = authority
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .create_service_principal(cmksim_identity::directory::STORAGE_PROVIDER_NAME, &[])?;
+        self.principal.set(&principal.object_id, &secret);
+        Ok(self)
     }
 }
 
@@ -140,6 +163,12 @@ impl StorageServer {
             core: core::Core::open(config)?,
             guard: None,
         })
+    }
+
+    /// The slot of cluster storage's first-party principal ([`StorageConfig::principal`]), to
+    /// provision after opening (a host that makes the principal through the identity API).
+    pub fn principal(&self) -> cmksim_identity::CredentialSlot {
+        self.core.principal.clone()
     }
 
     /// The server with `guard` in front of every call: a token of the right audience and

@@ -62,6 +62,7 @@ pub struct World {
     pub data: pb::data_plane_client::DataPlaneClient<Channel>,
     /// The channel to the storage server now running (replaced by a restart).
     pub storage_channel: Channel,
+    authority: Authority,
     pub tenant: String,
     pub admin_oid: String,
     admin_secret: String,
@@ -69,7 +70,14 @@ pub struct World {
     storage: Option<Running>,
 }
 
-async fn start_keyvault(dir: &Path, clock: Clock, events: EventLog) -> (String, Running) {
+/// The identity authority the Key Vault server hosts (cluster storage's principal is made there).
+type Authority = std::sync::Arc<std::sync::Mutex<cmksim_identity::IdentityAuthority>>;
+
+async fn start_keyvault(
+    dir: &Path,
+    clock: Clock,
+    events: EventLog,
+) -> (String, Running, Authority) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = KeyVaultServer::open(
@@ -83,6 +91,7 @@ async fn start_keyvault(dir: &Path, clock: Clock, events: EventLog) -> (String, 
         },
     )
     .unwrap();
+    let authority = server.identity();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         server
@@ -92,7 +101,7 @@ async fn start_keyvault(dir: &Path, clock: Clock, events: EventLog) -> (String, 
             .await
             .unwrap();
     });
-    (format!("http://{addr}"), Running { stop, task })
+    (format!("http://{addr}"), Running { stop, task }, authority)
 }
 
 async fn start_storage(
@@ -101,6 +110,7 @@ async fn start_storage(
     events: EventLog,
     profile: Profile,
     kv_uri: &str,
+    authority: &Authority,
 ) -> (String, Running) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -112,7 +122,9 @@ async fn start_storage(
         profile,
         Network::Tcp,
         kv_uri,
-    );
+    )
+    .with_principal_of(authority)
+    .unwrap();
     let server = StorageServer::open(config).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -141,7 +153,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let clock = Clock::tokio(SimTime(1_700_000_000_000), TIME_SCALE);
         let events = EventLog::default();
-        let (kv_uri, kv_server) =
+        let (kv_uri, kv_server, authority) =
             start_keyvault(&dir.path().join("kv"), clock.clone(), events.clone()).await;
         let (st_uri, storage) = start_storage(
             &dir.path().join("storage"),
@@ -149,6 +161,7 @@ impl World {
             events.clone(),
             profile.clone(),
             &kv_uri,
+            &authority,
         )
         .await;
         let kvc = channel(&kv_uri);
@@ -178,6 +191,7 @@ impl World {
             workspaces: pb::workspaces_client::WorkspacesClient::new(stc.clone()),
             data: pb::data_plane_client::DataPlaneClient::new(stc.clone()),
             storage_channel: stc,
+            authority,
             tenant: admin.tenant_id,
             admin_oid: admin.object_id,
             admin_secret: admin.secret,
@@ -207,6 +221,7 @@ impl World {
             self.events.clone(),
             self.profile.clone(),
             &self.kv_uri,
+            &self.authority,
         )
         .await;
         let stc = channel(&st_uri);

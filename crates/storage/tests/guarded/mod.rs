@@ -79,6 +79,7 @@ impl Guarded {
             .admin_credentials()
             .cloned()
             .expect("made on the first start");
+        let authority = kv.identity();
         tokio::spawn(async move {
             kv.serve_with_incoming(
                 cmksim_sim::net::tcp_incoming(kv_listener),
@@ -89,7 +90,7 @@ impl Guarded {
         });
         let st_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let st_uri = format!("http://{}", st_listener.local_addr().unwrap());
-        let storage = StorageServer::open(StorageConfig::new(
+        let config = StorageConfig::new(
             dir.join("storage"),
             clock.clone(),
             SeedTree::new(11),
@@ -97,9 +98,12 @@ impl Guarded {
             profile.clone(),
             Network::Tcp,
             &kv_uri,
-        ))
-        .unwrap()
-        .with_guard(Guard::remote(channel(&kv_uri), clock.clone()));
+        )
+        .with_principal_of(&authority)
+        .unwrap();
+        let storage = StorageServer::open(config)
+            .unwrap()
+            .with_guard(Guard::remote(channel(&kv_uri), clock.clone()));
         tokio::spawn(async move {
             storage
                 .serve_with_incoming(

@@ -436,10 +436,19 @@ impl Driver {
             }
             if auth.sentinel.get().is_none() {
                 crate::auth::provision(
-                    identity,
+                    identity.clone(),
                     "cmksim-sentinel",
                     &crate::auth::SENTINEL_ROLES,
                     &auth.sentinel,
+                )
+                .await?;
+            }
+            if auth.storage.get().is_none() {
+                crate::auth::provision(
+                    identity,
+                    cmksim_identity::directory::STORAGE_PROVIDER_NAME,
+                    &crate::auth::STORAGE_ROLES,
+                    &auth.storage,
                 )
                 .await?;
             }
