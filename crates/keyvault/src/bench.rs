@@ -19,6 +19,17 @@
 //! rows (`floor_ratio`), which leaves the server 20% for gRPC, the token check, the state lock,
 //! the audit record and the HSM emulation.
 //!
+//! Like for like: the server answers on [`SERVER_WORKER_THREADS`] worker threads, so the floor
+//! and the in-process reference run on as many threads at once (before, they ran on one thread
+//! while the server used every core it had, which made the ratio depend on the machine's load
+//! and core count). The ratios are **per core**: operations per CPU-second of the threads that
+//! did the work — the server runtime's threads (workers and its blocking pool, where the audit
+//! flush runs) for gRPC, the measuring threads for the floor and the reference — so that what
+//! the clients (in this process, on their own runtime) and other processes on the machine take
+//! does not count on either side. CPU time is read from `/proc` (Linux; in clock ticks of
+//! [`CLOCK_TICK`]); elsewhere the ratios fall back to wall-clock throughput, and the report
+//! says which. The wall-clock throughputs are reported beside them.
+//!
 //! Load: the machine may be shared. Measuring goes in rounds; each round gives every
 //! measurement a slice of `duration / rounds`, so load changes hit both sides of a ratio alike,
 //! and the load average is recorded before and after. The goal is gRPC ≥ 0.8x in process.
@@ -64,8 +75,13 @@ const KEY_SIZE_BITS: u32 = 2048;
 const PAYLOAD: [u8; 32] = [0x5A; 32];
 const VAULT: &str = "benchvault";
 const HSM_PIN: &str = "bench-pin-1234";
-/// Worker threads of the server's runtime (the machine this was sized for has two cores).
-const SERVER_WORKER_THREADS: usize = 2;
+/// Worker threads of the server's runtime (the machine this was sized for has two cores); the
+/// floor and the in-process reference run on as many threads.
+pub const SERVER_WORKER_THREADS: usize = 2;
+/// The server runtime's thread name (15 bytes: Linux keeps at most 15 of a thread's name).
+const SERVER_THREAD_NAME: &str = "kv-bench-server";
+/// Linux's `USER_HZ`: `/proc` counts a thread's CPU time in ticks of this length.
+pub const CLOCK_TICK: Duration = Duration::from_millis(10);
 /// Worker threads of the clients' runtime.
 const CLIENT_WORKER_THREADS: usize = 1;
 
@@ -108,17 +124,26 @@ pub struct KeyVaultBenchRow {
     pub grpc_p99_us: u64,
     /// Requests that failed (each is also a note).
     pub grpc_errors: u64,
-    /// The same operation in process, one thread, operations per second.
+    /// CPU time the server's threads spent on the gRPC measurement, in seconds (absent off
+    /// Linux).
+    pub grpc_server_cpu_s: Option<f64>,
+    /// The same operation in process on [`SERVER_WORKER_THREADS`] threads, operations per
+    /// second (wall clock).
     pub in_process_ops_per_s: f64,
     /// What the in-process figure runs.
     pub in_process: String,
-    /// gRPC / in process (goal ≥ [`GOAL_RATIO`]).
+    /// gRPC / in process, per core (see the module documentation; goal ≥ [`GOAL_RATIO`]).
     pub ratio: Option<f64>,
-    /// aws-lc's OAEP decryption on a key parsed once, one thread (the library floor), measured
-    /// in the same rounds.
+    /// aws-lc's OAEP decryption on a key parsed once (the library floor) on
+    /// [`SERVER_WORKER_THREADS`] threads, operations per second (wall clock), measured in the
+    /// same rounds.
     pub library_floor_ops_per_s: Option<f64>,
-    /// gRPC / library floor (goal ≥ [`GOAL_RATIO`], issue 15).
+    /// gRPC / library floor, per core (goal ≥ [`GOAL_RATIO`], issue 15).
     pub floor_ratio: Option<f64>,
+    /// gRPC / library floor in wall-clock throughput, the same concurrency on both sides.
+    pub floor_ratio_wall: Option<f64>,
+    /// True when the ratios are per core (CPU time was readable); false: wall clock.
+    pub per_core: bool,
 }
 
 /// The whole report (`--json` prints it).
@@ -148,7 +173,7 @@ impl KeyVaultBenchReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<34} {:>10} {:>9} {:>9} {:>11} {:>8} {:>12} {:>9}",
+            "{:<34} {:>10} {:>9} {:>9} {:>11} {:>8} {:>12} {:>9} {:>9}",
             "unwrapKey RSA-OAEP-256 (ops/s)",
             "gRPC",
             "p50 us",
@@ -156,7 +181,8 @@ impl KeyVaultBenchReport {
             "in-process",
             "ratio",
             "aws-lc floor",
-            "vs floor"
+            "vs floor",
+            "wall",
         );
         for row in &self.rows {
             let ratio = row
@@ -171,9 +197,13 @@ impl KeyVaultBenchReport {
                 .floor_ratio
                 .map(|r| format!("{r:.2}x"))
                 .unwrap_or_else(|| "-".into());
+            let floor_ratio_wall = row
+                .floor_ratio_wall
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 out,
-                "{:<34} {:>10.0} {:>9} {:>9} {:>11.0} {:>8} {:>12} {:>9}",
+                "{:<34} {:>10.0} {:>9} {:>9} {:>11.0} {:>8} {:>12} {:>9} {:>9}",
                 row.label,
                 row.grpc_ops_per_s,
                 row.grpc_p50_us,
@@ -181,10 +211,21 @@ impl KeyVaultBenchReport {
                 row.in_process_ops_per_s,
                 ratio,
                 floor,
-                floor_ratio
+                floor_ratio,
+                floor_ratio_wall
             );
         }
         let load = |l: &Option<String>| l.clone().unwrap_or_else(|| "unknown".into());
+        let per_core = self.rows.iter().all(|r| r.per_core);
+        let _ = writeln!(
+            out,
+            "ratio and vs floor: {}; the server on {SERVER_WORKER_THREADS} worker threads, in-process and floor on {SERVER_WORKER_THREADS} threads; wall: ops/s over ops/s at that concurrency",
+            if per_core {
+                "per core (ops per CPU-second of the server's threads / of the measuring threads)"
+            } else {
+                "wall clock (CPU time unreadable here)"
+            }
+        );
         let _ = writeln!(
             out,
             "{} clients (one request in flight each) on 127.0.0.1; {} ms per row and side in {} rounds; load average {} before, {} after; goal ratio >= {GOAL_RATIO}",
@@ -261,25 +302,59 @@ struct Target {
 }
 
 /// gRPC measurements of one row, added up over the rounds.
-#[derive(Default)]
 struct GrpcTally {
     ops: u64,
     elapsed: Duration,
+    /// CPU time of the server's threads (absent where unreadable).
+    server_cpu: Option<Duration>,
     latencies_us: Vec<u64>,
     errors: u64,
 }
 
-/// In-process operations counted over some time.
-#[derive(Clone, Copy, Default)]
+impl Default for GrpcTally {
+    fn default() -> GrpcTally {
+        GrpcTally {
+            ops: 0,
+            elapsed: Duration::ZERO,
+            server_cpu: Some(Duration::ZERO),
+            latencies_us: Vec::new(),
+            errors: 0,
+        }
+    }
+}
+
+/// In-process operations counted over some time, with the CPU time of the threads that did
+/// them (absent where `/proc` cannot be read).
+#[derive(Clone, Copy)]
 struct Tally {
     ops: u64,
     elapsed: Duration,
+    cpu: Option<Duration>,
+}
+
+impl Default for Tally {
+    /// Nothing counted yet (CPU time zero: a slice whose CPU time is unreadable makes it `None`).
+    fn default() -> Tally {
+        Tally {
+            ops: 0,
+            elapsed: Duration::ZERO,
+            cpu: Some(Duration::ZERO),
+        }
+    }
 }
 
 impl Tally {
     fn add(&mut self, other: Tally) {
         self.ops += other.ops;
         self.elapsed += other.elapsed;
+        self.cpu = self.cpu.zip(other.cpu).map(|(a, b)| a + b);
+    }
+
+    /// Operations per CPU-second, when the CPU time was read.
+    fn ops_per_cpu_s(self) -> Option<f64> {
+        self.cpu
+            .filter(|cpu| !cpu.is_zero())
+            .map(|cpu| self.ops as f64 / cpu.as_secs_f64())
     }
 
     fn ops_per_s(self) -> f64 {
@@ -304,7 +379,88 @@ fn slice<E>(budget: Duration, mut op: impl FnMut() -> Result<(), E>) -> Result<T
     Ok(Tally {
         ops,
         elapsed: start.elapsed(),
+        cpu: None,
     })
+}
+
+/// Runs `op` on `threads` threads at once for `budget` each (as [`slice`]); the tally's
+/// elapsed time is the wall time of the slowest thread, its CPU time the sum of the threads'.
+fn slice_on_threads<E: Send>(
+    threads: usize,
+    budget: Duration,
+    op: impl Fn() -> Result<(), E> + Sync,
+) -> Result<Tally, E> {
+    let start = Instant::now();
+    let results: Vec<Result<Tally, E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let op = &op;
+                scope.spawn(move || {
+                    let cpu_before = this_thread_cpu();
+                    let mut tally = slice(budget, op)?;
+                    tally.cpu = cpu_before
+                        .zip(this_thread_cpu())
+                        .map(|(before, after)| after.saturating_sub(before));
+                    Ok(tally)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    let mut total = Tally {
+        ops: 0,
+        elapsed: start.elapsed(),
+        cpu: Some(Duration::ZERO),
+    };
+    for result in results {
+        let tally = result?;
+        total.ops += tally.ops;
+        total.cpu = total.cpu.zip(tally.cpu).map(|(a, b)| a + b);
+    }
+    Ok(total)
+}
+
+/// User + system CPU time from a `/proc/.../stat` line (fields 14 and 15, in [`CLOCK_TICK`]s).
+fn stat_cpu(stat: &str) -> Option<Duration> {
+    // The name (field 2) is in parentheses and may hold spaces: count fields after its end.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(CLOCK_TICK * u32::try_from(ticks).ok()?)
+}
+
+/// The CPU time of the calling thread (Linux; `None` elsewhere).
+fn this_thread_cpu() -> Option<Duration> {
+    stat_cpu(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// The CPU time of this process's threads named `name` (Linux; `None` elsewhere). A thread that
+/// ends between two readings takes its time with it: the server runtime keeps its threads.
+fn threads_cpu(name: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        // A thread may end while the directory is read: it is skipped.
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
+            total += stat_cpu(&stat)?;
+        }
+    }
+    Some(total)
 }
 
 /// The nearest-rank percentile (`fraction` in 0..=1) of sorted values; 0 for none.
@@ -353,9 +509,11 @@ impl Floor {
         })
     }
 
+    /// The floor on [`SERVER_WORKER_THREADS`] threads (each call writes into a buffer of its
+    /// own: 256 bytes, nothing beside the RSA operation).
     fn run_slice(&self, budget: Duration) -> Result<Tally, String> {
-        let mut out = vec![0u8; self.wrapped.len()];
-        slice(budget, || {
+        slice_on_threads(SERVER_WORKER_THREADS, budget, || {
+            let mut out = [0u8; KEY_SIZE_BITS as usize / 8];
             self.parsed
                 .decrypt(&OAEP_SHA256_MGF1SHA256, &self.wrapped, &mut out, None)
                 .map(drop)
@@ -430,7 +588,7 @@ impl Reference {
         }
     }
 
-    /// The reference slice.
+    /// The reference slice, on [`SERVER_WORKER_THREADS`] threads.
     fn run_slice(&self, budget: Duration) -> Result<Tally, String> {
         match self {
             Reference::Hsm {
@@ -440,18 +598,20 @@ impl Reference {
                 wrapped,
             } => {
                 let mechanism = Mechanism::rsa_oaep_sha256();
-                slice(budget, || {
+                slice_on_threads(SERVER_WORKER_THREADS, budget, || {
                     module
                         .c_decrypt(*session, &mechanism, *key, wrapped)
                         .map(drop)
                 })
                 .map_err(|e| format!("in-process HSM: {e}"))
             }
-            Reference::Software { key, wrapped } => slice(budget, || {
-                key.decrypt(EncryptionAlgorithm::RsaOaep256, wrapped)
-                    .map(drop)
-            })
-            .map_err(|e| format!("in-process software: {e}")),
+            Reference::Software { key, wrapped } => {
+                slice_on_threads(SERVER_WORKER_THREADS, budget, || {
+                    key.decrypt(EncryptionAlgorithm::RsaOaep256, wrapped)
+                        .map(drop)
+                })
+                .map_err(|e| format!("in-process software: {e}"))
+            }
         }
     }
 }
@@ -465,7 +625,9 @@ fn run_in(
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(SERVER_WORKER_THREADS)
-        .thread_name("kv-bench-server")
+        .thread_name(SERVER_THREAD_NAME)
+        // Idle blocking threads (the audit flush's) stay, so their CPU time stays countable.
+        .thread_keep_alive(Duration::from_secs(3600))
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
@@ -543,9 +705,14 @@ fn run_in(
         report.load_average_before = load_average();
         for _ in 0..rounds {
             for (i, target) in targets.iter().enumerate() {
+                let cpu_before = threads_cpu(SERVER_THREAD_NAME);
                 let slice =
                     client_runtime.block_on(grpc_slice(&connections, target, budget, &errors));
+                let server_cpu = cpu_before
+                    .zip(threads_cpu(SERVER_THREAD_NAME))
+                    .map(|(before, after)| after.saturating_sub(before));
                 let tally = &mut grpc[i];
+                tally.server_cpu = tally.server_cpu.zip(server_cpu).map(|(a, b)| a + b);
                 tally.ops += slice.ops;
                 tally.elapsed += slice.elapsed;
                 tally.errors += slice.errors;
@@ -566,6 +733,24 @@ fn run_in(
                 tally.ops as f64 / tally.elapsed.as_secs_f64()
             };
             let in_process_ops_per_s = in_process[i].ops_per_s();
+            let grpc_per_cpu_s = tally
+                .server_cpu
+                .filter(|cpu| !cpu.is_zero())
+                .map(|cpu| tally.ops as f64 / cpu.as_secs_f64());
+            let floor = floors[i];
+            // Per core where every side's CPU time was read; wall clock otherwise.
+            let per_core = grpc_per_cpu_s.is_some()
+                && in_process[i].ops_per_cpu_s().is_some()
+                && floor.and_then(Tally::ops_per_cpu_s).is_some();
+            let versus = |reference: Option<Tally>| -> Option<f64> {
+                let reference = reference?;
+                if per_core {
+                    Some(grpc_per_cpu_s? / reference.ops_per_cpu_s()?)
+                } else {
+                    let r = reference.ops_per_s();
+                    (r > 0.0).then(|| grpc_ops_per_s / r)
+                }
+            };
             report.rows.push(KeyVaultBenchRow {
                 label: format!("{} {KEY_SIZE_BITS} unwrapKey", target.kty),
                 kty: target.kty.to_string(),
@@ -573,14 +758,17 @@ fn run_in(
                 grpc_p50_us: percentile_us(&tally.latencies_us, 0.50),
                 grpc_p99_us: percentile_us(&tally.latencies_us, 0.99),
                 grpc_errors: tally.errors,
+                grpc_server_cpu_s: tally.server_cpu.map(|cpu| cpu.as_secs_f64()),
                 in_process_ops_per_s,
                 in_process: references[i].describe(),
-                ratio: (in_process_ops_per_s > 0.0).then(|| grpc_ops_per_s / in_process_ops_per_s),
-                library_floor_ops_per_s: floors[i].map(Tally::ops_per_s),
-                floor_ratio: floors[i]
+                ratio: versus(Some(in_process[i])),
+                library_floor_ops_per_s: floor.map(Tally::ops_per_s),
+                floor_ratio: versus(floor),
+                floor_ratio_wall: floor
                     .map(Tally::ops_per_s)
                     .filter(|f| *f > 0.0)
                     .map(|f| grpc_ops_per_s / f),
+                per_core,
             });
         }
         let mut errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
@@ -777,4 +965,48 @@ async fn grpc_slice(
     }
     tally.elapsed = start.elapsed();
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_from_a_stat_line_whose_name_has_spaces() {
+        // pid (name) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime …
+        let stat = "42 (kv bench) x) S 1 42 42 0 -1 4194560 10 0 0 0 250 30 0 0 20 0 1 0";
+        assert_eq!(stat_cpu(stat), Some(CLOCK_TICK * 280));
+        assert_eq!(stat_cpu("42 (short) S 1"), None);
+    }
+
+    #[test]
+    fn a_slice_without_cpu_time_makes_the_tally_wall_clock_only() {
+        let mut tally = Tally::default();
+        tally.add(Tally {
+            ops: 10,
+            elapsed: Duration::from_secs(1),
+            cpu: Some(Duration::from_millis(500)),
+        });
+        assert_eq!(tally.ops_per_cpu_s(), Some(20.0));
+        tally.add(Tally {
+            ops: 10,
+            elapsed: Duration::from_secs(1),
+            cpu: None,
+        });
+        assert_eq!((tally.ops, tally.ops_per_cpu_s()), (20, None));
+        assert_eq!(tally.ops_per_s(), 10.0);
+    }
+
+    #[test]
+    fn threads_on_their_own_report_their_cpu_time() {
+        let tally = slice_on_threads(2, Duration::from_millis(30), || {
+            std::hint::black_box((0..1000u64).sum::<u64>());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(tally.ops > 0);
+        if cfg!(target_os = "linux") {
+            assert!(tally.cpu.is_some(), "Linux has /proc/thread-self/stat");
+        }
+    }
 }

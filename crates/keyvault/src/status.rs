@@ -37,7 +37,5 @@ pub fn to_status(error: &KvError) -> Status {
     status
 }
 
-/// The Azure error carried by a status, if any (`cmksim_proto::azure::azure_error`).
-pub fn azure_error(status: &Status) -> Option<AzureError> {
-    cmksim_proto::azure::azure_error(status)
-}
+/// The Azure error carried by a status, if any: the one reading, `cmksim_proto`'s.
+pub use cmksim_proto::azure::azure_error;
