@@ -340,6 +340,13 @@ impl<'a> Cursor<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, String> {
+        // Most varints (name indexes, short lengths) are one byte.
+        if let Some(&b) = self.bytes.get(self.at) {
+            if b < 0x80 {
+                self.at += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.u8()?;
@@ -357,8 +364,12 @@ impl<'a> Cursor<'a> {
 
     fn str(&mut self) -> Result<&'a str, String> {
         let n = self.len()?;
-        std::str::from_utf8(self.take(n)?).map_err(|_| "binary payload: string is not UTF-8".into())
+        utf8(self.take(n)?)
     }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "binary payload: string is not UTF-8".into())
 }
 
 /// A binary payload's dictionary of column names, and where the records end (its offset).
@@ -547,13 +558,18 @@ pub(crate) fn decode_rows(
             set[at] = true;
             let value = match tag {
                 TAG_STRING => {
-                    let text = body.str()?;
+                    let n = body.len()?;
+                    let bytes = body.take(n)?;
                     if let cmksim_kql::Value::String(buffer) = &mut row[at] {
-                        buffer.clear();
-                        buffer.push_str(text);
+                        // The same text as the last record's cell (a host or a category
+                        // repeats): nothing to check or copy.
+                        if buffer.as_bytes() != bytes {
+                            buffer.clear();
+                            buffer.push_str(utf8(bytes)?);
+                        }
                         continue;
                     }
-                    cmksim_kql::Value::String(text.to_string())
+                    cmksim_kql::Value::String(utf8(bytes)?.to_string())
                 }
                 TAG_LONG => cmksim_kql::Value::Long(body.i64()?),
                 TAG_REAL => cmksim_kql::Value::Real(f64::from_bits(body.i64()? as u64)),
