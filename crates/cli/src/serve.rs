@@ -1133,22 +1133,28 @@ async fn serve_all(
     let st_url = service_url(st_listener.local_addr()?, on);
     let in_url = service_url(in_listener.local_addr()?, on);
     // Sentinel's principal and guard (with tokens required), before it opens.
-    let sentinel_auth = if require_tokens {
+    // Sentinel's principal always (it registers tenants' Cosmos DB principals in its own name,
+    // which the identity service requires even with --allow-anonymous); its guard with tokens
+    // required.
+    let sentinel_auth = {
         let authority = keyvault.identity();
         let tokens = service_principal(
             &authority,
             base,
             &kv_url,
             &tls.network,
-            ("cmksim-sentinel", &[cmksim_identity::Role::Reader]),
+            (
+                cmksim_identity::directory::SENTINEL_PROVIDER_NAME,
+                &[cmksim_identity::Role::Reader],
+            ),
         )?;
-        let guard = cmksim_identity::Guard::new(
-            Arc::new(cmksim_identity::guard::LocalAccess(authority.clone())),
-            base.clock.clone(),
-        );
-        Some((guard, tokens))
-    } else {
-        None
+        let guard = require_tokens.then(|| {
+            cmksim_identity::Guard::new(
+                Arc::new(cmksim_identity::guard::LocalAccess(authority.clone())),
+                base.clock.clone(),
+            )
+        });
+        (guard, tokens)
     };
     let sentinel = open_sentinel(
         &data_dir.join("sentinel"),
@@ -1293,15 +1299,18 @@ fn sentinel_listen(ingest_listen: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Sentinel (seed 002) over Key Vault and storage at `[keyvault, storage]`; with `auth`, its
-/// guard and its own principal's tokens for storage.
+/// Sentinel (seed 002) over Key Vault and storage at `[keyvault, storage]`, with its guard (if
+/// tokens are required) and its own principal's tokens (for storage and the identity service).
 fn open_sentinel(
     data_dir: &std::path::Path,
     base: &Base,
     profile: Profile,
     [keyvault, storage]: [&str; 2],
     network: &Network,
-    auth: Option<(cmksim_identity::Guard, Arc<cmksim_identity::TokenSource>)>,
+    (guard, tokens): (
+        Option<cmksim_identity::Guard>,
+        Arc<cmksim_identity::TokenSource>,
+    ),
 ) -> anyhow::Result<cmksim_sentinel::SentinelServer> {
     tracing::info!(data_dir = %data_dir.display(), keyvault, storage, "sentinel opening");
     let mut config = cmksim_sentinel::SentinelConfig::new(
@@ -1315,10 +1324,8 @@ fn open_sentinel(
         storage,
     );
     config.os_key_material = true;
-    if let Some((guard, tokens)) = auth {
-        config.guard = Some(guard);
-        config.storage_tokens = Some(tokens);
-    }
+    config.guard = guard;
+    config.storage_tokens = Some(tokens);
     Ok(cmksim_sentinel::SentinelServer::open(config)?)
 }
 

@@ -32,11 +32,14 @@ pub const COSMOS_DB_DISPLAY_NAME: &str = "Azure Cosmos DB";
 /// Cluster storage's first-party service principal (Microsoft.OperationalInsights' resource
 /// provider): it creates the managed identities of clusters and storage accounts.
 pub const STORAGE_PROVIDER_NAME: &str = "cmksim-storage";
+/// Sentinel's first-party service principal (Microsoft.SecurityInsights): it reads storage, and
+/// registers each tenant's Azure Cosmos DB principal on first use.
+pub const SENTINEL_PROVIDER_NAME: &str = "cmksim-sentinel";
 /// The simulator's first-party resource providers, by display name: the service principals of
 /// these names in the services tenant ([`crate::client::SERVICES_TENANT_ID`]), which only a
-/// directory administrator can make, act for a resource they create
+/// directory administrator can make, act for a resource or a tenant
 /// ([`Principal::is_resource_provider`]).
-pub const RESOURCE_PROVIDER_NAMES: [&str; 1] = [STORAGE_PROVIDER_NAME];
+pub const RESOURCE_PROVIDER_NAMES: [&str; 2] = [STORAGE_PROVIDER_NAME, SENTINEL_PROVIDER_NAME];
 /// Its well-known application (client) id, the same in every tenant as for any first-party
 /// application: the id Azure Cosmos DB's customer-managed-key documentation names for this
 /// principal (not in the seeds; recalled, not checked against a source this session).

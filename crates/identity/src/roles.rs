@@ -54,10 +54,12 @@ pub enum Action {
     /// Read role assignments, and so ask what another principal may do (`CheckAccess` about
     /// someone else; Azure's `Microsoft.Authorization/*/read`, every reader's).
     RoleAssignmentsRead,
-    /// Create a resource's system-assigned managed identity (`CreateManagedIdentity`): the
-    /// resource provider's own act on the resource's behalf, which no Azure RBAC role grants,
-    /// not even Owner at `/`; only a first-party resource provider
-    /// ([`crate::Principal::is_resource_provider`]) or a directory administrator does it.
+    /// Create a first-party identity on a resource's or a tenant's behalf — a resource's
+    /// system-assigned managed identity (`CreateManagedIdentity`), a tenant's Azure Cosmos DB
+    /// principal (`CreatePrincipal` of that name) — whose answer carries its secret: the
+    /// resource provider's own act, which no Azure RBAC role grants, not even Owner at `/`; only
+    /// a first-party resource provider ([`crate::Principal::is_resource_provider`]) or a
+    /// directory administrator does it.
     ManagedIdentitiesWrite,
 }
 

@@ -15,7 +15,9 @@
 //! token, 403 `AuthorizationFailed` without the right, the Azure body in the status details).
 //! One exception, Azure's own: the tenant's Azure Cosmos DB first-party service principal
 //! (Sentinel registers it on first use, as Azure provisions first-party applications in every
-//! tenant without the customer's administrator); it gets no role. `CheckAccess` needs a valid
+//! tenant without the customer's administrator) needs, like `CreateManagedIdentity`, a
+//! first-party resource provider's token (Sentinel's) or an administrator's
+//! ([`Action::ManagedIdentitiesWrite`]); it gets no role. `CheckAccess` needs a valid
 //! token of this authority (any audience): a caller may ask about itself (a guard forwards the
 //! token of the call it guards), about anyone else only with `roleAssignments/read` at the scope
 //! ([`IdentityService::authorize_check`]). `CreateManagedIdentity` needs the management token of
@@ -201,13 +203,11 @@ impl pb::identity_server::Identity for IdentityService {
     ) -> Result<Response<pb::PrincipalWithSecret>, Status> {
         let first_party = request.get_ref().display_name == COSMOS_DB_DISPLAY_NAME
             && request.get_ref().kind == pb::PrincipalKind::ServicePrincipal as i32;
-        if !first_party {
-            self.authorize(
-                request.metadata(),
-                Action::DirectoryWrite,
-                crate::roles::ROOT_SCOPE,
-            )?;
-        }
+        let action = match first_party {
+            true => Action::ManagedIdentitiesWrite,
+            false => Action::DirectoryWrite,
+        };
+        self.authorize(request.metadata(), action, crate::roles::ROOT_SCOPE)?;
         let r = request.into_inner();
         let kind = match pb::PrincipalKind::try_from(r.kind) {
             Ok(pb::PrincipalKind::User) => PrincipalKind::User,

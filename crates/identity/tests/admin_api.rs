@@ -544,10 +544,13 @@ async fn the_doors_earlier_administrator_keeps_administering() {
 /// Owner at `/`, or one that merely carries cluster storage's name in its own tenant, 403 naming
 /// `Microsoft.ManagedIdentity/identities/write`; cluster storage's first-party principal (made by
 /// the administrator, through the client layer that attaches its management token) and the
-/// administrator create; a deleted provider's token no longer does.
+/// administrator create; a deleted provider's token no longer does. A tenant's Azure Cosmos DB
+/// principal (Sentinel's first use) is guarded alike.
 #[tokio::test]
 async fn only_a_resource_provider_or_the_administrator_creates_managed_identities() {
-    use cmksim_identity::directory::STORAGE_PROVIDER_NAME;
+    use cmksim_identity::directory::{
+        COSMOS_DB_APP_ID, COSMOS_DB_DISPLAY_NAME, STORAGE_PROVIDER_NAME,
+    };
     use cmksim_identity::{provision_service_principal, AuthChannel, TokenSource};
 
     let dir = tempfile::tempdir().unwrap();
@@ -581,7 +584,16 @@ async fn only_a_resource_provider_or_the_administrator_creates_managed_identitie
     assert_eq!(azure(&refused).code, "AuthenticationFailed");
     assert_eq!(azure(&refused).http_status, 401);
 
-    // An Owner at the root scope, and a namesake of cluster storage in a customer's tenant: 403.
+    // A tenant's Azure Cosmos DB principal (its secret in the answer too), without a token: 401.
+    let cosmos = principal_request(&tenant, COSMOS_DB_DISPLAY_NAME);
+    let refused = anonymous
+        .create_principal(cosmos.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(azure(&refused).code, "AuthenticationFailed");
+
+    // An Owner at the root scope, and a namesake of cluster storage in a customer's tenant: 403,
+    // for an identity and for a Cosmos DB principal.
     for name in ["operator", STORAGE_PROVIDER_NAME] {
         let made = admin
             .create_principal(principal_request(&tenant, name))
@@ -608,6 +620,11 @@ async fn only_a_resource_provider_or_the_administrator_creates_managed_identitie
             "{}",
             azure(&refused).message
         );
+        let refused = anonymous
+            .create_principal(with_token(&token, cosmos.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(azure(&refused).code, "AuthorizationFailed", "{name}");
     }
 
     // Cluster storage's first-party principal (no role), through its own token source.
@@ -633,6 +650,9 @@ async fn only_a_resource_provider_or_the_administrator_creates_managed_identitie
     let identity = created.principal.unwrap();
     assert_eq!(identity.resource_id, cluster);
     assert!(!created.secret.is_empty());
+    // ... and a tenant's Cosmos DB principal (Sentinel's, a provider too, does the same).
+    let made = storage.create_principal(cosmos).await.unwrap().into_inner();
+    assert_eq!(made.principal.unwrap().app_id, COSMOS_DB_APP_ID);
     // The administrator may too (another resource).
     admin
         .create_managed_identity(request(&format!("{cluster}2")))

@@ -52,6 +52,8 @@ async fn serve_sentinel(
         "",
     );
     config.storage_channel = Some(w.storage_channel.clone());
+    config.storage_tokens =
+        Some(w.first_party_tokens(cmksim_identity::directory::SENTINEL_PROVIDER_NAME));
     // sled's lock may outlive a stopped server for a moment: a bounded retry.
     let mut server = None;
     for _ in 0..WAIT_ROUNDS {

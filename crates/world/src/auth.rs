@@ -31,7 +31,8 @@
 //! - the ingest front end calls storage as `cmksim-ingest` (Monitoring Metrics Publisher and
 //!   Log Analytics Reader at the root scope: Azure Monitor's pipeline);
 //! - Sentinel reads workspaces and clusters from storage as `cmksim-sentinel` (Reader at the
-//!   root scope);
+//!   root scope), and registers a tenant's Azure Cosmos DB principal in that name (a first-party
+//!   resource provider: the identity service refuses that to anyone else but an administrator);
 //! - cluster storage creates the managed identities of clusters and storage accounts as
 //!   `cmksim-storage`, a first-party resource provider with no role (the identity service
 //!   refuses `CreateManagedIdentity` to anyone else but an administrator).

@@ -77,6 +77,8 @@ pub struct Core {
     pub store: Store,
     pub kv_channel: Channel,
     pub identity_channel: Channel,
+    /// The identity service with Sentinel's own tokens (registering Cosmos DB principals).
+    pub provider_identity: cmksim_identity::AuthChannel,
     /// To storage, with Sentinel's own tokens when it has a principal.
     pub storage_channel: cmksim_identity::AuthChannel,
     /// The checks in front of Sentinel's own server.
@@ -107,6 +109,10 @@ impl Core {
         let channel = |uri: &str| config.network.channel(uri, config.client_timeouts);
         let kv_channel = channel(&config.keyvault_uri)?;
         let identity_channel = channel(&config.identity_uri)?;
+        let provider_identity = cmksim_identity::AuthChannel::new(
+            identity_channel.clone(),
+            config.storage_tokens.clone(),
+        );
         let storage_channel = cmksim_identity::AuthChannel::new(
             match &config.storage_channel {
                 Some(c) => c.clone(),
@@ -161,6 +167,7 @@ impl Core {
             store,
             kv_channel,
             identity_channel,
+            provider_identity,
             storage_channel,
             guard: config.guard.clone(),
             workspaces: Mutex::new(workspaces),
@@ -234,7 +241,7 @@ impl Core {
         if let Some(record) = self.store.cosmos_principal(tenant_id)? {
             return Ok(record);
         }
-        let created = idpb::identity_client::IdentityClient::new(self.identity_channel.clone())
+        let created = idpb::identity_client::IdentityClient::new(self.provider_identity.clone())
             .create_principal(idpb::CreatePrincipalRequest {
                 tenant_id: tenant_id.to_string(),
                 display_name: COSMOS_DB_PRINCIPAL_NAME.to_string(),

@@ -53,7 +53,10 @@ pub struct SentinelConfig {
     /// The token and role checks in front of every call (`cmksim_identity::guard`); `None`
     /// lets every call through (tests, `serve all --allow-anonymous`).
     pub guard: Option<cmksim_identity::Guard>,
-    /// Sentinel's own principal, whose tokens go with its calls to storage; `None` sends none.
+    /// Sentinel's own principal (`cmksim-sentinel`, a first-party resource provider), whose
+    /// tokens go with its calls to storage and with its registration of a tenant's Cosmos DB
+    /// principal (the identity service refuses that to anyone else but an administrator);
+    /// `None` sends none.
     pub storage_tokens: Option<Arc<cmksim_identity::TokenSource>>,
 }
 

@@ -200,6 +200,26 @@ impl World {
         }
     }
 
+    /// The tokens of a new first-party service principal `display_name` (Reader at `/`), made in
+    /// the world's identity authority: Sentinel's (it registers Cosmos DB principals with them).
+    pub fn first_party_tokens(
+        &self,
+        display_name: &str,
+    ) -> std::sync::Arc<cmksim_identity::TokenSource> {
+        let (principal, secret) = self
+            .authority
+            .lock()
+            .unwrap()
+            .create_service_principal(display_name, &[cmksim_identity::Role::Reader])
+            .unwrap();
+        cmksim_identity::TokenSource::new(
+            channel(&self.kv_uri),
+            &principal.object_id,
+            &secret,
+            self.clock.clone(),
+        )
+    }
+
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
     }

@@ -437,7 +437,7 @@ impl Driver {
             if auth.sentinel.get().is_none() {
                 crate::auth::provision(
                     identity.clone(),
-                    "cmksim-sentinel",
+                    cmksim_identity::directory::SENTINEL_PROVIDER_NAME,
                     &crate::auth::SENTINEL_ROLES,
                     &auth.sentinel,
                 )
