@@ -127,7 +127,8 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
     ];
     let services = ["keyvault", "storage", "ingest"];
     let serving = tokio::task::block_in_place(|| {
-        Serving::start(&args, &services, dir.path().join("all.log"))
+        let announced = ["keyvault", "storage", "ingest", "sentinel"];
+        Serving::start(&args, &announced, dir.path().join("all.log"))
     });
     let cert = data.join("tls/cert.pem");
     let ca = path_str(&cert);
@@ -208,6 +209,19 @@ async fn serve_all_tls_trusts_its_own_certificate_and_keeps_it_across_a_restart(
             .await
             .expect_err("no such workspace");
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    // Sentinel registers the tenant's Cosmos DB principal in its own name, which the identity
+    // service requires even with --allow-anonymous (serve all made Sentinel's principal).
+    let cosmos = cmksim_proto::sentinel::v1::sentinel_client::SentinelClient::new(tls_channel(
+        serving.url("sentinel"),
+        &cert,
+    ))
+    .get_cosmos_db_principal(cmksim_proto::sentinel::v1::CosmosDbPrincipalRequest {
+        tenant_id: tenant.clone(),
+    })
+    .await
+    .expect("Sentinel registers the tenant's Cosmos DB principal")
+    .into_inner();
+    assert_eq!(cosmos.app_id, cmksim_identity::directory::COSMOS_DB_APP_ID);
 
     // (d) A restart on the same directory keeps the certificate: old clients still trust it.
     tokio::task::block_in_place(|| serving.terminate());
