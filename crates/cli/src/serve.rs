@@ -761,20 +761,10 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 let principal = server.principal();
                 match admin {
                     Some(admin) => {
-                        let channel = reach_identity("storage", &identity, network).await?;
-                        let (object_id, secret) = cmksim_identity::provision_service_principal(
-                            admin.channel(channel, clock.clone()),
-                            cmksim_identity::directory::STORAGE_PROVIDER_NAME,
-                            &[],
-                        )
-                        .await
-                        .map_err(|status| {
-                            anyhow::anyhow!(
-                                "serve storage: the identity administrator of --admin-credentials \
-                                 could not make storage's principal at {identity}: {}",
-                                status.message()
-                            )
-                        })?;
+                        let provider = (cmksim_identity::directory::STORAGE_PROVIDER_NAME, &[][..]);
+                        let (_, object_id, secret) =
+                            own_principal("storage", &identity, &admin, network, &clock, provider)
+                                .await?;
                         principal.set(&object_id, &secret);
                     }
                     None => tracing::warn!(
@@ -825,20 +815,10 @@ async fn serve(base: Base, plan: Plan, tls: Tls) -> anyhow::Result<()> {
                 };
                 let server = match auth {
                     Some((url, admin)) => {
-                        let channel = reach_identity("ingest", &url, network).await?;
-                        let (object_id, secret) = cmksim_identity::provision_service_principal(
-                            admin.channel(channel.clone(), clock.clone()),
-                            "cmksim-ingest",
-                            &INGEST_ROLES,
-                        )
-                        .await
-                        .map_err(|status| {
-                            anyhow::anyhow!(
-                                "serve ingest: the identity administrator of --admin-credentials \
-                                 could not make ingest's principal at {url}: {}",
-                                status.message()
-                            )
-                        })?;
+                        let principal = ("cmksim-ingest", &INGEST_ROLES[..]);
+                        let (channel, object_id, secret) =
+                            own_principal("ingest", &url, &admin, network, &clock, principal)
+                                .await?;
                         let tokens = cmksim_identity::TokenSource::new(
                             channel.clone(),
                             &object_id,
@@ -1031,6 +1011,34 @@ async fn reach_identity(
         );
     }
     Ok(channel)
+}
+
+/// The principal `name` with `roles` at `/` that `service`, served alone, makes at its start as
+/// the identity administrator `admin`, through the identity service at `url` (which must
+/// answer): the identity channel and the principal's `(object id, secret)`.
+async fn own_principal(
+    service: &str,
+    url: &str,
+    admin: &cmksim_identity::AdminCredentials,
+    network: &Network,
+    clock: &Clock,
+    (name, roles): (&str, &[cmksim_identity::Role]),
+) -> anyhow::Result<(tonic::transport::Channel, String, String)> {
+    let channel = reach_identity(service, url, network).await?;
+    let (object_id, secret) = cmksim_identity::provision_service_principal(
+        admin.channel(channel.clone(), clock.clone()),
+        name,
+        roles,
+    )
+    .await
+    .map_err(|status| {
+        anyhow::anyhow!(
+            "serve {service}: the identity administrator of --admin-credentials could not make \
+             {service}'s principal at {url}: {}",
+            status.message()
+        )
+    })?;
+    Ok((channel, object_id, secret))
 }
 
 /// The ingest front end over a storage channel built here (so that it may be TLS).
