@@ -15,13 +15,23 @@
 //! | summarize count() by Category, bin(TimeGenerated, 5m)
 //! ```
 //!
-//! run as the front end runs it (issue 11: the filters and the projection pushed down to the
-//! scan): `cmksim_kql::parse`, the query's projection (`Query::projection`: `TimeGenerated`,
-//! `Category`, `Computer`) and leading filter (`Query::row_filter`), `DataPlane::scan_rows` over
-//! the whole workspace (both AEAD layers opened for every stored byte, each record decoded into
-//! the projected cells only, the filter evaluated while the blocks are opened), then
-//! `cmksim_kql::execute` over the rows kept. Query MB/s = sealed bytes the scan read
+//! run with the summarize pushed down into the storage scan (issue 11): `cmksim_kql::parse`, the
+//! query's projection (`Query::projection`: `TimeGenerated`, `Category`, `Computer`), leading
+//! filter (`Query::row_filter`) and summarize plan (`Query::summarize_plan`), then
+//! `DataPlane::summarize_rows` over the whole workspace (both AEAD layers opened for every
+//! stored byte, each record decoded into the projected cells only, the filter evaluated and the
+//! kept rows folded into per-block groups while the blocks are opened, the blocks' groups
+//! merged in block order), then `SummarizePlan::finish`. Query MB/s = sealed bytes the scan read
 //! (`ScanStats::bytes_read`) / wall seconds of the whole pass.
+//!
+//! Beside it, each round also runs the same query the way the gRPC query path still runs it
+//! (the "rows" path): `DataPlane::scan_rows` hands back every kept row (copied), then
+//! `cmksim_kql::execute` groups them in a second pass. Both paths must give the same result.
+//!
+//! Threads: both scans open blocks on `tier::scan_threads()` threads (one core less than the
+//! machine has, at least one: **one on the two-core machine** the README's figures come from);
+//! the floor runs on one thread. The report states the scan's thread count; on a machine where
+//! it is more than one, the ratio compares N threads with one and says so.
 //!
 //! The floor: the data plane does not expose its blocks' ciphertexts or keys, so the floor
 //! re-seals a buffer of the same shape once (as many chunks as the scan read blocks, each of the
@@ -93,10 +103,13 @@ pub struct QueryBenchOptions {
 /// One round's wall times.
 #[derive(Clone, Debug, Serialize)]
 pub struct Round {
+    /// The query with its summarize in the scan (`DataPlane::summarize_rows`).
     pub query_seconds: f64,
-    /// The part of `query_seconds` spent until `DataPlane::scan_rows` returned (parse, both AEAD
-    /// layers, the projected decoding, the filter); the rest is `execute`.
+    /// The part of `query_seconds` spent until the scan returned (parse, both AEAD layers, the
+    /// projected decoding, the filter, the per-block groups); the rest is the result's finish.
     pub scan_seconds: f64,
+    /// The same query through the rows path (`DataPlane::scan_rows` + `cmksim_kql::execute`).
+    pub rows_seconds: f64,
     pub floor_seconds: f64,
 }
 
@@ -117,10 +130,16 @@ pub struct QueryBenchReport {
     pub result_count_total: u64,
     pub fill_seconds: f64,
     pub rounds: Vec<Round>,
+    /// Threads the scans opened blocks on (the floor runs on one).
+    pub scan_threads: usize,
     pub query_mb_per_s: f64,
+    /// The rows path (`scan_rows` + `execute`), for comparison.
+    pub rows_mb_per_s: f64,
     pub floor_mb_per_s: f64,
     /// query / floor (MB/s); goal ≥ [`GOAL_RATIO`].
     pub ratio: f64,
+    /// rows path / floor.
+    pub rows_ratio: f64,
     pub goal_ratio: f64,
     /// 1, 5 and 15-minute load averages at the end (absent off Linux).
     pub load_average: Option<String>,
@@ -140,22 +159,28 @@ impl QueryBenchReport {
         );
         out.push_str(&format!("{}\n", self.query));
         out.push_str(&format!(
-            "{:<8} {:>12} {:>12} {:>12} {:>8}\n",
-            "round", "query s", "(scan s)", "floor s", "ratio"
+            "{:<8} {:>12} {:>12} {:>12} {:>12} {:>8}\n",
+            "round", "query s", "(scan s)", "rows path s", "floor s", "ratio"
         ));
         for (i, r) in self.rounds.iter().enumerate() {
             out.push_str(&format!(
-                "{:<8} {:>12.3} {:>12.3} {:>12.3} {:>8.2}\n",
+                "{:<8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>8.2}\n",
                 i + 1,
                 r.query_seconds,
                 r.scan_seconds,
+                r.rows_seconds,
                 r.floor_seconds,
                 r.floor_seconds / r.query_seconds.max(1e-9)
             ));
         }
         out.push_str(&format!(
-            "query (scan + decode + KQL): {:.1} MB/s; floor (ChaCha20-Poly1305 + AES-256-GCM open): \
-             {:.1} MB/s; ratio {:.2} (goal >= {:.1}{})\n",
+            "rows path (scan_rows + execute): {:.1} MB/s, ratio {:.2}\n",
+            self.rows_mb_per_s, self.rows_ratio
+        ));
+        out.push_str(&format!(
+            "query (scan + decode + summarize in the scan, {} thread(s)): {:.1} MB/s; floor \
+             (ChaCha20-Poly1305 + AES-256-GCM open, 1 thread): {:.1} MB/s; ratio {:.2} (goal >= {:.1}{})\n",
+            self.scan_threads,
             self.query_mb_per_s,
             self.floor_mb_per_s,
             self.ratio,
@@ -216,7 +241,8 @@ fn run_in(options: &QueryBenchOptions, dir: &std::path::Path) -> anyhow::Result<
     let scan_to = SimTime(fill.last_ms + 1);
 
     // One untimed pass warms the caches and sizes the floor.
-    let first = query_pass(&plane, &aek, &text, SimTime(base_ms), scan_to, now)?;
+    let pass = |path: Path| query_pass(path, &plane, &aek, &text, SimTime(base_ms), scan_to, now);
+    let first = pass(Path::Summarize)?;
     ensure!(
         first.records == fill.records,
         "the scan saw {} records of the {} written",
@@ -232,30 +258,36 @@ fn run_in(options: &QueryBenchOptions, dir: &std::path::Path) -> anyhow::Result<
     let floor = Floor::new(first.blocks, first.bytes)?;
     floor.pass()?;
 
-    let (mut rounds, mut query_s, mut floor_s) = (Vec::new(), 0.0, 0.0);
+    let (mut rounds, mut query_s, mut rows_s, mut floor_s) = (Vec::new(), 0.0, 0.0, 0.0);
     for _ in 0..options.rounds {
         let started = Instant::now();
-        let pass = query_pass(&plane, &aek, &text, SimTime(base_ms), scan_to, now)?;
+        let summarized = pass(Path::Summarize)?;
         let query_seconds = started.elapsed().as_secs_f64().max(1e-9);
-        ensure!(
-            pass.bytes == first.bytes
-                && pass.result_rows == first.result_rows
-                && pass.count_total == first.count_total,
-            "a pass differs from the first: {pass:?} vs {first:?}"
-        );
+        let started = Instant::now();
+        let rows = pass(Path::Rows)?;
+        let rows_seconds = started.elapsed().as_secs_f64().max(1e-9);
+        for other in [&summarized, &rows] {
+            ensure!(
+                other.bytes == first.bytes && other.result == first.result,
+                "a pass differs from the first: {other:?} vs {first:?}"
+            );
+        }
         let started = Instant::now();
         floor.pass()?;
         let floor_seconds = started.elapsed().as_secs_f64().max(1e-9);
         query_s += query_seconds;
+        rows_s += rows_seconds;
         floor_s += floor_seconds;
         rounds.push(Round {
             query_seconds,
-            scan_seconds: pass.scan_seconds,
+            scan_seconds: summarized.scan_seconds,
+            rows_seconds,
             floor_seconds,
         });
     }
     let total_mb = first.bytes as f64 / MIB as f64 * options.rounds as f64;
     let (query_mb_per_s, floor_mb_per_s) = (total_mb / query_s, total_mb / floor_s);
+    let rows_mb_per_s = total_mb / rows_s;
     Ok(QueryBenchReport {
         options: options.clone(),
         query: text,
@@ -263,13 +295,16 @@ fn run_in(options: &QueryBenchOptions, dir: &std::path::Path) -> anyhow::Result<
         blocks: first.blocks,
         records: fill.records,
         matching_records: fill.matching,
-        result_rows: first.result_rows,
+        result_rows: first.result.rows.len() as u64,
         result_count_total: first.count_total,
         fill_seconds,
         rounds,
+        scan_threads: cmksim_storage::data::tier::scan_threads(),
         query_mb_per_s,
+        rows_mb_per_s,
         floor_mb_per_s,
         ratio: query_mb_per_s / floor_mb_per_s,
+        rows_ratio: rows_mb_per_s / floor_mb_per_s,
         goal_ratio: GOAL_RATIO,
         load_average: cmksim_keyvault::bench::load_average(),
     })
@@ -366,16 +401,27 @@ struct Pass {
     blocks: u64,
     bytes: u64,
     records: u64,
-    result_rows: u64,
+    result: kql::Table,
     count_total: u64,
     scan_seconds: f64,
 }
 
-/// The measured work, as the front end runs a query: parse it, ask storage for the table's
-/// rows through the query's projection and leading filters (`DataPlane::scan_rows`: both AEAD
-/// layers opened, only the columns the query reads decoded, the filters evaluated while the
-/// blocks are opened), then execute the whole query over the rows kept.
+/// How a pass runs the query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// `DataPlane::summarize_rows` (the summarize in the scan), then `SummarizePlan::finish`.
+    Summarize,
+    /// `DataPlane::scan_rows` (kept rows copied out), then `cmksim_kql::execute`.
+    Rows,
+}
+
+/// The measured work: parse the query, take its projection and leading filters, then either
+/// fold the kept rows into the query's groups in the scan ([`Path::Summarize`]: both AEAD layers
+/// opened, only the columns the query reads decoded, the filters and the groups evaluated while
+/// the blocks are opened) or hand them back and execute the whole query over them
+/// ([`Path::Rows`]).
 fn query_pass(
+    path: Path,
     plane: &DataPlane,
     aek: &cmksim_storage::data::Aek,
     text: &str,
@@ -396,34 +442,47 @@ fn query_pass(
     let filter = query
         .row_filter(TABLE, &columns)
         .map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
-    let mut rows = Vec::new();
-    let stats = plane.scan_rows(
-        &ScanRequest {
-            account: ACCOUNT,
-            aek: Some(aek),
-            workspace: WORKSPACE,
-            table: TABLE,
-            from,
-            to,
-            now,
-        },
-        &RowScan {
-            columns: &columns,
-            filter: filter.as_ref(),
-            now_ms: now.unix_ms(),
-        },
-        &mut |_, _, _, row| rows.push(row),
-    )?;
-    let scan_seconds = started.elapsed().as_secs_f64();
-    let records = stats.records;
-    let table = kql::Table {
-        name: TABLE.to_string(),
-        columns,
-        rows,
+    let request = ScanRequest {
+        account: ACCOUNT,
+        aek: Some(aek),
+        workspace: WORKSPACE,
+        table: TABLE,
+        from,
+        to,
+        now,
     };
-    let tables = BTreeMap::from([(TABLE.to_string(), table)]);
-    let result = kql::execute(&query, &tables, now.unix_ms())
-        .map_err(|e| anyhow::anyhow!("the benchmark's query: {e}"))?;
+    let scan = RowScan {
+        columns: &columns,
+        filter: filter.as_ref(),
+        now_ms: now.unix_ms(),
+    };
+    let bad_query = |e: kql::ExecError| anyhow::anyhow!("the benchmark's query: {e}");
+    let (stats, scan_seconds, result) = match path {
+        Path::Summarize => {
+            let plan = query
+                .summarize_plan(TABLE, &columns)
+                .map_err(bad_query)?
+                .context("the benchmark's query has no summarize plan")?;
+            let (groups, stats) = plane.summarize_rows(&request, &scan, &plan)?;
+            let scan_seconds = started.elapsed().as_secs_f64();
+            let result = plan.finish(groups, now.unix_ms()).map_err(bad_query)?;
+            (stats, scan_seconds, result)
+        }
+        Path::Rows => {
+            let mut rows = Vec::new();
+            let stats = plane.scan_rows(&request, &scan, &mut |_, _, _, row| rows.push(row))?;
+            let scan_seconds = started.elapsed().as_secs_f64();
+            let table = kql::Table {
+                name: TABLE.to_string(),
+                columns,
+                rows,
+            };
+            let tables = BTreeMap::from([(TABLE.to_string(), table)]);
+            let result = kql::execute(&query, &tables, now.unix_ms()).map_err(bad_query)?;
+            (stats, scan_seconds, result)
+        }
+    };
+    let records = stats.records;
     let count_at = result
         .columns
         .iter()
@@ -440,7 +499,7 @@ fn query_pass(
         blocks: stats.blocks_read,
         bytes: stats.bytes_read,
         records,
-        result_rows: result.rows.len() as u64,
+        result,
         count_total,
         scan_seconds,
     })
