@@ -789,6 +789,19 @@ fn equal(a: &Value, b: &Value, case_insensitive: bool) -> Option<bool> {
     compare(a, b).map(|o| o == Ordering::Equal)
 }
 
+/// Whether a comparison operator (`==`, `!=`, `<`, `<=`, `>`, `>=`) holds for operands in
+/// order `o`.
+fn ordering_holds(op: BinOp, o: Ordering) -> bool {
+    match op {
+        BinOp::Eq => o == Ordering::Equal,
+        BinOp::Ne => o != Ordering::Equal,
+        BinOp::Lt => o == Ordering::Less,
+        BinOp::Le => o != Ordering::Greater,
+        BinOp::Gt => o == Ordering::Greater,
+        _ => o != Ordering::Less,
+    }
+}
+
 fn truth(v: &Value) -> Option<bool> {
     match scalar(v) {
         Value::Bool(b) => Some(b),
@@ -897,14 +910,7 @@ impl Bound {
                 r,
             ) => {
                 if let Some(o) = ints(&l.eval_cow(row, now_ms), &r.eval_cow(row, now_ms)) {
-                    return match op {
-                        BinOp::Eq => o == Ordering::Equal,
-                        BinOp::Ne => o != Ordering::Equal,
-                        BinOp::Lt => o == Ordering::Less,
-                        BinOp::Le => o != Ordering::Greater,
-                        BinOp::Gt => o == Ordering::Greater,
-                        _ => o != Ordering::Less,
-                    };
+                    return ordering_holds(*op, o);
                 }
             }
             BKind::Str(op, negated, l, r) => {
@@ -951,14 +957,7 @@ impl Bound {
                 let (a, b) = (l.eval_cow(row, now_ms), r.eval_cow(row, now_ms));
                 let result = match op {
                     BinOp::EqCi(negated) => equal(&a, &b, true).map(|e| e != *negated),
-                    _ => compare(&a, &b).map(|o| match op {
-                        BinOp::Eq => o == Ordering::Equal,
-                        BinOp::Ne => o != Ordering::Equal,
-                        BinOp::Lt => o == Ordering::Less,
-                        BinOp::Le => o != Ordering::Greater,
-                        BinOp::Gt => o == Ordering::Greater,
-                        _ => o != Ordering::Less,
-                    }),
+                    _ => compare(&a, &b).map(|o| ordering_holds(*op, o)),
                 };
                 // Values of different runtime kinds (a dynamic string against a long) are
                 // unequal rather than unknown, as Kusto's dynamic comparisons are.
