@@ -211,9 +211,9 @@ impl KeyLoopHandle {
         self.shared.machine().pending_rewrap().cloned()
     }
 
-    /// What to do with a record ingested now.
-    pub fn ingest_decision(&self, now: SimTime) -> IngestDecision {
-        self.shared.machine().ingest_decision(now)
+    /// What to do with a record ingested now (see [`KeyAccessMachine::ingest_decision`]).
+    pub fn ingest_decision(&self) -> IngestDecision {
+        self.shared.machine().ingest_decision()
     }
 
     /// How many effects of commands wait for the driver (at most [`PENDING_EFFECTS_MAX`]).
@@ -221,9 +221,9 @@ impl KeyLoopHandle {
         self.shared.pending().len()
     }
 
-    /// Whether a query may read this storage now.
-    pub fn query_allowed(&self, now: SimTime) -> Result<(), Refusal> {
-        self.shared.machine().query_allowed(now)
+    /// Whether a query may read this storage now (see [`KeyAccessMachine::query_allowed`]).
+    pub fn query_allowed(&self) -> Result<(), Refusal> {
+        self.shared.machine().query_allowed()
     }
 
     /// Whether the key may be changed now (refused while revoked or unavailable).

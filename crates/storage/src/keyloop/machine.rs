@@ -213,9 +213,12 @@ impl KeyAccessMachine {
 
     // ----- queries -------------------------------------------------------------------------
 
-    /// What to do with a record ingested at `now`.
-    pub fn ingest_decision(&self, now: SimTime) -> IngestDecision {
-        debug_assert!(now >= self.state.since(), "time went backwards");
+    /// What to do with a record ingested now: the current state decides. No instant is taken:
+    /// a caller reads its clock, then the key loop may move on (a transition at a later
+    /// instant) before the caller reads the machine, so a caller's `now` can precede the
+    /// state's `since` without time going backwards; the call takes effect when it reads the
+    /// machine, in the state it finds.
+    pub fn ingest_decision(&self) -> IngestDecision {
         match &self.state {
             State::Provisioning { .. } => IngestDecision::Drop(DropReason::NotProvisioned),
             State::HealthyMmk { .. } => IngestDecision::Store { key: StoreKey::Mmk },
@@ -233,9 +236,9 @@ impl KeyAccessMachine {
         }
     }
 
-    /// Whether a query may read this storage at `now`, and if not, why.
-    pub fn query_allowed(&self, now: SimTime) -> Result<(), Refusal> {
-        debug_assert!(now >= self.state.since(), "time went backwards");
+    /// Whether a query may read this storage now, and if not, why: the current state decides,
+    /// as for [`Self::ingest_decision`].
+    pub fn query_allowed(&self) -> Result<(), Refusal> {
         let refuse = |reason: String| Err(self.refusal(reason));
         match &self.state {
             State::HealthyMmk { .. } | State::HealthyCmk { .. } | State::Degraded { .. } => Ok(()),

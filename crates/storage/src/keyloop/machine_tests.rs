@@ -256,9 +256,9 @@ fn ingest_and_query_per_state() {
         (S::Shredded, IngestDecision::Drop(DropReason::Shredded), false),
     ];
     for (state, ingest, query_ok) in rows {
-        let (m, now) = in_state(&p2020(), state);
-        assert_eq!(m.ingest_decision(now), ingest, "{state}");
-        let query = m.query_allowed(now);
+        let (m, _) = in_state(&p2020(), state);
+        assert_eq!(m.ingest_decision(), ingest, "{state}");
+        let query = m.query_allowed();
         assert_eq!(query.is_ok(), query_ok, "{state}: {query:?}");
         if let Err(refusal) = query {
             assert_eq!(refusal.state, state);
@@ -310,10 +310,10 @@ fn key_updates_per_state() {
 
 #[test]
 fn shredding_says_the_data_is_gone_for_good() {
-    let (m, now) = in_state(&p2020(), StateName::Shredded);
+    let (m, _) = in_state(&p2020(), StateName::Shredded);
     assert!(!m.wants_poll());
     assert_eq!(m.next_deadline(), None);
-    let refusal = m.query_allowed(now).unwrap_err();
+    let refusal = m.query_allowed().unwrap_err();
     assert_eq!(refusal.state, StateName::Shredded);
     assert!(
         refusal.reason.contains("permanently unreadable") && refusal.reason.contains("zeroised"),
@@ -340,7 +340,7 @@ fn shredding_says_the_data_is_gone_for_good() {
         })
         .unwrap();
     assert_eq!(denied, "shredded");
-    let refusal = m.query_allowed(at.add(secs(31))).unwrap_err();
+    let refusal = m.query_allowed().unwrap_err();
     assert!(refusal.reason.contains("purged"), "{refusal}");
 }
 
@@ -358,7 +358,7 @@ fn cmk_configuration_rewraps_then_goes_healthy_cmk() {
     );
     // Until the rewrap is done, data stays under the MMK and nothing is polled.
     assert_eq!(
-        m.ingest_decision(now),
+        m.ingest_decision(),
         IngestDecision::Store { key: StoreKey::Mmk }
     );
     assert!(!m.wants_poll());
@@ -455,17 +455,14 @@ fn vault_down_ten_minutes_never_interrupts() {
                     PollOutcome::success(V1)
                 }
             },
-            |m, now, _| {
+            |m, _, _| {
                 assert!(
                     matches!(m.state_name(), StateName::HealthyCmk | StateName::Degraded),
                     "{}",
                     m.state_name()
                 );
-                assert!(m.query_allowed(now).is_ok());
-                assert!(matches!(
-                    m.ingest_decision(now),
-                    IngestDecision::Store { .. }
-                ));
+                assert!(m.query_allowed().is_ok());
+                assert!(matches!(m.ingest_decision(), IngestDecision::Store { .. }));
             },
         );
         assert_eq!(m.state_name(), StateName::HealthyCmk);
@@ -499,8 +496,8 @@ fn vault_down_45_minutes_under_2020_buffers_and_recovers() {
             }
             if m.state_name() == StateName::Unavailable {
                 unavailable_at.get_or_insert(now);
-                assert_eq!(m.ingest_decision(now), IngestDecision::Buffer);
-                assert!(m.query_allowed(now).is_err());
+                assert_eq!(m.ingest_decision(), IngestDecision::Buffer);
+                assert!(m.query_allowed().is_err());
             }
             for e in effects {
                 if let Effect::DrainBuffer { expired_before } = e {
@@ -537,9 +534,9 @@ fn vault_down_45_minutes_under_current_never_unavailable() {
                 PollOutcome::success(V1)
             }
         },
-        |m, now, _| {
+        |m, _, _| {
             assert_ne!(m.state_name(), StateName::Unavailable);
-            assert!(m.query_allowed(now).is_ok());
+            assert!(m.query_allowed().is_ok());
         },
     );
     assert_eq!(m.state_name(), StateName::HealthyCmk);
@@ -610,10 +607,10 @@ fn denial_revokes_at_next_poll_and_restore_resumes_after_the_delay() {
             }
             if m.state_name() == StateName::Revoked {
                 assert_eq!(
-                    m.ingest_decision(now),
+                    m.ingest_decision(),
                     IngestDecision::Drop(DropReason::Revoked)
                 );
-                assert!(m.query_allowed(now).is_err());
+                assert!(m.query_allowed().is_err());
             }
         },
     );
@@ -841,7 +838,7 @@ fn a_restart_keeps_a_revocation_and_a_resume_in_progress() {
     assert!(m.restore(before.state().clone()));
     assert_eq!(m.state_name(), StateName::Revoked);
     assert!(matches!(
-        m.ingest_decision(restart),
+        m.ingest_decision(),
         IngestDecision::Drop(DropReason::Revoked)
     ));
     m.on_poll(restart, PollOutcome::success(V1));
@@ -863,10 +860,7 @@ fn a_restart_keeps_an_outage_but_not_a_passing_state() {
     let (before, at) = in_state(&p2020(), StateName::Unavailable);
     let mut m = restarted(&p2020(), at.add(mins(1)));
     assert!(m.restore(before.state().clone()));
-    assert!(matches!(
-        m.ingest_decision(at.add(mins(1))),
-        IngestDecision::Buffer
-    ));
+    assert!(matches!(m.ingest_decision(), IngestDecision::Buffer));
     // Degraded and healthy are re-learned from the first poll, not restored.
     for state in [StateName::Degraded, StateName::HealthyCmk] {
         let (before, at) = in_state(&p2020(), state);

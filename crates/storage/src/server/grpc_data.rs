@@ -136,7 +136,10 @@ pub(super) fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
             Code::NotFound,
             "ResourceNotFound",
             404,
-            &format!("workspace_id {id:?} is not a workspace resource id"),
+            &format!(
+                "workspace_id {:?} is not a workspace resource id",
+                cmksim_sim::text::echo(id)
+            ),
         )
     })
 }
@@ -157,7 +160,7 @@ impl DataService {
         now: SimTime,
     ) -> Result<Vec<pb::RecordOutcome>, Status> {
         let n = records.len();
-        match rt.handle.ingest_decision(now) {
+        match rt.handle.ingest_decision() {
             IngestDecision::Store { .. } => {
                 if !rt.host.has_aek() {
                     wait_for_aek(&rt.host).await;
@@ -224,7 +227,7 @@ impl DataService {
             IngestDecision::Drop(reason) => {
                 let reason = reason.to_pb();
                 let word = reason.label();
-                let refusal = rt.handle.query_allowed(now).err();
+                let refusal = rt.handle.query_allowed().err();
                 let detail = match refusal {
                     Some(r) => format!("{word}: cluster {}: {}", rt.name, r.reason),
                     None => format!("{word}: cluster {}", rt.name),
@@ -352,7 +355,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                 continue; // purged: its data is gone for good
             };
             rt.handle
-                .query_allowed(now)
+                .query_allowed()
                 .map_err(|r| cluster_refusal(&rt, &r))?;
             if !rt.host.has_aek() {
                 wait_for_aek(&rt.host).await;
@@ -489,11 +492,7 @@ impl pb::data_plane_server::DataPlane for DataService {
         let rt = core
             .runtime(&cluster_id)
             .ok_or_else(|| internal(format!("cluster {arm_id} has no running storage")))?;
-        Ok(Response::new(storage_state(
-            &arm_id,
-            &rt.handle,
-            core.now(),
-        )))
+        Ok(Response::new(storage_state(&arm_id, &rt.handle)))
     }
 
     async fn get_stats(

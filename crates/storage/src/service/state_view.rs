@@ -4,16 +4,11 @@
 //! without a network round trip.
 
 use cmksim_proto::storage::v1::StorageState;
-use cmksim_sim::SimTime;
 
 use crate::keyloop::{KeyLoopHandle, State};
 
-/// The state of one cluster's storage at `now`.
-pub fn storage_state(
-    cluster_resource_id: &str,
-    handle: &KeyLoopHandle,
-    now: SimTime,
-) -> StorageState {
+/// The state of one cluster's storage now.
+pub fn storage_state(cluster_resource_id: &str, handle: &KeyLoopHandle) -> StorageState {
     let state = handle.state();
     let key_kid = handle
         .key()
@@ -31,7 +26,7 @@ pub fn storage_state(
         _ => None,
     };
     let reason = handle
-        .query_allowed(now)
+        .query_allowed()
         .err()
         .map(|r| r.reason)
         .unwrap_or_default();
