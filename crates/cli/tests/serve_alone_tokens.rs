@@ -135,11 +135,7 @@ async fn storage_and_ingest_served_alone_check_tokens() {
         tonic::Code::FailedPrecondition,
         "{refused:?}"
     );
-    assert_eq!(
-        arm_code(&refused),
-        "IdentityCreationRefused",
-        "{refused:?}"
-    );
+    assert_eq!(arm_code(&refused), "IdentityCreationRefused", "{refused:?}");
     assert!(
         refused.message().contains("--admin-credentials FILE"),
         "{}",

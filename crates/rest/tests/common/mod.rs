@@ -222,8 +222,7 @@ pub async fn start_services(profile: Profile, time_scale: f64, with_ingest: bool
     )
     .with_principal_of(&authority)
     .expect("cluster storage's principal");
-    let storage_server =
-        cmksim_storage::StorageServer::open(storage_config).expect("open storage");
+    let storage_server = cmksim_storage::StorageServer::open(storage_config).expect("open storage");
     let storage_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let storage_url = format!("http://{}", storage_listener.local_addr().expect("addr"));
     let storage_stop = until(stop_rx.clone());
