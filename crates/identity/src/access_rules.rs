@@ -104,6 +104,17 @@ fn split(path: &str) -> Option<(&str, &str)> {
     path.strip_prefix('/')?.split_once('/')
 }
 
+/// The `workspace_id = 1` of a batch of records (`storage.v1.AppendRequest`,
+/// `ingest.v1.IngestRequest`) and nothing else: prost steps over the other fields without
+/// decoding them, so the guard reads a batch's scope without decoding its records a second time
+/// (the service decodes them once, after the guard). The test
+/// `a_batch_scope_is_read_without_its_records` holds it to both generated messages.
+#[derive(Clone, PartialEq, Message)]
+struct BatchScope {
+    #[prost(string, tag = "1")]
+    workspace_id: String,
+}
+
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, AuthError> {
     M::decode(bytes).map_err(|e| AuthError::UnreadableRequest(e.to_string()))
 }
@@ -309,10 +320,9 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
             WorkspacesRead,
             workspace_id(&decode::<spb::ListSavedQueriesRequest>(message)?.workspace),
         )),
-        ("storage.v1.DataPlane", "Append") => Some((
-            TelemetryWrite,
-            decode::<spb::AppendRequest>(message)?.workspace_id,
-        )),
+        ("storage.v1.DataPlane", "Append") => {
+            Some((TelemetryWrite, decode::<BatchScope>(message)?.workspace_id))
+        }
         ("storage.v1.DataPlane", "Query") => Some((
             QueryRead,
             decode::<spb::QueryRequest>(message)?.workspace_id,
@@ -326,10 +336,9 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
             };
             Some((ClustersRead, scope))
         }
-        ("ingest.v1.Ingestion", "Ingest") => Some((
-            TelemetryWrite,
-            decode::<ipb::IngestRequest>(message)?.workspace_id,
-        )),
+        ("ingest.v1.Ingestion", "Ingest") => {
+            Some((TelemetryWrite, decode::<BatchScope>(message)?.workspace_id))
+        }
         ("ingest.v1.Ingestion", "RegisterCustomTable") => Some((
             TelemetryWrite,
             decode::<ipb::RegisterCustomTableRequest>(message)?.workspace_id,
@@ -386,6 +395,39 @@ pub fn need_of(path: &str, message: &[u8]) -> Result<Option<Need>, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_scope_is_read_without_its_records() {
+        let workspace = "/subscriptions/s/resourceGroups/r/providers/x/workspaces/w".to_string();
+        let record = spb::Record {
+            time_unix_ms: 1,
+            ..Default::default()
+        };
+        let append = spb::AppendRequest {
+            workspace_id: workspace.clone(),
+            table: "T".into(),
+            records: vec![record; 3],
+        };
+        let ingest = ipb::IngestRequest {
+            workspace_id: workspace.clone(),
+            table: "T".into(),
+            records: vec![ipb::Record::default(); 3],
+            declare_columns: vec![ipb::ColumnDeclaration::default()],
+        };
+        let batches = [
+            ("/storage.v1.DataPlane/Append", append.encode_to_vec()),
+            ("/ingest.v1.Ingestion/Ingest", ingest.encode_to_vec()),
+        ];
+        for (path, bytes) in batches {
+            assert_eq!(
+                decode::<BatchScope>(&bytes).unwrap().workspace_id,
+                workspace
+            );
+            let need = need_of(path, &bytes).unwrap().unwrap();
+            let expected = Some((Action::TelemetryWrite, workspace.clone()));
+            assert_eq!(need.access, expected, "{path}");
+        }
+    }
 
     #[test]
     fn the_scope_comes_from_the_request_and_unknown_methods_fail_closed() {
