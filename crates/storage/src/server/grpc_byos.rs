@@ -381,10 +381,7 @@ impl ByosService {
             let control = core.control();
             control
                 .validate_account_key(id, input, &facts)
-                .map_err(|e| match e {
-                    ByosOrControlError::Byos(e) => byos_status(&e),
-                    ByosOrControlError::Control(e) => control_status(&control, &e),
-                })?
+                .map_err(|e| core.byos_error_locked(&control, e))?
         };
         let loop_key = super::host::loop_key_ref(&key)
             .ok_or_else(|| internal("the account's key", "malformed vault uri"))?;
@@ -458,10 +455,7 @@ impl pb::byos_server::Byos for ByosService {
                         tenant_id: identity.tenant_id.clone(),
                     },
                 )
-                .map_err(|e| match e {
-                    ByosOrControlError::Byos(e) => byos_status(&e),
-                    ByosOrControlError::Control(e) => control_status(&control, &e),
-                })?;
+                .map_err(|e| core.byos_error_locked(&control, e))?;
             core.meta
                 .save_identity(&identity_key(&id), &identity)
                 .map_err(|e| internal("storing the storage account identity", e))?;
@@ -479,10 +473,7 @@ impl pb::byos_server::Byos for ByosService {
             let mut control = core.control();
             let events = control
                 .set_account_key(&id, key, wrapped)
-                .map_err(|e| match e {
-                    ByosOrControlError::Byos(e) => byos_status(&e),
-                    ByosOrControlError::Control(e) => control_status(&control, &e),
-                })?;
+                .map_err(|e| core.byos_error_locked(&control, e))?;
             core.byos_commit(now, control, &events)?;
         }
         let control = core.control();
@@ -514,10 +505,7 @@ impl pb::byos_server::Byos for ByosService {
         let mut control = core.control();
         let (removed, events) = control
             .link_storage_account(&resource, kind, &r.storage_account_ids)
-            .map_err(|e| match e {
-                ByosOrControlError::Byos(e) => byos_status(&e),
-                ByosOrControlError::Control(e) => control_status(&control, &e),
-            })?;
+            .map_err(|e| core.byos_error_locked(&control, e))?;
         let linked = control
             .byos()
             .linked(&resource.key(crate::control::ResourceKind::Workspace), kind)
@@ -634,10 +622,7 @@ impl pb::byos_server::Byos for ByosService {
         };
         let events = control
             .save_query(now, &ws, place, new)
-            .map_err(|e| match e {
-                ByosOrControlError::Byos(e) => byos_status(&e),
-                ByosOrControlError::Control(e) => control_status(&control, &e),
-            })?;
+            .map_err(|e| core.byos_error_locked(&control, e))?;
         let saved = control
             .byos()
             .find(&ws, kind, &r.name)
