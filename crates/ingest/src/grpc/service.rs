@@ -75,6 +75,7 @@ impl pb::ingestion_server::Ingestion for IngestionService {
                 .map(convert::outcome_to_pb)
                 .collect::<Vec<_>>(),
             ingested_at: Some(convert::time_to_pb(output.ingested_at)),
+            outcome_runs: Vec::new(),
         }))
     }
 

@@ -324,6 +324,7 @@ impl pb::data_plane_server::DataPlane for DataService {
         Ok(Response::new(pb::AppendResponse {
             outcomes,
             routed_to,
+            runs: Vec::new(),
         }))
     }
 
