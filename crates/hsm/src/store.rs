@@ -78,7 +78,7 @@ impl Store {
             Some(_) => {}
             None => {
                 db.insert(FORMAT_KEY, FORMAT_VALUE)?;
-                db.flush()?;
+                cmksim_sim::durable::flush(&db)?;
             }
         }
         Ok(Store {
@@ -159,7 +159,7 @@ impl Store {
 
     /// Makes every write so far durable.
     pub(crate) fn flush(&self) -> Result<(), Ckr> {
-        self.db.flush().map(|_| ()).map_err(device)
+        cmksim_sim::durable::flush(&self.db).map_err(device)
     }
 
     /// Seals a secret for `handle`.

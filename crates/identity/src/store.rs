@@ -98,7 +98,7 @@ impl IdentityStore {
     /// Stores the signing key and flushes.
     pub fn save_signing_key(&self, scalar: &[u8]) -> Result<(), StoreError> {
         self.authority.insert(SIGNING_KEY, scalar)?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 
@@ -117,7 +117,7 @@ impl IdentityStore {
         };
         self.authority
             .insert(OPENS, &before.saturating_add(1).to_le_bytes())?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(before)
     }
 
@@ -125,7 +125,7 @@ impl IdentityStore {
     pub fn save_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         self.tenants
             .insert(tenant.tenant_id.as_bytes(), encode(tenant))?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 
@@ -146,7 +146,7 @@ impl IdentityStore {
             assignment.id.to_ascii_lowercase().as_bytes(),
             encode(assignment),
         )?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 
@@ -154,7 +154,7 @@ impl IdentityStore {
     pub fn remove_role_assignment(&self, id: &str) -> Result<(), StoreError> {
         self.role_assignments
             .remove(id.to_ascii_lowercase().as_bytes())?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 
@@ -162,7 +162,7 @@ impl IdentityStore {
     pub fn save_principal(&self, principal: &Principal) -> Result<(), StoreError> {
         self.principals
             .insert(principal.object_id.as_bytes(), encode(principal))?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 }

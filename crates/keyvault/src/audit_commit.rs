@@ -57,9 +57,7 @@ pub trait Flush: Send + Sync + 'static {
 
 impl Flush for sled::Db {
     fn flush(&self) -> Result<(), KvError> {
-        sled::Tree::flush(self)
-            .map(|_| ())
-            .map_err(|e| KvError::Internal {
+        cmksim_sim::durable::flush(self).map_err(|e| KvError::Internal {
                 message: format!("Key Vault store: {e}"),
             })
     }

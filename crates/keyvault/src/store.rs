@@ -187,7 +187,7 @@ impl KeyVaultStore {
                 }
             }
         }
-        self.db.flush().map_err(store_error)?;
+        cmksim_sim::durable::flush(&self.db).map_err(store_error)?;
         Ok(())
     }
 

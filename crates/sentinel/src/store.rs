@@ -201,7 +201,7 @@ impl Store {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@
 //!   adding a component never shifts another's random choices.
 //! - [`ids`]: GUIDs and 32-hex key versions drawn from those streams.
 //! - [`dcr`]: the rules of data collection rules, shared by the HTTPS door and `validate`.
+//! - [`durable`]: the one flush that makes a service's acknowledged write durable, deferred to
+//!   the databases' close on a simulated world's thread.
 //! - [`duration`]: "90s", "1h30m", "14d" parsing with precise errors, and the inverse formatting.
 //! - [`event`]: the typed event log that narration, reports and the oracle all read.
 //! - [`net`]: one network code path: real TCP live, turmoil's simulated TCP in simulation.
@@ -20,6 +22,7 @@
 //! - [`text`]: user input echoed into error messages, cut to a stated length.
 
 pub mod dcr;
+pub mod durable;
 pub mod duration;
 pub mod event;
 pub mod governance;

@@ -45,6 +45,10 @@ pub struct RunOptions {
     pub control: Option<crate::control::Control>,
     /// Which simulation engine runs the world.
     pub engine: Engine,
+    /// Flush every acknowledged write in place, as live services do, instead of deferring the
+    /// flushes to the databases' close ([`cmksim_sim::durable`]): the same run, slower; for the
+    /// test that shows the deferral changes no event.
+    pub flush_in_place: bool,
 }
 
 /// The simulation engines (`--engine`). Both run the same services, driver and faults; they
@@ -88,6 +92,7 @@ impl std::fmt::Debug for RunOptions {
             .field("progress", &self.progress.is_some())
             .field("control", &self.control.is_some())
             .field("engine", &self.engine)
+            .field("flush_in_place", &self.flush_in_place)
             .finish()
     }
 }
@@ -102,6 +107,7 @@ impl Default for RunOptions {
             progress: None,
             control: None,
             engine: Engine::default(),
+            flush_in_place: false,
         }
     }
 }
@@ -115,6 +121,9 @@ pub struct RunResult {
     /// turmoil's ticks; on the event-driven engine, the times every task waited and the paused
     /// clock jumped to the next timer.
     pub steps: u64,
+    /// The services' flushes deferred to their databases' close ([`cmksim_sim::durable`]; 0
+    /// with [`RunOptions::flush_in_place`]).
+    pub flushes_deferred: u64,
 }
 
 /// Why a run could not complete.
@@ -146,9 +155,8 @@ pub const TMPDIR_ENV: &str = "CMKSIM_TMPDIR";
 
 /// Creates the services' data directories' parent for one run: in `$CMKSIM_TMPDIR` when set,
 /// else on tmpfs (`/dev/shm`) when the machine has it: the directories die with the run anyway,
-/// and every acknowledged write is still flushed out of sled's memory first (so a simulated
-/// crash keeps exactly what was acknowledged), but the flush no longer waits for a disk. The
-/// directory is removed when the returned guard is dropped (not when the process is killed by a
+/// and what a database writes out when it closes (a simulated crash keeps every write made
+/// before it: [`cmksim_sim::durable`]) no longer waits for a disk. The directory is removed when the returned guard is dropped (not when the process is killed by a
 /// signal: `cmksim run` removes it itself then).
 pub fn simulation_dir() -> std::io::Result<tempfile::TempDir> {
     let builder = {
@@ -215,6 +223,9 @@ pub fn run_simulated_in(
     let seed = options.seed.unwrap_or(scenario.meta.seed);
     let seeds = SeedTree::new(seed);
     let epoch = SimTime::DEFAULT_EPOCH;
+    // Every host runs on this thread (turmoil's): flushes wait for the databases' close, which
+    // a crash (the host's runtime dropped) and the run's end bring (cmksim_sim::durable).
+    let deferred = (!options.flush_in_place).then(cmksim_sim::durable::defer_on_this_thread);
     let commands: HarnessCommands = Arc::new(Mutex::new(Vec::new()));
     // Tokens: storage, ingest and Sentinel check them; the driver provisions every principal.
     let auth = crate::auth::WorldAuth::new();
@@ -478,7 +489,11 @@ pub fn run_simulated_in(
             }
         }
     }
-    Ok(RunResult { seed, steps })
+    Ok(RunResult {
+        seed,
+        steps,
+        flushes_deferred: deferred.as_ref().map_or(0, |d| d.count()),
+    })
 }
 
 /// How long a paused run sleeps between two looks at its pace (wall time).

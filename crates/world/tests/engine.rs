@@ -106,6 +106,39 @@ fn same_seed_same_log_with_a_crash_and_a_restart() {
     assert_deterministic("restart-while-revoked", Some(7));
 }
 
+/// A simulated world defers its services' flushes to their databases' close
+/// (`cmksim_sim::durable`): a run with a storage crash and restart gives the same log byte for
+/// byte as the same run flushing every write in place, as live services do.
+#[test]
+fn deferred_flushes_change_no_event() {
+    let name = "restart-while-revoked";
+    let scenario = common::load(name);
+    let run = |flush_in_place: bool| {
+        let events = EventLog::default();
+        let options = RunOptions {
+            engine: Engine::Events,
+            flush_in_place,
+            ..RunOptions::default()
+        };
+        let result = run_simulated(&scenario, &options, &events).unwrap();
+        (events.snapshot(), result.flushes_deferred)
+    };
+    let (deferred, count) = run(false);
+    let (in_place, none) = run(true);
+    assert!(count > 100, "the services flush often: {count} deferred");
+    assert_eq!(none, 0, "in place, nothing is deferred");
+    assert!(
+        deferred
+            .iter()
+            .filter(|e| e.kind == "scenario.fault.applied")
+            .filter_map(|e| e.data.get("fault").and_then(|f| f.as_str()))
+            .any(|fault| fault.contains("restart")),
+        "the storage restarts"
+    );
+    let jsonl = cmksim_scenario::narrate::render_jsonl;
+    assert_eq!(jsonl(&deferred), jsonl(&in_place));
+}
+
 #[test]
 fn same_seed_same_log_with_a_partition() {
     assert_deterministic("partition-storage-vault", None);

@@ -169,7 +169,7 @@ impl DataPlane {
             return Err(e);
         }
         write.next_block_id = next_id;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(BufferReceipt {
             entries: entries.len() as u64,
             records: records.len() as u64,
@@ -278,7 +278,7 @@ impl DataPlane {
                 header.written_at_ms,
             );
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         for path in done_files {
             fs::remove_file(&path).map_err(|e| DataError::BufferFile {
                 path,
@@ -336,7 +336,7 @@ impl DataPlane {
         if done_files.is_empty() {
             return Ok(report);
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         for path in done_files {
             fs::remove_file(&path).map_err(|e| DataError::BufferFile {
                 path,

@@ -228,7 +228,7 @@ impl DataPlane {
             }
             cursor = store::prefix_end(&t_prefix);
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         let touched: std::collections::BTreeSet<String> =
             pass.removals.iter().map(|r| r.table.clone()).collect();
         self.shred_aged_out(account, workspace, now, &write, &touched)?;
@@ -340,7 +340,7 @@ impl DataPlane {
                 break;
             }
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         self.table_keys
             .end_rotation(account, workspace, table, first_kept)?;
         Ok(removal)
@@ -447,7 +447,7 @@ impl DataPlane {
             .rotating(account, workspace, table)
             .is_some();
         if !interrupted && self.trees.cold.scan_prefix(&prefix).next().is_none() {
-            self.trees.db.flush()?;
+            cmksim_sim::durable::flush(&self.trees.db)?;
             return Ok(report);
         }
         let first_new = {
@@ -488,7 +488,7 @@ impl DataPlane {
         // Held to the end: the flush and the old generation's destruction come before any other
         // mutation of the data plane.
         let _write = result?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         crash_point();
         self.table_keys
             .end_rotation(account, workspace, table, first_new)?;
@@ -694,7 +694,7 @@ impl DataPlane {
             })?;
             write.next_block_id = next_id;
             crash_point();
-            self.trees.db.flush()?;
+            cmksim_sim::durable::flush(&self.trees.db)?;
             crash_point();
             let old_path = self.entry_path(&key);
             std::fs::remove_file(&old_path).map_err(|e| DataError::BufferFile {

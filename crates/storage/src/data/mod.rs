@@ -353,7 +353,7 @@ impl DataPlane {
         self.trees
             .accounts
             .insert(account.as_bytes(), serde_json::to_vec(&record)?)?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(())
     }
 
@@ -437,7 +437,7 @@ impl DataPlane {
         self.trees
             .accounts
             .insert(account.as_bytes(), serde_json::to_vec(&record)?)?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(())
     }
 

@@ -92,7 +92,7 @@ impl DataPlane {
             })?;
             removed += chunk.len();
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         self.shred_aged_out(account, workspace, now, &write, &touched)?;
         Ok(removed)
     }
@@ -169,9 +169,9 @@ impl DataPlane {
             )?;
             Ok::<_, sled::transaction::ConflictableTransactionError<DataError>>(())
         })?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         self.delete_account_data(account)?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         self.table_keys
             .forget_prefix(&store::account_prefix(account))?;
         let done = Tombstone {
@@ -181,7 +181,7 @@ impl DataPlane {
         self.trees
             .purged
             .insert(account.as_bytes(), serde_json::to_vec(&done)?)?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(())
     }
 
@@ -238,7 +238,7 @@ impl DataPlane {
                 })?;
                 if tier == Tier::Buffer {
                     // Flushed first: a crash before the files go leaves orphans, removed at open.
-                    self.trees.db.flush()?;
+                    cmksim_sim::durable::flush(&self.trees.db)?;
                     for (key, _, _) in &chunk {
                         let path = self.entry_path(key);
                         std::fs::remove_file(&path).map_err(|e| DataError::BufferFile {
@@ -264,7 +264,7 @@ impl DataPlane {
         }
         for (account, tombstone) in pending {
             self.delete_account_data(&account)?;
-            self.trees.db.flush()?;
+            cmksim_sim::durable::flush(&self.trees.db)?;
             self.table_keys
                 .forget_prefix(&store::account_prefix(&account))?;
             let done = Tombstone {
@@ -275,7 +275,7 @@ impl DataPlane {
                 .purged
                 .insert(account.as_bytes(), serde_json::to_vec(&done)?)?;
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(())
     }
 }

@@ -203,7 +203,7 @@ impl DataPlane {
                 Ok(())
             })?;
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(receipt)
     }
 
@@ -397,7 +397,7 @@ impl DataPlane {
         self.account_record(account)?;
         let _write = self.lock_write();
         let deleted = self.delete_prefix_hot(account, &store::account_prefix(account), |_| true)?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(deleted)
     }
 
@@ -409,7 +409,7 @@ impl DataPlane {
         let deleted = self.delete_prefix_hot(account, &store::account_prefix(account), |key| {
             store::block_key_max_time(key).is_some_and(|t| t < hot_from_ms)
         })?;
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(deleted)
     }
 
@@ -469,7 +469,7 @@ impl DataPlane {
             })?;
             created += 1;
         }
-        self.trees.db.flush()?;
+        cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(created)
     }
 

@@ -208,7 +208,7 @@ impl Meta {
     fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), super::ServerError> {
         let bytes = Zeroizing::new(serde_json::to_vec(value)?);
         self.db.insert(key.as_bytes(), bytes.as_slice())?;
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 
@@ -262,7 +262,7 @@ impl Meta {
 
     /// Flushes every write so far.
     pub fn flush(&self) -> Result<(), super::ServerError> {
-        self.db.flush()?;
+        cmksim_sim::durable::flush(&self.db)?;
         Ok(())
     }
 }
