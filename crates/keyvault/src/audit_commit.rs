@@ -58,8 +58,8 @@ pub trait Flush: Send + Sync + 'static {
 impl Flush for sled::Db {
     fn flush(&self) -> Result<(), KvError> {
         cmksim_sim::durable::flush(self).map_err(|e| KvError::Internal {
-                message: format!("Key Vault store: {e}"),
-            })
+            message: format!("Key Vault store: {e}"),
+        })
     }
 }
 
