@@ -83,6 +83,9 @@ pub use fault::Fault;
 pub use mechanism::{HashAlg, Mechanism, Mgf, OaepParams, PssParams};
 pub use mechanisms::ec::P256_EC_PARAMS_DER;
 pub use mechanisms::rsa::sha256_digest_info;
+pub use mechanisms::rsa_keygen::{
+    generate_rsa, GeneratedRsa, RsaKeySeed, GENERATED_KEYS_REMEMBERED_MAX,
+};
 pub use module::Module;
 pub use types::{
     Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle, SessionHandle, SlotId, TokenInfo,

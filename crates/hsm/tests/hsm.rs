@@ -1143,3 +1143,31 @@ fn session_and_token_state_codes() {
         Err(Ckr::DeviceMemory)
     );
 }
+
+/// The module's `CKA_MODULUS` of a new RSA pair, on a fresh token whose random source is `seed`.
+fn generated_modulus(seed: [u8; 32]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Module::open(dir.path(), config(), RandomSource::from_seed(seed)).unwrap();
+    hsm.c_init_token(SLOT, SO_PIN, "test").unwrap();
+    let session = hsm.c_open_session(SLOT, true).unwrap();
+    hsm.c_login(session, UserType::So, SO_PIN).unwrap();
+    hsm.c_init_pin(session, USER_PIN).unwrap();
+    hsm.c_logout(session).unwrap();
+    hsm.c_login(session, UserType::User, USER_PIN).unwrap();
+    let (public, _private) = rsa_pair(&hsm, session, &[]);
+    match &hsm
+        .c_get_attribute_value(session, public, &[AttributeType::Modulus])
+        .unwrap()[..]
+    {
+        [Attribute::Modulus(n)] => n.clone(),
+        other => panic!("expected the modulus, got {other:?}"),
+    }
+}
+
+#[test]
+fn rsa_key_pairs_come_from_the_seeded_source() {
+    let first = generated_modulus([1; 32]);
+    assert_eq!(first.len(), 256);
+    assert_eq!(generated_modulus([1; 32]), first, "same seed, same key");
+    assert_ne!(generated_modulus([2; 32]), first, "another seed, another key");
+}

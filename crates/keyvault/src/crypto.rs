@@ -14,13 +14,14 @@
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::digest::{Digest, SHA256};
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
-    KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
     Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1,
     OAEP_SHA256_MGF1SHA256,
 };
-use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{self, RsaKeyPair, UnparsedPublicKey};
+use cmksim_hsm::RsaKeySeed;
+use cmksim_sim::RandomSource;
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -104,29 +105,29 @@ impl Sealer {
     }
 }
 
-/// A new software key: its public half and its secret (PKCS#8 for RSA, the scalar for EC).
+/// A new software key: its public half and its secret (PKCS#8 for RSA, the scalar for EC), from
+/// `rng` — the run's seeded stream in simulation (the same seed gives the same key), the
+/// operating system's in live mode. RSA keys come from the one RSA generator,
+/// [`cmksim_hsm::generate_rsa`], which the HSM's keys come from too.
 pub fn generate_software(
     kty: KeyType,
     key_size_bits: u32,
-    rng: &mut (impl RngCore + rand::CryptoRng),
+    rng: &mut RandomSource,
 ) -> Result<(PublicKey, Zeroizing<Vec<u8>>), KvError> {
     match kty {
         KeyType::Rsa => {
-            let size = match key_size_bits {
-                2048 => KeySize::Rsa2048,
-                3072 => KeySize::Rsa3072,
-                4096 => KeySize::Rsa4096,
-                other => return Err(bad(format!("Invalid key size {other}."))),
-            };
-            let pair = RsaKeyPair::generate(size).map_err(|_| internal("RSA generation"))?;
-            let pkcs8 = pair.as_der().map_err(|_| internal("PKCS#8 encoding"))?;
-            let public = pair.public_key();
+            if !matches!(key_size_bits, 2048 | 3072 | 4096) {
+                return Err(bad(format!("Invalid key size {key_size_bits}.")));
+            }
+            let seed = RsaKeySeed::draw(rng);
+            let generated = cmksim_hsm::generate_rsa(u64::from(key_size_bits), &seed)
+                .map_err(|_| internal("RSA generation"))?;
             Ok((
                 PublicKey::Rsa {
-                    n: public.modulus().big_endian_without_leading_zero().to_vec(),
-                    e: public.exponent().big_endian_without_leading_zero().to_vec(),
+                    n: generated.modulus,
+                    e: generated.public_exponent,
                 },
-                Zeroizing::new(pkcs8.as_ref().to_vec()),
+                generated.pkcs8,
             ))
         }
         KeyType::Ec => {
@@ -490,6 +491,29 @@ mod tests {
             assert!(public_verify(&public, alg, &digest, &sig).unwrap());
             assert!(!public_verify(&public, alg, &sha256(b"other"), &sig).unwrap());
         }
+    }
+
+    #[test]
+    fn rsa_software_keys_follow_the_seed() {
+        let key = |root: u64| {
+            let mut rng = SeedTree::new(root).source("keyvault/key-material");
+            let (public, _secret) = generate_software(KeyType::Rsa, 2048, &mut rng).unwrap();
+            let PublicKey::Rsa { n, .. } = public else {
+                panic!("an RSA key has an RSA public key")
+            };
+            n
+        };
+        let first = key(11);
+        assert_eq!(first.len(), 256);
+        assert_eq!(key(11), first, "the same seed gives the same key");
+        assert_ne!(key(12), first, "another seed gives another key");
+        let mut rng = SeedTree::new(11).source("keyvault/key-material");
+        assert_eq!(
+            generate_software(KeyType::Rsa, 1024, &mut rng)
+                .unwrap_err()
+                .to_string(),
+            bad("Invalid key size 1024.").to_string()
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! common software tokens go wrong).
 //!
 //! - [`rsa`]: aws-lc-rs (constant-time, about 3x faster than the `rsa` crate for private
-//!   operations, and free of RUSTSEC-2023-0071). RSA key generation and OAEP/PSS padding draw from
-//!   aws-lc's own OS-seeded generator, which cannot be seeded: RSA keys are never deterministic.
+//!   operations, and free of RUSTSEC-2023-0071). OAEP/PSS padding draws from aws-lc's own
+//!   OS-seeded generator (it reaches no output that a run compares).
+//! - [`rsa_keygen`]: RSA key pairs from the caller's randomness (seeded in simulation: the same
+//!   seed, the same key), then parsed and used by aws-lc.
 //! - [`ec`]: key generation with the `p256` crate and randomness handed in (deterministic under a
 //!   seeded source); signing with aws-lc-rs, whose nonces come from aws-lc's own generator.
 //! - [`aes`]: AES key wrap (RFC 3394) and key wrap with padding (RFC 5649) from aws-lc-rs.
@@ -14,6 +16,7 @@
 pub(crate) mod aes;
 pub(crate) mod ec;
 pub(crate) mod rsa;
+pub(crate) mod rsa_keygen;
 
 use std::sync::Arc;
 

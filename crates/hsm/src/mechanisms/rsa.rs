@@ -1,25 +1,22 @@
-//! RSA with aws-lc-rs: key-pair generation, OAEP (SHA-1/SHA-256) and PKCS#1 v1.5 encryption,
-//! PKCS#1 v1.5 and PSS signatures with SHA-256.
+//! RSA with aws-lc-rs: OAEP (SHA-1/SHA-256) and PKCS#1 v1.5 encryption, PKCS#1 v1.5 and PSS
+//! signatures with SHA-256. Key pairs are generated in [`super::rsa_keygen`].
 //!
 //! The private key is kept as PKCS#8 DER (sealed at rest by the store) and parsed once into the
 //! three aws-lc views it is used through (OAEP, PKCS#1 v1.5 decryption, signing).
 
 use aws_lc_rs::digest;
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
-    KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
     Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1,
     OAEP_SHA256_MGF1SHA256,
 };
-use aws_lc_rs::signature::{
-    self, KeyPair as _, ParsedPublicKey, RsaKeyPair, RsaPublicKeyComponents,
-};
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaKeyPair, RsaPublicKeyComponents};
 use zeroize::Zeroizing;
 
 use crate::error::Ckr;
 use crate::mechanism::{HashAlg, Mechanism, Mgf, OaepParams, PssParams};
 
-/// The public exponent every generated key has (aws-lc always uses F4).
+/// The public exponent every generated key has (65537, F4).
 pub(crate) const PUBLIC_EXPONENT_F4: [u8; 3] = [0x01, 0x00, 0x01];
 
 /// DER prefix of a SHA-256 `DigestInfo` (RFC 8017 §9.2 note 1); the digest follows.
@@ -29,33 +26,6 @@ const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
 ];
 
 const SHA256_LEN_BYTES: usize = 32;
-
-/// A freshly generated key pair.
-pub(crate) struct Generated {
-    pub(crate) pkcs8: Zeroizing<Vec<u8>>,
-    pub(crate) modulus: Vec<u8>,
-    pub(crate) public_exponent: Vec<u8>,
-}
-
-/// Generates an RSA key of `modulus_bits` (2048, 3072 or 4096; else `CKR_KEY_SIZE_RANGE`).
-pub(crate) fn generate(modulus_bits: u64) -> Result<Generated, Ckr> {
-    let size = match modulus_bits {
-        2048 => KeySize::Rsa2048,
-        3072 => KeySize::Rsa3072,
-        4096 => KeySize::Rsa4096,
-        _ => return Err(Ckr::KeySizeRange),
-    };
-    let key = PrivateDecryptingKey::generate(size).map_err(|_| Ckr::DeviceError)?;
-    let der = key.as_der().map_err(|_| Ckr::DeviceError)?;
-    let pkcs8 = Zeroizing::new(der.as_ref().to_vec());
-    let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| Ckr::DeviceError)?;
-    let components = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-    Ok(Generated {
-        pkcs8,
-        modulus: components.n,
-        public_exponent: components.e,
-    })
-}
 
 /// A parsed private key.
 pub(crate) struct RsaPrivate {

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use super::{Module, Session, State};
 use crate::error::Ckr;
 use crate::mechanism::Mechanism;
+use crate::mechanisms::rsa_keygen::{self, RsaKeySeed};
 use crate::mechanisms::{aes, ec, rsa, LoadedKey, SharedKey};
 use crate::object::{ObjectRecord, Origin, PublicPart, Template};
 use crate::types::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle, SessionHandle};
@@ -22,6 +23,14 @@ struct PairMaterial {
     public: PublicPart,
     private_key: LoadedKey,
     public_key: LoadedKey,
+}
+
+/// A pair's material as the first, locked phase of `C_GenerateKeyPair` leaves it.
+enum PairToMake {
+    /// Made already (EC: fast).
+    Made(PairMaterial),
+    /// To make outside the lock from this seed (RSA: slow).
+    Rsa(RsaKeySeed),
 }
 
 impl State {
@@ -78,15 +87,18 @@ impl Module {
             let live = s.session(session)?;
             s.check_creation(live, &[&public_t, &private_t], &[false, true])?;
             match mechanism {
-                Mechanism::RsaPkcsKeyPairGen => None,
-                Mechanism::EcKeyPairGen => Some(generate_ec(&public_t, &private_t, &mut s.rng)?),
+                // The key's seed is drawn here, in call order; the key is made below.
+                Mechanism::RsaPkcsKeyPairGen => PairToMake::Rsa(RsaKeySeed::draw(&mut s.rng)),
+                Mechanism::EcKeyPairGen => {
+                    PairToMake::Made(generate_ec(&public_t, &private_t, &mut s.rng)?)
+                }
                 _ => return Err(Ckr::MechanismInvalid),
             }
         };
         // RSA generation is slow (up to seconds for 4096 bits): outside the lock.
         let material = match material {
-            Some(material) => material,
-            None => generate_rsa(&public_t, &private_t)?,
+            PairToMake::Made(material) => material,
+            PairToMake::Rsa(seed) => generate_rsa(&public_t, &private_t, &seed)?,
         };
         let mut s = self.begin()?;
         let live = s.session(session)?;
@@ -253,7 +265,11 @@ impl Module {
     }
 }
 
-fn generate_rsa(public_t: &Template, private_t: &Template) -> Result<PairMaterial, Ckr> {
+fn generate_rsa(
+    public_t: &Template,
+    private_t: &Template,
+    seed: &RsaKeySeed,
+) -> Result<PairMaterial, Ckr> {
     public_t.expect(ObjectClass::PublicKey, KeyType::Rsa)?;
     private_t.expect(ObjectClass::PrivateKey, KeyType::Rsa)?;
     if public_t.ec_params.is_some()
@@ -269,7 +285,7 @@ fn generate_rsa(public_t: &Template, private_t: &Template) -> Result<PairMateria
             return Err(Ckr::AttributeValueInvalid);
         }
     }
-    let generated = rsa::generate(bits)?;
+    let generated = rsa_keygen::generate_rsa(bits, seed)?;
     let private_key =
         LoadedKey::RsaPrivate(Box::new(rsa::RsaPrivate::from_pkcs8(&generated.pkcs8)?));
     let public_key = LoadedKey::RsaPublic(Box::new(rsa::RsaPublic::from_components(

@@ -1,0 +1,221 @@
+//! RSA key generation from the run's randomness: the one generator of RSA key pairs, used by the
+//! HSM's `C_GenerateKeyPair` and by Key Vault's software `RSA` keys.
+//!
+//! aws-lc generates RSA keys from its own OS-seeded generator, which cannot be seeded, so a
+//! simulation's keys came from the operating system: a breach of "no global RNG" (the event log
+//! stayed identical only because key material never reaches it). Here the caller's
+//! [`RandomSource`] decides:
+//!
+//! - **seeded** (simulation): 32 bytes are drawn from the stream when the key is asked for
+//!   ([`RsaKeySeed::draw`], a fixed draw, so the stream's later choices do not depend on how many
+//!   candidates the prime search tried), and the primes come from a ChaCha20 stream over those
+//!   bytes through the `rsa` crate's generator (probable primes, n of exactly the asked size,
+//!   e = 65537). The key is then exported as PKCS#8 and parsed by aws-lc, which checks it and
+//!   does every operation with it (the `rsa` crate's private operations are not used: they are
+//!   slower and not constant-time, RUSTSEC-2023-0071). The same seed gives the same key; a key
+//!   made from those 32 bytes is remembered for the process ([`GENERATED_KEYS_REMEMBERED_MAX`]
+//!   keys, least recently used evicted), so a run repeated with the same seed in one process (a
+//!   determinism check, a benchmark's rounds, scenarios sharing a set-up) generates it once. The
+//!   memo maps a seed to exactly the key the generator would make from it, so whether a key was
+//!   remembered changes no bit of any run; different seeds never share a key.
+//! - **the operating system's** (live mode): aws-lc's own generator, as before, and nothing is
+//!   remembered (a live server's deleted keys must not linger in a process-wide map).
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
+use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair, RsaPublicKeyComponents};
+use cmksim_sim::lru::Lru;
+use cmksim_sim::RandomSource;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rsa::pkcs8::EncodePrivateKey;
+use zeroize::Zeroizing;
+
+use crate::error::Ckr;
+
+/// Most generated keys remembered by the process (about 1.2 KB each for RSA-2048).
+pub const GENERATED_KEYS_REMEMBERED_MAX: usize = 64;
+
+/// Where a new RSA key's randomness comes from, taken from the caller's source when the key is
+/// asked for (under the caller's lock; the slow generation can then run outside it).
+#[derive(Clone, PartialEq, Eq)]
+pub enum RsaKeySeed {
+    /// 32 bytes drawn from a seeded stream: the key is a function of them.
+    Seeded([u8; 32]),
+    /// The operating system's generator, through aws-lc.
+    Os,
+}
+
+impl std::fmt::Debug for RsaKeySeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RsaKeySeed::Seeded(_) => f.write_str("RsaKeySeed::Seeded(..)"),
+            RsaKeySeed::Os => f.write_str("RsaKeySeed::Os"),
+        }
+    }
+}
+
+impl RsaKeySeed {
+    /// Takes the seed of one key from `rng`: 32 bytes of a seeded stream, nothing from the OS's.
+    pub fn draw(rng: &mut RandomSource) -> RsaKeySeed {
+        if rng.is_seeded() {
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            RsaKeySeed::Seeded(seed)
+        } else {
+            RsaKeySeed::Os
+        }
+    }
+}
+
+/// A new RSA key pair: the private key as PKCS#8 DER (aws-lc's encoding) and its public half.
+#[derive(Clone)]
+pub struct GeneratedRsa {
+    pub pkcs8: Zeroizing<Vec<u8>>,
+    pub modulus: Vec<u8>,
+    pub public_exponent: Vec<u8>,
+}
+
+impl std::fmt::Debug for GeneratedRsa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedRsa")
+            .field("modulus_bits", &(self.modulus.len() * 8))
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_size(modulus_bits: u64) -> Result<KeySize, Ckr> {
+    match modulus_bits {
+        2048 => Ok(KeySize::Rsa2048),
+        3072 => Ok(KeySize::Rsa3072),
+        4096 => Ok(KeySize::Rsa4096),
+        _ => Err(Ckr::KeySizeRange),
+    }
+}
+
+/// Generates an RSA key of `modulus_bits` (2048, 3072 or 4096; else `CKR_KEY_SIZE_RANGE`) from
+/// `seed`. Slow (tens to hundreds of milliseconds): call it outside any lock.
+pub fn generate_rsa(modulus_bits: u64, seed: &RsaKeySeed) -> Result<GeneratedRsa, Ckr> {
+    let size = key_size(modulus_bits)?;
+    match seed {
+        RsaKeySeed::Os => {
+            let key = PrivateDecryptingKey::generate(size).map_err(|_| Ckr::DeviceError)?;
+            let der = key.as_der().map_err(|_| Ckr::DeviceError)?;
+            from_pkcs8(der.as_ref())
+        }
+        RsaKeySeed::Seeded(bytes) => {
+            let memo_key = format!("{modulus_bits}/{}", hex::encode(bytes));
+            if let Some(known) = remembered().get(&memo_key) {
+                return Ok(GeneratedRsa::clone(&known));
+            }
+            let generated = from_seed(modulus_bits, bytes)?;
+            remembered().insert(&memo_key, Arc::new(generated.clone()));
+            Ok(generated)
+        }
+    }
+}
+
+/// The key the `rsa` crate's generator makes from a ChaCha20 stream over `bytes`, in aws-lc's
+/// PKCS#8.
+fn from_seed(modulus_bits: u64, bytes: &[u8; 32]) -> Result<GeneratedRsa, Ckr> {
+    let bits = usize::try_from(modulus_bits).map_err(|_| Ckr::KeySizeRange)?;
+    let mut stream = ChaCha20Rng::from_seed(*bytes);
+    let key = rsa::RsaPrivateKey::new(&mut stream, bits).map_err(|_| Ckr::DeviceError)?;
+    let document = key.to_pkcs8_der().map_err(|_| Ckr::DeviceError)?;
+    // Parsed (and so checked) by aws-lc, and re-encoded the way aws-lc encodes its own keys.
+    let parsed =
+        PrivateDecryptingKey::from_pkcs8(document.as_bytes()).map_err(|_| Ckr::DeviceError)?;
+    let der = parsed.as_der().map_err(|_| Ckr::DeviceError)?;
+    from_pkcs8(der.as_ref())
+}
+
+fn from_pkcs8(pkcs8: &[u8]) -> Result<GeneratedRsa, Ckr> {
+    let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| Ckr::DeviceError)?;
+    let components = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+    Ok(GeneratedRsa {
+        pkcs8: Zeroizing::new(pkcs8.to_vec()),
+        modulus: components.n,
+        public_exponent: components.e,
+    })
+}
+
+fn remembered() -> std::sync::MutexGuard<'static, Lru<GeneratedRsa>> {
+    static REMEMBERED: OnceLock<Mutex<Lru<GeneratedRsa>>> = OnceLock::new();
+    REMEMBERED
+        .get_or_init(|| Mutex::new(Lru::new(GENERATED_KEYS_REMEMBERED_MAX)))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanism::Mechanism;
+    use crate::mechanisms::rsa::{RsaPrivate, RsaPublic};
+    use cmksim_sim::SeedTree;
+
+    fn seeded(root: u64) -> RsaKeySeed {
+        RsaKeySeed::draw(&mut SeedTree::new(root).source("keyvault/key-material"))
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_key_and_different_seeds_different_keys() {
+        let a = generate_rsa(2048, &seeded(7)).unwrap();
+        // Generated again, not remembered: the generator itself is a function of the seed.
+        let RsaKeySeed::Seeded(bytes) = seeded(7) else {
+            panic!("a seeded source gives a seeded key seed")
+        };
+        let again = from_seed(2048, &bytes).unwrap();
+        assert_eq!(a.modulus, again.modulus);
+        assert_eq!(a.pkcs8, again.pkcs8);
+        // And remembered: the same answer.
+        assert_eq!(generate_rsa(2048, &seeded(7)).unwrap().pkcs8, a.pkcs8);
+        let b = generate_rsa(2048, &seeded(8)).unwrap();
+        assert_ne!(a.modulus, b.modulus);
+    }
+
+    #[test]
+    fn a_seeded_key_is_an_rsa_key_of_the_stated_size_that_unwraps_what_it_wrapped() {
+        for bits in [2048u64, 3072] {
+            let key = generate_rsa(bits, &seeded(bits)).unwrap();
+            assert_eq!(key.modulus.len() * 8, bits as usize);
+            assert!(key.modulus[0] & 0x80 != 0, "n has exactly {bits} bits");
+            assert_eq!(key.public_exponent, [1, 0, 1]);
+            let public = RsaPublic::from_components(&key.modulus, &key.public_exponent).unwrap();
+            let private = RsaPrivate::from_pkcs8(&key.pkcs8).unwrap();
+            let dek = [0x5au8; 32];
+            let wrapped = public.encrypt(&Mechanism::rsa_oaep_sha256(), &dek).unwrap();
+            let unwrapped = private
+                .decrypt(&Mechanism::rsa_oaep_sha256(), &wrapped)
+                .unwrap();
+            assert_eq!(unwrapped.as_slice(), dek);
+        }
+    }
+
+    #[test]
+    fn drawing_a_seed_takes_a_fixed_32_bytes_and_nothing_from_the_os_source() {
+        let mut rng = SeedTree::new(3).source("s");
+        assert!(matches!(RsaKeySeed::draw(&mut rng), RsaKeySeed::Seeded(_)));
+        let mut after = [0u8; 8];
+        rng.fill_bytes(&mut after);
+        let mut reference = SeedTree::new(3).source("s");
+        let mut skipped = [0u8; 40];
+        reference.fill_bytes(&mut skipped);
+        assert_eq!(after, skipped[32..]);
+        assert_eq!(RsaKeySeed::draw(&mut RandomSource::Os), RsaKeySeed::Os);
+    }
+
+    #[test]
+    fn unsupported_sizes_are_refused_before_any_work() {
+        assert_eq!(
+            generate_rsa(1024, &seeded(1)).unwrap_err(),
+            Ckr::KeySizeRange
+        );
+        assert_eq!(
+            generate_rsa(2049, &RsaKeySeed::Os).unwrap_err(),
+            Ckr::KeySizeRange
+        );
+    }
+}
