@@ -91,9 +91,15 @@ pub struct Jwk {
 }
 
 /// The token signer. Holds the private key; everything it hands out is public.
+///
+/// It keeps one [`TokenVerifier`] for its own key, and [`Authority::verifier`] hands out clones
+/// of it, which share its remembered tokens: a service asking for the verifier on every call
+/// (the identity service and its in-process guard do) still checks each token's signature once,
+/// not once per call.
 pub struct Authority {
     signing_key: SigningKey,
     kid: String,
+    verifier: TokenVerifier,
 }
 
 impl std::fmt::Debug for Authority {
@@ -112,17 +118,26 @@ fn kid_of(verifying_key: &VerifyingKey) -> String {
 impl Authority {
     /// A new authority with a fresh P-256 key from `rng`.
     pub fn generate(rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> Authority {
-        let signing_key = SigningKey::random(rng);
+        Authority::with_key(SigningKey::random(rng))
+    }
+
+    fn with_key(signing_key: SigningKey) -> Authority {
         let kid = kid_of(signing_key.verifying_key());
-        Authority { signing_key, kid }
+        let mut keys = BTreeMap::new();
+        let point = signing_key.verifying_key().to_encoded_point(false);
+        keys.insert(kid.clone(), point.as_bytes().to_vec());
+        Authority {
+            signing_key,
+            kid,
+            verifier: TokenVerifier::with_keys(keys),
+        }
     }
 
     /// Restores an authority from its 32-byte private scalar (see [`Authority::secret_scalar`]).
     pub fn from_secret_scalar(bytes: &[u8]) -> Result<Authority, VerifyError> {
         let signing_key = SigningKey::from_slice(bytes)
             .map_err(|_| VerifyError::Malformed("invalid P-256 private scalar".into()))?;
-        let kid = kid_of(signing_key.verifying_key());
-        Ok(Authority { signing_key, kid })
+        Ok(Authority::with_key(signing_key))
     }
 
     /// The private scalar, for the store only.
@@ -147,12 +162,10 @@ impl Authority {
         }
     }
 
-    /// A verifier for this authority's tokens.
+    /// A verifier for this authority's tokens: a clone of its one verifier, sharing the tokens
+    /// it remembers.
     pub fn verifier(&self) -> TokenVerifier {
-        let mut keys = BTreeMap::new();
-        let point = self.signing_key.verifying_key().to_encoded_point(false);
-        keys.insert(self.kid.clone(), point.as_bytes().to_vec());
-        TokenVerifier::with_keys(keys)
+        self.verifier.clone()
     }
 
     /// Issues a token for `principal` and `aud`, valid from `now` for `lifetime_seconds` (0 =
@@ -642,6 +655,18 @@ mod tests {
         assert_eq!(v.remembered_tokens(), 2);
         // Clones share what was remembered.
         assert_eq!(v.clone().remembered_tokens(), 2);
+    }
+
+    #[test]
+    fn verifiers_of_one_authority_share_the_tokens_they_checked() {
+        let f = fixture(4);
+        let (token, _) = f.authority.issue(&f.principal, audience::VAULT, NOW, 0);
+        f.authority
+            .verifier()
+            .verify(&token, audience::VAULT, None, NOW)
+            .unwrap();
+        // A verifier asked for later (as the identity service does per call) knows it already.
+        assert_eq!(f.authority.verifier().remembered_tokens(), 1);
     }
 
     #[test]
