@@ -7,7 +7,7 @@
 //! text, not a second copy of them.
 
 use axum::http::HeaderMap;
-use cmksim_identity::{AuthChannel, TokenSource};
+use cmksim_identity::AuthChannel;
 use cmksim_keyvault::state::Caller;
 use cmksim_keyvault::Plane;
 
@@ -96,18 +96,12 @@ pub async fn access(
 }
 
 /// `channel` carrying the door's own tokens (the administrator's principal of
-/// `credentials.json`, renewed before expiry): for the calls the door makes as Azure Monitor's
-/// own front end once it has checked the caller itself (Logs Ingestion on a rule, Logs Query
-/// on a workspace). A source per request: one token issued per call, no state shared between
-/// doors.
+/// `credentials.json`): for the calls the door makes as Azure Monitor's own front end once it has
+/// checked the caller itself (Logs Ingestion on a rule, Logs Query on a workspace). The tokens
+/// come from the door's one source ([`AppState::door_tokens`]): a token is issued once and
+/// reused until three quarters of its lifetime have passed, not issued again on every call.
 pub fn door_channel(state: &AppState, channel: tonic::transport::Channel) -> AuthChannel {
-    let tokens = TokenSource::new(
-        state.upstream.keyvault.clone(),
-        &state.credentials.client_id,
-        &state.credentials.client_secret,
-        state.clock.clone(),
-    );
-    AuthChannel::new(channel, Some(tokens))
+    AuthChannel::new(channel, Some(state.door_tokens.clone()))
 }
 
 /// The caller, who must be the administrator of `credentials.json` (the admin API).

@@ -112,6 +112,10 @@ pub struct AppState {
     pub seed: u64,
     /// The live dashboard at `/`: its sign-in links and sessions, and the events it follows.
     pub dashboard: Arc<dashboard::live::LiveBoard>,
+    /// The door's own tokens (the administrator's principal of `credentials.json`), one source
+    /// for the door's life, so that a token is reused until it is due for renewal
+    /// ([`auth::door_channel`]).
+    pub door_tokens: Arc<cmksim_identity::TokenSource>,
 }
 
 /// A door ready to serve: upstreams connected (lazily), credentials bootstrapped.
@@ -169,6 +173,12 @@ impl RestServer {
             .map_err(|e| RestError::startup(format!("identity signing keys: {e}")))?;
         let (stop_tx, stopping) = watch::channel(false);
         let dashboard = Arc::new(dashboard::live::LiveBoard::new(config.clock.epoch()));
+        let door_tokens = cmksim_identity::TokenSource::new(
+            upstream.keyvault.clone(),
+            &credentials.client_id,
+            &credentials.client_secret,
+            config.clock.clone(),
+        );
         Ok(RestServer {
             state: Arc::new(AppState {
                 upstream,
@@ -180,6 +190,7 @@ impl RestServer {
                 dcrs,
                 seed: config.seed,
                 dashboard,
+                door_tokens,
             }),
             stop_tx,
             first_start,
