@@ -52,9 +52,10 @@ pub const MAX_PRINCIPALS: usize = 100_000;
 pub const MAX_ROLE_ASSIGNMENTS: usize = 100_000;
 /// Longest display name, tenant name or resource id accepted.
 pub const MAX_NAME_CHARS: usize = 512;
-/// PBKDF2 work factor for secret hashes: modest, because secrets are 256-bit random values (the
-/// hash protects against disclosure, not against guessing a weak password).
-const SECRET_HASH_ITERATIONS: u32 = 1_000;
+/// PBKDF2 work factor for the hash of a secret that a machine drew at random (a principal's
+/// 256-bit secret here, Key Vault's 128-bit HSM PINs): modest, because the hash protects against
+/// disclosure, not against guessing a weak password — stretching adds 10 bits to 128 or 256.
+pub const SECRET_HASH_ITERATIONS: u32 = 1_000;
 const SECRET_BYTES: usize = 32;
 
 /// Why a directory operation was refused.

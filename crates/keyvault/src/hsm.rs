@@ -101,6 +101,19 @@ impl std::fmt::Debug for HsmKeys {
     }
 }
 
+/// The vault's module: the default device, with PIN hashes of the work factor for secrets a
+/// machine drew ([`cmksim_identity::directory::SECRET_HASH_ITERATIONS`], not the device's 10,000
+/// for PINs a person chose): the vault's PINs are 128 bits derived from its master key ([`pin`]).
+/// A PIN is hashed when the token or PIN is set and checked at login; the vault logs in once per
+/// session ([`HsmKeys::session`]), as a client of a real HSM does, never per operation. A token
+/// initialised with another work factor keeps its own: each PIN hash records its iterations.
+fn module_config() -> ModuleConfig {
+    ModuleConfig {
+        pin_kdf_iterations: cmksim_identity::directory::SECRET_HASH_ITERATIONS,
+        ..ModuleConfig::default()
+    }
+}
+
 /// A generic failure of the module outside any key (open, login).
 fn setup(call: &str, e: Ckr) -> KvError {
     ckr(call, b"", e)
@@ -110,10 +123,9 @@ impl HsmKeys {
     /// Opens the module in `dir`, initialising its token on first use (or after a tamper), and
     /// logs in as user.
     pub fn open(dir: &Path, master_key: &[u8; 32], rng: RandomSource) -> Result<HsmKeys, KvError> {
-        let module =
-            Module::open(dir, ModuleConfig::default(), rng).map_err(|e| KvError::Internal {
-                message: format!("HSM open failed: {e}"),
-            })?;
+        let module = Module::open(dir, module_config(), rng).map_err(|e| KvError::Internal {
+            message: format!("HSM open failed: {e}"),
+        })?;
         let mut keys = HsmKeys {
             module: Arc::new(module),
             session: None,
@@ -513,5 +525,38 @@ impl HsmKey {
         self.module
             .c_sign(self.session, &mechanism, self.handle, &data)
             .map_err(|e| self.error("C_Sign", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmksim_hsm::UserType;
+
+    #[test]
+    fn a_token_whose_pins_were_hashed_with_another_work_factor_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let master_key = [3u8; 32];
+        {
+            // The token as an earlier vault left it: PIN hashes of the device's default 10,000.
+            let module = Module::open(
+                dir.path(),
+                ModuleConfig::default(),
+                RandomSource::from_seed([1; 32]),
+            )
+            .unwrap();
+            let (so_pin, user_pin) = (pin(&master_key, "so"), pin(&master_key, "user"));
+            module.c_init_token(SLOT, &so_pin, TOKEN_LABEL).unwrap();
+            let session = module.c_open_session(SLOT, true).unwrap();
+            module.c_login(session, UserType::So, &so_pin).unwrap();
+            module.c_init_pin(session, &user_pin).unwrap();
+            module.c_close_session(session).unwrap();
+        }
+        assert_ne!(
+            module_config().pin_kdf_iterations,
+            ModuleConfig::default().pin_kdf_iterations
+        );
+        let keys = HsmKeys::open(dir.path(), &master_key, RandomSource::from_seed([2; 32]));
+        assert!(keys.is_ok_and(|k| k.session.is_some()));
     }
 }
