@@ -196,12 +196,12 @@ async fn ingest_loop(ingest_url: String, epoch_ms: i64, traffic: Arc<Traffic>) {
         match client.ingest(batch(first, at)).await {
             Ok(response) => {
                 let response = response.into_inner();
-                assert_eq!(response.outcomes.len(), RECORDS_PER_BATCH);
+                assert_eq!(response.record_outcomes().count(), RECORDS_PER_BATCH);
                 let mut a = traffic.acked.lock().unwrap();
                 let (mut any_stored, mut any_buffered) = (false, false);
-                for (i, outcome) in response.outcomes.iter().enumerate() {
+                for (i, outcome) in response.record_outcomes().enumerate() {
                     let seq = first + i as u64;
-                    match outcome.outcome {
+                    match outcome.and_then(|o| o.outcome.as_ref()) {
                         Some(ip::record_outcome::Outcome::Stored(_)) => {
                             a.stored.insert(seq);
                             any_stored = true;

@@ -352,7 +352,8 @@ async fn three_tls_processes_wired_with_tls_ca_carry_a_record_through_the_chain(
         let mut ingestion = ingestion.clone();
         async move {
             let response = ingestion.ingest(one_record(epoch_ms)).await.ok()?;
-            let outcome = response.into_inner().outcomes.pop()?.outcome?;
+            let response = response.into_inner();
+            let outcome = response.record_outcomes().last()??.outcome.clone()?;
             matches!(outcome, ip::record_outcome::Outcome::Stored(_)).then_some(())
         }
     })

@@ -29,7 +29,7 @@ use crate::backend::{AppendRequest, BackendError, StorageBackend};
 use crate::error::{IngestError, QueryError};
 use crate::events::IngestEvent;
 use crate::metrics::IngestMetrics;
-use crate::outcome::{DropReason, RecordOutcome};
+use crate::outcome::{DropReason, Outcomes, RecordOutcome};
 use crate::query::{check_query, merge, QueryAnswer, QuerySpec};
 use crate::record::{RawRecord, Value};
 
@@ -64,8 +64,8 @@ pub struct IngestOutput {
     pub workspace: String,
     pub table: String,
     pub routed_to: Option<Destination>,
-    /// One per input record, in order.
-    pub outcomes: Vec<RecordOutcome>,
+    /// Every input record's, in order (as runs).
+    pub outcomes: Outcomes,
     pub ingested_at: SimTime,
 }
 
@@ -242,7 +242,7 @@ impl Frontend {
         schema: &TableSchema,
         declaration: Option<Declaration>,
         routed_to: Option<&Destination>,
-        outcomes: &[RecordOutcome],
+        outcomes: &Outcomes,
         now: SimTime,
     ) {
         let mut state = self.lock();
@@ -275,18 +275,18 @@ impl Frontend {
         let mut dropped = BTreeMap::new();
         let mut keys = Vec::new();
         let (mut stored, mut buffered) = (0, 0);
-        for outcome in outcomes {
-            match outcome {
+        for run in outcomes.runs() {
+            match &run.outcome {
                 RecordOutcome::Stored { key, .. } => {
-                    stored += 1;
+                    stored += run.count;
                     // Compared as keys, formatted once each (not once per record).
                     if !keys.contains(&key) {
                         keys.push(key);
                     }
                 }
-                RecordOutcome::Buffered { .. } => buffered += 1,
+                RecordOutcome::Buffered { .. } => buffered += run.count,
                 RecordOutcome::Dropped { reason, .. } => {
-                    *dropped.entry(reason.label().to_string()).or_insert(0) += 1
+                    *dropped.entry(reason.label().to_string()).or_insert(0) += run.count
                 }
             }
         }
@@ -300,7 +300,7 @@ impl Frontend {
             route: routed_to
                 .map(|d| d.label())
                 .unwrap_or_else(|| "none".to_string()),
-            accepted: outcomes.len() as u64,
+            accepted: outcomes.len(),
             stored,
             buffered,
             dropped: dropped_total,
@@ -452,19 +452,18 @@ impl Frontend {
 
 /// Storage returned fewer or more outcomes than records: the missing ones are accounted as
 /// dropped (never silently lost), the extra ones ignored.
-fn complete_outcomes(
-    outcomes: &mut Vec<RecordOutcome>,
-    count: usize,
-    destination: Option<&Destination>,
-) {
+fn complete_outcomes(outcomes: &mut Outcomes, count: usize, destination: Option<&Destination>) {
+    let count = count as u64;
     outcomes.truncate(count);
-    while outcomes.len() < count {
-        outcomes.push(RecordOutcome::Dropped {
+    let missing = count - outcomes.len();
+    outcomes.push_run(
+        RecordOutcome::Dropped {
             destination: destination.cloned(),
             reason: DropReason::StorageError,
             detail: "storage returned no outcome for this record".into(),
-        });
-    }
+        },
+        missing,
+    );
 }
 
 fn ingest_backend_error(e: BackendError) -> IngestError {

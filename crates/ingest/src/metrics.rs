@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::outcome::RecordOutcome;
+use crate::outcome::{Outcomes, RecordOutcome};
 
 /// Per-workspace record counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -41,18 +41,18 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     /// Counts an accepted batch's outcomes.
-    pub fn count_outcomes(&mut self, workspace: &str, outcomes: &[RecordOutcome]) {
+    pub fn count_outcomes(&mut self, workspace: &str, outcomes: &Outcomes) {
         let counters = self.records.entry(workspace.to_string()).or_default();
-        counters.accepted += outcomes.len() as u64;
-        for outcome in outcomes {
-            match outcome {
-                RecordOutcome::Stored { .. } => counters.stored += 1,
-                RecordOutcome::Buffered { .. } => counters.buffered += 1,
+        counters.accepted += outcomes.len();
+        for run in outcomes.runs() {
+            match &run.outcome {
+                RecordOutcome::Stored { .. } => counters.stored += run.count,
+                RecordOutcome::Buffered { .. } => counters.buffered += run.count,
                 RecordOutcome::Dropped { reason, .. } => {
                     *counters
                         .dropped
                         .entry(reason.label().to_string())
-                        .or_insert(0) += 1
+                        .or_insert(0) += run.count
                 }
             }
         }
@@ -177,8 +177,8 @@ mod tests {
             reason: DropReason::Revoked,
             detail: String::new(),
         };
-        m.count_outcomes("ws2", std::slice::from_ref(&stored));
-        m.count_outcomes("ws1", &[stored, dropped]);
+        m.count_outcomes("ws2", &Outcomes::uniform(stored.clone(), 1));
+        m.count_outcomes("ws1", &[stored, dropped].into_iter().collect());
         m.count_rejected("ws1", "UnknownTable");
         m.count_query("ws\"1", "ok");
         assert_eq!(m.balance(), Ok(()));

@@ -14,6 +14,15 @@ use cmksim_sim::Profile;
 use common::*;
 use tonic::Code;
 
+/// The first record's outcome.
+fn first(response: &pb::IngestResponse) -> &pb::RecordOutcome {
+    response
+        .record_outcomes()
+        .next()
+        .flatten()
+        .expect("an outcome")
+}
+
 fn key_of(outcome: &pb::RecordOutcome) -> String {
     match &outcome.outcome {
         Some(pb::record_outcome::Outcome::Stored(s)) => {
@@ -65,12 +74,8 @@ async fn outcomes_follow_storages_routing_and_queries_span_every_destination() {
     for (i, (route, expected)) in steps.into_iter().enumerate() {
         h.storage.set_route("ws1", route.clone());
         let response = send(&h, "ws1", i as i64 * 1000, "vm1").await;
-        assert_eq!(response.outcomes.len(), 1);
-        assert_eq!(
-            key_of(&response.outcomes[0]),
-            expected,
-            "step {i}: {route:?}"
-        );
+        assert_eq!(response.record_outcomes().count(), 1);
+        assert_eq!(key_of(first(&response)), expected, "step {i}: {route:?}");
         assert_eq!((response.accepted, response.stored), (1, 1));
     }
     // One query returns all five, in time order, each saying where it was served from.
@@ -114,10 +119,9 @@ async fn a_batch_storage_drops_before_provisioning_is_answered_and_counted() {
         },
     );
     let response = send(&h, "ws1", 0, "vm1").await;
-    assert_eq!(key_of(&response.outcomes[0]), "dropped not-provisioned");
+    assert_eq!(key_of(first(&response)), "dropped not-provisioned");
     assert!(response.routed_to.is_none());
-    let pb::record_outcome::Outcome::Dropped(d) = response.outcomes[0].outcome.clone().unwrap()
-    else {
+    let pb::record_outcome::Outcome::Dropped(d) = first(&response).outcome.clone().unwrap() else {
         unreachable!()
     };
     assert_eq!(
@@ -138,7 +142,7 @@ async fn queries_fail_while_revoked_or_unavailable_and_resume_after() {
 
     h.storage.set_cluster_state("c1", ClusterState::Revoked);
     let response = send(&h, "ws1", 1000, "vm1").await;
-    assert_eq!(key_of(&response.outcomes[0]), "dropped revoked");
+    assert_eq!(key_of(first(&response)), "dropped revoked");
     let status = h
         .query_client()
         .query(query("ws1", "Perf", 60_000))
@@ -158,7 +162,7 @@ async fn queries_fail_while_revoked_or_unavailable_and_resume_after() {
 
     h.storage.set_cluster_state("c1", ClusterState::Unavailable);
     let response = send(&h, "ws1", 2000, "vm1").await;
-    assert_eq!(key_of(&response.outcomes[0]), "cluster/c1 buffered");
+    assert_eq!(key_of(first(&response)), "cluster/c1 buffered");
     let status = h
         .query_client()
         .query(query("ws1", "Perf", 60_000))

@@ -8,7 +8,8 @@
 //!   an `ErrorInfo` and the `common.v1.AzureError`), built and read in one place;
 //! - [`dynamic`]: `dynamic` values as nested `common.v1.Dynamic` and their depth bound;
 //! - [`names`]: the text labels of drop reasons and storage states;
-//! - [`kid`]: Key Vault key identifiers.
+//! - [`kid`]: Key Vault key identifiers;
+//! - [`runs`]: a batch's outcomes, answered as runs, read record by record and by drop reason.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod azure;
 pub mod dynamic;
 pub mod kid;
 pub mod names;
+pub mod runs;
 
 /// Types shared by every service (the Azure error body carried in gRPC status details).
 pub mod common {

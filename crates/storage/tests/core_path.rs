@@ -22,7 +22,7 @@ async fn create_provision_update_append_query_revoke_resume() {
     assert_eq!(before.routed_to, World::cluster_id("cl1"));
     assert_eq!(stored_count(&before), 3);
     assert!(matches!(
-        before.outcomes[0].outcome,
+        outcome_at(&before, 0).outcome,
         Some(pb::record_outcome::Outcome::Stored(pb::ProtectingKey {
             key: Some(pb::protecting_key::Key::Mmk(_))
         }))
@@ -44,7 +44,7 @@ async fn create_provision_update_append_query_revoke_resume() {
 
     let after = w.append("wsp1", &bodies("cmk", 2)).await;
     assert_eq!(stored_count(&after), 2);
-    match &after.outcomes[0].outcome {
+    match &outcome_at(&after, 0).outcome {
         Some(pb::record_outcome::Outcome::Stored(pb::ProtectingKey {
             key: Some(pb::protecting_key::Key::CmkKid(kid)),
         })) => assert_eq!(kid, &format!("https://kv1.vault.azure.net/keys/k1/{v1}")),

@@ -387,9 +387,9 @@ async fn hsm_device_error_is_transient_and_tamper_shreds_for_good() {
     let r = w.append("wsp1", &bodies("after", 4)).await;
     assert_eq!(dropped_with(&r, DropReason::Shredded), 4);
     assert!(
-        r.outcomes[0].detail.starts_with("shredded:"),
+        outcome_at(&r, 0).detail.starts_with("shredded:"),
         "{}",
-        r.outcomes[0].detail
+        outcome_at(&r, 0).detail
     );
     let e = w.query("wsp1").await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);

@@ -88,17 +88,11 @@ fn answer_of(
 }
 
 fn delivery_of(response: &pb::IngestResponse) -> Delivery {
-    let mut delivery = Delivery {
+    Delivery {
         stored: response.stored,
         buffered: response.buffered,
-        dropped: BTreeMap::new(),
-    };
-    for outcome in &response.outcomes {
-        if let Some(pb::record_outcome::Outcome::Dropped(d)) = &outcome.outcome {
-            *delivery.dropped.entry(d.reason_label.clone()).or_insert(0) += 1;
-        }
+        dropped: response.dropped_by_reason(),
     }
-    delivery
 }
 
 /// Transient (retry) or refusal, from a gRPC status (see the module doc).

@@ -23,7 +23,7 @@ use tonic::Code;
 
 use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
 use crate::grpc::status::azure_error;
-use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
+use crate::outcome::{DropReason, KeyProtection, Outcomes, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::{conform, ColumnType, Record, Value};
 use crate::routing::Destination;
@@ -111,16 +111,14 @@ impl GrpcStorage {
             Err(s) => return Err(unreachable(&s)),
         };
         let routed_to = destination_of(&response.routed_to);
-        // A batch's outcomes are mostly one value repeated (every record stored under the same
-        // key): each distinct run is converted once (a kid parse and the strings), then cloned.
-        let mut outcomes: Vec<RecordOutcome> = Vec::with_capacity(response.outcomes.len());
-        for (i, o) in response.outcomes.iter().enumerate() {
-            let same_as_previous = i > 0 && response.outcomes[i - 1] == *o;
-            let outcome = match outcomes.last() {
-                Some(previous) if same_as_previous => previous.clone(),
-                _ => outcome_of(o, routed_to.as_ref()),
+        // One conversion per run (a kid parse and the strings), not per record.
+        let mut outcomes = Outcomes::new();
+        for run in &response.runs {
+            let outcome = match &run.outcome {
+                Some(o) => outcome_of(o, routed_to.as_ref()),
+                None => outcome_of(&sb::RecordOutcome::default(), routed_to.as_ref()),
             };
-            outcomes.push(outcome);
+            outcomes.push_run(outcome, u64::from(run.count));
         }
         Ok(AppendResult {
             routed_to,

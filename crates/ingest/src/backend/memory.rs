@@ -16,7 +16,7 @@ use std::time::Duration;
 use cmksim_sim::{Clock, SimTime};
 
 use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
-use crate::outcome::{DropReason, KeyProtection, RecordOutcome};
+use crate::outcome::{DropReason, KeyProtection, Outcomes, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::Record;
 use crate::routing::Destination;
@@ -208,11 +208,11 @@ impl MemoryStorage {
                 };
                 return Ok(AppendResult {
                     routed_to: None,
-                    outcomes: vec![dropped; request.records.len()],
+                    outcomes: Outcomes::uniform(dropped, request.records.len() as u64),
                 });
             }
         };
-        let mut outcomes = Vec::with_capacity(request.records.len());
+        let mut outcomes = Outcomes::new();
         for record in request.records {
             let outcome = if inner.records >= self.records_max {
                 RecordOutcome::Dropped {

@@ -18,7 +18,7 @@
 pub mod grpc;
 pub mod memory;
 
-use crate::outcome::RecordOutcome;
+use crate::outcome::Outcomes;
 use crate::query::{QuerySpec, StoragePart};
 use crate::record::Record;
 use crate::routing::Destination;
@@ -38,8 +38,8 @@ pub struct AppendRequest {
 pub struct AppendResult {
     /// Where storage routed the batch; `None` when it was dropped before reaching any storage.
     pub routed_to: Option<Destination>,
-    /// One per record, in order.
-    pub outcomes: Vec<RecordOutcome>,
+    /// Every record's, in order (as runs).
+    pub outcomes: Outcomes,
 }
 
 /// Why storage could not answer.

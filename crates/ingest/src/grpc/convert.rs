@@ -8,7 +8,7 @@ use cmksim_proto::common::v1::SimTime as PbTime;
 use cmksim_proto::ingest::v1 as pb;
 use cmksim_sim::SimTime;
 
-use crate::outcome::{KeyProtection, RecordOutcome};
+use crate::outcome::{KeyProtection, Outcomes, RecordOutcome};
 use crate::query::{CmpOp, Filter, Order, QueryAnswer, Tier};
 use crate::record::{RawRecord, Record, Value};
 use crate::routing::Destination;
@@ -130,6 +130,18 @@ pub fn key_to_pb(key: &KeyProtection) -> pb::KeyProtection {
             version: version.clone(),
         },
     }
+}
+
+/// A batch's outcomes as the answer's runs (one message per run, not per record).
+pub fn outcome_runs_to_pb(outcomes: &Outcomes) -> Vec<pb::OutcomeRun> {
+    outcomes
+        .runs()
+        .iter()
+        .map(|run| pb::OutcomeRun {
+            outcome: Some(outcome_to_pb(&run.outcome)),
+            count: run.count,
+        })
+        .collect()
 }
 
 pub fn outcome_to_pb(outcome: &RecordOutcome) -> pb::RecordOutcome {

@@ -60,22 +60,17 @@ impl pb::ingestion_server::Ingestion for IngestionService {
             .ingest(input)
             .await
             .map_err(|e| ingest_status(&e))?;
-        let count = |kind: &str| output.outcomes.iter().filter(|o| o.kind() == kind).count() as u64;
+        let count = |kind: &str| output.outcomes.count(kind);
         Ok(Response::new(pb::IngestResponse {
             workspace_id: output.workspace.clone(),
             table: output.table.clone(),
             routed_to: output.routed_to.as_ref().map(convert::storage_to_pb),
-            accepted: output.outcomes.len() as u64,
+            accepted: output.outcomes.len(),
             stored: count("stored"),
             buffered: count("buffered"),
             dropped: count("dropped"),
-            outcomes: output
-                .outcomes
-                .iter()
-                .map(convert::outcome_to_pb)
-                .collect::<Vec<_>>(),
             ingested_at: Some(convert::time_to_pb(output.ingested_at)),
-            outcome_runs: Vec::new(),
+            outcome_runs: convert::outcome_runs_to_pb(&output.outcomes),
         }))
     }
 

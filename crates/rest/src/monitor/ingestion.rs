@@ -411,10 +411,8 @@ impl Outcome {
         self.stored += answer.stored;
         self.buffered += answer.buffered;
         self.dropped += answer.dropped;
-        for outcome in &answer.outcomes {
-            if let Some(inp::record_outcome::Outcome::Dropped(d)) = &outcome.outcome {
-                *self.reasons.entry(d.reason_label.clone()).or_default() += 1;
-            }
+        for (reason, n) in answer.dropped_by_reason() {
+            *self.reasons.entry(reason).or_default() += n;
         }
     }
 

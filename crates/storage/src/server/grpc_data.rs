@@ -88,13 +88,27 @@ fn cluster_refusal(rt: &ClusterRuntime, refusal: &Refusal) -> Status {
     cmksim_proto::azure::azure_status(code, azure_code, http, refusal.state.as_str(), &message)
 }
 
-fn dropped(reason: DropReason, detail: &str, n: usize) -> Vec<pb::RecordOutcome> {
-    (0..n)
-        .map(|_| pb::RecordOutcome {
-            outcome: Some(pb::record_outcome::Outcome::Dropped(reason as i32)),
-            detail: detail.to_string(),
-        })
-        .collect()
+/// `n` records with one outcome, as the answer's runs: one run, or none for no records.
+fn uniform(outcome: pb::record_outcome::Outcome, detail: String, n: usize) -> Vec<pb::OutcomeRun> {
+    if n == 0 {
+        return Vec::new();
+    }
+    vec![pb::OutcomeRun {
+        outcome: Some(pb::RecordOutcome {
+            outcome: Some(outcome),
+            detail,
+        }),
+        // A batch is far below 2^32 records (the data plane's batch bound); saturated if not.
+        count: u32::try_from(n).unwrap_or(u32::MAX),
+    }]
+}
+
+fn dropped(reason: DropReason, detail: &str, n: usize) -> Vec<pb::OutcomeRun> {
+    uniform(
+        pb::record_outcome::Outcome::Dropped(reason as i32),
+        detail.to_string(),
+        n,
+    )
 }
 
 /// Runs a data-plane write (which flushes to disk before it returns) on tokio's blocking pool,
@@ -145,10 +159,10 @@ pub(super) fn parse_workspace(id: &str) -> Result<ResourceName, Status> {
 }
 
 impl DataService {
-    fn count(&self, destination: &str, workspace: &str, outcomes: &[pb::RecordOutcome]) {
+    fn count(&self, destination: &str, workspace: &str, runs: &[pb::OutcomeRun]) {
         self.core
             .stats()
-            .update(|stats| super::persist::count(stats, destination, workspace, outcomes));
+            .update(|stats| super::persist::count(stats, destination, workspace, runs));
     }
 
     async fn append_to_cluster(
@@ -158,7 +172,7 @@ impl DataService {
         table: &str,
         records: Vec<Record>,
         now: SimTime,
-    ) -> Result<Vec<pb::RecordOutcome>, Status> {
+    ) -> Result<Vec<pb::OutcomeRun>, Status> {
         let n = records.len();
         match rt.handle.ingest_decision() {
             IngestDecision::Store { .. } => {
@@ -186,12 +200,11 @@ impl DataService {
                 .map_err(aek_missing)?
                 .map_err(data_status)?;
                 let key = protecting_key(&receipt);
-                Ok((0..n)
-                    .map(|_| pb::RecordOutcome {
-                        outcome: Some(pb::record_outcome::Outcome::Stored(key.clone())),
-                        detail: String::new(),
-                    })
-                    .collect())
+                Ok(uniform(
+                    pb::record_outcome::Outcome::Stored(key),
+                    String::new(),
+                    n,
+                ))
             }
             IngestDecision::Buffer => {
                 let (core, account) = (self.core.clone(), rt.account.clone());
@@ -202,17 +215,14 @@ impl DataService {
                 })
                 .await?;
                 match appended {
-                    Ok(_) => {
-                        Ok((0..n)
-                            .map(|_| pb::RecordOutcome {
-                                outcome: Some(pb::record_outcome::Outcome::Buffered(Empty {})),
-                                detail: format!(
-                                    "Key Vault unreachable beyond the outage grace: buffered under the Microsoft-managed key on cluster {}",
-                                    rt.name
-                                ),
-                            })
-                            .collect())
-                    }
+                    Ok(_) => Ok(uniform(
+                        pb::record_outcome::Outcome::Buffered(Empty {}),
+                        format!(
+                            "Key Vault unreachable beyond the outage grace: buffered under the Microsoft-managed key on cluster {}",
+                            rt.name
+                        ),
+                        n,
+                    )),
                     Err(DataError::BufferFull { .. }) => Ok(dropped(
                         DropReason::BufferFull,
                         &format!(
@@ -286,12 +296,7 @@ impl pb::data_plane_server::DataPlane for DataService {
                     .map_err(data_status)?;
                 }
                 let key = protecting_key(&crate::data::KeyRef::Mmk);
-                let outcomes = (0..n)
-                    .map(|_| pb::RecordOutcome {
-                        outcome: Some(pb::record_outcome::Outcome::Stored(key.clone())),
-                        detail: String::new(),
-                    })
-                    .collect();
+                let outcomes = uniform(pb::record_outcome::Outcome::Stored(key), String::new(), n);
                 ("shared".to_string(), outcomes)
             }
             Routing::DropNotProvisioned { cluster } => {
@@ -322,9 +327,8 @@ impl pb::data_plane_server::DataPlane for DataService {
         };
         self.count(&routed_to, &workspace, &outcomes);
         Ok(Response::new(pb::AppendResponse {
-            outcomes,
             routed_to,
-            runs: Vec::new(),
+            runs: outcomes,
         }))
     }
 

@@ -110,12 +110,12 @@ pub struct Counters {
 /// over the whole book), and a cluster is purged at most once.
 pub type StatsBook = BTreeMap<String, BTreeMap<String, Counters>>;
 
-/// Counts one answered batch's `outcomes` under (`destination`, `workspace`).
+/// Counts one answered batch's outcome `runs` under (`destination`, `workspace`).
 pub fn count(
     book: &mut StatsBook,
     destination: &str,
     workspace: &str,
-    outcomes: &[cmksim_proto::storage::v1::RecordOutcome],
+    runs: &[cmksim_proto::storage::v1::OutcomeRun],
 ) {
     use cmksim_proto::common::v1::DropReason;
     use cmksim_proto::storage::v1::record_outcome::Outcome;
@@ -124,14 +124,15 @@ pub fn count(
         .or_default()
         .entry(workspace.to_string())
         .or_default();
-    for o in outcomes {
-        c.accepted += 1;
-        match &o.outcome {
-            Some(Outcome::Stored(_)) => c.stored += 1,
-            Some(Outcome::Buffered(_)) => c.buffered += 1,
+    for run in runs {
+        let n = u64::from(run.count);
+        c.accepted += n;
+        match run.outcome.as_ref().and_then(|o| o.outcome.as_ref()) {
+            Some(Outcome::Stored(_)) => c.stored += n,
+            Some(Outcome::Buffered(_)) => c.buffered += n,
             Some(Outcome::Dropped(r)) => {
                 let reason = DropReason::try_from(*r).unwrap_or(DropReason::Unspecified);
-                *c.dropped.entry(reason.label().to_string()).or_default() += 1;
+                *c.dropped.entry(reason.label().to_string()).or_default() += n;
             }
             None => {}
         }
@@ -280,10 +281,13 @@ mod tests {
 
     #[test]
     fn stats_grow_with_destinations_not_with_traffic() {
-        use cmksim_proto::storage::v1::{record_outcome::Outcome, RecordOutcome};
-        let outcome = |o: Outcome| RecordOutcome {
-            outcome: Some(o),
-            detail: String::new(),
+        use cmksim_proto::storage::v1::{record_outcome::Outcome, OutcomeRun, RecordOutcome};
+        let outcome = |o: Outcome| OutcomeRun {
+            outcome: Some(RecordOutcome {
+                outcome: Some(o),
+                detail: String::new(),
+            }),
+            count: 1,
         };
         let reasons = cmksim_proto::names::DROP_REASONS;
         let mut book = StatsBook::new();

@@ -700,22 +700,46 @@ pub fn computer(record: &pb::Record) -> &str {
 }
 
 pub fn stored_count(r: &pb::AppendResponse) -> usize {
-    r.outcomes
-        .iter()
-        .filter(|o| matches!(o.outcome, Some(pb::record_outcome::Outcome::Stored(_))))
+    r.record_outcomes()
+        .filter(|o| {
+            matches!(
+                o,
+                Some(pb::RecordOutcome {
+                    outcome: Some(pb::record_outcome::Outcome::Stored(_)),
+                    ..
+                })
+            )
+        })
         .count()
 }
 
 pub fn buffered_count(r: &pb::AppendResponse) -> usize {
-    r.outcomes
-        .iter()
-        .filter(|o| matches!(o.outcome, Some(pb::record_outcome::Outcome::Buffered(_))))
+    r.record_outcomes()
+        .filter(|o| {
+            matches!(
+                o,
+                Some(pb::RecordOutcome {
+                    outcome: Some(pb::record_outcome::Outcome::Buffered(_)),
+                    ..
+                })
+            )
+        })
         .count()
 }
 
 pub fn dropped_with(r: &pb::AppendResponse, reason: DropReason) -> usize {
-    r.outcomes
-        .iter()
-        .filter(|o| o.outcome == Some(pb::record_outcome::Outcome::Dropped(reason as i32)))
+    r.record_outcomes()
+        .filter(|o| {
+            o.and_then(|o| o.outcome.as_ref())
+                == Some(&pb::record_outcome::Outcome::Dropped(reason as i32))
+        })
         .count()
+}
+
+/// Record `i`'s outcome in an append's answer.
+pub fn outcome_at(r: &pb::AppendResponse, i: usize) -> &pb::RecordOutcome {
+    r.record_outcomes()
+        .nth(i)
+        .flatten()
+        .unwrap_or_else(|| panic!("no outcome for record {i}: {r:?}"))
 }
