@@ -874,7 +874,56 @@ fn arith(op: BinOp, a: &Value, b: &Value, ty: ColumnType) -> Value {
     out.unwrap_or(V::Null)
 }
 
+/// Predicates split at their top-level `and`s (recursively), in order: a row is kept by all of
+/// `preds` iff it is kept by all of the result (`and` holds iff every item holds).
+pub(crate) fn conjuncts(preds: Vec<Bound>) -> Vec<Bound> {
+    let mut out = Vec::with_capacity(preds.len());
+    let mut stack: Vec<Bound> = preds.into_iter().rev().collect();
+    while let Some(p) = stack.pop() {
+        match p.kind {
+            BKind::And(items) => stack.extend(items.into_iter().rev()),
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
 impl Bound {
+    /// The positions of the row's cells the expression reads, ascending, each once.
+    pub(crate) fn columns_read(&self) -> Vec<usize> {
+        fn walk(b: &Bound, out: &mut Vec<usize>) {
+            match &b.kind {
+                BKind::Const(_) => {}
+                BKind::Col(i) => out.push(*i),
+                BKind::Neg(x) | BKind::Member(x, _) => walk(x, out),
+                BKind::Arith(_, l, r)
+                | BKind::Cmp(_, l, r)
+                | BKind::Str(_, _, l, r)
+                | BKind::Index(l, r) => {
+                    walk(l, out);
+                    walk(r, out);
+                }
+                BKind::And(items) | BKind::Or(items) | BKind::Call(_, items) => {
+                    items.iter().for_each(|i| walk(i, out));
+                }
+                BKind::In { lhs, list, .. } => {
+                    walk(lhs, out);
+                    list.iter().for_each(|i| walk(i, out));
+                }
+                BKind::Between { lhs, low, high, .. } => {
+                    walk(lhs, out);
+                    walk(low, out);
+                    walk(high, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Whether the predicate keeps `row` (`where`'s rule: it evaluates to `true`, or a dynamic
     /// `true`; null never keeps). The same answer as testing [`Bound::eval`]'s value, reached
     /// without building values for the shapes a scan meets on every row: `and`/`or` of

@@ -193,7 +193,7 @@ impl Query {
         table: &str,
         columns: &[Column],
     ) -> Result<Option<RowFilter>, ExecError> {
-        Ok(exec::leading_filter(self, table, columns)?.map(|preds| RowFilter { preds }))
+        Ok(exec::leading_filter(self, table, columns)?.map(RowFilter::new))
     }
 }
 
@@ -278,8 +278,17 @@ impl SummarizePlan {
 }
 
 /// Predicates bound to one table's columns (from [`Query::row_filter`]).
+///
+/// The filter is a conjunction: the leading `where`s, each split at its top-level `and`s. A
+/// reader may test the conjuncts one by one, in any order, each on a row whose cells it reads
+/// ([`RowFilter::conjunct_columns`]) are the row's: a conjunct that reads one column can be
+/// tested once per distinct value of that column (the storage scan does, per block dictionary).
+/// The predicates are pure and `and` keeps a row iff every part does, so the answer is
+/// [`RowFilter::keeps`]'s.
 pub struct RowFilter {
     preds: Vec<eval::Bound>,
+    /// Per conjunct, the positions of the cells it reads, ascending.
+    columns: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for RowFilter {
@@ -291,10 +300,39 @@ impl std::fmt::Debug for RowFilter {
 }
 
 impl RowFilter {
+    fn new(preds: Vec<eval::Bound>) -> RowFilter {
+        let preds = eval::conjuncts(preds);
+        let columns = preds.iter().map(eval::Bound::columns_read).collect();
+        RowFilter { preds, columns }
+    }
+
     /// Whether the query could keep `row` (cells in the order of the columns the filter was
     /// bound to); `now_ms` is the query's "now", the same value later given to [`execute`].
     pub fn keeps(&self, row: &[Value], now_ms: i64) -> bool {
         exec::keeps(&self.preds, row, now_ms)
+    }
+
+    /// How many conjuncts the filter has.
+    pub fn conjuncts(&self) -> usize {
+        self.preds.len()
+    }
+
+    /// The positions (in the bound columns) of the cells conjunct `i` reads, ascending; empty
+    /// for a conjunct that reads none (its answer is the same for every row).
+    ///
+    /// # Panics
+    /// If `i` is not below [`RowFilter::conjuncts`].
+    pub fn conjunct_columns(&self, i: usize) -> &[usize] {
+        &self.columns[i]
+    }
+
+    /// Whether conjunct `i` keeps `row`: only the cells of [`RowFilter::conjunct_columns`]
+    /// are read (the others may hold anything).
+    ///
+    /// # Panics
+    /// If `i` is not below [`RowFilter::conjuncts`].
+    pub fn conjunct_keeps(&self, i: usize, row: &[Value], now_ms: i64) -> bool {
+        self.preds[i].holds(row, now_ms)
     }
 }
 

@@ -28,7 +28,7 @@
 //!    the buffer is on disk, so RSS must stay far below its size (goal < 256 MiB). It runs first so
 //!    that the other phases cannot raise the peak.
 //!
-//! Plus the record encoding alone (the binary block encoding of [`super::record`]), so that its
+//! Plus the record encoding alone (the columnar block encoding of `super::columnar`, the format written), so that its
 //! share of the cost is visible.
 
 use std::path::{Path, PathBuf};
@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use cmksim_sim::{Profile, RandomSource, SimTime};
 
+use super::columnar;
 use super::record::{self, Record, Value};
 use super::{DataConfig, DataPlane, Result, Sealing};
 
@@ -317,14 +318,20 @@ fn run_in(config: &BenchConfig, dir: &Path) -> Result<BenchReport> {
     })
 }
 
-/// A record that adds `bytes` to a block's encoding (at least the fixed part; the column names
-/// are written once per block).
+/// A record that adds about `bytes` to a block's encoding (at least the fixed part; the column
+/// names are written once per block). [`batch_for`] makes each record's `Message` distinct, as
+/// a log's messages are, so that the block's string dictionary cannot fold them into one.
 fn record_of(bytes: usize, table: &str, time_ms: i64) -> Result<Record> {
-    let base = Record::new(table, time_ms)
-        .with("Computer", Value::String("vm-000001".into()))
-        .with("Message", Value::String(String::new()));
-    let fixed = record::encode_block(&[base.clone(), base.clone()])?.len()
-        - record::encode_block(std::slice::from_ref(&base))?.len();
+    let with_message = |m: &str| {
+        Record::new(table, time_ms)
+            .with("Computer", Value::String("vm-000001".into()))
+            .with("Message", Value::String(m.into()))
+    };
+    let (a, b) = (with_message("a"), with_message("b"));
+    let fixed = (columnar::encode_block(&[a.clone(), b])?.len()
+        - columnar::encode_block(std::slice::from_ref(&a))?.len())
+    .saturating_sub(1);
+    let base = with_message("");
     Ok(base.with(
         "Message",
         Value::String("x".repeat(bytes.saturating_sub(fixed))),
@@ -340,9 +347,18 @@ fn batch_for(
     // Room for the dictionary and trailer of the binary encoding.
     let per_block = (block_bytes.saturating_sub(64) / (record_bytes + 1)).max(1);
     (0..per_block)
-        .map(|i| Record {
-            time_generated_ms: time_ms + i as i64,
-            ..template.clone()
+        .map(|i| {
+            let mut r = Record {
+                time_generated_ms: time_ms + i as i64,
+                ..template.clone()
+            };
+            // A distinct message per record (its index over its first characters).
+            if let Some(Value::String(m)) = r.columns.get_mut("Message") {
+                let stamp = format!("{i:010}");
+                let n = stamp.len().min(m.len());
+                m.replace_range(..n, &stamp[stamp.len() - n..]);
+            }
+            r
         })
         .collect()
 }
@@ -387,7 +403,7 @@ fn bench_encoding(template: &Record, config: &BenchConfig) -> Result<EncodingBen
     let mut count = 0u64;
     let mut payload = Vec::new();
     while bytes < config.append_bytes && started.elapsed() < config.phase_time_max {
-        payload = record::encode_block(&records)?;
+        payload = columnar::encode_block(&records)?;
         bytes += payload.len() as u64;
         count += records.len() as u64;
     }
@@ -395,7 +411,7 @@ fn bench_encoding(template: &Record, config: &BenchConfig) -> Result<EncodingBen
     let started = Instant::now();
     let (mut bytes, mut count) = (0u64, 0u64);
     while bytes < config.append_bytes && started.elapsed() < config.phase_time_max {
-        count += record::decode(&payload, record::PayloadFormat::Binary, "Syslog")
+        count += record::decode(&payload, record::PayloadFormat::Columnar, "Syslog")
             .map_err(|reason| super::DataError::MalformedBlock {
                 tier: "bench",
                 key_hex: String::new(),
@@ -440,7 +456,7 @@ fn bench_append(
     let (mut raw_bytes, mut raw_values, mut hot_blocks) = (0u64, 0u64, 0u64);
     let mut round_ratios = Vec::with_capacity(APPEND_ROUNDS as usize);
     // The raw values are as long as one append's encoded payload, and as many per round.
-    let value = vec![0xA5u8; record::encode_block(&batch)?.len()];
+    let value = vec![0xA5u8; columnar::encode_block(&batch)?.len()];
     let appends_per_round = config
         .append_bytes
         .div_ceil(APPEND_ROUNDS)

@@ -4,14 +4,15 @@
 //! Its header is plaintext, so that queries and retention can select blocks without keys, and is
 //! authenticated as the AAD of every encryption layer, so that changing any header field (a time
 //! range, the table, the key reference, the format version) makes the block fail to open. The
-//! header is the same in format versions 1 and 2; the version says how the payload encodes its
-//! records (1: JSON, written before issue 15 and still read; 2: binary, written now; see
-//! [`super::record`]). All integers big-endian:
+//! header is the same in format versions 1, 2 and 3; the version says how the payload encodes
+//! its records (1: JSON, written before issue 15, and 2: binary rows, written before issue 11's
+//! columnar payload, both still read; 3: columnar, written now; see [`super::record`] and
+//! [`super::columnar`]). All integers big-endian:
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
 //! | 0  | 4  | magic `CMKB` |
-//! | 4  | 1  | format version: 1 (JSON payload) or 2 (binary payload) |
+//! | 4  | 1  | format version: 1 (JSON payload), 2 (binary rows) or 3 (columnar) |
 //! | 5  | 1  | tier: 0 cold, 1 hot (full hot copies, written before hot entries, see [`super::hot`]), 2 outage buffer |
 //! | 6  | 8  | block id (u64; also the HKDF salt of its keys) |
 //! | 14 | 8  | min TimeGenerated (i64 ms since the Unix epoch) |
@@ -46,8 +47,10 @@ use super::record::PayloadFormat;
 
 /// The magic bytes that open every block.
 pub const BLOCK_MAGIC: &[u8; 4] = b"CMKB";
-/// The block format version this code writes (binary records).
-pub const BLOCK_FORMAT_VERSION: u8 = 2;
+/// The block format version this code writes (columnar payload).
+pub const BLOCK_FORMAT_VERSION: u8 = 3;
+/// The format version of blocks whose records are binary rows (read, no longer written).
+pub const BLOCK_FORMAT_VERSION_BINARY: u8 = 2;
 /// The format version of blocks whose records are JSON (read, no longer written).
 pub const BLOCK_FORMAT_VERSION_JSON: u8 = 1;
 
@@ -56,14 +59,16 @@ impl PayloadFormat {
     pub(crate) fn version(self) -> u8 {
         match self {
             PayloadFormat::Json => BLOCK_FORMAT_VERSION_JSON,
-            PayloadFormat::Binary => BLOCK_FORMAT_VERSION,
+            PayloadFormat::Binary => BLOCK_FORMAT_VERSION_BINARY,
+            PayloadFormat::Columnar => BLOCK_FORMAT_VERSION,
         }
     }
 
     fn from_version(version: u8) -> Option<PayloadFormat> {
         match version {
             BLOCK_FORMAT_VERSION_JSON => Some(PayloadFormat::Json),
-            BLOCK_FORMAT_VERSION => Some(PayloadFormat::Binary),
+            BLOCK_FORMAT_VERSION_BINARY => Some(PayloadFormat::Binary),
+            BLOCK_FORMAT_VERSION => Some(PayloadFormat::Columnar),
             _ => None,
         }
     }

@@ -226,8 +226,8 @@ impl DataPlane {
                 continue;
             }
             let chunk = Chunk {
-                payload: record::encode_block(&records)?,
-                format: record::PayloadFormat::Binary,
+                payload: super::columnar::encode_block(&records)?,
+                format: record::PayloadFormat::Columnar,
                 records: header.record_count,
                 min_time_ms: header.min_time_ms,
                 max_time_ms: header.max_time_ms,

@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod block;
 pub mod buffer;
+mod columnar;
 mod error;
 pub mod hot;
 pub mod keys;

@@ -3,10 +3,13 @@
 //! A [`Record`] is one row of a Log Analytics table: its `TimeGenerated` (milliseconds since the
 //! Unix epoch), its table, and typed columns in a `BTreeMap` (so the encoding, and anything printed
 //! from it, has one order). The table is not repeated per record: it is in the block header and
-//! restored on decode. A block's payload has one of two formats; the block header's format
+//! restored on decode. A block's payload has one of three formats; the block header's format
 //! version says which ([`PayloadFormat`]):
 //!
-//! - **Binary** (block format 2, what this code writes): records are encoded once, straight
+//! - **Columnar** (block format 3, what this code writes since issue 11's scan work): each
+//!   column stored contiguously, strings dictionary-coded per block; see [`super::columnar`].
+//! - **Binary** (block format 2, written before format 3, still read; its encoder is kept for
+//!   tests that prove old blocks stay readable): records are encoded once, straight
 //!   from the typed columns, with each column name written once per block. Layout, integers
 //!   little-endian, `varint` = unsigned LEB128 (at most 10 bytes):
 //!
@@ -110,20 +113,23 @@ pub(crate) fn validate(index: usize, record: &Record, table: &str) -> Result<(),
 pub enum PayloadFormat {
     /// Block format 1: a JSON array (read only; written before issue 15).
     Json,
-    /// Block format 2: the binary encoding documented above.
+    /// Block format 2: the binary encoding documented above (read only; written before
+    /// issue 11's columnar payload).
     Binary,
+    /// Block format 3: the columnar encoding of [`super::columnar`] (written now).
+    Columnar,
 }
 
-const TAG_STRING: u8 = 1;
-const TAG_LONG: u8 = 2;
-const TAG_REAL: u8 = 3;
-const TAG_BOOL: u8 = 4;
-const TAG_DATETIME: u8 = 5;
-const TAG_DYNAMIC: u8 = 6;
+pub(crate) const TAG_STRING: u8 = 1;
+pub(crate) const TAG_LONG: u8 = 2;
+pub(crate) const TAG_REAL: u8 = 3;
+pub(crate) const TAG_BOOL: u8 = 4;
+pub(crate) const TAG_DATETIME: u8 = 5;
+pub(crate) const TAG_DYNAMIC: u8 = 6;
 /// Bytes of the trailer (the dictionary offset).
 const TRAILER_BYTES: usize = 4;
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -131,7 +137,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn varint_len(mut v: u64) -> usize {
+pub(crate) fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
         v >>= 7;
@@ -140,11 +146,13 @@ fn varint_len(mut v: u64) -> usize {
     n
 }
 
-/// Builds one block's binary payload, record by record, in one buffer.
+/// Builds one block's binary payload (format 2), record by record, in one buffer: no longer
+/// written (format 3 is), kept for the tests that prove format-2 blocks stay readable.
 ///
 /// The dictionary holds the distinct column names of the block (a linear search: tables have
 /// tens of columns, where a search in a short vector beats hashing). [`BlockEncoder::mark`] and
 /// [`BlockEncoder::rollback`] take back the last record when it would overflow the block.
+#[cfg(test)]
 pub(crate) struct BlockEncoder<'a> {
     names: Vec<&'a str>,
     /// Encoded size of the dictionary's entries (without the count).
@@ -155,6 +163,7 @@ pub(crate) struct BlockEncoder<'a> {
     max_time_ms: i64,
 }
 
+#[cfg(test)]
 /// Where a [`BlockEncoder`] stood before a record (see [`BlockEncoder::rollback`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Mark {
@@ -166,6 +175,7 @@ pub(crate) struct Mark {
     max_time_ms: i64,
 }
 
+#[cfg(test)]
 impl<'a> BlockEncoder<'a> {
     pub(crate) fn new() -> BlockEncoder<'a> {
         BlockEncoder {
@@ -176,10 +186,6 @@ impl<'a> BlockEncoder<'a> {
             min_time_ms: i64::MAX,
             max_time_ms: i64::MIN,
         }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.records == 0
     }
 
     /// The payload's size if it were finished now, in bytes.
@@ -277,6 +283,7 @@ impl<'a> BlockEncoder<'a> {
     }
 }
 
+#[cfg(test)]
 /// Encodes records into one binary payload (no size limit: the caller split them already).
 pub(crate) fn encode_block(records: &[Record]) -> Result<Vec<u8>, DataError> {
     let mut encoder = BlockEncoder::new();
@@ -295,6 +302,7 @@ pub(crate) fn decode(
     match format {
         PayloadFormat::Json => decode_json(payload, table).map_err(|e| e.to_string()),
         PayloadFormat::Binary => decode_binary(payload, table),
+        PayloadFormat::Columnar => super::columnar::Columns::parse(payload)?.records(table),
     }
 }
 
@@ -312,34 +320,38 @@ fn decode_json(payload: &[u8], table: &str) -> Result<Vec<Record>, serde_json::E
 
 /// A cursor over a binary payload; every read is bounds-checked (a payload is authenticated
 /// before it is decoded, but a decoder must not trust it with a panic either).
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],
-    at: usize,
+    pub(crate) at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Cursor<'a> {
+        Cursor { bytes, at: 0 }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&e| e <= self.bytes.len())
-            .ok_or("binary payload truncated")?;
+            .ok_or("payload truncated")?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
-    fn i64(&mut self) -> Result<i64, String> {
+    pub(crate) fn i64(&mut self) -> Result<i64, String> {
         Ok(i64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    pub(crate) fn varint(&mut self) -> Result<u64, String> {
         // Most varints (name indexes, short lengths) are one byte.
         if let Some(&b) = self.bytes.get(self.at) {
             if b < 0x80 {
@@ -355,21 +367,21 @@ impl<'a> Cursor<'a> {
                 return Ok(v);
             }
         }
-        Err("binary payload: varint longer than 10 bytes".into())
+        Err("payload: varint longer than 10 bytes".into())
     }
 
-    fn len(&mut self) -> Result<usize, String> {
-        usize::try_from(self.varint()?).map_err(|_| "binary payload: length overflows".into())
+    pub(crate) fn len(&mut self) -> Result<usize, String> {
+        usize::try_from(self.varint()?).map_err(|_| "payload: length overflows".into())
     }
 
-    fn str(&mut self) -> Result<&'a str, String> {
+    pub(crate) fn str(&mut self) -> Result<&'a str, String> {
         let n = self.len()?;
         utf8(self.take(n)?)
     }
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|_| "binary payload: string is not UTF-8".into())
+    std::str::from_utf8(bytes).map_err(|_| "payload: string is not UTF-8".into())
 }
 
 /// A binary payload's dictionary of column names, and where the records end (its offset).
@@ -492,7 +504,7 @@ pub(crate) fn decode_rows(
         row
     };
     let (mut least, mut greatest) = (i64::MAX, i64::MIN);
-    if format == PayloadFormat::Json {
+    if format != PayloadFormat::Binary {
         let records = decode(payload, format, table)?;
         let count = records.len();
         for mut r in records {

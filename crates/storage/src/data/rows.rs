@@ -22,7 +22,8 @@
 use cmksim_kql as kql;
 
 use super::block::{KeyRef, Tier};
-use super::record::{self, Projection};
+use super::columnar::{Columns, Slots, Values};
+use super::record::{self, PayloadFormat, Projection};
 use super::tier::{malformed, ScanRequest, ScanStats, StoredBlock};
 use super::{DataPlane, Result};
 
@@ -142,6 +143,23 @@ impl DataPlane {
     ) -> Result<u64> {
         let (from, to) = (request.from.0, request.to.0);
         let (header, payload) = self.open_payload(b.tier, &b.key, &b.bytes, request.aek)?;
+        if header.payload_format == PayloadFormat::Columnar {
+            let block = Columns::parse(&payload).map_err(|r| malformed(b.tier, &b.key, r))?;
+            let times = &block.times;
+            let least = times.iter().copied().min().unwrap_or(i64::MAX);
+            let greatest = times.iter().copied().max().unwrap_or(i64::MIN);
+            let times_match =
+                times.is_empty() || (least >= header.min_time_ms && greatest <= header.max_time_ms);
+            if times.len() != header.record_count as usize || !times_match {
+                return Err(malformed(
+                    b.tier,
+                    &b.key,
+                    "records disagree with the authenticated header".into(),
+                ));
+            }
+            return scan_columnar(&block, rows, projection, (from, to), keep)
+                .map_err(|r| malformed(b.tier, &b.key, r));
+        }
         let mut in_range = 0u64;
         let (count, least, greatest) = record::decode_rows(
             &payload,
@@ -173,6 +191,149 @@ impl DataPlane {
         }
         Ok(in_range)
     }
+}
+
+/// A projected column's stored columns in one block (one per value type present), decoded.
+struct Source<'a> {
+    values: Values<'a>,
+    slots: Slots,
+}
+
+/// The value of record `row` in a projected column: which of its stored columns holds it, at
+/// which index.
+fn find(sources: &[Source<'_>], row: usize) -> Option<(usize, usize)> {
+    sources
+        .iter()
+        .enumerate()
+        .find_map(|(s, src)| src.slots.of(row).map(|i| (s, i)))
+}
+
+/// A filter's verdict memo per dictionary entry: 0 unknown, 1 drop, 2 keep.
+type Verdicts = Vec<u8>;
+
+/// The scan of one columnar block (block format 3): the records in `[from, to)`, filtered with
+/// each single-column conjunct of `rows.filter` tested once per distinct string of the block
+/// (memoised per dictionary entry) or once per time, the rest on the projected row; the kept
+/// rows handed to `keep`, their cells conformed as [`conform`] does. Only the projected columns
+/// are decoded. Returns how many records were in the range.
+fn scan_columnar(
+    block: &Columns<'_>,
+    rows: &RowScan<'_>,
+    projection: &Projection<'_>,
+    (from, to): (i64, i64),
+    keep: &mut dyn FnMut(i64, &mut Vec<kql::Value>),
+) -> std::result::Result<u64, String> {
+    let width = projection.columns.len();
+    let n = block.times.len();
+    // Each projected position's stored columns (none for TimeGenerated: the record's time).
+    let mut sources: Vec<Vec<Source<'_>>> = (0..width).map(|_| Vec::new()).collect();
+    for column in &block.columns {
+        let at = projection.columns.iter().position(|c| *c == column.name);
+        if let Some(at) = at.filter(|at| Some(*at) != projection.time) {
+            sources[at].push(Source {
+                values: column.values()?,
+                slots: column.slots(n),
+            });
+        }
+    }
+    let mut selected: Vec<u32> = (0..n as u32)
+        .filter(|&r| (from..to).contains(&block.times[r as usize]))
+        .collect();
+    let in_range = selected.len() as u64;
+    let mut scratch = vec![kql::Value::Null; width];
+    let mut rest = Vec::new();
+    if let Some(filter) = rows.filter {
+        for i in 0..filter.conjuncts() {
+            let &[at] = filter.conjunct_columns(i) else {
+                rest.push(i);
+                continue;
+            };
+            let declared = rows.columns[at].column_type;
+            let test = |cell: kql::Value, scratch: &mut Vec<kql::Value>| {
+                scratch[at] = cell;
+                conform(&mut scratch[at], declared);
+                filter.conjunct_keeps(i, scratch, rows.now_ms)
+            };
+            if Some(at) == projection.time {
+                selected
+                    .retain(|&r| test(kql::Value::DateTime(block.times[r as usize]), &mut scratch));
+                continue;
+            }
+            let absent = test(kql::Value::Null, &mut scratch);
+            let mut verdicts: Vec<Verdicts> = sources[at]
+                .iter()
+                .map(|s| match &s.values {
+                    Values::Strings { dict, .. } => vec![0; dict.len()],
+                    _ => Vec::new(),
+                })
+                .collect();
+            let mut failed = None;
+            selected.retain(|&r| {
+                let Some((s, v)) = find(&sources[at], r as usize) else {
+                    return absent;
+                };
+                let values = &sources[at][s].values;
+                if let Values::Strings { dict, ids } = values {
+                    let id = ids.get(v);
+                    let memo = &mut verdicts[s][id];
+                    if *memo == 0 {
+                        let cell = kql::Value::String(dict[id].to_string());
+                        *memo = 1 + u8::from(test(cell, &mut scratch));
+                    }
+                    return *memo == 2;
+                }
+                match values.cell(v) {
+                    Ok(cell) => test(cell, &mut scratch),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        false
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+    }
+    // The kept rows: the row buffer is reused; a string cell holding the same entry as the
+    // previous row's is left as it is.
+    let mut row = vec![kql::Value::Null; width];
+    let mut last: Vec<Option<(usize, usize)>> = vec![None; width];
+    for r in selected {
+        let r = r as usize;
+        let time_ms = block.times[r];
+        for (at, cell) in row.iter_mut().enumerate() {
+            if Some(at) == projection.time {
+                *cell = kql::Value::DateTime(time_ms);
+                conform(cell, rows.columns[at].column_type);
+                continue;
+            }
+            let Some((s, v)) = find(&sources[at], r) else {
+                *cell = kql::Value::Null;
+                last[at] = None;
+                continue;
+            };
+            let values = &sources[at][s].values;
+            if let Values::Strings { ids, .. } = values {
+                let entry = (s, ids.get(v));
+                if last[at] == Some(entry) {
+                    continue;
+                }
+                last[at] = Some(entry);
+            } else {
+                last[at] = None;
+            }
+            *cell = values.cell(v)?;
+            conform(cell, rows.columns[at].column_type);
+        }
+        let kept = rows
+            .filter
+            .is_none_or(|f| rest.iter().all(|&i| f.conjunct_keeps(i, &row, rows.now_ms)));
+        if kept {
+            keep(time_ms, &mut row);
+        }
+    }
+    Ok(in_range)
 }
 
 fn column_names<'a>(rows: &'a RowScan<'_>) -> Vec<&'a str> {

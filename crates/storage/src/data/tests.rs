@@ -629,7 +629,9 @@ fn buffer_lives_on_disk_and_is_bounded() {
                 ACCOUNT,
                 "ws1",
                 "T",
-                &[batch.clone(), batch.clone()].concat(),
+                // Ten times the first batch's records (not copies of them: the columnar
+                // payload stores a repeated value once).
+                &records("T", now(), 200, "overflowing"),
                 now(),
             )
             .unwrap_err();
@@ -1095,4 +1097,210 @@ fn json_blocks_of_format_1_are_still_read_beside_binary_ones() {
         .unwrap();
     assert_eq!(result.records, all);
     assert_eq!(result.stats.served_from_hot, 2);
+}
+
+/// Issue 11's columnar payload (block format 3) read beside blocks of formats 1 (JSON) and 2
+/// (binary rows) in one workspace: a KQL scan with the filter per dictionary entry, the
+/// projection and the summarize in the scan gives the answer of the query over every record as
+/// `query` decodes them. The data has a column absent in some records, a column of the schema
+/// absent everywhere (all null), dynamic values, a string column with one distinct value, one
+/// with every value distinct, a long over 128 bytes and a name whose values change type.
+#[test]
+fn columnar_blocks_scan_beside_json_and_binary_ones_with_the_same_answers() {
+    use cmksim_kql as kql;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = open_with(dir.path(), |c| c.block_max_bytes = 2048);
+    plane.create_account(ACCOUNT, true, now()).unwrap();
+    let aek = configure_cmk(&plane, ACCOUNT);
+    let record = |n: i64, t: SimTime| {
+        let mut r = Record::new("T", t.0)
+            .with("One", Value::String("same".into()))
+            .with(
+                "Uniq",
+                Value::String(format!("u{n}-{}", "x".repeat(130 * (n % 2) as usize))),
+            );
+        if n % 4 != 1 {
+            let kind = ["web", "db", "app"][(n % 3) as usize];
+            r = r.with("Computer", Value::String(format!("{kind}-{}", n % 7)));
+        }
+        if n % 5 == 0 {
+            // The same name with another type in some records.
+            r = r.with("Level", Value::String("high".into()));
+        } else {
+            r = r.with("Level", Value::Long(n % 6));
+        }
+        if n % 3 == 0 {
+            r = r.with(
+                "Props",
+                Value::Dynamic(serde_json::json!({"k": n % 4, "a": [n]})),
+            );
+        }
+        r
+    };
+    let batch = |first: i64, start: SimTime| -> Vec<Record> {
+        (first..first + 40)
+            .map(|n| record(n, start.add(Duration::from_secs(n as u64))))
+            .collect()
+    };
+    // Formats 1 and 2, sealed as the code before wrote them.
+    let account_record = plane.account_record(ACCOUNT).unwrap();
+    for (format, first) in [
+        (record::PayloadFormat::Json, 0),
+        (record::PayloadFormat::Binary, 40),
+    ] {
+        let old = batch(first, now().sub(HOUR * 5));
+        let block_id = {
+            let mut write = plane.lock_write();
+            write.next_block_id += 1;
+            write.next_block_id - 1
+        };
+        let payload = match format {
+            record::PayloadFormat::Json => record::encode_json_for_tests(&old),
+            _ => record::encode_block(&old).unwrap(),
+        };
+        let chunk = tier::Chunk {
+            payload,
+            format,
+            records: old.len() as u32,
+            min_time_ms: old[0].time_generated_ms,
+            max_time_ms: old[old.len() - 1].time_generated_ms,
+        };
+        let sealed = {
+            let mut rng = plane.lock_rng();
+            plane.seal(
+                Tier::Cold,
+                &account_record,
+                cmk(&aek),
+                "ws1",
+                "T",
+                chunk,
+                block_id,
+                now(),
+                &mut *rng,
+            )
+        };
+        assert_eq!(sealed[4], format.version());
+        let key = store::block_key(
+            ACCOUNT,
+            "ws1",
+            "T",
+            old[old.len() - 1].time_generated_ms,
+            block_id,
+        );
+        plane.trees.cold.insert(key.as_slice(), sealed).unwrap();
+    }
+    // Format 3, appended: several blocks of 2 KiB.
+    let receipt = plane
+        .append(
+            ACCOUNT,
+            cmk(&aek),
+            "ws1",
+            "T",
+            &batch(80, now().sub(HOUR * 4)),
+            now(),
+        )
+        .unwrap();
+    assert!(receipt.block_ids.len() >= 2, "{receipt:?}");
+    let columns: Vec<kql::Column> = [
+        ("TimeGenerated", kql::ColumnType::DateTime),
+        ("Computer", kql::ColumnType::String),
+        ("Level", kql::ColumnType::Dynamic),
+        ("Missing", kql::ColumnType::String),
+        ("One", kql::ColumnType::String),
+        ("Props", kql::ColumnType::Dynamic),
+        ("Uniq", kql::ColumnType::String),
+    ]
+    .into_iter()
+    .map(|(n, t)| kql::Column::new(n, t))
+    .collect();
+    let (from, to) = all_time();
+    let request = tier::ScanRequest {
+        account: ACCOUNT,
+        aek: Some(&aek),
+        workspace: "ws1",
+        table: "T",
+        from,
+        to,
+        now: now(),
+    };
+    let everything = plane
+        .query(ACCOUNT, Some(&aek), "ws1", "T", from, to, now())
+        .unwrap();
+    assert_eq!(everything.records.len(), 120);
+    let full = kql::Table {
+        name: "T".into(),
+        columns: columns.clone(),
+        rows: everything
+            .records
+            .into_iter()
+            .map(|mut r| {
+                columns
+                    .iter()
+                    .map(|c| match c.name.as_str() {
+                        "TimeGenerated" => kql::Value::DateTime(r.time_generated_ms),
+                        // As the scan conforms a stored value to a dynamic column.
+                        "Level" | "Props" => match r.columns.remove(&c.name) {
+                            Some(Value::Long(v)) => kql::Value::Dynamic(v.into()),
+                            Some(Value::String(s)) => kql::Value::Dynamic(s.into()),
+                            Some(v) => record::kql_cell(v),
+                            None => kql::Value::Null,
+                        },
+                        name => r
+                            .columns
+                            .remove(name)
+                            .map_or(kql::Value::Null, record::kql_cell),
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
+    let tables = std::collections::BTreeMap::from([("T".to_string(), full)]);
+    let queries = [
+        "T | where Computer contains 'web' | summarize count() by Computer, bin(TimeGenerated, 10m)",
+        "T | where One == 'same' and Uniq startswith 'u1' | project TimeGenerated, Uniq, Computer",
+        "T | where isnull(Computer) | summarize count() by One",
+        "T | where isnull(Missing) and Computer != 'db-3' | summarize dcount(Uniq) by Computer",
+        "T | where isnotempty(Missing) | count",
+        "T | where Level == 'high' or Props.k == 2 | project TimeGenerated, Level, Props",
+        "T | where Uniq has 'xxx' | summarize count()",
+        "T | where TimeGenerated > ago(4h) and Computer in ('app-2', 'web-0') | project Computer, Uniq",
+        "T | where One != 'same' | summarize count() by Computer",
+    ];
+    for text in queries {
+        let query = kql::parse(text).unwrap();
+        let expected = kql::execute(&query, &tables, now().unix_ms()).unwrap();
+        let projected = query.projection("T", &columns).unwrap_or(columns.clone());
+        let filter = query.row_filter("T", &projected).unwrap();
+        let scan = RowScan {
+            columns: &projected,
+            filter: filter.as_ref(),
+            now_ms: now().unix_ms(),
+        };
+        let mut rows = Vec::new();
+        let stats = plane
+            .scan_rows_on(1, &request, &scan, &mut |_, _, t, row| rows.push((t, row)))
+            .unwrap();
+        assert_eq!(stats.records, 120, "{text}");
+        rows.sort_by_key(|(t, _)| *t);
+        let kept = kql::Table {
+            name: "T".into(),
+            columns: projected.clone(),
+            rows: rows.into_iter().map(|(_, r)| r).collect(),
+        };
+        let got = kql::execute(
+            &query,
+            &std::collections::BTreeMap::from([("T".to_string(), kept)]),
+            now().unix_ms(),
+        )
+        .unwrap();
+        assert_eq!(got, expected, "{text}");
+        if let Some(plan) = query.summarize_plan("T", &projected).unwrap() {
+            let (groups, _) = plane.summarize_rows_on(2, &request, &scan, &plan).unwrap();
+            assert_eq!(
+                plan.finish(groups, now().unix_ms()).unwrap(),
+                expected,
+                "{text}"
+            );
+        }
+    }
 }

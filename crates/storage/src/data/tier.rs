@@ -18,10 +18,11 @@ use sled::IVec;
 use cmksim_sim::SimTime;
 
 use super::block::{self, BlockHeader, KeyRef, Tier};
+use super::columnar::ColumnarEncoder;
 use super::error::DataError;
 use super::hot::HotValue;
 use super::keys::{self, Aek, SecretKey};
-use super::record::{self, BlockEncoder, PayloadFormat, Record};
+use super::record::{self, PayloadFormat, Record};
 use super::store::{self, check_account, check_name, AccountRecord, StoredWrapping};
 use super::{DataPlane, Result, Sealing};
 
@@ -108,7 +109,7 @@ pub struct QueryResult {
 /// One block's worth of encoded records.
 pub(crate) struct Chunk {
     pub payload: Vec<u8>,
-    /// How `payload` encodes them (binary for everything written now).
+    /// How `payload` encodes them (columnar for everything written now).
     pub format: PayloadFormat,
     pub records: u32,
     pub min_time_ms: i64,
@@ -501,18 +502,18 @@ impl DataPlane {
         }
     }
 
-    /// Validates and encodes records (binary, each once, straight into its block's buffer),
+    /// Validates and encodes records (columnar, each once, straight into its block's columns),
     /// split into chunks of at most `block_max_bytes`.
     pub(crate) fn split(&self, records: &[Record], table: &str) -> Result<Vec<Chunk>> {
         let block_max_bytes = self.config.block_max_bytes;
         let mut chunks = Vec::new();
-        let mut encoder = BlockEncoder::new();
+        let mut encoder = ColumnarEncoder::new();
         let mut total_bytes = 0usize;
-        let finish = |encoder: BlockEncoder<'_>| {
+        let finish = |encoder: ColumnarEncoder<'_>| {
             let (payload, records, min_time_ms, max_time_ms) = encoder.finish();
             Chunk {
                 payload,
-                format: PayloadFormat::Binary,
+                format: PayloadFormat::Columnar,
                 records,
                 min_time_ms,
                 max_time_ms,
@@ -533,7 +534,10 @@ impl DataPlane {
                     });
                 }
                 encoder.rollback(mark);
-                chunks.push(finish(std::mem::replace(&mut encoder, BlockEncoder::new())));
+                chunks.push(finish(std::mem::replace(
+                    &mut encoder,
+                    ColumnarEncoder::new(),
+                )));
                 let fresh = encoder.encoded_len();
                 encoder.push(r)?;
                 if encoder.encoded_len() > block_max_bytes {
