@@ -1119,6 +1119,24 @@ impl Groups {
 }
 
 impl Summarizer {
+    /// The positions of the cells [`Summarizer::add`] reads (its `by` keys and aggregate
+    /// arguments), ascending.
+    pub(crate) fn columns_read(&self) -> Vec<usize> {
+        let aggs = self
+            .aggs
+            .iter()
+            .flat_map(|a| a.arg.iter().chain(&a.returned));
+        let mut out: Vec<usize> = self
+            .by
+            .iter()
+            .chain(aggs)
+            .flat_map(Bound::columns_read)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Binds `summarize aggs by by` to `columns` (errors before any row is read).
     pub(crate) fn bind(
         aggs: &[Aggregate],

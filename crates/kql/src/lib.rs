@@ -262,6 +262,12 @@ impl SummarizePlan {
         self.parts.summarizer.add(groups, row, now_ms);
     }
 
+    /// The positions of the cells [`SummarizePlan::add`] reads (in the columns the plan was
+    /// made for), ascending: a reader may leave the other cells of the rows it adds null.
+    pub fn columns_read(&self) -> Vec<usize> {
+        self.parts.summarizer.columns_read()
+    }
+
     /// Folds `later`, the part of the input right after `into`'s, into `into`.
     pub fn merge(&self, into: &mut Groups, later: Groups) {
         self.parts.summarizer.merge(into, later);

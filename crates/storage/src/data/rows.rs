@@ -79,9 +79,10 @@ impl DataPlane {
         let projection = projection(&names);
         let open = |b: &StoredBlock| -> Result<(u64, KeptRows)> {
             let mut kept = Vec::new();
-            let in_range = self.open_rows(b, request, rows, &projection, &mut |time_ms, row| {
-                kept.push((time_ms, row.clone()))
-            })?;
+            let in_range =
+                self.open_rows(b, request, rows, &projection, None, &mut |time_ms, row| {
+                    kept.push((time_ms, row.clone()))
+                })?;
             Ok((in_range, kept))
         };
         self.scan_blocks(threads, request, &open, &mut |tier, key, (time_ms, row)| {
@@ -114,11 +115,13 @@ impl DataPlane {
     ) -> Result<(kql::Groups, ScanStats)> {
         let names = column_names(rows);
         let projection = projection(&names);
+        let read = plan.columns_read();
         let open = |b: &StoredBlock| -> Result<(u64, Vec<kql::Groups>)> {
             let mut groups = plan.groups();
-            let in_range = self.open_rows(b, request, rows, &projection, &mut |_, row| {
-                plan.add(&mut groups, row, rows.now_ms)
-            })?;
+            let in_range =
+                self.open_rows(b, request, rows, &projection, Some(&read), &mut |_, row| {
+                    plan.add(&mut groups, row, rows.now_ms)
+                })?;
             Ok((in_range, vec![groups]))
         };
         let mut merged = plan.groups();
@@ -132,13 +135,15 @@ impl DataPlane {
     /// `rows.columns` (conformed to their declared types), handing `keep` those `rows.filter`
     /// keeps (the row is a buffer reused for the next record: `keep` copies what it holds on
     /// to). Returns how many records were in the range; checks the records against the
-    /// authenticated header.
+    /// authenticated header. `read`: the cells `keep` reads, when it does not read them all (a
+    /// columnar block leaves the others null in the rows it keeps).
     fn open_rows(
         &self,
         b: &StoredBlock,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
         projection: &Projection<'_>,
+        read: Option<&[usize]>,
         keep: &mut dyn FnMut(i64, &mut Vec<kql::Value>),
     ) -> Result<u64> {
         let (from, to) = (request.from.0, request.to.0);
@@ -157,7 +162,7 @@ impl DataPlane {
                     "records disagree with the authenticated header".into(),
                 ));
             }
-            return scan_columnar(&block, rows, projection, (from, to), keep)
+            return scan_columnar(&block, rows, projection, read, (from, to), keep)
                 .map_err(|r| malformed(b.tier, &b.key, r));
         }
         let mut in_range = 0u64;
@@ -214,12 +219,14 @@ type Verdicts = Vec<u8>;
 /// The scan of one columnar block (block format 3): the records in `[from, to)`, filtered with
 /// each single-column conjunct of `rows.filter` tested once per distinct string of the block
 /// (memoised per dictionary entry) or once per time, the rest on the projected row; the kept
-/// rows handed to `keep`, their cells conformed as [`conform`] does. Only the projected columns
-/// are decoded. Returns how many records were in the range.
+/// rows handed to `keep`, their cells conformed as [`conform`] does (only the cells of `read`
+/// and those the remaining conjuncts read, when `read` is given; the others null). Only the
+/// projected columns are decoded. Returns how many records were in the range.
 fn scan_columnar(
     block: &Columns<'_>,
     rows: &RowScan<'_>,
     projection: &Projection<'_>,
+    read: Option<&[usize]>,
     (from, to): (i64, i64),
     keep: &mut dyn FnMut(i64, &mut Vec<kql::Value>),
 ) -> std::result::Result<u64, String> {
@@ -243,7 +250,16 @@ fn scan_columnar(
     let mut scratch = vec![kql::Value::Null; width];
     let mut rest = Vec::new();
     if let Some(filter) = rows.filter {
-        for i in 0..filter.conjuncts() {
+        // Conjuncts of one column that is not the time first (one test per dictionary entry
+        // narrows the rows the others see), then those of the time, then the rest; the
+        // conjuncts are pure, so their order does not change which rows are kept.
+        let mut order: Vec<usize> = (0..filter.conjuncts()).collect();
+        order.sort_by_key(|&i| match filter.conjunct_columns(i) {
+            [at] if Some(*at) != projection.time => 0,
+            [_] => 1,
+            _ => 2,
+        });
+        for i in order {
             let &[at] = filter.conjunct_columns(i) else {
                 rest.push(i);
                 continue;
@@ -296,13 +312,25 @@ fn scan_columnar(
         }
     }
     // The kept rows: the row buffer is reused; a string cell holding the same entry as the
-    // previous row's is left as it is.
+    // previous row's is left as it is, another string is copied into its buffer.
+    let wanted: Vec<bool> = (0..width)
+        .map(|at| {
+            read.is_none_or(|read| read.contains(&at))
+                || rest.iter().any(|&i| {
+                    rows.filter
+                        .is_some_and(|f| f.conjunct_columns(i).contains(&at))
+                })
+        })
+        .collect();
     let mut row = vec![kql::Value::Null; width];
     let mut last: Vec<Option<(usize, usize)>> = vec![None; width];
     for r in selected {
         let r = r as usize;
         let time_ms = block.times[r];
         for (at, cell) in row.iter_mut().enumerate() {
+            if !wanted[at] {
+                continue;
+            }
             if Some(at) == projection.time {
                 *cell = kql::Value::DateTime(time_ms);
                 conform(cell, rows.columns[at].column_type);
@@ -314,17 +342,25 @@ fn scan_columnar(
                 continue;
             };
             let values = &sources[at][s].values;
-            if let Values::Strings { ids, .. } = values {
+            let declared = rows.columns[at].column_type;
+            if let Values::Strings { dict, ids } = values {
                 let entry = (s, ids.get(v));
                 if last[at] == Some(entry) {
                     continue;
                 }
                 last[at] = Some(entry);
+                if let kql::Value::String(buffer) = cell {
+                    if declared == kql::ColumnType::String {
+                        buffer.clear();
+                        buffer.push_str(dict[entry.1]);
+                        continue;
+                    }
+                }
             } else {
                 last[at] = None;
             }
             *cell = values.cell(v)?;
-            conform(cell, rows.columns[at].column_type);
+            conform(cell, declared);
         }
         let kept = rows
             .filter
