@@ -827,9 +827,10 @@ impl Fault {
         }
     }
 
-    /// A short description, e.g. `keyvault down`, `partition storage/keyvault`.
+    /// How the fault is named in events, narration and messages, e.g. `keyvault down`,
+    /// `partition storage keyvault` (the one spelling: the event log's `fault`).
     pub fn describe(&self) -> String {
-        let pair = |verb: &str, a: Host, b: Host| format!("{verb} {}/{}", a.as_str(), b.as_str());
+        let pair = |verb: &str, a: Host, b: Host| format!("{verb} {} {}", a.as_str(), b.as_str());
         match *self {
             Fault::Keyvault(VaultFault::Down) => "keyvault down".into(),
             Fault::Keyvault(VaultFault::Blackhole) => "keyvault blackhole".into(),
@@ -853,7 +854,7 @@ impl Fault {
             Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
             Fault::Link(a, b, quality) => {
                 format!(
-                    "link {}/{} {}",
+                    "link {} {} {}",
                     a.as_str(),
                     b.as_str(),
                     link_quality(quality)

@@ -89,7 +89,7 @@ fn a_link_step_reads_into_its_quality_and_is_undone_by_a_perfect_link() {
     );
     assert_eq!(
         fault.describe(),
-        "link storage/keyvault latency 300ms jitter 100ms loss 0.05"
+        "link storage keyvault latency 300ms jitter 100ms loss 0.05"
     );
     assert!(fault.impairs_vault(), "a bad link to Key Vault impairs it");
     let ingest = Fault::Link(Host::Ingest, Host::Storage, quality);
@@ -123,7 +123,7 @@ fn a_link_step_reads_into_its_quality_and_is_undone_by_a_perfect_link() {
     );
     assert_eq!(fault.restoring(), None);
     assert!(!fault.impairs_vault());
-    assert_eq!(fault.describe(), "link storage/keyvault perfect");
+    assert_eq!(fault.describe(), "link storage keyvault perfect");
 }
 
 #[test]
@@ -175,8 +175,21 @@ fn link_mistakes_are_reported_where_they_are() {
     assert_one(
         &text,
         &at(&text, "\"5m\"", 0),
-        "`link storage/keyvault perfect` cannot be undone automatically, so it takes no duration",
+        "`link storage keyvault perfect` cannot be undone automatically, so it takes no duration",
     );
+    // The identity authority shares the Key Vault host: no fault reaches it alone.
+    for fault in [
+        r#"{ partition = ["storage", "identity"] }"#,
+        r#"{ link = ["identity", "storage"] }"#,
+        r#"{ crash = "identity" }"#,
+    ] {
+        let text = step(fault, "");
+        assert_one(
+            &text,
+            &at(&text, "\"identity\"", 0),
+            "identity has no host of its own: the identity authority runs in the Key Vault host",
+        );
+    }
     let text = step(r#"{ link = ["storage", "nowhere"] }"#, "");
     assert!(
         errors(&text)

@@ -874,18 +874,35 @@ fn build_action(
 
 fn hosts_pair(ctx: &mut Ctx<'_>, hosts: &S<Vec<S<Host>>>, what: &str) -> Option<(Host, Host)> {
     match hosts.get_ref().as_slice() {
-        [a, b] if a.get_ref() != b.get_ref() => Some((*a.get_ref(), *b.get_ref())),
+        [a, b] if a.get_ref() != b.get_ref() => Some((own_host(ctx, a)?, own_host(ctx, b)?)),
         _ => {
             ctx.err(
                 hosts.span(),
                 format!(
                     "{what} takes two different hosts, e.g. [\"storage\", \"keyvault\"] \
-                     (hosts: keyvault, storage, ingest, identity)"
+                     (hosts: keyvault, storage, ingest)"
                 ),
             );
             None
         }
     }
+}
+
+/// A host a network or process fault can reach on its own: every engine (and a live
+/// deployment) runs the identity authority inside the Key Vault host, one process behind one
+/// address, so a fault naming `identity` would cut or stop nothing of its own; refused where it
+/// is written rather than run as a silent no-op.
+fn own_host(ctx: &mut Ctx<'_>, host: &S<Host>) -> Option<Host> {
+    if *host.get_ref() == Host::Identity {
+        ctx.err(
+            host.span(),
+            "identity has no host of its own: the identity authority runs in the Key Vault host \
+             (one process, one address), so a fault cannot reach it alone; name keyvault \
+             (hosts: keyvault, storage, ingest)",
+        );
+        return None;
+    }
+    Some(*host.get_ref())
 }
 
 /// `link = [a, b]` with its optional `latency`, `jitter` (durations) and `loss` (checked by the
@@ -1034,8 +1051,8 @@ fn build_fault(ctx: &mut Ctx<'_>, f: &S<RawFault>) -> Option<Fault> {
             let (a, b) = hosts_pair(ctx, raw.release.as_ref()?, "release")?;
             Fault::Release(a, b)
         }
-        "crash" => Fault::Crash(*raw.crash.as_ref()?.get_ref()),
-        "restart" => Fault::Restart(*raw.restart.as_ref()?.get_ref()),
+        "crash" => Fault::Crash(own_host(ctx, raw.crash.as_ref()?)?),
+        "restart" => Fault::Restart(own_host(ctx, raw.restart.as_ref()?)?),
         "link" => {
             let (a, b) = hosts_pair(ctx, raw.link.as_ref()?, "link")?;
             link_fault(ctx, raw, a, b)?

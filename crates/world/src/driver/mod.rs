@@ -104,7 +104,7 @@ pub fn network_faults(scenario: &Scenario) -> Vec<(usize, String, String)> {
         .iter()
         .filter_map(|step| match &step.what {
             StepKind::Fault { fault, .. } if needs_simulation(fault) => {
-                Some((step.line, step.label(), fault_label(fault)))
+                Some((step.line, step.label(), fault.describe()))
             }
             _ => None,
         })
@@ -132,7 +132,7 @@ pub fn link_faults(scenario: &Scenario) -> Vec<(usize, String, String)> {
         .iter()
         .filter_map(|step| match &step.what {
             StepKind::Fault { fault, .. } if matches!(fault, Fault::Link(..)) => {
-                Some((step.line, step.label(), fault_label(fault)))
+                Some((step.line, step.label(), fault.describe()))
             }
             _ => None,
         })
@@ -536,7 +536,7 @@ impl Driver {
         let label = step.label();
         let what = match &step.what {
             StepKind::Action(action) => action.name().to_string(),
-            StepKind::Fault { fault, .. } => fault_label(fault),
+            StepKind::Fault { fault, .. } => fault.describe(),
             StepKind::Narrate => "narrate".to_string(),
         };
         let now = self.clock.now();
@@ -1065,7 +1065,7 @@ impl Driver {
     async fn apply_fault(&mut self, label: &str, fault: Fault) {
         let result = self.set_fault(fault).await;
         let impairs_vault = fault.impairs_vault();
-        let name = fault_label(&fault);
+        let name = fault.describe();
         match result {
             Ok(()) => {
                 self.events.record_raw(
@@ -1082,7 +1082,7 @@ impl Driver {
 
     async fn restore_fault(&mut self, origin: &model::Step, fault: Fault) {
         let label = origin.label();
-        let name = fault_label(&fault);
+        let name = fault.describe();
         match self.set_fault(fault).await {
             Ok(()) => {
                 self.events.record_raw(
@@ -1105,7 +1105,7 @@ impl Driver {
                 line: None,
                 message: format!(
                     "fault {} needs the simulated network; live mode can only use the services' chaos controls",
-                    fault_label(&fault)
+                    fault.describe()
                 ),
             });
         }
@@ -1189,7 +1189,7 @@ impl Driver {
                     line: None,
                     message: format!(
                         "fault {} needs the event-driven engine's network (--engine events)",
-                        fault_label(&fault)
+                        fault.describe()
                     ),
                 }),
             },
@@ -1228,38 +1228,6 @@ impl Driver {
             Faults::Events(hosts) => hosts.command(command),
             Faults::Live => {}
         }
-    }
-}
-
-/// How a fault is named in events and narration.
-pub fn fault_label(fault: &Fault) -> String {
-    match fault {
-        Fault::Keyvault(VaultFault::Up) => "keyvault up".into(),
-        Fault::Keyvault(VaultFault::Down) => "keyvault down".into(),
-        Fault::Keyvault(VaultFault::Blackhole) => "keyvault blackhole".into(),
-        Fault::Keyvault(VaultFault::Throttle) => "keyvault throttle".into(),
-        Fault::Keyvault(VaultFault::ErrorRate(r)) => format!("keyvault error-rate {r}"),
-        Fault::Keyvault(VaultFault::Latency(d)) => {
-            format!("keyvault latency {}", cmksim_sim::format_duration(*d))
-        }
-        Fault::Partition(a, b) => format!("partition {} {}", a.as_str(), b.as_str()),
-        Fault::Repair(a, b) => format!("repair {} {}", a.as_str(), b.as_str()),
-        Fault::Hold(a, b) => format!("hold {} {}", a.as_str(), b.as_str()),
-        Fault::Release(a, b) => format!("release {} {}", a.as_str(), b.as_str()),
-        Fault::Crash(h) => format!("crash {}", h.as_str()),
-        Fault::Restart(h) => format!("restart {}", h.as_str()),
-        Fault::Hsm(HsmFault::DeviceError) => "hsm device-error".into(),
-        Fault::Hsm(HsmFault::Tamper) => "hsm tamper".into(),
-        Fault::Hsm(HsmFault::Latency(d)) => {
-            format!("hsm latency {}", cmksim_sim::format_duration(*d))
-        }
-        Fault::Hsm(HsmFault::Ok) => "hsm ok".into(),
-        Fault::Link(a, b, quality) => format!(
-            "link {} {} {}",
-            a.as_str(),
-            b.as_str(),
-            model::link_quality(*quality)
-        ),
     }
 }
 
