@@ -87,6 +87,12 @@ const COLUMNS: [(&str, kql::ColumnType); 5] = [
     ("Level", kql::ColumnType::Long),
     ("OSType", kql::ColumnType::String),
 ];
+/// Records of the probe batch that measures a record's stored size.
+const PROBE_RECORDS: u64 = 30_000;
+/// The workspace the probe batch goes to (not scanned).
+const PROBE_WORKSPACE: &str = "ws-bench-probe";
+/// How full the fill's batches make a block (the rest is room for the estimate's error).
+const BLOCK_FILL: f64 = 0.9;
 /// Header-sized AAD for the floor (the block header is the AAD of both layers).
 const FLOOR_AAD_BYTES: usize = 128;
 const TAG_BYTES: usize = 16;
@@ -133,6 +139,9 @@ pub struct QueryBenchReport {
     /// Threads the scans opened blocks on (the floor runs on one).
     pub scan_threads: usize,
     pub query_mb_per_s: f64,
+    /// Records the query pass went through per second (every record of the workspace, kept or
+    /// not): the figure to compare across block formats, whose sizes per record differ.
+    pub query_records_per_s: f64,
     /// The rows path (`scan_rows` + `execute`), for comparison.
     pub rows_mb_per_s: f64,
     pub floor_mb_per_s: f64,
@@ -190,6 +199,11 @@ impl QueryBenchReport {
             } else {
                 ", not met"
             }
+        ));
+        out.push_str(&format!(
+            "query records/s: {:.0} ({:.1} stored bytes per record)\n",
+            self.query_records_per_s,
+            self.bytes as f64 / self.records.max(1) as f64
         ));
         out.push_str(&format!(
             "result: {} rows, count_ total {}; load average {}\n",
@@ -301,6 +315,7 @@ fn run_in(options: &QueryBenchOptions, dir: &std::path::Path) -> anyhow::Result<
         rounds,
         scan_threads: cmksim_storage::data::tier::scan_threads(),
         query_mb_per_s,
+        query_records_per_s: fill.records as f64 * options.rounds as f64 / query_s,
         rows_mb_per_s,
         floor_mb_per_s,
         ratio: query_mb_per_s / floor_mb_per_s,
@@ -346,23 +361,20 @@ fn fill(
     base_ms: i64,
     now: SimTime,
 ) -> anyhow::Result<Fill> {
-    // Records per block from the longest record's encoding (the block's JSON array wire shape),
-    // times spread over the span by the average's (the columns' pattern repeats every 30).
-    let (mut sample_bytes, mut longest_bytes) = (0usize, 0usize);
-    for i in 0..30 {
-        let r = heartbeat(i, base_ms + SPAN_MS);
-        let bytes =
-            serde_json::to_vec(&serde_json::json!({"t": r.time_generated_ms, "c": r.columns}))?
-                .len();
-        sample_bytes += bytes + 1;
-        longest_bytes = longest_bytes.max(bytes);
-    }
-    let per_block = ((BLOCK_BYTES - 2) / (longest_bytes + 1)).max(1) as u64;
+    // The stored size of a record, from a probe batch appended to another workspace of the
+    // same plane (the columnar payload's size depends on how the values repeat, so it is
+    // measured, not computed); times spread over the span by it, batches sized to fill a block.
+    let probe: Vec<Record> = (0..PROBE_RECORDS)
+        .map(|i| heartbeat(i, base_ms + SPAN_MS + i as i64))
+        .collect();
+    let receipt = plane.append(ACCOUNT, sealing(aek), PROBE_WORKSPACE, TABLE, &probe, now)?;
+    let record_bytes = (receipt.stored_bytes as f64 / PROBE_RECORDS as f64).max(1.0);
+    let per_block = ((BLOCK_BYTES as f64 * BLOCK_FILL) / record_bytes).max(1.0) as u64;
     let target_bytes = mib * MIB as u64;
-    let records_estimate = (target_bytes / (sample_bytes as u64 / 30)).max(1);
+    let records_estimate = (target_bytes as f64 / record_bytes).max(1.0) as u64;
     let step_ms = (SPAN_MS / records_estimate as i64).max(1);
-    // Batches are sized by the longest record, so they fill blocks to a little less than 1 MiB:
-    // twice the size in batches always suffices.
+    // Batches fill blocks to about BLOCK_FILL of 1 MiB: twice the size in batches always
+    // suffices.
     let batches_max = 2 * mib + 2;
     let (window_from, window_to) = (base_ms + WINDOW_FROM_MS, base_ms + WINDOW_TO_MS);
     let (mut written, mut n, mut matching, mut last_ms) = (0u64, 0u64, 0u64, base_ms);
