@@ -163,8 +163,10 @@ pub struct SeedRun {
     pub broken: Vec<String>,
     /// The run could not complete (the world failed): the message.
     pub error: Option<String>,
-    /// The event log, as `cmksim run --events` writes it (verdict events included).
-    pub events_jsonl: String,
+    /// The SHA-256 of the event log as `cmksim run --events` writes it (verdict events
+    /// included): a sweep keeps the hash, not the log, so its memory does not grow with the
+    /// logs of the seeds it ran (~1 MB each for a 4-hour scenario); `--replay` writes the log.
+    pub events_sha256: String,
     pub events: usize,
     pub wall: Duration,
 }
@@ -192,7 +194,7 @@ impl SeedRun {
             "invariants": self.invariants.iter().map(verdict).collect::<Vec<_>>(),
             "expectations": self.expectations.iter().map(verdict).collect::<Vec<_>>(),
             "events": self.events,
-            "events_sha256": sha256_hex(self.events_jsonl.as_bytes()),
+            "events_sha256": self.events_sha256,
         });
         // `json!` keeps insertion order only with serde_json's `preserve_order`; the object is
         // written by hand so the order is fixed and `wall_ms` comes last.
@@ -217,6 +219,17 @@ pub fn run_schedule(
     seed: u64,
     sim: Sim,
 ) -> anyhow::Result<SeedRun> {
+    run_schedule_logged(scenario, space, faults, seed, sim).map(|(run, _log)| run)
+}
+
+/// [`run_schedule`], with the run's event log as `cmksim run --events` writes it.
+pub fn run_schedule_logged(
+    scenario: &Scenario,
+    space: &FaultSpace,
+    faults: &[ChaosFault],
+    seed: u64,
+    sim: Sim,
+) -> anyhow::Result<(SeedRun, String)> {
     let started = Instant::now();
     let applied = chaos::apply(scenario, space, faults, seed)?;
     let events = EventLog::default();
@@ -251,17 +264,19 @@ pub fn run_schedule(
         .filter(|v| v.outcome == Outcome::Broken)
         .map(|v| v.id.clone())
         .collect();
-    Ok(SeedRun {
+    let log = cmksim_scenario::narrate::render_jsonl(&snapshot);
+    let run = SeedRun {
         seed,
         faults: faults.to_vec(),
         expectations,
         invariants,
         broken,
         error,
-        events_jsonl: cmksim_scenario::narrate::render_jsonl(&snapshot),
+        events_sha256: sha256_hex(log.as_bytes()),
         events: snapshot.len(),
         wall: started.elapsed(),
-    })
+    };
+    Ok((run, log))
 }
 
 /// Draws and runs one seed.
@@ -560,14 +575,14 @@ fn replay(
     seed: u64,
     sim: Sim,
 ) -> anyhow::Result<ExitCode> {
-    let run = run_seed(scenario, space, seed, sim)?;
+    let faults = chaos::draw(space, seed);
+    let (run, log) = run_schedule_logged(scenario, space, &faults, seed, sim)?;
     for fault in &run.faults {
         println!("fault: {}", fault.describe());
     }
     let color = std::io::stdout().is_terminal();
     let counts = cmksim_scenario::summary::Counts::from_events(
-        &run.events_jsonl
-            .lines()
+        &log.lines()
             .filter_map(|l| serde_json::from_str::<Event>(l).ok())
             .collect::<Vec<_>>(),
     );
@@ -585,7 +600,7 @@ fn replay(
     }
     println!("{}", run.json_line());
     if let Some(path) = &args.events {
-        std::fs::write(path, run.events_jsonl.as_bytes())
+        std::fs::write(path, log.as_bytes())
             .with_context(|| format!("--events {}: cannot write there", path.display()))?;
         println!("events: {}", path.display());
     }
