@@ -114,7 +114,7 @@ pub struct AppState {
     pub dashboard: Arc<dashboard::live::LiveBoard>,
     /// The door's own tokens (the administrator's principal of `credentials.json`), one source
     /// for the door's life, so that a token is reused until it is due for renewal
-    /// ([`auth::door_channel`]).
+    /// ([`auth::door_channel`], the live dashboard's levers).
     pub door_tokens: Arc<cmksim_identity::TokenSource>,
 }
 

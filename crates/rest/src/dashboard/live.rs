@@ -704,14 +704,10 @@ async fn lever(
         .into_response())
 }
 
-/// The administrator's tokens.
+/// The administrator's tokens: the door's one source ([`AppState::door_tokens`]), so that a
+/// lever or a status reuses a token instead of having one issued per request.
 fn tokens(state: &AppState) -> Arc<TokenSource> {
-    TokenSource::new(
-        state.upstream.keyvault.clone(),
-        &state.credentials.object_id,
-        &state.credentials.client_secret,
-        state.clock.clone(),
-    )
+    state.door_tokens.clone()
 }
 
 /// The first cluster (by name) of the administrator's subscription that has a customer-managed
