@@ -16,7 +16,9 @@
 //! page covered (three quarters of it, doubled after a page that fits); a page that is all one
 //! timestamp is followed by a read of that millisecond alone. Each page goes through
 //! the query's leading `where`s as it arrives (`cmksim_kql::Query::row_filter`), so only rows the
-//! query can keep are held. Bounds: at most [`KQL_KEPT_ROWS_MAX`] kept rows per table (memory),
+//! query can keep are held. The rows read (the Logs Query API's scanned rows) are the records
+//! storage scanned in the first read, which covers the whole range, whether its pushed-down
+//! filter kept them or not; later reads re-read parts of it and add none. Bounds: at most [`KQL_KEPT_ROWS_MAX`] kept rows per table (memory),
 //! at most [`KQL_PAGES_MAX`] pages per table (the loop), and a page must advance time (more than
 //! [`KQL_PAGE_ROWS`] rows with one `TimeGenerated` cannot be paged). Past a bound the query is
 //! refused with a sentence saying which, never answered from a silent sample.
@@ -142,6 +144,33 @@ impl Pager {
                 self.from = window.to;
                 Ok(None)
             }
+        }
+    }
+}
+
+/// The records a table's reads went through, each counted once (see the module doc): every
+/// record storage scanned in a window, kept by its pushed-down filter or not, except in a window
+/// inside one already read (after a cut-off page), which re-reads records counted then.
+/// (Counting a cut-off page's kept rows before the cut instead missed the records its filter
+/// dropped there.)
+#[derive(Debug, Default)]
+pub(crate) struct RowsRead {
+    rows: u64,
+    /// The end of the windows read so far.
+    read_to: Option<SimTime>,
+}
+
+impl RowsRead {
+    /// Takes in one read of `window` (windows in the [`Pager`]'s order), in which storage
+    /// scanned `scanned` records.
+    pub(crate) fn add(&mut self, window: TimeRange, scanned: u64) {
+        if self.read_to.is_none_or(|end| window.to > end) {
+            debug_assert!(
+                self.read_to.is_none_or(|end| window.from >= end),
+                "a window reaching past those read starts where they end"
+            );
+            self.rows += scanned;
+            self.read_to = Some(window.to);
         }
     }
 }
@@ -349,7 +378,7 @@ impl Frontend {
         };
         let mut pager = Pager::new(range);
         let mut rows = Vec::new();
-        let mut rows_read = 0u64;
+        let mut rows_read = RowsRead::default();
         let mut served: BTreeMap<(crate::routing::Destination, crate::query::Tier), u64> =
             BTreeMap::new();
         while let Some(window) = pager.next_window().map_err(too_many)? {
@@ -377,8 +406,6 @@ impl Frontend {
                 .map_err(|e| KqlError::Read(super::query_backend_error(e)))?;
             let scanned: u64 = parts.iter().map(|p| p.scanned).sum();
             let answer = crate::query::merge(&spec, parts);
-            let truncated = answer.truncated;
-            let mut consumed = 0u64;
             let last = answer.rows.last().map(|r| r.record.time_generated);
             let cut = pager
                 .advance(window, answer.truncated, last)
@@ -387,7 +414,6 @@ impl Frontend {
                 if cut.is_some_and(|cut| row.record.time_generated >= cut) {
                     break;
                 }
-                consumed += 1;
                 *served
                     .entry((row.destination.clone(), row.tier))
                     .or_insert(0) += 1;
@@ -415,9 +441,7 @@ impl Frontend {
                     rows.push(cells);
                 }
             }
-            // A page that fits: every record storage scanned in the window. A cut-off page: the
-            // rows before the cut (records its pushed-down filter dropped there go uncounted).
-            rows_read += if truncated { consumed } else { scanned };
+            rows_read.add(window, scanned);
         }
         let served = served
             .iter()
@@ -428,7 +452,7 @@ impl Frontend {
             columns,
             rows,
         };
-        Ok((table, rows_read, served))
+        Ok((table, rows_read.rows, served))
     }
 }
 
@@ -510,6 +534,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn rows_read_count_what_a_pushed_down_filter_dropped_before_a_cut() {
+        // Storage keeps two rows in three (its pushed-down filter) and returns the first `page`
+        // kept rows of a window, having scanned every record of it.
+        let times: Vec<i64> = (0..3_000).map(|i| i / 2).collect();
+        let kept: Vec<i64> = times.iter().copied().filter(|t| t % 3 != 0).collect();
+        let page = 100;
+        let mut pager = Pager::new(range(0, 10_000));
+        let (mut rows_read, mut consumed_total, mut cut_pages) = (RowsRead::default(), 0, 0);
+        // What was counted before: a cut-off page's kept rows before the cut.
+        let mut counted_before = 0u64;
+        while let Some(window) = pager.next_window().unwrap() {
+            let (rows, truncated) = read(&kept, window, page);
+            let scanned = times
+                .iter()
+                .filter(|t| window.contains(SimTime(**t)))
+                .count() as u64;
+            let cut = pager
+                .advance(window, truncated, rows.last().map(|t| SimTime(*t)))
+                .unwrap();
+            let consumed = rows
+                .iter()
+                .take_while(|t| cut.is_none_or(|c| **t < c.0))
+                .count() as u64;
+            consumed_total += consumed;
+            cut_pages += u32::from(truncated);
+            counted_before += if truncated { consumed } else { scanned };
+            rows_read.add(window, scanned);
+        }
+        assert_eq!(consumed_total, kept.len() as u64, "every kept row once");
+        assert!(cut_pages > 5, "{cut_pages} pages were cut off");
+        assert_eq!(rows_read.rows, times.len() as u64, "every record read once");
+        assert!(
+            counted_before < times.len() as u64,
+            "the count before missed the dropped records: {counted_before}"
+        );
     }
 
     #[test]
