@@ -87,8 +87,9 @@ def iso(t: datetime) -> str:
 
 
 def outcome_of(header: str) -> Dict[str, int]:
-    """`stored=10000 buffered=0 dropped=0` -> {"stored": 10000, ...} (other words ignored)."""
-    return {k: int(v) for k, v in re.findall(r"([A-Za-z_]+)=(\d+)", header or "")}
+    """`stored=10000 buffered=0 dropped=5 dropped.revoked=5` -> {"stored": 10000, ...,
+    "dropped.revoked": 5} (other words ignored)."""
+    return {k: int(v) for k, v in re.findall(r"([A-Za-z_][A-Za-z_.-]*)=(\d+)", header or "")}
 
 
 class UploadRecorder:
@@ -508,6 +509,8 @@ def test_revoked_key_drops_uploads_and_fails_queries(cmk_world, ingestion, logs_
     assert [r["status"] for r in recorder.responses] == [204] * len(recorder.chunks)
     outcome = recorder.outcome()
     assert outcome.get("dropped") == 500 and outcome.get("stored", 0) == 0, recorder.responses
+    # Per reason, from the front end's outcome runs (issue 15): every record, not one per run.
+    assert outcome.get("dropped.revoked") == 500, recorder.responses
     totals = ingest_totals(events, mark, TABLE, 500, timeout=60)
     assert (totals["stored"], totals["dropped"]) == (0, 500), totals
     assert any("revoked" in r for r in totals["reasons"]), totals["reasons"]

@@ -60,7 +60,9 @@ enum Command {
 
 /// mimalloc instead of glibc's malloc: about 40% of the ingest path's CPU was `malloc`/`free`
 /// (perf), and the same binary with a faster allocator ingested 1.6-1.8x more (README,
-/// "Crates beyond the brief"). Allocation order never reaches an output, so determinism holds.
+/// "Crates beyond the brief"). Built with `no_thp` (crates/cli/Cargo.toml): with transparent huge
+/// pages every fresh 150 KB gRPC message buffer made the kernel zero a 2 MB page. Allocation order
+/// never reaches an output, so determinism holds.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
