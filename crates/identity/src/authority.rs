@@ -22,7 +22,9 @@
 //! with the credentials its user has.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use cmksim_sim::lru::Lru;
 use cmksim_sim::{RandomSource, SimTime};
 
 use crate::client::{AdminCredentials, AdminFileError};
@@ -92,7 +94,15 @@ pub struct IdentityAuthority {
     admin: Option<AdminCredentials>,
     /// True when this start made the administrator (print its credentials once).
     admin_created: bool,
+    /// Secrets already checked, by principal object id: [`Principal::checked_secret_digest`]
+    /// of the secret that matched (at most [`CHECKED_SECRETS_MAX`], least recently used
+    /// evicted). A token request with the same secret skips the PBKDF2 check (about 5 M
+    /// instructions, the bulk of issuing a token); any other secret is checked in full.
+    checked_secrets: Mutex<Lru<[u8; 32]>>,
 }
+
+/// Most principals whose checked secret is remembered.
+pub const CHECKED_SECRETS_MAX: usize = 1024;
 
 impl std::fmt::Debug for IdentityAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +142,7 @@ impl IdentityAuthority {
             rng,
             admin: None,
             admin_created: false,
+            checked_secrets: Mutex::new(Lru::new(CHECKED_SECRETS_MAX)),
         };
         let path = admin_credentials_path(dir);
         if opened
@@ -220,6 +231,7 @@ impl IdentityAuthority {
             rng,
             admin: None,
             admin_created: false,
+            checked_secrets: Mutex::new(Lru::new(CHECKED_SECRETS_MAX)),
         };
         // Nothing to write: only the in-memory directory can fail, and it cannot for the first
         // tenant and principal of an empty directory.
@@ -509,10 +521,34 @@ impl IdentityAuthority {
         if !audience::ALL.contains(&canonical) {
             return Err(IdentityError::UnknownAudience(aud.to_string()));
         }
-        let principal = self.directory.authenticate(object_id, secret)?;
+        let principal =
+            self.directory
+                .authenticate_with(object_id, secret, |principal, secret| {
+                    self.secret_matches(principal, secret)
+                })?;
         Ok(self
             .authority
             .issue(principal, canonical, now, lifetime_seconds))
+    }
+
+    /// [`Principal::secret_matches`], answered from the secrets already checked when `secret`
+    /// is one of them (compared in constant time).
+    fn secret_matches(&self, principal: &Principal, secret: &str) -> bool {
+        let digest = principal.checked_secret_digest(secret);
+        let mut checked = self
+            .checked_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = checked.get(&principal.object_id) {
+            if aws_lc_rs::constant_time::verify_slices_are_equal(&known[..], &digest).is_ok() {
+                return true;
+            }
+        }
+        if !principal.secret_matches(secret) {
+            return false;
+        }
+        checked.insert(&principal.object_id, std::sync::Arc::new(digest));
+        true
     }
 }
 
@@ -643,6 +679,47 @@ mod tests {
             a.issue_token(&p.object_id, &secret, "https://graph.microsoft.com", 0, now),
             Err(IdentityError::UnknownAudience(_))
         ));
+        a.delete_principal(&p.object_id).unwrap();
+        assert!(matches!(
+            a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now),
+            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(
+                _
+            )))
+        ));
+    }
+
+    #[test]
+    fn a_checked_secret_is_remembered_and_every_other_secret_still_refused() {
+        let mut a = IdentityAuthority::in_memory(SeedTree::new(2).source("identity"));
+        let t = a.create_tenant("t", "").unwrap();
+        let (p, secret) = a
+            .create_principal(&t.tenant_id, "app", PrincipalKind::ServicePrincipal)
+            .unwrap();
+        let (other, other_secret) = a
+            .create_principal(&t.tenant_id, "other", PrincipalKind::ServicePrincipal)
+            .unwrap();
+        let now = SimTime::DEFAULT_EPOCH;
+        let remembered = |a: &IdentityAuthority| a.checked_secrets.lock().unwrap().len();
+        assert_eq!(remembered(&a), 0);
+        a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now)
+            .unwrap();
+        assert_eq!(remembered(&a), 1);
+        // Answered from what was remembered, and nothing more is remembered.
+        a.issue_token(&p.object_id, &secret, audience::MANAGEMENT, 0, now)
+            .unwrap();
+        assert_eq!(remembered(&a), 1);
+        // Another secret, or another principal's, is checked in full and refused.
+        for wrong in ["guess", other_secret.as_str()] {
+            assert!(matches!(
+                a.issue_token(&p.object_id, wrong, audience::VAULT, 0, now),
+                Err(IdentityError::Directory(DirectoryError::InvalidSecret(_)))
+            ));
+        }
+        assert!(matches!(
+            a.issue_token(&other.object_id, &secret, audience::VAULT, 0, now),
+            Err(IdentityError::Directory(DirectoryError::InvalidSecret(_)))
+        ));
+        // A deleted principal is refused before any secret is looked at.
         a.delete_principal(&p.object_id).unwrap();
         assert!(matches!(
             a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now),

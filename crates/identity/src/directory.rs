@@ -160,6 +160,26 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// SHA-256 of `secret` bound to this principal's stored secret record (its salt and hash):
+    /// what [`crate::authority::IdentityAuthority`] remembers of a secret it has checked with
+    /// [`Principal::secret_matches`], so that the next token request with the same secret is
+    /// answered without the PBKDF2 work again. For a 256-bit random secret a salted SHA-256
+    /// discloses no more than the stored PBKDF2 hash; it is kept in memory only.
+    pub fn checked_secret_digest(&self, secret: &str) -> [u8; 32] {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(b"cmksim/identity/checked-secret/v1\0");
+        context.update(self.secret_salt_hex.as_bytes());
+        context.update(b"\0");
+        context.update(self.secret_hash_hex.as_bytes());
+        context.update(b"\0");
+        context.update(secret.as_bytes());
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(context.finish().as_ref());
+        digest
+    }
+}
+
 fn iterations() -> NonZeroU32 {
     NonZeroU32::new(SECRET_HASH_ITERATIONS).unwrap_or(NonZeroU32::MIN)
 }
@@ -380,6 +400,17 @@ impl Directory {
         object_id: &str,
         secret: &str,
     ) -> Result<&Principal, DirectoryError> {
+        self.authenticate_with(object_id, secret, Principal::secret_matches)
+    }
+
+    /// [`Directory::authenticate`] with the secret checked by `matches` (a caller that
+    /// remembers secrets it has checked), after the same lookup and deletion checks.
+    pub fn authenticate_with(
+        &self,
+        object_id: &str,
+        secret: &str,
+        matches: impl FnOnce(&Principal, &str) -> bool,
+    ) -> Result<&Principal, DirectoryError> {
         let principal = self
             .principals
             .get(object_id)
@@ -388,7 +419,7 @@ impl Directory {
         if principal.deleted {
             return Err(DirectoryError::PrincipalDeleted(object_id.to_string()));
         }
-        if !principal.secret_matches(secret) {
+        if !matches(principal, secret) {
             return Err(DirectoryError::InvalidSecret(object_id.to_string()));
         }
         Ok(principal)
