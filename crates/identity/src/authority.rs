@@ -663,13 +663,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn tokens_need_the_secret_and_a_known_audience() {
-        let mut a = IdentityAuthority::in_memory(SeedTree::new(1).source("identity"));
+    /// An in-memory authority with a tenant and its service principal `app` (and its secret).
+    fn with_app(seed: u64) -> (IdentityAuthority, Tenant, Principal, String) {
+        let mut a = IdentityAuthority::in_memory(SeedTree::new(seed).source("identity"));
         let t = a.create_tenant("t", "").unwrap();
         let (p, secret) = a
             .create_principal(&t.tenant_id, "app", PrincipalKind::ServicePrincipal)
             .unwrap();
+        (a, t, p, secret)
+    }
+
+    /// Deletes `p` and checks that its secret gets no token any more.
+    fn delete_and_refuse(a: &mut IdentityAuthority, p: &Principal, secret: &str) {
+        a.delete_principal(&p.object_id).unwrap();
+        let now = SimTime::DEFAULT_EPOCH;
+        assert!(matches!(
+            a.issue_token(&p.object_id, secret, audience::VAULT, 0, now),
+            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(
+                _
+            )))
+        ));
+    }
+
+    #[test]
+    fn tokens_need_the_secret_and_a_known_audience() {
+        let (mut a, _, p, secret) = with_app(1);
         let now = SimTime::DEFAULT_EPOCH;
         assert!(matches!(
             a.issue_token(&p.object_id, "guess", audience::VAULT, 0, now),
@@ -679,22 +697,12 @@ mod tests {
             a.issue_token(&p.object_id, &secret, "https://graph.microsoft.com", 0, now),
             Err(IdentityError::UnknownAudience(_))
         ));
-        a.delete_principal(&p.object_id).unwrap();
-        assert!(matches!(
-            a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now),
-            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(
-                _
-            )))
-        ));
+        delete_and_refuse(&mut a, &p, &secret);
     }
 
     #[test]
     fn a_checked_secret_is_remembered_and_every_other_secret_still_refused() {
-        let mut a = IdentityAuthority::in_memory(SeedTree::new(2).source("identity"));
-        let t = a.create_tenant("t", "").unwrap();
-        let (p, secret) = a
-            .create_principal(&t.tenant_id, "app", PrincipalKind::ServicePrincipal)
-            .unwrap();
+        let (mut a, t, p, secret) = with_app(2);
         let (other, other_secret) = a
             .create_principal(&t.tenant_id, "other", PrincipalKind::ServicePrincipal)
             .unwrap();
@@ -720,12 +728,6 @@ mod tests {
             Err(IdentityError::Directory(DirectoryError::InvalidSecret(_)))
         ));
         // A deleted principal is refused before any secret is looked at.
-        a.delete_principal(&p.object_id).unwrap();
-        assert!(matches!(
-            a.issue_token(&p.object_id, &secret, audience::VAULT, 0, now),
-            Err(IdentityError::Directory(DirectoryError::PrincipalDeleted(
-                _
-            )))
-        ));
+        delete_and_refuse(&mut a, &p, &secret);
     }
 }
