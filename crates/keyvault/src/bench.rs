@@ -30,6 +30,14 @@
 //! [`CLOCK_TICK`]); elsewhere the ratios fall back to wall-clock throughput, and the report
 //! says which. The wall-clock throughputs are reported beside them.
 //!
+//! Not counted on the gRPC side: sled's global I/O pool (threads `sled-io-*`), which writes out
+//! the audit log's group flushes. Its CPU belongs to the server; `perf` profiles of this bench
+//! (issue 15, session 8) put it at 12-16% on top of the server runtime's threads, all of it the
+//! audit flush (0.1% with the audit record disabled): counted, the per-core ratios would be
+//! 0.86-0.89x of those printed. The audit record's share of the gap, measured by disabling its
+//! parts in an experimental build (per-core ratio, both key types, load 4-10): every record
+//! flushed (as shipped) 0.70-0.77x, appended but not flushed 0.81-0.84x, no record 0.85-0.89x.
+//!
 //! Load: the machine may be shared. Measuring goes in rounds; each round gives every
 //! measurement a slice of `duration / rounds`, so load changes hit both sides of a ratio alike,
 //! and the load average is recorded before and after. The goal is gRPC ≥ 0.8x in process.
