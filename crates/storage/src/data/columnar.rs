@@ -736,16 +736,7 @@ mod tests {
     }
 
     fn every_type(t: i64) -> Record {
-        Record::new("T", t)
-            .with("Computer", Value::String("vm1 ✓".into()))
-            .with("Count", Value::Long(-3))
-            .with("Cpu", Value::Real(0.25))
-            .with("Ok", Value::Bool(true))
-            .with("Seen", Value::DateTime(-999))
-            .with(
-                "Props",
-                Value::Dynamic(serde_json::json!({"a": [1, null, {"b": "c"}]})),
-            )
+        crate::data::record::every_type_for_tests("T", t)
     }
 
     #[test]

@@ -654,21 +654,27 @@ pub(crate) fn encode_json_for_tests(records: &[Record]) -> Vec<u8> {
     serde_json::to_vec(&wire).expect("records serialise")
 }
 
+/// A record of `table` with a column of every value type (tests of the payload encodings).
+#[cfg(test)]
+pub(crate) fn every_type_for_tests(table: &str, t: i64) -> Record {
+    Record::new(table, t)
+        .with("Computer", Value::String("vm1 ✓".into()))
+        .with("Count", Value::Long(-3))
+        .with("Cpu", Value::Real(0.25))
+        .with("Ok", Value::Bool(true))
+        .with("Seen", Value::DateTime(-999))
+        .with(
+            "Props",
+            Value::Dynamic(serde_json::json!({"a": [1, null, {"b": "c"}]})),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn every_type(t: i64) -> Record {
-        Record::new("Heartbeat", t)
-            .with("Computer", Value::String("vm1 ✓".into()))
-            .with("Count", Value::Long(-3))
-            .with("Cpu", Value::Real(0.25))
-            .with("Ok", Value::Bool(true))
-            .with("Seen", Value::DateTime(-999))
-            .with(
-                "Props",
-                Value::Dynamic(serde_json::json!({"a": [1, null, {"b": "c"}]})),
-            )
+        every_type_for_tests("Heartbeat", t)
     }
 
     #[test]

@@ -1028,38 +1028,7 @@ fn json_blocks_of_format_1_are_still_read_beside_binary_ones() {
     plane.create_account(ACCOUNT, true, now()).unwrap();
     let aek = configure_cmk(&plane, ACCOUNT);
     let old = records("T", now().sub(HOUR * 3), 5, "old");
-    let account_record = plane.account_record(ACCOUNT).unwrap();
-    // An id taken like any block's: below every id the new appends take (and below the table's
-    // first key generation, as a block written before table keys existed is).
-    let block_id = {
-        let mut write = plane.lock_write();
-        write.next_block_id += 1;
-        write.next_block_id - 1
-    };
-    let chunk = tier::Chunk {
-        payload: record::encode_json_for_tests(&old),
-        format: record::PayloadFormat::Json,
-        records: 5,
-        min_time_ms: old[0].time_generated_ms,
-        max_time_ms: old[4].time_generated_ms,
-    };
-    let sealed = {
-        let mut rng = plane.lock_rng();
-        plane.seal(
-            Tier::Cold,
-            &account_record,
-            cmk(&aek),
-            "ws1",
-            "T",
-            chunk,
-            block_id,
-            now(),
-            &mut *rng,
-        )
-    };
-    assert_eq!(sealed[4], block::BLOCK_FORMAT_VERSION_JSON);
-    let key = store::block_key(ACCOUNT, "ws1", "T", old[4].time_generated_ms, block_id);
-    plane.trees.cold.insert(key.as_slice(), sealed).unwrap();
+    let key = insert_old_block(&plane, &aek, &old, record::PayloadFormat::Json);
     let new = records("T", now().sub(HOUR), 5, "new");
     let receipt = plane
         .append(ACCOUNT, cmk(&aek), "ws1", "T", &new, now())
@@ -1097,6 +1066,54 @@ fn json_blocks_of_format_1_are_still_read_beside_binary_ones() {
         .unwrap();
     assert_eq!(result.records, all);
     assert_eq!(result.stats.served_from_hot, 2);
+}
+
+/// Seals `old` (in time order) as one cold block of the CMK account in an older payload
+/// `format` (JSON or binary rows), as the code before wrote it, and stores it; its key.
+fn insert_old_block(
+    plane: &DataPlane,
+    aek: &Aek,
+    old: &[Record],
+    format: record::PayloadFormat,
+) -> Vec<u8> {
+    let account_record = plane.account_record(ACCOUNT).unwrap();
+    // An id taken like any block's: below every id the new appends take (and below the table's
+    // first key generation, as a block written before table keys existed is).
+    let block_id = {
+        let mut write = plane.lock_write();
+        write.next_block_id += 1;
+        write.next_block_id - 1
+    };
+    let payload = match format {
+        record::PayloadFormat::Json => record::encode_json_for_tests(old),
+        _ => record::encode_block(old).unwrap(),
+    };
+    let last_ms = old[old.len() - 1].time_generated_ms;
+    let chunk = tier::Chunk {
+        payload,
+        format,
+        records: old.len() as u32,
+        min_time_ms: old[0].time_generated_ms,
+        max_time_ms: last_ms,
+    };
+    let sealed = {
+        let mut rng = plane.lock_rng();
+        plane.seal(
+            Tier::Cold,
+            &account_record,
+            cmk(aek),
+            "ws1",
+            "T",
+            chunk,
+            block_id,
+            now(),
+            &mut *rng,
+        )
+    };
+    assert_eq!(sealed[4], format.version());
+    let key = store::block_key(ACCOUNT, "ws1", "T", last_ms, block_id);
+    plane.trees.cold.insert(key.as_slice(), sealed).unwrap();
+    key
 }
 
 /// Issue 11's columnar payload (block format 3) read beside blocks of formats 1 (JSON) and 2
@@ -1143,51 +1160,11 @@ fn columnar_blocks_scan_beside_json_and_binary_ones_with_the_same_answers() {
             .collect()
     };
     // Formats 1 and 2, sealed as the code before wrote them.
-    let account_record = plane.account_record(ACCOUNT).unwrap();
     for (format, first) in [
         (record::PayloadFormat::Json, 0),
         (record::PayloadFormat::Binary, 40),
     ] {
-        let old = batch(first, now().sub(HOUR * 5));
-        let block_id = {
-            let mut write = plane.lock_write();
-            write.next_block_id += 1;
-            write.next_block_id - 1
-        };
-        let payload = match format {
-            record::PayloadFormat::Json => record::encode_json_for_tests(&old),
-            _ => record::encode_block(&old).unwrap(),
-        };
-        let chunk = tier::Chunk {
-            payload,
-            format,
-            records: old.len() as u32,
-            min_time_ms: old[0].time_generated_ms,
-            max_time_ms: old[old.len() - 1].time_generated_ms,
-        };
-        let sealed = {
-            let mut rng = plane.lock_rng();
-            plane.seal(
-                Tier::Cold,
-                &account_record,
-                cmk(&aek),
-                "ws1",
-                "T",
-                chunk,
-                block_id,
-                now(),
-                &mut *rng,
-            )
-        };
-        assert_eq!(sealed[4], format.version());
-        let key = store::block_key(
-            ACCOUNT,
-            "ws1",
-            "T",
-            old[old.len() - 1].time_generated_ms,
-            block_id,
-        );
-        plane.trees.cold.insert(key.as_slice(), sealed).unwrap();
+        insert_old_block(&plane, &aek, &batch(first, now().sub(HOUR * 5)), format);
     }
     // Format 3, appended: several blocks of 2 KiB.
     let receipt = plane
