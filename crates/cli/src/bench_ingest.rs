@@ -10,9 +10,11 @@
 //! answer calls *stored* count. The reference is `DataPlane::append` of the same records, in
 //! the same batch size, from the same number of threads, on a CMK-sealed, double-encrypted
 //! account in its own directory. The two alternate over several rounds so that machine load
-//! affects both alike. Nothing here asserts on time. Each client re-sends one batch, so it
-//! encodes it once (the servers decode and convert every call as before) and decodes every
-//! answer whole. Beside records/s, each side reports the process's CPU time per record (all
+//! affects both alike. Like for like: the direct records carry the `TenantId` column the
+//! front end adds, and each side makes one append call per batch. Nothing here asserts on time. Each client
+//! re-sends one batch, so it encodes it once (the servers decode and convert every call as
+//! before) and decodes every answer whole (its outcomes arrive as runs of equal outcomes, issue
+//! 15). Beside records/s, each side reports the process's CPU time per record (all
 //! threads, from `/proc/self/stat`): on a shared machine other load moves records/s a lot and
 //! the CPU a record costs much less, so the CPU ratio is the steadier comparison.
 //!
