@@ -243,12 +243,12 @@ impl BenchReport {
         ));
         out.push_str(&format!(
             "{:<34} {}\n",
-            "record encode (binary)",
+            "record encode (columnar)",
             mb(&self.encoding.encode)
         ));
         out.push_str(&format!(
             "{:<34} {}\n",
-            "record decode (binary)",
+            "record decode (columnar)",
             mb(&self.encoding.decode)
         ));
         if let Some(b) = &self.buffer {
