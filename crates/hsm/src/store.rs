@@ -67,10 +67,7 @@ impl Store {
             write_master_key(&master_key_path, &bytes)?;
             bytes
         };
-        let db = sled::Config::new()
-            .path(dir.join(DB_DIR))
-            .flush_every_ms(None)
-            .open()?;
+        let db = cmksim_sim::durable::open(&dir.join(DB_DIR))?;
         match db.get(FORMAT_KEY)? {
             Some(format) if format.as_ref() != FORMAT_VALUE => {
                 return Err(OpenError::Corrupt("unknown store format".to_string()));

@@ -44,7 +44,7 @@ pub struct IdentityStore {
 impl IdentityStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<IdentityStore, StoreError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let db = cmksim_sim::durable::open(dir)?;
         Ok(IdentityStore {
             tenants: db.open_tree("tenants")?,
             principals: db.open_tree("principals")?,

@@ -81,11 +81,7 @@ pub struct KeyVaultStore {
 impl KeyVaultStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<KeyVaultStore, KvError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(store_error)?;
+        let db = cmksim_sim::durable::open(dir).map_err(store_error)?;
         let audit = db.open_tree("audit").map_err(store_error)?;
         let audit_records = audit.len() as u64;
         let audit_seq = audit

@@ -188,10 +188,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir.join("sentinel.sled"))
-            .flush_every_ms(None)
-            .open()?;
+        let db = cmksim_sim::durable::open(&dir.join("sentinel.sled"))?;
         Ok(Store {
             workspaces: db.open_tree("workspaces")?,
             items: db.open_tree("items")?,

@@ -1,5 +1,6 @@
-//! Where a service makes its writes durable: one function every sled store calls before it
-//! answers a write, and the simulated worlds' deferral of it.
+//! Where a service opens its sled database and makes its writes durable: one function every
+//! sled store opens with ([`open`]), one it calls before it answers a write ([`flush`]), and
+//! the simulated worlds' deferral of the latter.
 //!
 //! Every service flushes its sled database before it acknowledges a write, so that a crash after
 //! the answer does not lose what was acknowledged. [`flush`] is that flush, and the one place
@@ -30,6 +31,45 @@ use std::marker::PhantomData;
 thread_local! {
     /// `Some(n)`: flushes on this thread are deferred to the databases' close (`n` so far).
     static DEFERRED: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// How many times, and how long apart, [`open`] retries sled's directory lock.
+const LOCK_ATTEMPTS_MAX: u32 = 300;
+const LOCK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Opens (or creates) the sled database in `dir` as every service store does: sled's background
+/// flusher off (each acknowledged write is flushed by [`flush`]), and the directory lock retried
+/// briefly while it is still held in this process.
+///
+/// sled releases its lock when its last internal handle goes, which can be a moment after the
+/// previous `Db` was dropped: its I/O pool may still be writing the buffer the close sealed. A
+/// host restarted on the same directory (a simulated crash and restart, a test that reopens)
+/// then met `could not acquire lock ... (WouldBlock)` now and then, a race with the wall clock
+/// (seen in chaos sweeps, never in a replay of the same seed). The retry waits at most
+/// `LOCK_ATTEMPTS_MAX × LOCK_RETRY_WAIT` (3 s) of wall time; it blocks the caller's thread, so in
+/// a simulated world no simulated time passes. Another process holding the directory is refused
+/// earlier, by `cmksim serve`'s own lock on its data directory.
+pub fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
+    open_with(sled::Config::new().path(dir))
+}
+
+/// As [`open`] with a caller's settings beyond the path (a cache size); the flusher is turned off
+/// here whatever `config` said.
+pub fn open_with(config: sled::Config) -> sled::Result<sled::Db> {
+    let config = config.flush_every_ms(None);
+    let mut attempt = 1;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if attempt < LOCK_ATTEMPTS_MAX
+                    && e.to_string().starts_with("could not acquire lock") =>
+            {
+                attempt += 1;
+                std::thread::sleep(LOCK_RETRY_WAIT);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Makes every completed write of `tree`'s database durable before it returns (on a thread
@@ -82,6 +122,26 @@ impl Drop for DeferredFlushes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reopen_waits_for_a_lock_still_held_in_this_process() {
+        let dir =
+            std::env::temp_dir().join(format!("cmksim-durable-reopen-{}", std::process::id()));
+        let first = open(&dir).unwrap();
+        first.insert(b"k", b"v").unwrap();
+        // The previous handle goes a moment later, on another thread (as sled's I/O pool lets
+        // go of a closed database's file): a plain open meets the lock, `open` waits for it.
+        assert!(sled::Config::new().path(&dir).open().is_err());
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(first);
+        });
+        let second = open(&dir).unwrap();
+        assert_eq!(second.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        closer.join().unwrap();
+        drop(second);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_deferred_flush_is_counted_and_the_guard_restores_flushing() {

@@ -219,31 +219,6 @@ pub struct DataPlane {
     write: Mutex<WriteState>,
 }
 
-/// How often, and how long apart, a reopen retries sled's directory lock (see [`open_sled`]).
-const SLED_LOCK_ATTEMPTS_MAX: u32 = 100;
-const SLED_LOCK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Opens sled, retrying briefly while its directory lock is still held. sled releases the lock
-/// when its last internal handle goes, which can be a moment after the previous `Db` was
-/// dropped in this process (a restart on the same directory in the simulated world, a test that
-/// reopens): that is retried for at most a second, never longer. Another process holding the
-/// directory is refused earlier, by `cmksim serve`'s own lock on the data directory.
-fn open_sled(config: &sled::Config) -> std::result::Result<sled::Db, sled::Error> {
-    let mut attempt = 1;
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if attempt < SLED_LOCK_ATTEMPTS_MAX
-                    && e.to_string().starts_with("could not acquire lock") =>
-            {
-                attempt += 1;
-                std::thread::sleep(SLED_LOCK_RETRY_WAIT);
-            }
-            other => return other,
-        }
-    }
-}
-
 impl DataPlane {
     /// Opens (or creates) the data plane in `dir`: sled in `dir/data.sled`, the service keys in
     /// `dir/service-keys/`, outage-buffer entries in `dir/buffer/`. Timings come from `profile`; limits are the defaults.
@@ -262,10 +237,9 @@ impl DataPlane {
         std::fs::create_dir_all(dir)?;
         let keys = ServiceKeys::load_or_create(&dir.join("service-keys"), &mut rng)?;
         let table_keys = shred::TableKeys::load(dir)?;
-        let db = open_sled(
-            &sled::Config::new()
+        let db = cmksim_sim::durable::open_with(
+            sled::Config::new()
                 .path(dir.join("data.sled"))
-                .flush_every_ms(None)
                 .cache_capacity(config.sled_cache_max_bytes),
         )?;
         let trees = Trees::open(db)?;

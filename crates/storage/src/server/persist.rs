@@ -195,7 +195,7 @@ pub struct Meta {
 
 impl Meta {
     pub fn open(dir: &Path) -> Result<Meta, sled::Error> {
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let db = cmksim_sim::durable::open(dir)?;
         Ok(Meta { db })
     }
 
