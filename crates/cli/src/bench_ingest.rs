@@ -526,6 +526,7 @@ async fn start_services(
         cmksim_keyvault::KeyVaultConfig {
             os_key_material: true,
             without_hsm: true,
+            key_material_seed: None,
         },
     )?;
     let mut config = cmksim_storage::StorageConfig::new(

@@ -237,6 +237,9 @@ pub fn run_schedule_logged(
         seed: Some(seed),
         tick: sim.tick,
         engine: sim.engine,
+        // Every seed of the sweep over the same keys: the swept file's seed, not the applied
+        // copy's (which carries the run's seed for the shrunk file).
+        key_material_seed: Some(scenario.meta.seed),
         ..Default::default()
     };
     let error = cmksim_world::run_simulated(&applied, &options, &events)

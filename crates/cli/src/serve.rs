@@ -908,6 +908,7 @@ fn open_keyvault(
     let config = cmksim_keyvault::KeyVaultConfig {
         os_key_material: true,
         without_hsm: false,
+        key_material_seed: None,
     };
     let server = cmksim_keyvault::KeyVaultServer::open(
         data_dir,

@@ -1169,5 +1169,9 @@ fn rsa_key_pairs_come_from_the_seeded_source() {
     let first = generated_modulus([1; 32]);
     assert_eq!(first.len(), 256);
     assert_eq!(generated_modulus([1; 32]), first, "same seed, same key");
-    assert_ne!(generated_modulus([2; 32]), first, "another seed, another key");
+    assert_ne!(
+        generated_modulus([2; 32]),
+        first,
+        "another seed, another key"
+    );
 }

@@ -818,6 +818,7 @@ async fn start_server(
     let config = KeyVaultConfig {
         os_key_material: true,
         without_hsm: false,
+        key_material_seed: None,
     };
     let server = KeyVaultServer::open(
         dir,

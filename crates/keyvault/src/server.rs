@@ -46,6 +46,14 @@ pub struct KeyVaultConfig {
     pub os_key_material: bool,
     /// Run without the emulated HSM (HSM key types are then refused with an internal error).
     pub without_hsm: bool,
+    /// The root seed of the key material's streams (master key, RSA and EC keys, nonces:
+    /// `keyvault/key-material` and `keyvault/hsm`) when it is not the run's seed. A simulated
+    /// world passes its scenario's own seed, so that every seed of a chaos sweep (whose seed
+    /// picks the faults and the timing) runs over the same keys, as a test rig reuses its vault:
+    /// key material never reaches an output, and a key generated once is remembered for the
+    /// process (`cmksim_hsm`'s RSA generator), so a sweep pays the RSA key generation once, not
+    /// once a seed. `None`: the run's seed tree. Ignored with `os_key_material`.
+    pub key_material_seed: Option<u64>,
 }
 
 /// Why the server could not open or serve.
@@ -127,10 +135,11 @@ impl KeyVaultServer {
         config: KeyVaultConfig,
     ) -> Result<KeyVaultServer, ServerError> {
         std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let material_seeds = config.key_material_seed.map_or(seeds, SeedTree::new);
         let mut material_rng = if config.os_key_material {
             RandomSource::Os
         } else {
-            seeds.source("keyvault/key-material")
+            material_seeds.source("keyvault/key-material")
         };
         let master_key =
             load_or_create_master_key(&data_dir.join("master.key"), &mut material_rng)?;
@@ -140,7 +149,7 @@ impl KeyVaultServer {
             let hsm_rng = if config.os_key_material {
                 RandomSource::Os
             } else {
-                seeds.source("keyvault/hsm")
+                material_seeds.source("keyvault/hsm")
             };
             Some(HsmKeys::open(&data_dir.join("hsm"), &master_key, hsm_rng)?)
         };

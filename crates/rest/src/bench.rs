@@ -233,6 +233,7 @@ async fn start(dir: &std::path::Path, stop: watch::Receiver<bool>) -> Result<Set
         KeyVaultConfig {
             os_key_material: true,
             without_hsm: false,
+            key_material_seed: None,
         },
     )
     .map_err(|e| format!("open Key Vault: {e}"))?;

@@ -188,7 +188,20 @@ pub(crate) fn run(
         let net = MemNet::seeded(seeds.stream_seed("net/links"));
         // Tokens: storage, ingest and Sentinel check them; the driver provisions every principal.
         let auth = crate::auth::WorldAuth::new();
-        let starts = host_starts(scenario, events, &clock, seeds, &net, root, &auth);
+        // The scenario's key material follows its own seed, not the run's (RunOptions).
+        let key_material_seed = options.key_material_seed.unwrap_or(scenario.meta.seed);
+        let starts = host_starts(
+            scenario,
+            events,
+            &clock,
+            HostSeeds {
+                run: seeds,
+                key_material: key_material_seed,
+            },
+            &net,
+            root,
+            &auth,
+        );
         let hosts = Arc::new(Hosts {
             net: net.clone(),
             starts,
@@ -285,6 +298,13 @@ const STORAGE_PORT: u16 = 50052;
 const INGEST_PORT: u16 = 50053;
 const SENTINEL_PORT: u16 = 50054;
 
+/// The seeds the hosts draw from: the run's tree, and the root of Key Vault's key material
+/// (`RunOptions::key_material_seed`).
+struct HostSeeds {
+    run: SeedTree,
+    key_material: u64,
+}
+
 /// How each service host starts (and restarts) in the event-driven world: the same servers,
 /// settings and token checks as the turmoil hosts ([`crate::harness`]), over the in-memory
 /// network.
@@ -292,11 +312,15 @@ fn host_starts(
     scenario: &Scenario,
     events: &EventLog,
     clock: &Clock,
-    seeds: SeedTree,
+    seeds: HostSeeds,
     net: &MemNet,
     root: &Path,
     auth: &crate::auth::WorldAuth,
 ) -> BTreeMap<&'static str, HostStart> {
+    let HostSeeds {
+        run: seeds,
+        key_material: key_material_seed,
+    } = seeds;
     let mut starts: BTreeMap<&'static str, HostStart> = BTreeMap::new();
     let identity = crate::driver::KEYVAULT_URI;
     let text = |e: cmksim_sim::net::EndpointError| e.to_string();
@@ -315,6 +339,7 @@ fn host_starts(
                 let config = cmksim_keyvault::KeyVaultConfig {
                     os_key_material: false,
                     without_hsm: false,
+                    key_material_seed: Some(key_material_seed),
                 };
                 let server =
                     cmksim_keyvault::KeyVaultServer::open(&dir, clock, seeds, events, config)

@@ -49,6 +49,11 @@ pub struct RunOptions {
     /// flushes to the databases' close ([`cmksim_sim::durable`]): the same run, slower; for the
     /// test that shows the deferral changes no event.
     pub flush_in_place: bool,
+    /// The root seed of Key Vault's key material (`KeyVaultConfig::key_material_seed`); `None`:
+    /// the scenario file's own seed, whatever `seed` says. A chaos sweep passes the swept
+    /// scenario's seed, so that all its seeds run over the same keys and the RSA keys are
+    /// generated once for the process, not once a seed (key material reaches no output).
+    pub key_material_seed: Option<u64>,
 }
 
 /// The simulation engines (`--engine`). Both run the same services, driver and faults; they
@@ -108,6 +113,7 @@ impl Default for RunOptions {
             control: None,
             engine: Engine::default(),
             flush_in_place: false,
+            key_material_seed: None,
         }
     }
 }
@@ -241,6 +247,8 @@ pub fn run_simulated_in(
         .build();
 
     let kv_dir: PathBuf = root.join("keyvault");
+    // The scenario's key material follows its own seed, not the run's (KeyVaultConfig).
+    let key_material_seed = options.key_material_seed.unwrap_or(scenario.meta.seed);
     {
         let events = events.clone();
         let auth = auth.clone();
@@ -253,6 +261,7 @@ pub fn run_simulated_in(
                 let config = cmksim_keyvault::KeyVaultConfig {
                     os_key_material: false,
                     without_hsm: false,
+                    key_material_seed: Some(key_material_seed),
                 };
                 let server = cmksim_keyvault::KeyVaultServer::open(
                     &dir,

@@ -46,6 +46,7 @@ fn storage_in_the_simulated_world_wants_a_token_and_a_role() {
                 let config = cmksim_keyvault::KeyVaultConfig {
                     os_key_material: false,
                     without_hsm: false,
+                    key_material_seed: None,
                 };
                 let server = cmksim_keyvault::KeyVaultServer::open(
                     &dir,

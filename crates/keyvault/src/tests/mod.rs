@@ -7,6 +7,7 @@ mod cache;
 mod errors;
 mod happy;
 mod hsm_faults;
+mod key_material;
 mod lifecycle;
 
 use std::path::Path;

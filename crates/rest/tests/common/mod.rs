@@ -80,6 +80,7 @@ async fn serve_keyvault(
         KeyVaultConfig {
             os_key_material: true,
             without_hsm: false,
+            key_material_seed: None,
         },
     )
     .expect("open Key Vault");

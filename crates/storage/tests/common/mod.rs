@@ -88,6 +88,7 @@ async fn start_keyvault(
         KeyVaultConfig {
             os_key_material: false,
             without_hsm: false,
+            key_material_seed: None,
         },
     )
     .unwrap();

@@ -69,6 +69,7 @@ impl Guarded {
             KeyVaultConfig {
                 os_key_material: false,
                 without_hsm: false,
+                key_material_seed: None,
             },
         )
         .unwrap();
