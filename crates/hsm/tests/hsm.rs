@@ -30,13 +30,20 @@ fn open(dir: &Path) -> Module {
 fn setup() -> (tempfile::TempDir, Module, SessionHandle) {
     let dir = tempfile::tempdir().unwrap();
     let hsm = open(dir.path());
-    hsm.c_init_token(SLOT, SO_PIN, "test").unwrap();
+    let session = user_session(&hsm, "test");
+    (dir, hsm, session)
+}
+
+/// Initialises `hsm`'s token as `label` with the SO and user PINs, and opens a read-write
+/// session logged in as the user.
+fn user_session(hsm: &Module, label: &str) -> SessionHandle {
+    hsm.c_init_token(SLOT, SO_PIN, label).unwrap();
     let session = hsm.c_open_session(SLOT, true).unwrap();
     hsm.c_login(session, UserType::So, SO_PIN).unwrap();
     hsm.c_init_pin(session, USER_PIN).unwrap();
     hsm.c_logout(session).unwrap();
     hsm.c_login(session, UserType::User, USER_PIN).unwrap();
-    (dir, hsm, session)
+    session
 }
 
 fn rsa_pair(
@@ -412,12 +419,7 @@ fn keys_survive_a_restart_with_the_same_handles() {
     let dir = tempfile::tempdir().unwrap();
     let (public, private, ec_private, wrapped) = {
         let hsm = open(dir.path());
-        hsm.c_init_token(SLOT, SO_PIN, "kv").unwrap();
-        let s = hsm.c_open_session(SLOT, true).unwrap();
-        hsm.c_login(s, UserType::So, SO_PIN).unwrap();
-        hsm.c_init_pin(s, USER_PIN).unwrap();
-        hsm.c_logout(s).unwrap();
-        hsm.c_login(s, UserType::User, USER_PIN).unwrap();
+        let s = user_session(&hsm, "kv");
         let (public, private) = rsa_pair(&hsm, s, &[]);
         let (_, ec_private) = hsm
             .c_generate_key_pair(
@@ -460,12 +462,7 @@ fn keys_survive_a_restart_with_the_same_handles() {
 fn no_secret_is_stored_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let hsm = open(dir.path());
-    hsm.c_init_token(SLOT, SO_PIN, "kv").unwrap();
-    let s = hsm.c_open_session(SLOT, true).unwrap();
-    hsm.c_login(s, UserType::So, SO_PIN).unwrap();
-    hsm.c_init_pin(s, USER_PIN).unwrap();
-    hsm.c_logout(s).unwrap();
-    hsm.c_login(s, UserType::User, USER_PIN).unwrap();
+    let s = user_session(&hsm, "kv");
     // Non-sensitive, extractable token keys so that the test can read what must not be on disk.
     let readable = [
         Attribute::Token(true),
@@ -530,12 +527,7 @@ fn tamper_zeroises_every_key_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let (private, wrapped) = {
         let hsm = open(dir.path());
-        hsm.c_init_token(SLOT, SO_PIN, "kv").unwrap();
-        let s = hsm.c_open_session(SLOT, true).unwrap();
-        hsm.c_login(s, UserType::So, SO_PIN).unwrap();
-        hsm.c_init_pin(s, USER_PIN).unwrap();
-        hsm.c_logout(s).unwrap();
-        hsm.c_login(s, UserType::User, USER_PIN).unwrap();
+        let s = user_session(&hsm, "kv");
         let (public, private) = rsa_pair(&hsm, s, &[]);
         let wrapped = hsm
             .c_encrypt(s, &Mechanism::rsa_oaep_sha256(), public, b"dek")
@@ -558,12 +550,7 @@ fn tamper_zeroises_every_key_for_good() {
     // After a restart and re-initialisation the old handle is simply gone.
     let hsm = open(dir.path());
     assert!(hsm.c_get_token_info(SLOT).unwrap().tampered);
-    hsm.c_init_token(SLOT, SO_PIN, "kv-new").unwrap();
-    let s = hsm.c_open_session(SLOT, true).unwrap();
-    hsm.c_login(s, UserType::So, SO_PIN).unwrap();
-    hsm.c_init_pin(s, USER_PIN).unwrap();
-    hsm.c_logout(s).unwrap();
-    hsm.c_login(s, UserType::User, USER_PIN).unwrap();
+    let s = user_session(&hsm, "kv-new");
     assert_eq!(
         hsm.c_decrypt(s, &Mechanism::rsa_oaep_sha256(), private, &wrapped),
         Err(Ckr::KeyHandleInvalid)
@@ -1148,12 +1135,7 @@ fn session_and_token_state_codes() {
 fn generated_modulus(seed: [u8; 32]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let hsm = Module::open(dir.path(), config(), RandomSource::from_seed(seed)).unwrap();
-    hsm.c_init_token(SLOT, SO_PIN, "test").unwrap();
-    let session = hsm.c_open_session(SLOT, true).unwrap();
-    hsm.c_login(session, UserType::So, SO_PIN).unwrap();
-    hsm.c_init_pin(session, USER_PIN).unwrap();
-    hsm.c_logout(session).unwrap();
-    hsm.c_login(session, UserType::User, USER_PIN).unwrap();
+    let session = user_session(&hsm, "test");
     let (public, _private) = rsa_pair(&hsm, session, &[]);
     match &hsm
         .c_get_attribute_value(session, public, &[AttributeType::Modulus])
