@@ -9,10 +9,11 @@
 //! - **seeded** (simulation): 32 bytes are drawn from the stream when the key is asked for
 //!   ([`RsaKeySeed::draw`], a fixed draw, so the stream's later choices do not depend on how many
 //!   candidates the prime search tried), and the primes come from a ChaCha20 stream over those
-//!   bytes through the `rsa` crate's generator (probable primes, n of exactly the asked size,
-//!   e = 65537). The key is then exported as PKCS#8 and parsed by aws-lc, which checks it and
-//!   does every operation with it (the `rsa` crate's private operations are not used: they are
-//!   slower and not constant-time, RUSTSEC-2023-0071). The same seed gives the same key; a key
+//!   bytes through [`super::prime_search`] (a sieve, then Miller-Rabin: probable primes, n of
+//!   exactly the asked size, e = 65537); the `rsa` crate computes d and the CRT values from them
+//!   and exports the key as PKCS#8, which aws-lc parses, checking it, and does every operation
+//!   with (the `rsa` crate's private operations are not used: they are slower and not
+//!   constant-time, RUSTSEC-2023-0071). The same seed gives the same key; a key
 //!   made from those 32 bytes is remembered for the process ([`GENERATED_KEYS_REMEMBERED_MAX`]
 //!   keys, least recently used evicted), so a run repeated with the same seed in one process (a
 //!   determinism check, a benchmark's rounds, scenarios sharing a set-up) generates it once. The
@@ -33,6 +34,7 @@ use rand_chacha::ChaCha20Rng;
 use rsa::pkcs8::EncodePrivateKey;
 use zeroize::Zeroizing;
 
+use super::prime_search;
 use crate::error::Ckr;
 
 /// Most generated keys remembered by the process (about 1.2 KB each for RSA-2048).
@@ -117,12 +119,14 @@ pub fn generate_rsa(modulus_bits: u64, seed: &RsaKeySeed) -> Result<GeneratedRsa
     }
 }
 
-/// The key the `rsa` crate's generator makes from a ChaCha20 stream over `bytes`, in aws-lc's
-/// PKCS#8.
+/// The key whose primes [`prime_search::rsa_primes`] finds in a ChaCha20 stream over `bytes`, in
+/// aws-lc's PKCS#8.
 fn from_seed(modulus_bits: u64, bytes: &[u8; 32]) -> Result<GeneratedRsa, Ckr> {
     let bits = usize::try_from(modulus_bits).map_err(|_| Ckr::KeySizeRange)?;
     let mut stream = ChaCha20Rng::from_seed(*bytes);
-    let key = rsa::RsaPrivateKey::new(&mut stream, bits).map_err(|_| Ckr::DeviceError)?;
+    let (p, q) = prime_search::rsa_primes(&mut stream, bits)?;
+    let e = rsa::BigUint::from(prime_search::PUBLIC_EXPONENT);
+    let key = rsa::RsaPrivateKey::from_p_q(p, q, e).map_err(|_| Ckr::DeviceError)?;
     let document = key.to_pkcs8_der().map_err(|_| Ckr::DeviceError)?;
     // Parsed (and so checked) by aws-lc, and re-encoded the way aws-lc encodes its own keys.
     let parsed =
@@ -174,6 +178,21 @@ mod tests {
         assert_eq!(generate_rsa(2048, &seeded(7)).unwrap().pkcs8, a.pkcs8);
         let b = generate_rsa(2048, &seeded(8)).unwrap();
         assert_ne!(a.modulus, b.modulus);
+    }
+
+    #[test]
+    fn a_seed_gives_the_key_it_gave_before() {
+        // The key of a fixed seed, pinned: a change to the prime search shows here (it changes
+        // every simulated world's keys, though no output depends on a key's bits).
+        let RsaKeySeed::Seeded(bytes) = seeded(7) else {
+            panic!("a seeded source gives a seeded key seed")
+        };
+        let key = from_seed(2048, &bytes).unwrap();
+        let fingerprint = ring::digest::digest(&ring::digest::SHA256, &key.modulus);
+        assert_eq!(
+            hex::encode(fingerprint.as_ref()),
+            "9ad94ebf25f2e4aea1bb44a47beeaf202af4d2dfe4ad19b77bec090ed3f316e3"
+        );
     }
 
     #[test]
