@@ -21,7 +21,11 @@
 //! `DataPlane::summarize_rows` over the whole workspace (both AEAD layers opened for every
 //! stored byte, each record decoded into the projected cells only, the filter evaluated and the
 //! kept rows folded into per-block groups while the blocks are opened, the blocks' groups
-//! merged in block order), then `SummarizePlan::finish`. Query MB/s = sealed bytes the scan read
+//! merged in block order), then `SummarizePlan::finish`. The query is a `count()` by a
+//! string column and a time bin (`SummarizePlan::counted_keys`), so each columnar block's kept
+//! records are counted per dictionary code and bin rather than built as rows (see
+//! `cmksim_storage::data::rows`), and a block whose times all lie inside the `between` skips
+//! that test. Query MB/s = sealed bytes the scan read
 //! (`ScanStats::bytes_read`) / wall seconds of the whole pass.
 //!
 //! Beside it, each round also runs the same query the way the gRPC query path still runs it

@@ -815,7 +815,7 @@ fn bool_value(b: Option<bool>) -> Value {
 
 /// Rounds `x` down to a multiple of `size` (Kusto's `bin`); `None` for a size that is not
 /// positive.
-fn bin_i64(x: i64, size: i64) -> Option<i64> {
+pub(crate) fn bin_i64(x: i64, size: i64) -> Option<i64> {
     if size > 0 {
         x.div_euclid(size).checked_mul(size)
     } else {
@@ -889,6 +889,65 @@ pub(crate) fn conjuncts(preds: Vec<Bound>) -> Vec<Bound> {
 }
 
 impl Bound {
+    /// When this predicate is exactly a range test of one datetime column against constants —
+    /// `c between (a .. b)`, `c == a`, `c < a`, `c <= a`, `c > a`, `c >= a` (either way round),
+    /// where `c` is a column of type datetime and `a`, `b` read no column and evaluate to
+    /// datetimes at `now_ms` — the column's position and the inclusive range `(low, high)` of
+    /// Unix ms it keeps (empty when `low > high`): for a row whose cell there holds
+    /// `Value::DateTime(t)`, [`Bound::holds`] is `low <= t && t <= high` (its `between` and
+    /// comparison shortcuts compare exactly those integers). `None` for any other shape; a
+    /// cell of another kind (a null) must still be tested with [`Bound::holds`].
+    pub(crate) fn datetime_range(&self, now_ms: i64) -> Option<(usize, i64, i64)> {
+        const EMPTY: (i64, i64) = (i64::MAX, i64::MIN);
+        let column = |b: &Bound| match b.kind {
+            BKind::Col(at) if b.ty == ColumnType::DateTime => Some(at),
+            _ => None,
+        };
+        let constant = |b: &Bound| {
+            if !b.columns_read().is_empty() {
+                return None;
+            }
+            match b.eval(&[], now_ms) {
+                Value::DateTime(ms) => Some(ms),
+                _ => None,
+            }
+        };
+        match &self.kind {
+            BKind::Between {
+                lhs,
+                low,
+                high,
+                negated: false,
+            } => Some((column(lhs)?, constant(low)?, constant(high)?)),
+            BKind::Cmp(op, l, r) => {
+                let (at, c, op) = match (column(l), column(r)) {
+                    (Some(at), None) => (at, constant(r)?, *op),
+                    (None, Some(at)) => {
+                        let flipped = match op {
+                            BinOp::Lt => BinOp::Gt,
+                            BinOp::Le => BinOp::Ge,
+                            BinOp::Gt => BinOp::Lt,
+                            BinOp::Ge => BinOp::Le,
+                            other => *other,
+                        };
+                        (at, constant(l)?, flipped)
+                    }
+                    _ => return None,
+                };
+                let (low, high) = match op {
+                    BinOp::Eq => (c, c),
+                    BinOp::Ge => (c, i64::MAX),
+                    BinOp::Gt => c.checked_add(1).map_or(EMPTY, |low| (low, i64::MAX)),
+                    BinOp::Le => (i64::MIN, c),
+                    BinOp::Lt => c.checked_sub(1).map_or(EMPTY, |high| (i64::MIN, high)),
+                    _ => return None,
+                };
+                Some((at, low, high))
+            }
+            _ => None,
+        }
+    }
+
     /// The positions of the row's cells the expression reads, ascending, each once.
     pub(crate) fn columns_read(&self) -> Vec<usize> {
         fn walk(b: &Bound, out: &mut Vec<usize>) {

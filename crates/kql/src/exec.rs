@@ -36,10 +36,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ast::{
     AggFn, Aggregate, Expr, ExprKind, NamedExpr, Op, Query, SortKey, Source, Tabular,
 };
-use crate::eval::{bind, compare, conform, scalar, type_error, Bound};
+use crate::eval::{bind, compare, conform, scalar, type_error, BKind, Bound, Func};
 use crate::lexer::clip;
 use crate::value::{Column, ColumnType, Table, Value};
-use crate::{ExecError, RESULT_ROWS_MAX};
+use crate::{ExecError, KeyPart, RESULT_ROWS_MAX};
 
 /// Rows between operators.
 struct Frame {
@@ -1226,6 +1226,56 @@ impl Summarizer {
             .collect();
         for (agg, acc) in self.aggs.iter().zip(groups.groups[g].1.iter_mut()) {
             agg.add(acc, row, now_ms);
+        }
+    }
+
+    /// The parts of the group key, when every aggregate is `count()` and every `by` is a
+    /// column or `bin()` of a datetime column by a constant positive timespan (see
+    /// [`KeyPart`]); `None` otherwise.
+    pub(crate) fn counted_keys(&self) -> Option<Vec<KeyPart>> {
+        if !self
+            .aggs
+            .iter()
+            .all(|a| a.func == AggFn::Count && a.arg.is_none())
+        {
+            return None;
+        }
+        self.by
+            .iter()
+            .map(|b| match &b.kind {
+                BKind::Col(cell) => Some(KeyPart::Cell(*cell)),
+                BKind::Call(Func::Bin, args) if b.ty == ColumnType::DateTime => {
+                    match (&args.first()?.kind, &args.get(1)?.kind) {
+                        (BKind::Col(cell), BKind::Const(Value::TimeSpan(step_ms)))
+                            if args[0].ty == ColumnType::DateTime && *step_ms > 0 =>
+                        {
+                            Some(KeyPart::DateTimeBin {
+                                cell: *cell,
+                                step_ms: *step_ms,
+                            })
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// As `rows` calls of [`Summarizer::add`] with rows whose group key is `key` (the values
+    /// [`KeyPart`] says); only for a summarize with [`Summarizer::counted_keys`], `rows` ≥ 1.
+    pub(crate) fn add_counts(&self, groups: &mut Groups, key: Vec<Value>, rows: u64) {
+        debug_assert!(self.counted_keys().is_some() && key.len() == self.by.len());
+        let hash = key_hash(&key);
+        let g = match groups.find(hash, &key) {
+            Some(g) => g,
+            None => groups.insert(hash, key, self.start()),
+        };
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        for acc in groups.groups[g].1.iter_mut() {
+            if let Acc::Count(n) = acc {
+                *n = n.saturating_add(rows);
+            }
         }
     }
 

@@ -228,6 +228,32 @@ impl Query {
     }
 }
 
+/// What one value of a counted summarize's group key is made of
+/// ([`SummarizePlan::counted_keys`]), from the cells of a row the query's [`RowFilter`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The cell at this position as it is, when it is null or of its column's declared type
+    /// (the value [`SummarizePlan::add`] would use; a cell of another kind is converted there,
+    /// so a reader with such a cell adds its rows instead).
+    Cell(usize),
+    /// `bin(cell, step)` of the datetime cell at this position: for a cell holding
+    /// `Value::DateTime(t)`, `Value::DateTime(b)` with `b` = [`bin_datetime`]`(t, step_ms)`,
+    /// or `Value::Null` when that is `None`.
+    DateTimeBin {
+        /// The cell's position.
+        cell: usize,
+        /// The bin's length in ms (> 0).
+        step_ms: i64,
+    },
+}
+
+/// Kusto's `bin()` of a datetime or timespan of `ms` by `step_ms`: rounded down (towards the
+/// past) to a multiple of `step_ms`; `None` when `step_ms` is not positive or the result does
+/// not fit (KQL then gives null).
+pub fn bin_datetime(ms: i64, step_ms: i64) -> Option<i64> {
+    eval::bin_i64(ms, step_ms)
+}
+
 /// A query's `summarize` evaluated in parts (from [`Query::summarize_plan`]).
 ///
 /// A reader starts each part of its input with [`SummarizePlan::groups`], folds into it every
@@ -266,6 +292,28 @@ impl SummarizePlan {
     /// made for), ascending: a reader may leave the other cells of the rows it adds null.
     pub fn columns_read(&self) -> Vec<usize> {
         self.parts.summarizer.columns_read()
+    }
+
+    /// For a summarize whose aggregates are all `count()` and whose `by` keys are each a column
+    /// or `bin()` of a datetime column by a constant timespan: what each key is computed from
+    /// ([`KeyPart`], in the order of the `by` list). A reader may then count the kept rows of
+    /// each distinct key itself (for instance per dictionary entry and bin of a block) and hand
+    /// each key's count to [`SummarizePlan::add_counts`], in the order of the key's first row;
+    /// the groups are those [`SummarizePlan::add`] of the same rows gives. `None` for any other
+    /// summarize: the reader adds rows.
+    pub fn counted_keys(&self) -> Option<Vec<KeyPart>> {
+        self.parts.summarizer.counted_keys()
+    }
+
+    /// As `rows` (≥ 1) calls of [`SummarizePlan::add`] with rows whose group key is `key`: one
+    /// value per [`KeyPart`] of [`SummarizePlan::counted_keys`], as the part says. A key new
+    /// to `groups` comes after its groups, so keys must come in the order of their first row.
+    ///
+    /// # Panics
+    /// In debug builds, when the plan has no [`SummarizePlan::counted_keys`] or `key` is not
+    /// one value per part.
+    pub fn add_counts(&self, groups: &mut Groups, key: Vec<Value>, rows: u64) {
+        self.parts.summarizer.add_counts(groups, key, rows);
     }
 
     /// Folds `later`, the part of the input right after `into`'s, into `into`.
@@ -330,6 +378,22 @@ impl RowFilter {
     /// If `i` is not below [`RowFilter::conjuncts`].
     pub fn conjunct_columns(&self, i: usize) -> &[usize] {
         &self.columns[i]
+    }
+
+    /// When conjunct `i` is exactly a range test of one datetime column against constants
+    /// (`T between (a .. b)`, `T == a`, `T < a`, `T <= a`, `T > a`, `T >= a`, either way round,
+    /// with `a` and `b` free of columns: `datetime(...)`, `ago(...)`, `now()` and arithmetic on
+    /// them, evaluated at `now_ms`): the column's position and the inclusive range
+    /// `(low, high)` of Unix ms it keeps (empty when `low > high`). For a row whose cell there
+    /// holds `Value::DateTime(t)`, [`RowFilter::conjunct_keeps`] is `low <= t && t <= high`,
+    /// so a reader may test the integers, or a whole block by its least and greatest time. A
+    /// cell of another kind (a null) is tested with [`RowFilter::conjunct_keeps`]. `None` for
+    /// any other conjunct.
+    ///
+    /// # Panics
+    /// If `i` is not below [`RowFilter::conjuncts`].
+    pub fn conjunct_datetime_range(&self, i: usize, now_ms: i64) -> Option<(usize, i64, i64)> {
+        self.preds[i].datetime_range(now_ms)
     }
 
     /// Whether conjunct `i` keeps `row`: only the cells of [`RowFilter::conjunct_columns`]

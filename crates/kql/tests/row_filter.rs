@@ -89,3 +89,73 @@ fn a_filter_on_an_unknown_column_is_the_query_s_own_error() {
     let e = query.row_filter("Syslog", &table.columns).unwrap_err();
     assert_eq!(e.to_string(), "2:9: unknown column 'Nope'");
 }
+
+/// `RowFilter::conjunct_datetime_range`: the range it gives keeps exactly the datetimes the
+/// conjunct keeps, at and around each bound and at the ends of i64; other shapes give none.
+#[test]
+fn a_datetime_range_keeps_exactly_what_its_conjunct_keeps() {
+    let table = syslog();
+    let now = 1_600_000_000_000 + 3_600_000;
+    let c = 1_600_000_000_000i64;
+    let ranged = [
+        "TimeGenerated between (datetime(2020-09-13T12:26:40Z) .. datetime(2020-09-13T12:36:40Z))",
+        "TimeGenerated between (datetime(2020-09-13T12:26:40Z) .. 10m)",
+        "TimeGenerated between (datetime(2020-09-13T12:36:40Z) .. datetime(2020-09-13T12:26:40Z))",
+        "TimeGenerated == datetime(2020-09-13T12:26:40Z)",
+        "TimeGenerated > datetime(2020-09-13T12:26:40Z)",
+        "TimeGenerated >= datetime(2020-09-13T12:26:40Z)",
+        "TimeGenerated < datetime(2020-09-13T12:26:40Z)",
+        "TimeGenerated <= datetime(2020-09-13T12:26:40Z)",
+        "datetime(2020-09-13T12:26:40Z) < TimeGenerated",
+        "datetime(2020-09-13T12:26:40Z) >= TimeGenerated",
+        "TimeGenerated > ago(1h)",
+        "now() - 30m >= TimeGenerated",
+    ];
+    let unranged = [
+        "TimeGenerated != datetime(2020-09-13T12:26:40Z)",
+        "TimeGenerated !between (datetime(2020-09-13T12:26:40Z) .. 10m)",
+        "TimeGenerated between (TimeGenerated .. datetime(2020-09-13T12:26:40Z))",
+        "TimeGenerated > TimeGenerated",
+        "bin(TimeGenerated, 1h) == datetime(2020-09-13T12:00:00Z)",
+        "TimeGenerated > datetime(null)",
+        "Severity between (1 .. 3)",
+        "Computer == 'host-1'",
+        "TimeGenerated > ago(1h) or Severity == 2",
+    ];
+    let mut times = vec![i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX, now];
+    for edge in [c, c + 600_000, now - 3_600_000, now - 1_800_000] {
+        times.extend([edge - 1, edge, edge + 1]);
+    }
+    for (text, want_range) in ranged
+        .iter()
+        .map(|t| (t, true))
+        .chain(unranged.iter().map(|t| (t, false)))
+    {
+        let query = parse(&format!("Syslog | where {text}")).unwrap();
+        let filter = query.row_filter("Syslog", &table.columns).unwrap().unwrap();
+        assert_eq!(filter.conjuncts(), 1, "{text}");
+        let range = filter.conjunct_datetime_range(0, now);
+        assert_eq!(range.is_some(), want_range, "{text}: {range:?}");
+        let Some((at, low, high)) = range else {
+            continue;
+        };
+        assert_eq!(at, 0, "{text}");
+        let mut kept = 0;
+        for &t in &times {
+            let row = [
+                Value::DateTime(t),
+                Value::String("host-1".into()),
+                Value::Long(2),
+            ];
+            let keeps = filter.conjunct_keeps(0, &row, now);
+            assert_eq!(keeps, low <= t && t <= high, "{text} at {t}");
+            kept += usize::from(keeps);
+        }
+        // Each range keeps some of the times and drops others (the tests can fail).
+        if !text.contains("12:36:40Z) .. datetime(2020-09-13T12:26") {
+            assert!(kept > 0 && kept < times.len(), "{text}: {kept}");
+        } else {
+            assert_eq!(kept, 0, "an inverted between keeps nothing");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cmksim_kql::{execute, parse, Column, ColumnType, Table, Value};
+use cmksim_kql::{bin_datetime, execute, parse, Column, ColumnType, KeyPart, Table, Value};
 
 const NOW_MS: i64 = 1_600_000_000_000 + 86_400_000;
 
@@ -165,4 +165,112 @@ fn only_exactly_mergeable_summarizes_get_a_plan() {
         err.to_string(),
         whole("Events | summarize sum(Nope)", &table).unwrap_err()
     );
+}
+
+/// The query in parts as a reader with [`cmksim_kql::SummarizePlan::counted_keys`] runs it:
+/// each part's kept rows counted per distinct key (computed from the cells as each
+/// [`KeyPart`] says), the keys added with their counts in the order of their first row.
+fn counted_in_parts(text: &str, table: &Table, cuts: &[usize]) -> Table {
+    let query = parse(text).unwrap();
+    let plan = query
+        .summarize_plan("Events", &table.columns)
+        .unwrap()
+        .unwrap();
+    let parts = plan.counted_keys().expect("counted keys");
+    let filter = query.row_filter("Events", &table.columns).unwrap();
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(table.rows.len());
+    let mut merged = plan.groups();
+    for part in bounds.windows(2) {
+        // Keys in order of first appearance, with their counts (a linear search: few keys).
+        let mut counts: Vec<(Vec<Value>, u64)> = Vec::new();
+        for row in &table.rows[part[0]..part[1]] {
+            if !filter.as_ref().is_none_or(|f| f.keeps(row, NOW_MS)) {
+                continue;
+            }
+            let key: Vec<Value> = parts
+                .iter()
+                .map(|p| match *p {
+                    KeyPart::Cell(at) => row[at].clone(),
+                    KeyPart::DateTimeBin { cell, step_ms } => match row[cell] {
+                        Value::DateTime(t) => {
+                            bin_datetime(t, step_ms).map_or(Value::Null, Value::DateTime)
+                        }
+                        ref other => panic!("a datetime cell, found {other:?}"),
+                    },
+                })
+                .collect();
+            match counts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((key, 1)),
+            }
+        }
+        let mut groups = plan.groups();
+        for (key, n) in counts {
+            plan.add_counts(&mut groups, key, n);
+        }
+        plan.merge(&mut merged, groups);
+    }
+    plan.finish(merged, NOW_MS).unwrap()
+}
+
+#[test]
+fn counting_per_key_answers_as_adding_rows() {
+    let table = events();
+    let n = table.rows.len();
+    let counted = [
+        "Events | summarize count()",
+        "Events | where Level > 100 | summarize count() by Computer",
+        "Events | where Computer contains 'b' | summarize count() by Computer, bin(TimeGenerated, 5m)",
+        "Events | summarize n = count(), count() by bin(TimeGenerated, 20m), Level",
+        "Events | summarize count() by Level, Computer | order by count_ desc",
+        "Events | where TimeGenerated > datetime(2020-09-13T12:50:00Z) | summarize count() by TimeGenerated",
+    ];
+    for text in counted {
+        let expected = whole(text, &table).unwrap();
+        for cuts in [
+            vec![],
+            vec![1, 2, 3, n - 1],
+            vec![17, 17, 40],
+            (1..n).collect(),
+        ] {
+            assert_eq!(
+                counted_in_parts(text, &table, &cuts),
+                expected,
+                "{text} cut at {cuts:?}"
+            );
+        }
+    }
+    let parts = |text: &str| {
+        parse(text)
+            .unwrap()
+            .summarize_plan("Events", &table.columns)
+            .unwrap()
+            .unwrap()
+            .counted_keys()
+    };
+    assert_eq!(
+        parts("Events | summarize count() by Computer, bin(TimeGenerated, 5m)"),
+        Some(vec![
+            KeyPart::Cell(1),
+            KeyPart::DateTimeBin {
+                cell: 0,
+                step_ms: 300_000
+            }
+        ])
+    );
+    assert_eq!(parts("Events | summarize count()"), Some(vec![]));
+    for text in [
+        "Events | summarize count(), sum(Level) by Computer",
+        "Events | summarize countif(Level > 1) by Computer",
+        "Events | summarize dcount(Level)",
+        "Events | summarize count() by tolower(Computer)",
+        "Events | summarize count() by bin(Level, 2)",
+        "Events | summarize count() by bin(TimeGenerated, 0s)",
+        "Events | summarize count() by bin(TimeGenerated, -5m)",
+        "Events | summarize count() by bin(Took, 1s)",
+    ] {
+        assert_eq!(parts(text), None, "{text}");
+    }
 }

@@ -319,6 +319,19 @@ const SUMMARIZED: &[&str] = &[
     "Events | summarize countif(Ok), dcount(Props) by Ok, bin(Seen, 1d) | order by countif_Ok desc",
     "Events | where TimeGenerated > ago(2d) | summarize n = count() by Computer | top 3 by n",
     "Events | summarize count()",
+    // Counted per key in columnar blocks (count() by string columns and bins of the time):
+    // time ranges and bins that cut blocks, blocks wholly inside or outside the range, two
+    // keys with nulls and empty strings, nothing kept, and filters that count rows instead.
+    "Events | where TimeGenerated between (ago(2d) .. ago(1d)) and Computer contains \"web\" | summarize count() by Category, bin(TimeGenerated, 5m)",
+    "Events | where TimeGenerated > ago(1d) | summarize count() by Computer, Category",
+    "Events | where TimeGenerated >= ago(100d) | summarize n = count() by bin(TimeGenerated, 7h), Category | order by n desc | take 5",
+    "Events | where TimeGenerated < ago(30d) | summarize count() by Category",
+    "Events | where Category == \"\" and Computer !contains \"db\" | summarize count() by Computer",
+    "Events | where Computer !contains \"db\" and Level > 2 | summarize count() by bin(TimeGenerated, 1h)",
+    "Events | where Level > 2 or Computer == \"web-01\" | summarize count() by Category",
+    "Events | where now() > ago(1h) and Computer has \"app\" | summarize count() by Computer, bin(TimeGenerated, 1d)",
+    "Events | where 1 == 2 | summarize count() by Computer",
+    "Events | summarize count() by bin(TimeGenerated, 1ms), Category | count",
 ];
 
 /// The query with its summarize folded into groups in the scan (`DataPlane::summarize_rows`) on
@@ -331,21 +344,31 @@ fn summarized(w: &World, query: &kql::Query, threads: usize) -> kql::Table {
         .summarize_plan(TABLE, &columns)
         .unwrap()
         .expect("a mergeable summarize");
+    let scan = RowScan {
+        columns: &columns,
+        filter: filter.as_ref(),
+        now_ms: w.now.unix_ms(),
+    };
     let (groups, stats) = w
         .plane
-        .summarize_rows_on(
-            threads,
-            &request(w),
-            &RowScan {
-                columns: &columns,
-                filter: filter.as_ref(),
-                now_ms: w.now.unix_ms(),
-            },
-            &plan,
-        )
+        .summarize_rows_on(threads, &request(w), &scan, &plan)
         .unwrap();
     assert_eq!(stats.records, 3_000);
-    plan.finish(groups, w.now.unix_ms()).unwrap()
+    let result = plan.finish(groups, w.now.unix_ms()).unwrap();
+    // The same with the query's own time bounds as the scan's range (as the front end asks):
+    // a range that cuts blocks.
+    let (from, to) = query.time_bounds(w.now.unix_ms());
+    let narrowed = ScanRequest {
+        from: SimTime(from.map_or(w.from.0, |f| f.clamp(w.from.0, w.to.0))),
+        to: SimTime(to.map_or(w.to.0, |t| t.clamp(w.from.0, w.to.0))),
+        ..request(w)
+    };
+    let (groups, _) = w
+        .plane
+        .summarize_rows_on(threads, &narrowed, &scan, &plan)
+        .unwrap();
+    assert_eq!(plan.finish(groups, w.now.unix_ms()).unwrap(), result);
+    result
 }
 
 #[test]

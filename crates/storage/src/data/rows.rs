@@ -18,11 +18,24 @@
 //! (`cmksim_kql::SummarizePlan`), and the blocks' groups are merged in block order, so no row
 //! is copied or kept at all (issue 11: copying kept rows and grouping them in a second pass
 //! were most of what the scan cost beyond decryption).
+//!
+//! In a columnar block (format 3) the filter is a byte per record, narrowed conjunct by
+//! conjunct over whole columns: a string conjunct once per dictionary entry, a `TimeGenerated`
+//! range (`RowFilter::conjunct_datetime_range`) by integer compares, or not at all when the
+//! block's least and greatest times are both inside it (or none of the block when both are
+//! outside). A `count()` summarize by string columns and `bin(TimeGenerated, ...)`
+//! (`SummarizePlan::counted_keys`) is then counted per block in an array indexed by the key's
+//! dictionary codes and bin, and only each distinct key of the block is handed to the plan,
+//! in the order of its first kept row ([`count_columnar`]): no row is built, no group looked
+//! up per row (issue 11: after the filter and the projection, building each kept row and
+//! finding its group was what a record cost). Anything else (other key expressions or
+//! aggregates, a key column stored with several types, too many distinct keys in a block)
+//! adds rows as before, per block; both give the plan the same groups.
 
 use cmksim_kql as kql;
 
 use super::block::{KeyRef, Tier};
-use super::columnar::{Columns, Slots, Values};
+use super::columnar::{Columns, Ids, Slots, Values};
 use super::record::{self, PayloadFormat, Projection};
 use super::tier::{malformed, ScanRequest, ScanStats, StoredBlock};
 use super::{DataPlane, Result};
@@ -79,10 +92,13 @@ impl DataPlane {
         let projection = projection(&names);
         let open = |b: &StoredBlock| -> Result<(u64, KeptRows)> {
             let mut kept = Vec::new();
-            let in_range =
-                self.open_rows(b, request, rows, &projection, None, &mut |time_ms, row| {
-                    kept.push((time_ms, row.clone()))
-                })?;
+            let in_range = self.open_rows(
+                b,
+                request,
+                rows,
+                &projection,
+                &mut Kept::Each(&mut |time_ms, row| kept.push((time_ms, row.clone()))),
+            )?;
             Ok((in_range, kept))
         };
         self.scan_blocks(threads, request, &open, &mut |tier, key, (time_ms, row)| {
@@ -116,12 +132,21 @@ impl DataPlane {
         let names = column_names(rows);
         let projection = projection(&names);
         let read = plan.columns_read();
+        let counted = plan.counted_keys();
         let open = |b: &StoredBlock| -> Result<(u64, Vec<kql::Groups>)> {
             let mut groups = plan.groups();
-            let in_range =
-                self.open_rows(b, request, rows, &projection, Some(&read), &mut |_, row| {
-                    plan.add(&mut groups, row, rows.now_ms)
-                })?;
+            let in_range = self.open_rows(
+                b,
+                request,
+                rows,
+                &projection,
+                &mut Kept::Groups {
+                    plan,
+                    groups: &mut groups,
+                    read: &read,
+                    counted: counted.as_deref(),
+                },
+            )?;
             Ok((in_range, vec![groups]))
         };
         let mut merged = plan.groups();
@@ -132,19 +157,16 @@ impl DataPlane {
     }
 
     /// Opens one block and decodes its records in the request's range into rows of
-    /// `rows.columns` (conformed to their declared types), handing `keep` those `rows.filter`
-    /// keeps (the row is a buffer reused for the next record: `keep` copies what it holds on
-    /// to). Returns how many records were in the range; checks the records against the
-    /// authenticated header. `read`: the cells `keep` reads, when it does not read them all (a
-    /// columnar block leaves the others null in the rows it keeps).
+    /// `rows.columns` (conformed to their declared types), handing `kept` those `rows.filter`
+    /// keeps. Returns how many records were in the range; checks the records against the
+    /// authenticated header.
     fn open_rows(
         &self,
         b: &StoredBlock,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
         projection: &Projection<'_>,
-        read: Option<&[usize]>,
-        keep: &mut dyn FnMut(i64, &mut Vec<kql::Value>),
+        kept: &mut Kept<'_>,
     ) -> Result<u64> {
         let (from, to) = (request.from.0, request.to.0);
         let (header, payload) = self.open_payload(b.tier, &b.key, &b.bytes, request.aek)?;
@@ -162,8 +184,15 @@ impl DataPlane {
                     "records disagree with the authenticated header".into(),
                 ));
             }
-            return scan_columnar(&block, rows, projection, read, (from, to), keep)
-                .map_err(|r| malformed(b.tier, &b.key, r));
+            return scan_columnar(
+                &block,
+                (least, greatest),
+                rows,
+                projection,
+                (from, to),
+                kept,
+            )
+            .map_err(|r| malformed(b.tier, &b.key, r));
         }
         let mut in_range = 0u64;
         let (count, least, greatest) = record::decode_rows(
@@ -180,7 +209,7 @@ impl DataPlane {
                     conform(cell, column.column_type);
                 }
                 if rows.filter.is_none_or(|f| f.keeps(row, rows.now_ms)) {
-                    keep(time_ms, row);
+                    kept.add(time_ms, row, rows.now_ms);
                 }
             },
         )
@@ -195,6 +224,40 @@ impl DataPlane {
             ));
         }
         Ok(in_range)
+    }
+}
+
+/// What a scan does with the rows a block keeps.
+enum Kept<'k> {
+    /// Hands each to the closure with its `TimeGenerated`; the row is a buffer reused for the
+    /// next record (the closure copies what it holds on to).
+    Each(&'k mut dyn FnMut(i64, &mut Vec<kql::Value>)),
+    /// Folds each into a summarize's groups.
+    Groups {
+        plan: &'k kql::SummarizePlan,
+        groups: &'k mut kql::Groups,
+        /// The cells `plan` reads (a columnar block leaves the others null in the rows it adds).
+        read: &'k [usize],
+        /// `plan.counted_keys()`: a columnar block may count its rows per key instead
+        /// ([`count_columnar`]).
+        counted: Option<&'k [kql::KeyPart]>,
+    },
+}
+
+impl Kept<'_> {
+    fn add(&mut self, time_ms: i64, row: &mut Vec<kql::Value>, now_ms: i64) {
+        match self {
+            Kept::Each(visit) => visit(time_ms, row),
+            Kept::Groups { plan, groups, .. } => plan.add(groups, row, now_ms),
+        }
+    }
+
+    /// The cells of a kept row that are read; `None`: every one.
+    fn read(&self) -> Option<&[usize]> {
+        match self {
+            Kept::Each(_) => None,
+            Kept::Groups { read, .. } => Some(*read),
+        }
     }
 }
 
@@ -216,22 +279,31 @@ fn find(sources: &[Source<'_>], row: usize) -> Option<(usize, usize)> {
 /// A filter's verdict memo per dictionary entry: 0 unknown, 1 drop, 2 keep.
 type Verdicts = Vec<u8>;
 
-/// The scan of one columnar block (block format 3): the records in `[from, to)`, filtered with
-/// each single-column conjunct of `rows.filter` tested once per distinct string of the block
-/// (memoised per dictionary entry) or once per time, the rest on the projected row; the kept
-/// rows handed to `keep`, their cells conformed as [`conform`] does (only the cells of `read`
-/// and those the remaining conjuncts read, when `read` is given; the others null). Only the
-/// projected columns are decoded. Returns how many records were in the range.
+/// The most distinct key codes (dictionary entries × bins) [`count_columnar`] counts one
+/// block's records in; the bound is also at most twice the block's records (at least 256), so
+/// the counting arrays stay within the block's own size. A block with more adds its rows.
+const COUNT_CELLS_MAX: usize = 1 << 20;
+
+/// The scan of one columnar block (block format 3) whose times lie in `[least, greatest]`:
+/// the records in `[from, to)`, filtered conjunct by conjunct over a byte per record (see
+/// the module doc: a single-column conjunct tested once per distinct string of the block, a
+/// time range by integers or by the block's bounds, a conjunct that reads no column once),
+/// the conjuncts of several columns on the projected row; what is kept handed to `kept`, in
+/// record order, its cells conformed as [`conform`] does (only the cells `kept` reads and
+/// those the remaining conjuncts read; the others null), or counted per key when `kept` is a
+/// counted summarize ([`count_columnar`]). Only the projected columns are decoded. Returns how
+/// many records were in the range.
 fn scan_columnar(
     block: &Columns<'_>,
+    (least, greatest): (i64, i64),
     rows: &RowScan<'_>,
     projection: &Projection<'_>,
-    read: Option<&[usize]>,
     (from, to): (i64, i64),
-    keep: &mut dyn FnMut(i64, &mut Vec<kql::Value>),
+    kept: &mut Kept<'_>,
 ) -> std::result::Result<u64, String> {
     let width = projection.columns.len();
-    let n = block.times.len();
+    let times = &block.times;
+    let n = times.len();
     // Each projected position's stored columns (none for TimeGenerated: the record's time).
     let mut sources: Vec<Vec<Source<'_>>> = (0..width).map(|_| Vec::new()).collect();
     for column in &block.columns {
@@ -243,76 +315,108 @@ fn scan_columnar(
             });
         }
     }
-    let mut selected: Vec<u32> = (0..n as u32)
-        .filter(|&r| (from..to).contains(&block.times[r as usize]))
-        .collect();
-    let in_range = selected.len() as u64;
+    // 1 for a record still kept: first those in [from, to), all of them when the block's
+    // times are.
+    let mut mask: Vec<u8> = if from <= least && greatest < to {
+        vec![1; n]
+    } else if greatest < from || least >= to {
+        vec![0; n]
+    } else {
+        times
+            .iter()
+            .map(|&t| u8::from(from <= t && t < to))
+            .collect()
+    };
+    let in_range: u64 = mask.iter().map(|&m| u64::from(m)).sum();
     let mut scratch = vec![kql::Value::Null; width];
     let mut rest = Vec::new();
     if let Some(filter) = rows.filter {
         // Conjuncts of one column that is not the time first (one test per dictionary entry
-        // narrows the rows the others see), then those of the time, then the rest; the
-        // conjuncts are pure, so their order does not change which rows are kept.
+        // narrows the rows the others see), then those of the time or of no column, then the
+        // rest; the conjuncts are pure, so their order does not change which rows are kept.
         let mut order: Vec<usize> = (0..filter.conjuncts()).collect();
         order.sort_by_key(|&i| match filter.conjunct_columns(i) {
             [at] if Some(*at) != projection.time => 0,
-            [_] => 1,
+            [_] | [] => 1,
             _ => 2,
         });
         for i in order {
-            let &[at] = filter.conjunct_columns(i) else {
-                rest.push(i);
-                continue;
+            let at = match filter.conjunct_columns(i) {
+                // The same answer for every record: asked once.
+                [] => {
+                    if !filter.conjunct_keeps(i, &scratch, rows.now_ms) {
+                        mask.fill(0);
+                    }
+                    continue;
+                }
+                &[at] => at,
+                _ => {
+                    rest.push(i);
+                    continue;
+                }
             };
             let declared = rows.columns[at].column_type;
-            let test = |cell: kql::Value, scratch: &mut Vec<kql::Value>| {
+            let mut test = |cell: kql::Value| {
                 scratch[at] = cell;
                 conform(&mut scratch[at], declared);
-                filter.conjunct_keeps(i, scratch, rows.now_ms)
+                filter.conjunct_keeps(i, &scratch, rows.now_ms)
             };
-            if Some(at) == projection.time {
-                selected
-                    .retain(|&r| test(kql::Value::DateTime(block.times[r as usize]), &mut scratch));
+            if Some(at) != projection.time {
+                let absent = test(kql::Value::Null);
+                narrow(&sources[at], &mut mask, absent, &mut test)?;
                 continue;
             }
-            let absent = test(kql::Value::Null, &mut scratch);
-            let mut verdicts: Vec<Verdicts> = sources[at]
-                .iter()
-                .map(|s| match &s.values {
-                    Values::Strings { dict, .. } => vec![0; dict.len()],
-                    _ => Vec::new(),
-                })
-                .collect();
-            let mut failed = None;
-            selected.retain(|&r| {
-                let Some((s, v)) = find(&sources[at], r as usize) else {
-                    return absent;
-                };
-                let values = &sources[at][s].values;
-                if let Values::Strings { dict, ids } = values {
-                    let id = ids.get(v);
-                    let memo = &mut verdicts[s][id];
-                    if *memo == 0 {
-                        let cell = kql::Value::String(dict[id].to_string());
-                        *memo = 1 + u8::from(test(cell, &mut scratch));
-                    }
-                    return *memo == 2;
+            // The time cell holds DateTime(t) when its column is declared a datetime.
+            let range = filter
+                .conjunct_datetime_range(i, rows.now_ms)
+                .filter(|&(c, _, _)| c == at && declared == kql::ColumnType::DateTime);
+            match range {
+                Some((_, low, high)) if low <= least && greatest <= high => {}
+                Some((_, low, high)) if high < least || greatest < low || low > high => {
+                    mask.fill(0);
                 }
-                match values.cell(v) {
-                    Ok(cell) => test(cell, &mut scratch),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        false
+                Some((_, low, high)) => {
+                    for (m, &t) in mask.iter_mut().zip(times) {
+                        *m &= u8::from(low <= t && t <= high);
                     }
                 }
-            });
-            if let Some(e) = failed {
-                return Err(e);
+                None => {
+                    for (m, &t) in mask.iter_mut().zip(times) {
+                        if *m != 0 {
+                            *m = u8::from(test(kql::Value::DateTime(t)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if rest.is_empty() {
+        if let Kept::Groups {
+            plan,
+            groups,
+            counted: Some(parts),
+            ..
+        } = kept
+        {
+            let counted = count_columnar(
+                times,
+                (least, greatest),
+                rows,
+                projection,
+                &sources,
+                &mask,
+                parts,
+                plan,
+                groups,
+            );
+            if counted {
+                return Ok(in_range);
             }
         }
     }
     // The kept rows: the row buffer is reused; a string cell holding the same entry as the
     // previous row's is left as it is, another string is copied into its buffer.
+    let read = kept.read();
     let wanted: Vec<bool> = (0..width)
         .map(|at| {
             read.is_none_or(|read| read.contains(&at))
@@ -324,9 +428,8 @@ fn scan_columnar(
         .collect();
     let mut row = vec![kql::Value::Null; width];
     let mut last: Vec<Option<(usize, usize)>> = vec![None; width];
-    for r in selected {
-        let r = r as usize;
-        let time_ms = block.times[r];
+    for (r, _) in mask.iter().enumerate().filter(|(_, m)| **m != 0) {
+        let time_ms = times[r];
         for (at, cell) in row.iter_mut().enumerate() {
             if !wanted[at] {
                 continue;
@@ -362,14 +465,242 @@ fn scan_columnar(
             *cell = values.cell(v)?;
             conform(cell, declared);
         }
-        let kept = rows
+        let keeps = rows
             .filter
             .is_none_or(|f| rest.iter().all(|&i| f.conjunct_keeps(i, &row, rows.now_ms)));
-        if kept {
-            keep(time_ms, &mut row);
+        if keeps {
+            kept.add(time_ms, &mut row, rows.now_ms);
         }
     }
     Ok(in_range)
+}
+
+/// Narrows `mask` (a byte per record of the block) by a conjunct of one column whose stored
+/// columns are `sources`: `test` of a record's value, `absent` for a record without one. A
+/// string column every record has, whose dictionary folds its values (at most half as many
+/// entries as records), is tested once per entry and then looked up per record; otherwise each
+/// record still kept is tested, strings once per entry (memoised).
+fn narrow(
+    sources: &[Source<'_>],
+    mask: &mut [u8],
+    absent: bool,
+    test: &mut dyn FnMut(kql::Value) -> bool,
+) -> std::result::Result<(), String> {
+    if let [Source {
+        values: Values::Strings { dict, ids },
+        slots: Slots::Every,
+    }] = sources
+    {
+        if dict.len() * 2 <= mask.len() {
+            let verdicts: Vec<u8> = dict
+                .iter()
+                .map(|s| u8::from(test(kql::Value::String(s.to_string()))))
+                .collect();
+            ids.each(mask.len(), |r, id| mask[r] &= verdicts[id]);
+            return Ok(());
+        }
+    }
+    let mut verdicts: Vec<Verdicts> = sources
+        .iter()
+        .map(|s| match &s.values {
+            Values::Strings { dict, .. } => vec![0; dict.len()],
+            _ => Vec::new(),
+        })
+        .collect();
+    for (r, m) in mask.iter_mut().enumerate() {
+        if *m == 0 {
+            continue;
+        }
+        let Some((s, v)) = find(sources, r) else {
+            *m = u8::from(absent);
+            continue;
+        };
+        let values = &sources[s].values;
+        let keeps = if let Values::Strings { dict, ids } = values {
+            let id = ids.get(v);
+            let memo = &mut verdicts[s][id];
+            if *memo == 0 {
+                *memo = 1 + u8::from(test(kql::Value::String(dict[id].to_string())));
+            }
+            *memo == 2
+        } else {
+            test(values.cell(v)?)
+        };
+        *m = u8::from(keeps);
+    }
+    Ok(())
+}
+
+/// How [`count_columnar`] numbers one part of a record's group key in a block.
+enum Coder<'b> {
+    /// A string column no record of the block has: always null, code 0.
+    Null,
+    /// A string column of one stored column of strings: code 0 for a record without a value
+    /// (null), its dictionary entry + 1 for one with.
+    Strings {
+        dict: &'b [&'b str],
+        ids: &'b Ids<'b>,
+        slots: &'b Slots,
+    },
+    /// `bin(TimeGenerated, step_ms)`: code `(bin - first) / step_ms`, `first` being the bin of
+    /// the block's least time.
+    Bin { first: i64, step_ms: i64 },
+}
+
+/// A counted summarize over a columnar block (`SummarizePlan::counted_keys`): each record
+/// `mask` keeps gets a code per key part (its string column's dictionary entry, or its time's
+/// bin within the block), the records are counted per combination of codes in an array, and
+/// each combination counted is handed to the plan as its key's values with its count, in the
+/// order of its first kept record, which is what adding the rows one by one gives the groups
+/// (a dictionary may hold one string twice: the plan finds the group by value). Returns false,
+/// having handed over nothing, when a key part is not one of those (the time itself, a column
+/// declared other than string, stored with another type or in several stored columns), or when
+/// the block's combinations are more than [`COUNT_CELLS_MAX`] or twice its records: the caller
+/// then adds the rows.
+#[allow(clippy::too_many_arguments)]
+fn count_columnar(
+    times: &[i64],
+    (least, greatest): (i64, i64),
+    rows: &RowScan<'_>,
+    projection: &Projection<'_>,
+    sources: &[Vec<Source<'_>>],
+    mask: &[u8],
+    parts: &[kql::KeyPart],
+    plan: &kql::SummarizePlan,
+    groups: &mut kql::Groups,
+) -> bool {
+    let n = times.len();
+    // Nothing kept (no record, or a block outside the query's time range): nothing to add.
+    if !mask.contains(&1) {
+        return true;
+    }
+    let mut coders = Vec::with_capacity(parts.len());
+    let mut cards = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (coder, card) = match *part {
+            kql::KeyPart::Cell(at) => {
+                if Some(at) == projection.time
+                    || rows.columns[at].column_type != kql::ColumnType::String
+                {
+                    return false;
+                }
+                match sources[at].as_slice() {
+                    [] => (Coder::Null, 1),
+                    [Source {
+                        values: Values::Strings { dict, ids },
+                        slots,
+                    }] => (Coder::Strings { dict, ids, slots }, dict.len() + 1),
+                    _ => return false,
+                }
+            }
+            kql::KeyPart::DateTimeBin { cell, step_ms } => {
+                if Some(cell) != projection.time
+                    || rows.columns[cell].column_type != kql::ColumnType::DateTime
+                {
+                    return false;
+                }
+                let (Some(first), Some(last)) = (
+                    kql::bin_datetime(least, step_ms),
+                    kql::bin_datetime(greatest, step_ms),
+                ) else {
+                    return false;
+                };
+                // The span fits, so every bin's offset from the first does too.
+                let Some(span) = last.checked_sub(first) else {
+                    return false;
+                };
+                let Ok(bins) = usize::try_from(span / step_ms + 1) else {
+                    return false;
+                };
+                (Coder::Bin { first, step_ms }, bins)
+            }
+        };
+        coders.push(coder);
+        cards.push(card);
+    }
+    let cells_max = (2 * n).clamp(256, COUNT_CELLS_MAX);
+    let mut cells = 1usize;
+    for &card in &cards {
+        match cells.checked_mul(card) {
+            Some(c) if c <= cells_max => cells = c,
+            _ => return false,
+        }
+    }
+    // Each record's combination: the sum of its codes times their strides (a code of part
+    // k is worth the product of the parts' sizes before k). Below cells_max, so a u32.
+    let mut combination = vec![0u32; n];
+    let mut stride = 1u32;
+    for (coder, &card) in coders.iter().zip(&cards) {
+        match coder {
+            Coder::Null => {}
+            Coder::Strings { ids, slots, .. } => match slots {
+                Slots::Every => ids.each(n, |r, id| combination[r] += (id as u32 + 1) * stride),
+                Slots::Some(slots) => {
+                    for (c, &slot) in combination.iter_mut().zip(slots) {
+                        if slot != Slots::ABSENT {
+                            *c += (ids.get(slot as usize) as u32 + 1) * stride;
+                        }
+                    }
+                }
+            },
+            Coder::Bin { first, step_ms } if card > 1 => {
+                // Times mostly come in order: a record in the bin of the one before takes no
+                // division. The bin [low, high] starts empty.
+                let (mut low, mut high, mut code) = (1i64, 0i64, 0u32);
+                for (c, &t) in combination.iter_mut().zip(times) {
+                    if t < low || t > high {
+                        // t is within [least, greatest], so its bin exists and is at most
+                        // `span` after the first.
+                        let Some(bin) = kql::bin_datetime(t, *step_ms) else {
+                            return false;
+                        };
+                        low = bin;
+                        high = bin.saturating_add(step_ms - 1);
+                        code = ((bin - first) / step_ms) as u32;
+                    }
+                    *c += code * stride;
+                }
+            }
+            Coder::Bin { .. } => {}
+        }
+        stride *= card as u32;
+    }
+    let mut counts = vec![0u32; cells];
+    let mut first_kept = vec![u32::MAX; cells];
+    for (r, (&c, &m)) in combination.iter().zip(mask).enumerate() {
+        let c = c as usize;
+        counts[c] += u32::from(m);
+        // r when kept, u32::MAX (no change) when not: no branch.
+        first_kept[c] = first_kept[c].min(r as u32 | u32::from(m).wrapping_sub(1));
+    }
+    let mut order: Vec<(u32, usize)> = (0..cells)
+        .filter(|&c| counts[c] > 0)
+        .map(|c| (first_kept[c], c))
+        .collect();
+    order.sort_unstable();
+    for (_, cell) in order {
+        let mut rest = cell;
+        let key = coders
+            .iter()
+            .zip(&cards)
+            .map(|(coder, &card)| {
+                let code = rest % card;
+                rest /= card;
+                match coder {
+                    Coder::Null => kql::Value::Null,
+                    Coder::Strings { dict, .. } => match code {
+                        0 => kql::Value::Null,
+                        entry => kql::Value::String(dict[entry - 1].to_string()),
+                    },
+                    Coder::Bin { first, step_ms } => {
+                        kql::Value::DateTime(first + code as i64 * step_ms)
+                    }
+                }
+            })
+            .collect();
+        plan.add_counts(groups, key, u64::from(counts[cell]));
+    }
+    true
 }
 
 fn column_names<'a>(rows: &'a RowScan<'_>) -> Vec<&'a str> {

@@ -1242,6 +1242,9 @@ fn columnar_blocks_scan_beside_json_and_binary_ones_with_the_same_answers() {
         "T | where Uniq has 'xxx' | summarize count()",
         "T | where TimeGenerated > ago(4h) and Computer in ('app-2', 'web-0') | project Computer, Uniq",
         "T | where One != 'same' | summarize count() by Computer",
+        "T | where TimeGenerated > ago(4h) | summarize count() by One, Computer, bin(TimeGenerated, 7m)",
+        "T | where Computer startswith 'a' | summarize count() by Missing, Uniq",
+        "T | summarize count() by Level, Computer",
     ];
     for text in queries {
         let query = kql::parse(text).unwrap();
