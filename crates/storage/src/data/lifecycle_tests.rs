@@ -741,7 +741,8 @@ fn users(plane: &DataPlane, aek: &Aek, table: &str) -> Vec<String> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies every file under `from` to `to`: what a crash at this instant leaves on disk.
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -8,6 +8,8 @@
 //! - [`block`]: the versioned, authenticated block format (documented there, byte by byte).
 //! - [`record`]: [`Record`] and its encoding inside a block.
 //! - [`store`]: the sled trees, key layout and per-account [`AccountCounters`].
+//! - `journal`: how a one-block append commits with plain inserts, not a sled transaction, and
+//!   how the counters catch up with it (also after a crash).
 //! - [`tier`]: append and query over the cold tier and the hot tier (the last `hot_tier_window`).
 //! - [`hot`]: the hot tier's entry (a block's DEK under the hot tier's key, not a second copy).
 //! - [`buffer`]: the outage buffer (on disk, under the MMK) and its exactly-once drain.
@@ -31,6 +33,7 @@ pub mod buffer;
 mod columnar;
 mod error;
 pub mod hot;
+mod journal;
 pub mod keys;
 pub mod lifecycle;
 pub mod record;

@@ -9,15 +9,20 @@
 //! | `cold` | account ␀ workspace ␀ table ␀ max time (8) block id (8) | sealed block |
 //! | `hot` | same key as the block's cold copy | hot entry: the block's DEK under the hot tier's key (`hot`; a sealed hot copy before issue 15) |
 //! | `buffer` | account ␀ sequence (8) | sealed outage-buffer entry (a block of tier "buffer") |
-//! | `counters` | account | [`AccountCounters`] (JSON) |
+//! | `counters` | account | [`AccountCounters`] (JSON), as of the last fold of the journal |
 //! | `meta` | `next_block_id` | u64 |
+//! | `journal` | block id (8) | the key in `cold` of a block a one-block append wrote ([`super::journal`]) |
 //!
 //! Names never contain NUL, so `account ␀ workspace ␀ table ␀` is a prefix that no other table
 //! shares, and a query for a time range is one range scan. Times are stored big-endian with the
 //! sign bit flipped, so that byte order is time order. Blocks are keyed by their *max* time: a
 //! query for `[from, to)` starts at `from` and reads forward (nothing older can overlap), and
 //! retention deletes a prefix of the range. Every change that spans trees is one sled
-//! transaction, so counters never disagree with the blocks they count.
+//! transaction, so counters never disagree with the blocks they count — except a one-block
+//! append, which is three plain inserts counted through the append journal ([`super::journal`]):
+//! [`Trees::counters`] adds what the journal holds, and every transaction folds it first.
+
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
@@ -26,6 +31,7 @@ use sled::Tree;
 use cmksim_sim::SimTime;
 
 use super::error::DataError;
+use super::journal::{self, Pending};
 
 /// The longest account, workspace or table name, in bytes.
 pub const NAME_MAX_BYTES: usize = 256;
@@ -110,6 +116,42 @@ impl AccountCounters {
         self.accepted_records == accounted
             && self.accepted_records == self.appended_records + self.buffered_in_records
     }
+
+    /// Adds every counter of `delta` to this one.
+    pub(crate) fn add(&mut self, delta: &AccountCounters) {
+        let AccountCounters {
+            stored_blocks,
+            stored_bytes,
+            stored_records,
+            hot_blocks,
+            hot_bytes,
+            buffered_entries,
+            buffered_bytes,
+            buffered_records,
+            accepted_records,
+            appended_records,
+            buffered_in_records,
+            drained_records,
+            dropped_expired_records,
+            retention_removed_records,
+            purged_records,
+        } = delta;
+        self.stored_blocks += stored_blocks;
+        self.stored_bytes += stored_bytes;
+        self.stored_records += stored_records;
+        self.hot_blocks += hot_blocks;
+        self.hot_bytes += hot_bytes;
+        self.buffered_entries += buffered_entries;
+        self.buffered_bytes += buffered_bytes;
+        self.buffered_records += buffered_records;
+        self.accepted_records += accepted_records;
+        self.appended_records += appended_records;
+        self.buffered_in_records += buffered_in_records;
+        self.drained_records += drained_records;
+        self.dropped_expired_records += dropped_expired_records;
+        self.retention_removed_records += retention_removed_records;
+        self.purged_records += purged_records;
+    }
 }
 
 /// The trees of one data directory.
@@ -122,6 +164,9 @@ pub(crate) struct Trees {
     pub buffer: Tree,
     pub counters: Tree,
     pub meta: Tree,
+    pub journal: Tree,
+    /// The journal's entries not folded into `counters` yet ([`super::journal`]).
+    pending: Mutex<Pending>,
 }
 
 /// The transactional view handed to [`Trees::transact`]'s closure.
@@ -131,6 +176,7 @@ pub(crate) struct Tx<'a> {
     pub buffer: &'a TransactionalTree,
     pub counters: &'a TransactionalTree,
     pub meta: &'a TransactionalTree,
+    pub journal: &'a TransactionalTree,
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<DataError>>;
@@ -138,20 +184,42 @@ pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<DataError>>
 const NEXT_BLOCK_ID: &[u8] = b"next_block_id";
 
 impl Trees {
+    /// Opens the trees and recovers the append journal: what a crash left of one-block appends
+    /// is counted and folded into the counters, durably, before anything else runs.
     pub(crate) fn open(db: sled::Db) -> Result<Trees, DataError> {
-        Ok(Trees {
+        let journal = db.open_tree("journal")?;
+        let cold = db.open_tree("cold")?;
+        let hot = db.open_tree("hot")?;
+        let pending = journal::recover(&journal, &cold, &hot)?;
+        let trees = Trees {
             accounts: db.open_tree("accounts")?,
             purged: db.open_tree("purged")?,
-            cold: db.open_tree("cold")?,
-            hot: db.open_tree("hot")?,
+            cold,
+            hot,
             buffer: db.open_tree("buffer")?,
             counters: db.open_tree("counters")?,
             meta: db.open_tree("meta")?,
+            journal,
+            pending: Mutex::new(pending),
             db,
-        })
+        };
+        if trees.lock_pending().len() > 0 {
+            trees.fold_journal()?;
+            cmksim_sim::durable::flush(&trees.db)?;
+        }
+        Ok(trees)
     }
 
-    /// Runs `f` as one atomic transaction over the block, hot, buffer, counter and meta trees.
+    /// The journal's entries not folded yet. Lock it after the write lock, never before.
+    pub(crate) fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` as one atomic transaction over the block, hot, buffer, counter, meta and journal
+    /// trees, after folding the append journal into the counters in the same transaction (so
+    /// that `f` sees counters that count every stored block). Call under the write lock.
     pub(crate) fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> TxResult<R>) -> Result<R, DataError> {
         let trees = (
             &self.cold,
@@ -159,17 +227,32 @@ impl Trees {
             &self.buffer,
             &self.counters,
             &self.meta,
+            &self.journal,
         );
-        let result = trees.transaction(|(cold, hot, buffer, counters, meta)| {
-            f(&Tx {
+        // Held until the fold is committed and cleared, so that `counters` never adds a delta
+        // the stored counters already hold.
+        let mut pending = self.lock_pending();
+        let result = trees.transaction(|(cold, hot, buffer, counters, meta, journal)| {
+            let tx = Tx {
                 cold,
                 hot,
                 buffer,
                 counters,
                 meta,
-            })
+                journal,
+            };
+            pending.fold(&tx)?;
+            f(&tx)
         });
+        if result.is_ok() {
+            pending.clear();
+        }
         Ok(result?)
+    }
+
+    /// Folds the append journal into the counters (one transaction; not flushed).
+    pub(crate) fn fold_journal(&self) -> Result<(), DataError> {
+        self.transact(|_| Ok(()))
     }
 
     /// The next unused block id (persisted by [`Tx::set_next_block_id`]).
@@ -200,11 +283,17 @@ impl Trees {
         }
     }
 
+    /// The counters of `account`: the stored ones plus what the append journal adds.
     pub(crate) fn counters(&self, account: &str) -> Result<AccountCounters, DataError> {
-        match self.counters.get(account.as_bytes())? {
-            Some(v) => Ok(serde_json::from_slice(&v)?),
-            None => Ok(AccountCounters::default()),
+        let pending = self.lock_pending();
+        let mut counters = match self.counters.get(account.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v)?,
+            None => AccountCounters::default(),
+        };
+        if let Some(delta) = pending.delta(account) {
+            counters.add(delta);
         }
+        Ok(counters)
     }
 }
 
@@ -290,6 +379,12 @@ pub(crate) fn time_key(ms: i64) -> [u8; 8] {
 
 fn time_from_key(bytes: [u8; 8]) -> i64 {
     (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The account a block key belongs to (the key up to its first NUL).
+pub(crate) fn account_of_key(key: &[u8]) -> Option<&str> {
+    let end = key.iter().position(|b| *b == 0)?;
+    std::str::from_utf8(&key[..end]).ok()
 }
 
 /// `account ␀`

@@ -126,7 +126,9 @@ pub(crate) struct Prepared {
 impl DataPlane {
     /// Appends `records` of one workspace and table, sealed per `sealing`. Splits them into
     /// blocks of at most `block_max_bytes`, writes the cold tier and (for recent blocks) the hot
-    /// tier in one transaction, and returns only after the write is flushed to disk.
+    /// tier — one block as plain inserts counted through the append journal
+    /// ([`super::journal`]), more in one transaction — and returns only after the write is
+    /// flushed to disk.
     pub fn append(
         &self,
         account: &str,
@@ -180,32 +182,63 @@ impl DataPlane {
             let _write = self.lock_write();
             // The account may have been purged while the blocks were sealed.
             self.account_record(account)?;
-            self.trees.transact(|tx| {
-                for p in &prepared {
-                    tx.cold.insert(p.key.as_slice(), p.cold.clone())?;
-                    if let Some(hot) = &p.hot {
-                        tx.hot.insert(p.key.as_slice(), hot.clone())?;
-                    }
+            if let [p] = prepared.as_slice() {
+                // One block: plain inserts counted through the append journal, which saves the
+                // transaction's second log write (see `super::journal`).
+                let mut pending = self.trees.lock_pending();
+                super::journal::append_block(
+                    &self.trees,
+                    &mut pending,
+                    first_id,
+                    account,
+                    p,
+                    receipt.records,
+                )?;
+                let full = pending.len() >= super::journal::JOURNAL_ENTRIES_MAX;
+                drop(pending);
+                if full {
+                    self.trees.fold_journal()?;
                 }
-                tx.update_counters(account, |c| {
-                    c.stored_blocks += prepared.len() as u64;
-                    c.stored_bytes += receipt.stored_bytes;
-                    c.stored_records += receipt.records;
-                    c.hot_blocks += receipt.hot_blocks;
-                    c.hot_bytes += prepared
-                        .iter()
-                        .filter_map(|p| p.hot.as_ref())
-                        .map(|h| h.len() as u64)
-                        .sum::<u64>();
-                    c.accepted_records += receipt.records;
-                    c.appended_records += receipt.records;
-                })?;
-                tx.set_next_block_id(next_id)?;
-                Ok(())
-            })?;
+            } else {
+                self.commit_blocks(account, &prepared, &receipt, next_id)?;
+            }
         }
         cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(receipt)
+    }
+
+    /// Commits the blocks of an append of more than one block in one transaction (all or
+    /// nothing), with the counters and the next block id. Call under the write lock.
+    fn commit_blocks(
+        &self,
+        account: &str,
+        prepared: &[Prepared],
+        receipt: &AppendReceipt,
+        next_id: u64,
+    ) -> Result<()> {
+        self.trees.transact(|tx| {
+            for p in prepared {
+                tx.cold.insert(p.key.as_slice(), p.cold.clone())?;
+                if let Some(hot) = &p.hot {
+                    tx.hot.insert(p.key.as_slice(), hot.clone())?;
+                }
+            }
+            tx.update_counters(account, |c| {
+                c.stored_blocks += prepared.len() as u64;
+                c.stored_bytes += receipt.stored_bytes;
+                c.stored_records += receipt.records;
+                c.hot_blocks += receipt.hot_blocks;
+                c.hot_bytes += prepared
+                    .iter()
+                    .filter_map(|p| p.hot.as_ref())
+                    .map(|h| h.len() as u64)
+                    .sum::<u64>();
+                c.accepted_records += receipt.records;
+                c.appended_records += receipt.records;
+            })?;
+            tx.set_next_block_id(next_id)?;
+            Ok(())
+        })
     }
 
     /// Queries records of one workspace and table with `from <= TimeGenerated < to`. Blocks under
