@@ -71,6 +71,22 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value as a KQL cell. A dynamic value was validated as JSON when it was ingested; a
+    /// document that no longer parses reads as its text.
+    pub fn to_kql(&self) -> cmksim_kql::Value {
+        use cmksim_kql::Value as K;
+        match self {
+            Value::String(s) => K::String(s.clone()),
+            Value::Long(n) => K::Long(*n),
+            Value::Real(x) => K::Real(*x),
+            Value::Bool(b) => K::Bool(*b),
+            Value::DateTime(t) => K::DateTime(t.unix_ms()),
+            Value::Dynamic(text) => serde_json::from_str(text)
+                .map(K::Dynamic)
+                .unwrap_or_else(|_| K::String(text.clone())),
+        }
+    }
+
     /// The type of this value.
     pub fn column_type(&self) -> ColumnType {
         match self {
@@ -127,6 +143,25 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as a KQL row of `columns` (in their order): `TimeGenerated` is the record's
+    /// time, a column the record lacks is null. Every reader that hands rows to `cmksim_kql`
+    /// (the front end's KQL, the in-memory backend's summarize) converts them here.
+    pub fn kql_cells(&self, columns: &[cmksim_kql::Column]) -> Vec<cmksim_kql::Value> {
+        columns
+            .iter()
+            .map(|c| {
+                if c.name == crate::schema::TIME_GENERATED {
+                    cmksim_kql::Value::DateTime(self.time_generated.unix_ms())
+                } else {
+                    self.columns
+                        .get(&c.name)
+                        .map(Value::to_kql)
+                        .unwrap_or(cmksim_kql::Value::Null)
+                }
+            })
+            .collect()
+    }
+
     /// A record with no columns yet.
     pub fn new(time_generated: SimTime) -> Record {
         Record {

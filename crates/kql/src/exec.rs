@@ -39,7 +39,7 @@ use crate::ast::{
 use crate::eval::{bind, compare, conform, scalar, type_error, BKind, Bound, Func};
 use crate::lexer::clip;
 use crate::value::{Column, ColumnType, Table, Value};
-use crate::{ExecError, KeyPart, RESULT_ROWS_MAX};
+use crate::{ExecError, KeyPart, RowAt, RESULT_ROWS_MAX};
 
 /// Rows between operators.
 struct Frame {
@@ -49,7 +49,7 @@ struct Frame {
 
 /// A value as a totally ordered key, for grouping, `distinct` and `dcount`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
+pub(crate) enum Key {
     Null,
     Bool(bool),
     Long(i64),
@@ -74,7 +74,7 @@ fn changed_by_conform(v: &Value, ty: ColumnType) -> bool {
 }
 
 /// The bits a real's [`Key`] holds: -0.0 folded into 0.0 and every NaN into one.
-fn real_key(x: f64) -> u64 {
+pub(crate) fn real_key(x: f64) -> u64 {
     if x == 0.0 {
         0
     } else if x.is_nan() {
@@ -145,7 +145,7 @@ impl std::hash::Hasher for KeyHasher {
 /// A hash of a group's key values, equal for values with the same keys ([`same_key`]). The
 /// hasher has fixed keys, so it is the same in every run (it only finds groups; no output
 /// order depends on it).
-fn key_hash<V: std::borrow::Borrow<Value>>(values: &[V]) -> u64 {
+pub(crate) fn key_hash<V: std::borrow::Borrow<Value>>(values: &[V]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = KeyHasher(0);
     for v in values {
@@ -317,7 +317,20 @@ pub(crate) fn summarize_parts(
 
 impl SummarizeParts {
     /// The summarize's output from `groups`, then the operators after it: the query's result.
-    pub(crate) fn finish(&self, groups: Groups, now_ms: i64) -> Result<Table, ExecError> {
+    /// The groups are put in the order of their first rows ([`RowAt`]) first.
+    pub(crate) fn finish(&self, mut groups: Groups, now_ms: i64) -> Result<Table, ExecError> {
+        let mut order: Vec<(RowAt, Group)> = groups
+            .first
+            .drain(..)
+            .zip(groups.groups.drain(..))
+            .collect();
+        // Stable: two groups never share a first row, but a reader's `RowAt`s need not be
+        // distinct across its parts, and then the order they were merged in stands.
+        order.sort_by_key(|(at, _)| *at);
+        for (at, group) in order {
+            groups.first.push(at);
+            groups.groups.push(group);
+        }
         let mut frame = self.summarizer.finish(groups);
         let no_tables = BTreeMap::new();
         for op in &self.rest {
@@ -717,7 +730,7 @@ const MAKE_LIST_ITEMS_MAX: usize = 1_048_576;
 
 /// The running state of one aggregate in one group.
 #[derive(Clone, Debug)]
-enum Acc {
+pub(crate) enum Acc {
     Count(i64),
     /// Longs and timespans are summed exactly (an `i128` cannot overflow on fewer than 2^64
     /// values), so a sum does not depend on how its input is split into parts
@@ -743,7 +756,7 @@ enum Acc {
 }
 
 /// An aggregate bound to the input columns, with its output columns.
-struct BoundAgg {
+pub(crate) struct BoundAgg {
     func: AggFn,
     arg: Option<Bound>,
     /// `arg_max`/`arg_min`: the expressions returned from the best row.
@@ -759,7 +772,7 @@ fn better(a: &Value, b: &Value, want: Ordering) -> bool {
 }
 
 impl BoundAgg {
-    fn start(&self) -> Acc {
+    pub(crate) fn start(&self) -> Acc {
         match self.func {
             AggFn::Count | AggFn::CountIf => Acc::Count(0),
             AggFn::Sum => Acc::Sum { long: 0, real: 0.0 },
@@ -1068,8 +1081,13 @@ fn summarize(
 ) -> Result<Frame, ExecError> {
     let summarizer = Summarizer::bind(aggs, by, &frame.columns)?;
     let mut groups = summarizer.groups();
-    for row in &frame.rows {
-        summarizer.add(&mut groups, row, now_ms);
+    for (seq, row) in (0u64..).zip(&frame.rows) {
+        let at = RowAt {
+            time_ms: 0,
+            part: 0,
+            seq,
+        };
+        summarizer.add(&mut groups, row, now_ms, at);
     }
     Ok(summarizer.finish(groups))
 }
@@ -1081,9 +1099,12 @@ fn summarize(
 /// what one pass over the whole input gives, when every aggregate [`Summarizer::mergeable`].
 pub(crate) struct Summarizer {
     by: Vec<Bound>,
-    aggs: Vec<BoundAgg>,
+    pub(crate) aggs: Vec<BoundAgg>,
     columns: Vec<Column>,
 }
+
+/// One group of a `summarize`: its key values and its running aggregates.
+pub(crate) type Group = (Vec<Value>, Vec<Acc>);
 
 /// Groups of a `summarize` in order of first appearance, with their running aggregates. The
 /// index only finds a row's group: by a hash of its key values (their `Key` identity, computed
@@ -1092,14 +1113,37 @@ pub(crate) struct Summarizer {
 #[derive(Debug)]
 pub struct Groups {
     index: BTreeMap<u64, Vec<usize>>,
-    groups: Vec<(Vec<Value>, Vec<Acc>)>,
+    pub(crate) groups: Vec<Group>,
+    /// Per group, where its first row is ([`RowAt`]: the least of its rows' positions).
+    pub(crate) first: Vec<RowAt>,
+    /// The rows folded in, over every group.
+    pub(crate) rows: u64,
     /// An empty vector whose allocation [`Summarizer::add`] reuses for a row's key values.
     scratch: Vec<Cow<'static, Value>>,
 }
 
 impl Groups {
+    /// How many rows were folded into the groups (merged parts' included).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// How many groups there are.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// True when there is no group (a summarize with `by` over no rows).
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
     /// The group whose key values are `values`, if there is one.
-    fn find<V: std::borrow::Borrow<Value>>(&self, hash: u64, values: &[V]) -> Option<usize> {
+    pub(crate) fn find<V: std::borrow::Borrow<Value>>(
+        &self,
+        hash: u64,
+        values: &[V],
+    ) -> Option<usize> {
         self.index.get(&hash)?.iter().copied().find(|&g| {
             self.groups[g]
                 .0
@@ -1109,9 +1153,16 @@ impl Groups {
         })
     }
 
-    /// Adds a new group (the caller checked it is not there).
-    fn insert(&mut self, hash: u64, values: Vec<Value>, accs: Vec<Acc>) -> usize {
+    /// Adds a new group (the caller checked it is not there) whose first row is at `first`.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        values: Vec<Value>,
+        accs: Vec<Acc>,
+        first: RowAt,
+    ) -> usize {
         self.groups.push((values, accs));
+        self.first.push(first);
         let g = self.groups.len() - 1;
         self.index.entry(hash).or_default().push(g);
         g
@@ -1185,23 +1236,43 @@ impl Summarizer {
 
     /// No groups yet (without `by`, the one group, which exists even for an empty input).
     pub(crate) fn groups(&self) -> Groups {
-        let mut groups = Groups {
-            index: BTreeMap::new(),
-            groups: Vec::new(),
-            scratch: Vec::with_capacity(self.by.len()),
-        };
+        let mut groups = self.no_groups();
         if self.by.is_empty() {
-            groups.insert(key_hash::<&Value>(&[]), Vec::new(), self.start());
+            // The one group comes first whatever its rows.
+            groups.insert(
+                key_hash::<&Value>(&[]),
+                Vec::new(),
+                self.start(),
+                RowAt::FIRST,
+            );
         }
         groups
     }
 
-    fn start(&self) -> Vec<Acc> {
+    /// No groups at all, not even the one of a summarize without `by` (for a decoder that
+    /// reads that group).
+    pub(crate) fn no_groups(&self) -> Groups {
+        Groups {
+            index: BTreeMap::new(),
+            groups: Vec::new(),
+            first: Vec::new(),
+            rows: 0,
+            scratch: Vec::with_capacity(self.by.len()),
+        }
+    }
+
+    /// How many `by` keys the summarize has.
+    pub(crate) fn by_len(&self) -> usize {
+        self.by.len()
+    }
+
+    pub(crate) fn start(&self) -> Vec<Acc> {
         self.aggs.iter().map(BoundAgg::start).collect()
     }
 
-    /// Folds one row into its group (made when the row is its first).
-    pub(crate) fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64) {
+    /// Folds one row, which is at `at` in the reader's order, into its group (made when the
+    /// row is its first).
+    pub(crate) fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64, at: RowAt) {
         // The key values borrow the row; their vector is the scratch one (a vector of
         // `'static` values is one of shorter-lived values), emptied and handed back below with
         // its allocation, so that a row of an existing group allocates nothing.
@@ -1212,12 +1283,18 @@ impl Summarizer {
         }));
         let hash = key_hash(&values);
         let g = match groups.find(hash, &values) {
-            Some(g) => g,
+            Some(g) => {
+                if at < groups.first[g] {
+                    groups.first[g] = at;
+                }
+                g
+            }
             None => {
                 let owned = values.drain(..).map(Cow::into_owned).collect();
-                groups.insert(hash, owned, self.start())
+                groups.insert(hash, owned, self.start(), at)
             }
         };
+        groups.rows += 1;
         values.clear();
         // Empty, so nothing is converted: re-collecting it in place keeps the allocation.
         groups.scratch = values
@@ -1263,14 +1340,21 @@ impl Summarizer {
     }
 
     /// As `rows` calls of [`Summarizer::add`] with rows whose group key is `key` (the values
-    /// [`KeyPart`] says); only for a summarize with [`Summarizer::counted_keys`], `rows` ≥ 1.
-    pub(crate) fn add_counts(&self, groups: &mut Groups, key: Vec<Value>, rows: u64) {
+    /// [`KeyPart`] says), the least of them at `first`; only for a summarize with
+    /// [`Summarizer::counted_keys`], `rows` ≥ 1.
+    pub(crate) fn add_counts(&self, groups: &mut Groups, key: Vec<Value>, rows: u64, first: RowAt) {
         debug_assert!(self.counted_keys().is_some() && key.len() == self.by.len());
         let hash = key_hash(&key);
         let g = match groups.find(hash, &key) {
-            Some(g) => g,
-            None => groups.insert(hash, key, self.start()),
+            Some(g) => {
+                if first < groups.first[g] {
+                    groups.first[g] = first;
+                }
+                g
+            }
+            None => groups.insert(hash, key, self.start(), first),
         };
+        groups.rows = groups.rows.saturating_add(rows);
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         for acc in groups.groups[g].1.iter_mut() {
             if let Acc::Count(n) = acc {
@@ -1280,13 +1364,17 @@ impl Summarizer {
     }
 
     /// Folds `later` (groups of input that comes after `into`'s) into `into`: a group new to
-    /// `into` comes after its groups, in `later`'s order, as one pass would have made it.
-    /// Exact only when [`Summarizer::mergeable`].
+    /// `into` comes after its groups, in `later`'s order, as one pass would have made it, and
+    /// a group's first row is the least of the two. Exact only when [`Summarizer::mergeable`].
     pub(crate) fn merge(&self, into: &mut Groups, later: Groups) {
-        for (values, accs) in later.groups {
+        into.rows = into.rows.saturating_add(later.rows);
+        for ((values, accs), first) in later.groups.into_iter().zip(later.first) {
             let hash = key_hash(&values);
             match into.find(hash, &values) {
                 Some(g) => {
+                    if first < into.first[g] {
+                        into.first[g] = first;
+                    }
                     for ((agg, acc), other) in
                         self.aggs.iter().zip(into.groups[g].1.iter_mut()).zip(accs)
                     {
@@ -1294,7 +1382,7 @@ impl Summarizer {
                     }
                 }
                 None => {
-                    into.insert(hash, values, accs);
+                    into.insert(hash, values, accs, first);
                 }
             }
         }

@@ -79,6 +79,7 @@ mod eval;
 mod exec;
 mod lexer;
 mod parser;
+mod partial;
 mod pushdown;
 mod render;
 mod time;
@@ -87,6 +88,7 @@ mod value;
 use std::collections::BTreeMap;
 
 pub use ast::{Pos, Query};
+pub use partial::GroupsError;
 pub use render::{RenderValue, Visualization, PROPERTIES, VISUALIZATIONS};
 pub use time::{format_datetime, format_timespan, parse_datetime};
 pub use value::{Column, ColumnType, Table, Value};
@@ -254,14 +256,43 @@ pub fn bin_datetime(ms: i64, step_ms: i64) -> Option<i64> {
     eval::bin_i64(ms, step_ms)
 }
 
+/// Where a row comes in the input a summarize runs over, in the reader's order: by
+/// `TimeGenerated` (Unix ms), then by the part of the input it came from (the front end's rank
+/// of the storage that holds it), then by its place within that part (a storage's scan order).
+/// The Logs Query API's rows path hands [`execute`] a table's rows in exactly this order
+/// (storage answers rows by time and scan order, the front end merges storages by time, then
+/// storage), so a reader that summarizes in parts gives each row its `RowAt` and the groups
+/// come out in the order `execute` gives them: by their first rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowAt {
+    /// The row's `TimeGenerated`, Unix ms (0 where the order is the input's own).
+    pub time_ms: i64,
+    /// The part of the input (the storage's rank).
+    pub part: u32,
+    /// The row's place within its part.
+    pub seq: u64,
+}
+
+impl RowAt {
+    /// Before every row: the one group of a summarize without `by`.
+    pub const FIRST: RowAt = RowAt {
+        time_ms: i64::MIN,
+        part: 0,
+        seq: 0,
+    };
+}
+
 /// A query's `summarize` evaluated in parts (from [`Query::summarize_plan`]).
 ///
 /// A reader starts each part of its input with [`SummarizePlan::groups`], folds into it every
-/// row the query's [`RowFilter`] keeps ([`SummarizePlan::add`]), merges the parts **in input
-/// order** ([`SummarizePlan::merge`]), and gets the query's result from
-/// [`SummarizePlan::finish`]. The result is the one [`execute`] gives over the same rows in the
-/// same order, whatever the split: the groups come in order of first appearance, counts and
-/// sums of longs are exact, and ties of `min()`/`max()` keep the earliest value. No row is kept.
+/// row the query's [`RowFilter`] keeps ([`SummarizePlan::add`], with the row's place in the
+/// input, [`RowAt`]), merges the parts in any order ([`SummarizePlan::merge`]), and gets the
+/// query's result from [`SummarizePlan::finish`]. The result is the one [`execute`] gives over
+/// the same rows in [`RowAt`] order, whatever the split: the groups come in order of their
+/// first rows, counts and sums of longs are exact, and `min()`/`max()` are of types whose ties
+/// are equal values. No row is kept. Parts may cross a process boundary:
+/// [`SummarizePlan::encode`] and [`SummarizePlan::decode`] (storage summarizes, the front end
+/// merges the storages' parts).
 pub struct SummarizePlan {
     parts: exec::SummarizeParts,
 }
@@ -282,10 +313,11 @@ impl SummarizePlan {
         self.parts.summarizer.groups()
     }
 
-    /// Folds one row (cells in the order of the columns the plan was made for) into `groups`;
-    /// only rows the query's [`RowFilter`] keeps. `now_ms` as for [`execute`].
-    pub fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64) {
-        self.parts.summarizer.add(groups, row, now_ms);
+    /// Folds one row (cells in the order of the columns the plan was made for), which is at
+    /// `at` in the input, into `groups`; only rows the query's [`RowFilter`] keeps. `now_ms`
+    /// as for [`execute`].
+    pub fn add(&self, groups: &mut Groups, row: &[Value], now_ms: i64, at: RowAt) {
+        self.parts.summarizer.add(groups, row, now_ms, at);
     }
 
     /// The positions of the cells [`SummarizePlan::add`] reads (in the columns the plan was
@@ -305,20 +337,37 @@ impl SummarizePlan {
         self.parts.summarizer.counted_keys()
     }
 
-    /// As `rows` (≥ 1) calls of [`SummarizePlan::add`] with rows whose group key is `key`: one
-    /// value per [`KeyPart`] of [`SummarizePlan::counted_keys`], as the part says. A key new
-    /// to `groups` comes after its groups, so keys must come in the order of their first row.
+    /// As `rows` (≥ 1) calls of [`SummarizePlan::add`] with rows whose group key is `key`
+    /// (one value per [`KeyPart`] of [`SummarizePlan::counted_keys`], as the part says), the
+    /// least of them at `first`.
     ///
     /// # Panics
     /// In debug builds, when the plan has no [`SummarizePlan::counted_keys`] or `key` is not
     /// one value per part.
-    pub fn add_counts(&self, groups: &mut Groups, key: Vec<Value>, rows: u64) {
-        self.parts.summarizer.add_counts(groups, key, rows);
+    pub fn add_counts(&self, groups: &mut Groups, key: Vec<Value>, rows: u64, first: RowAt) {
+        self.parts.summarizer.add_counts(groups, key, rows, first);
     }
 
-    /// Folds `later`, the part of the input right after `into`'s, into `into`.
+    /// Folds `later`, another part of the input, into `into`.
     pub fn merge(&self, into: &mut Groups, later: Groups) {
         self.parts.summarizer.merge(into, later);
+    }
+
+    /// `groups` as bytes, for a reader in another process ([`SummarizePlan::decode`] with the
+    /// same query's plan). The format is this crate's own (the `partial` module documents it):
+    /// the groups' keys, running aggregates and first rows.
+    pub fn encode(&self, groups: &Groups) -> Vec<u8> {
+        partial::encode(groups)
+    }
+
+    /// Groups from [`SummarizePlan::encode`]'s bytes, each first row's [`RowAt::part`] set to
+    /// `part` (the reader's rank of the part; the encoder's is not kept).
+    ///
+    /// # Errors
+    /// [`GroupsError`] for bytes that are not groups of this plan (truncated, another shape of
+    /// key or aggregate, a key twice, a string that is not UTF-8).
+    pub fn decode(&self, bytes: &[u8], part: u32) -> Result<Groups, GroupsError> {
+        partial::decode(&self.parts.summarizer, bytes, part)
     }
 
     /// The query's result from the merged parts: the summarize's rows, then the operators

@@ -1,10 +1,11 @@
-//! `Query::summarize_plan`: a summarize evaluated in parts (a reader's blocks) and merged in
-//! input order answers exactly what `execute` answers over the same rows, wherever the input is
-//! cut; and only the aggregates that merge exactly get a plan.
+//! `Query::summarize_plan`: a summarize evaluated in parts (a reader's blocks), each row given
+//! its place in the input (`RowAt`), and merged in any order, directly or through bytes
+//! (`SummarizePlan::encode`/`decode`), answers exactly what `execute` answers over the rows in
+//! that order, wherever the input is cut; and only the aggregates that merge exactly get a plan.
 
 use std::collections::BTreeMap;
 
-use cmksim_kql::{bin_datetime, execute, parse, Column, ColumnType, KeyPart, Table, Value};
+use cmksim_kql::{bin_datetime, execute, parse, Column, ColumnType, KeyPart, RowAt, Table, Value};
 
 const NOW_MS: i64 = 1_600_000_000_000 + 86_400_000;
 
@@ -45,9 +46,36 @@ fn events() -> Table {
     }
 }
 
+/// Row `i` of the input, in input order.
+fn at(i: usize) -> RowAt {
+    RowAt {
+        time_ms: 0,
+        part: 0,
+        seq: i as u64,
+    }
+}
+
+/// How the parts' groups reach the merge.
+#[derive(Clone, Copy, Debug)]
+enum Merge {
+    /// In input order, as they are.
+    InOrder,
+    /// Last part first, each through `encode` and `decode` (its rank as the part).
+    ReversedThroughBytes,
+}
+
 /// The query in parts: the table cut at `cuts` (ascending row indexes), each part's kept rows
 /// folded into its own groups, the parts merged in order.
 fn in_parts(text: &str, table: &Table, cuts: &[usize]) -> Result<Table, String> {
+    in_parts_merged(text, table, cuts, Merge::InOrder)
+}
+
+fn in_parts_merged(
+    text: &str,
+    table: &Table,
+    cuts: &[usize],
+    merge: Merge,
+) -> Result<Table, String> {
     let query = parse(text).unwrap();
     let plan = query
         .summarize_plan("Events", &table.columns)
@@ -59,15 +87,28 @@ fn in_parts(text: &str, table: &Table, cuts: &[usize]) -> Result<Table, String> 
     let mut bounds = vec![0];
     bounds.extend_from_slice(cuts);
     bounds.push(table.rows.len());
-    let mut merged = plan.groups();
+    let mut parts = Vec::new();
     for part in bounds.windows(2) {
         let mut groups = plan.groups();
-        for row in &table.rows[part[0]..part[1]] {
+        for (i, row) in table.rows.iter().enumerate().take(part[1]).skip(part[0]) {
             if filter.as_ref().is_none_or(|f| f.keeps(row, NOW_MS)) {
-                plan.add(&mut groups, row, NOW_MS);
+                plan.add(&mut groups, row, NOW_MS, at(i));
             }
         }
-        plan.merge(&mut merged, groups);
+        parts.push(groups);
+    }
+    let mut merged = plan.groups();
+    match merge {
+        Merge::InOrder => parts.into_iter().for_each(|g| plan.merge(&mut merged, g)),
+        Merge::ReversedThroughBytes => {
+            for groups in parts.into_iter().rev() {
+                let rows = groups.rows();
+                // Every row's seq is its index, so the part rank (0 for all) breaks no tie.
+                let decoded = plan.decode(&plan.encode(&groups), 0).unwrap();
+                assert_eq!((decoded.rows(), decoded.len()), (rows, groups.len()));
+                plan.merge(&mut merged, decoded);
+            }
+        }
     }
     plan.finish(merged, NOW_MS).map_err(|e| e.to_string())
 }
@@ -102,13 +143,122 @@ fn parts_merged_in_order_answer_as_one_pass_wherever_the_input_is_cut() {
     for text in MERGEABLE {
         let expected = whole(text, &table).unwrap();
         for cuts in &cut_sets {
-            assert_eq!(
-                in_parts(text, &table, cuts).as_ref(),
-                Ok(&expected),
-                "{text} cut at {cuts:?}"
-            );
+            for merge in [Merge::InOrder, Merge::ReversedThroughBytes] {
+                assert_eq!(
+                    in_parts_merged(text, &table, cuts, merge).as_ref(),
+                    Ok(&expected),
+                    "{text} cut at {cuts:?}, {merge:?}"
+                );
+            }
         }
     }
+}
+
+/// A reader whose input is not in time order (storage's blocks, several storages) gives each
+/// row its time, part and place: the groups come out as `execute` gives them over the rows
+/// sorted by (time, part, place), which is how the Logs Query API's rows path hands them over.
+#[test]
+fn groups_come_in_the_order_of_their_first_rows_by_time_part_and_place() {
+    let table = events();
+    let n = table.rows.len();
+    // Two storages (parts 0 and 1) each holding rows out of time order.
+    let place = |i: usize| -> RowAt {
+        let Value::DateTime(t) = table.rows[i][0] else {
+            panic!("a time")
+        };
+        RowAt {
+            // Times that repeat and go backwards.
+            time_ms: t / 1_000_000 * 1_000_000 - (i as i64 % 5) * 1_000_000,
+            part: u32::from(i.is_multiple_of(3)),
+            seq: ((i * 37) % n) as u64,
+        }
+    };
+    let mut sorted: Vec<usize> = (0..n).collect();
+    sorted.sort_by_key(|&i| place(i));
+    for text in MERGEABLE {
+        let query = parse(text).unwrap();
+        let plan = query
+            .summarize_plan("Events", &table.columns)
+            .unwrap()
+            .unwrap();
+        let filter = query.row_filter("Events", &table.columns).unwrap();
+        let mut by_time = table.clone();
+        by_time.rows = sorted.iter().map(|&i| table.rows[i].clone()).collect();
+        let expected = whole(text, &by_time).unwrap();
+        // Parts of 7 rows in input order, merged last first (not through bytes: the decoder
+        // sets one part for a whole part's groups, and these rows' parts differ within one).
+        let mut merged = plan.groups();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(7).rev() {
+            let mut groups = plan.groups();
+            for &i in chunk {
+                let row = &table.rows[i];
+                if filter.as_ref().is_none_or(|f| f.keeps(row, NOW_MS)) {
+                    plan.add(&mut groups, row, NOW_MS, place(i));
+                }
+            }
+            plan.merge(&mut merged, groups);
+        }
+        assert_eq!(plan.finish(merged, NOW_MS).unwrap(), expected, "{text}");
+    }
+}
+
+#[test]
+fn bytes_that_are_not_the_plans_groups_are_refused() {
+    let table = events();
+    let plan_of = |text: &str| {
+        parse(text)
+            .unwrap()
+            .summarize_plan("Events", &table.columns)
+            .unwrap()
+            .unwrap()
+    };
+    let plan = plan_of("Events | summarize count(), dcount(Level), min(Computer) by Computer");
+    let mut groups = plan.groups();
+    for (i, row) in table.rows.iter().enumerate() {
+        plan.add(&mut groups, row, NOW_MS, at(i));
+    }
+    let bytes = plan.encode(&groups);
+    assert_eq!(plan.decode(&bytes, 3).unwrap().len(), groups.len());
+    let refused = |bytes: &[u8]| plan.decode(bytes, 0).unwrap_err().to_string();
+    // Every cut is refused, none panics.
+    for cut in 0..bytes.len() {
+        assert!(refused(&bytes[..cut]).starts_with("malformed summarize groups"));
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(
+        refused(&longer),
+        "malformed summarize groups: 1 bytes left over"
+    );
+    // Another query's groups: other aggregates, or another number of keys.
+    let other = plan_of("Events | summarize sum(Level), count(), min(Computer) by Computer");
+    let mut their = other.groups();
+    other.add(&mut their, &table.rows[0], NOW_MS, at(0));
+    assert!(refused(&other.encode(&their)).contains("another kind"));
+    let keyless = plan_of("Events | summarize count(), dcount(Level), min(Computer)");
+    assert!(keyless.decode(&bytes, 0).is_err());
+    // A group twice: the count says two, the same group's bytes follow twice.
+    let one = plan_of("Events | summarize count() by Computer");
+    let mut g = one.groups();
+    one.add(&mut g, &table.rows[0], NOW_MS, at(0));
+    let single = one.encode(&g);
+    let body = &single[16..];
+    let mut twice = single[..12].to_vec();
+    twice.extend_from_slice(&2u32.to_le_bytes());
+    twice.extend_from_slice(body);
+    twice.extend_from_slice(body);
+    assert_eq!(
+        one.decode(&twice, 0).unwrap_err().to_string(),
+        "malformed summarize groups: a group key twice"
+    );
+    // A length past the end is refused before anything is allocated for it.
+    let mut huge = single[..12].to_vec();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(one
+        .decode(&huge, 0)
+        .unwrap_err()
+        .to_string()
+        .contains("length"));
 }
 
 #[test]
@@ -183,9 +333,10 @@ fn counted_in_parts(text: &str, table: &Table, cuts: &[usize]) -> Table {
     bounds.push(table.rows.len());
     let mut merged = plan.groups();
     for part in bounds.windows(2) {
-        // Keys in order of first appearance, with their counts (a linear search: few keys).
-        let mut counts: Vec<(Vec<Value>, u64)> = Vec::new();
-        for row in &table.rows[part[0]..part[1]] {
+        // Keys in order of first appearance, with their counts and first rows (a linear
+        // search: few keys).
+        let mut counts: Vec<(Vec<Value>, u64, usize)> = Vec::new();
+        for (i, row) in table.rows.iter().enumerate().take(part[1]).skip(part[0]) {
             if !filter.as_ref().is_none_or(|f| f.keeps(row, NOW_MS)) {
                 continue;
             }
@@ -201,14 +352,14 @@ fn counted_in_parts(text: &str, table: &Table, cuts: &[usize]) -> Table {
                     },
                 })
                 .collect();
-            match counts.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((key, 1)),
+            match counts.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, n, _)) => *n += 1,
+                None => counts.push((key, 1, i)),
             }
         }
         let mut groups = plan.groups();
-        for (key, n) in counts {
-            plan.add_counts(&mut groups, key, n);
+        for (key, n, first) in counts {
+            plan.add_counts(&mut groups, key, n, at(first));
         }
         plan.merge(&mut merged, groups);
     }

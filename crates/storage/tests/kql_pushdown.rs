@@ -349,12 +349,13 @@ fn summarized(w: &World, query: &kql::Query, threads: usize) -> kql::Table {
         filter: filter.as_ref(),
         now_ms: w.now.unix_ms(),
     };
-    let (groups, stats) = w
+    let done = w
         .plane
         .summarize_rows_on(threads, &request(w), &scan, &plan)
         .unwrap();
-    assert_eq!(stats.records, 3_000);
-    let result = plan.finish(groups, w.now.unix_ms()).unwrap();
+    assert_eq!(done.stats.records, 3_000);
+    assert_eq!(done.kept_from_hot + done.kept_from_cold, done.groups.rows());
+    let result = plan.finish(done.groups, w.now.unix_ms()).unwrap();
     // The same with the query's own time bounds as the scan's range (as the front end asks):
     // a range that cuts blocks.
     let (from, to) = query.time_bounds(w.now.unix_ms());
@@ -363,11 +364,11 @@ fn summarized(w: &World, query: &kql::Query, threads: usize) -> kql::Table {
         to: SimTime(to.map_or(w.to.0, |t| t.clamp(w.from.0, w.to.0))),
         ..request(w)
     };
-    let (groups, _) = w
+    let done = w
         .plane
         .summarize_rows_on(threads, &narrowed, &scan, &plan)
         .unwrap();
-    assert_eq!(plan.finish(groups, w.now.unix_ms()).unwrap(), result);
+    assert_eq!(plan.finish(done.groups, w.now.unix_ms()).unwrap(), result);
     result
 }
 

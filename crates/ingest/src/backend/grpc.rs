@@ -21,7 +21,7 @@ use cmksim_sim::text::echo;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
+use super::{AppendRequest, AppendResult, BackendError, StorageBackend, SummaryPart};
 use crate::grpc::status::azure_error;
 use crate::outcome::{DropReason, KeyProtection, Outcomes, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
@@ -126,12 +126,10 @@ impl GrpcStorage {
         })
     }
 
-    async fn query_all(
-        &self,
-        spec: QuerySpec,
-        schema: TableSchema,
-    ) -> Result<Vec<StoragePart>, BackendError> {
-        let message = sb::QueryRequest {
+    /// The storage.v1 query of `spec` (its KQL pushdown included; `summarize`: ask storage to
+    /// summarize it).
+    fn query_message(spec: &QuerySpec, summarize: bool) -> sb::QueryRequest {
+        sb::QueryRequest {
             workspace_id: spec.workspace.clone(),
             table: spec.table.clone(),
             from_unix_ms: spec.range.from.unix_ms(),
@@ -151,7 +149,52 @@ impl GrpcStorage {
                     .collect()
             }),
             kql_now_unix_ms: spec.kql.as_ref().map_or(0, |k| k.now_ms),
+            kql_summarize: summarize,
+        }
+    }
+
+    async fn summarize_all(
+        &self,
+        spec: QuerySpec,
+    ) -> Result<Option<Vec<SummaryPart>>, BackendError> {
+        if spec.kql.is_none() {
+            return Ok(None);
+        }
+        let message = Self::query_message(&spec, true);
+        let response = match self.data().query(message).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Err(query_failure(&s, &spec.workspace)),
         };
+        if !response.kql_summarized {
+            return Ok(None);
+        }
+        let mut parts: Vec<SummaryPart> = Vec::with_capacity(response.parts.len());
+        for p in response.parts {
+            let Some(destination) = destination_of(&p.storage) else {
+                continue;
+            };
+            let cold = p.records_from_cold.min(p.records);
+            let kept = [(Tier::Hot, p.records - cold), (Tier::Cold, cold)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            parts.push(SummaryPart {
+                destination,
+                groups: p.kql_groups,
+                scanned: p.scanned,
+                kept,
+            });
+        }
+        parts.sort_by(|a, b| a.destination.cmp(&b.destination));
+        Ok(Some(parts))
+    }
+
+    async fn query_all(
+        &self,
+        spec: QuerySpec,
+        schema: TableSchema,
+    ) -> Result<Vec<StoragePart>, BackendError> {
+        let message = Self::query_message(&spec, false);
         let response = match self.data().query(message).await {
             Ok(r) => r.into_inner(),
             Err(s) => return Err(query_failure(&s, &spec.workspace)),
@@ -307,6 +350,14 @@ impl StorageBackend for GrpcStorage {
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
         Box::pin(self.query_all(spec, schema))
+    }
+
+    fn summarize(
+        &self,
+        spec: QuerySpec,
+        _schema: TableSchema,
+    ) -> BoxFuture<'_, Result<Option<Vec<SummaryPart>>, BackendError>> {
+        Box::pin(self.summarize_all(spec))
     }
 
     fn custom_table(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cmksim_sim::{Clock, SimTime};
 
-use super::{AppendRequest, AppendResult, BackendError, StorageBackend};
+use super::{AppendRequest, AppendResult, BackendError, StorageBackend, SummaryPart};
 use crate::outcome::{DropReason, KeyProtection, Outcomes, RecordOutcome};
 use crate::query::{filter_part, QuerySpec, StoragePart, Tier};
 use crate::record::Record;
@@ -76,6 +76,8 @@ struct Inner {
     records: usize,
     unreachable: bool,
     tables: CustomTables,
+    /// Summarize reads answered with groups (what a test checks to know which path ran).
+    summaries: u64,
 }
 
 /// The in-memory fake.
@@ -102,12 +104,18 @@ impl MemoryStorage {
                 records: 0,
                 unreachable: false,
                 tables: CustomTables::default(),
+                summaries: 0,
             }),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many summarize reads this fake answered with groups.
+    pub fn summaries_answered(&self) -> u64 {
+        self.lock().summaries
     }
 
     /// Adds a workspace whose batches go to shared storage.
@@ -360,6 +368,59 @@ impl MemoryStorage {
         }
         Ok(parts)
     }
+
+    /// The summarize storage runs for a KQL query (`storage.v1`'s `kql_summarize`), over this
+    /// fake's rows: per storage, every row in the range in time order (the order its query
+    /// answers), filtered by the query's leading `where`s and folded into the plan's groups.
+    /// `None` for a query without a plan, as storage answers rows then.
+    fn summarize_now(&self, mut spec: QuerySpec) -> Result<Option<Vec<SummaryPart>>, BackendError> {
+        let Some(read) = spec.kql.clone() else {
+            return Ok(None);
+        };
+        let refused = |message: String| BackendError::Refused { message };
+        let query = cmksim_kql::parse(&read.text).map_err(|e| refused(format!("kql: {e}")))?;
+        let columns = read
+            .columns
+            .iter()
+            .map(|(name, t)| {
+                cmksim_kql::ColumnType::from_name(t)
+                    .map(|t| cmksim_kql::Column::new(name.clone(), t))
+                    .ok_or_else(|| refused(format!("kql column {name:?}: unknown type")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bad = |e: cmksim_kql::ExecError| refused(format!("kql: {e}"));
+        let Some(plan) = query.summarize_plan(&spec.table, &columns).map_err(bad)? else {
+            return Ok(None);
+        };
+        let filter = query.row_filter(&spec.table, &columns).map_err(bad)?;
+        // Every row of the range: the fake holds them all in memory anyway.
+        spec.limit = u32::MAX;
+        let mut parts = Vec::new();
+        for part in self.query_now(spec)? {
+            let mut groups = plan.groups();
+            let mut kept = BTreeMap::new();
+            for (seq, (record, tier)) in (0u64..).zip(&part.rows) {
+                let cells = record.kql_cells(&columns);
+                if filter.as_ref().is_none_or(|f| f.keeps(&cells, read.now_ms)) {
+                    let at = cmksim_kql::RowAt {
+                        time_ms: record.time_generated.unix_ms(),
+                        part: 0,
+                        seq,
+                    };
+                    plan.add(&mut groups, &cells, read.now_ms, at);
+                    *kept.entry(*tier).or_insert(0) += 1;
+                }
+            }
+            parts.push(SummaryPart {
+                destination: part.destination,
+                groups: plan.encode(&groups),
+                scanned: part.scanned,
+                kept,
+            });
+        }
+        self.lock().summaries += 1;
+        Ok(Some(parts))
+    }
 }
 
 impl StorageBackend for MemoryStorage {
@@ -373,6 +434,14 @@ impl StorageBackend for MemoryStorage {
         _schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>> {
         Box::pin(std::future::ready(self.query_now(spec)))
+    }
+
+    fn summarize(
+        &self,
+        spec: QuerySpec,
+        _schema: TableSchema,
+    ) -> BoxFuture<'_, Result<Option<Vec<SummaryPart>>, BackendError>> {
+        Box::pin(std::future::ready(self.summarize_now(spec)))
     }
 
     fn custom_table(

@@ -4,9 +4,10 @@
 //! workspaces API) and [`memory::MemoryStorage`] (an in-process fake of the same contract, for
 //! the front end's own tests).
 //!
-//! Four calls: appending a validated batch, with an outcome per record
+//! The calls: appending a validated batch, with an outcome per record
 //! ([`StorageBackend::append`]); querying a workspace's table across every storage that holds
-//! its data ([`StorageBackend::query`]); and reading and declaring a custom table's columns
+//! its data ([`StorageBackend::query`]), or having each of them run a KQL query's summarize
+//! where the rows lie ([`StorageBackend::summarize`]); and reading and declaring a custom table's columns
 //! ([`StorageBackend::custom_table`], [`StorageBackend::declare_custom_table`]: storage keeps the
 //! declarations, see [`crate::schema`]). Storage alone decides where a batch goes (shared
 //! storage, a cluster, or nowhere: linked before the cluster finished provisioning) and what
@@ -40,6 +41,19 @@ pub struct AppendResult {
     pub routed_to: Option<Destination>,
     /// Every record's, in order (as runs).
     pub outcomes: Outcomes,
+}
+
+/// One storage's groups of a KQL summarize it ran where the data lies
+/// ([`StorageBackend::summarize`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryPart {
+    pub destination: Destination,
+    /// The groups in `cmksim_kql`'s encoding (`SummarizePlan::decode` with the query's plan).
+    pub groups: Vec<u8>,
+    /// Records in the range this storage scanned, before the query's filter.
+    pub scanned: u64,
+    /// Rows the filter kept, per tier that served them.
+    pub kept: std::collections::BTreeMap<crate::query::Tier, u64>,
 }
 
 /// Why storage could not answer.
@@ -82,6 +96,18 @@ pub trait StorageBackend: Send + Sync + 'static {
         spec: QuerySpec,
         schema: TableSchema,
     ) -> BoxFuture<'_, Result<Vec<StoragePart>, BackendError>>;
+
+    /// A KQL query's leading summarize run by storage over the query's table (`spec.kql` must
+    /// be set): each storage's groups, sorted by storage. `Ok(None)`: this backend does not
+    /// summarize, or not this query (the caller reads rows with [`StorageBackend::query`]
+    /// instead). Fails as [`StorageBackend::query`] does. The default: `Ok(None)`.
+    fn summarize(
+        &self,
+        _spec: QuerySpec,
+        _schema: TableSchema,
+    ) -> BoxFuture<'_, Result<Option<Vec<SummaryPart>>, BackendError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 
     /// The declared columns of custom table `table` of `workspace`, `None` when never declared
     /// (`WorkspaceNotFound` for an unknown workspace).

@@ -15,9 +15,12 @@
 //!
 //! A summarize query goes further ([`DataPlane::summarize_rows`]): the rows a block keeps are
 //! folded into the query's groups on the scan thread that decoded them
-//! (`cmksim_kql::SummarizePlan`), and the blocks' groups are merged in block order, so no row
-//! is copied or kept at all (issue 11: copying kept rows and grouping them in a second pass
-//! were most of what the scan cost beyond decryption).
+//! (`cmksim_kql::SummarizePlan`), each row with its place (`cmksim_kql::RowAt`: its time, then
+//! its block's place in the scan and its own in the block, the order in which the gRPC query
+//! answers rows), and the blocks' groups are merged, so no row is copied or kept at all
+//! (issue 11: copying kept rows and grouping them in a second pass were most of what the scan
+//! cost beyond decryption). The storage service answers such a query with the groups
+//! (`storage.v1.QueriedPart.kql_groups`).
 //!
 //! In a columnar block (format 3) the filter is a byte per record, narrowed conjunct by
 //! conjunct over whole columns: a string conjunct once per dictionary entry, a `TimeGenerated`
@@ -61,6 +64,19 @@ pub type VisitRow<'v> = dyn FnMut(Tier, &KeyRef, i64, Vec<kql::Value>) + 'v;
 
 /// A block's kept rows with their `TimeGenerated`.
 type KeptRows = Vec<(i64, Vec<kql::Value>)>;
+
+/// What a summarize scan gives ([`DataPlane::summarize_rows`]).
+#[derive(Debug)]
+pub struct Summarized {
+    /// The kept rows' groups (`cmksim_kql::Groups::rows` counts them).
+    pub groups: kql::Groups,
+    /// Every record in the range, kept or not, and the blocks and bytes read.
+    pub stats: ScanStats,
+    /// Kept rows served from hot copies.
+    pub kept_from_hot: u64,
+    /// Kept rows served from durable (cold) copies.
+    pub kept_from_cold: u64,
+}
 
 /// The name of the column that holds a record's time.
 const TIME_GENERATED: &str = "TimeGenerated";
@@ -108,16 +124,18 @@ impl DataPlane {
 
     /// A summarize query's scan: as [`DataPlane::scan_rows`] (the same blocks, columns and
     /// filter), but the rows each block keeps are folded into `plan`'s groups on the scan
-    /// threads as the block is decoded, and the blocks' groups are merged in block order on
-    /// the calling thread, so no row is ever kept: the memory of a scan is its window of blocks
-    /// and the groups. `plan.finish` of what this returns is the query's result over the rows
-    /// [`DataPlane::scan_rows`] would hand back, in that order (`SummarizePlan`'s promise).
+    /// threads as the block is decoded, and the blocks' groups are merged on the calling
+    /// thread, so no row is ever kept: the memory of a scan is its window of blocks and the
+    /// groups. Each row's `RowAt` is its time, part 0, and its place in the scan (the block's
+    /// ordinal, then the record's index in the block), so `plan.finish` of the groups is the
+    /// query's result over the rows [`DataPlane::scan_rows`] would hand back sorted by time
+    /// (stably), which is the order the gRPC query answers them in.
     pub fn summarize_rows(
         &self,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
         plan: &kql::SummarizePlan,
-    ) -> Result<(kql::Groups, ScanStats)> {
+    ) -> Result<Summarized> {
         self.summarize_rows_on(super::tier::scan_threads(), request, rows, plan)
     }
 
@@ -128,7 +146,7 @@ impl DataPlane {
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
         plan: &kql::SummarizePlan,
-    ) -> Result<(kql::Groups, ScanStats)> {
+    ) -> Result<Summarized> {
         let names = column_names(rows);
         let projection = projection(&names);
         let read = plan.columns_read();
@@ -145,15 +163,26 @@ impl DataPlane {
                     groups: &mut groups,
                     read: &read,
                     counted: counted.as_deref(),
+                    block: b.ordinal,
                 },
             )?;
             Ok((in_range, vec![groups]))
         };
         let mut merged = plan.groups();
-        let stats = self.scan_blocks(threads, request, &open, &mut |_, _, groups| {
+        let (mut kept_from_hot, mut kept_from_cold) = (0u64, 0u64);
+        let stats = self.scan_blocks(threads, request, &open, &mut |tier, _, groups| {
+            match tier {
+                Tier::Hot => kept_from_hot += groups.rows(),
+                Tier::Cold | Tier::Buffer => kept_from_cold += groups.rows(),
+            }
             plan.merge(&mut merged, groups)
         })?;
-        Ok((merged, stats))
+        Ok(Summarized {
+            groups: merged,
+            stats,
+            kept_from_hot,
+            kept_from_cold,
+        })
     }
 
     /// Opens one block and decodes its records in the request's range into rows of
@@ -195,12 +224,14 @@ impl DataPlane {
             .map_err(|r| malformed(b.tier, &b.key, r));
         }
         let mut in_range = 0u64;
+        let mut index = 0usize;
         let (count, least, greatest) = record::decode_rows(
             &payload,
             header.payload_format,
             &header.table,
             projection,
             &mut |time_ms, row| {
+                index += 1;
                 if time_ms < from || time_ms >= to {
                     return;
                 }
@@ -209,7 +240,7 @@ impl DataPlane {
                     conform(cell, column.column_type);
                 }
                 if rows.filter.is_none_or(|f| f.keeps(row, rows.now_ms)) {
-                    kept.add(time_ms, row, rows.now_ms);
+                    kept.add(time_ms, index - 1, row, rows.now_ms);
                 }
             },
         )
@@ -241,14 +272,33 @@ enum Kept<'k> {
         /// `plan.counted_keys()`: a columnar block may count its rows per key instead
         /// ([`count_columnar`]).
         counted: Option<&'k [kql::KeyPart]>,
+        /// The block's ordinal in the scan ([`StoredBlock::ordinal`]).
+        block: u64,
     },
 }
 
+/// The place of record `index` of block `block` whose time is `time_ms`, in a summarize's
+/// order (see [`DataPlane::summarize_rows`]).
+fn row_at(time_ms: i64, block: u64, index: usize) -> kql::RowAt {
+    debug_assert!(index < 1 << 32, "a block holds fewer than 2^32 records");
+    kql::RowAt {
+        time_ms,
+        part: 0,
+        seq: (block << 32) | index as u64,
+    }
+}
+
 impl Kept<'_> {
-    fn add(&mut self, time_ms: i64, row: &mut Vec<kql::Value>, now_ms: i64) {
+    /// Hands over the kept record `index` of the block (its place in the block's records).
+    fn add(&mut self, time_ms: i64, index: usize, row: &mut Vec<kql::Value>, now_ms: i64) {
         match self {
             Kept::Each(visit) => visit(time_ms, row),
-            Kept::Groups { plan, groups, .. } => plan.add(groups, row, now_ms),
+            Kept::Groups {
+                plan,
+                groups,
+                block,
+                ..
+            } => plan.add(groups, row, now_ms, row_at(time_ms, *block, index)),
         }
     }
 
@@ -395,6 +445,7 @@ fn scan_columnar(
             plan,
             groups,
             counted: Some(parts),
+            block,
             ..
         } = kept
         {
@@ -406,8 +457,7 @@ fn scan_columnar(
                 &sources,
                 &mask,
                 parts,
-                plan,
-                groups,
+                (plan, groups, *block),
             );
             if counted {
                 return Ok(in_range);
@@ -469,7 +519,7 @@ fn scan_columnar(
             .filter
             .is_none_or(|f| rest.iter().all(|&i| f.conjunct_keeps(i, &row, rows.now_ms)));
         if keeps {
-            kept.add(time_ms, &mut row, rows.now_ms);
+            kept.add(time_ms, r, &mut row, rows.now_ms);
         }
     }
     Ok(in_range)
@@ -550,9 +600,10 @@ enum Coder<'b> {
 /// A counted summarize over a columnar block (`SummarizePlan::counted_keys`): each record
 /// `mask` keeps gets a code per key part (its string column's dictionary entry, or its time's
 /// bin within the block), the records are counted per combination of codes in an array, and
-/// each combination counted is handed to the plan as its key's values with its count, in the
-/// order of its first kept record, which is what adding the rows one by one gives the groups
-/// (a dictionary may hold one string twice: the plan finds the group by value). Returns false,
+/// each combination counted is handed to the plan as its key's values with its count and its
+/// first kept record (least time, then least index), which is what adding the rows one by one
+/// gives the groups (a dictionary may hold one string twice: the plan finds the group by
+/// value). `(plan, groups, block)`: the plan, the block's groups and its ordinal. Returns false,
 /// having handed over nothing, when a key part is not one of those (the time itself, a column
 /// declared other than string, stored with another type or in several stored columns), or when
 /// the block's combinations are more than [`COUNT_CELLS_MAX`] or twice its records: the caller
@@ -566,8 +617,7 @@ fn count_columnar(
     sources: &[Vec<Source<'_>>],
     mask: &[u8],
     parts: &[kql::KeyPart],
-    plan: &kql::SummarizePlan,
-    groups: &mut kql::Groups,
+    (plan, groups, block): (&kql::SummarizePlan, &mut kql::Groups, u64),
 ) -> bool {
     let n = times.len();
     // Nothing kept (no record, or a block outside the query's time range): nothing to add.
@@ -666,19 +716,22 @@ fn count_columnar(
         stride *= card as u32;
     }
     let mut counts = vec![0u32; cells];
-    let mut first_kept = vec![u32::MAX; cells];
-    for (r, (&c, &m)) in combination.iter().zip(mask).enumerate() {
+    // Per combination, its first kept record: the least time, then the least index (records
+    // come in index order, so a later record of the same time never replaces it).
+    let mut first_kept = vec![(i64::MAX, u32::MAX); cells];
+    for (r, ((&c, &m), &t)) in combination.iter().zip(mask).zip(times).enumerate() {
         let c = c as usize;
         counts[c] += u32::from(m);
-        // r when kept, u32::MAX (no change) when not: no branch.
-        first_kept[c] = first_kept[c].min(r as u32 | u32::from(m).wrapping_sub(1));
+        if m != 0 && t < first_kept[c].0 {
+            first_kept[c] = (t, r as u32);
+        }
     }
-    let mut order: Vec<(u32, usize)> = (0..cells)
+    let mut order: Vec<((i64, u32), usize)> = (0..cells)
         .filter(|&c| counts[c] > 0)
         .map(|c| (first_kept[c], c))
         .collect();
     order.sort_unstable();
-    for (_, cell) in order {
+    for ((first_ms, first_index), cell) in order {
         let mut rest = cell;
         let key = coders
             .iter()
@@ -698,7 +751,8 @@ fn count_columnar(
                 }
             })
             .collect();
-        plan.add_counts(groups, key, u64::from(counts[cell]));
+        let first = row_at(first_ms, block, first_index as usize);
+        plan.add_counts(groups, key, u64::from(counts[cell]), first);
     }
     true
 }

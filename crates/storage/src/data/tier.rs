@@ -50,6 +50,9 @@ pub fn scan_threads() -> usize {
 /// A stored block a scan will open: which copy, under which key in sled, and the key that
 /// protects its durable (cold) copy.
 pub(crate) struct StoredBlock {
+    /// The block's place in its scan (0, 1, 2, ... in block order): what orders its records
+    /// after their times (`cmksim_kql::RowAt::seq`).
+    pub(crate) ordinal: u64,
     pub(crate) tier: Tier,
     pub(crate) key: IVec,
     pub(crate) bytes: IVec,
@@ -372,6 +375,7 @@ impl DataPlane {
         let prefix = store::table_prefix(account, workspace, table);
         let start = store::block_key(account, workspace, table, from.0, 0);
         let mut stats = ScanStats::default();
+        let mut ordinal = 0u64;
         let mut window: Vec<StoredBlock> = Vec::with_capacity(SCAN_WINDOW_BLOCKS);
         let mut blocks = self.trees.cold.range(start..store::prefix_end(&prefix));
         loop {
@@ -389,14 +393,17 @@ impl DataPlane {
                     None
                 };
                 let durable_key = header.key_ref;
+                ordinal += 1;
                 window.push(match hot {
                     Some(hot) => StoredBlock {
+                        ordinal,
                         tier: Tier::Hot,
                         key,
                         bytes: hot,
                         durable_key,
                     },
                     None => StoredBlock {
+                        ordinal,
                         tier: Tier::Cold,
                         key,
                         bytes: cold,

@@ -378,6 +378,7 @@ impl pb::data_plane_server::DataPlane for DataService {
             l => l.min(QUERY_RECORDS_MAX),
         } as usize;
         let pushdown = KqlPushdown::of(&req)?;
+        let summarized = pushdown.as_ref().is_some_and(|p| p.plan.is_some());
         let mut rows = Earliest::new(limit);
         let mut parts = Vec::new();
         let mut seq = 0usize;
@@ -387,6 +388,8 @@ impl pb::data_plane_server::DataPlane for DataService {
                         rows: &mut Earliest|
          -> Result<(), Status> {
             let (mut count, mut scanned) = (0u64, 0u64);
+            // A summarized part: its groups' bytes and the kept rows served from cold copies.
+            let mut summary: Option<(Vec<u8>, u64)> = None;
             let mut scan = |aek: Option<&crate::data::Aek>| {
                 let request = ScanRequest {
                     account,
@@ -398,6 +401,29 @@ impl pb::data_plane_server::DataPlane for DataService {
                     now,
                 };
                 match &pushdown {
+                    Some(KqlPushdown {
+                        plan: Some(plan),
+                        columns,
+                        filter,
+                        now_ms,
+                    }) => {
+                        let done = core.data.summarize_rows(
+                            &request,
+                            &crate::data::RowScan {
+                                columns,
+                                filter: filter.as_ref(),
+                                now_ms: *now_ms,
+                            },
+                            plan,
+                        )?;
+                        scanned += done.stats.records;
+                        count += done.groups.rows();
+                        summary = Some((plan.encode(&done.groups), done.kept_from_cold));
+                        Ok(crate::server::blocks::BlockScan {
+                            blocks_from_hot: done.stats.served_from_hot,
+                            blocks_from_cold: done.stats.served_from_cold,
+                        })
+                    }
                     None => core
                         .data
                         .scan_with_tiers(&request, &mut |tier, key, r: Record| {
@@ -444,12 +470,15 @@ impl pb::data_plane_server::DataPlane for DataService {
                 )),
                 other => data_status(other),
             })?;
+            let (kql_groups, records_from_cold) = summary.unwrap_or_default();
             parts.push(pb::QueriedPart {
                 storage: storage.to_string(),
                 records: count,
                 blocks_from_hot: scan.blocks_from_hot,
                 blocks_from_cold: scan.blocks_from_cold,
                 scanned,
+                kql_groups,
+                records_from_cold,
             });
             Ok(())
         };
@@ -460,6 +489,16 @@ impl pb::data_plane_server::DataPlane for DataService {
         for rt in &clusters {
             read(&rt.arm_id, &rt.account, Some(&rt.host), &mut rows)?;
         }
+        if summarized {
+            let total = parts.iter().map(|p| p.records).sum();
+            return Ok(Response::new(pb::QueryResponse {
+                records: Vec::new(),
+                total_matched: total,
+                truncated: false,
+                parts,
+                kql_summarized: true,
+            }));
+        }
         let total = rows.matched;
         let records = rows.into_sorted();
         Ok(Response::new(pb::QueryResponse {
@@ -467,6 +506,7 @@ impl pb::data_plane_server::DataPlane for DataService {
             total_matched: total,
             truncated: total > limit as u64,
             parts,
+            kql_summarized: false,
         }))
     }
 
@@ -552,11 +592,14 @@ impl pb::data_plane_server::DataPlane for DataService {
 }
 
 /// A query's KQL pushdown (`QueryRequest.kql`): the query's projection of the caller's columns
-/// and its leading filters bound to them, applied by `DataPlane::scan_rows`.
+/// and its leading filters bound to them, applied by `DataPlane::scan_rows`; and, when the
+/// caller asks for it (`kql_summarize`) and the query has one, its summarize's plan, applied by
+/// `DataPlane::summarize_rows`.
 struct KqlPushdown {
     columns: Vec<cmksim_kql::Column>,
     filter: Option<cmksim_kql::RowFilter>,
     now_ms: i64,
+    plan: Option<cmksim_kql::SummarizePlan>,
 }
 
 impl KqlPushdown {
@@ -587,10 +630,18 @@ impl KqlPushdown {
         let filter = query
             .row_filter(&req.table, &columns)
             .map_err(|e| bad(format!("kql: {e}")))?;
+        let plan = if req.kql_summarize {
+            query
+                .summarize_plan(&req.table, &columns)
+                .map_err(|e| bad(format!("kql: {e}")))?
+        } else {
+            None
+        };
         Ok(Some(KqlPushdown {
             columns,
             filter,
             now_ms: req.kql_now_unix_ms,
+            plan,
         }))
     }
 
