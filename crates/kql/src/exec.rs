@@ -163,7 +163,7 @@ pub(crate) fn key_hash<V: std::borrow::Borrow<Value>>(values: &[V]) -> u64 {
     h.finish()
 }
 
-fn key_of(v: &Value) -> Key {
+pub(crate) fn key_of(v: &Value) -> Key {
     match v {
         Value::Null => Key::Null,
         Value::Bool(b) => Key::Bool(*b),

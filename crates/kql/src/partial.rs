@@ -27,7 +27,7 @@
 use std::collections::BTreeSet;
 use std::mem::discriminant;
 
-use crate::exec::{key_hash, real_key, Acc, Groups, Key, Summarizer};
+use crate::exec::{key_hash, key_of, real_key, Acc, Groups, Key, Summarizer};
 use crate::value::Value;
 use crate::RowAt;
 
@@ -90,19 +90,15 @@ fn put_text(out: &mut Vec<u8>, tag: u8, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// A value as its key's encoding, but for reals, whose bits are kept as they are (a key folds
+/// -0.0 into 0.0; a group's key value shows what its first row held).
 fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
-        Value::Null => out.push(tag::NULL),
-        Value::Bool(b) => out.extend_from_slice(&[tag::BOOL, u8::from(*b)]),
-        Value::Long(n) => put_i64(out, tag::LONG, *n),
         Value::Real(x) => {
             out.push(tag::REAL);
             out.extend_from_slice(&x.to_bits().to_le_bytes());
         }
-        Value::String(s) => put_text(out, tag::STRING, s),
-        Value::DateTime(ms) => put_i64(out, tag::DATETIME, *ms),
-        Value::TimeSpan(ms) => put_i64(out, tag::TIMESPAN, *ms),
-        Value::Dynamic(j) => put_text(out, tag::DYNAMIC, &j.to_string()),
+        other => put_key(out, &key_of(other)),
     }
 }
 

@@ -511,6 +511,68 @@ fn every_query_gives_its_expected_rows() {
 }
 
 /// (query, line, column, a phrase the message must contain).
+/// Every case whose query has a summarize plan (`T | where ... | summarize ...` with
+/// aggregates that merge exactly) answers the same when summarized as storage does it: the
+/// table's rows (in time order, each placed by its time and index, as storage answers them)
+/// folded in two parts whose groups cross as bytes and merge the later part first, then
+/// finished. The front end's rows path hands `execute` the rows in that order.
+#[test]
+fn every_case_with_a_summarize_plan_answers_the_same_summarized_in_parts() {
+    let tables = dataset();
+    let mut planned = 0;
+    for (text, _, _) in CASES {
+        let query = parse(text).unwrap();
+        let names = query.tables();
+        let [name] = names.as_slice() else {
+            continue;
+        };
+        let Some(table) = tables.get(name) else {
+            continue;
+        };
+        let Ok(Some(plan)) = query.summarize_plan(name, &table.columns) else {
+            continue;
+        };
+        planned += 1;
+        let time = table.columns.iter().position(|c| c.name == "TimeGenerated");
+        let time_of = |row: &Vec<Value>| match time.map(|t| &row[t]) {
+            Some(Value::DateTime(ms)) => *ms,
+            _ => 0,
+        };
+        let mut rows: Vec<&Vec<Value>> = table.rows.iter().collect();
+        rows.sort_by_key(|r| time_of(r));
+        let in_order = Table {
+            name: name.clone(),
+            columns: table.columns.clone(),
+            rows: rows.iter().map(|r| (*r).clone()).collect(),
+        };
+        let expected = execute(&query, &BTreeMap::from([(name.clone(), in_order)]), NOW_MS);
+        let filter = query.row_filter(name, &table.columns).unwrap();
+        let half = rows.len() / 2;
+        let mut parts = Vec::new();
+        for range in [0..half, half..rows.len()] {
+            let mut groups = plan.groups();
+            for i in range {
+                if filter.as_ref().is_none_or(|f| f.keeps(rows[i], NOW_MS)) {
+                    let at = cmksim_kql::RowAt {
+                        time_ms: time_of(rows[i]),
+                        part: 0,
+                        seq: i as u64,
+                    };
+                    plan.add(&mut groups, rows[i], NOW_MS, at);
+                }
+            }
+            parts.push(plan.encode(&groups));
+        }
+        let mut merged = plan.groups();
+        for bytes in parts.iter().rev() {
+            // One storage: both parts are its scan, so the same rank.
+            plan.merge(&mut merged, plan.decode(bytes, 0).unwrap());
+        }
+        assert_eq!(plan.finish(merged, NOW_MS), expected, "{text}");
+    }
+    assert!(planned >= 10, "only {planned} cases have a summarize plan");
+}
+
 const MALFORMED: &[(&str, u32, u32, &str)] = &[
     (
         r#"Heartbeat | wher Computer == "x""#,

@@ -214,6 +214,18 @@ impl KqlError {
     }
 }
 
+/// One table's read for a query: the workspace, the query (text and parsed), the table, the
+/// time range to read and the query's now.
+#[derive(Clone, Copy)]
+struct TableRead<'a> {
+    workspace: &'a str,
+    text: &'a str,
+    query: &'a kql::Query,
+    name: &'a str,
+    range: TimeRange,
+    now: SimTime,
+}
+
 /// A query's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KqlAnswer {
@@ -296,9 +308,15 @@ impl Frontend {
         let names = query.tables();
         if let [name] = names.as_slice() {
             if range.from < range.to {
-                let summarized = self
-                    .summarize_table(workspace, text, &query, name, range, now)
-                    .await?;
+                let read = TableRead {
+                    workspace,
+                    text,
+                    query: &query,
+                    name,
+                    range,
+                    now,
+                };
+                let summarized = self.summarize_table(read).await?;
                 if let Some(answer) = summarized {
                     return Ok(answer);
                 }
@@ -312,7 +330,14 @@ impl Frontend {
                 self.empty_table(workspace, &name).await?
             } else {
                 let (table, read, served) = self
-                    .read_table(workspace, text, &query, &name, range, now)
+                    .read_table(TableRead {
+                        workspace,
+                        text,
+                        query: &query,
+                        name: &name,
+                        range,
+                        now,
+                    })
                     .await?;
                 for (storage, rows) in served {
                     *served_by.entry(storage).or_insert(0) += rows;
@@ -365,16 +390,15 @@ impl Frontend {
     /// [`Frontend::read_table`] and `cmksim_kql::execute` give, without a row crossing the
     /// wire or a bound on kept rows. `None` when the query has no such plan or the backend
     /// does not summarize: the caller reads rows.
-    #[allow(clippy::too_many_arguments)]
-    async fn summarize_table(
-        &self,
-        workspace: &str,
-        text: &str,
-        query: &kql::Query,
-        name: &str,
-        range: TimeRange,
-        now: SimTime,
-    ) -> Result<Option<KqlAnswer>, KqlError> {
+    async fn summarize_table(&self, read: TableRead<'_>) -> Result<Option<KqlAnswer>, KqlError> {
+        let TableRead {
+            workspace,
+            text,
+            query,
+            name,
+            range,
+            now,
+        } = read;
         let schema = self.schema_for_query(workspace, name).await?;
         let all = columns_of(&schema);
         let columns = query.projection(name, &all).unwrap_or(all);
@@ -424,16 +448,18 @@ impl Frontend {
     /// query path (storage reads every storage the workspace's data went to), page by page
     /// ([`Pager`]), as a KQL table; with the rows read and the rows each storage and tier
     /// served.
-    #[allow(clippy::too_many_arguments)]
     async fn read_table(
         &self,
-        workspace: &str,
-        text: &str,
-        query: &kql::Query,
-        name: &str,
-        range: TimeRange,
-        now: SimTime,
+        read: TableRead<'_>,
     ) -> Result<(kql::Table, u64, BTreeMap<String, u64>), KqlError> {
+        let TableRead {
+            workspace,
+            text,
+            query,
+            name,
+            range,
+            now,
+        } = read;
         let schema = self.schema_for_query(workspace, name).await?;
         let all = columns_of(&schema);
         let columns = query.projection(name, &all).unwrap_or(all);
