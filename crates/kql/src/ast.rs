@@ -185,6 +185,18 @@ pub(crate) enum StrOp {
 }
 
 impl BinOp {
+    /// The operator that holds for `b op' a` exactly when `op` holds for `a op b`: a comparison
+    /// turned round (`<` and `>`, `<=` and `>=`); equality and the others are their own.
+    pub(crate) fn flipped(self) -> BinOp {
+        match self {
+            BinOp::Lt => BinOp::Gt,
+            BinOp::Le => BinOp::Ge,
+            BinOp::Gt => BinOp::Lt,
+            BinOp::Ge => BinOp::Le,
+            other => other,
+        }
+    }
+
     /// The operator as written, for error messages.
     pub fn symbol(self) -> String {
         let neg = |n: bool| if n { "!" } else { "" };

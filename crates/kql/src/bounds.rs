@@ -116,14 +116,7 @@ fn predicate_bounds(e: &Expr, now_ms: i64) -> Range {
             let (op, c) = if is_time_column(l) {
                 (*op, r)
             } else if is_time_column(r) {
-                let flipped = match op {
-                    BinOp::Lt => BinOp::Gt,
-                    BinOp::Le => BinOp::Ge,
-                    BinOp::Gt => BinOp::Lt,
-                    BinOp::Ge => BinOp::Le,
-                    other => *other,
-                };
-                (flipped, l)
+                (op.flipped(), l)
             } else {
                 return UNBOUNDED;
             };

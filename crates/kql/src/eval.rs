@@ -922,16 +922,7 @@ impl Bound {
             BKind::Cmp(op, l, r) => {
                 let (at, c, op) = match (column(l), column(r)) {
                     (Some(at), None) => (at, constant(r)?, *op),
-                    (None, Some(at)) => {
-                        let flipped = match op {
-                            BinOp::Lt => BinOp::Gt,
-                            BinOp::Le => BinOp::Ge,
-                            BinOp::Gt => BinOp::Lt,
-                            BinOp::Ge => BinOp::Le,
-                            other => *other,
-                        };
-                        (at, constant(l)?, flipped)
-                    }
+                    (None, Some(at)) => (at, constant(l)?, op.flipped()),
                     _ => return None,
                 };
                 let (low, high) = match op {
