@@ -46,7 +46,8 @@ pub struct RunArgs {
     /// (turmoil engine).
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
-    /// The simulation engine: events (time jumps to the next timer) or turmoil (fixed ticks).
+    /// The simulation engine: events (the default: time jumps to the next timer) or turmoil
+    /// (fixed ticks; what a run with the live dashboard uses).
     #[arg(long, value_parser = cmksim_world::Engine::parse, conflicts_with = "live")]
     engine: Option<cmksim_world::Engine>,
     /// Print only the summary.
@@ -148,10 +149,16 @@ fn load(file: &Path) -> Option<Scenario> {
     }
 }
 
-/// Loads and validates a scenario, then checks its estimated work at `tick` against the limits
-/// of [`cmksim_scenario::work`]: over a limit, the diagnostics are printed and the scenario is
-/// refused, unless `force` (then they are printed as a warning).
-fn load_within_limits(file: &Path, tick: std::time::Duration, force: bool) -> Option<Scenario> {
+/// Loads and validates a scenario, then checks its estimated work at `tick` (on fixed ticks
+/// when `fixed_tick`) against the limits of [`cmksim_scenario::work`]: over a limit, the
+/// diagnostics are printed and the scenario is refused, unless `force` (then they are printed
+/// as a warning).
+fn load_within_limits(
+    file: &Path,
+    tick: std::time::Duration,
+    fixed_tick: bool,
+    force: bool,
+) -> Option<Scenario> {
     let text = match cmksim_scenario::parse::read_source(file) {
         Ok(text) => text,
         Err(d) => {
@@ -168,7 +175,7 @@ fn load_within_limits(file: &Path, tick: std::time::Duration, force: bool) -> Op
             return None;
         }
     };
-    let over = cmksim_scenario::work::check(file, &text, &scenario, tick);
+    let over = cmksim_scenario::work::check(file, &text, &scenario, tick, fixed_tick);
     for d in &over {
         if force {
             eprintln!("{d} (--force: going ahead)");
@@ -183,7 +190,8 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let tick = std::time::Duration::from_millis(cmksim_scenario::work::TICK_DEFAULT_MS);
     for file in &args.files {
-        match load_within_limits(file, tick, args.force) {
+        // As `run` without options: the event-driven engine.
+        match load_within_limits(file, tick, false, args.force) {
             Some(s) => println!(
                 "{}: ok ({} steps, {} expectations)",
                 file.display(),
@@ -206,7 +214,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "--tick-ms must be between 1 and 10000"
     );
     let tick = std::time::Duration::from_millis(args.tick_ms);
-    let Some(mut scenario) = load_within_limits(&args.file, tick, args.force) else {
+    // The engine: the event-driven one unless told otherwise; a run with the dashboard steps
+    // turmoil's fixed ticks (its pause and levers hook into turmoil's step loop).
+    let engine = args.engine.unwrap_or(cmksim_world::Engine::Events);
+    let fixed_tick = !args.live && (engine == cmksim_world::Engine::Turmoil || args.web.is_some());
+    let Some(mut scenario) = load_within_limits(&args.file, tick, fixed_tick, args.force) else {
         return Ok(ExitCode::from(2));
     };
     if let Some(name) = &args.profile {
@@ -310,15 +322,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             speed: args.speed,
             tick,
             progress: bar.enabled.then(|| bar.callback()),
-            // Long scenarios go to the event-driven engine unless asked otherwise (one rule,
-            // the work estimate's).
-            engine: args.engine.unwrap_or(
-                if cmksim_scenario::work::runs_on_fixed_ticks(&scenario) {
-                    cmksim_world::Engine::Turmoil
-                } else {
-                    cmksim_world::Engine::Events
-                },
-            ),
+            engine,
             ..Default::default()
         };
         if let Some(listen) = args.web {

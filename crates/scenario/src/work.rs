@@ -15,8 +15,9 @@
 //!   keys and links) plus the scenario's `duration`;
 //! - **simulation steps**: the simulated time divided by the tick (`--tick-ms`, 100 ms by
 //!   default): the turmoil harness advances the simulation one tick per step. Counted against
-//!   the limit only for runs on fixed ticks: scenarios longer than [`FIXED_TICK_DURATION_MAX`]
-//!   run on the event-driven engine, whose cost follows the events.
+//!   the limit only for runs on fixed ticks (`run --engine turmoil`, and a run with the live
+//!   dashboard, whose levers hook into turmoil's step loop); `run`'s default engine is the
+//!   event-driven one, whose cost follows the events.
 //!
 //! The limits are [`RECORDS_MAX`], [`SIMULATED_DAYS_MAX`] and [`STEPS_MAX`]. What the library
 //! (`scenarios/*.toml`) needs, measured with this estimator at the default tick
@@ -53,15 +54,17 @@ pub const TICK_DEFAULT_MS: u64 = 100;
 
 const SECS_PER_DAY: u64 = 86_400;
 
-/// Scenarios longer than this run on the event-driven engine unless `--engine` says otherwise:
-/// a fixed tick costs a step per tick whether anything happens or not (a month at 100 ms is 26
-/// million steps), while the event engine's cost follows the events. The step limit
-/// ([`STEPS_MAX`]) is checked for fixed-tick runs only.
+/// The longest scenario [`fits_fixed_ticks`]: a fixed tick costs a step per tick whether
+/// anything happens or not (a month at 100 ms is 26 million steps), while the event engine's
+/// cost follows the events.
 pub const FIXED_TICK_DURATION_MAX: Duration = Duration::from_secs(2 * SECS_PER_DAY);
 
-/// Whether a run of `scenario` steps a fixed tick by default (see [`FIXED_TICK_DURATION_MAX`]);
-/// never when a step sets a link's quality, which only the event-driven engine's network has.
-pub fn runs_on_fixed_ticks(scenario: &Scenario) -> bool {
+/// Whether the fixed-tick engine (turmoil: `run --engine turmoil`, the live dashboard) runs
+/// `scenario` at a reasonable cost: at most [`FIXED_TICK_DURATION_MAX`] long, and no step sets
+/// a link's quality, which only the event-driven engine's network has. The library's tests run
+/// these scenarios on turmoil, so that both engines stay covered (`cmksim run` itself runs
+/// every scenario on the event-driven engine unless told otherwise).
+pub fn fits_fixed_ticks(scenario: &Scenario) -> bool {
     let sets_links = scenario.timeline.iter().any(|step| {
         matches!(
             step.what,
@@ -109,8 +112,8 @@ pub struct Estimate {
     pub tick: Duration,
     /// Simulation steps: `simulated / tick`, rounded up.
     pub steps: u64,
-    /// Whether the run steps a fixed tick ([`runs_on_fixed_ticks`]): only then do the steps
-    /// count against [`STEPS_MAX`].
+    /// Whether the run steps a fixed tick (the turmoil engine): only then do the steps count
+    /// against [`STEPS_MAX`].
     pub fixed_tick: bool,
 }
 
@@ -146,8 +149,9 @@ pub struct Excess {
     pub source: Source,
 }
 
-/// Estimates the work of a validated scenario when run at `tick` (must be positive).
-pub fn estimate(scenario: &Scenario, tick: Duration) -> Estimate {
+/// Estimates the work of a validated scenario when run at `tick` (must be positive), on fixed
+/// ticks (the turmoil engine) when `fixed_tick`, else on the event-driven engine.
+pub fn estimate(scenario: &Scenario, tick: Duration, fixed_tick: bool) -> Estimate {
     assert!(!tick.is_zero(), "the tick must be positive");
     let duration_ms = scenario.meta.duration.as_millis();
     let mut contributions: Vec<Contribution> = Vec::new();
@@ -237,7 +241,7 @@ pub fn estimate(scenario: &Scenario, tick: Duration) -> Estimate {
         simulated,
         tick,
         steps: u64::try_from(steps).unwrap_or(u64::MAX),
-        fixed_tick: runs_on_fixed_ticks(scenario),
+        fixed_tick,
     }
 }
 
@@ -294,12 +298,18 @@ pub fn excesses(estimate: &Estimate) -> Vec<Excess> {
     out
 }
 
-/// Checks a validated scenario against the limits at `tick`: one diagnostic per limit
-/// exceeded, at the line of the source that contributes most. `path` and `text` are the file
-/// the scenario was validated from (re-read here for the positions: the model keeps no spans
-/// for agents).
-pub fn check(path: &Path, text: &str, scenario: &Scenario, tick: Duration) -> Vec<Diagnostic> {
-    let excesses = excesses(&estimate(scenario, tick));
+/// Checks a validated scenario against the limits at `tick` (on fixed ticks when
+/// `fixed_tick`, as [`estimate`]): one diagnostic per limit exceeded, at the line of the source
+/// that contributes most. `path` and `text` are the file the scenario was validated from
+/// (re-read here for the positions: the model keeps no spans for agents).
+pub fn check(
+    path: &Path,
+    text: &str,
+    scenario: &Scenario,
+    tick: Duration,
+    fixed_tick: bool,
+) -> Vec<Diagnostic> {
+    let excesses = excesses(&estimate(scenario, tick, fixed_tick));
     if excesses.is_empty() {
         return Vec::new();
     }
@@ -385,11 +395,11 @@ tables = [
     fn the_runaway_example_is_refused_at_its_agent_table() {
         let path = Path::new("runaway.toml");
         let scenario = crate::validate_str(path, RUNAWAY).expect("valid");
-        let estimate = estimate(&scenario, tick());
+        let estimate = estimate(&scenario, tick(), false);
         // 4 h at one batch a second: 14,401 batches of a million, plus 241 heartbeats.
         assert_eq!(estimate.records, 14_401_000_000 + 241);
         assert!(estimate.records / RECORDS_MAX >= 1_440);
-        let diags = check(path, RUNAWAY, &scenario, tick());
+        let diags = check(path, RUNAWAY, &scenario, tick(), false);
         assert_eq!(diags.len(), 1, "{diags:?}");
         let text = diags[0].to_string();
         assert!(
@@ -412,15 +422,21 @@ tables = [
             .replace("every = \"1m\"", "every = \"1h\"");
         let path = Path::new("long.toml");
         let scenario = crate::validate_str(path, &text).expect("valid");
-        let diags = check(path, &text, &scenario, tick());
+        let diags = check(path, &text, &scenario, tick(), false);
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-        // 150 days run on the event-driven engine: the days are over their limit, the steps of a
+        // 150 days on the event-driven engine: the days are over their limit, the steps of a
         // fixed tick are not counted.
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].starts_with("long.toml:5:12: this scenario would simulate about 150.0 days")
         );
-        assert!(!estimate(&scenario, tick()).fixed_tick);
+        // On fixed ticks, 130 million steps are over theirs too.
+        let fixed = check(path, &text, &scenario, tick(), true);
+        assert_eq!(fixed.len(), 2, "{fixed:?}");
+        assert!(
+            fixed[1].to_string().contains("simulation steps"),
+            "{fixed:?}"
+        );
     }
 
     #[test]
@@ -433,15 +449,18 @@ tables = [
             .replace("every = \"1m\"", "every = \"1h\"");
         let path = Path::new("ticks.toml");
         let scenario = crate::validate_str(path, &text).expect("valid");
-        let fine = check(path, &text, &scenario, Duration::from_micros(10));
+        let fine = check(path, &text, &scenario, Duration::from_micros(10), true);
         assert_eq!(fine.len(), 1, "{fine:?}");
         assert!(fine[0].to_string().contains("simulation steps"), "{fine:?}");
         // A coarser tick brings the steps under their limit.
-        assert!(check(path, &text, &scenario, tick()).is_empty());
-        // A day longer and the run goes to the event-driven engine: no steps to count.
+        assert!(check(path, &text, &scenario, tick(), true).is_empty());
+        // On the event-driven engine there are no steps to count.
+        assert!(check(path, &text, &scenario, Duration::from_micros(10), false).is_empty());
+        // Two days fit fixed ticks; a day longer does not.
+        assert!(fits_fixed_ticks(&scenario));
         let longer = text.replace("\"2d\"", "\"3d\"");
         let scenario = crate::validate_str(path, &longer).expect("valid");
-        assert!(check(path, &longer, &scenario, Duration::from_micros(10)).is_empty());
+        assert!(!fits_fixed_ticks(&scenario));
     }
 
     #[test]
@@ -452,7 +471,7 @@ tables = [
         );
         let path = Path::new("steps.toml");
         let scenario = crate::validate_str(path, &text).expect("valid");
-        let estimate = estimate(&scenario, tick());
+        let estimate = estimate(&scenario, tick(), false);
         assert_eq!(
             estimate.largest().map(|c| c.source),
             Some(Source::Step { index: 1 })

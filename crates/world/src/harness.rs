@@ -64,11 +64,13 @@ pub enum Engine {
     /// host is idle, over the in-memory network; cost follows events. A run with the live
     /// dashboard (`control`) uses turmoil, whose step loop the dashboard's pause and levers
     /// hook into. The same verdicts as turmoil on every library scenario, 4x faster on the
-    /// revocation scenario (README, Benchmarks); the default of `chaos` and `bench sim`.
+    /// revocation scenario (README, Benchmarks); the default of `cmksim run`, `chaos` and
+    /// `bench sim`.
     Events,
-    /// turmoil 0.7: every host stepped every `tick` of simulated time. Still the default of
-    /// `run`: a run with the dashboard falls back to turmoil, and its test compares a run with
-    /// a control to one without, which must be the same engine.
+    /// turmoil 0.7: every host stepped every `tick` of simulated time: `run --engine turmoil`,
+    /// and every run with the dashboard. The default of [`RunOptions`] (the library's own
+    /// callers choose per run; the dashboard's test compares a run with a control to one
+    /// without, which must be the same engine).
     #[default]
     Turmoil,
 }

@@ -186,8 +186,8 @@ fn same_seed_same_log_with_link_latency_jitter_and_loss() {
 fn turmoil_refuses_link_faults_before_running() {
     let scenario = common::load("link-latency-storage-vault");
     assert!(
-        !cmksim_scenario::work::runs_on_fixed_ticks(&scenario),
-        "run picks the event-driven engine for it"
+        !cmksim_scenario::work::fits_fixed_ticks(&scenario),
+        "the library tests run it on the event-driven engine"
     );
     let events = EventLog::default();
     let options = RunOptions {

@@ -128,9 +128,9 @@ fn under_2021(name: &str) -> Scenario {
 
 fn run(scenario: &Scenario) -> Result<Vec<Event>, String> {
     let events = EventLog::default();
-    // As `cmksim run` and the library test: a scenario longer than two days (the bill's month)
-    // runs on the event-driven engine.
-    let options = match cmksim_scenario::work::runs_on_fixed_ticks(scenario) {
+    // As the library test: a scenario that fits fixed ticks runs on turmoil, a longer one (the
+    // bill's month) on the event-driven engine.
+    let options = match cmksim_scenario::work::fits_fixed_ticks(scenario) {
         true => RunOptions::default(),
         false => RunOptions {
             engine: cmksim_world::Engine::Events,
