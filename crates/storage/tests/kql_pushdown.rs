@@ -10,7 +10,7 @@ use cmksim_kql as kql;
 use cmksim_sim::SimTime;
 use cmksim_storage::data::bench::{cmk_account, open_plane, sealing};
 use cmksim_storage::data::tier::ScanRequest;
-use cmksim_storage::data::{DataPlane, Record, RowScan, Value};
+use cmksim_storage::data::{DataPlane, Record, RowScan, Value, SUMMARIZE_GROUPS_MAX};
 
 const ACCOUNT: &str = "cluster:pushdown";
 const WORKSPACE: &str = "ws-pushdown";
@@ -351,7 +351,7 @@ fn summarized(w: &World, query: &kql::Query, threads: usize) -> kql::Table {
     };
     let done = w
         .plane
-        .summarize_rows_on(threads, &request(w), &scan, &plan)
+        .summarize_rows_on(threads, &request(w), &scan, &plan, SUMMARIZE_GROUPS_MAX)
         .unwrap();
     assert_eq!(done.stats.records, 3_000);
     assert_eq!(done.kept_from_hot + done.kept_from_cold, done.groups.rows());
@@ -366,7 +366,7 @@ fn summarized(w: &World, query: &kql::Query, threads: usize) -> kql::Table {
     };
     let done = w
         .plane
-        .summarize_rows_on(threads, &narrowed, &scan, &plan)
+        .summarize_rows_on(threads, &narrowed, &scan, &plan, SUMMARIZE_GROUPS_MAX)
         .unwrap();
     assert_eq!(plan.finish(done.groups, w.now.unix_ms()).unwrap(), result);
     result
@@ -399,5 +399,46 @@ fn summarizing_in_the_scan_answers_as_over_every_column_and_row() {
             query.summarize_plan(TABLE, &columns).unwrap().is_none(),
             "{text}"
         );
+    }
+}
+
+/// A summarize with more groups than the scan may hold is refused, naming the bound, rather
+/// than held in memory; with room for its groups the same query answers.
+#[test]
+fn a_summarize_past_its_groups_bound_is_refused() {
+    let w = world();
+    let query = kql::parse("Events | summarize count() by bin(TimeGenerated, 1ms)").unwrap();
+    let all = columns();
+    let columns = query.projection(TABLE, &all).unwrap_or(all);
+    let plan = query.summarize_plan(TABLE, &columns).unwrap().unwrap();
+    let scan = RowScan {
+        columns: &columns,
+        filter: None,
+        now_ms: w.now.unix_ms(),
+    };
+    let groups = w
+        .plane
+        .summarize_rows_on(1, &request(&w), &scan, &plan, SUMMARIZE_GROUPS_MAX)
+        .unwrap()
+        .groups
+        .len();
+    assert!(groups > 100, "{groups} groups");
+    for threads in [1, 2] {
+        let refused = w
+            .plane
+            .summarize_rows_on(threads, &request(&w), &scan, &plan, groups - 1)
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "the summarize of {ACCOUNT}/{WORKSPACE}/{TABLE} makes more than {} groups",
+                groups - 1
+            )
+        );
+        let exact = w
+            .plane
+            .summarize_rows_on(threads, &request(&w), &scan, &plan, groups)
+            .unwrap();
+        assert_eq!(exact.groups.len(), groups);
     }
 }

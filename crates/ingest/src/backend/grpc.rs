@@ -163,6 +163,9 @@ impl GrpcStorage {
         let message = Self::query_message(&spec, true);
         let response = match self.data().query(message).await {
             Ok(r) => r.into_inner(),
+            // More groups than storage holds (`SUMMARIZE_GROUPS_MAX`, the rows path's bound on
+            // kept rows): the rows path refuses the query with its own sentence.
+            Err(s) if s.code() == Code::ResourceExhausted => return Ok(None),
             Err(s) => return Err(query_failure(&s, &spec.workspace)),
         };
         if !response.kql_summarized {

@@ -14,8 +14,10 @@
 //! minima and maxima) does not read rows at all: each storage summarizes the rows it keeps while
 //! it scans and answers its groups (`StorageBackend::summarize`), which the front end decodes
 //! with the storage's rank, merges and finishes. The answer is the rows path's, group order
-//! included (`cmksim_kql::RowAt`), and it has no bound on kept rows: issue 11's 256 MiB
-//! workspace keeps 4.8 million rows, which the rows path refuses.
+//! included (`cmksim_kql::RowAt`), and its bound is on groups (storage's
+//! `SUMMARIZE_GROUPS_MAX`, a million), not on kept rows: issue 11's 256 MiB workspace keeps 4.8
+//! million rows, which the rows path refuses. A summarize past the groups bound falls back to
+//! the rows path, which refuses it with its own sentence (it keeps at least as many rows).
 //!
 //! Tables larger than one read: storage returns at most [`KQL_PAGE_ROWS`] rows per read (its own
 //! cap), so a table is read page by page over disjoint time windows ([`Pager`]): the first read
@@ -388,8 +390,8 @@ impl Frontend {
     /// the storage's rank among them (the rows path's order: time, then storage, then the
     /// storage's own order), merged and finished, so the answer is the one
     /// [`Frontend::read_table`] and `cmksim_kql::execute` give, without a row crossing the
-    /// wire or a bound on kept rows. `None` when the query has no such plan or the backend
-    /// does not summarize: the caller reads rows.
+    /// wire or a bound on kept rows. `None` when the query has no such plan, the backend does
+    /// not summarize, or storage holds more groups than it may: the caller reads rows.
     async fn summarize_table(&self, read: TableRead<'_>) -> Result<Option<KqlAnswer>, KqlError> {
         let TableRead {
             workspace,

@@ -91,6 +91,13 @@ pub enum DataError {
         table: String,
         query_records_max: usize,
     },
+    #[error("the summarize of {account}/{workspace}/{table} makes more than {groups_max} groups")]
+    TooManyGroups {
+        account: String,
+        workspace: String,
+        table: String,
+        groups_max: usize,
+    },
     #[error("invalid time range: from {from} is after to {to}")]
     InvalidTimeRange { from: SimTime, to: SimTime },
     #[error("outage buffer file {path}: {reason}")]

@@ -62,7 +62,7 @@ pub use buffer::{BufferReceipt, DrainReport};
 pub use error::DataError;
 pub use keys::Aek;
 pub use record::{Record, Value};
-pub use rows::{RowScan, Summarized};
+pub use rows::{RowScan, Summarized, SUMMARIZE_GROUPS_MAX};
 pub use store::AccountCounters;
 pub use tier::{AppendReceipt, QueryResult, ScanStats};
 

@@ -65,6 +65,11 @@ pub type VisitRow<'v> = dyn FnMut(Tier, &KeyRef, i64, Vec<kql::Value>) + 'v;
 /// A block's kept rows with their `TimeGenerated`.
 type KeptRows = Vec<(i64, Vec<kql::Value>)>;
 
+/// The most groups a summarize scan holds ([`DataPlane::summarize_rows`]): as many as the kept
+/// rows the front end's rows path holds (`cmksim_ingest::frontend::KQL_KEPT_ROWS_MAX`), so a
+/// query refused here for its groups would be refused there for its rows.
+pub const SUMMARIZE_GROUPS_MAX: usize = 1_000_000;
+
 /// What a summarize scan gives ([`DataPlane::summarize_rows`]).
 #[derive(Debug)]
 pub struct Summarized {
@@ -130,22 +135,30 @@ impl DataPlane {
     /// ordinal, then the record's index in the block), so `plan.finish` of the groups is the
     /// query's result over the rows [`DataPlane::scan_rows`] would hand back sorted by time
     /// (stably), which is the order the gRPC query answers them in.
+    ///
+    /// # Errors
+    /// [`DataError::TooManyGroups`](super::DataError::TooManyGroups) past
+    /// [`SUMMARIZE_GROUPS_MAX`] groups (the memory of a scan stays bounded: no block's groups
+    /// are merged once the bound is passed), and the scan's own errors.
     pub fn summarize_rows(
         &self,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
         plan: &kql::SummarizePlan,
     ) -> Result<Summarized> {
-        self.summarize_rows_on(super::tier::scan_threads(), request, rows, plan)
+        let threads = super::tier::scan_threads();
+        self.summarize_rows_on(threads, request, rows, plan, SUMMARIZE_GROUPS_MAX)
     }
 
-    /// [`DataPlane::summarize_rows`] on `threads` threads (1..=`SCAN_THREADS_MAX`).
+    /// [`DataPlane::summarize_rows`] on `threads` threads (1..=`SCAN_THREADS_MAX`), holding at
+    /// most `groups_max` groups.
     pub fn summarize_rows_on(
         &self,
         threads: usize,
         request: &ScanRequest<'_>,
         rows: &RowScan<'_>,
         plan: &kql::SummarizePlan,
+        groups_max: usize,
     ) -> Result<Summarized> {
         let names = column_names(rows);
         let projection = projection(&names);
@@ -170,13 +183,27 @@ impl DataPlane {
         };
         let mut merged = plan.groups();
         let (mut kept_from_hot, mut kept_from_cold) = (0u64, 0u64);
+        let mut over = false;
         let stats = self.scan_blocks(threads, request, &open, &mut |tier, _, groups| {
             match tier {
                 Tier::Hot => kept_from_hot += groups.rows(),
                 Tier::Cold | Tier::Buffer => kept_from_cold += groups.rows(),
             }
-            plan.merge(&mut merged, groups)
+            // Past the bound (by at most one block's groups), no more groups are merged (the
+            // rest of the scan only checks its blocks); the answer is the error below.
+            if !over {
+                plan.merge(&mut merged, groups);
+                over = merged.len() > groups_max;
+            }
         })?;
+        if over {
+            return Err(super::DataError::TooManyGroups {
+                account: request.account.to_string(),
+                workspace: request.workspace.to_string(),
+                table: request.table.to_string(),
+                groups_max,
+            });
+        }
         Ok(Summarized {
             groups: merged,
             stats,

@@ -1275,7 +1275,9 @@ fn columnar_blocks_scan_beside_json_and_binary_ones_with_the_same_answers() {
         .unwrap();
         assert_eq!(got, expected, "{text}");
         if let Some(plan) = query.summarize_plan("T", &projected).unwrap() {
-            let done = plane.summarize_rows_on(2, &request, &scan, &plan).unwrap();
+            let done = plane
+                .summarize_rows_on(2, &request, &scan, &plan, SUMMARIZE_GROUPS_MAX)
+                .unwrap();
             assert_eq!(
                 plan.finish(done.groups, now().unix_ms()).unwrap(),
                 expected,

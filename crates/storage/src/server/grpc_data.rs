@@ -52,7 +52,7 @@ fn data_status(e: DataError) -> Status {
             410,
             &e.to_string(),
         ),
-        DataError::QueryTooLarge { .. } => azure_status(
+        DataError::QueryTooLarge { .. } | DataError::TooManyGroups { .. } => azure_status(
             Code::ResourceExhausted,
             "QueryTooLarge",
             400,
