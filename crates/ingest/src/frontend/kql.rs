@@ -384,6 +384,18 @@ impl Frontend {
             })
     }
 
+    /// The read table's schema, and the columns the query reads of it (its projection, or every
+    /// column), which is what storage is asked for.
+    async fn projected(
+        &self,
+        read: TableRead<'_>,
+    ) -> Result<(crate::schema::TableSchema, Vec<kql::Column>), KqlError> {
+        let schema = self.schema_for_query(read.workspace, read.name).await?;
+        let all = columns_of(&schema);
+        let columns = read.query.projection(read.name, &all).unwrap_or(all);
+        Ok((schema, columns))
+    }
+
     /// The answer of a query shaped `name | where ... | summarize ...` whose aggregates merge
     /// exactly (`cmksim_kql::Query::summarize_plan`), summarized by storage where the rows lie
     /// ([`crate::backend::StorageBackend::summarize`]): each storage's groups are decoded with
@@ -393,24 +405,15 @@ impl Frontend {
     /// wire or a bound on kept rows. `None` when the query has no such plan, the backend does
     /// not summarize, or storage holds more groups than it may: the caller reads rows.
     async fn summarize_table(&self, read: TableRead<'_>) -> Result<Option<KqlAnswer>, KqlError> {
-        let TableRead {
-            workspace,
-            text,
-            query,
-            name,
-            range,
-            now,
-        } = read;
-        let schema = self.schema_for_query(workspace, name).await?;
-        let all = columns_of(&schema);
-        let columns = query.projection(name, &all).unwrap_or(all);
-        let Some(plan) = query
-            .summarize_plan(name, &columns)
+        let (schema, columns) = self.projected(read).await?;
+        let Some(plan) = read
+            .query
+            .summarize_plan(read.name, &columns)
             .map_err(KqlError::Semantic)?
         else {
             return Ok(None);
         };
-        let spec = kql_read(workspace, name, range, text, &columns, now);
+        let spec = kql_read(read, read.range, &columns);
         let parts = self
             .backend
             .summarize(spec, schema)
@@ -436,13 +439,13 @@ impl Frontend {
             }
         }
         let table = plan
-            .finish(merged, now.unix_ms())
+            .finish(merged, read.now.unix_ms())
             .map_err(KqlError::Semantic)?;
         Ok(Some(KqlAnswer {
             table,
             rows_read,
             served_by,
-            visualization: query.visualization().cloned(),
+            visualization: read.query.visualization().cloned(),
         }))
     }
 
@@ -454,17 +457,14 @@ impl Frontend {
         &self,
         read: TableRead<'_>,
     ) -> Result<(kql::Table, u64, BTreeMap<String, u64>), KqlError> {
+        let (schema, columns) = self.projected(read).await?;
         let TableRead {
-            workspace,
-            text,
             query,
             name,
             range,
             now,
+            ..
         } = read;
-        let schema = self.schema_for_query(workspace, name).await?;
-        let all = columns_of(&schema);
-        let columns = query.projection(name, &all).unwrap_or(all);
         let filter = query
             .row_filter(name, &columns)
             .map_err(KqlError::Semantic)?;
@@ -478,7 +478,7 @@ impl Frontend {
         let mut served: BTreeMap<(crate::routing::Destination, crate::query::Tier), u64> =
             BTreeMap::new();
         while let Some(window) = pager.next_window().map_err(too_many)? {
-            let spec = kql_read(workspace, name, window, text, &columns, now);
+            let spec = kql_read(read, window, &columns);
             let parts = self
                 .backend
                 .query(spec.clone(), schema.clone())
@@ -523,31 +523,24 @@ impl Frontend {
     }
 }
 
-/// The read of `name`'s rows in `window` for the query `text` (its projection `columns` and
+/// The storage read of `read`'s table in `window` (its projection `columns` and the query's
 /// filters pushed down; [`KQL_PAGE_ROWS`] rows at most, by time).
-fn kql_read(
-    workspace: &str,
-    name: &str,
-    window: TimeRange,
-    text: &str,
-    columns: &[kql::Column],
-    now: SimTime,
-) -> QuerySpec {
+fn kql_read(read: TableRead<'_>, window: TimeRange, columns: &[kql::Column]) -> QuerySpec {
     QuerySpec {
-        workspace: workspace.to_string(),
-        table: name.to_string(),
+        workspace: read.workspace.to_string(),
+        table: read.name.to_string(),
         range: window,
         filters: Vec::new(),
         count_only: false,
         limit: KQL_PAGE_ROWS,
         order: Order::Asc,
         kql: Some(KqlRead {
-            text: text.to_string(),
+            text: read.text.to_string(),
             columns: columns
                 .iter()
                 .map(|c| (c.name.clone(), c.column_type.name().to_string()))
                 .collect(),
-            now_ms: now.unix_ms(),
+            now_ms: read.now.unix_ms(),
         }),
     }
 }
