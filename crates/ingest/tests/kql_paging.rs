@@ -9,7 +9,6 @@ use cmksim_proto::ingest::v1 as pb;
 use cmksim_sim::Profile;
 use common::*;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 /// Records per batch (well under the 1 MiB batch limit).
 const BATCH_RECORDS: usize = 5_000;
@@ -19,19 +18,7 @@ const BATCH_RECORDS: usize = 5_000;
 const KQL_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn kql(h: &Harness, text: &str) -> Result<pb::KqlResponse, tonic::Status> {
-    let channel = Channel::from_shared(format!("http://{}", h.addr))
-        .expect("the harness address")
-        .timeout(KQL_TIMEOUT)
-        .connect_lazy();
-    pb::query_client::QueryClient::new(channel)
-        .kql(pb::KqlRequest {
-            workspace_id: "ws1".into(),
-            query: text.into(),
-            from: None,
-            to: None,
-        })
-        .await
-        .map(|r| r.into_inner())
+    h.kql(text, KQL_TIMEOUT).await
 }
 
 #[tokio::test]

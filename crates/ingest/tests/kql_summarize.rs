@@ -13,16 +13,9 @@ use cmksim_sim::Profile;
 use common::*;
 
 async fn kql(h: &Harness, text: &str) -> pb::KqlResponse {
-    h.query_client()
-        .kql(pb::KqlRequest {
-            workspace_id: "ws1".into(),
-            query: text.into(),
-            from: None,
-            to: None,
-        })
+    h.kql(text, std::time::Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{text}: {e}"))
-        .into_inner()
 }
 
 #[tokio::test]

@@ -76,6 +76,28 @@ impl Harness {
     pub fn query_client(&self) -> pb::query_client::QueryClient<Channel> {
         pb::query_client::QueryClient::new(self.channel.clone())
     }
+
+    /// The KQL query `text` over all of ws1's time, on a channel of its own with `timeout` (a
+    /// query over many rows in a debug build outlasts the harness channel's).
+    pub async fn kql(
+        &self,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<pb::KqlResponse, tonic::Status> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("the harness address")
+            .timeout(timeout)
+            .connect_lazy();
+        pb::query_client::QueryClient::new(channel)
+            .kql(pb::KqlRequest {
+                workspace_id: "ws1".into(),
+                query: text.into(),
+                from: None,
+                to: None,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
 }
 
 impl Drop for Harness {
