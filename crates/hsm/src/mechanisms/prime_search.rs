@@ -18,9 +18,9 @@
 //! 4. a window without a prime (rare: about 5.8 primes are expected in one) takes a new start.
 //!
 //! q is drawn again while |p - q| <= 2^(prime bits - 100) (FIPS 186-4 B.3.3), which a random pair
-//! practically never is. The modular exponentiations are `num-bigint-dig`'s (through the `rsa`
-//! crate's re-export), which the `rsa` crate uses too: about 30 of them a prime on average
-//! instead of about 90. The sieve only strikes out composites, so its bound changes how fast the
+//! practically never is. The modular exponentiations are [`super::montgomery`]'s (fixed-width,
+//! with the base-2 round by doublings; `num-bigint-dig`'s `modpow` gives the same answers in
+//! several times the instructions): about 30 of them a prime on average instead of about 90. The sieve only strikes out composites, so its bound changes how fast the
 //! first prime after the start is found, not which prime it is.
 //! Every loop has a bound; reaching one is reported as `CKR_DEVICE_ERROR` (it does not happen with
 //! a working generator: a window without a prime has a probability of about 0.3%).
@@ -31,6 +31,7 @@ use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 use rsa::BigUint;
 
+use super::montgomery::{Montgomery, MODULUS_LIMBS_MAX};
 use crate::error::Ckr;
 
 /// The sieve strikes out multiples of the odd primes below this (22,999 of them; against 2^16,
@@ -67,7 +68,9 @@ pub fn rsa_primes(
     stream: &mut ChaCha20Rng,
     modulus_bits: usize,
 ) -> Result<(BigUint, BigUint), Ckr> {
-    if !modulus_bits.is_multiple_of(16) || modulus_bits < 256 {
+    if !modulus_bits.is_multiple_of(16)
+        || !(256..=2 * 64 * MODULUS_LIMBS_MAX).contains(&modulus_bits)
+    {
         return Err(Ckr::KeySizeRange);
     }
     let prime_bits = modulus_bits / 2;
@@ -164,37 +167,45 @@ fn sieve(start: &[u8]) -> Vec<bool> {
     struck
 }
 
-/// Miller-Rabin for an odd `n` > 3: one round to base 2, then `rounds` to bases drawn from
-/// `stream` in [2, n - 2]. False means composite; true, a probable prime.
+/// Miller-Rabin: one round to base 2, then `rounds` to bases drawn from `stream` in
+/// [2, n - 2], each an exponentiation in [`Montgomery`] form. False means composite (every even
+/// n but 2, and every n wider than [`MODULUS_LIMBS_MAX`] limbs, which no key size asks for);
+/// true, a probable prime.
 pub fn miller_rabin(n: &BigUint, rounds: usize, stream: &mut ChaCha20Rng) -> bool {
     let one = BigUint::from(1u32);
-    let two = BigUint::from(2u32);
+    if n < &BigUint::from(5u32) {
+        return n == &BigUint::from(2u32) || n == &BigUint::from(3u32);
+    }
+    let Some(field) = Montgomery::new(n) else {
+        return false; // even, or wider than any prime the search makes
+    };
     let n_minus_1 = n - &one;
     let Some(twos) = n_minus_1.trailing_zeros() else {
-        return false; // n = 1
+        return false; // unreachable: n >= 5
     };
     let odd_part = &n_minus_1 >> twos;
+    let minus_one = field.minus_one();
     let bases_span = n - BigUint::from(3u32); // bases 2 ..= n - 2
     let mut drawn = vec![0u8; n.bits().div_ceil(8) + 8];
     for round in 0..=rounds {
-        let base = if round == 0 {
-            two.clone()
+        let mut x = if round == 0 {
+            field.pow_of_two(&odd_part)
         } else {
             stream.fill_bytes(&mut drawn);
-            &two + BigUint::from_bytes_be(&drawn) % &bases_span
+            let base = BigUint::from(2u32) + BigUint::from_bytes_be(&drawn) % &bases_span;
+            field.pow(&field.to_montgomery(&base), &odd_part)
         };
-        let mut x = base.modpow(&odd_part, n);
-        if x == one || x == n_minus_1 {
+        if x == field.one() || x == minus_one {
             continue;
         }
         let mut reached_minus_1 = false;
         for _ in 1..twos {
-            x = &x * &x % n;
-            if x == n_minus_1 {
+            field.square(&mut x);
+            if x == minus_one {
                 reached_minus_1 = true;
                 break;
             }
-            if x == one {
+            if x == field.one() {
                 return false;
             }
         }
