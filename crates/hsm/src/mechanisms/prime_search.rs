@@ -20,8 +20,9 @@
 //! q is drawn again while |p - q| <= 2^(prime bits - 100) (FIPS 186-4 B.3.3), which a random pair
 //! practically never is. The modular exponentiations are [`super::montgomery`]'s (fixed-width,
 //! with the base-2 round by doublings; `num-bigint-dig`'s `modpow` gives the same answers in
-//! several times the instructions): about 30 of them a prime on average instead of about 90. The sieve only strikes out composites, so its bound changes how fast the
-//! first prime after the start is found, not which prime it is.
+//! twice the instructions): about 30 of them a prime on average instead of about 90. The sieve
+//! only strikes out composites, so its bound changes how fast the first prime after the start
+//! is found, not which prime it is.
 //! Every loop has a bound; reaching one is reported as `CKR_DEVICE_ERROR` (it does not happen with
 //! a working generator: a window without a prime has a probability of about 0.3%).
 
@@ -357,5 +358,11 @@ mod tests {
             assert_eq!(rsa_primes(&mut stream(4), modulus_bits).unwrap(), (p, q));
         }
         assert_eq!(rsa_primes(&mut stream(4), 2040), Err(Ckr::KeySizeRange));
+        // Primes wider than the Montgomery arithmetic's limbs are refused before any work.
+        let widest = 2 * 64 * MODULUS_LIMBS_MAX;
+        assert_eq!(
+            rsa_primes(&mut stream(4), widest + 16),
+            Err(Ckr::KeySizeRange)
+        );
     }
 }
