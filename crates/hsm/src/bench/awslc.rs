@@ -34,10 +34,16 @@ pub(crate) enum Prepared {
         kek: [u8; 32],
         wrapped: Vec<u8>,
     },
+    /// A new RSA-2048 key from aws-lc's own generator per call.
+    GenerateRsa2048,
 }
 
 pub(crate) fn prepare(op: BenchOp) -> Result<Prepared, Error> {
     match op {
+        BenchOp::Rsa2048KeyPairGen => {
+            PrivateDecryptingKey::generate(KeySize::Rsa2048)?;
+            Ok(Prepared::GenerateRsa2048)
+        }
         BenchOp::EcdsaP256Sign => Ok(Prepared::Sign {
             key: Box::new(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)?),
         }),
@@ -113,5 +119,8 @@ pub(crate) fn run_slice(prepared: &Prepared, budget: Duration) -> Result<Tally, 
                     .map(drop)
             })
         }
+        Prepared::GenerateRsa2048 => slice(budget, || {
+            PrivateDecryptingKey::generate(KeySize::Rsa2048).map(drop)
+        }),
     }
 }

@@ -13,7 +13,8 @@ pub(crate) struct Speed {
 
 impl Speed {
     /// The figure comparable with `op`: the private op for decryption, the public op for
-    /// encryption; none for AES key wrap (`openssl speed` has no such row).
+    /// encryption; none for AES key wrap and key pair generation (`openssl speed` has no such
+    /// rows).
     pub(crate) fn for_op(&self, op: BenchOp) -> Option<f64> {
         match op {
             BenchOp::Rsa2048OaepSha1Decrypt | BenchOp::Rsa2048OaepSha256Decrypt => {
@@ -24,7 +25,7 @@ impl Speed {
             }
             BenchOp::Rsa2048OaepSha1Encrypt => self.rsa2048.map(|(_, v)| v),
             BenchOp::EcdsaP256Sign => self.ecdsa_p256_sign,
-            BenchOp::Aes256KwpUnwrap => None,
+            BenchOp::Aes256KwpUnwrap | BenchOp::Rsa2048KeyPairGen => None,
         }
     }
 }

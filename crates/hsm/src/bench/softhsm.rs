@@ -61,6 +61,8 @@ pub(crate) enum Prepared {
         kek: ObjectHandle,
         wrapped: Vec<u8>,
     },
+    /// A new RSA-2048 key pair per call, destroyed after.
+    GenerateKeyPair,
 }
 
 impl SoftHsm {
@@ -167,6 +169,10 @@ const UNWRAP_TEMPLATE: [Attribute; 4] = [
 
 fn prepare(session: &Session, op: BenchOp) -> Result<Prepared, cryptoki::error::Error> {
     match op {
+        BenchOp::Rsa2048KeyPairGen => {
+            generate_key_pair(session)?;
+            Ok(Prepared::GenerateKeyPair)
+        }
         BenchOp::EcdsaP256Sign => {
             let public = [
                 Attribute::EcParams(crate::P256_EC_PARAMS_DER.to_vec()),
@@ -198,17 +204,7 @@ fn prepare(session: &Session, op: BenchOp) -> Result<Prepared, cryptoki::error::
             Ok(Prepared::Unwrap { kek, wrapped })
         }
         _ => {
-            let public = [
-                Attribute::ModulusBits(op.modulus_bits().into()),
-                Attribute::Encrypt(true),
-            ];
-            let private = [
-                Attribute::Decrypt(true),
-                Attribute::Sensitive(true),
-                Attribute::Private(true),
-            ];
-            let (public, private) =
-                session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
+            let (public, private) = rsa_key_pair(session, op.modulus_bits())?;
             let mechanism = oaep(op.oaep_sha256());
             let wrapped = session.encrypt(&mechanism, public, &PAYLOAD)?;
             if op == BenchOp::Rsa2048OaepSha1Encrypt {
@@ -251,5 +247,30 @@ fn run_slice(
                 session.unwrap_key(&Mechanism::AesKeyWrapPad, *kek, wrapped, &UNWRAP_TEMPLATE)?;
             session.destroy_object(key)
         }),
+        Prepared::GenerateKeyPair => slice(budget, || generate_key_pair(session)),
     }
+}
+
+/// One RSA-2048 key pair generated and destroyed.
+fn generate_key_pair(session: &Session) -> Result<(), cryptoki::error::Error> {
+    let (public, private) = rsa_key_pair(session, 2048)?;
+    session.destroy_object(public)?;
+    session.destroy_object(private)
+}
+
+/// A new RSA key pair for encryption: its public and private handles.
+fn rsa_key_pair(
+    session: &Session,
+    modulus_bits: u64,
+) -> Result<(ObjectHandle, ObjectHandle), cryptoki::error::Error> {
+    let public = [
+        Attribute::ModulusBits(modulus_bits.into()),
+        Attribute::Encrypt(true),
+    ];
+    let private = [
+        Attribute::Decrypt(true),
+        Attribute::Sensitive(true),
+        Attribute::Private(true),
+    ];
+    session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
 }
