@@ -80,6 +80,9 @@ async fn lock_refuses_then_purge_waits_while_revoked_and_completes_after() {
     // Revoked: the purge is accepted but cannot rewrite blocks under the disabled key.
     w.set_key_enabled("kv1", "k1", &v1, false).await;
     w.wait_state("cl1", &["revoked"]).await;
+    // The state shows before its effects are carried out; the hot cache's deletion comes after
+    // the account key is forgotten, so once it is seen the purge cannot use the key.
+    w.wait_event("storage.hotcache.deleted").await;
     let op = workspaces
         .purge(purge_request("wsp1", "rec-1"))
         .await

@@ -740,10 +740,12 @@ impl KeyAccessMachine {
             detected_within.as_millis() as u64,
             effects,
         );
+        // The key is forgotten first, then the hot copy goes: once the hot cache's deletion is
+        // seen (its event), no read or purge can still use the account key.
+        effects.push(Effect::DropAekCache);
         if hot_tier_present {
             effects.push(Effect::DeleteHotTier);
         }
-        effects.push(Effect::DropAekCache);
     }
 
     /// The key material is gone for good: every block is permanently unreadable.
@@ -778,10 +780,11 @@ impl KeyAccessMachine {
             effects,
         );
         self.pending_rewrap = None;
+        // As for a revocation: the key first, then the hot copy.
+        effects.push(Effect::DropAekCache);
         if hot_tier_present {
             effects.push(Effect::DeleteHotTier);
         }
-        effects.push(Effect::DropAekCache);
     }
 
     fn transition(

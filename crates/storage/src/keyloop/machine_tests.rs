@@ -155,15 +155,15 @@ fn every_transition_row() {
     let revoke = [
         "event:storage.poll.denied",
         "event:storage.state.revoked",
-        "DeleteHotTier",
         "DropAekCache",
+        "DeleteHotTier",
     ];
     let deleted = ["event:storage.state.deleted", "DropAekCache"];
     let shred = [
         "event:storage.poll.denied",
         "event:storage.state.shredded",
-        "DeleteHotTier",
         "DropAekCache",
+        "DeleteHotTier",
     ];
     // From revoked or resuming the hot tier is already gone.
     let shred_cold = [
