@@ -9,10 +9,16 @@
 //! [`SignalCleanup::guard`], and exits with the shell's code for the signal (128 + its number).
 //!
 //! The simulation keeps running on the main thread while the directory is removed, and may
-//! create files in it meanwhile; removal is therefore retried, a bounded number of times.
+//! create files in it meanwhile (the services make their directories with `create_dir_all`,
+//! which makes the run directory again if it is gone). The thread therefore removes it until it
+//! stays gone for [`SETTLE_LOOKS`] looks in a row, a bounded number of times; and a run that
+//! ends meanwhile waits for that thread to end the process ([`SignalCleanup::hold_if_stopping`])
+//! instead of reporting the missing directory as its own error.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
@@ -20,12 +26,27 @@ use tokio::signal::unix::{signal, SignalKind};
 /// Attempts at removing the directory while the simulation may still be writing into it.
 const REMOVE_ATTEMPTS_MAX: u32 = 20;
 
+/// Looks, [`SETTLE_INTERVAL`] apart, in which the removed directory must stay gone.
+const SETTLE_LOOKS: u32 = 10;
+
+/// The time between two looks at the removed directory.
+const SETTLE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Looks at the removed directory in all, after which the thread stops trying (2 s).
+const SETTLE_LOOKS_MAX: u32 = 100;
+
+/// How long a run that ended while a signal's clean-up was under way waits for it to end the
+/// process (the clean-up's own bound is [`SETTLE_LOOKS_MAX`] looks, 2 s).
+const HOLD_MAX: Duration = Duration::from_secs(30);
+
 /// The directory to remove on a signal, shared with the waiting thread.
 type Slot = Arc<Mutex<Option<PathBuf>>>;
 
 /// The signal handling of one `cmksim run`: installed once, before the directory is created.
 pub struct SignalCleanup {
     slot: Slot,
+    /// Set by the waiting thread when a signal came, before it starts removing.
+    stopping: Arc<AtomicBool>,
 }
 
 /// While alive, a signal removes `path`; dropping it forgets the path (the caller's `TempDir`
@@ -58,6 +79,8 @@ impl SignalCleanup {
         };
         let slot: Slot = Arc::new(Mutex::new(None));
         let waiting = slot.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let seen = stopping.clone();
         std::thread::Builder::new()
             .name("signal-cleanup".into())
             .spawn(move || {
@@ -68,6 +91,7 @@ impl SignalCleanup {
                         _ = hangup.recv() => ("SIGHUP", 1),
                     }
                 });
+                seen.store(true, Ordering::SeqCst);
                 let path = waiting.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if let Some(path) = path {
                     match remove(&path) {
@@ -86,7 +110,18 @@ impl SignalCleanup {
                 std::process::exit(128 + number);
             })
             .context("starting the signal handler thread")?;
-        Ok(SignalCleanup { slot })
+        Ok(SignalCleanup { slot, stopping })
+    }
+
+    /// Called when the run ends, before its directory is removed: if a signal came, the
+    /// waiting thread is removing the directory and will end the process with the signal's
+    /// code, so this waits for that (at most [`HOLD_MAX`]) rather than let the run report the
+    /// directory it finds missing.
+    pub fn hold_if_stopping(&self) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        std::thread::sleep(HOLD_MAX);
     }
 
     /// Registers the directory a signal must remove, until the returned value is dropped.
@@ -98,9 +133,35 @@ impl SignalCleanup {
     }
 }
 
-/// Removes `path` and everything in it; gone already counts as removed. Retried while the
-/// simulation, still running, adds files faster than one pass removes them.
+/// Removes `path` and everything in it until it stays gone for [`SETTLE_LOOKS`] looks in a
+/// row: the simulation, still running, may make it again or add files faster than one pass
+/// removes them.
 fn remove(path: &Path) -> std::io::Result<()> {
+    remove_once(path)?;
+    let mut gone_looks = 0;
+    for _ in 0..SETTLE_LOOKS_MAX {
+        if gone_looks >= SETTLE_LOOKS {
+            return Ok(());
+        }
+        std::thread::sleep(SETTLE_INTERVAL);
+        if path.exists() {
+            gone_looks = 0;
+            remove_once(path)?;
+        } else {
+            gone_looks += 1;
+        }
+    }
+    if path.exists() {
+        return Err(std::io::Error::other(format!(
+            "it was made again after {SETTLE_LOOKS_MAX} looks"
+        )));
+    }
+    Ok(())
+}
+
+/// One removal of `path`; gone already counts as removed. Retried while files appear in it
+/// faster than one pass removes them.
+fn remove_once(path: &Path) -> std::io::Result<()> {
     let mut attempt = 1;
     loop {
         match std::fs::remove_dir_all(path) {

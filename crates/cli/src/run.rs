@@ -344,6 +344,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             cmksim_world::harness::run_simulated_in(&scenario, &options, &events, root.path());
         // Removed while still registered: a signal during the removal finishes it.
         let removed = root.close();
+        // A signal's clean-up under way ends the process, and may have removed the directory
+        // first: its outcome, not this removal's, is the run's.
+        cleanup.hold_if_stopping();
         drop(registered);
         removed.context("removing the run directory")?;
         let result = match result {
