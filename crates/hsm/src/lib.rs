@@ -84,7 +84,7 @@ pub use mechanism::{HashAlg, Mechanism, Mgf, OaepParams, PssParams};
 pub use mechanisms::ec::P256_EC_PARAMS_DER;
 pub use mechanisms::rsa::sha256_digest_info;
 pub use mechanisms::rsa_keygen::{
-    generate_rsa, GeneratedRsa, RsaKeySeed, GENERATED_KEYS_REMEMBERED_MAX,
+    generate_rsa, prepare_rsa, GeneratedRsa, RsaKeySeed, GENERATED_KEYS_REMEMBERED_MAX,
 };
 pub use module::Module;
 pub use types::{

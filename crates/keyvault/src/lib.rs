@@ -43,7 +43,7 @@ pub mod vaults;
 pub use client::{ClientError, KeyVaultClient};
 pub use errors::{AzureErrorBody, KvError, Plane};
 pub use events::KeyVaultEvent;
-pub use server::{KeyVaultConfig, KeyVaultServer, ServerError};
+pub use server::{prepare_first_rsa_key, KeyVaultConfig, KeyVaultServer, ServerError};
 pub use status::azure_error;
 
 #[cfg(test)]

@@ -90,6 +90,41 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
     }
 }
 
+/// The stream a Key Vault's master key and software keys are drawn from.
+fn material_source(material_seeds: &SeedTree) -> RandomSource {
+    material_seeds.source("keyvault/key-material")
+}
+
+/// A new master key: the first 32 bytes of the key-material stream.
+fn draw_master_key(rng: &mut RandomSource) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    rng.fill_bytes(&mut key);
+    key
+}
+
+/// Starts generating, on another thread, the software RSA key of `modulus_bits` that a Key
+/// Vault opened on a fresh directory with `key_material_seed` (`KeyVaultConfig`) makes first,
+/// if its first draw from the key-material stream after the master key is that key's
+/// ([`cmksim_hsm::prepare_rsa`]). A simulated world whose first declared key is a software RSA
+/// key calls this before it builds its services, so the key search overlaps their set-up on a
+/// second core. A wrong guess (an EC key first, an existing directory) costs only that core's
+/// time: the key a seed gives is the same whoever searched for it. Returns whether a search
+/// was started.
+pub fn prepare_first_rsa_key(key_material_seed: u64, modulus_bits: u32) -> bool {
+    cmksim_hsm::prepare_rsa(
+        u64::from(modulus_bits),
+        &first_rsa_key_seed(key_material_seed),
+    )
+}
+
+/// The seed of the first software RSA key of a Key Vault opened on a fresh directory with
+/// `key_material_seed`, if its first draw after the master key is that key's.
+pub(crate) fn first_rsa_key_seed(key_material_seed: u64) -> cmksim_hsm::RsaKeySeed {
+    let mut rng = material_source(&SeedTree::new(key_material_seed));
+    draw_master_key(&mut rng);
+    cmksim_hsm::RsaKeySeed::draw(&mut rng)
+}
+
 fn load_or_create_master_key(path: &Path, rng: &mut RandomSource) -> Result<[u8; 32], ServerError> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.len() == 32 => {
@@ -105,8 +140,7 @@ fn load_or_create_master_key(path: &Path, rng: &mut RandomSource) -> Result<[u8;
             ),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            rng.fill_bytes(&mut key);
+            let key = draw_master_key(rng);
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, key).map_err(io_error(&tmp))?;
             #[cfg(unix)]
@@ -139,7 +173,7 @@ impl KeyVaultServer {
         let mut material_rng = if config.os_key_material {
             RandomSource::Os
         } else {
-            material_seeds.source("keyvault/key-material")
+            material_source(&material_seeds)
         };
         let master_key =
             load_or_create_master_key(&data_dir.join("master.key"), &mut material_rng)?;

@@ -188,8 +188,7 @@ pub(crate) fn run(
         let net = MemNet::seeded(seeds.stream_seed("net/links"));
         // Tokens: storage, ingest and Sentinel check them; the driver provisions every principal.
         let auth = crate::auth::WorldAuth::new();
-        // The scenario's key material follows its own seed, not the run's (RunOptions).
-        let key_material_seed = options.key_material_seed.unwrap_or(scenario.meta.seed);
+        let key_material_seed = crate::harness::key_material(scenario, options);
         let starts = host_starts(
             scenario,
             events,

@@ -161,6 +161,21 @@ const SENTINEL_PORT: u16 = 50054;
 /// directory (`TMPDIR`).
 pub const TMPDIR_ENV: &str = "CMKSIM_TMPDIR";
 
+/// The root seed of the run's key material: the options' or else the scenario's own seed, not
+/// the run's (`KeyVaultConfig::key_material_seed`). When the scenario's first key is a software
+/// RSA key, its search starts now, on another thread
+/// ([`cmksim_keyvault::prepare_first_rsa_key`]), so that it overlaps the world's set-up instead
+/// of following it; the key is the same either way.
+pub(crate) fn key_material(scenario: &Scenario, options: &RunOptions) -> u64 {
+    let seed = options.key_material_seed.unwrap_or(scenario.meta.seed);
+    if let Some(first) = scenario.world.keys.first() {
+        if first.kty == cmksim_scenario::model::KeyType::Rsa {
+            cmksim_keyvault::prepare_first_rsa_key(seed, first.size);
+        }
+    }
+    seed
+}
+
 /// Creates the services' data directories' parent for one run: in `$CMKSIM_TMPDIR` when set,
 /// else on tmpfs (`/dev/shm`) when the machine has it: the directories die with the run anyway,
 /// and what a database writes out when it closes (a simulated crash keeps every write made
@@ -249,8 +264,7 @@ pub fn run_simulated_in(
         .build();
 
     let kv_dir: PathBuf = root.join("keyvault");
-    // The scenario's key material follows its own seed, not the run's (KeyVaultConfig).
-    let key_material_seed = options.key_material_seed.unwrap_or(scenario.meta.seed);
+    let key_material_seed = key_material(scenario, options);
     {
         let events = events.clone();
         let auth = auth.clone();

@@ -18,10 +18,15 @@
 //!   keys, least recently used evicted), so a run repeated with the same seed in one process (a
 //!   determinism check, a benchmark's rounds, scenarios sharing a set-up) generates it once. The
 //!   memo maps a seed to exactly the key the generator would make from it, so whether a key was
-//!   remembered changes no bit of any run; different seeds never share a key.
+//!   remembered changes no bit of any run; different seeds never share a key. A caller that can
+//!   tell which seed a key will be asked for soon (a simulated world, before its Key Vault has
+//!   made its first key) starts that key on another thread with [`prepare_rsa`]: the memo's slot
+//!   is taken at once, and a request for the same key meanwhile waits for that thread's answer
+//!   instead of searching again, so the search overlaps the world's set-up on a second core.
 //! - **the operating system's** (live mode): aws-lc's own generator, as before, and nothing is
 //!   remembered (a live server's deleted keys must not linger in a process-wide map).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lc_rs::encoding::AsDer;
@@ -39,6 +44,13 @@ use crate::error::Ckr;
 
 /// Most generated keys remembered by the process (about 1.2 KB each for RSA-2048).
 pub const GENERATED_KEYS_REMEMBERED_MAX: usize = 64;
+
+/// Most keys prepared on threads of their own at once ([`prepare_rsa`]): a guess that was wrong
+/// costs at most this many cores for one key search each.
+pub const PREPARED_KEYS_IN_FLIGHT_MAX: usize = 1;
+
+/// One remembered key: filled once, by whichever caller asked first; the others wait for it.
+type Remembered = OnceLock<Result<GeneratedRsa, Ckr>>;
 
 /// Where a new RSA key's randomness comes from, taken from the caller's source when the key is
 /// asked for (under the caller's lock; the slow generation can then run outside it).
@@ -107,16 +119,66 @@ pub fn generate_rsa(modulus_bits: u64, seed: &RsaKeySeed) -> Result<GeneratedRsa
             let der = key.as_der().map_err(|_| Ckr::DeviceError)?;
             from_pkcs8(der.as_ref())
         }
-        RsaKeySeed::Seeded(bytes) => {
-            let memo_key = format!("{modulus_bits}/{}", hex::encode(bytes));
-            if let Some(known) = remembered().get(&memo_key) {
-                return Ok(GeneratedRsa::clone(&known));
-            }
-            let generated = from_seed(modulus_bits, bytes)?;
-            remembered().insert(&memo_key, Arc::new(generated.clone()));
-            Ok(generated)
+        RsaKeySeed::Seeded(bytes) => slot(modulus_bits, bytes)
+            .get_or_init(|| from_seed(modulus_bits, bytes))
+            .clone(),
+    }
+}
+
+/// Starts generating the key of `modulus_bits` from `seed` on a thread of its own and returns
+/// at once, so that a [`generate_rsa`] of the same key later finds it made or being made (it
+/// then waits for it rather than search again). Only seeded keys are prepared (an OS key is
+/// never remembered); nothing is started for a size the generator refuses, a key remembered
+/// already, or when [`PREPARED_KEYS_IN_FLIGHT_MAX`] keys are being prepared. Returns whether a
+/// thread was started. A key prepared and never asked for costs only the search's time on
+/// another core: the memo holds exactly the key the seed gives, so no run's output changes.
+pub fn prepare_rsa(modulus_bits: u64, seed: &RsaKeySeed) -> bool {
+    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+    let RsaKeySeed::Seeded(bytes) = seed else {
+        return false;
+    };
+    if key_size(modulus_bits).is_err() || remembered().contains(&memo_key(modulus_bits, bytes)) {
+        return false;
+    }
+    let taken = IN_FLIGHT.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        (n < PREPARED_KEYS_IN_FLIGHT_MAX).then_some(n + 1)
+    });
+    if taken.is_err() {
+        return false;
+    }
+    /// Gives the place back however the preparing thread ends (or if it never starts).
+    struct InFlight;
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         }
     }
+    let place = InFlight;
+    let bytes = *bytes;
+    std::thread::Builder::new()
+        .name("rsa-prepare".into())
+        .spawn(move || {
+            let _place = place;
+            // The answer stays in the memo, where the request for this key will find it.
+            slot(modulus_bits, &bytes).get_or_init(|| from_seed(modulus_bits, &bytes));
+        })
+        .is_ok()
+}
+
+fn memo_key(modulus_bits: u64, bytes: &[u8; 32]) -> String {
+    format!("{modulus_bits}/{}", hex::encode(bytes))
+}
+
+/// The memo's slot for the key of `bytes`, taken (empty) if the key was not remembered.
+fn slot(modulus_bits: u64, bytes: &[u8; 32]) -> Arc<Remembered> {
+    let key = memo_key(modulus_bits, bytes);
+    let mut memo = remembered();
+    if let Some(known) = memo.get(&key) {
+        return known;
+    }
+    let fresh = Arc::new(Remembered::new());
+    memo.insert(&key, fresh.clone());
+    fresh
 }
 
 /// The key whose primes [`prime_search::rsa_primes`] finds in a ChaCha20 stream over `bytes`, in
@@ -145,8 +207,8 @@ fn from_pkcs8(pkcs8: &[u8]) -> Result<GeneratedRsa, Ckr> {
     })
 }
 
-fn remembered() -> std::sync::MutexGuard<'static, Lru<GeneratedRsa>> {
-    static REMEMBERED: OnceLock<Mutex<Lru<GeneratedRsa>>> = OnceLock::new();
+fn remembered() -> std::sync::MutexGuard<'static, Lru<Remembered>> {
+    static REMEMBERED: OnceLock<Mutex<Lru<Remembered>>> = OnceLock::new();
     REMEMBERED
         .get_or_init(|| Mutex::new(Lru::new(GENERATED_KEYS_REMEMBERED_MAX)))
         .lock()
@@ -178,6 +240,27 @@ mod tests {
         assert_eq!(generate_rsa(2048, &seeded(7)).unwrap().pkcs8, a.pkcs8);
         let b = generate_rsa(2048, &seeded(8)).unwrap();
         assert_ne!(a.modulus, b.modulus);
+    }
+
+    #[test]
+    fn a_prepared_key_is_the_key_the_seed_gives_and_is_prepared_once() {
+        let seed = seeded(23);
+        let RsaKeySeed::Seeded(bytes) = seed.clone() else {
+            panic!("a seeded source gives a seeded key seed")
+        };
+        assert!(
+            !prepare_rsa(2048, &RsaKeySeed::Os),
+            "OS keys are never prepared"
+        );
+        assert!(!prepare_rsa(1024, &seed), "a refused size is not prepared");
+        assert!(prepare_rsa(2048, &seed));
+        // Asked for while (or after) it is prepared: the same key as a search of its own.
+        let asked = generate_rsa(2048, &seed).unwrap();
+        assert_eq!(asked.pkcs8, from_seed(2048, &bytes).unwrap().pkcs8);
+        assert!(
+            !prepare_rsa(2048, &seed),
+            "a remembered key is not prepared again"
+        );
     }
 
     #[test]
