@@ -90,7 +90,8 @@ pub enum BenchOp {
     /// AES-256 KWP unwrap of a 32-byte key into a session object (then destroyed).
     Aes256KwpUnwrap,
     /// RSA-2048 key pair generation (the pair then destroyed): cmksim's from a seeded stream, as
-    /// every simulated world's keys are made (its own prime search), the others' from the OS.
+    /// every simulated world's keys are made (its own prime search, whose base-2 rounds use up
+    /// to two threads since session 12), the others' from the OS, on one thread each.
     Rsa2048KeyPairGen,
 }
 

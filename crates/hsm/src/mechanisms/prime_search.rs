@@ -14,7 +14,9 @@
 //! 3. each survivor in order: a Miller-Rabin round to base 2 (it rejects nearly every composite
 //!    with one modular exponentiation), then [`miller_rabin_rounds`] rounds to bases drawn from
 //!    the stream: the counts aws-lc uses for its own RSA primes (FIPS 186-4 appendix F.1: an
-//!    error probability below 2^-125 for a random candidate);
+//!    error probability below 2^-125 for a random candidate). The base-2 rounds, which draw
+//!    nothing from the stream, are shared by two threads ([`first_passing_base_two`]), which
+//!    find the same first survivor one thread would;
 //! 4. a window without a prime (rare: about 5.8 primes are expected in one) takes a new start.
 //!
 //! q is drawn again while |p - q| <= 2^(prime bits - 100) (FIPS 186-4 B.3.3), which a random pair
@@ -26,6 +28,7 @@
 //! Every loop has a bound; reaching one is reported as `CKR_DEVICE_ERROR` (it does not happen with
 //! a working generator: a window without a prime has a probability of about 0.3%).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use rand::RngCore;
@@ -99,17 +102,148 @@ fn probable_prime(stream: &mut ChaCha20Rng, prime_bits: usize) -> Result<BigUint
         }
         let struck = sieve(&start);
         let base = BigUint::from_bytes_be(&start);
-        for (offset, _) in struck.iter().enumerate().filter(|(_, struck)| !**struck) {
-            let candidate = &base + BigUint::from(2 * offset as u64);
-            if candidate.bits() != prime_bits {
-                break; // ran past the size: a new start
+        // The window's survivors of exactly the size, in order (the first past it ends them).
+        let candidates: Vec<BigUint> = struck
+            .iter()
+            .enumerate()
+            .filter(|(_, struck)| !**struck)
+            .map(|(offset, _)| &base + BigUint::from(2 * offset as u64))
+            .take_while(|candidate| candidate.bits() == prime_bits)
+            .collect();
+        let mut from = 0;
+        while let Some(found) = first_passing_base_two(&candidates[from..]) {
+            let candidate = &candidates[from + found];
+            // Only a base-2 round's survivor draws bases from the stream, so the stream's use,
+            // and the prime found, are those of testing each survivor in turn.
+            if let Some(test) = Test::new(candidate) {
+                if test.random_bases(candidate, rounds, stream) {
+                    return Ok(candidate.clone());
+                }
             }
-            if miller_rabin(&candidate, rounds, stream) {
-                return Ok(candidate);
-            }
+            from += found + 1;
         }
     }
     Err(Ckr::DeviceError)
+}
+
+/// Threads that screen a window's candidates with the base-2 round at once.
+const SCREENING_THREADS_MAX: usize = 2;
+
+/// The index of the first of `candidates` that passes the Miller-Rabin round to base 2 (which
+/// draws nothing from the stream), the same whether one thread or several look. Nearly every
+/// exponentiation of a key search is one of these rounds, each candidate's independent of the
+/// others', so up to [`SCREENING_THREADS_MAX`] threads share them: the k-th takes candidates k,
+/// k + threads, … in order, and stops at the first that passes or once it is past a pass found
+/// by another (every candidate before that pass is still tested by its thread, so the lowest
+/// pass is found). A simulated world's key search mostly runs while the simulation waits for it
+/// ([`super::rsa_keygen::prepare_rsa`]), so a second core is usually free.
+fn first_passing_base_two(candidates: &[BigUint]) -> Option<usize> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, SCREENING_THREADS_MAX);
+    if threads == 1 || candidates.len() < 2 * threads {
+        return candidates.iter().position(passes_base_two);
+    }
+    let found = AtomicUsize::new(usize::MAX);
+    let screen = |first: usize| {
+        for (index, candidate) in candidates.iter().enumerate().skip(first).step_by(threads) {
+            if index > found.load(Ordering::Relaxed) {
+                return;
+            }
+            if passes_base_two(candidate) {
+                found.fetch_min(index, Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for first in 1..threads {
+            let screen = &screen;
+            // A thread that cannot start leaves its candidates to this one, below.
+            if std::thread::Builder::new()
+                .spawn_scoped(scope, move || screen(first))
+                .is_err()
+            {
+                return;
+            }
+        }
+        screen(0);
+    });
+    let found = found.into_inner();
+    if found == usize::MAX {
+        return None;
+    }
+    Some(found)
+}
+
+/// Whether `n` passes the Miller-Rabin round to base 2 (false for an even or too small `n`).
+fn passes_base_two(n: &BigUint) -> bool {
+    Test::new(n).is_some_and(|test| test.base_two())
+}
+
+/// Miller-Rabin for one odd candidate n >= 5: n - 1 = 2^twos · odd_part, in `field`.
+struct Test {
+    field: Montgomery,
+    odd_part: BigUint,
+    twos: usize,
+    minus_one: Vec<u64>,
+}
+
+impl Test {
+    fn new(n: &BigUint) -> Option<Test> {
+        if n < &BigUint::from(5u32) {
+            return None;
+        }
+        // None: even, or wider than any prime the search makes.
+        let field = Montgomery::new(n)?;
+        let n_minus_1 = n - BigUint::from(1u32);
+        let twos = n_minus_1.trailing_zeros()?;
+        Some(Test {
+            odd_part: &n_minus_1 >> twos,
+            twos,
+            minus_one: field.minus_one(),
+            field,
+        })
+    }
+
+    /// The round to base 2 (by doublings).
+    fn base_two(&self) -> bool {
+        self.round(self.field.pow_of_two(&self.odd_part))
+    }
+
+    /// `rounds` rounds to bases drawn from `stream` in 2 ..= n - 2.
+    fn random_bases(&self, n: &BigUint, rounds: usize, stream: &mut ChaCha20Rng) -> bool {
+        let bases_span = n - BigUint::from(3u32);
+        let mut drawn = vec![0u8; n.bits().div_ceil(8) + 8];
+        for _ in 0..rounds {
+            stream.fill_bytes(&mut drawn);
+            let base = BigUint::from(2u32) + BigUint::from_bytes_be(&drawn) % &bases_span;
+            if !self.round(
+                self.field
+                    .pow(&self.field.to_montgomery(&base), &self.odd_part),
+            ) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One round, from x = base^odd_part: whether n is still a probable prime.
+    fn round(&self, mut x: Vec<u64>) -> bool {
+        if x == self.field.one() || x == self.minus_one {
+            return true;
+        }
+        for _ in 1..self.twos {
+            self.field.square(&mut x);
+            if x == self.minus_one {
+                return true;
+            }
+            if x == self.field.one() {
+                return false;
+            }
+        }
+        false
+    }
 }
 
 /// The odd primes below [`SIEVE_PRIMES_BELOW`], computed once a process (a sieve of
@@ -171,50 +305,15 @@ fn sieve(start: &[u8]) -> Vec<bool> {
 /// Miller-Rabin: one round to base 2, then `rounds` to bases drawn from `stream` in
 /// [2, n - 2], each an exponentiation in [`Montgomery`] form. False means composite (every even
 /// n but 2, and every n wider than [`MODULUS_LIMBS_MAX`] limbs, which no key size asks for);
-/// true, a probable prime.
-pub fn miller_rabin(n: &BigUint, rounds: usize, stream: &mut ChaCha20Rng) -> bool {
-    let one = BigUint::from(1u32);
+/// true, a probable prime. The search applies the same two steps to each candidate, with the
+/// base-2 rounds of a window shared between threads; this whole test of one number is the
+/// tests' entry point.
+#[cfg(test)]
+fn miller_rabin(n: &BigUint, rounds: usize, stream: &mut ChaCha20Rng) -> bool {
     if n < &BigUint::from(5u32) {
         return n == &BigUint::from(2u32) || n == &BigUint::from(3u32);
     }
-    let Some(field) = Montgomery::new(n) else {
-        return false; // even, or wider than any prime the search makes
-    };
-    let n_minus_1 = n - &one;
-    let Some(twos) = n_minus_1.trailing_zeros() else {
-        return false; // unreachable: n >= 5
-    };
-    let odd_part = &n_minus_1 >> twos;
-    let minus_one = field.minus_one();
-    let bases_span = n - BigUint::from(3u32); // bases 2 ..= n - 2
-    let mut drawn = vec![0u8; n.bits().div_ceil(8) + 8];
-    for round in 0..=rounds {
-        let mut x = if round == 0 {
-            field.pow_of_two(&odd_part)
-        } else {
-            stream.fill_bytes(&mut drawn);
-            let base = BigUint::from(2u32) + BigUint::from_bytes_be(&drawn) % &bases_span;
-            field.pow(&field.to_montgomery(&base), &odd_part)
-        };
-        if x == field.one() || x == minus_one {
-            continue;
-        }
-        let mut reached_minus_1 = false;
-        for _ in 1..twos {
-            field.square(&mut x);
-            if x == minus_one {
-                reached_minus_1 = true;
-                break;
-            }
-            if x == field.one() {
-                return false;
-            }
-        }
-        if !reached_minus_1 {
-            return false;
-        }
-    }
-    true
+    Test::new(n).is_some_and(|test| test.base_two() && test.random_bases(n, rounds, stream))
 }
 
 #[cfg(test)]
@@ -339,6 +438,35 @@ mod tests {
         assert!(!has_small_factor(&one_mod_e));
         assert_eq!(&one_mod_e % &e, BigUint::from(1u32));
         assert!(sieve(&one_mod_e.to_bytes_be())[0]);
+    }
+
+    #[test]
+    fn screening_on_two_threads_finds_the_first_base_two_pass_one_thread_finds() {
+        // Odd 256-bit numbers from a few starts, unsieved: about one in ninety passes. The
+        // suffixes from each of the first hundred places (and the last, and the empty list) put
+        // the first pass at every distance from where each thread starts, or leave none.
+        for seed in 0..3u8 {
+            let mut start = [0u8; 32];
+            stream(seed).fill_bytes(&mut start);
+            start[0] |= 0xc0;
+            start[31] |= 1;
+            let base = BigUint::from_bytes_be(&start);
+            let candidates: Vec<BigUint> =
+                (0..400u32).map(|k| &base + BigUint::from(2 * k)).collect();
+            let passes: Vec<bool> = candidates.iter().map(passes_base_two).collect();
+            assert!(
+                passes[100..].iter().any(|p| *p),
+                "seed {seed}: no prime near the end"
+            );
+            for from in (0..100).chain([candidates.len() - 1, candidates.len()]) {
+                assert_eq!(
+                    first_passing_base_two(&candidates[from..]),
+                    passes[from..].iter().position(|p| *p),
+                    "seed {seed}, from {from}"
+                );
+            }
+        }
+        assert_eq!(first_passing_base_two(&[]), None);
     }
 
     #[test]
