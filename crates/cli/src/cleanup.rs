@@ -113,10 +113,10 @@ impl SignalCleanup {
         Ok(SignalCleanup { slot, stopping })
     }
 
-    /// Called when the run ends, before its directory is removed: if a signal came, the
-    /// waiting thread is removing the directory and will end the process with the signal's
-    /// code, so this waits for that (at most [`HOLD_MAX`]) rather than let the run report the
-    /// directory it finds missing.
+    /// Called when the run ends, after its own removal of the directory and before that
+    /// removal's outcome is reported: if a signal came, the waiting thread is removing the
+    /// directory too and will end the process with the signal's code, so this waits for that
+    /// (at most [`HOLD_MAX`]) rather than let the run report the directory it found missing.
     pub fn hold_if_stopping(&self) {
         if !self.stopping.load(Ordering::SeqCst) {
             return;

@@ -156,19 +156,24 @@ fn first_passing_base_two(candidates: &[BigUint]) -> Option<usize> {
             }
         }
     };
+    let mut started_all = true;
     std::thread::scope(|scope| {
         for first in 1..threads {
             let screen = &screen;
-            // A thread that cannot start leaves its candidates to this one, below.
             if std::thread::Builder::new()
                 .spawn_scoped(scope, move || screen(first))
                 .is_err()
             {
+                started_all = false;
                 return;
             }
         }
         screen(0);
     });
+    if !started_all {
+        // A thread that could not start left its candidates untested: one thread looks at all.
+        return candidates.iter().position(passes_base_two);
+    }
     let found = found.into_inner();
     if found == usize::MAX {
         return None;
