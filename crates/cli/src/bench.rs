@@ -124,9 +124,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let report = cmksim_hsm::bench::run(&options);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
             }
         }
         Target::Sim {
@@ -179,21 +179,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let mut value = serde_json::to_value(&report)?;
                 value["revocation_floor"] = revocation_floor.unwrap_or_default();
                 value["chaos_sweep"] = sweep.unwrap_or_default();
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                outln!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
                 match &revocation_floor {
-                    Some(f) => println!(
+                    Some(f) => outln!(
                         "revocation: {:.2} s wall, unavoidable {} unwraps x unwrap time = {:.3} s, ratio {:.1} (goal <= 2, wall <= 0.3 s)",
                         f["wall_seconds"].as_f64().unwrap_or_default(),
                         f["unwraps"],
                         f["unavoidable_seconds"].as_f64().unwrap_or_default(),
                         f["wall_over_unavoidable"].as_f64().unwrap_or_default()
                     ),
-                    None => println!("revocation: scenarios/revocation.toml not found (run from the repository)"),
+                    None => outln!("revocation: scenarios/revocation.toml not found (run from the repository)"),
                 }
                 match &sweep {
-                    Some(s) => println!(
+                    Some(s) => outln!(
                         "chaos sweep of the revocation scenario: {} seeds in {:.1} s wall on {} jobs = {:.3} seeds/s per core ({} failing)",
                         s["seeds"],
                         s["wall_seconds"].as_f64().unwrap_or_default(),
@@ -201,7 +201,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         s["seeds_per_second_per_core"].as_f64().unwrap_or_default(),
                         s["failing"]
                     ),
-                    None => println!("chaos sweep: skipped"),
+                    None => outln!("chaos sweep: skipped"),
                 }
             }
         }
@@ -216,9 +216,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let report = cmksim_keyvault::bench::run(&options);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
             }
         }
         Target::Rest {
@@ -242,9 +242,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let report = cmksim_rest::bench::run(&options);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
             }
         }
         Target::Storage { json, dir } => {
@@ -252,9 +252,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let config = cmksim_storage::data::bench::BenchConfig::cli_default(&dir);
             let report = cmksim_storage::data::bench::run(&config)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.table());
+                out!("{}", report.table());
             }
         }
         Target::Ingest {
@@ -288,9 +288,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let report = crate::bench_ingest::run(&options)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
             }
         }
         Target::Query { json, mib } => {
@@ -307,9 +307,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let report = crate::bench_query::run(&options)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
             }
         }
     }

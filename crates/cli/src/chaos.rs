@@ -548,19 +548,19 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     })?;
     progress.clear();
     let wall = started.elapsed();
-    print!("{}", summary_table(&runs, wall, jobs));
+    out!("{}", summary_table(&runs, wall, jobs));
     if let (Some(path), (Some(mut writer), _)) = (
         &args.out,
         out.into_inner().unwrap_or_else(|p| p.into_inner()),
     ) {
         writer.flush().context("writing --out")?;
-        println!("results: {}", path.display());
+        outln!("results: {}", path.display());
     }
     let first_failing = runs.iter().find(|r| !r.broken.is_empty());
     if args.shrink {
         match first_failing {
             Some(failing) => write_shrunk(&args, &text, &scenario, &space, failing, sim)?,
-            None => println!("shrink: no seed broke a check"),
+            None => outln!("shrink: no seed broke a check"),
         }
     }
     Ok(if runs.iter().any(SeedRun::failed) {
@@ -581,7 +581,7 @@ fn replay(
     let faults = chaos::draw(space, seed);
     let (run, log) = run_schedule_logged(scenario, space, &faults, seed, sim)?;
     for fault in &run.faults {
-        println!("fault: {}", fault.describe());
+        outln!("fault: {}", fault.describe());
     }
     let color = std::io::stdout().is_terminal();
     let counts = cmksim_scenario::summary::Counts::from_events(
@@ -589,7 +589,7 @@ fn replay(
             .filter_map(|l| serde_json::from_str::<Event>(l).ok())
             .collect::<Vec<_>>(),
     );
-    print!(
+    out!(
         "{}",
         cmksim_scenario::summary::render_summary(
             &run.expectations,
@@ -599,17 +599,17 @@ fn replay(
         )
     );
     if let Some(error) = &run.error {
-        println!("the run failed: {error}");
+        outln!("the run failed: {error}");
     }
-    println!("{}", run.json_line());
+    outln!("{}", run.json_line());
     if let Some(path) = &args.events {
         std::fs::write(path, log.as_bytes())
             .with_context(|| format!("--events {}: cannot write there", path.display()))?;
-        println!("events: {}", path.display());
+        outln!("events: {}", path.display());
     }
     if args.shrink {
         if run.broken.is_empty() {
-            println!("shrink: seed {seed} broke no check");
+            outln!("shrink: seed {seed} broke no check");
         } else {
             write_shrunk(args, text, scenario, space, &run, sim)?;
         }
@@ -650,7 +650,7 @@ fn write_shrunk(
         .join(format!("{}-seed-{}.toml", scenario.meta.name, failing.seed));
     std::fs::write(&path, file.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    println!(
+    outln!(
         "shrunk seed {} ({target}) from {} to {} fault(s) in {} runs{}: {}",
         failing.seed,
         failing.faults.len(),
@@ -664,7 +664,7 @@ fn write_shrunk(
         path.display()
     );
     for fault in &shrunk.faults {
-        println!("  {}", fault.describe());
+        outln!("  {}", fault.describe());
     }
     Ok(())
 }

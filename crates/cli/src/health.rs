@@ -84,18 +84,18 @@ pub fn run(args: HealthArgs) -> anyhow::Result<ExitCode> {
     });
     match answer {
         Ok(status) if status == ServingStatus::Serving as i32 => {
-            println!("{}: SERVING", args.url);
+            outln!("{}: SERVING", args.url);
             Ok(ExitCode::SUCCESS)
         }
         Ok(status) => {
             let name = ServingStatus::try_from(status)
                 .map(|s| s.as_str_name())
                 .unwrap_or("UNKNOWN");
-            println!("{}: {name}", args.url);
+            outln!("{}: {name}", args.url);
             Ok(ExitCode::from(1))
         }
         Err(reason) => {
-            println!("{}: unreachable: {reason}", args.url);
+            outln!("{}: unreachable: {reason}", args.url);
             Ok(ExitCode::from(1))
         }
     }

@@ -6,6 +6,9 @@
 //! `bench` runs the benchmarks that compare with references measured in the same run,
 //! `profile` shows the behaviour profiles, and `chaos` sweeps random fault schedules.
 
+// First, so that its `outln!` and `out!` are in scope in every module below.
+#[macro_use]
+mod stdout;
 mod bench;
 mod bench_ingest;
 mod bench_query;
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run(args),
         Command::Chaos(args) => chaos::run(args),
     };
+    stdout::report_failure();
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -16,7 +16,7 @@ pub struct ProfileArgs {
 pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
     let profile = Profile::builtin(&args.name)?;
     let text = toml::to_string(&profile)?;
-    println!("# built-in profiles: {}", BUILTIN_PROFILES.join(", "));
-    print!("{text}");
+    outln!("# built-in profiles: {}", BUILTIN_PROFILES.join(", "));
+    out!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -184,9 +184,9 @@ async fn query(args: QueryArgs, network: Network) -> anyhow::Result<ExitCode> {
                 .map(|c| serde_json::json!({"name": c.name, "type": c.r#type}))
                 .collect();
             let body = serde_json::json!({"tables": [{"name": table.name, "columns": columns, "rows": rows}]});
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            outln!("{}", serde_json::to_string_pretty(&body)?);
         } else {
-            print!("{}", render(table, &rows));
+            out!("{}", render(table, &rows));
         }
     }
     Ok(ExitCode::SUCCESS)

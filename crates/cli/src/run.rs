@@ -192,7 +192,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     for file in &args.files {
         // As `run` without options: the event-driven engine.
         match load_within_limits(file, tick, false, args.force) {
-            Some(s) => println!(
+            Some(s) => outln!(
                 "{}: ok ({} steps, {} expectations)",
                 file.display(),
                 s.timeline.len(),
@@ -245,11 +245,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let color = std::io::stdout().is_terminal();
     if !args.quiet {
-        println!("{}\n", scenario.meta.title);
+        outln!("{}\n", scenario.meta.title);
         for line in scenario.meta.story.lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
-        println!();
+        outln!();
     }
 
     let events = EventLog::default();
@@ -331,7 +331,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 speed: args.speed.unwrap_or(cmksim_world::control::SPEED_MIN),
             });
             let (dashboard, url) = crate::web::start(listen, &scenario, &events, control.clone())?;
-            println!("dashboard: {url}\n");
+            outln!("dashboard: {url}\n");
             options.control = Some(control);
             web = Some((dashboard, url));
         }
@@ -392,20 +392,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let snapshot = events.snapshot();
     let counts = summary::Counts::from_events(&snapshot);
-    println!();
-    print!(
+    outln!();
+    out!(
         "{}",
         summary::render_summary(&expectations, &invariants, &counts, color)
     );
-    print!(
+    out!(
         "{}",
         cmksim_scenario::bill::render_bill(&bills, &judged.profile.bill)
     );
     match live_line {
-        Some(live) => println!("seed {seed} · {live} · {} events", snapshot.len()),
+        Some(live) => outln!("seed {seed} · {live} · {} events", snapshot.len()),
         // A run that took no step (none is counted when the world failed to start).
-        None if steps == 0 => println!("seed {seed} · {} events", snapshot.len()),
-        None => println!(
+        None if steps == 0 => outln!("seed {seed} · {} events", snapshot.len()),
+        None => outln!(
             "seed {seed} · {steps} simulation steps · {} events",
             snapshot.len()
         ),
@@ -413,16 +413,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(file) = events_file {
         let path = file.write(cmksim_scenario::narrate::render_jsonl(&snapshot).as_bytes())?;
-        println!("events: {}", path.display());
+        outln!("events: {}", path.display());
     }
     if let Some(file) = report_file {
         let input = report::ReportInput::new(&scenario, &snapshot, &expectations, &invariants);
         let path = file.write(report::render_html(&input).as_bytes())?;
-        println!("report: {}", path.display());
+        outln!("report: {}", path.display());
     }
     if let Some((dashboard, url)) = web {
         dashboard.finish(&expectations, &invariants);
-        println!("dashboard: the run has ended; {url} stays up until Ctrl-C");
+        outln!("dashboard: the run has ended; {url} stays up until Ctrl-C");
         // The signal handler of the run ends the process; until then the page stays.
         loop {
             std::thread::park();
@@ -535,7 +535,6 @@ fn live_narrator(options: NarrateOptions, bar: ProgressBar) -> cmksim_sim::event
     }));
     Box::new(move |event| {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = std::io::stdout().lock();
         if state.narrator.is_none() {
             if event.kind != "scenario.started" {
                 // Bounded: world setup records a few hundred events at most.
@@ -548,14 +547,14 @@ fn live_narrator(options: NarrateOptions, bar: ProgressBar) -> cmksim_sim::event
             bar.clear();
             for held in std::mem::take(&mut state.held) {
                 if let Some(line) = narrator.line(&held) {
-                    let _ = writeln!(out, "{line}");
+                    outln!("{line}");
                 }
             }
             state.narrator = Some(narrator);
         }
         if let Some(line) = state.narrator.as_mut().and_then(|n| n.line(event)) {
             bar.clear();
-            let _ = writeln!(out, "{line}");
+            outln!("{line}");
         }
     })
 }
@@ -580,14 +579,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .collect();
     names.sort();
     let Some(name) = args.name else {
-        println!("The scenario library ({}):", dir.display());
+        outln!("The scenario library ({}):", dir.display());
         for name in &names {
             let title = load(&dir.join(format!("{name}.toml")))
                 .map(|s| s.meta.title)
                 .unwrap_or_default();
-            println!("  {name:<32} {title}");
+            outln!("  {name:<32} {title}");
         }
-        println!("\nRun one with: cmksim demo NAME   (or cmksim run scenarios/NAME.toml)");
+        outln!("\nRun one with: cmksim demo NAME   (or cmksim run scenarios/NAME.toml)");
         return Ok(ExitCode::SUCCESS);
     };
     anyhow::ensure!(

@@ -638,7 +638,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (base, plan, tls) = plan(*args.service)?;
     if print_config {
-        print!("{}", toml::to_string(&base.settings)?);
+        out!("{}", toml::to_string(&base.settings)?);
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(base.log_format);

@@ -1,13 +1,20 @@
-//! A server whose output readers went away keeps serving (issue 17, defect 5: `cmksim serve all
-//! 2>&1 | head -3` died with exit status 101 within a second). Rust ignores SIGPIPE, so a write
-//! to a closed pipe returns `EPIPE`; logging must swallow it, never panic on it.
+//! A command whose output readers went away carries on. Rust ignores SIGPIPE, so a write to a
+//! closed pipe returns `EPIPE`; logging and printing must swallow it, never panic on it.
 //!
-//! The server runs with `RUST_LOG=debug`, so every gRPC call it serves writes log lines into the
-//! closed stderr. No timing is asserted: the checks are that it still answers health checks after
-//! many calls and that SIGTERM still ends it with status 0 (its shutdown logs too).
+//! - A server (issue 17, defect 5: `cmksim serve all 2>&1 | head -3` died with exit status 101
+//!   within a second) runs with `RUST_LOG=debug`, so every gRPC call it serves writes log lines
+//!   into the closed stderr. The checks are that it still answers health checks after many calls
+//!   and that SIGTERM still ends it with status 0 (its shutdown logs too).
+//! - A simulated run (`cmksim run scenarios/revocation.toml | head -3` panicked with exit status
+//!   101 at its first `println!` after the reader left) finishes its scenario: its verdict is its
+//!   exit status, its event log is whole and its run directory is gone.
+//!
+//! No timing is asserted; every wait is bounded.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{Serving, BIN};
@@ -46,4 +53,40 @@ fn serve_keeps_serving_after_its_stdout_and_stderr_close() {
         assert!(serving.running(), "serve exited after health probe {probe}");
     }
     serving.terminate();
+}
+
+#[test]
+fn a_run_whose_reader_goes_away_finishes_its_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/revocation.toml");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&scenario)
+        .arg("--events")
+        .arg(&events)
+        .env("CMKSIM_TMPDIR", &runs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cmksim run");
+    // Read the title line, as `head -1` would, then go away.
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut first).expect("the title line");
+    assert!(first.starts_with("Revocation"), "{first}");
+    drop(stdout);
+    // `wait` is bounded by the run itself: a scenario of fixed length.
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let log = std::fs::read_to_string(&events).expect("the event log");
+    assert!(log.contains("\"kind\":\"scenario.finished\""));
+    assert!(log.ends_with("}\n"), "the log ends with a whole line");
+    let left: Vec<_> = std::fs::read_dir(&runs).unwrap().collect();
+    assert!(left.is_empty(), "run directories left: {left:?}");
 }
