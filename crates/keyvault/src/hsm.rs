@@ -428,9 +428,15 @@ impl HsmKeys {
         };
         for class in [ObjectClass::PrivateKey, ObjectClass::PublicKey] {
             for handle in self.find(session, class, cka_id).unwrap_or_default() {
-                // Best effort: a failure leaves an orphan object in the HSM, never a usable key
-                // in the vault.
-                let _ = self.module.c_destroy_object(session, handle);
+                // The vault forgets the key whatever happens here: a failure leaves an orphan
+                // object in the HSM, never a usable key in the vault, and is said so.
+                if let Err(e) = self.module.c_destroy_object(session, handle) {
+                    tracing::warn!(
+                        "purge: C_DestroyObject of {} ({class:?}) failed with {e}; the object \
+                         stays in the HSM, unreachable from the vault",
+                        kid_of(cka_id)
+                    );
+                }
             }
         }
     }

@@ -311,8 +311,11 @@ impl KeyVaultServer {
             .add_service(reflection)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        // The purge task holds the receiver; if it has ended already, there is no one to stop.
         let _ = stop_tx.send(true);
-        let _ = purge_task.await;
+        if let Err(e) = purge_task.await {
+            tracing::error!("the scheduled purge task ended abnormally: {e}");
+        }
         result.map_err(ServerError::from)
     }
 }

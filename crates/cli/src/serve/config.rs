@@ -560,7 +560,14 @@ fn make_self_signed(dir: &Path, cert: &Path, key: &Path, sans: &[String]) -> any
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("pem.tmp");
-    let _ = std::fs::remove_file(&tmp);
+    // A stale temporary file from an interrupted write would make `create_new` refuse.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove the stale {}", tmp.display()))
+        }
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -615,8 +622,13 @@ pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
     let probe = dir.join(".cmksim-write-probe");
     std::fs::write(&probe, b"probe")
         .with_context(|| format!("data directory {} is not writable", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    // The stores delete files as well as write them (sled's segments, buffer entries).
+    std::fs::remove_file(&probe).with_context(|| {
+        format!(
+            "data directory {}: its probe file cannot be removed",
+            dir.display()
+        )
+    })
 }
 
 /// Checks a service URL (`http://host:port` or `https://…`) and returns it normalised.

@@ -164,7 +164,14 @@ impl DataPlane {
         });
         if let Err(e) = indexed {
             for (key, _, _) in &entries {
-                let _ = fs::remove_file(self.entry_path(key));
+                let path = self.entry_path(key);
+                if let Err(cleanup) = fs::remove_file(&path) {
+                    // Not indexed, so never read: an orphan the next open deletes.
+                    tracing::warn!(
+                        "buffer entry {} left after a failed index write: {cleanup}",
+                        path.display()
+                    );
+                }
             }
             return Err(e);
         }
