@@ -4,6 +4,8 @@
 //! this crate only includes what `build.rs` generates from them, one module per protobuf package,
 //! plus the encoded descriptor set that the servers publish through gRPC reflection, and the
 //! few rules that belong to the contract itself so that every service reads it one way:
+//! - [`codec`]: the gRPC codec of every generated client and server (prost, decoded from one
+//!   slice);
 //! - [`azure`]: Azure errors on gRPC statuses (the richer error model: `google.rpc.Status` with
 //!   an `ErrorInfo` and the `common.v1.AzureError`), built and read in one place;
 //! - [`dynamic`]: `dynamic` values as nested `common.v1.Dynamic` and their depth bound;
@@ -14,6 +16,7 @@
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 pub mod azure;
+pub mod codec;
 pub mod dynamic;
 pub mod kid;
 pub mod names;
