@@ -82,8 +82,10 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run(args),
         Command::Chaos(args) => chaos::run(args),
     };
-    stdout::report_failure();
+    let output_failed = stdout::report_failure();
     match result {
+        // The command's output is incomplete: an error, whatever else it did.
+        Ok(_) if output_failed => ExitCode::from(2),
         Ok(code) => code,
         Err(error) => {
             eprintln!("cmksim: {error:#}");

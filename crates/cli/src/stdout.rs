@@ -6,8 +6,9 @@
 //! module's macros, in scope in every module of the binary) write through [`write`] instead: the first failed write closes this
 //! output for the rest of the process, later writes are dropped, and the command carries on to
 //! its end (a run still writes its `--events` and `--report` files, removes its directory and
-//! exits with its verdict). A failure other than a closed pipe is reported once, on stderr, by
-//! [`report_failure`].
+//! exits with its verdict). A failure other than a closed pipe (a full disk behind a
+//! redirection) is reported once, on stderr, by [`report_failure`], and the command then exits
+//! with 2, as for any error: its output is incomplete.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,11 +37,16 @@ pub fn write(args: std::fmt::Arguments<'_>) {
 }
 
 /// Reports, on stderr, a write to standard output that failed for a reason other than its
-/// reader going away (a full disk behind a redirection, say); called once, at the end.
-pub fn report_failure() {
+/// reader going away (a full disk behind a redirection, say); called once, at the end. True when
+/// there was one.
+pub fn report_failure() -> bool {
     let failure = FAILURE.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(e) = failure {
-        eprintln!("cmksim: writing to standard output failed, the rest of it was dropped: {e}");
+    match failure {
+        Some(e) => {
+            eprintln!("cmksim: writing to standard output failed, the rest of it was dropped: {e}");
+            true
+        }
+        None => false,
     }
 }
 

@@ -9,6 +9,9 @@
 //!   101 at its first `println!` after the reader left) finishes its scenario: its verdict is its
 //!   exit status, its event log is whole and its run directory is gone.
 //!
+//! - A command whose output cannot be written for another reason (a full disk behind a
+//!   redirection, here `/dev/full`) says so on stderr and exits with 2: its output is incomplete.
+//!
 //! No timing is asserted; every wait is bounded.
 
 mod common;
@@ -89,4 +92,25 @@ fn a_run_whose_reader_goes_away_finishes_its_scenario() {
     assert!(log.ends_with("}\n"), "the log ends with a whole line");
     let left: Vec<_> = std::fs::read_dir(&runs).unwrap().collect();
     assert!(left.is_empty(), "run directories left: {left:?}");
+}
+
+#[test]
+fn a_command_whose_output_cannot_be_written_fails_and_says_why() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let output = Command::new(BIN)
+        .args(["profile", "azure-2020"])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .output()
+        .expect("run cmksim profile");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("writing to standard output failed"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }
