@@ -8,7 +8,6 @@
 //! - A simulated run (`cmksim run scenarios/revocation.toml | head -3` panicked with exit status
 //!   101 at its first `println!` after the reader left) finishes its scenario: its verdict is its
 //!   exit status, its event log is whole and its run directory is gone.
-//!
 //! - A command whose output cannot be written for another reason (a full disk behind a
 //!   redirection, here `/dev/full`) says so on stderr and exits with 2: its output is incomplete.
 //!
