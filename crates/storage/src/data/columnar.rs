@@ -922,6 +922,50 @@ mod tests {
     }
 
     #[test]
+    fn records_come_back_with_columns_in_name_order_whatever_the_stored_order() {
+        // Stored columns in first-seen order: Alpha, Zed, then Mid (new in the second record),
+        // so the stored order is not the name order.
+        let records = vec![
+            Record::new("T", 1)
+                .with("Zed", Value::Long(1))
+                .with("Alpha", Value::String("a".into())),
+            Record::new("T", 2)
+                .with("Mid", Value::Bool(true))
+                .with("Zed", Value::Long(2)),
+        ];
+        let payload = encode_block(&records).unwrap();
+        let stored: Vec<&str> = Columns::parse(&payload)
+            .unwrap()
+            .columns
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(stored, ["Alpha", "Zed", "Mid"]);
+        assert_eq!(decoded(&payload), records);
+    }
+
+    #[test]
+    fn two_stored_columns_of_one_name_both_in_a_record_are_refused() {
+        // One record whose "A" is stored twice: as a long and as a bool.
+        let mut payload = vec![1];
+        payload.extend_from_slice(&5i64.to_le_bytes());
+        payload.push(2);
+        for (tag, data) in [(TAG_LONG, 7i64.to_le_bytes().to_vec()), (TAG_BOOL, vec![1])] {
+            payload.extend_from_slice(&[1, b'A', tag, 1, data.len() as u8]);
+            payload.extend_from_slice(&data);
+        }
+        assert!(
+            Columns::parse(&payload).is_ok(),
+            "each column alone is well formed"
+        );
+        let refused = decode(&payload, PayloadFormat::Columnar, "T").unwrap_err();
+        assert!(
+            refused.contains("column \"A\" twice in a record"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn a_corrupt_payload_is_an_error_not_a_panic() {
         let mut records: Vec<Record> = (0..40).map(every_type).collect();
         records.push(Record::new("T", 99).with("Rare", Value::Long(1)));

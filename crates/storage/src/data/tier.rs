@@ -559,17 +559,20 @@ impl DataPlane {
                 max_time_ms,
             }
         };
+        // The encoder's size before the next record: its size after the last one (measured
+        // once per record; measuring walks every column).
+        let mut len = encoder.encoded_len();
         for (index, r) in records.iter().enumerate() {
             record::validate(index, r, table)?;
             let mark = encoder.mark();
             let was_empty = encoder.is_empty();
-            let before = encoder.encoded_len();
             encoder.push(r)?;
-            if encoder.encoded_len() > block_max_bytes {
+            let mut after = encoder.encoded_len();
+            if after > block_max_bytes {
                 if was_empty {
                     return Err(DataError::RecordTooLarge {
                         index,
-                        bytes: encoder.encoded_len(),
+                        bytes: after,
                         block_max_bytes,
                     });
                 }
@@ -578,19 +581,19 @@ impl DataPlane {
                     &mut encoder,
                     ColumnarEncoder::new(),
                 )));
-                let fresh = encoder.encoded_len();
+                len = encoder.encoded_len();
                 encoder.push(r)?;
-                if encoder.encoded_len() > block_max_bytes {
+                after = encoder.encoded_len();
+                if after > block_max_bytes {
                     return Err(DataError::RecordTooLarge {
                         index,
-                        bytes: encoder.encoded_len(),
+                        bytes: after,
                         block_max_bytes,
                     });
                 }
-                total_bytes += encoder.encoded_len() - fresh;
-            } else {
-                total_bytes += encoder.encoded_len() - before;
             }
+            total_bytes += after - len;
+            len = after;
             if total_bytes > self.config.batch_max_bytes {
                 return Err(DataError::BatchTooLarge {
                     bytes: total_bytes,
