@@ -85,6 +85,14 @@ fn id_width(entries: usize) -> usize {
     }
 }
 
+/// Most records an encoder sizes its columns for ahead (a hint above it counts as it): 1,024
+/// records ask at most 16 KiB per column of times, rows, ids and fixed-width values.
+pub(crate) const ROWS_HINT_MAX: usize = 1024;
+
+/// A string column whose dictionary reaches this many entries is taken to hold about one
+/// entry per record, and is sized for the rest of its rows at once.
+const DICTIONARY_GROWS_AT: usize = 32;
+
 /// One stored column being built.
 struct ColumnBuilder<'a> {
     name: &'a str,
@@ -101,19 +109,30 @@ struct ColumnBuilder<'a> {
     /// up, never iterated: its order is not in any output). Hashed with foldhash, seeded per
     /// process: SipHash was a third of an append's encoding time (perf, `bench ingest`).
     lookup: HashMap<&'a str, u32, foldhash::fast::RandomState>,
+    /// Records this column expects (its encoder's hint when it was made).
+    rows_hint: usize,
 }
 
 impl<'a> ColumnBuilder<'a> {
-    fn new(name: &'a str, tag: u8) -> ColumnBuilder<'a> {
+    /// A column expecting about `rows_hint` more records (at most [`ROWS_HINT_MAX`]): its
+    /// per-record vectors are sized for them at once instead of growing by doubling.
+    fn new(name: &'a str, tag: u8, rows_hint: usize) -> ColumnBuilder<'a> {
+        let fixed_bytes = match tag {
+            TAG_LONG | TAG_DATETIME | TAG_REAL => 8,
+            TAG_BOOL => 1,
+            _ => 0,
+        };
+        let strings = if tag == TAG_STRING { rows_hint } else { 0 };
         ColumnBuilder {
             name,
             tag,
-            rows: Vec::new(),
-            data: Vec::new(),
+            rows: Vec::with_capacity(rows_hint),
+            data: Vec::with_capacity(fixed_bytes * rows_hint),
             dict: Vec::new(),
             dict_bytes: 0,
-            ids: Vec::new(),
+            ids: Vec::with_capacity(strings),
             lookup: HashMap::default(),
+            rows_hint,
         }
     }
 
@@ -132,6 +151,13 @@ impl<'a> ColumnBuilder<'a> {
             return false;
         }
         let id = u32::try_from(self.dict.len()).expect("blocks are far below 4 GiB");
+        if self.dict.len() == DICTIONARY_GROWS_AT {
+            // Many distinct values so far: size the dictionary for one a record from here on
+            // rather than rehash its map at every doubling.
+            let expected = self.rows_hint.saturating_sub(self.ids.len());
+            self.dict.reserve(expected);
+            self.lookup.reserve(expected);
+        }
         self.dict.push(s);
         self.dict_bytes += varint_len(s.len() as u64) + s.len();
         self.ids.push(id);
@@ -236,6 +262,8 @@ struct Undo {
 /// pushed (the one that would overflow the block): the encoder keeps an undo list of that
 /// record's values only, so a mark costs nothing to take.
 pub(crate) struct ColumnarEncoder<'a> {
+    /// Records the caller expects to push (at most [`ROWS_HINT_MAX`]); sizes new columns.
+    rows_hint: usize,
     rows: u32,
     times: Vec<u8>,
     last_time_ms: i64,
@@ -258,9 +286,17 @@ pub(crate) struct Mark {
 
 impl<'a> ColumnarEncoder<'a> {
     pub(crate) fn new() -> ColumnarEncoder<'a> {
+        ColumnarEncoder::with_rows_hint(0)
+    }
+
+    /// An encoder that expects about `rows` records (a hint: any number may be pushed; above
+    /// [`ROWS_HINT_MAX`] it counts as that many).
+    pub(crate) fn with_rows_hint(rows: usize) -> ColumnarEncoder<'a> {
+        let rows_hint = rows.min(ROWS_HINT_MAX);
         ColumnarEncoder {
+            rows_hint,
             rows: 0,
-            times: Vec::new(),
+            times: Vec::with_capacity(rows_hint + 8),
             last_time_ms: 0,
             min_time_ms: i64::MAX,
             max_time_ms: i64::MIN,
@@ -337,7 +373,8 @@ impl<'a> ColumnarEncoder<'a> {
         match found {
             Some(i) => (i, false),
             None => {
-                self.columns.push(ColumnBuilder::new(name, tag));
+                let rows_hint = self.rows_hint.saturating_sub(self.rows as usize);
+                self.columns.push(ColumnBuilder::new(name, tag, rows_hint));
                 (self.columns.len() - 1, true)
             }
         }
@@ -420,7 +457,7 @@ impl<'a> ColumnarEncoder<'a> {
 
 /// Encodes records into one columnar payload (no size limit: the caller split them already).
 pub(crate) fn encode_block(records: &[Record]) -> Result<Vec<u8>, DataError> {
-    let mut encoder = ColumnarEncoder::new();
+    let mut encoder = ColumnarEncoder::with_rows_hint(records.len());
     for r in records {
         encoder.push(r)?;
     }
@@ -919,6 +956,41 @@ mod tests {
         let (payload, records, min, max) = encoder.finish();
         assert_eq!((records, min, max), (1, 1, 1));
         assert_eq!(payload, encode_block(&[a]).unwrap());
+    }
+
+    #[test]
+    fn a_rows_hint_sizes_columns_and_never_changes_the_payload() {
+        // Distinct strings past the dictionary's growth point, repeated ones, a column that
+        // starts late, a bool, a real and a taken-back record.
+        let records: Vec<Record> = (0..300)
+            .map(|i| {
+                let r = Record::new("T", 1_000 + i)
+                    .with("Host", Value::String(format!("host-{}", i % 200)))
+                    .with("Kind", Value::String("same".into()))
+                    .with("Ok", Value::Bool(i % 3 == 0));
+                if i >= 100 {
+                    r.with("Load", Value::Real(i as f64 / 7.0))
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let plain = encode_block(&records).unwrap();
+        for hint in [0, 1, 50, 300, 5_000] {
+            let mut encoder = ColumnarEncoder::with_rows_hint(hint);
+            for r in &records {
+                let mark = encoder.mark();
+                encoder.push(r).unwrap();
+                encoder.rollback(mark);
+                encoder.push(r).unwrap();
+            }
+            assert_eq!(encoder.finish().0, plain, "hint {hint}");
+        }
+        let mut hinted = ColumnarEncoder::with_rows_hint(300);
+        hinted.push(&records[0]).unwrap();
+        assert!(hinted.columns.iter().all(|c| c.rows.capacity() >= 300));
+        let hinted = ColumnarEncoder::with_rows_hint(5_000);
+        assert_eq!(hinted.rows_hint, ROWS_HINT_MAX, "the hint is bounded");
     }
 
     #[test]

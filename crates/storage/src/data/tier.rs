@@ -547,7 +547,7 @@ impl DataPlane {
     pub(crate) fn split(&self, records: &[Record], table: &str) -> Result<Vec<Chunk>> {
         let block_max_bytes = self.config.block_max_bytes;
         let mut chunks = Vec::new();
-        let mut encoder = ColumnarEncoder::new();
+        let mut encoder = ColumnarEncoder::with_rows_hint(records.len());
         let mut total_bytes = 0usize;
         let finish = |encoder: ColumnarEncoder<'_>| {
             let (payload, records, min_time_ms, max_time_ms) = encoder.finish();
@@ -579,7 +579,7 @@ impl DataPlane {
                 encoder.rollback(mark);
                 chunks.push(finish(std::mem::replace(
                     &mut encoder,
-                    ColumnarEncoder::new(),
+                    ColumnarEncoder::with_rows_hint(records.len() - index),
                 )));
                 len = encoder.encoded_len();
                 encoder.push(r)?;
