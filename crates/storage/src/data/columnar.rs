@@ -285,10 +285,6 @@ pub(crate) struct Mark {
 }
 
 impl<'a> ColumnarEncoder<'a> {
-    pub(crate) fn new() -> ColumnarEncoder<'a> {
-        ColumnarEncoder::with_rows_hint(0)
-    }
-
     /// An encoder that expects about `rows` records (a hint: any number may be pushed; above
     /// [`ROWS_HINT_MAX`] it counts as that many).
     pub(crate) fn with_rows_hint(rows: usize) -> ColumnarEncoder<'a> {
@@ -840,7 +836,7 @@ mod tests {
         let payload = encode_block(&[]).unwrap();
         assert_eq!(payload, vec![0, 0]);
         assert!(decoded(&payload).is_empty());
-        let (payload, count, min, max) = ColumnarEncoder::new().finish();
+        let (payload, count, min, max) = ColumnarEncoder::with_rows_hint(0).finish();
         assert_eq!((payload.len(), count, min, max), (2, 0, i64::MAX, i64::MIN));
     }
 
@@ -887,7 +883,7 @@ mod tests {
         let payload = encode_block(&apart).unwrap();
         assert_eq!(decoded(&payload), apart);
         assert_eq!(dictionary_size(&payload), 3);
-        let mut encoder = ColumnarEncoder::new();
+        let mut encoder = ColumnarEncoder::with_rows_hint(0);
         apart.iter().for_each(|r| encoder.push(r).unwrap());
         assert_eq!(encoder.columns[0].lookup.len(), 1);
     }
@@ -927,11 +923,11 @@ mod tests {
                 r.with("Host", Value::String(format!("h{}", i % 40)))
             })
             .collect();
-        let mut encoder = ColumnarEncoder::new();
+        let mut encoder = ColumnarEncoder::with_rows_hint(0);
         for (i, r) in records.iter().enumerate() {
             encoder.push(r).unwrap();
             let len = encoder.encoded_len();
-            let mut copy = ColumnarEncoder::new();
+            let mut copy = ColumnarEncoder::with_rows_hint(0);
             records[..=i].iter().for_each(|r| copy.push(r).unwrap());
             assert_eq!(copy.finish().0.len(), len, "after record {i}");
         }
@@ -946,7 +942,7 @@ mod tests {
             .with("y", Value::Long(2))
             .with("s", Value::String("two".into()))
             .with("z", Value::Dynamic(serde_json::json!([1])));
-        let mut encoder = ColumnarEncoder::new();
+        let mut encoder = ColumnarEncoder::with_rows_hint(0);
         encoder.push(&a).unwrap();
         let mark = encoder.mark();
         let len = encoder.encoded_len();
