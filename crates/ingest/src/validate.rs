@@ -213,8 +213,8 @@ struct ColumnTypes<'s> {
 }
 
 impl<'s> ColumnTypes<'s> {
-    /// Positions remembered at most: a record wider than the schema has an unknown column or a
-    /// duplicate, and is refused before its extra positions matter.
+    /// The lookup of `schema`'s types. It remembers at most as many positions as the schema
+    /// has columns: a record wider than that has an unknown or a repeated column and is refused.
     fn new(schema: &'s TableSchema) -> ColumnTypes<'s> {
         ColumnTypes {
             schema,
