@@ -481,6 +481,15 @@ impl DataPlane {
         Err(DataError::AccountNotFound(account.to_string()))
     }
 
+    /// Ok when `account` exists; otherwise the refusal [`DataPlane::account_record`] gives. One
+    /// key lookup, no record parsed: for a check that only needs the account to be there.
+    pub(crate) fn check_account_exists(&self, account: &str) -> Result<()> {
+        if self.trees.accounts.contains_key(account.as_bytes())? {
+            return Ok(());
+        }
+        self.account_record(account).map(|_| ())
+    }
+
     pub(crate) fn refuse_purged(&self, account: &str) -> Result<()> {
         match self.trees.tombstone(account)? {
             Some(t) => Err(DataError::PermanentlyUnreadable {

@@ -184,7 +184,7 @@ impl DataPlane {
         {
             let _write = self.lock_write();
             // The account may have been purged while the blocks were sealed.
-            self.account_record(account)?;
+            self.check_account_exists(account)?;
             if let [p] = prepared.as_slice() {
                 // One block: plain inserts counted through the append journal, which saves the
                 // transaction's second log write (see `super::journal`).
