@@ -139,7 +139,14 @@ impl EventLog {
     /// soak's CPU).
     pub fn record<K: EventKind>(&self, at: SimTime, source: &str, event: &K) {
         let data = unwrap_variant(serde_json::to_value(event).unwrap_or(serde_json::Value::Null));
-        self.push(at, source, event.kind(), event.narrate(), data, |_| ());
+        let draft = Draft {
+            at,
+            source,
+            kind: event.kind(),
+            message: event.narrate(),
+            data,
+        };
+        self.push(draft, |_| ());
     }
 
     /// Records an event whose kind and data were built by hand (used by the scenario runner for
@@ -152,19 +159,25 @@ impl EventLog {
         message: String,
         data: serde_json::Value,
     ) -> Event {
-        self.push(at, source, kind, message, data, Event::clone)
+        let draft = Draft {
+            at,
+            source,
+            kind,
+            message,
+            data,
+        };
+        self.push(draft, Event::clone)
     }
 
     /// Records an event; `echo` sees it (numbered) before it is moved into the log.
-    fn push<R>(
-        &self,
-        at: SimTime,
-        source: &str,
-        kind: &str,
-        message: String,
-        data: serde_json::Value,
-        echo: impl FnOnce(&Event) -> R,
-    ) -> R {
+    fn push<R>(&self, draft: Draft<'_>, echo: impl FnOnce(&Event) -> R) -> R {
+        let Draft {
+            at,
+            source,
+            kind,
+            message,
+            data,
+        } = draft;
         let mut inner = self.lock();
         let event = Event {
             seq: inner.next_seq,
@@ -253,6 +266,15 @@ impl EventLog {
 
 /// `{"Variant": {fields}}` → `{fields}`; anything else unchanged. Variant names are
 /// CamelCase and field names snake_case, which tells a wrapper from a one-field struct.
+/// An event before the log numbers it.
+struct Draft<'a> {
+    at: SimTime,
+    source: &'a str,
+    kind: &'a str,
+    message: String,
+    data: serde_json::Value,
+}
+
 fn unwrap_variant(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) if map.len() == 1 => {
