@@ -264,8 +264,6 @@ impl EventLog {
     }
 }
 
-/// `{"Variant": {fields}}` → `{fields}`; anything else unchanged. Variant names are
-/// CamelCase and field names snake_case, which tells a wrapper from a one-field struct.
 /// An event before the log numbers it.
 struct Draft<'a> {
     at: SimTime,
@@ -275,6 +273,8 @@ struct Draft<'a> {
     data: serde_json::Value,
 }
 
+/// `{"Variant": {fields}}` → `{fields}`; anything else unchanged. Variant names are
+/// CamelCase and field names snake_case, which tells a wrapper from a one-field struct.
 fn unwrap_variant(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) if map.len() == 1 => {
@@ -324,7 +324,7 @@ mod tests {
             unwrap_variant(json!({"KeyDisabled": {"vault": "v"}})),
             json!({"vault": "v"})
         );
-        // One field that is not a variant name, or a variant without fields: kept as they are.
+        // One field that is not a variant name, or a variant whose value is not an object: kept.
         assert_eq!(
             unwrap_variant(json!({"tags": {"a": 1}})),
             json!({"tags": {"a": 1}})
@@ -355,7 +355,20 @@ mod tests {
                 tags: BTreeMap::new(),
             },
         );
+        let returned = log.record_raw(
+            SimTime(3000),
+            "scenario",
+            "scenario.note",
+            "a note".into(),
+            serde_json::json!({"n": 1}),
+        );
         let events = log.snapshot();
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            returned, events[2],
+            "record_raw returns the event the log holds"
+        );
+        assert_eq!(returned.seq, 3);
         let (e1, e2) = (&events[0], &events[1]);
         assert_eq!((e1.seq, e2.seq), (1, 2));
         assert_eq!(e1.kind, "keyvault.key.disabled");

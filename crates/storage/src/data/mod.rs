@@ -484,7 +484,7 @@ impl DataPlane {
     /// Ok when `account` exists; otherwise the refusal [`DataPlane::account_record`] gives. One
     /// key lookup, no record parsed: for a check that only needs the account to be there.
     pub(crate) fn check_account_exists(&self, account: &str) -> Result<()> {
-        if self.trees.accounts.contains_key(account.as_bytes())? {
+        if self.account_exists(account)? {
             return Ok(());
         }
         self.account_record(account).map(|_| ())
