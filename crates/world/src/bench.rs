@@ -6,14 +6,24 @@
 //! per wall second and the overhead ratio: wall time ÷ (unwraps × the time of one RSA-2048
 //! OAEP-256 unwrap measured in the same run) — how much the simulation costs beyond the
 //! cryptography it cannot avoid. The 4-hour revocation scenario of the library is timed too.
-//! The unwrap time is sampled on a second thread all through the runs ([`UnwrapSampler`]), so
+//! The unwrap time is sampled on a second thread all through the runs ([`ReferenceSampler`]), so
 //! that the ratio compares the runs with the machine as it was while they ran.
+//!
+//! Beside it, the cost of one gRPC call on the engine's stack is sampled the same way
+//! ([`CallReference`]: a health check over the in-memory network, client and server), and the
+//! engine counts the calls the soak made ([`crate::RunResult::grpc_calls`]). Together they give
+//! the soak's floor: the ratio a simulator doing nothing but its unwraps and its calls (each at
+//! the smallest call's cost) would have. Issue 12 asks for real tonic servers and clients, so
+//! that floor is paid by design; what lies between it and the ratio is the services' own work.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cmksim_sim::net::{ClientTimeouts, MemNet, Network};
 use cmksim_sim::EventLog;
 use serde::Serialize;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 use crate::{run_simulated, RunOptions};
 
@@ -40,6 +50,8 @@ pub struct TimedRun {
     pub events: u64,
     pub unwraps: u64,
     pub steps: u64,
+    /// gRPC calls made (the event-driven engine counts them; turmoil does not).
+    pub grpc_calls: Option<u64>,
 }
 
 /// The benchmark's findings.
@@ -50,12 +62,17 @@ pub struct SimBenchReport {
     /// reference of [`SimBenchReport::unwrap`]'s samples ([`UnwrapTime::reference_micros`]).
     pub unwrap_micros: f64,
     /// The reference's samples, taken while the runs went.
-    pub unwrap: UnwrapTime,
+    pub unwrap: SampledTime,
+    /// One gRPC call on the engine's stack ([`CallReference`]), sampled alike.
+    pub grpc_call: SampledTime,
     /// wall ÷ (unwraps × unwrap time): the goal is ≤ 1.5.
     pub overhead_ratio: f64,
     /// The same at the median sample's unwrap time: lower, because the median counts samples
     /// that other threads slowed.
     pub overhead_ratio_at_median: f64,
+    /// The soak's floor: (unwraps × unwrap time + calls × call time) ÷ (unwraps × unwrap time),
+    /// both at their reference (10th percentile); `None` when the engine does not count calls.
+    pub floor_ratio: Option<f64>,
     pub revocation: Option<TimedRun>,
 }
 
@@ -64,8 +81,9 @@ impl SimBenchReport {
         let mut out = String::new();
         let row = |r: &TimedRun| {
             format!(
-                "{:<28} {:>10.0} s simulated in {:>8.2} s wall = {:>9.0}x  ({} events, {} unwraps, {} steps)\n",
-                r.name, r.simulated_seconds, r.wall_seconds, r.simulated_per_wall_second, r.events, r.unwraps, r.steps
+                "{:<28} {:>10.0} s simulated in {:>8.2} s wall = {:>9.0}x  ({} events, {} unwraps, {} steps{})\n",
+                r.name, r.simulated_seconds, r.wall_seconds, r.simulated_per_wall_second, r.events, r.unwraps, r.steps,
+                r.grpc_calls.map_or(String::new(), |n| format!(", {n} gRPC calls"))
             )
         };
         out.push_str(&row(&self.soak));
@@ -76,6 +94,17 @@ impl SimBenchReport {
             "unwrap (RSA-2048 OAEP-256, aws-lc, sampled while the runs went): {:.0} us (10th percentile of {} samples of {}; median {:.0}, {:.0}..{:.0} us)\noverhead ratio = wall / (unwraps x unwrap time) = {:.2} (goal <= 1.5); {:.2} at the median sample\n",
             self.unwrap_micros, self.unwrap.samples, SAMPLE_UNWRAPS, self.unwrap.median_micros, self.unwrap.min_micros, self.unwrap.max_micros, self.overhead_ratio, self.overhead_ratio_at_median
         ));
+        let call = &self.grpc_call;
+        out.push_str(&format!(
+            "gRPC call (a health check over the in-memory network, client and server, sampled alike): {:.1} us (10th percentile of {} samples of {}; median {:.1}, {:.1}..{:.1} us)\n",
+            call.reference_micros, call.samples, SAMPLE_CALLS, call.median_micros, call.min_micros, call.max_micros
+        ));
+        if let (Some(floor), Some(calls)) = (self.floor_ratio, self.soak.grpc_calls) {
+            out.push_str(&format!(
+                "soak floor = (unwraps x unwrap time + {calls} calls x call time) / (unwraps x unwrap time) = {floor:.2}; beyond it, the services' own work: {:.2}\n",
+                self.overhead_ratio - floor
+            ));
+        }
         out
     }
 }
@@ -158,11 +187,9 @@ fn timed(
     let result = run_simulated(scenario, &options, &events)?;
     let wall = started.elapsed().as_secs_f64();
     let simulated = scenario.meta.duration.as_secs_f64();
-    let snapshot = events.snapshot();
-    let unwraps = snapshot
-        .iter()
-        .filter(|e| e.kind.starts_with("storage.poll."))
-        .count() as u64;
+    // The polls that unwrapped: a denied poll (the key disabled, the access removed) and a
+    // transient one (the vault down or throttled) end at Key Vault before any RSA.
+    let unwraps = events.of_kind("storage.poll.succeeded").len() as u64;
     Ok(TimedRun {
         name: name.to_string(),
         simulated_seconds: simulated,
@@ -171,6 +198,7 @@ fn timed(
         events: events.recorded_events(),
         unwraps,
         steps: result.steps,
+        grpc_calls: result.grpc_calls,
     })
 }
 
@@ -202,22 +230,93 @@ impl UnwrapReference {
             out,
         })
     }
+}
 
-    /// `count` (≥ 1) unwraps back to back: microseconds per unwrap.
+/// The port the call reference's server listens on (its own network: nothing else is there).
+const CALL_PORT: u16 = 50051;
+
+/// One gRPC call on the event-driven engine's stack: a tonic health check over the in-memory
+/// network ([`cmksim_sim::net::MemNet`]), client and server on one current-thread runtime with a
+/// paused clock, as the engine runs its hosts. The smallest call that stack makes: the soak's
+/// calls carry tokens, keys and records besides, so their cost is at least this.
+struct CallReference {
+    runtime: tokio::runtime::Runtime,
+    client: HealthClient<tonic::transport::Channel>,
+}
+
+impl CallReference {
+    fn new() -> Result<CallReference, SimBenchError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .map_err(|e| SimBenchError::Reference(format!("the gRPC call's runtime: {e}")))?;
+        let net = MemNet::new();
+        let incoming = net.listen("reference-server", CALL_PORT);
+        let channel = runtime.block_on(async {
+            let (reporter, health) = tonic_health::server::health_reporter();
+            // Bounded by the runtime: the server goes when the reference is dropped.
+            tokio::spawn(async move {
+                let _reporter = reporter;
+                let served = tonic::transport::Server::builder()
+                    .add_service(health)
+                    .serve_with_incoming(incoming)
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!("the gRPC call reference's server stopped: {e}");
+                }
+            });
+            Network::Memory(net.host("reference-client")).channel(
+                &format!("http://reference-server:{CALL_PORT}"),
+                ClientTimeouts::default(),
+            )
+        });
+        let client = HealthClient::new(
+            channel.map_err(|e| SimBenchError::Reference(format!("the gRPC call: {e}")))?,
+        );
+        Ok(CallReference { runtime, client })
+    }
+}
+
+impl Reference for CallReference {
+    fn one(&mut self) -> Result<(), SimBenchError> {
+        let (runtime, client) = (&self.runtime, &mut self.client);
+        runtime
+            .block_on(client.check(HealthCheckRequest {
+                service: String::new(),
+            }))
+            .map(|_| ())
+            .map_err(|status| SimBenchError::Reference(format!("the gRPC call failed: {status}")))
+    }
+}
+
+/// Something whose time the sampler measures, one operation at a time.
+trait Reference {
+    /// One operation.
+    fn one(&mut self) -> Result<(), SimBenchError>;
+
+    /// `count` (≥ 1) operations back to back: microseconds per operation.
     fn sample(&mut self, count: u32) -> Result<f64, SimBenchError> {
-        assert!(count >= 1, "a sample is at least one unwrap");
+        assert!(count >= 1, "a sample is at least one operation");
         let started = Instant::now();
         for _ in 0..count {
-            self.private
-                .decrypt(
-                    &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
-                    &self.ciphertext,
-                    &mut self.out,
-                    None,
-                )
-                .map_err(crypto)?;
+            self.one()?;
         }
         Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(count))
+    }
+}
+
+impl Reference for UnwrapReference {
+    fn one(&mut self) -> Result<(), SimBenchError> {
+        self.private
+            .decrypt(
+                &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+                &self.ciphertext,
+                &mut self.out,
+                None,
+            )
+            .map(|_| ())
+            .map_err(crypto)
     }
 }
 
@@ -225,75 +324,86 @@ fn crypto(e: aws_lc_rs::error::Unspecified) -> SimBenchError {
     SimBenchError::Crypto(e.to_string())
 }
 
-/// Unwraps in one sample of the reference.
+/// Unwraps in one sample of the unwrap reference.
 const SAMPLE_UNWRAPS: u32 = 8;
+/// Calls in one sample of the call reference (about as long as a sample of unwraps).
+const SAMPLE_CALLS: u32 = 64;
 /// Wall time between two samples.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
-/// Most samples kept (at one per `SAMPLE_EVERY`, about 34 minutes of runs); later ones are not
-/// taken.
+/// Most samples kept of each reference (at one per `SAMPLE_EVERY`, about 34 minutes of runs);
+/// later ones are not taken.
 const SAMPLES_MAX: usize = 4_096;
 /// Samples taken back to back before the runs start (so a short run has a reference too).
 const SAMPLES_BEFORE: usize = 16;
 
-/// The unwrap time, sampled on a thread of its own while the runs go (every `SAMPLE_EVERY`,
-/// `SAMPLE_UNWRAPS` unwraps): a machine whose speed drifts during a two-minute soak is measured
-/// as it was during the runs, not in one half-second after them (on this project's shared
-/// 2-core host that one half-second read 661–950 µs in four runs of one week, and moved the
-/// 30-day ratio between 1.3 and 2.5). The thread keeps a second core busy for about 1% of the
-/// time.
-struct UnwrapSampler {
+/// The unwrap time and the call time, sampled on a thread of their own while the runs go
+/// (every `SAMPLE_EVERY`, `SAMPLE_UNWRAPS` unwraps then `SAMPLE_CALLS` calls): a machine whose
+/// speed drifts during a two-minute soak is measured as it was during the runs, not in one
+/// half-second after them (on this project's shared 2-core host that one half-second read
+/// 661–950 µs of unwrap in four runs of one week, and moved the 30-day ratio between 1.3 and
+/// 2.5). The thread keeps a second core busy for about 2% of the time.
+struct ReferenceSampler {
     stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<Result<Vec<f64>, SimBenchError>>,
+    thread: std::thread::JoinHandle<Result<Samples, SimBenchError>>,
 }
 
-impl UnwrapSampler {
-    fn start() -> Result<UnwrapSampler, SimBenchError> {
-        let mut reference = UnwrapReference::new()?;
-        let mut samples = Vec::with_capacity(SAMPLES_MAX);
+/// The sampler's samples, in microseconds: the unwraps', the calls'.
+type Samples = (Vec<f64>, Vec<f64>);
+
+impl ReferenceSampler {
+    fn start() -> Result<ReferenceSampler, SimBenchError> {
+        let mut unwrap = UnwrapReference::new()?;
+        let mut call = CallReference::new()?;
+        let (mut unwraps, mut calls) = (
+            Vec::with_capacity(SAMPLES_MAX),
+            Vec::with_capacity(SAMPLES_MAX),
+        );
         for _ in 0..SAMPLES_BEFORE {
-            samples.push(reference.sample(SAMPLE_UNWRAPS)?);
+            unwraps.push(unwrap.sample(SAMPLE_UNWRAPS)?);
+            calls.push(call.sample(SAMPLE_CALLS)?);
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("unwrap-reference".into())
+            .name("bench-reference".into())
             .spawn(move || {
-                while samples.len() < SAMPLES_MAX {
+                while unwraps.len() < SAMPLES_MAX {
                     match stopped.recv_timeout(SAMPLE_EVERY) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            samples.push(reference.sample(SAMPLE_UNWRAPS)?);
+                            unwraps.push(unwrap.sample(SAMPLE_UNWRAPS)?);
+                            calls.push(call.sample(SAMPLE_CALLS)?);
                         }
                         // Stopped, or the bench is gone.
                         Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                Ok(samples)
+                Ok((unwraps, calls))
             })
             .map_err(|e| SimBenchError::Reference(format!("cannot start its thread: {e}")))?;
-        Ok(UnwrapSampler { stop, thread })
+        Ok(ReferenceSampler { stop, thread })
     }
 
-    /// Stops sampling; what was measured.
-    fn finish(self) -> Result<UnwrapTime, SimBenchError> {
+    /// Stops sampling; what was measured: the unwrap time and the call time.
+    fn finish(self) -> Result<(SampledTime, SampledTime), SimBenchError> {
         // The thread may have stopped on its own (SAMPLES_MAX reached); then nobody listens.
         if self.stop.send(()).is_err() {
-            tracing::debug!("the unwrap reference had already stopped sampling");
+            tracing::debug!("the bench references had already stopped sampling");
         }
-        let samples = self
+        let (unwraps, calls) = self
             .thread
             .join()
             .map_err(|_| SimBenchError::Reference("its thread panicked".into()))??;
-        Ok(UnwrapTime::of(samples))
+        Ok((SampledTime::of(unwraps), SampledTime::of(calls)))
     }
 }
 
-/// The reference's samples, summarised.
+/// A reference's samples, summarised.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct UnwrapTime {
-    /// The 10th percentile (nearest rank): the unwrap time the ratios use, in microseconds. Why
-    /// not the median: the samples share the cores with the run's own threads (sled's I/O
-    /// threads, the OS), so a slow sample is mostly interference, not the machine's speed, and
-    /// the median flatters the ratio. A profile of a 10-day soak agrees with this percentile:
-    /// the unwraps' RSA was 52% of the process's CPU samples, an overhead of about 1.9.
+pub struct SampledTime {
+    /// The 10th percentile (nearest rank): the time the ratios use, in microseconds. Why not
+    /// the median: the samples share the cores with the run's own threads (sled's I/O threads,
+    /// the OS), so a slow sample is mostly interference, not the machine's speed, and the
+    /// median flatters the ratio. A profile of a 10-day soak agrees with this percentile for
+    /// the unwraps: their RSA was 52% of the process's CPU samples, an overhead of about 1.9.
     pub reference_micros: f64,
     pub median_micros: f64,
     pub min_micros: f64,
@@ -301,9 +411,9 @@ pub struct UnwrapTime {
     pub samples: usize,
 }
 
-impl UnwrapTime {
+impl SampledTime {
     /// The summary of `samples` (at least one, each finite).
-    fn of(mut samples: Vec<f64>) -> UnwrapTime {
+    fn of(mut samples: Vec<f64>) -> SampledTime {
         assert!(
             !samples.is_empty(),
             "the reference takes samples before the runs"
@@ -317,7 +427,7 @@ impl UnwrapTime {
         };
         // Nearest rank: the ⌈n/10⌉-th smallest.
         let tenth = samples[n.div_ceil(10) - 1];
-        UnwrapTime {
+        SampledTime {
             reference_micros: tenth,
             median_micros: median,
             min_micros: samples[0],
@@ -325,6 +435,13 @@ impl UnwrapTime {
             samples: n,
         }
     }
+}
+
+/// The ratio of a run that did nothing but `unwraps` unwraps and `calls` gRPC calls, each at its
+/// reference time: (unwraps × unwrap + calls × call) ÷ (unwraps × unwrap).
+fn floor_ratio(unwraps: u64, unwrap_micros: f64, calls: u64, call_micros: f64) -> f64 {
+    let unwrapping = (unwraps.max(1) as f64) * unwrap_micros;
+    (unwrapping + (calls as f64) * call_micros) / unwrapping
 }
 
 /// Runs the benchmark.
@@ -339,7 +456,7 @@ pub fn run(options: &SimBenchOptions) -> Result<SimBenchReport, SimBenchError> {
                         .join("; "),
                 )
             })?;
-    let sampler = UnwrapSampler::start()?;
+    let sampler = ReferenceSampler::start()?;
     let soak_run = timed("soak", &soak, options.tick, options.engine)?;
     let revocation = match &options.revocation_file {
         Some(path) => {
@@ -360,18 +477,28 @@ pub fn run(options: &SimBenchOptions) -> Result<SimBenchReport, SimBenchError> {
         }
         None => None,
     };
-    let unwrap = sampler.finish()?;
+    let (unwrap, grpc_call) = sampler.finish()?;
     let unwrap_micros = unwrap.reference_micros;
-    let ratio =
-        |micros: f64| soak_run.wall_seconds / ((soak_run.unwraps.max(1) as f64) * micros / 1e6);
+    let unwraps_micros = |micros: f64| (soak_run.unwraps.max(1) as f64) * micros;
+    let ratio = |micros: f64| soak_run.wall_seconds * 1e6 / unwraps_micros(micros);
     let overhead_ratio = ratio(unwrap_micros);
     let overhead_ratio_at_median = ratio(unwrap.median_micros);
+    let floor_ratio = soak_run.grpc_calls.map(|calls| {
+        floor_ratio(
+            soak_run.unwraps,
+            unwrap_micros,
+            calls,
+            grpc_call.reference_micros,
+        )
+    });
     Ok(SimBenchReport {
         soak: soak_run,
         unwrap_micros,
         unwrap,
+        grpc_call,
         overhead_ratio,
         overhead_ratio_at_median,
+        floor_ratio,
         revocation,
     })
 }
@@ -382,10 +509,10 @@ mod tests {
 
     #[test]
     fn the_reference_summary_is_the_tenth_percentile_the_median_and_the_range_of_its_samples() {
-        let odd = UnwrapTime::of(vec![900.0, 700.0, 650.0]);
+        let odd = SampledTime::of(vec![900.0, 700.0, 650.0]);
         assert_eq!(
             odd,
-            UnwrapTime {
+            SampledTime {
                 reference_micros: 650.0,
                 median_micros: 700.0,
                 min_micros: 650.0,
@@ -393,23 +520,33 @@ mod tests {
                 samples: 3
             }
         );
-        let even = UnwrapTime::of(vec![800.0, 600.0, 700.0, 2_000.0]);
+        let even = SampledTime::of(vec![800.0, 600.0, 700.0, 2_000.0]);
         assert_eq!(even.median_micros, 750.0);
         assert_eq!(even.reference_micros, 600.0);
         // Twenty samples 1..=20: the 10th percentile is the second smallest.
-        let twenty = UnwrapTime::of((1..=20).rev().map(f64::from).collect());
+        let twenty = SampledTime::of((1..=20).rev().map(f64::from).collect());
         assert_eq!((twenty.reference_micros, twenty.median_micros), (2.0, 10.5));
         assert_eq!((even.min_micros, even.max_micros), (600.0, 2_000.0));
     }
 
     #[test]
     fn the_sampler_measures_before_the_runs_and_stops_when_asked() {
-        let sampler = UnwrapSampler::start().unwrap();
-        let time = sampler.finish().unwrap();
-        assert!(time.samples >= SAMPLES_BEFORE && time.samples <= SAMPLES_MAX);
-        assert!(time.min_micros > 0.0 && time.min_micros <= time.reference_micros);
-        assert!(time.reference_micros <= time.median_micros);
-        assert!(time.median_micros <= time.max_micros && time.max_micros.is_finite());
+        let sampler = ReferenceSampler::start().unwrap();
+        let (unwrap, call) = sampler.finish().unwrap();
+        for time in [unwrap, call] {
+            assert!(time.samples >= SAMPLES_BEFORE && time.samples <= SAMPLES_MAX);
+            assert!(time.min_micros > 0.0 && time.min_micros <= time.reference_micros);
+            assert!(time.reference_micros <= time.median_micros);
+            assert!(time.median_micros <= time.max_micros && time.max_micros.is_finite());
+        }
+    }
+
+    #[test]
+    fn the_floor_adds_the_calls_to_the_unwraps() {
+        // 1,000 unwraps of 700 us and 4,000 calls of 45 us: 0.7 s and 0.18 s.
+        let floor = floor_ratio(1_000, 700.0, 4_000, 45.0);
+        assert!((floor - 0.88 / 0.7).abs() < 1e-12, "{floor}");
+        assert_eq!(floor_ratio(1_000, 700.0, 0, 45.0), 1.0);
     }
 
     #[test]

@@ -182,10 +182,10 @@ pub(crate) fn run(
             parks.fetch_add(1, Ordering::Relaxed);
         })
         .build()?;
+    // Link jitter and loss draw from their own stream (nothing is drawn on perfect links).
+    let net = MemNet::seeded(seeds.stream_seed("net/links"));
     let result = runtime.block_on(async {
         let clock = Clock::tokio(epoch, 1.0);
-        // Link jitter and loss draw from their own stream (nothing is drawn on perfect links).
-        let net = MemNet::seeded(seeds.stream_seed("net/links"));
         // Tokens: storage, ingest and Sentinel check them; the driver provisions every principal.
         let auth = crate::auth::WorldAuth::new();
         let key_material_seed = crate::harness::key_material(scenario, options);
@@ -269,6 +269,7 @@ pub(crate) fn run(
         seed,
         steps: steps.load(Ordering::Relaxed),
         flushes_deferred: deferred.as_ref().map_or(0, |d| d.count()),
+        grpc_calls: Some(net.requests_sent()),
     })
 }
 

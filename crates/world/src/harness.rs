@@ -132,6 +132,10 @@ pub struct RunResult {
     /// The services' flushes deferred to their databases' close ([`cmksim_sim::durable`]; 0
     /// with [`RunOptions::flush_in_place`]).
     pub flushes_deferred: u64,
+    /// The gRPC calls the run's hosts made to each other, driver included (the event-driven
+    /// engine counts them on its network: [`cmksim_sim::net::MemNet::requests_sent`]; turmoil's
+    /// network does not count, so `None` there).
+    pub grpc_calls: Option<u64>,
 }
 
 /// Why a run could not complete.
@@ -518,6 +522,7 @@ pub fn run_simulated_in(
         seed,
         steps,
         flushes_deferred: deferred.as_ref().map_or(0, |d| d.count()),
+        grpc_calls: None,
     })
 }
 

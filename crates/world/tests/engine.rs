@@ -9,16 +9,16 @@ use std::path::PathBuf;
 
 use cmksim_scenario::{oracle, Scenario};
 use cmksim_sim::{Event, EventLog};
-use cmksim_world::{run_simulated, Engine, RunOptions};
+use cmksim_world::{run_simulated, Engine, RunOptions, RunResult};
 
 fn run_with(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>) {
-    let (scenario, events, _steps) = run_counted(name, seed);
+    let (scenario, events, _counted) = run_counted(name, seed);
     (scenario, events)
 }
 
-/// Runs a library scenario on the event-driven engine: the scenario, its events and the steps
-/// the engine counted.
-fn run_counted(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>, u64) {
+/// Runs a library scenario on the event-driven engine: the scenario, its events and what the
+/// engine counted (steps, gRPC calls).
+fn run_counted(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>, RunResult) {
     let scenario = common::load(name);
     let events = EventLog::default();
     let options = RunOptions {
@@ -28,7 +28,7 @@ fn run_counted(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>, u64) {
     };
     let result =
         run_simulated(&scenario, &options, &events).unwrap_or_else(|e| panic!("{name}: {e}"));
-    (scenario, events.snapshot(), result.steps)
+    (scenario, events.snapshot(), result)
 }
 
 /// The engine counts its steps (each a jump of the paused clock to the next timer): some, and
@@ -36,7 +36,8 @@ fn run_counted(name: &str, seed: Option<u64>) -> (Scenario, Vec<Event>, u64) {
 /// for the same seed.
 #[test]
 fn the_engine_counts_its_steps() {
-    let (scenario, events, steps) = run_counted("vault-blip-5m", Some(3));
+    let (scenario, events, counted) = run_counted("vault-blip-5m", Some(3));
+    let steps = counted.steps;
     let ticks = scenario.meta.duration.as_millis() as u64 / 100;
     assert!(steps > 0, "a run takes steps");
     assert!(
@@ -49,7 +50,32 @@ fn the_engine_counts_its_steps() {
         events.len()
     );
     let (_, _, again) = run_counted("vault-blip-5m", Some(3));
-    assert_eq!(steps, again, "the same seed takes the same steps");
+    assert_eq!(steps, again.steps, "the same seed takes the same steps");
+}
+
+/// The engine counts the gRPC calls its hosts made: at least two a forwarded batch (agent to
+/// the front end, the front end to storage) and one a poll that reached the vault, the same
+/// count for the same seed.
+#[test]
+fn the_engine_counts_the_grpc_calls() {
+    let (_, events, counted) = run_counted("vault-blip-5m", Some(3));
+    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count() as u64;
+    let batches = count("ingest.batch");
+    let polls = count("storage.poll.succeeded") + count("storage.poll.denied");
+    assert!(batches > 0 && polls > 0, "{batches} batches, {polls} polls");
+    let calls = counted
+        .grpc_calls
+        .expect("the event-driven engine counts calls");
+    assert!(
+        calls >= 2 * batches + polls,
+        "{calls} calls for {batches} batches and {polls} polls"
+    );
+    let (_, _, again) = run_counted("vault-blip-5m", Some(3));
+    assert_eq!(
+        again.grpc_calls,
+        Some(calls),
+        "the same seed makes the same calls"
+    );
 }
 
 fn assert_passes(name: &str) {

@@ -25,6 +25,10 @@
 //!   for a dropped connection) and the clients reconnect. A run without link quality draws
 //!   nothing, so it adds nothing to the seeded streams and reads the clock only as timers do.
 //!
+//! Counted: the HTTP/2 requests the connecting ends send ([`MemNet::requests_sent`], read from
+//! the frame headers of the bytes they write: [`RequestScan`]), so that `cmksim bench sim` can
+//! say how many gRPC calls a run made. Counting reads the bytes and changes nothing in them.
+//!
 //! Bounds: a connection buffers at most [`STREAM_BUFFER_BYTES`] each way; a listener's backlog
 //! is [`ACCEPT_BACKLOG`] connections (a connection beyond it is refused); the waker table holds
 //! at most two entries per open stream (a stream removes its own when dropped); a direction's
@@ -35,7 +39,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -80,6 +84,8 @@ struct Shared {
     /// Notified on every change of the links or of a host's life (connects waiting on a
     /// partition re-check then).
     changed: Notify,
+    /// HTTP/2 requests sent by connecting ends ([`RequestScan`]).
+    requests: AtomicU64,
 }
 
 #[derive(Default)]
@@ -263,6 +269,12 @@ impl MemNet {
         });
     }
 
+    /// The HTTP/2 requests (HEADERS frames that open a stream) the connecting ends of this
+    /// network's connections have written so far: one per gRPC call made.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
     /// Whether `host` is crashed and not restarted.
     pub fn is_down(&self, host: &str) -> bool {
         self.lock().down.contains(host)
@@ -322,6 +334,7 @@ impl MemNet {
                         conn: conn.clone(),
                         side: 0,
                         delivery: None,
+                        requests: RequestScan::default(),
                     };
                     let server = MemStream {
                         io: far,
@@ -334,6 +347,7 @@ impl MemNet {
                         conn,
                         side: 1,
                         delivery: None,
+                        requests: RequestScan::Off,
                     };
                     return match listener.try_send(server) {
                         Ok(()) => Ok(client),
@@ -424,6 +438,91 @@ pub struct MemStream {
     side: usize,
     /// The timer of a read waiting for bytes on their way.
     delivery: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Where the connecting end's writes are in HTTP/2's framing ([`RequestScan::Off`] on the
+    /// accepted end).
+    requests: RequestScan,
+}
+
+/// HTTP/2's connection preface, what a client writes first (RFC 9113, section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A frame header's length (RFC 9113, section 4.1).
+const FRAME_HEADER_BYTES: usize = 9;
+/// The HEADERS frame type: a client's HEADERS frame opens a request (a gRPC client sends no
+/// trailers, and a header block too long for one frame goes on in CONTINUATION frames).
+const FRAME_TYPE_HEADERS: u8 = 0x1;
+
+/// Reads a client's byte stream as HTTP/2 frames far enough to count its requests: the preface,
+/// then each frame's 9-byte header, whose length says how many payload bytes to skip. A stream
+/// that does not begin with the preface is not HTTP/2 and is not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestScan {
+    /// Matched this many bytes of the preface.
+    Preface(usize),
+    /// Read this many bytes of a frame header.
+    Header([u8; FRAME_HEADER_BYTES], usize),
+    /// Payload bytes of the current frame still to skip.
+    Payload(usize),
+    /// Not counting: the accepted end, or a stream that is not HTTP/2.
+    Off,
+}
+
+impl Default for RequestScan {
+    fn default() -> RequestScan {
+        RequestScan::Preface(0)
+    }
+}
+
+impl RequestScan {
+    /// Reads `bytes`, the next ones written; returns the HEADERS frames whose header they
+    /// completed. Each turn of the loop consumes at least one byte (or ends it).
+    fn scan(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut requests = 0;
+        while !bytes.is_empty() {
+            match self {
+                RequestScan::Off => break,
+                RequestScan::Preface(matched) => {
+                    let take = bytes.len().min(PREFACE.len() - *matched);
+                    if bytes[..take] != PREFACE[*matched..*matched + take] {
+                        *self = RequestScan::Off;
+                        break;
+                    }
+                    *matched += take;
+                    bytes = &bytes[take..];
+                    if *matched == PREFACE.len() {
+                        *self = RequestScan::Header([0; FRAME_HEADER_BYTES], 0);
+                    }
+                }
+                RequestScan::Header(header, have) => {
+                    let take = bytes.len().min(FRAME_HEADER_BYTES - *have);
+                    header[*have..*have + take].copy_from_slice(&bytes[..take]);
+                    *have += take;
+                    bytes = &bytes[take..];
+                    if *have == FRAME_HEADER_BYTES {
+                        let length = usize::from(header[0]) << 16
+                            | usize::from(header[1]) << 8
+                            | usize::from(header[2]);
+                        if header[3] == FRAME_TYPE_HEADERS {
+                            requests += 1;
+                        }
+                        *self = if length == 0 {
+                            RequestScan::Header([0; FRAME_HEADER_BYTES], 0)
+                        } else {
+                            RequestScan::Payload(length)
+                        };
+                    }
+                }
+                RequestScan::Payload(left) => {
+                    let take = bytes.len().min(*left);
+                    *left -= take;
+                    bytes = &bytes[take..];
+                    if *left == 0 {
+                        *self = RequestScan::Header([0; FRAME_HEADER_BYTES], 0);
+                    }
+                }
+            }
+        }
+        requests
+    }
 }
 
 impl MemStream {
@@ -568,8 +667,16 @@ impl AsyncWrite for MemStream {
         match &polled {
             Poll::Pending => self.park(cx, Direction::Write),
             Poll::Ready(Ok(written)) => {
+                let written = *written;
                 let now = self.conn.now();
-                self.conn.book(1 - self.side).written(now, delay, *written);
+                self.conn.book(1 - self.side).written(now, delay, written);
+                let requests = self.requests.scan(&buf[..written]);
+                if requests > 0 {
+                    self.net
+                        .inner
+                        .requests
+                        .fetch_add(requests, Ordering::Relaxed);
+                }
             }
             Poll::Ready(Err(_)) => {}
         }
@@ -680,6 +787,72 @@ mod tests {
             request_timeout: Duration::from_secs(2),
             keepalive_interval: Duration::from_secs(2),
         }
+    }
+
+    /// One frame: a 9-byte header (length, type, flags, stream) and its payload.
+    fn frame(kind: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let length = payload.len() as u32;
+        let mut out = length.to_be_bytes()[1..].to_vec();
+        out.extend([kind, 0]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+
+    /// The scan counts the HEADERS frames of an HTTP/2 client's bytes however the writes cut
+    /// them (every cut of a stream into two writes, and byte by byte), skipping payloads that
+    /// look like frame headers; bytes that do not begin with the preface count nothing.
+    #[test]
+    fn the_request_scan_counts_headers_frames_wherever_the_writes_cut_them() {
+        let mut stream = PREFACE.to_vec();
+        stream.extend(frame(0x4, 0, &[0; 6])); // SETTINGS
+        stream.extend(frame(FRAME_TYPE_HEADERS, 1, b"hpack"));
+        // A DATA payload that is itself a HEADERS frame header: skipped, not counted.
+        stream.extend(frame(0x0, 1, &frame(FRAME_TYPE_HEADERS, 3, b"")));
+        stream.extend(frame(FRAME_TYPE_HEADERS, 3, b""));
+        stream.extend(frame(0x9, 3, b"continued")); // CONTINUATION: the same request
+        stream.extend(frame(0x6, 0, &[0; 8])); // PING
+        for cut in 0..=stream.len() {
+            let mut scan = RequestScan::default();
+            let counted = scan.scan(&stream[..cut]) + scan.scan(&stream[cut..]);
+            assert_eq!(counted, 2, "cut at {cut}");
+            assert_eq!(scan, RequestScan::Header([0; FRAME_HEADER_BYTES], 0));
+        }
+        let mut scan = RequestScan::default();
+        let counted: u64 = stream
+            .iter()
+            .map(|b| scan.scan(std::slice::from_ref(b)))
+            .sum();
+        assert_eq!(counted, 2, "byte by byte");
+
+        let mut not_http2 = RequestScan::default();
+        let mut bytes = b"GET / HTTP/1.1\r\n".to_vec();
+        bytes.extend(frame(FRAME_TYPE_HEADERS, 1, b""));
+        assert_eq!(not_http2.scan(&bytes), 0);
+        assert_eq!(not_http2, RequestScan::Off);
+        assert_eq!(
+            RequestScan::Off.scan(&stream),
+            0,
+            "the accepted end counts nothing"
+        );
+    }
+
+    /// The network counts one request per gRPC call, however many connections carry them.
+    #[tokio::test(start_paused = true)]
+    async fn the_network_counts_one_request_per_call() {
+        let net = MemNet::new();
+        let _server = serve_health(&net);
+        assert_eq!(net.requests_sent(), 0);
+        for calls in 1..=3u64 {
+            let channel = Network::Memory(net.host("client"))
+                .channel("http://server:50051", timeouts())
+                .unwrap();
+            let mut client = HealthClient::new(channel);
+            for _ in 0..calls {
+                assert_eq!(check(&mut client).await, Ok(1));
+            }
+        }
+        assert_eq!(net.requests_sent(), 1 + 2 + 3);
     }
 
     /// A link's latency delays each message once each way (one request: at least twice the
