@@ -59,7 +59,7 @@ pub struct TimedRun {
 pub struct SimBenchReport {
     pub soak: TimedRun,
     /// One RSA-2048 OAEP-256 private-key unwrap, measured in this run (microseconds): the
-    /// reference of [`SimBenchReport::unwrap`]'s samples ([`UnwrapTime::reference_micros`]).
+    /// reference of [`SimBenchReport::unwrap`]'s samples ([`SampledTime::reference_micros`]).
     pub unwrap_micros: f64,
     /// The reference's samples, taken while the runs went.
     pub unwrap: SampledTime,
