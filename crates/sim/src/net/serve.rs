@@ -8,7 +8,8 @@
 //! `TCP_NODELAY` set ([`super::tcp_incoming`]). [`health_and_reflection`] is the other step the
 //! four wrote out alike: gRPC health with each of the server's services `SERVING`, and server
 //! reflection over the contract's descriptors, so `grpcurl` and `grpc_health_probe` work on
-//! every process the same way. [`AbortOnDrop`] is the crash half of a server's stop: the
+//! every process the same way (the reflection index is built once per process and shared).
+//! [`AbortOnDrop`] is the crash half of a server's stop: the
 //! background tasks of a server whose future is dropped mid-way (a crashed process) are aborted
 //! without their graceful save; storage and Sentinel serve behind it.
 
@@ -63,10 +64,68 @@ pub async fn health_and_reflection(
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(descriptors)
-        .build_v1()?;
-    Ok((health, reflection))
+    Ok((health, reflection_for(descriptors)?))
+}
+
+/// The most descriptor sets [`reflection_for`] keeps built (the simulator has one).
+const REFLECTIONS_KEPT_MAX: usize = 4;
+
+/// A built reflection service, by its descriptor set's address and length. The service's type
+/// is tonic-reflection's unnameable `impl ServerReflection`, hence `Any`.
+type BuiltReflection = ((usize, usize), Box<dyn std::any::Any + Send>);
+
+/// Reflection services already built in this process.
+static REFLECTIONS: std::sync::Mutex<Vec<BuiltReflection>> = std::sync::Mutex::new(Vec::new());
+
+/// The reflection service over `descriptors`, built once per set in this process and then
+/// cloned (the clones share one read-only index). Building it decodes and indexes every
+/// descriptor of the contract, about 8 M instructions: a simulated world starts a server per
+/// host at each (re)start, and a chaos sweep starts thousands of worlds.
+fn reflection_for(
+    descriptors: &'static [u8],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    ReflectionError,
+> {
+    let build = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(descriptors)
+            .build_v1()
+    };
+    shared(
+        &REFLECTIONS,
+        (descriptors.as_ptr() as usize, descriptors.len()),
+        build,
+    )
+    .map_err(ReflectionError::from)
+}
+
+/// The value `cache` holds under `id`, cloned, or `build`'s, kept there for the next caller
+/// (at most [`REFLECTIONS_KEPT_MAX`] values; the oldest goes first).
+fn shared<T: Clone + Send + 'static, E>(
+    cache: &std::sync::Mutex<Vec<BuiltReflection>>,
+    id: (usize, usize),
+    build: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut built = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let kept = built
+        .iter()
+        .find(|(key, _)| *key == id)
+        .and_then(|(_, value)| value.downcast_ref::<T>());
+    if let Some(value) = kept {
+        return Ok(value.clone());
+    }
+    let value = build()?;
+    built.retain(|(key, _)| *key != id);
+    if built.len() >= REFLECTIONS_KEPT_MAX {
+        built.remove(0);
+    }
+    built.push((id, Box::new(value.clone())));
+    Ok(value)
 }
 
 /// Runs `abort` when dropped armed: a server future dropped before its graceful stop ran is a
@@ -113,6 +172,30 @@ mod tests {
         })
         .disarm();
         assert_eq!(aborted.load(Ordering::SeqCst), 1, "disarmed: not aborted");
+    }
+
+    #[test]
+    fn a_shared_value_is_built_once_per_id_and_a_failed_build_is_not_kept() {
+        let cache = std::sync::Mutex::new(Vec::new());
+        let mut builds = 0;
+        for _ in 0..3 {
+            let value = shared(&cache, (1, 1), || {
+                builds += 1;
+                Ok::<_, ()>(String::from("one"))
+            });
+            assert_eq!(value, Ok("one".to_string()));
+        }
+        assert_eq!(builds, 1, "built once, then cloned");
+        assert_eq!(shared(&cache, (2, 1), || Err::<String, _>("no")), Err("no"));
+        assert_eq!(cache.lock().unwrap().len(), 1, "the failure is not kept");
+        for id in 0..REFLECTIONS_KEPT_MAX + 3 {
+            shared(&cache, (id, 9), || Ok::<_, ()>(id)).unwrap();
+            assert!(cache.lock().unwrap().len() <= REFLECTIONS_KEPT_MAX);
+        }
+        // A value of another type under a kept id is built, not mistaken for the kept one.
+        let last = (REFLECTIONS_KEPT_MAX + 2, 9);
+        assert_eq!(shared(&cache, last, || Ok::<_, ()>(7u8)), Ok(7u8));
+        assert_eq!(shared(&cache, last, || Ok::<_, ()>(8u8)), Ok(7u8));
     }
 
     #[tokio::test]

@@ -49,7 +49,7 @@ mod lifecycle_tests;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -310,7 +310,7 @@ impl DataPlane {
         check_account(account)?;
         let _write = self.lock_write();
         self.refuse_purged(account)?;
-        if self.trees.accounts.contains_key(account.as_bytes())? {
+        if self.trees.has_account(account)? {
             return Err(DataError::AccountExists(account.to_string()));
         }
         let (aek, wrapped) = {
@@ -328,22 +328,34 @@ impl DataPlane {
                 wrapped_hex: hex::encode(wrapped),
             },
         };
-        self.trees
-            .accounts
-            .insert(account.as_bytes(), serde_json::to_vec(&record)?)?;
+        self.trees.put_account(record)?;
         cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(())
     }
 
     /// True if the account exists (and was not purged).
     pub fn account_exists(&self, account: &str) -> Result<bool> {
-        Ok(self.trees.accounts.contains_key(account.as_bytes())?)
+        self.trees.has_account(account)
+    }
+
+    /// The key new blocks of the account are sealed under: the MMK, or the customer's key
+    /// version that wraps its AEK. What [`DataPlane::account_wrapping`] says, without decoding
+    /// the wrapped AEK: for an append, which needs only the key's name.
+    pub fn account_key_ref(&self, account: &str) -> Result<KeyRef> {
+        let record = self.account_record(account)?;
+        Ok(match &record.wrapping {
+            StoredWrapping::Mmk { .. } => KeyRef::Mmk,
+            StoredWrapping::Kek { kid, version, .. } => KeyRef::Cmk {
+                kid: kid.clone(),
+                version: version.clone(),
+            },
+        })
     }
 
     /// How the account's AEK is wrapped.
     pub fn account_wrapping(&self, account: &str) -> Result<AekWrapping> {
         let record = self.account_record(account)?;
-        Ok(match record.wrapping {
+        Ok(match &record.wrapping {
             StoredWrapping::Mmk { .. } => AekWrapping::Mmk,
             StoredWrapping::Kek {
                 kid,
@@ -351,9 +363,9 @@ impl DataPlane {
                 algorithm,
                 wrapped_hex,
             } => AekWrapping::Kek {
-                kid,
-                version,
-                algorithm,
+                kid: kid.clone(),
+                version: version.clone(),
+                algorithm: algorithm.clone(),
                 wrapped: hex::decode(wrapped_hex).map_err(|_| DataError::WrappedAekCorrupt {
                     account: account.to_string(),
                 })?,
@@ -404,7 +416,7 @@ impl DataPlane {
             });
         }
         let _write = self.lock_write();
-        let mut record = self.account_record(account)?;
+        let mut record = AccountRecord::clone(&*self.account_record(account)?);
         self.check_aek(&record, aek)?;
         record.wrapping = StoredWrapping::Kek {
             kid: kid.to_string(),
@@ -412,9 +424,7 @@ impl DataPlane {
             algorithm: KEK_WRAP_ALGORITHM.to_string(),
             wrapped_hex: hex::encode(wrapped),
         };
-        self.trees
-            .accounts
-            .insert(account.as_bytes(), serde_json::to_vec(&record)?)?;
+        self.trees.put_account(record)?;
         cmksim_sim::durable::flush(&self.trees.db)?;
         Ok(())
     }
@@ -449,12 +459,7 @@ impl DataPlane {
 
     /// Every account with a record, in name order.
     pub fn accounts(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for item in self.trees.accounts.iter() {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k).into_owned());
-        }
-        Ok(out)
+        self.trees.account_names()
     }
 
     // ---- internal helpers shared by the submodules ----
@@ -472,7 +477,7 @@ impl DataPlane {
     }
 
     /// The account's record, or why there is none (purged, or never created).
-    pub(crate) fn account_record(&self, account: &str) -> Result<AccountRecord> {
+    pub(crate) fn account_record(&self, account: &str) -> Result<Arc<AccountRecord>> {
         check_account(account)?;
         if let Some(record) = self.trees.account(account)? {
             return Ok(record);

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sled::{IVec, Transactional};
+use sled::IVec;
 
 use cmksim_sim::SimTime;
 
@@ -154,21 +154,14 @@ impl DataPlane {
         check_account(account)?;
         let _write = self.lock_write();
         self.refuse_purged(account)?;
-        if !self.trees.accounts.contains_key(account.as_bytes())? {
+        if !self.trees.has_account(account)? {
             return Err(DataError::AccountNotFound(account.to_string()));
         }
         let tombstone = Tombstone {
             purged_at: now,
             blocks_deleted: false,
         };
-        (&self.trees.accounts, &self.trees.purged).transaction(|(accounts, purged)| {
-            accounts.remove(account.as_bytes())?;
-            purged.insert(
-                account.as_bytes(),
-                serde_json::to_vec(&tombstone).expect("a tombstone serialises"),
-            )?;
-            Ok::<_, sled::transaction::ConflictableTransactionError<DataError>>(())
-        })?;
+        self.trees.purge_account_record(account, &tombstone)?;
         cmksim_sim::durable::flush(&self.trees.db)?;
         self.delete_account_data(account)?;
         cmksim_sim::durable::flush(&self.trees.db)?;

@@ -21,8 +21,15 @@
 //! transaction, so counters never disagree with the blocks they count — except a one-block
 //! append, which is three plain inserts counted through the append journal ([`super::journal`]):
 //! [`Trees::counters`] adds what the journal holds, and every transaction folds it first.
+//!
+//! Account records are read on every append (twice: the sealing key, then the record the blocks
+//! are sealed with) and written a few times in an account's life (created, its AEK wrapped under
+//! the customer's key, purged). [`Trees`] keeps the parsed records it has read or written in
+//! [`AccountCache`], so that an append parses no JSON; every write of the `accounts` tree goes
+//! through [`Trees::put_account`] or [`Trees::purge_account_record`], which update the cache.
 
-use std::sync::{Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
@@ -157,7 +164,9 @@ impl AccountCounters {
 /// The trees of one data directory.
 pub(crate) struct Trees {
     pub db: sled::Db,
-    pub accounts: Tree,
+    /// Written only through [`Trees::put_account`] and [`Trees::purge_account_record`] (they
+    /// keep [`Trees::account_cache`] true); read through [`Trees::account`].
+    accounts: Tree,
     pub purged: Tree,
     pub cold: Tree,
     pub hot: Tree,
@@ -167,6 +176,43 @@ pub(crate) struct Trees {
     pub journal: Tree,
     /// The journal's entries not folded into `counters` yet ([`super::journal`]).
     pending: Mutex<Pending>,
+    account_cache: Mutex<AccountCache>,
+}
+
+/// The most accounts [`AccountCache`] holds; past it, it starts again empty. A storage host has
+/// one account per cluster and one shared account per region, so this is never reached in
+/// practice; it bounds the map all the same.
+pub(crate) const ACCOUNT_CACHE_ENTRIES_MAX: usize = 1_024;
+
+/// Parsed account records, as the `accounts` tree holds them (an absent name is not cached).
+///
+/// A reader that misses reads the tree and then fills the cache, but only if no write came in
+/// between: every write bumps `generation`, and the reader compares the generation it saw
+/// before its read with the one after. So a reader that read a record just before a write
+/// never puts the older record back.
+#[derive(Default)]
+pub(crate) struct AccountCache {
+    generation: u64,
+    records: BTreeMap<String, Arc<AccountRecord>>,
+}
+
+impl AccountCache {
+    /// Caches `record`, read from the tree when the cache was at `generation`, unless a write
+    /// came in since (then the record may be older than the tree's).
+    fn fill(&mut self, generation: u64, record: Arc<AccountRecord>) {
+        if self.generation == generation {
+            self.insert(record);
+        }
+    }
+
+    fn insert(&mut self, record: Arc<AccountRecord>) {
+        if self.records.len() >= ACCOUNT_CACHE_ENTRIES_MAX
+            && !self.records.contains_key(&record.account)
+        {
+            self.records.clear();
+        }
+        self.records.insert(record.account.clone(), record);
+    }
 }
 
 /// The transactional view handed to [`Trees::transact`]'s closure.
@@ -201,6 +247,7 @@ impl Trees {
             meta: db.open_tree("meta")?,
             journal,
             pending: Mutex::new(pending),
+            account_cache: Mutex::new(AccountCache::default()),
             db,
         };
         if trees.lock_pending().len() > 0 {
@@ -269,11 +316,80 @@ impl Trees {
         })
     }
 
-    pub(crate) fn account(&self, account: &str) -> Result<Option<AccountRecord>, DataError> {
-        match self.accounts.get(account.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
-            None => Ok(None),
+    fn lock_account_cache(&self) -> MutexGuard<'_, AccountCache> {
+        self.account_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The record of `account`, if it has one: from the cache, or parsed from the tree (and
+    /// then cached, unless a write came in meanwhile; see [`AccountCache`]).
+    pub(crate) fn account(&self, account: &str) -> Result<Option<Arc<AccountRecord>>, DataError> {
+        let generation = {
+            let cache = self.lock_account_cache();
+            if let Some(record) = cache.records.get(account) {
+                return Ok(Some(Arc::clone(record)));
+            }
+            cache.generation
+        };
+        let Some(bytes) = self.accounts.get(account.as_bytes())? else {
+            return Ok(None);
+        };
+        let record: Arc<AccountRecord> = Arc::new(serde_json::from_slice(&bytes)?);
+        if record.account == account {
+            self.lock_account_cache()
+                .fill(generation, Arc::clone(&record));
         }
+        Ok(Some(record))
+    }
+
+    /// True if `account` has a record (one key lookup, nothing parsed).
+    pub(crate) fn has_account(&self, account: &str) -> Result<bool, DataError> {
+        if self.lock_account_cache().records.contains_key(account) {
+            return Ok(true);
+        }
+        Ok(self.accounts.contains_key(account.as_bytes())?)
+    }
+
+    /// Every account name with a record, in name order.
+    pub(crate) fn account_names(&self) -> Result<Vec<String>, DataError> {
+        let mut out = Vec::new();
+        for item in self.accounts.iter() {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Writes `record` (not flushed) and caches it. Call under the write lock.
+    pub(crate) fn put_account(&self, record: AccountRecord) -> Result<(), DataError> {
+        let bytes = serde_json::to_vec(&record)?;
+        let written = self.accounts.insert(record.account.as_bytes(), bytes);
+        let mut cache = self.lock_account_cache();
+        cache.generation += 1;
+        cache.records.remove(&record.account);
+        written?;
+        cache.insert(Arc::new(record));
+        Ok(())
+    }
+
+    /// Deletes `account`'s record and writes its tombstone, in one transaction (not flushed),
+    /// and forgets the cached record. Call under the write lock.
+    pub(crate) fn purge_account_record(
+        &self,
+        account: &str,
+        tombstone: &Tombstone,
+    ) -> Result<(), DataError> {
+        let tombstone = serde_json::to_vec(tombstone)?;
+        let result = (&self.accounts, &self.purged).transaction(|(accounts, purged)| {
+            accounts.remove(account.as_bytes())?;
+            purged.insert(account.as_bytes(), tombstone.as_slice())?;
+            Ok::<_, ConflictableTransactionError<DataError>>(())
+        });
+        let mut cache = self.lock_account_cache();
+        cache.generation += 1;
+        cache.records.remove(account);
+        Ok(result?)
     }
 
     pub(crate) fn tombstone(&self, account: &str) -> Result<Option<Tombstone>, DataError> {
@@ -469,5 +585,87 @@ mod tests {
         assert!(check_account("cluster:").is_err());
         assert!(check_account("shared:westeurope").is_ok());
         assert!(check_name("table", "a\0b").is_err());
+    }
+
+    fn record(account: &str, fingerprint: &str) -> AccountRecord {
+        AccountRecord {
+            account: account.to_string(),
+            double_encryption: false,
+            created_at: SimTime(0),
+            aek_fingerprint_hex: fingerprint.to_string(),
+            wrapping: StoredWrapping::Mmk {
+                wrapped_hex: "00".to_string(),
+            },
+        }
+    }
+
+    fn temporary_trees() -> Trees {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Trees::open(db).unwrap()
+    }
+
+    #[test]
+    fn the_account_cache_answers_what_the_tree_holds() {
+        let trees = temporary_trees();
+        let a = "cluster:a";
+        assert!(trees.account(a).unwrap().is_none());
+        assert!(!trees.has_account(a).unwrap());
+        trees.put_account(record(a, "01")).unwrap();
+        assert_eq!(trees.account(a).unwrap().unwrap().aek_fingerprint_hex, "01");
+        assert!(trees.has_account(a).unwrap());
+        trees.put_account(record(a, "02")).unwrap();
+        assert_eq!(trees.account(a).unwrap().unwrap().aek_fingerprint_hex, "02");
+        // The tree itself holds the last write (a reopened plane reads it from there).
+        let stored: AccountRecord =
+            serde_json::from_slice(&trees.accounts.get(a).unwrap().unwrap()).unwrap();
+        assert_eq!(stored.aek_fingerprint_hex, "02");
+        let tombstone = Tombstone {
+            purged_at: SimTime(1),
+            blocks_deleted: false,
+        };
+        trees.purge_account_record(a, &tombstone).unwrap();
+        assert!(trees.account(a).unwrap().is_none());
+        assert!(!trees.has_account(a).unwrap());
+        assert!(trees.tombstone(a).unwrap().is_some());
+        assert_eq!(trees.account_names().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_record_read_before_a_write_is_not_cached_after_it() {
+        let trees = temporary_trees();
+        let a = "cluster:a";
+        trees.put_account(record(a, "01")).unwrap();
+        trees.lock_account_cache().records.clear();
+        // A reader saw the cache at this generation and read "01" from the tree; a write
+        // lands before the reader fills the cache.
+        let generation = trees.lock_account_cache().generation;
+        let read_before = Arc::new(record(a, "01"));
+        trees.put_account(record(a, "02")).unwrap();
+        trees.lock_account_cache().fill(generation, read_before);
+        assert_eq!(trees.account(a).unwrap().unwrap().aek_fingerprint_hex, "02");
+        // Without a write in between, the fill is kept.
+        trees.lock_account_cache().records.clear();
+        let generation = trees.lock_account_cache().generation;
+        trees
+            .lock_account_cache()
+            .fill(generation, Arc::new(record(a, "cached")));
+        assert_eq!(
+            trees.account(a).unwrap().unwrap().aek_fingerprint_hex,
+            "cached"
+        );
+    }
+
+    #[test]
+    fn the_account_cache_is_bounded() {
+        let mut cache = AccountCache::default();
+        for i in 0..ACCOUNT_CACHE_ENTRIES_MAX + 10 {
+            cache.insert(Arc::new(record(&format!("cluster:c{i}"), "01")));
+            assert!(cache.records.len() <= ACCOUNT_CACHE_ENTRIES_MAX);
+        }
+        // Replacing a cached record never empties the cache.
+        let len = cache.records.len();
+        let last = format!("cluster:c{}", ACCOUNT_CACHE_ENTRIES_MAX + 9);
+        cache.insert(Arc::new(record(&last, "02")));
+        assert_eq!(cache.records.len(), len);
     }
 }

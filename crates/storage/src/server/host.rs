@@ -114,9 +114,13 @@ impl ClusterHost {
         &self,
         f: impl FnOnce(Sealing<'_>, crate::data::KeyRef) -> R,
     ) -> Result<R, String> {
-        match self.data.account_wrapping(&self.account) {
-            Ok(AekWrapping::Mmk) => Ok(f(Sealing::Mmk, crate::data::KeyRef::Mmk)),
-            Ok(AekWrapping::Kek { kid, version, .. }) => {
+        let key = self
+            .data
+            .account_key_ref(&self.account)
+            .map_err(|e| e.to_string())?;
+        match &key {
+            crate::data::KeyRef::Mmk => Ok(f(Sealing::Mmk, crate::data::KeyRef::Mmk)),
+            crate::data::KeyRef::Cmk { kid, version } => {
                 let guard = lock(&self.aek);
                 let Some(aek) = guard.as_ref() else {
                     return Err(format!(
@@ -124,20 +128,8 @@ impl ClusterHost {
                         self.cluster
                     ));
                 };
-                let key = crate::data::KeyRef::Cmk {
-                    kid: kid.clone(),
-                    version: version.clone(),
-                };
-                Ok(f(
-                    Sealing::Cmk {
-                        aek,
-                        kid: &kid,
-                        version: &version,
-                    },
-                    key,
-                ))
+                Ok(f(Sealing::Cmk { aek, kid, version }, key.clone()))
             }
-            Err(e) => Err(e.to_string()),
         }
     }
 
