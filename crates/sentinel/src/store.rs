@@ -94,34 +94,58 @@ pub enum StoredAccountKey {
 }
 
 impl StoredAccountKey {
-    /// The wrapped account key as the vault access takes it.
-    pub fn wrapped(&self) -> Option<WrappedAek> {
+    /// The customer's key this account key is wrapped by (`None` under the Microsoft-managed
+    /// key). Read from the record's names alone: a damaged wrapping does not turn a CMK
+    /// workspace into an MMK one.
+    pub fn target(&self) -> Option<KeyTarget> {
         match self {
             StoredAccountKey::Cmk {
                 vault_name,
                 key_name,
                 version,
                 wrapped_version,
-                algorithm,
-                wrapped_hex,
-            } => Some(WrappedAek {
-                target: KeyTarget {
-                    key: KeyRef {
-                        vault_name: vault_name.clone(),
-                        key_name: key_name.clone(),
-                        version: if version.is_empty() {
-                            KeyVersionSpec::Versionless
-                        } else {
-                            KeyVersionSpec::Pinned(version.clone())
-                        },
+                ..
+            } => Some(KeyTarget {
+                key: KeyRef {
+                    vault_name: vault_name.clone(),
+                    key_name: key_name.clone(),
+                    version: if version.is_empty() {
+                        KeyVersionSpec::Versionless
+                    } else {
+                        KeyVersionSpec::Pinned(version.clone())
                     },
-                    wrapped_version: wrapped_version.clone(),
                 },
-                algorithm: algorithm.clone(),
-                ciphertext: hex::decode(wrapped_hex).ok()?,
+                wrapped_version: wrapped_version.clone(),
             }),
             StoredAccountKey::Mmk { .. } => None,
         }
+    }
+
+    /// The wrapped account key as the vault access takes it (`None` under the Microsoft-managed
+    /// key); an error when the stored wrapping is not hex.
+    pub fn wrapped(&self) -> Result<Option<WrappedAek>, StoreError> {
+        let (
+            Some(target),
+            StoredAccountKey::Cmk {
+                algorithm,
+                wrapped_hex,
+                ..
+            },
+        ) = (self.target(), self)
+        else {
+            return Ok(None);
+        };
+        let ciphertext = hex::decode(wrapped_hex).map_err(|_| {
+            StoreError::Invalid(format!(
+                "the stored wrapped account key ({} characters) is not hex",
+                wrapped_hex.len()
+            ))
+        })?;
+        Ok(Some(WrappedAek {
+            target,
+            algorithm: algorithm.clone(),
+            ciphertext,
+        }))
     }
 
     /// The record of an account key wrapped by the vault.

@@ -581,3 +581,55 @@ async fn a_restart_remembers_a_revocation_and_the_data_comes_back_with_access() 
     assert_eq!(d.w.events_of("sentinel.workspace.deleted").len(), 1);
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stored_wrapping_stays_cmk_and_fails_its_polls_visibly() {
+    let mut d = Drill::start().await;
+    d.onboarded("wsp1").await;
+    // Stopped, its record's wrapped account key damaged on disk, started again.
+    if let Some(stop) = d.stop.take() {
+        let _ = stop.send(());
+    }
+    if let Some(task) = d.task.take() {
+        task.await.unwrap();
+    }
+    let dir = d.w.dir.path().join("sentinel");
+    let mut opened = None;
+    for _ in 0..WAIT_ROUNDS {
+        match cmksim_sentinel::store::Store::open(&dir) {
+            Ok(store) => {
+                opened = Some(store);
+                break;
+            }
+            Err(_) => tokio::time::sleep(WAIT_STEP).await,
+        }
+    }
+    let store = opened.expect("the Sentinel store opens");
+    let mut record = store.workspaces().unwrap().pop().expect("wsp1's record");
+    let cmksim_sentinel::store::StoredAccountKey::Cmk { wrapped_hex, .. } = &mut record.account_key
+    else {
+        panic!("wsp1 is a CMK workspace: {:?}", record.account_key);
+    };
+    *wrapped_hex = "not hex".to_string();
+    store.put_workspace(&record).unwrap();
+    drop(store);
+    let (sentinel, stop, task) = serve_sentinel(&d.w).await;
+    (d.sentinel, d.stop, d.task) = (sentinel, Some(stop), Some(task));
+    // Not silently taken for a Microsoft-managed workspace, and its polls say why they fail.
+    let s = d.sentinel_state("wsp1").await;
+    assert!(s.customer_managed_key, "{s:?}");
+    let mut failed = Vec::new();
+    for _ in 0..WAIT_ROUNDS {
+        failed = d.w.events_of("sentinel.poll.transient");
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+    }
+    let message = &failed.first().expect("a failed poll is recorded").message;
+    assert!(
+        message.contains("stored wrapped key unreadable") && message.contains("is not hex"),
+        "{message}"
+    );
+    d.shutdown().await;
+}

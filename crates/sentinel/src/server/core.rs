@@ -128,8 +128,8 @@ impl Core {
         let now = config.clock.now();
         let mut workspaces = BTreeMap::new();
         for record in store.workspaces()? {
-            let encryption = match record.account_key.wrapped() {
-                Some(w) => Encryption::CustomerManagedKey(w.target),
+            let encryption = match record.account_key.target() {
+                Some(target) => Encryption::CustomerManagedKey(target),
                 None => Encryption::MicrosoftManagedKey,
             };
             let mut machine = SentinelMachine::onboarded(
@@ -141,7 +141,17 @@ impl Core {
             );
             machine.restore(record.state.clone());
             let account_key = match &record.account_key {
-                StoredAccountKey::Mmk { key_hex } => hex::decode(key_hex).ok().map(Zeroizing::new),
+                StoredAccountKey::Mmk { key_hex } => match hex::decode(key_hex) {
+                    Ok(key) => Some(Zeroizing::new(key)),
+                    Err(_) => {
+                        // Its items stay unreadable (each read says so); the others are served.
+                        tracing::error!(
+                            workspace = %record.key(),
+                            "the stored account key is not hex: this workspace's items cannot be read"
+                        );
+                        None
+                    }
+                },
                 StoredAccountKey::Cmk { .. } => None,
             };
             let rng = config
@@ -429,7 +439,7 @@ impl Core {
             let interval = poll_interval(&mut r.rng, &self.profile.sentinel);
             r.next_poll_at = self.now().add(interval);
             let wrapped = if r.machine.wants_poll() {
-                r.record.account_key.wrapped()
+                r.record.account_key.wrapped().transpose()
             } else {
                 None
             };
@@ -467,16 +477,23 @@ impl Core {
         let Some(wrapped) = wrapped else {
             return;
         };
-        let outcome = match self.unwrap(&tenant, &wrapped).await {
-            Ok((version, account_key)) => {
-                if let Some(r) = lock(&self.workspaces).get_mut(key) {
-                    r.account_key = Some(account_key);
+        let outcome = match wrapped {
+            Ok(wrapped) => match self.unwrap(&tenant, &wrapped).await {
+                Ok((version, account_key)) => {
+                    if let Some(r) = lock(&self.workspaces).get_mut(key) {
+                        r.account_key = Some(account_key);
+                    }
+                    PollOutcome::Success {
+                        kid_version: version,
+                    }
                 }
-                PollOutcome::Success {
-                    kid_version: version,
-                }
-            }
-            Err(failure) => failure.into(),
+                Err(failure) => failure.into(),
+            },
+            // Failed closed: the poll is recorded as failed, not skipped.
+            Err(e) => PollOutcome::Transient(TransientFailure {
+                kind: TransientKind::StoredKeyUnreadable,
+                detail: e.to_string(),
+            }),
         };
         let now = self.now();
         let effects = match lock(&self.workspaces).get_mut(key) {

@@ -50,6 +50,8 @@ pub enum DataError {
     },
     #[error("the account key stored for {account} failed authentication under the Microsoft-managed key")]
     WrappedAekCorrupt { account: String },
+    #[error("the account key stored for {account} as wrapped by the customer's key is not hex: the record is damaged")]
+    WrappedAekNotHex { account: String },
     #[error("{what} must be {want_bytes} bytes, got {got_bytes}")]
     InvalidKeyLength {
         what: &'static str,

@@ -366,7 +366,7 @@ impl DataPlane {
                 kid: kid.clone(),
                 version: version.clone(),
                 algorithm: algorithm.clone(),
-                wrapped: hex::decode(wrapped_hex).map_err(|_| DataError::WrappedAekCorrupt {
+                wrapped: hex::decode(wrapped_hex).map_err(|_| DataError::WrappedAekNotHex {
                     account: account.to_string(),
                 })?,
             },

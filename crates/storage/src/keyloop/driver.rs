@@ -98,8 +98,10 @@ pub struct HostError(pub String);
 /// What the storage service does for the loop: it holds the wrapped AEK (durably) and the
 /// unwrapped one (in memory only), and carries out the data effects.
 pub trait KeyLoopHost: Send + Sync + 'static {
-    /// The AEK as wrapped by the customer's key, or `None` under the MMK.
-    fn wrapped_aek(&self) -> Option<WrappedAek>;
+    /// The AEK as wrapped by the customer's key, or `None` when there is nothing to poll for
+    /// (the MMK wraps it, or the account is gone). An error when the stored wrapping cannot be
+    /// read: the driver then records the poll as failed rather than skipping it.
+    fn wrapped_aek(&self) -> Result<Option<WrappedAek>, HostError>;
     /// The unwrapped AEK in memory, if cached (needed to rewrap it).
     fn cached_aek(&self) -> Option<Zeroizing<Vec<u8>>>;
     /// A poll unwrapped the AEK: refresh the in-memory cache.
@@ -400,18 +402,22 @@ impl<V: VaultAccess, H: KeyLoopHost> KeyLoopDriver<V, H> {
 
     /// One unwrapKey poll; returns the machine's effects.
     async fn poll(&mut self) -> Vec<Effect> {
-        let Some(wrapped) = self.host.wrapped_aek() else {
-            return Vec::new();
-        };
-        let outcome = match self.bounded(self.vault.unwrap_aek(&wrapped)).await {
-            Ok(unwrapped) => {
-                let version = unwrapped.kid_version.clone();
-                self.host.aek_unwrapped(self.clock.now(), unwrapped.aek);
-                PollOutcome::Success {
-                    kid_version: version,
+        let outcome = match self.host.wrapped_aek() {
+            Ok(None) => return Vec::new(),
+            Ok(Some(wrapped)) => match self.bounded(self.vault.unwrap_aek(&wrapped)).await {
+                Ok(unwrapped) => {
+                    let version = unwrapped.kid_version.clone();
+                    self.host.aek_unwrapped(self.clock.now(), unwrapped.aek);
+                    PollOutcome::Success {
+                        kid_version: version,
+                    }
                 }
-            }
-            Err(failure) => failure.into(),
+                Err(failure) => failure.into(),
+            },
+            Err(e) => PollOutcome::Transient(TransientFailure {
+                kind: TransientKind::StoredKeyUnreadable,
+                detail: e.0,
+            }),
         };
         let now = self.clock.now();
         self.shared.machine().on_poll(now, outcome)

@@ -117,6 +117,8 @@ impl VaultAccess for FakeVault {
 #[derive(Default)]
 struct HostState {
     wrapped: Option<WrappedAek>,
+    /// Set: the stored wrapping cannot be read (a corrupt record), with this error.
+    unreadable: Option<String>,
     cached: Option<Vec<u8>>,
     applied: Vec<(SimTime, String)>,
 }
@@ -136,8 +138,12 @@ impl FakeHost {
 }
 
 impl KeyLoopHost for FakeHost {
-    fn wrapped_aek(&self) -> Option<WrappedAek> {
-        self.0.lock().unwrap().wrapped.clone()
+    fn wrapped_aek(&self) -> Result<Option<WrappedAek>, HostError> {
+        let s = self.0.lock().unwrap();
+        match &s.unreadable {
+            Some(error) => Err(HostError(error.clone())),
+            None => Ok(s.wrapped.clone()),
+        }
     }
     fn cached_aek(&self) -> Option<Zeroizing<Vec<u8>>> {
         self.0.lock().unwrap().cached.clone().map(Zeroizing::new)
@@ -286,6 +292,34 @@ async fn outage_of_45_minutes_under_2020_makes_storage_unavailable_then_drains_o
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_unreadable_stored_wrapping_fails_the_polls_instead_of_skipping_them() {
+    let profile = Profile::azure_2020();
+    let rig = Rig::start(profile.clone(), KeyRef::pinned("kv1", "k1", V1), 4).await;
+    rig.sleep(mins(2)).await;
+    rig.host.0.lock().unwrap().unreadable = Some("the wrapped AEK of acct is corrupt".into());
+    rig.sleep(mins(45)).await;
+    // Failed closed, as for a vault that cannot be reached: the cached AEK served for the
+    // profile's grace, then storage became unavailable.
+    assert_eq!(rig.handle.state_name(), StateName::Unavailable);
+    let transient = rig.events.of_kind("storage.poll.transient");
+    assert!(transient.len() > 20, "{}", transient.len());
+    assert_eq!(transient[0].data["kind"], "stored_key_unreadable");
+    assert_eq!(
+        transient[0].data["detail"],
+        "the wrapped AEK of acct is corrupt"
+    );
+    let degraded_at = rig.first("storage.state.degraded").unwrap();
+    assert_eq!(
+        rig.first("storage.state.unavailable"),
+        Some(degraded_at.add(mins(30)))
+    );
+    rig.host.0.lock().unwrap().unreadable = None;
+    rig.sleep(mins(5)).await;
+    assert_eq!(rig.handle.state_name(), StateName::HealthyCmk);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hung_vault_times_out_as_transient_and_never_interrupts_under_current() {
     let rig = Rig::start(Profile::azure_current(), KeyRef::pinned("kv1", "k1", V1), 3).await;
     rig.vault.set_mode(Mode::Hang);
@@ -312,7 +346,15 @@ async fn versionless_key_follows_rotation_within_the_deadline() {
     let rotated_at = rig.clock.now();
     rig.sleep(mins(61)).await;
     assert_eq!(rig.handle.key().unwrap().wrapped_version, V2);
-    assert_eq!(rig.host.wrapped_aek().unwrap().target.wrapped_version, V2);
+    assert_eq!(
+        rig.host
+            .wrapped_aek()
+            .unwrap()
+            .unwrap()
+            .target
+            .wrapped_version,
+        V2
+    );
     let followed_at = rig
         .events
         .of_kind("storage.key.rewrapped")

@@ -31,6 +31,11 @@ pub enum TransientKind {
     Throttled429,
     /// The call was cancelled (tonic's `Endpoint::timeout` surfaces as CANCELLED).
     Cancelled,
+    /// No call was made: the wrapped key the call would carry could not be read from the
+    /// host's own store (a storage error, or a record that no longer parses). The loop fails
+    /// closed — as for a vault that cannot be reached, the cached key serves only for as long
+    /// as the profile allows — instead of silently skipping its polls.
+    StoredKeyUnreadable,
 }
 
 impl TransientKind {
@@ -43,6 +48,7 @@ impl TransientKind {
             TransientKind::ServerError5xx => "server error (5xx)",
             TransientKind::Throttled429 => "throttled (429)",
             TransientKind::Cancelled => "call cancelled",
+            TransientKind::StoredKeyUnreadable => "stored wrapped key unreadable",
         }
     }
 }

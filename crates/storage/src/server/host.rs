@@ -11,7 +11,7 @@ use cmksim_proto::common::v1::DropReason;
 use cmksim_sim::{EventLog, SimTime};
 use zeroize::Zeroizing;
 
-use crate::data::{Aek, AekWrapping, DataPlane, DrainReport, Sealing};
+use crate::data::{Aek, AekWrapping, DataError, DataPlane, DrainReport, Sealing};
 use crate::keyloop::{Effect, HostError, KeyLoopHost, KeyRef, KeyTarget, State, WrappedAek};
 
 use super::events::StorageEvent;
@@ -218,26 +218,41 @@ impl ClusterHost {
 }
 
 impl KeyLoopHost for ClusterHost {
-    fn wrapped_aek(&self) -> Option<WrappedAek> {
-        match self.data.account_wrapping(&self.account).ok()? {
-            AekWrapping::Mmk => None,
+    fn wrapped_aek(&self) -> Result<Option<WrappedAek>, HostError> {
+        let wrapping = match self.data.account_wrapping(&self.account) {
+            Ok(wrapping) => wrapping,
+            // A deleted or purged account has nothing left to poll for.
+            Err(DataError::AccountNotFound(_) | DataError::PermanentlyUnreadable { .. }) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(HostError(e.to_string())),
+        };
+        match wrapping {
+            AekWrapping::Mmk => Ok(None),
             AekWrapping::Kek {
                 kid,
                 version,
                 algorithm,
                 wrapped,
             } => {
-                let key = lock(&self.configured)
-                    .clone()
-                    .or_else(|| key_ref_from_kid(&kid, &version))?;
-                Some(WrappedAek {
+                let key = match lock(&self.configured).clone() {
+                    Some(key) => key,
+                    None => key_ref_from_kid(&kid, &version).ok_or_else(|| {
+                        HostError(format!(
+                            "the account record of {} names no key id ({} characters recorded)",
+                            self.account,
+                            kid.len()
+                        ))
+                    })?,
+                };
+                Ok(Some(WrappedAek {
                     target: KeyTarget {
                         key,
                         wrapped_version: version,
                     },
                     algorithm,
                     ciphertext: wrapped,
-                })
+                }))
             }
         }
     }
@@ -284,7 +299,7 @@ impl KeyLoopHost for ClusterHost {
     }
 
     fn apply(&self, now: SimTime, effect: &Effect) -> Result<(), HostError> {
-        let err = |e: crate::data::DataError| HostError(e.to_string());
+        let err = |e: DataError| HostError(e.to_string());
         match effect {
             Effect::DropAekCache => {
                 // Under the MMK the key is Microsoft's: nothing to forget that could not be
@@ -440,5 +455,75 @@ mod tests {
         };
         assert_eq!(of("storage.buffer.expired"), vec!["wsA:3", "wsB:4"]);
         assert_eq!(of("storage.buffer.flushed"), vec!["wsA:5"]);
+    }
+
+    fn host_on(dir: &std::path::Path) -> (Arc<DataPlane>, ClusterHost) {
+        let data = Arc::new(
+            DataPlane::open(
+                &dir.join("data"),
+                RandomSource::from_seed([4; 32]),
+                &Profile::azure_2020(),
+            )
+            .unwrap(),
+        );
+        let host = ClusterHost::new(
+            "c1",
+            ARM_ID,
+            ACCOUNT,
+            data.clone(),
+            Meta::open(&dir.join("control.sled")).unwrap(),
+            EventLog::new(1_000),
+            Arc::new(SharedStats::new(StatsBook::new())),
+            None,
+        );
+        (data, host)
+    }
+
+    /// The key loop polls with what the account record holds; a record it cannot read is an
+    /// error (the loop fails its poll), never "nothing to poll", which would keep a cluster
+    /// serving from its cached AEK without ever asking the vault again.
+    #[test]
+    fn the_wrapping_the_loop_polls_with_is_read_from_disk_and_damage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let kid = "https://kv1.vault.azure.net/keys/k1";
+        {
+            let (data, host) = host_on(dir.path());
+            data.create_account(ACCOUNT, false, SimTime::DEFAULT_EPOCH)
+                .unwrap();
+            assert_eq!(host.wrapped_aek(), Ok(None), "MMK: nothing to poll for");
+            let aek = data.unwrap_with_mmk(ACCOUNT).unwrap();
+            data.set_kek_wrapping(ACCOUNT, &aek, kid, "v1", &[1, 2, 3])
+                .unwrap();
+            let wrapped = host.wrapped_aek().unwrap().expect("a KEK wrapping");
+            assert_eq!(wrapped.target.key, KeyRef::pinned("kv1", "k1", "v1"));
+            assert_eq!(wrapped.ciphertext, vec![1, 2, 3]);
+            // A key id that names no vault key is damage too (no key is configured here).
+            data.set_kek_wrapping(ACCOUNT, &aek, "not-a-key-id", "v1", &[1, 2, 3])
+                .unwrap();
+            let error = host.wrapped_aek().unwrap_err();
+            assert!(error.0.contains("names no key id"), "{error}");
+            data.set_kek_wrapping(ACCOUNT, &aek, kid, "v1", &[1, 2, 3])
+                .unwrap();
+        }
+        // The record's wrapped AEK damaged in the database file itself.
+        {
+            let db = sled::open(dir.path().join("data").join("data.sled")).unwrap();
+            let accounts = db.open_tree("accounts").unwrap();
+            let stored = accounts.get(ACCOUNT).unwrap().expect("the account record");
+            let text = String::from_utf8(stored.to_vec()).unwrap();
+            assert!(text.contains("\"wrapped_hex\":\"010203\""), "{text}");
+            let damaged = text.replace("\"wrapped_hex\":\"010203\"", "\"wrapped_hex\":\"0x0!\"");
+            accounts.insert(ACCOUNT, damaged.as_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let (_data, host) = host_on(dir.path());
+        let error = host.wrapped_aek().unwrap_err();
+        assert_eq!(
+            error.0,
+            DataError::WrappedAekNotHex {
+                account: ACCOUNT.to_string()
+            }
+            .to_string()
+        );
     }
 }
