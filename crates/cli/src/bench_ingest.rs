@@ -18,6 +18,21 @@
 //! threads, from `/proc/self/stat`): on a shared machine other load moves records/s a lot and
 //! the CPU a record costs much less, so the CPU ratio is the steadier comparison.
 //!
+//! **The two hops' floor.** Beside them, the same clients send the same batches through two
+//! gRPC hops that do nothing but carry them: a relay (the generated `ingest.v1.Ingestion`
+//! server, as the front end is) decodes each request and forwards it, re-encoded, to a sink that
+//! decodes it and answers every record stored. That is the least any front end that validates a
+//! decoded batch and hands it to a storage service over gRPC pays, before any validation,
+//! conversion or append. Its CPU per record gives the ceiling of the CPU ratio: the direct
+//! append's CPU per record ÷ (the floor's + the append's), the ratio end to end would reach if the
+//! services' own work cost nothing beyond the hops and the append. A second floor has the relay
+//! forward the request's bytes undecoded (the sink still decodes them once): the least any
+//! design with two gRPC hops pays, one that forwards the client's records as bytes (issue 15's
+//! "one record form on both hops") included — storage must decode the records at least once,
+//! which the direct append, handed records already built, never does. A third has nothing
+//! decode the records at all (the sink counts them by walking the request's top-level fields):
+//! the transport of two hops alone.
+//!
 //! The REST path (issue 11): the HTTPS front door runs in process too, a data collection rule
 //! sends `Custom-Heartbeat` to the workspace's `Heartbeat` table, and N clients POST gzip JSON
 //! arrays of the same records to `/dataCollectionRules/{id}/streams/Custom-Heartbeat` on
@@ -144,6 +159,19 @@ pub struct IngestBenchReport {
     pub setup_seconds: f64,
     pub end_to_end: Side,
     pub direct_append: Side,
+    /// The two hops alone (relay and sink that only decode, forward and answer).
+    pub two_hop_floor: Side,
+    /// Direct append's CPU per record ÷ (the floor's + direct append's): the highest
+    /// [`IngestBenchReport::cpu_ratio`] two gRPC hops with a decode at each end allow.
+    pub cpu_ratio_ceiling: Option<f64>,
+    /// The two hops with the relay forwarding bytes (one decode, at the sink).
+    pub bytes_floor: Side,
+    /// As [`IngestBenchReport::cpu_ratio_ceiling`] over [`IngestBenchReport::bytes_floor`].
+    pub cpu_ratio_ceiling_bytes: Option<f64>,
+    /// The two hops carrying bytes that nothing decodes (the transport alone).
+    pub raw_floor: Side,
+    /// As [`IngestBenchReport::cpu_ratio_ceiling`] over [`IngestBenchReport::raw_floor`].
+    pub cpu_ratio_ceiling_raw: Option<f64>,
     /// HTTPS Logs Ingestion uploads through the door (bytes: uncompressed JSON).
     pub rest: Side,
     /// JSON size of one record as `LogsIngestionClient` sends it, in bytes (average).
@@ -216,6 +244,40 @@ impl IngestBenchReport {
             s += &format!(
                 "CPU per record: end to end {e_cpu:.2} µs, direct {d_cpu:.2} µs (process CPU time, all threads): ratio {ratio:.2}\n"
             );
+        }
+        let f = &self.two_hop_floor;
+        s += &format!(
+            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
+            "two hops alone (decode, forward)",
+            f.records_per_s,
+            f.mb_per_s,
+            f.p50_batch_ms,
+            f.p99_batch_ms
+        );
+        let (b, r) = (&self.bytes_floor, &self.raw_floor);
+        for (label, side) in [
+            ("two hops, bytes forwarded", b),
+            ("two hops, nothing decoded", r),
+        ] {
+            s += &format!(
+                "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
+                label, side.records_per_s, side.mb_per_s, side.p50_batch_ms, side.p99_batch_ms
+            );
+        }
+        for (what, ceiling, side) in [
+            ("a decode at each end", self.cpu_ratio_ceiling, f),
+            (
+                "bytes forwarded, one decode",
+                self.cpu_ratio_ceiling_bytes,
+                b,
+            ),
+            ("nothing decoded", self.cpu_ratio_ceiling_raw, r),
+        ] {
+            if let (Some(ceiling), Some(cpu)) = (ceiling, side.cpu_us_per_record) {
+                s += &format!(
+                    "two hops alone, {what}: {cpu:.2} µs of CPU per record: the CPU ratio's ceiling is {ceiling:.2}\n"
+                );
+            }
         }
         let per_round: Vec<String> = self
             .rounds
@@ -389,6 +451,7 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
     )?;
     clients_rt.block_on(build_world(&services.keyvault, &services.storage, &admin))?;
     let door = servers_rt.block_on(start_door(dir.path(), &clock, &services, &stop_rx))?;
+    let floors = servers_rt.block_on(start_two_hop_floors(&stop_rx))?;
     let door = clients_rt.block_on(door.with_rule())?;
     let setup_seconds = started.elapsed().as_secs_f64();
 
@@ -396,6 +459,9 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
     let aek = direct_account(&plane, &clock)?;
 
     let mut e2e = Tally::default();
+    let mut floor = Tally::default();
+    let mut bytes_floor = Tally::default();
+    let mut raw_floor = Tally::default();
     let mut direct = Tally::default();
     let mut rest = Tally::default();
     let (mut not_stored, mut failed_calls) = (0u64, 0u64);
@@ -411,6 +477,19 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
         let e_rate = r.tally.records as f64 / r.tally.elapsed.as_secs_f64();
         e2e.elapsed += r.tally.elapsed;
         e2e.add(r.tally);
+
+        for (url, tally) in [
+            (&floors.decoding, &mut floor),
+            (&floors.bytes, &mut bytes_floor),
+            (&floors.raw, &mut raw_floor),
+        ] {
+            let cpu_before = process_cpu_seconds();
+            let r = clients_rt.block_on(end_to_end_round(url, &clock, options))?;
+            tally.add_cpu(cpu_between(cpu_before, process_cpu_seconds()));
+            failed_calls += r.failed_calls;
+            tally.elapsed += r.tally.elapsed;
+            tally.add(r.tally);
+        }
 
         let cpu_before = process_cpu_seconds();
         let t = direct_round(&plane, &aek, &clock, options)?;
@@ -433,7 +512,7 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
 
     let _ = stop_tx.send(true);
     servers_rt.block_on(async {
-        for task in services.tasks {
+        for task in services.tasks.into_iter().chain(floors.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     });
@@ -442,7 +521,17 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
 
     let end_to_end = e2e.side();
     let direct_append = direct.side();
+    let two_hop_floor = floor.side();
+    let bytes_floor = bytes_floor.side();
+    let raw_floor = raw_floor.side();
     let rest = rest.side();
+    let ceiling = |floor: &Side| match (floor.cpu_us_per_record, direct_append.cpu_us_per_record) {
+        (Some(f), Some(d)) if f + d > 0.0 => Some(d / (f + d)),
+        _ => None,
+    };
+    let cpu_ratio_ceiling = ceiling(&two_hop_floor);
+    let cpu_ratio_ceiling_bytes = ceiling(&bytes_floor);
+    let cpu_ratio_ceiling_raw = ceiling(&raw_floor);
     let ratio = end_to_end.records_per_s / direct_append.records_per_s.max(1e-9);
     let cpu_ratio = match (
         end_to_end.cpu_us_per_record,
@@ -459,6 +548,12 @@ pub fn run(options: &IngestBenchOptions) -> anyhow::Result<IngestBenchReport> {
         setup_seconds,
         end_to_end,
         direct_append,
+        two_hop_floor,
+        cpu_ratio_ceiling,
+        bytes_floor,
+        cpu_ratio_ceiling_bytes,
+        raw_floor,
+        cpu_ratio_ceiling_raw,
         grpc_to_anchor: grpc_json_mb_per_s / ANCHOR_JSON_MB_PER_S,
         rest_to_anchor: rest.mb_per_s / ANCHOR_JSON_MB_PER_S,
         rest,
@@ -581,6 +676,297 @@ async fn start_services(
         ingest: in_url,
         tasks,
     })
+}
+
+// ---- the two hops' floor -----------------------------------------------------------------
+
+/// The floor's first hop: the generated server decodes each batch; the relay forwards it,
+/// re-encoded by the generated client, and returns the sink's answer.
+struct Relay {
+    sink: ip::ingestion_client::IngestionClient<Channel>,
+}
+
+/// The floor's second hop: the generated server decodes the batch; every record is stored.
+struct Sink;
+
+fn not_in_the_floor() -> tonic::Status {
+    tonic::Status::unimplemented("the two-hop floor carries Ingest only")
+}
+
+#[tonic::async_trait]
+impl ip::ingestion_server::Ingestion for Relay {
+    async fn ingest(
+        &self,
+        request: tonic::Request<ip::IngestRequest>,
+    ) -> Result<tonic::Response<ip::IngestResponse>, tonic::Status> {
+        self.sink.clone().ingest(request.into_inner()).await
+    }
+
+    async fn register_custom_table(
+        &self,
+        _request: tonic::Request<ip::RegisterCustomTableRequest>,
+    ) -> Result<tonic::Response<ip::RegisterCustomTableResponse>, tonic::Status> {
+        Err(not_in_the_floor())
+    }
+
+    async fn get_metrics(
+        &self,
+        _request: tonic::Request<ip::GetMetricsRequest>,
+    ) -> Result<tonic::Response<ip::GetMetricsResponse>, tonic::Status> {
+        Err(not_in_the_floor())
+    }
+}
+
+#[tonic::async_trait]
+impl ip::ingestion_server::Ingestion for Sink {
+    async fn ingest(
+        &self,
+        request: tonic::Request<ip::IngestRequest>,
+    ) -> Result<tonic::Response<ip::IngestResponse>, tonic::Status> {
+        let records = request.get_ref().records.len() as u64;
+        Ok(tonic::Response::new(ip::IngestResponse {
+            accepted: records,
+            stored: records,
+            ..Default::default()
+        }))
+    }
+
+    async fn register_custom_table(
+        &self,
+        _request: tonic::Request<ip::RegisterCustomTableRequest>,
+    ) -> Result<tonic::Response<ip::RegisterCustomTableResponse>, tonic::Status> {
+        Err(not_in_the_floor())
+    }
+
+    async fn get_metrics(
+        &self,
+        _request: tonic::Request<ip::GetMetricsRequest>,
+    ) -> Result<tonic::Response<ip::GetMetricsResponse>, tonic::Status> {
+        Err(not_in_the_floor())
+    }
+}
+
+/// The floors' entry points (each a relay's URL) and their servers' tasks.
+struct Floors {
+    /// Decoded and re-encoded by the relay, decoded by the sink.
+    decoding: String,
+    /// Forwarded as bytes, decoded by the sink.
+    bytes: String,
+    /// Forwarded as bytes, never decoded.
+    raw: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the floors' servers on 127.0.0.1:0 (on the servers' runtime, as the services): a
+/// decoding sink with a relay that decodes and re-encodes and one that forwards bytes, and a
+/// sink that never decodes behind a relay that forwards bytes. The tasks end when `stop` is set.
+async fn start_two_hop_floors(stop: &watch::Receiver<bool>) -> anyhow::Result<Floors> {
+    let (sink_l, sink_url) = listener().await?;
+    let (relay_l, relay_url) = listener().await?;
+    let (bytes_l, bytes_url) = listener().await?;
+    let (raw_sink_l, raw_sink_url) = listener().await?;
+    let (raw_l, raw_url) = listener().await?;
+    let relay = Relay {
+        sink: ip::ingestion_client::IngestionClient::new(channel(&sink_url)?),
+    };
+    let bytes_relay = RawHop::Forward(tonic::client::Grpc::new(channel(&sink_url)?));
+    let raw_relay = RawHop::Forward(tonic::client::Grpc::new(channel(&raw_sink_url)?));
+    let tasks = vec![
+        tokio::spawn(serve_floor(
+            "sink",
+            sink_l,
+            ip::ingestion_server::IngestionServer::new(Sink),
+            until(stop),
+        )),
+        tokio::spawn(serve_floor(
+            "relay",
+            relay_l,
+            ip::ingestion_server::IngestionServer::new(relay),
+            until(stop),
+        )),
+        tokio::spawn(serve_floor(
+            "bytes relay",
+            bytes_l,
+            bytes_relay,
+            until(stop),
+        )),
+        tokio::spawn(serve_floor(
+            "raw sink",
+            raw_sink_l,
+            RawHop::Answer,
+            until(stop),
+        )),
+        tokio::spawn(serve_floor("raw relay", raw_l, raw_relay, until(stop))),
+    ];
+    Ok(Floors {
+        decoding: relay_url,
+        bytes: bytes_url,
+        raw: raw_url,
+        tasks,
+    })
+}
+
+/// A hop of the floors that never decodes a request: it forwards `Ingest` requests and answers
+/// as the bytes they are, or answers every record stored after counting the request's records
+/// (a walk over its top-level fields, no record decoded).
+#[derive(Clone)]
+enum RawHop {
+    Forward(tonic::client::Grpc<Channel>),
+    Answer,
+}
+
+impl tonic::server::NamedService for RawHop {
+    const NAME: &'static str = ip::ingestion_server::SERVICE_NAME;
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for RawHop {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let hop = RawCall(self.clone());
+        Box::pin(async move {
+            if request.uri().path() != "/ingest.v1.Ingestion/Ingest" {
+                return Ok(not_in_the_floor().into_http());
+            }
+            Ok(tonic::server::Grpc::new(RawBytes).unary(hop, request).await)
+        })
+    }
+}
+
+/// One call of a [`RawHop`].
+struct RawCall(RawHop);
+
+impl tonic::server::UnaryService<prost::bytes::Bytes> for RawCall {
+    type Response = prost::bytes::Bytes;
+    type Future = tonic::codegen::BoxFuture<tonic::Response<prost::bytes::Bytes>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<prost::bytes::Bytes>) -> Self::Future {
+        let hop = self.0.clone();
+        Box::pin(async move {
+            match hop {
+                RawHop::Forward(mut sink) => {
+                    sink.ready().await.map_err(|e| {
+                        tonic::Status::unavailable(format!("the floor's sink: {e}"))
+                    })?;
+                    let path = http::uri::PathAndQuery::from_static("/ingest.v1.Ingestion/Ingest");
+                    sink.unary(tonic::Request::new(request.into_inner()), path, RawBytes)
+                        .await
+                }
+                RawHop::Answer => {
+                    let records = count_records(request.get_ref())?;
+                    let answer = ip::IngestResponse {
+                        accepted: records,
+                        stored: records,
+                        ..Default::default()
+                    };
+                    Ok(tonic::Response::new(answer.encode_to_vec().into()))
+                }
+            }
+        })
+    }
+}
+
+/// The records of an encoded `IngestRequest` (field 3), counted without decoding them.
+fn count_records(mut request: &[u8]) -> Result<u64, tonic::Status> {
+    let bad = |e: prost::DecodeError| tonic::Status::invalid_argument(e.to_string());
+    let mut records = 0u64;
+    while !request.is_empty() {
+        let (tag, wire_type) = prost::encoding::decode_key(&mut request).map_err(bad)?;
+        if tag == 3 {
+            records += 1;
+        }
+        prost::encoding::skip_field(
+            wire_type,
+            tag,
+            &mut request,
+            prost::encoding::DecodeContext::default(),
+        )
+        .map_err(bad)?;
+    }
+    Ok(records)
+}
+
+/// A codec of whole messages as bytes, undecoded.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = prost::bytes::Bytes;
+    type Decode = prost::bytes::Bytes;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: prost::bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<prost::bytes::Bytes>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// One of the floors' servers: the service alone, no layers.
+async fn serve_floor<S>(
+    name: &'static str,
+    listener: tokio::net::TcpListener,
+    service: S,
+    stop: impl std::future::Future<Output = ()>,
+) where
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(cmksim_sim::net::tcp_incoming(listener), stop)
+        .await;
+    if let Err(e) = served {
+        eprintln!("bench: the floor's {name}: {e}");
+    }
 }
 
 // ---- the CMK world over gRPC (as tests/live_crash.rs) -----------------------------------
@@ -1151,5 +1537,52 @@ mod tests {
     fn profile_overrides_apply() {
         let p = profile().unwrap();
         assert_eq!(p.cluster.provisioning_duration, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn records_are_counted_without_decoding_and_damage_is_an_error() {
+        let mut batch = ingest_batch(1, 7, 1_000);
+        batch.declare_columns.push(ip::ColumnDeclaration {
+            name: "Extra".into(),
+            r#type: "string".into(),
+        });
+        let bytes = batch.encode_to_vec();
+        assert_eq!(count_records(&bytes).unwrap(), 7);
+        assert_eq!(count_records(&[]).unwrap(), 0);
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(count_records(cut).is_err(), "a record cut short");
+    }
+
+    /// Each floor carries a batch both ways and answers what its sink counted, over real
+    /// servers on 127.0.0.1:0.
+    #[test]
+    fn every_floor_carries_a_batch_to_its_sink_and_back() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let floors = rt.block_on(start_two_hop_floors(&stop_rx)).unwrap();
+        let batch = prost::bytes::Bytes::from(ingest_batch(2, 9, 1_000).encode_to_vec());
+        for url in [&floors.decoding, &floors.bytes, &floors.raw] {
+            let answer = rt
+                .block_on(async {
+                    let mut client = tonic::client::Grpc::new(channel(url)?);
+                    anyhow::Ok(ingest_encoded(&mut client, batch.clone()).await?)
+                })
+                .unwrap()
+                .into_inner();
+            assert_eq!((answer.accepted, answer.stored), (9, 9), "{url}");
+        }
+        stop_tx.send(true).unwrap();
+        rt.block_on(async {
+            for task in floors.tasks {
+                tokio::time::timeout(Duration::from_secs(10), task)
+                    .await
+                    .expect("the floor's server stops")
+                    .unwrap();
+            }
+        });
     }
 }
