@@ -7,6 +7,7 @@
 //! version in use, how long a revocation took to be honoured).
 
 use cmksim_sim::EventKind;
+use cmksim_storage::keyloop::TransientKind;
 use serde::Serialize;
 
 use crate::machine::StateName;
@@ -40,6 +41,8 @@ pub enum SentinelEvent {
     },
     PollTransient {
         workspace: String,
+        /// Why the poll failed (a vault that did not answer, or the stored wrapping unreadable).
+        kind: TransientKind,
         detail: String,
     },
     PollDenied {
@@ -145,7 +148,10 @@ impl EventKind for SentinelEvent {
             SentinelEvent::PollSucceeded { workspace, key, .. } => {
                 format!("sentinel {workspace}: the Cosmos DB principal unwrapped the account key with {key}")
             }
-            SentinelEvent::PollTransient { workspace, detail } => {
+            SentinelEvent::PollTransient { workspace, kind: TransientKind::StoredKeyUnreadable, detail } => {
+                format!("sentinel {workspace}: no unwrapKey was asked: the stored wrapped account key is unreadable ({detail}); the cached account key keeps serving")
+            }
+            SentinelEvent::PollTransient { workspace, detail, .. } => {
                 format!("sentinel {workspace}: Key Vault did not answer the Cosmos DB principal ({detail}); the cached account key keeps serving")
             }
             SentinelEvent::PollDenied { workspace, http_status, code, message } => {

@@ -351,6 +351,7 @@ impl SentinelMachine {
             PollOutcome::Transient(t) => {
                 effects.push(Effect::Event(SentinelEvent::PollTransient {
                     workspace: self.workspace.clone(),
+                    kind: t.kind,
                     detail: format!("{}: {}", t.kind.label(), t.detail),
                 }));
             }

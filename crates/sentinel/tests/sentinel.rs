@@ -628,8 +628,10 @@ async fn a_damaged_stored_wrapping_stays_cmk_and_fails_its_polls_visibly() {
     }
     let message = &failed.first().expect("a failed poll is recorded").message;
     assert!(
-        message.contains("stored wrapped key unreadable") && message.contains("is not hex"),
+        message.contains("the stored wrapped account key is unreadable")
+            && message.contains("is not hex"),
         "{message}"
     );
+    assert_eq!(failed[0].data["kind"], "stored_key_unreadable");
     d.shutdown().await;
 }

@@ -7,7 +7,10 @@
 //! and carries out the machine's [`Effect`]s: events go to the [`EventLog`], key wrapping goes
 //! back to the vault, and everything touching stored data goes to a [`KeyLoopHost`] that the
 //! storage service implements. Both seams are traits so that the driver runs against a fake
-//! vault and a fake host in tests, in paused tokio time.
+//! vault and a fake host in tests, in paused tokio time. A poll whose wrapped AEK the host cannot
+//! read (a damaged record) is fed to the machine as a transient failure of its own kind
+//! (`stored_key_unreadable`), never skipped: a skipped poll would leave the cluster serving from
+//! its cached AEK without ever asking the vault again, blind to a revocation.
 //!
 //! The machine sits behind a mutex shared with a [`KeyLoopHandle`], which the ingest, query
 //! and control-plane paths use to ask questions and to report provisioning, key updates and

@@ -110,7 +110,8 @@ impl EventKind for KeyLoopEvent {
                 failing_for_ms,
                 ..
             } => format!(
-                "storage {cluster}: Key Vault unreachable ({}: {detail}) for {}s; serving from the cached AEK",
+                "storage {cluster}: {} ({}: {detail}) for {}s; serving from the cached AEK",
+                kind.cause(),
                 kind.label(),
                 failing_for_ms / 1000
             ),

@@ -653,7 +653,7 @@ impl KeyAccessMachine {
             State::HealthyCmk { .. } => self.transition(
                 now,
                 State::Degraded { since: now, failures: 1 },
-                &format!("Key Vault unreachable ({})", failure.kind.label()),
+                &format!("{} ({})", failure.kind.cause(), failure.kind.label()),
                 match self.config.outage_grace {
                     Some(g) => format!(
                         "ingest and query continue from the cached AEK; unavailable if this lasts {}",

@@ -51,6 +51,14 @@ impl TransientKind {
             TransientKind::StoredKeyUnreadable => "stored wrapped key unreadable",
         }
     }
+
+    /// What failed, for narration: the vault, or (no call made) the host's own record.
+    pub fn cause(self) -> &'static str {
+        match self {
+            TransientKind::StoredKeyUnreadable => "the stored wrapped key is unreadable",
+            _ => "Key Vault unreachable",
+        }
+    }
 }
 
 /// Why the vault said no; storage is revoked at the next poll.
