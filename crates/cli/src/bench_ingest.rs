@@ -143,6 +143,16 @@ pub struct Side {
     pub cpu_us_per_record: Option<f64>,
 }
 
+impl Side {
+    /// The side's line of the table: records/s, MB/s, p50 and p99 batch milliseconds.
+    fn row(&self, label: &str) -> String {
+        format!(
+            "{label:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
+            self.records_per_s, self.mb_per_s, self.p50_batch_ms, self.p99_batch_ms
+        )
+    }
+}
+
 /// What one round measured (records/s of each side).
 #[derive(Clone, Debug, Serialize)]
 pub struct Round {
@@ -216,22 +226,8 @@ impl IngestBenchReport {
             "{:<34} {:>12} {:>9} {:>10} {:>10}\n",
             "", "records/s", "MB/s", "p50 ms", "p99 ms"
         );
-        s += &format!(
-            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
-            "end to end (gRPC → storage, ack)",
-            e.records_per_s,
-            e.mb_per_s,
-            e.p50_batch_ms,
-            e.p99_batch_ms
-        );
-        s += &format!(
-            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
-            "direct DataPlane::append (CMK)",
-            d.records_per_s,
-            d.mb_per_s,
-            d.p50_batch_ms,
-            d.p99_batch_ms
-        );
+        s += &e.row("end to end (gRPC → storage, ack)");
+        s += &d.row("direct DataPlane::append (CMK)");
         s += &format!(
             "ratio (records/s) {:.2} (goal ≥ {:.1}: {})\n",
             self.ratio,
@@ -245,25 +241,10 @@ impl IngestBenchReport {
                 "CPU per record: end to end {e_cpu:.2} µs, direct {d_cpu:.2} µs (process CPU time, all threads): ratio {ratio:.2}\n"
             );
         }
-        let f = &self.two_hop_floor;
-        s += &format!(
-            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
-            "two hops alone (decode, forward)",
-            f.records_per_s,
-            f.mb_per_s,
-            f.p50_batch_ms,
-            f.p99_batch_ms
-        );
-        let (b, r) = (&self.bytes_floor, &self.raw_floor);
-        for (label, side) in [
-            ("two hops, bytes forwarded", b),
-            ("two hops, nothing decoded", r),
-        ] {
-            s += &format!(
-                "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
-                label, side.records_per_s, side.mb_per_s, side.p50_batch_ms, side.p99_batch_ms
-            );
-        }
+        let (f, b, r) = (&self.two_hop_floor, &self.bytes_floor, &self.raw_floor);
+        s += &f.row("two hops alone (decode, forward)");
+        s += &b.row("two hops, bytes forwarded");
+        s += &r.row("two hops, nothing decoded");
         for (what, ceiling, side) in [
             ("a decode at each end", self.cpu_ratio_ceiling, f),
             (
@@ -298,14 +279,7 @@ impl IngestBenchReport {
             self.not_stored, self.failed_calls
         );
         let r = &self.rest;
-        s += &format!(
-            "{:<34} {:>12.0} {:>9.2} {:>10.2} {:>10.2}\n",
-            "REST (HTTPS gzip JSON → storage)",
-            r.records_per_s,
-            r.mb_per_s,
-            r.p50_batch_ms,
-            r.p99_batch_ms
-        );
+        s += &r.row("REST (HTTPS gzip JSON → storage)");
         s += &format!(
             "against the Logs Ingestion limit of {:.1} MB/s of JSON per rule ({:.0} B/record as JSON): \
              gRPC {:.1} MB/s = {:.2}x (goal ≥ {GOAL_GRPC_TO_ANCHOR}), REST {:.1} MB/s = {:.2}x (goal ≥ {GOAL_REST_TO_ANCHOR})\n",
@@ -680,55 +654,35 @@ async fn start_services(
 
 // ---- the two hops' floor -----------------------------------------------------------------
 
-/// The floor's first hop: the generated server decodes each batch; the relay forwards it,
-/// re-encoded by the generated client, and returns the sink's answer.
-struct Relay {
-    sink: ip::ingestion_client::IngestionClient<Channel>,
+/// A hop of the first floor, behind the generated server (which decodes each batch): the
+/// relay forwards the batch, re-encoded by the generated client, and returns the sink's answer;
+/// the sink answers every record stored.
+enum DecodingHop {
+    Relay(ip::ingestion_client::IngestionClient<Channel>),
+    Sink,
 }
-
-/// The floor's second hop: the generated server decodes the batch; every record is stored.
-struct Sink;
 
 fn not_in_the_floor() -> tonic::Status {
     tonic::Status::unimplemented("the two-hop floor carries Ingest only")
 }
 
 #[tonic::async_trait]
-impl ip::ingestion_server::Ingestion for Relay {
+impl ip::ingestion_server::Ingestion for DecodingHop {
     async fn ingest(
         &self,
         request: tonic::Request<ip::IngestRequest>,
     ) -> Result<tonic::Response<ip::IngestResponse>, tonic::Status> {
-        self.sink.clone().ingest(request.into_inner()).await
-    }
-
-    async fn register_custom_table(
-        &self,
-        _request: tonic::Request<ip::RegisterCustomTableRequest>,
-    ) -> Result<tonic::Response<ip::RegisterCustomTableResponse>, tonic::Status> {
-        Err(not_in_the_floor())
-    }
-
-    async fn get_metrics(
-        &self,
-        _request: tonic::Request<ip::GetMetricsRequest>,
-    ) -> Result<tonic::Response<ip::GetMetricsResponse>, tonic::Status> {
-        Err(not_in_the_floor())
-    }
-}
-
-#[tonic::async_trait]
-impl ip::ingestion_server::Ingestion for Sink {
-    async fn ingest(
-        &self,
-        request: tonic::Request<ip::IngestRequest>,
-    ) -> Result<tonic::Response<ip::IngestResponse>, tonic::Status> {
-        let records = request.get_ref().records.len() as u64;
-        Ok(tonic::Response::new(ip::IngestResponse {
-            accepted: records,
-            stored: records,
-            ..Default::default()
-        }))
+        match self {
+            DecodingHop::Relay(sink) => sink.clone().ingest(request.into_inner()).await,
+            DecodingHop::Sink => {
+                let records = request.get_ref().records.len() as u64;
+                Ok(tonic::Response::new(ip::IngestResponse {
+                    accepted: records,
+                    stored: records,
+                    ..Default::default()
+                }))
+            }
+        }
     }
 
     async fn register_custom_table(
@@ -766,16 +720,16 @@ async fn start_two_hop_floors(stop: &watch::Receiver<bool>) -> anyhow::Result<Fl
     let (bytes_l, bytes_url) = listener().await?;
     let (raw_sink_l, raw_sink_url) = listener().await?;
     let (raw_l, raw_url) = listener().await?;
-    let relay = Relay {
-        sink: ip::ingestion_client::IngestionClient::new(channel(&sink_url)?),
-    };
+    let relay = DecodingHop::Relay(ip::ingestion_client::IngestionClient::new(channel(
+        &sink_url,
+    )?));
     let bytes_relay = RawHop::Forward(tonic::client::Grpc::new(channel(&sink_url)?));
     let raw_relay = RawHop::Forward(tonic::client::Grpc::new(channel(&raw_sink_url)?));
     let tasks = vec![
         tokio::spawn(serve_floor(
             "sink",
             sink_l,
-            ip::ingestion_server::IngestionServer::new(Sink),
+            ip::ingestion_server::IngestionServer::new(DecodingHop::Sink),
             until(stop),
         )),
         tokio::spawn(serve_floor(
@@ -837,7 +791,9 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for RawHop {
             if request.uri().path() != "/ingest.v1.Ingestion/Ingest" {
                 return Ok(not_in_the_floor().into_http());
             }
-            Ok(tonic::server::Grpc::new(RawBytes).unary(hop, request).await)
+            Ok(tonic::server::Grpc::new(RawBytes::default())
+                .unary(hop, request)
+                .await)
         })
     }
 }
@@ -858,8 +814,12 @@ impl tonic::server::UnaryService<prost::bytes::Bytes> for RawCall {
                         tonic::Status::unavailable(format!("the floor's sink: {e}"))
                     })?;
                     let path = http::uri::PathAndQuery::from_static("/ingest.v1.Ingestion/Ingest");
-                    sink.unary(tonic::Request::new(request.into_inner()), path, RawBytes)
-                        .await
+                    sink.unary(
+                        tonic::Request::new(request.into_inner()),
+                        path,
+                        RawBytes::default(),
+                    )
+                    .await
                 }
                 RawHop::Answer => {
                     let records = count_records(request.get_ref())?;
@@ -893,53 +853,6 @@ fn count_records(mut request: &[u8]) -> Result<u64, tonic::Status> {
         .map_err(bad)?;
     }
     Ok(records)
-}
-
-/// A codec of whole messages as bytes, undecoded.
-#[derive(Clone, Copy, Default)]
-struct RawBytes;
-
-impl tonic::codec::Codec for RawBytes {
-    type Encode = prost::bytes::Bytes;
-    type Decode = prost::bytes::Bytes;
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-
-    fn encoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-
-    fn decoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-}
-
-impl tonic::codec::Encoder for RawBytes {
-    type Item = prost::bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: prost::bytes::Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawBytes {
-    type Item = prost::bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<prost::bytes::Bytes>, tonic::Status> {
-        use prost::bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
 }
 
 /// One of the floors' servers: the service alone, no layers.
@@ -1143,30 +1056,61 @@ async fn ingest_encoded(
         .map_err(|e| tonic::Status::unavailable(format!("ingest channel: {e}")))?;
     let path = http::uri::PathAndQuery::from_static("/ingest.v1.Ingestion/Ingest");
     client
-        .unary(tonic::Request::new(request), path, EncodedIngest)
+        .unary(tonic::Request::new(request), path, EncodedIngest::default())
         .await
 }
 
-/// The codec of [`ingest_encoded`]: writes the encoded request as it is, decodes the answer.
-#[derive(Clone, Copy, Default)]
-struct EncodedIngest;
+/// A codec whose requests are already encoded (written as they are) and whose answers are
+/// `D`: decoded whole ([`ingest_encoded`], the generated client's way), or kept as bytes (the
+/// floors' relays and sink, [`RawBytes`]).
+struct PreEncoded<D>(std::marker::PhantomData<fn() -> D>);
 
-impl tonic::codec::Codec for EncodedIngest {
-    type Encode = prost::bytes::Bytes;
-    type Decode = ip::IngestResponse;
-    type Encoder = EncodedIngest;
-    type Decoder = EncodedIngest;
-
-    fn encoder(&mut self) -> EncodedIngest {
-        EncodedIngest
-    }
-
-    fn decoder(&mut self) -> EncodedIngest {
-        EncodedIngest
+impl<D> Default for PreEncoded<D> {
+    fn default() -> Self {
+        PreEncoded(std::marker::PhantomData)
     }
 }
 
-impl tonic::codec::Encoder for EncodedIngest {
+/// Bytes in, bytes out: nothing decoded.
+type RawBytes = PreEncoded<prost::bytes::Bytes>;
+/// The encoded `IngestRequest` in, its answer decoded.
+type EncodedIngest = PreEncoded<ip::IngestResponse>;
+
+/// How [`PreEncoded`] reads an answer.
+trait FromWire: Sized + Send + 'static {
+    fn from_wire(src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Self, tonic::Status>;
+}
+
+impl FromWire for prost::bytes::Bytes {
+    fn from_wire(src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Self, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(src.copy_to_bytes(src.remaining()))
+    }
+}
+
+impl FromWire for ip::IngestResponse {
+    fn from_wire(src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Self, tonic::Status> {
+        ip::IngestResponse::decode(src)
+            .map_err(|e| tonic::Status::internal(format!("decoding the answer: {e}")))
+    }
+}
+
+impl<D: FromWire> tonic::codec::Codec for PreEncoded<D> {
+    type Encode = prost::bytes::Bytes;
+    type Decode = D;
+    type Encoder = Self;
+    type Decoder = Self;
+
+    fn encoder(&mut self) -> Self {
+        Self::default()
+    }
+
+    fn decoder(&mut self) -> Self {
+        Self::default()
+    }
+}
+
+impl<D: FromWire> tonic::codec::Encoder for PreEncoded<D> {
     type Item = prost::bytes::Bytes;
     type Error = tonic::Status;
 
@@ -1181,17 +1125,15 @@ impl tonic::codec::Encoder for EncodedIngest {
     }
 }
 
-impl tonic::codec::Decoder for EncodedIngest {
-    type Item = ip::IngestResponse;
+impl<D: FromWire> tonic::codec::Decoder for PreEncoded<D> {
+    type Item = D;
     type Error = tonic::Status;
 
     fn decode(
         &mut self,
         src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<ip::IngestResponse>, tonic::Status> {
-        ip::IngestResponse::decode(src)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(format!("decoding the answer: {e}")))
+    ) -> Result<Option<D>, tonic::Status> {
+        D::from_wire(src).map(Some)
     }
 }
 
