@@ -144,7 +144,7 @@ impl Core {
                 StoredAccountKey::Mmk { key_hex } => match hex::decode(key_hex) {
                     Ok(key) => Some(Zeroizing::new(key)),
                     Err(_) => {
-                        // Its items stay unreadable (each read says so); the others are served.
+                        // Its items cannot be opened without the key; the others are served.
                         tracing::error!(
                             workspace = %record.key(),
                             "the stored account key is not hex: this workspace's items cannot be read"
@@ -489,7 +489,7 @@ impl Core {
                 }
                 Err(failure) => failure.into(),
             },
-            // Failed closed: the poll is recorded as failed, not skipped.
+            // Recorded as a failed poll (a transient one to the machine), never skipped.
             Err(e) => PollOutcome::Transient(TransientFailure {
                 kind: TransientKind::StoredKeyUnreadable,
                 detail: e.to_string(),
