@@ -9,14 +9,14 @@
 //!   OS-seeded generator (it reaches no output that a run compares).
 //! - [`rsa_keygen`]: RSA key pairs from the caller's randomness (seeded in simulation: the same
 //!   seed, the same key), then parsed and used by aws-lc; [`prime_search`] finds a seeded key's
-//!   primes, with [`montgomery`]'s exponentiation for its Miller-Rabin rounds.
+//!   primes, with [`bignum`]'s exponentiation (aws-lc's) for its Miller-Rabin rounds.
 //! - [`ec`]: key generation with the `p256` crate and randomness handed in (deterministic under a
 //!   seeded source); signing with aws-lc-rs, whose nonces come from aws-lc's own generator.
 //! - [`aes`]: AES key wrap (RFC 3394) and key wrap with padding (RFC 5649) from aws-lc-rs.
 
 pub(crate) mod aes;
+pub(crate) mod bignum;
 pub(crate) mod ec;
-pub(crate) mod montgomery;
 pub(crate) mod prime_search;
 pub(crate) mod rsa;
 pub(crate) mod rsa_keygen;

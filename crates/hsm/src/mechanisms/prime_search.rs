@@ -20,22 +20,23 @@
 //! 4. a window without a prime (rare: about 5.8 primes are expected in one) takes a new start.
 //!
 //! q is drawn again while |p - q| <= 2^(prime bits - 100) (FIPS 186-4 B.3.3), which a random pair
-//! practically never is. The modular exponentiations are [`super::montgomery`]'s (fixed-width,
-//! with the base-2 round by doublings; `num-bigint-dig`'s `modpow` gives the same answers in
-//! twice the instructions): about 30 of them a prime on average instead of about 90. The sieve
-//! only strikes out composites, so its bound changes how fast the first prime after the start
-//! is found, not which prime it is.
-//! Every loop has a bound; reaching one is reported as `CKR_DEVICE_ERROR` (it does not happen with
-//! a working generator: a window without a prime has a probability of about 0.3%).
+//! practically never is. The modular exponentiations are aws-lc's ([`super::bignum`]; any
+//! correct arithmetic gives the same answers, so which prime is found does not depend on it):
+//! about 30 of them a prime on average instead of about 90. The sieve only strikes out
+//! composites, so its bound changes how fast the first prime after the start is found, not which
+//! prime it is.
+//! Every loop has a bound; reaching one, or an arithmetic that fails (aws-lc could not allocate),
+//! is reported as `CKR_DEVICE_ERROR` (neither happens on a working machine: a window without a
+//! prime has a probability of about 0.3%, and 64 of them in a row practically none).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 use rsa::BigUint;
 
-use super::montgomery::{Montgomery, MODULUS_LIMBS_MAX};
+use super::bignum::{BignumFailed, Modulus, Residue, MODULUS_BITS_MAX};
 use crate::error::Ckr;
 
 /// The sieve strikes out multiples of the odd primes below this (22,999 of them; against 2^16,
@@ -72,9 +73,7 @@ pub fn rsa_primes(
     stream: &mut ChaCha20Rng,
     modulus_bits: usize,
 ) -> Result<(BigUint, BigUint), Ckr> {
-    if !modulus_bits.is_multiple_of(16)
-        || !(256..=2 * 64 * MODULUS_LIMBS_MAX).contains(&modulus_bits)
-    {
+    if !modulus_bits.is_multiple_of(16) || !(256..=2 * MODULUS_BITS_MAX).contains(&modulus_bits) {
         return Err(Ckr::KeySizeRange);
     }
     let prime_bits = modulus_bits / 2;
@@ -111,12 +110,15 @@ fn probable_prime(stream: &mut ChaCha20Rng, prime_bits: usize) -> Result<BigUint
             .take_while(|candidate| candidate.bits() == prime_bits)
             .collect();
         let mut from = 0;
-        while let Some(found) = first_passing_base_two(&candidates[from..]) {
+        while let Some(found) = first_passing_base_two(&candidates[from..])? {
             let candidate = &candidates[from + found];
             // Only a base-2 round's survivor draws bases from the stream, so the stream's use,
             // and the prime found, are those of testing each survivor in turn.
-            if let Some(test) = Test::new(candidate) {
-                if test.random_bases(candidate, rounds, stream) {
+            if let Some(mut test) = Test::new(candidate).map_err(device)? {
+                if test
+                    .random_bases(candidate, rounds, stream)
+                    .map_err(device)?
+                {
                     return Ok(candidate.clone());
                 }
             }
@@ -136,23 +138,32 @@ const SCREENING_THREADS_MAX: usize = 2;
 /// k + threads, … in order, and stops at the first that passes or once it is past a pass found
 /// by another (every candidate before that pass is still tested by its thread, so the lowest
 /// pass is found). A simulated world's key search mostly runs while the simulation waits for it
-/// ([`super::rsa_keygen::prepare_rsa`]), so a second core is usually free.
-fn first_passing_base_two(candidates: &[BigUint]) -> Option<usize> {
+/// ([`super::rsa_keygen::prepare_rsa`]), so a second core is usually free. An arithmetic failure
+/// on any thread is the search's error.
+fn first_passing_base_two(candidates: &[BigUint]) -> Result<Option<usize>, Ckr> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, SCREENING_THREADS_MAX);
     if threads == 1 || candidates.len() < 2 * threads {
-        return candidates.iter().position(passes_base_two);
+        return first_passing_in_order(candidates);
     }
     let found = AtomicUsize::new(usize::MAX);
+    let failed = AtomicBool::new(false);
     let screen = |first: usize| {
         for (index, candidate) in candidates.iter().enumerate().skip(first).step_by(threads) {
-            if index > found.load(Ordering::Relaxed) {
+            if index > found.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
                 return;
             }
-            if passes_base_two(candidate) {
-                found.fetch_min(index, Ordering::Relaxed);
-                return;
+            match passes_base_two(candidate) {
+                Ok(true) => {
+                    found.fetch_min(index, Ordering::Relaxed);
+                    return;
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return;
+                }
             }
         }
     };
@@ -172,82 +183,113 @@ fn first_passing_base_two(candidates: &[BigUint]) -> Option<usize> {
     });
     if !started_all {
         // A thread that could not start left its candidates untested: one thread looks at all.
-        return candidates.iter().position(passes_base_two);
+        return first_passing_in_order(candidates);
+    }
+    if failed.into_inner() {
+        return Err(Ckr::DeviceError);
     }
     let found = found.into_inner();
     if found == usize::MAX {
-        return None;
+        return Ok(None);
     }
-    Some(found)
+    Ok(Some(found))
+}
+
+/// [`first_passing_base_two`] on one thread.
+fn first_passing_in_order(candidates: &[BigUint]) -> Result<Option<usize>, Ckr> {
+    for (index, candidate) in candidates.iter().enumerate() {
+        if passes_base_two(candidate).map_err(device)? {
+            return Ok(Some(index));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `n` passes the Miller-Rabin round to base 2 (false for an even or too small `n`).
-fn passes_base_two(n: &BigUint) -> bool {
-    Test::new(n).is_some_and(|test| test.base_two())
+fn passes_base_two(n: &BigUint) -> Result<bool, BignumFailed> {
+    match Test::new(n)? {
+        Some(mut test) => test.base_two(),
+        None => Ok(false),
+    }
+}
+
+/// aws-lc could not allocate: the device failed.
+fn device(_: BignumFailed) -> Ckr {
+    Ckr::DeviceError
 }
 
 /// Miller-Rabin for one odd candidate n >= 5: n - 1 = 2^twos · odd_part, in `field`.
 struct Test {
-    field: Montgomery,
+    field: Modulus,
     odd_part: BigUint,
     twos: usize,
-    minus_one: Vec<u64>,
+    one: Residue,
+    minus_one: Residue,
 }
 
 impl Test {
-    fn new(n: &BigUint) -> Option<Test> {
+    fn new(n: &BigUint) -> Result<Option<Test>, BignumFailed> {
         if n < &BigUint::from(5u32) {
-            return None;
+            return Ok(None);
         }
         // None: even, or wider than any prime the search makes.
-        let field = Montgomery::new(n)?;
+        let Some(field) = Modulus::new(n)? else {
+            return Ok(None);
+        };
         let n_minus_1 = n - BigUint::from(1u32);
-        let twos = n_minus_1.trailing_zeros()?;
-        Some(Test {
+        let Some(twos) = n_minus_1.trailing_zeros() else {
+            return Ok(None);
+        };
+        Ok(Some(Test {
             odd_part: &n_minus_1 >> twos,
             twos,
-            minus_one: field.minus_one(),
+            one: field.one()?,
+            minus_one: field.minus_one()?,
             field,
-        })
+        }))
     }
 
-    /// The round to base 2 (by doublings).
-    fn base_two(&self) -> bool {
-        self.round(self.field.pow_of_two(&self.odd_part))
+    /// The round to base 2.
+    fn base_two(&mut self) -> Result<bool, BignumFailed> {
+        let x = self.field.pow_of_two(&self.odd_part)?;
+        self.round(x)
     }
 
     /// `rounds` rounds to bases drawn from `stream` in 2 ..= n - 2.
-    fn random_bases(&self, n: &BigUint, rounds: usize, stream: &mut ChaCha20Rng) -> bool {
+    fn random_bases(
+        &mut self,
+        n: &BigUint,
+        rounds: usize,
+        stream: &mut ChaCha20Rng,
+    ) -> Result<bool, BignumFailed> {
         let bases_span = n - BigUint::from(3u32);
         let mut drawn = vec![0u8; n.bits().div_ceil(8) + 8];
         for _ in 0..rounds {
             stream.fill_bytes(&mut drawn);
             let base = BigUint::from(2u32) + BigUint::from_bytes_be(&drawn) % &bases_span;
-            if !self.round(
-                self.field
-                    .pow(&self.field.to_montgomery(&base), &self.odd_part),
-            ) {
-                return false;
+            let x = self.field.pow(&base, &self.odd_part)?;
+            if !self.round(x)? {
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 
     /// One round, from x = base^odd_part: whether n is still a probable prime.
-    fn round(&self, mut x: Vec<u64>) -> bool {
-        if x == self.field.one() || x == self.minus_one {
-            return true;
+    fn round(&mut self, mut x: Residue) -> Result<bool, BignumFailed> {
+        if x.equals(&self.one) || x.equals(&self.minus_one) {
+            return Ok(true);
         }
         for _ in 1..self.twos {
-            self.field.square(&mut x);
-            if x == self.minus_one {
-                return true;
+            self.field.square(&mut x)?;
+            if x.equals(&self.minus_one) {
+                return Ok(true);
             }
-            if x == self.field.one() {
-                return false;
+            if x.equals(&self.one) {
+                return Ok(false);
             }
         }
-        false
+        Ok(false)
     }
 }
 
@@ -308,8 +350,8 @@ fn sieve(start: &[u8]) -> Vec<bool> {
 }
 
 /// Miller-Rabin: one round to base 2, then `rounds` to bases drawn from `stream` in
-/// [2, n - 2], each an exponentiation in [`Montgomery`] form. False means composite (every even
-/// n but 2, and every n wider than [`MODULUS_LIMBS_MAX`] limbs, which no key size asks for);
+/// [2, n - 2], each an exponentiation modulo n ([`Modulus`]). False means composite (every even
+/// n but 2, and every n wider than [`MODULUS_BITS_MAX`] bits, which no key size asks for);
 /// true, a probable prime. The search applies the same two steps to each candidate, with the
 /// base-2 rounds of a window shared between threads; this whole test of one number is the
 /// tests' entry point.
@@ -318,7 +360,15 @@ fn miller_rabin(n: &BigUint, rounds: usize, stream: &mut ChaCha20Rng) -> bool {
     if n < &BigUint::from(5u32) {
         return n == &BigUint::from(2u32) || n == &BigUint::from(3u32);
     }
-    Test::new(n).is_some_and(|test| test.base_two() && test.random_bases(n, rounds, stream))
+    match Test::new(n).expect("the arithmetic allocates") {
+        Some(mut test) => {
+            test.base_two().expect("the arithmetic allocates")
+                && test
+                    .random_bases(n, rounds, stream)
+                    .expect("the arithmetic allocates")
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -458,20 +508,23 @@ mod tests {
             let base = BigUint::from_bytes_be(&start);
             let candidates: Vec<BigUint> =
                 (0..400u32).map(|k| &base + BigUint::from(2 * k)).collect();
-            let passes: Vec<bool> = candidates.iter().map(passes_base_two).collect();
+            let passes: Vec<bool> = candidates
+                .iter()
+                .map(|c| passes_base_two(c).unwrap())
+                .collect();
             assert!(
                 passes[100..].iter().any(|p| *p),
                 "seed {seed}: no prime near the end"
             );
             for from in (0..100).chain([candidates.len() - 1, candidates.len()]) {
                 assert_eq!(
-                    first_passing_base_two(&candidates[from..]),
+                    first_passing_base_two(&candidates[from..]).unwrap(),
                     passes[from..].iter().position(|p| *p),
                     "seed {seed}, from {from}"
                 );
             }
         }
-        assert_eq!(first_passing_base_two(&[]), None);
+        assert_eq!(first_passing_base_two(&[]), Ok(None));
     }
 
     #[test]
@@ -491,8 +544,8 @@ mod tests {
             assert_eq!(rsa_primes(&mut stream(4), modulus_bits).unwrap(), (p, q));
         }
         assert_eq!(rsa_primes(&mut stream(4), 2040), Err(Ckr::KeySizeRange));
-        // Primes wider than the Montgomery arithmetic's limbs are refused before any work.
-        let widest = 2 * 64 * MODULUS_LIMBS_MAX;
+        // Primes wider than the arithmetic's bound are refused before any work.
+        let widest = 2 * MODULUS_BITS_MAX;
         assert_eq!(
             rsa_primes(&mut stream(4), widest + 16),
             Err(Ckr::KeySizeRange)
