@@ -213,6 +213,32 @@ async fn table_retention_is_honoured_by_the_retention_job_and_guarded_by_the_loc
         .await
         .unwrap_err();
     assert_eq!(out_of_range.code(), Code::InvalidArgument);
+    // A table name the data plane cannot store is the request's fault (400), with the name
+    // echoed bounded, and changes nothing; a table delete used to answer these with an internal
+    // error after forgetting the table.
+    let too_long = "T".repeat(300);
+    for bad in [too_long.as_str(), "Heart\0beat"] {
+        let refused = workspaces
+            .delete_table(pb::DeleteTableRequest {
+                workspace: Some(World::ws_ref("wsp1")),
+                table: bad.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(refused.message().len() < 300, "{}", refused.message());
+        let refused = workspaces
+            .set_table_retention(set_retention(bad, Some(60)))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad:?}");
+    }
+    let still = workspaces
+        .get_table_retention(get("Heartbeat"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((still.retention_in_days, still.as_default), (60, false));
 
     // 40 days old: past the workspace's 31 days, within Heartbeat's own 60.
     append_old(&mut w, "Heartbeat", 40, 3).await;

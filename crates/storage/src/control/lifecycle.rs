@@ -250,6 +250,13 @@ pub struct LifecycleState {
     pub table_retention: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
+/// A table name the data plane can store ([`crate::data::store::check_name`], the one rule), or
+/// the request's fault.
+fn check_table_name(table: &str) -> Result<(), ControlError> {
+    crate::data::store::check_name("table", table)
+        .map_err(|e| ControlError::BadRequestBody(e.to_string()))
+}
+
 /// Most tables with a retention of their own per workspace (Azure Monitor's 500 custom tables).
 pub const TABLE_RETENTIONS_PER_WORKSPACE_MAX: usize = 500;
 
@@ -475,10 +482,14 @@ impl ControlPlane {
         }
     }
 
-    /// Accepts a table delete (refused while locked) and forgets the table's custom declaration.
-    /// Returns the workspace ARM id.
-    pub fn delete_table(
-        &mut self,
+    /// Whether a table delete may go ahead: the workspace exists and is not locked, and the table
+    /// is named as the data plane names tables. Returns the workspace ARM id and changes nothing.
+    /// The server deletes the table's data next and only then calls [`Self::forget_table`], so a
+    /// crash between the two leaves the table declared and empty (a retry finishes the job),
+    /// never forgotten with its records still on disk. A lock put in between does not undo a
+    /// delete already accepted here.
+    pub fn check_table_delete(
+        &self,
         resource: &ResourceName,
         table: &str,
     ) -> Result<String, ControlError> {
@@ -486,6 +497,13 @@ impl ControlPlane {
         if table.trim().is_empty() {
             return Err(ControlError::BadRequestBody("no table named".into()));
         }
+        check_table_name(table)?;
+        Ok(ws_id)
+    }
+
+    /// Forgets a deleted table's custom declaration and its retention of its own (nothing when
+    /// the workspace or the table is unknown).
+    pub fn forget_table(&mut self, ws_id: &str, table: &str) {
         if let Some(tables) = self.state.tables.get_mut(&ws_id.to_ascii_lowercase()) {
             tables.remove(table);
         }
@@ -496,7 +514,6 @@ impl ControlPlane {
                 self.state.lifecycle.table_retention.remove(&key);
             }
         }
-        Ok(ws_id)
     }
 
     /// The retention in force for `table` of the workspace: its own, or the workspace's.
@@ -531,13 +548,10 @@ impl ControlPlane {
         table: &str,
         days: Option<u32>,
     ) -> Result<super::Outcome<TableRetention>, ControlError> {
-        if table.trim().is_empty() || table.len() > crate::data::store::NAME_MAX_BYTES {
-            return Err(ControlError::BadRequestBody(format!(
-                "table name {:?} must have 1 to {} characters",
-                cmksim_sim::text::echo(table),
-                crate::data::store::NAME_MAX_BYTES
-            )));
+        if table.trim().is_empty() {
+            return Err(ControlError::BadRequestBody("no table named".into()));
         }
+        check_table_name(table)?;
         let before = self.table_retention(resource, table)?;
         let ws = self.get_workspace(resource)?;
         let (ws_id, ws_days, locked) = (ws.id.clone(), ws.retention_days, ws.locked);
@@ -739,7 +753,8 @@ mod tests {
             .is_empty());
         // A table delete forgets the table's retention.
         w.cp.set_table_retention(&ws, "T", Some(200)).unwrap();
-        w.cp.delete_table(&ws, "T").unwrap();
+        let ws_id = w.cp.check_table_delete(&ws, "T").unwrap();
+        w.cp.forget_table(&ws_id, "T");
         assert!(w.cp.table_retention(&ws, "T").unwrap().as_default);
         // The state round-trips (the control state is persisted as JSON).
         w.cp.set_table_retention(&ws, "V", Some(400)).unwrap();
@@ -774,7 +789,7 @@ mod tests {
             format!("The scope '{0}' cannot perform delete operation because following scope(s) are locked: '{0}'. Please remove the lock and try again.", ws.arm_id(ResourceKind::Workspace))
         );
         assert!(matches!(
-            w.cp.delete_table(&ws, "T"),
+            w.cp.check_table_delete(&ws, "T"),
             Err(ControlError::WorkspaceLocked { .. })
         ));
         // Another lock name does not remove it.
@@ -813,7 +828,7 @@ mod tests {
             "the purged value is not kept"
         );
         assert!(w.cp.pending_purges().is_empty());
-        w.cp.delete_table(&ws, "T").unwrap();
+        w.cp.check_table_delete(&ws, "T").unwrap();
     }
 
     #[test]

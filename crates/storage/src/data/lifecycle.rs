@@ -95,14 +95,15 @@ pub const APPEND_WAITS_MAX: u64 = 10_000;
 
 #[cfg(test)]
 thread_local! {
-    /// Test-only crash injection: the purge steps this thread has passed, and the step at which
-    /// the process aborts (0: never). `std::process::abort` is as abrupt as `kill -9` for the
+    /// Test-only crash injection: the purge (or table delete) steps this thread has passed, and
+    /// the step at which the process aborts (0: never). `std::process::abort` is as abrupt as `kill -9` for the
     /// data directory: no destructor runs, nothing more is flushed.
     pub(crate) static CRASH_STEPS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
-/// A point in a purge where the crash test may abort the process (nothing outside tests).
-fn crash_point() {
+/// A point in a purge (or, in the server, a table delete) where a crash test may abort the
+/// process (nothing outside tests).
+pub(crate) fn crash_point() {
     #[cfg(test)]
     CRASH_STEPS.with(|c| {
         let (seen, crash_at) = c.get();

@@ -742,7 +742,7 @@ fn users(plane: &DataPlane, aek: &Aek, table: &str) -> Vec<String> {
 }
 
 /// Copies every file under `from` to `to`: what a crash at this instant leaves on disk.
-pub(super) fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -44,7 +44,7 @@ pub mod store;
 pub mod tier;
 
 #[cfg(test)]
-mod lifecycle_tests;
+pub(crate) mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
 

@@ -465,7 +465,8 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), DataErro
     match reason {
         Some(reason) => Err(DataError::InvalidName {
             what,
-            value: value.to_string(),
+            // Bounded: the name is the caller's input.
+            value: cmksim_sim::text::echo(value),
             reason,
         }),
         None => Ok(()),

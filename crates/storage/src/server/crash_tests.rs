@@ -89,3 +89,155 @@ async fn a_graceful_stop_saves_the_stats() {
 async fn a_crash_aborts_the_background_and_saves_nothing() {
     assert_eq!(stats_after(false).await, (0, 0));
 }
+
+/// The workspace of the table-delete crash test, its region's shared storage, and its table.
+const CRASH_WS: &str = "crashws";
+const CRASH_REGION: &str = "westeurope";
+const CRASH_TABLE: &str = "Heartbeat";
+const CRASH_DIR_VAR: &str = "CMKSIM_TABLE_DELETE_CRASH_DIR";
+
+fn crash_ws() -> crate::control::ResourceName {
+    crate::control::ResourceName::new("sub1", "rg1", CRASH_WS)
+}
+
+fn delete_request() -> cmksim_proto::storage::v1::DeleteTableRequest {
+    cmksim_proto::storage::v1::DeleteTableRequest {
+        workspace: Some(cmksim_proto::storage::v1::WorkspaceRef {
+            subscription_id: "sub1".into(),
+            resource_group: "rg1".into(),
+            workspace_name: CRASH_WS.into(),
+        }),
+        table: CRASH_TABLE.into(),
+    }
+}
+
+/// The records of the crash test's table, and whether the table still has a retention of its
+/// own (what the control plane forgets when the delete completes).
+fn table_state(server: &StorageServer) -> (usize, bool) {
+    let core = &server.core;
+    let now = core.now();
+    let control = core.control();
+    let ws_id = control.get_workspace(&crash_ws()).unwrap().id.clone();
+    let own_retention = !control
+        .table_retention(&crash_ws(), CRASH_TABLE)
+        .unwrap()
+        .as_default;
+    drop(control);
+    let records = core
+        .data
+        .query(
+            &super::core::shared_account(CRASH_REGION),
+            None,
+            &ws_id,
+            CRASH_TABLE,
+            SimTime(0),
+            now.add(std::time::Duration::from_secs(60)),
+            now,
+        )
+        .unwrap()
+        .records
+        .len();
+    (records, own_retention)
+}
+
+/// A workspace in shared storage with 5 records in its table, which has a retention of its own.
+async fn table_delete_template(dir: &std::path::Path) {
+    let net = MemNet::new();
+    let server = server(dir, &net);
+    let core = &server.core;
+    let now = core.now();
+    let ws_id = {
+        let mut control = core.control();
+        let body = crate::control::WorkspaceCreate {
+            location: Some(CRASH_REGION.into()),
+            retention_days: None,
+        };
+        control.create_workspace(now, &crash_ws(), &body).unwrap();
+        control
+            .set_table_retention(&crash_ws(), CRASH_TABLE, Some(60))
+            .unwrap();
+        core.persist_control(control.state()).unwrap();
+        control.get_workspace(&crash_ws()).unwrap().id.clone()
+    };
+    let account = super::core::shared_account(CRASH_REGION);
+    if !core.data.account_exists(&account).unwrap() {
+        core.data.create_account(&account, false, now).unwrap();
+    }
+    let records: Vec<crate::data::Record> = (0..5)
+        .map(|i| {
+            crate::data::Record::new(CRASH_TABLE, now.0 - 1_000 * i)
+                .with("Computer", crate::data::Value::String(format!("vm-{i}")))
+        })
+        .collect();
+    core.data
+        .append(
+            &account,
+            crate::data::Sealing::Mmk,
+            &ws_id,
+            CRASH_TABLE,
+            &records,
+            now,
+        )
+        .unwrap();
+    assert_eq!(table_state(&server), (5, true));
+}
+
+/// The child of the table-delete crash test: opens the directory it is given and deletes the
+/// table, the process aborting at the first crash point (between the data and the control
+/// plane). Ignored: only the crash test runs it, in a process of its own.
+#[tokio::test(start_paused = true)]
+#[ignore]
+async fn table_delete_crash_child() {
+    let Ok(dir) = std::env::var(CRASH_DIR_VAR) else {
+        return;
+    };
+    let server = server(std::path::Path::new(&dir), &MemNet::new());
+    crate::data::lifecycle::CRASH_STEPS.with(|c| c.set((0, 1)));
+    let deleted = super::lifecycle::delete_table(&server.core, delete_request());
+    // Not reached: the crash point aborts the process first.
+    panic!("the table delete was to abort the process, and answered {deleted:?}");
+}
+
+/// A table delete that crashes between its two halves: the records are already gone (the data
+/// goes first) and the table is still declared with its retention; the delete asked again
+/// finishes the job. Never the control plane's "deleted" with the records still readable.
+#[tokio::test(start_paused = true)]
+async fn a_table_delete_cut_short_by_a_crash_leaves_no_records_behind() {
+    let template = tempfile::tempdir().unwrap();
+    table_delete_template(template.path()).await;
+    // A whole delete in this process passes one crash point, the one between the halves.
+    let counting = tempfile::tempdir().unwrap();
+    crate::data::lifecycle_tests::copy_dir(template.path(), counting.path());
+    {
+        let server = server(counting.path(), &MemNet::new());
+        crate::data::lifecycle::CRASH_STEPS.with(|c| c.set((0, 0)));
+        let deleted = super::lifecycle::delete_table(&server.core, delete_request()).unwrap();
+        assert_eq!((deleted.records, deleted.blocks), (5, 1));
+        assert_eq!(crate::data::lifecycle::CRASH_STEPS.with(|c| c.get().0), 1);
+        assert_eq!(table_state(&server), (0, false));
+    }
+    let work = tempfile::tempdir().unwrap();
+    crate::data::lifecycle_tests::copy_dir(template.path(), work.path());
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "server::crash_tests::table_delete_crash_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DIR_VAR, work.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was to abort");
+    let server = server(work.path(), &MemNet::new());
+    assert_eq!(
+        table_state(&server),
+        (0, true),
+        "the records are gone and the table is still declared"
+    );
+    let again = super::lifecycle::delete_table(&server.core, delete_request()).unwrap();
+    assert_eq!((again.records, again.blocks), (0, 0));
+    assert_eq!(table_state(&server), (0, false), "the retry forgets it");
+}

@@ -428,16 +428,19 @@ pub fn purge_status(core: &Core, r: pb::PurgeStatusRequest) -> Result<pb::PurgeO
     Ok(purge_to_pb(purge))
 }
 
-/// `DeleteTable`: refused while locked; deletes every block of the table in every account.
+/// `DeleteTable`: refused while locked; deletes every block of the table in every account, then
+/// forgets the table's declaration and retention. The data goes first
+/// ([`crate::control::ControlPlane::check_table_delete`]): a crash or a failure part way leaves
+/// the table declared, with fewer blocks or none, and a retry finishes the job; never a table
+/// the control plane has forgotten whose records are still on disk and still answer queries.
 pub fn delete_table(core: &Core, r: pb::DeleteTableRequest) -> Result<pb::TableDeleted, Status> {
     let resource = super::convert::workspace_name(r.workspace.as_ref());
     let now = core.now();
     let (ws_id, location) = {
-        let mut control = core.control();
+        let control = core.control();
         let ws_id = control
-            .delete_table(&resource, &r.table)
+            .check_table_delete(&resource, &r.table)
             .map_err(|e| control_status(&control, &e))?;
-        core.persist_control(control.state()).map_err(internal)?;
         let location = control
             .get_workspace(&resource)
             .map_err(|e| control_status(&control, &e))?
@@ -459,6 +462,12 @@ pub fn delete_table(core: &Core, r: pb::DeleteTableRequest) -> Result<pb::TableD
             .map_err(internal)?;
         out.records += removal.records;
         out.blocks += removal.blocks;
+    }
+    crate::data::lifecycle::crash_point();
+    {
+        let mut control = core.control();
+        control.forget_table(&ws_id, &r.table);
+        core.persist_control(control.state()).map_err(internal)?;
     }
     core.record_lifecycle(
         now,
