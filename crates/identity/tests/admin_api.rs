@@ -459,7 +459,8 @@ async fn check_access_needs_a_token_and_about_others_a_reader_of_assignments() {
 /// administrator (nor its tenant and role assignment), the principals' records without the
 /// `administrator` field, no credentials file.
 fn make_it_old(store: &std::path::Path, first_admin: &AdminCredentials) {
-    let db = sled::Config::new().path(store).open().unwrap();
+    // The authority was just dropped: sled can hold the directory's lock a moment longer.
+    let db = cmksim_sim::durable::open(store).unwrap();
     db.open_tree("tenants")
         .unwrap()
         .remove(first_admin.tenant_id.as_bytes())

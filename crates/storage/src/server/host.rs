@@ -507,7 +507,8 @@ mod tests {
         }
         // The record's wrapped AEK damaged in the database file itself.
         {
-            let db = sled::open(dir.path().join("data").join("data.sled")).unwrap();
+            // The data plane was just dropped: sled can hold the lock a moment longer.
+            let db = cmksim_sim::durable::open(&dir.path().join("data").join("data.sled")).unwrap();
             let accounts = db.open_tree("accounts").unwrap();
             let stored = accounts.get(ACCOUNT).unwrap().expect("the account record");
             let text = String::from_utf8(stored.to_vec()).unwrap();
