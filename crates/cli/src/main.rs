@@ -6,6 +6,8 @@
 //! `bench` runs the benchmarks that compare with references measured in the same run,
 //! `profile` shows the behaviour profiles, and `chaos` sweeps random fault schedules.
 
+#![forbid(unsafe_code)]
+
 // First, so that its `outln!` and `out!` are in scope in every module below.
 #[macro_use]
 mod stdout;

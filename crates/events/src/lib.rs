@@ -10,6 +10,8 @@
 //! it saw, or from the start of a new process's log (a restarted process numbers from 1 again,
 //! which the `instance` of its clock tells).
 
+#![forbid(unsafe_code)]
+
 pub mod follow;
 pub mod server;
 

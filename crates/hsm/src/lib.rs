@@ -65,6 +65,8 @@
 //! assert_eq!(refused.unwrap_err().to_string(), "CKR_ATTRIBUTE_SENSITIVE");
 //! ```
 
+#![deny(unsafe_code)] // one module, `mechanisms::bignum`, allows it: calls into aws-lc
+
 pub mod bench;
 pub mod config;
 pub mod error;

@@ -25,6 +25,8 @@
 //! [`IdentityAuthority`] ties directory, signing key and store together for the service and for
 //! in-process callers (the Key Vault server hosts the authority for now).
 
+#![forbid(unsafe_code)]
+
 pub mod access_rules;
 pub mod authority;
 pub mod client;

@@ -21,6 +21,8 @@
 //! - [`server`]: [`IngestServer`] hosting Ingestion, Query, health and reflection;
 //!   [`http_metrics`]: the live `/metrics` endpoint.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::pin::Pin;
 

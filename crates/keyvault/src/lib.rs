@@ -17,6 +17,8 @@
 //!   [`convert`] (domain ↔ proto), [`service`] (the gRPC handlers), [`server`] (open + serve),
 //!   [`client`] (typed client for other services).
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod audit_commit;
 pub mod auth;

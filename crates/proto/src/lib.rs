@@ -13,6 +13,7 @@
 //! - [`kid`]: Key Vault key identifiers;
 //! - [`runs`]: a batch's outcomes, answered as runs, read record by record and by drop reason.
 
+#![forbid(unsafe_code)]
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 pub mod azure;

@@ -31,6 +31,8 @@
 //! (key attributes, `created`) is simulated time, like the gRPC API's; only token lifetimes are
 //! announced in wall-clock seconds, because SDKs refresh tokens by their own wall clock.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod arm;
 pub mod auth;

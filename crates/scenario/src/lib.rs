@@ -21,6 +21,8 @@
 //! The runner that executes a scenario against the services lives with the CLI; it reads
 //! [`model::Scenario::schedule`] and feeds the resulting events back here.
 
+#![forbid(unsafe_code)]
+
 pub mod bill;
 pub mod chaos;
 pub mod errors;

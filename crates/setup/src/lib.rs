@@ -11,6 +11,8 @@
 //! Every step returns a typed [`SetupError`] naming the step; callers decide whether that is a
 //! test failure or a refused benchmark. Every wait is bounded by a [`Polling`].
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use cmksim_proto::identity::v1 as idp;

@@ -21,6 +21,8 @@
 //!   facts), shared with `cmksim validate` so both refuse the same files.
 //! - [`text`]: user input echoed into error messages, cut to a stated length.
 
+#![forbid(unsafe_code)]
+
 pub mod dcr;
 pub mod durable;
 pub mod duration;

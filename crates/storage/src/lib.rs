@@ -12,6 +12,8 @@
 //!   real Key Vault over gRPC as the cluster's managed identity, and ticks the control plane on
 //!   the simulation clock.
 
+#![forbid(unsafe_code)]
+
 pub mod control;
 pub mod data;
 pub mod keyloop;

@@ -20,6 +20,8 @@
 //! This lives outside `cmksim-scenario` so that the scenario format, validation, the oracle and
 //! the report build without the services (fast `validate`, reports from a saved event log).
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod bench;
 pub mod control;

@@ -12,11 +12,14 @@
 //! seeded key's fingerprint is pinned in `rsa_keygen`), so which prime the search finds, and so
 //! every seeded key, is unchanged.
 //!
-//! This module holds the project's only `unsafe` code: calls into `aws-lc-sys`, each with the
-//! rule it relies on written beside it. Every aws-lc object is owned by one Rust value and freed
+//! This module holds the project's only `unsafe` code (the crate denies it elsewhere, every
+//! other crate forbids it): calls into `aws-lc-sys`, each with the rule it relies on written
+//! beside it. Every aws-lc object is owned by one Rust value and freed
 //! when it drops; none is shared between threads (the types hold raw pointers, so they are
 //! neither `Send` nor `Sync`), and every return code is checked. A failed call (aws-lc could not
 //! allocate) is an error the caller sees, never a panic.
+
+#![allow(unsafe_code)]
 
 use std::ptr::{null_mut, NonNull};
 
