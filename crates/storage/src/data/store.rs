@@ -451,12 +451,16 @@ impl Tx<'_> {
     }
 }
 
+/// The reason a name over [`NAME_MAX_BYTES`] is refused, in the caller's terms (a 400 says it).
+const NAME_TOO_LONG: &str = "is longer than 256 bytes";
+const _: () = assert!(NAME_MAX_BYTES == 256, "NAME_TOO_LONG states the bound");
+
 /// Checks a name that becomes part of a key and a header.
 pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), DataError> {
     let reason = if value.is_empty() {
         Some("must not be empty")
     } else if value.len() > NAME_MAX_BYTES {
-        Some("is longer than NAME_MAX_BYTES (256)")
+        Some(NAME_TOO_LONG)
     } else if value.contains('\0') {
         Some("must not contain NUL")
     } else {
