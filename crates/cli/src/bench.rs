@@ -158,22 +158,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 engine,
             };
             let report = cmksim_world::bench::run(&options)?;
-            // The revocation scenario's unavoidable cost: its unwraps at the unwrap time
-            // measured in this run; beside it, the floor with its gRPC calls at the call time.
-            let revocation_floor = report.revocation.as_ref().map(|r| {
-                let floor_seconds = r.unwraps as f64 * report.unwrap_micros / 1e6;
-                let calls_seconds = r
-                    .grpc_calls
-                    .map(|calls| calls as f64 * report.grpc_call.reference_micros / 1e6);
-                serde_json::json!({
-                    "wall_seconds": r.wall_seconds,
-                    "unwraps": r.unwraps,
-                    "unavoidable_seconds": floor_seconds,
-                    "wall_over_unavoidable": r.wall_seconds / floor_seconds.max(1e-9),
-                    "grpc_calls": r.grpc_calls,
-                    "grpc_calls_seconds": calls_seconds,
-                })
-            });
             let sweep = match (&options.revocation_file, chaos_seeds) {
                 (Some(file), 1..) => {
                     Some(chaos_sweep_bench(file, chaos_seeds, chaos_jobs, engine)?)
@@ -182,24 +166,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             if json {
                 let mut value = serde_json::to_value(&report)?;
-                value["revocation_floor"] = revocation_floor.unwrap_or_default();
                 value["chaos_sweep"] = sweep.unwrap_or_default();
                 outln!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 out!("{}", report.to_table());
-                match &revocation_floor {
-                    Some(f) => outln!(
-                        "revocation: {:.2} s wall, unavoidable {} unwraps x unwrap time = {:.3} s, ratio {:.1} (goal <= 2, wall <= 0.3 s){}",
-                        f["wall_seconds"].as_f64().unwrap_or_default(),
-                        f["unwraps"],
-                        f["unavoidable_seconds"].as_f64().unwrap_or_default(),
-                        f["wall_over_unavoidable"].as_f64().unwrap_or_default(),
-                        match (f["grpc_calls"].as_u64(), f["grpc_calls_seconds"].as_f64()) {
-                            (Some(calls), Some(seconds)) => format!("; its {calls} gRPC calls x call time = {seconds:.3} s"),
-                            _ => String::new(),
-                        }
-                    ),
-                    None => outln!("revocation: scenarios/revocation.toml not found (run from the repository)"),
+                if report.revocation.is_none() {
+                    outln!("revocation: scenarios/revocation.toml not found (run from the repository)");
                 }
                 match &sweep {
                     Some(s) => outln!(
