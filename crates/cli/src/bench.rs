@@ -171,7 +171,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             } else {
                 out!("{}", report.to_table());
                 if report.revocation.is_none() {
-                    outln!("revocation: scenarios/revocation.toml not found (run from the repository)");
+                    outln!(
+                        "revocation: scenarios/revocation.toml not found (run from the repository)"
+                    );
                 }
                 match &sweep {
                     Some(s) => outln!(

@@ -73,7 +73,6 @@ impl TimedRun {
     pub fn required_writes(&self) -> u64 {
         self.stored_batches + self.unwraps
     }
-
 }
 
 /// The references' times, in microseconds, that a [`Floor`] is made of.
@@ -805,13 +804,22 @@ mod tests {
         let floor = Floor::of(&run(Some(4_000)), &micros);
         assert!((floor.ratio - 0.91 / 0.7).abs() < 1e-12, "{floor:?}");
         assert!((floor.wall_ratio - 1.76 / 0.7).abs() < 1e-12, "{floor:?}");
-        assert!((floor.wall_over_floor - 1.76 / 0.91).abs() < 1e-12, "{floor:?}");
+        assert!(
+            (floor.wall_over_floor - 1.76 / 0.91).abs() < 1e-12,
+            "{floor:?}"
+        );
         assert!((floor.calls_seconds - 0.18).abs() < 1e-12);
         assert!((floor.token_checks_seconds - 0.01).abs() < 1e-12);
         // An engine that does not count calls: the floor is the unwraps and the writes.
         let uncounted = Floor::of(&run(None), &micros);
-        assert!((uncounted.ratio - 0.72 / 0.7).abs() < 1e-12, "{uncounted:?}");
-        assert_eq!(uncounted.calls_seconds + uncounted.token_checks_seconds, 0.0);
+        assert!(
+            (uncounted.ratio - 0.72 / 0.7).abs() < 1e-12,
+            "{uncounted:?}"
+        );
+        assert_eq!(
+            uncounted.calls_seconds + uncounted.token_checks_seconds,
+            0.0
+        );
     }
 
     #[test]

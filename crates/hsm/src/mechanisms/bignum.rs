@@ -198,6 +198,28 @@ impl Modulus {
         Ok(Residue(out))
     }
 
+    /// Bits of n.
+    pub fn bits(&self) -> usize {
+        // SAFETY: `self.n` is a valid number; `BN_num_bits` only reads it.
+        unsafe { sys::BN_num_bits(self.n.ptr()) as usize }
+    }
+
+    /// `a · b mod n`, for `a` and `b` below n.
+    fn multiply(&mut self, a: &Bn, b: &Residue) -> Result<Residue, BignumFailed> {
+        let mut out = Bn::new()?;
+        // SAFETY: valid numbers and context that we own; `out` is distinct from the inputs.
+        check(unsafe {
+            sys::BN_mod_mul(
+                out.ptr_mut(),
+                a.ptr(),
+                b.0.ptr(),
+                self.n.ptr(),
+                self.ctx.0.as_ptr(),
+            )
+        })?;
+        Ok(Residue(out))
+    }
+
     /// `x = x² mod n`.
     pub fn square(&mut self, x: &mut Residue) -> Result<(), BignumFailed> {
         let mut out = Bn::new()?;
@@ -208,6 +230,82 @@ impl Modulus {
         x.0 = out;
         Ok(())
     }
+}
+
+/// Bits of the moduli whose base-2 rounds [`pow_of_two_pair`] runs two at once: aws-lc pairs
+/// exponentiations modulo 1,024-bit numbers (the primes of an RSA-2048 key) in AVX-512 IFMA, as
+/// it does an RSA-2048 private-key operation's two halves.
+pub const PAIRED_MODULUS_BITS: usize = 1024;
+
+/// `log2(PAIRED_MODULUS_BITS)`: the low bits of an exponent that [`pow_of_two_pair`] leaves
+/// out of the paired exponentiation.
+const PAIRED_SHIFT_BITS: usize = 10;
+const _: () = assert!(1 << PAIRED_SHIFT_BITS == PAIRED_MODULUS_BITS);
+
+/// Whether this machine runs aws-lc's paired exponentiation on its fast path (AVX-512 IFMA with
+/// 256-bit vectors, the features its dispatch asks for). Elsewhere the paired call is two
+/// constant-time exponentiations, slower than two of [`Modulus::pow_of_two`], so the search
+/// pairs nothing.
+pub fn pairs_run_fast() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `(2^e mod m, 2^f mod n)` for `(m, e)` and `(n, f)`: two base-2 rounds at once, for moduli of
+/// [`PAIRED_MODULUS_BITS`] bits (others are an error).
+///
+/// aws-lc's paired exponentiation (`BN_mod_exp_mont_consttime_x2`) takes its fast path only for
+/// a base and an exponent as wide as the modulus (16 words), and 2 is one word wide. So each
+/// exponent e is split as e = 1024·h + l: 2^e = (2^1024 mod m)^h · 2^l, a full-width base to a
+/// full-width exponent (paired), times a power of two below 2^1024 (ten squarings). An operand
+/// that happens to be narrower (an exponent below 2^960, a base with a zero top word) takes
+/// aws-lc's other path, two separate exponentiations: slower, the same answer.
+pub fn pow_of_two_pair(
+    first: (&mut Modulus, &BigUint),
+    second: (&mut Modulus, &BigUint),
+) -> Result<(Residue, Residue), BignumFailed> {
+    let (m, e) = first;
+    let (n, f) = second;
+    if m.bits() != PAIRED_MODULUS_BITS || n.bits() != PAIRED_MODULUS_BITS {
+        return Err(BignumFailed);
+    }
+    let shift = BigUint::from(PAIRED_MODULUS_BITS);
+    let low_mask = BigUint::from(PAIRED_MODULUS_BITS - 1);
+    let (base_m, base_n) = (m.pow_of_two(&shift)?, n.pow_of_two(&shift)?);
+    let (high_e, high_f) = (
+        Bn::from_biguint(&(e >> PAIRED_SHIFT_BITS))?,
+        Bn::from_biguint(&(f >> PAIRED_SHIFT_BITS))?,
+    );
+    let (mut out_m, mut out_n) = (Bn::new()?, Bn::new()?);
+    // SAFETY: every pointer is a valid number, context or set of constants that we own; each
+    // modulus's constants are its own. The bases are residues of their moduli (aws-lc refuses
+    // one that is not reduced: an error, not undefined behaviour). The outputs are distinct
+    // from every input.
+    check(unsafe {
+        sys::BN_mod_exp_mont_consttime_x2(
+            out_m.ptr_mut(),
+            base_m.0.ptr(),
+            high_e.ptr(),
+            m.n.ptr(),
+            m.mont.0.as_ptr(),
+            out_n.ptr_mut(),
+            base_n.0.ptr(),
+            high_f.ptr(),
+            n.n.ptr(),
+            n.mont.0.as_ptr(),
+            m.ctx.0.as_ptr(),
+        )
+    })?;
+    let low_e = m.pow_of_two(&(e & &low_mask))?;
+    let low_f = n.pow_of_two(&(f & &low_mask))?;
+    Ok((m.multiply(&out_m, &low_e)?, n.multiply(&out_n, &low_f)?))
 }
 
 impl Residue {
@@ -284,6 +382,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn paired_powers_of_two_agree_with_num_bigint_whatever_the_exponents_width() {
+        let mut stream = ChaCha20Rng::from_seed([11; 32]);
+        let bytes = PAIRED_MODULUS_BITS / 8;
+        // Full-width exponents (the fast path where the machine has it), an exponent that is a
+        // multiple of 1,024 and one below it (a zero part each), and one narrower than 960
+        // bits (aws-lc's other path).
+        let mut exponents: Vec<BigUint> =
+            (0..6).map(|_| random_below(&mut stream, bytes)).collect();
+        exponents.extend([
+            BigUint::from(1u32) << 1000,
+            BigUint::from(1023u32),
+            BigUint::from(0u32),
+            random_below(&mut stream, 100),
+        ]);
+        for pair in exponents.chunks(2) {
+            let (m, n) = (
+                random_odd_modulus(&mut stream, bytes),
+                random_odd_modulus(&mut stream, bytes),
+            );
+            let mut fm = Modulus::new(&m).unwrap().expect("an odd modulus in range");
+            let mut fn_ = Modulus::new(&n).unwrap().expect("an odd modulus in range");
+            let (e, f) = (&pair[0] % &m, &pair[1]);
+            let (x, y) = pow_of_two_pair((&mut fm, &e), (&mut fn_, f)).unwrap();
+            let two = BigUint::from(2u32);
+            assert_eq!(x.to_biguint(), two.modpow(&e, &m), "e = {e:x}");
+            assert_eq!(y.to_biguint(), two.modpow(f, &n), "f = {f:x}");
+            // The results are residues like any other: they compare with the field's own.
+            assert!(x.equals(&fm.pow_of_two(&e).unwrap()));
+        }
+        // Moduli of another width are refused, not miscomputed.
+        let small = random_odd_modulus(&mut stream, 64);
+        let mut fs = Modulus::new(&small).unwrap().unwrap();
+        let big = random_odd_modulus(&mut stream, bytes);
+        let mut fb = Modulus::new(&big).unwrap().unwrap();
+        let one = BigUint::from(1u32);
+        assert!(pow_of_two_pair((&mut fs, &one), (&mut fb, &one)).is_err());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 use rsa::BigUint;
 
-use super::bignum::{BignumFailed, Modulus, Residue, MODULUS_BITS_MAX};
+use super::bignum::{self, BignumFailed, Modulus, Residue, MODULUS_BITS_MAX};
 use crate::error::Ckr;
 
 /// The sieve strikes out multiples of the odd primes below this (22,999 of them; against 2^16,
@@ -150,21 +150,15 @@ fn first_passing_base_two(candidates: &[BigUint]) -> Result<Option<usize>, Ckr> 
     let found = AtomicUsize::new(usize::MAX);
     let failed = AtomicBool::new(false);
     let screen = |first: usize| {
-        for (index, candidate) in candidates.iter().enumerate().skip(first).step_by(threads) {
-            if index > found.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
-                return;
+        let mine = (first..candidates.len()).step_by(threads);
+        let past_a_pass =
+            |index: usize| index > found.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed);
+        match first_passing_of(candidates, mine, past_a_pass) {
+            Ok(Some(index)) => {
+                found.fetch_min(index, Ordering::Relaxed);
             }
-            match passes_base_two(candidate) {
-                Ok(true) => {
-                    found.fetch_min(index, Ordering::Relaxed);
-                    return;
-                }
-                Ok(false) => {}
-                Err(_) => {
-                    failed.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
+            Ok(None) => {}
+            Err(BignumFailed) => failed.store(true, Ordering::Relaxed),
         }
     };
     let mut started_all = true;
@@ -197,12 +191,57 @@ fn first_passing_base_two(candidates: &[BigUint]) -> Result<Option<usize>, Ckr> 
 
 /// [`first_passing_base_two`] on one thread.
 fn first_passing_in_order(candidates: &[BigUint]) -> Result<Option<usize>, Ckr> {
-    for (index, candidate) in candidates.iter().enumerate() {
-        if passes_base_two(candidate).map_err(device)? {
-            return Ok(Some(index));
+    first_passing_of(candidates, 0..candidates.len(), |_| false).map_err(device)
+}
+
+/// The first of the candidates at `indices` (increasing) that passes the round to base 2, or
+/// `None`; it stops early, with `None`, at an index that `give_up` refuses.
+///
+/// Where aws-lc runs two exponentiations at once on its fast path ([`bignum::pairs_run_fast`]),
+/// two candidates of [`bignum::PAIRED_MODULUS_BITS`] bits (an RSA-2048 key's) are tested
+/// together: the earlier's pass wins, so the answer is that of testing them one by one.
+fn first_passing_of(
+    candidates: &[BigUint],
+    indices: impl Iterator<Item = usize>,
+    give_up: impl Fn(usize) -> bool,
+) -> Result<Option<usize>, BignumFailed> {
+    let paired = bignum::pairs_run_fast();
+    let pairable = |index: usize| candidates[index].bits() == bignum::PAIRED_MODULUS_BITS;
+    let mut indices = indices.peekable();
+    while let Some(index) = indices.next() {
+        if give_up(index) {
+            return Ok(None);
+        }
+        let partner = indices
+            .peek()
+            .copied()
+            .filter(|&next| paired && pairable(index) && pairable(next));
+        let Some(next) = partner else {
+            if passes_base_two(&candidates[index])? {
+                return Ok(Some(index));
+            }
+            continue;
+        };
+        indices.next();
+        match passes_base_two_pair(&candidates[index], &candidates[next])? {
+            (true, _) => return Ok(Some(index)),
+            (false, true) => return Ok(Some(next)),
+            (false, false) => {}
         }
     }
     Ok(None)
+}
+
+/// [`passes_base_two`] of two candidates of [`bignum::PAIRED_MODULUS_BITS`] bits at once.
+fn passes_base_two_pair(m: &BigUint, n: &BigUint) -> Result<(bool, bool), BignumFailed> {
+    let (Some(mut first), Some(mut second)) = (Test::new(m)?, Test::new(n)?) else {
+        return Ok((passes_base_two(m)?, passes_base_two(n)?));
+    };
+    let (x, y) = bignum::pow_of_two_pair(
+        (&mut first.field, &first.odd_part),
+        (&mut second.field, &second.odd_part),
+    )?;
+    Ok((first.round(x)?, second.round(y)?))
 }
 
 /// Whether `n` passes the Miller-Rabin round to base 2 (false for an even or too small `n`).
@@ -525,6 +564,46 @@ mod tests {
             }
         }
         assert_eq!(first_passing_base_two(&[]), Ok(None));
+    }
+
+    #[test]
+    fn paired_rounds_find_the_first_pass_that_rounds_one_by_one_find() {
+        // Survivors of the sieve of 1,024-bit windows, the candidates an RSA-2048 search tests
+        // (in pairs, on a machine with AVX-512 IFMA), against each tested alone. The suffixes
+        // put the first pass at every distance from a pair's start, or leave none.
+        for seed in 3..5u8 {
+            let mut start = [0u8; 128];
+            stream(seed).fill_bytes(&mut start);
+            start[0] |= 0xc0;
+            start[127] |= 1;
+            let base = BigUint::from_bytes_be(&start);
+            let candidates: Vec<BigUint> = sieve(&start)
+                .iter()
+                .enumerate()
+                .filter(|(_, struck)| !**struck)
+                .map(|(offset, _)| &base + BigUint::from(2 * offset as u64))
+                .take(64)
+                .collect();
+            let passes: Vec<bool> = candidates
+                .iter()
+                .map(|c| passes_base_two(c).unwrap())
+                .collect();
+            assert!(passes.iter().filter(|p| **p).count() >= 2, "seed {seed}");
+            for from in (0..candidates.len()).chain([candidates.len()]) {
+                let expected = passes[from..].iter().position(|p| *p);
+                let tail = &candidates[from..];
+                assert_eq!(
+                    first_passing_in_order(tail).unwrap(),
+                    expected,
+                    "seed {seed}, from {from}"
+                );
+                assert_eq!(
+                    first_passing_base_two(tail).unwrap(),
+                    expected,
+                    "seed {seed}, from {from}"
+                );
+            }
+        }
     }
 
     #[test]
