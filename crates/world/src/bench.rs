@@ -150,7 +150,7 @@ pub struct SimBenchReport {
     /// The same at the median sample's unwrap time: lower, because the median counts samples
     /// that other threads slowed.
     pub overhead_ratio_at_median: f64,
-    /// The soak against the floor of its required parts (unwraps, calls, writes).
+    /// The soak against the floor of its required parts (unwraps, calls, token checks, writes).
     pub soak_floor: Floor,
     pub revocation: Option<TimedRun>,
     /// The revocation scenario against the same floor.
@@ -458,9 +458,14 @@ impl Reference for TokenReference {
 /// wrapped data key, sealed record), and more than an audit record.
 const WRITE_BYTES: usize = 512;
 
-/// One durable write as a simulated run makes it: a sled insert under a new key into a database
-/// opened as every store opens its own ([`cmksim_sim::durable::open`]), its flush deferred as a
-/// simulated world defers it. The least a stored batch or an audit record costs.
+/// Keys the write reference cycles through: its database stops growing at 32 MiB (a long soak's
+/// sampling would otherwise write 512 MiB), while a write stays an insert into a tree of tens of
+/// thousands of entries, as the soak's own stores are.
+const WRITE_KEYS_MAX: u64 = 1 << 16;
+
+/// One durable write as a simulated run makes it: a sled insert into a database opened as every
+/// store opens its own ([`cmksim_sim::durable::open`]), its flush deferred as a simulated world
+/// defers it. The least a stored batch or an audit record costs.
 struct WriteReference {
     tree: sled::Db,
     value: Vec<u8>,
@@ -486,7 +491,7 @@ impl WriteReference {
 
 impl Reference for WriteReference {
     fn one(&mut self) -> Result<(), SimBenchError> {
-        self.next_key += 1;
+        self.next_key = (self.next_key + 1) % WRITE_KEYS_MAX;
         self.tree
             .insert(self.next_key.to_be_bytes(), self.value.as_slice())
             .map(|_previous| ())
