@@ -10,11 +10,13 @@
 //! that the ratio compares the runs with the machine as it was while they ran.
 //!
 //! Beside it, the cost of one gRPC call on the engine's stack is sampled the same way
-//! ([`CallReference`]: a health check over the in-memory network, client and server), and the
-//! engine counts the calls the soak made ([`crate::RunResult::grpc_calls`]). Together they give
-//! the soak's floor: the ratio a simulator doing nothing but its unwraps and its calls (each at
-//! the smallest call's cost) would have. Issue 12 asks for real tonic servers and clients, so
-//! that floor is paid by design; what lies between it and the ratio is the services' own work.
+//! ([`CallReference`]: a health check over the in-memory network, client and server, with a
+//! bearer token as every service call carries one), and the engine counts the calls the soak
+//! made ([`crate::RunResult::grpc_calls`]). Together they give the floor of the calls: what a
+//! simulator doing nothing but its unwraps and its calls (each at the smallest call's cost)
+//! would take. Issue 12 asks for real tonic servers and clients, and SPEC §1 for signed JWTs,
+//! so that floor is paid by design; what lies between it and the ratio is the services' own
+//! work.
 //!
 //! Two more references complete the floor with what no design can skip. The token check
 //! ([`TokenReference`]: the guard's `authenticate` of a bearer token it has seen before, the
@@ -177,7 +179,7 @@ impl SimBenchReport {
         ));
         let call = &self.grpc_call;
         out.push_str(&format!(
-            "gRPC call (a health check over the in-memory network, client and server, sampled alike): {:.1} us (10th percentile of {} samples of {}; median {:.1}, {:.1}..{:.1} us)\n",
+            "gRPC call (a health check with a bearer token over the in-memory network, client and server, sampled alike): {:.1} us (10th percentile of {} samples of {}; median {:.1}, {:.1}..{:.1} us)\n",
             call.reference_micros, call.samples, SAMPLE_CALLS, call.median_micros, call.min_micros, call.max_micros
         ));
         let check = &self.token_check;
@@ -338,15 +340,19 @@ const CALL_PORT: u16 = 50051;
 
 /// One gRPC call on the event-driven engine's stack: a tonic health check over the in-memory
 /// network ([`cmksim_sim::net::MemNet`]), client and server on one current-thread runtime with a
-/// paused clock, as the engine runs its hosts. The smallest call that stack makes: the soak's
-/// calls carry tokens, keys and records besides, so their cost is at least this.
+/// paused clock, as the engine runs its hosts, carrying a bearer token as every service call
+/// does (the services' own kind: an ES256 JWT from an [`cmksim_identity::token::Authority`]; SPEC
+/// §1). HTTP/2 never indexes an `authorization` header (h2 follows nghttp2: it is sensitive), so
+/// each call Huffman-codes the token at both ends. The smallest call that stack makes: the
+/// soak's calls carry keys and records besides, so their cost is at least this.
 struct CallReference {
     runtime: tokio::runtime::Runtime,
     client: HealthClient<tonic::transport::Channel>,
+    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl CallReference {
-    fn new() -> Result<CallReference, SimBenchError> {
+    fn new(token: &BenchToken) -> Result<CallReference, SimBenchError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -375,34 +381,43 @@ impl CallReference {
         let client = HealthClient::new(
             channel.map_err(|e| SimBenchError::Reference(format!("the gRPC call: {e}")))?,
         );
-        Ok(CallReference { runtime, client })
+        Ok(CallReference {
+            runtime,
+            client,
+            bearer: token.bearer.clone(),
+        })
     }
 }
 
 impl Reference for CallReference {
     fn one(&mut self) -> Result<(), SimBenchError> {
         let (runtime, client) = (&self.runtime, &mut self.client);
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", self.bearer.clone());
         runtime
-            .block_on(client.check(HealthCheckRequest {
-                service: String::new(),
-            }))
+            .block_on(client.check(request))
             .map(|_| ())
             .map_err(|status| SimBenchError::Reference(format!("the gRPC call failed: {status}")))
     }
 }
 
-/// One token check as every service's guard makes it ([`cmksim_identity::grpc_auth::authenticate`])
-/// of a bearer token it has checked before: the remembered path, the cheapest there is.
-struct TokenReference {
+/// A bearer token of the services' kind (an ES256 JWT for a service principal, from an
+/// authority of its own) and the verifier of that authority, for the call and token references.
+struct BenchToken {
     verifier: cmksim_identity::TokenVerifier,
-    metadata: tonic::metadata::MetadataMap,
+    /// `Bearer <token>`, as a request's `authorization` header carries it.
+    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
-impl TokenReference {
-    fn new() -> Result<TokenReference, SimBenchError> {
+impl BenchToken {
+    fn new() -> Result<BenchToken, SimBenchError> {
         use cmksim_identity::token::{audience, Authority};
         let failed = |what: &str, e: &dyn std::fmt::Display| {
-            SimBenchError::Reference(format!("the token check's {what}: {e}"))
+            SimBenchError::Reference(format!("the bench token's {what}: {e}"))
         };
         let tree = cmksim_sim::SeedTree::new(1);
         let mut rng = tree.source("bench/identity");
@@ -420,19 +435,33 @@ impl TokenReference {
             )
             .map_err(|e| failed("principal", &e))?;
         let authority = Authority::generate(&mut tree.source("bench/signing-key"));
-        let (token, _expiry) = authority.issue(
-            &principal,
-            audience::VAULT,
-            cmksim_sim::SimTime::DEFAULT_EPOCH,
-            0,
-        );
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        let value = format!("Bearer {token}")
+        let (token, _expiry) = authority.issue(&principal, audience::VAULT, BENCH_NOW, 0);
+        let bearer = format!("Bearer {token}")
             .parse()
             .map_err(|e| failed("header", &e))?;
-        metadata.insert("authorization", value);
-        let mut reference = TokenReference {
+        Ok(BenchToken {
             verifier: authority.verifier(),
+            bearer,
+        })
+    }
+}
+
+/// The simulated time of the bench token's issue and checks.
+const BENCH_NOW: cmksim_sim::SimTime = cmksim_sim::SimTime::DEFAULT_EPOCH;
+
+/// One token check as every service's guard makes it ([`cmksim_identity::grpc_auth::authenticate`])
+/// of a bearer token it has checked before: the remembered path, the cheapest there is.
+struct TokenReference {
+    verifier: cmksim_identity::TokenVerifier,
+    metadata: tonic::metadata::MetadataMap,
+}
+
+impl TokenReference {
+    fn new(token: &BenchToken) -> Result<TokenReference, SimBenchError> {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("authorization", token.bearer.clone());
+        let mut reference = TokenReference {
+            verifier: token.verifier.clone(),
             metadata,
         };
         // The first check verifies the signature; the samples time the ones after it.
@@ -447,7 +476,7 @@ impl Reference for TokenReference {
             &self.verifier,
             &self.metadata,
             cmksim_identity::token::audience::VAULT,
-            cmksim_sim::SimTime::DEFAULT_EPOCH,
+            BENCH_NOW,
         )
         .map(|_caller| ())
         .map_err(|e| SimBenchError::Reference(format!("the token check failed: {e}")))
@@ -591,10 +620,11 @@ impl References {
 
 impl ReferenceSampler {
     fn start() -> Result<ReferenceSampler, SimBenchError> {
+        let token = BenchToken::new()?;
         let mut references = References {
             unwrap: UnwrapReference::new()?,
-            call: CallReference::new()?,
-            token_check: TokenReference::new()?,
+            call: CallReference::new(&token)?,
+            token_check: TokenReference::new(&token)?,
             write: WriteReference::new()?,
         };
         let mut samples = Samples {
