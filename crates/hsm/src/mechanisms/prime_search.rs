@@ -99,16 +99,7 @@ fn probable_prime(stream: &mut ChaCha20Rng, prime_bits: usize) -> Result<BigUint
         if let Some(last) = start.last_mut() {
             *last |= 1;
         }
-        let struck = sieve(&start);
-        let base = BigUint::from_bytes_be(&start);
-        // The window's survivors of exactly the size, in order (the first past it ends them).
-        let candidates: Vec<BigUint> = struck
-            .iter()
-            .enumerate()
-            .filter(|(_, struck)| !**struck)
-            .map(|(offset, _)| &base + BigUint::from(2 * offset as u64))
-            .take_while(|candidate| candidate.bits() == prime_bits)
-            .collect();
+        let candidates = window_survivors(&start);
         let mut from = 0;
         while let Some(found) = first_passing_base_two(&candidates[from..])? {
             let candidate = &candidates[from + found];
@@ -126,6 +117,20 @@ fn probable_prime(stream: &mut ChaCha20Rng, prime_bits: usize) -> Result<BigUint
         }
     }
     Err(Ckr::DeviceError)
+}
+
+/// The survivors of the sieve in the window that opens at `start` (odd, big-endian), in order,
+/// of exactly its size (the first past it ends them).
+fn window_survivors(start: &[u8]) -> Vec<BigUint> {
+    let base = BigUint::from_bytes_be(start);
+    let bits = base.bits();
+    sieve(start)
+        .iter()
+        .enumerate()
+        .filter(|(_, struck)| !**struck)
+        .map(|(offset, _)| &base + BigUint::from(2 * offset as u64))
+        .take_while(|candidate| candidate.bits() == bits)
+        .collect()
 }
 
 /// Threads that screen a window's candidates with the base-2 round at once.
@@ -576,14 +581,8 @@ mod tests {
             stream(seed).fill_bytes(&mut start);
             start[0] |= 0xc0;
             start[127] |= 1;
-            let base = BigUint::from_bytes_be(&start);
-            let candidates: Vec<BigUint> = sieve(&start)
-                .iter()
-                .enumerate()
-                .filter(|(_, struck)| !**struck)
-                .map(|(offset, _)| &base + BigUint::from(2 * offset as u64))
-                .take(64)
-                .collect();
+            let mut candidates = window_survivors(&start);
+            candidates.truncate(64);
             let passes: Vec<bool> = candidates
                 .iter()
                 .map(|c| passes_base_two(c).unwrap())
